@@ -1,0 +1,69 @@
+"""Stepline: durable, step-based functions for the Python web app you already have.
+
+Declare functions on a ``Client``, serve them from your framework with
+``stepline.<framework>.serve(...)``, and trigger them with events.
+"""
+
+from stepline._client import Client as Client
+from stepline._context import Context as Context
+from stepline._context import SyncContext as SyncContext
+from stepline._errors import ConfigError as ConfigError
+from stepline._errors import FunctionNotFoundError as FunctionNotFoundError
+from stepline._errors import NestedStepError as NestedStepError
+from stepline._errors import NonRetriableError as NonRetriableError
+from stepline._errors import OutputUnserializableError as OutputUnserializableError
+from stepline._errors import RetryAfterError as RetryAfterError
+from stepline._errors import SendEventError as SendEventError
+from stepline._errors import SignatureVerificationError as SignatureVerificationError
+from stepline._errors import StepError as StepError
+from stepline._errors import SteplineError as SteplineError
+from stepline._event import Event as Event
+from stepline._function import Function as Function
+from stepline._identity import VERSION as __version__
+from stepline._options import Batch as Batch
+from stepline._options import Cancel as Cancel
+from stepline._options import Concurrency as Concurrency
+from stepline._options import Debounce as Debounce
+from stepline._options import Priority as Priority
+from stepline._options import RateLimit as RateLimit
+from stepline._options import Singleton as Singleton
+from stepline._options import Throttle as Throttle
+from stepline._options import Timeouts as Timeouts
+from stepline._protocol.opcodes import ParallelMode as ParallelMode
+from stepline._step import Step as Step
+from stepline._step import SyncStep as SyncStep
+from stepline._triggers import TriggerCron as TriggerCron
+from stepline._triggers import TriggerEvent as TriggerEvent
+
+__all__ = [
+    "Batch",
+    "Cancel",
+    "Client",
+    "Concurrency",
+    "ConfigError",
+    "Context",
+    "Debounce",
+    "Event",
+    "Function",
+    "FunctionNotFoundError",
+    "NestedStepError",
+    "NonRetriableError",
+    "OutputUnserializableError",
+    "ParallelMode",
+    "Priority",
+    "RateLimit",
+    "RetryAfterError",
+    "SendEventError",
+    "SignatureVerificationError",
+    "Singleton",
+    "Step",
+    "StepError",
+    "SteplineError",
+    "SyncContext",
+    "SyncStep",
+    "Throttle",
+    "Timeouts",
+    "TriggerCron",
+    "TriggerEvent",
+    "__version__",
+]

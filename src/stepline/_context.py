@@ -1,0 +1,69 @@
+"""What a function receives: the event(s), run metadata, the step tools and a logger."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+from stepline._event import Event
+from stepline._execution import ExecutionState
+from stepline._step import Step, SyncStep
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Context:
+    """Passed to ``async def`` functions.
+
+    Attributes:
+        event: the triggering event (the first one for a batch).
+        events: every triggering event (more than one with ``batch_events``).
+        run_id: this run's id.
+        attempt: 0-based attempt of the current request.
+        step: the step tools; every method is awaited.
+        logger: a logger that stays quiet while memoized steps replay.
+    """
+
+    event: Event
+    events: list[Event]
+    run_id: str
+    attempt: int
+    step: Step
+    logger: logging.LoggerAdapter[logging.Logger]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SyncContext:
+    """Passed to plain ``def`` functions; like ``Context`` with a blocking ``step``."""
+
+    event: Event
+    events: list[Event]
+    run_id: str
+    attempt: int
+    step: SyncStep
+    logger: logging.LoggerAdapter[logging.Logger]
+
+
+class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
+    """Drops log records while the function replays memoized steps.
+
+    Code before the first new step runs on every request; without this, its log
+    lines would repeat once per step.
+    """
+
+    def __init__(self, logger: logging.Logger, state: ExecutionState) -> None:
+        super().__init__(logger, {})
+        self._state = state
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        """Log unless replaying."""
+        if not self._state.is_replaying:
+            super().log(level, msg, *args, **kwargs)
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        """Add the run id to every record's ``extra``."""
+        extra = dict(kwargs.get("extra") or {})
+        extra.setdefault("run_id", self._state.request.ctx.run_id)
+        kwargs["extra"] = extra
+        return msg, kwargs

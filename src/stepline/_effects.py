@@ -1,0 +1,71 @@
+"""Effects yielded by I/O-interleaved logic, and the sync and async drivers that run them.
+
+Logic that needs I/O halfway through is written once, as a generator that yields an
+effect and receives its result (the httpx ``auth_flow`` pattern). ``drive_sync`` and
+``drive_async`` run such a generator with blocking or awaitable performers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+Flow = Generator[Any, Any, T]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """An outgoing HTTP request (to the engine's API or event API)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None = None
+    timeout: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """The answer to an ``HttpRequest``; ``status`` 0 means a network failure."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True for 2xx responses."""
+        return 200 <= self.status < 300
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait before the next attempt (retry backoff)."""
+
+    seconds: float
+
+
+def drive_sync(flow: Flow[T], perform: Callable[[Any], Any]) -> T:
+    """Run ``flow`` to completion, performing each effect with a blocking call."""
+    try:
+        effect = next(flow)
+        while True:
+            effect = flow.send(perform(effect))
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+
+
+async def drive_async(flow: Flow[T], perform: Callable[[Any], Awaitable[Any]]) -> T:
+    """Run ``flow`` to completion, awaiting each effect."""
+    try:
+        effect = next(flow)
+        while True:
+            effect = flow.send(await perform(effect))
+    except StopIteration as stop:
+        result: T = stop.value
+        return result

@@ -1,0 +1,243 @@
+"""Every error Stepline raises, each with a wire ``code`` and an HTTP status hint.
+
+Errors are mapped to responses in exactly one place (``stepline._comm.responses``);
+everything else only raises.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+__all__ = [
+    "BodyInvalidError",
+    "BodyTooLargeError",
+    "ConfigError",
+    "FunctionNotFoundError",
+    "HeaderMissingError",
+    "MethodNotAllowedError",
+    "NestedStepError",
+    "NonRetriableError",
+    "OutputUnserializableError",
+    "QueryParamMissingError",
+    "RegistrationFailedError",
+    "RetryAfterError",
+    "SendEventError",
+    "ServerKindMismatchError",
+    "SignatureVerificationError",
+    "SigningKeyMissingError",
+    "StepError",
+    "StepUnexpectedError",
+    "SteplineError",
+    "UrlInvalidError",
+]
+
+
+class SteplineError(Exception):
+    """Base of Stepline's own errors.
+
+    Attributes:
+        code: stable snake_case identifier sent on the wire as ``code``.
+        status: HTTP status used when this error ends a request.
+        retriable: whether the engine may retry after this error.
+    """
+
+    code = "unknown"
+    status = 500
+    retriable = True
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(SteplineError, ValueError):
+    """A client, function or adapter was configured with invalid options."""
+
+    code = "config_invalid"
+    status = 500
+    retriable = False
+
+
+class UrlInvalidError(ConfigError):
+    """A base URL or serve origin cannot be used."""
+
+    code = "url_invalid"
+
+
+class BodyInvalidError(SteplineError):
+    """The request body is missing, not JSON or does not match the protocol."""
+
+    code = "body_invalid"
+    status = 400
+    retriable = False
+
+
+class QueryParamMissingError(SteplineError):
+    """A required query parameter (``fnId``) is missing."""
+
+    code = "query_param_missing"
+    status = 400
+    retriable = False
+
+
+class HeaderMissingError(SteplineError):
+    """A required header is missing."""
+
+    code = "header_missing"
+    status = 400
+    retriable = False
+
+
+class FunctionNotFoundError(SteplineError):
+    """The request names a function this app does not serve."""
+
+    code = "function_not_found"
+    status = 500  # what inngest-py answers; the engine retries, the app may be mid-deploy
+
+
+class SignatureVerificationError(SteplineError):
+    """The ``X-Inngest-Signature`` header is missing, malformed, stale or wrong."""
+
+    code = "sig_verification_failed"
+    status = 401
+    retriable = False
+
+
+class SigningKeyMissingError(SteplineError):
+    """Cloud mode needs a signing key to verify requests."""
+
+    code = "signing_key_unspecified"
+    status = 500
+    retriable = False
+
+
+class ServerKindMismatchError(SteplineError):
+    """A dev server reached a cloud-mode app, or the other way round."""
+
+    code = "server_kind_mismatch"
+    status = 400
+    retriable = False
+
+
+class RegistrationFailedError(SteplineError):
+    """The engine refused or failed the ``/fn/register`` call."""
+
+    code = "registration_failed"
+    status = 500
+
+
+class SendEventError(SteplineError):
+    """Sending events to the event API failed."""
+
+    code = "send_event_failed"
+    status = 500
+
+
+class OutputUnserializableError(SteplineError):
+    """A step or function returned a value that cannot be encoded as JSON."""
+
+    code = "output_unserializable"
+    status = 500
+    retriable = False
+
+
+class NestedStepError(SteplineError):
+    """A step tool was called inside another step's callable."""
+
+    code = "step_nested"
+    status = 500
+    retriable = False
+
+    def __init__(self, message: str = "Nested steps are not supported.") -> None:
+        super().__init__(message)
+
+
+class StepUnexpectedError(SteplineError):
+    """A targeted request found a new step outside of a parallel group."""
+
+    code = "step_unexpected"
+    status = 500
+
+
+class NonRetriableError(SteplineError):
+    """Raise to fail the function at once, with no further attempts.
+
+    Raised inside ``step.run`` it still fails the whole function, as in inngest-py.
+    """
+
+    code = "non_retriable_error"
+    retriable = False
+
+    def __init__(self, message: str = "", *, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.quiet = quiet
+
+
+class RetryAfterError(SteplineError):
+    """Raise to ask for a retry no sooner than ``retry_after``.
+
+    Args:
+        message: the error message recorded for the attempt.
+        retry_after: milliseconds, a ``timedelta`` from now, or an absolute ``datetime``.
+    """
+
+    code = "retry_after_error"
+
+    def __init__(
+        self,
+        message: str,
+        retry_after: int | _dt.timedelta | _dt.datetime,
+        *,
+        quiet: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.quiet = quiet
+
+    def retry_at(self, now: _dt.datetime) -> _dt.datetime:
+        """The absolute UTC time the retry may happen, given the current time."""
+        if isinstance(self.retry_after, _dt.datetime):
+            when = self.retry_after
+            return when if when.tzinfo else when.replace(tzinfo=_dt.timezone.utc)
+        delta = (
+            self.retry_after
+            if isinstance(self.retry_after, _dt.timedelta)
+            else _dt.timedelta(milliseconds=self.retry_after)
+        )
+        return now + delta
+
+
+class StepError(SteplineError):
+    """A step failed for good; raised again each time the function replays past it.
+
+    Catch it to handle the failure; left uncaught, the function fails without retries.
+
+    Attributes:
+        name: the original error's class name.
+        message: the original error's message.
+        stack: the original traceback text, when known.
+    """
+
+    code = "step_errored"
+    retriable = False
+
+    def __init__(self, message: str, *, name: str, stack: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.stack = stack
+
+
+class BodyTooLargeError(SteplineError):
+    """The request body exceeds the handler's limit."""
+
+    code = "body_too_large"
+    status = 413
+    retriable = False
+
+
+class MethodNotAllowedError(SteplineError):
+    """The serve endpoint answers GET, PUT and POST only."""
+
+    code = "method_not_allowed"
+    status = 405
+    retriable = False

@@ -1,0 +1,331 @@
+"""One execution of a user function: memo replay, step planning and reporting.
+
+Pure and I/O-free: the ``Step``/``SyncStep`` facades call in here and only add the one
+thing that differs between them, calling or awaiting the user's callable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from stepline import _errors, _serde
+from stepline._protocol import hashing
+from stepline._protocol.execution import ExecutionRequest, Op, unwrap_memo
+from stepline._protocol.opcodes import Opcode, ParallelMode
+
+
+class Interrupt(BaseException):
+    """Control flow of the step machinery.
+
+    A ``BaseException`` so that a user's ``except Exception`` cannot swallow it.
+    """
+
+
+class _Respond(Interrupt):
+    """Stop the function: the response is the ops collected so far."""
+
+
+class _Planned(Interrupt):
+    """A parallel branch reached a new step; it was reported, the branch stops."""
+
+
+class _Skip(Interrupt):
+    """A parallel branch reached a step other than the targeted one."""
+
+
+class _Fail(Interrupt):
+    """End the function with an error that user code must not catch."""
+
+    def __init__(self, error: _errors.SteplineError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+#: Returned by ``begin_run`` when the step's callable must run now.
+EXECUTE: Any = object()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckpointPolicy:
+    """Limits on how many ``step.run``s one request may run before reporting."""
+
+    max_steps: int = 100
+    max_seconds: float = 20.0
+
+
+@dataclasses.dataclass(slots=True)
+class StepSlot:
+    """The step being executed and, once it returns, its value."""
+
+    user_id: str
+    hashed_id: str
+    index: int | None
+    output_type: Any = None
+    value: Any = None
+
+
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    """How one execution ended: returned, reported ops, or failed."""
+
+    output: Any = None
+    ops: list[Op] | None = None
+    error: BaseException | None = None
+    no_retry: bool = False
+
+
+class ParallelGroup:
+    """Collects the outputs of the branches of one ``parallel`` call."""
+
+    __slots__ = ("outputs", "skipped")
+
+    def __init__(self) -> None:
+        self.outputs: list[Any] = []
+        self.skipped = False
+
+    @contextlib.contextmanager
+    def branch(self) -> Iterator[None]:
+        """Run one branch; a branch stopped at a new or untargeted step ends quietly."""
+        try:
+            yield
+        except _Planned:
+            pass
+        except _Skip:
+            self.skipped = True
+
+
+class ExecutionState:
+    """Everything one execution knows: memos, step counter, collected ops."""
+
+    def __init__(
+        self,
+        request: ExecutionRequest,
+        *,
+        checkpoint: CheckpointPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.request = request
+        ctx = request.ctx
+        self._memos = request.steps
+        self._unseen = len(request.steps)
+        self._counter = hashing.StepIdCounter()
+        self._target = None if ctx.step_id == "step" else ctx.step_id
+        self._force_plan = ctx.disable_immediate_execution
+        self._attempt = ctx.attempt
+        self._max_attempts = ctx.max_attempts
+        self._ops: list[Op] = []
+        self._done: list[Op] = []  # steps run in this request under checkpointing
+        self._running: StepSlot | None = None
+        self._parallel_depth = 0
+        self._parallel_mode = ParallelMode.WAIT
+        self._no_retry = False
+        self._checkpoint = checkpoint
+        self._clock = clock
+        self._started = clock()
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while memoized steps remain ahead of the code being run."""
+        return self._unseen > 0
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def begin_run(self, user_id: str, output_type: Any = None) -> Any:
+        """Start ``step.run``: the memoized value, or ``EXECUTE`` with the step armed."""
+        slot = self._begin(user_id)
+        slot.output_type = output_type
+        found, value = self._replay(slot)
+        if found:
+            return _serde.revive(value, output_type)
+        self._plan(slot, Opcode.STEP_RUN, runnable=True)
+        self._running = slot
+        return EXECUTE
+
+    @contextlib.contextmanager
+    def executing(self) -> Iterator[StepSlot]:
+        """Wrap the call of a step's callable; failures become ``StepError``/``StepFailed``."""
+        slot = self._running
+        assert slot is not None, "begin_run must arm a step first"
+        try:
+            yield slot
+        except (Interrupt, _errors.NonRetriableError, _errors.RetryAfterError):
+            raise  # these end the function, not just the step (as in inngest-py)
+        except Exception as exc:
+            self._report_failure(slot, exc)
+        finally:
+            self._running = None
+
+    def finish_run(self, slot: StepSlot) -> Any:
+        """Record a step's value: report it now, or keep going when checkpointing."""
+        try:
+            data = _serde.to_jsonable(slot.value, what=f'output of step "{slot.user_id}"')
+        except _errors.OutputUnserializableError as exc:
+            raise _Fail(exc) from None
+        op = Op(Opcode.STEP_RUN, slot.hashed_id, slot.user_id, slot.index, data=data)
+        if not self._may_checkpoint():
+            self._ops.append(op)
+            raise _Respond
+        self._done.append(op)
+        if (
+            len(self._done) >= self._checkpoint.max_steps  # type: ignore[union-attr]
+            or self._clock() - self._started >= self._checkpoint.max_seconds  # type: ignore[union-attr]
+        ):
+            raise _Respond
+        return _serde.revive(data, slot.output_type)
+
+    def op_step(
+        self,
+        user_id: str,
+        opcode: Opcode,
+        *,
+        name: str | None = None,
+        opts: dict[str, Any] | None = None,
+    ) -> Any:
+        """A step the engine performs (sleep, wait, invoke): its memo, or report it."""
+        slot = self._begin(user_id)
+        found, value = self._replay(slot)
+        if found:
+            return value
+        self._plan(slot, opcode, runnable=False, name=name, opts=opts)
+        raise AssertionError("unreachable: _plan raises for engine steps")  # pragma: no cover
+
+    @contextlib.contextmanager
+    def parallel(self, mode: ParallelMode) -> Iterator[ParallelGroup]:
+        """Run branches in discovery mode; report every new step found in them."""
+        if self._running is not None:
+            raise _errors.NestedStepError
+        group = ParallelGroup()
+        outer_mode, self._parallel_mode = self._parallel_mode, mode
+        reported = len(self._ops)
+        self._parallel_depth += 1
+        try:
+            yield group
+        finally:
+            self._parallel_depth -= 1
+            self._parallel_mode = outer_mode
+        if len(self._ops) > reported:
+            raise _Planned if self._parallel_depth else _Respond
+        if group.skipped:
+            # The targeted step is not in this group: nothing here may complete.
+            raise _Skip if self._parallel_depth else _Respond
+
+    # -- the function as a whole ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def function_call(self, outcome: Outcome) -> Iterator[Outcome]:
+        """Run the user function; fill ``outcome`` however it ends."""
+        try:
+            yield outcome
+        except (_Respond, _Planned, _Skip):
+            outcome.ops = self._done + self._ops
+        except _Fail as fail:
+            outcome.error = fail.error
+        except Exception as exc:
+            outcome.error = exc
+        else:
+            if self._done:  # report completion along with the checkpointed steps
+                data = _serde.to_jsonable(outcome.output, what="function output")
+                done = Op(Opcode.RUN_COMPLETE, hashing.RUN_COMPLETE_ID, "complete", data=data)
+                outcome.ops = [*self._done, done]
+        if outcome.error is not None and self._done:
+            # Keep the steps that succeeded; the failure is met again on the next call.
+            outcome.ops, outcome.error = list(self._done), None
+        outcome.no_retry = self._no_retry
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _begin(self, user_id: str) -> StepSlot:
+        if self._running is not None:
+            raise _errors.NestedStepError
+        if not isinstance(user_id, str) or not user_id:
+            raise _Fail(_errors.ConfigError("a step id must be a non-empty string"))
+        hashed, index = self._counter.next(user_id)
+        return StepSlot(user_id, hashed, index)
+
+    def _replay(self, slot: StepSlot) -> tuple[bool, Any]:
+        raw = self._memos.get(slot.hashed_id, _MISSING)
+        if raw is _MISSING:
+            return False, None
+        self._unseen -= 1
+        value, error = unwrap_memo(raw)
+        if error is not None:
+            raise _errors.StepError(
+                str(error.get("message", "")),
+                name=str(error.get("name", "Error")),
+                stack=error.get("stack") if isinstance(error.get("stack"), str) else None,
+            )
+        return True, value
+
+    def _plan(
+        self,
+        slot: StepSlot,
+        opcode: Opcode,
+        *,
+        runnable: bool,
+        name: str | None = None,
+        opts: dict[str, Any] | None = None,
+    ) -> None:
+        op = Op(opcode, slot.hashed_id, slot.user_id, slot.index, name=name, opts=opts)
+        if self._target is not None:
+            if slot.hashed_id != self._target:
+                if self._parallel_depth:
+                    raise _Skip
+                raise _Fail(
+                    _errors.StepUnexpectedError(
+                        f'found step "{slot.user_id}" when targeting a different step'
+                    )
+                )
+            if runnable:
+                return
+        elif self._parallel_depth:
+            if runnable:
+                op.op = Opcode.STEP_PLANNED
+            if self._parallel_mode is ParallelMode.RACE:
+                op.opts = {**(op.opts or {}), "parallelMode": ParallelMode.RACE.value}
+            self._ops.append(op)
+            raise _Planned
+        elif runnable:
+            if not self._force_plan:
+                return
+            op.op = Opcode.STEP_PLANNED
+        self._ops.append(op)
+        raise _Respond
+
+    def _report_failure(self, slot: StepSlot, exc: Exception) -> None:
+        retriable = exc.retriable if isinstance(exc, _errors.SteplineError) else True
+        final = not retriable or (
+            self._max_attempts is not None and self._attempt + 1 >= self._max_attempts
+        )
+        opcode = Opcode.STEP_FAILED if final else Opcode.STEP_ERROR
+        self._no_retry = self._no_retry or not retriable
+        self._ops.append(
+            Op(opcode, slot.hashed_id, slot.user_id, slot.index, error=error_body(exc))
+        )
+        raise _Respond
+
+    def _may_checkpoint(self) -> bool:
+        return (
+            self._checkpoint is not None
+            and self._target is None
+            and not self._force_plan
+            and not self._parallel_depth
+        )
+
+
+_MISSING: Any = object()
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """The wire error object ``{code, message, name, stack}`` for an exception."""
+    import traceback
+
+    if isinstance(exc, _errors.StepError):
+        return {"code": exc.code, "message": exc.message, "name": exc.name, "stack": exc.stack}
+    code = exc.code if isinstance(exc, _errors.SteplineError) else "unknown"
+    message = exc.message if isinstance(exc, _errors.SteplineError) else str(exc)
+    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {"code": code, "message": message, "name": type(exc).__name__, "stack": stack}

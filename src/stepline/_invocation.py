@@ -1,0 +1,66 @@
+"""Calling a user function for one request, in its sync or its async form."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from stepline._context import Context, ReplayAwareLogger, SyncContext
+from stepline._event import Event
+from stepline._execution import ExecutionState, Outcome
+from stepline._step import Step, SyncStep
+
+if TYPE_CHECKING:
+    from stepline._client import Client
+    from stepline._function import Function
+
+Clock = Callable[[], _dt.datetime]
+
+
+def utc_now() -> _dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def parse_events(state: ExecutionState) -> list[Event]:
+    """The request's events, validated; the first is the triggering event.
+
+    Raises:
+        BodyInvalidError: an event is malformed.
+    """
+    request = state.request
+    events = [Event.from_wire(raw) for raw in request.events]
+    return events or [Event.from_wire(request.event)]
+
+
+def _common(state: ExecutionState, client: Client, events: list[Event]) -> dict[str, Any]:
+    return {
+        "event": events[0],
+        "events": events,
+        "run_id": state.request.ctx.run_id,
+        "attempt": state.request.ctx.attempt,
+        "logger": ReplayAwareLogger(client.logger, state),
+    }
+
+
+def call_sync(
+    fn: Function, state: ExecutionState, client: Client, events: list[Event], now: Clock = utc_now
+) -> Outcome:
+    """Run a plain ``def`` function until it returns or reports."""
+    ctx = SyncContext(step=SyncStep(state, client, now), **_common(state, client, events))
+    outcome = Outcome()
+    with state.function_call(outcome):
+        outcome.output = fn.handler(ctx)  # type: ignore[arg-type]
+    return outcome
+
+
+async def call_async(
+    fn: Function, state: ExecutionState, client: Client, events: list[Event], now: Clock = utc_now
+) -> Outcome:
+    """Run an ``async def`` function until it returns or reports."""
+    ctx = Context(step=Step(state, client, now), **_common(state, client, events))
+    outcome = Outcome()
+    with state.function_call(outcome):
+        outcome.output = await fn.handler(ctx)  # type: ignore[arg-type]
+    return outcome

@@ -1,0 +1,530 @@
+"""Function options: flow control, cancellation, timeouts (PROTOCOL.md §2.3).
+
+Each option validates itself when built and raises :class:`~stepline._errors.ConfigError`
+naming the option and the bad value, so a typo fails at import time rather than at sync.
+Durations are stored as ``timedelta`` whatever the user passed; ``to_wire()`` renders the
+registration shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal, TypeVar
+
+from stepline import _errors
+from stepline._protocol import durations
+
+__all__ = [
+    "Batch",
+    "Cancel",
+    "Concurrency",
+    "Debounce",
+    "DurationLike",
+    "FunctionOptions",
+    "Priority",
+    "RateLimit",
+    "Singleton",
+    "Throttle",
+    "Timeouts",
+    "check_duration",
+    "check_expression",
+]
+
+#: What users may pass wherever a duration is expected: ``timedelta``, int ms or ``"5m"``.
+DurationLike = _dt.timedelta | int | str
+
+_T = TypeVar("_T")
+_SECOND = _dt.timedelta(seconds=1)
+_DAY = _dt.timedelta(days=1)
+_MAX_CONCURRENCY = 2  # the engine's MaxConcurrencyLimits
+_MAX_RETRIES = 20
+_CLOSERS = {")": "(", "]": "[", "}": "{"}
+
+
+def check_expression(where: str, text: str) -> None:
+    """Light syntax check of a CEL expression: non-empty, quotes and brackets balanced.
+
+    A stand-in for a real CEL parser; it catches typos, not type errors.
+
+    Raises:
+        ConfigError: ``text`` is not a string, is blank or is unbalanced.
+    """
+    _check_type(where, text, str, "an expression string")
+    if not text.strip():
+        raise _errors.ConfigError(f"{where} must not be an empty expression")
+    stack: list[str] = []
+    quote: str | None = None
+    escaped = False
+    for char in text:
+        if quote is not None:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            stack.append(char)
+        elif char in _CLOSERS and (not stack or stack.pop() != _CLOSERS[char]):
+            raise _errors.ConfigError(f"{where} has an unmatched {char!r} in {text!r}")
+    if quote is not None:
+        raise _errors.ConfigError(f"{where} has an unterminated string literal in {text!r}")
+    if stack:
+        raise _errors.ConfigError(f"{where} has an unclosed {stack[-1]!r} in {text!r}")
+
+
+def check_duration(
+    where: str,
+    value: object,
+    *,
+    minimum: _dt.timedelta = _SECOND,
+    maximum: _dt.timedelta | None = None,
+) -> _dt.timedelta:
+    """Normalise a user duration and check it is whole seconds within bounds.
+
+    Raises:
+        ConfigError: wrong type, unparsable string, fractional seconds or out of bounds.
+    """
+    if isinstance(value, bool) or not isinstance(value, _dt.timedelta | int | str):
+        raise _errors.ConfigError(
+            f"{where} must be a timedelta, int milliseconds or a duration string "
+            f"such as '30s', got {value!r}"
+        )
+    try:
+        delta = durations.to_timedelta(value)
+    except ValueError as exc:
+        raise _errors.ConfigError(f"{where}: {exc}") from None
+    if delta % _SECOND:
+        raise _errors.ConfigError(f"{where} must be a whole number of seconds, got {value!r}")
+    if delta < minimum:
+        low = durations.format_duration(minimum)
+        raise _errors.ConfigError(f"{where} must be at least {low}, got {value!r}")
+    if maximum is not None and delta > maximum:
+        high = durations.format_duration(maximum)
+        raise _errors.ConfigError(f"{where} must be at most {high}, got {value!r}")
+    return delta
+
+
+def _check_type(where: str, value: object, kind: type[Any], what: str) -> None:
+    # bool is an int subclass; ``retries=True`` is a mistake, not 1.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise _errors.ConfigError(f"{where} must be {what}, got {value!r}")
+
+
+def _check_int(where: str, value: object, *, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _errors.ConfigError(f"{where} must be an int, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise _errors.ConfigError(f"{where} must be {bounds}, got {value!r}")
+
+
+def _check_optional(where: str, value: object, kind: type[_T]) -> None:
+    if value is not None:
+        _check_type(where, value, kind, f"a {kind.__name__} or None")
+
+
+def _check_key(where: str, key: str | None) -> None:
+    if key is not None:
+        check_expression(where, key)
+
+
+def _normalise(obj: object, attr: str, delta: _dt.timedelta) -> None:
+    object.__setattr__(obj, attr, delta)  # frozen dataclass: store the canonical timedelta
+
+
+_WIRE_NAMES = {"if_exp": "if", "max_size": "maxSize"}
+
+
+class _Option:
+    """Base of the option dataclasses: one ``to_wire`` for all of them."""
+
+    __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    def to_wire(self) -> dict[str, Any]:
+        """The registration shape: set fields only, durations as ``"5m"`` strings."""
+        out: dict[str, Any] = {}
+        for attr in self.__dataclass_fields__:
+            value = getattr(self, attr)
+            if isinstance(value, _dt.datetime):
+                value = durations.format_timestamp(value)
+            elif isinstance(value, _dt.timedelta):
+                value = durations.format_duration(value)
+            if value is not None:
+                out[_WIRE_NAMES.get(attr, attr)] = value
+        return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Concurrency(_Option):
+    """At most ``limit`` steps of matching runs execute at once.
+
+    Args:
+        limit: slots, at least 1.
+        key: CEL expression (``event`` = triggering event) sharding the limit.
+        scope: ``"fn"`` (default), ``"env"`` or ``"account"``; the wider scopes need a key.
+    """
+
+    limit: int
+    key: str | None = None
+    scope: Literal["fn", "env", "account"] | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.limit) is int and self.limit == 0:
+            raise _errors.ConfigError(
+                "Concurrency.limit must be >= 1, got 0 (0 means unlimited on the engine; "
+                "omit concurrency instead)"
+            )
+        _check_int("Concurrency.limit", self.limit, minimum=1)
+        _check_key("Concurrency.key", self.key)
+        if self.scope is not None and self.scope not in ("fn", "env", "account"):
+            raise _errors.ConfigError(
+                f"Concurrency.scope must be 'fn', 'env' or 'account', got {self.scope!r}"
+            )
+        if self.scope in ("env", "account") and self.key is None:
+            raise _errors.ConfigError(f"Concurrency.scope={self.scope!r} requires a key")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Throttle(_Option):
+    """Start at most ``limit`` runs per ``period``; excess runs are queued, not dropped.
+
+    Args:
+        limit: runs per period, at least 1.
+        period: 1s to 7d.
+        key: CEL expression giving a separate throttle per value.
+        burst: extra runs allowed in a burst, at least 1 (the engine defaults to 1).
+    """
+
+    limit: int
+    period: DurationLike
+    key: str | None = None
+    burst: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("Throttle.limit", self.limit, minimum=1)
+        period = check_duration("Throttle.period", self.period, maximum=7 * _DAY)
+        _normalise(self, "period", period)
+        _check_key("Throttle.key", self.key)
+        if self.burst is not None:
+            _check_int("Throttle.burst", self.burst, minimum=1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateLimit(_Option):
+    """Start at most ``limit`` runs per ``period``; excess runs are dropped.
+
+    Args:
+        limit: runs per period, at least 1.
+        period: 1s to 24h.
+        key: CEL expression giving a separate limit per value.
+    """
+
+    limit: int
+    period: DurationLike
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("RateLimit.limit", self.limit, minimum=1)
+        _normalise(self, "period", check_duration("RateLimit.period", self.period, maximum=_DAY))
+        _check_key("RateLimit.key", self.key)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Debounce(_Option):
+    """Run once after matching events stop arriving for ``period``.
+
+    Args:
+        period: quiet time, 1s to 7d; each new event restarts it.
+        key: CEL expression giving a separate debounce per value.
+        timeout: the longest total delay, at least ``period``.
+    """
+
+    period: DurationLike
+    key: str | None = None
+    timeout: DurationLike | None = None
+
+    def __post_init__(self) -> None:
+        period = check_duration("Debounce.period", self.period, maximum=7 * _DAY)
+        _normalise(self, "period", period)
+        _check_key("Debounce.key", self.key)
+        if self.timeout is not None:
+            timeout = check_duration("Debounce.timeout", self.timeout)
+            if timeout < period:
+                raise _errors.ConfigError(
+                    f"Debounce.timeout ({durations.format_duration(timeout)}) must not be "
+                    f"shorter than Debounce.period ({durations.format_duration(period)})"
+                )
+            _normalise(self, "timeout", timeout)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch(_Option):
+    """Hand the function up to ``max_size`` events at once.
+
+    Args:
+        max_size: 1 to 100 events.
+        timeout: how long a partial batch waits, 1s to 60s.
+        key: CEL expression giving a separate batch per value.
+        if_exp: CEL condition; events failing it are run unbatched.
+    """
+
+    max_size: int
+    timeout: DurationLike
+    key: str | None = None
+    if_exp: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("Batch.max_size", self.max_size, minimum=1, maximum=100)
+        timeout = check_duration("Batch.timeout", self.timeout, maximum=60 * _SECOND)
+        _normalise(self, "timeout", timeout)
+        _check_key("Batch.key", self.key)
+        _check_key("Batch.if_exp", self.if_exp)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Priority(_Option):
+    """Queue priority.
+
+    Args:
+        run: CEL expression returning seconds (-600..600) to jump the queue by.
+    """
+
+    run: str
+
+    def __post_init__(self) -> None:
+        check_expression("Priority.run", self.run)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cancel(_Option):
+    """Cancel a run when a matching event arrives.
+
+    Args:
+        event: name of the cancelling event.
+        if_exp: CEL condition; ``event`` is the run's trigger, ``async`` the cancel event.
+        timeout: how long the cancellation stays armed (a duration of at least 1s, or an
+            absolute ``datetime``; naive means UTC); the engine defaults to a year.
+    """
+
+    event: str
+    if_exp: str | None = None
+    timeout: DurationLike | _dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        _check_type("Cancel.event", self.event, str, "an event name")
+        if not self.event.strip():
+            raise _errors.ConfigError("Cancel.event must not be empty")
+        _check_key("Cancel.if_exp", self.if_exp)
+        if self.timeout is not None and not isinstance(self.timeout, _dt.datetime):
+            _normalise(self, "timeout", check_duration("Cancel.timeout", self.timeout))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Singleton(_Option):
+    """Allow one active run at a time (per ``key``).
+
+    Args:
+        mode: ``"skip"`` drops the new run; ``"cancel"`` cancels the active one.
+        key: CEL expression giving a separate singleton per value.
+    """
+
+    mode: Literal["skip", "cancel"]
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("skip", "cancel"):
+            raise _errors.ConfigError(
+                f"Singleton.mode must be 'skip' or 'cancel', got {self.mode!r}"
+            )
+        _check_key("Singleton.key", self.key)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Timeouts(_Option):
+    """Cancel a run that waits too long to start or takes too long to finish.
+
+    Args:
+        start: longest wait in the queue before the first attempt starts.
+        finish: longest time from start to completion.
+    """
+
+    start: DurationLike | None = None
+    finish: DurationLike | None = None
+
+    def __post_init__(self) -> None:
+        if self.start is None and self.finish is None:
+            raise _errors.ConfigError("Timeouts needs at least one of start or finish")
+        for attr in ("start", "finish"):
+            value = getattr(self, attr)
+            if value is not None:
+                _normalise(self, attr, check_duration(f"Timeouts.{attr}", value))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FunctionOptions:
+    """Everything a function carries besides its id, triggers and handler.
+
+    Prefer :meth:`build`, which accepts the looser forms users write.
+
+    Args:
+        name: display name (defaults to the function id at registration).
+        description: free text shown in the dashboard.
+        retries: retries after the first attempt, 0 to 20 (engine default 4).
+        concurrency: up to two limits.
+        throttle: queue excess runs.
+        rate_limit: drop excess runs.
+        debounce: delay until events stop.
+        batch_events: run on batches of events.
+        priority: queue priority.
+        cancel: cancellation events.
+        idempotency: CEL key; one run per key per 24h.
+        singleton: one active run at a time.
+        timeouts: start/finish deadlines.
+    """
+
+    name: str | None = None
+    description: str | None = None
+    retries: int | None = None
+    concurrency: tuple[Concurrency, ...] = ()
+    throttle: Throttle | None = None
+    rate_limit: RateLimit | None = None
+    debounce: Debounce | None = None
+    batch_events: Batch | None = None
+    priority: Priority | None = None
+    cancel: tuple[Cancel, ...] = ()
+    idempotency: str | None = None
+    singleton: Singleton | None = None
+    timeouts: Timeouts | None = None
+
+    def __post_init__(self) -> None:
+        for attr, kind in (
+            ("name", str),
+            ("description", str),
+            ("throttle", Throttle),
+            ("rate_limit", RateLimit),
+            ("debounce", Debounce),
+            ("batch_events", Batch),
+            ("priority", Priority),
+            ("singleton", Singleton),
+            ("timeouts", Timeouts),
+        ):
+            _check_optional(f"FunctionOptions.{attr}", getattr(self, attr), kind)
+        if self.name is not None and not self.name.strip():
+            raise _errors.ConfigError("FunctionOptions.name must not be empty")
+        if self.retries is not None:
+            _check_int("FunctionOptions.retries", self.retries, minimum=0, maximum=_MAX_RETRIES)
+        _check_key("FunctionOptions.idempotency", self.idempotency)
+        sequences: tuple[tuple[str, type[_Option]], ...] = (
+            ("concurrency", Concurrency),
+            ("cancel", Cancel),
+        )
+        for attr, item_kind in sequences:
+            items = _as_tuple(f"FunctionOptions.{attr}", getattr(self, attr), item_kind)
+            object.__setattr__(self, attr, items)  # a list becomes the declared tuple
+        self._check_combinations()
+
+    def _check_combinations(self) -> None:
+        # Each rule mirrors a check the engine makes at registration (pkg/inngest).
+        if len(self.concurrency) > _MAX_CONCURRENCY:
+            raise _errors.ConfigError(
+                f"FunctionOptions.concurrency allows at most {_MAX_CONCURRENCY} limits, "
+                f"got {len(self.concurrency)}"
+            )
+        if self.batch_events is not None and self.debounce is not None:
+            raise _errors.ConfigError("FunctionOptions: batch_events cannot be used with debounce")
+        if self.batch_events is not None and self.priority is not None:
+            raise _errors.ConfigError("FunctionOptions: batch_events cannot be used with priority")
+        if self.idempotency is not None and self.rate_limit is not None:
+            raise _errors.ConfigError(
+                "FunctionOptions: idempotency cannot be used with rate_limit (idempotency "
+                "is a rate limit of 1 per 24h; set one or the other)"
+            )
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        retries: int | None = None,
+        concurrency: int | Concurrency | Sequence[Concurrency] | None = None,
+        throttle: Throttle | None = None,
+        rate_limit: RateLimit | None = None,
+        debounce: Debounce | None = None,
+        batch_events: Batch | None = None,
+        priority: Priority | None = None,
+        cancel: Cancel | Sequence[Cancel] | None = None,
+        idempotency: str | None = None,
+        singleton: Singleton | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> FunctionOptions:
+        """Normalise user inputs and validate them together.
+
+        ``concurrency`` may be an int (a plain function-wide limit), one
+        :class:`Concurrency` or a list; ``cancel`` may be one :class:`Cancel` or a list.
+
+        Raises:
+            ConfigError: any option or combination of options is invalid.
+        """
+        limits: tuple[Concurrency, ...]
+        if concurrency is None:
+            limits = ()
+        elif isinstance(concurrency, int) and not isinstance(concurrency, bool):
+            limits = (Concurrency(limit=concurrency),)
+        elif isinstance(concurrency, Concurrency):
+            limits = (concurrency,)
+        else:
+            limits = _as_tuple("FunctionOptions.concurrency", concurrency, Concurrency)
+        cancels = (cancel,) if isinstance(cancel, Cancel) else (cancel or ())
+        return cls(
+            name=name,
+            description=description,
+            retries=retries,
+            concurrency=limits,
+            throttle=throttle,
+            rate_limit=rate_limit,
+            debounce=debounce,
+            batch_events=batch_events,
+            priority=priority,
+            cancel=_as_tuple("FunctionOptions.cancel", cancels, Cancel),
+            idempotency=idempotency,
+            singleton=singleton,
+            timeouts=timeouts,
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        """Function-level registration keys, only those that are set (PROTOCOL.md §2.3)."""
+        out: dict[str, Any] = {}
+        if self.description is not None:
+            out["description"] = self.description
+        if self.idempotency is not None:
+            out["idempotency"] = self.idempotency
+        for key, items in (("concurrency", self.concurrency), ("cancel", self.cancel)):
+            if items:
+                out[key] = [item.to_wire() for item in items]
+        for key, option in (
+            ("throttle", self.throttle),
+            ("rateLimit", self.rate_limit),
+            ("debounce", self.debounce),
+            ("batchEvents", self.batch_events),
+            ("priority", self.priority),
+            ("singleton", self.singleton),
+            ("timeouts", self.timeouts),
+        ):
+            if option is not None:
+                out[key] = option.to_wire()
+        return out
+
+
+def _as_tuple(where: str, items: object, kind: type[_T]) -> tuple[_T, ...]:
+    if isinstance(items, str | bytes) or not isinstance(items, Sequence):
+        raise _errors.ConfigError(f"{where} must be a list of {kind.__name__}, got {items!r}")
+    for item in items:
+        _check_type(f"{where}[]", item, kind, f"a {kind.__name__}")
+    return tuple(items)

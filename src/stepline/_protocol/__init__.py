@@ -1,0 +1,1 @@
+"""The Inngest wire protocol, sans I/O: shared by the SDK and the engine."""

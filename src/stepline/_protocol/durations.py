@@ -1,0 +1,82 @@
+"""Go-style duration strings (``"1m"``, ``"1h30m"``, ``"2d"``) and wire timestamps."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+
+_UNITS_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60 * 1_000_000_000,
+    "h": 3_600 * 1_000_000_000,
+    "d": 86_400 * 1_000_000_000,
+    "w": 7 * 86_400 * 1_000_000_000,
+}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w)")
+_LARGEST_FIRST = (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+
+
+def format_duration(value: _dt.timedelta | int) -> str:
+    """Format a duration the way inngest-py does: the largest whole unit, at least ``1s``.
+
+    Args:
+        value: a ``timedelta`` or milliseconds.
+    """
+    ms = value if isinstance(value, int) else round(value.total_seconds() * 1000)
+    if ms < 0:
+        raise ValueError("duration must not be negative")
+    seconds = max(1, -(-ms // 1000))  # round up so "500ms" never becomes "0s"
+    for unit, size in _LARGEST_FIRST:
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    raise AssertionError("unreachable: every whole second divides by 1")  # pragma: no cover
+
+
+def parse_duration(text: str) -> _dt.timedelta:
+    """Parse a Go/str2duration string such as ``"1h30m"`` or ``"2d"``.
+
+    Raises:
+        ValueError: the text is empty or has an unknown unit.
+    """
+    raw = text.strip()
+    if not raw:
+        raise ValueError("empty duration")
+    total_ns = 0.0
+    pos = 0
+    for match in _PART.finditer(raw):
+        if match.start() != pos:
+            break
+        total_ns += float(match.group(1)) * _UNITS_NS[match.group(2)]
+        pos = match.end()
+    if pos != len(raw) or pos == 0:
+        raise ValueError(f"invalid duration {text!r}; use forms like '30s', '5m', '1h30m', '2d'")
+    return _dt.timedelta(microseconds=total_ns / 1000)
+
+
+def to_timedelta(value: _dt.timedelta | int | str) -> _dt.timedelta:
+    """Normalise a user duration (``timedelta``, milliseconds or a duration string)."""
+    if isinstance(value, _dt.timedelta):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("a duration cannot be a bool")
+    if isinstance(value, int):
+        return _dt.timedelta(milliseconds=value)
+    return parse_duration(value)
+
+
+def format_timestamp(when: _dt.datetime) -> str:
+    """UTC ISO-8601 with milliseconds and ``Z``: ``2026-01-01T00:00:00.123Z``."""
+    utc = when.astimezone(_dt.timezone.utc) if when.tzinfo else when
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> _dt.datetime:
+    """Parse an RFC 3339 timestamp (``Z`` or offset) into an aware UTC datetime."""
+    value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_dt.timezone.utc)
+    return value.astimezone(_dt.timezone.utc)

@@ -1,0 +1,168 @@
+"""Sending events to the event API, written once as a generator of effects.
+
+``send_flow`` decides everything (request, retries, backoff, result) without I/O;
+``send_sync`` and ``send_async`` run it with a transport.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+from stepline import _effects, _errors, _event, _identity, _settings, _transport
+from stepline._protocol import headers
+
+__all__ = ["send_async", "send_flow", "send_sync"]
+
+#: Event key the dev server accepts when none is configured (Cloud answers 401).
+NO_EVENT_KEY = "NO_EVENT_KEY_SET"
+SEED_BYTES = 10
+_BACKOFF_FIRST = 0.1
+_BACKOFF_CAP = 2.0
+_RESERVED_PREFIX = "inngest/"
+
+
+def send_flow(
+    settings: _settings.Settings,
+    events: Sequence[_event.Event],
+    *,
+    now_ms: int,
+    seed: bytes,
+) -> _effects.Flow[list[str]]:
+    """Send events, retrying network errors and 5xx with exponential backoff.
+
+    The same request, including its ``X-Inngest-Event-Id-Seed`` header, is sent on every
+    attempt, so the server mints the same event ids if an earlier response was lost.
+
+    Args:
+        settings: resolved settings (event API URL, key, env, attempts, timeout).
+        events: the events to send, at least one.
+        now_ms: current time in ms; the seed's time and the ``ts`` of events without one.
+        seed: 10 random bytes for the event-id seed.
+
+    Yields:
+        ``HttpRequest`` and ``Sleep`` effects.
+
+    Returns:
+        The ids the server assigned, in input order.
+
+    Raises:
+        SendEventError: invalid events (before any I/O), or the last attempt failed.
+    """
+    request = _build_request(settings, events, now_ms=now_ms, seed=seed)
+    response: _effects.HttpResponse = yield request
+    attempt = 1
+    while _retriable(response) and attempt < settings.send_max_attempts:
+        yield _effects.Sleep(min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** (attempt - 1)))
+        attempt += 1
+        response = yield request
+    return _ids(response, attempt)
+
+
+def send_sync(
+    transport: _transport.SyncTransport,
+    settings: _settings.Settings,
+    events: Sequence[_event.Event],
+) -> list[str]:
+    """Send events with blocking I/O; see ``send_flow``."""
+    flow = send_flow(settings, events, now_ms=_now_ms(), seed=os.urandom(SEED_BYTES))
+    return _effects.drive_sync(flow, transport.perform)
+
+
+async def send_async(
+    transport: _transport.AsyncTransport,
+    settings: _settings.Settings,
+    events: Sequence[_event.Event],
+) -> list[str]:
+    """Send events with async I/O; see ``send_flow``."""
+    flow = send_flow(settings, events, now_ms=_now_ms(), seed=os.urandom(SEED_BYTES))
+    return await _effects.drive_async(flow, transport.perform)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _build_request(
+    settings: _settings.Settings,
+    events: Sequence[_event.Event],
+    *,
+    now_ms: int,
+    seed: bytes,
+) -> _effects.HttpRequest:
+    if len(seed) != SEED_BYTES:
+        raise ValueError(f"seed must be {SEED_BYTES} bytes, not {len(seed)}")
+    key = urllib.parse.quote(settings.event_key or NO_EVENT_KEY, safe="")
+    request_headers = {
+        headers.CONTENT_TYPE: headers.JSON,
+        headers.SDK: _identity.SDK_HEADER,
+        headers.REQ_VERSION: headers.REQUEST_VERSION,
+        headers.USER_AGENT: _identity.SDK_HEADER,
+        headers.EVENT_ID_SEED: f"{now_ms},{base64.b64encode(seed).decode('ascii')}",
+    }
+    if settings.env:
+        request_headers[headers.ENV] = settings.env
+    return _effects.HttpRequest(
+        method="POST",
+        url=f"{settings.event_api_base_url}/e/{key}",
+        headers=request_headers,
+        body=_body(events, now_ms),
+        timeout=settings.request_timeout,
+    )
+
+
+def _body(events: Sequence[_event.Event], now_ms: int) -> bytes:
+    if not events:
+        raise _errors.SendEventError("no events to send")
+    wire: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        if not isinstance(event.name, str) or not event.name:
+            raise _errors.SendEventError(f"event {index} has no name")
+        if event.name.startswith(_RESERVED_PREFIX):
+            raise _errors.SendEventError(
+                f"event {index} name {event.name!r}: the {_RESERVED_PREFIX!r} prefix is reserved"
+            )
+        item = event.to_wire()
+        if not event.ts:
+            item["ts"] = now_ms
+        wire.append(item)
+    try:
+        return json.dumps(wire, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise _errors.SendEventError(f"events are not JSON-serializable: {exc}") from exc
+
+
+def _retriable(response: _effects.HttpResponse) -> bool:
+    return response.status == 0 or response.status >= 500
+
+
+def _ids(response: _effects.HttpResponse, attempts: int) -> list[str]:
+    if response.status == 0:
+        raise _errors.SendEventError(
+            f"event API unreachable after {attempts} attempt(s): {response.error}"
+        )
+    payload = _json(response.body)
+    if not response.ok:
+        detail = payload.get("error") if isinstance(payload, dict) else None
+        if not isinstance(detail, str) or not detail:
+            detail = response.body[:200].decode("utf-8", "replace") or "no error message"
+        raise _errors.SendEventError(
+            f"event API answered {response.status} after {attempts} attempt(s): {detail}"
+        )
+    ids = payload.get("ids") if isinstance(payload, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
+        raise _errors.SendEventError(f"event API answered {response.status} without ids")
+    return ids
+
+
+def _json(body: bytes) -> object:
+    try:
+        parsed: object = json.loads(body)
+    except ValueError:
+        return None
+    return parsed

@@ -1,0 +1,273 @@
+"""The step tools, in an async face (``Step``) and a sync face (``SyncStep``).
+
+Both faces share ``_StepTools``; each method of a pair is one pure call plus one call or
+await of the user's callable.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+
+from stepline import _errors, _serde
+from stepline._event import Event
+from stepline._execution import EXECUTE, ExecutionState
+from stepline._protocol import durations
+from stepline._protocol.opcodes import Opcode, ParallelMode
+
+if TYPE_CHECKING:
+    from stepline._client import Client
+    from stepline._function import Function
+
+T = TypeVar("T")
+Duration = _dt.timedelta | int | str
+Mode = ParallelMode | Literal["wait", "race"]
+
+
+class _StepTools:
+    """What both faces share: the engine-performed steps, which need no I/O here."""
+
+    __slots__ = ("_client", "_now", "_state")
+
+    def __init__(
+        self, state: ExecutionState, client: Client, now: Callable[[], _dt.datetime]
+    ) -> None:
+        self._state = state
+        self._client = client
+        self._now = now
+
+    def _sleep_until(self, step_id: str, until: _dt.datetime) -> None:
+        self._state.op_step(step_id, Opcode.SLEEP, name=durations.format_timestamp(until))
+
+    def _sleep(self, step_id: str, duration: Duration) -> None:
+        self._sleep_until(step_id, self._now() + durations.to_timedelta(duration))
+
+    def _wait_for_event(
+        self, step_id: str, event: str, if_exp: str | None, timeout: Duration
+    ) -> Event | None:
+        opts: dict[str, Any] = {"timeout": durations.format_duration(_delta(timeout))}
+        if if_exp is not None:
+            opts = {"if": if_exp, **opts}
+        raw = self._state.op_step(step_id, Opcode.WAIT_FOR_EVENT, name=event, opts=opts)
+        return None if raw is None else Event.from_wire(raw)
+
+    def _invoke(
+        self,
+        step_id: str,
+        function_id: str,
+        data: object,
+        timeout: Duration | None,
+        v: str | None,
+    ) -> Any:
+        payload = {"data": _serde.to_jsonable(data, what="invoke data"), "v": v}
+        opts = {
+            "function_id": function_id,
+            "payload": payload,
+            "timeout": None if timeout is None else durations.format_duration(_delta(timeout)),
+        }
+        return self._state.op_step(step_id, Opcode.INVOKE, opts=opts)
+
+    def _composite_id(self, function_id: str, app_id: str | None) -> str:
+        return f"{app_id or self._client.app_id}-{function_id}"
+
+
+def _delta(value: Duration) -> _dt.timedelta:
+    try:
+        return durations.to_timedelta(value)
+    except (TypeError, ValueError) as exc:
+        raise _errors.ConfigError(f"invalid duration {value!r}: {exc}") from None
+
+
+class Step(_StepTools):
+    """Step tools for ``async def`` functions; every method returns an awaitable."""
+
+    __slots__ = ()
+
+    @overload
+    async def run(
+        self,
+        step_id: str,
+        handler: Callable[..., Awaitable[T]],
+        *args: Any,
+        output_type: type[T] | None = None,
+    ) -> T: ...
+    @overload
+    async def run(
+        self,
+        step_id: str,
+        handler: Callable[..., T],
+        *args: Any,
+        output_type: type[T] | None = None,
+    ) -> T: ...
+    async def run(
+        self,
+        step_id: str,
+        handler: Callable[..., Any],
+        *args: Any,
+        output_type: type[Any] | None = None,
+    ) -> Any:
+        """Run ``handler(*args)`` once, durably; replays return the recorded value.
+
+        Args:
+            step_id: unique within the function (repeats are numbered automatically).
+            handler: a sync or async callable.
+            *args: positional arguments for ``handler``.
+            output_type: a type (e.g. a pydantic model) to rebuild the JSON value into.
+        """
+        value = self._state.begin_run(step_id, output_type)
+        if value is not EXECUTE:
+            return value
+        with self._state.executing() as slot:
+            out = handler(*args)
+            slot.value = await out if inspect.isawaitable(out) else out
+        return self._state.finish_run(slot)
+
+    async def sleep(self, step_id: str, duration: Duration) -> None:
+        """Pause the function for ``duration`` (timedelta, milliseconds or ``"1h"``)."""
+        self._sleep(step_id, duration)
+
+    async def sleep_until(self, step_id: str, until: _dt.datetime) -> None:
+        """Pause the function until ``until``."""
+        self._sleep_until(step_id, until)
+
+    async def wait_for_event(
+        self, step_id: str, *, event: str, timeout: Duration, if_exp: str | None = None
+    ) -> Event | None:
+        """Wait for an event named ``event`` (matching ``if_exp``); ``None`` on timeout."""
+        return self._wait_for_event(step_id, event, if_exp, timeout)
+
+    async def invoke(
+        self,
+        step_id: str,
+        *,
+        function: Function,
+        data: object = None,
+        timeout: Duration | None = None,
+        v: str | None = None,
+    ) -> Any:
+        """Run another function of this app as a child and return its result."""
+        return self._invoke(step_id, function.composite_id, data, timeout, v)
+
+    async def invoke_by_id(
+        self,
+        step_id: str,
+        *,
+        function_id: str,
+        app_id: str | None = None,
+        data: object = None,
+        timeout: Duration | None = None,
+        v: str | None = None,
+    ) -> Any:
+        """Invoke a function by its local id, in this app or (with ``app_id``) another."""
+        composite = self._composite_id(function_id, app_id)
+        return self._invoke(step_id, composite, data, timeout, v)
+
+    async def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
+        """Send events as a step, so a replay does not send them again."""
+        ids: list[str] = await self.run(step_id, self._client.send, events)
+        return ids
+
+    async def parallel(
+        self, callables: Sequence[Callable[[], Awaitable[T]]], *, mode: Mode = "wait"
+    ) -> tuple[T, ...]:
+        """Run the steps in ``callables`` in parallel; returns their results in order."""
+        with self._state.parallel(ParallelMode(mode)) as group:
+            for callable_ in callables:
+                with group.branch():
+                    group.outputs.append(await callable_())
+        return tuple(group.outputs)
+
+
+class SyncStep(_StepTools):
+    """Step tools for plain ``def`` functions; every method returns its value."""
+
+    __slots__ = ()
+
+    def run(
+        self,
+        step_id: str,
+        handler: Callable[..., T],
+        *args: Any,
+        output_type: type[T] | None = None,
+    ) -> T:
+        """Run ``handler(*args)`` once, durably; replays return the recorded value.
+
+        Args:
+            step_id: unique within the function (repeats are numbered automatically).
+            handler: a plain callable (use ``Step`` in ``async def`` functions).
+            *args: positional arguments for ``handler``.
+            output_type: a type (e.g. a pydantic model) to rebuild the JSON value into.
+        """
+        value = self._state.begin_run(step_id, output_type)
+        if value is not EXECUTE:
+            return value  # type: ignore[no-any-return]
+        with self._state.executing() as slot:
+            slot.value = _no_awaitable(handler(*args), step_id)
+        return self._state.finish_run(slot)  # type: ignore[no-any-return]
+
+    def sleep(self, step_id: str, duration: Duration) -> None:
+        """Pause the function for ``duration`` (timedelta, milliseconds or ``"1h"``)."""
+        self._sleep(step_id, duration)
+
+    def sleep_until(self, step_id: str, until: _dt.datetime) -> None:
+        """Pause the function until ``until``."""
+        self._sleep_until(step_id, until)
+
+    def wait_for_event(
+        self, step_id: str, *, event: str, timeout: Duration, if_exp: str | None = None
+    ) -> Event | None:
+        """Wait for an event named ``event`` (matching ``if_exp``); ``None`` on timeout."""
+        return self._wait_for_event(step_id, event, if_exp, timeout)
+
+    def invoke(
+        self,
+        step_id: str,
+        *,
+        function: Function,
+        data: object = None,
+        timeout: Duration | None = None,
+        v: str | None = None,
+    ) -> Any:
+        """Run another function of this app as a child and return its result."""
+        return self._invoke(step_id, function.composite_id, data, timeout, v)
+
+    def invoke_by_id(
+        self,
+        step_id: str,
+        *,
+        function_id: str,
+        app_id: str | None = None,
+        data: object = None,
+        timeout: Duration | None = None,
+        v: str | None = None,
+    ) -> Any:
+        """Invoke a function by its local id, in this app or (with ``app_id``) another."""
+        composite = self._composite_id(function_id, app_id)
+        return self._invoke(step_id, composite, data, timeout, v)
+
+    def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
+        """Send events as a step, so a replay does not send them again."""
+        return self.run(step_id, self._client.send_sync, events)
+
+    def parallel(
+        self, callables: Sequence[Callable[[], T]], *, mode: Mode = "wait"
+    ) -> tuple[T, ...]:
+        """Run the steps in ``callables`` in parallel; returns their results in order."""
+        with self._state.parallel(ParallelMode(mode)) as group:
+            for callable_ in callables:
+                with group.branch():
+                    group.outputs.append(callable_())
+        return tuple(group.outputs)
+
+
+def _no_awaitable(value: T, step_id: str) -> T:
+    if inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()  # never awaited: close it so Python does not warn
+        raise _errors.ConfigError(
+            f'step "{step_id}" returned an awaitable in a sync function; '
+            "use an async function (and ctx.step) to run async callables"
+        )
+    return value
