@@ -13,7 +13,7 @@ import datetime as _dt
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, TypeVar
 
-from stepline import _errors
+from stepline import _checks, _errors
 from stepline._protocol import durations
 
 __all__ = [
@@ -28,113 +28,14 @@ __all__ = [
     "Singleton",
     "Throttle",
     "Timeouts",
-    "check_duration",
-    "check_expression",
 ]
 
 #: What users may pass wherever a duration is expected: ``timedelta``, int ms or ``"5m"``.
 DurationLike = _dt.timedelta | int | str
 
-_T = TypeVar("_T")
-_SECOND = _dt.timedelta(seconds=1)
-_DAY = _dt.timedelta(days=1)
 _MAX_CONCURRENCY = 2  # the engine's MaxConcurrencyLimits
 _MAX_RETRIES = 20
-_CLOSERS = {")": "(", "]": "[", "}": "{"}
-
-
-def check_expression(where: str, text: str) -> None:
-    """Light syntax check of a CEL expression: non-empty, quotes and brackets balanced.
-
-    A stand-in for a real CEL parser; it catches typos, not type errors.
-
-    Raises:
-        ConfigError: ``text`` is not a string, is blank or is unbalanced.
-    """
-    _check_type(where, text, str, "an expression string")
-    if not text.strip():
-        raise _errors.ConfigError(f"{where} must not be an empty expression")
-    stack: list[str] = []
-    quote: str | None = None
-    escaped = False
-    for char in text:
-        if quote is not None:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
-            stack.append(char)
-        elif char in _CLOSERS and (not stack or stack.pop() != _CLOSERS[char]):
-            raise _errors.ConfigError(f"{where} has an unmatched {char!r} in {text!r}")
-    if quote is not None:
-        raise _errors.ConfigError(f"{where} has an unterminated string literal in {text!r}")
-    if stack:
-        raise _errors.ConfigError(f"{where} has an unclosed {stack[-1]!r} in {text!r}")
-
-
-def check_duration(
-    where: str,
-    value: object,
-    *,
-    minimum: _dt.timedelta = _SECOND,
-    maximum: _dt.timedelta | None = None,
-) -> _dt.timedelta:
-    """Normalise a user duration and check it is whole seconds within bounds.
-
-    Raises:
-        ConfigError: wrong type, unparsable string, fractional seconds or out of bounds.
-    """
-    if isinstance(value, bool) or not isinstance(value, _dt.timedelta | int | str):
-        raise _errors.ConfigError(
-            f"{where} must be a timedelta, int milliseconds or a duration string "
-            f"such as '30s', got {value!r}"
-        )
-    try:
-        delta = durations.to_timedelta(value)
-    except ValueError as exc:
-        raise _errors.ConfigError(f"{where}: {exc}") from None
-    if delta % _SECOND:
-        raise _errors.ConfigError(f"{where} must be a whole number of seconds, got {value!r}")
-    if delta < minimum:
-        low = durations.format_duration(minimum)
-        raise _errors.ConfigError(f"{where} must be at least {low}, got {value!r}")
-    if maximum is not None and delta > maximum:
-        high = durations.format_duration(maximum)
-        raise _errors.ConfigError(f"{where} must be at most {high}, got {value!r}")
-    return delta
-
-
-def _check_type(where: str, value: object, kind: type[Any], what: str) -> None:
-    # bool is an int subclass; ``retries=True`` is a mistake, not 1.
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise _errors.ConfigError(f"{where} must be {what}, got {value!r}")
-
-
-def _check_int(where: str, value: object, *, minimum: int, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _errors.ConfigError(f"{where} must be an int, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise _errors.ConfigError(f"{where} must be {bounds}, got {value!r}")
-
-
-def _check_optional(where: str, value: object, kind: type[_T]) -> None:
-    if value is not None:
-        _check_type(where, value, kind, f"a {kind.__name__} or None")
-
-
-def _check_key(where: str, key: str | None) -> None:
-    if key is not None:
-        check_expression(where, key)
-
-
-def _normalise(obj: object, attr: str, delta: _dt.timedelta) -> None:
-    object.__setattr__(obj, attr, delta)  # frozen dataclass: store the canonical timedelta
+_T = TypeVar("_T")
 
 
 _WIRE_NAMES = {"if_exp": "if", "max_size": "maxSize"}
@@ -180,8 +81,8 @@ class Concurrency(_Option):
                 "Concurrency.limit must be >= 1, got 0 (0 means unlimited on the engine; "
                 "omit concurrency instead)"
             )
-        _check_int("Concurrency.limit", self.limit, minimum=1)
-        _check_key("Concurrency.key", self.key)
+        _checks.check_int("Concurrency.limit", self.limit, minimum=1)
+        _checks.check_key("Concurrency.key", self.key)
         if self.scope is not None and self.scope not in ("fn", "env", "account"):
             raise _errors.ConfigError(
                 f"Concurrency.scope must be 'fn', 'env' or 'account', got {self.scope!r}"
@@ -207,12 +108,12 @@ class Throttle(_Option):
     burst: int | None = None
 
     def __post_init__(self) -> None:
-        _check_int("Throttle.limit", self.limit, minimum=1)
-        period = check_duration("Throttle.period", self.period, maximum=7 * _DAY)
-        _normalise(self, "period", period)
-        _check_key("Throttle.key", self.key)
+        _checks.check_int("Throttle.limit", self.limit, minimum=1)
+        period = _checks.check_duration("Throttle.period", self.period, maximum=7 * _checks.DAY)
+        _checks.normalise(self, "period", period)
+        _checks.check_key("Throttle.key", self.key)
         if self.burst is not None:
-            _check_int("Throttle.burst", self.burst, minimum=1)
+            _checks.check_int("Throttle.burst", self.burst, minimum=1)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -230,9 +131,13 @@ class RateLimit(_Option):
     key: str | None = None
 
     def __post_init__(self) -> None:
-        _check_int("RateLimit.limit", self.limit, minimum=1)
-        _normalise(self, "period", check_duration("RateLimit.period", self.period, maximum=_DAY))
-        _check_key("RateLimit.key", self.key)
+        _checks.check_int("RateLimit.limit", self.limit, minimum=1)
+        _checks.normalise(
+            self,
+            "period",
+            _checks.check_duration("RateLimit.period", self.period, maximum=_checks.DAY),
+        )
+        _checks.check_key("RateLimit.key", self.key)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -250,17 +155,17 @@ class Debounce(_Option):
     timeout: DurationLike | None = None
 
     def __post_init__(self) -> None:
-        period = check_duration("Debounce.period", self.period, maximum=7 * _DAY)
-        _normalise(self, "period", period)
-        _check_key("Debounce.key", self.key)
+        period = _checks.check_duration("Debounce.period", self.period, maximum=7 * _checks.DAY)
+        _checks.normalise(self, "period", period)
+        _checks.check_key("Debounce.key", self.key)
         if self.timeout is not None:
-            timeout = check_duration("Debounce.timeout", self.timeout)
+            timeout = _checks.check_duration("Debounce.timeout", self.timeout)
             if timeout < period:
                 raise _errors.ConfigError(
                     f"Debounce.timeout ({durations.format_duration(timeout)}) must not be "
                     f"shorter than Debounce.period ({durations.format_duration(period)})"
                 )
-            _normalise(self, "timeout", timeout)
+            _checks.normalise(self, "timeout", timeout)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -280,11 +185,11 @@ class Batch(_Option):
     if_exp: str | None = None
 
     def __post_init__(self) -> None:
-        _check_int("Batch.max_size", self.max_size, minimum=1, maximum=100)
-        timeout = check_duration("Batch.timeout", self.timeout, maximum=60 * _SECOND)
-        _normalise(self, "timeout", timeout)
-        _check_key("Batch.key", self.key)
-        _check_key("Batch.if_exp", self.if_exp)
+        _checks.check_int("Batch.max_size", self.max_size, minimum=1, maximum=100)
+        timeout = _checks.check_duration("Batch.timeout", self.timeout, maximum=60 * _checks.SECOND)
+        _checks.normalise(self, "timeout", timeout)
+        _checks.check_key("Batch.key", self.key)
+        _checks.check_key("Batch.if_exp", self.if_exp)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -298,7 +203,7 @@ class Priority(_Option):
     run: str
 
     def __post_init__(self) -> None:
-        check_expression("Priority.run", self.run)
+        _checks.check_expression("Priority.run", self.run)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -317,12 +222,14 @@ class Cancel(_Option):
     timeout: DurationLike | _dt.datetime | None = None
 
     def __post_init__(self) -> None:
-        _check_type("Cancel.event", self.event, str, "an event name")
+        _checks.check_type("Cancel.event", self.event, str, "an event name")
         if not self.event.strip():
             raise _errors.ConfigError("Cancel.event must not be empty")
-        _check_key("Cancel.if_exp", self.if_exp)
+        _checks.check_key("Cancel.if_exp", self.if_exp)
         if self.timeout is not None and not isinstance(self.timeout, _dt.datetime):
-            _normalise(self, "timeout", check_duration("Cancel.timeout", self.timeout))
+            _checks.normalise(
+                self, "timeout", _checks.check_duration("Cancel.timeout", self.timeout)
+            )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -342,7 +249,7 @@ class Singleton(_Option):
             raise _errors.ConfigError(
                 f"Singleton.mode must be 'skip' or 'cancel', got {self.mode!r}"
             )
-        _check_key("Singleton.key", self.key)
+        _checks.check_key("Singleton.key", self.key)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -363,7 +270,7 @@ class Timeouts(_Option):
         for attr in ("start", "finish"):
             value = getattr(self, attr)
             if value is not None:
-                _normalise(self, attr, check_duration(f"Timeouts.{attr}", value))
+                _checks.normalise(self, attr, _checks.check_duration(f"Timeouts.{attr}", value))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -414,12 +321,14 @@ class FunctionOptions:
             ("singleton", Singleton),
             ("timeouts", Timeouts),
         ):
-            _check_optional(f"FunctionOptions.{attr}", getattr(self, attr), kind)
+            _checks.check_optional(f"FunctionOptions.{attr}", getattr(self, attr), kind)
         if self.name is not None and not self.name.strip():
             raise _errors.ConfigError("FunctionOptions.name must not be empty")
         if self.retries is not None:
-            _check_int("FunctionOptions.retries", self.retries, minimum=0, maximum=_MAX_RETRIES)
-        _check_key("FunctionOptions.idempotency", self.idempotency)
+            _checks.check_int(
+                "FunctionOptions.retries", self.retries, minimum=0, maximum=_MAX_RETRIES
+            )
+        _checks.check_key("FunctionOptions.idempotency", self.idempotency)
         sequences: tuple[tuple[str, type[_Option]], ...] = (
             ("concurrency", Concurrency),
             ("cancel", Cancel),
@@ -526,5 +435,5 @@ def _as_tuple(where: str, items: object, kind: type[_T]) -> tuple[_T, ...]:
     if isinstance(items, str | bytes) or not isinstance(items, Sequence):
         raise _errors.ConfigError(f"{where} must be a list of {kind.__name__}, got {items!r}")
     for item in items:
-        _check_type(f"{where}[]", item, kind, f"a {kind.__name__}")
+        _checks.check_type(f"{where}[]", item, kind, f"a {kind.__name__}")
     return tuple(items)

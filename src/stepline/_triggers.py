@@ -13,7 +13,7 @@ import zoneinfo
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stepline import _errors, _options
+from stepline import _checks, _errors, _options
 from stepline._protocol import durations
 
 __all__ = ["TriggerCron", "TriggerEvent", "triggers_to_wire"]
@@ -69,7 +69,7 @@ class TriggerEvent:
                 f"TriggerEvent.event must be a non-empty event name, got {self.event!r}"
             )
         if self.expression is not None:
-            _options.check_expression("TriggerEvent.expression", self.expression)
+            _checks.check_expression("TriggerEvent.expression", self.expression)
 
     def to_wire(self) -> dict[str, Any]:
         """The ``triggers[]`` entry."""
@@ -98,7 +98,7 @@ class TriggerCron:
     def __post_init__(self) -> None:
         _wire_cron(self.cron, self.timezone)
         if self.jitter is not None:
-            jitter = _options.check_duration("TriggerCron.jitter", self.jitter, maximum=_MAX_JITTER)
+            jitter = _checks.check_duration("TriggerCron.jitter", self.jitter, maximum=_MAX_JITTER)
             object.__setattr__(self, "jitter", jitter)  # frozen: keep the canonical timedelta
 
     def to_wire(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from stepline._checks import check_duration, check_expression
 from stepline._errors import ConfigError
 from stepline._options import (
     Batch,
@@ -17,8 +18,6 @@ from stepline._options import (
     Singleton,
     Throttle,
     Timeouts,
-    check_duration,
-    check_expression,
 )
 from stepline._triggers import TriggerCron, TriggerEvent, triggers_to_wire
 
@@ -53,13 +52,13 @@ def test_check_expression_accepts(text: str) -> None:
     ],
 )
 def test_check_expression_rejects(text: str, fragment: str) -> None:
-    with pytest.raises(ConfigError, match="X.key") as info:
+    with pytest.raises(ConfigError, match=r"X\.key") as info:
         check_expression("X.key", text)
     assert fragment in str(info.value)
 
 
 def test_check_expression_rejects_non_string() -> None:
-    with pytest.raises(ConfigError, match="X.key must be an expression string"):
+    with pytest.raises(ConfigError, match=r"X\.key must be an expression string"):
         check_expression("X.key", 42)  # type: ignore[arg-type]
 
 
@@ -91,7 +90,7 @@ def test_check_duration_normalises(value: Any, expected: dt.timedelta) -> None:
     ],
 )
 def test_check_duration_rejects(value: Any, fragment: str) -> None:
-    with pytest.raises(ConfigError, match="X.period") as info:
+    with pytest.raises(ConfigError, match=r"X\.period") as info:
         check_duration("X.period", value, maximum=dt.timedelta(hours=1))
     assert fragment in str(info.value)
 
@@ -184,10 +183,10 @@ def test_timeouts_wire() -> None:
         (lambda: Concurrency(0), "Concurrency.limit must be >= 1, got 0 (0 means unlimited"),
         (lambda: Concurrency(-1), "Concurrency.limit must be >= 1"),
         (lambda: Concurrency(True), "Concurrency.limit must be an int"),
-        (lambda: Concurrency("2"), "Concurrency.limit must be an int"),
+        (lambda: Concurrency("2"), "Concurrency.limit must be an int"),  # type: ignore[arg-type]
         (lambda: Concurrency(1, key=""), "Concurrency.key must not be an empty"),
         (lambda: Concurrency(1, key="event.data.x == 'a"), "Concurrency.key has an unterm"),
-        (lambda: Concurrency(1, scope="global"), "Concurrency.scope must be"),
+        (lambda: Concurrency(1, scope="global"), "Concurrency.scope must be"),  # type: ignore[arg-type]
         (lambda: Concurrency(1, scope="account"), "Concurrency.scope='account' requires a key"),
         (lambda: Throttle(0, "1s"), "Throttle.limit"),
         (lambda: Throttle(1, "8d"), "Throttle.period must be at most 1w"),
@@ -209,12 +208,12 @@ def test_timeouts_wire() -> None:
         (lambda: Batch(10, "1s", if_exp="(("), "Batch.if_exp"),
         (lambda: Priority(""), "Priority.run"),
         (lambda: Cancel(""), "Cancel.event must not be empty"),
-        (lambda: Cancel(3), "Cancel.event must be an event name"),
+        (lambda: Cancel(3), "Cancel.event must be an event name"),  # type: ignore[arg-type]
         (lambda: Cancel("a", if_exp="'"), "Cancel.if_exp"),
         (lambda: Cancel("a", timeout="0s"), "Cancel.timeout must be at least 1s"),
-        (lambda: Singleton("drop"), "Singleton.mode must be 'skip' or 'cancel'"),
+        (lambda: Singleton("drop"), "Singleton.mode must be 'skip' or 'cancel'"),  # type: ignore[arg-type]
         (lambda: Singleton("skip", key="]"), "Singleton.key"),
-        (lambda: Timeouts(), "Timeouts needs at least one of start or finish"),
+        (Timeouts, "Timeouts needs at least one of start or finish"),
         (lambda: Timeouts(start="500ms"), "Timeouts.start must be a whole number"),
         (lambda: Timeouts(finish=0), "Timeouts.finish must be at least 1s"),
     ],
@@ -354,7 +353,7 @@ def test_event_trigger_wire() -> None:
     [
         (lambda: TriggerEvent(""), "TriggerEvent.event must be a non-empty event name"),
         (lambda: TriggerEvent("  "), "TriggerEvent.event must be a non-empty event name"),
-        (lambda: TriggerEvent(None), "TriggerEvent.event must be a non-empty event name"),
+        (lambda: TriggerEvent(None), "TriggerEvent.event must be a non-empty event name"),  # type: ignore[arg-type]
         (lambda: TriggerEvent("a", expression=""), "TriggerEvent.expression must not be"),
         (lambda: TriggerEvent("a", expression="(x"), "TriggerEvent.expression has an unclosed"),
     ],
@@ -373,7 +372,10 @@ def test_event_trigger_errors(make: Any, fragment: str) -> None:
         ({"cron": "0 9 1,15 jan-jun MON-FRI"}, {"cron": "0 9 1,15 jan-jun MON-FRI"}),
         ({"cron": "0 0 ? * sun"}, {"cron": "0 0 ? * sun"}),
         ({"cron": "5/10 0-23/2 1-31 1-12 0-6"}, {"cron": "5/10 0-23/2 1-31 1-12 0-6"}),
-        ({"cron": "0 12 * * 5", "timezone": "Europe/Paris"}, {"cron": "TZ=Europe/Paris 0 12 * * 5"}),
+        (
+            {"cron": "0 12 * * 5", "timezone": "Europe/Paris"},
+            {"cron": "TZ=Europe/Paris 0 12 * * 5"},
+        ),
         ({"cron": "TZ=America/New_York 0 12 * * 5"}, {"cron": "TZ=America/New_York 0 12 * * 5"}),
         ({"cron": "CRON_TZ=UTC 0 12 * * 5"}, {"cron": "TZ=UTC 0 12 * * 5"}),
         ({"cron": "@hourly"}, {"cron": "0 * * * *"}),
@@ -385,7 +387,10 @@ def test_event_trigger_errors(make: Any, fragment: str) -> None:
         ({"cron": "@annually"}, {"cron": "0 0 1 1 *"}),
         ({"cron": "0 * * * *", "jitter": "30s"}, {"cron": "0 * * * *", "jitter": "30s"}),
         ({"cron": "0 * * * *", "jitter": 300_000}, {"cron": "0 * * * *", "jitter": "5m"}),
-        ({"cron": "0 * * * *", "jitter": dt.timedelta(seconds=1)}, {"cron": "0 * * * *", "jitter": "1s"}),
+        (
+            {"cron": "0 * * * *", "jitter": dt.timedelta(seconds=1)},
+            {"cron": "0 * * * *", "jitter": "1s"},
+        ),
     ],
 )
 def test_cron_trigger_wire(kwargs: dict[str, Any], expected: dict[str, Any]) -> None:
