@@ -1,0 +1,63 @@
+"""The public surface is explicit: this pins it, so changes are deliberate."""
+
+from __future__ import annotations
+
+import stepline
+import stepline.flask
+
+EXPECTED = [
+    "Batch",
+    "Cancel",
+    "Client",
+    "Concurrency",
+    "ConfigError",
+    "Context",
+    "Debounce",
+    "Event",
+    "Function",
+    "FunctionNotFoundError",
+    "NestedStepError",
+    "NonRetriableError",
+    "OutputUnserializableError",
+    "ParallelMode",
+    "Priority",
+    "RateLimit",
+    "RetryAfterError",
+    "SendEventError",
+    "SignatureVerificationError",
+    "Singleton",
+    "Step",
+    "StepError",
+    "SteplineError",
+    "SyncContext",
+    "SyncStep",
+    "Throttle",
+    "Timeouts",
+    "TriggerCron",
+    "TriggerEvent",
+    "__version__",
+]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert stepline.__all__ == EXPECTED
+    assert sorted(stepline.__all__) == stepline.__all__
+
+
+def test_every_exported_name_exists_and_is_public() -> None:
+    for name in stepline.__all__:
+        value = getattr(stepline, name)
+        if isinstance(value, type):
+            # Implementation lives in private modules, re-exported here.
+            assert value.__module__.startswith("stepline._"), name
+
+
+def test_no_private_leaks() -> None:
+    public = {name for name in dir(stepline) if not name.startswith("_")}
+    modules = {"flask"}  # adapter submodules imported by the user
+    assert public - modules == set(stepline.__all__) - {"__version__"}
+
+
+def test_flask_adapter_surface() -> None:
+    assert callable(stepline.flask.serve)
+    assert stepline.flask.DEFAULT_SERVE_PATH == "/api/inngest"
