@@ -163,10 +163,12 @@ def test_retriable_then_final_step_failure() -> None:
 
     first = run(state_for(attempt=0, max_attempts=2), lambda step: step.run("a", boom))
     last = run(state_for(attempt=1, max_attempts=2), lambda step: step.run("a", boom))
-    assert first.ops is not None and last.ops is not None
+    assert first.ops is not None
+    assert last.ops is not None
     assert first.ops[0].op is Opcode.STEP_ERROR
     assert last.ops[0].op is Opcode.STEP_FAILED
-    assert last.ops[0].error is not None and last.ops[0].error["name"] == "ValueError"
+    assert last.ops[0].error is not None
+    assert last.ops[0].error["name"] == "ValueError"
     assert not first.no_retry
 
 
