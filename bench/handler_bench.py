@@ -218,8 +218,8 @@ def call_once(variant: str, runner: Any) -> tuple[int, bytes]:
     return asyncio.run(runner())  # type: ignore[no-any-return]
 
 
-def check(sdk: str, variant: str, runner: Any) -> None:
-    """Fail loudly unless the response is 206 with one StepRun op for ``s10``."""
+def check(sdk: str, variant: str, runner: Any) -> Any:
+    """Fail loudly unless the response is 206 with one StepRun op for ``s10``; return it."""
     status, body = call_once(variant, runner)
     problem = None
     ops: Any = None
@@ -242,6 +242,7 @@ def check(sdk: str, variant: str, runner: Any) -> None:
             problem = f"op data {op.get('data')!r}, want {{'i': {MEMOIZED}}}"
     if problem is not None:
         sys.exit(f"handler_bench: {sdk} {variant}: {problem}\n  status={status} body={body!r}")
+    return ops
 
 
 def time_sync(runner: SyncRunner, seconds: float) -> tuple[int, float]:
@@ -307,8 +308,15 @@ def run(seconds: float, rounds: int, warmup: float, variants: list[str]) -> list
     runners = {
         (sdk, variant): RUNNER_FACTORIES[sdk](variant) for variant in variants for sdk in SDKS
     }
-    for (sdk, variant), runner in runners.items():
-        check(sdk, variant, runner)
+    answers = {key: check(*key, runner) for key, runner in runners.items()}
+    for variant in variants:
+        # Wire compatibility: both SDKs must answer with the same op (JSON-equal).
+        if answers["stepline", variant] != answers["inngest", variant]:
+            sys.exit(
+                f"handler_bench: {variant}: the SDKs' responses differ\n"
+                f"  stepline: {answers['stepline', variant]}\n"
+                f"  inngest:  {answers['inngest', variant]}"
+            )
     for (_sdk, variant), runner in runners.items():
         if warmup > 0:
             measure(variant, runner, warmup)
