@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 import flask
 
+from stepline._comm import DEFAULT_SERVE_PATH as DEFAULT_SERVE_PATH
 from stepline._comm import CommHandler, CommRequest, CommResponse
 
 if TYPE_CHECKING:
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from stepline._function import Function
 
 FRAMEWORK = "flask"
-DEFAULT_SERVE_PATH = "/api/inngest"
 
 
 def serve(
@@ -46,7 +46,7 @@ def serve(
         streaming=streaming,
         thread_pool_max_workers=thread_pool_max_workers,
     )
-    path = serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH
+    path = handler.route_path
 
     def view() -> flask.Response:
         return _to_flask(handler.handle_sync(_from_flask(flask.request)))

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from stepline._function import Function
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_SERVE_PATH = "/api/inngest"
 KEEPALIVE_SECONDS = 3.0
 
 
@@ -191,6 +192,11 @@ class CommHandler:
         return CheckpointPolicy() if allowed else None
 
     # -- shared helpers (used by the registration module too) ----------------------------
+
+    @property
+    def route_path(self) -> str:
+        """The path adapters mount the endpoint at (``serve_path`` or ``/api/inngest``)."""
+        return self.serve_path or DEFAULT_SERVE_PATH
 
     @property
     def base_headers(self) -> dict[str, str]:
