@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Literal
 
 import flask
 
-from stepline._comm import DEFAULT_SERVE_PATH as DEFAULT_SERVE_PATH
 from stepline._comm import CommHandler, CommRequest, CommResponse
 
 if TYPE_CHECKING:

@@ -46,11 +46,12 @@ def test_app_is_inspected_synced_and_serves_a_normal_route(out: str) -> None:
 
 def test_process_order_retries_sleeps_waits_and_sends_a_receipt(out: str) -> None:
     assert "retry 2/4" in line(out, "charge-card", "StepError CardNetworkTimeoutError")
-    line(out, "charge-card", "StepRun", '{"charge_id": "ch-ord-')
+    line(out, "charge-card", "StepRun ->", '{"charge_id": "ch-ord-')
     line(out, "cool-off", "Sleep for")
     line(out, "wait-shipment", "WaitForEvent shop/shipment.sent")
     line(out, "wait-shipment", "received shop/shipment.sent")
-    line(out, "send-receipt", "StepRun", "Ada paid $34.50, tracking 1Z-DEMO-42")
+    line(out, "send-receipt", "StepRun ->", '"receipt for ord-')
+    line(out, "Ada paid $34.50, tracking 1Z-DEMO-42")
     line(out, "process-order", "-", "200 done after")
     assert "'tracking': '1Z-DEMO-42'" in out
 

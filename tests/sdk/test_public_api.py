@@ -60,4 +60,4 @@ def test_no_private_leaks() -> None:
 
 def test_flask_adapter_surface() -> None:
     assert callable(stepline.flask.serve)
-    assert stepline.flask.DEFAULT_SERVE_PATH == "/api/inngest"
+    assert stepline.flask.FRAMEWORK == "flask"
