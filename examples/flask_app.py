@@ -130,7 +130,7 @@ def make_functions(client: stepline.Client) -> list[stepline.Function]:
     @client.function(id="child", trigger=stepline.TriggerEvent(event="shop/points.compute"))
     async def child(ctx: stepline.Context) -> dict[str, Any]:
         """Compute loyalty points for a purchase (usually invoked by ``parent``)."""
-        amount_cents = int(ctx.event.data_as(Purchase).amount_cents)
+        amount_cents = ctx.event.data_as(Purchase).amount_cents
         points = await ctx.step.run("compute-points", lambda: amount_cents // 100)
         return {"points": points}
 

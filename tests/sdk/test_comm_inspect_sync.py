@@ -402,9 +402,7 @@ def test_put_unreachable_engine_is_500_registration_failed() -> None:
     assert body["code"] == "registration_failed"
     assert f"{base}/fn/register" in body["message"]
     assert "failed" in body["message"]
-    # The network error itself is named, not just a bare status.
-    assert body["message"].rstrip().endswith(":") is False
-    assert len(body["message"]) > len(f"registration at {base}/fn/register failed")
+    assert "refused" in body["message"].lower()  # the network error itself is named
 
 
 @pytest.mark.parametrize(("production", "kind"), [(False, "cloud"), (True, "dev")])
