@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -321,11 +323,25 @@ _MISSING: Any = object()
 
 def error_body(exc: BaseException) -> dict[str, Any]:
     """The wire error object ``{code, message, name, stack}`` for an exception."""
-    import traceback
-
     if isinstance(exc, _errors.StepError):
         return {"code": exc.code, "message": exc.message, "name": exc.name, "stack": exc.stack}
     code = exc.code if isinstance(exc, _errors.SteplineError) else "unknown"
     message = exc.message if isinstance(exc, _errors.SteplineError) else str(exc)
-    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"code": code, "message": message, "name": type(exc).__name__, "stack": stack}
+    return {"code": code, "message": message, "name": type(exc).__name__, "stack": _stack(exc)}
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _stack(exc: BaseException) -> str:
+    """The traceback without Stepline's own frames: users see only their code."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith(_PACKAGE_DIR)
+    ]
+    return (
+        "Traceback (most recent call last):\n"
+        + "".join(traceback.format_list(frames))
+        + "".join(traceback.format_exception_only(type(exc), exc))
+    )

@@ -262,3 +262,16 @@ def test_effect_generators_are_driven_by_send() -> None:
         gen.send(HttpResponse(404, {}, b""))
     assert stop.value.value == [200, 404]
     assert drive_sync(flow(), lambda effect: HttpResponse(201, {}, b"")) == [201, 201]
+
+
+def test_error_stack_shows_only_user_frames() -> None:
+    def boom() -> None:
+        raise KeyError("missing")
+
+    outcome = run(state_for(), lambda step: step.run("a", boom))
+    assert outcome.ops is not None
+    error = outcome.ops[0].error
+    assert error is not None
+    assert "in boom" in error["stack"]
+    assert "src/stepline" not in error["stack"]
+    assert error["stack"].startswith("Traceback (most recent call last):")
