@@ -21,6 +21,7 @@ __all__ = [
     "QueryParamMissingError",
     "RegistrationFailedError",
     "RetryAfterError",
+    "RunStateUnavailableError",
     "SendEventError",
     "ServerKindMismatchError",
     "SignatureVerificationError",
@@ -241,3 +242,10 @@ class MethodNotAllowedError(SteplineError):
     code = "method_not_allowed"
     status = 405
     retriable = False
+
+
+class RunStateUnavailableError(SteplineError):
+    """The engine could not hand over a run's events or step state (large payloads)."""
+
+    code = "run_state_unavailable"
+    status = 500

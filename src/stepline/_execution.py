@@ -230,9 +230,13 @@ class ExecutionState:
             outcome.error = exc
         else:
             if self._done:  # report completion along with the checkpointed steps
-                data = _serde.to_jsonable(outcome.output, what="function output")
-                done = Op(Opcode.RUN_COMPLETE, hashing.RUN_COMPLETE_ID, "complete", data=data)
-                outcome.ops = [*self._done, done]
+                try:
+                    data = _serde.to_jsonable(outcome.output, what="function output")
+                except _errors.OutputUnserializableError as exc:
+                    outcome.error = exc
+                else:
+                    done = Op(Opcode.RUN_COMPLETE, hashing.RUN_COMPLETE_ID, "complete", data=data)
+                    outcome.ops = [*self._done, done]
         if outcome.error is not None and self._done:
             # Keep the steps that succeeded; the failure is met again on the next call.
             outcome.ops, outcome.error = list(self._done), None

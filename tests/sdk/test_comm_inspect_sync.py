@@ -82,9 +82,7 @@ def make_functions(client: stepline.Client) -> list[stepline.Function]:
 
 
 def make_handler(client: stepline.Client, **options: Any) -> CommHandler:
-    return CommHandler(
-        client=client, functions=make_functions(client), framework="test", **options
-    )
+    return CommHandler(client=client, functions=make_functions(client), framework="test", **options)
 
 
 def req(
@@ -308,7 +306,10 @@ def test_put_without_a_json_answer_reports_success(stub_server: StubServer) -> N
 def test_put_sends_bearer_hash_of_signing_key(stub_server: StubServer) -> None:
     stub_server.answer = lambda _req: (200, {"ok": True})
     client = make_client(
-        is_production=True, signing_key=KEY, signing_key_fallback=FALLBACK, api_base_url=stub_server.url
+        is_production=True,
+        signing_key=KEY,
+        signing_key_fallback=FALLBACK,
+        api_base_url=stub_server.url,
     )
     response = make_handler(client).handle_sync(req("PUT"))
     assert response.status == 200
@@ -317,9 +318,7 @@ def test_put_sends_bearer_hash_of_signing_key(stub_server: StubServer) -> None:
 
 
 @pytest.mark.parametrize("refusal", [401, 403])
-def test_put_retries_with_fallback_key_after_refusal(
-    stub_server: StubServer, refusal: int
-) -> None:
+def test_put_retries_with_fallback_key_after_refusal(stub_server: StubServer, refusal: int) -> None:
     def answer(record: dict[str, Any]) -> tuple[int, Any]:
         if record["headers"].get("authorization") == f"Bearer {KEY_HASH}":
             return refusal, {"error": "bad key"}
@@ -327,7 +326,10 @@ def test_put_retries_with_fallback_key_after_refusal(
 
     stub_server.answer = answer
     client = make_client(
-        is_production=True, signing_key=KEY, signing_key_fallback=FALLBACK, api_base_url=stub_server.url
+        is_production=True,
+        signing_key=KEY,
+        signing_key_fallback=FALLBACK,
+        api_base_url=stub_server.url,
     )
     response = make_handler(client).handle_sync(req("PUT"))
     assert response.status == 200
@@ -340,7 +342,10 @@ def test_put_retries_with_fallback_key_after_refusal(
 def test_put_refused_by_both_keys_fails(stub_server: StubServer) -> None:
     stub_server.answer = lambda _req: (401, {"error": "unauthorized"})
     client = make_client(
-        is_production=True, signing_key=KEY, signing_key_fallback=FALLBACK, api_base_url=stub_server.url
+        is_production=True,
+        signing_key=KEY,
+        signing_key_fallback=FALLBACK,
+        api_base_url=stub_server.url,
     )
     response = make_handler(client).handle_sync(req("PUT"))
     assert response.status == 500
@@ -370,9 +375,7 @@ def test_put_echoes_server_kind_as_expected_server_kind(
 ) -> None:
     stub_server.answer = lambda _req: (200, {"ok": True})
     client = make_client(is_production=production, signing_key=KEY, api_base_url=stub_server.url)
-    response = make_handler(client).handle_sync(
-        req("PUT", headers={"X-Inngest-Server-Kind": kind})
-    )
+    response = make_handler(client).handle_sync(req("PUT", headers={"X-Inngest-Server-Kind": kind}))
     assert response.status == 200
     [sent] = stub_server.requests
     assert sent["headers"]["x-inngest-expected-server-kind"] == kind
@@ -410,9 +413,7 @@ def test_put_server_kind_mismatch_is_400_without_calling_out(
     stub_server: StubServer, production: bool, kind: str
 ) -> None:
     client = make_client(is_production=production, signing_key=KEY, api_base_url=stub_server.url)
-    response = make_handler(client).handle_sync(
-        req("PUT", headers={"x-inngest-server-kind": kind})
-    )
+    response = make_handler(client).handle_sync(req("PUT", headers={"x-inngest-server-kind": kind}))
     assert response.status == 400
     body = decoded(response)
     assert body["code"] == "server_kind_mismatch"

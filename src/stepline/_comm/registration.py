@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.parse
 from typing import TYPE_CHECKING, Any
@@ -72,16 +73,9 @@ def sync(handler: CommHandler, request: CommRequest) -> Flow[CommResponse]:
     deploy_id = request.query.get("deployId")
     if deploy_id:
         target += "?" + urllib.parse.urlencode({"deployId": deploy_id})
-    payload = json.dumps(body).encode()
-    response: HttpResponse | None = None
-    for key in settings.signing_keys or (None,):
-        call = _api_headers(handler, key)
-        if kind:
-            call[headers.EXPECTED_SERVER_KIND] = kind
-        response = yield HttpRequest("POST", target, call, payload, settings.request_timeout)
-        if response.status not in (401, 403):
-            break
-    assert response is not None
+    extra = {headers.EXPECTED_SERVER_KIND: kind} if kind else {}
+    register = HttpRequest("POST", target, extra, json.dumps(body).encode())
+    response = yield from api_call(handler, register)
     out = handler.base_headers | {headers.SYNC_KIND: "out_of_band"}
     if not response.ok:
         detail = decode_json_object(response.body) or {}
@@ -124,19 +118,34 @@ def load_large_payloads(handler: CommHandler, call: ExecutionRequest) -> Flow[No
     """Fetch events and memos the engine left out of an oversized request."""
     settings = handler.client.settings
     base = f"{settings.api_base_url}/v0/runs/{urllib.parse.quote(call.ctx.run_id)}"
-    key = settings.signing_key
-    batch = yield HttpRequest("GET", f"{base}/batch", _api_headers(handler, key))
-    actions = yield HttpRequest("GET", f"{base}/actions", _api_headers(handler, key))
+    batch = yield from api_call(handler, HttpRequest("GET", f"{base}/batch", {}))
+    actions = yield from api_call(handler, HttpRequest("GET", f"{base}/actions", {}))
     events, steps = _json(batch, "batch"), _json(actions, "actions")
     if not isinstance(events, list) or not isinstance(steps, dict) or not events:
         raise _errors.BodyInvalidError("the engine returned malformed run state")
     call.events, call.event, call.steps = events, events[0], steps
 
 
+def api_call(handler: CommHandler, request: HttpRequest) -> Flow[HttpResponse]:
+    """Call the engine's API with the SDK headers; on 401/403 retry with the fallback key."""
+    settings = handler.client.settings
+    response: HttpResponse | None = None
+    for key in settings.signing_keys or (None,):
+        call = {**_api_headers(handler, key), **request.headers}
+        response = yield dataclasses.replace(
+            request, headers=call, timeout=settings.request_timeout
+        )
+        if response.status not in (401, 403):
+            break
+    assert response is not None
+    return response
+
+
 def _json(response: HttpResponse, what: str) -> Any:
     if not response.ok:
-        raise _errors.RegistrationFailedError(
-            f"loading run {what} failed with status {response.status}: {response.error or ''}"
+        detail = response.error or response.body[:200].decode(errors="replace")
+        raise _errors.RunStateUnavailableError(
+            f"loading run {what} from the engine failed with status {response.status}: {detail}"
         )
     try:
         return json.loads(response.body)
