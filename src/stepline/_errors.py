@@ -1,6 +1,6 @@
 """Every error Stepline raises, each with a wire ``code`` and an HTTP status hint.
 
-Errors are mapped to responses in exactly one place (``stepline._comm.responses``);
+Errors are mapped to responses in exactly one place (``stepline._comm.messages``);
 everything else only raises.
 """
 

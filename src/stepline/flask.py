@@ -34,7 +34,8 @@ def serve(
     """Register GET, PUT and POST at the serve path (default ``/api/inngest``).
 
     Sync and async functions both work; async ones run on a private event loop, so
-    Flask's async extra is not needed. Streaming is not available on this sync server.
+    Flask's async extra is not needed. Streaming needs an async server: asking for
+    it here raises ``ConfigError``.
     """
     handler = CommHandler(
         client=client,
@@ -44,6 +45,7 @@ def serve(
         serve_path=serve_path,
         streaming=streaming,
         thread_pool_max_workers=thread_pool_max_workers,
+        can_stream=False,
     )
     path = handler.route_path
 

@@ -117,3 +117,14 @@ def test_function_of_another_app_is_rejected_at_serve() -> None:
     client, other = make_client(), stepline.Client("other", is_production=False, environ={})
     with pytest.raises(stepline.ConfigError, match="belongs to app"):
         stepline.flask.serve(flask.Flask("x"), client, make_functions(other))
+
+
+def test_misconfiguration_is_rejected_at_serve() -> None:
+    client = make_client()
+    functions = make_functions(client)
+    with pytest.raises(stepline.ConfigError, match="cannot stream"):
+        stepline.flask.serve(flask.Flask("s"), client, functions, streaming="force")
+    with pytest.raises(stepline.ConfigError, match="serve_path must start with"):
+        stepline.flask.serve(flask.Flask("p"), client, functions, serve_path="api")
+    with pytest.raises(stepline.ConfigError, match="thread_pool_max_workers"):
+        stepline.flask.serve(flask.Flask("t"), client, functions, thread_pool_max_workers=-1)

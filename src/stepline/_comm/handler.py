@@ -58,6 +58,8 @@ class CommHandler:
         thread_pool_max_workers: threads for sync functions under an async server;
             0 runs them inline.
         max_body_bytes: larger request bodies are refused with 413.
+        can_stream: whether the adapter can send streamed responses; asking a sync
+            adapter to stream is a ``ConfigError``.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class CommHandler:
         streaming: Literal["disable", "force"] | None = None,
         thread_pool_max_workers: int | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        can_stream: bool = True,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         settings = client.settings
@@ -79,11 +82,21 @@ class CommHandler:
         self.functions = _index(client, functions)
         self.serve_origin = serve_origin or settings.serve_origin
         self.serve_path = serve_path or settings.serve_path
-        self.streaming = (streaming or settings.streaming) == "force"
+        if self.serve_path is not None and not self.serve_path.startswith("/"):
+            raise _errors.ConfigError(f"serve_path must start with '/', got {self.serve_path!r}")
+        if streaming not in (None, "disable", "force"):
+            raise _errors.ConfigError(f"streaming must be 'disable' or 'force', got {streaming!r}")
+        if streaming == "force" and not can_stream:
+            raise _errors.ConfigError(f"{framework} is a sync server and cannot stream responses")
+        self.streaming = can_stream and (streaming or settings.streaming) == "force"
         workers = settings.thread_pool_max_workers
-        self.thread_pool_max_workers = (
-            workers if thread_pool_max_workers is None else thread_pool_max_workers
-        )
+        if thread_pool_max_workers is not None:
+            if isinstance(thread_pool_max_workers, bool) or thread_pool_max_workers < 0:
+                raise _errors.ConfigError(
+                    f"thread_pool_max_workers must be an int >= 0, got {thread_pool_max_workers!r}"
+                )
+            workers = thread_pool_max_workers
+        self.thread_pool_max_workers = workers
         self.max_body_bytes = max_body_bytes
         self._wall_clock = wall_clock
         self._base_headers = _base_headers(client, framework)

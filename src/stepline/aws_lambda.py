@@ -1,0 +1,124 @@
+"""Serve Stepline functions from AWS Lambda behind API Gateway or a function URL.
+
+Example:
+    >>> handler = stepline.aws_lambda.serve(client, [welcome])
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from stepline._comm import CommHandler, CommRequest, CommResponse
+from stepline._errors import BodyInvalidError, ConfigError
+
+if TYPE_CHECKING:
+    from stepline._client import Client
+    from stepline._function import Function
+
+FRAMEWORK = "aws_lambda"
+
+
+def serve(
+    client: Client,
+    functions: Sequence[Function],
+    *,
+    serve_origin: str | None = None,
+    serve_path: str | None = None,
+    streaming: Literal["disable", "force"] | None = None,
+    thread_pool_max_workers: int | None = None,
+) -> Callable[[Any, Any], dict[str, Any]]:
+    """Return a Lambda ``handler(event, context)`` for HTTP events.
+
+    Takes API Gateway REST (payload 1.0) and HTTP API or function URL (payload 2.0)
+    events; a malformed event gets a 400. The URL is ``requestContext.domainName`` plus
+    the path the client used. Async functions run on a private event loop; responses
+    are not streamed and ``thread_pool_max_workers`` has no effect (no pool is used).
+
+    Raises:
+        ConfigError: ``streaming="force"``, or a function belongs to another app.
+    """
+    if streaming not in (None, "disable"):
+        raise ConfigError(f"AWS Lambda handlers cannot stream responses (streaming={streaming!r})")
+    comm = CommHandler(
+        client=client,
+        functions=functions,
+        framework=FRAMEWORK,
+        serve_origin=serve_origin,
+        serve_path=serve_path,
+        streaming="disable",
+        thread_pool_max_workers=thread_pool_max_workers,
+    )
+
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        try:
+            request = _from_event(event)
+        except BodyInvalidError as exc:
+            return _to_response(CommResponse.from_error(exc, comm.base_headers))
+        return _to_response(comm.handle_sync(request))
+
+    return handler
+
+
+def _from_event(event: Any) -> CommRequest:
+    if not isinstance(event, Mapping):
+        raise BodyInvalidError("the Lambda event is not an object")
+    context = _mapping(event.get("requestContext"), "requestContext")
+    if event.get("version") == "2.0":
+        method = _mapping(context.get("http"), "requestContext.http").get("method")
+        path, query = event.get("rawPath"), event.get("rawQueryString") or ""
+        raw_headers = event.get("headers")
+    else:
+        params = event.get("multiValueQueryStringParameters") or event.get("queryStringParameters")
+        query = urllib.parse.urlencode(_mapping(params, "queryStringParameters"), doseq=True)
+        method, path = event.get("httpMethod"), _v1_path(event, context)
+        raw_headers = event.get("multiValueHeaders") or event.get("headers")
+    headers = {str(k).lower(): _text(v) for k, v in _mapping(raw_headers, "headers").items()}
+    host, body = context.get("domainName") or headers.get("host"), event.get("body") or ""
+    if not isinstance(method, str) or not isinstance(path, str) or not isinstance(host, str):
+        raise BodyInvalidError("the Lambda event has no HTTP method, path or domain name")
+    if not isinstance(body, str) or not isinstance(query, str):
+        raise BodyInvalidError("the Lambda event's body and query string must be strings")
+    url = f"{headers.get('x-forwarded-proto', 'https')}://{host}{path}"
+    return CommRequest.build(
+        method=method,
+        url=f"{url}?{query}" if query else url,
+        headers=headers,
+        body=_decode(body) if event.get("isBase64Encoded") else body.encode(),
+    )
+
+
+def _v1_path(event: Mapping[str, Any], context: Mapping[str, Any]) -> object:
+    # requestContext.path is the path the client used (stage or base path included);
+    # event.path lacks the stage.
+    path, stage = context.get("path"), context.get("stage")
+    if isinstance(path, str) or not isinstance(event.get("path"), str):
+        return path
+    return (f"/{stage}" if stage and stage != "$default" else "") + event["path"]
+
+
+def _mapping(value: object, what: str) -> Mapping[Any, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BodyInvalidError(f"the Lambda event's {what} is not an object")
+    return value
+
+
+def _text(value: object) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _decode(body: str) -> bytes:
+    try:
+        return base64.b64decode(body, validate=True)
+    except binascii.Error:
+        raise BodyInvalidError("the Lambda event's body is not valid base64") from None
+
+
+def _to_response(response: CommResponse) -> dict[str, Any]:
+    body = response.body.decode()
+    return {"statusCode": response.status, "headers": response.headers, "body": body}
