@@ -143,16 +143,23 @@ class CommHandler:
 
     async def _stream(self, request: CommRequest) -> AsyncIterator[bytes]:
         task = asyncio.ensure_future(drive_async(self._flow(request), self._perform_async))
-        while not (await asyncio.wait({task}, timeout=KEEPALIVE_SECONDS))[0]:
-            yield b" "
-        inner = task.result()
+        try:
+            while not (await asyncio.wait({task}, timeout=KEEPALIVE_SECONDS))[0]:
+                yield b" "
+        finally:
+            task.cancel()  # a no-op once done; stops the work if the client went away
+        try:
+            inner = task.result()
+        except Exception as exc:  # a fault of ours: still answer inside the envelope
+            inner = CommResponse.from_error(exc, self._base_headers)
         envelope = {"status": inner.status, "headers": inner.headers, "body": inner.body.decode()}
         yield json.dumps(envelope).encode()
 
     def close(self) -> None:
         """Release the thread pool and the private loop."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
         self._loop_thread.close()
 
     # -- the logic, once -----------------------------------------------------------------

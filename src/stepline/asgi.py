@@ -1,0 +1,141 @@
+"""Serve Stepline functions as a bare ASGI 3 app (framework ``asgi``), mountable anywhere.
+
+Run it alone (``uvicorn module:app``), add it as a Starlette/FastAPI route
+(``Route(path, app)``; a ``Mount`` would redirect the bare path to ``path/``), a
+Litestar mount (``asgi(path, is_mount=True)``) or a Hypercorn ``DispatcherMiddleware``
+entry (Quart). It answers at its route path (relative to ``root_path``) and at the root
+of its mount point; anything else gets 404. ``stepline.fastapi`` and
+``stepline.starlette`` share its ASGI conversions.
+
+Example:
+    >>> app = stepline.asgi.serve(client, [welcome])
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from stepline._comm import CommHandler, CommRequest, CommResponse
+
+if TYPE_CHECKING:
+    from stepline._client import Client
+    from stepline._function import Function
+
+FRAMEWORK = "asgi"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ASGIApp:
+    """An ASGI 3 application serving one ``CommHandler`` (``http`` and ``lifespan``)."""
+
+    def __init__(self, handler: CommHandler) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one ASGI connection."""
+        if scope["type"] == "lifespan":
+            await _lifespan(self.handler, receive, send)
+        elif scope["type"] != "http":
+            raise ValueError(f"stepline serves http, not {scope['type']!r}")
+        elif _relative_path(scope).rstrip("/") not in ("", self.handler.route_path.rstrip("/")):
+            await send_response(CommResponse(404, {"content-type": "text/plain"}, b""), send)
+        else:
+            body = await read_body(receive, self.handler.max_body_bytes)
+            await send_response(await self.handler.handle(to_comm_request(scope, body)), send)
+
+
+def serve(
+    client: Client,
+    functions: Sequence[Function],
+    *,
+    serve_origin: str | None = None,
+    serve_path: str | None = None,
+    streaming: Literal["disable", "force"] | None = None,
+    thread_pool_max_workers: int | None = None,
+) -> ASGIApp:
+    """Build an ASGI app serving GET, PUT and POST (its ``handler`` is the ``CommHandler``).
+
+    Sync functions run on the handler's thread pool, async ones on the server's loop;
+    ``streaming="force"`` answers POST with a 201 keepalive stream. Lifespan shutdown
+    closes the handler.
+    """
+    handler = CommHandler(
+        client=client,
+        functions=functions,
+        framework=FRAMEWORK,
+        serve_origin=serve_origin,
+        serve_path=serve_path,
+        streaming=streaming,
+        thread_pool_max_workers=thread_pool_max_workers,
+    )
+    return ASGIApp(handler)
+
+
+def to_comm_request(scope: Scope, body: bytes) -> CommRequest:
+    """An ``http`` scope and its body as a ``CommRequest`` (the URL as the client saw it)."""
+    pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+    host = dict(pairs).get("host") or _server_netloc(scope)
+    path = urllib.parse.quote(_full_path(scope))
+    query = scope.get("query_string", b"").decode("latin-1")
+    url = urllib.parse.urlunsplit((scope.get("scheme", "http"), host, path, query, ""))
+    return CommRequest.build(method=scope["method"], url=url, headers=pairs, body=body)
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """Read the request body; stops once past ``limit`` (the handler then answers 413)."""
+    body = bytearray()
+    while len(body) <= limit:
+        message = await receive()
+        body += message.get("body", b"")
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            break
+    return bytes(body)
+
+
+async def send_response(response: CommResponse, send: Send) -> None:
+    """Send a ``CommResponse``: one body, or the stream's chunks as they come."""
+    headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in response.headers.items()]
+    if response.stream is None:
+        headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    if response.stream is None:
+        await send({"type": "http.response.body", "body": response.body})
+        return
+    async for chunk in response.stream:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _lifespan(handler: CommHandler, receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            handler.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _full_path(scope: Scope) -> str:
+    # ASGI servers now put root_path inside path; older hosts and mounts left it out.
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path if path.startswith(root) else root + path
+
+
+def _relative_path(scope: Scope) -> str:
+    return _full_path(scope)[len(scope.get("root_path", "")) :]
+
+
+def _server_netloc(scope: Scope) -> str:
+    host, port = scope.get("server") or ("localhost", None)
+    host = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}.get(scope.get("scheme", "http"))
+    return host if port in (None, default) else f"{host}:{port}"

@@ -1,0 +1,127 @@
+"""Serve Stepline functions from a Django project.
+
+Example:
+    >>> # urls.py
+    >>> urlpatterns = [stepline.django.serve(client, [welcome])]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+import django
+from django import http, urls
+from django.conf import settings
+from django.views.decorators.csrf import csrf_exempt
+
+from stepline import _errors
+from stepline._comm import CommHandler, CommRequest, CommResponse
+
+if TYPE_CHECKING:
+    from stepline._client import Client
+    from stepline._function import Function
+
+FRAMEWORK = "django"
+MIN_VERSION = (4, 2)
+ASYNC_MIN_VERSION = (5, 0)
+
+_T = TypeVar("_T")
+
+
+def serve(
+    client: Client,
+    functions: Sequence[Function],
+    *,
+    serve_origin: str | None = None,
+    serve_path: str | None = None,
+    streaming: Literal["disable", "force"] | None = None,
+    thread_pool_max_workers: int | None = None,
+    async_mode: bool | None = None,
+) -> urls.URLPattern:
+    """A csrf-exempt URL pattern answering GET, PUT and POST at the serve path.
+
+    An option left as ``None`` is read from the Django setting ``STEPLINE_<OPTION>``
+    (``STEPLINE_SERVE_ORIGIN``, ``STEPLINE_SERVE_PATH``, ``STEPLINE_STREAMING``,
+    ``STEPLINE_THREAD_POOL_MAX_WORKERS``, ``STEPLINE_ASYNC_MODE``), once, here; when that
+    is absent too, the client's settings (arguments, then environment) apply.
+
+    ``async_mode=None`` picks the async view on Django 5+ when ``ASGI_APPLICATION`` is
+    set, and the sync view otherwise; only the async view can stream. The body is read
+    up to the handler's own limit (413 beyond), not Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
+
+    Raises:
+        ConfigError: Django older than 4.2, a malformed setting, functions of another
+            app, or async mode or streaming requested where they cannot work.
+    """
+    version = tuple(django.VERSION[:2])
+    if version < MIN_VERSION:
+        raise _errors.ConfigError(
+            f"stepline.django needs Django >= 4.2, found {django.__version__}"
+        )
+    mode = _setting("STREAMING", streaming, str)
+    if mode not in (None, "disable", "force"):
+        raise _errors.ConfigError(f"streaming must be 'disable' or 'force', not {mode!r}")
+    streaming = None if mode is None else "force" if mode == "force" else "disable"
+    handler = CommHandler(
+        client=client,
+        functions=functions,
+        framework=FRAMEWORK,
+        serve_origin=_setting("SERVE_ORIGIN", serve_origin, str),
+        serve_path=_setting("SERVE_PATH", serve_path, str),
+        streaming=streaming,
+        thread_pool_max_workers=_setting("THREAD_POOL_MAX_WORKERS", thread_pool_max_workers, int),
+    )
+    use_async = _setting("ASYNC_MODE", async_mode, bool)
+    if use_async is None:
+        use_async = version >= ASYNC_MIN_VERSION and bool(getattr(settings, "ASGI_APPLICATION", ""))
+    elif use_async and version < ASYNC_MIN_VERSION:
+        raise _errors.ConfigError("async_mode=True needs Django >= 5.0")
+    if streaming == "force" and not use_async:
+        raise _errors.ConfigError("streaming='force' needs the async view (async_mode=True)")
+    limit = handler.max_body_bytes + 1
+    route = handler.route_path.lstrip("/")
+
+    if use_async:
+
+        async def async_view(request: http.HttpRequest) -> http.HttpResponseBase:
+            return _to_django(await handler.handle(_from_django(request, limit)))
+
+        return urls.path(route, csrf_exempt(async_view), name="stepline")
+
+    def view(request: http.HttpRequest) -> http.HttpResponseBase:
+        return _to_django(handler.handle_sync(_from_django(request, limit)))
+
+    return urls.path(route, csrf_exempt(view), name="stepline")
+
+
+def _setting(name: str, argument: _T | None, kind: type[_T]) -> _T | None:
+    if argument is not None:
+        return argument
+    value: object = getattr(settings, f"STEPLINE_{name}", None)
+    if value is None:
+        return None
+    # bool is an int subclass, but STEPLINE_THREAD_POOL_MAX_WORKERS = True is a mistake.
+    if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        return value
+    raise _errors.ConfigError(f"settings.STEPLINE_{name} must be a {kind.__name__}")
+
+
+def _from_django(request: http.HttpRequest, limit: int) -> CommRequest:
+    # One bounded read, whatever the method: DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by
+    # default) would refuse large engine payloads, and an oversized body gets a 413.
+    return CommRequest.build(
+        method=request.method or "GET",
+        url=request.build_absolute_uri(),
+        headers=request.headers.items(),
+        body=request.read(limit),
+        query=request.GET.dict(),
+    )
+
+
+def _to_django(response: CommResponse) -> http.HttpResponseBase:
+    if response.stream is not None:
+        return http.StreamingHttpResponse(
+            response.stream, status=response.status, headers=response.headers
+        )
+    return http.HttpResponse(response.body, status=response.status, headers=response.headers)

@@ -1,0 +1,73 @@
+"""Serve Stepline functions from a Starlette app or router.
+
+Adds one route at the serve path whose endpoint is ``stepline.asgi.ASGIApp``; the
+framework reported is ``starlette``. Any other ASGI framework can mount the bare app from
+``stepline.asgi.serve`` instead.
+
+Example:
+    >>> app = starlette.applications.Starlette()
+    >>> stepline.starlette.serve(app, client, [welcome])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+import starlette.applications
+import starlette.routing
+
+from stepline import _errors
+from stepline._comm import CommHandler
+from stepline.asgi import ASGIApp
+
+if TYPE_CHECKING:
+    from stepline._client import Client
+    from stepline._function import Function
+
+FRAMEWORK = "starlette"
+
+
+def serve(
+    app: starlette.applications.Starlette | starlette.routing.Router,
+    client: Client,
+    functions: Sequence[Function],
+    *,
+    serve_origin: str | None = None,
+    serve_path: str | None = None,
+    streaming: Literal["disable", "force"] | None = None,
+    thread_pool_max_workers: int | None = None,
+) -> CommHandler:
+    """Register GET, PUT and POST at the serve path (default ``/api/inngest``).
+
+    Sync functions run on the handler's thread pool, async ones on the server's loop;
+    ``streaming="force"`` answers POST with a 201 keepalive stream.
+
+    Raises:
+        ConfigError: ``app`` is not a Starlette app or router.
+    """
+    if not isinstance(app, (starlette.applications.Starlette, starlette.routing.Router)):
+        raise _errors.ConfigError(
+            f"stepline.starlette.serve needs a Starlette app or Router, not {type(app).__name__}"
+        )
+    handler = CommHandler(
+        client=client,
+        functions=functions,
+        framework=FRAMEWORK,
+        serve_origin=serve_origin,
+        serve_path=serve_path,
+        streaming=streaming,
+        thread_pool_max_workers=thread_pool_max_workers,
+    )
+    path = handler.route_path
+    # A Route, not a Mount: a Mount redirects the bare path to "path/" (307).
+    route = starlette.routing.Route(
+        path,
+        endpoint=ASGIApp(handler),
+        methods=["GET", "POST", "PUT"],
+        name=f"stepline:{path}",
+        include_in_schema=False,
+    )
+    router = app.router if isinstance(app, starlette.applications.Starlette) else app
+    router.routes.append(route)
+    return handler
