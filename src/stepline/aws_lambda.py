@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from stepline._comm import CommHandler, CommRequest, CommResponse
-from stepline._errors import BodyInvalidError, ConfigError
+from stepline._errors import BodyInvalidError
 
 if TYPE_CHECKING:
     from stepline._client import Client
@@ -41,16 +41,15 @@ def serve(
     Raises:
         ConfigError: ``streaming="force"``, or a function belongs to another app.
     """
-    if streaming not in (None, "disable"):
-        raise ConfigError(f"AWS Lambda handlers cannot stream responses (streaming={streaming!r})")
     comm = CommHandler(
         client=client,
         functions=functions,
         framework=FRAMEWORK,
         serve_origin=serve_origin,
         serve_path=serve_path,
-        streaming="disable",
+        streaming=streaming,
         thread_pool_max_workers=thread_pool_max_workers,
+        can_stream=False,
     )
 
     def handler(event: Any, context: Any) -> dict[str, Any]:

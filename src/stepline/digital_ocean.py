@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from stepline._comm import CommHandler, CommRequest, CommResponse
-from stepline._errors import BodyInvalidError, ConfigError
+from stepline._errors import BodyInvalidError
 
 if TYPE_CHECKING:
     from stepline._client import Client
@@ -42,18 +42,15 @@ def serve(
     Raises:
         ConfigError: ``streaming="force"``, or a function belongs to another app.
     """
-    if streaming not in (None, "disable"):
-        raise ConfigError(
-            f"DigitalOcean Functions cannot stream responses (streaming={streaming!r})"
-        )
     handler = CommHandler(
         client=client,
         functions=functions,
         framework=FRAMEWORK,
         serve_origin=serve_origin,
         serve_path=serve_path,
-        streaming="disable",
+        streaming=streaming,
         thread_pool_max_workers=thread_pool_max_workers,
+        can_stream=False,
     )
 
     def main(event: Any, context: Any) -> dict[str, Any]:

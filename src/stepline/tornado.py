@@ -15,7 +15,6 @@ import tornado.iostream
 import tornado.web
 
 from stepline._comm import CommHandler, CommRequest, CommResponse
-from stepline._errors import ConfigError
 
 if TYPE_CHECKING:
     import tornado.httputil
@@ -46,10 +45,6 @@ def serve(
     Raises:
         ConfigError: an option is invalid or a function belongs to another app.
     """
-    if streaming not in (None, "disable", "force"):
-        raise ConfigError(f"streaming must be 'disable' or 'force', not {streaming!r}")
-    if thread_pool_max_workers is not None and thread_pool_max_workers < 0:
-        raise ConfigError(f"thread_pool_max_workers must be >= 0, not {thread_pool_max_workers}")
     handler = CommHandler(
         client=client,
         functions=functions,
@@ -59,8 +54,6 @@ def serve(
         streaming=streaming,
         thread_pool_max_workers=thread_pool_max_workers,
     )
-    if not handler.route_path.startswith("/"):
-        raise ConfigError(f"serve_path must start with '/', not {handler.route_path!r}")
     route = re.escape(handler.route_path)
     app.add_handlers(r".*", [(route, _SteplineHandler, {"handler": handler})])
     return handler
