@@ -61,14 +61,7 @@ def sync(handler: CommHandler, request: CommRequest) -> Flow[CommResponse]:
         )
     if request.headers.get(headers.SYNC_KIND) == "in_band" and settings.allow_in_band_sync:
         return _in_band(handler, request)
-    url = serve_url(handler, request)
-    body = registration.register_body(
-        app_id=settings.app_id,
-        url=url,
-        framework=handler.framework,
-        functions=_configs(handler, url),
-        app_version=settings.app_version,
-    )
+    body = register_payload(handler, serve_url(handler, request))
     target = f"{settings.api_base_url}/fn/register"
     deploy_id = request.query.get("deployId")
     if deploy_id:
@@ -159,6 +152,17 @@ def serve_url(handler: CommHandler, request: CommRequest, sent_url: object = Non
     origin = handler.serve_origin or f"{seen.scheme}://{seen.netloc}"
     path = handler.serve_path or seen.path
     return origin.rstrip("/") + "/" + path.lstrip("/")
+
+
+def register_payload(handler: CommHandler, url: str) -> dict[str, Any]:
+    """The ``POST /fn/register`` body for this handler's functions served at ``url``."""
+    return registration.register_body(
+        app_id=handler.client.settings.app_id,
+        url=url,
+        framework=handler.framework,
+        functions=_configs(handler, url),
+        app_version=handler.client.settings.app_version,
+    )
 
 
 def _configs(handler: CommHandler, url: str) -> list[dict[str, Any]]:

@@ -1,0 +1,150 @@
+"""Engine settings, resolved once: arguments, then ``STEPLINE_*``, ``INNGEST_*``, defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+Mode = Literal["dev", "start"]
+DEFAULT_PORT = 8288
+DEFAULT_DB = ".stepline/stepline.db"
+
+
+class EngineConfigError(ValueError):
+    """A setting the engine cannot start with."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Everything the engine needs to know, fixed at start.
+
+    Attributes:
+        mode: ``dev`` (open API, signatures optional) or ``start`` (production: a
+            signing key and event keys are required; every call is signed).
+        database_url: ``sqlite:///path``, a plain path, or ``:memory:``.
+        signing_keys: the current key first, then the fallback.
+        event_keys: keys accepted by ``POST /e/{key}``; empty accepts any key (dev only).
+        app_urls: apps to sync at start (``-u``).
+        lease_seconds: how long a worker owns a job before another may take it over.
+        concurrency: jobs processed at once by this process.
+        call_timeout: seconds to wait for one SDK call.
+        retry_scale: multiplies retry delays (the Go table: 15 s, 30 s, 1 m, ...).
+        checkpointing: send ``ctx.qi_id`` so SDKs may run several steps per call.
+    """
+
+    mode: Mode = "dev"
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    database_url: str = DEFAULT_DB
+    signing_keys: tuple[str, ...] = ()
+    event_keys: tuple[str, ...] = ()
+    app_urls: tuple[str, ...] = ()
+    lease_seconds: float = 30.0
+    concurrency: int = 64
+    call_timeout: float = 900.0
+    retry_scale: float = 1.0
+    retry_jitter: float = 30.0
+    checkpointing: bool = True
+    poll_interval: float = 1.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    allow_public_bind: bool = False
+
+    @property
+    def signing_key(self) -> str | None:
+        """The key the engine signs calls with."""
+        return self.signing_keys[0] if self.signing_keys else None
+
+    @property
+    def server_kind(self) -> str:
+        """``dev`` or ``cloud``, as sent in ``X-Inngest-Server-Kind``."""
+        return "dev" if self.mode == "dev" else "cloud"
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite file (or ``:memory:``) named by ``database_url``."""
+        url = self.database_url
+        for prefix in ("sqlite:///", "sqlite://", "sqlite:"):
+            if url.startswith(prefix):
+                return url[len(prefix) :] or ":memory:"
+        return url
+
+
+def resolve(
+    *,
+    mode: Mode = "dev",
+    environ: Mapping[str, str] | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    database_url: str | None = None,
+    signing_key: str | None = None,
+    signing_key_fallback: str | None = None,
+    event_keys: Sequence[str] = (),
+    app_urls: Sequence[str] = (),
+    **overrides: object,
+) -> EngineSettings:
+    """Build settings; arguments win over ``STEPLINE_*``, which win over ``INNGEST_*``.
+
+    Raises:
+        EngineConfigError: production mode without keys, a public bind in dev mode
+            without ``allow_public_bind``, or a malformed value.
+    """
+    env = os.environ if environ is None else environ
+
+    def pick(value: str | None, name: str) -> str | None:
+        return value or env.get(f"STEPLINE_{name}") or env.get(f"INNGEST_{name}") or None
+
+    keys = tuple(
+        k
+        for k in (
+            pick(signing_key, "SIGNING_KEY"),
+            pick(signing_key_fallback, "SIGNING_KEY_FALLBACK"),
+        )
+        if k
+    )
+    events = tuple(event_keys) or tuple(
+        k.strip() for k in (pick(None, "EVENT_KEY") or "").split(",") if k.strip()
+    )
+    db = database_url or env.get("STEPLINE_DATABASE_URL") or DEFAULT_DB
+    port_text = env.get("STEPLINE_PORT")
+    settings = EngineSettings(
+        mode=mode,
+        host=host or env.get("STEPLINE_HOST") or "127.0.0.1",
+        port=port if port is not None else int(port_text) if port_text else DEFAULT_PORT,
+        database_url=db,
+        signing_keys=keys,
+        event_keys=events,
+        app_urls=tuple(app_urls),
+    )
+    if overrides:
+        settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
+    _check(settings)
+    return settings
+
+
+def _check(settings: EngineSettings) -> None:
+    if settings.mode == "start":
+        if not settings.signing_keys:
+            raise EngineConfigError(
+                "stepline start needs a signing key: pass --signing-key or set "
+                "STEPLINE_SIGNING_KEY (generate one with `stepline keys`)"
+            )
+        if not settings.event_keys:
+            raise EngineConfigError(
+                "stepline start needs at least one event key: pass --event-key or set "
+                "STEPLINE_EVENT_KEY"
+            )
+    for key in settings.signing_keys:
+        body = key.split("-", 2)[-1] if key.startswith("signkey-") else key
+        if len(body) % 2 or any(c not in "0123456789abcdefABCDEF" for c in body):
+            raise EngineConfigError("a signing key must be hex (optionally signkey-<env>-<hex>)")
+    loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+    if settings.mode == "dev" and not loopback and not settings.allow_public_bind:
+        raise EngineConfigError(
+            f"stepline dev is open to anyone who can reach it and will not bind to "
+            f"{settings.host}; use 127.0.0.1, run `stepline start` with keys, or pass "
+            "--allow-public to accept the risk"
+        )
+    if not 0 < settings.port < 65536:
+        raise EngineConfigError(f"port must be 1-65535, got {settings.port}")

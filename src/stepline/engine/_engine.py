@@ -1,0 +1,441 @@
+"""``Engine``: the store, the worker and the run loop behind one object.
+
+The HTTP API (``_api``), the CLI and ``stepline.testing`` all drive an ``Engine``;
+nothing here knows about HTTP servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from stepline.engine import _events, _ids, _registry, _response
+from stepline.engine._backoff import Backoff
+from stepline.engine._clock import Clock, SystemClock
+from stepline.engine._config import EngineSettings
+from stepline.engine._driver import Driver, HttpDriver, InProcessDriver, Router
+from stepline.engine._model import (
+    AppRecord,
+    EventRecord,
+    EventRunLink,
+    FunctionRecord,
+    Run,
+    RunStatus,
+    StepRecord,
+)
+from stepline.engine._registry import Registry
+from stepline.engine._runloop import RunLoop
+from stepline.engine._sqlite import SqliteStore
+from stepline.engine._store import EventFilter, RunFilter, Store, Tx
+from stepline.engine._worker import Worker, schedule_cron
+
+if TYPE_CHECKING:
+    from stepline._client import Client
+    from stepline._function import Function
+
+logger = logging.getLogger("stepline.engine")
+
+
+class NotFoundError(LookupError):
+    """A run, event or function that does not exist (answered with 404)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What syncing an app by URL did."""
+
+    url: str
+    ok: bool
+    status: int
+    error: str | None = None
+
+
+class Engine:
+    """A durable-execution engine.
+
+    Args:
+        settings: resolved settings (``stepline.engine.resolve``); defaults to dev mode
+            on ``.stepline/stepline.db``.
+        store: the database; defaults to SQLite at ``settings.database_url``.
+        clock: where time comes from; tests pass a ``ManualClock``.
+        http: the HTTP driver (a pooled ``httpx`` client by default).
+    """
+
+    def __init__(
+        self,
+        settings: EngineSettings | None = None,
+        *,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        http: Driver | None = None,
+    ) -> None:
+        self.settings = settings or EngineSettings()
+        self.store: Store = store or SqliteStore(self.settings.sqlite_path)
+        self.clock: Clock = clock or SystemClock()
+        self.local = InProcessDriver()
+        self.driver = Router(http or HttpDriver(), self.local)
+        self._registry = Registry()
+        backoff = Backoff(jitter=self.settings.retry_jitter, scale=self.settings.retry_scale)
+        self.loop = RunLoop(lambda: self._registry, backoff)
+        self.worker = Worker(
+            store=self.store,
+            loop=self.loop,
+            driver=self.driver,
+            clock=self.clock,
+            settings=self.settings,
+            registry=lambda: self._registry,
+            on_commit=self._committed,
+        )
+        self._changed = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.sync_errors: dict[str, str] = {}
+        self._started = False
+
+    @property
+    def registry(self) -> Registry:
+        """The functions currently registered."""
+        return self._registry
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def start(self, *, worker: bool = True, sync: bool = True) -> None:
+        """Open the store, load functions, start the worker and sync ``-u`` apps.
+
+        Args:
+            worker: run the worker in this process.
+            sync: sync ``settings.app_urls`` now; an HTTP server passes False and calls
+                ``sync_apps`` once it listens (apps answer a sync by calling it back).
+        """
+        if self._started:
+            return
+        self._started = True
+        await self.store.open()
+        await self.reload()
+        if worker:
+            self._tasks = [
+                asyncio.create_task(self.worker.run(), name="stepline-worker"),
+                asyncio.create_task(self.worker.heartbeat(), name="stepline-heartbeat"),
+            ]
+        if sync:
+            await self.sync_apps()
+
+    async def sync_apps(self) -> list[SyncResult]:
+        """Sync every ``-u`` app (``settings.app_urls``); failures are logged, not raised."""
+        results = []
+        for url in self.settings.app_urls:
+            result = await self.sync_url(url)
+            if not result.ok:
+                logger.warning("could not sync %s: %s", url, result.error)
+            results.append(result)
+        return results
+
+    async def stop(self) -> None:
+        """Stop the worker, close connections; in-flight jobs resume elsewhere or on restart."""
+        if not self._started:
+            return
+        self._started = False
+        await self.worker.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.driver.close()
+        await self.store.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _committed(self) -> None:
+        self.worker.wake.set()
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # -- registration ---------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """Rebuild the registry from the store (after any app syncs, on any node)."""
+        records = await self.store.read(lambda tx: tx.list_functions())
+        specs = []
+        for record in records:
+            try:
+                specs.append(_registry.parse_function(record.app_id, record.config))
+            except _registry.RegistrationError as exc:  # stored by an older version
+                logger.error("skipping function %s: %s", record.function_id, exc)
+        self._registry = Registry(specs)
+
+    async def register(self, body: object, *, deploy_url: str | None = None) -> dict[str, Any]:
+        """Accept a ``POST /fn/register`` body.
+
+        Raises:
+            RegistrationError: the body is invalid (the API answers 400).
+        """
+        app = _registry.parse_app(body, deploy_url=deploy_url)
+        now = self.clock.now()
+        record = AppRecord(
+            app_id=app.app_id,
+            url=app.url,
+            sdk=app.sdk,
+            framework=app.framework,
+            synced_at=now,
+            checksum=app.checksum,
+            mode=self.settings.server_kind,
+        )
+        functions = [
+            FunctionRecord(fn.function_id, app.app_id, fn.name, fn.config, now)
+            for fn in app.functions
+        ]
+
+        def write(tx: Tx) -> bool:
+            modified = tx.put_app(record, functions)
+            for fn in app.functions:
+                for trigger in fn.crons:
+                    schedule_cron(tx, fn.function_id, trigger, now)
+            return modified
+
+        modified = await self.store.atomic(write)
+        self.sync_errors.pop(app.url, None)
+        await self.reload()
+        self._committed()
+        logger.info("synced app %s (%d functions) from %s", app.app_id, len(functions), app.url)
+        return {
+            "ok": True,
+            "modified": modified,
+            "app_id": app.app_id,
+            "sync_id": _ids.ulid(int(now * 1000)),
+        }
+
+    async def sync_url(self, url: str) -> SyncResult:
+        """Ask the app at ``url`` to register itself (an out-of-band PUT)."""
+        body = json.dumps({"url": url}).encode()
+        headers = {
+            "content-type": "application/json",
+            "x-inngest-server-kind": self.settings.server_kind,
+        }
+        answer = await self.driver.request("PUT", url, body, headers, 30.0)
+        if answer.error is None and 200 <= answer.status < 300:
+            error = _registration_error(answer.body)
+            if error is None:
+                return SyncResult(url, True, answer.status)
+        else:
+            error = (
+                answer.error
+                or f"status {answer.status}: {answer.body[:300].decode('utf-8', 'replace')}"
+            )
+        self.sync_errors[url] = error
+        await self.store.atomic(lambda tx: tx.set_app_error(url, error, self.clock.now()))
+        return SyncResult(url, False, answer.status, error)
+
+    async def resync(self) -> list[SyncResult]:
+        """Sync every known app again."""
+        apps = await self.list_apps()
+        urls = sorted({a.url for a in apps} | set(self.settings.app_urls))
+        return [await self.sync_url(u) for u in urls if not u.startswith("inprocess:")]
+
+    async def serve(self, client: Client, functions: Sequence[Function]) -> None:
+        """Serve an app's functions in this process: no HTTP between engine and app."""
+        from stepline._comm import registration
+        from stepline._comm.handler import CommHandler
+
+        handler = CommHandler(client=client, functions=functions, framework="inprocess")
+        url = self.local.add(client.app_id, handler)
+        await self.register(registration.register_payload(handler, url))
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def send(self, raw: object, *, seed: str | None = None) -> list[str]:
+        """Store events (one object or a list) and start what they trigger, atomically.
+
+        Returns:
+            internal event ids, in input order.
+
+        Raises:
+            EventError: an invalid event; nothing is stored.
+        """
+        items = raw if isinstance(raw, list) else [raw]
+        if not items:
+            raise _events.EventError("no events in the request")
+        if len(items) > _events.MAX_EVENTS:
+            raise _events.EventError(f"at most {_events.MAX_EVENTS} events per request")
+        now = self.clock.now()
+        ids = _ids.seeded(seed, len(items)) if seed else [_ids.ulid(int(now * 1000)) for _ in items]
+        records = [
+            _events.normalise(item, index=i, now=now, internal_id=ids[i])
+            for i, item in enumerate(items)
+        ]
+        await self._atomic(lambda tx: self._ingest(tx, records, now))
+        return ids
+
+    def _ingest(self, tx: Tx, records: list[EventRecord], now: float) -> None:
+        for record in records:
+            if tx.insert_event(record):  # a retried send (same seed) stores nothing twice
+                self.loop.fanout(tx, record, now)
+
+    async def invoke(self, function_id: str, raw: object) -> str:
+        """Start a function directly (``POST /invoke/{slug}``), whatever its triggers."""
+        if self._registry.get(function_id) is None:
+            raise NotFoundError(f"function {function_id!r} is not registered")
+        now = self.clock.now()
+        body: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        data: dict[str, Any] = body["data"] if isinstance(body.get("data"), dict) else {}
+        event = _events.internal(
+            _events.INVOKED,
+            {**data, "_inngest": {"fn_id": function_id, "name": _events.INVOKED}},
+            now=now,
+        )
+        await self._atomic(lambda tx: self._ingest(tx, [event], now))
+        return event.internal_id
+
+    async def _atomic(self, work: Any) -> Any:
+        result = await self.store.atomic(work)
+        self._committed()
+        return result
+
+    # -- runs -----------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> Run:
+        """A run by id.
+
+        Raises:
+            NotFoundError: no such run.
+        """
+        run = await self.store.read(lambda tx: tx.get_run(run_id))
+        if run is None:
+            raise NotFoundError(f"run {run_id!r} not found")
+        return run
+
+    async def list_runs(self, where: RunFilter | None = None) -> list[Run]:
+        """Runs, newest first, filtered and paginated."""
+        query = where or RunFilter()
+        return await self.store.read(lambda tx: tx.list_runs(query))
+
+    async def run_steps(self, run_id: str) -> list[StepRecord]:
+        """A run's step timeline, in completion order (pending steps last)."""
+        await self.get_run(run_id)
+        return await self.store.read(lambda tx: tx.get_steps(run_id))
+
+    async def cancel(self, run_id: str, reason: str = "cancelled through the API") -> bool:
+        """Cancel a run; False if it had already ended.
+
+        Raises:
+            NotFoundError: no such run.
+        """
+        await self.get_run(run_id)
+        return bool(
+            await self._atomic(lambda tx: self.loop.cancel(tx, run_id, self.clock.now(), reason))
+        )
+
+    async def rerun(self, run_id: str) -> str:
+        """Start a new run of the same function with the same trigger events."""
+        run = await self.get_run(run_id)
+        fn = self._registry.get(run.function_id)
+        if fn is None:
+            raise NotFoundError(f"function {run.function_id!r} is no longer registered")
+        now = self.clock.now()
+
+        def work(tx: Tx) -> str:
+            events = [e for e in (tx.get_event(i) for i in run.event_ids) if e is not None]
+            new = self.loop.start_run(
+                tx, fn, events, now, run_id=_ids.ulid(int(now * 1000)), origin=f"rerun:{run_id}"
+            )
+            assert new is not None
+            return new.run_id
+
+        return str(await self._atomic(work))
+
+    async def wait_for_run(self, run_id: str, timeout: float = 30.0) -> Run:
+        """Wait (in real time) until a run ends, and return it.
+
+        Raises:
+            TimeoutError: it did not end in time.
+        """
+
+        async def ended() -> Run:
+            while True:
+                run = await self.store.read(lambda tx: tx.get_run(run_id))
+                if run is not None and run.status.terminal:
+                    return run
+                async with self._changed:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), 0.25)
+
+        return await asyncio.wait_for(ended(), timeout)
+
+    # -- events, functions, apps ------------------------------------------------------------
+
+    async def get_event(self, event_id: str) -> EventRecord:
+        """An event by internal id (or by its own ``id``)."""
+        event = await self.store.read(lambda tx: tx.get_event(event_id))
+        if event is None:
+            raise NotFoundError(f"event {event_id!r} not found")
+        return event
+
+    async def list_events(self, where: EventFilter | None = None) -> list[EventRecord]:
+        """Events, newest first."""
+        query = where or EventFilter()
+        return await self.store.read(lambda tx: tx.list_events(query))
+
+    async def event_runs(self, event_id: str) -> list[EventRunLink]:
+        """The runs an event started, and why it started none for other functions."""
+        event = await self.get_event(event_id)
+        return await self.store.read(lambda tx: tx.event_links(event.internal_id))
+
+    async def list_functions(self) -> list[FunctionRecord]:
+        """Every registered function."""
+        return await self.store.read(lambda tx: tx.list_functions())
+
+    async def list_apps(self) -> list[AppRecord]:
+        """Every synced app."""
+        return await self.store.read(lambda tx: tx.list_apps())
+
+    # -- large payloads and checkpoints (SDK-facing) --------------------------------------------
+
+    async def run_batch(self, run_id: str) -> list[dict[str, Any]]:
+        """``GET /v0/runs/{id}/batch``: the run's trigger events."""
+        return (await self.get_run(run_id)).events
+
+    async def run_actions(self, run_id: str) -> dict[str, Any]:
+        """``GET /v0/runs/{id}/actions``: the memos of the run's finished steps."""
+        run = await self.get_run(run_id)
+        steps = await self.store.read(lambda tx: tx.get_steps(run_id))
+        done = {s.step_id: s.memo for s in steps if s.status.done}
+        return {k: done[k] for k in run.stack if k in done}
+
+    async def checkpoint(self, run_id: str, body: object) -> None:
+        """``POST /v1/checkpoint/{run}/async``: persist steps an SDK ran ahead of reporting.
+
+        Raises:
+            NotFoundError: no such run.
+            ValueError: the body is not a checkpoint, or carries async ops.
+        """
+        ops = _response.checkpoint_ops(body)
+        await self.get_run(run_id)
+        qi_id = body.get("qi_id") if isinstance(body, dict) else None
+        await self._atomic(
+            lambda tx: self.loop.checkpoint(tx, run_id, ops, qi_id, self.clock.now())
+        )
+
+
+def _registration_error(body: bytes) -> str | None:
+    """py forwards the engine's answer with 200 even on failure: look inside."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(parsed, dict) and parsed.get("error") and not parsed.get("ok"):
+        return str(parsed["error"])
+    return None
+
+
+__all__ = ["Engine", "NotFoundError", "RunStatus", "SyncResult"]

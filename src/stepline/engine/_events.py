@@ -1,0 +1,98 @@
+"""Events: validating what the event API receives, and the internal events runs emit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from stepline.engine import _ids
+from stepline.engine._model import EventRecord, Job, JobKind
+
+INVOKED = "inngest/function.invoked"
+FINISHED = "inngest/function.finished"
+FAILED = "inngest/function.failed"
+CANCELLED = "inngest/function.cancelled"
+RESERVED_PREFIX = "inngest/"
+MAX_EVENT_BYTES = 3 * 1024 * 1024
+MAX_EVENTS = 5000
+_MIN_TS = 315_532_800_000  # 1980-01-01 in ms
+_MAX_TS = 4_102_444_800_000  # 2100-01-01 in ms
+
+
+class EventError(ValueError):
+    """An event the API refuses (answered with 400, naming the event's index)."""
+
+
+def normalise(raw: object, *, index: int, now: float, internal_id: str) -> EventRecord:
+    """Validate one received event and give it its wire shape.
+
+    Raises:
+        EventError: not an object, no name, reserved name, bad data/ts/v, too large.
+    """
+    where = f"event {index}"
+    if not isinstance(raw, dict):
+        raise EventError(f"{where}: must be a JSON object")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise EventError(f"{where}: name is required and must be a non-empty string")
+    if name.startswith(RESERVED_PREFIX):
+        raise EventError(f"{where}: event names starting with {RESERVED_PREFIX!r} are reserved")
+    data = raw.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise EventError(f"{where}: data must be a JSON object")
+    data = {k: v for k, v in data.items() if k != "_inngest"}
+    user = raw.get("user") or {}
+    if not isinstance(user, dict):
+        raise EventError(f"{where}: user must be a JSON object")
+    ts = raw.get("ts") or 0
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        raise EventError(f"{where}: ts must be an integer number of milliseconds")
+    ts = int(ts) or int(now * 1000)
+    if not _MIN_TS <= ts <= _MAX_TS:
+        raise EventError(f"{where}: ts {ts} is not between 1980 and 2100 (milliseconds)")
+    event_id = raw.get("id")
+    if event_id is not None and not isinstance(event_id, str):
+        raise EventError(f"{where}: id must be a string")
+    version = raw.get("v")
+    if version is not None and not isinstance(version, str):
+        raise EventError(f"{where}: v must be a string")
+    payload: dict[str, Any] = {
+        "name": name,
+        "data": data,
+        "id": event_id or internal_id,
+        "ts": ts,
+        "user": user,
+    }
+    if version:
+        payload["v"] = version
+    if len(json.dumps(payload)) > MAX_EVENT_BYTES:
+        raise EventError(f"{where}: larger than {MAX_EVENT_BYTES} bytes")
+    return EventRecord(internal_id=internal_id, name=name, payload=payload, received_at=now)
+
+
+def internal(
+    name: str, data: Mapping[str, Any], *, now: float, event_id: str | None = None
+) -> EventRecord:
+    """An event the engine emits itself (names under ``inngest/``)."""
+    internal_id = _ids.ulid(int(now * 1000))
+    payload = {
+        "name": name,
+        "data": dict(data),
+        "id": event_id or internal_id,
+        "ts": int(now * 1000),
+        "user": {},
+    }
+    return EventRecord(internal_id=internal_id, name=name, payload=payload, received_at=now)
+
+
+def fanout_job(event: EventRecord, now: float) -> Job:
+    """The queue item that matches a stored event against triggers, waits and cancels."""
+    return Job(
+        job_id=f"fanout:{event.internal_id}",
+        kind=JobKind.FANOUT,
+        available_at=now,
+        payload={"event_id": event.internal_id},
+    )

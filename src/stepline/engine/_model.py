@@ -1,0 +1,205 @@
+"""The engine's records: what the store keeps and the API shows."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+
+class RunStatus(str, enum.Enum):
+    """Where a run is in its life; the terminal ones never change again."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the run has ended."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class StepStatus(str, enum.Enum):
+    """A step's state in the run's timeline."""
+
+    PLANNED = "Planned"
+    SLEEPING = "Sleeping"
+    WAITING = "Waiting"
+    INVOKING = "Invoking"
+    CALLING = "Calling"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+    @property
+    def done(self) -> bool:
+        """True once the step has a memo the SDK will receive."""
+        return self in (StepStatus.COMPLETED, StepStatus.FAILED)
+
+
+class JobKind(str, enum.Enum):
+    """What a queue item asks the engine to do."""
+
+    EXECUTE = "execute"  # call the SDK (discovery when step_id == "step", else targeted)
+    WAKE = "wake"  # a sleep ended
+    PAUSE_TIMEOUT = "pause_timeout"  # a wait-for-event or invoke expired
+    FANOUT = "fanout"  # match a stored event against triggers, waits and cancels
+    GATEWAY = "gateway"  # perform an AI gateway HTTP call for a step
+    TIMEOUT = "timeout"  # a start/finish timeout of a run
+    CRON = "cron"  # a cron tick of one function
+
+
+class PauseKind(str, enum.Enum):
+    """What resumes when a pause matches an event."""
+
+    WAIT = "wait"
+    INVOKE = "invoke"
+    CANCEL = "cancel"
+
+
+@dataclasses.dataclass(slots=True)
+class Run:
+    """One execution of a function for one trigger (or one batch of triggers).
+
+    Attributes:
+        events: the trigger events in wire shape; the first is ``event``.
+        stack: hashed step ids in completion order.
+        force_plan: ``ctx.disable_immediate_execution`` for the next call.
+        request_version: the SDK's ``X-Inngest-Req-Version`` (-1 until known).
+        output: the final output as JSON text (the 200 body, or the error body).
+    """
+
+    run_id: str
+    function_id: str
+    app_id: str
+    status: RunStatus
+    events: list[dict[str, Any]]
+    event_ids: list[str]
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    output: str | None = None
+    stack: list[str] = dataclasses.field(default_factory=list)
+    force_plan: bool = False
+    request_version: int = -1
+    correlation_id: str | None = None
+    parent_run_id: str | None = None
+    cancel_reason: str | None = None
+    origin: str | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class StepRecord:
+    """One step of a run: pending (planned, sleeping, waiting...) or done with a memo.
+
+    Attributes:
+        step_id: the hashed step id.
+        memo: what the SDK receives in ``steps[step_id]`` once done.
+        mode: the parallel mode it was planned with (``wait`` or ``race``).
+        wait: for waiting steps, what they wait for (event, expression, until).
+    """
+
+    run_id: str
+    step_id: str
+    name: str
+    op: str
+    status: StepStatus
+    mode: str = "wait"
+    memo: Any = None
+    attempts: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+    seq: int | None = None
+    error: dict[str, Any] | None = None
+    wait: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Job:
+    """A queue item. ``job_id`` makes enqueueing idempotent."""
+
+    job_id: str
+    kind: JobKind
+    available_at: float
+    run_id: str | None = None
+    step_id: str | None = None
+    attempt: int = 0
+    payload: dict[str, Any] = dataclasses.field(default_factory=dict)
+    lease_owner: str | None = None
+    lease_expires: float | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Pause:
+    """A run waiting for an event: a wait-for-event, an invoke, or a cancel-on rule.
+
+    ``expression`` already has the run's ``event`` substituted; ``async`` is the
+    candidate event. ``trigger_event_id`` keeps a run's own trigger from cancelling it.
+    """
+
+    pause_id: str
+    run_id: str
+    kind: PauseKind
+    event_name: str
+    expires_at: float
+    step_id: str | None = None
+    expression: str | None = None
+    correlation_id: str | None = None
+    trigger_event_id: str | None = None
+    context: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class EventRecord:
+    """A received or internal event. ``payload`` is the wire shape sent to SDKs."""
+
+    internal_id: str
+    name: str
+    payload: dict[str, Any]
+    received_at: float
+
+    @property
+    def id(self) -> str:
+        """The event's own ``id`` (the idempotency key when the sender set one)."""
+        return str(self.payload.get("id") or self.internal_id)
+
+
+@dataclasses.dataclass(slots=True)
+class AppRecord:
+    """A synced app."""
+
+    app_id: str
+    url: str
+    sdk: str
+    framework: str | None
+    synced_at: float
+    checksum: str
+    error: str | None = None
+    mode: str = "dev"
+
+
+@dataclasses.dataclass(slots=True)
+class FunctionRecord:
+    """A function's registered config, as the SDK sent it."""
+
+    function_id: str
+    app_id: str
+    name: str
+    config: dict[str, Any]
+    updated_at: float
+
+
+@dataclasses.dataclass(slots=True)
+class EventRunLink:
+    """Which run an event started for a function, or why it started none."""
+
+    event_id: str
+    function_id: str
+    run_id: str | None
+    reason: str | None
+    at: float

@@ -1,0 +1,289 @@
+"""Registration bodies in, validated function specs out; and which functions an event starts.
+
+Everything here is pure: expressions and cron schedules are compiled once, when an
+app syncs, so a bad config is a clear 400 at sync time and never a failure at run time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import fnmatch
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from stepline import _cel, _cron
+from stepline._protocol import durations
+
+#: The event a cron tick sends.
+CRON_EVENT = "inngest/scheduled.timer"
+#: Retries when a function does not say (4 retries = 5 attempts), and the cap.
+DEFAULT_RETRIES = 4
+MAX_RETRIES = 20
+YEAR = 365 * 86_400.0
+_EVENT_VARS = ("event",)
+_PAIR_VARS = ("event", "async")
+
+
+class RegistrationError(ValueError):
+    """A registration body the engine cannot accept (answered with 400)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventTrigger:
+    """Start on ``event`` (``*`` wildcards allowed) when ``expression`` holds."""
+
+    event: str
+    expression: _cel.Program | None = None
+
+    def matches(self, name: str, event: Mapping[str, Any]) -> bool:
+        """Whether an event with this name and payload starts the function."""
+        if name != self.event and not ("*" in self.event and fnmatch.fnmatchcase(name, self.event)):
+            return False
+        return self.expression is None or self.expression.matches({"event": event})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CronTrigger:
+    """Start on each tick of ``schedule``, delayed by a deterministic jitter."""
+
+    schedule: _cron.Schedule
+    jitter: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CancelRule:
+    """Cancel a run when ``event`` arrives and ``condition`` holds (within ``timeout``)."""
+
+    event: str
+    condition: str | None
+    timeout: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    """One registered function, parsed and compiled."""
+
+    function_id: str
+    app_id: str
+    name: str
+    url: str
+    max_attempts: int
+    triggers: tuple[EventTrigger, ...]
+    crons: tuple[CronTrigger, ...]
+    cancel: tuple[CancelRule, ...]
+    start_timeout: float | None
+    finish_timeout: float | None
+    idempotency: _cel.Program | None
+    config: dict[str, Any]
+
+    @property
+    def is_failure_handler(self) -> bool:
+        """Triggered by ``inngest/function.failed``/``finished``: emits no such events itself."""
+        return any(t.event.startswith("inngest/function.") for t in self.triggers)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppSpec:
+    """A parsed registration body."""
+
+    app_id: str
+    url: str
+    sdk: str
+    framework: str | None
+    functions: tuple[FunctionSpec, ...]
+    checksum: str
+
+
+def parse_app(body: object, *, deploy_url: str | None = None) -> AppSpec:
+    """Validate a ``POST /fn/register`` body (either key casing; py sends ``appname``).
+
+    Raises:
+        RegistrationError: a missing field, a bad expression, cron or duration; the
+            message names the function and the option.
+    """
+    if not isinstance(body, dict):
+        raise RegistrationError("registration body must be a JSON object")
+    lowered = {str(k).lower(): v for k, v in body.items()}
+    app_id = lowered.get("appname")
+    url = lowered.get("url") or deploy_url
+    if not isinstance(app_id, str) or not app_id:
+        raise RegistrationError("appName is required")
+    if not isinstance(url, str) or not url:
+        raise RegistrationError("url is required")
+    raw_functions = lowered.get("functions")
+    if not isinstance(raw_functions, list):
+        raise RegistrationError("functions must be an array")
+    functions = tuple(_parse_function(app_id, url, raw) for raw in raw_functions)
+    seen: set[str] = set()
+    for fn in functions:
+        if fn.function_id in seen:
+            raise RegistrationError(f"duplicate function id {fn.function_id!r}")
+        seen.add(fn.function_id)
+    checksum = hashlib.sha256(
+        json.dumps([url, raw_functions], sort_keys=True, default=str).encode()
+    ).hexdigest()
+    sdk = lowered.get("sdk")
+    framework = lowered.get("framework")
+    return AppSpec(
+        app_id=app_id,
+        url=url,
+        sdk=sdk if isinstance(sdk, str) else "unknown",
+        framework=framework if isinstance(framework, str) else None,
+        functions=functions,
+        checksum=checksum,
+    )
+
+
+def parse_function(app_id: str, config: Mapping[str, Any]) -> FunctionSpec:
+    """Rebuild a spec from a stored config (already validated at sync time)."""
+    return _parse_function(app_id, "", dict(config))
+
+
+def _parse_function(app_id: str, url: str, raw: object) -> FunctionSpec:
+    if not isinstance(raw, dict):
+        raise RegistrationError("each function must be a JSON object")
+    fid = raw.get("id")
+    if not isinstance(fid, str) or not fid:
+        raise RegistrationError("function id is required")
+    where = f"function {fid!r}"
+    step = _step(where, raw)
+    runtime = step.get("runtime") or {}
+    step_url = runtime.get("url") if isinstance(runtime, dict) else None
+    if not isinstance(step_url, str) or not step_url:
+        step_url = url
+    triggers, crons = _triggers(where, raw.get("triggers"))
+    retries = (step.get("retries") or raw.get("retries") or {}).get("attempts", DEFAULT_RETRIES)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise RegistrationError(f"{where}: retries.attempts must be an integer >= 0")
+    timeouts = raw.get("timeouts") or {}
+    idempotency = raw.get("idempotency")
+    return FunctionSpec(
+        function_id=fid,
+        app_id=app_id,
+        name=str(raw.get("name") or fid),
+        url=step_url,
+        max_attempts=min(retries, MAX_RETRIES) + 1,
+        triggers=triggers,
+        crons=crons,
+        cancel=tuple(_cancel(where, c) for c in raw.get("cancel") or ()),
+        start_timeout=_duration(f"{where}: timeouts.start", timeouts.get("start")),
+        finish_timeout=_duration(f"{where}: timeouts.finish", timeouts.get("finish")),
+        idempotency=_expr(f"{where}: idempotency", idempotency, _EVENT_VARS),
+        config={**raw, "url": step_url},
+    )
+
+
+def _step(where: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    steps = raw.get("steps") or {}
+    if not isinstance(steps, dict):
+        raise RegistrationError(f"{where}: steps must be an object")
+    step: object = steps.get("step") or next(iter(steps.values()), {})
+    if not isinstance(step, dict):
+        raise RegistrationError(f"{where}: steps.step must be an object")
+    return step
+
+
+def _triggers(where: str, raw: object) -> tuple[tuple[EventTrigger, ...], tuple[CronTrigger, ...]]:
+    if not isinstance(raw, list) or not raw:
+        raise RegistrationError(f"{where}: triggers must be a non-empty array")
+    events: list[EventTrigger] = []
+    crons: list[CronTrigger] = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise RegistrationError(f"{where}: each trigger must be an object")
+        if isinstance(item.get("event"), str) and item["event"]:
+            expression = _expr(f"{where}: trigger expression", item.get("expression"), _EVENT_VARS)
+            events.append(EventTrigger(item["event"], expression))
+        elif isinstance(item.get("cron"), str):
+            try:
+                schedule = _cron.parse(item["cron"])
+            except _cron.CronError as exc:
+                raise RegistrationError(f"{where}: cron {item['cron']!r}: {exc}") from None
+            if any(c.schedule.canonical == schedule.canonical for c in crons):
+                raise RegistrationError(f"{where}: duplicate cron {item['cron']!r}")
+            jitter = _duration(f"{where}: cron jitter", item.get("jitter")) or 0.0
+            crons.append(CronTrigger(schedule, jitter))
+        else:
+            raise RegistrationError(f"{where}: a trigger needs an event or a cron")
+    return tuple(events), tuple(crons)
+
+
+def _cancel(where: str, raw: object) -> CancelRule:
+    if not isinstance(raw, dict) or not isinstance(raw.get("event"), str):
+        raise RegistrationError(f"{where}: each cancel entry needs an event")
+    condition = raw.get("if")
+    _expr(f"{where}: cancel if", condition, _PAIR_VARS)
+    timeout = _duration(f"{where}: cancel timeout", raw.get("timeout")) or YEAR
+    return CancelRule(raw["event"], condition or None, timeout)
+
+
+def _expr(where: str, text: object, allowed: Iterable[str]) -> _cel.Program | None:
+    if text is None or text == "":
+        return None
+    if not isinstance(text, str):
+        raise RegistrationError(f"{where} must be a string")
+    try:
+        return _cel.check(text, allowed=tuple(allowed))
+    except _cel.ExpressionError as exc:
+        raise RegistrationError(f"{where}: {exc}") from None
+
+
+def _duration(where: str, value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise RegistrationError(f"{where} must be a duration string like '30s'")
+    try:
+        return durations.parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise RegistrationError(f"{where}: {exc}") from None
+
+
+class Registry:
+    """The functions the engine knows, indexed by trigger event name."""
+
+    def __init__(self, functions: Iterable[FunctionSpec] = ()) -> None:
+        self._by_id: dict[str, FunctionSpec] = {}
+        self._by_event: dict[str, list[tuple[FunctionSpec, EventTrigger]]] = {}
+        self._wildcards: list[tuple[FunctionSpec, EventTrigger]] = []
+        for fn in functions:
+            self._add(fn)
+
+    def _add(self, fn: FunctionSpec) -> None:
+        self._by_id[fn.function_id] = fn
+        for trigger in fn.triggers:
+            if "*" in trigger.event:
+                self._wildcards.append((fn, trigger))
+            else:
+                self._by_event.setdefault(trigger.event, []).append((fn, trigger))
+
+    def get(self, function_id: str) -> FunctionSpec | None:
+        """The function with this composite id."""
+        return self._by_id.get(function_id)
+
+    def __iter__(self) -> Any:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def triggered_by(self, name: str, event: Mapping[str, Any]) -> list[FunctionSpec]:
+        """Functions this event starts (each at most once, even with several triggers)."""
+        found: dict[str, FunctionSpec] = {}
+        for fn, trigger in [*self._by_event.get(name, ()), *self._wildcards]:
+            if fn.function_id not in found and trigger.matches(name, event):
+                found[fn.function_id] = fn
+        return list(found.values())
+
+
+def next_cron_fire(trigger: CronTrigger, function_id: str, after: float) -> tuple[float, float]:
+    """The next tick after ``after`` and when to fire it (tick plus jitter), in epoch seconds."""
+    start = _dt.datetime.fromtimestamp(after, _dt.timezone.utc)
+    tick = trigger.schedule.next_after(start)
+    fire = tick
+    if trigger.jitter:
+        fire = _cron.jittered(tick, _dt.timedelta(seconds=trigger.jitter), function_id)
+    return tick.timestamp(), fire.timestamp()

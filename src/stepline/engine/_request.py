@@ -1,0 +1,80 @@
+"""The execution request the engine POSTs to an SDK. Pure."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+from stepline._protocol import headers, jcs, signing
+from stepline._protocol.execution import CallContext, ExecutionRequest
+from stepline.engine._model import Job, Run, StepRecord
+
+#: The Go server's ``MaxSDKRequestBodySize`` less 1 KiB: above it, SDKs fetch state.
+MAX_INLINE_BYTES = 4 * 1024 * 1024 - 1024
+SERVER_SDK = "stepline-engine"
+
+
+def call_url(step_url: str, function_id: str, step_id: str) -> str:
+    """The registered step URL with ``fnId`` and ``stepId`` set for this call."""
+    parts = urllib.parse.urlsplit(step_url)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in ("fnId", "stepId")]
+    query += [("fnId", function_id), ("stepId", step_id)]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def memos(steps: Sequence[StepRecord]) -> dict[str, Any]:
+    """The ``steps`` map: the memo of every finished step."""
+    return {s.step_id: s.memo for s in steps if s.status.done}
+
+
+def build(
+    run: Run,
+    steps: Sequence[StepRecord],
+    job: Job,
+    *,
+    max_attempts: int,
+    checkpoint: bool,
+    max_inline: int = MAX_INLINE_BYTES,
+) -> dict[str, Any]:
+    """The JSON body of one call; state too large to inline is left for the SDK to fetch."""
+    ctx = CallContext(
+        run_id=run.run_id,
+        attempt=job.attempt,
+        max_attempts=max_attempts,
+        disable_immediate_execution=run.force_plan,
+        step_id=job.step_id or "step",
+        stack=list(run.stack),
+        fn_id=run.function_id,
+        qi_id=job.job_id if checkpoint else None,
+        request_id=job.job_id,
+    )
+    request = ExecutionRequest(
+        event=run.events[0],
+        events=run.events,
+        steps=memos(steps),
+        ctx=ctx,
+        version=max(run.request_version, -1),
+    )
+    body = request.to_wire()
+    size = len(json.dumps(body))
+    if size > max_inline:
+        body["steps"] = {}
+        body["use_api"] = True
+        body["ctx"]["use_api"] = True
+        if len(json.dumps(body)) > max_inline:
+            body["events"] = []
+    return body
+
+
+def encode(
+    body: dict[str, Any], *, signing_key: str | None, now: float, server_kind: str = "dev"
+) -> tuple[bytes, dict[str, str]]:
+    """Serialise a call (canonical JSON when signed, as the Go server does) and its headers."""
+    out = {headers.CONTENT_TYPE: headers.JSON, headers.SERVER_KIND: server_kind}
+    if signing_key is None:
+        return json.dumps(body, separators=(",", ":")).encode(), out
+    raw = jcs.canonicalize(body)
+    out[headers.SIGNATURE] = signing.sign(raw, signing_key, now=now)
+    return raw, out

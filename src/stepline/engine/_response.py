@@ -1,0 +1,257 @@
+"""What an SDK answered, decoded into one of three outcomes. Pure."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import email.utils
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from stepline._protocol import durations, headers
+from stepline._protocol.opcodes import Opcode
+
+MAX_RETRY_AFTER = 86_400.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawResponse:
+    """An HTTP (or in-process) answer; ``error`` is set when no answer arrived."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReportedOp:
+    """One op of a 206 answer."""
+
+    op: Opcode
+    id: str
+    name: str
+    display_name: str
+    opts: dict[str, Any]
+    data: Any
+    error: dict[str, Any] | None
+
+    @property
+    def parallel_mode(self) -> str:
+        """``race`` or ``wait`` (the default)."""
+        return "race" if self.opts.get("parallelMode") == "race" else "wait"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Completed:
+    """The function returned (200, or a ``RunComplete`` op); ``output`` is JSON text."""
+
+    output: str
+    request_version: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ops:
+    """The function reported steps (206)."""
+
+    ops: tuple[ReportedOp, ...]
+    request_version: int | None = None
+    no_retry: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failed:
+    """The attempt failed. ``output`` is the body kept as the run's output if it is final.
+
+    ``error`` is the normalised error (``name``, ``message``, ``stack``, ``error``) sent in
+    ``inngest/function.failed``.
+    """
+
+    output: str
+    error: dict[str, Any]
+    no_retry: bool = False
+    retry_after: float | None = None
+    request_version: int | None = None
+
+
+Outcome = Completed | Ops | Failed
+
+
+def decode(raw: RawResponse, *, now: float) -> Outcome:
+    """Turn an answer into an outcome, following the Go executor's rules."""
+    if raw.error is not None:
+        return _failure(f"request failed: {raw.error}", "Error", raw.error)
+    lowered = {k.lower(): v for k, v in raw.headers.items()}
+    status, body = raw.status, raw.body
+    if status == 201:
+        try:
+            status, body, inner = _unwrap_stream(body)
+        except ValueError as exc:
+            return _failure(str(exc), "StreamError", str(exc))
+        lowered.update({k.lower(): v for k, v in inner.items()})
+    version = _int(lowered.get(headers.REQ_VERSION.lower()))
+    if headers.SDK.lower() not in lowered and 200 <= status < 300:
+        return _failure(
+            f"unexpected response with status {status} and no {headers.SDK} header: "
+            "the URL did not reach an SDK",
+            "NonSDKResponse",
+            body.decode("utf-8", "replace")[:500],
+        )
+    if status == 200:
+        return Completed(_json_text(body), version)
+    no_retry = lowered.get(headers.NO_RETRY.lower(), "").lower() == "true"
+    if status == 206:
+        try:
+            return Ops(_ops(body), version, no_retry)
+        except ValueError as exc:
+            return _failure(f"invalid 206 body: {exc}", "InvalidResponse", str(exc), version)
+    retry_after = _retry_after(lowered.get("retry-after"), now)
+    text = _json_text(body)
+    error = _normalise(status, body)
+    return Failed(text, error, no_retry, retry_after, version)
+
+
+def _failure(message: str, name: str, detail: str, version: int | None = None) -> Failed:
+    error = {"error": message, "name": name, "message": message, "stack": None}
+    body = json.dumps({"name": name, "message": message, "detail": detail})
+    return Failed(body, error, False, None, version)
+
+
+def checkpoint_ops(body: object) -> tuple[ReportedOp, ...]:
+    """The ops of a ``/v1/checkpoint/{run}/async`` body; only ops with a known result.
+
+    Raises:
+        ValueError: not an object with a ``steps`` array, or an async op in it.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("steps"), list):
+        raise ValueError("a checkpoint body is an object with a 'steps' array of ops")
+    ops = tuple(_op(item) for item in body["steps"])
+    for op in ops:
+        if op.op not in CHECKPOINTABLE:
+            raise ValueError(f"op {op.op.value} cannot be checkpointed; report it in the response")
+    return ops
+
+
+CHECKPOINTABLE = frozenset(
+    {
+        Opcode.STEP_RUN,
+        Opcode.STEP,
+        Opcode.STEP_FAILED,
+        Opcode.RUN_COMPLETE,
+        Opcode.SYNC_RUN_COMPLETE,
+    }
+)
+
+
+def _unwrap_stream(body: bytes) -> tuple[int, bytes, dict[str, str]]:
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("streamed response did not end with a JSON envelope") from None
+    if not isinstance(envelope, dict):
+        raise ValueError("streamed response envelope is not an object")
+    if envelope.get("error"):
+        raise ValueError(f"streamed response failed: {envelope['error']}")
+    inner = envelope.get("body", "")
+    if not isinstance(inner, str):
+        inner = json.dumps(inner)
+    status = envelope.get("status")
+    if not isinstance(status, int):
+        raise ValueError("streamed response envelope has no status")
+    extra = envelope.get("headers") or {}
+    return status, inner.encode(), {str(k): str(v) for k, v in extra.items()}
+
+
+def _json_text(body: bytes) -> str:
+    text = body.decode("utf-8", "replace")
+    try:
+        json.loads(text)
+    except ValueError:
+        return json.dumps(text)
+    return text if text.strip() else "null"
+
+
+def _ops(body: bytes) -> tuple[ReportedOp, ...]:
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("body is not JSON") from None
+    if isinstance(raw, dict):
+        raw = [raw]  # a single op object is the legacy shape; Go tolerates it
+    if not isinstance(raw, list):
+        raise ValueError("body must be an array of ops")
+    return tuple(_op(item) for item in raw)
+
+
+def _op(item: object) -> ReportedOp:
+    if not isinstance(item, dict):
+        raise ValueError("each op must be an object")
+    op_text, step_id = item.get("op"), item.get("id")
+    if not isinstance(op_text, str) or not isinstance(step_id, str) or not step_id:
+        raise ValueError("each op needs string 'op' and 'id'")
+    op = Opcode.parse(op_text)
+    error = item.get("error")
+    if op is Opcode.STEP_ERROR and not isinstance(error, dict):
+        raise ValueError("a StepError op needs an error object")
+    opts = item.get("opts")
+    name = item.get("name")
+    display = item.get("displayName")
+    userland = item.get("userland")
+    user_id = userland.get("id") if isinstance(userland, dict) else None
+    label = display or user_id or name or step_id
+    return ReportedOp(
+        op=op,
+        id=step_id,
+        name=name if isinstance(name, str) else "",
+        display_name=str(label),
+        opts=opts if isinstance(opts, dict) else {},
+        data=item.get("data"),
+        error=error if isinstance(error, dict) else None,
+    )
+
+
+def _normalise(status: int, body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    name, message, stack = "Error", body.decode("utf-8", "replace")[:1000], None
+    if isinstance(parsed, dict):
+        name = str(parsed.get("name") or name)
+        message = str(parsed.get("message") or message)
+        stack = parsed.get("stack")
+    return {
+        "error": f"invalid status code: {status}",
+        "name": name,
+        "message": message,
+        "stack": stack,
+    }
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    text = value.strip()
+    delay: float | None = None
+    if text.isdigit() and len(text) <= 7:
+        delay = float(text)
+    else:
+        try:
+            delay = durations.parse_timestamp(text).timestamp() - now
+        except ValueError:
+            try:
+                parsed = email.utils.parsedate_to_datetime(text)
+            except (TypeError, ValueError):
+                return None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=_dt.timezone.utc)
+            delay = parsed.timestamp() - now
+    return min(max(delay, 1.0), MAX_RETRY_AFTER)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None

@@ -1,0 +1,577 @@
+"""The SQLite store: one writer thread, WAL, readers on their own connections.
+
+SQLite serialises writers anyway; giving the writer its own thread keeps the event
+loop free and lets several engine processes share one file (``BEGIN IMMEDIATE`` plus
+a busy timeout serialises them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import pathlib
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from stepline.engine import _sqlite_schema as schema
+from stepline.engine._model import (
+    AppRecord,
+    EventRecord,
+    EventRunLink,
+    FunctionRecord,
+    Job,
+    JobKind,
+    Pause,
+    PauseKind,
+    Run,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+)
+from stepline.engine._store import EventFilter, RunFilter
+
+T = TypeVar("T")
+_dumps = json.dumps
+_loads = json.loads
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else _dumps(value, separators=(",", ":"))
+
+
+def _unjson(text: str | None) -> Any:
+    return None if text is None else _loads(text)
+
+
+class SqliteStore:
+    """A ``Store`` on one SQLite file (or ``:memory:``).
+
+    Args:
+        path: the database file; parent directories are created.
+        synchronous: SQLite's ``synchronous`` pragma. ``NORMAL`` (default) survives a
+            process crash; ``FULL`` also survives power loss, at an fsync per commit.
+    """
+
+    def __init__(self, path: str | pathlib.Path, *, synchronous: str = "NORMAL") -> None:
+        self.path = str(path)
+        self.synchronous = synchronous
+        self._memory = self.path == ":memory:"
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stepline-db")
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            2, thread_name_prefix="stepline-db-read"
+        )
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._write_conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        if not self._memory:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        with self._lock:
+            self._conns.append(conn)
+        return conn
+
+    def _open_sync(self) -> None:
+        if not self._memory:
+            pathlib.Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            schema.migrate(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._write_conn = conn
+
+    async def open(self) -> None:
+        """Create the file and schema; safe to call from several processes."""
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._open_sync)
+
+    async def close(self) -> None:
+        """Close every connection and stop the threads."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, lambda: None)
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+
+    def _atomic_sync(self, work: Callable[[SqliteTx], T]) -> T:
+        conn = self._write_conn
+        assert conn is not None, "store is not open"
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(SqliteTx(conn))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def atomic(self, work: Callable[[SqliteTx], T]) -> T:
+        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction on the writer thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._atomic_sync, work)
+
+    def _read_sync(self, work: Callable[[SqliteTx], T]) -> T:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        conn.execute("BEGIN")
+        try:
+            return work(SqliteTx(conn))
+        finally:
+            conn.execute("ROLLBACK")
+
+    async def read(self, work: Callable[[SqliteTx], T]) -> T:
+        """Run ``work`` on a reader connection (the writer's, for ``:memory:``)."""
+        loop = asyncio.get_running_loop()
+        if self._memory:
+            return await loop.run_in_executor(self._writer, self._atomic_sync, work)
+        return await loop.run_in_executor(self._readers, self._read_sync, work)
+
+
+_RUN_COLUMNS = (
+    "run_id, function_id, app_id, status, events, event_ids, created_at, started_at, "
+    "ended_at, output, stack, force_plan, request_version, correlation_id, parent_run_id, "
+    "cancel_reason, origin"
+)
+_STEP_COLUMNS = (
+    "run_id, step_id, name, op, status, mode, memo, attempts, started_at, ended_at, seq, "
+    "error, wait"
+)
+_JOB_COLUMNS = (
+    "job_id, kind, available_at, run_id, step_id, attempt, payload, lease_owner, lease_expires"
+)
+_PAUSE_COLUMNS = (
+    "pause_id, run_id, kind, event_name, expires_at, step_id, expression, correlation_id, "
+    "trigger_event_id, context"
+)
+
+
+def _run(row: sqlite3.Row | tuple[Any, ...]) -> Run:
+    return Run(
+        run_id=row[0],
+        function_id=row[1],
+        app_id=row[2],
+        status=RunStatus(row[3]),
+        events=_loads(row[4]),
+        event_ids=_loads(row[5]),
+        created_at=row[6],
+        started_at=row[7],
+        ended_at=row[8],
+        output=row[9],
+        stack=_loads(row[10]),
+        force_plan=bool(row[11]),
+        request_version=row[12],
+        correlation_id=row[13],
+        parent_run_id=row[14],
+        cancel_reason=row[15],
+        origin=row[16],
+    )
+
+
+def _run_values(run: Run) -> tuple[Any, ...]:
+    return (
+        run.run_id,
+        run.function_id,
+        run.app_id,
+        run.status.value,
+        _dumps(run.events),
+        _dumps(run.event_ids),
+        run.created_at,
+        run.started_at,
+        run.ended_at,
+        run.output,
+        _dumps(run.stack),
+        int(run.force_plan),
+        run.request_version,
+        run.correlation_id,
+        run.parent_run_id,
+        run.cancel_reason,
+        run.origin,
+    )
+
+
+def _step(row: tuple[Any, ...]) -> StepRecord:
+    return StepRecord(
+        run_id=row[0],
+        step_id=row[1],
+        name=row[2],
+        op=row[3],
+        status=StepStatus(row[4]),
+        mode=row[5],
+        memo=_unjson(row[6]),
+        attempts=row[7],
+        started_at=row[8],
+        ended_at=row[9],
+        seq=row[10],
+        error=_unjson(row[11]),
+        wait=_unjson(row[12]),
+    )
+
+
+def _job(row: tuple[Any, ...]) -> Job:
+    return Job(
+        job_id=row[0],
+        kind=JobKind(row[1]),
+        available_at=row[2],
+        run_id=row[3],
+        step_id=row[4],
+        attempt=row[5],
+        payload=_loads(row[6]),
+        lease_owner=row[7],
+        lease_expires=row[8],
+    )
+
+
+def _pause(row: tuple[Any, ...]) -> Pause:
+    return Pause(
+        pause_id=row[0],
+        run_id=row[1],
+        kind=PauseKind(row[2]),
+        event_name=row[3],
+        expires_at=row[4],
+        step_id=row[5],
+        expression=row[6],
+        correlation_id=row[7],
+        trigger_event_id=row[8],
+        context=_unjson(row[9]),
+    )
+
+
+def _event(row: tuple[Any, ...]) -> EventRecord:
+    return EventRecord(internal_id=row[0], name=row[1], payload=_loads(row[2]), received_at=row[3])
+
+
+class SqliteTx:
+    """``Tx`` over one SQLite connection with a transaction open."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._c = conn
+
+    # runs and steps ---------------------------------------------------------------
+    def get_run(self, run_id: str) -> Run | None:
+        row = self._c.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return None if row is None else _run(row)
+
+    def insert_run(self, run: Run) -> bool:
+        cur = self._c.execute(
+            f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}) VALUES "
+            "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            _run_values(run),
+        )
+        return cur.rowcount == 1
+
+    def update_run(self, run: Run) -> None:
+        self._c.execute(
+            f"REPLACE INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            _run_values(run),
+        )
+
+    def list_runs(self, where: RunFilter) -> list[Run]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if where.function_id is not None:
+            clauses.append("function_id = ?")
+            args.append(where.function_id)
+        if where.status:
+            clauses.append(f"status IN ({','.join('?' * len(where.status))})")
+            args.extend(s.value for s in where.status)
+        if where.since is not None:
+            clauses.append("created_at >= ?")
+            args.append(where.since)
+        if where.until is not None:
+            clauses.append("created_at < ?")
+            args.append(where.until)
+        if where.event_id is not None:
+            clauses.append(
+                "run_id IN (SELECT l.run_id FROM event_runs l JOIN events e "
+                "ON e.internal_id = l.event_id WHERE e.internal_id = ? OR e.id = ?)"
+            )
+            args.extend((where.event_id, where.event_id))
+        if where.cursor is not None:
+            clauses.append("run_id < ?")
+            args.append(where.cursor)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY run_id DESC LIMIT ?"
+        args.append(where.limit)
+        return [_run(r) for r in self._c.execute(sql, args)]
+
+    def get_steps(self, run_id: str) -> list[StepRecord]:
+        rows = self._c.execute(
+            f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id = ? "
+            "ORDER BY seq IS NULL, seq, started_at",
+            (run_id,),
+        )
+        return [_step(r) for r in rows]
+
+    def put_step(self, step: StepRecord) -> None:
+        self._c.execute(
+            f"REPLACE INTO steps ({_STEP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                step.run_id,
+                step.step_id,
+                step.name,
+                step.op,
+                step.status.value,
+                step.mode,
+                _json(step.memo) if step.status.done else None,
+                step.attempts,
+                step.started_at,
+                step.ended_at,
+                step.seq,
+                _json(step.error),
+                _json(step.wait),
+            ),
+        )
+
+    # queue --------------------------------------------------------------------------
+    def enqueue(self, job: Job) -> bool:
+        cur = self._c.execute(
+            f"INSERT OR IGNORE INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                job.job_id,
+                job.kind.value,
+                job.available_at,
+                job.run_id,
+                job.step_id,
+                job.attempt,
+                _dumps(job.payload),
+                job.lease_owner,
+                job.lease_expires,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def get_job(self, job_id: str) -> Job | None:
+        row = self._c.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        return None if row is None else _job(row)
+
+    def update_job(self, job: Job) -> None:
+        self._c.execute(
+            "UPDATE jobs SET available_at = ?, attempt = ?, payload = ?, lease_owner = ?, "
+            "lease_expires = ? WHERE job_id = ?",
+            (
+                job.available_at,
+                job.attempt,
+                _dumps(job.payload),
+                job.lease_owner,
+                job.lease_expires,
+                job.job_id,
+            ),
+        )
+
+    def delete_job(self, job_id: str) -> None:
+        self._c.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+
+    def delete_run_jobs(self, run_id: str) -> None:
+        self._c.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
+
+    def lease_jobs(self, owner: str, now: float, until: float, limit: int) -> list[Job]:
+        # A leased job's available_at moves to its lease expiry: if the owner dies the
+        # job simply becomes due again, so one index answers "what is due".
+        rows = self._c.execute(
+            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ? "
+            "WHERE job_id IN (SELECT job_id FROM jobs WHERE available_at <= ? "
+            "ORDER BY available_at LIMIT ?) "
+            f"RETURNING {_JOB_COLUMNS}",
+            (owner, until, until, now, limit),
+        ).fetchall()
+        return [_job(r) for r in rows]
+
+    def extend_leases(self, owner: str, job_ids: Sequence[str], until: float) -> None:
+        self._c.executemany(
+            "UPDATE jobs SET lease_expires = ?, available_at = ? "
+            "WHERE job_id = ? AND lease_owner = ?",
+            [(until, until, job_id, owner) for job_id in job_ids],
+        )
+
+    def next_job_at(self) -> float | None:
+        row = self._c.execute("SELECT MIN(available_at) FROM jobs").fetchone()
+        return None if row is None else row[0]
+
+    # pauses -------------------------------------------------------------------------
+    def insert_pause(self, pause: Pause) -> None:
+        self._c.execute(
+            f"REPLACE INTO pauses ({_PAUSE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                pause.pause_id,
+                pause.run_id,
+                pause.kind.value,
+                pause.event_name,
+                pause.expires_at,
+                pause.step_id,
+                pause.expression,
+                pause.correlation_id,
+                pause.trigger_event_id,
+                _json(pause.context),
+            ),
+        )
+
+    def get_pause(self, pause_id: str) -> Pause | None:
+        row = self._c.execute(
+            f"SELECT {_PAUSE_COLUMNS} FROM pauses WHERE pause_id = ?", (pause_id,)
+        ).fetchone()
+        return None if row is None else _pause(row)
+
+    def delete_pause(self, pause_id: str) -> bool:
+        return self._c.execute("DELETE FROM pauses WHERE pause_id = ?", (pause_id,)).rowcount == 1
+
+    def pauses_for_event(self, event_name: str) -> list[Pause]:
+        rows = self._c.execute(
+            f"SELECT {_PAUSE_COLUMNS} FROM pauses WHERE event_name = ? AND correlation_id IS NULL",
+            (event_name,),
+        )
+        return [_pause(r) for r in rows]
+
+    def pauses_for_correlation(self, correlation_id: str) -> list[Pause]:
+        rows = self._c.execute(
+            f"SELECT {_PAUSE_COLUMNS} FROM pauses WHERE correlation_id = ?", (correlation_id,)
+        )
+        return [_pause(r) for r in rows]
+
+    def run_pauses(self, run_id: str) -> list[Pause]:
+        rows = self._c.execute(f"SELECT {_PAUSE_COLUMNS} FROM pauses WHERE run_id = ?", (run_id,))
+        return [_pause(r) for r in rows]
+
+    def delete_run_pauses(self, run_id: str) -> None:
+        self._c.execute("DELETE FROM pauses WHERE run_id = ?", (run_id,))
+
+    # events -------------------------------------------------------------------------
+    def insert_event(self, event: EventRecord) -> bool:
+        cur = self._c.execute(
+            "INSERT OR IGNORE INTO events (internal_id, id, name, payload, received_at) "
+            "VALUES (?,?,?,?,?)",
+            (event.internal_id, event.id, event.name, _dumps(event.payload), event.received_at),
+        )
+        return cur.rowcount == 1
+
+    def get_event(self, event_id: str) -> EventRecord | None:
+        row = self._c.execute(
+            "SELECT internal_id, name, payload, received_at FROM events WHERE internal_id = ?",
+            (event_id,),
+        ).fetchone()
+        if row is None:
+            row = self._c.execute(
+                "SELECT internal_id, name, payload, received_at FROM events WHERE id = ? "
+                "ORDER BY internal_id DESC LIMIT 1",
+                (event_id,),
+            ).fetchone()
+        return None if row is None else _event(row)
+
+    def list_events(self, where: EventFilter) -> list[EventRecord]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if where.name is not None:
+            clauses.append("name = ?")
+            args.append(where.name)
+        if where.since is not None:
+            clauses.append("received_at >= ?")
+            args.append(where.since)
+        if where.until is not None:
+            clauses.append("received_at < ?")
+            args.append(where.until)
+        if where.cursor is not None:
+            clauses.append("internal_id < ?")
+            args.append(where.cursor)
+        sql = "SELECT internal_id, name, payload, received_at FROM events"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY internal_id DESC LIMIT ?"
+        args.append(where.limit)
+        return [_event(r) for r in self._c.execute(sql, args)]
+
+    def link_event(self, link: EventRunLink) -> None:
+        self._c.execute(
+            "INSERT INTO event_runs (event_id, function_id, run_id, reason, at) VALUES (?,?,?,?,?)",
+            (link.event_id, link.function_id, link.run_id, link.reason, link.at),
+        )
+
+    def event_links(self, internal_id: str) -> list[EventRunLink]:
+        rows = self._c.execute(
+            "SELECT event_id, function_id, run_id, reason, at FROM event_runs "
+            "WHERE event_id = ? ORDER BY at",
+            (internal_id,),
+        )
+        return [EventRunLink(*r) for r in rows]
+
+    def claim_key(self, scope: str, key: str, expires_at: float, now: float) -> bool:
+        self._c.execute(
+            "DELETE FROM idempotency WHERE scope = ? AND key = ? AND expires_at <= ?",
+            (scope, key, now),
+        )
+        cur = self._c.execute(
+            "INSERT OR IGNORE INTO idempotency (scope, key, expires_at) VALUES (?,?,?)",
+            (scope, key, expires_at),
+        )
+        return cur.rowcount == 1
+
+    # apps and functions ---------------------------------------------------------------
+    def put_app(self, app: AppRecord, functions: Sequence[FunctionRecord]) -> bool:
+        old = self.get_app(app.app_id)
+        modified = old is None or old.checksum != app.checksum or old.url != app.url
+        self._c.execute(
+            "REPLACE INTO apps (app_id, url, sdk, framework, synced_at, checksum, error, mode) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (
+                app.app_id,
+                app.url,
+                app.sdk,
+                app.framework,
+                app.synced_at,
+                app.checksum,
+                app.error,
+                app.mode,
+            ),
+        )
+        self._c.execute("DELETE FROM functions WHERE app_id = ?", (app.app_id,))
+        self._c.executemany(
+            "REPLACE INTO functions (function_id, app_id, name, config, updated_at) "
+            "VALUES (?,?,?,?,?)",
+            [(f.function_id, f.app_id, f.name, _dumps(f.config), f.updated_at) for f in functions],
+        )
+        return modified
+
+    def get_app(self, app_id: str) -> AppRecord | None:
+        row = self._c.execute(
+            "SELECT app_id, url, sdk, framework, synced_at, checksum, error, mode FROM apps "
+            "WHERE app_id = ?",
+            (app_id,),
+        ).fetchone()
+        return None if row is None else AppRecord(*row)
+
+    def list_apps(self) -> list[AppRecord]:
+        rows = self._c.execute(
+            "SELECT app_id, url, sdk, framework, synced_at, checksum, error, mode FROM apps "
+            "ORDER BY app_id"
+        )
+        return [AppRecord(*r) for r in rows]
+
+    def list_functions(self) -> list[FunctionRecord]:
+        rows = self._c.execute(
+            "SELECT function_id, app_id, name, config, updated_at FROM functions "
+            "ORDER BY function_id"
+        )
+        return [FunctionRecord(r[0], r[1], r[2], _loads(r[3]), r[4]) for r in rows]
+
+    def set_app_error(self, url: str, error: str | None, now: float) -> None:
+        self._c.execute("UPDATE apps SET error = ?, synced_at = ? WHERE url = ?", (error, now, url))

@@ -1,0 +1,300 @@
+"""The worker: leases due jobs, runs them, keeps their leases alive.
+
+Job handling is split in two: I/O outside any transaction (the SDK call, the gateway
+call), then one transaction that records the result and schedules what follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from stepline import _serde
+from stepline.engine import _events, _ids, _registry, _request, _response
+from stepline.engine._clock import Clock
+from stepline.engine._config import EngineSettings
+from stepline.engine._driver import Driver
+from stepline.engine._model import Job, JobKind, Run, RunStatus, StepRecord
+from stepline.engine._registry import Registry
+from stepline.engine._runloop import RunLoop
+from stepline.engine._store import Store, Tx
+
+logger = logging.getLogger("stepline.engine")
+_LEASE_BATCH = 32
+
+
+class Worker:
+    """Processes the job queue of one store; several workers (processes) may share it."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        loop: RunLoop,
+        driver: Driver,
+        clock: Clock,
+        settings: EngineSettings,
+        registry: Callable[[], Registry],
+        on_commit: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.loop = loop
+        self.driver = driver
+        self.clock = clock
+        self.settings = settings
+        self._registry = registry
+        self._on_commit = on_commit
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Lease and dispatch jobs until ``stop``; sleeps until the next job is due."""
+        while not self._stopping:
+            self.wake.clear()
+            free = self.settings.concurrency - len(self._inflight)
+            jobs: list[Job] = []
+            if free > 0:
+                now = self.clock.now()
+                until = now + self.settings.lease_seconds
+                lease = functools.partial(
+                    _lease, owner=self.owner, now=now, until=until, limit=min(free, _LEASE_BATCH)
+                )
+                jobs = await self.store.atomic(lease)
+            for job in jobs:
+                task = asyncio.create_task(self._process(job))
+                self._inflight[job.job_id] = task
+                task.add_done_callback(functools.partial(self._done, job.job_id))
+            if jobs and len(jobs) == min(free, _LEASE_BATCH):
+                continue
+            if free <= 0:
+                await self.wake.wait()
+                continue
+            nxt = await self.store.read(lambda tx: tx.next_job_at())
+            deadline = self.clock.now() + self.settings.poll_interval
+            if nxt is not None:
+                deadline = min(deadline, nxt)
+            await self.clock.sleep_until(deadline, self.wake)
+
+    def _done(self, job_id: str, _task: object = None) -> None:
+        self._inflight.pop(job_id, None)
+        self.wake.set()
+
+    async def heartbeat(self) -> None:
+        """Extend the leases of in-flight jobs well before they expire."""
+        interval = self.settings.lease_seconds / 3
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            ids = list(self._inflight)
+            if ids:
+                until = self.clock.now() + self.settings.lease_seconds
+                extend = functools.partial(_extend, owner=self.owner, ids=ids, until=until)
+                await self.store.atomic(extend)
+
+    async def stop(self) -> None:
+        """Stop leasing and wait for in-flight jobs (their leases lapse if cancelled)."""
+        self._stopping = True
+        self.wake.set()
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- one job --------------------------------------------------------------------------
+
+    async def _process(self, job: Job) -> None:
+        try:
+            if job.kind is JobKind.EXECUTE:
+                await self._execute(job)
+            elif job.kind is JobKind.GATEWAY:
+                await self._gateway(job)
+            else:
+                await self._atomic(lambda tx: self._simple(tx, job))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A fault of ours: the lease lapses and the job is retried; log loudly.
+            logger.exception("job %s (%s) failed inside the engine", job.job_id, job.kind.value)
+
+    async def _atomic(self, work: Callable[[Tx], Any]) -> Any:
+        result = await self.store.atomic(work)
+        self._on_commit()
+        return result
+
+    def _simple(self, tx: Tx, job: Job) -> None:
+        now = self.clock.now()
+        if job.kind is JobKind.WAKE:
+            self.loop.wake(tx, job, now)
+        elif job.kind is JobKind.PAUSE_TIMEOUT:
+            self.loop.pause_timeout(tx, job, now)
+        elif job.kind is JobKind.TIMEOUT:
+            self.loop.timeout(tx, job, now)
+        elif job.kind is JobKind.FANOUT:
+            tx.delete_job(job.job_id)
+            event = tx.get_event(str(job.payload.get("event_id")))
+            if event is not None:
+                self.loop.fanout(tx, event, now)
+        elif job.kind is JobKind.CRON:
+            self._cron(tx, job, now)
+
+    def _cron(self, tx: Tx, job: Job, now: float) -> None:
+        tx.delete_job(job.job_id)
+        fn = self._registry().get(str(job.payload.get("function_id")))
+        canonical = job.payload.get("cron")
+        trigger = (
+            next((c for c in fn.crons if c.schedule.canonical == canonical), None) if fn else None
+        )
+        if fn is None or trigger is None:
+            return  # the function or this schedule was removed since the job was queued
+        event = _events.internal(_registry.CRON_EVENT, {"cron": canonical}, now=now)
+        event.internal_id = _ids.derived(int(now * 1000), job.job_id)
+        event.payload["id"] = event.internal_id
+        tx.insert_event(event)
+        self.loop.start_run(tx, fn, [event], now, origin="cron")
+        schedule_cron(tx, fn.function_id, trigger, float(job.payload.get("tick", now)))
+
+    async def _execute(self, job: Job) -> None:
+        rid = str(job.run_id)
+        run, steps = await self.store.read(lambda tx: (tx.get_run(rid), tx.get_steps(rid)))
+        if run is None or run.status.terminal:
+            await self._atomic(lambda tx: tx.delete_job(job.job_id))
+            return
+        fn = self._registry().get(run.function_id)
+        if fn is None:
+            outcome: _response.Outcome = _response.Failed(
+                json.dumps(
+                    {
+                        "name": "FunctionNotFound",
+                        "message": f"function {run.function_id} is no longer registered",
+                    }
+                ),
+                {
+                    "name": "FunctionNotFound",
+                    "message": f"function {run.function_id} is no longer registered",
+                },
+                no_retry=True,
+            )
+        else:
+            if run.status is RunStatus.QUEUED:
+                await self._atomic(lambda tx: _mark_started(tx, rid, self.clock.now()))
+            outcome = await self._call(run, steps, job, fn)
+        await self._atomic(
+            lambda tx: self.loop.apply(tx, job, outcome, self.clock.now(), self.owner)
+        )
+        _log_outcome(run, job, outcome)
+
+    async def _call(
+        self, run: Run, steps: list[StepRecord], job: Job, fn: _registry.FunctionSpec
+    ) -> _response.Outcome:
+        body = _request.build(
+            run, steps, job, max_attempts=fn.max_attempts, checkpoint=self.settings.checkpointing
+        )
+        raw, headers = _request.encode(
+            body,
+            signing_key=self.settings.signing_key,
+            now=self.clock.now(),
+            server_kind=self.settings.server_kind,
+        )
+        url = _request.call_url(fn.url, fn.function_id, job.step_id or "step")
+        answer = await self.driver.request("POST", url, raw, headers, self.settings.call_timeout)
+        return _response.decode(answer, now=self.clock.now())
+
+    async def _gateway(self, job: Job) -> None:
+        opts = job.payload.get("opts") or {}
+        memo, failed, retry_in = await gateway_call(self.driver, opts, job, self.loop)
+        await self._atomic(
+            lambda tx: self.loop.gateway_done(
+                tx, job, memo, failed=failed, retry_in=retry_in, now=self.clock.now()
+            )
+        )
+
+
+def _lease(tx: Tx, *, owner: str, now: float, until: float, limit: int) -> list[Job]:
+    return tx.lease_jobs(owner, now, until, limit)
+
+
+def _extend(tx: Tx, *, owner: str, ids: list[str], until: float) -> None:
+    tx.extend_leases(owner, ids, until)
+
+
+def _mark_started(tx: Tx, run_id: str, now: float) -> None:
+    run = tx.get_run(run_id)
+    if run is not None and run.status is RunStatus.QUEUED:
+        run.status = RunStatus.RUNNING
+        run.started_at = now
+        tx.update_run(run)
+
+
+def schedule_cron(tx: Tx, function_id: str, trigger: _registry.CronTrigger, after: float) -> None:
+    """Queue the next tick of a cron trigger (idempotent: one job per tick, across nodes)."""
+    tick, fire = _registry.next_cron_fire(trigger, function_id, after)
+    canonical = trigger.schedule.canonical
+    tx.enqueue(
+        Job(
+            job_id=f"cron:{function_id}:{canonical}:{int(tick)}",
+            kind=JobKind.CRON,
+            available_at=fire,
+            payload={"function_id": function_id, "cron": canonical, "tick": tick},
+        )
+    )
+
+
+async def gateway_call(
+    driver: Driver, opts: dict[str, Any], job: Job, loop: RunLoop
+) -> tuple[Any, bool, float | None]:
+    """Perform an AI gateway request; returns (memo, failed, retry delay or None)."""
+    url = str(opts.get("url") or "")
+    headers = {"content-type": "application/json"}
+    key = str(opts.get("auth_key") or "")
+    fmt = str(opts.get("format") or "")
+    if key:
+        if fmt == "anthropic":
+            headers["x-api-key"] = key
+        elif fmt == "gemini":
+            url += ("&" if "?" in url else "?") + "key=" + key
+        elif fmt == "bedrock":
+            headers["authorization"] = key
+        else:
+            headers["authorization"] = f"Bearer {key}"
+    extra = opts.get("headers")
+    if isinstance(extra, dict):
+        headers.update({str(k): str(v) for k, v in extra.items()})
+    body = opts.get("body")
+    raw = body.encode() if isinstance(body, str) else _serde.dumps(body).encode()
+    answer = await driver.request("POST", url, raw, headers, 300.0)
+    if answer.error is None and 200 <= answer.status < 300:
+        try:
+            return {"data": json.loads(answer.body)}, False, None
+        except ValueError:
+            return {"data": answer.body.decode("utf-8", "replace")}, False, None
+    if job.attempt < 4:
+        return None, False, loop.backoff.delay(job.attempt, job.job_id)
+    detail = answer.error or answer.body.decode("utf-8", "replace")
+    error = {
+        "name": "AIGatewayError",
+        "message": f"Error making AI request: {answer.error or f'status {answer.status}'}",
+        "stack": detail,
+    }
+    return {"error": error}, True, None
+
+
+def _log_outcome(run: Run, job: Job, outcome: _response.Outcome) -> None:
+    if isinstance(outcome, _response.Failed):
+        logger.warning(
+            "run %s (%s) call %s attempt %d failed: %s",
+            run.run_id,
+            run.function_id,
+            job.step_id,
+            job.attempt,
+            outcome.error.get("message"),
+        )

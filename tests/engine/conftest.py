@@ -1,0 +1,109 @@
+"""Engine fixtures: an engine on a temp SQLite file, with a manual or real clock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+import stepline
+from stepline.engine import Engine, EngineSettings, ManualClock
+from stepline.engine._model import Run
+
+T = TypeVar("T")
+
+
+def arun(coro: Awaitable[T]) -> T:
+    """Run a coroutine to completion (pytest-asyncio is not a dependency)."""
+
+    async def wrapper() -> T:
+        return await coro
+
+    return asyncio.run(wrapper())
+
+
+def dev_client(app_id: str = "t", **kwargs: Any) -> stepline.Client:
+    """A dev-mode client that never reaches the network on its own."""
+    return stepline.Client(app_id=app_id, is_production=False, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    path: Path,
+    *,
+    clock: ManualClock | None = None,
+    apps: Sequence[tuple[stepline.Client, Sequence[stepline.Function]]] = (),
+    **settings: Any,
+) -> AsyncIterator[Engine]:
+    """An engine on ``path`` with in-process apps attached, started and stopped around use."""
+    options: dict[str, Any] = {"retry_scale": 0.0, "retry_jitter": 0.0, "poll_interval": 0.05}
+    options.update(settings)
+    engine = Engine(EngineSettings(database_url=str(path), **options), clock=clock)
+    await engine.start()
+    try:
+        for client, functions in apps:
+            await engine.serve(client, functions)
+        yield engine
+    finally:
+        await engine.stop()
+
+
+async def settle(
+    engine: Engine,
+    clock: ManualClock,
+    *,
+    until: Callable[[], Awaitable[bool]],
+    step: float = 1.0,
+    limit: float = 400_000.0,
+) -> None:
+    """Let the engine work, moving the manual clock forward whenever it goes idle."""
+    moved = 0.0
+    while not await until():
+        await asyncio.sleep(0.02)
+        if await until():
+            return
+        nxt = await engine.store.read(lambda tx: tx.next_job_at())
+        if nxt is not None and nxt > clock.now():
+            clock.set(nxt)
+            moved = nxt
+        elif nxt is None:
+            clock.advance(step)
+            moved += step
+        if moved > clock.now() + limit:
+            raise AssertionError("engine never settled")
+
+
+async def finished(engine: Engine, run_id: str, clock: ManualClock | None = None) -> Run:
+    """The run once it has ended (advancing a manual clock as needed)."""
+    if clock is None:
+        return await engine.wait_for_run(run_id, timeout=20)
+
+    async def ended() -> bool:
+        return (await engine.get_run(run_id)).status.terminal
+
+    await asyncio.wait_for(settle(engine, clock, until=ended), 20)
+    return await engine.get_run(run_id)
+
+
+async def only_run(engine: Engine, function_id: str, timeout: float = 10.0) -> str:
+    """The id of the single run of a function, once it exists."""
+    from stepline.engine._store import RunFilter
+
+    async def find() -> str:
+        while True:
+            runs = await engine.list_runs(RunFilter(function_id=function_id))
+            if runs:
+                assert len(runs) == 1, runs
+                return runs[0].run_id
+            await asyncio.sleep(0.01)
+
+    return await asyncio.wait_for(find(), timeout)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "engine.db"
