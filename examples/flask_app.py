@@ -1,14 +1,15 @@
 """A small shop backend: an ordinary Flask app that also serves Stepline functions.
 
 The functions live next to normal routes and are served at ``/api/inngest`` by
-``stepline.flask.serve``. An engine (the real one, an Inngest dev server, or the demo's
-``mini_executor``) calls that endpoint to run them step by step.
+``stepline.flask.serve``. An engine (``stepline dev``, or an Inngest server) calls that
+endpoint to run them step by step; ``POST /orders`` starts one by sending an event.
 
 Run it on its own against an engine listening on ``http://127.0.0.1:8288``::
 
+    .venv/bin/stepline dev -u http://127.0.0.1:8000/api/inngest &
     .venv/bin/python examples/flask_app.py
 
-or let ``examples/demo.py`` drive it with the mini executor.
+or let ``examples/demo.py`` start both.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def create_app(api_base_url: str | None = None) -> flask.Flask:
 
     @app.post("/orders")
     def create_order() -> tuple[flask.Response, int]:
-        """An ordinary route: accept an order and answer with JSON."""
+        """An ordinary route: accept an order, start ``process-order``, answer with JSON."""
         body = flask.request.get_json(silent=True) or {}
         order = {
             "order_id": f"ord-{uuid.uuid4().hex[:8]}",
@@ -175,6 +176,8 @@ def create_app(api_base_url: str | None = None) -> flask.Flask:
             "total_cents": int(body.get("total_cents", 0)),
             "status": "accepted",
         }
+        event = stepline.Event(name="shop/order.created", data=order)
+        order["event_ids"] = client.send_sync(event)
         return flask.jsonify(order), 201
 
     stepline.flask.serve(app, client, make_functions(client))

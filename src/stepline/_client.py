@@ -68,6 +68,7 @@ class Client:
         thread_pool_max_workers: int | None = None,
         allow_in_band_sync: bool | None = None,
         app_version: str | None = None,
+        checkpointing: bool | None = None,
         logger: logging.Logger | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -87,6 +88,7 @@ class Client:
             thread_pool_max_workers=thread_pool_max_workers,
             allow_in_band_sync=allow_in_band_sync,
             app_version=app_version,
+            checkpointing=checkpointing,
         )
         self.logger = logger or logging.getLogger("stepline")
         self._sync_transport = _transport.SyncTransport()

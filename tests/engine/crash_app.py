@@ -1,0 +1,43 @@
+"""The app the crash test drives: a chain of steps that log every execution.
+
+Run as ``python crash_app.py PORT LOGFILE``; each step appends ``run step nonce`` to
+LOGFILE and returns the nonce, so the test can tell a re-execution of a recorded step
+(the recorded nonce is not the last one logged) from a retry of a lost one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+
+import uvicorn
+
+import stepline
+import stepline.asgi
+
+STEPS = 5
+client = stepline.Client(app_id="crash", is_production=False, checkpointing=False)
+LOG = sys.argv[2] if len(sys.argv) > 2 else "crash.log"
+
+
+def _step(run_id: str, name: str) -> str:
+    nonce = uuid.uuid4().hex[:8]
+    time.sleep(0.02)  # widen the window in which a kill lands mid-step
+    with open(LOG, "a", encoding="utf-8") as log:
+        log.write(f"{run_id} {name} {nonce}\n")
+        log.flush()
+        os.fsync(log.fileno())
+    return nonce
+
+
+@client.function(id="chain", trigger=stepline.TriggerEvent(event="crash/go"))
+def chain(ctx: stepline.SyncContext) -> list[str]:
+    return [ctx.step.run(f"s{i}", _step, ctx.run_id, f"s{i}") for i in range(STEPS)]
+
+
+app = stepline.asgi.serve(client, [chain])
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
