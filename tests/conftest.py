@@ -20,7 +20,8 @@ class StubServer:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
-        self.answer: Callable[[dict[str, Any]], tuple[int, Any]] = lambda _req: (200, {})
+        # answer(request) -> (status, body) or (status, body, headers); bytes bodies go raw
+        self.answer: Callable[[dict[str, Any]], tuple[Any, ...]] = lambda _req: (200, {})
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,10 +36,14 @@ class StubServer:
                     "body": json.loads(raw) if raw else None,
                 }
                 stub.requests.append(record)
-                status, body = stub.answer(record)
-                data = json.dumps(body).encode()
+                answer = stub.answer(record)
+                status, body = answer[0], answer[1]
+                extra: dict[str, str] = answer[2] if len(answer) > 2 else {}
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

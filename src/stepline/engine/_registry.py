@@ -60,6 +60,11 @@ class CancelRule:
     event: str
     condition: str | None
     timeout: float
+    until: float | None = None
+
+    def expires_at(self, started: float) -> float:
+        """When the rule stops applying to a run started at ``started``."""
+        return self.until if self.until is not None else started + self.timeout
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -216,7 +221,14 @@ def _cancel(where: str, raw: object) -> CancelRule:
         raise RegistrationError(f"{where}: each cancel entry needs an event")
     condition = raw.get("if")
     _expr(f"{where}: cancel if", condition, _PAIR_VARS)
-    timeout = _duration(f"{where}: cancel timeout", raw.get("timeout")) or YEAR
+    value = raw.get("timeout")
+    if isinstance(value, str) and len(value) >= 10 and value[:4].isdigit():
+        try:  # an RFC 3339 time rather than a duration
+            until = durations.parse_timestamp(value).timestamp()
+        except ValueError:
+            raise RegistrationError(f"{where}: cancel timeout {value!r} is not a time") from None
+        return CancelRule(raw["event"], condition or None, YEAR, until)
+    timeout = _duration(f"{where}: cancel timeout", value) or YEAR
     return CancelRule(raw["event"], condition or None, timeout)
 
 

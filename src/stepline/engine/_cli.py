@@ -1,0 +1,194 @@
+"""``stepline dev`` / ``stepline start``: run the engine behind uvicorn.
+
+Settings are resolved once (``_config.resolve``) from the arguments and the
+environment; everything below works from the frozen result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TextIO
+
+from stepline._identity import VERSION
+from stepline.engine._api import build_app
+from stepline.engine._config import DEFAULT_DB, DEFAULT_PORT, EngineConfigError, Mode, resolve
+from stepline.engine._engine import Engine, SyncResult
+
+if TYPE_CHECKING:
+    import uvicorn
+
+EXIT_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``stepline`` command line.
+
+    Args:
+        argv: the arguments after the program name; ``sys.argv[1:]`` if None.
+
+    Returns:
+        The process exit code: 0 on a clean stop, 2 for bad arguments or settings,
+        uvicorn's code (non-zero) if the server could not start.
+    """
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"stepline {VERSION}")
+        return 0
+    mode: Mode = "start" if args.command == "start" else "dev"
+    try:
+        settings = resolve(
+            mode=mode,
+            host=args.host,
+            port=args.port,
+            database_url=args.db,
+            signing_key=args.signing_key,
+            signing_key_fallback=args.signing_key_fallback,
+            event_keys=args.event_key or (),
+            app_urls=args.sdk_url or (),
+            allow_public_bind=args.allow_public,
+            # 1.0 is the real retry schedule; smaller values make dev retries fast
+            retry_scale=1.0 if args.retry_scale is None else args.retry_scale,
+        )
+    except EngineConfigError as exc:
+        print(f"stepline {mode}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(_serve(Engine(settings)))
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, after shutdown
+        return 0
+
+
+async def _serve(engine: Engine) -> int:
+    """Serve until uvicorn stops; print the banner once the socket listens."""
+    import uvicorn  # only serving needs it: `stepline version` and --help work without
+
+    stream = sys.stdout
+    settings = engine.settings
+    app = build_app(engine)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(_run(server))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    if not server.started:
+        return await serving or 1
+    _print(stream, banner(engine))
+    # -u apps sync in the background (they call /fn/register back, so the socket had to
+    # be open first); report each one as it settles, without holding up the server
+    syncing: asyncio.Task[list[SyncResult]] = app.state.sync_task
+    await asyncio.wait({syncing, serving}, return_when=asyncio.FIRST_COMPLETED)
+    if syncing.done() and not syncing.cancelled() and syncing.exception() is None:
+        results = syncing.result()
+        if results:
+            _print(stream, app_lines(results))
+    return await serving
+
+
+async def _run(server: uvicorn.Server) -> int:
+    try:
+        await server.serve()
+    except SystemExit as exc:  # uvicorn exits on a bind failure, having logged why
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+def banner(engine: Engine) -> str:
+    """Where everything is, printed once the server listens.
+
+    Args:
+        engine: the engine being served.
+
+    Returns:
+        The banner text (never containing a key).
+    """
+    settings = engine.settings
+    base = f"http://{_host(settings.host)}:{settings.port}"
+    lines = [
+        f"Stepline engine {VERSION} ({settings.mode} mode)",
+        f"  Engine     {base}",
+        f"  Event API  {base}/e/<event key>",
+        f"  REST API   {base}/v1",
+        f"  Dashboard  {base}/",
+        f"  Database   {settings.database_url}",
+    ]
+    if settings.mode == "dev" and not settings.event_keys:
+        lines.append("  Auth       none (dev mode: any event key, no signing key required)")
+    if settings.app_urls:
+        lines.append(f"  Apps       syncing {len(settings.app_urls)} app(s)...")
+    return "\n".join(lines)
+
+
+def app_lines(results: Sequence[SyncResult]) -> str:
+    """One line per ``-u`` app: synced, or the reason it is not.
+
+    Args:
+        results: what syncing each app did.
+
+    Returns:
+        The lines, joined.
+    """
+    return "\n".join(
+        f"  ✓ {r.url} synced" if r.ok else f"  ✗ {r.url} error: {r.error}" for r in results
+    )
+
+
+def _scale(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"want a number >= 0, got {text!r}")
+    return value
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _print(stream: TextIO, text: str) -> None:
+    # flush: under a supervisor (or a test) stdout is a pipe and would sit in a buffer
+    print(text, file=stream, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stepline", description="Run the Stepline durable-functions engine."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    dev = commands.add_parser("dev", help="a local engine: open API, SQLite, fast to start")
+    start = commands.add_parser("start", help="a production engine: signing and event keys")
+    commands.add_parser("version", help="print the version")
+    for sub in (dev, start):
+        sub.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+        sub.add_argument("--port", type=int, help=f"port to bind (default {DEFAULT_PORT})")
+        sub.add_argument(
+            "-u",
+            "--sdk-url",
+            action="append",
+            metavar="URL",
+            help="an app's serve URL to sync at start (repeatable)",
+        )
+        sub.add_argument("--db", metavar="PATH", help=f"SQLite database (default {DEFAULT_DB})")
+        sub.add_argument(
+            "--allow-public",
+            action="store_true",
+            help="let `dev` bind to a non-loopback interface (anyone reaching it can use it)",
+        )
+        sub.add_argument("--retry-scale", type=_scale, help=argparse.SUPPRESS)
+        sub.add_argument("--signing-key", help="key used to sign calls to apps")
+        sub.add_argument("--signing-key-fallback", help=argparse.SUPPRESS)
+        sub.add_argument(
+            "--event-key",
+            action="append",
+            metavar="KEY",
+            help="a key accepted by POST /e/{key} (repeatable; required by `start`)",
+        )
+    return parser
+
+
+__all__ = ["app_lines", "banner", "main"]

@@ -1,0 +1,197 @@
+"""``python -m stepline.engine`` as a real process: banner, HTTP, exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from stepline.engine._cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+ENV_PREFIXES = ("STEPLINE_", "INNGEST_")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without the developer's own engine or app settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
+    env.update(PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def wait_until_up(url: str, proc: subprocess.Popen[Any], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited early with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"{url} never answered")
+
+
+def read_until(path: Path, needle: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = path.read_text("utf-8")
+        if needle in text:
+            return text
+        time.sleep(0.05)
+    raise AssertionError(f"{needle!r} not in output:\n{text}")
+
+
+@contextlib.contextmanager
+def process(args: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[Any]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def engine_command(*args: str) -> list[str]:
+    return [sys.executable, "-W", "error", "-m", "stepline.engine", *args]
+
+
+def test_dev_serves_events_and_prints_banner(tmp_path: Path) -> None:
+    port = free_port()
+    db = tmp_path / "data" / "engine.db"
+    log = tmp_path / "engine.log"
+    base = f"http://127.0.0.1:{port}"
+    with process(
+        engine_command("dev", "--port", str(port), "--db", str(db)), log, clean_env()
+    ) as p:
+        wait_until_up(f"{base}/health", p)
+        banner = read_until(log, "Database")
+        assert f"Engine     {base}" in banner
+        assert f"{base}/e/<event key>" in banner
+        assert f"{base}/v1" in banner
+        assert f"Dashboard  {base}/" in banner
+        assert str(db) in banner
+        assert "(dev mode)" in banner
+
+        sent = httpx.post(f"{base}/e/any", json={"name": "cli/hello", "data": {"n": 1}})
+        assert sent.status_code == 200
+        assert sent.headers["x-inngest-server-kind"] == "dev"
+        [event_id] = sent.json()["ids"]
+        found = httpx.get(f"{base}/v1/events/{event_id}").json()["data"]
+        assert found["data"] == {"n": 1}
+    assert db.exists()
+
+
+def test_dev_syncs_an_app_given_with_u_and_runs_it(tmp_path: Path) -> None:
+    engine_port, app_port = free_port(), free_port()
+    engine = f"http://127.0.0.1:{engine_port}"
+    app_url = f"http://127.0.0.1:{app_port}/api/inngest"
+    app_env = clean_env(
+        STEPLINE_DEV="1", STEPLINE_API_BASE_URL=engine, STEPLINE_EVENT_API_BASE_URL=engine
+    )
+    app_cmd = [
+        *(sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(EXAMPLES / "asgi")),
+        *("--host", "127.0.0.1", "--port", str(app_port), "--no-access-log"),
+    ]
+    log = tmp_path / "engine.log"
+    args = ["dev", "--port", str(engine_port), "--db", str(tmp_path / "db"), "-u", app_url]
+    with process(app_cmd, tmp_path / "app.log", app_env) as app:
+        wait_until_up(app_url, app)
+        with process(engine_command(*args), log, clean_env()) as eng:
+            wait_until_up(f"{engine}/health", eng)
+            read_until(log, f"✓ {app_url} synced")
+            [listed] = httpx.get(f"{engine}/v1/apps").json()["data"]
+            assert (listed["app_id"], listed["functions"]) == ("asgi-example", 2)
+
+            sent = httpx.post(
+                f"{engine}/e/k", json={"name": "example/greet", "data": {"name": "cli"}}
+            )
+            assert sent.status_code == 200
+
+            deadline = time.monotonic() + 20
+            runs: list[dict[str, Any]] = []
+            while time.monotonic() < deadline and not runs:
+                params = {"function_id": "asgi-example-greet", "status": "Completed"}
+                runs = httpx.get(f"{engine}/v1/runs", params=params).json()["data"]
+                time.sleep(0.05)
+            assert runs, "the run never completed"
+            assert runs[0]["output"] == {"text": "Hello, cli!"}
+
+
+def test_dev_reports_an_unreachable_app(tmp_path: Path) -> None:
+    port = free_port()
+    dead = f"http://127.0.0.1:{free_port()}/api/inngest"
+    log = tmp_path / "engine.log"
+    args = ["dev", "--port", str(port), "--db", str(tmp_path / "db"), "-u", dead]
+    with process(engine_command(*args), log, clean_env()) as proc:
+        wait_until_up(f"http://127.0.0.1:{port}/health", proc)
+        read_until(log, f"✗ {dead} error")
+
+
+def test_start_without_keys_exits_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        engine_command("start", "--db", str(tmp_path / "db")),
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "signing key" in done.stderr
+    assert "--signing-key" in done.stderr
+    assert not (tmp_path / "db").exists()
+
+
+def test_dev_public_bind_needs_allow_public(tmp_path: Path) -> None:
+    done = subprocess.run(
+        engine_command("dev", "--host", "0.0.0.0", "--db", str(tmp_path / "db")),
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "0.0.0.0" in done.stderr
+    assert "--allow-public" in done.stderr
+
+
+def test_start_with_keys_but_no_event_key_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIXES):
+            monkeypatch.delenv(name)
+    assert main(["start", "--signing-key", "signkey-test-abcd"]) == 2
+    assert "event key" in capsys.readouterr().err
+
+
+def test_version_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out.strip() == "stepline 0.1.0"
+    with pytest.raises(SystemExit) as exited:
+        main(["dev", "--retry-scale", "-1"])
+    assert exited.value.code == 2
+    with pytest.raises(SystemExit):
+        main([])
