@@ -134,7 +134,7 @@ class RunLoop:
                     run_id=rid,
                     kind=PauseKind.CANCEL,
                     event_name=rule.event,
-                    expires_at=now + rule.timeout,
+                    expires_at=rule.expires_at(now),
                     expression=rule.condition,
                     trigger_event_id=first.internal_id,
                     context=context,
@@ -501,8 +501,8 @@ class RunLoop:
         step = view.steps.get(str(job.step_id))
         if step is None or step.status.done:
             return
-        step.status = StepStatus.FAILED if failed else StepStatus.COMPLETED
-        self._finish_wait(tx, view, step.step_id, memo, now, status=step.status)
+        status = StepStatus.FAILED if failed else StepStatus.COMPLETED
+        self._finish_wait(tx, view, step.step_id, memo, now, status=status)
 
     def _finish_wait(
         self,
@@ -585,7 +585,7 @@ class RunLoop:
         if step.status.done:
             return step  # recorded already: a re-delivered answer changes nothing
         step.status = status
-        step.op = op.op.value if step.op == Opcode.STEP_PLANNED.value else step.op
+        step.op = op.op.value
         step.memo = memo
         step.attempts += 1
         step.ended_at = now
