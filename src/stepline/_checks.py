@@ -5,47 +5,31 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, TypeVar
 
-from stepline import _errors
+from stepline import _cel, _errors
 from stepline._protocol import durations
 
 _T = TypeVar("_T")
 SECOND = _dt.timedelta(seconds=1)
 DAY = _dt.timedelta(days=1)
-_CLOSERS = {")": "(", "]": "[", "}": "{"}
 
 
 def check_expression(where: str, text: str) -> None:
-    """Light syntax check of a CEL expression: non-empty, quotes and brackets balanced.
+    """Check that ``text`` is a valid CEL expression by compiling it.
 
-    A stand-in for a real CEL parser; it catches typos, not type errors.
+    Syntax, unknown functions, wrong argument counts and invalid literal regexes are
+    caught here, at definition time; variables and types are only known at evaluation.
 
     Raises:
-        ConfigError: ``text`` is not a string, is blank or is unbalanced.
+        ConfigError: ``text`` is not a string, is blank or does not compile; the message
+            names the column and shows a caret under the problem.
     """
     check_type(where, text, str, "an expression string")
     if not text.strip():
         raise _errors.ConfigError(f"{where} must not be an empty expression")
-    stack: list[str] = []
-    quote: str | None = None
-    escaped = False
-    for char in text:
-        if quote is not None:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
-            stack.append(char)
-        elif char in _CLOSERS and (not stack or stack.pop() != _CLOSERS[char]):
-            raise _errors.ConfigError(f"{where} has an unmatched {char!r} in {text!r}")
-    if quote is not None:
-        raise _errors.ConfigError(f"{where} has an unterminated string literal in {text!r}")
-    if stack:
-        raise _errors.ConfigError(f"{where} has an unclosed {stack[-1]!r} in {text!r}")
+    try:
+        _cel.compile(text)
+    except _cel.ExpressionError as exc:
+        raise _errors.ConfigError(f"{where}: {exc}") from None
 
 
 def check_duration(

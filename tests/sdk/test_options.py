@@ -45,10 +45,16 @@ def test_check_expression_accepts(text: str) -> None:
         ("   ", "must not be an empty expression"),
         ("event.data.id == 'x", "unterminated string literal"),
         ('event.data.id == "x', "unterminated string literal"),
-        ("size(event.data", "unclosed '('"),
-        ("event.data)", "unmatched ')'"),
-        ("[1, 2)", "unmatched ')'"),
-        ("{'a': 1", "unclosed '{'"),
+        ("size(event.data", "unclosed '(' from column 5: expected ',' or ')'"),
+        ("event.data)", "unmatched ')' at column 11"),
+        ("[1, 2)", "expected ',' or ']' to close '[' from column 1, got ')' at column 6"),
+        ("{'a': 1", "unclosed '{' from column 1"),
+        ("event.data.x == )", "unexpected token ')' at column 17"),
+        ("event.data.x = 1", "unexpected character '=' (did you mean '=='?) at column 14"),
+        ("event.data.x.nope()", "unknown method '.nope()' at column 14"),
+        ("frob(event)", "unknown function 'frob()' at column 1"),
+        ("size(1, 2)", "size() takes 1 argument, got 2"),
+        ("event.name.matches('[')", "invalid regular expression '['"),
     ],
 )
 def test_check_expression_rejects(text: str, fragment: str) -> None:
@@ -185,7 +191,10 @@ def test_timeouts_wire() -> None:
         (lambda: Concurrency(True), "Concurrency.limit must be an int"),
         (lambda: Concurrency("2"), "Concurrency.limit must be an int"),  # type: ignore[arg-type]
         (lambda: Concurrency(1, key=""), "Concurrency.key must not be an empty"),
-        (lambda: Concurrency(1, key="event.data.x == 'a"), "Concurrency.key has an unterm"),
+        (
+            lambda: Concurrency(1, key="event.data.x == 'a"),
+            "Concurrency.key: unterminated string literal at column 17",
+        ),
         (lambda: Concurrency(1, scope="global"), "Concurrency.scope must be"),  # type: ignore[arg-type]
         (lambda: Concurrency(1, scope="account"), "Concurrency.scope='account' requires a key"),
         (lambda: Throttle(0, "1s"), "Throttle.limit"),
@@ -306,7 +315,7 @@ def test_function_options_full_wire() -> None:
         ({"priority": "1"}, "FunctionOptions.priority must be a Priority"),
         ({"singleton": "skip"}, "FunctionOptions.singleton must be a Singleton"),
         ({"timeouts": "1s"}, "FunctionOptions.timeouts must be a Timeouts"),
-        ({"idempotency": "("}, "FunctionOptions.idempotency has an unclosed"),
+        ({"idempotency": "("}, "FunctionOptions.idempotency: unexpected end of input"),
         (
             {"batch_events": Batch(5, "5s"), "debounce": Debounce("5s")},
             "batch_events cannot be used with debounce",
@@ -355,7 +364,7 @@ def test_event_trigger_wire() -> None:
         (lambda: TriggerEvent("  "), "TriggerEvent.event must be a non-empty event name"),
         (lambda: TriggerEvent(None), "TriggerEvent.event must be a non-empty event name"),  # type: ignore[arg-type]
         (lambda: TriggerEvent("a", expression=""), "TriggerEvent.expression must not be"),
-        (lambda: TriggerEvent("a", expression="(x"), "TriggerEvent.expression has an unclosed"),
+        (lambda: TriggerEvent("a", expression="(x"), "TriggerEvent.expression: unclosed '('"),
     ],
 )
 def test_event_trigger_errors(make: Any, fragment: str) -> None:

@@ -1,0 +1,106 @@
+"""``timestamp`` and ``duration`` values: RFC 3339 and Go-style duration strings.
+
+Python keeps microseconds, so nanosecond digits are truncated; CEL keeps nanoseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fractions
+import re
+
+from stepline._cel import errors
+
+__all__ = ["format_duration", "format_timestamp", "parse_duration", "parse_timestamp"]
+
+_TIMESTAMP = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_MICROS = {
+    "ns": fractions.Fraction(1, 1000),
+    "us": fractions.Fraction(1),
+    "µs": fractions.Fraction(1),
+    "μs": fractions.Fraction(1),
+    "ms": fractions.Fraction(1000),
+    "s": fractions.Fraction(1_000_000),
+    "m": fractions.Fraction(60_000_000),
+    "h": fractions.Fraction(3_600_000_000),
+}
+# CEL limits durations to roughly +/-10000 years.
+_MAX_DURATION = _dt.timedelta(seconds=315_576_000_000)
+
+
+def parse_timestamp(text: str) -> _dt.datetime:
+    """Parse an RFC 3339 timestamp such as ``2024-01-02T03:04:05.5Z`` into an aware UTC datetime.
+
+    Raises:
+        EvaluationError: malformed or out of range.
+    """
+    match = _TIMESTAMP.fullmatch(text)
+    if match is None:
+        raise errors.EvaluationError(f"invalid timestamp {text!r}: expected RFC 3339")
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    fraction, zone = match.group(7) or "", match.group(8)
+    offset = _dt.timedelta(0)
+    if zone != "Z":
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        offset = _dt.timedelta(hours=hours, minutes=minutes) * (-1 if zone[0] == "-" else 1)
+    try:
+        local = _dt.datetime(
+            year, month, day, hour, minute, second, int(fraction[:6].ljust(6, "0"))
+        )
+        return (local - offset).replace(tzinfo=_dt.timezone.utc)
+    except (ValueError, OverflowError):
+        raise errors.EvaluationError(f"invalid timestamp {text!r}: out of range") from None
+
+
+def format_timestamp(value: _dt.datetime) -> str:
+    """Format a timestamp as RFC 3339 in UTC, with fractional seconds only when present."""
+    utc = value.astimezone(_dt.timezone.utc)
+    text = (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
+        f"T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+    )
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def parse_duration(text: str) -> _dt.timedelta:
+    """Parse a Go duration string such as ``1h30m``, ``-1.5s`` or ``300ms``.
+
+    Raises:
+        EvaluationError: malformed or out of range.
+    """
+    body = text[1:] if text[:1] in {"+", "-"} else text
+    if body == "0":
+        return _dt.timedelta(0)
+    total, position = fractions.Fraction(0), 0
+    while position < len(body):
+        match = _DURATION_PART.match(body, position)
+        if match is None or match.group(1) in {"", "."}:
+            raise errors.EvaluationError(f"invalid duration {text!r}")
+        total += fractions.Fraction(match.group(1)) * _UNIT_MICROS[match.group(2)]
+        position = match.end()
+    if not body:
+        raise errors.EvaluationError(f"invalid duration {text!r}")
+    if text.startswith("-"):
+        total = -total
+    try:
+        delta = _dt.timedelta(microseconds=int(total))
+    except OverflowError:
+        delta = _MAX_DURATION * 2
+    if abs(delta) > _MAX_DURATION:
+        raise errors.EvaluationError(f"invalid duration {text!r}: out of range")
+    return delta
+
+
+def format_duration(value: _dt.timedelta) -> str:
+    """Format a duration the way CEL does: seconds with a fraction, e.g. ``90s``, ``-1.5s``."""
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    sign = "-" if micros < 0 else ""
+    seconds, rest = divmod(abs(micros), 1_000_000)
+    fraction = f".{rest:06d}".rstrip("0") if rest else ""
+    return f"{sign}{seconds}{fraction}s"
