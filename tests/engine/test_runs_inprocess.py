@@ -373,3 +373,33 @@ def test_finish_timeout_cancels(db: Path) -> None:
             assert run.cancel_reason == "finish timeout exceeded"
 
     arun(scenario())
+
+
+def test_bad_wait_expression_fails_the_step_not_the_engine(db: Path) -> None:
+    client = dev_client()
+
+    @client.function(id="bad-wait", trigger=stepline.TriggerEvent(event="t/bad"))
+    def bad_wait(ctx: stepline.SyncContext) -> str:
+        try:
+            ctx.step.wait_for_event(
+                "w", event="t/x", timeout=dt.timedelta(hours=1), if_exp="event.data.a == )"
+            )
+        except stepline.StepError as exc:
+            return f"{exc.name}: {exc.message}"
+        return "unreachable"
+
+    @client.function(id="fine", trigger=stepline.TriggerEvent(event="t/bad"))
+    def fine(ctx: stepline.SyncContext) -> str:
+        return "unaffected"
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, [bad_wait, fine])]) as engine:
+            await engine.send({"name": "t/bad"})
+            run = await finished(engine, await only_run(engine, "t-bad-wait"))
+            assert run.status is RunStatus.COMPLETED
+            assert run.output is not None
+            assert run.output.startswith('"InvalidExpressionError: wait_for_event if: unexpected')
+            other = await finished(engine, await only_run(engine, "t-fine"))
+            assert other.output == '"unaffected"'
+
+    arun(scenario())

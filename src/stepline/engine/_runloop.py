@@ -348,10 +348,17 @@ class RunLoop:
         step = self._step(view, op, StepStatus.WAITING, now)
         step.wait = {"event": event_name, "if": expression, "until": timeout}
         context = view.run.events[0]
-        skip = (
-            expression is not None
-            and _program(expression).substitute("event", context).is_constant_false
-        )
+        try:
+            skip = (
+                expression is not None
+                and _program(expression).substitute("event", context).is_constant_false
+            )
+        except (_cel.CelError, TypeError, ValueError) as exc:
+            # A bad expression fails this step (the function may catch it), not the engine.
+            error = {"name": "InvalidExpressionError", "message": f"wait_for_event if: {exc}"}
+            self._done(view, op, {"error": error}, StepStatus.FAILED, now)
+            self._maybe_discover(tx, view, now, race=step.mode == "race")
+            return
         if not skip:
             tx.insert_pause(
                 Pause(
