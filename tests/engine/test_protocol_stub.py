@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from conftest import StubServer
 from stepline._protocol import signing
 from stepline.engine import Engine, EngineSettings, ManualClock, RunStatus
 from stepline.engine._store import RunFilter
 
-from conftest import StubServer
 from .conftest import arun, finished, only_run
 
 SDK = {"x-inngest-sdk": "inngest-py:v0.5.19", "x-inngest-req-version": "2"}
@@ -212,7 +212,9 @@ def test_large_state_is_fetched_through_the_api(db: Path, stub_server: StubServe
     assert last["steps"] == {}
 
 
-def test_malformed_answers_fail_the_run_after_its_attempts(db: Path, stub_server: StubServer) -> None:
+def test_malformed_answers_fail_the_run_after_its_attempts(
+    db: Path, stub_server: StubServer
+) -> None:
     answers = [
         (206, b"not json", SDK),
         (206, [{"op": "TeleportStep", "id": "x"}], SDK),

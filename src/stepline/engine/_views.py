@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from stepline._protocol import durations
+from stepline._protocol import durations, execution
 from stepline.engine._engine import SyncResult
 from stepline.engine._model import (
     AppRecord,
@@ -86,7 +86,7 @@ def step(record: StepRecord) -> dict[str, Any]:
     Returns:
         The JSON object.
     """
-    memo = record.memo if isinstance(record.memo, dict) else {}
+    output, memo_error = execution.unwrap_memo(record.memo)
     view: dict[str, Any] = {
         "id": record.step_id,
         "name": record.name,
@@ -99,12 +99,12 @@ def step(record: StepRecord) -> dict[str, Any]:
         "duration_ms": _duration_ms(record.started_at, record.ended_at),
         "wait": _wait(record.wait),
     }
-    error = memo.get("error") or record.error
+    error = memo_error or (None if record.status.done else record.error)
     if error is not None:
         view["error"] = error
     else:
-        # a sleep's memo is null and a Step op's memo is the bare value: show what the SDK got
-        view["output"] = memo.get("data", record.memo)
+        # the SDK's decoding rule: a matched event or a sleep's null is the value itself
+        view["output"] = output
     return view
 
 
