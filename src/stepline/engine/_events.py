@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stepline.engine import _ids
-from stepline.engine._model import EventRecord, Job, JobKind
+from stepline.engine._model import EventRecord, Job, JobKind, Run, RunStatus
 
 INVOKED = "inngest/function.invoked"
 FINISHED = "inngest/function.finished"
@@ -86,6 +86,27 @@ def internal(
         "user": {},
     }
     return EventRecord(internal_id=internal_id, name=name, payload=payload, received_at=now)
+
+
+def run_ended(run: Run, *, error: dict[str, Any] | None) -> dict[str, Any]:
+    """The data of ``inngest/function.finished|failed|cancelled`` for an ended run."""
+    data: dict[str, Any] = {
+        "function_id": run.function_id,
+        "run_id": run.run_id,
+        "event": run.events[0],
+        "events": run.events,
+        "_inngest": {"status": run.status.value},
+    }
+    if run.correlation_id:
+        data["correlation_id"] = run.correlation_id
+    if run.status is RunStatus.COMPLETED:
+        data["result"] = json.loads(run.output) if run.output else None
+    elif run.status is RunStatus.FAILED:
+        data["error"] = error or {"name": "Error", "message": "run failed"}
+    else:
+        reason = run.cancel_reason or "cancelled"
+        data["error"] = {"name": "FunctionCancelledError", "message": reason}
+    return data
 
 
 def fanout_job(event: EventRecord, now: float) -> Job:

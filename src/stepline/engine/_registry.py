@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import fnmatch
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -16,13 +17,13 @@ from typing import Any
 
 from stepline import _cel, _cron
 from stepline._protocol import durations
+from stepline.engine._runview import YEAR
 
 #: The event a cron tick sends.
 CRON_EVENT = "inngest/scheduled.timer"
 #: Retries when a function does not say (4 retries = 5 attempts), and the cap.
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
-YEAR = 365 * 86_400.0
 _EVENT_VARS = ("event",)
 _PAIR_VARS = ("event", "async")
 
@@ -252,6 +253,12 @@ def _duration(where: str, value: object) -> float | None:
         return durations.parse_duration(value).total_seconds()
     except ValueError as exc:
         raise RegistrationError(f"{where}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def compiled(text: str) -> _cel.Program:
+    """A compiled expression, cached by its text (pauses store text, not programs)."""
+    return _cel.compile(text)
 
 
 class Registry:

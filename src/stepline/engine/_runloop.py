@@ -6,17 +6,13 @@ decides, and writes the new state together with the queue items that depend on i
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as _dt
-import functools
 import json
 from collections.abc import Callable
 from typing import Any
 
 from stepline import _cel
-from stepline._protocol import durations
 from stepline._protocol.opcodes import Opcode
-from stepline.engine import _events, _ids
+from stepline.engine import _events, _fanout, _ids
 from stepline.engine._backoff import Backoff
 from stepline.engine._model import (
     EventRecord,
@@ -27,11 +23,11 @@ from stepline.engine._model import (
     PauseKind,
     Run,
     RunStatus,
-    StepRecord,
     StepStatus,
 )
-from stepline.engine._registry import YEAR, FunctionSpec, Registry
+from stepline.engine._registry import FunctionSpec, Registry, compiled
 from stepline.engine._response import Completed, Failed, Ops, Outcome, ReportedOp
+from stepline.engine._runview import YEAR, RunView, deadline, sleep_until
 from stepline.engine._store import Tx
 
 DISCOVERY = "step"
@@ -41,28 +37,11 @@ INVOKE_TIMEOUT_ERROR = {
     "error": "InngestInvokeTimeoutError: Timed out waiting for invoked function to complete",
 }
 _DONE_OPS = frozenset({Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_FAILED, Opcode.RUN_COMPLETE})
-IDEMPOTENCY_WINDOW = 86_400.0
-
-
-@functools.lru_cache(maxsize=4096)
-def _program(text: str) -> _cel.Program:
-    return _cel.compile(text)
 
 
 def execute_job_id(run_id: str, step_id: str, tag: str) -> str:
     """Job ids that make re-planning the same step (or re-scheduling one discovery) a no-op."""
     return f"{run_id}:{step_id}:{tag}"
-
-
-@dataclasses.dataclass(slots=True)
-class _RunView:
-    """A run and its steps, loaded once per transaction and written back at the end."""
-
-    run: Run
-    steps: dict[str, StepRecord]
-
-    def pending(self) -> list[StepRecord]:
-        return [s for s in self.steps.values() if not s.status.done]
 
 
 class RunLoop:
@@ -125,7 +104,7 @@ class RunLoop:
         for index, rule in enumerate(fn.cancel):
             context = first.payload
             if rule.condition is not None:
-                folded = _program(rule.condition).substitute("event", context)
+                folded = compiled(rule.condition).substitute("event", context)
                 if folded.is_constant_false:
                     continue
             tx.insert_pause(
@@ -146,62 +125,12 @@ class RunLoop:
 
     def fanout(self, tx: Tx, event: EventRecord, now: float) -> list[str]:
         """Match a stored event against triggers, waits and cancel rules; returns new run ids."""
-        registry = self._registry()
-        started: list[str] = []
-        payload = event.payload
-        if event.name == _events.INVOKED:
-            meta = payload.get("data", {}).get("_inngest", {})
-            fn = registry.get(str(meta.get("fn_id")))
-            targets = [] if fn is None else [fn]
-        else:
-            targets = registry.triggered_by(event.name, payload)
-        for fn in targets:
-            run = self._start_for_event(tx, fn, event, now)
-            if run is not None:
-                started.append(run.run_id)
-        for pause in tx.pauses_for_event(event.name):
-            if pause.trigger_event_id == event.internal_id or pause.expires_at < now:
-                continue
-            if pause.expression is None or _program(pause.expression).matches(
-                {"event": pause.context or {}, "async": payload}
-            ):
-                self._resume(tx, pause, event, now)
-        if event.name == _events.FINISHED:
-            correlation = payload.get("data", {}).get("correlation_id")
-            if isinstance(correlation, str):
-                for pause in tx.pauses_for_correlation(correlation):
-                    self._resume(tx, pause, event, now)
-        return started
+        return _fanout.fanout(self, tx, event, now)
 
-    def _start_for_event(
-        self, tx: Tx, fn: FunctionSpec, event: EventRecord, now: float
-    ) -> Run | None:
-        payload = event.payload
-        if payload.get("id") != event.internal_id and not tx.claim_key(
-            f"event:{fn.function_id}", str(payload["id"]), now + IDEMPOTENCY_WINDOW, now
-        ):
-            tx.link_event(EventRunLink(event.internal_id, fn.function_id, None, "idempotent", now))
-            return None
-        if fn.idempotency is not None:
-            try:
-                key = json.dumps(fn.idempotency.evaluate({"event": payload}), sort_keys=True)
-            except _cel.EvaluationError:
-                key = "null"
-            if not tx.claim_key(f"idem:{fn.function_id}", key, now + IDEMPOTENCY_WINDOW, now):
-                tx.link_event(
-                    EventRunLink(event.internal_id, fn.function_id, None, "idempotent", now)
-                )
-                return None
-        meta = payload.get("data", {}).get("_inngest", {}) if event.name == _events.INVOKED else {}
-        correlation = meta.get("correlation_id")
-        return self.start_run(
-            tx,
-            fn,
-            [event],
-            now,
-            correlation_id=correlation if isinstance(correlation, str) else None,
-            parent_run_id=meta.get("source_run_id"),
-        )
+    @property
+    def registry(self) -> Registry:
+        """The functions registered now."""
+        return self._registry()
 
     # -- applying an SDK answer -------------------------------------------------------
 
@@ -210,7 +139,7 @@ class RunLoop:
         current = tx.get_job(job.job_id)
         if current is None or current.lease_owner != owner:
             return False  # the lease expired and another worker took the job
-        view = self._load(tx, job.run_id)
+        view = RunView.load(tx, job.run_id)
         if view is None or view.run.status.terminal:
             tx.delete_job(job.job_id)
             return False  # cancelled (or finished) while the call was in flight
@@ -236,11 +165,11 @@ class RunLoop:
         else:
             self._apply_ops(tx, view, current, outcome, now=now, fn=fn)
         if not run.status.terminal:
-            self._save(tx, view)
+            view.save(tx)
         return True
 
     def _apply_ops(
-        self, tx: Tx, view: _RunView, job: Job, outcome: Ops, *, now: float, fn: FunctionSpec | None
+        self, tx: Tx, view: RunView, job: Job, outcome: Ops, *, now: float, fn: FunctionSpec | None
     ) -> None:
         run = view.run
         ops = sorted(outcome.ops, key=lambda o: o.op is not Opcode.WAIT_FOR_EVENT)
@@ -257,14 +186,14 @@ class RunLoop:
                 return
             if op.op is Opcode.STEP_ERROR:
                 max_attempts = fn.max_attempts if fn else 1
-                step = self._step(view, op, StepStatus.PLANNED, now)
+                step = view.step(op, StepStatus.PLANNED, now)
                 step.attempts += 1
                 step.error = op.error
                 if job.attempt + 1 < max_attempts and not _no_retry(outcome, op):
                     self._retry(tx, job, None, now)
                     retried = True
                     continue
-                self._done(view, op, {"error": op.error}, StepStatus.FAILED, now)
+                view.done(op, {"error": op.error}, StepStatus.FAILED, now)
                 completed = True
                 race = race or step.mode == "race"
             elif op.op in (Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_FAILED):
@@ -272,7 +201,7 @@ class RunLoop:
                 status = StepStatus.COMPLETED
                 if op.op is Opcode.STEP_FAILED:
                     memo, status = {"error": op.error}, StepStatus.FAILED
-                step = self._done(view, op, memo, status, now)
+                step = view.done(op, memo, status, now)
                 completed = True
                 race = race or step.mode == "race"
             else:
@@ -286,7 +215,7 @@ class RunLoop:
         self, tx: Tx, run_id: str, ops: tuple[ReportedOp, ...], qi_id: object, now: float
     ) -> None:
         """Record steps an SDK ran and checkpointed before answering; the call goes on."""
-        view = self._load(tx, run_id)
+        view = RunView.load(tx, run_id)
         if view is None or view.run.status.terminal:
             return
         for op in ops:
@@ -297,28 +226,28 @@ class RunLoop:
                 )
                 return
             if op.op is Opcode.STEP_FAILED:
-                self._done(view, op, {"error": op.error}, StepStatus.FAILED, now)
+                view.done(op, {"error": op.error}, StepStatus.FAILED, now)
             else:
                 memo = op.data if op.op is Opcode.STEP else {"data": op.data}
-                self._done(view, op, memo, StepStatus.COMPLETED, now)
+                view.done(op, memo, StepStatus.COMPLETED, now)
         job = tx.get_job(qi_id) if isinstance(qi_id, str) else None
         if job is not None and job.run_id == run_id and job.attempt:
             job.attempt = 0  # progress was made: the call's retry budget starts again
             tx.update_job(job)
-        self._save(tx, view)
+        view.save(tx)
 
-    def _schedule(self, tx: Tx, view: _RunView, op: ReportedOp, now: float) -> None:
+    def _schedule(self, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
         """Start the async work an op asks for (plan, sleep, wait, invoke, gateway)."""
         existing = view.steps.get(op.id)
         if existing is not None:
             return  # already planned, waiting or done: re-reporting it is a no-op
         rid = view.run.run_id
         if op.op is Opcode.STEP_PLANNED:
-            self._step(view, op, StepStatus.PLANNED, now)
+            view.step(op, StepStatus.PLANNED, now)
             tx.enqueue(Job(execute_job_id(rid, op.id, "plan"), JobKind.EXECUTE, now, rid, op.id))
         elif op.op is Opcode.SLEEP:
-            until = _sleep_until(op, now)
-            step = self._step(view, op, StepStatus.SLEEPING, now)
+            until = sleep_until(op, now)
+            step = view.step(op, StepStatus.SLEEPING, now)
             step.wait = {"until": until}
             tx.enqueue(Job(execute_job_id(rid, op.id, "wake"), JobKind.WAKE, until, rid, op.id))
         elif op.op is Opcode.WAIT_FOR_EVENT:
@@ -326,7 +255,7 @@ class RunLoop:
         elif op.op is Opcode.INVOKE:
             self._invoke(tx, view, op, now)
         elif op.op in (Opcode.AI_GATEWAY, Opcode.GATEWAY):
-            self._step(view, op, StepStatus.CALLING, now)
+            view.step(op, StepStatus.CALLING, now)
             tx.enqueue(
                 Job(
                     execute_job_id(rid, op.id, "gateway"),
@@ -340,23 +269,23 @@ class RunLoop:
         elif op.op is Opcode.DISCOVERY_REQUEST:
             self._discover(tx, view, now, tag=f"dr{len(view.run.stack)}")
 
-    def _wait(self, tx: Tx, view: _RunView, op: ReportedOp, now: float) -> None:
+    def _wait(self, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
         rid = view.run.run_id
         event_name = op.opts.get("event") or op.name
         expression = op.opts.get("if") or None
-        timeout = _timeout(op.opts.get("timeout"), now, default=0.0)
-        step = self._step(view, op, StepStatus.WAITING, now)
+        timeout = deadline([op.opts.get("timeout")], now, default=0.0)
+        step = view.step(op, StepStatus.WAITING, now)
         step.wait = {"event": event_name, "if": expression, "until": timeout}
         context = view.run.events[0]
         try:
             skip = (
                 expression is not None
-                and _program(expression).substitute("event", context).is_constant_false
+                and compiled(expression).substitute("event", context).is_constant_false
             )
         except (_cel.CelError, TypeError, ValueError) as exc:
             # A bad expression fails this step (the function may catch it), not the engine.
             error = {"name": "InvalidExpressionError", "message": f"wait_for_event if: {exc}"}
-            self._done(view, op, {"error": error}, StepStatus.FAILED, now)
+            view.done(op, {"error": error}, StepStatus.FAILED, now)
             self._maybe_discover(tx, view, now, race=step.mode == "race")
             return
         if not skip:
@@ -383,20 +312,20 @@ class RunLoop:
             )
         )
 
-    def _invoke(self, tx: Tx, view: _RunView, op: ReportedOp, now: float) -> None:
+    def _invoke(self, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
         run = view.run
         rid = run.run_id
         target = str(op.opts.get("function_id") or "")
-        step = self._step(view, op, StepStatus.INVOKING, now)
+        step = view.step(op, StepStatus.INVOKING, now)
         if self._registry().get(target) is None:
             error = {
                 "name": "FunctionNotFoundError",
                 "message": f"could not invoke function {target!r}: it is not registered",
             }
-            self._done(view, op, {"error": error}, StepStatus.FAILED, now)
+            view.done(op, {"error": error}, StepStatus.FAILED, now)
             self._maybe_discover(tx, view, now, race=step.mode == "race")
             return
-        timeout = _timeout(op.opts.get("timeout"), now, default=YEAR)
+        timeout = deadline([op.opts.get("timeout")], now, default=YEAR)
         correlation = f"{rid}.{op.id}"
         step.wait = {"function_id": target, "until": timeout}
         tx.insert_pause(
@@ -442,8 +371,9 @@ class RunLoop:
 
     # -- resumptions --------------------------------------------------------------------
 
-    def _resume(self, tx: Tx, pause: Pause, event: EventRecord, now: float) -> None:
-        view = self._load(tx, pause.run_id)
+    def resume(self, tx: Tx, pause: Pause, event: EventRecord, now: float) -> None:
+        """A pause matched an event: resume the wait or invoke, or cancel the run."""
+        view = RunView.load(tx, pause.run_id)
         if view is None or view.run.status.terminal or not tx.delete_pause(pause.pause_id):
             return
         if pause.kind is PauseKind.CANCEL:
@@ -470,7 +400,7 @@ class RunLoop:
     def wake(self, tx: Tx, job: Job, now: float) -> None:
         """A sleep ended: its memo is ``null``."""
         tx.delete_job(job.job_id)
-        view = self._load(tx, job.run_id)
+        view = RunView.load(tx, job.run_id)
         if view is not None and not view.run.status.terminal:
             self._finish_wait(tx, view, str(job.step_id), None, now)
 
@@ -478,7 +408,7 @@ class RunLoop:
         """A wait-for-event (memo ``null``) or an invoke (memo: timeout error) expired."""
         tx.delete_job(job.job_id)
         pause = tx.get_pause(str(job.payload.get("pause_id")))
-        view = self._load(tx, job.run_id)
+        view = RunView.load(tx, job.run_id)
         if view is None or view.run.status.terminal:
             return
         step = view.steps.get(str(job.step_id))
@@ -494,7 +424,7 @@ class RunLoop:
     ) -> None:
         """Record an AI/HTTP gateway call's result, or schedule its retry."""
         current = tx.get_job(job.job_id)
-        view = self._load(tx, job.run_id)
+        view = RunView.load(tx, job.run_id)
         if current is None or view is None or view.run.status.terminal:
             tx.delete_job(job.job_id)
             return
@@ -514,7 +444,7 @@ class RunLoop:
     def _finish_wait(
         self,
         tx: Tx,
-        view: _RunView,
+        view: RunView,
         step_id: str,
         memo: Any,
         now: float,
@@ -528,16 +458,15 @@ class RunLoop:
         step.status = status or (StepStatus.FAILED if failed else StepStatus.COMPLETED)
         step.memo = memo
         step.ended_at = now
-        step.seq = len(view.run.stack)
-        view.run.stack.append(step_id)
+        view.append(step)
         self._maybe_discover(tx, view, now, race=step.mode == "race")
-        self._save(tx, view)
+        view.save(tx)
 
     # -- cancellation and timeouts ------------------------------------------------------
 
     def cancel(self, tx: Tx, run_id: str, now: float, reason: str) -> bool:
         """Cancel a run now; in-flight answers for it are ignored. False if already ended."""
-        view = self._load(tx, run_id)
+        view = RunView.load(tx, run_id)
         if view is None or view.run.status.terminal:
             return False
         fn = self._registry().get(view.run.function_id)
@@ -557,56 +486,12 @@ class RunLoop:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _load(self, tx: Tx, run_id: str | None) -> _RunView | None:
-        if run_id is None:
-            return None
-        run = tx.get_run(run_id)
-        if run is None:
-            return None
-        return _RunView(run, {s.step_id: s for s in tx.get_steps(run_id)})
-
-    def _save(self, tx: Tx, view: _RunView) -> None:
-        tx.update_run(view.run)
-        for step in view.steps.values():
-            tx.put_step(step)
-
-    def _step(self, view: _RunView, op: ReportedOp, status: StepStatus, now: float) -> StepRecord:
-        step = view.steps.get(op.id)
-        if step is None:
-            step = StepRecord(
-                run_id=view.run.run_id,
-                step_id=op.id,
-                name=op.display_name,
-                op=op.op.value,
-                status=status,
-                mode=op.parallel_mode,
-                started_at=now,
-            )
-            view.steps[op.id] = step
-        return step
-
-    def _done(
-        self, view: _RunView, op: ReportedOp, memo: Any, status: StepStatus, now: float
-    ) -> StepRecord:
-        step = self._step(view, op, StepStatus.PLANNED, now)
-        if step.status.done:
-            return step  # recorded already: a re-delivered answer changes nothing
-        step.status = status
-        step.op = op.op.value
-        step.memo = memo
-        step.attempts += 1
-        step.ended_at = now
-        step.error = op.error
-        step.seq = len(view.run.stack)
-        view.run.stack.append(op.id)
-        return step
-
-    def _maybe_discover(self, tx: Tx, view: _RunView, now: float, *, race: bool) -> None:
+    def _maybe_discover(self, tx: Tx, view: RunView, now: float, *, race: bool) -> None:
         if view.pending() and not race:
             return
         self._discover(tx, view, now, tag=f"d{len(view.run.stack)}")
 
-    def _discover(self, tx: Tx, view: _RunView, now: float, *, tag: str) -> None:
+    def _discover(self, tx: Tx, view: RunView, now: float, *, tag: str) -> None:
         run = view.run
         if run.request_version >= 2 or run.request_version < 0:
             run.force_plan = False
@@ -633,7 +518,7 @@ class RunLoop:
     def _finish(
         self,
         tx: Tx,
-        view: _RunView,
+        view: RunView,
         status: RunStatus,
         output: str | None,
         *,
@@ -647,25 +532,11 @@ class RunLoop:
         run.output = output
         run.ended_at = now
         run.cancel_reason = reason
-        self._save(tx, view)
+        view.save(tx)
         tx.delete_run_jobs(run.run_id)
         tx.delete_run_pauses(run.run_id)
         handler = fn is not None and fn.is_failure_handler
-        data: dict[str, Any] = {
-            "function_id": run.function_id,
-            "run_id": run.run_id,
-            "event": run.events[0],
-            "events": run.events,
-            "_inngest": {"status": status.value},
-        }
-        if run.correlation_id:
-            data["correlation_id"] = run.correlation_id
-        if status is RunStatus.COMPLETED:
-            data["result"] = json.loads(output) if output else None
-        elif status is RunStatus.FAILED:
-            data["error"] = error or {"name": "Error", "message": "run failed"}
-        else:
-            data["error"] = {"name": "FunctionCancelledError", "message": reason or "cancelled"}
+        data = _events.run_ended(run, error=error)
         if not handler or run.correlation_id:
             self.emit(tx, _events.internal(_events.FINISHED, data, now=now), now)
         if handler:
@@ -689,42 +560,3 @@ def _object(value: object) -> dict[str, Any]:
 
 def _no_retry(outcome: Ops, op: ReportedOp) -> bool:
     return outcome.no_retry or bool(op.error and op.error.get("noRetry"))
-
-
-def _sleep_until(op: ReportedOp, now: float) -> float:
-    """When a Sleep op ends: ``opts.duration`` (spec), else ``name`` as a time (py)."""
-    duration = op.opts.get("duration")
-    candidates = [duration] if isinstance(duration, str) else []
-    candidates.append(op.name)
-    for text in candidates:
-        if not text:
-            continue
-        if len(text) >= 10:
-            try:
-                return durations.parse_timestamp(text).timestamp()
-            except ValueError:
-                pass
-        try:
-            return now + min(durations.parse_duration(text).total_seconds(), YEAR)
-        except ValueError:
-            continue
-    return now
-
-
-def _timeout(value: object, now: float, *, default: float) -> float:
-    if not isinstance(value, str) or not value:
-        return now + default
-    if len(value) >= 10:
-        try:
-            return durations.parse_timestamp(value).timestamp()
-        except ValueError:
-            pass
-    try:
-        return now + min(durations.parse_duration(value).total_seconds(), YEAR)
-    except ValueError:
-        return now + default
-
-
-def isoformat(ts: float) -> str:
-    """A timestamp for the API."""
-    return durations.format_timestamp(_dt.datetime.fromtimestamp(ts, _dt.timezone.utc))

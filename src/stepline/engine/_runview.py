@@ -1,0 +1,101 @@
+"""A run and its steps as one transaction sees them, and the timing rules of ops."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from stepline._protocol import durations
+from stepline.engine._model import Run, StepRecord, StepStatus
+from stepline.engine._response import ReportedOp
+from stepline.engine._store import Tx
+
+#: Sleeps, waits and invokes longer than this are cut to it (the Go server rejects them).
+YEAR = 365 * 86_400.0
+
+
+@dataclasses.dataclass(slots=True)
+class RunView:
+    """A run and its steps, loaded once per transaction and written back by ``save``."""
+
+    run: Run
+    steps: dict[str, StepRecord]
+
+    @classmethod
+    def load(cls, tx: Tx, run_id: str | None) -> RunView | None:
+        """The run with its steps, or None if there is no such run."""
+        run = None if run_id is None else tx.get_run(run_id)
+        if run is None:
+            return None
+        return cls(run, {s.step_id: s for s in tx.get_steps(run.run_id)})
+
+    def save(self, tx: Tx) -> None:
+        """Write the run and every step back."""
+        tx.update_run(self.run)
+        for step in self.steps.values():
+            tx.put_step(step)
+
+    def pending(self) -> list[StepRecord]:
+        """Steps still planned, sleeping, waiting or calling."""
+        return [s for s in self.steps.values() if not s.status.done]
+
+    def step(self, op: ReportedOp, status: StepStatus, now: float) -> StepRecord:
+        """The step an op refers to, created with ``status`` if it is new."""
+        step = self.steps.get(op.id)
+        if step is None:
+            step = StepRecord(
+                run_id=self.run.run_id,
+                step_id=op.id,
+                name=op.display_name,
+                op=op.op.value,
+                status=status,
+                mode=op.parallel_mode,
+                started_at=now,
+            )
+            self.steps[op.id] = step
+        return step
+
+    def done(self, op: ReportedOp, memo: Any, status: StepStatus, now: float) -> StepRecord:
+        """Record a step's result once; a re-delivered result changes nothing."""
+        step = self.step(op, StepStatus.PLANNED, now)
+        if step.status.done:
+            return step
+        step.status = status
+        step.op = op.op.value
+        step.memo = memo
+        step.attempts += 1
+        step.ended_at = now
+        step.error = op.error
+        self.append(step)
+        return step
+
+    def append(self, step: StepRecord) -> None:
+        """Put a finished step at the end of the run's completion order."""
+        step.seq = len(self.run.stack)
+        self.run.stack.append(step.step_id)
+
+
+def sleep_until(op: ReportedOp, now: float) -> float:
+    """When a Sleep op ends: ``opts.duration`` (spec), else ``name`` as a time (py)."""
+    duration = op.opts.get("duration")
+    return deadline([duration, op.name], now, default=0.0)
+
+
+def deadline(values: list[object], now: float, *, default: float) -> float:
+    """The first of ``values`` that reads as a time or a duration (capped at a year).
+
+    Like the Go server, a string of 10 or more characters is tried as a time first.
+    """
+    for text in values:
+        if not isinstance(text, str) or not text:
+            continue
+        if len(text) >= 10:
+            try:
+                return durations.parse_timestamp(text).timestamp()
+            except ValueError:
+                pass
+        try:
+            return now + min(durations.parse_duration(text).total_seconds(), YEAR)
+        except ValueError:
+            continue
+    return now + default
