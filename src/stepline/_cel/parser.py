@@ -13,13 +13,14 @@ from __future__ import annotations
 from stepline._cel import ast, errors, functions, values
 from stepline._cel.lexer import Kind, Token, tokenize
 
-__all__ = ["MAX_DEPTH", "parse"]
+__all__ = ["MAX_DEPTH", "PRECEDENCE", "parse"]
 
 #: Deepest nesting accepted, for brackets and for the tree: the parser, the folder and the
 #: evaluator all recurse, and this keeps them far from Python's recursion limit.
 MAX_DEPTH = 100
 
-_PRECEDENCE = {
+#: Binding strength of binary operators (higher binds tighter); the renderer shares it.
+PRECEDENCE = {
     "||": 1,
     "&&": 2,
     "==": 3,
@@ -160,7 +161,7 @@ class _Parser:
         operands = [self.operand()]
         operators: list[Token] = []
         while (precedence := _precedence(self.peek())) is not None:
-            while operators and _PRECEDENCE[operators[-1].text] >= precedence:
+            while operators and PRECEDENCE[operators[-1].text] >= precedence:
                 self.reduce(operands, operators.pop())
             operators.append(self.advance())
             operands.append(self.operand())
@@ -348,5 +349,5 @@ class _Parser:
 
 def _precedence(token: Token) -> int | None:
     if token.kind is Kind.PUNCT or (token.kind is Kind.IDENT and token.text == "in"):
-        return _PRECEDENCE.get(token.text)
+        return PRECEDENCE.get(token.text)
     return None

@@ -10,26 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from stepline._cel import ast, temporal, values
+from stepline._cel import ast, parser, temporal, values
 
 __all__ = ["render_value", "unparse"]
 
-_PRECEDENCE = {
-    "||": 1,
-    "&&": 2,
-    "==": 3,
-    "!=": 3,
-    "<": 3,
-    "<=": 3,
-    ">": 3,
-    ">=": 3,
-    "in": 3,
-    "+": 4,
-    "-": 4,
-    "*": 5,
-    "/": 5,
-    "%": 5,
-}
+_PRECEDENCE = parser.PRECEDENCE
 _UNARY = 6
 _MEMBER = 7
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}

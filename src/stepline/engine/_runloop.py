@@ -301,16 +301,7 @@ class RunLoop:
                     context=context,
                 )
             )
-        tx.enqueue(
-            Job(
-                execute_job_id(rid, op.id, "timeout"),
-                JobKind.PAUSE_TIMEOUT,
-                timeout,
-                rid,
-                op.id,
-                payload={"pause_id": f"{rid}:{op.id}"},
-            )
-        )
+        _expire(tx, rid, op.id, timeout)
 
     def _invoke(self, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
         run = view.run
@@ -339,16 +330,7 @@ class RunLoop:
                 correlation_id=correlation,
             )
         )
-        tx.enqueue(
-            Job(
-                execute_job_id(rid, op.id, "timeout"),
-                JobKind.PAUSE_TIMEOUT,
-                timeout,
-                rid,
-                op.id,
-                payload={"pause_id": f"{rid}:{op.id}"},
-            )
-        )
+        _expire(tx, rid, op.id, timeout)
         payload = _object(op.opts.get("payload"))
         data = _object(payload.get("data"))
         fn = self._registry().get(run.function_id)
@@ -552,6 +534,13 @@ class RunLoop:
         """Store an event and queue its fan-out, in the caller's transaction."""
         tx.insert_event(event)
         tx.enqueue(_events.fanout_job(event, now))
+
+
+def _expire(tx: Tx, run_id: str, step_id: str, at: float) -> None:
+    """Queue the timeout of a wait or an invoke (a no-op if the pause is gone by then)."""
+    job_id = execute_job_id(run_id, step_id, "timeout")
+    payload = {"pause_id": f"{run_id}:{step_id}"}
+    tx.enqueue(Job(job_id, JobKind.PAUSE_TIMEOUT, at, run_id, step_id, payload=payload))
 
 
 def _object(value: object) -> dict[str, Any]:
