@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stepline import _cel
-from stepline.engine import _events
+from stepline.engine import _events, _limits
 from stepline.engine._model import EventRecord, EventRunLink, Run
-from stepline.engine._registry import FunctionSpec, compiled
+from stepline.engine._registry import FunctionSpec, compiled, key_of
 from stepline.engine._store import Tx
 
 if TYPE_CHECKING:
@@ -65,9 +65,13 @@ def _start_for_event(
         if not tx.claim_key(f"idem:{fn.function_id}", key, now + IDEMPOTENCY_WINDOW, now):
             tx.link_event(EventRunLink(event.internal_id, fn.function_id, None, "idempotent", now))
             return None
+    reason = _flow_control(loop, tx, fn, payload, now)
+    if reason is not None:
+        tx.link_event(EventRunLink(event.internal_id, fn.function_id, None, reason, now))
+        return None
     meta = payload.get("data", {}).get("_inngest", {}) if event.name == _events.INVOKED else {}
     correlation = meta.get("correlation_id")
-    return loop.start_run(
+    run = loop.start_run(
         tx,
         fn,
         [event],
@@ -75,3 +79,28 @@ def _start_for_event(
         correlation_id=correlation if isinstance(correlation, str) else None,
         parent_run_id=meta.get("source_run_id"),
     )
+    if run is not None and fn.singleton is not None:
+        tx.set_singleton(fn.function_id, key_of(fn.singleton.key, payload), run.run_id)
+    return run
+
+
+def _flow_control(
+    loop: RunLoop, tx: Tx, fn: FunctionSpec, payload: dict[str, Any], now: float
+) -> str | None:
+    """Why this event must start no run (``rate_limited``, ``singleton``), or None."""
+    rule = fn.rate_limit
+    if rule is not None:
+        scope, key = f"rate:{fn.function_id}", key_of(rule.key, payload)
+        tat = _limits.gcra(tx.get_limit(scope, key), now, limit=rule.limit, period=rule.period)
+        if tat is None:
+            return "rate_limited"
+        tx.set_limit(scope, key, tat, tat + rule.period)
+    single = fn.singleton
+    if single is not None:
+        active = tx.singleton_run(fn.function_id, key_of(single.key, payload))
+        run = None if active is None else tx.get_run(active)
+        if run is not None and not run.status.terminal:
+            if single.mode == "skip":
+                return "singleton"
+            loop.cancel(tx, run.run_id, now, "singleton: replaced by a newer run")
+    return None

@@ -69,6 +69,23 @@ class CancelRule:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RateLimitRule:
+    """At most ``limit`` runs per ``period`` seconds per key; excess events start nothing."""
+
+    limit: int
+    period: float
+    key: _cel.Program | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SingletonRule:
+    """One active run per key: ``skip`` the new one, or ``cancel`` the old one."""
+
+    mode: str
+    key: _cel.Program | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class FunctionSpec:
     """One registered function, parsed and compiled."""
 
@@ -84,6 +101,8 @@ class FunctionSpec:
     finish_timeout: float | None
     idempotency: _cel.Program | None
     config: dict[str, Any]
+    rate_limit: RateLimitRule | None = None
+    singleton: SingletonRule | None = None
 
     @property
     def is_failure_handler(self) -> bool:
@@ -178,8 +197,34 @@ def _parse_function(app_id: str, url: str, raw: object) -> FunctionSpec:
         start_timeout=_duration(f"{where}: timeouts.start", timeouts.get("start")),
         finish_timeout=_duration(f"{where}: timeouts.finish", timeouts.get("finish")),
         idempotency=_expr(f"{where}: idempotency", idempotency, _EVENT_VARS),
+        rate_limit=_rate_limit(where, raw.get("rateLimit")),
+        singleton=_singleton(where, raw.get("singleton")),
         config={**raw, "url": step_url},
     )
+
+
+def _rate_limit(where: str, raw: object) -> RateLimitRule | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise RegistrationError(f"{where}: rateLimit must be an object")
+    limit = raw.get("limit")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise RegistrationError(f"{where}: rateLimit.limit must be an integer >= 1")
+    period = _duration(f"{where}: rateLimit.period", raw.get("period"))
+    if period is None or not 1 <= period <= 86_400:
+        raise RegistrationError(f"{where}: rateLimit.period must be between 1s and 24h")
+    key = _expr(f"{where}: rateLimit.key", raw.get("key"), _EVENT_VARS)
+    return RateLimitRule(limit, period, key)
+
+
+def _singleton(where: str, raw: object) -> SingletonRule | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("mode") not in ("skip", "cancel"):
+        raise RegistrationError(f"{where}: singleton.mode must be 'skip' or 'cancel'")
+    key = _expr(f"{where}: singleton.key", raw.get("key"), _EVENT_VARS)
+    return SingletonRule(str(raw["mode"]), key)
 
 
 def _step(where: str, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -259,6 +304,20 @@ def _duration(where: str, value: object) -> float | None:
 def compiled(text: str) -> _cel.Program:
     """A compiled expression, cached by its text (pauses store text, not programs)."""
     return _cel.compile(text)
+
+
+def key_of(program: _cel.Program | None, event: Mapping[str, Any]) -> str:
+    """A flow-control key: the expression's value as JSON (``""`` with no expression).
+
+    An expression that cannot be evaluated for this event (a missing field) gives
+    ``"null"``, so such events share one key rather than failing.
+    """
+    if program is None:
+        return ""
+    try:
+        return json.dumps(program.evaluate({"event": event}), sort_keys=True, default=str)
+    except _cel.EvaluationError:
+        return "null"
 
 
 class Registry:

@@ -517,6 +517,7 @@ class RunLoop:
         view.save(tx)
         tx.delete_run_jobs(run.run_id)
         tx.delete_run_pauses(run.run_id)
+        tx.release_singleton(run.run_id)
         handler = fn is not None and fn.is_failure_handler
         data = _events.run_ended(run, error=error)
         if not handler or run.correlation_id:

@@ -525,6 +525,34 @@ class SqliteTx:
         )
         return cur.rowcount == 1
 
+    # flow control ---------------------------------------------------------------------
+    def get_limit(self, scope: str, key: str) -> float | None:
+        row = self._c.execute(
+            "SELECT value FROM limits WHERE scope = ? AND key = ?", (scope, key)
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def set_limit(self, scope: str, key: str, value: float, expires_at: float) -> None:
+        self._c.execute(
+            "REPLACE INTO limits (scope, key, value, expires_at) VALUES (?,?,?,?)",
+            (scope, key, value, expires_at),
+        )
+
+    def singleton_run(self, function_id: str, key: str) -> str | None:
+        row = self._c.execute(
+            "SELECT run_id FROM singletons WHERE function_id = ? AND key = ?", (function_id, key)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_singleton(self, function_id: str, key: str, run_id: str) -> None:
+        self._c.execute(
+            "REPLACE INTO singletons (function_id, key, run_id) VALUES (?,?,?)",
+            (function_id, key, run_id),
+        )
+
+    def release_singleton(self, run_id: str) -> None:
+        self._c.execute("DELETE FROM singletons WHERE run_id = ?", (run_id,))
+
     # apps and functions ---------------------------------------------------------------
     def put_app(self, app: AppRecord, functions: Sequence[FunctionRecord]) -> bool:
         old = self.get_app(app.app_id)

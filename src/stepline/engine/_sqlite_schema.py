@@ -63,6 +63,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (scope, key)
     ) WITHOUT ROWID;
     """,
+    """
+    CREATE TABLE limits (
+        scope TEXT NOT NULL, key TEXT NOT NULL, value REAL NOT NULL, expires_at REAL NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE singletons (
+        function_id TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL,
+        PRIMARY KEY (function_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX singletons_run ON singletons (run_id);
+    """,
 )
 
 
