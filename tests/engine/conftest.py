@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +25,13 @@ def arun(coro: Awaitable[T]) -> T:
         return await coro
 
     return asyncio.run(wrapper())
+
+
+def free_port() -> int:
+    """A localhost port nobody listens on right now (for child processes to bind)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def dev_client(app_id: str = "t", **kwargs: Any) -> stepline.Client:

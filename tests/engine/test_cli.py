@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,10 @@ import pytest
 
 from stepline.engine._cli import main
 
+from .conftest import free_port
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ENV_PREFIXES = ("STEPLINE_", "INNGEST_")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def clean_env(**extra: str) -> dict[str, str]:

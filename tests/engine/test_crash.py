@@ -12,7 +12,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .conftest import free_port
+
 HERE = Path(__file__).parent
 RUNS = 12
 KILLS = 6
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -58,7 +53,7 @@ def test_engine_killed_repeatedly_loses_nothing_and_repeats_no_recorded_step(
 ) -> None:
     db = str(tmp_path / "crash.db")
     steps_log = tmp_path / "steps.log"
-    app_port, engine_port = _port(), _port()
+    app_port, engine_port = free_port(), free_port()
     app_url = f"http://127.0.0.1:{app_port}/api/inngest"
     engine_url = f"http://127.0.0.1:{engine_port}"
     env_app = {"STEPLINE_API_BASE_URL": engine_url, "STEPLINE_EVENT_API_BASE_URL": engine_url}
