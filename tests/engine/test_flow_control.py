@@ -28,7 +28,7 @@ def test_gcra_allows_limit_per_period(times: list[float], allowed: list[bool]) -
     tat = None
     seen = []
     for now in times:
-        nxt = gcra(tat, now, limit=2, period=3600)
+        nxt = gcra(tat, now, interval=1800, burst=2)
         seen.append(nxt is not None)
         tat = nxt if nxt is not None else tat
     assert seen == allowed

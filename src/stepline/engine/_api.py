@@ -30,7 +30,7 @@ from stepline.engine._engine import Engine, NotFoundError
 from stepline.engine._events import EventError
 from stepline.engine._ids import SeedError
 from stepline.engine._model import RunStatus
-from stepline.engine._registry import RegistrationError
+from stepline.engine._rules import RegistrationError
 from stepline.engine._store import EventFilter, RunFilter
 
 logger = logging.getLogger("stepline.engine.api")

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from stepline.engine import _events, _ids, _registry, _response
+from stepline.engine import _events, _ids, _registry, _response, _rules
 from stepline.engine._backoff import Backoff
 from stepline.engine._clock import Clock, SystemClock
 from stepline.engine._config import EngineSettings
@@ -171,7 +171,7 @@ class Engine:
         for record in records:
             try:
                 specs.append(_registry.parse_function(record.app_id, record.config))
-            except _registry.RegistrationError as exc:  # stored by an older version
+            except _rules.RegistrationError as exc:  # stored by an older version
                 logger.error("skipping function %s: %s", record.function_id, exc)
         self._registry = Registry(specs)
 

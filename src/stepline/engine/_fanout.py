@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from stepline import _cel
-from stepline.engine import _events, _limits
+from stepline.engine import _events, _flow
 from stepline.engine._model import EventRecord, EventRunLink, Run
 from stepline.engine._registry import FunctionSpec, compiled, key_of
 from stepline.engine._store import Tx
@@ -55,7 +55,7 @@ def _start_for_event(
     if payload.get("id") != event.internal_id and not tx.claim_key(
         f"event:{fn.function_id}", str(payload["id"]), now + IDEMPOTENCY_WINDOW, now
     ):
-        tx.link_event(EventRunLink(event.internal_id, fn.function_id, None, "idempotent", now))
+        tx.link_event(EventRunLink(event.internal_id, fn.function_id, None, _flow.IDEMPOTENT, now))
         return None
     if fn.idempotency is not None:
         try:
@@ -63,44 +63,29 @@ def _start_for_event(
         except _cel.EvaluationError:
             key = "null"
         if not tx.claim_key(f"idem:{fn.function_id}", key, now + IDEMPOTENCY_WINDOW, now):
-            tx.link_event(EventRunLink(event.internal_id, fn.function_id, None, "idempotent", now))
+            tx.link_event(
+                EventRunLink(event.internal_id, fn.function_id, None, _flow.IDEMPOTENT, now)
+            )
             return None
-    reason = _flow_control(loop, tx, fn, payload, now)
+    reason = _flow.skip_reason(loop, tx, fn, payload, now)
     if reason is not None:
         tx.link_event(EventRunLink(event.internal_id, fn.function_id, None, reason, now))
         return None
-    meta = payload.get("data", {}).get("_inngest", {}) if event.name == _events.INVOKED else {}
-    correlation = meta.get("correlation_id")
-    run = loop.start_run(
-        tx,
-        fn,
-        [event],
-        now,
-        correlation_id=correlation if isinstance(correlation, str) else None,
-        parent_run_id=meta.get("source_run_id"),
-    )
-    if run is not None and fn.singleton is not None:
-        tx.set_singleton(fn.function_id, key_of(fn.singleton.key, payload), run.run_id)
+    gathered = fn.flow.debounce is not None or _flow.matches_batch(fn, payload)
+    if gathered and event.name != _events.INVOKED:
+        run = _flow.gather(loop, tx, fn, event, now)
+    else:
+        meta = payload.get("data", {}).get("_inngest", {}) if event.name == _events.INVOKED else {}
+        correlation = meta.get("correlation_id")
+        run = loop.start_run(
+            tx,
+            fn,
+            [event],
+            now,
+            correlation_id=correlation if isinstance(correlation, str) else None,
+            parent_run_id=meta.get("source_run_id"),
+        )
+    single = fn.flow.singleton
+    if run is not None and single is not None:
+        tx.set_singleton(fn.function_id, key_of(single.key, payload), run.run_id)
     return run
-
-
-def _flow_control(
-    loop: RunLoop, tx: Tx, fn: FunctionSpec, payload: dict[str, Any], now: float
-) -> str | None:
-    """Why this event must start no run (``rate_limited``, ``singleton``), or None."""
-    rule = fn.rate_limit
-    if rule is not None:
-        scope, key = f"rate:{fn.function_id}", key_of(rule.key, payload)
-        tat = _limits.gcra(tx.get_limit(scope, key), now, limit=rule.limit, period=rule.period)
-        if tat is None:
-            return "rate_limited"
-        tx.set_limit(scope, key, tat, tat + rule.period)
-    single = fn.singleton
-    if single is not None:
-        active = tx.singleton_run(fn.function_id, key_of(single.key, payload))
-        run = None if active is None else tx.get_run(active)
-        if run is not None and not run.status.terminal:
-            if single.mode == "skip":
-                return "singleton"
-            loop.cancel(tx, run.run_id, now, "singleton: replaced by a newer run")
-    return None

@@ -72,6 +72,11 @@ class Run:
         force_plan: ``ctx.disable_immediate_execution`` for the next call.
         request_version: the SDK's ``X-Inngest-Req-Version`` (-1 until known).
         output: the final output as JSON text (the 200 body, or the error body).
+        waiting: why a queued run has not started or a step has not run yet
+            (``{"reason": "throttled" | "concurrency" | "debounced" | "batched" |
+            "priority", ...}``), None when nothing holds it back.
+        flow: what flow control fixed at the start: concurrency ``keys`` as
+            ``[key, limit]`` pairs and the priority ``boost`` in seconds.
     """
 
     run_id: str
@@ -91,6 +96,8 @@ class Run:
     parent_run_id: str | None = None
     cancel_reason: str | None = None
     origin: str | None = None
+    waiting: dict[str, Any] | None = None
+    flow: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(slots=True)

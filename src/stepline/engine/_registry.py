@@ -17,6 +17,8 @@ from typing import Any
 
 from stepline import _cel, _cron
 from stepline._protocol import durations
+from stepline.engine import _rules
+from stepline.engine._rules import FlowRules, RegistrationError
 from stepline.engine._runview import YEAR
 
 #: The event a cron tick sends.
@@ -24,12 +26,8 @@ CRON_EVENT = "inngest/scheduled.timer"
 #: Retries when a function does not say (4 retries = 5 attempts), and the cap.
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
-_EVENT_VARS = ("event",)
+_EVENT_VARS = _rules.EVENT_VARS
 _PAIR_VARS = ("event", "async")
-
-
-class RegistrationError(ValueError):
-    """A registration body the engine cannot accept (answered with 400)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,23 +67,6 @@ class CancelRule:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class RateLimitRule:
-    """At most ``limit`` runs per ``period`` seconds per key; excess events start nothing."""
-
-    limit: int
-    period: float
-    key: _cel.Program | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SingletonRule:
-    """One active run per key: ``skip`` the new one, or ``cancel`` the old one."""
-
-    mode: str
-    key: _cel.Program | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class FunctionSpec:
     """One registered function, parsed and compiled."""
 
@@ -101,8 +82,7 @@ class FunctionSpec:
     finish_timeout: float | None
     idempotency: _cel.Program | None
     config: dict[str, Any]
-    rate_limit: RateLimitRule | None = None
-    singleton: SingletonRule | None = None
+    flow: FlowRules = dataclasses.field(default_factory=FlowRules)
 
     @property
     def is_failure_handler(self) -> bool:
@@ -194,37 +174,12 @@ def _parse_function(app_id: str, url: str, raw: object) -> FunctionSpec:
         triggers=triggers,
         crons=crons,
         cancel=tuple(_cancel(where, c) for c in raw.get("cancel") or ()),
-        start_timeout=_duration(f"{where}: timeouts.start", timeouts.get("start")),
-        finish_timeout=_duration(f"{where}: timeouts.finish", timeouts.get("finish")),
-        idempotency=_expr(f"{where}: idempotency", idempotency, _EVENT_VARS),
-        rate_limit=_rate_limit(where, raw.get("rateLimit")),
-        singleton=_singleton(where, raw.get("singleton")),
+        start_timeout=_rules.duration(f"{where}: timeouts.start", timeouts.get("start")),
+        finish_timeout=_rules.duration(f"{where}: timeouts.finish", timeouts.get("finish")),
+        idempotency=_rules.expression(f"{where}: idempotency", idempotency, _EVENT_VARS),
+        flow=_rules.parse_flow(where, raw),
         config={**raw, "url": step_url},
     )
-
-
-def _rate_limit(where: str, raw: object) -> RateLimitRule | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        raise RegistrationError(f"{where}: rateLimit must be an object")
-    limit = raw.get("limit")
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise RegistrationError(f"{where}: rateLimit.limit must be an integer >= 1")
-    period = _duration(f"{where}: rateLimit.period", raw.get("period"))
-    if period is None or not 1 <= period <= 86_400:
-        raise RegistrationError(f"{where}: rateLimit.period must be between 1s and 24h")
-    key = _expr(f"{where}: rateLimit.key", raw.get("key"), _EVENT_VARS)
-    return RateLimitRule(limit, period, key)
-
-
-def _singleton(where: str, raw: object) -> SingletonRule | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict) or raw.get("mode") not in ("skip", "cancel"):
-        raise RegistrationError(f"{where}: singleton.mode must be 'skip' or 'cancel'")
-    key = _expr(f"{where}: singleton.key", raw.get("key"), _EVENT_VARS)
-    return SingletonRule(str(raw["mode"]), key)
 
 
 def _step(where: str, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -246,7 +201,9 @@ def _triggers(where: str, raw: object) -> tuple[tuple[EventTrigger, ...], tuple[
         if not isinstance(item, dict):
             raise RegistrationError(f"{where}: each trigger must be an object")
         if isinstance(item.get("event"), str) and item["event"]:
-            expression = _expr(f"{where}: trigger expression", item.get("expression"), _EVENT_VARS)
+            expression = _rules.expression(
+                f"{where}: trigger expression", item.get("expression"), _EVENT_VARS
+            )
             events.append(EventTrigger(item["event"], expression))
         elif isinstance(item.get("cron"), str):
             try:
@@ -255,7 +212,7 @@ def _triggers(where: str, raw: object) -> tuple[tuple[EventTrigger, ...], tuple[
                 raise RegistrationError(f"{where}: cron {item['cron']!r}: {exc}") from None
             if any(c.schedule.canonical == schedule.canonical for c in crons):
                 raise RegistrationError(f"{where}: duplicate cron {item['cron']!r}")
-            jitter = _duration(f"{where}: cron jitter", item.get("jitter")) or 0.0
+            jitter = _rules.duration(f"{where}: cron jitter", item.get("jitter")) or 0.0
             crons.append(CronTrigger(schedule, jitter))
         else:
             raise RegistrationError(f"{where}: a trigger needs an event or a cron")
@@ -266,7 +223,7 @@ def _cancel(where: str, raw: object) -> CancelRule:
     if not isinstance(raw, dict) or not isinstance(raw.get("event"), str):
         raise RegistrationError(f"{where}: each cancel entry needs an event")
     condition = raw.get("if")
-    _expr(f"{where}: cancel if", condition, _PAIR_VARS)
+    _rules.expression(f"{where}: cancel if", condition, _PAIR_VARS)
     value = raw.get("timeout")
     if isinstance(value, str) and len(value) >= 10 and value[:4].isdigit():
         try:  # an RFC 3339 time rather than a duration
@@ -274,30 +231,8 @@ def _cancel(where: str, raw: object) -> CancelRule:
         except ValueError:
             raise RegistrationError(f"{where}: cancel timeout {value!r} is not a time") from None
         return CancelRule(raw["event"], condition or None, YEAR, until)
-    timeout = _duration(f"{where}: cancel timeout", value) or YEAR
+    timeout = _rules.duration(f"{where}: cancel timeout", value) or YEAR
     return CancelRule(raw["event"], condition or None, timeout)
-
-
-def _expr(where: str, text: object, allowed: Iterable[str]) -> _cel.Program | None:
-    if text is None or text == "":
-        return None
-    if not isinstance(text, str):
-        raise RegistrationError(f"{where} must be a string")
-    try:
-        return _cel.check(text, allowed=tuple(allowed))
-    except _cel.ExpressionError as exc:
-        raise RegistrationError(f"{where}: {exc}") from None
-
-
-def _duration(where: str, value: object) -> float | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise RegistrationError(f"{where} must be a duration string like '30s'")
-    try:
-        return durations.parse_duration(value).total_seconds()
-    except ValueError as exc:
-        raise RegistrationError(f"{where}: {exc}") from None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -12,7 +12,7 @@ from typing import Any
 
 from stepline import _cel
 from stepline._protocol.opcodes import Opcode
-from stepline.engine import _events, _fanout, _ids
+from stepline.engine import _concurrency, _events, _fanout, _flow, _ids
 from stepline.engine._backoff import Backoff
 from stepline.engine._model import (
     EventRecord,
@@ -69,9 +69,16 @@ class RunLoop:
         parent_run_id: str | None = None,
         origin: str | None = None,
         run_id: str | None = None,
+        start_at: float | None = None,
+        waiting: dict[str, Any] | None = None,
     ) -> Run | None:
-        """Create a run and schedule its first call; None if it already exists."""
+        """Create a run and schedule its first call; None if it already exists.
+
+        ``start_at`` (debounce, batching) fixes when the first call is due; otherwise
+        throttle and priority decide (``_flow.plan_start``).
+        """
         first = events[0]
+        plan = _flow.plan_start(tx, fn, first.payload, now, start_at=start_at)
         run = Run(
             run_id=run_id or _ids.derived(int(now * 1000), first.internal_id, fn.function_id),
             function_id=fn.function_id,
@@ -83,13 +90,13 @@ class RunLoop:
             correlation_id=correlation_id,
             parent_run_id=parent_run_id,
             origin=origin,
+            waiting=waiting or plan.waiting,
+            flow=plan.flow,
         )
         if not tx.insert_run(run):
             return None
         rid = run.run_id
-        tx.enqueue(
-            Job(execute_job_id(rid, DISCOVERY, "start"), JobKind.EXECUTE, now, rid, DISCOVERY)
-        )
+        tx.enqueue(_call(run, DISCOVERY, "start", plan.start_at))
         for which, seconds in (("start", fn.start_timeout), ("finish", fn.finish_timeout)):
             if seconds is not None:
                 tx.enqueue(
@@ -101,27 +108,50 @@ class RunLoop:
                         payload={"which": which},
                     )
                 )
+        self._arm_cancels(tx, fn, rid, first, now)
+        for event in events:
+            tx.link_event(EventRunLink(event.internal_id, fn.function_id, rid, None, now))
+        return run
+
+    def _arm_cancels(
+        self, tx: Tx, fn: FunctionSpec, run_id: str, trigger: EventRecord, now: float
+    ) -> None:
+        context = trigger.payload
         for index, rule in enumerate(fn.cancel):
-            context = first.payload
             if rule.condition is not None:
                 folded = compiled(rule.condition).substitute("event", context)
                 if folded.is_constant_false:
                     continue
             tx.insert_pause(
                 Pause(
-                    pause_id=f"{rid}:cancel:{index}",
-                    run_id=rid,
+                    pause_id=f"{run_id}:cancel:{index}",
+                    run_id=run_id,
                     kind=PauseKind.CANCEL,
                     event_name=rule.event,
                     expires_at=rule.expires_at(now),
                     expression=rule.condition,
-                    trigger_event_id=first.internal_id,
+                    trigger_event_id=trigger.internal_id,
                     context=context,
                 )
             )
-        for event in events:
-            tx.link_event(EventRunLink(event.internal_id, fn.function_id, rid, None, now))
-        return run
+
+    def rearm_cancels(
+        self, tx: Tx, fn: FunctionSpec, run: Run, trigger: EventRecord, now: float
+    ) -> None:
+        """A debounced run's trigger changed: its cancel rules now match the new one."""
+        tx.delete_run_pauses(run.run_id)  # a queued run has no pauses but cancel rules
+        self._arm_cancels(tx, fn, run.run_id, trigger, run.created_at)
+
+    def start_job(self, tx: Tx, run_id: str) -> Job | None:
+        """The queued first call of a run (None once it has been answered)."""
+        return tx.get_job(execute_job_id(run_id, DISCOVERY, "start"))
+
+    def move_start(self, tx: Tx, run_id: str, at: float) -> None:
+        """Re-time a queued run's first call (debounce and batching move it)."""
+        job = self.start_job(tx, run_id)
+        if job is not None and job.lease_owner is None:
+            job.available_at = at
+            tx.update_job(job)
 
     def fanout(self, tx: Tx, event: EventRecord, now: float) -> list[str]:
         """Match a stored event against triggers, waits and cancel rules; returns new run ids."""
@@ -137,8 +167,11 @@ class RunLoop:
     def apply(self, tx: Tx, job: Job, outcome: Outcome, now: float, owner: str) -> bool:
         """Record what a call returned; False if the answer no longer matters."""
         current = tx.get_job(job.job_id)
-        if current is None or current.lease_owner != owner:
+        if current is not None and current.lease_owner != owner:
             return False  # the lease expired and another worker took the job
+        _concurrency.release(tx, job, now)
+        if current is None:
+            return False  # the run ended (and its jobs went) while the call was in flight
         view = RunView.load(tx, job.run_id)
         if view is None or view.run.status.terminal:
             tx.delete_job(job.job_id)
@@ -244,7 +277,7 @@ class RunLoop:
         rid = view.run.run_id
         if op.op is Opcode.STEP_PLANNED:
             view.step(op, StepStatus.PLANNED, now)
-            tx.enqueue(Job(execute_job_id(rid, op.id, "plan"), JobKind.EXECUTE, now, rid, op.id))
+            tx.enqueue(_call(view.run, op.id, "plan", now))
         elif op.op is Opcode.SLEEP:
             until = sleep_until(op, now)
             step = view.step(op, StepStatus.SLEEPING, now)
@@ -477,15 +510,7 @@ class RunLoop:
         run = view.run
         if run.request_version >= 2 or run.request_version < 0:
             run.force_plan = False
-        tx.enqueue(
-            Job(
-                execute_job_id(run.run_id, DISCOVERY, tag),
-                JobKind.EXECUTE,
-                now,
-                run.run_id,
-                DISCOVERY,
-            )
-        )
+        tx.enqueue(_call(run, DISCOVERY, tag, now))
 
     def _retry(self, tx: Tx, job: Job, retry_after: float | None, now: float) -> None:
         delay = (
@@ -517,7 +542,7 @@ class RunLoop:
         view.save(tx)
         tx.delete_run_jobs(run.run_id)
         tx.delete_run_pauses(run.run_id)
-        tx.release_singleton(run.run_id)
+        tx.release_claims(run.run_id)
         handler = fn is not None and fn.is_failure_handler
         data = _events.run_ended(run, error=error)
         if not handler or run.correlation_id:
@@ -535,6 +560,15 @@ class RunLoop:
         """Store an event and queue its fan-out, in the caller's transaction."""
         tx.insert_event(event)
         tx.enqueue(_events.fanout_job(event, now))
+
+
+def _call(run: Run, step_id: str, tag: str, at: float) -> Job:
+    """An SDK call of a run, carrying its concurrency keys; a priority boost sorts it ahead."""
+    flow = run.flow or {}
+    boost = max(0.0, float(flow.get("boost", 0.0)))
+    payload = {"keys": flow["keys"]} if flow.get("keys") else {}
+    job_id = execute_job_id(run.run_id, step_id, tag)
+    return Job(job_id, JobKind.EXECUTE, at - boost, run.run_id, step_id, payload=payload)
 
 
 def _expire(tx: Tx, run_id: str, step_id: str, at: float) -> None:

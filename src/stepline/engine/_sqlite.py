@@ -146,7 +146,7 @@ class SqliteStore:
 _RUN_COLUMNS = (
     "run_id, function_id, app_id, status, events, event_ids, created_at, started_at, "
     "ended_at, output, stack, force_plan, request_version, correlation_id, parent_run_id, "
-    "cancel_reason, origin"
+    "cancel_reason, origin, waiting, flow"
 )
 _STEP_COLUMNS = (
     "run_id, step_id, name, op, status, mode, memo, attempts, started_at, ended_at, seq, "
@@ -180,6 +180,8 @@ def _run(row: sqlite3.Row | tuple[Any, ...]) -> Run:
         parent_run_id=row[14],
         cancel_reason=row[15],
         origin=row[16],
+        waiting=_unjson(row[17]),
+        flow=_unjson(row[18]),
     )
 
 
@@ -202,6 +204,8 @@ def _run_values(run: Run) -> tuple[Any, ...]:
         run.parent_run_id,
         run.cancel_reason,
         run.origin,
+        _json(run.waiting),
+        _json(run.flow),
     )
 
 
@@ -272,14 +276,14 @@ class SqliteTx:
     def insert_run(self, run: Run) -> bool:
         cur = self._c.execute(
             f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}) VALUES "
-            "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             _run_values(run),
         )
         return cur.rowcount == 1
 
     def update_run(self, run: Run) -> None:
         self._c.execute(
-            f"REPLACE INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"REPLACE INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             _run_values(run),
         )
 
@@ -345,7 +349,7 @@ class SqliteTx:
     # queue --------------------------------------------------------------------------
     def enqueue(self, job: Job) -> bool:
         cur = self._c.execute(
-            f"INSERT OR IGNORE INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR IGNORE INTO jobs ({_JOB_COLUMNS}, queued_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 job.job_id,
                 job.kind.value,
@@ -356,6 +360,7 @@ class SqliteTx:
                 _dumps(job.payload),
                 job.lease_owner,
                 job.lease_expires,
+                job.available_at,
             ),
         )
         return cur.rowcount == 1
@@ -403,6 +408,10 @@ class SqliteTx:
             "UPDATE jobs SET lease_expires = ?, available_at = ? "
             "WHERE job_id = ? AND lease_owner = ?",
             [(until, until, job_id, owner) for job_id in job_ids],
+        )
+        self._c.executemany(
+            "UPDATE slots SET expires_at = ? WHERE job_id = ?",
+            [(until, job_id) for job_id in job_ids],
         )
 
     def next_job_at(self) -> float | None:
@@ -514,6 +523,12 @@ class SqliteTx:
         )
         return [EventRunLink(*r) for r in rows]
 
+    def update_link(self, event_id: str, run_id: str, reason: str | None) -> None:
+        self._c.execute(
+            "UPDATE event_runs SET reason = ? WHERE event_id = ? AND run_id = ?",
+            (reason, event_id, run_id),
+        )
+
     def claim_key(self, scope: str, key: str, expires_at: float, now: float) -> bool:
         self._c.execute(
             "DELETE FROM idempotency WHERE scope = ? AND key = ? AND expires_at <= ?",
@@ -550,8 +565,79 @@ class SqliteTx:
             (function_id, key, run_id),
         )
 
-    def release_singleton(self, run_id: str) -> None:
+    def get_bucket(self, function_id: str, key: str) -> tuple[str, float] | None:
+        row = self._c.execute(
+            "SELECT run_id, deadline FROM buckets WHERE function_id = ? AND key = ?",
+            (function_id, key),
+        ).fetchone()
+        return None if row is None else (str(row[0]), float(row[1]))
+
+    def set_bucket(self, function_id: str, key: str, run_id: str, deadline: float) -> None:
+        self._c.execute(
+            "REPLACE INTO buckets (function_id, key, run_id, deadline) VALUES (?,?,?,?)",
+            (function_id, key, run_id, deadline),
+        )
+
+    def release_claims(self, run_id: str) -> None:
         self._c.execute("DELETE FROM singletons WHERE run_id = ?", (run_id,))
+        self._c.execute("DELETE FROM buckets WHERE run_id = ?", (run_id,))
+
+    def set_waiting(self, run_id: str, waiting: dict[str, Any] | None) -> None:
+        self._c.execute("UPDATE runs SET waiting = ? WHERE run_id = ?", (_json(waiting), run_id))
+
+    # concurrency slots ------------------------------------------------------------------
+    def acquire_slots(
+        self, job_id: str, keys: Sequence[tuple[str, int]], now: float, until: float
+    ) -> str | None:
+        for key, limit in keys:
+            (held,) = self._c.execute(
+                "SELECT COUNT(*) FROM slots WHERE key = ? AND expires_at > ? AND job_id != ?",
+                (key, now, job_id),
+            ).fetchone()
+            if held >= limit:
+                return key
+        self._c.executemany(
+            "REPLACE INTO slots (key, job_id, expires_at) VALUES (?,?,?)",
+            [(key, job_id, until) for key, _ in keys],
+        )
+        return None
+
+    def release_slots(self, job_id: str) -> list[str]:
+        rows = self._c.execute("DELETE FROM slots WHERE job_id = ? RETURNING key", (job_id,))
+        return [str(r[0]) for r in rows.fetchall()]
+
+    def count_slots(self, key: str, now: float) -> int:
+        (held,) = self._c.execute(
+            "SELECT COUNT(*) FROM slots WHERE key = ? AND expires_at > ?", (key, now)
+        ).fetchone()
+        return int(held)
+
+    def expire_slots(self, now: float) -> dict[str, int]:
+        rows = self._c.execute(
+            "DELETE FROM slots WHERE expires_at <= ? RETURNING key", (now,)
+        ).fetchall()
+        freed: dict[str, int] = {}
+        for (key,) in rows:
+            freed[key] = freed.get(key, 0) + 1
+        return freed
+
+    def park_job(self, job_id: str, key: str, recheck_at: float) -> None:
+        self._c.execute(
+            "UPDATE jobs SET parked_on = ?, available_at = ?, lease_owner = NULL, "
+            "lease_expires = NULL WHERE job_id = ?",
+            (key, recheck_at, job_id),
+        )
+
+    def unpark_jobs(self, key: str, count: int) -> list[str]:
+        if count <= 0:
+            return []
+        rows = self._c.execute(
+            "UPDATE jobs SET parked_on = NULL, available_at = MIN(available_at, queued_at) "
+            "WHERE job_id IN (SELECT job_id FROM jobs WHERE parked_on = ? "
+            "ORDER BY queued_at LIMIT ?) RETURNING run_id",
+            (key, count),
+        ).fetchall()
+        return [str(r[0]) for r in rows if r[0] is not None]
 
     # apps and functions ---------------------------------------------------------------
     def put_app(self, app: AppRecord, functions: Sequence[FunctionRecord]) -> bool:

@@ -74,6 +74,26 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX singletons_run ON singletons (run_id);
     """,
+    """
+    ALTER TABLE runs ADD COLUMN waiting TEXT;
+    ALTER TABLE runs ADD COLUMN flow TEXT;
+    ALTER TABLE jobs ADD COLUMN parked_on TEXT;
+    ALTER TABLE jobs ADD COLUMN queued_at REAL;
+    UPDATE jobs SET queued_at = available_at;
+    CREATE INDEX jobs_parked ON jobs (parked_on, queued_at);
+    CREATE TABLE slots (
+        key TEXT NOT NULL, job_id TEXT NOT NULL, expires_at REAL NOT NULL,
+        PRIMARY KEY (key, job_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX slots_job ON slots (job_id);
+    CREATE INDEX slots_expiry ON slots (expires_at);
+    CREATE TABLE buckets (
+        function_id TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL,
+        deadline REAL NOT NULL,
+        PRIMARY KEY (function_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX buckets_run ON buckets (run_id);
+    """,
 )
 
 

@@ -71,9 +71,21 @@ def run(record: Run, *, with_events: bool = False) -> dict[str, Any]:
         "cancel_reason": record.cancel_reason,
         "origin": record.origin,
         "parent_run_id": record.parent_run_id,
+        "waiting": _waiting(record.waiting),
     }
     if with_events:
         view["events"] = record.events
+    return view
+
+
+def _waiting(waiting: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Why a run is held back: reason, key, and ``until``/``since`` as timestamps."""
+    if waiting is None:
+        return None
+    view = dict(waiting)
+    for name in ("until", "since"):
+        if isinstance(view.get(name), int | float):
+            view[name] = timestamp(float(view[name]))
     return view
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stepline import _serde
-from stepline.engine import _events, _ids, _registry, _request, _response
+from stepline.engine import _concurrency, _events, _ids, _registry, _request, _response
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
 from stepline.engine._driver import Driver
@@ -64,18 +64,23 @@ class Worker:
             self.wake.clear()
             free = self.settings.concurrency - len(self._inflight)
             jobs: list[Job] = []
+            parked = 0
             if free > 0:
                 now = self.clock.now()
-                until = now + self.settings.lease_seconds
                 lease = functools.partial(
-                    _lease, owner=self.owner, now=now, until=until, limit=min(free, _LEASE_BATCH)
+                    _lease,
+                    owner=self.owner,
+                    now=now,
+                    until=now + self.settings.lease_seconds,
+                    limit=min(free, _LEASE_BATCH),
+                    recheck=max(self.settings.lease_seconds, 1.0),
                 )
-                jobs = await self.store.atomic(lease)
+                jobs, parked = await self.store.atomic(lease)
             for job in jobs:
                 task = asyncio.create_task(self._process(job))
                 self._inflight[job.job_id] = task
                 task.add_done_callback(functools.partial(self._done, job.job_id))
-            if jobs and len(jobs) == min(free, _LEASE_BATCH):
+            if len(jobs) + parked == min(free, _LEASE_BATCH) > 0:
                 continue
             if free <= 0:
                 await self.wake.wait()
@@ -167,7 +172,7 @@ class Worker:
         rid = str(job.run_id)
         run, steps = await self.store.read(lambda tx: (tx.get_run(rid), tx.get_steps(rid)))
         if run is None or run.status.terminal:
-            await self._atomic(lambda tx: tx.delete_job(job.job_id))
+            await self._atomic(lambda tx: _drop(tx, job, self.clock.now()))
             return
         fn = self._registry().get(run.function_id)
         if fn is None:
@@ -219,12 +224,20 @@ class Worker:
         )
 
 
-def _lease(tx: Tx, *, owner: str, now: float, until: float, limit: int) -> list[Job]:
-    return tx.lease_jobs(owner, now, until, limit)
+def _lease(
+    tx: Tx, *, owner: str, now: float, until: float, limit: int, recheck: float
+) -> tuple[list[Job], int]:
+    jobs = tx.lease_jobs(owner, now, until, limit)
+    return _concurrency.admit(tx, jobs, now=now, until=until, recheck=recheck)
 
 
 def _extend(tx: Tx, *, owner: str, ids: list[str], until: float) -> None:
     tx.extend_leases(owner, ids, until)
+
+
+def _drop(tx: Tx, job: Job, now: float) -> None:
+    tx.delete_job(job.job_id)
+    _concurrency.release(tx, job, now)
 
 
 def _mark_started(tx: Tx, run_id: str, now: float) -> None:
@@ -232,6 +245,7 @@ def _mark_started(tx: Tx, run_id: str, now: float) -> None:
     if run is not None and run.status is RunStatus.QUEUED:
         run.status = RunStatus.RUNNING
         run.started_at = now
+        run.waiting = None
         tx.update_run(run)
 
 
