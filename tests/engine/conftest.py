@@ -66,23 +66,49 @@ async def settle(
     *,
     until: Callable[[], Awaitable[bool]],
     step: float = 1.0,
-    limit: float = 400_000.0,
+    limit: float = 40_000_000.0,
 ) -> None:
-    """Let the engine work, moving the manual clock forward whenever it goes idle."""
-    moved = 0.0
+    """Let the engine work, moving the manual clock forward whenever it goes idle.
+
+    Time only moves when nothing is due and nothing is in flight, so a call never
+    sees its lease (or its concurrency slot) expire under it.
+    """
+    start = clock.now()
     while not await until():
-        await asyncio.sleep(0.02)
+        await quiet(engine)
         if await until():
             return
         nxt = await engine.store.read(lambda tx: tx.next_job_at())
-        if nxt is not None and nxt > clock.now():
-            clock.set(nxt)
-            moved = nxt
-        elif nxt is None:
-            clock.advance(step)
-            moved += step
-        if moved > clock.now() + limit:
+        clock.set(nxt if nxt is not None and nxt > clock.now() else clock.now() + step)
+        if clock.now() > start + limit:
             raise AssertionError("engine never settled")
+
+
+async def advance(engine: Engine, clock: ManualClock, seconds: float) -> None:
+    """Move the manual clock forward by ``seconds``, letting every job due on the way run."""
+    target = clock.now() + seconds
+    while True:
+        await quiet(engine)
+        nxt = await engine.store.read(lambda tx: tx.next_job_at())
+        if nxt is None or nxt > target:
+            break
+        clock.set(max(nxt, clock.now()))
+        if nxt >= target:
+            break
+    clock.set(target)
+    await quiet(engine)
+
+
+async def quiet(engine: Engine, timeout: float = 10.0) -> None:
+    """Wait until nothing is due on the engine's clock and nothing is in flight."""
+
+    async def wait() -> None:
+        streak = 0
+        while streak < 2:  # twice in a row: a lease may be between commit and dispatch
+            await asyncio.sleep(0.01)
+            streak = streak + 1 if await engine.idle() else 0
+
+    await asyncio.wait_for(wait(), timeout)
 
 
 async def finished(engine: Engine, run_id: str, clock: ManualClock | None = None) -> Run:

@@ -175,16 +175,19 @@ def test_sleeping_runs_hold_no_slot_and_parked_runs_say_why(db: Path) -> None:
             (queued,) = await engine.send({"name": "t/slow", "data": {"kind": "blocker"}})
             blocker_run = (await engine.event_runs(blocker))[0].run_id
             queued_run = (await engine.event_runs(queued))[0].run_id
-            assert blocker_run is not None and queued_run is not None
+            assert blocker_run is not None
+            assert queued_run is not None
             while (await engine.get_run(queued_run)).waiting is None:
                 await asyncio.sleep(0.01)
             waiting = (await engine.get_run(queued_run)).waiting
-            assert waiting is not None and waiting["reason"] == "concurrency"
+            assert waiting is not None
+            assert waiting["reason"] == "concurrency"
             assert (await engine.get_run(blocker_run)).status is RunStatus.RUNNING
             release.set()
             assert (await finished(engine, blocker_run)).status is RunStatus.COMPLETED
             done = await finished(engine, queued_run)
-            assert done.status is RunStatus.COMPLETED and done.waiting is None
+            assert done.status is RunStatus.COMPLETED
+            assert done.waiting is None
             assert (await finished(engine, sleeper_run, clock)).output == '"slept"'
 
     arun(scenario())

@@ -302,6 +302,16 @@ class Engine:
         self._committed()
         return result
 
+    async def idle(self) -> bool:
+        """True when no job is due on the engine's clock and none is in flight here.
+
+        With a ``ManualClock`` this is the moment to move time forward.
+        """
+        if self.worker.busy:
+            return False
+        due = await self.store.read(lambda tx: tx.next_job_at())
+        return (due is None or due > self.clock.now()) and not self.worker.busy
+
     # -- runs -----------------------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> Run:

@@ -91,6 +91,11 @@ class Worker:
                 deadline = min(deadline, nxt)
             await self.clock.sleep_until(deadline, self.wake)
 
+    @property
+    def busy(self) -> bool:
+        """Whether any job is in flight in this worker."""
+        return bool(self._inflight)
+
     def _done(self, job_id: str, _task: object = None) -> None:
         self._inflight.pop(job_id, None)
         self.wake.set()
