@@ -99,7 +99,8 @@ class Throttle(_Option):
         limit: runs per period, at least 1.
         period: 1s to 7d.
         key: CEL expression giving a separate throttle per value.
-        burst: extra runs allowed in a burst, at least 1 (the engine defaults to 1).
+        burst: runs allowed to start at once on top of ``limit``, at least 1 (omitted:
+            the engine allows ``limit`` at once, then one every ``period / limit``).
     """
 
     limit: int

@@ -483,3 +483,43 @@ def test_sync_without_reachable_app_reports_error(dev: TestClient) -> None:
     assert result["error"]
     assert dev.post("/v1/apps/sync", json={"url": "ftp://x"}).status_code == 400
     assert dev.post("/v1/apps/sync").json() == {"data": []}
+
+
+def test_runs_say_why_they_wait_and_events_why_they_started_nothing(tmp_path: Path) -> None:
+    with api(tmp_path) as (client, engine):
+        sdk = stepline.Client(app_id="t", is_production=False)
+
+        @sdk.function(
+            id="paced",
+            trigger=stepline.TriggerEvent(event="t/pace"),
+            throttle=stepline.Throttle(limit=1, period=60_000),
+            rate_limit=stepline.RateLimit(limit=2, period=3_600_000),
+        )
+        def paced(ctx: stepline.SyncContext) -> None:
+            return None
+
+        @sdk.function(
+            id="grouped",
+            trigger=stepline.TriggerEvent(event="t/pace"),
+            batch_events=stepline.Batch(max_size=5, timeout=30_000),
+        )
+        def grouped(ctx: stepline.SyncContext) -> int:
+            return len(ctx.events)
+
+        client.portal.call(engine.serve, sdk, [paced, grouped])
+        ids = client.post("/e/k", json=[{"name": "t/pace"}] * 3).json()["ids"]
+        queued = client.get("/v1/runs", params={"status": "Queued"}).json()["data"]
+        waiting = {
+            (r["function_id"], r["waiting"]["reason"]): r["waiting"] for r in queued if r["waiting"]
+        }
+        assert waiting[("t-paced", "throttled")]["until"] == "2027-01-15T08:01:00.000Z"
+        assert waiting[("t-grouped", "batched")] == {
+            "reason": "batched",
+            "until": "2027-01-15T08:00:30.000Z",
+            "events": 3,
+            "max": 5,
+        }
+        links = client.get(f"/v1/events/{ids[2]}/runs").json()
+        skipped = {s["function_id"]: s["reason"] for s in links["metadata"]["skipped"]}
+        assert skipped == {"t-paced": "rate_limited"}
+        assert [r["function_id"] for r in links["data"]] == ["t-grouped"]
