@@ -205,10 +205,10 @@ class _Api:
         links = await self.engine.event_runs(request.path_params["event_id"])
         runs = []
         for link in links:
-            if link.run_id is not None:
+            if link.run_id is not None and link.reason is None:
                 with contextlib.suppress(NotFoundError):  # a link outliving its run
                     runs.append(_views.run(await self.engine.get_run(link.run_id)))
-        skipped = [_views.skipped(link) for link in links if link.run_id is None]
+        skipped = [_views.skipped(link) for link in links if link.reason is not None]
         return _json({"data": runs, "metadata": {"skipped": skipped}})
 
     async def runs(self, request: Request) -> Response:

@@ -162,12 +162,16 @@ def skipped(link: EventRunLink) -> dict[str, Any]:
     """A function an event did not start, and why.
 
     Args:
-        link: a link without a run.
+        link: a link with a reason (``rate_limited``, ``idempotent``, ``singleton``, or
+            ``debounced``: replaced by a later event in the run named by ``run_id``).
 
     Returns:
-        ``{"function_id", "reason"}``.
+        ``{"function_id", "reason"}``, plus ``run_id`` for a debounced event.
     """
-    return {"function_id": link.function_id, "reason": link.reason}
+    view: dict[str, Any] = {"function_id": link.function_id, "reason": link.reason}
+    if link.run_id is not None:
+        view["run_id"] = link.run_id
+    return view
 
 
 def function(record: FunctionRecord) -> dict[str, Any]:
