@@ -12,22 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
 import pytest
-import uvicorn
 
 try:
     import fcntl
@@ -37,6 +32,8 @@ except ImportError:  # Windows: installs are not serialised across processes
 from stepline._protocol.signing import hash_signing_key
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._api import build_app
+
+from .servers import Recorder, ServerThread, poll
 
 # Fixture setup (npm install, process start) is bounded by its own timeouts; each test's
 # own body keeps the suite's 60 s limit.
@@ -158,58 +155,6 @@ def _exclusive(path: Path) -> Iterator[None]:
 # -- the engine over HTTP ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Seen:
-    """One request the SDK made to the engine."""
-
-    method: str
-    path: str
-    body: Any
-    authorization: str | None
-
-
-@dataclass
-class Recorder:
-    """An ASGI wrapper keeping what the SDK sent to the engine's SDK-facing routes."""
-
-    app: Any
-    requests: list[Seen] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith(("/fn/", "/v1/checkpoint/")):
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-
-        async def recording() -> Any:
-            message = await receive()
-            if message["type"] == "http.request":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body"):
-                    raw = b"".join(chunks)
-                    try:
-                        body = json.loads(raw or b"null")
-                    except ValueError:
-                        body = raw  # kept as bytes: the test asserting on it will say so
-                    headers = dict(scope["headers"])
-                    auth = headers.get(b"authorization")
-                    seen = Seen(scope["method"], path, body, auth and auth.decode("latin-1"))
-                    with self.lock:
-                        self.requests.append(seen)
-            return message
-
-        await self.app(scope, recording, send)
-
-    def to(self, path: str) -> list[Seen]:
-        with self.lock:
-            return [seen for seen in self.requests if seen.path == path]
-
-    def bodies(self, path: str) -> list[Any]:
-        return [seen.body for seen in self.to(path)]
-
-
 @dataclass
 class Stack:
     """The engine and the js app, both listening."""
@@ -286,18 +231,6 @@ class Stack:
         return self.app_url.removesuffix("/api/inngest")
 
 
-def poll(check: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
-    """Call ``check`` until it returns something other than None (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @contextlib.contextmanager
 def serve_engine(db: Path, *, signed: bool) -> Iterator[tuple[str, Recorder]]:
     """The engine's ASGI app under uvicorn in a thread, on a free loopback port.
@@ -315,21 +248,12 @@ def serve_engine(db: Path, *, signed: bool) -> Iterator[tuple[str, Recorder]]:
         poll_interval=0.05,
     )
     recorder = Recorder(build_app(Engine(settings)))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(recorder, log_level="warning", lifespan="on"))
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="stepline-engine", daemon=True
-    )
-    thread.start()
+    server = ServerThread("stepline-engine", lifespan="on")
     try:
-        poll(lambda: True if server.started else None, timeout=15, what="the engine to listen")
-        yield f"http://127.0.0.1:{port}", recorder
+        server.start(recorder, timeout=15)
+        yield server.url, recorder
     finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+        server.stop()
 
 
 @contextlib.contextmanager

@@ -12,12 +12,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import socket
-import threading
 import time
 import unittest.mock
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +24,13 @@ import httpx
 import inngest
 import pydantic.warnings
 import pytest
-import uvicorn
 
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._api import build_app
 
 from . import inngest_app
 from .inngest_app import APP_ID, EXTRA_APP_ID, Record, event, fid
+from .servers import RequestLog, ServerThread, poll
 
 with warnings.catch_warnings():
     # inngest 0.5.19's comm_lib.CommRequest still declares a class-based pydantic
@@ -47,55 +45,7 @@ with warnings.catch_warnings():
 TERMINAL = ("Completed", "Failed", "Cancelled")
 
 
-# -- servers ------------------------------------------------------------------------------
-
-
-class _RequestLog:
-    """ASGI wrapper remembering ``(method, path)`` of every request the engine served."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.seen: list[tuple[str, str]] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            self.seen.append((scope["method"], scope["path"]))
-        await self.app(scope, receive, send)
-
-
-class _ServerThread:
-    """uvicorn serving ``app`` on a socket bound up front (no free-port race)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
-
-    def start(self, app: Any) -> None:
-        config = uvicorn.Config(
-            app, log_level="warning", lifespan="auto", timeout_graceful_shutdown=3
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, name=self.name, daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.server is not None and self.thread is not None:
-            self.server.should_exit = True
-            self.thread.join(15)
-        self.sock.close()
+# -- the stack ----------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -107,7 +57,7 @@ class Stack:
     http: httpx.Client
     client: inngest.Inngest
     rec: Record
-    log: _RequestLog
+    log: RequestLog
     first_sync: dict[str, Any]
     function_ids: list[str]
 
@@ -131,7 +81,7 @@ class Stack:
             assert len(runs) <= count, runs
             return runs[::-1] if len(runs) == count else None
 
-        return eventually(found)
+        return poll(found, what=f"{count} run(s) of {local_fn}")
 
     def only_run(self, local_fn: str) -> str:
         return str(self.wait_runs(local_fn)[0]["run_id"])
@@ -143,35 +93,24 @@ class Stack:
             run: dict[str, Any] = self.get(f"/v1/runs/{run_id}")["data"]
             return run if run["status"] in TERMINAL else None
 
-        return eventually(ended, timeout)
+        return poll(ended, timeout=timeout, what=f"run {run_id} to end")
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
         return list(self.get(f"/v1/runs/{run_id}/steps")["data"])
 
     def wait_step(self, run_id: str, status: str) -> dict[str, Any]:
         """The run's first step with ``status`` (e.g. parked: Sleeping, Waiting)."""
-        return eventually(
-            lambda: next((s for s in self.steps(run_id) if s["status"] == status), None)
+        return poll(
+            lambda: next((s for s in self.steps(run_id) if s["status"] == status), None),
+            what=f"a {status} step in run {run_id}",
         )
-
-
-def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """Poll ``check`` until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     db: Path = tmp_path_factory.mktemp("official-py") / "engine.db"
-    engine_server = _ServerThread("stepline-engine")
-    app_server = _ServerThread("inngest-app")
+    engine_server = ServerThread("stepline-engine")
+    app_server = ServerThread("inngest-app")
     settings = EngineSettings(
         database_url=str(db),
         port=engine_server.port,
@@ -179,7 +118,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         retry_jitter=0.0,
         poll_interval=0.05,
     )
-    log = _RequestLog(build_app(Engine(settings)))
+    log = RequestLog(build_app(Engine(settings)))
     client, functions, rec = inngest_app.build(engine_server.url)
     extra_client, extra_functions = inngest_app.build_extra(engine_server.url)
     app = fastapi.FastAPI()
