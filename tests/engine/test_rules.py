@@ -119,3 +119,18 @@ def test_gcra_reserve_queues_each_event_at_its_slot() -> None:
         slot, tat = gcra_reserve(tat, arrival, interval=3.0, burst=3)
         slots.append(slot)
     assert slots == [0.0, 0.5, 1.0, 3.0, 6.0, 9.0]
+
+
+def test_gcra_is_exact_at_epoch_scale_times() -> None:
+    # floats near 1.7e9 are ~2.4e-7 apart: an event exactly on its slot must still pass
+    now = 1_700_000_000.0
+    for limit in (3, 5, 7):
+        for period in range(1, 30):
+            tat = None
+            for _ in range(limit):
+                tat = gcra(tat, now, interval=period / limit, burst=limit)
+                assert tat is not None, (limit, period)
+            slot_tat = None
+            for _ in range(limit):
+                slot, slot_tat = gcra_reserve(slot_tat, now, interval=period / limit, burst=limit)
+                assert slot == now, (limit, period)

@@ -92,7 +92,7 @@ def plan_start(
             tx.get_limit(scope, key), due, interval=interval, burst=throttle.limit + throttle.burst
         )
         tx.set_limit(scope, key, tat, tat + throttle.period)
-        if slot > due + 1e-9:
+        if slot > due:
             waiting = {"reason": "throttled", "until": slot, "key": key}
         due = slot
     return StartPlan(due, flow or None, waiting)

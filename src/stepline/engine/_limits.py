@@ -7,7 +7,9 @@ many events may pass at once from an empty bucket.
 
 from __future__ import annotations
 
-_EPSILON = 1e-9
+#: Times are epoch seconds as floats (about 2.4e-7 s apart near 2026): compare with slack,
+#: or an event exactly on its slot would be refused by rounding.
+_EPSILON = 1e-6
 
 
 def gcra(tat: float | None, now: float, *, interval: float, burst: int) -> float | None:
@@ -38,5 +40,7 @@ def gcra_reserve(
     """
     if tat is None:
         return due, due + interval
-    slot = max(due, tat - (burst - 1) * interval)
+    slot = tat - (burst - 1) * interval
+    if slot <= due + _EPSILON:
+        slot = due
     return slot, max(tat, slot) + interval
