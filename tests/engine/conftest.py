@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +18,10 @@ from stepline.engine import Engine, EngineSettings, ManualClock
 from stepline.engine._model import Run
 
 T = TypeVar("T")
+#: The Postgres the suite runs against (a fresh schema per test); CI fails without it.
+POSTGRES_URL = os.environ.get(
+    "STEPLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def arun(coro: Awaitable[T]) -> T:
@@ -39,9 +45,33 @@ def dev_client(app_id: str = "t", **kwargs: Any) -> stepline.Client:
     return stepline.Client(app_id=app_id, is_production=False, **kwargs)
 
 
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A database URL whose ``search_path`` is a new, empty schema (dropped afterwards).
+
+    Fails under CI (``CI=true``) when Postgres is unreachable, skips elsewhere.
+    """
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Postgres is required under CI ({POSTGRES_URL}): {exc}")
+        pytest.skip(f"no Postgres at {POSTGRES_URL}: {exc}")
+    with admin:
+        admin.execute(f"CREATE SCHEMA {name}")
+        try:
+            separator = "&" if "?" in POSTGRES_URL else "?"
+            yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{name}"
+        finally:
+            admin.execute(f"DROP SCHEMA {name} CASCADE")
+
+
 @contextlib.asynccontextmanager
 async def running(
-    path: Path,
+    path: Path | str,
     *,
     clock: ManualClock | None = None,
     apps: Sequence[tuple[stepline.Client, Sequence[stepline.Function]]] = (),
@@ -138,6 +168,11 @@ async def only_run(engine: Engine, function_id: str, timeout: float = 10.0) -> s
     return await asyncio.wait_for(find(), timeout)
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "engine.db"
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL for one engine: a SQLite file, or a fresh Postgres schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "engine.db")
+    else:
+        with postgres_schema() as url:
+            yield url

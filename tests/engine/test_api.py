@@ -7,7 +7,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,19 +24,19 @@ FN_URL = "http://127.0.0.1:9/api/inngest?fnId=a-f&stepId=step"
 
 
 @contextlib.contextmanager
-def api(tmp_path: Path, **settings: Any) -> Iterator[tuple[TestClient, Engine]]:
+def api(db: str, **settings: Any) -> Iterator[tuple[TestClient, Engine]]:
     """The app around a fresh engine, with its lifespan (engine start/stop) running."""
     options: dict[str, Any] = {"retry_scale": 0.0, "retry_jitter": 0.0, "poll_interval": 0.05}
     options.update(settings)
-    resolved = EngineSettings(database_url=str(tmp_path / "db.sqlite"), **options)
+    resolved = EngineSettings(database_url=db, **options)
     engine = Engine(resolved, clock=ManualClock(START))
     with TestClient(build_app(engine)) as client:
         yield client, engine
 
 
 @pytest.fixture
-def dev(tmp_path: Path) -> Iterator[TestClient]:
-    with api(tmp_path) as (client, _engine):
+def dev(db: str) -> Iterator[TestClient]:
+    with api(db) as (client, _engine):
         yield client
 
 
@@ -151,8 +150,8 @@ def test_invalid_json_and_bad_seed_are_400(dev: TestClient) -> None:
     assert dev.get("/v1/events").json()["data"] == []
 
 
-def test_too_large_is_413(tmp_path: Path) -> None:
-    with api(tmp_path, max_body_bytes=1024) as (client, _engine):
+def test_too_large_is_413(db: str) -> None:
+    with api(db, max_body_bytes=1024) as (client, _engine):
         big = {"name": "t/big", "data": {"blob": "x" * 2000}}
         answer = client.post("/e/k", json=big)
         assert answer.status_code == 413
@@ -169,11 +168,9 @@ def test_too_large_is_413(tmp_path: Path) -> None:
         assert client.get("/v1/events").json()["data"] == []
 
 
-def test_event_keys_are_checked_and_never_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_event_keys_are_checked_and_never_logged(db: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="stepline.engine.api")
-    with api(tmp_path, event_keys=(EVENT_KEY,)) as (client, _engine):
+    with api(db, event_keys=(EVENT_KEY,)) as (client, _engine):
         wrong = client.post("/e/not-the-key", json={"name": "t/x"})
         assert wrong.status_code == 401
         assert "error" in wrong.json()
@@ -309,9 +306,9 @@ def test_health_connect_start_home_and_router_errors(dev: TestClient) -> None:
 
 
 def test_unexpected_errors_are_generic_500(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    db: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with api(tmp_path) as (client, engine):
+    with api(db) as (client, engine):
 
         async def boom() -> None:
             raise RuntimeError("secret internals")
@@ -327,9 +324,9 @@ def test_unexpected_errors_are_generic_500(
 # -- start mode: bearer auth -------------------------------------------------------------
 
 
-def test_start_mode_requires_bearer_on_api_routes(tmp_path: Path) -> None:
+def test_start_mode_requires_bearer_on_api_routes(db: str) -> None:
     settings = {"mode": "start", "signing_keys": (SIGNING_KEY,), "event_keys": (EVENT_KEY,)}
-    with api(tmp_path, **settings) as (client, _engine):
+    with api(db, **settings) as (client, _engine):
         hashed = hash_signing_key(SIGNING_KEY)
         runs = client.get("/v1/runs")
         assert runs.status_code == 401
@@ -381,8 +378,8 @@ def completed(client: TestClient, function_id: str, count: int = 1) -> list[dict
     return result
 
 
-def test_a_real_run_end_to_end(tmp_path: Path) -> None:
-    with api(tmp_path) as (client, engine):
+def test_a_real_run_end_to_end(db: str) -> None:
+    with api(db) as (client, engine):
         sdk, functions = hello_app()
         client.portal.call(engine.serve, sdk, functions)
         [event_id] = client.post("/e/k", json={"name": "t/hello", "data": {"who": "bo"}}).json()[
@@ -428,8 +425,8 @@ def test_a_real_run_end_to_end(tmp_path: Path) -> None:
         assert never["output"] == "invoked"
 
 
-def test_step_output_is_shown(tmp_path: Path) -> None:
-    with api(tmp_path) as (client, engine):
+def test_step_output_is_shown(db: str) -> None:
+    with api(db) as (client, engine):
         sdk, functions = hello_app()
         client.portal.call(engine.serve, sdk, functions)
         client.post("/e/k", json={"name": "t/hello", "data": {"who": "al"}})
@@ -443,8 +440,8 @@ def test_step_output_is_shown(tmp_path: Path) -> None:
         assert actions == {step["id"]: {"data": "hi al"}}
 
 
-def test_cancel_a_running_run(tmp_path: Path) -> None:
-    with api(tmp_path) as (client, engine):
+def test_cancel_a_running_run(db: str) -> None:
+    with api(db) as (client, engine):
         sdk = stepline.Client(app_id="t", is_production=False)
 
         @sdk.function(id="waits", trigger=stepline.TriggerEvent(event="t/wait"))
@@ -485,8 +482,8 @@ def test_sync_without_reachable_app_reports_error(dev: TestClient) -> None:
     assert dev.post("/v1/apps/sync").json() == {"data": []}
 
 
-def test_runs_say_why_they_wait_and_events_why_they_started_nothing(tmp_path: Path) -> None:
-    with api(tmp_path) as (client, engine):
+def test_runs_say_why_they_wait_and_events_why_they_started_nothing(db: str) -> None:
+    with api(db) as (client, engine):
         sdk = stepline.Client(app_id="t", is_production=False)
 
         @sdk.function(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-from pathlib import Path
 
 import stepline
 from stepline.engine import Engine, ManualClock, RunStatus
@@ -47,7 +46,7 @@ async def all_done(engine: Engine, function_id: str, count: int, timeout: float 
     await asyncio.wait_for(check(), timeout)
 
 
-def test_function_limit_caps_executing_steps(db: Path) -> None:
+def test_function_limit_caps_executing_steps(db: str) -> None:
     client = dev_client()
     gauge = Gauge()
 
@@ -67,7 +66,7 @@ def test_function_limit_caps_executing_steps(db: Path) -> None:
     arun(scenario())
 
 
-def test_keyed_limit_is_per_key_and_a_hot_key_starves_no_one(db: Path) -> None:
+def test_keyed_limit_is_per_key_and_a_hot_key_starves_no_one(db: str) -> None:
     client = dev_client()
     gauge = Gauge()
 
@@ -95,7 +94,7 @@ def test_keyed_limit_is_per_key_and_a_hot_key_starves_no_one(db: Path) -> None:
     arun(scenario())
 
 
-def test_account_scope_is_shared_across_functions(db: Path) -> None:
+def test_account_scope_is_shared_across_functions(db: str) -> None:
     client = dev_client()
     gauge = Gauge()
     shared = stepline.Concurrency(limit=1, key='"openai"', scope="account")
@@ -118,7 +117,7 @@ def test_account_scope_is_shared_across_functions(db: Path) -> None:
     arun(scenario())
 
 
-def test_two_limits_both_apply(db: Path) -> None:
+def test_two_limits_both_apply(db: str) -> None:
     client = dev_client()
     gauge = Gauge()
 
@@ -144,7 +143,7 @@ def test_two_limits_both_apply(db: Path) -> None:
     arun(scenario())
 
 
-def test_sleeping_runs_hold_no_slot_and_parked_runs_say_why(db: Path) -> None:
+def test_sleeping_runs_hold_no_slot_and_parked_runs_say_why(db: str) -> None:
     client = dev_client()
     release = asyncio.Event()
 
@@ -193,7 +192,7 @@ def test_sleeping_runs_hold_no_slot_and_parked_runs_say_why(db: Path) -> None:
     arun(scenario())
 
 
-def test_cancelling_a_run_mid_call_frees_its_slot(db: Path) -> None:
+def test_cancelling_a_run_mid_call_frees_its_slot(db: str) -> None:
     client = dev_client()
     gate = asyncio.Event()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,7 @@ from stepline.engine._store import RunFilter
 from .conftest import arun, dev_client, finished, running
 
 
-def test_rate_limit_skips_excess_events_per_key(db: Path) -> None:
+def test_rate_limit_skips_excess_events_per_key(db: str) -> None:
     client = dev_client()
 
     @client.function(
@@ -43,7 +42,7 @@ def test_rate_limit_skips_excess_events_per_key(db: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["skip", "cancel"])
-def test_singleton_keeps_one_active_run_per_key(db: Path, mode: str) -> None:
+def test_singleton_keeps_one_active_run_per_key(db: str, mode: str) -> None:
     client = dev_client()
 
     @client.function(

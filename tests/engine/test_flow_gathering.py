@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import stepline
@@ -40,7 +39,7 @@ def offsets(runs: list[Run], origin: float) -> list[float]:
     return [round((r.started_at or 0.0) - origin, 3) for r in runs]
 
 
-def test_throttle_spaces_starts_and_delays_never_drops(db: Path) -> None:
+def test_throttle_spaces_starts_and_delays_never_drops(db: str) -> None:
     client = dev_client()
 
     @client.function(
@@ -73,7 +72,7 @@ def test_throttle_spaces_starts_and_delays_never_drops(db: Path) -> None:
     arun(scenario())
 
 
-def test_throttle_burst_lets_limit_plus_burst_start_at_once(db: Path) -> None:
+def test_throttle_burst_lets_limit_plus_burst_start_at_once(db: str) -> None:
     """Inngest's documented example: limit 2 per 6s, burst 1, six events 0.5s apart."""
     client = dev_client()
 
@@ -98,7 +97,7 @@ def test_throttle_burst_lets_limit_plus_burst_start_at_once(db: Path) -> None:
     arun(scenario())
 
 
-def test_concurrency_and_throttle_together(db: Path) -> None:
+def test_concurrency_and_throttle_together(db: str) -> None:
     client = dev_client()
     active: list[int] = [0, 0]
 
@@ -132,7 +131,7 @@ def test_concurrency_and_throttle_together(db: Path) -> None:
     arun(scenario())
 
 
-def test_priority_orders_a_backlog_and_negative_priority_delays(db: Path) -> None:
+def test_priority_orders_a_backlog_and_negative_priority_delays(db: str) -> None:
     client = dev_client()
     order: list[str] = []
     gate = asyncio.Event()
@@ -176,7 +175,7 @@ def test_priority_orders_a_backlog_and_negative_priority_delays(db: Path) -> Non
     arun(scenario())
 
 
-def test_debounce_runs_once_with_the_last_event_after_quiet_or_timeout(db: Path) -> None:
+def test_debounce_runs_once_with_the_last_event_after_quiet_or_timeout(db: str) -> None:
     client = dev_client()
     seen: list[Any] = []
 
@@ -229,7 +228,7 @@ def test_debounce_runs_once_with_the_last_event_after_quiet_or_timeout(db: Path)
     arun(scenario())
 
 
-def test_debounced_run_is_cancelled_by_event_and_the_next_event_starts_afresh(db: Path) -> None:
+def test_debounced_run_is_cancelled_by_event_and_the_next_event_starts_afresh(db: str) -> None:
     client = dev_client()
 
     @client.function(
@@ -262,7 +261,7 @@ def test_debounced_run_is_cancelled_by_event_and_the_next_event_starts_afresh(db
     arun(scenario())
 
 
-def test_batches_fill_by_size_or_timeout_per_key_and_if_runs_alone(db: Path) -> None:
+def test_batches_fill_by_size_or_timeout_per_key_and_if_runs_alone(db: str) -> None:
     client = dev_client()
 
     @client.function(
@@ -308,7 +307,7 @@ def test_batches_fill_by_size_or_timeout_per_key_and_if_runs_alone(db: Path) -> 
     arun(scenario())
 
 
-def test_batch_ignores_an_idempotent_duplicate(db: Path) -> None:
+def test_batch_ignores_an_idempotent_duplicate(db: str) -> None:
     client = dev_client()
 
     @client.function(

@@ -54,7 +54,7 @@ def calls(stub: StubServer) -> list[dict[str, Any]]:
     return [r for r in stub.requests if r["path"].startswith("/api/inngest")]
 
 
-async def start(db: Path, stub: StubServer, clock: ManualClock | None = None, **kw: Any) -> Engine:
+async def start(db: str, stub: StubServer, clock: ManualClock | None = None, **kw: Any) -> Engine:
     options: dict[str, Any] = {"retry_scale": 0.0, "retry_jitter": 0.0, "poll_interval": 0.05}
     options.update(kw)
     engine = Engine(EngineSettings(database_url=str(db), **options), clock=clock)
@@ -63,7 +63,7 @@ async def start(db: Path, stub: StubServer, clock: ManualClock | None = None, **
     return engine
 
 
-def test_ai_gateway_call_is_made_by_the_engine(db: Path, stub_server: StubServer) -> None:
+def test_ai_gateway_call_is_made_by_the_engine(db: str, stub_server: StubServer) -> None:
     provider = {"content": [{"type": "text", "text": "hi"}], "id": "msg_1"}
 
     def answer(req: dict[str, Any]) -> tuple[Any, ...]:
@@ -107,7 +107,7 @@ def test_ai_gateway_call_is_made_by_the_engine(db: Path, stub_server: StubServer
     assert ai["body"] == {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def test_streamed_answer_is_unwrapped(db: Path, stub_server: StubServer) -> None:
+def test_streamed_answer_is_unwrapped(db: str, stub_server: StubServer) -> None:
     envelope = {"status": 200, "headers": SDK, "body": json.dumps({"streamed": True})}
     stub_server.answer = lambda _req: (201, b"   " + json.dumps(envelope).encode(), SDK)
 
@@ -126,7 +126,7 @@ def test_streamed_answer_is_unwrapped(db: Path, stub_server: StubServer) -> None
     arun(scenario())
 
 
-def test_answer_without_sdk_header_is_a_failed_attempt(db: Path, stub_server: StubServer) -> None:
+def test_answer_without_sdk_header_is_a_failed_attempt(db: str, stub_server: StubServer) -> None:
     def answer(req: dict[str, Any]) -> tuple[Any, ...]:
         if req["body"]["ctx"]["attempt"] == 0:
             return 200, {"from": "a proxy"}  # no X-Inngest-Sdk: not an SDK answer
@@ -147,7 +147,7 @@ def test_answer_without_sdk_header_is_a_failed_attempt(db: Path, stub_server: St
     assert [c["body"]["ctx"]["attempt"] for c in calls(stub_server)] == [0, 1]
 
 
-def test_retry_after_sets_when_the_same_call_is_retried(db: Path, stub_server: StubServer) -> None:
+def test_retry_after_sets_when_the_same_call_is_retried(db: str, stub_server: StubServer) -> None:
     def answer(req: dict[str, Any]) -> tuple[Any, ...]:
         if req["body"]["ctx"]["attempt"] == 0:
             error = {"name": "RetryAfterError", "message": "later", "code": "retry_after_error"}
@@ -177,7 +177,7 @@ def test_retry_after_sets_when_the_same_call_is_retried(db: Path, stub_server: S
     arun(scenario())
 
 
-def test_large_state_is_fetched_through_the_api(db: Path, stub_server: StubServer) -> None:
+def test_large_state_is_fetched_through_the_api(db: str, stub_server: StubServer) -> None:
     big = "x" * (3 * 1024 * 1024)
 
     def answer(req: dict[str, Any]) -> tuple[Any, ...]:
@@ -240,7 +240,7 @@ def test_malformed_answers_fail_the_run_after_its_attempts(
     assert [c["body"]["ctx"]["attempt"] for c in calls(stub_server)] == [0, 1, 2]
 
 
-def test_production_mode_signs_every_call(db: Path, stub_server: StubServer) -> None:
+def test_production_mode_signs_every_call(db: str, stub_server: StubServer) -> None:
     stub_server.answer = lambda _req: (200, "signed", SDK)
 
     async def scenario() -> None:

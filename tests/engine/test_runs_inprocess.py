@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 
 import stepline
@@ -14,7 +13,7 @@ from stepline.engine._store import RunFilter
 from .conftest import arun, dev_client, finished, only_run, running
 
 
-def test_two_steps_complete_with_output_and_timeline(db: Path) -> None:
+def test_two_steps_complete_with_output_and_timeline(db: str) -> None:
     client = dev_client()
     calls: list[str] = []
 
@@ -43,7 +42,7 @@ def test_two_steps_complete_with_output_and_timeline(db: Path) -> None:
     assert calls == ["a", "b"], "each recorded step ran exactly once"
 
 
-def test_sleep_waits_on_the_virtual_clock(db: Path) -> None:
+def test_sleep_waits_on_the_virtual_clock(db: str) -> None:
     client = dev_client()
 
     @client.function(id="sleepy", trigger=stepline.TriggerEvent(event="t/sleep"))
@@ -69,7 +68,7 @@ def test_sleep_waits_on_the_virtual_clock(db: Path) -> None:
     arun(scenario())
 
 
-def test_wait_for_event_matches_expression_and_times_out(db: Path) -> None:
+def test_wait_for_event_matches_expression_and_times_out(db: str) -> None:
     client = dev_client()
 
     @client.function(id="waiter", trigger=stepline.TriggerEvent(event="t/order"))
@@ -107,7 +106,7 @@ def test_wait_for_event_matches_expression_and_times_out(db: Path) -> None:
     arun(scenario())
 
 
-def test_retries_then_success_and_non_retriable_failure(db: Path) -> None:
+def test_retries_then_success_and_non_retriable_failure(db: str) -> None:
     client = dev_client()
     attempts: list[int] = []
 
@@ -138,7 +137,7 @@ def test_retries_then_success_and_non_retriable_failure(db: Path) -> None:
     assert [a for a in attempts if a >= 100] == [100]
 
 
-def test_step_error_is_catchable_after_retries(db: Path) -> None:
+def test_step_error_is_catchable_after_retries(db: str) -> None:
     client = dev_client()
 
     @client.function(id="catcher", trigger=stepline.TriggerEvent(event="t/c"), retries=1)
@@ -165,7 +164,7 @@ def test_step_error_is_catchable_after_retries(db: Path) -> None:
     arun(scenario())
 
 
-def test_parallel_wait_and_race(db: Path) -> None:
+def test_parallel_wait_and_race(db: str) -> None:
     client = dev_client()
     order: list[str] = []
 
@@ -197,7 +196,7 @@ def test_parallel_wait_and_race(db: Path) -> None:
     assert order[3:] == ["after"]
 
 
-def test_invoke_child_result_failure_and_timeout(db: Path) -> None:
+def test_invoke_child_result_failure_and_timeout(db: str) -> None:
     client = dev_client()
 
     @client.function(id="child", trigger=stepline.TriggerEvent(event="never"))
@@ -243,7 +242,7 @@ def test_invoke_child_result_failure_and_timeout(db: Path) -> None:
     arun(scenario())
 
 
-def test_cancel_on_event_and_api_cancel(db: Path) -> None:
+def test_cancel_on_event_and_api_cancel(db: str) -> None:
     client = dev_client()
 
     @client.function(
@@ -275,7 +274,7 @@ def test_cancel_on_event_and_api_cancel(db: Path) -> None:
     arun(scenario())
 
 
-def test_on_failure_handler_receives_function_failed(db: Path) -> None:
+def test_on_failure_handler_receives_function_failed(db: str) -> None:
     client = dev_client()
     seen: list[dict[str, Any]] = []
 
@@ -307,7 +306,7 @@ def test_on_failure_handler_receives_function_failed(db: Path) -> None:
     assert data["error"]["error"] == "invalid status code: 500"
 
 
-def test_event_id_and_expression_idempotency(db: Path) -> None:
+def test_event_id_and_expression_idempotency(db: str) -> None:
     client = dev_client()
 
     @client.function(id="once", trigger=stepline.TriggerEvent(event="t/once"))
@@ -333,7 +332,7 @@ def test_event_id_and_expression_idempotency(db: Path) -> None:
     arun(scenario())
 
 
-def test_cron_fires_on_the_virtual_clock(db: Path) -> None:
+def test_cron_fires_on_the_virtual_clock(db: str) -> None:
     client = dev_client()
 
     @client.function(id="ticker", trigger=stepline.TriggerCron(cron="*/15 * * * *"))
@@ -353,7 +352,7 @@ def test_cron_fires_on_the_virtual_clock(db: Path) -> None:
     arun(scenario())
 
 
-def test_finish_timeout_cancels(db: Path) -> None:
+def test_finish_timeout_cancels(db: str) -> None:
     client = dev_client()
 
     @client.function(
@@ -375,7 +374,7 @@ def test_finish_timeout_cancels(db: Path) -> None:
     arun(scenario())
 
 
-def test_bad_wait_expression_fails_the_step_not_the_engine(db: Path) -> None:
+def test_bad_wait_expression_fails_the_step_not_the_engine(db: str) -> None:
     client = dev_client()
 
     @client.function(id="bad-wait", trigger=stepline.TriggerEvent(event="t/bad"))

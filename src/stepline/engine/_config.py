@@ -23,7 +23,8 @@ class EngineSettings:
     Attributes:
         mode: ``dev`` (open API, signatures optional) or ``start`` (production: a
             signing key and event keys are required; every call is signed).
-        database_url: ``sqlite:///path``, a plain path, or ``:memory:``.
+        database_url: ``postgresql://...`` (several engines may share it), or SQLite:
+            ``sqlite:///path``, a plain path, or ``:memory:``.
         signing_keys: the current key first, then the fallback.
         event_keys: keys accepted by ``POST /e/{key}``; empty accepts any key (dev only).
         app_urls: apps to sync at start (``-u``).
@@ -32,6 +33,7 @@ class EngineSettings:
         call_timeout: seconds to wait for one SDK call.
         retry_scale: multiplies retry delays (the Go table: 15 s, 30 s, 1 m, ...).
         checkpointing: send ``ctx.qi_id`` so SDKs may run several steps per call.
+        migrate: bring the database schema up to date when the engine starts.
     """
 
     mode: Mode = "dev"
@@ -50,6 +52,7 @@ class EngineSettings:
     poll_interval: float = 1.0
     max_body_bytes: int = 16 * 1024 * 1024
     allow_public_bind: bool = False
+    migrate: bool = True
 
     @property
     def signing_key(self) -> str | None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from stepline.engine import _events, _ids, _registry, _response, _rules
 from stepline.engine._backoff import Backoff
 from stepline.engine._clock import Clock, SystemClock
-from stepline.engine._config import EngineSettings
+from stepline.engine._config import EngineConfigError, EngineSettings
 from stepline.engine._driver import Driver, HttpDriver, InProcessDriver, Router
 from stepline.engine._model import (
     AppRecord,
@@ -55,6 +55,20 @@ class SyncResult:
     error: str | None = None
 
 
+def store_for(settings: EngineSettings) -> Store:
+    """The store ``settings.database_url`` names: Postgres for ``postgres(ql)://``, else SQLite."""
+    url = settings.database_url
+    if url.startswith(("postgres://", "postgresql://")):
+        try:
+            from stepline.engine._postgres import PostgresStore
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise EngineConfigError(
+                "a postgres:// database needs psycopg: pip install 'stepline[postgres]'"
+            ) from exc
+        return PostgresStore(url, migrate=settings.migrate)
+    return SqliteStore(settings.sqlite_path)
+
+
 class Engine:
     """A durable-execution engine.
 
@@ -75,7 +89,7 @@ class Engine:
         http: Driver | None = None,
     ) -> None:
         self.settings = settings or EngineSettings()
-        self.store: Store = store or SqliteStore(self.settings.sqlite_path)
+        self.store: Store = store or store_for(self.settings)
         self.clock: Clock = clock or SystemClock()
         self.local = InProcessDriver()
         self.driver = Router(http or HttpDriver(), self.local)
@@ -95,6 +109,7 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self.sync_errors: dict[str, str] = {}
         self._started = False
+        self._aio: asyncio.AbstractEventLoop | None = None
 
     @property
     def registry(self) -> Registry:
@@ -116,6 +131,8 @@ class Engine:
         self._started = True
         await self.store.open()
         await self.reload()
+        self._aio = asyncio.get_running_loop()
+        self.store.subscribe(self._notified)
         if worker:
             self._tasks = [
                 asyncio.create_task(self.worker.run(), name="stepline-worker"),
@@ -153,6 +170,16 @@ class Engine:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def _notified(self, what: str) -> None:
+        """Another node committed something (called from the store's listener thread)."""
+        loop = self._aio
+        if loop is None or loop.is_closed():
+            return
+        if what == "apps":
+            asyncio.run_coroutine_threadsafe(self.reload(), loop)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._committed)
 
     def _committed(self) -> None:
         self.worker.wake.set()

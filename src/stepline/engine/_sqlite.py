@@ -128,6 +128,9 @@ class SqliteStore:
             return await loop.run_in_executor(self._writer, self._atomic_sync, work)
         return await loop.run_in_executor(self._readers, self._read_sync, work)
 
+    def subscribe(self, notify: Callable[[str], None]) -> None:
+        """SQLite has no notifications: processes sharing a file poll."""
+
 
 class SqliteTx(SqlTx):
     """``Tx`` over one SQLite connection with a ``BEGIN IMMEDIATE`` transaction open."""

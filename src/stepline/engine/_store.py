@@ -135,3 +135,10 @@ class Store(Protocol):
     async def read(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` on a read-only snapshot."""
         ...
+
+    def subscribe(self, notify: Callable[[str], None]) -> None:
+        """Call ``notify("jobs" | "apps")`` when another process commits queued work or an app.
+
+        Called from any thread. Stores without notifications do nothing (engines poll).
+        """
+        ...
