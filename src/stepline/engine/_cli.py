@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING, TextIO
 
 from stepline._identity import VERSION
 from stepline.engine._api import build_app
-from stepline.engine._config import DEFAULT_DB, DEFAULT_PORT, EngineConfigError, Mode, resolve
-from stepline.engine._engine import Engine, SyncResult
+from stepline.engine._config import (
+    DEFAULT_DB,
+    DEFAULT_PORT,
+    EngineConfigError,
+    EngineSettings,
+    Mode,
+    resolve,
+)
+from stepline.engine._engine import Engine, SyncResult, store_for
 
 if TYPE_CHECKING:
     import uvicorn
@@ -38,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"stepline {VERSION}")
         return 0
+    if args.command == "migrate":
+        return _migrate(resolve(database_url=args.db).database_url)
     mode: Mode = "start" if args.command == "start" else "dev"
     try:
         settings = resolve(
@@ -52,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             allow_public_bind=args.allow_public,
             # 1.0 is the real retry schedule; smaller values make dev retries fast
             retry_scale=1.0 if args.retry_scale is None else args.retry_scale,
+            migrate=not args.no_migrate,
         )
     except EngineConfigError as exc:
         print(f"stepline {mode}: {exc}", file=sys.stderr)
@@ -61,6 +71,36 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_serve(Engine(settings)))
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, after shutdown
         return 0
+
+
+def _migrate(url: str) -> int:
+    """``stepline migrate``: bring the database schema up to date, then exit."""
+    store = store_for(EngineSettings(database_url=url))
+
+    async def run() -> tuple[int, int]:
+        try:
+            return await store.migrate()
+        finally:
+            await store.close()
+
+    try:
+        before, after = asyncio.run(run())
+    except Exception as exc:  # a bad URL or an unreachable database: say so, exit 1
+        print(f"stepline migrate: {_redact(url)}: {exc}", file=sys.stderr)
+        return 1
+    state = "already up to date" if before == after else f"migrated from version {before}"
+    print(f"stepline migrate: {_redact(url)} at schema version {after} ({state})")
+    return 0
+
+
+def _redact(url: str) -> str:
+    """The URL without its password."""
+    head, sep, tail = url.rpartition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, credentials = head.partition("://")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{tail}" if ":" in credentials else url
 
 
 async def _serve(engine: Engine) -> int:
@@ -116,7 +156,7 @@ def banner(engine: Engine) -> str:
         f"  Event API  {base}/e/<event key>",
         f"  REST API   {base}/v1",
         f"  Dashboard  {base}/",
-        f"  Database   {settings.database_url}",
+        f"  Database   {_redact(settings.database_url)}",
     ]
     if settings.mode == "dev" and not settings.event_keys:
         lines.append("  Auth       none (dev mode: any event key, no signing key required)")
@@ -155,6 +195,12 @@ def _print(stream: TextIO, text: str) -> None:
     print(text, file=stream, flush=True)
 
 
+_DB_HELP = (
+    f"a SQLite file (default {DEFAULT_DB}) or postgresql://user@host/db, which several "
+    "engines can share (env STEPLINE_DATABASE_URL)"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stepline", description="Run the Stepline durable-functions engine."
@@ -163,6 +209,8 @@ def _parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="a local engine: open API, SQLite, fast to start")
     start = commands.add_parser("start", help="a production engine: signing and event keys")
     commands.add_parser("version", help="print the version")
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.add_argument("--db", metavar="URL", help=_DB_HELP)
     for sub in (dev, start):
         sub.add_argument("--host", help="interface to bind (default 127.0.0.1)")
         sub.add_argument("--port", type=int, help=f"port to bind (default {DEFAULT_PORT})")
@@ -173,7 +221,12 @@ def _parser() -> argparse.ArgumentParser:
             metavar="URL",
             help="an app's serve URL to sync at start (repeatable)",
         )
-        sub.add_argument("--db", metavar="PATH", help=f"SQLite database (default {DEFAULT_DB})")
+        sub.add_argument("--db", metavar="URL", help=_DB_HELP)
+        sub.add_argument(
+            "--no-migrate",
+            action="store_true",
+            help="do not upgrade the database schema at start (run `stepline migrate` instead)",
+        )
         sub.add_argument(
             "--allow-public",
             action="store_true",

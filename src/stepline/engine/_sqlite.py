@@ -65,22 +65,27 @@ class SqliteStore:
             self._conns.append(conn)
         return conn
 
-    def _open_sync(self) -> None:
+    def _open_sync(self) -> tuple[int, int]:
         if not self._memory:
             pathlib.Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            schema.migrate(conn)
+            versions = schema.migrate(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         self._write_conn = conn
+        return versions
 
     async def open(self) -> None:
         """Create the file and schema; safe to call from several processes."""
         await asyncio.get_running_loop().run_in_executor(self._writer, self._open_sync)
+
+    async def migrate(self) -> tuple[int, int]:
+        """Create or upgrade the schema (SQLite always migrates on open)."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self._open_sync)
 
     async def close(self) -> None:
         """Close every connection and stop the threads."""

@@ -97,12 +97,12 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the migrations the database has not seen; returns the resulting version."""
+def migrate(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Apply the migrations the database has not seen; returns ``(before, after)``."""
     version: int = conn.execute("PRAGMA user_version").fetchone()[0]
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         for statement in script.split(";"):
             if statement.strip():
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {number}")
-    return len(MIGRATIONS)
+    return version, len(MIGRATIONS)

@@ -128,6 +128,10 @@ class Store(Protocol):
         """Close every connection."""
         ...
 
+    async def migrate(self) -> tuple[int, int]:
+        """Bring the schema up to date; returns ``(version before, version after)``."""
+        ...
+
     async def atomic(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in one write transaction; commit if it returns, roll back if it raises."""
         ...
