@@ -205,13 +205,19 @@ class PostgresStore:
         thread.start()
 
     def _listen(self, notify: Callable[[str], None]) -> None:
+        lost = False
         while not self._closing.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    if lost:  # what was missed while disconnected: reload and look again
+                        notify("apps")
+                        notify("jobs")
+                        lost = False
                     while not self._closing.is_set():
                         for message in conn.notifies(timeout=0.5, stop_after=1):
                             notify(message.payload)
             except psycopg.Error as exc:  # the database went away: poll until it is back
                 logger.warning("LISTEN connection lost (%s); polling until it returns", exc)
+                lost = True
                 self._closing.wait(1.0)
