@@ -9,27 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import pathlib
 import sqlite3
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from stepline.engine import _sqlite_schema as schema
 from stepline.engine._sqltx import SqlTx
 
 T = TypeVar("T")
-_dumps = json.dumps
-_loads = json.loads
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else _dumps(value, separators=(",", ":"))
-
-
-def _unjson(text: str | None) -> Any:
-    return None if text is None else _loads(text)
 
 
 class SqliteStore:
