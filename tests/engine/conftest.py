@@ -168,6 +168,20 @@ async def only_run(engine: Engine, function_id: str, timeout: float = 10.0) -> s
     return await asyncio.wait_for(find(), timeout)
 
 
+#: The stores every engine test runs on (the ids of the parametrized fixtures).
+STORES = ("sqlite", "postgres")
+
+
+@contextlib.contextmanager
+def database(store: str, directory: Path) -> Iterator[str]:
+    """A database URL on ``store``: a SQLite file in ``directory``, or a fresh Postgres schema."""
+    if store == "sqlite":
+        yield str(directory / "engine.db")
+    else:
+        with postgres_schema() as url:
+            yield url
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database URL for one engine: a SQLite file, or a fresh Postgres schema."""
@@ -176,3 +190,16 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         with postgres_schema() as url:
             yield url
+
+
+@pytest.fixture(scope="module", params=STORES)
+def module_store(request: pytest.FixtureRequest) -> str:
+    """The store a module's long-lived engines use; the module's tests run once per store."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def module_db(module_store: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database URL for one module-scoped engine on ``module_store``."""
+    with database(module_store, tmp_path_factory.mktemp(module_store)) as url:
+        yield url

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ import httpx
 import pytest
 
 from stepline.engine._cli import main
+from stepline.engine._postgres_schema import MIGRATIONS
 
-from .conftest import free_port
+from .conftest import free_port, postgres_schema
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ENV_PREFIXES = ("STEPLINE_", "INNGEST_")
@@ -190,3 +192,84 @@ def test_version_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert exited.value.code == 2
     with pytest.raises(SystemExit):
         main([])
+
+
+# -- Postgres -----------------------------------------------------------------------------
+
+
+def with_password(url: str) -> tuple[str, str]:
+    """``url`` with a password in it (its own, or one trust auth ignores), and the password."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password:
+        return url, urllib.parse.unquote(parts.password)
+    password = "s3cret-pw"
+    user = parts.username or "postgres"
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}")), password
+
+
+def run_engine(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        engine_command(*args),
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+        check=False,
+    )
+
+
+def test_dev_on_postgres_serves_and_redacts_the_password(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "engine.log"
+    with postgres_schema() as schema_url:
+        url, password = with_password(schema_url)
+        args = ["dev", "--port", str(port), "--db", url]
+        with process(engine_command(*args), log, clean_env()) as proc:
+            wait_until_up(f"{base}/health", proc)
+            banner = read_until(log, "Database")
+            assert f"Engine     {base}" in banner
+            assert "(dev mode)" in banner
+            user = urllib.parse.urlsplit(url).username
+            assert f"Database   postgresql://{user}:***@" in banner
+            assert password not in banner
+
+            sent = httpx.post(f"{base}/e/any", json={"name": "cli/pg", "data": {"n": 2}})
+            assert sent.status_code == 200, sent.text
+            [event_id] = sent.json()["ids"]
+            found = httpx.get(f"{base}/v1/events/{event_id}").json()["data"]
+            assert found["data"] == {"n": 2}
+        assert password not in log.read_text("utf-8")
+
+
+def test_migrate_postgres_then_dev_without_migrating(tmp_path: Path) -> None:
+    with postgres_schema() as url:
+        # a fresh schema and --no-migrate: the engine refuses to start, and says what to do
+        port = free_port()
+        refused = run_engine("dev", "--no-migrate", "--port", str(port), "--db", url)
+        assert refused.returncode != 0, refused.stdout
+        assert "run `stepline migrate" in refused.stdout + refused.stderr
+        assert "Database" not in refused.stdout, "no banner for an engine that did not start"
+
+        latest = len(MIGRATIONS)
+        first = run_engine("migrate", "--db", url)
+        assert first.returncode == 0, first.stderr
+        assert f"at schema version {latest} (migrated from version 0)" in first.stdout
+        again = run_engine("migrate", "--db", url)
+        assert again.returncode == 0, again.stderr
+        assert f"at schema version {latest} (already up to date)" in again.stdout
+
+        # migrated: now --no-migrate starts
+        log = tmp_path / "engine.log"
+        args = ["dev", "--no-migrate", "--port", str(port), "--db", url]
+        with process(engine_command(*args), log, clean_env()) as proc:
+            wait_until_up(f"http://127.0.0.1:{port}/health", proc)
+
+
+def test_migrate_unreachable_postgres_exits_1_without_the_password() -> None:
+    done = run_engine("migrate", "--db", "postgresql://nobody:pw@127.0.0.1:1/x")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("stepline migrate: postgresql://nobody:***@127.0.0.1:1/x: ")
+    assert ":pw@" not in done.stderr

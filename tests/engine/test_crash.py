@@ -2,7 +2,8 @@
 
 The app logs every step execution with a fresh nonce; the run's output is the list
 of nonces its steps returned (from the engine's recorded memos). A recorded step that
-ran again would leave a later nonce in the log than the one recorded.
+ran again would leave a later nonce in the log than the one recorded. Runs once per
+store: the engine process gets a SQLite file or a Postgres schema's URL.
 """
 
 from __future__ import annotations
@@ -49,9 +50,8 @@ def _spawn(*args: str, log: Path, env: dict[str, str] | None = None) -> subproce
 
 @pytest.mark.timeout(180)
 def test_engine_killed_repeatedly_loses_nothing_and_repeats_no_recorded_step(
-    tmp_path: Path,
+    tmp_path: Path, db: str
 ) -> None:
-    db = str(tmp_path / "crash.db")
     steps_log = tmp_path / "steps.log"
     app_port, engine_port = free_port(), free_port()
     app_url = f"http://127.0.0.1:{app_port}/api/inngest"

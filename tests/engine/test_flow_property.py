@@ -1,6 +1,7 @@
 """Property test: random event streams through concurrency + throttle, per key.
 
-Each example runs one engine on a manual clock. Events without a gap are sent while
+Each example runs one engine on a manual clock, on a fresh database: a SQLite file or a
+Postgres schema (the test runs once per store). Events without a gap are sent while
 earlier runs are still busy (that is where concurrency limits bite). Virtual time moves
 only when the engine is quiet (every run finished or held back by its throttle until
 later), and never past a due job, so a run starts exactly when the engine lets it: what
@@ -16,6 +17,7 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +26,7 @@ from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._model import Run
 from stepline.engine._store import RunFilter
 
-from .conftest import arun, dev_client, running
+from .conftest import STORES, arun, database, dev_client, postgres_schema, running
 
 KEYS = "abc"
 KEY_CHOICES = "aaabbc"  # mostly one hot key, so its throttle and concurrency limit bite
@@ -130,7 +132,7 @@ async def drain(engine: Engine, clock: ManualClock) -> None:
         clock.set(nxt)
 
 
-async def play(scenario: Scenario, path: Path) -> None:
+async def play(scenario: Scenario, db: str) -> None:
     client = dev_client()
     gauge = Gauge()
     throttle = stepline.Throttle(
@@ -153,7 +155,7 @@ async def play(scenario: Scenario, path: Path) -> None:
         return int(ctx.event.data["seq"])
 
     clock = ManualClock(start=1_700_000_000.0)
-    async with running(path, clock=clock, apps=[(client, [flow])]) as engine:
+    async with running(db, clock=clock, apps=[(client, [flow])]) as engine:
         event_ids: list[str] = []
         for seq, (gap, key) in enumerate(scenario.events):
             if gap:  # events without a gap go in while earlier runs are still busy
@@ -217,16 +219,28 @@ async def play(scenario: Scenario, path: Path) -> None:
         )
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    database=None,
-)
-@given(scenario=scenarios)
-# the whole capacity at once, where float rounding of period / limit puts the last slot a
-# fraction of a microsecond after "now" (the run is briefly marked throttled)
-@example(Scenario([(0.0, "a")] * 3, steps=1, concurrency=1, limit=3, period=14, burst=None))
-def test_random_streams_respect_concurrency_and_throttle(scenario: Scenario) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        arun(play(scenario, Path(tmp) / "engine.db"))
+#: Examples per store: each Postgres example also creates (and drops) its own schema.
+EXAMPLES = {"sqlite": 60, "postgres": 30}
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_random_streams_respect_concurrency_and_throttle(store: str) -> None:
+    if store == "postgres":
+        with postgres_schema():  # skip (or fail, under CI) once, not in every example
+            pass
+
+    @settings(
+        max_examples=EXAMPLES[store],
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+        database=None,
+    )
+    @given(scenario=scenarios)
+    # the whole capacity at once, where float rounding of period / limit puts the last slot
+    # a fraction of a microsecond after "now" (the run is briefly marked throttled)
+    @example(Scenario([(0.0, "a")] * 3, steps=1, concurrency=1, limit=3, period=14, burst=None))
+    def check(scenario: Scenario) -> None:
+        with tempfile.TemporaryDirectory() as tmp, database(store, Path(tmp)) as url:
+            arun(play(scenario, url))
+
+    check()

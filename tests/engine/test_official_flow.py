@@ -1,12 +1,13 @@
 """Flow control declared with the official ``inngest`` package, over real HTTP.
 
-One engine (``build_app`` under uvicorn, temp SQLite, fast retries) and one FastAPI app
-served with ``inngest.fast_api.serve`` run in background threads for the whole module,
-as in ``test_official_py``. The app syncs by the SDK's own ``/fn/register`` call, whose
-body is captured on the way in: the first test checks that every flow-control option the
-SDK can send arrives in the engine's registry with the same values; the others send
-events with the SDK client and check, through the REST API, that the engine enforces
-concurrency, batching, debounce, rate limits and throttling on the SDK's functions.
+One engine (``build_app`` under uvicorn, fast retries) and one FastAPI app served with
+``inngest.fast_api.serve`` run in background threads for the whole module, once per store
+(``module_db``), as in ``test_official_py``. The app syncs by the SDK's own
+``/fn/register`` call, whose body is captured on the way in: the first test checks that
+every flow-control option the SDK can send arrives in the engine's registry with the same
+values; the others send events with the SDK client and check, through the REST API, that
+the engine enforces concurrency, batching, debounce, rate limits and throttling on the
+SDK's functions.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import fastapi
@@ -267,12 +267,11 @@ def started(run: dict[str, Any]) -> float:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    db: Path = tmp_path_factory.mktemp("official-flow") / "engine.db"
+def stack(module_db: str) -> Iterator[Stack]:
     engine_server = ServerThread("stepline-engine")
     app_server = ServerThread("inngest-flow-app")
     settings = EngineSettings(
-        database_url=str(db),
+        database_url=module_db,
         port=engine_server.port,
         retry_scale=0.001,
         retry_jitter=0.0,

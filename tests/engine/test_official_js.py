@@ -1,8 +1,9 @@
 """The engine driving an app written with the official ``inngest`` npm SDK (v4, express).
 
-The engine is served over real HTTP (uvicorn in a thread, temp SQLite); the app is
-``js_app/app.js`` under Node. Its npm dependencies are installed once per session into
-``js_app/node_modules`` (git-ignored) from the committed ``package-lock.json``.
+The engine is served over real HTTP (uvicorn in a thread; the module runs once per store,
+a temp SQLite file then a fresh Postgres schema); the app is ``js_app/app.js`` under Node.
+Its npm dependencies are installed once per session into ``js_app/node_modules``
+(git-ignored) from the committed ``package-lock.json``.
 
 Without Node, or when the install fails, the module is skipped locally and fails under CI
 (``CI`` set), so CI can never silently stop covering the official JS SDK.
@@ -33,6 +34,7 @@ from stepline._protocol.signing import hash_signing_key
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._api import build_app
 
+from .conftest import database
 from .servers import Recorder, ServerThread, poll
 
 # Fixture setup (npm install, process start) is bounded by its own timeouts; each test's
@@ -232,7 +234,7 @@ class Stack:
 
 
 @contextlib.contextmanager
-def serve_engine(db: Path, *, signed: bool) -> Iterator[tuple[str, Recorder]]:
+def serve_engine(db: str, *, signed: bool) -> Iterator[tuple[str, Recorder]]:
     """The engine's ASGI app under uvicorn in a thread, on a free loopback port.
 
     ``signed`` runs it in start (production) mode: calls are signed, the API wants the
@@ -242,7 +244,7 @@ def serve_engine(db: Path, *, signed: bool) -> Iterator[tuple[str, Recorder]]:
         mode="start" if signed else "dev",
         signing_keys=(SIGNING_KEY,) if signed else (),
         event_keys=(EVENT_KEY,) if signed else (),
-        database_url=str(db),
+        database_url=db,
         retry_scale=0.001,
         retry_jitter=0.0,
         poll_interval=0.05,
@@ -291,11 +293,11 @@ def run_js_app(app_dir: Path, engine_url: str, log: Path, *, signed: bool) -> It
 
 
 @contextlib.contextmanager
-def synced_stack(js_app: Path, tmp: Path, *, signed: bool) -> Iterator[Stack]:
-    """An engine and the js app, synced."""
+def synced_stack(js_app: Path, tmp: Path, db: str, *, signed: bool) -> Iterator[Stack]:
+    """An engine on database ``db`` and the js app, synced."""
     headers = {"authorization": f"Bearer {SIGNING_KEY}"} if signed else {}
     with (
-        serve_engine(tmp / "engine.db", signed=signed) as (base, recorder),
+        serve_engine(db, signed=signed) as (base, recorder),
         run_js_app(js_app, base, tmp / "node.log", signed=signed) as app_url,
         httpx.Client(timeout=10.0, headers=headers) as http,
     ):
@@ -309,16 +311,26 @@ def synced_stack(js_app: Path, tmp: Path, *, signed: bool) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def stack(js_app: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    js_app: Path, module_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     """One dev engine and one dev-mode js app for the module; tests use their own events."""
-    with synced_stack(js_app, tmp_path_factory.mktemp("official-js"), signed=False) as stack:
+    tmp = tmp_path_factory.mktemp("official-js")
+    with synced_stack(js_app, tmp, module_db, signed=False) as stack:
         yield stack
 
 
 @pytest.fixture(scope="module")
-def signed_stack(js_app: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A start-mode engine and a cloud-mode js app sharing a signing key."""
-    with synced_stack(js_app, tmp_path_factory.mktemp("official-js-signed"), signed=True) as stack:
+def signed_stack(
+    js_app: Path, module_store: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A start-mode engine (its own database, on the same store) and a cloud-mode js app
+    sharing a signing key."""
+    tmp = tmp_path_factory.mktemp("official-js-signed")
+    with (
+        database(module_store, tmp) as db,
+        synced_stack(js_app, tmp, db, signed=True) as stack,
+    ):
         yield stack
 
 

@@ -1,7 +1,8 @@
 """The engine over real HTTP, driving an app written with the official ``inngest`` package.
 
-One engine (``build_app`` under uvicorn, temp SQLite, fast retries) and one FastAPI app
-served with ``inngest.fast_api.serve`` run in background threads for the whole module.
+One engine (``build_app`` under uvicorn, fast retries) and one FastAPI app served with
+``inngest.fast_api.serve`` run in background threads for the whole module, once per store
+(a temp SQLite file, then a fresh Postgres schema: ``module_db``).
 Events go in through the SDK's own client (the event API), the app syncs by the SDK's
 own ``/fn/register`` call, and every result is read back from the engine's REST API.
 The scenarios follow inngest-py's suite (PROTOCOL.md 11.3); see ``inngest_app``.
@@ -16,7 +17,6 @@ import time
 import unittest.mock
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import fastapi
@@ -107,12 +107,11 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    db: Path = tmp_path_factory.mktemp("official-py") / "engine.db"
+def stack(module_db: str) -> Iterator[Stack]:
     engine_server = ServerThread("stepline-engine")
     app_server = ServerThread("inngest-app")
     settings = EngineSettings(
-        database_url=str(db),
+        database_url=module_db,
         port=engine_server.port,
         retry_scale=0.001,
         retry_jitter=0.0,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -67,10 +68,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stepline {mode}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    problem = asyncio.run(_check_database(settings))
+    if problem is not None:
+        print(f"stepline {mode}: {_redact(settings.database_url)}: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         return asyncio.run(_serve(Engine(settings)))
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, after shutdown
         return 0
+
+
+async def _check_database(settings: EngineSettings) -> str | None:
+    """Open the database once before serving (migrating unless told not to).
+
+    Returns:
+        Why the engine cannot use it, or None.
+    """
+    store = store_for(settings)
+    try:
+        await store.open()
+    except Exception as exc:  # unreachable, bad credentials, schema too old: one clear line
+        return str(exc).strip() or type(exc).__name__
+    finally:
+        with contextlib.suppress(Exception):
+            await store.close()
+    return None
 
 
 def _migrate(url: str) -> int:

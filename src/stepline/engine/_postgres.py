@@ -118,12 +118,14 @@ class PostgresStore:
     # -- lifecycle ------------------------------------------------------------------------
 
     def _open_sync(self) -> None:
-        self._pool.open(wait=True, timeout=30)
-        with self._pool.connection() as conn:
+        # one direct connection first: an unreachable database or an old schema fails in
+        # seconds with libpq's own message, before the pool starts retrying
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
             if self.migrate_on_open:
                 schema.migrate(conn)
             else:
                 self._check_version(conn)
+        self._pool.open(wait=True, timeout=30)
 
     def _check_version(self, conn: psycopg.Connection[Any]) -> None:
         try:

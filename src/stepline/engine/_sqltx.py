@@ -338,9 +338,12 @@ class SqlTx:
 
     def lease_jobs(self, owner: str, now: float, until: float, limit: int) -> list[Job]:
         # A leased job's available_at moves to its lease expiry: if the owner dies the
-        # job simply becomes due again, so one index answers "what is due".
+        # job simply becomes due again, so one index answers "what is due". A parked job
+        # leased at its recheck is no longer parked: an unpark must not make it due again
+        # while it runs (admit parks it anew if it still does not fit).
         rows = self._x(
-            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ? "
+            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ?, "
+            "parked_on = NULL "
             "WHERE job_id IN (SELECT job_id FROM jobs WHERE available_at <= ? "
             f"ORDER BY available_at LIMIT ?{self.skip_locked}) "
             f"RETURNING {_JOB_COLUMNS}",
@@ -583,9 +586,11 @@ class SqlTx:
         rows = self._x(
             "UPDATE jobs SET parked_on = NULL, available_at = "
             "CASE WHEN queued_at < available_at THEN queued_at ELSE available_at END "
-            "WHERE job_id IN (SELECT job_id FROM jobs WHERE parked_on = ? "
+            # parked_on is checked again on the row itself: on Postgres a row that a
+            # concurrent lease took (and unparked) meanwhile is re-read and skipped
+            "WHERE parked_on = ? AND job_id IN (SELECT job_id FROM jobs WHERE parked_on = ? "
             "ORDER BY queued_at LIMIT ?) RETURNING run_id",
-            (key, count),
+            (key, key, count),
         ).fetchall()
         return [str(r[0]) for r in rows if r[0] is not None]
 
