@@ -181,7 +181,8 @@ def test_sleeping_runs_hold_no_slot_and_parked_runs_say_why(db: str) -> None:
             waiting = (await engine.get_run(queued_run)).waiting
             assert waiting is not None
             assert waiting["reason"] == "concurrency"
-            assert (await engine.get_run(blocker_run)).status is RunStatus.RUNNING
+            while (await engine.get_run(blocker_run)).status is not RunStatus.RUNNING:
+                await asyncio.sleep(0.01)  # marked running just after its call was leased
             release.set()
             assert (await finished(engine, blocker_run)).status is RunStatus.COMPLETED
             done = await finished(engine, queued_run)

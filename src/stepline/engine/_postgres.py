@@ -65,7 +65,11 @@ class PostgresTx(SqlTx):
 
     def _lock(self, name: str) -> None:
         if self._write:
-            self._c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
+            # the schema is part of the name: engines on other schemas never contend
+            self._c.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || %s, 0))",
+                (name,),
+            )
 
     def _lock_run(self) -> str:
         return " FOR UPDATE" if self._write else ""
@@ -84,7 +88,21 @@ class PostgresTx(SqlTx):
 
     def unpark_jobs(self, key: str, count: int) -> list[str]:
         self._lock(f"slots:{key}")
-        woken = super().unpark_jobs(key, count)
+        if count <= 0:
+            return []
+        # SKIP LOCKED: a parked job whose row another transaction holds is being leased
+        # at its recheck (that lease admits or re-parks it once this commits). Waiting
+        # for it while holding slots:key deadlocked with that lease, which takes the row
+        # first and slots:key second. MATERIALIZED keeps LIMIT applied exactly once.
+        rows = self._x(
+            "WITH picked AS MATERIALIZED (SELECT job_id FROM jobs WHERE parked_on = ? "
+            "ORDER BY queued_at LIMIT ? FOR UPDATE SKIP LOCKED) "
+            "UPDATE jobs SET parked_on = NULL, available_at = "
+            "CASE WHEN queued_at < available_at THEN queued_at ELSE available_at END "
+            "FROM picked WHERE jobs.job_id = picked.job_id RETURNING run_id",
+            (key, count),
+        ).fetchall()
+        woken = [str(r[0]) for r in rows if r[0] is not None]
         self.notify = self.notify or bool(woken)
         return woken
 

@@ -352,13 +352,18 @@ class SqlTx:
         return [_job(r) for r in rows]
 
     def extend_leases(self, owner: str, job_ids: Sequence[str], until: float) -> None:
+        # Rows locked by another transaction are skipped, not waited for: the job's own
+        # answer is being recorded (no need to extend), or another worker is taking over
+        # a lapsed lease. Waiting here held up every lease of this node (and deadlocked
+        # with the apply, which locks slots before the job).
         self._many(
-            "UPDATE jobs SET lease_expires = ?, available_at = ? "
-            "WHERE job_id = ? AND lease_owner = ?",
+            "UPDATE jobs SET lease_expires = ?, available_at = ? WHERE job_id IN ("
+            f"SELECT job_id FROM jobs WHERE job_id = ? AND lease_owner = ?{self.skip_locked})",
             [(until, until, job_id, owner) for job_id in job_ids],
         )
         self._many(
-            "UPDATE slots SET expires_at = ? WHERE job_id = ?",
+            "UPDATE slots SET expires_at = ? WHERE (key, job_id) IN ("
+            f"SELECT key, job_id FROM slots WHERE job_id = ?{self.skip_locked})",
             [(until, job_id) for job_id in job_ids],
         )
 
@@ -567,7 +572,13 @@ class SqlTx:
         return int(held)
 
     def expire_slots(self, now: float) -> dict[str, int]:
-        rows = self._x("DELETE FROM slots WHERE expires_at <= ? RETURNING key", (now,)).fetchall()
+        # Expired slots another lease is deleting right now are left to it (it wakes
+        # their keys): every node's lease used to queue up behind the same rows.
+        rows = self._x(
+            "DELETE FROM slots WHERE (key, job_id) IN (SELECT key, job_id FROM slots "
+            f"WHERE expires_at <= ?{self.skip_locked}) AND expires_at <= ? RETURNING key",
+            (now, now),
+        ).fetchall()
         freed: dict[str, int] = {}
         for (key,) in rows:
             freed[key] = freed.get(key, 0) + 1

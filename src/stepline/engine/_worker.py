@@ -59,23 +59,38 @@ class Worker:
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Lease and dispatch jobs until ``stop``; sleeps until the next job is due."""
+        """Lease and dispatch jobs until ``stop``; a database error is logged and retried."""
+        while not self._stopping:
+            try:
+                await self._loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("the worker's queue loop failed; retrying in a second")
+                await asyncio.sleep(1.0)
+
+    async def _loop(self) -> None:
         while not self._stopping:
             self.wake.clear()
             free = self.settings.concurrency - len(self._inflight)
             jobs: list[Job] = []
             parked = 0
             if free > 0:
-                now = self.clock.now()
                 lease = functools.partial(
                     _lease,
+                    clock=self.clock,
                     owner=self.owner,
-                    now=now,
-                    until=now + self.settings.lease_seconds,
+                    seconds=self.settings.lease_seconds,
                     limit=min(free, _LEASE_BATCH),
                     recheck=max(self.settings.lease_seconds, 1.0),
                 )
-                jobs, parked = await self.store.atomic(lease)
+                jobs, parked, leased_at = await self.store.atomic(lease)
+                if jobs and self.clock.now() > leased_at + self.settings.lease_seconds / 3:
+                    # The transaction waited so long that the lease may lapse before the
+                    # first heartbeat: leave the jobs to come due again rather than risk
+                    # running them twice.
+                    logger.warning("lease committed late; %d job(s) left to retry", len(jobs))
+                    jobs = []
             for job in jobs:
                 task = asyncio.create_task(self._process(job))
                 self._inflight[job.job_id] = task
@@ -109,7 +124,12 @@ class Worker:
             if ids:
                 until = self.clock.now() + self.settings.lease_seconds
                 extend = functools.partial(_extend, owner=self.owner, ids=ids, until=until)
-                await self.store.atomic(extend)
+                try:
+                    await self.store.atomic(extend)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the next beat tries again, well before the leases lapse
+                    logger.exception("could not extend %d lease(s)", len(ids))
 
     async def stop(self) -> None:
         """Stop leasing and wait for in-flight jobs (their leases lapse if cancelled)."""
@@ -230,10 +250,15 @@ class Worker:
 
 
 def _lease(
-    tx: Tx, *, owner: str, now: float, until: float, limit: int, recheck: float
-) -> tuple[list[Job], int]:
+    tx: Tx, *, clock: Clock, owner: str, seconds: float, limit: int, recheck: float
+) -> tuple[list[Job], int, float]:
+    # The time is read inside the transaction, so a retried attempt leases until a
+    # fresh deadline rather than one that may already have passed.
+    now = clock.now()
+    until = now + seconds
     jobs = tx.lease_jobs(owner, now, until, limit)
-    return _concurrency.admit(tx, jobs, now=now, until=until, recheck=recheck)
+    admitted, parked = _concurrency.admit(tx, jobs, now=now, until=until, recheck=recheck)
+    return admitted, parked, now
 
 
 def _extend(tx: Tx, *, owner: str, ids: list[str], until: float) -> None:
