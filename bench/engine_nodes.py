@@ -37,28 +37,23 @@ import contextlib
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _servers
 import httpx
 import psycopg
 
 import stepline
 
-POSTGRES_URL = os.environ.get(
-    "STEPLINE_BENCH_POSTGRES_URL",
-    os.environ.get("STEPLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-)
+POSTGRES_URL = _servers.POSTGRES_URL
 APP_ID = "bench-nodes"
 FUNCTION_ID = f"{APP_ID}-three"
 EVENT = "bench/go"
@@ -85,51 +80,21 @@ def build_app() -> tuple[stepline.Client, stepline.Function]:
 
 
 def serve_node(port: int, db: str) -> None:
-    import asyncio
-
-    import uvicorn
-
-    from stepline.engine import Engine, EngineSettings
-    from stepline.engine._api import build_app as build_api
-
-    async def serve() -> None:
-        settings = EngineSettings(port=port, database_url=db, retry_jitter=0.0)
-        engine = Engine(settings)
-        await engine.start(sync=False)  # the API's lifespan start is then a no-op
+    def build() -> tuple[stepline.Client, list[stepline.Function]]:
         client, function = build_app()
-        await engine.serve(client, [function])
-        config = uvicorn.Config(build_api(engine), host="127.0.0.1", port=port, log_level="warning")
-        await uvicorn.Server(config).serve()
+        return client, [function]
 
-    asyncio.run(serve())
+    _servers.serve_node(port, db, build)
 
 
 # -- the driver ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def fresh_schema() -> Iterator[str]:
     """A URL whose search_path is a new schema (dropped afterwards, whatever happens)."""
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f"CREATE SCHEMA {name}")
-        try:
-            sep = "&" if "?" in POSTGRES_URL else "?"
-            yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{name}&application_name={APP_NAME}"
-        finally:
-            admin.execute(f"DROP SCHEMA {name} CASCADE")
-
-
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPLINE_", "INNGEST_"))}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    with _servers.fresh_schema("bench", f"&application_name={APP_NAME}") as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -139,7 +104,7 @@ def nodes(count: int, db: str, logdir: Path) -> Iterator[list[tuple[str, int]]]:
     bases: list[str] = []
     try:
         for index in range(count):
-            port = free_port()
+            port = _servers.free_port()
             log = logdir / f"node{index + 1}.log"
             with log.open("ab") as out:
                 procs.append(
@@ -147,7 +112,7 @@ def nodes(count: int, db: str, logdir: Path) -> Iterator[list[tuple[str, int]]]:
                         [sys.executable, __file__, "--node", str(port), db],
                         stdout=out,
                         stderr=subprocess.STDOUT,
-                        env=_child_env(),
+                        env=_servers.child_env(),
                     )
                 )
             bases.append(f"http://127.0.0.1:{port}")
@@ -155,27 +120,11 @@ def nodes(count: int, db: str, logdir: Path) -> Iterator[list[tuple[str, int]]]:
             _wait_healthy(base, proc, logdir / f"node{index + 1}.log")
         yield [(base, proc.pid) for base, proc in zip(bases, procs, strict=True)]
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _servers.stop_processes(procs, timeout=20)
 
 
 def _wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"engine_nodes: a node exited with {proc.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    sys.exit(f"engine_nodes: {base} never became healthy")
+    _servers.wait_healthy(base, proc, log, who="engine_nodes", timeout=30)
 
 
 def send(bases: list[str], first: int, count: int) -> None:
@@ -203,30 +152,6 @@ def wait_completed(conn: psycopg.Connection[Any], total: int, timeout: float) ->
         if time.monotonic() > deadline:
             sys.exit(f"engine_nodes: only {done} of {total} runs completed in {timeout:.0f} s")
         time.sleep(0.01)
-
-
-# -- CPU accounting (Linux /proc; zeros elsewhere) ----------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used, 0 if it is gone or unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def _machine() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot."""
-    try:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return 0.0, 0.0
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values) - idle) / _TICK, sum(values) / _TICK
 
 
 def _backends(conn: psycopg.Connection[Any]) -> list[int]:
@@ -271,16 +196,17 @@ def measure(count: int, runs: int, logdir: Path) -> Sample:
         with psycopg.connect(db, autocommit=True) as conn:
             send(bases, 0, WARMUP_RUNS)
             wait_completed(conn, WARMUP_RUNS, 120)
-            before_pg = {pid: _proc_cpu(pid) for pid in _backends(conn)}
-            before_nodes = sum(_proc_cpu(pid) for pid in pids)
-            busy0, total0 = _machine()
+            before_pg = {pid: _servers.proc_cpu(pid) for pid in _backends(conn)}
+            before_nodes = sum(_servers.proc_cpu(pid) for pid in pids)
+            busy0, total0 = _servers.machine_busy()
             start = time.perf_counter()
             send(bases, WARMUP_RUNS, runs)
             wait_completed(conn, WARMUP_RUNS + runs, 600)
             seconds = time.perf_counter() - start
-            busy1, total1 = _machine()
-            node_cpu = sum(_proc_cpu(pid) for pid in pids) - before_nodes
-            pg_cpu = sum(_proc_cpu(pid) - before_pg.get(pid, 0.0) for pid in _backends(conn))
+            busy1, total1 = _servers.machine_busy()
+            node_cpu = sum(_servers.proc_cpu(pid) for pid in pids) - before_nodes
+            backends = _backends(conn)
+            pg_cpu = sum(_servers.proc_cpu(pid) - before_pg.get(pid, 0.0) for pid in backends)
     busy = (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
     return Sample(seconds, node_cpu, pg_cpu, busy)
 

@@ -20,6 +20,8 @@ from stepline._errors import SteplineError as SteplineError
 from stepline._event import Event as Event
 from stepline._function import Function as Function
 from stepline._identity import VERSION as __version__
+from stepline._management import RunHandle as RunHandle
+from stepline._management import SyncRunHandle as SyncRunHandle
 from stepline._options import Batch as Batch
 from stepline._options import Cancel as Cancel
 from stepline._options import Concurrency as Concurrency
@@ -30,6 +32,15 @@ from stepline._options import Singleton as Singleton
 from stepline._options import Throttle as Throttle
 from stepline._options import Timeouts as Timeouts
 from stepline._protocol.opcodes import ParallelMode as ParallelMode
+from stepline._runs import ManagementError as ManagementError
+from stepline._runs import RunCancelledError as RunCancelledError
+from stepline._runs import RunFailedError as RunFailedError
+from stepline._runs import RunInfo as RunInfo
+from stepline._runs import RunNotFoundError as RunNotFoundError
+from stepline._runs import RunNotStartedError as RunNotStartedError
+from stepline._runs import RunStatus as RunStatus
+from stepline._runs import RunTimeoutError as RunTimeoutError
+from stepline._runs import StepInfo as StepInfo
 from stepline._step import Step as Step
 from stepline._step import SyncStep as SyncStep
 from stepline._triggers import TriggerCron as TriggerCron
@@ -46,6 +57,7 @@ __all__ = [
     "Event",
     "Function",
     "FunctionNotFoundError",
+    "ManagementError",
     "NestedStepError",
     "NonRetriableError",
     "OutputUnserializableError",
@@ -53,13 +65,23 @@ __all__ = [
     "Priority",
     "RateLimit",
     "RetryAfterError",
+    "RunCancelledError",
+    "RunFailedError",
+    "RunHandle",
+    "RunInfo",
+    "RunNotFoundError",
+    "RunNotStartedError",
+    "RunStatus",
+    "RunTimeoutError",
     "SendEventError",
     "SignatureVerificationError",
     "Singleton",
     "Step",
     "StepError",
+    "StepInfo",
     "SteplineError",
     "SyncContext",
+    "SyncRunHandle",
     "SyncStep",
     "Throttle",
     "Timeouts",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
-from stepline import _errors, _sender, _settings, _transport
+from stepline import _errors, _sender, _settings, _tracing, _transport
 from stepline._event import Event
 from stepline._function import Function, Handler, Trigger
+from stepline._management import RunsMixin
 from stepline._options import (
     Batch,
     Cancel,
@@ -24,8 +25,12 @@ from stepline._options import (
 )
 
 
-class Client:
-    """An app's handle on Stepline: declares functions and sends events.
+class Client(RunsMixin):
+    """An app's handle on Stepline: declares functions, sends events, manages runs.
+
+    Share one client per process (it keeps connection pools; they are re-made after a
+    fork). ``start``/``get_run``/``list_runs``/``rerun`` talk to the engine's REST API;
+    each has a blocking twin ending in ``_sync``.
 
     Every setting is resolved once, here: an argument wins, then ``STEPLINE_*``
     environment variables, then their ``INNGEST_*`` equivalents, then defaults.
@@ -48,6 +53,9 @@ class Client:
         allow_in_band_sync: accept in-band sync requests.
         app_version: optional app version sent at registration.
         logger: logger handed to functions (through ``ctx.logger``).
+        tracer_provider: an OpenTelemetry ``TracerProvider`` (``stepline[otel]``): each
+            function call and step gets a span continuing the engine's trace. None
+            (the default) traces nothing; ``trace.get_tracer_provider()`` uses the global one.
         environ: the environment to read (defaults to ``os.environ``).
     """
 
@@ -70,6 +78,7 @@ class Client:
         app_version: str | None = None,
         checkpointing: bool | None = None,
         logger: logging.Logger | None = None,
+        tracer_provider: Any = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = _settings.resolve(
@@ -91,6 +100,7 @@ class Client:
             checkpointing=checkpointing,
         )
         self.logger = logger or logging.getLogger("stepline")
+        self.tracer_provider = tracer_provider
         self._sync_transport = _transport.SyncTransport()
         self._async_transport = _transport.AsyncTransport()
 
@@ -162,11 +172,24 @@ class Client:
 
     async def send(self, events: Event | Sequence[Event]) -> list[str]:
         """Send one or more events; returns their ids. Retries network errors and 5xx."""
-        return await _sender.send_async(self._async_transport, self.settings, _listed(events))
+        return await _sender.send_async(
+            self._async_transport, self.settings, _listed(events), _tracing.outgoing_headers()
+        )
 
     def send_sync(self, events: Event | Sequence[Event]) -> list[str]:
         """Blocking twin of ``send``."""
-        return _sender.send_sync(self._sync_transport, self.settings, _listed(events))
+        return _sender.send_sync(
+            self._sync_transport, self.settings, _listed(events), _tracing.outgoing_headers()
+        )
+
+    async def aclose(self) -> None:
+        """Close the connections this event loop and blocking calls opened."""
+        await self._async_transport.aclose()
+        self._sync_transport.close()
+
+    def close(self) -> None:
+        """Close the connections of blocking calls (``aclose`` also closes async ones)."""
+        self._sync_transport.close()
 
 
 def _listed(events: Event | Sequence[Event]) -> list[Event]:

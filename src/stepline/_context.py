@@ -46,24 +46,40 @@ class SyncContext:
 
 
 class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
-    """Drops log records while the function replays memoized steps.
+    """Drops log records while the function re-runs code that ran in an earlier request.
 
     Code before the first new step runs on every request; without this, its log
-    lines would repeat once per step.
+    lines would repeat once per step. Records carry ``run_id``, ``function_id``,
+    ``step_id`` (the step whose code is running, else None) and ``attempt``.
     """
 
-    def __init__(self, logger: logging.Logger, state: ExecutionState) -> None:
+    def __init__(
+        self, logger: logging.Logger, state: ExecutionState, function_id: str | None = None
+    ) -> None:
         super().__init__(logger, {})
         self._state = state
+        self._function_id = function_id
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        """Log unless replaying."""
-        if not self._state.is_replaying:
+        """Log unless re-running (replaying, or not yet at a targeted step)."""
+        if not self._state.is_rerunning:
             super().log(level, msg, *args, **kwargs)
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
-        """Add the run id to every record's ``extra``."""
+        """Add the run fields to every record's ``extra``."""
         extra = dict(kwargs.get("extra") or {})
-        extra.setdefault("run_id", self._state.request.ctx.run_id)
+        for key, value in log_fields(self._state, self._function_id).items():
+            extra.setdefault(key, value)
         kwargs["extra"] = extra
         return msg, kwargs
+
+
+def log_fields(state: ExecutionState, function_id: str | None = None) -> dict[str, Any]:
+    """The run fields of log records made while ``state``'s function runs."""
+    ctx = state.request.ctx
+    return {
+        "run_id": ctx.run_id,
+        "function_id": function_id or ctx.fn_id,
+        "step_id": state.current_step,
+        "attempt": ctx.attempt,
+    }

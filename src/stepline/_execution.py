@@ -12,7 +12,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from stepline import _errors, _serde
 from stepline._protocol import hashing
@@ -80,6 +80,18 @@ class Outcome:
     no_retry: bool = False
 
 
+class StepObserver(Protocol):
+    """Told when a step's code starts and ends (tracing); see ``ExecutionState.observer``."""
+
+    def step_started(self, slot: StepSlot) -> object:
+        """The step's code is about to run; the result is handed to ``step_ended``."""
+        ...
+
+    def step_ended(self, handle: object, error: BaseException | None) -> None:
+        """The step's code returned, or raised ``error``."""
+        ...
+
+
 class ParallelGroup:
     """Collects the outputs of the branches of one ``parallel`` call."""
 
@@ -128,11 +140,27 @@ class ExecutionState:
         self._checkpoint = checkpoint
         self._clock = clock
         self._started = clock()
+        #: told when each step's code runs (tracing); None costs one check per step
+        self.observer: StepObserver | None = None
 
     @property
     def is_replaying(self) -> bool:
         """True while memoized steps remain ahead of the code being run."""
         return self._unseen > 0
+
+    @property
+    def is_rerunning(self) -> bool:
+        """True while the code being run already ran in an earlier request.
+
+        That is while replaying, and in a call targeting one step (planned in parallel, or
+        with immediate execution disabled) until that step's own code runs.
+        """
+        return self._unseen > 0 or (self._target is not None and self._running is None)
+
+    @property
+    def current_step(self) -> str | None:
+        """The id of the step whose code is running, if any."""
+        return None if self._running is None else self._running.user_id
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -152,14 +180,29 @@ class ExecutionState:
         """Wrap the call of a step's callable; failures become ``StepError``/``StepFailed``."""
         slot = self._running
         assert slot is not None, "begin_run must arm a step first"
+        observer = self.observer
+        handle = None if observer is None else observer.step_started(slot)
+        error: BaseException | None = None
         try:
             yield slot
-        except (Interrupt, _errors.NonRetriableError, _errors.RetryAfterError):
+        except _errors.NonRetriableError as exc:
+            error = exc
+            if self._done:
+                # Steps already ran in this request: reporting the error alone would drop
+                # them and run this step again on the next call. Fail the step for good
+                # beside them instead; the replay raises StepError and the run fails.
+                self._report_failure(slot, exc)
+            raise  # it ends the function, not just the step (as in inngest-py)
+        except (Interrupt, _errors.RetryAfterError) as exc:
+            error = exc
             raise  # these end the function, not just the step (as in inngest-py)
         except Exception as exc:
+            error = exc
             self._report_failure(slot, exc)
         finally:
             self._running = None
+            if observer is not None:
+                observer.step_ended(handle, error)
 
     def finish_run(self, slot: StepSlot) -> Any:
         """Record a step's value: report it now, or keep going when checkpointing."""

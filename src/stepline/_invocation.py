@@ -34,13 +34,15 @@ def parse_events(state: ExecutionState) -> list[Event]:
     return events or [Event.from_wire(request.event)]
 
 
-def _common(state: ExecutionState, client: Client, events: list[Event]) -> dict[str, Any]:
+def _common(
+    fn: Function, state: ExecutionState, client: Client, events: list[Event]
+) -> dict[str, Any]:
     return {
         "event": events[0],
         "events": events,
         "run_id": state.request.ctx.run_id,
         "attempt": state.request.ctx.attempt,
-        "logger": ReplayAwareLogger(client.logger, state),
+        "logger": ReplayAwareLogger(client.logger, state, fn.composite_id),
     }
 
 
@@ -48,7 +50,7 @@ def call_sync(
     fn: Function, state: ExecutionState, client: Client, events: list[Event], now: Clock = utc_now
 ) -> Outcome:
     """Run a plain ``def`` function until it returns or reports."""
-    ctx = SyncContext(step=SyncStep(state, client, now), **_common(state, client, events))
+    ctx = SyncContext(step=SyncStep(state, client, now), **_common(fn, state, client, events))
     outcome = Outcome()
     with state.function_call(outcome):
         outcome.output = fn.handler(ctx)  # type: ignore[arg-type]
@@ -59,7 +61,7 @@ async def call_async(
     fn: Function, state: ExecutionState, client: Client, events: list[Event], now: Clock = utc_now
 ) -> Outcome:
     """Run an ``async def`` function until it returns or reports."""
-    ctx = Context(step=Step(state, client, now), **_common(state, client, events))
+    ctx = Context(step=Step(state, client, now), **_common(fn, state, client, events))
     outcome = Outcome()
     with state.function_call(outcome):
         outcome.output = await fn.handler(ctx)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ import json
 import os
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stepline import _effects, _errors, _event, _identity, _settings, _transport
@@ -33,6 +33,7 @@ def send_flow(
     *,
     now_ms: int,
     seed: bytes,
+    trace: Mapping[str, str] | None = None,
 ) -> _effects.Flow[list[str]]:
     """Send events, retrying network errors and 5xx with exponential backoff.
 
@@ -44,6 +45,8 @@ def send_flow(
         events: the events to send, at least one.
         now_ms: current time in ms; the seed's time and the ``ts`` of events without one.
         seed: 10 random bytes for the event-id seed.
+        trace: W3C trace-context headers of the sending request (``traceparent``), so
+            the runs the events start continue its trace.
 
     Yields:
         ``HttpRequest`` and ``Sleep`` effects.
@@ -54,7 +57,7 @@ def send_flow(
     Raises:
         SendEventError: invalid events (before any I/O), or the last attempt failed.
     """
-    request = _build_request(settings, events, now_ms=now_ms, seed=seed)
+    request = _build_request(settings, events, now_ms=now_ms, seed=seed, trace=trace)
     response: _effects.HttpResponse = yield request
     attempt = 1
     while _retriable(response) and attempt < settings.send_max_attempts:
@@ -68,9 +71,10 @@ def send_sync(
     transport: _transport.SyncTransport,
     settings: _settings.Settings,
     events: Sequence[_event.Event],
+    trace: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Send events with blocking I/O; see ``send_flow``."""
-    flow = send_flow(settings, events, now_ms=_now_ms(), seed=os.urandom(SEED_BYTES))
+    flow = send_flow(settings, events, now_ms=_now_ms(), seed=os.urandom(SEED_BYTES), trace=trace)
     return _effects.drive_sync(flow, transport.perform)
 
 
@@ -78,9 +82,10 @@ async def send_async(
     transport: _transport.AsyncTransport,
     settings: _settings.Settings,
     events: Sequence[_event.Event],
+    trace: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Send events with async I/O; see ``send_flow``."""
-    flow = send_flow(settings, events, now_ms=_now_ms(), seed=os.urandom(SEED_BYTES))
+    flow = send_flow(settings, events, now_ms=_now_ms(), seed=os.urandom(SEED_BYTES), trace=trace)
     return await _effects.drive_async(flow, transport.perform)
 
 
@@ -94,6 +99,7 @@ def _build_request(
     *,
     now_ms: int,
     seed: bytes,
+    trace: Mapping[str, str] | None = None,
 ) -> _effects.HttpRequest:
     if len(seed) != SEED_BYTES:
         raise ValueError(f"seed must be {SEED_BYTES} bytes, not {len(seed)}")
@@ -107,6 +113,8 @@ def _build_request(
     }
     if settings.env:
         request_headers[headers.ENV] = settings.env
+    if trace:
+        request_headers.update(trace)
     return _effects.HttpRequest(
         method="POST",
         url=f"{settings.event_api_base_url}/e/{key}",

@@ -7,6 +7,7 @@ import datetime as _dt
 import enum
 import json
 import math
+import re
 from typing import Any, TypeVar
 
 import pydantic
@@ -43,6 +44,61 @@ def dumps(value: object, *, what: str = "output") -> str:
         return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise _errors.OutputUnserializableError(f"{what} is not JSON serializable: {exc}") from None
+
+
+def loads(data: str | bytes) -> Any:
+    """Decode JSON from the wire strictly.
+
+    ``NaN``, ``Infinity`` and numbers too large for a float (``1e400``), which Python's
+    ``json`` accepts as non-finite floats but no encoder with ``allow_nan=False`` can
+    write back; strings holding a lone surrogate (``"\\ud800"``), which cannot be
+    encoded as UTF-8 (I-JSON, RFC 7493, forbids them); and documents nested deeper than
+    the interpreter's recursion limit are refused like any other malformed JSON.
+
+    Raises:
+        ValueError: not UTF-8 JSON (``json.JSONDecodeError`` and ``UnicodeDecodeError``
+            are ``ValueError``s too).
+    """
+    try:
+        value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if isinstance(data, bytes):
+        escaped = b"\\ud" in data or b"\\uD" in data
+    else:
+        escaped = "\\ud" in data or "\\uD" in data
+    if escaped and _lone_surrogate(value):
+        raise ValueError("JSON string holds a lone surrogate (not valid Unicode)")
+    return value
+
+
+def _lone_surrogate(value: Any) -> bool:
+    pending = [value]
+    while pending:  # not recursive: the document may be nested nearly to the limit
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
 
 def to_jsonable(value: object, *, what: str = "output") -> Any:

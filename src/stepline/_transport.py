@@ -8,6 +8,7 @@ become ``status=0`` with ``error`` set, so retry decisions stay in the pure flow
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import weakref
@@ -21,6 +22,19 @@ __all__ = ["AsyncTransport", "SyncTransport"]
 # InvalidURL is not an HTTPError; OSError covers anything httpx fails to wrap.
 _NETWORK_ERRORS = (httpx.HTTPError, httpx.InvalidURL, OSError)
 
+#: Every transport, so a forked child (gunicorn --preload, multiprocessing) drops the
+#: parent's connections instead of sharing its sockets.
+_LIVE: weakref.WeakSet[SyncTransport | AsyncTransport] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for transport in list(_LIVE):
+        transport._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
 
 class SyncTransport:
     """Performs effects with blocking calls over one lazily created ``httpx.Client``.
@@ -30,6 +44,11 @@ class SyncTransport:
 
     def __init__(self) -> None:
         self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+        _LIVE.add(self)
+
+    def _forget(self) -> None:
+        self._client = None  # the parent's: not ours to close
         self._lock = threading.Lock()
 
     def perform(self, effect: object) -> _effects.HttpResponse | None:
@@ -77,6 +96,11 @@ class AsyncTransport:
 
     def __init__(self) -> None:
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
+        self._clients = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        _LIVE.add(self)
+
+    def _forget(self) -> None:
         self._clients = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 

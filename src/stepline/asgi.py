@@ -7,17 +7,25 @@ entry (Quart). It answers at its route path (relative to ``root_path``) and at t
 of its mount point; anything else gets 404. ``stepline.fastapi`` and
 ``stepline.starlette`` share its ASGI conversions.
 
+``runs_app`` is the web-app kit (``stepline.web``) as a bare ASGI app: mount it where the
+run routes should live (``Mount("/api", runs_app(...))`` answers ``/api/runs...``).
+
 Example:
     >>> app = stepline.asgi.serve(client, [welcome])
+    >>> runs = stepline.asgi.runs_app(client, [welcome], authorize=check)
 """
 
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
+
+from stepline import _webkit
 from stepline._comm import CommHandler, CommRequest, CommResponse
+from stepline._webkit import Authorize, RunRoutes, WebRequest, WebResponse
 
 if TYPE_CHECKING:
     from stepline._client import Client
@@ -40,7 +48,7 @@ class ASGIApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one ASGI connection."""
         if scope["type"] == "lifespan":
-            await _lifespan(self.handler, receive, send)
+            await _lifespan(self.handler.close, receive, send)
         elif scope["type"] != "http":
             raise ValueError(f"stepline serves http, not {scope['type']!r}")
         elif _relative_path(scope).rstrip("/") not in ("", self.handler.route_path.rstrip("/")):
@@ -75,6 +83,70 @@ def serve(
         thread_pool_max_workers=thread_pool_max_workers,
     )
     return ASGIApp(handler)
+
+
+class RunsApp:
+    """The web-app kit's run routes as an ASGI 3 app; ``authorize`` gets the ASGI scope.
+
+    The routes answer under the mount point (``root_path``); wrap the scope for headers
+    and the like, e.g. ``starlette.requests.Request(access.request).headers``.
+    """
+
+    def __init__(self, routes: RunRoutes) -> None:
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one ASGI connection."""
+        if scope["type"] == "lifespan":
+            await _lifespan(None, receive, send)
+            return
+        if scope["type"] != "http":
+            raise ValueError(f"stepline serves http, not {scope['type']!r}")
+        body = await read_body(receive, _webkit.MAX_BODY)
+        query = urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1"), True)
+        path, mount = _relative_path(scope) or "/", scope.get("root_path", "")
+        request = WebRequest(scope["method"], path, dict(query), body, native=scope, mount=mount)
+        await send_web(self.routes, await self.routes.handle_async(request), receive, send)
+
+
+def runs_app(
+    client: Client,
+    functions: Sequence[Function],
+    *,
+    authorize: Authorize,
+    inputs: Mapping[Function, Any] | None = None,
+    **options: float,
+) -> RunsApp:
+    """Build the kit's ASGI app: start, status, cancel, result and events of ``functions``.
+
+    ``authorize`` (sync or async) decides every request; ``inputs`` maps functions to
+    pydantic models checked on start; ``options`` are more ``RunRoutes`` settings
+    (``poll_interval``, ``keepalive``, ``result_wait``).
+    """
+    return RunsApp(RunRoutes(client, functions, authorize=authorize, inputs=inputs, **options))
+
+
+async def send_web(routes: RunRoutes, response: WebResponse, receive: Receive, send: Send) -> None:
+    """Send a kit answer; a stream stops polling the engine as soon as the client leaves."""
+    headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in response.headers.items()]
+    if response.stream is None:
+        headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    if response.stream is None:
+        await send({"type": "http.response.body", "body": response.body})
+        return
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        async for chunk in routes.chunks_async(response):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        group.cancel_scope.cancel()
 
 
 def to_comm_request(scope: Scope, body: bytes) -> CommRequest:
@@ -112,13 +184,14 @@ async def send_response(response: CommResponse, send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _lifespan(handler: CommHandler, receive: Receive, send: Send) -> None:
+async def _lifespan(close: Callable[[], None] | None, receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            handler.close()
+            if close is not None:
+                close()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

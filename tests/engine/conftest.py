@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,11 +14,9 @@ import stepline
 from stepline.engine import Engine, EngineSettings, ManualClock
 from stepline.engine._model import Run
 
+from .servers import postgres_schema
+
 T = TypeVar("T")
-#: The Postgres the suite runs against (a fresh schema per test); CI fails without it.
-POSTGRES_URL = os.environ.get(
-    "STEPLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 
 
 def arun(coro: Awaitable[T]) -> T:
@@ -33,40 +28,9 @@ def arun(coro: Awaitable[T]) -> T:
     return asyncio.run(wrapper())
 
 
-def free_port() -> int:
-    """A localhost port nobody listens on right now (for child processes to bind)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def dev_client(app_id: str = "t", **kwargs: Any) -> stepline.Client:
     """A dev-mode client that never reaches the network on its own."""
     return stepline.Client(app_id=app_id, is_production=False, **kwargs)
-
-
-@contextlib.contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A database URL whose ``search_path`` is a new, empty schema (dropped afterwards).
-
-    Fails under CI (``CI=true``) when Postgres is unreachable, skips elsewhere.
-    """
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Postgres is required under CI ({POSTGRES_URL}): {exc}")
-        pytest.skip(f"no Postgres at {POSTGRES_URL}: {exc}")
-    with admin:
-        admin.execute(f"CREATE SCHEMA {name}")
-        try:
-            separator = "&" if "?" in POSTGRES_URL else "?"
-            yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{name}"
-        finally:
-            admin.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 @contextlib.asynccontextmanager

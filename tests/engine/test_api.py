@@ -294,8 +294,8 @@ def test_health_connect_start_home_and_router_errors(dev: TestClient) -> None:
     assert ready.status_code == 200
     assert ready.json() == {}
     home = dev.get("/")
-    assert "dashboard coming soon" in home.text
-    assert "/v1/runs" in home.text
+    assert home.status_code == 200
+    assert 'src="dashboard/app.js"' in home.text  # the dashboard (tests/dashboard)
     missing = dev.get("/nowhere")
     assert missing.status_code == 404
     assert "error" in missing.json()

@@ -18,7 +18,7 @@ import pytest
 from stepline.engine._cli import main
 from stepline.engine._postgres_schema import MIGRATIONS
 
-from .conftest import free_port, postgres_schema
+from .servers import free_port, postgres_schema
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ENV_PREFIXES = ("STEPLINE_", "INNGEST_")
@@ -192,6 +192,8 @@ def test_version_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert exited.value.code == 2
     with pytest.raises(SystemExit):
         main([])
+    assert main(["dev", "--db-pool-size", "0"]) == 2
+    assert "pool size must be 1-1000" in capsys.readouterr().err
 
 
 # -- Postgres -----------------------------------------------------------------------------
@@ -225,7 +227,7 @@ def test_dev_on_postgres_serves_and_redacts_the_password(tmp_path: Path) -> None
     log = tmp_path / "engine.log"
     with postgres_schema() as schema_url:
         url, password = with_password(schema_url)
-        args = ["dev", "--port", str(port), "--db", url]
+        args = ["dev", "--port", str(port), "--db", url, "--db-pool-size", "3"]
         with process(engine_command(*args), log, clean_env()) as proc:
             wait_until_up(f"{base}/health", proc)
             banner = read_until(log, "Database")

@@ -220,3 +220,80 @@ def test_cancelling_a_run_mid_call_frees_its_slot(db: str) -> None:
             assert (await finished(engine, second_run)).status is RunStatus.COMPLETED
 
     arun(scenario())
+
+
+def test_two_keyed_limits_of_one_function_count_apart(db: str) -> None:
+    client = dev_client()
+    gauge = Gauge()
+
+    @client.function(
+        id="pair",
+        trigger=stepline.TriggerEvent(event="t/pair"),
+        concurrency=[
+            stepline.Concurrency(limit=1, key="event.data.a"),
+            stepline.Concurrency(limit=1, key="event.data.b"),
+        ],
+    )
+    async def pair(ctx: stepline.Context) -> None:
+        await ctx.step.run("w", gauge.hold, "w", 0.05)
+
+    async def scenario() -> None:
+        async with running(db, clock=ManualClock(), apps=[(client, [pair])]) as engine:
+            # a=1 and b=1 are different keys: both runs execute side by side
+            await engine.send([{"name": "t/pair", "data": {"a": 1, "b": n}} for n in (2, 3)])
+            await engine.send({"name": "t/pair", "data": {"a": 4, "b": 1}})
+            await all_done(engine, "t-pair", 3)
+        assert gauge.peak["*"] == 2
+
+    arun(scenario())
+
+
+def test_a_wake_up_passes_on_when_the_woken_call_parks_on_its_other_key(db: str) -> None:
+    """The clock never moves, so a call left parked would wait forever (no recheck)."""
+    client = dev_client()
+    gates = {"1": asyncio.Event(), "2": asyncio.Event()}
+    done: list[str] = []
+
+    @client.function(
+        id="chain",
+        trigger=stepline.TriggerEvent(event="t/chain"),
+        concurrency=[
+            stepline.Concurrency(limit=1, key="event.data.a"),
+            stepline.Concurrency(limit=1, key="event.data.b"),
+        ],
+    )
+    async def chain(ctx: stepline.Context) -> None:
+        name = str(ctx.event.data["name"])
+        gate = gates.get(name)
+        await ctx.step.run("w", gate.wait if gate else asyncio.sleep, *(() if gate else (0,)))
+        done.append(name)
+
+    async def started(engine: Engine, event_id: str, status: RunStatus) -> str:
+        run_id = (await engine.event_runs(event_id))[0].run_id
+        assert run_id is not None
+        while True:
+            run = await engine.get_run(run_id)
+            if run.status is status and (status is RunStatus.RUNNING or run.waiting):
+                return run_id
+            await asyncio.sleep(0.01)
+
+    async def send(engine: Engine, name: str, a: str, b: str, status: RunStatus) -> str:
+        data = {"name": name, "a": a, "b": b}
+        (event_id,) = await engine.send({"name": "t/chain", "data": data})
+        return await started(engine, event_id, status)
+
+    async def scenario() -> None:
+        async with running(db, clock=ManualClock(), apps=[(client, [chain])]) as engine:
+            await send(engine, "1", "x", "p", RunStatus.RUNNING)  # holds a=x
+            await send(engine, "2", "y", "q", RunStatus.RUNNING)  # holds b=q
+            await send(engine, "3", "x", "q", RunStatus.QUEUED)  # parked on a=x
+            last = await send(engine, "4", "x", "r", RunStatus.QUEUED)  # parked on a=x
+            gates["1"].set()
+            # 1 ends and wakes 3, which parks on b=q; a=x is free again, so 4 must run
+            assert (await finished(engine, last)).status is RunStatus.COMPLETED
+            assert done == ["1", "4"]
+            gates["2"].set()
+            await all_done(engine, "t-chain", 4)
+        assert sorted(done) == ["1", "2", "3", "4"]
+
+    arun(scenario())

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import free_port
+from .servers import free_port
 
 HERE = Path(__file__).parent
 RUNS = 12

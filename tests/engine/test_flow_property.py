@@ -26,7 +26,8 @@ from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._model import Run
 from stepline.engine._store import RunFilter
 
-from .conftest import STORES, arun, database, dev_client, postgres_schema, running
+from .conftest import STORES, arun, database, dev_client, running
+from .servers import postgres_schema
 
 KEYS = "abc"
 KEY_CHOICES = "aaabbc"  # mostly one hot key, so its throttle and concurrency limit bite

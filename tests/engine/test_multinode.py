@@ -39,7 +39,7 @@ import psycopg
 import pytest
 
 from . import multinode_node as node_app
-from .conftest import free_port, postgres_schema
+from .servers import free_port, postgres_schema
 
 HERE = Path(__file__).parent
 NODES = ("n1", "n2", "n3")

@@ -402,3 +402,29 @@ def test_bad_wait_expression_fails_the_step_not_the_engine(db: str) -> None:
             assert other.output == '"unaffected"'
 
     arun(scenario())
+
+
+def test_a_non_retriable_step_after_checkpointed_steps_runs_once(db: str) -> None:
+    client = dev_client()
+    calls: list[str] = []
+
+    def boom() -> None:
+        calls.append("b")
+        raise stepline.NonRetriableError("no")
+
+    @client.function(id="nr", trigger=stepline.TriggerEvent(event="t/nr"))
+    def nr(ctx: stepline.SyncContext) -> int:
+        ctx.step.run("a", lambda: calls.append("a"))
+        ctx.step.run("b", boom)  # runs in the same call as "a" (checkpointing)
+        return 1
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, [nr])]) as engine:
+            await engine.send({"name": "t/nr"})
+            run = await finished(engine, await only_run(engine, "t-nr"))
+            assert run.status is RunStatus.FAILED
+            steps = {s.name: s.status.value for s in await engine.run_steps(run.run_id)}
+            assert steps == {"a": "Completed", "b": "Failed"}
+        assert calls == ["a", "b"]  # neither step ran twice
+
+    arun(scenario())

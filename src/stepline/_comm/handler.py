@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from stepline import _errors, _identity, _invocation
+from stepline import _context, _errors, _identity, _invocation, _logs, _tracing
 from stepline._comm import registration as sync_flow
 from stepline._comm.loop import LoopThread
 from stepline._comm.messages import CommRequest, CommResponse
@@ -43,6 +43,7 @@ class RunFunction:
     fn: Function
     state: ExecutionState
     events: list[Event]
+    trace: _tracing.ExecutionTrace | None = None
 
 
 class CommHandler:
@@ -102,6 +103,7 @@ class CommHandler:
         self._base_headers = _base_headers(client, framework)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop_thread = LoopThread()
+        self._tracer = _tracing.SdkTracer.create(client.tracer_provider)
 
     # -- drivers -------------------------------------------------------------------------
 
@@ -196,7 +198,10 @@ class CommHandler:
             yield from sync_flow.load_large_payloads(self, call)
         state = ExecutionState(call, checkpoint=self._checkpoint_policy(call))
         events = _invocation.parse_events(state)
-        outcome: Outcome = yield RunFunction(fn, state, events)
+        trace = None
+        if self._tracer is not None:
+            trace = state.observer = self._tracer.execution(request.headers, call.ctx, fn_id)
+        outcome: Outcome = yield RunFunction(fn, state, events, trace)
         now = _dt.datetime.fromtimestamp(self._wall_clock(), _dt.timezone.utc)
         return self.signed(CommResponse.from_call_result(outcome, self._base_headers, now=now), key)
 
@@ -250,11 +255,27 @@ class CommHandler:
 
 
 def _call_sync(effect: RunFunction, client: Client) -> Outcome:
-    return _invocation.call_sync(effect.fn, effect.state, client, effect.events)
+    token = _logs.bind(functools.partial(_context.log_fields, effect.state, effect.fn.composite_id))
+    try:
+        if effect.trace is None:
+            return _invocation.call_sync(effect.fn, effect.state, client, effect.events)
+        with effect.trace.function_call():
+            outcome = _invocation.call_sync(effect.fn, effect.state, client, effect.events)
+            return effect.trace.finished(outcome)
+    finally:
+        _logs.unbind(token)
 
 
 async def _call_async(effect: RunFunction, client: Client) -> Outcome:
-    return await _invocation.call_async(effect.fn, effect.state, client, effect.events)
+    token = _logs.bind(functools.partial(_context.log_fields, effect.state, effect.fn.composite_id))
+    try:
+        if effect.trace is None:
+            return await _invocation.call_async(effect.fn, effect.state, client, effect.events)
+        with effect.trace.function_call():
+            outcome = await _invocation.call_async(effect.fn, effect.state, client, effect.events)
+            return effect.trace.finished(outcome)
+    finally:
+        _logs.unbind(token)
 
 
 def _index(client: Client, functions: Sequence[Function]) -> dict[str, Function]:

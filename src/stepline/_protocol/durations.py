@@ -54,7 +54,10 @@ def parse_duration(text: str) -> _dt.timedelta:
         pos = match.end()
     if pos != len(raw) or pos == 0:
         raise ValueError(f"invalid duration {text!r}; use forms like '30s', '5m', '1h30m', '2d'")
-    return _dt.timedelta(microseconds=total_ns / 1000)
+    try:
+        return _dt.timedelta(microseconds=total_ns / 1000)
+    except OverflowError:  # timedelta tops out near 2.7 million years (and inf is no number)
+        raise ValueError(f"duration {text[:40]!r} is out of range") from None
 
 
 def to_timedelta(value: _dt.timedelta | int | str) -> _dt.timedelta:
@@ -75,8 +78,15 @@ def format_timestamp(when: _dt.datetime) -> str:
 
 
 def parse_timestamp(text: str) -> _dt.datetime:
-    """Parse an RFC 3339 timestamp (``Z`` or offset) into an aware UTC datetime."""
+    """Parse an RFC 3339 timestamp (``Z`` or offset) into an aware UTC datetime.
+
+    Raises:
+        ValueError: not a timestamp, or one outside the years 1-9999 once in UTC.
+    """
     value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=_dt.timezone.utc)
-    return value.astimezone(_dt.timezone.utc)
+    try:
+        return value.astimezone(_dt.timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is in year 0 in UTC
+        raise ValueError(f"timestamp {text[:40]!r} is out of range") from None

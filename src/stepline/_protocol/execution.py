@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from stepline import _errors
+from stepline import _errors, _serde
 from stepline._protocol.opcodes import Opcode
 
 #: ``stepId`` of a discovery (untargeted) call.
@@ -68,8 +67,8 @@ class ExecutionRequest:
             BodyInvalidError: the body is not JSON or misses a required field.
         """
         try:
-            raw = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            raw = _serde.loads(body)
+        except ValueError as exc:
             raise _errors.BodyInvalidError(f"request body is not valid JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise _errors.BodyInvalidError("request body must be a JSON object")
@@ -87,6 +86,8 @@ class ExecutionRequest:
             raise _errors.BodyInvalidError("events must be an array and steps an object")
         stack = ctx.get("stack") or {}
         stack_ids = stack.get("stack") if isinstance(stack, dict) else None
+        if stack_ids is not None and not isinstance(stack_ids, list):
+            raise _errors.BodyInvalidError("ctx.stack.stack must be an array of step ids")
         use_api = bool(raw.get("use_api") or ctx.get("use_api"))
         call = CallContext(
             run_id=_require(ctx, "run_id", str),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -23,15 +22,16 @@ import starlette.responses
 import starlette.routing
 import starlette.types
 
+from stepline import _serde
 from stepline._identity import VERSION
 from stepline._protocol import durations
-from stepline.engine import _auth, _views
-from stepline.engine._engine import Engine, NotFoundError
+from stepline.engine import _auth, _dashboard, _prometheus, _views
+from stepline.engine._engine import Engine, NotFoundError, SkippedError
 from stepline.engine._events import EventError
 from stepline.engine._ids import SeedError
 from stepline.engine._model import RunStatus
 from stepline.engine._rules import RegistrationError
-from stepline.engine._store import EventFilter, RunFilter
+from stepline.engine._store import EventFilter, RunFilter, storable
 
 logger = logging.getLogger("stepline.engine.api")
 
@@ -39,6 +39,8 @@ Request = starlette.requests.Request
 Response = starlette.responses.Response
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_LIMIT = 500
+#: The longest a ``GET /v1/runs/{id}?wait=`` long-poll holds the request.
+MAX_WAIT = 60.0
 _STATUSES = {s.value.lower(): s for s in RunStatus}
 
 
@@ -103,6 +105,7 @@ class _Api:
             ("POST", "/v0/connect/start", self.connect_start),
             ("POST", "/v1/checkpoint/{run_id}/async", bearer(self.checkpoint)),
             ("GET", "/v1/events", bearer(self.events)),
+            ("POST", "/v1/events", bearer(self.ingest)),
             ("GET", "/v1/events/{event_id}", bearer(self.event)),
             ("GET", "/v1/events/{event_id}/runs", bearer(self.event_runs)),
             ("GET", "/v1/runs", bearer(self.runs)),
@@ -112,11 +115,13 @@ class _Api:
             ("GET", "/v1/runs/{run_id}/steps", bearer(self.steps)),
             ("POST", "/v1/runs/{run_id}/rerun", bearer(self.rerun)),
             ("GET", "/v1/functions", bearer(self.functions)),
+            ("POST", "/v1/functions/{function_id:path}/runs", bearer(self.start)),
             ("GET", "/v1/apps", bearer(self.apps)),
             ("POST", "/v1/apps/sync", bearer(self.sync)),
             ("GET", "/health", self.health),
-            ("GET", "/dev", self.info),
-            ("GET", "/", self.home),
+            ("GET", "/metrics", bearer(self.metrics)),
+            ("GET", "/dev", bearer(self.info)),  # open in dev mode, as every bearer route
+            *_dashboard.Dashboard(self.settings).table(),
         ]
         by_path: dict[str, dict[str, Handler]] = {}
         for method, path, handler in table:
@@ -128,7 +133,11 @@ class _Api:
 
     def _bearer(self, handler: Handler) -> Handler:
         async def checked(request: Request) -> Response:
-            if not _auth.bearer_ok(request.headers.get("authorization"), self.settings):
+            header = request.headers.get("authorization")
+            if not (
+                _auth.bearer_ok(header, self.settings)
+                or _dashboard.signed_in(request, self.settings)
+            ):
                 raise ApiError(401, "missing or invalid Authorization: Bearer <signing key>")
             return await handler(request)
 
@@ -145,7 +154,7 @@ class _Api:
         try:
             body = await self._json(request)
             seed = request.headers.get("x-inngest-event-id-seed") or None
-            ids = await self.engine.send(body, seed=seed)
+            ids = await self.engine.send(body, seed=seed, headers=request.headers)
         except ApiError as exc:
             raise refused(exc.status, exc.message) from None
         except (EventError, SeedError) as exc:
@@ -197,6 +206,14 @@ class _Api:
         found = await self.engine.list_events(where)
         return _json(_views.page(found, limit, _views.event, lambda e: e.internal_id))
 
+    async def ingest(self, request: Request) -> Response:
+        """Store events as ``/e/{key}`` does, for API callers and the dashboard (no event key)."""
+        try:
+            ids = await self.engine.send(await self._json(request), headers=request.headers)
+        except EventError as exc:
+            raise ApiError(400, str(exc)) from None
+        return _json(_views.data({"ids": ids}))
+
     async def event(self, request: Request) -> Response:
         found = await self.engine.get_event(request.path_params["event_id"])
         return _json(_views.data(_views.event(found)))
@@ -227,8 +244,31 @@ class _Api:
         return _json(_views.page(found, limit, _views.run, lambda r: r.run_id))
 
     async def run(self, request: Request) -> Response:
-        found = await self.engine.get_run(request.path_params["run_id"])
+        run_id = request.path_params["run_id"]
+        wait = _wait(request.query_params.get("wait"))
+        found = await self.engine.get_run(run_id)
+        if wait and not found.status.terminal:  # long-poll: answer when it ends
+            try:
+                found = await self.engine.wait_for_run(run_id, timeout=wait)
+            except asyncio.TimeoutError:  # still going: as it is now, not as it was
+                found = await self.engine.get_run(run_id)
         return _json(_views.data(_views.run(found, with_events=True)))
+
+    async def start(self, request: Request) -> Response:
+        body = await self._json(request, required=False)
+        body = {} if body is None else body
+        if not isinstance(body, dict):
+            raise ApiError(400, 'want {"data": {...}, "idempotency_key": "..."}')
+        data = body.get("data", {})
+        key = body.get("idempotency_key")
+        if not isinstance(data, dict):
+            raise ApiError(400, f"data: want a JSON object, got {type(data).__name__}")
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
+            raise ApiError(400, "idempotency_key: want a string of 1-256 characters")
+        function_id = request.path_params["function_id"]
+        run_id, created = await self.engine.start_function(function_id, data, idempotency_key=key)
+        payload = {"run_id": run_id, "function_id": function_id, "created": created}
+        return _json(_views.data(payload), 201 if created else 200)
 
     async def steps(self, request: Request) -> Response:
         found = await self.engine.run_steps(request.path_params["run_id"])
@@ -270,6 +310,13 @@ class _Api:
     async def health(self, request: Request) -> Response:
         return _json({"status": "ok"})
 
+    async def metrics(self, request: Request) -> Response:
+        try:
+            text = await self.engine.metrics()
+        except LookupError as exc:
+            raise ApiError(404, str(exc)) from None
+        return Response(text, media_type=_prometheus.CONTENT_TYPE)
+
     async def info(self, request: Request) -> Response:
         apps = await self.engine.list_apps()
         return _json(
@@ -281,9 +328,6 @@ class _Api:
             }
         )
 
-    async def home(self, request: Request) -> Response:
-        return starlette.responses.HTMLResponse(_views.HOME_PAGE)
-
     # -- bodies -----------------------------------------------------------------------------
 
     async def _json(self, request: Request, *, required: bool = True) -> Any:
@@ -293,7 +337,7 @@ class _Api:
                 raise ApiError(400, "request body is empty; want JSON")
             return None
         try:
-            return json.loads(raw)
+            return _serde.loads(raw)  # strict: no NaN, no 1e400, no stack-deep nesting
         except ValueError as exc:  # UnicodeDecodeError is a ValueError too
             raise ApiError(400, f"request body is not valid JSON: {exc}") from None
 
@@ -301,7 +345,7 @@ class _Api:
 async def _read(request: Request, limit: int) -> bytes:
     """Read the body, refusing it as soon as it is known to exceed ``limit``."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"request body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -318,10 +362,24 @@ async def _read(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _wait(text: str | None) -> float:
+    """``?wait=`` seconds for a long-poll, 0 to 60."""
+    if text is None or text == "":
+        return 0.0
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WAIT:
+        raise ApiError(400, f"wait: want seconds from 0 to {MAX_WAIT:g}, got {text!r}")
+    return seconds
+
+
 def _limit(text: str | None) -> int:
     if text is None or text == "":
         return 50
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    # isascii: "²".isdigit() is True, but int("²") raises
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         raise ApiError(400, f"limit: want an integer from 1 to {MAX_LIMIT}, got {text!r}")
     return int(text)
 
@@ -363,6 +421,7 @@ def _endpoint(path: str, methods: dict[str, Handler]) -> Handler:
         try:
             # Starlette adds HEAD to every GET route; answer it with the GET handler
             method = "GET" if request.method == "HEAD" else request.method
+            _check_text(request)
             return await methods[method](request)
         except Exception as exc:
             return _failure(request, path, exc)
@@ -370,11 +429,22 @@ def _endpoint(path: str, methods: dict[str, Handler]) -> Handler:
     return endpoint
 
 
+def _check_text(request: Request) -> None:
+    """Refuse ids and query values no store can look up (Postgres errors on NUL)."""
+    query = request.query_params
+    values = [*request.path_params.values(), *query.keys(), *query.values()]
+    if not all(storable(v) for v in values if isinstance(v, str)):
+        raise ApiError(400, "path and query values must not contain NUL characters")
+
+
 def _failure(request: Request, path: str, exc: Exception) -> Response:
     if isinstance(exc, ApiError):
         status, message, body = exc.status, exc.message, exc.body
     elif isinstance(exc, NotFoundError):
         status, message, body = 404, str(exc.args[0] if exc.args else exc), None
+    elif isinstance(exc, SkippedError):
+        status, message = 409, str(exc)
+        body = {"error": message, "event_id": exc.event_id}
     else:
         # the route template, not the URL: /e/{key} must never put a key in the logs
         logger.exception("unexpected error in %s %s", request.method, path)

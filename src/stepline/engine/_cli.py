@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from stepline import _logs
 from stepline._identity import VERSION
+from stepline.engine import _cli_runs, _progress
 from stepline.engine._api import build_app
 from stepline.engine._config import (
     DEFAULT_DB,
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "migrate":
         return _migrate(resolve(database_url=args.db).database_url)
+    if args.command in _cli_runs.COMMANDS:
+        return _cli_runs.main(args)
     mode: Mode = "start" if args.command == "start" else "dev"
     try:
         settings = resolve(
@@ -63,17 +66,25 @@ def main(argv: list[str] | None = None) -> int:
             # 1.0 is the real retry schedule; smaller values make dev retries fast
             retry_scale=1.0 if args.retry_scale is None else args.retry_scale,
             migrate=not args.no_migrate,
+            **({} if args.db_pool_size is None else {"db_pool_size": args.db_pool_size}),
+            **_observability(args),
         )
     except EngineConfigError as exc:
         print(f"stepline {mode}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    problem = asyncio.run(_check_database(settings))
+    _logs.configure(json_lines=settings.log_format == "json", level=args.log_level.upper())
+    progress = _progress.Progress(sys.stdout)
+    problem = asyncio.run(progress.track("Opening the database", _check_database(settings)))
     if problem is not None:
         print(f"stepline {mode}: {_redact(settings.database_url)}: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        return asyncio.run(_serve(Engine(settings)))
+        engine = Engine(settings)
+    except EngineConfigError as exc:  # --otel without OpenTelemetry installed
+        print(f"stepline {mode}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return asyncio.run(_serve(engine, progress))
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, after shutdown
         return 0
 
@@ -125,7 +136,7 @@ def _redact(url: str) -> str:
     return f"{scheme}://{user}:***@{tail}" if ":" in credentials else url
 
 
-async def _serve(engine: Engine) -> int:
+async def _serve(engine: Engine, progress: _progress.Progress) -> int:
     """Serve until uvicorn stops; print the banner once the socket listens."""
     import uvicorn  # only serving needs it: `stepline version` and --help work without
 
@@ -136,20 +147,34 @@ async def _serve(engine: Engine) -> int:
         app, host=settings.host, port=settings.port, log_level="warning", lifespan="on"
     )
     server = uvicorn.Server(config)
+    settled: list[SyncResult] = []
+    bannered = False  # results that settle earlier are printed under the banner
+
+    def synced(result: SyncResult) -> None:
+        settled.append(result)
+        if bannered:
+            progress.line(app_lines([result]))
+
+    # -u apps sync in the background (they call /fn/register back, so the socket had to
+    # be open first); each is reported as it settles, without holding up the server
+    engine.on_sync = synced
     serving = asyncio.create_task(_run(server))
-    while not server.started and not serving.done():
-        await asyncio.sleep(0.05)
+    starting = "Starting the engine"
+    await progress.until(starting, lambda: server.started or serving.done(), keep=False)
     if not server.started:
         return await serving or 1
     _print(stream, banner(engine))
-    # -u apps sync in the background (they call /fn/register back, so the socket had to
-    # be open first); report each one as it settles, without holding up the server
+    bannered = True
+    if settled:
+        _print(stream, app_lines(settled))
     syncing: asyncio.Task[list[SyncResult]] = app.state.sync_task
-    await asyncio.wait({syncing, serving}, return_when=asyncio.FIRST_COMPLETED)
-    if syncing.done() and not syncing.cancelled() and syncing.exception() is None:
-        results = syncing.result()
-        if results:
-            _print(stream, app_lines(results))
+    total = len(settings.app_urls)
+    if total:
+        await progress.until(
+            "Syncing apps",
+            lambda: syncing.done() or serving.done(),
+            detail=lambda: f"{len(settled)}/{total}",
+        )
     return await serving
 
 
@@ -180,6 +205,8 @@ def banner(engine: Engine) -> str:
         f"  Dashboard  {base}/",
         f"  Database   {_redact(settings.database_url)}",
     ]
+    if settings.metrics:
+        lines.append(f"  Metrics    {base}/metrics")
     if settings.mode == "dev" and not settings.event_keys:
         lines.append("  Auth       none (dev mode: any event key, no signing key required)")
     if settings.app_urls:
@@ -245,6 +272,12 @@ def _parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--db", metavar="URL", help=_DB_HELP)
         sub.add_argument(
+            "--db-pool-size",
+            type=int,
+            metavar="N",
+            help="Postgres connections this process keeps (default 10; STEPLINE_DB_POOL_SIZE)",
+        )
+        sub.add_argument(
             "--no-migrate",
             action="store_true",
             help="do not upgrade the database schema at start (run `stepline migrate` instead)",
@@ -263,7 +296,47 @@ def _parser() -> argparse.ArgumentParser:
             metavar="KEY",
             help="a key accepted by POST /e/{key} (repeatable; required by `start`)",
         )
+        _observability_arguments(sub)
+    _cli_runs.add_parsers(commands)
     return parser
+
+
+def _observability_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as text or JSON, with run, function, step and attempt "
+        "(env STEPLINE_LOG_FORMAT)",
+    )
+    sub.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("debug", "info", "warning", "error"),
+        help="the lowest level logged (default warning)",
+    )
+    sub.add_argument(
+        "--otel",
+        action="store_true",
+        help="write OpenTelemetry spans with the global tracer provider, e.g. under "
+        "opentelemetry-instrument (needs stepline[otel]; env STEPLINE_TRACING=1)",
+    )
+    sub.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="do not count anything for GET /metrics (env STEPLINE_METRICS=0)",
+    )
+
+
+def _observability(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the observability flags override (the environment decides the rest)."""
+    chosen: dict[str, Any] = {}
+    if args.log_format is not None:
+        chosen["log_format"] = args.log_format
+    if args.otel:
+        chosen["tracing"] = True
+    if args.no_metrics:
+        chosen["metrics"] = False
+    return chosen
 
 
 __all__ = ["app_lines", "banner", "main"]

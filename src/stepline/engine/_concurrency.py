@@ -35,6 +35,11 @@ def admit(
             blocked = tx.acquire_slots(job.job_id, keys, now, until)
             if blocked is not None:
                 tx.park_job(job.job_id, blocked, now + recheck)
+                # it may have been woken by a slot freed on another of its keys: pass
+                # that wake-up on, or the next call parked there waits for the recheck
+                for key, limit in keys:
+                    if key != blocked:
+                        _wake(tx, key, limit - tx.count_slots(key, now))
                 if job.run_id is not None:
                     waiting = {"reason": "concurrency", "key": blocked, "since": now}
                     tx.set_waiting(job.run_id, waiting)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 Mode = Literal["dev", "start"]
+LogFormat = Literal["text", "json"]
 DEFAULT_PORT = 8288
 DEFAULT_DB = ".stepline/stepline.db"
 
@@ -34,6 +35,16 @@ class EngineSettings:
         retry_scale: multiplies retry delays (the Go table: 15 s, 30 s, 1 m, ...).
         checkpointing: send ``ctx.qi_id`` so SDKs may run several steps per call.
         migrate: bring the database schema up to date when the engine starts.
+        db_pool_size: Postgres connections this process keeps (its transactions run on
+            as many threads); each engine process needs its own share of the server's
+            ``max_connections``.
+        dashboard_keys: more keys the dashboard's login page accepts besides the signing
+            key (``STEPLINE_DASHBOARD_KEY``, comma-separated), so people need not hold it.
+        metrics: count runs, steps, calls, queue and store work for ``GET /metrics``
+            (``STEPLINE_METRICS=0`` turns it off).
+        tracing: write OpenTelemetry spans with the global tracer provider (needs
+            ``stepline[otel]``; ``STEPLINE_TRACING=1``).
+        log_format: ``text`` or ``json`` lines, with run fields (``STEPLINE_LOG_FORMAT``).
     """
 
     mode: Mode = "dev"
@@ -53,6 +64,11 @@ class EngineSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     allow_public_bind: bool = False
     migrate: bool = True
+    db_pool_size: int = 10
+    dashboard_keys: tuple[str, ...] = ()
+    metrics: bool = True
+    tracing: bool = False
+    log_format: LogFormat = "text"
 
     @property
     def signing_key(self) -> str | None:
@@ -111,19 +127,35 @@ def resolve(
     )
     db = database_url or env.get("STEPLINE_DATABASE_URL") or DEFAULT_DB
     port_text = env.get("STEPLINE_PORT")
+    pool_text = env.get("STEPLINE_DB_POOL_SIZE")
     settings = EngineSettings(
         mode=mode,
         host=host or env.get("STEPLINE_HOST") or "127.0.0.1",
-        port=port if port is not None else int(port_text) if port_text else DEFAULT_PORT,
+        port=port
+        if port is not None
+        else _integer("STEPLINE_PORT", port_text)
+        if port_text
+        else DEFAULT_PORT,
         database_url=db,
         signing_keys=keys,
         event_keys=events,
         app_urls=tuple(app_urls),
+        db_pool_size=_integer("STEPLINE_DB_POOL_SIZE", pool_text) if pool_text else 10,
+        dashboard_keys=tuple(
+            k.strip() for k in env.get("STEPLINE_DASHBOARD_KEY", "").split(",") if k.strip()
+        ),
+        metrics=env.get("STEPLINE_METRICS", "").strip().lower() not in _OFF,
+        tracing=env.get("STEPLINE_TRACING", "").strip().lower() in _ON,
+        log_format=cast(LogFormat, env.get("STEPLINE_LOG_FORMAT", "").strip().lower() or "text"),
     )
     if overrides:
         settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
     _check(settings)
     return settings
+
+
+_ON = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off")
 
 
 def _check(settings: EngineSettings) -> None:
@@ -149,5 +181,16 @@ def _check(settings: EngineSettings) -> None:
             f"{settings.host}; use 127.0.0.1, run `stepline start` with keys, or pass "
             "--allow-public to accept the risk"
         )
+    if not 1 <= settings.db_pool_size <= 1000:
+        raise EngineConfigError(f"the pool size must be 1-1000, got {settings.db_pool_size}")
+    if settings.log_format not in ("text", "json"):
+        raise EngineConfigError(f"log format must be text or json, got {settings.log_format!r}")
     if not 0 < settings.port < 65536:
         raise EngineConfigError(f"port must be 1-65535, got {settings.port}")
+
+
+def _integer(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise EngineConfigError(f"{name} must be an integer, got {text!r}") from None

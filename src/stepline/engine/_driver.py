@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import urllib.parse
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -13,6 +15,8 @@ from stepline.engine._response import RawResponse
 if TYPE_CHECKING:
     from stepline._comm.handler import CommHandler
 
+#: Bodies above this many bytes are streamed to aiohttp rather than handed over whole.
+_LARGE = 512 * 1024
 #: URLs of apps served in this process: ``inprocess://<app id>/...``.
 IN_PROCESS_SCHEME = "inprocess"
 
@@ -31,6 +35,68 @@ class Driver(Protocol):
         ...
 
 
+def default_driver() -> Driver:
+    """The fastest HTTP driver installed: aiohttp's (about 4x less CPU per call), else httpx."""
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:  # pragma: no cover - aiohttp ships with the engine extra
+        return HttpDriver()
+    return AiohttpDriver()
+
+
+class AiohttpDriver:
+    """HTTP with keep-alive pooling over one ``aiohttp.ClientSession`` (created on first use).
+
+    aiohttp parses HTTP in C: on this path, the engine's busiest, it costs about a
+    quarter of the CPU httpx does per call.
+    """
+
+    def __init__(self, *, max_connections: int = 200) -> None:
+        self._max = max_connections
+        self._session: Any = None
+
+    def _get(self) -> Any:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max, enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+            )
+        return self._session
+
+    async def request(
+        self, method: str, url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> RawResponse:
+        """POST/PUT/GET ``url``; errors (refused, reset, timeout) become ``error``."""
+        import aiohttp
+
+        try:
+            async with self._get().request(
+                method,
+                url,
+                # aiohttp writes a large bytes body in one blocking call (and warns);
+                # a file-like one is written in chunks
+                data=io.BytesIO(body) if len(body) > _LARGE else body,
+                headers=dict(headers),
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as response:
+                content = await response.read()
+                found = {name.lower(): value for name, value in response.headers.items()}
+                return RawResponse(response.status, found, content)
+        except asyncio.TimeoutError:
+            return RawResponse(0, {}, b"", error=f"ReadTimeout: no answer within {timeout:g}s")
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            return RawResponse(0, {}, b"", error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 class HttpDriver:
     """HTTP with keep-alive pooling (one ``httpx.AsyncClient`` per engine)."""
 
@@ -46,7 +112,9 @@ class HttpDriver:
             response = await self._client.request(
                 method, url, content=body, headers=dict(headers), timeout=timeout
             )
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # not only HTTPError: InvalidURL, and an ExceptionGroup
+            # from the connection pool for a port out of range; a driver answers, it never
+            # raises (the job would fail inside the engine, again and again)
             return RawResponse(0, {}, b"", error=f"{type(exc).__name__}: {exc}".rstrip(": "))
         return RawResponse(response.status_code, dict(response.headers), response.content)
 

@@ -11,14 +11,14 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stepline.engine import _events, _ids, _registry, _response, _rules
 from stepline.engine._backoff import Backoff
 from stepline.engine._clock import Clock, SystemClock
 from stepline.engine._config import EngineConfigError, EngineSettings
-from stepline.engine._driver import Driver, HttpDriver, InProcessDriver, Router
+from stepline.engine._driver import Driver, InProcessDriver, Router, default_driver
 from stepline.engine._model import (
     AppRecord,
     EventRecord,
@@ -28,6 +28,7 @@ from stepline.engine._model import (
     RunStatus,
     StepRecord,
 )
+from stepline.engine._observer import Observer
 from stepline.engine._registry import Registry
 from stepline.engine._runloop import RunLoop
 from stepline.engine._sqlite import SqliteStore
@@ -43,6 +44,14 @@ logger = logging.getLogger("stepline.engine")
 
 class NotFoundError(LookupError):
     """A run, event or function that does not exist (answered with 404)."""
+
+
+class SkippedError(RuntimeError):
+    """A start that flow control turned away (rate limit, singleton; answered with 409)."""
+
+    def __init__(self, message: str, event_id: str) -> None:
+        super().__init__(message)
+        self.event_id = event_id
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,7 +74,7 @@ def store_for(settings: EngineSettings) -> Store:
             raise EngineConfigError(
                 "a postgres:// database needs psycopg: pip install 'stepline[postgres]'"
             ) from exc
-        return PostgresStore(url, migrate=settings.migrate)
+        return PostgresStore(url, pool_size=settings.db_pool_size, migrate=settings.migrate)
     return SqliteStore(settings.sqlite_path)
 
 
@@ -78,6 +87,8 @@ class Engine:
         store: the database; defaults to SQLite at ``settings.database_url``.
         clock: where time comes from; tests pass a ``ManualClock``.
         http: the HTTP driver (a pooled ``httpx`` client by default).
+        tracer_provider: an OpenTelemetry ``TracerProvider`` for the engine's spans
+            (``stepline[otel]``); ``settings.tracing`` uses the global one.
     """
 
     def __init__(
@@ -87,12 +98,17 @@ class Engine:
         store: Store | None = None,
         clock: Clock | None = None,
         http: Driver | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         self.settings = settings or EngineSettings()
         self.store: Store = store or store_for(self.settings)
+        #: metrics, spans and log fields; None when all are off
+        self.observer = Observer.build(self.settings, tracer_provider)
+        if self.observer is not None:
+            self.store = self.observer.wrap(self.store)
         self.clock: Clock = clock or SystemClock()
         self.local = InProcessDriver()
-        self.driver = Router(http or HttpDriver(), self.local)
+        self.driver = Router(http or default_driver(), self.local)
         self._registry = Registry()
         backoff = Backoff(jitter=self.settings.retry_jitter, scale=self.settings.retry_scale)
         self.loop = RunLoop(lambda: self._registry, backoff)
@@ -104,10 +120,13 @@ class Engine:
             settings=self.settings,
             registry=lambda: self._registry,
             on_commit=self._committed,
+            observer=self.observer,
         )
         self._changed = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
         self.sync_errors: dict[str, str] = {}
+        #: told of each ``-u`` app as it settles (the CLI's progress display)
+        self.on_sync: Callable[[SyncResult], None] | None = None
         self._started = False
         self._aio: asyncio.AbstractEventLoop | None = None
 
@@ -149,6 +168,8 @@ class Engine:
             if not result.ok:
                 logger.warning("could not sync %s: %s", url, result.error)
             results.append(result)
+            if self.on_sync is not None:
+                self.on_sync(result)
         return results
 
     async def stop(self) -> None:
@@ -281,8 +302,13 @@ class Engine:
 
     # -- events ---------------------------------------------------------------------------
 
-    async def send(self, raw: object, *, seed: str | None = None) -> list[str]:
+    async def send(
+        self, raw: object, *, seed: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> list[str]:
         """Store events (one object or a list) and start what they trigger, atomically.
+
+        ``headers`` are the sending request's: a W3C ``traceparent`` among them is kept
+        with the events when tracing, so their runs continue that trace.
 
         Returns:
             internal event ids, in input order.
@@ -301,6 +327,8 @@ class Engine:
             _events.normalise(item, index=i, now=now, internal_id=ids[i])
             for i, item in enumerate(items)
         ]
+        if headers and self.observer is not None:
+            self.observer.received(records, headers)
         await self._atomic(lambda tx: self._ingest(tx, records, now))
         return ids
 
@@ -324,10 +352,62 @@ class Engine:
         await self._atomic(lambda tx: self._ingest(tx, [event], now))
         return event.internal_id
 
+    async def start_function(
+        self, function_id: str, data: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> tuple[str, bool]:
+        """Start a run of one function; returns ``(run_id, created)``.
+
+        With an ``idempotency_key``, a second start within 24 hours returns the first
+        run (``created`` False) instead of starting another; concurrent starts with one
+        key race safely (the per-function event-id claim decides).
+
+        Raises:
+            NotFoundError: the function is not registered.
+        """
+        if self._registry.get(function_id) is None:
+            raise NotFoundError(f"function {function_id!r} is not registered")
+        now = self.clock.now()
+        own_id = f"start:{idempotency_key}" if idempotency_key is not None else None
+        event = _events.internal(
+            _events.INVOKED,
+            {**data, "_inngest": {"fn_id": function_id, "name": _events.INVOKED}},
+            now=now,
+            event_id=own_id,
+        )
+
+        def work(tx: Tx) -> tuple[str | None, bool]:
+            if own_id is not None:
+                existing = tx.run_for_event_id(function_id, own_id)
+                if existing is not None:
+                    return existing, False
+            self._ingest(tx, [event], now)
+            links = tx.event_links(event.internal_id)
+            started = next((link.run_id for link in links if link.run_id), None)
+            if started is None and own_id is not None:
+                return tx.run_for_event_id(function_id, own_id), False
+            return started, True
+
+        run_id, created = await self._atomic(work)
+        if run_id is None:  # rate limited, singleton, debounced into a later run...
+            reasons = await self.store.read(lambda tx: tx.event_links(event.internal_id))
+            why = ", ".join(sorted({link.reason or "skipped" for link in reasons})) or "skipped"
+            raise SkippedError(f"{function_id!r} started no run: {why}", event.internal_id)
+        return str(run_id), bool(created)
+
     async def _atomic(self, work: Any) -> Any:
         result = await self.store.atomic(work)
         self._committed()
         return result
+
+    async def metrics(self) -> str:
+        """The Prometheus text exposition of this engine's metrics.
+
+        Raises:
+            LookupError: metrics are turned off.
+        """
+        if self.observer is None:
+            raise LookupError("metrics are turned off (STEPLINE_METRICS=0)")
+        return await self.observer.scrape(self.store, self.clock.now())
 
     async def idle(self) -> bool:
         """True when no job is due on the engine's clock and none is in flight here.

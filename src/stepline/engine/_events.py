@@ -8,6 +8,7 @@ from typing import Any
 
 from stepline.engine import _ids
 from stepline.engine._model import EventRecord, Job, JobKind, Run, RunStatus
+from stepline.engine._store import storable
 
 INVOKED = "inngest/function.invoked"
 FINISHED = "inngest/function.finished"
@@ -36,6 +37,8 @@ def normalise(raw: object, *, index: int, now: float, internal_id: str) -> Event
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise EventError(f"{where}: name is required and must be a non-empty string")
+    if not storable(name):
+        raise EventError(f"{where}: name must not contain NUL characters")
     if name.startswith(RESERVED_PREFIX):
         raise EventError(f"{where}: event names starting with {RESERVED_PREFIX!r} are reserved")
     data = raw.get("data")
@@ -54,11 +57,11 @@ def normalise(raw: object, *, index: int, now: float, internal_id: str) -> Event
     if not _MIN_TS <= ts <= _MAX_TS:
         raise EventError(f"{where}: ts {ts} is not between 1980 and 2100 (milliseconds)")
     event_id = raw.get("id")
-    if event_id is not None and not isinstance(event_id, str):
-        raise EventError(f"{where}: id must be a string")
+    if event_id is not None and not (isinstance(event_id, str) and storable(event_id)):
+        raise EventError(f"{where}: id must be a string without NUL characters")
     version = raw.get("v")
-    if version is not None and not isinstance(version, str):
-        raise EventError(f"{where}: v must be a string")
+    if version is not None and not (isinstance(version, str) and storable(version)):
+        raise EventError(f"{where}: v must be a string without NUL characters")
     payload: dict[str, Any] = {
         "name": name,
         "data": data,

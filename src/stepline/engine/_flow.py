@@ -103,8 +103,12 @@ def concurrency_keys(fn: FunctionSpec, payload: dict[str, Any]) -> list[list[Any
     keys: list[list[Any]] = []
     for rule in fn.flow.concurrency:
         value = key_of(rule.key, payload)
-        scoped = f"fn:{fn.function_id}" if rule.scope == "fn" else rule.scope
-        keys.append([f"{scoped}:{value}", rule.limit])
+        if rule.scope != "fn":  # shared by value across the functions declaring it
+            keys.append([f"{rule.scope}:{value}", rule.limit])
+        elif rule.key is None:
+            keys.append([f"fn:{fn.function_id}:", rule.limit])
+        else:  # two keyed limits of one function never share a counter
+            keys.append([f"fn:{fn.function_id}:{rule.key.text}={value}", rule.limit])
     return keys
 
 

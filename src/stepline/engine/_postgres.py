@@ -35,6 +35,9 @@ logger = logging.getLogger("stepline.engine")
 CHANNEL = "stepline_jobs"
 _RETRIES = 8
 _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+#: Logged when a connection dies during COMMIT: whether it committed is unknown, so the
+#: error goes to the caller (a job's lease lapses and it runs again; an API call fails).
+COMMIT_LOST = "database connection lost while committing; the outcome is unknown"
 
 
 class PostgresTx(SqlTx):
@@ -71,7 +74,7 @@ class PostgresTx(SqlTx):
                 (name,),
             )
 
-    def _lock_run(self) -> str:
+    def _row_lock(self) -> str:
         return " FOR UPDATE" if self._write else ""
 
     def enqueue(self, job: Job) -> bool:
@@ -116,7 +119,7 @@ class PostgresStore:
         migrate: apply pending migrations on ``open`` (``stepline migrate`` does it alone).
     """
 
-    def __init__(self, url: str, *, pool_size: int = 8, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, migrate: bool = True) -> None:
         self.url = url
         self.migrate_on_open = migrate
         self._pool = psycopg_pool.ConnectionPool(
@@ -184,6 +187,7 @@ class PostgresStore:
 
     def _atomic_sync(self, work: Callable[[PostgresTx], T]) -> T:
         for attempt in range(_RETRIES):
+            committing = False
             with self._pool.connection() as conn:
                 try:
                     with conn.transaction():
@@ -192,12 +196,27 @@ class PostgresStore:
                         for what, changed in (("jobs", tx.notify), ("apps", tx.apps_changed)):
                             if changed:
                                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, what))
+                        committing = True
                     return result
                 except _RETRYABLE as exc:
                     if attempt == _RETRIES - 1:
                         raise
                     logger.debug("retrying a transaction after %s", type(exc).__name__)
+                except psycopg.OperationalError as exc:
+                    # Lost before the commit was sent (a restart, a failover, a terminated
+                    # backend): nothing was written, so the work runs again on a healthy
+                    # connection. Lost during the commit, the outcome is unknown: raised.
+                    if committing and conn.broken:
+                        logger.warning("%s: %s", COMMIT_LOST, exc)
+                    if committing or not conn.broken or attempt == _RETRIES - 1:
+                        raise
+                    self._lost(exc)
         raise AssertionError("unreachable")
+
+    def _lost(self, exc: Exception) -> None:
+        """A pooled connection died: drop every dead one before trying again."""
+        logger.warning("database connection lost (%s); retrying on a new one", exc)
+        self._pool.check()
 
     async def atomic(self, work: Callable[[PostgresTx], T]) -> T:
         """Run ``work`` in one transaction on a pool thread; retried on deadlock."""
@@ -205,9 +224,17 @@ class PostgresStore:
         return await loop.run_in_executor(self._threads, self._atomic_sync, work)
 
     def _read_sync(self, work: Callable[[PostgresTx], T]) -> T:
-        with self._pool.connection() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION READ ONLY")
-            return work(PostgresTx(conn, write=False))
+        for attempt in range(_RETRIES):
+            with self._pool.connection() as conn:
+                try:
+                    with conn.transaction():
+                        conn.execute("SET TRANSACTION READ ONLY")
+                        return work(PostgresTx(conn, write=False))
+                except psycopg.OperationalError as exc:
+                    if not conn.broken or attempt == _RETRIES - 1:
+                        raise
+                    self._lost(exc)
+        raise AssertionError("unreachable")
 
     async def read(self, work: Callable[[PostgresTx], T]) -> T:
         """Run ``work`` in a read-only transaction."""

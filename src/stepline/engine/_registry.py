@@ -12,6 +12,7 @@ import fnmatch
 import functools
 import hashlib
 import json
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from stepline._protocol import durations
 from stepline.engine import _rules
 from stepline.engine._rules import FlowRules, RegistrationError
 from stepline.engine._runview import YEAR
+from stepline.engine._store import storable
 
 #: The event a cron tick sends.
 CRON_EVENT = "inngest/scheduled.timer"
@@ -111,6 +113,8 @@ def parse_app(body: object, *, deploy_url: str | None = None) -> AppSpec:
     """
     if not isinstance(body, dict):
         raise RegistrationError("registration body must be a JSON object")
+    if not all(storable(text) for text in _strings(body)):
+        raise RegistrationError("registration body must not contain NUL characters")
     lowered = {str(k).lower(): v for k, v in body.items()}
     app_id = lowered.get("appname")
     url = lowered.get("url") or deploy_url
@@ -159,11 +163,23 @@ def _parse_function(app_id: str, url: str, raw: object) -> FunctionSpec:
     step_url = runtime.get("url") if isinstance(runtime, dict) else None
     if not isinstance(step_url, str) or not step_url:
         step_url = url
+    try:  # every call builds on it: one that cannot be split would fail every call
+        urllib.parse.urlsplit(step_url)
+    except ValueError as exc:
+        raise RegistrationError(f"{where}: url {step_url!r} is not a URL: {exc}") from None
     triggers, crons = _triggers(where, raw.get("triggers"))
-    retries = (step.get("retries") or raw.get("retries") or {}).get("attempts", DEFAULT_RETRIES)
+    retry_config = step.get("retries") or raw.get("retries") or {}
+    if not isinstance(retry_config, dict):
+        raise RegistrationError(f'{where}: retries must be an object like {{"attempts": 3}}')
+    retries = retry_config.get("attempts", DEFAULT_RETRIES)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise RegistrationError(f"{where}: retries.attempts must be an integer >= 0")
     timeouts = raw.get("timeouts") or {}
+    if not isinstance(timeouts, dict):
+        raise RegistrationError(f"{where}: timeouts must be an object")
+    cancels = raw.get("cancel") or []
+    if not isinstance(cancels, list):
+        raise RegistrationError(f"{where}: cancel must be an array")
     idempotency = raw.get("idempotency")
     return FunctionSpec(
         function_id=fid,
@@ -173,13 +189,27 @@ def _parse_function(app_id: str, url: str, raw: object) -> FunctionSpec:
         max_attempts=min(retries, MAX_RETRIES) + 1,
         triggers=triggers,
         crons=crons,
-        cancel=tuple(_cancel(where, c) for c in raw.get("cancel") or ()),
+        cancel=tuple(_cancel(where, c) for c in cancels),
         start_timeout=_rules.duration(f"{where}: timeouts.start", timeouts.get("start")),
         finish_timeout=_rules.duration(f"{where}: timeouts.finish", timeouts.get("finish")),
         idempotency=_rules.expression(f"{where}: idempotency", idempotency, _EVENT_VARS),
         flow=_rules.parse_flow(where, raw),
         config={**raw, "url": step_url},
     )
+
+
+def _strings(value: object) -> Iterable[str]:
+    """Every key and string in a JSON document (iteratively: it may be deeply nested)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def _step(where: str, raw: Mapping[str, Any]) -> dict[str, Any]:

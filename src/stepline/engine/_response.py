@@ -9,8 +9,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from stepline import _serde
 from stepline._protocol import durations, headers
 from stepline._protocol.opcodes import Opcode
+from stepline.engine._store import storable
 
 MAX_RETRY_AFTER = 86_400.0
 
@@ -146,8 +148,8 @@ CHECKPOINTABLE = frozenset(
 
 def _unwrap_stream(body: bytes) -> tuple[int, bytes, dict[str, str]]:
     try:
-        envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        envelope = _serde.loads(body)
+    except ValueError:
         raise ValueError("streamed response did not end with a JSON envelope") from None
     if not isinstance(envelope, dict):
         raise ValueError("streamed response envelope is not an object")
@@ -166,7 +168,7 @@ def _unwrap_stream(body: bytes) -> tuple[int, bytes, dict[str, str]]:
 def _json_text(body: bytes) -> str:
     text = body.decode("utf-8", "replace")
     try:
-        json.loads(text)
+        _serde.loads(text)
     except ValueError:
         return json.dumps(text)
     return text if text.strip() else "null"
@@ -174,8 +176,8 @@ def _json_text(body: bytes) -> str:
 
 def _ops(body: bytes) -> tuple[ReportedOp, ...]:
     try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        raw = _serde.loads(body)
+    except ValueError:
         raise ValueError("body is not JSON") from None
     if isinstance(raw, dict):
         raw = [raw]  # a single op object is the legacy shape; Go tolerates it
@@ -199,22 +201,31 @@ def _op(item: object) -> ReportedOp:
     display = item.get("displayName")
     userland = item.get("userland")
     user_id = userland.get("id") if isinstance(userland, dict) else None
-    label = display or user_id or name or step_id
+    label = str(display or user_id or name or step_id)
+    name = name if isinstance(name, str) else ""
+    opts = opts if isinstance(opts, dict) else {}
+    texts = [step_id, name, label, *(v for k, v in opts.items() if k in _TEXT_OPTS)]
+    if not all(storable(t) for t in texts if isinstance(t, str)):
+        raise ValueError("ids, names, events and expressions must not hold NUL or lone surrogates")
     return ReportedOp(
         op=op,
         id=step_id,
-        name=name if isinstance(name, str) else "",
-        display_name=str(label),
-        opts=opts if isinstance(opts, dict) else {},
+        name=name,
+        display_name=label,
+        opts=opts,
         data=item.get("data"),
         error=error if isinstance(error, dict) else None,
     )
 
 
+#: Options stored as text columns (a wait's event name and expression).
+_TEXT_OPTS = ("event", "if")
+
+
 def _normalise(status: int, body: bytes) -> dict[str, Any]:
     try:
-        parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        parsed = _serde.loads(body)
+    except ValueError:
         parsed = None
     name, message, stack = "Error", body.decode("utf-8", "replace")[:1000], None
     if isinstance(parsed, dict):
@@ -252,6 +263,11 @@ def _retry_after(value: str | None, now: float) -> float | None:
 
 def _int(value: str | None) -> int | None:
     try:
-        return None if value is None else int(value)
+        number = None if value is None else int(value)
     except ValueError:
         return None
+    # request versions are small (-1 to 2); a huge one would not fit the store's column
+    return number if number is not None and -1 <= number <= _MAX_VERSION else None
+
+
+_MAX_VERSION = 2**31 - 1

@@ -166,7 +166,8 @@ class RunLoop:
 
     def apply(self, tx: Tx, job: Job, outcome: Outcome, now: float, owner: str) -> bool:
         """Record what a call returned; False if the answer no longer matters."""
-        current = tx.get_job(job.job_id)
+        # locked: a lease that lapsed mid-call cannot be taken over while this applies
+        current = tx.get_job(job.job_id, lock=True)
         if current is not None and current.lease_owner != owner:
             return False  # the lease expired and another worker took the job
         _concurrency.release(tx, job, now)

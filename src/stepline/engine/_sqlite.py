@@ -12,13 +12,26 @@ import concurrent.futures
 import pathlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from stepline.engine import _sqlite_schema as schema
 from stepline.engine._sqltx import SqlTx
 
 T = TypeVar("T")
+_READERS = 2  # reader threads (each with its own connection)
+#: The most transactions one group commit covers.
+GROUP_MAX = 64
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # the caller was cancelled; the work was done (or not) all the same
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 class SqliteStore:
@@ -36,12 +49,15 @@ class SqliteStore:
         self._memory = self.path == ":memory:"
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stepline-db")
         self._readers = concurrent.futures.ThreadPoolExecutor(
-            2, thread_name_prefix="stepline-db-read"
+            _READERS, thread_name_prefix="stepline-db-read"
         )
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._write_conn: sqlite3.Connection | None = None
+        self._queue: list[tuple[Callable[[SqliteTx], Any], asyncio.Future[Any]]] = []
+        self._queue_lock = threading.Lock()
+        self._draining = False
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -100,9 +116,60 @@ class SqliteStore:
         return result
 
     async def atomic(self, work: Callable[[SqliteTx], T]) -> T:
-        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction on the writer thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._atomic_sync, work)
+        """Run ``work`` atomically on the writer thread; its changes are committed on return.
+
+        Group commit: transactions that queue up while the writer is busy are run together
+        in one ``BEGIN IMMEDIATE`` ... ``COMMIT``, each inside its own savepoint, so one
+        commit (one fsync with ``synchronous=FULL``) covers them all, and a failing
+        ``work`` rolls back only its own changes.
+        """
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        with self._queue_lock:
+            self._queue.append((work, future))
+            start, self._draining = not self._draining, True
+        if start:
+            self._writer.submit(self._drain)
+        return await future
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                with self._queue_lock:
+                    batch, self._queue = self._queue[:GROUP_MAX], self._queue[GROUP_MAX:]
+                    if not batch:
+                        self._draining = False
+                        return
+                self._commit_group(batch)
+        except BaseException:
+            with self._queue_lock:
+                self._draining = False
+            raise
+
+    def _commit_group(
+        self, batch: list[tuple[Callable[[SqliteTx], Any], asyncio.Future[Any]]]
+    ) -> None:
+        conn = self._write_conn
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            assert conn is not None, "store is not open"
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for work, _ in batch:
+                    conn.execute("SAVEPOINT stepline_work")
+                    try:
+                        outcomes.append((True, work(SqliteTx(conn))))
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO stepline_work")
+                        outcomes.append((False, exc))
+                    conn.execute("RELEASE stepline_work")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except Exception as exc:  # the transaction itself failed: nothing was committed
+            outcomes = [(False, exc) for _ in batch]
+        for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
+            future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
 
     def _read_sync(self, work: Callable[[SqliteTx], T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -124,6 +191,45 @@ class SqliteStore:
 
     def subscribe(self, notify: Callable[[str], None]) -> None:
         """SQLite has no notifications: processes sharing a file poll."""
+
+    def suspend(self, timeout: float = 30.0) -> Callable[[], None]:
+        """Close the file and hold the store's threads; the returned ``resume`` reopens it.
+
+        For ``fork()``: SQLite keeps per-process bookkeeping of the locks on each open
+        file, and a child forked while this process has the file open inherits it. The
+        child may then see a lock taken mid-transaction as held forever, or hold no real
+        lock at all, so that this process, closing the file later, deletes the WAL under
+        it. With the file closed across the fork, the child starts clean.
+        """
+        if self._memory or self._write_conn is None:
+            return lambda: None
+        release, closed = threading.Event(), threading.Event()
+        parked = threading.Semaphore(0)
+
+        def hold(reader: bool) -> None:
+            parked.release()
+            release.wait()
+            if reader and closed.is_set():
+                self._local.conn = None  # its connection was closed: the next read reconnects
+
+        holds = [self._readers.submit(hold, True) for _ in range(_READERS)]
+        holds.append(self._writer.submit(hold, False))
+        deadline = time.monotonic() + timeout
+        if not all(parked.acquire(timeout=max(0.0, deadline - time.monotonic())) for _ in holds):
+            release.set()  # a transaction would not end: fork with the file open, as before
+            return lambda: None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+        self._write_conn = None
+        closed.set()
+
+        def resume() -> None:
+            self._write_conn = self._connect()
+            release.set()
+
+        return resume
 
 
 class SqliteTx(SqlTx):

@@ -208,14 +208,14 @@ class SqlTx:
         A no-op on SQLite, where one writer at a time holds the whole database.
         """
 
-    def _lock_run(self) -> str:
-        """The clause a write transaction's run read ends with (a row lock where needed)."""
+    def _row_lock(self) -> str:
+        """The clause a locking read in a write transaction ends with (where needed)."""
         return ""
 
     # runs and steps ---------------------------------------------------------------
     def get_run(self, run_id: str) -> Run | None:
         row = self._x(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?{self._lock_run()}", (run_id,)
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?{self._row_lock()}", (run_id,)
         ).fetchone()
         return None if row is None else _run(row)
 
@@ -312,8 +312,11 @@ class SqlTx:
         )
         return bool(cur.rowcount == 1)
 
-    def get_job(self, job_id: str) -> Job | None:
-        row = self._x(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    def get_job(self, job_id: str, *, lock: bool = False) -> Job | None:
+        suffix = self._row_lock() if lock else ""
+        row = self._x(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?{suffix}", (job_id,)
+        ).fetchone()
         return None if row is None else _job(row)
 
     def update_job(self, job: Job) -> None:
@@ -370,6 +373,17 @@ class SqlTx:
     def next_job_at(self) -> float | None:
         row = self._x("SELECT MIN(available_at) FROM jobs").fetchone()
         return None if row is None else row[0]
+
+    def queue_summary(self, now: float) -> dict[str, tuple[int, float | None]]:
+        # a scrape, not the hot path: one scan of the queue
+        rows = self._x(
+            "SELECT CASE WHEN parked_on IS NOT NULL THEN 'parked' "
+            "WHEN available_at <= ? THEN 'due' "
+            "WHEN lease_owner IS NOT NULL THEN 'running' ELSE 'scheduled' END AS state, "
+            "COUNT(*), MIN(available_at) FROM jobs GROUP BY state",
+            (now,),
+        ).fetchall()
+        return {str(r[0]): (int(r[1]), r[2]) for r in rows}
 
     # pauses -------------------------------------------------------------------------
     def insert_pause(self, pause: Pause) -> None:
@@ -467,6 +481,15 @@ class SqlTx:
             "INSERT INTO event_runs (event_id, function_id, run_id, reason, at) VALUES (?,?,?,?,?)",
             (link.event_id, link.function_id, link.run_id, link.reason, link.at),
         )
+
+    def run_for_event_id(self, function_id: str, event_id: str) -> str | None:
+        row = self._x(
+            "SELECT l.run_id FROM events e JOIN event_runs l ON l.event_id = e.internal_id "
+            "WHERE e.id = ? AND l.function_id = ? AND l.run_id IS NOT NULL "
+            "ORDER BY e.internal_id DESC LIMIT 1",
+            (event_id, function_id),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def event_links(self, internal_id: str) -> list[EventRunLink]:
         rows = self._x(

@@ -8,6 +8,7 @@ change a queue item depends on is committed in the same transaction that enqueue
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -24,6 +25,18 @@ from stepline.engine._model import (
 )
 
 T = TypeVar("T")
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> bool:
+    """Whether a text column of every store can hold ``text`` as it is.
+
+    Postgres refuses NUL characters in text, and a lone surrogate (which a JSON
+    ``\\ud800`` escape decodes to) cannot be encoded as UTF-8 for either store. Values
+    stored as JSON are escaped and need no check; ids, names and expressions do.
+    """
+    return _UNSTORABLE.search(text) is None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,13 +76,19 @@ class Tx(Protocol):
 
     # queue
     def enqueue(self, job: Job) -> bool: ...
-    def get_job(self, job_id: str) -> Job | None: ...
+    def get_job(self, job_id: str, *, lock: bool = False) -> Job | None:
+        """A job; ``lock`` holds its row until the transaction ends (leases skip it)."""
+        ...
+
     def update_job(self, job: Job) -> None: ...
     def delete_job(self, job_id: str) -> None: ...
     def delete_run_jobs(self, run_id: str) -> None: ...
     def lease_jobs(self, owner: str, now: float, until: float, limit: int) -> list[Job]: ...
     def extend_leases(self, owner: str, job_ids: Sequence[str], until: float) -> None: ...
     def next_job_at(self) -> float | None: ...
+    def queue_summary(self, now: float) -> dict[str, tuple[int, float | None]]:
+        """Jobs per state (due, running, parked, scheduled): count and earliest due time."""
+        ...
 
     # pauses
     def insert_pause(self, pause: Pause) -> None: ...
@@ -87,6 +106,10 @@ class Tx(Protocol):
     def link_event(self, link: EventRunLink) -> None: ...
     def update_link(self, event_id: str, run_id: str, reason: str | None) -> None: ...
     def event_links(self, internal_id: str) -> list[EventRunLink]: ...
+    def run_for_event_id(self, function_id: str, event_id: str) -> str | None:
+        """The newest run of a function started by an event whose own ``id`` is this."""
+        ...
+
     def claim_key(self, scope: str, key: str, expires_at: float, now: float) -> bool: ...
 
     # flow control

@@ -252,20 +252,3 @@ def sync_result(result: SyncResult) -> dict[str, Any]:
         ``{"url", "ok", "status", "error"}``.
     """
     return {"url": result.url, "ok": result.ok, "status": result.status, "error": result.error}
-
-
-#: ``GET /``: a placeholder until the dashboard lands.
-HOME_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Stepline engine</title></head>
-<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto">
-<h1>Stepline engine &mdash; dashboard coming soon</h1>
-<p>Until then, the REST API:</p>
-<ul>
-<li><a href="/v1/runs">/v1/runs</a></li>
-<li><a href="/v1/events">/v1/events</a></li>
-<li><a href="/v1/functions">/v1/functions</a></li>
-<li><a href="/v1/apps">/v1/apps</a></li>
-<li><a href="/dev">/dev</a> and <a href="/health">/health</a></li>
-</ul>
-</body></html>
-"""

@@ -1,9 +1,4 @@
-"""Serve Stepline functions from a Django project.
-
-Example:
-    >>> # urls.py
-    >>> urlpatterns = [stepline.django.serve(client, [welcome])]
-"""
+"""``serve()``: the endpoint the engine calls to run a Django project's functions."""
 
 from __future__ import annotations
 
@@ -54,11 +49,7 @@ def serve(
         ConfigError: Django older than 4.2, a malformed setting, functions of another
             app, or async mode or streaming requested where they cannot work.
     """
-    version = tuple(django.VERSION[:2])
-    if version < MIN_VERSION:
-        raise _errors.ConfigError(
-            f"stepline.django needs Django >= 4.2, found {django.__version__}"
-        )
+    check_version()
     mode = _setting("STREAMING", streaming, str)
     if mode not in (None, "disable", "force"):
         raise _errors.ConfigError(f"streaming must be 'disable' or 'force', not {mode!r}")
@@ -72,11 +63,7 @@ def serve(
         streaming=streaming,
         thread_pool_max_workers=_setting("THREAD_POOL_MAX_WORKERS", thread_pool_max_workers, int),
     )
-    use_async = _setting("ASYNC_MODE", async_mode, bool)
-    if use_async is None:
-        use_async = version >= ASYNC_MIN_VERSION and bool(getattr(settings, "ASGI_APPLICATION", ""))
-    elif use_async and version < ASYNC_MIN_VERSION:
-        raise _errors.ConfigError("async_mode=True needs Django >= 5.0")
+    use_async = choose_async(async_mode)
     if streaming == "force" and not use_async:
         raise _errors.ConfigError("streaming='force' needs the async view (async_mode=True)")
     limit = handler.max_body_bytes + 1
@@ -93,6 +80,34 @@ def serve(
         return _to_django(handler.handle_sync(_from_django(request, limit)))
 
     return urls.path(route, csrf_exempt(view), name="stepline")
+
+
+def choose_async(async_mode: bool | None) -> bool:
+    """Whether views should be ``async def``: the argument, else ``STEPLINE_ASYNC_MODE``,
+    else Django 5+ with ``ASGI_APPLICATION`` set.
+
+    Raises:
+        ConfigError: async mode asked for on Django older than 5.0.
+    """
+    use_async = _setting("ASYNC_MODE", async_mode, bool)
+    version = tuple(django.VERSION[:2])
+    if use_async is None:
+        return version >= ASYNC_MIN_VERSION and bool(getattr(settings, "ASGI_APPLICATION", ""))
+    if use_async and version < ASYNC_MIN_VERSION:
+        raise _errors.ConfigError("async_mode=True needs Django >= 5.0")
+    return use_async
+
+
+def check_version() -> None:
+    """Refuse Django older than 4.2.
+
+    Raises:
+        ConfigError: it is older.
+    """
+    if tuple(django.VERSION[:2]) < MIN_VERSION:
+        raise _errors.ConfigError(
+            f"stepline.django needs Django >= 4.2, found {django.__version__}"
+        )
 
 
 def _setting(name: str, argument: _T | None, kind: type[_T]) -> _T | None:

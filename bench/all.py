@@ -1,0 +1,375 @@
+"""Every benchmark in one command, and one table of figures, ratios and goals.
+
+Runs, each as its own process with ``--json`` (their progress lines pass through on
+stderr):
+
+1. ``handler_bench.py``: stepline's CommHandler vs the official ``inngest`` SDK's.
+2. ``steps_bench.py``: step throughput, stepline (embedded and HTTP, step-by-step and
+   checkpointed) vs DBOS, on SQLite.
+3. ``latency_bench.py``: ``POST /e/{key}`` to the first step, idle and under load.
+4. ``ingest_bench.py``: events/s accepted and committed, single and batched.
+5. ``engine_nodes.py``: runs/s with 1, 2, 3 engine processes on Postgres (skipped, and
+   said so, when no Postgres answers).
+
+The peers (``dbos``, ``inngest``) are installed from PyPI into ``bench/.peers-venv`` on
+first use (``_peers.py``). ``--quick`` runs every benchmark at a tiny size: a smoke run
+of the whole chain, DBOS included, whose figures mean nothing.
+
+Run: ``.venv/bin/python bench/all.py [--quick] [--only steps] [--json]`` (or ``make bench``)
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import _peers
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+
+
+@dataclass(frozen=True)
+class Bench:
+    name: str
+    script: str
+    args: tuple[str, ...]
+    quick: tuple[str, ...]
+
+
+BENCHES = (
+    Bench(
+        "handler", "handler_bench.py", (), ("--seconds", "0.2", "--rounds", "1", "--warmup", "0")
+    ),
+    Bench("steps", "steps_bench.py", ("--rounds", "2"), ("--quick",)),
+    Bench("latency", "latency_bench.py", (), ("--quick",)),
+    Bench("ingest", "ingest_bench.py", (), ("--quick",)),
+    Bench(
+        "nodes",
+        "engine_nodes.py",
+        ("--runs", "300", "--rounds", "2"),
+        ("--runs", "30", "--rounds", "1"),
+    ),
+)
+NAMES = tuple(b.name for b in BENCHES)
+
+
+# -- running one benchmark ------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    name: str
+    data: dict[str, Any] | None = None
+    skipped: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def run_one(bench: Bench, python: str, extra: list[str], env: dict[str, str]) -> Outcome:
+    """Run a benchmark with ``--json``; relay its stderr live, parse its stdout."""
+    argv = [python, str(BENCH / bench.script), *extra, "--json"]
+    print(f"== {bench.name}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
+    )
+    tail: collections.deque[str] = collections.deque(maxlen=30)
+
+    def relay() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            tail.append(line)
+            sys.stderr.write(f"   {line}")
+            sys.stderr.flush()
+
+    relaying = threading.Thread(target=relay, daemon=True)
+    relaying.start()
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.wait()
+    relaying.join(10)
+    seconds = time.monotonic() - began
+    if proc.returncode != 0:
+        why = "".join(tail).strip().splitlines()
+        return Outcome(
+            bench.name,
+            error=f"exit {proc.returncode}: {why[-1] if why else '(no output)'}",
+            seconds=seconds,
+        )
+    try:
+        return Outcome(bench.name, data=json.loads(out), seconds=seconds)
+    except ValueError:
+        return Outcome(bench.name, error=f"not JSON: {out[:200]!r}", seconds=seconds)
+
+
+def handler_python(peers_python: str) -> tuple[str, dict[str, str]]:
+    """This venv if it has ``inngest`` (the dev extra pins it), else the peers' venv + src/."""
+    env = dict(os.environ)
+    if importlib.util.find_spec("inngest") is not None:
+        return sys.executable, env
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    return peers_python, env
+
+
+def postgres_problem() -> str | None:
+    """Why ``engine_nodes.py`` cannot run here, or None."""
+    url = os.environ.get(
+        "STEPLINE_BENCH_POSTGRES_URL",
+        os.environ.get("STEPLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install 'stepline[postgres]')"
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            return None
+    except Exception as exc:
+        return f"no Postgres at {url.split('@')[-1]}: {str(exc).strip().splitlines()[0]}"
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+
+Row = tuple[str, str, str, str, str]  # measure, stepline, peer, ratio, goal
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def handler_rows(d: dict[str, Any]) -> list[Row]:
+    rows = []
+    for variant, v in d["variants"].items():
+        ratio = v["ratio_best"]
+        rows.append(
+            (
+                f"handler {variant}, req/s",
+                f"{v['stepline']['best']:,.0f}",
+                f"{v['inngest']['best']:,.0f} inngest",
+                f"{ratio:.2f}x",
+                f">= 2x {_met(ratio >= 2)}",
+            )
+        )
+    return rows
+
+
+def steps_rows(d: dict[str, Any]) -> list[Row]:
+    cells = d["cells"]
+    ratios: dict[str, dict[str, Any]] = {}
+    for x in d["ratios"]:
+        ratios.setdefault(x["stepline"], {})[x["journal"]] = x
+    rows = []
+    for key, c in cells.items():
+        if c["system"] != "stepline":
+            continue
+        inflight = "seq" if c["inflight"] == 1 else f"{c['inflight']} in flight"
+        mode = "checkpointed" if c["mode"] == "checkpoint" else "step-by-step"
+        by = ratios.get(key, {})
+        peers = [
+            cells[x["dbos"]]["steps_per_s"]["best"] for x in (by.get("default"), by.get("wal")) if x
+        ]
+        ratio = " / ".join(f"{x['ratio_best']:.2f}x" for x in by.values())
+        goals = [x for x in by.values() if x["goal"]]
+        goal = ""
+        if goals:
+            goal = f">= {goals[0]['goal']:g}x " + " / ".join(_met(x["met"]) for x in goals)
+        rows.append(
+            (
+                f"steps/s {c['variant']} {mode}, {inflight}",
+                f"{c['steps_per_s']['best']:,.0f}",
+                " / ".join(f"{p:,.0f}" for p in peers),
+                ratio,
+                goal,
+            )
+        )
+    return rows
+
+
+def latency_rows(d: dict[str, Any]) -> list[Row]:
+    rows = []
+    for phase, s in d["summaries"].items():
+        load = ""
+        if "load_runs_per_s_completed" in s:
+            load = f" (load {s['load_runs_per_s_completed']:.0f} runs/s)"
+        rows.append(
+            (
+                f"event->first step {phase}, p50 / p99 ms{load}",
+                f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}",
+                "",
+                "",
+                f"<5 / <25 ms {_met(s['goal_p50_met'])} / {_met(s['goal_p99_met'])}",
+            )
+        )
+    rows.append(("loopback floor: GET /health round trip, ms", f"{d['floor_ms']:.2f}", "", "", ""))
+    return rows
+
+
+def ingest_rows(d: dict[str, Any]) -> list[Row]:
+    rows = []
+    for shape, s in d["shapes"].items():
+        what = (
+            f"single events, {s['clients']} clients"
+            if shape == "single"
+            else f"batches of {s['events_per_request']}, {s['clients']} clients"
+        )
+        rows.append((f"ingest events/s, {what}", f"{s['best']:,.0f}", "", "", ""))
+    return rows
+
+
+def nodes_rows(d: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            f"postgres runs/s, {n} node{'s' if n != '1' else ''}",
+            f"{x['best']:,.1f}",
+            "",
+            f"{x['ratio_best']:.2f}x vs 1 node",
+            "",
+        )
+        for n, x in d["nodes"].items()
+    ]
+
+
+ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "handler": handler_rows,
+    "steps": steps_rows,
+    "latency": latency_rows,
+    "ingest": ingest_rows,
+    "nodes": nodes_rows,
+}
+
+
+def table(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
+    v = meta["versions"]
+    lines = [
+        f"stepline {v['stepline']} benchmarks, python {v['python']}, "
+        f"{meta['cpus']} CPUs, load average {meta['loadavg']} at start"
+        + (" (QUICK: smoke sizes, figures meaningless)" if meta["quick"] else ""),
+        "best of the interleaved rounds; peer: inngest 0.5.19 (handler), "
+        f"DBOS {v.get('dbos', '?')} defaults / WAL+synchronous=NORMAL (steps)",
+    ]
+    header: Row = ("measure", "stepline", "peer", "ratio", "goal")
+    rows: list[Row] = []
+    for o in outcomes:
+        if o.data is not None:
+            try:
+                rows += ROWS[o.name](o.data)
+            except (KeyError, TypeError, ValueError) as exc:
+                rows.append((f"{o.name}: unexpected JSON ({exc!r})", "", "", "", ""))
+        else:
+            rows.append((f"{o.name}: {'skipped' if o.skipped else 'FAILED'}", "", "", "", ""))
+            rows.append((f"  {o.skipped or o.error}", "", "", "", ""))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+    widths[0] = min(widths[0], 60)
+
+    def fmt(r: Row) -> str:
+        return (
+            f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  "
+            f"{r[3]:>{widths[3]}}  {r[4]}"
+        ).rstrip()
+
+    lines.append(fmt(header))
+    lines += [fmt(r) for r in rows]
+    lines.append(
+        "steps: peer = DBOS with its SQLite defaults (rollback journal, synchronous=FULL) / "
+        "with stepline's durability (WAL, synchronous=NORMAL); ratio and goal likewise; "
+        "runs/s = steps/s / 10."
+    )
+    steps = next((o.data for o in outcomes if o.name == "steps" and o.data), None)
+    if steps and steps.get("dbos_how"):
+        how = {"threads": "calling the workflow", "start": "start_workflow().get_result()"}
+        lines.append(
+            f"DBOS 8 in flight: 8 threads {how[steps['dbos_how']]} (the faster way in a probe)."
+        )
+    lines.append(
+        "Figures depend on the machine and on whatever else it runs: compare ratios, and "
+        "rerun before quoting (each script prints its own detail with --help)."
+    )
+    timings = ", ".join(f"{o.name} {o.seconds:.0f} s" for o in outcomes)
+    lines.append(f"took {meta['seconds']:.0f} s ({timings})")
+    return "\n".join(lines)
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+
+def versions(peers_python: str) -> dict[str, str]:
+    import stepline
+
+    out = {"python": platform.python_version(), "stepline": stepline.__version__}
+    done = subprocess.run(
+        [
+            peers_python,
+            "-c",
+            "import importlib.metadata as m; print(m.version('dbos'), m.version('inngest'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    with contextlib.suppress(ValueError):
+        out["dbos"], out["inngest"] = done.stdout.split()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--only", choices=NAMES, action="append", help="run only these")
+    parser.add_argument("--skip", choices=NAMES, action="append", help="do not run these")
+    parser.add_argument("--json", action="store_true", help="print every result as JSON")
+    args = parser.parse_args(argv)
+    chosen = [b for b in BENCHES if (not args.only or b.name in args.only)]
+    chosen = [b for b in chosen if b.name not in (args.skip or ())]
+    began = time.monotonic()
+    loadavg = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    peers_python = str(_peers.ensure())
+    outcomes = []
+    for bench in chosen:
+        extra = list(bench.quick if args.quick else bench.args)
+        python, env = sys.executable, dict(os.environ)
+        if bench.name == "handler":
+            python, env = handler_python(peers_python)
+        elif bench.name == "steps":
+            extra += ["--dbos-python", peers_python]
+        elif bench.name == "nodes":
+            problem = postgres_problem()
+            if problem is not None:
+                print(f"== nodes: skipped, {problem}", file=sys.stderr, flush=True)
+                outcomes.append(Outcome("nodes", skipped=problem))
+                continue
+        outcomes.append(run_one(bench, python, extra, env))
+    meta = {
+        "quick": args.quick,
+        "cpus": os.cpu_count(),
+        "loadavg": loadavg,
+        "versions": versions(peers_python),
+        "seconds": time.monotonic() - began,
+    }
+    if args.json:
+        results = {
+            o.name: o.data if o.data is not None else {"skipped": o.skipped, "error": o.error}
+            for o in outcomes
+        }
+        print(json.dumps({**meta, "results": results}, indent=2))
+    else:
+        print(table(outcomes, meta))
+    return 1 if any(o.error for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

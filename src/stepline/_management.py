@@ -1,0 +1,222 @@
+"""Run management on the client: start runs, look them up, wait for results, cancel them.
+
+``RunsMixin`` gives ``Client`` its async methods (``start``, ``get_run``, ``list_runs``,
+``rerun``) and their blocking twins (``*_sync``); ``RunHandle`` and ``SyncRunHandle`` act
+on one run. All of them run the flows of ``_runs`` over the client's transports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from stepline import _effects, _runs
+from stepline._runs import RunInfo, RunStatus, StepInfo
+
+if TYPE_CHECKING:
+    from stepline._client import Client
+    from stepline._function import Function
+
+T = TypeVar("T")
+
+__all__ = ["RunHandle", "RunsMixin", "SyncRunHandle"]
+
+
+class RunHandle:
+    """One run, seen from async code (``await handle.result()``).
+
+    Attributes:
+        run_id: the run's id.
+        created: False when ``start`` matched an earlier run by idempotency key.
+    """
+
+    def __init__(self, client: Client, run_id: str, *, created: bool = True) -> None:
+        self._client = client
+        self.run_id = run_id
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"<stepline.RunHandle {self.run_id}>"
+
+    async def _run(self, flow: _effects.Flow[T]) -> T:
+        return await _effects.drive_async(flow, self._client._async_transport.perform)
+
+    async def describe(self) -> RunInfo:
+        """The run as it is now."""
+        return await self._run(_runs.get_flow(self._client.settings, self.run_id))
+
+    async def status(self) -> RunStatus:
+        """The run's status now."""
+        return (await self.describe()).status
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait for the run to end (long-polling the engine) and return its output.
+
+        Raises:
+            RunFailedError: the run failed (``.error`` has its final error).
+            RunCancelledError: the run was cancelled.
+            RunTimeoutError: it had not ended after ``timeout`` seconds.
+        """
+        settings = self._client.settings
+        return await self._run(_runs.result_flow(settings, self.run_id, timeout, time.monotonic))
+
+    async def cancel(self) -> RunStatus:
+        """Cancel the run; returns its status afterwards (an ended run keeps its own)."""
+        return await self._run(_runs.cancel_flow(self._client.settings, self.run_id))
+
+    async def steps(self) -> list[StepInfo]:
+        """The run's steps so far, in order."""
+        return await self._run(_runs.steps_flow(self._client.settings, self.run_id))
+
+
+class SyncRunHandle:
+    """Blocking twin of ``RunHandle`` (for Flask, Django and scripts)."""
+
+    def __init__(self, client: Client, run_id: str, *, created: bool = True) -> None:
+        self._client = client
+        self.run_id = run_id
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"<stepline.SyncRunHandle {self.run_id}>"
+
+    def _run(self, flow: _effects.Flow[T]) -> T:
+        return _effects.drive_sync(flow, self._client._sync_transport.perform)
+
+    def describe(self) -> RunInfo:
+        """The run as it is now."""
+        return self._run(_runs.get_flow(self._client.settings, self.run_id))
+
+    def status(self) -> RunStatus:
+        """The run's status now."""
+        return self.describe().status
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Blocking twin of ``RunHandle.result``."""
+        settings = self._client.settings
+        return self._run(_runs.result_flow(settings, self.run_id, timeout, time.monotonic))
+
+    def cancel(self) -> RunStatus:
+        """Cancel the run; returns its status afterwards."""
+        return self._run(_runs.cancel_flow(self._client.settings, self.run_id))
+
+    def steps(self) -> list[StepInfo]:
+        """The run's steps so far, in order."""
+        return self._run(_runs.steps_flow(self._client.settings, self.run_id))
+
+
+class RunsMixin:
+    """The client's run-management methods; see ``Client``."""
+
+    def _as_client(self) -> Client:
+        from stepline._client import Client
+
+        assert isinstance(self, Client)
+        return self
+
+    async def start(
+        self,
+        function: Function | str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> RunHandle:
+        """Start a run of ``function`` now, whatever its triggers; returns its handle.
+
+        Args:
+            function: the function, or its id (``"app-fn"``; a bare id gets this app's prefix).
+            data: the run's ``event.data``.
+            idempotency_key: a second start with the same key (within 24 hours) returns
+                the first run's handle (``handle.created`` is False) instead of a new run.
+
+        Raises:
+            RunNotFoundError: the engine does not know the function (is the app synced?).
+            RunNotStartedError: flow control turned the start away (rate limit, singleton).
+            ManagementError: the engine is unreachable or refused the request.
+        """
+        client = self._as_client()
+        flow = _runs.start_flow(
+            client.settings, _fid(client, function), data or {}, idempotency_key
+        )
+        run_id, created = await _effects.drive_async(flow, client._async_transport.perform)
+        return RunHandle(client, run_id, created=created)
+
+    def start_sync(
+        self,
+        function: Function | str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> SyncRunHandle:
+        """Blocking twin of ``start``."""
+        client = self._as_client()
+        flow = _runs.start_flow(
+            client.settings, _fid(client, function), data or {}, idempotency_key
+        )
+        run_id, created = _effects.drive_sync(flow, client._sync_transport.perform)
+        return SyncRunHandle(client, run_id, created=created)
+
+    def get_run(self, run_id: str) -> RunHandle:
+        """A handle on an existing run (no request until you use it)."""
+        return RunHandle(self._as_client(), run_id)
+
+    def get_run_sync(self, run_id: str) -> SyncRunHandle:
+        """A blocking handle on an existing run."""
+        return SyncRunHandle(self._as_client(), run_id)
+
+    async def list_runs(
+        self,
+        *,
+        function: Function | str | None = None,
+        status: Sequence[RunStatus | str] = (),
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[RunInfo], str | None]:
+        """One page of runs, newest first, and the cursor of the next page (None at the end)."""
+        flow = self._list_flow(function, status, limit, cursor)
+        return await _effects.drive_async(flow, self._as_client()._async_transport.perform)
+
+    def list_runs_sync(
+        self,
+        *,
+        function: Function | str | None = None,
+        status: Sequence[RunStatus | str] = (),
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[RunInfo], str | None]:
+        """Blocking twin of ``list_runs``."""
+        flow = self._list_flow(function, status, limit, cursor)
+        return _effects.drive_sync(flow, self._as_client()._sync_transport.perform)
+
+    def _list_flow(
+        self,
+        function: Function | str | None,
+        status: Sequence[RunStatus | str],
+        limit: int,
+        cursor: str | None,
+    ) -> _effects.Flow[tuple[list[RunInfo], str | None]]:
+        client = self._as_client()
+        function_id = _fid(client, function) if function is not None else None
+        return _runs.list_flow(
+            client.settings, function_id=function_id, status=status, limit=limit, cursor=cursor
+        )
+
+    async def rerun(self, run_id: str) -> RunHandle:
+        """Start a new run of the same function with the same trigger events."""
+        client = self._as_client()
+        flow = _runs.rerun_flow(client.settings, run_id)
+        return RunHandle(client, await _effects.drive_async(flow, client._async_transport.perform))
+
+    def rerun_sync(self, run_id: str) -> SyncRunHandle:
+        """Blocking twin of ``rerun``."""
+        client = self._as_client()
+        flow = _runs.rerun_flow(client.settings, run_id)
+        return SyncRunHandle(client, _effects.drive_sync(flow, client._sync_transport.perform))
+
+
+def _fid(client: Client, function: Function | str) -> str:
+    if isinstance(function, str):
+        prefix = f"{client.app_id}-"
+        return function if function.startswith(prefix) else prefix + function
+    return function.composite_id

@@ -1,0 +1,43 @@
+"""Stepline for Django: the serve endpoint, the web-app kit's routes, settings and commands.
+
+Without settings::
+
+    urlpatterns = [
+        stepline.django.serve(client, [welcome]),
+        path("api/", include(stepline.django.runs_urls(client, [welcome], authorize=can_run))),
+    ]
+
+With ``INSTALLED_APPS += ["stepline.django"]`` and ``STEPLINE = {"APP_ID": ..., "FUNCTIONS":
+"dotted.path", "ENGINE": "embedded" | None, ...}``: ``get_client()`` is the process's one
+client, ``include("stepline.django.urls")`` mounts what the settings call for, and
+``manage.py stepline dev|start|migrate`` runs the engine with the settings' keys.
+"""
+
+from __future__ import annotations
+
+from stepline.django._mount import default_urls as default_urls
+from stepline.django._mount import engine_urls as engine_urls
+from stepline.django._routes import runs_urls as runs_urls
+from stepline.django._runtime import get_client as get_client
+from stepline.django._runtime import get_engine as get_engine
+from stepline.django._runtime import get_functions as get_functions
+from stepline.django._serve import ASYNC_MIN_VERSION as ASYNC_MIN_VERSION
+from stepline.django._serve import FRAMEWORK as FRAMEWORK
+from stepline.django._serve import MIN_VERSION as MIN_VERSION
+from stepline.django._serve import _from_django as _from_django
+from stepline.django._serve import _setting as _setting
+from stepline.django._serve import _to_django as _to_django
+from stepline.django._serve import serve as serve
+
+__all__ = [
+    "ASYNC_MIN_VERSION",
+    "FRAMEWORK",
+    "MIN_VERSION",
+    "default_urls",
+    "engine_urls",
+    "get_client",
+    "get_engine",
+    "get_functions",
+    "runs_urls",
+    "serve",
+]

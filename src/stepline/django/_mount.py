@@ -1,0 +1,125 @@
+"""The embedded engine's REST API and dashboard under a Django prefix, and the settings' URLs."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from django import http, urls
+from django.views.decorators.csrf import csrf_exempt
+
+from stepline.django import _runtime, _serve
+from stepline.embedded import EmbeddedEngine
+
+__all__ = ["default_urls", "engine_urls"]
+
+_HOP = frozenset({"connection", "transfer-encoding", "content-length"})
+
+
+def engine_urls(
+    engine: EmbeddedEngine | None = None, *, async_mode: bool | None = None
+) -> list[urls.URLPattern]:
+    """The embedded engine's REST API and dashboard, to ``include()`` under a prefix.
+
+    Example:
+        >>> path("stepline/", include(stepline.django.engine_urls()))
+
+    Args:
+        engine: the engine; default ``get_engine()`` (settings ``ENGINE = "embedded"``).
+        async_mode: as for ``serve``.
+
+    Raises:
+        ConfigError: a production client without ``expose_api`` (``EXPOSE_API``): anyone
+            reaching these URLs can start and cancel runs.
+    """
+    engine = engine or _runtime.get_engine()
+    if _serve.choose_async(async_mode):
+        app = engine.asgi_app()  # refuses an unexposed engine here, not per request
+
+        async def async_view(request: http.HttpRequest, path: str) -> http.HttpResponse:
+            sent: list[dict[str, Any]] = []
+            body = request.body
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            await app(_scope(request, path), receive, send)
+            start = sent[0]
+            headers = [(k.decode(), v.decode()) for k, v in start["headers"]]
+            content = b"".join(m.get("body", b"") for m in sent[1:])
+            return _response(start["status"], headers, content)
+
+        return [urls.re_path(r"^(?P<path>.*)$", csrf_exempt(async_view), name="stepline-engine")]
+
+    wsgi = engine.wsgi_app()
+
+    def view(request: http.HttpRequest, path: str) -> http.HttpResponse:
+        answer: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+            answer.update(status=int(status.split(maxsplit=1)[0]), headers=headers)
+
+        content = b"".join(wsgi(_environ(request, path), start_response))
+        return _response(answer["status"], answer["headers"], content)
+
+    return [urls.re_path(r"^(?P<path>.*)$", csrf_exempt(view), name="stepline-engine")]
+
+
+def default_urls() -> list[urls.URLPattern]:
+    """The URLs ``settings.STEPLINE`` calls for (``include("stepline.django.urls")``).
+
+    With a separate engine: ``serve()`` for the settings' client and functions. With
+    ``"ENGINE": "embedded"``: the engine's API and dashboard when they may be exposed
+    (a dev client, or ``EXPOSE_API``), else nothing (the engine runs in-process anyway).
+    """
+    runtime = _runtime.current()
+    if runtime.config.embedded:
+        engine = runtime.engine()
+        return engine_urls(engine) if engine.expose_api else []
+    return [_serve.serve(runtime.client(), runtime.functions())]
+
+
+def _environ(request: http.HttpRequest, path: str) -> dict[str, Any]:
+    body = request.body
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": request.method or "GET",
+        "PATH_INFO": f"/{path}",
+        "QUERY_STRING": request.META.get("QUERY_STRING", ""),
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    for name, value in request.headers.items():
+        key = name.upper().replace("-", "_")
+        if key == "CONTENT_TYPE":
+            environ[key] = value
+        elif key != "CONTENT_LENGTH":
+            environ[f"HTTP_{key}"] = value
+    return environ
+
+
+def _scope(request: http.HttpRequest, path: str) -> dict[str, Any]:
+    headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in request.headers.items()
+    ]
+    return {
+        "type": "http",
+        "method": request.method or "GET",
+        "path": f"/{path}",
+        "root_path": "",
+        "query_string": request.META.get("QUERY_STRING", "").encode("latin-1"),
+        "headers": headers,
+    }
+
+
+def _response(status: int, headers: list[tuple[str, str]], content: bytes) -> http.HttpResponse:
+    response = http.HttpResponse(content, status=status)
+    for name, value in headers:
+        if name.lower() == "set-cookie":  # may repeat: Django keeps cookies apart
+            response.cookies.load(value)
+        elif name.lower() not in _HOP:
+            response[name] = value
+    return response

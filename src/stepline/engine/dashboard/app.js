@@ -1,0 +1,93 @@
+// The dashboard's router and live-update loop. Pages live in runs.js, run.js, events.js,
+// functions.js and apps.js; each renders into the view and may return { poll }, which is
+// called every few seconds while "Live" is on and the tab is visible.
+import { fill, h } from "./dom.js";
+import * as run from "./run.js";
+import * as runs from "./runs.js";
+import * as events from "./events.js";
+import * as functions from "./functions.js";
+import * as apps from "./apps.js";
+
+const POLL_MS = 2000;
+const ROUTES = [
+  [/^runs$/, runs.list, "runs"],
+  [/^runs\/([^/]+)$/, run.page, "runs"],
+  [/^events$/, events.list, "events"],
+  [/^events\/([^/]+)$/, events.page, "events"],
+  [/^functions$/, functions.list, "functions"],
+  [/^functions\/(.+)$/, functions.page, "functions"],
+  [/^apps$/, apps.list, "apps"],
+];
+
+const view = document.getElementById("view");
+const live = document.getElementById("live");
+const banner = document.getElementById("banner");
+let generation = 0;
+let current = null;
+let polling = false;
+
+function route() {
+  const raw = location.hash.replace(/^#\/?/, "");
+  const at = raw.indexOf("?");
+  const path = at < 0 ? raw : raw.slice(0, at);
+  const params = new URLSearchParams(at < 0 ? "" : raw.slice(at + 1));
+  return { path: path || "runs", params };
+}
+
+async function navigate() {
+  const gen = ++generation;
+  current = null;
+  const { path, params } = route();
+  const found = ROUTES.map(([re, page, nav]) => [path.match(re), page, nav]).find(([m]) => m);
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    link.classList.toggle("active", Boolean(found) && link.dataset.nav === found[2]);
+  }
+  if (!found) {
+    fill(view, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/runs" }, "Back to runs")));
+    return;
+  }
+  const [match, page] = found;
+  const args = match.slice(1).map(decodeURIComponent);
+  const ctx = { alive: () => gen === generation, navigate: (hash) => (location.hash = hash) };
+  fill(view, h("p", { class: "muted" }, "Loading…"));
+  try {
+    const handle = await page(view, args, params, ctx);
+    if (ctx.alive()) current = handle || null;
+  } catch (error) {
+    if (ctx.alive()) fill(view, h("h1", {}, "Something went wrong"), failure(error));
+  }
+}
+
+function failure(error) {
+  const text = error && error.status === 404 ? `Not found: ${error.message}` : String(error.message || error);
+  return h("p", { class: "notice error" }, text);
+}
+
+async function tick() {
+  if (current && current.poll && live.checked && !document.hidden && !polling) {
+    const gen = generation;
+    polling = true;
+    try {
+      await current.poll();
+      if (gen === generation) banner.hidden = true;
+    } catch (error) {
+      if (gen === generation && error.status !== 401) {
+        fill(banner, `Live update failed: ${error.message || error}`);
+        banner.hidden = false;
+      }
+    } finally {
+      polling = false;
+    }
+  }
+  setTimeout(tick, POLL_MS);
+}
+
+document.addEventListener("stepline:signed-out", () => {
+  fill(banner, "Your session has ended. ", h("a", { href: "./" }, "Sign in again"), ".");
+  banner.hidden = false;
+  live.checked = false;
+});
+
+window.addEventListener("hashchange", navigate);
+navigate();
+setTimeout(tick, POLL_MS);

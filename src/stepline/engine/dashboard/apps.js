@@ -1,0 +1,66 @@
+// Apps: what is synced, from where, when, the last sync error, and re-sync buttons.
+import { api, code, fill, h, notice, table, time } from "./dom.js";
+
+export async function list(view, _args, _params, ctx) {
+  const message = h("div", { id: "sync-message" });
+  const rows = h("div", { id: "apps-table" });
+  const url = h("input", { name: "url", type: "url", placeholder: "http://127.0.0.1:8000/api/inngest", required: true, "aria-label": "App URL" });
+  const add = h("form", { class: "filters" }, url, h("button", { type: "submit" }, "Sync app"));
+  add.addEventListener("submit", (e) => {
+    e.preventDefault();
+    sync({ url: url.value.trim() });
+  });
+  const all = h("button", { type: "button", id: "resync-all", onclick: () => sync(undefined) }, "Re-sync all");
+  fill(view, h("h1", {}, "Apps ", all), message, rows, h("h2", {}, "Sync a new app"), add);
+  let last = "";
+
+  async function sync(body) {
+    notice(message, "", "Syncing…");
+    try {
+      const answer = await api("v1/apps/sync", { method: "POST", body });
+      const results = Array.isArray(answer.data) ? answer.data : [answer.data];
+      const failed = results.filter((r) => !r.ok);
+      if (!results.length) notice(message, "", "Nothing to re-sync: apps served in-process sync themselves.");
+      else if (failed.length) notice(message, "error", failed.map((r) => [h("strong", {}, r.url), `: ${r.error}`, h("br")]));
+      else notice(message, "ok", `Synced ${results.map((r) => r.url).join(", ")}.`);
+    } catch (error) {
+      notice(message, "error", `Sync failed: ${error.message}`);
+    }
+    last = "";
+    await load();
+  }
+
+  async function load() {
+    const apps = (await api("v1/apps")).data;
+    if (!ctx.alive()) return;
+    const key = JSON.stringify(apps);
+    if (key === last) return;
+    last = key;
+    fill(
+      rows,
+      table(
+        ["App", "URL", "SDK", "Functions", "Last sync", "Status", ""],
+        apps.map((app) => {
+          const local = app.url.startsWith("inprocess:");
+          return [
+            h("strong", {}, app.app_id),
+            code(app.url),
+            [app.sdk, app.framework ? ` (${app.framework})` : ""],
+            h("a", { href: "#/functions" }, String(app.functions)),
+            time(app.synced_at),
+            app.error
+              ? h("span", { class: "sync-error" }, h("span", { class: "badge s-failed" }, "error"), " ", app.error)
+              : h("span", { class: "badge s-completed" }, "synced"),
+            local
+              ? h("span", { class: "muted small" }, "in-process")
+              : h("button", { type: "button", class: "resync", onclick: () => sync({ url: app.url }) }, "Re-sync"),
+          ];
+        }),
+        "No apps yet. Start your app and sync it below, or pass -u <url> to stepline dev.",
+        { class: "apps" },
+      ),
+    );
+  }
+  await load();
+  return { poll: load };
+}

@@ -1,0 +1,129 @@
+// Functions: every registered function by app, and a function's page with its config, a
+// "send test event" form, an invoke form and its recent runs.
+import { api, badge, code, enc, eventLink, facts, fill, functionLink, h, json, qs, runLink, table, time } from "./dom.js";
+import { eventForm, invokeForm } from "./forms.js";
+import { runTable } from "./runs.js";
+
+const FLOW = [
+  ["concurrency", "Concurrency"], ["throttle", "Throttle"], ["rateLimit", "Rate limit"],
+  ["debounce", "Debounce"], ["batchEvents", "Batching"], ["priority", "Priority"],
+  ["singleton", "Singleton"], ["idempotency", "Idempotency"], ["cancel", "Cancel on"],
+  ["timeouts", "Timeouts"],
+];
+
+export async function list(view) {
+  const known = (await api("v1/functions")).data;
+  const apps = [...new Set(known.map((f) => f.app_id))].sort();
+  fill(
+    view,
+    h("h1", {}, "Functions"),
+    apps.length ? null : h("p", { class: "empty" }, "No functions yet: sync an app on the Apps page."),
+    apps.map((app) => [
+      h("h2", {}, "App ", code(app)),
+      table(
+        ["Function", "Triggers", "Retries", "Flow control"],
+        known.filter((f) => f.app_id === app).map((f) => [
+          [h("a", { href: `#/functions/${enc(f.function_id)}` }, f.name || f.function_id), h("div", { class: "muted mono small" }, f.function_id)],
+          triggers(f.triggers),
+          retries(f.config),
+          FLOW.filter(([key]) => f.config[key] !== undefined).map(([, label]) => h("span", { class: "chip" }, label)),
+        ]),
+        "",
+        { class: "functions" },
+      ),
+    ]),
+  );
+}
+
+function triggers(list) {
+  return list.map((t) =>
+    h("span", { class: "chip trigger" }, t.event ? ["event ", h("strong", {}, t.event)] : ["cron ", h("strong", {}, t.cron)],
+      t.expression ? [" if ", code(t.expression)] : null),
+  );
+}
+
+function retries(config) {
+  const attempts = config.steps?.step?.retries?.attempts;
+  return attempts === undefined ? "default (4)" : String(attempts);
+}
+
+/** A config value in one line: `limit: 2, key: event.data.user`. */
+function describe(value) {
+  if (Array.isArray(value)) return value.map((v, i) => [i ? h("br") : null, describe(v)]);
+  if (value && typeof value === "object") {
+    return Object.entries(value).map(([k, v], i) => [i ? ", " : "", `${k}: `, typeof v === "object" ? JSON.stringify(v) : code(String(v))]);
+  }
+  return code(String(value));
+}
+
+export async function page(view, [functionId], _params, ctx) {
+  const known = (await api("v1/functions")).data;
+  const fn = known.find((f) => f.function_id === functionId);
+  if (!fn) {
+    fill(view, h("h1", {}, "Function not found"), h("p", {}, code(functionId), " is not registered. ", h("a", { href: "#/functions" }, "All functions")));
+    return null;
+  }
+  const eventNames = fn.triggers.map((t) => t.event).filter(Boolean);
+  const sent = []; // [{eventId} | {runId}] newest first
+  const results = h("ul", { class: "results", id: "test-results" });
+  const recent = h("div", { id: "function-runs" });
+  const remember = (item) => {
+    sent.unshift(item);
+    load().catch(() => {}); // the next live refresh reports failures
+  };
+  fill(
+    view,
+    h("h1", {}, fn.name || fn.function_id),
+    fn.config.description ? h("p", { class: "muted" }, fn.config.description) : null,
+    facts([
+      ["Function id", h("span", { class: "mono" }, fn.function_id)],
+      ["App", fn.app_id],
+      ["Updated", time(fn.updated_at)],
+      ["Triggers", triggers(fn.triggers)],
+      ["Retries", retries(fn.config)],
+      ...FLOW.filter(([key]) => fn.config[key] !== undefined).map(([key, label]) => [label, describe(fn.config[key])]),
+    ]),
+    h(
+      "div",
+      { class: "panels" },
+      h("section", { class: "card" },
+        h("h2", {}, "Send a test event"),
+        eventNames.length
+          ? eventForm({ name: eventNames[0], names: eventNames, onSent: (ids) => remember({ eventId: ids[0] }) })
+          : h("p", { class: "muted" }, "This function has no event trigger; invoke it instead.")),
+      h("section", { class: "card" },
+        h("h2", {}, "Invoke"),
+        h("p", { class: "muted" }, "Start a run directly with this data, bypassing triggers."),
+        invokeForm(fn.function_id, (runId) => remember({ runId }))),
+    ),
+    results,
+    h("h2", {}, "Recent runs ", h("a", { href: `#/runs?${qs({ function_id: fn.function_id })}`, class: "small" }, "all runs →")),
+    recent,
+    h("details", { class: "raw" }, h("summary", {}, "Registered config (JSON)"), json(fn.config)),
+  );
+
+  async function load() {
+    const [runs, ...items] = await Promise.all([
+      api(`v1/runs?${qs({ function_id: fn.function_id, limit: 10 })}`),
+      ...sent.map(resultItem),
+    ]);
+    if (!ctx.alive()) return;
+    fill(recent, runTable(runs.data, "No runs yet."));
+    fill(results, items);
+  }
+  await load();
+  return { poll: load };
+}
+
+/** A line for an event sent or a run started from this page, with live run statuses. */
+async function resultItem(item) {
+  if (item.runId) {
+    const run = (await api(`v1/runs/${enc(item.runId)}`)).data;
+    return h("li", {}, "Invoked: run ", runLink(run.run_id), " ", badge(run.status));
+  }
+  const linked = await api(`v1/events/${enc(item.eventId)}/runs`);
+  const runs = linked.data.map((run) => [" run ", runLink(run.run_id), " ", badge(run.status)]);
+  const skipped = linked.metadata.skipped.map((s) => [" skipped by ", functionLink(s.function_id), ` (${s.reason})`]);
+  return h("li", {}, "Sent event ", eventLink(item.eventId), ":",
+    runs.length || skipped.length ? [runs, skipped] : h("span", { class: "muted" }, " waiting for a run…"));
+}

@@ -1,0 +1,154 @@
+// Runs: the filterable, live list (the run page is run.js).
+import { TERMINAL, api, badge, eventLink, fill, functionLink, h, qs, runDuration, runLink, table, time } from "./dom.js";
+
+const STATUSES = ["Queued", "Running", "Completed", "Failed", "Cancelled"];
+const RANGES = [
+  ["", "Any time"], ["15m", "Last 15 minutes"], ["1h", "Last hour"], ["24h", "Last 24 hours"],
+  ["7d", "Last 7 days"], ["custom", "Custom range"],
+];
+const RANGE_MS = { "15m": 9e5, "1h": 3.6e6, "24h": 8.64e7, "7d": 6.048e8 };
+const PAGE_SIZE = 50;
+
+// -- the list ----------------------------------------------------------------------------
+
+export async function list(view, _args, params, ctx) {
+  const results = h("div", { id: "runs-table" });
+  const pager = h("div", { class: "pager" });
+  let last = "";
+
+  async function load(given) {
+    const page = given || (await api(`v1/runs?${runQuery(params)}`));
+    if (!ctx.alive()) return;
+    const key = JSON.stringify(page);
+    const going = page.data.some((run) => !TERMINAL.has(run.status)); // durations move on
+    if (key === last && !going) return;
+    last = key;
+    fill(results, runTable(page.data, "No runs match these filters."));
+    fill(pager, pagerLinks(params, page.metadata.next_cursor));
+  }
+  // both at once: the filter's function list and the first page
+  const [known, first] = await Promise.all([api("v1/functions"), api(`v1/runs?${runQuery(params)}`)]);
+  fill(view, h("h1", {}, "Runs"), filterForm(params, known.data, ctx), results, pager);
+  await load(first);
+  return { poll: () => load() };
+}
+
+/** The query for GET v1/runs from the page's hash parameters. */
+function runQuery(params) {
+  const range = params.get("range") || "";
+  let since = null;
+  let until = null;
+  if (RANGE_MS[range]) since = new Date(Date.now() - RANGE_MS[range]).toISOString();
+  if (range === "custom") {
+    since = localToIso(params.get("since"));
+    until = localToIso(params.get("until"));
+  }
+  return qs({
+    function_id: params.get("function_id"),
+    status: params.get("status"),
+    event_id: params.get("event_id"),
+    since,
+    until,
+    cursor: params.get("cursor"),
+    limit: PAGE_SIZE,
+  });
+}
+
+function localToIso(value) {
+  if (!value) return null;
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}
+
+function filterForm(params, known, ctx) {
+  const chosen = new Set((params.get("status") || "").split(",").filter(Boolean));
+  const range = params.get("range") || "";
+  const custom = h(
+    "span",
+    { class: "custom-range", hidden: range !== "custom" },
+    h("label", {}, "From ", h("input", { type: "datetime-local", name: "since", value: params.get("since") })),
+    h("label", {}, "to ", h("input", { type: "datetime-local", name: "until", value: params.get("until") })),
+  );
+  const rangeSelect = h(
+    "select",
+    { name: "range", "aria-label": "Time range", onchange: (e) => (custom.hidden = e.target.value !== "custom") },
+    RANGES.map(([value, label]) => h("option", { value, selected: value === range }, label)),
+  );
+  const form = h(
+    "form",
+    { class: "filters", id: "run-filters" },
+    h(
+      "select",
+      { name: "function_id", "aria-label": "Function" },
+      h("option", { value: "" }, "All functions"),
+      known.map((f) =>
+        h("option", { value: f.function_id, selected: f.function_id === params.get("function_id") }, f.name || f.function_id),
+      ),
+    ),
+    h(
+      "fieldset",
+      { class: "statuses" },
+      h("legend", {}, "Status"),
+      STATUSES.map((s) =>
+        h("label", { class: `chip s-${s.toLowerCase()}` }, h("input", { type: "checkbox", name: "status", value: s, checked: chosen.has(s) }), s),
+      ),
+    ),
+    rangeSelect,
+    custom,
+    h("input", { name: "event_id", placeholder: "Event id", value: params.get("event_id"), "aria-label": "Event id" }),
+    h("button", { type: "submit", class: "primary" }, "Apply"),
+    h("a", { href: "#/runs", class: "button" }, "Reset"),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const data = new FormData(form);
+    const isCustom = data.get("range") === "custom";
+    ctx.navigate(
+      "#/runs?" +
+        qs({
+          function_id: data.get("function_id"),
+          status: data.getAll("status").join(","),
+          range: data.get("range"),
+          since: isCustom ? data.get("since") : "",
+          until: isCustom ? data.get("until") : "",
+          event_id: (data.get("event_id") || "").trim(),
+        }),
+    );
+  });
+  return form;
+}
+
+function pagerLinks(params, next) {
+  const base = Object.fromEntries(params.entries());
+  delete base.cursor;
+  return [
+    params.get("cursor") ? h("a", { href: `#/runs?${qs(base)}`, class: "button" }, "← Newest") : null,
+    next ? h("a", { href: `#/runs?${qs({ ...base, cursor: next })}`, class: "button", rel: "next" }, "Older →") : null,
+  ];
+}
+
+/** A table of runs (used by the runs list, the event page and the function page). */
+export function runTable(runs, empty) {
+  return table(
+    ["Status", "Run", "Function", "Trigger", "Created", "Duration"],
+    runs.map((run) => [
+      [badge(run.status), run.waiting ? h("span", { class: "chip" }, run.waiting.reason) : null],
+      runLink(run.run_id),
+      functionLink(run.function_id),
+      trigger(run),
+      time(run.created_at),
+      runDuration(run),
+    ]),
+    empty,
+    { class: "runs" },
+  );
+}
+
+function trigger(run) {
+  const origin = run.origin || "";
+  if (origin.startsWith("rerun:")) return ["rerun of ", runLink(origin.slice(6))];
+  if (origin) return origin;
+  const ids = run.event_ids || [];
+  if (!ids.length) return h("span", { class: "muted" }, "—");
+  return [eventLink(ids[0]), ids.length > 1 ? ` +${ids.length - 1}` : ""];
+}

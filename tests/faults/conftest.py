@@ -1,0 +1,207 @@
+"""Fixtures of the fault, fuzz and security suites.
+
+``db`` is the engine suite's store matrix (a SQLite file, or a fresh Postgres schema that
+fails under ``CI=true`` when Postgres is missing). ``AppServer`` serves an ASGI app over
+real HTTP from a thread, so the engine reaches it through its pooled HTTP driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+from starlette.testclient import TestClient
+
+import stepline
+from engine import conftest as engine_conftest
+from engine.conftest import arun  # noqa: F401
+from engine.servers import POSTGRES_URL, ServerThread, free_port, postgres_schema, wait_for  # noqa: F401
+from engine.servers import closing_client as closing  # noqa: F401
+from stepline._comm import registration
+from stepline._comm.handler import CommHandler
+from stepline._protocol import signing
+from stepline.engine import Engine, EngineSettings
+from stepline.engine._api import build_app
+from stepline.engine._response import RawResponse
+
+T = TypeVar("T")
+
+#: ``db``: the engine suite's store matrix (a SQLite file, or a fresh Postgres schema)
+db = engine_conftest.db
+
+
+class AppServer(ServerThread):
+    """uvicorn serving an ASGI app on a loopback socket bound up front, in a thread."""
+
+    def __init__(self, app: Any, *, name: str = "app", quiet: bool = False) -> None:
+        # quiet: injected hang-ups make uvicorn log a traceback per fault
+        level = "critical" if quiet else "warning"
+        super().__init__(name, log_level=level, graceful=2, join=10)
+        self.app = app
+        self.base = self.url
+
+    def __enter__(self) -> AppServer:
+        self.start(self.app)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def register_http(
+    engine: Engine, client: stepline.Client, functions: Sequence[stepline.Function], url: str
+) -> None:
+    """Register an app served over HTTP at ``url`` (what its sync would send)."""
+    handler = CommHandler(client=client, functions=functions, framework="asgi")
+    try:
+        await engine.register(registration.register_payload(handler, url))
+    finally:
+        handler.close()
+
+
+@contextlib.contextmanager
+def captured_logs(*names: str, level: int = logging.DEBUG) -> Iterator[list[str]]:
+    """Every record of the named loggers (root if none), formatted with its traceback."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Collect(level)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    loggers = [logging.getLogger(n) for n in names] or [logging.getLogger()]
+    saved = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(level)
+    try:
+        yield lines
+    finally:
+        for lg, old in saved:
+            lg.removeHandler(handler)
+            lg.setLevel(old)
+
+
+# -- a run that must not notice the abuse ------------------------------------------------
+
+BYSTANDER_EVENT = "bystander/go"
+RELEASE_EVENT = "bystander/release"
+
+
+def bystander() -> tuple[stepline.Client, list[stepline.Function]]:
+    """An app whose run steps, waits for a release event, steps again and returns.
+
+    A fuzz test starts one before throwing its inputs at the engine and releases it
+    after: it must complete with exactly ``expected(n)``.
+    """
+    client = stepline.Client(app_id="bystander", is_production=False)
+
+    @client.function(id="steady", trigger=stepline.TriggerEvent(event=BYSTANDER_EVENT))
+    async def steady(ctx: stepline.Context) -> dict[str, Any]:
+        n = int(ctx.event.data["n"])
+        doubled = await ctx.step.run("double", lambda: n * 2)
+        released = await ctx.step.wait_for_event(
+            "release", event=RELEASE_EVENT, timeout="5m", if_exp="async.data.n == event.data.n"
+        )
+        assert released is not None
+        plus = await ctx.step.run("plus", lambda: doubled + int(released.data["by"]))
+        return {"n": n, "doubled": doubled, "plus": plus}
+
+    return client, [steady]
+
+
+def expected(n: int, by: int = 1) -> dict[str, Any]:
+    """What the bystander run returns for ``n``, released with ``by``."""
+    return {"n": n, "doubled": n * 2, "plus": n * 2 + by}
+
+
+# -- an engine behind its HTTP API, for fuzzing --------------------------------------------
+
+
+@dataclasses.dataclass
+class Target:
+    """An engine served through Starlette's TestClient, with a bystander run in flight."""
+
+    http: TestClient
+    engine: Engine
+    bystander_run: str
+    auth: dict[str, str]
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run an engine coroutine on the API's event loop."""
+        assert self.http.portal is not None
+        return self.http.portal.call(functools.partial(fn, *args, **kwargs))
+
+
+SIGNING_KEY = "signkey-test-" + "c0ffee" * 8
+EVENT_KEY = "faults-event-key"
+START_MODE: dict[str, Any] = {
+    "mode": "start",
+    "signing_keys": (SIGNING_KEY,),
+    "event_keys": (EVENT_KEY,),
+}
+
+
+@contextlib.contextmanager
+def fuzz_target(db: str, *, http: Any = None, **settings: Any) -> Iterator[Target]:
+    """An engine on ``db`` behind its API; the bystander must complete unharmed after use.
+
+    ``http`` replaces the engine's HTTP driver (the bystander is served in process).
+    """
+    options: dict[str, Any] = {"retry_scale": 0.0, "retry_jitter": 0.0, "poll_interval": 0.05}
+    options.update(settings)
+    engine = Engine(EngineSettings(database_url=db, **options), http=http)
+    auth = {}
+    if options.get("mode") == "start":
+        auth = {"authorization": f"Bearer {signing.hash_signing_key(SIGNING_KEY)}"}
+    with TestClient(build_app(engine)) as http:
+        target = Target(http, engine, "", auth)
+        client, functions = bystander()
+        target.call(engine.serve, client, functions)
+        (event_id,) = target.call(engine.send, {"name": BYSTANDER_EVENT, "data": {"n": 7}})
+        target.bystander_run = str(target.call(engine.event_runs, event_id)[0].run_id)
+
+        def waiting() -> bool | None:
+            steps = target.call(engine.run_steps, target.bystander_run)
+            return True if any(s.step_id and s.status.value == "Waiting" for s in steps) else None
+
+        wait_for(waiting, what="the bystander to wait for its release")
+        yield target
+        target.call(engine.send, {"name": RELEASE_EVENT, "data": {"n": 7, "by": 3}})
+        run = target.call(engine.wait_for_run, target.bystander_run, timeout=20)
+        assert run.status.value == "Completed", run
+        assert json.loads(str(run.output)) == expected(7, by=3)
+
+
+def assert_precise(answer: httpx.Response, *allowed: int) -> None:
+    """A 2xx, or a 4xx with a JSON ``error`` message; never a 5xx."""
+    where = (
+        f"{answer.request.method} {answer.request.url}: {answer.status_code} {answer.text[:300]}"
+    )
+    assert answer.status_code < 500, where
+    if allowed:
+        assert answer.status_code in allowed, where
+    if answer.status_code >= 400:
+        body = answer.json()
+        assert isinstance(body, dict), where
+        assert isinstance(body.get("error"), str), where
+        assert body["error"], where
+
+
+class Refuse:
+    """An HTTP driver that reaches nothing (a fuzzed URL must never cause real traffic)."""
+
+    async def request(
+        self, method: str, url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> RawResponse:
+        return RawResponse(0, {}, b"", error="ConnectError: refused by the test")
+
+    async def close(self) -> None:
+        pass

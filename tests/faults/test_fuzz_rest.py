@@ -1,0 +1,191 @@
+"""Fuzz the REST API, the SDK-facing routes and the dashboard of a start-mode engine.
+
+Every route of the table gets generated path ids (unknown, real, NUL, unicode digits),
+query values (limits, times, statuses, cursors, waits), bodies and credentials (a valid
+bearer most of the time; otherwise a forged one and a forged session cookie). Answers
+are 2xx, or 4xx with a JSON ``error`` (HTML and redirects for the dashboard's pages);
+never a 5xx. A bystander run in flight completes unaffected; a victim run of the same
+function may be cancelled or re-run by the fuzz, never the bystander.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from . import strategies as s
+from .conftest import BYSTANDER_EVENT, START_MODE, Target, assert_precise, fuzz_target
+
+_statuses = st.one_of(
+    s.url_texts,
+    st.lists(st.sampled_from(["running", "COMPLETED", "failed", "Cancelled", "queued", "x"])).map(
+        ",".join
+    ),
+)
+_limits = st.one_of(s.url_texts, st.integers(-5, 1000).map(str), st.sampled_from(["²", "1e3"]))
+_waits = st.one_of(
+    st.sampled_from(["", "0", "0.01", "-1", "61", "nan", "inf", "1e400", "²", "0x1"]), s.url_texts
+)
+_queries: dict[str, st.SearchStrategy[Any]] = {
+    "/v1/runs": st.fixed_dictionaries(
+        {},
+        optional={
+            "function_id": s.url_texts,
+            "status": _statuses,
+            "since": s.times,
+            "until": s.times,
+            "event_id": s.url_texts,
+            "cursor": s.url_texts,
+            "limit": _limits,
+        },
+    ),
+    "/v1/events": st.fixed_dictionaries(
+        {},
+        optional={
+            "name": s.url_texts,
+            "received_after": s.times,
+            "received_before": s.times,
+            "cursor": s.url_texts,
+            "limit": _limits,
+        },
+    ),
+}
+#: Routes with an id in the path: (method, template); ``{id}`` is filled by the fuzz.
+_BY_ID = [
+    ("GET", "/v1/runs/{id}"),
+    ("GET", "/v1/runs/{id}/steps"),
+    ("DELETE", "/v1/runs/{id}"),
+    ("POST", "/v1/runs/{id}/cancel"),
+    ("POST", "/v1/runs/{id}/rerun"),
+    ("GET", "/v1/events/{id}"),
+    ("GET", "/v1/events/{id}/runs"),
+    ("GET", "/v0/runs/{id}/batch"),
+    ("GET", "/v0/runs/{id}/actions"),
+    ("DELETE", "/v0/runs/{id}"),
+    ("POST", "/v1/checkpoint/{id}/async"),
+    ("POST", "/v1/functions/{id}/runs"),
+    ("POST", "/invoke/{id}"),
+    ("GET", "/dashboard/{id}"),
+]
+_PLAIN = [
+    ("GET", "/v1/functions"),
+    ("GET", "/v1/apps"),
+    ("POST", "/v1/apps/sync"),
+    ("GET", "/metrics"),
+    ("GET", "/dev"),
+    ("GET", "/health"),
+    ("POST", "/v0/connect/start"),
+    ("GET", "/"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
+]
+_ids = st.one_of(s.url_texts, st.sampled_from(["VICTIM", "VICTIM_EVENT", "bystander-steady"]))
+_checkpoint_ops = st.fixed_dictionaries(
+    {"op": st.sampled_from(["StepRun", "Step", "StepFailed", "Sleep", "RunComplete", "x"])},
+    optional={"id": s.texts, "data": s.json_values, "error": s.json_values},
+)
+_any_body = st.one_of(st.none(), s.json_values.map(s.dumps), s.raw_bodies)
+#: Bodies shaped for each route that reads one (by a prefix of its path), or anything.
+_BODIES = {
+    "/v1/functions/": st.fixed_dictionaries(
+        {}, optional={"data": s.json_values, "idempotency_key": s.json_values}
+    ).map(s.dumps),
+    "/v1/checkpoint/": st.fixed_dictionaries(
+        {"steps": st.lists(_checkpoint_ops, max_size=3)}, optional={"qi_id": s.json_values}
+    ).map(s.dumps),
+    # never a host name: nothing may leave the machine (or wait for DNS)
+    "/v1/apps/sync": st.fixed_dictionaries(
+        {
+            "url": st.one_of(
+                st.sampled_from(
+                    [
+                        "http://[::1",
+                        "http://[::1]:1/x",
+                        "http://127.0.0.1:1/x",
+                        "http:///",
+                        "https://127.0.0.1:1",
+                        "http://\x00/",
+                        "http://127.0.0.1:99999/",
+                        "ftp://a",
+                    ]
+                ),
+                s.url_texts.map(lambda t: f"http://127.0.0.1:1/{t}"),
+                s.url_texts.map(lambda t: f"http://[{t}]/"),
+            )
+        }
+    ).map(s.dumps),
+    "/login": st.one_of(
+        st.sampled_from([b"key=nope", b"key=", b"key=%ff%fe", b"a=1&" * 20, b"k" * 9000]),
+        s.header_texts.map(lambda t: b"key=" + t.encode()),
+    ),
+}
+_credentials = st.one_of(
+    st.just("valid"),
+    st.just("valid"),
+    st.just("valid"),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "authorization": st.one_of(
+                s.header_texts, st.sampled_from(["Bearer", "Bearer ", "Bearer undefined"])
+            ),
+            "cookie": st.one_of(
+                s.header_texts.map(lambda v: f"stepline_session={v}"),
+                st.sampled_from(
+                    [
+                        "stepline_session=²².a.b",
+                        "stepline_session=99999999999999999999999.ab.cd",
+                        "stepline_session=1.2.3",
+                        "stepline_session=..",
+                    ]
+                ).map(str.encode),  # raw UTF-8 bytes: Starlette reads them as latin-1
+            ),
+            "x-stepline-csrf": st.just("1"),
+        },
+    ),
+)
+
+
+def _request(target: Target, victim: dict[str, str], data: st.DataObject) -> None:
+    method, path = data.draw(
+        st.sampled_from(_BY_ID + _PLAIN + [("GET", "/v1/runs")] * 3 + [("GET", "/v1/events")] * 3)
+    )
+    if "{id}" in path:
+        raw = data.draw(_ids)
+        path = path.replace("{id}", urllib.parse.quote(victim.get(raw, raw) or "x", safe=""))
+    params = data.draw(_queries[path]) if path in _queries else {}
+    if path.startswith("/v1/runs/") and method == "GET":
+        params = {"wait": data.draw(_waits)}
+    shaped = next((b for prefix, b in _BODIES.items() if path.startswith(prefix)), None)
+    body = None
+    if method == "POST":
+        body = data.draw(st.one_of(shaped, _any_body) if shaped is not None else _any_body)
+    credentials = data.draw(_credentials)
+    headers = dict(target.auth) if credentials == "valid" else dict(credentials)
+    answer = target.http.request(
+        method, path, params=params, content=body, headers=headers, follow_redirects=False
+    )
+    if path in ("/", "/login", "/logout") or answer.status_code in (303, 304):
+        assert answer.status_code < 500, f"{method} {path}: {answer.status_code}"
+    else:
+        assert_precise(answer)
+
+
+def test_every_route_answers_precisely(db: str) -> None:
+    with fuzz_target(db, **START_MODE) as target:
+        event = {"name": BYSTANDER_EVENT, "data": {"n": 99}}
+        (event_id,) = target.call(target.engine.send, event)
+        victim = {
+            "VICTIM": str(target.call(target.engine.event_runs, event_id)[0].run_id),
+            "VICTIM_EVENT": event_id,
+        }
+
+        @settings(s.FUZZ, max_examples=250)
+        @given(st.data())
+        def check(data: st.DataObject) -> None:
+            _request(target, victim, data)
+
+        check()

@@ -1,0 +1,967 @@
+"""The web-app kit under Django: ``runs_urls``, ``STEPLINE`` settings, ``manage.py stepline``.
+
+The route checks are plain functions run four ways: Django's test ``Client`` (sync views),
+its ``AsyncClient`` (async views), uvicorn (async views, ASGI) and Django's threaded WSGI
+server (sync views, what ``runserver`` uses), the servers on 127.0.0.1 in threads of this
+process; runs execute on an ``EmbeddedEngine`` on SQLite in ``tmp_path``. Django is
+configured once per process by ``tests/adapters/harness_django`` (also used here, so this
+file and the adapter tests share one configuration in any order); settings changes go
+through ``override_settings``. Whole projects (``django_site_*``, the signup example) run
+in subprocesses: uvicorn plus an engine started by ``manage.py stepline dev``, and the
+example under ``runserver`` as its README says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime as dt
+import importlib
+import inspect
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import django
+import django.test
+import httpx
+import pydantic
+import pytest
+import uvicorn
+from django.apps import apps
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+from django.http import HttpRequest
+from django.test import override_settings
+from django.urls import include, path, reverse
+
+import stepline
+import stepline.django
+import stepline.web
+from stepline.django.apps import SteplineConfig
+from stepline.embedded import EmbeddedEngine
+from stepline.engine import _cli
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+EXAMPLE = ROOT / "examples" / "django_signup"
+TOKEN = "s3cret"
+AUTH = {"x-token": TOKEN}
+
+
+def harness() -> ModuleType:
+    """``tests/adapters/harness_django``: configures Django once, owns the URLconf."""
+    adapters = str(ROOT / "tests" / "adapters")
+    if adapters not in sys.path:
+        sys.path.append(adapters)
+    return importlib.import_module("harness_django")
+
+
+@pytest.fixture(autouse=True)
+def _django() -> Iterator[None]:
+    harness().configure()
+    yield
+    harness().mount()
+
+
+def mount(*patterns: Any) -> None:
+    harness().mount(*patterns)
+
+
+# -- the kit: a client, its functions, an embedded engine ---------------------------------
+
+
+class Greeting(pydantic.BaseModel):
+    name: str = pydantic.Field(min_length=1)
+
+
+@dataclasses.dataclass
+class Kit:
+    client: stepline.Client
+    welcome: stepline.Function
+    hold: stepline.Function
+    hidden: stepline.Function
+    engine: EmbeddedEngine
+    seen: list[tuple[stepline.web.AccessRequest, bool]] = dataclasses.field(default_factory=list)
+
+    def start_direct(self, function: str, data: dict[str, Any]) -> str:
+        return self.client.start_sync(function, data).run_id
+
+    def authorize(self, access: stepline.web.AccessRequest) -> bool:
+        """401 without a token, 403 (False) with a wrong one; records where it ran."""
+        self.seen.append((access, on_event_loop()))
+        token = access.request.headers.get("x-token")
+        if token is None:
+            raise stepline.web.AccessDenied("log in first", status=401)
+        return bool(token == TOKEN)
+
+    def urls(self, *, async_mode: bool) -> list[Any]:
+        return stepline.django.runs_urls(
+            self.client,
+            [self.welcome, self.hold],
+            authorize=self.authorize,
+            inputs={self.welcome: Greeting},
+            async_mode=async_mode,
+            poll_interval=0.05,
+        )
+
+
+def on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.fixture
+def kit(tmp_path: Path) -> Iterator[Kit]:
+    client = stepline.Client("kit", is_production=False, environ={})
+
+    @client.function(id="welcome", trigger=stepline.TriggerEvent(event="kit/welcome"))
+    def welcome(ctx: stepline.SyncContext) -> dict[str, str]:
+        name = ctx.step.run("load", lambda: str(ctx.event.data["name"]))
+        return {"text": ctx.step.run("greet", lambda: f"Welcome, {name}!")}
+
+    @client.function(id="hold", trigger=stepline.TriggerEvent(event="kit/hold"))
+    async def hold(ctx: stepline.Context) -> str:
+        await ctx.step.run("ready", lambda: "ready")
+        await ctx.step.sleep("hold", dt.timedelta(hours=1))
+        return "released"
+
+    @client.function(id="hidden", trigger=stepline.TriggerEvent(event="kit/hidden"))
+    def hidden(ctx: stepline.SyncContext) -> str:
+        return "never shown"
+
+    engine = EmbeddedEngine(
+        client, [welcome, hold, hidden], database=str(tmp_path / "e.db"), poll_interval=0.05
+    )
+    made = Kit(client, welcome, hold, hidden, engine)
+    yield made
+    engine.stop()
+
+
+# -- four ways in ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+OnEvent = Callable[[str, Any], None]
+
+
+class Sse:
+    """Server-Sent Events parsed as the bytes come."""
+
+    def __init__(self, on_event: OnEvent | None) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self._buffer = b""
+        self._on_event = on_event
+
+    def feed(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        while b"\n\n" in self._buffer:
+            block, self._buffer = self._buffer.split(b"\n\n", 1)
+            lines = block.decode().splitlines()
+            names = [line[7:] for line in lines if line.startswith("event: ")]
+            data = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+            if names:
+                self.events.append((names[0], data[0]))
+                if self._on_event is not None:
+                    self._on_event(names[0], data[0])
+
+
+class Web(Protocol):
+    async_mode: bool
+
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Answer: ...
+
+    def events(
+        self, path: str, headers: dict[str, str], on_event: OnEvent | None = None
+    ) -> list[tuple[str, Any]]:
+        """Follow an events stream to its end."""
+
+
+def encode(body: Any) -> bytes:
+    return body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+
+
+class TestClientWeb:
+    async_mode = False
+
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Answer:
+        http = django.test.Client(enforce_csrf_checks=True)
+        response = http.generic(method, path, encode(body), "application/json", headers=headers)
+        assert not response.streaming
+        return Answer(response.status_code, dict(response.items()), response.content)
+
+    def events(
+        self, path: str, headers: dict[str, str], on_event: OnEvent | None = None
+    ) -> list[tuple[str, Any]]:
+        response = django.test.Client().get(path, headers=headers)
+        assert response.status_code == 200
+        assert response["content-type"].startswith("text/event-stream")
+        sse = Sse(on_event)
+        for chunk in response.streaming_content:  # type: ignore[attr-defined]
+            sse.feed(chunk)
+        response.close()
+        return sse.events
+
+
+class AsyncClientWeb:
+    async_mode = True
+
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Answer:
+        async def go() -> Answer:
+            http = django.test.AsyncClient(enforce_csrf_checks=True)
+            response = await http.generic(
+                method, path, encode(body), "application/json", headers=headers
+            )
+            assert not response.streaming
+            return Answer(response.status_code, dict(response.items()), response.content)
+
+        return asyncio.run(go())
+
+    def events(
+        self, path: str, headers: dict[str, str], on_event: OnEvent | None = None
+    ) -> list[tuple[str, Any]]:
+        async def go() -> list[tuple[str, Any]]:
+            response = await django.test.AsyncClient().get(path, headers=headers)
+            assert response.status_code == 200
+            sse = Sse(on_event)
+            chunks: AsyncIterator[bytes] = response.streaming_content  # type: ignore[attr-defined]
+            async for chunk in chunks:
+                sse.feed(chunk)
+            return sse.events
+
+        return asyncio.run(go())
+
+
+class HttpWeb:
+    """httpx against a real server."""
+
+    def __init__(self, base: str, *, async_mode: bool) -> None:
+        self.base = base
+        self.async_mode = async_mode
+
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Answer:
+        response = httpx.request(
+            method, self.base + path, content=encode(body), headers=headers, timeout=30
+        )
+        return Answer(response.status_code, dict(response.headers), response.content)
+
+    def events(
+        self, path: str, headers: dict[str, str], on_event: OnEvent | None = None
+    ) -> list[tuple[str, Any]]:
+        sse = Sse(on_event)
+        with httpx.stream("GET", self.base + path, headers=headers, timeout=30) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            for chunk in response.iter_bytes():
+                sse.feed(chunk)
+        return sse.events
+
+
+@contextlib.contextmanager
+def uvicorn_thread() -> Iterator[str]:
+    """Django's ASGI handler behind uvicorn on 127.0.0.1, from a thread; yields the URL."""
+    config = uvicorn.Config(
+        ASGIHandler(), host="127.0.0.1", port=0, lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive(), "uvicorn did not start"
+        assert time.monotonic() < deadline, "uvicorn did not start in time"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        assert not thread.is_alive(), "uvicorn did not shut down: a response never ended"
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def wsgi_thread() -> Iterator[str]:
+    """Django's WSGI handler behind ``runserver``'s threaded server, from a thread."""
+    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
+    server.set_app(WSGIHandler())
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="wsgi", daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture(params=["test-client", "async-client", "uvicorn", "wsgi-server"])
+def web(request: pytest.FixtureRequest) -> Iterator[Web]:
+    if request.param == "test-client":
+        yield TestClientWeb()
+    elif request.param == "async-client":
+        yield AsyncClientWeb()
+    elif request.param == "uvicorn":
+        with uvicorn_thread() as url:
+            yield HttpWeb(url, async_mode=True)
+    else:
+        with wsgi_thread() as url:
+            yield HttpWeb(url, async_mode=False)
+
+
+# -- the checks (also run against the settings-driven site in a subprocess) ----------------
+
+StartDirect = Callable[[str, dict[str, Any]], str]
+
+
+def check_start_events_result(web: Web, prefix: str) -> None:
+    start = {"function": "welcome", "data": {"name": "Ada"}, "idempotency_key": "ada"}
+    started = web.request("POST", f"{prefix}/runs", start, AUTH)
+    assert started.status == 201, started.body
+    run_id = started.json["run_id"]
+    links = started.json["links"]
+    assert links["events"] == f"{prefix}/runs/{run_id}/events"
+    assert links["cancel"] == f"{prefix}/runs/{run_id}/cancel"
+
+    events = web.events(links["events"], AUTH)
+    assert events[0][0] == "status"
+    steps = [data for name, data in events if name == "step"]
+    assert {(s["name"], s["status"]) for s in steps} >= {
+        ("load", "Completed"),
+        ("greet", "Completed"),
+    }
+    name, final = events[-1]
+    assert name == "result"
+    assert final["status"] == "Completed"
+    assert final["output"] == {"text": "Welcome, Ada!"}
+
+    result = web.request("GET", f"{links['result']}?wait=5", headers=AUTH)
+    assert result.status == 200
+    assert result.json["output"] == {"text": "Welcome, Ada!"}
+    status = web.request("GET", links["self"], headers=AUTH)
+    assert (status.status, status.json["status"]) == (200, "Completed")
+    again = web.request("POST", f"{prefix}/runs", start, AUTH)
+    assert again.status == 200
+    assert (again.json["run_id"], again.json["created"]) == (run_id, False)
+
+
+def check_cancel_while_following(web: Web, prefix: str) -> None:
+    started = web.request("POST", f"{prefix}/runs", {"function": "hold"}, AUTH)
+    assert started.status == 201, started.body
+    links = started.json["links"]
+    ready = threading.Event()
+
+    def on_event(name: str, data: Any) -> None:
+        if name == "step" and (data["name"], data["status"]) == ("ready", "Completed"):
+            ready.set()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        following = pool.submit(web.events, links["events"], AUTH, on_event)
+        assert ready.wait(30), "no step event for 'ready'"
+        assert web.request("GET", links["cancel"], headers=AUTH).status == 405
+        cancelled = web.request("POST", links["cancel"], headers=AUTH)
+        assert cancelled.status == 200, cancelled.body
+        assert cancelled.json["status"] == "Cancelled"
+        events = following.result(timeout=30)  # the stream ends with the run
+    assert events[-1][0] == "result"
+    assert events[-1][1]["status"] == "Cancelled"
+    result = web.request("GET", links["result"], headers=AUTH)
+    assert (result.status, result.json["status"]) == (200, "Cancelled")
+
+
+def check_refusals(web: Web, prefix: str, start_direct: StartDirect) -> None:
+    unknown = web.request("GET", f"{prefix}/runs/01NOSUCHRUN", headers=AUTH)
+    assert (unknown.status, unknown.json) == (404, {"error": "run 01NOSUCHRUN not found"})
+    assert web.request("GET", f"{prefix}/runs/01NOSUCHRUN/events", headers=AUTH).status == 404
+
+    run_id = start_direct("welcome", {"name": "Bo"})
+    for method, route in (("POST", "/runs"), ("GET", f"/runs/{run_id}")):
+        body = {"function": "welcome", "data": {"name": "Bo"}} if method == "POST" else None
+        missing = web.request(method, prefix + route, body)
+        assert (missing.status, missing.json["error"]) == (401, "log in first")
+        wrong = web.request(method, prefix + route, body, {"x-token": "guess"})
+        assert (wrong.status, wrong.json["error"]) == (403, "forbidden")
+
+    invalid = web.request("POST", f"{prefix}/runs", {"function": "welcome", "data": {}}, AUTH)
+    assert invalid.status == 422
+    assert invalid.json["error"] == "data does not match the function's input"
+    assert [e["loc"] for e in invalid.json["detail"]] == [["name"]]
+    garbled = web.request("POST", f"{prefix}/runs", b"{not json", AUTH)
+    assert garbled.status == 400
+    assert garbled.json["error"].startswith("body is not valid JSON")
+    nameless = web.request("POST", f"{prefix}/runs", {"data": {}}, AUTH)
+    assert (nameless.status, nameless.json["error"]) == (
+        400,
+        "function: want the id of the function to start",
+    )
+
+    hidden = web.request("POST", f"{prefix}/runs", {"function": "hidden"}, AUTH)
+    assert (hidden.status, hidden.json["error"]) == (
+        404,
+        "function 'hidden' cannot be started here",
+    )
+    hidden_run = start_direct("hidden", {})
+    for route in ("", "/result", "/events"):
+        shown = web.request("GET", f"{prefix}/runs/{hidden_run}{route}", headers=AUTH)
+        assert (shown.status, shown.json) == (404, {"error": f"run {hidden_run} not found"})
+    assert web.request("POST", f"{prefix}/runs/{hidden_run}/cancel", headers=AUTH).status == 404
+
+
+def test_start_then_follow_events_to_the_result(web: Web, kit: Kit) -> None:
+    mount(path("kit/", include(kit.urls(async_mode=web.async_mode))))
+    check_start_events_result(web, "/kit")
+    # authorize got Django's request, and never ran on an event loop (the ORM would refuse)
+    assert kit.seen
+    assert all(isinstance(access.request, HttpRequest) for access, _ in kit.seen)
+    assert not any(looped for _, looped in kit.seen)
+    assert {access.action for access, _ in kit.seen} == {"start", "events", "result", "status"}
+
+
+def test_cancel_while_following_the_events(web: Web, kit: Kit) -> None:
+    mount(path("kit/", include(kit.urls(async_mode=web.async_mode))))
+    check_cancel_while_following(web, "/kit")
+
+
+def test_unknown_unauthorized_invalid_and_unexposed_are_refused(web: Web, kit: Kit) -> None:
+    mount(path("kit/", include(kit.urls(async_mode=web.async_mode))))
+    check_refusals(web, "/kit", kit.start_direct)
+
+
+# -- runs_urls specifics ---------------------------------------------------------------------
+
+
+def test_named_routes_under_a_nested_prefix_are_csrf_exempt(kit: Kit) -> None:
+    patterns = kit.urls(async_mode=False)
+    assert [p.name for p in patterns] == [
+        "stepline-runs",
+        "stepline-run",
+        "stepline-run-cancel",
+        "stepline-run-result",
+        "stepline-run-events",
+    ]
+    assert all(getattr(p.callback, "csrf_exempt", False) for p in patterns)
+    mount(path("a/b/", include(patterns)))
+    assert reverse("stepline-run-events", args=["r1"]) == "/a/b/runs/r1/events"
+    # enforce_csrf_checks: a POST without a token still gets through the CSRF middleware
+    started = TestClientWeb().request("POST", "/a/b/runs", {"function": "hold"}, AUTH)
+    assert started.status == 201
+    assert started.json["links"]["self"].startswith("/a/b/runs/")
+    assert TestClientWeb().request("GET", "/a/b/runs/").status == 404  # no trailing slash
+
+
+def test_views_follow_the_server_kind_like_serve(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    def kinds(patterns: list[Any]) -> set[bool]:
+        return {inspect.iscoroutinefunction(p.callback) for p in patterns}
+
+    args = (kit.client, [kit.welcome])
+    assert kinds(stepline.django.runs_urls(*args, authorize=stepline.web.allow_all)) == {False}
+    with override_settings(ASGI_APPLICATION="project.asgi.application"):
+        assert kinds(stepline.django.runs_urls(*args, authorize=stepline.web.allow_all)) == {True}
+    with override_settings(STEPLINE_ASYNC_MODE=True):
+        assert kinds(stepline.django.runs_urls(*args, authorize=stepline.web.allow_all)) == {True}
+    monkeypatch.setattr(django, "VERSION", (4, 2, 20, "final", 0))
+    with pytest.raises(stepline.ConfigError, match=r"needs Django >= 5\.0"):
+        stepline.django.runs_urls(*args, authorize=stepline.web.allow_all, async_mode=True)
+
+
+def test_authorize_is_required_and_an_async_hook_needs_async_views(kit: Kit) -> None:
+    async def check(access: stepline.web.AccessRequest) -> bool:
+        return access.request.headers.get("x-token") == TOKEN
+
+    with pytest.raises(stepline.ConfigError, match="allow_all"):
+        stepline.django.runs_urls(kit.client, [kit.welcome], authorize=None)  # type: ignore[arg-type]
+    with pytest.raises(stepline.ConfigError, match="needs the async views"):
+        stepline.django.runs_urls(kit.client, [kit.welcome], authorize=check, async_mode=False)
+    urls = stepline.django.runs_urls(kit.client, [kit.welcome], authorize=check, async_mode=True)
+    mount(path("kit/", include(urls)))
+    web = AsyncClientWeb()
+    body = {"function": "welcome", "data": {"name": "Cy"}}
+    assert web.request("POST", "/kit/runs", body, {"x-token": "guess"}).status == 403
+    assert web.request("POST", "/kit/runs", body, AUTH).status == 201
+
+    class Checker:  # async, though inspect cannot tell from the object
+        async def __call__(self, access: stepline.web.AccessRequest) -> bool:
+            return await check(access)
+
+    urls = stepline.django.runs_urls(
+        kit.client, [kit.welcome], authorize=Checker(), async_mode=True
+    )
+    mount(path("kit/", include(urls)))
+    assert web.request("POST", "/kit/runs", body, {"x-token": "guess"}).status == 403
+    assert web.request("POST", "/kit/runs", body, AUTH).status == 201
+
+
+def test_public_names_are_pinned() -> None:
+    assert stepline.django.__all__ == [
+        "ASYNC_MIN_VERSION",
+        "FRAMEWORK",
+        "MIN_VERSION",
+        "default_urls",
+        "engine_urls",
+        "get_client",
+        "get_engine",
+        "get_functions",
+        "runs_urls",
+        "serve",
+    ]
+    assert all(hasattr(stepline.django, name) for name in stepline.django.__all__)
+    # what the single-module stepline.django had still imports from the package
+    from stepline.django import _from_django, _setting, _to_django  # noqa: F401
+    from stepline.django.management.commands.stepline import Command
+
+    assert Command.help
+
+
+def test_the_engine_proxy_keeps_every_cookie() -> None:
+    from stepline.django import _mount
+
+    headers = [
+        ("content-type", "text/plain"),
+        ("content-length", "2"),
+        ("set-cookie", "a=1; Max-Age=60; HttpOnly; SameSite=Strict"),
+        ("set-cookie", "b=2"),
+    ]
+    response = _mount._response(303, headers, b"ok")
+    assert response.status_code == 303
+    assert response["content-type"] == "text/plain"
+    assert sorted(response.cookies) == ["a", "b"]
+    assert response.cookies["a"]["httponly"] is True
+    assert response.cookies["a"]["samesite"] == "Strict"
+
+
+# -- settings, the app config, default_urls -----------------------------------------------
+
+
+@contextlib.contextmanager
+def project(**stepline_setting: Any) -> Iterator[None]:
+    """``STEPLINE`` set, then ``stepline.django`` installed (its ``ready()`` reads it)."""
+    with (
+        override_settings(STEPLINE=stepline_setting),
+        override_settings(INSTALLED_APPS=["stepline.django"]),
+    ):
+        yield
+
+
+CFG = {"APP_ID": "cfg", "DEV": True, "FUNCTIONS": "django_kit_functions.make"}
+
+
+def test_app_config_builds_one_client_per_process_from_settings() -> None:
+    with project(**CFG, BASE_URL="http://127.0.0.1:8399", SERVE_ORIGIN="https://app.example"):
+        assert isinstance(apps.get_app_config("stepline"), SteplineConfig)
+        client = stepline.django.get_client()
+        assert stepline.django.get_client() is client
+        assert client.app_id == "cfg"
+        assert client.settings.is_dev
+        assert client.settings.api_base_url == "http://127.0.0.1:8399"
+        assert client.settings.event_api_base_url == "http://127.0.0.1:8399"
+        [welcome] = stepline.django.get_functions()
+        assert welcome.composite_id == "cfg-welcome"
+        with pytest.raises(stepline.ConfigError, match="not 'embedded'"):
+            stepline.django.get_engine()
+        # a separate engine: the settings' URLs are serve() for these functions
+        [serve] = stepline.django.default_urls()
+        assert serve.name == "stepline"
+        mount(path("", include(stepline.django.default_urls())))
+        inspection = django.test.Client().get("/api/inngest")
+        assert inspection.status_code == 200
+        assert inspection.json()["function_count"] == 1
+    with project(**{**CFG, "APP_ID": "other"}):  # a new setting: a new client
+        assert stepline.django.get_client() is not client
+        assert stepline.django.get_client().app_id == "other"
+
+
+def test_embedded_engine_from_settings_starts_on_the_first_request(tmp_path: Path) -> None:
+    database = str(tmp_path / "cfg.db")
+    options = {"poll_interval": 0.05}
+    with project(**CFG, ENGINE="embedded", DATABASE=database, ENGINE_OPTIONS=options):
+        engine = stepline.django.get_engine()
+        assert engine.client is stepline.django.get_client()  # rerouted to the engine
+        assert engine.database == database
+        assert not engine.running  # built at startup, started by the first request
+        mount(path("stepline/", include(stepline.django.default_urls())))
+        listed = django.test.Client().get("/stepline/v1/functions")
+        assert engine.running
+        assert listed.status_code == 200
+        assert [f["function_id"] for f in listed.json()["data"]] == ["cfg-welcome"]
+        dashboard = django.test.Client().get("/stepline/")
+        assert dashboard.status_code == 200
+        assert dashboard["content-type"].startswith("text/html")
+        handle = stepline.django.get_client().start_sync("welcome", {"name": "Di"})
+        assert handle.result(timeout=20) == "Welcome, Di!"
+        proxied = django.test.Client().get(f"/stepline/v1/runs/{handle.run_id}")
+        assert proxied.json()["data"]["status"] == "Completed"
+    assert not engine.running  # the setting changed: the runtime stopped its engine
+
+
+def test_engine_urls_proxy_under_async_views(tmp_path: Path) -> None:
+    database = str(tmp_path / "cfg.db")
+    with project(**CFG, ENGINE="embedded", DATABASE=database):
+        urls = stepline.django.engine_urls(async_mode=True)
+        assert inspect.iscoroutinefunction(urls[0].callback)
+        mount(path("engine/", include(urls)))
+        handle = stepline.django.get_client().start_sync("welcome", {"name": "Ed"})
+
+        async def go() -> Any:
+            response = await django.test.AsyncClient().get(f"/engine/v1/runs/{handle.run_id}")
+            return response.status_code, response.json()
+
+        handle.result(timeout=20)
+        status, body = asyncio.run(go())
+        assert (status, body["data"]["status"]) == (200, "Completed")
+
+
+def test_a_production_embedded_engine_is_not_exposed(tmp_path: Path) -> None:
+    setting = {
+        **CFG,
+        "DEV": False,
+        "SIGNING_KEY": "signkey-prod-abcd",
+        "EVENT_KEY": "ek",
+        "ENGINE": "embedded",
+        "DATABASE": str(tmp_path / "p.db"),
+    }
+    with project(**setting):
+        assert stepline.django.default_urls() == []
+        with pytest.raises(stepline.ConfigError, match="expose_api"):
+            stepline.django.engine_urls()
+    with project(**setting, EXPOSE_API=True):
+        assert [p.name for p in stepline.django.default_urls()] == ["stepline-engine"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [
+        (None, r"settings\.STEPLINE is not set"),
+        ([("APP_ID", "x")], "must be a dict"),
+        ({"DEV": True}, "needs 'APP_ID'"),
+        ({"APP_ID": "x", "ENGIN": "embedded"}, r"unknown keys \['ENGIN'\]"),
+        ({"APP_ID": "x", "ENGINE": "thread"}, "must be 'embedded' or None"),
+        ({"APP_ID": "x", "DEV": "yes"}, "must be True or False"),
+        ({"APP_ID": "x", "SIGNING_KEY": 42}, "must be a string"),
+        ({"APP_ID": "x", "ENGINE_OPTIONS": []}, "must be a dict"),
+        ({"APP_ID": "x", "DEV": True, "FUNCTIONS": "django_kit_functions.nope"}, "nope"),
+        ({"APP_ID": "x", "DEV": True, "FUNCTIONS": "json.decoder"}, "list of stepline functions"),
+        ({"APP_ID": "x", "DEV": True}, "no 'FUNCTIONS'"),
+    ],
+)
+def test_malformed_settings_fail_at_startup(setting: Any, error: str) -> None:
+    def start() -> None:  # what SteplineConfig.ready() does when Django starts
+        stepline.django.get_client()
+        stepline.django.get_functions()
+
+    with override_settings(STEPLINE=setting), pytest.raises(stepline.ConfigError, match=error):
+        start()
+
+
+# -- manage.py stepline --------------------------------------------------------------------
+
+
+@pytest.fixture
+def engine_argv(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The engine CLI, recording its arguments instead of serving."""
+    calls: list[list[str]] = []
+
+    def main(argv: list[str] | None = None) -> int:
+        calls.append(list(argv or []))
+        return 0
+
+    monkeypatch.setattr(_cli, "main", main)
+    return calls
+
+
+def test_dev_command_syncs_this_apps_serve_url(engine_argv: list[list[str]]) -> None:
+    with project(**CFG, BASE_URL="http://127.0.0.1:8399", DATABASE="dev.db"):
+        client = stepline.django.get_client()
+        mount(path("jobs/", include([stepline.django.serve(client, [])])))
+        call_command("stepline", "dev")
+        call_command("stepline", "dev", "--port", "9000", "-u", "http://x:1/api", "--no-sync")
+        call_command("stepline", "dev", "--no-sync", "--host", "0.0.0.0", "--allow-public")
+    with project(**CFG, SERVE_ORIGIN="http://127.0.0.1:8123/"):
+        mount(stepline.django.serve(stepline.django.get_client(), []))
+        call_command("stepline", "dev")
+    assert engine_argv == [
+        # runserver's address and serve()'s reversed path; the port of BASE_URL
+        ["dev", "-u", "http://127.0.0.1:8000/jobs/api/inngest", "--port", "8399", "--db", "dev.db"],
+        ["dev", "-u", "http://x:1/api", "--port", "9000", "--db", "dev.db"],
+        ["dev", "--host", "0.0.0.0", "--port", "8399", "--db", "dev.db", "--allow-public"],
+        ["dev", "-u", "http://127.0.0.1:8123/api/inngest"],
+    ]
+
+
+def test_start_command_uses_the_settings_keys(engine_argv: list[list[str]]) -> None:
+    keys = {"SIGNING_KEY": "signkey-prod-abcd", "SIGNING_KEY_FALLBACK": "signkey-prod-ef01"}
+    production = {**CFG, "DEV": False, **keys, "EVENT_KEY": "ek"}
+    with project(**production):
+        mount(stepline.django.serve(stepline.django.get_client(), []))
+        call_command("stepline", "start", "--port", "9000")  # public origin unknown: no -u
+    with project(**production, SERVE_ORIGIN="https://app.example"):
+        mount(stepline.django.serve(stepline.django.get_client(), []))
+        call_command("stepline", "start")
+    signing = ["--signing-key", "signkey-prod-abcd", "--signing-key-fallback", "signkey-prod-ef01"]
+    assert engine_argv == [
+        ["start", "--port", "9000", *signing, "--event-key", "ek"],
+        ["start", "-u", "https://app.example/api/inngest", *signing, "--event-key", "ek"],
+    ]
+
+
+def test_command_refusals(engine_argv: list[list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    with (
+        project(**CFG, ENGINE="embedded", DATABASE="x.db"),
+        pytest.raises(CommandError, match="'embedded'"),
+    ):
+        call_command("stepline", "dev")
+    with project(**CFG):
+        mount()
+        with pytest.raises(CommandError, match=r"no serve\(\) URL"):
+            call_command("stepline", "dev")
+        monkeypatch.setattr(_cli, "main", lambda argv: 2)
+        with pytest.raises(CommandError, match="exited with status 2") as failed:
+            call_command("stepline", "dev", "--no-sync")
+        assert failed.value.returncode == 2
+    assert engine_argv == []
+
+
+def test_migrate_command_prepares_the_embedded_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "m.db"
+    with project(**CFG, ENGINE="embedded", DATABASE=str(database)):
+        call_command("stepline", "migrate")
+    assert database.exists()
+    assert f"stepline migrate: {database} at schema version" in capsys.readouterr().out
+
+
+# -- whole projects in subprocesses ---------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(url: str, process: Process) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            assert process.proc.poll() is None, f"exited:\n{process.stderr()}"
+            assert time.monotonic() < deadline, f"{url} did not come up"
+            time.sleep(0.1)
+
+
+@dataclasses.dataclass
+class Process:
+    """A subprocess whose output goes to files (nothing to drain, nothing to block on)."""
+
+    proc: subprocess.Popen[bytes]
+    out: Path
+    err: Path
+
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def wait_for(self, text: str) -> str:
+        deadline = time.monotonic() + 30
+        while text not in (seen := self.stdout()):
+            assert self.proc.poll() is None, f"exited {self.proc.returncode}:\n{self.stderr()}"
+            assert time.monotonic() < deadline, f"no {text!r} in:\n{seen}"
+            time.sleep(0.05)
+        return seen
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(15)
+
+
+_SERIAL = itertools.count()
+
+
+@contextlib.contextmanager
+def running(command: list[str], env: dict[str, str], cwd: Path, logs: Path) -> Iterator[Process]:
+    serial = next(_SERIAL)
+    out, err = logs / f"process-{serial}.out", logs / f"process-{serial}.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
+    process = Process(proc, out, err)
+    try:
+        yield process
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_settings_driven_site_under_uvicorn_with_the_engine_of_manage_py(tmp_path: Path) -> None:
+    """``python -m django stepline dev`` syncs the site it reads from settings, and runs."""
+    app_port, engine_port = free_port(), free_port()
+    app, engine_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{engine_port}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(HERE),
+        "DJANGO_SETTINGS_MODULE": "django_site_settings",
+        "SITE_ENGINE_URL": engine_url,
+        "SITE_ORIGIN": app,
+        "SITE_DATABASE": str(tmp_path / "engine.db"),
+    }
+    server = [sys.executable, "-m", "uvicorn", "django_site_asgi:application", "--port"]
+    options = [str(app_port), "--lifespan", "off", "--no-access-log"]
+    with running([*server, *options], env, HERE, tmp_path) as site:
+        wait_until_up(app, site)
+        command = [sys.executable, "-m", "django", "stepline", "dev"]
+        with running(command, env, HERE, tmp_path) as engine:
+            banner = engine.wait_for(f"✓ {app}/api/inngest synced")
+            assert f"Engine     {engine_url}" in banner
+            web = HttpWeb(app, async_mode=True)
+            check_start_events_result(web, "/api")
+            check_cancel_while_following(web, "/api")
+            direct = stepline.Client(
+                "site", is_production=False, api_base_url=engine_url, environ={}
+            )
+            try:
+                check_refusals(web, "/api", lambda fn, data: direct.start_sync(fn, data).run_id)
+            finally:
+                direct.close()
+            # Ctrl-C: the engine stops cleanly and the command returns
+            assert engine.stop(signal.SIGINT) == 0, engine.stderr()
+        site.stop(signal.SIGTERM)
+    assert "Traceback" not in site.stderr(), site.stderr()
+    assert "Traceback" not in engine.stderr(), engine.stderr()
+
+
+def example_env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "SIGNUP_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+
+
+def test_signup_example_under_runserver(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+    with running(command, example_env(tmp_path), EXAMPLE, tmp_path) as server:
+        wait_until_up(base, server)
+        with (
+            httpx.Client(base_url=base, timeout=30) as browser,
+            httpx.Client(base_url=base, timeout=30) as stranger,
+        ):
+            page = browser.get("/")
+            assert page.status_code == 200
+            assert "EventSource" in page.text
+            assert browser.post("/signup", data={"email": "a@example.com"}).status_code == 415
+            assert browser.post("/signup", json={"email": "nope"}).status_code == 400
+
+            signed = browser.post("/signup", json={"email": "ada@example.com", "name": "Ada"})
+            assert signed.status_code == 201, signed.text
+            user_id, run_id = signed.json()["user_id"], signed.json()["run_id"]
+            assert signed.json()["events"] == f"/api/runs/{run_id}/events"
+            sse = Sse(None)
+            with browser.stream("GET", signed.json()["events"]) as stream:
+                assert stream.status_code == 200
+                for chunk in stream.iter_bytes():
+                    sse.feed(chunk)
+            steps = [data["name"] for name, data in sse.events if name == "step"]
+            assert steps == ["load-user", "send-welcome-email", "mark-onboarded"]
+            assert sse.events[-1][0] == "result"
+            assert sse.events[-1][1]["output"] == {
+                "user_id": user_id,
+                "email": "ada@example.com",
+                "welcomed": True,
+            }
+
+            status = browser.get(signed.json()["status"]).json()
+            assert status["user"]["onboarded"] is True
+            assert status["run"]["status"] == "Completed"
+            assert browser.get(f"/api/runs/{run_id}/result").json()["status"] == "Completed"
+            taken = browser.post("/signup", json={"email": "ada@example.com"})
+            assert taken.status_code == 409
+
+            # another session sees neither the signup nor its run, and cannot start runs
+            assert stranger.get(signed.json()["status"]).status_code == 404
+            assert stranger.get(f"/api/runs/{run_id}").status_code == 403
+            direct = stranger.post("/api/runs", json={"function": "onboarding", "data": {}})
+            assert (direct.status_code, direct.json()["error"]) == (403, "sign up at POST /signup")
+            # the embedded engine's API and dashboard (DEBUG: a dev-mode client)
+            listed = stranger.get("/stepline/v1/runs").json()["data"]
+            assert [r["run_id"] for r in listed] == [run_id]
+            assert stranger.get("/stepline/").status_code == 200
+        server.stop(signal.SIGINT)
+    assert "Hello Ada, welcome aboard!" in server.stdout()  # the console email backend
+    assert "Traceback" not in server.stderr(), server.stderr()
+
+
+def test_signup_example_management_commands(tmp_path: Path) -> None:
+    env = example_env(tmp_path)
+
+    def manage(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            env=env,
+            cwd=EXAMPLE,
+            capture_output=True,
+            text=True,
+            timeout=45,
+            check=False,
+        )
+
+    migrated = manage("stepline", "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"{tmp_path / 'stepline.db'} at schema version" in migrated.stdout
+    signed = manage("signup", "bo@example.com", "--name", "Bo", "--wait", "20")
+    assert signed.returncode == 0, signed.stderr
+    assert "user 1: onboarding run " in signed.stdout
+    assert "Hello Bo, welcome aboard!" in signed.stdout
+    result = {"user_id": 1, "email": "bo@example.com", "welcomed": True}
+    assert f"onboarded: {json.dumps(result)}" in signed.stdout
+    again = manage("signup", "bo@example.com")
+    assert again.returncode == 1
+    assert "bo@example.com has already signed up" in again.stderr
+    embedded = manage("stepline", "dev")
+    assert embedded.returncode == 1
+    assert "the engine runs inside the web process" in embedded.stderr

@@ -1,0 +1,738 @@
+"""The web-app kit on Flask: ``runs_blueprint``, ``serve(engine=)``, the ``Stepline`` extension
+and the orders example.
+
+Every kit scenario runs twice: through Flask's test client and behind a real threaded
+werkzeug server on 127.0.0.1 (called with httpx). Functions run on an ``EmbeddedEngine``
+over a SQLite file in ``tmp_path``; nothing waits on a clock except for a run to end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import flask
+import httpx
+import pydantic
+import pytest
+import werkzeug.serving
+
+import stepline
+import stepline.flask
+import stepline.web
+from stepline.embedded import EmbeddedEngine
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "flask_orders" / "app.py"
+TOKEN = "let-me-in"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+WAIT = 30.0  # upper bound for anything to happen; tests end far sooner
+Event = tuple[str, dict[str, Any]]
+
+
+@pytest.fixture(autouse=True)
+def _no_stepline_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients made from app.config fall back to the environment: keep it out."""
+    for name in list(os.environ):
+        if name.startswith(("STEPLINE_", "INNGEST_")):
+            monkeypatch.delenv(name)
+
+
+# -- talking to the app: Flask's test client or a real server ----------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+class SseReader:
+    """Splits Server-Sent Events out of chunks as they arrive."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.events: list[Event] = []
+
+    def feed(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        while b"\n\n" in self.buffer:
+            block, self.buffer = self.buffer.split(b"\n\n", 1)
+            lines = dict(
+                line.split(": ", 1) for line in block.decode().splitlines() if ": " in line
+            )
+            if "event" in lines:
+                self.events.append((lines["event"], json.loads(lines["data"])))
+
+
+def read_events(
+    chunks: Iterable[bytes], until: Callable[[list[Event]], bool] | None
+) -> list[Event]:
+    reader = SseReader()
+    for chunk in chunks:
+        reader.feed(chunk)
+        if until is not None and until(reader.events):
+            break
+    return reader.events
+
+
+class FlaskClientCaller:
+    """Through ``app.test_client()`` (streams are read lazily, chunk by chunk)."""
+
+    def __init__(self, app: flask.Flask) -> None:
+        self.http = app.test_client()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Reply:
+        response = self.http.open(path, method=method, **kwargs)
+        try:
+            body = response.get_json(silent=True)
+            return Reply(response.status_code, body, dict(response.headers))
+        finally:
+            response.close()
+
+    def events(
+        self, path: str, until: Callable[[list[Event]], bool] | None = None
+    ) -> tuple[str, list[Event]]:
+        response = self.http.get(path, headers=AUTH)
+        try:
+            assert response.status_code == 200, response.get_data(as_text=True)
+            return response.headers["content-type"], read_events(response.response, until)
+        finally:
+            response.close()  # closes the app's generator: the kit stops polling
+
+    def close(self) -> None:
+        pass
+
+
+class ServerCaller:
+    """Behind ``werkzeug.serving.make_server(threaded=True)`` on 127.0.0.1, with httpx."""
+
+    def __init__(self, app: flask.Flask) -> None:
+        self.server = werkzeug.serving.make_server("127.0.0.1", 0, app, threaded=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.server.port}", timeout=WAIT)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Reply:
+        if "data" in kwargs:
+            kwargs["content"] = kwargs.pop("data")
+        response = self.http.request(method, path, **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return Reply(response.status_code, body, dict(response.headers))
+
+    def events(
+        self, path: str, until: Callable[[list[Event]], bool] | None = None
+    ) -> tuple[str, list[Event]]:
+        with self.http.stream("GET", path, headers=AUTH) as response:
+            assert response.status_code == 200, response.read()
+            return response.headers["content-type"], read_events(response.iter_bytes(), until)
+
+    def close(self) -> None:
+        self.http.close()
+        self.server.shutdown()
+        self.server.server_close()  # joins request threads: every stream has ended
+        self.thread.join(WAIT)
+
+
+# -- the kit app under test ------------------------------------------------------------------
+
+
+class OrderInput(pydantic.BaseModel):
+    sku: str
+    qty: int = pydantic.Field(gt=0)
+
+
+@dataclass
+class Kit:
+    app: flask.Flask
+    client: stepline.Client
+    order: stepline.Function
+    park: stepline.Function
+    hidden: stepline.Function
+    engine: EmbeddedEngine
+    caller: FlaskClientCaller | ServerCaller
+    accesses: list[stepline.web.AccessRequest] = field(default_factory=list)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Reply:
+        return self.caller.call(method, path, **kwargs)
+
+    def start(self, function: str, data: dict[str, Any], **extra: Any) -> Reply:
+        payload = {"function": function, "data": data, **extra}
+        return self.call("POST", "/api/runs", json=payload, headers=AUTH)
+
+
+def make_kit(tmp_path: Path, transport: str) -> Kit:
+    client = stepline.Client("flask-kit", is_production=False, environ={})
+
+    @client.function(id="order", trigger=stepline.TriggerEvent(event="kit/order"))
+    def order(ctx: stepline.SyncContext) -> dict[str, Any]:
+        sku = ctx.step.run("reserve", lambda: str(ctx.event.data["sku"]))
+        ctx.step.sleep("cool-off", dt.timedelta(milliseconds=100))
+        total = ctx.step.run("charge", lambda: int(ctx.event.data["qty"]) * 5)
+        return {"sku": sku, "total": total}
+
+    @client.function(id="park", trigger=stepline.TriggerEvent(event="kit/park"))
+    def park(ctx: stepline.SyncContext) -> str:
+        ctx.step.run("begin", lambda: "begun")
+        ctx.step.sleep("hold", dt.timedelta(hours=1))
+        return "woke"
+
+    @client.function(id="hidden", trigger=stepline.TriggerEvent(event="kit/hidden"))
+    def hidden(ctx: stepline.SyncContext) -> str:
+        return "secret"
+
+    functions = [order, park, hidden]
+    engine = EmbeddedEngine(
+        client, functions, database=str(tmp_path / "kit.db"), poll_interval=0.05
+    )
+    accesses: list[stepline.web.AccessRequest] = []
+
+    def authorize(access: stepline.web.AccessRequest) -> bool:
+        accesses.append(access)
+        if access.request.headers.get("authorization") != f"Bearer {TOKEN}":
+            raise stepline.web.AccessDenied("bearer token required", status=401)
+        return not (access.action == "cancel" and access.request.headers.get("x-role") == "viewer")
+
+    app = flask.Flask(__name__)
+    stepline.flask.serve(app, client, functions, engine=engine)
+    app.register_blueprint(
+        stepline.flask.runs_blueprint(
+            client, [order, park], authorize=authorize, inputs={order: OrderInput}
+        ),
+        url_prefix="/api",
+    )
+    caller = FlaskClientCaller(app) if transport == "test_client" else ServerCaller(app)
+    return Kit(app, client, order, park, hidden, engine, caller, accesses)
+
+
+@pytest.fixture(params=["test_client", "server"])
+def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kit]:
+    made = make_kit(tmp_path, request.param)
+    try:
+        yield made
+    finally:
+        try:  # end parked runs, so that no events stream outlives the test
+            live, _ = made.client.list_runs_sync(status=["Queued", "Running"])
+            for run in live:
+                made.client.get_run_sync(run.run_id).cancel()
+        finally:
+            made.caller.close()
+            made.engine.stop()
+
+
+def wait_for(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not check():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.02)
+
+
+# -- the kit's routes ------------------------------------------------------------------------
+
+
+def test_start_streams_progress_then_the_result(kit: Kit) -> None:
+    started = kit.start("order", {"sku": "tea", "qty": 2})
+    assert started.status == 201, started.body
+    run_id = started.body["run_id"]
+    assert started.body["function_id"] == "flask-kit-order"
+    assert started.body["created"] is True
+    assert started.body["links"]["events"] == f"/api/runs/{run_id}/events"
+
+    content_type, events = kit.caller.events(started.body["links"]["events"])
+    assert content_type.startswith("text/event-stream")
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "status"
+    assert kinds[-1] == "result"
+    steps = [data["name"] for kind, data in events if kind == "step"]
+    assert {"reserve", "cool-off", "charge"} <= set(steps)
+    assert max(i for i, kind in enumerate(kinds) if kind == "step") < len(kinds) - 1
+    result = events[-1][1]
+    assert result["status"] == "Completed"
+    assert result["output"] == {"sku": "tea", "total": 10}
+
+    done = kit.call("GET", f"/api/runs/{run_id}/result?wait=10", headers=AUTH)
+    assert done.status == 200
+    assert done.body["output"] == {"sku": "tea", "total": 10}
+    shown = kit.call("GET", f"/api/runs/{run_id}", headers=AUTH)
+    assert (shown.status, shown.body["status"]) == (200, "Completed")
+
+    start, status = kit.accesses[0], kit.accesses[1]
+    assert isinstance(start.request, flask.Request)
+    assert (start.action, start.function_id, start.run_id) == ("start", "flask-kit-order", None)
+    assert start.data == {"sku": "tea", "qty": 2}
+    assert (status.action, status.run_id) == ("events", run_id)
+
+
+def test_events_stream_before_the_run_ends_then_cancel(kit: Kit) -> None:
+    started = kit.start("park", {})
+    run_id = started.body["run_id"]
+    events_path = f"/api/runs/{run_id}/events"
+
+    def began(events: list[Event]) -> bool:
+        return any(kind == "step" and data["name"] == "begin" for kind, data in events)
+
+    _, events = kit.caller.events(events_path, until=began)
+    assert began(events)
+    assert "result" not in [kind for kind, _ in events]  # still parked: streamed live
+
+    pending = kit.call("GET", f"/api/runs/{run_id}/result", headers=AUTH)
+    assert pending.status == 202
+    assert pending.headers["retry-after"] == "1"
+
+    cancelled = kit.call("POST", f"/api/runs/{run_id}/cancel", headers=AUTH)
+    assert cancelled.status == 200
+    assert cancelled.body == {"run_id": run_id, "status": "Cancelled"}
+    _, events = kit.caller.events(events_path)
+    assert events[-1][0] == "result"
+    assert events[-1][1]["status"] == "Cancelled"
+    ended = kit.call("GET", f"/api/runs/{run_id}/result", headers=AUTH)
+    assert (ended.status, ended.body["status"]) == (200, "Cancelled")
+
+
+def test_unknown_runs_and_routes_answer_404(kit: Kit) -> None:
+    for method, path in [
+        ("GET", "/api/runs/01NOSUCHRUN"),
+        ("POST", "/api/runs/01NOSUCHRUN/cancel"),
+        ("GET", "/api/runs/01NOSUCHRUN/result"),
+        ("GET", "/api/runs/01NOSUCHRUN/events"),
+    ]:
+        reply = kit.call(method, path, headers=AUTH)
+        assert reply.status == 404, (method, path)
+        assert reply.body == {"error": "run 01NOSUCHRUN not found"}
+    assert kit.call("GET", "/api/runs/01NOSUCHRUN/nothing", headers=AUTH).status == 404
+    wrong = kit.call("GET", "/api/runs", headers=AUTH)
+    assert wrong.status == 405
+    assert "use POST" in wrong.body["error"]
+
+
+def test_unauthorized_requests_are_rejected(kit: Kit) -> None:
+    payload = {"function": "order", "data": {"sku": "tea", "qty": 1}}
+    anonymous = kit.call("POST", "/api/runs", json=payload)
+    assert anonymous.status == 401
+    assert anonymous.body == {"error": "bearer token required"}
+    assert kit.client.list_runs_sync(function=kit.order)[0] == []  # nothing started
+
+    run_id = kit.start("park", {}).body["run_id"]
+    wrong = {"authorization": "Bearer guess"}
+    assert kit.call("GET", f"/api/runs/{run_id}", headers=wrong).status == 401
+    assert kit.call("GET", f"/api/runs/{run_id}/events").status == 401
+    viewer = {**AUTH, "x-role": "viewer"}
+    assert kit.call("GET", f"/api/runs/{run_id}", headers=viewer).status == 200
+    refused = kit.call("POST", f"/api/runs/{run_id}/cancel", headers=viewer)
+    assert (refused.status, refused.body) == (403, {"error": "forbidden"})
+    assert not kit.client.get_run_sync(run_id).status().terminal
+
+
+def test_invalid_starts_answer_422_or_400_with_a_clear_body(kit: Kit) -> None:
+    bad = kit.start("order", {"sku": "tea", "qty": 0})
+    assert bad.status == 422
+    assert bad.body["error"] == "data does not match the function's input"
+    [problem] = bad.body["detail"]
+    assert problem["loc"] == ["qty"]
+    assert "greater than 0" in problem["msg"]
+
+    headers = {**AUTH, "content-type": "application/json"}
+    not_json = kit.call("POST", "/api/runs", data=b"{nope", headers=headers)
+    assert not_json.status == 400
+    assert not_json.body["error"].startswith("body is not valid JSON")
+    no_function = kit.call("POST", "/api/runs", json={"data": {}}, headers=AUTH)
+    assert no_function.status == 400
+    assert "function" in no_function.body["error"]
+    listed = kit.start("park", [1, 2])  # type: ignore[arg-type]
+    assert (listed.status, listed.body["error"]) == (400, "data: want a JSON object, got list")
+    bad_key = kit.start("park", {}, idempotency_key="")
+    assert bad_key.status == 400
+    huge = kit.call("POST", "/api/runs", data=b" " * (1024 * 1024 + 10), headers=headers)
+    assert huge.status == 413
+
+    run_id = kit.start("park", {}).body["run_id"]
+    bad_wait = kit.call("GET", f"/api/runs/{run_id}/result?wait=soon", headers=AUTH)
+    assert bad_wait.status == 400
+    assert bad_wait.body["error"].startswith("wait: want seconds")
+
+
+def test_functions_not_exposed_answer_404(kit: Kit) -> None:
+    refused = kit.start("hidden", {})
+    assert refused.status == 404
+    assert refused.body == {"error": "function 'hidden' cannot be started here"}
+
+    handle = kit.client.start_sync(kit.hidden, {})
+    assert handle.result(timeout=WAIT) == "secret"
+    for method, suffix in [("GET", ""), ("POST", "/cancel"), ("GET", "/events")]:
+        reply = kit.call(method, f"/api/runs/{handle.run_id}{suffix}", headers=AUTH)
+        assert reply.status == 404
+        assert reply.body == {"error": f"run {handle.run_id} not found"}
+
+
+def test_idempotency_key_returns_the_same_run(kit: Kit) -> None:
+    first = kit.start("park", {"n": 1}, idempotency_key="order-42")
+    again = kit.start("park", {"n": 2}, idempotency_key="order-42")
+    other = kit.start("park", {"n": 3}, idempotency_key="order-43")
+    assert (first.status, first.body["created"]) == (201, True)
+    assert (again.status, again.body["created"]) == (200, False)
+    assert again.body["run_id"] == first.body["run_id"]
+    assert other.body["run_id"] != first.body["run_id"]
+
+
+def test_runs_blueprint_links_follow_its_mount(tmp_path: Path) -> None:
+    client = stepline.Client("flask-mount", is_production=False, environ={})
+
+    @client.function(id="hello", trigger=stepline.TriggerEvent(event="kit/hello"))
+    def hello(ctx: stepline.SyncContext) -> str:
+        return "hi"
+
+    engine = EmbeddedEngine(client, [hello], database=str(tmp_path / "m.db"), poll_interval=0.05)
+    try:
+        app = flask.Flask(__name__)
+        outer = flask.Blueprint("outer", __name__, url_prefix="/v2")
+        outer.register_blueprint(
+            stepline.flask.runs_blueprint(
+                client, [hello], authorize=stepline.web.allow_all, url_prefix="/jobs"
+            )
+        )
+        app.register_blueprint(outer)
+        http = app.test_client()
+        reply = http.post("/v2/jobs/runs", json={"function": "flask-mount-hello"})
+        assert reply.status_code == 201
+        run_id = reply.json["run_id"]
+        assert reply.json["links"]["result"] == f"/v2/jobs/runs/{run_id}/result"
+        done = http.get(reply.json["links"]["result"] + "?wait=10")
+        assert (done.status_code, done.json["output"]) == (200, "hi")
+    finally:
+        engine.stop()
+
+
+def test_runs_blueprint_needs_an_authorize_hook() -> None:
+    client = stepline.Client("flask-auth", is_production=False, environ={})
+
+    @client.function(id="hello", trigger=stepline.TriggerEvent(event="kit/hello"))
+    def hello(ctx: stepline.SyncContext) -> str:
+        return "hi"
+
+    with pytest.raises(stepline.ConfigError, match="authorize"):
+        stepline.flask.runs_blueprint(client, [hello], authorize=None)  # type: ignore[arg-type]
+
+
+def test_public_surface() -> None:
+    expected = ["AppState", "Stepline", "current_client", "runs_blueprint", "serve"]
+    assert stepline.flask.__all__ == expected
+    for name in expected:
+        assert getattr(stepline.flask, name).__doc__, name
+
+
+# -- the extension ------------------------------------------------------------------------------
+
+
+def make_extension() -> tuple[stepline.flask.Stepline, stepline.Function]:
+    ext = stepline.flask.Stepline(app_id="ext-kit")
+
+    @ext.function(id="double", trigger=stepline.TriggerEvent(event="ext/double"))
+    def double(ctx: stepline.SyncContext) -> int:
+        return ctx.step.run("double", lambda: int(ctx.event.data["n"]) * 2)
+
+    return ext, double
+
+
+def test_extension_with_an_app_factory_and_app_config(tmp_path: Path) -> None:
+    ext, double = make_extension()
+
+    def create_app(database: Path) -> flask.Flask:
+        app = flask.Flask(__name__)
+        app.config.from_mapping(
+            STEPLINE_APP_ID="ext-kit",
+            STEPLINE_DEV=True,
+            STEPLINE_ENGINE="embedded",
+            STEPLINE_DATABASE_URL=str(database),
+            STEPLINE_ENGINE_OPTIONS={"poll_interval": 0.05},
+        )
+        ext.init_app(app)
+
+        @app.post("/double/<int:n>")
+        def start(n: int) -> dict[str, Any]:
+            handle = ext.client.start_sync(double, {"n": n})
+            return {"run_id": handle.run_id, "same": stepline.flask.current_client() is ext.client}
+
+        return app
+
+    first, second = create_app(tmp_path / "a.db"), create_app(tmp_path / "b.db")
+    states = [ext.state(first), ext.state(second)]
+    try:
+        assert first.extensions["stepline"] is states[0]
+        assert states[0].client is not states[1].client  # one client per app
+        assert states[0].engine is not None
+        assert states[0].client.app_id == "ext-kit"
+        assert states[0].client.settings.is_dev
+        with first.app_context():
+            assert ext.client is states[0].client
+            assert stepline.flask.current_client() is states[0].client
+
+        for app, state in zip([first, second], states, strict=True):
+            http = app.test_client()
+            reply = http.post("/double/21")
+            assert reply.status_code == 200
+            assert reply.json["same"] is True
+            handle = state.client.get_run_sync(reply.json["run_id"])
+            assert handle.result(timeout=WAIT) == 42
+            # the embedded engine's API is mounted under /stepline (a dev-mode client)
+            functions = http.get("/stepline/v1/functions")
+            assert functions.status_code == 200
+            assert "ext-kit-double" in functions.get_data(as_text=True)
+            assert http.get("/api/inngest").status_code == 200  # served for the engine too
+        # each app's engine has its own database: the first app does not see the second's run
+        runs, _ = states[0].client.list_runs_sync(function=double)
+        assert len(runs) == 1
+    finally:
+        for state in states:
+            state.close()
+
+
+def test_extension_reads_keys_and_urls_from_app_config() -> None:
+    ext, _ = make_extension()
+    app = flask.Flask(__name__)
+    app.config.from_mapping(
+        STEPLINE_IS_PRODUCTION=True,
+        STEPLINE_SIGNING_KEY="signkey-prod-abcd",
+        STEPLINE_SIGNING_KEY_FALLBACK="signkey-prod-ef01",
+        STEPLINE_EVENT_KEY="event-key",
+        STEPLINE_BASE_URL="http://engine.internal:9000",
+        STEPLINE_EVENT_API_BASE_URL="http://events.internal:9001/",
+        STEPLINE_SERVE_PATH="/hooks/stepline",
+    )
+    ext.init_app(app)
+    state = ext.state(app)
+    try:
+        settings = state.client.settings
+        assert (settings.app_id, settings.mode) == ("ext-kit", "cloud")
+        assert settings.signing_keys == ("signkey-prod-abcd", "signkey-prod-ef01")
+        assert settings.event_key == "event-key"
+        assert settings.api_base_url == "http://engine.internal:9000"
+        assert settings.event_api_base_url == "http://events.internal:9001"
+        assert state.engine is None  # the engine is elsewhere
+        http = app.test_client()
+        inspection = http.get("/hooks/stepline").json  # served at the configured path
+        assert inspection["mode"] == "cloud"
+        assert inspection["has_signing_key_fallback"] is True
+        assert inspection["has_event_key"] is True
+        assert http.get("/stepline/").status_code == 404
+    finally:
+        state.close()
+
+    dev = flask.Flask(__name__)
+    dev.config["STEPLINE_DEV"] = "http://127.0.0.1:8299"
+    stepline.flask.Stepline(dev, client=None, functions=ext.functions)
+    try:
+        dev_settings = dev.extensions["stepline"].client.settings
+        assert dev_settings.is_dev
+        assert dev_settings.app_id == "ext-kit"  # taken from the functions
+        assert dev_settings.api_base_url == "http://127.0.0.1:8299"
+    finally:
+        dev.extensions["stepline"].close()
+
+
+def test_extension_refuses_bad_setups(tmp_path: Path) -> None:
+    ext, _ = make_extension()
+
+    def app_with(**config: Any) -> flask.Flask:
+        app = flask.Flask(__name__)
+        app.config.from_mapping(config)
+        return app
+
+    with pytest.raises(stepline.ConfigError, match="STEPLINE_ENGINE"):
+        ext.init_app(app_with(STEPLINE_DEV=True, STEPLINE_ENGINE="sidecar"))
+    with pytest.raises(stepline.ConfigError, match="functions belong to ext-kit"):
+        ext.init_app(app_with(STEPLINE_DEV=True, STEPLINE_APP_ID="other"))
+    with pytest.raises(stepline.ConfigError, match="disagree"):
+        ext.init_app(app_with(STEPLINE_DEV=True, STEPLINE_IS_PRODUCTION=True))
+    with pytest.raises(stepline.ConfigError, match="app_id"):
+        stepline.flask.Stepline().function(id="x", trigger=stepline.TriggerEvent(event="e"))
+    with pytest.raises(stepline.ConfigError, match="no functions"):
+        stepline.flask.Stepline(app_id="empty").init_app(app_with(STEPLINE_DEV=True))
+
+    app = app_with(STEPLINE_DEV=True)
+    ext.init_app(app)
+    try:
+        with pytest.raises(RuntimeError, match="already set up"):
+            ext.init_app(app)
+    finally:
+        ext.state(app).close()
+    with pytest.raises(RuntimeError, match="not initialised"), app_with().app_context():
+        stepline.flask.current_client()
+    with pytest.raises(RuntimeError, match="no Flask app"):
+        _ = ext.client
+
+    client = stepline.Client("flask-serve", is_production=False, environ={})
+    blueprint = flask.Blueprint("bp", __name__)
+    with pytest.raises(stepline.ConfigError, match="needs the Flask app"):
+        stepline.flask.serve(blueprint, client, ext.functions, engine="embedded")
+
+
+def test_serve_embedded_mounts_the_engine_for_dev_clients_only(tmp_path: Path) -> None:
+    production = stepline.Client(
+        "flask-prod", is_production=True, signing_key="signkey-prod-abcd", environ={}
+    )
+
+    @production.function(id="noop", trigger=stepline.TriggerEvent(event="kit/noop"))
+    def noop(ctx: stepline.SyncContext) -> None:
+        return None
+
+    app = flask.Flask(__name__)
+    stepline.flask.serve(app, production, [noop], engine="embedded", database=str(tmp_path / "p"))
+    state = app.extensions["stepline"]
+    try:
+        assert isinstance(state.engine, EmbeddedEngine)
+        assert not state.engine.running  # lazy: nothing started until first use
+        assert app.test_client().get("/stepline/v1/functions").status_code == 404
+    finally:
+        state.close()
+
+
+# -- the orders example ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("flask_orders_example", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def orders_app(example: ModuleType, tmp_path: Path) -> Iterator[flask.Flask]:
+    app: flask.Flask = example.create_app(
+        {
+            "TESTING": True,
+            "STEPLINE_DATABASE_URL": str(tmp_path / "orders.db"),
+            "STEPLINE_ENGINE_OPTIONS": {"poll_interval": 0.05},
+            "ORDERS_GRACE": 0.1,
+            "ORDERS_API_TOKEN": TOKEN,
+        }
+    )
+    try:
+        yield app
+    finally:
+        app.extensions["stepline"].close()
+
+
+def test_example_orders_routes(orders_app: flask.Flask) -> None:
+    http = orders_app.test_client()
+    placed = http.post("/orders", json={"customer": "ada", "items": [{"sku": "tea", "qty": 1}]})
+    assert placed.status_code == 422  # "quantity" is missing
+    assert placed.json["detail"][0]["loc"] == ["items", 0, "quantity"]
+
+    order = {"customer": "ada", "items": [{"sku": "tea", "quantity": 2}]}
+    placed = http.post("/orders", json=order, headers={"idempotency-key": "cart-7"})
+    assert placed.status_code == 201
+    order_id = placed.json["order_id"]
+    again = http.post("/orders", json=order, headers={"idempotency-key": "cart-7"})
+    assert (again.status_code, again.json["order_id"]) == (200, order_id)
+
+    done = http.get(f"/api/runs/{order_id}/result?wait=20", headers=AUTH)
+    assert done.status_code == 200
+    assert done.json["output"]["total_cents"] == 900
+    shown = http.get(f"/orders/{order_id}")
+    assert shown.status_code == 200
+    assert shown.json["status"] == "Completed"
+    assert shown.json["receipt"]["charge_id"].startswith("ch-")
+    assert shown.json["steps"] == {
+        "price": "Completed",
+        "reserve-stock": "Completed",
+        "grace-period": "Completed",
+        "charge-card": "Completed",
+    }
+    assert http.get("/orders/01NOSUCHORDER").status_code == 404
+    assert http.post("/orders/01NOSUCHORDER/cancel").status_code == 404
+
+    # the kit under /api: a long grace period to cancel in, behind the bearer token
+    payload = {"function": "process-order", "data": {**order, "grace_seconds": 3600}}
+    assert http.post("/api/runs", json=payload).status_code == 401
+    started = http.post("/api/runs", json=payload, headers=AUTH)
+    assert started.status_code == 201
+    run_id = started.json["run_id"]
+    wait_for(lambda: "grace-period" in http.get(f"/orders/{run_id}").json["steps"])
+    cancelled = http.post(f"/orders/{run_id}/cancel")
+    assert cancelled.json == {"order_id": run_id, "status": "Cancelled"}
+    assert http.get(f"/orders/{run_id}").json["status"] == "Cancelled"
+
+    unknown = {**order, "items": [{"sku": "caviar", "quantity": 1}]}
+    failed_id = http.post("/orders", json=unknown).json["order_id"]
+    failed = http.get(f"/api/runs/{failed_id}/result?wait=20", headers=AUTH)
+    assert failed.json["status"] == "Failed"
+    assert http.get(f"/orders/{failed_id}").json["error"] == "unknown products: caviar"
+
+
+def test_example_runs_with_one_command(tmp_path: Path) -> None:
+    """``python examples/flask_orders/app.py``: a real server, the engine inside; Ctrl-C."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPLINE_", "INNGEST_"))}
+    env.update(PORT=str(port), ORDERS_API_TOKEN=TOKEN, ORDERS_GRACE="3600")
+    out, err = (tmp_path / "stdout").open("wb"), (tmp_path / "stderr").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLE)], cwd=tmp_path, env=env, stdout=out, stderr=err
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=WAIT) as http:
+            wait_for(lambda: _up(http) or proc.poll() is not None)
+            assert proc.poll() is None, (tmp_path / "stderr").read_text()
+            order = {"customer": "bo", "items": [{"sku": "beans", "quantity": 1}]}
+            payload = {"function": "process-order", "data": {**order, "grace_seconds": 0}}
+            started = http.post("/api/runs", json=payload, headers=AUTH)
+            assert started.status_code == 201, started.text
+            with http.stream("GET", started.json()["links"]["events"], headers=AUTH) as stream:
+                events = read_events(stream.iter_bytes(), None)
+            assert [data["name"] for kind, data in events if kind == "step"][-1] == "charge-card"
+            assert events[-1][0] == "result"
+            assert events[-1][1]["output"]["total_cents"] == 1500
+
+            placed = http.post("/orders", json=order)  # ORDERS_GRACE: an hour to cancel in
+            assert placed.status_code == 201
+            order_id = placed.json()["order_id"]
+            assert http.get(f"/orders/{order_id}").json()["status"] in ("Queued", "Running")
+            cancel = http.post(f"/orders/{order_id}/cancel")
+            assert cancel.json()["status"] == "Cancelled"
+            assert http.get("/stepline/v1/functions").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(WAIT)
+        out.close()
+        err.close()
+    assert (tmp_path / ".stepline" / "orders.db").exists()
+    assert code == 0
+    assert "Traceback" not in (tmp_path / "stderr").read_text()  # the engine stopped cleanly
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _up(http: httpx.Client) -> bool:
+    try:
+        http.get("/orders/probe", timeout=1)
+    except httpx.TransportError:
+        return False
+    return True

@@ -1,0 +1,675 @@
+"""The web-app kit on Tornado: ``runs_handlers``, ``serve(engine=...)``, the orders example.
+
+Every kit scenario runs twice: through ``tornado.testing.AsyncHTTPTestCase`` (its IOLoop,
+server and client) and behind a real ``HTTPServer`` on 127.0.0.1 on its own thread, called
+with httpx. Functions run on an ``EmbeddedEngine`` over a SQLite file in ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pydantic
+import pytest
+import tornado.httpserver
+import tornado.testing
+import tornado.web
+
+import stepline
+import stepline.tornado
+import stepline.web
+from stepline.embedded import EmbeddedEngine
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "let-me-in"
+WAIT = 30.0  # upper bound for anything to happen; tests end far sooner
+
+
+# -- the app under test --------------------------------------------------------------------
+
+
+class OrderInput(pydantic.BaseModel):
+    sku: str
+    qty: int = pydantic.Field(gt=0)
+
+
+@dataclass
+class Kit:
+    client: stepline.Client
+    order: stepline.Function
+    park: stepline.Function
+    hidden: stepline.Function
+    engine: EmbeddedEngine
+
+
+def make_kit(database: Path) -> Kit:
+    client = stepline.Client("tornado-kit", is_production=False, environ={})
+
+    @client.function(id="order", trigger=stepline.TriggerEvent(event="kit/order"))
+    def order(ctx: stepline.SyncContext) -> dict[str, Any]:
+        data: Any = ctx.event.data
+        sku = ctx.step.run("reserve", lambda: str(data["sku"]))
+        total = ctx.step.run("charge", lambda: int(data["qty"]) * 5)
+        return {"sku": sku, "total": total}
+
+    @client.function(id="park", trigger=stepline.TriggerEvent(event="kit/park"))
+    async def park(ctx: stepline.Context) -> str:
+        await ctx.step.run("begin", lambda: "begun")
+        await ctx.step.sleep("hold", dt.timedelta(hours=1))
+        return "woke"
+
+    @client.function(id="hidden", trigger=stepline.TriggerEvent(event="kit/hidden"))
+    def hidden(ctx: stepline.SyncContext) -> str:
+        return "secret"
+
+    functions = [order, park, hidden]
+    engine = EmbeddedEngine(client, functions, database=str(database), poll_interval=0.05)
+    return Kit(client, order, park, hidden, engine)
+
+
+async def authorize(access: stepline.web.AccessRequest) -> bool:
+    """Async on purpose: a bearer token; no header is 401, a wrong one 403."""
+    handler = access.request
+    assert isinstance(handler, tornado.web.RequestHandler)
+    header = handler.request.headers.get("Authorization")
+    if header is None:
+        raise stepline.web.AccessDenied("send Authorization: Bearer <token>", status=401)
+    return header == f"Bearer {TOKEN}"
+
+
+def make_app(kit: Kit, **options: Any) -> tornado.web.Application:
+    app = tornado.web.Application()
+    handlers = stepline.tornado.runs_handlers(
+        kit.client,
+        [kit.order, kit.park],
+        authorize=authorize,
+        inputs={kit.order: OrderInput},
+        prefix="/api/runs",
+        poll_interval=0.05,
+        **options,
+    )
+    app.add_handlers(r".*", handlers)
+    return app
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+# -- two ways to reach it ------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Http:
+    """What a scenario needs: a request, and the events of an SSE stream until it ends."""
+
+    def request(
+        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
+    ) -> Reply:
+        raise NotImplementedError
+
+    def events(self, path: str, headers: dict[str, str]) -> tuple[Reply, list[tuple[str, Any]]]:
+        raise NotImplementedError
+
+
+class _Case(tornado.testing.AsyncHTTPTestCase):
+    """``AsyncHTTPTestCase`` driven by a pytest fixture (set up and torn down by hand)."""
+
+    __test__ = False
+
+    def __init__(self, app: tornado.web.Application) -> None:
+        super().__init__("noop")
+        self.app = app
+
+    def noop(self) -> None:
+        pass
+
+    def get_app(self) -> tornado.web.Application:
+        return self.app
+
+
+class CaseHttp(Http):
+    def __init__(self, case: _Case) -> None:
+        self.case = case
+
+    def request(
+        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
+    ) -> Reply:
+        data = None if body is None else body if isinstance(body, bytes) else json.dumps(body)
+        if data is None and method == "POST":
+            data = b""
+        reply = self.case.fetch(path, method=method, body=data, headers=headers or {})
+        return Reply(reply.code, {k.lower(): v for k, v in reply.headers.get_all()}, reply.body)
+
+    def events(self, path: str, headers: dict[str, str]) -> tuple[Reply, list[tuple[str, Any]]]:
+        chunks: list[bytes] = []
+        reply = self.case.fetch(path, headers=headers, streaming_callback=chunks.append)
+        pairs = {k.lower(): v for k, v in reply.headers.get_all()}
+        raw = b"".join(chunks)
+        return Reply(reply.code, pairs, raw), parse_sse(raw)
+
+
+class ServerHttp(Http):
+    """A real ``HTTPServer`` on 127.0.0.1 served by a thread of its own; httpx calls it."""
+
+    def __init__(self, app: tornado.web.Application) -> None:
+        sock, port = tornado.testing.bind_unused_port()
+        self.base = f"http://127.0.0.1:{port}"
+        self.http = httpx.Client(base_url=self.base, timeout=WAIT)
+        started = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: asyncio.Event | None = None
+
+        async def serve() -> None:
+            server = tornado.httpserver.HTTPServer(app)
+            server.add_sockets([sock])
+            self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
+            started.set()
+            await self.stopping.wait()
+            server.stop()
+            await server.close_all_connections()
+
+        self.thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+        self.thread.start()
+        assert started.wait(WAIT)
+
+    def close(self) -> None:
+        self.http.close()
+        assert self.loop is not None
+        assert self.stopping is not None
+        self.loop.call_soon_threadsafe(self.stopping.set)
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive()
+
+    def request(
+        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
+    ) -> Reply:
+        content = body if isinstance(body, bytes) else None
+        payload = None if body is None or isinstance(body, bytes) else body
+        reply = self.http.request(method, path, json=payload, content=content, headers=headers)
+        return Reply(reply.status_code, dict(reply.headers), reply.content)
+
+    def events(self, path: str, headers: dict[str, str]) -> tuple[Reply, list[tuple[str, Any]]]:
+        with self.http.stream("GET", path, headers=headers) as reply:
+            raw = b"".join(reply.iter_raw())
+        return Reply(reply.status_code, dict(reply.headers), raw), parse_sse(raw)
+
+
+def parse_sse(raw: bytes) -> list[tuple[str, Any]]:
+    events = []
+    for block in raw.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+@pytest.fixture
+def kit(tmp_path: Path) -> Iterator[Kit]:
+    made = make_kit(tmp_path / "e.db")
+    yield made
+    made.engine.stop()
+
+
+@pytest.fixture(params=["tornado.testing", "real-server"])
+def http(
+    request: pytest.FixtureRequest, kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Http]:
+    app = make_app(kit)
+    if request.param == "tornado.testing":
+        monkeypatch.setenv("ASYNC_TEST_TIMEOUT", str(WAIT))  # per fetch; the default is 5 s
+        case = _Case(app)
+        case.setUp()
+        try:
+            yield CaseHttp(case)
+        finally:
+            case.tearDown()
+    else:
+        server = ServerHttp(app)
+        try:
+            yield server
+        finally:
+            server.close()
+
+
+def start(http: Http, function: str, data: dict[str, Any], **extra: Any) -> Reply:
+    return http.request("POST", "/api/runs", {"function": function, "data": data, **extra}, AUTH)
+
+
+# -- scenarios (each on both transports) ------------------------------------------------------
+
+
+def test_start_then_progress_events_then_result(http: Http) -> None:
+    started = start(http, "order", {"sku": "tea", "qty": 3})
+    assert started.status == 201, started.body
+    body = started.json()
+    run_id = body["run_id"]
+    assert body["function_id"] == "tornado-kit-order"
+    assert body["created"] is True
+    assert body["links"]["events"] == f"/api/runs/{run_id}/events"
+
+    reply, events = http.events(body["links"]["events"], AUTH)
+    assert reply.status == 200
+    assert reply.headers["content-type"].startswith("text/event-stream")
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "status"
+    assert kinds[-1] == "result"
+    assert kinds.count("result") == 1
+    steps = {data["name"] for kind, data in events if kind == "step"}
+    assert {"reserve", "charge"} <= steps
+    first_step = kinds.index("step")
+    assert first_step < kinds.index("result")
+    final = events[-1][1]
+    assert final["status"] == "Completed"
+    assert final["output"] == {"sku": "tea", "total": 15}
+
+    result = http.request("GET", f"/api/runs/{run_id}/result?wait=10", headers=AUTH)
+    assert result.status == 200
+    assert result.json()["output"] == {"sku": "tea", "total": 15}
+    status = http.request("GET", f"/api/runs/{run_id}", headers=AUTH)
+    assert (status.status, status.json()["status"]) == (200, "Completed")
+    assert "etag" not in status.headers
+
+
+def test_cancel_a_parked_run(http: Http) -> None:
+    run_id = start(http, "park", {}).json()["run_id"]
+    pending = http.request("GET", f"/api/runs/{run_id}/result", headers=AUTH)
+    assert pending.status == 202
+    assert pending.json()["status"] in ("Queued", "Running")
+
+    cancelled = http.request("POST", f"/api/runs/{run_id}/cancel", headers=AUTH)
+    assert cancelled.status == 200, cancelled.body
+    assert cancelled.json() == {"run_id": run_id, "status": "Cancelled"}
+    result = http.request("GET", f"/api/runs/{run_id}/result?wait=10", headers=AUTH)
+    assert (result.status, result.json()["status"]) == (200, "Cancelled")
+    _, events = http.events(f"/api/runs/{run_id}/events", AUTH)
+    assert events[-1][0] == "result"
+    assert events[-1][1]["status"] == "Cancelled"
+
+
+def test_unknown_run_is_404(http: Http) -> None:
+    for path in ("/api/runs/no-such-run", "/api/runs/no-such-run/events", "/api/runs/a.b"):
+        reply = http.request("GET", path, headers=AUTH)
+        assert reply.status == 404, path
+        assert "not found" in reply.json()["error"] or "no route" in reply.json()["error"]
+    cancel = http.request("POST", "/api/runs/no-such-run/cancel", headers=AUTH)
+    assert cancel.status == 404
+    assert cancel.json() == {"error": "run no-such-run not found"}
+
+
+def test_unauthorized_requests_are_rejected(http: Http, kit: Kit) -> None:
+    valid = {"function": "order", "data": {"sku": "a", "qty": 1}}
+    anonymous = http.request("POST", "/api/runs", valid)
+    assert anonymous.status == 401
+    assert anonymous.json() == {"error": "send Authorization: Bearer <token>"}
+    wrong = {"Authorization": "Bearer nope"}
+    forbidden = http.request("POST", "/api/runs", valid, wrong)
+    assert (forbidden.status, forbidden.json()) == (403, {"error": "forbidden"})
+
+    run_id = start(http, "park", {}).json()["run_id"]
+    assert http.request("GET", f"/api/runs/{run_id}").status == 401
+    assert http.request("GET", f"/api/runs/{run_id}/events", headers=wrong).status == 403
+    assert http.request("POST", f"/api/runs/{run_id}/cancel", headers=wrong).status == 403
+    still = kit.client.get_run_sync(run_id).status()
+    assert still in (stepline.RunStatus.QUEUED, stepline.RunStatus.RUNNING)
+
+
+def test_validation_errors_are_clear(http: Http) -> None:
+    invalid = start(http, "order", {"sku": "tea", "qty": 0})
+    assert invalid.status == 422
+    body = invalid.json()
+    assert body["error"] == "data does not match the function's input"
+    [problem] = body["detail"]
+    assert problem["loc"] == ["qty"]
+    assert "greater than 0" in problem["msg"]
+
+    broken = http.request("POST", "/api/runs", b"{not json", AUTH)
+    assert broken.status == 400
+    assert broken.json()["error"].startswith("body is not valid JSON")
+    nameless = http.request("POST", "/api/runs", {"data": {}}, AUTH)
+    assert (nameless.status, nameless.json()["error"]) == (
+        400,
+        "function: want the id of the function to start",
+    )
+    listing = http.request("GET", "/api/runs", headers=AUTH)
+    assert listing.status == 405
+    assert "use POST" in listing.json()["error"]
+    deleting = http.request("DELETE", "/api/runs/abc", headers=AUTH)
+    assert deleting.status == 405
+    assert "use GET" in deleting.json()["error"]
+    run_id = start(http, "park", {}).json()["run_id"]
+    wait = http.request("GET", f"/api/runs/{run_id}/result?wait=forever", headers=AUTH)
+    assert (wait.status, wait.json()) == (400, {"error": "wait: want seconds from 0 to 60"})
+
+
+def test_functions_not_exposed_stay_hidden(http: Http, kit: Kit) -> None:
+    refused = start(http, "hidden", {})
+    assert refused.status == 404
+    assert refused.json() == {"error": "function 'hidden' cannot be started here"}
+    run_id = kit.client.start_sync(kit.hidden, {}).run_id
+    for suffix in ("", "/result", "/events"):
+        reply = http.request("GET", f"/api/runs/{run_id}{suffix}", headers=AUTH)
+        assert reply.status == 404, suffix
+    assert http.request("POST", f"/api/runs/{run_id}/cancel", headers=AUTH).status == 404
+
+
+def test_idempotency_key_returns_the_same_run(http: Http) -> None:
+    data = {"sku": "tea", "qty": 1}
+    first = start(http, "order", data, idempotency_key="order-42")
+    again = start(http, "order", data, idempotency_key="order-42")
+    other = start(http, "order", data, idempotency_key="order-43")
+    assert (first.status, again.status, other.status) == (201, 200, 201)
+    assert first.json()["run_id"] == again.json()["run_id"] != other.json()["run_id"]
+    assert again.json()["created"] is False
+
+
+# -- Tornado specifics -------------------------------------------------------------------------
+
+
+def test_events_stop_polling_when_the_reader_leaves(kit: Kit) -> None:
+    app = tornado.web.Application()
+    # keepalive far beyond the test: only on_connection_close can end the stream early
+    [rule] = stepline.tornado.runs_handlers(
+        kit.client, [kit.park], authorize=stepline.web.allow_all, poll_interval=0.05, keepalive=600
+    )
+    app.add_handlers(r".*", [rule])
+    routes: stepline.web.RunRoutes = rule.target_kwargs["routes"]
+    stopped = threading.Event()
+    chunks_async = routes.chunks_async
+
+    async def watched(response: stepline.web.WebResponse) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks_async(response):
+                yield chunk
+        finally:
+            stopped.set()
+
+    routes.chunks_async = watched  # type: ignore[method-assign]
+    handle = kit.client.start_sync(kit.park, {})
+    deadline = time.monotonic() + WAIT
+    while ("hold", "Sleeping") not in {(s.name, s.status) for s in handle.steps()}:
+        assert time.monotonic() < deadline, "the run never reached its sleep"
+        time.sleep(0.05)
+    # the run is now quiet: no new event would make the server write, and fail, again
+    server = ServerHttp(app)
+    try:
+        with server.http.stream("GET", f"/runs/{handle.run_id}/events") as reply:
+            chunks = reply.iter_raw()  # held: dropping it would close the connection now
+            seen = b""
+            while b'"Sleeping"' not in seen:
+                seen += next(chunks)
+            assert not stopped.is_set()
+        assert stopped.wait(10), "the server kept polling for a reader who had left"
+    finally:
+        server.close()
+
+
+def test_xsrf_protected_app_checks_the_token_on_kit_posts(kit: Kit) -> None:
+    rules = stepline.tornado.runs_handlers(kit.client, [kit.order], authorize=authorize)
+    app = tornado.web.Application(rules, xsrf_cookies=True, cookie_secret="s")
+    server = ServerHttp(app)
+    try:
+        body = {"function": "order", "data": {"sku": "a", "qty": 1}}
+        refused = server.request("POST", "/runs", body, AUTH)
+        assert refused.status == 403
+        token = "2|00000000|" + "0" * 32 + "|1"
+        token_headers = {**AUTH, "X-XSRFToken": token, "Cookie": f"_xsrf={token}"}
+        accepted = server.request("POST", "/runs", body, token_headers)
+        assert accepted.status == 201, accepted.body
+        assert accepted.json()["links"]["self"].startswith("/runs/")
+    finally:
+        server.close()
+
+
+def test_serve_with_embedded_engine_mounts_api_and_shares_the_client(tmp_path: Path) -> None:
+    kit = make_kit(tmp_path / "e.db")
+
+    class Orders(stepline.tornado.ClientMixin, tornado.web.RequestHandler):
+        async def post(self) -> None:
+            handle = await self.stepline_client.start("order", {"sku": "pen", "qty": 2})
+            self.write({"run_id": handle.run_id, "output": await handle.result(timeout=WAIT)})
+
+    app = tornado.web.Application([(r"/orders", Orders)])
+    stepline.tornado.serve(app, kit.client, [kit.order, kit.park, kit.hidden], engine=kit.engine)
+    assert app.settings["stepline_client"] is kit.client
+    assert app.settings["stepline_engine"] is kit.engine
+    server = ServerHttp(app)
+    try:
+        made = server.request("POST", "/orders", b"")
+        assert made.status == 200, made.body
+        assert made.json()["output"] == {"sku": "pen", "total": 10}
+        run = server.request("GET", f"/stepline/v1/runs/{made.json()['run_id']}")
+        assert run.status == 200
+        assert run.json()["data"]["status"] == "Completed"
+        moved = server.request("GET", "/stepline")
+        assert (moved.status, moved.headers["location"]) == (302, "/stepline/")
+        dashboard = server.request("GET", "/stepline/")
+        assert dashboard.status == 200
+        assert dashboard.headers["content-type"].startswith("text/html")
+        asset = server.request("GET", "/stepline/dashboard/app.css")
+        assert asset.status == 200
+        again = server.request(
+            "GET", "/stepline/dashboard/app.css", headers={"If-None-Match": asset.headers["etag"]}
+        )
+        assert (again.status, again.body) == (304, b"")
+        # functions go to the engine in-process: no HTTP endpoint for them
+        assert server.request("GET", "/api/inngest").status == 404
+    finally:
+        server.close()
+    assert kit.engine.running
+    asyncio.run(stepline.tornado.shutdown(app))
+    assert not kit.engine.running
+    assert "stepline_served" not in app.settings
+
+
+def test_embedded_shorthand_and_production_client_keeps_api_private(tmp_path: Path) -> None:
+    client = stepline.Client(
+        "prod-kit", is_production=True, environ={}, signing_key="signkey-prod-0123456789abcdef"
+    )
+
+    @client.function(id="noop", trigger=stepline.TriggerEvent(event="kit/noop"))
+    def noop(ctx: stepline.SyncContext) -> int:
+        return 1
+
+    app = tornado.web.Application()
+    database = str(tmp_path / "short.db")
+    stepline.tornado.serve(app, client, [noop], engine="embedded", database=database)
+    engine = app.settings["stepline_engine"]
+    assert isinstance(engine, EmbeddedEngine)
+    assert engine.database == database
+    server = ServerHttp(app)
+    try:  # no /stepline: the API would be open to anyone
+        assert server.request("GET", "/stepline/v1/runs").status == 404
+        assert server.request("GET", "/api/inngest").status == 404
+    finally:
+        server.close()
+    asyncio.run(stepline.tornado.shutdown(app))
+
+
+def test_client_mixin_without_serve_says_what_to_do() -> None:
+    class Page(stepline.tornado.ClientMixin, tornado.web.RequestHandler):
+        def get(self) -> None:
+            self.write({"app": self.stepline_client.app_id})
+
+    app = tornado.web.Application([(r"/", Page)])
+    server = ServerHttp(app)
+    try:
+        assert server.request("GET", "/").status == 500
+    finally:
+        server.close()
+    mixin = stepline.tornado.ClientMixin()
+    mixin.application = app
+    with pytest.raises(stepline.ConfigError, match=r"stepline\.tornado\.serve"):
+        mixin.stepline_client  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ({"prefix": "/jobs"}, "end with '/runs'"),
+        ({"prefix": "api/runs"}, "must start with '/'"),
+        ({"authorize": None}, "authorize"),
+    ],
+)
+def test_runs_handlers_misconfiguration(kit: Kit, call: dict[str, Any], message: str) -> None:
+    options: dict[str, Any] = {"authorize": stepline.web.allow_all, **call}
+    with pytest.raises(stepline.ConfigError, match=message):
+        stepline.tornado.runs_handlers(kit.client, [kit.order], **options)
+
+
+def test_serve_rejects_a_bad_engine_option(kit: Kit) -> None:
+    other = make_kit_client_only()
+    app = tornado.web.Application()
+    with pytest.raises(stepline.ConfigError, match="'embedded' or an EmbeddedEngine"):
+        stepline.tornado.serve(app, kit.client, [kit.order], engine="sqlite")  # type: ignore[arg-type]
+    with pytest.raises(stepline.ConfigError, match="another client"):
+        stepline.tornado.serve(app, other, [], engine=kit.engine)
+    with pytest.raises(stepline.ConfigError, match="database= goes with"):
+        stepline.tornado.serve(app, kit.client, [kit.order], database="x.db")
+    with pytest.raises(stepline.ConfigError, match="engine_path"):
+        stepline.tornado.serve(app, kit.client, [kit.order], engine=kit.engine, engine_path="x")
+
+
+def make_kit_client_only() -> stepline.Client:
+    return stepline.Client("tornado-kit", is_production=False, environ={})
+
+
+def test_public_names() -> None:
+    assert set(stepline.tornado.__all__) == {
+        "CLIENT_SETTING",
+        "ENGINE_SETTING",
+        "ClientMixin",
+        "runs_handlers",
+        "serve",
+        "shutdown",
+    }
+
+
+# -- the example app, as its README runs it ------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def orders_app(tmp_path: Path) -> Iterator[tuple[httpx.Client, subprocess.Popen[bytes]]]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPLINE_", "INNGEST_"))}
+    env.update({"PORT": str(port), "ORDERS_API_TOKEN": TOKEN})
+    log = tmp_path / "app.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "tornado_orders" / "app.py")],
+            cwd=tmp_path,  # its SQLite file goes to ./.stepline/ here
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=WAIT)
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                http.get("/")
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"the example did not start:\n{log.read_text()}") from None
+                time.sleep(0.1)
+        yield http, proc
+    finally:
+        http.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=WAIT)
+
+
+def wait_for(http: httpx.Client, path: str, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT
+    while True:
+        order: dict[str, Any] = http.get(path).json()
+        if order["status"] == status or time.monotonic() > deadline:
+            return order
+        time.sleep(0.1)
+
+
+def test_example_orders_app(
+    orders_app: tuple[httpx.Client, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    http, proc = orders_app
+    placed = http.post("/orders", json={"item": "teapot", "quantity": 2, "ship_after": 0})
+    assert placed.status_code == 201, placed.text
+    order_id = placed.json()["id"]
+    order = wait_for(http, f"/orders/{order_id}", "Completed")
+    assert order["status"] == "Completed", order
+    assert order["result"]["item"] == "teapot"
+    assert order["result"]["total_cents"] == 2 * 1999
+    assert (tmp_path / ".stepline" / "embedded.db").exists()
+
+    same = http.post(
+        "/orders", json={"item": "teapot", "quantity": 1}, headers={"Idempotency-Key": "k"}
+    )
+    again = http.post(
+        "/orders", json={"item": "teapot", "quantity": 1}, headers={"Idempotency-Key": "k"}
+    )
+    assert (same.status_code, again.status_code) == (201, 200)
+    assert same.json()["id"] == again.json()["id"]
+
+    slow = http.post("/orders", json={"item": "sofa", "quantity": 1, "ship_after": 3600})
+    slow_id = slow.json()["id"]
+    cancelled = http.post(f"/orders/{slow_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "Cancelled"
+    assert http.get(f"/orders/{slow_id}").json()["status"] == "Cancelled"
+
+    invalid = http.post("/orders", json={"item": "teapot", "quantity": 0})
+    assert invalid.status_code == 422
+    assert invalid.json()["detail"][0]["loc"] == ["quantity"]
+    assert http.get("/orders/nope").status_code == 404
+    assert http.post("/orders/nope/cancel").status_code == 404
+
+    # the kit under /api/runs, behind the app's bearer token
+    body = {"function": "process-order", "data": {"item": "mug", "quantity": 3}}
+    assert http.post("/api/runs", json=body).status_code == 401
+    started = http.post("/api/runs", json=body, headers=AUTH)
+    assert started.status_code == 201, started.text
+    with http.stream("GET", started.json()["links"]["events"], headers=AUTH) as stream:
+        events = parse_sse(b"".join(stream.iter_raw()))
+    assert events[-1][0] == "result"
+    assert events[-1][1]["output"]["total_cents"] == 3 * 899
+    assert {data["name"] for kind, data in events if kind == "step"} >= {"reserve-stock"}
+
+    # the embedded engine's API and dashboard
+    assert http.get("/stepline/").status_code == 200
+    runs = http.get("/stepline/v1/runs")
+    assert runs.status_code == 200
+    assert len(runs.json()["data"]) >= 4
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=WAIT) == 0, (tmp_path / "app.log").read_text()
+    assert "Traceback" not in (tmp_path / "app.log").read_text()
