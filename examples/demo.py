@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 
@@ -37,18 +37,26 @@ ROOT = Path(__file__).resolve().parents[1]
 DB = ROOT / ".stepline" / "demo.db"
 #: Retries wait 15 s, 30 s, 1 m... in production; the demo shrinks them 100-fold.
 RETRY_SCALE = "0.01"
+#: The engine's output is echoed from a thread: one line at a time, never mid-line.
+_OUTPUT = threading.Lock()
+
+
+def say(*parts: object, file: TextIO | None = None) -> None:
+    """Print one line whole (the engine echo thread prints too) and flush it."""
+    with _OUTPUT:
+        print(*parts, file=file or sys.stdout, flush=True)
 
 
 def banner(text: str) -> None:
     """Print a section heading."""
-    print(f"\n== {text}", flush=True)
+    say(f"\n== {text}")
 
 
 def check(ok: bool, what: str) -> None:
     """Print a check mark line, or stop the demo."""
     if not ok:
         raise AssertionError(f"unexpected result: {what}")
-    print(f"  ok: {what}", flush=True)
+    say(f"  ok: {what}")
 
 
 def free_port() -> int:
@@ -107,7 +115,7 @@ class EngineClient:
         """Print a run's steps as the engine recorded them."""
         for step in self.get(f"/v1/runs/{run_id}/steps")["data"]:
             shown = step.get("output") if step.get("error") is None else step["error"]
-            print(
+            say(
                 f"    {step['name']:<14} {step['op']:<13} {step['status']:<10} "
                 f"attempts={step['attempts']}  {shown}"
             )
@@ -128,7 +136,7 @@ def start_engine(port: int) -> subprocess.Popen[str]:
         "--retry-scale",
         RETRY_SCALE,
     ]
-    print(f"$ stepline dev --port {port} --db {DB.relative_to(ROOT)}", flush=True)
+    say(f"$ stepline dev --port {port} --db {DB.relative_to(ROOT)}")
     proc = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -142,7 +150,7 @@ def start_engine(port: int) -> subprocess.Popen[str]:
 
     def echo() -> None:
         for text in stdout:
-            print(f"  | {text.rstrip()}", flush=True)
+            say(f"  | {text.rstrip()}")
 
     threading.Thread(target=echo, daemon=True).start()
     deadline = time.monotonic() + 20
@@ -163,17 +171,17 @@ def order_flow(engine: EngineClient, app_url: str) -> None:
     items = [{"sku": "mug", "quantity": 2}, {"sku": "tea", "quantity": 1}]
     new_order = {"customer": "Ada", "items": items, "total_cents": 3450}
     order = httpx.post(f"{app_url}/orders", json=new_order).raise_for_status().json()
-    print(f"  201 {order}")
+    say(f"  201 {order}")
 
     banner("process-order: steps, a retried step, a sleep and a wait for an event")
     run_id = engine.run_of(order["event_ids"][0], "demo-shop-process-order")
     engine.wait_step(run_id, "wait-shipment", "Waiting")
-    print("  the run waits for shop/shipment.sent; the warehouse sends it")
+    say("  the run waits for shop/shipment.sent; the warehouse sends it")
     engine.send("shop/shipment.sent", {"order_id": order["order_id"], "tracking": "1Z-DEMO-42"})
     run = engine.finished(run_id)
     engine.timeline(run_id)
     summary = run["output"]
-    print(f"  {run['status']}: {summary}")
+    say(f"  {run['status']}: {summary}")
     check(run["status"] == "Completed", "run completed")
     check(summary["charge_id"] == f"ch-{order['order_id']}", "card charged after a retry")
     check(summary["tracking"] == "1Z-DEMO-42", "shipment event received")
@@ -186,7 +194,7 @@ def fan_out_flow(engine: EngineClient) -> None:
     fan_id = engine.run_of(engine.send("shop/report.requested", {}), "demo-shop-fan-out")
     report = engine.finished(fan_id)
     engine.timeline(fan_id)
-    print(f"  {report['status']}: {report['output']}")
+    say(f"  {report['status']}: {report['output']}")
     total = sum(REGIONAL_SALES_CENTS.values())
     check(report["output"]["total_cents"] == total, "regions summed")
 
@@ -198,7 +206,7 @@ def invoke_flow(engine: EngineClient) -> None:
     parent_id = engine.run_of(engine.send("shop/customer.rewarded", reward), "demo-shop-parent")
     rewarded = engine.finished(parent_id)
     engine.timeline(parent_id)
-    print(f"  {rewarded['status']}: {rewarded['output']}")
+    say(f"  {rewarded['status']}: {rewarded['output']}")
     check(rewarded["output"] == {"customer": "Ada", "points": 34}, "child result returned")
 
 
@@ -217,21 +225,21 @@ def main() -> int:
         synced = engine.http.post("/v1/apps/sync", json={"url": f"{app_url}/api/inngest"})
         synced.raise_for_status()
         functions = sorted(f["function_id"] for f in engine.get("/v1/functions")["data"])
-        print(f"  synced {app_url}/api/inngest -> registered: {', '.join(functions)}")
+        say(f"  synced {app_url}/api/inngest -> registered: {', '.join(functions)}")
 
         order_flow(engine, app_url)
         fan_out_flow(engine)
         invoke_flow(engine)
-        print("\n  keep an engine up yourself with: .venv/bin/stepline dev -u <app url>")
+        say("\n  keep an engine up yourself with: .venv/bin/stepline dev -u <app url>")
     except Exception as exc:
-        print(f"\ndemo FAILED: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        say(f"\ndemo FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
         engine.http.close()
         server.shutdown()
         engine_proc.terminate()
         engine_proc.wait(timeout=10)
-    print(f"\ndemo finished OK in {time.monotonic() - started:.1f}s", flush=True)
+    say(f"\ndemo finished OK in {time.monotonic() - started:.1f}s")
     return 0
 
 

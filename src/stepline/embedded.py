@@ -136,8 +136,9 @@ class EmbeddedEngine:
         engine = None
         try:
             engine = Engine(EngineSettings(**self._engine_settings()))
-            await engine.start(sync=False)
+            await engine.start(worker=False, sync=False)
             await engine.serve(self.client, self.functions)
+            engine.start_worker()  # not before: its app must be served to run its calls
         except BaseException as exc:
             if engine is not None:  # opened, then failed: close what it opened
                 with contextlib.suppress(Exception):

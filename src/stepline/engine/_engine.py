@@ -121,6 +121,7 @@ class Engine:
             registry=lambda: self._registry,
             on_commit=self._committed,
             observer=self.observer,
+            reload=self.reload,
         )
         self._changed = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,12 +154,17 @@ class Engine:
         self._aio = asyncio.get_running_loop()
         self.store.subscribe(self._notified)
         if worker:
+            self.start_worker()
+        if sync:
+            await self.sync_apps()
+
+    def start_worker(self) -> None:
+        """Start leasing jobs (``start(worker=False)`` defers it, e.g. until apps are served)."""
+        if not self._tasks:
             self._tasks = [
                 asyncio.create_task(self.worker.run(), name="stepline-worker"),
                 asyncio.create_task(self.worker.heartbeat(), name="stepline-heartbeat"),
             ]
-        if sync:
-            await self.sync_apps()
 
     async def sync_apps(self) -> list[SyncResult]:
         """Sync every ``-u`` app (``settings.app_urls``); failures are logged, not raised."""

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from stepline import _serde
@@ -47,6 +47,7 @@ class Worker:
         registry: Callable[[], Registry],
         on_commit: Callable[[], None],
         observer: Observer | None = None,
+        reload: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.observer = observer
@@ -55,6 +56,7 @@ class Worker:
         self.clock = clock
         self.settings = settings
         self._registry = registry
+        self._reload = reload
         self._on_commit = on_commit
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.wake = asyncio.Event()
@@ -230,7 +232,7 @@ class Worker:
         if run is None or run.status.terminal:
             await self._atomic(lambda tx: _drop(tx, job, self.clock.now()))
             return
-        fn = self._registry().get(run.function_id)
+        fn = await self._function(run.function_id)
         if fn is None:
             outcome: _response.Outcome = _response.Failed(
                 json.dumps(
@@ -253,6 +255,18 @@ class Worker:
             lambda tx: self.loop.apply(tx, job, outcome, self.clock.now(), self.owner)
         )
         _log_outcome(run, job, outcome)
+
+    async def _function(self, function_id: str) -> _registry.FunctionSpec | None:
+        """The function, re-reading registrations once if this node has not seen it yet.
+
+        Another process sharing the database may have synced it without telling this one
+        (SQLite has no notifications).
+        """
+        fn = self._registry().get(function_id)
+        if fn is None and self._reload is not None:
+            await self._reload()
+            fn = self._registry().get(function_id)
+        return fn
 
     async def _call(
         self, run: Run, steps: list[StepRecord], job: Job, fn: _registry.FunctionSpec
