@@ -26,9 +26,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-import httpx
-
-from stepline import _effects, _errors, _transport
+from stepline import _asgi_call, _effects, _errors, _transport
 from stepline._client import Client
 from stepline._function import Function
 
@@ -71,7 +69,7 @@ class EmbeddedEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._engine: Any = None
-        self._http: httpx.AsyncClient | None = None
+        self._api: _asgi_call.ASGIApp | None = None
         self._stopping: asyncio.Event | None = None
         self._calls: set[asyncio.Task[Any]] = set()  # requests from other threads, in flight
         self._resume: Callable[[], None] | None = None
@@ -150,8 +148,7 @@ class EmbeddedEngine:
             asyncio.get_running_loop(),
             asyncio.Event(),
         )
-        transport = httpx.ASGITransport(app=build_app(engine))
-        self._http = httpx.AsyncClient(transport=transport, base_url=ORIGIN)
+        self._api = build_app(engine)
         ready.set_result(None)
         try:
             await self._stopping.wait()
@@ -162,7 +159,6 @@ class EmbeddedEngine:
             for call in calls:
                 call.cancel()
             await asyncio.gather(*calls, return_exceptions=True)
-            await self._http.aclose()
             await engine.stop()
 
     def _engine_settings(self) -> dict[str, Any]:
@@ -194,9 +190,9 @@ class EmbeddedEngine:
         """In a forked child: the parent's thread is gone; start afresh on next use."""
         # kept, never finalized here: closing the parent's connections from the child
         # would end them for the parent too (a Postgres socket is shared after fork)
-        _ORPHANS.append((self._engine, self._loop, self._http))
+        _ORPHANS.append((self._engine, self._loop, self._api))
         self._lock = threading.Lock()
-        self._thread = self._loop = self._engine = self._http = self._stopping = None
+        self._thread = self._loop = self._engine = self._api = self._stopping = None
         self._calls = set()
         self._resume = None
 
@@ -235,19 +231,11 @@ class EmbeddedEngine:
             return _unreachable("the embedded engine stopped")
 
     async def _perform(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
-        assert self._http is not None
+        assert self._api is not None
         try:
-            raw = await self._http.request(
-                request.method,
-                request.url,
-                headers=dict(request.headers),
-                content=request.body,
-                timeout=request.timeout,
-            )
+            return await _asgi_call.call(self._api, request)
         except Exception as exc:  # the engine app failed: report it as transports do
             return _effects.HttpResponse(0, {}, b"", error=f"embedded engine: {exc!r}")
-        headers = {name.lower(): value for name, value in raw.headers.items()}
-        return _effects.HttpResponse(raw.status_code, headers, raw.content)
 
     def request_sync(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
         """Perform a request against the engine from any thread but the engine's."""

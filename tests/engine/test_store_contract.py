@@ -167,6 +167,44 @@ def test_leasing_is_exclusive_ordered_and_expires(db: str) -> None:
     with_store(db, body)
 
 
+def test_a_run_s_next_call_is_leased_by_run_unless_queued_for_a_reason(db: str) -> None:
+    async def body(store: Store) -> None:
+        def seed(tx: Tx) -> None:
+            tx.enqueue(job("r1-next", 90.0, run_id="r1", step_id="step"))
+            tx.enqueue(job("r1-later", 95.0, run_id="r1", step_id="s2"))
+            tx.enqueue(job("r2-wake", 90.0, run_id="r2", kind=JobKind.WAKE))
+            tx.enqueue(job("r3-future", 200.0, run_id="r3"))
+            keyed = {"keys": [["fn:app-fn", 1]]}
+            tx.enqueue(job("r4-keyed", 90.0, run_id="r4", payload=keyed))
+            tx.enqueue(job("r5-parked", 90.0, run_id="r5"))
+            tx.park_job("r5-parked", "fn:app-fn", 95.0)
+
+        await atomic(store, seed)
+
+        def lease(run_id: str) -> Callable[[Tx], Job | None]:
+            return lambda tx: tx.lease_run_call(run_id, "w1", 100.0, 130.0)
+
+        taken = await atomic(store, lease("r1"))
+        assert taken is not None
+        assert taken.job_id == "r1-next"
+        assert (taken.lease_owner, taken.lease_expires) == ("w1", 130.0)
+        stored = await store.read(lambda tx: tx.get_job("r1-next"))
+        assert stored is not None
+        assert stored.lease_owner == "w1"
+        assert stored.available_at == 130.0
+        again = await atomic(store, lease("r1"))  # a leased call is not leased twice
+        assert again is not None
+        assert again.job_id == "r1-later"
+        assert await atomic(store, lease("r1")) is None
+        assert await atomic(store, lease("r2")) is None  # not a call
+        assert await atomic(store, lease("r3")) is None  # not due yet
+        assert await atomic(store, lease("r4")) is None  # concurrency keys: it queues
+        assert await atomic(store, lease("r5")) is None  # parked on a key
+        assert await atomic(store, lease("none")) is None
+
+    with_store(db, body)
+
+
 def test_concurrent_leases_never_share_a_job(db: str) -> None:
     async def body(store: Store) -> None:
         await atomic(store, lambda tx: [tx.enqueue(job(f"j{i:03d}", float(i))) for i in range(60)])

@@ -33,6 +33,7 @@ from stepline.engine._registry import Registry
 from stepline.engine._runloop import RunLoop
 from stepline.engine._sqlite import SqliteStore
 from stepline.engine._store import EventFilter, RunFilter, Store, Tx
+from stepline.engine._waiters import RunWaiters
 from stepline.engine._worker import Worker, schedule_cron
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ class Engine:
             observer=self.observer,
             reload=self.reload,
         )
-        self._changed = asyncio.Condition()
+        self._waiters = RunWaiters(self._read_runs)
         self._tasks: list[asyncio.Task[None]] = []
         self.sync_errors: dict[str, str] = {}
         #: told of each ``-u`` app as it settles (the CLI's progress display)
@@ -210,11 +211,13 @@ class Engine:
 
     def _committed(self) -> None:
         self.worker.wake.set()
-        asyncio.get_running_loop().create_task(self._notify())
+        self._waiters.changed()
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+    async def _read_runs(self, run_ids: Sequence[str]) -> list[Run]:
+        def read(tx: Tx) -> list[Run]:
+            return [run for run in map(tx.get_run, tx.ended(run_ids)) if run is not None]
+
+        return await self.store.read(read)
 
     # -- registration ---------------------------------------------------------------------
 
@@ -483,17 +486,7 @@ class Engine:
         Raises:
             TimeoutError: it did not end in time.
         """
-
-        async def ended() -> Run:
-            while True:
-                run = await self.store.read(lambda tx: tx.get_run(run_id))
-                if run is not None and run.status.terminal:
-                    return run
-                async with self._changed:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), 0.25)
-
-        return await asyncio.wait_for(ended(), timeout)
+        return await self._waiters.wait(run_id, timeout)
 
     # -- events, functions, apps ------------------------------------------------------------
 

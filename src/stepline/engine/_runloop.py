@@ -164,19 +164,19 @@ class RunLoop:
 
     # -- applying an SDK answer -------------------------------------------------------
 
-    def apply(self, tx: Tx, job: Job, outcome: Outcome, now: float, owner: str) -> bool:
-        """Record what a call returned; False if the answer no longer matters."""
+    def apply(self, tx: Tx, job: Job, outcome: Outcome, now: float, owner: str) -> RunView | None:
+        """Record what a call returned; the run as recorded, or None if that no longer matters."""
         # locked: a lease that lapsed mid-call cannot be taken over while this applies
         current = tx.get_job(job.job_id, lock=True)
         if current is not None and current.lease_owner != owner:
-            return False  # the lease expired and another worker took the job
+            return None  # the lease expired and another worker took the job
         _concurrency.release(tx, job, now)
         if current is None:
-            return False  # the run ended (and its jobs went) while the call was in flight
+            return None  # the run ended (and its jobs went) while the call was in flight
         view = RunView.load(tx, job.run_id)
         if view is None or view.run.status.terminal:
             tx.delete_job(job.job_id)
-            return False  # cancelled (or finished) while the call was in flight
+            return None  # cancelled (or finished) while the call was in flight
         fn = self._registry().get(view.run.function_id)
         run = view.run
         if outcome.request_version is not None:
@@ -195,12 +195,12 @@ class RunLoop:
                 self._finish(
                     tx, view, RunStatus.FAILED, outcome.output, error=outcome.error, now=now, fn=fn
                 )
-                return True
+                return view
         else:
             self._apply_ops(tx, view, current, outcome, now=now, fn=fn)
         if not run.status.terminal:
             view.save(tx)
-        return True
+        return view
 
     def _apply_ops(
         self, tx: Tx, view: RunView, job: Job, outcome: Ops, *, now: float, fn: FunctionSpec | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -16,10 +17,16 @@ YEAR = 365 * 86_400.0
 
 @dataclasses.dataclass(slots=True)
 class RunView:
-    """A run and its steps, loaded once per transaction and written back by ``save``."""
+    """A run and its steps, loaded once per transaction and written back by ``save``.
+
+    ``loaded`` keeps a shallow copy of each step as read: ``save`` writes only the steps
+    that changed (step fields are replaced, never mutated in place), so recording one
+    step's result costs one row, not one per step the run has.
+    """
 
     run: Run
     steps: dict[str, StepRecord]
+    loaded: dict[str, StepRecord] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def load(cls, tx: Tx, run_id: str | None) -> RunView | None:
@@ -27,13 +34,15 @@ class RunView:
         run = None if run_id is None else tx.get_run(run_id)
         if run is None:
             return None
-        return cls(run, {s.step_id: s for s in tx.get_steps(run.run_id)})
+        steps = {s.step_id: s for s in tx.get_steps(run.run_id)}
+        return cls(run, steps, {i: copy.copy(s) for i, s in steps.items()})
 
     def save(self, tx: Tx) -> None:
-        """Write the run and every step back."""
+        """Write the run and every step that changed back."""
         tx.update_run(self.run)
-        for step in self.steps.values():
-            tx.put_step(step)
+        for step_id, step in self.steps.items():
+            if self.loaded.get(step_id) != step:
+                tx.put_step(step)
 
     def pending(self) -> list[StepRecord]:
         """Steps still planned, sleeping, waiting or calling."""

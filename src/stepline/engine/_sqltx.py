@@ -129,6 +129,9 @@ def _run_values(run: Run) -> Sequence[Any]:
     )
 
 
+_ENDED = tuple(status.value for status in RunStatus if status.terminal)
+
+
 def _step(row: Sequence[Any]) -> StepRecord:
     return StepRecord(
         run_id=row[0],
@@ -218,6 +221,17 @@ class SqlTx:
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?{self._row_lock()}", (run_id,)
         ).fetchone()
         return None if row is None else _run(row)
+
+    def ended(self, run_ids: Sequence[str]) -> list[str]:
+        """Which of ``run_ids`` have ended (a cheap check for callers waiting on them)."""
+        if not run_ids:
+            return []
+        marks = ",".join("?" * len(run_ids))
+        rows = self._x(
+            f"SELECT run_id FROM runs WHERE run_id IN ({marks}) AND status IN (?,?,?)",
+            (*run_ids, *_ENDED),
+        )
+        return [str(row[0]) for row in rows]
 
     def insert_run(self, run: Run) -> bool:
         cur = self._x(
@@ -353,6 +367,31 @@ class SqlTx:
             (owner, until, until, now, limit),
         ).fetchall()
         return [_job(r) for r in rows]
+
+    def lease_run_call(self, run_id: str, owner: str, now: float, until: float) -> Job | None:
+        """Lease a run's next due call, unless it is bound by concurrency limits.
+
+        The worker that recorded a call's answer takes the run's next call in the same
+        transaction (run affinity): no trip through the queue between two steps. Calls
+        with concurrency keys always queue, so a run never jumps ahead of parked calls.
+        """
+        row = self._x(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE run_id = ? AND kind = ? "
+            f"AND available_at <= ? AND parked_on IS NULL "
+            f"ORDER BY available_at LIMIT 1{self.skip_locked}",
+            (run_id, JobKind.EXECUTE.value, now),
+        ).fetchone()
+        if row is None:
+            return None
+        job = _job(row)
+        if job.payload.get("keys"):
+            return None
+        self._x(
+            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ? WHERE job_id = ?",
+            (owner, until, until, job.job_id),
+        )
+        job.lease_owner, job.lease_expires = owner, until
+        return job
 
     def extend_leases(self, owner: str, job_ids: Sequence[str], until: float) -> None:
         # Rows locked by another transaction are skipped, not waited for: the job's own

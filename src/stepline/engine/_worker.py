@@ -102,9 +102,10 @@ class Worker:
                     logger.warning("lease committed late; %d job(s) left to retry", len(jobs))
                     jobs = []
             for job in jobs:
-                task = asyncio.create_task(self._process(job, snapshots.get(job.job_id)))
+                current = [job.job_id]  # the job this task holds (run affinity moves it on)
+                task = asyncio.create_task(self._process(job, snapshots.get(job.job_id), current))
                 self._inflight[job.job_id] = task
-                task.add_done_callback(functools.partial(self._done, job.job_id))
+                task.add_done_callback(functools.partial(self._done, current))
             if len(jobs) + parked == min(free, _LEASE_BATCH) > 0:
                 continue
             if free <= 0:
@@ -124,8 +125,8 @@ class Worker:
         """Whether any job is in flight in this worker."""
         return bool(self._inflight)
 
-    def _done(self, job_id: str, _task: object = None) -> None:
-        self._inflight.pop(job_id, None)
+    def _done(self, current: list[str], _task: object = None) -> None:
+        self._inflight.pop(current[0], None)
         if self._full:  # otherwise the commit that ended the job has woken the loop already
             self.wake.set()
 
@@ -170,12 +171,14 @@ class Worker:
 
     # -- one job --------------------------------------------------------------------------
 
-    async def _process(self, job: Job, snapshot: _Snapshot | None = None) -> None:
+    async def _process(
+        self, job: Job, snapshot: _Snapshot | None = None, current: list[str] | None = None
+    ) -> None:
         if self.observer is not None:
             self.observer.job_started(job)
         try:
             if job.kind is JobKind.EXECUTE:
-                await self._execute(job, snapshot)
+                await self._execute(job, snapshot, current)
             elif job.kind is JobKind.GATEWAY:
                 await self._gateway(job)
             else:
@@ -223,7 +226,30 @@ class Worker:
         self.loop.start_run(tx, fn, [event], now, origin="cron")
         schedule_cron(tx, fn.function_id, trigger, float(job.payload.get("tick", now)))
 
-    async def _execute(self, job: Job, snapshot: _Snapshot | None = None) -> None:
+    async def _execute(
+        self, job: Job, snapshot: _Snapshot | None = None, current: list[str] | None = None
+    ) -> None:
+        """Make a run's call and record its answer; then its next calls, while due at once.
+
+        Run affinity: the transaction recording an answer also leases the run's next call
+        when it is due now (``_follow_on``), so consecutive steps skip the queue, the lease
+        transaction and the reads before the call. ``current`` holds the job this task
+        runs (for ``_inflight``, which heartbeats and hand-backs go by).
+        """
+        follow = await self._execute_one(job, snapshot, follow_on=current is not None)
+        while follow is not None and current is not None:
+            nxt, snapshot = follow
+            task = self._inflight.pop(current[0], None)
+            current[0] = nxt.job_id
+            if task is not None:
+                self._inflight[nxt.job_id] = task
+            if self.observer is not None:
+                self.observer.job_started(nxt)
+            follow = await self._execute_one(nxt, snapshot, follow_on=True)
+
+    async def _execute_one(
+        self, job: Job, snapshot: _Snapshot | None, *, follow_on: bool
+    ) -> tuple[Job, _Snapshot] | None:
         rid = str(job.run_id)
         leased_started = snapshot is not None  # the lease marked the run Running already
         if snapshot is None:
@@ -231,30 +257,40 @@ class Worker:
         run, steps = snapshot
         if run is None or run.status.terminal:
             await self._atomic(lambda tx: _drop(tx, job, self.clock.now()))
-            return
+            return None
         fn = await self._function(run.function_id)
         if fn is None:
-            outcome: _response.Outcome = _response.Failed(
-                json.dumps(
-                    {
-                        "name": "FunctionNotFound",
-                        "message": f"function {run.function_id} is no longer registered",
-                    }
-                ),
-                {
-                    "name": "FunctionNotFound",
-                    "message": f"function {run.function_id} is no longer registered",
-                },
-                no_retry=True,
-            )
+            message = f"function {run.function_id} is no longer registered"
+            error = {"name": "FunctionNotFound", "message": message}
+            outcome: _response.Outcome = _response.Failed(json.dumps(error), error, no_retry=True)
         else:
             if run.status is RunStatus.QUEUED and not leased_started:
                 await self._atomic(lambda tx: _mark_started(tx, rid, self.clock.now()))
             outcome = await self._call(run, steps, job, fn)
-        await self._atomic(
-            lambda tx: self.loop.apply(tx, job, outcome, self.clock.now(), self.owner)
+        follow_on = follow_on and fn is not None and not self._stopping
+        follow: tuple[Job, _Snapshot] | None = await self._atomic(
+            lambda tx: self._record(tx, job, outcome, follow_on)
         )
         _log_outcome(run, job, outcome)
+        return follow
+
+    def _record(
+        self, tx: Tx, job: Job, outcome: _response.Outcome, follow_on: bool
+    ) -> tuple[Job, _Snapshot] | None:
+        """Apply a call's answer; with ``follow_on``, lease the run's next call if due now."""
+        now = self.clock.now()
+        view = self.loop.apply(tx, job, outcome, now, self.owner)
+        if view is None or not follow_on or view.run.status.terminal:
+            return None
+        if len(self._inflight) >= self.settings.concurrency:
+            due = tx.next_job_at()
+            if due is not None and due <= now:
+                return None  # others wait for a slot: this run queues behind them
+        rid = str(job.run_id)
+        nxt = tx.lease_run_call(rid, self.owner, now, now + self.settings.lease_seconds)
+        if nxt is None:
+            return None
+        return nxt, (view.run, list(view.steps.values()))
 
     async def _function(self, function_id: str) -> _registry.FunctionSpec | None:
         """The function, re-reading registrations once if this node has not seen it yet.

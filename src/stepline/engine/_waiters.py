@@ -1,0 +1,89 @@
+"""Callers waiting for runs to end, answered by one shared check per commit.
+
+``Engine.wait_for_run`` used to re-read its run after every commit: with many callers
+waiting (every ``result()`` of a busy web app long-polls), each commit cost one read per
+waiter. Here each commit schedules at most one read covering every waited-for run, and a
+commit that lands while that read is in flight schedules one more, so none is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+
+from stepline.engine._model import Run
+
+#: Waiters re-check this often even without a commit here (another process may end the
+#: run and SQLite has no notifications).
+RECHECK_SECONDS = 0.25
+
+ReadRuns = Callable[[Sequence[str]], Awaitable[list[Run]]]
+
+
+class RunWaiters:
+    """Futures for runs' ends, resolved by ``changed`` (call it after every commit)."""
+
+    def __init__(self, read: ReadRuns) -> None:
+        self._read = read
+        self._waiting: dict[str, list[asyncio.Future[Run]]] = {}
+        self._dirty = False
+        self._checking: asyncio.Task[None] | None = None
+
+    @property
+    def count(self) -> int:
+        """How many callers are waiting."""
+        return sum(len(futures) for futures in self._waiting.values())
+
+    async def wait(self, run_id: str, timeout: float) -> Run:
+        """The run once it has ended.
+
+        Raises:
+            TimeoutError: it did not end within ``timeout`` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Run] = loop.create_future()
+        self._waiting.setdefault(run_id, []).append(future)
+        deadline = loop.time() + timeout
+        try:
+            self.changed()  # it may have ended already
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise asyncio.TimeoutError(f"run {run_id} did not end within {timeout:g} s")
+                done, _ = await asyncio.wait({future}, timeout=min(left, RECHECK_SECONDS))
+                if done:
+                    return future.result()
+                self.changed()
+        finally:
+            self._forget(run_id, future)
+
+    def changed(self) -> None:
+        """Something was committed: check the waited-for runs (once, however many call)."""
+        if not self._waiting:
+            return
+        self._dirty = True
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.get_running_loop().create_task(self._check())
+
+    async def _check(self) -> None:
+        while self._dirty and self._waiting:
+            self._dirty = False
+            try:
+                runs = await self._read(list(self._waiting))
+            except Exception:  # the store is failing: the recheck timer tries again
+                return
+            for run in runs:
+                if run.status.terminal:
+                    for future in self._waiting.pop(run.run_id, []):
+                        if not future.done():
+                            future.set_result(run)
+
+    def _forget(self, run_id: str, future: asyncio.Future[Run]) -> None:
+        futures = self._waiting.get(run_id)
+        if futures is None:
+            return
+        with contextlib.suppress(ValueError):
+            futures.remove(future)
+        if not futures:
+            del self._waiting[run_id]

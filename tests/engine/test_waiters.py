@@ -1,0 +1,86 @@
+"""``RunWaiters``: callers waiting for runs share one read per commit, and miss none."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from stepline.engine._model import Run, RunStatus
+from stepline.engine._waiters import RunWaiters
+
+from .conftest import arun
+
+
+class Runs:
+    """A stand-in for the store: run statuses, and every read made."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, RunStatus] = {}
+        self.reads: list[list[str]] = []
+
+    async def read(self, run_ids: Sequence[str]) -> list[Run]:
+        self.reads.append(list(run_ids))
+        seen = [self.run(i) for i in run_ids if i in self.status]  # the snapshot it reads
+        await asyncio.sleep(0.001)  # a read takes a moment: commits land meanwhile
+        return seen
+
+    def run(self, run_id: str) -> Run:
+        return Run(run_id, "app-fn", "app", self.status[run_id], [], [], 0.0)
+
+
+def test_one_read_answers_every_waiter_and_commits_coalesce() -> None:
+    async def scenario() -> None:
+        runs = Runs()
+        waiters = RunWaiters(runs.read)
+        ids = [f"r{i}" for i in range(20)]
+        for run_id in ids:
+            runs.status[run_id] = RunStatus.RUNNING
+        tasks = [asyncio.create_task(waiters.wait(i, 5.0)) for i in ids]
+        await asyncio.sleep(0.05)
+        assert waiters.count == 20
+        runs.reads.clear()
+        for run_id in ids:
+            runs.status[run_id] = RunStatus.COMPLETED
+        for _ in range(50):  # fifty commits in a burst
+            waiters.changed()
+        done = await asyncio.gather(*tasks)
+        assert [r.run_id for r in done] == ids
+        assert all(r.status is RunStatus.COMPLETED for r in done)
+        assert 1 <= len(runs.reads) <= 2, runs.reads  # not one per commit, nor per waiter
+        assert sorted(runs.reads[0]) == sorted(ids)  # one read covered everyone
+        assert waiters.count == 0
+
+    arun(scenario())
+
+
+def test_a_run_ended_before_the_wait_answers_at_once_and_others_time_out() -> None:
+    async def scenario() -> None:
+        runs = Runs()
+        runs.status.update(done=RunStatus.FAILED, going=RunStatus.RUNNING)
+        waiters = RunWaiters(runs.read)
+        ended = await asyncio.wait_for(waiters.wait("done", 5.0), 1.0)
+        assert ended.status is RunStatus.FAILED
+        with pytest.raises(asyncio.TimeoutError):
+            await waiters.wait("going", 0.3)
+        assert waiters.count == 0
+
+    arun(scenario())
+
+
+def test_a_commit_during_a_read_is_not_missed() -> None:
+    async def scenario() -> None:
+        runs = Runs()
+        runs.status["r"] = RunStatus.RUNNING
+        waiters = RunWaiters(runs.read)
+        task = asyncio.create_task(waiters.wait("r", 5.0))
+        await asyncio.sleep(0)  # the waiter's own first read is now in flight
+        runs.status["r"] = RunStatus.COMPLETED
+        waiters.changed()  # ... and this commit lands during it
+        started = asyncio.get_running_loop().time()
+        run = await task
+        assert run.status is RunStatus.COMPLETED
+        assert asyncio.get_running_loop().time() - started < 0.2  # not the 0.25 s recheck
+
+    arun(scenario())
