@@ -24,6 +24,7 @@ from stepline.engine._model import (
     EventRecord,
     EventRunLink,
     FunctionRecord,
+    Job,
     Run,
     RunStatus,
     StepRecord,
@@ -209,9 +210,21 @@ class Engine:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(self._committed)
 
-    def _committed(self) -> None:
-        self.worker.wake.set()
-        self._waiters.changed()
+    def _committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None:
+        """Something was committed: wake the worker (new jobs) and callers waiting for runs.
+
+        Args:
+            wake: the commit may have queued jobs (the worker's own commits know).
+            ended: the runs the commit ended, when known exactly; None: check every
+                waited-for run.
+        """
+        if wake:
+            self.worker.wake.set()
+        if ended is None:
+            self._waiters.changed()
+        else:
+            for run in ended:
+                self._waiters.ended(run)
 
     async def _read_runs(self, run_ids: Sequence[str]) -> list[Run]:
         def read(tx: Tx) -> list[Run]:
@@ -338,13 +351,29 @@ class Engine:
         ]
         if headers and self.observer is not None:
             self.observer.received(records, headers)
-        await self._atomic(lambda tx: self._ingest(tx, records, now))
+        await self._ingest_now(records, now)
         return ids
 
     def _ingest(self, tx: Tx, records: list[EventRecord], now: float) -> None:
         for record in records:
             if tx.insert_event(record):  # a retried send (same seed) stores nothing twice
                 self.loop.fanout(tx, record, now)
+
+    async def _ingest_now(self, records: list[EventRecord], now: float) -> None:
+        """Store events and start their runs; this node's worker takes their first calls."""
+
+        def work(tx: Tx) -> _Adopted:
+            self._ingest(tx, records, now)
+            run_ids: list[str] = []
+            if len(records) <= _ADOPT_MAX_EVENTS:  # big batches go through the queue
+                for record in records:
+                    links = tx.event_links(record.internal_id)
+                    run_ids.extend(link.run_id for link in links if link.run_id)
+            return _adopted(tx, self.worker.adopt(tx, run_ids, now))
+
+        adopted = await self.store.atomic(work)
+        self._committed(wake=adopted.wake)  # an event may have cancelled runs
+        self.worker.dispatch(adopted.calls)
 
     async def invoke(self, function_id: str, raw: object) -> str:
         """Start a function directly (``POST /invoke/{slug}``), whatever its triggers."""
@@ -358,7 +387,7 @@ class Engine:
             {**data, "_inngest": {"fn_id": function_id, "name": _events.INVOKED}},
             now=now,
         )
-        await self._atomic(lambda tx: self._ingest(tx, [event], now))
+        await self._ingest_now([event], now)
         return event.internal_id
 
     async def start_function(
@@ -384,19 +413,22 @@ class Engine:
             event_id=own_id,
         )
 
-        def work(tx: Tx) -> tuple[str | None, bool]:
+        def work(tx: Tx) -> tuple[str | None, bool, _Adopted]:
             if own_id is not None:
                 existing = tx.run_for_event_id(function_id, own_id)
                 if existing is not None:
-                    return existing, False
+                    return existing, False, _Adopted([], wake=False)
             self._ingest(tx, [event], now)
             links = tx.event_links(event.internal_id)
             started = next((link.run_id for link in links if link.run_id), None)
             if started is None and own_id is not None:
-                return tx.run_for_event_id(function_id, own_id), False
-            return started, True
+                return tx.run_for_event_id(function_id, own_id), False, _adopted(tx, [])
+            taken = [] if started is None else self.worker.adopt(tx, [started], now)
+            return started, True, _adopted(tx, taken)
 
-        run_id, created = await self._atomic(work)
+        run_id, created, adopted = await self.store.atomic(work)
+        self._committed(wake=adopted.wake)  # a singleton start may have cancelled a run
+        self.worker.dispatch(adopted.calls)
         if run_id is None:  # rate limited, singleton, debounced into a later run...
             reasons = await self.store.read(lambda tx: tx.event_links(event.internal_id))
             why = ", ".join(sorted({link.reason or "skipped" for link in reasons})) or "skipped"
@@ -555,3 +587,21 @@ def _registration_error(body: bytes) -> str | None:
 
 
 __all__ = ["Engine", "NotFoundError", "RunStatus", "SyncResult"]
+
+
+#: A send of at most this many events has its runs' first calls taken by this node at once.
+_ADOPT_MAX_EVENTS = 8
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Adopted:
+    """The first calls a starting transaction leased for this node's worker (``adopt``)."""
+
+    calls: list[tuple[Job, tuple[Run | None, list[StepRecord]]]]
+    #: the transaction queued other jobs as well: the worker's loop must look
+    wake: bool
+
+
+def _adopted(tx: Tx, calls: list[tuple[Job, tuple[Run | None, list[StepRecord]]]]) -> _Adopted:
+    taken = {job.job_id for job, _ in calls}
+    return _Adopted(calls, wake=any(job_id not in taken for job_id in tx.queued))

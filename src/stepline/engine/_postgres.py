@@ -107,6 +107,8 @@ class PostgresTx(SqlTx):
         ).fetchall()
         woken = [str(r[0]) for r in rows if r[0] is not None]
         self.notify = self.notify or bool(woken)
+        if rows:
+            self.queued.append("*")
         return woken
 
 

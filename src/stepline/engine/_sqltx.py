@@ -197,6 +197,8 @@ class SqlTx:
     def __init__(self, conn: Any, *, write: bool = True) -> None:
         self._c = conn
         self._write = write
+        #: jobs this transaction queued or made due again ("*": some unparked job)
+        self.queued: list[str] = []
 
     def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:
         return self._c.execute(sql, args)
@@ -324,7 +326,10 @@ class SqlTx:
                 job.available_at,
             ),
         )
-        return bool(cur.rowcount == 1)
+        inserted = bool(cur.rowcount == 1)
+        if inserted:
+            self.queued.append(job.job_id)
+        return inserted
 
     def get_job(self, job_id: str, *, lock: bool = False) -> Job | None:
         suffix = self._row_lock() if lock else ""
@@ -334,6 +339,7 @@ class SqlTx:
         return None if row is None else _job(row)
 
     def update_job(self, job: Job) -> None:
+        self.queued.append(job.job_id)
         self._x(
             "UPDATE jobs SET available_at = ?, attempt = ?, payload = ?, lease_owner = ?, "
             "lease_expires = ? WHERE job_id = ?",
@@ -665,6 +671,8 @@ class SqlTx:
             "ORDER BY queued_at LIMIT ?) RETURNING run_id",
             (key, key, count),
         ).fetchall()
+        if rows:
+            self.queued.append("*")
         return [str(r[0]) for r in rows if r[0] is not None]
 
     # apps and functions ---------------------------------------------------------------

@@ -66,6 +66,9 @@ class EventFilter:
 class Tx(Protocol):
     """Reads and writes inside one transaction (or one read snapshot)."""
 
+    #: ids of the jobs this transaction queued or made due again ("*" for unknown ones)
+    queued: list[str]
+
     # runs and steps
     def get_run(self, run_id: str) -> Run | None: ...
     def ended(self, run_ids: Sequence[str]) -> list[str]: ...

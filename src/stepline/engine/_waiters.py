@@ -66,6 +66,12 @@ class RunWaiters:
         if self._checking is None or self._checking.done():
             self._checking = asyncio.get_running_loop().create_task(self._check())
 
+    def ended(self, run: Run) -> None:
+        """``run`` has ended (its commit is known): answer its waiters without a read."""
+        for future in self._waiting.pop(run.run_id, []):
+            if not future.done():
+                future.set_result(run)
+
     async def _check(self) -> None:
         while self._dirty and self._waiting:
             self._dirty = False
@@ -75,9 +81,7 @@ class RunWaiters:
                 return
             for run in runs:
                 if run.status.terminal:
-                    for future in self._waiting.pop(run.run_id, []):
-                        if not future.done():
-                            future.set_result(run)
+                    self.ended(run)
 
     def _forget(self, run_id: str, future: asyncio.Future[Run]) -> None:
         futures = self._waiting.get(run_id)

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stepline import _serde
@@ -45,7 +45,7 @@ class Worker:
         clock: Clock,
         settings: EngineSettings,
         registry: Callable[[], Registry],
-        on_commit: Callable[[], None],
+        on_commit: Callable[[bool, Sequence[Run] | None], None],
         observer: Observer | None = None,
         reload: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -64,11 +64,13 @@ class Worker:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._full = False
+        self._running = False
 
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Lease and dispatch jobs until ``stop``; a database error is logged and retried."""
+        self._running = True
         while not self._stopping:
             try:
                 await self._loop()
@@ -102,10 +104,7 @@ class Worker:
                     logger.warning("lease committed late; %d job(s) left to retry", len(jobs))
                     jobs = []
             for job in jobs:
-                current = [job.job_id]  # the job this task holds (run affinity moves it on)
-                task = asyncio.create_task(self._process(job, snapshots.get(job.job_id), current))
-                self._inflight[job.job_id] = task
-                task.add_done_callback(functools.partial(self._done, current))
+                self._spawn(job, snapshots.get(job.job_id))
             if len(jobs) + parked == min(free, _LEASE_BATCH) > 0:
                 continue
             if free <= 0:
@@ -119,6 +118,37 @@ class Worker:
             if nxt is not None:
                 deadline = min(deadline, nxt)
             await self.clock.sleep_until(deadline, self.wake)
+
+    def _spawn(self, job: Job, snapshot: _Snapshot | None) -> None:
+        current = [job.job_id]  # the job this task holds (run affinity moves it on)
+        task = asyncio.create_task(self._process(job, snapshot, current))
+        self._inflight[job.job_id] = task
+        task.add_done_callback(functools.partial(self._done, current))
+
+    def adopt(self, tx: Tx, run_ids: Sequence[str], now: float) -> list[tuple[Job, _Snapshot]]:
+        """In the transaction that started runs, lease their first calls for this worker.
+
+        The caller hands them to ``dispatch`` once that transaction has committed: a run
+        started here begins without a trip through the queue. Runs whose first call is
+        not due yet, or is bound by concurrency limits, are left to the queue.
+        """
+        taken: list[tuple[Job, _Snapshot]] = []
+        if not self._running or self._stopping:
+            return taken
+        until = now + self.settings.lease_seconds
+        for run_id in run_ids:
+            if not self._room(tx, now, len(taken)):
+                break
+            job = tx.lease_run_call(run_id, self.owner, now, until)
+            if job is not None:
+                run = _mark_started(tx, run_id, now)
+                taken.append((job, (run, tx.get_steps(run_id) if run is not None else [])))
+        return taken
+
+    def dispatch(self, taken: Sequence[tuple[Job, _Snapshot]]) -> None:
+        """Run the calls ``adopt`` leased (after their transaction committed)."""
+        for job, snapshot in taken:
+            self._spawn(job, snapshot)
 
     @property
     def busy(self) -> bool:
@@ -190,8 +220,11 @@ class Worker:
             logger.exception("job %s (%s) failed inside the engine", job.job_id, job.kind.value)
 
     async def _atomic(self, work: Callable[[Tx], Any]) -> Any:
-        result = await self.store.atomic(work)
-        self._on_commit()
+        def tracked(tx: Tx) -> tuple[Any, bool]:
+            return work(tx), bool(tx.queued)
+
+        result, queued = await self.store.atomic(tracked)
+        self._on_commit(queued, None)  # the loop needs waking only for jobs queued
         return result
 
     def _simple(self, tx: Tx, job: Job) -> None:
@@ -268,29 +301,37 @@ class Worker:
                 await self._atomic(lambda tx: _mark_started(tx, rid, self.clock.now()))
             outcome = await self._call(run, steps, job, fn)
         follow_on = follow_on and fn is not None and not self._stopping
-        follow: tuple[Job, _Snapshot] | None = await self._atomic(
+        recorded: _Recorded = await self.store.atomic(
             lambda tx: self._record(tx, job, outcome, follow_on)
         )
+        self._on_commit(recorded.wake, recorded.ended)
         _log_outcome(run, job, outcome)
-        return follow
+        return recorded.follow
 
-    def _record(
-        self, tx: Tx, job: Job, outcome: _response.Outcome, follow_on: bool
-    ) -> tuple[Job, _Snapshot] | None:
+    def _record(self, tx: Tx, job: Job, outcome: _response.Outcome, follow_on: bool) -> _Recorded:
         """Apply a call's answer; with ``follow_on``, lease the run's next call if due now."""
         now = self.clock.now()
         view = self.loop.apply(tx, job, outcome, now, self.owner)
-        if view is None or not follow_on or view.run.status.terminal:
-            return None
-        if len(self._inflight) >= self.settings.concurrency:
-            due = tx.next_job_at()
-            if due is not None and due <= now:
-                return None  # others wait for a slot: this run queues behind them
-        rid = str(job.run_id)
-        nxt = tx.lease_run_call(rid, self.owner, now, now + self.settings.lease_seconds)
-        if nxt is None:
-            return None
-        return nxt, (view.run, list(view.steps.values()))
+        if view is None:  # the answer changed nothing (but a slot may have been freed)
+            return _Recorded(None, wake=bool(tx.queued), ended=[])
+        follow = None
+        if follow_on and not view.run.status.terminal and self._room(tx, now):
+            until = now + self.settings.lease_seconds
+            nxt = tx.lease_run_call(view.run.run_id, self.owner, now, until)
+            if nxt is not None:
+                follow = nxt, (view.run, list(view.steps.values()))
+        # the worker loop needs waking only for jobs it has not taken already
+        taken = follow[0].job_id if follow else None
+        wake = any(job_id != taken for job_id in tx.queued)
+        ended = [view.run] if view.run.status.terminal else []
+        return _Recorded(follow, wake=wake, ended=ended)
+
+    def _room(self, tx: Tx, now: float, extra: int = 0) -> bool:
+        """Whether a run may take (or keep) a slot for its next call without a queue turn."""
+        if len(self._inflight) + extra < self.settings.concurrency:
+            return True
+        due = tx.next_job_at()
+        return due is None or due > now
 
     async def _function(self, function_id: str) -> _registry.FunctionSpec | None:
         """The function, re-reading registrations once if this node has not seen it yet.
@@ -333,6 +374,20 @@ class Worker:
 
 
 _Snapshot = tuple[Run | None, list[StepRecord]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Recorded:
+    """What recording an answer led to: the run's next call taken (if any), and who to tell.
+
+    Attributes:
+        wake: the transaction queued jobs this worker has not taken (wake its loop).
+        ended: the runs it ended (only ever the call's own run), for callers waiting.
+    """
+
+    follow: tuple[Job, _Snapshot] | None
+    wake: bool
+    ended: list[Run]
 
 
 def _lease(
