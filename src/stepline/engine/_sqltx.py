@@ -399,6 +399,16 @@ class SqlTx:
         job.lease_owner, job.lease_expires = owner, until
         return job
 
+    def lease_job(self, job_id: str, owner: str, now: float, until: float) -> Job | None:
+        """Lease one job by id if it is due (and not parked); None if it is not."""
+        row = self._x(
+            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ? "
+            "WHERE job_id = ? AND available_at <= ? AND parked_on IS NULL "
+            f"RETURNING {_JOB_COLUMNS}",
+            (owner, until, until, job_id, now),
+        ).fetchone()
+        return None if row is None else _job(row)
+
     def extend_leases(self, owner: str, job_ids: Sequence[str], until: float) -> None:
         # Rows locked by another transaction are skipped, not waited for: the job's own
         # answer is being recorded (no need to extend), or another worker is taking over

@@ -305,6 +305,8 @@ class Worker:
             lambda tx: self._record(tx, job, outcome, follow_on)
         )
         self._on_commit(recorded.wake, recorded.ended)
+        for other in recorded.spawn:
+            self._spawn(other, None)
         _log_outcome(run, job, outcome)
         return recorded.follow
 
@@ -320,11 +322,26 @@ class Worker:
             nxt = tx.lease_run_call(view.run.run_id, self.owner, now, until)
             if nxt is not None:
                 follow = nxt, (view.run, list(view.steps.values()))
+        # events the answer emitted (a step's sendEvent, the run's function.finished)
+        # are matched by this worker next, without a trip through the queue either
+        fanouts = [] if self._stopping else [i for i in tx.queued if i.startswith("fanout:")]
+        spawn = self._take(tx, fanouts, now)
         # the worker loop needs waking only for jobs it has not taken already
-        taken = follow[0].job_id if follow else None
-        wake = any(job_id != taken for job_id in tx.queued)
+        taken = {job.job_id for job in spawn} | ({follow[0].job_id} if follow else set())
+        wake = any(job_id not in taken for job_id in tx.queued)
         ended = [view.run] if view.run.status.terminal else []
-        return _Recorded(follow, wake=wake, ended=ended)
+        return _Recorded(follow, wake=wake, ended=ended, spawn=spawn)
+
+    def _take(self, tx: Tx, job_ids: Sequence[str], now: float) -> list[Job]:
+        taken: list[Job] = []
+        until = now + self.settings.lease_seconds
+        for job_id in job_ids:
+            if not self._room(tx, now, len(taken) + 1):
+                break
+            job = tx.lease_job(job_id, self.owner, now, until)
+            if job is not None:
+                taken.append(job)
+        return taken
 
     def _room(self, tx: Tx, now: float, extra: int = 0) -> bool:
         """Whether a run may take (or keep) a slot for its next call without a queue turn."""
@@ -383,11 +400,13 @@ class _Recorded:
     Attributes:
         wake: the transaction queued jobs this worker has not taken (wake its loop).
         ended: the runs it ended (only ever the call's own run), for callers waiting.
+        spawn: other jobs it queued and leased for this worker (its events' fan-outs).
     """
 
     follow: tuple[Job, _Snapshot] | None
     wake: bool
     ended: list[Run]
+    spawn: list[Job] = dataclasses.field(default_factory=list)
 
 
 def _lease(
