@@ -265,7 +265,7 @@ class Worker:
         """Make a run's call and record its answer; then its next calls, while due at once.
 
         Run affinity: the transaction recording an answer also leases the run's next call
-        when it is due now (``_follow_on``), so consecutive steps skip the queue, the lease
+        when it is due now (``_record``), so consecutive steps skip the queue, the lease
         transaction and the reads before the call. ``current`` holds the job this task
         runs (for ``_inflight``, which heartbeats and hand-backs go by).
         """
