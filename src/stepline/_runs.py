@@ -18,7 +18,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from stepline import _effects, _errors, _identity, _settings
+from stepline import _effects, _errors, _identity, _settings, _tracing
 from stepline._protocol import headers, signing
 
 __all__ = [
@@ -219,12 +219,23 @@ def start_flow(
     data: Mapping[str, Any],
     idempotency_key: str | None,
 ) -> _effects.Flow[tuple[str, bool]]:
-    """Start a run; returns ``(run_id, created)`` (False: the key matched an earlier run)."""
+    """Start a run; returns ``(run_id, created)`` (False: the key matched an earlier run).
+
+    With OpenTelemetry installed, the current span's ``traceparent`` goes along: the run
+    continues the caller's trace, as runs started by ``send`` do.
+    """
     body: dict[str, Any] = {"data": dict(data)}
     if idempotency_key is not None:
         body["idempotency_key"] = idempotency_key
     path = f"/v1/functions/{_quote(function_id)}/runs"
-    raw = yield from _call(settings, "POST", path, body, what=f"function {function_id!r}")
+    raw = yield from _call(
+        settings,
+        "POST",
+        path,
+        body,
+        what=f"function {function_id!r}",
+        extra_headers=_tracing.outgoing_headers(),
+    )
     return str(raw["run_id"]), bool(raw.get("created", True))
 
 
@@ -309,8 +320,11 @@ def _call(
     what: str,
     timeout: float | None = None,
     whole: bool = False,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> _effects.Flow[Any]:
     request_headers = {headers.USER_AGENT: _identity.SDK_HEADER, "accept": "application/json"}
+    if extra_headers:
+        request_headers.update(extra_headers)
     if settings.signing_key:
         request_headers[headers.AUTHORIZATION] = signing.bearer_token(settings.signing_key)
     if settings.env:

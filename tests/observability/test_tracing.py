@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import stepline
 import stepline.starlette
-from stepline import _tracing
+from stepline import _runs, _tracing
 from stepline.engine import Engine, EngineConfigError, EngineSettings
 from stepline.engine import _tracing as engine_tracing
 from stepline.engine._api import build_app
@@ -229,6 +229,44 @@ def test_sending_an_event_inside_a_span_carries_its_context(otel: Otel) -> None:
     context = span.get_span_context()
     expected = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
     assert carried["traceparent"] == expected
+
+
+def test_starting_a_run_inside_a_span_continues_its_trace(tmp_path: Path, otel: Otel) -> None:
+    client = dev_client(checkpointing=False)
+
+    @client.function(id="started", trigger=stepline.TriggerEvent(event="obs/started"))
+    def started(ctx: stepline.SyncContext) -> int:
+        return ctx.step.run("one", lambda: 1)
+
+    # the SDK: client.start() carries the current span's context (and nothing without one)
+    flow = _runs.start_flow(client.settings, "obs-started", {}, None)
+    assert "traceparent" not in next(flow).headers
+    with otel.provider.get_tracer("t").start_as_current_span("web request") as caller:
+        flow = _runs.start_flow(client.settings, "obs-started", {}, None)
+        carried = next(flow).headers
+    context = caller.get_span_context()
+    flags = f"{context.trace_flags:02x}"
+    assert carried["traceparent"] == f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags}"
+
+    # the engine: POST /v1/functions/{id}/runs keeps it, so the run's span continues it
+    async def scenario() -> str:
+        engine = Engine(settings(tmp_path), tracer_provider=otel.provider)
+        async with running(engine, [(client, [started])]):
+            transport = httpx.ASGITransport(app=build_app(engine))
+            async with httpx.AsyncClient(transport=transport, base_url="http://engine") as api:
+                answer = await api.post(
+                    "/v1/functions/obs-started/runs", json={"data": {}}, headers=carried
+                )
+            assert answer.status_code == 201, answer.text
+            run_id = str(answer.json()["data"]["run_id"])
+            await engine.wait_for_run(run_id, timeout=20)
+            return run_id
+
+    run_id = arun(scenario())
+    [run_span] = otel.wait_for("stepline.run")
+    assert run_span.context.trace_id == context.trace_id
+    assert parent_id(run_span) == context.span_id
+    assert run_span.context.span_id == engine_tracing.run_span_ids(run_id)[1]
 
 
 def test_tracing_without_opentelemetry_is_a_config_error(

@@ -266,7 +266,9 @@ class _Api:
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
             raise ApiError(400, "idempotency_key: want a string of 1-256 characters")
         function_id = request.path_params["function_id"]
-        run_id, created = await self.engine.start_function(function_id, data, idempotency_key=key)
+        run_id, created = await self.engine.start_function(
+            function_id, data, idempotency_key=key, headers=request.headers
+        )
         payload = {"run_id": run_id, "function_id": function_id, "created": created}
         return _json(_views.data(payload), 201 if created else 200)
 

@@ -391,9 +391,17 @@ class Engine:
         return event.internal_id
 
     async def start_function(
-        self, function_id: str, data: dict[str, Any], *, idempotency_key: str | None = None
+        self,
+        function_id: str,
+        data: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[str, bool]:
         """Start a run of one function; returns ``(run_id, created)``.
+
+        ``headers`` are the starting request's: its W3C ``traceparent`` is kept (when
+        tracing) so the run continues the caller's trace.
 
         With an ``idempotency_key``, a second start within 24 hours returns the first
         run (``created`` False) instead of starting another; concurrent starts with one
@@ -412,6 +420,8 @@ class Engine:
             now=now,
             event_id=own_id,
         )
+        if headers and self.observer is not None:
+            self.observer.received([event], headers)
 
         def work(tx: Tx) -> tuple[str | None, bool, _Adopted]:
             if own_id is not None:
