@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -267,6 +268,41 @@ def test_starting_a_run_inside_a_span_continues_its_trace(tmp_path: Path, otel: 
     assert run_span.context.trace_id == context.trace_id
     assert parent_id(run_span) == context.span_id
     assert run_span.context.span_id == engine_tracing.run_span_ids(run_id)[1]
+
+
+def test_a_run_started_by_step_invoke_continues_its_parent_s_trace(
+    tmp_path: Path, otel: Otel
+) -> None:
+    client = dev_client(checkpointing=False)
+
+    @client.function(id="child", trigger=stepline.TriggerEvent(event="obs/child"))
+    def child(ctx: stepline.SyncContext) -> int:
+        return ctx.step.run("work", lambda: 2)
+
+    @client.function(id="parent", trigger=stepline.TriggerEvent(event="obs/parent"))
+    def parent(ctx: stepline.SyncContext) -> int:
+        return int(ctx.step.invoke("call-child", function=child, data={})) + 1
+
+    async def scenario() -> tuple[str, str]:
+        engine = Engine(settings(tmp_path), tracer_provider=otel.provider)
+        async with running(engine, [(client, [parent, child])]):
+            await engine.send({"name": "obs/parent"})
+            ids: dict[str, str] = {}
+            for _ in range(400):
+                ids = {r.function_id: r.run_id for r in await engine.list_runs()}
+                if len(ids) == 2:
+                    break
+                await asyncio.sleep(0.025)
+            for run_id in ids.values():
+                assert (await engine.wait_for_run(run_id, timeout=20)).status is RunStatus.COMPLETED
+            return ids["obs-parent"], ids["obs-child"]
+
+    parent_run, child_run = arun(scenario())
+    spans = {attr(s, "stepline.run_id"): s for s in otel.wait_for("stepline.run", count=2)}
+    parent_trace, parent_span = engine_tracing.run_span_ids(parent_run)
+    assert spans[parent_run].context.trace_id == parent_trace  # a root run: its own trace
+    assert spans[child_run].context.trace_id == parent_trace  # the child joins it ...
+    assert parent_id(spans[child_run]) == parent_span  # ... under the parent run's span
 
 
 def test_tracing_without_opentelemetry_is_a_config_error(

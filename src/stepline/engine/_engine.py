@@ -113,7 +113,8 @@ class Engine:
         self.driver = Router(http or default_driver(), self.local)
         self._registry = Registry()
         backoff = Backoff(jitter=self.settings.retry_jitter, scale=self.settings.retry_scale)
-        self.loop = RunLoop(lambda: self._registry, backoff)
+        tracing = self.observer is not None and self.observer.tracer is not None
+        self.loop = RunLoop(lambda: self._registry, backoff, trace_invokes=tracing)
         self.worker = Worker(
             store=self.store,
             loop=self.loop,

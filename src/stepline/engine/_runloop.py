@@ -12,7 +12,7 @@ from typing import Any
 
 from stepline import _cel
 from stepline._protocol.opcodes import Opcode
-from stepline.engine import _concurrency, _events, _fanout, _flow, _ids
+from stepline.engine import _concurrency, _events, _fanout, _flow, _ids, _tracing
 from stepline.engine._backoff import Backoff
 from stepline.engine._model import (
     EventRecord,
@@ -52,9 +52,13 @@ class RunLoop:
         backoff: the retry delay policy.
     """
 
-    def __init__(self, registry: Callable[[], Registry], backoff: Backoff) -> None:
+    def __init__(
+        self, registry: Callable[[], Registry], backoff: Backoff, *, trace_invokes: bool = False
+    ) -> None:
         self._registry = registry
         self.backoff = backoff
+        #: when tracing: a run started by ``step.invoke`` continues its parent run's trace
+        self.trace_invokes = trace_invokes
 
     # -- starting runs ----------------------------------------------------------------
 
@@ -383,6 +387,8 @@ class RunLoop:
             event.payload["user"] = payload["user"]
         if isinstance(payload.get("v"), str):
             event.payload["v"] = payload["v"]
+        if self.trace_invokes:
+            _tracing.stamp([event], _tracing.child_of(run))
         self.emit(tx, event, now)
 
     # -- resumptions --------------------------------------------------------------------

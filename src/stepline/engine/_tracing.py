@@ -91,6 +91,12 @@ def run_trace(run: Run) -> tuple[int, int, int]:
     return sent[0], span_id, sent[2]
 
 
+def child_of(run: Run) -> dict[str, str]:
+    """The trace context under the run's own span (what ``step.invoke`` passes on)."""
+    trace_id, span_id, flags = run_trace(run)
+    return {TRACEPARENT: f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"}
+
+
 def nanos(seconds: float) -> int:
     """Epoch seconds as the nanoseconds OpenTelemetry takes."""
     return int(seconds * 1_000_000_000)
