@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from stepline import _effects, _errors, _identity, _settings, _tracing
+from stepline._json import dumpb as json_dumpb
+from stepline._json import loads as json_loads
 from stepline._protocol import headers, signing
 
 __all__ = [
@@ -333,7 +335,7 @@ def _call(
     if body is not None:
         request_headers[headers.CONTENT_TYPE] = headers.JSON
         try:
-            payload = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+            payload = json_dumpb(body, finite=True)
         except (TypeError, ValueError) as exc:
             raise ManagementError(f"the data is not JSON-serializable: {exc}") from None
     response: _effects.HttpResponse = yield _effects.HttpRequest(
@@ -368,7 +370,7 @@ def _quote(value: str) -> str:
 
 def _json(body: bytes) -> object:
     try:
-        parsed: object = json.loads(body)
+        parsed: object = json_loads(body)
     except ValueError:
         return None
     return parsed

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import os
 import time
 import urllib.parse
@@ -15,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stepline import _effects, _errors, _event, _identity, _settings, _transport
+from stepline._json import dumpb as json_dumpb
+from stepline._json import loads as json_loads
 from stepline._protocol import headers
 
 __all__ = ["send_async", "send_flow", "send_sync"]
@@ -140,7 +141,7 @@ def _body(events: Sequence[_event.Event], now_ms: int) -> bytes:
             item["ts"] = now_ms
         wire.append(item)
     try:
-        return json.dumps(wire, separators=(",", ":"), allow_nan=False).encode()
+        return json_dumpb(wire, finite=True)
     except (TypeError, ValueError) as exc:
         raise _errors.SendEventError(f"events are not JSON-serializable: {exc}") from exc
 
@@ -170,7 +171,7 @@ def _ids(response: _effects.HttpResponse, attempts: int) -> list[str]:
 
 def _json(body: bytes) -> object:
     try:
-        parsed: object = json.loads(body)
+        parsed: object = json_loads(body)
     except ValueError:
         return None
     return parsed

@@ -8,11 +8,12 @@ import enum
 import json
 import math
 import re
+import uuid
 from typing import Any, TypeVar
 
 import pydantic
 
-from stepline import _errors
+from stepline import _errors, _json
 
 T = TypeVar("T")
 
@@ -28,10 +29,9 @@ def _default(value: object) -> Any:
         return value.value
     if isinstance(value, (set, frozenset)):
         return list(value)
+    if isinstance(value, uuid.UUID):  # as orjson writes it natively: one form either way
+        return str(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-_ENCODER = json.JSONEncoder(default=_default, allow_nan=False, separators=(",", ":"))
 
 
 def dumps(value: object, *, what: str = "output") -> str:
@@ -41,7 +41,7 @@ def dumps(value: object, *, what: str = "output") -> str:
         OutputUnserializableError: ``value`` holds something JSON cannot carry.
     """
     try:
-        return _ENCODER.encode(value)
+        return _json.dumps(value, default=_default, finite=True)
     except (TypeError, ValueError) as exc:
         raise _errors.OutputUnserializableError(f"{what} is not JSON serializable: {exc}") from None
 
@@ -59,6 +59,10 @@ def loads(data: str | bytes) -> Any:
         ValueError: not UTF-8 JSON (``json.JSONDecodeError`` and ``UnicodeDecodeError``
             are ``ValueError``s too).
     """
+    return _json.loads(data, slow=_loads_strict)
+
+
+def _loads_strict(data: str | bytes) -> Any:
     try:
         value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite)
     except RecursionError:
@@ -107,7 +111,7 @@ def to_jsonable(value: object, *, what: str = "output") -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             raise _errors.OutputUnserializableError(f"{what} is not JSON serializable: {value}")
         return value
-    return json.loads(dumps(value, what=what))
+    return _json.loads(dumps(value, what=what))
 
 
 def revive(value: Any, output_type: type[T] | None) -> Any:

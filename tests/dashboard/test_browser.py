@@ -134,6 +134,12 @@ def test_runs_list_filters_and_run_page(stack: Stack, tab: Page) -> None:
     expect(page.locator(f"a[href='#/runs/{failed['run_id']}']")).to_be_visible()
     tab.screenshot("runs-list")
 
+    def reset() -> None:
+        # the list re-renders once the filters are gone: fill the new form, not the old one
+        page.click("a.button:has-text('Reset')")
+        expect(page.locator(f"a[href='#/runs/{greeted['run_id']}']")).to_be_visible()
+        expect(page.locator(f"a[href='#/runs/{failed['run_id']}']")).to_be_visible()
+
     # by function
     page.select_option("select[name=function_id]", "shop-explode")
     page.click("#run-filters button[type=submit]")
@@ -144,13 +150,13 @@ def test_runs_list_filters_and_run_page(stack: Stack, tab: Page) -> None:
     page.check("input[name=status][value=Completed]")
     page.click("#run-filters button[type=submit]")
     expect(page.locator("p.empty")).to_have_text("No runs match these filters.")
-    page.click("a.button:has-text('Reset')")
+    reset()
     page.check("input[name=status][value=Failed]")
     page.click("#run-filters button[type=submit]")
     wait_for(lambda: set(cells(tab, 1)) == {"Failed"} or None, what="status filter")
 
     # by time range: the last hour has them, a custom range in the past has none
-    page.click("a.button:has-text('Reset')")
+    reset()
     page.select_option("select[name=range]", "1h")
     page.click("#run-filters button[type=submit]")
     expect(page.locator(f"a[href='#/runs/{greeted['run_id']}']")).to_be_visible()
@@ -161,7 +167,7 @@ def test_runs_list_filters_and_run_page(stack: Stack, tab: Page) -> None:
     expect(page.locator("p.empty")).to_be_visible()
 
     # by event id
-    page.click("a.button:has-text('Reset')")
+    reset()
     page.fill("input[name=event_id]", greet_event)
     page.click("#run-filters button[type=submit]")
     wait_for(lambda: cells(tab, 2) == [greeted["run_id"]] or None, what="event filter")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.server
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -480,6 +482,43 @@ def test_sync_without_reachable_app_reports_error(dev: TestClient) -> None:
     assert result["error"]
     assert dev.post("/v1/apps/sync", json={"url": "ftp://x"}).status_code == 400
     assert dev.post("/v1/apps/sync").json() == {"data": []}
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:1/\x00", "http://a b/", "http://x/\ty", "http://x/\x7f"]
+)
+def test_sync_refuses_urls_with_control_characters(dev: TestClient, url: str) -> None:
+    answer = dev.post("/v1/apps/sync", json={"url": url})
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "url: must not contain spaces or control characters"}
+
+
+class _Garbled(http.server.BaseHTTPRequestHandler):
+    def do_PUT(self) -> None:
+        body = b"broken\x00app \xff"
+        self.send_response(500)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_sync_error_holding_nul_is_kept_readable(dev: TestClient) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Garbled)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/api/inngest"
+        answer = dev.post("/v1/apps/sync", json={"url": url})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.status_code == 200, answer.text  # Postgres refuses NUL in text: was a 500
+    result = answer.json()["data"]
+    assert result["ok"] is False
+    assert result["error"] == "status 500: broken\ufffdapp \ufffd"
 
 
 def test_runs_say_why_they_wait_and_events_why_they_started_nothing(db: str) -> None:

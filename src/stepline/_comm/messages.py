@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import logging
 import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-from stepline import _errors, _serde
+from stepline import _errors, _json, _serde
 from stepline._execution import Outcome, error_body
 from stepline._protocol import durations, headers
 
@@ -130,7 +129,7 @@ def _mark_retry(
 def decode_json_object(body: bytes) -> dict[str, Any] | None:
     """Decode a JSON object body, or ``None`` when it is anything else."""
     try:
-        value = json.loads(body) if body else None
+        value = _json.loads(body) if body else None
     except ValueError:
         return None
     return value if isinstance(value, dict) else None

@@ -22,6 +22,7 @@ import starlette.responses
 import starlette.routing
 import starlette.types
 
+from stepline import _json as _jsonlib
 from stepline import _serde
 from stepline._identity import VERSION
 from stepline._protocol import durations
@@ -305,6 +306,8 @@ class _Api:
         url = body.get("url") if isinstance(body, dict) else None
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ApiError(400, 'url: want {"url": "http(s)://..."} or no body to resync all')
+        if not storable(url) or any(c <= " " or c == "\x7f" for c in url):
+            raise ApiError(400, "url: must not contain spaces or control characters")
         return _json(_views.data(_views.sync_result(await self.engine.sync_url(url))))
 
     # -- informational ------------------------------------------------------------------------
@@ -412,8 +415,18 @@ def _statuses(text: str | None) -> tuple[RunStatus, ...]:
     return tuple(wanted)
 
 
+class _JsonResponse(starlette.responses.JSONResponse):
+    """Starlette's JSON response, encoded by ``stepline._json`` (orjson when installed).
+
+    What it encodes came from the store or from strict JSON, so it holds no ``NaN``.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return _jsonlib.dumpb(content)
+
+
 def _json(body: Any, status: int = 200) -> Response:
-    return starlette.responses.JSONResponse(body, status_code=status)
+    return _JsonResponse(body, status_code=status)
 
 
 def _endpoint(path: str, methods: dict[str, Handler]) -> Handler:

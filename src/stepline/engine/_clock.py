@@ -70,8 +70,16 @@ class ManualClock:
             moved = self._moved
             waiter = asyncio.ensure_future(wake.wait())
             mover = asyncio.ensure_future(moved.wait())
+            self._parking()
             try:
                 await asyncio.wait({waiter, mover}, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                self._unparked()
                 waiter.cancel()
                 mover.cancel()
+
+    def _parking(self) -> None:
+        """A sleeper is about to wait for time to move (a hook for subclasses)."""
+
+    def _unparked(self) -> None:
+        """A sleeper stopped waiting (a hook for subclasses)."""

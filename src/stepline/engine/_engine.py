@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from stepline import _json
 from stepline.engine import _events, _ids, _registry, _response, _rules
 from stepline.engine._backoff import Backoff
 from stepline.engine._clock import Clock, SystemClock
@@ -33,7 +34,7 @@ from stepline.engine._observer import Observer
 from stepline.engine._registry import Registry
 from stepline.engine._runloop import RunLoop
 from stepline.engine._sqlite import SqliteStore
-from stepline.engine._store import EventFilter, RunFilter, Store, Tx
+from stepline.engine._store import EventFilter, RunFilter, Store, Tx, stored_text
 from stepline.engine._waiters import RunWaiters
 from stepline.engine._worker import Worker, schedule_cron
 
@@ -304,6 +305,7 @@ class Engine:
                 answer.error
                 or f"status {answer.status}: {answer.body[:300].decode('utf-8', 'replace')}"
             )
+        error = stored_text(error)  # an app's answer may hold NUL, which Postgres refuses
         self.sync_errors[url] = error
         await self.store.atomic(lambda tx: tx.set_app_error(url, error, self.clock.now()))
         return SyncResult(url, False, answer.status, error)
@@ -589,7 +591,7 @@ class Engine:
 def _registration_error(body: bytes) -> str | None:
     """py forwards the engine's answer with 200 even on failure: look inside."""
     try:
-        parsed = json.loads(body)
+        parsed = _json.loads(body)
     except ValueError:
         return None
     if isinstance(parsed, dict) and parsed.get("error") and not parsed.get("ok"):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from stepline import _json
 from stepline.engine import _ids
 from stepline.engine._model import EventRecord, Job, JobKind, Run, RunStatus
 from stepline.engine._store import storable
@@ -71,7 +71,7 @@ def normalise(raw: object, *, index: int, now: float, internal_id: str) -> Event
     }
     if version:
         payload["v"] = version
-    if len(json.dumps(payload)) > MAX_EVENT_BYTES:
+    if len(_json.dumpb(payload)) > MAX_EVENT_BYTES:
         raise EventError(f"{where}: larger than {MAX_EVENT_BYTES} bytes")
     return EventRecord(internal_id=internal_id, name=name, payload=payload, received_at=now)
 
@@ -103,7 +103,7 @@ def run_ended(run: Run, *, error: dict[str, Any] | None) -> dict[str, Any]:
     if run.correlation_id:
         data["correlation_id"] = run.correlation_id
     if run.status is RunStatus.COMPLETED:
-        data["result"] = json.loads(run.output) if run.output else None
+        data["result"] = _json.loads(run.output) if run.output else None
     elif run.status is RunStatus.FAILED:
         data["error"] = error or {"name": "Error", "message": "run failed"}
     else:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
+from stepline import _json
 from stepline._protocol import headers, jcs, signing
 from stepline._protocol.execution import CallContext, ExecutionRequest
 from stepline.engine._model import Job, Run, StepRecord
@@ -58,12 +58,12 @@ def build(
         version=max(run.request_version, -1),
     )
     body = request.to_wire()
-    size = len(json.dumps(body))
+    size = len(_json.dumpb(body))
     if size > max_inline:
         body["steps"] = {}
         body["use_api"] = True
         body["ctx"]["use_api"] = True
-        if len(json.dumps(body)) > max_inline:
+        if len(_json.dumpb(body)) > max_inline:
             body["events"] = []
     return body
 
@@ -74,7 +74,7 @@ def encode(
     """Serialise a call (canonical JSON when signed, as the Go server does) and its headers."""
     out = {headers.CONTENT_TYPE: headers.JSON, headers.SERVER_KIND: server_kind}
     if signing_key is None:
-        return json.dumps(body, separators=(",", ":")).encode(), out
+        return _json.dumpb(body), out
     raw = jcs.canonicalize(body)
     out[headers.SIGNATURE] = signing.sign(raw, signing_key, now=now)
     return raw, out

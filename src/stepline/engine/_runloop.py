@@ -6,11 +6,10 @@ decides, and writes the new state together with the queue items that depend on i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-from stepline import _cel
+from stepline import _cel, _json
 from stepline._protocol.opcodes import Opcode
 from stepline.engine import _concurrency, _events, _fanout, _flow, _ids, _tracing
 from stepline.engine._backoff import Backoff
@@ -219,7 +218,7 @@ class RunLoop:
         for op in ops:
             if op.op is Opcode.RUN_COMPLETE or op.op is Opcode.SYNC_RUN_COMPLETE:
                 self._finish(
-                    tx, view, RunStatus.COMPLETED, json.dumps(op.data), error=None, now=now, fn=fn
+                    tx, view, RunStatus.COMPLETED, _json.dumps(op.data), error=None, now=now, fn=fn
                 )
                 return
             if op.op is Opcode.STEP_ERROR:
@@ -260,7 +259,7 @@ class RunLoop:
             if op.op in (Opcode.RUN_COMPLETE, Opcode.SYNC_RUN_COMPLETE):
                 fn = self._registry().get(view.run.function_id)
                 self._finish(
-                    tx, view, RunStatus.COMPLETED, json.dumps(op.data), error=None, now=now, fn=fn
+                    tx, view, RunStatus.COMPLETED, _json.dumps(op.data), error=None, now=now, fn=fn
                 )
                 return
             if op.op is Opcode.STEP_FAILED:

@@ -7,10 +7,11 @@ as plain functions over a ``Tx`` inside one transaction; this class is that ``Tx
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
+from stepline._json import dumps as _dumps
+from stepline._json import loads as _loads
 from stepline.engine._model import (
     AppRecord,
     EventRecord,
@@ -27,12 +28,9 @@ from stepline.engine._model import (
 )
 from stepline.engine._store import EventFilter, RunFilter
 
-_dumps = json.dumps
-_loads = json.loads
-
 
 def _json(value: Any) -> str | None:
-    return None if value is None else _dumps(value, separators=(",", ":"))
+    return None if value is None else _dumps(value)
 
 
 def _unjson(text: str | None) -> Any:

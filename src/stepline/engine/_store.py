@@ -39,6 +39,14 @@ def storable(text: str) -> bool:
     return _UNSTORABLE.search(text) is None
 
 
+def stored_text(text: str) -> str:
+    """``text`` with what no store can hold (see ``storable``) replaced by U+FFFD.
+
+    For text from outside that is kept only to be shown (an app's error answer).
+    """
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunFilter:
     """Filters of ``list_runs``; ``cursor`` is the last run id of the previous page."""

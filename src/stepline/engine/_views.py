@@ -7,10 +7,10 @@ not the text the store keeps, so API clients never decode twice.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from stepline._json import loads as json_loads
 from stepline._protocol import durations, execution
 from stepline.engine._engine import SyncResult
 from stepline.engine._model import (
@@ -43,7 +43,7 @@ def _json(text: str | None) -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text)
+        return json_loads(text)
     except ValueError:
         return text  # not JSON (an SDK answered with plain text): show it as it came
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import json
 import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from stepline import _serde
+from stepline import _json, _serde
 from stepline.engine import _concurrency, _events, _ids, _registry, _request, _response
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
@@ -295,7 +294,7 @@ class Worker:
         if fn is None:
             message = f"function {run.function_id} is no longer registered"
             error = {"name": "FunctionNotFound", "message": message}
-            outcome: _response.Outcome = _response.Failed(json.dumps(error), error, no_retry=True)
+            outcome: _response.Outcome = _response.Failed(_json.dumps(error), error, no_retry=True)
         else:
             if run.status is RunStatus.QUEUED and not leased_started:
                 await self._atomic(lambda tx: _mark_started(tx, rid, self.clock.now()))

@@ -1,0 +1,107 @@
+"""JSON on the hot paths: orjson when it is installed, the standard library otherwise.
+
+Both backends give the same values back. orjson is used where it cannot change them,
+and the standard library where it could:
+
+* encoding: anything orjson refuses (integers beyond 64 bits, dict keys that are not
+  strings, strings holding lone surrogates) is encoded by ``json`` instead. orjson
+  writes non-ASCII text as UTF-8 rather than ``\\u`` escapes (the same string once
+  decoded) and has no ``NaN``: callers encode values that came from strict JSON, or
+  check (``_serde.dumps`` does);
+* decoding: a document with a run of 19 or more digits (which may be an integer
+  orjson would turn into a float) and anything orjson refuses (``NaN``, ``1e400``, a
+  byte order mark) are decoded by ``json``, which then accepts or refuses them as it
+  always does.
+
+``STEPLINE_JSON=stdlib`` in the environment keeps to the standard library (to compare,
+or to rule orjson out). Canonical JSON for signatures (``_protocol.jcs``) and keys
+compared across versions (``sort_keys``) stay on the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+try:
+    if os.environ.get("STEPLINE_JSON", "").strip().lower() == "stdlib":
+        raise ImportError("STEPLINE_JSON=stdlib: the standard library only")
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the dev extra installs it; tests cover both paths
+    _orjson = None  # type: ignore[assignment]
+
+#: Whether orjson is installed and used.
+FAST = _orjson is not None
+
+#: datetimes and dataclasses go to ``default`` as with ``json``, not orjson's own format.
+_PASSTHROUGH = (
+    (_orjson.OPT_PASSTHROUGH_DATACLASS | _orjson.OPT_PASSTHROUGH_DATETIME) if _orjson else 0
+)
+#: Digits to ``0``, every other byte to a space: a 19-digit run becomes ``_LONG_RUN``
+#: (a table lookup and a substring search: several times faster than a regex here).
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_RUN = b"0" * 19
+_COMPACT = (",", ":")
+
+Default = Callable[[Any], Any]
+
+
+def dumpb(value: object, *, default: Default | None = None, finite: bool = False) -> bytes:
+    """``value`` as compact UTF-8 JSON.
+
+    Args:
+        value: what to encode.
+        default: called for objects JSON has no form for; returns one that it has.
+        finite: refuse ``NaN`` and infinities (``ValueError``) instead of writing them
+            (``json`` writes ``NaN``, orjson ``null``).
+
+    Raises:
+        TypeError: something JSON cannot carry (and ``default`` did not convert).
+        ValueError: a circular reference, or a non-finite float with ``finite``.
+    """
+    if _orjson is not None:
+        try:
+            raw = _orjson.dumps(value, default=default, option=_PASSTHROUGH)
+        except _orjson.JSONEncodeError:
+            pass  # the standard library either encodes it or says why not
+        else:
+            if not (finite and b"null" in raw):  # a null may be a NaN: json decides
+                return raw
+    text = json.dumps(value, separators=_COMPACT, default=default, allow_nan=not finite)
+    return text.encode()
+
+
+def dumps(value: object, *, default: Default | None = None, finite: bool = False) -> str:
+    """``value`` as compact JSON text (see ``dumpb``)."""
+    return dumpb(value, default=default, finite=finite).decode()
+
+
+def loads(
+    data: str | bytes | bytearray | memoryview, *, slow: Callable[[Any], Any] = json.loads
+) -> Any:
+    """Decode a JSON document; ``slow`` (``json.loads``) decides what orjson cannot.
+
+    orjson's answer is taken only when it is the one ``json`` would give; otherwise
+    (see the module's doc) ``slow(data)`` decodes, or refuses, the document.
+
+    Raises:
+        ValueError: not JSON (``json.JSONDecodeError``, ``UnicodeDecodeError``), or
+            whatever ``slow`` raises.
+    """
+    if _orjson is not None and not _long_digits(data):
+        try:
+            return _orjson.loads(data)
+        except _orjson.JSONDecodeError:
+            pass  # NaN, 1e400, a BOM or an error: json decides and words it
+    return slow(data.tobytes() if isinstance(data, memoryview) else data)
+
+
+def _long_digits(data: str | bytes | bytearray | memoryview) -> bool:
+    """Whether ``data`` has a run of 19 digits: an integer orjson may not keep exact."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    return _LONG_RUN in raw.translate(_DIGITS)
+
+
+__all__ = ["FAST", "dumpb", "dumps", "loads"]
