@@ -194,6 +194,10 @@ def test_version_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
         main([])
     assert main(["dev", "--db-pool-size", "0"]) == 2
     assert "pool size must be 1-1000" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["dev", "--sqlite-synchronous", "off"])
+    assert exited.value.code == 2
+    assert "--sqlite-synchronous: invalid choice: 'off'" in capsys.readouterr().err
 
 
 # -- Postgres -----------------------------------------------------------------------------

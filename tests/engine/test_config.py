@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import pathlib
+from typing import Any
+
 import pytest
 
 from stepline.engine import EngineConfigError, EngineSettings, resolve
@@ -41,6 +45,7 @@ def test_database_url_and_pool_size_from_the_environment() -> None:
         ({"STEPLINE_PORT": "http"}, "STEPLINE_PORT must be an integer, got 'http'"),
         ({"STEPLINE_PORT": "70000"}, "port must be 1-65535"),
         ({"STEPLINE_SIGNING_KEY": "not-hex"}, "a signing key must be hex"),
+        ({"STEPLINE_SQLITE_SYNCHRONOUS": "off"}, "SQLite synchronous must be NORMAL or FULL"),
     ],
 )
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
@@ -70,3 +75,31 @@ def test_the_url_picks_the_store() -> None:
         assert settings.sqlite_path == path
         assert isinstance(store_for(settings), SqliteStore)
     assert EngineSettings(database_url="sqlite://").sqlite_path == ":memory:"
+
+
+def test_sqlite_durability_is_a_setting(tmp_path: pathlib.Path) -> None:
+    assert resolve(environ={}).sqlite_synchronous == "NORMAL"
+    env = {"STEPLINE_SQLITE_SYNCHRONOUS": " full "}
+    assert resolve(environ=env).sqlite_synchronous == "FULL"
+    assert resolve(environ=env, sqlite_synchronous="NORMAL").sqlite_synchronous == "NORMAL"
+    for level, pragma in (("NORMAL", 1), ("FULL", 2)):
+        settings = EngineSettings(
+            database_url=str(tmp_path / f"{level}.db"), sqlite_synchronous=level
+        )
+        store = store_for(settings)
+        assert isinstance(store, SqliteStore)
+
+        async def check(store: SqliteStore = store, pragma: int = pragma) -> None:
+            await store.open()
+            try:
+                assert await store.atomic(_synchronous) == pragma  # the writer's connection
+                assert await store.read(_synchronous) == pragma  # and the readers'
+            finally:
+                await store.close()
+
+        asyncio.run(check())
+
+
+def _synchronous(tx: Any) -> int:
+    value: int = tx._c.execute("PRAGMA synchronous").fetchone()[0]
+    return value

@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             retry_scale=1.0 if args.retry_scale is None else args.retry_scale,
             migrate=not args.no_migrate,
             **({} if args.db_pool_size is None else {"db_pool_size": args.db_pool_size}),
+            **(
+                {}
+                if args.sqlite_synchronous is None
+                else {"sqlite_synchronous": args.sqlite_synchronous.upper()}
+            ),
             **_observability(args),
         )
     except EngineConfigError as exc:
@@ -276,6 +281,13 @@ def _parser() -> argparse.ArgumentParser:
             type=int,
             metavar="N",
             help="Postgres connections this process keeps (default 10; STEPLINE_DB_POOL_SIZE)",
+        )
+        sub.add_argument(
+            "--sqlite-synchronous",
+            choices=("normal", "full", "NORMAL", "FULL"),
+            metavar="normal|full",
+            help="SQLite durability: normal (default) survives a crash of the engine; full "
+            "also survives power loss, at an fsync per commit (STEPLINE_SQLITE_SYNCHRONOUS)",
         )
         sub.add_argument(
             "--no-migrate",

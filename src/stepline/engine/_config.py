@@ -9,6 +9,7 @@ from typing import Literal, cast
 
 Mode = Literal["dev", "start"]
 LogFormat = Literal["text", "json"]
+SqliteSynchronous = Literal["NORMAL", "FULL"]
 DEFAULT_PORT = 8288
 DEFAULT_DB = ".stepline/stepline.db"
 
@@ -35,6 +36,11 @@ class EngineSettings:
         retry_scale: multiplies retry delays (the Go table: 15 s, 30 s, 1 m, ...).
         checkpointing: send ``ctx.qi_id`` so SDKs may run several steps per call.
         migrate: bring the database schema up to date when the engine starts.
+        sqlite_synchronous: SQLite's ``synchronous`` pragma (``STEPLINE_SQLITE_SYNCHRONOUS``,
+            ``--sqlite-synchronous``): ``NORMAL`` (the default; in WAL mode a commit
+            survives a crash of the engine process, and the WAL is synced to disk at
+            checkpoints) or ``FULL`` (a commit also survives power loss: one fsync per
+            group commit). Postgres ignores it (its ``synchronous_commit`` decides).
         db_pool_size: Postgres connections this process keeps (its transactions run on
             as many threads); each engine process needs its own share of the server's
             ``max_connections``.
@@ -64,6 +70,7 @@ class EngineSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     allow_public_bind: bool = False
     migrate: bool = True
+    sqlite_synchronous: SqliteSynchronous = "NORMAL"
     db_pool_size: int = 10
     dashboard_keys: tuple[str, ...] = ()
     metrics: bool = True
@@ -141,6 +148,10 @@ def resolve(
         event_keys=events,
         app_urls=tuple(app_urls),
         db_pool_size=_integer("STEPLINE_DB_POOL_SIZE", pool_text) if pool_text else 10,
+        sqlite_synchronous=cast(
+            SqliteSynchronous,
+            env.get("STEPLINE_SQLITE_SYNCHRONOUS", "").strip().upper() or "NORMAL",
+        ),
         dashboard_keys=tuple(
             k.strip() for k in env.get("STEPLINE_DASHBOARD_KEY", "").split(",") if k.strip()
         ),
@@ -183,6 +194,10 @@ def _check(settings: EngineSettings) -> None:
         )
     if not 1 <= settings.db_pool_size <= 1000:
         raise EngineConfigError(f"the pool size must be 1-1000, got {settings.db_pool_size}")
+    if settings.sqlite_synchronous not in ("NORMAL", "FULL"):
+        raise EngineConfigError(
+            f"SQLite synchronous must be NORMAL or FULL, got {settings.sqlite_synchronous!r}"
+        )
     if settings.log_format not in ("text", "json"):
         raise EngineConfigError(f"log format must be text or json, got {settings.log_format!r}")
     if not 0 < settings.port < 65536:

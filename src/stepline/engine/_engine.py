@@ -78,7 +78,7 @@ def store_for(settings: EngineSettings) -> Store:
                 "a postgres:// database needs psycopg: pip install 'stepline[postgres]'"
             ) from exc
         return PostgresStore(url, pool_size=settings.db_pool_size, migrate=settings.migrate)
-    return SqliteStore(settings.sqlite_path)
+    return SqliteStore(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
 
 
 class Engine:
