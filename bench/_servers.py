@@ -202,8 +202,12 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
     sys.exit(f"bench: {url} never answered")
 
 
-def engine_command(port: int, db: str, *, checkpointing: bool = True) -> list[str]:
-    return [sys.executable, __file__, "engine", str(port), db, str(int(checkpointing))]
+def engine_command(
+    port: int, db: str, *, checkpointing: bool = True, synchronous: str = "NORMAL"
+) -> list[str]:
+    return [
+        sys.executable, __file__, "engine", str(port), db, str(int(checkpointing)), synchronous
+    ]  # fmt: skip
 
 
 def cli_engine_command(port: int, db: str, *extra: str) -> list[str]:
@@ -297,7 +301,7 @@ def machine_busy() -> tuple[float, float]:
 # -- the processes themselves --------------------------------------------------------------
 
 
-def _serve_engine(port: int, db: str, checkpointing: bool) -> None:
+def _serve_engine(port: int, db: str, checkpointing: bool, synchronous: str = "NORMAL") -> None:
     import uvicorn
 
     from stepline.engine import Engine
@@ -305,7 +309,12 @@ def _serve_engine(port: int, db: str, checkpointing: bool) -> None:
     from stepline.engine._config import resolve
 
     settings = resolve(
-        mode="dev", environ={}, port=port, database_url=db, checkpointing=checkpointing
+        mode="dev",
+        environ={},
+        port=port,
+        database_url=db,
+        checkpointing=checkpointing,
+        sqlite_synchronous=synchronous,
     )
     config = uvicorn.Config(
         build_app(Engine(settings)),
@@ -335,6 +344,8 @@ def _serve_app(port: int, engine_url: str, checkpointing: bool) -> None:
 
 
 if __name__ == "__main__":
-    kind, port_text, where, flag = sys.argv[1:5]
-    serve = {"engine": _serve_engine, "app": _serve_app}[kind]
-    serve(int(port_text), where, flag == "1")
+    kind, port_text, where, flag, *more = sys.argv[1:]
+    if kind == "engine":
+        _serve_engine(int(port_text), where, flag == "1", *more)
+    else:
+        _serve_app(int(port_text), where, flag == "1")

@@ -168,6 +168,11 @@ def handler_rows(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _same(ratio: dict[str, Any]) -> str:
+    """``*`` on a ratio against the DBOS configuration with stepline's durability."""
+    return "*" if ratio.get("like_for_like") else ""
+
+
 def steps_rows(d: dict[str, Any]) -> list[Row]:
     cells = d["cells"]
     ratios: dict[str, dict[str, Any]] = {}
@@ -183,11 +188,14 @@ def steps_rows(d: dict[str, Any]) -> list[Row]:
         peers = [
             cells[x["dbos"]]["steps_per_s"]["best"] for x in (by.get("default"), by.get("wal")) if x
         ]
-        ratio = " / ".join(f"{x['ratio_best']:.2f}x" for x in by.values())
-        goals = [x for x in by.values() if x["goal"]]
+        pair = [x for x in (by.get("default"), by.get("wal")) if x]
+        ratio = " / ".join(f"{x['ratio_best']:.2f}x{_same(x)}" for x in pair)
+        goals = [x for x in pair if x["goal"]]
         goal = ""
         if goals:
-            goal = f">= {goals[0]['goal']:g}x " + " / ".join(_met(x["met"]) for x in goals)
+            goal = f">= {goals[0]['goal']:g}x " + " / ".join(
+                _met(x["met"]) + _same(x) for x in goals
+            )
         rows.append(
             (
                 f"steps/s {c['variant']} {mode}, {inflight}",
@@ -285,8 +293,10 @@ def table(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
     lines.append(fmt(header))
     lines += [fmt(r) for r in rows]
     lines.append(
-        "steps: peer = DBOS with its SQLite defaults (rollback journal, synchronous=FULL) / "
-        "with stepline's durability (WAL, synchronous=NORMAL); ratio and goal likewise; "
+        "steps: peer = DBOS with its SQLite defaults (rollback journal, synchronous=FULL: "
+        "survives power loss) / in WAL mode with synchronous=NORMAL (survives a process "
+        "crash); ratio and goal likewise; +full = stepline with synchronous=FULL (else "
+        "NORMAL, its default); * = the same durability on both sides; "
         "runs/s = steps/s / 10."
     )
     steps = next((o.data for o in outcomes if o.name == "steps" and o.data), None)

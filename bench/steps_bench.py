@@ -14,10 +14,13 @@ stepline, two transports:
   ``stepline.asgi.serve``) are two processes on loopback HTTP; the bench process starts
   and awaits runs through the engine's REST API with ``client.start_sync``.
 
-and two modes: ``step-by-step`` (engine and client ``checkpointing=False``: one SDK call
-per step, each step committed before the next starts, DBOS's guarantee) and
-``checkpointed`` (the default: the SDK runs several steps per call, the engine commits
-them in one transaction).
+each at two durabilities: SQLite ``synchronous=NORMAL`` (the engine's default: a commit
+survives a crash of the engine process) and, as ``embedded+full`` / ``http+full``,
+``synchronous=FULL`` (``--sqlite-synchronous full``: a commit also survives power loss,
+as with DBOS's defaults); and two modes: ``step-by-step`` (engine and client
+``checkpointing=False``: one SDK call per step, each step committed before the next
+starts, DBOS's guarantee) and ``checkpointed`` (the default: the SDK runs several steps
+per call, the engine commits them in one transaction).
 
 DBOS (PyPI ``dbos``, in the peers' venv, ``bench/dbos_peer.py``, one process per
 measurement) runs the same ten ``@DBOS.step()`` in a ``@DBOS.workflow()``, on SQLite in
@@ -33,7 +36,8 @@ every step recorded. Rounds interleave all the measurements, rotating the order;
 report shows the best round and, in parentheses, the median.
 
 Run: ``.venv/bin/python bench/steps_bench.py [--runs 200] [--rounds 3] [--quick] [--json]``
-(``--no-dbos`` for stepline only; ``--dbos-python`` to use another venv's python).
+(``--no-dbos`` for stepline only; ``--dbos-python`` to use another venv's python;
+``--sqlite-synchronous normal|full`` for one durability only).
 """
 
 from __future__ import annotations
@@ -70,6 +74,9 @@ JOURNALS = {
     "wal": "WAL, synchronous=NORMAL (stepline's setting)",
 }
 GOALS = {"checkpoint": 5.0, "step": 2.0}  # stepline steps/s over DBOS's (issue 10)
+#: stepline's SQLite durability: a variant suffix, and the DBOS configuration that has the
+#: same (a commit survives a process crash / also a power loss).
+SYNCS = {"normal": ("", "wal"), "full": ("+full", "default")}
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,9 @@ class Cell:
     """One measurement: a system, its transport/configuration, a mode and a concurrency."""
 
     system: str  # "stepline" or "dbos"
-    variant: str  # stepline: "embedded" | "http"; dbos: a JOURNALS key
+    variant: (
+        str  # stepline: "embedded" | "http", "+full" for synchronous=FULL; dbos: a JOURNALS key
+    )
     mode: str  # stepline: a MODES key; dbos: "-"
     inflight: int
 
@@ -90,6 +99,20 @@ class Cell:
         if self.system == "dbos":
             return f"DBOS {self.variant}"
         return f"stepline {self.variant} {MODES[self.mode]}"
+
+    @property
+    def transport(self) -> str:
+        return self.variant.split("+")[0]
+
+    @property
+    def synchronous(self) -> str:
+        """stepline's SQLite ``synchronous`` pragma for this cell."""
+        return "FULL" if self.variant.endswith("+full") else "NORMAL"
+
+    @property
+    def like_for_like(self) -> str:
+        """The DBOS configuration with this stepline cell's durability."""
+        return SYNCS["full" if self.synchronous == "FULL" else "normal"][1]
 
 
 #: CPU seconds used during the timed window, by whom: "bench" (the bench process:
@@ -165,7 +188,7 @@ def check_db(path: Path, total: int) -> None:
 
 
 def measure_embedded(
-    mode: str, inflight: int, runs: int, warmup: int, tmp: Path
+    mode: str, inflight: int, runs: int, warmup: int, tmp: Path, synchronous: str = "NORMAL"
 ) -> tuple[float, Cpu]:
     db = tmp / "embedded.db"
     _servers.remove_db(db)
@@ -174,7 +197,13 @@ def measure_embedded(
         _servers.APP_ID, is_production=False, checkpointing=checkpointing, environ={}
     )
     fn = _servers.ten_steps(client)
-    engine = EmbeddedEngine(client, [fn], database=str(db), checkpointing=checkpointing)
+    engine = EmbeddedEngine(
+        client,
+        [fn],
+        database=str(db),
+        checkpointing=checkpointing,
+        sqlite_synchronous=synchronous,
+    )
     engine.start()
     try:
 
@@ -190,7 +219,9 @@ def measure_embedded(
     return seconds, cpu
 
 
-def measure_http(mode: str, inflight: int, runs: int, warmup: int, tmp: Path) -> tuple[float, Cpu]:
+def measure_http(
+    mode: str, inflight: int, runs: int, warmup: int, tmp: Path, synchronous: str = "NORMAL"
+) -> tuple[float, Cpu]:
     db = tmp / "http.db"
     _servers.remove_db(db)
     checkpointing = mode == "checkpoint"
@@ -200,7 +231,9 @@ def measure_http(mode: str, inflight: int, runs: int, warmup: int, tmp: Path) ->
     commands = [
         (
             "engine",
-            _servers.engine_command(engine_port, str(db), checkpointing=checkpointing),
+            _servers.engine_command(
+                engine_port, str(db), checkpointing=checkpointing, synchronous=synchronous
+            ),
             f"{engine_url}/health",
         ),
         ("app", _servers.app_command(app_port, engine_url, checkpointing=checkpointing), app_url),
@@ -283,13 +316,19 @@ def probe_dbos_how(python: str, runs: int, warmup: int, tmp: Path) -> tuple[str,
 # -- the rounds ------------------------------------------------------------------------------------
 
 
-def cells(include_stepline: bool, transports: list[str], journals: list[str]) -> list[Cell]:
+def cells(
+    include_stepline: bool,
+    transports: list[str],
+    journals: list[str],
+    syncs: tuple[str, ...] = tuple(SYNCS),
+) -> list[Cell]:
     out = []
     for inflight in (1, INFLIGHT):
         if include_stepline:
             for transport in transports:
-                for mode in MODES:
-                    out.append(Cell("stepline", transport, mode, inflight))
+                for sync in syncs:
+                    for mode in MODES:
+                        out.append(Cell("stepline", transport + SYNCS[sync][0], mode, inflight))
         for journal in journals:
             out.append(Cell("dbos", journal, "-", inflight))
     return out
@@ -305,9 +344,10 @@ def run(
     journals: list[str],
     probe_runs: int,
     include_stepline: bool = True,
+    syncs: tuple[str, ...] = tuple(SYNCS),
 ) -> tuple[list[Result], dict[str, Any]]:
     """Measure every cell ``rounds`` times, interleaved; returns results and DBOS metadata."""
-    chosen = cells(include_stepline, transports, journals if dbos_python else [])
+    chosen = cells(include_stepline, transports, journals if dbos_python else [], syncs)
     results = {c.key: Result(c) for c in chosen}
     extra: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="steps-bench-", dir=_tmp_root()) as name:
@@ -343,9 +383,9 @@ def measure(
         assert dbos_python is not None
         kind = "seq" if cell.inflight == 1 else how
         return measure_dbos(dbos_python, cell.variant, kind, cell.inflight, runs, warmup, tmp)
-    if cell.variant == "embedded":
-        return measure_embedded(cell.mode, cell.inflight, runs, warmup, tmp)
-    return measure_http(cell.mode, cell.inflight, runs, warmup, tmp)
+    if cell.transport == "embedded":
+        return measure_embedded(cell.mode, cell.inflight, runs, warmup, tmp, cell.synchronous)
+    return measure_http(cell.mode, cell.inflight, runs, warmup, tmp, cell.synchronous)
 
 
 def _tmp_root() -> str | None:
@@ -378,6 +418,7 @@ def ratios(results: list[Result], runs: int) -> list[dict[str, Any]]:
                     "mode": c.mode,
                     "inflight": c.inflight,
                     "journal": journal,
+                    "like_for_like": journal == c.like_for_like,
                     "ratio_best": best,
                     "ratio_median": r.median(runs) / peer.median(runs),
                     "goal": target,
@@ -432,6 +473,10 @@ def report(results: list[Result], meta: dict[str, Any]) -> str:
         lines.append(
             "DBOS default = " + JOURNALS["default"] + "; DBOS wal = " + JOURNALS["wal"] + "."
         )
+        lines.append(
+            "stepline +full = SQLite synchronous=FULL (survives power loss: the durability of "
+            "DBOS default); without it NORMAL (that of DBOS wal). * = the same durability."
+        )
     table = ratios(results, runs)
     if table:
         lines.append(
@@ -463,15 +508,25 @@ def cpu_text(r: Result, runs: int) -> str:
 
 
 def ratio_text(x: dict[str, Any] | None) -> str:
-    return "-" if x is None else f"{x['ratio_best']:.2f}x ({x['ratio_median']:.2f}x)"
+    if x is None:
+        return "-"
+    return f"{x['ratio_best']:.2f}x ({x['ratio_median']:.2f}x)" + (
+        "*" if x["like_for_like"] else ""
+    )
 
 
 def goal_text(by_journal: dict[str, dict[str, Any]]) -> str:
-    """``>= 5x: met vs default, NOT met vs wal`` (empty where no goal applies)."""
+    """``>= 5x: met vs default*, NOT met vs wal`` (empty where no goal applies).
+
+    ``*`` marks the DBOS configuration with the same durability as the stepline cell.
+    """
     goals = [x for x in by_journal.values() if x["goal"]]
     if not goals:
         return ""
-    verdicts = ", ".join(f"{'met' if x['met'] else 'NOT met'} vs {x['journal']}" for x in goals)
+    verdicts = ", ".join(
+        f"{'met' if x['met'] else 'NOT met'} vs {x['journal']}{'*' if x['like_for_like'] else ''}"
+        for x in goals
+    )
     return f">= {goals[0]['goal']:g}x: {verdicts}"
 
 
@@ -483,6 +538,7 @@ def to_json(results: list[Result], meta: dict[str, Any]) -> str:
         out["cells"][c.key] = {
             "system": c.system,
             "variant": c.variant,
+            "synchronous": c.synchronous if c.system == "stepline" else None,
             "mode": c.mode,
             "inflight": c.inflight,
             "label": c.label,
@@ -521,6 +577,12 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="DBOS SQLite configuration (repeatable; default both)",
     )
+    parser.add_argument(
+        "--sqlite-synchronous",
+        choices=tuple(SYNCS),
+        action="append",
+        help="stepline's SQLite durability (repeatable; default both)",
+    )
     parser.add_argument("--quick", action="store_true", help="20 runs, 1 round (a smoke run)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)
@@ -547,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         dbos_python=dbos_python,
         journals=args.dbos_journal or list(JOURNALS),
         probe_runs=max(10, args.runs // 4),
+        syncs=tuple(args.sqlite_synchronous or SYNCS),
     )
     meta = {
         "benchmark": f"steps: runs of {STEPS} trivial steps, SQLite on disk",

@@ -61,23 +61,28 @@ def test_steps_embedded() -> None:
         "--rounds", "1",
     )  # fmt: skip
     assert sorted(data["cells"]) == [
+        "stepline/embedded+full/checkpoint/1",
+        "stepline/embedded+full/checkpoint/8",
+        "stepline/embedded+full/step/1",
+        "stepline/embedded+full/step/8",
         "stepline/embedded/checkpoint/1",
         "stepline/embedded/checkpoint/8",
         "stepline/embedded/step/1",
         "stepline/embedded/step/8",
     ]
     assert all(c["steps_per_s"]["best"] > 0 for c in data["cells"].values())
-    assert len(rows("steps", data)) == 4
+    assert {c["synchronous"] for c in data["cells"].values()} == {"NORMAL", "FULL"}
+    assert len(rows("steps", data)) == 8
 
 
 @pytest.mark.timeout(180)
 def test_steps_http() -> None:
     data = run_json(
         "steps_bench.py", "--transport", "http", "--no-dbos", "--runs", "3", "--warmup", "1",
-        "--rounds", "1", timeout=170,
+        "--rounds", "1", "--sqlite-synchronous", "full", timeout=170,
     )  # fmt: skip
     assert len(data["cells"]) == 4
-    assert all(c["variant"] == "http" for c in data["cells"].values())
+    assert all(c["variant"] == "http+full" for c in data["cells"].values())
 
 
 def test_steps_report_with_dbos_figures() -> None:
@@ -86,6 +91,7 @@ def test_steps_report_with_dbos_figures() -> None:
     timings = [
         (("stepline", "embedded", "checkpoint", 1), 1.0, "bench"),
         (("stepline", "embedded", "step", 8), 1.0, "bench"),
+        (("stepline", "embedded+full", "checkpoint", 1), 1.5, "bench"),
         (("dbos", "default", "-", 1), 6.0, "dbos"),
         (("dbos", "wal", "-", 1), 2.0, "dbos"),
         (("dbos", "default", "-", 8), 3.0, "dbos"),
@@ -100,6 +106,11 @@ def test_steps_report_with_dbos_figures() -> None:
     assert ratios["stepline/embedded/checkpoint/1", "default"]["met"] is True
     assert ratios["stepline/embedded/checkpoint/1", "wal"]["met"] is False
     assert ratios["stepline/embedded/step/8", "wal"]["goal"] == 2.0
+    # like for like: NORMAL against DBOS in WAL mode, FULL against DBOS's defaults
+    assert ratios["stepline/embedded/checkpoint/1", "wal"]["like_for_like"] is True
+    assert ratios["stepline/embedded/checkpoint/1", "default"]["like_for_like"] is False
+    assert ratios["stepline/embedded+full/checkpoint/1", "default"]["like_for_like"] is True
+    assert ratios["stepline/embedded+full/checkpoint/1", "default"]["ratio_best"] == 4.0
     meta = {
         "runs": 10,
         "rounds": 1,
@@ -111,7 +122,8 @@ def test_steps_report_with_dbos_figures() -> None:
         "dbos_probe_runs": 10,
     }
     text = steps.report(results, meta)
-    assert ">= 5x: met vs default, NOT met vs wal" in text
+    assert ">= 5x: met vs default, NOT met vs wal*" in text
+    assert ">= 5x: NOT met vs default*, NOT met vs wal" in text  # the +full cell
     assert "30.00 (dbos 30.00)" in text  # 3 CPU seconds over 10 runs x 10 steps
     data = json.loads(steps.to_json(results, meta))
     assert any(r[4] for r in rows("steps", data))

@@ -6,6 +6,7 @@ decides, and writes the new state together with the queue items that depend on i
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,8 @@ class RunLoop:
         self.backoff = backoff
         #: when tracing: a run started by ``step.invoke`` continues its parent run's trace
         self.trace_invokes = trace_invokes
+        #: per thread (Postgres runs transactions on several): inside an inline fan-out
+        self._local = threading.local()
 
     # -- starting runs ----------------------------------------------------------------
 
@@ -563,9 +566,22 @@ class RunLoop:
             )
 
     def emit(self, tx: Tx, event: EventRecord, now: float) -> None:
-        """Store an event and queue its fan-out, in the caller's transaction."""
-        tx.insert_event(event)
-        tx.enqueue(_events.fanout_job(event, now))
+        """Store an event and fan it out, in the caller's transaction.
+
+        An event emitted by that fan-out (a run it cancels finishes, and so on) is
+        queued for a fan-out of its own instead: one transaction does a bounded amount
+        of work however long the chain.
+        """
+        if not tx.insert_event(event):
+            return  # stored (and fanned out) already
+        if getattr(self._local, "fanning", False):
+            tx.enqueue(_events.fanout_job(event, now))
+            return
+        self._local.fanning = True
+        try:
+            self.fanout(tx, event, now)
+        finally:
+            self._local.fanning = False
 
 
 def _call(run: Run, step_id: str, tag: str, at: float) -> Job:
