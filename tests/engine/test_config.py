@@ -101,5 +101,6 @@ def test_sqlite_durability_is_a_setting(tmp_path: pathlib.Path) -> None:
 
 
 def _synchronous(tx: Any) -> int:
+    assert tx._c.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY: savepoints' pages
     value: int = tx._c.execute("PRAGMA synchronous").fetchone()[0]
     return value

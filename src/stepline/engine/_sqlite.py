@@ -63,6 +63,10 @@ class SqliteStore:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA foreign_keys = OFF")
+        # savepoints (one per transaction of a group) keep the pages they change in a
+        # sub-journal: in memory, not a temporary file (a first write to a table
+        # cost ~75 µs of file work, ten times the write itself)
+        conn.execute("PRAGMA temp_store = MEMORY")
         if not self._memory:
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
