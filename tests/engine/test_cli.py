@@ -78,11 +78,11 @@ def test_dev_serves_events_and_prints_banner(tmp_path: Path) -> None:
     db = tmp_path / "data" / "engine.db"
     log = tmp_path / "engine.log"
     base = f"http://127.0.0.1:{port}"
-    with process(
-        engine_command("dev", "--port", str(port), "--db", str(db)), log, clean_env()
-    ) as p:
+    args = ["dev", "--port", str(port), "--db", str(db), "--sqlite-synchronous", "full"]
+    with process(engine_command(*args), log, clean_env()) as p:
         wait_until_up(f"{base}/health", p)
         banner = read_until(log, "Database")
+        assert "(SQLite, synchronous=FULL: commits survive power loss)" in banner
         assert f"Engine     {base}" in banner
         assert f"{base}/e/<event key>" in banner
         assert f"{base}/v1" in banner
@@ -239,6 +239,7 @@ def test_dev_on_postgres_serves_and_redacts_the_password(tmp_path: Path) -> None
             assert "(dev mode)" in banner
             user = urllib.parse.urlsplit(url).username
             assert f"Database   postgresql://{user}:***@" in banner
+            assert "synchronous" not in banner  # a SQLite setting
             assert password not in banner
 
             sent = httpx.post(f"{base}/e/any", json={"name": "cli/pg", "data": {"n": 2}})

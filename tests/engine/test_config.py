@@ -104,3 +104,14 @@ def _synchronous(tx: Any) -> int:
     assert tx._c.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY: savepoints' pages
     value: int = tx._c.execute("PRAGMA synchronous").fetchone()[0]
     return value
+
+
+def test_the_banner_says_what_a_sqlite_commit_survives(tmp_path: pathlib.Path) -> None:
+    from stepline.engine import Engine
+    from stepline.engine._cli import banner
+
+    db = str(tmp_path / "x.db")
+    text = banner(Engine(EngineSettings(database_url=db)))
+    assert f"Database   {db} (SQLite, synchronous=NORMAL: commits survive a crash" in text
+    text = banner(Engine(EngineSettings(database_url=db, sqlite_synchronous="FULL")))
+    assert "(SQLite, synchronous=FULL: commits survive power loss)" in text

@@ -208,7 +208,7 @@ def banner(engine: Engine) -> str:
         f"  Event API  {base}/e/<event key>",
         f"  REST API   {base}/v1",
         f"  Dashboard  {base}/",
-        f"  Database   {_redact(settings.database_url)}",
+        f"  Database   {_redact(settings.database_url)}{_durability(settings)}",
     ]
     if settings.metrics:
         lines.append(f"  Metrics    {base}/metrics")
@@ -217,6 +217,15 @@ def banner(engine: Engine) -> str:
     if settings.app_urls:
         lines.append(f"  Apps       syncing {len(settings.app_urls)} app(s)...")
     return "\n".join(lines)
+
+
+def _durability(settings: EngineSettings) -> str:
+    """What a commit survives, for a SQLite database."""
+    if settings.database_url.startswith(("postgres://", "postgresql://")):
+        return ""
+    if settings.sqlite_synchronous == "FULL":
+        return " (SQLite, synchronous=FULL: commits survive power loss)"
+    return " (SQLite, synchronous=NORMAL: commits survive a crash of this process)"
 
 
 def app_lines(results: Sequence[SyncResult]) -> str:
