@@ -39,7 +39,7 @@ def test_demo_finishes_ok(out: str) -> None:
 
 def test_engine_starts_and_syncs_the_app(out: str) -> None:
     assert "(dev mode)" in line(out, "Stepline engine")
-    assert line(out, "Database").endswith(".stepline/demo.db")
+    assert ".stepline/demo.db (SQLite, synchronous=NORMAL" in line(out, "Database")
     registered = "demo-shop-child, demo-shop-fan-out, demo-shop-parent, demo-shop-process-order"
     assert f"registered: {registered}" in out
     assert "'status': 'accepted'" in out
