@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
 import json
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +21,7 @@ from stepline import _effects, _errors, _identity, _settings, _tracing
 from stepline._json import dumpb as json_dumpb
 from stepline._json import loads as json_loads
 from stepline._protocol import headers, signing
+from stepline._status import RunStatus
 
 __all__ = [
     "ManagementError",
@@ -90,21 +90,6 @@ class RunCancelledError(ManagementError):
         reason = f" ({run.cancel_reason})" if run.cancel_reason else ""
         super().__init__(f"run {run.run_id} was cancelled{reason}")
         self.run = run
-
-
-class RunStatus(str, enum.Enum):
-    """Where a run is: ``Queued`` and ``Running`` are live, the others final."""
-
-    QUEUED = "Queued"
-    RUNNING = "Running"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        """True once the run has ended."""
-        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

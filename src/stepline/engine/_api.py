@@ -26,11 +26,11 @@ from stepline import _json as _jsonlib
 from stepline import _serde
 from stepline._identity import VERSION
 from stepline._protocol import durations
+from stepline._status import RunStatus
 from stepline.engine import _auth, _dashboard, _prometheus, _views
 from stepline.engine._engine import Engine, NotFoundError, SkippedError
 from stepline.engine._events import EventError
 from stepline.engine._ids import SeedError
-from stepline.engine._model import RunStatus
 from stepline.engine._rules import RegistrationError
 from stepline.engine._store import EventFilter, RunFilter, storable
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stepline import _json
+from stepline._status import RunStatus
 from stepline.engine import _events, _ids, _registry, _response, _rules
 from stepline.engine._backoff import Backoff
 from stepline.engine._clock import Clock, SystemClock
@@ -27,7 +28,6 @@ from stepline.engine._model import (
     FunctionRecord,
     Job,
     Run,
-    RunStatus,
     StepRecord,
 )
 from stepline.engine._observer import Observer

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from stepline import _json
+from stepline._status import RunStatus
 from stepline.engine import _ids
-from stepline.engine._model import EventRecord, Job, JobKind, Run, RunStatus
+from stepline.engine._model import EventRecord, Job, JobKind, Run
 from stepline.engine._store import storable
 
 INVOKED = "inngest/function.invoked"

@@ -12,8 +12,9 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from stepline import _cel
+from stepline._status import RunStatus
 from stepline.engine import _limits
-from stepline.engine._model import EventRecord, EventRunLink, Run, RunStatus
+from stepline.engine._model import EventRecord, EventRunLink, Run
 from stepline.engine._registry import FunctionSpec, key_of
 from stepline.engine._rules import MAX_PRIORITY
 from stepline.engine._store import Tx

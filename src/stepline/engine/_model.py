@@ -6,23 +6,7 @@ import dataclasses
 import enum
 from typing import Any
 
-
-class RunStatus(str, enum.Enum):
-    """Where a run is in its life; the terminal ones never change again."""
-
-    QUEUED = "Queued"
-    RUNNING = "Running"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        """True once the run has ended."""
-        return self in _TERMINAL
-
-
-_TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+from stepline._status import RunStatus
 
 
 class StepStatus(str, enum.Enum):

@@ -14,11 +14,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from stepline import _logs
+from stepline._status import RunStatus
 from stepline.engine import _response
 from stepline.engine import _tracing as tracing
 from stepline.engine._config import EngineSettings
 from stepline.engine._metrics import EngineMetrics, call_result
-from stepline.engine._model import EventRecord, Job, Run, RunStatus, StepRecord
+from stepline.engine._model import EventRecord, Job, Run, StepRecord
 from stepline.engine._store import Store, Tx
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@ from typing import Any
 
 from stepline import _cel, _json
 from stepline._protocol.opcodes import Opcode
+from stepline._status import RunStatus
 from stepline.engine import _concurrency, _events, _fanout, _flow, _ids, _tracing
 from stepline.engine._backoff import Backoff
 from stepline.engine._model import (
@@ -22,7 +23,6 @@ from stepline.engine._model import (
     Pause,
     PauseKind,
     Run,
-    RunStatus,
     StepStatus,
 )
 from stepline.engine._registry import FunctionSpec, Registry, compiled

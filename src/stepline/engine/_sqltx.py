@@ -12,6 +12,7 @@ from typing import Any
 
 from stepline._json import dumps as _dumps
 from stepline._json import loads as _loads
+from stepline._status import RunStatus
 from stepline.engine._model import (
     AppRecord,
     EventRecord,
@@ -22,7 +23,6 @@ from stepline.engine._model import (
     Pause,
     PauseKind,
     Run,
-    RunStatus,
     StepRecord,
     StepStatus,
 )

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
+from stepline._status import RunStatus
 from stepline.engine._model import (
     AppRecord,
     EventRecord,
@@ -20,7 +21,6 @@ from stepline.engine._model import (
     Job,
     Pause,
     Run,
-    RunStatus,
     StepRecord,
 )
 

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from stepline._identity import VERSION
-from stepline.engine._model import EventRecord, Job, Run, RunStatus, StepRecord, StepStatus
+from stepline._status import RunStatus
+from stepline.engine._model import EventRecord, Job, Run, StepRecord, StepStatus
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context

@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stepline import _json, _serde
+from stepline._status import RunStatus
 from stepline.engine import _concurrency, _events, _ids, _registry, _request, _response
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
 from stepline.engine._driver import Driver
-from stepline.engine._model import Job, JobKind, Run, RunStatus, StepRecord
+from stepline.engine._model import Job, JobKind, Run, StepRecord
 from stepline.engine._registry import Registry
 from stepline.engine._runloop import RunLoop
 from stepline.engine._store import Store, Tx
