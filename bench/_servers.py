@@ -176,7 +176,7 @@ def serve_node(
     import uvicorn
 
     from stepline.engine import Engine, EngineSettings
-    from stepline.engine._api import build_app as build_api
+    from stepline.engine._http.api import build_app as build_api
 
     async def serve() -> None:
         settings = EngineSettings(port=port, database_url=db, retry_jitter=0.0)
@@ -305,8 +305,8 @@ def _serve_engine(port: int, db: str, checkpointing: bool, synchronous: str = "N
     import uvicorn
 
     from stepline.engine import Engine
-    from stepline.engine._api import build_app
     from stepline.engine._config import resolve
+    from stepline.engine._http.api import build_app
 
     settings = resolve(
         mode="dev",

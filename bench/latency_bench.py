@@ -128,7 +128,12 @@ def load_proc(engine_url: str, rate: float) -> None:
         while True:
             k += 1
             body = json.dumps({"name": _servers.EVENT, "data": {"k": k}})
-            sent = http.post(f"{engine_url}/e/bench", content=body, timeout=30)
+            sent = http.post(
+                f"{engine_url}/e/bench",
+                content=body,
+                headers={"content-type": "application/json"},
+                timeout=30,
+            )
             if sent.status_code != 200:
                 sys.exit(f"load: POST /e failed: {sent.status_code} {sent.text}")
             due += interval
@@ -279,8 +284,9 @@ def run(samples: int, rounds: int, warmup: int, gap: float, rate: float) -> dict
                 for phase_name in order:
                     phase = phases[phase_name]
                     with contextlib.ExitStack() as stack:
+                        loader = None
                         if phase_name == "load":
-                            stack.enter_context(load(engine_url, rate, tmp))
+                            loader = stack.enter_context(load(engine_url, rate, tmp))
                             created0, ended0 = load_runs(db)
                         else:
                             wait_quiet(db)
@@ -288,6 +294,11 @@ def run(samples: int, rounds: int, warmup: int, gap: float, rate: float) -> dict
                         latencies, acks = sampler.many(samples)
                         seconds = time.perf_counter() - began
                         phase.engine_cores.append((_servers.proc_cpu(engine_pid) - cpu0) / seconds)
+                        if loader is not None and loader.poll() is not None:
+                            sys.exit(
+                                "latency_bench: the load process died:\n"
+                                + (tmp / "load.log").read_text()
+                            )
                         if phase_name == "load":
                             created1, ended1 = load_runs(db)
                             phase.load_offered.append((created1 - created0) / seconds)

@@ -32,6 +32,7 @@ from stepline._options import Singleton as Singleton
 from stepline._options import Throttle as Throttle
 from stepline._options import Timeouts as Timeouts
 from stepline._protocol.opcodes import ParallelMode as ParallelMode
+from stepline._runs import FunctionNotRegisteredError as FunctionNotRegisteredError
 from stepline._runs import ManagementError as ManagementError
 from stepline._runs import RunCancelledError as RunCancelledError
 from stepline._runs import RunFailedError as RunFailedError
@@ -57,6 +58,7 @@ __all__ = [
     "Event",
     "Function",
     "FunctionNotFoundError",
+    "FunctionNotRegisteredError",
     "ManagementError",
     "NestedStepError",
     "NonRetriableError",

@@ -5,24 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
-from stepline import _errors, _sender, _settings, _tracing, _transport
+from typing_extensions import Unpack
+
+from stepline import _function, _sender, _settings, _tracing, _transport
 from stepline._event import Event
-from stepline._function import Function, Handler, Trigger
+from stepline._function import Function, FunctionOptionArgs, Handler, Trigger
 from stepline._management import RunsMixin
-from stepline._options import (
-    Batch,
-    Cancel,
-    Concurrency,
-    Debounce,
-    FunctionOptions,
-    Priority,
-    RateLimit,
-    Singleton,
-    Throttle,
-    Timeouts,
-)
 
 
 class Client(RunsMixin):
@@ -52,6 +42,7 @@ class Client(RunsMixin):
             (0 runs them inline on the event loop).
         allow_in_band_sync: accept in-band sync requests.
         app_version: optional app version sent at registration.
+        checkpointing: run several steps per call when the engine allows it (default True).
         logger: logger handed to functions (through ``ctx.logger``).
         tracer_provider: an OpenTelemetry ``TracerProvider`` (``stepline[otel]``): each
             function call and step gets a span continuing the engine's trace. None
@@ -63,41 +54,13 @@ class Client(RunsMixin):
         self,
         app_id: str,
         *,
-        is_production: bool | None = None,
-        signing_key: str | None = None,
-        signing_key_fallback: str | None = None,
-        event_key: str | None = None,
-        api_base_url: str | None = None,
-        event_api_base_url: str | None = None,
-        env: str | None = None,
-        serve_origin: str | None = None,
-        serve_path: str | None = None,
-        streaming: Literal["disable", "force"] | None = None,
-        thread_pool_max_workers: int | None = None,
-        allow_in_band_sync: bool | None = None,
-        app_version: str | None = None,
-        checkpointing: bool | None = None,
         logger: logging.Logger | None = None,
         tracer_provider: Any = None,
         environ: Mapping[str, str] | None = None,
+        **settings: Unpack[_settings.ClientSettings],
     ) -> None:
         self.settings = _settings.resolve(
-            app_id=app_id,
-            environ=os.environ if environ is None else environ,
-            is_production=is_production,
-            signing_key=signing_key,
-            signing_key_fallback=signing_key_fallback,
-            event_key=event_key,
-            api_base_url=api_base_url,
-            event_api_base_url=event_api_base_url,
-            env=env,
-            serve_origin=serve_origin,
-            serve_path=serve_path,
-            streaming=streaming,
-            thread_pool_max_workers=thread_pool_max_workers,
-            allow_in_band_sync=allow_in_band_sync,
-            app_version=app_version,
-            checkpointing=checkpointing,
+            app_id=app_id, environ=os.environ if environ is None else environ, **settings
         )
         self.logger = logger or logging.getLogger("stepline")
         self.tracer_provider = tracer_provider
@@ -118,57 +81,28 @@ class Client(RunsMixin):
         id: str,
         trigger: Trigger | None = None,
         triggers: Sequence[Trigger] | None = None,
-        name: str | None = None,
-        description: str | None = None,
-        retries: int | None = None,
-        concurrency: int | Concurrency | Sequence[Concurrency] | None = None,
-        throttle: Throttle | None = None,
-        rate_limit: RateLimit | None = None,
-        debounce: Debounce | None = None,
-        batch_events: Batch | None = None,
-        priority: Priority | None = None,
-        cancel: Cancel | Sequence[Cancel] | None = None,
-        idempotency: str | None = None,
-        singleton: Singleton | None = None,
-        timeouts: Timeouts | None = None,
         on_failure: Handler | None = None,
+        **options: Unpack[FunctionOptionArgs],
     ) -> Callable[[Handler], Function]:
         """Declare a durable function; invalid options raise ``ConfigError`` right here.
+
+        Args:
+            id: the function's id within the app.
+            trigger: the event or cron that starts it (or ``triggers=``, a list).
+            triggers: several triggers.
+            on_failure: a handler run once the function has failed for good.
+            **options: ``name``, ``description``, ``retries``, ``concurrency``,
+                ``throttle``, ``rate_limit``, ``debounce``, ``batch_events``,
+                ``priority``, ``cancel``, ``idempotency``, ``singleton``, ``timeouts``
+                (see ``FunctionOptions``).
 
         Example:
             >>> @client.function(id="welcome", trigger=stepline.TriggerEvent(event="user/signup"))
             ... async def welcome(ctx: stepline.Context) -> str: ...
         """
-        if (trigger is None) == (triggers is None):
-            raise _errors.ConfigError(f'function "{id}": give exactly one of trigger= or triggers=')
-        all_triggers = [trigger] if trigger is not None else list(triggers or [])
-        options = FunctionOptions.build(
-            name=name,
-            description=description,
-            retries=retries,
-            concurrency=concurrency,
-            throttle=throttle,
-            rate_limit=rate_limit,
-            debounce=debounce,
-            batch_events=batch_events,
-            priority=priority,
-            cancel=cancel,
-            idempotency=idempotency,
-            singleton=singleton,
-            timeouts=timeouts,
+        return _function.declare(
+            self.app_id, id=id, trigger=trigger, triggers=triggers, on_failure=on_failure, **options
         )
-
-        def decorate(handler: Handler) -> Function:
-            return Function(
-                client=self,
-                local_id=id,
-                handler=handler,
-                triggers=all_triggers,
-                options=options,
-                on_failure=on_failure,
-            )
-
-        return decorate
 
     async def send(self, events: Event | Sequence[Event]) -> list[str]:
         """Send one or more events; returns their ids. Retries network errors and 5xx."""
@@ -193,4 +127,14 @@ class Client(RunsMixin):
 
 
 def _listed(events: Event | Sequence[Event]) -> list[Event]:
-    return [events] if isinstance(events, Event) else list(events)
+    """The events as a list; anything else (a dict is the usual slip) is a ``TypeError``."""
+    listed: list[object] = [events] if isinstance(events, (Event, Mapping)) else list(events)
+    for item in listed:
+        if not isinstance(item, Event):
+            hint = (
+                ' (write stepline.Event(name="app/x", data={...}))'
+                if isinstance(item, Mapping)
+                else ""
+            )
+            raise TypeError(f"send() takes stepline.Event objects, got {type(item).__name__}{hint}")
+    return [item for item in listed if isinstance(item, Event)]

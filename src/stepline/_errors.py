@@ -7,6 +7,7 @@ everything else only raises.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Sequence
 
 __all__ = [
     "BodyInvalidError",
@@ -128,10 +129,19 @@ class RegistrationFailedError(SteplineError):
 
 
 class SendEventError(SteplineError):
-    """Sending events to the event API failed."""
+    """Sending events to the event API failed.
+
+    Attributes:
+        ids: the ids of the events the engine did store before refusing one (a batch
+            with an invalid event keeps the events before it); empty when none was.
+    """
 
     code = "send_event_failed"
     status = 500
+
+    def __init__(self, message: str = "", *, ids: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.ids = list(ids)
 
 
 class OutputUnserializableError(SteplineError):

@@ -33,6 +33,13 @@ class Event:
     user: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     v: str | None = None
 
+    def __post_init__(self) -> None:
+        # refused here, where the mistake is, rather than at send time far away
+        if not isinstance(self.name, str):
+            raise TypeError(f"Event.name must be a string, got {type(self.name).__name__}")
+        if not self.name:
+            raise ValueError("Event.name must be a non-empty event name, e.g. 'app/user.signup'")
+
     def data_as(self, model: type[M]) -> M:
         """Validate ``data`` into a pydantic model."""
         if isinstance(self.data, model):
@@ -68,8 +75,8 @@ class Event:
         if not isinstance(raw, dict):
             raise _errors.BodyInvalidError("event must be a JSON object")
         name = raw.get("name")
-        if not isinstance(name, str):
-            raise _errors.BodyInvalidError("event.name must be a string")
+        if not isinstance(name, str) or not name:
+            raise _errors.BodyInvalidError("event.name must be a non-empty string")
         data = raw.get("data")
         if data is None:
             data = {}

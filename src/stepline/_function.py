@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypedDict
 
-from stepline import _errors
+from typing_extensions import Unpack
+
+from stepline import _errors, _expressions
 from stepline._context import Context, SyncContext
-from stepline._options import FunctionOptions
+from stepline._options import (
+    Batch,
+    Cancel,
+    Concurrency,
+    Debounce,
+    FunctionOptions,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+)
 from stepline._protocol import registration
 from stepline._triggers import TriggerCron, TriggerEvent, triggers_to_wire
-
-if TYPE_CHECKING:
-    from stepline._client import Client
 
 Trigger = TriggerEvent | TriggerCron
 AsyncHandler = Callable[[Context], Awaitable[Any]]
@@ -23,12 +33,81 @@ Handler = AsyncHandler | SyncHandler
 FAILURE_SUFFIX = "-failure"
 
 
+class FunctionOptionArgs(TypedDict, total=False):
+    """The options ``client.function(...)`` takes as keywords: ``FunctionOptions.build``'s."""
+
+    name: str | None
+    description: str | None
+    retries: int | None
+    concurrency: int | Concurrency | Sequence[Concurrency] | None
+    throttle: Throttle | None
+    rate_limit: RateLimit | None
+    debounce: Debounce | None
+    batch_events: Batch | None
+    priority: Priority | None
+    cancel: Cancel | Sequence[Cancel] | None
+    idempotency: str | None
+    singleton: Singleton | None
+    timeouts: Timeouts | None
+
+
+def declare(
+    app_id: str,
+    *,
+    id: str,
+    trigger: Trigger | None = None,
+    triggers: Sequence[Trigger] | None = None,
+    on_failure: Handler | None = None,
+    **options: Unpack[FunctionOptionArgs],
+) -> Callable[[Handler], Function]:
+    """The decorator of ``client.function``, for the app ``app_id`` (no client needed).
+
+    Invalid options raise ``ConfigError`` here, before any handler is given; every
+    message starts with ``function "<id>": ``.
+    """
+    try:
+        if (trigger is None) == (triggers is None):
+            raise _errors.ConfigError("give exactly one of trigger= or triggers=")
+        all_triggers = [trigger] if trigger is not None else list(triggers or [])
+        built = FunctionOptions.build(**options)
+        _expressions.check_variables(built, all_triggers)
+    except _errors.ConfigError as exc:
+        raise _named(exc, id) from None
+
+    def decorate(handler: Handler) -> Function:
+        try:
+            return Function(
+                app_id=app_id,
+                local_id=id,
+                handler=handler,
+                triggers=all_triggers,
+                options=built,
+                on_failure=on_failure,
+            )
+        except _errors.ConfigError as exc:
+            raise _named(exc, id) from None
+
+    return decorate
+
+
+def _named(exc: _errors.ConfigError, function_id: object) -> _errors.ConfigError:
+    """The same error, its message naming the function (once) for the decorator's caller."""
+    if not isinstance(function_id, str) or not function_id.strip():
+        return exc  # no id to name: the error is about the id itself
+    prefix = f'function "{function_id}"'
+    if prefix in exc.message:
+        return exc
+    return type(exc)(f"{prefix}: {exc.message}")
+
+
 class Function:
     """A function served by an app. Create it with ``@client.function(...)``.
 
+    A function belongs to an app id, not to a client: any client of that app serves it.
+
     Attributes:
         id: the local id given to the decorator.
-        app_id: the owning client's app id.
+        app_id: the owning app's id.
         composite_id: ``"{app_id}-{id}"``, the id the engine knows.
         name: display name.
         is_async: whether the handler is ``async def`` (it then gets a ``Context``).
@@ -38,7 +117,7 @@ class Function:
     def __init__(
         self,
         *,
-        client: Client,
+        app_id: str,
         local_id: str,
         handler: Handler,
         triggers: list[Trigger],
@@ -50,8 +129,8 @@ class Function:
             raise _errors.ConfigError("function id must be a non-empty string")
         _check_handler(handler, f'function "{local_id}"')
         self.id = local_id
-        self.app_id = client.app_id
-        self.composite_id = f"{client.app_id}-{local_id}"
+        self.app_id = app_id
+        self.composite_id = f"{app_id}-{local_id}"
         self.name = options.name or local_id
         self.handler = handler
         self.is_async = inspect.iscoroutinefunction(handler)
@@ -62,7 +141,7 @@ class Function:
         if on_failure is not None:
             _check_handler(on_failure, f'on_failure of function "{local_id}"')
             self.on_failure = Function(
-                client=client,
+                app_id=app_id,
                 local_id=local_id + FAILURE_SUFFIX,
                 handler=on_failure,
                 triggers=[],

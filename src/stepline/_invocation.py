@@ -50,7 +50,8 @@ def call_sync(
     fn: Function, state: ExecutionState, client: Client, events: list[Event], now: Clock = utc_now
 ) -> Outcome:
     """Run a plain ``def`` function until it returns or reports."""
-    ctx = SyncContext(step=SyncStep(state, client, now), **_common(fn, state, client, events))
+    step = SyncStep(state, now, app_id=client.app_id, send=client.send, send_sync=client.send_sync)
+    ctx = SyncContext(step=step, **_common(fn, state, client, events))
     outcome = Outcome()
     with state.function_call(outcome):
         outcome.output = fn.handler(ctx)  # type: ignore[arg-type]
@@ -61,7 +62,8 @@ async def call_async(
     fn: Function, state: ExecutionState, client: Client, events: list[Event], now: Clock = utc_now
 ) -> Outcome:
     """Run an ``async def`` function until it returns or reports."""
-    ctx = Context(step=Step(state, client, now), **_common(fn, state, client, events))
+    step = Step(state, now, app_id=client.app_id, send=client.send, send_sync=client.send_sync)
+    ctx = Context(step=step, **_common(fn, state, client, events))
     outcome = Outcome()
     with state.function_call(outcome):
         outcome.output = await fn.handler(ctx)  # type: ignore[arg-type]

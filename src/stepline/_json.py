@@ -98,10 +98,19 @@ def loads(
     return slow(data.tobytes() if isinstance(data, memoryview) else data)
 
 
+def loads_or_none(data: bytes) -> object:
+    """``loads(data)``, or None when ``data`` is not JSON (an answer read for its detail)."""
+    try:
+        parsed: object = loads(data)
+    except ValueError:
+        return None
+    return parsed
+
+
 def _long_digits(data: str | bytes | bytearray | memoryview) -> bool:
     """Whether ``data`` has a run of 19 digits: an integer orjson may not keep exact."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     return _LONG_RUN in raw.translate(_DIGITS)
 
 
-__all__ = ["FAST", "dumpb", "dumps", "loads"]
+__all__ = ["FAST", "dumpb", "dumps", "loads", "loads_or_none"]

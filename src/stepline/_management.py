@@ -11,16 +11,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from stepline import _effects, _runs
+from stepline import _effects, _runs, _settings, _transport
 from stepline._runs import RunInfo, RunStatus, StepInfo
 
 if TYPE_CHECKING:
-    from stepline._client import Client
     from stepline._function import Function
 
 T = TypeVar("T")
 
-__all__ = ["RunHandle", "RunsMixin", "SyncRunHandle"]
+__all__ = ["RunHandle", "RunsMixin", "SyncRunHandle", "function_id"]
 
 
 class RunHandle:
@@ -31,7 +30,7 @@ class RunHandle:
         created: False when ``start`` matched an earlier run by idempotency key.
     """
 
-    def __init__(self, client: Client, run_id: str, *, created: bool = True) -> None:
+    def __init__(self, client: RunsMixin, run_id: str, *, created: bool = True) -> None:
         self._client = client
         self.run_id = run_id
         self.created = created
@@ -73,7 +72,7 @@ class RunHandle:
 class SyncRunHandle:
     """Blocking twin of ``RunHandle`` (for Flask, Django and scripts)."""
 
-    def __init__(self, client: Client, run_id: str, *, created: bool = True) -> None:
+    def __init__(self, client: RunsMixin, run_id: str, *, created: bool = True) -> None:
         self._client = client
         self.run_id = run_id
         self.created = created
@@ -107,13 +106,17 @@ class SyncRunHandle:
 
 
 class RunsMixin:
-    """The client's run-management methods; see ``Client``."""
+    """The client's run-management methods; see ``Client``.
 
-    def _as_client(self) -> Client:
-        from stepline._client import Client
+    The class it is mixed into gives it resolved settings and the two transports.
+    """
 
-        assert isinstance(self, Client)
-        return self
+    settings: _settings.Settings
+    _sync_transport: _transport.SyncTransport
+    _async_transport: _transport.AsyncTransport
+
+    def _function_id(self, function: Function | str) -> str:
+        return function_id(self.settings.app_id, function)
 
     async def start(
         self,
@@ -121,6 +124,7 @@ class RunsMixin:
         data: Mapping[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
+        started_by: str | None = None,
     ) -> RunHandle:
         """Start a run of ``function`` now, whatever its triggers; returns its handle.
 
@@ -129,18 +133,21 @@ class RunsMixin:
             data: the run's ``event.data``.
             idempotency_key: a second start with the same key (within 24 hours) returns
                 the first run's handle (``handle.created`` is False) instead of a new run.
+            started_by: the principal starting it (your user's id, 1-256 characters):
+                recorded as ``RunInfo.started_by``, and the key is scoped to it (the
+                same key from another principal starts another run).
 
         Raises:
-            RunNotFoundError: the engine does not know the function (is the app synced?).
+            FunctionNotRegisteredError: the engine does not know the function: its message
+                says how to sync the app (a ``RunNotFoundError``).
             RunNotStartedError: flow control turned the start away (rate limit, singleton).
             ManagementError: the engine is unreachable or refused the request.
         """
-        client = self._as_client()
         flow = _runs.start_flow(
-            client.settings, _fid(client, function), data or {}, idempotency_key
+            self.settings, self._function_id(function), data or {}, idempotency_key, started_by
         )
-        run_id, created = await _effects.drive_async(flow, client._async_transport.perform)
-        return RunHandle(client, run_id, created=created)
+        run_id, created = await _effects.drive_async(flow, self._async_transport.perform)
+        return RunHandle(self, run_id, created=created)
 
     def start_sync(
         self,
@@ -148,22 +155,22 @@ class RunsMixin:
         data: Mapping[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
+        started_by: str | None = None,
     ) -> SyncRunHandle:
         """Blocking twin of ``start``."""
-        client = self._as_client()
         flow = _runs.start_flow(
-            client.settings, _fid(client, function), data or {}, idempotency_key
+            self.settings, self._function_id(function), data or {}, idempotency_key, started_by
         )
-        run_id, created = _effects.drive_sync(flow, client._sync_transport.perform)
-        return SyncRunHandle(client, run_id, created=created)
+        run_id, created = _effects.drive_sync(flow, self._sync_transport.perform)
+        return SyncRunHandle(self, run_id, created=created)
 
     def get_run(self, run_id: str) -> RunHandle:
         """A handle on an existing run (no request until you use it)."""
-        return RunHandle(self._as_client(), run_id)
+        return RunHandle(self, run_id)
 
     def get_run_sync(self, run_id: str) -> SyncRunHandle:
         """A blocking handle on an existing run."""
-        return SyncRunHandle(self._as_client(), run_id)
+        return SyncRunHandle(self, run_id)
 
     async def list_runs(
         self,
@@ -175,7 +182,7 @@ class RunsMixin:
     ) -> tuple[list[RunInfo], str | None]:
         """One page of runs, newest first, and the cursor of the next page (None at the end)."""
         flow = self._list_flow(function, status, limit, cursor)
-        return await _effects.drive_async(flow, self._as_client()._async_transport.perform)
+        return await _effects.drive_async(flow, self._async_transport.perform)
 
     def list_runs_sync(
         self,
@@ -187,7 +194,7 @@ class RunsMixin:
     ) -> tuple[list[RunInfo], str | None]:
         """Blocking twin of ``list_runs``."""
         flow = self._list_flow(function, status, limit, cursor)
-        return _effects.drive_sync(flow, self._as_client()._sync_transport.perform)
+        return _effects.drive_sync(flow, self._sync_transport.perform)
 
     def _list_flow(
         self,
@@ -196,27 +203,25 @@ class RunsMixin:
         limit: int,
         cursor: str | None,
     ) -> _effects.Flow[tuple[list[RunInfo], str | None]]:
-        client = self._as_client()
-        function_id = _fid(client, function) if function is not None else None
+        function_id = self._function_id(function) if function is not None else None
         return _runs.list_flow(
-            client.settings, function_id=function_id, status=status, limit=limit, cursor=cursor
+            self.settings, function_id=function_id, status=status, limit=limit, cursor=cursor
         )
 
     async def rerun(self, run_id: str) -> RunHandle:
         """Start a new run of the same function with the same trigger events."""
-        client = self._as_client()
-        flow = _runs.rerun_flow(client.settings, run_id)
-        return RunHandle(client, await _effects.drive_async(flow, client._async_transport.perform))
+        flow = _runs.rerun_flow(self.settings, run_id)
+        return RunHandle(self, await _effects.drive_async(flow, self._async_transport.perform))
 
     def rerun_sync(self, run_id: str) -> SyncRunHandle:
         """Blocking twin of ``rerun``."""
-        client = self._as_client()
-        flow = _runs.rerun_flow(client.settings, run_id)
-        return SyncRunHandle(client, _effects.drive_sync(flow, client._sync_transport.perform))
+        flow = _runs.rerun_flow(self.settings, run_id)
+        return SyncRunHandle(self, _effects.drive_sync(flow, self._sync_transport.perform))
 
 
-def _fid(client: Client, function: Function | str) -> str:
+def function_id(app_id: str, function: Function | str) -> str:
+    """The engine's id of ``function``: its composite id, or a bare id with the app's prefix."""
     if isinstance(function, str):
-        prefix = f"{client.app_id}-"
+        prefix = f"{app_id}-"
         return function if function.startswith(prefix) else prefix + function
     return function.composite_id

@@ -19,11 +19,12 @@ from typing import Any
 
 from stepline import _effects, _errors, _identity, _settings, _tracing
 from stepline._json import dumpb as json_dumpb
-from stepline._json import loads as json_loads
+from stepline._json import loads_or_none as json_loads_or_none
 from stepline._protocol import headers, signing
 from stepline._status import RunStatus
 
 __all__ = [
+    "FunctionNotRegisteredError",
     "ManagementError",
     "RunCancelledError",
     "RunFailedError",
@@ -53,6 +54,26 @@ class RunNotFoundError(ManagementError):
     """No run (or function) with that id."""
 
     code = "run_not_found"
+
+
+class FunctionNotRegisteredError(RunNotFoundError):
+    """The engine does not know the function: the app serving it has not been synced.
+
+    A ``RunNotFoundError``, so ``except RunNotFoundError`` written before it existed
+    still catches it.
+    """
+
+    code = "function_not_registered"
+
+
+def not_registered_message(function_id: str, engine: str) -> str:
+    """What to do when the engine does not know ``function_id``: sync the app serving it."""
+    return (
+        f"function {function_id!r} is not registered with {engine}: sync the "
+        "app that serves it (start the engine with `stepline dev -u URL_OF_THE_SERVE_ENDPOINT`, "
+        "or send PUT to the app's serve endpoint, e.g. `curl -X PUT "
+        "http://127.0.0.1:8000/api/inngest`), then start it again"
+    )
 
 
 class RunNotStartedError(ManagementError):
@@ -100,6 +121,8 @@ class RunInfo:
         output: the return value (decoded JSON) once ``Completed``.
         error: ``{"name", "message", "stack"}`` once ``Failed``.
         waiting: why a queued run is held back (``{"reason": "concurrency", ...}``).
+        started_by: the principal that started it (the web kit's caller, or
+            ``client.start(started_by=)``); None when nobody in particular did.
     """
 
     run_id: str
@@ -113,6 +136,7 @@ class RunInfo:
     cancel_reason: str | None = None
     waiting: Mapping[str, Any] | None = None
     event_ids: tuple[str, ...] = ()
+    started_by: str | None = None
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> RunInfo:
@@ -135,6 +159,7 @@ class RunInfo:
             cancel_reason=raw.get("cancel_reason"),
             waiting=raw.get("waiting"),
             event_ids=tuple(raw.get("event_ids") or ()),
+            started_by=raw.get("started_by"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -150,12 +175,18 @@ class RunInfo:
             "ended_at": _iso(self.ended_at),
             "cancel_reason": self.cancel_reason,
             "waiting": dict(self.waiting) if self.waiting is not None else None,
+            "started_by": self.started_by,
         }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StepInfo:
-    """One step of a run's timeline (``status``: ``Running``, ``Completed``, ``Failed``, ...)."""
+    """One step of a run's timeline.
+
+    ``status``: ``Planned``, ``Sleeping``, ``Waiting``, ``Invoking``, ``Calling`` while it
+    goes on; ``Completed`` or ``Failed``; ``Cancelled`` when the run ended (cancelled,
+    failed, timed out) before the step did.
+    """
 
     id: str
     name: str
@@ -205,8 +236,11 @@ def start_flow(
     function_id: str,
     data: Mapping[str, Any],
     idempotency_key: str | None,
+    started_by: str | None = None,
 ) -> _effects.Flow[tuple[str, bool]]:
     """Start a run; returns ``(run_id, created)`` (False: the key matched an earlier run).
+
+    ``started_by`` records the principal starting it and scopes the key to it.
 
     With OpenTelemetry installed, the current span's ``traceparent`` goes along: the run
     continues the caller's trace, as runs started by ``send`` do.
@@ -214,15 +248,21 @@ def start_flow(
     body: dict[str, Any] = {"data": dict(data)}
     if idempotency_key is not None:
         body["idempotency_key"] = idempotency_key
+    if started_by is not None:
+        body["started_by"] = started_by
     path = f"/v1/functions/{_quote(function_id)}/runs"
-    raw = yield from _call(
-        settings,
-        "POST",
-        path,
-        body,
-        what=f"function {function_id!r}",
-        extra_headers=_tracing.outgoing_headers(),
-    )
+    try:
+        raw = yield from _call(
+            settings,
+            "POST",
+            path,
+            body,
+            what=f"function {function_id!r}",
+            extra_headers=_tracing.outgoing_headers(),
+        )
+    except RunNotFoundError:  # the only 404 of this route: no such function
+        message = not_registered_message(function_id, f"the engine at {settings.api_base_url}")
+        raise FunctionNotRegisteredError(message, status=404) from None
     return str(raw["run_id"]), bool(raw.get("created", True))
 
 
@@ -332,7 +372,7 @@ def _call(
     )
     if response.status == 0:
         raise ManagementError(f"engine at {settings.api_base_url} unreachable: {response.error}")
-    parsed = _json(response.body)
+    parsed = json_loads_or_none(response.body)
     message = parsed.get("error") if isinstance(parsed, dict) else None
     if not isinstance(message, str):
         message = response.body[:200].decode("utf-8", "replace") or "no message"
@@ -351,14 +391,6 @@ def _call(
 
 def _quote(value: str) -> str:
     return urllib.parse.quote(value, safe="")
-
-
-def _json(body: bytes) -> object:
-    try:
-        parsed: object = json_loads(body)
-    except ValueError:
-        return None
-    return parsed
 
 
 def _time(value: object) -> dt.datetime | None:

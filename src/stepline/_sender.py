@@ -15,7 +15,7 @@ from typing import Any
 
 from stepline import _effects, _errors, _event, _identity, _settings, _transport
 from stepline._json import dumpb as json_dumpb
-from stepline._json import loads as json_loads
+from stepline._json import loads_or_none as json_loads_or_none
 from stepline._protocol import headers
 
 __all__ = ["send_async", "send_flow", "send_sync"]
@@ -155,23 +155,19 @@ def _ids(response: _effects.HttpResponse, attempts: int) -> list[str]:
         raise _errors.SendEventError(
             f"event API unreachable after {attempts} attempt(s): {response.error}"
         )
-    payload = _json(response.body)
+    payload = json_loads_or_none(response.body)
     if not response.ok:
         detail = payload.get("error") if isinstance(payload, dict) else None
         if not isinstance(detail, str) or not detail:
             detail = response.body[:200].decode("utf-8", "replace") or "no error message"
+        stored = payload.get("ids") if isinstance(payload, dict) else None
+        if not isinstance(stored, list) or not all(isinstance(i, str) for i in stored):
+            stored = []
         raise _errors.SendEventError(
-            f"event API answered {response.status} after {attempts} attempt(s): {detail}"
+            f"event API answered {response.status} after {attempts} attempt(s): {detail}",
+            ids=stored,
         )
     ids = payload.get("ids") if isinstance(payload, dict) else None
     if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
         raise _errors.SendEventError(f"event API answered {response.status} without ids")
     return ids
-
-
-def _json(body: bytes) -> object:
-    try:
-        parsed: object = json_loads(body)
-    except ValueError:
-        return None
-    return parsed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
+import itertools
 import json
 import math
 import re
@@ -53,13 +54,38 @@ def loads(data: str | bytes) -> Any:
     ``json`` accepts as non-finite floats but no encoder with ``allow_nan=False`` can
     write back; strings holding a lone surrogate (``"\\ud800"``), which cannot be
     encoded as UTF-8 (I-JSON, RFC 7493, forbids them); and documents nested deeper than
-    the interpreter's recursion limit are refused like any other malformed JSON.
+    ``MAX_DEPTH`` (512, whichever decoder runs and whatever the interpreter's recursion
+    limit, which test tools and libraries raise) are refused like any other malformed JSON.
 
     Raises:
         ValueError: not UTF-8 JSON (``json.JSONDecodeError`` and ``UnicodeDecodeError``
             are ``ValueError``s too).
     """
+    if _too_deep(data):
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
     return _json.loads(data, slow=_loads_strict)
+
+
+#: The deepest nesting of arrays and objects accepted, on both decoders (orjson's own
+#: limit is 1,024; ``json`` runs out of stack near the default recursion limit of 1,000).
+MAX_DEPTH = 512
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_DEPTH_STEP = [1 if chr(byte) in "[{" else -1 for byte in range(256)]
+_BRACKETS_ONLY = bytes(range(256)).translate(None, b"[]{}")
+
+
+def _too_deep(data: str | bytes) -> bool:
+    """Whether ``data`` nests arrays and objects deeper than ``MAX_DEPTH`` (C-speed scans)."""
+    if isinstance(data, str):
+        if data.count("[") + data.count("{") <= MAX_DEPTH:
+            return False  # the common case: too few openers to be that deep
+        raw = data.encode("utf-8", "surrogatepass")
+    else:
+        raw = data
+        if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+            return False
+    brackets = _STRING.sub(b"", raw).translate(None, _BRACKETS_ONLY)
+    return max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH
 
 
 def _loads_strict(data: str | bytes) -> Any:

@@ -12,7 +12,7 @@ import os
 import re
 import urllib.parse
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, TypedDict
 
 from stepline import _errors
 
@@ -94,6 +94,29 @@ class Settings:
         """The configured signing keys, primary first."""
         keys = (self.signing_key, self.signing_key_fallback)
         return tuple(key for key in keys if key)
+
+
+class ClientSettings(TypedDict, total=False):
+    """The settings ``Client`` takes as keywords and hands to ``resolve`` as they are.
+
+    Declared once: ``Client(app_id, **settings: Unpack[ClientSettings])``; see ``Client``
+    for what each one means.
+    """
+
+    is_production: bool | None
+    signing_key: str | None
+    signing_key_fallback: str | None
+    event_key: str | None
+    api_base_url: str | None
+    event_api_base_url: str | None
+    env: str | None
+    serve_origin: str | None
+    serve_path: str | None
+    streaming: Literal["disable", "force"] | None
+    thread_pool_max_workers: int | None
+    allow_in_band_sync: bool | None
+    app_version: str | None
+    checkpointing: bool | None
 
 
 def resolve(
@@ -236,6 +259,12 @@ def _url(value: str | None, mode: Mode, cloud_default: str) -> str:
 
 def _key(name: str, key: str | None) -> str | None:
     """Check a signing key's shape now, so a typo fails at startup, not per request."""
+    if key is not None and not _KEY_PREFIX.sub("", key):
+        # signkey-prod-$KEY with $KEY unset: refuse rather than sign with an empty key
+        raise _errors.ConfigError(
+            f"{name} has no key material after its signkey-<env>- prefix (an unset "
+            "environment variable?): expected signkey-<env>-<hex>"
+        )
     if key is not None and not _HEX.fullmatch(_KEY_PREFIX.sub("", key)):
         raise _errors.ConfigError(f"{name} is malformed: expected signkey-<env>-<hex>")
     return key

@@ -18,25 +18,42 @@ from stepline._protocol import durations
 from stepline._protocol.opcodes import Opcode, ParallelMode
 
 if TYPE_CHECKING:
-    from stepline._client import Client
     from stepline._function import Function
 
 T = TypeVar("T")
 Duration = _dt.timedelta | int | str
 Mode = ParallelMode | Literal["wait", "race"]
+Send = Callable[[Event | Sequence[Event]], Awaitable[list[str]]]
+SendSync = Callable[[Event | Sequence[Event]], list[str]]
 
 
 class _StepTools:
-    """What both faces share: the engine-performed steps, which need no I/O here."""
+    """What both faces share: the engine-performed steps, which need no I/O here.
 
-    __slots__ = ("_client", "_now", "_state")
+    Args:
+        state: the request's execution state.
+        now: the clock ``sleep`` counts from.
+        app_id: the app whose functions ``invoke_by_id`` names by default.
+        send: sends events (``Step.send_event``), e.g. ``client.send``.
+        send_sync: its blocking twin (``SyncStep.send_event``), e.g. ``client.send_sync``.
+    """
+
+    __slots__ = ("_app_id", "_now", "_send", "_send_sync", "_state")
 
     def __init__(
-        self, state: ExecutionState, client: Client, now: Callable[[], _dt.datetime]
+        self,
+        state: ExecutionState,
+        now: Callable[[], _dt.datetime],
+        *,
+        app_id: str,
+        send: Send,
+        send_sync: SendSync,
     ) -> None:
         self._state = state
-        self._client = client
         self._now = now
+        self._app_id = app_id
+        self._send = send
+        self._send_sync = send_sync
 
     def _sleep_until(self, step_id: str, until: _dt.datetime) -> None:
         self._state.op_step(step_id, Opcode.SLEEP, name=durations.format_timestamp(until))
@@ -70,7 +87,7 @@ class _StepTools:
         return self._state.op_step(step_id, Opcode.INVOKE, opts=opts)
 
     def _composite_id(self, function_id: str, app_id: str | None) -> str:
-        return f"{app_id or self._client.app_id}-{function_id}"
+        return f"{app_id or self._app_id}-{function_id}"
 
 
 def _delta(value: Duration) -> _dt.timedelta:
@@ -166,7 +183,7 @@ class Step(_StepTools):
 
     async def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
         """Send events as a step, so a replay does not send them again."""
-        ids: list[str] = await self.run(step_id, self._client.send, events)
+        ids: list[str] = await self.run(step_id, self._send, events)
         return ids
 
     async def parallel(
@@ -249,7 +266,7 @@ class SyncStep(_StepTools):
 
     def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
         """Send events as a step, so a replay does not send them again."""
-        return self.run(step_id, self._client.send_sync, events)
+        return self.run(step_id, self._send_sync, events)
 
     def parallel(
         self, callables: Sequence[Callable[[], T]], *, mode: Mode = "wait"

@@ -27,9 +27,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from stepline import _effects, _errors, _runs
+from stepline import _csrf, _effects, _errors, _ownership, _runs, _serde
 from stepline._client import Client
 from stepline._function import Function
+from stepline._ownership import Principal
 from stepline._runs import RunInfo
 
 __all__ = [
@@ -56,7 +57,9 @@ class AccessRequest:
     Attributes:
         request: the framework's own request object (headers, session, user...).
         action: ``start``, ``status``, ``cancel``, ``result`` or ``events``.
-        function_id: the function started, or the run's function.
+        function_id: the function started, or the run's function; None on a run route
+            when no run with that id is shown here (authorize is asked all the same, so
+            its answer cannot tell which run ids exist).
         run_id: the run acted on (None for ``start``).
         data: the start's data as sent (checked before the function's input model), else None.
     """
@@ -78,7 +81,9 @@ class AccessDenied(_errors.SteplineError):
         self.status = status
 
 
-Authorize = Callable[[AccessRequest], "bool | Awaitable[bool]"]
+#: ``True`` allows; a ``Principal`` allows as that caller (runs it starts are its own, see
+#: ``stepline._ownership``); ``False`` or ``AccessDenied`` refuses.
+Authorize = Callable[[AccessRequest], "bool | Principal | Awaitable[bool | Principal]"]
 
 
 def allow_all(access: AccessRequest) -> bool:
@@ -94,6 +99,8 @@ class WebRequest:
         path: the part under the kit's mount, starting ``/runs``.
         mount: the URL prefix the kit is mounted at (used to build links).
         native: the framework's request object, passed to ``authorize``.
+        headers: the request's headers, names lower-cased; a POST needs a JSON
+            ``content-type`` or ``x-stepline-csrf`` (see ``stepline._csrf``).
     """
 
     method: str
@@ -102,6 +109,7 @@ class WebRequest:
     body: bytes
     native: Any
     mount: str = ""
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)
@@ -140,12 +148,20 @@ class RunRoutes:
     Args:
         client: the app's client (talks to the engine's REST API).
         functions: the functions these routes may start and show runs of.
-        authorize: called before every request with an ``AccessRequest``; return False
-            (403) or raise ``AccessDenied`` to refuse. May be ``async`` on async
-            frameworks. Required: ``allow_all`` makes the routes public deliberately.
+        authorize: called before every request with an ``AccessRequest``; return True,
+            or ``Principal(id)`` (runs the caller starts are then its own), to allow;
+            return False (403) or raise ``AccessDenied`` to refuse. On the run
+            routes every refusal but a 401 answers the 404 of an unknown run. May be
+            ``async`` on async frameworks. Required: ``allow_all`` makes the routes
+            public deliberately.
         inputs: per function, a pydantic model (or any callable taking the data dict and
             returning the validated value) that the start's ``data`` must satisfy; a
-            failure is a 422 listing the errors.
+            failure is a 422 listing the errors. The run gets the *validated* data: a
+            model's ``model_dump(mode="json")``, so fields the model does not declare are
+            dropped (pydantic's default ``extra="ignore"``), kept with
+            ``model_config = ConfigDict(extra="allow")`` and refused (422) with
+            ``extra="forbid"``; a callable's returned dict (any other return value keeps
+            the data as sent).
         poll_interval: how often the events stream looks for progress (seconds).
         keepalive: seconds between SSE comments that keep proxies from closing the stream.
         result_wait: the longest ``GET .../result?wait=`` holds a request (seconds).
@@ -197,15 +213,11 @@ class RunRoutes:
         flow = response.stream
         assert flow is not None
         try:
-            effect = next(flow)
             while True:
-                if isinstance(effect, _Chunk):
-                    yield effect.data
-                    effect = next(flow)
-                else:
-                    effect = flow.send(self._perform_sync(effect))
-        except StopIteration:
-            return
+                chunk = _effects.drive_sync(_next_chunk(flow), self._perform_sync)
+                if chunk is None:
+                    return
+                yield chunk
         finally:
             flow.close()
 
@@ -214,15 +226,11 @@ class RunRoutes:
         flow = response.stream
         assert flow is not None
         try:
-            effect = next(flow)
             while True:
-                if isinstance(effect, _Chunk):
-                    yield effect.data
-                    effect = next(flow)
-                else:
-                    effect = flow.send(await self._perform_async(effect))
-        except StopIteration:
-            return
+                chunk = await _effects.drive_async(_next_chunk(flow), self._perform_async)
+                if chunk is None:
+                    return
+                yield chunk
         finally:
             flow.close()
 
@@ -260,20 +268,24 @@ class RunRoutes:
             body: dict[str, Any] = {"error": exc.message}
             if exc.detail is not None:
                 body["detail"] = exc.detail
-            return _json(exc.status, body)
+            return _json_response(exc.status, body)
+        except _runs.FunctionNotRegisteredError as exc:  # the app was not synced: say how
+            logger.warning("%s %s: 404 %s", request.method, request.path, exc.message)
+            return _json_response(404, {"error": exc.message})
         except _runs.RunNotStartedError as exc:  # flow control said no: the caller may retry
             logger.info("%s %s: 409 %s", request.method, request.path, exc.message)
-            return _json(409, {"error": f"the run was not started: {exc.message}"})
+            return _json_response(409, {"error": f"the run was not started: {exc.message}"})
         except _runs.ManagementError as exc:
             # the engine is down or refused us: a fault on our side of the app, not the caller's
             logger.error("%s %s: engine error: %s", request.method, request.path, exc)
-            return _json(502, {"error": f"the workflow engine failed: {exc.message}"})
+            return _json_response(502, {"error": f"the workflow engine failed: {exc.message}"})
 
     def _dispatch(self, request: WebRequest) -> _effects.Flow[WebResponse]:
         path = request.path.rstrip("/") or "/"
         if path == "/runs":
             if request.method != "POST":
                 raise _Reject(405, f"{request.method} not allowed on /runs; use POST")
+            _not_cross_site(request)
             return (yield from self._start(request))
         match = _RUN_PATH.match(path)
         if match is None:
@@ -283,13 +295,23 @@ class RunRoutes:
         want = "POST" if rest == "/cancel" else "GET"
         if request.method != want:
             raise _Reject(405, f"{request.method} not allowed on {path}; use {want}")
-        run = yield from self._visible_run(run_id)
-        yield from self._check(AccessRequest(request.native, action[rest], run.function_id, run_id))
+        if want != "GET":
+            _not_cross_site(request)
+        # authorize is asked whether or not the run exists, and a refusal is the unknown
+        # run's 404 (see _check): no answer tells a caller which run ids exist
+        run = yield from self._shown_run(run_id)
+        function_id = run.function_id if run is not None else None
+        access = AccessRequest(request.native, action[rest], function_id, run_id)
+        principal = yield from self._check(access)
+        if run is None or not _ownership.visible(run.started_by, principal):
+            if run is not None:
+                logger.warning("run %s: the caller is not its starter: not found", run_id)
+            raise _not_found(run_id)
         if rest == "":
-            return _json(200, run.to_json())
+            return _json_response(200, run.to_json())
         if rest == "/cancel":
             status = yield from _runs.cancel_flow(self.client.settings, run_id)
-            return _json(200, {"run_id": run_id, "status": status.value})
+            return _json_response(200, {"run_id": run_id, "status": status.value})
         if rest == "/result":
             return (yield from self._result(run, request.query.get("wait")))
         return WebResponse(200, headers=dict(_SSE_HEADERS), stream=self._events(run))
@@ -297,10 +319,10 @@ class RunRoutes:
     def _start(self, request: WebRequest) -> _effects.Flow[WebResponse]:
         if len(request.body) > MAX_BODY:
             raise _Reject(413, f"body larger than {MAX_BODY} bytes")
-        try:
-            body = json.loads(request.body or b"null")
+        try:  # strict: NaN, 1e400, lone surrogates and deep nesting are malformed (400)
+            body = _serde.loads(request.body or b"null")
         except ValueError as exc:
-            raise _Reject(400, f"body is not valid JSON: {exc}") from None
+            raise _Reject(400, f"body is not valid JSON: {str(exc)[:200]}") from None
         if not isinstance(body, dict):
             raise _Reject(400, 'want a JSON object: {"function": "<id>", "data": {...}}')
         name, data, key = body.get("function"), body.get("data", {}), body.get("idempotency_key")
@@ -314,34 +336,47 @@ class RunRoutes:
         # authorized before the function is looked up or the data validated, so a caller
         # who may not start anything learns nothing about the functions or their inputs
         full_id = fn.composite_id if fn is not None else name
-        yield from self._check(AccessRequest(request.native, "start", full_id, None, data))
+        principal = yield from self._check(
+            AccessRequest(request.native, "start", full_id, None, data)
+        )
         if fn is None:
             raise _Reject(404, f"function {name!r} cannot be started here")
         data = _validate(self.inputs.get(fn.composite_id), data)
         run_id, created = yield from _runs.start_flow(
-            self.client.settings, fn.composite_id, data, key
+            self.client.settings, fn.composite_id, data, key, principal
         )
         base = f"{request.mount.rstrip('/')}/runs/{run_id}"
         links = {"self": base, "result": f"{base}/result", "events": f"{base}/events"}
         links["cancel"] = f"{base}/cancel"
         body = {"run_id": run_id, "function_id": fn.composite_id, "created": created}
-        return _json(201 if created else 200, {**body, "links": links})
+        return _json_response(201 if created else 200, {**body, "links": links})
 
-    def _visible_run(self, run_id: str) -> _effects.Flow[RunInfo]:
+    def _shown_run(self, run_id: str) -> _effects.Flow[RunInfo | None]:
+        """The run, or None when there is none to show here (unknown, or not one of ours)."""
         try:
             run = yield from _runs.get_flow(self.client.settings, run_id)
         except _runs.RunNotFoundError:
-            raise _Reject(404, f"run {run_id} not found") from None
-        if run.function_id not in self._exposed:
-            raise _Reject(404, f"run {run_id} not found")  # not one of ours: not shown
-        return run
+            return None
+        return run if run.function_id in self._exposed else None
 
-    def _check(self, access: AccessRequest) -> _effects.Flow[None]:
-        allowed = yield _Authorize(access)
-        if isinstance(allowed, AccessDenied):
-            raise _Reject(allowed.status, allowed.message)
-        if allowed is not True:
-            raise _Reject(403, "forbidden")
+    def _check(self, access: AccessRequest) -> _effects.Flow[str | None]:
+        """Ask ``authorize``; returns the caller's principal (None: nobody in particular).
+
+        On a run route a refusal answers as an unknown run does, but a 401: who the caller
+        is does not depend on the run, and "log in" is worth telling.
+        """
+        answer = yield _Authorize(access)
+        if isinstance(answer, AccessDenied):
+            status, message = answer.status, answer.message
+        else:
+            decided = _ownership.verdict(answer)
+            if decided.allowed:
+                return decided.principal
+            status, message = 403, "forbidden"
+        if access.run_id is not None and status != 401:
+            logger.warning("%s %s refused (%d %s)", access.action, access.run_id, status, message)
+            raise _not_found(access.run_id)
+        raise _Reject(status, message)
 
     def _result(self, run: RunInfo, wait_text: str | None) -> _effects.Flow[WebResponse]:
         try:
@@ -354,10 +389,10 @@ class RunRoutes:
             run = yield from _runs.get_flow(self.client.settings, run.run_id, wait=wait)
         view = run.to_json()
         if not run.status.terminal:
-            response = _json(202, view)
+            response = _json_response(202, view)
             response.headers["retry-after"] = "1"
             return response
-        return _json(200, view)
+        return _json_response(200, view)
 
     def _events(self, run: RunInfo) -> _effects.Flow[None]:
         """Status and step changes as SSE events until the run ends; a final ``result``.
@@ -398,6 +433,21 @@ class RunRoutes:
             run = yield from _runs.get_flow(self.client.settings, run.run_id)
 
 
+def _next_chunk(stream: _effects.Flow[None]) -> _effects.Flow[bytes | None]:
+    """The part of ``stream`` up to its next chunk, as a flow the drivers run.
+
+    Its I/O effects pass through to the driver; it returns the chunk's bytes, or None
+    once ``stream`` has ended. Pure: the sync and async faces drive the same one.
+    """
+    try:
+        effect = next(stream)
+        while not isinstance(effect, _Chunk):
+            effect = stream.send((yield effect))
+    except StopIteration:
+        return None
+    return effect.data
+
+
 _SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
     "cache-control": "no-cache",
@@ -405,11 +455,21 @@ _SSE_HEADERS = {
 }
 
 
+def _not_cross_site(request: WebRequest) -> None:
+    refused = _csrf.refusal(request.method, request.path, request.headers)
+    if refused is not None:  # a browser could have sent it from another site: see _csrf
+        raise _Reject(*refused)
+
+
+def _not_found(run_id: str) -> _Reject:
+    return _Reject(404, f"run {run_id} not found")
+
+
 def _sse(event: str, data: object) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def _json(status: int, body: object) -> WebResponse:
+def _json_response(status: int, body: object) -> WebResponse:
     return WebResponse(status, json.dumps(body, separators=(",", ":"), default=str).encode())
 
 

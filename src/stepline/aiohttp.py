@@ -10,11 +10,12 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+from typing_extensions import Unpack
 
-from stepline import _errors
+from stepline import _bodies, _errors, _serve_options
 from stepline._comm import CommHandler, CommRequest, CommResponse
 
 if TYPE_CHECKING:
@@ -28,11 +29,7 @@ def serve(
     app: web.Application,
     client: Client,
     functions: Sequence[Function],
-    *,
-    serve_origin: str | None = None,
-    serve_path: str | None = None,
-    streaming: Literal["disable", "force"] | None = None,
-    thread_pool_max_workers: int | None = None,
+    **options: Unpack[_serve_options.ServeOptions],
 ) -> CommHandler:
     """Register GET, PUT and POST at the serve path (default ``/api/inngest``).
 
@@ -43,7 +40,7 @@ def serve(
 
     Raises:
         ConfigError: ``app`` is not a ``web.Application``, or it has already started
-            (or was added as a sub-application).
+            (or was added as a sub-application), or ``serve`` was already called on it.
     """
     if not isinstance(app, web.Application):
         raise _errors.ConfigError(
@@ -53,17 +50,15 @@ def serve(
         raise _errors.ConfigError(
             "stepline.aiohttp.serve must run before the app starts or is added as a sub-app"
         )
-    handler = CommHandler(
-        client=client,
-        functions=functions,
-        framework=FRAMEWORK,
-        serve_origin=serve_origin,
-        serve_path=serve_path,
-        streaming=streaming,
-        thread_pool_max_workers=thread_pool_max_workers,
-    )
+    handler = _serve_options.build_handler(client, functions, FRAMEWORK, options)
+    _serve_options.check_unserved("stepline.aiohttp.serve", app, handler.route_path, client.app_id)
+    _serve_options.mark_served(app, handler.route_path, client.app_id)
+    limit = handler.max_body_bytes
 
     async def view(request: web.Request) -> web.StreamResponse:
+        declared = _bodies.declared_too_large(request.headers.get("content-length"), limit)
+        if declared is not None:  # refused unread
+            return await _to_aiohttp(_bodies.too_large(handler, declared), request)
         return await _to_aiohttp(
             await handler.handle(await _from_aiohttp(request, handler)), request
         )
@@ -78,11 +73,9 @@ def serve(
 
 
 async def _from_aiohttp(request: web.Request, handler: CommHandler) -> CommRequest:
-    body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > handler.max_body_bytes:
-            break  # the handler answers 413
+    # in chunks, stopping past the limit (the handler answers 413): request.read() would
+    # take it all first (up to client_max_size)
+    body = await _bodies.read_async(request.content.iter_any(), handler.max_body_bytes)
     return CommRequest.build(
         method=request.method,
         url=str(request.url),

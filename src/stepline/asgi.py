@@ -18,12 +18,13 @@ Example:
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
+from typing_extensions import Unpack
 
-from stepline import _webkit
+from stepline import _asgi_scope, _autosync, _bodies, _serve_options, _webkit
 from stepline._comm import CommHandler, CommRequest, CommResponse
 from stepline._webkit import Authorize, RunRoutes, WebRequest, WebResponse
 
@@ -33,10 +34,11 @@ if TYPE_CHECKING:
 
 FRAMEWORK = "asgi"
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+Scope = _asgi_scope.Scope
+Message = _asgi_scope.Message
+Receive = _asgi_scope.Receive
+Send = _asgi_scope.Send
+read_body = _asgi_scope.read_body
 
 
 class ASGIApp:
@@ -48,24 +50,30 @@ class ASGIApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one ASGI connection."""
         if scope["type"] == "lifespan":
+            _autosync.start(self.handler, None)  # dev mode, with serve_origin: register
             await _lifespan(self.handler.close, receive, send)
         elif scope["type"] != "http":
             raise ValueError(f"stepline serves http, not {scope['type']!r}")
-        elif _relative_path(scope).rstrip("/") not in ("", self.handler.route_path.rstrip("/")):
+        elif _asgi_scope.relative_path(scope).rstrip("/") not in (
+            "",
+            self.handler.route_path.rstrip("/"),
+        ):
             await send_response(CommResponse(404, {"content-type": "text/plain"}, b""), send)
         else:
-            body = await read_body(receive, self.handler.max_body_bytes)
+            limit = self.handler.max_body_bytes
+            length = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
+            declared = _bodies.declared_too_large(length, limit)
+            if declared is not None:  # refused unread
+                await send_response(_bodies.too_large(self.handler, declared), send)
+                return
+            body = await read_body(receive, limit)
             await send_response(await self.handler.handle(to_comm_request(scope, body)), send)
 
 
 def serve(
     client: Client,
     functions: Sequence[Function],
-    *,
-    serve_origin: str | None = None,
-    serve_path: str | None = None,
-    streaming: Literal["disable", "force"] | None = None,
-    thread_pool_max_workers: int | None = None,
+    **options: Unpack[_serve_options.ServeOptions],
 ) -> ASGIApp:
     """Build an ASGI app serving GET, PUT and POST (its ``handler`` is the ``CommHandler``).
 
@@ -73,15 +81,7 @@ def serve(
     ``streaming="force"`` answers POST with a 201 keepalive stream. Lifespan shutdown
     closes the handler.
     """
-    handler = CommHandler(
-        client=client,
-        functions=functions,
-        framework=FRAMEWORK,
-        serve_origin=serve_origin,
-        serve_path=serve_path,
-        streaming=streaming,
-        thread_pool_max_workers=thread_pool_max_workers,
-    )
+    handler = _serve_options.build_handler(client, functions, FRAMEWORK, options)
     return ASGIApp(handler)
 
 
@@ -104,8 +104,11 @@ class RunsApp:
             raise ValueError(f"stepline serves http, not {scope['type']!r}")
         body = await read_body(receive, _webkit.MAX_BODY)
         query = urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1"), True)
-        path, mount = _relative_path(scope) or "/", scope.get("root_path", "")
-        request = WebRequest(scope["method"], path, dict(query), body, native=scope, mount=mount)
+        path, mount = _asgi_scope.relative_path(scope) or "/", scope.get("root_path", "")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request = WebRequest(
+            scope["method"], path, dict(query), body, native=scope, mount=mount, headers=headers
+        )
         await send_web(self.routes, await self.routes.handle_async(request), receive, send)
 
 
@@ -128,12 +131,47 @@ def runs_app(
 
 async def send_web(routes: RunRoutes, response: WebResponse, receive: Receive, send: Send) -> None:
     """Send a kit answer; a stream stops polling the engine as soon as the client leaves."""
-    headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in response.headers.items()]
-    if response.stream is None:
-        headers.append((b"content-length", str(len(response.body)).encode()))
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    if response.stream is None:
-        await send({"type": "http.response.body", "body": response.body})
+    chunks = None if response.stream is None else routes.chunks_async(response)
+    await _send(response.status, response.headers, response.body, chunks, send, receive=receive)
+
+
+def to_comm_request(scope: Scope, body: bytes) -> CommRequest:
+    """An ``http`` scope and its body as a ``CommRequest`` (the URL as the client saw it)."""
+    pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+    host = dict(pairs).get("host") or _server_netloc(scope)
+    path = urllib.parse.quote(_asgi_scope.full_path(scope))
+    query = scope.get("query_string", b"").decode("latin-1")
+    url = urllib.parse.urlunsplit((scope.get("scheme", "http"), host, path, query, ""))
+    return CommRequest.build(method=scope["method"], url=url, headers=pairs, body=body)
+
+
+async def send_response(response: CommResponse, send: Send) -> None:
+    """Send a ``CommResponse``: one body, or the stream's chunks as they come."""
+    await _send(response.status, response.headers, response.body, response.stream, send)
+
+
+async def _send(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    chunks: AsyncIterable[bytes] | None,
+    send: Send,
+    *,
+    receive: Receive | None = None,
+) -> None:
+    """The one response writer: ``body`` whole, or ``chunks`` as they come.
+
+    With ``receive``, a stream stops as soon as the client disconnects.
+    """
+    pairs = [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()]
+    if chunks is None:
+        pairs.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": pairs})
+    if chunks is None:
+        await send({"type": "http.response.body", "body": body})
+        return
+    if receive is None:
+        await _send_chunks(chunks, send)
         return
     async with anyio.create_task_group() as group:
 
@@ -143,43 +181,12 @@ async def send_web(routes: RunRoutes, response: WebResponse, receive: Receive, s
             group.cancel_scope.cancel()
 
         group.start_soon(watch)
-        async for chunk in routes.chunks_async(response):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        await _send_chunks(chunks, send)
         group.cancel_scope.cancel()
 
 
-def to_comm_request(scope: Scope, body: bytes) -> CommRequest:
-    """An ``http`` scope and its body as a ``CommRequest`` (the URL as the client saw it)."""
-    pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-    host = dict(pairs).get("host") or _server_netloc(scope)
-    path = urllib.parse.quote(_full_path(scope))
-    query = scope.get("query_string", b"").decode("latin-1")
-    url = urllib.parse.urlunsplit((scope.get("scheme", "http"), host, path, query, ""))
-    return CommRequest.build(method=scope["method"], url=url, headers=pairs, body=body)
-
-
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """Read the request body; stops once past ``limit`` (the handler then answers 413)."""
-    body = bytearray()
-    while len(body) <= limit:
-        message = await receive()
-        body += message.get("body", b"")
-        if message["type"] == "http.disconnect" or not message.get("more_body", False):
-            break
-    return bytes(body)
-
-
-async def send_response(response: CommResponse, send: Send) -> None:
-    """Send a ``CommResponse``: one body, or the stream's chunks as they come."""
-    headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in response.headers.items()]
-    if response.stream is None:
-        headers.append((b"content-length", str(len(response.body)).encode()))
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    if response.stream is None:
-        await send({"type": "http.response.body", "body": response.body})
-        return
-    async for chunk in response.stream:
+async def _send_chunks(chunks: AsyncIterable[bytes], send: Send) -> None:
+    async for chunk in chunks:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
 
@@ -196,15 +203,9 @@ async def _lifespan(close: Callable[[], None] | None, receive: Receive, send: Se
             return
 
 
-def _full_path(scope: Scope) -> str:
-    # ASGI servers now put root_path inside path; older hosts and mounts left it out.
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path if path.startswith(root) else root + path
-
-
-def _relative_path(scope: Scope) -> str:
-    return _full_path(scope)[len(scope.get("root_path", "")) :]
+def _serves(scope: Scope, route_path: str) -> bool:
+    # the route path (relative to root_path) and the root of the mount point
+    return _asgi_scope.relative_path(scope).rstrip("/") in ("", route_path.rstrip("/"))
 
 
 def _server_netloc(scope: Scope) -> str:

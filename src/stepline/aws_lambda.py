@@ -6,13 +6,14 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from stepline._comm import CommHandler, CommRequest, CommResponse
+from typing_extensions import Unpack
+
+from stepline import _serve_options, _serverless
+from stepline._comm import CommRequest
 from stepline._errors import BodyInvalidError
 
 if TYPE_CHECKING:
@@ -25,41 +26,23 @@ FRAMEWORK = "aws_lambda"
 def serve(
     client: Client,
     functions: Sequence[Function],
-    *,
-    serve_origin: str | None = None,
-    serve_path: str | None = None,
-    streaming: Literal["disable", "force"] | None = None,
-    thread_pool_max_workers: int | None = None,
-) -> Callable[[Any, Any], dict[str, Any]]:
+    **options: Unpack[_serve_options.ServeOptions],
+) -> _serverless.EventHandler:
     """Return a Lambda ``handler(event, context)`` for HTTP events.
 
     Takes API Gateway REST (payload 1.0) and HTTP API or function URL (payload 2.0)
     events; a malformed event gets a 400. The URL is ``requestContext.domainName`` plus
     the path the client used. Async functions run on a private event loop; responses
     are not streamed and ``thread_pool_max_workers`` has no effect (no pool is used).
+    ``options`` are the adapters' ``ServeOptions`` (``serve_origin``, ``serve_path``,
+    ``streaming``, ``thread_pool_max_workers``).
 
     Raises:
         ConfigError: ``streaming="force"``, or a function belongs to another app.
     """
-    comm = CommHandler(
-        client=client,
-        functions=functions,
-        framework=FRAMEWORK,
-        serve_origin=serve_origin,
-        serve_path=serve_path,
-        streaming=streaming,
-        thread_pool_max_workers=thread_pool_max_workers,
-        can_stream=False,
+    return _serverless.event_handler(
+        client, functions, FRAMEWORK, options, lambda event, _context: _from_event(event)
     )
-
-    def handler(event: Any, context: Any) -> dict[str, Any]:
-        try:
-            request = _from_event(event)
-        except BodyInvalidError as exc:
-            return _to_response(CommResponse.from_error(exc, comm.base_headers))
-        return _to_response(comm.handle_sync(request))
-
-    return handler
 
 
 def _from_event(event: Any) -> CommRequest:
@@ -82,6 +65,9 @@ def _from_event(event: Any) -> CommRequest:
     if not isinstance(body, str) or not isinstance(query, str):
         raise BodyInvalidError("the Lambda event's body and query string must be strings")
     url = f"{headers.get('x-forwarded-proto', 'https')}://{host}{path}"
+    # The body comes whole inside the event: Lambda caps a synchronous invocation's
+    # payload (6 MB; API Gateway 10 MB before that), so nothing here can grow past it, and
+    # the handler still answers 413 past its own limit.
     return CommRequest.build(
         method=method,
         url=f"{url}?{query}" if query else url,
@@ -112,12 +98,4 @@ def _text(value: object) -> str:
 
 
 def _decode(body: str) -> bytes:
-    try:
-        return base64.b64decode(body, validate=True)
-    except binascii.Error:
-        raise BodyInvalidError("the Lambda event's body is not valid base64") from None
-
-
-def _to_response(response: CommResponse) -> dict[str, Any]:
-    body = response.body.decode()
-    return {"statusCode": response.status, "headers": response.headers, "body": body}
+    return _serverless.decode_base64(body, "the Lambda event's body")

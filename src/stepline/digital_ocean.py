@@ -6,12 +6,13 @@ Example (``packages/stepline/api/__main__.py``):
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from stepline._comm import CommHandler, CommRequest, CommResponse
+from typing_extensions import Unpack
+
+from stepline import _serve_options, _serverless
+from stepline._comm import CommRequest
 from stepline._errors import BodyInvalidError
 
 if TYPE_CHECKING:
@@ -26,41 +27,20 @@ WEB_PREFIX = "/api/v1/web"
 def serve(
     client: Client,
     functions: Sequence[Function],
-    *,
-    serve_origin: str | None = None,
-    serve_path: str | None = None,
-    streaming: Literal["disable", "force"] | None = None,
-    thread_pool_max_workers: int | None = None,
-) -> Callable[[Any, Any], dict[str, Any]]:
+    **options: Unpack[_serve_options.ServeOptions],
+) -> _serverless.EventHandler:
     """Return the function's ``main(event, context)``; deploy it with ``web: raw``.
 
     The request URL is built from ``context.api_host`` and ``context.function_name``;
     behind a custom domain or route, pass ``serve_origin`` and ``serve_path``. Sync and
     async functions both work (async ones on a private event loop). Responses cannot be
     streamed and no thread pool is used, so ``thread_pool_max_workers`` has no effect.
+    ``options`` are the adapters' ``ServeOptions``.
 
     Raises:
         ConfigError: ``streaming="force"``, or a function belongs to another app.
     """
-    handler = CommHandler(
-        client=client,
-        functions=functions,
-        framework=FRAMEWORK,
-        serve_origin=serve_origin,
-        serve_path=serve_path,
-        streaming=streaming,
-        thread_pool_max_workers=thread_pool_max_workers,
-        can_stream=False,
-    )
-
-    def main(event: Any, context: Any) -> dict[str, Any]:
-        try:
-            request = _from_event(event, context)
-        except BodyInvalidError as exc:
-            return _to_response(CommResponse.from_error(exc, handler.base_headers))
-        return _to_response(handler.handle_sync(request))
-
-    return main
+    return _serverless.event_handler(client, functions, FRAMEWORK, options, _from_event)
 
 
 def _from_event(event: Any, context: Any) -> CommRequest:
@@ -80,6 +60,8 @@ def _from_event(event: Any, context: Any) -> CommRequest:
     # event.http.path is only the part after the function's name: the URL to register
     # is the function's own.
     url = f"{host.rstrip('/')}{WEB_PREFIX}/{name.lstrip('/')}"
+    # The body comes whole inside the event: the platform caps a web function's request
+    # (1 MB), so nothing here can grow past it; the handler's own 413 limit is larger.
     return CommRequest.build(
         method=method,
         url=f"{url}?{query}" if query else url,
@@ -89,12 +71,4 @@ def _from_event(event: Any, context: Any) -> CommRequest:
 
 
 def _decode(body: str) -> bytes:
-    try:
-        return base64.b64decode(body, validate=True)
-    except binascii.Error:
-        raise BodyInvalidError("event.http.body is not valid base64") from None
-
-
-def _to_response(response: CommResponse) -> dict[str, Any]:
-    body = response.body.decode()
-    return {"statusCode": response.status, "headers": response.headers, "body": body}
+    return _serverless.decode_base64(body, "event.http.body")

@@ -12,12 +12,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import starlette.applications
 import starlette.routing
+from typing_extensions import Unpack
 
-from stepline import _errors
+from stepline import _errors, _serve_options
 from stepline._comm import CommHandler
 from stepline.asgi import ASGIApp
 
@@ -32,11 +33,7 @@ def serve(
     app: starlette.applications.Starlette | starlette.routing.Router,
     client: Client,
     functions: Sequence[Function],
-    *,
-    serve_origin: str | None = None,
-    serve_path: str | None = None,
-    streaming: Literal["disable", "force"] | None = None,
-    thread_pool_max_workers: int | None = None,
+    **options: Unpack[_serve_options.ServeOptions],
 ) -> CommHandler:
     """Register GET, PUT and POST at the serve path (default ``/api/inngest``).
 
@@ -44,22 +41,19 @@ def serve(
     ``streaming="force"`` answers POST with a 201 keepalive stream.
 
     Raises:
-        ConfigError: ``app`` is not a Starlette app or router.
+        ConfigError: ``app`` is not a Starlette app or router, or ``serve`` was
+            already called on it.
     """
     if not isinstance(app, (starlette.applications.Starlette, starlette.routing.Router)):
         raise _errors.ConfigError(
             f"stepline.starlette.serve needs a Starlette app or Router, not {type(app).__name__}"
         )
-    handler = CommHandler(
-        client=client,
-        functions=functions,
-        framework=FRAMEWORK,
-        serve_origin=serve_origin,
-        serve_path=serve_path,
-        streaming=streaming,
-        thread_pool_max_workers=thread_pool_max_workers,
+    handler = _serve_options.build_handler(client, functions, FRAMEWORK, options)
+    _serve_options.check_unserved(
+        "stepline.starlette.serve", app, handler.route_path, client.app_id
     )
     path = handler.route_path
+    _serve_options.mark_served(app, path, client.app_id)
     # A Route, not a Mount: a Mount redirects the bare path to "path/" (307).
     route = starlette.routing.Route(
         path,

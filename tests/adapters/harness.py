@@ -38,3 +38,22 @@ class Harness(Protocol):
 
     def request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         """Send one request (``path`` includes the query string) and return the reply."""
+
+
+def make_functions(client: stepline.Client) -> list[stepline.Function]:
+    """A sync and an async function (ids ``sync``, ``async``) doubling ``event.data.n``."""
+
+    @client.function(id="sync", trigger=stepline.TriggerEvent(event="t/sync"))
+    def sync_fn(ctx: stepline.SyncContext) -> dict[str, Any]:
+        n = ctx.step.run("double", lambda: ctx.event.data["n"] * 2)
+        return {"n": n, "kind": "sync"}
+
+    @client.function(id="async", trigger=stepline.TriggerEvent(event="t/async"))
+    async def async_fn(ctx: stepline.Context) -> dict[str, Any]:
+        async def double() -> int:
+            return int(ctx.event.data["n"]) * 2
+
+        n = await ctx.step.run("double", double)
+        return {"n": n, "kind": "async"}
+
+    return [sync_fn, async_fn]

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import test_utils, web
-from harness import Reply
 
 import stepline
 import stepline.aiohttp
+
+from .harness import Reply
 
 
 class AiohttpHarness:

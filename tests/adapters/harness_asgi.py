@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from harness import Reply
 
 import stepline
 import stepline.asgi
+
+from .harness import Reply
 
 
 class ASGIHarness:

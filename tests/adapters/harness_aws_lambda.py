@@ -12,10 +12,10 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from harness import Reply
-
 import stepline
 import stepline.aws_lambda
+
+from .harness import Reply
 
 DOMAIN = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
 

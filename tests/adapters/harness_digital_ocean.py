@@ -16,10 +16,10 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from harness import Reply
-
 import stepline
 import stepline.digital_ocean
+
+from .harness import Reply
 
 ROUTE = "/api/inngest"
 

@@ -14,10 +14,11 @@ import django.test
 import django.urls
 from django.conf import settings
 from django.http import HttpResponseBase
-from harness import Reply
 
 import stepline
 import stepline.django
+
+from .harness import Reply
 
 urlpatterns: list[Any] = []
 

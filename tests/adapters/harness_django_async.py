@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import django.test
-from harness import Reply
-from harness_django import configure, mount, reply, split_headers
 
 import stepline
 import stepline.django
+
+from .harness import Reply
+from .harness_django import configure, mount, reply, split_headers
 
 
 class DjangoAsyncHarness:

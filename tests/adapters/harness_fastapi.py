@@ -7,10 +7,11 @@ from typing import Any
 
 import fastapi
 import fastapi.testclient
-from harness import Reply
 
 import stepline
 import stepline.fastapi
+
+from .harness import Reply
 
 
 class FastAPIHarness:

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import flask
-from harness import Reply
 
 import stepline
 import stepline.flask
+
+from .harness import Reply
 
 
 class FlaskHarness:

@@ -16,11 +16,12 @@ import tornado.httpserver
 import tornado.ioloop
 import tornado.testing
 import tornado.web
-from harness import Reply
 
 import stepline
 import stepline.tornado
 from stepline._comm import CommHandler
+
+from .harness import Reply
 
 
 class TornadoHarness:

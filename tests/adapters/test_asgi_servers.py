@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -36,16 +34,11 @@ import stepline.aiohttp
 import stepline.asgi
 import stepline.fastapi
 import stepline.starlette
-from conftest import StubServer
+from tests._support.processes import answers, free_port, spawned
+from tests.conftest import StubServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FRAMEWORKS = {"fastapi": "fast_api", "asgi": "asgi", "aiohttp": "aiohttp"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def command(example: str, port: int) -> list[str]:
@@ -69,28 +62,11 @@ def run_example(example: str, stub: StubServer, log: Path, **env: str) -> Iterat
         "STEPLINE_API_BASE_URL": stub.url,
         **env,
     }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-W", "error", *command(example, port)],
-            env=environ,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(base + "/api/inngest", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"{example} did not start:\n{log.read_text()}") from None
-                time.sleep(0.1)
+    args = [sys.executable, "-W", "error", *command(example, port)]
+    up = f"{base}/api/inngest"
+    with spawned(args, log=log, env=environ, up=up, ready=answers, timeout=20, what=example):
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
     assert "Traceback" not in log.read_text(), log.read_text()
 
 

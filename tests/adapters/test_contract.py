@@ -11,23 +11,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Harness, Reply
 
 import stepline
-from conftest import StubServer
 from stepline._protocol import signing
+from tests.conftest import StubServer
+
+from .harness import Harness, Reply
 
 
 def _discover() -> dict[str, Callable[[], Harness]]:
     """Every ``harness_<framework>.py`` beside this file contributes its ``*Harness`` class."""
     found: dict[str, Callable[[], Harness]] = {}
     for path in sorted(Path(__file__).parent.glob("harness_*.py")):
-        module = importlib.import_module(path.stem)
+        module = importlib.import_module(f".{path.stem}", __package__)
         for name, value in vars(module).items():
             if (
                 name.endswith("Harness")
                 and isinstance(value, type)
-                and value.__module__ == path.stem
+                and value.__module__ == module.__name__
             ):
                 found[path.stem.removeprefix("harness_")] = value
     return found

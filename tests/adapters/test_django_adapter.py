@@ -7,10 +7,7 @@ import inspect
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,12 +19,15 @@ import httpx
 import pytest
 from django.http import HttpRequest, HttpResponse
 from django.test import override_settings
-from harness_django import configure, mount
 
 import stepline
 import stepline.django
-from conftest import StubServer
 from stepline._protocol.hashing import hash_step_id
+from tests._support.processes import answers, free_port, spawned
+from tests.conftest import StubServer
+
+from .harness import make_functions
+from .harness_django import configure, mount
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,23 +39,6 @@ def _django() -> None:
 
 def make_client(**options: Any) -> stepline.Client:
     return stepline.Client("django-app", is_production=False, environ={}, **options)
-
-
-def make_functions(client: stepline.Client) -> list[stepline.Function]:
-    @client.function(id="sync", trigger=stepline.TriggerEvent(event="t/sync"))
-    def sync_fn(ctx: stepline.SyncContext) -> dict[str, Any]:
-        n = ctx.step.run("double", lambda: ctx.event.data["n"] * 2)
-        return {"n": n, "kind": "sync"}
-
-    @client.function(id="async", trigger=stepline.TriggerEvent(event="t/async"))
-    async def async_fn(ctx: stepline.Context) -> dict[str, Any]:
-        async def double() -> int:
-            return int(ctx.event.data["n"]) * 2
-
-        n = await ctx.step.run("double", double)
-        return {"n": n, "kind": "async"}
-
-    return [sync_fn, async_fn]
 
 
 def call_body(steps: dict[str, Any], pad: int = 0) -> bytes:
@@ -241,15 +224,9 @@ def test_async_view_streams_under_the_async_client() -> None:
 # -- behind a real ASGI server (uvicorn) ----------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(params=["plain", "streaming"])
 def django_server(
-    request: pytest.FixtureRequest, stub_server: StubServer
+    request: pytest.FixtureRequest, stub_server: StubServer, tmp_path: Path
 ) -> Iterator[tuple[str, bool]]:
     port, streaming = free_port(), request.param == "streaming"
     env = {
@@ -261,25 +238,10 @@ def django_server(
     app_dir = str(ROOT / "examples" / "django")
     command = [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "asgi:application"]
     options = ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "off", "--no-access-log"]
-    proc = subprocess.Popen(
-        [*command, *options], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(base + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the Django example did not start") from None
-                time.sleep(0.1)
+    base, path = f"http://127.0.0.1:{port}", tmp_path / "django.log"
+    with spawned([*command, *options], log=path, env=env, up=f"{base}/", ready=answers) as proc:
         yield base, streaming
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=10)
-    log = stderr.decode(errors="replace")
+    log = path.read_text(errors="replace")  # stopping sent SIGTERM
     # A graceful shutdown: uvicorn finishes, then re-raises SIGTERM (or exits 0, if older).
     assert proc.returncode in (0, -signal.SIGTERM), log
     assert "Finished server process" in log, log

@@ -12,26 +12,11 @@ import stepline
 import stepline.flask
 from stepline._protocol.hashing import hash_step_id
 
+from .harness import make_functions
+
 
 def make_client() -> stepline.Client:
     return stepline.Client("flask-app", is_production=False, environ={})
-
-
-def make_functions(client: stepline.Client) -> list[stepline.Function]:
-    @client.function(id="sync", trigger=stepline.TriggerEvent(event="t/sync"))
-    def sync_fn(ctx: stepline.SyncContext) -> dict[str, Any]:
-        n = ctx.step.run("double", lambda: ctx.event.data["n"] * 2)
-        return {"n": n, "kind": "sync"}
-
-    @client.function(id="async", trigger=stepline.TriggerEvent(event="t/async"))
-    async def async_fn(ctx: stepline.Context) -> dict[str, Any]:
-        async def double() -> int:
-            return int(ctx.event.data["n"]) * 2
-
-        n = await ctx.step.run("double", double)
-        return {"n": n, "kind": "async"}
-
-    return [sync_fn, async_fn]
 
 
 def call_body(steps: dict[str, Any]) -> dict[str, Any]:

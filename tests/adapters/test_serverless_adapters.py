@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness_aws_lambda import v2_event
-from harness_digital_ocean import FakeContext, raw_event
 
 import stepline
 import stepline.aws_lambda
 import stepline.digital_ocean
-from conftest import StubServer
 from stepline._protocol import signing
+from tests.conftest import StubServer
+
+from .harness_aws_lambda import v2_event
+from .harness_digital_ocean import FakeContext, raw_event
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "signkey-test-8a1b2c3d4e5f"

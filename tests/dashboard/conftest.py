@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from engine import servers
-from engine.servers import ServerThread, closing_client, postgres_schema  # noqa: F401
+from tests._support.polling import wait_until
+from tests._support.server_thread import ServerThread  # noqa: F401
+from tests.engine.servers import closing_client, postgres_schema  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -46,7 +47,7 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
 
 def wait_for(check: Callable[[], T | None], *, what: str, timeout: float = 15.0) -> T:
     """Call ``check`` until it returns something other than None."""
-    return servers.wait_for(check, what=what, timeout=timeout, interval=0.05)
+    return wait_until(check, message=what, timeout=timeout, interval=0.05)
 
 
 def run_of(http: httpx.Client, event_id: str, timeout: float = 15.0) -> dict[str, Any]:

@@ -16,9 +16,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from stepline._protocol.signing import hash_signing_key
-from stepline.engine import Engine, EngineSettings, _auth
-from stepline.engine._api import build_app
-from stepline.engine._dashboard import COOKIE, CSRF_HEADER
+from stepline.engine import Engine, EngineSettings
+from stepline.engine._http import auth
+from stepline.engine._http.api import build_app
+from stepline.engine._http.dashboard import COOKIE, CSRF_HEADER
 
 from .conftest import Page, ServerThread
 
@@ -88,7 +89,7 @@ def test_signing_in_sets_a_strict_session_cookie_the_api_accepts(tmp_path: Path,
         assert answer.headers["location"] == "./"  # relative: works under a mount prefix
         cookie = answer.headers["set-cookie"]
         assert cookie.startswith(f"{COOKIE}=")
-        for flag in ("HttpOnly", "SameSite=Strict", f"Max-Age={_auth.SESSION_SECONDS}"):
+        for flag in ("HttpOnly", "SameSite=Strict", f"Max-Age={auth.SESSION_SECONDS}"):
             assert flag in cookie
         assert "Path=" not in cookie  # scoped to the directory the dashboard is served from
         assert "Secure" not in cookie  # plain http here; https gets Secure (below)
@@ -125,23 +126,23 @@ def test_behind_https_the_cookie_is_secure(tmp_path: Path) -> None:
 def test_forged_expired_and_foreign_sessions_are_refused(tmp_path: Path) -> None:
     settings = production(tmp_path / "e.db")
     now = time.time()
-    good = _auth.new_session(settings, now=now, nonce="ab12")
+    good = auth.new_session(settings, now=now, nonce="ab12")
     expires, nonce, mac = good.split(".")
     other = EngineSettings(mode="start", signing_keys=("signkey-prod-" + "77" * 32,))
     cases = {
         "tampered expiry": f"{int(expires) + 60}.{nonce}.{mac}",
         "tampered mac": f"{expires}.{nonce}.{'0' * len(mac)}",
-        "expired": _auth.new_session(settings, now=now - _auth.SESSION_SECONDS - 1, nonce="ab"),
-        "too far ahead": _auth.new_session(settings, now=now + 3600, nonce="ab"),
-        "another engine's key": _auth.new_session(other, now=now, nonce="ab"),
+        "expired": auth.new_session(settings, now=now - auth.SESSION_SECONDS - 1, nonce="ab"),
+        "too far ahead": auth.new_session(settings, now=now + 3600, nonce="ab"),
+        "another engine's key": auth.new_session(other, now=now, nonce="ab"),
         "garbage": "not-a-session",
     }
-    assert _auth.session_ok(good, settings, now=now)
+    assert auth.session_ok(good, settings, now=now)
     with client(tmp_path / "e.db") as http:
         http.cookies.set(COOKIE, good)
         assert http.get("/v1/runs").status_code == 200
         for name, token in cases.items():
-            assert not _auth.session_ok(token, settings, now=now), name
+            assert not auth.session_ok(token, settings, now=now), name
             http.cookies.set(COOKIE, token)
             assert http.get("/v1/runs").status_code == 401, name
             assert 'action="login"' in http.get("/").text, name
@@ -149,30 +150,38 @@ def test_forged_expired_and_foreign_sessions_are_refused(tmp_path: Path) -> None
 
 def test_a_session_survives_key_rotation_but_not_a_new_dashboard_key(tmp_path: Path) -> None:
     settings = production(tmp_path / "e.db")
-    token = _auth.new_session(settings, now=time.time(), nonce="ab")
+    token = auth.new_session(settings, now=time.time(), nonce="ab")
     rotated = EngineSettings(
         mode="start",
         signing_keys=("signkey-prod-" + "99" * 32, SIGNING_KEY),  # old key is the fallback
         dashboard_keys=(DASHBOARD_KEY,),
     )
-    assert _auth.session_ok(token, rotated, now=time.time())
-    revoked = EngineSettings(mode="start", signing_keys=(SIGNING_KEY,), dashboard_keys=("new",))
-    assert not _auth.session_ok(token, revoked, now=time.time())
+    assert auth.session_ok(token, rotated, now=time.time())
+    revoked = EngineSettings(
+        mode="start", signing_keys=(SIGNING_KEY,), dashboard_keys=("a brand new dashboard key",)
+    )
+    assert not auth.session_ok(token, revoked, now=time.time())
 
 
 def test_dev_mode_is_open_without_a_sign_in(tmp_path: Path) -> None:
     engine = Engine(EngineSettings(database_url=str(tmp_path / "e.db")))
-    with TestClient(build_app(engine)) as http:
+    with TestClient(build_app(engine), base_url="http://127.0.0.1:8288") as http:
         shell = http.get("/")
         assert 'src="dashboard/app.js"' in shell.text
         assert 'action="logout"' not in shell.text
         assert http.get("/v1/runs").status_code == 200
-        assert http.post("/login", data={"key": "x"}, follow_redirects=False).status_code == 303
+        # a form from another site is refused (415); the dashboard's own header passes
+        assert http.post("/login", data={"key": "x"}).status_code == 415
+        csrf = {"x-stepline-csrf": "1"}
+        assert (
+            http.post("/login", data={"key": "x"}, headers=csrf, follow_redirects=False).status_code
+            == 303
+        )
 
 
 def test_assets_are_cached_by_etag_and_unknown_ones_are_404(tmp_path: Path) -> None:
     engine = Engine(EngineSettings(database_url=str(tmp_path / "e.db")))
-    with TestClient(build_app(engine)) as http:
+    with TestClient(build_app(engine), base_url="http://127.0.0.1:8288") as http:
         script = http.get("/dashboard/app.js")
         assert script.status_code == 200
         assert script.headers["content-type"].startswith("text/javascript")

@@ -19,7 +19,7 @@ import pytest
 import stepline
 import stepline.asgi
 from stepline.engine import Engine, EngineSettings
-from stepline.engine._api import build_app
+from stepline.engine._http.api import build_app
 
 from .conftest import Page, ServerThread, closing_client, run_of, send, wait_for
 

@@ -16,7 +16,7 @@ import pytest
 
 import stepline
 from stepline.embedded import EmbeddedEngine
-from stepline.engine._dashboard import COOKIE
+from stepline.engine._http.dashboard import COOKIE
 
 from .conftest import Page, ServerThread
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from stepline.engine import Engine, EngineSettings
-from stepline.engine._api import build_app
-from stepline.engine._engine import store_for
+from stepline.engine._http.api import build_app
+from stepline.engine._store import store_for
 
 from .conftest import ROOT, Page, ServerThread, run_async, wait_for
 from .seed import FUNCTIONS, seed
@@ -75,7 +75,7 @@ def test_list_and_run_pages_answer_fast_on_10k_runs(
             now = time.time()
             ids = await seed(engine.store, runs=RUNS, steps=STEPS, now=now, span=7 * 86_400)
             transport = httpx.ASGITransport(app=build_app(engine))
-            async with httpx.AsyncClient(transport=transport, base_url="http://engine") as http:
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
                 middle = ids[len(ids) // 2]
                 run = (await http.get(f"/v1/runs/{middle}")).json()["data"]
                 cases: dict[str, list[str]] = {

@@ -10,7 +10,7 @@ import sys
 import uvicorn
 
 from stepline.engine import Engine, EngineSettings
-from stepline.engine._api import build_app
+from stepline.engine._http.api import build_app
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ import uvicorn
 
 import stepline
 from stepline.engine import Engine, EngineSettings
-from stepline.engine._api import build_app
+from stepline.engine._http.api import build_app
 
 STEPS = 4
 STEP_SECONDS = 0.03

@@ -1,9 +1,8 @@
-"""Real HTTP for the test suites: uvicorn in a thread, request capture, polling, databases.
+"""What the engine, observability, dashboard and fault suites share around real HTTP.
 
-The one home of the server and process scaffolding the engine, observability, dashboard
-and fault suites share (they import it as ``engine.servers``): the engine (and SDK apps)
-are served by uvicorn on a loopback socket bound up front, and the tests poll until what
-they wait for happens. Also: a free port for child processes and a fresh Postgres schema.
+Request capture (``RequestLog``, ``Recorder``), an app closing its client's pool at
+shutdown, and a fresh Postgres schema per test. uvicorn in a thread, polling and child
+processes live in ``tests._support``.
 """
 
 from __future__ import annotations
@@ -11,29 +10,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import pytest
-import uvicorn
 
-T = TypeVar("T")
 #: The Postgres the suites run against (a fresh schema per test); CI fails without it.
 POSTGRES_URL = os.environ.get(
     "STEPLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-
-
-def free_port() -> int:
-    """A localhost port nobody listens on right now (for child processes to bind)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -58,59 +46,6 @@ def postgres_schema(prefix: str = "t") -> Iterator[str]:
             yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{name}"
         finally:
             admin.execute(f"DROP SCHEMA {name} CASCADE")
-
-
-class ServerThread:
-    """uvicorn serving an ASGI app on a socket bound up front (no free-port race)."""
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        lifespan: Literal["auto", "on", "off"] = "auto",
-        log_level: str = "warning",
-        graceful: int = 3,
-        join: float = 15,
-    ) -> None:
-        self.name = name
-        self.lifespan = lifespan
-        self.log_level = log_level
-        self.graceful = graceful
-        self.join_timeout = join
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
-
-    def start(self, app: Any, *, timeout: float = 20.0) -> ServerThread:
-        """Serve ``app`` in a daemon thread; return (``self``) once uvicorn listens."""
-        config = uvicorn.Config(
-            app,
-            log_level=self.log_level,
-            lifespan=self.lifespan,
-            timeout_graceful_shutdown=self.graceful,
-        )
-        self.server = server = uvicorn.Server(config)
-        self.thread = thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [self.sock]}, name=self.name, daemon=True
-        )
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        """Ask uvicorn to exit, wait for its thread (bounded) and close the socket."""
-        if self.server is not None and self.thread is not None:
-            self.server.should_exit = True
-            self.thread.join(self.join_timeout)
-        self.sock.close()
 
 
 def closing_client(app: Any, client: Any) -> Any:
@@ -204,28 +139,3 @@ class Recorder:
 
     def bodies(self, path: str) -> list[Any]:
         return [seen.body for seen in self.to(path)]
-
-
-def wait_for(
-    check: Callable[[], T | None], *, what: str, timeout: float = 20.0, interval: float = 0.02
-) -> T:
-    """Call ``check`` until it returns something other than None."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def poll(
-    check: Callable[[], Any],
-    *,
-    timeout: float = 20.0,
-    what: str = "condition",
-    interval: float = 0.02,
-) -> Any:
-    """Call ``check`` until it returns something other than None (bounded)."""
-    return wait_for(check, what=what, timeout=timeout, interval=interval)

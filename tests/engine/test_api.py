@@ -7,8 +7,7 @@ import contextlib
 import http.server
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,8 @@ from starlette.testclient import TestClient
 import stepline
 from stepline._protocol.signing import hash_signing_key
 from stepline.engine import Engine, EngineSettings, ManualClock
-from stepline.engine._api import build_app
+from stepline.engine._http.api import build_app
+from tests._support.polling import wait_until
 
 SIGNING_KEY = "signkey-test-" + "ab12" * 16
 EVENT_KEY = "ev-key-1"
@@ -32,7 +32,10 @@ def api(db: str, **settings: Any) -> Iterator[tuple[TestClient, Engine]]:
     options.update(settings)
     resolved = EngineSettings(database_url=db, **options)
     engine = Engine(resolved, clock=ManualClock(START))
-    with TestClient(build_app(engine)) as client:
+    # a non-browser client, as the SDKs are (they send X-Inngest-SDK): the dev-mode guard
+    # against web pages is tested in faults/test_sec_devmode.py
+    local, not_a_browser = "http://127.0.0.1:8288", {"x-stepline-csrf": "1"}
+    with TestClient(build_app(engine), base_url=local, headers=not_a_browser) as client:
         yield client, engine
 
 
@@ -54,17 +57,6 @@ def registration(expression: str | None = None) -> dict[str, Any]:
         "framework": "flask",
         "functions": [{"id": "a-f", "name": "f", "triggers": [trigger], "steps": {"step": step}}],
     }
-
-
-def poll(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Call ``check`` until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 # -- event ingest ------------------------------------------------------------------------
@@ -376,7 +368,9 @@ def completed(client: TestClient, function_id: str, count: int = 1) -> list[dict
         runs: list[dict[str, Any]] = client.get("/v1/runs", params=params).json()["data"]
         return runs if len(runs) >= count else None
 
-    result: list[dict[str, Any]] = poll(check)
+    result: list[dict[str, Any]] = wait_until(
+        check, timeout=10.0, message=f"{count} completed run(s) of {function_id}"
+    )
     return result
 
 
@@ -461,7 +455,7 @@ def test_cancel_a_running_run(db: str) -> None:
             ok = steps and steps[0]["status"] == "Waiting"
             return str(runs[0]["run_id"]) if ok else None
 
-        run_id = poll(waiting)
+        run_id = wait_until(waiting, timeout=10.0, message="the run to wait")
         [step] = client.get(f"/v1/runs/{run_id}/steps").json()["data"]
         assert step["wait"]["event"] == "t/never-sent"
         assert step["wait"]["until"] == "2027-01-15T09:00:00.000Z"

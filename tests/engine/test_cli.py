@@ -6,19 +6,20 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from stepline.engine._cli import main
-from stepline.engine._postgres_schema import MIGRATIONS
+from stepline.engine._cli.commands import main
+from stepline.engine._store.postgres_schema import MIGRATIONS
+from tests._support.polling import wait_until
+from tests._support.processes import clean_env as _clean_env
+from tests._support.processes import free_port, spawned, wait_until_up
 
-from .servers import free_port, postgres_schema
+from .servers import postgres_schema
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ENV_PREFIXES = ("STEPLINE_", "INNGEST_")
@@ -26,47 +27,24 @@ ENV_PREFIXES = ("STEPLINE_", "INNGEST_")
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without the developer's own engine or app settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
-    env.update(PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def wait_until_up(url: str, proc: subprocess.Popen[Any], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited early with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"{url} never answered")
+    return _clean_env(PYTHONIOENCODING="utf-8", **extra)
 
 
 def read_until(path: Path, needle: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
+    def seen() -> str | None:
         text = path.read_text("utf-8")
-        if needle in text:
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not in output:\n{text}")
+        return text if needle in text else None
+
+    def missing() -> str:
+        return f"{needle!r} in output:\n{path.read_text('utf-8')}"
+
+    return wait_until(seen, timeout=timeout, interval=0.05, message=missing)
 
 
-@contextlib.contextmanager
-def process(args: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[Any]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def process(
+    args: list[str], log: Path, env: dict[str, str]
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    return spawned(args, log=log, env=env)
 
 
 def engine_command(*args: str) -> list[str]:
@@ -125,12 +103,12 @@ def test_dev_syncs_an_app_given_with_u_and_runs_it(tmp_path: Path) -> None:
             )
             assert sent.status_code == 200
 
-            deadline = time.monotonic() + 20
-            runs: list[dict[str, Any]] = []
-            while time.monotonic() < deadline and not runs:
-                params = {"function_id": "asgi-example-greet", "status": "Completed"}
-                runs = httpx.get(f"{engine}/v1/runs", params=params).json()["data"]
-                time.sleep(0.05)
+            params = {"function_id": "asgi-example-greet", "status": "Completed"}
+            runs: list[dict[str, Any]] = wait_until(
+                lambda: httpx.get(f"{engine}/v1/runs", params=params).json()["data"] or None,
+                interval=0.05,
+                message="the run to complete",
+            )
             assert runs, "the run never completed"
             assert runs[0]["output"] == {"text": "Hello, cli!"}
 
@@ -180,7 +158,7 @@ def test_start_with_keys_but_no_event_key_exits_2(
     for name in list(os.environ):
         if name.startswith(ENV_PREFIXES):
             monkeypatch.delenv(name)
-    assert main(["start", "--signing-key", "signkey-test-abcd"]) == 2
+    assert main(["start", "--signing-key", "signkey-test-" + "abcd" * 8]) == 2
     assert "event key" in capsys.readouterr().err
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from stepline.engine import EngineConfigError, EngineSettings, resolve
-from stepline.engine._engine import store_for
-from stepline.engine._postgres import PostgresStore
-from stepline.engine._sqlite import SqliteStore
+from stepline.engine._store import store_for
+from stepline.engine._store.postgres import PostgresStore
+from stepline.engine._store.sqlite import SqliteStore
 
 KEY = "signkey-test-" + "ab" * 16
 
@@ -44,7 +44,10 @@ def test_database_url_and_pool_size_from_the_environment() -> None:
         ({"STEPLINE_DB_POOL_SIZE": "0"}, "pool size must be 1-1000, got 0"),
         ({"STEPLINE_PORT": "http"}, "STEPLINE_PORT must be an integer, got 'http'"),
         ({"STEPLINE_PORT": "70000"}, "port must be 1-65535"),
-        ({"STEPLINE_SIGNING_KEY": "not-hex"}, "a signing key must be hex"),
+        (
+            {"STEPLINE_SIGNING_KEY": "not-hex"},
+            r"\(--signing-key / STEPLINE_SIGNING_KEY\) must be hex",
+        ),
         ({"STEPLINE_SQLITE_SYNCHRONOUS": "off"}, "SQLite synchronous must be NORMAL or FULL"),
     ],
 )
@@ -108,7 +111,7 @@ def _synchronous(tx: Any) -> int:
 
 def test_the_banner_says_what_a_sqlite_commit_survives(tmp_path: pathlib.Path) -> None:
     from stepline.engine import Engine
-    from stepline.engine._cli import banner
+    from stepline.engine._cli.commands import banner
 
     db = str(tmp_path / "x.db")
     text = banner(Engine(EngineSettings(database_url=db)))

@@ -21,31 +21,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .servers import free_port
+from tests._support.polling import wait_until
+from tests._support.processes import free_port, spawn, wait_until_up
 
 HERE = Path(__file__).parent
 RUNS = 12
 KILLS = 6
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited early with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{url} never came up")
+def _wait(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    wait_until_up(url, proc, log=log, timeout=20, ready=lambda r: r.status_code < 500)
 
 
 def _spawn(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, *args], stdout=out, stderr=out, env=env)
+    return spawn([sys.executable, *args], log=log, env=env, append=True)
 
 
 @pytest.mark.timeout(180)
@@ -67,8 +57,8 @@ def test_engine_killed_repeatedly_loses_nothing_and_repeats_no_recorded_step(
     engine_cmd = (str(HERE / "engine_proc.py"), str(engine_port), db, "1.0")
     engine = _spawn(*engine_cmd, log=tmp_path / "engine.out")
     try:
-        _wait(app_url, app)
-        _wait(f"{engine_url}/health", engine)
+        _wait(app_url, app, tmp_path / "app.out")
+        _wait(f"{engine_url}/health", engine, tmp_path / "engine.out")
         synced = httpx.post(f"{engine_url}/v1/apps/sync", json={"url": app_url}, timeout=30)
         assert synced.status_code == 200, synced.text
         events = [{"name": "crash/go", "data": {"i": i}} for i in range(RUNS)]
@@ -80,14 +70,18 @@ def test_engine_killed_repeatedly_loses_nothing_and_repeats_no_recorded_step(
             engine.send_signal(signal.SIGKILL)
             engine.wait()
             engine = _spawn(*engine_cmd, log=tmp_path / "engine.out")
-            _wait(f"{engine_url}/health", engine)
-        deadline = time.monotonic() + 90
-        runs: list[dict[str, object]] = []
-        while time.monotonic() < deadline:
-            runs = httpx.get(f"{engine_url}/v1/runs", params={"limit": 100}).json()["data"]
-            if len(runs) == RUNS and all(r["status"] == "Completed" for r in runs):
-                break
-            time.sleep(0.2)
+            _wait(f"{engine_url}/health", engine, tmp_path / "engine.out")
+        latest: list[dict[str, object]] = []
+
+        def settled() -> list[dict[str, object]] | None:
+            latest[:] = httpx.get(f"{engine_url}/v1/runs", params={"limit": 100}).json()["data"]
+            done = len(latest) == RUNS and all(r["status"] == "Completed" for r in latest)
+            return latest if done else None
+
+        def state() -> str:
+            return f"{RUNS} completed runs, not {sorted(str(r['status']) for r in latest)}"
+
+        runs = wait_until(settled, timeout=90, interval=0.2, message=state)
         assert len(runs) == RUNS
         assert sorted(r["status"] for r in runs) == ["Completed"] * RUNS
         finished = httpx.get(

@@ -17,7 +17,7 @@ import pytest
 import stepline
 from stepline.engine import RunStatus
 from stepline.engine._model import Job, JobKind
-from stepline.engine._sqltx import SqlTx
+from stepline.engine._store.sql import SqlTx
 
 from .conftest import arun, dev_client, finished, only_run, running
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -38,8 +37,11 @@ import httpx
 import psycopg
 import pytest
 
+from tests._support.polling import wait_until
+from tests._support.processes import clean_env, free_port, spawn, wait_until_up
+
 from . import multinode_node as node_app
-from .servers import free_port, postgres_schema
+from .servers import postgres_schema
 
 HERE = Path(__file__).parent
 NODES = ("n1", "n2", "n3")
@@ -64,25 +66,8 @@ class Execution:
 def _spawn(
     port: int, db: str, name: str, trace: Path, app_id: str, log: Path
 ) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env = {k: v for k, v in env.items() if not k.startswith(("STEPLINE_", "INNGEST_"))}
     args = [str(HERE / "multinode_node.py"), str(port), db, name, str(trace), str(LEASE), app_id]
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, *args], stdout=out, stderr=out, env=env)
-
-
-def _wait_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"node exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{url} never came up")
+    return spawn([sys.executable, *args], log=log, env=clean_env(), append=True)
 
 
 def _read_trace(trace: Path) -> list[Execution]:
@@ -97,14 +82,6 @@ def _read_trace(trace: Path) -> list[Execution]:
         else:
             executions[nonce].held = True
     return list(executions.values())
-
-
-def _wait_for(predicate: Any, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _peak(intervals: list[tuple[float, float]]) -> int:
@@ -132,7 +109,8 @@ def test_three_nodes_share_the_queue_and_survive_a_sigkill(tmp_path: Path) -> No
             for name in NODES:
                 procs[name] = _spawn(ports[name], db, name, trace, app_id, tmp_path / f"{name}.out")
             for name in NODES:
-                _wait_up(f"{base[name]}/health", procs[name], tmp_path / f"{name}.out")
+                log = tmp_path / f"{name}.out"
+                wait_until_up(f"{base[name]}/health", procs[name], log=log, what=f"node {name}")
 
             # The burst, spread over the nodes' event APIs.
             events = [
@@ -144,9 +122,17 @@ def test_three_nodes_share_the_queue_and_survive_a_sigkill(tmp_path: Path) -> No
 
             # Mid-burst, make the victim sit in one step past its first lease ...
             done_steps = RUNS * node_app.STEPS // 5
-            _wait_for(lambda: trace.read_text().count("\nend ") >= done_steps, "first steps", 40)
+            wait_until(
+                lambda: trace.read_text().count("\nend ") >= done_steps,
+                message="first steps",
+                timeout=40,
+            )
             Path(f"{trace}.hold").write_text(VICTIM)
-            _wait_for(lambda: "\nheld " in f"\n{trace.read_text()}", "the victim to hold", 30)
+            wait_until(
+                lambda: "\nheld " in f"\n{trace.read_text()}",
+                message="the victim to hold",
+                timeout=30,
+            )
             time.sleep(1.5 * LEASE)
             # ... then read what it holds (a lower bound on each slot's expiry) and kill it.
             owner = f"{procs[VICTIM].pid}-%"
@@ -172,7 +158,7 @@ def test_three_nodes_share_the_queue_and_survive_a_sigkill(tmp_path: Path) -> No
                 runs = httpx.get(f"{survivor}/v1/runs", params=params, timeout=10).json()["data"]
                 return len(runs) == RUNS and all(r["status"] == "Completed" for r in runs)
 
-            _wait_for(all_completed, "every run to complete", 60)
+            wait_until(all_completed, message="every run to complete", timeout=60)
             finished = httpx.get(
                 f"{survivor}/v1/events",
                 params={"name": "inngest/function.finished", "limit": 500},

@@ -31,11 +31,13 @@ import pydantic.warnings
 import pytest
 
 from stepline.engine import Engine, EngineSettings
-from stepline.engine._api import build_app
+from stepline.engine._flow.rules import FlowRules
+from stepline.engine._http.api import build_app
 from stepline.engine._registry import parse_app
-from stepline.engine._rules import FlowRules
+from tests._support.polling import wait_until
+from tests._support.server_thread import ServerThread
 
-from .servers import Recorder, ServerThread, poll
+from .servers import Recorder
 
 with warnings.catch_warnings():
     # inngest 0.5.19's comm_lib.CommRequest still declares a class-based pydantic
@@ -231,7 +233,7 @@ class Stack:
             assert len(runs) <= count, runs
             return runs if len(runs) == count else None
 
-        runs: list[dict[str, Any]] = poll(found, what=f"{count} run(s) of {local}")
+        runs: list[dict[str, Any]] = wait_until(found, message=f"{count} run(s) of {local}")
         return runs
 
     def finished(self, run_id: str, timeout: float = 20.0) -> dict[str, Any]:
@@ -241,7 +243,7 @@ class Stack:
             run: dict[str, Any] = self.get(f"/v1/runs/{run_id}")["data"]
             return run if run["status"] in TERMINAL else None
 
-        run: dict[str, Any] = poll(ended, timeout=timeout, what=f"run {run_id} to end")
+        run: dict[str, Any] = wait_until(ended, timeout=timeout, message=f"run {run_id} to end")
         return run
 
     def waiting(self, local: str, reason: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -253,7 +255,9 @@ class Stack:
                 None,
             )
 
-        run: dict[str, Any] = poll(held, timeout=timeout, what=f"a {reason} run of {local}")
+        run: dict[str, Any] = wait_until(
+            held, timeout=timeout, message=f"a {reason} run of {local}"
+        )
         return run
 
     def event_runs(self, event_id: str) -> dict[str, Any]:
@@ -492,7 +496,7 @@ def test_rate_limit_skips_the_second_event_of_a_key(stack: Stack) -> None:
         body = stack.event_runs(second)
         return body["metadata"]["skipped"] or None
 
-    assert poll(skipped, timeout=5, what="the second event to be skipped") == [
+    assert wait_until(skipped, timeout=5, message="the second event to be skipped") == [
         {"function_id": fid("rate-limit"), "reason": "rate_limited"}
     ]
     assert stack.event_runs(second)["data"] == []

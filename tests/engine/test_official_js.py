@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -32,10 +33,12 @@ except ImportError:  # Windows: installs are not serialised across processes
 
 from stepline._protocol.signing import hash_signing_key
 from stepline.engine import Engine, EngineSettings
-from stepline.engine._api import build_app
+from stepline.engine._http.api import build_app
+from tests._support.polling import wait_until
+from tests._support.server_thread import ServerThread
 
 from .conftest import database
-from .servers import Recorder, ServerThread, poll
+from .servers import Recorder
 
 # Fixture setup (npm install, process start) is bounded by its own timeouts; each test's
 # own body keeps the suite's 60 s limit.
@@ -184,7 +187,7 @@ class Stack:
             assert len(found) <= 1, runs
             return found[0] if found else None
 
-        return str(poll(find, what=f"a {function_id} run for event {event_id}"))
+        return str(wait_until(find, message=f"a {function_id} run for event {event_id}"))
 
     def run(self, run_id: str) -> dict[str, Any]:
         response = self.http.get(f"{self.base}/v1/runs/{run_id}")
@@ -197,7 +200,7 @@ class Stack:
             run = self.run(run_id)
             return run if run["status"] in TERMINAL else None
 
-        result: dict[str, Any] = poll(ended, timeout=timeout, what=f"run {run_id} to end")
+        result: dict[str, Any] = wait_until(ended, timeout=timeout, message=f"run {run_id} to end")
         return result
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
@@ -213,7 +216,9 @@ class Stack:
                 None,
             )
 
-        found: dict[str, Any] = poll(find, what=f"step {name} of run {run_id} to be {status}")
+        found: dict[str, Any] = wait_until(
+            find, message=f"step {name} of run {run_id} to be {status}"
+        )
         return found
 
     # the js app's own logs
@@ -282,7 +287,8 @@ def run_js_app(app_dir: Path, engine_url: str, log: Path, *, signed: bool) -> It
                     return int(line.split()[1])
             return None
 
-        yield f"http://127.0.0.1:{poll(port, timeout=30, what='node app.js to listen')}/api/inngest"
+        listening = wait_until(port, timeout=30, message="node app.js to listen")
+        yield f"http://127.0.0.1:{listening}/api/inngest"
     finally:
         proc.terminate()
         try:
@@ -489,7 +495,7 @@ def test_non_retriable_error_fails_without_retrying(stack: Stack) -> None:
         ).json()["data"]
         return next((e for e in events if e["data"].get("run_id") == run_id), None)
 
-    event = poll(failed_event, what="inngest/function.failed")
+    event = wait_until(failed_event, message="inngest/function.failed")
     assert event["data"]["function_id"] == f"{APP_ID}-doomed"
     assert event["data"]["error"]["name"] == "NonRetriableError"
     assert event["data"]["error"]["message"] == "this cannot work"
@@ -582,3 +588,33 @@ def test_signed_calls_in_start_mode(signed_stack: Stack) -> None:
     assert {c.authorization for c in checkpoints} == {bearer}
     refused = httpx.post(f"{stack.base}/v1/checkpoint/{run_id}/async", json={"steps": []})
     assert refused.status_code == 401
+
+
+def test_moving_the_signed_app_to_another_origin_needs_the_trust_probe(
+    signed_stack: Stack,
+) -> None:
+    """A registration moving the app is accepted once the js SDK answers the signed probe."""
+    stack = signed_stack
+    registered = stack.recorder.to("/fn/register")[0].body
+    text = json.dumps(registered)
+    assert stack.app_url in text
+
+    def register(url: str) -> httpx.Response:
+        return stack.http.post(
+            f"{stack.base}/fn/register", json=json.loads(text.replace(stack.app_url, url))
+        )
+
+    def registered_url() -> str:
+        [app] = stack.http.get(f"{stack.base}/v1/apps").json()["data"]
+        return str(app["url"])
+
+    refused = register("http://127.0.0.1:9/api/inngest")  # nothing answers the probe there
+    assert refused.status_code == 403, refused.text
+    assert registered_url() == stack.app_url
+    moved = stack.app_url.replace("://127.0.0.1:", "://localhost:")
+    accepted = register(moved)  # the same js app under another origin: a signed answer
+    assert accepted.status_code == 200, accepted.text
+    assert registered_url() == moved
+    back = register(stack.app_url)
+    assert back.status_code == 200, back.text
+    assert registered_url() == stack.app_url

@@ -26,11 +26,13 @@ import pydantic.warnings
 import pytest
 
 from stepline.engine import Engine, EngineSettings
-from stepline.engine._api import build_app
+from stepline.engine._http.api import build_app
+from tests._support.polling import wait_until
+from tests._support.server_thread import ServerThread
 
 from . import inngest_app
 from .inngest_app import APP_ID, EXTRA_APP_ID, Record, event, fid
-from .servers import RequestLog, ServerThread, poll
+from .servers import RequestLog
 
 with warnings.catch_warnings():
     # inngest 0.5.19's comm_lib.CommRequest still declares a class-based pydantic
@@ -81,7 +83,7 @@ class Stack:
             assert len(runs) <= count, runs
             return runs[::-1] if len(runs) == count else None
 
-        return poll(found, what=f"{count} run(s) of {local_fn}")
+        return wait_until(found, message=f"{count} run(s) of {local_fn}")
 
     def only_run(self, local_fn: str) -> str:
         return str(self.wait_runs(local_fn)[0]["run_id"])
@@ -93,16 +95,16 @@ class Stack:
             run: dict[str, Any] = self.get(f"/v1/runs/{run_id}")["data"]
             return run if run["status"] in TERMINAL else None
 
-        return poll(ended, timeout=timeout, what=f"run {run_id} to end")
+        return wait_until(ended, timeout=timeout, message=f"run {run_id} to end")
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
         return list(self.get(f"/v1/runs/{run_id}/steps")["data"])
 
     def wait_step(self, run_id: str, status: str) -> dict[str, Any]:
         """The run's first step with ``status`` (e.g. parked: Sleeping, Waiting)."""
-        return poll(
+        return wait_until(
             lambda: next((s for s in self.steps(run_id) if s["status"] == status), None),
-            what=f"a {status} step in run {run_id}",
+            message=f"a {status} step in run {run_id}",
         )
 
 
@@ -644,3 +646,62 @@ def test_state_over_4_mib_is_fetched_through_the_api(stack: Stack) -> None:
     steps = stack.steps(run_id)
     assert [s["name"] for s in steps] == ["step_0", "step_1", "step_2", "step_3"]
     assert all(len(s["output"]) == inngest_app.BIG for s in steps)
+
+
+# -- production mode ----------------------------------------------------------------------
+
+PROD_KEY = "signkey-prod-" + "0f1e" * 16
+PROD_EVENT_KEY = "official-py-event-key"
+
+
+def test_production_mode_answers_are_signed_and_accepted(tmp_path: Any) -> None:
+    """A start-mode engine checks every answer's signature: inngest-py's pass (issue 19)."""
+    settings = EngineSettings(
+        mode="start",
+        signing_keys=(PROD_KEY,),
+        event_keys=(PROD_EVENT_KEY,),
+        database_url=str(tmp_path / "prod.db"),
+        retry_scale=0.001,
+        retry_jitter=0.0,
+        poll_interval=0.05,
+    )
+    engine_server = ServerThread("stepline-engine-prod", lifespan="on")
+    app_server = ServerThread("inngest-app-prod")
+    client = inngest.Inngest(
+        app_id="official-prod",
+        is_production=True,
+        signing_key=PROD_KEY,
+        event_key=PROD_EVENT_KEY,
+        api_base_url=engine_server.url,
+        event_api_base_url=engine_server.url,
+    )
+
+    @client.create_function(fn_id="steps", trigger=inngest.TriggerEvent(event="prod/go"), retries=0)
+    async def steps(ctx: inngest.Context) -> dict[str, Any]:
+        first = await ctx.step.run("a", lambda: int(ctx.event.data["n"]) + 1)
+        second = await ctx.step.run("b", lambda: first * 2)
+        return {"a": first, "b": second}
+
+    app = fastapi.FastAPI()
+    inngest.fast_api.serve(app, client, [steps])
+    bearer = {"authorization": f"Bearer {PROD_KEY}"}
+    with contextlib.ExitStack() as stop:
+        stop.callback(engine_server.stop)
+        stop.callback(app_server.stop)
+        engine_server.start(build_app(Engine(settings)))
+        app_server.start(app)
+        http = stop.enter_context(
+            httpx.Client(base_url=engine_server.url, timeout=30, headers=bearer)
+        )
+        synced = http.post("/v1/apps/sync", json={"url": f"{app_server.url}/api/inngest"})
+        assert synced.status_code == 200, synced.text
+        assert synced.json()["data"]["ok"] is True, synced.text
+        [event_id] = client.send_sync(inngest.Event(name="prod/go", data={"n": 3}))
+
+        def ended() -> dict[str, Any] | None:
+            runs = http.get(f"/v1/events/{event_id}/runs").json()["data"]
+            return runs[0] if runs and runs[0]["status"] in TERMINAL else None
+
+        run = wait_until(ended, message="the production run to end")
+    assert run["status"] == "Completed", run
+    assert run["output"] == {"a": 4, "b": 8}

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import StubServer
 from stepline._protocol import signing
 from stepline.engine import Engine, EngineSettings, ManualClock, RunStatus
 from stepline.engine._store import RunFilter
+from tests.conftest import StubServer
 
 from .conftest import arun, finished, only_run
 
@@ -91,7 +91,8 @@ def test_ai_gateway_call_is_made_by_the_engine(db: str, stub_server: StubServer)
     stub_server.answer = answer
 
     async def scenario() -> None:
-        engine = await start(db, stub_server)
+        # the mock provider listens on loopback, which the gateway refuses unless allowed
+        engine = await start(db, stub_server, gateway_allow=("127.0.0.1/32",))
         try:
             await engine.send({"name": "s/go"})
             run = await finished(engine, await only_run(engine, "stub-fn"))
@@ -241,7 +242,13 @@ def test_malformed_answers_fail_the_run_after_its_attempts(
 
 
 def test_production_mode_signs_every_call(db: str, stub_server: StubServer) -> None:
-    stub_server.answer = lambda _req: (200, "signed", SDK)
+    def answer(_req: dict[str, Any]) -> tuple[Any, ...]:
+        # an SDK in production signs its answer with the key that validated the call
+        body = json.dumps("signed").encode()
+        signature = signing.sign(body, KEY, now=time.time())
+        return 200, body, {**SDK, "x-inngest-signature": signature}
+
+    stub_server.answer = answer
 
     async def scenario() -> None:
         engine = await start(

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from stepline.engine._limits import gcra, gcra_reserve
-from stepline.engine._rules import RegistrationError, parse_flow
+from stepline.engine._flow.limits import gcra, gcra_reserve
+from stepline.engine._flow.rules import RegistrationError, parse_flow
 
 
 def test_every_rule_parses_with_its_values() -> None:

@@ -14,9 +14,9 @@ import stepline
 import stepline.asgi
 from stepline._comm import registration
 from stepline.engine import Engine, EngineSettings, RunStatus
+from tests._support.server_thread import ServerThread
 
 from .conftest import arun, dev_client, only_run, running
-from .servers import ServerThread
 
 
 def _app() -> tuple[stepline.Client, list[stepline.Function]]:

@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 import pytest
 
 from stepline.engine import EngineSettings
-from stepline.engine._engine import store_for
 from stepline.engine._model import (
     AppRecord,
     EventRecord,
@@ -22,7 +21,7 @@ from stepline.engine._model import (
     StepRecord,
     StepStatus,
 )
-from stepline.engine._store import EventFilter, RunFilter, Store, Tx
+from stepline.engine._store import EventFilter, RunFilter, Store, Tx, store_for
 
 from .conftest import arun
 

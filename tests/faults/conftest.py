@@ -19,16 +19,18 @@ import httpx
 from starlette.testclient import TestClient
 
 import stepline
-from engine import conftest as engine_conftest
-from engine.conftest import arun  # noqa: F401
-from engine.servers import POSTGRES_URL, ServerThread, free_port, postgres_schema, wait_for  # noqa: F401
-from engine.servers import closing_client as closing  # noqa: F401
 from stepline._comm import registration
 from stepline._comm.handler import CommHandler
 from stepline._protocol import signing
 from stepline.engine import Engine, EngineSettings
-from stepline.engine._api import build_app
+from stepline.engine._http.api import build_app
 from stepline.engine._response import RawResponse
+from tests._support.polling import wait_until
+from tests._support.server_thread import ServerThread
+from tests.engine import conftest as engine_conftest
+from tests.engine.conftest import arun  # noqa: F401
+from tests.engine.servers import POSTGRES_URL, postgres_schema  # noqa: F401
+from tests.engine.servers import closing_client as closing  # noqa: F401
 
 T = TypeVar("T")
 
@@ -161,7 +163,9 @@ def fuzz_target(db: str, *, http: Any = None, **settings: Any) -> Iterator[Targe
     auth = {}
     if options.get("mode") == "start":
         auth = {"authorization": f"Bearer {signing.hash_signing_key(SIGNING_KEY)}"}
-    with TestClient(build_app(engine)) as http:
+    # a non-browser client (as the SDKs are): the dev-mode guard is tested in test_sec_devmode
+    local, not_a_browser = "http://127.0.0.1:8288", {"x-stepline-csrf": "1"}
+    with TestClient(build_app(engine), base_url=local, headers=not_a_browser) as http:
         target = Target(http, engine, "", auth)
         client, functions = bystander()
         target.call(engine.serve, client, functions)
@@ -172,7 +176,7 @@ def fuzz_target(db: str, *, http: Any = None, **settings: Any) -> Iterator[Targe
             steps = target.call(engine.run_steps, target.bystander_run)
             return True if any(s.step_id and s.status.value == "Waiting" for s in steps) else None
 
-        wait_for(waiting, what="the bystander to wait for its release")
+        wait_until(waiting, message="the bystander to wait for its release")
         yield target
         target.call(engine.send, {"name": RELEASE_EVENT, "data": {"n": 7, "by": 3}})
         run = target.call(engine.wait_for_run, target.bystander_run, timeout=20)

@@ -24,8 +24,8 @@ from typing import Any
 
 import uvicorn
 
-from stepline.engine import Engine, EngineSettings
-from stepline.engine._api import build_app
+from stepline.engine import Engine, EngineSettings, _starts
+from stepline.engine._http.api import build_app
 from stepline.engine._runloop import RunLoop
 
 
@@ -52,7 +52,7 @@ def _install(spec: str) -> None:
         return wrapper
 
     if point == "start":
-        RunLoop.start_run = after(RunLoop.start_run)  # type: ignore[method-assign]
+        _starts.start_run = after(_starts.start_run)
     elif point == "apply":
         RunLoop.apply = after(RunLoop.apply)  # type: ignore[method-assign]
     elif point == "commit":
@@ -62,8 +62,8 @@ def _install(spec: str) -> None:
 
 
 def _commit_hook(hit: Any) -> None:
-    from stepline.engine._postgres import PostgresStore
-    from stepline.engine._sqlite import SqliteStore
+    from stepline.engine._store.postgres import PostgresStore
+    from stepline.engine._store.sqlite import SqliteStore
 
     for store in (SqliteStore, PostgresStore):
         original = store.atomic

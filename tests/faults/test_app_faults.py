@@ -23,7 +23,7 @@ import pytest
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._backoff import Backoff
 from stepline.engine._driver import HttpDriver
-from stepline.engine._rules import RegistrationError
+from stepline.engine._flow.rules import RegistrationError
 
 from . import fault_app
 from .conftest import AppServer, arun, captured_logs, register_http

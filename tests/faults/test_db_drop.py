@@ -28,8 +28,9 @@ import pytest
 
 import stepline
 from stepline.engine import Engine, EngineSettings
-from stepline.engine._api import build_app
-from stepline.engine._postgres import COMMIT_LOST
+from stepline.engine._http.api import build_app
+from stepline.engine._store.postgres import COMMIT_LOST
+from tests._support.polling import await_until
 
 from .conftest import POSTGRES_URL, captured_logs, postgres_schema
 from .fault_app import Trace
@@ -78,7 +79,10 @@ def test_dropped_connections_lose_and_repeat_nothing() -> None:
 
         async def scenario() -> tuple[list[str], list[Any], list[Any], list[int]]:
             transport = httpx.ASGITransport(app=build_app(engine))
-            async with engine, httpx.AsyncClient(transport=transport, base_url="http://e") as http:
+            async with (
+                engine,
+                httpx.AsyncClient(transport=transport, base_url="http://localhost") as http,
+            ):
                 await engine.serve(client, functions)
                 acked: list[str] = []
                 dropped: list[int] = []
@@ -145,12 +149,14 @@ def _finished() -> Any:
 async def _settled(engine: Engine, total: int) -> list[Any]:
     from stepline.engine._store import RunFilter
 
-    deadline = time.monotonic() + 60
-    while True:
-        runs = await engine.list_runs(RunFilter(limit=500))
-        if len(runs) >= total and all(r.status.terminal for r in runs):
-            return runs
-        if time.monotonic() > deadline:
-            states = collections.Counter(r.status.value for r in runs)
-            raise AssertionError(f"runs never settled: {len(runs)}/{total} {states}")
-        await asyncio.sleep(0.1)
+    runs: list[Any] = []
+
+    async def settled() -> list[Any] | None:
+        runs[:] = await engine.list_runs(RunFilter(limit=500))
+        return runs if len(runs) >= total and all(r.status.terminal for r in runs) else None
+
+    def state() -> str:
+        states = collections.Counter(r.status.value for r in runs)
+        return f"runs to settle: {len(runs)}/{total} {states}"
+
+    return await await_until(settled, timeout=60, interval=0.1, message=state)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import json
 import os
 import random
@@ -36,8 +37,10 @@ import stepline
 import stepline.asgi
 from stepline._comm import registration
 from stepline._comm.handler import CommHandler
+from tests._support.polling import wait_until
+from tests._support.processes import clean_env, free_port, log_tail, spawn
 
-from .conftest import AppServer, free_port, wait_for
+from .conftest import AppServer
 from .fault_app import Trace
 
 HERE = Path(__file__).parent
@@ -87,28 +90,28 @@ class Lives:
         self.kills = 0
 
     def spawn(self, spec: str = "") -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPLINE_", "INNGEST_"))}
-        env.update(PYTHONUNBUFFERED="1", FAULT_KILL=spec)
         with self.log.open("ab") as out:
             out.write(f"--- life with FAULT_KILL={spec or '(none)'}\n".encode())
-            out.flush()
-            args = [sys.executable, str(HERE / "kill_engine.py"), str(self.port), self.db]
-            self.proc = subprocess.Popen(args, stdout=out, stderr=out, env=env)
+        args = [sys.executable, str(HERE / "kill_engine.py"), str(self.port), self.db]
+        self.proc = spawn(args, log=self.log, env=clean_env(FAULT_KILL=spec), append=True)
 
     def up(self) -> bool:
         """Whether the engine answers (False if it died meanwhile)."""
-        assert self.proc is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
+        proc = self.proc
+        assert proc is not None
+
+        def answered() -> str | None:
+            if proc.poll() is not None:
+                return "died"
+            with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"the engine never came up:\n{self.log.read_text()[-3000:]}")
+                    return "up"
+            return None
+
+        def never() -> str:
+            return f"the engine to come up:\n{log_tail(self.log)}"
+
+        return wait_until(answered, timeout=30, interval=0.05, message=never) == "up"
 
     def queue(self, count: int) -> None:
         seed = f"{int(time.time() * 1000)},{base64.b64encode(os.urandom(10)).decode()}"
@@ -215,7 +218,7 @@ def _settled(base: str, total: int) -> list[dict[str, Any]]:
         finished = [r for r in runs if r["status"] in ("Completed", "Failed", "Cancelled")]
         return runs if len(runs) >= total and len(finished) == len(runs) else None
 
-    runs = wait_for(done, what=f"{total} runs to end", timeout=60)
+    runs = wait_until(done, message=f"{total} runs to end", timeout=60)
     assert len(runs) == total, f"{len(runs)} runs for {total} expected"
     return runs
 

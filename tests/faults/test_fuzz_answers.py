@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stepline._protocol.opcodes import Opcode
-from stepline.engine import Engine, EngineSettings, _views
+from stepline.engine import Engine, EngineSettings
+from stepline.engine._http import views
 from stepline.engine._response import RawResponse
 
 from .conftest import BYSTANDER_EVENT, RELEASE_EVENT, bystander, captured_logs, expected
@@ -230,9 +231,9 @@ def test_any_answer_ends_the_run_cleanly_and_spares_the_bystander(db: str) -> No
             run = await engine.get_run(run_id)
         assert run.status.terminal, run
         # what the REST API would answer must be valid JSON (Starlette refuses NaN)
-        json.dumps(_views.run(run, with_events=True), allow_nan=False)
+        json.dumps(views.run(run, with_events=True), allow_nan=False)
         for step in await engine.run_steps(run_id):
-            json.dumps(_views.step(step), allow_nan=False)
+            json.dumps(views.step(step), allow_nan=False)
 
     with captured_logs("stepline", level=logging.ERROR) as errors:
         bystander_run = loop.run_until_complete(start())

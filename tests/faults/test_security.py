@@ -2,7 +2,7 @@
 
 Covered elsewhere and not repeated: signature parsing, freshness and fallback at the unit
 level (``tests/protocol/test_signing.py``), the SDK refusing unsigned or forged calls
-(``tests/sdk/test_comm_execute.py``), bearer checks on a few routes and the event key
+(``tests/sdk/test_comm_signatures.py``), bearer checks on a few routes and the event key
 (``tests/engine/test_api.py``), dashboard sign-in and sessions
 (``tests/dashboard/test_auth.py``), ``start`` without keys and ``dev --host 0.0.0.0``
 (``tests/engine/test_cli.py``, ``test_config.py``).
@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,10 +38,13 @@ from stepline._comm.handler import CommHandler
 from stepline._comm.messages import CommRequest
 from stepline._protocol import signing
 from stepline.engine import Engine, EngineSettings
-from stepline.engine._api import build_app
 from stepline.engine._config import EngineConfigError, resolve
+from stepline.engine._http.api import build_app
+from tests._support.polling import wait_until
+from tests._support.processes import clean_env, engine_command, free_port, spawned
+from tests._support.recording import AppCalls
 
-from .conftest import AppServer, captured_logs, closing, free_port, wait_for
+from .conftest import AppServer, captured_logs, closing
 
 OLD = "signkey-prod-" + "0a1b" * 16
 NEW = "signkey-prod-" + "2c3d" * 16
@@ -54,47 +54,6 @@ DASHBOARD_KEY = "sec dashboard passphrase"
 
 
 # -- apps and engines over HTTP ---------------------------------------------------------------
-
-
-class Recorder:
-    """ASGI middleware keeping every request (and the answer's headers) an app receives."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.calls: list[dict[str, Any]] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        call = {
-            "method": scope["method"],
-            "headers": {k.decode().lower(): v.decode() for k, v in scope["headers"]},
-            "body": body,
-            "received": time.time(),
-        }
-        self.calls.append(call)
-
-        async def replay() -> Any:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def keep(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                call["status"] = message["status"]
-                call["answer_headers"] = {
-                    k.decode().lower(): v.decode() for k, v in message["headers"]
-                }
-            elif message["type"] == "http.response.body":
-                call["answer"] = call.get("answer", b"") + message.get("body", b"")
-            await send(message)
-
-        await self.app(scope, replay, keep)
 
 
 def _app(engine_url: str, key: str, fallback: str | None) -> tuple[stepline.Client, Any]:
@@ -134,12 +93,12 @@ def _production(db: str, keys: tuple[str, ...], **extra: Any) -> EngineSettings:
 @contextlib.contextmanager
 def _deployment(
     db: str, engine_keys: tuple[str, ...], app_key: str, app_fallback: str | None
-) -> Iterator[tuple[str, Recorder, dict[str, str]]]:
+) -> Iterator[tuple[str, AppCalls, dict[str, str]]]:
     """A start-mode engine and a production app, both over HTTP on loopback."""
     engine = Engine(_production(db, engine_keys))
     with AppServer(build_app(engine), name="engine") as server:
         _client, app = _app(server.base, app_key, app_fallback)
-        recorder = Recorder(app)
+        recorder = AppCalls(app)
         with AppServer(recorder, name="app") as app_server:
             auth = {"authorization": signing.bearer_token(engine_keys[0])}
             yield server.base, recorder, auth | {"x-app-url": f"{app_server.base}/api/inngest"}
@@ -160,10 +119,10 @@ def _sync_and_run(base: str, auth: dict[str, str]) -> tuple[httpx.Response, dict
         done = [r for r in runs if r["status"] in ("Completed", "Failed")]
         return done[0] if done else None
 
-    return synced, wait_for(ended, what="the run to end")
+    return synced, wait_until(ended, message="the run to end")
 
 
-def _posts(recorder: Recorder) -> list[dict[str, Any]]:
+def _posts(recorder: AppCalls) -> list[dict[str, Any]]:
     return [c for c in recorder.calls if c["method"] == "POST"]
 
 
@@ -240,7 +199,7 @@ def test_a_foreign_key_fails_cleanly_both_ways(tmp_path: Path) -> None:
             runs = httpx.get(f"{base}/v1/events/{sent}/runs", headers=engine).json()["data"]
             return runs[0] if runs and runs[0]["status"] == "Failed" else None
 
-        failed = wait_for(ended, what="the run to fail")
+        failed = wait_until(ended, message="the run to fail")
         posts = _posts(recorder)
         # refused as non-retriable: one attempt, not the four allowed
         assert [c["status"] for c in posts] == [401]
@@ -294,10 +253,12 @@ def _app_functions(client: stepline.Client) -> list[stepline.Function]:
 # -- authentication of every route ---------------------------------------------------------
 
 
-#: Routes open in start mode: health, the readiness probe inngest-py polls, the sign-in
-#: page and form, sign-out, the dashboard's static assets, and the event API (its key).
+#: Routes open in start mode: health and readiness (probes of process managers), the
+#: readiness probe inngest-py polls, the sign-in page and form, sign-out, the dashboard's
+#: static assets, and the event API (its key).
 PUBLIC = {
     ("GET", "/health"),
+    ("GET", "/ready"),
     ("POST", "/v0/connect/start"),
     ("GET", "/"),
     ("POST", "/login"),
@@ -422,39 +383,31 @@ def test_every_body_taking_endpoint_answers_413_past_its_limit(tmp_path: Path) -
 def test_a_start_mode_engine_at_debug_level_never_logs_a_secret(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPLINE_", "INNGEST_"))}
-    env.update(
-        PYTHONUNBUFFERED="1",
+    env = clean_env(
         STEPLINE_SIGNING_KEY=NEW,
         STEPLINE_SIGNING_KEY_FALLBACK=OLD,
         STEPLINE_EVENT_KEY=",".join(EVENT_KEYS),
         STEPLINE_DASHBOARD_KEY=DASHBOARD_KEY,
     )
     log = tmp_path / "engine.log"
-    command = [
-        sys.executable, "-m", "stepline.engine", "start", "--port", str(port),
-        "--db", str(tmp_path / "e.db"), "--log-level", "debug", "--retry-scale", "0",
-    ]  # fmt: skip
+    command = engine_command(
+        "start", "--port", str(port), "--db", str(tmp_path / "e.db"),
+        "--log-level", "debug", "--retry-scale", "0",
+    )  # fmt: skip
     _client, app = _app(base, OLD, NEW)
     with (
         captured_logs("stepline", level=logging.DEBUG) as sdk_lines,
-        log.open("wb") as out,
         AppServer(app, name="app") as app_server,
+        spawned(command, log=log, env=env, up=f"{base}/health", what="the engine"),
     ):
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        try:
-            wait_for(lambda: _healthy(base, proc), what="the engine", timeout=30)
-            auth = {
-                "authorization": signing.bearer_token(NEW),
-                "x-app-url": f"{app_server.base}/api/inngest",
-            }
-            _synced, run = _sync_and_run(base, auth)
-            assert run is not None
-            assert run["status"] == "Completed"
-            cookies = _exercise_refusals(base)
-        finally:
-            proc.terminate()
-            proc.wait(15)
+        auth = {
+            "authorization": signing.bearer_token(NEW),
+            "x-app-url": f"{app_server.base}/api/inngest",
+        }
+        _synced, run = _sync_and_run(base, auth)
+        assert run is not None
+        assert run["status"] == "Completed"
+        cookies = _exercise_refusals(base)
     text = log.read_text(errors="replace")
     assert "Stepline engine" in text, text[:2000]
     assert "DEBUG" in text, text[:2000]  # it did log, verbosely
@@ -469,14 +422,6 @@ def test_a_start_mode_engine_at_debug_level_never_logs_a_secret(tmp_path: Path) 
     for secret in secrets:
         assert secret not in text, f"a secret ({secret[:6]}...) is in the engine's log"
         assert secret not in sdk_text, f"a secret ({secret[:6]}...) is in the SDK's log"
-
-
-def _healthy(base: str, proc: subprocess.Popen[bytes]) -> bool | None:
-    assert proc.poll() is None, "the engine exited"
-    with contextlib.suppress(httpx.HTTPError):
-        if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-            return True
-    return None
 
 
 def _key_forms(key: str) -> list[str]:

@@ -13,12 +13,13 @@ import urllib.parse
 from typing import Any
 
 import flask
-import holdout_app
 import pytest
 
 import stepline
 import stepline.flask
-from conftest import CAPTURES, StubServer, load_capture
+from tests.conftest import CAPTURES, StubServer, load_capture
+
+from . import holdout_app
 
 EXCHANGES = sorted(
     p.name

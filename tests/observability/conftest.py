@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -15,8 +14,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import stepline
-from engine.servers import ServerThread
 from stepline.engine import Engine, EngineSettings, ManualClock
+from tests._support.polling import await_until, wait_until
+from tests._support.server_thread import ServerThread
 
 T = TypeVar("T")
 
@@ -43,12 +43,10 @@ class Otel:
         return [s for s in found if name is None or s.name == name]
 
     def wait_for(self, name: str, count: int = 1, timeout: float = 20.0) -> list[ReadableSpan]:
-        deadline = time.monotonic() + timeout
-        while len(self.spans(name)) < count:
-            if time.monotonic() > deadline:
-                names = sorted(s.name for s in self.spans())
-                raise AssertionError(f"{count} {name!r} span(s) never ended; have {names}")
-            time.sleep(0.02)
+        def missing() -> str:
+            return f"{count} {name!r} span(s) to end; have {sorted(s.name for s in self.spans())}"
+
+        wait_until(lambda: len(self.spans(name)) >= count, timeout=timeout, message=missing)
         return self.spans(name)
 
 
@@ -87,24 +85,23 @@ async def running(
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
     """Wait (in real time) until ``check()`` is true."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.02)
+    await await_until(check, timeout=timeout)
 
 
 async def settle(engine: Engine, clock: ManualClock, done: Callable[[], Awaitable[bool]]) -> None:
     """Run the engine to ``done()``, moving the manual clock whenever it goes idle."""
-    deadline = time.monotonic() + 30
-    while not await done():
-        if time.monotonic() > deadline:
-            raise AssertionError("the engine never settled")
+
+    async def settled() -> bool:
+        if await done():
+            return True
         await asyncio.sleep(0.01)
         if await engine.idle() and not await done():
             nxt = await engine.store.read(lambda tx: tx.next_job_at())
             if nxt is not None and nxt > clock.now():
                 clock.set(nxt)
+        return False
+
+    await await_until(settled, timeout=30, interval=0, message="the engine to settle")
 
 
 def closing(client: stepline.Client) -> Callable[[Any], Any]:

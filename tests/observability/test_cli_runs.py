@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,11 @@ import starlette.applications
 
 import stepline
 import stepline.starlette
-from stepline.engine import Engine, _progress
-from stepline.engine._api import build_app
-from stepline.engine._cli import main
+from stepline.engine import Engine
+from stepline.engine._cli import progress as _progress
+from stepline.engine._cli.commands import main
+from stepline.engine._http.api import build_app
+from tests._support.polling import wait_until
 
 from .conftest import ServerThread, closing, dev_client, settings
 
@@ -77,13 +78,14 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 def wait_for_status(
     stack: Stack, capsys: pytest.CaptureFixture[str], run_id: str, status: str
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while True:
-        shown: dict[str, Any] = stack.cli_json(capsys, "runs", "show", run_id)
-        if shown["status"] == status:
-            return shown
-        assert time.monotonic() < deadline, f"run {run_id} stayed {shown['status']}"
-        time.sleep(0.05)
+    def shown() -> dict[str, Any] | None:
+        found: dict[str, Any] = stack.cli_json(capsys, "runs", "show", run_id)
+        return found if found["status"] == status else None
+
+    found: dict[str, Any] = wait_until(
+        shown, timeout=20, interval=0.05, message=f"run {run_id} to be {status}"
+    )
+    return found
 
 
 def test_send_then_list_show_and_cancel_runs(
@@ -91,8 +93,9 @@ def test_send_then_list_show_and_cancel_runs(
 ) -> None:
     code, out, err = stack.cli(capsys, "send", "cli/hello", "--data", '{"who": "cli"}')
     assert code == 0, err
-    [event_id] = out.split()
+    event_id, started = out.splitlines()
     assert len(event_id) == 26  # a ULID
+    assert started.endswith(" (cli-hello)")  # the run it started
 
     [run] = stack.cli_json(capsys, "runs", "list", "--function", "cli-hello")["data"]
     shown = wait_for_status(stack, capsys, run["run_id"], "Completed")

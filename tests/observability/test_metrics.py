@@ -14,9 +14,9 @@ import stepline
 from stepline._comm import registration
 from stepline._comm.handler import CommHandler
 from stepline.engine import Engine, ManualClock, RunStatus
-from stepline.engine import _prometheus as prom
-from stepline.engine._api import build_app
-from stepline.engine._metrics import call_result
+from stepline.engine._http.api import build_app
+from stepline.engine._observe import prometheus as prom
+from stepline.engine._observe.metrics import call_result
 from stepline.engine._response import Completed, Failed, RawResponse
 
 from .conftest import arun, dev_client, running, settings, settle, until
@@ -107,7 +107,7 @@ def test_a_scrape_after_a_known_workload(tmp_path: Path) -> None:
 
             await settle(engine, clock, settled)
             transport = httpx.ASGITransport(app=build_app(engine))
-            async with httpx.AsyncClient(transport=transport, base_url="http://engine") as http:
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
                 before = (await http.get("/metrics")).text
                 [waiting] = [r for r in await engine.list_runs() if not r.status.terminal]
                 await engine.cancel(waiting.run_id)
@@ -187,7 +187,7 @@ def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
         assert engine.observer is None  # and so no wrapped store, no per-job hooks
         async with running(engine):
             transport = httpx.ASGITransport(app=build_app(engine))
-            async with httpx.AsyncClient(transport=transport, base_url="http://e") as http:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
                 return (await http.get("/metrics")).status_code
 
     assert arun(scenario()) == 404
@@ -200,7 +200,7 @@ def test_metrics_need_the_signing_key_in_start_mode(tmp_path: Path) -> None:
         engine = Engine(settings(tmp_path, mode="start", signing_keys=(key,), event_keys=("e",)))
         async with running(engine):
             transport = httpx.ASGITransport(app=build_app(engine))
-            async with httpx.AsyncClient(transport=transport, base_url="http://e") as http:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
                 anonymous = (await http.get("/metrics")).status_code
                 bearer = {"authorization": f"Bearer {key}"}
                 allowed = (await http.get("/metrics", headers=bearer)).status_code

@@ -6,7 +6,7 @@ import pytest
 
 import stepline.logs
 from stepline.engine import EngineConfigError, resolve
-from stepline.engine._cli import _parser
+from stepline.engine._cli.commands import _parser
 
 
 def test_defaults_and_environment() -> None:
@@ -20,7 +20,7 @@ def test_defaults_and_environment() -> None:
 
 
 def test_flags_win_over_the_environment() -> None:
-    from stepline.engine._cli import _observability
+    from stepline.engine._cli.commands import _observability
 
     args = _parser().parse_args(["dev", "--log-format", "json", "--otel", "--no-metrics"])
     settings = resolve(environ={"STEPLINE_LOG_FORMAT": "text"}, **_observability(args))

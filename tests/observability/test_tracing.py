@@ -21,9 +21,9 @@ import stepline
 import stepline.starlette
 from stepline import _runs, _tracing
 from stepline.engine import Engine, EngineConfigError, EngineSettings
-from stepline.engine import _tracing as engine_tracing
-from stepline.engine._api import build_app
+from stepline.engine._http.api import build_app
 from stepline.engine._model import Run, RunStatus
+from stepline.engine._observe import tracing as engine_tracing
 
 from .conftest import Otel, ServerThread, arun, closing, dev_client, running, settings, until
 
@@ -254,7 +254,7 @@ def test_starting_a_run_inside_a_span_continues_its_trace(tmp_path: Path, otel: 
         engine = Engine(settings(tmp_path), tracer_provider=otel.provider)
         async with running(engine, [(client, [started])]):
             transport = httpx.ASGITransport(app=build_app(engine))
-            async with httpx.AsyncClient(transport=transport, base_url="http://engine") as api:
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as api:
                 answer = await api.post(
                     "/v1/functions/obs-started/runs", json={"data": {}}, headers=carried
                 )

@@ -10,38 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-import uvicorn
-
 import stepline
 from stepline.engine import Engine, EngineSettings
-from stepline.engine._api import build_app
+from stepline.engine._http.api import build_app
+from tests._support.polling import wait_until
+from tests._support.server_thread import ServerThread
 
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def poll(check: Callable[[], T], timeout: float = 15.0, interval: float = 0.02) -> T:
     """Call ``check`` until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout}s (last: {result!r})")
-        time.sleep(interval)
+    found: T = wait_until(
+        lambda: check() or None, timeout=timeout, interval=interval, message="a truthy result"
+    )
+    return found
 
 
 class LoopThread:
@@ -138,20 +125,8 @@ class EngineServer:
     def __init__(self, database: str, **settings: Any) -> None:
         self.engine = Engine(EngineSettings(database_url=database, **settings))
         self._apps: list[tuple[stepline.Client, Sequence[stepline.Function]]] = []
-        self._sock = socket.socket()
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            self._wrap(build_app(self.engine)),
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
+        self._server = ServerThread("engine", lifespan="on", graceful=2)
+        self.url = self._server.url
 
     def _wrap(self, app: Any) -> Any:
         engine, apps = self.engine, self._apps
@@ -176,15 +151,11 @@ class EngineServer:
         self._apps.append((client, functions))
 
     def start(self) -> EngineServer:
-        self._thread.start()
-        poll(lambda: self._server.started or not self._thread.is_alive(), timeout=20)
-        assert self._server.started, "the engine did not start"
+        self._server.start(self._wrap(build_app(self.engine)), timeout=20)
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(15)
-        self._sock.close()
+        self._server.stop()
 
     def __enter__(self) -> EngineServer:
         return self.start()

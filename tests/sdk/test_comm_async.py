@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 import stepline
-from conftest import StubServer
 from stepline._comm import CommHandler, CommRequest, CommResponse
 from stepline._comm import handler as handler_module
 from stepline._protocol import signing
+from tests._support.polling import wait_until
+from tests.conftest import StubServer
 
 KEY_A = "signkey-prod-aaaa"
 KEY_B = "signkey-prod-bbbb"
@@ -286,9 +287,7 @@ def test_close_releases_the_private_loop() -> None:
     assert loop is not None
     try:
         handler.close()
-        deadline = time.monotonic() + 5
-        while loop.is_running() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: not loop.is_running(), timeout=5, interval=0.005, message="no loop")
         assert not loop.is_running()
         assert loop.is_closed()
     finally:

@@ -17,9 +17,9 @@ import pytest
 
 import stepline
 import stepline.flask
-from conftest import StubServer
 from stepline._comm import CommHandler, CommRequest, CommResponse
 from stepline._protocol import signing
+from tests.conftest import StubServer
 
 KEY = "signkey-prod-123abc"
 KEY_HASH = "94bab7f22b92278ccab46e15da43a9fb8b079c05fa099d4134c6c39bbcee49f6"
@@ -96,6 +96,12 @@ def req(
 
 def signed_headers(body: bytes, key: str, *, age: float = 0.0) -> dict[str, str]:
     return {"X-Inngest-Signature": signing.sign(body, key, now=time.time() - age)}
+
+
+def signed_put(key: str = KEY, headers: dict[str, str] | None = None) -> CommRequest:
+    """An out-of-band sync as the engine sends it in production: signed, naming the URL."""
+    body = json.dumps({"url": URL}).encode()
+    return req("PUT", headers={**(headers or {}), **signed_headers(body, key)}, body=body)
 
 
 def decoded(response: CommResponse) -> Any:
@@ -311,7 +317,7 @@ def test_put_sends_bearer_hash_of_signing_key(stub_server: StubServer) -> None:
         signing_key_fallback=FALLBACK,
         api_base_url=stub_server.url,
     )
-    response = make_handler(client).handle_sync(req("PUT"))
+    response = make_handler(client).handle_sync(signed_put())
     assert response.status == 200
     [sent] = stub_server.requests  # the primary key worked: no fallback attempt
     assert sent["headers"]["authorization"] == f"Bearer {KEY_HASH}"
@@ -331,7 +337,7 @@ def test_put_retries_with_fallback_key_after_refusal(stub_server: StubServer, re
         signing_key_fallback=FALLBACK,
         api_base_url=stub_server.url,
     )
-    response = make_handler(client).handle_sync(req("PUT"))
+    response = make_handler(client).handle_sync(signed_put())
     assert response.status == 200
     assert decoded(response) == {"ok": True, "modified": False}
     auths = [r["headers"]["authorization"] for r in stub_server.requests]
@@ -347,7 +353,7 @@ def test_put_refused_by_both_keys_fails(stub_server: StubServer) -> None:
         signing_key_fallback=FALLBACK,
         api_base_url=stub_server.url,
     )
-    response = make_handler(client).handle_sync(req("PUT"))
+    response = make_handler(client).handle_sync(signed_put())
     assert response.status == 500
     body = decoded(response)
     assert body["code"] == "registration_failed"
@@ -375,7 +381,7 @@ def test_put_echoes_server_kind_as_expected_server_kind(
 ) -> None:
     stub_server.answer = lambda _req: (200, {"ok": True})
     client = make_client(is_production=production, signing_key=KEY, api_base_url=stub_server.url)
-    response = make_handler(client).handle_sync(req("PUT", headers={"X-Inngest-Server-Kind": kind}))
+    response = make_handler(client).handle_sync(signed_put(headers={"X-Inngest-Server-Kind": kind}))
     assert response.status == 200
     [sent] = stub_server.requests
     assert sent["headers"]["x-inngest-expected-server-kind"] == kind
@@ -497,8 +503,9 @@ def test_put_in_band_disallowed_falls_back_to_out_of_band(stub_server: StubServe
     [sent] = stub_server.requests
     assert sent["path"] == "/fn/register"
     assert sent["headers"]["authorization"] == f"Bearer {KEY_HASH}"
-    # Out of band, the URL is the request's own, not the one in the in-band body.
-    assert sent["body"]["url"] == "http://10.0.0.5:8000/api/inngest"
+    # Out of band and signed, the URL is the one the signed body names, not the request's
+    # Host (which the signature does not cover).
+    assert sent["body"]["url"] == "https://public.example/api/inngest"
 
 
 # --- other methods and limits -------------------------------------------------------

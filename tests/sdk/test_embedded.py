@@ -17,18 +17,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import embedded_app
 import httpx
 import pytest
 import werkzeug.middleware.dispatcher
 import werkzeug.test
 import werkzeug.wrappers
-from embedded_app import EVENT_KEY, FAST, SIGNING_KEY
-from embedded_support import poll
 
 import stepline
 from stepline import RunStatus
 from stepline.embedded import ORIGIN, EmbeddedEngine
+from tests._support.polling import wait_until
+
+from . import embedded_app
+from .embedded_app import EVENT_KEY, FAST, SIGNING_KEY
+from .embedded_support import poll
 
 
 @pytest.fixture
@@ -203,13 +205,16 @@ def _forked(
             on_message(said["message"])
     finally:
         os.close(read)
-        deadline = time.monotonic() + 20
-        while not (ended := os.waitpid(pid, os.WNOHANG))[0]:
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                ended = os.waitpid(pid, 0)
-                break
-            time.sleep(0.02)
+
+        def reaped() -> tuple[int, int] | None:
+            ended = os.waitpid(pid, os.WNOHANG)
+            return ended if ended[0] else None
+
+        try:
+            ended = wait_until(reaped, timeout=20, message=f"process {pid} to exit")
+        except AssertionError:
+            os.kill(pid, signal.SIGKILL)
+            ended = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(ended[1]) == 0, report
     return report
 
@@ -365,7 +370,7 @@ def test_asgi_mount_serves_the_engine_api(dev_engine: Any) -> None:
 
     async def scenario() -> None:
         transport = httpx.ASGITransport(app=mounted)
-        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             health = await http.get("/health")
             assert (health.status_code, health.json()) == (200, {"status": "ok"})
             assert health.headers["x-inngest-server-kind"] == "dev"
@@ -383,7 +388,7 @@ def test_asgi_mount_serves_the_engine_api(dev_engine: Any) -> None:
             assert "not found" in missing.json()["error"]
         # under a prefix (Starlette's Mount keeps it in path and sets root_path)
         prefixed = httpx.ASGITransport(app=mounted, root_path="/engine")
-        async with httpx.AsyncClient(transport=prefixed, base_url="http://app") as http:
+        async with httpx.AsyncClient(transport=prefixed, base_url="http://localhost") as http:
             health = await http.get("/engine/health")
             assert (health.status_code, health.json()) == (200, {"status": "ok"})
             runs = await http.get("/engine/v1/runs")

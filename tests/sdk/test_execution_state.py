@@ -47,7 +47,9 @@ def state_for(
 
 def run(state: ExecutionState, body: Any) -> Outcome:
     outcome = Outcome()
-    step = SyncStep(state, CLIENT, lambda: NOW)
+    step = SyncStep(
+        state, lambda: NOW, app_id=CLIENT.app_id, send=CLIENT.send, send_sync=CLIENT.send_sync
+    )
     with state.function_call(outcome):
         outcome.output = body(step)
     return outcome

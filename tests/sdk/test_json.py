@@ -230,3 +230,25 @@ def test_serde_loads_keeps_big_integers_exact(backend: str) -> None:
         "n": 123456789012345678901234567890
     }
     assert _serde.loads('"\\ud83d\\ude00"') == "\U0001f600"  # a surrogate pair is fine
+
+
+@pytest.mark.parametrize("use_orjson", [True, False])
+def test_nesting_past_the_limit_is_refused_whatever_the_recursion_limit(
+    use_orjson: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test tools (hypothesis) and libraries raise the recursion limit: the cap holds anyway."""
+    if not use_orjson:
+        monkeypatch.setattr(_json, "_orjson", None)
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)
+    try:
+        deep = '{"x": ' + "[" * 5000 + "]" * 5000 + "}"
+        with pytest.raises(ValueError, match="nested deeper than 512"):
+            _serde.loads(deep)
+    finally:
+        sys.setrecursionlimit(before)
+    edge = "[" * _serde.MAX_DEPTH + "]" * _serde.MAX_DEPTH
+    assert _serde.loads(edge) == json.loads(edge)
+    with pytest.raises(ValueError, match="nested deeper than 512"):
+        _serde.loads("[" + edge + "]")
+    assert _serde.loads('["' + "[" * 5000 + '"]') == ["[" * 5000]  # brackets in strings

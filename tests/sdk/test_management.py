@@ -17,16 +17,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import embedded_app
 import httpx
 import pytest
 import werkzeug.test
-from embedded_app import EVENT_KEY, FAST, SIGNING_KEY
-from embedded_support import EngineServer, Face, faces, free_port, poll
 
 import stepline
 from stepline import RunStatus
 from stepline.embedded import EmbeddedEngine
+from tests._support.processes import free_port
+
+from . import embedded_app
+from .embedded_app import EVENT_KEY, FAST, SIGNING_KEY
+from .embedded_support import EngineServer, Face, faces, poll
 
 
 @dataclasses.dataclass
@@ -211,8 +213,13 @@ def test_unknown_run_and_unknown_function(face: Face, app: embedded_app.App) -> 
         with pytest.raises(stepline.RunNotFoundError, match="01NOSUCHRUN") as error:
             act()
         assert error.value.http_status == 404
-    with pytest.raises(stepline.RunNotFoundError, match="shop-nope"):
+    with pytest.raises(stepline.FunctionNotRegisteredError, match="shop-nope") as unknown:
         face.start("nope")
+    # says how to sync the app, and old ``except RunNotFoundError`` clauses still catch it
+    assert "stepline dev -u" in unknown.value.message
+    assert "PUT" in unknown.value.message
+    assert isinstance(unknown.value, stepline.RunNotFoundError)
+    assert unknown.value.http_status == 404
     with pytest.raises(stepline.RunNotFoundError):
         face.rerun("01NOSUCHRUN")
 

@@ -18,6 +18,7 @@ EXPECTED = [
     "Event",
     "Function",
     "FunctionNotFoundError",
+    "FunctionNotRegisteredError",
     "ManagementError",
     "NestedStepError",
     "NonRetriableError",

@@ -158,11 +158,18 @@ def test_success_without_ids_is_an_error(body):
         flow.send(_effects.HttpResponse(status=200, headers={}, body=body))
 
 
+def _nameless() -> _event.Event:
+    """An event whose name was blanked after construction (construction refuses it)."""
+    event = _event.Event(name="x")
+    event.name = ""
+    return event
+
+
 @pytest.mark.parametrize(
     ("batch", "message"),
     [
         ([], "no events"),
-        ([_event.Event(name="")], "event 0 has no name"),
+        ([_nameless()], "event 0 has no name"),
         ([_event.Event(name="ok"), _event.Event(name="inngest/function.invoked")], "reserved"),
         ([_event.Event(name="ok", data={"x": object()})], "JSON"),
         ([_event.Event(name="ok", data={"x": float("nan")})], "JSON"),

@@ -11,16 +11,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import embedded_app
 import pydantic
 import pytest
-from embedded_app import FAST
-from embedded_support import LoopThread, free_port, poll
 
 import stepline
 from stepline import _effects, _webkit
 from stepline.embedded import EmbeddedEngine
 from stepline.web import AccessDenied, AccessRequest, RunRoutes, WebRequest, WebResponse, allow_all
+from tests._support.processes import free_port
+
+from . import embedded_app
+from .embedded_app import FAST
+from .embedded_support import LoopThread, poll
 
 
 class Native:
@@ -79,7 +81,11 @@ class Caller:
             raw = body
         else:
             raw = b"" if body is None else json.dumps(body).encode()
-        request = WebRequest(method, path, query or {}, raw, self.native, mount="/api/")
+        # a non-browser client: the kit's cross-site guard wants a JSON type or this header
+        headers = {"x-stepline-csrf": "1"}
+        request = WebRequest(
+            method, path, query or {}, raw, self.native, mount="/api/", headers=headers
+        )
         if self.face == "sync":
             return self.routes.handle_sync(request)
         return self.loop.run(self.routes.handle_async(request))
@@ -408,17 +414,22 @@ def test_authorize_sees_every_action(app: embedded_app.App, face: str, loop: Loo
     assert all(a.request is call.native for a in asked)
 
 
-def test_authorize_false_is_403(app: embedded_app.App, face: str, loop: LoopThread) -> None:
+def test_authorize_false_is_403_on_start_and_404_on_run_routes(
+    app: embedded_app.App, face: str, loop: LoopThread
+) -> None:
+    """403 on start; on a run route the unknown run's 404, so a refusal reveals no run."""
     run_id = app.client.start_sync(app.order).run_id
     call = Caller(routes_for(app, authorize=lambda access: access.action == "status"), face, loop)
     refused = call("POST", "/runs", {"function": "order"})
     assert (refused.status, body(refused)) == (403, {"error": "forbidden"})
     assert call("GET", f"/runs/{run_id}").status == 200
     for method, suffix in (("GET", "/result"), ("GET", "/events"), ("POST", "/cancel")):
-        assert call(method, f"/runs/{run_id}{suffix}").status == 403
-    # anything but True refuses: a truthy non-bool is a bug in the hook, not a yes
+        refused = call(method, f"/runs/{run_id}{suffix}")
+        assert (refused.status, body(refused)) == (404, {"error": f"run {run_id} not found"})
+    # anything but True (or a Principal) refuses: a truthy non-bool is a bug in the hook
     sloppy = Caller(routes_for(app, authorize=lambda access: "yes"), face, loop)
-    assert sloppy("GET", f"/runs/{run_id}").status == 403
+    assert sloppy("POST", "/runs", {"function": "order"}).status == 403
+    assert sloppy("GET", f"/runs/{run_id}").status == 404
 
 
 def test_access_denied_sets_the_status(app: embedded_app.App, face: str, loop: LoopThread) -> None:
@@ -444,9 +455,9 @@ def test_async_authorize(app: embedded_app.App, face: str, loop: LoopThread) -> 
             call("POST", "/runs", {"function": "order"})
         return
     run_id = start(call)
-    assert call("GET", f"/runs/{run_id}").status == 403
+    assert call("GET", f"/runs/{run_id}").status == 404  # a refused run route: as unknown
     denied = call("POST", f"/runs/{run_id}/cancel")
-    assert (denied.status, body(denied)) == (403, {"error": "no cancelling"})
+    assert (denied.status, body(denied)) == (404, {"error": f"run {run_id} not found"})
 
 
 def test_configuration_errors(app: embedded_app.App) -> None:
@@ -557,6 +568,24 @@ def test_unreachable_engine_is_502(face: str, loop: LoopThread) -> None:
             assert f"engine at {url} unreachable" in error
     finally:
         loop.run(dead.client.aclose())
+
+
+def test_function_the_engine_does_not_know_is_404_saying_to_sync(
+    face: str, loop: LoopThread, app: embedded_app.App
+) -> None:
+    """Issue 22: not 502 "the workflow engine failed", but 404 with how to sync the app."""
+
+    @app.client.function(id="unsynced", trigger=stepline.TriggerEvent(event="shop/unsynced"))
+    def unsynced(ctx: stepline.SyncContext) -> None:
+        return None
+
+    call = Caller(RunRoutes(app.client, [unsynced], authorize=allow_all), face, loop)
+    response = call("POST", "/runs", {"function": "unsynced"})
+    assert response.status == 404
+    error = body(response)["error"]
+    assert "'shop-unsynced' is not registered" in error
+    assert "stepline dev -u" in error
+    assert "PUT" in error
 
 
 class Scripted:

@@ -18,7 +18,13 @@ import starlette.applications
 import starlette.datastructures
 import starlette.routing
 import starlette.testclient
-from test_fastapi_kit import (
+
+import stepline
+import stepline.asgi
+import stepline.web
+from tests._support.server_thread import serving
+
+from .test_fastapi_kit import (
     AUTH,
     CHECKS,
     SERVERS,
@@ -28,12 +34,7 @@ from test_fastapi_kit import (
     make_kit,
     read_events,
     token_of,
-    uvicorn_thread,
 )
-
-import stepline
-import stepline.asgi
-import stepline.web
 
 
 @pytest.fixture
@@ -73,7 +74,8 @@ def test_other_paths_and_methods(kit: Kit, server: str) -> None:
         assert http.get("/api/other", headers=AUTH).json() == {"error": "no route /other"}
         assert http.get("/api/runs", headers=AUTH).status_code == 405
         assert http.get("/api/runs/x/cancel", headers=AUTH).status_code == 405
-        too_big = http.post("/api/runs", content=b"x" * (1024 * 1024 + 10), headers=AUTH)
+        json_auth = {**AUTH, "content-type": "application/json"}
+        too_big = http.post("/api/runs", content=b"x" * (1024 * 1024 + 10), headers=json_auth)
         assert too_big.status_code == 413
         assert http.get("/elsewhere").status_code == 404  # Starlette's own 404
 
@@ -90,11 +92,11 @@ def test_links_follow_root_path(kit: Kit) -> None:
 
 
 def test_a_client_leaving_a_stream_stops_it(kit: Kit) -> None:
-    # uvicorn's shutdown (in uvicorn_thread) waits for every response: it would hang here
+    # uvicorn's shutdown (in serving) waits for every response: it would hang here
     # if the stream of a run held for an hour kept polling after its client left (no
     # keepalive is due to notice it by a failed send).
     app = runs_app(kit, keepalive=600)
-    with uvicorn_thread(app) as url, httpx.Client(base_url=url, timeout=30, headers=AUTH) as http:
+    with serving(app) as url, httpx.Client(base_url=url, timeout=30, headers=AUTH) as http:
         run_id = http.post("/runs", json={"function": "hold"}).json()["run_id"]
         with http.stream("GET", f"/runs/{run_id}/events") as stream:
             first = read_events(stream.iter_lines(), until=lambda kind, _data: kind == "status")

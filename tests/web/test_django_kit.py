@@ -1,4 +1,4 @@
-"""The web-app kit under Django: ``runs_urls``, ``STEPLINE`` settings, ``manage.py stepline``.
+"""The web-app kit under Django: ``runs_urls`` four ways, and whole projects.
 
 The route checks are plain functions run four ways: Django's test ``Client`` (sync views),
 its ``AsyncClient`` (async views), uvicorn (async views, ASGI) and Django's threaded WSGI
@@ -6,7 +6,8 @@ server (sync views, what ``runserver`` uses), the servers on 127.0.0.1 in thread
 process; runs execute on an ``EmbeddedEngine`` on SQLite in ``tmp_path``. Django is
 configured once per process by ``tests/adapters/harness_django`` (also used here, so this
 file and the adapter tests share one configuration in any order); settings changes go
-through ``override_settings``. Whole projects (``django_site_*``, the signup example) run
+through ``override_settings`` (``STEPLINE`` settings and ``manage.py stepline``:
+``test_django_settings.py``). Whole projects (``django_site_*``, the signup example) run
 in subprocesses: uvicorn plus an engine started by ``manage.py stepline dev``, and the
 example under ``runserver`` as its README says.
 """
@@ -18,20 +19,16 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
-import importlib
 import inspect
 import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Protocol
 
 import django
@@ -39,12 +36,8 @@ import django.test
 import httpx
 import pydantic
 import pytest
-import uvicorn
-from django.apps import apps
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.wsgi import WSGIHandler
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.http import HttpRequest
 from django.test import override_settings
@@ -53,34 +46,20 @@ from django.urls import include, path, reverse
 import stepline
 import stepline.django
 import stepline.web
-from stepline.django.apps import SteplineConfig
 from stepline.embedded import EmbeddedEngine
-from stepline.engine import _cli
+from tests._support.polling import wait_until
+from tests._support.processes import answers, free_port, wait_until_up
+from tests._support.server_thread import serving
+
+from .django_setup import _django, mount  # noqa: F401 (_django: an autouse fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 EXAMPLE = ROOT / "examples" / "django_signup"
 TOKEN = "s3cret"
 AUTH = {"x-token": TOKEN}
-
-
-def harness() -> ModuleType:
-    """``tests/adapters/harness_django``: configures Django once, owns the URLconf."""
-    adapters = str(ROOT / "tests" / "adapters")
-    if adapters not in sys.path:
-        sys.path.append(adapters)
-    return importlib.import_module("harness_django")
-
-
-@pytest.fixture(autouse=True)
-def _django() -> Iterator[None]:
-    harness().configure()
-    yield
-    harness().mount()
-
-
-def mount(*patterns: Any) -> None:
-    harness().mount(*patterns)
+#: What a front end sends on a body-less POST (cancel): a cross-site form cannot.
+CSRF = {"x-stepline-csrf": "1"}
 
 
 # -- the kit: a client, its functions, an embedded engine ---------------------------------
@@ -276,6 +255,9 @@ class HttpWeb:
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> Answer:
+        headers = dict(headers or {})
+        if body is not None:  # a front end posting JSON says so (as the test clients do)
+            headers.setdefault("content-type", "application/json")
         response = httpx.request(
             method, self.base + path, content=encode(body), headers=headers, timeout=30
         )
@@ -291,29 +273,6 @@ class HttpWeb:
             for chunk in response.iter_bytes():
                 sse.feed(chunk)
         return sse.events
-
-
-@contextlib.contextmanager
-def uvicorn_thread() -> Iterator[str]:
-    """Django's ASGI handler behind uvicorn on 127.0.0.1, from a thread; yields the URL."""
-    config = uvicorn.Config(
-        ASGIHandler(), host="127.0.0.1", port=0, lifespan="off", log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "uvicorn did not start"
-        assert time.monotonic() < deadline, "uvicorn did not start in time"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        assert not thread.is_alive(), "uvicorn did not shut down: a response never ended"
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -345,7 +304,7 @@ def web(request: pytest.FixtureRequest) -> Iterator[Web]:
     elif request.param == "async-client":
         yield AsyncClientWeb()
     elif request.param == "uvicorn":
-        with uvicorn_thread() as url:
+        with serving(ASGIHandler(), lifespan="off", join=20) as url:
             yield HttpWeb(url, async_mode=True)
     else:
         with wsgi_thread() as url:
@@ -402,7 +361,7 @@ def check_cancel_while_following(web: Web, prefix: str) -> None:
         following = pool.submit(web.events, links["events"], AUTH, on_event)
         assert ready.wait(30), "no step event for 'ready'"
         assert web.request("GET", links["cancel"], headers=AUTH).status == 405
-        cancelled = web.request("POST", links["cancel"], headers=AUTH)
+        cancelled = web.request("POST", links["cancel"], headers={**AUTH, **CSRF})
         assert cancelled.status == 200, cancelled.body
         assert cancelled.json["status"] == "Cancelled"
         events = following.result(timeout=30)  # the stream ends with the run
@@ -423,7 +382,9 @@ def check_refusals(web: Web, prefix: str, start_direct: StartDirect) -> None:
         missing = web.request(method, prefix + route, body)
         assert (missing.status, missing.json["error"]) == (401, "log in first")
         wrong = web.request(method, prefix + route, body, {"x-token": "guess"})
-        assert (wrong.status, wrong.json["error"]) == (403, "forbidden")
+        # refused on a run route: the unknown run's 404, so refusals reveal no run ids
+        refusal = (403, "forbidden") if method == "POST" else (404, f"run {run_id} not found")
+        assert (wrong.status, wrong.json["error"]) == refusal
 
     invalid = web.request("POST", f"{prefix}/runs", {"function": "welcome", "data": {}}, AUTH)
     assert invalid.status == 422
@@ -447,7 +408,8 @@ def check_refusals(web: Web, prefix: str, start_direct: StartDirect) -> None:
     for route in ("", "/result", "/events"):
         shown = web.request("GET", f"{prefix}/runs/{hidden_run}{route}", headers=AUTH)
         assert (shown.status, shown.json) == (404, {"error": f"run {hidden_run} not found"})
-    assert web.request("POST", f"{prefix}/runs/{hidden_run}/cancel", headers=AUTH).status == 404
+    hidden_cancel = f"{prefix}/runs/{hidden_run}/cancel"
+    assert web.request("POST", hidden_cancel, headers={**AUTH, **CSRF}).status == 404
 
 
 def test_start_then_follow_events_to_the_result(web: Web, kit: Kit) -> None:
@@ -548,8 +510,10 @@ def test_public_names_are_pinned() -> None:
         "serve",
     ]
     assert all(hasattr(stepline.django, name) for name in stepline.django.__all__)
-    # what the single-module stepline.django had still imports from the package
-    from stepline.django import _from_django, _setting, _to_django  # noqa: F401
+    # the package re-exports public names only: the view's helpers stay in _serve
+    for name in ("_from_django", "_setting", "_to_django"):
+        assert not hasattr(stepline.django, name), name
+    from stepline.django._serve import _from_django, _setting, _to_django  # noqa: F401
     from stepline.django.management.commands.stepline import Command
 
     assert Command.help
@@ -572,226 +536,7 @@ def test_the_engine_proxy_keeps_every_cookie() -> None:
     assert response.cookies["a"]["samesite"] == "Strict"
 
 
-# -- settings, the app config, default_urls -----------------------------------------------
-
-
-@contextlib.contextmanager
-def project(**stepline_setting: Any) -> Iterator[None]:
-    """``STEPLINE`` set, then ``stepline.django`` installed (its ``ready()`` reads it)."""
-    with (
-        override_settings(STEPLINE=stepline_setting),
-        override_settings(INSTALLED_APPS=["stepline.django"]),
-    ):
-        yield
-
-
-CFG = {"APP_ID": "cfg", "DEV": True, "FUNCTIONS": "django_kit_functions.make"}
-
-
-def test_app_config_builds_one_client_per_process_from_settings() -> None:
-    with project(**CFG, BASE_URL="http://127.0.0.1:8399", SERVE_ORIGIN="https://app.example"):
-        assert isinstance(apps.get_app_config("stepline"), SteplineConfig)
-        client = stepline.django.get_client()
-        assert stepline.django.get_client() is client
-        assert client.app_id == "cfg"
-        assert client.settings.is_dev
-        assert client.settings.api_base_url == "http://127.0.0.1:8399"
-        assert client.settings.event_api_base_url == "http://127.0.0.1:8399"
-        [welcome] = stepline.django.get_functions()
-        assert welcome.composite_id == "cfg-welcome"
-        with pytest.raises(stepline.ConfigError, match="not 'embedded'"):
-            stepline.django.get_engine()
-        # a separate engine: the settings' URLs are serve() for these functions
-        [serve] = stepline.django.default_urls()
-        assert serve.name == "stepline"
-        mount(path("", include(stepline.django.default_urls())))
-        inspection = django.test.Client().get("/api/inngest")
-        assert inspection.status_code == 200
-        assert inspection.json()["function_count"] == 1
-    with project(**{**CFG, "APP_ID": "other"}):  # a new setting: a new client
-        assert stepline.django.get_client() is not client
-        assert stepline.django.get_client().app_id == "other"
-
-
-def test_embedded_engine_from_settings_starts_on_the_first_request(tmp_path: Path) -> None:
-    database = str(tmp_path / "cfg.db")
-    options = {"poll_interval": 0.05}
-    with project(**CFG, ENGINE="embedded", DATABASE=database, ENGINE_OPTIONS=options):
-        engine = stepline.django.get_engine()
-        assert engine.client is stepline.django.get_client()  # rerouted to the engine
-        assert engine.database == database
-        assert not engine.running  # built at startup, started by the first request
-        mount(path("stepline/", include(stepline.django.default_urls())))
-        listed = django.test.Client().get("/stepline/v1/functions")
-        assert engine.running
-        assert listed.status_code == 200
-        assert [f["function_id"] for f in listed.json()["data"]] == ["cfg-welcome"]
-        dashboard = django.test.Client().get("/stepline/")
-        assert dashboard.status_code == 200
-        assert dashboard["content-type"].startswith("text/html")
-        handle = stepline.django.get_client().start_sync("welcome", {"name": "Di"})
-        assert handle.result(timeout=20) == "Welcome, Di!"
-        proxied = django.test.Client().get(f"/stepline/v1/runs/{handle.run_id}")
-        assert proxied.json()["data"]["status"] == "Completed"
-    assert not engine.running  # the setting changed: the runtime stopped its engine
-
-
-def test_engine_urls_proxy_under_async_views(tmp_path: Path) -> None:
-    database = str(tmp_path / "cfg.db")
-    with project(**CFG, ENGINE="embedded", DATABASE=database):
-        urls = stepline.django.engine_urls(async_mode=True)
-        assert inspect.iscoroutinefunction(urls[0].callback)
-        mount(path("engine/", include(urls)))
-        handle = stepline.django.get_client().start_sync("welcome", {"name": "Ed"})
-
-        async def go() -> Any:
-            response = await django.test.AsyncClient().get(f"/engine/v1/runs/{handle.run_id}")
-            return response.status_code, response.json()
-
-        handle.result(timeout=20)
-        status, body = asyncio.run(go())
-        assert (status, body["data"]["status"]) == (200, "Completed")
-
-
-def test_a_production_embedded_engine_is_not_exposed(tmp_path: Path) -> None:
-    setting = {
-        **CFG,
-        "DEV": False,
-        "SIGNING_KEY": "signkey-prod-abcd",
-        "EVENT_KEY": "ek",
-        "ENGINE": "embedded",
-        "DATABASE": str(tmp_path / "p.db"),
-    }
-    with project(**setting):
-        assert stepline.django.default_urls() == []
-        with pytest.raises(stepline.ConfigError, match="expose_api"):
-            stepline.django.engine_urls()
-    with project(**setting, EXPOSE_API=True):
-        assert [p.name for p in stepline.django.default_urls()] == ["stepline-engine"]
-
-
-@pytest.mark.parametrize(
-    ("setting", "error"),
-    [
-        (None, r"settings\.STEPLINE is not set"),
-        ([("APP_ID", "x")], "must be a dict"),
-        ({"DEV": True}, "needs 'APP_ID'"),
-        ({"APP_ID": "x", "ENGIN": "embedded"}, r"unknown keys \['ENGIN'\]"),
-        ({"APP_ID": "x", "ENGINE": "thread"}, "must be 'embedded' or None"),
-        ({"APP_ID": "x", "DEV": "yes"}, "must be True or False"),
-        ({"APP_ID": "x", "SIGNING_KEY": 42}, "must be a string"),
-        ({"APP_ID": "x", "ENGINE_OPTIONS": []}, "must be a dict"),
-        ({"APP_ID": "x", "DEV": True, "FUNCTIONS": "django_kit_functions.nope"}, "nope"),
-        ({"APP_ID": "x", "DEV": True, "FUNCTIONS": "json.decoder"}, "list of stepline functions"),
-        ({"APP_ID": "x", "DEV": True}, "no 'FUNCTIONS'"),
-    ],
-)
-def test_malformed_settings_fail_at_startup(setting: Any, error: str) -> None:
-    def start() -> None:  # what SteplineConfig.ready() does when Django starts
-        stepline.django.get_client()
-        stepline.django.get_functions()
-
-    with override_settings(STEPLINE=setting), pytest.raises(stepline.ConfigError, match=error):
-        start()
-
-
-# -- manage.py stepline --------------------------------------------------------------------
-
-
-@pytest.fixture
-def engine_argv(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The engine CLI, recording its arguments instead of serving."""
-    calls: list[list[str]] = []
-
-    def main(argv: list[str] | None = None) -> int:
-        calls.append(list(argv or []))
-        return 0
-
-    monkeypatch.setattr(_cli, "main", main)
-    return calls
-
-
-def test_dev_command_syncs_this_apps_serve_url(engine_argv: list[list[str]]) -> None:
-    with project(**CFG, BASE_URL="http://127.0.0.1:8399", DATABASE="dev.db"):
-        client = stepline.django.get_client()
-        mount(path("jobs/", include([stepline.django.serve(client, [])])))
-        call_command("stepline", "dev")
-        call_command("stepline", "dev", "--port", "9000", "-u", "http://x:1/api", "--no-sync")
-        call_command("stepline", "dev", "--no-sync", "--host", "0.0.0.0", "--allow-public")
-    with project(**CFG, SERVE_ORIGIN="http://127.0.0.1:8123/"):
-        mount(stepline.django.serve(stepline.django.get_client(), []))
-        call_command("stepline", "dev")
-    assert engine_argv == [
-        # runserver's address and serve()'s reversed path; the port of BASE_URL
-        ["dev", "-u", "http://127.0.0.1:8000/jobs/api/inngest", "--port", "8399", "--db", "dev.db"],
-        ["dev", "-u", "http://x:1/api", "--port", "9000", "--db", "dev.db"],
-        ["dev", "--host", "0.0.0.0", "--port", "8399", "--db", "dev.db", "--allow-public"],
-        ["dev", "-u", "http://127.0.0.1:8123/api/inngest"],
-    ]
-
-
-def test_start_command_uses_the_settings_keys(engine_argv: list[list[str]]) -> None:
-    keys = {"SIGNING_KEY": "signkey-prod-abcd", "SIGNING_KEY_FALLBACK": "signkey-prod-ef01"}
-    production = {**CFG, "DEV": False, **keys, "EVENT_KEY": "ek"}
-    with project(**production):
-        mount(stepline.django.serve(stepline.django.get_client(), []))
-        call_command("stepline", "start", "--port", "9000")  # public origin unknown: no -u
-    with project(**production, SERVE_ORIGIN="https://app.example"):
-        mount(stepline.django.serve(stepline.django.get_client(), []))
-        call_command("stepline", "start")
-    signing = ["--signing-key", "signkey-prod-abcd", "--signing-key-fallback", "signkey-prod-ef01"]
-    assert engine_argv == [
-        ["start", "--port", "9000", *signing, "--event-key", "ek"],
-        ["start", "-u", "https://app.example/api/inngest", *signing, "--event-key", "ek"],
-    ]
-
-
-def test_command_refusals(engine_argv: list[list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
-    with (
-        project(**CFG, ENGINE="embedded", DATABASE="x.db"),
-        pytest.raises(CommandError, match="'embedded'"),
-    ):
-        call_command("stepline", "dev")
-    with project(**CFG):
-        mount()
-        with pytest.raises(CommandError, match=r"no serve\(\) URL"):
-            call_command("stepline", "dev")
-        monkeypatch.setattr(_cli, "main", lambda argv: 2)
-        with pytest.raises(CommandError, match="exited with status 2") as failed:
-            call_command("stepline", "dev", "--no-sync")
-        assert failed.value.returncode == 2
-    assert engine_argv == []
-
-
-def test_migrate_command_prepares_the_embedded_database(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    database = tmp_path / "m.db"
-    with project(**CFG, ENGINE="embedded", DATABASE=str(database)):
-        call_command("stepline", "migrate")
-    assert database.exists()
-    assert f"stepline migrate: {database} at schema version" in capsys.readouterr().out
-
-
 # -- whole projects in subprocesses ---------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_up(url: str, process: Process) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            assert process.proc.poll() is None, f"exited:\n{process.stderr()}"
-            assert time.monotonic() < deadline, f"{url} did not come up"
-            time.sleep(0.1)
 
 
 @dataclasses.dataclass
@@ -809,12 +554,15 @@ class Process:
         return self.err.read_text(errors="replace")
 
     def wait_for(self, text: str) -> str:
-        deadline = time.monotonic() + 30
-        while text not in (seen := self.stdout()):
+        def seen() -> str | None:
             assert self.proc.poll() is None, f"exited {self.proc.returncode}:\n{self.stderr()}"
-            assert time.monotonic() < deadline, f"no {text!r} in:\n{seen}"
-            time.sleep(0.05)
-        return seen
+            out = self.stdout()
+            return out if text in out else None
+
+        found: str = wait_until(
+            seen, timeout=30, interval=0.05, message=lambda: f"{text!r} in:\n{self.stdout()}"
+        )
+        return found
 
     def stop(self, sig: int = signal.SIGINT) -> int:
         if self.proc.poll() is None:
@@ -855,7 +603,7 @@ def test_settings_driven_site_under_uvicorn_with_the_engine_of_manage_py(tmp_pat
     server = [sys.executable, "-m", "uvicorn", "django_site_asgi:application", "--port"]
     options = [str(app_port), "--lifespan", "off", "--no-access-log"]
     with running([*server, *options], env, HERE, tmp_path) as site:
-        wait_until_up(app, site)
+        wait_until_up(app, site.proc, log=site.err, ready=answers, interval=0.1)
         command = [sys.executable, "-m", "django", "stepline", "dev"]
         with running(command, env, HERE, tmp_path) as engine:
             banner = engine.wait_for(f"✓ {app}/api/inngest synced")
@@ -886,7 +634,7 @@ def test_signup_example_under_runserver(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
     with running(command, example_env(tmp_path), EXAMPLE, tmp_path) as server:
-        wait_until_up(base, server)
+        wait_until_up(base, server.proc, log=server.err, ready=answers, interval=0.1)
         with (
             httpx.Client(base_url=base, timeout=30) as browser,
             httpx.Client(base_url=base, timeout=30) as stranger,
@@ -924,7 +672,7 @@ def test_signup_example_under_runserver(tmp_path: Path) -> None:
 
             # another session sees neither the signup nor its run, and cannot start runs
             assert stranger.get(signed.json()["status"]).status_code == 404
-            assert stranger.get(f"/api/runs/{run_id}").status_code == 403
+            assert stranger.get(f"/api/runs/{run_id}").status_code == 404
             direct = stranger.post("/api/runs", json={"function": "onboarding", "data": {}})
             assert (direct.status_code, direct.json()["error"]) == (403, "sign up at POST /signup")
             # the embedded engine's API and dashboard (DEBUG: a dev-mode client)

@@ -16,11 +16,8 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -31,15 +28,18 @@ import fastapi.testclient
 import httpx
 import pydantic
 import pytest
-import uvicorn
 
 import stepline
 import stepline.fastapi
 import stepline.web
 from stepline.embedded import EmbeddedEngine
+from tests._support.processes import answers, free_port, wait_until_up
+from tests._support.server_thread import serving
 
 TOKEN = "s3cret"
 AUTH = {"x-token": TOKEN}
+#: What a front end sends on a body-less POST (cancel): a cross-site form cannot.
+CSRF = {"x-stepline-csrf": "1"}
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_orders" / "app.py"
 
 
@@ -120,38 +120,13 @@ def fastapi_app(kit: Kit, prefix: str = "/api") -> fastapi.FastAPI:
 
 
 @contextlib.contextmanager
-def uvicorn_thread(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) from a thread; yields the URL.
-
-    Leaving waits for uvicorn's graceful shutdown, which waits for every response: a
-    stream that kept polling after its client left would fail the ``join`` check.
-    """
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "uvicorn did not start"
-        assert time.monotonic() < deadline, "uvicorn did not start in time"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        assert not thread.is_alive(), "uvicorn did not shut down: a response never ended"
-
-
-@contextlib.contextmanager
 def http_client(app: Any, server: str) -> Iterator[httpx.Client]:
     """An HTTP client on ``app``: FastAPI's TestClient, or httpx against uvicorn."""
     if server == "testclient":
-        with fastapi.testclient.TestClient(app) as http:
+        with fastapi.testclient.TestClient(app, base_url="http://localhost") as http:
             yield http
         return
-    with uvicorn_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+    with serving(app) as url, httpx.Client(base_url=url, timeout=30) as http:
         yield http
 
 
@@ -230,7 +205,7 @@ def check_cancel_while_following(http: httpx.Client, prefix: str, kit: Kit) -> N
 
         before = read_events(lines, until=step_a_done)  # live progress: the run still holds
         assert step_a_done(*before[-1])
-        cancelled = http.post(f"{url}/cancel", headers=AUTH)
+        cancelled = http.post(f"{url}/cancel", headers={**AUTH, **CSRF})
         assert (cancelled.status_code, cancelled.json()) == (
             200,
             {"run_id": run_id, "status": "Cancelled"},
@@ -246,7 +221,7 @@ def check_cancel_while_following(http: httpx.Client, prefix: str, kit: Kit) -> N
 
 def check_unknown_run(http: httpx.Client, prefix: str, kit: Kit) -> None:
     for method, path in [("GET", ""), ("POST", "/cancel"), ("GET", "/result"), ("GET", "/events")]:
-        reply = http.request(method, f"{prefix}/runs/01NOSUCHRUN{path}", headers=AUTH)
+        reply = http.request(method, f"{prefix}/runs/01NOSUCHRUN{path}", headers={**AUTH, **CSRF})
         assert reply.status_code == 404, (method, path)
         assert reply.json() == {"error": "run 01NOSUCHRUN not found"}
 
@@ -260,8 +235,10 @@ def check_authorize(http: httpx.Client, prefix: str, kit: Kit) -> None:
     run_id = start(http, prefix, "hold", {}).json()["run_id"]
     for method, path in [("GET", ""), ("POST", "/cancel"), ("GET", "/result"), ("GET", "/events")]:
         url = f"{prefix}/runs/{run_id}{path}"
-        assert http.request(method, url).status_code == 401, path
-        assert http.request(method, url, headers={"x-token": "guess"}).status_code == 403, path
+        assert http.request(method, url, headers=CSRF).status_code == 401, path
+        # refused on a run route: the unknown run's 404, so refusals reveal no run ids
+        refused = http.request(method, url, headers={"x-token": "guess", **CSRF})
+        assert (refused.status_code, refused.json()) == (404, {"error": f"run {run_id} not found"})
     assert kit.client.get_run_sync(run_id).status() is not stepline.RunStatus.CANCELLED
     actions = {(a.action, a.run_id) for a in kit.seen if a.run_id}
     assert actions == {(name, run_id) for name in ("status", "cancel", "result", "events")}
@@ -277,7 +254,8 @@ def check_validation(http: httpx.Client, prefix: str, kit: Kit) -> None:
     missing = start(http, prefix, "add", {})
     assert missing.status_code == 422
     assert missing.json()["detail"][0]["type"] == "missing"
-    broken = http.post(f"{prefix}/runs", content=b"{nope", headers=AUTH)
+    json_type = {"content-type": "application/json"}
+    broken = http.post(f"{prefix}/runs", content=b"{nope", headers={**AUTH, **json_type})
     assert broken.status_code == 400
     assert broken.json()["error"].startswith("body is not valid JSON")
     no_function = http.post(f"{prefix}/runs", json={"data": {}}, headers=AUTH)
@@ -294,15 +272,21 @@ def check_not_exposed(http: httpx.Client, prefix: str, kit: Kit) -> None:
     )
     hidden = kit.client.start_sync(kit.hidden, {})
     for method, path in [("GET", ""), ("POST", "/cancel"), ("GET", "/result"), ("GET", "/events")]:
-        reply = http.request(method, f"{prefix}/runs/{hidden.run_id}{path}", headers=AUTH)
+        reply = http.request(
+            method, f"{prefix}/runs/{hidden.run_id}{path}", headers={**AUTH, **CSRF}
+        )
         assert (reply.status_code, reply.json()) == (
             404,
             {"error": f"run {hidden.run_id} not found"},
         ), path
     assert hidden.status() is not stepline.RunStatus.CANCELLED
-    # authorize decides a start before the function is looked up; runs it cannot see
-    # are never shown to it
-    assert [access.action for access in kit.seen] == ["start"]
+    # authorize decides a start before the function is looked up; on a run route it is
+    # asked whether or not the run is shown here, and never told a hidden run's function
+    seen = [(access.action, access.function_id) for access in kit.seen]
+    assert seen == [
+        ("start", "hidden"),
+        *((a, None) for a in ("status", "cancel", "result", "events")),
+    ]
 
 
 def check_idempotency(http: httpx.Client, prefix: str, kit: Kit) -> None:
@@ -355,7 +339,7 @@ def test_runs_router_prefix_and_sync_authorize(kit: Kit, server: str) -> None:
 
 
 def test_a_client_leaving_a_stream_stops_it(kit: Kit) -> None:
-    # uvicorn's shutdown (in uvicorn_thread) waits for every response: it would hang here
+    # uvicorn's shutdown (in serving) waits for every response: it would hang here
     # if the stream of a run held for an hour kept polling after its client left (no
     # keepalive is due to notice it by a failed send).
     app = fastapi.FastAPI()
@@ -363,7 +347,7 @@ def test_a_client_leaving_a_stream_stops_it(kit: Kit) -> None:
         kit.client, kit.exposed, authorize=stepline.web.allow_all, poll_interval=0.05, keepalive=600
     )
     app.include_router(router)
-    with uvicorn_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+    with serving(app) as url, httpx.Client(base_url=url, timeout=30) as http:
         run_id = http.post("/runs", json={"function": "hold"}).json()["run_id"]
         with http.stream("GET", f"/runs/{run_id}/events") as stream:
             first = read_events(stream.iter_lines(), until=lambda kind, _data: kind == "status")
@@ -443,7 +427,7 @@ def test_lifespan_owns_the_client_and_an_embedded_engine(tmp_path: Path) -> None
         return await handle.result(timeout=20)
 
     for round_ in (1, 2):  # a second startup restarts the same engine
-        with fastapi.testclient.TestClient(app) as http:
+        with fastapi.testclient.TestClient(app, base_url="http://localhost") as http:
             engine = app.state.stepline_engine
             assert isinstance(engine, EmbeddedEngine)
             assert engine.running
@@ -458,7 +442,7 @@ def test_lifespan_without_engine_and_its_errors() -> None:
     client = stepline.Client("life", is_production=False, environ={})
     app = fastapi.FastAPI(lifespan=stepline.fastapi.lifespan(client))
     client_route(app)
-    with fastapi.testclient.TestClient(app) as http:
+    with fastapi.testclient.TestClient(app, base_url="http://localhost") as http:
         assert http.get("/whoami").json() == {"app_id": "life"}
         assert not hasattr(app.state, "stepline_engine")
     with pytest.raises(stepline.ConfigError, match="engine='embedded'"):
@@ -494,7 +478,7 @@ def test_serve_with_an_embedded_engine_mounts_it_and_runs_it(kit: Kit) -> None:
     client_route(app)
     stepline.fastapi.serve(app, kit.client, [kit.add, kit.hold, kit.hidden], engine=kit.engine)
     assert app.state.stepline_engine is kit.engine
-    with fastapi.testclient.TestClient(app) as http:
+    with fastapi.testclient.TestClient(app, base_url="http://localhost") as http:
         assert kit.engine.running, "the app's startup starts the engine"
         assert http.get("/whoami").json() == {"app_id": "kit"}  # serve stores the client too
         handle = kit.client.start_sync(kit.add, {"x": 9})
@@ -522,7 +506,7 @@ def test_serve_engine_embedded_makes_one_and_lifespan_reuses_it(tmp_path: Path) 
     stepline.fastapi.serve(app, client, [fn], engine="embedded", database=str(tmp_path / "o.db"))
     engine = app.state.stepline_engine
     assert engine.database == str(tmp_path / "o.db")
-    with fastapi.testclient.TestClient(app) as http:
+    with fastapi.testclient.TestClient(app, base_url="http://localhost") as http:
         assert app.state.stepline_engine is engine, "lifespan reused serve's engine"
         assert engine.running
         assert client.start_sync(fn).result(timeout=20) == 1
@@ -544,12 +528,14 @@ def test_serve_engine_checks_at_serve_time(kit: Kit, tmp_path: Path) -> None:
 
 
 def test_serve_does_not_mount_a_production_engine(tmp_path: Path) -> None:
-    client = stepline.Client("prod", is_production=True, signing_key="signkey-prod-00", environ={})
+    client = stepline.Client(
+        "prod", is_production=True, signing_key="signkey-prod-" + "00" * 32, environ={}
+    )
     fn = client.function(id="one", trigger=stepline.TriggerEvent(event="o/one"))(lambda ctx: 1)
     app = fastapi.FastAPI()
     engine = EmbeddedEngine(client, [fn], database=str(tmp_path / "p.db"))
     stepline.fastapi.serve(app, client, [fn], engine=engine)
-    with fastapi.testclient.TestClient(app) as http:
+    with fastapi.testclient.TestClient(app, base_url="http://localhost") as http:
         assert engine.running
         assert http.get("/stepline/health").status_code == 404
     assert not engine.running
@@ -581,7 +567,7 @@ def test_example_places_tracks_and_cancels_orders(
 ) -> None:
     example = load_example(monkeypatch, tmp_path)
     api = {"x-api-token": TOKEN}
-    with fastapi.testclient.TestClient(example.app) as http:
+    with fastapi.testclient.TestClient(example.app, base_url="http://localhost") as http:
         placed = http.post("/orders", json={**ORDER, "hold_seconds": 0})
         assert placed.status_code == 201, placed.text
         order_id = placed.json()["order_id"]
@@ -621,7 +607,8 @@ def test_example_places_tracks_and_cancels_orders(
         assert started.status_code == 201, started.text
         kit_id = started.json()["run_id"]
         assert http.get(f"/orders/{kit_id}").json()["status"] in ("Queued", "Running")
-        assert http.post(f"/api/runs/{kit_id}/cancel", headers=api).json()["status"] == "Cancelled"
+        cancelled = http.post(f"/api/runs/{kit_id}/cancel", headers={**api, **CSRF})
+        assert cancelled.json()["status"] == "Cancelled"
         bad = http.post("/api/runs", json={"function": "process-order", "data": {}}, headers=api)
         assert bad.status_code == 422
         assert {tuple(e["loc"]) for e in bad.json()["detail"]} == {("customer",), ("items",)}
@@ -629,9 +616,7 @@ def test_example_places_tracks_and_cancels_orders(
 
 
 def test_example_runs_with_one_command(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "PORT": str(port), "ORDERS_API_TOKEN": TOKEN}
     env["STEPLINE_DATABASE_URL"] = str(tmp_path / "orders.db")
     log = tmp_path / "server.log"
@@ -645,15 +630,7 @@ def test_example_runs_with_one_command(tmp_path: Path) -> None:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/docs", timeout=2)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
+        wait_until_up(f"{base}/docs", proc, log=log, ready=answers)
         with httpx.Client(base_url=base, timeout=40) as http:
             order_id = http.post("/orders", json={**ORDER, "hold_seconds": 0}).json()["order_id"]
             done = http.get(

@@ -13,11 +13,9 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +32,15 @@ import stepline
 import stepline.flask
 import stepline.web
 from stepline.embedded import EmbeddedEngine
+from tests._support.polling import wait_until
+from tests._support.processes import answers, free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "flask_orders" / "app.py"
 TOKEN = "let-me-in"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
+#: What a front end sends on a body-less POST (cancel): a cross-site form cannot.
+CSRF = {"x-stepline-csrf": "1"}
 WAIT = 30.0  # upper bound for anything to happen; tests end far sooner
 Event = tuple[str, dict[str, Any]]
 
@@ -239,13 +241,6 @@ def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kit]:
             made.engine.stop()
 
 
-def wait_for(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT
-    while not check():
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.02)
-
-
 # -- the kit's routes ------------------------------------------------------------------------
 
 
@@ -298,7 +293,7 @@ def test_events_stream_before_the_run_ends_then_cancel(kit: Kit) -> None:
     assert pending.status == 202
     assert pending.headers["retry-after"] == "1"
 
-    cancelled = kit.call("POST", f"/api/runs/{run_id}/cancel", headers=AUTH)
+    cancelled = kit.call("POST", f"/api/runs/{run_id}/cancel", headers={**AUTH, **CSRF})
     assert cancelled.status == 200
     assert cancelled.body == {"run_id": run_id, "status": "Cancelled"}
     _, events = kit.caller.events(events_path)
@@ -315,7 +310,7 @@ def test_unknown_runs_and_routes_answer_404(kit: Kit) -> None:
         ("GET", "/api/runs/01NOSUCHRUN/result"),
         ("GET", "/api/runs/01NOSUCHRUN/events"),
     ]:
-        reply = kit.call(method, path, headers=AUTH)
+        reply = kit.call(method, path, headers={**AUTH, **CSRF})
         assert reply.status == 404, (method, path)
         assert reply.body == {"error": "run 01NOSUCHRUN not found"}
     assert kit.call("GET", "/api/runs/01NOSUCHRUN/nothing", headers=AUTH).status == 404
@@ -335,10 +330,11 @@ def test_unauthorized_requests_are_rejected(kit: Kit) -> None:
     wrong = {"authorization": "Bearer guess"}
     assert kit.call("GET", f"/api/runs/{run_id}", headers=wrong).status == 401
     assert kit.call("GET", f"/api/runs/{run_id}/events").status == 401
-    viewer = {**AUTH, "x-role": "viewer"}
+    viewer = {**AUTH, **CSRF, "x-role": "viewer"}
     assert kit.call("GET", f"/api/runs/{run_id}", headers=viewer).status == 200
     refused = kit.call("POST", f"/api/runs/{run_id}/cancel", headers=viewer)
-    assert (refused.status, refused.body) == (403, {"error": "forbidden"})
+    # refused on a run route: the unknown run's 404, so refusals reveal no run ids
+    assert (refused.status, refused.body) == (404, {"error": f"run {run_id} not found"})
     assert not kit.client.get_run_sync(run_id).status().terminal
 
 
@@ -378,7 +374,7 @@ def test_functions_not_exposed_answer_404(kit: Kit) -> None:
     handle = kit.client.start_sync(kit.hidden, {})
     assert handle.result(timeout=WAIT) == "secret"
     for method, suffix in [("GET", ""), ("POST", "/cancel"), ("GET", "/events")]:
-        reply = kit.call(method, f"/api/runs/{handle.run_id}{suffix}", headers=AUTH)
+        reply = kit.call(method, f"/api/runs/{handle.run_id}{suffix}", headers={**AUTH, **CSRF})
         assert reply.status == 404
         assert reply.body == {"error": f"run {handle.run_id} not found"}
 
@@ -671,7 +667,11 @@ def test_example_orders_routes(orders_app: flask.Flask) -> None:
     started = http.post("/api/runs", json=payload, headers=AUTH)
     assert started.status_code == 201
     run_id = started.json["run_id"]
-    wait_for(lambda: "grace-period" in http.get(f"/orders/{run_id}").json["steps"])
+    wait_until(
+        lambda: "grace-period" in http.get(f"/orders/{run_id}").json["steps"],
+        timeout=WAIT,
+        message="the grace-period step",
+    )
     cancelled = http.post(f"/orders/{run_id}/cancel")
     assert cancelled.json == {"order_id": run_id, "status": "Cancelled"}
     assert http.get(f"/orders/{run_id}").json["status"] == "Cancelled"
@@ -695,7 +695,8 @@ def test_example_runs_with_one_command(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=WAIT) as http:
-            wait_for(lambda: _up(http) or proc.poll() is not None)
+            up = f"{base}/orders/probe"
+            wait_until_up(up, proc, log=tmp_path / "stderr", timeout=WAIT, ready=answers)
             assert proc.poll() is None, (tmp_path / "stderr").read_text()
             order = {"customer": "bo", "items": [{"sku": "beans", "quantity": 1}]}
             payload = {"function": "process-order", "data": {**order, "grace_seconds": 0}}
@@ -722,17 +723,3 @@ def test_example_runs_with_one_command(tmp_path: Path) -> None:
     assert (tmp_path / ".stepline" / "orders.db").exists()
     assert code == 0
     assert "Traceback" not in (tmp_path / "stderr").read_text()  # the engine stopped cleanly
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _up(http: httpx.Client) -> bool:
-    try:
-        http.get("/orders/probe", timeout=1)
-    except httpx.TransportError:
-        return False
-    return True

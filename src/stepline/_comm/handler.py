@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import dataclasses
 import datetime as _dt
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from stepline import _context, _errors, _identity, _invocation, _logs, _tracing
-from stepline._comm import registration as sync_flow
+from stepline._comm import app_sync
+from stepline._comm.endpoint import Endpoint, Signer
 from stepline._comm.loop import LoopThread
 from stepline._comm.messages import CommRequest, CommResponse
 from stepline._effects import Flow, drive_async, drive_sync
 from stepline._event import Event
 from stepline._execution import CheckpointPolicy, ExecutionState, Outcome
-from stepline._protocol import headers, signing
+from stepline._protocol import headers
 from stepline._protocol.execution import DISCOVERY_STEP_ID, ExecutionRequest
 
 if TYPE_CHECKING:
@@ -79,12 +82,9 @@ class CommHandler:
     ) -> None:
         settings = client.settings
         self.client = client
-        self.framework = framework
-        self.functions = _index(client, functions)
-        self.serve_origin = serve_origin or settings.serve_origin
-        self.serve_path = serve_path or settings.serve_path
-        if self.serve_path is not None and not self.serve_path.startswith("/"):
-            raise _errors.ConfigError(f"serve_path must start with '/', got {self.serve_path!r}")
+        serve_path = serve_path or settings.serve_path
+        if serve_path is not None and not serve_path.startswith("/"):
+            raise _errors.ConfigError(f"serve_path must start with '/', got {serve_path!r}")
         if streaming not in (None, "disable", "force"):
             raise _errors.ConfigError(f"streaming must be 'disable' or 'force', got {streaming!r}")
         if streaming == "force" and not can_stream:
@@ -101,6 +101,15 @@ class CommHandler:
         self.max_body_bytes = max_body_bytes
         self._wall_clock = wall_clock
         self._base_headers = _base_headers(client, framework)
+        self.endpoint = Endpoint(
+            settings=settings,
+            framework=framework,
+            serve_origin=serve_origin or settings.serve_origin,
+            serve_path=serve_path,
+            base_headers=self._base_headers,
+            functions=_index(client, functions),
+        )
+        self.signer = Signer(settings, wall_clock)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop_thread = LoopThread()
         self._tracer = _tracing.SdkTracer.create(client.tracer_provider)
@@ -175,9 +184,9 @@ class CommHandler:
             if request.method == "POST":
                 return (yield from self._execute(request))
             if request.method == "PUT":
-                return (yield from sync_flow.sync(self, request))
+                return (yield from app_sync.sync(self.endpoint, self.signer, request))
             if request.method == "GET":
-                return sync_flow.inspect(self, request)
+                return app_sync.inspect(self.endpoint, self.signer, request)
             raise _errors.MethodNotAllowedError(f"method {request.method} is not served")
         except _errors.SteplineError as exc:
             return CommResponse.from_error(exc, self._base_headers)
@@ -185,6 +194,7 @@ class CommHandler:
     def _execute(self, request: CommRequest) -> Flow[CommResponse]:
         key = self.verify(request)
         if request.query.get("probe") == "trust":
+            app_sync.trust_probe(self.endpoint, request)
             return self.signed(CommResponse.json(200, None, self._base_headers), key)
         fn_id = request.query.get("fnId")
         if not fn_id:
@@ -193,9 +203,12 @@ class CommHandler:
         if fn is None:
             raise _errors.FunctionNotFoundError(f"function {fn_id} not found")
         call = ExecutionRequest.parse(request.body)
-        call.ctx.step_id = request.query.get("stepId") or call.ctx.step_id
+        step_id = request.query.get("stepId")
+        if key is not None:  # the query is not signed: it must agree with the signed body
+            _check_target(self.functions, fn_id, step_id, call.ctx.fn_id, call.ctx.step_id)
+        call.ctx.step_id = step_id or call.ctx.step_id
         if call.use_api:
-            yield from sync_flow.load_large_payloads(self, call)
+            yield from app_sync.load_large_payloads(self.endpoint, call)
         state = ExecutionState(call, checkpoint=self._checkpoint_policy(call))
         events = _invocation.parse_events(state)
         trace = None
@@ -216,7 +229,27 @@ class CommHandler:
         )
         return CheckpointPolicy() if allowed else None
 
-    # -- shared helpers (used by the registration module too) ----------------------------
+    # -- what adapters and tests read ---------------------------------------------------
+
+    @property
+    def framework(self) -> str:
+        """The framework name sent as ``X-Inngest-Framework``."""
+        return self.endpoint.framework
+
+    @property
+    def functions(self) -> Mapping[str, Function]:
+        """The served functions (failure handlers included) by composite id."""
+        return self.endpoint.functions
+
+    @property
+    def serve_origin(self) -> str | None:
+        """The configured public origin, if any."""
+        return self.endpoint.serve_origin
+
+    @property
+    def serve_path(self) -> str | None:
+        """The configured public path, if any."""
+        return self.endpoint.serve_path
 
     @property
     def route_path(self) -> str:
@@ -229,53 +262,81 @@ class CommHandler:
         return self._base_headers
 
     def verify(self, request: CommRequest) -> str | None:
-        """Check the request signature; returns the key that validated, if any.
-
-        Cloud mode requires a valid signature; dev mode checks one only when it is
-        present and a key is configured.
-        """
-        settings = self.client.settings
-        header = request.headers.get(headers.SIGNATURE)
-        if settings.is_dev and (header is None or not settings.signing_keys):
-            return None
-        if not settings.signing_keys:
-            raise _errors.SigningKeyMissingError(
-                "cloud mode needs a signing key: set STEPLINE_SIGNING_KEY or pass "
-                "signing_key=, or use dev mode (STEPLINE_DEV=1)"
-            )
-        return signing.verify(request.body, header, settings.signing_keys, now=self._wall_clock())
+        """Check the request signature; returns the key that validated, if any."""
+        return self.signer.verify(request)
 
     def signed(self, response: CommResponse, key: str | None) -> CommResponse:
         """Sign the response body with the key that validated the request."""
-        if key is not None:
-            response.headers[headers.SIGNATURE] = signing.sign(
-                response.body, key, now=self._wall_clock()
-            )
-        return response
+        return self.signer.signed(response, key)
+
+
+def _check_target(
+    functions: Mapping[str, Function],
+    fn_id: str,
+    step_id: str | None,
+    body_fn_id: str | None,
+    body_step_id: str,
+) -> None:
+    """Refuse a signed call whose query names another function or step than its body.
+
+    Compared where the body's values mean the same thing: Stepline's engine sends the
+    function's slug in ``ctx.fn_id`` and the called step in ``ctx.step_id``; Inngest's
+    server sends a UUID in ``ctx.fn_id`` and ``"step"`` in ``ctx.step_id``, which only
+    a slug-sending body binds.
+    """
+    named = body_fn_id is not None and (body_fn_id in functions or not _is_uuid(body_fn_id))
+    if named and body_fn_id != fn_id:
+        raise _errors.SignatureVerificationError(
+            f"query parameter fnId={fn_id!r} does not match the signed body's function "
+            f"{body_fn_id!r}: the request was altered after the engine signed it"
+        )
+    bound = named or body_step_id != DISCOVERY_STEP_ID
+    if bound and step_id is not None and step_id != body_step_id:
+        raise _errors.SignatureVerificationError(
+            f"query parameter stepId={step_id!r} does not match the signed body's step "
+            f"{body_step_id!r}: the request was altered after the engine signed it"
+        )
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _function_call(effect: RunFunction) -> Iterator[Callable[[Outcome], Outcome]]:
+    """Around one call of the user's function: its log fields and, if traced, its span.
+
+    Yields what to do with the outcome (the trace records it); the sync and async calls
+    below differ only by their ``await``.
+    """
+    token = _logs.bind(functools.partial(_context.log_fields, effect.state, effect.fn.composite_id))
+    try:
+        if effect.trace is None:
+            yield _untraced
+        else:
+            with effect.trace.function_call():
+                yield effect.trace.finished
+    finally:
+        _logs.unbind(token)
+
+
+def _untraced(outcome: Outcome) -> Outcome:
+    return outcome
 
 
 def _call_sync(effect: RunFunction, client: Client) -> Outcome:
-    token = _logs.bind(functools.partial(_context.log_fields, effect.state, effect.fn.composite_id))
-    try:
-        if effect.trace is None:
-            return _invocation.call_sync(effect.fn, effect.state, client, effect.events)
-        with effect.trace.function_call():
-            outcome = _invocation.call_sync(effect.fn, effect.state, client, effect.events)
-            return effect.trace.finished(outcome)
-    finally:
-        _logs.unbind(token)
+    with _function_call(effect) as finished:
+        return finished(_invocation.call_sync(effect.fn, effect.state, client, effect.events))
 
 
 async def _call_async(effect: RunFunction, client: Client) -> Outcome:
-    token = _logs.bind(functools.partial(_context.log_fields, effect.state, effect.fn.composite_id))
-    try:
-        if effect.trace is None:
-            return await _invocation.call_async(effect.fn, effect.state, client, effect.events)
-        with effect.trace.function_call():
-            outcome = await _invocation.call_async(effect.fn, effect.state, client, effect.events)
-            return effect.trace.finished(outcome)
-    finally:
-        _logs.unbind(token)
+    with _function_call(effect) as finished:
+        outcome = await _invocation.call_async(effect.fn, effect.state, client, effect.events)
+        return finished(outcome)
 
 
 def _index(client: Client, functions: Sequence[Function]) -> dict[str, Function]:

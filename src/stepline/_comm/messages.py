@@ -127,9 +127,12 @@ def _mark_retry(
 
 
 def decode_json_object(body: bytes) -> dict[str, Any] | None:
-    """Decode a JSON object body, or ``None`` when it is anything else."""
+    """Decode a JSON object body, or ``None`` when it is anything else.
+
+    A document nested deeper than the decoder can descend is "anything else" too.
+    """
     try:
         value = _json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None

@@ -41,6 +41,8 @@ MAX_SIGNATURE_AGE = datetime.timedelta(minutes=5)
 
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+#: Digits a signature timestamp may have (unix seconds until the year 33658).
+_MAX_TIMESTAMP_DIGITS = 12
 
 
 def strip_key_prefix(key: str) -> str:
@@ -244,6 +246,12 @@ def _parse_header(header: str) -> tuple[int, str]:
     if not (timestamp.isascii() and timestamp.isdigit()):
         raise _errors.SignatureVerificationError(
             "X-Inngest-Signature header is malformed: 't' must be an integer unix timestamp."
+        )
+    # before int(): past 4,300 digits it raises ValueError, and a number past a double's
+    # range cannot be compared with the clock; no fresh timestamp has more digits than this
+    if len(timestamp) > _MAX_TIMESTAMP_DIGITS:
+        raise _errors.SignatureVerificationError(
+            "X-Inngest-Signature timestamp is out of range: 't' must be unix seconds."
         )
     if not _SIGNATURE.fullmatch(signature):
         raise _errors.SignatureVerificationError(

@@ -24,9 +24,6 @@ from stepline.django._runtime import get_functions as get_functions
 from stepline.django._serve import ASYNC_MIN_VERSION as ASYNC_MIN_VERSION
 from stepline.django._serve import FRAMEWORK as FRAMEWORK
 from stepline.django._serve import MIN_VERSION as MIN_VERSION
-from stepline.django._serve import _from_django as _from_django
-from stepline.django._serve import _setting as _setting
-from stepline.django._serve import _to_django as _to_django
 from stepline.django._serve import serve as serve
 
 __all__ = [

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import django
 from django import http, urls
 from django.conf import settings
+from django.core.signals import request_started
 from django.views.decorators.csrf import csrf_exempt
+from typing_extensions import Unpack
 
-from stepline import _errors
-from stepline._comm import CommHandler, CommRequest, CommResponse
+from stepline import _autosync, _bodies, _errors, _serve_options
+from stepline._comm import CommRequest, CommResponse
 
 if TYPE_CHECKING:
     from stepline._client import Client
@@ -28,18 +30,16 @@ def serve(
     client: Client,
     functions: Sequence[Function],
     *,
-    serve_origin: str | None = None,
-    serve_path: str | None = None,
-    streaming: Literal["disable", "force"] | None = None,
-    thread_pool_max_workers: int | None = None,
     async_mode: bool | None = None,
+    **options: Unpack[_serve_options.ServeOptions],
 ) -> urls.URLPattern:
     """A csrf-exempt URL pattern answering GET, PUT and POST at the serve path.
 
-    An option left as ``None`` is read from the Django setting ``STEPLINE_<OPTION>``
-    (``STEPLINE_SERVE_ORIGIN``, ``STEPLINE_SERVE_PATH``, ``STEPLINE_STREAMING``,
-    ``STEPLINE_THREAD_POOL_MAX_WORKERS``, ``STEPLINE_ASYNC_MODE``), once, here; when that
-    is absent too, the client's settings (arguments, then environment) apply.
+    ``options`` are the adapters' ``ServeOptions``. An option left as ``None`` is read
+    from the Django setting ``STEPLINE_<OPTION>`` (``STEPLINE_SERVE_ORIGIN``,
+    ``STEPLINE_SERVE_PATH``, ``STEPLINE_STREAMING``, ``STEPLINE_THREAD_POOL_MAX_WORKERS``,
+    ``STEPLINE_ASYNC_MODE``), once, here; when that is absent too, the client's settings
+    (arguments, then environment) apply.
 
     ``async_mode=None`` picks the async view on Django 5+ when ``ASGI_APPLICATION`` is
     set, and the sync view otherwise; only the async view can stream. The body is read
@@ -50,36 +50,51 @@ def serve(
             app, or async mode or streaming requested where they cannot work.
     """
     check_version()
-    mode = _setting("STREAMING", streaming, str)
+    _serve_options.check_names("stepline.django.serve", options)
+    mode = _setting("STREAMING", options.get("streaming"), str)
     if mode not in (None, "disable", "force"):
         raise _errors.ConfigError(f"streaming must be 'disable' or 'force', not {mode!r}")
-    streaming = None if mode is None else "force" if mode == "force" else "disable"
-    handler = CommHandler(
-        client=client,
-        functions=functions,
-        framework=FRAMEWORK,
-        serve_origin=_setting("SERVE_ORIGIN", serve_origin, str),
-        serve_path=_setting("SERVE_PATH", serve_path, str),
-        streaming=streaming,
-        thread_pool_max_workers=_setting("THREAD_POOL_MAX_WORKERS", thread_pool_max_workers, int),
+    streaming: Literal["disable", "force"] | None = (
+        None if mode is None else "force" if mode == "force" else "disable"
     )
+    workers = options.get("thread_pool_max_workers")
+    resolved: _serve_options.ServeOptions = {
+        "serve_origin": _setting("SERVE_ORIGIN", options.get("serve_origin"), str),
+        "serve_path": _setting("SERVE_PATH", options.get("serve_path"), str),
+        "streaming": streaming,
+        "thread_pool_max_workers": _setting("THREAD_POOL_MAX_WORKERS", workers, int),
+    }
+    handler = _serve_options.build_handler(client, functions, FRAMEWORK, resolved)
     use_async = choose_async(async_mode)
     if streaming == "force" and not use_async:
         raise _errors.ConfigError("streaming='force' needs the async view (async_mode=True)")
-    limit = handler.max_body_bytes + 1
+    limit = handler.max_body_bytes
     route = handler.route_path.lstrip("/")
+    request_started.connect(_autosync.django_receiver(handler, _embedded()), weak=False)
 
     if use_async:
 
         async def async_view(request: http.HttpRequest) -> http.HttpResponseBase:
+            declared = _bodies.declared_too_large(request.headers.get("content-length"), limit)
+            if declared is not None:
+                return _to_django(_bodies.too_large(handler, declared))
             return _to_django(await handler.handle(_from_django(request, limit)))
 
         return urls.path(route, csrf_exempt(async_view), name="stepline")
 
     def view(request: http.HttpRequest) -> http.HttpResponseBase:
+        declared = _bodies.declared_too_large(request.headers.get("content-length"), limit)
+        if declared is not None:
+            return _to_django(_bodies.too_large(handler, declared))
         return _to_django(handler.handle_sync(_from_django(request, limit)))
 
     return urls.path(route, csrf_exempt(view), name="stepline")
+
+
+def _embedded() -> object:
+    """Something (not None) when ``STEPLINE["ENGINE"]`` is ``"embedded"``: no self-sync."""
+    conf = getattr(settings, "STEPLINE", None)
+    return True if isinstance(conf, dict) and conf.get("ENGINE") == "embedded" else None
 
 
 def choose_async(async_mode: bool | None) -> bool:
@@ -123,13 +138,17 @@ def _setting(name: str, argument: _T | None, kind: type[_T]) -> _T | None:
 
 
 def _from_django(request: http.HttpRequest, limit: int) -> CommRequest:
-    # One bounded read, whatever the method: DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by
-    # default) would refuse large engine payloads, and an oversized body gets a 413.
+    # Bounded reads, whatever the method: DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default)
+    # would refuse large engine payloads, and a body past ``limit`` gets a 413. Under
+    # WSGI the stream ends at Content-Length (runserver and most WSGI servers give a
+    # chunked body without one as empty); under ASGI, Django has already read the whole
+    # body into a temporary file (memory up to FILE_UPLOAD_MAX_MEMORY_SIZE, the rest on
+    # disk) before any view runs: cap bodies in the server or proxy in front of it.
     return CommRequest.build(
         method=request.method or "GET",
         url=request.build_absolute_uri(),
         headers=request.headers.items(),
-        body=request.read(limit),
+        body=_bodies.read_sync(request.read, limit),
         query=request.GET.dict(),
     )
 

@@ -6,6 +6,7 @@ Embed it (``async with Engine(...)``), or run it with ``stepline dev`` / ``stepl
 from __future__ import annotations
 
 from stepline._status import RunStatus as RunStatus
+from stepline.engine._appsync import SyncResult as SyncResult
 from stepline.engine._clock import Clock as Clock
 from stepline.engine._clock import ManualClock as ManualClock
 from stepline.engine._clock import SystemClock as SystemClock
@@ -13,8 +14,7 @@ from stepline.engine._config import EngineConfigError as EngineConfigError
 from stepline.engine._config import EngineSettings as EngineSettings
 from stepline.engine._config import resolve as resolve
 from stepline.engine._engine import Engine as Engine
-from stepline.engine._engine import NotFoundError as NotFoundError
-from stepline.engine._engine import SyncResult as SyncResult
+from stepline.engine._errors import NotFoundError as NotFoundError
 from stepline.engine._model import StepStatus as StepStatus
 
 __all__ = [

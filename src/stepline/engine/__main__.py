@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from stepline.engine._cli import main
+from stepline.engine._cli.commands import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Literal, cast
+
+from stepline._protocol import durations
+from stepline.engine import _keys
+from stepline.engine._gateway import destinations
 
 Mode = Literal["dev", "start"]
 LogFormat = Literal["text", "json"]
 SqliteSynchronous = Literal["NORMAL", "FULL"]
 DEFAULT_PORT = 8288
 DEFAULT_DB = ".stepline/stepline.db"
+#: how long ended runs and unreferenced events are kept (seconds): 7 days
+DEFAULT_RETENTION = 7 * 86_400.0
 
 
 class EngineConfigError(ValueError):
@@ -30,6 +37,8 @@ class EngineSettings:
         signing_keys: the current key first, then the fallback.
         event_keys: keys accepted by ``POST /e/{key}``; empty accepts any key (dev only).
         app_urls: apps to sync at start (``-u``).
+        app_poll_interval: dev mode: seconds between checks of known apps for changes
+            (a failed sync is retried sooner); 0 turns polling off (``--no-poll``).
         lease_seconds: how long a worker owns a job before another may take it over.
         concurrency: jobs processed at once by this process.
         call_timeout: seconds to wait for one SDK call.
@@ -51,6 +60,21 @@ class EngineSettings:
         tracing: write OpenTelemetry spans with the global tracer provider (needs
             ``stepline[otel]``; ``STEPLINE_TRACING=1``).
         log_format: ``text`` or ``json`` lines, with run fields (``STEPLINE_LOG_FORMAT``).
+        max_body_bytes: the largest request body the API accepts, and the most read of an
+            app's answer (``STEPLINE_MAX_BODY_BYTES``); past it the read stops and the
+            attempt fails.
+        gateway_allow: CIDRs and host names the AI gateway may call although they are
+            loopback, private, link-local or otherwise not public (``--gateway-allow``,
+            ``STEPLINE_GATEWAY_ALLOW``, comma-separated); for local development and tests.
+        gateway_max_calls: AI gateway steps one run may make (``--gateway-max-calls``,
+            ``STEPLINE_GATEWAY_MAX_CALLS``); past it the step fails without a call.
+        max_step_output_bytes: the largest step output (its JSON) stored; a larger one
+            fails the run (``--max-step-output-bytes``, ``STEPLINE_MAX_STEP_OUTPUT_BYTES``).
+        shutdown_grace: on a stop (SIGTERM), the most seconds calls in flight get to finish
+            before they are handed back (``--shutdown-grace``, ``STEPLINE_SHUTDOWN_GRACE``).
+        retention: seconds ended runs (with their steps, links, outputs) and events no
+            stored run references are kept (``--retention``, ``STEPLINE_RETENTION``: a
+            duration such as ``7d`` or ``12h``; ``0``/``off`` keeps everything).
     """
 
     mode: Mode = "dev"
@@ -67,6 +91,7 @@ class EngineSettings:
     retry_jitter: float = 30.0
     checkpointing: bool = True
     poll_interval: float = 1.0
+    app_poll_interval: float = 5.0
     max_body_bytes: int = 16 * 1024 * 1024
     allow_public_bind: bool = False
     migrate: bool = True
@@ -76,6 +101,18 @@ class EngineSettings:
     metrics: bool = True
     tracing: bool = False
     log_format: LogFormat = "text"
+    gateway_allow: tuple[str, ...] = ()
+    gateway_max_calls: int = 100
+    max_step_output_bytes: int = 4 * 1024 * 1024
+    shutdown_grace: float = 30.0
+    retention: float = DEFAULT_RETENTION
+
+    def __post_init__(self) -> None:
+        # here rather than in resolve(): settings built directly (the embedded engine in
+        # production mode) must not start with a key anyone can guess either
+        problem = _keys.problem(self.signing_keys, self.dashboard_keys, self.event_keys)
+        if problem is not None:
+            raise EngineConfigError(problem)
 
     @property
     def signing_key(self) -> str | None:
@@ -95,6 +132,20 @@ class EngineSettings:
             if url.startswith(prefix):
                 return url[len(prefix) :] or ":memory:"
         return url
+
+
+def _app_poll(env: Mapping[str, str]) -> float:
+    """``STEPLINE_POLL_INTERVAL`` seconds (default 5), 0 when ``STEPLINE_NO_POLL`` is on."""
+    if env.get("STEPLINE_NO_POLL", "").strip().lower() in _ON:
+        return 0.0
+    text = env.get("STEPLINE_POLL_INTERVAL", "").strip()
+    try:
+        value = float(text) if text else 5.0
+    except ValueError:
+        raise EngineConfigError(f"STEPLINE_POLL_INTERVAL: want seconds, got {text!r}") from None
+    if not value >= 0:
+        raise EngineConfigError(f"STEPLINE_POLL_INTERVAL: want seconds >= 0, got {text!r}")
+    return value
 
 
 def resolve(
@@ -158,14 +209,40 @@ def resolve(
         metrics=env.get("STEPLINE_METRICS", "").strip().lower() not in _OFF,
         tracing=env.get("STEPLINE_TRACING", "").strip().lower() in _ON,
         log_format=cast(LogFormat, env.get("STEPLINE_LOG_FORMAT", "").strip().lower() or "text"),
+        app_poll_interval=_app_poll(env),
     )
+    grace = env.get("STEPLINE_SHUTDOWN_GRACE", "").strip()
+    if grace:
+        overrides = {"shutdown_grace": _seconds("STEPLINE_SHUTDOWN_GRACE", grace), **overrides}
+    overrides = {**_answer_limits(env), **overrides}
     if overrides:
         settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
     _check(settings)
     return settings
 
 
+def _answer_limits(env: Mapping[str, str]) -> dict[str, object]:
+    """The gateway and answer-size settings the environment gives (defaults otherwise)."""
+    found: dict[str, object] = {}
+    allow = [e.strip() for e in env.get("STEPLINE_GATEWAY_ALLOW", "").split(",") if e.strip()]
+    if allow:
+        found["gateway_allow"] = tuple(allow)
+    if env.get("STEPLINE_RETENTION", "").strip():
+        found["retention"] = parse_retention(env["STEPLINE_RETENTION"], "STEPLINE_RETENTION")
+    for field, name in (
+        ("gateway_max_calls", "STEPLINE_GATEWAY_MAX_CALLS"),
+        ("max_step_output_bytes", "STEPLINE_MAX_STEP_OUTPUT_BYTES"),
+        ("max_body_bytes", "STEPLINE_MAX_BODY_BYTES"),
+    ):
+        text = env.get(name, "").strip()
+        if text:
+            found[field] = _integer(name, text)
+    return found
+
+
 _ON = ("1", "true", "yes", "on")
+#: ``host=db dbname=x``: libpq's other connection format (only URLs choose Postgres).
+_LIBPQ_KEYWORDS = re.compile(r"\s*(host|hostaddr|port|dbname|user|password|service)\s*=")
 _OFF = ("0", "false", "no", "off")
 
 
@@ -174,17 +251,19 @@ def _check(settings: EngineSettings) -> None:
         if not settings.signing_keys:
             raise EngineConfigError(
                 "stepline start needs a signing key: pass --signing-key or set "
-                "STEPLINE_SIGNING_KEY (generate one with `stepline keys`)"
+                'STEPLINE_SIGNING_KEY (generate one with python -c "import secrets; '
+                "print('signkey-prod-' + secrets.token_hex(32))\")"
             )
         if not settings.event_keys:
             raise EngineConfigError(
                 "stepline start needs at least one event key: pass --event-key or set "
                 "STEPLINE_EVENT_KEY"
             )
-    for key in settings.signing_keys:
-        body = key.split("-", 2)[-1] if key.startswith("signkey-") else key
-        if len(body) % 2 or any(c not in "0123456789abcdefABCDEF" for c in body):
-            raise EngineConfigError("a signing key must be hex (optionally signkey-<env>-<hex>)")
+    if _LIBPQ_KEYWORDS.match(settings.database_url):
+        raise EngineConfigError(
+            "the database is given as a libpq keyword string (host=... dbname=...); give a "
+            "URL instead: postgresql://user:password@host:5432/dbname"
+        )
     loopback = settings.host in ("127.0.0.1", "localhost", "::1")
     if settings.mode == "dev" and not loopback and not settings.allow_public_bind:
         raise EngineConfigError(
@@ -200,8 +279,46 @@ def _check(settings: EngineSettings) -> None:
         )
     if settings.log_format not in ("text", "json"):
         raise EngineConfigError(f"log format must be text or json, got {settings.log_format!r}")
+    _check_answer_limits(settings)
+    if not 0 <= settings.retention < float("inf"):
+        raise EngineConfigError(
+            f"retention must be 0 (keep everything) or a positive number of seconds, "
+            f"got {settings.retention!r}"
+        )
     if not 0 < settings.port < 65536:
         raise EngineConfigError(f"port must be 1-65535, got {settings.port}")
+
+
+def _check_answer_limits(settings: EngineSettings) -> None:
+    try:
+        destinations.Policy.parse(settings.gateway_allow)
+    except ValueError as exc:
+        raise EngineConfigError(f"gateway allow-list: {exc}") from None
+    if settings.gateway_max_calls < 0:
+        raise EngineConfigError(
+            f"gateway_max_calls must be 0 or more, got {settings.gateway_max_calls}"
+        )
+    for name in ("max_body_bytes", "max_step_output_bytes"):
+        if getattr(settings, name) < 1024:
+            raise EngineConfigError(f"{name} must be at least 1024, got {getattr(settings, name)}")
+
+
+def parse_retention(text: str, where: str = "retention") -> float:
+    """Seconds from a retention setting: a duration (``7d``, ``12h``, ``2s``), ``0`` or ``off``.
+
+    Raises:
+        EngineConfigError: the text is neither a duration nor ``0``/``off``.
+    """
+    raw = text.strip().lower()
+    if raw in (*_OFF, "0s", "never"):
+        return 0.0
+    try:
+        seconds = durations.parse_duration(raw).total_seconds()
+    except ValueError as exc:
+        raise EngineConfigError(
+            f"{where}: {exc}; or 0/off to keep every run and event forever"
+        ) from None
+    return seconds
 
 
 def _integer(name: str, text: str) -> int:
@@ -209,3 +326,13 @@ def _integer(name: str, text: str) -> int:
         return int(text)
     except ValueError:
         raise EngineConfigError(f"{name} must be an integer, got {text!r}") from None
+
+
+def _seconds(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):  # also refuses nan
+        raise EngineConfigError(f"{name} must be a number of seconds >= 0, got {text!r}")
+    return value

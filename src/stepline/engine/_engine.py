@@ -9,34 +9,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from stepline import _json
-from stepline._status import RunStatus
-from stepline.engine import _events, _ids, _registry, _response, _rules
+from stepline import _ownership
+from stepline.engine import _appsync, _events, _ids, _intake, _registry, _response, _starts
+from stepline.engine._appsync import SyncResult
 from stepline.engine._backoff import Backoff
 from stepline.engine._clock import Clock, SystemClock
-from stepline.engine._config import EngineConfigError, EngineSettings
+from stepline.engine._config import EngineSettings
 from stepline.engine._driver import Driver, InProcessDriver, Router, default_driver
+from stepline.engine._errors import NotFoundError, SkippedError
+from stepline.engine._flow import rules
 from stepline.engine._model import (
-    AppRecord,
     EventRecord,
-    EventRunLink,
-    FunctionRecord,
-    Job,
     Run,
-    StepRecord,
 )
-from stepline.engine._observer import Observer
+from stepline.engine._observe.observer import Observer
+from stepline.engine._reads import Reads
 from stepline.engine._registry import Registry
 from stepline.engine._runloop import RunLoop
-from stepline.engine._sqlite import SqliteStore
-from stepline.engine._store import EventFilter, RunFilter, Store, Tx, stored_text
+from stepline.engine._store import Store, Tx, store_for, stored_text, sweeper
+from stepline.engine._trust import apps as _apptrust
 from stepline.engine._waiters import RunWaiters
-from stepline.engine._worker import Worker, schedule_cron
+from stepline.engine._worker import Worker
+
+__all__ = ["Engine"]
 
 if TYPE_CHECKING:
     from stepline._client import Client
@@ -45,43 +44,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("stepline.engine")
 
 
-class NotFoundError(LookupError):
-    """A run, event or function that does not exist (answered with 404)."""
-
-
-class SkippedError(RuntimeError):
-    """A start that flow control turned away (rate limit, singleton; answered with 409)."""
-
-    def __init__(self, message: str, event_id: str) -> None:
-        super().__init__(message)
-        self.event_id = event_id
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SyncResult:
-    """What syncing an app by URL did."""
-
-    url: str
-    ok: bool
-    status: int
-    error: str | None = None
-
-
-def store_for(settings: EngineSettings) -> Store:
-    """The store ``settings.database_url`` names: Postgres for ``postgres(ql)://``, else SQLite."""
-    url = settings.database_url
-    if url.startswith(("postgres://", "postgresql://")):
-        try:
-            from stepline.engine._postgres import PostgresStore
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise EngineConfigError(
-                "a postgres:// database needs psycopg: pip install 'stepline[postgres]'"
-            ) from exc
-        return PostgresStore(url, pool_size=settings.db_pool_size, migrate=settings.migrate)
-    return SqliteStore(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
-
-
-class Engine:
+class Engine(Reads):
     """A durable-execution engine.
 
     Args:
@@ -111,8 +74,10 @@ class Engine:
             self.store = self.observer.wrap(self.store)
         self.clock: Clock = clock or SystemClock()
         self.local = InProcessDriver()
-        self.driver = Router(http or default_driver(), self.local)
+        http = http or default_driver(max_bytes=self.settings.max_body_bytes)  # capped reads
+        self.driver = Router(http, self.local)
         self._registry = Registry()
+        self._app_trust = _apptrust.AppGuard(self.settings, self.driver)
         backoff = Backoff(jitter=self.settings.retry_jitter, scale=self.settings.retry_scale)
         tracing = self.observer is not None and self.observer.tracer is not None
         self.loop = RunLoop(lambda: self._registry, backoff, trace_invokes=tracing)
@@ -168,6 +133,7 @@ class Engine:
             self._tasks = [
                 asyncio.create_task(self.worker.run(), name="stepline-worker"),
                 asyncio.create_task(self.worker.heartbeat(), name="stepline-heartbeat"),
+                asyncio.create_task(sweeper.Sweeper.of(self).run(), name="stepline-retention"),
             ]
 
     async def sync_apps(self) -> list[SyncResult]:
@@ -182,12 +148,12 @@ class Engine:
                 self.on_sync(result)
         return results
 
-    async def stop(self) -> None:
-        """Stop the worker, close connections; in-flight jobs resume elsewhere or on restart."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop leasing; calls in flight get ``grace`` s (``shutdown_grace``), then go back."""
         if not self._started:
             return
         self._started = False
-        await self.worker.stop()
+        await self.worker.stop(self.settings.shutdown_grace if grace is None else grace)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -243,44 +209,32 @@ class Engine:
         for record in records:
             try:
                 specs.append(_registry.parse_function(record.app_id, record.config))
-            except _rules.RegistrationError as exc:  # stored by an older version
+            except rules.RegistrationError as exc:  # stored by an older version
                 logger.error("skipping function %s: %s", record.function_id, exc)
         self._registry = Registry(specs)
 
-    async def register(self, body: object, *, deploy_url: str | None = None) -> dict[str, Any]:
+    async def register(
+        self, body: object, *, deploy_url: str | None = None, deploy_id: str | None = None
+    ) -> dict[str, Any]:
         """Accept a ``POST /fn/register`` body.
+
+        ``deploy_id`` is the request's ``?deployId=``: one this engine put on its own
+        signed sync PUT lets the app move to that origin without a trust probe.
 
         Raises:
             RegistrationError: the body is invalid (the API answers 400).
+            RegistrationRefusedError: the app would move to an origin that failed the
+                trust probe (403), or it names another app's function ids (409).
         """
         app = _registry.parse_app(body, deploy_url=deploy_url)
         now = self.clock.now()
-        record = AppRecord(
-            app_id=app.app_id,
-            url=app.url,
-            sdk=app.sdk,
-            framework=app.framework,
-            synced_at=now,
-            checksum=app.checksum,
-            mode=self.settings.server_kind,
-        )
-        functions = [
-            FunctionRecord(fn.function_id, app.app_id, fn.name, fn.config, now)
-            for fn in app.functions
-        ]
-
-        def write(tx: Tx) -> bool:
-            modified = tx.put_app(record, functions)
-            for fn in app.functions:
-                for trigger in fn.crons:
-                    schedule_cron(tx, fn.function_id, trigger, now)
-            return modified
-
-        modified = await self.store.atomic(write)
+        await self._app_trust.check_move(self.store, app, deploy_id, now)
+        mode = self.settings.server_kind
+        modified = await self.store.atomic(lambda tx: _appsync.store_app(tx, app, now, mode))
         self.sync_errors.pop(app.url, None)
         await self.reload()
         self._committed()
-        logger.info("synced app %s (%d functions) from %s", app.app_id, len(functions), app.url)
+        logger.info("synced app %s (%d functions) from %s", app.app_id, len(app.functions), app.url)
         return {
             "ok": True,
             "modified": modified,
@@ -289,26 +243,14 @@ class Engine:
         }
 
     async def sync_url(self, url: str) -> SyncResult:
-        """Ask the app at ``url`` to register itself (an out-of-band PUT)."""
-        body = json.dumps({"url": url}).encode()
-        headers = {
-            "content-type": "application/json",
-            "x-inngest-server-kind": self.settings.server_kind,
-        }
-        answer = await self.driver.request("PUT", url, body, headers, 30.0)
-        if answer.error is None and 200 <= answer.status < 300:
-            error = _registration_error(answer.body)
-            if error is None:
-                return SyncResult(url, True, answer.status)
-        else:
-            error = (
-                answer.error
-                or f"status {answer.status}: {answer.body[:300].decode('utf-8', 'replace')}"
-            )
-        error = stored_text(error)  # an app's answer may hold NUL, which Postgres refuses
+        """Ask the app at ``url`` to register itself (an out-of-band PUT, signed with a key)."""
+        result = await _appsync.ask(self.driver, self._app_trust, url, self.clock.now(), self.store)
+        if result.ok or result.error is None:
+            return result
+        error = stored_text(result.error)  # an app's answer may hold NUL, which Postgres refuses
         self.sync_errors[url] = error
         await self.store.atomic(lambda tx: tx.set_app_error(url, error, self.clock.now()))
-        return SyncResult(url, False, answer.status, error)
+        return dataclasses.replace(result, error=error)
 
     async def resync(self) -> list[SyncResult]:
         """Sync every known app again."""
@@ -330,16 +272,30 @@ class Engine:
     async def send(
         self, raw: object, *, seed: str | None = None, headers: Mapping[str, str] | None = None
     ) -> list[str]:
-        """Store events (one object or a list) and start what they trigger, atomically.
-
-        ``headers`` are the sending request's: a W3C ``traceparent`` among them is kept
-        with the events when tracing, so their runs continue that trace.
+        """Store events (one object or a list) and start what they trigger; see ``accept``.
 
         Returns:
             internal event ids, in input order.
 
         Raises:
-            EventError: an invalid event; nothing is stored.
+            EventError: an invalid event (its ``ids``: those of the events stored before it).
+        """
+        intake = await self.accept(raw, seed=seed, headers=headers)
+        intake.start()
+        return intake.result()
+
+    async def accept(
+        self, raw: object, *, seed: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> _intake.Intake:
+        """Store events and start their runs, atomically; their first calls wait for ``start``.
+
+        As Inngest's event API: the events before the first invalid one are stored (in one
+        transaction, with the runs they start), nothing after it. ``headers`` are the
+        sending request's: a W3C ``traceparent`` among them is kept with the events when
+        tracing, so their runs continue that trace.
+
+        Raises:
+            EventError: no events, too many, or the first one invalid: nothing is stored.
         """
         items = raw if isinstance(raw, list) else [raw]
         if not items:
@@ -348,35 +304,34 @@ class Engine:
             raise _events.EventError(f"at most {_events.MAX_EVENTS} events per request")
         now = self.clock.now()
         ids = _ids.seeded(seed, len(items)) if seed else [_ids.ulid(int(now * 1000)) for _ in items]
-        records = [
-            _events.normalise(item, index=i, now=now, internal_id=ids[i])
-            for i, item in enumerate(items)
-        ]
+        records, error = _events.valid_prefix(items, now=now, ids=ids)
+        if not records:
+            raise error or _events.EventError("no events in the request")
         if headers and self.observer is not None:
             self.observer.received(records, headers)
-        await self._ingest_now(records, now)
-        return ids
+        calls = await self._ingest_now(records, now)
+        return _intake.Intake(ids[: len(records)], error, lambda: self.worker.dispatch(calls))
 
     def _ingest(self, tx: Tx, records: list[EventRecord], now: float) -> None:
         for record in records:
             if tx.insert_event(record):  # a retried send (same seed) stores nothing twice
                 self.loop.fanout(tx, record, now)
 
-    async def _ingest_now(self, records: list[EventRecord], now: float) -> None:
-        """Store events and start their runs; this node's worker takes their first calls."""
+    async def _ingest_now(self, records: list[EventRecord], now: float) -> list[_intake.Call]:
+        """Store events and start their runs; returns the first calls leased for this node."""
 
-        def work(tx: Tx) -> _Adopted:
+        def work(tx: Tx) -> _intake.Adopted:
             self._ingest(tx, records, now)
             run_ids: list[str] = []
-            if len(records) <= _ADOPT_MAX_EVENTS:  # big batches go through the queue
+            if len(records) <= _intake.ADOPT_MAX_EVENTS:  # big batches go through the queue
                 for record in records:
                     links = tx.event_links(record.internal_id)
                     run_ids.extend(link.run_id for link in links if link.run_id)
-            return _adopted(tx, self.worker.adopt(tx, run_ids, now))
+            return _intake.adopted(tx, self.worker.adopt(tx, run_ids, now))
 
         adopted = await self.store.atomic(work)
         self._committed(wake=adopted.wake)  # an event may have cancelled runs
-        self.worker.dispatch(adopted.calls)
+        return adopted.calls
 
     async def invoke(self, function_id: str, raw: object) -> str:
         """Start a function directly (``POST /invoke/{slug}``), whatever its triggers."""
@@ -390,7 +345,7 @@ class Engine:
             {**data, "_inngest": {"fn_id": function_id, "name": _events.INVOKED}},
             now=now,
         )
-        await self._ingest_now([event], now)
+        self.worker.dispatch(await self._ingest_now([event], now))
         return event.internal_id
 
     async def start_function(
@@ -400,6 +355,7 @@ class Engine:
         *,
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
+        started_by: str | None = None,
     ) -> tuple[str, bool]:
         """Start a run of one function; returns ``(run_id, created)``.
 
@@ -408,7 +364,9 @@ class Engine:
 
         With an ``idempotency_key``, a second start within 24 hours returns the first
         run (``created`` False) instead of starting another; concurrent starts with one
-        key race safely (the per-function event-id claim decides).
+        key race safely (the per-function event-id claim decides). ``started_by`` (a
+        principal) is recorded on the run, and scopes the key: another principal's key
+        never returns this run (``stepline._ownership``).
 
         Raises:
             NotFoundError: the function is not registered.
@@ -416,7 +374,7 @@ class Engine:
         if self._registry.get(function_id) is None:
             raise NotFoundError(f"function {function_id!r} is not registered")
         now = self.clock.now()
-        own_id = f"start:{idempotency_key}" if idempotency_key is not None else None
+        own_id = _ownership.start_event_id(idempotency_key, started_by)
         event = _events.internal(
             _events.INVOKED,
             {**data, "_inngest": {"fn_id": function_id, "name": _events.INVOKED}},
@@ -426,18 +384,20 @@ class Engine:
         if headers and self.observer is not None:
             self.observer.received([event], headers)
 
-        def work(tx: Tx) -> tuple[str | None, bool, _Adopted]:
+        def work(tx: Tx) -> tuple[str | None, bool, _intake.Adopted]:
             if own_id is not None:
                 existing = tx.run_for_event_id(function_id, own_id)
                 if existing is not None:
-                    return existing, False, _Adopted([], wake=False)
+                    return existing, False, _intake.Adopted([], wake=False)
             self._ingest(tx, [event], now)
             links = tx.event_links(event.internal_id)
             started = next((link.run_id for link in links if link.run_id), None)
             if started is None and own_id is not None:
-                return tx.run_for_event_id(function_id, own_id), False, _adopted(tx, [])
+                return tx.run_for_event_id(function_id, own_id), False, _intake.adopted(tx, [])
+            if started is not None and started_by is not None:
+                _record_starter(tx, started, started_by)
             taken = [] if started is None else self.worker.adopt(tx, [started], now)
-            return started, True, _adopted(tx, taken)
+            return started, True, _intake.adopted(tx, taken)
 
         run_id, created, adopted = await self.store.atomic(work)
         self._committed(wake=adopted.wake)  # a singleton start may have cancelled a run
@@ -475,27 +435,6 @@ class Engine:
 
     # -- runs -----------------------------------------------------------------------------
 
-    async def get_run(self, run_id: str) -> Run:
-        """A run by id.
-
-        Raises:
-            NotFoundError: no such run.
-        """
-        run = await self.store.read(lambda tx: tx.get_run(run_id))
-        if run is None:
-            raise NotFoundError(f"run {run_id!r} not found")
-        return run
-
-    async def list_runs(self, where: RunFilter | None = None) -> list[Run]:
-        """Runs, newest first, filtered and paginated."""
-        query = where or RunFilter()
-        return await self.store.read(lambda tx: tx.list_runs(query))
-
-    async def run_steps(self, run_id: str) -> list[StepRecord]:
-        """A run's step timeline, in completion order (pending steps last)."""
-        await self.get_run(run_id)
-        return await self.store.read(lambda tx: tx.get_steps(run_id))
-
     async def cancel(self, run_id: str, reason: str = "cancelled through the API") -> bool:
         """Cancel a run; False if it had already ended.
 
@@ -517,10 +456,12 @@ class Engine:
 
         def work(tx: Tx) -> str:
             events = [e for e in (tx.get_event(i) for i in run.event_ids) if e is not None]
-            new = self.loop.start_run(
+            new = _starts.start_run(
                 tx, fn, events, now, run_id=_ids.ulid(int(now * 1000)), origin=f"rerun:{run_id}"
             )
             assert new is not None
+            if run.started_by is not None:  # a rerun stays its starter's run
+                _record_starter(tx, new.run_id, run.started_by)
             return new.run_id
 
         return str(await self._atomic(work))
@@ -533,45 +474,7 @@ class Engine:
         """
         return await self._waiters.wait(run_id, timeout)
 
-    # -- events, functions, apps ------------------------------------------------------------
-
-    async def get_event(self, event_id: str) -> EventRecord:
-        """An event by internal id (or by its own ``id``)."""
-        event = await self.store.read(lambda tx: tx.get_event(event_id))
-        if event is None:
-            raise NotFoundError(f"event {event_id!r} not found")
-        return event
-
-    async def list_events(self, where: EventFilter | None = None) -> list[EventRecord]:
-        """Events, newest first."""
-        query = where or EventFilter()
-        return await self.store.read(lambda tx: tx.list_events(query))
-
-    async def event_runs(self, event_id: str) -> list[EventRunLink]:
-        """The runs an event started, and why it started none for other functions."""
-        event = await self.get_event(event_id)
-        return await self.store.read(lambda tx: tx.event_links(event.internal_id))
-
-    async def list_functions(self) -> list[FunctionRecord]:
-        """Every registered function."""
-        return await self.store.read(lambda tx: tx.list_functions())
-
-    async def list_apps(self) -> list[AppRecord]:
-        """Every synced app."""
-        return await self.store.read(lambda tx: tx.list_apps())
-
-    # -- large payloads and checkpoints (SDK-facing) --------------------------------------------
-
-    async def run_batch(self, run_id: str) -> list[dict[str, Any]]:
-        """``GET /v0/runs/{id}/batch``: the run's trigger events."""
-        return (await self.get_run(run_id)).events
-
-    async def run_actions(self, run_id: str) -> dict[str, Any]:
-        """``GET /v0/runs/{id}/actions``: the memos of the run's finished steps."""
-        run = await self.get_run(run_id)
-        steps = await self.store.read(lambda tx: tx.get_steps(run_id))
-        done = {s.step_id: s.memo for s in steps if s.status.done}
-        return {k: done[k] for k in run.stack if k in done}
+    # -- checkpoints (SDK-facing) ---------------------------------------------------------------
 
     async def checkpoint(self, run_id: str, body: object) -> None:
         """``POST /v1/checkpoint/{run}/async``: persist steps an SDK ran ahead of reporting.
@@ -580,7 +483,7 @@ class Engine:
             NotFoundError: no such run.
             ValueError: the body is not a checkpoint, or carries async ops.
         """
-        ops = _response.checkpoint_ops(body)
+        ops = _response.checkpoint_ops(body, max_output=self.settings.max_step_output_bytes)
         await self.get_run(run_id)
         qi_id = body.get("qi_id") if isinstance(body, dict) else None
         await self._atomic(
@@ -588,33 +491,9 @@ class Engine:
         )
 
 
-def _registration_error(body: bytes) -> str | None:
-    """py forwards the engine's answer with 200 even on failure: look inside."""
-    try:
-        parsed = _json.loads(body)
-    except ValueError:
-        return None
-    if isinstance(parsed, dict) and parsed.get("error") and not parsed.get("ok"):
-        return str(parsed["error"])
-    return None
-
-
-__all__ = ["Engine", "NotFoundError", "RunStatus", "SyncResult"]
-
-
-#: A send of at most this many events has its runs' first calls taken by this node at once.
-_ADOPT_MAX_EVENTS = 8
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Adopted:
-    """The first calls a starting transaction leased for this node's worker (``adopt``)."""
-
-    calls: list[tuple[Job, tuple[Run | None, list[StepRecord]]]]
-    #: the transaction queued other jobs as well: the worker's loop must look
-    wake: bool
-
-
-def _adopted(tx: Tx, calls: list[tuple[Job, tuple[Run | None, list[StepRecord]]]]) -> _Adopted:
-    taken = {job.job_id for job, _ in calls}
-    return _Adopted(calls, wake=any(job_id not in taken for job_id in tx.queued))
+def _record_starter(tx: Tx, run_id: str, started_by: str) -> None:
+    """Write a new run's starter in the transaction that created it."""
+    run = tx.get_run(run_id)
+    if run is not None:
+        run.started_by = started_by
+        tx.update_run(run)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stepline import _json
@@ -23,7 +23,15 @@ _MAX_TS = 4_102_444_800_000  # 2100-01-01 in ms
 
 
 class EventError(ValueError):
-    """An event the API refuses (answered with 400, naming the event's index)."""
+    """An event the API refuses (answered with 400, naming the event's index).
+
+    ``ids`` are those of the events before it in the same request, which were stored
+    (Inngest's event API answers them with the error; inngest-py's ``SendEventsError.ids``).
+    """
+
+    def __init__(self, message: str, ids: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.ids = list(ids)
 
 
 def normalise(raw: object, *, index: int, now: float, internal_id: str) -> EventRecord:
@@ -75,6 +83,23 @@ def normalise(raw: object, *, index: int, now: float, internal_id: str) -> Event
     if len(_json.dumpb(payload)) > MAX_EVENT_BYTES:
         raise EventError(f"{where}: larger than {MAX_EVENT_BYTES} bytes")
     return EventRecord(internal_id=internal_id, name=name, payload=payload, received_at=now)
+
+
+def valid_prefix(
+    items: Sequence[object], *, now: float, ids: Sequence[str]
+) -> tuple[list[EventRecord], EventError | None]:
+    """The events before the first invalid one, and that one's error (None if all are valid).
+
+    Inngest's event API stores a batch up to its first invalid event and nothing after it;
+    so does ours (in one transaction). Pure.
+    """
+    records: list[EventRecord] = []
+    for index, item in enumerate(items):
+        try:
+            records.append(normalise(item, index=index, now=now, internal_id=ids[index]))
+        except EventError as exc:
+            return records, exc
+    return records, None
 
 
 def internal(

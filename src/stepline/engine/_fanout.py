@@ -1,24 +1,44 @@
-"""Fan-out: what one stored event starts, resumes or cancels."""
+"""Fan-out: what one stored event starts, resumes or cancels.
+
+Runs start here through ``_starts`` (plain functions over the ``Tx``); resuming a waiting
+run and cancelling one are the run loop's, reached through the small ``Runs`` protocol.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from stepline import _cel
-from stepline.engine import _events, _flow
-from stepline.engine._model import EventRecord, EventRunLink, Run
-from stepline.engine._registry import FunctionSpec, compiled, key_of
+from stepline.engine import _events, _starts
+from stepline.engine._flow import admission
+from stepline.engine._model import EventRecord, EventRunLink, Pause, Run
+from stepline.engine._registry import FunctionSpec, Registry, compiled, key_of
 from stepline.engine._store import Tx
 
-if TYPE_CHECKING:
-    from stepline.engine._runloop import RunLoop
+
+class Runs(Protocol):
+    """What fan-out needs of the run loop."""
+
+    @property
+    def registry(self) -> Registry:
+        """The functions registered now."""
+        ...
+
+    def resume(self, tx: Tx, pause: Pause, event: EventRecord, now: float) -> None:
+        """An event matched a waiting run's pause: continue (or cancel) that run."""
+        ...
+
+    def cancel(self, tx: Tx, run_id: str, now: float, reason: str) -> bool:
+        """End a run as cancelled; False if it had already ended."""
+        ...
+
 
 #: How long an event id (or an idempotency key) keeps a second run from starting.
 IDEMPOTENCY_WINDOW = 86_400.0
 
 
-def fanout(loop: RunLoop, tx: Tx, event: EventRecord, now: float) -> list[str]:
+def fanout(loop: Runs, tx: Tx, event: EventRecord, now: float) -> list[str]:
     """Match a stored event against triggers, waits and cancel rules; returns new run ids."""
     registry = loop.registry
     started: list[str] = []
@@ -49,13 +69,15 @@ def fanout(loop: RunLoop, tx: Tx, event: EventRecord, now: float) -> list[str]:
 
 
 def _start_for_event(
-    loop: RunLoop, tx: Tx, fn: FunctionSpec, event: EventRecord, now: float
+    loop: Runs, tx: Tx, fn: FunctionSpec, event: EventRecord, now: float
 ) -> Run | None:
     payload = event.payload
     if payload.get("id") != event.internal_id and not tx.claim_key(
         f"event:{fn.function_id}", str(payload["id"]), now + IDEMPOTENCY_WINDOW, now
     ):
-        tx.link_event(EventRunLink(event.internal_id, fn.function_id, None, _flow.IDEMPOTENT, now))
+        tx.link_event(
+            EventRunLink(event.internal_id, fn.function_id, None, admission.IDEMPOTENT, now)
+        )
         return None
     if fn.idempotency is not None:
         try:
@@ -64,20 +86,20 @@ def _start_for_event(
             key = "null"
         if not tx.claim_key(f"idem:{fn.function_id}", key, now + IDEMPOTENCY_WINDOW, now):
             tx.link_event(
-                EventRunLink(event.internal_id, fn.function_id, None, _flow.IDEMPOTENT, now)
+                EventRunLink(event.internal_id, fn.function_id, None, admission.IDEMPOTENT, now)
             )
             return None
-    reason = _flow.skip_reason(loop, tx, fn, payload, now)
+    reason = admission.skip_reason(loop.cancel, tx, fn, payload, now)
     if reason is not None:
         tx.link_event(EventRunLink(event.internal_id, fn.function_id, None, reason, now))
         return None
-    gathered = fn.flow.debounce is not None or _flow.matches_batch(fn, payload)
+    gathered = fn.flow.debounce is not None or admission.matches_batch(fn, payload)
     if gathered and event.name != _events.INVOKED:
-        run = _flow.gather(loop, tx, fn, event, now)
+        run = admission.gather(tx, fn, event, now)
     else:
         meta = payload.get("data", {}).get("_inngest", {}) if event.name == _events.INVOKED else {}
         correlation = meta.get("correlation_id")
-        run = loop.start_run(
+        run = _starts.start_run(
             tx,
             fn,
             [event],

@@ -19,11 +19,18 @@ class StepStatus(str, enum.Enum):
     CALLING = "Calling"
     COMPLETED = "Completed"
     FAILED = "Failed"
+    #: the run ended (cancelled, failed, timed out) while the step slept, waited or ran
+    CANCELLED = "Cancelled"
 
     @property
     def done(self) -> bool:
         """True once the step has a memo the SDK will receive."""
         return self in (StepStatus.COMPLETED, StepStatus.FAILED)
+
+    @property
+    def ended(self) -> bool:
+        """True once the step will not change: done, or cut short by its run's end."""
+        return self.done or self is StepStatus.CANCELLED
 
 
 class JobKind(str, enum.Enum):
@@ -61,6 +68,8 @@ class Run:
             "priority", ...}``), None when nothing holds it back.
         flow: what flow control fixed at the start: concurrency ``keys`` as
             ``[key, limit]`` pairs and the priority ``boost`` in seconds.
+        started_by: the principal that started it through the start API (the web
+            kit's caller), None when nobody in particular did (see ``stepline._ownership``).
     """
 
     run_id: str
@@ -82,6 +91,7 @@ class Run:
     origin: str | None = None
     waiting: dict[str, Any] | None = None
     flow: dict[str, Any] | None = None
+    started_by: str | None = None
 
 
 @dataclasses.dataclass(slots=True)

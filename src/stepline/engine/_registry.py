@@ -18,8 +18,8 @@ from typing import Any
 
 from stepline import _cel, _cron
 from stepline._protocol import durations
-from stepline.engine import _rules
-from stepline.engine._rules import FlowRules, RegistrationError
+from stepline.engine._flow import rules
+from stepline.engine._flow.rules import FlowRules, RegistrationError
 from stepline.engine._runview import YEAR
 from stepline.engine._store import storable
 
@@ -28,7 +28,7 @@ CRON_EVENT = "inngest/scheduled.timer"
 #: Retries when a function does not say (4 retries = 5 attempts), and the cap.
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
-_EVENT_VARS = _rules.EVENT_VARS
+_EVENT_VARS = rules.EVENT_VARS
 _PAIR_VARS = ("event", "async")
 
 
@@ -125,6 +125,14 @@ def parse_app(body: object, *, deploy_url: str | None = None) -> AppSpec:
     raw_functions = lowered.get("functions")
     if not isinstance(raw_functions, list):
         raise RegistrationError("functions must be an array")
+    # the deployId of a sync belongs on /fn/register's URL, never in the app's (js v4 puts
+    # the request's there): the engine would call it, and see a new checksum each sync
+    try:  # every call and the move check build on it
+        urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        raise RegistrationError(f"url {url!r} is not a URL: {exc}") from None
+    url = _without_deploy_id(url)
+    raw_functions = [_function_without_deploy_id(raw) for raw in raw_functions]
     functions = tuple(_parse_function(app_id, url, raw) for raw in raw_functions)
     seen: set[str] = set()
     for fn in functions:
@@ -144,6 +152,33 @@ def parse_app(body: object, *, deploy_url: str | None = None) -> AppSpec:
         functions=functions,
         checksum=checksum,
     )
+
+
+def _without_deploy_id(url: str) -> str:
+    """``url`` without a ``deployId`` query parameter (unchanged if it cannot be split)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # reported where the URL is checked, with its function's name
+        return url
+    if "deployId" not in parts.query:
+        return url
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "deployId"]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def _function_without_deploy_id(raw: object) -> object:
+    """A function config whose step runtime URLs carry no ``deployId``."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("steps"), dict):
+        return raw
+    cleaned: dict[str, Any] = {}
+    for name, step in raw["steps"].items():
+        runtime = step.get("runtime") if isinstance(step, dict) else None
+        if isinstance(runtime, dict) and isinstance(runtime.get("url"), str):
+            url = _without_deploy_id(runtime["url"])
+            cleaned[name] = {**step, "runtime": {**runtime, "url": url}}
+        else:
+            cleaned[name] = step
+    return {**raw, "steps": cleaned}
 
 
 def parse_function(app_id: str, config: Mapping[str, Any]) -> FunctionSpec:
@@ -190,10 +225,10 @@ def _parse_function(app_id: str, url: str, raw: object) -> FunctionSpec:
         triggers=triggers,
         crons=crons,
         cancel=tuple(_cancel(where, c) for c in cancels),
-        start_timeout=_rules.duration(f"{where}: timeouts.start", timeouts.get("start")),
-        finish_timeout=_rules.duration(f"{where}: timeouts.finish", timeouts.get("finish")),
-        idempotency=_rules.expression(f"{where}: idempotency", idempotency, _EVENT_VARS),
-        flow=_rules.parse_flow(where, raw),
+        start_timeout=rules.duration(f"{where}: timeouts.start", timeouts.get("start")),
+        finish_timeout=rules.duration(f"{where}: timeouts.finish", timeouts.get("finish")),
+        idempotency=rules.expression(f"{where}: idempotency", idempotency, _EVENT_VARS),
+        flow=rules.parse_flow(where, raw),
         config={**raw, "url": step_url},
     )
 
@@ -231,7 +266,7 @@ def _triggers(where: str, raw: object) -> tuple[tuple[EventTrigger, ...], tuple[
         if not isinstance(item, dict):
             raise RegistrationError(f"{where}: each trigger must be an object")
         if isinstance(item.get("event"), str) and item["event"]:
-            expression = _rules.expression(
+            expression = rules.expression(
                 f"{where}: trigger expression", item.get("expression"), _EVENT_VARS
             )
             events.append(EventTrigger(item["event"], expression))
@@ -242,7 +277,7 @@ def _triggers(where: str, raw: object) -> tuple[tuple[EventTrigger, ...], tuple[
                 raise RegistrationError(f"{where}: cron {item['cron']!r}: {exc}") from None
             if any(c.schedule.canonical == schedule.canonical for c in crons):
                 raise RegistrationError(f"{where}: duplicate cron {item['cron']!r}")
-            jitter = _rules.duration(f"{where}: cron jitter", item.get("jitter")) or 0.0
+            jitter = rules.duration(f"{where}: cron jitter", item.get("jitter")) or 0.0
             crons.append(CronTrigger(schedule, jitter))
         else:
             raise RegistrationError(f"{where}: a trigger needs an event or a cron")
@@ -253,7 +288,7 @@ def _cancel(where: str, raw: object) -> CancelRule:
     if not isinstance(raw, dict) or not isinstance(raw.get("event"), str):
         raise RegistrationError(f"{where}: each cancel entry needs an event")
     condition = raw.get("if")
-    _rules.expression(f"{where}: cancel if", condition, _PAIR_VARS)
+    rules.expression(f"{where}: cancel if", condition, _PAIR_VARS)
     value = raw.get("timeout")
     if isinstance(value, str) and len(value) >= 10 and value[:4].isdigit():
         try:  # an RFC 3339 time rather than a duration
@@ -261,7 +296,7 @@ def _cancel(where: str, raw: object) -> CancelRule:
         except ValueError:
             raise RegistrationError(f"{where}: cancel timeout {value!r} is not a time") from None
         return CancelRule(raw["event"], condition or None, YEAR, until)
-    timeout = _rules.duration(f"{where}: cancel timeout", value) or YEAR
+    timeout = rules.duration(f"{where}: cancel timeout", value) or YEAR
     return CancelRule(raw["event"], condition or None, timeout)
 
 

@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from stepline import _serde
+from stepline import _json, _serde
 from stepline._protocol import durations, headers
 from stepline._protocol.opcodes import Opcode
 from stepline.engine._store import storable
@@ -19,12 +19,17 @@ MAX_RETRY_AFTER = 86_400.0
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RawResponse:
-    """An HTTP (or in-process) answer; ``error`` is set when no answer arrived."""
+    """An HTTP (or in-process) answer; ``error`` is set when no answer arrived.
+
+    ``error_name`` is set (with ``error``) when an answer arrived but the engine refused
+    it (unsigned, too large): its body is dropped, and the error is recorded as is.
+    """
 
     status: int
     headers: Mapping[str, str]
     body: bytes
     error: str | None = None
+    error_name: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,12 +88,16 @@ Outcome = Completed | Ops | Failed
 def decode(raw: RawResponse, *, now: float) -> Outcome:
     """Turn an answer into an outcome, following the Go executor's rules."""
     if raw.error is not None:
+        if raw.error_name is not None:  # an answer the engine refused; only no-retry kept
+            failed = _failure(raw.error, raw.error_name, raw.error)
+            final = raw.headers.get(headers.NO_RETRY.lower(), "").lower() == "true"
+            return dataclasses.replace(failed, no_retry=final)
         return _failure(f"request failed: {raw.error}", "Error", raw.error)
     lowered = {k.lower(): v for k, v in raw.headers.items()}
     status, body = raw.status, raw.body
     if status == 201:
         try:
-            status, body, inner = _unwrap_stream(body)
+            status, body, inner = unwrap_stream(body)
         except ValueError as exc:
             return _failure(str(exc), "StreamError", str(exc))
         lowered.update({k.lower(): v for k, v in inner.items()})
@@ -120,11 +129,12 @@ def _failure(message: str, name: str, detail: str, version: int | None = None) -
     return Failed(body, error, False, None, version)
 
 
-def checkpoint_ops(body: object) -> tuple[ReportedOp, ...]:
+def checkpoint_ops(body: object, *, max_output: int | None = None) -> tuple[ReportedOp, ...]:
     """The ops of a ``/v1/checkpoint/{run}/async`` body; only ops with a known result.
 
     Raises:
-        ValueError: not an object with a ``steps`` array, or an async op in it.
+        ValueError: not an object with a ``steps`` array, an async op in it, or a step
+            output larger than ``max_output`` bytes.
     """
     if not isinstance(body, dict) or not isinstance(body.get("steps"), list):
         raise ValueError("a checkpoint body is an object with a 'steps' array of ops")
@@ -132,7 +142,48 @@ def checkpoint_ops(body: object) -> tuple[ReportedOp, ...]:
     for op in ops:
         if op.op not in CHECKPOINTABLE:
             raise ValueError(f"op {op.op.value} cannot be checkpointed; report it in the response")
+    if max_output is not None:
+        problem = oversized_output(ops, max_output)
+        if problem is not None:
+            raise ValueError(problem)
     return ops
+
+
+def limit_outputs(outcome: Outcome, limit: int) -> Outcome:
+    """The outcome, or a final failure if a step's output is larger than ``limit`` bytes.
+
+    Retrying would only produce the same output again, so the failure is not retried.
+    """
+    if not isinstance(outcome, Ops):
+        return outcome
+    problem = oversized_output(outcome.ops, limit)
+    if problem is None:
+        return outcome
+    error = {"error": problem, "name": "StepOutputTooLarge", "message": problem, "stack": None}
+    body = json.dumps({"name": "StepOutputTooLarge", "message": problem})
+    return Failed(body, error, no_retry=True, request_version=outcome.request_version)
+
+
+def oversized_output(ops: tuple[ReportedOp, ...], limit: int) -> str | None:
+    """What is wrong if a step's output (or error) is over ``limit`` bytes of JSON."""
+    for op in ops:
+        if op.op in (Opcode.RUN_COMPLETE, Opcode.SYNC_RUN_COMPLETE):
+            continue  # the run's own output, bounded by the answer's size
+        size = sum(_size(value) for value in (op.data, op.error) if value is not None)
+        if size > limit:
+            return (
+                f"step {op.display_name!r} returned {size} bytes of output, more than the "
+                f"{limit}-byte limit on a step's output (max_step_output_bytes, "
+                "--max-step-output-bytes, STEPLINE_MAX_STEP_OUTPUT_BYTES); return less, "
+                "e.g. store large data elsewhere and return a reference to it"
+            )
+    return None
+
+
+def _size(value: object) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass")) + 2  # as a JSON string, near enough
+    return len(_json.dumps(value).encode("utf-8", "surrogatepass"))
 
 
 CHECKPOINTABLE = frozenset(
@@ -146,7 +197,12 @@ CHECKPOINTABLE = frozenset(
 )
 
 
-def _unwrap_stream(body: bytes) -> tuple[int, bytes, dict[str, str]]:
+def unwrap_stream(body: bytes) -> tuple[int, bytes, dict[str, str]]:
+    """A streamed (201) answer's status, body and headers, from its closing JSON envelope.
+
+    Raises:
+        ValueError: no envelope, or one that reports a failure.
+    """
     try:
         envelope = _serde.loads(body)
     except ValueError:

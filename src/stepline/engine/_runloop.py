@@ -13,35 +13,30 @@ from typing import Any
 from stepline import _cel, _json
 from stepline._protocol.opcodes import Opcode
 from stepline._status import RunStatus
-from stepline.engine import _concurrency, _events, _fanout, _flow, _ids, _tracing
+from stepline.engine import _events, _fanout
 from stepline.engine._backoff import Backoff
+from stepline.engine._flow import concurrency as _concurrency
 from stepline.engine._model import (
     EventRecord,
-    EventRunLink,
     Job,
     JobKind,
     Pause,
     PauseKind,
-    Run,
     StepStatus,
 )
+from stepline.engine._observe import tracing as _tracing
 from stepline.engine._registry import FunctionSpec, Registry, compiled
 from stepline.engine._response import Completed, Failed, Ops, Outcome, ReportedOp
 from stepline.engine._runview import YEAR, RunView, deadline, sleep_until
+from stepline.engine._starts import DISCOVERY, call, execute_job_id
 from stepline.engine._store import Tx
 
-DISCOVERY = "step"
 INVOKE_TIMEOUT_ERROR = {
     "name": "InngestInvokeTimeoutError",
     "message": "Timed out waiting for invoked function to complete",
     "error": "InngestInvokeTimeoutError: Timed out waiting for invoked function to complete",
 }
 _DONE_OPS = frozenset({Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_FAILED, Opcode.RUN_COMPLETE})
-
-
-def execute_job_id(run_id: str, step_id: str, tag: str) -> str:
-    """Job ids that make re-planning the same step (or re-scheduling one discovery) a no-op."""
-    return f"{run_id}:{step_id}:{tag}"
 
 
 class RunLoop:
@@ -61,103 +56,6 @@ class RunLoop:
         self.trace_invokes = trace_invokes
         #: per thread (Postgres runs transactions on several): inside an inline fan-out
         self._local = threading.local()
-
-    # -- starting runs ----------------------------------------------------------------
-
-    def start_run(
-        self,
-        tx: Tx,
-        fn: FunctionSpec,
-        events: list[EventRecord],
-        now: float,
-        *,
-        correlation_id: str | None = None,
-        parent_run_id: str | None = None,
-        origin: str | None = None,
-        run_id: str | None = None,
-        start_at: float | None = None,
-        waiting: dict[str, Any] | None = None,
-    ) -> Run | None:
-        """Create a run and schedule its first call; None if it already exists.
-
-        ``start_at`` (debounce, batching) fixes when the first call is due; otherwise
-        throttle and priority decide (``_flow.plan_start``).
-        """
-        first = events[0]
-        plan = _flow.plan_start(tx, fn, first.payload, now, start_at=start_at)
-        run = Run(
-            run_id=run_id or _ids.derived(int(now * 1000), first.internal_id, fn.function_id),
-            function_id=fn.function_id,
-            app_id=fn.app_id,
-            status=RunStatus.QUEUED,
-            events=[e.payload for e in events],
-            event_ids=[e.internal_id for e in events],
-            created_at=now,
-            correlation_id=correlation_id,
-            parent_run_id=parent_run_id,
-            origin=origin,
-            waiting=waiting or plan.waiting,
-            flow=plan.flow,
-        )
-        if not tx.insert_run(run):
-            return None
-        rid = run.run_id
-        tx.enqueue(_call(run, DISCOVERY, "start", plan.start_at))
-        for which, seconds in (("start", fn.start_timeout), ("finish", fn.finish_timeout)):
-            if seconds is not None:
-                tx.enqueue(
-                    Job(
-                        f"{rid}:timeout:{which}",
-                        JobKind.TIMEOUT,
-                        now + seconds,
-                        rid,
-                        payload={"which": which},
-                    )
-                )
-        self._arm_cancels(tx, fn, rid, first, now)
-        for event in events:
-            tx.link_event(EventRunLink(event.internal_id, fn.function_id, rid, None, now))
-        return run
-
-    def _arm_cancels(
-        self, tx: Tx, fn: FunctionSpec, run_id: str, trigger: EventRecord, now: float
-    ) -> None:
-        context = trigger.payload
-        for index, rule in enumerate(fn.cancel):
-            if rule.condition is not None:
-                folded = compiled(rule.condition).substitute("event", context)
-                if folded.is_constant_false:
-                    continue
-            tx.insert_pause(
-                Pause(
-                    pause_id=f"{run_id}:cancel:{index}",
-                    run_id=run_id,
-                    kind=PauseKind.CANCEL,
-                    event_name=rule.event,
-                    expires_at=rule.expires_at(now),
-                    expression=rule.condition,
-                    trigger_event_id=trigger.internal_id,
-                    context=context,
-                )
-            )
-
-    def rearm_cancels(
-        self, tx: Tx, fn: FunctionSpec, run: Run, trigger: EventRecord, now: float
-    ) -> None:
-        """A debounced run's trigger changed: its cancel rules now match the new one."""
-        tx.delete_run_pauses(run.run_id)  # a queued run has no pauses but cancel rules
-        self._arm_cancels(tx, fn, run.run_id, trigger, run.created_at)
-
-    def start_job(self, tx: Tx, run_id: str) -> Job | None:
-        """The queued first call of a run (None once it has been answered)."""
-        return tx.get_job(execute_job_id(run_id, DISCOVERY, "start"))
-
-    def move_start(self, tx: Tx, run_id: str, at: float) -> None:
-        """Re-time a queued run's first call (debounce and batching move it)."""
-        job = self.start_job(tx, run_id)
-        if job is not None and job.lease_owner is None:
-            job.available_at = at
-            tx.update_job(job)
 
     def fanout(self, tx: Tx, event: EventRecord, now: float) -> list[str]:
         """Match a stored event against triggers, waits and cancel rules; returns new run ids."""
@@ -284,7 +182,7 @@ class RunLoop:
         rid = view.run.run_id
         if op.op is Opcode.STEP_PLANNED:
             view.step(op, StepStatus.PLANNED, now)
-            tx.enqueue(_call(view.run, op.id, "plan", now))
+            tx.enqueue(call(view.run, op.id, "plan", now))
         elif op.op is Opcode.SLEEP:
             until = sleep_until(op, now)
             step = view.step(op, StepStatus.SLEEPING, now)
@@ -519,7 +417,7 @@ class RunLoop:
         run = view.run
         if run.request_version >= 2 or run.request_version < 0:
             run.force_plan = False
-        tx.enqueue(_call(run, DISCOVERY, tag, now))
+        tx.enqueue(call(run, DISCOVERY, tag, now))
 
     def _retry(self, tx: Tx, job: Job, retry_after: float | None, now: float) -> None:
         delay = (
@@ -548,6 +446,7 @@ class RunLoop:
         run.output = output
         run.ended_at = now
         run.cancel_reason = reason
+        view.end_pending(now)  # same transaction: an ended run never shows a step asleep
         view.save(tx)
         tx.delete_run_jobs(run.run_id)
         tx.delete_run_pauses(run.run_id)
@@ -582,15 +481,6 @@ class RunLoop:
             self.fanout(tx, event, now)
         finally:
             self._local.fanning = False
-
-
-def _call(run: Run, step_id: str, tag: str, at: float) -> Job:
-    """An SDK call of a run, carrying its concurrency keys; a priority boost sorts it ahead."""
-    flow = run.flow or {}
-    boost = max(0.0, float(flow.get("boost", 0.0)))
-    payload = {"keys": flow["keys"]} if flow.get("keys") else {}
-    job_id = execute_job_id(run.run_id, step_id, tag)
-    return Job(job_id, JobKind.EXECUTE, at - boost, run.run_id, step_id, payload=payload)
 
 
 def _expire(tx: Tx, run_id: str, step_id: str, at: float) -> None:

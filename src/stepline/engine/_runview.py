@@ -46,7 +46,17 @@ class RunView:
 
     def pending(self) -> list[StepRecord]:
         """Steps still planned, sleeping, waiting or calling."""
-        return [s for s in self.steps.values() if not s.status.done]
+        return [s for s in self.steps.values() if not s.status.ended]
+
+    def end_pending(self, now: float) -> None:
+        """The run ended: its steps still sleeping, waiting or calling end with it.
+
+        They become ``Cancelled`` (no memo: the SDK never sees them), so no view of an
+        ended run shows a step "Sleeping" forever.
+        """
+        for step in self.pending():
+            step.status = StepStatus.CANCELLED
+            step.ended_at = now
 
     def step(self, op: ReportedOp, status: StepStatus, now: float) -> StepRecord:
         """The step an op refers to, created with ``status`` if it is new."""

@@ -13,21 +13,24 @@ import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from stepline import _json, _serde
+from stepline import _json
 from stepline._status import RunStatus
-from stepline.engine import _concurrency, _events, _ids, _registry, _request, _response
+from stepline.engine import _events, _ids, _registry, _request, _response, _starts
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
 from stepline.engine._driver import Driver
+from stepline.engine._flow import concurrency as _concurrency
+from stepline.engine._flow import drain as _drain
+from stepline.engine._gateway import proxy
 from stepline.engine._model import Job, JobKind, Run, StepRecord
+from stepline.engine._observe import observer as _observer
+from stepline.engine._observe.observer import Observer
 from stepline.engine._registry import Registry
 from stepline.engine._runloop import RunLoop
 from stepline.engine._store import Store, Tx
-
-if TYPE_CHECKING:
-    from stepline.engine._observer import Observer
+from stepline.engine._trust import answers
 
 logger = logging.getLogger("stepline.engine")
 _LEASE_BATCH = 32
@@ -52,7 +55,13 @@ class Worker:
         self.store = store
         self.observer = observer
         self.loop = loop
-        self.driver = driver
+        #: in production an app's answer counts only if signed with our key (``_answers``)
+        self.driver: Driver = (
+            answers.VerifyingDriver(driver, settings.signing_keys, clock)
+            if settings.mode == "start"
+            else driver
+        )
+        self.gateway = proxy.Gateway(settings)
         self.clock = clock
         self.settings = settings
         self._registry = registry
@@ -63,6 +72,8 @@ class Worker:
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
+        #: set to cut a graceful stop's grace short (a second signal)
+        self.halt = asyncio.Event()
         self._full = False
         self._running = False
 
@@ -163,7 +174,7 @@ class Worker:
     async def heartbeat(self) -> None:
         """Extend the leases of in-flight jobs well before they expire."""
         interval = self.settings.lease_seconds / 3
-        while not self._stopping:
+        while not self._stopping or self._inflight:  # calls finishing in a grace keep theirs
             await asyncio.sleep(interval)
             ids = list(self._inflight)
             if ids:
@@ -176,8 +187,8 @@ class Worker:
                 except Exception:  # the next beat tries again, well before the leases lapse
                     logger.exception("could not extend %d lease(s)", len(ids))
 
-    async def stop(self) -> None:
-        """Stop leasing, cancel in-flight calls and hand their jobs back at once.
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop leasing; give in-flight calls ``grace`` seconds, then cancel and hand back.
 
         The jobs' leases (and concurrency slots) are made to expire now, so another
         worker, or this one after a restart, takes them over without waiting a lease
@@ -186,6 +197,7 @@ class Worker:
         """
         self._stopping = True
         self.wake.set()
+        await _drain.settle(self._inflight, grace, self.halt)
         tasks = dict(self._inflight)
         for task in tasks.values():
             task.cancel()
@@ -256,7 +268,7 @@ class Worker:
         event.internal_id = _ids.derived(int(now * 1000), job.job_id)
         event.payload["id"] = event.internal_id
         tx.insert_event(event)
-        self.loop.start_run(tx, fn, [event], now, origin="cron")
+        _starts.start_run(tx, fn, [event], now, origin="cron")
         schedule_cron(tx, fn.function_id, trigger, float(job.payload.get("tick", now)))
 
     async def _execute(
@@ -375,14 +387,22 @@ class Worker:
             server_kind=self.settings.server_kind,
         )
         url = _request.call_url(fn.url, fn.function_id, job.step_id or "step")
-        if self.observer is not None:
-            return await self.observer.call(self, run, job, url=url, body=raw, headers=headers)
-        answer = await self.driver.request("POST", url, raw, headers, self.settings.call_timeout)
-        return _response.decode(answer, now=self.clock.now())
+        observer, now = self.observer, self.clock.now()
+        watch = observer.call(run, job, headers, now) if observer else _observer.unwatched(headers)
+        with watch as call:
+            answer = await self.driver.request(
+                "POST", url, raw, call.headers, self.settings.call_timeout
+            )
+            call.answered(answer)
+            outcome = call.outcome = _response.decode(answer, now=self.clock.now())
+        return _response.limit_outputs(outcome, self.settings.max_step_output_bytes)
 
     async def _gateway(self, job: Job) -> None:
         opts = job.payload.get("opts") or {}
-        memo, failed, retry_in = await gateway_call(self.driver, opts, job, self.loop)
+        rid = str(job.run_id)
+        steps = await self.store.read(lambda tx: tx.get_steps(rid))
+        index = proxy.call_index(steps, job.step_id)
+        memo, failed, retry_in = await self.gateway.call(opts, job, self.loop.backoff, index=index)
         await self._atomic(
             lambda tx: self.loop.gateway_done(
                 tx, job, memo, failed=failed, retry_in=retry_in, now=self.clock.now()
@@ -460,45 +480,6 @@ def schedule_cron(tx: Tx, function_id: str, trigger: _registry.CronTrigger, afte
             payload={"function_id": function_id, "cron": canonical, "tick": tick},
         )
     )
-
-
-async def gateway_call(
-    driver: Driver, opts: dict[str, Any], job: Job, loop: RunLoop
-) -> tuple[Any, bool, float | None]:
-    """Perform an AI gateway request; returns (memo, failed, retry delay or None)."""
-    url = str(opts.get("url") or "")
-    headers = {"content-type": "application/json"}
-    key = str(opts.get("auth_key") or "")
-    fmt = str(opts.get("format") or "")
-    if key:
-        if fmt == "anthropic":
-            headers["x-api-key"] = key
-        elif fmt == "gemini":
-            url += ("&" if "?" in url else "?") + "key=" + key
-        elif fmt == "bedrock":
-            headers["authorization"] = key
-        else:
-            headers["authorization"] = f"Bearer {key}"
-    extra = opts.get("headers")
-    if isinstance(extra, dict):
-        headers.update({str(k): str(v) for k, v in extra.items()})
-    body = opts.get("body")
-    raw = body.encode() if isinstance(body, str) else _serde.dumps(body).encode()
-    answer = await driver.request("POST", url, raw, headers, 300.0)
-    if answer.error is None and 200 <= answer.status < 300:
-        try:
-            return {"data": _serde.loads(answer.body)}, False, None
-        except ValueError:
-            return {"data": answer.body.decode("utf-8", "replace")}, False, None
-    if job.attempt < 4:
-        return None, False, loop.backoff.delay(job.attempt, job.job_id)
-    detail = answer.error or answer.body.decode("utf-8", "replace")
-    error = {
-        "name": "AIGatewayError",
-        "message": f"Error making AI request: {answer.error or f'status {answer.status}'}",
-        "stack": detail,
-    }
-    return {"error": error}, True, None
 
 
 def _log_outcome(run: Run, job: Job, outcome: _response.Outcome) -> None:

@@ -16,21 +16,22 @@ from stepline import _errors
 from stepline._client import Client
 from stepline._event import Event
 from stepline._function import Function
-from stepline._management import _fid
+from stepline._management import function_id
 from stepline._runs import (
-    RunNotFoundError,
+    FunctionNotRegisteredError,
     RunNotStartedError,
     RunTimeoutError,
+    not_registered_message,
 )
 from stepline.engine import Engine, EngineSettings, NotFoundError
-from stepline.engine._engine import SkippedError
+from stepline.engine._errors import SkippedError
 from stepline.engine._model import Run
 from stepline.engine._store import RunFilter
 from stepline.testing._clock import VirtualClock
 from stepline.testing._host import EngineHost
 from stepline.testing._mailbox import Mailbox
 from stepline.testing._mocks import UNSET, CallLog, StepCall, StepMock
-from stepline.testing._run import TestRun
+from stepline.testing._run import Runner, TestRun
 from stepline.testing._steps import instrument
 from stepline.testing._timekeeper import Timekeeper
 
@@ -60,7 +61,8 @@ class TestEnv:
             method of this env, so they see its thread-local state, e.g. a Django
             ``TestCase`` transaction; sync tests only).
         timeout: real seconds any one call may wait for the engine.
-        engine_settings: more ``EngineSettings`` fields (``retry_jitter=0``...).
+        engine_settings: more ``EngineSettings`` fields (``retry_jitter=0``...);
+            ``retention`` is off unless given here.
     """
 
     __test__ = False  # not a pytest test class
@@ -89,10 +91,14 @@ class TestEnv:
         self._log = CallLog()
         self._mailbox = Mailbox() if sync_functions == "caller" else None
         settings = EngineSettings(
-            database_url=database, signing_keys=client.settings.signing_keys, **engine_settings
+            database_url=database,
+            signing_keys=client.settings.signing_keys,
+            # time jumps by days here: no run vanishes under a test unless it asks for it
+            **{"retention": 0.0, **engine_settings},
         )
         served = [instrument(fn, self._log, self._clock.utcnow, self._mailbox) for fn in functions]
         self._host = EngineHost(client, served, settings, self._clock, self._mailbox)
+        self._runner = Runner(host=self._host, finish=self._finish, bound=self._bounded)
         self._threaded = False
 
     def __repr__(self) -> str:
@@ -160,20 +166,24 @@ class TestEnv:
         """Start a run of ``function`` now, whatever its triggers.
 
         Raises:
-            RunNotFoundError: the function is not served by this env.
+            FunctionNotRegisteredError: the function is not served by this env.
             RunNotStartedError: flow control turned the start away (rate limit, singleton).
         """
-        return TestRun(self, await self._call(functools.partial(self._start, function, data)))
+        return TestRun(
+            self._runner, await self._call(functools.partial(self._start, function, data))
+        )
 
     def start_sync(
         self, function: Function | str, data: Mapping[str, Any] | None = None
     ) -> TestRun:
         """Blocking twin of ``start``."""
-        return TestRun(self, self._call_sync(functools.partial(self._start, function, data)))
+        return TestRun(
+            self._runner, self._call_sync(functools.partial(self._start, function, data))
+        )
 
     def get_run(self, run_id: str) -> TestRun:
         """A run by id (for instance one that the app's own route started)."""
-        return TestRun(self, run_id)
+        return TestRun(self._runner, run_id)
 
     async def runs(self, function: Function | str | None = None) -> list[TestRun]:
         """Every run so far (of ``function``, if given), oldest first.
@@ -230,7 +240,7 @@ class TestEnv:
         """
         mock = StepMock(
             self._log,
-            _fid(self.client, function),
+            function_id(self.client.app_id, function),
             step,
             returns=returns,
             raises=raises,
@@ -247,7 +257,7 @@ class TestEnv:
         Replays of memoized steps are not calls: a step that ran once is listed once
         however many times the function was called afterwards.
         """
-        fid = None if function is None else _fid(self.client, function)
+        fid = None if function is None else function_id(self.client.app_id, function)
         return self._log.calls(fid, step)
 
     # -- on the engine's loop -----------------------------------------------------------------
@@ -262,16 +272,18 @@ class TestEnv:
     async def _start(self, function: Function | str, data: Mapping[str, Any] | None) -> str:
         try:
             run_id, _ = await self.engine.start_function(
-                _fid(self.client, function), dict(data or {})
+                function_id(self.client.app_id, function), dict(data or {})
             )
-        except NotFoundError as exc:
-            raise RunNotFoundError(str(exc), status=404) from None
+        except NotFoundError:
+            fid = function_id(self.client.app_id, function)
+            message = not_registered_message(fid, "this TestEnv's engine")
+            raise FunctionNotRegisteredError(message, status=404) from None
         except SkippedError as exc:
             raise RunNotStartedError(str(exc), status=409) from None
         return run_id
 
     async def _runs(self, function: Function | str | None) -> list[TestRun]:
-        fid = None if function is None else _fid(self.client, function)
+        fid = None if function is None else function_id(self.client.app_id, function)
         found: list[Run] = []
         cursor: str | None = None
         while True:
@@ -280,7 +292,10 @@ class TestEnv:
             if len(page) < 200:
                 break
             cursor = page[-1].run_id
-        return [TestRun(self, run.run_id) for run in reversed(found)]
+        return [TestRun(self._runner, run.run_id) for run in reversed(found)]
+
+    async def _finish(self, run_id: str) -> Run:
+        return await self._keeper().finish(run_id, auto_skip=self.auto_skip)
 
     async def _advance(self, by: _dt.timedelta | float) -> None:
         seconds = by.total_seconds() if isinstance(by, _dt.timedelta) else float(by)

@@ -81,9 +81,9 @@ class EngineHost:
 
     async def open(self) -> None:
         """Start the engine on the running loop, serve the app and route its client here."""
-        from stepline._comm import registration
+        from stepline._comm import app_sync
         from stepline._comm.handler import CommHandler
-        from stepline.engine._api import build_app
+        from stepline.engine._http.api import build_app
 
         if self.client.settings.api_base_url == ORIGIN:
             raise _errors.ConfigError(
@@ -92,7 +92,8 @@ class EngineHost:
             )
         engine = Engine(self.settings, clock=self.clock)
         await engine.start(sync=False)
-        transport = httpx.ASGITransport(app=build_app(engine))
+        # in process, never reached by a browser: no dev-mode guard (its Host is not loopback)
+        transport = httpx.ASGITransport(app=build_app(engine, guard=False))
         self._http = httpx.AsyncClient(transport=transport, base_url=ORIGIN)
         self._engine, self.loop = engine, asyncio.get_running_loop()
         self._route()
@@ -105,7 +106,7 @@ class EngineHost:
                 wall_clock=self.clock.now,
             )
             url = engine.local.add(self.client.app_id, handler)
-            await engine.register(registration.register_payload(handler, url))
+            await engine.register(app_sync.register_payload(handler.endpoint, url))
         except BaseException:
             await self.close()
             raise

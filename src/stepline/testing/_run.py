@@ -5,8 +5,10 @@ Each blocking method is the twin of the async method above it, as in ``TestEnv``
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from stepline._runs import (
     RunCancelledError,
@@ -18,9 +20,32 @@ from stepline._runs import (
 )
 from stepline.engine import NotFoundError
 from stepline.engine._model import Run
+from stepline.testing._host import EngineHost
 
-if TYPE_CHECKING:
-    from stepline.testing._env import TestEnv
+T = TypeVar("T")
+
+
+class Bound(Protocol):
+    """Awaits ``work`` for at most ``timeout`` real seconds (default: the env's)."""
+
+    def __call__(
+        self, work: Awaitable[T], what: str, timeout: float | None = None, /
+    ) -> Awaitable[T]: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Runner:
+    """What a ``TestRun`` needs of its env, and nothing more.
+
+    Attributes:
+        host: the engine and its loop (``call`` from async code, ``call_sync`` from a thread).
+        finish: the time keeper's wait for a run to end, with the env's auto-skip.
+        bound: the env's limit on real time, raising ``RunTimeoutError`` past it.
+    """
+
+    host: EngineHost
+    finish: Callable[[str], Awaitable[Run]]
+    bound: Bound
 
 
 class TestRun:
@@ -32,15 +57,18 @@ class TestRun:
 
     __test__ = False
 
-    def __init__(self, env: TestEnv, run_id: str) -> None:
-        self._env = env
+    def __init__(self, runner: Runner, run_id: str) -> None:
+        self._runner = runner
         self.run_id = run_id
 
     def __repr__(self) -> str:
         return f"<stepline.testing.TestRun {self.run_id}>"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TestRun) and (other._env, other.run_id) == (self._env, self.run_id)
+        return isinstance(other, TestRun) and (other._runner.host, other.run_id) == (
+            self._runner.host,
+            self.run_id,
+        )
 
     def __hash__(self) -> int:
         return hash(self.run_id)
@@ -57,67 +85,66 @@ class TestRun:
             RunWaitingError: it cannot end unless time moves, and auto-skip is off.
             RunTimeoutError: it did not end within ``timeout`` real seconds.
         """
-        return _output(await self._env._call(functools.partial(self._finish, timeout)))
+        return _output(await self._runner.host.call(functools.partial(self._finish, timeout)))
 
     def result_sync(self, timeout: float | None = None) -> Any:
         """Blocking twin of ``result``."""
-        return _output(self._env._call_sync(functools.partial(self._finish, timeout)))
+        return _output(self._runner.host.call_sync(functools.partial(self._finish, timeout)))
 
     async def describe(self) -> RunInfo:
         """The run as it is now (time does not move)."""
-        return await self._env._call(self._describe)
+        return await self._runner.host.call(self._describe)
 
     def describe_sync(self) -> RunInfo:
         """Blocking twin of ``describe``."""
-        return self._env._call_sync(self._describe)
+        return self._runner.host.call_sync(self._describe)
 
     async def steps(self) -> list[StepInfo]:
         """The run's steps so far, in order (time does not move)."""
-        return await self._env._call(self._steps)
+        return await self._runner.host.call(self._steps)
 
     def steps_sync(self) -> list[StepInfo]:
         """Blocking twin of ``steps``."""
-        return self._env._call_sync(self._steps)
+        return self._runner.host.call_sync(self._steps)
 
     async def cancel(self) -> RunStatus:
         """Cancel the run; returns its status afterwards (an ended run keeps its own)."""
-        return await self._env._call(self._cancel)
+        return await self._runner.host.call(self._cancel)
 
     def cancel_sync(self) -> RunStatus:
         """Blocking twin of ``cancel``."""
-        return self._env._call_sync(self._cancel)
+        return self._runner.host.call_sync(self._cancel)
 
     # -- on the engine's loop -----------------------------------------------------------------
 
     async def _finish(self, timeout: float | None) -> RunInfo:
-        env = self._env
         await self._describe()  # a missing run is RunNotFoundError, not a timeout
-        finish = env._keeper().finish(self.run_id, auto_skip=env.auto_skip)
-        return _info(await env._bounded(finish, f"run {self.run_id} had not ended", timeout))
+        finish = self._runner.finish(self.run_id)
+        return _info(await self._runner.bound(finish, f"run {self.run_id} had not ended", timeout))
 
     async def _describe(self) -> RunInfo:
         try:
-            return _info(await self._env.engine.get_run(self.run_id))
+            return _info(await self._runner.host.engine.get_run(self.run_id))
         except NotFoundError as exc:
             raise RunNotFoundError(str(exc), status=404) from None
 
     async def _steps(self) -> list[StepInfo]:
-        from stepline.engine import _views
+        from stepline.engine._http import views
 
         await self._describe()
-        records = await self._env.engine.run_steps(self.run_id)
-        return [StepInfo.from_wire(_views.step(record)) for record in records]
+        records = await self._runner.host.engine.run_steps(self.run_id)
+        return [StepInfo.from_wire(views.step(record)) for record in records]
 
     async def _cancel(self) -> RunStatus:
         await self._describe()
-        await self._env.engine.cancel(self.run_id)
+        await self._runner.host.engine.cancel(self.run_id)
         return (await self._describe()).status
 
 
 def _info(run: Run) -> RunInfo:
-    from stepline.engine import _views
+    from stepline.engine._http import views
 
-    return RunInfo.from_wire(_views.run(run))
+    return RunInfo.from_wire(views.run(run))
 
 
 def _output(info: RunInfo) -> Any:

@@ -32,7 +32,9 @@ class _Mocking(_StepTools):
     __slots__ = ("_probe",)
 
     def __init__(self, base: _StepTools, now: Clock, probe: Probe) -> None:
-        super().__init__(base._state, base._client, now)
+        super().__init__(
+            base._state, now, app_id=base._app_id, send=base._send, send_sync=base._send_sync
+        )
         self._probe = probe
 
     def _invoke(

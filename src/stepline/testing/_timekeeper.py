@@ -112,7 +112,7 @@ class Timekeeper:
             + (f" {json.dumps(s.wait, default=str)}" if s.wait else "")
             + ")"
             for s in steps
-            if not s.status.done
+            if not s.status.ended
         ]
         held = f"held back: {json.dumps(run.waiting)}" if run.waiting else ""
         what = "; ".join(filter(None, [", ".join(pending), held])) or "nothing it reported"

@@ -1,0 +1,25 @@
+"""The engine inside your web process: durable functions with no second process.
+
+``EmbeddedEngine`` runs a Stepline engine on a background thread (its own event loop) on a
+SQLite file, serves the client's functions to it in-process, and routes the client's
+engine traffic (``send``, ``start``, ``get_run``...) to it without HTTP. Several worker
+processes (gunicorn, uvicorn ``--workers``) may share the file: they share the queue, and
+each run executes once. The engine starts lazily on first use and again in a forked
+child, so ``gunicorn --preload`` is safe.
+
+The engine's REST API and dashboard can be mounted under the web app (``asgi_app`` /
+``wsgi_app``; the framework adapters' ``serve(..., engine="embedded")`` does it). They are
+open to whoever reaches them, so they are mounted only for a dev-mode client unless you
+pass ``expose_api=True``.
+
+The package: ``_lifecycle`` (thread, loop, start/stop, fork and exit), ``_routing`` (the
+client's requests to the engine's loop) and ``_mounts`` (the ASGI/WSGI proxy).
+"""
+
+from __future__ import annotations
+
+from stepline.embedded._lifecycle import DEFAULT_DATABASE as DEFAULT_DATABASE
+from stepline.embedded._lifecycle import EmbeddedEngine as EmbeddedEngine
+from stepline.embedded._routing import ORIGIN as ORIGIN
+
+__all__ = ["ORIGIN", "EmbeddedEngine"]

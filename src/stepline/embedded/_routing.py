@@ -1,0 +1,135 @@
+"""Client routing: the client's engine requests go to the engine's loop, never the network.
+
+``Requests`` holds the calls in flight; the engine's life cycle (``EmbeddedEngine``) gives
+it the loop, the in-process API and a ``start`` to call on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import threading
+from typing import TYPE_CHECKING, Any
+
+from stepline import _asgi_call, _effects, _errors, _transport
+
+if TYPE_CHECKING:
+    from stepline._client import Client
+
+__all__ = ["GRACE", "ORIGIN", "Requests", "route_client", "unreachable"]
+
+#: The origin the client's engine requests are addressed to; they never leave the process.
+ORIGIN = "http://stepline.embedded"
+#: Seconds an in-process request may take beyond its own timeout before it is abandoned.
+GRACE = 5.0
+
+
+class Requests:
+    """Requests to the engine from any thread or loop (mixed into ``EmbeddedEngine``)."""
+
+    _lock: threading.Lock
+    _loop: asyncio.AbstractEventLoop | None
+    _thread: threading.Thread | None
+    _api: _asgi_call.ASGIApp | None
+    _stopping: asyncio.Event | None
+    _calls: set[asyncio.Task[Any]]
+
+    if TYPE_CHECKING:  # the engine's life cycle provides it
+
+        def start(self, timeout: float = 30.0) -> None: ...
+
+    def _submit(
+        self, request: _effects.HttpRequest
+    ) -> concurrent.futures.Future[_effects.HttpResponse] | _effects.HttpResponse:
+        """Hand ``request`` to the engine's loop; an answer right away if it cannot run."""
+        try:
+            self.start()
+        except Exception as exc:  # as transports do: a failure to reach is status 0
+            return unreachable(f"the embedded engine could not start: {exc!r}")
+        loop, stopping, calls = self._loop, self._stopping, self._calls
+        assert loop is not None
+        assert stopping is not None
+
+        async def call() -> _effects.HttpResponse:
+            task = asyncio.current_task()
+            assert task is not None
+            calls.add(task)
+            try:
+                return await self._perform(request)
+            except asyncio.CancelledError:
+                if stopping.is_set():
+                    return unreachable("the embedded engine stopped")
+                raise  # the caller gave up
+            finally:
+                calls.discard(task)
+
+        coroutine = call()
+        try:
+            return asyncio.run_coroutine_threadsafe(coroutine, loop)
+        except RuntimeError:  # stopped between start() and now: its loop is closed
+            coroutine.close()
+            return unreachable("the embedded engine stopped")
+
+    async def _perform(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+        assert self._api is not None
+        try:
+            return await _asgi_call.call(self._api, request)
+        except Exception as exc:  # the engine app failed: report it as transports do
+            return _effects.HttpResponse(0, {}, b"", error=f"embedded engine: {exc!r}")
+
+    def request_sync(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+        """Perform a request against the engine from any thread but the engine's."""
+        if threading.current_thread() is self._thread:
+            raise _errors.ConfigError("request_sync called on the embedded engine's own thread")
+        future = self._submit(request)
+        if isinstance(future, _effects.HttpResponse):
+            return future
+        try:
+            # in-process calls have no socket timeout: bound the wait as httpx would
+            return future.result(request.timeout + GRACE)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            return unreachable(f"no answer from the embedded engine in {request.timeout:g}s")
+        except concurrent.futures.CancelledError:  # its loop went away under the request
+            return unreachable("the embedded engine stopped")
+
+    async def request_async(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+        """Perform a request against the engine from any event loop."""
+        if threading.current_thread() is self._thread:
+            return await self._perform(request)
+        future = self._submit(request)
+        if isinstance(future, _effects.HttpResponse):
+            return future
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), request.timeout + GRACE)
+        except asyncio.TimeoutError:
+            return unreachable(f"no answer from the embedded engine in {request.timeout:g}s")
+
+
+def route_client(client: Client, engine: Requests) -> None:
+    """Send ``client``'s engine traffic (addressed to ``ORIGIN``) to ``engine`` from now on."""
+    sync_base, async_base = client._sync_transport, client._async_transport
+
+    class Sync(_transport.SyncTransport):
+        def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+            if request.url.startswith(ORIGIN):
+                return engine.request_sync(request)
+            return sync_base.request(request)
+
+    class Async(_transport.AsyncTransport):
+        async def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+            if request.url.startswith(ORIGIN):
+                return await engine.request_async(request)
+            return await async_base.request(request)
+
+    client._sync_transport = Sync()
+    client._async_transport = Async()
+    client.settings = dataclasses.replace(
+        client.settings, api_base_url=ORIGIN, event_api_base_url=ORIGIN
+    )
+
+
+def unreachable(why: str) -> _effects.HttpResponse:
+    """The answer of a request that could not reach the engine (status 0, as transports)."""
+    return _effects.HttpResponse(0, {}, b"", error=why)

@@ -1,0 +1,286 @@
+"""App sync, the engine's side: a register body stored as an app and its functions, and a
+signed ``PUT`` that asks the app at a URL to register.
+
+"Sync" here is app sync (Inngest's word), not synchronous code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Protocol
+
+from stepline import _json
+from stepline.engine import _response
+from stepline.engine._driver import Driver
+from stepline.engine._model import AppRecord, FunctionRecord
+from stepline.engine._registry import AppSpec
+from stepline.engine._store import Store, Tx
+from stepline.engine._trust.apps import AppGuard
+from stepline.engine._worker import schedule_cron
+
+if TYPE_CHECKING:
+    from stepline.engine._config import EngineSettings
+
+
+class Synced(Protocol):
+    """What the poller needs of an ``Engine`` (a protocol: no import cycle)."""
+
+    @property
+    def settings(self) -> EngineSettings: ...
+
+    @property
+    def driver(self) -> Driver: ...
+
+    async def list_apps(self) -> list[AppRecord]: ...
+
+    async def sync_url(self, url: str) -> SyncResult: ...
+
+
+#: how long an app may take to answer a sync ``PUT``
+SYNC_TIMEOUT = 30.0
+
+logger = logging.getLogger("stepline.engine")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What syncing an app by URL did."""
+
+    url: str
+    ok: bool
+    status: int
+    error: str | None = None
+
+
+def store_app(tx: Tx, app: AppSpec, now: float, mode: str) -> bool:
+    """Store ``app`` and its functions, schedule their crons; True if the app changed."""
+    record = AppRecord(
+        app_id=app.app_id,
+        url=app.url,
+        sdk=app.sdk,
+        framework=app.framework,
+        synced_at=now,
+        checksum=app.checksum,
+        mode=mode,
+    )
+    functions = [
+        FunctionRecord(fn.function_id, app.app_id, fn.name, fn.config, now) for fn in app.functions
+    ]
+    modified = tx.put_app(record, functions)
+    for fn in app.functions:
+        for trigger in fn.crons:
+            schedule_cron(tx, fn.function_id, trigger, now)
+    return modified
+
+
+async def ask(
+    driver: Driver, trust: AppGuard, url: str, now: float, store: Store | None = None
+) -> SyncResult:
+    """Ask the app at ``url`` to register itself (an out-of-band ``PUT``, signed with a key).
+
+    With ``store``, a 2xx answer counts only if the app registered with *this* engine
+    while the ``PUT`` was in flight: an app pointed at another engine answers 200 too.
+    """
+    try:
+        target, body, headers = trust.sync_request(url, now)
+    except ValueError as exc:  # e.g. "http://[::1": the driver would refuse it the same way
+        answer = _response.RawResponse(0, {}, b"", error=f"invalid URL: {exc}")
+    else:
+        answer = await driver.request("PUT", target, body, headers, SYNC_TIMEOUT)
+    if answer.error is None and 200 <= answer.status < 300:
+        error = _registration_error(answer.body)
+        if error is None and store is not None and not await _arrived(store, url, now):
+            error = elsewhere(url, trust.settings.port)
+        if error is None:
+            return SyncResult(url, True, answer.status)
+    else:
+        error = (
+            answer.error
+            or f"status {answer.status}: {answer.body[:300].decode('utf-8', 'replace')}"
+        )
+    return SyncResult(url, False, answer.status, error)
+
+
+def elsewhere(url: str, port: int) -> str:
+    """Why a sync the app answered with 200 did not reach this engine, and the fix."""
+    return (
+        f"the app at {url} answered the sync but did not register with this engine: it is "
+        f"pointed at another engine; start it with STEPLINE_DEV=http://127.0.0.1:{port} "
+        f"(the official inngest SDK: INNGEST_DEV=http://127.0.0.1:{port} or "
+        f"INNGEST_BASE_URL=http://127.0.0.1:{port})"
+    )
+
+
+async def _arrived(store: Store, url: str, since: float) -> bool:
+    """Did an app register here since ``since``: the one at ``url``, or any if none is?"""
+    apps = await store.read(lambda tx: tx.list_apps())
+    fresh = [a for a in apps if a.synced_at >= since]
+    wanted = _base(url)
+    return any(_base(a.url) == wanted for a in fresh) or (
+        bool(fresh) and all(_base(a.url) != wanted for a in apps)
+    )
+
+
+def _base(url: str) -> str:
+    """``url`` without its query (a ``?fnId=`` or ``deployId=`` is not another app)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(query="", fragment="")).rstrip("/")
+
+
+def _registration_error(body: bytes) -> str | None:
+    """py forwards the engine's answer with 200 even on failure: look inside."""
+    try:
+        parsed = _json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(parsed, dict) and parsed.get("error") and not parsed.get("ok"):
+        return str(parsed["error"])
+    return None
+
+
+#: the first retry of a failed sync, in seconds; it doubles up to the poll interval
+RETRY_FIRST = 0.5
+#: the longest wait between retries when polling is off
+RETRY_CAP = 5.0
+
+
+def retry_delay(failures: int, interval: float) -> float:
+    """Seconds before syncing again after ``failures`` failed syncs in a row (pure).
+
+    0.5 s, 1 s, 2 s, ... capped at the poll interval (``RETRY_CAP`` without polling),
+    so an app started after the engine is synced within one interval of coming up.
+    """
+    cap = interval if interval > 0 else RETRY_CAP
+    return float(min(cap, RETRY_FIRST * 2 ** max(0, min(failures, 30) - 1)))
+
+
+@dataclasses.dataclass(slots=True)
+class _Watched:
+    """What the poller knows of one app URL."""
+
+    ok: bool | None = None  # None: never synced by us (an app that registered itself)
+    failures: int = 0
+    due: float = 0.0
+    fingerprint: str | None = None
+
+
+Sync = Callable[[str], Awaitable[SyncResult]]
+Inspect = Callable[[str], Awaitable[str | None]]
+
+
+class Poller:
+    """Keeps a dev engine's apps synced, as Inngest's dev server does.
+
+    A failed sync is retried with backoff (``retry_delay``); every ``interval`` seconds
+    each known app is inspected (``GET``) and synced again if its answer changed (its
+    function count) or it failed before. One log line and one ``report`` per change of
+    state (synced / failing), never one per attempt.
+
+    Args:
+        sync: syncs one URL (``Engine.sync_url``).
+        inspect: an app's inspection answer as text, None if it failed.
+        urls: the URLs to watch now (``-u`` apps and the apps in the store).
+        interval: seconds between polls; 0 only retries failed syncs until they succeed.
+        report: told of each change of state.
+    """
+
+    def __init__(
+        self,
+        sync: Sync,
+        inspect: Inspect,
+        urls: Callable[[], Awaitable[Iterable[str]]],
+        *,
+        interval: float,
+        report: Callable[[SyncResult], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sync, self._inspect, self._urls = sync, inspect, urls
+        self.interval = interval
+        self._report = report
+        self._clock = clock
+        self.watched: dict[str, _Watched] = {}
+
+    def settled(self, result: SyncResult) -> None:
+        """Record a sync made elsewhere (the first pass over ``-u`` apps)."""
+        self._settle(self.watched.setdefault(result.url, _Watched()), result, quiet=True)
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        while True:
+            await self.tick()
+            waits = [w.due for w in self.watched.values() if self._active(w)]
+            if not waits and self.interval <= 0:
+                return  # nothing failing, no polling: done
+            now = self._clock()
+            await asyncio.sleep(max(0.05, min(waits or [now + self.interval]) - now))
+
+    async def tick(self) -> None:
+        """Sync or inspect every app that is due."""
+        for url in await self._urls():
+            watched = self.watched.setdefault(url, _Watched(due=self._clock() + self.interval))
+            if not self._active(watched) or self._clock() < watched.due:
+                continue
+            if watched.ok:
+                seen = await self._inspect(url)
+                changed = seen is None or seen != watched.fingerprint
+                if watched.fingerprint is not None and not changed:
+                    watched.due = self._clock() + self.interval
+                    continue
+                if watched.fingerprint is None and seen is not None:
+                    watched.fingerprint = seen  # the first look: a baseline
+                    watched.due = self._clock() + self.interval
+                    continue
+            elif watched.ok is None:
+                watched.fingerprint = await self._inspect(url)
+                watched.ok, watched.due = True, self._clock() + self.interval
+                continue
+            self._settle(watched, await self._sync(url))
+
+    def _active(self, watched: _Watched) -> bool:
+        return self.interval > 0 or watched.ok is False
+
+    def _settle(self, watched: _Watched, result: SyncResult, *, quiet: bool = False) -> None:
+        changed = watched.ok is not result.ok
+        watched.ok = result.ok
+        if result.ok:
+            watched.failures = 0
+            watched.fingerprint = None  # re-read after the sync
+            watched.due = self._clock() + self.interval
+            if changed and not quiet:
+                logger.info("synced %s", result.url)
+        else:
+            watched.failures += 1
+            watched.due = self._clock() + retry_delay(watched.failures, self.interval)
+            if changed and not quiet:
+                logger.warning("could not sync %s: %s (retrying quietly)", result.url, result.error)
+        if changed and not quiet and self._report is not None:
+            self._report(result)
+
+
+def poller(engine: Synced, report: Callable[[SyncResult], None] | None = None) -> Poller:
+    """A ``Poller`` over ``engine``'s ``-u`` apps and the apps in its store."""
+
+    async def urls() -> list[str]:
+        apps = await engine.list_apps()
+        known = {a.url for a in apps if not a.url.startswith("inprocess:")}
+        return sorted(known | set(engine.settings.app_urls))
+
+    async def inspect(url: str) -> str | None:
+        answer = await engine.driver.request("GET", url, b"", {}, SYNC_TIMEOUT)
+        if answer.error is not None or answer.status != 200:
+            return None
+        try:
+            body = _json.loads(answer.body)
+        except ValueError:
+            return None
+        if not isinstance(body, dict):
+            return None
+        return repr(body.get("function_count"))
+
+    interval = engine.settings.app_poll_interval
+    return Poller(engine.sync_url, inspect, urls, interval=interval, report=report)

@@ -1,0 +1,398 @@
+"""The engine's HTTP surface: the event API, the SDK-facing routes and REST v1.
+
+Handlers are thin: read the request (``wire``), call one ``Engine`` method, render with
+``views`` and answer with ``wire.json_response``. Errors are mapped to responses in one
+place (``_failure``), and every response carries ``X-Inngest-Server-Kind``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import starlette.applications
+import starlette.exceptions
+import starlette.middleware
+import starlette.requests
+import starlette.responses
+import starlette.routing
+
+from stepline import _ownership
+from stepline._identity import VERSION
+from stepline.engine._engine import Engine
+from stepline.engine._errors import NotFoundError, SkippedError
+from stepline.engine._events import EventError
+from stepline.engine._flow.rules import RegistrationError
+from stepline.engine._http import auth, event_answer, views, wire
+from stepline.engine._http import dashboard as _dashboard
+from stepline.engine._http import guard as _guard
+from stepline.engine._http import ready as _ready
+from stepline.engine._http.wire import ApiError
+from stepline.engine._ids import SeedError
+from stepline.engine._observe import prometheus
+from stepline.engine._store import EventFilter, RunFilter, storable
+
+logger = logging.getLogger("stepline.engine.api")
+
+Request = starlette.requests.Request
+Response = starlette.responses.Response
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def build_app(engine: Engine, *, guard: bool = True) -> starlette.applications.Starlette:
+    """The ASGI app serving ``engine``; its lifespan starts and stops the engine.
+
+    ``-u`` apps are synced in the background once the engine has started: they answer
+    the sync by calling ``/fn/register`` on this very server, which must be listening by
+    then. ``app.state.sync_task`` lets the CLI wait for that and report.
+
+    Args:
+        engine: the engine to serve.
+        guard: in dev mode, refuse what a web page could forge (``_guard``); off only for
+            in-process callers no browser reaches (the embedded engine guards its mounts).
+
+    Returns:
+        A Starlette application.
+    """
+    api = _Api(engine)
+    settings = engine.settings
+    middleware = [starlette.middleware.Middleware(_guard.ServerKind, kind=settings.server_kind)]
+    if guard and settings.mode == "dev":
+        allow_public = settings.allow_public_bind
+        middleware.append(starlette.middleware.Middleware(_guard.Guard, allow_public=allow_public))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: starlette.applications.Starlette) -> AsyncIterator[None]:
+        await engine.start(sync=False)
+        app.state.sync_task = asyncio.create_task(engine.sync_apps(), name="stepline-sync")
+        try:
+            yield
+        finally:
+            app.state.sync_task.cancel()
+            await asyncio.gather(app.state.sync_task, return_exceptions=True)
+            await engine.stop()
+
+    return starlette.applications.Starlette(
+        routes=api.routes(),
+        lifespan=lifespan,
+        middleware=middleware,
+        exception_handlers={starlette.exceptions.HTTPException: _http_error},
+    )
+
+
+class _Api:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+
+    def routes(self) -> list[starlette.routing.Route]:
+        bearer = self._bearer
+        table: list[tuple[str, str, Handler]] = [
+            ("POST", "/e/{key}", self.send),
+            ("POST", "/invoke/{function_id:path}", bearer(self.invoke)),
+            ("POST", "/fn/register", bearer(self.register)),
+            ("GET", "/v0/runs/{run_id}/batch", bearer(self.batch)),
+            ("GET", "/v0/runs/{run_id}/actions", bearer(self.actions)),
+            ("DELETE", "/v0/runs/{run_id}", bearer(self.cancel)),
+            ("POST", "/v0/connect/start", self.connect_start),
+            ("POST", "/v1/checkpoint/{run_id}/async", bearer(self.checkpoint)),
+            ("GET", "/v1/events", bearer(self.events)),
+            ("POST", "/v1/events", bearer(self.ingest)),
+            ("GET", "/v1/events/{event_id}", bearer(self.event)),
+            ("GET", "/v1/events/{event_id}/runs", bearer(self.event_runs)),
+            ("GET", "/v1/runs", bearer(self.runs)),
+            ("GET", "/v1/runs/{run_id}", bearer(self.run)),
+            ("DELETE", "/v1/runs/{run_id}", bearer(self.cancel)),
+            ("POST", "/v1/runs/{run_id}/cancel", bearer(self.cancel)),
+            ("GET", "/v1/runs/{run_id}/steps", bearer(self.steps)),
+            ("POST", "/v1/runs/{run_id}/rerun", bearer(self.rerun)),
+            ("GET", "/v1/functions", bearer(self.functions)),
+            ("POST", "/v1/functions/{function_id:path}/runs", bearer(self.start)),
+            ("GET", "/v1/apps", bearer(self.apps)),
+            ("POST", "/v1/apps/sync", bearer(self.sync)),
+            ("GET", "/health", self.health),
+            ("GET", "/ready", lambda request: _ready.ready(self.engine)),
+            ("GET", "/metrics", bearer(self.metrics)),
+            ("GET", "/dev", bearer(self.info)),  # open in dev mode, as every bearer route
+            *_dashboard.Dashboard(self.settings).table(),
+        ]
+        by_path: dict[str, dict[str, Handler]] = {}
+        for method, path, handler in table:
+            by_path.setdefault(path, {})[method] = handler
+        return [
+            starlette.routing.Route(path, _endpoint(path, methods), methods=list(methods))
+            for path, methods in by_path.items()
+        ]
+
+    def _bearer(self, handler: Handler) -> Handler:
+        async def checked(request: Request) -> Response:
+            header = request.headers.get("authorization")
+            if not (
+                auth.bearer_ok(header, self.settings)
+                or _dashboard.signed_in(request, self.settings)
+            ):
+                raise ApiError(401, "missing or invalid Authorization: Bearer <signing key>")
+            return await handler(request)
+
+        return checked
+
+    # -- events and invocations ------------------------------------------------------------
+
+    async def send(self, request: Request) -> Response:
+        def refused(status: int, message: str) -> ApiError:
+            return ApiError(status, message, {"ids": [], "status": status, "error": message})
+
+        if not auth.event_key_ok(request.path_params["key"], self.settings):
+            raise ApiError(401, "event key not found")
+        try:
+            body = await self._body(request)
+            seed = request.headers.get("x-inngest-event-id-seed") or None
+            intake = await self.engine.accept(body, seed=seed, headers=request.headers)
+        except ApiError as exc:
+            raise refused(exc.status, exc.message) from None
+        except (EventError, SeedError) as exc:
+            raise refused(400, str(exc)) from None
+        return event_answer.event_api(intake, "/e/{key}")  # answered, then first calls go
+
+    async def invoke(self, request: Request) -> Response:
+        body = await self._body(request, required=False)
+        event_id = await self.engine.invoke(request.path_params["function_id"], body)
+        return wire.json_response({"id": event_id, "status": 200})
+
+    # -- SDK-facing ---------------------------------------------------------------------------
+
+    async def register(self, request: Request) -> Response:
+        try:
+            deploy_id = request.query_params.get("deployId")
+            body = await self._body(request)
+            return wire.json_response(await self.engine.register(body, deploy_id=deploy_id))
+        except RegistrationError as exc:  # 403: a move that failed the trust probe; 409: ids
+            raise ApiError(getattr(exc, "status", 400), str(exc)) from None
+
+    async def batch(self, request: Request) -> Response:
+        return wire.json_response(await self.engine.run_batch(request.path_params["run_id"]))
+
+    async def actions(self, request: Request) -> Response:
+        return wire.json_response(await self.engine.run_actions(request.path_params["run_id"]))
+
+    async def checkpoint(self, request: Request) -> Response:
+        try:
+            await self.engine.checkpoint(
+                request.path_params["run_id"],
+                await self._body(request),
+            )
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        return wire.json_response({"ok": True})
+
+    async def connect_start(self, request: Request) -> Response:
+        # inngest-py's test harness polls this for readiness; Connect itself is not served
+        return wire.json_response({})
+
+    # -- REST v1 --------------------------------------------------------------------------------
+
+    async def events(self, request: Request) -> Response:
+        q = request.query_params
+        limit = wire.page_limit(q.get("limit"))
+        where = EventFilter(
+            name=q.get("name") or None,
+            since=wire.timestamp(q.get("received_after"), "received_after"),
+            until=wire.timestamp(q.get("received_before"), "received_before"),
+            cursor=q.get("cursor") or None,
+            limit=limit + 1,
+        )
+        found = await self.engine.list_events(where)
+        return wire.json_response(views.page(found, limit, views.event, lambda e: e.internal_id))
+
+    async def ingest(self, request: Request) -> Response:
+        """Store events as ``/e/{key}`` does, for API callers and the dashboard (no event key)."""
+        try:
+            intake = await self.engine.accept(await self._body(request), headers=request.headers)
+        except EventError as exc:
+            raise ApiError(400, str(exc)) from None
+        return event_answer.rest(intake, "/v1/events")
+
+    async def event(self, request: Request) -> Response:
+        found = await self.engine.get_event(request.path_params["event_id"])
+        return wire.json_response(views.data(views.event(found)))
+
+    async def event_runs(self, request: Request) -> Response:
+        links = await self.engine.event_runs(request.path_params["event_id"])
+        runs = []
+        for link in links:
+            if link.run_id is not None and link.reason is None:
+                with contextlib.suppress(NotFoundError):  # a link outliving its run
+                    runs.append(views.run(await self.engine.get_run(link.run_id)))
+        skipped = [views.skipped(link) for link in links if link.reason is not None]
+        return wire.json_response({"data": runs, "metadata": {"skipped": skipped}})
+
+    async def runs(self, request: Request) -> Response:
+        q = request.query_params
+        limit = wire.page_limit(q.get("limit"))
+        where = RunFilter(
+            function_id=q.get("function_id") or None,
+            status=wire.run_statuses(q.get("status")),
+            since=wire.timestamp(q.get("since"), "since"),
+            until=wire.timestamp(q.get("until"), "until"),
+            event_id=q.get("event_id") or None,
+            cursor=q.get("cursor") or None,
+            limit=limit + 1,
+        )
+        found = await self.engine.list_runs(where)
+        return wire.json_response(views.page(found, limit, views.run, lambda r: r.run_id))
+
+    async def run(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        wait = wire.wait_seconds(request.query_params.get("wait"))
+        found = await self.engine.get_run(run_id)
+        if wait and not found.status.terminal:  # long-poll: answer when it ends
+            try:
+                found = await self.engine.wait_for_run(run_id, timeout=wait)
+            except asyncio.TimeoutError:  # still going: as it is now, not as it was
+                found = await self.engine.get_run(run_id)
+        return wire.json_response(views.data(views.run(found, with_events=True)))
+
+    async def start(self, request: Request) -> Response:
+        body = await self._body(request, required=False)
+        body = {} if body is None else body
+        if not isinstance(body, dict):
+            raise ApiError(400, 'want {"data": {...}, "idempotency_key": "..."}')
+        data = body.get("data", {})
+        key = body.get("idempotency_key")
+        if not isinstance(data, dict):
+            raise ApiError(400, f"data: want a JSON object, got {type(data).__name__}")
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
+            raise ApiError(400, "idempotency_key: want a string of 1-256 characters")
+        started_by = body.get("started_by")
+        if started_by is not None:
+            problem = (
+                _ownership.principal_problem(started_by)
+                if isinstance(started_by, str)
+                else "want a string"
+            )
+            if problem is not None:
+                raise ApiError(400, f"started_by: {problem} (the principal starting the run)")
+        function_id = request.path_params["function_id"]
+        run_id, created = await self.engine.start_function(
+            function_id, data, idempotency_key=key, headers=request.headers, started_by=started_by
+        )
+        payload = {"run_id": run_id, "function_id": function_id, "created": created}
+        return wire.json_response(views.data(payload), 201 if created else 200)
+
+    async def steps(self, request: Request) -> Response:
+        found = await self.engine.run_steps(request.path_params["run_id"])
+        return wire.json_response(views.data([views.step(s) for s in found]))
+
+    async def cancel(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        await self.engine.cancel(run_id)
+        run = await self.engine.get_run(run_id)
+        return wire.json_response(views.data({"run_id": run_id, "status": run.status.value}))
+
+    async def rerun(self, request: Request) -> Response:
+        new = await self.engine.rerun(request.path_params["run_id"])
+        return wire.json_response(views.data({"run_id": new}))
+
+    async def functions(self, request: Request) -> Response:
+        found = await self.engine.list_functions()
+        return wire.json_response(views.data([views.function(f) for f in found]))
+
+    async def apps(self, request: Request) -> Response:
+        apps = await self.engine.list_apps()
+        counts: dict[str, int] = {}
+        for fn in await self.engine.list_functions():
+            counts[fn.app_id] = counts.get(fn.app_id, 0) + 1
+        return wire.json_response(views.data([views.app(a, counts.get(a.app_id, 0)) for a in apps]))
+
+    async def sync(self, request: Request) -> Response:
+        body = await self._body(request, required=False)
+        if body is None:
+            results = await self.engine.resync()
+            return wire.json_response(views.data([views.sync_result(r) for r in results]))
+        url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ApiError(400, 'url: want {"url": "http(s)://..."} or no body to resync all')
+        if not storable(url) or any(c <= " " or c == "\x7f" for c in url):
+            raise ApiError(400, "url: must not contain spaces or control characters")
+        return wire.json_response(views.data(views.sync_result(await self.engine.sync_url(url))))
+
+    # -- informational ------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        return wire.json_response({"status": "ok"})
+
+    async def metrics(self, request: Request) -> Response:
+        try:
+            text = await self.engine.metrics()
+        except LookupError as exc:
+            raise ApiError(404, str(exc)) from None
+        return Response(text, media_type=prometheus.CONTENT_TYPE)
+
+    async def info(self, request: Request) -> Response:
+        apps = await self.engine.list_apps()
+        return wire.json_response(
+            {
+                "version": VERSION,
+                "mode": self.settings.mode,
+                "functions": len(self.engine.registry),
+                "apps": len(apps),
+            }
+        )
+
+    async def _body(self, request: Request, *, required: bool = True) -> Any:
+        """The request's JSON body, within the engine's body limit."""
+        return await wire.read_json(request, self.settings.max_body_bytes, required=required)
+
+
+def _endpoint(path: str, methods: dict[str, Handler]) -> Handler:
+    """One endpoint per path: dispatch on method, and map every error to a response once."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            # Starlette adds HEAD to every GET route; answer it with the GET handler
+            method = "GET" if request.method == "HEAD" else request.method
+            _check_text(request)
+            return await methods[method](request)
+        except Exception as exc:
+            return _failure(request, path, exc)
+
+    return endpoint
+
+
+def _check_text(request: Request) -> None:
+    """Refuse ids and query values no store can look up (Postgres errors on NUL)."""
+    query = request.query_params
+    values = [*request.path_params.values(), *query.keys(), *query.values()]
+    if not all(storable(v) for v in values if isinstance(v, str)):
+        raise ApiError(400, "path and query values must not contain NUL characters")
+
+
+def _failure(request: Request, path: str, exc: Exception) -> Response:
+    if isinstance(exc, ApiError):
+        status, message, body = exc.status, exc.message, exc.body
+    elif isinstance(exc, NotFoundError):
+        status, message, body = 404, str(exc.args[0] if exc.args else exc), None
+    elif isinstance(exc, SkippedError):
+        status, message = 409, str(exc)
+        body = {"error": message, "event_id": exc.event_id}
+    else:
+        # the route template, not the URL: /e/{key} must never put a key in the logs
+        logger.exception("unexpected error in %s %s", request.method, path)
+        return wire.json_response({"error": "internal server error"}, 500)
+    level = logging.INFO if status == 404 else logging.WARNING
+    logger.log(level, "rejected %s %s: %d %s", request.method, path, status, message)
+    return wire.json_response(body if body is not None else {"error": message}, status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Router misses (404, 405) as JSON instead of Starlette's plain text."""
+    assert isinstance(exc, starlette.exceptions.HTTPException)
+    return starlette.responses.JSONResponse(
+        {"error": exc.detail}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+__all__ = ["build_app"]

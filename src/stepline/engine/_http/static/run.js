@@ -1,0 +1,243 @@
+// The run page: status, flow-control holds, actions (cancel, rerun), the step timeline
+// with outputs, errors and waits (a waiting event step can be resumed from here), the
+// trigger events and the final output.
+import {
+  TERMINAL, api, badge, code, duration, enc, eventLink, facts, fill, functionLink, h, json,
+  ms, notice, runDuration, runLink, time,
+} from "./dom.js";
+import { eventForm } from "./forms.js";
+
+export async function page(view, [runId], _params, ctx) {
+  const head = h("div");
+  const actions = h("div", { class: "actions" });
+  const message = h("div");
+  const body = h("div");
+  fill(view, head, actions, message, body);
+  const open = new Set();
+  let last = "";
+  let ended = false;
+
+  async function load() {
+    const [run, steps] = await Promise.all([
+      api(`v1/runs/${enc(runId)}`),
+      api(`v1/runs/${enc(runId)}/steps`),
+    ]);
+    if (!ctx.alive()) return;
+    ended = TERMINAL.has(run.data.status);
+    fill(head, header(run.data)); // always: the duration of a running run moves on
+    const key = JSON.stringify([run.data, steps.data]);
+    if (key === last) return;
+    last = key;
+    if (body.childElementCount) {
+      open.clear(); // keep the steps the user opened open across refreshes
+      for (const el of body.querySelectorAll("details.step[open]")) open.add(el.dataset.step);
+    }
+    fill(actions, buttons(run.data, message, load, ctx));
+    fill(body, details(run.data, steps.data, open, message));
+  }
+  await load();
+  return { poll: () => (ended ? null : load()) };
+}
+
+function header(run) {
+  const origin = run.origin || "";
+  return [
+    h("h1", {}, functionLink(run.function_id), " ", badge(run.status)),
+    facts([
+      ["Run", h("span", { class: "mono", id: "run-id" }, run.run_id)],
+      ["App", run.app_id],
+      ["Created", time(run.created_at)],
+      ["Started", time(run.run_started_at)],
+      ["Ended", run.ended_at ? time(run.ended_at) : null],
+      ["Duration", runDuration(run)],
+      ["Origin", origin.startsWith("rerun:") ? ["rerun of ", runLink(origin.slice(6))] : origin || null],
+      ["Parent run", run.parent_run_id ? runLink(run.parent_run_id) : null],
+      ["Cancelled because", run.cancel_reason],
+    ]),
+    run.waiting ? heldBack(run.waiting) : null,
+  ];
+}
+
+const HELD = {
+  throttled: "Throttled: the function's throttle is full; the run starts when a slot frees up",
+  concurrency: "Waiting for a concurrency slot",
+  debounced: "Debounced: waiting for more events before starting",
+  batched: "Batching: collecting events before starting",
+  priority: "Delayed by priority",
+};
+
+function heldBack(waiting) {
+  return h(
+    "p",
+    { class: "notice waiting", id: "held-back" },
+    HELD[waiting.reason] || `Held back (${waiting.reason})`,
+    waiting.until ? [" until ", time(waiting.until)] : null,
+    waiting.since ? [" since ", time(waiting.since)] : null,
+    waiting.key ? [" — key ", code(waiting.key)] : null,
+    waiting.max ? ` (${waiting.events || 0} of ${waiting.max} events)` : null,
+  );
+}
+
+function buttons(run, message, reload, ctx) {
+  async function act(what, path) {
+    try {
+      const result = await api(path, { method: "POST" });
+      if (what === "rerun") ctx.navigate(`#/runs/${enc(result.data.run_id)}`);
+      else {
+        notice(message, "ok", `Run ${result.data.status.toLowerCase()}.`);
+        await reload();
+      }
+    } catch (error) {
+      notice(message, "error", `Could not ${what}: ${error.message}`);
+    }
+  }
+  const rerun = h("button", { type: "button", id: "rerun", onclick: () => act("rerun", `v1/runs/${enc(run.run_id)}/rerun`) }, "Rerun");
+  if (TERMINAL.has(run.status)) return rerun;
+  const cancel = h("button", { type: "button", id: "cancel", class: "danger" }, "Cancel run…");
+  const confirm = h(
+    "span",
+    { class: "confirm", hidden: true },
+    "Cancel this run? ",
+    h("button", { type: "button", id: "confirm-cancel", class: "danger", onclick: () => act("cancel", `v1/runs/${enc(run.run_id)}/cancel`) }, "Yes, cancel it"),
+    h("button", { type: "button", onclick: () => ((confirm.hidden = true), (cancel.hidden = false)) }, "Keep running"),
+  );
+  cancel.addEventListener("click", () => ((confirm.hidden = false), (cancel.hidden = true)));
+  return [cancel, confirm, rerun];
+}
+
+function details(run, steps, open, message) {
+  return [
+    h("h2", {}, "Timeline"),
+    timeline(run, steps, open, message),
+    h("h2", {}, run.events.length > 1 ? `Trigger events (${run.events.length})` : "Trigger event"),
+    run.events.length
+      ? run.events.map((e) =>
+          h("details", { class: "event", open: run.events.length === 1 },
+            h("summary", {}, h("strong", {}, e.name), " ", eventLink(e.id), " ", e.ts ? time(new Date(e.ts).toISOString()) : null),
+            json(e.data)))
+      : h("p", { class: "empty" }, "Started without an event."),
+    h("h2", {}, "Output"),
+    finalOutput(run),
+  ];
+}
+
+function finalOutput(run) {
+  if (!TERMINAL.has(run.status)) return h("p", { class: "muted" }, "The run has not finished.");
+  if (run.status === "Failed") return errorBox(run.output);
+  if (run.status === "Cancelled") return h("p", { class: "muted" }, run.cancel_reason || "Cancelled.");
+  return h("div", { id: "run-output" }, json(run.output));
+}
+
+function errorBox(error) {
+  if (error && typeof error === "object" && (error.message || error.name)) {
+    return h(
+      "div",
+      { class: "error-box" },
+      h("p", {}, h("strong", {}, error.name || "Error"), ": ", error.message || ""),
+      error.stack ? h("pre", { class: "stack" }, error.stack) : null,
+    );
+  }
+  return h("div", { class: "error-box" }, json(error));
+}
+
+function timeline(run, steps, open, message) {
+  if (!steps.length) return h("p", { class: "empty" }, "No steps yet.");
+  const startOf = (s) => ms(s.started_at);
+  const t0 = Math.min(ms(run.run_started_at) ?? Infinity, ...steps.map((s) => startOf(s) ?? Infinity));
+  const ends = steps.map((s) => ms(s.ended_at) ?? Date.now());
+  const t1 = Math.max(ms(run.ended_at) ?? 0, ...ends, t0 + 1);
+  const span = t1 - t0;
+  return h(
+    "div",
+    { class: "timeline", id: "timeline" },
+    h("div", { class: "step-row head" }, ["Step", "Op", "Status", "Attempts", "Started", "Duration", ""].map((x) => h("span", {}, x))),
+    steps.map((s, i) => {
+      const start = startOf(s);
+      let bar = null; // a planned step has not started: no bar yet
+      if (start !== null && Number.isFinite(t0)) {
+        bar = h("span", { class: `bar s-${s.status.toLowerCase()}` });
+        bar.style.left = `${(100 * (start - t0)) / span}%`;
+        bar.style.width = `${Math.max(0.8, (100 * (ends[i] - start)) / span)}%`;
+      }
+      return h(
+        "details",
+        { class: "step", "data-step": s.id, open: open.has(s.id) },
+        h(
+          "summary",
+          { class: "step-row" },
+          h("span", { class: "step-name" }, s.name || s.id),
+          h("span", {}, s.op),
+          h("span", {}, badge(s.status)),
+          h("span", {}, String(s.attempts ?? "")),
+          h("span", {}, time(s.started_at)),
+          h("span", {}, s.duration_ms === null ? (s.started_at ? "…" : "—") : duration(s.duration_ms)),
+          h("span", { class: "track" }, bar),
+        ),
+        stepBody(run, s, message),
+      );
+    }),
+  );
+}
+
+function stepBody(run, step, message) {
+  const wait = step.wait || {};
+  const pending = !["Completed", "Failed", "Cancelled"].includes(step.status);
+  return h(
+    "div",
+    { class: "step-body" },
+    facts([
+      ["Step id", h("span", { class: "mono" }, step.id)],
+      ["Mode", step.mode !== "wait" ? step.mode : null],
+      ["Ended", step.ended_at ? time(step.ended_at) : null],
+    ]),
+    waitText(step, wait, pending),
+    pending && wait.event
+      ? h("div", { class: "resume" },
+          h("p", { class: "muted" }, "Resume this step by sending a matching event:"),
+          eventForm({ name: wait.event, data: matchingData(wait.if, run.events[0]), compact: true, onSent: (ids) => notice(message, "ok", "Sent ", eventLink(ids[0]), "; the step resumes if the event matches.") }))
+      : null,
+    "error" in step ? errorBox(step.error) : pending ? null : json(step.output),
+  );
+}
+
+function waitText(step, wait, pending) {
+  if (!Object.keys(wait).length) return null;
+  const verb = pending ? "Waits" : "Waited";
+  if (wait.event) {
+    return h("p", { class: "wait" }, `${verb} for event `, code(wait.event),
+      wait.if ? [" matching ", code(wait.if)] : null, wait.until ? [" until ", time(wait.until)] : null);
+  }
+  if (wait.function_id) {
+    return h("p", { class: "wait" }, pending ? "Invoking " : "Invoked ", functionLink(wait.function_id),
+      wait.until ? [", times out at ", time(wait.until)] : null);
+  }
+  if (wait.until) return h("p", { class: "wait" }, pending ? "Sleeps until " : "Slept until ", time(wait.until));
+  return json(wait);
+}
+
+/** Event data satisfying the simple `async.data.x == event.data.y` clauses of a wait. */
+function matchingData(expression, trigger) {
+  const data = {};
+  for (const clause of (expression || "").split("&&")) {
+    const found = clause.trim().match(/^(\S+)\s*==\s*(\S+)$/);
+    if (!found) continue;
+    let [left, right] = [found[1], found[2]];
+    if (!left.startsWith("async.data.")) [left, right] = [right, left];
+    if (!left.startsWith("async.data.")) continue;
+    let value;
+    if (right.startsWith("event.")) value = right.slice(6).split(".").reduce((o, k) => (o == null ? undefined : o[k]), trigger);
+    else {
+      try {
+        value = JSON.parse(right.replace(/^'(.*)'$/, '"$1"'));
+      } catch {
+        continue;
+      }
+    }
+    if (value === undefined) continue;
+    const path = left.slice(11).split(".");
+    let at = data;
+    for (const key of path.slice(0, -1)) at = at[key] = at[key] && typeof at[key] === "object" ? at[key] : {};
+    at[path[path.length - 1]] = value;
+  }
+  return data;
+}

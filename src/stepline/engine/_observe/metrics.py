@@ -1,0 +1,197 @@
+"""The engine's metrics: what is counted and how outcomes map to label values. Pure.
+
+``EngineMetrics`` owns the families ``GET /metrics`` shows; the ``record_*`` methods take
+plain values (durations, records, outcomes) so that the shell that measures them
+(``_observer``) stays thin and the mapping is testable without an engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from stepline._protocol import headers
+from stepline._protocol.opcodes import Opcode
+from stepline.engine._model import Run, StepRecord
+from stepline.engine._observe.prometheus import LONG_BUCKETS, Registry
+from stepline.engine._response import Completed, Failed, Ops, Outcome, RawResponse
+
+_STEP_OPS = frozenset({Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_ERROR, Opcode.STEP_FAILED})
+#: Ops whose code runs inside an SDK call; their latency is the call's.
+EXECUTED_OPS = frozenset(op.value for op in _STEP_OPS)
+_FAILURE_NAMES = frozenset({"NonSDKResponse", "InvalidResponse", "StreamError"})
+#: The states ``stepline_queue_jobs`` reports (``Tx.queue_summary``).
+QUEUE_STATES = ("due", "running", "parked", "scheduled")
+
+
+class EngineMetrics:
+    """Counters, gauges and histograms of one engine, rendered by ``render``."""
+
+    def __init__(self) -> None:
+        r = self.registry = Registry()
+        self.runs_started = r.counter(
+            "stepline_runs_started_total", "Runs created, per function.", ["function"]
+        )
+        self.runs_finished = r.counter(
+            "stepline_runs_finished_total",
+            "Runs that ended, per function and final status (completed, failed, cancelled).",
+            ["function", "status"],
+        )
+        self.run_duration = r.histogram(
+            "stepline_run_duration_seconds",
+            "Time from a run's creation to its end.",
+            ["function", "status"],
+            LONG_BUCKETS,
+        )
+        self.step_duration = r.histogram(
+            "stepline_step_duration_seconds",
+            "Step latency: for steps run by the SDK, their share of the call that ran them; "
+            "for sleeps, waits, invokes and gateway calls, the time until their result.",
+            ["function", "op"],
+        )
+        self.sdk_calls = r.counter(
+            "stepline_sdk_calls_total",
+            "Execution requests sent to apps, per function and result "
+            "(steps, completed, function_error, sdk_error, unreachable).",
+            ["function", "result"],
+        )
+        self.sdk_call_errors = r.counter(
+            "stepline_sdk_call_errors_total",
+            "Execution requests that got no usable answer from the SDK "
+            "(unreachable, or not a protocol answer).",
+            ["function", "reason"],
+        )
+        self.sdk_call_duration = r.histogram(
+            "stepline_sdk_call_duration_seconds",
+            "Round trip of one execution request to an app.",
+            ["function"],
+        )
+        self.flow_holds = r.counter(
+            "stepline_flow_control_holds_total",
+            "Runs or calls flow control held back, per reason "
+            "(throttled, concurrency, debounced, batched, priority).",
+            ["reason"],
+        )
+        self.flow_delay = r.histogram(
+            "stepline_flow_control_delay_seconds",
+            "Time from a run's creation to its first call, per function and the reason "
+            "flow control gave for holding it ('none' when it was not held).",
+            ["function", "reason"],
+            LONG_BUCKETS,
+        )
+        self.queue_jobs = r.gauge(
+            "stepline_queue_jobs",
+            "Jobs in the queue at scrape time: due (ready to run), running (leased), "
+            "parked (waiting for a concurrency slot), scheduled (due later: sleeps, "
+            "retries, timeouts, crons).",
+            ["state"],
+        )
+        self.queue_lag = r.gauge(
+            "stepline_queue_lag_seconds",
+            "Age of the oldest due job at scrape time (0 when nothing is due).",
+        )
+        self.store_latency = r.histogram(
+            "stepline_store_seconds",
+            "Store operations, including the wait for a connection: atomic (write "
+            "transactions) and read.",
+            ["kind"],
+        )
+        self.store_errors = r.counter(
+            "stepline_store_errors_total", "Store operations that raised.", ["kind"]
+        )
+        self.retention_removed = r.counter(
+            "stepline_retention_removed_total",
+            "Rows the retention sweeper deleted, per table (runs, steps, events, ...).",
+            ["table"],
+        )
+
+    def render(self) -> str:
+        """The Prometheus text exposition."""
+        return self.registry.render()
+
+    # -- runs and steps (from committed transactions) ------------------------------------
+
+    def record_started(self, run: Run) -> None:
+        """A run was created."""
+        self.runs_started.inc(run.function_id)
+        if run.waiting:
+            self.record_hold(run.waiting)
+
+    def record_finished(self, run: Run) -> None:
+        """A run reached a terminal status."""
+        status = run.status.value.lower()
+        self.runs_finished.inc(run.function_id, status)
+        if run.ended_at is not None:
+            self.run_duration.observe(
+                max(0.0, run.ended_at - run.created_at), run.function_id, status
+            )
+
+    def record_step(self, function_id: str, step: StepRecord) -> None:
+        """A step the engine waited on (sleep, wait, invoke, gateway) got its result."""
+        if step.op in EXECUTED_OPS or step.started_at is None or step.ended_at is None:
+            return  # executed steps are timed by the call that ran them
+        self.step_duration.observe(max(0.0, step.ended_at - step.started_at), function_id, step.op)
+
+    def record_hold(self, waiting: Mapping[str, object]) -> None:
+        """Flow control held a run or a call back."""
+        self.flow_holds.inc(str(waiting.get("reason") or "unknown"))
+
+    # -- SDK calls (measured by the worker) -------------------------------------------------
+
+    def record_first_call(self, run: Run, now: float) -> None:
+        """A queued run's first call is being made: how long flow control held it."""
+        reason = str((run.waiting or {}).get("reason") or "none")
+        self.flow_delay.observe(max(0.0, now - run.created_at), run.function_id, reason)
+
+    def record_call(
+        self, function_id: str, raw: RawResponse, outcome: Outcome, seconds: float
+    ) -> str:
+        """One execution request's answer; returns its result label."""
+        result = call_result(raw, outcome)
+        self.sdk_calls.inc(function_id, result)
+        self.sdk_call_duration.observe(seconds, function_id)
+        if result in ("unreachable", "sdk_error"):
+            self.sdk_call_errors.inc(function_id, result)
+        if isinstance(outcome, Ops):
+            executed = [op for op in outcome.ops if op.op in _STEP_OPS]
+            for op in executed:
+                self.step_duration.observe(seconds / len(executed), function_id, op.op.value)
+        return result
+
+    # -- queue and store ------------------------------------------------------------------
+
+    def record_queue(self, counts: Mapping[str, int], lag: float) -> None:
+        """The queue as a scrape finds it: jobs per state, and the oldest due job's age."""
+        for state in QUEUE_STATES:
+            self.queue_jobs.set(counts.get(state, 0), state)
+        self.queue_lag.set(max(0.0, lag))
+
+    def record_store(self, kind: str, seconds: float, *, failed: bool) -> None:
+        """One store operation."""
+        self.store_latency.observe(seconds, kind)
+        if failed:
+            self.store_errors.inc(kind)
+
+    def record_removed(self, removed: Mapping[str, int]) -> None:
+        """A retention batch deleted these rows, per table."""
+        for table, rows in removed.items():
+            self.retention_removed.inc(table, amount=float(rows))
+
+
+def call_result(raw: RawResponse, outcome: Outcome) -> str:
+    """What an execution request came to, as a label value.
+
+    ``steps`` (206), ``completed`` (200), ``function_error`` (the function or a step
+    raised: the SDK answered with an error), ``sdk_error`` (an answer, but not one from an
+    SDK or not in the protocol), ``unreachable`` (no answer: refused, reset, timed out).
+    """
+    if raw.error is not None:
+        return "unreachable"
+    if isinstance(outcome, Completed):
+        return "completed"
+    if isinstance(outcome, Ops):
+        return "steps"
+    assert isinstance(outcome, Failed)
+    if outcome.error.get("name") in _FAILURE_NAMES:
+        return "sdk_error"
+    sdk = any(k.lower() == headers.SDK for k in raw.headers)
+    return "function_error" if sdk else "sdk_error"

@@ -1,0 +1,329 @@
+"""The thin shell between the engine and its metrics, spans and log fields.
+
+The worker calls two hooks (``job_started``, and ``call`` around each SDK call it makes:
+the observer watches the call, the worker makes it); everything else is seen by
+wrapping the store (``ObservedStore``): each write transaction's ``Tx`` is wrapped to note
+the runs it creates and ends and the step results it records, and once the transaction
+has committed (never for one that rolled back or was retried) they are counted and
+traced. With the observer off the engine holds None and pays one check per job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from stepline import _logs
+from stepline._status import RunStatus
+from stepline.engine import _response
+from stepline.engine._config import EngineSettings
+from stepline.engine._model import EventRecord, Job, Run, StepRecord
+from stepline.engine._observe import tracing
+from stepline.engine._observe.metrics import EngineMetrics, call_result
+from stepline.engine._store import Store, Tx
+
+if TYPE_CHECKING:
+    from stepline.engine._observe.tracing import EngineTracer
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class WatchedCall:
+    """One SDK call as the observer sees it: the headers to send, then the answer."""
+
+    headers: Mapping[str, str]
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    seconds: float = 0.0
+    raw: _response.RawResponse | None = None
+    #: the decoded answer, set by the caller
+    outcome: _response.Outcome | None = None
+
+    def answered(self, raw: _response.RawResponse) -> None:
+        """The answer is in: stop the clock."""
+        self.seconds = time.perf_counter() - self.started
+        self.raw = raw
+
+
+def unwatched(headers: Mapping[str, str]) -> contextlib.nullcontext[WatchedCall]:
+    """What ``Observer.call`` yields, with no observer: the same calls, nothing noted."""
+    return contextlib.nullcontext(WatchedCall(headers))
+
+
+class Observer:
+    """Metrics (``metrics``), spans (``tracer``) and log fields of one engine.
+
+    Args:
+        metrics: where counts go; None turns metrics off.
+        tracer: where spans go; None turns tracing off.
+    """
+
+    def __init__(self, *, metrics: EngineMetrics | None, tracer: EngineTracer | None) -> None:
+        self.metrics = metrics
+        self.tracer = tracer
+
+    @classmethod
+    def build(cls, settings: EngineSettings, tracer_provider: Any = None) -> Observer | None:
+        """The observer ``settings`` ask for; None when metrics and tracing are both off.
+
+        Tracing is on with a ``tracer_provider``, or with ``settings.tracing`` (the global
+        provider, as ``opentelemetry-instrument`` sets it).
+
+        Raises:
+            EngineConfigError: tracing is asked for without OpenTelemetry installed.
+        """
+        tracer = None
+        if tracer_provider is not None or settings.tracing:
+            tracer = _tracer(tracer_provider)
+        metrics = EngineMetrics() if settings.metrics else None
+        if metrics is None and tracer is None:
+            return None
+        return cls(metrics=metrics, tracer=tracer)
+
+    def wrap(self, store: Store) -> Store:
+        """``store``, observed."""
+        return ObservedStore(store, self)
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def job_started(self, job: Job) -> None:
+        """A leased job starts in its own task: bind its log fields there."""
+        _logs.bind(
+            {
+                "run_id": job.run_id,
+                "function_id": None,
+                "step_id": job.step_id,
+                "attempt": job.attempt,
+            }
+        )
+
+    @contextlib.contextmanager
+    def call(
+        self, run: Run, job: Job, headers: Mapping[str, str], now: float
+    ) -> Iterator[WatchedCall]:
+        """Watch one SDK call the worker makes: time, trace and count it.
+
+        The worker sends ``WatchedCall.headers`` (they carry the span's trace context),
+        calls ``answered`` when the answer is in and sets ``outcome`` once decoded. A call
+        the engine gives up on (it is stopping) ends its span as cancelled.
+        """
+        _logs.bind(
+            {
+                "run_id": run.run_id,
+                "function_id": run.function_id,
+                "step_id": job.step_id,
+                "attempt": job.attempt,
+            }
+        )
+        if self.metrics is not None and run.status is RunStatus.QUEUED:
+            self.metrics.record_first_call(run, now)
+        span = None
+        if self.tracer is not None:
+            span, carried = self.tracer.start_call(run, job)
+            headers = {**headers, **carried}
+        watched = WatchedCall(headers)
+        try:
+            yield watched
+        except BaseException:  # the engine stopping (drivers answer failures, not raise)
+            if span is not None and self.tracer is not None:
+                self.tracer.end_call(span, status=0, result="cancelled", ops=[])
+            raise
+        raw, outcome = watched.raw, watched.outcome
+        if raw is None or outcome is None:
+            return
+        if self.metrics is not None:
+            result = self.metrics.record_call(run.function_id, raw, outcome, watched.seconds)
+        else:
+            result = call_result(raw, outcome)
+        if span is not None and self.tracer is not None:
+            ops = (
+                [op.display_name for op in outcome.ops]
+                if isinstance(outcome, _response.Ops)
+                else []
+            )
+            self.tracer.end_call(span, status=raw.status, result=result, ops=ops)
+
+    def received(self, records: Iterable[EventRecord], headers: Mapping[str, str]) -> None:
+        """Events arrived with these request headers: keep their trace context."""
+        if self.tracer is not None:
+            tracing.stamp(records, tracing.carrier(headers))
+
+    async def scrape(self, store: Store, now: float) -> str:
+        """``GET /metrics``: read the queue, then render every metric."""
+        if self.metrics is None:
+            raise LookupError("metrics are turned off (STEPLINE_METRICS=0)")
+        summary = await store.read(lambda tx: tx.queue_summary(now))
+        oldest = summary.get("due", (0, None))[1]
+        lag = 0.0 if oldest is None else now - oldest
+        self.metrics.record_queue({state: count for state, (count, _) in summary.items()}, lag)
+        return self.metrics.render()
+
+    # -- committed transactions -----------------------------------------------------------------
+
+    def committed(self, seen: Seen) -> None:
+        """Count and trace what a committed transaction did."""
+        metrics, tracer = self.metrics, self.tracer
+        for run in seen.started:
+            if metrics is not None:
+                metrics.record_started(run)
+        for waiting in seen.holds:
+            if metrics is not None:
+                metrics.record_hold(waiting)
+        for run_id, step in seen.steps:
+            owner = seen.runs.get(run_id)
+            if owner is None:
+                continue
+            if metrics is not None:
+                metrics.record_step(owner.function_id, step)
+            if tracer is not None:
+                tracer.step_recorded(owner, step)
+        for run in seen.finished:
+            if metrics is not None:
+                metrics.record_finished(run)
+            if tracer is not None:
+                tracer.run_ended(run)
+
+
+def _tracer(provider: Any) -> EngineTracer:
+    from stepline.engine._config import EngineConfigError
+
+    try:
+        from opentelemetry import trace
+    except ImportError as exc:
+        raise EngineConfigError(
+            "tracing needs OpenTelemetry: pip install 'stepline[otel]'"
+        ) from exc
+    from stepline.engine._observe.tracing import EngineTracer
+
+    return EngineTracer(provider if provider is not None else trace.get_tracer_provider())
+
+
+class Seen:
+    """What one write transaction did to runs and steps (reset if it is retried)."""
+
+    __slots__ = ("finished", "holds", "runs", "stack", "started", "stepped", "steps")
+
+    def __init__(self) -> None:
+        self.started: list[Run] = []
+        self.finished: list[Run] = []
+        self.holds: list[Mapping[str, Any]] = []
+        self.steps: list[tuple[str, StepRecord]] = []
+        self.runs: dict[str, Run] = {}
+        self.stack: dict[str, int] = {}  # run id -> completed steps when first read
+        self.stepped: set[tuple[str, str]] = set()
+
+
+class ObservedTx:
+    """A ``Tx`` noting run starts and ends and new step results into a ``Seen``."""
+
+    __slots__ = ("_seen", "_tx")
+
+    def __init__(self, tx: Tx, seen: Seen) -> None:
+        self._tx = tx
+        self._seen = seen
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+    def get_run(self, run_id: str) -> Run | None:
+        run = self._tx.get_run(run_id)
+        if run is not None and run.run_id not in self._seen.stack:
+            self._seen.stack[run.run_id] = len(run.stack)
+            self._seen.runs[run.run_id] = run
+        return run
+
+    def insert_run(self, run: Run) -> bool:
+        inserted = self._tx.insert_run(run)
+        if inserted:
+            self._seen.started.append(run)
+            self._seen.runs[run.run_id] = run
+            self._seen.stack.setdefault(run.run_id, 0)
+        return inserted
+
+    def update_run(self, run: Run) -> None:
+        self._tx.update_run(run)
+        seen = self._seen
+        seen.runs[run.run_id] = run
+        if run.status.terminal and all(r.run_id != run.run_id for r in seen.finished):
+            seen.finished.append(run)
+
+    def put_step(self, step: StepRecord) -> None:
+        self._tx.put_step(step)
+        seen = self._seen
+        base = seen.stack.get(step.run_id)
+        key = (step.run_id, step.step_id)
+        if (
+            base is not None
+            and step.status.done
+            and step.seq is not None
+            and step.seq >= base
+            and key not in seen.stepped
+        ):
+            seen.stepped.add(key)
+            seen.steps.append((step.run_id, step))
+
+    def set_waiting(self, run_id: str, waiting: dict[str, Any] | None) -> None:
+        self._tx.set_waiting(run_id, waiting)
+        if waiting:
+            self._seen.holds.append(waiting)
+
+
+class ObservedStore:
+    """A ``Store`` timing every operation and observing every committed write."""
+
+    def __init__(self, store: Store, observer: Observer) -> None:
+        self.inner = store
+        self._observer = observer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # e.g. SqliteStore.suspend
+
+    async def open(self) -> None:
+        """Open the store."""
+        await self.inner.open()
+
+    async def close(self) -> None:
+        """Close the store."""
+        await self.inner.close()
+
+    async def migrate(self) -> tuple[int, int]:
+        """Migrate the store."""
+        return await self.inner.migrate()
+
+    def subscribe(self, notify: Callable[[str], None]) -> None:
+        """Subscribe to other nodes' commits."""
+        self.inner.subscribe(notify)
+
+    async def atomic(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in a write transaction; count and trace what it did once committed."""
+        holder: list[Seen] = []
+
+        def observed(tx: Tx) -> T:
+            seen = Seen()
+            holder[:] = [seen]  # a retried attempt starts afresh
+            return work(cast(Tx, ObservedTx(tx, seen)))
+
+        result = await self._timed("atomic", self.inner.atomic(observed))
+        if holder:
+            self._observer.committed(holder[0])
+        return result
+
+    async def read(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` on a read snapshot, timed."""
+        return await self._timed("read", self.inner.read(work))
+
+    async def _timed(self, kind: str, operation: Awaitable[T]) -> T:
+        metrics = self._observer.metrics
+        if metrics is None:
+            return await operation
+        started = time.perf_counter()
+        try:
+            result = await operation
+        except Exception:
+            metrics.record_store(kind, time.perf_counter() - started, failed=True)
+            raise
+        metrics.record_store(kind, time.perf_counter() - started, failed=False)
+        return result

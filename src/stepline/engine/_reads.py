@@ -1,0 +1,87 @@
+"""The engine's reads: runs, steps, events, functions and apps as the store holds them.
+
+A base of ``Engine`` (the REST API, the CLI and ``stepline.testing`` call these on it);
+each is one read transaction, and none changes anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stepline.engine._errors import NotFoundError
+from stepline.engine._model import (
+    AppRecord,
+    EventRecord,
+    EventRunLink,
+    FunctionRecord,
+    Run,
+    StepRecord,
+)
+from stepline.engine._store import EventFilter, RunFilter, Store
+
+
+class Reads:
+    """Read-only queries over ``store``."""
+
+    store: Store
+
+    async def get_run(self, run_id: str) -> Run:
+        """A run by id.
+
+        Raises:
+            NotFoundError: no such run.
+        """
+        run = await self.store.read(lambda tx: tx.get_run(run_id))
+        if run is None:
+            raise NotFoundError(f"run {run_id!r} not found")
+        return run
+
+    async def list_runs(self, where: RunFilter | None = None) -> list[Run]:
+        """Runs, newest first, filtered and paginated."""
+        query = where or RunFilter()
+        return await self.store.read(lambda tx: tx.list_runs(query))
+
+    async def run_steps(self, run_id: str) -> list[StepRecord]:
+        """A run's step timeline, in completion order (pending steps last)."""
+        await self.get_run(run_id)
+        return await self.store.read(lambda tx: tx.get_steps(run_id))
+
+    # -- events, functions, apps ------------------------------------------------------------
+
+    async def get_event(self, event_id: str) -> EventRecord:
+        """An event by internal id (or by its own ``id``)."""
+        event = await self.store.read(lambda tx: tx.get_event(event_id))
+        if event is None:
+            raise NotFoundError(f"event {event_id!r} not found")
+        return event
+
+    async def list_events(self, where: EventFilter | None = None) -> list[EventRecord]:
+        """Events, newest first."""
+        query = where or EventFilter()
+        return await self.store.read(lambda tx: tx.list_events(query))
+
+    async def event_runs(self, event_id: str) -> list[EventRunLink]:
+        """The runs an event started, and why it started none for other functions."""
+        event = await self.get_event(event_id)
+        return await self.store.read(lambda tx: tx.event_links(event.internal_id))
+
+    async def list_functions(self) -> list[FunctionRecord]:
+        """Every registered function."""
+        return await self.store.read(lambda tx: tx.list_functions())
+
+    async def list_apps(self) -> list[AppRecord]:
+        """Every synced app."""
+        return await self.store.read(lambda tx: tx.list_apps())
+
+    # -- large payloads (SDK-facing) -------------------------------------------------------------
+
+    async def run_batch(self, run_id: str) -> list[dict[str, Any]]:
+        """``GET /v0/runs/{id}/batch``: the run's trigger events."""
+        return (await self.get_run(run_id)).events
+
+    async def run_actions(self, run_id: str) -> dict[str, Any]:
+        """``GET /v0/runs/{id}/actions``: the memos of the run's finished steps."""
+        run = await self.get_run(run_id)
+        steps = await self.store.read(lambda tx: tx.get_steps(run_id))
+        done = {s.step_id: s.memo for s in steps if s.status.done}
+        return {k: done[k] for k in run.stack if k in done}

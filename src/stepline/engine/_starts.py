@@ -1,0 +1,128 @@
+"""Starting runs: a run and its first call, its timeouts and cancel rules, in one ``Tx``.
+
+Plain functions over a transaction (no engine state): fan-out, flow control's gathering,
+cron ticks, reruns and the run loop's own scheduling all start and time runs here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stepline._status import RunStatus
+from stepline.engine import _ids
+from stepline.engine._flow import pacing
+from stepline.engine._model import EventRecord, EventRunLink, Job, JobKind, Pause, PauseKind, Run
+from stepline.engine._registry import FunctionSpec, compiled
+from stepline.engine._store import Tx
+
+#: the step id of a call that discovers a run's next steps (``PROTOCOL.md`` 4.8)
+DISCOVERY = "step"
+
+
+def execute_job_id(run_id: str, step_id: str, tag: str) -> str:
+    """Job ids that make re-planning the same step (or re-scheduling one discovery) a no-op."""
+    return f"{run_id}:{step_id}:{tag}"
+
+
+def call(run: Run, step_id: str, tag: str, at: float) -> Job:
+    """An SDK call of a run, carrying its concurrency keys; a priority boost sorts it ahead."""
+    flow = run.flow or {}
+    boost = max(0.0, float(flow.get("boost", 0.0)))
+    payload = {"keys": flow["keys"]} if flow.get("keys") else {}
+    job_id = execute_job_id(run.run_id, step_id, tag)
+    return Job(job_id, JobKind.EXECUTE, at - boost, run.run_id, step_id, payload=payload)
+
+
+def start_run(
+    tx: Tx,
+    fn: FunctionSpec,
+    events: list[EventRecord],
+    now: float,
+    *,
+    correlation_id: str | None = None,
+    parent_run_id: str | None = None,
+    origin: str | None = None,
+    run_id: str | None = None,
+    start_at: float | None = None,
+    waiting: dict[str, Any] | None = None,
+) -> Run | None:
+    """Create a run and schedule its first call; None if it already exists.
+
+    ``start_at`` (debounce, batching) fixes when the first call is due; otherwise
+    throttle and priority decide (``pacing.plan_start``).
+    """
+    first = events[0]
+    plan = pacing.plan_start(tx, fn, first.payload, now, start_at=start_at)
+    run = Run(
+        run_id=run_id or _ids.derived(int(now * 1000), first.internal_id, fn.function_id),
+        function_id=fn.function_id,
+        app_id=fn.app_id,
+        status=RunStatus.QUEUED,
+        events=[e.payload for e in events],
+        event_ids=[e.internal_id for e in events],
+        created_at=now,
+        correlation_id=correlation_id,
+        parent_run_id=parent_run_id,
+        origin=origin,
+        waiting=waiting or plan.waiting,
+        flow=plan.flow,
+    )
+    if not tx.insert_run(run):
+        return None
+    rid = run.run_id
+    tx.enqueue(call(run, DISCOVERY, "start", plan.start_at))
+    for which, seconds in (("start", fn.start_timeout), ("finish", fn.finish_timeout)):
+        if seconds is not None:
+            tx.enqueue(
+                Job(
+                    f"{rid}:timeout:{which}",
+                    JobKind.TIMEOUT,
+                    now + seconds,
+                    rid,
+                    payload={"which": which},
+                )
+            )
+    _arm_cancels(tx, fn, rid, first, now)
+    for event in events:
+        tx.link_event(EventRunLink(event.internal_id, fn.function_id, rid, None, now))
+    return run
+
+
+def _arm_cancels(tx: Tx, fn: FunctionSpec, run_id: str, trigger: EventRecord, now: float) -> None:
+    context = trigger.payload
+    for index, rule in enumerate(fn.cancel):
+        if rule.condition is not None:
+            folded = compiled(rule.condition).substitute("event", context)
+            if folded.is_constant_false:
+                continue
+        tx.insert_pause(
+            Pause(
+                pause_id=f"{run_id}:cancel:{index}",
+                run_id=run_id,
+                kind=PauseKind.CANCEL,
+                event_name=rule.event,
+                expires_at=rule.expires_at(now),
+                expression=rule.condition,
+                trigger_event_id=trigger.internal_id,
+                context=context,
+            )
+        )
+
+
+def rearm_cancels(tx: Tx, fn: FunctionSpec, run: Run, trigger: EventRecord, now: float) -> None:
+    """A debounced run's trigger changed: its cancel rules now match the new one."""
+    tx.delete_run_pauses(run.run_id)  # a queued run has no pauses but cancel rules
+    _arm_cancels(tx, fn, run.run_id, trigger, run.created_at)
+
+
+def start_job(tx: Tx, run_id: str) -> Job | None:
+    """The queued first call of a run (None once it has been answered)."""
+    return tx.get_job(execute_job_id(run_id, DISCOVERY, "start"))
+
+
+def move_start(tx: Tx, run_id: str, at: float) -> None:
+    """Re-time a queued run's first call (debounce and batching move it)."""
+    job = start_job(tx, run_id)
+    if job is not None and job.lease_owner is None:
+        job.available_at = at
+        tx.update_job(job)

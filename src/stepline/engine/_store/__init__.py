@@ -1,0 +1,207 @@
+"""The storage contract: one ``Tx`` interface, implemented per database.
+
+Engine logic is written once as plain functions over a ``Tx``; a store runs them
+inside a transaction (``atomic``) or on a read connection (``read``). Every state
+change a queue item depends on is committed in the same transaction that enqueues it.
+``store_for`` opens the store a database URL names (``sql`` holds the SQL both share).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from stepline._status import RunStatus
+from stepline.engine._model import (
+    AppRecord,
+    EventRecord,
+    EventRunLink,
+    FunctionRecord,
+    Job,
+    Pause,
+    Run,
+    StepRecord,
+)
+
+if TYPE_CHECKING:
+    from stepline.engine._config import EngineSettings
+
+T = TypeVar("T")
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> bool:
+    """Whether a text column of every store can hold ``text`` as it is.
+
+    Postgres refuses NUL characters in text, and a lone surrogate (which a JSON
+    ``\\ud800`` escape decodes to) cannot be encoded as UTF-8 for either store. Values
+    stored as JSON are escaped and need no check; ids, names and expressions do.
+    """
+    return _UNSTORABLE.search(text) is None
+
+
+def stored_text(text: str) -> str:
+    """``text`` with what no store can hold (see ``storable``) replaced by U+FFFD.
+
+    For text from outside that is kept only to be shown (an app's error answer).
+    """
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Filters of ``list_runs``; ``cursor`` is the last run id of the previous page."""
+
+    function_id: str | None = None
+    status: Sequence[RunStatus] = ()
+    since: float | None = None
+    until: float | None = None
+    event_id: str | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Filters of ``list_events``; ``cursor`` is the last internal id of the previous page."""
+
+    name: str | None = None
+    since: float | None = None
+    until: float | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+class Tx(Protocol):
+    """Reads and writes inside one transaction (or one read snapshot)."""
+
+    #: ids of the jobs this transaction queued or made due again ("*" for unknown ones)
+    queued: list[str]
+
+    # runs and steps
+    def get_run(self, run_id: str) -> Run | None: ...
+    def ended(self, run_ids: Sequence[str]) -> list[str]: ...
+    def insert_run(self, run: Run) -> bool: ...
+    def update_run(self, run: Run) -> None: ...
+    def list_runs(self, where: RunFilter) -> list[Run]: ...
+    def get_steps(self, run_id: str) -> list[StepRecord]: ...
+    def put_step(self, step: StepRecord) -> None: ...
+
+    # queue
+    def enqueue(self, job: Job) -> bool: ...
+    def get_job(self, job_id: str, *, lock: bool = False) -> Job | None:
+        """A job; ``lock`` holds its row until the transaction ends (leases skip it)."""
+        ...
+
+    def update_job(self, job: Job) -> None: ...
+    def delete_job(self, job_id: str) -> None: ...
+    def delete_run_jobs(self, run_id: str) -> None: ...
+    def lease_jobs(self, owner: str, now: float, until: float, limit: int) -> list[Job]: ...
+    def lease_run_call(self, run_id: str, owner: str, now: float, until: float) -> Job | None: ...
+    def lease_job(self, job_id: str, owner: str, now: float, until: float) -> Job | None: ...
+    def extend_leases(self, owner: str, job_ids: Sequence[str], until: float) -> None: ...
+    def next_job_at(self) -> float | None: ...
+    def queue_summary(self, now: float) -> dict[str, tuple[int, float | None]]:
+        """Jobs per state (due, running, parked, scheduled): count and earliest due time."""
+        ...
+
+    # pauses
+    def insert_pause(self, pause: Pause) -> None: ...
+    def get_pause(self, pause_id: str) -> Pause | None: ...
+    def delete_pause(self, pause_id: str) -> bool: ...
+    def pauses_for_event(self, event_name: str) -> list[Pause]: ...
+    def pauses_for_correlation(self, correlation_id: str) -> list[Pause]: ...
+    def run_pauses(self, run_id: str) -> list[Pause]: ...
+    def delete_run_pauses(self, run_id: str) -> None: ...
+
+    # events
+    def insert_event(self, event: EventRecord) -> bool: ...
+    def get_event(self, event_id: str) -> EventRecord | None: ...
+    def list_events(self, where: EventFilter) -> list[EventRecord]: ...
+    def link_event(self, link: EventRunLink) -> None: ...
+    def update_link(self, event_id: str, run_id: str, reason: str | None) -> None: ...
+    def event_links(self, internal_id: str) -> list[EventRunLink]: ...
+    def run_for_event_id(self, function_id: str, event_id: str) -> str | None:
+        """The newest run of a function started by an event whose own ``id`` is this."""
+        ...
+
+    def claim_key(self, scope: str, key: str, expires_at: float, now: float) -> bool: ...
+
+    # flow control
+    def get_limit(self, scope: str, key: str) -> float | None: ...
+    def set_limit(self, scope: str, key: str, value: float, expires_at: float) -> None: ...
+    def singleton_run(self, function_id: str, key: str) -> str | None: ...
+    def set_singleton(self, function_id: str, key: str, run_id: str) -> None: ...
+    def get_bucket(self, function_id: str, key: str) -> tuple[str, float] | None: ...
+    def set_bucket(self, function_id: str, key: str, run_id: str, deadline: float) -> None: ...
+    def release_claims(self, run_id: str) -> None: ...
+    def set_waiting(self, run_id: str, waiting: dict[str, Any] | None) -> None: ...
+
+    # concurrency slots: a leased call holds one slot per key until it is answered
+    def acquire_slots(
+        self, job_id: str, keys: Sequence[tuple[str, int]], now: float, until: float
+    ) -> str | None: ...
+    def release_slots(self, job_id: str) -> list[str]: ...
+    def count_slots(self, key: str, now: float) -> int: ...
+    def expire_slots(self, now: float) -> dict[str, int]: ...
+    def park_job(self, job_id: str, key: str, recheck_at: float) -> None: ...
+    def unpark_jobs(self, key: str, count: int) -> list[str]: ...
+
+    # apps and functions
+    def put_app(self, app: AppRecord, functions: Sequence[FunctionRecord]) -> bool: ...
+    def get_app(self, app_id: str) -> AppRecord | None: ...
+    def list_apps(self) -> list[AppRecord]: ...
+    def list_functions(self) -> list[FunctionRecord]: ...
+    def set_app_error(self, url: str, error: str | None, now: float) -> None: ...
+
+
+class Store(Protocol):
+    """A database the engine runs on."""
+
+    async def open(self) -> None:
+        """Create the schema if needed and open connections."""
+        ...
+
+    async def close(self) -> None:
+        """Close every connection."""
+        ...
+
+    async def migrate(self) -> tuple[int, int]:
+        """Bring the schema up to date; returns ``(version before, version after)``."""
+        ...
+
+    async def atomic(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in one write transaction; commit if it returns, roll back if it raises."""
+        ...
+
+    async def read(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` on a read-only snapshot."""
+        ...
+
+    def subscribe(self, notify: Callable[[str], None]) -> None:
+        """Call ``notify("jobs" | "apps")`` when another process commits queued work or an app.
+
+        Called from any thread. Stores without notifications do nothing (engines poll).
+        """
+        ...
+
+
+def store_for(settings: EngineSettings) -> Store:
+    """The store ``settings.database_url`` names: Postgres for ``postgres(ql)://``, else SQLite."""
+    from stepline.engine._config import EngineConfigError
+
+    url = settings.database_url
+    if url.startswith(("postgres://", "postgresql://")):
+        try:
+            from stepline.engine._store.postgres import PostgresStore
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise EngineConfigError(
+                "a postgres:// database needs psycopg: pip install 'stepline[postgres]'"
+            ) from exc
+        return PostgresStore(url, pool_size=settings.db_pool_size, migrate=settings.migrate)
+    from stepline.engine._store.sqlite import SqliteStore
+
+    return SqliteStore(settings.sqlite_path, synchronous=settings.sqlite_synchronous)

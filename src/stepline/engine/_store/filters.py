@@ -1,0 +1,62 @@
+"""The list filters of the REST API as SQL: one ``SELECT`` with its arguments. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stepline.engine._store import EventFilter, RunFilter
+from stepline.engine._store.rows import EVENT_COLUMNS, RUN_COLUMNS
+
+
+def runs_query(where: RunFilter) -> tuple[str, list[Any]]:
+    """The newest runs first, from ``where.cursor`` on, that match every filter set."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if where.function_id is not None:
+        clauses.append("function_id = ?")
+        args.append(where.function_id)
+    if where.status:
+        clauses.append(f"status IN ({','.join('?' * len(where.status))})")
+        args.extend(s.value for s in where.status)
+    if where.since is not None:
+        clauses.append("created_at >= ?")
+        args.append(where.since)
+    if where.until is not None:
+        clauses.append("created_at < ?")
+        args.append(where.until)
+    if where.event_id is not None:
+        clauses.append(
+            "run_id IN (SELECT l.run_id FROM event_runs l JOIN events e "
+            "ON e.internal_id = l.event_id WHERE e.internal_id = ? OR e.id = ?)"
+        )
+        args.extend((where.event_id, where.event_id))
+    if where.cursor is not None:
+        clauses.append("run_id < ?")
+        args.append(where.cursor)
+    return _page(f"SELECT {RUN_COLUMNS} FROM runs", clauses, args, "run_id", where.limit)
+
+
+def events_query(where: EventFilter) -> tuple[str, list[Any]]:
+    """The newest events first, from ``where.cursor`` on, that match every filter set."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if where.name is not None:
+        clauses.append("name = ?")
+        args.append(where.name)
+    if where.since is not None:
+        clauses.append("received_at >= ?")
+        args.append(where.since)
+    if where.until is not None:
+        clauses.append("received_at < ?")
+        args.append(where.until)
+    if where.cursor is not None:
+        clauses.append("internal_id < ?")
+        args.append(where.cursor)
+    return _page(f"SELECT {EVENT_COLUMNS} FROM events", clauses, args, "internal_id", where.limit)
+
+
+def _page(
+    select: str, clauses: list[str], args: list[Any], order: str, limit: int
+) -> tuple[str, list[Any]]:
+    sql = select + (" WHERE " + " AND ".join(clauses) if clauses else "")
+    return f"{sql} ORDER BY {order} DESC LIMIT ?", [*args, limit]

@@ -1,0 +1,272 @@
+"""The Postgres store: several engine processes on one database, no coordinator.
+
+Transactions run on a psycopg 3 connection pool, each on a worker thread, in READ
+COMMITTED. What keeps concurrent nodes correct:
+
+* a write transaction reads a run ``FOR UPDATE``, so everything touching one run is
+  serialised (the SQLite store gets the same from its single writer);
+* flow-control state (rate and throttle cells, singletons, debounce and batch buckets,
+  concurrency slots) is guarded by transaction-scoped advisory locks on its key;
+* leasing takes due jobs ``FOR UPDATE SKIP LOCKED``, so nodes never wait on each other;
+* deadlocks and serialization failures roll back and retry the whole unit of work;
+* a commit that queued work sends ``NOTIFY``; every node ``LISTEN``s and wakes its
+  worker at once (polling stays as the fallback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import psycopg
+import psycopg.errors
+import psycopg_pool
+
+from stepline.engine._model import AppRecord, FunctionRecord, Job
+from stepline.engine._store import postgres_schema as schema
+from stepline.engine._store.sql import SqlTx
+
+T = TypeVar("T")
+logger = logging.getLogger("stepline.engine")
+CHANNEL = "stepline_jobs"
+_RETRIES = 8
+_RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+#: Logged when a connection dies during COMMIT: whether it committed is unknown, so the
+#: error goes to the caller (a job's lease lapses and it runs again; an API call fails).
+COMMIT_LOST = "database connection lost while committing; the outcome is unknown"
+
+
+class PostgresTx(SqlTx):
+    """``Tx`` over one psycopg connection with a transaction open."""
+
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+    _converted: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, conn: psycopg.Connection[Any], *, write: bool = True) -> None:
+        super().__init__(conn, write=write)
+        self.notify = False
+        self.apps_changed = False
+
+    @classmethod
+    def _pg(cls, sql: str) -> str:
+        text = cls._converted.get(sql)
+        if text is None:
+            text = cls._converted[sql] = sql.replace("?", "%s")
+        return text
+
+    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        return self._c.execute(self._pg(sql), args)
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            with self._c.cursor() as cur:
+                cur.executemany(self._pg(sql), rows)
+
+    def _lock(self, name: str) -> None:
+        if self._write:
+            # the schema is part of the name: engines on other schemas never contend
+            self._c.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || %s, 0))",
+                (name,),
+            )
+
+    def _row_lock(self) -> str:
+        return " FOR UPDATE" if self._write else ""
+
+    def enqueue(self, job: Job) -> bool:
+        self.notify = True
+        return super().enqueue(job)
+
+    def update_job(self, job: Job) -> None:
+        self.notify = True
+        super().update_job(job)
+
+    def put_app(self, app: AppRecord, functions: Sequence[FunctionRecord]) -> bool:
+        self.apps_changed = True
+        return super().put_app(app, functions)
+
+    def unpark_jobs(self, key: str, count: int) -> list[str]:
+        self._lock(f"slots:{key}")
+        if count <= 0:
+            return []
+        # SKIP LOCKED: a parked job whose row another transaction holds is being leased
+        # at its recheck (that lease admits or re-parks it once this commits). Waiting
+        # for it while holding slots:key deadlocked with that lease, which takes the row
+        # first and slots:key second. MATERIALIZED keeps LIMIT applied exactly once.
+        rows = self._x(
+            "WITH picked AS MATERIALIZED (SELECT job_id FROM jobs WHERE parked_on = ? "
+            "ORDER BY queued_at LIMIT ? FOR UPDATE SKIP LOCKED) "
+            "UPDATE jobs SET parked_on = NULL, available_at = "
+            "CASE WHEN queued_at < available_at THEN queued_at ELSE available_at END "
+            "FROM picked WHERE jobs.job_id = picked.job_id RETURNING run_id",
+            (key, count),
+        ).fetchall()
+        woken = [str(r[0]) for r in rows if r[0] is not None]
+        self.notify = self.notify or bool(woken)
+        if rows:
+            self.queued.append("*")
+        return woken
+
+
+class PostgresStore:
+    """A ``Store`` on a Postgres database.
+
+    Args:
+        url: a libpq URL or DSN (``postgresql://user@host:5432/db``).
+        pool_size: connections kept open (the engine's transactions run on as many threads).
+        migrate: apply pending migrations on ``open`` (``stepline migrate`` does it alone).
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10, migrate: bool = True) -> None:
+        self.url = url
+        self.migrate_on_open = migrate
+        self._pool = psycopg_pool.ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            open=False,
+            name="stepline",
+        )
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            pool_size, thread_name_prefix="stepline-pg"
+        )
+        self._listener: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _open_sync(self) -> None:
+        # one direct connection first: an unreachable database or an old schema fails in
+        # seconds with libpq's own message, before the pool starts retrying
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            if self.migrate_on_open:
+                schema.migrate(conn)
+            else:
+                self._check_version(conn)
+        self._pool.open(wait=True, timeout=30)
+
+    def _check_version(self, conn: psycopg.Connection[Any]) -> None:
+        try:
+            row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM stepline_schema").fetchone()
+        except psycopg.errors.UndefinedTable:
+            row = (0,)
+        version = int(row[0]) if row else 0
+        if version < len(schema.MIGRATIONS):
+            raise RuntimeError(
+                f"the database schema is at version {version}, this engine needs "
+                f"{len(schema.MIGRATIONS)}: run `stepline migrate --db ...` first"
+            )
+
+    async def open(self) -> None:
+        """Open the pool and bring the schema up to date (unless ``migrate=False``)."""
+        await asyncio.get_running_loop().run_in_executor(self._threads, self._open_sync)
+
+    async def migrate(self) -> tuple[int, int]:
+        """Apply pending migrations; returns ``(version before, version after)``."""
+
+        def run() -> tuple[int, int]:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                return schema.migrate(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._threads, run)
+
+    async def close(self) -> None:
+        """Stop listening, close every connection and the threads."""
+        self._closing.set()
+        loop = asyncio.get_running_loop()
+        listener = self._listener
+        if listener is not None:
+            await loop.run_in_executor(None, listener.join, 5)
+        await loop.run_in_executor(self._threads, self._pool.close)
+        self._threads.shutdown(wait=True)
+
+    # -- transactions ---------------------------------------------------------------------
+
+    def _atomic_sync(self, work: Callable[[PostgresTx], T]) -> T:
+        for attempt in range(_RETRIES):
+            committing = False
+            with self._pool.connection() as conn:
+                try:
+                    with conn.transaction():
+                        tx = PostgresTx(conn)
+                        result = work(tx)
+                        for what, changed in (("jobs", tx.notify), ("apps", tx.apps_changed)):
+                            if changed:
+                                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, what))
+                        committing = True
+                    return result
+                except _RETRYABLE as exc:
+                    if attempt == _RETRIES - 1:
+                        raise
+                    logger.debug("retrying a transaction after %s", type(exc).__name__)
+                except psycopg.OperationalError as exc:
+                    # Lost before the commit was sent (a restart, a failover, a terminated
+                    # backend): nothing was written, so the work runs again on a healthy
+                    # connection. Lost during the commit, the outcome is unknown: raised.
+                    if committing and conn.broken:
+                        logger.warning("%s: %s", COMMIT_LOST, exc)
+                    if committing or not conn.broken or attempt == _RETRIES - 1:
+                        raise
+                    self._lost(exc)
+        raise AssertionError("unreachable")
+
+    def _lost(self, exc: Exception) -> None:
+        """A pooled connection died: drop every dead one before trying again."""
+        logger.warning("database connection lost (%s); retrying on a new one", exc)
+        self._pool.check()
+
+    async def atomic(self, work: Callable[[PostgresTx], T]) -> T:
+        """Run ``work`` in one transaction on a pool thread; retried on deadlock."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._atomic_sync, work)
+
+    def _read_sync(self, work: Callable[[PostgresTx], T]) -> T:
+        for attempt in range(_RETRIES):
+            with self._pool.connection() as conn:
+                try:
+                    with conn.transaction():
+                        conn.execute("SET TRANSACTION READ ONLY")
+                        return work(PostgresTx(conn, write=False))
+                except psycopg.OperationalError as exc:
+                    if not conn.broken or attempt == _RETRIES - 1:
+                        raise
+                    self._lost(exc)
+        raise AssertionError("unreachable")
+
+    async def read(self, work: Callable[[PostgresTx], T]) -> T:
+        """Run ``work`` in a read-only transaction."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._read_sync, work)
+
+    # -- wake-ups -------------------------------------------------------------------------
+
+    def subscribe(self, notify: Callable[[str], None]) -> None:
+        """Call ``notify("jobs" | "apps")`` (from a thread) when any node commits such work."""
+        thread = threading.Thread(
+            target=self._listen, args=(notify,), name="stepline-pg-listen", daemon=True
+        )
+        self._listener = thread
+        thread.start()
+
+    def _listen(self, notify: Callable[[str], None]) -> None:
+        lost = False
+        while not self._closing.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    if lost:  # what was missed while disconnected: reload and look again
+                        notify("apps")
+                        notify("jobs")
+                        lost = False
+                    while not self._closing.is_set():
+                        for message in conn.notifies(timeout=0.5, stop_after=1):
+                            notify(message.payload)
+            except psycopg.Error as exc:  # the database went away: poll until it is back
+                logger.warning("LISTEN connection lost (%s); polling until it returns", exc)
+                lost = True
+                self._closing.wait(1.0)

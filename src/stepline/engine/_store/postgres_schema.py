@@ -1,0 +1,131 @@
+"""Postgres schema, versioned: each migration runs once, in order, under an advisory lock.
+
+The tables mirror SQLite's (``_sqlite_schema``) so one ``SqlTx`` serves both. Ids that
+are paginated by comparison are ``COLLATE "C"``: ULIDs sort by bytes, not by locale.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: The advisory lock several engines starting at once take to migrate one at a time.
+MIGRATION_LOCK = 0x5_7E91_17E0
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE apps (
+        app_id TEXT PRIMARY KEY, url TEXT NOT NULL, sdk TEXT, framework TEXT,
+        synced_at DOUBLE PRECISION, checksum TEXT, error TEXT, mode TEXT
+    );
+    CREATE TABLE functions (
+        function_id TEXT PRIMARY KEY, app_id TEXT NOT NULL, name TEXT,
+        config TEXT NOT NULL, updated_at DOUBLE PRECISION
+    );
+    CREATE TABLE events (
+        internal_id TEXT COLLATE "C" PRIMARY KEY, id TEXT, name TEXT NOT NULL,
+        payload TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX events_name ON events (name, internal_id);
+    CREATE INDEX events_id ON events (id);
+    CREATE INDEX events_received ON events (received_at);
+    CREATE TABLE runs (
+        run_id TEXT COLLATE "C" PRIMARY KEY, function_id TEXT NOT NULL, app_id TEXT,
+        status TEXT NOT NULL, events TEXT NOT NULL, event_ids TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL, started_at DOUBLE PRECISION,
+        ended_at DOUBLE PRECISION, output TEXT, stack TEXT NOT NULL,
+        force_plan INTEGER NOT NULL, request_version INTEGER NOT NULL,
+        correlation_id TEXT, parent_run_id TEXT, cancel_reason TEXT, origin TEXT,
+        waiting TEXT, flow TEXT
+    );
+    CREATE INDEX runs_function ON runs (function_id, run_id);
+    CREATE INDEX runs_status ON runs (status, run_id);
+    CREATE INDEX runs_created ON runs (created_at);
+    CREATE TABLE steps (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, name TEXT, op TEXT, status TEXT,
+        mode TEXT, memo TEXT, attempts INTEGER, started_at DOUBLE PRECISION,
+        ended_at DOUBLE PRECISION, seq INTEGER, error TEXT, wait TEXT,
+        PRIMARY KEY (run_id, step_id)
+    );
+    CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY, kind TEXT NOT NULL, available_at DOUBLE PRECISION NOT NULL,
+        run_id TEXT, step_id TEXT, attempt INTEGER NOT NULL, payload TEXT NOT NULL,
+        lease_owner TEXT, lease_expires DOUBLE PRECISION, parked_on TEXT,
+        queued_at DOUBLE PRECISION
+    );
+    CREATE INDEX jobs_due ON jobs (available_at);
+    CREATE INDEX jobs_run ON jobs (run_id);
+    CREATE INDEX jobs_parked ON jobs (parked_on, queued_at) WHERE parked_on IS NOT NULL;
+    CREATE TABLE pauses (
+        pause_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, kind TEXT NOT NULL,
+        event_name TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL, step_id TEXT,
+        expression TEXT, correlation_id TEXT, trigger_event_id TEXT, context TEXT
+    );
+    CREATE INDEX pauses_event ON pauses (event_name);
+    CREATE INDEX pauses_run ON pauses (run_id);
+    CREATE INDEX pauses_correlation ON pauses (correlation_id);
+    CREATE TABLE event_runs (
+        event_id TEXT NOT NULL, function_id TEXT NOT NULL, run_id TEXT, reason TEXT,
+        at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX event_runs_event ON event_runs (event_id);
+    CREATE INDEX event_runs_run ON event_runs (run_id);
+    CREATE TABLE idempotency (
+        scope TEXT NOT NULL, key TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    CREATE TABLE limits (
+        scope TEXT NOT NULL, key TEXT NOT NULL, value DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    CREATE TABLE singletons (
+        function_id TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL,
+        PRIMARY KEY (function_id, key)
+    );
+    CREATE INDEX singletons_run ON singletons (run_id);
+    CREATE TABLE slots (
+        key TEXT NOT NULL, job_id TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (key, job_id)
+    );
+    CREATE INDEX slots_job ON slots (job_id);
+    CREATE INDEX slots_expiry ON slots (expires_at);
+    CREATE TABLE buckets (
+        function_id TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL,
+        deadline DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (function_id, key)
+    );
+    CREATE INDEX buckets_run ON buckets (run_id);
+    """,
+    # the principal that started a run through the start API (the web kit's caller)
+    """
+    ALTER TABLE runs ADD COLUMN started_by TEXT;
+    """,
+)
+
+
+def migrate(conn: Any) -> tuple[int, int]:
+    """Apply the migrations the database has not seen, one transaction each.
+
+    Args:
+        conn: a psycopg connection in autocommit mode.
+
+    Returns:
+        ``(version before, version after)``.
+    """
+    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS stepline_schema "
+            "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM stepline_schema").fetchone()
+        before = int(row[0])
+        for number, script in enumerate(MIGRATIONS[before:], start=before + 1):
+            with conn.transaction():
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO stepline_schema (version) VALUES (%s)", (number,))
+        return before, len(MIGRATIONS)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))

@@ -1,0 +1,224 @@
+"""Rows and records: each table's columns, a record to its row values and back, and the
+statements that write a whole row. Pure.
+
+The column lists are the single truth for both directions: ``read_run(row)`` reads the
+values in ``RUN_COLUMNS`` order and ``run_values(run)`` writes them in that order; the
+builders count the placeholders from the same list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from stepline._json import dumps, loads
+from stepline._status import RunStatus
+from stepline.engine._model import (
+    EventRecord,
+    Job,
+    JobKind,
+    Pause,
+    PauseKind,
+    Run,
+    StepRecord,
+    StepStatus,
+)
+
+RUN_COLUMNS = (
+    "run_id, function_id, app_id, status, events, event_ids, created_at, started_at, "
+    "ended_at, output, stack, force_plan, request_version, correlation_id, parent_run_id, "
+    "cancel_reason, origin, waiting, flow, started_by"
+)
+STEP_COLUMNS = (
+    "run_id, step_id, name, op, status, mode, memo, attempts, started_at, ended_at, seq, "
+    "error, wait"
+)
+JOB_COLUMNS = (
+    "job_id, kind, available_at, run_id, step_id, attempt, payload, lease_owner, lease_expires"
+)
+PAUSE_COLUMNS = (
+    "pause_id, run_id, kind, event_name, expires_at, step_id, expression, correlation_id, "
+    "trigger_event_id, context"
+)
+EVENT_COLUMNS = "internal_id, name, payload, received_at"
+APP_COLUMNS = "app_id, url, sdk, framework, synced_at, checksum, error, mode"
+FUNCTION_COLUMNS = "function_id, app_id, name, config, updated_at"
+
+
+def _names(columns: str) -> list[str]:
+    return [c.strip() for c in columns.split(",")]
+
+
+def insert(table: str, columns: str, *, on_conflict: str = "") -> str:
+    """``INSERT INTO table (columns) VALUES (?, ...)``: one placeholder per column.
+
+    ``on_conflict`` is what follows ``ON CONFLICT`` (``"DO NOTHING"``), or empty for none.
+    """
+    marks = ",".join("?" * len(_names(columns)))
+    tail = f" ON CONFLICT {on_conflict}" if on_conflict else ""
+    return f"INSERT INTO {table} ({columns}) VALUES ({marks}){tail}"
+
+
+def upsert(table: str, columns: str, keys: str) -> str:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of every other column (both dialects)."""
+    key_names = set(_names(keys))
+    sets = ", ".join(f"{n} = excluded.{n}" for n in _names(columns) if n not in key_names)
+    return insert(table, columns, on_conflict=f"({keys}) DO UPDATE SET {sets}")
+
+
+def json_or_null(value: Any) -> str | None:
+    """``value`` as JSON text, or SQL ``NULL`` for ``None``."""
+    return None if value is None else dumps(value)
+
+
+def parsed_or_none(text: str | None) -> Any:
+    """The value of JSON ``text``, or ``None`` for SQL ``NULL``."""
+    return None if text is None else loads(text)
+
+
+def read_run(row: Sequence[Any]) -> Run:
+    return Run(
+        run_id=row[0],
+        function_id=row[1],
+        app_id=row[2],
+        status=RunStatus(row[3]),
+        events=loads(row[4]),
+        event_ids=loads(row[5]),
+        created_at=row[6],
+        started_at=row[7],
+        ended_at=row[8],
+        output=row[9],
+        stack=loads(row[10]),
+        force_plan=bool(row[11]),
+        request_version=row[12],
+        correlation_id=row[13],
+        parent_run_id=row[14],
+        cancel_reason=row[15],
+        origin=row[16],
+        waiting=parsed_or_none(row[17]),
+        flow=parsed_or_none(row[18]),
+        started_by=row[19],
+    )
+
+
+def run_values(run: Run) -> Sequence[Any]:
+    return (
+        run.run_id,
+        run.function_id,
+        run.app_id,
+        run.status.value,
+        dumps(run.events),
+        dumps(run.event_ids),
+        run.created_at,
+        run.started_at,
+        run.ended_at,
+        run.output,
+        dumps(run.stack),
+        int(run.force_plan),
+        run.request_version,
+        run.correlation_id,
+        run.parent_run_id,
+        run.cancel_reason,
+        run.origin,
+        json_or_null(run.waiting),
+        json_or_null(run.flow),
+        run.started_by,
+    )
+
+
+def read_step(row: Sequence[Any]) -> StepRecord:
+    return StepRecord(
+        run_id=row[0],
+        step_id=row[1],
+        name=row[2],
+        op=row[3],
+        status=StepStatus(row[4]),
+        mode=row[5],
+        memo=parsed_or_none(row[6]),
+        attempts=row[7],
+        started_at=row[8],
+        ended_at=row[9],
+        seq=row[10],
+        error=parsed_or_none(row[11]),
+        wait=parsed_or_none(row[12]),
+    )
+
+
+def step_values(step: StepRecord) -> Sequence[Any]:
+    return (
+        step.run_id,
+        step.step_id,
+        step.name,
+        step.op,
+        step.status.value,
+        step.mode,
+        json_or_null(step.memo) if step.status.done else None,
+        step.attempts,
+        step.started_at,
+        step.ended_at,
+        step.seq,
+        json_or_null(step.error),
+        json_or_null(step.wait),
+    )
+
+
+def read_job(row: Sequence[Any]) -> Job:
+    return Job(
+        job_id=row[0],
+        kind=JobKind(row[1]),
+        available_at=row[2],
+        run_id=row[3],
+        step_id=row[4],
+        attempt=row[5],
+        payload=loads(row[6]),
+        lease_owner=row[7],
+        lease_expires=row[8],
+    )
+
+
+def job_values(job: Job) -> Sequence[Any]:
+    return (
+        job.job_id,
+        job.kind.value,
+        job.available_at,
+        job.run_id,
+        job.step_id,
+        job.attempt,
+        dumps(job.payload),
+        job.lease_owner,
+        job.lease_expires,
+    )
+
+
+def read_pause(row: Sequence[Any]) -> Pause:
+    return Pause(
+        pause_id=row[0],
+        run_id=row[1],
+        kind=PauseKind(row[2]),
+        event_name=row[3],
+        expires_at=row[4],
+        step_id=row[5],
+        expression=row[6],
+        correlation_id=row[7],
+        trigger_event_id=row[8],
+        context=parsed_or_none(row[9]),
+    )
+
+
+def pause_values(pause: Pause) -> Sequence[Any]:
+    return (
+        pause.pause_id,
+        pause.run_id,
+        pause.kind.value,
+        pause.event_name,
+        pause.expires_at,
+        pause.step_id,
+        pause.expression,
+        pause.correlation_id,
+        pause.trigger_event_id,
+        json_or_null(pause.context),
+    )
+
+
+def read_event(row: Sequence[Any]) -> EventRecord:
+    return EventRecord(internal_id=row[0], name=row[1], payload=loads(row[2]), received_at=row[3])

@@ -1,0 +1,112 @@
+"""SQLite schema, versioned: each migration runs once, in order, inside one transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE apps (
+        app_id TEXT PRIMARY KEY, url TEXT NOT NULL, sdk TEXT, framework TEXT,
+        synced_at REAL, checksum TEXT, error TEXT, mode TEXT
+    );
+    CREATE TABLE functions (
+        function_id TEXT PRIMARY KEY, app_id TEXT NOT NULL, name TEXT,
+        config TEXT NOT NULL, updated_at REAL
+    );
+    CREATE TABLE events (
+        internal_id TEXT PRIMARY KEY, id TEXT, name TEXT NOT NULL,
+        payload TEXT NOT NULL, received_at REAL NOT NULL
+    );
+    CREATE INDEX events_name ON events (name, internal_id);
+    CREATE INDEX events_id ON events (id);
+    CREATE INDEX events_received ON events (received_at);
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY, function_id TEXT NOT NULL, app_id TEXT,
+        status TEXT NOT NULL, events TEXT NOT NULL, event_ids TEXT NOT NULL,
+        created_at REAL NOT NULL, started_at REAL, ended_at REAL, output TEXT,
+        stack TEXT NOT NULL, force_plan INTEGER NOT NULL, request_version INTEGER NOT NULL,
+        correlation_id TEXT, parent_run_id TEXT, cancel_reason TEXT, origin TEXT
+    );
+    CREATE INDEX runs_function ON runs (function_id, run_id);
+    CREATE INDEX runs_status ON runs (status, run_id);
+    CREATE INDEX runs_created ON runs (created_at);
+    CREATE TABLE steps (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, name TEXT, op TEXT, status TEXT,
+        mode TEXT, memo TEXT, attempts INTEGER, started_at REAL, ended_at REAL,
+        seq INTEGER, error TEXT, wait TEXT,
+        PRIMARY KEY (run_id, step_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY, kind TEXT NOT NULL, available_at REAL NOT NULL,
+        run_id TEXT, step_id TEXT, attempt INTEGER NOT NULL, payload TEXT NOT NULL,
+        lease_owner TEXT, lease_expires REAL
+    );
+    CREATE INDEX jobs_due ON jobs (available_at);
+    CREATE INDEX jobs_run ON jobs (run_id);
+    CREATE TABLE pauses (
+        pause_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, kind TEXT NOT NULL,
+        event_name TEXT NOT NULL, expires_at REAL NOT NULL, step_id TEXT,
+        expression TEXT, correlation_id TEXT, trigger_event_id TEXT, context TEXT
+    );
+    CREATE INDEX pauses_event ON pauses (event_name);
+    CREATE INDEX pauses_run ON pauses (run_id);
+    CREATE INDEX pauses_correlation ON pauses (correlation_id);
+    CREATE TABLE event_runs (
+        event_id TEXT NOT NULL, function_id TEXT NOT NULL, run_id TEXT, reason TEXT,
+        at REAL NOT NULL
+    );
+    CREATE INDEX event_runs_event ON event_runs (event_id);
+    CREATE INDEX event_runs_run ON event_runs (run_id);
+    CREATE TABLE idempotency (
+        scope TEXT NOT NULL, key TEXT NOT NULL, expires_at REAL NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+    """,
+    """
+    CREATE TABLE limits (
+        scope TEXT NOT NULL, key TEXT NOT NULL, value REAL NOT NULL, expires_at REAL NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE singletons (
+        function_id TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL,
+        PRIMARY KEY (function_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX singletons_run ON singletons (run_id);
+    """,
+    """
+    ALTER TABLE runs ADD COLUMN waiting TEXT;
+    ALTER TABLE runs ADD COLUMN flow TEXT;
+    ALTER TABLE jobs ADD COLUMN parked_on TEXT;
+    ALTER TABLE jobs ADD COLUMN queued_at REAL;
+    UPDATE jobs SET queued_at = available_at;
+    CREATE INDEX jobs_parked ON jobs (parked_on, queued_at);
+    CREATE TABLE slots (
+        key TEXT NOT NULL, job_id TEXT NOT NULL, expires_at REAL NOT NULL,
+        PRIMARY KEY (key, job_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX slots_job ON slots (job_id);
+    CREATE INDEX slots_expiry ON slots (expires_at);
+    CREATE TABLE buckets (
+        function_id TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL,
+        deadline REAL NOT NULL,
+        PRIMARY KEY (function_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX buckets_run ON buckets (run_id);
+    """,
+    # the principal that started a run through the start API (the web kit's caller)
+    """
+    ALTER TABLE runs ADD COLUMN started_by TEXT;
+    """,
+)
+
+
+def migrate(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Apply the migrations the database has not seen; returns ``(before, after)``."""
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        for statement in script.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {number}")
+    return version, len(MIGRATIONS)

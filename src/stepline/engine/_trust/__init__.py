@@ -1,0 +1,1 @@
+"""Trust in apps: who may register where (``apps``), and which answers count (``answers``)."""

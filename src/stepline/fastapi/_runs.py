@@ -1,0 +1,153 @@
+"""``runs_router()``: the web-app kit's run routes as a documented ``APIRouter``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any
+
+import fastapi
+import fastapi.responses
+
+from stepline import _asgi_scope, _bodies, _webkit
+from stepline._client import Client
+from stepline._function import Function
+from stepline._webkit import Authorize, RunRoutes, WebRequest, WebResponse
+
+__all__ = ["runs_router"]
+
+_RunId = Annotated[str, fastapi.Path(description="The run's id.")]
+_Wait = Annotated[
+    str | None,
+    fastapi.Query(description="Seconds to hold the request until the run ends (60 at most)."),
+]
+
+
+def runs_router(
+    client: Client,
+    functions: Sequence[Function],
+    *,
+    authorize: Authorize,
+    inputs: Mapping[Function, Any] | None = None,
+    prefix: str = "",
+    **options: float,
+) -> fastapi.APIRouter:
+    """The web-app kit's five run routes as an ``APIRouter`` (see ``stepline.web``).
+
+    ``POST /runs``, ``GET /runs/{run_id}``, ``POST /runs/{run_id}/cancel``,
+    ``GET /runs/{run_id}/result`` and ``GET /runs/{run_id}/events`` (Server-Sent Events),
+    under ``prefix`` and wherever the router is included. Every request goes through
+    ``authorize`` (sync or async); ``inputs`` maps functions to pydantic models checked on
+    start (422 with ``detail``) and documented in OpenAPI. ``options`` are more
+    ``RunRoutes`` settings (``poll_interval``, ``keepalive``, ``result_wait``).
+    """
+    routes = RunRoutes(client, functions, authorize=authorize, inputs=inputs, **options)
+    router = fastapi.APIRouter(prefix=prefix, tags=["runs"])
+
+    async def start_run(request: fastapi.Request) -> fastapi.Response:
+        return await _answer(routes, request, "/runs")
+
+    async def get_run(request: fastapi.Request, run_id: _RunId) -> fastapi.Response:
+        return await _answer(routes, request, f"/runs/{run_id}")
+
+    async def cancel_run(request: fastapi.Request, run_id: _RunId) -> fastapi.Response:
+        return await _answer(routes, request, f"/runs/{run_id}/cancel")
+
+    async def run_result(
+        request: fastapi.Request, run_id: _RunId, wait: _Wait = None
+    ) -> fastapi.Response:
+        return await _answer(routes, request, f"/runs/{run_id}/result")
+
+    async def run_events(request: fastapi.Request, run_id: _RunId) -> fastapi.Response:
+        return await _answer(routes, request, f"/runs/{run_id}/events")
+
+    errors: dict[int | str, Any] = {code: {"description": t} for code, t in _ERRORS.items()}
+    table: list[tuple[str, str, Callable[..., Any], str, dict[int | str, Any]]] = [
+        ("POST", "", start_run, "Start a run", {201: {"description": "Started"}, 200: _SAME}),
+        ("GET", "/{run_id}", get_run, "Get a run's status", {}),
+        ("POST", "/{run_id}/cancel", cancel_run, "Cancel a run", {}),
+        ("GET", "/{run_id}/result", run_result, "Get a run's result", {202: _RUNNING}),
+        ("GET", "/{run_id}/events", run_events, "Follow a run (Server-Sent Events)", _SSE),
+    ]
+    for method, path, endpoint, summary, responses in table:
+        router.add_api_route(
+            f"/runs{path}",
+            endpoint,
+            methods=[method],
+            summary=summary,
+            name=f"stepline-runs:{endpoint.__name__}",
+            response_class=fastapi.Response,
+            status_code=201 if endpoint is start_run else 200,
+            responses={**responses, **errors},
+            openapi_extra=_start_body(routes, functions) if endpoint is start_run else None,
+        )
+    return router
+
+
+async def _answer(routes: RunRoutes, request: fastapi.Request, path: str) -> fastapi.Response:
+    full = _asgi_scope.full_path(request.scope)
+    mount = full[: -len(path)] if full.endswith(path) else ""
+    query = dict(request.query_params)
+    body = await _bodies.read_async(request.stream(), _webkit.MAX_BODY)  # the kit: 413 past it
+    if len(body) <= _webkit.MAX_BODY:
+        request._body = body  # as ``request.body()`` caches it: authorize may still read it
+    headers = dict(request.headers)  # names lower-cased
+    web = WebRequest(
+        request.method, path, query, body, native=request, mount=mount, headers=headers
+    )
+    return _from_web(routes, await routes.handle_async(web))
+
+
+def _from_web(routes: RunRoutes, response: WebResponse) -> fastapi.Response:
+    if response.stream is not None:
+        return fastapi.responses.StreamingResponse(
+            routes.chunks_async(response), status_code=response.status, headers=response.headers
+        )
+    return fastapi.Response(response.body, status_code=response.status, headers=response.headers)
+
+
+def _start_body(routes: RunRoutes, functions: Sequence[Function]) -> dict[str, Any]:
+    """OpenAPI for the start body: one variant per function, with its input model's schema."""
+    variants = []
+    for fn in functions:
+        model = routes.inputs.get(fn.composite_id)
+        schema = getattr(model, "model_json_schema", lambda: None)() or {"type": "object"}
+        ids = {"type": "string", "enum": sorted({fn.composite_id, fn.id})}
+        key = {"type": "string", "minLength": 1, "maxLength": 256}
+        properties = {"function": ids, "data": _inlined(schema), "idempotency_key": key}
+        variants.append({"type": "object", "required": ["function"], "properties": properties})
+    body = variants[0] if len(variants) == 1 else {"oneOf": variants}
+    content = {"application/json": {"schema": body}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with its ``$defs`` refs inlined: they would dangle inside an operation."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any, seen: frozenset[str]) -> Any:
+        if isinstance(node, list):
+            return [walk(item, seen) for item in node]
+        if not isinstance(node, dict):
+            return node
+        name = str(node.get("$ref", "")).removeprefix("#/$defs/")
+        if name in defs:  # a recursive model stops at its second visit, as a plain object
+            return {"type": "object"} if name in seen else walk(defs[name], seen | {name})
+        return {key: walk(value, seen) for key, value in node.items()}
+
+    inlined: dict[str, Any] = walk(schema, frozenset())
+    return inlined
+
+
+_SAME = {"description": "Same idempotency_key as an earlier start: that run (created false)"}
+_RUNNING = {"description": "The run has not ended yet (the body is the run so far)"}
+_SSE: dict[int | str, Any] = {
+    200: {"description": "status, step and result events", "content": {"text/event-stream": {}}}
+}
+_ERRORS = {
+    400: "Malformed request",
+    401: "authorize refused: not authenticated",
+    403: "authorize refused",
+    404: "No such run, or its function is not exposed here",
+    422: "data does not match the function's input model (see detail)",
+    502: "The engine failed",
+}

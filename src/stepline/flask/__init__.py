@@ -1,0 +1,28 @@
+"""Flask: serve functions, mount the run routes, or let the ``Stepline`` extension do both.
+
+Example:
+    >>> app = flask.Flask(__name__)
+    >>> stepline.flask.serve(app, client, [welcome])
+    >>> app.register_blueprint(
+    ...     stepline.flask.runs_blueprint(client, [welcome], authorize=is_staff),
+    ...     url_prefix="/api",
+    ... )
+
+With an app factory, the extension reads ``app.config`` (``STEPLINE_APP_ID``,
+``STEPLINE_SIGNING_KEY``, ``STEPLINE_ENGINE = "embedded"``...) and makes one client per
+app; see ``Stepline``.
+"""
+
+from __future__ import annotations
+
+from stepline.flask._extension import ENGINES as ENGINES
+from stepline.flask._extension import Stepline as Stepline
+from stepline.flask._runs import runs_blueprint as runs_blueprint
+from stepline.flask._serve import ENGINE_PATH as ENGINE_PATH
+from stepline.flask._serve import FRAMEWORK as FRAMEWORK
+from stepline.flask._serve import serve as serve
+from stepline.flask._state import EXTENSION as EXTENSION
+from stepline.flask._state import AppState as AppState
+from stepline.flask._state import current_client as current_client
+
+__all__ = ["AppState", "Stepline", "current_client", "runs_blueprint", "serve"]

@@ -1,0 +1,77 @@
+"""``runs_blueprint()``: the web-app kit's run routes as a Flask blueprint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import flask
+
+from stepline import _bodies, _webkit
+
+if TYPE_CHECKING:
+    from stepline._client import Client
+    from stepline._function import Function
+
+__all__ = ["runs_blueprint"]
+
+
+def runs_blueprint(
+    client: Client,
+    functions: Sequence[Function],
+    *,
+    authorize: _webkit.Authorize,
+    inputs: Mapping[Function, Any] | None = None,
+    name: str = "stepline_runs",
+    url_prefix: str = "",
+) -> flask.Blueprint:
+    """A blueprint answering the run routes of ``stepline.web`` for ``functions``.
+
+    ``POST /runs`` starts a run, ``GET /runs/<id>`` shows it, ``POST /runs/<id>/cancel``
+    cancels it, ``GET /runs/<id>/result?wait=`` waits for it and ``GET /runs/<id>/events``
+    streams its progress as Server-Sent Events. Every request goes to ``authorize`` first
+    (with the ``flask.Request`` as ``access.request``); pass ``stepline.web.allow_all`` to
+    make the routes public on purpose. The POSTs need ``Content-Type: application/json``
+    or the ``X-Stepline-Csrf`` header (a cross-site form cannot send either). Serve the
+    app threaded: an events stream holds its thread until the run ends.
+
+    Args:
+        client: the app's client.
+        functions: the functions that may be started; runs of others answer 404.
+        authorize: the access hook (sync; Flask views are sync).
+        inputs: per function, a pydantic model the start's ``data`` must match (422).
+        name: the blueprint's name (register two with different names).
+        url_prefix: where the routes go (``register_blueprint(url_prefix=)`` works too).
+    """
+    routes = _webkit.RunRoutes(client, functions, authorize=authorize, inputs=inputs)
+    blueprint = flask.Blueprint(name, "stepline.flask", url_prefix=url_prefix or None)
+
+    def view(rest: str = "") -> flask.Response:
+        # the request itself, not the proxy: authorize may keep it past the request
+        request: flask.Request = flask.request._get_current_object()  # type: ignore[attr-defined]
+        return _from_web(routes, routes.handle_sync(_to_web(request, rest)))
+
+    methods = ["GET", "POST"]
+    blueprint.add_url_rule("/runs", endpoint="runs", view_func=view, methods=methods)
+    blueprint.add_url_rule("/runs/<path:rest>", endpoint="run", view_func=view, methods=methods)
+    return blueprint
+
+
+def _to_web(request: flask.Request, rest: str) -> _webkit.WebRequest:
+    path = f"/runs/{rest}" if rest else "/runs"
+    mount = request.script_root + request.path[: len(request.path) - len(path)]
+    return _webkit.WebRequest(
+        method=request.method,
+        path=path,
+        query=request.args.to_dict(),
+        # in chunks: one read may return less than asked (a chunked body); 413 past it
+        body=_bodies.read_sync(request.stream.read, _webkit.MAX_BODY),
+        native=request,
+        mount=mount,
+        headers={name.lower(): value for name, value in request.headers.items()},
+    )
+
+
+def _from_web(routes: _webkit.RunRoutes, response: _webkit.WebResponse) -> flask.Response:
+    body = response.body if response.stream is None else routes.chunks_sync(response)
+    return flask.Response(body, status=response.status, headers=response.headers)

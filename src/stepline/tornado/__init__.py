@@ -1,0 +1,23 @@
+"""Serve Stepline functions, and the web-app kit's run routes, from a Tornado application.
+
+Example:
+    >>> app = tornado.web.Application()
+    >>> stepline.tornado.serve(app, client, [welcome])
+    >>> app.add_handlers(r".*", stepline.tornado.runs_handlers(
+    ...     client, [welcome], authorize=stepline.web.allow_all, prefix="/api/runs"))
+
+``serve`` records the client in ``app.settings["stepline_client"]`` (read it from a handler
+with ``ClientMixin``); ``await shutdown(app)`` stops what ``serve`` started.
+"""
+
+from __future__ import annotations
+
+from stepline.tornado._conf import CLIENT_SETTING as CLIENT_SETTING
+from stepline.tornado._conf import ENGINE_SETTING as ENGINE_SETTING
+from stepline.tornado._conf import ClientMixin as ClientMixin
+from stepline.tornado._runs import runs_handlers as runs_handlers
+from stepline.tornado._serve import FRAMEWORK as FRAMEWORK
+from stepline.tornado._serve import serve as serve
+from stepline.tornado._serve import shutdown as shutdown
+
+__all__ = ["CLIENT_SETTING", "ENGINE_SETTING", "ClientMixin", "runs_handlers", "serve", "shutdown"]

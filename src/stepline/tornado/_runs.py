@@ -1,0 +1,123 @@
+"""``runs_handlers()``: the web-app kit's run routes as Tornado rules."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import tornado.iostream
+import tornado.routing
+import tornado.web
+
+from stepline import _errors, _webkit
+from stepline.tornado import _views
+
+if TYPE_CHECKING:
+    from stepline._client import Client
+    from stepline._function import Function
+
+__all__ = ["RunsHandler", "runs_handlers"]
+
+
+def runs_handlers(
+    client: Client,
+    functions: Sequence[Function],
+    *,
+    authorize: _webkit.Authorize,
+    inputs: Mapping[Function, Any] | None = None,
+    prefix: str = "/runs",
+    **options: float,
+) -> list[tornado.routing.Rule]:
+    """The kit's run routes under ``prefix``, for ``Application(...)`` or ``add_handlers``.
+
+    ``POST {prefix}`` starts one of ``functions``; ``GET {prefix}/{id}``, ``POST
+    {prefix}/{id}/cancel``, ``GET {prefix}/{id}/result?wait=`` and ``GET
+    {prefix}/{id}/events`` (Server-Sent Events) follow it. ``authorize`` (sync or async)
+    receives an ``AccessRequest`` whose ``request`` is the ``RequestHandler``, so
+    ``access.request.current_user`` works. An app with ``xsrf_cookies=True`` keeps checking
+    its XSRF token on the POSTs. ``inputs`` (pydantic models per function) and ``options``
+    (``poll_interval``, ``keepalive``, ``result_wait``) go to ``RunRoutes``.
+
+    Raises:
+        ConfigError: no ``authorize``, no functions, or ``prefix`` not ending in ``/runs``.
+    """
+    if not prefix.startswith("/") or not prefix.rstrip("/").endswith("/runs"):
+        raise _errors.ConfigError(f"prefix must start with '/' and end with '/runs': {prefix!r}")
+    routes = _webkit.RunRoutes(client, functions, authorize=authorize, inputs=inputs, **options)
+    collection = prefix.rstrip("/")
+    pattern = re.escape(collection) + r"(?:/.*)?"
+    kwargs = {"routes": routes, "collection": collection}
+    return [tornado.routing.Rule(tornado.routing.PathMatches(pattern), RunsHandler, kwargs)]
+
+
+@tornado.web.stream_request_body
+class RunsHandler(_views.StreamedBody):
+    body_limit = _webkit.MAX_BODY  # past it, the kit answers 413
+
+    def initialize(self, routes: _webkit.RunRoutes, collection: str) -> None:
+        self.routes, self.collection = routes, collection
+        self._pump: asyncio.Future[None] | None = None
+        self._gone = False
+
+    _xsrf_due = False
+
+    def compute_etag(self) -> str | None:
+        return None  # a run's state must never be answered with 304
+
+    def check_xsrf_cookie(self) -> None:
+        # checked in answer(), once the body is in: a refusal before it would close the
+        # connection on the unread body, and the client could see a reset, not the 403
+        self._xsrf_due = True
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()  # ends a body still being read
+        self._gone = True
+        if self._pump is not None:
+            self._pump.cancel()  # stop polling the engine for a reader who left
+
+    async def answer(self) -> None:
+        if self._xsrf_due:
+            super().check_xsrf_cookie()
+        request = self.request
+        response = await self.routes.handle_async(
+            _webkit.WebRequest(
+                method=request.method or "GET",
+                path="/runs" + request.path[len(self.collection) :],
+                query={name: self.get_query_argument(name) for name in request.query_arguments},
+                body=request.body,
+                native=self,
+                mount=self.collection[: -len("/runs")],
+                headers={name.lower(): value for name, value in request.headers.get_all()},
+            )
+        )
+        self.set_status(response.status)
+        for name, value in response.headers.items():
+            self.set_header(name, value)
+        if response.stream is None:
+            self.finish(response.body)
+            return
+        if self._gone:  # the reader left while the run was looked up
+            return
+        self._pump = asyncio.ensure_future(self._write_events(response))
+        try:
+            await self._pump
+        except asyncio.CancelledError:
+            if not self._gone:
+                raise
+
+    post = put = patch = delete = _views.StreamedBody.get  # RunRoutes answers 405 itself (JSON)
+
+    async def _write_events(self, response: _webkit.WebResponse) -> None:
+        chunks = self.routes.chunks_async(response)
+        try:
+            async for chunk in chunks:
+                self.write(chunk)
+                await self.flush()
+        except tornado.iostream.StreamClosedError:
+            pass  # the reader left between two events
+        finally:
+            aclose = getattr(chunks, "aclose", None)  # an async generator: stop its polling
+            if aclose is not None:
+                await aclose()

@@ -1,0 +1,108 @@
+"""``serve()``: the handler the engine calls (or the embedded engine's mount), and ``shutdown``."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import tornado.web
+from typing_extensions import Unpack
+
+from stepline import _autosync, _engine_option, _errors, _serve_options, embedded
+from stepline._comm import CommHandler
+from stepline.tornado import _conf, _views
+
+if TYPE_CHECKING:
+    from stepline._client import Client
+    from stepline._function import Function
+
+__all__ = ["FRAMEWORK", "serve", "shutdown"]
+
+FRAMEWORK = "tornado"
+logger = logging.getLogger("stepline.tornado")
+
+
+def serve(
+    app: tornado.web.Application,
+    client: Client,
+    functions: Sequence[Function],
+    *,
+    engine: Literal["embedded"] | embedded.EmbeddedEngine | None = None,
+    database: str | None = None,
+    engine_path: str | None = "/stepline",
+    **options: Unpack[_serve_options.ServeOptions],
+) -> CommHandler:
+    """Add one handler for GET, PUT and POST at the serve path (default ``/api/inngest``).
+
+    Requests are handled on the IOLoop: async functions run on it, sync functions on the
+    handler's thread pool (``thread_pool_max_workers=0`` runs them inline, blocking the
+    loop). With ``streaming="force"`` a POST answers 201 at once and keeps the connection
+    alive until the result is written.
+
+    The client goes to ``app.settings["stepline_client"]`` (unless one is there) for
+    handlers to share (``ClientMixin``); ``await shutdown(app)`` closes it.
+
+    ``options`` are the adapters' ``ServeOptions`` (``serve_origin``, ``serve_path``,
+    ``streaming``, ``thread_pool_max_workers``).
+
+    Args:
+        engine: ``"embedded"`` (or your own ``EmbeddedEngine``) runs the engine on a
+            background thread of this process, on SQLite, calling the functions
+            in-process: the serve path is then not mounted (nothing calls it). The engine
+            starts on first use, is ``app.settings["stepline_engine"]``, and stops in
+            ``shutdown``.
+        database: the embedded engine's database (default ``STEPLINE_DATABASE_URL`` or
+            ``.stepline/embedded.db``).
+        engine_path: where the embedded engine's REST API and dashboard are mounted, for
+            a dev-mode client or an engine built with ``expose_api=True``; None: nowhere.
+
+    Raises:
+        ConfigError: an option is invalid, a function belongs to another app, or
+            ``serve`` was already called on ``app``.
+    """
+    handler = _serve_options.build_handler(client, functions, FRAMEWORK, options)
+    _serve_options.check_unserved("stepline.tornado.serve", app, handler.route_path, client.app_id)
+    if engine_path is not None and not engine_path.startswith("/"):
+        raise _errors.ConfigError(f"engine_path must start with '/', got {engine_path!r}")
+    own = _engine_option.resolve(client, functions, engine, database)
+    rules: list[Any] = []
+    if own is None:
+        rules.append((re.escape(handler.route_path), _views.SteplineHandler, {"handler": handler}))
+    elif engine_path is not None and own.expose_api:
+        mount = engine_path.rstrip("/")
+        rules.append(
+            (re.escape(mount) + r"(?:/.*)?", _views.EngineHandler, {"engine": own, "mount": mount})
+        )
+    elif engine_path is not None:
+        logger.info("embedded engine API not mounted: the client is not in dev mode")
+    _serve_options.mark_served(app, handler.route_path, client.app_id)
+    app.add_handlers(r".*", rules)
+    app.add_transform(_autosync.tornado_transform(handler, own))
+    app.settings.setdefault(_conf.CLIENT_SETTING, client)
+    if own is not None:
+        app.settings[_conf.ENGINE_SETTING] = own
+    app.settings.setdefault(_conf.SERVED, []).append(_Served(handler, client, own))
+    return handler
+
+
+async def shutdown(app: tornado.web.Application) -> None:
+    """Undo ``serve``: stop embedded engines, release thread pools, close clients.
+
+    Call it once the HTTP server has stopped (Tornado has no shutdown hook of its own).
+    """
+    for served in app.settings.pop(_conf.SERVED, []):
+        if served.engine is not None:
+            await asyncio.to_thread(served.engine.stop)  # joins the engine thread
+        served.handler.close()
+        await served.client.aclose()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Served:
+    handler: CommHandler
+    client: Client
+    engine: embedded.EmbeddedEngine | None

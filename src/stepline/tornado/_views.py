@@ -1,0 +1,148 @@
+"""The request handlers ``serve`` mounts: the engine's calls, and the embedded engine's API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import tornado.iostream
+import tornado.web
+
+from stepline import _bodies, embedded
+from stepline._comm import CommHandler, CommRequest, CommResponse
+from stepline.embedded import _mounts
+
+if TYPE_CHECKING:
+    import tornado.httputil
+
+__all__ = ["EngineHandler", "SteplineHandler", "StreamedBody"]
+
+
+class StreamedBody(tornado.web.RequestHandler):
+    """Reads the body as it comes, keeping ``body_limit`` bytes (and a chunk) at most.
+
+    Tornado would otherwise buffer a whole body (up to its ``max_body_size``, 100 MB by
+    default) before the handler runs. Past the limit the handler answers at once (413)
+    and Tornado closes the connection on the rest, unread.
+    """
+
+    body_limit = 0
+    _body: bytearray
+    _answered = False
+
+    def prepare(self) -> None:
+        self._body = bytearray()
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._answered:
+            return  # refused: the rest is dropped until the connection closes
+        self._body += chunk
+        if len(self._body) > self.body_limit:
+            try:
+                await self.get()
+            except tornado.web.HTTPError as exc:  # what Tornado does for one raised by get
+                self.send_error(exc.status_code, reason=exc.reason)
+
+    async def get(self) -> None:
+        if not self._answered:
+            self._answered = True
+            self.request.body = bytes(self._body)
+            await self.answer()
+            if not self._finished:  # answered from data_received: no auto-finish then
+                self.finish()
+
+    async def answer(self) -> None:
+        raise NotImplementedError
+
+
+class EngineHandler(tornado.web.RequestHandler):
+    """The embedded engine's REST API and dashboard, forwarded in-process."""
+
+    def initialize(self, engine: embedded.EmbeddedEngine, mount: str) -> None:
+        self.engine, self.mount = engine, mount
+
+    def check_xsrf_cookie(self) -> None:
+        """The engine guards itself: bearer keys, and a CSRF header for dashboard sessions."""
+
+    def compute_etag(self) -> str | None:
+        return None  # the engine sets its own ETags (dashboard assets)
+
+    async def get(self) -> None:
+        request = self.request
+        if request.path == self.mount:  # the dashboard's URLs are relative to "{mount}/"
+            self.redirect(f"{self.mount}/" + (f"?{request.query}" if request.query else ""))
+            return
+        headers = {name.lower(): value for name, value in request.headers.get_all()}
+        headers.setdefault("x-forwarded-proto", request.protocol)  # for Secure cookies
+        path = request.path[len(self.mount) :]
+        method = request.method or "GET"
+        forwarded = _mounts.forward(method, path, request.query, headers, request.body)
+        response = await self.engine.request_async(forwarded)
+        self.set_status(response.status or 502)
+        for name, value in response.headers.items():
+            if name not in _mounts.HOP:
+                self.set_header(name, value)
+        body = response.body if response.status else (response.error or "").encode()
+        if body:  # Tornado refuses even an empty write on a 304
+            self.write(body)
+        self.finish()
+
+    post = put = delete = patch = get
+
+
+@tornado.web.stream_request_body
+class SteplineHandler(StreamedBody):
+    """One view for every method; other methods get Tornado's own 405."""
+
+    def initialize(self, handler: CommHandler) -> None:
+        self.comm = handler
+        self.body_limit = handler.max_body_bytes
+
+    def prepare(self) -> None:
+        super().prepare()
+        declared = _bodies.declared_too_large(
+            self.request.headers.get("content-length"), self.body_limit
+        )
+        if declared is not None:  # refused unread
+            self._answered = True
+            self.finish_comm(_bodies.too_large(self.comm, declared))
+
+    def finish_comm(self, response: CommResponse) -> None:
+        self.set_status(response.status)
+        for name, value in response.headers.items():
+            self.set_header(name, value)
+        self.finish(response.body)
+
+    def check_xsrf_cookie(self) -> None:
+        """The engine authenticates with signatures, never with an XSRF cookie."""
+
+    def compute_etag(self) -> str | None:
+        return None  # inspection answers must not be cached or turned into 304s
+
+    async def answer(self) -> None:
+        await _to_tornado(self, await self.comm.handle(_from_tornado(self.request)))
+
+    post = put = StreamedBody.get
+
+
+def _from_tornado(request: tornado.httputil.HTTPServerRequest) -> CommRequest:
+    return CommRequest.build(
+        method=request.method or "GET",
+        url=request.full_url(),
+        headers=request.headers.get_all(),
+        body=request.body,
+    )
+
+
+async def _to_tornado(view: tornado.web.RequestHandler, response: CommResponse) -> None:
+    view.set_status(response.status)
+    for name, value in response.headers.items():
+        view.set_header(name, value)
+    if response.stream is None:
+        view.write(response.body)
+        return
+    try:
+        async for chunk in response.stream:
+            view.write(chunk)
+            await view.flush()
+    except tornado.iostream.StreamClosedError:
+        pass  # the engine hung up; it will retry the call

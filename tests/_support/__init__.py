@@ -1,0 +1,7 @@
+"""Scaffolding the test suites share (not tests themselves).
+
+- ``polling``: ``wait_until`` / ``await_until``, the one bounded poll loop.
+- ``processes``: free ports, a clean environment, and child processes (an example app, an
+  engine) spawned with their output in a log file, polled until they answer, and stopped.
+- ``server_thread``: uvicorn serving an ASGI app from a thread of the test process.
+"""

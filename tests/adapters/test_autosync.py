@@ -1,0 +1,253 @@
+"""Dev mode: an app registers itself with its engine (issue 22, item 3).
+
+Real processes: an app started before its engine retries quietly and registers once the
+engine is up (FastAPI, at lifespan startup with ``serve_origin``); an app behind an engine
+that is up registers on its first request (Flask, any route but the serve path). Nobody calls PUT.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import stepline
+from stepline import _autosync
+from stepline._comm.endpoint import Endpoint
+from stepline._comm.handler import CommHandler
+from stepline._effects import HttpRequest, HttpResponse
+from tests._support.polling import wait_until
+from tests._support.processes import clean_env, engine_command, free_port, spawned, wait_until_up
+from tests.conftest import StubServer
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+# -- the policy ---------------------------------------------------------------------------
+
+
+def test_retry_delay_doubles_from_half_a_second_up_to_thirty() -> None:
+    assert [_autosync.retry_delay(n) for n in range(1, 8)] == [0.5, 1, 2, 4, 8, 16, 30]
+    assert _autosync.retry_delay(10_000) == _autosync.RETRY_CAP
+
+
+def _endpoint() -> Endpoint:
+    client = stepline.Client("autosync", is_production=False, api_base_url="http://engine:1")
+
+    @client.function(id="f", trigger=stepline.TriggerEvent(event="x/y"))
+    def f(ctx: stepline.SyncContext) -> None:
+        return None
+
+    return CommHandler(client=client, functions=[f], framework="test").endpoint
+
+
+def test_an_unreachable_engine_is_retried_with_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="stepline")
+    flow = _autosync.flow(_endpoint(), "http://app/api/inngest")
+    refused = HttpResponse(0, {}, b"", error="connection refused")
+    waits = []
+    effect = next(flow)
+    for _ in range(4):  # refused four times
+        assert isinstance(effect, HttpRequest)
+        assert (effect.method, effect.url) == ("POST", "http://engine:1/fn/register")
+        assert json.loads(effect.body)["url"] == "http://app/api/inngest"
+        waits.append(flow.send(refused))
+        effect = next(flow)
+    assert [w.seconds for w in waits] == [0.5, 1, 2, 4]
+    with pytest.raises(StopIteration) as done:
+        flow.send(HttpResponse(200, {}, b"{}"))
+    assert done.value.value is True
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("could not register" in m for m in messages) == 1  # not one per attempt
+    assert sum("registered http://app/api/inngest" in m for m in messages) == 1
+
+
+def test_a_refused_registration_is_not_retried() -> None:
+    flow = _autosync.flow(_endpoint(), "http://app/api/inngest")
+    next(flow)
+    with pytest.raises(StopIteration) as done:
+        flow.send(HttpResponse(400, {}, b'{"error": "invalid function config"}'))
+    assert done.value.value is False
+
+
+@pytest.mark.parametrize("production", [True, False])
+def test_nothing_is_registered_in_production_or_with_an_embedded_engine(
+    production: bool,
+) -> None:
+    keys: dict[str, Any] = {"signing_key": "signkey-prod-" + "ab" * 32} if production else {}
+    client = stepline.Client("autosync-off", is_production=production, **keys)
+
+    @client.function(id="f", trigger=stepline.TriggerEvent(event="x/y"))
+    def f(ctx: stepline.SyncContext) -> None:
+        return None
+
+    handler = CommHandler(client=client, functions=[f], framework="test")
+    _autosync.start(handler, "http://127.0.0.1:1", embedded=None if production else object())
+    assert handler not in _autosync._started
+
+
+def test_a_request_to_the_serve_path_itself_starts_nothing() -> None:
+    client = stepline.Client("autosync-engine-talking", is_production=False)
+
+    @client.function(id="f", trigger=stepline.TriggerEvent(event="x/y"))
+    def f(ctx: stepline.SyncContext) -> None:
+        return None
+
+    handler = CommHandler(client=client, functions=[f], framework="test")
+    _autosync.start(handler, "http://127.0.0.1:1", path=handler.route_path)
+    assert handler not in _autosync._started
+
+
+# -- real processes -----------------------------------------------------------------------
+
+
+def _apps(engine: str) -> list[dict[str, Any]] | None:
+    try:
+        apps: list[dict[str, Any]] = httpx.get(f"{engine}/v1/apps").json()["data"]
+    except httpx.HTTPError:
+        return None
+    return apps or None
+
+
+def _runs_the_greeting(engine: str, function_id: str) -> None:
+    sent = httpx.post(f"{engine}/e/k", json={"name": "example/greet", "data": {"name": "me"}})
+    assert sent.status_code == 200
+    params = {"function_id": function_id, "status": "Completed"}
+    [run] = wait_until(
+        lambda: httpx.get(f"{engine}/v1/runs", params=params).json()["data"] or None,
+        timeout=20,
+        message=f"a completed run of {function_id}",
+    )
+    assert run["output"] == {"text": "Hello, me!"}
+
+
+def test_a_fastapi_app_started_before_its_engine_registers_once_it_is_up(
+    tmp_path: Path,
+) -> None:
+    engine_port, app_port = free_port(), free_port()
+    engine = f"http://127.0.0.1:{engine_port}"
+    origin = f"http://127.0.0.1:{app_port}"
+    app_cmd = [
+        *(sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(EXAMPLES / "fastapi")),
+        *("--host", "127.0.0.1", "--port", str(app_port), "--no-access-log"),
+    ]
+    app_env = clean_env(STEPLINE_DEV=engine, STEPLINE_SERVE_ORIGIN=origin)
+    app_log = tmp_path / "app.log"
+    engine_args = ["dev", "--port", str(engine_port), "--db", str(tmp_path / "db"), "--no-poll"]
+    with spawned(app_cmd, log=app_log, env=app_env) as app:
+        wait_until_up(f"{origin}/api/inngest", app)
+        wait_until(
+            lambda: "could not register" in app_log.read_text("utf-8"),
+            message="the first failed registration",
+        )
+        with spawned(engine_command(*engine_args), log=tmp_path / "engine.log", env=clean_env()):
+            [registered] = wait_until(lambda: _apps(engine), timeout=20, message="the app")
+            assert registered["app_id"] == "fastapi-example"
+            assert registered["url"] == f"{origin}/api/inngest"
+            _runs_the_greeting(engine, "fastapi-example-greet")
+        assert app_log.read_text("utf-8").count("could not register") == 1  # quiet
+
+
+def test_a_flask_app_registers_on_its_first_request(tmp_path: Path) -> None:
+    engine_port, app_port = free_port(), free_port()
+    engine = f"http://127.0.0.1:{engine_port}"
+    origin = f"http://127.0.0.1:{app_port}"
+    app_cmd = [
+        *(sys.executable, "-m", "flask", "--app", str(EXAMPLES / "flask" / "app.py"), "run"),
+        *("--host", "127.0.0.1", "--port", str(app_port)),
+    ]
+    engine_args = ["dev", "--port", str(engine_port), "--db", str(tmp_path / "db"), "--no-poll"]
+    with (
+        spawned(engine_command(*engine_args), log=tmp_path / "engine.log", env=clean_env()) as e,
+        spawned(app_cmd, log=tmp_path / "app.log", env=clean_env(STEPLINE_DEV=engine)) as app,
+    ):
+        wait_until_up(f"{engine}/health", e)
+        wait_until_up(f"{origin}/api/inngest", app)  # the serve path: starts nothing
+        assert _apps(engine) is None
+        httpx.get(f"{origin}/")  # the first request of a user (any route)
+        [registered] = wait_until(lambda: _apps(engine), timeout=20, message="the app")
+        assert registered["app_id"] == "flask-example"
+        assert registered["url"] == f"{origin}/api/inngest"
+        _runs_the_greeting(engine, "flask-example-greet")
+
+
+def test_a_bare_asgi_app_with_serve_origin_registers_at_lifespan_startup(
+    tmp_path: Path,
+) -> None:
+    engine_port, app_port = free_port(), free_port()
+    engine = f"http://127.0.0.1:{engine_port}"
+    origin = f"http://127.0.0.1:{app_port}"
+    app_cmd = [
+        *(sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(EXAMPLES / "asgi")),
+        *("--host", "127.0.0.1", "--port", str(app_port), "--no-access-log"),
+    ]
+    app_env = clean_env(STEPLINE_DEV=engine, STEPLINE_SERVE_ORIGIN=origin)
+    engine_args = ["dev", "--port", str(engine_port), "--db", str(tmp_path / "db"), "--no-poll"]
+    with spawned(engine_command(*engine_args), log=tmp_path / "engine.log", env=clean_env()) as e:
+        wait_until_up(f"{engine}/health", e)
+        with spawned(app_cmd, log=tmp_path / "app.log", env=app_env):
+            # no request to the app at all: its lifespan startup registered it
+            [registered] = wait_until(lambda: _apps(engine), timeout=20, message="the app")
+            assert registered["app_id"] == "asgi-example"
+            assert registered["url"] == f"{origin}/api/inngest"
+            _runs_the_greeting(engine, "asgi-example-greet")
+
+
+def test_a_tornado_app_registers_on_its_first_request(tmp_path: Path) -> None:
+    engine_port, app_port = free_port(), free_port()
+    engine = f"http://127.0.0.1:{engine_port}"
+    origin = f"http://127.0.0.1:{app_port}"
+    app_env = clean_env(STEPLINE_DEV=engine, PORT=str(app_port))
+    engine_args = ["dev", "--port", str(engine_port), "--db", str(tmp_path / "db"), "--no-poll"]
+    with (
+        spawned(engine_command(*engine_args), log=tmp_path / "engine.log", env=clean_env()) as e,
+        spawned(
+            [sys.executable, str(EXAMPLES / "tornado" / "app.py")],
+            log=tmp_path / "app.log",
+            env=app_env,
+        ) as app,
+    ):
+        wait_until_up(f"{engine}/health", e)
+        wait_until_up(f"{origin}/api/inngest", app)  # the serve path: starts nothing
+        assert _apps(engine) is None
+        httpx.get(f"{origin}/")  # the first request of a user
+        [registered] = wait_until(lambda: _apps(engine), timeout=20, message="the app")
+        assert registered["app_id"] == "tornado-example"
+        assert registered["url"] == f"{origin}/api/inngest"
+        _runs_the_greeting(engine, "tornado-example-greet")
+
+
+def test_a_django_app_registers_on_a_request(stub_server: StubServer) -> None:
+    import django.test
+
+    import stepline.django
+
+    from .harness_django import configure, mount
+
+    configure()
+    stub_server.answer = lambda _req: (200, {"ok": True})
+    client = stepline.Client(
+        "django-autosync", is_production=False, environ={}, api_base_url=stub_server.url
+    )
+
+    @client.function(id="f", trigger=stepline.TriggerEvent(event="x/y"))
+    def f(ctx: stepline.SyncContext) -> None:
+        return None
+
+    pattern = stepline.django.serve(client, [f], async_mode=False)
+    mount(pattern)
+    http = django.test.Client()
+    assert http.get("/api/inngest").status_code == 200  # the serve path: starts nothing
+    assert stub_server.requests == []
+    http.get("/elsewhere")  # a user's request (a 404 is fine)
+    [register] = wait_until(lambda: stub_server.requests or None, message="a registration")
+    assert register["path"] == "/fn/register"
+    assert register["body"]["url"] == "http://testserver/api/inngest"
+    assert register["body"]["framework"] == "django"

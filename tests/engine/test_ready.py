@@ -1,0 +1,56 @@
+"""``GET /ready``: 200 while the database answers at the current schema, 503 with why otherwise.
+
+Public like ``/health`` (an orchestrator probes it without a key), in production mode too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import psycopg
+from starlette.testclient import TestClient
+
+from stepline.engine import Engine, EngineSettings
+from stepline.engine._http.api import build_app
+from stepline.engine._store import sqlite_schema
+from tests.engine.servers import POSTGRES_URL, postgres_schema
+
+KEY = "signkey-prod-" + "ab" * 32
+
+
+def _engine(url: str) -> Engine:
+    return Engine(
+        EngineSettings(mode="start", database_url=url, signing_keys=(KEY,), event_keys=("e",))
+    )
+
+
+def test_ready_answers_200_then_503_when_the_schema_is_behind(tmp_path: Path) -> None:
+    path = tmp_path / "ready.db"
+    with TestClient(build_app(_engine(str(path)))) as http:
+        answer = http.get("/ready")  # no key: public, as /health
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"status": "ready", "schema_version": len(sqlite_schema.MIGRATIONS)}
+        with sqlite3.connect(path) as conn:  # as a database restored from an old backup
+            conn.execute("PRAGMA user_version = 1")
+        answer = http.get("/ready")
+        assert answer.status_code == 503
+        assert answer.json()["status"] == "unavailable"
+        assert "schema is at version 1" in answer.json()["reason"]
+        assert "stepline migrate" in answer.json()["reason"]
+        assert http.get("/health").status_code == 200  # alive, only not ready
+
+
+def test_ready_answers_503_when_the_database_is_gone() -> None:
+    with postgres_schema("ready") as url, TestClient(build_app(_engine(url))) as http:
+        assert http.get("/ready").status_code == 200
+        schema = url.rsplit("%3D", 1)[1]
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+            answer = http.get("/ready")
+            admin.execute(f"CREATE SCHEMA {schema}")  # for the fixture's own DROP
+        assert answer.status_code == 503, answer.text
+        reason = answer.json()["reason"]
+        assert reason.startswith("the database does not answer: "), reason
+        assert "stepline_schema" in reason
+        assert http.get("/health").status_code == 200

@@ -1,0 +1,230 @@
+"""CLI polish (issue 22, item 9), each through the installed command in a real process:
+``runs list -f`` with the short id, ``runs show`` saying what a run waits for and
+``--watch`` following it, ``send`` printing the runs it started, ``runs cancel`` of an
+ended run, and (item 7) an ended run's steps shown ended, never "Waiting"."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import starlette.applications
+
+import stepline
+import stepline.starlette
+from stepline.engine import Engine
+from stepline.engine._cli import progress as _progress
+from stepline.engine._cli.runs import EXIT_ENDED
+from stepline.engine._http.api import build_app
+from tests._support.polling import wait_until
+from tests._support.server_thread import ServerThread
+
+from .conftest import dev_client, settings
+
+
+def stepline_cli(url: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-m", "stepline.engine", *args, "--url", url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(),
+    )
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("STEPLINE_", "INNGEST_"))}
+
+
+@pytest.fixture(scope="module")
+def engine_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An engine serving two apps, "cli" (hello, waits) and "other" (hello)."""
+    engine_server = ServerThread("engine", lifespan="on")
+    app_server = ServerThread("app", lifespan="on")
+    cli = dev_client("cli", api_base_url=engine_server.url, checkpointing=False)
+    other = dev_client("other", api_base_url=engine_server.url, checkpointing=False)
+
+    @cli.function(id="hello", trigger=stepline.TriggerEvent(event="cli/hello"))
+    def hello(ctx: stepline.SyncContext) -> str:
+        return str(ctx.step.run("greet", lambda: "hello"))
+
+    @cli.function(id="waits", trigger=stepline.TriggerEvent(event="cli/waits"))
+    def waits(ctx: stepline.SyncContext) -> None:
+        ctx.step.wait_for_event("reply", event="cli/never", timeout="1h")
+
+    @other.function(id="hello", trigger=stepline.TriggerEvent(event="other/hello"))
+    def other_hello(ctx: stepline.SyncContext) -> str:
+        return "hi"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        await cli.aclose()
+        await other.aclose()
+
+    web = starlette.applications.Starlette(lifespan=lifespan)
+    stepline.starlette.serve(web, cli, [hello, waits])
+    stepline.starlette.serve(web, other, [other_hello], serve_path="/api/other")
+    try:
+        engine_server.start(build_app(Engine(settings(tmp_path_factory.mktemp("polish")))))
+        app_server.start(web)
+        for path in ("/api/inngest", "/api/other"):
+            synced = httpx.post(
+                f"{engine_server.url}/v1/apps/sync", json={"url": f"{app_server.url}{path}"}
+            )
+            assert synced.json()["data"]["ok"] is True
+        yield engine_server.url
+    finally:
+        cli.close()
+        other.close()
+        engine_server.stop()
+        app_server.stop()
+
+
+def send(url: str, name: str) -> tuple[str, list[str]]:
+    """``stepline send``: the event id and the lines under it."""
+    done = stepline_cli(url, "send", name)
+    assert done.returncode == 0, done.stderr
+    event_id, *rest = done.stdout.splitlines()
+    return event_id, rest
+
+
+def show_json(url: str, run_id: str) -> dict[str, Any]:
+    done = stepline_cli(url, "runs", "show", run_id, "--json")
+    assert done.returncode == 0, done.stderr
+    shown: dict[str, Any] = json.loads(done.stdout)
+    return shown
+
+
+def test_send_prints_the_runs_the_event_started(engine_url: str) -> None:
+    event_id, lines = send(engine_url, "cli/hello")
+    assert len(event_id) == 26
+    [line] = lines
+    assert line.startswith("  started run ")
+    assert line.endswith(" (cli-hello)")
+    _, nothing = send(engine_url, "cli/nobody-listens")
+    assert nothing == [
+        "  started no run yet (no function is triggered by it, or a debounce or batch holds it)"
+    ]
+    sent = json.loads(stepline_cli(engine_url, "send", "cli/hello", "--json").stdout)
+    [run] = sent["runs"]
+    assert run["function_id"] == "cli-hello"
+
+
+def test_runs_list_takes_the_short_function_id(engine_url: str) -> None:
+    _, [line] = send(engine_url, "cli/waits")
+    run_id = line.split()[2]
+    listed = stepline_cli(engine_url, "runs", "list", "-f", "waits", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert run_id in {r["run_id"] for r in json.loads(listed.stdout)["data"]}
+    assert {r["function_id"] for r in json.loads(listed.stdout)["data"]} == {"cli-waits"}
+    # "hello" is a function of two apps: the full id is asked for, naming both
+    ambiguous = stepline_cli(engine_url, "runs", "list", "-f", "hello")
+    assert ambiguous.returncode == 2
+    assert "cli-hello, other-hello" in ambiguous.stderr
+    assert "full id" in ambiguous.stderr
+    full = stepline_cli(engine_url, "runs", "list", "-f", "other-hello", "--json")
+    assert full.returncode == 0, full.stderr
+
+
+def test_show_says_what_a_run_waits_for_and_watch_follows_it_to_the_end(
+    engine_url: str,
+) -> None:
+    _, [line] = send(engine_url, "cli/waits")
+    run_id = line.split()[2]
+    wait_until(
+        lambda: [s["status"] for s in show_json(engine_url, run_id)["steps"]] == ["Waiting"],
+        timeout=20,
+        message="the run to wait",
+    )
+    shown = stepline_cli(engine_url, "runs", "show", run_id)
+    assert "Waits     for event cli/never until " in shown.stdout
+    assert "(step reply)" in shown.stdout
+
+    watch = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stepline.engine",
+            "runs",
+            "show",
+            run_id,
+            "-w",
+            "--url",
+            engine_url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        time.sleep(1.5)  # it draws the waiting run, then keeps following
+        assert watch.poll() is None, "--watch returned before the run ended"
+        cancelled = stepline_cli(engine_url, "runs", "cancel", run_id)
+        assert (cancelled.returncode, cancelled.stdout) == (0, f"{run_id} Cancelled\n")
+        out, err = watch.communicate(timeout=20)
+    finally:
+        watch.kill()
+    assert watch.returncode == 0, err
+    first, last = out.split("\n\n" + f"Run       {run_id}")[0], out.rsplit("Run       ", 1)[1]
+    assert "Status    Running" in first
+    assert "Waits     for event cli/never" in first
+    assert "Status    Cancelled" in last
+    assert "Waits" not in last
+    # item 7: the ended run's waiting step is shown ended, not "Waiting" forever
+    [step] = show_json(engine_url, run_id)["steps"]
+    assert step["status"] == "Cancelled"
+    assert step["ended_at"] is not None
+
+    again = stepline_cli(engine_url, "runs", "cancel", run_id)
+    assert again.returncode == EXIT_ENDED == 3
+    assert f"run {run_id} had already ended (Cancelled): nothing to cancel" in again.stderr
+
+
+def test_a_log_line_erases_the_spinner_before_it_is_written() -> None:
+    """A log record during a spinner never lands behind a frame on the same line."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("LOG %(message)s"))
+    logger = logging.getLogger("stepline.test.progress")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        progress = _progress.Progress(stream, live=True, interval=0)
+        checks = {"n": 0}
+
+        def done() -> bool:
+            checks["n"] += 1
+            if checks["n"] == 3:
+                logger.warning("app http://app unreachable")
+            return checks["n"] > 5
+
+        asyncio.run(progress.until("Syncing apps", done))
+    finally:
+        logger.removeHandler(handler)
+    drawn = stream.getvalue()
+    before, _, _ = drawn.partition("LOG app http://app unreachable\n")
+    assert "Syncing apps" in before, drawn
+    # the frame drawn before the record was erased: the log line starts a clean line
+    assert before.endswith("\r\x1b[2K"), repr(drawn)
+    assert "Syncing apps 1" not in drawn.split("LOG ")[1].split("\n")[0]
+
+
+def test_send_without_a_name_exits_2(engine_url: str) -> None:
+    done = stepline_cli(engine_url, "send", "")
+    assert done.returncode == 2
+    assert "Event.name must be a non-empty event name" in done.stderr
+    assert "Traceback" not in done.stderr
