@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from stepline._comm import app_sync
@@ -82,7 +82,12 @@ def flow(endpoint: Endpoint, url: str) -> Flow[bool]:
 
 
 def start(
-    handler: CommHandler, origin: str | None, *, embedded: object = None, path: str = ""
+    handler: CommHandler,
+    origin: str | None,
+    *,
+    embedded: object = None,
+    path: str = "",
+    mounted: str | None = None,
 ) -> None:
     """Register ``handler``'s app in the background, once per handler (dev mode only).
 
@@ -92,9 +97,12 @@ def start(
             use the configured ``serve_origin`` (nothing happens without either).
         embedded: the adapter's embedded engine, if any: then there is nothing to do.
         path: the request's path: one to the serve path itself starts nothing.
+        mounted: where the framework really mounted the endpoint (a Django ``include()``
+            prefix), when it differs from ``handler.route_path``.
     """
     settings = handler.endpoint.settings
-    if embedded is not None or not settings.is_dev or path == handler.route_path:
+    served_at = mounted or handler.route_path
+    if embedded is not None or not settings.is_dev or path == served_at:
         return
     base = handler.serve_origin or origin
     if not base or handler in _started:
@@ -103,7 +111,7 @@ def start(
         if handler in _started:
             return
         _started.add(handler)
-    url = base.rstrip("/") + handler.route_path
+    url = base.rstrip("/") + served_at
     transport = handler.client._sync_transport
 
     def perform(effect: object) -> Any:
@@ -163,9 +171,13 @@ def tornado_transform(handler: CommHandler, embedded: object = None) -> Any:
     return _Registering
 
 
-def django_receiver(handler: CommHandler, embedded: object = None) -> Any:
+def django_receiver(
+    handler: CommHandler, locate: Callable[[], str | None], embedded: object = None
+) -> Any:
     """A ``request_started`` receiver that calls ``start`` (WSGI ``environ`` or ASGI ``scope``).
 
+    ``locate`` gives the endpoint's full path in the project's URL conf (an ``include()``
+    prefix shows only there), or None while it is not mounted: nothing starts until it is.
     Connect it with ``weak=False``; it holds ``handler`` weakly and does nothing once the
     handler is gone (a URL conf reloaded, as tests do).
     """
@@ -173,17 +185,19 @@ def django_receiver(handler: CommHandler, embedded: object = None) -> Any:
 
     def receive(sender: object, environ: Any = None, scope: Any = None, **_: Any) -> None:
         served = alive()
-        if served is None:
+        if served is None or served in _started:
             return
         if environ is not None:
             host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
             origin = f"{environ.get('wsgi.url_scheme', 'http')}://{host}" if host else None
-            path = environ.get("PATH_INFO", "")
+            path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         elif scope is not None:
             origin, path = _asgi_origin(scope), scope.get("path", "")
         else:
             return
-        start(served, origin, embedded=embedded, path=path)
+        mounted = locate()
+        if mounted is not None:
+            start(served, origin, embedded=embedded, path=path, mounted=mounted)
 
     return receive
 

@@ -251,3 +251,35 @@ def test_a_django_app_registers_on_a_request(stub_server: StubServer) -> None:
     assert register["path"] == "/fn/register"
     assert register["body"]["url"] == "http://testserver/api/inngest"
     assert register["body"]["framework"] == "django"
+
+
+@pytest.mark.parametrize("namespaced", [False, True], ids=["include", "namespaced-include"])
+def test_a_django_app_under_an_include_prefix_registers_its_full_path(
+    stub_server: StubServer, namespaced: bool
+) -> None:
+    import django.test
+    import django.urls
+
+    import stepline.django
+
+    from .harness_django import configure, mount
+
+    configure()
+    stub_server.answer = lambda _req: (200, {"ok": True})
+    client = stepline.Client(
+        "django-autosync-prefix", is_production=False, environ={}, api_base_url=stub_server.url
+    )
+
+    @client.function(id="f", trigger=stepline.TriggerEvent(event="x/y"))
+    def f(ctx: stepline.SyncContext) -> None:
+        return None
+
+    inner = [stepline.django.serve(client, [f], async_mode=False)]
+    included = django.urls.include((inner, "jobs") if namespaced else inner)
+    mount(django.urls.path("jobs/", included))
+    http = django.test.Client()
+    assert http.get("/jobs/api/inngest").status_code == 200  # the serve path: starts nothing
+    assert stub_server.requests == []
+    http.get("/elsewhere")
+    [register] = wait_until(lambda: stub_server.requests or None, message="a registration")
+    assert register["body"]["url"] == "http://testserver/jobs/api/inngest"

@@ -14,6 +14,7 @@ from typing_extensions import Unpack
 
 from stepline import _autosync, _bodies, _errors, _serve_options
 from stepline._comm import CommRequest, CommResponse
+from stepline.django import _mounts
 
 if TYPE_CHECKING:
     from stepline._client import Client
@@ -70,25 +71,23 @@ def serve(
         raise _errors.ConfigError("streaming='force' needs the async view (async_mode=True)")
     limit = handler.max_body_bytes
     route = handler.route_path.lstrip("/")
-    request_started.connect(_autosync.django_receiver(handler, _embedded()), weak=False)
 
-    if use_async:
+    async def async_view(request: http.HttpRequest) -> http.HttpResponseBase:
+        declared = _bodies.declared_too_large(request.headers.get("content-length"), limit)
+        if declared is not None:
+            return _to_django(_bodies.too_large(handler, declared))
+        return _to_django(await handler.handle(_from_django(request, limit)))
 
-        async def async_view(request: http.HttpRequest) -> http.HttpResponseBase:
-            declared = _bodies.declared_too_large(request.headers.get("content-length"), limit)
-            if declared is not None:
-                return _to_django(_bodies.too_large(handler, declared))
-            return _to_django(await handler.handle(_from_django(request, limit)))
-
-        return urls.path(route, csrf_exempt(async_view), name="stepline")
-
-    def view(request: http.HttpRequest) -> http.HttpResponseBase:
+    def sync_view(request: http.HttpRequest) -> http.HttpResponseBase:
         declared = _bodies.declared_too_large(request.headers.get("content-length"), limit)
         if declared is not None:
             return _to_django(_bodies.too_large(handler, declared))
         return _to_django(handler.handle_sync(_from_django(request, limit)))
 
-    return urls.path(route, csrf_exempt(view), name="stepline")
+    view = csrf_exempt(async_view if use_async else sync_view)
+    receiver = _autosync.django_receiver(handler, lambda: _mounts.locate(view), _embedded())
+    request_started.connect(receiver, weak=False)
+    return urls.path(route, view, name="stepline")
 
 
 def _embedded() -> object:
