@@ -100,6 +100,19 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN started_by TEXT;
     """,
+    # versioning (issue 23): the app version a run started on, its non-determinism
+    # notices (a JSON list), every registered version of an app; retention's scan
+    """
+    ALTER TABLE runs ADD COLUMN app_version TEXT;
+    ALTER TABLE runs ADD COLUMN notices TEXT;
+    CREATE INDEX runs_version ON runs (app_id, app_version, status);
+    CREATE INDEX runs_ended ON runs (ended_at);
+    CREATE TABLE app_versions (
+        app_id TEXT NOT NULL, version TEXT NOT NULL, url TEXT NOT NULL,
+        synced_at DOUBLE PRECISION, checksum TEXT, functions TEXT NOT NULL,
+        PRIMARY KEY (app_id, version)
+    );
+    """,
 )
 
 
