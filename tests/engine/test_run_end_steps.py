@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+import pytest
+
 import stepline
 from stepline.engine import ManualClock, RunStatus, StepStatus
 from stepline.engine._model import StepRecord
@@ -118,5 +120,36 @@ def test_failed_run_ends_its_sleeping_step(db: str) -> None:
             by_name = steps_by_name(await engine.run_steps(run_id))
             assert by_name["nap"] == ("Cancelled", True)
             assert by_name["boom"] == ("Failed", True)
+
+    arun(scenario())
+
+
+@pytest.mark.parametrize("shape", ["sequential", "parallel"])
+def test_a_step_that_raises_non_retriable_error_shows_failed_not_cancelled(
+    db: str, shape: str
+) -> None:
+    client = dev_client()
+
+    def refuse() -> None:
+        raise stepline.NonRetriableError("card declined")
+
+    @client.function(id="charge", trigger=stepline.TriggerEvent(event="t/charge"), retries=3)
+    async def charge(ctx: stepline.Context) -> object:
+        await ctx.step.run("first", lambda: 1)
+        if shape == "parallel":  # "pay" is called on its own, targeted
+            return await ctx.step.parallel([lambda: ctx.step.run("pay", refuse)] * 1)
+        return await ctx.step.run("pay", refuse)
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, [charge])]) as engine:
+            await engine.send({"name": "t/charge"})
+            run_id = await only_run(engine, "t-charge")
+            run = await finished(engine, run_id)
+            assert run.status is RunStatus.FAILED
+            steps = {str(s.name): s for s in await engine.run_steps(run_id)}
+            assert steps["pay"].status is StepStatus.FAILED
+            assert steps["pay"].ended_at is not None
+            assert "card declined" in str(steps["pay"].error)
+            assert steps["first"].status is StepStatus.COMPLETED
 
     arun(scenario())

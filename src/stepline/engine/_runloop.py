@@ -96,6 +96,7 @@ class RunLoop:
                 self._retry(tx, current, outcome.retry_after, now)
                 tx.update_run(run)
             else:
+                view.fail_step(current.step_id, outcome.error, now)
                 self._finish(
                     tx, view, RunStatus.FAILED, outcome.output, error=outcome.error, now=now, fn=fn
                 )

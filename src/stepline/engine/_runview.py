@@ -58,6 +58,13 @@ class RunView:
             step.status = StepStatus.CANCELLED
             step.ended_at = now
 
+    def fail_step(self, step_id: str | None, error: Any, now: float) -> None:
+        """A call that targeted ``step_id`` failed the run: that step failed, not cancelled."""
+        step = self.steps.get(step_id) if step_id else None
+        if step is not None and not step.status.ended:
+            step.status, step.error, step.ended_at = StepStatus.FAILED, error, now
+            step.attempts += 1
+
     def step(self, op: ReportedOp, status: StepStatus, now: float) -> StepRecord:
         """The step an op refers to, created with ``status`` if it is new."""
         step = self.steps.get(op.id)
