@@ -70,6 +70,10 @@ class Run:
             ``[key, limit]`` pairs and the priority ``boost`` in seconds.
         started_by: the principal that started it through the start API (the web
             kit's caller), None when nobody in particular did (see ``stepline._ownership``).
+        app_version: the version of its app the run started on (``appVersion`` or the
+            sync's deploy id), None when the app declared none.
+        notices: what the engine noticed about the run's replays (non-determinism,
+            version moves), oldest first; each a JSON object with a ``kind``.
     """
 
     run_id: str
@@ -92,6 +96,8 @@ class Run:
     waiting: dict[str, Any] | None = None
     flow: dict[str, Any] | None = None
     started_by: str | None = None
+    app_version: str | None = None
+    notices: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(slots=True)

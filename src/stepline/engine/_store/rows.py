@@ -27,7 +27,7 @@ from stepline.engine._model import (
 RUN_COLUMNS = (
     "run_id, function_id, app_id, status, events, event_ids, created_at, started_at, "
     "ended_at, output, stack, force_plan, request_version, correlation_id, parent_run_id, "
-    "cancel_reason, origin, waiting, flow, started_by"
+    "cancel_reason, origin, waiting, flow, started_by, app_version, notices"
 )
 STEP_COLUMNS = (
     "run_id, step_id, name, op, status, mode, memo, attempts, started_at, ended_at, seq, "
@@ -98,6 +98,8 @@ def read_run(row: Sequence[Any]) -> Run:
         waiting=parsed_or_none(row[17]),
         flow=parsed_or_none(row[18]),
         started_by=row[19],
+        app_version=row[20],
+        notices=parsed_or_none(row[21]) or [],
     )
 
 
@@ -123,6 +125,8 @@ def run_values(run: Run) -> Sequence[Any]:
         json_or_null(run.waiting),
         json_or_null(run.flow),
         run.started_by,
+        run.app_version,
+        json_or_null(run.notices or None),
     )
 
 
