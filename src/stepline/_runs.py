@@ -123,6 +123,11 @@ class RunInfo:
         waiting: why a queued run is held back (``{"reason": "concurrency", ...}``).
         started_by: the principal that started it (the web kit's caller, or
             ``client.start(started_by=)``); None when nobody in particular did.
+        app_version: the version of its app the run started on, if it is known.
+        notices: what the engine noticed about the run (each a mapping with ``kind``,
+            ``at``, ``message``; ``kind`` ``nondeterminism``: a replay that no longer
+            matched the run's history, naming the ``missing``, ``reordered`` and ``new``
+            steps).
     """
 
     run_id: str
@@ -137,6 +142,8 @@ class RunInfo:
     waiting: Mapping[str, Any] | None = None
     event_ids: tuple[str, ...] = ()
     started_by: str | None = None
+    app_version: str | None = None
+    notices: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> RunInfo:
@@ -160,6 +167,8 @@ class RunInfo:
             waiting=raw.get("waiting"),
             event_ids=tuple(raw.get("event_ids") or ()),
             started_by=raw.get("started_by"),
+            app_version=raw.get("app_version"),
+            notices=tuple(n for n in raw.get("notices") or () if isinstance(n, Mapping)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -176,6 +185,8 @@ class RunInfo:
             "cancel_reason": self.cancel_reason,
             "waiting": dict(self.waiting) if self.waiting is not None else None,
             "started_by": self.started_by,
+            "app_version": self.app_version,
+            "notices": [dict(n) for n in self.notices],
         }
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as _dt
 import email.utils
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,14 @@ from stepline._protocol.opcodes import Opcode
 from stepline.engine._store import storable
 
 MAX_RETRY_AFTER = 86_400.0
+#: The header an SDK answers with when its replay no longer matched the run's history.
+NONDETERMINISM = "X-Stepline-Nondeterminism"
+#: Caps on that (unsigned, so untrusted) header: its size, ids per list, an id's length.
+MAX_REPORT_BYTES = 16 * 1024
+MAX_REPORT_IDS = 200
+MAX_REPORT_ID = 200
+
+logger = logging.getLogger("stepline.engine")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,11 +60,31 @@ class ReportedOp:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Divergence:
+    """A replay that no longer matched the run's recorded history (hashed step ids).
+
+    Attributes:
+        policy: ``warn`` (the run goes on) or ``fail`` (the SDK failed the call).
+        missing: recorded steps the replay never reached.
+        reordered: recorded steps the replay reached in another order.
+        new: steps the replay reached that the history does not hold.
+        source: ``sdk`` (the SDK's report) or ``engine`` (what the engine saw itself).
+    """
+
+    policy: str
+    missing: tuple[str, ...] = ()
+    reordered: tuple[str, ...] = ()
+    new: tuple[str, ...] = ()
+    source: str = "sdk"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Completed:
     """The function returned (200, or a ``RunComplete`` op); ``output`` is JSON text."""
 
     output: str
     request_version: int | None = None
+    divergence: Divergence | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,6 +94,11 @@ class Ops:
     ops: tuple[ReportedOp, ...]
     request_version: int | None = None
     no_retry: bool = False
+    divergence: Divergence | None = None
+
+    def final(self, op: ReportedOp) -> bool:
+        """Whether ``op``'s error must not be retried (the answer or the op says so)."""
+        return self.no_retry or bool(op.error and op.error.get("noRetry"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,47 +114,100 @@ class Failed:
     no_retry: bool = False
     retry_after: float | None = None
     request_version: int | None = None
+    divergence: Divergence | None = None
 
 
 Outcome = Completed | Ops | Failed
 
 
 def decode(raw: RawResponse, *, now: float) -> Outcome:
-    """Turn an answer into an outcome, following the Go executor's rules."""
+    """Turn an answer into an outcome, following the Go executor's rules.
+
+    An ``X-Stepline-Nondeterminism`` header (on the answer, or in a streamed answer's
+    envelope) becomes the outcome's ``divergence``; a malformed one is ignored.
+    """
+    outcome, lowered = _decode(raw, now=now)
+    report = lowered.get(NONDETERMINISM.lower())
+    if report is None:
+        return outcome
+    divergence = read_divergence(report)
+    return outcome if divergence is None else dataclasses.replace(outcome, divergence=divergence)
+
+
+def read_divergence(text: str) -> Divergence | None:
+    """The divergence an ``X-Stepline-Nondeterminism`` header reports; None if malformed.
+
+    The header is not signed: it is capped (``MAX_REPORT_BYTES``), its shape checked,
+    and only ids that are short storable strings are kept (``MAX_REPORT_IDS`` per list).
+    What is refused is logged once and changes nothing else about the answer.
+    """
+    problem = None
+    if len(text) > MAX_REPORT_BYTES:
+        problem = f"longer than {MAX_REPORT_BYTES} bytes"
+    else:
+        try:
+            parsed = _serde.loads(text)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or parsed.get("policy") not in ("warn", "fail"):
+            problem = 'not an object with "policy": "warn" or "fail"'
+        else:
+            lists = [parsed.get(key, []) for key in ("missing", "reordered", "new")]
+            if not all(isinstance(ids, list) for ids in lists):
+                problem = '"missing", "reordered" and "new" must be lists of step ids'
+            else:
+                kept = [_ids(ids) for ids in lists]
+                if any(kept):
+                    return Divergence(str(parsed["policy"]), kept[0], kept[1], kept[2])
+                problem = "no valid step id in it"
+    logger.warning("ignored a malformed %s header: %s", NONDETERMINISM, problem)
+    return None
+
+
+def _ids(values: list[Any]) -> tuple[str, ...]:
+    kept = dict.fromkeys(
+        v for v in values if isinstance(v, str) and 0 < len(v) <= MAX_REPORT_ID and storable(v)
+    )
+    return tuple(kept)[:MAX_REPORT_IDS]
+
+
+def _decode(raw: RawResponse, *, now: float) -> tuple[Outcome, Mapping[str, str]]:
     if raw.error is not None:
         if raw.error_name is not None:  # an answer the engine refused; only no-retry kept
             failed = _failure(raw.error, raw.error_name, raw.error)
             final = raw.headers.get(headers.NO_RETRY.lower(), "").lower() == "true"
-            return dataclasses.replace(failed, no_retry=final)
-        return _failure(f"request failed: {raw.error}", "Error", raw.error)
+            return dataclasses.replace(failed, no_retry=final), {}
+        return _failure(f"request failed: {raw.error}", "Error", raw.error), {}
     lowered = {k.lower(): v for k, v in raw.headers.items()}
     status, body = raw.status, raw.body
     if status == 201:
         try:
             status, body, inner = unwrap_stream(body)
         except ValueError as exc:
-            return _failure(str(exc), "StreamError", str(exc))
+            return _failure(str(exc), "StreamError", str(exc)), lowered
         lowered.update({k.lower(): v for k, v in inner.items()})
     version = _int(lowered.get(headers.REQ_VERSION.lower()))
     if headers.SDK.lower() not in lowered and 200 <= status < 300:
-        return _failure(
+        failure = _failure(
             f"unexpected response with status {status} and no {headers.SDK} header: "
             "the URL did not reach an SDK",
             "NonSDKResponse",
             body.decode("utf-8", "replace")[:500],
         )
+        return failure, {}
     if status == 200:
-        return Completed(_json_text(body), version)
+        return Completed(_json_text(body), version), lowered
     no_retry = lowered.get(headers.NO_RETRY.lower(), "").lower() == "true"
     if status == 206:
         try:
-            return Ops(_ops(body), version, no_retry)
+            return Ops(_ops(body), version, no_retry), lowered
         except ValueError as exc:
-            return _failure(f"invalid 206 body: {exc}", "InvalidResponse", str(exc), version)
+            invalid = _failure(f"invalid 206 body: {exc}", "InvalidResponse", str(exc), version)
+            return invalid, lowered
     retry_after = _retry_after(lowered.get("retry-after"), now)
     text = _json_text(body)
     error = _normalise(status, body)
-    return Failed(text, error, no_retry, retry_after, version)
+    return Failed(text, error, no_retry, retry_after, version), lowered
 
 
 def _failure(message: str, name: str, detail: str, version: int | None = None) -> Failed:

@@ -88,6 +88,8 @@ class RunLoop:
         if run.started_at is None:
             run.started_at = now
         run.status = RunStatus.RUNNING
+        if outcome.divergence is not None:
+            view.diverged(outcome.divergence, outcome, now)
         if isinstance(outcome, Completed):
             self._finish(tx, view, RunStatus.COMPLETED, outcome.output, error=None, now=now, fn=fn)
         elif isinstance(outcome, Failed):
@@ -128,7 +130,7 @@ class RunLoop:
                 step = view.step(op, StepStatus.PLANNED, now)
                 step.attempts += 1
                 step.error = op.error
-                if job.attempt + 1 < max_attempts and not _no_retry(outcome, op):
+                if job.attempt + 1 < max_attempts and not outcome.final(op):
                     self._retry(tx, job, None, now)
                     retried = True
                     continue
@@ -493,7 +495,3 @@ def _expire(tx: Tx, run_id: str, step_id: str, at: float) -> None:
 
 def _object(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _no_retry(outcome: Ops, op: ReportedOp) -> bool:
-    return outcome.no_retry or bool(op.error and op.error.get("noRetry"))

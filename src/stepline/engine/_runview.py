@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
+from collections.abc import Iterable
 from typing import Any
 
 from stepline._protocol import durations
 from stepline.engine._model import Run, StepRecord, StepStatus
-from stepline.engine._response import ReportedOp
+from stepline.engine._response import Divergence, Ops, Outcome, ReportedOp
 from stepline.engine._store import Tx
 
 #: Sleeps, waits and invokes longer than this are cut to it (the Go server rejects them).
 YEAR = 365 * 86_400.0
+#: Notices kept per run: a run whose replays keep diverging differently stops adding more.
+MAX_NOTICES = 50
+#: Step ids one notice lists per kind (missing, reordered, new).
+MAX_NOTICE_IDS = 200
+
+logger = logging.getLogger("stepline.engine")
 
 
 @dataclasses.dataclass(slots=True)
@@ -95,10 +103,80 @@ class RunView:
         self.append(step)
         return step
 
+    def diverged(
+        self, divergence: Divergence, outcome: Outcome, now: float
+    ) -> dict[str, Any] | None:
+        """Record that a replay no longer matched the run's history; the notice if new.
+
+        Every later replay of the run reports the same divergence again: it is recorded
+        once (same missing and reordered ids), and new step ids reported later are merged
+        into it. Step names come from the run's steps, and for new steps from the ops of
+        this answer. A new notice is logged (WARNING) naming the run, function and steps.
+        """
+        ops = outcome.ops if isinstance(outcome, Ops) else ()
+        names = {s.step_id: s.name for s in self.steps.values()}
+        names.update({op.id: op.display_name for op in ops})
+        key = (set(divergence.missing), set(divergence.reordered))
+        for notice in self.run.notices:
+            if notice.get("kind") == "nondeterminism" and _key(notice) == key:
+                known = {entry.get("id") for entry in notice.get("new", [])}
+                added = [i for i in divergence.new if i not in known]
+                room = MAX_NOTICE_IDS - len(known)
+                if added and room > 0:
+                    notice["new"] = [*notice.get("new", []), *_named(added[:room], names)]
+                    notice["message"] = divergence_message(notice)
+                return None
+        if len(self.run.notices) >= MAX_NOTICES:
+            return None
+        notice = {
+            "kind": "nondeterminism",
+            "source": divergence.source,
+            "policy": divergence.policy,
+            "at": now,
+            "missing": _named(divergence.missing, names),
+            "reordered": _named(divergence.reordered, names),
+            "new": _named(divergence.new, names),
+            "version": self.run.app_version,
+        }
+        notice["message"] = divergence_message(notice)
+        self.run.notices.append(notice)
+        logger.warning("run %s (%s): %s", self.run.run_id, self.run.function_id, notice["message"])
+        return notice
+
     def append(self, step: StepRecord) -> None:
         """Put a finished step at the end of the run's completion order."""
         step.seq = len(self.run.stack)
         self.run.stack.append(step.step_id)
+
+
+def divergence_message(notice: dict[str, Any]) -> str:
+    """One human line for a non-determinism notice, naming the steps involved."""
+    parts = []
+    for field, what in (
+        ("missing", "no longer reached"),
+        ("reordered", "reached in another order"),
+        ("new", "not in the history"),
+    ):
+        entries = notice.get(field) or []
+        if entries:
+            labels = ", ".join(repr(e.get("name") or e.get("id")) for e in entries[:10])
+            more = f" and {len(entries) - 10} more" if len(entries) > 10 else ""
+            parts.append(f"{what}: {labels}{more}")
+    outcome = "the run failed" if notice.get("policy") == "fail" else "the run went on"
+    return (
+        f"the replay did not match the recorded history ({'; '.join(parts)}); "
+        f"{outcome} (policy {notice.get('policy')})"
+    )
+
+
+def _key(notice: dict[str, Any]) -> tuple[set[Any], set[Any]]:
+    missing = {e.get("id") for e in notice.get("missing", []) if isinstance(e, dict)}
+    reordered = {e.get("id") for e in notice.get("reordered", []) if isinstance(e, dict)}
+    return missing, reordered
+
+
+def _named(ids: Iterable[str], names: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"id": i, "name": names.get(i)} for i in ids]
 
 
 def sleep_until(op: ReportedOp, now: float) -> float:

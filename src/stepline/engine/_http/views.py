@@ -73,6 +73,8 @@ def run(record: Run, *, with_events: bool = False) -> dict[str, Any]:
         "parent_run_id": record.parent_run_id,
         "started_by": record.started_by,
         "waiting": _waiting(record.waiting),
+        "app_version": record.app_version,
+        "notices": list(record.notices),
     }
     if with_events:
         view["events"] = record.events

@@ -98,6 +98,12 @@ class EngineMetrics:
         self.store_errors = r.counter(
             "stepline_store_errors_total", "Store operations that raised.", ["kind"]
         )
+        self.nondeterminism = r.counter(
+            "stepline_nondeterminism_total",
+            "Non-determinism notices recorded on runs (a replay that no longer matched "
+            "the recorded history), per function; each divergence is counted once per run.",
+            ["function"],
+        )
         self.retention_removed = r.counter(
             "stepline_retention_removed_total",
             "Rows the retention sweeper deleted, per table (runs, steps, events, ...).",
@@ -115,6 +121,12 @@ class EngineMetrics:
         self.runs_started.inc(run.function_id)
         if run.waiting:
             self.record_hold(run.waiting)
+
+    def record_notices(self, run: Run, notices: list[dict[str, object]]) -> None:
+        """A transaction added ``notices`` to ``run``."""
+        for notice in notices:
+            if notice.get("kind") == "nondeterminism":
+                self.nondeterminism.inc(run.function_id)
 
     def record_finished(self, run: Run) -> None:
         """A run reached a terminal status."""

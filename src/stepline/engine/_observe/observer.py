@@ -180,6 +180,10 @@ class Observer:
                 metrics.record_step(owner.function_id, step)
             if tracer is not None:
                 tracer.step_recorded(owner, step)
+        for run_id, before in seen.notices.items():
+            owner = seen.runs.get(run_id)
+            if metrics is not None and owner is not None and len(owner.notices) > before:
+                metrics.record_notices(owner, owner.notices[before:])
         for run in seen.finished:
             if metrics is not None:
                 metrics.record_finished(run)
@@ -204,7 +208,7 @@ def _tracer(provider: Any) -> EngineTracer:
 class Seen:
     """What one write transaction did to runs and steps (reset if it is retried)."""
 
-    __slots__ = ("finished", "holds", "runs", "stack", "started", "stepped", "steps")
+    __slots__ = ("finished", "holds", "notices", "runs", "stack", "started", "stepped", "steps")
 
     def __init__(self) -> None:
         self.started: list[Run] = []
@@ -214,6 +218,7 @@ class Seen:
         self.runs: dict[str, Run] = {}
         self.stack: dict[str, int] = {}  # run id -> completed steps when first read
         self.stepped: set[tuple[str, str]] = set()
+        self.notices: dict[str, int] = {}  # run id -> notices when first read
 
 
 class ObservedTx:
@@ -232,6 +237,7 @@ class ObservedTx:
         run = self._tx.get_run(run_id)
         if run is not None and run.run_id not in self._seen.stack:
             self._seen.stack[run.run_id] = len(run.stack)
+            self._seen.notices[run.run_id] = len(run.notices)
             self._seen.runs[run.run_id] = run
         return run
 
