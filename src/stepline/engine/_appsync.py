@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from stepline import _json
-from stepline.engine import _response
+from stepline.engine import _response, _versions
 from stepline.engine._driver import Driver
-from stepline.engine._model import AppRecord, FunctionRecord
+from stepline.engine._model import AppRecord
 from stepline.engine._registry import AppSpec
 from stepline.engine._store import Store, Tx
 from stepline.engine._trust.apps import AppGuard
@@ -58,23 +58,16 @@ class SyncResult:
 
 
 def store_app(tx: Tx, app: AppSpec, now: float, mode: str) -> bool:
-    """Store ``app`` and its functions, schedule their crons; True if the app changed."""
-    record = AppRecord(
-        app_id=app.app_id,
-        url=app.url,
-        sdk=app.sdk,
-        framework=app.framework,
-        synced_at=now,
-        checksum=app.checksum,
-        mode=mode,
-    )
-    functions = [
-        FunctionRecord(fn.function_id, app.app_id, fn.name, fn.config, now) for fn in app.functions
-    ]
-    modified = tx.put_app(record, functions)
-    for fn in app.functions:
-        for trigger in fn.crons:
-            schedule_cron(tx, fn.function_id, trigger, now)
+    """Store ``app`` and its functions, schedule their crons; True if the app changed.
+
+    Version-aware (``_versions.store``): a registration that is not the app's latest
+    version is kept beside it, and only the latest's crons are scheduled.
+    """
+    modified, latest = _versions.store(tx, app, now, mode)
+    if latest:
+        for fn in app.functions:
+            for trigger in fn.crons:
+                schedule_cron(tx, fn.function_id, trigger, now)
     return modified
 
 
@@ -118,9 +111,11 @@ def elsewhere(url: str, port: int) -> str:
 
 async def _arrived(store: Store, url: str, since: float) -> bool:
     """Did an app register here since ``since``: the one at ``url``, or any if none is?"""
-    apps = await store.read(lambda tx: tx.list_apps())
+    apps, versions = await store.read(lambda tx: (tx.list_apps(), tx.list_app_versions()))
     fresh = [a for a in apps if a.synced_at >= since]
     wanted = _base(url)
+    if any(_base(v.url) == wanted and v.synced_at >= since for v in versions):
+        return True  # an app version other than the latest (it is not in ``apps``)
     return any(_base(a.url) == wanted for a in fresh) or (
         bool(fresh) and all(_base(a.url) != wanted for a in apps)
     )

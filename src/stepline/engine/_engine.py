@@ -204,14 +204,14 @@ class Engine(Reads):
 
     async def reload(self) -> None:
         """Rebuild the registry from the store (after any app syncs, on any node)."""
-        records = await self.store.read(lambda tx: tx.list_functions())
+        records, versions = await self.store.read(_registry.stored)
         specs = []
         for record in records:
             try:
                 specs.append(_registry.parse_function(record.app_id, record.config))
             except rules.RegistrationError as exc:  # stored by an older version
                 logger.error("skipping function %s: %s", record.function_id, exc)
-        self._registry = Registry(specs)
+        self._registry = Registry(specs, versions)
 
     async def register(
         self, body: object, *, deploy_url: str | None = None, deploy_id: str | None = None
@@ -226,7 +226,7 @@ class Engine(Reads):
             RegistrationRefusedError: the app would move to an origin that failed the
                 trust probe (403), or it names another app's function ids (409).
         """
-        app = _registry.parse_app(body, deploy_url=deploy_url)
+        app = _registry.parse_app(body, deploy_url=deploy_url, deploy_id=deploy_id)
         now = self.clock.now()
         await self._app_trust.check_move(self.store, app, deploy_id, now)
         mode = self.settings.server_kind

@@ -14,7 +14,7 @@ import hashlib
 import json
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stepline import _cel, _cron
 from stepline._protocol import durations
@@ -23,6 +23,11 @@ from stepline.engine._flow.rules import FlowRules, RegistrationError
 from stepline.engine._runview import YEAR
 from stepline.engine._store import storable
 
+if TYPE_CHECKING:
+    from stepline.engine._model import FunctionRecord
+    from stepline.engine._store import Tx
+    from stepline.engine._store.versions import AppVersion
+
 #: The event a cron tick sends.
 CRON_EVENT = "inngest/scheduled.timer"
 #: Retries when a function does not say (4 retries = 5 attempts), and the cap.
@@ -30,6 +35,10 @@ DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
 _EVENT_VARS = rules.EVENT_VARS
 _PAIR_VARS = ("event", "async")
+#: the key of a stored function config naming the app version that registered it
+VERSION_KEY = "appVersion"
+#: the prefix of the ``deployId`` s the engine puts on its own sync PUTs (not versions)
+ENGINE_DEPLOY_PREFIX = "stepline-"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,6 +94,8 @@ class FunctionSpec:
     idempotency: _cel.Program | None
     config: dict[str, Any]
     flow: FlowRules = dataclasses.field(default_factory=FlowRules)
+    #: the app version that registered it (None: the app declared none)
+    version: str | None = None
 
     @property
     def is_failure_handler(self) -> bool:
@@ -102,10 +113,17 @@ class AppSpec:
     framework: str | None
     functions: tuple[FunctionSpec, ...]
     checksum: str
+    #: ``appVersion``, else the sync's ``deployId``; None: the app declared none
+    version: str | None = None
 
 
-def parse_app(body: object, *, deploy_url: str | None = None) -> AppSpec:
+def parse_app(
+    body: object, *, deploy_url: str | None = None, deploy_id: str | None = None
+) -> AppSpec:
     """Validate a ``POST /fn/register`` body (either key casing; py sends ``appname``).
+
+    Its version is the body's ``appVersion``, else ``deploy_id`` (the request's
+    ``?deployId=``) unless the engine issued that one for its own sync PUT.
 
     Raises:
         RegistrationError: a missing field, a bad expression, cron or duration; the
@@ -145,6 +163,7 @@ def parse_app(body: object, *, deploy_url: str | None = None) -> AppSpec:
     sdk = lowered.get("sdk")
     framework = lowered.get("framework")
     return AppSpec(
+        version=_version(lowered.get("appversion"), deploy_id),
         app_id=app_id,
         url=url,
         sdk=sdk if isinstance(sdk, str) else "unknown",
@@ -152,6 +171,16 @@ def parse_app(body: object, *, deploy_url: str | None = None) -> AppSpec:
         functions=functions,
         checksum=checksum,
     )
+
+
+def _version(declared: object, deploy_id: str | None) -> str | None:
+    if declared is not None and not isinstance(declared, str):
+        raise RegistrationError("appVersion must be a string")
+    if declared:
+        return declared[:200]
+    if deploy_id and not deploy_id.startswith(ENGINE_DEPLOY_PREFIX) and storable(deploy_id):
+        return deploy_id[:200]
+    return None
 
 
 def _without_deploy_id(url: str) -> str:
@@ -167,7 +196,9 @@ def _without_deploy_id(url: str) -> str:
 
 
 def _function_without_deploy_id(raw: object) -> object:
-    """A function config whose step runtime URLs carry no ``deployId``."""
+    """A function config whose step runtime URLs carry no ``deployId`` (nor a version)."""
+    if isinstance(raw, dict) and VERSION_KEY in raw:  # the engine's own key, never an app's
+        raw = {k: v for k, v in raw.items() if k != VERSION_KEY}
     if not isinstance(raw, dict) or not isinstance(raw.get("steps"), dict):
         return raw
     cleaned: dict[str, Any] = {}
@@ -230,6 +261,7 @@ def _parse_function(app_id: str, url: str, raw: object) -> FunctionSpec:
         idempotency=rules.expression(f"{where}: idempotency", idempotency, _EVENT_VARS),
         flow=rules.parse_flow(where, raw),
         config={**raw, "url": step_url},
+        version=raw[VERSION_KEY] if isinstance(raw.get(VERSION_KEY), str) else None,
     )
 
 
@@ -320,10 +352,61 @@ def key_of(program: _cel.Program | None, event: Mapping[str, Any]) -> str:
         return "null"
 
 
+class Versions:
+    """Every registered version of every app, as the store had them at the last reload."""
+
+    def __init__(self, versions: Iterable[AppVersion] = ()) -> None:
+        self._apps: dict[str, dict[str, AppVersion]] = {}
+        for version in versions:
+            self._apps.setdefault(version.app_id, {})[version.version] = version
+        self._specs: dict[tuple[str, str, str], FunctionSpec | None] = {}
+
+    def of(self, app_id: str) -> dict[str, AppVersion]:
+        """The versions of an app (empty for an app registered without one)."""
+        return self._apps.get(app_id, {})
+
+    def latest(self, app_id: str) -> AppVersion | None:
+        """The version new runs start on."""
+        return latest_of(self.of(app_id).values())
+
+    def spec(self, version: AppVersion, function_id: str) -> FunctionSpec | None:
+        """A function as ``version`` registered it (parsed once)."""
+        key = (version.app_id, version.version, function_id)
+        if key not in self._specs:
+            config = version.functions.get(function_id)
+            spec = None
+            if config is not None:
+                try:
+                    spec = parse_function(version.app_id, config)
+                except RegistrationError:  # stored by an older engine: reload skips it too
+                    spec = None
+            self._specs[key] = spec
+        return self._specs[key]
+
+
+def latest_of(versions: Iterable[AppVersion]) -> AppVersion | None:
+    """The newest registration among ``versions``."""
+    return max(versions, key=newness, default=None)
+
+
+def newness(version: AppVersion) -> tuple[float, str]:
+    """The order of an app's versions: the latest registration is the greatest."""
+    return version.registered_at, version.version
+
+
+def stored(tx: Tx) -> tuple[list[FunctionRecord], Versions]:
+    """The latest registration's functions, and every registered app version."""
+    return tx.list_functions(), Versions(tx.list_app_versions())
+
+
 class Registry:
     """The functions the engine knows, indexed by trigger event name."""
 
-    def __init__(self, functions: Iterable[FunctionSpec] = ()) -> None:
+    def __init__(
+        self, functions: Iterable[FunctionSpec] = (), versions: Versions | None = None
+    ) -> None:
+        #: every registered version of every app (``_versions``)
+        self.versions = versions if versions is not None else Versions()
         self._by_id: dict[str, FunctionSpec] = {}
         self._by_event: dict[str, list[tuple[FunctionSpec, EventTrigger]]] = {}
         self._wildcards: list[tuple[FunctionSpec, EventTrigger]] = []

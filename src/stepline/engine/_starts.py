@@ -66,6 +66,7 @@ def start_run(
         origin=origin,
         waiting=waiting or plan.waiting,
         flow=plan.flow,
+        app_version=fn.version,
     )
     if not tx.insert_run(run):
         return None

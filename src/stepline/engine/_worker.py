@@ -17,7 +17,7 @@ from typing import Any
 
 from stepline import _json
 from stepline._status import RunStatus
-from stepline.engine import _events, _ids, _registry, _request, _response, _starts
+from stepline.engine import _events, _ids, _registry, _request, _response, _starts, _versions
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
 from stepline.engine._driver import Driver
@@ -304,6 +304,7 @@ class Worker:
             await self._atomic(lambda tx: _drop(tx, job, self.clock.now()))
             return None
         fn = await self._function(run.function_id)
+        fn = await _versions.routed(run, fn, self._registry().versions, self._atomic, self.clock)
         if fn is None:
             message = f"function {run.function_id} is no longer registered"
             error = {"name": "FunctionNotFound", "message": message}

@@ -30,6 +30,7 @@ from stepline.engine._http import auth, event_answer, views, wire
 from stepline.engine._http import dashboard as _dashboard
 from stepline.engine._http import guard as _guard
 from stepline.engine._http import ready as _ready
+from stepline.engine._http import versions as _versions
 from stepline.engine._http.wire import ApiError
 from stepline.engine._ids import SeedError
 from stepline.engine._observe import prometheus
@@ -113,6 +114,7 @@ class _Api:
             ("POST", "/v1/functions/{function_id:path}/runs", bearer(self.start)),
             ("GET", "/v1/apps", bearer(self.apps)),
             ("POST", "/v1/apps/sync", bearer(self.sync)),
+            *_versions.table(self.engine, bearer),
             ("GET", "/health", self.health),
             ("GET", "/ready", lambda request: _ready.ready(self.engine)),
             ("GET", "/metrics", bearer(self.metrics)),
@@ -240,6 +242,7 @@ class _Api:
             event_id=q.get("event_id") or None,
             cursor=q.get("cursor") or None,
             limit=limit + 1,
+            version=q.get("version") or None,
         )
         found = await self.engine.list_runs(where)
         return wire.json_response(views.page(found, limit, views.run, lambda r: r.run_id))

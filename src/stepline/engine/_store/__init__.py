@@ -27,6 +27,7 @@ from stepline.engine._model import (
 
 if TYPE_CHECKING:
     from stepline.engine._config import EngineSettings
+    from stepline.engine._store.versions import AppVersion
 
 T = TypeVar("T")
 
@@ -62,6 +63,8 @@ class RunFilter:
     event_id: str | None = None
     cursor: str | None = None
     limit: int = 50
+    #: runs started on this app version (``Run.app_version``)
+    version: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -156,6 +159,13 @@ class Tx(Protocol):
     def list_apps(self) -> list[AppRecord]: ...
     def list_functions(self) -> list[FunctionRecord]: ...
     def set_app_error(self, url: str, error: str | None, now: float) -> None: ...
+
+    # app versions (``_store.versions``)
+    def list_app_versions(self, app_id: str | None = None) -> list[AppVersion]: ...
+    def put_app_version(self, version: AppVersion) -> None: ...
+    def delete_app_versions(self, app_id: str, versions: Sequence[str] | None = None) -> None: ...
+    def live_runs_by_version(self, app_id: str) -> dict[str, int]: ...
+    def live_run_ids(self, app_id: str, version: str) -> list[str]: ...
 
 
 class Store(Protocol):

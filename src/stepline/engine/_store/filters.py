@@ -24,6 +24,9 @@ def runs_query(where: RunFilter) -> tuple[str, list[Any]]:
     if where.until is not None:
         clauses.append("created_at < ?")
         args.append(where.until)
+    if where.version is not None:
+        clauses.append("app_version = ?")
+        args.append(where.version)
     if where.event_id is not None:
         clauses.append(
             "run_id IN (SELECT l.run_id FROM event_runs l JOIN events e "

@@ -29,6 +29,7 @@ import psycopg_pool
 from stepline.engine._model import AppRecord, FunctionRecord, Job
 from stepline.engine._store import postgres_schema as schema
 from stepline.engine._store.sql import SqlTx
+from stepline.engine._store.versions import VersionsTx
 
 T = TypeVar("T")
 logger = logging.getLogger("stepline.engine")
@@ -40,7 +41,7 @@ _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetect
 COMMIT_LOST = "database connection lost while committing; the outcome is unknown"
 
 
-class PostgresTx(SqlTx):
+class PostgresTx(SqlTx, VersionsTx):
     """``Tx`` over one psycopg connection with a transaction open."""
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
@@ -84,6 +85,9 @@ class PostgresTx(SqlTx):
     def update_job(self, job: Job) -> None:
         self.notify = True
         super().update_job(job)
+
+    def _apps_written(self) -> None:
+        self.apps_changed = True
 
     def put_app(self, app: AppRecord, functions: Sequence[FunctionRecord]) -> bool:
         self.apps_changed = True

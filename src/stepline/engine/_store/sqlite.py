@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from stepline.engine._store import sqlite_schema as schema
 from stepline.engine._store.sql import SqlTx
+from stepline.engine._store.versions import VersionsTx
 
 T = TypeVar("T")
 _READERS = 2  # reader threads (each with its own connection)
@@ -236,5 +237,5 @@ class SqliteStore:
         return resume
 
 
-class SqliteTx(SqlTx):
+class SqliteTx(SqlTx, VersionsTx):
     """``Tx`` over one SQLite connection with a ``BEGIN IMMEDIATE`` transaction open."""

@@ -99,7 +99,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN started_by TEXT;
     """,
     # versioning (issue 23): the app version a run started on, its non-determinism
-    # notices (a JSON list), every registered version of an app; retention's scan
+    # notices (a JSON list), every registered version of an app (the latest: the newest
+    # registered_at, a new or changed registration); retention's scan
     """
     ALTER TABLE runs ADD COLUMN app_version TEXT;
     ALTER TABLE runs ADD COLUMN notices TEXT;
@@ -108,6 +109,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE app_versions (
         app_id TEXT NOT NULL, version TEXT NOT NULL, url TEXT NOT NULL,
         synced_at REAL, checksum TEXT, functions TEXT NOT NULL,
+        registered_at REAL NOT NULL, sdk TEXT, framework TEXT, mode TEXT,
         PRIMARY KEY (app_id, version)
     );
     """,

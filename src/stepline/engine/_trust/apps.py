@@ -235,4 +235,6 @@ def _registered_urls(tx: Tx, app_id: str) -> list[str] | None:
     if app is None:
         return None
     functions = [f for f in tx.list_functions() if f.app_id == app_id]
-    return app_urls(app.url, (str(f.config.get("url") or "") for f in functions))
+    urls = app_urls(app.url, (str(f.config.get("url") or "") for f in functions))
+    # the URLs of its other registered versions passed this check when they registered
+    return [*urls, *(v.url for v in tx.list_app_versions(app_id))]
