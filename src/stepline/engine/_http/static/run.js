@@ -1,6 +1,6 @@
-// The run page: status, flow-control holds, actions (cancel, rerun), the step timeline
-// with outputs, errors and waits (a waiting event step can be resumed from here), the
-// trigger events and the final output.
+// The run page: status, notices (non-determinism, version moves), flow-control holds,
+// actions (cancel, rerun), the step timeline with outputs, errors and waits (a waiting
+// event step can be resumed from here), the trigger events and the final output.
 import {
   TERMINAL, api, badge, code, duration, enc, eventLink, facts, fill, functionLink, h, json,
   ms, notice, runDuration, runLink, time,
@@ -41,11 +41,14 @@ export async function page(view, [runId], _params, ctx) {
 
 function header(run) {
   const origin = run.origin || "";
+  const notices = run.notices || [];
   return [
-    h("h1", {}, functionLink(run.function_id), " ", badge(run.status)),
+    h("h1", {}, functionLink(run.function_id), " ", badge(run.status),
+      [...new Set(notices.map(noticeLabel))].map((label) => [" ", noticeBadge(label, notices)])),
     facts([
       ["Run", h("span", { class: "mono", id: "run-id" }, run.run_id)],
       ["App", run.app_id],
+      ["App version", run.app_version ? h("span", { class: "mono", id: "app-version" }, run.app_version) : null],
       ["Created", time(run.created_at)],
       ["Started", time(run.run_started_at)],
       ["Ended", run.ended_at ? time(run.ended_at) : null],
@@ -54,8 +57,42 @@ function header(run) {
       ["Parent run", run.parent_run_id ? runLink(run.parent_run_id) : null],
       ["Cancelled because", run.cancel_reason],
     ]),
+    notices.length ? h("div", { id: "notices" }, notices.map(noticeItem)) : null,
     run.waiting ? heldBack(run.waiting) : null,
   ];
+}
+
+/** A notice's badge text: known kinds get a word, any other kind shows as itself. */
+function noticeLabel(n) {
+  if (n.kind === "nondeterminism") return "non-deterministic";
+  if (n.kind === "version_moved") return `moved to ${n.to}`;
+  return String(n.kind || "notice");
+}
+
+function noticeBadge(label, notices) {
+  const failed = notices.some((n) => noticeLabel(n) === label && n.policy === "fail");
+  return h("span", { class: `badge notice-badge ${failed ? "s-failed" : "s-waiting"}` }, label);
+}
+
+const DIVERGED = [
+  ["missing", "No longer reached"],
+  ["reordered", "Reached in another order"],
+  ["new", "Not in the history"],
+];
+
+function noticeItem(n) {
+  const steps = n.kind === "nondeterminism"
+    ? DIVERGED.filter(([key]) => (n[key] || []).length).map(([key, what]) =>
+        h("p", { class: `notice-steps ${key}` }, `${what}: `,
+          n[key].map((e, i) => [i ? ", " : "", h("code", { title: e.id }, e.name || e.id)])))
+    : null;
+  return h(
+    "div",
+    { class: "notice waiting run-notice", "data-kind": n.kind },
+    noticeBadge(noticeLabel(n), [n]), " ", n.message || "",
+    n.at ? [" (", time(new Date(n.at * 1000).toISOString()), ")"] : null,
+    steps,
+  );
 }
 
 const HELD = {
