@@ -18,10 +18,11 @@ import pytest
 
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
+from tests._support.server_thread import ServerThread
 from tests.conftest import StubServer
 from tests.engine.test_protocol_stub import SDK, register_body
 
-from .conftest import Page, ServerThread, run_of, send
+from .conftest import Page, run_of, send
 
 HEADER = "X-Stepline-Nondeterminism"
 
