@@ -16,7 +16,7 @@ from typing import Any
 from stepline import _asgi_call, _extras
 from stepline._client import Client
 from stepline._function import Function
-from stepline.embedded import _mounts, _routing
+from stepline.embedded import _announce, _mounts, _options, _routing
 
 __all__ = ["DEFAULT_DATABASE", "EmbeddedEngine"]
 
@@ -25,7 +25,7 @@ _ALL: weakref.WeakSet[EmbeddedEngine] = weakref.WeakSet()
 _ORPHANS: list[object] = []  # in a forked child: the parent's engines, never to be used
 
 
-class EmbeddedEngine(_routing.Requests, _mounts.Mounts):
+class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
     """An engine on a background thread of this process, serving ``functions``.
 
     Args:
@@ -35,6 +35,12 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts):
             ``.stepline/embedded.db``); ``postgresql://`` works too.
         expose_api: allow ``asgi_app``/``wsgi_app`` for a production client.
         settings: more ``EngineSettings`` fields (``poll_interval``, ``retry_scale``...).
+            Those in seconds take durations as the CLI does: ``retention="7d"``
+            (``0``/``off`` keeps everything), ``shutdown_grace="30s"``, or a ``timedelta``.
+
+    Raises:
+        ConfigError: a missing extra, a setting the engine does not have, or a duration
+            it cannot read (the message names the setting and a valid value).
     """
 
     def __init__(
@@ -56,7 +62,7 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts):
                 f"database={self.database.split(':')[0]}://", "postgres", _extras.POSTGRES
             )
         self.expose_api = expose_api or client.settings.is_dev
-        self._settings = settings
+        self._settings = _options.check(settings)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -188,6 +194,7 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts):
         self._thread = self._loop = self._engine = self._api = self._stopping = None
         self._calls = set()
         self._resume = None
+        self._announced = False  # a new process: it says where its dashboard is again
 
 
 def _before_fork() -> None:
