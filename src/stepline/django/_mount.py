@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from django import http, urls
+from django.core.signals import request_started
 from django.views.decorators.csrf import csrf_exempt
 
-from stepline.django import _runtime, _serve
-from stepline.embedded import EmbeddedEngine
+from stepline.django import _mounts, _runtime, _serve
+from stepline.embedded import EmbeddedEngine, _announce
 
 __all__ = ["default_urls", "engine_urls"]
 
@@ -27,6 +30,8 @@ def engine_urls(
     Args:
         engine: the engine; default ``get_engine()`` (settings ``ENGINE = "embedded"``).
         async_mode: as for ``serve``.
+
+    The dashboard's URL is logged once, at the first request after they are mounted.
 
     Raises:
         ConfigError: a production client without ``expose_api`` (``EXPOSE_API``): anyone
@@ -52,7 +57,7 @@ def engine_urls(
             content = b"".join(m.get("body", b"") for m in sent[1:])
             return _response(start["status"], headers, content)
 
-        return [urls.re_path(r"^(?P<path>.*)$", csrf_exempt(async_view), name="stepline-engine")]
+        return _announced(engine, csrf_exempt(async_view))
 
     wsgi = engine.wsgi_app()
 
@@ -65,7 +70,7 @@ def engine_urls(
         content = b"".join(wsgi(_environ(request, path), start_response))
         return _response(answer["status"], answer["headers"], content)
 
-    return [urls.re_path(r"^(?P<path>.*)$", csrf_exempt(view), name="stepline-engine")]
+    return _announced(engine, csrf_exempt(view))
 
 
 def default_urls() -> list[urls.URLPattern]:
@@ -80,6 +85,48 @@ def default_urls() -> list[urls.URLPattern]:
         engine = runtime.engine()
         return engine_urls(engine) if engine.expose_api else []
     return [_serve.serve(runtime.client(), runtime.functions())]
+
+
+def _announced(engine: EmbeddedEngine, view: Callable[..., Any]) -> list[urls.URLPattern]:
+    """``view``'s catch-all pattern; the first request after it is mounted logs its URL.
+
+    Where it is mounted shows only in the project's URL conf, which Django loads at the
+    first request, not by the time apps are ready: so even with ``serve_origin`` known,
+    the first request says it. The receiver holds the view and the engine weakly and
+    disconnects once the URL is logged (or they are gone: a URL conf reloaded).
+    """
+    views, engines = weakref.ref(view), weakref.ref(engine)
+    configured = engine.client.settings.serve_origin
+
+    def receive(sender: object, environ: Any = None, scope: Any = None, **_: Any) -> None:
+        mounted, own = views(), engines()
+        if mounted is None or own is None or own.announced:
+            request_started.disconnect(receive)
+            return
+        if configured:
+            origin: str | None = configured
+        elif environ is not None:
+            origin = _wsgi_origin(environ)
+        elif scope is not None:  # the script prefix (root_path) is in the located path
+            origin = _announce.asgi_origin(scope, root_path=False)
+        else:
+            return
+        path = _mounts.locate(mounted, catch_all=True)
+        if path is not None and own.announce(origin, path):
+            request_started.disconnect(receive)
+
+    request_started.connect(receive, weak=False)
+    return [urls.re_path(r"^(?P<path>.*)$", view, name="stepline-engine")]
+
+
+def _wsgi_origin(environ: dict[str, Any]) -> str:
+    scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST")
+    if not host:
+        port = str(environ.get("SERVER_PORT", ""))
+        default = port in ("", "443" if scheme == "https" else "80")
+        host = str(environ.get("SERVER_NAME", "localhost")) + ("" if default else f":{port}")
+    return f"{scheme}://{host}"
 
 
 def _environ(request: http.HttpRequest, path: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from stepline import _autosync, _bodies, _engine_option, _errors, _serve_options
 from stepline._client import Client
 from stepline._comm import CommHandler, CommResponse
 from stepline._function import Function
-from stepline.embedded import EmbeddedEngine
+from stepline.embedded import EmbeddedEngine, _announce
 
 __all__ = ["ENGINE_PATH", "FRAMEWORK", "serve"]
 
@@ -48,7 +48,8 @@ def serve(
         engine: ``"embedded"`` (or your own ``EmbeddedEngine``) runs the engine in this
             process on SQLite: it starts and stops with the app's lifespan, and its API
             and dashboard are mounted at ``/stepline`` (dev-mode clients, or
-            ``expose_api=True``).
+            ``expose_api=True``), and their URL logged once (at startup with
+            ``serve_origin``, else at the first request).
         database: the embedded engine's database (default ``.stepline/embedded.db``).
 
     Raises:
@@ -89,9 +90,16 @@ def serve(
         app.add_middleware(_autosync.Middleware, handler=handler, embedded=embedded)
     if embedded is not None and isinstance(app, fastapi.FastAPI):
         app.state.stepline_engine = embedded
-        app.router.lifespan_context = _running(embedded, app.router.lifespan_context)
+        shown = handler.serve_origin if embedded.expose_api else None
+        app.router.lifespan_context = _running(embedded, app.router.lifespan_context, shown)
         if embedded.expose_api:
             app.mount(ENGINE_PATH, embedded.asgi_app(), name="stepline-engine")
+            app.add_middleware(
+                _announce.Middleware,
+                engine=embedded,
+                mount=ENGINE_PATH,
+                serve_origin=handler.serve_origin,
+            )
         else:
             logger.info("embedded engine API not mounted: production client without expose_api")
     return handler
@@ -105,12 +113,17 @@ def _to_fastapi(response: CommResponse) -> fastapi.Response:
     return fastapi.Response(response.body, status_code=response.status, headers=response.headers)
 
 
-def _running(engine: EmbeddedEngine, inner: Any) -> Any:
-    """The app's lifespan with the engine started around it (before your startup code)."""
+def _running(engine: EmbeddedEngine, inner: Any, origin: str | None) -> Any:
+    """The app's lifespan with the engine started around it (before your startup code).
+
+    With ``origin`` (the configured ``serve_origin`` of a mounted engine), the
+    dashboard's URL is logged once the engine serves.
+    """
 
     @contextlib.asynccontextmanager
     async def merged(app: Any) -> AsyncIterator[Any]:
         await anyio.to_thread.run_sync(engine.start)
+        engine.announce(origin, ENGINE_PATH)
         try:
             async with inner(app) as state:
                 yield state

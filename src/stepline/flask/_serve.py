@@ -50,7 +50,8 @@ def serve(
         engine: ``"embedded"`` (or your own ``EmbeddedEngine``) runs the engine in this
             process on SQLite (it starts on first use and stops at exit); its API and
             dashboard are mounted at ``/stepline`` for a dev-mode client (or an engine
-            made with ``expose_api=True``). Needs the app, not a blueprint.
+            made with ``expose_api=True``), and their URL logged once (at ``serve`` with
+            ``serve_origin``, else at the first request). Needs the app, not a blueprint.
         database: the embedded engine's database (default ``.stepline/embedded.db``).
 
     Raises:
@@ -72,20 +73,25 @@ def serve(
         return _to_flask(handler.handle_sync(_from_flask(flask.request, handler.max_body_bytes)))
 
     _serve_options.mark_served(app, path, client.app_id)
-    app.before_request(
-        lambda: _autosync.start(
-            handler, flask.request.host_url, embedded=own, path=flask.request.path
-        )
-    )
+    shown = own if own is not None and own.expose_api and isinstance(app, flask.Flask) else None
+
+    def before() -> None:
+        request = flask.request
+        _autosync.start(handler, request.host_url, embedded=own, path=request.path)
+        if shown is not None:  # the engine's own paths skip Flask: any other request says it
+            shown.announce(handler.serve_origin or request.root_url, ENGINE_PATH)
+
+    app.before_request(before)
     app.add_url_rule(
         path, endpoint=f"stepline:{path}", view_func=view, methods=["GET", "POST", "PUT"]
     )
     if isinstance(app, flask.Flask):
         state = _state.AppState(client, list(functions), own, handler)
         app.extensions.setdefault(_state.EXTENSION, state)
-        if own is not None and own.expose_api:
-            mounts = {ENGINE_PATH: own.wsgi_app()}
+        if shown is not None:
+            mounts = {ENGINE_PATH: shown.wsgi_app()}
             app.wsgi_app = DispatcherMiddleware(app.wsgi_app, mounts)  # type: ignore[method-assign]
+            shown.announce(handler.serve_origin, ENGINE_PATH)  # Flask has no startup hook
         elif own is not None:
             logger.info("embedded engine API not mounted: production client without expose_api")
     return handler

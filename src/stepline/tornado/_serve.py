@@ -59,6 +59,7 @@ def serve(
             ``.stepline/embedded.db``).
         engine_path: where the embedded engine's REST API and dashboard are mounted, for
             a dev-mode client or an engine built with ``expose_api=True``; None: nowhere.
+            Their URL is logged once (here with ``serve_origin``, else at the first request).
 
     Raises:
         ConfigError: an option is invalid, a function belongs to another app, or
@@ -77,6 +78,9 @@ def serve(
         rules.append(
             (re.escape(mount) + r"(?:/.*)?", _views.EngineHandler, {"engine": own, "mount": mount})
         )
+        # Tornado has no startup hook: serve() is startup, else the first request says it
+        own.announce(handler.serve_origin, mount)
+        app.add_transform(_views.announcing(own, mount, handler.serve_origin))
     elif engine_path is not None:
         logger.info("embedded engine API not mounted: the client is not in dev mode")
     _serve_options.mark_served(app, handler.route_path, client.app_id)

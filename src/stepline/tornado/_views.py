@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import tornado.iostream
 import tornado.web
@@ -14,7 +14,7 @@ from stepline.embedded import _mounts
 if TYPE_CHECKING:
     import tornado.httputil
 
-__all__ = ["EngineHandler", "SteplineHandler", "StreamedBody"]
+__all__ = ["EngineHandler", "SteplineHandler", "StreamedBody", "announcing"]
 
 
 class StreamedBody(tornado.web.RequestHandler):
@@ -146,3 +146,25 @@ async def _to_tornado(view: tornado.web.RequestHandler, response: CommResponse) 
             await view.flush()
     except tornado.iostream.StreamClosedError:
         pass  # the engine hung up; it will retry the call
+
+
+def announcing(engine: embedded.EmbeddedEngine, mount: str, origin: str | None) -> Any:
+    """An output transform (duck-typed) logging the dashboard's URL on the first request.
+
+    A transform sees every request, with its host, before the handler runs.
+    """
+
+    class _Announcing:
+        def __init__(self, request: tornado.httputil.HTTPServerRequest) -> None:
+            if not engine.announced:
+                engine.announce(origin or f"{request.protocol}://{request.host}", mount)
+
+        def transform_first_chunk(
+            self, status_code: int, headers: Any, chunk: bytes, finishing: bool
+        ) -> tuple[int, Any, bytes]:
+            return status_code, headers, chunk
+
+        def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
+            return chunk
+
+    return _Announcing
