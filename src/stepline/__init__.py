@@ -10,6 +10,7 @@ from stepline._context import SyncContext as SyncContext
 from stepline._errors import ConfigError as ConfigError
 from stepline._errors import FunctionNotFoundError as FunctionNotFoundError
 from stepline._errors import NestedStepError as NestedStepError
+from stepline._errors import NonDeterminismError as NonDeterminismError
 from stepline._errors import NonRetriableError as NonRetriableError
 from stepline._errors import OutputUnserializableError as OutputUnserializableError
 from stepline._errors import RetryAfterError as RetryAfterError
@@ -26,11 +27,13 @@ from stepline._options import Batch as Batch
 from stepline._options import Cancel as Cancel
 from stepline._options import Concurrency as Concurrency
 from stepline._options import Debounce as Debounce
+from stepline._options import NondeterminismPolicy as NondeterminismPolicy
 from stepline._options import Priority as Priority
 from stepline._options import RateLimit as RateLimit
 from stepline._options import Singleton as Singleton
 from stepline._options import Throttle as Throttle
 from stepline._options import Timeouts as Timeouts
+from stepline._options import VersioningPolicy as VersioningPolicy
 from stepline._protocol.opcodes import ParallelMode as ParallelMode
 from stepline._runs import FunctionNotRegisteredError as FunctionNotRegisteredError
 from stepline._runs import ManagementError as ManagementError
@@ -61,7 +64,9 @@ __all__ = [
     "FunctionNotRegisteredError",
     "ManagementError",
     "NestedStepError",
+    "NonDeterminismError",
     "NonRetriableError",
+    "NondeterminismPolicy",
     "OutputUnserializableError",
     "ParallelMode",
     "Priority",
@@ -89,5 +94,6 @@ __all__ = [
     "Timeouts",
     "TriggerCron",
     "TriggerEvent",
+    "VersioningPolicy",
     "__version__",
 ]

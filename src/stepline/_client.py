@@ -93,8 +93,11 @@ class Client(RunsMixin):
             on_failure: a handler run once the function has failed for good.
             **options: ``name``, ``description``, ``retries``, ``concurrency``,
                 ``throttle``, ``rate_limit``, ``debounce``, ``batch_events``,
-                ``priority``, ``cancel``, ``idempotency``, ``singleton``, ``timeouts``
-                (see ``FunctionOptions``).
+                ``priority``, ``cancel``, ``idempotency``, ``singleton``, ``timeouts``,
+                ``nondeterminism`` (``"warn"`` or ``"fail"``: what a replay that no
+                longer matches the recorded steps does), ``versioning`` (``"pinned"`` or
+                ``"latest"``: where runs go once their app version is gone) (see
+                ``FunctionOptions``).
 
         Example:
             >>> @client.function(id="welcome", trigger=stepline.TriggerEvent(event="user/signup"))

@@ -32,6 +32,33 @@ class Context:
     step: Step
     logger: logging.LoggerAdapter[logging.Logger]
 
+    def patched(self, change_id: str) -> bool:
+        """Whether this run takes the new branch of a code change (not awaited).
+
+        True for a run that reaches this point for the first time on code that has the
+        patch, False for a run that recorded progress past it on older code. The answer
+        is recorded as a step (``patched:<change_id>``), so it never flips for a run.
+        Plain (not ``async``) on both faces: it does no I/O of its own, and a forgotten
+        ``await`` would make ``if ctx.patched(...)`` always true.
+
+        Args:
+            change_id: names the change; unique within the function.
+
+        Example:
+            >>> if ctx.patched("send-receipt"):
+            ...     await ctx.step.run("receipt", send_receipt)
+        """
+        return self.step._state.patched(change_id)
+
+    def deprecate_patch(self, change_id: str) -> None:
+        """Retire ``patched(change_id)`` once no run that could take the old branch is live.
+
+        Replace the ``if ctx.patched(...)`` with the new branch and this call: runs that
+        recorded the patch's answer still replay without a non-determinism notice.
+        Records nothing. Remove it too once those runs have ended.
+        """
+        self.step._state.deprecate_patch(change_id)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SyncContext:
@@ -43,6 +70,14 @@ class SyncContext:
     attempt: int
     step: SyncStep
     logger: logging.LoggerAdapter[logging.Logger]
+
+    def patched(self, change_id: str) -> bool:
+        """Whether this run takes the new branch of a code change; see ``Context.patched``."""
+        return self.step._state.patched(change_id)
+
+    def deprecate_patch(self, change_id: str) -> None:
+        """Retire ``patched(change_id)``; see ``Context.deprecate_patch``."""
+        self.step._state.deprecate_patch(change_id)
 
 
 class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):

@@ -17,6 +17,7 @@ __all__ = [
     "HeaderMissingError",
     "MethodNotAllowedError",
     "NestedStepError",
+    "NonDeterminismError",
     "NonRetriableError",
     "OutputUnserializableError",
     "QueryParamMissingError",
@@ -182,6 +183,37 @@ class NonRetriableError(SteplineError):
     def __init__(self, message: str = "", *, quiet: bool = False) -> None:
         super().__init__(message)
         self.quiet = quiet
+
+
+class NonDeterminismError(SteplineError):
+    """A replay no longer matches the run's recorded steps (the code changed mid-run).
+
+    Raised for a function declared with ``nondeterminism="fail"``: the run fails at once,
+    with no further attempts. With the default ``"warn"`` the run goes on and only
+    records a notice.
+
+    Attributes:
+        missing: hashed ids of recorded steps the code no longer reached.
+        reordered: hashed ids of recorded steps reached out of their recorded order.
+        new: hashed ids of the new steps the code found instead.
+    """
+
+    code = "non_determinism"
+    status = 400
+    retriable = False
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        missing: Sequence[str] = (),
+        reordered: Sequence[str] = (),
+        new: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
+        self.reordered = tuple(reordered)
+        self.new = tuple(new)
 
 
 class RetryAfterError(SteplineError):

@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from stepline import _errors, _serde
+from stepline import _divergence, _errors, _serde
 from stepline._protocol import hashing
 from stepline._protocol.execution import ExecutionRequest, Op, unwrap_memo
 from stepline._protocol.opcodes import Opcode, ParallelMode
@@ -37,6 +37,10 @@ class _Planned(Interrupt):
 
 class _Skip(Interrupt):
     """A parallel branch reached a step other than the targeted one."""
+
+
+class _Diverged(Interrupt):
+    """The replay diverged under the ``fail`` policy: stop before running new code."""
 
 
 class _Fail(Interrupt):
@@ -78,6 +82,7 @@ class Outcome:
     ops: list[Op] | None = None
     error: BaseException | None = None
     no_retry: bool = False
+    divergence: _divergence.Divergence | None = None
 
 
 class StepObserver(Protocol):
@@ -121,6 +126,7 @@ class ExecutionState:
         *,
         checkpoint: CheckpointPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        nondeterminism: _divergence.Policy = "warn",
     ) -> None:
         self.request = request
         ctx = request.ctx
@@ -140,6 +146,13 @@ class ExecutionState:
         self._checkpoint = checkpoint
         self._clock = clock
         self._started = clock()
+        self._patches: dict[str, bool] = {}
+        #: follows the replay of an untargeted call (a targeted one stops at its step)
+        self._tracker = (
+            None
+            if self._target is not None
+            else _divergence.ReplayTracker(ctx.stack, request.steps, nondeterminism)
+        )
         #: told when each step's code runs (tracing); None costs one check per step
         self.observer: StepObserver | None = None
 
@@ -210,17 +223,43 @@ class ExecutionState:
             data = _serde.to_jsonable(slot.value, what=f'output of step "{slot.user_id}"')
         except _errors.OutputUnserializableError as exc:
             raise _Fail(exc) from None
-        op = Op(Opcode.STEP_RUN, slot.hashed_id, slot.user_id, slot.index, data=data)
-        if not self._may_checkpoint():
-            self._ops.append(op)
-            raise _Respond
-        self._done.append(op)
-        if (
-            len(self._done) >= self._checkpoint.max_steps  # type: ignore[union-attr]
-            or self._clock() - self._started >= self._checkpoint.max_seconds  # type: ignore[union-attr]
-        ):
-            raise _Respond
+        self._complete(Op(Opcode.STEP_RUN, slot.hashed_id, slot.user_id, slot.index, data=data))
         return _serde.revive(data, slot.output_type)
+
+    def patched(self, change_id: str) -> bool:
+        """``ctx.patched``: the recorded answer, else False while replaying, else True.
+
+        The answer is recorded as a step (``patched:<change-id>``), so it never flips for
+        a run; under checkpointing recording costs no extra call. In a targeted call (the
+        run planned its step on code without the patch) the answer is False, unrecorded.
+        """
+        known = self._patches.get(change_id)
+        if known is not None:
+            return known
+        slot = self._begin(_patch_step_id(change_id))
+        if self._tracker is not None:
+            self._tracker.exempt(slot.hashed_id)
+        found, value = self._replay(slot)
+        answer = bool(value) if found else self._target is None and not self.is_replaying
+        self._patches[change_id] = answer
+        if not found and self._target is None:
+            label = f"patched: {change_id}"
+            self._complete(
+                Op(Opcode.STEP_RUN, slot.hashed_id, slot.user_id, slot.index, data=answer),
+                display_name=label,
+            )
+        return answer
+
+    def deprecate_patch(self, change_id: str) -> None:
+        """``ctx.deprecate_patch``: consume the patch's marker, if recorded; record nothing."""
+        if change_id in self._patches:
+            return
+        slot = self._begin(_patch_step_id(change_id))
+        self._patches[change_id] = True
+        if self._tracker is not None:
+            self._tracker.exempt(slot.hashed_id)
+        if slot.hashed_id in self._memos:
+            self._unseen -= 1
 
     def op_step(
         self,
@@ -247,11 +286,15 @@ class ExecutionState:
         outer_mode, self._parallel_mode = self._parallel_mode, mode
         reported = len(self._ops)
         self._parallel_depth += 1
+        if self._tracker is not None:
+            self._tracker.enter_group(mode is ParallelMode.RACE)
         try:
             yield group
         finally:
             self._parallel_depth -= 1
             self._parallel_mode = outer_mode
+            if self._tracker is not None:
+                self._tracker.exit_group()
         if len(self._ops) > reported:
             raise _Planned if self._parallel_depth else _Respond
         if group.skipped:
@@ -263,15 +306,19 @@ class ExecutionState:
     @contextlib.contextmanager
     def function_call(self, outcome: Outcome) -> Iterator[Outcome]:
         """Run the user function; fill ``outcome`` however it ends."""
+        returned = False
         try:
             yield outcome
         except (_Respond, _Planned, _Skip):
             outcome.ops = self._done + self._ops
+        except _Diverged:
+            pass  # the verdict below fails the call
         except _Fail as fail:
             outcome.error = fail.error
         except Exception as exc:
             outcome.error = exc
         else:
+            returned = True
             if self._done:  # report completion along with the checkpointed steps
                 try:
                     data = _serde.to_jsonable(outcome.output, what="function output")
@@ -284,6 +331,11 @@ class ExecutionState:
             # Keep the steps that succeeded; the failure is met again on the next call.
             outcome.ops, outcome.error = list(self._done), None
         outcome.no_retry = self._no_retry
+        if self._tracker is not None:
+            outcome.divergence = self._tracker.result(returned=returned)
+            if outcome.divergence is not None and outcome.divergence.policy == "fail":
+                outcome.ops, outcome.output = None, None
+                outcome.error = outcome.divergence.error()
 
     # -- internals -----------------------------------------------------------------------
 
@@ -300,6 +352,8 @@ class ExecutionState:
         if raw is _MISSING:
             return False, None
         self._unseen -= 1
+        if self._tracker is not None:
+            self._tracker.reached(slot.hashed_id, slot.user_id)
         value, error = unwrap_memo(raw)
         if error is not None:
             raise _errors.StepError(
@@ -318,6 +372,11 @@ class ExecutionState:
         name: str | None = None,
         opts: dict[str, Any] | None = None,
     ) -> None:
+        tracker = self._tracker
+        if tracker is not None:
+            tracker.found_new(slot.hashed_id, slot.user_id)
+            if tracker.policy == "fail" and not self._parallel_depth and tracker.diverged_so_far():
+                raise _Diverged  # before the new step's code runs
         op = Op(opcode, slot.hashed_id, slot.user_id, slot.index, name=name, opts=opts)
         if self._target is not None:
             if slot.hashed_id != self._target:
@@ -344,6 +403,19 @@ class ExecutionState:
         self._ops.append(op)
         raise _Respond
 
+    def _complete(self, op: Op, *, display_name: str | None = None) -> None:
+        """Record a step whose result is known: report it now, or keep going when checkpointing."""
+        op.display_name = display_name
+        if not self._may_checkpoint():
+            self._ops.append(op)
+            raise _Planned if self._parallel_depth and self._target is None else _Respond
+        self._done.append(op)
+        if (
+            len(self._done) >= self._checkpoint.max_steps  # type: ignore[union-attr]
+            or self._clock() - self._started >= self._checkpoint.max_seconds  # type: ignore[union-attr]
+        ):
+            raise _Respond
+
     def _report_failure(self, slot: StepSlot, exc: Exception) -> None:
         retriable = exc.retriable if isinstance(exc, _errors.SteplineError) else True
         final = not retriable or (
@@ -366,6 +438,12 @@ class ExecutionState:
 
 
 _MISSING: Any = object()
+
+
+def _patch_step_id(change_id: str) -> str:
+    if not isinstance(change_id, str) or not change_id:
+        raise _Fail(_errors.ConfigError("a patch's change id must be a non-empty string"))
+    return f"patched:{change_id}"
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:

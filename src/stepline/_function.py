@@ -16,11 +16,13 @@ from stepline._options import (
     Concurrency,
     Debounce,
     FunctionOptions,
+    NondeterminismPolicy,
     Priority,
     RateLimit,
     Singleton,
     Throttle,
     Timeouts,
+    VersioningPolicy,
 )
 from stepline._protocol import registration
 from stepline._triggers import TriggerCron, TriggerEvent, triggers_to_wire
@@ -49,6 +51,8 @@ class FunctionOptionArgs(TypedDict, total=False):
     idempotency: str | None
     singleton: Singleton | None
     timeouts: Timeouts | None
+    nondeterminism: NondeterminismPolicy
+    versioning: VersioningPolicy | None
 
 
 def declare(

@@ -23,15 +23,21 @@ __all__ = [
     "Debounce",
     "DurationLike",
     "FunctionOptions",
+    "NondeterminismPolicy",
     "Priority",
     "RateLimit",
     "Singleton",
     "Throttle",
     "Timeouts",
+    "VersioningPolicy",
 ]
 
 #: What users may pass wherever a duration is expected: ``timedelta``, int ms or ``"5m"``.
 DurationLike = _dt.timedelta | int | str
+#: A function's answer to a replay that no longer matches its recorded steps.
+NondeterminismPolicy = Literal["warn", "fail"]
+#: Where a run goes once the app version it started on is no longer registered.
+VersioningPolicy = Literal["pinned", "latest"]
 
 _MAX_CONCURRENCY = 2  # the engine's MaxConcurrencyLimits
 _MAX_RETRIES = 20
@@ -294,6 +300,12 @@ class FunctionOptions:
         idempotency: CEL key; one run per key per 24h.
         singleton: one active run at a time.
         timeouts: start/finish deadlines.
+        nondeterminism: what a replay that no longer matches the recorded steps does:
+            ``"warn"`` (default: log, record a notice on the run, go on) or ``"fail"``
+            (fail the run at once with ``NonDeterminismError``). Not sent to the engine.
+        versioning: where the engine sends a run's calls once the app version it
+            started on is gone: ``"pinned"`` (keep it on that version) or ``"latest"``
+            (move it to the newest); ``None`` leaves the engine's default (pinned).
     """
 
     name: str | None = None
@@ -309,6 +321,8 @@ class FunctionOptions:
     idempotency: str | None = None
     singleton: Singleton | None = None
     timeouts: Timeouts | None = None
+    nondeterminism: NondeterminismPolicy = "warn"
+    versioning: VersioningPolicy | None = None
 
     def __post_init__(self) -> None:
         for attr, kind in (
@@ -330,6 +344,15 @@ class FunctionOptions:
                 "FunctionOptions.retries", self.retries, minimum=0, maximum=_MAX_RETRIES
             )
         _checks.check_key("FunctionOptions.idempotency", self.idempotency)
+        if self.nondeterminism not in ("warn", "fail"):
+            raise _errors.ConfigError(
+                f"FunctionOptions.nondeterminism must be 'warn' or 'fail', "
+                f"got {self.nondeterminism!r}"
+            )
+        if self.versioning not in (None, "pinned", "latest"):
+            raise _errors.ConfigError(
+                f"FunctionOptions.versioning must be 'pinned' or 'latest', got {self.versioning!r}"
+            )
         sequences: tuple[tuple[str, type[_Option]], ...] = (
             ("concurrency", Concurrency),
             ("cancel", Cancel),
@@ -373,6 +396,8 @@ class FunctionOptions:
         idempotency: str | None = None,
         singleton: Singleton | None = None,
         timeouts: Timeouts | None = None,
+        nondeterminism: NondeterminismPolicy = "warn",
+        versioning: VersioningPolicy | None = None,
     ) -> FunctionOptions:
         """Normalise user inputs and validate them together.
 
@@ -406,6 +431,8 @@ class FunctionOptions:
             idempotency=idempotency,
             singleton=singleton,
             timeouts=timeouts,
+            nondeterminism=nondeterminism,
+            versioning=versioning,
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -415,6 +442,8 @@ class FunctionOptions:
             out["description"] = self.description
         if self.idempotency is not None:
             out["idempotency"] = self.idempotency
+        if self.versioning is not None:
+            out["versioning"] = self.versioning
         for key, items in (("concurrency", self.concurrency), ("cancel", self.cancel)):
             if items:
                 out[key] = [item.to_wire() for item in items]

@@ -21,7 +21,9 @@ EXPECTED = [
     "FunctionNotRegisteredError",
     "ManagementError",
     "NestedStepError",
+    "NonDeterminismError",
     "NonRetriableError",
+    "NondeterminismPolicy",
     "OutputUnserializableError",
     "ParallelMode",
     "Priority",
@@ -49,6 +51,7 @@ EXPECTED = [
     "Timeouts",
     "TriggerCron",
     "TriggerEvent",
+    "VersioningPolicy",
     "__version__",
 ]
 

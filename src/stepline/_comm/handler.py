@@ -23,7 +23,8 @@ from stepline import _context, _errors, _identity, _invocation, _logs, _tracing
 from stepline._comm import app_sync
 from stepline._comm.endpoint import Endpoint, Signer
 from stepline._comm.loop import LoopThread
-from stepline._comm.messages import CommRequest, CommResponse
+from stepline._comm.messages import CommRequest, CommResponse, logger
+from stepline._divergence import Divergence
 from stepline._effects import Flow, drive_async, drive_sync
 from stepline._event import Event
 from stepline._execution import CheckpointPolicy, ExecutionState, Outcome
@@ -209,12 +210,18 @@ class CommHandler:
         call.ctx.step_id = step_id or call.ctx.step_id
         if call.use_api:
             yield from app_sync.load_large_payloads(self.endpoint, call)
-        state = ExecutionState(call, checkpoint=self._checkpoint_policy(call))
+        state = ExecutionState(
+            call,
+            checkpoint=self._checkpoint_policy(call),
+            nondeterminism=fn.options.nondeterminism,
+        )
         events = _invocation.parse_events(state)
         trace = None
         if self._tracer is not None:
             trace = state.observer = self._tracer.execution(request.headers, call.ctx, fn_id)
         outcome: Outcome = yield RunFunction(fn, state, events, trace)
+        if outcome.divergence is not None:
+            _log_divergence(fn, call, outcome.divergence)
         now = _dt.datetime.fromtimestamp(self._wall_clock(), _dt.timezone.utc)
         return self.signed(CommResponse.from_call_result(outcome, self._base_headers, now=now), key)
 
@@ -296,6 +303,19 @@ def _check_target(
             f"query parameter stepId={step_id!r} does not match the signed body's step "
             f"{body_step_id!r}: the request was altered after the engine signed it"
         )
+
+
+def _log_divergence(fn: Function, call: ExecutionRequest, divergence: Divergence) -> None:
+    outcome = "the run fails" if divergence.policy == "fail" else "the run goes on"
+    logger.warning(
+        'stepline: function "%s" run %s: the replay no longer matches its recorded steps '
+        "(%s); %s (nondeterminism=%r): use ctx.patched(...) or pin versions",
+        fn.composite_id,
+        call.ctx.run_id,
+        divergence.describe(),
+        outcome,
+        divergence.policy,
+    )
 
 
 def _is_uuid(text: str) -> bool:

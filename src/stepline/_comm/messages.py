@@ -90,7 +90,29 @@ class CommResponse:
     def from_call_result(
         cls, outcome: Outcome, base: Mapping[str, str], *, now: _dt.datetime
     ) -> CommResponse:
-        """The response for one execution: 200 output, 206 ops, or an error."""
+        """The response for one execution: 200 output, 206 ops, or an error.
+
+        A replay that diverged from the recorded steps adds ``X-Stepline-Nondeterminism``.
+        """
+        response = cls._for_outcome(outcome, base, now=now)
+        if outcome.divergence is not None:
+            response.headers[headers.NONDETERMINISM] = outcome.divergence.header()
+        return response
+
+    @classmethod
+    def _for_outcome(
+        cls, outcome: Outcome, base: Mapping[str, str], *, now: _dt.datetime
+    ) -> CommResponse:
+        if isinstance(outcome.error, _errors.NonDeterminismError):
+            # Logged by the handler, which names the function and the run.
+            diverged = outcome.error
+            response = cls.json(
+                diverged.status,
+                {"code": diverged.code, "message": diverged.message, "name": "NonDeterminismError"},
+                base,
+            )
+            _mark_retry(response, diverged)
+            return response
         if outcome.ops is not None:
             response = cls(
                 206, dict(base), _serde.dumps([op.to_wire() for op in outcome.ops]).encode()

@@ -157,11 +157,12 @@ class Op:
     opts: dict[str, Any] | None = None
     data: Any = None
     error: dict[str, Any] | None = None
+    display_name: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The op object as inngest-py shapes it."""
         out: dict[str, Any] = {
-            "displayName": self.user_id,
+            "displayName": self.user_id if self.display_name is None else self.display_name,
             "id": self.id,
             "name": self.user_id if self.name is None else self.name,
             "op": self.op.value,

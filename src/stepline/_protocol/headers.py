@@ -10,6 +10,8 @@ EXPECTED_SERVER_KIND = "x-inngest-expected-server-kind"
 FORCE_STEP_PLAN = "x-inngest-force-step-plan"
 FRAMEWORK = "x-inngest-framework"
 NO_RETRY = "x-inngest-no-retry"
+#: Stepline's own: how a replay diverged from the recorded steps (SDK to engine).
+NONDETERMINISM = "x-stepline-nondeterminism"
 PLATFORM = "x-inngest-platform"
 REQ_VERSION = "x-inngest-req-version"
 RETRY_AFTER = "retry-after"
