@@ -14,7 +14,7 @@ from typing_extensions import Unpack
 
 from stepline import _autosync, _bodies, _errors, _serve_options
 from stepline._comm import CommRequest, CommResponse
-from stepline.django import _mounts
+from stepline.django import _checks, _mounts
 
 if TYPE_CHECKING:
     from stepline._client import Client
@@ -45,6 +45,9 @@ def serve(
     ``async_mode=None`` picks the async view on Django 5+ when ``ASGI_APPLICATION`` is
     set, and the sync view otherwise; only the async view can stream. The body is read
     up to the handler's own limit (413 beyond), not Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
+
+    Mount it once per app: the system check ``stepline.E001`` (``manage.py check``,
+    ``runserver``) refuses a URL conf serving one app at two paths, or two apps at one.
 
     Raises:
         ConfigError: Django older than 4.2, a malformed setting, functions of another
@@ -85,6 +88,7 @@ def serve(
         return _to_django(handler.handle_sync(_from_django(request, limit)))
 
     view = csrf_exempt(async_view if use_async else sync_view)
+    _checks.remember(view, client.app_id)  # mounted twice: the stepline.E001 system check
     receiver = _autosync.django_receiver(handler, lambda: _mounts.locate(view), _embedded())
     request_started.connect(receiver, weak=False)
     return urls.path(route, view, name="stepline")
