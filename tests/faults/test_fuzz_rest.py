@@ -40,6 +40,7 @@ _queries: dict[str, st.SearchStrategy[Any]] = {
             "event_id": s.url_texts,
             "cursor": s.url_texts,
             "limit": _limits,
+            "version": s.url_texts,
         },
     ),
     "/v1/events": st.fixed_dictionaries(
@@ -69,6 +70,8 @@ _BY_ID = [
     ("POST", "/v1/functions/{id}/runs"),
     ("POST", "/invoke/{id}"),
     ("GET", "/dashboard/{id}"),
+    ("GET", "/v1/apps/{id}/versions"),
+    ("DELETE", "/v1/apps/{id}/versions/{id}"),
 ]
 _PLAIN = [
     ("GET", "/v1/functions"),

@@ -1,4 +1,5 @@
-"""``stepline runs list|show|cancel`` and ``stepline send``: a quick look at a live engine.
+"""``stepline runs list|show|cancel``, ``stepline send`` and ``stepline apps``: a quick look
+at a live engine.
 
 Everything goes over the engine's REST and event APIs, through the SDK's own flows
 (``_runs``, ``_sender``) with a blocking transport; the tables are pure functions.
@@ -16,12 +17,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO, TypeVar
 
 from stepline import _effects, _errors, _event, _runs, _sender, _settings, _transport
-from stepline.engine._cli import lookups
+from stepline.engine._cli import apps, lookups
 
 T = TypeVar("T")
 
 #: The top-level commands this module serves.
-COMMANDS = ("runs", "send")
+COMMANDS = ("runs", "send", apps.COMMAND)
 #: ``runs cancel`` on a run that had already ended: nothing was cancelled.
 EXIT_ENDED = 3
 #: How long ``send`` looks for the runs its event started, and ``show --watch`` polls.
@@ -53,6 +54,9 @@ def add_parsers(commands: Any) -> None:
     )
     listing.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
     listing.add_argument("--cursor", help="the next-page cursor a previous list printed")
+    listing.add_argument(
+        "--version", help="only runs started on this app version (stepline apps versions APP)"
+    )
     show = actions.add_parser("show", help="one run and its steps")
     show.add_argument("run_id")
     show.add_argument(
@@ -71,14 +75,19 @@ def add_parsers(commands: Any) -> None:
     send.add_argument("--id", default="", help="the event id (an idempotency key)")
     send.add_argument("--event-key", help="event key (env STEPLINE_EVENT_KEY)")
     for sub in (listing, show, cancel, send):
-        sub.add_argument(
-            "--url",
-            help="the engine (env STEPLINE_API_BASE_URL; default http://127.0.0.1:8288)",
-        )
-        sub.add_argument(
-            "--signing-key", help="for `stepline start` engines (env STEPLINE_SIGNING_KEY)"
-        )
-        sub.add_argument("--json", action="store_true", help="print JSON instead of text")
+        _common(sub)
+    apps.add_parser(commands, _common)
+
+
+def _common(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--url",
+        help="the engine (env STEPLINE_API_BASE_URL; default http://127.0.0.1:8288)",
+    )
+    sub.add_argument(
+        "--signing-key", help="for `stepline start` engines (env STEPLINE_SIGNING_KEY)"
+    )
+    sub.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def main(
@@ -105,6 +114,8 @@ def main(
     try:
         if args.command == "send":
             return _send(args, settings, transport, out, err)
+        if args.command == apps.COMMAND:
+            return apps.main(args, settings, transport, out, err)
         return _runs_command(args, settings, transport, out, err)
     except lookups.AmbiguousFunctionError as exc:
         print(f"stepline {args.command}: {exc}", file=err)
@@ -148,12 +159,16 @@ def _runs_command(
         function = args.function
         if function:  # the short id (``hello`` for ``app-hello``) when only one app has it
             function = _run(lookups.function_id_flow(settings, function), transport)
-        flow = _runs.list_flow(
-            settings,
-            function_id=function,
-            status=args.status or (),
-            limit=max(1, min(args.limit, 500)),
-            cursor=args.cursor,
+        page = {
+            "function_id": function,
+            "status": args.status or (),
+            "limit": max(1, min(args.limit, 500)),
+            "cursor": args.cursor,
+        }
+        flow = (
+            apps.runs_flow(settings, version=args.version, **page)
+            if args.version
+            else _runs.list_flow(settings, **page)
         )
         found, cursor = _run(flow, transport)
         if args.json:
@@ -262,7 +277,8 @@ def runs_table(runs: Sequence[_runs.RunInfo], *, now: dt.datetime) -> str:
     """Runs as an aligned table: id, function, status, age, duration."""
     if not runs:
         return "no runs"
-    rows = [("RUN ID", "FUNCTION", "STATUS", "CREATED", "DURATION")]
+    versioned = any(run.app_version for run in runs)  # a column only when apps have versions
+    rows = [("RUN ID", "FUNCTION", "STATUS", "CREATED", "DURATION", *(("VERSION",) * versioned))]
     for run in runs:
         rows.append(
             (
@@ -271,6 +287,7 @@ def runs_table(runs: Sequence[_runs.RunInfo], *, now: dt.datetime) -> str:
                 run.status.value,
                 _ago(run.created_at, now),
                 _duration(run.started_at or run.created_at, run.ended_at, now),
+                *((run.app_version or "-",) * versioned),
             )
         )
     return _table(rows)
@@ -290,6 +307,8 @@ def run_detail(
         f"Status    {run.status.value}",
         f"Created   {_iso(run.created_at)} ({_ago(run.created_at, now)})",
     ]
+    if run.app_version is not None:
+        lines.insert(2, f"Version   {run.app_version}")
     if run.started_at is not None:
         lines.append(f"Started   {_iso(run.started_at)}")
     if run.ended_at is not None:
@@ -300,6 +319,7 @@ def run_detail(
     lines += lookups.waits_text(run, steps, waits or {})
     if run.cancel_reason:
         lines.append(f"Reason    {run.cancel_reason}")
+    lines += apps.notices_text(run.notices)
     if run.error is not None:
         lines.append(f"Error     {run.error.get('name', 'Error')}: {run.error.get('message', '')}")
     elif run.status is _runs.RunStatus.COMPLETED:

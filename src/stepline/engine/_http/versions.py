@@ -37,6 +37,9 @@ def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[st
             found = await engine.store.read(lambda tx: _versions.listing(tx, app_id))
         except _versions.VersionRefusedError as exc:
             raise ApiError(exc.status, str(exc)) from None
+        for version in found:  # times as every other REST view shows them
+            for key in ("synced_at", "registered_at"):
+                version[key] = views.timestamp(version[key])
         return wire.json_response(views.data(found))
 
     async def retire(request: Request) -> Response:
