@@ -2,9 +2,9 @@
 
 ``retention="7d"`` (``0``/``off`` keeps everything), ``shutdown_grace="30s"``, and the
 framework settings that build the engine (Flask's ``STEPLINE_ENGINE_OPTIONS``, Django's
-``ENGINE_OPTIONS``) reach the running engine in seconds. A value it cannot read, or a
-setting it does not have, is a ``ConfigError`` at construction naming the setting and a
-valid value.
+``ENGINE_OPTIONS``, FastAPI's ``lifespan(**engine_settings)``) reach the running engine in
+seconds. A value it cannot read, or a setting it does not have, is a ``ConfigError`` at
+construction naming the setting and a valid value.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import fastapi
+import fastapi.testclient
 import flask
 import pytest
 from django.test import override_settings
 
 import stepline
 import stepline.django
+import stepline.fastapi
 import stepline.flask
 from stepline.embedded import EmbeddedEngine
 from tests.web.django_setup import _django  # noqa: F401 (an autouse fixture)
@@ -134,3 +137,30 @@ def test_django_engine_options_take_durations(tmp_path: Path) -> None:
         pytest.raises(stepline.ConfigError, match=r"retention.*retention='7d'"),
     ):
         stepline.django.get_engine()
+
+
+def test_fastapi_lifespan_settings_take_durations(tmp_path: Path) -> None:
+    client, functions = make()
+    app = fastapi.FastAPI(
+        lifespan=stepline.fastapi.lifespan(
+            client,
+            functions=functions,
+            engine="embedded",
+            database=str(tmp_path / "l.db"),
+            retention="12h",
+            shutdown_grace="5s",
+        )
+    )
+    with fastapi.testclient.TestClient(app):
+        settings = app.state.stepline_engine.engine.settings
+        assert (settings.retention, settings.shutdown_grace) == (43_200.0, 5.0)
+    bad = fastapi.FastAPI(
+        lifespan=stepline.fastapi.lifespan(
+            make()[0], functions=functions, engine="embedded", retention="a week"
+        )
+    )
+    with (
+        pytest.raises(stepline.ConfigError, match="retention='7d'"),
+        fastapi.testclient.TestClient(bad),
+    ):
+        pass  # refused at startup, before the engine opens anything
