@@ -27,15 +27,10 @@ from stepline.engine._model import (
 from stepline.engine._observe import tracing as _tracing
 from stepline.engine._registry import FunctionSpec, Registry, compiled
 from stepline.engine._response import Completed, Failed, Ops, Outcome, ReportedOp
-from stepline.engine._runview import YEAR, RunView, deadline, sleep_until
+from stepline.engine._runview import INVOKE_TIMEOUT_ERROR, YEAR, RunView, deadline, sleep_until
 from stepline.engine._starts import DISCOVERY, call, execute_job_id
 from stepline.engine._store import Tx
 
-INVOKE_TIMEOUT_ERROR = {
-    "name": "InngestInvokeTimeoutError",
-    "message": "Timed out waiting for invoked function to complete",
-    "error": "InngestInvokeTimeoutError: Timed out waiting for invoked function to complete",
-}
 _DONE_OPS = frozenset({Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_FAILED, Opcode.RUN_COMPLETE})
 
 
@@ -88,6 +83,8 @@ class RunLoop:
         if run.started_at is None:
             run.started_at = now
         run.status = RunStatus.RUNNING
+        if current.step_id != DISCOVERY:  # official SDKs: a planned step no longer reached
+            outcome = view.unreached(current.step_id, outcome)
         if outcome.divergence is not None:
             view.diverged(outcome.divergence, outcome, now)
         if isinstance(outcome, Completed):
@@ -137,6 +134,8 @@ class RunLoop:
                 view.done(op, {"error": op.error}, StepStatus.FAILED, now)
                 completed = True
                 race = race or step.mode == "race"
+            elif op.op is Opcode.STEP_NOT_FOUND:  # it ends; the run is discovered again
+                completed = view.lost(op, now) or completed
             elif op.op in (Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_FAILED):
                 memo: Any = op.data if op.op is Opcode.STEP else {"data": op.data}
                 status = StepStatus.COMPLETED

@@ -5,16 +5,35 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
 
+from stepline import _serde
 from stepline._protocol import durations
+from stepline._protocol.hashing import hash_step_id
+from stepline._protocol.opcodes import Opcode
 from stepline.engine._model import Run, StepRecord, StepStatus
-from stepline.engine._response import Divergence, Ops, Outcome, ReportedOp
-from stepline.engine._store import Tx
+from stepline.engine._response import (
+    MAX_REPORT_ID,
+    Completed,
+    Divergence,
+    Failed,
+    Ops,
+    Outcome,
+    ReportedOp,
+)
+from stepline.engine._store import Tx, storable
 
 #: Sleeps, waits and invokes longer than this are cut to it (the Go server rejects them).
 YEAR = 365 * 86_400.0
+INVOKE_TIMEOUT_ERROR = {
+    "name": "InngestInvokeTimeoutError",
+    "message": "Timed out waiting for invoked function to complete",
+    "error": "InngestInvokeTimeoutError: Timed out waiting for invoked function to complete",
+}
+#: The error of a planned step the app's code no longer reaches (it ends, memo-less).
+NOT_REACHED = {"name": "StepNotFound", "message": "the app's code no longer reaches this step"}
 #: Notices kept per run: a run whose replays keep diverging differently stops adding more.
 MAX_NOTICES = 50
 #: Step ids one notice lists per kind (missing, reordered, new).
@@ -114,8 +133,12 @@ class RunView:
         this answer. A new notice is logged (WARNING) naming the run, function and steps.
         """
         ops = outcome.ops if isinstance(outcome, Ops) else ()
-        names = {s.step_id: s.name for s in self.steps.values()}
-        names.update({op.id: op.display_name for op in ops})
+        names: dict[str, str | None] = {s.step_id: s.name for s in self.steps.values()}
+        for op in ops:  # a StepNotFound op names the new steps it found instead
+            if op.op is Opcode.STEP_NOT_FOUND:
+                names.update(_found_steps(op.data))
+            else:
+                names.setdefault(op.id, op.display_name)
         key = (set(divergence.missing), set(divergence.reordered))
         for notice in self.run.notices:
             if notice.get("kind") == "nondeterminism" and _key(notice) == key:
@@ -143,6 +166,58 @@ class RunView:
         logger.warning("run %s (%s): %s", self.run.run_id, self.run.function_id, notice["message"])
         return notice
 
+    def unreached(self, step_id: str | None, outcome: Outcome) -> Outcome:
+        """The answer to a call targeting planned step ``step_id``, if the app no longer reaches it.
+
+        Engine-side detection, for SDKs that do not report divergences themselves:
+        inngest-py fails such a call with ``StepUnexpectedError`` (it met a step that is
+        not in the history first), inngest-js answers 500 naming the ``requestedStep`` and
+        the ``foundSteps``, or (per the SDK spec) a ``StepNotFound`` op; the function may
+        also return without reaching the step. Each becomes a divergence with source
+        ``engine`` and policy ``warn``, and a failed call becomes a ``StepNotFound`` op:
+        the step ends and the run is discovered again (as Inngest's executor does)
+        instead of retrying a call that cannot succeed. A report of the SDK's own wins.
+        """
+        step = self.steps.get(step_id or "")
+        if step is None or step.status.ended or outcome.divergence is not None:
+            return outcome
+        missing = (step.step_id,)
+        if isinstance(outcome, Completed):
+            return dataclasses.replace(
+                outcome, divergence=Divergence("warn", missing, source="engine")
+            )
+        if isinstance(outcome, Ops):
+            lost = [op for op in outcome.ops if op.op is Opcode.STEP_NOT_FOUND and op.id in missing]
+            if not lost:
+                return outcome
+            new = tuple(_found_steps(lost[0].data))
+            return dataclasses.replace(
+                outcome, divergence=Divergence("warn", missing, (), new, "engine")
+            )
+        found = _not_found(outcome, step.step_id)
+        if found is None:
+            return outcome
+        op = ReportedOp(
+            Opcode.STEP_NOT_FOUND,
+            step.step_id,
+            step.name,
+            step.name,
+            {},
+            {"foundSteps": found},
+            None,
+        )
+        new = tuple(entry["id"] for entry in found)
+        divergence = Divergence("warn", missing, (), new, "engine")
+        return Ops((op,), outcome.request_version, divergence=divergence)
+
+    def lost(self, op: ReportedOp, now: float) -> bool:
+        """A planned step the app no longer reaches (``StepNotFound``) ends without a memo."""
+        step = self.steps.get(op.id)
+        if step is None or step.status.ended:
+            return False
+        step.status, step.ended_at, step.error = StepStatus.CANCELLED, now, NOT_REACHED
+        return True
+
     def append(self, step: StepRecord) -> None:
         """Put a finished step at the end of the run's completion order."""
         step.seq = len(self.run.stack)
@@ -169,13 +244,52 @@ def divergence_message(notice: dict[str, Any]) -> str:
     )
 
 
+_UNEXPECTED = re.compile(r'found step "(.+)" when targeting a different step')
+
+
+def _not_found(outcome: Failed, step_id: str) -> list[dict[str, Any]] | None:
+    """The new steps a failed targeted call names, if it failed for lack of its target.
+
+    inngest-py: ``StepUnexpectedError``, whose message holds the step's own id (its hash
+    is the hashed id of that id's first use); inngest-js: a body naming ``requestedStep``.
+    """
+    if outcome.error.get("name") == "StepUnexpectedError":
+        found = _UNEXPECTED.search(str(outcome.error.get("message") or ""))
+        name = found.group(1) if found else None
+        if name and len(name) <= MAX_REPORT_ID and storable(name):
+            return [{"id": hash_step_id(name), "name": name}]
+        return []
+    try:
+        body = _serde.loads(outcome.output)
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("requestedStep") != step_id:
+        return None
+    return [{"id": i, "name": n} for i, n in _found_steps(body).items()]
+
+
+def _found_steps(data: object) -> dict[str, str | None]:
+    """Hashed id to name of the ``foundSteps`` an SDK listed (capped, sane strings only)."""
+    listed = data.get("foundSteps") if isinstance(data, dict) else None
+    found: dict[str, str | None] = {}
+    for entry in listed[:MAX_NOTICE_IDS] if isinstance(listed, list) else ():
+        step_id = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(step_id, str) or not 0 < len(step_id) <= MAX_REPORT_ID:
+            continue
+        name = entry.get("displayName") or entry.get("name")
+        ok = isinstance(name, str) and len(name) <= MAX_REPORT_ID and storable(name)
+        if storable(step_id):
+            found[step_id] = name if ok else None
+    return found
+
+
 def _key(notice: dict[str, Any]) -> tuple[set[Any], set[Any]]:
     missing = {e.get("id") for e in notice.get("missing", []) if isinstance(e, dict)}
     reordered = {e.get("id") for e in notice.get("reordered", []) if isinstance(e, dict)}
     return missing, reordered
 
 
-def _named(ids: Iterable[str], names: dict[str, str]) -> list[dict[str, Any]]:
+def _named(ids: Iterable[str], names: dict[str, str | None]) -> list[dict[str, Any]]:
     return [{"id": i, "name": names.get(i)} for i in ids]
 
 
