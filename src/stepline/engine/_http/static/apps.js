@@ -1,9 +1,11 @@
-// Apps: what is synced, from where, when, the last sync error, and re-sync buttons.
-import { api, code, fill, h, notice, table, time } from "./dom.js";
+// Apps: what is synced, from where, when, the last sync error, and re-sync buttons; the
+// registered versions of each app with the runs still live on each (to see one drain).
+import { api, code, fill, h, notice, qs, table, time } from "./dom.js";
 
 export async function list(view, _args, _params, ctx) {
   const message = h("div", { id: "sync-message" });
   const rows = h("div", { id: "apps-table" });
+  const versions = h("div", { id: "app-versions" });
   const url = h("input", { name: "url", type: "url", placeholder: "http://127.0.0.1:8000/api/inngest", required: true, "aria-label": "App URL" });
   const add = h("form", { class: "filters" }, url, h("button", { type: "submit" }, "Sync app"));
   add.addEventListener("submit", (e) => {
@@ -11,7 +13,7 @@ export async function list(view, _args, _params, ctx) {
     sync({ url: url.value.trim() });
   });
   const all = h("button", { type: "button", id: "resync-all", onclick: () => sync(undefined) }, "Re-sync all");
-  fill(view, h("h1", {}, "Apps ", all), message, rows, h("h2", {}, "Sync a new app"), add);
+  fill(view, h("h1", {}, "Apps ", all), message, rows, versions, h("h2", {}, "Sync a new app"), add);
   let last = "";
 
   async function sync(body) {
@@ -32,10 +34,12 @@ export async function list(view, _args, _params, ctx) {
 
   async function load() {
     const apps = (await api("v1/apps")).data;
+    const byApp = await Promise.all(apps.map((app) => api(`v1/apps/${encodeURIComponent(app.app_id)}/versions`).then((v) => v.data, () => [])));
     if (!ctx.alive()) return;
-    const key = JSON.stringify(apps);
+    const key = JSON.stringify([apps, byApp]);
     if (key === last) return;
     last = key;
+    fill(versions, versionTables(apps, byApp));
     fill(
       rows,
       table(
@@ -63,4 +67,33 @@ export async function list(view, _args, _params, ctx) {
   }
   await load();
   return { poll: load };
+}
+
+/** One table per app registered with versions: newest first, the live runs on each. */
+function versionTables(apps, byApp) {
+  const shown = apps.map((app, i) => [app, byApp[i] || []]).filter(([, found]) => found.length);
+  if (!shown.length) return null;
+  return [
+    h("h2", {}, "Versions"),
+    h("p", { class: "muted small" }, "New runs start on the latest version; a run stays on the version it started on (pinned) until it ends. A version whose live runs reach 0 has drained and can be retired: stepline apps retire APP VERSION."),
+    shown.map(([app, found]) =>
+      h(
+        "section",
+        { class: "versions", "data-app": app.app_id },
+        h("h3", {}, app.app_id),
+        table(
+          ["Version", "URL", "Live runs", "Last sync", ""],
+          found.map((v) => [
+            h("a", { href: `#/runs?${qs({ version: v.version })}` }, h("strong", {}, v.version)),
+            code(v.url),
+            h("span", { class: "live-runs" }, String(v.live_runs)),
+            time(v.synced_at),
+            v.latest ? h("span", { class: "badge s-completed" }, "latest") : v.live_runs ? h("span", { class: "badge s-running" }, "draining") : h("span", { class: "badge s-queued" }, "drained"),
+          ]),
+          "",
+          { class: "app-versions" },
+        ),
+      ),
+    ),
+  ];
 }

@@ -47,6 +47,7 @@ function runQuery(params) {
     function_id: params.get("function_id"),
     status: params.get("status"),
     event_id: params.get("event_id"),
+    version: params.get("version"),
     since,
     until,
     cursor: params.get("cursor"),
@@ -96,6 +97,7 @@ function filterForm(params, known, ctx) {
     rangeSelect,
     custom,
     h("input", { name: "event_id", placeholder: "Event id", value: params.get("event_id"), "aria-label": "Event id" }),
+    h("input", { name: "version", placeholder: "App version", value: params.get("version"), "aria-label": "App version", size: 12 }),
     h("button", { type: "submit", class: "primary" }, "Apply"),
     h("a", { href: "#/runs", class: "button" }, "Reset"),
   );
@@ -112,6 +114,7 @@ function filterForm(params, known, ctx) {
           since: isCustom ? data.get("since") : "",
           until: isCustom ? data.get("until") : "",
           event_id: (data.get("event_id") || "").trim(),
+          version: (data.get("version") || "").trim(),
         }),
     );
   });
@@ -130,7 +133,7 @@ function pagerLinks(params, next) {
 /** A table of runs (used by the runs list, the event page and the function page). */
 export function runTable(runs, empty) {
   return table(
-    ["Status", "Run", "Function", "Trigger", "Created", "Duration"],
+    ["Status", "Run", "Function", "Trigger", "Created", "Duration", "Version"],
     runs.map((run) => [
       [badge(run.status), run.waiting ? h("span", { class: "chip" }, run.waiting.reason) : null],
       runLink(run.run_id),
@@ -138,10 +141,17 @@ export function runTable(runs, empty) {
       trigger(run),
       time(run.created_at),
       runDuration(run),
+      version(run.app_version),
     ]),
     empty,
     { class: "runs" },
   );
+}
+
+/** The app version a run started on, linking to the runs started on it. */
+function version(name) {
+  if (!name) return h("span", { class: "muted" }, "—");
+  return h("a", { href: `#/runs?${qs({ version: name })}`, class: "version" }, name);
 }
 
 function trigger(run) {
