@@ -10,9 +10,11 @@ what a developer sees by default.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import urllib.parse
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,26 @@ def test_dashboard_url_joins_origin_root_and_mount() -> None:
     assert _announce.dashboard_url("http://h:1", "/stepline") == "http://h:1/stepline/"
     assert _announce.dashboard_url("http://h:1/app/", "/ops/") == "http://h:1/app/ops/"
     assert _announce.dashboard_url("http://h:1", "") == "http://h:1/"
+
+
+def test_once_per_engine_and_again_in_a_forked_child(
+    tmp_path: Path, logged: list[str], engines: list[EmbeddedEngine]
+) -> None:
+    first, other = (EmbeddedEngine(*make(), database=str(tmp_path / f"{n}.db")) for n in "ab")
+    engines.extend((first, other))
+    assert not first.announce(None, "/stepline")  # no origin yet: nothing to say
+    assert first.announce(ORIGIN, "/stepline")
+    assert not first.announce("http://127.0.0.1:1", "/stepline")
+    assert other.announce(ORIGIN, "/ops")  # another engine has its own line
+    assert logged == [f"{ORIGIN}/stepline/", f"{ORIGIN}/ops/"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: forking with threads
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child: a new process says it again
+        os._exit(0 if first.announce(ORIGIN, "/stepline") else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not first.announce(ORIGIN, "/stepline")  # still said, in this process
 
 
 # -- Flask ---------------------------------------------------------------------------------
