@@ -6,10 +6,19 @@ all read a request the same way.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-__all__ = ["Message", "Receive", "Scope", "Send", "full_path", "read_body", "relative_path"]
+__all__ = [
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "full_path",
+    "origin",
+    "read_body",
+    "relative_path",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,3 +48,16 @@ def full_path(scope: Scope) -> str:
 def relative_path(scope: Scope) -> str:
     """The path under the mount point (``""`` at the mount point itself)."""
     return full_path(scope)[len(scope.get("root_path", "")) :]
+
+
+def origin(scope: Mapping[str, Any], *, root_path: bool = False) -> str | None:
+    """``scheme://host`` from the ``Host`` header (else the server address), with the
+    ``root_path`` when asked; None when neither names a host."""
+    scheme = scope.get("scheme", "http")
+    host = next((v.decode("latin-1") for k, v in scope.get("headers") or () if k == b"host"), None)
+    server = scope.get("server")
+    if host is None and server:
+        host = f"{server[0]}:{server[1]}"
+    if host is None:
+        return None
+    return f"{scheme}://{host}" + (scope.get("root_path", "") if root_path else "")

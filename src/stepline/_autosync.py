@@ -19,9 +19,10 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from stepline import _asgi_scope
 from stepline._comm import app_sync
 from stepline._comm.endpoint import Endpoint
 from stepline._comm.messages import decode_json_object
@@ -144,7 +145,7 @@ class Middleware:
         if kind == "lifespan":
             start(self.handler, None, embedded=self.embedded)
         elif kind == "http" and scope.get("path") != self.handler.route_path:
-            start(self.handler, _asgi_origin(scope), embedded=self.embedded)
+            start(self.handler, _asgi_scope.origin(scope), embedded=self.embedded)
         await self.app(scope, receive, send)
 
 
@@ -192,7 +193,7 @@ def django_receiver(
             origin = f"{environ.get('wsgi.url_scheme', 'http')}://{host}" if host else None
             path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         elif scope is not None:
-            origin, path = _asgi_origin(scope), scope.get("path", "")
+            origin, path = _asgi_scope.origin(scope), scope.get("path", "")
         else:
             return
         mounted = locate()
@@ -200,15 +201,6 @@ def django_receiver(
             start(served, origin, embedded=embedded, path=path, mounted=mounted)
 
     return receive
-
-
-def _asgi_origin(scope: Mapping[str, Any]) -> str | None:
-    """``scheme://host`` from an ASGI scope's ``Host`` header (or server), None without."""
-    for name, value in scope.get("headers") or ():
-        if name == b"host":
-            return f"{scope.get('scheme', 'http')}://{value.decode('latin-1')}"
-    server = scope.get("server")
-    return f"{scope.get('scheme', 'http')}://{server[0]}:{server[1]}" if server else None
 
 
 def _reason(answer: HttpResponse) -> str:

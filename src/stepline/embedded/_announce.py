@@ -13,6 +13,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from stepline import _asgi_scope
+
 __all__ = ["Announce", "Middleware", "asgi_origin", "dashboard_url"]
 
 logger = logging.getLogger("stepline")
@@ -31,14 +33,7 @@ def dashboard_url(origin: str, mount: str) -> str:
 
 def asgi_origin(scope: Mapping[str, Any], *, root_path: bool = True) -> str | None:
     """``scheme://host`` (and the ``root_path``) from an ASGI scope; None without a host."""
-    scheme = scope.get("scheme", "http")
-    host = next((v.decode("latin-1") for k, v in scope.get("headers") or () if k == b"host"), None)
-    server = scope.get("server")
-    if host is None and server:
-        host = f"{server[0]}:{server[1]}"
-    if host is None:
-        return None
-    return f"{scheme}://{host}" + (scope.get("root_path", "") if root_path else "")
+    return _asgi_scope.origin(scope, root_path=root_path)
 
 
 class Announce:
