@@ -107,6 +107,12 @@ def ended(engine_url: str, run_ids: list[str]) -> list[dict[str, Any]]:
     return result
 
 
+def log_tail(where: Path) -> str:
+    return "\n".join(
+        f"{p.name}: {p.read_text(errors='replace')[-2000:]}" for p in where.glob("*.log")
+    )
+
+
 def cli(engine_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "stepline.engine", *args, "--url", engine_url]
     return subprocess.run(
@@ -155,7 +161,8 @@ def test_pinned_runs_finish_on_v1_while_new_runs_go_to_v2(
         assert [r["output"] for r in finished_new] == [{"begin": "v2", "end": "v2"}] * 2
         assert [r["app_version"] for r in finished_new] == ["v2", "v2"]
         if policy == "pinned":
-            assert [r["output"] for r in finished_old] == [{"begin": "v1", "end": "v1"}] * 2
+            outputs = [r["output"] for r in finished_old]
+            assert outputs == [{"begin": "v1", "end": "v1"}] * 2, (finished_old, log_tail(tmp_path))
             assert [r["app_version"] for r in finished_old] == ["v1", "v1"]
             assert [r["notices"] for r in finished_old] == [[], []]
         else:

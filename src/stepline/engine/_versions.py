@@ -146,6 +146,7 @@ def store(tx: Tx, app: AppSpec, now: float, mode: str) -> tuple[bool, bool]:
     runs move); a registration without a version re-syncs the version its URL serves,
     or, at a URL no version has, replaces them all (an app registered without versions).
     """
+    tx.lock_app_versions(app.app_id)  # two nodes registering versions at once: one at a time
     existing = {v.version: v for v in tx.list_app_versions(app.app_id)}
     version = app.version or next((v.version for v in existing.values() if v.url == app.url), None)
     if version is None:
@@ -244,6 +245,7 @@ def retire(tx: Tx, app_id: str, version: str, *, force: bool, now: float) -> dic
         VersionRefusedError: no such version (404), it is the latest (409), or runs that
             started on it are still live and ``force`` is not set (409, with the count).
     """
+    tx.lock_app_versions(app_id)
     versions = {v.version: v for v in tx.list_app_versions(app_id)}
     found = versions.get(version)
     if found is None:

@@ -67,6 +67,13 @@ class VersionsTx:
     def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:  # pragma: no cover - SqlTx's
         raise NotImplementedError
 
+    def _lock(self, name: str) -> None:  # pragma: no cover - SqlTx's
+        raise NotImplementedError
+
+    def lock_app_versions(self, app_id: str) -> None:
+        """Serialise changes to an app's versions until the transaction ends (Postgres)."""
+        self._lock(f"versions:{app_id}")
+
     def _apps_written(self) -> None:
         """Registrations changed (Postgres tells the other nodes to reload them)."""
 
