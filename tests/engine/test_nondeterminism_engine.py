@@ -144,3 +144,31 @@ def test_an_ordinary_failure_of_a_targeted_call_is_no_notice(
     run, _steps = scenario(db, stub_server)
     assert run.status is RunStatus.FAILED
     assert run.notices == []
+
+
+def test_a_step_lost_again_after_rediscovery_fails_as_before(
+    db: str, stub_server: StubServer
+) -> None:
+    """An app that keeps planning a step it then never reaches does not loop forever."""
+
+    def erratic(req: dict[str, Any]) -> tuple[Any, ...]:
+        target = targeted(req)
+        if target == "hx":
+            return PY_UNEXPECTED()
+        if target == "hy":
+            return 206, [{"op": "StepRun", "id": "hy", "displayName": "ship", "data": 2}], SDK
+        ops = [{"op": "StepPlanned", "id": "hx", "displayName": "charge"}]
+        if "hy" not in req["body"]["steps"]:
+            ops.append({"op": "StepPlanned", "id": "hy", "displayName": "ship"})
+        return 206, ops, SDK
+
+    stub_server.answer = erratic
+    run, steps = scenario(db, stub_server)
+    assert run.status is RunStatus.FAILED
+    assert json.loads(run.output or "")["name"] == "StepUnexpectedError"
+    [notice] = run.notices  # the first loss; the second is an ordinary failure
+    assert notice["missing"] == [{"id": "hx", "name": "charge"}]
+    charge = next(s for s in steps if s.step_id == "hx")
+    assert charge.status.value == "Failed"  # planned again after the loss, then failed
+    calls = [r for r in stub_server.requests if targeted(r) == "hx"]
+    assert len(calls) == 1 + 3  # lost once, then the function's three attempts

@@ -178,7 +178,7 @@ class RunLoop:
 
     def _schedule(self, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
         """Start the async work an op asks for (plan, sleep, wait, invoke, gateway)."""
-        existing = view.steps.get(op.id)
+        existing = view.live(op.id)
         if existing is not None:
             return  # already planned, waiting or done: re-reporting it is a no-op
         rid = view.run.run_id

@@ -92,9 +92,19 @@ class RunView:
             step.status, step.error, step.ended_at = StepStatus.FAILED, error, now
             step.attempts += 1
 
+    def live(self, step_id: str) -> StepRecord | None:
+        """The step, unless there is none or the app no longer reached it (``lost``)."""
+        step = self.steps.get(step_id)
+        lost = (
+            step is not None and step.status is StepStatus.CANCELLED and step.error == NOT_REACHED
+        )
+        return None if lost else step
+
     def step(self, op: ReportedOp, status: StepStatus, now: float) -> StepRecord:
-        """The step an op refers to, created with ``status`` if it is new."""
+        """The step an op refers to, created with ``status`` if it is new (or was lost)."""
         step = self.steps.get(op.id)
+        if step is not None and self.live(op.id) is None:  # reached again after all
+            step.status, step.error, step.started_at, step.ended_at = status, None, now, None
         if step is None:
             step = StepRecord(
                 run_id=self.run.run_id,
@@ -176,11 +186,14 @@ class RunView:
         also return without reaching the step. Each becomes a divergence with source
         ``engine`` and policy ``warn``, and a failed call becomes a ``StepNotFound`` op:
         the step ends and the run is discovered again (as Inngest's executor does)
-        instead of retrying a call that cannot succeed. A report of the SDK's own wins.
+        instead of retrying a call that cannot succeed; a step lost once already is
+        retried as before (no endless loop). A report of the SDK's own wins.
         """
         step = self.steps.get(step_id or "")
         if step is None or step.status.ended or outcome.divergence is not None:
             return outcome
+        if any(step.step_id in _key(n)[0] for n in self.run.notices if n.get("source") == "engine"):
+            return outcome  # lost once already: an app this erratic fails as it did before
         missing = (step.step_id,)
         if isinstance(outcome, Completed):
             return dataclasses.replace(
