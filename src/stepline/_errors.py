@@ -199,7 +199,7 @@ class NonDeterminismError(SteplineError):
     """
 
     code = "non_determinism"
-    status = 400
+    status = 500  # a function error, answered as ``NonRetriableError``'s (no-retry header)
     retriable = False
 
     def __init__(

@@ -295,7 +295,7 @@ def test_fail_policy_ends_the_run_before_new_code_runs(caplog: pytest.LogCapture
     with caplog.at_level(logging.WARNING, logger="stepline"):
         response = call(handler, body=body_for(steps=V1_HISTORY, **CHECKPOINT))
     assert ran == []
-    assert response.status == 400
+    assert response.status == 500
     assert response.headers["x-inngest-no-retry"] == "true"
     error = decoded(response)
     assert error["name"] == "NonDeterminismError"
@@ -330,7 +330,7 @@ def test_fail_policy_on_a_reorder_only_replay() -> None:
 
     steps = history(("a", memo("a")), ("b", memo("b")))
     response = call(serve(client, fn), body=body_for(steps=steps))
-    assert response.status == 400
+    assert response.status == 500
     assert decoded(response)["name"] == "NonDeterminismError"
     assert diverged(response) == {
         "policy": "fail",
