@@ -585,3 +585,26 @@ def test_a_registration_never_keeps_the_sync_deploy_id_in_its_urls() -> None:
     again = _raw("js-app", url.replace("stepline-abc", "stepline-def"), "js-app-one")
     again["functions"] = body["functions"]
     assert _registry.parse_app(again).checksum == app.checksum  # a resync changes nothing
+
+
+def test_a_new_version_at_a_new_url_needs_the_same_proof_as_a_move(db: str) -> None:
+    """Blue/green (issue 23): v2 beside v1 is a new URL, so it is probed like any move."""
+    with _engine(db) as base:
+        recorder = _serve(base)
+        with (
+            AppServer(recorder, name="victim") as app,
+            AppServer(_impostor(), name="unsigned") as unsigned,
+        ):
+            url = f"{app.base}/api/inngest"
+            assert _register(base, {**_body(url), "appVersion": "v1"}).status_code == 200
+            forged = {**_body(f"{unsigned.base}/api/inngest"), "appVersion": "v2"}
+            refused = _register(base, forged)
+            assert refused.status_code == 403, refused.text
+            listed = httpx.get(f"{base}/v1/apps/victim/versions", headers=AUTH)
+            assert [v["version"] for v in listed.json()["data"]] == ["v1"], listed.text
+            assert _apps(base) == {"victim": url}
+            # the same app under another origin answers the probe with the key: v2 is added
+            accepted = _register(base, {**_body(_localhost(url)), "appVersion": "v2"})
+            assert accepted.status_code == 200, accepted.text
+            listed = httpx.get(f"{base}/v1/apps/victim/versions", headers=AUTH)
+            assert sorted(v["version"] for v in listed.json()["data"]) == ["v1", "v2"]
