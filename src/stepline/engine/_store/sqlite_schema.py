@@ -113,6 +113,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app_id, version)
     );
     """,
+    # durable streams (issue 24): what a run publishes, in order (``seq`` per run); a
+    # durable message's ``durable_id`` (its step) is published once
+    """
+    CREATE TABLE run_messages (
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, topic TEXT NOT NULL, data TEXT NOT NULL,
+        published_at REAL NOT NULL, durable_id TEXT,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE UNIQUE INDEX run_messages_durable ON run_messages (run_id, durable_id)
+        WHERE durable_id IS NOT NULL;
+    """,
 )
 
 
