@@ -47,6 +47,7 @@ from stepline._runs import RunTimeoutError as RunTimeoutError
 from stepline._runs import StepInfo as StepInfo
 from stepline._step import Step as Step
 from stepline._step import SyncStep as SyncStep
+from stepline._streams import StreamMessage as StreamMessage
 from stepline._triggers import TriggerCron as TriggerCron
 from stepline._triggers import TriggerEvent as TriggerEvent
 
@@ -87,6 +88,7 @@ __all__ = [
     "StepError",
     "StepInfo",
     "SteplineError",
+    "StreamMessage",
     "SyncContext",
     "SyncRunHandle",
     "SyncStep",

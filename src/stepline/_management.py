@@ -8,11 +8,12 @@ on one run. All of them run the flows of ``_runs`` over the client's transports.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from stepline import _effects, _runs, _settings, _transport
+from stepline import _effects, _runs, _settings, _streams, _transport
 from stepline._runs import RunInfo, RunStatus, StepInfo
+from stepline._streams import StreamMessage
 
 if TYPE_CHECKING:
     from stepline._function import Function
@@ -68,6 +69,32 @@ class RunHandle:
         """The run's steps so far, in order."""
         return await self._run(_runs.steps_flow(self._client.settings, self.run_id))
 
+    async def stream(
+        self, topic: str | None = None, after: int | None = None, *, reconnect_for: float = 60.0
+    ) -> AsyncIterator[StreamMessage]:
+        """The messages the run publishes, as they come; ends when the run has ended.
+
+        ``async for message in handle.stream(topic="progress"):`` long-polls the engine.
+        A message is handed out once: an engine restart (connection refused) is retried
+        from the last message seen, with backoff.
+
+        Args:
+            topic: only messages on this topic (default: every topic).
+            after: start after this sequence number (a ``StreamMessage.seq`` seen
+                before); default: from the first message.
+            reconnect_for: how long (seconds) to keep retrying an unreachable engine
+                before giving up.
+
+        Raises:
+            RunNotFoundError: no run with that id.
+            ManagementError: the engine failed for ``reconnect_for`` seconds in a row
+                (the message says which ``after`` to read on from).
+        """
+        reader = _reader(self._client, self.run_id, topic, after, reconnect_for)
+        while not reader.done:
+            for message in await self._run(reader.next_page()):
+                yield message
+
 
 class SyncRunHandle:
     """Blocking twin of ``RunHandle`` (for Flask, Django and scripts)."""
@@ -103,6 +130,14 @@ class SyncRunHandle:
     def steps(self) -> list[StepInfo]:
         """The run's steps so far, in order."""
         return self._run(_runs.steps_flow(self._client.settings, self.run_id))
+
+    def stream(
+        self, topic: str | None = None, after: int | None = None, *, reconnect_for: float = 60.0
+    ) -> Iterator[StreamMessage]:
+        """Blocking twin of ``RunHandle.stream``: ``for message in handle.stream():``."""
+        reader = _reader(self._client, self.run_id, topic, after, reconnect_for)
+        while not reader.done:
+            yield from self._run(reader.next_page())
 
 
 class RunsMixin:
@@ -217,6 +252,19 @@ class RunsMixin:
         """Blocking twin of ``rerun``."""
         flow = _runs.rerun_flow(self.settings, run_id)
         return SyncRunHandle(self, _effects.drive_sync(flow, self._sync_transport.perform))
+
+
+def _reader(
+    client: RunsMixin, run_id: str, topic: str | None, after: int | None, reconnect_for: float
+) -> _streams.StreamReader:
+    return _streams.StreamReader(
+        client.settings,
+        run_id,
+        topic=topic,
+        after=after,
+        clock=time.monotonic,
+        reconnect_for=reconnect_for,
+    )
 
 
 def function_id(app_id: str, function: Function | str) -> str:

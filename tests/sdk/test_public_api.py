@@ -44,6 +44,7 @@ EXPECTED = [
     "StepError",
     "StepInfo",
     "SteplineError",
+    "StreamMessage",
     "SyncContext",
     "SyncRunHandle",
     "SyncStep",
