@@ -356,6 +356,7 @@ class Engine(Reads):
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
         started_by: str | None = None,
+        run_id: str | None = None,
     ) -> tuple[str, bool]:
         """Start a run of one function; returns ``(run_id, created)``.
 
@@ -366,38 +367,37 @@ class Engine(Reads):
         run (``created`` False) instead of starting another; concurrent starts with one
         key race safely (the per-function event-id claim decides). ``started_by`` (a
         principal) is recorded on the run, and scopes the key: another principal's key
-        never returns this run (``stepline._ownership``).
+        never returns this run (``stepline._ownership``). A proposed ``run_id`` (the outbox
+        relay's) names the run; a second start with it returns that run (``created`` False).
 
         Raises:
             NotFoundError: the function is not registered.
+            RunIdTakenError: ``run_id`` names a run of another function.
         """
         if self._registry.get(function_id) is None:
             raise NotFoundError(f"function {function_id!r} is not registered")
         now = self.clock.now()
         own_id = _ownership.start_event_id(idempotency_key, started_by)
-        event = _events.internal(
-            _events.INVOKED,
-            {**data, "_inngest": {"fn_id": function_id, "name": _events.INVOKED}},
-            now=now,
-            event_id=own_id,
-        )
+        event = _starts.start_event(function_id, data, now, event_id=own_id, run_id=run_id)
         if headers and self.observer is not None:
             self.observer.received([event], headers)
 
         def work(tx: Tx) -> tuple[str | None, bool, _intake.Adopted]:
-            if own_id is not None:
-                existing = tx.run_for_event_id(function_id, own_id)
-                if existing is not None:
-                    return existing, False, _intake.Adopted([], wake=False)
-            self._ingest(tx, [event], now)
+            existing = _starts.existing_start(tx, function_id, own_id, run_id)
+            if existing is not None:
+                return existing, False, _intake.Adopted([], wake=False)
+            fresh = tx.insert_event(event)  # False: a concurrent start with this run id won
+            if fresh:
+                self.loop.fanout(tx, event, now)
             links = tx.event_links(event.internal_id)
             started = next((link.run_id for link in links if link.run_id), None)
-            if started is None and own_id is not None:
-                return tx.run_for_event_id(function_id, own_id), False, _intake.adopted(tx, [])
-            if started is not None and started_by is not None:
+            if started is None and (own_id or run_id) is not None:
+                found = _starts.existing_start(tx, function_id, own_id, run_id)
+                return found, False, _intake.adopted(tx, [])
+            if started is not None and started_by is not None and fresh:
                 _record_starter(tx, started, started_by)
             taken = [] if started is None else self.worker.adopt(tx, [started], now)
-            return started, True, _intake.adopted(tx, taken)
+            return started, fresh, _intake.adopted(tx, taken)
 
         run_id, created, adopted = await self.store.atomic(work)
         self._committed(wake=adopted.wake)  # a singleton start may have cancelled a run

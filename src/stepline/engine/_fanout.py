@@ -106,6 +106,7 @@ def _start_for_event(
             now,
             correlation_id=correlation if isinstance(correlation, str) else None,
             parent_run_id=meta.get("source_run_id"),
+            run_id=meta.get("run_id"),  # proposed by a direct start (the outbox relay)
         )
     single = fn.flow.singleton
     if run is not None and single is not None:

@@ -6,10 +6,11 @@ cron ticks, reruns and the run loop's own scheduling all start and time runs her
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from stepline._status import RunStatus
-from stepline.engine import _ids
+from stepline.engine import _events, _ids
 from stepline.engine._flow import pacing
 from stepline.engine._model import EventRecord, EventRunLink, Job, JobKind, Pause, PauseKind, Run
 from stepline.engine._registry import FunctionSpec, compiled
@@ -127,3 +128,67 @@ def move_start(tx: Tx, run_id: str, at: float) -> None:
     if job is not None and job.lease_owner is None:
         job.available_at = at
         tx.update_job(job)
+
+
+# -- starts with a run id proposed by the caller (the outbox relay) -------------------------
+
+_ULID_CHARS = frozenset("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
+class RunIdTakenError(ValueError):
+    """A proposed run id already names a run of another function (answered with 409)."""
+
+
+def run_id_problem(run_id: object) -> str | None:
+    """Why ``run_id`` cannot be a proposed run id (a ULID: 26 Crockford base32), or None."""
+    if not isinstance(run_id, str) or len(run_id) != 26:
+        return "want a ULID (26 characters)"
+    if not set(run_id) <= _ULID_CHARS or run_id[0] > "7":
+        return "want a ULID (Crockford base32, upper case)"
+    return None
+
+
+def start_event(
+    function_id: str,
+    data: dict[str, Any],
+    now: float,
+    *,
+    event_id: str | None,
+    run_id: str | None,
+) -> EventRecord:
+    """The ``inngest/function.invoked`` event a direct start stores.
+
+    With a proposed ``run_id`` the event's internal id derives from it, so a second
+    delivery of the same start stores no second event (``insert_event`` is a no-op) and
+    fans out nothing; fan-out gives the run that id (``_inngest.run_id``).
+    """
+    meta: dict[str, Any] = {"fn_id": function_id, "name": _events.INVOKED}
+    if run_id is not None:
+        meta["run_id"] = run_id
+    event = _events.internal(
+        _events.INVOKED, {**data, "_inngest": meta}, now=now, event_id=event_id
+    )
+    if run_id is None:
+        return event
+    internal_id = _ids.derived(_ids.ms_of(run_id), "start", function_id, run_id)
+    payload = {**event.payload, "id": event_id or internal_id}
+    return dataclasses.replace(event, internal_id=internal_id, payload=payload)
+
+
+def existing_start(
+    tx: Tx, function_id: str, event_id: str | None, run_id: str | None
+) -> str | None:
+    """The run an earlier start with this run id or idempotency event id made, if any.
+
+    Raises:
+        RunIdTakenError: ``run_id`` names a run of another function.
+    """
+    if run_id is not None:
+        run = tx.get_run(run_id)
+        if run is not None:
+            if run.function_id != function_id:
+                raise RunIdTakenError(
+                    f"run id {run_id} is taken by a run of another function ({run.function_id!r})"
+                )
+            return run.run_id
+    return None if event_id is None else tx.run_for_event_id(function_id, event_id)

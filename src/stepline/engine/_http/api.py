@@ -22,6 +22,7 @@ import starlette.routing
 
 from stepline import _ownership
 from stepline._identity import VERSION
+from stepline.engine import _starts
 from stepline.engine._engine import Engine
 from stepline.engine._errors import NotFoundError, SkippedError
 from stepline.engine._events import EventError
@@ -30,6 +31,7 @@ from stepline.engine._http import auth, event_answer, views, wire
 from stepline.engine._http import dashboard as _dashboard
 from stepline.engine._http import guard as _guard
 from stepline.engine._http import ready as _ready
+from stepline.engine._http import stream as _stream
 from stepline.engine._http import versions as _versions
 from stepline.engine._http.wire import ApiError
 from stepline.engine._ids import SeedError
@@ -115,6 +117,7 @@ class _Api:
             ("GET", "/v1/apps", bearer(self.apps)),
             ("POST", "/v1/apps/sync", bearer(self.sync)),
             *_versions.table(self.engine, bearer),
+            *_stream.table(self.engine, bearer),
             ("GET", "/health", self.health),
             ("GET", "/ready", lambda request: _ready.ready(self.engine)),
             ("GET", "/metrics", bearer(self.metrics)),
@@ -278,10 +281,21 @@ class _Api:
             )
             if problem is not None:
                 raise ApiError(400, f"started_by: {problem} (the principal starting the run)")
+        proposed = body.get("run_id")  # the outbox relay names the run its writer promised
+        if proposed is not None and (problem := _starts.run_id_problem(proposed)) is not None:
+            raise ApiError(400, f"run_id: {problem}")
         function_id = request.path_params["function_id"]
-        run_id, created = await self.engine.start_function(
-            function_id, data, idempotency_key=key, headers=request.headers, started_by=started_by
-        )
+        try:
+            run_id, created = await self.engine.start_function(
+                function_id,
+                data,
+                idempotency_key=key,
+                headers=request.headers,
+                started_by=started_by,
+                run_id=proposed,
+            )
+        except _starts.RunIdTakenError as exc:
+            raise ApiError(409, str(exc), {"error": str(exc), "code": "run_id_taken"}) from None
         payload = {"run_id": run_id, "function_id": function_id, "created": created}
         return wire.json_response(views.data(payload), 201 if created else 200)
 
