@@ -1,0 +1,49 @@
+"""The seed -> ids algorithm on the SDK's floor: one algorithm for the outbox and the engine."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from stepline._protocol import event_ids
+from stepline.engine import _ids
+
+ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def test_the_engine_uses_the_floor_algorithm() -> None:
+    assert _ids.seeded is event_ids.seeded
+    assert _ids.ulid is event_ids.ulid
+    assert _ids.SeedError is event_ids.SeedError
+
+
+def test_a_fresh_seed_is_ms_and_ten_bytes_and_gives_distinct_ulids() -> None:
+    seed = event_ids.new_seed(1_800_000_000_123)
+    ms, _, b64 = seed.partition(",")
+    assert ms == "1800000000123"
+    assert len(base64.b64decode(b64)) == 10
+    ids = event_ids.seeded(seed, 3)
+    assert len(set(ids)) == 3
+    assert all(ULID.match(i) for i in ids)
+    assert all(_ids.ms_of(i) == 1_800_000_000_123 for i in ids)
+    assert event_ids.seeded(seed, 3) == ids  # the same seed, the same ids
+    assert (
+        event_ids.new_seed(5, bytes(range(10)))
+        == "5," + base64.b64encode(bytes(range(10))).decode()
+    )
+
+
+def test_a_fresh_run_id_is_a_ulid_of_now() -> None:
+    run_id = event_ids.new_run_id(1_800_000_000_000)
+    assert ULID.match(run_id)
+    assert _ids.ms_of(run_id) == 1_800_000_000_000
+    assert event_ids.new_run_id() != event_ids.new_run_id()
+
+
+def test_bad_entropy_is_refused() -> None:
+    with pytest.raises(ValueError, match="10 bytes"):
+        event_ids.new_seed(1, b"short")
+    with pytest.raises(event_ids.SeedError):
+        event_ids.seeded("nope", 1)
