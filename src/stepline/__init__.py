@@ -18,6 +18,7 @@ from stepline._errors import SendEventError as SendEventError
 from stepline._errors import SignatureVerificationError as SignatureVerificationError
 from stepline._errors import StepError as StepError
 from stepline._errors import SteplineError as SteplineError
+from stepline._errors import StreamMessageTooLargeError as StreamMessageTooLargeError
 from stepline._event import Event as Event
 from stepline._function import Function as Function
 from stepline._identity import VERSION as __version__
@@ -89,6 +90,7 @@ __all__ = [
     "StepInfo",
     "SteplineError",
     "StreamMessage",
+    "StreamMessageTooLargeError",
     "SyncContext",
     "SyncRunHandle",
     "SyncStep",

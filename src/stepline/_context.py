@@ -59,6 +59,35 @@ class Context:
         """
         self.step._state.deprecate_patch(change_id)
 
+    def publish(self, topic: str, data: object) -> None:
+        """Publish ``data`` on the run's stream ``topic``, lightly (not awaited).
+
+        For high-rate data such as an LLM's tokens: the message is queued and sent in
+        the background, in batches, in order; the call waits for the queue before it
+        answers the engine, so a message published before a step ends is stored before
+        that step's result. Not a step: nothing is recorded, and while the function
+        re-runs code that already ran (replay) the call does nothing, so each message
+        is delivered at most once. A message the engine does not take (unreachable, run
+        ended) is dropped with one warning per call, never failing the function. Use
+        ``step.publish`` for a message that must be stored exactly once.
+
+        Plain (not ``async``) on both faces: it only queues, so it never waits on I/O.
+
+        Args:
+            topic: 1-128 characters of letters, digits and ``_ . : / -``.
+            data: any value a step may return (pydantic models and dataclasses too).
+
+        Raises:
+            ConfigError: an invalid topic.
+            StreamMessageTooLargeError: ``data``'s JSON is over ``max_stream_message_bytes``.
+            OutputUnserializableError: ``data`` cannot be encoded as JSON.
+
+        Example:
+            >>> async for token in llm.stream(prompt):
+            ...     ctx.publish("tokens", token)
+        """
+        self.step._publisher().publish(topic, data)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SyncContext:
@@ -78,6 +107,10 @@ class SyncContext:
     def deprecate_patch(self, change_id: str) -> None:
         """Retire ``patched(change_id)``; see ``Context.deprecate_patch``."""
         self.step._state.deprecate_patch(change_id)
+
+    def publish(self, topic: str, data: object) -> None:
+        """Publish ``data`` on the run's stream ``topic``, lightly; see ``Context.publish``."""
+        self.step._publisher().publish(topic, data)
 
 
 class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):

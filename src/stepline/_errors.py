@@ -31,6 +31,8 @@ __all__ = [
     "StepError",
     "StepUnexpectedError",
     "SteplineError",
+    "StreamMessageTooLargeError",
+    "StreamPublishError",
     "UrlInvalidError",
 ]
 
@@ -291,3 +293,31 @@ class RunStateUnavailableError(SteplineError):
 
     code = "run_state_unavailable"
     status = 500
+
+
+class StreamMessageTooLargeError(SteplineError):
+    """A message published on a run's stream is over the size limit.
+
+    The limit is the client setting ``max_stream_message_bytes`` (default 1 MiB, the
+    engine's default too), checked against the JSON of the published value before it
+    is sent; an engine with a lower limit refuses it with the same error.
+    """
+
+    code = "stream_message_too_large"
+    status = 500  # a function (or step) error: the value will not shrink on a retry
+    retriable = False
+
+
+class StreamPublishError(SteplineError):
+    """The engine did not store a message published with ``step.publish``.
+
+    Fails the step: retried when the engine may accept it later (unreachable, 5xx), for
+    good when it cannot (no stream routes: not a Stepline engine; the run has ended).
+    """
+
+    code = "stream_publish_failed"
+    status = 500
+
+    def __init__(self, message: str = "", *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable

@@ -12,12 +12,15 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stepline import _divergence, _errors, _serde
 from stepline._protocol import hashing
 from stepline._protocol.execution import ExecutionRequest, Op, unwrap_memo
 from stepline._protocol.opcodes import Opcode, ParallelMode
+
+if TYPE_CHECKING:
+    from stepline._publish import Publisher
 
 
 class Interrupt(BaseException):
@@ -155,6 +158,8 @@ class ExecutionState:
         )
         #: told when each step's code runs (tracing); None costs one check per step
         self.observer: StepObserver | None = None
+        #: publishes on the run's stream (set for a served call; None: nowhere to publish)
+        self.publisher: Publisher | None = None
 
     @property
     def is_replaying(self) -> bool:

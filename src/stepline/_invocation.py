@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from stepline._context import Context, ReplayAwareLogger, SyncContext
 from stepline._event import Event
 from stepline._execution import ExecutionState, Outcome
+from stepline._publish import Publisher
 from stepline._step import Step, SyncStep
 
 if TYPE_CHECKING:
@@ -53,8 +54,12 @@ def call_sync(
     step = SyncStep(state, now, app_id=client.app_id, send=client.send, send_sync=client.send_sync)
     ctx = SyncContext(step=step, **_common(fn, state, client, events))
     outcome = Outcome()
-    with state.function_call(outcome):
-        outcome.output = fn.handler(ctx)  # type: ignore[arg-type]
+    publisher = state.publisher = Publisher(client, state)
+    try:
+        with state.function_call(outcome):
+            outcome.output = fn.handler(ctx)  # type: ignore[arg-type]
+    finally:
+        publisher.close_sync()  # the stream gets what was published before the answer
     return outcome
 
 
@@ -65,6 +70,10 @@ async def call_async(
     step = Step(state, now, app_id=client.app_id, send=client.send, send_sync=client.send_sync)
     ctx = Context(step=step, **_common(fn, state, client, events))
     outcome = Outcome()
-    with state.function_call(outcome):
-        outcome.output = await fn.handler(ctx)  # type: ignore[arg-type]
+    publisher = state.publisher = Publisher(client, state)
+    try:
+        with state.function_call(outcome):
+            outcome.output = await fn.handler(ctx)  # type: ignore[arg-type]
+    finally:
+        await publisher.close_async()  # the stream gets what was published before the answer
     return outcome

@@ -64,6 +64,9 @@ class Settings:
         request_timeout: seconds before an outgoing HTTP request is abandoned.
         send_max_attempts: attempts for one event send (network errors and 5xx retry).
         checkpointing: whether several steps may run within one call.
+        max_stream_message_bytes: the largest message (the JSON of its value) a function
+            may publish on its run's stream; larger ones raise
+            ``StreamMessageTooLargeError`` at the call.
     """
 
     app_id: str
@@ -83,6 +86,7 @@ class Settings:
     request_timeout: float = 30.0
     send_max_attempts: int = 5
     checkpointing: bool = True
+    max_stream_message_bytes: int = 1024 * 1024
 
     @property
     def is_dev(self) -> bool:
@@ -117,6 +121,7 @@ class ClientSettings(TypedDict, total=False):
     allow_in_band_sync: bool | None
     app_version: str | None
     checkpointing: bool | None
+    max_stream_message_bytes: int | None
 
 
 def resolve(
@@ -139,6 +144,7 @@ def resolve(
     request_timeout: float | None = None,
     send_max_attempts: int | None = None,
     checkpointing: bool | None = None,
+    max_stream_message_bytes: int | None = None,
 ) -> Settings:
     """Resolve settings from arguments, then ``STEPLINE_*``, ``INNGEST_*``, defaults.
 
@@ -164,6 +170,8 @@ def resolve(
         request_timeout: seconds per outgoing request; default 30.
         send_max_attempts: attempts per event send; default 5.
         checkpointing: run several steps per call; default True.
+        max_stream_message_bytes: the largest message a function may publish
+            (``MAX_STREAM_MESSAGE_BYTES``); default 1 MiB, as the engine's.
 
     Returns:
         The frozen settings.
@@ -204,6 +212,12 @@ def resolve(
         request_timeout=_positive("request_timeout", request_timeout, 30.0),
         send_max_attempts=_attempts(send_max_attempts),
         checkpointing=True if checkpointing is None else checkpointing,
+        max_stream_message_bytes=_bytes(
+            "max_stream_message_bytes",
+            max_stream_message_bytes,
+            lookup.get("MAX_STREAM_MESSAGE_BYTES"),
+            1024 * 1024,
+        ),
     )
 
 
@@ -310,4 +324,15 @@ def _attempts(value: int | None) -> int:
         return 5
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _errors.ConfigError(f"send_max_attempts must be an int >= 1, not {value!r}")
+    return value
+
+
+def _bytes(name: str, argument: int | None, raw: str | None, default: int) -> int:
+    value: object = argument if argument is not None else raw
+    if value is None:
+        return default
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _errors.ConfigError(f"{name} must be an int >= 1 (bytes), not {value!r}")
     return value

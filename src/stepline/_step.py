@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from stepline import _errors, _serde
+from stepline import _errors, _publish, _serde
 from stepline._event import Event
 from stepline._execution import EXECUTE, ExecutionState
 from stepline._protocol import durations
@@ -88,6 +88,14 @@ class _StepTools:
 
     def _composite_id(self, function_id: str, app_id: str | None) -> str:
         return f"{app_id or self._app_id}-{function_id}"
+
+    def _publisher(self) -> _publish.Publisher:
+        publisher = self._state.publisher
+        if publisher is None:
+            raise _errors.ConfigError(
+                "publishing on a run's stream needs a function called through serve()"
+            )
+        return publisher
 
 
 def _delta(value: Duration) -> _dt.timedelta:
@@ -186,6 +194,42 @@ class Step(_StepTools):
         ids: list[str] = await self.run(step_id, self._send, events)
         return ids
 
+    async def publish(self, step_id: str, *, topic: str, data: object) -> int:
+        """Publish ``data`` on the run's stream ``topic`` as a step: once per run.
+
+        The step posts the message to the engine under the step's id, so a retry of a
+        step whose answer was lost stores nothing new; a replay returns the recorded
+        sequence number and publishes nothing. Messages queued with ``ctx.publish``
+        before it are sent first. Readers get it through ``handle.stream(...)``.
+
+        Args:
+            step_id: unique within the function (repeats are numbered automatically).
+            topic: 1-128 characters of letters, digits and ``_ . : / -``.
+            data: any value a step may return (pydantic models and dataclasses too).
+
+        Returns:
+            The message's sequence number in the run's stream.
+
+        Raises:
+            ConfigError: an invalid topic.
+
+        The step fails (``StepError`` once it is final) if ``data`` is over
+        ``max_stream_message_bytes`` or the engine cannot store it (not a Stepline
+        engine: only Stepline's engine has run streams).
+
+        Example:
+            >>> await ctx.step.publish("report-ready", topic="progress", data={"done": 10})
+        """
+        _publish.check_topic(topic)
+        value = self._state.begin_run(step_id)
+        if value is EXECUTE:
+            with self._state.executing() as slot:
+                publisher = self._publisher()
+                message = publisher.durable_message(slot.hashed_id, topic, data)
+                slot.value = await publisher.post_durable_async(message)
+            value = self._state.finish_run(slot)
+        return _publish.seq_of(value)
+
     async def parallel(
         self, callables: Sequence[Callable[[], Awaitable[T]]], *, mode: Mode = "wait"
     ) -> tuple[T, ...]:
@@ -267,6 +311,18 @@ class SyncStep(_StepTools):
     def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
         """Send events as a step, so a replay does not send them again."""
         return self.run(step_id, self._send_sync, events)
+
+    def publish(self, step_id: str, *, topic: str, data: object) -> int:
+        """Publish ``data`` on the run's stream ``topic`` as a step; see ``Step.publish``."""
+        _publish.check_topic(topic)
+        value = self._state.begin_run(step_id)
+        if value is EXECUTE:
+            with self._state.executing() as slot:
+                publisher = self._publisher()
+                message = publisher.durable_message(slot.hashed_id, topic, data)
+                slot.value = publisher.post_durable_sync(message)
+            value = self._state.finish_run(slot)
+        return _publish.seq_of(value)
 
     def parallel(
         self, callables: Sequence[Callable[[], T]], *, mode: Mode = "wait"

@@ -45,6 +45,7 @@ EXPECTED = [
     "StepInfo",
     "SteplineError",
     "StreamMessage",
+    "StreamMessageTooLargeError",
     "SyncContext",
     "SyncRunHandle",
     "SyncStep",
