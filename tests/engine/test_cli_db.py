@@ -120,7 +120,7 @@ def test_db_vacuum_and_backup_on_postgres() -> None:
         vacuum = stepline("db", "vacuum", "--db", url)
         assert vacuum.returncode == 0, vacuum.stderr
         assert "VACUUM ANALYZE runs" in vacuum.stdout
-        assert "stepline db vacuum: vacuumed and analyzed 13 tables" in vacuum.stdout
+        assert "stepline db vacuum: vacuumed and analyzed 14 tables" in vacuum.stdout
         backup = stepline("db", "backup", "out.dump", "--db", url)
         assert backup.returncode == 2
         assert backup.stdout == ""

@@ -70,6 +70,9 @@ class EngineSettings:
             ``STEPLINE_GATEWAY_MAX_CALLS``); past it the step fails without a call.
         max_step_output_bytes: the largest step output (its JSON) stored; a larger one
             fails the run (``--max-step-output-bytes``, ``STEPLINE_MAX_STEP_OUTPUT_BYTES``).
+        max_stream_message_bytes: the largest message (its data's JSON) a run may publish
+            to its stream; a larger one is refused with 413
+            (``--max-stream-message-bytes``, ``STEPLINE_MAX_STREAM_MESSAGE_BYTES``).
         shutdown_grace: on a stop (SIGTERM), the most seconds calls in flight get to finish
             before they are handed back (``--shutdown-grace``, ``STEPLINE_SHUTDOWN_GRACE``).
         retention: seconds ended runs (with their steps, links, outputs) and events no
@@ -104,6 +107,7 @@ class EngineSettings:
     gateway_allow: tuple[str, ...] = ()
     gateway_max_calls: int = 100
     max_step_output_bytes: int = 4 * 1024 * 1024
+    max_stream_message_bytes: int = 1024 * 1024
     shutdown_grace: float = 30.0
     retention: float = DEFAULT_RETENTION
 
@@ -233,6 +237,7 @@ def _answer_limits(env: Mapping[str, str]) -> dict[str, object]:
         ("gateway_max_calls", "STEPLINE_GATEWAY_MAX_CALLS"),
         ("max_step_output_bytes", "STEPLINE_MAX_STEP_OUTPUT_BYTES"),
         ("max_body_bytes", "STEPLINE_MAX_BODY_BYTES"),
+        ("max_stream_message_bytes", "STEPLINE_MAX_STREAM_MESSAGE_BYTES"),
     ):
         text = env.get(name, "").strip()
         if text:
@@ -298,7 +303,7 @@ def _check_answer_limits(settings: EngineSettings) -> None:
         raise EngineConfigError(
             f"gateway_max_calls must be 0 or more, got {settings.gateway_max_calls}"
         )
-    for name in ("max_body_bytes", "max_step_output_bytes"):
+    for name in ("max_body_bytes", "max_step_output_bytes", "max_stream_message_bytes"):
         if getattr(settings, name) < 1024:
             raise EngineConfigError(f"{name} must be at least 1024, got {getattr(settings, name)}")
 

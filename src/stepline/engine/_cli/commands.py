@@ -19,6 +19,7 @@ from stepline._identity import VERSION
 from stepline.engine import _appsync
 from stepline.engine._appsync import SyncResult
 from stepline.engine._cli import db as _db
+from stepline.engine._cli import limits as _limits
 from stepline.engine._cli import ports as _ports
 from stepline.engine._cli import progress as _progress
 from stepline.engine._cli import runs
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 else {"sqlite_synchronous": args.sqlite_synchronous.upper()}
             ),
             **_observability(args),
-            **_answer_limits(args),
+            **_limits.chosen(args),
             **_polling(args),
         )
     except EngineConfigError as exc:
@@ -393,7 +394,7 @@ def _parser() -> argparse.ArgumentParser:
             help="a key accepted by POST /e/{key} (repeatable; required by `start`)",
         )
         _observability_arguments(sub)
-        _answer_arguments(sub)
+        _limits.add_arguments(sub)
     dev.add_argument(
         "--poll-interval",
         type=_scale,
@@ -436,43 +437,6 @@ def _observability_arguments(sub: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not count anything for GET /metrics (env STEPLINE_METRICS=0)",
     )
-
-
-def _answer_arguments(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--gateway-allow",
-        action="append",
-        metavar="CIDR|HOST",
-        help="let the AI gateway call this network or host although it is loopback, private "
-        "or link-local (repeatable; env STEPLINE_GATEWAY_ALLOW, comma-separated)",
-    )
-    sub.add_argument(
-        "--gateway-max-calls",
-        type=int,
-        metavar="N",
-        help="AI gateway steps one run may take (default 100; env STEPLINE_GATEWAY_MAX_CALLS)",
-    )
-    sub.add_argument(
-        "--max-step-output-bytes",
-        type=int,
-        metavar="N",
-        help="the largest step output stored (default 4 MiB; env STEPLINE_MAX_STEP_OUTPUT_BYTES)",
-    )
-    _db.add_retention_argument(sub)
-
-
-def _answer_limits(args: argparse.Namespace) -> dict[str, Any]:
-    """The gateway and answer-size settings the flags override."""
-    chosen: dict[str, Any] = {}
-    if args.gateway_allow:
-        chosen["gateway_allow"] = tuple(args.gateway_allow)
-    if args.gateway_max_calls is not None:
-        chosen["gateway_max_calls"] = args.gateway_max_calls
-    if args.max_step_output_bytes is not None:
-        chosen["max_step_output_bytes"] = args.max_step_output_bytes
-    if args.retention is not None:
-        chosen["retention"] = args.retention
-    return chosen
 
 
 def _polling(args: argparse.Namespace) -> dict[str, Any]:

@@ -109,6 +109,11 @@ class EngineMetrics:
             "Rows the retention sweeper deleted, per table (runs, steps, events, ...).",
             ["table"],
         )
+        self.stream_messages = r.counter(
+            "stepline_stream_messages_total",
+            "Messages runs published to their streams (a durable one once), per function.",
+            ["function"],
+        )
 
     def render(self) -> str:
         """The Prometheus text exposition."""
@@ -146,6 +151,10 @@ class EngineMetrics:
     def record_hold(self, waiting: Mapping[str, object]) -> None:
         """Flow control held a run or a call back."""
         self.flow_holds.inc(str(waiting.get("reason") or "unknown"))
+
+    def record_published(self, function_id: str, count: int) -> None:
+        """A run of ``function_id`` published ``count`` new messages to its stream."""
+        self.stream_messages.inc(function_id, amount=float(count))
 
     # -- SDK calls (measured by the worker) -------------------------------------------------
 

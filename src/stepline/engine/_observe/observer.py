@@ -303,6 +303,10 @@ class ObservedStore:
         """Subscribe to other nodes' commits."""
         self.inner.subscribe(notify)
 
+    def subscribe_streams(self, notify: Callable[[str], None]) -> None:
+        """Subscribe to other nodes' stream publishes."""
+        self.inner.subscribe_streams(notify)
+
     async def atomic(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in a write transaction; count and trace what it did once committed."""
         holder: list[Seen] = []

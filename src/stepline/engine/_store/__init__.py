@@ -27,6 +27,7 @@ from stepline.engine._model import (
 
 if TYPE_CHECKING:
     from stepline.engine._config import EngineSettings
+    from stepline.engine._store.messages import NewMessage, StoredMessage
     from stepline.engine._store.versions import AppVersion
 
 T = TypeVar("T")
@@ -168,6 +169,13 @@ class Tx(Protocol):
     def live_runs_by_version(self, app_id: str) -> dict[str, int]: ...
     def live_run_ids(self, app_id: str, version: str) -> list[str]: ...
 
+    # run streams (``_store.messages``): append with the run's row read in this transaction
+    def durable_seqs(self, run_id: str, durable_ids: Sequence[str]) -> dict[str, int]: ...
+    def append_messages(self, run_id: str, messages: Sequence[NewMessage], now: float) -> int: ...
+    def read_messages(
+        self, run_id: str, after: int, topic: str | None, limit: int
+    ) -> list[StoredMessage]: ...
+
 
 class Store(Protocol):
     """A database the engine runs on."""
@@ -196,6 +204,14 @@ class Store(Protocol):
         """Call ``notify("jobs" | "apps")`` when another process commits queued work or an app.
 
         Called from any thread. Stores without notifications do nothing (engines poll).
+        """
+        ...
+
+    def subscribe_streams(self, notify: Callable[[str], None]) -> None:
+        """Call ``notify(run_id)`` when another process publishes to a run's stream.
+
+        ``"*"`` means any run (notifications were lost for a while). Called from any
+        thread; stores without notifications do nothing (readers poll).
         """
         ...
 

@@ -28,12 +28,15 @@ import psycopg_pool
 
 from stepline.engine._model import AppRecord, FunctionRecord, Job
 from stepline.engine._store import postgres_schema as schema
+from stepline.engine._store.messages import MessagesTx
 from stepline.engine._store.sql import SqlTx
 from stepline.engine._store.versions import VersionsTx
 
 T = TypeVar("T")
 logger = logging.getLogger("stepline.engine")
 CHANNEL = "stepline_jobs"
+#: the channel a commit that published to a run's stream notifies, with the run id
+STREAMS = "stepline_streams"
 _RETRIES = 8
 _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 #: Logged when a connection dies during COMMIT: whether it committed is unknown, so the
@@ -41,7 +44,7 @@ _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetect
 COMMIT_LOST = "database connection lost while committing; the outcome is unknown"
 
 
-class PostgresTx(SqlTx, VersionsTx):
+class PostgresTx(SqlTx, VersionsTx, MessagesTx):
     """``Tx`` over one psycopg connection with a transaction open."""
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
@@ -51,6 +54,8 @@ class PostgresTx(SqlTx, VersionsTx):
         super().__init__(conn, write=write)
         self.notify = False
         self.apps_changed = False
+        #: runs whose streams this transaction appended to
+        self.streamed: set[str] = set()
 
     @classmethod
     def _pg(cls, sql: str) -> str:
@@ -88,6 +93,9 @@ class PostgresTx(SqlTx, VersionsTx):
 
     def _apps_written(self) -> None:
         self.apps_changed = True
+
+    def _streamed(self, run_id: str) -> None:
+        self.streamed.add(run_id)
 
     def put_app(self, app: AppRecord, functions: Sequence[FunctionRecord]) -> bool:
         self.apps_changed = True
@@ -140,6 +148,7 @@ class PostgresStore:
             pool_size, thread_name_prefix="stepline-pg"
         )
         self._listener: threading.Thread | None = None
+        self._subscribers: dict[str, list[Callable[[str], None]]] = {CHANNEL: [], STREAMS: []}
         self._closing = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -202,6 +211,8 @@ class PostgresStore:
                         for what, changed in (("jobs", tx.notify), ("apps", tx.apps_changed)):
                             if changed:
                                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, what))
+                        for run_id in sorted(tx.streamed):
+                            conn.execute("SELECT pg_notify(%s, %s)", (STREAMS, run_id))
                         committing = True
                     return result
                 except _RETRYABLE as exc:
@@ -251,25 +262,39 @@ class PostgresStore:
 
     def subscribe(self, notify: Callable[[str], None]) -> None:
         """Call ``notify("jobs" | "apps")`` (from a thread) when any node commits such work."""
-        thread = threading.Thread(
-            target=self._listen, args=(notify,), name="stepline-pg-listen", daemon=True
-        )
-        self._listener = thread
-        thread.start()
+        self._subscribe(CHANNEL, notify)
 
-    def _listen(self, notify: Callable[[str], None]) -> None:
+    def subscribe_streams(self, notify: Callable[[str], None]) -> None:
+        """Call ``notify(run_id)`` (from a thread) when any node publishes to a run's stream."""
+        self._subscribe(STREAMS, notify)
+
+    def _subscribe(self, channel: str, notify: Callable[[str], None]) -> None:
+        # one listening connection for every subscriber of both channels
+        self._subscribers[channel].append(notify)
+        if self._listener is None:
+            thread = threading.Thread(target=self._listen, name="stepline-pg-listen", daemon=True)
+            self._listener = thread
+            thread.start()
+
+    def _tell(self, channel: str, payload: str) -> None:
+        for notify in list(self._subscribers[channel]):
+            notify(payload)
+
+    def _listen(self) -> None:
         lost = False
         while not self._closing.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {STREAMS}")
                     if lost:  # what was missed while disconnected: reload and look again
-                        notify("apps")
-                        notify("jobs")
+                        self._tell(CHANNEL, "apps")
+                        self._tell(CHANNEL, "jobs")
+                        self._tell(STREAMS, "*")
                         lost = False
                     while not self._closing.is_set():
                         for message in conn.notifies(timeout=0.5, stop_after=1):
-                            notify(message.payload)
+                            self._tell(message.channel, message.payload)
             except psycopg.Error as exc:  # the database went away: poll until it is back
                 logger.warning("LISTEN connection lost (%s); polling until it returns", exc)
                 lost = True

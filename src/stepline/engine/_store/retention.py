@@ -6,7 +6,7 @@ writer (SQLite) or many row locks (Postgres) for long; the sweeper calls it unti
 reports nothing more to do. What goes, and when:
 
 * ended runs (completed, failed, cancelled) whose end is older than the cutoff, with
-  their steps, event links, jobs, pauses and flow-control claims;
+  their steps, stream messages, event links, jobs, pauses and flow-control claims;
 * events older than the cutoff that no stored run references (through ``event_runs``)
   and whose fan-out is not still queued;
 * per-key rows once their own window has passed: idempotency keys and rate-limit /
@@ -35,6 +35,7 @@ SLOT_GRACE = 300.0
 #: the tables a sweep counts removals of (the metric's label values)
 TABLES = (
     "steps",
+    "run_messages",
     "event_runs",
     "jobs",
     "pauses",
@@ -53,6 +54,11 @@ _STEPS = (
     "DELETE FROM steps WHERE (run_id, step_id) IN (SELECT s.run_id, s.step_id FROM steps s "
     f"JOIN runs r ON r.run_id = s.run_id WHERE r.{_OLD_ENDED.replace('ended_at', 'r.ended_at')} "
     "LIMIT ?)"
+)
+_MESSAGES = (
+    "DELETE FROM run_messages WHERE (run_id, seq) IN (SELECT m.run_id, m.seq "
+    "FROM run_messages m JOIN runs r ON r.run_id = m.run_id "
+    f"WHERE r.{_OLD_ENDED.replace('ended_at', 'r.ended_at')} LIMIT ?)"
 )
 _OLD_RUNS = f"SELECT run_id FROM runs WHERE {_OLD_ENDED} ORDER BY run_id LIMIT ?"
 _EVENTS = (
@@ -119,6 +125,8 @@ def sweep_batch(
     budget = limit
     budget -= count("steps", tx._x(_STEPS, (*_ENDED, cutoff, budget)).rowcount)
     if budget > 0:
+        budget -= count("run_messages", tx._x(_MESSAGES, (*_ENDED, cutoff, budget)).rowcount)
+    if budget > 0:
         budget -= _remove_runs(tx, cutoff, max(1, budget // 2), count)
     if budget > 0:
         gone = [str(r[0]) for r in tx._x(_EVENTS, (cutoff, budget)).fetchall()]
@@ -140,13 +148,14 @@ def sweep_batch(
 
 
 def _remove_runs(tx: SqlTx, cutoff: float, limit: int, count: Any) -> int:
-    """Delete up to ``limit`` old ended runs whose steps are gone, with what hangs off them."""
+    """Delete up to ``limit`` old ended runs, with what hangs off them (steps, messages...)."""
     ids = [str(r[0]) for r in tx._x(_OLD_RUNS, (*_ENDED, cutoff, limit)).fetchall()]
     if not ids:
         return 0
     marks = ",".join("?" * len(ids))
     total = 0
-    for table in ("event_runs", "jobs", "pauses", "singletons", "buckets", "steps", "runs"):
+    tables = ("event_runs", "jobs", "pauses", "singletons", "buckets", "steps", "run_messages")
+    for table in (*tables, "runs"):
         cur = tx._x(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
         total += count(table, cur.rowcount)
     return total

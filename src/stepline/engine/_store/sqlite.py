@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from stepline.engine._store import sqlite_schema as schema
+from stepline.engine._store.messages import MessagesTx
 from stepline.engine._store.sql import SqlTx
 from stepline.engine._store.versions import VersionsTx
 
@@ -197,6 +198,9 @@ class SqliteStore:
     def subscribe(self, notify: Callable[[str], None]) -> None:
         """SQLite has no notifications: processes sharing a file poll."""
 
+    def subscribe_streams(self, notify: Callable[[str], None]) -> None:
+        """SQLite has no notifications: stream readers of other processes poll."""
+
     def suspend(self, timeout: float = 30.0) -> Callable[[], None]:
         """Close the file and hold the store's threads; the returned ``resume`` reopens it.
 
@@ -237,5 +241,5 @@ class SqliteStore:
         return resume
 
 
-class SqliteTx(SqlTx, VersionsTx):
+class SqliteTx(SqlTx, VersionsTx, MessagesTx):
     """``Tx`` over one SQLite connection with a ``BEGIN IMMEDIATE`` transaction open."""
