@@ -72,6 +72,8 @@ _BY_ID = [
     ("GET", "/dashboard/{id}"),
     ("GET", "/v1/apps/{id}/versions"),
     ("DELETE", "/v1/apps/{id}/versions/{id}"),
+    ("GET", "/v1/runs/{id}/stream"),
+    ("POST", "/v1/runs/{id}/stream"),
 ]
 _PLAIN = [
     ("GET", "/v1/functions"),
@@ -85,6 +87,27 @@ _PLAIN = [
     ("POST", "/login"),
     ("POST", "/logout"),
 ]
+#: run streams: short waits only (a live run's read holds the request that long)
+_stream_queries = st.fixed_dictionaries(
+    {},
+    optional={
+        "topic": st.one_of(st.sampled_from(["p", "a/b:c.d-e_f"]), s.url_texts),
+        "after": st.one_of(st.integers(-3, 10**20).map(str), s.url_texts),
+        "limit": _limits,
+        "wait": st.sampled_from(["", "0", "0.01", "-1", "31", "nan", "inf", "²", "x"]),
+    },
+)
+_stream_body = st.fixed_dictionaries(
+    {
+        "messages": st.lists(
+            st.fixed_dictionaries(
+                {"topic": st.one_of(st.just("p"), s.url_texts), "data": s.json_values},
+                optional={"id": st.one_of(st.none(), s.texts, s.json_values)},
+            ),
+            max_size=3,
+        )
+    }
+).map(s.dumps)
 _ids = st.one_of(s.url_texts, st.sampled_from(["VICTIM", "VICTIM_EVENT", "bystander-steady"]))
 _checkpoint_ops = st.fixed_dictionaries(
     {"op": st.sampled_from(["StepRun", "Step", "StepFailed", "Sleep", "RunComplete", "x"])},
@@ -163,6 +186,8 @@ def _request(target: Target, victim: dict[str, str], data: st.DataObject) -> Non
     if path.startswith("/v1/runs/") and method == "GET":
         params = {"wait": data.draw(_waits)}
     shaped = next((b for prefix, b in _BODIES.items() if path.startswith(prefix)), None)
+    if path.endswith("/stream"):
+        params, shaped = data.draw(_stream_queries), _stream_body
     body = None
     if method == "POST":
         body = data.draw(st.one_of(shaped, _any_body) if shaped is not None else _any_body)
