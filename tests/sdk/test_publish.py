@@ -38,6 +38,8 @@ class FakeEngine:
         self.seq_of_id: dict[str, int] = {}
         self.fail_after_storing = 0  # answer 500 this many times, after storing
         self.status: int | None = None  # answer this instead of storing
+        #: set: hold messages without an id until one with an id arrives (or for 1 s)
+        self.hold_lightweight: threading.Event | None = None
         self.lock = threading.Lock()
         server.answer = self.answer
 
@@ -54,8 +56,14 @@ class FakeEngine:
         if self.status is not None:
             return self.status, {"error": f"refused with {self.status}"}
         seqs = []
+        messages = request["body"]["messages"]
+        if self.hold_lightweight is not None:
+            if any(m["id"] is not None for m in messages):
+                self.hold_lightweight.set()
+            else:  # a slow engine: a message sent after these must still come after them
+                self.hold_lightweight.wait(1.0)
         with self.lock:
-            for message in request["body"]["messages"]:
+            for message in messages:
                 ident = message["id"]
                 if ident is not None and ident in self.seq_of_id:
                     seqs.append(self.seq_of_id[ident])
@@ -345,6 +353,7 @@ def test_lightweight_messages_published_before_a_durable_one_are_stored_before_i
             ctx.publish("tokens", n)
         return await ctx.step.publish("summary", topic="done", data="all 50")
 
+    engine.hold_lightweight = threading.Event()
     [op] = ops(call(serve(client, fn)))
     assert op["data"] == {"seq": 51, "topic": "done"}
     assert [m["data"] for m in engine.stored] == [*range(50), "all 50"]
