@@ -140,6 +140,7 @@ class Database:
 def fresh(dialect: str, tmp_path: Path) -> Iterator[Database]:
     """A fresh database of ``dialect``."""
     if dialect == "sqlite":
+        tmp_path.mkdir(parents=True, exist_ok=True)
         yield Database("sqlite", str(tmp_path / "app.db"))
     elif dialect == "postgresql":
         with postgres_schema("outbox") as url:
