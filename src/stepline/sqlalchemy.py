@@ -50,7 +50,7 @@ AsyncBind: TypeAlias = "AsyncSession | AsyncConnection"
 # MySQL's TEXT holds 64 KiB; LONGTEXT is what Django's TextField and the plain DDL make there
 _TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 # REAL on SQLite, as Django's FloatField and the plain DDL
-_DOUBLE = sa.Double().with_variant(sa.REAL(), "sqlite")
+_DOUBLE: sa.types.TypeEngine[float] = sa.Double().with_variant(sa.REAL(), "sqlite")
 _INSERT = sa.text(_schema.insert_sql("named"))
 _NOTIFY = sa.text(_schema.NOTIFY)
 
