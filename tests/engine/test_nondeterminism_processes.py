@@ -17,7 +17,6 @@ Both stores.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,44 +25,23 @@ import httpx
 
 from stepline._protocol.hashing import hash_step_id
 from tests._support.polling import wait_until
-from tests._support.processes import clean_env, free_port, spawned
+from tests._support.processes import free_port
 
-from .test_versions_processes import ended, engine, sync
-
-HERE = Path(__file__).resolve().parent
+from . import deploys
+from .deploys import app, ended, engine, sync
 
 
 @contextlib.contextmanager
 def deployed(engine_url: str, port: int, log: Path, **env: str) -> Iterator[str]:
     """One deploy of ``diverging_app`` on ``port``, synced with the engine."""
-    command = [
-        *(sys.executable, "-m", "uvicorn", "diverging_app:app", "--app-dir", str(HERE)),
-        *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
-    ]
-    settings = clean_env(STEPLINE_DEV=engine_url, INNGEST_DEV=engine_url, **env)
-    url = f"http://127.0.0.1:{port}/api/inngest"
-    with spawned(command, log=log, env=settings, up=url, what=log.stem):
+    with app("diverging_app", engine_url, log, port=port, **env) as url:
         sync(engine_url, url)
         yield url
 
 
 def start(engine_url: str, nap: float) -> list[str]:
     """One run of each function (sync, async); their ids."""
-    ids = []
-    for kind in ("sync", "async"):
-        sent = httpx.post(
-            f"{engine_url}/v1/events", json={"name": f"diverging/{kind}", "data": {"nap": nap}}
-        )
-        assert sent.status_code in (200, 201), sent.text
-        (event_id,) = sent.json()["data"]["ids"]
-        where = f"{engine_url}/v1/events/{event_id}/runs"
-
-        def started(where: str = where) -> list[dict[str, Any]] | None:
-            found: list[dict[str, Any]] = httpx.get(where).json()["data"]
-            return found or None
-
-        ids.append(wait_until(started, timeout=10, message="the event's run")[0]["run_id"])
-    return ids
+    return deploys.start(engine_url, "diverging", {"nap": nap})
 
 
 def steps_reach(engine_url: str, run_ids: list[str], wanted: dict[str, str]) -> None:

@@ -11,100 +11,31 @@ with the count, and ``--force`` moves the run with a ``version_moved`` notice.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests._support.polling import wait_until
-from tests._support.processes import clean_env, free_port, spawned
+from tests._support.processes import clean_env
 
+from . import deploys
 from .conftest import database
+from .deploys import app, ended, engine, sleeping, sync
 
-HERE = Path(__file__).resolve().parent
 APP = "versioned"
 FUNCTIONS = ("versioned-sync", "versioned-async")
 
 
-@contextlib.contextmanager
-def engine(db: str, log: Path) -> Iterator[str]:
-    port = free_port()
-    command = [sys.executable, str(HERE / "engine_proc.py"), str(port), db]
-    url = f"http://127.0.0.1:{port}"
-    with spawned(command, log=log, env=clean_env(), up=f"{url}/health", what="engine"):
-        yield url
-
-
-@contextlib.contextmanager
-def app(engine_url: str, log: Path, **env: str) -> Iterator[str]:
-    port = free_port()
-    command = [
-        *(sys.executable, "-m", "uvicorn", "versioned_app:app", "--app-dir", str(HERE)),
-        *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
-    ]
-    settings = clean_env(STEPLINE_DEV=engine_url, INNGEST_DEV=engine_url, **env)
-    url = f"http://127.0.0.1:{port}"
-    with spawned(command, log=log, env=settings, up=f"{url}/api/inngest", what=log.stem):
-        yield f"{url}/api/inngest"
-
-
-def sync(engine_url: str, app_url: str, deploy_id: str | None = None) -> None:
-    if deploy_id is None:  # the engine PUTs to the app, which registers
-        answer = httpx.post(f"{engine_url}/v1/apps/sync", json={"url": app_url}, timeout=30)
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["data"]["ok"], answer.text
-    else:  # a deploy hook PUTs to the app with its deploy id, as a CI job would
-        answer = httpx.put(f"{app_url}?deployId={deploy_id}", timeout=30)
-        assert answer.status_code == 200, answer.text
-        assert "error" not in answer.json(), answer.text
-
-
 def start(engine_url: str, nap: float) -> list[str]:
-    """One run of each function; their ids (found through the event's runs)."""
-    ids = []
-    for kind in ("sync", "async"):
-        sent = httpx.post(
-            f"{engine_url}/v1/events", json={"name": f"versioned/{kind}", "data": {"nap": nap}}
-        )
-        assert sent.status_code in (200, 201), sent.text
-        (event_id,) = sent.json()["data"]["ids"]
-        where = f"{engine_url}/v1/events/{event_id}/runs"
-
-        def started(where: str = where) -> list[dict[str, Any]] | None:
-            found: list[dict[str, Any]] = httpx.get(where).json()["data"]
-            return found or None
-
-        runs = wait_until(started, timeout=10, message="the event's run")
-        ids.append(runs[0]["run_id"])
-    return ids
+    return deploys.start(engine_url, "versioned", {"nap": nap})
 
 
 def run(engine_url: str, run_id: str) -> dict[str, Any]:
-    found: dict[str, Any] = httpx.get(f"{engine_url}/v1/runs/{run_id}").json()["data"]
+    found: dict[str, Any] = deploys.get(engine_url, f"runs/{run_id}")
     return found
-
-
-def sleeping(engine_url: str, run_ids: list[str]) -> None:
-    def asleep(run_id: str) -> bool:
-        steps = httpx.get(f"{engine_url}/v1/runs/{run_id}/steps").json()["data"]
-        return any(s.get("status") == "Sleeping" for s in steps)
-
-    wait_until(lambda: all(map(asleep, run_ids)), timeout=20, message="the runs to sleep")
-
-
-def ended(engine_url: str, run_ids: list[str]) -> list[dict[str, Any]]:
-    def done() -> list[dict[str, Any]] | None:
-        found = [run(engine_url, r) for r in run_ids]
-        return found if all(r["status"] in ("Completed", "Failed") for r in found) else None
-
-    result: list[dict[str, Any]] = wait_until(done, timeout=40, message="the runs to end")
-    return result
 
 
 def log_tail(where: Path) -> str:
@@ -146,8 +77,8 @@ def test_pinned_runs_finish_on_v1_while_new_runs_go_to_v2(
     with (
         database(store, tmp_path) as db,
         engine(db, tmp_path / "engine.log") as url,
-        app(url, tmp_path / "v1.log", **version_env("v1")) as v1,
-        app(url, tmp_path / "v2.log", **version_env("v2")) as v2,
+        app("versioned_app", url, tmp_path / "v1.log", **version_env("v1")) as v1,
+        app("versioned_app", url, tmp_path / "v2.log", **version_env("v2")) as v2,
     ):
         sync(url, v1, "v1" if deploy else None)
         old = start(url, nap=3)
