@@ -11,12 +11,18 @@ With ``INSTALLED_APPS += ["stepline.django"]`` and ``STEPLINE = {"APP_ID": ..., 
 "dotted.path", "ENGINE": "embedded" | None, ...}``: ``get_client()`` is the process's one
 client, ``include("stepline.django.urls")`` mounts what the settings call for, and
 ``manage.py stepline dev|start|migrate`` runs the engine with the settings' keys.
+
+The transactional outbox (``manage.py migrate`` creates its table): ``send_on_commit`` and
+``start_in_transaction`` write inside ``transaction.atomic()``; the relay delivers after
+commit (docs/outbox-django.md).
 """
 
 from __future__ import annotations
 
 from stepline.django._mount import default_urls as default_urls
 from stepline.django._mount import engine_urls as engine_urls
+from stepline.django._outbox import send_on_commit as send_on_commit
+from stepline.django._outbox import start_in_transaction as start_in_transaction
 from stepline.django._routes import runs_urls as runs_urls
 from stepline.django._runtime import get_client as get_client
 from stepline.django._runtime import get_engine as get_engine
@@ -36,5 +42,7 @@ __all__ = [
     "get_engine",
     "get_functions",
     "runs_urls",
+    "send_on_commit",
     "serve",
+    "start_in_transaction",
 ]

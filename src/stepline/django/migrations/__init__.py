@@ -1,0 +1,1 @@
+"""Migrations of the ``stepline`` app: the outbox table."""
