@@ -6,7 +6,8 @@
     GET  {mount}/runs/{run_id}        the run (status, output or error, timestamps)
     POST {mount}/runs/{run_id}/cancel
     GET  {mount}/runs/{run_id}/result ?wait=<s>: 200 once ended, 202 while it runs
-    GET  {mount}/runs/{run_id}/events Server-Sent Events: status, step, then result
+    GET  {mount}/runs/{run_id}/events Server-Sent Events: status, step, message, then result
+                                      (``stepline._kit_events``; ``Last-Event-ID`` resumes)
 
 The logic is written once as generators yielding effects (HTTP calls to the engine,
 sleeps, the app's authorization hook, SSE chunks); ``handle_sync`` and ``handle_async``
@@ -23,11 +24,10 @@ import inspect
 import json
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from stepline import _csrf, _effects, _errors, _ownership, _runs, _serde
+from stepline import _csrf, _effects, _errors, _kit_events, _ownership, _runs, _serde
 from stepline._client import Client
 from stepline._function import Function
 from stepline._ownership import Principal
@@ -129,11 +129,6 @@ class _Authorize:
     access: AccessRequest
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Chunk:
-    data: bytes
-
-
 class _Reject(Exception):
     def __init__(self, status: int, message: str, detail: object = None) -> None:
         super().__init__(message)
@@ -214,7 +209,8 @@ class RunRoutes:
         assert flow is not None
         try:
             while True:
-                chunk = _effects.drive_sync(_next_chunk(flow), self._perform_sync)
+                step = _kit_events.next_chunk(flow)
+                chunk = _effects.drive_sync(step, self._perform_sync)
                 if chunk is None:
                     return
                 yield chunk
@@ -227,7 +223,9 @@ class RunRoutes:
         assert flow is not None
         try:
             while True:
-                chunk = await _effects.drive_async(_next_chunk(flow), self._perform_async)
+                chunk = await _effects.drive_async(
+                    _kit_events.next_chunk(flow), self._perform_async
+                )
                 if chunk is None:
                     return
                 yield chunk
@@ -314,7 +312,7 @@ class RunRoutes:
             return _json_response(200, {"run_id": run_id, "status": status.value})
         if rest == "/result":
             return (yield from self._result(run, request.query.get("wait")))
-        return WebResponse(200, headers=dict(_SSE_HEADERS), stream=self._events(run))
+        return self._events(run, request)
 
     def _start(self, request: WebRequest) -> _effects.Flow[WebResponse]:
         if len(request.body) > MAX_BODY:
@@ -378,6 +376,21 @@ class RunRoutes:
             raise _not_found(access.run_id)
         raise _Reject(status, message)
 
+    def _events(self, run: RunInfo, request: WebRequest) -> WebResponse:
+        position = _kit_events.stream_position(request.query, request.headers)
+        if isinstance(position, str):
+            raise _Reject(400, position)
+        after, topic = position
+        stream = _kit_events.events_flow(
+            self.client.settings,
+            run,
+            after=after,
+            topic=topic,
+            poll_interval=self.poll_interval,
+            keepalive=self.keepalive,
+        )
+        return WebResponse(200, headers=dict(_kit_events.SSE_HEADERS), stream=stream)
+
     def _result(self, run: RunInfo, wait_text: str | None) -> _effects.Flow[WebResponse]:
         try:
             wait = float(wait_text) if wait_text else 0.0
@@ -394,66 +407,6 @@ class RunRoutes:
             return response
         return _json_response(200, view)
 
-    def _events(self, run: RunInfo) -> _effects.Flow[None]:
-        """Status and step changes as SSE events until the run ends; a final ``result``.
-
-        The response has started by now, so an engine failure ends the stream with an
-        ``error`` event rather than a status.
-        """
-        try:
-            yield from self._progress(run)
-        except _runs.ManagementError as exc:
-            logger.error("events of run %s: engine error: %s", run.run_id, exc)
-            yield _Chunk(_sse("error", {"error": f"the workflow engine failed: {exc.message}"}))
-
-    def _progress(self, run: RunInfo) -> _effects.Flow[None]:
-        yield _Chunk(b"retry: 2000\n\n")
-        yield _Chunk(_sse("status", run.to_json()))
-        seen: dict[str, str] = {}
-        status = run.status
-        quiet_since = time.monotonic()
-        while True:
-            steps = yield from _runs.steps_flow(self.client.settings, run.run_id)
-            for step in steps:
-                state = f"{step.status}:{step.attempts}"
-                if seen.get(step.id) != state:
-                    seen[step.id] = state
-                    quiet_since = time.monotonic()
-                    yield _Chunk(_sse("step", step.to_json()))
-            if run.status is not status:
-                status = run.status
-                yield _Chunk(_sse("status", run.to_json()))
-            if run.status.terminal:
-                yield _Chunk(_sse("result", run.to_json()))
-                return
-            if time.monotonic() - quiet_since >= self.keepalive:
-                quiet_since = time.monotonic()
-                yield _Chunk(b": keepalive\n\n")
-            yield _effects.Sleep(self.poll_interval)
-            run = yield from _runs.get_flow(self.client.settings, run.run_id)
-
-
-def _next_chunk(stream: _effects.Flow[None]) -> _effects.Flow[bytes | None]:
-    """The part of ``stream`` up to its next chunk, as a flow the drivers run.
-
-    Its I/O effects pass through to the driver; it returns the chunk's bytes, or None
-    once ``stream`` has ended. Pure: the sync and async faces drive the same one.
-    """
-    try:
-        effect = next(stream)
-        while not isinstance(effect, _Chunk):
-            effect = stream.send((yield effect))
-    except StopIteration:
-        return None
-    return effect.data
-
-
-_SSE_HEADERS = {
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache",
-    "x-accel-buffering": "no",  # nginx: do not buffer the stream
-}
-
 
 def _not_cross_site(request: WebRequest) -> None:
     refused = _csrf.refusal(request.method, request.path, request.headers)
@@ -463,10 +416,6 @@ def _not_cross_site(request: WebRequest) -> None:
 
 def _not_found(run_id: str) -> _Reject:
     return _Reject(404, f"run {run_id} not found")
-
-
-def _sse(event: str, data: object) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
 def _json_response(status: int, body: object) -> WebResponse:

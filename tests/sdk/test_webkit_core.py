@@ -624,6 +624,9 @@ def test_an_engine_failure_mid_stream_ends_it_with_an_error_event(
         {
             "v1/runs/01RUN": [ok(run), ok(run)],
             "v1/runs/01RUN/steps": [ok([step]), _effects.HttpResponse(0, {}, b"", error="reset")],
+            "v1/runs/01RUN/stream": [
+                _effects.HttpResponse(200, {}, b'{"data": [], "next": 0, "ended": false}')
+            ],
         }
     )
     app.client._sync_transport.perform = script.perform  # type: ignore[method-assign]
@@ -637,6 +640,7 @@ def test_an_engine_failure_mid_stream_ends_it_with_an_error_event(
     assert script.asked == [
         "v1/runs/01RUN",
         "v1/runs/01RUN/steps",
+        "v1/runs/01RUN/stream",
         "v1/runs/01RUN",
         "v1/runs/01RUN/steps",
     ]
