@@ -23,6 +23,7 @@ from stepline._runs import (
     RunTimeoutError,
     not_registered_message,
 )
+from stepline._streams import StreamMessage
 from stepline.engine import Engine, EngineSettings, NotFoundError
 from stepline.engine._errors import SkippedError
 from stepline.engine._model import Run
@@ -98,7 +99,9 @@ class TestEnv:
         )
         served = [instrument(fn, self._log, self._clock.utcnow, self._mailbox) for fn in functions]
         self._host = EngineHost(client, served, settings, self._clock, self._mailbox)
-        self._runner = Runner(host=self._host, finish=self._finish, bound=self._bounded)
+        self._runner = Runner(
+            host=self._host, finish=self._finish, bound=self._bounded, settle=self._settle
+        )
         self._threaded = False
 
     def __repr__(self) -> str:
@@ -195,6 +198,14 @@ class TestEnv:
     def runs_sync(self, function: Function | str | None = None) -> list[TestRun]:
         """Blocking twin of ``runs``."""
         return self._call_sync(functools.partial(self._runs, function))
+
+    async def stream(self, run_id: str, topic: str | None = None) -> list[StreamMessage]:
+        """What run ``run_id`` published (on ``topic``), once it is idle: ``TestRun.stream``."""
+        return await self.get_run(run_id).stream(topic)
+
+    def stream_sync(self, run_id: str, topic: str | None = None) -> list[StreamMessage]:
+        """Blocking twin of ``stream``."""
+        return self.get_run(run_id).stream_sync(topic)
 
     async def advance(self, by: _dt.timedelta | float) -> None:
         """Move the clock forward (a timedelta or seconds), running everything due on the way.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -18,6 +19,7 @@ from stepline._runs import (
     RunStatus,
     StepInfo,
 )
+from stepline._streams import StreamMessage
 from stepline.engine import NotFoundError
 from stepline.engine._model import Run
 from stepline.testing._host import EngineHost
@@ -41,11 +43,13 @@ class Runner:
         host: the engine and its loop (``call`` from async code, ``call_sync`` from a thread).
         finish: the time keeper's wait for a run to end, with the env's auto-skip.
         bound: the env's limit on real time, raising ``RunTimeoutError`` past it.
+        settle: the env's ``settle``: until nothing can happen without time moving.
     """
 
     host: EngineHost
     finish: Callable[[str], Awaitable[Run]]
     bound: Bound
+    settle: Callable[[], Awaitable[None]]
 
 
 class TestRun:
@@ -115,6 +119,19 @@ class TestRun:
         """Blocking twin of ``cancel``."""
         return self._runner.host.call_sync(self._cancel)
 
+    async def stream(self, topic: str | None = None) -> list[StreamMessage]:
+        """The messages the run published (on ``topic``, if given), in order.
+
+        Waits until nothing more can happen without time moving (as ``TestEnv.settle``;
+        time does not move), then reads the run's whole stream as the engine stored it:
+        what ``RunHandle.stream`` and the web kit's events route would deliver.
+        """
+        return await self._runner.host.call(functools.partial(self._stream, topic))
+
+    def stream_sync(self, topic: str | None = None) -> list[StreamMessage]:
+        """Blocking twin of ``stream``."""
+        return self._runner.host.call_sync(functools.partial(self._stream, topic))
+
     # -- on the engine's loop -----------------------------------------------------------------
 
     async def _finish(self, timeout: float | None) -> RunInfo:
@@ -135,6 +152,24 @@ class TestRun:
         records = await self._runner.host.engine.run_steps(self.run_id)
         return [StepInfo.from_wire(views.step(record)) for record in records]
 
+    async def _stream(self, topic: str | None) -> list[StreamMessage]:
+        from stepline.engine._streams.service import StreamService
+
+        await self._describe()
+        await self._runner.settle()
+        streams = StreamService.of(self._runner.host.engine)
+        found: list[StreamMessage] = []
+        after = 0
+        while True:
+            page = await streams.page(self.run_id, after, topic, _PAGE)
+            found.extend(
+                _message(item.seq, item.topic, item.data, item.published_at)
+                for item in page.messages
+            )
+            if len(page.messages) < _PAGE:
+                return found
+            after = page.next
+
     async def _cancel(self) -> RunStatus:
         await self._describe()
         await self._runner.host.engine.cancel(self.run_id)
@@ -145,6 +180,14 @@ def _info(run: Run) -> RunInfo:
     from stepline.engine._http import views
 
     return RunInfo.from_wire(views.run(run))
+
+
+_PAGE = 1000
+
+
+def _message(seq: int, topic: str, data: str, at: float) -> StreamMessage:
+    wire = {"seq": seq, "topic": topic, "data": json.loads(data), "at": at}
+    return StreamMessage.from_wire(wire)
 
 
 def _output(info: RunInfo) -> Any:
