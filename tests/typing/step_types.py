@@ -30,6 +30,8 @@ def sync_fn(ctx: stepline.SyncContext) -> str:
     assert_type(ctx.step.wait_for_event("d", event="x", timeout="1m"), stepline.Event | None)
     assert_type(ctx.step.parallel([lambda: 1, lambda: 2]), tuple[int, ...])
     assert_type(ctx.step.send_event("e", stepline.Event(name="x")), list[str])
+    assert_type(ctx.step.publish("f", topic="progress", data={"done": 1}), int)
+    assert_type(ctx.publish("tokens", "hel"), None)
     return "ok"
 
 
@@ -40,6 +42,8 @@ async def async_fn(ctx: stepline.Context) -> str:
     assert_type(await ctx.step.sleep("c", 1000), None)
     assert_type(await ctx.step.wait_for_event("d", event="x", timeout="1m"), stepline.Event | None)
     assert_type(await ctx.step.send_event("e", stepline.Event(name="x")), list[str])
+    assert_type(await ctx.step.publish("f", topic="progress", data=make_order()), int)
+    assert_type(ctx.publish("tokens", "hel"), None)
     assert_type(ctx.event, stepline.Event)
     return "ok"
 
