@@ -507,7 +507,9 @@ def test_public_names_are_pinned() -> None:
         "get_engine",
         "get_functions",
         "runs_urls",
+        "send_on_commit",
         "serve",
+        "start_in_transaction",
     ]
     assert all(hasattr(stepline.django, name) for name in stepline.django.__all__)
     # the package re-exports public names only: the view's helpers stay in _serve
