@@ -19,6 +19,7 @@ import pytest
 
 import stepline
 import stepline.asgi
+from stepline.embedded import EmbeddedEngine
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from tests._support.server_thread import ServerThread
@@ -260,3 +261,33 @@ def test_a_function_served_to_an_engine_without_streams_fails_its_durable_step(
     finally:
         engine_server.stop()
         client.close()
+
+
+@pytest.mark.parametrize("faces", FACES)
+def test_publishing_through_the_embedded_engine(db: str, faces: str) -> None:
+    """The client's engine traffic stays in process: publishing takes that route too."""
+    client = stepline.Client("pub", is_production=False, environ={}, checkpointing=False)
+    embedded = EmbeddedEngine(
+        client,
+        report_functions(faces)(client),
+        database=db,
+        poll_interval=0.05,
+        retry_scale=0.0,
+        retry_jitter=0.0,
+    )
+    try:
+        handle = client.start_sync("report")
+        assert handle.result(timeout=30) == 2
+        messages = list(handle.stream())
+    finally:
+        embedded.stop()
+        client.close()
+    assert [(m.seq, m.topic, m.data) for m in messages] == [
+        (1, "log", "starting"),
+        (2, "progress", {"done": 1}),
+        (3, "tokens", "a"),
+        (4, "tokens", "b"),
+        (5, "tokens", "c"),
+        (6, "tokens", "in-step"),
+        (7, "progress", {"title": "done"}),
+    ]
