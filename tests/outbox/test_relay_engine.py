@@ -10,16 +10,25 @@ from __future__ import annotations
 import base64
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
-from stepline.engine import Engine, EngineSettings, ManualClock
-from stepline.engine import _ids
+from stepline.engine import Engine, EngineSettings, ManualClock, _ids
 from stepline.engine._http.api import build_app
 from stepline.engine._store import RunFilter
-from tests.engine.conftest import arun, db  # noqa: F401  (the two-store fixture)
+from tests.engine.conftest import STORES, arun, database
 from tests.engine.test_api import START
+
+
+@pytest.fixture(params=STORES)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The engine's database: a SQLite file, or a fresh Postgres schema."""
+    with database(request.param, tmp_path) as url:
+        yield url
+
 
 FN_URL = "http://127.0.0.1:9/api/inngest?fnId=a-f&stepId=step"
 
@@ -56,7 +65,7 @@ def runs_of(engine: Engine, function_id: str) -> list[str]:
     return sorted(run.run_id for run in found)
 
 
-def test_a_proposed_run_id_names_the_run_and_a_redelivery_answers_it(db: str) -> None:  # noqa: F811
+def test_a_proposed_run_id_names_the_run_and_a_redelivery_answers_it(db: str) -> None:
     proposed = _ids.ulid(int(START * 1000))
     with api(db) as (http, engine):
         first = http.post("/v1/functions/a-f/runs", json={"data": {"n": 1}, "run_id": proposed})
@@ -78,7 +87,7 @@ def test_a_proposed_run_id_names_the_run_and_a_redelivery_answers_it(db: str) ->
         assert len(events["data"]) == 1
 
 
-def test_a_proposed_run_id_must_be_a_ulid(db: str) -> None:  # noqa: F811
+def test_a_proposed_run_id_must_be_a_ulid(db: str) -> None:
     with api(db) as (http, engine):
         for bad in ("short", "u" * 26, "8" + "0" * 25, 12):
             reply = http.post("/v1/functions/a-f/runs", json={"data": {}, "run_id": bad})
@@ -87,7 +96,7 @@ def test_a_proposed_run_id_must_be_a_ulid(db: str) -> None:  # noqa: F811
         assert runs_of(engine, "a-f") == []
 
 
-def test_a_proposed_run_id_with_an_idempotency_key_redelivered(db: str) -> None:  # noqa: F811
+def test_a_proposed_run_id_with_an_idempotency_key_redelivered(db: str) -> None:
     proposed = _ids.ulid(int(START * 1000))
     body = {"data": {}, "run_id": proposed, "idempotency_key": "order-1"}
     with api(db) as (http, engine):
@@ -97,7 +106,7 @@ def test_a_proposed_run_id_with_an_idempotency_key_redelivered(db: str) -> None:
         assert runs_of(engine, "a-f") == [proposed]
 
 
-def test_a_redelivered_seeded_event_batch_starts_nothing_twice(db: str) -> None:  # noqa: F811
+def test_a_redelivered_seeded_event_batch_starts_nothing_twice(db: str) -> None:
     seed = f"{int(START * 1000)},{base64.b64encode(bytes(range(10))).decode()}"
     batch = [{"name": "a/go", "data": {"i": 0}}, {"name": "a/go", "data": {"i": 1}}]
     with api(db) as (http, engine):

@@ -22,6 +22,7 @@ from stepline.engine._cli import db as _db
 from stepline.engine._cli import limits as _limits
 from stepline.engine._cli import ports as _ports
 from stepline.engine._cli import progress as _progress
+from stepline.engine._cli import relay as _relay
 from stepline.engine._cli import runs
 from stepline.engine._config import (
     DEFAULT_DB,
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return runs.main(args)
     if args.command == _db.COMMAND:
         return _db.main(args)
+    if args.command == _relay.COMMAND:
+        return _relay.main(args)
     mode: Mode = "start" if args.command == "start" else "dev"
     missing = _extras.problem("the engine", "engine", _extras.SERVER)
     if missing is not None:  # before anything else: one line, no traceback
@@ -410,6 +413,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     runs.add_parsers(commands)
     _db.add_parser(commands, _DB_HELP)
+    _relay.add_parser(commands)
     return parser
 
 

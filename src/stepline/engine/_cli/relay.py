@@ -1,0 +1,104 @@
+"""``stepline relay --db URL``: move an app's outbox rows to the engine, exactly once.
+
+The app writes ``stepline_outbox`` rows inside its own transactions
+(``stepline.outbox``, ``stepline.django``, ``stepline.sqlalchemy``); this process delivers
+the committed ones (``stepline.outbox._relay``). Run it next to the app (several are safe:
+one delivers, the others stand by); on Postgres it wakes at each writer's commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from stepline._logs import configure
+
+COMMAND = "relay"
+EXIT_CONFIG = 2
+
+
+def add_parser(commands: Any) -> None:
+    """Add ``relay`` to the CLI's sub-command parsers."""
+    relay = commands.add_parser(
+        COMMAND, help="deliver an app's outbox (stepline_outbox) to the engine"
+    )
+    relay.add_argument(
+        "--db",
+        metavar="URL",
+        help="the APP's database holding stepline_outbox: postgresql://..., mysql://... "
+        "(MariaDB too), sqlite:///path or a SQLite path (env STEPLINE_OUTBOX_DATABASE_URL)",
+    )
+    relay.add_argument(
+        "--engine",
+        metavar="URL",
+        help="the engine's base URL (default http://127.0.0.1:8288; env STEPLINE_ENGINE_URL)",
+    )
+    relay.add_argument(
+        "--event-key",
+        metavar="KEY",
+        help="the event key events are sent with (env STEPLINE_EVENT_KEY; any in dev mode)",
+    )
+    relay.add_argument(
+        "--signing-key",
+        metavar="KEY",
+        help="the signing key that authorizes starts on a production engine "
+        "(env STEPLINE_SIGNING_KEY)",
+    )
+    relay.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve GET /metrics (stepline_outbox_backlog, ..._delivered_total) on 127.0.0.1",
+    )
+    relay.add_argument(
+        "--poll-interval",
+        type=float,
+        metavar="SECONDS",
+        help="how often an idle relay looks at the outbox (default 1; Postgres also wakes "
+        "it at each commit)",
+    )
+    relay.add_argument("--batch-size", type=int, metavar="N", help="rows per batch (100)")
+    relay.add_argument(
+        "--log-level", default="warning", choices=("debug", "info", "warning", "error")
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``stepline relay``; returns the exit code (0 stopped, 2 misuse)."""
+    from stepline.outbox import _relay, _relay_db, _relay_deliver, _relay_run
+
+    env = os.environ
+    url = args.db or env.get("STEPLINE_OUTBOX_DATABASE_URL")
+    if not url:
+        print("stepline relay: --db URL is required (the app's database)", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        connection, dialect = _relay_db.connect(url)
+    except ValueError as exc:
+        print(f"stepline relay: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:  # unreachable, bad credentials: one line, no traceback
+        print(f"stepline relay: cannot open the database: {exc}", file=sys.stderr)
+        return 1
+    configure(json_lines=False, level=args.log_level.upper())
+    options: dict[str, Any] = {
+        "pause_after_delivery": env.get("STEPLINE_RELAY_TEST_PAUSE_AFTER_DELIVERY") or None
+    }
+    if args.poll_interval is not None:
+        options["poll_interval"] = args.poll_interval
+    if args.batch_size is not None:
+        options["batch_size"] = args.batch_size
+    deliverer = _relay_deliver.Deliverer(
+        args.engine or env.get("STEPLINE_ENGINE_URL") or "http://127.0.0.1:8288",
+        event_key=args.event_key or env.get("STEPLINE_EVENT_KEY") or "relay",
+        signing_key=args.signing_key or env.get("STEPLINE_SIGNING_KEY") or None,
+    )
+    return _relay_run.run_forever(
+        _relay_db.OutboxDb(connection, dialect),
+        deliverer,
+        _relay.RelaySettings(**options),
+        listen_url=url if dialect == "postgresql" else None,
+        metrics_port=args.metrics_port,
+    )

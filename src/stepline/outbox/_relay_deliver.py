@@ -1,0 +1,123 @@
+"""Delivering one outbox row to the engine, and what its answer means for the row.
+
+An ``event`` row goes to the event API (``POST /e/{key}``) with the row's
+``X-Inngest-Event-Id-Seed``: a redelivery gets the same ids and the engine stores and fans
+out nothing twice. A ``start`` row goes to ``POST /v1/functions/{id}/runs`` with the row's
+``run_id``: a redelivery answers the same run (``created`` false).
+
+Answers sort into three outcomes (pure: ``outcome``):
+
+- delivered: 2xx, or a start flow control turned away (409 without ``run_id_taken``: the
+  engine decided, as it would have for ``client.start``; the reason is kept in
+  ``last_error``);
+- rejected (the row is at fault: 400, 404 unknown function, 409 ``run_id_taken``, 413): the
+  row is retried with backoff, and rows after it go on;
+- unavailable (the engine or its configuration is: transport errors, 5xx, 401/403, 408,
+  429): the batch stops and the relay backs off; nothing after the row is delivered first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import urllib.parse
+from typing import Any
+
+import httpx
+
+from stepline._protocol import signing
+
+__all__ = ["Delivered", "Deliverer", "Outcome", "outcome"]
+
+SEED_HEADER = "X-Inngest-Event-Id-Seed"
+_UNAVAILABLE = frozenset({401, 403, 408, 425, 429})
+
+
+class Outcome(enum.Enum):
+    """What an answer means for the row."""
+
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivered:
+    """The outcome of one delivery and a note for ``last_error`` (None: nothing to say)."""
+
+    outcome: Outcome
+    note: str | None = None
+
+
+def outcome(kind: str, status: int, text: str) -> Delivered:
+    """What the engine's answer ``status`` (body ``text``) to a ``kind`` row means."""
+    brief = f"{status} {text.strip()[:500]}"
+    if 200 <= status < 300:
+        return Delivered(Outcome.DELIVERED)
+    if status >= 500 or status in _UNAVAILABLE:
+        return Delivered(Outcome.UNAVAILABLE, brief)
+    if kind == "start" and status == 409 and "run_id_taken" not in text:
+        return Delivered(Outcome.DELIVERED, f"skipped by the engine: {brief}")
+    return Delivered(Outcome.REJECTED, brief)
+
+
+class Deliverer:
+    """Posts rows to one engine over a pooled ``httpx.Client``.
+
+    Args:
+        engine_url: the engine's base URL.
+        event_key: the event key for ``/e/{key}`` (any in dev mode).
+        signing_key: the signing key the start route's bearer token is made from
+            (production engines); None in dev mode.
+        timeout: seconds per request.
+        http: a client to use instead of a new one (tests).
+    """
+
+    def __init__(
+        self,
+        engine_url: str,
+        *,
+        event_key: str,
+        signing_key: str | None = None,
+        timeout: float = 10.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.base = engine_url.rstrip("/")
+        self.event_key = event_key
+        self._auth = {} if not signing_key else {"Authorization": signing.bearer_token(signing_key)}
+        self.http = http or httpx.Client(timeout=timeout)
+
+    def deliver(self, kind: str, raw_body: str) -> Delivered:
+        """Post one row; transport failures are ``UNAVAILABLE``, bad bodies ``REJECTED``."""
+        try:
+            body = json.loads(raw_body)
+            url, payload, headers = self._request(kind, body)
+        except (ValueError, KeyError, TypeError) as exc:
+            return Delivered(Outcome.REJECTED, f"unreadable {kind!r} row: {exc}")
+        try:
+            reply = self.http.post(url, json=payload, headers=headers)
+        except httpx.HTTPError as exc:
+            return Delivered(Outcome.UNAVAILABLE, f"{type(exc).__name__}: {exc}")
+        return outcome(kind, reply.status_code, reply.text)
+
+    def _request(self, kind: str, body: Any) -> tuple[str, Any, dict[str, str]]:
+        if kind == "event":
+            key = urllib.parse.quote(self.event_key, safe="")
+            headers = {SEED_HEADER: str(body["seed"]), "X-Stepline-Csrf": "1"}
+            return f"{self.base}/e/{key}", list(body["events"]), headers
+        if kind == "start":
+            fid = urllib.parse.quote(str(body["function_id"]), safe="")
+            payload = {
+                "data": body.get("data") or {},
+                "run_id": body["run_id"],
+                "idempotency_key": body.get("idempotency_key"),
+                "started_by": body.get("started_by"),
+            }
+            url = f"{self.base}/v1/functions/{fid}/runs"
+            return url, payload, {**self._auth, "X-Stepline-Csrf": "1"}
+        raise ValueError(f"unknown row kind {kind!r}")
+
+    def close(self) -> None:
+        """Close the HTTP pool."""
+        self.http.close()
