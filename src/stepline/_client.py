@@ -43,6 +43,8 @@ class Client(RunsMixin):
         allow_in_band_sync: accept in-band sync requests.
         app_version: optional app version sent at registration.
         checkpointing: run several steps per call when the engine allows it (default True).
+        max_stream_message_bytes: the largest value (as JSON) ``ctx.publish`` and
+            ``step.publish`` send on a run's stream (default 1 MiB, the engine's default).
         logger: logger handed to functions (through ``ctx.logger``).
         tracer_provider: an OpenTelemetry ``TracerProvider`` (``stepline[otel]``): each
             function call and step gets a span continuing the engine's trace. None
