@@ -1,0 +1,165 @@
+"""The relay loop in process, on real databases and a real (embedded) engine.
+
+What the process tests do not show: a row the engine rejects is retried on its own backoff
+without holding up the rows after it; delivered rows are deleted after a day; on Postgres
+and MariaDB one relay delivers while another stands by; what each engine answer means.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import stepline
+import stepline.outbox
+from stepline.outbox import _relay, _relay_db, _relay_deliver
+from stepline.outbox._relay_deliver import Outcome
+from tests._support.polling import wait_until
+
+from .conftest import ORDER_PLACED, Database, Shop, fresh
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextlib.contextmanager
+def relay_for(db: Database, shop: Shop, clock: Clock) -> Iterator[_relay.Relay]:
+    connection, dialect = _relay_db.connect(db.url)
+    deliverer = _relay_deliver.Deliverer("http://127.0.0.1", event_key="k", http=shop.http)
+    relay = _relay.Relay(_relay_db.OutboxDb(connection, dialect), deliverer.deliver, clock=clock)
+    try:
+        yield relay
+    finally:
+        relay.close()
+
+
+def write(db: Database, shop: Shop, *functions: str) -> list[str]:
+    """One start per function id, in one transaction; the run ids promised."""
+    with contextlib.closing(db.connect()) as connection:
+        ids = [stepline.outbox.start(connection, shop.client, f, {}).run_id for f in functions]
+        connection.commit()
+    return ids
+
+
+def test_a_rejected_row_is_retried_later_and_does_not_block_the_rows_after_it(
+    database: Database, shop: Shop
+) -> None:
+    database.create_table()
+    clock = Clock()
+    [_, good] = write(database, shop, "no-such-function", "process-order")
+    with relay_for(database, shop, clock) as relay:
+        assert relay.step() == (1, True)
+        bad_row, good_row = database.rows()
+        assert good_row["delivered_at"] is not None
+        assert good in {run.run_id for run in shop.runs()}
+        assert bad_row["delivered_at"] is None
+        assert bad_row["attempts"] == 1
+        assert bad_row["last_error"].startswith("404 ")
+        assert relay.step() == (0, True)  # not again before its backoff...
+        assert database.rows()[0]["attempts"] == 1
+        clock.now += 1.5  # ...but once it is over (1 s, then 2 s, 4 s...)
+        assert relay.step() == (0, True)
+        assert database.rows()[0]["attempts"] == 2
+        clock.now += 1.5
+        assert relay.step() == (0, True)
+        assert database.rows()[0]["attempts"] == 2  # the second wait is 2 s
+        assert relay.stats.rejected == 2
+        relay.housekeeping()
+        assert relay.stats.backlog == 1
+
+
+def test_delivered_rows_are_deleted_after_a_day(database: Database, shop: Shop) -> None:
+    database.create_table()
+    clock = Clock()
+    write(database, shop, "process-order", "process-order")
+    with relay_for(database, shop, clock) as relay:
+        assert relay.step() == (2, True)
+        relay.housekeeping()
+        assert len(database.rows()) == 2  # delivered, kept for a day
+        write(database, shop, "process-order")
+        clock.now += 86_400 + relay.settings.purge_interval
+        relay.housekeeping()
+        [left] = database.rows()  # the two delivered rows went; the pending one stays
+        assert left["delivered_at"] is None
+        assert relay.stats.backlog == 1
+    wait_until(lambda: len(shop.runs()) == 2)
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+def test_one_relay_delivers_while_another_stands_by(
+    dialect: str, tmp_path: Path, shop: Shop
+) -> None:
+    with fresh(dialect, tmp_path) as db:
+        db.create_table()
+        write(db, shop, "process-order", "process-order")
+        first = _relay_db.OutboxDb(*_relay_db.connect(db.url))
+        second = _relay_db.OutboxDb(*_relay_db.connect(db.url))
+        try:
+            claimed = first.claim(10)
+            assert claimed is not None
+            assert [row.kind for row in claimed] == ["start", "start"]
+            assert second.claim(10) is None  # the first holds the relay lock: stand by
+            first.finish([claimed[0].id], [], 1.0)
+            again = second.claim(10)
+            assert again is not None
+            assert [row.id for row in again] == [claimed[1].id]
+            second.abandon()
+        finally:
+            first.close()
+            second.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "text", "expected"),
+    [
+        ("event", 200, '{"ids": []}', Outcome.DELIVERED),
+        ("start", 201, "{}", Outcome.DELIVERED),
+        ("start", 409, '{"error": "rate limited"}', Outcome.DELIVERED),  # the engine decided
+        ("start", 409, '{"code": "run_id_taken"}', Outcome.REJECTED),
+        ("start", 404, '{"error": "not registered"}', Outcome.REJECTED),
+        ("event", 400, '{"error": "bad"}', Outcome.REJECTED),
+        ("event", 401, '{"error": "event key"}', Outcome.UNAVAILABLE),  # the relay is at fault
+        ("start", 429, "", Outcome.UNAVAILABLE),
+        ("start", 503, "", Outcome.UNAVAILABLE),
+    ],
+)
+def test_what_an_answer_means_for_the_row(
+    kind: str, status: int, text: str, expected: Outcome
+) -> None:
+    assert _relay_deliver.outcome(kind, status, text).outcome is expected
+
+
+def test_an_unreadable_row_is_rejected_not_fatal() -> None:
+    deliverer = _relay_deliver.Deliverer("http://127.0.0.1:9", event_key="k")
+    try:
+        assert deliverer.deliver("event", "{not json").outcome is Outcome.REJECTED
+        assert deliverer.deliver("other", json.dumps({})).outcome is Outcome.REJECTED
+        # nothing listens on port 9: the engine is unavailable, not the row at fault
+        event = {"events": [{"name": ORDER_PLACED}], "seed": "1,AAAAAAAAAAAAAA=="}
+        assert deliverer.deliver("event", json.dumps(event)).outcome is Outcome.UNAVAILABLE
+    finally:
+        deliverer.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "dialect"),
+    [
+        ("/tmp/app.db", "sqlite"),
+        ("sqlite:///app.db", "sqlite"),
+        ("postgresql+psycopg://u@h/db", "postgresql"),
+        ("postgres://u@h/db", "postgresql"),
+        ("mariadb://root@h/db", "mysql"),
+        ("mysql+pymysql://root@h/db", "mysql"),
+    ],
+)
+def test_the_dialect_of_a_url(url: str, dialect: str) -> None:
+    assert _relay_db.dialect_of_url(url) == dialect
