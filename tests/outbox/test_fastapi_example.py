@@ -1,6 +1,8 @@
-"""docs/outbox-sqlalchemy.md's FastAPI endpoint, as written there, on async SQLite."""
+"""docs/outbox-sqlalchemy.md's FastAPI endpoint, as written there, on async SQLite.
 
-from __future__ import annotations
+No ``from __future__ import annotations``: FastAPI reads the endpoint's annotations, and
+its dependency is local to ``build``.
+"""
 
 import asyncio
 from collections.abc import AsyncIterator
