@@ -26,6 +26,8 @@ _DOUBLE_TEXT = re.compile(
     r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)",
     re.IGNORECASE,
 )
+_INT_EDGE = 2.0**63  # the int64 range as doubles: -2**63 <= x < 2**63 is not enough
+_UINT_EDGE = 2.0**64
 _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
 _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -111,9 +113,14 @@ def to_int(value: Any) -> int:
     if kind in {"int", "uint"}:
         return values.check_int(int(value))
     if kind == "double":
+        # The spec refuses a double at or beyond either end: -2**63 as a double is out too.
         if not math.isfinite(value):
             raise errors.EvaluationError(f"cannot convert {value} to int")
-        return values.check_int(int(value))
+        if not -_INT_EDGE < value < _INT_EDGE:
+            raise errors.EvaluationError(
+                f"integer overflow: {format_double(value)} is beyond the int range"
+            )
+        return int(value)
     if kind == "string":
         if _INT_TEXT.fullmatch(value):
             return values.check_int(int(value))
@@ -128,10 +135,15 @@ def to_uint(value: Any) -> values.UInt:
     """``uint(x)`` from int, uint, double (truncating) or string."""
     kind = values.kind(value)
     number: int | None = None
-    if (
-        kind in {"int", "uint"}
-        or (kind == "double" and math.isfinite(value))
-        or (kind == "string" and _INT_TEXT.fullmatch(value) and not value.startswith("-"))
+    if kind == "double" and not math.isfinite(value):
+        raise errors.EvaluationError(f"cannot convert {value} to uint")
+    if kind == "double" and not 0.0 <= value < _UINT_EDGE:
+        # Negative fractions too: uint(-0.5) is an error, not 0u.
+        raise errors.EvaluationError(
+            f"unsigned integer overflow: {format_double(value)} is beyond the uint range"
+        )
+    if kind in {"int", "uint", "double"} or (
+        kind == "string" and _INT_TEXT.fullmatch(value) and not value.startswith("-")
     ):
         number = int(value)
     if number is None:

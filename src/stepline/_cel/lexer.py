@@ -18,6 +18,8 @@ _WHITESPACE = frozenset(" \t\n\r\f")
 _PUNCT2 = frozenset({"==", "!=", "<=", ">=", "&&", "||"})
 _PUNCT1 = frozenset("<>!+-*/%?:.,[](){}")
 _HINTS = {"=": "'=='", "&": "'&&'", "|": "'||'"}
+# What a backtick-quoted field name may hold: ``a.`content-type` ``, ``a.`foo.txt` ``.
+_QUOTED_NAME = _IDENT_REST | frozenset(".-/ ")
 _SIMPLE_ESCAPES = {
     "a": "\a",
     "b": "\b",
@@ -47,6 +49,7 @@ class Kind(enum.Enum):
     DOUBLE = "double"
     STRING = "string"
     IDENT = "identifier"
+    QUOTED = "quoted field name"
     PUNCT = "operator"
     EOF = "end of input"
 
@@ -103,6 +106,8 @@ class _Lexer:
                 i = self.word(i)
             elif char in "\"'":
                 i = self.string(i, i, raw=False)
+            elif char == "`":
+                i = self.quoted(i)
             elif text[i : i + 2] in _PUNCT2:
                 self.tokens.append(Token(Kind.PUNCT, text[i : i + 2], i))
                 i += 2
@@ -128,6 +133,20 @@ class _Lexer:
                 return self.string(start, i, raw=True)
         self.tokens.append(Token(Kind.IDENT, word, start))
         return i
+
+    def quoted(self, start: int) -> int:
+        text, size, i = self.text, len(self.text), start + 1
+        while i < size and text[i] in _QUOTED_NAME:
+            i += 1
+        if i >= size or text[i] != "`":
+            if i < size and text[i] not in "\r\n":
+                reason = f"unexpected character {text[i]!r} in a quoted field name"
+                raise self.fail(reason + " (letters, digits and _ . - / space)", i)
+            raise self.fail("unterminated quoted field name", start)
+        if i == start + 1:
+            raise self.fail("empty quoted field name", start)
+        self.tokens.append(Token(Kind.QUOTED, text[start : i + 1], start, text[start + 1 : i]))
+        return i + 1
 
     def number(self, start: int) -> int:
         text, size = self.text, len(self.text)

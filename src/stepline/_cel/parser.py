@@ -13,7 +13,7 @@ from __future__ import annotations
 from stepline._cel import ast, errors, functions, values
 from stepline._cel.lexer import Kind, Token, tokenize
 
-__all__ = ["MAX_DEPTH", "PRECEDENCE", "parse"]
+__all__ = ["KEYWORDS", "MAX_DEPTH", "PRECEDENCE", "parse"]
 
 #: Deepest nesting accepted, for brackets and for the tree: the parser, the folder and the
 #: evaluator all recurse, and this keeps them far from Python's recursion limit.
@@ -37,6 +37,8 @@ PRECEDENCE = {
     "%": 5,
 }
 _CONSTANTS = {"true": True, "false": False, "null": None}
+#: Words of the grammar itself, refused even as field names unless quoted (x.`in`).
+KEYWORDS = frozenset({"in", *_CONSTANTS})
 _RESERVED = frozenset(
     {
         "as",
@@ -125,6 +127,19 @@ class _Parser:
             raise self.fail(f"{token.text!r} is a reserved word and cannot be {what}", token.pos)
         return token.text
 
+    def field(self, token: Token) -> str:
+        # Reserved words are refused only as identifiers: `x.if` is a field. The keywords
+        # of the grammar itself (`in`, `true`, ...) need quoting: x.`in`.
+        if token.kind is Kind.QUOTED:
+            assert isinstance(token.value, str)
+            return token.value
+        if token.kind is not Kind.IDENT:
+            raise self.fail(f"expected a field name, got {token.shown()}", token.pos)
+        if token.text in KEYWORDS:
+            reason = f"{token.text!r} is a keyword; quote it to use it as a field: `{token.text}`"
+            raise self.fail(reason, token.pos)
+        return token.text
+
     # ------------------------------------------------------------------ grammar
 
     def parse(self) -> ast.Node:
@@ -203,9 +218,12 @@ class _Parser:
         while True:
             token = self.peek()
             if self.accept("."):
-                field = self.name(self.advance(), "a field name")
+                name = self.advance()
+                field = self.field(name)
                 if self.peek().kind is Kind.PUNCT and self.peek().text == "(":
-                    node = self.call(self.tokens[self.at - 1], node, self.arguments())
+                    if name.kind is Kind.QUOTED:
+                        raise self.fail("a quoted field name cannot be called", name.pos)
+                    node = self.call(name, node, self.arguments())
                 else:
                     node = ast.Select(node, field, pos=node.pos)
             elif self.accept("["):
@@ -246,6 +264,9 @@ class _Parser:
                 return self.map_literal(token)
             if token.text == "." and self.peek().kind is Kind.IDENT:
                 return self.identifier(self.advance())  # '.name' names a root variable
+        if token.kind is Kind.QUOTED:
+            reason = "a quoted name can only be a field name, after '.' (event.data.`a-b`)"
+            raise self.fail(reason, token.pos)
         raise self.fail(f"unexpected {token.describe()}", token.pos)
 
     def identifier(self, token: Token) -> ast.Node:

@@ -8,6 +8,7 @@ a literal form such as ``NaN`` or timestamps, as the call that produces them).
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from stepline._cel import ast, parser, temporal, values
@@ -15,6 +16,7 @@ from stepline._cel import ast, parser, temporal, values
 __all__ = ["render_value", "unparse"]
 
 _PRECEDENCE = parser.PRECEDENCE
+_PLAIN_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNARY = 6
 _MEMBER = 7
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -41,9 +43,9 @@ def _render(node: ast.Node) -> tuple[str, int]:
     if isinstance(node, ast.Ident):
         return node.name, _MEMBER
     if isinstance(node, ast.Select):
-        return f"{_wrap(node.operand, _MEMBER)}.{node.field}", _MEMBER
+        return f"{_wrap(node.operand, _MEMBER)}.{_field(node.field)}", _MEMBER
     if isinstance(node, ast.Has):
-        return f"has({_wrap(node.operand, _MEMBER)}.{node.field})", _MEMBER
+        return f"has({_wrap(node.operand, _MEMBER)}.{_field(node.field)})", _MEMBER
     if isinstance(node, ast.Index):
         return f"{_wrap(node.operand, _MEMBER)}[{unparse(node.index)}]", _MEMBER
     if isinstance(node, ast.Call):
@@ -75,6 +77,13 @@ def _render(node: ast.Node) -> tuple[str, int]:
             parts.append(unparse(node.transform))
         return f"{_wrap(node.target, _MEMBER)}.{node.macro}({', '.join(parts)})", _MEMBER
     raise TypeError(f"not a CEL node: {node!r}")
+
+
+def _field(name: str) -> str:
+    # Field names come from the parser, so a name that is not a plain one was quoted there.
+    if _PLAIN_FIELD.fullmatch(name) and name not in parser.KEYWORDS:
+        return name
+    return f"`{name}`"
 
 
 def render_value(value: Any) -> str:

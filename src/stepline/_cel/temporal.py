@@ -11,7 +11,13 @@ import re
 
 from stepline._cel import errors
 
-__all__ = ["format_duration", "format_timestamp", "parse_duration", "parse_timestamp"]
+__all__ = [
+    "check_duration",
+    "format_duration",
+    "format_timestamp",
+    "parse_duration",
+    "parse_timestamp",
+]
 
 _TIMESTAMP = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
@@ -95,6 +101,17 @@ def parse_duration(text: str) -> _dt.timedelta:
     if abs(delta) > _MAX_DURATION:
         raise errors.EvaluationError(f"invalid duration {text!r}: out of range")
     return delta
+
+
+def check_duration(value: _dt.timedelta) -> _dt.timedelta:
+    """Return ``value`` if it lies within CEL's duration range, +/-10,000 years.
+
+    Raises:
+        EvaluationError: it does not.
+    """
+    if -_MAX_DURATION <= value <= _MAX_DURATION:
+        return value
+    raise errors.EvaluationError("duration out of range (beyond +/-10000 years)")
 
 
 def format_duration(value: _dt.timedelta) -> str:

@@ -14,7 +14,7 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from stepline._cel import errors
+from stepline._cel import errors, temporal
 
 __all__ = [
     "INT_MAX",
@@ -132,7 +132,9 @@ def equals(left: Any, right: Any) -> bool:
         return bool(left == right)
     left_kind, right_kind = kind(left), kind(right)
     if left_kind in NUMERIC and right_kind in NUMERIC:
-        return bool(left == right)
+        return bool(
+            _comparable(left, left_kind, right_kind) == _comparable(right, right_kind, left_kind)
+        )
     if left_kind != right_kind:
         return False
     if left_kind == "list":
@@ -168,11 +170,22 @@ def relation(op: str, left: Any, right: Any) -> bool:
     if kind_type is type(right) and (kind_type is int or kind_type is float or kind_type is str):
         return bool(compare(left, right))
     left_kind, right_kind = kind(left), kind(right)
-    if (left_kind in NUMERIC and right_kind in NUMERIC) or (
-        left_kind == right_kind and left_kind in _ORDERED
-    ):
+    if left_kind in NUMERIC and right_kind in NUMERIC:
+        a, b = _comparable(left, left_kind, right_kind), _comparable(right, right_kind, left_kind)
+        return bool(compare(a, b))
+    if left_kind == right_kind and left_kind in _ORDERED:
         return bool(compare(left, right))
     raise errors.EvaluationError(f"no such overload: {left_kind} {op} {right_kind}")
+
+
+def _comparable(number: Any, own_kind: str, other_kind: str) -> Any:
+    # The spec's order across numeric types: an int or uint meeting a double becomes a
+    # double (round to nearest), so dyn(9223372036854775807) < 9223372036854775808.0 is
+    # false; a double beyond the integer type's range is then ordered by its sign. Python
+    # would compare int and float exactly; ints against uints stay exact, as in the spec.
+    if other_kind == "double" and own_kind != "double":
+        return float(number)
+    return number
 
 
 def describe(value: object) -> str:
@@ -198,8 +211,13 @@ def lookup(mapping: Mapping[Any, Any], key: Any) -> tuple[bool, Any]:
     if key_kind not in {"int", "uint", "double", "bool", "string"}:
         raise errors.EvaluationError(f"unsupported key type {key_kind}")
     # Python hashes True like 1 and 1.0 like 1, but CEL keeps bool apart from numbers: scan.
+    # A numeric key matches by exact value ({1: x}[1.0]), not by the lossy order of ==.
+    numeric = key_kind in NUMERIC
     for candidate, value in mapping.items():
-        if equals(candidate, key):
+        if numeric and describe(candidate) in NUMERIC:
+            if candidate == key:
+                return True, value
+        elif equals(candidate, key):
             return True, value
     return False, None
 
@@ -343,11 +361,20 @@ def _double_op(op: str, left: float, right: float) -> float:
 
 
 def _temporal(op: str, left: Any, right: Any, left_kind: str, right_kind: str) -> Any:
-    if op == "+" and "duration" in {left_kind, right_kind}:
-        return left + right
-    if op == "-" and (right_kind == "duration" or left_kind == right_kind == "timestamp"):
-        return left - right
-    raise errors.EvaluationError(f"no such overload: {left_kind} {op} {right_kind}")
+    # Python's own range is the spec's for timestamps (years 1 to 9999: OverflowError past
+    # it), but much wider for durations, which the spec keeps within +/-10,000 years.
+    try:
+        if op == "+" and "duration" in {left_kind, right_kind}:
+            result = left + right
+        elif op == "-" and (right_kind == "duration" or left_kind == right_kind == "timestamp"):
+            result = left - right
+        else:
+            raise errors.EvaluationError(f"no such overload: {left_kind} {op} {right_kind}")
+    except OverflowError:
+        raise errors.EvaluationError("timestamp out of range (years 1 to 9999)") from None
+    if type(result) is _dt.timedelta:
+        return temporal.check_duration(result)
+    return result
 
 
 #: Deepest value :func:`import_value` accepts; rendering and comparing values recurse.
