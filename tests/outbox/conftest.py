@@ -3,8 +3,9 @@
 Each database fixture gives a fresh, empty database: a temp SQLite file, a new Postgres
 schema, a new MariaDB database. URLs come from ``STEPLINE_TEST_POSTGRES_URL`` and
 ``STEPLINE_TEST_MYSQL_URL``; under ``CI=true`` a missing server fails the test, elsewhere
-it skips. ``deliver`` moves committed rows to the engine as the relay does (the event API
-with the row's seed, the start route with its run id) and marks them delivered.
+it skips. ``Shop.deliver`` moves committed rows to the engine as the relay does (the event API
+with the row's seed, the start route with its run id) and marks them delivered;
+``Shop.relay`` runs the real relay in process.
 """
 
 from __future__ import annotations
@@ -194,6 +195,24 @@ class Shop:
         assert answer.status_code in (200, 201), answer.text
         run_id: str = answer.json()["data"]["run_id"]
         return run_id
+
+    def relay(self, db: Database) -> int:
+        """Run the real relay (``stepline.outbox._relay``) in process until ``db`` is drained."""
+        from stepline.outbox import _relay, _relay_db, _relay_deliver
+
+        connection, dialect = _relay_db.connect(db.url)
+        deliverer = _relay_deliver.Deliverer("http://127.0.0.1", event_key="k", http=self.http)
+        relay = _relay.Relay(_relay_db.OutboxDb(connection, dialect), deliverer.deliver)
+        total = 0
+        try:
+            while True:
+                count, available = relay.step()
+                assert available
+                if count == 0:
+                    return total
+                total += count
+        finally:
+            relay.close()
 
     def runs(self) -> list[stepline.RunInfo]:
         runs, _ = self.client.list_runs_sync(limit=100)

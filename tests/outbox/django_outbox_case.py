@@ -94,9 +94,9 @@ result["rows_after_rollback"] = OutboxMessage.objects.count()
 
 with transaction.atomic():
     several = [
-        stepline.django.start_in_transaction(client, "f", {"n": 1}).run_id,
+        stepline.django.start_in_transaction(client, "process-order", {"n": 1}).run_id,
         stepline.django.send_on_commit(client, [stepline.Event(name="a/b")] * 2),
-        stepline.django.start_in_transaction(client, "f", {"n": 3}).run_id,
+        stepline.django.start_in_transaction(client, "process-order", {"n": 3}).run_id,
     ]
 result["several"] = several
 

@@ -100,13 +100,22 @@ async def place_order_async(
 
 
 def check_delivered(
-    database: Database, shop: Shop, sent: list[str], started: stepline.outbox.StartedRun
+    database: Database,
+    shop: Shop,
+    sent: list[str],
+    started: stepline.outbox.StartedRun,
+    *,
+    relay: bool,
 ) -> None:
     [event_row, start_row] = database.rows()
     assert event_ids.seeded(json.loads(event_row["body"])["seed"], 1) == sent
     assert json.loads(start_row["body"])["run_id"] == started.run_id
     assert order_ids(database) == [7]
-    assert shop.deliver(database) == [sent, started.run_id]
+    if relay:  # the real relay, in process
+        assert shop.relay(database) == 2
+        assert all(row["delivered_at"] is not None for row in database.rows())
+    else:
+        assert shop.deliver(database) == [sent, started.run_id]
     assert started.handle_sync().result(timeout=20) == {"order": 8}
     [by_event] = [r for r in shop.runs() if r.event_ids == tuple(sent)]
     assert shop.client.get_run_sync(by_event.run_id).result(timeout=20) == {"order": 7}
@@ -117,7 +126,7 @@ def test_sync_committed_writes_are_delivered_with_the_ids_returned(
     database: Database, tables: sa.Table, shop: Shop, face: str
 ) -> None:
     sent, started = place_order_sync(database, face, shop.client, tables, commit=True)
-    check_delivered(database, shop, sent, started)
+    check_delivered(database, shop, sent, started, relay=face == "session")
 
 
 @pytest.mark.parametrize("face", FACES)
@@ -125,7 +134,7 @@ def test_async_committed_writes_are_delivered_with_the_ids_returned(
     database: Database, tables: sa.Table, shop: Shop, face: str
 ) -> None:
     sent, started = asyncio.run(place_order_async(database, face, shop.client, tables, commit=True))
-    check_delivered(database, shop, sent, started)
+    check_delivered(database, shop, sent, started, relay=face == "connection")
 
 
 @pytest.mark.parametrize("face", FACES)
