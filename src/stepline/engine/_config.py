@@ -78,6 +78,9 @@ class EngineSettings:
         retention: seconds ended runs (with their steps, links, outputs) and events no
             stored run references are kept (``--retention``, ``STEPLINE_RETENTION``: a
             duration such as ``7d`` or ``12h``; ``0``/``off`` keeps everything).
+        relay_outbox: relay a ``stepline_outbox`` table in this process (``--relay-outbox``,
+            ``STEPLINE_RELAY_OUTBOX``): ``self`` (this engine's database), a database URL, or
+            ``django[:ALIAS]``; None relays nothing (``stepline.engine._relay``).
     """
 
     mode: Mode = "dev"
@@ -110,6 +113,7 @@ class EngineSettings:
     max_stream_message_bytes: int = 1024 * 1024
     shutdown_grace: float = 30.0
     retention: float = DEFAULT_RETENTION
+    relay_outbox: str | None = None
 
     def __post_init__(self) -> None:
         # here rather than in resolve(): settings built directly (the embedded engine in
@@ -219,6 +223,8 @@ def resolve(
     if grace:
         overrides = {"shutdown_grace": _seconds("STEPLINE_SHUTDOWN_GRACE", grace), **overrides}
     overrides = {**_answer_limits(env), **overrides}
+    if env.get("STEPLINE_RELAY_OUTBOX", "").strip():
+        overrides = {"relay_outbox": env["STEPLINE_RELAY_OUTBOX"].strip(), **overrides}
     if overrides:
         settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
     _check(settings)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stepline import _ownership
-from stepline.engine import _appsync, _events, _ids, _intake, _registry, _response, _starts
+from stepline.engine import _appsync, _events, _ids, _intake, _registry, _relay, _response, _starts
 from stepline.engine._appsync import SyncResult
 from stepline.engine._backoff import Backoff
 from stepline.engine._clock import Clock, SystemClock
@@ -134,6 +134,7 @@ class Engine(Reads):
                 asyncio.create_task(self.worker.run(), name="stepline-worker"),
                 asyncio.create_task(self.worker.heartbeat(), name="stepline-heartbeat"),
                 asyncio.create_task(sweeper.Sweeper.of(self).run(), name="stepline-retention"),
+                *_relay.tasks(self),  # relay_outbox: this engine moves an outbox's rows
             ]
 
     async def sync_apps(self) -> list[SyncResult]:

@@ -32,7 +32,9 @@ import pathlib
 import random
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
 from stepline.outbox import _relay_db, _relay_deliver
 from stepline.outbox._relay_deliver import Outcome
@@ -223,21 +225,28 @@ def _pause_forever(marker: str) -> None:
         time.sleep(3600)
 
 
-def listen(url: str, relay: Relay, stop: threading.Event) -> threading.Thread:
-    """A daemon thread waking ``relay`` on each Postgres ``NOTIFY stepline_outbox``."""
+def listen(connect: Callable[[], Any], relay: Relay, stop: threading.Event) -> threading.Thread:
+    """A daemon thread waking ``relay`` on each Postgres ``NOTIFY stepline_outbox``.
+
+    Args:
+        connect: opens a new psycopg connection in autocommit mode (closed by the thread).
+        relay: the relay to wake.
+        stop: set to end the thread (it notices within a second).
+    """
     from stepline.outbox import _schema
 
     def loop() -> None:
-        import psycopg
-
         while not stop.is_set():
             try:
-                with psycopg.connect(_plain(url), autocommit=True) as conn:
+                conn = connect()
+                try:
                     conn.execute(f"LISTEN {_schema.CHANNEL}")
                     relay.wake()  # rows committed while not listening
                     while not stop.is_set():
                         for _ in conn.notifies(timeout=1.0):
                             relay.wake()
+                finally:
+                    conn.close()
             except Exception:  # a dropped connection: listen again shortly
                 logger.warning("outbox relay: LISTEN connection lost; reconnecting")
                 stop.wait(1.0)
@@ -247,8 +256,13 @@ def listen(url: str, relay: Relay, stop: threading.Event) -> threading.Thread:
     return thread
 
 
-def _plain(url: str) -> str:
-    import urllib.parse
+def postgres_listener(url: str) -> Callable[[], Any]:
+    """``listen``'s ``connect`` for a Postgres URL."""
 
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(("postgresql", *parts[1:]))
+    def connect() -> Any:
+        import psycopg
+
+        parts = urllib.parse.urlsplit(url)
+        return psycopg.connect(urllib.parse.urlunsplit(("postgresql", *parts[1:])), autocommit=True)
+
+    return connect

@@ -12,7 +12,7 @@ import http.server
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from stepline.outbox import _relay, _relay_db, _relay_deliver
@@ -62,7 +62,7 @@ def run_forever(
     deliverer: _relay_deliver.Deliverer,
     settings: _relay.RelaySettings,
     *,
-    listen_url: str | None = None,
+    listen: Callable[[], Any] | None = None,
     metrics_port: int | None = None,
 ) -> int:
     """Relay until SIGTERM or SIGINT; returns the exit code (0).
@@ -71,7 +71,8 @@ def run_forever(
         db: the outbox's database.
         deliverer: posts rows to the engine.
         settings: how the relay works.
-        listen_url: a Postgres URL to LISTEN on (wakes the relay at each writer's commit).
+        listen: opens a Postgres connection to LISTEN on (wakes the relay at each
+            writer's commit); None elsewhere.
         metrics_port: serve ``/metrics`` on this port (loopback) if given.
     """
     relay = _relay.Relay(db, deliverer.deliver, settings)
@@ -83,8 +84,8 @@ def run_forever(
 
     previous = {sig: signal.signal(sig, stopping) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        if listen_url is not None:
-            _relay.listen(listen_url, relay, stop)
+        if listen is not None:
+            _relay.listen(listen, relay, stop)
         with metrics_server(relay.stats, metrics_port) as port:
             where = f"; metrics on http://127.0.0.1:{port}/metrics" if port else ""
             print(f"stepline relay: relaying to {deliverer.base}{where}", flush=True)

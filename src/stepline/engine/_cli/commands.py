@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             **_observability(args),
             **_limits.chosen(args),
             **_polling(args),
+            **_relay.engine_settings(args),
         )
     except EngineConfigError as exc:
         print(f"stepline {mode}: {exc}", file=sys.stderr)
@@ -398,6 +399,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         _observability_arguments(sub)
         _limits.add_arguments(sub)
+        _relay.add_engine_argument(sub)
     dev.add_argument(
         "--poll-interval",
         type=_scale,

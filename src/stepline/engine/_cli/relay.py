@@ -65,6 +65,25 @@ def add_parser(commands: Any) -> None:
     )
 
 
+def add_engine_argument(sub: argparse.ArgumentParser) -> None:
+    """``--relay-outbox [URL]`` for ``dev`` and ``start``: the engine relays an outbox itself."""
+    sub.add_argument(
+        "--relay-outbox",
+        nargs="?",
+        const="self",
+        metavar="URL",
+        help="relay a stepline_outbox table in this engine, with no relay process: the "
+        "engine's own database (no URL: an app sharing the engine's Postgres, woken by "
+        "NOTIFY) or the app's database URL (env STEPLINE_RELAY_OUTBOX)",
+    )
+
+
+def engine_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings ``--relay-outbox`` overrides."""
+    chosen = getattr(args, "relay_outbox", None)
+    return {} if chosen is None else {"relay_outbox": chosen}
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``stepline relay``; returns the exit code (0 stopped, 2 misuse)."""
     from stepline.outbox import _relay, _relay_db, _relay_deliver, _relay_run
@@ -99,6 +118,6 @@ def main(args: argparse.Namespace) -> int:
         _relay_db.OutboxDb(connection, dialect),
         deliverer,
         _relay.RelaySettings(**options),
-        listen_url=url if dialect == "postgresql" else None,
+        listen=_relay.postgres_listener(url) if dialect == "postgresql" else None,
         metrics_port=args.metrics_port,
     )

@@ -1,9 +1,10 @@
-"""``manage.py stepline dev|start|migrate``: the engine's command line, with the settings.
+"""``manage.py stepline dev|start|migrate|relay``: the engine's command line, with the settings.
 
 ``dev`` runs a local engine that syncs this project's ``serve()`` URL (``-u``); ``start``
 runs a production engine with ``SIGNING_KEY``/``EVENT_KEY``; ``migrate`` prepares the
-database (``DATABASE``, also the embedded engine's). Everything else is the engine CLI's
-(``stepline dev --help``).
+database (``DATABASE``, also the embedded engine's); ``relay`` delivers the project's
+outbox (``stepline_outbox`` in ``--database``) to the engine at ``BASE_URL``. Everything
+else is the engine CLI's (``stepline dev --help``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("action", choices=("dev", "start", "migrate"))
+        parser.add_argument("action", choices=("dev", "start", "migrate", "relay"))
         parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
         parser.add_argument("--port", type=int, help="port to bind (default 8288)")
         parser.add_argument("--db", metavar="URL", help="default: STEPLINE['DATABASE']")
@@ -48,11 +49,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--allow-public", action="store_true", help="let `dev` bind a public interface"
         )
+        _relay_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         action: str = options["action"]
         try:
             config = _runtime.current().config
+            if action == "relay":
+                self._relay(config, options)
+                return
             urls: Sequence[str] = options["app_urls"] or ()
             if not (urls or options["no_sync"] or action == "migrate" or config.embedded):
                 found = serve_url(config, required=action == "dev")
@@ -71,6 +76,44 @@ class Command(BaseCommand):
         code = _cli.main(argv)
         if code:
             raise CommandError(f"stepline {action} exited with status {code}", returncode=code)
+
+    def _relay(self, config: _conf.Config, options: dict[str, Any]) -> None:
+        from stepline.outbox import _relay_django
+
+        engine = options["engine"] or config.base_url
+        if config.embedded and not options["engine"]:
+            raise _errors.ConfigError(
+                "settings.STEPLINE['ENGINE'] is 'embedded': the web process's engine "
+                "relays the outbox itself (STEPLINE['OUTBOX']); pass --engine URL to relay "
+                "to another engine"
+            )
+        _relay_django.run(
+            alias=options["database"],
+            engine_url=engine,
+            event_key=config.event_key,
+            signing_key=config.signing_key,
+            metrics_port=options["metrics_port"],
+            poll_interval=options["poll_interval"],
+        )
+
+
+def _relay_arguments(parser: CommandParser) -> None:
+    """``relay``'s options: the database alias, the engine, metrics."""
+    parser.add_argument(
+        "--database",
+        default="default",
+        help="relay: the database alias holding stepline_outbox (default: default)",
+    )
+    parser.add_argument(
+        "--engine", metavar="URL", help="relay: the engine (default STEPLINE['BASE_URL'])"
+    )
+    parser.add_argument("--metrics-port", type=int, metavar="PORT", help="relay: /metrics here")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        metavar="SECONDS",
+        help="relay: how often an idle relay looks at the outbox (default 1)",
+    )
 
 
 def engine_argv(

@@ -1,0 +1,66 @@
+"""The engine relaying an outbox itself: no relay process, no HTTP hop.
+
+With ``EngineSettings.relay_outbox`` set (``--relay-outbox``, ``STEPLINE_RELAY_OUTBOX``,
+or an embedded engine's ``relay_outbox=``), the engine runs the outbox relay
+(``stepline.outbox._relay``) on a thread of its own and hands each row straight to its own
+``send`` and ``start_function`` (``inprocess``). ``relay_outbox`` names the database that
+holds ``stepline_outbox``:
+
+- ``self``: the engine's own database (an app sharing the engine's Postgres); woken by
+  ``LISTEN stepline_outbox`` at each writer's commit;
+- a database URL (``postgresql://``, ``mysql://``, ``sqlite:///``, a SQLite path): the
+  app's database, e.g. for an embedded engine next to a SQLAlchemy app;
+- ``django`` or ``django:ALIAS``: a Django project's connection (the embedded engine in
+  a Django process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stepline.engine._relay.inprocess import Host
+
+__all__ = ["tasks"]
+
+logger = logging.getLogger("stepline.engine.relay")
+
+
+def tasks(engine: Host) -> list[asyncio.Task[None]]:
+    """The engine's relay task, if ``relay_outbox`` is set (started with the worker)."""
+    if not engine.settings.relay_outbox:
+        return []
+    return [asyncio.create_task(_relay(engine), name="stepline-outbox-relay")]
+
+
+async def _relay(engine: Host) -> None:
+    """Run the relay on a thread until this task is cancelled (the engine stops)."""
+    # here, not at import: an engine that relays nothing loads none of the outbox's code
+    from stepline.engine._relay import inprocess, target
+    from stepline.outbox import _relay
+
+    where = target.resolve(engine.settings.relay_outbox or "", engine.settings.database_url)
+    deliver = inprocess.Deliverer(engine, asyncio.get_running_loop())
+
+    def work() -> None:
+        settings = _relay.RelaySettings(poll_interval=engine.settings.poll_interval)
+        relay = _relay.Relay(where.open(), deliver.deliver, settings)
+        deliver.on_stop(relay.stop)  # at once if the engine stopped meanwhile
+        try:
+            if where.listen is not None:
+                _relay.listen(where.listen, relay, deliver.stopped)
+            relay.run()
+        finally:
+            relay.close()
+
+    thread = asyncio.create_task(asyncio.to_thread(work))
+    try:
+        await asyncio.shield(thread)
+    except asyncio.CancelledError:
+        deliver.stop()
+        await asyncio.gather(thread, return_exceptions=True)
+        raise
+    except Exception:
+        logger.exception("the outbox relay stopped")
