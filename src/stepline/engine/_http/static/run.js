@@ -1,6 +1,7 @@
 // The run page: status, notices (non-determinism, version moves), flow-control holds,
 // actions (cancel, rerun), the step timeline with outputs, errors and waits (a waiting
-// event step can be resumed from here), the trigger events and the final output.
+// event step can be resumed from here), the trigger events, the final output and the
+// run's stream, live (the SSE form of v1/runs/{id}/stream; the browser resumes it).
 import {
   TERMINAL, api, badge, code, duration, enc, eventLink, facts, fill, functionLink, h, json,
   ms, notice, runDuration, runLink, time,
@@ -12,7 +13,7 @@ export async function page(view, [runId], _params, ctx) {
   const actions = h("div", { class: "actions" });
   const message = h("div");
   const body = h("div");
-  fill(view, head, actions, message, body);
+  fill(view, head, actions, message, body, streamView(runId, ctx));
   const open = new Set();
   let last = "";
   let ended = false;
@@ -37,6 +38,36 @@ export async function page(view, [runId], _params, ctx) {
   }
   await load();
   return { poll: () => (ended ? null : load()) };
+}
+
+/** The messages the run publishes, as they are published (the newest 500 kept). */
+function streamView(runId, ctx) {
+  const rows = h("tbody", { id: "stream-rows" });
+  const state = h("p", { class: "muted", id: "stream-state" }, "Nothing published yet.");
+  const table = h("table", { class: "stream", id: "stream", hidden: true },
+    h("thead", {}, h("tr", {}, ["Seq", "Topic", "Time", "Data"].map((x) => h("th", {}, x)))), rows);
+  const source = new EventSource(`v1/runs/${enc(runId)}/stream`);
+  const watch = setInterval(() => ctx.alive() || close(), 1000); // the page was left
+  function close() {
+    source.close();
+    clearInterval(watch);
+  }
+  source.addEventListener("message", (e) => {
+    const m = JSON.parse(e.data);
+    table.hidden = false;
+    state.hidden = true;
+    rows.append(h("tr", { "data-seq": String(m.seq) },
+      h("td", { class: "mono" }, String(m.seq)), h("td", {}, code(m.topic)),
+      h("td", {}, time(new Date(m.at * 1000).toISOString())),
+      h("td", {}, h("code", { class: "stream-data" }, JSON.stringify(m.data)))));
+    while (rows.childElementCount > 500) rows.firstChild.remove();
+  });
+  source.addEventListener("end", () => {
+    close();
+    state.hidden = false;
+    state.textContent = rows.childElementCount ? "The run has ended: its stream is complete." : "The run published nothing.";
+  });
+  return h("section", { id: "run-stream" }, h("h2", {}, "Stream"), table, state);
 }
 
 function header(run) {
