@@ -1,0 +1,66 @@
+"""``manage.py stepline relay`` in a child process: Django writes, then relays its outbox.
+
+``python django_relay_case.py <dialect> <url> <engine-url> <output.json>``: migrates the
+``stepline`` app, commits an order with ``send_on_commit`` and ``start_in_transaction``,
+writes the ids it got to the output file, then runs ``call_command("stepline", "relay")``
+on Django's default connection until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import django
+from django.conf import settings
+
+
+def database(dialect: str, url: str) -> dict[str, Any]:
+    if dialect == "sqlite":
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": url}
+    parts = urllib.parse.urlsplit(url)
+    common = {
+        "HOST": parts.hostname,
+        "PORT": str(parts.port or ""),
+        "USER": urllib.parse.unquote(parts.username or ""),
+        "PASSWORD": urllib.parse.unquote(parts.password or ""),
+        "NAME": parts.path.lstrip("/"),
+    }
+    if dialect == "postgresql":
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        options = {"options": query["options"]} if "options" in query else {}
+        return {"ENGINE": "django.db.backends.postgresql", "OPTIONS": options, **common}
+    import pymysql
+
+    pymysql.install_as_MySQLdb()
+    return {"ENGINE": "django.db.backends.mysql", **common}
+
+
+dialect, url, engine_url, output = sys.argv[1:5]
+settings.configure(
+    DATABASES={"default": database(dialect, url)},
+    INSTALLED_APPS=["stepline.django"],
+    STEPLINE={"APP_ID": "shop", "DEV": True, "BASE_URL": engine_url},
+    USE_TZ=True,
+    SECRET_KEY="stepline-tests-not-secret",
+)
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import transaction  # noqa: E402
+
+import stepline  # noqa: E402
+import stepline.django  # noqa: E402
+
+call_command("migrate", "stepline", verbosity=0)
+client = stepline.django.get_client()
+with transaction.atomic():
+    sent = stepline.django.send_on_commit(
+        client, stepline.Event(name="shop/order.placed", data={"order_id": 7})
+    )
+    started = stepline.django.start_in_transaction(client, "process-order", {"order_id": 8})
+Path(output).write_text(json.dumps({"events": sent, "run_id": started.run_id}))
+call_command("stepline", "relay", "--poll-interval", "0.05")
