@@ -1,6 +1,14 @@
 """``timestamp`` and ``duration`` values: RFC 3339 and Go-style duration strings.
 
-Python keeps microseconds, so nanosecond digits are truncated; CEL keeps nanoseconds.
+Ranges are the specification's: timestamps from year 1 to 9999 (Python's ``datetime`` has
+the same range), durations within +/-10,000 years (:func:`check_duration`).
+
+Precision is not: Python keeps microseconds where CEL keeps nanoseconds, so digits past
+the sixth of a fraction are dropped, toward zero. What that changes:
+``timestamp('2024-01-01T00:00:00.123456789Z')`` formats as ``...00.123456Z``;
+``duration('1ns') == duration('0s')`` and ``duration('999ns') == duration('0s')`` are true;
+``duration('1.5us')`` is ``1us``; times or durations less than a microsecond apart compare
+equal. Whole seconds, ``int(timestamp)`` and ordering at microsecond scale are exact.
 """
 
 from __future__ import annotations
