@@ -10,6 +10,8 @@ stderr):
 4. ``ingest_bench.py``: events/s accepted and committed, single and batched.
 5. ``engine_nodes.py``: runs/s with 1, 2, 3 engine processes on Postgres (skipped, and
    said so, when no Postgres answers).
+6. ``stream_bench.py``: run streams, messages/s published (lightweight batches, durable
+   one by one) and publish-to-SSE-reader latency.
 
 The peers (``dbos``, ``inngest``) are installed from PyPI into ``bench/.peers-venv`` on
 first use (``_peers.py``). ``--quick`` runs every benchmark at a tiny size: a smoke run
@@ -63,6 +65,7 @@ BENCHES = (
         ("--runs", "300", "--rounds", "2"),
         ("--runs", "30", "--rounds", "1"),
     ),
+    Bench("stream", "stream_bench.py", (), ("--quick",)),
 )
 NAMES = tuple(b.name for b in BENCHES)
 
@@ -252,12 +255,28 @@ def nodes_rows(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def stream_rows(d: dict[str, Any]) -> list[Row]:
+    light, durable, lat = d["publish"]["lightweight"], d["publish"]["durable"], d["latency"]
+    return [
+        (f"stream messages/s, batches of {light['batch']}", f"{light['best']:,.0f}", "", "", ""),
+        ("stream messages/s, durable, one per request", f"{durable['best']:,.0f}", "", "", ""),
+        (
+            "stream publish->SSE reader, p50 / p99 ms",
+            f"{lat['p50_ms']:.2f} / {lat['p99_ms']:.2f}",
+            "",
+            "",
+            "",
+        ),
+    ]
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "handler": handler_rows,
     "steps": steps_rows,
     "latency": latency_rows,
     "ingest": ingest_rows,
     "nodes": nodes_rows,
+    "stream": stream_rows,
 }
 
 

@@ -162,3 +162,14 @@ def test_engine_nodes() -> None:
         pytest.skip(problem)
     data = run_json("engine_nodes.py", "--runs", "5", "--rounds", "1", "--nodes", "1")
     assert len(rows("nodes", data)) == 1
+
+
+def test_stream() -> None:
+    data = run_json(
+        "stream_bench.py", "--rounds", "1", "--messages", "30", "--batch", "10", "--durable", "5",
+        "--samples", "3", "--gap", "0.001",
+    )  # fmt: skip
+    assert data["publish"]["lightweight"]["best"] > 0
+    assert data["publish"]["durable"]["best"] > 0
+    assert data["latency"]["samples"] == 3
+    assert len(rows("stream", data)) == 3
