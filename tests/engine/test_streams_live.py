@@ -20,6 +20,7 @@ import pytest
 
 from stepline._status import RunStatus
 from stepline.engine import Engine, EngineSettings
+from stepline.engine._http import stream as stream_routes
 from stepline.engine._http.api import build_app
 from stepline.engine._store import Store
 from stepline.engine._streams.service import StreamService
@@ -181,3 +182,23 @@ def test_publishers_on_two_nodes_get_gap_free_unique_seqs(store: str, tmp_path: 
         assert len(stored) == 5 * batches
         for n, seqs in enumerate(answers):
             assert [stored[s] for s in seqs] == [f"{n}.{i}" for i in range(5)]
+
+
+def test_sse_sends_keepalives_through_silence(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_routes, "KEEPALIVE", 0.2)  # 15 s in production
+    db = str(tmp_path / "e.db")
+    seed(db)
+    with node(db) as one:
+        headers = {"accept": "text/event-stream"}
+        comments = []
+        url = f"{one.url}/v1/runs/{RUN}/stream"
+        with httpx.stream("GET", url, headers=headers, timeout=10) as answer:
+            for line in answer.iter_lines():
+                if line.startswith(":"):
+                    comments.append(line)
+                if comments.count(": keepalive") == 3:
+                    break
+        assert comments[0] == ": stream"  # the headers went out at once
+        assert comments[1:] == [": keepalive"] * 3
