@@ -28,6 +28,7 @@ import pytest
 import stepline
 from stepline.embedded import EmbeddedEngine
 from stepline.outbox import ddl
+from tests._support.polling import wait_until
 from tests.engine.servers import postgres_schema
 
 #: The MariaDB/MySQL the suites run against (a fresh database per test); CI fails without it.
@@ -203,16 +204,21 @@ class Shop:
         connection, dialect = _relay_db.connect(db.url)
         deliverer = _relay_deliver.Deliverer("http://127.0.0.1", event_key="k", http=self.http)
         relay = _relay.Relay(_relay_db.OutboxDb(connection, dialect), deliverer.deliver)
-        total = 0
+        delivered = [0]
+
+        def drained() -> bool:
+            # a batch may find the relay lock taken (it is per database, or per server
+            # on MySQL: relays of other tests on the same server): it then delivers nothing
+            count, available = relay.step()
+            assert available
+            delivered[0] += count
+            return all(row["delivered_at"] is not None for row in db.rows())
+
         try:
-            while True:
-                count, available = relay.step()
-                assert available
-                if count == 0:
-                    return total
-                total += count
+            wait_until(drained, message="the relay delivering every row")
         finally:
             relay.close()
+        return delivered[0]
 
     def runs(self) -> list[stepline.RunInfo]:
         runs, _ = self.client.list_runs_sync(limit=100)
