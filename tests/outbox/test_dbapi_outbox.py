@@ -148,3 +148,27 @@ def test_an_unknown_dialect_or_paramstyle_is_named() -> None:
         stepline.outbox.ddl("oracle")
     assert stepline.outbox.ddl("mariadb") == stepline.outbox.ddl("mysql")
     assert stepline.outbox.ddl("postgres") == stepline.outbox.ddl("postgresql")
+
+
+class Wrapped:
+    """A connection of a driver whose module says nothing of its paramstyle."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def cursor(self) -> Any:
+        return self.inner.cursor()
+
+
+def test_a_driver_without_a_paramstyle_is_asked_for_one(tmp_path: Path) -> None:
+    with fresh("sqlite", tmp_path) as database:
+        database.create_table()
+        client = stepline.Client(app_id="shop", is_production=False)
+        with contextlib.closing(database.connect()) as connection:
+            event = stepline.Event(name="a/b")
+            with pytest.raises(ValueError, match="paramstyle='qmark'"):
+                stepline.outbox.send(Wrapped(connection), client, event)
+            [sent] = stepline.outbox.send(Wrapped(connection), client, event, paramstyle="qmark")
+            connection.commit()
+        [row] = database.rows()
+        assert event_ids.seeded(json.loads(row["body"])["seed"], 1) == [sent]
