@@ -239,7 +239,10 @@ def django_server(
     command = [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "asgi:application"]
     options = ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "off", "--no-access-log"]
     base, path = f"http://127.0.0.1:{port}", tmp_path / "django.log"
-    with spawned([*command, *options], log=path, env=env, up=f"{base}/", ready=answers) as proc:
+    # probed at the serve path: a request elsewhere would make the dev-mode app register
+    # itself with the stub in the background, racing the test's own sync
+    up = f"{base}/api/inngest"
+    with spawned([*command, *options], log=path, env=env, up=up, ready=answers) as proc:
         yield base, streaming
     log = path.read_text(errors="replace")  # stopping sent SIGTERM
     # A graceful shutdown: uvicorn finishes, then re-raises SIGTERM (or exits 0, if older).
