@@ -1,7 +1,9 @@
 """``timestamp`` and ``duration`` values: RFC 3339 and Go-style duration strings.
 
 Ranges are the specification's: timestamps from year 1 to 9999 (Python's ``datetime`` has
-the same range), durations within +/-10,000 years (:func:`check_duration`).
+the same range) and durations within a signed 64-bit count of nanoseconds, about +/-292
+years (:func:`check_duration`), so ``timestamp('9999-12-31T23:59:59Z') -
+timestamp('0001-01-01T00:00:00Z')`` is an error, as in the specification's own cases.
 
 Precision is not: Python keeps microseconds where CEL keeps nanoseconds, so digits past
 the sixth of a fraction are dropped, toward zero. What that changes:
@@ -42,8 +44,9 @@ _UNIT_MICROS = {
     "m": fractions.Fraction(60_000_000),
     "h": fractions.Fraction(3_600_000_000),
 }
-# CEL limits durations to roughly +/-10000 years.
-_MAX_DURATION = _dt.timedelta(seconds=315_576_000_000)
+# A CEL duration is a signed 64-bit count of nanoseconds (as cel-go's): about +/-292 years.
+_MIN_NANOS = -(2**63)
+_MAX_NANOS = 2**63 - 1
 
 
 def parse_timestamp(text: str) -> _dt.datetime:
@@ -102,24 +105,21 @@ def parse_duration(text: str) -> _dt.timedelta:
         raise errors.EvaluationError(f"invalid duration {text!r}")
     if text.startswith("-"):
         total = -total
-    try:
-        delta = _dt.timedelta(microseconds=int(total))
-    except OverflowError:
-        delta = _MAX_DURATION * 2
-    if abs(delta) > _MAX_DURATION:
+    if not _MIN_NANOS <= total * 1000 <= _MAX_NANOS:  # the exact value, before truncation
         raise errors.EvaluationError(f"invalid duration {text!r}: out of range")
-    return delta
+    return _dt.timedelta(microseconds=int(total))
 
 
 def check_duration(value: _dt.timedelta) -> _dt.timedelta:
-    """Return ``value`` if it lies within CEL's duration range, +/-10,000 years.
+    """Return ``value`` if it lies within CEL's duration range (about +/-292 years).
 
     Raises:
         EvaluationError: it does not.
     """
-    if -_MAX_DURATION <= value <= _MAX_DURATION:
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    if _MIN_NANOS <= micros * 1000 <= _MAX_NANOS:
         return value
-    raise errors.EvaluationError("duration out of range (beyond +/-10000 years)")
+    raise errors.EvaluationError("duration out of range (about +/-292 years)")
 
 
 def format_duration(value: _dt.timedelta) -> str:

@@ -362,7 +362,7 @@ def _double_op(op: str, left: float, right: float) -> float:
 
 def _temporal(op: str, left: Any, right: Any, left_kind: str, right_kind: str) -> Any:
     # Python's own range is the spec's for timestamps (years 1 to 9999: OverflowError past
-    # it), but much wider for durations, which the spec keeps within +/-10,000 years.
+    # it), but much wider for durations, which the spec keeps within about +/-292 years.
     try:
         if op == "+" and "duration" in {left_kind, right_kind}:
             result = left + right
