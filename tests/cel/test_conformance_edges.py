@@ -271,3 +271,23 @@ def test_function_options_take_quoted_fields() -> None:
     wrong = stepline.Concurrency(limit=1, key="async.data.`tenant-id`")
     with pytest.raises(stepline.ConfigError, match="unknown variable 'async'"):
         client.function(id="wrong", trigger=stepline.TriggerEvent(event="a/b"), concurrency=wrong)
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"a.b.c": "yeah"}, "yeah"),
+        ({"a.b": {"c": "yeah"}}, "yeah"),
+        ({"a.b.c": "yeah", "a.b": {"c": "oops"}}, "yeah"),  # the longest name first
+    ],
+)
+def test_qualified_variable_names(variables: dict[str, Any], expected: str) -> None:
+    # Name resolution: with no variable `a`, `a.b.c` names a variable "a.b.c" or "a.b".
+    program = compile_cel("a.b.c")
+    assert program.evaluate(variables) == expected
+    assert compile_cel("has(a.b.c) && a.b.c == a.b.c").evaluate({"a": {"b": {"c": 1}}}) is True
+
+
+def test_unqualified_miss_names_the_root() -> None:
+    with pytest.raises(_cel.EvaluationError, match="undeclared reference to 'a'"):
+        compile_cel("a.b.c").evaluate({"a.b.x": 1, "b": 2})

@@ -83,14 +83,15 @@ def _select(node: ast.Select) -> Eval:
     name = root.name if isinstance(root, ast.Ident) else ""
 
     def evaluate(env: Env) -> Any:
+        fields = path
         if operand is None:
             try:
                 value = env[name]
             except KeyError:
-                raise _undeclared(name) from None
+                value, fields = _qualified(env, name, path)
         else:
             value = operand(env)
-        for field in path:
+        for field in fields:
             if type(value) is dict:
                 try:
                     value = value[field]
@@ -101,6 +102,16 @@ def _select(node: ast.Select) -> Eval:
         return value
 
     return evaluate
+
+
+def _qualified(env: Env, name: str, path: tuple[str, ...]) -> tuple[Any, tuple[str, ...]]:
+    # The spec's qualified names: with no variable `a`, `a.b.c` is the variable "a.b.c",
+    # else "a.b" then field c (longest first). Only tried on a miss, off the hot path.
+    for end in range(len(path), 0, -1):
+        qualified = ".".join((name, *path[:end]))
+        if qualified in env:
+            return env[qualified], path[end:]
+    raise _undeclared(name)
 
 
 def _index(operand: Eval, key: Eval) -> Eval:
