@@ -59,6 +59,7 @@ BENCHES = (
     Bench("steps", "steps_bench.py", ("--rounds", "2"), ("--quick",)),
     Bench("latency", "latency_bench.py", (), ("--quick",)),
     Bench("ingest", "ingest_bench.py", (), ("--quick",)),
+    Bench("outbox", "outbox_bench.py", (), ("--quick",)),
     Bench(
         "nodes",
         "engine_nodes.py",
@@ -277,6 +278,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "ingest": ingest_rows,
     "nodes": nodes_rows,
     "stream": stream_rows,
+    "outbox": lambda d: [(r[0], r[1], r[2], r[3], r[4]) for r in d["rows_table"]],
 }
 
 
