@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 import stepline
 import stepline.outbox
 from stepline.embedded import EmbeddedEngine
@@ -24,7 +22,7 @@ from tests.engine.conftest import arun, running
 from tests.engine.servers import postgres_schema
 
 from .conftest import FAST, ORDER_PLACED, Database, shop_functions
-from .relay_support import pending
+from .relay_support import metric, pending
 
 
 def write_order(db: Database, client: stepline.Client, order_id: int) -> dict[str, Any]:
@@ -73,28 +71,27 @@ def test_an_engine_on_the_apps_postgres_relays_it_woken_by_notify() -> None:
             apps = [(client, shop_functions(client))]
             options = {"poll_interval": 30.0, "relay_outbox": "self"}
             async with running(url, apps=apps, **options) as engine:
-                await await_until(lambda: _listening(url), timeout=10)
-                latencies = []
+                await asyncio.to_thread(write_order, db, client, 0)  # the relay is up...
+                await await_until(lambda: not pending(db), timeout=10)
+                latencies = []  # ...and now waits 30 s unless a NOTIFY wakes it
                 for order in range(1, 4):
                     began = time.monotonic()
                     promised = await asyncio.to_thread(write_order, db, client, order)
                     await await_until(lambda: not pending(db), timeout=5)
                     latencies.append(time.monotonic() - began)
                     await _finished(engine, promised["run_id"])
+
+                async def relayed() -> bool:  # the engine's own /metrics shows its relay
+                    text = await engine.metrics()
+                    delivered = metric(text, "stepline_outbox_delivered_total")
+                    return delivered == 8 and metric(text, "stepline_outbox_backlog") == 0
+
+                await await_until(relayed, timeout=10)
                 return latencies
 
         latencies = arun(body())
     assert sorted(latencies)[1] < 1.0, latencies
     client.close()
-
-
-def _listening(url: str) -> bool:
-    """Whether some session of this database LISTENs (the relay's, once started)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN stepline_outbox%%'"
-        ).fetchone()
-    return bool(rows and rows[0])
 
 
 async def _finished(engine: Engine, run_id: str) -> None:

@@ -110,6 +110,7 @@ class Relay:
             returns its outcome.
         settings: how to work.
         clock: where time comes from (``time.time`` by default).
+        on_batch: called after each batch with the stats (an engine's metrics).
     """
 
     def __init__(
@@ -119,12 +120,14 @@ class Relay:
         settings: RelaySettings | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        on_batch: Callable[[RelayStats], None] | None = None,
     ) -> None:
         self.db = db
         self.deliver = deliver
         self.settings = settings or RelaySettings()
         self.clock = clock
         self.stats = RelayStats()
+        self.on_batch = on_batch
         self._retry_at: dict[int, float] = {}  # rejected rows: not before this time
         self._wake = threading.Event()
         self._stopping = False
@@ -201,6 +204,8 @@ class Relay:
             try:
                 count, available = self.step()
                 self.housekeeping()
+                if self.on_batch is not None:
+                    self.on_batch(self.stats)
             except Exception:
                 logger.exception("outbox relay: database error; retrying")
                 with contextlib.suppress(Exception):

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from stepline.engine._relay.inprocess import Host
+    from stepline.outbox._relay import RelayStats
 
 __all__ = ["tasks"]
 
@@ -43,10 +46,11 @@ async def _relay(engine: Host) -> None:
 
     where = target.resolve(engine.settings.relay_outbox or "", engine.settings.database_url)
     deliver = inprocess.Deliverer(engine, asyncio.get_running_loop())
+    metrics = _metrics(engine)
 
     def work() -> None:
         settings = _relay.RelaySettings(poll_interval=engine.settings.poll_interval)
-        relay = _relay.Relay(where.open(), deliver.deliver, settings)
+        relay = _relay.Relay(where.open(), deliver.deliver, settings, on_batch=metrics)
         deliver.on_stop(relay.stop)  # at once if the engine stopped meanwhile
         try:
             if where.listen is not None:
@@ -64,3 +68,34 @@ async def _relay(engine: Host) -> None:
         raise
     except Exception:
         logger.exception("the outbox relay stopped")
+
+
+#: the outbox families of each engine's metrics registry (registered once per registry)
+_FAMILIES: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def _metrics(engine: Host) -> Callable[[RelayStats], None] | None:
+    """Mirror the relay's stats into the engine's ``GET /metrics`` (None: metrics off)."""
+    observer = engine.observer
+    registry = getattr(getattr(observer, "metrics", None), "registry", None)
+    if registry is None:
+        return None
+    if registry not in _FAMILIES:
+        _FAMILIES[registry] = (
+            registry.gauge(
+                "stepline_outbox_backlog", "Committed outbox rows this engine has yet to relay."
+            ),
+            registry.counter(
+                "stepline_outbox_delivered_total", "Outbox rows this engine has relayed."
+            ),
+        )
+    backlog, delivered = _FAMILIES[registry]
+    counted = 0
+
+    def record(stats: RelayStats) -> None:
+        nonlocal counted
+        backlog.set(float(stats.backlog))
+        delivered.inc(amount=float(stats.delivered - counted))
+        counted = stats.delivered
+
+    return record

@@ -32,6 +32,7 @@ class Host(Protocol):
     """What the relay needs of the engine (``Engine``)."""
 
     settings: EngineSettings
+    observer: Any  # the engine's ``Observer`` (None: metrics and tracing off)
 
     async def send(
         self, raw: object, *, seed: str | None = None, headers: Mapping[str, str] | None = None
