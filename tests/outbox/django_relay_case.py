@@ -10,34 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.parse
 from pathlib import Path
-from typing import Any
 
 import django
 from django.conf import settings
 
-
-def database(dialect: str, url: str) -> dict[str, Any]:
-    if dialect == "sqlite":
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": url}
-    parts = urllib.parse.urlsplit(url)
-    common = {
-        "HOST": parts.hostname,
-        "PORT": str(parts.port or ""),
-        "USER": urllib.parse.unquote(parts.username or ""),
-        "PASSWORD": urllib.parse.unquote(parts.password or ""),
-        "NAME": parts.path.lstrip("/"),
-    }
-    if dialect == "postgresql":
-        query = dict(urllib.parse.parse_qsl(parts.query))
-        options = {"options": query["options"]} if "options" in query else {}
-        return {"ENGINE": "django.db.backends.postgresql", "OPTIONS": options, **common}
-    import pymysql
-
-    pymysql.install_as_MySQLdb()
-    return {"ENGINE": "django.db.backends.mysql", **common}
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.outbox.django_relay_case_db import database
 
 dialect, url, engine_url, output = sys.argv[1:5]
 settings.configure(

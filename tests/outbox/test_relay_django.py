@@ -42,3 +42,19 @@ def test_manage_py_stepline_relay_delivers_the_projects_outbox(
         assert [e["internal_id"] for e in engine.events()] == promised["events"]
         assert promised["run_id"] in {run["run_id"] for run in engine.runs()}
         assert all(row["attempts"] == 1 for row in database.rows())
+
+
+EMBEDDED_CASE = Path(__file__).with_name("django_embedded_relay_case.py")
+
+
+def test_the_embedded_engine_relays_the_django_projects_own_database(
+    database: Database, tmp_path: Path
+) -> None:
+    out, log = tmp_path / "result.json", tmp_path / "django.log"
+    engine_db = str(tmp_path / "engine.db")
+    command = [sys.executable, str(EMBEDDED_CASE), database.dialect, database.url, engine_db]
+    proc = processes.spawn([*command, str(out)], log=log, cwd=ROOT)
+    assert proc.wait(90) == 0, processes.log_tail(log)
+    result = json.loads(out.read_text())
+    assert result == {"started": {"order": 8}, "by_event": [{"order": 7}], "runs": 2}
+    assert not pending(database)
