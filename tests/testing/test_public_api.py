@@ -34,6 +34,8 @@ ENV_METHODS = {
     "start",
     "start_sync",
     "step_calls",
+    "stream",
+    "stream_sync",
 }
 
 RUN_METHODS = {
@@ -45,6 +47,8 @@ RUN_METHODS = {
     "result_sync",
     "steps",
     "steps_sync",
+    "stream",
+    "stream_sync",
 }
 
 
