@@ -163,3 +163,49 @@ def test_an_unreadable_row_is_rejected_not_fatal() -> None:
 )
 def test_the_dialect_of_a_url(url: str, dialect: str) -> None:
     assert _relay_db.dialect_of_url(url) == dialect
+
+
+SIGNING_KEY = "signkey-prod-" + "a1" * 32
+EVENT_KEY = "relay-event-key-" + "b2" * 16
+RUN_ID = "01JZZZZZZZZZZZZZZZZZZZZZZZ"
+SEED = "1800000000000,AAECAwQFBgcICQ=="
+
+
+def test_a_production_engine_takes_rows_with_the_relays_keys_and_refuses_them_without(
+    tmp_path: Path,
+) -> None:
+    from starlette.testclient import TestClient
+
+    from stepline._protocol import signing
+    from stepline.engine import Engine, EngineSettings
+    from stepline.engine._http.api import build_app
+
+    from .relay_support import registration
+
+    settings = EngineSettings(
+        mode="start",
+        database_url=str(tmp_path / "engine.db"),
+        signing_keys=(SIGNING_KEY,),
+        event_keys=(EVENT_KEY,),
+    )
+    app = build_app(Engine(settings))
+    with TestClient(app, base_url="http://127.0.0.1") as http:
+        bearer = {"Authorization": signing.bearer_token(SIGNING_KEY)}
+        reply = http.post("/fn/register", json=registration(), headers=bearer)
+        assert reply.status_code == 200, reply.text
+        start = json.dumps({"function_id": "shop-process-order", "data": {}, "run_id": RUN_ID})
+        event = json.dumps({"events": [{"name": ORDER_PLACED, "data": {}}], "seed": SEED})
+
+        def deliverer(**keys: str) -> _relay_deliver.Deliverer:
+            return _relay_deliver.Deliverer("http://127.0.0.1", http=http, **keys)
+
+        # without the keys the relay is at fault, not the row: it backs off, nothing skipped
+        keyless = deliverer(event_key="wrong")
+        assert keyless.deliver("start", start).outcome is Outcome.UNAVAILABLE
+        assert keyless.deliver("event", event).outcome is Outcome.UNAVAILABLE
+        keyed = deliverer(event_key=EVENT_KEY, signing_key=SIGNING_KEY)
+        assert keyed.deliver("start", start) == _relay_deliver.Delivered(Outcome.DELIVERED)
+        assert keyed.deliver("event", event) == _relay_deliver.Delivered(Outcome.DELIVERED)
+        runs = http.get("/v1/runs", headers=bearer).json()["data"]
+        assert RUN_ID in {run["run_id"] for run in runs}
+        assert len(runs) == 2  # the started run, and the event's
