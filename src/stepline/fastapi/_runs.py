@@ -34,7 +34,8 @@ def runs_router(
     """The web-app kit's five run routes as an ``APIRouter`` (see ``stepline.web``).
 
     ``POST /runs``, ``GET /runs/{run_id}``, ``POST /runs/{run_id}/cancel``,
-    ``GET /runs/{run_id}/result`` and ``GET /runs/{run_id}/events`` (Server-Sent Events),
+    ``GET /runs/{run_id}/result`` and ``GET /runs/{run_id}/events`` (Server-Sent Events:
+    progress and the run's stream, see ``docs/streams.md``),
     under ``prefix`` and wherever the router is included. Every request goes through
     ``authorize`` (sync or async); ``inputs`` maps functions to pydantic models checked on
     start (422 with ``detail``) and documented in OpenAPI. ``options`` are more
@@ -141,7 +142,10 @@ def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
 _SAME = {"description": "Same idempotency_key as an earlier start: that run (created false)"}
 _RUNNING = {"description": "The run has not ended yet (the body is the run so far)"}
 _SSE: dict[int | str, Any] = {
-    200: {"description": "status, step and result events", "content": {"text/event-stream": {}}}
+    200: {
+        "description": "status, step, message (id: seq; Last-Event-ID resumes) and result events",
+        "content": {"text/event-stream": {}},
+    }
 }
 _ERRORS = {
     400: "Malformed request",
