@@ -267,8 +267,8 @@ def retire(tx: Tx, app_id: str, version: str, *, force: bool, now: float) -> dic
         count = len(run_ids)
         raise VersionRefusedError(
             f"{count} {'run' if count == 1 else 'runs'} started on {version} "
-            f"{'is' if count == 1 else 'are'} still live; retry with ?force=true (CLI: --force) to move "
-            f"{'it' if count == 1 else 'them'} to the latest version ({latest.version})",
+            f"{'is' if count == 1 else 'are'} still live; retry with ?force=true (CLI: --force) "
+            f"to move {'it' if count == 1 else 'them'} to the latest version ({latest.version})",
             409,
             live=count,
         )
