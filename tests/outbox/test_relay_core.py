@@ -209,3 +209,33 @@ def test_a_production_engine_takes_rows_with_the_relays_keys_and_refuses_them_wi
         runs = http.get("/v1/runs", headers=bearer).json()["data"]
         assert RUN_ID in {run["run_id"] for run in runs}
         assert len(runs) == 2  # the started run, and the event's
+
+
+def test_a_relay_whose_connection_is_cut_reconnects_and_goes_on(tmp_path: Path, shop: Shop) -> None:
+    import threading
+
+    import psycopg
+
+    with fresh("postgresql", tmp_path) as db:
+        db.create_table()
+        url = db.url
+        outbox = _relay_db.open_url(url)
+        deliverer = _relay_deliver.Deliverer("http://127.0.0.1", event_key="k", http=shop.http)
+        settings = _relay.RelaySettings(poll_interval=0.05, backoff=0.01)
+        relay = _relay.Relay(outbox, deliverer.deliver, settings)
+        thread = threading.Thread(target=relay.run)
+        thread.start()
+        try:
+            write(db, shop, "process-order")
+            wait_until(lambda: relay.stats.delivered == 1)
+            cut = outbox.connection
+            with psycopg.connect(url, autocommit=True) as admin:  # a server restart, for it
+                admin.execute("SELECT pg_terminate_backend(%s)", (cut.info.backend_pid,))
+            write(db, shop, "process-order")
+            wait_until(lambda: relay.stats.delivered == 2, message="delivery after the cut")
+            assert outbox.connection is not cut
+        finally:
+            relay.stop()
+            thread.join(10)
+            relay.close()
+        assert all(row["delivered_at"] is not None for row in db.rows())

@@ -208,8 +208,8 @@ class Relay:
                     self.on_batch(self.stats)
             except Exception:
                 logger.exception("outbox relay: database error; retrying")
-                with contextlib.suppress(Exception):
-                    self.db.connection.rollback()
+                with contextlib.suppress(Exception):  # still down: the next round says so
+                    self.db.reset()
                 count, available = 0, False
             if not available:
                 self._wake.wait(backoff * (0.5 + random.random()))  # jittered

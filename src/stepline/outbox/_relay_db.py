@@ -16,13 +16,15 @@ safe differs by dialect:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from stepline.outbox import _schema
 
-__all__ = ["OutboxDb", "Pending", "connect", "dialect_of_url"]
+__all__ = ["OutboxDb", "Pending", "connect", "dialect_of_url", "open_url"]
 
 #: The Postgres advisory lock key of the relay (``hashtext('stepline_outbox')`` is not
 #: stable across versions: a constant is).
@@ -105,13 +107,34 @@ class OutboxDb:
         connection: a DB-API connection in its driver's default (transactional) mode.
         dialect: ``postgresql``, ``mysql`` or ``sqlite`` (aliases accepted).
         owns: close ``connection`` in ``close`` (False for a connection Django owns).
+        reconnect: opens a new connection after a database error (``reset``); None
+            keeps the one connection and only rolls back.
     """
 
-    def __init__(self, connection: Any, dialect: str, *, owns: bool = True) -> None:
+    def __init__(
+        self,
+        connection: Any,
+        dialect: str,
+        *,
+        owns: bool = True,
+        reconnect: Callable[[], Any] | None = None,
+    ) -> None:
         self.connection = connection
         self.dialect = _schema.canonical(dialect)
         self._mark = "?" if self.dialect == "sqlite" else "%s"
         self._owns = owns
+        self._reconnect = reconnect
+
+    def reset(self) -> None:
+        """After a database error: roll back, or open a new connection (a server restart,
+        a dropped socket: the old one is gone for good)."""
+        if self._reconnect is None:
+            with contextlib.suppress(Exception):
+                self.connection.rollback()
+            return
+        with contextlib.suppress(Exception):
+            self.close()
+        self.connection = self._reconnect()
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         cur = self.connection.cursor()
@@ -214,3 +237,9 @@ def _text(value: Any) -> str:
     if isinstance(value, memoryview):
         value = value.tobytes()
     return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+
+
+def open_url(url: str) -> OutboxDb:
+    """An ``OutboxDb`` on ``url`` that reconnects to it after a database error."""
+    connection, dialect = connect(url)
+    return OutboxDb(connection, dialect, reconnect=lambda: connect(url)[0])

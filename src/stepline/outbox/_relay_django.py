@@ -32,7 +32,14 @@ def run(
     wrapper = connections[alias]
     wrapper.ensure_connection()
     wrapper.set_autocommit(False)  # the relay commits its batches itself
-    db = _relay_db.OutboxDb(wrapper.connection, wrapper.vendor, owns=False)
+
+    def reconnect() -> Any:
+        wrapper.close()  # after an error: Django opens a new one
+        wrapper.ensure_connection()
+        wrapper.set_autocommit(False)
+        return wrapper.connection
+
+    db = _relay_db.OutboxDb(wrapper.connection, wrapper.vendor, owns=False, reconnect=reconnect)
     listen = None
     if db.dialect == "postgresql":
 

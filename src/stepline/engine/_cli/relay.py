@@ -94,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
         print("stepline relay: --db URL is required (the app's database)", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        connection, dialect = _relay_db.connect(url)
+        db = _relay_db.open_url(url)
     except ValueError as exc:
         print(f"stepline relay: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -115,9 +115,9 @@ def main(args: argparse.Namespace) -> int:
         signing_key=args.signing_key or env.get("STEPLINE_SIGNING_KEY") or None,
     )
     return _relay_run.run_forever(
-        _relay_db.OutboxDb(connection, dialect),
+        db,
         deliverer,
         _relay.RelaySettings(**options),
-        listen=_relay.postgres_listener(url) if dialect == "postgresql" else None,
+        listen=_relay.postgres_listener(url) if db.dialect == "postgresql" else None,
         metrics_port=args.metrics_port,
     )

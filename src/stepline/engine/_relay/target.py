@@ -35,7 +35,7 @@ def resolve(value: str, engine_database: str) -> Target:
         raise EngineConfigError(f"relay_outbox: {exc}") from None
 
     def open_db() -> _relay_db.OutboxDb:
-        return _relay_db.OutboxDb(*_relay_db.connect(url))
+        return _relay_db.open_url(url)
 
     listen = _relay.postgres_listener(url) if dialect == "postgresql" else None
     return Target(open_db, listen)
@@ -46,9 +46,16 @@ def _django(alias: str) -> Target:
 
     def open_db() -> _relay_db.OutboxDb:
         wrapper = connections[alias]  # this thread's own connection
+
+        def raw() -> Any:
+            wrapper.close()  # after an error: Django opens a new one
+            wrapper.ensure_connection()
+            wrapper.set_autocommit(False)
+            return wrapper.connection
+
         wrapper.ensure_connection()
         wrapper.set_autocommit(False)
-        return _relay_db.OutboxDb(wrapper.connection, wrapper.vendor, owns=False)
+        return _relay_db.OutboxDb(wrapper.connection, wrapper.vendor, owns=False, reconnect=raw)
 
     def listen() -> Any:
         other = connections.create_connection(alias)
