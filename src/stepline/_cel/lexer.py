@@ -106,14 +106,14 @@ class _Lexer:
                 i = self.word(i)
             elif char in "\"'":
                 i = self.string(i, i, raw=False)
-            elif char == "`":
-                i = self.quoted(i)
             elif text[i : i + 2] in _PUNCT2:
                 self.tokens.append(Token(Kind.PUNCT, text[i : i + 2], i))
                 i += 2
             elif char in _PUNCT1:
                 self.tokens.append(Token(Kind.PUNCT, char, i))
                 i += 1
+            elif char == "`":
+                i = self.quoted(i)
             elif char in _HINTS:
                 raise self.fail(f"unexpected character {char!r} (did you mean {_HINTS[char]}?)", i)
             else:
