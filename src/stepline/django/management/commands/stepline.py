@@ -84,8 +84,8 @@ class Command(BaseCommand):
         if config.embedded and not options["engine"]:
             raise _errors.ConfigError(
                 "settings.STEPLINE['ENGINE'] is 'embedded': the web process's engine "
-                "relays the outbox itself (STEPLINE['OUTBOX']); pass --engine URL to relay "
-                "to another engine"
+                "relays the outbox itself (ENGINE_OPTIONS {'relay_outbox': 'django'}); "
+                "pass --engine URL to relay to another engine"
             )
         _relay_django.run(
             alias=options["database"],
