@@ -123,6 +123,7 @@ def _check_uint(value: int) -> UInt:
 
 
 _SIMPLE = frozenset({str, int, float, bool, type(None)})
+_INT_DOUBLE = frozenset({int, float})
 
 
 def equals(left: Any, right: Any) -> bool:
@@ -130,11 +131,13 @@ def equals(left: Any, right: Any) -> bool:
     kind_type = type(left)
     if kind_type is type(right) and kind_type in _SIMPLE:
         return bool(left == right)
+    if type(right) in _INT_DOUBLE and kind_type in _INT_DOUBLE:  # an int and a double
+        return float(left) == float(right)
     left_kind, right_kind = kind(left), kind(right)
     if left_kind in NUMERIC and right_kind in NUMERIC:
-        return bool(
-            _comparable(left, left_kind, right_kind) == _comparable(right, right_kind, left_kind)
-        )
+        if left_kind == "double" or right_kind == "double":
+            return float(left) == float(right)  # the spec's order: see relation()
+        return bool(left == right)
     if left_kind != right_kind:
         return False
     if left_kind == "list":
@@ -169,23 +172,20 @@ def relation(op: str, left: Any, right: Any) -> bool:
     kind_type = type(left)
     if kind_type is type(right) and (kind_type is int or kind_type is float or kind_type is str):
         return bool(compare(left, right))
+    if type(right) in _INT_DOUBLE and kind_type in _INT_DOUBLE:  # an int and a double
+        return bool(compare(float(left), float(right)))
     left_kind, right_kind = kind(left), kind(right)
     if left_kind in NUMERIC and right_kind in NUMERIC:
-        a, b = _comparable(left, left_kind, right_kind), _comparable(right, right_kind, left_kind)
-        return bool(compare(a, b))
+        if left_kind == "double" or right_kind == "double":
+            # The spec's order across numeric types: an int or uint meeting a double
+            # becomes a double (round to nearest), so dyn(9223372036854775807) <
+            # 9223372036854775808.0 is false; a double beyond the integer type's range is
+            # then ordered by its sign. Python would compare int and float exactly.
+            return bool(compare(float(left), float(right)))
+        return bool(compare(left, right))  # int against uint: exact, as in the spec
     if left_kind == right_kind and left_kind in _ORDERED:
         return bool(compare(left, right))
     raise errors.EvaluationError(f"no such overload: {left_kind} {op} {right_kind}")
-
-
-def _comparable(number: Any, own_kind: str, other_kind: str) -> Any:
-    # The spec's order across numeric types: an int or uint meeting a double becomes a
-    # double (round to nearest), so dyn(9223372036854775807) < 9223372036854775808.0 is
-    # false; a double beyond the integer type's range is then ordered by its sign. Python
-    # would compare int and float exactly; ints against uints stay exact, as in the spec.
-    if other_kind == "double" and own_kind != "double":
-        return float(number)
-    return number
 
 
 def describe(value: object) -> str:
