@@ -79,6 +79,7 @@ _PLAIN = [
     ("GET", "/v1/functions"),
     ("GET", "/v1/apps"),
     ("POST", "/v1/apps/sync"),
+    ("POST", "/v1/outbox/deliveries"),
     ("GET", "/metrics"),
     ("GET", "/dev"),
     ("GET", "/health"),

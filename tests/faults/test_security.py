@@ -328,6 +328,7 @@ BODY_ROUTES = {
     ("POST", "/v1/functions/{function_id:path}/runs"),
     ("POST", "/v1/apps/sync"),
     ("POST", "/v1/runs/{run_id}/stream"),
+    ("POST", "/v1/outbox/deliveries"),
     ("POST", "/login"),
 }
 NO_BODY_ROUTES = {

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import stepline
@@ -203,7 +204,10 @@ def test_a_production_engine_takes_rows_with_the_relays_keys_and_refuses_them_wi
         keyless = deliverer(event_key="wrong")
         assert keyless.deliver("start", start).outcome is Outcome.UNAVAILABLE
         assert keyless.deliver("event", event).outcome is Outcome.UNAVAILABLE
+        rows = [_relay_db.Pending(1, "start", start, 0), _relay_db.Pending(2, "event", event, 0)]
+        assert [a.outcome for a in keyless.deliver_batch(rows)] == [Outcome.UNAVAILABLE]
         keyed = deliverer(event_key=EVENT_KEY, signing_key=SIGNING_KEY)
+        assert keyed.deliver_batch(rows) == [_relay_deliver.Delivered(Outcome.DELIVERED)] * 2
         assert keyed.deliver("start", start) == _relay_deliver.Delivered(Outcome.DELIVERED)
         assert keyed.deliver("event", event) == _relay_deliver.Delivered(Outcome.DELIVERED)
         runs = http.get("/v1/runs", headers=bearer).json()["data"]
@@ -239,3 +243,61 @@ def test_a_relay_whose_connection_is_cut_reconnects_and_goes_on(tmp_path: Path, 
             thread.join(10)
             relay.close()
         assert all(row["delivered_at"] is not None for row in db.rows())
+
+
+def pending_rows(db: Database) -> list[_relay_db.Pending]:
+    return [
+        _relay_db.Pending(r["id"], r["kind"], r["body"], r["attempts"])
+        for r in db.rows()
+        if r["delivered_at"] is None
+    ]
+
+
+@pytest.mark.parametrize("route", ["batch", "no batch route (an older engine)"])
+def test_rows_go_in_batches_and_without_the_route_one_by_one(
+    route: str, tmp_path: Path, shop: Shop
+) -> None:
+    from stepline.engine._relay import http as relay_http
+
+    with fresh("sqlite", tmp_path) as db:
+        db.create_table()
+        [_, good] = write(db, shop, "no-such-function", "process-order")
+        with contextlib.closing(db.connect()) as connection:
+            event = stepline.Event(name=ORDER_PLACED, data={"order_id": 3})
+            [event_id] = stepline.outbox.send(connection, shop.client, event)
+            connection.commit()
+        http = shop.http
+        if route != "batch":
+            api = shop.engine.wsgi_app()  # the same engine, minus the batch route
+            app = shop.engine._api
+            assert app is not None
+            app.router.routes = [r for r in app.router.routes if r.path != relay_http.PATH]
+            http = httpx.Client(transport=httpx.WSGITransport(app=api), base_url="http://127.0.0.1")
+        deliverer = _relay_deliver.Deliverer("http://127.0.0.1", event_key="k", http=http)
+        answers = deliverer.deliver_batch(pending_rows(db))
+        assert [a.outcome for a in answers] == [
+            Outcome.REJECTED,
+            Outcome.DELIVERED,
+            Outcome.DELIVERED,
+        ]
+        assert "not registered" in (answers[0].note or "")
+        assert deliverer.batches is (route == "batch")
+        assert good in {run.run_id for run in shop.runs()}
+        # delivered again (a relay killed before marking): the same, nothing twice
+        again = deliverer.deliver_batch(pending_rows(db)[1:])
+        assert [a.outcome for a in again] == [Outcome.DELIVERED, Outcome.DELIVERED]
+        wait_until(lambda: len(shop.runs()) == 2)
+        runs = shop.runs()
+        assert sorted(len(r.event_ids) for r in runs) == [1, 1]
+        assert any(r.event_ids == (event_id,) for r in runs)
+
+
+def test_the_batch_route_refuses_what_is_not_a_batch(shop: Shop) -> None:
+    from stepline.engine._relay import http as relay_http
+
+    for body in ({}, {"rows": []}, {"rows": "x"}, {"rows": [{}] * (relay_http.MAX_ROWS + 1)}):
+        reply = shop.http.post(relay_http.PATH, json=body)
+        assert reply.status_code == 400, reply.text
+    reply = shop.http.post(relay_http.PATH, json={"rows": [{"kind": "x", "body": "{"}, 7]})
+    assert reply.status_code == 200
+    assert [a["outcome"] for a in reply.json()["data"]] == ["rejected", "rejected"]

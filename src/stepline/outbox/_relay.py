@@ -111,6 +111,9 @@ class Relay:
         settings: how to work.
         clock: where time comes from (``time.time`` by default).
         on_batch: called after each batch with the stats (an engine's metrics).
+        deliver_batch: posts several rows at once (``Deliverer.deliver_batch``); returns
+            one outcome per row tried, stopping after the first ``UNAVAILABLE``. Without
+            it, ``deliver`` is called row by row.
     """
 
     def __init__(
@@ -121,6 +124,8 @@ class Relay:
         *,
         clock: Callable[[], float] = time.time,
         on_batch: Callable[[RelayStats], None] | None = None,
+        deliver_batch: Callable[[list[_relay_db.Pending]], list[_relay_deliver.Delivered]]
+        | None = None,
     ) -> None:
         self.db = db
         self.deliver = deliver
@@ -128,10 +133,19 @@ class Relay:
         self.clock = clock
         self.stats = RelayStats()
         self.on_batch = on_batch
+        self.deliver_batch = deliver_batch or self._one_by_one
         self._retry_at: dict[int, float] = {}  # rejected rows: not before this time
         self._wake = threading.Event()
         self._stopping = False
         self._last_purge = 0.0
+
+    def _one_by_one(self, rows: list[_relay_db.Pending]) -> list[_relay_deliver.Delivered]:
+        results = []
+        for row in rows:
+            results.append(self.deliver(row.kind, row.body))
+            if results[-1].outcome is Outcome.UNAVAILABLE:
+                break
+        return results
 
     def wake(self) -> None:
         """Look at the outbox now (a NOTIFY arrived)."""
@@ -154,12 +168,13 @@ class Relay:
         failed: list[tuple[int, str]] = []
         available = True
         try:
-            for row in rows:
-                if row.id in waiting:
-                    continue
-                if len(delivered) + len(failed) >= settings.batch_size:
-                    break
-                result = self.deliver(row.kind, row.body)
+            todo = [row for row in rows if row.id not in waiting][: settings.batch_size]
+            results = self.deliver_batch(todo)
+            if len(results) < len(todo) and (
+                not results or results[-1].outcome is not Outcome.UNAVAILABLE
+            ):
+                raise RuntimeError("a batch delivery stopped short without saying why")
+            for row, result in zip(todo, results, strict=False):
                 if result.outcome is Outcome.UNAVAILABLE:
                     available = False
                     self.stats.unavailable += 1

@@ -75,7 +75,7 @@ def run_forever(
             writer's commit); None elsewhere.
         metrics_port: serve ``/metrics`` on this port (loopback) if given.
     """
-    relay = _relay.Relay(db, deliverer.deliver, settings)
+    relay = _relay.Relay(db, deliverer.deliver, settings, deliver_batch=deliverer.deliver_batch)
     stop = threading.Event()
 
     def stopping(signum: int, frame: Any) -> None:

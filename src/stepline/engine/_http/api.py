@@ -36,6 +36,7 @@ from stepline.engine._http import versions as _versions
 from stepline.engine._http.wire import ApiError
 from stepline.engine._ids import SeedError
 from stepline.engine._observe import prometheus
+from stepline.engine._relay import http as _relay_http
 from stepline.engine._store import EventFilter, RunFilter, storable
 
 logger = logging.getLogger("stepline.engine.api")
@@ -117,6 +118,7 @@ class _Api:
             ("GET", "/v1/apps", bearer(self.apps)),
             ("POST", "/v1/apps/sync", bearer(self.sync)),
             *_versions.table(self.engine, bearer),
+            *_relay_http.table(self.engine, bearer),  # POST /v1/outbox/deliveries
             *_stream.table(self.engine, bearer),
             ("GET", "/health", self.health),
             ("GET", "/ready", lambda request: _ready.ready(self.engine)),

@@ -23,7 +23,7 @@ from stepline.engine._events import EventError
 from stepline.engine._ids import SeedError
 from stepline.outbox._relay_deliver import Delivered, Outcome
 
-__all__ = ["Deliverer", "Host"]
+__all__ = ["Deliverer", "Host", "deliver"]
 
 _MAX_KEY = 256
 
@@ -84,36 +84,49 @@ class Deliverer:
         """Deliver one row; blocks the relay's thread until the engine has committed it."""
         try:
             body = json.loads(raw_body)
-            work = self._work(kind, body)
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             return Delivered(Outcome.REJECTED, f"unreadable {kind!r} row: {exc}")
-        try:
-            asyncio.run_coroutine_threadsafe(work, self.loop).result()
-        except (EventError, SeedError, NotFoundError, _starts.RunIdTakenError) as exc:
-            return Delivered(Outcome.REJECTED, f"{type(exc).__name__}: {exc}")
-        except SkippedError as exc:
-            return Delivered(Outcome.DELIVERED, f"skipped by the engine: {exc}")
-        except Exception as exc:
-            return Delivered(Outcome.UNAVAILABLE, f"{type(exc).__name__}: {exc}")
-        return Delivered(Outcome.DELIVERED)
+        return asyncio.run_coroutine_threadsafe(
+            deliver(self.engine, kind, body), self.loop
+        ).result()
 
-    def _work(self, kind: str, body: Any) -> Coroutine[Any, Any, Any]:
-        if kind == "event":
-            return self.engine.send(list(body["events"]), seed=str(body["seed"]))
-        if kind != "start":
-            raise ValueError(f"unknown row kind {kind!r}")
-        run_id, key, by = body["run_id"], body.get("idempotency_key"), body.get("started_by")
-        data = body.get("data") or {}
-        problem = _starts.run_id_problem(run_id)
-        if problem is None and not isinstance(data, dict):
-            problem = "data: want a JSON object"
-        if problem is None and key is not None:
-            ok = isinstance(key, str) and 0 < len(key) <= _MAX_KEY
-            problem = None if ok else "idempotency_key: want a string of 1-256 characters"
-        if problem is None and by is not None:
-            problem = _ownership.principal_problem(by) if isinstance(by, str) else "started_by"
-        if problem is not None:
-            raise ValueError(problem)
-        return self.engine.start_function(
-            str(body["function_id"]), data, idempotency_key=key, started_by=by, run_id=run_id
-        )
+
+async def deliver(engine: Host, kind: object, body: object) -> Delivered:
+    """Hand one row (its decoded body) to ``engine``; what the outcome means for the row."""
+    try:
+        work = _work(engine, kind, json.loads(body) if isinstance(body, str) else body)
+    except (ValueError, KeyError, TypeError) as exc:
+        return Delivered(Outcome.REJECTED, f"unreadable {kind!r} row: {exc}")
+    try:
+        await work
+    except (EventError, SeedError, NotFoundError, _starts.RunIdTakenError) as exc:
+        return Delivered(Outcome.REJECTED, f"{type(exc).__name__}: {exc}")
+    except SkippedError as exc:
+        return Delivered(Outcome.DELIVERED, f"skipped by the engine: {exc}")
+    except Exception as exc:
+        return Delivered(Outcome.UNAVAILABLE, f"{type(exc).__name__}: {exc}")
+    return Delivered(Outcome.DELIVERED)
+
+
+def _work(engine: Host, kind: object, body: Any) -> Coroutine[Any, Any, Any]:
+    if not isinstance(body, dict):
+        raise TypeError("the row's body is not a JSON object")
+    if kind == "event":
+        return engine.send(list(body["events"]), seed=str(body["seed"]))
+    if kind != "start":
+        raise ValueError(f"unknown row kind {kind!r}")
+    run_id, key, by = body["run_id"], body.get("idempotency_key"), body.get("started_by")
+    data = body.get("data") or {}
+    problem = _starts.run_id_problem(run_id)
+    if problem is None and not isinstance(data, dict):
+        problem = "data: want a JSON object"
+    if problem is None and key is not None:
+        ok = isinstance(key, str) and 0 < len(key) <= _MAX_KEY
+        problem = None if ok else "idempotency_key: want a string of 1-256 characters"
+    if problem is None and by is not None:
+        problem = _ownership.principal_problem(by) if isinstance(by, str) else "started_by"
+    if problem is not None:
+        raise ValueError(problem)
+    return engine.start_function(
+        str(body["function_id"]), data, idempotency_key=key, started_by=by, run_id=run_id
+    )
