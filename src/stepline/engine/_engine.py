@@ -387,8 +387,7 @@ class Engine(Reads):
             existing = _starts.existing_start(tx, function_id, own_id, run_id)
             if existing is not None:
                 return existing, False, _intake.Adopted([], wake=False)
-            fresh = tx.insert_event(event)  # False: a concurrent start with this run id won
-            if fresh:
+            if fresh := tx.insert_event(event):  # False: a concurrent start with this id won
                 self.loop.fanout(tx, event, now)
             links = tx.event_links(event.internal_id)
             started = next((link.run_id for link in links if link.run_id), None)
