@@ -18,10 +18,12 @@ from __future__ import annotations
 import datetime as _dt
 import fractions
 import re
+from typing import Any
 
 from stepline._cel import errors
 
 __all__ = [
+    "arithmetic",
     "check_duration",
     "format_duration",
     "format_timestamp",
@@ -108,6 +110,28 @@ def parse_duration(text: str) -> _dt.timedelta:
     if not _MIN_NANOS <= total * 1000 <= _MAX_NANOS:  # the exact value, before truncation
         raise errors.EvaluationError(f"invalid duration {text!r}: out of range")
     return _dt.timedelta(microseconds=int(total))
+
+
+def arithmetic(op: str, left: Any, right: Any, left_kind: str, right_kind: str) -> Any:
+    """``left op right`` for ``+``/``-`` over timestamps and durations, within CEL's ranges.
+
+    Raises:
+        EvaluationError: no such overload, or the result is out of range.
+    """
+    # Python's own range is the spec's for timestamps (years 1 to 9999: OverflowError past
+    # it), but much wider for durations, which the spec keeps within about +/-292 years.
+    try:
+        if op == "+" and "duration" in {left_kind, right_kind}:
+            result = left + right
+        elif op == "-" and (right_kind == "duration" or left_kind == right_kind == "timestamp"):
+            result = left - right
+        else:
+            raise errors.EvaluationError(f"no such overload: {left_kind} {op} {right_kind}")
+    except OverflowError:
+        raise errors.EvaluationError("timestamp out of range (years 1 to 9999)") from None
+    if type(result) is _dt.timedelta:
+        return check_duration(result)
+    return result
 
 
 def check_duration(value: _dt.timedelta) -> _dt.timedelta:

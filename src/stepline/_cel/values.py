@@ -307,7 +307,7 @@ def arithmetic(op: str, left: Any, right: Any) -> Any:
         if op == "+" and left_kind == right_kind and left_kind in {"string", "list"}:
             return left + right if left_kind == "string" else [*left, *right]
         if op in {"+", "-"} and {left_kind, right_kind} <= {"timestamp", "duration"}:
-            return _temporal(op, left, right, left_kind, right_kind)
+            return temporal.arithmetic(op, left, right, left_kind, right_kind)
     except OverflowError:
         raise errors.EvaluationError("numeric overflow") from None
     raise errors.EvaluationError(f"no such overload: {left_kind} {op} {right_kind}")
@@ -358,23 +358,6 @@ def _double_op(op: str, left: float, right: float) -> float:
             return math.nan
         return math.copysign(math.inf, left) * math.copysign(1.0, right)
     return left / right
-
-
-def _temporal(op: str, left: Any, right: Any, left_kind: str, right_kind: str) -> Any:
-    # Python's own range is the spec's for timestamps (years 1 to 9999: OverflowError past
-    # it), but much wider for durations, which the spec keeps within about +/-292 years.
-    try:
-        if op == "+" and "duration" in {left_kind, right_kind}:
-            result = left + right
-        elif op == "-" and (right_kind == "duration" or left_kind == right_kind == "timestamp"):
-            result = left - right
-        else:
-            raise errors.EvaluationError(f"no such overload: {left_kind} {op} {right_kind}")
-    except OverflowError:
-        raise errors.EvaluationError("timestamp out of range (years 1 to 9999)") from None
-    if type(result) is _dt.timedelta:
-        return temporal.check_duration(result)
-    return result
 
 
 #: Deepest value :func:`import_value` accepts; rendering and comparing values recurse.
