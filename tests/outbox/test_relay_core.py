@@ -109,6 +109,14 @@ def test_one_relay_delivers_while_another_stands_by(
             assert claimed is not None
             assert [row.kind for row in claimed] == ["start", "start"]
             assert second.claim(10) is None  # the first holds the relay lock: stand by
+            with fresh(dialect, tmp_path / "other") as other_db:  # another app's outbox
+                other_db.create_table()
+                other = _relay_db.open_url(other_db.url)
+                try:
+                    assert other.claim(10) == []  # not held up by the first app's relay
+                    other.abandon()
+                finally:
+                    other.close()
             first.finish([claimed[0].id], [], 1.0)
             again = second.claim(10)
             assert again is not None

@@ -26,10 +26,14 @@ from stepline.outbox import _schema
 
 __all__ = ["OutboxDb", "Pending", "connect", "dialect_of_url", "open_url"]
 
-#: The Postgres advisory lock key of the relay (``hashtext('stepline_outbox')`` is not
-#: stable across versions: a constant is).
-PG_LOCK = 0x5354_4550_4F42  # "STEPOB"
-MYSQL_LOCK = "stepline_outbox_relay"
+#: The relay lock of one outbox table: on Postgres an advisory lock keyed by this prefix
+#: and the table's OID (advisory locks are database-wide: two schemas' outboxes must not
+#: hold up each other's relays); on MySQL a named lock (server-wide) with the database's name.
+PG_LOCK = (
+    "SELECT pg_try_advisory_xact_lock("
+    f"{0x5354_4F42} * 4294967296 + '{_schema.TABLE}'::regclass::oid::bigint)"
+)
+MYSQL_LOCK = "CONCAT('stepline_outbox_relay:', DATABASE())"
 _COLUMNS = "id, kind, body, attempts"
 
 
@@ -154,12 +158,12 @@ class OutboxDb:
             f"SELECT {_COLUMNS} FROM {_schema.TABLE} WHERE delivered_at IS NULL ORDER BY id LIMIT ?"
         )
         if self.dialect == "postgresql":
-            if not self._run("SELECT pg_try_advisory_xact_lock(?)", (PG_LOCK,))[0][0]:
+            if not self._run(PG_LOCK)[0][0]:
                 self.connection.rollback()
                 return None
             select += " FOR UPDATE SKIP LOCKED"
         elif self.dialect == "mysql":
-            if not self._run("SELECT GET_LOCK(?, 0)", (MYSQL_LOCK,))[0][0]:
+            if not self._run(f"SELECT GET_LOCK({MYSQL_LOCK}, 0)")[0][0]:
                 self.connection.rollback()
                 return None
             select += " FOR UPDATE SKIP LOCKED"
@@ -203,7 +207,7 @@ class OutboxDb:
 
     def _release(self) -> None:
         if self.dialect == "mysql":
-            self._run("SELECT RELEASE_LOCK(?)", (MYSQL_LOCK,))
+            self._run(f"SELECT RELEASE_LOCK({MYSQL_LOCK})")
             self.connection.commit()
 
     def purge(self, before: float) -> int:
