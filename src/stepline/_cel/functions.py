@@ -1,7 +1,8 @@
 """The built-in functions: size, string methods, regex matching and type conversions.
 
-Each table maps a name to ``(arity, implementation)``; the parser uses the arities to reject
-unknown functions and wrong argument counts at compile time.
+Each table maps a name to ``(arity, implementation)``, the arity a count or a tuple of the
+counts accepted; the parser uses the arities to reject unknown functions and wrong argument
+counts at compile time. The timestamp and duration accessors are in ``timeparts``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from stepline._cel import errors, temporal, values
+from stepline._cel import errors, temporal, timeparts, values
 
-__all__ = ["GLOBAL", "MACROS", "MEMBER", "TYPE_NAMES", "compile_regex", "validate_literal"]
+__all__ = ["GLOBAL", "MACROS", "MEMBER", "TYPE_NAMES", "Arity", "compile_regex", "validate_literal"]
 
 Impl = Callable[..., Any]
+#: How many arguments a function takes: a count, or the counts it accepts.
+Arity = int | tuple[int, ...]
 
 # Bounded so int() never meets Python's 4300-digit guard; longer is out of range anyway.
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,40}")
@@ -271,7 +274,7 @@ def _identity(value: Any) -> Any:
 
 
 #: Global functions: ``name(args)``.
-GLOBAL: dict[str, tuple[int, Impl]] = {
+GLOBAL: dict[str, tuple[Arity, Impl]] = {
     "bool": (1, to_bool),
     "double": (1, to_double),
     "duration": (1, to_duration),
@@ -285,7 +288,7 @@ GLOBAL: dict[str, tuple[int, Impl]] = {
     "uint": (1, to_uint),
 }
 #: Member functions: ``target.name(args)``; the arity excludes the target.
-MEMBER: dict[str, tuple[int, Impl]] = {
+MEMBER: dict[str, tuple[Arity, Impl]] = {
     "contains": (1, _strings("contains", lambda target, sub: sub in target)),
     "endsWith": (1, _strings("endsWith", str.endswith)),
     "lowerAscii": (0, _ascii("lowerAscii", _ASCII_LOWER)),
@@ -293,6 +296,7 @@ MEMBER: dict[str, tuple[int, Impl]] = {
     "size": (0, size),
     "startsWith": (1, _strings("startsWith", str.startswith)),
     "upperAscii": (0, _ascii("upperAscii", _ASCII_UPPER)),
+    **timeparts.ACCESSORS,
 }
 # Functions whose string-literal argument can be checked once, at compile time.
 _LITERAL_CHECKS: dict[str, Impl] = {

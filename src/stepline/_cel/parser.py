@@ -334,9 +334,11 @@ class _Parser:
                 raise self.fail(f"unknown method '.{function}()'", name.pos)
             arity = functions.MEMBER[function][0]
             label = f"'.{function}()'"
-        if count != arity:
-            plural = "argument" if arity == 1 else "arguments"
-            raise self.fail(f"{label} takes {arity} {plural}, got {count}", name.pos)
+        counts = (arity,) if isinstance(arity, int) else arity
+        if count not in counts:
+            plural = "argument" if counts == (1,) else "arguments"
+            takes = " or ".join(map(str, counts))
+            raise self.fail(f"{label} takes {takes} {plural}, got {count}", name.pos)
         last = args[-1] if args else None
         if isinstance(last, ast.Literal) and isinstance(last.value, str):
             problem = functions.validate_literal(function, last.value)
