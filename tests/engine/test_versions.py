@@ -248,8 +248,8 @@ def test_retiring_a_version_with_live_runs_needs_force_and_moves_them(
             assert refused.status_code == 409, refused.text
             assert refused.json()["live_runs"] == 3
             assert refused.json()["error"].startswith(
-                "3 runs started on v1 are still live; retry with ?force=true to move them "
-                "to the latest version"
+                "3 runs started on v1 are still live; retry with ?force=true (CLI: --force) "
+                "to move them to the latest version"
             )
             latest = await http.delete(f"/v1/apps/{APP}/versions/v2?force=true")
             assert latest.status_code == 409

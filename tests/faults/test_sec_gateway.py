@@ -117,7 +117,7 @@ def test_allow_list_setting_from_environment_and_flags() -> None:
     with pytest.raises(EngineConfigError, match="gateway allow-list"):
         resolve(environ={"STEPLINE_GATEWAY_ALLOW": "10.0.0.0/99"})
 
-    from stepline.engine._cli import commands
+    from stepline.engine._cli import commands, limits
 
     args = commands._parser().parse_args(
         [
@@ -130,7 +130,7 @@ def test_allow_list_setting_from_environment_and_flags() -> None:
             "3",
         ]
     )
-    assert commands._answer_limits(args) == {
+    assert limits.chosen(args) == {
         "gateway_allow": ("10.0.0.0/8", "::1"),
         "gateway_max_calls": 3,
     }
