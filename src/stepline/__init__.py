@@ -7,6 +7,10 @@ Declare functions on a ``Client``, serve them from your framework with
 from stepline._client import Client as Client
 from stepline._context import Context as Context
 from stepline._context import SyncContext as SyncContext
+from stepline._endpoints.context import EndpointContext as EndpointContext
+from stepline._endpoints.context import SyncEndpointContext as SyncEndpointContext
+from stepline._endpoints.request import EndpointRequest as EndpointRequest
+from stepline._endpoints.response import EndpointResponse as EndpointResponse
 from stepline._errors import ConfigError as ConfigError
 from stepline._errors import FunctionNotFoundError as FunctionNotFoundError
 from stepline._errors import NestedStepError as NestedStepError
@@ -60,6 +64,9 @@ __all__ = [
     "ConfigError",
     "Context",
     "Debounce",
+    "EndpointContext",
+    "EndpointRequest",
+    "EndpointResponse",
     "Event",
     "Function",
     "FunctionNotFoundError",
@@ -92,6 +99,7 @@ __all__ = [
     "StreamMessage",
     "StreamMessageTooLargeError",
     "SyncContext",
+    "SyncEndpointContext",
     "SyncRunHandle",
     "SyncStep",
     "Throttle",

@@ -88,6 +88,18 @@ class Outcome:
     divergence: _divergence.Divergence | None = None
 
 
+class Checkpointer(Protocol):
+    """Persists each step before the next runs (durable endpoints; see ``take_done``)."""
+
+    def flush_sync(self, ops: list[Op]) -> None:
+        """Persist ``ops`` (blocking)."""
+        ...
+
+    async def flush_async(self, ops: list[Op]) -> None:
+        """Persist ``ops``."""
+        ...
+
+
 class StepObserver(Protocol):
     """Told when a step's code starts and ends (tracing); see ``ExecutionState.observer``."""
 
@@ -160,6 +172,8 @@ class ExecutionState:
         self.observer: StepObserver | None = None
         #: publishes on the run's stream (set for a served call; None: nowhere to publish)
         self.publisher: Publisher | None = None
+        #: persists each step as it completes (durable endpoints); None: report at the end
+        self.checkpointer: Checkpointer | None = None
 
     @property
     def is_replaying(self) -> bool:
@@ -230,6 +244,11 @@ class ExecutionState:
             raise _Fail(exc) from None
         self._complete(Op(Opcode.STEP_RUN, slot.hashed_id, slot.user_id, slot.index, data=data))
         return _serde.revive(data, slot.output_type)
+
+    def take_done(self) -> list[Op]:
+        """The steps completed since the last call, handed over to be persisted."""
+        done, self._done = self._done, []
+        return done
 
     def patched(self, change_id: str) -> bool:
         """``ctx.patched``: the recorded answer, else False while replaying, else True.

@@ -263,7 +263,7 @@ def start_flow(
         body["started_by"] = started_by
     path = f"/v1/functions/{_quote(function_id)}/runs"
     try:
-        raw = yield from _call(
+        raw = yield from call(
             settings,
             "POST",
             path,
@@ -282,7 +282,7 @@ def get_flow(
 ) -> _effects.Flow[RunInfo]:
     """A run; with ``wait`` the engine answers as soon as it ends (or after ``wait`` s)."""
     query = f"?wait={wait:g}" if wait > 0 else ""
-    raw = yield from _call(
+    raw = yield from call(
         settings, "GET", f"/v1/runs/{_quote(run_id)}{query}", timeout=wait + 10, what=run_id
     )
     return RunInfo.from_wire(raw)
@@ -308,13 +308,13 @@ def result_flow(
 
 def cancel_flow(settings: _settings.Settings, run_id: str) -> _effects.Flow[RunStatus]:
     """Cancel a run; returns its status afterwards (a run that had ended keeps its own)."""
-    raw = yield from _call(settings, "POST", f"/v1/runs/{_quote(run_id)}/cancel", {}, what=run_id)
+    raw = yield from call(settings, "POST", f"/v1/runs/{_quote(run_id)}/cancel", {}, what=run_id)
     return RunStatus(str(raw["status"]))
 
 
 def steps_flow(settings: _settings.Settings, run_id: str) -> _effects.Flow[list[StepInfo]]:
     """A run's steps in order."""
-    raw = yield from _call(settings, "GET", f"/v1/runs/{_quote(run_id)}/steps", what=run_id)
+    raw = yield from call(settings, "GET", f"/v1/runs/{_quote(run_id)}/steps", what=run_id)
     return [StepInfo.from_wire(item) for item in raw]
 
 
@@ -335,21 +335,21 @@ def list_flow(
     if cursor:
         query["cursor"] = cursor
     path = "/v1/runs?" + urllib.parse.urlencode(query)
-    page = yield from _call(settings, "GET", path, what="runs", whole=True)
+    page = yield from call(settings, "GET", path, what="runs", whole=True)
     runs = [RunInfo.from_wire(item) for item in page.get("data") or []]
     return runs, (page.get("metadata") or {}).get("next_cursor")
 
 
 def rerun_flow(settings: _settings.Settings, run_id: str) -> _effects.Flow[str]:
     """Start a new run of the same function with the same events; returns its id."""
-    raw = yield from _call(settings, "POST", f"/v1/runs/{_quote(run_id)}/rerun", {}, what=run_id)
+    raw = yield from call(settings, "POST", f"/v1/runs/{_quote(run_id)}/rerun", {}, what=run_id)
     return str(raw["run_id"])
 
 
 # -- plumbing -------------------------------------------------------------------------------
 
 
-def _call(
+def call(
     settings: _settings.Settings,
     method: str,
     path: str,

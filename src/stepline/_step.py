@@ -89,6 +89,20 @@ class _StepTools:
     def _composite_id(self, function_id: str, app_id: str | None) -> str:
         return f"{app_id or self._app_id}-{function_id}"
 
+    def _persist_sync(self) -> None:
+        """Under a durable endpoint, persist the steps completed so far before a new
+        step's code runs (its effects are never seen before they are recorded); the
+        last ones go with the call's answer."""
+        checkpointer = self._state.checkpointer
+        if checkpointer is not None and (done := self._state.take_done()):
+            checkpointer.flush_sync(done)
+
+    async def _persist_async(self) -> None:
+        """Async twin of ``_persist_sync``."""
+        checkpointer = self._state.checkpointer
+        if checkpointer is not None and (done := self._state.take_done()):
+            await checkpointer.flush_async(done)
+
     def _publisher(self) -> _publish.Publisher:
         publisher = self._state.publisher
         if publisher is None:
@@ -144,6 +158,7 @@ class Step(_StepTools):
         value = self._state.begin_run(step_id, output_type)
         if value is not EXECUTE:
             return value
+        await self._persist_async()  # a durable endpoint: earlier steps first
         with self._state.executing() as slot:
             out = handler(*args)
             slot.value = await out if inspect.isawaitable(out) else out
@@ -223,6 +238,7 @@ class Step(_StepTools):
         _publish.check_topic(topic)
         value = self._state.begin_run(step_id)
         if value is EXECUTE:
+            await self._persist_async()
             with self._state.executing() as slot:
                 publisher = self._publisher()
                 message = publisher.durable_message(slot.hashed_id, topic, data)
@@ -264,6 +280,7 @@ class SyncStep(_StepTools):
         value = self._state.begin_run(step_id, output_type)
         if value is not EXECUTE:
             return value  # type: ignore[no-any-return]
+        self._persist_sync()  # a durable endpoint: earlier steps first
         with self._state.executing() as slot:
             slot.value = _no_awaitable(handler(*args), step_id)
         return self._state.finish_run(slot)  # type: ignore[no-any-return]
@@ -317,6 +334,7 @@ class SyncStep(_StepTools):
         _publish.check_topic(topic)
         value = self._state.begin_run(step_id)
         if value is EXECUTE:
+            self._persist_sync()
             with self._state.executing() as slot:
                 publisher = self._publisher()
                 message = publisher.durable_message(slot.hashed_id, topic, data)

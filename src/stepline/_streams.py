@@ -101,7 +101,7 @@ def page_flow(
     if wait > 0:
         query["wait"] = f"{wait:g}"
     path = f"/v1/runs/{_runs._quote(run_id)}/stream?{urllib.parse.urlencode(query)}"
-    raw = yield from _runs._call(settings, "GET", path, what=run_id, timeout=wait + 10, whole=True)
+    raw = yield from _runs.call(settings, "GET", path, what=run_id, timeout=wait + 10, whole=True)
     items = raw.get("data")
     messages = tuple(
         StreamMessage.from_wire(item)

@@ -125,8 +125,33 @@ class WebResponse:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Authorize:
+class Ask:
+    """The effect of asking an ``authorize`` hook about ``access`` (``ask_sync``/``ask_async``)."""
+
     access: AccessRequest
+
+
+def ask_sync(authorize: Authorize, access: AccessRequest) -> object:
+    """The hook's answer; an ``AccessDenied`` it raised is returned, for the flow to answer."""
+    try:
+        verdict = authorize(access)
+    except AccessDenied as exc:
+        return exc  # handed back into the flow, which answers with it
+    if inspect.isawaitable(verdict):
+        close = getattr(verdict, "close", None)
+        if close is not None:
+            close()
+        raise _errors.ConfigError("authorize is async; a sync framework needs a sync hook")
+    return verdict
+
+
+async def ask_async(authorize: Authorize, access: AccessRequest) -> object:
+    """Async twin of ``ask_sync`` (the hook may be sync or async)."""
+    try:
+        verdict = authorize(access)
+        return await verdict if inspect.isawaitable(verdict) else verdict
+    except AccessDenied as exc:
+        return exc
 
 
 class _Reject(Exception):
@@ -233,26 +258,13 @@ class RunRoutes:
             flow.close()
 
     def _perform_sync(self, effect: object) -> object:
-        if isinstance(effect, _Authorize):
-            try:
-                verdict = self.authorize(effect.access)
-            except AccessDenied as exc:
-                return exc  # handed back into the flow, which answers with it
-            if inspect.isawaitable(verdict):
-                close = getattr(verdict, "close", None)
-                if close is not None:
-                    close()
-                raise _errors.ConfigError("authorize is async; a sync framework needs a sync hook")
-            return verdict
+        if isinstance(effect, Ask):
+            return ask_sync(self.authorize, effect.access)
         return self.client._sync_transport.perform(effect)
 
     async def _perform_async(self, effect: object) -> object:
-        if isinstance(effect, _Authorize):
-            try:
-                verdict = self.authorize(effect.access)
-                return await verdict if inspect.isawaitable(verdict) else verdict
-            except AccessDenied as exc:
-                return exc
+        if isinstance(effect, Ask):
+            return await ask_async(self.authorize, effect.access)
         return await self.client._async_transport.perform(effect)
 
     # -- routing ---------------------------------------------------------------------------
@@ -266,17 +278,17 @@ class RunRoutes:
             body: dict[str, Any] = {"error": exc.message}
             if exc.detail is not None:
                 body["detail"] = exc.detail
-            return _json_response(exc.status, body)
+            return json_response(exc.status, body)
         except _runs.FunctionNotRegisteredError as exc:  # the app was not synced: say how
             logger.warning("%s %s: 404 %s", request.method, request.path, exc.message)
-            return _json_response(404, {"error": exc.message})
+            return json_response(404, {"error": exc.message})
         except _runs.RunNotStartedError as exc:  # flow control said no: the caller may retry
             logger.info("%s %s: 409 %s", request.method, request.path, exc.message)
-            return _json_response(409, {"error": f"the run was not started: {exc.message}"})
+            return json_response(409, {"error": f"the run was not started: {exc.message}"})
         except _runs.ManagementError as exc:
             # the engine is down or refused us: a fault on our side of the app, not the caller's
             logger.error("%s %s: engine error: %s", request.method, request.path, exc)
-            return _json_response(502, {"error": f"the workflow engine failed: {exc.message}"})
+            return json_response(502, {"error": f"the workflow engine failed: {exc.message}"})
 
     def _dispatch(self, request: WebRequest) -> _effects.Flow[WebResponse]:
         path = request.path.rstrip("/") or "/"
@@ -306,10 +318,10 @@ class RunRoutes:
                 logger.warning("run %s: the caller is not its starter: not found", run_id)
             raise _not_found(run_id)
         if rest == "":
-            return _json_response(200, run.to_json())
+            return json_response(200, run.to_json())
         if rest == "/cancel":
             status = yield from _runs.cancel_flow(self.client.settings, run_id)
-            return _json_response(200, {"run_id": run_id, "status": status.value})
+            return json_response(200, {"run_id": run_id, "status": status.value})
         if rest == "/result":
             return (yield from self._result(run, request.query.get("wait")))
         return self._events(run, request)
@@ -347,7 +359,7 @@ class RunRoutes:
         links = {"self": base, "result": f"{base}/result", "events": f"{base}/events"}
         links["cancel"] = f"{base}/cancel"
         body = {"run_id": run_id, "function_id": fn.composite_id, "created": created}
-        return _json_response(201 if created else 200, {**body, "links": links})
+        return json_response(201 if created else 200, {**body, "links": links})
 
     def _shown_run(self, run_id: str) -> _effects.Flow[RunInfo | None]:
         """The run, or None when there is none to show here (unknown, or not one of ours)."""
@@ -363,7 +375,7 @@ class RunRoutes:
         On a run route a refusal answers as an unknown run does, but a 401: who the caller
         is does not depend on the run, and "log in" is worth telling.
         """
-        answer = yield _Authorize(access)
+        answer = yield Ask(access)
         if isinstance(answer, AccessDenied):
             status, message = answer.status, answer.message
         else:
@@ -402,10 +414,10 @@ class RunRoutes:
             run = yield from _runs.get_flow(self.client.settings, run.run_id, wait=wait)
         view = run.to_json()
         if not run.status.terminal:
-            response = _json_response(202, view)
+            response = json_response(202, view)
             response.headers["retry-after"] = "1"
             return response
-        return _json_response(200, view)
+        return json_response(200, view)
 
 
 def _not_cross_site(request: WebRequest) -> None:
@@ -418,7 +430,7 @@ def _not_found(run_id: str) -> _Reject:
     return _Reject(404, f"run {run_id} not found")
 
 
-def _json_response(status: int, body: object) -> WebResponse:
+def json_response(status: int, body: object) -> WebResponse:
     return WebResponse(status, json.dumps(body, separators=(",", ":"), default=str).encode())
 
 

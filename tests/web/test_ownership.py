@@ -63,7 +63,7 @@ class Kit:
 
     def rest_run(self, run_id: str) -> dict[str, Any]:
         """The engine's REST view of a run (``GET /v1/runs/{id}``)."""
-        flow = _runs._call(self.client.settings, "GET", f"/v1/runs/{run_id}", what=run_id)
+        flow = _runs.call(self.client.settings, "GET", f"/v1/runs/{run_id}", what=run_id)
         view: dict[str, Any] = _effects.drive_sync(flow, self.client._sync_transport.perform)
         return view
 

@@ -26,6 +26,7 @@ from stepline._comm.loop import LoopThread
 from stepline._comm.messages import CommRequest, CommResponse, logger
 from stepline._divergence import Divergence
 from stepline._effects import Flow, drive_async, drive_sync
+from stepline._endpoints import registry as _endpoints
 from stepline._event import Event
 from stepline._execution import CheckpointPolicy, ExecutionState, Outcome
 from stepline._protocol import headers
@@ -108,7 +109,7 @@ class CommHandler:
             serve_origin=serve_origin or settings.serve_origin,
             serve_path=serve_path,
             base_headers=self._base_headers,
-            functions=_index(client, functions),
+            functions=_endpoints.Served(_index(client, functions), client),
         )
         self.signer = Signer(settings, wall_clock)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None

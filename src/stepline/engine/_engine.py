@@ -384,20 +384,12 @@ class Engine(Reads):
             self.observer.received([event], headers)
 
         def work(tx: Tx) -> tuple[str | None, bool, _intake.Adopted]:
-            existing = _starts.existing_start(tx, function_id, own_id, run_id)
-            if existing is not None:
-                return existing, False, _intake.Adopted([], wake=False)
-            if fresh := tx.insert_event(event):  # False: a concurrent start with this id won
-                self.loop.fanout(tx, event, now)
-            links = tx.event_links(event.internal_id)
-            started = next((link.run_id for link in links if link.run_id), None)
-            if started is None and (own_id or run_id) is not None:
-                found = _starts.existing_start(tx, function_id, own_id, run_id)
-                return found, False, _intake.adopted(tx, [])
-            if started is not None and started_by is not None and fresh:
-                _record_starter(tx, started, started_by)
-            taken = [] if started is None else self.worker.adopt(tx, [started], now)
-            return started, fresh, _intake.adopted(tx, taken)
+            started, created = _starts.start_direct(
+                tx, self.loop.fanout, event, now, function_id=function_id, own_id=own_id,
+                run_id=run_id, started_by=started_by,
+            )  # fmt: skip
+            taken = self.worker.adopt(tx, [started], now) if started and created else []
+            return started, created, _intake.adopted(tx, taken)
 
         run_id, created, adopted = await self.store.atomic(work)
         self._committed(wake=adopted.wake)  # a singleton start may have cancelled a run
@@ -461,7 +453,7 @@ class Engine(Reads):
             )
             assert new is not None
             if run.started_by is not None:  # a rerun stays its starter's run
-                _record_starter(tx, new.run_id, run.started_by)
+                _starts.record_starter(tx, new.run_id, run.started_by)
             return new.run_id
 
         return str(await self._atomic(work))
@@ -489,11 +481,3 @@ class Engine(Reads):
         await self._atomic(
             lambda tx: self.loop.checkpoint(tx, run_id, ops, qi_id, self.clock.now())
         )
-
-
-def _record_starter(tx: Tx, run_id: str, started_by: str) -> None:
-    """Write a new run's starter in the transaction that created it."""
-    run = tx.get_run(run_id)
-    if run is not None:
-        run.started_by = started_by
-        tx.update_run(run)

@@ -7,6 +7,7 @@ cron ticks, reruns and the run loop's own scheduling all start and time runs her
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from stepline._status import RunStatus
@@ -192,3 +193,43 @@ def existing_start(
                 )
             return run.run_id
     return None if event_id is None else tx.run_for_event_id(function_id, event_id)
+
+
+def start_direct(
+    tx: Tx,
+    fanout: Callable[[Tx, EventRecord, float], object],
+    event: EventRecord,
+    now: float,
+    *,
+    function_id: str,
+    own_id: str | None,
+    run_id: str | None,
+    started_by: str | None,
+) -> tuple[str | None, bool]:
+    """Start one function's run from its ``start_event``; returns ``(run_id, created)``.
+
+    An earlier start with the same idempotency event id or proposed run id answers its
+    run (``created`` False); concurrent starts with one id race safely (the event id
+    claim decides). None: flow control started no run (rate limited, singleton...).
+    ``started_by`` is recorded on a run this start created.
+    """
+    existing = existing_start(tx, function_id, own_id, run_id)
+    if existing is not None:
+        return existing, False
+    if fresh := tx.insert_event(event):  # False: a concurrent start with this id won
+        fanout(tx, event, now)
+    links = tx.event_links(event.internal_id)
+    started = next((link.run_id for link in links if link.run_id), None)
+    if started is None and (own_id or run_id) is not None:
+        return existing_start(tx, function_id, own_id, run_id), False
+    if started is not None and started_by is not None and fresh:
+        record_starter(tx, started, started_by)
+    return started, fresh
+
+
+def record_starter(tx: Tx, run_id: str, started_by: str) -> None:
+    """Write a new run's starter (a principal) in the transaction that created it."""
+    run = tx.get_run(run_id)
+    if run is not None:
+        run.started_by = started_by
+        tx.update_run(run)

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+from stepline.fastapi._durable import durable as durable
 from stepline.fastapi._lifespan import ClientDep as ClientDep
 from stepline.fastapi._lifespan import get_client as get_client
 from stepline.fastapi._lifespan import lifespan as lifespan
@@ -20,4 +21,12 @@ from stepline.fastapi._serve import ENGINE_PATH as ENGINE_PATH
 from stepline.fastapi._serve import FRAMEWORK as FRAMEWORK
 from stepline.fastapi._serve import serve as serve
 
-__all__ = ["ENGINE_PATH", "ClientDep", "get_client", "lifespan", "runs_router", "serve"]
+__all__ = [
+    "ENGINE_PATH",
+    "ClientDep",
+    "durable",
+    "get_client",
+    "lifespan",
+    "runs_router",
+    "serve",
+]

@@ -58,7 +58,7 @@ def main(
     app = _quote(args.app_id)
     if args.action == "versions":
         found = _effects.drive_sync(
-            _runs._call(settings, "GET", f"/v1/apps/{app}/versions", what=args.app_id),
+            _runs.call(settings, "GET", f"/v1/apps/{app}/versions", what=args.app_id),
             transport.perform,
         )
         if args.json:
@@ -71,7 +71,7 @@ def main(
         path += "?force=true"
     try:
         done = _effects.drive_sync(
-            _runs._call(settings, "DELETE", path, what=f"{args.app_id} {args.version}"),
+            _runs.call(settings, "DELETE", path, what=f"{args.app_id} {args.version}"),
             transport.perform,
         )
     except _runs.RunNotStartedError as exc:  # the engine's 409: live runs, or the latest
@@ -104,7 +104,7 @@ def runs_flow(
     if cursor:
         query["cursor"] = cursor
     path = "/v1/runs?" + urllib.parse.urlencode(query)
-    page = yield from _runs._call(settings, "GET", path, what="runs", whole=True)
+    page = yield from _runs.call(settings, "GET", path, what="runs", whole=True)
     runs = [_runs.RunInfo.from_wire(item) for item in page.get("data") or []]
     return runs, (page.get("metadata") or {}).get("next_cursor")
 

@@ -24,7 +24,7 @@ def function_id_flow(settings: _settings.Settings, given: str) -> _effects.Flow[
     An id nothing matches is returned as given (an unregistered function may still have
     runs). Raises ``AmbiguousFunctionError`` when several apps have such a function.
     """
-    raw = yield from _runs._call(settings, "GET", "/v1/functions", what="functions")
+    raw = yield from _runs.call(settings, "GET", "/v1/functions", what="functions")
     known = [str(f.get("function_id")) for f in raw if isinstance(f, dict)]
     return resolve_function(given, known)
 
@@ -46,7 +46,7 @@ def steps_flow(
     settings: _settings.Settings, run_id: str
 ) -> _effects.Flow[tuple[list[_runs.StepInfo], dict[str, dict[str, Any]]]]:
     """A run's steps, and what each pending one waits for (``{step id: wait}``)."""
-    raw = yield from _runs._call(
+    raw = yield from _runs.call(
         settings, "GET", f"/v1/runs/{_runs._quote(run_id)}/steps", what=run_id
     )
     steps = [_runs.StepInfo.from_wire(item) for item in raw]
@@ -62,7 +62,7 @@ def event_runs_flow(
     settings: _settings.Settings, event_id: str
 ) -> _effects.Flow[tuple[list[_runs.RunInfo], list[dict[str, Any]]]]:
     """The runs an event started, and the functions it skipped (with the reason)."""
-    whole = yield from _runs._call(
+    whole = yield from _runs.call(
         settings, "GET", f"/v1/events/{_runs._quote(event_id)}/runs", what=event_id, whole=True
     )
     runs = [_runs.RunInfo.from_wire(r) for r in whole.get("data") or [] if isinstance(r, dict)]

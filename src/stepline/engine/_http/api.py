@@ -29,6 +29,7 @@ from stepline.engine._events import EventError
 from stepline.engine._flow.rules import RegistrationError
 from stepline.engine._http import auth, event_answer, views, wire
 from stepline.engine._http import dashboard as _dashboard
+from stepline.engine._http import endpoints as _endpoints
 from stepline.engine._http import guard as _guard
 from stepline.engine._http import ready as _ready
 from stepline.engine._http import stream as _stream
@@ -120,6 +121,7 @@ class _Api:
             *_versions.table(self.engine, bearer),
             *_relay_http.table(self.engine, bearer),  # POST /v1/outbox/deliveries
             *_stream.table(self.engine, bearer),
+            *_endpoints.table(self.engine, bearer),  # durable endpoints (inline runs)
             ("GET", "/health", self.health),
             ("GET", "/ready", lambda request: _ready.ready(self.engine)),
             ("GET", "/metrics", bearer(self.metrics)),

@@ -1,0 +1,256 @@
+"""``Endpoint``: a durable route, framework-neutral (each framework wraps it in its idiom).
+
+The handler is declared as a function of the client's app (served by the app's serve
+endpoint with its other functions, so the engine can resume it) and answers requests:
+
+1. ``authorize`` (optional) decides, and may name the caller (``Principal``): the run is
+   then theirs (the kit shows it to them only; idempotency keys are scoped to them).
+2. The run starts; an ``Idempotency-Key`` header returns the run an earlier request
+   with that key started (its response once it has ended, else 202).
+3. The handler runs inline, each step persisted before the next; returning within the
+   request answers its response, with the run id in ``X-Stepline-Run-Id``.
+4. A sleep, a wait, an invoke, a parallel group, a step failure to retry or the time
+   budget hands the run to the engine, and the request answers ``202 Accepted`` with
+   ``Location`` at the kit's result route (``run_routes``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from typing_extensions import Unpack
+
+from stepline import _effects, _errors, _ownership, _runs, _tracing, _webkit
+from stepline._client import Client
+from stepline._context import Context, SyncContext
+from stepline._endpoints import inline, registry, response
+from stepline._endpoints.context import endpoint_context
+from stepline._endpoints.request import EndpointRequest, stored_headers
+from stepline._function import FunctionOptionArgs, declare
+from stepline._status import RunStatus
+from stepline._triggers import TriggerEvent
+from stepline._webkit import AccessRequest, Authorize, WebRequest, WebResponse
+
+__all__ = ["ENDPOINT_EVENT", "Endpoint", "EndpointArgs"]
+
+logger = logging.getLogger("stepline.endpoints")
+
+#: The (reserved) event name each endpoint's function registers as its trigger.
+ENDPOINT_EVENT = "stepline/endpoint"
+#: The largest request body an endpoint takes by default (bytes).
+MAX_BODY = 1024 * 1024
+_KEY_HEADER = "idempotency-key"
+
+
+class EndpointArgs(FunctionOptionArgs, total=False):
+    """What every framework's ``durable(...)`` takes as keywords: ``Endpoint``'s options."""
+
+    id: str | None
+    authorize: Authorize | None
+    budget: float
+    run_routes: str
+    keep_headers: Iterable[str]
+    max_body: int
+
+
+class Endpoint:
+    """A durable route's logic; frameworks wrap it (``stepline.fastapi.durable`` ...).
+
+    Args:
+        client: the app's client.
+        handler: ``async def handler(ctx: EndpointContext)`` or a plain ``def`` taking a
+            ``SyncEndpointContext``; returns a JSON-able value or an ``EndpointResponse``.
+        id: the function's id (default: the handler's name, ``_`` as ``-``).
+        authorize: called before a run starts with an ``AccessRequest`` (action
+            ``start``); return True or ``Principal(id)`` to allow, False or raise
+            ``AccessDenied`` to refuse. Optional: the framework's own authentication
+            runs first either way.
+        budget: seconds the request may spend in the handler before handing the run
+            to the engine at the next step (202).
+        run_routes: the prefix the web kit's run routes are mounted at: ``Location``
+            is ``{run_routes}/runs/{run_id}/result``.
+        keep_headers: header names stored with the run although they carry credentials.
+        max_body: the largest request body taken (413 past it).
+        **options: the function's options, as ``client.function`` takes them
+            (``retries``, ``concurrency``, ``throttle``, ``rate_limit``...).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        handler: Callable[..., Any],
+        *,
+        id: str | None = None,
+        authorize: Authorize | None = None,
+        budget: float = 10.0,
+        run_routes: str = "",
+        keep_headers: Iterable[str] = (),
+        max_body: int = MAX_BODY,
+        **options: Unpack[FunctionOptionArgs],
+    ) -> None:
+        local_id = id or getattr(handler, "__name__", "").replace("_", "-")
+        if not 0 < budget <= 3600:
+            raise _errors.ConfigError(f"endpoint {local_id!r}: budget must be 0-3600 seconds")
+        self.client = client
+        self.handler = handler
+        self.authorize = authorize
+        self.budget = float(budget)
+        self.run_routes = run_routes.rstrip("/")
+        self.keep_headers = tuple(keep_headers)
+        self.max_body = max_body
+        trigger = TriggerEvent(event=f"{ENDPOINT_EVENT}.{local_id}")
+        self.function = declare(client.app_id, id=local_id, trigger=trigger, **options)(
+            _wrapped(handler)
+        )
+        self.function.__doc__ = handler.__doc__
+        registry.add(client, self.function)
+
+    def __repr__(self) -> str:
+        return f"<stepline.Endpoint {self.function.composite_id!r}>"
+
+    # -- drivers ------------------------------------------------------------------------
+
+    def handle_sync(
+        self, request: WebRequest, path_params: Mapping[str, Any] | None = None
+    ) -> WebResponse:
+        """Answer ``request`` with blocking I/O (WSGI frameworks, threads)."""
+        return _effects.drive_sync(self._flow(request, path_params or {}), self._perform_sync)
+
+    async def handle_async(
+        self, request: WebRequest, path_params: Mapping[str, Any] | None = None
+    ) -> WebResponse:
+        """Answer ``request`` with async I/O (a plain ``def`` handler runs in a thread)."""
+        flow = self._flow(request, path_params or {})
+        return await _effects.drive_async(flow, self._perform_async)
+
+    def _perform_sync(self, effect: object) -> object:
+        if isinstance(effect, inline.Execute):
+            if self.function.is_async:
+                raise _errors.ConfigError(
+                    f"endpoint {self.function.id!r} is async: serve it from an async view"
+                )
+            return inline.execute_sync(self.client, effect)
+        if isinstance(effect, _webkit.Ask):
+            assert self.authorize is not None
+            return _webkit.ask_sync(self.authorize, effect.access)
+        return self.client._sync_transport.perform(effect)
+
+    async def _perform_async(self, effect: object) -> object:
+        if isinstance(effect, inline.Execute):
+            return await inline.execute_async(self.client, effect)
+        if isinstance(effect, _webkit.Ask):
+            assert self.authorize is not None
+            return await _webkit.ask_async(self.authorize, effect.access)
+        return await self.client._async_transport.perform(effect)
+
+    # -- the logic, once ----------------------------------------------------------------
+
+    def _flow(self, web: WebRequest, path_params: Mapping[str, Any]) -> _effects.Flow[WebResponse]:
+        fn_id = self.function.composite_id
+        if len(web.body) > self.max_body:
+            return _problem(413, f"the request body is larger than {self.max_body} bytes")
+        key = web.headers.get(_KEY_HEADER)
+        if key is not None and not 0 < len(key) <= 256:
+            return _problem(400, "Idempotency-Key: want 1-256 characters")
+        principal = None
+        if self.authorize is not None:
+            answer = yield _webkit.Ask(AccessRequest(web.native, "start", fn_id))
+            if isinstance(answer, _webkit.AccessDenied):
+                return _problem(answer.status, answer.message)
+            verdict = _ownership.verdict(answer)
+            if not verdict.allowed:
+                return _problem(403, "forbidden")
+            principal = verdict.principal
+        request = EndpointRequest(
+            method=web.method,
+            path=web.path,
+            query=dict(web.query),
+            headers=stored_headers(web.headers, self.keep_headers),
+            body=web.body,
+            path_params=dict(path_params),
+            principal=principal,
+        )
+        settings = self.client.settings
+        try:
+            data = request.to_data()
+        except _errors.OutputUnserializableError as exc:
+            return _problem(400, exc.message)
+        trace = {"traceparent": web.headers["traceparent"]} if "traceparent" in web.headers else {}
+        try:
+            started = yield from inline.start_flow(
+                settings, fn_id, data, idempotency_key=key, started_by=principal,
+                trace=trace or _tracing.outgoing_headers(),
+            )  # fmt: skip
+        except _runs.FunctionNotRegisteredError as exc:
+            logger.error("durable endpoint %s: %s", web.path, exc.message)
+            return _problem(500, f"the endpoint's function is not registered: {exc.message}")
+        except _runs.RunNotStartedError as exc:  # rate limited, singleton: try later
+            logger.info("durable endpoint %s: no run started: %s", web.path, exc.message)
+            reply = _problem(429, f"no run was started: {exc.message}")
+            reply.headers["retry-after"] = "1"
+            return reply
+        except _runs.ManagementError as exc:
+            logger.error("durable endpoint %s: engine error: %s", web.path, exc.message)
+            return _problem(503, f"the workflow engine is not available: {exc.message}")
+        run = started.run
+        if started.lease is None or started.call is None:
+            return self._reply(run, replayed=not started.created)
+        execute = inline.Execute(self.function, started.call, started.lease, self.budget)
+        answer = yield execute
+        if answer is None:  # handed back mid-way: the engine goes on with the run
+            return self._accepted(run.run_id)
+        try:
+            run = yield from inline.answer_flow(settings, started.lease, answer)
+        except _runs.ManagementError as exc:  # lost the lease, or the engine went away
+            logger.warning("run %s: the engine goes on with it: %s", run.run_id, exc.message)
+            return self._accepted(run.run_id)
+        return self._reply(run, replayed=False)
+
+    def _reply(self, run: _runs.RunInfo, *, replayed: bool) -> WebResponse:
+        if run.status is RunStatus.COMPLETED:
+            status, headers, body = response.parts(run.output)
+            reply = WebResponse(status, body, headers)
+        elif run.status is RunStatus.FAILED:
+            error = dict(run.error or {})
+            error.pop("stack", None)  # the stack stays in the engine, for the app's developers
+            reply = _problem(500, "the endpoint failed", error=error)
+        elif run.status is RunStatus.CANCELLED:
+            reply = _problem(409, "the endpoint's run was cancelled")
+        else:
+            return self._accepted(run.run_id)
+        reply.headers[response.RUN_ID_HEADER] = run.run_id
+        if replayed:
+            reply.headers["idempotent-replayed"] = "true"
+        return reply
+
+    def _accepted(self, run_id: str) -> WebResponse:
+        base = f"{self.run_routes}/runs/{run_id}"
+        links = {"status": base, "result": f"{base}/result", "events": f"{base}/events"}
+        reply = _webkit.json_response(202, {"run_id": run_id, "status": "Running", "links": links})
+        reply.headers.update(
+            {"location": links["result"], "retry-after": "1", response.RUN_ID_HEADER: run_id}
+        )
+        return reply
+
+
+def _problem(status: int, message: str, **extra: object) -> WebResponse:
+    return _webkit.json_response(status, {"error": message, **extra})
+
+
+def _wrapped(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """The function's handler: the endpoint context in, the recorded response out."""
+    if inspect.iscoroutinefunction(handler):
+        typed: Callable[..., Awaitable[Any]] = handler
+
+        async def run_async(ctx: Context) -> dict[str, Any]:
+            return response.encode(await typed(endpoint_context(ctx)))
+
+        return run_async
+
+    def run_sync(ctx: SyncContext) -> dict[str, Any]:
+        return response.encode(handler(endpoint_context(ctx)))
+
+    return run_sync

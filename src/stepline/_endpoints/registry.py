@@ -1,0 +1,53 @@
+"""The durable endpoints declared on each client: its serve endpoint serves them too."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stepline._client import Client
+    from stepline._function import Function
+
+__all__ = ["Served", "add", "declared"]
+
+_DECLARED: weakref.WeakKeyDictionary[Client, list[Function]] = weakref.WeakKeyDictionary()
+
+
+def add(client: Client, function: Function) -> None:
+    """Remember ``function`` (an endpoint's) as served by ``client``'s serve endpoint."""
+    _DECLARED.setdefault(client, []).append(function)
+
+
+def declared(client: Client) -> list[Function]:
+    """The endpoints' functions declared on ``client``, in declaration order."""
+    return list(_DECLARED.get(client, ()))
+
+
+class Served(Mapping[str, "Function"]):
+    """A serve endpoint's functions by composite id, and the client's endpoints too.
+
+    Looked up when asked, so an endpoint declared after ``serve()`` (a route decorated
+    below it) is served all the same; a function given to ``serve()`` wins over an
+    endpoint of the same id.
+    """
+
+    def __init__(self, given: Mapping[str, Function], client: Client) -> None:
+        self._given = given
+        self._client = client
+
+    def _all(self) -> dict[str, Function]:
+        found = {fn.composite_id: fn for fn in declared(self._client)}
+        found.update(self._given)
+        return found
+
+    def __getitem__(self, key: str) -> Function:
+        found = self._given.get(key)
+        return found if found is not None else self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())

@@ -1,0 +1,211 @@
+"""Inline runs: the app executes a run's first call itself, under a lease it holds.
+
+The durable-endpoint protocol, over the engine's REST API (``_http/endpoints.py``):
+
+1. ``start``: create the run (idempotent per key and principal, flow control applied)
+   and lease its first call to a fresh owner token. The answer carries the call's body,
+   exactly as the worker would send it to the app, so the SDK runs it as any call. A
+   run that cannot run now (throttled, concurrency-limited, leased elsewhere, ended) is
+   answered without a lease: the caller answers 202 (or the ended run's output).
+2. ``checkpoint``: record steps the app ran (sync ops only) and extend the lease; with no
+   steps it is a heartbeat. Refused once the lease was lost (``LeaseLostError``).
+3. ``answer``: the call's answer (status, headers, body as an SDK sends them), decoded
+   and applied as the worker applies any answer: completion, failure and retries,
+   sleeps, waits, invokes. The run as it then stands is returned.
+
+A lease that lapses (the app died) is taken by a worker, which calls the app's serve
+endpoint: the run resumes from its checkpoints and no recorded step runs again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from stepline import _ownership
+from stepline._status import RunStatus
+from stepline.engine import _request, _response, _starts
+from stepline.engine._errors import NotFoundError, SkippedError
+from stepline.engine._flow import concurrency as _concurrency
+from stepline.engine._model import Job, Run
+from stepline.engine._store import Tx
+
+if TYPE_CHECKING:
+    from stepline.engine._engine import Engine
+
+__all__ = ["InlineRuns", "InlineStart", "LeaseLostError"]
+
+#: Call state is handed over whole (no large-state offload): the app is its own caller.
+_MAX_INLINE = 1 << 40
+
+
+class LeaseLostError(RuntimeError):
+    """The call's lease lapsed and was taken over (answered with 409): stop executing."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InlineStart:
+    """What ``start`` did.
+
+    Attributes:
+        run: the run (new, or the one an earlier start with the same key made).
+        created: this start created it.
+        call: the first call's body when the caller holds its lease, else None.
+        owner: the lease's owner token (with ``call``).
+        job_id: the leased call's job id (with ``call``).
+        lease_seconds: how long a lease lasts without a checkpoint or heartbeat.
+    """
+
+    run: Run
+    created: bool
+    call: dict[str, Any] | None = None
+    owner: str | None = None
+    job_id: str | None = None
+    lease_seconds: float = 0.0
+
+
+class InlineRuns:
+    """The engine's side of durable endpoints (one per engine)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def start(
+        self,
+        function_id: str,
+        data: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        started_by: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> InlineStart:
+        """Start a run and lease its first call to the caller when it may run now.
+
+        Raises:
+            NotFoundError: the function is not registered.
+            SkippedError: flow control started no run (rate limit, singleton).
+        """
+        engine = self.engine
+        fn = engine.registry.get(function_id)
+        if fn is None:
+            raise NotFoundError(f"function {function_id!r} is not registered")
+        now = engine.clock.now()
+        own_id = _ownership.start_event_id(idempotency_key, started_by)
+        event = _starts.start_event(function_id, data, now, event_id=own_id, run_id=None)
+        if headers and engine.observer is not None:
+            engine.observer.received([event], headers)
+        owner = f"inline:{uuid.uuid4().hex}"
+        seconds = engine.settings.lease_seconds
+
+        def work(tx: Tx) -> tuple[InlineStart | None, bool]:
+            run_id, created = _starts.start_direct(
+                tx, engine.loop.fanout, event, now, function_id=function_id,
+                own_id=own_id, run_id=None, started_by=started_by,
+            )  # fmt: skip
+            if run_id is None:
+                return None, bool(tx.queued)
+            job = _lease_first(tx, run_id, owner, now=now, until=now + seconds, recheck=seconds)
+            run = tx.get_run(run_id)
+            assert run is not None
+            if job is None:
+                return InlineStart(run, created, lease_seconds=seconds), bool(tx.queued)
+            steps = tx.get_steps(run_id)
+            call = _request.build(
+                run, steps, job, max_attempts=fn.max_attempts, checkpoint=True,
+                max_inline=_MAX_INLINE,
+            )  # fmt: skip
+            leased = InlineStart(run, created, call, owner, job.job_id, seconds)
+            return leased, bool(tx.queued)
+
+        started, wake = await engine.store.atomic(work)
+        engine._committed(wake=wake)
+        if started is None:
+            reasons = await engine.store.read(lambda tx: tx.event_links(event.internal_id))
+            why = ", ".join(sorted({link.reason or "skipped" for link in reasons})) or "skipped"
+            raise SkippedError(f"{function_id!r} started no run: {why}", event.internal_id)
+        return started
+
+    async def checkpoint(
+        self, run_id: str, job_id: str, owner: str, ops: Sequence[_response.ReportedOp]
+    ) -> float:
+        """Record steps run under the lease and extend it; returns the new lease end.
+
+        Raises:
+            LeaseLostError: the caller no longer holds the call's lease.
+        """
+        engine = self.engine
+        loop = engine.loop
+
+        def work(tx: Tx) -> tuple[float, bool]:
+            now = engine.clock.now()
+            _held(tx, run_id, job_id, owner)
+            if ops:
+                loop.checkpoint(tx, run_id, tuple(ops), job_id, now)
+            until = now + engine.settings.lease_seconds
+            tx.extend_leases(owner, [job_id], until)
+            return until, bool(tx.queued)
+
+        until, wake = await engine.store.atomic(work)
+        if ops:
+            engine._committed(wake=wake, ended=None)
+        return float(until)
+
+    async def answer(self, run_id: str, job_id: str, owner: str, raw: _response.RawResponse) -> Run:
+        """Apply the call's answer as the worker would; returns the run as it then stands.
+
+        Raises:
+            LeaseLostError: the caller no longer holds the call's lease.
+        """
+        engine = self.engine
+        now = engine.clock.now()
+        outcome = _response.decode(raw, now=now)
+        outcome = _response.limit_outputs(outcome, engine.settings.max_step_output_bytes)
+
+        def work(tx: Tx) -> tuple[Run, bool]:
+            job = _held(tx, run_id, job_id, owner)
+            engine.loop.apply(tx, job, outcome, engine.clock.now(), owner)
+            run = tx.get_run(run_id)
+            assert run is not None
+            return run, bool(tx.queued)
+
+        run, wake = await engine.store.atomic(work)
+        engine._committed(wake=wake, ended=[run] if run.status.terminal else [])
+        return run
+
+
+def _lease_first(
+    tx: Tx, run_id: str, owner: str, *, now: float, until: float, recheck: float
+) -> Job | None:
+    """Lease a run's due first call for an inline caller, within concurrency limits.
+
+    None when the call is not due (throttled, delayed, debounced), already leased (a
+    worker or another request runs it), answered already (the run went on), or parked on
+    a concurrency limit (it then waits in the queue like any call).
+    """
+    first = _starts.start_job(tx, run_id)
+    if first is None:
+        return None
+    job = tx.lease_job(first.job_id, owner, now, until)
+    if job is None:
+        return None
+    admitted, _parked = _concurrency.admit(tx, [job], now=now, until=until, recheck=recheck)
+    if not admitted:
+        return None
+    run = tx.get_run(run_id)
+    if run is not None and run.status is RunStatus.QUEUED:
+        tx.update_run(
+            dataclasses.replace(run, status=RunStatus.RUNNING, started_at=now, waiting=None)
+        )
+    return job
+
+
+def _held(tx: Tx, run_id: str, job_id: str, owner: str) -> Job:
+    job = tx.get_job(job_id, lock=True)
+    if job is None or job.run_id != run_id or job.lease_owner != owner:
+        raise LeaseLostError(
+            f"run {run_id}: the call's lease was lost (it lapsed and the engine took the "
+            "call back); the run goes on without this request"
+        )
+    return job

@@ -1,0 +1,60 @@
+"""``durable()``: a FastAPI route whose handler is a durable function run inline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import fastapi
+from typing_extensions import Unpack
+
+from stepline import _asgi_scope, _bodies
+from stepline._client import Client
+from stepline._endpoints.endpoint import Endpoint, EndpointArgs
+from stepline._webkit import WebRequest
+
+__all__ = ["durable"]
+
+
+def durable(
+    client: Client, **options: Unpack[EndpointArgs]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make the decorated handler a durable endpoint; put a route decorator above it.
+
+    The handler takes an ``EndpointContext`` (``async def``) or a ``SyncEndpointContext``
+    (``def``, run in a thread) and returns a JSON-able value or an ``EndpointResponse``.
+    Steps run in the request, each recorded before the next; a sleep, a wait or a retry
+    answers 202 and the engine finishes the run (see ``docs/durable-endpoints.md``).
+
+    Example:
+        >>> @app.post("/orders/{order_id}/pay")
+        ... @stepline.fastapi.durable(client, retries=3)
+        ... async def pay(ctx: stepline.EndpointContext) -> dict[str, str]:
+        ...     order_id = ctx.request.path_params["order_id"]
+        ...     charge = await ctx.step.run("charge", charge_card, order_id)
+        ...     return {"charge": charge}
+    """
+
+    def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+        endpoint = Endpoint(client, handler, **options)
+
+        async def view(request: fastapi.Request) -> fastapi.Response:
+            body = await _bodies.read_async(request.stream(), endpoint.max_body)
+            web = WebRequest(
+                request.method,
+                _asgi_scope.full_path(request.scope),
+                dict(request.query_params),
+                body,
+                native=request,
+                headers=dict(request.headers),
+            )
+            reply = await endpoint.handle_async(web, dict(request.path_params))
+            return fastapi.Response(reply.body, status_code=reply.status, headers=reply.headers)
+
+        view.__name__ = getattr(handler, "__name__", "durable_endpoint")
+        view.__qualname__ = getattr(handler, "__qualname__", view.__name__)
+        view.__doc__ = handler.__doc__
+        view.endpoint = endpoint  # type: ignore[attr-defined]
+        return view
+
+    return decorate
