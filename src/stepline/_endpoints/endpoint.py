@@ -128,7 +128,7 @@ class Endpoint:
 
     def _perform_sync(self, effect: object) -> object:
         if isinstance(effect, inline.Execute):
-            if self.function.is_async:
+            if effect.function.is_async:
                 raise _errors.ConfigError(
                     f"endpoint {self.function.id!r} is async: serve it from an async view"
                 )
@@ -198,7 +198,8 @@ class Endpoint:
         run = started.run
         if started.lease is None or started.call is None:
             return self._reply(run, replayed=not started.created)
-        execute = inline.Execute(self.function, started.call, started.lease, self.budget)
+        function = registry.inline(self.client, self.function)
+        execute = inline.Execute(function, started.call, started.lease, self.budget)
         answer = yield execute
         if answer is None:  # handed back mid-way: the engine goes on with the run
             return self._accepted(run.run_id)

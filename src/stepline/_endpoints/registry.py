@@ -10,9 +10,13 @@ if TYPE_CHECKING:
     from stepline._client import Client
     from stepline._function import Function
 
-__all__ = ["Served", "add", "declared"]
+__all__ = ["Served", "add", "declared", "inline", "substitute"]
 
 _DECLARED: weakref.WeakKeyDictionary[Client, list[Function]] = weakref.WeakKeyDictionary()
+#: per client, what runs inline instead of an endpoint's function (``stepline.testing``)
+_SUBSTITUTES: weakref.WeakKeyDictionary[Client, Mapping[str, Function]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def add(client: Client, function: Function) -> None:
@@ -23,6 +27,24 @@ def add(client: Client, function: Function) -> None:
 def declared(client: Client) -> list[Function]:
     """The endpoints' functions declared on ``client``, in declaration order."""
     return list(_DECLARED.get(client, ()))
+
+
+def substitute(client: Client, functions: Mapping[str, Function] | None) -> None:
+    """Run these copies (by composite id) inline instead of the endpoints' functions.
+
+    ``stepline.testing`` gives its instrumented copies (mocks, call logs) while a test
+    env is open, and None when it closes.
+    """
+    if functions is None:
+        _SUBSTITUTES.pop(client, None)
+    else:
+        _SUBSTITUTES[client] = functions
+
+
+def inline(client: Client, function: Function) -> Function:
+    """The function an endpoint runs inline: its own, or a test env's copy of it."""
+    found = _SUBSTITUTES.get(client)
+    return function if found is None else found.get(function.composite_id, function)
 
 
 class Served(Mapping[str, "Function"]):

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from stepline import _errors
 from stepline._client import Client
+from stepline._endpoints import registry as _endpoints
 from stepline._event import Event
 from stepline._function import Function
 from stepline._management import function_id
@@ -85,7 +86,9 @@ class TestEnv:
                 f"sync_functions must be 'pool' or 'caller', not {sync_functions!r}"
             )
         self.client = client
-        self.functions = list(functions)
+        # the client's durable endpoints are served (and run inline) with their copies
+        endpoints = [fn for fn in _endpoints.declared(client) if fn not in functions]
+        self.functions = [*functions, *endpoints]
         self.auto_skip = auto_skip
         self.timeout = timeout
         self._clock = VirtualClock(None if start is None else start.timestamp())
@@ -97,8 +100,11 @@ class TestEnv:
             # time jumps by days here: no run vanishes under a test unless it asks for it
             **{"retention": 0.0, **engine_settings},
         )
-        served = [instrument(fn, self._log, self._clock.utcnow, self._mailbox) for fn in functions]
-        self._host = EngineHost(client, served, settings, self._clock, self._mailbox)
+        now = self._clock.utcnow
+        served = [instrument(fn, self._log, now, self._mailbox) for fn in self.functions]
+        # inline in a request's thread: never handed to the mailbox's waiting thread
+        inline = {fn.composite_id: instrument(fn, self._log, now, None) for fn in endpoints}
+        self._host = EngineHost(client, served, settings, self._clock, self._mailbox, inline=inline)
         self._runner = Runner(
             host=self._host, finish=self._finish, bound=self._bounded, settle=self._settle
         )

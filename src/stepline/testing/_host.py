@@ -14,13 +14,14 @@ import concurrent.futures
 import copy
 import dataclasses
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 import httpx
 
 from stepline import _effects, _errors, _transport
 from stepline._client import Client
+from stepline._endpoints import registry as _endpoints
 from stepline._function import Function
 from stepline._settings import Settings
 from stepline.engine import Engine, EngineSettings
@@ -42,6 +43,7 @@ class EngineHost:
         settings: the engine's settings.
         clock: the engine's clock.
         mailbox: where worker threads post calls for a waiting thread, if anywhere.
+        inline: the (instrumented) copies durable endpoints run inline, by composite id.
     """
 
     def __init__(
@@ -51,8 +53,11 @@ class EngineHost:
         settings: EngineSettings,
         clock: VirtualClock,
         mailbox: Mailbox | None,
+        *,
+        inline: Mapping[str, Function] | None = None,
     ) -> None:
         self.client = client
+        self.inline = dict(inline or {})
         self.functions = list(functions)
         self.settings = settings
         self.clock = clock
@@ -211,6 +216,7 @@ class EngineHost:
                 return await async_base.request(request)
 
         self._saved = (sync_base, async_base, client.settings)
+        _endpoints.substitute(client, self.inline)
         client._sync_transport, client._async_transport = Sync(), Async()
         client.settings = dataclasses.replace(
             client.settings, api_base_url=ORIGIN, event_api_base_url=ORIGIN
@@ -224,6 +230,7 @@ class EngineHost:
         client = self.client
         client._sync_transport, client._async_transport = sync_base, async_base
         client.settings = settings
+        _endpoints.substitute(client, None)
 
 
 def _served(client: Client) -> Client:
