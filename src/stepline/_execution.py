@@ -351,8 +351,9 @@ class ExecutionState:
                 else:
                     done = Op(Opcode.RUN_COMPLETE, hashing.RUN_COMPLETE_ID, "complete", data=data)
                     outcome.ops = [*self._done, done]
-        if outcome.error is not None and self._done:
-            # Keep the steps that succeeded; the failure is met again on the next call.
+        if outcome.error is not None and self._done and self.checkpointer is None:
+            # Keep the steps that succeeded; the failure is met again on the next call
+            # (a durable endpoint persists them itself, then reports the failure).
             outcome.ops, outcome.error = list(self._done), None
         outcome.no_retry = self._no_retry
         if self._tracker is not None:

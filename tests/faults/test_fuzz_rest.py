@@ -74,6 +74,9 @@ _BY_ID = [
     ("DELETE", "/v1/apps/{id}/versions/{id}"),
     ("GET", "/v1/runs/{id}/stream"),
     ("POST", "/v1/runs/{id}/stream"),
+    ("POST", "/v1/functions/{id}/inline"),
+    ("POST", "/v1/runs/{id}/inline/checkpoint"),
+    ("POST", "/v1/runs/{id}/inline/answer"),
 ]
 _PLAIN = [
     ("GET", "/v1/functions"),
@@ -114,6 +117,16 @@ _checkpoint_ops = st.fixed_dictionaries(
     {"op": st.sampled_from(["StepRun", "Step", "StepFailed", "Sleep", "RunComplete", "x"])},
     optional={"id": s.texts, "data": s.json_values, "error": s.json_values},
 )
+#: durable endpoints' checkpoints and answers: a lease (forged, or a run's) and ops or an answer
+_lease_body = st.fixed_dictionaries(
+    {"job_id": st.one_of(s.texts, st.just("VICTIM:step:start")), "owner": s.texts},
+    optional={
+        "steps": st.lists(_checkpoint_ops, max_size=3),
+        "status": st.one_of(st.sampled_from([200, 206, 500, 99]), s.json_values),
+        "headers": st.one_of(st.just({"x-inngest-sdk": "x"}), s.json_values),
+        "body": st.one_of(st.just("[]"), s.texts, s.json_values),
+    },
+).map(s.dumps)
 _any_body = st.one_of(st.none(), s.json_values.map(s.dumps), s.raw_bodies)
 #: Bodies shaped for each route that reads one (by a prefix of its path), or anything.
 _BODIES = {
@@ -189,6 +202,8 @@ def _request(target: Target, victim: dict[str, str], data: st.DataObject) -> Non
     shaped = next((b for prefix, b in _BODIES.items() if path.startswith(prefix)), None)
     if path.endswith("/stream"):
         params, shaped = data.draw(_stream_queries), _stream_body
+    if "/inline/" in path:
+        shaped = _lease_body
     body = None
     if method == "POST":
         body = data.draw(st.one_of(shaped, _any_body) if shaped is not None else _any_body)

@@ -329,6 +329,9 @@ BODY_ROUTES = {
     ("POST", "/v1/apps/sync"),
     ("POST", "/v1/runs/{run_id}/stream"),
     ("POST", "/v1/outbox/deliveries"),
+    ("POST", "/v1/functions/{function_id:path}/inline"),
+    ("POST", "/v1/runs/{run_id}/inline/checkpoint"),
+    ("POST", "/v1/runs/{run_id}/inline/answer"),
     ("POST", "/login"),
 }
 NO_BODY_ROUTES = {

@@ -215,9 +215,9 @@ class Endpoint:
             status, headers, body = response.parts(run.output)
             reply = WebResponse(status, body, headers)
         elif run.status is RunStatus.FAILED:
-            error = dict(run.error or {})
-            error.pop("stack", None)  # the stack stays in the engine, for the app's developers
-            reply = _problem(500, "the endpoint failed", error=error)
+            error = run.error or {}  # its stack stays in the engine, for the app's developers
+            name, message = str(error.get("name", "Error")), str(error.get("message", ""))
+            reply = _problem(500, "the endpoint failed", name=name, message=message)
         elif run.status is RunStatus.CANCELLED:
             reply = _problem(409, "the endpoint's run was cancelled")
         else:
@@ -237,8 +237,8 @@ class Endpoint:
         return reply
 
 
-def _problem(status: int, message: str, **extra: object) -> WebResponse:
-    return _webkit.json_response(status, {"error": message, **extra})
+def _problem(status: int, text: str, **extra: object) -> WebResponse:
+    return _webkit.json_response(status, {"error": text, **extra})
 
 
 def _wrapped(handler: Callable[..., Any]) -> Callable[..., Any]:

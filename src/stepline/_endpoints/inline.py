@@ -149,6 +149,8 @@ def execute_sync(client: Client, effect: Execute) -> Answer | None:
     with checkpoints.kept_sync():
         try:
             outcome = _invocation.call_sync(effect.function, state, client, events)
+            if outcome.error is not None and (done := state.take_done()):
+                checkpoints.flush_sync(done)  # the steps before the failure stay recorded
         except HandedBack:
             return None
     return _answer(outcome)
@@ -164,6 +166,8 @@ async def execute_async(client: Client, effect: Execute) -> Answer | None:
     async with checkpoints.kept_async():
         try:
             outcome = await _invocation.call_async(effect.function, state, client, events)
+            if outcome.error is not None and (done := state.take_done()):
+                await checkpoints.flush_async(done)  # the steps before it stay recorded
         except HandedBack:
             return None
     return _answer(outcome)

@@ -1,7 +1,8 @@
 """What a durable endpoint's handler returns, and how it is recorded and answered.
 
-A handler returns any JSON-able value (a 200 ``application/json`` response) or an
-``EndpointResponse`` for another status, headers or a text/bytes body. The run's output
+A handler returns any JSON-able value (a 200 ``application/json`` response, strings
+too, as FastAPI answers them) or an ``EndpointResponse`` for another status, headers or
+a text/bytes body. The run's output
 records it as ``{"status", "headers", and one of "json" / "text" / "base64"}``: the kit's
 result route shows it, and a retried request with the same idempotency key gets it back.
 """
@@ -48,7 +49,7 @@ class EndpointResponse:
 
 
 def encode(value: object) -> dict[str, Any]:
-    """The run output recording what the handler returned."""
+    """The run output recording what the handler returned (a plain value is JSON)."""
     response = value if isinstance(value, EndpointResponse) else EndpointResponse(value)
     headers = {str(k).lower(): str(v) for k, v in response.headers.items()}
     body = response.body
@@ -56,7 +57,7 @@ def encode(value: object) -> dict[str, Any]:
     if isinstance(body, bytes | bytearray):
         headers.setdefault("content-type", response.media_type or "application/octet-stream")
         out["base64"] = base64.b64encode(bytes(body)).decode("ascii")
-    elif isinstance(body, str):
+    elif isinstance(body, str) and response is value:
         headers.setdefault("content-type", response.media_type or "text/plain; charset=utf-8")
         out["text"] = body
     else:

@@ -1,0 +1,292 @@
+"""What a durable endpoint does with retries, failures, flow control, callers and budgets.
+
+FastAPI's ``TestClient`` drives each route (the logic is framework-neutral, in
+``stepline._endpoints``); the engine is embedded, on SQLite, with retries at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import fastapi
+import fastapi.testclient
+import httpx
+
+import stepline
+import stepline.fastapi
+import stepline.web
+from stepline.embedded import EmbeddedEngine
+from tests._support.polling import wait_until
+
+
+@contextlib.contextmanager
+def app_with(
+    tmp_path: Path, declare: Callable[[stepline.Client, fastapi.FastAPI], None]
+) -> Iterator[tuple[httpx.Client, stepline.Client]]:
+    client = stepline.Client("sem", is_production=False, environ={})
+    app = fastapi.FastAPI(lifespan=stepline.fastapi.lifespan(client))
+    declare(client, app)
+    engine = EmbeddedEngine(
+        client, [], database=str(tmp_path / "e.db"), poll_interval=0.05, retry_scale=0.0
+    )
+    stepline.fastapi.serve(app, client, [], engine=engine)
+    with fastapi.testclient.TestClient(app, base_url="http://localhost") as http:
+        yield http, client
+
+
+def finished(client: stepline.Client, run_id: str) -> stepline.RunInfo:
+    """The run once it has ended (the engine goes on after a 202)."""
+    found: list[stepline.RunInfo] = []
+
+    def ended() -> bool:
+        found[:] = [client.get_run_sync(run_id).describe()]
+        return found[0].status.terminal
+
+    wait_until(ended, timeout=15, message=lambda: f"run {run_id} to end: {found}")
+    return found[0]
+
+
+def test_a_step_that_fails_is_retried_by_the_engine_after_a_202(tmp_path: Path) -> None:
+    attempts: list[int] = []
+
+    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        @app.post("/flaky")
+        @stepline.fastapi.durable(client, retries=2)
+        async def flaky(ctx: stepline.EndpointContext) -> dict[str, int]:
+            def once() -> int:
+                attempts.append(ctx.attempt)
+                if len(attempts) == 1:
+                    raise RuntimeError("card network timed out")
+                return len(attempts)
+
+            return {"tries": await ctx.step.run("charge", once)}
+
+    with app_with(tmp_path, declare) as (http, client):
+        answer = http.post("/flaky")
+        assert answer.status_code == 202, answer.text
+        run = finished(client, answer.headers["x-stepline-run-id"])
+        assert run.status is stepline.RunStatus.COMPLETED
+        assert run.output["json"] == {"tries": 2}
+        assert attempts == [0, 1]
+
+
+def test_non_retriable_error_fails_the_run_with_a_500_without_the_stack(tmp_path: Path) -> None:
+    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        @app.post("/refuse")
+        @stepline.fastapi.durable(client, retries=5)
+        async def refuse(ctx: stepline.EndpointContext) -> None:
+            await ctx.step.run("check", lambda: 1)
+            raise stepline.NonRetriableError("card declined")
+
+    with app_with(tmp_path, declare) as (http, client):
+        answer = http.post("/refuse")
+        assert answer.status_code == 500, answer.text
+        body = answer.json()
+        assert body["error"] == "the endpoint failed"
+        assert body["message"] == "card declined"
+        assert "stack" not in body
+        run = client.get_run_sync(answer.headers["x-stepline-run-id"]).describe()
+        assert run.status is stepline.RunStatus.FAILED
+
+
+def test_a_handler_may_answer_a_client_error_without_failing_the_run(tmp_path: Path) -> None:
+    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        @app.post("/validate")
+        @stepline.fastapi.durable(client)
+        def validate(ctx: stepline.SyncEndpointContext) -> object:
+            body = ctx.request.json()
+            if "sku" not in body:
+                return stepline.EndpointResponse({"error": "sku is required"}, status=422)
+            return ctx.step.run("reserve", lambda: {"reserved": body["sku"]})
+
+    with app_with(tmp_path, declare) as (http, _client):
+        assert http.post("/validate", json={}).status_code == 422
+        assert http.post("/validate", json={"sku": "b"}).json() == {"reserved": "b"}
+
+
+def test_a_throttled_endpoint_answers_202_instead_of_waiting(tmp_path: Path) -> None:
+    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        throttle = stepline.Throttle(limit=1, period=dt.timedelta(minutes=1))
+
+        @app.post("/paced")
+        @stepline.fastapi.durable(client, throttle=throttle)
+        async def paced(ctx: stepline.EndpointContext) -> str:
+            return await ctx.step.run("work", lambda: "done")
+
+    with app_with(tmp_path, declare) as (http, _client):
+        assert http.post("/paced").status_code == 200
+        second = http.post("/paced")
+        assert second.status_code == 202
+        assert second.headers["location"].endswith("/result")
+
+
+def test_a_rate_limited_endpoint_answers_429(tmp_path: Path) -> None:
+    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        limit = stepline.RateLimit(limit=1, period=dt.timedelta(minutes=1))
+
+        @app.post("/limited")
+        @stepline.fastapi.durable(client, rate_limit=limit)
+        async def limited(ctx: stepline.EndpointContext) -> str:
+            return "ok"
+
+    with app_with(tmp_path, declare) as (http, _client):
+        assert http.post("/limited").status_code == 200
+        refused = http.post("/limited")
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "1"
+        assert "rate" in refused.json()["error"]
+
+
+def test_a_concurrency_limited_endpoint_answers_202_while_its_slot_is_taken(
+    tmp_path: Path,
+) -> None:
+    release = threading.Event()
+    inside = threading.Event()
+
+    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        @app.post("/single")
+        @stepline.fastapi.durable(client, concurrency=1)
+        def single(ctx: stepline.SyncEndpointContext) -> str:
+            def hold() -> str:
+                inside.set()
+                release.wait(10)
+                return "held"
+
+            return ctx.step.run("hold", hold)
+
+    with app_with(tmp_path, declare) as (http, client):
+        first: list[httpx.Response] = []
+        holder = threading.Thread(target=lambda: first.append(http.post("/single")))
+        holder.start()
+        assert inside.wait(10)
+        second = http.post("/single")
+        assert second.status_code == 202, second.text
+        release.set()
+        holder.join(10)
+        assert first[0].status_code == 200
+        assert first[0].json() == "held"
+        run = finished(client, second.headers["x-stepline-run-id"])
+        assert run.status is stepline.RunStatus.COMPLETED
+
+
+def test_authorize_names_the_caller_and_scopes_idempotency_keys(tmp_path: Path) -> None:
+    def authorize(access: stepline.web.AccessRequest) -> bool | stepline.web.Principal:
+        user = access.request.headers.get("x-user")
+        if user is None:
+            raise stepline.web.AccessDenied("log in first", status=401)
+        return stepline.web.Principal(f"user:{user}")
+
+    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        @app.post("/mine")
+        @stepline.fastapi.durable(client, authorize=authorize)
+        async def mine(ctx: stepline.EndpointContext) -> str | None:
+            await ctx.step.sleep("later", dt.timedelta(hours=1))
+            return ctx.principal
+
+    with app_with(tmp_path, declare) as (http, client):
+        assert http.post("/mine").status_code == 401
+        key = {"idempotency-key": "k"}
+        ada = http.post("/mine", headers={"x-user": "ada", **key})
+        bob = http.post("/mine", headers={"x-user": "bob", **key})
+        ada_again = http.post("/mine", headers={"x-user": "ada", **key})
+        assert ada.status_code == bob.status_code == 202
+        assert ada.headers["x-stepline-run-id"] != bob.headers["x-stepline-run-id"]
+        assert ada_again.headers["x-stepline-run-id"] == ada.headers["x-stepline-run-id"]
+        run = client.get_run_sync(ada.headers["x-stepline-run-id"]).describe()
+        assert run.started_by == "user:ada"
+
+
+def test_credentials_are_not_stored_with_the_run(tmp_path: Path) -> None:
+    seen: list[dict[str, str]] = []
+
+    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        @app.post("/headers")
+        @stepline.fastapi.durable(client, keep_headers=["x-api-key"])
+        async def headers(ctx: stepline.EndpointContext) -> str:
+            seen.append(dict(ctx.request.headers))
+            return "ok"
+
+    with app_with(tmp_path, declare) as (http, client):
+        sent = {"authorization": "Bearer t0k", "cookie": "s=1", "x-api-key": "k", "x-trace": "7"}
+        answer = http.post("/headers", headers=sent)
+        assert answer.status_code == 200
+        assert "authorization" not in seen[0]
+        assert "cookie" not in seen[0]
+        assert seen[0]["x-api-key"] == "k"  # kept on purpose
+        assert seen[0]["x-trace"] == "7"
+        stored = client.get_run_sync(answer.headers["x-stepline-run-id"]).describe()
+        assert stored.status is stepline.RunStatus.COMPLETED
+
+
+def test_the_time_budget_hands_the_run_to_the_engine(tmp_path: Path) -> None:
+    ran: list[str] = []
+
+    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        @app.post("/long")
+        @stepline.fastapi.durable(client, budget=0.2)
+        def long(ctx: stepline.SyncEndpointContext) -> list[str]:
+            def work(name: str) -> str:
+                ran.append(name)
+                time.sleep(0.15)
+                return name
+
+            return [ctx.step.run(n, work, n) for n in ("one", "two", "three")]
+
+    with app_with(tmp_path, declare) as (http, client):
+        answer = http.post("/long")
+        assert answer.status_code == 202, answer.text
+        run = finished(client, answer.headers["x-stepline-run-id"])
+        assert run.output["json"] == ["one", "two", "three"]
+        assert ran == ["one", "two", "three"]  # each once, across the hand-over
+
+
+def test_a_parallel_group_runs_through_the_engine(tmp_path: Path) -> None:
+    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        @app.post("/fan")
+        @stepline.fastapi.durable(client)
+        async def fan(ctx: stepline.EndpointContext) -> list[Any]:
+            first = await ctx.step.run("first", lambda: 1)
+            both = await ctx.step.parallel(
+                [
+                    lambda: ctx.step.run("left", lambda: first + 1),
+                    lambda: ctx.step.run("right", lambda: first + 2),
+                ]
+            )
+            return list(both)
+
+    with app_with(tmp_path, declare) as (http, client):
+        answer = http.post("/fan")
+        assert answer.status_code == 202
+        run = finished(client, answer.headers["x-stepline-run-id"])
+        assert run.output["json"] == [2, 3]
+
+
+def test_an_unserved_client_endpoint_is_a_clear_500(tmp_path: Path) -> None:
+    client = stepline.Client("lone", is_production=False, environ={})
+    other = stepline.Client("other", is_production=False, environ={})
+    app = fastapi.FastAPI()
+
+    @app.post("/lone")
+    @stepline.fastapi.durable(client)
+    async def lone(ctx: stepline.EndpointContext) -> str:
+        return "never"
+
+    # the engine serves another app: this endpoint's function is not registered there
+    engine = EmbeddedEngine(other, [], database=str(tmp_path / "e.db"), poll_interval=0.05)
+    try:
+        engine.start()
+        from stepline.embedded import _routing
+
+        _routing.route_client(client, engine)
+        with fastapi.testclient.TestClient(app) as http:
+            answer = http.post("/lone")
+        assert answer.status_code == 500
+        assert "not registered" in answer.json()["error"]
+    finally:
+        engine.stop()
