@@ -5,11 +5,16 @@ Mount them with your framework's helper (``stepline.fastapi.runs_router``,
 ``stepline.tornado.runs_handlers``, ``stepline.asgi.runs_app``); each wraps one
 ``RunRoutes``. Every request goes through your ``authorize`` hook first, which may
 return ``Principal(id)``: runs the caller starts are then theirs alone.
+
+Durable endpoints (``stepline.fastapi.durable`` and its twins) are routes whose handler
+is a durable function run inside the request; ``Endpoint`` is their framework-neutral
+logic and ``DurableRoute`` the view each framework's decorator returns.
 """
 
 from __future__ import annotations
 
 from stepline._csrf import HEADER as CSRF_HEADER
+from stepline._endpoints.endpoint import DurableRoute, Endpoint
 from stepline._ownership import Principal
 from stepline._webkit import (
     AccessDenied,
@@ -24,6 +29,8 @@ __all__ = [
     "CSRF_HEADER",
     "AccessDenied",
     "AccessRequest",
+    "DurableRoute",
+    "Endpoint",
     "Principal",
     "RunRoutes",
     "WebRequest",

@@ -58,7 +58,7 @@ def build(database: str, markers: Path | None = None, app_id: str = "durable") -
         then = ctx.step.run("then", mark, "then")
         return stepline.EndpointResponse({"ran": [first, then]}, status=201, headers={"x-nap": "1"})
 
-    functions = [three.endpoint.function, nap.endpoint.function]  # type: ignore[attr-defined]
+    functions = [three.endpoint.function, nap.endpoint.function]
     engine = EmbeddedEngine(client, [], database=database, poll_interval=0.05, lease_seconds=2)
     stepline.fastapi.serve(app, client, [], engine=engine)
     kit = stepline.fastapi.runs_router(client, functions, authorize=stepline.web.allow_all)

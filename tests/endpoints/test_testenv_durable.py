@@ -31,7 +31,7 @@ def build() -> tuple[fastapi.FastAPI, stepline.Client, stepline.Function, list[s
         shipped = await ctx.step.run("ship", lambda: f"shipped-{oid}")
         return {"charge": charge, "shipped": shipped}
 
-    return app, client, order.endpoint.function, charged  # type: ignore[attr-defined]
+    return app, client, order.endpoint.function, charged
 
 
 def test_a_route_finishes_inline_under_the_test_env() -> None:

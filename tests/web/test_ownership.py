@@ -351,6 +351,8 @@ def test_the_web_kit_s_public_names_are_pinned() -> None:
         "CSRF_HEADER",
         "AccessDenied",
         "AccessRequest",
+        "DurableRoute",
+        "Endpoint",
         "Principal",
         "RunRoutes",
         "WebRequest",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from typing_extensions import Unpack
 
@@ -34,7 +34,7 @@ from stepline._status import RunStatus
 from stepline._triggers import TriggerEvent
 from stepline._webkit import AccessRequest, Authorize, WebRequest, WebResponse
 
-__all__ = ["ENDPOINT_EVENT", "Endpoint", "EndpointArgs"]
+__all__ = ["ENDPOINT_EVENT", "DurableRoute", "Endpoint", "EndpointArgs"]
 
 logger = logging.getLogger("stepline.endpoints")
 
@@ -54,6 +54,21 @@ class EndpointArgs(FunctionOptionArgs, total=False):
     run_routes: str
     keep_headers: Iterable[str]
     max_body: int
+
+
+class DurableRoute(Protocol):
+    """A framework's view made by its ``durable(...)`` decorator.
+
+    Attributes:
+        endpoint: the route's logic; ``endpoint.function`` is the durable function to give
+            the web kit's run routes (where a suspended request's ``Location`` points).
+    """
+
+    endpoint: Endpoint
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The view, called by the framework."""
+        ...
 
 
 class Endpoint:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import fastapi
 from typing_extensions import Unpack
 
 from stepline import _asgi_scope, _bodies
 from stepline._client import Client
-from stepline._endpoints.endpoint import Endpoint, EndpointArgs
+from stepline._endpoints.endpoint import DurableRoute, Endpoint, EndpointArgs
 from stepline._webkit import WebRequest
 
 __all__ = ["durable"]
@@ -18,7 +18,7 @@ __all__ = ["durable"]
 
 def durable(
     client: Client, **options: Unpack[EndpointArgs]
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+) -> Callable[[Callable[..., Any]], DurableRoute]:
     """Make the decorated handler a durable endpoint; put a route decorator above it.
 
     The handler takes an ``EndpointContext`` (``async def``) or a ``SyncEndpointContext``
@@ -35,7 +35,7 @@ def durable(
         ...     return {"charge": charge}
     """
 
-    def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(handler: Callable[..., Any]) -> DurableRoute:
         endpoint = Endpoint(client, handler, **options)
 
         async def view(request: fastapi.Request) -> fastapi.Response:
@@ -54,7 +54,8 @@ def durable(
         view.__name__ = getattr(handler, "__name__", "durable_endpoint")
         view.__qualname__ = getattr(handler, "__qualname__", view.__name__)
         view.__doc__ = handler.__doc__
-        view.endpoint = endpoint  # type: ignore[attr-defined]
-        return view
+        route = cast(DurableRoute, view)
+        route.endpoint = endpoint
+        return route
 
     return decorate
