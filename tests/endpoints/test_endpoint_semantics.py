@@ -17,6 +17,7 @@ from typing import Any
 import fastapi
 import fastapi.testclient
 import httpx
+import pytest
 
 import stepline
 import stepline.fastapi
@@ -290,3 +291,47 @@ def test_an_unserved_client_endpoint_is_a_clear_500(tmp_path: Path) -> None:
         assert "not registered" in answer.json()["error"]
     finally:
         engine.stop()
+
+
+def test_retry_after_error_answers_202_and_the_engine_retries_it_later(tmp_path: Path) -> None:
+    tries: list[float] = []
+
+    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        @app.post("/busy")
+        @stepline.fastapi.durable(client, retries=2)
+        async def busy(ctx: stepline.EndpointContext) -> int:
+            def call() -> int:
+                tries.append(time.monotonic())
+                if len(tries) == 1:
+                    raise stepline.RetryAfterError("upstream busy", dt.timedelta(seconds=1))
+                return len(tries)
+
+            return await ctx.step.run("call", call)
+
+    with app_with(tmp_path, declare) as (http, client):
+        answer = http.post("/busy")
+        assert answer.status_code == 202, answer.text
+        run = finished(client, answer.headers["x-stepline-run-id"])
+        assert run.output["json"] == 2
+        assert tries[1] - tries[0] >= 0.9  # the engine waited as the error asked
+
+
+def test_endpoint_ids_must_be_unique_per_app() -> None:
+    client = stepline.Client("dup", is_production=False, environ={})
+
+    async def handler(ctx: stepline.EndpointContext) -> None:
+        return None
+
+    stepline.web.Endpoint(client, handler, id="pay")
+    with pytest.raises(stepline.ConfigError, match="another id="):
+        stepline.web.Endpoint(client, handler, id="pay")
+
+    @client.function(id="refund", trigger=stepline.TriggerEvent(event="dup/refund"))
+    async def refund(ctx: stepline.Context) -> None:
+        return None
+
+    stepline.web.Endpoint(client, handler, id="refund")
+    app = fastapi.FastAPI()
+    handler_ = stepline.fastapi.serve(app, client, [refund])
+    with pytest.raises(stepline.ConfigError, match="names both a durable endpoint"):
+        list(handler_.functions)

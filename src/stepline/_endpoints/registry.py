@@ -6,6 +6,8 @@ import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
+from stepline import _errors
+
 if TYPE_CHECKING:
     from stepline._client import Client
     from stepline._function import Function
@@ -20,8 +22,18 @@ _SUBSTITUTES: weakref.WeakKeyDictionary[Client, Mapping[str, Function]] = (
 
 
 def add(client: Client, function: Function) -> None:
-    """Remember ``function`` (an endpoint's) as served by ``client``'s serve endpoint."""
-    _DECLARED.setdefault(client, []).append(function)
+    """Remember ``function`` (an endpoint's) as served by ``client``'s serve endpoint.
+
+    Raises:
+        ConfigError: another endpoint of the client has the same id.
+    """
+    declared = _DECLARED.setdefault(client, [])
+    if any(fn.composite_id == function.composite_id for fn in declared):
+        raise _errors.ConfigError(
+            f"two durable endpoints of app {client.app_id!r} have the id {function.id!r}: "
+            "give one of them another id= (ids name the runs' function in the engine)"
+        )
+    declared.append(function)
 
 
 def declared(client: Client) -> list[Function]:
@@ -51,8 +63,8 @@ class Served(Mapping[str, "Function"]):
     """A serve endpoint's functions by composite id, and the client's endpoints too.
 
     Looked up when asked, so an endpoint declared after ``serve()`` (a route decorated
-    below it) is served all the same; a function given to ``serve()`` wins over an
-    endpoint of the same id.
+    below it) is served all the same. An endpoint and a function with one id is a
+    ``ConfigError`` when the functions are listed (at registration).
     """
 
     def __init__(self, given: Mapping[str, Function], client: Client) -> None:
@@ -61,6 +73,12 @@ class Served(Mapping[str, "Function"]):
 
     def _all(self) -> dict[str, Function]:
         found = {fn.composite_id: fn for fn in declared(self._client)}
+        clash = sorted(found.keys() & self._given.keys())
+        if clash:
+            raise _errors.ConfigError(
+                f"function id {clash[0]!r} names both a durable endpoint and a function "
+                "given to serve(): give one of them another id="
+            )
         found.update(self._given)
         return found
 
