@@ -502,6 +502,7 @@ def test_public_names_are_pinned() -> None:
         "FRAMEWORK",
         "MIN_VERSION",
         "default_urls",
+        "durable",
         "engine_urls",
         "get_client",
         "get_engine",

@@ -429,7 +429,7 @@ def test_runs_blueprint_needs_an_authorize_hook() -> None:
 
 
 def test_public_surface() -> None:
-    expected = ["AppState", "Stepline", "current_client", "runs_blueprint", "serve"]
+    expected = ["AppState", "Stepline", "current_client", "durable", "runs_blueprint", "serve"]
     assert stepline.flask.__all__ == expected
     for name in expected:
         assert getattr(stepline.flask, name).__doc__, name

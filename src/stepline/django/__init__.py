@@ -12,6 +12,9 @@ With ``INSTALLED_APPS += ["stepline.django"]`` and ``STEPLINE = {"APP_ID": ..., 
 client, ``include("stepline.django.urls")`` mounts what the settings call for, and
 ``manage.py stepline dev|start|migrate`` runs the engine with the settings' keys.
 
+A durable view (steps inline in the request, resumed by the engine if they must wait):
+``@stepline.django.durable()`` on a view function; see ``durable``.
+
 The transactional outbox (``manage.py migrate`` creates its table): ``send_on_commit`` and
 ``start_in_transaction`` write inside ``transaction.atomic()``; the relay delivers after
 commit (docs/outbox-django.md).
@@ -19,6 +22,7 @@ commit (docs/outbox-django.md).
 
 from __future__ import annotations
 
+from stepline.django._durable import durable as durable
 from stepline.django._mount import default_urls as default_urls
 from stepline.django._mount import engine_urls as engine_urls
 from stepline.django._outbox import send_on_commit as send_on_commit
@@ -37,6 +41,7 @@ __all__ = [
     "FRAMEWORK",
     "MIN_VERSION",
     "default_urls",
+    "durable",
     "engine_urls",
     "get_client",
     "get_engine",
