@@ -335,3 +335,28 @@ def test_endpoint_ids_must_be_unique_per_app() -> None:
     handler_ = stepline.fastapi.serve(app, client, [refund])
     with pytest.raises(stepline.ConfigError, match="names both a durable endpoint"):
         list(handler_.functions)
+
+
+def test_an_endpoint_declared_after_the_engine_started_is_registered(tmp_path: Path) -> None:
+    """Django loads its URL conf (and the views in it) after the first request started the
+    embedded engine: an endpoint declared then is registered at once, not answered 500."""
+
+    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        @app.post("/early")
+        @stepline.fastapi.durable(client)
+        async def early(ctx: stepline.EndpointContext) -> str:
+            return "early"
+
+    with app_with(tmp_path, declare) as (http, client):
+        assert http.post("/early").json() == "early"  # the engine runs, the app is registered
+        app = http.app
+        assert isinstance(app, fastapi.FastAPI)
+
+        @app.post("/late")
+        @stepline.fastapi.durable(client)
+        async def late(ctx: stepline.EndpointContext) -> str:
+            return await ctx.step.run("late-step", lambda: "late")
+
+        answer = http.post("/late")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == "late"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from stepline import _errors
@@ -12,9 +13,11 @@ if TYPE_CHECKING:
     from stepline._client import Client
     from stepline._function import Function
 
-__all__ = ["Served", "add", "declared", "inline", "substitute"]
+__all__ = ["Served", "add", "declared", "inline", "substitute", "watch"]
 
 _DECLARED: weakref.WeakKeyDictionary[Client, list[Function]] = weakref.WeakKeyDictionary()
+#: per client, what to call when an endpoint is declared (an embedded engine re-registers)
+_WATCHERS: weakref.WeakKeyDictionary[Client, list[Callable[[], None]]] = weakref.WeakKeyDictionary()
 #: per client, what runs inline instead of an endpoint's function (``stepline.testing``)
 _SUBSTITUTES: weakref.WeakKeyDictionary[Client, Mapping[str, Function]] = (
     weakref.WeakKeyDictionary()
@@ -34,6 +37,24 @@ def add(client: Client, function: Function) -> None:
             "give one of them another id= (ids name the runs' function in the engine)"
         )
     declared.append(function)
+    for watcher in list(_WATCHERS.get(client, ())):
+        watcher()
+
+
+def watch(client: Client, watcher: Callable[[], None]) -> Callable[[], None]:
+    """Call ``watcher`` whenever an endpoint is declared on ``client``; returns the undo.
+
+    An engine that registered the client's app before a durable endpoint was declared (a
+    Django URL conf loaded on first request) registers it again.
+    """
+    watchers = _WATCHERS.setdefault(client, [])
+    watchers.append(watcher)
+
+    def unwatch() -> None:
+        with contextlib.suppress(ValueError):
+            watchers.remove(watcher)
+
+    return unwatch
 
 
 def declared(client: Client) -> list[Function]:

@@ -7,6 +7,7 @@ import atexit
 import concurrent.futures
 import concurrent.futures.thread  # registers its exit hook now: ours must come after it
 import contextlib
+import logging
 import os
 import threading
 import weakref
@@ -15,6 +16,7 @@ from typing import Any
 
 from stepline import _asgi_call, _extras
 from stepline._client import Client
+from stepline._endpoints import registry as _endpoints
 from stepline._function import Function
 from stepline.embedded import _announce, _mounts, _options, _routing
 
@@ -23,6 +25,9 @@ __all__ = ["DEFAULT_DATABASE", "EmbeddedEngine"]
 DEFAULT_DATABASE = ".stepline/embedded.db"
 _ALL: weakref.WeakSet[EmbeddedEngine] = weakref.WeakSet()
 _ORPHANS: list[object] = []  # in a forked child: the parent's engines, never to be used
+
+
+logger = logging.getLogger("stepline.embedded")
 
 
 class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
@@ -148,10 +153,12 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         )
         # in-process callers only: browsers reach the engine through the mounts, which guard
         self._api = build_app(engine, guard=False)
+        unwatch = _endpoints.watch(self.client, self._reregister)  # late durable endpoints
         ready.set_result(None)
         try:
             await self._stopping.wait()
         finally:
+            unwatch()
             # callers blocked on a request (a long-poll for a result) get a clear "stopped"
             # answer now, rather than a CancelledError from the loop's teardown
             calls = list(self._calls)
@@ -159,6 +166,24 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
                 call.cancel()
             await asyncio.gather(*calls, return_exceptions=True)
             await engine.stop()
+
+    def _reregister(self) -> None:
+        """A durable endpoint was declared after the app was served: register it too.
+
+        Waits for the registration (it is declared at import, in a request's thread), so
+        that the request that imported it finds its function registered.
+        """
+        loop, engine = self._loop, self._engine
+        if loop is None or engine is None or loop.is_closed():
+            return
+        if threading.current_thread() is self._thread:  # never wait on our own loop
+            loop.create_task(engine.reregister(self.client.app_id))
+            return
+        future = asyncio.run_coroutine_threadsafe(engine.reregister(self.client.app_id), loop)
+        try:
+            future.result(timeout=30)
+        except Exception:
+            logger.exception("could not register a late durable endpoint of %s", self.client.app_id)
 
     def _engine_settings(self) -> dict[str, Any]:
         own = self.client.settings

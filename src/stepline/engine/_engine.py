@@ -268,6 +268,14 @@ class Engine(Reads):
         url = self.local.add(client.app_id, handler)
         await self.register(registration.register_payload(handler, url))
 
+    async def reregister(self, app_id: str) -> None:
+        """Register an app served here again: its functions grew (a late durable endpoint)."""
+        from stepline._comm import registration
+
+        handler = self.local.handler(app_id)
+        if handler is not None:
+            await self.register(registration.register_payload(handler, self.local.url(app_id)))
+
     # -- events ---------------------------------------------------------------------------
 
     async def send(

@@ -267,7 +267,15 @@ class InProcessDriver:
     def add(self, app_id: str, handler: CommHandler) -> str:
         """Attach a handler; returns the base URL the engine registers for it."""
         self._handlers[app_id] = handler
+        return self.url(app_id)
+
+    def url(self, app_id: str) -> str:
+        """The base URL an app served in this process is registered at."""
         return f"{IN_PROCESS_SCHEME}://{urllib.parse.quote(app_id, safe='')}/api/inngest"
+
+    def handler(self, app_id: str) -> CommHandler | None:
+        """The handler serving ``app_id`` in this process, if any."""
+        return self._handlers.get(app_id)
 
     async def request(
         self, method: str, url: str, body: bytes, headers: Mapping[str, str], timeout: float
