@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import flask
 import httpx
 import pytest
 import werkzeug.serving
 
 import stepline
 import stepline.flask
+from stepline.embedded import EmbeddedEngine
 from tests._support.polling import wait_until
 from tests._support.processes import answers, clean_env, free_port, spawn, stop, wait_until_up
 
@@ -182,14 +184,26 @@ def test_a_body_over_max_body_is_413_and_starts_nothing(site: Site) -> None:
     assert len(runs) == 1  # the one that fit
 
 
-def test_an_async_handler_is_refused_at_decoration() -> None:
+def test_an_async_handler_runs_on_a_private_loop(tmp_path: Path) -> None:
     client = stepline.Client("flask-async", is_production=False, environ={})
+    app = flask.Flask("flask-async")
+    engine = EmbeddedEngine(client, [], database=str(tmp_path / "a.db"), poll_interval=0.05)
+    stepline.flask.serve(app, client, [], engine=engine)
+    try:
 
-    with pytest.raises(stepline.ConfigError, match="plain def"):
-
+        @app.post("/pay/<oid>")
         @stepline.flask.durable(client)
-        async def pay(ctx: stepline.EndpointContext) -> str:
-            return "never"
+        async def pay(ctx: stepline.EndpointContext) -> dict[str, str]:
+            charge = await ctx.step.run("charge", lambda: f"ch-{ctx.request.path_params['oid']}")
+            return {"charge": charge}
+
+        with app.test_client() as http:
+            for oid in ("1", "2"):  # a second request reuses the loop and its connections
+                answer = http.post(f"/pay/{oid}")
+                assert answer.status_code == 200, answer.get_data(as_text=True)
+                assert answer.get_json() == {"charge": f"ch-{oid}"}
+    finally:
+        engine.stop()
 
 
 def test_sigkill_mid_request_the_engine_finishes_the_run(tmp_path: Path) -> None:

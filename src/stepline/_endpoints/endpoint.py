@@ -25,6 +25,7 @@ from typing_extensions import Unpack
 
 from stepline import _effects, _errors, _ownership, _runs, _tracing, _webkit
 from stepline._client import Client
+from stepline._comm.loop import LoopThread
 from stepline._context import Context, SyncContext
 from stepline._endpoints import inline, registry, response
 from stepline._endpoints.context import endpoint_context
@@ -122,6 +123,8 @@ class Endpoint:
         )
         self.function.__doc__ = handler.__doc__
         registry.add(client, self.function)
+        #: runs an ``async def`` handler for a sync framework (started on first use)
+        self._loop_thread = LoopThread()
 
     def __repr__(self) -> str:
         return f"<stepline.Endpoint {self.function.composite_id!r}>"
@@ -143,10 +146,8 @@ class Endpoint:
 
     def _perform_sync(self, effect: object) -> object:
         if isinstance(effect, inline.Execute):
-            if effect.function.is_async:
-                raise _errors.ConfigError(
-                    f"endpoint {self.function.id!r} is async: serve it from an async view"
-                )
+            if effect.function.is_async:  # under a sync framework: on a private loop thread
+                return self._loop_thread.run(inline.execute_async(self.client, effect))
             return inline.execute_sync(self.client, effect)
         if isinstance(effect, _webkit.Ask):
             assert self.authorize is not None

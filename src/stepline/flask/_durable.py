@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import flask
 from typing_extensions import Unpack
 
-from stepline import _bodies, _errors
+from stepline import _bodies
 from stepline._client import Client
-from stepline._endpoints.endpoint import Endpoint, EndpointArgs
+from stepline._endpoints.endpoint import DurableRoute, Endpoint, EndpointArgs
 from stepline._webkit import WebRequest
 
 __all__ = ["durable"]
@@ -19,19 +18,20 @@ __all__ = ["durable"]
 
 def durable(
     client: Client, **options: Unpack[EndpointArgs]
-) -> Callable[[Callable[..., Any]], Callable[..., flask.Response]]:
+) -> Callable[[Callable[..., Any]], DurableRoute]:
     """Make the decorated handler a durable endpoint; put a route decorator above it.
 
-    The handler is a plain ``def`` taking a ``SyncEndpointContext`` and returns a JSON-able
-    value or an ``EndpointResponse``. Steps run in the request, each recorded before the
-    next; a sleep, a wait or a retry answers 202 with ``Location`` (the kit's result route,
-    ``runs_blueprint`` mounted at ``run_routes``) and the engine finishes the run. The
-    route's variables reach the handler as ``ctx.request.path_params``. The view object
-    keeps the ``Endpoint`` as ``view.endpoint`` (its function: ``view.endpoint.function``).
+    The handler is a plain ``def`` taking a ``SyncEndpointContext`` (its steps block the
+    request's thread, as any Flask view does) or an ``async def`` taking an
+    ``EndpointContext`` (run on a private event loop thread, as Flask runs async views on
+    a loop of their own); it returns a JSON-able value or an ``EndpointResponse``. Steps
+    run in the request, each recorded before the next; a sleep, a wait or a retry answers
+    202 with ``Location`` (the kit's result route, ``runs_blueprint`` mounted at
+    ``run_routes``) and the engine finishes the run. The route's variables reach the
+    handler as ``ctx.request.path_params``. The view keeps the ``Endpoint`` as
+    ``view.endpoint`` (its function: ``view.endpoint.function``).
 
-    Flask views are sync: an ``async def`` handler is refused here (use a plain ``def``;
-    its steps block the request's thread as any Flask view does). Serve the app threaded:
-    a request holds its thread while the handler runs.
+    Serve the app threaded: a request holds its thread while the handler runs.
 
     Example:
         >>> @app.post("/orders/<order_id>/pay")
@@ -47,16 +47,10 @@ def durable(
             (``retries``, ``concurrency``, ``throttle``...).
 
     Raises:
-        ConfigError: an ``async def`` handler, or an invalid option.
+        ConfigError: an invalid option.
     """
 
-    def decorate(handler: Callable[..., Any]) -> Callable[..., flask.Response]:
-        if inspect.iscoroutinefunction(handler):
-            name = getattr(handler, "__name__", "handler")
-            raise _errors.ConfigError(
-                f"stepline.flask.durable: {name} is async; Flask views are sync, "
-                "so declare it with a plain def (taking a SyncEndpointContext)"
-            )
+    def decorate(handler: Callable[..., Any]) -> DurableRoute:
         endpoint = Endpoint(client, handler, **options)
 
         def view(**path_params: Any) -> flask.Response:
@@ -68,8 +62,9 @@ def durable(
         view.__name__ = getattr(handler, "__name__", "durable_endpoint")
         view.__qualname__ = getattr(handler, "__qualname__", view.__name__)
         view.__doc__ = handler.__doc__
-        view.endpoint = endpoint  # type: ignore[attr-defined]
-        return view
+        route = cast(DurableRoute, view)
+        route.endpoint = endpoint
+        return route
 
     return decorate
 
