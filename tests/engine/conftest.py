@@ -13,6 +13,7 @@ import pytest
 import stepline
 from stepline.engine import Engine, EngineSettings, ManualClock
 from stepline.engine._model import Run
+from tests._support.polling import await_until
 
 from .servers import postgres_schema
 
@@ -121,15 +122,16 @@ async def only_run(engine: Engine, function_id: str, timeout: float = 10.0) -> s
     """The id of the single run of a function, once it exists."""
     from stepline.engine._store import RunFilter
 
-    async def find() -> str:
-        while True:
-            runs = await engine.list_runs(RunFilter(function_id=function_id))
-            if runs:
-                assert len(runs) == 1, runs
-                return runs[0].run_id
-            await asyncio.sleep(0.01)
+    async def find() -> str | None:
+        runs = await engine.list_runs(RunFilter(function_id=function_id))
+        if runs:
+            assert len(runs) == 1, runs
+            return runs[0].run_id
+        return None
 
-    return await asyncio.wait_for(find(), timeout)
+    return await await_until(
+        find, timeout=timeout, interval=0.01, message=f"a run of {function_id}"
+    )
 
 
 #: The stores every engine test runs on (the ids of the parametrized fixtures).

@@ -9,6 +9,7 @@ import datetime as dt
 import stepline
 from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._store import RunFilter
+from tests._support.polling import await_until
 
 from .conftest import arun, dev_client, finished, running
 
@@ -35,15 +36,16 @@ class Gauge:
 
 
 async def all_done(engine: Engine, function_id: str, count: int, timeout: float = 20.0) -> None:
-    async def check() -> None:
-        while True:
-            runs = await engine.list_runs(RunFilter(function_id=function_id, limit=500))
-            if len(runs) == count and all(r.status.terminal for r in runs):
-                assert all(r.status is RunStatus.COMPLETED for r in runs), runs
-                return
-            await asyncio.sleep(0.02)
+    async def check() -> bool:
+        runs = await engine.list_runs(RunFilter(function_id=function_id, limit=500))
+        if len(runs) == count and all(r.status.terminal for r in runs):
+            assert all(r.status is RunStatus.COMPLETED for r in runs), runs
+            return True
+        return False
 
-    await asyncio.wait_for(check(), timeout)
+    await await_until(
+        check, timeout=timeout, interval=0.02, message=f"{count} runs of {function_id} to end"
+    )
 
 
 def test_function_limit_caps_executing_steps(db: str) -> None:
@@ -167,8 +169,7 @@ def test_sleeping_runs_hold_no_slot_and_parked_runs_say_why(db: str) -> None:
                 steps = await engine.run_steps(sleeper_run)
                 return any(s.status.value == "Sleeping" for s in steps)
 
-            while not await sleeping():
-                await asyncio.sleep(0.01)
+            await await_until(sleeping, interval=0.01, message="the sleeper to sleep")
             # the sleeper holds no slot: a blocker starts, then a third run must queue
             (blocker,) = await engine.send({"name": "t/slow", "data": {"kind": "blocker"}})
             (queued,) = await engine.send({"name": "t/slow", "data": {"kind": "blocker"}})
@@ -176,13 +177,18 @@ def test_sleeping_runs_hold_no_slot_and_parked_runs_say_why(db: str) -> None:
             queued_run = (await engine.event_runs(queued))[0].run_id
             assert blocker_run is not None
             assert queued_run is not None
-            while (await engine.get_run(queued_run)).waiting is None:
-                await asyncio.sleep(0.01)
+
+            async def parked() -> bool:
+                return (await engine.get_run(queued_run)).waiting is not None
+
+            async def blocking() -> bool:  # marked running just after its call was leased
+                return (await engine.get_run(blocker_run)).status is RunStatus.RUNNING
+
+            await await_until(parked, interval=0.01, message="the third run to park")
             waiting = (await engine.get_run(queued_run)).waiting
             assert waiting is not None
             assert waiting["reason"] == "concurrency"
-            while (await engine.get_run(blocker_run)).status is not RunStatus.RUNNING:
-                await asyncio.sleep(0.01)  # marked running just after its call was leased
+            await await_until(blocking, interval=0.01, message="the blocker to run")
             release.set()
             assert (await finished(engine, blocker_run)).status is RunStatus.COMPLETED
             done = await finished(engine, queued_run)
@@ -208,8 +214,11 @@ def test_cancelling_a_run_mid_call_frees_its_slot(db: str) -> None:
             (first,) = await engine.send({"name": "t/gate", "data": {"n": 0}})
             first_run = (await engine.event_runs(first))[0].run_id
             assert first_run is not None
-            while (await engine.get_run(first_run)).status is not RunStatus.RUNNING:
-                await asyncio.sleep(0.01)
+
+            async def first_running() -> bool:
+                return (await engine.get_run(first_run)).status is RunStatus.RUNNING
+
+            await await_until(first_running, interval=0.01, message="the first run to run")
             (second,) = await engine.send({"name": "t/gate", "data": {"n": 1}})
             second_run = (await engine.event_runs(second))[0].run_id
             assert second_run is not None
@@ -271,11 +280,13 @@ def test_a_wake_up_passes_on_when_the_woken_call_parks_on_its_other_key(db: str)
     async def started(engine: Engine, event_id: str, status: RunStatus) -> str:
         run_id = (await engine.event_runs(event_id))[0].run_id
         assert run_id is not None
-        while True:
+
+        async def reached() -> bool:
             run = await engine.get_run(run_id)
-            if run.status is status and (status is RunStatus.RUNNING or run.waiting):
-                return run_id
-            await asyncio.sleep(0.01)
+            return run.status is status and (status is RunStatus.RUNNING or bool(run.waiting))
+
+        await await_until(reached, interval=0.01, message=f"run {run_id} to be {status.value}")
+        return run_id
 
     async def send(engine: Engine, name: str, a: str, b: str, status: RunStatus) -> str:
         data = {"name": name, "a": a, "b": b}

@@ -18,6 +18,7 @@ import stepline
 from stepline.engine import RunStatus
 from stepline.engine._model import Job, JobKind
 from stepline.engine._store.sql import SqlTx
+from tests._support.polling import await_until
 
 from .conftest import arun, dev_client, finished, only_run, running
 
@@ -117,11 +118,7 @@ def test_a_chain_of_cancellations_by_finished_runs_goes_to_its_end(
 
 
 async def _asleep(engine: Any, run_id: str) -> None:
-    import asyncio
+    async def asleep() -> bool:
+        return any(s.name == "long" for s in await engine.run_steps(run_id))
 
-    for _ in range(400):
-        steps = await engine.run_steps(run_id)
-        if any(s.name == "long" for s in steps):
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"run {run_id} never went to sleep")
+    await await_until(asleep, timeout=10.0, interval=0.025, message=f"run {run_id} to sleep")

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from stepline.engine import Engine, EngineSettings
+from tests._support.polling import await_until
 from tests.faults.sec_servers import FAST, register_body
 
 
@@ -27,12 +28,12 @@ def peak_kib() -> int:
 
 async def one(engine: Engine, name: str) -> Any:
     (event_id,) = await engine.send({"name": name, "data": {}})
-    for _ in range(500):
-        links = [link for link in await engine.event_runs(event_id) if link.run_id]
-        if links:
-            return await engine.wait_for_run(str(links[0].run_id), timeout=60)
-        await asyncio.sleep(0.01)
-    raise RuntimeError("no run started")
+
+    async def started() -> list[Any] | None:
+        return [link for link in await engine.event_runs(event_id) if link.run_id] or None
+
+    links = await await_until(started, timeout=5.0, interval=0.01, message="a run to start")
+    return await engine.wait_for_run(str(links[0].run_id), timeout=60)
 
 
 async def main(db: str, app_url: str) -> None:

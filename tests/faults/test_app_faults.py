@@ -10,7 +10,6 @@ run per event.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import itertools
 import json
@@ -24,6 +23,7 @@ from stepline.engine import Engine, EngineSettings
 from stepline.engine._backoff import Backoff
 from stepline.engine._driver import HttpDriver
 from stepline.engine._flow.rules import RegistrationError
+from tests._support.polling import await_until
 
 from . import fault_app
 from .conftest import AppServer, arun, captured_logs, register_http
@@ -135,12 +135,10 @@ def _script(scenario: Scenario) -> dict[str, str]:
 
 
 async def _links(engine: Engine, event_id: str) -> list[Any]:
-    for _ in range(500):
-        links = [link for link in await engine.event_runs(event_id) if link.run_id]
-        if links:
-            return links
-        await asyncio.sleep(0.01)
-    return []
+    async def started() -> list[Any] | None:
+        return [link for link in await engine.event_runs(event_id) if link.run_id] or None
+
+    return await await_until(started, timeout=5.0, interval=0.01, message="a run to start")
 
 
 def _check_attempts_and_gaps(where: str, calls: list[fault_app.Call]) -> None:

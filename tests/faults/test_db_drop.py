@@ -123,21 +123,25 @@ async def _send(http: httpx.AsyncClient, count: int, batch: int) -> list[str]:
     """Send events one request at a time, re-sending on a 5xx with the same id seed."""
     ids: list[str] = []
     for i in range(count):
-        seed = f"{int(time.time() * 1000)},{base64.b64encode(os.urandom(10)).decode()}"
-        event = {"name": "drop/go", "data": {"batch": batch, "i": i}}
-        for _attempt in range(50):
-            answer = await http.post(
-                "/e/key", json=event, headers={"x-inngest-event-id-seed": seed}
-            )
-            if answer.status_code == 200:
-                ids += answer.json()["ids"]
-                break
-            assert answer.status_code >= 500, answer.text
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("an event was never accepted")
+        ids += await _send_one(http, {"name": "drop/go", "data": {"batch": batch, "i": i}})
         await asyncio.sleep(0.01)
     return ids
+
+
+async def _send_one(http: httpx.AsyncClient, event: dict[str, Any]) -> list[str]:
+    """Send one event until it is accepted (a 5xx is re-sent with the same id seed)."""
+    seed = f"{int(time.time() * 1000)},{base64.b64encode(os.urandom(10)).decode()}"
+
+    async def accepted() -> list[str] | None:
+        answer = await http.post("/e/key", json=event, headers={"x-inngest-event-id-seed": seed})
+        if answer.status_code == 200:
+            return list(answer.json()["ids"])
+        assert answer.status_code >= 500, answer.text
+        return None
+
+    return await await_until(
+        accepted, timeout=5.0, interval=0.1, message="the event to be accepted"
+    )
 
 
 def _finished() -> Any:

@@ -25,6 +25,7 @@ from stepline._protocol.opcodes import Opcode
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http import views
 from stepline.engine._response import RawResponse
+from tests._support.polling import await_until
 
 from .conftest import BYSTANDER_EVENT, RELEASE_EVENT, bystander, captured_logs, expected
 
@@ -191,14 +192,15 @@ def _registration() -> dict[str, Any]:
 async def _settle(engine: Engine, run_id: str) -> None:
     """Until the run ends, or nothing is due or in flight for a while (it waits)."""
     idle = 0
-    for _ in range(1000):
+
+    async def settled() -> bool:
+        nonlocal idle
         if (await engine.get_run(run_id)).status.terminal:
-            return
+            return True
         idle = idle + 1 if await engine.idle() else 0
-        if idle >= 5:
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("the run never settled")
+        return idle >= 5
+
+    await await_until(settled, timeout=5.0, interval=0.005, message="the run to settle")
 
 
 def test_any_answer_ends_the_run_cleanly_and_spares_the_bystander(db: str) -> None:

@@ -11,7 +11,6 @@ time up to ``max_body_bytes`` and a step output is stored only up to
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -24,6 +23,7 @@ import pytest
 
 from stepline.engine import Engine, EngineSettings, RunStatus
 from stepline.engine._model import Run, StepRecord
+from tests._support.polling import await_until
 
 from .conftest import arun, captured_logs
 from .sec_servers import (
@@ -53,11 +53,11 @@ async def _one_run(
     try:
         await engine.register(register_body(app.url, attempts=attempts))
         (event_id,) = await engine.send({"name": "sec/go", "data": {}})
-        for _ in range(200):
-            links = [link for link in await engine.event_runs(event_id) if link.run_id]
-            if links:
-                break
-            await asyncio.sleep(0.01)
+
+        async def started() -> list[Any] | None:
+            return [link for link in await engine.event_runs(event_id) if link.run_id] or None
+
+        links = await await_until(started, timeout=2.0, interval=0.01, message="a run to start")
         run = await engine.wait_for_run(str(links[0].run_id), timeout=20)
         return run, list(await engine.run_steps(run.run_id))
     finally:

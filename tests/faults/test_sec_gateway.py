@@ -10,7 +10,6 @@ development. ``gateway_max_calls`` bounds the calls per run.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 from typing import Any
@@ -21,6 +20,7 @@ from stepline.engine import Engine, EngineSettings, RunStatus
 from stepline.engine._config import EngineConfigError, resolve
 from stepline.engine._gateway.destinations import Address, Policy, refusal
 from stepline.engine._model import Run
+from tests._support.polling import await_until
 
 from .conftest import arun, captured_logs
 from .sec_servers import FAST, Answer, Scripted, gateway_op, json_answer, register_body, steps_of
@@ -160,12 +160,12 @@ async def _run(db: str, app: Scripted, engine_hook: Any = None, **settings: Any)
     try:
         await engine.register(register_body(app.url, attempts=0))
         (event_id,) = await engine.send({"name": "sec/go", "data": {}})
-        for _ in range(500):
-            links = [link for link in await engine.event_runs(event_id) if link.run_id]
-            if links:
-                return await engine.wait_for_run(str(links[0].run_id), timeout=30)
-            await asyncio.sleep(0.01)
-        raise AssertionError("no run started")
+
+        async def started() -> list[Any] | None:
+            return [link for link in await engine.event_runs(event_id) if link.run_id] or None
+
+        links = await await_until(started, timeout=5.0, interval=0.01, message="a run to start")
+        return await engine.wait_for_run(str(links[0].run_id), timeout=30)
     finally:
         await engine.stop()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from stepline.engine import Engine, EngineConfigError, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._model import Run, RunStatus
 from stepline.engine._observe import tracing as engine_tracing
+from tests._support.polling import await_until
 
 from .conftest import Otel, ServerThread, arun, closing, dev_client, running, settings, until
 
@@ -287,12 +287,12 @@ def test_a_run_started_by_step_invoke_continues_its_parent_s_trace(
         engine = Engine(settings(tmp_path), tracer_provider=otel.provider)
         async with running(engine, [(client, [parent, child])]):
             await engine.send({"name": "obs/parent"})
-            ids: dict[str, str] = {}
-            for _ in range(400):
+
+            async def both() -> dict[str, str] | None:
                 ids = {r.function_id: r.run_id for r in await engine.list_runs()}
-                if len(ids) == 2:
-                    break
-                await asyncio.sleep(0.025)
+                return ids if len(ids) == 2 else None
+
+            ids = await await_until(both, timeout=10.0, interval=0.025, message="both runs")
             for run_id in ids.values():
                 assert (await engine.wait_for_run(run_id, timeout=20)).status is RunStatus.COMPLETED
             return ids["obs-parent"], ids["obs-child"]

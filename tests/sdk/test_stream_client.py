@@ -182,15 +182,19 @@ def watch_refusals(client: stepline.Client) -> threading.Event:
 def publish(base: str, n: int) -> int:
     """Publish durable message ``n`` until the engine answers; returns its seq."""
     body = {"messages": [{"topic": "work", "data": {"n": n}, "id": f"step-{n}"}]}
-    while True:
+
+    def answered() -> int | None:
         try:
             answer = httpx.post(f"{base}/v1/runs/{RUN}/stream", json=body, timeout=10)
         except httpx.HTTPError:
-            time.sleep(BACKOFF)
-            continue
+            return None
         assert answer.status_code == 200, answer.text
         seq: int = answer.json()["data"]["seqs"][0]
         return seq
+
+    return wait_until(
+        answered, timeout=60, interval=BACKOFF, message=f"message {n} to be published"
+    )
 
 
 def seed(db: str) -> None:

@@ -62,7 +62,7 @@ def main(
             transport.perform,
         )
         if args.json:
-            _json(out, found)
+            _print_json(out, found)
         else:
             out.write(versions_table(found) + "\n")
         return 0
@@ -78,7 +78,7 @@ def main(
         print(f"stepline apps retire: refused: {exc}", file=err)
         return EXIT_REFUSED
     if args.json:
-        _json(out, done)
+        _print_json(out, done)
     else:
         moved = int(done.get("moved") or 0)
         tail = f"; {moved} live run(s) moved to {done.get('to')}" if moved else ""
@@ -136,7 +136,8 @@ def notices_text(notices: Sequence[Mapping[str, Any]]) -> list[str]:
     return [f"Notice    {n.get('kind', 'notice')}: {n.get('message', '')}" for n in notices]
 
 
-def _json(out: TextIO, value: object) -> None:
+def _print_json(out: TextIO, value: object) -> None:
+    """``value`` as indented JSON on ``out``, what ``--json`` prints (other types as text)."""
     out.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
