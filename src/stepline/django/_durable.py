@@ -12,7 +12,7 @@ from typing_extensions import Unpack
 
 from stepline import _bodies, _errors, _webkit
 from stepline._client import Client
-from stepline._endpoints.endpoint import Endpoint, EndpointArgs
+from stepline._endpoints.endpoint import DurableRoute, Endpoint, EndpointArgs
 from stepline.django import _routes, _runtime, _serve
 
 __all__ = ["durable"]
@@ -22,7 +22,7 @@ View = Callable[..., Any]
 
 def durable(
     client: Client | None = None, **options: Unpack[EndpointArgs]
-) -> Callable[[View], View]:
+) -> Callable[[View], DurableRoute]:
     """Make the decorated handler a durable endpoint: the decorator returns a Django view.
 
     The handler takes an ``EndpointContext`` (``async def``: the view is an async view) or
@@ -62,7 +62,7 @@ def durable(
     """
     _serve.check_version()
 
-    def decorate(handler: View) -> View:
+    def decorate(handler: View) -> DurableRoute:
         is_async = inspect.iscoroutinefunction(handler)
         authorize = options.get("authorize")
         if authorize is not None and _routes._is_async(authorize) and not is_async:
@@ -96,13 +96,14 @@ def durable(
     return decorate
 
 
-def _named(view: View, handler: View, endpoint: Endpoint) -> View:
+def _named(view: View, handler: View, endpoint: Endpoint) -> DurableRoute:
     view.__name__ = getattr(handler, "__name__", "durable_endpoint")
     view.__qualname__ = getattr(handler, "__qualname__", view.__name__)
     view.__module__ = getattr(handler, "__module__", view.__module__)
     view.__doc__ = handler.__doc__
-    view.endpoint = endpoint  # type: ignore[attr-defined]
-    return view
+    route = cast(DurableRoute, view)
+    route.endpoint = endpoint
+    return route
 
 
 def _web_request(request: http.HttpRequest, limit: int) -> _webkit.WebRequest:
