@@ -12,7 +12,7 @@ from pathlib import Path
 
 import stepline
 import stepline.asgi
-from stepline._comm import registration
+from stepline._comm import app_sync
 from stepline.engine import Engine, EngineSettings, RunStatus
 from tests._support.server_thread import ServerThread
 
@@ -41,7 +41,7 @@ def test_a_node_runs_a_function_synced_by_another_after_it_started(tmp_path: Pat
             syncing = Engine(EngineSettings(database_url=database, poll_interval=0.05))
             await syncing.start(worker=False, sync=False)  # this node never leases
             try:
-                await syncing.register(registration.register_payload(app.handler, server.url))
+                await syncing.register(app_sync.register_payload(app.handler.endpoint, server.url))
                 await syncing.send({"name": "shared/greet", "data": {"name": "Ada"}})
                 run_id = await only_run(syncing, "shared-greet")
                 run = await syncing.wait_for_run(run_id, timeout=20)

@@ -19,7 +19,7 @@ import httpx
 from starlette.testclient import TestClient
 
 import stepline
-from stepline._comm import registration
+from stepline._comm import app_sync
 from stepline._comm.handler import CommHandler
 from stepline._protocol import signing
 from stepline.engine import Engine, EngineSettings
@@ -62,7 +62,7 @@ async def register_http(
     """Register an app served over HTTP at ``url`` (what its sync would send)."""
     handler = CommHandler(client=client, functions=functions, framework="asgi")
     try:
-        await engine.register(registration.register_payload(handler, url))
+        await engine.register(app_sync.register_payload(handler.endpoint, url))
     finally:
         handler.close()
 

@@ -35,7 +35,7 @@ import pytest
 
 import stepline
 import stepline.asgi
-from stepline._comm import registration
+from stepline._comm import app_sync
 from stepline._comm.handler import CommHandler
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, free_port, log_tail, spawn
@@ -172,7 +172,7 @@ def test_engine_killed_at_chosen_points_loses_nothing(tmp_path: Path, db: str) -
     with AppServer(stepline.asgi.serve(client, functions)) as app:
         try:
             handler = CommHandler(client=client, functions=functions, framework="asgi")
-            body = registration.register_payload(handler, f"{app.base}/api/inngest")
+            body = app_sync.register_payload(handler.endpoint, f"{app.base}/api/inngest")
             handler.close()
             lives.spawn()
             assert lives.up()

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stepline
-from stepline._comm import registration
+from stepline._comm import app_sync
 from stepline._comm.handler import CommHandler
 
 from . import strategies as s
@@ -76,7 +76,7 @@ def _rich() -> dict[str, Any]:
     functions = [first(noop), second(noop), third(noop)]
     handler = CommHandler(client=client, functions=functions, framework="asgi")
     try:
-        return registration.register_payload(handler, URL)
+        return app_sync.register_payload(handler.endpoint, URL)
     finally:
         handler.close()
 

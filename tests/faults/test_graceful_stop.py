@@ -21,7 +21,7 @@ import pytest
 
 import stepline
 import stepline.asgi
-from stepline._comm import registration
+from stepline._comm import app_sync
 from stepline._comm.handler import CommHandler
 from tests._support.polling import wait_until
 from tests._support.processes import (
@@ -101,7 +101,7 @@ class Engine:
 
 def _register(engine: Engine, client: stepline.Client, functions: list[Any], url: str) -> None:
     handler = CommHandler(client=client, functions=functions, framework="asgi")
-    body = registration.register_payload(handler, f"{url}/api/inngest")
+    body = app_sync.register_payload(handler.endpoint, f"{url}/api/inngest")
     handler.close()
     assert httpx.post(f"{engine.base}/fn/register", json=body, timeout=10).status_code == 200
 

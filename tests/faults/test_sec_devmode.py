@@ -26,7 +26,7 @@ import werkzeug.test
 
 import stepline
 import stepline.asgi
-from stepline._comm import registration
+from stepline._comm import app_sync
 from stepline._comm.handler import CommHandler
 from stepline.embedded import EmbeddedEngine
 from tests._support.polling import wait_until
@@ -75,7 +75,7 @@ def _forged_registration(url: str) -> bytes:
     client, functions = _app("http://127.0.0.1:1")
     handler = CommHandler(client=client, functions=functions, framework="asgi")
     try:
-        return json.dumps(registration.register_payload(handler, url)).encode()
+        return json.dumps(app_sync.register_payload(handler.endpoint, url)).encode()
     finally:
         handler.close()
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import stepline
-from stepline._comm import registration
+from stepline._comm import app_sync
 from stepline._comm.handler import CommHandler
 from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._http.api import build_app
@@ -96,7 +96,7 @@ def test_a_scrape_after_a_known_workload(tmp_path: Path) -> None:
             # an app that no longer answers: its calls are SDK call errors
             handler = CommHandler(client=gone, functions=[unreachable], framework="test")
             dead = "http://127.0.0.1:9/api/inngest"
-            await engine.register(registration.register_payload(handler, dead))
+            await engine.register(app_sync.register_payload(handler.endpoint, dead))
             for name in ("ok", "ok", "ok", "boom", "waits", "nap", "slow", "slow", "gone"):
                 await engine.send({"name": f"obs/{name}"})
 

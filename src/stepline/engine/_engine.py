@@ -261,20 +261,20 @@ class Engine(Reads):
 
     async def serve(self, client: Client, functions: Sequence[Function]) -> None:
         """Serve an app's functions in this process: no HTTP between engine and app."""
-        from stepline._comm import registration
+        from stepline._comm import app_sync
         from stepline._comm.handler import CommHandler
 
         handler = CommHandler(client=client, functions=functions, framework="inprocess")
         url = self.local.add(client.app_id, handler)
-        await self.register(registration.register_payload(handler, url))
+        await self.register(app_sync.register_payload(handler.endpoint, url))
 
     async def reregister(self, app_id: str) -> None:
         """Register an app served here again: its functions grew (a late durable endpoint)."""
-        from stepline._comm import registration
+        from stepline._comm import app_sync
 
         handler = self.local.handler(app_id)
         if handler is not None:
-            await self.register(registration.register_payload(handler, self.local.url(app_id)))
+            await self.register(app_sync.register_payload(handler.endpoint, self.local.url(app_id)))
 
     # -- events ---------------------------------------------------------------------------
 
