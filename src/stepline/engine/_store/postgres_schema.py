@@ -126,6 +126,30 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX run_messages_durable ON run_messages (run_id, durable_id)
         WHERE durable_id IS NOT NULL;
     """,
+    # run control (issue 27): paused functions (``crons``: what their cron ticks do while
+    # paused); searchable run attributes (one row per name); bulk actions over a filter,
+    # with their progress (``cursor``: the last run id handled); a wait for a signal
+    # (``pauses.signal``: its key, unique among waiting steps)
+    """
+    CREATE TABLE function_controls (
+        function_id TEXT PRIMARY KEY, paused_at DOUBLE PRECISION, crons TEXT, reason TEXT
+    );
+    CREATE TABLE run_attributes (
+        run_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (run_id, name)
+    );
+    CREATE INDEX run_attributes_value ON run_attributes (name, value, run_id);
+    CREATE TABLE bulk_actions (
+        bulk_id TEXT PRIMARY KEY, action TEXT NOT NULL, filter TEXT NOT NULL,
+        status TEXT NOT NULL, idempotency_key TEXT, created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL, cursor TEXT, matched INTEGER NOT NULL DEFAULT 0,
+        applied INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0, error TEXT
+    );
+    CREATE UNIQUE INDEX bulk_actions_key ON bulk_actions (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    ALTER TABLE pauses ADD COLUMN signal TEXT;
+    CREATE UNIQUE INDEX pauses_signal ON pauses (signal) WHERE signal IS NOT NULL;
+    """,
 )
 
 
