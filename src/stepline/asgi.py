@@ -9,10 +9,12 @@ of its mount point; anything else gets 404. ``stepline.fastapi`` and
 
 ``runs_app`` is the web-app kit (``stepline.web``) as a bare ASGI app: mount it where the
 run routes should live (``Mount("/api", runs_app(...))`` answers ``/api/runs...``).
+``durable`` makes a handler a durable endpoint as a bare ASGI app (``DurableApp``).
 
 Example:
     >>> app = stepline.asgi.serve(client, [welcome])
     >>> runs = stepline.asgi.runs_app(client, [welcome], authorize=check)
+    >>> pay = stepline.asgi.durable(client)(pay_order)  # Route("/pay/{id}", pay, ...)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing_extensions import Unpack
 
 from stepline import _asgi_scope, _autosync, _bodies, _serve_options, _webkit
 from stepline._comm import CommHandler, CommRequest, CommResponse
+from stepline._endpoints.endpoint import Endpoint, EndpointArgs
 from stepline._webkit import Authorize, RunRoutes, WebRequest, WebResponse
 
 if TYPE_CHECKING:
@@ -127,6 +130,69 @@ def runs_app(
     (``poll_interval``, ``keepalive``, ``result_wait``).
     """
     return RunsApp(RunRoutes(client, functions, authorize=authorize, inputs=inputs, **options))
+
+
+class DurableApp:
+    """A durable endpoint as an ASGI 3 app (``http`` and ``lifespan``); see ``durable``."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one ASGI connection."""
+        if scope["type"] == "lifespan":
+            await _lifespan(None, receive, send)
+            return
+        if scope["type"] != "http":
+            raise ValueError(f"stepline serves http, not {scope['type']!r}")
+        body = await read_body(receive, self.endpoint.max_body)  # past it, the endpoint: 413
+        query = urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1"), True)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path = _asgi_scope.full_path(scope)
+        web = WebRequest(scope["method"], path, dict(query), body, native=scope, headers=headers)
+        reply = await self.endpoint.handle_async(web, dict(scope.get("path_params") or {}))
+        await _send(reply.status, reply.headers, reply.body, None, send)
+
+
+def durable(
+    client: Client, **options: Unpack[EndpointArgs]
+) -> Callable[[Callable[..., Any]], DurableApp]:
+    """Make the decorated handler a durable endpoint: an ASGI app to route or mount.
+
+    The handler takes an ``EndpointContext`` (``async def``, run on the server's loop) or
+    a ``SyncEndpointContext`` (``def``, run in a thread) and returns a JSON-able value or
+    an ``EndpointResponse``. Steps run in the request, each recorded before the next; a
+    sleep, a wait or a retry answers 202 with ``Location`` (the kit's result route,
+    ``runs_app`` mounted at ``run_routes``) and the engine finishes the run.
+
+    The app answers every method at every path it is given: restrict it with the router
+    (Starlette ``Route(path, app, methods=["POST"])``). The router's path parameters
+    (``scope["path_params"]``, as Starlette sets them) reach the handler as
+    ``ctx.request.path_params``; ``ctx.request.path`` is the full path, mount included.
+    Its ``authorize`` gets the ASGI scope. The app keeps the ``Endpoint`` as ``endpoint``
+    (its function: ``app.endpoint.function``, for ``runs_app``).
+
+    Example:
+        >>> @stepline.asgi.durable(client, retries=3)
+        ... async def pay(ctx: stepline.EndpointContext) -> dict[str, str]:
+        ...     order_id = ctx.request.path_params["order_id"]
+        ...     return {"charge": await ctx.step.run("charge", charge_card, order_id)}
+        >>> routes = [Route("/orders/{order_id}/pay", pay, methods=["POST"])]
+
+    Args:
+        client: the app's client (its serve endpoint or embedded engine runs the function).
+        **options: ``Endpoint``'s options (``id``, ``authorize``, ``budget``,
+            ``run_routes``, ``keep_headers``, ``max_body``) and the function's
+            (``retries``, ``concurrency``, ``throttle``...).
+
+    Raises:
+        ConfigError: an invalid option.
+    """
+
+    def decorate(handler: Callable[..., Any]) -> DurableApp:
+        return DurableApp(Endpoint(client, handler, **options))
+
+    return decorate
 
 
 async def send_web(routes: RunRoutes, response: WebResponse, receive: Receive, send: Send) -> None:

@@ -572,6 +572,7 @@ def test_public_names() -> None:
         "CLIENT_SETTING",
         "ENGINE_SETTING",
         "ClientMixin",
+        "durable",
         "runs_handlers",
         "serve",
         "shutdown",
