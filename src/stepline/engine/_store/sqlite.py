@@ -17,7 +17,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from stepline.engine._store import sqlite_schema as schema
+from stepline.engine._store.attributes import AttributesTx
+from stepline.engine._store.bulk import BulkTx
+from stepline.engine._store.controls import ControlsTx
 from stepline.engine._store.messages import MessagesTx
+from stepline.engine._store.signals import SignalsTx
 from stepline.engine._store.sql import SqlTx
 from stepline.engine._store.versions import VersionsTx
 
@@ -241,5 +245,5 @@ class SqliteStore:
         return resume
 
 
-class SqliteTx(SqlTx, VersionsTx, MessagesTx):
+class SqliteTx(SqlTx, VersionsTx, MessagesTx, ControlsTx, AttributesTx, BulkTx, SignalsTx):
     """``Tx`` over one SQLite connection with a ``BEGIN IMMEDIATE`` transaction open."""
