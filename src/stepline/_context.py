@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+from stepline import _effects
+from stepline._control.attributes import AttributeValue, set_flow
 from stepline._event import Event
 from stepline._execution import ExecutionState
 from stepline._step import Step, SyncStep
@@ -59,6 +61,24 @@ class Context:
         """
         self.step._state.deprecate_patch(change_id)
 
+    async def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        """Set searchable attributes on this run (name -> string, number or boolean).
+
+        Not a step: the engine keeps them at once, and while the function re-runs code
+        that ran in an earlier request (replay) the call does nothing. Find runs by them
+        with ``client.list_runs(attributes=...)``, the CLI (``--attr``) or the dashboard.
+
+        Raises:
+            ManagementError: a bad name or value, or more than 32 attributes on the run.
+
+        Example:
+            >>> await ctx.set_attributes({"customer": order["customer_id"], "plan": "pro"})
+        """
+        state = self.step._state
+        if not state.is_rerunning:
+            flow = set_flow(self.step._client().settings, self.run_id, attributes)
+            await _effects.drive_async(flow, self.step._client()._async_transport.perform)
+
     def publish(self, topic: str, data: object) -> None:
         """Publish ``data`` on the run's stream ``topic``, lightly (not awaited).
 
@@ -107,6 +127,13 @@ class SyncContext:
     def deprecate_patch(self, change_id: str) -> None:
         """Retire ``patched(change_id)``; see ``Context.deprecate_patch``."""
         self.step._state.deprecate_patch(change_id)
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        """Set searchable attributes on this run; see ``Context.set_attributes``."""
+        state = self.step._state
+        if not state.is_rerunning:
+            flow = set_flow(self.step._client().settings, self.run_id, attributes)
+            _effects.drive_sync(flow, self.step._client()._sync_transport.perform)
 
     def publish(self, topic: str, data: object) -> None:
         """Publish ``data`` on the run's stream ``topic``, lightly; see ``Context.publish``."""

@@ -160,6 +160,7 @@ class RunsMixin:
         *,
         idempotency_key: str | None = None,
         started_by: str | None = None,
+        attributes: Mapping[str, str | int | float | bool] | None = None,
     ) -> RunHandle:
         """Start a run of ``function`` now, whatever its triggers; returns its handle.
 
@@ -171,6 +172,8 @@ class RunsMixin:
             started_by: the principal starting it (your user's id, 1-256 characters):
                 recorded as ``RunInfo.started_by``, and the key is scoped to it (the
                 same key from another principal starts another run).
+            attributes: searchable metadata for the run (name -> string, number or
+                boolean; at most 32): ``list_runs(attributes=...)`` finds it by them.
 
         Raises:
             FunctionNotRegisteredError: the engine does not know the function: its message
@@ -179,7 +182,12 @@ class RunsMixin:
             ManagementError: the engine is unreachable or refused the request.
         """
         flow = _runs.start_flow(
-            self.settings, self._function_id(function), data or {}, idempotency_key, started_by
+            self.settings,
+            self._function_id(function),
+            data or {},
+            idempotency_key,
+            started_by,
+            attributes,
         )
         run_id, created = await _effects.drive_async(flow, self._async_transport.perform)
         return RunHandle(self, run_id, created=created)
@@ -191,10 +199,16 @@ class RunsMixin:
         *,
         idempotency_key: str | None = None,
         started_by: str | None = None,
+        attributes: Mapping[str, str | int | float | bool] | None = None,
     ) -> SyncRunHandle:
         """Blocking twin of ``start``."""
         flow = _runs.start_flow(
-            self.settings, self._function_id(function), data or {}, idempotency_key, started_by
+            self.settings,
+            self._function_id(function),
+            data or {},
+            idempotency_key,
+            started_by,
+            attributes,
         )
         run_id, created = _effects.drive_sync(flow, self._sync_transport.perform)
         return SyncRunHandle(self, run_id, created=created)
@@ -214,9 +228,13 @@ class RunsMixin:
         status: Sequence[RunStatus | str] = (),
         limit: int = 50,
         cursor: str | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> tuple[list[RunInfo], str | None]:
-        """One page of runs, newest first, and the cursor of the next page (None at the end)."""
-        flow = self._list_flow(function, status, limit, cursor)
+        """One page of runs, newest first, and the cursor of the next page (None at the end).
+
+        ``attributes``: only runs with every one of these (name -> value as a string).
+        """
+        flow = self._list_flow(function, status, limit, cursor, attributes)
         return await _effects.drive_async(flow, self._async_transport.perform)
 
     def list_runs_sync(
@@ -226,9 +244,10 @@ class RunsMixin:
         status: Sequence[RunStatus | str] = (),
         limit: int = 50,
         cursor: str | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> tuple[list[RunInfo], str | None]:
         """Blocking twin of ``list_runs``."""
-        flow = self._list_flow(function, status, limit, cursor)
+        flow = self._list_flow(function, status, limit, cursor, attributes)
         return _effects.drive_sync(flow, self._sync_transport.perform)
 
     def _list_flow(
@@ -237,10 +256,16 @@ class RunsMixin:
         status: Sequence[RunStatus | str],
         limit: int,
         cursor: str | None,
+        attributes: Mapping[str, str] | None,
     ) -> _effects.Flow[tuple[list[RunInfo], str | None]]:
         function_id = self._function_id(function) if function is not None else None
         return _runs.list_flow(
-            self.settings, function_id=function_id, status=status, limit=limit, cursor=cursor
+            self.settings,
+            function_id=function_id,
+            status=status,
+            limit=limit,
+            cursor=cursor,
+            attributes=attributes,
         )
 
     async def rerun(self, run_id: str) -> RunHandle:

@@ -163,6 +163,11 @@ class Publisher:
         """The run this call belongs to."""
         return self._state.request.ctx.run_id
 
+    @property
+    def client(self) -> Client:
+        """The client serving this call."""
+        return self._client
+
     # -- lightweight ---------------------------------------------------------------------
 
     def publish(self, topic: str, data: object) -> None:

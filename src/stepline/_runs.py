@@ -128,6 +128,7 @@ class RunInfo:
             ``at``, ``message``; ``kind`` ``nondeterminism``: a replay that no longer
             matched the run's history, naming the ``missing``, ``reordered`` and ``new``
             steps).
+        attributes: the run's searchable attributes (name -> value, values as strings).
     """
 
     run_id: str
@@ -144,6 +145,7 @@ class RunInfo:
     started_by: str | None = None
     app_version: str | None = None
     notices: tuple[Mapping[str, Any], ...] = ()
+    attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> RunInfo:
@@ -169,6 +171,7 @@ class RunInfo:
             started_by=raw.get("started_by"),
             app_version=raw.get("app_version"),
             notices=tuple(n for n in raw.get("notices") or () if isinstance(n, Mapping)),
+            attributes={str(k): str(v) for k, v in (raw.get("attributes") or {}).items()},
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -187,6 +190,7 @@ class RunInfo:
             "started_by": self.started_by,
             "app_version": self.app_version,
             "notices": [dict(n) for n in self.notices],
+            "attributes": dict(self.attributes),
         }
 
 
@@ -248,10 +252,12 @@ def start_flow(
     data: Mapping[str, Any],
     idempotency_key: str | None,
     started_by: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
 ) -> _effects.Flow[tuple[str, bool]]:
     """Start a run; returns ``(run_id, created)`` (False: the key matched an earlier run).
 
-    ``started_by`` records the principal starting it and scopes the key to it.
+    ``started_by`` records the principal starting it and scopes the key to it;
+    ``attributes`` are set on the run it creates (searchable: ``list_flow``).
 
     With OpenTelemetry installed, the current span's ``traceparent`` goes along: the run
     continues the caller's trace, as runs started by ``send`` do.
@@ -261,6 +267,8 @@ def start_flow(
         body["idempotency_key"] = idempotency_key
     if started_by is not None:
         body["started_by"] = started_by
+    if attributes:
+        body["attributes"] = dict(attributes)
     path = f"/v1/functions/{_quote(function_id)}/runs"
     try:
         raw = yield from call(
@@ -325,8 +333,12 @@ def list_flow(
     status: Sequence[RunStatus | str],
     limit: int,
     cursor: str | None,
+    attributes: Mapping[str, str] | None = None,
 ) -> _effects.Flow[tuple[list[RunInfo], str | None]]:
-    """One page of runs, newest first, and the cursor of the next page (or None)."""
+    """One page of runs, newest first, and the cursor of the next page (or None).
+
+    ``attributes``: only runs with every one of these (name -> value).
+    """
     query: dict[str, str] = {"limit": str(limit)}
     if function_id:
         query["function_id"] = function_id
@@ -334,7 +346,8 @@ def list_flow(
         query["status"] = ",".join(RunStatus(s).value for s in status)
     if cursor:
         query["cursor"] = cursor
-    path = "/v1/runs?" + urllib.parse.urlencode(query)
+    pairs = [*query.items(), *(("attribute", f"{k}:{v}") for k, v in (attributes or {}).items())]
+    path = "/v1/runs?" + urllib.parse.urlencode(pairs)
     page = yield from call(settings, "GET", path, what="runs", whole=True)
     runs = [RunInfo.from_wire(item) for item in page.get("data") or []]
     return runs, (page.get("metadata") or {}).get("next_cursor")

@@ -18,6 +18,7 @@ from stepline._protocol import durations
 from stepline._protocol.opcodes import Opcode, ParallelMode
 
 if TYPE_CHECKING:
+    from stepline._client import Client
     from stepline._function import Function
 
 T = TypeVar("T")
@@ -102,6 +103,10 @@ class _StepTools:
         checkpointer = self._state.checkpointer
         if checkpointer is not None and (done := self._state.take_done()):
             await checkpointer.flush_async(done)
+
+    def _client(self) -> Client:
+        """The client serving this call (its settings and transports)."""
+        return self._publisher().client
 
     def _publisher(self) -> _publish.Publisher:
         publisher = self._state.publisher

@@ -366,6 +366,7 @@ class Engine(Reads):
         headers: Mapping[str, str] | None = None,
         started_by: str | None = None,
         run_id: str | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> tuple[str, bool]:
         """Start a run of one function; returns ``(run_id, created)``.
 
@@ -378,6 +379,7 @@ class Engine(Reads):
         principal) is recorded on the run, and scopes the key: another principal's key
         never returns this run (``stepline._ownership``). A proposed ``run_id`` (the outbox
         relay's) names the run; a second start with it returns that run (``created`` False).
+        ``attributes`` (checked) are set on a run this start creates.
 
         Raises:
             NotFoundError: the function is not registered.
@@ -394,7 +396,7 @@ class Engine(Reads):
         def work(tx: Tx) -> tuple[str | None, bool, _intake.Adopted]:
             started, created = _starts.start_direct(
                 tx, self.loop.fanout, event, now, function_id=function_id, own_id=own_id,
-                run_id=run_id, started_by=started_by,
+                run_id=run_id, started_by=started_by, attributes=attributes,
             )  # fmt: skip
             taken = self.worker.adopt(tx, [started], now) if started and created else []
             return started, created, _intake.adopted(tx, taken)

@@ -43,6 +43,7 @@ class JobKind(str, enum.Enum):
     GATEWAY = "gateway"  # perform an AI gateway HTTP call for a step
     TIMEOUT = "timeout"  # a start/finish timeout of a run
     CRON = "cron"  # a cron tick of one function
+    BULK = "bulk"  # the next batch of a bulk action (``_control.bulk``)
 
 
 class PauseKind(str, enum.Enum):
@@ -74,6 +75,8 @@ class Run:
             sync's deploy id), None when the app declared none.
         notices: what the engine noticed about the run's replays (non-determinism,
             version moves), oldest first; each a JSON object with a ``kind``.
+        attributes: searchable name -> value metadata (``run_attributes``; set at start
+            or from inside the run), read with the run by ``Reads``; not a runs column.
     """
 
     run_id: str
@@ -98,6 +101,8 @@ class Run:
     started_by: str | None = None
     app_version: str | None = None
     notices: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: searchable attributes (``run_attributes``), filled by the engine's reads only
+    attributes: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)

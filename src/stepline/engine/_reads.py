@@ -6,6 +6,7 @@ each is one read transaction, and none changes anything.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from stepline.engine._errors import NotFoundError
@@ -17,7 +18,7 @@ from stepline.engine._model import (
     Run,
     StepRecord,
 )
-from stepline.engine._store import EventFilter, RunFilter, Store
+from stepline.engine._store import EventFilter, RunFilter, Store, Tx
 
 
 class Reads:
@@ -31,15 +32,15 @@ class Reads:
         Raises:
             NotFoundError: no such run.
         """
-        run = await self.store.read(lambda tx: tx.get_run(run_id))
-        if run is None:
+        run = await self.store.read(lambda tx: _with_attributes(tx, [tx.get_run(run_id)]))
+        if not run:
             raise NotFoundError(f"run {run_id!r} not found")
-        return run
+        return run[0]
 
     async def list_runs(self, where: RunFilter | None = None) -> list[Run]:
-        """Runs, newest first, filtered and paginated."""
+        """Runs, newest first, filtered and paginated, with their attributes."""
         query = where or RunFilter()
-        return await self.store.read(lambda tx: tx.list_runs(query))
+        return await self.store.read(lambda tx: _with_attributes(tx, tx.list_runs(query)))
 
     async def run_steps(self, run_id: str) -> list[StepRecord]:
         """A run's step timeline, in completion order (pending steps last)."""
@@ -85,3 +86,12 @@ class Reads:
         steps = await self.store.read(lambda tx: tx.get_steps(run_id))
         done = {s.step_id: s.memo for s in steps if s.status.done}
         return {k: done[k] for k in run.stack if k in done}
+
+
+def _with_attributes(tx: Tx, runs: Sequence[Run | None]) -> list[Run]:
+    """The runs found (None dropped), each with its attributes (one query for all)."""
+    found = [run for run in runs if run is not None]
+    attributes = tx.get_attributes([run.run_id for run in found]) if found else {}
+    for run in found:
+        run.attributes = attributes.get(run.run_id, {})
+    return found

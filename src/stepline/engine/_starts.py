@@ -7,7 +7,7 @@ cron ticks, reruns and the run loop's own scheduling all start and time runs her
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from stepline._status import RunStatus
@@ -205,13 +205,14 @@ def start_direct(
     own_id: str | None,
     run_id: str | None,
     started_by: str | None,
+    attributes: Mapping[str, str] | None = None,
 ) -> tuple[str | None, bool]:
     """Start one function's run from its ``start_event``; returns ``(run_id, created)``.
 
     An earlier start with the same idempotency event id or proposed run id answers its
     run (``created`` False); concurrent starts with one id race safely (the event id
     claim decides). None: flow control started no run (rate limited, singleton...).
-    ``started_by`` is recorded on a run this start created.
+    ``started_by`` and ``attributes`` are recorded on a run this start created.
     """
     existing = existing_start(tx, function_id, own_id, run_id)
     if existing is not None:
@@ -224,6 +225,8 @@ def start_direct(
         return existing_start(tx, function_id, own_id, run_id), False
     if started is not None and started_by is not None and fresh:
         record_starter(tx, started, started_by)
+    if started is not None and attributes and fresh:
+        tx.set_attributes(started, attributes)  # checked by the caller (_control.attributes)
     return started, fresh
 
 

@@ -23,13 +23,16 @@ import starlette.routing
 from stepline import _ownership
 from stepline._identity import VERSION
 from stepline.engine import _starts
+from stepline.engine._control import attributes as _control_attributes
 from stepline.engine._engine import Engine
 from stepline.engine._errors import NotFoundError, SkippedError
 from stepline.engine._events import EventError
 from stepline.engine._flow.rules import RegistrationError
+from stepline.engine._http import attributes as _attributes
 from stepline.engine._http import auth, event_answer, views, wire
 from stepline.engine._http import dashboard as _dashboard
 from stepline.engine._http import endpoints as _endpoints
+from stepline.engine._http import gql as _gql
 from stepline.engine._http import guard as _guard
 from stepline.engine._http import ready as _ready
 from stepline.engine._http import stream as _stream
@@ -122,6 +125,8 @@ class _Api:
             *_relay_http.table(self.engine, bearer),  # POST /v1/outbox/deliveries
             *_stream.table(self.engine, bearer),
             *_endpoints.table(self.engine, bearer),  # durable endpoints (inline runs)
+            *_attributes.table(self.engine, bearer),  # POST /v1/runs/{id}/attributes
+            *_gql.table(self.engine, bearer),  # POST /v0/gql: the dev server's GraphQL reads
             ("GET", "/health", self.health),
             ("GET", "/ready", lambda request: _ready.ready(self.engine)),
             ("GET", "/metrics", bearer(self.metrics)),
@@ -250,6 +255,7 @@ class _Api:
             cursor=q.get("cursor") or None,
             limit=limit + 1,
             version=q.get("version") or None,
+            attributes=_control_attributes.query_filter(q.getlist("attribute")),
         )
         found = await self.engine.list_runs(where)
         return wire.json_response(views.page(found, limit, views.run, lambda r: r.run_id))
@@ -297,6 +303,7 @@ class _Api:
                 headers=request.headers,
                 started_by=started_by,
                 run_id=proposed,
+                attributes=_control_attributes.checked(body.get("attributes", {})),
             )
         except _starts.RunIdTakenError as exc:
             raise ApiError(409, str(exc), {"error": str(exc), "code": "run_id_taken"}) from None
@@ -396,6 +403,8 @@ def _failure(request: Request, path: str, exc: Exception) -> Response:
         status, message, body = exc.status, exc.message, exc.body
     elif isinstance(exc, NotFoundError):
         status, message, body = 404, str(exc.args[0] if exc.args else exc), None
+    elif isinstance(exc, _control_attributes.AttributesError):
+        status, message, body = 400, str(exc), None
     elif isinstance(exc, SkippedError):
         status, message = 409, str(exc)
         body = {"error": message, "event_id": exc.event_id}

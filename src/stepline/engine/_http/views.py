@@ -75,6 +75,7 @@ def run(record: Run, *, with_events: bool = False) -> dict[str, Any]:
         "waiting": _waiting(record.waiting),
         "app_version": record.app_version,
         "notices": list(record.notices),
+        "attributes": dict(record.attributes),
     }
     if with_events:
         view["events"] = record.events

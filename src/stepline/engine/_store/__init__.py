@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from stepline._status import RunStatus
@@ -27,6 +27,8 @@ from stepline.engine._model import (
 
 if TYPE_CHECKING:
     from stepline.engine._config import EngineSettings
+    from stepline.engine._store.bulk import BulkAction
+    from stepline.engine._store.controls import FunctionPause
     from stepline.engine._store.messages import NewMessage, StoredMessage
     from stepline.engine._store.versions import AppVersion
 
@@ -66,6 +68,8 @@ class RunFilter:
     limit: int = 50
     #: runs started on this app version (``Run.app_version``)
     version: str | None = None
+    #: runs with every one of these attributes (``run_attributes``: name -> value)
+    attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,6 +97,10 @@ class Tx(Protocol):
     def list_runs(self, where: RunFilter) -> list[Run]: ...
     def get_steps(self, run_id: str) -> list[StepRecord]: ...
     def put_step(self, step: StepRecord) -> None: ...
+
+    # run control: attributes (``_store/attributes.py``)
+    def set_attributes(self, run_id: str, attributes: Mapping[str, str]) -> int: ...
+    def get_attributes(self, run_ids: Sequence[str]) -> dict[str, dict[str, str]]: ...
 
     # queue
     def enqueue(self, job: Job) -> bool: ...
@@ -161,6 +169,11 @@ class Tx(Protocol):
     def list_functions(self) -> list[FunctionRecord]: ...
     def set_app_error(self, url: str, error: str | None, now: float) -> None: ...
 
+    # run control: pause (``_store.controls``): the paused set is read once per transaction
+    def paused_functions(self) -> dict[str, FunctionPause]: ...
+    def pause_function(self, pause: FunctionPause) -> None: ...
+    def resume_function(self, function_id: str) -> bool: ...
+
     # app versions (``_store.versions``)
     def lock_app_versions(self, app_id: str) -> None: ...
     def list_app_versions(self, app_id: str | None = None) -> list[AppVersion]: ...
@@ -175,6 +188,23 @@ class Tx(Protocol):
     def read_messages(
         self, run_id: str, after: int, topic: str | None, limit: int
     ) -> list[StoredMessage]: ...
+
+    # run control: bulk actions (``_store.bulk``): a batch reads its action with ``lock``
+    def insert_bulk(self, action: BulkAction) -> bool: ...
+    def get_bulk(self, bulk_id: str, *, lock: bool = False) -> BulkAction | None: ...
+    def bulk_by_key(self, key: str) -> BulkAction | None: ...
+    def update_bulk(self, action: BulkAction) -> None: ...
+    def list_bulk(self, cursor: str | None, limit: int) -> list[BulkAction]: ...
+    def bulk_runs(
+        self,
+        *,
+        function_id: str | None,
+        statuses: Sequence[str],
+        since: float | None,
+        until: float,
+        after: str | None,
+        limit: int,
+    ) -> list[Run]: ...
 
 
 class Store(Protocol):

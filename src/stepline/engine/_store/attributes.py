@@ -1,20 +1,60 @@
-"""The SQL of searchable run attributes (``run_attributes``): set, read and filter runs by them.
+"""The SQL of searchable run attributes (``run_attributes``): set, read, filter by them.
 
 A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``messages``
-is (issue 27, run control).
+is (issue 27, run control). An attribute is a name and a string value, one row each, so
+that ``runs_query`` filters by any of them through the ``(name, value, run_id)`` index;
+retention deletes them with their run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from stepline.engine._store.rows import insert
+
+#: the most attributes one run keeps, the longest name and value (characters)
+MAX_ATTRIBUTES = 32
+MAX_NAME = 64
+MAX_VALUE = 256
+
+_UPSERT = (
+    insert("run_attributes", "run_id, name, value")
+    + " ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value"
+)
 
 
 class AttributesTx:
-    """``Tx`` methods over the table; mixed into each store's transaction class."""
+    """``Tx`` methods over ``run_attributes``; mixed into each store's transaction class."""
 
     def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:  # pragma: no cover - SqlTx's
         raise NotImplementedError
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:  # pragma: no cover
         raise NotImplementedError
+
+    def set_attributes(self, run_id: str, attributes: Mapping[str, str]) -> int:
+        """Set (or replace) ``attributes`` on a run; returns how many it has now.
+
+        The caller checked names and values (``_control.attributes.checked``); the count
+        lets it refuse a run that would pass ``MAX_ATTRIBUTES``.
+        """
+        if attributes:
+            self._many(_UPSERT, [(run_id, k, v) for k, v in sorted(attributes.items())])
+        row = self._x("SELECT COUNT(*) FROM run_attributes WHERE run_id = ?", (run_id,))
+        return int(row.fetchone()[0])
+
+    def get_attributes(self, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The attributes of each run that has any, by run id."""
+        found: dict[str, dict[str, str]] = {}
+        unique = sorted(set(run_ids))
+        for start in range(0, len(unique), 200):  # bounded IN lists
+            chunk = unique[start : start + 200]
+            rows = self._x(
+                "SELECT run_id, name, value FROM run_attributes "
+                f"WHERE run_id IN ({','.join('?' * len(chunk))}) ORDER BY run_id, name",
+                chunk,
+            )
+            for run_id, name, value in rows:
+                found.setdefault(str(run_id), {})[str(name)] = str(value)
+        return found

@@ -33,6 +33,9 @@ def runs_query(where: RunFilter) -> tuple[str, list[Any]]:
             "ON e.internal_id = l.event_id WHERE e.internal_id = ? OR e.id = ?)"
         )
         args.extend((where.event_id, where.event_id))
+    for name, value in sorted(where.attributes.items()):  # every one must match
+        clauses.append("run_id IN (SELECT run_id FROM run_attributes WHERE name = ? AND value = ?)")
+        args.extend((name, value))
     if where.cursor is not None:
         clauses.append("run_id < ?")
         args.append(where.cursor)

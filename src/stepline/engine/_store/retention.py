@@ -6,7 +6,8 @@ writer (SQLite) or many row locks (Postgres) for long; the sweeper calls it unti
 reports nothing more to do. What goes, and when:
 
 * ended runs (completed, failed, cancelled) whose end is older than the cutoff, with
-  their steps, stream messages, event links, jobs, pauses and flow-control claims;
+  their steps, stream messages, attributes, event links, jobs, pauses and flow-control
+  claims;
 * events older than the cutoff that no stored run references (through ``event_runs``)
   and whose fan-out is not still queued;
 * per-key rows once their own window has passed: idempotency keys and rate-limit /
@@ -36,6 +37,7 @@ SLOT_GRACE = 300.0
 TABLES = (
     "steps",
     "run_messages",
+    "run_attributes",
     "event_runs",
     "jobs",
     "pauses",
@@ -154,7 +156,10 @@ def _remove_runs(tx: SqlTx, cutoff: float, limit: int, count: Any) -> int:
         return 0
     marks = ",".join("?" * len(ids))
     total = 0
-    tables = ("event_runs", "jobs", "pauses", "singletons", "buckets", "steps", "run_messages")
+    tables = (
+        "event_runs", "jobs", "pauses", "singletons", "buckets", "steps", "run_messages",
+        "run_attributes",
+    )  # fmt: skip
     for table in (*tables, "runs"):
         cur = tx._x(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
         total += count(table, cur.rowcount)

@@ -1,0 +1,178 @@
+"""Searchable run attributes: set at start, from inside a run and from outside; filters
+return exactly the matching runs. Both stores, through the REST API and the client."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+import stepline
+from stepline import _asgi_call, _effects, _transport
+from stepline.engine import Engine, EngineSettings
+from stepline.engine._http.api import build_app
+
+from .conftest import arun
+
+
+def _client_and_functions() -> tuple[stepline.Client, list[stepline.Function]]:
+    client = stepline.Client("attrs", is_production=False, environ={})
+
+    @client.function(id="tag", trigger=stepline.TriggerEvent(event="attrs/tag"))
+    async def tag(ctx: stepline.Context) -> str:
+        await ctx.set_attributes({"stage": "tagged", "size": len(ctx.event.data.get("items", []))})
+        await ctx.step.run("work", lambda: "done")
+        return "ok"
+
+    @client.function(id="tag-sync", trigger=stepline.TriggerEvent(event="attrs/tag-sync"))
+    def tag_sync(ctx: stepline.SyncContext) -> str:
+        ctx.step.run("first", lambda: 1)
+        ctx.set_attributes({"stage": "sync", "vip": True})
+        return ctx.step.run("second", lambda: "done")
+
+    @client.function(id="idle", trigger=stepline.TriggerEvent(event="attrs/idle"))
+    async def idle(ctx: stepline.Context) -> str:
+        return "idle"
+
+    return client, [tag, tag_sync, idle]
+
+
+@asynccontextmanager
+async def engine_with(db: str) -> AsyncIterator[tuple[Engine, stepline.Client, httpx.AsyncClient]]:
+    options: dict[str, Any] = {"poll_interval": 0.05, "retry_scale": 0.0}
+    engine = Engine(EngineSettings(database_url=db, **options))
+    client, functions = _client_and_functions()
+    api = build_app(engine)
+
+    class ToEngine(_transport.AsyncTransport):  # the client's calls go in-process
+        async def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+            return await _asgi_call.call(api, request)
+
+    loop = asyncio.get_running_loop()
+
+    class ToEngineSync(_transport.SyncTransport):  # from the sync functions' threads
+        def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+            return asyncio.run_coroutine_threadsafe(_asgi_call.call(api, request), loop).result()
+
+    client._async_transport = ToEngine()
+    client._sync_transport = ToEngineSync()
+    client.settings = dataclasses.replace(client.settings, api_base_url="http://127.0.0.1")
+    await engine.start()
+    try:
+        await engine.serve(client, functions)
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            yield engine, client, http
+    finally:
+        await engine.stop()
+
+
+async def _ids(http: httpx.AsyncClient, *filters: str, **query: str) -> set[str]:
+    params = [("attribute", f) for f in filters] + list(query.items())
+    answer = await http.get("/v1/runs", params=params)
+    assert answer.status_code == 200, answer.text
+    return {run["run_id"] for run in answer.json()["data"]}
+
+
+def test_filters_return_exactly_the_matching_runs(db: str) -> None:
+    async def scenario() -> None:
+        async with engine_with(db) as (_engine, client, http):
+            gold = await client.start("idle", {}, attributes={"customer": "c1", "tier": "gold"})
+            silver = await client.start("idle", {}, attributes={"customer": "c1", "tier": "silver"})
+            other = await client.start("idle", {}, attributes={"customer": "c2", "n": 7})
+            plain = await client.start("idle", {})
+            for handle in (gold, silver, other, plain):
+                await handle.result(timeout=20)
+            assert await _ids(http, "customer:c1") == {gold.run_id, silver.run_id}
+            assert await _ids(http, "customer:c1", "tier:gold") == {gold.run_id}
+            assert await _ids(http, "n:7") == {other.run_id}  # numbers filter as text
+            assert await _ids(http, "customer:c3") == set()
+            assert await _ids(http, "customer:c1", function_id="attrs-tag") == set()
+            runs, _ = await client.list_runs(attributes={"tier": "silver"})
+            assert [r.run_id for r in runs] == [silver.run_id]
+            assert runs[0].attributes == {"customer": "c1", "tier": "silver"}
+            view = (await http.get(f"/v1/runs/{other.run_id}")).json()["data"]
+            assert view["attributes"] == {"customer": "c2", "n": "7"}
+            assert (await plain.describe()).attributes == {}
+
+    arun(scenario())
+
+
+def test_a_run_sets_its_own_attributes_on_both_faces(db: str) -> None:
+    async def scenario() -> None:
+        async with engine_with(db) as (_engine, client, http):
+            a = await client.start("tag", {"items": [1, 2, 3]})
+            b = await client.start("tag-sync", {})
+            assert await a.result(timeout=20) == "ok"
+            assert await b.result(timeout=20) == "done"
+            assert (await a.describe()).attributes == {"stage": "tagged", "size": "3"}
+            assert (await b.describe()).attributes == {"stage": "sync", "vip": "true"}
+            assert await _ids(http, "stage:tagged") == {a.run_id}
+            # from outside, after the run ended: replaces one value, adds another
+            found = await client.set_attributes(a.run_id, {"stage": "reviewed", "by": "ops"})
+            assert found == {"stage": "reviewed", "size": "3", "by": "ops"}
+            assert await _ids(http, "stage:reviewed", "by:ops") == {a.run_id}
+            assert await _ids(http, "stage:tagged") == set()
+
+    arun(scenario())
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"attributes": {"": "x"}}, "name"),
+        ({"attributes": {"a b": "x"}}, "name"),
+        ({"attributes": {"x" * 65: "x"}}, "name"),
+        ({"attributes": {"k": "v" * 257}}, "256"),
+        ({"attributes": {"k": {"nested": 1}}}, "string, number or boolean"),
+        ({"attributes": {"k": None}}, "string, number or boolean"),
+        ({"attributes": ["k"]}, "object"),
+        ({"attributes": {f"k{i}": i for i in range(33)}}, "at most 32"),
+        ({"nope": 1}, "attributes"),
+    ],
+)
+def test_bad_attributes_are_400s_naming_the_problem(db: str, body: object, problem: str) -> None:
+    async def scenario() -> None:
+        async with engine_with(db) as (_engine, client, http):
+            handle = await client.start("idle", {})
+            answer = await http.post(f"/v1/runs/{handle.run_id}/attributes", json=body)
+            assert answer.status_code == 400, answer.text
+            assert problem in answer.json()["error"]
+            start = (
+                await http.post(
+                    "/v1/functions/attrs-idle/runs", json={"attributes": body.get("attributes")}
+                )
+                if isinstance(body, dict) and "attributes" in body
+                else None
+            )
+            if start is not None:
+                assert start.status_code == 400, start.text
+
+    arun(scenario())
+
+
+def test_unknown_runs_and_bad_filters(db: str) -> None:
+    async def scenario() -> None:
+        async with engine_with(db) as (_engine, client, http):
+            missing = await http.post("/v1/runs/nope/attributes", json={"attributes": {"a": "b"}})
+            assert missing.status_code == 404
+            bad = await http.get("/v1/runs", params={"attribute": "no-colon"})
+            assert bad.status_code == 400
+            assert "name:value" in bad.json()["error"]
+            handle = await client.start("idle", {}, attributes={f"k{i}": i for i in range(30)})
+            await handle.result(timeout=20)
+            over = await http.post(
+                f"/v1/runs/{handle.run_id}/attributes",
+                json={"attributes": {f"x{i}": i for i in range(3)}},
+            )
+            assert over.status_code == 400
+            assert "at most 32" in over.json()["error"]
+            assert len((await handle.describe()).attributes) == 30  # nothing was kept
+            await asyncio.sleep(0)
+
+    arun(scenario())
