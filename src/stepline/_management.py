@@ -187,7 +187,7 @@ class RunsMixin:
             data or {},
             idempotency_key,
             started_by,
-            attributes,
+            attributes=attributes,
         )
         run_id, created = await _effects.drive_async(flow, self._async_transport.perform)
         return RunHandle(self, run_id, created=created)
@@ -208,7 +208,7 @@ class RunsMixin:
             data or {},
             idempotency_key,
             started_by,
-            attributes,
+            attributes=attributes,
         )
         run_id, created = _effects.drive_sync(flow, self._sync_transport.perform)
         return SyncRunHandle(self, run_id, created=created)

@@ -252,6 +252,7 @@ def start_flow(
     data: Mapping[str, Any],
     idempotency_key: str | None,
     started_by: str | None = None,
+    *,
     attributes: Mapping[str, Any] | None = None,
 ) -> _effects.Flow[tuple[str, bool]]:
     """Start a run; returns ``(run_id, created)`` (False: the key matched an earlier run).
@@ -334,12 +335,16 @@ def list_flow(
     limit: int,
     cursor: str | None,
     attributes: Mapping[str, str] | None = None,
+    version: str | None = None,
 ) -> _effects.Flow[tuple[list[RunInfo], str | None]]:
     """One page of runs, newest first, and the cursor of the next page (or None).
 
-    ``attributes``: only runs with every one of these (name -> value).
+    ``attributes``: only runs with every one of these (name -> value); ``version``: only
+    runs started on this app version.
     """
     query: dict[str, str] = {"limit": str(limit)}
+    if version:
+        query["version"] = version
     if function_id:
         query["function_id"] = function_id
     if status:

@@ -195,3 +195,24 @@ def test_progress_draws_a_spinner_on_a_terminal_only() -> None:
     assert asyncio.run(scenario(live=False)) == "  ✓ http://app synced\n"
     assert _progress.frame("Starting", 1.25, 11, "1/3") == "⠙ Starting 1/3 (1.2s)"
     assert _progress.finished("Starting", 2, ok=False) == "✗ Starting (2.0s)"
+
+
+def test_runs_list_filters_by_attributes_and_show_prints_them(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = dev_client("cli", api_base_url=stack.url)
+    try:
+        gold = client.start_sync("hello", {}, attributes={"tier": "gold", "region": "eu"})
+        silver = client.start_sync("hello", {}, attributes={"tier": "silver", "region": "eu"})
+    finally:
+        client.close()
+    listed = stack.cli_json(capsys, "runs", "list", "--attr", "region=eu")["data"]
+    assert {r["run_id"] for r in listed} == {gold.run_id, silver.run_id}
+    listed = stack.cli_json(capsys, "runs", "list", "--attr", "region=eu", "--attr", "tier=gold")
+    assert [r["run_id"] for r in listed["data"]] == [gold.run_id]
+    assert listed["data"][0]["attributes"] == {"region": "eu", "tier": "gold"}
+    code, out, _ = stack.cli(capsys, "runs", "show", gold.run_id)
+    assert code == 0
+    assert "Attrs     region=eu, tier=gold" in out
+    with pytest.raises(SystemExit):
+        stack.cli(capsys, "runs", "list", "--attr", "no-equals")

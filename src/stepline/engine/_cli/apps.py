@@ -86,29 +86,6 @@ def main(
     return 0
 
 
-def runs_flow(
-    settings: _settings.Settings,
-    *,
-    function_id: str | None,
-    status: Sequence[_runs.RunStatus],
-    limit: int,
-    cursor: str | None,
-    version: str,
-) -> _effects.Flow[tuple[list[_runs.RunInfo], str | None]]:
-    """One page of runs started on app ``version``, newest first, and the next cursor."""
-    query: dict[str, str] = {"limit": str(limit), "version": version}
-    if function_id:
-        query["function_id"] = function_id
-    if status:
-        query["status"] = ",".join(s.value for s in status)
-    if cursor:
-        query["cursor"] = cursor
-    path = "/v1/runs?" + urllib.parse.urlencode(query)
-    page = yield from _runs.call(settings, "GET", path, what="runs", whole=True)
-    runs = [_runs.RunInfo.from_wire(item) for item in page.get("data") or []]
-    return runs, (page.get("metadata") or {}).get("next_cursor")
-
-
 def versions_table(versions: Sequence[Mapping[str, Any]]) -> str:
     """An app's versions as an aligned table, newest first (pure)."""
     if not versions:

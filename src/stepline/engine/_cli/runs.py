@@ -57,6 +57,12 @@ def add_parsers(commands: Any) -> None:
     listing.add_argument(
         "--version", help="only runs started on this app version (stepline apps versions APP)"
     )
+    listing.add_argument(
+        "--attr",
+        action=_Attributes,
+        metavar="NAME=VALUE",
+        help="only runs with this attribute (repeatable: every one must match)",
+    )
     show = actions.add_parser("show", help="one run and its steps")
     show.add_argument("run_id")
     show.add_argument(
@@ -165,11 +171,7 @@ def _runs_command(
             "limit": max(1, min(args.limit, 500)),
             "cursor": args.cursor,
         }
-        flow = (
-            apps.runs_flow(settings, version=args.version, **page)
-            if args.version
-            else _runs.list_flow(settings, **page)
-        )
+        flow = _runs.list_flow(settings, version=args.version, attributes=args.attr, **page)
         found, cursor = _run(flow, transport)
         if args.json:
             _print_json(out, {"data": [r.to_json() for r in found], "next_cursor": cursor})
@@ -309,6 +311,9 @@ def run_detail(
     ]
     if run.app_version is not None:
         lines.insert(2, f"Version   {run.app_version}")
+    if run.attributes:
+        pairs = ", ".join(f"{k}={v}" for k, v in sorted(run.attributes.items()))
+        lines.append(f"Attrs     {pairs}")
     if run.started_at is not None:
         lines.append(f"Started   {_iso(run.started_at)}")
     if run.ended_at is not None:
@@ -400,3 +405,15 @@ def _status(text: str) -> _runs.RunStatus:
         known = ", ".join(s.value.lower() for s in _runs.RunStatus)
         raise argparse.ArgumentTypeError(f"unknown status {text!r}; want one of {known}")
     return found
+
+
+class _Attributes(argparse.Action):
+    """``--attr name=value`` (repeatable) into a dict."""
+
+    def __call__(self, parser: Any, namespace: Any, value: Any, option: Any = None) -> None:
+        name, sep, text = str(value).partition("=")
+        if not sep or not name:
+            parser.error(f"--attr: want NAME=VALUE, got {value!r}")
+        found = dict(getattr(namespace, self.dest, None) or {})
+        found[name] = text
+        setattr(namespace, self.dest, found)
