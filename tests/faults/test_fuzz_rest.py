@@ -77,12 +77,14 @@ _BY_ID = [
     ("POST", "/v1/functions/{id}/inline"),
     ("POST", "/v1/runs/{id}/inline/checkpoint"),
     ("POST", "/v1/runs/{id}/inline/answer"),
+    ("POST", "/v1/runs/{id}/attributes"),
 ]
 _PLAIN = [
     ("GET", "/v1/functions"),
     ("GET", "/v1/apps"),
     ("POST", "/v1/apps/sync"),
     ("POST", "/v1/outbox/deliveries"),
+    ("POST", "/v0/gql"),
     ("GET", "/metrics"),
     ("GET", "/dev"),
     ("GET", "/health"),

@@ -332,6 +332,8 @@ BODY_ROUTES = {
     ("POST", "/v1/functions/{function_id:path}/inline"),
     ("POST", "/v1/runs/{run_id}/inline/checkpoint"),
     ("POST", "/v1/runs/{run_id}/inline/answer"),
+    ("POST", "/v1/runs/{run_id}/attributes"),
+    ("POST", "/v0/gql"),
     ("POST", "/login"),
 }
 NO_BODY_ROUTES = {
