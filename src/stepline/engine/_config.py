@@ -81,6 +81,9 @@ class EngineSettings:
         relay_outbox: relay a ``stepline_outbox`` table in this process (``--relay-outbox``,
             ``STEPLINE_RELAY_OUTBOX``): ``self`` (this engine's database), a database URL, or
             ``django[:ALIAS]``; None relays nothing (``stepline.engine._relay``).
+        bulk_batch_size: runs a bulk action handles per transaction
+            (``STEPLINE_BULK_BATCH_SIZE``); bulk_pause: seconds between its batches
+            (``STEPLINE_BULK_PAUSE``): how hard a bulk cancel or replay loads the engine.
     """
 
     mode: Mode = "dev"
@@ -114,6 +117,8 @@ class EngineSettings:
     shutdown_grace: float = 30.0
     retention: float = DEFAULT_RETENTION
     relay_outbox: str | None = None
+    bulk_batch_size: int = 200
+    bulk_pause: float = 0.05
 
     def __post_init__(self) -> None:
         # here rather than in resolve(): settings built directly (the embedded engine in
@@ -237,6 +242,8 @@ def _answer_limits(env: Mapping[str, str]) -> dict[str, object]:
     allow = [e.strip() for e in env.get("STEPLINE_GATEWAY_ALLOW", "").split(",") if e.strip()]
     if allow:
         found["gateway_allow"] = tuple(allow)
+    if env.get("STEPLINE_BULK_PAUSE", "").strip():
+        found["bulk_pause"] = _seconds("STEPLINE_BULK_PAUSE", env["STEPLINE_BULK_PAUSE"].strip())
     if env.get("STEPLINE_RETENTION", "").strip():
         found["retention"] = parse_retention(env["STEPLINE_RETENTION"], "STEPLINE_RETENTION")
     for field, name in (
@@ -244,6 +251,7 @@ def _answer_limits(env: Mapping[str, str]) -> dict[str, object]:
         ("max_step_output_bytes", "STEPLINE_MAX_STEP_OUTPUT_BYTES"),
         ("max_body_bytes", "STEPLINE_MAX_BODY_BYTES"),
         ("max_stream_message_bytes", "STEPLINE_MAX_STREAM_MESSAGE_BYTES"),
+        ("bulk_batch_size", "STEPLINE_BULK_BATCH_SIZE"),
     ):
         text = env.get(name, "").strip()
         if text:
@@ -296,6 +304,8 @@ def _check(settings: EngineSettings) -> None:
             f"retention must be 0 (keep everything) or a positive number of seconds, "
             f"got {settings.retention!r}"
         )
+    if not (1 <= settings.bulk_batch_size <= 10_000 and 0 <= settings.bulk_pause <= 3600):
+        raise EngineConfigError("the bulk batch size must be 1-10000 and its pause 0-3600 s")
     if not 0 < settings.port < 65536:
         raise EngineConfigError(f"port must be 1-65535, got {settings.port}")
 

@@ -20,6 +20,7 @@ from stepline._status import RunStatus
 from stepline.engine import _events, _ids, _registry, _request, _response, _starts, _versions
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
+from stepline.engine._control import bulk as _bulk
 from stepline.engine._driver import Driver
 from stepline.engine._flow import concurrency as _concurrency
 from stepline.engine._flow import drain as _drain
@@ -254,6 +255,8 @@ class Worker:
                 self.loop.fanout(tx, event, now)
         elif job.kind is JobKind.CRON:
             self._cron(tx, job, now)
+        elif job.kind is JobKind.BULK:  # a bulk action's next batch
+            _bulk.batch(tx, job, self.loop, self.settings, now)
 
     def _cron(self, tx: Tx, job: Job, now: float) -> None:
         tx.delete_job(job.job_id)
@@ -485,11 +488,6 @@ def schedule_cron(tx: Tx, function_id: str, trigger: _registry.CronTrigger, afte
 
 def _log_outcome(run: Run, job: Job, outcome: _response.Outcome) -> None:
     if isinstance(outcome, _response.Failed):
-        logger.warning(
-            "run %s (%s) call %s attempt %d failed: %s",
-            run.run_id,
-            run.function_id,
-            job.step_id,
-            job.attempt,
-            outcome.error.get("message"),
-        )
+        message = outcome.error.get("message")
+        args = (run.run_id, run.function_id, job.step_id, job.attempt, message)
+        logger.warning("run %s (%s) call %s attempt %d failed: %s", *args)

@@ -30,6 +30,7 @@ from stepline.engine._events import EventError
 from stepline.engine._flow.rules import RegistrationError
 from stepline.engine._http import attributes as _attributes
 from stepline.engine._http import auth, event_answer, views, wire
+from stepline.engine._http import bulk as _bulk
 from stepline.engine._http import dashboard as _dashboard
 from stepline.engine._http import endpoints as _endpoints
 from stepline.engine._http import gql as _gql
@@ -122,6 +123,7 @@ class _Api:
             ("GET", "/v1/apps", bearer(self.apps)),
             ("POST", "/v1/apps/sync", bearer(self.sync)),
             *_versions.table(self.engine, bearer),
+            *_bulk.table(self.engine, bearer),  # bulk actions, replays (run control)
             *_relay_http.table(self.engine, bearer),  # POST /v1/outbox/deliveries
             *_stream.table(self.engine, bearer),
             *_endpoints.table(self.engine, bearer),  # durable endpoints (inline runs)

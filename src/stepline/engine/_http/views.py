@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from stepline._json import loads as json_loads
 from stepline._protocol import durations, execution
 from stepline.engine._appsync import SyncResult
+from stepline.engine._control import replay
 from stepline.engine._model import (
     AppRecord,
     EventRecord,
@@ -75,6 +76,7 @@ def run(record: Run, *, with_events: bool = False) -> dict[str, Any]:
         "waiting": _waiting(record.waiting),
         "app_version": record.app_version,
         "notices": list(record.notices),
+        **replay.link(record.origin),  # replay_of, replay_from_step
         "attributes": dict(record.attributes),
     }
     if with_events:

@@ -1,0 +1,389 @@
+"""Bulk cancel and bulk replay (issue 27, item 2) through REST, on both stores.
+
+The engine runs in-process functions; runs are seeded straight into the store (queued,
+their first call an hour away) so thousands exist in a second or two, plus a few real
+runs asleep in a step. Each action is followed through ``GET /v1/bulk/{id}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import pytest
+
+import stepline
+from stepline.engine import Engine
+from stepline.engine._events import internal
+from stepline.engine._http.api import build_app
+from stepline.engine._starts import start_run
+from stepline.engine._store import RunFilter, Tx
+from tests._support.polling import await_until
+
+from .conftest import arun, dev_client, finished, running
+
+HOUR = 3600.0
+
+
+def app() -> tuple[stepline.Client, list[stepline.Function]]:
+    """``t-target`` and ``t-other`` sleep an hour; ``t-flaky`` fails while ``FLAKY`` says so."""
+    client = dev_client()
+
+    @client.function(id="target", trigger=stepline.TriggerEvent(event="bulk/go"))
+    async def target(ctx: stepline.Context) -> str:
+        await ctx.step.sleep("nap", dt.timedelta(hours=1))
+        return "woke"
+
+    @client.function(id="other", trigger=stepline.TriggerEvent(event="bulk/other"))
+    async def other(ctx: stepline.Context) -> str:
+        await ctx.step.sleep("nap", dt.timedelta(hours=1))
+        return "woke"
+
+    @client.function(id="flaky", retries=0, trigger=stepline.TriggerEvent(event="bulk/flaky"))
+    async def flaky(ctx: stepline.Context) -> str:
+        if FLAKY["fail"]:
+            raise ValueError("down")
+        return "fine"
+
+    return client, [target, other, flaky]
+
+
+FLAKY = {"fail": True}
+
+
+@contextlib.asynccontextmanager
+async def api(engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    """REST on the running engine, as a non-browser caller."""
+    transport = httpx.ASGITransport(app=build_app(engine))
+    headers = {"x-stepline-csrf": "1"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://127.0.0.1:8288", headers=headers, timeout=30
+    ) as client:
+        yield client
+
+
+async def seed(engine: Engine, function_id: str, datas: list[Mapping[str, Any]]) -> list[str]:
+    """Runs of a function, queued with their first call an hour away; their ids."""
+    fn = engine.registry.get(function_id)
+    assert fn is not None
+    name = {"t-target": "bulk/go", "t-other": "bulk/other"}[function_id]
+    ids: list[str] = []
+
+    def work(tx: Tx, chunk: list[Mapping[str, Any]]) -> None:
+        now = engine.clock.now()
+        for data in chunk:
+            event = internal(name, data, now=now)
+            tx.insert_event(event)
+            run = start_run(tx, fn, [event], now, start_at=now + HOUR)
+            assert run is not None
+            ids.append(run.run_id)
+
+    for start in range(0, len(datas), 1000):
+        chunk = datas[start : start + 1000]
+        await engine.store.atomic(lambda tx, chunk=chunk: work(tx, chunk))
+    return ids
+
+
+async def send(engine: Engine, name: str, data: Mapping[str, Any]) -> str:
+    [event_id] = await engine.send({"name": name, "data": dict(data)})
+
+    async def linked() -> Any:
+        return await engine.event_runs(event_id) or None
+
+    links = await await_until(linked, timeout=10, message="the event's run")
+    run_id = links[0].run_id
+    assert run_id is not None
+    return run_id
+
+
+async def asleep(engine: Engine, run_ids: list[str]) -> None:
+    async def all_asleep() -> bool:
+        for run_id in run_ids:
+            steps = await engine.run_steps(run_id)
+            if not any(s.status.value == "Sleeping" for s in steps):
+                return False
+        return True
+
+    await await_until(all_asleep, timeout=20, message="the runs to sleep")
+
+
+async def statuses(engine: Engine, run_ids: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for run_id in run_ids:
+        status = (await engine.get_run(run_id)).status.value
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+async def follow(api: httpx.AsyncClient, bulk_id: str, timeout: float = 120) -> list[Any]:
+    """Every distinct view of an action until it is done (the last one: its end)."""
+    seen: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        view = (await api.get(f"/v1/bulk/{bulk_id}")).json()["data"]
+        if not seen or view != seen[-1]:
+            seen.append(view)
+        if view["done"]:
+            return seen
+        assert time.monotonic() < deadline, f"bulk action never ended: {view}"
+        await asyncio.sleep(0.01)
+
+
+def test_bulk_cancel_of_5000_runs_leaves_every_other_run_alone(db: str) -> None:
+    client, functions = app()
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, functions)]) as engine, api(engine) as rest:
+            sleeping = [await send(engine, "bulk/go", {"group": "a"}) for _ in range(3)]
+            sleeping_b = [await send(engine, "bulk/go", {"group": "b"})]
+            others = [await send(engine, "bulk/other", {"group": "a"}) for _ in range(2)]
+            await asleep(engine, sleeping + sleeping_b + others)
+            group_a = await seed(engine, "t-target", [{"group": "a", "n": i} for i in range(4997)])
+            group_b = await seed(engine, "t-target", [{"group": "b", "n": i} for i in range(50)])
+            other_a = await seed(engine, "t-other", [{"group": "a", "n": i} for i in range(50)])
+            started = time.monotonic()
+            answer = await rest.post(
+                "/v1/bulk/cancel",
+                json={
+                    "filter": {
+                        "function_id": "t-target",
+                        "status": ["Queued", "Running"],
+                        "if": 'event.data.group == "a"',
+                    }
+                },
+            )
+            assert answer.status_code == 202, answer.text
+            action = answer.json()["data"]
+            assert action["status"] == "queued"
+            assert action["filter"]["if"] == 'event.data.group == "a"'
+            seen = await follow(rest, action["bulk_id"])
+            took = time.monotonic() - started
+            store = "postgres" if "//" in db else "sqlite"
+            print(f"bulk cancel of 5,000 runs on {store}: {took:.2f} s")
+            end = seen[-1]
+            assert end["status"] == "completed", end
+            assert (end["matched"], end["applied"], end["skipped"]) == (5000, 5000, 0)
+            # progress was visible on the way: counts grew batch by batch
+            partial = [v for v in seen if 0 < v["applied"] < 5000]
+            assert partial, seen
+            assert all(v["status"] == "running" for v in partial)
+            assert [v["applied"] for v in seen] == sorted(v["applied"] for v in seen)
+
+            cancelled = await statuses(engine, group_a + sleeping)
+            assert cancelled == {"Cancelled": 5000}
+            run = await engine.get_run(group_a[0])
+            assert run.cancel_reason == f"cancelled by bulk action {action['bulk_id']}"
+            assert await statuses(engine, group_b) == {"Queued": 50}
+            assert await statuses(engine, other_a) == {"Queued": 50}
+            assert await statuses(engine, sleeping_b + others) == {"Running": 3}
+            listed = (await rest.get("/v1/bulk")).json()
+            assert [a["bulk_id"] for a in listed["data"]] == [action["bulk_id"]]
+
+    arun(scenario())
+
+
+def test_bulk_replay_starts_one_linked_run_per_ended_run(db: str) -> None:
+    client, functions = app()
+    FLAKY["fail"] = True
+
+    async def scenario() -> None:
+        async with (
+            running(db, apps=[(client, functions)], bulk_batch_size=7) as engine,
+            api(engine) as rest,
+        ):
+            failed = [await send(engine, "bulk/flaky", {"n": i}) for i in range(20)]
+            for run_id in failed:
+                assert (await finished(engine, run_id)).status.value == "Failed"
+            FLAKY["fail"] = False
+            answer = await rest.post(
+                "/v1/bulk/replay",
+                json={"filter": {"function_id": "t-flaky", "status": "failed"}},
+            )
+            assert answer.status_code == 202, answer.text
+            end = (await follow(rest, answer.json()["data"]["bulk_id"]))[-1]
+            assert (end["status"], end["matched"], end["applied"], end["skipped"]) == (
+                "completed", 20, 20, 0,
+            )  # fmt: skip
+            runs = await engine.list_runs(RunFilter(function_id="t-flaky", limit=100))
+            replays = [r for r in runs if r.origin and r.origin.startswith("replay:")]
+            assert sorted(r.origin for r in replays) == sorted(f"replay:{r}" for r in failed)
+            for run in replays:
+                assert (await finished(engine, run.run_id)).output == '"fine"'
+            view = (await rest.get(f"/v1/runs/{replays[0].run_id}")).json()["data"]
+            assert view["replay_of"] == replays[0].origin.removeprefix("replay:")
+            # the originals stay as they were
+            assert await statuses(engine, failed) == {"Failed": 20}
+
+            # a live run matched by a replay is skipped, not replayed twice over
+            live = await send(engine, "bulk/go", {"group": "a"})
+            await asleep(engine, [live])
+            again = await rest.post("/v1/bulk/replay", json={"filter": {"function_id": "t-target"}})
+            end = (await follow(rest, again.json()["data"]["bulk_id"]))[-1]
+            assert (end["matched"], end["applied"], end["skipped"]) == (1, 0, 1)
+
+    arun(scenario())
+
+
+def test_an_idempotency_key_answers_the_same_action(db: str) -> None:
+    client, functions = app()
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, functions)]) as engine, api(engine) as rest:
+            await seed(engine, "t-target", [{"n": i} for i in range(10)])
+            body = {"filter": {"function_id": "t-target"}, "idempotency_key": "incident-42"}
+            first = await rest.post("/v1/bulk/cancel", json=body)
+            second = await rest.post("/v1/bulk/cancel", json=body)
+            assert (first.status_code, second.status_code) == (202, 200)
+            bulk_id = first.json()["data"]["bulk_id"]
+            assert second.json()["data"]["bulk_id"] == bulk_id
+            end = (await follow(rest, bulk_id))[-1]
+            assert end["applied"] == 10
+            third = await rest.post("/v1/bulk/cancel", json=body)  # after the end, too
+            assert third.json()["data"]["bulk_id"] == bulk_id
+            assert third.json()["data"]["status"] == "completed"
+            assert len((await rest.get("/v1/bulk")).json()["data"]) == 1
+
+    arun(scenario())
+
+
+def test_cancelling_an_action_stops_it_at_the_next_batch(db: str) -> None:
+    client, functions = app()
+
+    async def scenario() -> None:
+        async with (
+            running(db, apps=[(client, functions)], bulk_batch_size=10, bulk_pause=0.3) as engine,
+            api(engine) as rest,
+        ):
+            ids = await seed(engine, "t-target", [{"n": i} for i in range(100)])
+            answer = await rest.post(
+                "/v1/bulk/cancel", json={"filter": {"function_id": "t-target"}}
+            )
+            bulk_id = answer.json()["data"]["bulk_id"]
+
+            async def begun() -> Any:
+                view = (await rest.get(f"/v1/bulk/{bulk_id}")).json()["data"]
+                return view if view["applied"] >= 10 else None
+
+            await await_until(begun, timeout=20, message="the first batch")
+            stopped = await rest.post(f"/v1/bulk/{bulk_id}/cancel")
+            assert stopped.status_code == 200
+            assert stopped.json()["data"]["status"] == "cancelled"
+            assert stopped.json()["data"]["done"] is True
+            applied = stopped.json()["data"]["applied"]
+            assert 10 <= applied < 100
+            await asyncio.sleep(1.0)  # three more pauses: no batch comes
+            view = (await rest.get(f"/v1/bulk/{bulk_id}")).json()["data"]
+            assert (view["status"], view["applied"]) == ("cancelled", applied)
+            counts = await statuses(engine, ids)
+            assert counts == {"Cancelled": applied, "Queued": 100 - applied}
+            again = await rest.post(f"/v1/bulk/{bulk_id}/cancel")  # an ended one stays
+            assert again.json()["data"]["status"] == "cancelled"
+            assert (await rest.post("/v1/bulk/01NOPE/cancel")).status_code == 404
+            assert (await rest.get("/v1/bulk/01NOPE")).status_code == 404
+
+    arun(scenario())
+
+
+def test_an_engine_stopped_mid_action_resumes_from_the_cursor(db: str) -> None:
+    client, functions = app()
+    options: dict[str, Any] = {"bulk_batch_size": 10, "bulk_pause": 0.2, "lease_seconds": 2.0}
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, functions)], **options) as engine:
+            ids = await seed(engine, "t-target", [{"n": i} for i in range(100)])
+            async with api(engine) as rest:
+                answer = await rest.post(
+                    "/v1/bulk/cancel",
+                    json={"filter": {"function_id": "t-target"}, "idempotency_key": "c"},
+                )
+                cancel_id = answer.json()["data"]["bulk_id"]
+
+                async def halfway() -> bool:
+                    view = (await rest.get(f"/v1/bulk/{cancel_id}")).json()["data"]
+                    return bool(view["applied"] >= 30)
+
+                await await_until(halfway, timeout=20, message="30 runs cancelled")
+        # the engine stopped mid-action; another starts on the same database
+        async with running(db, apps=[(client, functions)], **options) as engine:
+            async with api(engine) as rest:
+                view = (await rest.get(f"/v1/bulk/{cancel_id}")).json()["data"]
+                assert view["status"] == "running"
+                assert 30 <= view["applied"] < 100
+                assert view["cursor"] is not None
+                end = (await follow(rest, cancel_id))[-1]
+                # a run handled twice would be skipped the second time (already ended)
+                assert (end["matched"], end["applied"], end["skipped"]) == (100, 100, 0)
+            assert await statuses(engine, ids) == {"Cancelled": 100}
+            reasons = {(await engine.get_run(r)).cancel_reason for r in ids}
+            assert reasons == {f"cancelled by bulk action {cancel_id}"}
+
+    arun(scenario())
+
+
+def test_two_engines_on_one_database_act_on_each_run_once(db: str) -> None:
+    client, functions = app()
+    FLAKY["fail"] = True
+    options: dict[str, Any] = {"bulk_batch_size": 5, "bulk_pause": 0.0}
+
+    async def scenario() -> None:
+        async with (
+            running(db, apps=[(client, functions)], **options) as one,
+            running(db, apps=[(client, functions)], **options) as two,
+            api(one) as rest,
+        ):
+            failed = [await send(one, "bulk/flaky", {"n": i}) for i in range(40)]
+            for run_id in failed:
+                assert (await finished(one, run_id)).status.value == "Failed"
+            answer = await rest.post("/v1/bulk/replay", json={"filter": {"function_id": "t-flaky"}})
+            two.worker.wake.set()
+            end = (await follow(rest, answer.json()["data"]["bulk_id"]))[-1]
+            assert (end["matched"], end["applied"]) == (40, 40)
+            runs = await one.list_runs(RunFilter(function_id="t-flaky", limit=200))
+            origins = [r.origin for r in runs if r.origin]
+            assert sorted(origins) == sorted(f"replay:{r}" for r in failed)
+
+    arun(scenario())
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"filter": {"if": "event.data.x =="}}, "filter.if: "),
+        ({"filter": {"if": "nope.data.x == 1"}}, "filter.if: "),
+        ({"filter": {}}, "an empty filter would match every run"),
+        ({}, "filter: want an object"),
+        ({"filter": {"function": "x"}}, "unknown key(s) function"),
+        ({"filter": {"status": ["Sleepy"]}}, "filter.status: unknown 'Sleepy'"),
+        ({"filter": {"since": "yesterday"}}, "filter.since: want an RFC 3339 time"),
+        ({"filter": {"event": "a"}, "idempotency_key": ""}, "idempotency_key"),
+    ],
+)
+def test_a_bad_filter_is_a_400_saying_why(db: str, body: dict[str, Any], message: str) -> None:
+    async def scenario() -> None:
+        async with running(db) as engine, api(engine) as rest:
+            for action in ("cancel", "replay"):
+                answer = await rest.post(f"/v1/bulk/{action}", json=body)
+                assert answer.status_code == 400, answer.text
+                assert message in answer.json()["error"], answer.text
+            assert (await rest.get("/v1/bulk")).json()["data"] == []
+
+    arun(scenario())
+
+
+def test_a_parse_error_names_where_the_expression_broke(db: str) -> None:
+    async def scenario() -> None:
+        async with running(db) as engine, api(engine) as rest:
+            answer = await rest.post(
+                "/v1/bulk/cancel", json={"filter": {"if": "event.data.n > > 3"}}
+            )
+            assert answer.status_code == 400
+            error = answer.json()["error"]
+            assert "column" in error, error
+            assert "event.data.n > > 3" in error, error
+
+    arun(scenario())
