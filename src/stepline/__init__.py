@@ -7,6 +7,8 @@ Declare functions on a ``Client``, serve them from your framework with
 from stepline._client import Client as Client
 from stepline._context import Context as Context
 from stepline._context import SyncContext as SyncContext
+from stepline._control.signals import SignalAlreadyReceivedError as SignalAlreadyReceivedError
+from stepline._control.signals import SignalNotWaitingError as SignalNotWaitingError
 from stepline._endpoints.context import EndpointContext as EndpointContext
 from stepline._endpoints.context import SyncEndpointContext as SyncEndpointContext
 from stepline._endpoints.request import EndpointRequest as EndpointRequest
@@ -22,6 +24,7 @@ from stepline._errors import SendEventError as SendEventError
 from stepline._errors import SignatureVerificationError as SignatureVerificationError
 from stepline._errors import StepError as StepError
 from stepline._errors import SteplineError as SteplineError
+from stepline._errors import StepTimeoutError as StepTimeoutError
 from stepline._errors import StreamMessageTooLargeError as StreamMessageTooLargeError
 from stepline._event import Event as Event
 from stepline._function import Function as Function
@@ -90,11 +93,14 @@ __all__ = [
     "RunStatus",
     "RunTimeoutError",
     "SendEventError",
+    "SignalAlreadyReceivedError",
+    "SignalNotWaitingError",
     "SignatureVerificationError",
     "Singleton",
     "Step",
     "StepError",
     "StepInfo",
+    "StepTimeoutError",
     "SteplineError",
     "StreamMessage",
     "StreamMessageTooLargeError",

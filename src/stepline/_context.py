@@ -79,6 +79,21 @@ class Context:
             flow = set_flow(self.step._client().settings, self.run_id, attributes)
             await _effects.drive_async(flow, self.step._client()._async_transport.perform)
 
+    def signal_token(self, name: str) -> str:
+        """This run's token for the signal ``name``: hand it to an outside system.
+
+        ``POST /v1/signals/hooks/{token}`` (no other credential; the body is the data)
+        then completes ``step.wait_for_signal(..., signal=name)``. The token is an HMAC
+        of the run id and the name under the app's signing key: the same on every replay
+        (not a step; plain on both faces), unguessable without the key, and checked by
+        the engine. In dev mode, with no signing key, anyone who knows the run id can
+        compute it.
+
+        Example:
+            >>> url = f"{engine_url}/v1/signals/hooks/{ctx.signal_token('approved')}"
+        """
+        return self.step._signal_token(name)
+
     def publish(self, topic: str, data: object) -> None:
         """Publish ``data`` on the run's stream ``topic``, lightly (not awaited).
 
@@ -134,6 +149,10 @@ class SyncContext:
         if not state.is_rerunning:
             flow = set_flow(self.step._client().settings, self.run_id, attributes)
             _effects.drive_sync(flow, self.step._client()._sync_transport.perform)
+
+    def signal_token(self, name: str) -> str:
+        """This run's token for the signal ``name``; see ``Context.signal_token``."""
+        return self.step._signal_token(name)
 
     def publish(self, topic: str, data: object) -> None:
         """Publish ``data`` on the run's stream ``topic``, lightly; see ``Context.publish``."""

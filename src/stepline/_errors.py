@@ -29,6 +29,7 @@ __all__ = [
     "SignatureVerificationError",
     "SigningKeyMissingError",
     "StepError",
+    "StepTimeoutError",
     "StepUnexpectedError",
     "SteplineError",
     "StreamMessageTooLargeError",
@@ -270,6 +271,19 @@ class StepError(SteplineError):
         super().__init__(message)
         self.name = name
         self.stack = stack
+
+
+class StepTimeoutError(SteplineError):
+    """A step's code ran longer than its timeout (``step.run(..., timeout=)`` or
+    ``Timeouts(step=)``): the attempt failed, and is retried like any failed attempt.
+
+    An async step is cancelled at its timeout; a sync one is abandoned (its thread runs
+    on, and what it returns is ignored). After the last attempt the step fails for good
+    and the run with it, with this error's name, unless the function catches the
+    ``StepError`` it raises.
+    """
+
+    code = "step_timeout"
 
 
 class BodyTooLargeError(SteplineError):

@@ -6,6 +6,7 @@ import datetime as _dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from stepline import _step_timeouts
 from stepline._context import Context, ReplayAwareLogger, SyncContext
 from stepline._event import Event
 from stepline._execution import ExecutionState, Outcome
@@ -47,11 +48,22 @@ def _common(
     }
 
 
+def _tools(fn: Function, client: Client) -> dict[str, Any]:
+    timeouts = fn.options.timeouts
+    step = None if timeouts is None or timeouts.step is None else timeouts.step
+    return {
+        "app_id": client.app_id,
+        "send": client.send,
+        "send_sync": client.send_sync,
+        "step_timeout": _step_timeouts.seconds(step, "Timeouts.step"),
+    }
+
+
 def call_sync(
     fn: Function, state: ExecutionState, client: Client, events: list[Event], now: Clock = utc_now
 ) -> Outcome:
     """Run a plain ``def`` function until it returns or reports."""
-    step = SyncStep(state, now, app_id=client.app_id, send=client.send, send_sync=client.send_sync)
+    step = SyncStep(state, now, **_tools(fn, client))
     ctx = SyncContext(step=step, **_common(fn, state, client, events))
     outcome = Outcome()
     publisher = state.publisher = Publisher(client, state)
@@ -67,7 +79,7 @@ async def call_async(
     fn: Function, state: ExecutionState, client: Client, events: list[Event], now: Clock = utc_now
 ) -> Outcome:
     """Run an ``async def`` function until it returns or reports."""
-    step = Step(state, now, app_id=client.app_id, send=client.send, send_sync=client.send_sync)
+    step = Step(state, now, **_tools(fn, client))
     ctx = Context(step=step, **_common(fn, state, client, events))
     outcome = Outcome()
     publisher = state.publisher = Publisher(client, state)

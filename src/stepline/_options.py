@@ -261,20 +261,28 @@ class Singleton(_Option):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Timeouts(_Option):
-    """Cancel a run that waits too long to start or takes too long to finish.
+    """Bound how long a run waits to start, runs in all, and each step or call takes.
 
     Args:
         start: longest wait in the queue before the first attempt starts.
         finish: longest time from start to completion.
+        step: longest one attempt of a ``step.run``'s code may take, unless the step
+            sets its own ``timeout=``; past it the attempt fails with ``StepTimeoutError``
+            (retries apply). Enforced by the SDK; sent as ``timeouts.step``.
+        call: longest the engine waits for one call to the app (any SDK); past it the
+            attempt fails and is retried. Sent as ``timeouts.call``; the engine's
+            ``call_timeout`` (15 minutes) when unset. Keep it above ``step``.
     """
 
     start: DurationLike | None = None
     finish: DurationLike | None = None
+    step: DurationLike | None = None
+    call: DurationLike | None = None
 
     def __post_init__(self) -> None:
-        if self.start is None and self.finish is None:
-            raise _errors.ConfigError("Timeouts needs at least one of start or finish")
-        for attr in ("start", "finish"):
+        if all(getattr(self, attr) is None for attr in ("start", "finish", "step", "call")):
+            raise _errors.ConfigError("Timeouts needs at least one of start, finish, step, call")
+        for attr in ("start", "finish", "step", "call"):
             value = getattr(self, attr)
             if value is not None:
                 _checks.normalise(self, attr, _checks.check_duration(f"Timeouts.{attr}", value))

@@ -11,10 +11,11 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from stepline import _errors, _publish, _serde
+from stepline import _errors, _publish, _serde, _step_timeouts
 from stepline._event import Event
 from stepline._execution import EXECUTE, ExecutionState
 from stepline._protocol import durations
+from stepline._protocol import signals as _signal_tokens
 from stepline._protocol.opcodes import Opcode, ParallelMode
 
 if TYPE_CHECKING:
@@ -37,9 +38,11 @@ class _StepTools:
         app_id: the app whose functions ``invoke_by_id`` names by default.
         send: sends events (``Step.send_event``), e.g. ``client.send``.
         send_sync: its blocking twin (``SyncStep.send_event``), e.g. ``client.send_sync``.
+        step_timeout: seconds a ``run`` step's code may take by default (the function's
+            ``Timeouts(step=)``); None: no limit.
     """
 
-    __slots__ = ("_app_id", "_now", "_send", "_send_sync", "_state")
+    __slots__ = ("_app_id", "_now", "_send", "_send_sync", "_state", "_step_timeout")
 
     def __init__(
         self,
@@ -49,7 +52,9 @@ class _StepTools:
         app_id: str,
         send: Send,
         send_sync: SendSync,
+        step_timeout: float | None = None,
     ) -> None:
+        self._step_timeout = step_timeout
         self._state = state
         self._now = now
         self._app_id = app_id
@@ -70,6 +75,29 @@ class _StepTools:
             opts = {"if": if_exp, **opts}
         raw = self._state.op_step(step_id, Opcode.WAIT_FOR_EVENT, name=event, opts=opts)
         return None if raw is None else Event.from_wire(raw)
+
+    def _signal_token(self, name: str) -> str:
+        if not isinstance(name, str) or not 0 < len(name) <= 128 or "\x00" in name:
+            raise _errors.ConfigError(f"a signal name is 1-128 characters, got {name!r}")
+        key = self._client().settings.signing_key
+        return _signal_tokens.token(key, self._state.request.ctx.run_id, name)
+
+    def _wait_for_signal(self, step_id: str, name: str, timeout: Duration, on_conflict: str) -> Any:
+        if on_conflict not in ("fail", "replace"):
+            raise _errors.ConfigError(f"on_conflict is 'fail' or 'replace', got {on_conflict!r}")
+        opts = {
+            "signal": self._signal_token(name),
+            "name": name,  # Stepline's engine: the name POST /v1/runs/{id}/signals/{name} uses
+            "timeout": durations.format_duration(_delta(timeout)),
+            "conflict": on_conflict,
+        }
+        raw = self._state.op_step(step_id, Opcode.WAIT_FOR_SIGNAL, name=name, opts=opts)
+        return raw.get("data") if isinstance(raw, dict) else None
+
+    def _limit(self, timeout: Duration | None) -> float | None:
+        if timeout is None:
+            return self._step_timeout
+        return _step_timeouts.seconds(timeout, "step timeout")
 
     def _invoke(
         self,
@@ -136,6 +164,7 @@ class Step(_StepTools):
         handler: Callable[..., Awaitable[T]],
         *args: Any,
         output_type: type[T] | None = None,
+        timeout: Duration | None = None,
     ) -> T: ...
     @overload
     async def run(
@@ -144,6 +173,7 @@ class Step(_StepTools):
         handler: Callable[..., T],
         *args: Any,
         output_type: type[T] | None = None,
+        timeout: Duration | None = None,
     ) -> T: ...
     async def run(
         self,
@@ -151,6 +181,7 @@ class Step(_StepTools):
         handler: Callable[..., Any],
         *args: Any,
         output_type: type[Any] | None = None,
+        timeout: Duration | None = None,
     ) -> Any:
         """Run ``handler(*args)`` once, durably; replays return the recorded value.
 
@@ -159,14 +190,17 @@ class Step(_StepTools):
             handler: a sync or async callable.
             *args: positional arguments for ``handler``.
             output_type: a type (e.g. a pydantic model) to rebuild the JSON value into.
+            timeout: how long one attempt may take (default: the function's
+                ``Timeouts(step=)``); past it async code is cancelled, sync code abandoned,
+                and the attempt fails with ``StepTimeoutError`` (retries apply).
         """
         value = self._state.begin_run(step_id, output_type)
         if value is not EXECUTE:
             return value
+        limit = self._limit(timeout)
         await self._persist_async()  # a durable endpoint: earlier steps first
         with self._state.executing() as slot:
-            out = handler(*args)
-            slot.value = await out if inspect.isawaitable(out) else out
+            slot.value = await _step_timeouts.call_async(step_id, handler, args, limit)
         return self._state.finish_run(slot)
 
     async def sleep(self, step_id: str, duration: Duration) -> None:
@@ -182,6 +216,29 @@ class Step(_StepTools):
     ) -> Event | None:
         """Wait for an event named ``event`` (matching ``if_exp``); ``None`` on timeout."""
         return self._wait_for_event(step_id, event, if_exp, timeout)
+
+    async def wait_for_signal(
+        self, step_id: str, *, signal: str, timeout: Duration, on_conflict: str = "fail"
+    ) -> Any:
+        """Wait for the signal ``signal`` to this run; its data, or ``None`` on timeout.
+
+        Send it with ``client.signal(run_id, signal, data)``, ``POST
+        /v1/runs/{run_id}/signals/{signal}``, or hand ``ctx.signal_token(signal)`` to an
+        outside system, which completes the step with ``POST /v1/signals/hooks/{token}``
+        (no other credential). A signal completes the wait once; a second is refused.
+
+        Args:
+            step_id: unique within the function (repeats are numbered automatically).
+            signal: the signal's name in this run, 1-128 characters.
+            timeout: how long to wait (timedelta, milliseconds or ``"3d"``).
+            on_conflict: when another step of this run already waits for ``signal``:
+                ``"fail"`` this step (``StepError``) or ``"replace"`` the other's wait.
+
+        Example:
+            >>> approval = await ctx.step.wait_for_signal("approval", signal="approved",
+            ...                                           timeout="3d")
+        """
+        return self._wait_for_signal(step_id, signal, timeout, on_conflict)
 
     async def invoke(
         self,
@@ -273,6 +330,7 @@ class SyncStep(_StepTools):
         handler: Callable[..., T],
         *args: Any,
         output_type: type[T] | None = None,
+        timeout: Duration | None = None,
     ) -> T:
         """Run ``handler(*args)`` once, durably; replays return the recorded value.
 
@@ -281,13 +339,18 @@ class SyncStep(_StepTools):
             handler: a plain callable (use ``Step`` in ``async def`` functions).
             *args: positional arguments for ``handler``.
             output_type: a type (e.g. a pydantic model) to rebuild the JSON value into.
+            timeout: how long one attempt may take (default: the function's
+                ``Timeouts(step=)``); past it the code (run on a thread of its own) is
+                abandoned and the attempt fails with ``StepTimeoutError``.
         """
         value = self._state.begin_run(step_id, output_type)
         if value is not EXECUTE:
             return value  # type: ignore[no-any-return]
+        limit = self._limit(timeout)
         self._persist_sync()  # a durable endpoint: earlier steps first
         with self._state.executing() as slot:
-            slot.value = _no_awaitable(handler(*args), step_id)
+            out = _step_timeouts.call_sync(step_id, handler, args, limit)
+            slot.value = _no_awaitable(out, step_id)
         return self._state.finish_run(slot)  # type: ignore[no-any-return]
 
     def sleep(self, step_id: str, duration: Duration) -> None:
@@ -303,6 +366,12 @@ class SyncStep(_StepTools):
     ) -> Event | None:
         """Wait for an event named ``event`` (matching ``if_exp``); ``None`` on timeout."""
         return self._wait_for_event(step_id, event, if_exp, timeout)
+
+    def wait_for_signal(
+        self, step_id: str, *, signal: str, timeout: Duration, on_conflict: str = "fail"
+    ) -> Any:
+        """Wait for the signal ``signal`` to this run; see ``Step.wait_for_signal``."""
+        return self._wait_for_signal(step_id, signal, timeout, on_conflict)
 
     def invoke(
         self,

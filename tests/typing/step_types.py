@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pydantic
 from typing_extensions import assert_type
 
@@ -29,6 +31,9 @@ def sync_fn(ctx: stepline.SyncContext) -> str:
     assert_type(ctx.step.sleep("c", 1000), None)
     assert_type(ctx.step.wait_for_event("d", event="x", timeout="1m"), stepline.Event | None)
     assert_type(ctx.step.parallel([lambda: 1, lambda: 2]), tuple[int, ...])
+    assert_type(ctx.step.run("t", lambda: 1, timeout="30s"), int)
+    assert_type(ctx.step.wait_for_signal("s", signal="ok", timeout="1h"), Any)
+    assert_type(ctx.signal_token("ok"), str)
     assert_type(ctx.step.send_event("e", stepline.Event(name="x")), list[str])
     assert_type(ctx.step.publish("f", topic="progress", data={"done": 1}), int)
     assert_type(ctx.publish("tokens", "hel"), None)
@@ -39,6 +44,9 @@ def sync_fn(ctx: stepline.SyncContext) -> str:
 async def async_fn(ctx: stepline.Context) -> str:
     assert_type(await ctx.step.run("a", fetch_count), int)
     assert_type(await ctx.step.run("b", make_order), Order)
+    assert_type(await ctx.step.run("t", fetch_count, timeout=5000), int)
+    assert_type(await ctx.step.wait_for_signal("s", signal="ok", timeout="1h"), Any)
+    assert_type(ctx.signal_token("ok"), str)
     assert_type(await ctx.step.sleep("c", 1000), None)
     assert_type(await ctx.step.wait_for_event("d", event="x", timeout="1m"), stepline.Event | None)
     assert_type(await ctx.step.send_event("e", stepline.Event(name="x")), list[str])

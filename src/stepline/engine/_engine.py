@@ -1,7 +1,6 @@
 """``Engine``: the store, the worker and the run loop behind one object.
 
-The HTTP API (``_api``), the CLI and ``stepline.testing`` all drive an ``Engine``;
-nothing here knows about HTTP servers.
+The HTTP API, the CLI and ``stepline.testing`` drive an ``Engine``; it knows no HTTP server.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from stepline.engine._appsync import SyncResult
 from stepline.engine._backoff import Backoff
 from stepline.engine._clock import Clock, SystemClock
 from stepline.engine._config import EngineSettings
+from stepline.engine._control.pause import PauseControl
 from stepline.engine._driver import Driver, InProcessDriver, Router, default_driver
 from stepline.engine._errors import NotFoundError, SkippedError
 from stepline.engine._flow import rules
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("stepline.engine")
 
 
-class Engine(Reads):
+class Engine(Reads, PauseControl):
     """A durable-execution engine.
 
     Args:

@@ -52,6 +52,7 @@ class PauseKind(str, enum.Enum):
     WAIT = "wait"
     INVOKE = "invoke"
     CANCEL = "cancel"
+    SIGNAL = "signal"  # a wait for a signal (``pauses.signal``); no event resumes it
 
 
 @dataclasses.dataclass(slots=True)

@@ -96,6 +96,8 @@ class FunctionSpec:
     flow: FlowRules = dataclasses.field(default_factory=FlowRules)
     #: the app version that registered it (None: the app declared none)
     version: str | None = None
+    #: seconds one call to the app may take (``timeouts.call``; None: the engine's)
+    call_timeout: float | None = None
 
     @property
     def is_failure_handler(self) -> bool:
@@ -262,6 +264,7 @@ def _parse_function(app_id: str, url: str, raw: object) -> FunctionSpec:
         flow=rules.parse_flow(where, raw),
         config={**raw, "url": step_url},
         version=raw[VERSION_KEY] if isinstance(raw.get(VERSION_KEY), str) else None,
+        call_timeout=rules.duration(f"{where}: timeouts.call", timeouts.get("call")) or None,
     )
 
 

@@ -15,6 +15,7 @@ from stepline._protocol.opcodes import Opcode
 from stepline._status import RunStatus
 from stepline.engine import _events, _fanout
 from stepline.engine._backoff import Backoff
+from stepline.engine._control import signals as _signals
 from stepline.engine._flow import concurrency as _concurrency
 from stepline.engine._model import (
     EventRecord,
@@ -28,7 +29,7 @@ from stepline.engine._observe import tracing as _tracing
 from stepline.engine._registry import FunctionSpec, Registry, compiled
 from stepline.engine._response import Completed, Failed, Ops, Outcome, ReportedOp
 from stepline.engine._runview import INVOKE_TIMEOUT_ERROR, YEAR, RunView, deadline, sleep_until
-from stepline.engine._starts import DISCOVERY, call, execute_job_id
+from stepline.engine._starts import DISCOVERY, call, execute_job_id, expire
 from stepline.engine._store import Tx
 
 _DONE_OPS = frozenset({Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_FAILED, Opcode.RUN_COMPLETE})
@@ -190,7 +191,7 @@ class RunLoop:
             step = view.step(op, StepStatus.SLEEPING, now)
             step.wait = {"until": until}
             tx.enqueue(Job(execute_job_id(rid, op.id, "wake"), JobKind.WAKE, until, rid, op.id))
-        elif op.op is Opcode.WAIT_FOR_EVENT:
+        elif op.op in (Opcode.WAIT_FOR_EVENT, Opcode.WAIT_FOR_SIGNAL):
             self._wait(tx, view, op, now)
         elif op.op is Opcode.INVOKE:
             self._invoke(tx, view, op, now)
@@ -210,6 +211,8 @@ class RunLoop:
             self._discover(tx, view, now, tag=f"dr{len(view.run.stack)}")
 
     def _wait(self, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
+        if op.op is Opcode.WAIT_FOR_SIGNAL:
+            return _signals.wait(self, tx, view, op, now)
         rid = view.run.run_id
         event_name = op.opts.get("event") or op.name
         expression = op.opts.get("if") or None
@@ -241,7 +244,7 @@ class RunLoop:
                     context=context,
                 )
             )
-        _expire(tx, rid, op.id, timeout)
+        expire(tx, rid, op.id, timeout)
 
     def _invoke(self, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
         run = view.run
@@ -270,7 +273,7 @@ class RunLoop:
                 correlation_id=correlation,
             )
         )
-        _expire(tx, rid, op.id, timeout)
+        expire(tx, rid, op.id, timeout)
         payload = _object(op.opts.get("payload"))
         data = _object(payload.get("data"))
         fn = self._registry().get(run.function_id)
@@ -483,13 +486,6 @@ class RunLoop:
             self.fanout(tx, event, now)
         finally:
             self._local.fanning = False
-
-
-def _expire(tx: Tx, run_id: str, step_id: str, at: float) -> None:
-    """Queue the timeout of a wait or an invoke (a no-op if the pause is gone by then)."""
-    job_id = execute_job_id(run_id, step_id, "timeout")
-    payload = {"pause_id": f"{run_id}:{step_id}"}
-    tx.enqueue(Job(job_id, JobKind.PAUSE_TIMEOUT, at, run_id, step_id, payload=payload))
 
 
 def _object(value: object) -> dict[str, Any]:

@@ -26,6 +26,13 @@ def execute_job_id(run_id: str, step_id: str, tag: str) -> str:
     return f"{run_id}:{step_id}:{tag}"
 
 
+def expire(tx: Tx, run_id: str, step_id: str, at: float) -> None:
+    """Queue the timeout of a wait or an invoke (a no-op if the pause is gone by then)."""
+    job_id = execute_job_id(run_id, step_id, "timeout")
+    payload = {"pause_id": f"{run_id}:{step_id}"}
+    tx.enqueue(Job(job_id, JobKind.PAUSE_TIMEOUT, at, run_id, step_id, payload=payload))
+
+
 def call(run: Run, step_id: str, tag: str, at: float) -> Job:
     """An SDK call of a run, carrying its concurrency keys; a priority boost sorts it ahead."""
     flow = run.flow or {}

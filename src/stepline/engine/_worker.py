@@ -17,10 +17,11 @@ from typing import Any
 
 from stepline import _json
 from stepline._status import RunStatus
-from stepline.engine import _events, _ids, _registry, _request, _response, _starts, _versions
+from stepline.engine import _events, _ids, _registry, _request, _response, _versions
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
 from stepline.engine._control import bulk as _bulk
+from stepline.engine._control import pause as _pause
 from stepline.engine._driver import Driver
 from stepline.engine._flow import concurrency as _concurrency
 from stepline.engine._flow import drain as _drain
@@ -125,10 +126,9 @@ class Worker:
                 self._full = False
                 continue
             # read in the lease's transaction: no second round trip before sleeping
-            nxt = next_due
             deadline = self.clock.now() + self.settings.poll_interval
-            if nxt is not None:
-                deadline = min(deadline, nxt)
+            if next_due is not None:
+                deadline = min(deadline, next_due)
             await self.clock.sleep_until(deadline, self.wake)
 
     def _spawn(self, job: Job, snapshot: _Snapshot | None) -> None:
@@ -151,7 +151,7 @@ class Worker:
         for run_id in run_ids:
             if not self._room(tx, now, len(taken)):
                 break
-            job = tx.lease_run_call(run_id, self.owner, now, until)
+            job = _pause.let(tx, tx.lease_run_call(run_id, self.owner, now, until), now)
             if job is not None:
                 run = _mark_started(tx, run_id, now)
                 taken.append((job, (run, tx.get_steps(run_id) if run is not None else [])))
@@ -271,7 +271,7 @@ class Worker:
         event.internal_id = _ids.derived(int(now * 1000), job.job_id)
         event.payload["id"] = event.internal_id
         tx.insert_event(event)
-        _starts.start_run(tx, fn, [event], now, origin="cron")
+        _pause.start_cron(tx, fn, event, now)  # or none, while paused with crons="skip"
         schedule_cron(tx, fn.function_id, trigger, float(job.payload.get("tick", now)))
 
     async def _execute(
@@ -335,7 +335,7 @@ class Worker:
         follow = None
         if follow_on and not view.run.status.terminal and self._room(tx, now):
             until = now + self.settings.lease_seconds
-            nxt = tx.lease_run_call(view.run.run_id, self.owner, now, until)
+            nxt = _pause.let(tx, tx.lease_run_call(view.run.run_id, self.owner, now, until), now)
             if nxt is not None:
                 follow = nxt, (view.run, list(view.steps.values()))
         # events the answer emitted (a step's sendEvent, the run's function.finished)
@@ -395,7 +395,7 @@ class Worker:
         watch = observer.call(run, job, headers, now) if observer else _observer.unwatched(headers)
         with watch as call:
             answer = await self.driver.request(
-                "POST", url, raw, call.headers, self.settings.call_timeout
+                "POST", url, raw, call.headers, fn.call_timeout or self.settings.call_timeout
             )
             call.answered(answer)
             outcome = call.outcome = _response.decode(answer, now=self.clock.now())
@@ -440,7 +440,7 @@ def _lease(
     # fresh deadline rather than one that may already have passed.
     now = clock.now()
     until = now + seconds
-    jobs = tx.lease_jobs(owner, now, until, limit)
+    jobs, held = _pause.hold(tx, tx.lease_jobs(owner, now, until, limit), now)  # paused functions'
     admitted, parked = _concurrency.admit(tx, jobs, now=now, until=until, recheck=recheck)
     # the state each call needs is read here, in the lease's own transaction: one round
     # trip to the database per call fewer, on the path every step takes
@@ -451,7 +451,7 @@ def _lease(
             # as Queued, with what held it back (the observer times flow-control delays)
             run = _mark_started(tx, job.run_id, now)
             snapshots[job.job_id] = (run, tx.get_steps(job.run_id) if run is not None else [])
-    return admitted, parked, now, snapshots, tx.next_job_at()
+    return admitted, parked + held, now, snapshots, tx.next_job_at()
 
 
 def _extend(tx: Tx, *, owner: str, ids: list[str], until: float) -> None:

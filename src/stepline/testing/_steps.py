@@ -33,7 +33,12 @@ class _Mocking(_StepTools):
 
     def __init__(self, base: _StepTools, now: Clock, probe: Probe) -> None:
         super().__init__(
-            base._state, now, app_id=base._app_id, send=base._send, send_sync=base._send_sync
+            base._state,
+            now,
+            app_id=base._app_id,
+            send=base._send,
+            send_sync=base._send_sync,
+            step_timeout=base._step_timeout,
         )
         self._probe = probe
 
@@ -53,6 +58,12 @@ class _Mocking(_StepTools):
             return super()._wait_for_event(step_id, event, if_exp, timeout)
         raw = self._replaced(step_id, mock, (), wire=True)
         return None if raw is None else Event.from_wire(raw)
+
+    def _wait_for_signal(self, step_id: str, name: str, timeout: Duration, on_conflict: str) -> Any:
+        mock = self._probe.mock(step_id)
+        if mock is None:
+            return super()._wait_for_signal(step_id, name, timeout, on_conflict)
+        return self._replaced(step_id, mock, ())
 
     def _replaced(
         self, step_id: str, mock: StepMock, args: tuple[Any, ...], *, wire: bool = False
@@ -80,10 +91,12 @@ class TestStep(_Mocking, Step):
         handler: Callable[..., Any],
         *args: Any,
         output_type: type[Any] | None = None,
+        timeout: Duration | None = None,
     ) -> Any:
         """``Step.run``, with the call logged and any mock applied."""
         call = functools.partial(self._probe.call_async, step_id, handler)
-        return await super().run(step_id, lambda *a: call(a), *args, output_type=output_type)
+        wrapped = lambda *a: call(a)  # noqa: E731
+        return await super().run(step_id, wrapped, *args, output_type=output_type, timeout=timeout)
 
 
 class TestSyncStep(_Mocking, SyncStep):
@@ -98,10 +111,12 @@ class TestSyncStep(_Mocking, SyncStep):
         handler: Callable[..., Any],
         *args: Any,
         output_type: type[Any] | None = None,
+        timeout: Duration | None = None,
     ) -> Any:
         """``SyncStep.run``, with the call logged and any mock applied."""
         call = functools.partial(self._probe.call_sync, step_id, handler)
-        return super().run(step_id, lambda *a: call(a), *args, output_type=output_type)
+        wrapped = lambda *a: call(a)  # noqa: E731
+        return super().run(step_id, wrapped, *args, output_type=output_type, timeout=timeout)
 
 
 def instrument(fn: Function, log: CallLog, now: Clock, mailbox: Mailbox | None) -> Function:

@@ -288,8 +288,10 @@ class InProcessDriver:
         if handler is None:
             return RawResponse(0, {}, b"", error=f"no in-process app {host!r}")
         request = CommRequest.build(method=method, url=url, headers=headers, body=body)
-        try:
-            response = await handler.handle(request)
+        try:  # bounded as an HTTP call is: a function's Timeouts(call=), else the engine's
+            response = await asyncio.wait_for(handler.handle(request), timeout)
+        except asyncio.TimeoutError:
+            return RawResponse(0, {}, b"", error=f"ReadTimeout: no answer within {timeout:g}s")
         except Exception as exc:  # a crash in the app's handler is a failed attempt
             return RawResponse(0, {}, b"", error=f"{type(exc).__name__}: {exc}")
         content = response.body

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from stepline import _ownership
 from stepline._status import RunStatus
 from stepline.engine import _request, _response, _starts
+from stepline.engine._control import pause as _pause
 from stepline.engine._errors import NotFoundError, SkippedError
 from stepline.engine._flow import concurrency as _concurrency
 from stepline.engine._model import Job, Run
@@ -182,12 +183,12 @@ def _lease_first(
 
     None when the call is not due (throttled, delayed, debounced), already leased (a
     worker or another request runs it), answered already (the run went on), or parked on
-    a concurrency limit (it then waits in the queue like any call).
+    a concurrency limit or because its function is paused (it then waits in the queue).
     """
     first = _starts.start_job(tx, run_id)
     if first is None:
         return None
-    job = tx.lease_job(first.job_id, owner, now, until)
+    job = _pause.let(tx, tx.lease_job(first.job_id, owner, now, until), now)  # paused: parked
     if job is None:
         return None
     admitted, _parked = _concurrency.admit(tx, [job], now=now, until=until, recheck=recheck)

@@ -35,7 +35,9 @@ from stepline.engine._http import dashboard as _dashboard
 from stepline.engine._http import endpoints as _endpoints
 from stepline.engine._http import gql as _gql
 from stepline.engine._http import guard as _guard
+from stepline.engine._http import pause as _pause
 from stepline.engine._http import ready as _ready
+from stepline.engine._http import signals as _signals
 from stepline.engine._http import stream as _stream
 from stepline.engine._http import versions as _versions
 from stepline.engine._http.wire import ApiError
@@ -123,11 +125,13 @@ class _Api:
             ("GET", "/v1/apps", bearer(self.apps)),
             ("POST", "/v1/apps/sync", bearer(self.sync)),
             *_versions.table(self.engine, bearer),
+            *_pause.table(self.engine, bearer),  # POST /v1/functions/{id}/pause|resume
             *_bulk.table(self.engine, bearer),  # bulk actions, replays (run control)
             *_relay_http.table(self.engine, bearer),  # POST /v1/outbox/deliveries
             *_stream.table(self.engine, bearer),
             *_endpoints.table(self.engine, bearer),  # durable endpoints (inline runs)
             *_attributes.table(self.engine, bearer),  # POST /v1/runs/{id}/attributes
+            *_signals.table(self.engine, bearer),  # POST /v1/signals, /v1/runs/{id}/signals/{name}
             *_gql.table(self.engine, bearer),  # POST /v0/gql: the dev server's GraphQL reads
             ("GET", "/health", self.health),
             ("GET", "/ready", lambda request: _ready.ready(self.engine)),
@@ -327,8 +331,9 @@ class _Api:
         return wire.json_response(views.data({"run_id": new}))
 
     async def functions(self, request: Request) -> Response:
-        found = await self.engine.list_functions()
-        return wire.json_response(views.data([views.function(f) for f in found]))
+        found, paused = await self.engine.list_functions(), await self.engine.paused()
+        shown = [views.function(f, paused.get(f.function_id)) for f in found]
+        return wire.json_response(views.data(shown))
 
     async def apps(self, request: Request) -> Response:
         apps = await self.engine.list_apps()

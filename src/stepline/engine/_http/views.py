@@ -22,6 +22,7 @@ from stepline.engine._model import (
     Run,
     StepRecord,
 )
+from stepline.engine._store.controls import FunctionPause
 
 T = TypeVar("T")
 
@@ -180,11 +181,12 @@ def skipped(link: EventRunLink) -> dict[str, Any]:
     return view
 
 
-def function(record: FunctionRecord) -> dict[str, Any]:
+def function(record: FunctionRecord, paused: FunctionPause | None = None) -> dict[str, Any]:
     """A registered function with its triggers and raw config.
 
     Args:
         record: the function.
+        paused: its pause, if it is paused.
 
     Returns:
         The JSON object.
@@ -196,7 +198,15 @@ def function(record: FunctionRecord) -> dict[str, Any]:
         "triggers": record.config.get("triggers", []),
         "updated_at": timestamp(record.updated_at),
         "config": record.config,
+        "paused": pause(paused),
     }
+
+
+def pause(paused: FunctionPause | None) -> dict[str, Any] | None:
+    """A function's pause: since when, what its cron ticks do, why; None if not paused."""
+    if paused is None:
+        return None
+    return {"at": timestamp(paused.paused_at), "crons": paused.crons, "reason": paused.reason}
 
 
 def app(record: AppRecord, function_count: int) -> dict[str, Any]:

@@ -1,13 +1,19 @@
 """The SQL of waits for a signal (``pauses.signal``): the waiting step by its signal key.
 
 A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``messages``
-is (issue 27, run control).
+is (issue 27, run control). A wait for a signal is a pause (kind ``signal``) whose
+``signal`` column holds its key; the column is unique where set, so at most one step
+waits under a key at a time. The pause row itself is written by ``insert_pause``; the
+key is set beside it in the same transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+from stepline.engine._model import Pause
+from stepline.engine._store.rows import PAUSE_COLUMNS, read_pause
 
 
 class SignalsTx:
@@ -18,3 +24,12 @@ class SignalsTx:
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:  # pragma: no cover
         raise NotImplementedError
+
+    def set_pause_signal(self, pause_id: str, signal: str | None) -> None:
+        """Give the pause its signal key (None: it no longer holds one)."""
+        self._x("UPDATE pauses SET signal = ? WHERE pause_id = ?", (signal, pause_id))
+
+    def signal_pause(self, signal: str) -> Pause | None:
+        """The pause waiting under the signal key ``signal``, if any."""
+        row = self._x(f"SELECT {PAUSE_COLUMNS} FROM pauses WHERE signal = ?", (signal,)).fetchone()
+        return None if row is None else read_pause(row)

@@ -183,16 +183,15 @@ class SqlTx:
         # A leased job's available_at moves to its lease expiry: if the owner dies the
         # job simply becomes due again, so one index answers "what is due". A parked job
         # leased at its recheck is no longer parked: an unpark must not make it due again
-        # while it runs (admit parks it anew if it still does not fit).
+        # while it runs (admit parks it anew if it does not fit). Admission goes oldest
+        # first (queued_at, as parked calls wake): Postgres' RETURNING has no order.
         rows = self._x(
             "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ?, "
-            "parked_on = NULL "
-            "WHERE job_id IN (SELECT job_id FROM jobs WHERE available_at <= ? "
-            f"ORDER BY available_at LIMIT ?{self.skip_locked}) "
-            f"RETURNING {JOB_COLUMNS}",
+            "parked_on = NULL WHERE job_id IN (SELECT job_id FROM jobs WHERE available_at <= ? "
+            f"ORDER BY available_at LIMIT ?{self.skip_locked}) RETURNING {JOB_COLUMNS}, queued_at",
             (owner, until, until, now, limit),
         ).fetchall()
-        return [read_job(r) for r in rows]
+        return [read_job(r) for r in sorted(rows, key=lambda r: r[-1] or 0.0)]
 
     def lease_run_call(self, run_id: str, owner: str, now: float, until: float) -> Job | None:
         """Lease a run's next due call, unless it is bound by concurrency limits.
