@@ -42,7 +42,7 @@ def _steps_app() -> tuple[stepline.Client, stepline.Function, list[str], asyncio
 
     @client.function(id="steps", trigger=stepline.TriggerEvent(event="t/steps"), concurrency=1)
     async def steps(ctx: stepline.Context) -> list[str]:
-        who = ctx.event.data["who"]
+        who = dict(ctx.event.data)["who"]
         return [await ctx.step.run(name, step, f"{who}:{name}") for name in ("a", "b", "c")]
 
     return client, steps, order, gate
@@ -51,6 +51,12 @@ def _steps_app() -> tuple[stepline.Client, stepline.Function, list[str], asyncio
 async def _runs(engine: Engine, function_id: str = FN) -> dict[str, Any]:
     runs = await engine.list_runs(RunFilter(function_id=function_id, limit=100))
     return {str(r.events[0]["data"].get("who")): r for r in runs}
+
+
+def _rest(engine: Engine) -> httpx.AsyncClient:
+    """The engine's REST API, in process."""
+    transport = httpx.ASGITransport(app=build_app(engine))
+    return httpx.AsyncClient(transport=transport, base_url=_BASE, headers=_CSRF)
 
 
 async def _parked(engine: Engine, key: str) -> int:
@@ -225,65 +231,66 @@ def test_rest_pause_resume_and_the_function_views(db: str) -> None:
 
     async def scenario() -> None:
         clock = ManualClock()
-        async with running(db, clock=clock, apps=[(client, [steps])]) as engine:
-            transport = httpx.ASGITransport(app=build_app(engine))
-            async with httpx.AsyncClient(transport=transport, base_url=_BASE, headers=_CSRF) as http:
-                listed = (await http.get("/v1/functions")).json()["data"]
-                assert [f["paused"] for f in listed] == [None]
-                paused = await http.post(
-                    f"/v1/functions/{FN}/pause", json={"crons": "skip", "reason": "incident 7"}
-                )
-                assert paused.status_code == 200, paused.text
-                state = paused.json()["data"]
-                assert state["function_id"] == FN
-                assert state["paused"]["crons"] == "skip"
-                assert state["paused"]["reason"] == "incident 7"
-                assert state["paused"]["at"].endswith("Z")
-                listed = (await http.get("/v1/functions")).json()["data"]
-                assert listed[0]["paused"] == state["paused"]
+        apps = [(client, [steps])]
+        async with running(db, clock=clock, apps=apps) as engine, _rest(engine) as http:
+            listed = (await http.get("/v1/functions")).json()["data"]
+            assert [f["paused"] for f in listed] == [None]
+            paused = await http.post(
+                f"/v1/functions/{FN}/pause", json={"crons": "skip", "reason": "incident 7"}
+            )
+            assert paused.status_code == 200, paused.text
+            state = paused.json()["data"]
+            assert state["function_id"] == FN
+            assert state["paused"]["crons"] == "skip"
+            assert state["paused"]["reason"] == "incident 7"
+            assert state["paused"]["at"].endswith("Z")
+            listed = (await http.get("/v1/functions")).json()["data"]
+            assert listed[0]["paused"] == state["paused"]
 
-                sent = await http.post("/v1/events", json={"name": "t/steps", "data": {"who": "R"}})
-                assert sent.status_code == 200, sent.text
-                await advance(engine, clock, 60)
-                assert order == []
+            sent = await http.post("/v1/events", json={"name": "t/steps", "data": {"who": "R"}})
+            assert sent.status_code == 200, sent.text
+            await advance(engine, clock, 60)
+            assert order == []
 
-                empty = await http.post(f"/v1/functions/{FN}/pause")  # no body: crons=queue
-                assert empty.json()["data"]["paused"]["crons"] == "queue"
-                assert empty.json()["data"]["paused"]["at"] == state["paused"]["at"]
+            empty = await http.post(f"/v1/functions/{FN}/pause")  # no body: crons=queue
+            assert empty.json()["data"]["paused"]["crons"] == "queue"
+            assert empty.json()["data"]["paused"]["at"] == state["paused"]["at"]
 
-                resumed = await http.post(f"/v1/functions/{FN}/resume")
-                assert resumed.status_code == 200, resumed.text
-                assert resumed.json()["data"] == {"function_id": FN, "paused": None, "resumed": True}
-                run_id = (await _runs(engine))["R"].run_id
-                assert (await finished(engine, run_id, clock)).status is RunStatus.COMPLETED
-                listed = (await http.get("/v1/functions")).json()["data"]
-                assert listed[0]["paused"] is None
-                again = await http.post(f"/v1/functions/{FN}/resume")
-                assert again.json()["data"]["resumed"] is False
+            resumed = await http.post(f"/v1/functions/{FN}/resume")
+            assert resumed.status_code == 200, resumed.text
+            done = {"function_id": FN, "paused": None, "resumed": True}
+            assert resumed.json()["data"] == done
+            run_id = (await _runs(engine))["R"].run_id
+            assert (await finished(engine, run_id, clock)).status is RunStatus.COMPLETED
+            listed = (await http.get("/v1/functions")).json()["data"]
+            assert listed[0]["paused"] is None
+            again = await http.post(f"/v1/functions/{FN}/resume")
+            assert again.json()["data"]["resumed"] is False
 
-                for path in ("/v1/functions/t-nope/pause", "/v1/functions/t-nope/resume"):
-                    missing = await http.post(path, json={})
-                    assert missing.status_code == 404, missing.text
-                    assert "t-nope" in missing.json()["error"]
-                for body in (
-                    [],
-                    "skip",
-                    {"crons": "never"},
-                    {"crons": ["skip"]},
-                    {"reason": 7},
-                    {"reason": "x" * 1001},
-                    {"reason": "nul\u0000"},
-                    {"crons": "skip", "why": "?"},
-                ):
-                    bad = await http.post(f"/v1/functions/{FN}/pause", json=body)
-                    assert bad.status_code == 400, (body, bad.text)
-                bad_json = await http.post(
-                    f"/v1/functions/{FN}/pause",
-                    content=b"{",
-                    headers={"content-type": "application/json"},
-                )
-                assert bad_json.status_code == 400
-                assert await engine.paused() == {}  # no bad request paused it
+            for path in ("/v1/functions/t-nope/pause", "/v1/functions/t-nope/resume"):
+                missing = await http.post(path, json={})
+                assert missing.status_code == 404, missing.text
+                assert "t-nope" in missing.json()["error"]
+            bodies: list[object] = [
+                [],
+                "skip",
+                {"crons": "never"},
+                {"crons": ["skip"]},
+                {"reason": 7},
+                {"reason": "x" * 1001},
+                {"reason": "nul\u0000"},
+                {"crons": "skip", "why": "?"},
+            ]
+            for body in bodies:
+                bad = await http.post(f"/v1/functions/{FN}/pause", json=body)
+                assert bad.status_code == 400, (body, bad.text)
+            bad_json = await http.post(
+                f"/v1/functions/{FN}/pause",
+                content=b"{",
+                headers={"content-type": "application/json"},
+            )
+            assert bad_json.status_code == 400
+            assert await engine.paused() == {}  # no bad request paused it
 
     arun(scenario())
 
@@ -293,21 +300,20 @@ def test_a_durable_endpoint_of_a_paused_function_is_not_run_inline(db: str) -> N
 
     async def scenario() -> None:
         clock = ManualClock()
-        async with running(db, clock=clock, apps=[(client, [steps])]) as engine:
-            transport = httpx.ASGITransport(app=build_app(engine))
-            async with httpx.AsyncClient(transport=transport, base_url=_BASE, headers=_CSRF) as http:
-                await engine.pause(FN)
-                body = {"data": {"who": "E"}}
-                started = await http.post(f"/v1/functions/{FN}/inline", json=body)
-                assert started.status_code in (200, 201), started.text
-                data = started.json()["data"]
-                assert data["inline"] is None  # the endpoint answers 202: no lease to run
-                run_id = data["run"]["run_id"]
-                assert data["run"]["status"] == "Queued"
-                await advance(engine, clock, 60)
-                assert order == []
-                await engine.resume(FN)
-                assert (await finished(engine, run_id, clock)).status is RunStatus.COMPLETED
-                assert order == ["E:a", "E:b", "E:c"]  # the engine ran it, once resumed
+        apps = [(client, [steps])]
+        async with running(db, clock=clock, apps=apps) as engine, _rest(engine) as http:
+            await engine.pause(FN)
+            body = {"data": {"who": "E"}}
+            started = await http.post(f"/v1/functions/{FN}/inline", json=body)
+            assert started.status_code in (200, 201), started.text
+            data = started.json()["data"]
+            assert data["inline"] is None  # the endpoint answers 202: no lease to run
+            run_id = data["run"]["run_id"]
+            assert data["run"]["status"] == "Queued"
+            await advance(engine, clock, 60)
+            assert order == []
+            await engine.resume(FN)
+            assert (await finished(engine, run_id, clock)).status is RunStatus.COMPLETED
+            assert order == ["E:a", "E:b", "E:c"]  # the engine ran it, once resumed
 
     arun(scenario())
