@@ -7,6 +7,9 @@ Declare functions on a ``Client``, serve them from your framework with
 from stepline._client import Client as Client
 from stepline._context import Context as Context
 from stepline._context import SyncContext as SyncContext
+from stepline._control.bulk import BulkHandle as BulkHandle
+from stepline._control.bulk import BulkInfo as BulkInfo
+from stepline._control.bulk import SyncBulkHandle as SyncBulkHandle
 from stepline._control.signals import SignalAlreadyReceivedError as SignalAlreadyReceivedError
 from stepline._control.signals import SignalNotWaitingError as SignalNotWaitingError
 from stepline._endpoints.context import EndpointContext as EndpointContext
@@ -61,6 +64,8 @@ from stepline._triggers import TriggerEvent as TriggerEvent
 
 __all__ = [
     "Batch",
+    "BulkHandle",
+    "BulkInfo",
     "Cancel",
     "Client",
     "Concurrency",
@@ -104,6 +109,7 @@ __all__ = [
     "SteplineError",
     "StreamMessage",
     "StreamMessageTooLargeError",
+    "SyncBulkHandle",
     "SyncContext",
     "SyncEndpointContext",
     "SyncRunHandle",

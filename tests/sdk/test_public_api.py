@@ -9,6 +9,8 @@ import stepline.flask
 
 EXPECTED = [
     "Batch",
+    "BulkHandle",
+    "BulkInfo",
     "Cancel",
     "Client",
     "Concurrency",
@@ -52,6 +54,7 @@ EXPECTED = [
     "SteplineError",
     "StreamMessage",
     "StreamMessageTooLargeError",
+    "SyncBulkHandle",
     "SyncContext",
     "SyncEndpointContext",
     "SyncRunHandle",

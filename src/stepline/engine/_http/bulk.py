@@ -55,7 +55,8 @@ def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[st
                 lambda tx: bulk.create(tx, action, where, key, now)
             )
             engine.worker.wake.set()  # its first batch is due now
-            return wire.json_response(views.data(view(found)), 202 if created else 200)
+            answer = {**view(found), "created": created}
+            return wire.json_response(views.data(answer), 202 if created else 200)
 
         return handler
 
