@@ -78,6 +78,9 @@ _BY_ID = [
     ("POST", "/v1/runs/{id}/inline/checkpoint"),
     ("POST", "/v1/runs/{id}/inline/answer"),
     ("POST", "/v1/runs/{id}/attributes"),
+    ("POST", "/v1/runs/{id}/replay"),
+    ("GET", "/v1/bulk/{id}"),
+    ("POST", "/v1/bulk/{id}/cancel"),
 ]
 _PLAIN = [
     ("GET", "/v1/functions"),
@@ -85,6 +88,9 @@ _PLAIN = [
     ("POST", "/v1/apps/sync"),
     ("POST", "/v1/outbox/deliveries"),
     ("POST", "/v0/gql"),
+    ("GET", "/v1/bulk"),
+    ("POST", "/v1/bulk/cancel"),
+    ("POST", "/v1/bulk/replay"),
     ("GET", "/metrics"),
     ("GET", "/dev"),
     ("GET", "/health"),
@@ -159,6 +165,26 @@ _BODIES = {
             )
         }
     ).map(s.dumps),
+    # bulk actions: filters of every shape (a matched bystander is fine: it is a real action)
+    "/v1/bulk/": st.fixed_dictionaries(
+        {},
+        optional={
+            "filter": st.one_of(
+                s.json_values,
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "function_id": s.json_values,
+                        "status": st.one_of(st.just(["Failed"]), s.json_values),
+                        "since": st.one_of(s.times, s.json_values),
+                        "if": st.one_of(st.sampled_from(["event.data.n ==", "1 == 1"]), s.texts),
+                    },
+                ),
+            ),
+            "idempotency_key": s.json_values,
+        },
+    ).map(s.dumps),
+    "/v1/runs/": st.fixed_dictionaries({}, optional={"from_step": s.json_values}).map(s.dumps),
     "/login": st.one_of(
         st.sampled_from([b"key=nope", b"key=", b"key=%ff%fe", b"a=1&" * 20, b"k" * 9000]),
         s.header_texts.map(lambda t: b"key=" + t.encode()),

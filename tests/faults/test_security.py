@@ -333,6 +333,9 @@ BODY_ROUTES = {
     ("POST", "/v1/runs/{run_id}/inline/checkpoint"),
     ("POST", "/v1/runs/{run_id}/inline/answer"),
     ("POST", "/v1/runs/{run_id}/attributes"),
+    ("POST", "/v1/runs/{run_id}/replay"),
+    ("POST", "/v1/bulk/cancel"),
+    ("POST", "/v1/bulk/replay"),
     ("POST", "/v0/gql"),
     ("POST", "/login"),
 }
@@ -340,6 +343,7 @@ NO_BODY_ROUTES = {
     ("POST", "/v0/connect/start"),
     ("POST", "/v1/runs/{run_id}/cancel"),
     ("POST", "/v1/runs/{run_id}/rerun"),
+    ("POST", "/v1/bulk/{bulk_id}/cancel"),
     ("POST", "/logout"),
 }
 
