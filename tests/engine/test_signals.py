@@ -255,7 +255,9 @@ def test_the_hook_slows_down_guessing_and_caps_bodies(tmp_path: Any) -> None:
             statuses = []
             for n in range(signal_routes.HOOK_FAILURES + 1):
                 guess = tokens.token(None, run_id, f"guess-{n}")
-                statuses.append((await http.post(f"/v1/signals/hooks/{guess}", json={})).status_code)
+                statuses.append(
+                    (await http.post(f"/v1/signals/hooks/{guess}", json={})).status_code
+                )
             assert statuses[:-1] == [404] * signal_routes.HOOK_FAILURES
             assert statuses[-1] == 429
             # even the right token waits now: the client is refused without a lookup
