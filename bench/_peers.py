@@ -22,7 +22,16 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 VENV = BENCH / ".peers-venv"
-REQUIREMENTS = ("dbos==3.4.0", "inngest==0.5.19")
+#: DBOS and inngest, and the web stack ``endpoint_bench.py`` serves DBOS's FastAPI app
+#: with: the versions stepline's venv runs (uvicorn picks up httptools and uvloop there too).
+REQUIREMENTS = (
+    "dbos==3.4.0",
+    "inngest==0.5.19",
+    "fastapi==0.165.0",
+    "uvicorn==0.54.0",
+    "httptools==0.9.0",
+    "uvloop==0.23.0; sys_platform != 'win32'",
+)
 STAMP = VENV / ".stepline-peers"
 
 

@@ -12,6 +12,8 @@ stderr):
    said so, when no Postgres answers).
 6. ``stream_bench.py``: run streams, messages/s published (lightweight batches, durable
    one by one) and publish-to-SSE-reader latency.
+7. ``endpoint_bench.py``: the latency a 3-step durable FastAPI route adds over the same
+   route without steps, stepline (SQLite NORMAL and FULL) vs DBOS, in the same framework.
 
 The peers (``dbos``, ``inngest``) are installed from PyPI into ``bench/.peers-venv`` on
 first use (``_peers.py``). ``--quick`` runs every benchmark at a tiny size: a smoke run
@@ -67,6 +69,7 @@ BENCHES = (
         ("--runs", "30", "--rounds", "1"),
     ),
     Bench("stream", "stream_bench.py", (), ("--quick",)),
+    Bench("endpoint", "endpoint_bench.py", (), ("--quick",)),
 )
 NAMES = tuple(b.name for b in BENCHES)
 
@@ -271,6 +274,44 @@ def stream_rows(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def endpoint_rows(d: dict[str, Any]) -> list[Row]:
+    cells = d["cells"]
+    by: dict[str, dict[str, Any]] = {}
+    for x in d["ratios"]:
+        by.setdefault(x["stepline"], {})[x["journal"]] = x
+    rows = []
+    for key, c in cells.items():
+        if c["system"] != "stepline":
+            continue
+        pair = [x for x in (by.get(key, {}).get(j) for j in ("default", "wal")) if x]
+        goals = []
+        if c["level"] == "NORMAL":
+            goals.append(f"<3 ms {_met(c['added_p50_ms'] < 3.0)}")
+        goals += [f">= {x['goal']:g}x {_met(x['met'])}*" for x in pair if x["goal"]]
+        rows.append(
+            (
+                f"endpoint +3 steps {c['level']}, added p50 / p99 ms",
+                f"{c['added_p50_ms']:.2f} / {c['added_p99_ms']:.2f}",
+                " / ".join(f"{cells[x['dbos']]['added_p50_ms']:.2f}" for x in pair),
+                " / ".join(f"{x['ratio']:.2f}x{_same(x)}" for x in pair),
+                "; ".join(goals),
+            )
+        )
+    plain = [c["baseline"]["p50_ms"] for c in cells.values() if c["system"] == "stepline"]
+    peer = [c["baseline"]["p50_ms"] for c in cells.values() if c["system"] == "dbos"]
+    if plain:
+        rows.append(
+            (
+                "endpoint baseline route (no steps), p50 ms",
+                f"{min(plain):.2f}",
+                f"{min(peer):.2f}" if peer else "",
+                "",
+                "",
+            )
+        )
+    return rows
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "handler": handler_rows,
     "steps": steps_rows,
@@ -278,6 +319,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "ingest": ingest_rows,
     "nodes": nodes_rows,
     "stream": stream_rows,
+    "endpoint": endpoint_rows,
     "outbox": lambda d: [(r[0], r[1], r[2], r[3], r[4]) for r in d["rows_table"]],
 }
 
@@ -289,7 +331,7 @@ def table(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
         f"{meta['cpus']} CPUs, load average {meta['loadavg']} at start"
         + (" (QUICK: smoke sizes, figures meaningless)" if meta["quick"] else ""),
         "best of the interleaved rounds; peer: inngest 0.5.19 (handler), "
-        f"DBOS {v.get('dbos', '?')} defaults / WAL+synchronous=NORMAL (steps)",
+        f"DBOS {v.get('dbos', '?')} defaults / WAL+synchronous=NORMAL (steps, endpoint)",
     ]
     header: Row = ("measure", "stepline", "peer", "ratio", "goal")
     rows: list[Row] = []
@@ -320,6 +362,13 @@ def table(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
         "NORMAL, its default); * = the same durability on both sides; "
         "runs/s = steps/s / 10."
     )
+    if any(o.name == "endpoint" and o.data for o in outcomes):
+        lines.append(
+            "endpoint (all rounds pooled): added = the durable route's p50 (p99) minus its "
+            "app's plain route's; "
+            "peer = DBOS's added p50 (defaults / WAL, the faster of its async and sync "
+            "workflows); ratio = DBOS's added p50 / stepline's (higher: stepline faster)."
+        )
     steps = next((o.data for o in outcomes if o.name == "steps" and o.data), None)
     if steps and steps.get("dbos_how"):
         how = {"threads": "calling the workflow", "start": "start_workflow().get_result()"}
@@ -375,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         python, env = sys.executable, dict(os.environ)
         if bench.name == "handler":
             python, env = handler_python(peers_python)
-        elif bench.name == "steps":
+        elif bench.name in ("steps", "endpoint"):
             extra += ["--dbos-python", peers_python]
         elif bench.name == "nodes":
             problem = postgres_problem()
