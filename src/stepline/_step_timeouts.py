@@ -37,6 +37,9 @@ from stepline._protocol import durations
 
 __all__ = ["call_async", "call_sync", "seconds"]
 
+#: Seconds cancelled async code gets to unwind, and the slack of the late-result check.
+_GRACE = 0.1
+
 
 def seconds(value: _dt.timedelta | int | str | None, where: str = "timeout") -> float | None:
     """A timeout in seconds (None: none), from a timedelta, int milliseconds or ``"30s"``.
@@ -107,6 +110,27 @@ def call_sync(
     return future.result()
 
 
+async def _within(work: Any, timeout: float) -> tuple[bool, Any]:
+    """``(True, value)`` of awaitable ``work`` if it ends within ``timeout``; else cancel it
+    (its ``finally`` blocks get a moment to run) and ``(False, None)``.
+
+    Its own errors (a ``TimeoutError`` of its own included) are raised as they are.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:  # the caller was cancelled: so is the step
+        task.cancel()
+        raise
+    if done:
+        return True, task.result()
+    task.cancel()
+    await asyncio.wait({task}, timeout=_GRACE)
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" warning
+    return False, None
+
+
 async def call_async(
     step_id: str, handler: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
 ) -> Any:
@@ -120,19 +144,17 @@ async def call_async(
         out = handler(*args)
         return await out if inspect.isawaitable(out) else out
     started = time.monotonic()
-    try:
-        if _is_async(handler):
-            out = handler(*args)
-        else:  # sync code must not block the loop past its timeout: a thread of its own
-            thread = asyncio.wrap_future(_on_thread(handler, args))
-            out = await asyncio.wait_for(thread, timeout)
-        if inspect.isawaitable(out):
-            left = max(timeout - (time.monotonic() - started), 0.0)
-            out = await asyncio.wait_for(out, left)
-    except asyncio.TimeoutError:
-        if time.monotonic() - started < timeout:
-            raise  # the step's own code timed out on something: its error, not ours
-        raise _timed_out(step_id, timeout, "cancelled") from None
-    if time.monotonic() - started > timeout:  # it held the loop past its timeout
+    if _is_async(handler):
+        out = handler(*args)
+    else:  # sync code must not block the loop past its timeout: a thread of its own
+        ended, out = await _within(asyncio.wrap_future(_on_thread(handler, args)), timeout)
+        if not ended:
+            raise _timed_out(step_id, timeout, "abandoned; a late result is ignored")
+    if inspect.isawaitable(out):
+        left = max(timeout - (time.monotonic() - started), 0.0)
+        ended, out = await _within(out, left)
+        if not ended:
+            raise _timed_out(step_id, timeout, "cancelled")
+    if time.monotonic() - started > timeout + _GRACE:  # it held the loop past its timeout
         raise _timed_out(step_id, timeout, "finished late; its result is ignored")
     return out
