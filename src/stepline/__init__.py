@@ -10,6 +10,7 @@ from stepline._context import SyncContext as SyncContext
 from stepline._control.bulk import BulkHandle as BulkHandle
 from stepline._control.bulk import BulkInfo as BulkInfo
 from stepline._control.bulk import SyncBulkHandle as SyncBulkHandle
+from stepline._control.pause import PausedFunction as PausedFunction
 from stepline._control.signals import SignalAlreadyReceivedError as SignalAlreadyReceivedError
 from stepline._control.signals import SignalNotWaitingError as SignalNotWaitingError
 from stepline._endpoints.context import EndpointContext as EndpointContext
@@ -86,6 +87,7 @@ __all__ = [
     "NondeterminismPolicy",
     "OutputUnserializableError",
     "ParallelMode",
+    "PausedFunction",
     "Priority",
     "RateLimit",
     "RetryAfterError",

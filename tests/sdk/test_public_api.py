@@ -31,6 +31,7 @@ EXPECTED = [
     "NondeterminismPolicy",
     "OutputUnserializableError",
     "ParallelMode",
+    "PausedFunction",
     "Priority",
     "RateLimit",
     "RetryAfterError",

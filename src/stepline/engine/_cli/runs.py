@@ -17,12 +17,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO, TypeVar
 
 from stepline import _effects, _errors, _event, _runs, _sender, _settings, _transport
-from stepline.engine._cli import apps, lookups
+from stepline.engine._cli import apps, functions, lookups
 
 T = TypeVar("T")
 
 #: The top-level commands this module serves.
-COMMANDS = ("runs", "send", apps.COMMAND)
+COMMANDS = ("runs", "send", apps.COMMAND, functions.COMMAND)
 #: ``runs cancel`` on a run that had already ended: nothing was cancelled.
 EXIT_ENDED = 3
 #: How long ``send`` looks for the runs its event started, and ``show --watch`` polls.
@@ -83,6 +83,7 @@ def add_parsers(commands: Any) -> None:
     for sub in (listing, show, cancel, send):
         _common(sub)
     apps.add_parser(commands, _common)
+    functions.add_parser(commands, _common)  # functions list|pause|resume
 
 
 def _common(sub: argparse.ArgumentParser) -> None:
@@ -122,6 +123,8 @@ def main(
             return _send(args, settings, transport, out, err)
         if args.command == apps.COMMAND:
             return apps.main(args, settings, transport, out, err)
+        if args.command == functions.COMMAND:
+            return functions.main(args, settings, transport, out, err)
         return _runs_command(args, settings, transport, out, err)
     except lookups.AmbiguousFunctionError as exc:
         print(f"stepline {args.command}: {exc}", file=err)
