@@ -2,7 +2,8 @@
 
 ``REPLAY_DIR`` is a directory the test watches: each step appends its name to ``ran``
 when it runs (so counts survive the process), and step 3 fails while a file ``fail``
-exists there. The function has no retries: a failed step 3 fails the run.
+exists there. The function has no retries: a failed step 3 fails the run. ``sleeps``
+sleeps an hour (runs to cancel).
 """
 
 from __future__ import annotations
@@ -34,4 +35,9 @@ def five(ctx: stepline.SyncContext) -> list[int]:
     return [ctx.step.run(f"step-{n}", _step, n) for n in range(1, 6)]
 
 
-stepline.fastapi.serve(app, client, [five])
+@client.function(id="sleeps", trigger=stepline.TriggerEvent(event="replay/sleep"))
+def sleeps(ctx: stepline.SyncContext) -> None:
+    ctx.step.sleep("nap", "1h")
+
+
+stepline.fastapi.serve(app, client, [five, sleeps])

@@ -18,6 +18,7 @@ from typing import Any, TextIO, TypeVar
 
 from stepline import _effects, _errors, _event, _runs, _sender, _settings, _transport
 from stepline.engine._cli import apps, functions, lookups
+from stepline.engine._cli import bulk as _bulk
 
 T = TypeVar("T")
 
@@ -70,17 +71,22 @@ def add_parsers(commands: Any) -> None:
     )
     cancel = actions.add_parser(
         "cancel",
-        help="cancel a run",
+        help="cancel a run, or every run matching filters (a bulk action)",
         epilog=f"exit status: 0 cancelled; {EXIT_ENDED} the run had already ended (nothing "
-        "cancelled); 1 unknown run or engine error",
+        f"cancelled); {_bulk.EXIT_STOPPED} a bulk action stopped early; 1 unknown run or error",
     )
-    cancel.add_argument("run_id")
+    cancel.add_argument("run_id", nargs="?")
+    replay = actions.add_parser("replay", help="replay a run (from a step), or runs by filters")
+    replay.add_argument("run_id", nargs="?")
+    replay.add_argument("--from-step", help="reuse the steps completed before this one")
+    for sub in (cancel, replay):
+        _bulk.add_filters(sub, _status)
     send = commands.add_parser("send", help="send an event to a running engine")
     send.add_argument("name", help="the event name, e.g. app/user.signup")
     send.add_argument("-d", "--data", default="{}", help="the event data, a JSON object")
     send.add_argument("--id", default="", help="the event id (an idempotency key)")
     send.add_argument("--event-key", help="event key (env STEPLINE_EVENT_KEY)")
-    for sub in (listing, show, cancel, send):
+    for sub in (listing, show, cancel, replay, send):
         _common(sub)
     apps.add_parser(commands, _common)
     functions.add_parser(commands, _common)  # functions list|pause|resume
@@ -185,6 +191,8 @@ def _runs_command(
         return 0
     if args.action == "show":
         return _show(args, settings, transport, out)
+    if args.action == "replay" or _bulk.wanted(args) or not args.run_id:
+        return _bulk.main(args, settings, transport, out, err)
     before = _run(_runs.get_flow(settings, args.run_id), transport)
     status = before.status
     if not before.status.terminal:
