@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from stepline.engine._cli.commands import main
+from stepline.engine._cli.signals import EXIT_ALREADY
 from tests._support.polling import wait_until
 
 from .test_official_js import TERMINAL, _node_env, js_app, serve_engine
@@ -160,3 +162,18 @@ def test_on_conflict_fail_and_replace(stack: Stack) -> None:
     assert stack.finished(taker)["output"] == {"got": {"signal": key, "data": "mine"}}
     # the replaced wait stayed pending until its own timeout
     assert stack.finished(first)["output"] == {"got": None}
+
+
+def test_the_cli_signals_a_run(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    key = f"cli-{id(stack)}"
+    run_id = stack.start("js/wait-signal", {"signal": key})
+    stack.waiting(run_id)
+    signal = ["runs", "signal", run_id, key, "--url", stack.base]
+    assert main([*signal, "--data", "not json"]) == 2
+    assert main([*signal, "--data", '{"from": "cli"}']) == 0
+    assert f"signal '{key}' delivered to run {run_id}" in capsys.readouterr().out
+    assert stack.finished(run_id)["output"] == {"got": {"signal": key, "data": {"from": "cli"}}}
+    assert main(signal) == EXIT_ALREADY
+    assert "already received" in capsys.readouterr().err
+    assert main(["runs", "signal", run_id, "other", "--url", stack.base]) == 1
+    assert "not waiting for signal 'other'" in capsys.readouterr().err

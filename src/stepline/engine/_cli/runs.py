@@ -19,6 +19,7 @@ from typing import Any, TextIO, TypeVar
 from stepline import _effects, _errors, _event, _runs, _sender, _settings, _transport
 from stepline.engine._cli import apps, functions, lookups
 from stepline.engine._cli import bulk as _bulk
+from stepline.engine._cli import signals as _signals
 
 T = TypeVar("T")
 
@@ -88,6 +89,7 @@ def add_parsers(commands: Any) -> None:
     send.add_argument("--event-key", help="event key (env STEPLINE_EVENT_KEY)")
     for sub in (listing, show, cancel, replay, send):
         _common(sub)
+    _signals.add_parser(actions, _common)  # runs signal RUN_ID NAME
     apps.add_parser(commands, _common)
     functions.add_parser(commands, _common)  # functions list|pause|resume
 
@@ -191,6 +193,8 @@ def _runs_command(
         return 0
     if args.action == "show":
         return _show(args, settings, transport, out)
+    if args.action == "signal":
+        return _signals.main(args, settings, transport, out, err)
     if args.action == "replay" or _bulk.wanted(args) or not args.run_id:
         return _bulk.main(args, settings, transport, out, err)
     before = _run(_runs.get_flow(settings, args.run_id), transport)
