@@ -75,6 +75,8 @@ _BY_ID = [
     ("GET", "/v1/runs/{id}/stream"),
     ("POST", "/v1/runs/{id}/stream"),
     ("POST", "/v1/functions/{id}/inline"),
+    ("POST", "/v1/functions/{id}/pause"),
+    ("POST", "/v1/functions/{id}/resume"),
     ("POST", "/v1/runs/{id}/inline/checkpoint"),
     ("POST", "/v1/runs/{id}/inline/answer"),
     ("POST", "/v1/runs/{id}/attributes"),

@@ -330,6 +330,7 @@ BODY_ROUTES = {
     ("POST", "/v1/runs/{run_id}/stream"),
     ("POST", "/v1/outbox/deliveries"),
     ("POST", "/v1/functions/{function_id:path}/inline"),
+    ("POST", "/v1/functions/{function_id:path}/pause"),
     ("POST", "/v1/runs/{run_id}/inline/checkpoint"),
     ("POST", "/v1/runs/{run_id}/inline/answer"),
     ("POST", "/v1/runs/{run_id}/attributes"),
@@ -344,6 +345,7 @@ NO_BODY_ROUTES = {
     ("POST", "/v1/runs/{run_id}/cancel"),
     ("POST", "/v1/runs/{run_id}/rerun"),
     ("POST", "/v1/bulk/{bulk_id}/cancel"),
+    ("POST", "/v1/functions/{function_id:path}/resume"),
     ("POST", "/logout"),
 }
 
