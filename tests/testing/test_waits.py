@@ -56,7 +56,13 @@ async def cancellable(ctx: stepline.Context) -> str:
     return "not cancelled"
 
 
-FUNCTIONS = [approval, slow_child, parent, cancellable]
+@client.function(id="signalled", trigger=stepline.TriggerEvent(event="t/signalled"))
+def signalled(ctx: stepline.SyncContext) -> str:
+    got = ctx.step.wait_for_signal("approval", signal="approved", timeout=dt.timedelta(days=2))
+    return "timed out" if got is None else f"approved by {got['by']}"
+
+
+FUNCTIONS = [approval, slow_child, parent, cancellable, signalled]
 
 
 def test_a_wait_for_event_times_out_virtually() -> None:
@@ -101,3 +107,21 @@ def test_cancel_from_the_test() -> None:
         assert run.cancel_sync() is stepline.RunStatus.CANCELLED
         with pytest.raises(stepline.RunCancelledError):
             run.result_sync()
+
+
+def test_a_signal_from_the_test_completes_the_wait_once() -> None:
+    with TestEnv(client, FUNCTIONS, start=START) as env:
+        run = env.start_sync(signalled)
+        run.signal_sync("approved", {"by": "ana"})
+        assert run.result_sync() == "approved by ana"
+        with pytest.raises(stepline.SignalAlreadyReceivedError):
+            env.signal_sync(run.run_id, "approved", {"by": "bo"})
+        with pytest.raises(stepline.SignalNotWaitingError):
+            run.signal_sync("other")
+
+
+def test_a_wait_for_signal_times_out_virtually() -> None:
+    with TestEnv(client, FUNCTIONS, start=START) as env:
+        run = env.start_sync(signalled)
+        assert run.result_sync() == "timed out"
+        assert env.now == START + dt.timedelta(days=2)

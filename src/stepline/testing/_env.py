@@ -194,6 +194,15 @@ class TestEnv:
         """A run by id (for instance one that the app's own route started)."""
         return TestRun(self._runner, run_id)
 
+    async def signal(self, run_id: str, name: str, data: Any = None) -> None:
+        """Send the signal ``name`` to run ``run_id``, as ``client.signal`` would; see
+        ``TestRun.signal``."""
+        await self.get_run(run_id).signal(name, data)
+
+    def signal_sync(self, run_id: str, name: str, data: Any = None) -> None:
+        """Blocking twin of ``signal``."""
+        self.get_run(run_id).signal_sync(name, data)
+
     async def runs(self, function: Function | str | None = None) -> list[TestRun]:
         """Every run so far (of ``function``, if given), oldest first.
 

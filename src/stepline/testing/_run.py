@@ -11,6 +11,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+from stepline._control.signals import SignalAlreadyReceivedError, SignalNotWaitingError
 from stepline._runs import (
     RunCancelledError,
     RunFailedError,
@@ -119,6 +120,21 @@ class TestRun:
         """Blocking twin of ``cancel``."""
         return self._runner.host.call_sync(self._cancel)
 
+    async def signal(self, name: str, data: Any = None) -> None:
+        """Send the signal ``name`` to the run's ``step.wait_for_signal``, as
+        ``client.signal`` would; first waits until nothing more can happen without time
+        moving (as ``TestEnv.settle``), so a run just started has reached its wait.
+
+        Raises:
+            SignalNotWaitingError: nothing in the run waits for ``name``.
+            SignalAlreadyReceivedError: its wait for ``name`` already ended.
+        """
+        await self._runner.host.call(functools.partial(self._signal, name, data))
+
+    def signal_sync(self, name: str, data: Any = None) -> None:
+        """Blocking twin of ``signal``."""
+        self._runner.host.call_sync(functools.partial(self._signal, name, data))
+
     async def stream(self, topic: str | None = None) -> list[StreamMessage]:
         """The messages the run published (on ``topic``, if given), in order.
 
@@ -169,6 +185,18 @@ class TestRun:
             if len(page.messages) < _PAGE:
                 return found
             after = page.next
+
+    async def _signal(self, name: str, data: Any) -> None:
+        from stepline.engine._control import signaling
+        from stepline.engine._control.signals import SignalConflict
+
+        await self._runner.settle()
+        try:
+            await signaling.to_run(self._runner.host.engine, self.run_id, name, data)
+        except NotFoundError as exc:
+            raise SignalNotWaitingError(str(exc), status=404) from None
+        except SignalConflict as exc:
+            raise SignalAlreadyReceivedError(str(exc), status=409) from None
 
     async def _cancel(self) -> RunStatus:
         await self._describe()
