@@ -1,6 +1,7 @@
 // Functions: every registered function by app, and a function's page with its config, a
-// "send test event" form, an invoke form and its recent runs.
-import { api, badge, code, enc, eventLink, facts, fill, functionLink, h, json, qs, runLink, table, time } from "./dom.js";
+// "send test event" form, an invoke form and its recent runs. Either pauses or resumes a
+// function (behind a confirm).
+import { api, badge, code, enc, eventLink, facts, fill, functionLink, h, json, notice, qs, runLink, table, time } from "./dom.js";
 import { eventForm, invokeForm } from "./forms.js";
 import { runTable } from "./runs.js";
 
@@ -21,17 +22,70 @@ export async function list(view) {
     apps.map((app) => [
       h("h2", {}, "App ", code(app)),
       table(
-        ["Function", "Triggers", "Retries", "Flow control"],
+        ["Function", "Triggers", "Retries", "Flow control", "State", ""],
         known.filter((f) => f.app_id === app).map((f) => [
           [h("a", { href: `#/functions/${enc(f.function_id)}` }, f.name || f.function_id), h("div", { class: "muted mono small" }, f.function_id)],
           triggers(f.triggers),
           retries(f.config),
           FLOW.filter(([key]) => f.config[key] !== undefined).map(([, label]) => h("span", { class: "chip" }, label)),
+          state(f),
+          pauseControls(f, () => list(view)),
         ]),
         "",
         { class: "functions" },
       ),
     ]),
+  );
+}
+
+/** "Paused" (since when, why) or "Active". */
+function state(fn) {
+  if (!fn.paused) return h("span", { class: "badge s-active", "data-state": fn.function_id }, "Active");
+  const { at, crons, reason } = fn.paused;
+  return h("div", { class: "paused", "data-state": fn.function_id },
+    h("span", { class: "badge s-paused", title: `since ${at}` }, "Paused"),
+    " since ", time(at),
+    fn.triggers.some((t) => t.cron) ? h("div", { class: "muted small" }, `cron ticks ${crons === "skip" ? "skipped" : "queued"}`) : null,
+    reason ? h("div", { class: "muted small pause-reason" }, reason) : null);
+}
+
+/** A Pause… or Resume… button, each behind a confirm; `reload()` once the engine agreed. */
+function pauseControls(fn, reload) {
+  const message = h("div");
+  const data = { "data-function": fn.function_id };
+  async function act(what, body) {
+    try {
+      await api(`v1/functions/${enc(fn.function_id)}/${what}`, { method: "POST", body });
+      await reload();
+    } catch (error) {
+      notice(message, "error", `Could not ${what}: ${error.message}`);
+    }
+  }
+  const confirmed = (button, confirm) => {
+    button.addEventListener("click", () => ((confirm.hidden = false), (button.hidden = true)));
+    return h("div", { class: "pause-controls" }, button, confirm, message);
+  };
+  const back = (label) => h("button", { type: "button", onclick: (e) => ((e.target.parentNode.hidden = true), (e.target.parentNode.previousSibling.hidden = false)) }, label);
+  if (fn.paused) {
+    return confirmed(
+      h("button", { type: "button", class: "resume-fn", ...data }, "Resume…"),
+      h("span", { class: "confirm", hidden: true },
+        "Resume? Waiting runs start, oldest first. ",
+        h("button", { type: "button", class: "primary confirm-resume", ...data, onclick: () => act("resume", {}) }, "Yes, resume"),
+        back("Keep paused")),
+    );
+  }
+  const skip = h("input", { type: "checkbox", class: "skip-crons" });
+  const reason = h("input", { type: "text", class: "reason", placeholder: "Reason (optional)", maxlength: 1000, ...data });
+  const body = () => ({ crons: skip.checked ? "skip" : "queue", ...(reason.value.trim() ? { reason: reason.value.trim() } : {}) });
+  return confirmed(
+    h("button", { type: "button", class: "danger pause-fn", ...data }, "Pause…"),
+    h("span", { class: "confirm", hidden: true },
+      "Pause? New runs wait; runs in flight stop before their next step. ",
+      fn.triggers.some((t) => t.cron) ? h("label", {}, skip, " skip cron ticks ") : null,
+      reason, " ",
+      h("button", { type: "button", class: "danger confirm-pause", ...data, onclick: () => act("pause", body()) }, "Yes, pause"),
+      back("Keep running")),
   );
 }
 
@@ -80,6 +134,7 @@ export async function page(view, [functionId], _params, ctx) {
       ["App", fn.app_id],
       ["Updated", time(fn.updated_at)],
       ["Triggers", triggers(fn.triggers)],
+      ["State", [state(fn), pauseControls(fn, () => ctx.navigate(`#/functions/${enc(fn.function_id)}?${Date.now()}`))]],
       ["Retries", retries(fn.config)],
       ...FLOW.filter(([key]) => fn.config[key] !== undefined).map(([key, label]) => [label, describe(fn.config[key])]),
     ]),

@@ -132,6 +132,7 @@ const HELD = {
   debounced: "Debounced: waiting for more events before starting",
   batched: "Batching: collecting events before starting",
   priority: "Delayed by priority",
+  paused: "Paused: its function is paused; the run goes on when it is resumed",
 };
 
 function heldBack(waiting) {
