@@ -6,6 +6,7 @@ import {
   TERMINAL, api, badge, code, duration, enc, eventLink, facts, fill, functionLink, h, json,
   ms, notice, runDuration, runLink, time,
 } from "./dom.js";
+import { origin as originOf, replayFrom } from "./bulk.js";
 import { eventForm } from "./forms.js";
 
 export async function page(view, [runId], _params, ctx) {
@@ -84,7 +85,7 @@ function header(run) {
       ["Started", time(run.run_started_at)],
       ["Ended", run.ended_at ? time(run.ended_at) : null],
       ["Duration", runDuration(run)],
-      ["Origin", origin.startsWith("rerun:") ? ["rerun of ", runLink(origin.slice(6))] : origin || null],
+      ["Origin", originOf(run) || origin || null],
       ["Parent run", run.parent_run_id ? runLink(run.parent_run_id) : null],
       ["Cancelled because", run.cancel_reason],
     ]),
@@ -260,6 +261,7 @@ function stepBody(run, step, message) {
       ["Ended", step.ended_at ? time(step.ended_at) : null],
     ]),
     waitText(step, wait, pending),
+    TERMINAL.has(run.status) ? replayFrom(run, step, message) : null,
     pending && wait.event
       ? h("div", { class: "resume" },
           h("p", { class: "muted" }, "Resume this step by sending a matching event:"),

@@ -1,5 +1,6 @@
 // Runs: the filterable, live list (the run page is run.js).
 import { TERMINAL, api, badge, eventLink, fill, functionLink, h, qs, runDuration, runLink, table, time } from "./dom.js";
+import * as bulk from "./bulk.js";
 
 const STATUSES = ["Queued", "Running", "Completed", "Failed", "Cancelled"];
 const RANGES = [
@@ -14,6 +15,8 @@ const PAGE_SIZE = 50;
 export async function list(view, _args, params, ctx) {
   const results = h("div", { id: "runs-table" });
   const pager = h("div", { class: "pager" });
+  const selected = new Set(); // runs ticked for "Cancel selected" / "Replay selected"
+  const actions = bulk.bar(selected, () => bulkFilter(params), () => load());
   let last = "";
 
   async function load(given) {
@@ -23,12 +26,12 @@ export async function list(view, _args, params, ctx) {
     const going = page.data.some((run) => !TERMINAL.has(run.status)); // durations move on
     if (key === last && !going) return;
     last = key;
-    fill(results, runTable(page.data, "No runs match these filters."));
+    fill(results, runTable(page.data, "No runs match these filters.", { selected, changed: actions.changed }));
     fill(pager, pagerLinks(params, page.metadata.next_cursor));
   }
   // both at once: the filter's function list and the first page
   const [known, first] = await Promise.all([api("v1/functions"), api(`v1/runs?${runQuery(params)}`)]);
-  fill(view, h("h1", {}, "Runs"), filterForm(params, known.data, ctx), results, pager);
+  fill(view, h("h1", {}, "Runs"), filterForm(params, known.data, ctx), actions.el, results, pager);
   await load(first);
   return { poll: () => load() };
 }
@@ -53,6 +56,15 @@ function runQuery(params) {
     cursor: params.get("cursor"),
     limit: PAGE_SIZE,
   });
+}
+
+/** The page's filters as a bulk action's filter; null if they name an event or version. */
+function bulkFilter(params) {
+  if (params.get("event_id") || params.get("version")) return null;
+  const query = new URLSearchParams(runQuery(params));
+  const status = (params.get("status") || "").split(",").filter(Boolean);
+  const where = { function_id: query.get("function_id"), status, since: query.get("since"), until: query.get("until") };
+  return Object.fromEntries(Object.entries(where).filter(([, v]) => v && v.length));
 }
 
 function localToIso(value) {
@@ -130,10 +142,10 @@ function pagerLinks(params, next) {
   ];
 }
 
-/** A table of runs (used by the runs list, the event page and the function page). */
-export function runTable(runs, empty) {
+/** A table of runs (the runs list, the event and function pages); `pick`: selectable. */
+export function runTable(runs, empty, pick) {
   return table(
-    ["Status", "Run", "Function", "Trigger", "Created", "Duration", "Version"],
+    ["Status", "Run", "Function", "Trigger", "Created", "Duration", "Version", ...(pick ? ["Select"] : [])],
     runs.map((run) => [
       [badge(run.status), run.waiting ? h("span", { class: "chip" }, run.waiting.reason) : null],
       runLink(run.run_id),
@@ -142,6 +154,7 @@ export function runTable(runs, empty) {
       time(run.created_at),
       runDuration(run),
       version(run.app_version),
+      ...(pick ? [bulk.pick(run, pick.selected, pick.changed)] : []),
     ]),
     empty,
     { class: "runs" },
@@ -156,8 +169,7 @@ function version(name) {
 
 function trigger(run) {
   const origin = run.origin || "";
-  if (origin.startsWith("rerun:")) return ["rerun of ", runLink(origin.slice(6))];
-  if (origin) return origin;
+  if (origin) return bulk.origin(run) || origin;
   const ids = run.event_ids || [];
   if (!ids.length) return h("span", { class: "muted" }, "—");
   return [eventLink(ids[0]), ids.length > 1 ? ` +${ids.length - 1}` : ""];
