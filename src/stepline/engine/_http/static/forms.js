@@ -1,5 +1,5 @@
-// Forms that start work: send an event (to test triggers or resume a waiting step) and
-// invoke a function directly with data.
+// Forms that start work: send an event (to test triggers or resume a waiting step), send
+// a signal to a run's waiting step, and invoke a function directly with data.
 import { api, enc, fill, h, notice, parseJson } from "./dom.js";
 
 let counter = 0;
@@ -30,6 +30,33 @@ export function eventForm({ name = "", names = [], data = {}, compact = false, o
       const sent = await api("v1/events", { method: "POST", body });
       fill(status);
       onSent(sent.data.ids, body);
+    } catch (error) {
+      notice(status, "error", error.message);
+    }
+  });
+  return form;
+}
+
+/** A form POSTing signal `name` to run `runId` (v1/runs/{id}/signals/{name}); `onSent()`. */
+export function signalForm(runId, name, onSent) {
+  const n = ++counter;
+  const dataInput = h("textarea", { name: "data", rows: 3, spellcheck: "false", id: `signal-data-${n}` });
+  dataInput.value = "{}";
+  const status = h("div");
+  const form = h(
+    "form",
+    { class: "send-signal" },
+    h("label", { for: `signal-data-${n}` }, "Data (JSON)"), dataInput,
+    h("div", {}, h("button", { type: "submit", class: "primary" }, "Send signal")),
+    status,
+  );
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const body = { data: parseJson(dataInput.value, "Data") };
+      await api(`v1/runs/${enc(runId)}/signals/${enc(name)}`, { method: "POST", body });
+      fill(status);
+      onSent();
     } catch (error) {
       notice(status, "error", error.message);
     }

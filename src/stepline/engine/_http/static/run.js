@@ -1,13 +1,14 @@
 // The run page: status, notices (non-determinism, version moves), flow-control holds,
 // actions (cancel, rerun), the step timeline with outputs, errors and waits (a waiting
-// event step can be resumed from here), the trigger events, the final output and the
+// event step can be resumed from here, a waiting signal step sent its signal), the
+// trigger events, the final output and the
 // run's stream, live (the SSE form of v1/runs/{id}/stream; the browser resumes it).
 import {
   TERMINAL, api, badge, code, duration, enc, eventLink, facts, fill, functionLink, h, json,
   ms, notice, runDuration, runLink, time,
 } from "./dom.js";
 import { origin as originOf, replayFrom } from "./bulk.js";
-import { eventForm } from "./forms.js";
+import { eventForm, signalForm } from "./forms.js";
 
 export async function page(view, [runId], _params, ctx) {
   const head = h("div");
@@ -267,6 +268,11 @@ function stepBody(run, step, message) {
           h("p", { class: "muted" }, "Resume this step by sending a matching event:"),
           eventForm({ name: wait.event, data: matchingData(wait.if, run.events[0]), compact: true, onSent: (ids) => notice(message, "ok", "Sent ", eventLink(ids[0]), "; the step resumes if the event matches.") }))
       : null,
+    pending && wait.signal
+      ? h("div", { class: "resume", id: `signal-${step.id}` },
+          h("p", { class: "muted" }, "Complete this step by sending the signal:"),
+          signalForm(run.run_id, wait.signal, () => notice(message, "ok", "Sent signal ", code(wait.signal), "; the step resumes.")))
+      : null,
     "error" in step ? errorBox(step.error) : pending ? null : json(step.output),
   );
 }
@@ -277,6 +283,10 @@ function waitText(step, wait, pending) {
   if (wait.event) {
     return h("p", { class: "wait" }, `${verb} for event `, code(wait.event),
       wait.if ? [" matching ", code(wait.if)] : null, wait.until ? [" until ", time(wait.until)] : null);
+  }
+  if (wait.signal) {
+    return h("p", { class: "wait" }, `${verb} for signal `, code(wait.signal),
+      wait.until ? [" until ", time(wait.until)] : null);
   }
   if (wait.function_id) {
     return h("p", { class: "wait" }, pending ? "Invoking " : "Invoked ", functionLink(wait.function_id),
