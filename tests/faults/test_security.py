@@ -255,7 +255,8 @@ def _app_functions(client: stepline.Client) -> list[stepline.Function]:
 
 #: Routes open in start mode: health and readiness (probes of process managers), the
 #: readiness probe inngest-py polls, the sign-in page and form, sign-out, the dashboard's
-#: static assets, and the event API (its key).
+#: static assets, the event API (its key), and the signal hook (its token is the
+#: credential: ``engine/test_signals.py::test_the_hook_takes_only_verified_tokens``).
 PUBLIC = {
     ("GET", "/health"),
     ("GET", "/ready"),
@@ -264,6 +265,7 @@ PUBLIC = {
     ("POST", "/login"),
     ("POST", "/logout"),
     ("GET", "/dashboard/{name}"),
+    ("POST", "/v1/signals/hooks/{token}"),
 }
 
 
@@ -338,6 +340,9 @@ BODY_ROUTES = {
     ("POST", "/v1/bulk/cancel"),
     ("POST", "/v1/bulk/replay"),
     ("POST", "/v0/gql"),
+    ("POST", "/v1/runs/{run_id}/signals/{name}"),
+    ("POST", "/v1/signals"),
+    ("POST", "/v1/signals/hooks/{token}"),
     ("POST", "/login"),
 }
 NO_BODY_ROUTES = {
