@@ -19,8 +19,10 @@ import stepline
 from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._http.api import build_app
 from stepline.engine._store import RunFilter
+from tests._support.polling import await_until
 
 from .conftest import advance, arun, dev_client, finished, only_run, quiet, running
+from .servers import postgres_schema
 
 FN = "t-steps"
 _BASE = "http://127.0.0.1"  # a dev-mode engine answers loopback names only
@@ -317,3 +319,41 @@ def test_a_durable_endpoint_of_a_paused_function_is_not_run_inline(db: str) -> N
             assert order == ["E:a", "E:b", "E:c"]  # the engine ran it, once resumed
 
     arun(scenario())
+
+
+def test_two_nodes_on_one_postgres_share_the_pause() -> None:
+    client = dev_client()
+    ran: list[str] = []
+
+    async def once() -> str:
+        ran.append("x")
+        return "ran"
+
+    @client.function(id="shared", trigger=stepline.TriggerEvent(event="t/shared"))
+    async def shared(ctx: stepline.Context) -> str:
+        return await ctx.step.run("only", once)
+
+    async def scenario(url: str) -> None:
+        apps = [(client, [shared])]
+        async with running(url, apps=apps) as one, running(url, apps=apps) as two:
+            await one.pause("t-shared")
+            assert (await two.paused()).keys() == {"t-shared"}
+            await two.send([{"name": "t/shared", "data": {"n": n}} for n in range(4)])
+            runs = await await_until(
+                lambda: _listed(two, 4), timeout=10, message="the 4 runs", interval=0.02
+            )
+            await asyncio.sleep(1.0)  # both nodes' workers poll; neither runs a call
+            assert ran == []
+            assert await _parked(one, "paused:t-shared") == 4
+            assert await two.resume("t-shared") is True
+            for run in runs:
+                assert (await one.wait_for_run(run.run_id, timeout=20)).output == '"ran"'
+            assert ran == ["x"] * 4
+
+    with postgres_schema() as url:
+        arun(scenario(url))
+
+
+async def _listed(engine: Engine, count: int) -> list[Any] | None:
+    runs = await engine.list_runs(RunFilter(function_id="t-shared"))
+    return runs if len(runs) == count else None
