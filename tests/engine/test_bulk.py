@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -385,5 +386,44 @@ def test_a_parse_error_names_where_the_expression_broke(db: str) -> None:
             error = answer.json()["error"]
             assert "column" in error, error
             assert "event.data.n > > 3" in error, error
+
+    arun(scenario())
+
+
+def test_two_batches_at_once_take_turns_on_the_action(db: str) -> None:
+    """Two workers holding one action's job at once (a lease that lapsed under a slow
+    batch): the second batch waits for the first and starts after its cursor."""
+    from stepline.engine import EngineSettings
+    from stepline.engine._control import bulk
+    from stepline.engine._control.bulk import BulkFilter
+
+    client, functions = app()
+
+    async def scenario() -> None:
+        settings = EngineSettings(database_url=db, bulk_batch_size=10, bulk_pause=0.0)
+        engine = Engine(settings)
+        await engine.start(worker=False)  # nobody but this test runs the batches
+        try:
+            await engine.serve(client, functions)
+            ids = await seed(engine, "t-target", [{"n": i} for i in range(20)])
+            now = engine.clock.now()
+            where = BulkFilter(function_id="t-target")
+            action, _ = await engine.store.atomic(
+                lambda tx: bulk.create(tx, "cancel", where, None, now)
+            )
+            job = await engine.store.read(lambda tx: tx.get_job(bulk.job_id(action.bulk_id)))
+            assert job is not None
+
+            def one_batch(tx: Tx) -> None:
+                bulk.batch(tx, dataclasses.replace(job), engine.loop, settings, now)
+
+            await asyncio.gather(engine.store.atomic(one_batch), engine.store.atomic(one_batch))
+            done = await engine.store.read(lambda tx: tx.get_bulk(action.bulk_id))
+            assert done is not None
+            assert (done.matched, done.applied, done.skipped) == (20, 20, 0)
+            assert done.cursor == max(ids)
+            assert await statuses(engine, ids) == {"Cancelled": 20}
+        finally:
+            await engine.stop()
 
     arun(scenario())
