@@ -83,6 +83,8 @@ _BY_ID = [
     ("POST", "/v1/runs/{id}/replay"),
     ("GET", "/v1/bulk/{id}"),
     ("POST", "/v1/bulk/{id}/cancel"),
+    ("POST", "/v1/runs/{id}/signals/{id}"),
+    ("POST", "/v1/signals/hooks/{id}"),
 ]
 _PLAIN = [
     ("GET", "/v1/functions"),
@@ -93,6 +95,7 @@ _PLAIN = [
     ("GET", "/v1/bulk"),
     ("POST", "/v1/bulk/cancel"),
     ("POST", "/v1/bulk/replay"),
+    ("POST", "/v1/signals"),
     ("GET", "/metrics"),
     ("GET", "/dev"),
     ("GET", "/health"),
@@ -185,6 +188,10 @@ _BODIES = {
             ),
             "idempotency_key": s.json_values,
         },
+    ).map(s.dumps),
+    # signals: a key, a token, or anything, with any data
+    "/v1/signals": st.fixed_dictionaries(
+        {"signal": st.one_of(s.texts, s.json_values)}, optional={"data": s.json_values}
     ).map(s.dumps),
     "/v1/runs/": st.fixed_dictionaries({}, optional={"from_step": s.json_values}).map(s.dumps),
     "/login": st.one_of(
