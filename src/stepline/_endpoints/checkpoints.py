@@ -15,7 +15,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stepline import _effects, _runs
 from stepline._execution import Interrupt
@@ -24,7 +24,7 @@ from stepline._protocol.execution import Op
 if TYPE_CHECKING:
     from stepline._client import Client
 
-__all__ = ["Checkpoints", "HandedBack", "Lease"]
+__all__ = ["Checkpoints", "HandedBack", "Lease", "Performers"]
 
 logger = logging.getLogger("stepline.endpoints")
 
@@ -48,12 +48,25 @@ class Lease:
         self.seconds = seconds
 
 
+class Performers(Protocol):
+    """Who performs the engine requests (the endpoint: in process when it can)."""
+
+    def perform_sync(self, effect: object) -> Any:
+        """Perform ``effect`` (blocking)."""
+        ...
+
+    async def perform_async(self, effect: object) -> Any:
+        """Perform ``effect``."""
+        ...
+
+
 class Checkpoints:
     """The ``Checkpointer`` of one inline execution (blocking and async faces)."""
 
-    def __init__(self, client: Client, lease: Lease) -> None:
+    def __init__(self, client: Client, lease: Lease, performers: Performers) -> None:
         self.client = client
         self.lease = lease
+        self._performers = performers
         #: set once the engine refused the lease or could not be reached
         self.lost: str | None = None
 
@@ -88,11 +101,11 @@ class Checkpoints:
 
     def flush_sync(self, ops: list[Op]) -> None:
         """Persist ``ops`` before the handler goes on (blocking)."""
-        _effects.drive_sync(self._flow(ops), self.client._sync_transport.perform)
+        _effects.drive_sync(self._flow(ops), self._performers.perform_sync)
 
     async def flush_async(self, ops: list[Op]) -> None:
         """Persist ``ops`` before the handler goes on."""
-        await _effects.drive_async(self._flow(ops), self.client._async_transport.perform)
+        await _effects.drive_async(self._flow(ops), self._performers.perform_async)
 
     # -- heartbeats ---------------------------------------------------------------------
 

@@ -144,23 +144,32 @@ class Endpoint:
         flow = self._flow(request, path_params or {})
         return await _effects.drive_async(flow, self._perform_async)
 
-    def _perform_sync(self, effect: object) -> object:
+    def _perform_sync(self, effect: object) -> Any:
         if isinstance(effect, inline.Execute):
             if effect.function.is_async:  # under a sync framework: on a private loop thread
-                return self._loop_thread.run(inline.execute_async(self.client, effect))
-            return inline.execute_sync(self.client, effect)
+                return self._loop_thread.run(inline.execute_async(self.client, effect, self))
+            return inline.execute_sync(self.client, effect, self)
         if isinstance(effect, _webkit.Ask):
             assert self.authorize is not None
             return _webkit.ask_sync(self.authorize, effect.access)
+        if isinstance(effect, _effects.HttpRequest) and (direct := _direct(self.client, effect)):
+            # an embedded engine: no HTTP, on the private loop thread
+            return self._loop_thread.run(direct.perform(effect))
         return self.client._sync_transport.perform(effect)
 
-    async def _perform_async(self, effect: object) -> object:
+    async def _perform_async(self, effect: object) -> Any:
         if isinstance(effect, inline.Execute):
-            return await inline.execute_async(self.client, effect)
+            return await inline.execute_async(self.client, effect, self)
         if isinstance(effect, _webkit.Ask):
             assert self.authorize is not None
             return await _webkit.ask_async(self.authorize, effect.access)
+        if isinstance(effect, _effects.HttpRequest) and (direct := _direct(self.client, effect)):
+            return await direct.perform(effect)  # an embedded engine: no HTTP, on this loop
         return await self.client._async_transport.perform(effect)
+
+    # ``inline.Performers``: how the checkpoints made during the handler are sent
+    perform_sync = _perform_sync
+    perform_async = _perform_async
 
     # -- the logic, once ----------------------------------------------------------------
 
@@ -251,6 +260,12 @@ class Endpoint:
             {"location": links["result"], "retry-after": "1", response.RUN_ID_HEADER: run_id}
         )
         return reply
+
+
+def _direct(client: Client, request: _effects.HttpRequest) -> registry.DirectPath | None:
+    """The embedded engine's in-process path for this engine request, if it takes it."""
+    direct = registry.direct(client)
+    return direct if direct is not None and direct.handles(request) else None
 
 
 def _problem(status: int, text: str, **extra: object) -> WebResponse:

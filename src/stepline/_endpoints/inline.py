@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from stepline import _effects, _identity, _invocation, _runs
 from stepline._comm.messages import CommResponse
-from stepline._endpoints.checkpoints import Checkpoints, HandedBack, Lease
+from stepline._endpoints.checkpoints import Checkpoints, HandedBack, Lease, Performers
 from stepline._execution import CheckpointPolicy, ExecutionState
 from stepline._protocol import headers
 from stepline._protocol.execution import ExecutionRequest
@@ -141,9 +141,9 @@ def _answer(outcome: Any) -> Answer:
     return Answer(response.status, response.headers, response.body.decode("utf-8", "replace"))
 
 
-def execute_sync(client: Client, effect: Execute) -> Answer | None:
+def execute_sync(client: Client, effect: Execute, performers: Performers) -> Answer | None:
     """Run the call with blocking steps; None when it was handed back to the engine."""
-    checkpoints = Checkpoints(client, effect.lease)
+    checkpoints = Checkpoints(client, effect.lease, performers)
     state = _state(effect, checkpoints)
     events = _invocation.parse_events(state)
     with checkpoints.kept_sync():
@@ -156,11 +156,11 @@ def execute_sync(client: Client, effect: Execute) -> Answer | None:
     return _answer(outcome)
 
 
-async def execute_async(client: Client, effect: Execute) -> Answer | None:
+async def execute_async(client: Client, effect: Execute, performers: Performers) -> Answer | None:
     """Run the call with awaited steps (a plain ``def`` handler runs in a thread)."""
     if not effect.function.is_async:
-        return await asyncio.to_thread(execute_sync, client, effect)
-    checkpoints = Checkpoints(client, effect.lease)
+        return await asyncio.to_thread(execute_sync, client, effect, performers)
+    checkpoints = Checkpoints(client, effect.lease, performers)
     state = _state(effect, checkpoints)
     events = _invocation.parse_events(state)
     async with checkpoints.kept_async():

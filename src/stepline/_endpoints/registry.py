@@ -5,23 +5,60 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from stepline import _errors
+from stepline import _effects, _errors
 
 if TYPE_CHECKING:
     from stepline._client import Client
     from stepline._function import Function
 
-__all__ = ["Served", "add", "declared", "inline", "substitute", "watch"]
+__all__ = [
+    "DirectPath",
+    "Served",
+    "add",
+    "declared",
+    "direct",
+    "inline",
+    "set_direct",
+    "substitute",
+    "watch",
+]
 
 _DECLARED: weakref.WeakKeyDictionary[Client, list[Function]] = weakref.WeakKeyDictionary()
 #: per client, what to call when an endpoint is declared (an embedded engine re-registers)
 _WATCHERS: weakref.WeakKeyDictionary[Client, list[Callable[[], None]]] = weakref.WeakKeyDictionary()
+#: per client, its embedded engine's in-process answer to the endpoints' engine requests
+_DIRECT: weakref.WeakKeyDictionary[Client, DirectPath] = weakref.WeakKeyDictionary()
 #: per client, what runs inline instead of an endpoint's function (``stepline.testing``)
 _SUBSTITUTES: weakref.WeakKeyDictionary[Client, Mapping[str, Function]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+class DirectPath(Protocol):
+    """An embedded engine answering its own client's durable-endpoint requests, no HTTP."""
+
+    def handles(self, request: _effects.HttpRequest) -> bool:
+        """Whether this is one of the requests it answers."""
+        ...
+
+    async def perform(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+        """The answer, as the engine's REST API would give it (on the caller's loop)."""
+        ...
+
+
+def set_direct(client: Client, direct: DirectPath | None) -> None:
+    """``client``'s requests to its embedded engine may skip HTTP (None: no longer)."""
+    if direct is None:
+        _DIRECT.pop(client, None)
+    else:
+        _DIRECT[client] = direct
+
+
+def direct(client: Client) -> DirectPath | None:
+    """The in-process path to ``client``'s embedded engine, if it has one running."""
+    return _DIRECT.get(client)
 
 
 def add(client: Client, function: Function) -> None:
@@ -94,7 +131,11 @@ class Served(Mapping[str, "Function"]):
 
     def _all(self) -> dict[str, Function]:
         found = {fn.composite_id: fn for fn in declared(self._client)}
-        clash = sorted(found.keys() & self._given.keys())
+        clash = sorted(  # an endpoint given to serve() too (a test env's copy) is no clash
+            key
+            for key in found.keys() & self._given.keys()
+            if getattr(self._given[key], "__wrapped__", None) is not found[key].__wrapped__
+        )
         if clash:
             raise _errors.ConfigError(
                 f"function id {clash[0]!r} names both a durable endpoint and a function "

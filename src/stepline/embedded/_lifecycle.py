@@ -133,6 +133,7 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
     async def _serve(self, ready: concurrent.futures.Future[None]) -> None:
         from stepline.engine import Engine, EngineSettings
         from stepline.engine._http.api import build_app
+        from stepline.engine._http.endpoints import Direct
 
         engine = None
         try:
@@ -154,10 +155,13 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         # in-process callers only: browsers reach the engine through the mounts, which guard
         self._api = build_app(engine, guard=False)
         unwatch = _endpoints.watch(self.client, self._reregister)  # late durable endpoints
+        # durable endpoints reach this engine in process, without HTTP
+        _endpoints.set_direct(self.client, Direct(engine, asyncio.get_running_loop()))
         ready.set_result(None)
         try:
             await self._stopping.wait()
         finally:
+            _endpoints.set_direct(self.client, None)
             unwatch()
             # callers blocked on a request (a long-poll for a result) get a clear "stopped"
             # answer now, rather than a CancelledError from the loop's teardown

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stepline import _ownership
@@ -68,10 +68,20 @@ class InlineStart:
 
 
 class InlineRuns:
-    """The engine's side of durable endpoints (one per engine)."""
+    """The engine's side of durable endpoints.
 
-    def __init__(self, engine: Engine) -> None:
+    Args:
+        engine: the engine.
+        committed: told of each commit (``Engine._committed``'s arguments); by default
+            the engine itself, on its own loop. ``direct`` runs these methods on a web
+            request's loop and passes one that hands the news to the engine's loop.
+    """
+
+    def __init__(
+        self, engine: Engine, committed: Callable[[bool, Sequence[Run] | None], None] | None = None
+    ) -> None:
         self.engine = engine
+        self._committed = committed or engine._committed
 
     async def start(
         self,
@@ -118,10 +128,11 @@ class InlineRuns:
                 max_inline=_MAX_INLINE,
             )  # fmt: skip
             leased = InlineStart(run, created, call, owner, job.job_id, seconds)
-            return leased, bool(tx.queued)
+            # the worker need not wake for the call this request holds
+            return leased, any(queued != job.job_id for queued in tx.queued)
 
         started, wake = await engine.store.atomic(work)
-        engine._committed(wake=wake)
+        self._committed(wake, None)
         if started is None:
             reasons = await engine.store.read(lambda tx: tx.event_links(event.internal_id))
             why = ", ".join(sorted({link.reason or "skipped" for link in reasons})) or "skipped"
@@ -149,8 +160,8 @@ class InlineRuns:
             return until, bool(tx.queued)
 
         until, wake = await engine.store.atomic(work)
-        if ops:
-            engine._committed(wake=wake, ended=None)
+        if ops and wake:  # a checkpoint ends no run: no one waiting needs telling
+            self._committed(wake, [])
         return float(until)
 
     async def answer(self, run_id: str, job_id: str, owner: str, raw: _response.RawResponse) -> Run:
@@ -172,7 +183,7 @@ class InlineRuns:
             return run, bool(tx.queued)
 
         run, wake = await engine.store.atomic(work)
-        engine._committed(wake=wake, ended=[run] if run.status.terminal else [])
+        self._committed(wake, [run] if run.status.terminal else [])
         return run
 
 

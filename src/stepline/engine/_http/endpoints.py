@@ -9,39 +9,62 @@ records steps and extends the lease (no steps: a heartbeat).
 "body"}``, the call's answer as an SDK sends it; the run as it then stands comes back.
 A lost lease is a 409 (``code: lease_lost``). Each route sits behind the bearer check
 and dev-mode guard of every ``/v1`` route (``api.py`` wires them).
+
+The handlers are plain functions of a parsed body (``Routes``): the Starlette routes
+read the request and call them, and ``Direct`` calls them for an embedded engine's own
+app in-process, without HTTP, on the web request's own event loop: a step's checkpoint
+then costs the store's transaction and little else. The store's transactions run where
+they always do (SQLite's writer thread, Postgres' pool); the news of a commit goes to
+the engine's loop, which owns the worker and the run waiters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import logging
+import re
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import starlette.requests
 import starlette.responses
 
-from stepline import _ownership
+from stepline import _effects, _json, _ownership, _serde
 from stepline.engine import _response
 from stepline.engine._endpoints.inline import InlineRuns, LeaseLostError
 from stepline.engine._engine import Engine
+from stepline.engine._errors import NotFoundError, SkippedError
 from stepline.engine._http import views, wire
 from stepline.engine._http.wire import ApiError
+from stepline.engine._model import Run
 
 Request = starlette.requests.Request
 Response = starlette.responses.Response
 Handler = Callable[[Request], Awaitable[Response]]
 
+logger = logging.getLogger("stepline.engine.api")
+
 #: A lease token or job id is at most this long (ours are far shorter).
 _MAX_TOKEN = 200
 
 
-def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[str, str, Handler]]:
-    """The routes, as ``api._Api.routes`` lists them (method, path, handler)."""
-    runs = InlineRuns(engine)
-    limit = engine.settings.max_body_bytes
-    max_output = engine.settings.max_step_output_bytes
+class Routes:
+    """The three routes' logic over parsed bodies; each returns ``(status, JSON body)``.
 
-    async def start(request: Request) -> Response:
-        body = await wire.read_json(request, limit, required=False)
+    Raises (each handler): ``ApiError`` for a refused body or a lost lease (409),
+    ``NotFoundError`` for an unknown function, ``SkippedError`` when flow control
+    started no run.
+    """
+
+    def __init__(self, runs: InlineRuns, max_output: int) -> None:
+        self.runs = runs
+        self.max_output = max_output
+
+    async def start(
+        self, function_id: str, body: object, headers: Mapping[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/functions/{function_id}/inline``."""
         body = {} if body is None else body
         if not isinstance(body, dict):
             raise ApiError(400, 'want {"data": {...}, "idempotency_key": "..."}')
@@ -58,12 +81,8 @@ def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[st
             )
             if problem is not None:
                 raise ApiError(400, f"started_by: {problem} (the principal starting the run)")
-        started = await runs.start(
-            request.path_params["function_id"],
-            data,
-            idempotency_key=key,
-            started_by=started_by,
-            headers=request.headers,
+        started = await self.runs.start(
+            function_id, data, idempotency_key=key, started_by=started_by, headers=headers
         )
         inline = None
         if started.call is not None:
@@ -74,24 +93,25 @@ def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[st
                 "lease_seconds": started.lease_seconds,
             }
         answer = {"run": views.run(started.run), "created": started.created, "inline": inline}
-        return wire.json_response(views.data(answer), 201 if started.created else 200)
+        return 201 if started.created else 200, views.data(answer)
 
-    async def checkpoint(request: Request) -> Response:
-        body = await _lease_body(request, limit)
+    async def checkpoint(self, run_id: str, body: object) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/runs/{run_id}/inline/checkpoint``."""
+        lease = _lease(body)
         try:
-            ops = _response.checkpoint_ops(body, max_output=max_output)
+            ops = _response.checkpoint_ops(lease, max_output=self.max_output)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        run_id = request.path_params["run_id"]
         try:
-            until = await runs.checkpoint(run_id, body["job_id"], body["owner"], ops)
+            until = await self.runs.checkpoint(run_id, lease["job_id"], lease["owner"], ops)
         except LeaseLostError as exc:
             raise _lost(exc) from None
-        return wire.json_response(views.data({"lease_until": views.timestamp(until)}))
+        return 200, views.data({"lease_until": views.timestamp(until)})
 
-    async def answer(request: Request) -> Response:
-        body = await _lease_body(request, limit)
-        status, headers, text = body.get("status"), body.get("headers", {}), body.get("body")
+    async def answer(self, run_id: str, body: object) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/runs/{run_id}/inline/answer``."""
+        lease = _lease(body)
+        status, headers, text = lease.get("status"), lease.get("headers", {}), lease.get("body")
         if not isinstance(status, int) or not 100 <= status <= 599:
             raise ApiError(400, "status: want the answer's HTTP status (100-599)")
         if not isinstance(headers, dict) or not all(
@@ -101,12 +121,34 @@ def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[st
         if not isinstance(text, str):
             raise ApiError(400, "body: want the answer's body as text")
         raw = _response.RawResponse(status, headers, text.encode())
-        run_id = request.path_params["run_id"]
         try:
-            run = await runs.answer(run_id, body["job_id"], body["owner"], raw)
+            run = await self.runs.answer(run_id, lease["job_id"], lease["owner"], raw)
         except LeaseLostError as exc:
             raise _lost(exc) from None
-        return wire.json_response(views.data(views.run(run)))
+        return 200, views.data(views.run(run))
+
+
+def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[str, str, Handler]]:
+    """The routes, as ``api._Api.routes`` lists them (method, path, handler)."""
+    routes = Routes(InlineRuns(engine), engine.settings.max_step_output_bytes)
+    limit = engine.settings.max_body_bytes
+
+    async def start(request: Request) -> Response:
+        body = await wire.read_json(request, limit, required=False)
+        status, answer = await routes.start(
+            request.path_params["function_id"], body, request.headers
+        )
+        return wire.json_response(answer, status)
+
+    async def checkpoint(request: Request) -> Response:
+        body = await wire.read_json(request, limit)
+        status, answer = await routes.checkpoint(request.path_params["run_id"], body)
+        return wire.json_response(answer, status)
+
+    async def answer(request: Request) -> Response:
+        body = await wire.read_json(request, limit)
+        status, answered = await routes.answer(request.path_params["run_id"], body)
+        return wire.json_response(answered, status)
 
     return [
         ("POST", "/v1/functions/{function_id:path}/inline", bearer(start)),
@@ -115,8 +157,7 @@ def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[st
     ]
 
 
-async def _lease_body(request: Request, limit: int) -> dict[str, Any]:
-    body = await wire.read_json(request, limit)
+def _lease(body: object) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, 'want a JSON object with "job_id" and "owner"')
     for name in ("job_id", "owner"):
@@ -128,3 +169,70 @@ async def _lease_body(request: Request, limit: int) -> dict[str, Any]:
 
 def _lost(exc: LeaseLostError) -> ApiError:
     return ApiError(409, str(exc), {"error": str(exc), "code": "lease_lost"})
+
+
+# -- in process: an embedded engine's own app, without HTTP ------------------------------
+
+_PATH = re.compile(
+    r"/v1/(?:functions/(?P<fn>[^/]+)/inline|runs/(?P<run>[^/]+)/inline/(?P<what>checkpoint|answer))"
+)
+_JSON = {"content-type": "application/json"}
+
+
+class Direct:
+    """Answers the durable-endpoint requests of an embedded engine's own client.
+
+    Args:
+        engine: the running engine.
+        loop: the engine's event loop (commits are reported there).
+    """
+
+    def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
+        def committed(wake: bool, ended: Sequence[Run] | None) -> None:
+            loop.call_soon_threadsafe(engine._committed, wake, ended)
+
+        self._routes = Routes(InlineRuns(engine, committed), engine.settings.max_step_output_bytes)
+        self._limit = engine.settings.max_body_bytes
+
+    def handles(self, request: _effects.HttpRequest) -> bool:
+        """Whether ``request`` is one of the durable-endpoint routes."""
+        return request.method == "POST" and _match(request.url) is not None
+
+    async def perform(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+        """Answer ``request`` as the REST route would (status, JSON body)."""
+        match = _match(request.url)
+        assert match is not None, "perform only what handles() accepts"
+        try:
+            status, answer = await self._route(match, request)
+        except ApiError as exc:
+            status, answer = exc.status, exc.body or {"error": exc.message}
+        except NotFoundError as exc:
+            status, answer = 404, {"error": str(exc.args[0] if exc.args else exc)}
+        except SkippedError as exc:
+            status, answer = 409, {"error": str(exc), "event_id": exc.event_id}
+        except Exception:  # a fault of ours: as the API answers it
+            logger.exception("unexpected error in an embedded durable-endpoint request")
+            status, answer = 500, {"error": "internal server error"}
+        return _effects.HttpResponse(status, _JSON, _json.dumpb(answer))
+
+    async def _route(
+        self, match: re.Match[str], request: _effects.HttpRequest
+    ) -> tuple[int, dict[str, Any]]:
+        raw = request.body or b""
+        if len(raw) > self._limit:
+            raise ApiError(413, f"request body larger than {self._limit} bytes")
+        try:
+            body = _serde.loads(raw) if raw else None
+        except ValueError as exc:
+            raise ApiError(400, f"body is not valid JSON: {str(exc)[:200]}") from None
+        if match["fn"] is not None:
+            return await self._routes.start(
+                urllib.parse.unquote(match["fn"]), body, request.headers
+            )
+        if match["what"] == "checkpoint":
+            return await self._routes.checkpoint(match["run"], body)
+        return await self._routes.answer(match["run"], body)
+
+
+def _match(url: str) -> re.Match[str] | None:
+    return _PATH.fullmatch(urllib.parse.urlsplit(url).path)
