@@ -222,7 +222,7 @@ def test_timeouts_wire() -> None:
         (lambda: Cancel("a", timeout="0s"), "Cancel.timeout must be at least 1s"),
         (lambda: Singleton("drop"), "Singleton.mode must be 'skip' or 'cancel'"),  # type: ignore[arg-type]
         (lambda: Singleton("skip", key="]"), "Singleton.key"),
-        (Timeouts, "Timeouts needs at least one of start or finish"),
+        (Timeouts, "Timeouts needs at least one of start, finish, step, call"),
         (lambda: Timeouts(start="500ms"), "Timeouts.start must be a whole number"),
         (lambda: Timeouts(finish=0), "Timeouts.finish must be at least 1s"),
     ],

@@ -1,8 +1,8 @@
 // The run page: status, notices (non-determinism, version moves), flow-control holds,
 // actions (cancel, rerun), the step timeline with outputs, errors and waits (a waiting
 // event step can be resumed from here, a waiting signal step sent its signal), the
-// trigger events, the final output and the
-// run's stream, live (the SSE form of v1/runs/{id}/stream; the browser resumes it).
+// trigger events, the final output and the run's stream, live (the SSE form of
+// v1/runs/{id}/stream; the browser resumes it).
 import {
   TERMINAL, api, badge, code, duration, enc, eventLink, facts, fill, functionLink, h, json,
   ms, notice, runDuration, runLink, time,
