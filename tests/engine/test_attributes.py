@@ -39,7 +39,12 @@ def _client_and_functions() -> tuple[stepline.Client, list[stepline.Function]]:
     async def idle(ctx: stepline.Context) -> str:
         return "idle"
 
-    return client, [tag, tag_sync, idle]
+    @client.function(id="nap", trigger=stepline.TriggerEvent(event="attrs/nap"))
+    async def nap(ctx: stepline.Context) -> str:
+        await ctx.step.sleep("long", "1h")
+        return "woke"
+
+    return client, [tag, tag_sync, idle, nap]
 
 
 @asynccontextmanager
@@ -176,3 +181,39 @@ def test_unknown_runs_and_bad_filters(db: str) -> None:
             await asyncio.sleep(0)
 
     arun(scenario())
+
+
+def test_a_bulk_cancel_by_attribute_cancels_exactly_those_runs(db: str) -> None:
+    async def scenario() -> None:
+        async with engine_with(db) as (_engine, client, http):
+            eu = [await client.start("nap", {}, attributes={"region": "eu"}) for _ in range(3)]
+            us = [await client.start("nap", {}, attributes={"region": "us"}) for _ in range(2)]
+            for handle in eu + us:  # asleep before the action looks at them
+                await _until(handle, "Running")
+            action = await http.post(
+                "/v1/bulk/cancel", json={"filter": {"attributes": {"region": "eu"}}}
+            )
+            assert action.status_code == 202, action.text
+            bulk_id = action.json()["data"]["bulk_id"]
+            for _ in range(200):
+                shown = (await http.get(f"/v1/bulk/{bulk_id}")).json()["data"]
+                if shown["status"] == "completed":
+                    break
+                await asyncio.sleep(0.05)
+            assert shown["status"] == "completed", shown
+            assert shown["filter"]["attributes"] == {"region": "eu"}
+            assert [(await h.describe()).status.value for h in eu] == ["Cancelled"] * 3
+            assert [(await h.describe()).status.value for h in us] == ["Running"] * 2
+            bad = await http.post("/v1/bulk/cancel", json={"filter": {"attributes": {"a b": 1}}})
+            assert bad.status_code == 400
+            assert "name" in bad.json()["error"]
+
+    arun(scenario())
+
+
+async def _until(handle: stepline.RunHandle, status: str) -> None:
+    for _ in range(200):
+        if (await handle.describe()).status.value == status:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"run {handle.run_id} never became {status}")

@@ -26,6 +26,7 @@ from stepline import _cel
 from stepline._status import RunStatus
 from stepline.engine import _ids
 from stepline.engine._config import EngineSettings
+from stepline.engine._control import attributes as _run_attributes
 from stepline.engine._control import replay
 from stepline.engine._model import Job, JobKind, Run
 from stepline.engine._registry import compiled
@@ -37,7 +38,7 @@ ACTIONS = ("cancel", "replay")
 #: statuses an action may still move on from
 LIVE = ("queued", "running")
 _STATUSES = {s.value.lower(): s for s in RunStatus}
-_KEYS = ("function_id", "status", "since", "until", "event", "if")
+_KEYS = ("function_id", "status", "since", "until", "event", "if", "attributes")
 MAX_EXPRESSION = 4096
 
 
@@ -59,6 +60,8 @@ class BulkFilter:
     until: float | None = None
     event: str | None = None
     expression: str | None = None
+    #: runs with every one of these attributes (name -> value)
+    attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The filter as stored and shown (``if`` for the expression)."""
@@ -69,6 +72,7 @@ class BulkFilter:
             "until": self.until,
             "event": self.event,
             "if": self.expression,
+            "attributes": dict(self.attributes) or None,
         }
         return {k: v for k, v in found.items() if v not in (None, [])}
 
@@ -95,7 +99,7 @@ def parse_filter(raw: object, *, times: Any = None) -> BulkFilter:
     found = {k: raw.get(k) for k in _KEYS if raw.get(k) not in (None, "", [])}
     if not found:
         raise BulkError(
-            "filter: name at least a function_id, status, since/until, event or if "
+            "filter: name at least a function_id, status, since/until, event, if or attributes "
             "(an empty filter would match every run)"
         )
     texts = {k: _text(k, found.get(k)) for k in ("function_id", "event", "if")}
@@ -115,7 +119,17 @@ def parse_filter(raw: object, *, times: Any = None) -> BulkFilter:
         until=read(found["until"], "filter.until") if "until" in found else None,
         event=texts["event"],
         expression=expression,
+        attributes=_attributes(found.get("attributes")),
     )
+
+
+def _attributes(raw: object) -> dict[str, str]:
+    if raw is None:
+        return {}
+    try:
+        return _run_attributes.checked(raw)
+    except _run_attributes.AttributesError as exc:
+        raise BulkError(f"filter.{exc}") from None
 
 
 def _text(key: str, value: object) -> str | None:
@@ -197,7 +211,7 @@ def batch(tx: Tx, job: Job, loop: RunLoop, settings: EngineSettings, now: float)
     runs = tx.bulk_runs(
         function_id=where.function_id, statuses=[s.value for s in where.status],
         since=where.since, until=float(where.until or found.created_at), after=found.cursor,
-        limit=limit,
+        limit=limit, attributes=where.attributes,
     )  # fmt: skip
     for run in runs:
         if _own(run, found) or not where.matches(run):
@@ -239,4 +253,5 @@ def _stored(raw: Mapping[str, Any]) -> BulkFilter:
     return BulkFilter(
         function_id=raw.get("function_id"), status=statuses, since=raw.get("since"),
         until=raw.get("until"), event=raw.get("event"), expression=raw.get("if"),
+        attributes=dict(raw.get("attributes") or {}),
     )  # fmt: skip

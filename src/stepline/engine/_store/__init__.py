@@ -208,6 +208,7 @@ class Tx(Protocol):
         until: float,
         after: str | None,
         limit: int,
+        attributes: Mapping[str, str] | None = None,
     ) -> list[Run]: ...
 
 

@@ -10,7 +10,7 @@ two nodes holding its job at once take turns and the second starts after the fir
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stepline._json import dumps, loads
@@ -127,9 +127,11 @@ class BulkTx:
         until: float,
         after: str | None,
         limit: int,
+        attributes: Mapping[str, str] | None = None,
     ) -> list[Run]:
         """Up to ``limit`` runs after run id ``after``, in run id order, created in
-        ``[since, until]``, of the function and statuses (when given)."""
+        ``[since, until]``, of the function and statuses and with the attributes (when
+        given)."""
         clauses: list[str] = ["created_at <= ?"]
         args: list[Any] = [until]
         for clause, value in (
@@ -143,6 +145,11 @@ class BulkTx:
         if statuses:
             clauses.append(f"status IN ({','.join('?' * len(statuses))})")
             args.extend(statuses)
+        for name, value in sorted((attributes or {}).items()):
+            clauses.append(
+                "run_id IN (SELECT run_id FROM run_attributes WHERE name = ? AND value = ?)"
+            )
+            args.extend((name, value))
         rows = self._x(
             f"SELECT {RUN_COLUMNS} FROM runs WHERE {' AND '.join(clauses)} ORDER BY run_id LIMIT ?",
             (*args, limit),

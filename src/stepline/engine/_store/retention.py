@@ -14,7 +14,8 @@ reports nothing more to do. What goes, and when:
   throttle cells at ``expires_at`` (a GCRA cell past it decides as an empty one),
   debounce and batch buckets at their deadline (``_open_bucket`` ignores them then),
   singleton claims whose run ended or is gone (``skip_reason`` ignores them then), and
-  concurrency slots a while after their lease expired (the worker frees them first).
+  concurrency slots a while after their lease expired (the worker frees them first);
+* bulk actions that ended (completed, cancelled, failed) before the cutoff.
 
 Live runs, their steps and the events they reference are never selected. Each DELETE
 re-checks its condition on the row itself, so a row another transaction just renewed
@@ -48,6 +49,7 @@ TABLES = (
     "singletons",
     "buckets",
     "slots",
+    "bulk_actions",
 )
 
 _ENDED = tuple(status.value for status in RunStatus if status.terminal)
@@ -93,6 +95,10 @@ _SINGLETONS = (
 _SLOTS = (
     "DELETE FROM slots WHERE (key, job_id) IN (SELECT key, job_id FROM slots "
     "WHERE expires_at <= ? LIMIT ?{skip}) AND expires_at <= ?"
+)
+_BULK = (
+    "DELETE FROM bulk_actions WHERE bulk_id IN (SELECT bulk_id FROM bulk_actions "
+    "WHERE status IN ('completed', 'cancelled', 'failed') AND updated_at < ? LIMIT ?)"
 )
 #: Postgres: the one sweeper of all nodes on this schema holds it for its transaction
 _PG_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema() || ':' || ?, 0))"
@@ -146,6 +152,8 @@ def sweep_batch(
         late = now - SLOT_GRACE
         sql = _SLOTS.format(skip=tx.skip_locked)
         budget -= count("slots", tx._x(sql, (late, budget, late)).rowcount)
+    if budget > 0:
+        budget -= count("bulk_actions", tx._x(_BULK, (cutoff, budget)).rowcount)
     return removed, budget <= 0
 
 
