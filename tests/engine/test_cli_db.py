@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from stepline.engine import EngineSettings
+from stepline.engine._cli import db as db_cli
 from stepline.engine._model import JobKind, RunStatus
 from stepline.engine._store import Tx, store_for
 from tests._support.polling import wait_until
