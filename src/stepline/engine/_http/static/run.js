@@ -89,6 +89,7 @@ function header(run) {
       ["Origin", originOf(run) || origin || null],
       ["Parent run", run.parent_run_id ? runLink(run.parent_run_id) : null],
       ["Cancelled because", run.cancel_reason],
+      ["Attributes", attributeChips(run.attributes)],
     ]),
     notices.length ? h("div", { id: "notices" }, notices.map(noticeItem)) : null,
     run.waiting ? heldBack(run.waiting) : null,
@@ -321,4 +322,17 @@ function matchingData(expression, trigger) {
     at[path[path.length - 1]] = value;
   }
   return data;
+}
+
+/** A run's attributes as chips, each a link to the runs that share it (null: none). */
+function attributeChips(attributes) {
+  const pairs = Object.entries(attributes || {});
+  if (!pairs.length) return null;
+  return h(
+    "span",
+    { id: "run-attributes" },
+    pairs.map(([name, value]) =>
+      h("a", { class: "chip attr mono", href: `#/runs?${new URLSearchParams({ attribute: `${name}:${value}` })}` }, `${name}=${value}`),
+    ),
+  );
 }

@@ -55,7 +55,16 @@ function runQuery(params) {
     until,
     cursor: params.get("cursor"),
     limit: PAGE_SIZE,
-  });
+  }) + attributeQuery(params);
+}
+
+/** The page's attribute filter ("name:value name2:value2") as repeated query values. */
+function attributePairs(params) {
+  return (params.get("attribute") || "").split(/\s+/).filter((pair) => pair.includes(":"));
+}
+
+function attributeQuery(params) {
+  return attributePairs(params).map((pair) => `&attribute=${encodeURIComponent(pair)}`).join("");
 }
 
 /** The page's filters as a bulk action's filter; null if they name an event or version. */
@@ -64,7 +73,10 @@ function bulkFilter(params) {
   const query = new URLSearchParams(runQuery(params));
   const status = (params.get("status") || "").split(",").filter(Boolean);
   const where = { function_id: query.get("function_id"), status, since: query.get("since"), until: query.get("until") };
-  return Object.fromEntries(Object.entries(where).filter(([, v]) => v && v.length));
+  const found = Object.fromEntries(Object.entries(where).filter(([, v]) => v && v.length));
+  const pairs = attributePairs(params).map((pair) => [pair.slice(0, pair.indexOf(":")), pair.slice(pair.indexOf(":") + 1)]);
+  if (pairs.length) found.attributes = Object.fromEntries(pairs);
+  return found;
 }
 
 function localToIso(value) {
@@ -110,6 +122,7 @@ function filterForm(params, known, ctx) {
     custom,
     h("input", { name: "event_id", placeholder: "Event id", value: params.get("event_id"), "aria-label": "Event id" }),
     h("input", { name: "version", placeholder: "App version", value: params.get("version"), "aria-label": "App version", size: 12 }),
+    h("input", { name: "attribute", placeholder: "name:value", value: params.get("attribute"), "aria-label": "Attributes", size: 16, title: "Runs with these attributes: name:value, several separated by spaces" }),
     h("button", { type: "submit", class: "primary" }, "Apply"),
     h("a", { href: "#/runs", class: "button" }, "Reset"),
   );
@@ -127,6 +140,7 @@ function filterForm(params, known, ctx) {
           until: isCustom ? data.get("until") : "",
           event_id: (data.get("event_id") || "").trim(),
           version: (data.get("version") || "").trim(),
+          attribute: (data.get("attribute") || "").trim(),
         }),
     );
   });
