@@ -74,10 +74,10 @@ class Context:
         Example:
             >>> await ctx.set_attributes({"customer": order["customer_id"], "plan": "pro"})
         """
-        state = self.step._state
-        if not state.is_rerunning:
-            flow = set_flow(self.step._client().settings, self.run_id, attributes)
-            await _effects.drive_async(flow, self.step._client()._async_transport.perform)
+        if not self.step._state.is_rerunning:
+            client = self.step._publisher().client
+            flow = set_flow(client.settings, self.run_id, attributes)
+            await _effects.drive_async(flow, client._async_transport.perform)
 
     def signal_token(self, name: str) -> str:
         """This run's token for the signal ``name``: hand it to an outside system.
@@ -145,10 +145,10 @@ class SyncContext:
 
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         """Set searchable attributes on this run; see ``Context.set_attributes``."""
-        state = self.step._state
-        if not state.is_rerunning:
-            flow = set_flow(self.step._client().settings, self.run_id, attributes)
-            _effects.drive_sync(flow, self.step._client()._sync_transport.perform)
+        if not self.step._state.is_rerunning:
+            client = self.step._publisher().client
+            flow = set_flow(client.settings, self.run_id, attributes)
+            _effects.drive_sync(flow, client._sync_transport.perform)
 
     def signal_token(self, name: str) -> str:
         """This run's token for the signal ``name``; see ``Context.signal_token``."""

@@ -19,7 +19,6 @@ from stepline._protocol import signals as _signal_tokens
 from stepline._protocol.opcodes import Opcode, ParallelMode
 
 if TYPE_CHECKING:
-    from stepline._client import Client
     from stepline._function import Function
 
 T = TypeVar("T")
@@ -79,7 +78,7 @@ class _StepTools:
     def _signal_token(self, name: str) -> str:
         if not isinstance(name, str) or not 0 < len(name) <= 128 or "\x00" in name:
             raise _errors.ConfigError(f"a signal name is 1-128 characters, got {name!r}")
-        key = self._client().settings.signing_key
+        key = self._publisher().client.settings.signing_key
         return _signal_tokens.token(key, self._state.request.ctx.run_id, name)
 
     def _wait_for_signal(self, step_id: str, name: str, timeout: Duration, on_conflict: str) -> Any:
@@ -131,10 +130,6 @@ class _StepTools:
         checkpointer = self._state.checkpointer
         if checkpointer is not None and (done := self._state.take_done()):
             await checkpointer.flush_async(done)
-
-    def _client(self) -> Client:
-        """The client serving this call (its settings and transports)."""
-        return self._publisher().client
 
     def _publisher(self) -> _publish.Publisher:
         publisher = self._state.publisher

@@ -13,16 +13,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stepline.engine._errors import NotFoundError
-from stepline.engine._store import Tx, storable
+from stepline.engine._store import Store, Tx, storable
 from stepline.engine._store.attributes import MAX_ATTRIBUTES, MAX_VALUE
 
-if TYPE_CHECKING:
-    from stepline.engine._engine import Engine
-
-__all__ = ["AttributesError", "checked", "query_filter", "set_on", "store"]
+__all__ = ["AttributesError", "checked", "query_filter", "put", "set_on"]
 
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
@@ -86,7 +83,7 @@ def query_filter(values: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def store(tx: Tx, run_id: str, attributes: Mapping[str, str]) -> dict[str, str]:
+def put(tx: Tx, run_id: str, attributes: Mapping[str, str]) -> dict[str, str]:
     """Set ``attributes`` on ``run_id`` in ``tx``; returns all of the run's attributes.
 
     Raises:
@@ -101,18 +98,18 @@ def store(tx: Tx, run_id: str, attributes: Mapping[str, str]) -> dict[str, str]:
     return tx.get_attributes([run_id]).get(run_id, {})
 
 
-async def set_on(engine: Engine, run_id: str, raw: object) -> dict[str, str]:
+async def set_on(store: Store, run_id: str, raw: object) -> dict[str, str]:
     """``POST /v1/runs/{id}/attributes``: set attributes on a run (live or ended).
 
     Raises:
         NotFoundError: no such run.
-        AttributesError: as ``checked`` and ``store``.
+        AttributesError: as ``checked`` and ``put``.
     """
     attributes = checked(raw)
 
     def work(tx: Tx) -> dict[str, str]:
         if tx.get_run(run_id) is None:
             raise NotFoundError(f"run {run_id!r} not found")
-        return store(tx, run_id, attributes)
+        return put(tx, run_id, attributes)
 
-    return dict(await engine.store.atomic(work))
+    return dict(await store.atomic(work))

@@ -31,7 +31,7 @@ def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[st
         if not isinstance(body, dict) or "attributes" not in body:
             raise ApiError(400, 'want {"attributes": {"name": "value", ...}}')
         run_id = request.path_params["run_id"]  # a bad attribute: 400 (api._failure)
-        found = await _attributes.set_on(engine, run_id, body["attributes"])
+        found = await _attributes.set_on(engine.store, run_id, body["attributes"])
         return wire.json_response(views.data({"run_id": run_id, "attributes": found}))
 
     return [("POST", "/v1/runs/{run_id}/attributes", bearer(set_attributes))]
