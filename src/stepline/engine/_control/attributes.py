@@ -19,7 +19,7 @@ from stepline.engine._errors import NotFoundError
 from stepline.engine._store import Store, Tx, storable
 from stepline.engine._store.attributes import MAX_ATTRIBUTES, MAX_VALUE
 
-__all__ = ["AttributesError", "checked", "query_filter", "put", "set_on"]
+__all__ = ["AttributesError", "checked", "put", "query_filter", "set_on"]
 
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
