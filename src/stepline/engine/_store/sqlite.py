@@ -160,22 +160,28 @@ class SqliteStore:
     ) -> None:
         conn = self._write_conn
         outcomes: list[tuple[bool, Any]] = []
+        alone = len(batch) == 1  # no savepoint needed: its failure rolls back everything
         try:
             assert conn is not None, "store is not open"
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for work, _ in batch:
-                    conn.execute("SAVEPOINT stepline_work")
+                    if not alone:
+                        conn.execute("SAVEPOINT stepline_work")
                     try:
                         outcomes.append((True, work(SqliteTx(conn))))
                     except Exception as exc:
-                        conn.execute("ROLLBACK TO stepline_work")
+                        conn.execute("ROLLBACK" if alone else "ROLLBACK TO stepline_work")
                         outcomes.append((False, exc))
-                    conn.execute("RELEASE stepline_work")
+                        if alone:
+                            break
+                    if not alone:
+                        conn.execute("RELEASE stepline_work")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            if not (alone and not outcomes[0][0]):
+                conn.execute("COMMIT")
         except Exception as exc:  # the transaction itself failed: nothing was committed
             outcomes = [(False, exc) for _ in batch]
         for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
