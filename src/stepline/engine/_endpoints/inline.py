@@ -117,9 +117,9 @@ class InlineRuns:
             )  # fmt: skip
             if run_id is None:
                 return None, bool(tx.queued)
-            job = _lease_first(tx, run_id, owner, now=now, until=now + seconds, recheck=seconds)
-            run = tx.get_run(run_id)
-            assert run is not None
+            job, run = _lease_first(
+                tx, run_id, owner, now=now, until=now + seconds, recheck=seconds
+            )
             if job is None:
                 return InlineStart(run, created, lease_seconds=seconds), bool(tx.queued)
             steps = tx.get_steps(run_id)
@@ -177,8 +177,8 @@ class InlineRuns:
 
         def work(tx: Tx) -> tuple[Run, bool]:
             job = _held(tx, run_id, job_id, owner)
-            engine.loop.apply(tx, job, outcome, engine.clock.now(), owner)
-            run = tx.get_run(run_id)
+            view = engine.loop.apply(tx, job, outcome, engine.clock.now(), owner)
+            run = view.run if view is not None else tx.get_run(run_id)
             assert run is not None
             return run, bool(tx.queued)
 
@@ -189,28 +189,29 @@ class InlineRuns:
 
 def _lease_first(
     tx: Tx, run_id: str, owner: str, *, now: float, until: float, recheck: float
-) -> Job | None:
+) -> tuple[Job | None, Run]:
     """Lease a run's due first call for an inline caller, within concurrency limits.
 
-    None when the call is not due (throttled, delayed, debounced), already leased (a
-    worker or another request runs it), answered already (the run went on), or parked on
-    a concurrency limit or because its function is paused (it then waits in the queue).
+    Returns the job (None when the call is not due: throttled, delayed, debounced;
+    already leased: a worker or another request runs it; answered already: the run went
+    on; or parked on a concurrency limit or because its function is paused: it then waits
+    in the queue) and the run as it now stands.
     """
+    run = tx.get_run(run_id)
+    assert run is not None, "the start made (or found) it in this transaction"
     first = _starts.start_job(tx, run_id)
     if first is None:
-        return None
+        return None, run
     job = _pause.let(tx, tx.lease_job(first.job_id, owner, now, until), now)  # paused: parked
     if job is None:
-        return None
+        return None, run
     admitted, _parked = _concurrency.admit(tx, [job], now=now, until=until, recheck=recheck)
     if not admitted:
-        return None
-    run = tx.get_run(run_id)
-    if run is not None and run.status is RunStatus.QUEUED:
-        tx.update_run(
-            dataclasses.replace(run, status=RunStatus.RUNNING, started_at=now, waiting=None)
-        )
-    return job
+        return None, tx.get_run(run_id) or run  # parking may have said why it waits
+    if run.status is RunStatus.QUEUED:
+        run = dataclasses.replace(run, status=RunStatus.RUNNING, started_at=now, waiting=None)
+        tx.update_run(run)
+    return job, run
 
 
 def _held(tx: Tx, run_id: str, job_id: str, owner: str) -> Job:
