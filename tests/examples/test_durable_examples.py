@@ -13,7 +13,7 @@ from tests._support.processes import clean_env, free_port, spawned
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "durable_endpoints"
 
 
-@pytest.mark.parametrize("script", ["fastapi_app.py", "flask_app.py"])
+@pytest.mark.parametrize("script", ["fastapi_app.py", "flask_app.py", "django_app.py"])
 def test_the_checkout_example(tmp_path: Path, script: str) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"

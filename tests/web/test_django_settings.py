@@ -144,7 +144,6 @@ def test_a_production_embedded_engine_is_not_exposed(tmp_path: Path) -> None:
         ({"APP_ID": "x", "ENGINE_OPTIONS": []}, "must be a dict"),
         ({"APP_ID": "x", "DEV": True, "FUNCTIONS": "tests.web.django_kit_functions.nope"}, "nope"),
         ({"APP_ID": "x", "DEV": True, "FUNCTIONS": "json.decoder"}, "list of stepline functions"),
-        ({"APP_ID": "x", "DEV": True}, "no 'FUNCTIONS'"),
     ],
 )
 def test_malformed_settings_fail_at_startup(setting: Any, error: str) -> None:
@@ -154,6 +153,12 @@ def test_malformed_settings_fail_at_startup(setting: Any, error: str) -> None:
 
     with override_settings(STEPLINE=setting), pytest.raises(stepline.ConfigError, match=error):
         start()
+
+
+def test_functions_are_optional_for_an_app_of_durable_endpoints_only() -> None:
+    with override_settings(STEPLINE={"APP_ID": "x", "DEV": True}):
+        stepline.django.get_client()
+        assert stepline.django.get_functions() == []
 
 
 # -- manage.py stepline --------------------------------------------------------------------
