@@ -18,13 +18,18 @@ Flow = Generator[Any, Any, T]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class HttpRequest:
-    """An outgoing HTTP request (to the engine's API or event API)."""
+    """An outgoing HTTP request (to the engine's API or event API).
+
+    ``value`` is the JSON body before encoding, for a performer that answers in process
+    (an embedded engine) and need not parse ``body`` again.
+    """
 
     method: str
     url: str
     headers: Mapping[str, str]
     body: bytes | None = None
     timeout: float = 30.0
+    value: Any = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -35,6 +40,8 @@ class HttpResponse:
     headers: Mapping[str, str]
     body: bytes
     error: str | None = None
+    #: the decoded JSON body, when an in-process performer answered without encoding it
+    value: Any = None
 
     @property
     def ok(self) -> bool:

@@ -21,6 +21,7 @@ compared across versions (``sort_keys``) stay on the standard library.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -67,7 +68,7 @@ def dumpb(value: object, *, default: Default | None = None, finite: bool = False
         except _orjson.JSONEncodeError:
             pass  # the standard library either encodes it or says why not
         else:
-            if not (finite and b"null" in raw):  # a null may be a NaN: json decides
+            if not (finite and b"null" in raw and _non_finite(value)):  # NaN: json refuses
                 return raw
     text = json.dumps(value, separators=_COMPACT, default=default, allow_nan=not finite)
     return text.encode()
@@ -105,6 +106,23 @@ def loads_or_none(data: bytes) -> object:
     except ValueError:
         return None
     return parsed
+
+
+def _non_finite(value: object) -> bool:
+    """Whether ``value`` holds a NaN or an infinity (orjson writes them as ``null``)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif not isinstance(item, str | int | bool | None):
+            return True  # an object orjson serialised its own way: json decides
+    return False
 
 
 def _long_digits(data: str | bytes | bytearray | memoryview) -> bool:

@@ -398,10 +398,11 @@ def call(
         headers=request_headers,
         body=payload,
         timeout=timeout or settings.request_timeout,
+        value=body,
     )
     if response.status == 0:
         raise ManagementError(f"engine at {settings.api_base_url} unreachable: {response.error}")
-    parsed = json_loads_or_none(response.body)
+    parsed = response.value if response.value is not None else json_loads_or_none(response.body)
     message = parsed.get("error") if isinstance(parsed, dict) else None
     if not isinstance(message, str):
         message = response.body[:200].decode("utf-8", "replace") or "no message"

@@ -30,7 +30,7 @@ from typing import Any
 import starlette.requests
 import starlette.responses
 
-from stepline import _effects, _json, _ownership, _serde
+from stepline import _effects, _ownership, _serde
 from stepline.engine import _response
 from stepline.engine._endpoints.inline import InlineRuns, LeaseLostError
 from stepline.engine._engine import Engine
@@ -213,7 +213,7 @@ class Direct:
         except Exception:  # a fault of ours: as the API answers it
             logger.exception("unexpected error in an embedded durable-endpoint request")
             status, answer = 500, {"error": "internal server error"}
-        return _effects.HttpResponse(status, _JSON, _json.dumpb(answer))
+        return _effects.HttpResponse(status, _JSON, b"", value=answer)  # no JSON round trip
 
     async def _route(
         self, match: re.Match[str], request: _effects.HttpRequest
@@ -221,10 +221,12 @@ class Direct:
         raw = request.body or b""
         if len(raw) > self._limit:
             raise ApiError(413, f"request body larger than {self._limit} bytes")
-        try:
-            body = _serde.loads(raw) if raw else None
-        except ValueError as exc:
-            raise ApiError(400, f"body is not valid JSON: {str(exc)[:200]}") from None
+        body = request.value  # the client's own value: it encoded it (finite) already
+        if body is None and raw:
+            try:
+                body = _serde.loads(raw)
+            except ValueError as exc:
+                raise ApiError(400, f"body is not valid JSON: {str(exc)[:200]}") from None
         if match["fn"] is not None:
             return await self._routes.start(
                 urllib.parse.unquote(match["fn"]), body, request.headers
