@@ -151,3 +151,16 @@ def test_replay_from_a_step_and_bulk_replay(face: Face, server: tuple[EngineServ
         lambda: [COUNTS[f"{tag}:step-{n}"] for n in (1, 2, 3)] == [3, 4, 3], timeout=20
     )
     assert handle.describe().status is stepline.RunStatus.COMPLETED
+
+
+def test_bulk_cancel_by_run_attributes(face: Face, server: tuple[EngineServer, Any]) -> None:
+    _, client = server
+    tag = f"attrs-{face.loop is None}"
+    mine = [client.start_sync("naps", {"tag": tag}, attributes={"batch": tag}) for _ in range(3)]
+    other = client.start_sync("naps", {"tag": tag}, attributes={"batch": f"{tag}-other"})
+    handle = face.bulk_cancel(attributes={"batch": tag})
+    info = handle.wait(timeout=30)
+    assert (info.status, info.matched, info.applied) == ("completed", 3, 3)
+    assert info.filter["attributes"] == {"batch": tag}
+    assert {h.status() for h in mine} == {stepline.RunStatus.CANCELLED}
+    assert other.status() != stepline.RunStatus.CANCELLED

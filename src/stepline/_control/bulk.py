@@ -13,7 +13,9 @@ import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
+
+from typing_extensions import Unpack
 
 from stepline import _effects, _management, _runs, _settings, _transport
 from stepline._runs import RunStatus
@@ -136,24 +138,39 @@ def replay_flow(
     return str(raw["run_id"])
 
 
-def filter_body(
-    app_id: str,
-    *,
-    function: Function | str | None,
-    status: Sequence[RunStatus | str],
-    since: Time | None,
-    until: Time | None,
-    event: str | None,
-    if_exp: str | None,
-) -> dict[str, Any]:
+class BulkFilterArgs(TypedDict, total=False):
+    """Which runs a bulk action acts on, as keywords; every criterion given must hold.
+
+    Attributes:
+        function: the function (or its id).
+        status: one of these statuses.
+        since: created at or after (a datetime or epoch seconds).
+        until: created at or before.
+        event: the trigger event's name.
+        if_exp: a CEL expression over the trigger event (``event.data.plan == "free"``).
+        attributes: every one of these run attributes (name -> value).
+    """
+
+    function: Function | str | None
+    status: Sequence[RunStatus | str]
+    since: Time | None
+    until: Time | None
+    event: str | None
+    if_exp: str | None
+    attributes: Mapping[str, str] | None
+
+
+def filter_body(app_id: str, **where: Unpack[BulkFilterArgs]) -> dict[str, Any]:
     """The REST filter of a bulk action (pure)."""
+    function = where.get("function")
     found: dict[str, Any] = {
         "function_id": _management.function_id(app_id, function) if function else None,
-        "status": [RunStatus(s).value for s in status] or None,
-        "since": _wire_time(since),
-        "until": _wire_time(until),
-        "event": event,
-        "if": if_exp,
+        "status": [RunStatus(s).value for s in where.get("status", ())] or None,
+        "since": _wire_time(where.get("since")),
+        "until": _wire_time(where.get("until")),
+        "event": where.get("event"),
+        "if": where.get("if_exp"),
+        "attributes": dict(where.get("attributes") or {}) or None,
     }
     return {k: v for k, v in found.items() if v is not None}
 
@@ -246,98 +263,56 @@ class BulkMixin:
     _async_transport: _transport.AsyncTransport
 
     def _bulk(
-        self, action: str, key: str | None, **where: Any
+        self, action: str, key: str | None, where: BulkFilterArgs
     ) -> _effects.Flow[tuple[BulkInfo, bool]]:
         return start_flow(self.settings, action, filter_body(self.settings.app_id, **where), key)
 
     async def bulk_cancel(
-        self,
-        *,
-        function: Function | str | None = None,
-        status: Sequence[RunStatus | str] = (),
-        since: Time | None = None,
-        until: Time | None = None,
-        event: str | None = None,
-        if_exp: str | None = None,
-        idempotency_key: str | None = None,
+        self, *, idempotency_key: str | None = None, **where: Unpack[BulkFilterArgs]
     ) -> BulkHandle:
         """Cancel every run the filter matches, in the background; returns its handle.
 
-        Every criterion given must hold: the function, one of the statuses, created in
-        ``[since, until]`` (datetimes or epoch seconds), the trigger event's name, and the
-        CEL expression ``if_exp`` over the trigger event (``event.data.plan == "free"``).
-        Only runs created before the action was asked are matched. Give at least one.
+        Every criterion given (``BulkFilterArgs``) must hold: the function, one of the
+        statuses, created in ``[since, until]`` (datetimes or epoch seconds), the trigger
+        event's name, the CEL expression ``if_exp`` over the trigger event
+        (``event.data.plan == "free"``) and the run attributes. Only runs created before
+        the action was asked are matched. Give at least one.
 
         Args:
             idempotency_key: a second call with the same key returns the first action
                 (``handle.created`` False) instead of starting another.
+            **where: the filter (``BulkFilterArgs``).
 
         Raises:
             ManagementError: an invalid filter (the message says why, e.g. where the
                 expression failed to parse), or the engine is unreachable.
         """
-        flow = self._bulk(
-            "cancel", idempotency_key, function=function, status=status, since=since,
-            until=until, event=event, if_exp=if_exp,
-        )  # fmt: skip
+        flow = self._bulk("cancel", idempotency_key, where)
         info, created = await _effects.drive_async(flow, self._async_transport.perform)
         return BulkHandle(self, info.bulk_id, created=created)
 
     def bulk_cancel_sync(
-        self,
-        *,
-        function: Function | str | None = None,
-        status: Sequence[RunStatus | str] = (),
-        since: Time | None = None,
-        until: Time | None = None,
-        event: str | None = None,
-        if_exp: str | None = None,
-        idempotency_key: str | None = None,
+        self, *, idempotency_key: str | None = None, **where: Unpack[BulkFilterArgs]
     ) -> SyncBulkHandle:
         """Blocking twin of ``bulk_cancel``."""
-        flow = self._bulk(
-            "cancel", idempotency_key, function=function, status=status, since=since,
-            until=until, event=event, if_exp=if_exp,
-        )  # fmt: skip
+        flow = self._bulk("cancel", idempotency_key, where)
         info, created = _effects.drive_sync(flow, self._sync_transport.perform)
         return SyncBulkHandle(self, info.bulk_id, created=created)
 
     async def bulk_replay(
-        self,
-        *,
-        function: Function | str | None = None,
-        status: Sequence[RunStatus | str] = (),
-        since: Time | None = None,
-        until: Time | None = None,
-        event: str | None = None,
-        if_exp: str | None = None,
-        idempotency_key: str | None = None,
+        self, *, idempotency_key: str | None = None, **where: Unpack[BulkFilterArgs]
     ) -> BulkHandle:
         """Replay every ended run the filter matches (a new linked run each), in the
         background; the filter as for ``bulk_cancel``. Live runs matched are skipped."""
-        flow = self._bulk(
-            "replay", idempotency_key, function=function, status=status, since=since,
-            until=until, event=event, if_exp=if_exp,
-        )  # fmt: skip
+        flow = self._bulk("replay", idempotency_key, where)
         info, created = await _effects.drive_async(flow, self._async_transport.perform)
         return BulkHandle(self, info.bulk_id, created=created)
 
     def bulk_replay_sync(
-        self,
-        *,
-        function: Function | str | None = None,
-        status: Sequence[RunStatus | str] = (),
-        since: Time | None = None,
-        until: Time | None = None,
-        event: str | None = None,
-        if_exp: str | None = None,
-        idempotency_key: str | None = None,
+        self, *, idempotency_key: str | None = None, **where: Unpack[BulkFilterArgs]
     ) -> SyncBulkHandle:
         """Blocking twin of ``bulk_replay``."""
-        flow = self._bulk(
-            "replay", idempotency_key, function=function, status=status, since=since,
-            until=until, event=event, if_exp=if_exp,
-        )  # fmt: skip
+        flow = self._bulk("replay", idempotency_key, where)
         info, created = _effects.drive_sync(flow, self._sync_transport.perform)
         return SyncBulkHandle(self, info.bulk_id, created=created)
 

@@ -23,7 +23,7 @@ from stepline.engine._cli import progress as _progress
 
 #: exit status of a bulk action that ended other than completed (cancelled, failed)
 EXIT_STOPPED = 4
-_FILTERS = ("function", "status", "since", "until", "event", "if_exp")
+_FILTERS = ("function", "status", "since", "until", "event", "if_exp", "attr")
 
 
 def add_filters(parser: argparse.ArgumentParser, status: Any) -> None:
@@ -38,6 +38,12 @@ def add_filters(parser: argparse.ArgumentParser, status: Any) -> None:
     group.add_argument("--event", help="the trigger event's name")
     group.add_argument(
         "--if", dest="if_exp", metavar="EXPR", help="a CEL expression over the trigger `event`"
+    )
+    group.add_argument(
+        "--attr",
+        action=AttributeArg,
+        metavar="NAME=VALUE",
+        help="a run attribute (repeatable: every one must match)",
     )
     group.add_argument("--idempotency-key", help="asking again with it answers the same action")
     group.add_argument("--no-wait", action="store_true", help="print the action's id and exit")
@@ -119,8 +125,9 @@ def _filter(
         "until": moment(args.until, now),
         "event": args.event,
         "if": args.if_exp,
+        "attributes": getattr(args, "attr", None),
     }
-    return {k: v for k, v in found.items() if v not in (None, [])}
+    return {k: v for k, v in found.items() if v not in (None, [], {})}
 
 
 def moment(text: str | None, now: float) -> str | float | None:
@@ -178,3 +185,15 @@ def _json(info: _bulk.BulkInfo) -> dict[str, Any]:
         "applied": info.applied,
         "skipped": info.skipped,
     }
+
+
+class AttributeArg(argparse.Action):
+    """``--attr name=value`` (repeatable) into a dict."""
+
+    def __call__(self, parser: Any, namespace: Any, value: Any, option: Any = None) -> None:
+        name, sep, text = str(value).partition("=")
+        if not sep or not name:
+            parser.error(f"--attr: want NAME=VALUE, got {value!r}")
+        found = dict(getattr(namespace, self.dest, None) or {})
+        found[name] = text
+        setattr(namespace, self.dest, found)

@@ -61,7 +61,7 @@ def add_parsers(commands: Any) -> None:
     )
     listing.add_argument(
         "--attr",
-        action=_Attributes,
+        action=_bulk.AttributeArg,
         metavar="NAME=VALUE",
         help="only runs with this attribute (repeatable: every one must match)",
     )
@@ -420,15 +420,3 @@ def _status(text: str) -> _runs.RunStatus:
         known = ", ".join(s.value.lower() for s in _runs.RunStatus)
         raise argparse.ArgumentTypeError(f"unknown status {text!r}; want one of {known}")
     return found
-
-
-class _Attributes(argparse.Action):
-    """``--attr name=value`` (repeatable) into a dict."""
-
-    def __call__(self, parser: Any, namespace: Any, value: Any, option: Any = None) -> None:
-        name, sep, text = str(value).partition("=")
-        if not sep or not name:
-            parser.error(f"--attr: want NAME=VALUE, got {value!r}")
-        found = dict(getattr(namespace, self.dest, None) or {})
-        found[name] = text
-        setattr(namespace, self.dest, found)
