@@ -20,6 +20,7 @@ import stepline.fastapi
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, free_port, spawn, stop, wait_until_up
 from tests._support.server_thread import serving
+from tests.endpoints import crash
 from tests.endpoints.fastapi_durable_app import build
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,7 +143,7 @@ def test_a_killed_app_process_is_finished_by_the_engine_without_rerunning_a_step
     try:
         wait_until_up(f"{base}/api/runs/none", proc, log=log, ready=lambda r: True)
         # the request hangs in step c until the kill: sent from a thread never joined
-        threading.Thread(target=_post_quietly, args=(f"{base}/three/9",), daemon=True).start()
+        threading.Thread(target=crash.post_quietly, args=(f"{base}/three/9",), daemon=True).start()
         wait_until(lambda: "c-started" in ran(markers), timeout=20, message="step c to start")
         proc.kill()
         proc.wait(10)
@@ -160,8 +161,3 @@ def test_a_killed_app_process_is_finished_by_the_engine_without_rerunning_a_step
         assert ran(markers) == ["a", "b", "c-started", "c"]  # a and b ran once
     finally:
         stop(proc)
-
-
-def _post_quietly(url: str) -> None:
-    with contextlib.suppress(httpx.HTTPError):  # the server dies under it
-        httpx.post(url, json={}, timeout=60)

@@ -10,9 +10,7 @@ runs that app as a process, SIGKILLs it mid-request and starts it again on the s
 from __future__ import annotations
 
 import os
-import sys
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +24,8 @@ import werkzeug.serving
 import stepline
 import stepline.flask
 from stepline.embedded import EmbeddedEngine
-from tests._support.polling import wait_until
-from tests._support.processes import answers, clean_env, free_port, spawn, stop, wait_until_up
 
+from . import crash
 from .flask_durable_app import Built, build
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,48 +204,4 @@ def test_an_async_handler_runs_on_a_private_loop(tmp_path: Path) -> None:
 
 
 def test_sigkill_mid_request_the_engine_finishes_the_run(tmp_path: Path) -> None:
-    port, markers, log = free_port(), tmp_path / "marks", tmp_path / "app.log"
-    base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "tests.endpoints.flask_durable_app", str(port)]
-    command += [str(tmp_path / "crash.db"), str(markers)]
-
-    def names() -> list[tuple[str, str]]:
-        text = markers.read_text() if markers.exists() else ""
-        return [(line.split()[0], line.split()[1]) for line in text.splitlines()]
-
-    first = spawn(command, log=log, env=clean_env(BLOCK="1"), cwd=ROOT)
-    failed: list[BaseException] = []
-
-    def request() -> None:
-        try:
-            httpx.post(f"{base}/orders/9", json={"qty": 3}, timeout=WAIT)
-        except httpx.TransportError as exc:  # the process dies under it
-            failed.append(exc)
-
-    caller = threading.Thread(target=request, daemon=True)
-    try:
-        wait_until_up(f"{base}/api/runs", first, log=log, ready=answers)
-        caller.start()
-        wait_until(lambda: "c-started" in [n for n, _ in names()], timeout=WAIT)
-        first.kill()  # SIGKILL: steps a and b are recorded, c is running
-        first.wait(WAIT)
-    finally:
-        stop(first)
-    caller.join(WAIT)
-    assert failed, "the request should have lost its connection"
-    run_id = names()[0][1]
-    assert [n for n, _ in names()] == ["a", "b", "c-started"]
-
-    second = spawn(command, log=log, env=clean_env(BLOCK="0"), cwd=ROOT, append=True)
-    try:
-        wait_until_up(f"{base}/api/runs", second, log=log, ready=answers)
-        done = httpx.get(f"{base}/api/runs/{run_id}/result?wait={WAIT}", timeout=WAIT + 5)
-    finally:
-        stop(second)
-    assert done.status_code == 200, done.text
-    result = done.json()
-    assert result["status"] == "Completed"
-    assert result["output"]["json"]["steps"] == ["a", "b", "c"]
-    assert result["output"]["json"]["oid"] == "9"
-    counts = Counter(n for n, run in names() if run == run_id)
-    assert counts == {"a": 1, "b": 1, "c-started": 1, "c": 1}  # a and b never ran again
+    crash.orders_app_survives_sigkill(["tests.endpoints.flask_durable_app"], tmp_path)

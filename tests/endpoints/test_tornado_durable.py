@@ -12,7 +12,6 @@ SIGKILLs that process mid-request and starts it again on the same file.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import os
@@ -36,6 +35,7 @@ import stepline.web
 from stepline.embedded import EmbeddedEngine
 from tests._support.polling import wait_until
 from tests._support.processes import answers, clean_env, free_port, spawn, stop, wait_until_up
+from tests.endpoints import crash
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 30.0  # an upper bound: the tests end far sooner
@@ -369,7 +369,7 @@ def test_a_killed_app_process_is_finished_by_the_engine_without_rerunning_a_step
     try:
         # the request hangs in step c until the kill: sent from a thread never joined
         url = f"{site.base}/three/9"
-        threading.Thread(target=_post_quietly, args=(url,), daemon=True).start()
+        threading.Thread(target=crash.post_quietly, args=(url,), daemon=True).start()
         wait_until(lambda: "c-started" in site.ran(), timeout=WAIT, message="step c to start")
         site.proc.kill()
         site.proc.wait(10)
@@ -385,11 +385,6 @@ def test_a_killed_app_process_is_finished_by_the_engine_without_rerunning_a_step
         assert site.ran() == ["a", "b", "c-started", "c"]  # a and b ran once
     finally:
         site.close()
-
-
-def _post_quietly(url: str) -> None:
-    with contextlib.suppress(httpx.HTTPError):  # the server dies under it
-        httpx.post(url, json={}, timeout=60)
 
 
 if __name__ == "__main__":
