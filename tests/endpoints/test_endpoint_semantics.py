@@ -360,3 +360,32 @@ def test_an_endpoint_declared_after_the_engine_started_is_registered(tmp_path: P
         answer = http.post("/late")
         assert answer.status_code == 200, answer.text
         assert answer.json() == "late"
+
+
+def test_a_heartbeat_keeps_the_lease_through_a_step_longer_than_it(tmp_path: Path) -> None:
+    """The lease lasts 0.6 s; a step takes 1.5 s: without the request's heartbeat the
+    engine would take the call back and run the step a second time."""
+    ran: list[str] = []
+    client = stepline.Client("beat", is_production=False, environ={})
+    app = fastapi.FastAPI(lifespan=stepline.fastapi.lifespan(client))
+
+    @app.post("/slow")
+    @stepline.fastapi.durable(client)
+    def slow(ctx: stepline.SyncEndpointContext) -> str:
+        def work() -> str:
+            ran.append("slow")
+            time.sleep(1.5)
+            return "done"
+
+        return ctx.step.run("slow", work)
+
+    engine = EmbeddedEngine(
+        client, [], database=str(tmp_path / "e.db"), poll_interval=0.05, lease_seconds=0.6
+    )
+    stepline.fastapi.serve(app, client, [], engine=engine)
+    with fastapi.testclient.TestClient(app, base_url="http://localhost") as http:
+        answer = http.post("/slow")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == "done"
+        time.sleep(1.0)  # were the lease lost, the engine's retry would run the step now
+    assert ran == ["slow"]
