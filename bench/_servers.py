@@ -166,6 +166,33 @@ def fresh_schema(prefix: str, extra: str = "") -> Iterator[str]:
             admin.execute(f"DROP SCHEMA {name} CASCADE")
 
 
+def db_row(db: str | Path, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...]:
+    """The first row of a read (``?`` placeholders) on a SQLite file or a Postgres URL."""
+    if str(db).startswith(("postgres://", "postgresql://")):
+        import psycopg
+
+        with psycopg.connect(str(db), autocommit=True) as conn:
+            row = conn.execute(sql.replace("?", "%s"), args).fetchone()
+    else:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as lite:
+            row = lite.execute(sql, args).fetchone()
+    return tuple(row) if row else ()
+
+
+@contextlib.contextmanager
+def database(postgres: bool, tmp: Path, name: str) -> Iterator[str]:
+    """A fresh database for one engine: a Postgres schema (dropped afterwards), or a new
+    SQLite file ``tmp/name.db``."""
+    if postgres:
+        with fresh_schema(name) as url:
+            yield url
+    else:
+        remove_db(tmp / f"{name}.db")
+        yield str(tmp / f"{name}.db")
+
+
 def serve_node(
     port: int, db: str, build: Callable[[], tuple[stepline.Client, Sequence[stepline.Function]]]
 ) -> None:

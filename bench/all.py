@@ -14,6 +14,13 @@ stderr):
    one by one) and publish-to-SSE-reader latency.
 7. ``endpoint_bench.py``: the latency a 3-step durable FastAPI route adds over the same
    route without steps, stepline (SQLite NORMAL and FULL) vs DBOS, in the same framework.
+8. ``pg_steps_bench.py`` (``pg-steps``): the step benchmark on Postgres, stepline vs DBOS
+   on the same server, with each step's cost (CPU, round trips, rows written).
+9. ``latency_bench.py --postgres`` and ``ingest_bench.py --postgres`` (``pg-latency``,
+   ``pg-ingest``): the same two on Postgres.
+
+The Postgres benchmarks (5, 8, 9) are skipped, and the table says why, when no Postgres
+answers.
 
 The peers (``dbos``, ``inngest``) are installed from PyPI into ``bench/.peers-venv`` on
 first use (``_peers.py``). ``--quick`` runs every benchmark at a tiny size: a smoke run
@@ -70,8 +77,13 @@ BENCHES = (
     ),
     Bench("stream", "stream_bench.py", (), ("--quick",)),
     Bench("endpoint", "endpoint_bench.py", (), ("--quick",)),
+    Bench("pg-steps", "pg_steps_bench.py", ("--rounds", "2"), ("--quick",)),
+    Bench("pg-latency", "latency_bench.py", ("--postgres",), ("--quick", "--postgres")),
+    Bench("pg-ingest", "ingest_bench.py", ("--postgres",), ("--quick", "--postgres")),
 )
 NAMES = tuple(b.name for b in BENCHES)
+#: the benchmarks that need Postgres (skipped, with the reason, without one)
+POSTGRES = ("nodes", "pg-steps", "pg-latency", "pg-ingest")
 
 
 # -- running one benchmark ------------------------------------------------------------------------
@@ -133,7 +145,7 @@ def handler_python(peers_python: str) -> tuple[str, dict[str, str]]:
 
 
 def postgres_problem() -> str | None:
-    """Why ``engine_nodes.py`` cannot run here, or None."""
+    """Why the Postgres benchmarks cannot run here, or None."""
     url = os.environ.get(
         "STEPLINE_BENCH_POSTGRES_URL",
         os.environ.get("STEPLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -215,6 +227,11 @@ def steps_rows(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _on(d: dict[str, Any]) -> str:
+    """``"postgres "`` for a figure measured on Postgres, else nothing (SQLite)."""
+    return "postgres " if d.get("database") == "postgres" else ""
+
+
 def latency_rows(d: dict[str, Any]) -> list[Row]:
     rows = []
     for phase, s in d["summaries"].items():
@@ -223,14 +240,15 @@ def latency_rows(d: dict[str, Any]) -> list[Row]:
             load = f" (load {s['load_runs_per_s_completed']:.0f} runs/s)"
         rows.append(
             (
-                f"event->first step {phase}, p50 / p99 ms{load}",
+                f"{_on(d)}event->first step {phase}, p50 / p99 ms{load}",
                 f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}",
                 "",
                 "",
                 f"<5 / <25 ms {_met(s['goal_p50_met'])} / {_met(s['goal_p99_met'])}",
             )
         )
-    rows.append(("loopback floor: GET /health round trip, ms", f"{d['floor_ms']:.2f}", "", "", ""))
+    floor = f"{_on(d)}loopback floor: GET /health round trip, ms"
+    rows.append((floor, f"{d['floor_ms']:.2f}", "", "", ""))
     return rows
 
 
@@ -242,7 +260,7 @@ def ingest_rows(d: dict[str, Any]) -> list[Row]:
             if shape == "single"
             else f"batches of {s['events_per_request']}, {s['clients']} clients"
         )
-        rows.append((f"ingest events/s, {what}", f"{s['best']:,.0f}", "", "", ""))
+        rows.append((f"{_on(d)}ingest events/s, {what}", f"{s['best']:,.0f}", "", "", ""))
     return rows
 
 
@@ -312,6 +330,43 @@ def endpoint_rows(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def pg_steps_rows(d: dict[str, Any]) -> list[Row]:
+    cells = d["cells"]
+    by = {x["stepline"]: x for x in d["ratios"]}
+    rows = []
+    for key, c in cells.items():
+        if c["system"] != "stepline":
+            continue
+        inflight = "seq" if c["inflight"] == 1 else f"{c['inflight']} in flight"
+        mode = "checkpointed" if c["mode"] == "checkpoint" else "step-by-step"
+        x = by.get(key)
+        peer = cells[x["dbos"]]["steps_per_s"]["best"] if x else None
+        goal = f">= {x['goal']:g}x {_met(x['met'])}" if x and x["goal"] else ""
+        rows.append(
+            (
+                f"postgres steps/s {c['transport']} {mode}, {inflight}",
+                f"{c['steps_per_s']['best']:,.0f}",
+                f"{peer:,.0f}" if peer is not None else "",
+                f"{x['ratio_best']:.2f}x" if x else "",
+                goal,
+            )
+        )
+    for c in cells.values():
+        per = c.get("per_step")
+        if per and c["inflight"] == 1:
+            cpu = c["cpu_ms_per_step"]
+            rows.append(
+                (
+                    f"  per step, {c['label']}, seq: CPU ms (of it postgres), round trips",
+                    f"{sum(cpu.values()):.2f} ({cpu.get('postgres', 0):.2f})",
+                    f"{per['round_trips']:.1f} rt",
+                    "",
+                    "",
+                )
+            )
+    return rows
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "handler": handler_rows,
     "steps": steps_rows,
@@ -320,6 +375,9 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "nodes": nodes_rows,
     "stream": stream_rows,
     "endpoint": endpoint_rows,
+    "pg-steps": pg_steps_rows,
+    "pg-latency": latency_rows,
+    "pg-ingest": ingest_rows,
     "outbox": lambda d: [(r[0], r[1], r[2], r[3], r[4]) for r in d["rows_table"]],
 }
 
@@ -355,13 +413,22 @@ def table(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
 
     lines.append(fmt(header))
     lines += [fmt(r) for r in rows]
-    lines.append(
-        "steps: peer = DBOS with its SQLite defaults (rollback journal, synchronous=FULL: "
-        "survives power loss) / in WAL mode with synchronous=NORMAL (survives a process "
-        "crash); ratio and goal likewise; +full = stepline with synchronous=FULL (else "
-        "NORMAL, its default); * = the same durability on both sides; "
-        "runs/s = steps/s / 10."
-    )
+    ran = {o.name for o in outcomes if o.data}
+    if "pg-steps" in ran:
+        lines.append(
+            "postgres steps: peer = DBOS on the same Postgres (its own system database, its "
+            "defaults); both commit with the server's settings; per step = the median "
+            "sequential round, CPU of every process involved and of the Postgres backends, "
+            "round trips counted at psycopg (pg_steps_bench.py prints the rest)."
+        )
+    if "steps" in ran:
+        lines.append(
+            "steps: peer = DBOS with its SQLite defaults (rollback journal, synchronous=FULL: "
+            "survives power loss) / in WAL mode with synchronous=NORMAL (survives a process "
+            "crash); ratio and goal likewise; +full = stepline with synchronous=FULL (else "
+            "NORMAL, its default); * = the same durability on both sides; "
+            "runs/s = steps/s / 10."
+        )
     if any(o.name == "endpoint" and o.data for o in outcomes):
         lines.append(
             "endpoint (all rounds pooled): added = the durable route's p50 (p99) minus its "
@@ -424,13 +491,13 @@ def main(argv: list[str] | None = None) -> int:
         python, env = sys.executable, dict(os.environ)
         if bench.name == "handler":
             python, env = handler_python(peers_python)
-        elif bench.name in ("steps", "endpoint"):
+        elif bench.name in ("steps", "endpoint", "pg-steps"):
             extra += ["--dbos-python", peers_python]
-        elif bench.name == "nodes":
+        if bench.name in POSTGRES:
             problem = postgres_problem()
             if problem is not None:
-                print(f"== nodes: skipped, {problem}", file=sys.stderr, flush=True)
-                outcomes.append(Outcome("nodes", skipped=problem))
+                print(f"== {bench.name}: skipped, {problem}", file=sys.stderr, flush=True)
+                outcomes.append(Outcome(bench.name, skipped=problem))
                 continue
         outcomes.append(run_one(bench, python, extra, env))
     meta = {

@@ -22,6 +22,12 @@ fsyncs per commit). ``wal`` matches stepline's engine: ``journal_mode=WAL`` with
 ``synchronous=NORMAL`` (durable across a process crash; the WAL is fsynced at
 checkpoints, not at each commit).
 
+Postgres (``--postgres URL``, from ``pg_steps_bench.py``): the URL is DBOS's system
+database (a database of its own, created and dropped by the bench), DBOS's defaults
+otherwise (its pool of 20 with ``pool_pre_ping``). The result then also has what
+``_pgcount`` counted at the driver in the timed window (statements, round trips, commits,
+rows written) and the CPU of DBOS's Postgres backends (``/proc``, the server is local).
+
 Run (normally from ``steps_bench.py``):
 ``bench/.peers-venv/bin/python bench/dbos_peer.py --db /tmp/x.db --runs 200 --how seq``
 """
@@ -61,12 +67,21 @@ def configure_sqlite(path: str, journal: str) -> None:
 
 
 def measure(
-    db: str, runs: int, warmup: int, inflight: int, how: str, journal: str
+    db: str, runs: int, warmup: int, inflight: int, how: str, journal: str, postgres: str = ""
 ) -> dict[str, Any]:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        if os.path.exists(db + suffix):
-            os.remove(db + suffix)
-    configure_sqlite(db, journal)
+    if postgres:
+        import _pgcount
+        import psycopg
+
+        _pgcount.install()
+        admin = psycopg.connect(postgres, autocommit=True)
+        database = postgres.rsplit("/", 1)[1].split("?", maxsplit=1)[0]
+        backends = _pgcount.BackendCpu(admin, datname=database)
+    else:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+        configure_sqlite(db, journal)
     logging.getLogger("dbos").setLevel(logging.WARNING)
 
     from dbos import DBOS
@@ -74,7 +89,7 @@ def measure(
     DBOS(
         config={
             "name": "stepline-bench",
-            "system_database_url": f"sqlite:///{db}",
+            "system_database_url": postgres or f"sqlite:///{db}",
             "log_level": "WARNING",
         }
     )
@@ -114,12 +129,24 @@ def measure(
             return elapsed, cpu
 
         drive(0, warmup)
+        extra: dict[str, Any] = {}
+        if postgres:
+            backends.start()
+            counted = _pgcount.snapshot()
         seconds, cpu_seconds = drive(warmup, runs)
+        if postgres:
+            extra["counts"] = _pgcount.delta(counted, _pgcount.snapshot())
+            extra["pg_cpu_seconds"] = backends.stop()
     finally:
         DBOS.destroy()
-    with sqlite3.connect(db) as conn:
-        recorded = conn.execute("SELECT COUNT(*) FROM operation_outputs").fetchone()[0]
-        journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    if postgres:
+        with admin:
+            row = admin.execute("SELECT COUNT(*) FROM dbos.operation_outputs").fetchone()
+        recorded, journal_mode = row[0] if row else 0, "postgres"
+    else:
+        with sqlite3.connect(db) as conn:
+            recorded = conn.execute("SELECT COUNT(*) FROM operation_outputs").fetchone()[0]
+            journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
     if recorded != (warmup + runs) * STEPS:
         sys.exit(f"dbos_peer: {recorded} step outputs recorded, want {(warmup + runs) * STEPS}")
     return {
@@ -135,19 +162,25 @@ def measure(
         "journal_mode": journal_mode,
         "recorded_steps": recorded,
         "dbos": importlib.metadata.version("dbos"),
+        **extra,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", required=True, help="SQLite file (replaced)")
+    parser.add_argument("--db", default="", help="SQLite file (replaced)")
+    parser.add_argument("--postgres", default="", help="DBOS's system database URL instead")
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs first")
     parser.add_argument("--inflight", type=int, default=8)
     parser.add_argument("--how", choices=HOWS, default="seq")
     parser.add_argument("--journal", choices=("default", "wal"), default="default")
     args = parser.parse_args(argv)
-    result = measure(args.db, args.runs, args.warmup, args.inflight, args.how, args.journal)
+    if not (args.db or args.postgres):
+        parser.error("--db or --postgres is required")
+    result = measure(
+        args.db, args.runs, args.warmup, args.inflight, args.how, args.journal, args.postgres
+    )
     print(json.dumps(result))
     return 0
 

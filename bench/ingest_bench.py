@@ -1,8 +1,10 @@
 """Event ingest: events/s that ``POST /e/{key}`` accepts (200 OK: committed), single and batched.
 
 The engine is the real command line, ``python -m stepline.engine dev`` (SQLite on disk,
-default settings), on a fresh file per measurement, with no app: the events trigger no
-function, so this is the event API alone (parse, validate, commit, answer).
+default settings; with ``--postgres`` a fresh schema of the local Postgres, see
+``pg_steps_bench.py`` for the URL), on a fresh file (schema) per measurement, with no
+app: the events trigger no function, so this is the event API alone (parse, validate,
+commit, answer).
 
 Two shapes of request:
 
@@ -34,7 +36,6 @@ import json
 import os
 import platform
 import signal
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -146,25 +147,25 @@ class Result:
         return statistics.median(self.rates)
 
 
-def measure(per_request: int, clients: int, warmup: float, seconds: float, tmp: Path) -> Sample:
-    db = tmp / "ingest.db"
-    _servers.remove_db(db)
+def measure(
+    per_request: int, clients: int, warmup: float, seconds: float, tmp: Path, postgres: bool
+) -> Sample:
     port = _servers.free_port()
     url = f"http://127.0.0.1:{port}"
     body = json.dumps(EVENT if per_request == 1 else [EVENT] * per_request).encode()
-    command = _servers.cli_engine_command(port, str(db))
-    with _servers.processes([("engine", command, f"{url}/health")], tmp) as procs:
-        engine = procs[0]
-        cpu0 = _servers.proc_cpu(engine.pid)
-        mine0 = time.process_time()
-        total, timed = asyncio.run(_blast(port, body, clients, warmup, seconds))
-        engine_cores = (_servers.proc_cpu(engine.pid) - cpu0) / (warmup + seconds)
-        client_cores = (time.process_time() - mine0) / (warmup + seconds)
-        engine.send_signal(signal.SIGKILL)  # a crash: whatever was acknowledged must be there
-        engine.wait()
-    acknowledged = total * per_request
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        stored = int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    with _servers.database(postgres, tmp, "ingest") as db:
+        command = _servers.cli_engine_command(port, db)
+        with _servers.processes([("engine", command, f"{url}/health")], tmp) as procs:
+            engine = procs[0]
+            cpu0 = _servers.proc_cpu(engine.pid)
+            mine0 = time.process_time()
+            total, timed = asyncio.run(_blast(port, body, clients, warmup, seconds))
+            engine_cores = (_servers.proc_cpu(engine.pid) - cpu0) / (warmup + seconds)
+            client_cores = (time.process_time() - mine0) / (warmup + seconds)
+            engine.send_signal(signal.SIGKILL)  # a crash: whatever was acknowledged is there
+            engine.wait()
+        acknowledged = total * per_request
+        stored = int(_servers.db_row(db, "SELECT COUNT(*) FROM events")[0])
     if stored < acknowledged:
         sys.exit(
             f"ingest_bench: {acknowledged} events acknowledged but only {stored} in the file "
@@ -181,7 +182,13 @@ def measure(per_request: int, clients: int, warmup: float, seconds: float, tmp: 
 
 
 def run(
-    rounds: int, warmup: float, seconds: float, clients: int, batch: int, batch_clients: int
+    rounds: int,
+    warmup: float,
+    seconds: float,
+    clients: int,
+    batch: int,
+    batch_clients: int,
+    postgres: bool = False,
 ) -> list[Result]:
     results = [Result("single", 1, clients), Result("batch", batch, batch_clients)]
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as name:
@@ -189,7 +196,9 @@ def run(
             order = results if r % 2 == 0 else list(reversed(results))
             parts = []
             for res in order:
-                sample = measure(res.per_request, res.clients, warmup, seconds, Path(name))
+                sample = measure(
+                    res.per_request, res.clients, warmup, seconds, Path(name), postgres
+                )
                 res.samples.append(sample)
                 parts.append(f"{res.shape} {sample.events_per_s:,.0f} events/s")
             print(f"round {r + 1}/{rounds}: " + "; ".join(parts), file=sys.stderr, flush=True)
@@ -203,7 +212,9 @@ def _typical(res: Result) -> Sample:
 
 def report(results: list[Result], meta: dict[str, Any]) -> str:
     lines = [
-        "ingest: POST /e/{key} to `stepline dev` (SQLite on disk, no app), 200 = committed; "
+        "ingest: POST /e/{key} to `stepline dev` "
+        f"({'Postgres' if meta['database'] == 'postgres' else 'SQLite on disk'}, no app), "
+        "200 = committed; "
         f"{meta['cpus']} CPUs (python {meta['python']}, stepline {meta['stepline']})",
         f"{meta['rounds']} interleaved rounds x {meta['seconds']:g} s (after "
         f"{meta['warmup']:g} s warm-up); events/s as best (median); CPU from the median round",
@@ -223,7 +234,7 @@ def report(results: list[Result], meta: dict[str, Any]) -> str:
     stored = sum(s.stored for r in results for s in r.samples)
     acked = sum(s.acknowledged for r in results for s in r.samples)
     lines.append(
-        f"durable: after SIGKILL of the engine, the files held {stored:,} events for "
+        f"durable: after SIGKILL of the engine, the databases held {stored:,} events for "
         f"{acked:,} acknowledged"
     )
     return "\n".join(lines)
@@ -256,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="connections, single events")
     parser.add_argument("--batch", type=int, default=100, help="events per batch request")
     parser.add_argument("--batch-clients", type=int, default=2, help="connections, batches")
+    parser.add_argument(
+        "--postgres", action="store_true", help="the engine on a fresh Postgres schema"
+    )
     parser.add_argument("--quick", action="store_true", help="0.3 s, 1 round (a smoke run)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)
@@ -268,10 +282,19 @@ def main(argv: list[str] | None = None) -> int:
     ):
         parser.error("--seconds must be > 0; --rounds, --clients, --batch* >= 1")
     results = run(
-        args.rounds, args.warmup, args.seconds, args.clients, args.batch, args.batch_clients
+        args.rounds,
+        args.warmup,
+        args.seconds,
+        args.clients,
+        args.batch,
+        args.batch_clients,
+        args.postgres,
     )
     meta = {
-        "benchmark": "ingest: POST /e/{key}, SQLite, no app",
+        "benchmark": "ingest: POST /e/{key}, "
+        + ("Postgres" if args.postgres else "SQLite")
+        + ", no app",
+        "database": "postgres" if args.postgres else "sqlite",
         "seconds": args.seconds,
         "warmup": args.warmup,
         "rounds": args.rounds,

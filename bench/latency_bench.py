@@ -1,7 +1,8 @@
 """Event-to-first-step latency: ``POST /e/{key}`` to the first step starting, idle and loaded.
 
 The engine is the real command line, ``python -m stepline.engine dev`` (SQLite on disk,
-default settings), in its own process. The app is served by uvicorn
+default settings; with ``--postgres`` on a fresh schema of the local Postgres, see
+``pg_steps_bench.py`` for the URL), in its own process. The app is served by uvicorn
 (``stepline.asgi.serve``) on a thread of the bench process itself, so the step and the
 sender read the same clock: the sender takes ``time.perf_counter_ns()`` just before it
 sends the event (``httpx``, keep-alive), and the function's first step takes it again
@@ -32,7 +33,6 @@ import math
 import os
 import platform
 import random
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -238,22 +238,21 @@ class Sampler:
         return statistics.median(times)
 
 
-def unfinished(db: Path) -> int:
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM runs WHERE ended_at IS NULL").fetchone()[0])
+def unfinished(db: str) -> int:
+    return int(_servers.db_row(db, "SELECT COUNT(*) FROM runs WHERE ended_at IS NULL")[0])
 
 
-def load_runs(db: Path) -> tuple[int, int]:
+def load_runs(db: str) -> tuple[int, int]:
     """(created, ended) runs of the load app's function so far."""
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        row = conn.execute(
-            "SELECT COUNT(*), COUNT(ended_at) FROM runs WHERE function_id LIKE ?",
-            (f"{LOAD_APP}-%",),
-        ).fetchone()
+    row = _servers.db_row(
+        db,
+        "SELECT COUNT(*), COUNT(ended_at) FROM runs WHERE function_id LIKE ?",
+        (f"{LOAD_APP}-%",),
+    )
     return int(row[0]), int(row[1])
 
 
-def wait_quiet(db: Path, timeout: float = 120) -> None:
+def wait_quiet(db: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while unfinished(db):
         if time.monotonic() > deadline:
@@ -261,17 +260,20 @@ def wait_quiet(db: Path, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-def run(samples: int, rounds: int, warmup: int, gap: float, rate: float) -> dict[str, Any]:
+def run(
+    samples: int, rounds: int, warmup: int, gap: float, rate: float, postgres: bool = False
+) -> dict[str, Any]:
     phases = {name: Phase(name) for name in PHASES}
     marks = Marks()
     with tempfile.TemporaryDirectory(prefix="latency-bench-") as name:
         tmp = Path(name)
-        db = tmp / "latency.db"
         port = _servers.free_port()
         engine_url = f"http://127.0.0.1:{port}"
-        command = _servers.cli_engine_command(port, str(db))
         with (
-            _servers.processes([("engine", command, f"{engine_url}/health")], tmp) as procs,
+            _servers.database(postgres, tmp, "latency") as db,
+            _servers.processes(
+                [("engine", _servers.cli_engine_command(port, db), f"{engine_url}/health")], tmp
+            ) as procs,
             _servers.ServerThread(probe_app(engine_url, marks), "probe-app") as app,
         ):
             engine_pid = procs[0].pid
@@ -340,7 +342,8 @@ def summary(phase: Phase) -> dict[str, Any]:
 
 def report(result: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [
-        "latency: POST /e/{key} to the first step starting; `stepline dev` (SQLite on disk) "
+        "latency: POST /e/{key} to the first step starting; `stepline dev` "
+        f"({'Postgres' if meta['database'] == 'postgres' else 'SQLite on disk'}) "
         f"+ app over loopback HTTP, {meta['cpus']} CPUs "
         f"(python {meta['python']}, stepline {meta['stepline']})",
         f"{meta['samples']} samples per phase per round x {meta['rounds']} rounds (pooled), "
@@ -387,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--load-rate", type=float, default=25.0, help="runs/s of background load (10 steps each)"
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="the engine on Postgres (a fresh schema of STEPLINE_BENCH_POSTGRES_URL, else "
+        "STEPLINE_TEST_POSTGRES_URL, else postgresql://postgres@127.0.0.1:5432/test)",
+    )
     parser.add_argument("--quick", action="store_true", help="20 samples, 1 round (a smoke run)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(args_in)
@@ -394,10 +403,11 @@ def main(argv: list[str] | None = None) -> int:
         args.samples, args.rounds, args.warmup = 20, 1, 5
     if args.samples < 1 or args.rounds < 1 or args.load_rate <= 0 or args.gap < 0:
         parser.error("--samples and --rounds must be >= 1, --load-rate > 0, --gap >= 0")
-    result = run(args.samples, args.rounds, args.warmup, args.gap, args.load_rate)
+    result = run(args.samples, args.rounds, args.warmup, args.gap, args.load_rate, args.postgres)
     result["summaries"] = {name: summary(p) for name, p in result.pop("phases").items()}
     meta = {
         "benchmark": "latency: POST /e/{key} to the first step starting",
+        "database": "postgres" if args.postgres else "sqlite",
         "samples": args.samples,
         "rounds": args.rounds,
         "gap": args.gap,

@@ -12,6 +12,7 @@ from typing_extensions import Unpack
 from stepline import _function, _sender, _settings, _tracing, _transport
 from stepline._control.attributes import AttributesMixin
 from stepline._control.bulk import BulkMixin
+from stepline._control.metrics import MetricsMixin
 from stepline._control.pause import PauseMixin
 from stepline._control.signals import SignalsMixin
 from stepline._event import Event
@@ -19,7 +20,7 @@ from stepline._function import Function, FunctionOptionArgs, Handler, Trigger
 from stepline._management import RunsMixin
 
 
-class Client(RunsMixin, PauseMixin, BulkMixin, SignalsMixin, AttributesMixin):
+class Client(RunsMixin, PauseMixin, BulkMixin, SignalsMixin, AttributesMixin, MetricsMixin):
     """An app's handle on Stepline: declares functions, sends events, manages runs.
 
     Share one client per process (it keeps connection pools; they are re-made after a

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from stepline._client import Client
     from stepline._function import Function
 
-__all__ = ["check", "resolve"]
+__all__ = ["check", "resolve", "start_for"]
 
 
 def check(
@@ -71,3 +71,18 @@ def resolve(
     if engine is None or isinstance(engine, EmbeddedEngine):
         return engine
     return EmbeddedEngine(client, functions, database=database, **dict(settings or {}))
+
+
+def start_for(client: Client) -> None:
+    """Start the ``EmbeddedEngine`` built for ``client``, if any, leasing work.
+
+    For the adapters without ``engine=`` (``stepline.asgi``'s lifespan, ``stepline.aiohttp``'s
+    startup): the process serves, so a process its manager restarted resumes lapsed runs
+    and due sleeps without waiting for a Stepline call.
+
+    Raises:
+        Exception: the engine could not start.
+    """
+    from stepline.embedded import _lifecycle
+
+    _lifecycle.start_for(client)

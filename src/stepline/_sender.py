@@ -25,6 +25,8 @@ NO_EVENT_KEY = "NO_EVENT_KEY_SET"
 SEED_BYTES = 10
 _BACKOFF_FIRST = 0.1
 _BACKOFF_CAP = 2.0
+#: the longest ``Retry-After`` a send waits out (a sender is often a web request)
+_RETRY_AFTER_CAP = 10.0
 _RESERVED_PREFIX = "inngest/"
 
 
@@ -38,8 +40,10 @@ def send_flow(
 ) -> _effects.Flow[list[str]]:
     """Send events, retrying network errors and 5xx with exponential backoff.
 
-    The same request, including its ``X-Inngest-Event-Id-Seed`` header, is sent on every
-    attempt, so the server mints the same event ids if an earlier response was lost.
+    A 5xx's ``Retry-After`` (seconds; the engine sends one with a 503 while its database
+    is locked or full) lengthens the wait before the next attempt, up to 10 s. The same
+    request, including its ``X-Inngest-Event-Id-Seed`` header, is sent on every attempt,
+    so the server mints the same event ids if an earlier response was lost.
 
     Args:
         settings: resolved settings (event API URL, key, env, attempts, timeout).
@@ -62,7 +66,8 @@ def send_flow(
     response: _effects.HttpResponse = yield request
     attempt = 1
     while _retriable(response) and attempt < settings.send_max_attempts:
-        yield _effects.Sleep(min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** (attempt - 1)))
+        backoff = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** (attempt - 1))
+        yield _effects.Sleep(max(backoff, _retry_after(response)))
         attempt += 1
         response = yield request
     return _ids(response, attempt)
@@ -144,6 +149,14 @@ def _body(events: Sequence[_event.Event], now_ms: int) -> bytes:
         return json_dumpb(wire, finite=True)
     except (TypeError, ValueError) as exc:
         raise _errors.SendEventError(f"events are not JSON-serializable: {exc}") from exc
+
+
+def _retry_after(response: _effects.HttpResponse) -> float:
+    """The wait a response asks for, in seconds (0: none, or not a number of seconds)."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value.isascii() or not value.replace(".", "", 1).isdigit():
+        return 0.0  # an HTTP date or garbage: the backoff alone
+    return min(float(value), _RETRY_AFTER_CAP)
 
 
 def _retriable(response: _effects.HttpResponse) -> bool:

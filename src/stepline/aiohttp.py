@@ -9,13 +9,14 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from typing_extensions import Unpack
 
-from stepline import _bodies, _errors, _serve_options
+from stepline import _bodies, _engine_option, _errors, _serve_options
 from stepline._comm import CommHandler, CommRequest, CommResponse
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ def serve(
     Sync functions run on the handler's thread pool, async ones on the server's loop;
     ``streaming="force"`` answers POST with a 201 keepalive stream. Request bodies are
     limited by the handler (16 MiB), not by ``client_max_size`` (1 MiB by default), as
-    the engine's payloads often exceed 1 MiB. The handler closes on the app's cleanup.
+    the engine's payloads often exceed 1 MiB. The handler closes on the app's cleanup; an
+    ``EmbeddedEngine`` you built for ``client`` starts at the app's startup.
 
     Raises:
         ConfigError: ``app`` is not a ``web.Application``, or it has already started
@@ -63,11 +65,16 @@ def serve(
             await handler.handle(await _from_aiohttp(request, handler)), request
         )
 
+    async def startup(_app: web.Application) -> None:
+        # this process serves: an EmbeddedEngine built for the client starts now
+        await asyncio.to_thread(_engine_option.start_for, client)
+
     async def cleanup(_app: web.Application) -> None:
         handler.close()
 
     for method in ("GET", "POST", "PUT"):
         app.router.add_route(method, handler.route_path, view)
+    app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
     return handler
 

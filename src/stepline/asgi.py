@@ -54,7 +54,7 @@ class ASGIApp:
         """Answer one ASGI connection."""
         if scope["type"] == "lifespan":
             _autosync.start(self.handler, None)  # dev mode, with serve_origin: register
-            await _lifespan(self.handler.close, receive, send)
+            await _lifespan(self.handler.close, receive, send, self.handler.client)
         elif scope["type"] != "http":
             raise ValueError(f"stepline serves http, not {scope['type']!r}")
         elif _asgi_scope.relative_path(scope).rstrip("/") not in (
@@ -257,10 +257,16 @@ async def _send_chunks(chunks: AsyncIterable[bytes], send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _lifespan(close: Callable[[], None] | None, receive: Receive, send: Send) -> None:
+async def _lifespan(
+    close: Callable[[], None] | None, receive: Receive, send: Send, client: Client | None = None
+) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            if client is not None:  # this process serves: an embedded engine of yours starts
+                from stepline import _engine_option
+
+                await anyio.to_thread.run_sync(_engine_option.start_for, client)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             if close is not None:

@@ -17,8 +17,13 @@ from stepline.engine._model import (
     StepStatus,
 )
 from stepline.engine._store import Store, Tx
+from stepline.engine._store.attempts import StepAttempt
 
 FUNCTIONS = tuple(f"load-fn-{i}" for i in range(8))
+#: every this-many runs, the last step of one failed twice before it succeeded
+RETRIED_EVERY = 10
+#: every this-many runs, one (index ``k * CHILD_EVERY + 1``) was invoked by the run before it
+CHILD_EVERY = 50
 #: Most runs end well; a few fail, are cancelled or still going, as in a real engine.
 _STATUSES = (
     [RunStatus.COMPLETED] * 85
@@ -42,6 +47,9 @@ def _function(function_id: str, now: float) -> FunctionRecord:
 async def seed(store: Store, *, runs: int, steps: int, now: float, span: float) -> list[str]:
     """Store ``runs`` runs (each with an event, a link and ``steps`` steps) over ``span`` s.
 
+    Every ``RETRIED_EVERY``-th run's last step has two failed attempts (``step_attempts``),
+    and every ``CHILD_EVERY``-th run invoked the next one from its first step.
+
     Returns:
         The run ids, oldest first.
     """
@@ -53,8 +61,22 @@ async def seed(store: Store, *, runs: int, steps: int, now: float, span: float) 
     for start in range(0, runs, batch):
         rows = [_one(rng, now - span + span * i / runs, steps) for i in range(start, start + batch)]
         rows = rows[: max(0, runs - start)]
+        tries: list[StepAttempt] = []
+        for k, (run, _, records) in enumerate(rows):
+            if records and (start + k) % RETRIED_EVERY == 0:
+                tries.extend(_retried(records[-1]))
+            if k and steps and (start + k) % CHILD_EVERY == 1:
+                parent = rows[k - 1]
+                run.parent_run_id = parent[0].run_id
+                run.correlation_id = f"{parent[0].run_id}.{parent[2][0].step_id}"
 
-        def write(tx: Tx, rows: list[tuple[Run, EventRecord, list[StepRecord]]] = rows) -> None:
+        def write(
+            tx: Tx,
+            rows: list[tuple[Run, EventRecord, list[StepRecord]]] = rows,
+            tries: list[StepAttempt] = tries,
+        ) -> None:
+            for attempt in tries:
+                tx.put_attempt(attempt)
             for run, event, records in rows:
                 tx.insert_event(event)
                 tx.insert_run(run)
@@ -114,3 +136,22 @@ def _one(rng: random.Random, at: float, steps: int) -> tuple[Run, EventRecord, l
         for i in range(steps)
     ]
     return run, event, records
+
+
+def _retried(step: StepRecord) -> list[StepAttempt]:
+    """Two failed attempts before ``step`` succeeded (its row counts three)."""
+    step.attempts = 3
+    at = float(step.started_at or 0.0)
+    error = {"name": "ConnectionError", "message": "the provider timed out", "stack": "x" * 500}
+    return [  # 10 ms each, 10 ms apart, before the step's last attempt (it ends at + 50 ms)
+        StepAttempt(
+            step.run_id,
+            step.step_id,
+            n,
+            at + 0.02 * n - 0.02,
+            at + 0.02 * n - 0.01,
+            error,
+            at + 0.02 * n,
+        )
+        for n in (1, 2)
+    ]

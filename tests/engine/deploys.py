@@ -89,7 +89,7 @@ def sleeping(engine_url: str, run_ids: list[str]) -> None:
     def asleep(run_id: str) -> bool:
         return any(s.get("status") == "Sleeping" for s in get(engine_url, f"runs/{run_id}/steps"))
 
-    wait_until(lambda: all(map(asleep, run_ids)), timeout=20, message="the runs to sleep")
+    wait_until(lambda: all(map(asleep, run_ids)), timeout=40, message="the runs to sleep")
 
 
 def ended(engine_url: str, run_ids: list[str]) -> list[dict[str, Any]]:

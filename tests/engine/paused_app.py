@@ -32,7 +32,7 @@ def _log(entry: str) -> str:
 async def steps(ctx: stepline.Context) -> list[str]:
     who = str(dict(ctx.event.data)["who"])
     first = await ctx.step.run("a", _log, f"{who}:a")
-    await ctx.step.sleep("nap", dt.timedelta(seconds=1))
+    await ctx.step.sleep("nap", dt.timedelta(seconds=4))  # outlasts a slow CLI start
     return [first, *[await ctx.step.run(name, _log, f"{who}:{name}") for name in ("b", "c")]]
 
 

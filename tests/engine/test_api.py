@@ -284,9 +284,9 @@ def test_event_time_filters_accept_rfc3339_and_unix_seconds(dev: TestClient) -> 
 def test_health_connect_start_home_and_router_errors(dev: TestClient) -> None:
     assert dev.get("/health").json() == {"status": "ok"}
     assert dev.head("/health").status_code == 200
-    ready = dev.post("/v0/connect/start")
+    ready = dev.post("/v0/connect/start")  # Connect's start (tests/connect): open in dev mode
     assert ready.status_code == 200
-    assert ready.json() == {}
+    assert ready.headers["content-type"] == "application/protobuf"
     home = dev.get("/")
     assert home.status_code == 200
     assert 'src="dashboard/app.js"' in home.text  # the dashboard (tests/dashboard)
@@ -337,9 +337,10 @@ def test_start_mode_requires_bearer_on_api_routes(db: str) -> None:
         assert client.get("/v0/runs/01NOPE/actions").status_code == 401
         assert client.get("/v0/runs/01NOPE/actions", headers=auth).status_code == 404
         assert client.post("/v1/checkpoint/01NOPE/async", json={}).status_code == 401
+        assert client.post("/v0/connect/start").status_code == 401  # Connect: the bearer
+        assert client.post("/v0/connect/start", headers=auth).status_code == 200
         # open in both modes
         assert client.get("/health").status_code == 200
-        assert client.post("/v0/connect/start").status_code == 200
         assert client.post(f"/e/{EVENT_KEY}", json={"name": "t/x"}).status_code == 200
         assert client.post("/e/wrong", json={"name": "t/x"}).status_code == 401
 

@@ -90,7 +90,12 @@ def test_pause_holds_runs_across_processes_and_resume_releases_them_in_order(
         paused = cli(url, "functions", "pause", "steps", "--reason", "db maintenance")
         assert paused.returncode == 0, paused.stderr
         assert paused.stdout.strip() == f"paused {FN} (cron ticks: queued)"
-        time.sleep(2.5)  # A's 1 s sleep ends while paused: its next call parks
+        # A's sleep ends while paused: its next call parks (the run says why it waits)
+        wait_until(
+            lambda: (deploys.get(url, f"runs/{a}").get("waiting") or {}).get("reason") == "paused",
+            timeout=20,
+            message="A's next call to park",
+        )
         b = start(url, "B")
         time.sleep(0.2)  # B before C, by their first calls' due times
         c = start(url, "C")

@@ -31,7 +31,9 @@ def test_ready_answers_200_then_503_when_the_schema_is_behind(tmp_path: Path) ->
     with TestClient(build_app(_engine(str(path)))) as http:
         answer = http.get("/ready")  # no key: public, as /health
         assert answer.status_code == 200, answer.text
-        assert answer.json() == {"status": "ready", "schema_version": len(sqlite_schema.MIGRATIONS)}
+        body = answer.json()
+        assert body.pop("sqlite_wal_bytes") >= 0  # the write-ahead log's size (SQLite only)
+        assert body == {"status": "ready", "schema_version": len(sqlite_schema.MIGRATIONS)}
         with sqlite3.connect(path) as conn:  # as a database restored from an old backup
             conn.execute("PRAGMA user_version = 1")
         answer = http.get("/ready")
@@ -58,6 +60,9 @@ def test_ready_answers_503_when_the_database_is_gone() -> None:
             admin.execute(f"CREATE SCHEMA {schema}")  # for the fixture's own DROP
         assert answer.status_code == 503, answer.text
         reason = answer.json()["reason"]
-        assert reason.startswith("the database does not answer: "), reason
-        assert "stepline_schema" in reason
+        # the engine's own worker may meet the missing tables first (the store's guard then
+        # records the fault and /ready reports it) or the probe's read meets them: both name it
+        unanswered = reason.startswith("the database does not answer: ")
+        missing = unanswered and "stepline_schema" in reason
+        assert missing or reason == "the database refuses writes: schema missing", reason
         assert http.get("/health").status_code == 200

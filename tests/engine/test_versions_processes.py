@@ -60,6 +60,7 @@ CASES = [
 ]
 
 
+@pytest.mark.timeout(120)  # three processes to start: slow on a busy machine
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
 @pytest.mark.parametrize(("sdk", "policy", "declared"), CASES)
 def test_pinned_runs_finish_on_v1_while_new_runs_go_to_v2(

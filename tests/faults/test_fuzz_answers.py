@@ -260,3 +260,14 @@ def test_any_answer_ends_the_run_cleanly_and_spares_the_bystander(db: str) -> No
             loop.run_until_complete(engine.stop())
             loop.close()
     assert not errors, "\n".join(errors)
+
+
+def test_a_retry_after_of_unicode_digits_is_ignored() -> None:
+    """Found by the fuzzer: ``"³".isdigit()`` is true, and ``float("³")`` raised."""
+    from stepline.engine import _response
+
+    for value in ("³", "١٢", "²⁵"):
+        raw = _response.RawResponse(500, {"retry-after": value}, b'{"message": "boom"}')
+        outcome = _response.decode(raw, now=0.0)
+        assert isinstance(outcome, _response.Failed)
+        assert outcome.retry_after is None

@@ -26,6 +26,18 @@ _statuses = st.one_of(
     ),
 )
 _limits = st.one_of(s.url_texts, st.integers(-5, 1000).map(str), st.sampled_from(["²", "1e3"]))
+#: a function's metrics: preset windows, custom ones, buckets of every size and shape
+_metrics_queries = st.fixed_dictionaries(
+    {},
+    optional={
+        "window": st.one_of(st.sampled_from(["1h", "24h", "7d", "", "2h", "1H"]), s.url_texts),
+        "since": s.times,
+        "until": s.times,
+        "bucket": st.one_of(
+            st.sampled_from(["60", "5m", "1d", "0", "-1", "nan", "1e400", "0.5"]), s.url_texts
+        ),
+    },
+)
 _waits = st.one_of(
     st.sampled_from(["", "0", "0.01", "-1", "61", "nan", "inf", "1e400", "²", "0x1"]), s.url_texts
 )
@@ -41,6 +53,8 @@ _queries: dict[str, st.SearchStrategy[Any]] = {
             "cursor": s.url_texts,
             "limit": _limits,
             "version": s.url_texts,
+            "run_id": st.one_of(s.url_texts, st.sampled_from(["01", "0" * 26, "0" * 27, "il"])),
+            "parent_run_id": s.url_texts,
         },
     ),
     "/v1/events": st.fixed_dictionaries(
@@ -51,6 +65,11 @@ _queries: dict[str, st.SearchStrategy[Any]] = {
             "received_before": s.times,
             "cursor": s.url_texts,
             "limit": _limits,
+            "expression": st.one_of(
+                s.url_texts,
+                st.sampled_from(["event.data.n > 1", "event.data.n >", "x == 1", "true", "1/0"]),
+            ),
+            "scan": _limits,
         },
     ),
 }
@@ -58,11 +77,13 @@ _queries: dict[str, st.SearchStrategy[Any]] = {
 _BY_ID = [
     ("GET", "/v1/runs/{id}"),
     ("GET", "/v1/runs/{id}/steps"),
+    ("GET", "/v1/runs/{id}/attempts"),
     ("DELETE", "/v1/runs/{id}"),
     ("POST", "/v1/runs/{id}/cancel"),
     ("POST", "/v1/runs/{id}/rerun"),
     ("GET", "/v1/events/{id}"),
     ("GET", "/v1/events/{id}/runs"),
+    ("POST", "/v1/events/{id}/replay"),
     ("GET", "/v0/runs/{id}/batch"),
     ("GET", "/v0/runs/{id}/actions"),
     ("DELETE", "/v0/runs/{id}"),
@@ -72,11 +93,13 @@ _BY_ID = [
     ("GET", "/dashboard/{id}"),
     ("GET", "/v1/apps/{id}/versions"),
     ("DELETE", "/v1/apps/{id}/versions/{id}"),
+    ("GET", "/v1/apps/{id}/workers"),
     ("GET", "/v1/runs/{id}/stream"),
     ("POST", "/v1/runs/{id}/stream"),
     ("POST", "/v1/functions/{id}/inline"),
     ("POST", "/v1/functions/{id}/pause"),
     ("POST", "/v1/functions/{id}/resume"),
+    ("GET", "/v1/functions/{id}/metrics"),
     ("POST", "/v1/runs/{id}/inline/checkpoint"),
     ("POST", "/v1/runs/{id}/inline/answer"),
     ("POST", "/v1/runs/{id}/attributes"),
@@ -100,6 +123,9 @@ _PLAIN = [
     ("GET", "/dev"),
     ("GET", "/health"),
     ("POST", "/v0/connect/start"),
+    ("POST", "/v0/connect/flush"),
+    ("GET", "/v1/connect/workers"),
+    ("POST", "/v0/connect/forward"),
     ("GET", "/"),
     ("POST", "/login"),
     ("POST", "/logout"),
@@ -194,6 +220,13 @@ _BODIES = {
         {"signal": st.one_of(s.texts, s.json_values)}, optional={"data": s.json_values}
     ).map(s.dumps),
     "/v1/runs/": st.fixed_dictionaries({}, optional={"from_step": s.json_values}).map(s.dumps),
+    # Connect's protobuf bodies: empty, random bytes, real messages with odd fields
+    "/v0/connect/": st.one_of(
+        st.just(b""),
+        st.binary(max_size=64),
+        st.sampled_from([b"\x0a\x02ab", b"\x0a\x05ab", b"\x08\xff", b"\x0b", b"\x80" * 11]),
+        st.builds(lambda t: b"\x0a" + bytes([len(t[:100])]) + t[:100], st.binary(max_size=100)),
+    ),
     "/login": st.one_of(
         st.sampled_from([b"key=nope", b"key=", b"key=%ff%fe", b"a=1&" * 20, b"k" * 9000]),
         s.header_texts.map(lambda t: b"key=" + t.encode()),
@@ -236,6 +269,8 @@ def _request(target: Target, victim: dict[str, str], data: st.DataObject) -> Non
     params = data.draw(_queries[path]) if path in _queries else {}
     if path.startswith("/v1/runs/") and method == "GET":
         params = {"wait": data.draw(_waits)}
+    if path.startswith("/v1/functions/") and path.endswith("/metrics"):
+        params = data.draw(_metrics_queries)
     shaped = next((b for prefix, b in _BODIES.items() if path.startswith(prefix)), None)
     if path.endswith("/stream"):
         params, shaped = data.draw(_stream_queries), _stream_body

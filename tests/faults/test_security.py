@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 
 import stepline
@@ -254,13 +254,16 @@ def _app_functions(client: stepline.Client) -> list[stepline.Function]:
 
 
 #: Routes open in start mode: health and readiness (probes of process managers), the
-#: readiness probe inngest-py polls, the sign-in page and form, sign-out, the dashboard's
-#: static assets, the event API (its key), and the signal hook (its token is the
-#: credential: ``engine/test_signals.py::test_the_hook_takes_only_verified_tokens``).
+#: sign-in page and form, sign-out, the dashboard's static assets, the event API (its
+#: key), and the signal hook (its token is the credential:
+#: ``engine/test_signals.py::test_the_hook_takes_only_verified_tokens``). Connect's start
+#: and flush take the bearer, as do its worker listings (``GET /v1/connect/workers``,
+#: ``GET /v1/apps/{app_id}/workers``, walked below with every other route); its gateway
+#: socket takes the tokens start hands out
+#: (``connect/test_official_connect.py::test_start_mode_takes_the_right_key_only``).
 PUBLIC = {
     ("GET", "/health"),
     ("GET", "/ready"),
-    ("POST", "/v0/connect/start"),
     ("GET", "/"),
     ("POST", "/login"),
     ("POST", "/logout"),
@@ -272,6 +275,9 @@ PUBLIC = {
 def _routes(app: Any) -> list[tuple[str, str]]:
     found = []
     for route in app.routes:
+        if isinstance(route, WebSocketRoute):  # Connect's gateway: its tokens, not a bearer
+            assert route.path in ("/v0/connect/gateway", "/v0/connect")  # ours, Inngest's
+            continue
         assert isinstance(route, Route)
         for method in sorted(route.methods or ()):
             if method != "HEAD":
@@ -288,6 +294,7 @@ def test_every_route_is_closed_without_credentials_in_start_mode(tmp_path: Path)
     app = build_app(engine)
     routes = _routes(app)
     assert len(routes) > 25
+    assert {("GET", "/v1/connect/workers"), ("GET", "/v1/apps/{app_id}/workers")} <= set(routes)
     forged = [
         {},
         {"authorization": "Bearer undefined"},
@@ -344,13 +351,16 @@ BODY_ROUTES = {
     ("POST", "/v1/signals"),
     ("POST", "/v1/signals/hooks/{token}"),
     ("POST", "/login"),
+    ("POST", "/v0/connect/start"),
+    ("POST", "/v0/connect/flush"),
+    ("POST", "/v0/connect/forward"),
 }
 NO_BODY_ROUTES = {
-    ("POST", "/v0/connect/start"),
     ("POST", "/v1/runs/{run_id}/cancel"),
     ("POST", "/v1/runs/{run_id}/rerun"),
     ("POST", "/v1/bulk/{bulk_id}/cancel"),
     ("POST", "/v1/functions/{function_id:path}/resume"),
+    ("POST", "/v1/events/{event_id}/replay"),
     ("POST", "/logout"),
 }
 

@@ -92,3 +92,12 @@ def test_no_private_leaks() -> None:
 def test_flask_adapter_surface() -> None:
     assert callable(stepline.flask.serve)
     assert stepline.flask.FRAMEWORK == "flask"
+
+
+def test_connect_worker_surface() -> None:
+    import stepline.connect
+
+    assert stepline.connect.__all__ == ["ConnectError", "Worker", "functions_of", "main"]
+    for name in stepline.connect.__all__:
+        assert getattr(stepline.connect, name).__module__.startswith("stepline._connect."), name
+    assert issubclass(stepline.connect.ConnectError, stepline.ConfigError)

@@ -125,6 +125,25 @@ def test_default_is_five_attempts():
         flow.send(reply(0, error="down"))
 
 
+@pytest.mark.parametrize(
+    ("retry_after", "wait"),
+    [("3", 3.0), ("0.5", 0.5), ("600", 10.0), ("0", 0.1), ("soon", 0.1), ("³", 0.1)],
+)
+def test_a_503_retry_after_lengthens_the_wait(retry_after: str, wait: float) -> None:
+    flow = _sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
+    next(flow)
+    locked = _effects.HttpResponse(
+        status=503,
+        headers={"retry-after": retry_after},
+        body=json.dumps({"ids": [], "error": "the database is unavailable (locked)"}).encode(),
+    )
+    sleep = flow.send(locked)
+    assert isinstance(sleep, _effects.Sleep)
+    assert sleep.seconds == wait  # never shorter than the backoff, never over 10 s
+    flow.send(None)
+    assert finish(flow, ok()) == OK_IDS
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 429])
 def test_never_retries_4xx(status):
     flow = _sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)

@@ -85,10 +85,13 @@ class Runtime:
             return self._engine
 
     def start_engine(self) -> None:
-        """Start the embedded engine's thread if it was built and is not running."""
+        """Start the embedded engine, leasing work, if it was built (this process serves).
+
+        A failure is logged and tried again a few seconds later: the request goes on.
+        """
         engine = self._engine
-        if engine is not None and not engine.running:
-            engine.start()
+        if engine is not None:
+            engine.on_request()
 
     def close(self) -> None:
         """Stop the embedded engine, if one runs."""
@@ -176,7 +179,7 @@ def get_engine() -> EmbeddedEngine:
 
 
 def start_engine() -> None:
-    """Start the embedded engine if the runtime built one (the first request does)."""
+    """Start the embedded engine if the runtime built one (each request calls it; cheap)."""
     runtime = _Slot.runtime
     if runtime is not None:
         runtime.start_engine()

@@ -2,6 +2,10 @@
 
 Add ``"stepline.django"`` to ``INSTALLED_APPS``; ``stepline.django.send_on_commit`` and
 ``start_in_transaction`` write rows of it inside your transaction, the relay delivers them.
+
+``Run``, ``Event`` and ``Function`` are unmanaged and have no table: they exist for the
+Django admin (its sections, content types and permissions); the admin reads runs, events
+and functions from the engine through the project's client (``stepline.django.admin``).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import Any
 import django
 from django.db import models
 
-__all__ = ["OutboxMessage"]
+__all__ = ["Event", "Function", "OutboxMessage", "Run"]
 
 # the contract's DEFAULT 0 in the database itself where Django can say it (5.0+); the
 # writers set ``attempts`` explicitly, so older Django loses nothing without it
@@ -37,3 +41,59 @@ class OutboxMessage(models.Model):
     def __str__(self) -> str:
         state = "delivered" if self.delivered_at is not None else "pending"
         return f"outbox {self.id} ({self.kind}, {state})"
+
+
+class Run(models.Model):
+    """A run in the Django admin: permissions ``view_run``, ``cancel_run`` and ``rerun_run``.
+
+    No table: the admin reads runs from the engine. ``rerun_run`` allows rerun and replay.
+    """
+
+    id: models.CharField[str, str] = models.CharField(primary_key=True, max_length=64)
+
+    class Meta:
+        app_label = "stepline"
+        managed = False
+        db_table = "stepline_admin_run"
+        default_permissions = ("view",)
+        permissions = (
+            ("cancel_run", "Can cancel runs"),
+            ("rerun_run", "Can rerun and replay runs"),
+        )
+
+    def __str__(self) -> str:
+        return f"run {self.id}"
+
+
+class Event(models.Model):
+    """An event in the Django admin: permission ``view_event``. No table (read from the engine)."""
+
+    id: models.CharField[str, str] = models.CharField(primary_key=True, max_length=64)
+
+    class Meta:
+        app_label = "stepline"
+        managed = False
+        db_table = "stepline_admin_event"
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"event {self.id}"
+
+
+class Function(models.Model):
+    """A function in the Django admin: permissions ``view_function`` and ``pause_function``.
+
+    No table (read from the engine); ``pause_function`` allows pause and resume.
+    """
+
+    id: models.CharField[str, str] = models.CharField(primary_key=True, max_length=255)
+
+    class Meta:
+        app_label = "stepline"
+        managed = False
+        db_table = "stepline_admin_function"
+        default_permissions = ("view",)
+        permissions = (("pause_function", "Can pause and resume functions"),)
+
+    def __str__(self) -> str:
+        return f"function {self.id}"

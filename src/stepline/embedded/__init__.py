@@ -4,8 +4,12 @@
 SQLite file, serves the client's functions to it in-process, and routes the client's
 engine traffic (``send``, ``start``, ``get_run``...) to it without HTTP. Several worker
 processes (gunicorn, uvicorn ``--workers``) may share the file: they share the queue, and
-each run executes once. The engine starts lazily on first use and again in a forked
-child, so ``gunicorn --preload`` is safe.
+each run executes once. The engine starts on first use, or when the process serves (the
+adapters start it at the first request or at their lifespan's startup; ``start_all()`` from
+a server hook such as gunicorn's ``post_worker_init``), and again in a forked child. Under a
+pre-fork server (gunicorn, uwsgi's master), a process that has not served never leases
+work: a client's use there records events and starts for the workers to run, so
+``gunicorn --preload`` is safe.
 
 The engine's REST API and dashboard can be mounted under the web app (``asgi_app`` /
 ``wsgi_app``; the framework adapters' ``serve(..., engine="embedded")`` does it). They are
@@ -13,13 +17,15 @@ open to whoever reaches them, so they are mounted only for a dev-mode client unl
 pass ``expose_api=True``.
 
 The package: ``_lifecycle`` (thread, loop, start/stop, fork and exit), ``_routing`` (the
-client's requests to the engine's loop) and ``_mounts`` (the ASGI/WSGI proxy).
+client's requests to the engine's loop), ``_mounts`` (the ASGI/WSGI proxy) and ``_prefork``
+(may this process lease, or is it perhaps a pre-fork master).
 """
 
 from __future__ import annotations
 
 from stepline.embedded._lifecycle import DEFAULT_DATABASE as DEFAULT_DATABASE
 from stepline.embedded._lifecycle import EmbeddedEngine as EmbeddedEngine
+from stepline.embedded._lifecycle import start_all as start_all
 from stepline.embedded._routing import ORIGIN as ORIGIN
 
-__all__ = ["ORIGIN", "EmbeddedEngine"]
+__all__ = ["ORIGIN", "EmbeddedEngine", "start_all"]

@@ -1,4 +1,10 @@
-"""The embedded engine's life cycle: its thread and loop, lazy start, stop, fork and exit."""
+"""The embedded engine's life cycle: its thread and loop, lazy start, stop, fork and exit.
+
+It starts on a client's first use, or when its process serves (``start``, the adapters'
+``on_request``, a server hook's ``start_all``). Under a pre-fork server (``_prefork``) a
+process that has not served runs it without its worker, for each call only: it records,
+it never leases, and it leaves no thread behind for a fork.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,13 +25,15 @@ from stepline import _asgi_call, _extras
 from stepline._client import Client
 from stepline._endpoints import registry as _endpoints
 from stepline._function import Function
-from stepline.embedded import _announce, _mounts, _options, _routing
+from stepline.embedded import _announce, _mounts, _options, _prefork, _routing
 
-__all__ = ["DEFAULT_DATABASE", "EmbeddedEngine"]
+__all__ = ["DEFAULT_DATABASE", "RETRY", "EmbeddedEngine", "start_all", "start_for"]
 
 DEFAULT_DATABASE = ".stepline/embedded.db"
 _ALL: weakref.WeakSet[EmbeddedEngine] = weakref.WeakSet()
 _ORPHANS: list[object] = []  # in a forked child: the parent's engines, never to be used
+#: Seconds before a request tries again to start an engine that failed to start.
+RETRY = 5.0
 
 
 logger = logging.getLogger("stepline.embedded")
@@ -76,6 +85,10 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         self._stopping: asyncio.Event | None = None
         self._calls: set[asyncio.Task[Any]] = set()  # requests from other threads, in flight
         self._resume: Callable[[], None] | None = None
+        self._leasing = False  # its worker runs: it leases and runs calls in this process
+        self._retry_at = 0.0  # on_request: no new try before (after a failed start)
+        self._users = threading.Lock()  # guards _using: the client's requests under way
+        self._using = 0
         _routing.route_client(client, self)
         _ALL.add(self)
 
@@ -91,19 +104,81 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         return self._thread is not None and self._thread.is_alive()
 
     @property
+    def leasing(self) -> bool:
+        """True while the engine runs its worker: it leases work and runs calls here.
+
+        False while it records events and starts only (a pre-fork master: ``start_all``).
+        """
+        return self._leasing and self.running
+
+    @property
     def engine(self) -> Any:
-        """The ``stepline.engine.Engine`` (started on first access)."""
-        self.start()
+        """The ``stepline.engine.Engine`` (started on first access, as a client's use does)."""
+        self._start_lazily()
         return self._engine
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start the engine thread if it is not running; wait until it serves."""
-        with self._lock:
+        """Start the engine, leasing work; wait until it serves. Call it where the app serves.
+
+        It says this process serves requests (a worker, not a pre-fork master): an engine
+        that a client's use started without its worker starts leasing too.
+        """
+        _prefork.mark_serving()
+        self._start(lease=True, timeout=timeout)
+
+    def on_request(self) -> None:
+        """The adapters' hook, on each request: this process serves; start leasing, once.
+
+        Cheap once it leases. A failure to start is logged, not raised: the request goes
+        on, and one ``RETRY`` seconds later tries again.
+        """
+        if self.leasing or time.monotonic() < self._retry_at:
+            return
+        try:
+            self.start()
+        except Exception:
+            self._retry_at = time.monotonic() + RETRY
+            logger.exception("the embedded engine could not start; retrying in %gs", RETRY)
+
+    def _enter(self) -> None:
+        """A client's request begins (``_leave`` ends it)."""
+        with self._users:
+            self._using += 1
+
+    def _leave(self) -> None:
+        """A client's request ended: an engine that does not lease stops when none is left.
+
+        Such an engine is a possible pre-fork master's: it keeps no thread between calls,
+        since uwsgi forks without Python's fork hooks and a thread alive at a fork can leave
+        the child deadlocked. The next call starts it again (a new one waits meanwhile).
+        """
+        with self._users:
+            self._using -= 1
+            if self._using == 0 and self.running and not self._leasing:
+                with self._lock:
+                    if not self._leasing:
+                        self._stop_locked(timeout=10)
+
+    def _start_lazily(self) -> None:
+        """A client's use: start the engine, leasing unless a pre-fork master could be here."""
+        loop = self._loop  # a closed one is a stopped engine's: this one may be starting
+        if loop is not None and not loop.is_closed() and self.running:
+            return
+        held = _prefork.held_back()
+        if self._start(lease=held is None) and held is not None and not _Warned.held:
+            _Warned.held = True
+            _warn_held(held)
+
+    def _start(self, *, lease: bool, timeout: float = 30.0) -> bool:
+        """Start the thread (True), or make a running engine lease when asked (False)."""
+        with self._lock:  # held until the engine serves: a second caller waits for it
             if self.running:
-                return
+                if lease and not self._leasing:
+                    self._lease(timeout)
+                return False
             ready: concurrent.futures.Future[None] = concurrent.futures.Future()
             self._thread = threading.Thread(
-                target=self._main, args=(ready,), name="stepline-embedded", daemon=True
+                target=self._main, args=(ready, lease), name="stepline-embedded", daemon=True
             )
             self._thread.start()
             try:
@@ -113,6 +188,19 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
                     self._thread.join(timeout)
                     self._thread = None
                 raise
+            return True
+
+    def _lease(self, timeout: float) -> None:
+        """Start the running engine's worker (it recorded only until now)."""
+        loop, engine = self._loop, self._engine
+        assert loop is not None
+        assert engine is not None
+
+        async def lease() -> None:
+            engine.start_worker()
+            self._leasing = True
+
+        asyncio.run_coroutine_threadsafe(lease(), loop).result(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the engine; runs in flight resume at the next start (here or in another process).
@@ -120,17 +208,21 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         Callers blocked on it (``handle.result()``) get a ``ManagementError`` saying so.
         """
         with self._lock:
-            thread, loop, stopping = self._thread, self._loop, self._stopping
-            if thread is None or loop is None or stopping is None or not thread.is_alive():
-                return
-            loop.call_soon_threadsafe(stopping.set)
-            thread.join(timeout)
-            self._thread = None
+            self._stop_locked(timeout)
 
-    def _main(self, ready: concurrent.futures.Future[None]) -> None:
-        asyncio.run(self._serve(ready))
+    def _stop_locked(self, timeout: float) -> None:
+        thread, loop, stopping = self._thread, self._loop, self._stopping
+        if thread is None or loop is None or stopping is None or not thread.is_alive():
+            return
+        loop.call_soon_threadsafe(stopping.set)
+        thread.join(timeout)
+        self._thread = None
+        self._leasing = False
 
-    async def _serve(self, ready: concurrent.futures.Future[None]) -> None:
+    def _main(self, ready: concurrent.futures.Future[None], lease: bool) -> None:
+        asyncio.run(self._serve(ready, lease))
+
+    async def _serve(self, ready: concurrent.futures.Future[None], lease: bool) -> None:
         from stepline.engine import Engine, EngineSettings
         from stepline.engine._http.api import build_app
         from stepline.engine._http.endpoints import Direct
@@ -140,7 +232,8 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
             engine = Engine(EngineSettings(**self._engine_settings()))
             await engine.start(worker=False, sync=False)
             await engine.serve(self.client, self.functions)
-            engine.start_worker()  # not before: its app must be served to run its calls
+            if lease:  # not before: its app must be served to run its calls
+                engine.start_worker()
         except BaseException as exc:
             if engine is not None:  # opened, then failed: close what it opened
                 with contextlib.suppress(Exception):
@@ -152,6 +245,7 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
             asyncio.get_running_loop(),
             asyncio.Event(),
         )
+        self._leasing = lease
         # in-process callers only: browsers reach the engine through the mounts, which guard
         self._api = build_app(engine, guard=False)
         unwatch = _endpoints.watch(self.client, self._reregister)  # late durable endpoints
@@ -200,9 +294,16 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         return options
 
     def _suspend(self) -> None:
-        """Before a fork: close the engine's SQLite file, so the child inherits none of it."""
-        suspend = getattr(getattr(self._engine, "store", None), "suspend", None)
+        """Before a fork: close the engine's SQLite file, so the child inherits none of it.
+
+        An engine that does not lease is a pre-fork master's (``_start_lazily``): it stops,
+        and its children start their own. A master keeps no engine once it forks.
+        """
         self._resume = None
+        if self.running and not self._leasing:
+            self.stop(timeout=10)
+            return
+        suspend = getattr(getattr(self._engine, "store", None), "suspend", None)
         if self.running and suspend is not None:
             # RuntimeError: stopping meanwhile, its threads are gone and so is its file
             with contextlib.suppress(RuntimeError):
@@ -223,7 +324,58 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         self._thread = self._loop = self._engine = self._api = self._stopping = None
         self._calls = set()
         self._resume = None
+        self._leasing = False
+        self._retry_at = 0.0
+        self._users = threading.Lock()
+        self._using = 0
         self._announced = False  # a new process: it says where its dashboard is again
+
+
+def start_all(timeout: float = 30.0) -> None:
+    """This process serves: start every embedded engine in it, leasing work.
+
+    For a server hook that runs in each worker before (or without) any request: gunicorn's
+    ``post_worker_init(worker)`` or uwsgi's ``@uwsgidecorators.postfork``; or an app's own
+    startup (an aiohttp ``on_startup``, an ASGI lifespan). Never in a pre-fork master.
+
+    Raises:
+        Exception: an engine that could not start (the others were tried first).
+    """
+    _prefork.mark_serving()
+    failed: BaseException | None = None
+    for embedded in list(_ALL):
+        try:
+            embedded.start(timeout)
+        except Exception as exc:  # each engine gets its chance
+            failed = failed or exc
+    if failed is not None:
+        raise failed
+
+
+def start_for(client: Client) -> None:
+    """Start the embedded engines routed for ``client``, if any (an adapter's startup).
+
+    Raises:
+        Exception: an engine that could not start.
+    """
+    for embedded in list(_ALL):
+        if embedded.client is client:
+            embedded.start()
+
+
+class _Warned:
+    held = False  # this process logged that its engine records only
+
+
+def _warn_held(server: str) -> None:
+    logger.warning(
+        "the embedded engine records but does not run work in pid %d: it runs under %s and "
+        "has not served a request (a pre-fork master must not lease); it runs once this "
+        "process serves, or calls stepline.embedded.start_all() (gunicorn's post_worker_init, "
+        "uwsgi's @postfork)",
+        os.getpid(),
+        server,
+    )
 
 
 def _before_fork() -> None:
@@ -237,6 +389,8 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
+    _prefork.forked()
+    _Warned.held = False  # a new process: it says so again
     for embedded in list(_ALL):
         embedded._forget()
 

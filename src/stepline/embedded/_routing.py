@@ -1,7 +1,7 @@
 """Client routing: the client's engine requests go to the engine's loop, never the network.
 
 ``Requests`` holds the calls in flight; the engine's life cycle (``EmbeddedEngine``) gives
-it the loop, the in-process API and a ``start`` to call on first use.
+it the loop, the in-process API and a ``_start_lazily`` to call on first use.
 """
 
 from __future__ import annotations
@@ -37,14 +37,18 @@ class Requests:
 
     if TYPE_CHECKING:  # the engine's life cycle provides it
 
-        def start(self, timeout: float = 30.0) -> None: ...
+        def _start_lazily(self) -> None: ...
+
+        def _enter(self) -> None: ...
+
+        def _leave(self) -> None: ...
 
     def _submit(
         self, request: _effects.HttpRequest
     ) -> concurrent.futures.Future[_effects.HttpResponse] | _effects.HttpResponse:
         """Hand ``request`` to the engine's loop; an answer right away if it cannot run."""
         try:
-            self.start()
+            self._start_lazily()
         except Exception as exc:  # as transports do: a failure to reach is status 0
             return unreachable(f"the embedded engine could not start: {exc!r}")
         loop, stopping, calls = self._loop, self._stopping, self._calls
@@ -82,6 +86,13 @@ class Requests:
         """Perform a request against the engine from any thread but the engine's."""
         if threading.current_thread() is self._thread:
             raise _errors.ConfigError("request_sync called on the embedded engine's own thread")
+        self._enter()
+        try:
+            return self._request_sync(request)
+        finally:
+            self._leave()
+
+    def _request_sync(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
         future = self._submit(request)
         if isinstance(future, _effects.HttpResponse):
             return future
@@ -98,6 +109,13 @@ class Requests:
         """Perform a request against the engine from any event loop."""
         if threading.current_thread() is self._thread:
             return await self._perform(request)
+        self._enter()
+        try:
+            return await self._request_async(request)
+        finally:
+            self._leave()
+
+    async def _request_async(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
         future = self._submit(request)
         if isinstance(future, _effects.HttpResponse):
             return future

@@ -262,7 +262,7 @@ def poller(engine: Synced, report: Callable[[SyncResult], None] | None = None) -
 
     async def urls() -> list[str]:
         apps = await engine.list_apps()
-        known = {a.url for a in apps if not a.url.startswith("inprocess:")}
+        known = {a.url for a in apps if not a.url.startswith(("inprocess:", "connect:"))}
         return sorted(known | set(engine.settings.app_urls))
 
     async def inspect(url: str) -> str | None:

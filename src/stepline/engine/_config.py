@@ -84,6 +84,10 @@ class EngineSettings:
         bulk_batch_size: runs a bulk action handles per transaction
             (``STEPLINE_BULK_BATCH_SIZE``); bulk_pause: seconds between its batches
             (``STEPLINE_BULK_PAUSE``): how hard a bulk cancel or replay loads the engine.
+        node_url: where the other engine nodes on this Postgres reach this one, to hand it
+            the calls of apps whose Connect workers are connected here
+            (``STEPLINE_NODE_URL``; default ``http://<host>:<port>``, the host name when
+            bound to every interface).
     """
 
     mode: Mode = "dev"
@@ -119,6 +123,7 @@ class EngineSettings:
     relay_outbox: str | None = None
     bulk_batch_size: int = 200
     bulk_pause: float = 0.05
+    node_url: str | None = None
 
     def __post_init__(self) -> None:
         # here rather than in resolve(): settings built directly (the embedded engine in
@@ -228,6 +233,8 @@ def resolve(
     if grace:
         overrides = {"shutdown_grace": _seconds("STEPLINE_SHUTDOWN_GRACE", grace), **overrides}
     overrides = {**_answer_limits(env), **overrides}
+    if env.get("STEPLINE_NODE_URL", "").strip():
+        overrides = {"node_url": env["STEPLINE_NODE_URL"].strip().rstrip("/"), **overrides}
     if env.get("STEPLINE_RELAY_OUTBOX", "").strip():
         overrides = {"relay_outbox": env["STEPLINE_RELAY_OUTBOX"].strip(), **overrides}
     if overrides:

@@ -18,6 +18,7 @@ from stepline.engine._appsync import SyncResult
 from stepline.engine._backoff import Backoff
 from stepline.engine._clock import Clock, SystemClock
 from stepline.engine._config import EngineSettings
+from stepline.engine._connect import hub as _connect
 from stepline.engine._control.pause import PauseControl
 from stepline.engine._driver import Driver, InProcessDriver, Router, default_driver
 from stepline.engine._errors import NotFoundError, SkippedError
@@ -30,7 +31,7 @@ from stepline.engine._observe.observer import Observer
 from stepline.engine._reads import Reads
 from stepline.engine._registry import Registry
 from stepline.engine._runloop import RunLoop
-from stepline.engine._store import Store, Tx, store_for, stored_text, sweeper
+from stepline.engine._store import Store, Tx, dsn, guard, store_for, stored_text, sweeper
 from stepline.engine._trust import apps as _apptrust
 from stepline.engine._waiters import RunWaiters
 from stepline.engine._worker import Worker
@@ -67,7 +68,8 @@ class Engine(Reads, PauseControl):
         tracer_provider: Any = None,
     ) -> None:
         self.settings = settings or EngineSettings()
-        self.store: Store = store or store_for(self.settings)
+        self.health = guard.StoreHealth(lambda text: dsn.scrub(text, self.settings.database_url))
+        self.store: Store = guard.GuardedStore(store or store_for(self.settings), self.health)
         #: metrics, spans and log fields; None when all are off
         self.observer = Observer.build(self.settings, tracer_provider)
         if self.observer is not None:
@@ -75,7 +77,8 @@ class Engine(Reads, PauseControl):
         self.clock: Clock = clock or SystemClock()
         self.local = InProcessDriver()
         http = http or default_driver(max_bytes=self.settings.max_body_bytes)  # capped reads
-        self.driver = Router(http, self.local)
+        self.connect = _connect.Hub(self.settings)  # the Connect gateway's workers
+        self.driver = Router(http, self.local, self.connect)
         self._registry = Registry()
         self._app_trust = _apptrust.AppGuard(self.settings, self.driver)
         backoff = Backoff(jitter=self.settings.retry_jitter, scale=self.settings.retry_scale)
@@ -257,7 +260,7 @@ class Engine(Reads, PauseControl):
         """Sync every known app again."""
         apps = await self.list_apps()
         urls = sorted({a.url for a in apps} | set(self.settings.app_urls))
-        return [await self.sync_url(u) for u in urls if not u.startswith("inprocess:")]
+        return [await self.sync_url(u) for u in urls if not u.startswith(_connect.NOT_SYNCED)]
 
     async def serve(self, client: Client, functions: Sequence[Function]) -> None:
         """Serve an app's functions in this process: no HTTP between engine and app."""

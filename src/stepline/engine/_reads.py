@@ -18,7 +18,9 @@ from stepline.engine._model import (
     Run,
     StepRecord,
 )
+from stepline.engine._observe import attempts as _attempts
 from stepline.engine._store import EventFilter, RunFilter, Store, Tx
+from stepline.engine._store.attempts import StepAttempt
 
 
 class Reads:
@@ -46,6 +48,25 @@ class Reads:
         """A run's step timeline, in completion order (pending steps last)."""
         await self.get_run(run_id)
         return await self.store.read(lambda tx: tx.get_steps(run_id))
+
+    async def run_attempts(self, run_id: str) -> list[StepAttempt]:
+        """Every attempt of the run's steps that failed at least once, oldest first.
+
+        With the attempt that then succeeded (``_observe.attempts.history``); attempts of
+        calls that failed outside any step are under step id ``"step"``.
+        """
+
+        def read(tx: Tx) -> list[StepAttempt] | None:
+            if tx.get_run(run_id) is None:
+                return None
+            recorded = tx.get_attempts(run_id)  # usually none: the steps are not needed then
+            steps = tx.get_steps(run_id) if recorded else []
+            return [a for tries in _attempts.history(steps, recorded).values() for a in tries]
+
+        found = await self.store.read(read)
+        if found is None:
+            raise NotFoundError(f"run {run_id!r} not found")
+        return sorted(found, key=lambda a: (a.ended_at is None, a.ended_at or 0.0, a.attempt))
 
     # -- events, functions, apps ------------------------------------------------------------
 

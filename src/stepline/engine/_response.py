@@ -388,7 +388,7 @@ def _retry_after(value: str | None, now: float) -> float | None:
         return None
     text = value.strip()
     delay: float | None = None
-    if text.isdigit() and len(text) <= 7:
+    if text.isascii() and text.isdigit() and len(text) <= 7:  # not "³" (a digit to isdigit)
         delay = float(text)
     else:
         try:

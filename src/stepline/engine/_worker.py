@@ -25,13 +25,15 @@ from stepline.engine._control import pause as _pause
 from stepline.engine._driver import Driver
 from stepline.engine._flow import concurrency as _concurrency
 from stepline.engine._flow import drain as _drain
+from stepline.engine._flow import recovery as _recovery
 from stepline.engine._gateway import proxy
 from stepline.engine._model import Job, JobKind, Run, StepRecord
+from stepline.engine._observe import attempts as _attempts
 from stepline.engine._observe import observer as _observer
 from stepline.engine._observe.observer import Observer
 from stepline.engine._registry import Registry
 from stepline.engine._runloop import RunLoop
-from stepline.engine._store import Store, Tx
+from stepline.engine._store import Store, Tx, faults
 from stepline.engine._trust import answers
 
 logger = logging.getLogger("stepline.engine")
@@ -78,6 +80,7 @@ class Worker:
         self.halt = asyncio.Event()
         self._full = False
         self._running = False
+        self.beat: tuple[float, frozenset[str]] = (0.0, frozenset())  # the last heartbeat
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -89,9 +92,8 @@ class Worker:
                 await self._loop()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("the worker's queue loop failed; retrying in a second")
-                await asyncio.sleep(1.0)
+            except Exception as exc:  # a database fault: logged by the store's guard
+                await _recovery.pause(exc, logger, "the worker's queue loop failed")
 
     async def _loop(self) -> None:
         while not self._stopping:
@@ -132,7 +134,7 @@ class Worker:
             await self.clock.sleep_until(deadline, self.wake)
 
     def _spawn(self, job: Job, snapshot: _Snapshot | None) -> None:
-        current = [job.job_id]  # the job this task holds (run affinity moves it on)
+        current = [job]  # the job this task holds (run affinity moves it on)
         task = asyncio.create_task(self._process(job, snapshot, current))
         self._inflight[job.job_id] = task
         task.add_done_callback(functools.partial(self._done, current))
@@ -167,8 +169,8 @@ class Worker:
         """Whether any job is in flight in this worker."""
         return bool(self._inflight)
 
-    def _done(self, current: list[str], _task: object = None) -> None:
-        self._inflight.pop(current[0], None)
+    def _done(self, current: list[Job], _task: object = None) -> None:
+        self._inflight.pop(current[0].job_id, None)
         if self._full:  # otherwise the commit that ended the job has woken the loop already
             self.wake.set()
 
@@ -183,10 +185,11 @@ class Worker:
                 extend = functools.partial(_extend, owner=self.owner, ids=ids, until=until)
                 try:
                     await self.store.atomic(extend)
+                    self.beat = (until, frozenset(ids))
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # the next beat tries again, well before the leases lapse
-                    logger.exception("could not extend %d lease(s)", len(ids))
+                except Exception as exc:  # the next beat tries again, well before they lapse
+                    _recovery.failed(exc, logger, "could not extend %d lease(s)", len(ids))
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop leasing; give in-flight calls ``grace`` seconds, then cancel and hand back.
@@ -209,13 +212,13 @@ class Worker:
             )
             try:
                 await self.store.atomic(release)
-            except Exception:  # their leases lapse by themselves instead
-                logger.exception("could not hand back %d job(s) on stop", len(tasks))
+            except Exception as exc:  # their leases lapse by themselves instead
+                _recovery.failed(exc, logger, "could not hand back %d job(s) on stop", len(tasks))
 
     # -- one job --------------------------------------------------------------------------
 
     async def _process(
-        self, job: Job, snapshot: _Snapshot | None = None, current: list[str] | None = None
+        self, job: Job, snapshot: _Snapshot | None = None, current: list[Job] | None = None
     ) -> None:
         if self.observer is not None:
             self.observer.job_started(job)
@@ -228,6 +231,8 @@ class Worker:
                 await self._atomic(lambda tx: self._simple(tx, job))
         except asyncio.CancelledError:
             raise
+        except faults.StoreUnavailable:  # due again at once, retried when the fault clears
+            await _recovery.hand_back(self, current[0] if current else job)
         except Exception:
             # A fault of ours: the lease lapses and the job is retried; log loudly.
             logger.exception("job %s (%s) failed inside the engine", job.job_id, job.kind.value)
@@ -275,7 +280,7 @@ class Worker:
         schedule_cron(tx, fn.function_id, trigger, float(job.payload.get("tick", now)))
 
     async def _execute(
-        self, job: Job, snapshot: _Snapshot | None = None, current: list[str] | None = None
+        self, job: Job, snapshot: _Snapshot | None = None, current: list[Job] | None = None
     ) -> None:
         """Make a run's call and record its answer; then its next calls, while due at once.
 
@@ -287,8 +292,8 @@ class Worker:
         follow = await self._execute_one(job, snapshot, follow_on=current is not None)
         while follow is not None and current is not None:
             nxt, snapshot = follow
-            task = self._inflight.pop(current[0], None)
-            current[0] = nxt.job_id
+            task = self._inflight.pop(current[0].job_id, None)
+            current[0] = nxt
             if task is not None:
                 self._inflight[nxt.job_id] = task
             if self.observer is not None:
@@ -317,8 +322,8 @@ class Worker:
                 await self._atomic(lambda tx: _mark_started(tx, rid, self.clock.now()))
             outcome = await self._call(run, steps, job, fn)
         follow_on = follow_on and fn is not None and not self._stopping
-        recorded: _Recorded = await self.store.atomic(
-            lambda tx: self._record(tx, job, outcome, follow_on)
+        recorded: _Recorded = await _recovery.commit(  # kept through a database fault
+            self, job, lambda tx: self._record(tx, job, outcome, follow_on)
         )
         self._on_commit(recorded.wake, recorded.ended)
         for other in recorded.spawn:
@@ -330,6 +335,7 @@ class Worker:
         """Apply a call's answer; with ``follow_on``, lease the run's next call if due now."""
         now = self.clock.now()
         view = self.loop.apply(tx, job, outcome, now, self.owner)
+        _attempts.record(tx, view, job, outcome, now, lease=self.settings.lease_seconds)
         if view is None:  # the answer changed nothing (but a slot may have been freed)
             return _Recorded(None, wake=bool(tx.queued), ended=[])
         follow = None

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import flask
 from typing_extensions import Unpack
@@ -48,7 +48,9 @@ def serve(
 
     Args:
         engine: ``"embedded"`` (or your own ``EmbeddedEngine``) runs the engine in this
-            process on SQLite (it starts on first use and stops at exit); its API and
+            process on SQLite: it starts at the process's first request of any kind (or
+            from a server hook calling ``stepline.embedded.start_all()``, or on the
+            client's first use), and stops at exit; its API and
             dashboard are mounted at ``/stepline`` for a dev-mode client (or an engine
             made with ``expose_api=True``), and their URL logged once (at ``serve`` with
             ``serve_origin``, else at the first request). Needs the app, not a blueprint.
@@ -94,7 +96,27 @@ def serve(
             shown.announce(handler.serve_origin, ENGINE_PATH)  # Flask has no startup hook
         elif own is not None:
             logger.info("embedded engine API not mounted: production client without expose_api")
+        if own is not None:  # outermost: the engine's own paths start it too
+            app.wsgi_app = _starting(app.wsgi_app, own)  # type: ignore[method-assign,assignment]
     return handler
+
+
+_WSGI = Callable[[dict[str, Any], Any], Iterable[bytes]]
+
+
+def _starting(wsgi: _WSGI, engine: EmbeddedEngine) -> _WSGI:
+    """``wsgi`` starting ``engine`` at the process's first request, whatever its path.
+
+    A worker a process manager (re)spawned runs its engine from the first request on,
+    not from the first use of the client: runs whose leases lapsed, and sleeps, crons and
+    retries that fell due, resume without waiting for a Stepline call.
+    """
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        engine.on_request()
+        return wsgi(environ, start_response)
+
+    return app
 
 
 def _from_flask(request: flask.Request, limit: int) -> CommRequest:

@@ -53,8 +53,9 @@ def serve(
         engine: ``"embedded"`` (or your own ``EmbeddedEngine``) runs the engine on a
             background thread of this process, on SQLite, calling the functions
             in-process: the serve path is then not mounted (nothing calls it). The engine
-            starts on first use, is ``app.settings["stepline_engine"]``, and stops in
-            ``shutdown``.
+            starts at the process's first request (or on the client's first use, or
+            with ``stepline.embedded.start_all()`` before the IOLoop starts), is
+            ``app.settings["stepline_engine"]``, and stops in ``shutdown``.
         database: the embedded engine's database (default ``STEPLINE_DATABASE_URL`` or
             ``.stepline/embedded.db``).
         engine_path: where the embedded engine's REST API and dashboard are mounted, for
@@ -86,6 +87,8 @@ def serve(
     _serve_options.mark_served(app, handler.route_path, client.app_id)
     app.add_handlers(r".*", rules)
     app.add_transform(_autosync.tornado_transform(handler, own))
+    if own is not None:
+        app.add_transform(_views.starting(own))
     app.settings.setdefault(_conf.CLIENT_SETTING, client)
     if own is not None:
         app.settings[_conf.ENGINE_SETTING] = own

@@ -168,3 +168,25 @@ def announcing(engine: embedded.EmbeddedEngine, mount: str, origin: str | None) 
             return chunk
 
     return _Announcing
+
+
+def starting(engine: embedded.EmbeddedEngine) -> Any:
+    """An output transform (duck-typed) starting the engine at the process's first request.
+
+    Any request: a process that was (re)started runs its engine from then on, not from
+    the client's first use. The first one waits for the engine to start (once).
+    """
+
+    class _Starting:
+        def __init__(self, request: tornado.httputil.HTTPServerRequest) -> None:
+            engine.on_request()
+
+        def transform_first_chunk(
+            self, status_code: int, headers: Any, chunk: bytes, finishing: bool
+        ) -> tuple[int, Any, bytes]:
+            return status_code, headers, chunk
+
+        def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
+            return chunk
+
+    return _Starting

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import socket
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
@@ -19,6 +20,7 @@ from stepline._identity import VERSION
 from stepline.engine import _appsync
 from stepline.engine._appsync import SyncResult
 from stepline.engine._cli import db as _db
+from stepline.engine._cli import gateway_port as _gateway_port
 from stepline.engine._cli import limits as _limits
 from stepline.engine._cli import ports as _ports
 from stepline.engine._cli import progress as _progress
@@ -51,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         The process exit code: 0 on a clean stop, 2 for bad arguments or settings,
         uvicorn's code (non-zero) if the server could not start.
     """
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["connect"]:  # a worker, not the engine: stepline.connect's own flags
+        from stepline._connect import cli as _connect_cli
+
+        return _connect_cli.main(given[1:], prog="stepline connect")
     args = _parser().parse_args(argv)
     if args.command == "version":
         print(f"stepline {VERSION}")
@@ -115,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stepline {mode}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        return asyncio.run(_serve(engine, progress))
+        extra = _gateway_port.chosen(mode, settings.port, args.connect_gateway_port)
+        return asyncio.run(_serve(engine, progress, extra))
     except KeyboardInterrupt:  # a Ctrl-C before the server handles signals
         return 0
 
@@ -169,8 +177,9 @@ def _redact(url: str) -> str:
     return dsn.redact(url)
 
 
-async def _serve(engine: Engine, progress: _progress.Progress) -> int:
-    """Serve until uvicorn stops; print the banner once the socket listens."""
+async def _serve(engine: Engine, progress: _progress.Progress, gateway: int | None = None) -> int:
+    """Serve until uvicorn stops; print the banner once the socket listens (``gateway``: a
+    second port for the Connect gateway, ``gateway_port``)."""
     import uvicorn  # only serving needs it: `stepline version` and --help work without
 
     from stepline.engine._cli import stopping as _stopping
@@ -190,7 +199,11 @@ async def _serve(engine: Engine, progress: _progress.Progress) -> int:
         timeout_graceful_shutdown=grace,
     )
     aio = asyncio.get_running_loop()
-    server = _stopping.Server(config, halt=lambda: aio.call_soon_threadsafe(engine.worker.halt.set))
+
+    def halt() -> None:  # a second signal: cut the grace short
+        aio.call_soon_threadsafe(engine.worker.halt.set)
+
+    server = _stopping.Server(config, halt=halt, closing=_stopping.gateway_closing(engine))
     settled: list[SyncResult] = []
     bannered = False  # results that settle earlier are printed under the banner
 
@@ -202,7 +215,8 @@ async def _serve(engine: Engine, progress: _progress.Progress) -> int:
     # -u apps sync in the background (they call /fn/register back, so the socket had to
     # be open first); each is reported as it settles, without holding up the server
     engine.on_sync = synced
-    serving = asyncio.create_task(_run(server))
+    extra = _gateway_port.bind(settings.host, gateway) if gateway else None
+    serving = asyncio.create_task(_run(server, extra))
     starting = "Starting the engine"
     await progress.until(starting, lambda: server.started or serving.done(), keep=False)
     if not server.started:  # uvicorn logged why; a port in use also gets the --port fix
@@ -254,9 +268,10 @@ def sync_summary(results: Sequence[SyncResult], retrying: bool) -> str:
     return f"  ✗ {failed} of {len(results)} app(s) failed to sync{then}"
 
 
-async def _run(server: uvicorn.Server) -> int:
+async def _run(server: uvicorn.Server, extra: socket.socket | None = None) -> int:
     try:
-        await server.serve()
+        # uvicorn binds the engine's port itself (and exits, having said why, if taken)
+        await server.serve(None if extra is None else [server.config.bind_socket(), extra])
     except SystemExit as exc:  # uvicorn exits on a bind failure, having logged why
         return exc.code if isinstance(exc.code, int) else 1
     return 0
@@ -344,9 +359,11 @@ def _parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="a local engine: open API, SQLite, fast to start")
     start = commands.add_parser("start", help="a production engine: signing and event keys")
     commands.add_parser("version", help="print the version")
+    commands.add_parser("connect", help="serve module:client's functions over Connect")
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--db", metavar="URL", help=_DB_HELP)
     for sub in (dev, start):
+        _gateway_port.add_argument(sub)
         sub.add_argument("--host", help="interface to bind (default 127.0.0.1)")
         sub.add_argument("--port", type=int, help=f"port to bind (default {DEFAULT_PORT})")
         sub.add_argument(

@@ -2,7 +2,7 @@
 
 ``vacuum`` gives the space retention freed back (SQLite ``VACUUM``; Postgres ``VACUUM
 ANALYZE`` of the engine's tables). ``backup`` copies a SQLite database with SQLite's
-online backup API, page by page, while engines keep using it; Postgres has ``pg_dump``.
+online backup API while engines keep using it; Postgres has ``pg_dump``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from stepline.engine._store import retention as _retention
 COMMAND = "db"
 #: every table of the engine's schema (what ``vacuum`` goes through on Postgres)
 TABLES = ("apps", "functions", *_retention.TABLES)
-#: pages copied per step of the online backup (the source is unlocked between steps)
-PAGES_PER_STEP = 1024
+#: pages copied per step of the online backup: all, in one read transaction. SQLite starts a
+#: backup over when another connection writes between two steps, so copying in steps never
+#: finished on a database an engine kept writing to; one snapshot only grows the WAL for
+#: the copy's duration (docs/operations.md#backups)
+PAGES_PER_STEP = -1
 
 
 def add_parser(commands: Any, db_help: str) -> None:

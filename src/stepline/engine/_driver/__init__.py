@@ -25,6 +25,8 @@ logger = logging.getLogger("stepline.engine")
 _LARGE = 512 * 1024
 #: URLs of apps served in this process: ``inprocess://<app id>/...``.
 IN_PROCESS_SCHEME = "inprocess"
+#: URLs of apps served by Connect workers over their sockets: ``connect://<app id>/...``.
+CONNECT_SCHEME = "connect"
 #: The most of an answer read (``EngineSettings.max_body_bytes``'s default).
 DEFAULT_MAX_ANSWER = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
@@ -306,20 +308,26 @@ class InProcessDriver:
 
 
 class Router:
-    """Sends ``inprocess://`` URLs to the in-process driver and the rest over HTTP."""
+    """Sends ``inprocess://`` URLs to the in-process driver, ``connect://`` ones to the
+    Connect gateway's workers and the rest over HTTP."""
 
-    def __init__(self, http: Driver, local: InProcessDriver) -> None:
+    def __init__(self, http: Driver, local: InProcessDriver, connect: Driver | None = None) -> None:
         self.http = http
         self.local = local
+        self.connect = connect
 
     async def request(
         self, method: str, url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> RawResponse:
         """Route by URL scheme."""
         driver: Driver = self.local if url.startswith(IN_PROCESS_SCHEME + ":") else self.http
+        if self.connect is not None and url.startswith(CONNECT_SCHEME + ":"):
+            driver = self.connect
         return await driver.request(method, url, body, headers, timeout)
 
     async def close(self) -> None:
-        """Close both drivers."""
+        """Close the drivers (Connect first: its workers are told to reconnect)."""
+        if self.connect is not None:
+            await self.connect.close()
         await self.http.close()
         await self.local.close()

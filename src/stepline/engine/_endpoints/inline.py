@@ -31,6 +31,7 @@ from stepline.engine._control import pause as _pause
 from stepline.engine._errors import NotFoundError, SkippedError
 from stepline.engine._flow import concurrency as _concurrency
 from stepline.engine._model import Job, Run
+from stepline.engine._observe import attempts as _attempts
 from stepline.engine._store import Tx
 
 if TYPE_CHECKING:
@@ -178,6 +179,9 @@ class InlineRuns:
         def work(tx: Tx) -> tuple[Run, bool]:
             job = _held(tx, run_id, job_id, owner)
             view = engine.loop.apply(tx, job, outcome, engine.clock.now(), owner)
+            # the inline call is the run's first: it began when the run started
+            started = view.run.started_at if view is not None else None
+            _attempts.record(tx, view, job, outcome, engine.clock.now(), started=started)
             run = view.run if view is not None else tx.get_run(run_id)
             assert run is not None
             return run, bool(tx.queued)

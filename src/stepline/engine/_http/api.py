@@ -22,21 +22,27 @@ import starlette.routing
 
 from stepline import _ownership
 from stepline._identity import VERSION
-from stepline.engine import _starts
+from stepline.engine import _registry, _starts
+from stepline.engine._connect import routes as _connect
 from stepline.engine._control import attributes as _control_attributes
 from stepline.engine._engine import Engine
 from stepline.engine._errors import NotFoundError, SkippedError
 from stepline.engine._events import EventError
 from stepline.engine._flow.rules import RegistrationError
+from stepline.engine._http import attempts as _attempts
 from stepline.engine._http import attributes as _attributes
-from stepline.engine._http import auth, event_answer, views, wire
+from stepline.engine._http import auth, event_answer, faults, views, wire
 from stepline.engine._http import bulk as _bulk
 from stepline.engine._http import dashboard as _dashboard
 from stepline.engine._http import endpoints as _endpoints
+from stepline.engine._http import event_replay as _event_replay
+from stepline.engine._http import event_search as _event_search
+from stepline.engine._http import function_metrics as _function_metrics
 from stepline.engine._http import gql as _gql
 from stepline.engine._http import guard as _guard
 from stepline.engine._http import pause as _pause
 from stepline.engine._http import ready as _ready
+from stepline.engine._http import run_list as _run_list
 from stepline.engine._http import signals as _signals
 from stepline.engine._http import stream as _stream
 from stepline.engine._http import versions as _versions
@@ -45,6 +51,8 @@ from stepline.engine._ids import SeedError
 from stepline.engine._observe import prometheus
 from stepline.engine._relay import http as _relay_http
 from stepline.engine._store import EventFilter, RunFilter, storable
+from stepline.engine._store.faults import StoreUnavailable
+from stepline.engine._trust import apps as _app_trust
 
 logger = logging.getLogger("stepline.engine.api")
 
@@ -99,7 +107,7 @@ class _Api:
         self.engine = engine
         self.settings = engine.settings
 
-    def routes(self) -> list[starlette.routing.Route]:
+    def routes(self) -> list[starlette.routing.BaseRoute]:
         bearer = self._bearer
         table: list[tuple[str, str, Handler]] = [
             ("POST", "/e/{key}", self.send),
@@ -108,7 +116,6 @@ class _Api:
             ("GET", "/v0/runs/{run_id}/batch", bearer(self.batch)),
             ("GET", "/v0/runs/{run_id}/actions", bearer(self.actions)),
             ("DELETE", "/v0/runs/{run_id}", bearer(self.cancel)),
-            ("POST", "/v0/connect/start", self.connect_start),
             ("POST", "/v1/checkpoint/{run_id}/async", bearer(self.checkpoint)),
             ("GET", "/v1/events", bearer(self.events)),
             ("POST", "/v1/events", bearer(self.ingest)),
@@ -119,6 +126,7 @@ class _Api:
             ("DELETE", "/v1/runs/{run_id}", bearer(self.cancel)),
             ("POST", "/v1/runs/{run_id}/cancel", bearer(self.cancel)),
             ("GET", "/v1/runs/{run_id}/steps", bearer(self.steps)),
+            *_attempts.table(self.engine, bearer),  # GET /v1/runs/{id}/attempts
             ("POST", "/v1/runs/{run_id}/rerun", bearer(self.rerun)),
             ("GET", "/v1/functions", bearer(self.functions)),
             ("POST", "/v1/functions/{function_id:path}/runs", bearer(self.start)),
@@ -126,12 +134,15 @@ class _Api:
             ("POST", "/v1/apps/sync", bearer(self.sync)),
             *_versions.table(self.engine, bearer),
             *_pause.table(self.engine, bearer),  # POST /v1/functions/{id}/pause|resume
+            *_function_metrics.table(self.engine, bearer),  # GET /v1/functions/{id}/metrics
             *_bulk.table(self.engine, bearer),  # bulk actions, replays (run control)
             *_relay_http.table(self.engine, bearer),  # POST /v1/outbox/deliveries
+            *_connect.table(self.engine.connect, self.settings, bearer),  # /v0/connect/*
             *_stream.table(self.engine, bearer),
             *_endpoints.table(self.engine, bearer),  # durable endpoints (inline runs)
             *_attributes.table(self.engine, bearer),  # POST /v1/runs/{id}/attributes
             *_signals.table(self.engine, bearer),  # POST /v1/signals, /v1/runs/{id}/signals/{name}
+            *_event_replay.table(self.engine, bearer),  # POST /v1/events/{id}/replay
             *_gql.table(self.engine, bearer),  # POST /v0/gql: the dev server's GraphQL reads
             ("GET", "/health", self.health),
             ("GET", "/ready", lambda request: _ready.ready(self.engine)),
@@ -142,9 +153,14 @@ class _Api:
         by_path: dict[str, dict[str, Handler]] = {}
         for method, path, handler in table:
             by_path.setdefault(path, {})[method] = handler
-        return [
+        routes: list[starlette.routing.BaseRoute] = [
             starlette.routing.Route(path, _endpoint(path, methods), methods=list(methods))
             for path, methods in by_path.items()
+        ]
+        vouch = self.engine._app_trust.tickets.issue  # a Connect worker proved the key
+        return [
+            *routes,
+            *_connect.websocket_routes(self.engine.connect, self.engine, vouch, self.settings),
         ]
 
     def _bearer(self, handler: Handler) -> Handler:
@@ -188,6 +204,8 @@ class _Api:
         try:
             deploy_id = request.query_params.get("deployId")
             body = await self._body(request)
+            # inprocess:// and connect:// apps are the engine's own to register
+            _app_trust.refuse_reserved(_registry.parse_app(body, deploy_id=deploy_id))
             return wire.json_response(await self.engine.register(body, deploy_id=deploy_id))
         except RegistrationError as exc:  # 403: a move that failed the trust probe; 409: ids
             raise ApiError(getattr(exc, "status", 400), str(exc)) from None
@@ -208,10 +226,6 @@ class _Api:
             raise ApiError(400, str(exc)) from None
         return wire.json_response({"ok": True})
 
-    async def connect_start(self, request: Request) -> Response:
-        # inngest-py's test harness polls this for readiness; Connect itself is not served
-        return wire.json_response({})
-
     # -- REST v1 --------------------------------------------------------------------------------
 
     async def events(self, request: Request) -> Response:
@@ -224,8 +238,10 @@ class _Api:
             cursor=q.get("cursor") or None,
             limit=limit + 1,
         )
-        found = await self.engine.list_events(where)
-        return wire.json_response(views.page(found, limit, views.event, lambda e: e.internal_id))
+        expression, scan = q.get("expression"), q.get("scan")  # a payload search (issue 28)
+        return wire.json_response(
+            await _event_search.page(self.engine, where, limit, expression, scan)
+        )
 
     async def ingest(self, request: Request) -> Response:
         """Store events as ``/e/{key}`` does, for API callers and the dashboard (no event key)."""
@@ -236,8 +252,8 @@ class _Api:
         return event_answer.rest(intake, "/v1/events")
 
     async def event(self, request: Request) -> Response:
-        found = await self.engine.get_event(request.path_params["event_id"])
-        return wire.json_response(views.data(views.event(found)))
+        found = await _event_search.one(self.engine, request.path_params["event_id"])
+        return wire.json_response(views.data(found))
 
     async def event_runs(self, request: Request) -> Response:
         links = await self.engine.event_runs(request.path_params["event_id"])
@@ -262,9 +278,10 @@ class _Api:
             limit=limit + 1,
             version=q.get("version") or None,
             attributes=_control_attributes.query_filter(q.getlist("attribute")),
+            run_id_prefix=_run_list.run_id_prefix(q.get("run_id")),
+            parent_run_id=q.get("parent_run_id") or None,
         )
-        found = await self.engine.list_runs(where)
-        return wire.json_response(views.page(found, limit, views.run, lambda r: r.run_id))
+        return wire.json_response(await _run_list.page(self.engine, where, limit))
 
     async def run(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -415,6 +432,8 @@ def _failure(request: Request, path: str, exc: Exception) -> Response:
     elif isinstance(exc, SkippedError):
         status, message = 409, str(exc)
         body = {"error": message, "event_id": exc.event_id}
+    elif isinstance(exc, StoreUnavailable):  # logged once by the store's guard
+        return faults.response(exc, path)
     else:
         # the route template, not the URL: /e/{key} must never put a key in the logs
         logger.exception("unexpected error in %s %s", request.method, path)

@@ -15,7 +15,8 @@ the browser of the developer running it is the way in for any web page they open
 * DNS rebinding points a name the attacker controls at ``127.0.0.1``, making the engine
   same-origin with the attacker's page; the browser still sends the attacker's name in
   ``Host``. So only loopback host names are answered (``localhost``, ``*.localhost``,
-  ``127.0.0.0/8``, ``[::1]``, any port) unless the engine was told ``--allow-public``.
+  ``127.0.0.0/8``, ``[::1]``, and the unspecified ``0.0.0.0`` and ``[::]``, any port)
+  unless the engine was told ``--allow-public``.
 
 The decision is pure (``refusal``); ``Guard`` applies it to ``stepline dev``'s ASGI app and
 ``stepline.embedded`` to its mounts. ``ServerKind``, the other middleware around the
@@ -111,7 +112,10 @@ def loopback_host(host: str) -> bool:
         host: the header value: a name or address, optionally with ``:port``.
 
     Returns:
-        True for ``localhost``, ``*.localhost``, ``127.0.0.0/8`` and ``[::1]``.
+        True for ``localhost``, ``*.localhost``, ``127.0.0.0/8`` and ``[::1]``, and the
+        unspecified addresses ``0.0.0.0`` and ``[::]``, which reach this machine too (the
+        official SDK's tooling calls its dev server at ``http://0.0.0.0:8288``): an
+        address is no name an attacker can point elsewhere, so it rebinds nothing.
     """
     parsed = _host_port(host)
     if parsed is None:
@@ -120,9 +124,10 @@ def loopback_host(host: str) -> bool:
     if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(name).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
+    return address.is_loopback or address.is_unspecified
 
 
 def same_origin(origin: str, host: str, forwarded_host: str | None = None) -> bool:
@@ -179,8 +184,9 @@ def _host_port(host: str) -> tuple[str, int | None] | None:
 
 def _preflighted(headers: Mapping[str, str]) -> bool:
     """Whether a browser would have had to ask (CORS preflight) before sending this."""
-    if _csrf.is_json(headers.get("content-type", "")):
-        return True
+    kind = headers.get("content-type", "")
+    if _csrf.is_json(kind) or kind.split(";", 1)[0].strip().lower() == "application/protobuf":
+        return True  # neither is a type a page may send cross-site unasked (Connect's start)
     return CSRF_HEADER in headers or any(name.startswith("x-inngest-") for name in headers)
 
 

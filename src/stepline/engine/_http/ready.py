@@ -2,19 +2,25 @@
 
 ``/health`` says the process is alive; ``/ready`` says it can do its work. Both are
 public, as load balancers and orchestrators probe them without a key. A 503 names the
-reason, never a credential.
+reason, never a credential. While the last write failed with a database fault (locked,
+disk full, read-only: ``_store/guard.py``) it answers 503 with the cause, after trying one
+small write itself (so an idle engine notices the fault cleared). On SQLite the answer
+carries the write-ahead log's size (``sqlite_wal_bytes``, see docs/operations.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, cast
 
 import starlette.responses
 
 from stepline.engine._http import wire
 from stepline.engine._store import Tx, dsn, postgres_schema, sqlite_schema
+from stepline.engine._store.faults import StoreUnavailable
 from stepline.engine._store.sql import SqlTx
 
 if TYPE_CHECKING:
@@ -23,6 +29,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("stepline.engine")
 #: the longest a probe waits for the database before answering 503
 PROBE_SECONDS = 5.0
+#: the longest the probe's write waits while degraded (a lock would hold it for the busy
+#: timeout: a probe answers 503 sooner than orchestrators give up on it)
+WRITE_PROBE_SECONDS = 1.0
 
 
 async def ready(engine: Engine) -> starlette.responses.Response:
@@ -36,6 +45,12 @@ async def ready(engine: Engine) -> starlette.responses.Response:
     """
     url = engine.settings.database_url
     postgres = url.startswith(("postgres://", "postgresql://"))
+    if engine.health.degraded:
+        fault = await _probe(engine)
+        if fault is not None:
+            reason = f"the database refuses writes: {fault['cause']}"
+            body = {"status": "unavailable", "reason": reason, **fault}
+            return wire.json_response(body, status=503)
     want = len(postgres_schema.MIGRATIONS if postgres else sqlite_schema.MIGRATIONS)
     try:
         version = await asyncio.wait_for(
@@ -49,7 +64,23 @@ async def ready(engine: Engine) -> starlette.responses.Response:
         reason = f"the database schema is at version {version}, this engine needs {want}"
         logger.warning("not ready: %s (run `stepline migrate`)", reason)
         return _unready(f"{reason}: run `stepline migrate`")
-    return wire.json_response({"status": "ready", "schema_version": version})
+    answer: dict[str, object] = {"status": "ready", "schema_version": version}
+    wal = engine.health.wal_bytes()
+    if wal is not None:
+        answer["sqlite_wal_bytes"] = wal
+    return wire.json_response(answer)
+
+
+async def _probe(engine: Engine) -> dict[str, object] | None:
+    """One small real write; what the fault still is if it fails (None: it cleared)."""
+
+    def write(tx: Tx) -> None:
+        now = time.time()  # a claim that expires at once: rewritten by every probe
+        tx.claim_key("stepline:ready", "probe", now, now)
+
+    with contextlib.suppress(StoreUnavailable, asyncio.TimeoutError):
+        await asyncio.wait_for(engine.store.atomic(write), WRITE_PROBE_SECONDS)
+    return engine.health.report()
 
 
 def _unready(reason: str) -> starlette.responses.Response:

@@ -22,6 +22,7 @@ from stepline.engine._model import (
     Run,
     StepRecord,
 )
+from stepline.engine._store.attempts import StepAttempt
 from stepline.engine._store.controls import FunctionPause
 
 T = TypeVar("T")
@@ -66,6 +67,7 @@ def run(record: Run, *, with_events: bool = False) -> dict[str, Any]:
         "app_id": record.app_id,
         "status": record.status.value,
         "event_ids": list(record.event_ids),
+        "event_names": list(dict.fromkeys(str(e.get("name")) for e in record.events)),
         "run_started_at": timestamp(record.started_at),
         "ended_at": timestamp(record.ended_at),
         "created_at": timestamp(record.created_at),
@@ -73,6 +75,7 @@ def run(record: Run, *, with_events: bool = False) -> dict[str, Any]:
         "cancel_reason": record.cancel_reason,
         "origin": record.origin,
         "parent_run_id": record.parent_run_id,
+        "parent_step_id": _parent_step(record),
         "started_by": record.started_by,
         "waiting": _waiting(record.waiting),
         "app_version": record.app_version,
@@ -83,6 +86,14 @@ def run(record: Run, *, with_events: bool = False) -> dict[str, Any]:
     if with_events:
         view["events"] = record.events
     return view
+
+
+def _parent_step(record: Run) -> str | None:
+    """The parent's step that invoked this run (its correlation is ``<parent>.<step>``)."""
+    parent, correlation = record.parent_run_id, record.correlation_id
+    if parent is None or correlation is None or not correlation.startswith(f"{parent}."):
+        return None
+    return correlation[len(parent) + 1 :]
 
 
 def _waiting(waiting: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -131,6 +142,28 @@ def _duration_ms(start: float | None, end: float | None) -> int | None:
     if start is None or end is None:
         return None
     return max(0, round((end - start) * 1000))
+
+
+def attempt(record: StepAttempt) -> dict[str, Any]:
+    """One attempt of a step: when it ran, how it ended, when it was retried.
+
+    Args:
+        record: the attempt (``_observe.attempts.history``).
+
+    Returns:
+        The JSON object; ``error`` is None for the attempt that succeeded, ``retry_at``
+        for the last one.
+    """
+    return {
+        "step_id": record.step_id,
+        "attempt": record.attempt,
+        "status": "Completed" if record.error is None else "Failed",
+        "started_at": timestamp(record.started_at),
+        "ended_at": timestamp(record.ended_at),
+        "duration_ms": _duration_ms(record.started_at, record.ended_at),
+        "error": record.error,
+        "retry_at": timestamp(record.retry_at),
+    }
 
 
 def _wait(wait: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -98,6 +98,22 @@ class EngineMetrics:
         self.store_errors = r.counter(
             "stepline_store_errors_total", "Store operations that raised.", ["kind"]
         )
+        self.store_faults = r.counter(
+            "stepline_store_faults_total",
+            "Store operations the database refused for a known reason, per cause (locked, "
+            "disk full, read-only, I/O error, unreachable, schema missing); answered 503.",
+            ["cause"],
+        )
+        self.store_degraded = r.gauge(
+            "stepline_store_degraded",
+            "1 while the last write failed with a database fault and none has succeeded "
+            "since (what /ready answers 503 for), else 0.",
+        )
+        self.sqlite_wal_bytes = r.gauge(
+            "stepline_sqlite_wal_bytes",
+            "Size of the SQLite write-ahead log file at scrape time (a long-lived reader "
+            "makes it grow; see docs/operations.md). Absent on Postgres.",
+        )
         self.nondeterminism = r.counter(
             "stepline_nondeterminism_total",
             "Non-determinism notices recorded on runs (a replay that no longer matched "
@@ -191,6 +207,16 @@ class EngineMetrics:
         self.store_latency.observe(seconds, kind)
         if failed:
             self.store_errors.inc(kind)
+
+    def record_fault(self, cause: str) -> None:
+        """The database refused an operation (``_store.faults``)."""
+        self.store_faults.inc(cause)
+
+    def record_health(self, degraded: bool, wal_bytes: int | None) -> None:
+        """The store's condition at scrape time."""
+        self.store_degraded.set(1.0 if degraded else 0.0)
+        if wal_bytes is not None:
+            self.sqlite_wal_bytes.set(float(wal_bytes))
 
     def record_removed(self, removed: Mapping[str, int]) -> None:
         """A retention batch deleted these rows, per table."""

@@ -24,6 +24,8 @@ from stepline.engine._model import EventRecord, Job, Run, StepRecord
 from stepline.engine._observe import tracing
 from stepline.engine._observe.metrics import EngineMetrics, call_result
 from stepline.engine._store import Store, Tx
+from stepline.engine._store.faults import StoreUnavailable
+from stepline.engine._store.guard import GuardedStore, StoreHealth
 
 if TYPE_CHECKING:
     from stepline.engine._observe.tracing import EngineTracer
@@ -64,6 +66,7 @@ class Observer:
     def __init__(self, *, metrics: EngineMetrics | None, tracer: EngineTracer | None) -> None:
         self.metrics = metrics
         self.tracer = tracer
+        self._health: StoreHealth | None = None
 
     @classmethod
     def build(cls, settings: EngineSettings, tracer_provider: Any = None) -> Observer | None:
@@ -84,7 +87,10 @@ class Observer:
         return cls(metrics=metrics, tracer=tracer)
 
     def wrap(self, store: Store) -> Store:
-        """``store``, observed."""
+        """``store``, observed (a guarded store's faults counted too)."""
+        if isinstance(store, GuardedStore) and self.metrics is not None:
+            self._health = store.health
+            store.health.listeners.append(self.metrics.record_fault)
         return ObservedStore(store, self)
 
     # -- hooks --------------------------------------------------------------------------------
@@ -155,7 +161,12 @@ class Observer:
         """``GET /metrics``: read the queue, then render every metric."""
         if self.metrics is None:
             raise LookupError("metrics are turned off (STEPLINE_METRICS=0)")
-        summary = await store.read(lambda tx: tx.queue_summary(now))
+        if self._health is not None:
+            self.metrics.record_health(self._health.degraded, self._health.wal_bytes())
+        try:
+            summary = await store.read(lambda tx: tx.queue_summary(now))
+        except StoreUnavailable:  # the faults are what the scrape must still show
+            return self.metrics.render()
         oldest = summary.get("due", (0, None))[1]
         lag = 0.0 if oldest is None else now - oldest
         self.metrics.record_queue({state: count for state, (count, _) in summary.items()}, lag)

@@ -27,8 +27,11 @@ from stepline.engine._model import (
 
 if TYPE_CHECKING:
     from stepline.engine._config import EngineSettings
+    from stepline.engine._store.attempts import StepAttempt
+    from stepline.engine._store.browsing import EventScan, WaitingStep
     from stepline.engine._store.bulk import BulkAction
     from stepline.engine._store.controls import FunctionPause
+    from stepline.engine._store.function_metrics import FunctionMetrics
     from stepline.engine._store.messages import NewMessage, StoredMessage
     from stepline.engine._store.versions import AppVersion
 
@@ -70,6 +73,10 @@ class RunFilter:
     version: str | None = None
     #: runs with every one of these attributes (``run_attributes``: name -> value)
     attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: runs whose id starts with this (upper-case Crockford base32; a whole id finds one)
+    run_id_prefix: str | None = None
+    #: runs a run started with ``step.invoke`` (``Run.parent_run_id``)
+    parent_run_id: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -97,6 +104,9 @@ class Tx(Protocol):
     def list_runs(self, where: RunFilter) -> list[Run]: ...
     def get_steps(self, run_id: str) -> list[StepRecord]: ...
     def put_step(self, step: StepRecord) -> None: ...
+    # every failed attempt of a step (``_store/attempts.py``)
+    def put_attempt(self, attempt: StepAttempt) -> None: ...
+    def get_attempts(self, run_id: str) -> list[StepAttempt]: ...
 
     # run control: attributes (``_store/attributes.py``)
     def set_attributes(self, run_id: str, attributes: Mapping[str, str]) -> int: ...
@@ -144,6 +154,15 @@ class Tx(Protocol):
         """The newest run of a function started by an event whose own ``id`` is this."""
         ...
 
+    # the dashboard's lists (``_store.browsing``): one query per page, never per row
+    def waiting_steps(self, run_ids: Sequence[str]) -> list[WaitingStep]: ...
+    def scan_events(
+        self, where: EventFilter, match: Callable[[EventRecord], bool], scan: int, want: int
+    ) -> EventScan: ...
+    def set_replay_of(self, internal_id: str, original_id: str) -> None: ...
+    def replays_of(self, internal_ids: Sequence[str]) -> dict[str, str]: ...
+    def replayed_as(self, internal_id: str, limit: int) -> list[str]: ...
+
     def claim_key(self, scope: str, key: str, expires_at: float, now: float) -> bool: ...
 
     # flow control
@@ -165,6 +184,11 @@ class Tx(Protocol):
     def expire_slots(self, now: float) -> dict[str, int]: ...
     def park_job(self, job_id: str, key: str, recheck_at: float) -> None: ...
     def unpark_jobs(self, key: str, count: int) -> list[str]: ...
+
+    # function metrics over time buckets (``_store.function_metrics``)
+    def function_metrics(
+        self, function_id: str, *, since: float, bucket: float, count: int, now: float
+    ) -> FunctionMetrics: ...
 
     # apps and functions
     def put_app(self, app: AppRecord, functions: Sequence[FunctionRecord]) -> bool: ...

@@ -36,6 +36,12 @@ def runs_query(where: RunFilter) -> tuple[str, list[Any]]:
     for name, value in sorted(where.attributes.items()):  # every one must match
         clauses.append("run_id IN (SELECT run_id FROM run_attributes WHERE name = ? AND value = ?)")
         args.extend((name, value))
+    if where.run_id_prefix is not None:  # a range of the primary key (ids are 26 long)
+        clauses.append("run_id >= ? AND run_id <= ?")
+        args.extend((where.run_id_prefix, where.run_id_prefix.ljust(26, "Z")))
+    if where.parent_run_id is not None:
+        clauses.append("parent_run_id = ?")
+        args.append(where.parent_run_id)
     if where.cursor is not None:
         clauses.append("run_id < ?")
         args.append(where.cursor)

@@ -28,9 +28,12 @@ import psycopg_pool
 
 from stepline.engine._model import AppRecord, FunctionRecord, Job
 from stepline.engine._store import postgres_schema as schema
+from stepline.engine._store.attempts import AttemptsTx
 from stepline.engine._store.attributes import AttributesTx
+from stepline.engine._store.browsing import BrowsingTx
 from stepline.engine._store.bulk import BulkTx
 from stepline.engine._store.controls import ControlsTx
+from stepline.engine._store.function_metrics import PostgresMetricsTx
 from stepline.engine._store.messages import MessagesTx
 from stepline.engine._store.signals import SignalsTx
 from stepline.engine._store.sql import SqlTx
@@ -48,7 +51,18 @@ _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetect
 COMMIT_LOST = "database connection lost while committing; the outcome is unknown"
 
 
-class PostgresTx(SqlTx, VersionsTx, MessagesTx, ControlsTx, AttributesTx, BulkTx, SignalsTx):
+class PostgresTx(
+    SqlTx,
+    VersionsTx,
+    MessagesTx,
+    ControlsTx,
+    AttributesTx,
+    BulkTx,
+    SignalsTx,
+    AttemptsTx,
+    PostgresMetricsTx,
+    BrowsingTx,
+):
     """``Tx`` over one psycopg connection with a transaction open."""
 
     skip_locked = " FOR UPDATE SKIP LOCKED"

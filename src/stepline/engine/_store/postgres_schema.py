@@ -150,6 +150,38 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE pauses ADD COLUMN signal TEXT;
     CREATE UNIQUE INDEX pauses_signal ON pauses (signal) WHERE signal IS NOT NULL;
     """,
+    # function metrics (issue 28): a function's runs by end time, and its live runs
+    # (``ended_at IS NULL``), for the function page's charts (``_store/function_metrics``)
+    """
+    CREATE INDEX runs_function_ended ON runs (function_id, ended_at);
+    """,
+    # run page depth (issue 28): every failed attempt of a step (``_store/attempts``), and
+    # a run's child runs (started by its ``step.invoke``) for its trace view
+    """
+    CREATE TABLE step_attempts (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+        started_at DOUBLE PRECISION, ended_at DOUBLE PRECISION, error TEXT,
+        retry_at DOUBLE PRECISION,
+        PRIMARY KEY (run_id, step_id, attempt)
+    );
+    CREATE INDEX runs_parent ON runs (parent_run_id, run_id) WHERE parent_run_id IS NOT NULL;
+    """,
+    # event replays (issue 28): a replayed event names the event it re-sent; the index
+    # lists an event's replays (``_store/browsing``)
+    """
+    ALTER TABLE events ADD COLUMN replay_of TEXT;
+    CREATE INDEX events_replay_of ON events (replay_of) WHERE replay_of IS NOT NULL;
+    """,
+    # Connect on several nodes (issue 29): each node's apps with a ready worker, and the
+    # URL other nodes forward those apps' calls to (``_store/presence``); refreshed every
+    # few seconds, so unlogged (a crash loses only what is rewritten at once)
+    """
+    CREATE UNLOGGED TABLE connect_presence (
+        node TEXT NOT NULL, app_id TEXT NOT NULL, url TEXT NOT NULL,
+        workers INTEGER NOT NULL, seen_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (app_id, node)
+    );
+    """,
 )
 
 

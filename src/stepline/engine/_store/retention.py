@@ -6,8 +6,8 @@ writer (SQLite) or many row locks (Postgres) for long; the sweeper calls it unti
 reports nothing more to do. What goes, and when:
 
 * ended runs (completed, failed, cancelled) whose end is older than the cutoff, with
-  their steps, stream messages, attributes, event links, jobs, pauses and flow-control
-  claims;
+  their steps, step attempts, stream messages, attributes, event links, jobs, pauses and
+  flow-control claims;
 * events older than the cutoff that no stored run references (through ``event_runs``)
   and whose fan-out is not still queued;
 * per-key rows once their own window has passed: idempotency keys and rate-limit /
@@ -37,6 +37,7 @@ SLOT_GRACE = 300.0
 #: the tables a sweep counts removals of (the metric's label values)
 TABLES = (
     "steps",
+    "step_attempts",
     "run_messages",
     "run_attributes",
     "event_runs",
@@ -58,6 +59,11 @@ _STEPS = (
     "DELETE FROM steps WHERE (run_id, step_id) IN (SELECT s.run_id, s.step_id FROM steps s "
     f"JOIN runs r ON r.run_id = s.run_id WHERE r.{_OLD_ENDED.replace('ended_at', 'r.ended_at')} "
     "LIMIT ?)"
+)
+_ATTEMPTS = (
+    "DELETE FROM step_attempts WHERE (run_id, step_id, attempt) IN (SELECT a.run_id, a.step_id, "
+    "a.attempt FROM step_attempts a JOIN runs r ON r.run_id = a.run_id "
+    f"WHERE r.{_OLD_ENDED.replace('ended_at', 'r.ended_at')} LIMIT ?)"
 )
 _MESSAGES = (
     "DELETE FROM run_messages WHERE (run_id, seq) IN (SELECT m.run_id, m.seq "
@@ -133,6 +139,8 @@ def sweep_batch(
     budget = limit
     budget -= count("steps", tx._x(_STEPS, (*_ENDED, cutoff, budget)).rowcount)
     if budget > 0:
+        budget -= count("step_attempts", tx._x(_ATTEMPTS, (*_ENDED, cutoff, budget)).rowcount)
+    if budget > 0:
         budget -= count("run_messages", tx._x(_MESSAGES, (*_ENDED, cutoff, budget)).rowcount)
     if budget > 0:
         budget -= _remove_runs(tx, cutoff, max(1, budget // 2), count)
@@ -166,7 +174,7 @@ def _remove_runs(tx: SqlTx, cutoff: float, limit: int, count: Any) -> int:
     total = 0
     tables = (
         "event_runs", "jobs", "pauses", "singletons", "buckets", "steps", "run_messages",
-        "run_attributes",
+        "run_attributes", "step_attempts",
     )  # fmt: skip
     for table in (*tables, "runs"):
         cur = tx._x(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)

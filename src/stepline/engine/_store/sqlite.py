@@ -17,9 +17,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from stepline.engine._store import sqlite_schema as schema
+from stepline.engine._store import wal as _wal
+from stepline.engine._store.attempts import AttemptsTx
 from stepline.engine._store.attributes import AttributesTx
+from stepline.engine._store.browsing import BrowsingTx
 from stepline.engine._store.bulk import BulkTx
 from stepline.engine._store.controls import ControlsTx
+from stepline.engine._store.function_metrics import FunctionMetricsTx
 from stepline.engine._store.messages import MessagesTx
 from stepline.engine._store.signals import SignalsTx
 from stepline.engine._store.sql import SqlTx
@@ -47,12 +51,31 @@ class SqliteStore:
         path: the database file; parent directories are created.
         synchronous: SQLite's ``synchronous`` pragma. ``NORMAL`` (default) survives a
             process crash; ``FULL`` also survives power loss, at an fsync per commit.
+        busy_timeout: seconds a transaction waits for another process's write lock
+            before failing with ``database is locked``.
+        wal_limit: bytes of WAL above which it is truncated once readers let go (``_wal``).
+        wal_every: seconds between two WAL checkpoints.
     """
 
-    def __init__(self, path: str | pathlib.Path, *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: str | pathlib.Path,
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout: float = 10.0,
+        wal_limit: int = _wal.LIMIT,
+        wal_every: float = _wal.EVERY,
+    ) -> None:
         self.path = str(path)
         self.synchronous = synchronous
         self._memory = self.path == ":memory:"
+        self._busy_ms = int(busy_timeout * 1000)
+        #: the WAL's checkpoints and size (None in memory)
+        self.wal = (
+            None
+            if self._memory
+            else _wal.WalKeeper(self.path, limit=wal_limit, every=wal_every, busy_ms=self._busy_ms)
+        )
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stepline-db")
         self._readers = concurrent.futures.ThreadPoolExecutor(
             _READERS, thread_name_prefix="stepline-db-read"
@@ -67,7 +90,7 @@ class SqliteStore:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         conn.execute("PRAGMA foreign_keys = OFF")
         # savepoints (one per transaction of a group) keep the pages they change in a
         # sub-journal: in memory, not a temporary file (a first write to a table
@@ -91,6 +114,8 @@ class SqliteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if self.wal is not None:
+            self.wal.setup(conn)
         self._write_conn = conn
         return versions
 
@@ -150,6 +175,8 @@ class SqliteStore:
                         self._draining = False
                         return
                 self._commit_group(batch)
+                if self.wal is not None and self._write_conn is not None:
+                    self.wal.check(self._write_conn)
         except BaseException:
             with self._queue_lock:
                 self._draining = False
@@ -171,17 +198,21 @@ class SqliteStore:
                     try:
                         outcomes.append((True, work(SqliteTx(conn))))
                     except Exception as exc:
+                        if not conn.in_transaction:  # a fault (full, I/O) ended it: all fail
+                            raise
                         conn.execute("ROLLBACK" if alone else "ROLLBACK TO stepline_work")
                         outcomes.append((False, exc))
                         if alone:
                             break
                     if not alone:
                         conn.execute("RELEASE stepline_work")
+                if not (alone and not outcomes[0][0]):
+                    conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # a failed COMMIT (disk full, I/O) may leave the transaction open
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            if not (alone and not outcomes[0][0]):
-                conn.execute("COMMIT")
         except Exception as exc:  # the transaction itself failed: nothing was committed
             outcomes = [(False, exc) for _ in batch]
         for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
@@ -204,6 +235,10 @@ class SqliteStore:
         if self._memory:
             return await loop.run_in_executor(self._writer, self._atomic_sync, work)
         return await loop.run_in_executor(self._readers, self._read_sync, work)
+
+    def wal_bytes(self) -> int | None:
+        """The size of the write-ahead log file (None in memory)."""
+        return None if self.wal is None else self.wal.size()
 
     def subscribe(self, notify: Callable[[str], None]) -> None:
         """SQLite has no notifications: processes sharing a file poll."""
@@ -246,10 +281,23 @@ class SqliteStore:
 
         def resume() -> None:
             self._write_conn = self._connect()
+            if self.wal is not None:
+                self.wal.setup(self._write_conn)
             release.set()
 
         return resume
 
 
-class SqliteTx(SqlTx, VersionsTx, MessagesTx, ControlsTx, AttributesTx, BulkTx, SignalsTx):
+class SqliteTx(
+    SqlTx,
+    VersionsTx,
+    MessagesTx,
+    ControlsTx,
+    AttributesTx,
+    BulkTx,
+    SignalsTx,
+    AttemptsTx,
+    FunctionMetricsTx,
+    BrowsingTx,
+):
     """``Tx`` over one SQLite connection with a ``BEGIN IMMEDIATE`` transaction open."""

@@ -148,6 +148,27 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE pauses ADD COLUMN signal TEXT;
     CREATE UNIQUE INDEX pauses_signal ON pauses (signal) WHERE signal IS NOT NULL;
     """,
+    # function metrics (issue 28): a function's runs by end time, and its live runs
+    # (``ended_at IS NULL``), for the function page's charts (``_store/function_metrics``)
+    """
+    CREATE INDEX runs_function_ended ON runs (function_id, ended_at);
+    """,
+    # run page depth (issue 28): every failed attempt of a step (``_store/attempts``), and
+    # a run's child runs (started by its ``step.invoke``) for its trace view
+    """
+    CREATE TABLE step_attempts (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+        started_at REAL, ended_at REAL, error TEXT, retry_at REAL,
+        PRIMARY KEY (run_id, step_id, attempt)
+    ) WITHOUT ROWID;
+    CREATE INDEX runs_parent ON runs (parent_run_id, run_id) WHERE parent_run_id IS NOT NULL;
+    """,
+    # event replays (issue 28): a replayed event names the event it re-sent; the index
+    # lists an event's replays (``_store/browsing``)
+    """
+    ALTER TABLE events ADD COLUMN replay_of TEXT;
+    CREATE INDEX events_replay_of ON events (replay_of) WHERE replay_of IS NOT NULL;
+    """,
 )
 
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from stepline.engine._store import Store
+from stepline.engine._store import Store, faults
 from stepline.engine._store import retention as _retention
 
 logger = logging.getLogger("stepline.engine")
@@ -116,7 +116,8 @@ class Sweeper:
                     logger.info("retention: removed %s", removed)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a busy or unreachable database: try again next time
-                logger.warning("retention sweep failed; retrying later", exc_info=True)
+            except Exception as exc:  # a busy or unreachable database: try again next time
+                known = isinstance(exc, faults.StoreUnavailable)  # logged once by the guard
+                logger.warning("retention sweep failed; retrying later", exc_info=not known)
             self.wake.clear()
             await self.clock.sleep_until(self.clock.now() + every, self.wake)

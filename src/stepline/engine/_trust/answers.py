@@ -15,7 +15,8 @@ its ``X-Inngest-No-Retry`` is heeded: an app that cannot verify the engine's cal
 key mismatch) answers an unsigned 401 asking for no retry, and heeding it can only
 end the run sooner.
 
-Apps served in this process (``inprocess://``) are exempt: nothing crosses a network.
+Apps served in this process (``inprocess://``) are exempt: nothing crosses a network; so
+are Connect workers (``connect://``), whose socket proved the key at ``/v0/connect/start``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from stepline import _errors
 from stepline._protocol import headers as wire
 from stepline._protocol import signing
 from stepline.engine._clock import Clock
-from stepline.engine._driver import IN_PROCESS_SCHEME, Driver
+from stepline.engine._driver import CONNECT_SCHEME, IN_PROCESS_SCHEME, Driver
 from stepline.engine._response import RawResponse, unwrap_stream
 
 logger = logging.getLogger("stepline.engine")
@@ -66,7 +67,9 @@ class VerifyingDriver:
     ) -> RawResponse:
         """Make the call; an answer that is not signed with our key is refused."""
         answer = await self.inner.request(method, url, body, headers, timeout)
-        if answer.error is not None or url.startswith(IN_PROCESS_SCHEME + ":"):
+        if answer.error is not None or url.startswith(
+            (IN_PROCESS_SCHEME + ":", CONNECT_SCHEME + ":")
+        ):
             return answer
         problem = signature_problem(answer, self.keys, now=self.clock.now())
         if problem is None:

@@ -38,6 +38,9 @@ TICKET_SECONDS = 120.0
 #: Seconds the engine waits for a trust probe's answer.
 PROBE_TIMEOUT = 30.0
 _IN_PROCESS = "inprocess"
+#: URL schemes only the engine registers: in-process apps (``Engine.serve``) and Connect
+#: workers (the gateway, after the worker's tokens proved the key).
+RESERVED_SCHEMES = (_IN_PROCESS, "connect")
 
 
 class RegistrationRefusedError(RegistrationError):
@@ -86,6 +89,33 @@ def moves(old: Iterable[str], new: Iterable[str]) -> dict[str, str]:
         if where not in known and where not in found and not url.startswith(_IN_PROCESS + ":"):
             found[where] = url
     return found
+
+
+def refuse_reserved(app: AppSpec) -> None:
+    """Refuse a registration over HTTP that names an ``inprocess://`` or ``connect://`` URL.
+
+    Those URLs are not reached over a network, so no trust probe could vet a move to them:
+    only the engine registers them (its own in-process apps; the Connect gateway for a
+    worker whose tokens proved the key).
+
+    Raises:
+        RegistrationRefusedError: such a URL, for the app or one of its functions (400).
+    """
+    for url in app_urls(app.url, (fn.url for fn in app.functions)):
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+        if scheme in RESERVED_SCHEMES:
+            how = (
+                "a Connect worker's apps are registered by the engine's gateway when the "
+                "worker connects (POST /v0/connect/start, then the socket)"
+                if scheme == "connect"
+                else "only the engine registers the apps it serves in its own process"
+            )
+            raise RegistrationRefusedError(
+                f"app {app.app_id!r}: a registration over HTTP cannot name the URL {url}: "
+                f"{scheme}:// URLs are not served over HTTP ({how}). Register the http:// "
+                "or https:// URL the engine calls your app at",
+                400,
+            )
 
 
 def probe_url(url: str) -> str:

@@ -1,11 +1,13 @@
 // Apps: what is synced, from where, when, the last sync error, and re-sync buttons; the
 // registered versions of each app with the runs still live on each (to see one drain).
 import { api, code, fill, h, notice, qs, table, time } from "./dom.js";
+import { loadWorkers, workerTables } from "./workers.js";
 
 export async function list(view, _args, _params, ctx) {
   const message = h("div", { id: "sync-message" });
   const rows = h("div", { id: "apps-table" });
   const versions = h("div", { id: "app-versions" });
+  const workers = h("div", { id: "app-workers" });
   const url = h("input", { name: "url", type: "url", placeholder: "http://127.0.0.1:8000/api/inngest", required: true, "aria-label": "App URL" });
   const add = h("form", { class: "filters" }, url, h("button", { type: "submit" }, "Sync app"));
   add.addEventListener("submit", (e) => {
@@ -13,7 +15,7 @@ export async function list(view, _args, _params, ctx) {
     sync({ url: url.value.trim() });
   });
   const all = h("button", { type: "button", id: "resync-all", onclick: () => sync(undefined) }, "Re-sync all");
-  fill(view, h("h1", {}, "Apps ", all), message, rows, versions, h("h2", {}, "Sync a new app"), add);
+  fill(view, h("h1", {}, "Apps ", all), message, rows, workers, versions, h("h2", {}, "Sync a new app"), add);
   let last = "";
 
   async function sync(body) {
@@ -34,11 +36,15 @@ export async function list(view, _args, _params, ctx) {
 
   async function load() {
     const apps = (await api("v1/apps")).data;
-    const byApp = await Promise.all(apps.map((app) => api(`v1/apps/${encodeURIComponent(app.app_id)}/versions`).then((v) => v.data, () => [])));
+    const [byApp, connected] = await Promise.all([
+      Promise.all(apps.map((app) => api(`v1/apps/${encodeURIComponent(app.app_id)}/versions`).then((v) => v.data, () => []))),
+      loadWorkers(apps),
+    ]);
     if (!ctx.alive()) return;
-    const key = JSON.stringify([apps, byApp]);
+    const key = JSON.stringify([apps, byApp, connected]);
     if (key === last) return;
     last = key;
+    fill(workers, workerTables(connected));
     fill(versions, versionTables(apps, byApp));
     fill(
       rows,
@@ -46,6 +52,7 @@ export async function list(view, _args, _params, ctx) {
         ["App", "URL", "SDK", "Functions", "Last sync", "Status", ""],
         apps.map((app) => {
           const local = app.url.startsWith("inprocess:");
+          const connect = app.url.startsWith("connect:");
           return [
             h("strong", {}, app.app_id),
             code(app.url),
@@ -55,8 +62,8 @@ export async function list(view, _args, _params, ctx) {
             app.error
               ? h("span", { class: "sync-error" }, h("span", { class: "badge s-failed" }, "error"), " ", app.error)
               : h("span", { class: "badge s-completed" }, "synced"),
-            local
-              ? h("span", { class: "muted small" }, "in-process")
+            local || connect
+              ? h("span", { class: "muted small" }, local ? "in-process" : "Connect workers")
               : h("button", { type: "button", class: "resync", onclick: () => sync({ url: app.url }) }, "Re-sync"),
           ];
         }),

@@ -75,14 +75,45 @@ export async function api(path, { method = "GET", body } = {}) {
 
 const pad = (n, width = 2) => String(n).padStart(width, "0");
 
+/** "2026-01-02 03:04:05" in local time. */
+function localText(d) {
+  return (
+    `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
+  );
+}
+
 /** A `<time>` in local time, with the exact UTC timestamp as its title. */
 export function time(iso) {
   if (!iso) return h("span", { class: "muted" }, "—");
+  return h("time", { datetime: iso, title: iso }, localText(new Date(iso)));
+}
+
+/** "just now", "42 s ago", "3 min ago", "5 h ago", "2 d ago", "in 4 min"; a date past 30 days. */
+export function relative(iso, now = Date.now()) {
   const d = new Date(iso);
-  const text =
-    `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-  return h("time", { datetime: iso, title: iso }, text);
+  const seconds = (now - d.getTime()) / 1000;
+  const s = Math.abs(seconds);
+  if (s < 5) return "just now";
+  let text;
+  if (s < 60) text = `${Math.floor(s)} s`;
+  else if (s < 3600) text = `${Math.floor(s / 60)} min`;
+  else if (s < 86400) text = `${Math.floor(s / 3600)} h`;
+  else if (s < 30 * 86400) text = `${Math.floor(s / 86400)} d`;
+  else return localText(d);
+  return seconds >= 0 ? `${text} ago` : `in ${text}`;
+}
+
+/** A `<time class="ago">` ("3 min ago"), the local and UTC times in its tooltip; see `refreshTimes`. */
+export function ago(iso) {
+  if (!iso) return h("span", { class: "muted" }, "—");
+  const title = `${localText(new Date(iso))} (${iso})`;
+  return h("time", { datetime: iso, title, class: "ago" }, relative(iso));
+}
+
+/** Bring every relative time under `root` up to date (pages call it on each live refresh). */
+export function refreshTimes(root) {
+  for (const el of root.querySelectorAll("time.ago")) el.textContent = relative(el.getAttribute("datetime"));
 }
 
 export function ms(iso) {
@@ -135,14 +166,17 @@ export function eventLink(eventId, text) {
   return h("a", { href: `#/events/${enc(eventId)}`, class: "mono" }, text || eventId);
 }
 
-/** A table; `rows` are arrays of cells, `empty` is shown when there are none. */
+/**
+ * A table; `rows` are arrays of cells, `empty` is shown when there are none. Each cell
+ * carries its column's heading (`data-label`): narrow screens show rows as labelled cards.
+ */
 export function table(headings, rows, empty, attrs = {}) {
   if (!rows.length) return h("p", { class: "empty" }, empty);
   return h(
     "table",
     attrs,
     h("thead", {}, h("tr", {}, headings.map((x) => h("th", {}, x)))),
-    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c) => h("td", {}, c))))),
+    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c, i) => h("td", { "data-label": headings[i] }, c))))),
   );
 }
 

@@ -1,8 +1,9 @@
-// Functions: every registered function by app, and a function's page with its config, a
-// "send test event" form, an invoke form and its recent runs. Either pauses or resumes a
-// function (behind a confirm).
+// Functions: every registered function by app, and a function's page with its config, its
+// metrics as charts (metrics.js), a "send test event" form, an invoke form and its recent
+// runs. Either pauses or resumes a function (behind a confirm).
 import { api, badge, code, enc, eventLink, facts, fill, functionLink, h, json, notice, qs, runLink, table, time } from "./dom.js";
 import { eventForm, invokeForm } from "./forms.js";
+import { metricsSection } from "./metrics.js";
 import { runTable } from "./runs.js";
 
 const FLOW = [
@@ -110,7 +111,7 @@ function describe(value) {
   return code(String(value));
 }
 
-export async function page(view, [functionId], _params, ctx) {
+export async function page(view, [functionId], params, ctx) {
   const known = (await api("v1/functions")).data;
   const fn = known.find((f) => f.function_id === functionId);
   if (!fn) {
@@ -121,6 +122,7 @@ export async function page(view, [functionId], _params, ctx) {
   const sent = []; // [{eventId} | {runId}] newest first
   const results = h("ul", { class: "results", id: "test-results" });
   const recent = h("div", { id: "function-runs" });
+  const metrics = metricsSection(fn.function_id, params.get("window"));
   const remember = (item) => {
     sent.unshift(item);
     load().catch(() => {}); // the next live refresh reports failures
@@ -134,10 +136,11 @@ export async function page(view, [functionId], _params, ctx) {
       ["App", fn.app_id],
       ["Updated", time(fn.updated_at)],
       ["Triggers", triggers(fn.triggers)],
-      ["State", [state(fn), pauseControls(fn, () => ctx.navigate(`#/functions/${enc(fn.function_id)}?${Date.now()}`))]],
+      ["State", [state(fn), pauseControls(fn, () => ctx.navigate(`#/functions/${enc(fn.function_id)}?${qs({ window: metrics.window(), r: Date.now() })}`))]],
       ["Retries", retries(fn.config)],
       ...FLOW.filter(([key]) => fn.config[key] !== undefined).map(([key, label]) => [label, describe(fn.config[key])]),
     ]),
+    metrics.el,
     h(
       "div",
       { class: "panels" },
@@ -158,8 +161,9 @@ export async function page(view, [functionId], _params, ctx) {
   );
 
   async function load() {
-    const [runs, ...items] = await Promise.all([
+    const [runs, , ...items] = await Promise.all([
       api(`v1/runs?${qs({ function_id: fn.function_id, limit: 10 })}`),
+      metrics.refresh(),
       ...sent.map(resultItem),
     ]);
     if (!ctx.alive()) return;

@@ -1,14 +1,18 @@
 // The run page: status, notices (non-determinism, version moves), flow-control holds,
-// actions (cancel, rerun), the step timeline with outputs, errors and waits (a waiting
-// event step can be resumed from here, a waiting signal step sent its signal), the
-// trigger events, the final output and the run's stream, live (the SSE form of
-// v1/runs/{id}/stream; the browser resumes it).
+// actions (cancel, rerun), the trace (trace.js: steps, attempts, waits and child runs on
+// one time axis), the step timeline with outputs, errors, every attempt (attempts.js) and
+// waits (a waiting event step can be resumed from here, a waiting signal step sent its
+// signal), the run's signals (signals.js), the trigger events, the final output and the
+// run's stream, live (the SSE form of v1/runs/{id}/stream; the browser resumes it).
 import {
   TERMINAL, api, badge, code, duration, enc, eventLink, facts, fill, functionLink, h, json,
   ms, notice, runDuration, runLink, time,
 } from "./dom.js";
 import { origin as originOf, replayFrom } from "./bulk.js";
 import { eventForm, signalForm } from "./forms.js";
+import { attemptsOf, attemptsTable, callAttempts } from "./attempts.js";
+import { signalsSection } from "./signals.js";
+import { trace } from "./trace.js";
 
 export async function page(view, [runId], _params, ctx) {
   const head = h("div");
@@ -21,14 +25,18 @@ export async function page(view, [runId], _params, ctx) {
   let ended = false;
 
   async function load() {
-    const [run, steps] = await Promise.all([
+    const [run, steps, attempts] = await Promise.all([
       api(`v1/runs/${enc(runId)}`),
       api(`v1/runs/${enc(runId)}/steps`),
+      api(`v1/runs/${enc(runId)}/attempts`),
     ]);
+    // the runs it invoked: asked for only once it has invoked one
+    const children = steps.data.some((s) => s.wait && s.wait.function_id)
+      ? (await api(`v1/runs?parent_run_id=${enc(runId)}&limit=100`)).data : [];
     if (!ctx.alive()) return;
     ended = TERMINAL.has(run.data.status);
     fill(head, header(run.data)); // always: the duration of a running run moves on
-    const key = JSON.stringify([run.data, steps.data]);
+    const key = JSON.stringify([run.data, steps.data, attempts.data, children]);
     if (key === last) return;
     last = key;
     if (body.childElementCount) {
@@ -36,7 +44,7 @@ export async function page(view, [runId], _params, ctx) {
       for (const el of body.querySelectorAll("details.step[open]")) open.add(el.dataset.step);
     }
     fill(actions, buttons(run.data, message, load, ctx));
-    fill(body, details(run.data, steps.data, open, message));
+    fill(body, details(run.data, steps.data, open, message, { attempts: attempts.data, children }));
   }
   await load();
   return { poll: () => (ended ? null : load()) };
@@ -177,10 +185,14 @@ function buttons(run, message, reload, ctx) {
   return [cancel, confirm, rerun];
 }
 
-function details(run, steps, open, message) {
+function details(run, steps, open, message, { attempts, children }) {
   return [
+    h("h2", {}, "Trace"),
+    trace(run, steps, attempts, children),
     h("h2", {}, "Timeline"),
-    timeline(run, steps, open, message),
+    timeline(run, steps, open, message, attempts),
+    callAttempts(attempts),
+    signalsSection(run, steps),
     h("h2", {}, run.events.length > 1 ? `Trigger events (${run.events.length})` : "Trigger event"),
     run.events.length
       ? run.events.map((e) =>
@@ -212,7 +224,7 @@ function errorBox(error) {
   return h("div", { class: "error-box" }, json(error));
 }
 
-function timeline(run, steps, open, message) {
+function timeline(run, steps, open, message, attempts) {
   if (!steps.length) return h("p", { class: "empty" }, "No steps yet.");
   const startOf = (s) => ms(s.started_at);
   const t0 = Math.min(ms(run.run_started_at) ?? Infinity, ...steps.map((s) => startOf(s) ?? Infinity));
@@ -245,13 +257,13 @@ function timeline(run, steps, open, message) {
           h("span", {}, s.duration_ms === null ? (s.started_at ? "…" : "—") : duration(s.duration_ms)),
           h("span", { class: "track" }, bar),
         ),
-        stepBody(run, s, message),
+        stepBody(run, s, message, attemptsOf(attempts, s.id)),
       );
     }),
   );
 }
 
-function stepBody(run, step, message) {
+function stepBody(run, step, message, tries) {
   const wait = step.wait || {};
   const pending = !["Completed", "Failed", "Cancelled"].includes(step.status);
   return h(
@@ -263,6 +275,7 @@ function stepBody(run, step, message) {
       ["Ended", step.ended_at ? time(step.ended_at) : null],
     ]),
     waitText(step, wait, pending),
+    tries.length ? [h("h4", { class: "attempts-head" }, "Attempts"), attemptsTable(tries, `attempts-${step.id}`)] : null,
     TERMINAL.has(run.status) ? replayFrom(run, step, message) : null,
     pending && wait.event
       ? h("div", { class: "resume" },

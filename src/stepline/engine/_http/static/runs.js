@@ -1,5 +1,6 @@
-// Runs: the filterable, live list (the run page is run.js).
-import { TERMINAL, api, badge, eventLink, fill, functionLink, h, qs, runDuration, runLink, table, time } from "./dom.js";
+// Runs: the filterable, live list (the run page is run.js): search by run id, the trigger
+// event's name, what a live run waits on, relative times; rows become cards on a phone.
+import { TERMINAL, ago, api, badge, eventLink, fill, functionLink, h, qs, refreshTimes, runDuration, runLink, table } from "./dom.js";
 import * as bulk from "./bulk.js";
 
 const STATUSES = ["Queued", "Running", "Completed", "Failed", "Cancelled"];
@@ -9,6 +10,20 @@ const RANGES = [
 ];
 const RANGE_MS = { "15m": 9e5, "1h": 3.6e6, "24h": 8.64e7, "7d": 6.048e8 };
 const PAGE_SIZE = 50;
+const RUN_ID = /^[0-9A-HJKMNP-TV-Z]{1,26}$/;
+// what holds a run back (`waiting.reason`) as the list shows it
+const WAITING = {
+  sleeping: "Sleeping",
+  waiting_for_event: "Waiting for event",
+  waiting_for_signal: "Waiting for signal",
+  waiting_for_invoke: "Waiting for invoke",
+  throttled: "Throttled",
+  concurrency: "Concurrency-limited",
+  debounced: "Debounced",
+  batched: "Batching",
+  priority: "Delayed by priority",
+  paused: "Paused",
+};
 
 // -- the list ----------------------------------------------------------------------------
 
@@ -24,6 +39,7 @@ export async function list(view, _args, params, ctx) {
     if (!ctx.alive()) return;
     const key = JSON.stringify(page);
     const going = page.data.some((run) => !TERMINAL.has(run.status)); // durations move on
+    refreshTimes(results); // "3 min ago" moves on even when nothing else does
     if (key === last && !going) return;
     last = key;
     fill(results, runTable(page.data, "No runs match these filters.", { selected, changed: actions.changed }));
@@ -47,6 +63,7 @@ function runQuery(params) {
     until = localToIso(params.get("until"));
   }
   return qs({
+    run_id: params.get("run_id"),
     function_id: params.get("function_id"),
     status: params.get("status"),
     event_id: params.get("event_id"),
@@ -67,9 +84,9 @@ function attributeQuery(params) {
   return attributePairs(params).map((pair) => `&attribute=${encodeURIComponent(pair)}`).join("");
 }
 
-/** The page's filters as a bulk action's filter; null if they name an event or version. */
+/** The page's filters as a bulk action's filter; null if they name an event, version or run id. */
 function bulkFilter(params) {
-  if (params.get("event_id") || params.get("version")) return null;
+  if (params.get("event_id") || params.get("version") || params.get("run_id")) return null;
   const query = new URLSearchParams(runQuery(params));
   const status = (params.get("status") || "").split(",").filter(Boolean);
   const where = { function_id: query.get("function_id"), status, since: query.get("since"), until: query.get("until") };
@@ -99,9 +116,14 @@ function filterForm(params, known, ctx) {
     { name: "range", "aria-label": "Time range", onchange: (e) => (custom.hidden = e.target.value !== "custom") },
     RANGES.map(([value, label]) => h("option", { value, selected: value === range }, label)),
   );
+  const runId = h("input", {
+    type: "search", name: "run_id", value: params.get("run_id"), placeholder: "Run id", "aria-label": "Run id",
+    size: 28, title: "A whole run id opens the run; its beginning lists the runs whose id starts so",
+  });
   const form = h(
     "form",
     { class: "filters", id: "run-filters" },
+    runId,
     h(
       "select",
       { name: "function_id", "aria-label": "Function" },
@@ -126,13 +148,18 @@ function filterForm(params, known, ctx) {
     h("button", { type: "submit", class: "primary" }, "Apply"),
     h("a", { href: "#/runs", class: "button" }, "Reset"),
   );
-  form.addEventListener("submit", (e) => {
+  form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const data = new FormData(form);
     const isCustom = data.get("range") === "custom";
+    const id = (data.get("run_id") || "").trim().toUpperCase();
+    runId.setCustomValidity(id && !RUN_ID.test(id) ? "A run id has up to 26 characters: 0-9 and A-Z without I, L, O, U" : "");
+    if (!runId.reportValidity()) return;
+    if (id.length === 26 && (await exists(id))) return ctx.navigate(`#/runs/${id}`); // a whole id: open it
     ctx.navigate(
       "#/runs?" +
         qs({
+          run_id: id,
           function_id: data.get("function_id"),
           status: data.getAll("status").join(","),
           range: data.get("range"),
@@ -145,6 +172,15 @@ function filterForm(params, known, ctx) {
     );
   });
   return form;
+}
+
+async function exists(runId) {
+  try {
+    await api(`v1/runs/${runId}`);
+    return true;
+  } catch {
+    return false; // not found (or not readable): the list says "No runs match"
+  }
 }
 
 function pagerLinks(params, next) {
@@ -161,11 +197,11 @@ export function runTable(runs, empty, pick) {
   return table(
     ["Status", "Run", "Function", "Trigger", "Created", "Duration", "Version", ...(pick ? ["Select"] : [])],
     runs.map((run) => [
-      [badge(run.status), run.waiting ? h("span", { class: "chip" }, run.waiting.reason) : null],
+      [badge(run.status), waiting(run.waiting)],
       runLink(run.run_id),
       functionLink(run.function_id),
       trigger(run),
-      time(run.created_at),
+      ago(run.created_at),
       runDuration(run),
       version(run.app_version),
       ...(pick ? [bulk.pick(run, pick.selected, pick.changed)] : []),
@@ -181,10 +217,34 @@ function version(name) {
   return h("a", { href: `#/runs?${qs({ version: name })}`, class: "version" }, name);
 }
 
+/** What holds a run back, as a chip whose tooltip says until when, on what, in which step. */
+function waiting(held) {
+  if (!held) return null;
+  const label = WAITING[held.reason] || held.reason;
+  const details = [
+    held.step ? `step ${held.step}` : null,
+    held.event ? `event ${held.event}` : null,
+    held.signal ? `signal ${held.signal}` : null,
+    held.function_id ? `function ${held.function_id}` : null,
+    held.key ? `key ${held.key}` : null,
+    held.until ? `until ${new Date(held.until).toLocaleString()}` : null,
+    held.since ? `since ${new Date(held.since).toLocaleString()}` : null,
+    held.steps ? `${held.steps} steps waiting` : null,
+  ].filter(Boolean);
+  return h("span", { class: `chip waiting w-${held.reason}`, "data-reason": held.reason, title: details.join(" · ") || null }, label);
+}
+
+/** The trigger: its event's name linking to the event (the id in the tooltip), or the origin. */
 function trigger(run) {
   const origin = run.origin || "";
   if (origin) return bulk.origin(run) || origin;
   const ids = run.event_ids || [];
   if (!ids.length) return h("span", { class: "muted" }, "—");
-  return [eventLink(ids[0]), ids.length > 1 ? ` +${ids.length - 1}` : ""];
+  const names = run.event_names || [];
+  const link = eventLink(ids[0], names[0] || ids[0]);
+  link.classList.toggle("mono", !names[0]);
+  link.classList.add("event-name");
+  link.title = ids[0];
+  const more = ids.length > 1 ? h("span", { class: "muted", title: names.slice(1).join(", ") }, ` +${ids.length - 1}`) : "";
+  return [link, more];
 }

@@ -1,0 +1,132 @@
+"""Count what a process sends to Postgres through psycopg 3: statements, round trips, rows.
+
+Shared by both sides of the Postgres benchmarks (stepline's venv and the peers' venv, where
+DBOS talks to Postgres through SQLAlchemy over the same psycopg), so the two are counted
+the same way, at the driver:
+
+* ``statements``: ``Cursor.execute`` calls, plus one per parameter set of ``executemany``;
+* ``commands``: the commands psycopg sends on its own (``BEGIN``, ``COMMIT``,
+  ``ROLLBACK``, savepoints), of which ``commits`` are the ``COMMIT``s;
+* ``round_trips``: ``execute`` calls + ``executemany`` calls + commands (an
+  ``executemany`` is pipelined by psycopg: counted as one);
+* ``rows``: rows inserted, updated or deleted (the command tag says which; the count is
+  the cursor's ``rowcount``).
+
+``install()`` patches psycopg's classes once per process (bench code only: it reaches
+into ``psycopg._connection_base``); ``snapshot()`` returns the totals so far, a
+measurement subtracts two. The cost is a lock and a few additions per statement.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+FIELDS = ("statements", "commands", "commits", "round_trips", "rows")
+_counts = dict.fromkeys(FIELDS, 0)
+_lock = threading.Lock()
+_installed: list[bool] = []  # non-empty once install() ran
+_WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE")
+
+
+def _add(**more: int) -> None:
+    with _lock:
+        for name, n in more.items():
+            _counts[name] += n
+
+
+def _written(cur: Any) -> int:
+    tag = cur.statusmessage or ""
+    return max(cur.rowcount, 0) if tag.startswith(_WRITES) else 0
+
+
+def install() -> None:
+    """Start counting (idempotent)."""
+    if _installed:
+        return
+    import psycopg
+    from psycopg import _connection_base
+
+    execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+    command = _connection_base.BaseConnection._exec_command
+
+    def counted_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = execute(self, *args, **kwargs)
+        _add(statements=1, round_trips=1, rows=_written(self))
+        return out
+
+    def counted_executemany(self: Any, query: Any, params_seq: Any, **kwargs: Any) -> Any:
+        params = list(params_seq)
+        out = executemany(self, query, params, **kwargs)
+        _add(statements=len(params), round_trips=1, rows=_written(self))
+        return out
+
+    def counted_command(self: Any, cmd: Any, *args: Any, **kwargs: Any) -> Any:
+        text = cmd if isinstance(cmd, bytes) else str(cmd).encode()
+        _add(commands=1, round_trips=1, commits=int(text.strip().upper() == b"COMMIT"))
+        return command(self, cmd, *args, **kwargs)
+
+    psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign]
+    psycopg.Cursor.executemany = counted_executemany  # type: ignore[method-assign]
+    _connection_base.BaseConnection._exec_command = counted_command  # type: ignore[method-assign]
+    _installed.append(True)
+
+
+def snapshot() -> dict[str, int]:
+    """The totals counted so far in this process."""
+    with _lock:
+        return dict(_counts)
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before[name] for name in FIELDS}
+
+
+# -- Postgres backends' CPU (Linux /proc; the server runs on this machine) --------------------
+
+
+def backend_pids(
+    conn: Any, *, application_name: str | None = None, datname: str | None = None
+) -> list[int]:
+    """The server pids of the backends with this application name or on this database."""
+    if application_name is not None:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (datname,),
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a local process has used, 0 if gone or unreadable."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class BackendCpu:
+    """CPU used by a set of Postgres backends between ``start()`` and ``stop()``.
+
+    The set is read at both ends: a backend that ended in between is not counted, one
+    that started counts from zero (its start-up included). Pools keep theirs open.
+    """
+
+    def __init__(self, conn: Any, **which: str) -> None:
+        self.conn, self.which = conn, which
+        self.before: dict[int, float] = {}
+
+    def start(self) -> None:
+        self.before = {pid: proc_cpu(pid) for pid in backend_pids(self.conn, **self.which)}
+
+    def stop(self) -> float:
+        pids = set(backend_pids(self.conn, **self.which)) | set(self.before)
+        return sum(max(proc_cpu(pid) - self.before.get(pid, 0.0), 0.0) for pid in pids)

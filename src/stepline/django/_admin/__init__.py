@@ -1,0 +1,1 @@
+"""The Django admin's Stepline sections (``stepline.django.admin`` registers them)."""

@@ -1,0 +1,71 @@
+"""The Connect gateway on a port of its own, where Inngest's dev server has it.
+
+Inngest's dev server serves its Connect gateway on a second port (8289: the API's port
+plus one) at ``/v0/connect``. Workers find the gateway through ``POST /v0/connect/start``
+and need none of this, but tools and test suites written for that dev server dial the
+address directly (the official SDK's Connect scenarios among them). ``stepline dev``
+listens there too, by default, with the same app (the gateway answers at
+``/v0/connect`` as well as at its own path); ``stepline start`` only when asked. A port
+already taken is said in one line and the engine goes on without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import sys
+from typing import TextIO
+
+__all__ = ["add_argument", "bind", "chosen"]
+
+
+def add_argument(parser: argparse.ArgumentParser) -> None:
+    """``--connect-gateway-port`` on ``dev`` and ``start``."""
+    parser.add_argument(
+        "--connect-gateway-port",
+        type=int,
+        metavar="PORT",
+        help="also serve the Connect gateway at ws://HOST:PORT/v0/connect, as Inngest's dev "
+        "server does (dev default: --port + 1; 0: not at all)",
+    )
+
+
+def chosen(mode: str, port: int, given: int | None) -> int | None:
+    """The second port to listen on, if any.
+
+    Args:
+        mode: ``dev`` or ``start``.
+        port: the engine's own port.
+        given: ``--connect-gateway-port`` (None: not given).
+    """
+    if given is not None:
+        return given or None
+    return port + 1 if mode == "dev" and port else None
+
+
+def bind(host: str, port: int, stream: TextIO = sys.stderr) -> socket.socket | None:
+    """A listening-ready socket on ``host:port``, or None (said on ``stream``) if taken.
+
+    Args:
+        host: the engine's interface.
+        port: the gateway's port.
+        stream: where a port in use is reported.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            sock.close()
+        print(
+            f"  ! the Connect gateway's own port {port} is not free ({exc.strerror}): workers "
+            "still reach the gateway through /v0/connect/start (--connect-gateway-port 0 "
+            "hides this line)",
+            file=stream,
+        )
+        return None
+    sock.set_inheritable(True)
+    return sock

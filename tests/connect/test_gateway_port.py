@@ -1,0 +1,80 @@
+"""``stepline dev`` serves the Connect gateway where Inngest's dev server has it too.
+
+Tools and test suites written for Inngest's dev server (the official SDK's Connect
+scenarios among them) dial ``ws://HOST:<port + 1>/v0/connect`` directly. A real
+``stepline dev`` process answers a WebSocket there with the gateway's hello; a port
+already taken is one line and the engine still serves; ``stepline start`` opens no
+second port unless asked.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stepline._connect import kinds, proto
+from stepline.engine._cli import gateway_port
+from tests._support.processes import engine_command, spawned
+
+pytestmark = pytest.mark.timeout(60)
+PROTOCOL = "v0.connect.inngest.com"
+
+
+def _two_free_ports() -> int:
+    """A port P such that P and P + 1 are free right now."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise AssertionError("no two neighbouring free ports")
+
+
+def _hello(url: str) -> dict[str, object]:
+    from websockets.sync.client import connect
+
+    with connect(url, subprotocols=[PROTOCOL], open_timeout=10) as ws:  # type: ignore[list-item]
+        frame = ws.recv(timeout=10)
+    assert isinstance(frame, bytes)
+    return proto.decode("ConnectMessage", frame)
+
+
+def test_dev_answers_the_gateway_on_the_next_port_at_inngests_path(tmp_path: Path) -> None:
+    port = _two_free_ports()
+    command = engine_command("dev", "--port", str(port), "--db", str(tmp_path / "e.db"))
+    with spawned(command, log=tmp_path / "dev.log", up=f"http://127.0.0.1:{port}/health"):
+        message = _hello(f"ws://127.0.0.1:{port + 1}/v0/connect")
+        assert message.get("kind", 0) == kinds.GATEWAY_HELLO
+        # the same app on both ports: the main port answers Inngest's path as well
+        assert _hello(f"ws://127.0.0.1:{port}/v0/connect").get("kind", 0) == kinds.GATEWAY_HELLO
+        assert httpx.get(f"http://127.0.0.1:{port + 1}/health", timeout=10).status_code == 200
+
+
+def test_a_taken_gateway_port_is_one_line_and_the_engine_serves(tmp_path: Path) -> None:
+    port = _two_free_ports()
+    log = tmp_path / "dev.log"
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port + 1))
+        squatter.listen()
+        command = engine_command("dev", "--port", str(port), "--db", str(tmp_path / "e.db"))
+        with spawned(command, log=log, up=f"http://127.0.0.1:{port}/health"):
+            assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+    text = log.read_text()
+    assert f"the Connect gateway's own port {port + 1} is not free" in text
+    assert "Traceback" not in text
+
+
+def test_which_port() -> None:
+    assert gateway_port.chosen("dev", 8288, None) == 8289  # as Inngest's dev server
+    assert gateway_port.chosen("start", 8288, None) is None  # production: only when asked
+    assert gateway_port.chosen("start", 8288, 9000) == 9000
+    assert gateway_port.chosen("dev", 8288, 0) is None  # 0: not at all

@@ -1,0 +1,184 @@
+"""The function page's metrics charts in headless Chromium, on both stores (issue 28).
+
+Runs are stored at known times relative to now (straight through ``Tx``), an engine
+serves the dashboard over HTTP, and the page's SVG is read back: every bar and point
+carries its bucket's start and value, which must be the REST answer's; the captions sum
+the charts up in words; the window selector redraws the charts for another window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from stepline.engine import Engine, EngineSettings
+from stepline.engine._http.api import build_app
+from stepline.engine._model import AppRecord, FunctionRecord, Job, JobKind, Run, RunStatus
+from stepline.engine._store import Tx, store_for
+
+from .conftest import Page, ServerThread, run_async, wait_for
+
+FN = "shop-checkout"
+#: (minutes ago created, seconds to first call, seconds to end, status) of each run
+RUNS = [
+    (12, 1, 30, RunStatus.COMPLETED),
+    (14, 2, 45, RunStatus.COMPLETED),
+    (15, 1, 20, RunStatus.FAILED),
+    (25, 40, 90, RunStatus.COMPLETED),
+    (26, 1, 10, RunStatus.CANCELLED),
+    (38, 3, 60, RunStatus.FAILED),
+    (180, 1, 5, RunStatus.COMPLETED),  # in the last 24 hours, not the last hour
+    (2 * 1440, 1, 5, RunStatus.COMPLETED),  # in the last 7 days only
+]
+#: runs parked behind a concurrency limit (their recheck an hour away: no lease meanwhile)
+PARKED = 3
+
+
+def _seed(now: float) -> Any:
+    def write(tx: Tx) -> None:
+        config = {"id": FN, "name": "checkout", "triggers": [{"event": "shop/order"}]}
+        app = AppRecord("shop", "http://127.0.0.1:9/api", "py:stepline", None, now, "x")
+        tx.put_app(app, [FunctionRecord(FN, "shop", "checkout", config, now)])
+        for i, (ago, start, end, status) in enumerate(RUNS):
+            created = now - ago * 60
+            tx.insert_run(
+                Run(f"R{i}", FN, "shop", status, [], [], created, created + start, created + end)
+            )
+        for i in range(PARKED):
+            run_id = f"P{i}"
+            waiting = {"reason": "concurrency", "key": f"fn:{FN}:", "since": now - 60}
+            tx.insert_run(
+                Run(run_id, FN, "shop", RunStatus.QUEUED, [], [], now - 300 + i, waiting=waiting)
+            )
+            tx.enqueue(Job(f"J{i}", JobKind.EXECUTE, now + 3600, run_id=run_id))
+            tx.park_job(f"J{i}", f"fn:{FN}:", now + 3600)
+
+    return write
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An engine over HTTP whose store holds ``RUNS`` and the parked runs; its URL."""
+    if request.param == "sqlite":
+        url = str(tmp_path / "e.db")
+    else:
+        url = request.getfixturevalue("postgres_url")
+    settings = EngineSettings(database_url=url)
+
+    async def fill() -> None:
+        store = store_for(settings)
+        await store.open()
+        try:
+            await store.atomic(_seed(time.time()))
+        finally:
+            await store.close()
+
+    run_async(fill)
+    server = ServerThread("engine-metrics")
+    server.start(build_app(Engine(settings)))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+#: every bar and point drawn, per chart: [chart, series, bucket start, value]
+_DRAWN = """() => [...document.querySelectorAll('svg[data-chart] [data-series]')].map((m) => [
+  m.closest('svg').dataset.chart, m.dataset.series, m.dataset.start, Number(m.dataset.value),
+  m.querySelector('title').textContent])"""
+
+
+def _expected(data: dict[str, Any]) -> set[tuple[str, str, str, float]]:
+    """What the charts must draw for the API's answer: a mark per non-empty value."""
+    charts = {
+        "started": ["started"],
+        "ended": ["completed", "failed", "cancelled"],
+        "failure-rate": ["failure_rate"],
+        "duration": ["duration_p50_ms", "duration_p95_ms"],
+        "queued": ["queued"],
+        "delay": ["delay_p50_ms", "delay_p95_ms"],
+    }
+    bars = {"started", "ended", "queued"}
+    out = set()
+    for bucket in data["buckets"]:
+        for chart, keys in charts.items():
+            for key in keys:
+                value = bucket[key]
+                if value is None or (chart in bars and value == 0):
+                    continue
+                out.add((chart, key, bucket["start"], float(value)))
+    return out
+
+
+def _drawn(tab: Page) -> tuple[set[tuple[str, str, str, float]], list[list[Any]]]:
+    marks = tab.page.evaluate(_DRAWN)
+    return {(c, s, start, float(v)) for c, s, start, v, _ in marks}, marks
+
+
+def test_the_function_page_draws_the_apis_figures_and_switches_windows(
+    served: str, tab: Page
+) -> None:
+    page = tab.page
+    page.goto(f"{served}/#/functions/{FN}")
+    page.locator('figure[data-chart="started"] svg rect.bar').first.wait_for()
+    with httpx.Client(base_url=served, timeout=30) as http:
+
+        def metrics(window: str) -> dict[str, Any]:
+            answer = http.get(f"/v1/functions/{FN}/metrics", params={"window": window})
+            assert answer.status_code == 200, answer.text
+            return dict(answer.json()["data"])
+
+        day = metrics("24h")
+        assert day["totals"]["started"] == len(RUNS) - 1 + PARKED
+        drawn, marks = wait_for(
+            lambda: d if (d := _drawn(tab))[0] == _expected(day) else None,
+            what="the 24 h charts to match the API",
+        )
+        assert sum(m[3] for m in drawn if m[0] == "started") == day["totals"]["started"]
+        # hover titles name the bucket's time span and the value
+        for chart, series, _start, value, title in marks:
+            if chart == "started":
+                assert title.endswith(f": {value} started"), title
+            if series == "failed":
+                assert title.endswith(f": {value} failed"), title
+        # the queue now, in words
+        assert page.locator('[data-figure="queued_runs"]').inner_text() == str(PARKED)
+        held = page.locator('[data-figure="held"] [data-reason="concurrency"]')
+        assert held.inner_text() == f"concurrency: {PARKED}"
+        jobs = page.locator('[data-figure="jobs"]').inner_text()
+        assert f"{PARKED} parked" in jobs
+        # each chart is an image named by its caption, which sums it up
+        started = page.locator('figure[data-chart="started"]')
+        caption_id = started.locator("svg").get_attribute("aria-labelledby")
+        assert started.locator("svg").get_attribute("role") == "img"
+        caption = page.locator(f"#{caption_id}").inner_text()
+        assert f"{day['totals']['started']} in all" in caption
+        rate = page.locator('figure[data-chart="failure-rate"] figcaption').inner_text()
+        assert "Failure rate" in rate
+        tab.screenshot("function-metrics")
+
+        # the window selector: the last hour leaves the older runs out, 7 days takes them in
+        page.locator('.metrics-window input[value="1h"]').check()
+        hour = metrics("1h")
+        assert hour["totals"]["started"] == len(RUNS) - 2 + PARKED
+        wait_for(lambda: _drawn(tab)[0] == _expected(hour) or None, what="the 1 h charts to match")
+        assert "window=1h" in page.evaluate("location.hash")
+        page.locator('.metrics-window input[value="7d"]').check()
+        week = metrics("7d")
+        assert week["totals"]["started"] == len(RUNS) + PARKED
+        wait_for(lambda: _drawn(tab)[0] == _expected(week) or None, what="the 7 d charts to match")
+        # a reload keeps the window chosen
+        page.reload()
+        page.locator('figure[data-chart="started"] svg rect.bar').first.wait_for()
+        assert page.locator('.metrics-window input[value="7d"]').is_checked()
+        # so does pausing the function from its page (which reloads the page)
+        page.locator(f'button.pause-fn[data-function="{FN}"]').click()
+        page.locator(f'button.confirm-pause[data-function="{FN}"]').click()
+        page.locator(f'[data-state="{FN}"] .badge.s-paused').wait_for()
+        page.locator('figure[data-chart="started"] svg rect.bar').first.wait_for()
+        assert page.locator('.metrics-window input[value="7d"]').is_checked()
