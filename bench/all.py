@@ -18,6 +18,10 @@ stderr):
    on the same server, with each step's cost (CPU, round trips, rows written).
 9. ``latency_bench.py --postgres`` and ``ingest_bench.py --postgres`` (``pg-latency``,
    ``pg-ingest``): the same two on Postgres.
+10. ``large_tables.py`` (``large``, slow: it fills 1M ended runs per store, so only with
+    ``--only large`` or ``--slow``): steps/s, fan-out, the dashboard's lists and leasing on
+    an empty database and on a filled one, SQLite and Postgres (which it skips, and says
+    so, without a Postgres), with the plans of the store's queries.
 
 The Postgres benchmarks (5, 8, 9) are skipped, and the table says why, when no Postgres
 answers.
@@ -80,10 +84,13 @@ BENCHES = (
     Bench("pg-steps", "pg_steps_bench.py", ("--rounds", "2"), ("--quick",)),
     Bench("pg-latency", "latency_bench.py", ("--postgres",), ("--quick", "--postgres")),
     Bench("pg-ingest", "ingest_bench.py", ("--postgres",), ("--quick", "--postgres")),
+    Bench("large", "large_tables.py", (), ("--quick",)),
 )
 NAMES = tuple(b.name for b in BENCHES)
 #: the benchmarks that need Postgres (skipped, with the reason, without one)
 POSTGRES = ("nodes", "pg-steps", "pg-latency", "pg-ingest")
+#: the benchmarks run only when named (``--only``) or with ``--slow``
+SLOW = ("large",)
 
 
 # -- running one benchmark ------------------------------------------------------------------------
@@ -367,6 +374,32 @@ def pg_steps_rows(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def large_rows(d: dict[str, Any]) -> list[Row]:
+    """Each store's figures with the history filled; peer = on the empty database."""
+    rows: list[Row] = []
+    for store, s in d["stores"].items():
+        if "skipped" in s:
+            rows.append((f"large {store}: skipped, {s['skipped']}", "", "", "", ""))
+            continue
+        for key, empty in s["empty"].items():
+            filled = s["filled"].get(key)
+            if filled is None:
+                continue
+            fmt = "{:,.0f}" if key.startswith("steps/s") else "{:.2f}"
+            ratio = f"{filled / empty:.2f}x" if empty else ""
+            rows.append(
+                (
+                    f"large {store} {key}",
+                    fmt.format(filled),
+                    f"{fmt.format(empty)} empty",
+                    ratio,
+                    "",
+                )
+            )
+    rows += [(f"large finding: {x}", "", "", "", "") for x in d["findings"]]
+    return rows
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "handler": handler_rows,
     "steps": steps_rows,
@@ -378,6 +411,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "pg-steps": pg_steps_rows,
     "pg-latency": latency_rows,
     "pg-ingest": ingest_rows,
+    "large": large_rows,
     "outbox": lambda d: [(r[0], r[1], r[2], r[3], r[4]) for r in d["rows_table"]],
 }
 
@@ -414,6 +448,11 @@ def table(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
     lines.append(fmt(header))
     lines += [fmt(r) for r in rows]
     ran = {o.name for o in outcomes if o.data}
+    if "large" in ran:
+        lines.append(
+            "large: stepline = with the history of ended runs filled, peer = on the empty "
+            "database, ratio = filled / empty (large_tables.py prints the plans)."
+        )
     if "pg-steps" in ran:
         lines.append(
             "postgres steps: peer = DBOS on the same Postgres (its own system database, its "
@@ -478,9 +517,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--only", choices=NAMES, action="append", help="run only these")
     parser.add_argument("--skip", choices=NAMES, action="append", help="do not run these")
+    parser.add_argument("--slow", action="store_true", help="also the slow ones (large)")
     parser.add_argument("--json", action="store_true", help="print every result as JSON")
     args = parser.parse_args(argv)
-    chosen = [b for b in BENCHES if (not args.only or b.name in args.only)]
+    chosen = [
+        b
+        for b in BENCHES
+        if (b.name in args.only if args.only else args.slow or b.name not in SLOW)
+    ]
     chosen = [b for b in chosen if b.name not in (args.skip or ())]
     began = time.monotonic()
     loadavg = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
