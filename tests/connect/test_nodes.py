@@ -75,7 +75,10 @@ class EngineNode:
             run: dict[str, Any] = self.get(f"/v1/runs/{runs[0]['run_id']}")
             return run if run["status"] in TERMINAL else None
 
-        return wait_until(ended, timeout=timeout, message=f"the run of {event_id} to end")
+        def why() -> str:  # what this node was doing, for a run that did not end
+            return f"the run of {event_id} to end on node {self.name}:\n{log_tail(self.log, 6000)}"
+
+        return wait_until(ended, timeout=timeout, message=why)
 
     def serves(self, instance: str) -> bool:
         workers = self.get(f"/v1/apps/{APP_ID}/workers")

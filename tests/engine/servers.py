@@ -30,22 +30,43 @@ def postgres_schema(prefix: str = "t") -> Iterator[str]:
 
     Fails under CI (``CI=true``) when Postgres is unreachable, skips elsewhere.
     """
-    import psycopg
-
     name = f"{prefix}_{uuid.uuid4().hex[:16]}"
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Postgres is required under CI ({POSTGRES_URL}): {exc}")
-        pytest.skip(f"no Postgres at {POSTGRES_URL}: {exc}")
-    with admin:
+    with _postgres_admin() as admin:
         admin.execute(f"CREATE SCHEMA {name}")
         try:
             separator = "&" if "?" in POSTGRES_URL else "?"
             yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{name}"
         finally:
             admin.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "t") -> Iterator[str]:
+    """A URL of a new, empty database (dropped afterwards): for what a schema does not
+    isolate, such as ``LISTEN``/``NOTIFY`` channels, which are per database."""
+    import urllib.parse
+
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    with _postgres_admin() as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield urllib.parse.urlunsplit(
+                urllib.parse.urlsplit(POSTGRES_URL)._replace(path=f"/{name}")
+            )
+        finally:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def _postgres_admin() -> Any:
+    """An autocommit connection to ``POSTGRES_URL``: fails under CI, skips elsewhere."""
+    import psycopg
+
+    try:
+        return psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Postgres is required under CI ({POSTGRES_URL}): {exc}")
+        pytest.skip(f"no Postgres at {POSTGRES_URL}: {exc}")
 
 
 def closing_client(app: Any, client: Any) -> Any:

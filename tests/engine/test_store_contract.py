@@ -16,6 +16,8 @@ from stepline.engine._model import (
     FunctionRecord,
     Job,
     JobKind,
+    Pause,
+    PauseKind,
     Run,
     RunStatus,
     StepRecord,
@@ -255,6 +257,44 @@ def test_events_links_and_idempotency_keys(db: str) -> None:
         assert await atomic(store, lambda tx: tx.claim_key("s", "k", 10.0, 0.0))
         assert not await atomic(store, lambda tx: tx.claim_key("s", "k", 10.0, 5.0))
         assert await atomic(store, lambda tx: tx.claim_key("s", "k", 30.0, 10.0))  # expired
+
+    with_store(db, body)
+
+
+def test_a_batch_of_events_is_stored_once_in_multi_row_inserts(db: str) -> None:
+    def event(i: int) -> EventRecord:
+        return EventRecord(f"B{i:04d}", "shop/order", {"id": f"B{i:04d}", "data": {"i": i}}, 1.0)
+
+    async def body(store: Store) -> None:
+        await atomic(store, lambda tx: tx.insert_event(event(7)))  # sent before, in a batch
+        batch = [event(i) for i in range(450)]  # more than one INSERT's worth of rows
+        stored = await atomic(store, lambda tx: tx.insert_events(batch))
+        assert stored == {f"B{i:04d}" for i in range(450)} - {"B0007"}
+        assert await atomic(store, lambda tx: tx.insert_events(batch[:3])) == set()  # a retry
+        got = await store.read(lambda tx: tx.get_event("B0449"))
+        assert got is not None
+        assert got.payload["data"] == {"i": 449}
+        assert len(await store.read(lambda tx: tx.list_events(EventFilter(limit=500)))) == 450
+
+    with_store(db, body)
+
+
+def test_noted_event_names_answer_waits_without_missing_one_added_later(db: str) -> None:
+    def pause(pause_id: str, name: str) -> Pause:
+        return Pause(pause_id, "R1", PauseKind.WAIT, name, expires_at=99.0)
+
+    async def body(store: Store) -> None:
+        await atomic(store, lambda tx: tx.insert_pause(pause("P1", "a")))
+
+        def batch(tx: Tx) -> list[list[str]]:
+            tx.note_event_names({"a", "b", "c"})
+            seen = [[p.pause_id for p in tx.pauses_for_event(name)] for name in ("a", "b")]
+            tx.insert_pause(pause("P2", "c"))  # a wait begun in the same transaction
+            seen.append([p.pause_id for p in tx.pauses_for_event("c")])
+            seen.append([p.pause_id for p in tx.pauses_for_event("d")])  # never noted
+            return seen
+
+        assert await atomic(store, batch) == [["P1"], [], ["P2"], []]
 
     with_store(db, body)
 

@@ -325,8 +325,10 @@ class Engine(Reads, PauseControl):
         return _intake.Intake(ids[: len(records)], error, lambda: self.worker.dispatch(calls))
 
     def _ingest(self, tx: Tx, records: list[EventRecord], now: float) -> None:
+        stored = tx.insert_events(records)  # a retried send (same seed) stores nothing twice
+        tx.note_event_names({record.name for record in records})
         for record in records:
-            if tx.insert_event(record):  # a retried send (same seed) stores nothing twice
+            if record.internal_id in stored:
                 self.loop.fanout(tx, record, now)
 
     async def _ingest_now(self, records: list[EventRecord], now: float) -> list[_intake.Call]:

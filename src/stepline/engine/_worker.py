@@ -349,8 +349,8 @@ class Worker:
         fanouts = [] if self._stopping else [i for i in tx.queued if i.startswith("fanout:")]
         spawn = self._take(tx, fanouts, now)
         # the worker loop needs waking only for jobs it has not taken already
-        taken = {job.job_id for job in spawn} | ({follow[0].job_id} if follow else set())
-        wake = any(job_id not in taken for job_id in tx.queued)
+        tx.claimed.update([job.job_id for job in spawn] + ([follow[0].job_id] if follow else []))
+        wake = any(job_id not in tx.claimed for job_id in tx.queued)
         ended = [view.run] if view.run.status.terminal else []
         return _Recorded(follow, wake=wake, ended=ended, spawn=spawn)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from stepline._status import RunStatus
@@ -95,6 +95,9 @@ class Tx(Protocol):
 
     #: ids of the jobs this transaction queued or made due again ("*" for unknown ones)
     queued: list[str]
+    #: of those, the jobs this node leased itself in the same transaction (no other node
+    #: needs waking for them)
+    claimed: set[str]
 
     # runs and steps
     def get_run(self, run_id: str) -> Run | None: ...
@@ -134,6 +137,10 @@ class Tx(Protocol):
     def insert_pause(self, pause: Pause) -> None: ...
     def get_pause(self, pause_id: str) -> Pause | None: ...
     def delete_pause(self, pause_id: str) -> bool: ...
+    def note_event_names(self, names: Collection[str]) -> None:
+        """Read at once which of ``names`` a wait listens for: ``pauses_for_event`` answers
+        the others with no query (a batch of events asks once)."""
+
     def pauses_for_event(self, event_name: str) -> list[Pause]: ...
     def pauses_for_correlation(self, correlation_id: str) -> list[Pause]: ...
     def run_pauses(self, run_id: str) -> list[Pause]: ...
@@ -145,6 +152,10 @@ class Tx(Protocol):
 
     # events
     def insert_event(self, event: EventRecord) -> bool: ...
+    def insert_events(self, events: Sequence[EventRecord]) -> set[str]:
+        """Store each event once; the internal ids of those stored now (not seen before)."""
+        ...
+
     def get_event(self, event_id: str) -> EventRecord | None: ...
     def list_events(self, where: EventFilter) -> list[EventRecord]: ...
     def link_event(self, link: EventRunLink) -> None: ...

@@ -9,8 +9,10 @@ COMMITTED. What keeps concurrent nodes correct:
   concurrency slots) is guarded by transaction-scoped advisory locks on its key;
 * leasing takes due jobs ``FOR UPDATE SKIP LOCKED``, so nodes never wait on each other;
 * deadlocks and serialization failures roll back and retry the whole unit of work;
-* a commit that queued work sends ``NOTIFY``; every node ``LISTEN``s and wakes its
-  worker at once (polling stays as the fallback).
+* a commit that queued work sends ``NOTIFY``; every other node ``LISTEN``s and wakes
+  its worker at once (polling stays as the fallback). The payload names the sending
+  store, which ignores its own: the engine already knows what its commits queued and
+  ended, and answering its own echo cost two transactions per step.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -26,7 +29,7 @@ import psycopg
 import psycopg.errors
 import psycopg_pool
 
-from stepline.engine._model import AppRecord, FunctionRecord, Job
+from stepline.engine._model import AppRecord, FunctionRecord
 from stepline.engine._store import postgres_schema as schema
 from stepline.engine._store.attempts import AttemptsTx
 from stepline.engine._store.attributes import AttributesTx
@@ -70,7 +73,6 @@ class PostgresTx(
 
     def __init__(self, conn: psycopg.Connection[Any], *, write: bool = True) -> None:
         super().__init__(conn, write=write)
-        self.notify = False
         self.apps_changed = False
         #: runs whose streams this transaction appended to
         self.streamed: set[str] = set()
@@ -101,14 +103,6 @@ class PostgresTx(
     def _row_lock(self) -> str:
         return " FOR UPDATE" if self._write else ""
 
-    def enqueue(self, job: Job) -> bool:
-        self.notify = True
-        return super().enqueue(job)
-
-    def update_job(self, job: Job) -> None:
-        self.notify = True
-        super().update_job(job)
-
     def _apps_written(self) -> None:
         self.apps_changed = True
 
@@ -136,7 +130,6 @@ class PostgresTx(
             (key, count),
         ).fetchall()
         woken = [str(r[0]) for r in rows if r[0] is not None]
-        self.notify = self.notify or bool(woken)
         if rows:
             self.queued.append("*")
         return woken
@@ -168,6 +161,8 @@ class PostgresStore:
         self._listener: threading.Thread | None = None
         self._subscribers: dict[str, list[Callable[[str], None]]] = {CHANNEL: [], STREAMS: []}
         self._closing = threading.Event()
+        #: names this store's notifications, so that its listener skips their echo
+        self._origin = secrets.token_hex(6)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -226,9 +221,12 @@ class PostgresStore:
                     with conn.transaction():
                         tx = PostgresTx(conn)
                         result = work(tx)
-                        for what, changed in (("jobs", tx.notify), ("apps", tx.apps_changed)):
+                        # jobs this node leased in the same transaction wake no one else
+                        jobs = any(job_id not in tx.claimed for job_id in tx.queued)
+                        for what, changed in (("jobs", jobs), ("apps", tx.apps_changed)):
                             if changed:
-                                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, what))
+                                payload = f"{what} {self._origin}"
+                                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
                         for run_id in sorted(tx.streamed):
                             conn.execute("SELECT pg_notify(%s, %s)", (STREAMS, run_id))
                         committing = True
@@ -261,14 +259,17 @@ class PostgresStore:
     def _read_sync(self, work: Callable[[PostgresTx], T]) -> T:
         for attempt in range(_RETRIES):
             with self._pool.connection() as conn:
+                conn.read_only = True  # "BEGIN READ ONLY": no round trip of its own
                 try:
                     with conn.transaction():
-                        conn.execute("SET TRANSACTION READ ONLY")
                         return work(PostgresTx(conn, write=False))
                 except psycopg.OperationalError as exc:
                     if not conn.broken or attempt == _RETRIES - 1:
                         raise
                     self._lost(exc)
+                finally:
+                    if not conn.broken:
+                        conn.read_only = None  # back in the pool for writes too
         raise AssertionError("unreachable")
 
     async def read(self, work: Callable[[PostgresTx], T]) -> T:
@@ -298,6 +299,14 @@ class PostgresStore:
         for notify in list(self._subscribers[channel]):
             notify(payload)
 
+    def _heard(self, channel: str, payload: str) -> None:
+        if channel == CHANNEL:  # "jobs <origin>": another node's commit (older nodes: "jobs")
+            what, _, origin = payload.partition(" ")
+            if origin == self._origin:
+                return
+            payload = what
+        self._tell(channel, payload)
+
     def _listen(self) -> None:
         lost = False
         while not self._closing.is_set():
@@ -312,7 +321,7 @@ class PostgresStore:
                         lost = False
                     while not self._closing.is_set():
                         for message in conn.notifies(timeout=0.5, stop_after=1):
-                            self._tell(message.channel, message.payload)
+                            self._heard(message.channel, message.payload)
             except psycopg.Error as exc:  # the database went away: poll until it is back
                 logger.warning("LISTEN connection lost (%s); polling until it returns", exc)
                 lost = True

@@ -8,7 +8,7 @@ as plain functions over a ``Tx`` inside one transaction; this class is that ``Tx
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from stepline._json import dumps, loads
@@ -18,27 +18,23 @@ from stepline.engine._model import (
     EventRecord,
     EventRunLink,
     FunctionRecord,
-    Job,
-    JobKind,
     Pause,
     Run,
     StepRecord,
 )
 from stepline.engine._store import EventFilter, RunFilter, filters
+from stepline.engine._store.queue import QueueTx
 from stepline.engine._store.rows import (
     APP_COLUMNS,
     EVENT_COLUMNS,
     FUNCTION_COLUMNS,
-    JOB_COLUMNS,
     PAUSE_COLUMNS,
     RUN_COLUMNS,
     STEP_COLUMNS,
     insert,
-    job_values,
     json_or_null,
     pause_values,
     read_event,
-    read_job,
     read_pause,
     read_run,
     read_step,
@@ -51,12 +47,11 @@ from stepline.engine._trust.apps import FunctionTakenError
 _INSERT_RUN = insert("runs", RUN_COLUMNS, on_conflict="DO NOTHING")
 _UPSERT_RUN = upsert("runs", RUN_COLUMNS, "run_id")
 _UPSERT_STEP = upsert("steps", STEP_COLUMNS, "run_id, step_id")
-#: a job's ``queued_at`` is its first ``available_at`` (the order parked calls wake in)
-_INSERT_JOB = insert("jobs", f"{JOB_COLUMNS}, queued_at", on_conflict="DO NOTHING")
 _UPSERT_PAUSE = upsert("pauses", PAUSE_COLUMNS, "pause_id")
-_INSERT_EVENT = insert(
-    "events", "internal_id, id, name, payload, received_at", on_conflict="DO NOTHING"
-)
+_EVENT_INSERT_COLUMNS = "internal_id, id, name, payload, received_at"
+_INSERT_EVENT = insert("events", _EVENT_INSERT_COLUMNS, on_conflict="DO NOTHING")
+#: rows per multi-row INSERT of a batch of events (SQLite allows 32,766 variables)
+_EVENTS_PER_INSERT = 200
 _INSERT_LINK = insert("event_runs", "event_id, function_id, run_id, reason, at")
 _INSERT_KEY = insert("idempotency", "scope, key, expires_at", on_conflict="DO NOTHING")
 _UPSERT_LIMIT = upsert("limits", "scope, key, value, expires_at", "scope, key")
@@ -69,7 +64,7 @@ _ENDED = tuple(status.value for status in RunStatus if status.terminal)
 _ENDED_MARKS = ",".join("?" * len(_ENDED))
 
 
-class SqlTx:
+class SqlTx(QueueTx):
     """``Tx`` over one DB-API connection with a transaction open.
 
     The SQL is written once, in the dialect SQLite and Postgres share (``?`` placeholders,
@@ -77,14 +72,15 @@ class SqlTx:
     placeholder, row locks for read-modify-write, and advisory locks on flow-control keys.
     """
 
-    #: appended to the lease query's inner SELECT (``FOR UPDATE SKIP LOCKED`` on Postgres)
-    skip_locked = ""
-
     def __init__(self, conn: Any, *, write: bool = True) -> None:
         self._c = conn
         self._write = write
-        #: jobs this transaction queued or made due again ("*": some unparked job)
-        self.queued: list[str] = []
+        self.queued = []
+        self.claimed = set()
+        self.calls = {}
+        #: event names checked for waits in this transaction, and those some wait listens for
+        self._names_known: set[str] = set()
+        self._names_waited: set[str] = set()
 
     def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:
         return self._c.execute(sql, args)
@@ -143,125 +139,10 @@ class SqlTx:
     def put_step(self, step: StepRecord) -> None:
         self._x(_UPSERT_STEP, step_values(step))
 
-    # queue --------------------------------------------------------------------------
-    def enqueue(self, job: Job) -> bool:
-        cur = self._x(_INSERT_JOB, (*job_values(job), job.available_at))
-        inserted = bool(cur.rowcount == 1)
-        if inserted:
-            self.queued.append(job.job_id)
-        return inserted
-
-    def get_job(self, job_id: str, *, lock: bool = False) -> Job | None:
-        suffix = self._row_lock() if lock else ""
-        row = self._x(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?{suffix}", (job_id,)
-        ).fetchone()
-        return None if row is None else read_job(row)
-
-    def update_job(self, job: Job) -> None:
-        self.queued.append(job.job_id)
-        self._x(
-            "UPDATE jobs SET available_at = ?, attempt = ?, payload = ?, lease_owner = ?, "
-            "lease_expires = ? WHERE job_id = ?",
-            (
-                job.available_at,
-                job.attempt,
-                dumps(job.payload),
-                job.lease_owner,
-                job.lease_expires,
-                job.job_id,
-            ),
-        )
-
-    def delete_job(self, job_id: str) -> None:
-        self._x("DELETE FROM jobs WHERE job_id = ?", (job_id,))
-
-    def delete_run_jobs(self, run_id: str) -> None:
-        self._x("DELETE FROM jobs WHERE run_id = ?", (run_id,))
-
-    def lease_jobs(self, owner: str, now: float, until: float, limit: int) -> list[Job]:
-        # A leased job's available_at moves to its lease expiry: if the owner dies the
-        # job simply becomes due again, so one index answers "what is due". A parked job
-        # leased at its recheck is no longer parked: an unpark must not make it due again
-        # while it runs (admit parks it anew if it does not fit). Admission goes oldest
-        # first (queued_at, as parked calls wake): Postgres' RETURNING has no order.
-        rows = self._x(
-            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ?, "
-            "parked_on = NULL WHERE job_id IN (SELECT job_id FROM jobs WHERE available_at <= ? "
-            f"ORDER BY available_at LIMIT ?{self.skip_locked}) RETURNING {JOB_COLUMNS}, queued_at",
-            (owner, until, until, now, limit),
-        ).fetchall()
-        return [read_job(r) for r in sorted(rows, key=lambda r: r[-1] or 0.0)]
-
-    def lease_run_call(self, run_id: str, owner: str, now: float, until: float) -> Job | None:
-        """Lease a run's next due call, unless it is bound by concurrency limits.
-
-        The worker that recorded a call's answer takes the run's next call in the same
-        transaction (run affinity): no trip through the queue between two steps. Calls
-        with concurrency keys always queue, so a run never jumps ahead of parked calls.
-        """
-        row = self._x(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = ? AND kind = ? "
-            f"AND available_at <= ? AND parked_on IS NULL "
-            f"ORDER BY available_at LIMIT 1{self.skip_locked}",
-            (run_id, JobKind.EXECUTE.value, now),
-        ).fetchone()
-        if row is None:
-            return None
-        job = read_job(row)
-        if job.payload.get("keys"):
-            return None
-        self._x(
-            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ? WHERE job_id = ?",
-            (owner, until, until, job.job_id),
-        )
-        job.lease_owner, job.lease_expires = owner, until
-        return job
-
-    def lease_job(self, job_id: str, owner: str, now: float, until: float) -> Job | None:
-        """Lease one job by id if it is due (and not parked); None if it is not."""
-        row = self._x(
-            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ? "
-            "WHERE job_id = ? AND available_at <= ? AND parked_on IS NULL "
-            f"RETURNING {JOB_COLUMNS}",
-            (owner, until, until, job_id, now),
-        ).fetchone()
-        return None if row is None else read_job(row)
-
-    def extend_leases(self, owner: str, job_ids: Sequence[str], until: float) -> None:
-        # Rows locked by another transaction are skipped, not waited for: the job's own
-        # answer is being recorded (no need to extend), or another worker is taking over
-        # a lapsed lease. Waiting here held up every lease of this node (and deadlocked
-        # with the apply, which locks slots before the job).
-        self._many(
-            "UPDATE jobs SET lease_expires = ?, available_at = ? WHERE job_id IN ("
-            f"SELECT job_id FROM jobs WHERE job_id = ? AND lease_owner = ?{self.skip_locked})",
-            [(until, until, job_id, owner) for job_id in job_ids],
-        )
-        self._many(
-            "UPDATE slots SET expires_at = ? WHERE (key, job_id) IN ("
-            f"SELECT key, job_id FROM slots WHERE job_id = ?{self.skip_locked})",
-            [(until, job_id) for job_id in job_ids],
-        )
-
-    def next_job_at(self) -> float | None:
-        row = self._x("SELECT MIN(available_at) FROM jobs").fetchone()
-        return None if row is None else row[0]
-
-    def queue_summary(self, now: float) -> dict[str, tuple[int, float | None]]:
-        # a scrape, not the hot path: one scan of the queue
-        rows = self._x(
-            "SELECT CASE WHEN parked_on IS NOT NULL THEN 'parked' "
-            "WHEN available_at <= ? THEN 'due' "
-            "WHEN lease_owner IS NOT NULL THEN 'running' ELSE 'scheduled' END AS state, "
-            "COUNT(*), MIN(available_at) FROM jobs GROUP BY state",
-            (now,),
-        ).fetchall()
-        return {str(r[0]): (int(r[1]), r[2]) for r in rows}
-
     # pauses -------------------------------------------------------------------------
     def insert_pause(self, pause: Pause) -> None:
         self._x(_UPSERT_PAUSE, pause_values(pause))
+        self._names_waited.add(pause.event_name)
 
     def get_pause(self, pause_id: str) -> Pause | None:
         row = self._x(
@@ -272,7 +153,21 @@ class SqlTx:
     def delete_pause(self, pause_id: str) -> bool:
         return bool(self._x("DELETE FROM pauses WHERE pause_id = ?", (pause_id,)).rowcount == 1)
 
+    def note_event_names(self, names: Collection[str]) -> None:
+        """Read at once which of ``names`` a wait listens for (one query for a batch)."""
+        wanted = sorted(set(names) - self._names_known)
+        if wanted:
+            rows = self._x(
+                "SELECT DISTINCT event_name FROM pauses WHERE correlation_id IS NULL "
+                f"AND event_name IN ({','.join('?' * len(wanted))})",
+                wanted,
+            )
+            self._names_waited.update(str(r[0]) for r in rows)
+            self._names_known.update(wanted)
+
     def pauses_for_event(self, event_name: str) -> list[Pause]:
+        if event_name in self._names_known and event_name not in self._names_waited:
+            return []  # no wait listens for it (noted for this batch)
         rows = self._x(
             f"SELECT {PAUSE_COLUMNS} FROM pauses WHERE event_name = ? AND correlation_id IS NULL",
             (event_name,),
@@ -294,11 +189,21 @@ class SqlTx:
 
     # events -------------------------------------------------------------------------
     def insert_event(self, event: EventRecord) -> bool:
-        cur = self._x(
-            _INSERT_EVENT,
-            (event.internal_id, event.id, event.name, dumps(event.payload), event.received_at),
-        )
+        cur = self._x(_INSERT_EVENT, _event_values(event))
         return bool(cur.rowcount == 1)
+
+    def insert_events(self, events: Sequence[EventRecord]) -> set[str]:
+        stored: set[str] = set()
+        for at in range(0, len(events), _EVENTS_PER_INSERT):  # a multi-row INSERT per chunk
+            chunk = events[at : at + _EVENTS_PER_INSERT]
+            marks = ",".join(["(?,?,?,?,?)"] * len(chunk))
+            rows = self._x(
+                f"INSERT INTO events ({_EVENT_INSERT_COLUMNS}) VALUES {marks} "
+                "ON CONFLICT DO NOTHING RETURNING internal_id",
+                [value for event in chunk for value in _event_values(event)],
+            )
+            stored.update(str(r[0]) for r in rows)
+        return stored
 
     def get_event(self, event_id: str) -> EventRecord | None:
         row = self._x(
@@ -435,29 +340,6 @@ class SqlTx:
             freed[key] = freed.get(key, 0) + 1
         return freed
 
-    def park_job(self, job_id: str, key: str, recheck_at: float) -> None:
-        self._x(
-            "UPDATE jobs SET parked_on = ?, available_at = ?, lease_owner = NULL, "
-            "lease_expires = NULL WHERE job_id = ?",
-            (key, recheck_at, job_id),
-        )
-
-    def unpark_jobs(self, key: str, count: int) -> list[str]:
-        if count <= 0:
-            return []
-        rows = self._x(
-            "UPDATE jobs SET parked_on = NULL, available_at = "
-            "CASE WHEN queued_at < available_at THEN queued_at ELSE available_at END "
-            # parked_on is checked again on the row itself: on Postgres a row that a
-            # concurrent lease took (and unparked) meanwhile is re-read and skipped
-            "WHERE parked_on = ? AND job_id IN (SELECT job_id FROM jobs WHERE parked_on = ? "
-            "ORDER BY queued_at LIMIT ?) RETURNING run_id",
-            (key, key, count),
-        ).fetchall()
-        if rows:
-            self.queued.append("*")
-        return [str(r[0]) for r in rows if r[0] is not None]
-
     # apps and functions ---------------------------------------------------------------
     def put_app(self, app: AppRecord, functions: Sequence[FunctionRecord]) -> bool:
         # a function id belongs to the app that registered it first; the lock holds the
@@ -497,3 +379,7 @@ class SqlTx:
 
     def set_app_error(self, url: str, error: str | None, now: float) -> None:
         self._x("UPDATE apps SET error = ?, synced_at = ? WHERE url = ?", (error, now, url))
+
+
+def _event_values(event: EventRecord) -> tuple[Any, ...]:
+    return (event.internal_id, event.id, event.name, dumps(event.payload), event.received_at)

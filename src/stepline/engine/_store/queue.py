@@ -1,0 +1,189 @@
+"""The SQL of the job queue: enqueue, lease, extend, park and unpark calls.
+
+A mixin of ``SqlTx`` (both stores' transactions inherit it). One table, ``jobs``, holds
+every kind of job; a job is due when ``available_at <= now``, and leasing moves
+``available_at`` to the lease's expiry, so one index answers "what is due" and a job
+whose owner died simply becomes due again. Jobs parked on a concurrency key or a paused
+function wait with ``parked_on`` set until a slot frees or the function resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from stepline._json import dumps
+from stepline.engine._model import Job, JobKind
+from stepline.engine._store.rows import JOB_COLUMNS, insert, job_values, read_job
+
+#: a job's ``queued_at`` is its first ``available_at`` (the order parked calls wake in)
+_INSERT_JOB = insert("jobs", f"{JOB_COLUMNS}, queued_at", on_conflict="DO NOTHING")
+
+
+class QueueTx:
+    """``Tx`` methods over ``jobs``; ``SqlTx`` provides the connection."""
+
+    #: appended to the lease query's inner SELECT (``FOR UPDATE SKIP LOCKED`` on Postgres)
+    skip_locked = ""
+    #: jobs this transaction queued or made due again ("*": some unparked job)
+    queued: list[str]
+    #: of those, the ones this node leased itself in the same transaction (others need
+    #: no wake-up for them)
+    claimed: set[str]
+    #: the calls this transaction queued, by run (``lease_run_call`` takes one by id)
+    calls: dict[str, Job]
+
+    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:  # pragma: no cover - SqlTx's
+        raise NotImplementedError
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _row_lock(self) -> str:  # pragma: no cover - SqlTx's
+        raise NotImplementedError
+
+    def enqueue(self, job: Job) -> bool:
+        cur = self._x(_INSERT_JOB, (*job_values(job), job.available_at))
+        inserted = bool(cur.rowcount == 1)
+        if inserted:
+            self.queued.append(job.job_id)
+            if job.kind is JobKind.EXECUTE and job.run_id is not None:
+                self.calls[job.run_id] = job
+        return inserted
+
+    def get_job(self, job_id: str, *, lock: bool = False) -> Job | None:
+        suffix = self._row_lock() if lock else ""
+        row = self._x(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?{suffix}", (job_id,)
+        ).fetchone()
+        return None if row is None else read_job(row)
+
+    def update_job(self, job: Job) -> None:
+        self.queued.append(job.job_id)
+        self._x(
+            "UPDATE jobs SET available_at = ?, attempt = ?, payload = ?, lease_owner = ?, "
+            "lease_expires = ? WHERE job_id = ?",
+            (
+                job.available_at,
+                job.attempt,
+                dumps(job.payload),
+                job.lease_owner,
+                job.lease_expires,
+                job.job_id,
+            ),
+        )
+
+    def delete_job(self, job_id: str) -> None:
+        self._x("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+
+    def delete_run_jobs(self, run_id: str) -> None:
+        self._x("DELETE FROM jobs WHERE run_id = ?", (run_id,))
+
+    def lease_jobs(self, owner: str, now: float, until: float, limit: int) -> list[Job]:
+        # A leased job's available_at moves to its lease expiry: if the owner dies the
+        # job simply becomes due again, so one index answers "what is due". A parked job
+        # leased at its recheck is no longer parked: an unpark must not make it due again
+        # while it runs (admit parks it anew if it does not fit). Admission goes oldest
+        # first (queued_at, as parked calls wake): Postgres' RETURNING has no order.
+        rows = self._x(
+            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ?, "
+            "parked_on = NULL WHERE job_id IN (SELECT job_id FROM jobs WHERE available_at <= ? "
+            f"ORDER BY available_at LIMIT ?{self.skip_locked}) RETURNING {JOB_COLUMNS}, queued_at",
+            (owner, until, until, now, limit),
+        ).fetchall()
+        return [read_job(r) for r in sorted(rows, key=lambda r: r[-1] or 0.0)]
+
+    def lease_run_call(self, run_id: str, owner: str, now: float, until: float) -> Job | None:
+        """Lease a run's next due call, unless it is bound by concurrency limits.
+
+        The worker that recorded a call's answer takes the run's next call in the same
+        transaction (run affinity): no trip through the queue between two steps. Calls
+        with concurrency keys always queue, so a run never jumps ahead of parked calls.
+        A call this transaction queued is leased by its id, with no read first.
+        """
+        queued = self.calls.get(run_id)
+        if queued is not None and not queued.payload.get("keys"):
+            leased = self.lease_job(queued.job_id, owner, now, until)
+            if leased is not None:
+                return leased
+        row = self._x(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = ? AND kind = ? "
+            f"AND available_at <= ? AND parked_on IS NULL "
+            f"ORDER BY available_at LIMIT 1{self.skip_locked}",
+            (run_id, JobKind.EXECUTE.value, now),
+        ).fetchone()
+        if row is None:
+            return None
+        job = read_job(row)
+        if job.payload.get("keys"):
+            return None
+        self._x(
+            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ? WHERE job_id = ?",
+            (owner, until, until, job.job_id),
+        )
+        job.lease_owner, job.lease_expires = owner, until
+        return job
+
+    def lease_job(self, job_id: str, owner: str, now: float, until: float) -> Job | None:
+        """Lease one job by id if it is due (and not parked); None if it is not."""
+        row = self._x(
+            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ? "
+            "WHERE job_id = ? AND available_at <= ? AND parked_on IS NULL "
+            f"RETURNING {JOB_COLUMNS}",
+            (owner, until, until, job_id, now),
+        ).fetchone()
+        return None if row is None else read_job(row)
+
+    def extend_leases(self, owner: str, job_ids: Sequence[str], until: float) -> None:
+        # Rows locked by another transaction are skipped, not waited for: the job's own
+        # answer is being recorded (no need to extend), or another worker is taking over
+        # a lapsed lease. Waiting here held up every lease of this node (and deadlocked
+        # with the apply, which locks slots before the job).
+        self._many(
+            "UPDATE jobs SET lease_expires = ?, available_at = ? WHERE job_id IN ("
+            f"SELECT job_id FROM jobs WHERE job_id = ? AND lease_owner = ?{self.skip_locked})",
+            [(until, until, job_id, owner) for job_id in job_ids],
+        )
+        self._many(
+            "UPDATE slots SET expires_at = ? WHERE (key, job_id) IN ("
+            f"SELECT key, job_id FROM slots WHERE job_id = ?{self.skip_locked})",
+            [(until, job_id) for job_id in job_ids],
+        )
+
+    def next_job_at(self) -> float | None:
+        row = self._x("SELECT MIN(available_at) FROM jobs").fetchone()
+        return None if row is None else row[0]
+
+    def queue_summary(self, now: float) -> dict[str, tuple[int, float | None]]:
+        # a scrape, not the hot path: one scan of the queue
+        rows = self._x(
+            "SELECT CASE WHEN parked_on IS NOT NULL THEN 'parked' "
+            "WHEN available_at <= ? THEN 'due' "
+            "WHEN lease_owner IS NOT NULL THEN 'running' ELSE 'scheduled' END AS state, "
+            "COUNT(*), MIN(available_at) FROM jobs GROUP BY state",
+            (now,),
+        ).fetchall()
+        return {str(r[0]): (int(r[1]), r[2]) for r in rows}
+
+    def park_job(self, job_id: str, key: str, recheck_at: float) -> None:
+        self._x(
+            "UPDATE jobs SET parked_on = ?, available_at = ?, lease_owner = NULL, "
+            "lease_expires = NULL WHERE job_id = ?",
+            (key, recheck_at, job_id),
+        )
+
+    def unpark_jobs(self, key: str, count: int) -> list[str]:
+        if count <= 0:
+            return []
+        rows = self._x(
+            "UPDATE jobs SET parked_on = NULL, available_at = "
+            "CASE WHEN queued_at < available_at THEN queued_at ELSE available_at END "
+            # parked_on is checked again on the row itself: on Postgres a row that a
+            # concurrent lease took (and unparked) meanwhile is re-read and skipped
+            "WHERE parked_on = ? AND job_id IN (SELECT job_id FROM jobs WHERE parked_on = ? "
+            "ORDER BY queued_at LIMIT ?) RETURNING run_id",
+            (key, key, count),
+        ).fetchall()
+        if rows:
+            self.queued.append("*")
+        return [str(r[0]) for r in rows if r[0] is not None]

@@ -1,0 +1,122 @@
+"""What the engine sends Postgres per step and per batch of events (issue 30's budget).
+
+Statements are counted at psycopg (``Connection.execute``, which the store's ``_x`` and
+its ``NOTIFY`` go through) around an embedded engine on a fresh schema. The figures pin
+the work of issue 30: a step-by-step step is one write transaction that sends no
+``NOTIFY`` for the call it leased itself, and a batch of events is one multi-row
+``INSERT`` and one look at the waits, not two statements per event.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+import stepline
+from stepline.embedded import EmbeddedEngine
+
+from .servers import postgres_schema
+
+STEPS = 10
+
+
+class Statements:
+    """Every statement text psycopg executes while installed (any thread)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self._lock = threading.Lock()
+
+    def count(self, fragment: str) -> int:
+        with self._lock:
+            return sum(fragment in text for text in self.sent)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.sent.clear()
+
+    def total(self) -> int:
+        with self._lock:
+            return len(self.sent)
+
+    def note(self, query: Any) -> None:
+        with self._lock:
+            self.sent.append(str(query))
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> Statements:
+    seen = Statements()
+    execute = psycopg.Connection.execute
+
+    def counted(self: psycopg.Connection[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.note(query)
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", counted)
+    return seen
+
+
+def _app() -> tuple[stepline.Client, stepline.Function, stepline.Function]:
+    client = stepline.Client("budget", is_production=False, checkpointing=False, environ={})
+
+    @client.function(id="ten", trigger=stepline.TriggerEvent(event="budget/ten"), retries=0)
+    def ten(ctx: stepline.SyncContext) -> object:
+        for i in range(STEPS):
+            ctx.step.run(f"s{i}", lambda i=i: {"i": i})
+        return ctx.event.data.get("k")
+
+    @client.function(id="other", trigger=stepline.TriggerEvent(event="budget/other"))
+    def other(ctx: stepline.SyncContext) -> object:
+        return None
+
+    return client, ten, other
+
+
+def test_a_step_by_step_step_is_one_transaction_with_no_notify(statements: Statements) -> None:
+    with postgres_schema("budget") as url:
+        client, ten, other = _app()
+        engine = EmbeddedEngine(client, [ten, other], database=url, checkpointing=False)
+        engine.start()
+        try:
+            client.start_sync(ten, {"k": -1}).result(timeout=30)  # warm: statements prepared
+            statements.reset()
+            runs = 5
+            for k in range(runs):
+                assert client.start_sync(ten, {"k": k}).result(timeout=30) == k
+            steps = runs * STEPS
+            per_step = statements.total() / steps
+            notifies = statements.count("pg_notify")
+        finally:
+            engine.stop()
+            client.close()
+    # before issue 30: ~19 statements and a NOTIFY per step, whose echo cost 2 more
+    # transactions; now ~11.5, and only a run's start notifies the other nodes
+    assert per_step <= 13, f"{per_step:.1f} statements per step"
+    assert notifies <= runs, f"{notifies} NOTIFYs for {runs} runs of {STEPS} steps"
+
+
+def test_a_batch_of_events_is_one_insert_and_one_look_at_the_waits(
+    statements: Statements,
+) -> None:
+    with postgres_schema("budget") as url:
+        client, ten, other = _app()
+        engine = EmbeddedEngine(client, [ten, other], database=url)
+        engine.start()
+        try:
+            client.send_sync(stepline.Event(name="budget/none", data={}))
+            statements.reset()
+            sent = client.send_sync(
+                [stepline.Event(name="budget/none", data={"i": i}) for i in range(100)]
+            )
+            inserts = statements.count("INSERT INTO events")
+            looks = statements.count("FROM pauses")
+        finally:
+            engine.stop()
+            client.close()
+    assert len(sent) == 100
+    assert inserts == 1, f"{inserts} INSERTs for 100 events"  # was 100
+    assert looks == 1, f"{looks} reads of the waits for 100 events"  # was 100

@@ -1,0 +1,88 @@
+"""Postgres wake-ups: a commit that queues work wakes every other node, never its own.
+
+A node already knows what its own commits queued and ended (the worker and the API call
+``Engine._committed`` themselves, as on SQLite, which has no notifications); answering the
+echo of its own ``NOTIFY`` cost two more transactions per step (issue 30).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import psycopg
+
+from stepline.engine import EngineSettings
+from stepline.engine._model import Job, JobKind
+from stepline.engine._store import Store, Tx, store_for
+from stepline.engine._store.postgres import CHANNEL
+
+from .conftest import arun
+from .servers import postgres_database
+
+
+class Heard:
+    """What one store's subscriber was told, from the listener's thread."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+        self._event = threading.Event()
+
+    def __call__(self, what: str) -> None:
+        self.said.append(what)
+        self._event.set()
+
+    async def wait(self, seconds: float) -> bool:
+        return await asyncio.to_thread(self._event.wait, seconds)
+
+
+def _enqueue(job_id: str) -> object:
+    def work(tx: Tx) -> None:
+        tx.enqueue(Job(job_id=job_id, kind=JobKind.EXECUTE, available_at=0.0))
+
+    return work
+
+
+async def _listening(url: str) -> tuple[Store, Heard]:
+    store = store_for(EngineSettings(database_url=url))
+    await store.open()
+    heard = Heard()
+    store.subscribe(heard)
+    return store, heard
+
+
+def test_a_commit_wakes_the_other_node_and_not_its_own() -> None:
+    async def scenario(url: str) -> None:
+        (one, heard_one), (two, heard_two) = await _listening(url), await _listening(url)
+        try:
+            await asyncio.sleep(0.3)  # both listeners connected
+            await one.atomic(_enqueue("j1"))  # type: ignore[arg-type]
+            assert await heard_two.wait(5), "the other node was not woken"
+            assert heard_two.said == ["jobs"]
+            await two.atomic(_enqueue("j2"))  # type: ignore[arg-type]
+            assert await heard_one.wait(5)
+            assert heard_one.said == ["jobs"]  # j2 only: its own j1 was not echoed back
+            assert heard_two.said == ["jobs"]
+        finally:
+            await one.close()
+            await two.close()
+
+    with postgres_database("wake") as url:  # channels are per database: no other test's
+        arun(scenario(url))
+
+
+def test_a_node_of_the_previous_release_still_wakes_this_one() -> None:
+    # before issue 30 the payload was the bare "jobs" / "apps", with no origin
+    async def scenario(url: str) -> None:
+        store, heard = await _listening(url)
+        try:
+            await asyncio.sleep(0.3)
+            with psycopg.connect(url, autocommit=True) as old_node:
+                old_node.execute("SELECT pg_notify(%s, 'apps')", (CHANNEL,))
+            assert await heard.wait(5)
+            assert heard.said == ["apps"]
+        finally:
+            await store.close()
+
+    with postgres_database("wake") as url:  # channels are per database: no other test's
+        arun(scenario(url))
