@@ -35,8 +35,6 @@ import contextlib
 import json
 import os
 import platform
-import re
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -48,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import _bulk_fill
+import _explain
 import _servers
 import httpx
 import steps_bench
@@ -57,13 +56,15 @@ from stepline.embedded import EmbeddedEngine
 from stepline.engine import EngineSettings
 from stepline.engine._ids import ulid
 from stepline.engine._model import Job, JobKind
-from stepline.engine._store import EventFilter, RunFilter, store_for
+from stepline.engine._store import store_for
 
 SPAN = 90 * 86_400.0
+#: longer than the history's span: the runs are measured before retention removes them
+#: (with the default 7 days, the sweeper would be deleting most of them during the runs)
+RETENTION = "120d"
 FAN_EVENT = "bench/fan"
 FANS = ("fan-a", "fan-b", "fan-c")
 BUSY = _bulk_fill.FUNCTIONS[0]  # a function with a fifth of the history's runs
-BIG = {"runs", "steps", "events", "event_runs"}
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,12 @@ def engine(
     client = stepline.Client(
         _servers.APP_ID, is_production=False, checkpointing=checkpointing, environ={}
     )
-    embedded = EmbeddedEngine(
-        client, functions(client, fired), database=db, checkpointing=checkpointing
+    embedded = EmbeddedEngine(  # the history is kept: inside retention, as after months
+        client,
+        functions(client, fired),
+        database=db,
+        checkpointing=checkpointing,
+        retention=RETENTION,
     )
     embedded.start()
     try:
@@ -268,89 +273,6 @@ def measure(
     return out, history
 
 
-# -- EXPLAIN ----------------------------------------------------------------------------------
-
-
-class Recorder:
-    """A DB-API connection that records what a ``Tx`` executes and returns no rows."""
-
-    rowcount = 0
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, tuple[Any, ...]]] = []
-
-    def execute(self, sql: str, args: Any = ()) -> Recorder:
-        self.seen.append((sql, tuple(args)))
-        return self
-
-    def fetchone(self) -> None:
-        return None
-
-    def fetchall(self) -> list[Any]:
-        return []
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(())
-
-
-def statements(
-    postgres: bool, run_id: str, event_id: str
-) -> dict[str, tuple[str, tuple[Any, ...]]]:
-    """The store's own SQL for the reads measured, by name (recorded from its ``Tx``)."""
-    if postgres:
-        from stepline.engine._store.postgres import PostgresTx as TxClass
-    else:
-        from stepline.engine._store.sqlite import SqliteTx as TxClass  # type: ignore[assignment]
-    now = time.time()
-    work: dict[str, Callable[[Any], object]] = {
-        "lease_jobs": lambda tx: tx.lease_jobs("o", now, now + 30, 16),
-        "lease_run_call": lambda tx: tx.lease_run_call(run_id, "o", now, now + 30),
-        "next_job_at": lambda tx: tx.next_job_at(),
-        "runs, newest 50": lambda tx: tx.list_runs(RunFilter(limit=51)),
-        "runs, one function": lambda tx: tx.list_runs(RunFilter(function_id=BUSY, limit=51)),
-        "runs, failed only": lambda tx: tx.list_runs(
-            RunFilter(status=[stepline.RunStatus.FAILED], limit=51)
-        ),
-        "runs, next page": lambda tx: tx.list_runs(RunFilter(cursor=run_id, limit=51)),
-        "runs, last hour": lambda tx: tx.list_runs(RunFilter(since=now - 3600, limit=51)),
-        "runs, by event id": lambda tx: tx.list_runs(RunFilter(event_id=event_id, limit=51)),
-        "events, newest 50": lambda tx: tx.list_events(EventFilter(limit=51)),
-        "events, one name": lambda tx: tx.list_events(EventFilter(name=FAN_EVENT, limit=51)),
-        "run page: run": lambda tx: tx.get_run(run_id),
-        "run page: steps": lambda tx: tx.get_steps(run_id),
-    }
-    out = {}
-    for name, call in work.items():
-        recorder = Recorder()
-        call(TxClass(recorder))
-        out[name] = recorder.seen[0]
-    return out
-
-
-def explain(db: str, run_id: str, event_id: str) -> list[dict[str, Any]]:
-    """Each statement's plan, and whether it scans a whole big table."""
-    postgres = db.startswith(("postgres://", "postgresql://"))
-    plans = []
-    for name, (sql, args) in statements(postgres, run_id, event_id).items():
-        if postgres:
-            import psycopg
-
-            with psycopg.connect(db) as conn:  # a transaction, rolled back: leases write
-                rows = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", args).fetchall()
-                conn.rollback()
-            text = "\n".join(str(r[0]) for r in rows)
-            scans = re.findall(r"Seq Scan on (\w+)", text)
-        else:
-            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as lite:
-                rows = lite.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall()
-            text = "\n".join(str(r[3]) for r in rows)
-            scans = [m.group(1) for r in rows if (m := re.fullmatch(r"SCAN (\w+)", str(r[3])))]
-        aliases = {"l": "event_runs", "e": "events"}
-        full = sorted({aliases.get(t, t) for t in scans} & BIG)
-        plans.append({"query": name, "sql": sql, "plan": text, "full_scans": full})
-    return plans
-
-
 # -- one store --------------------------------------------------------------------------------
 
 
@@ -389,7 +311,8 @@ def one_store(store: str, runs: int, sizes: Sizes, tmp: Path) -> dict[str, Any]:
             checks.append(f"GET /v1/runs?function_id={BUSY} lists none of the history's runs")
         print(f"{store}: EXPLAIN", file=sys.stderr, flush=True)
         ghost = ulid(int(time.time() * 1000))
-        plans = explain(db, history.get("run_id", ghost), (history.get("event_ids") or [ghost])[0])
+        run_id, event_id = history.get("run_id", ghost), (history.get("event_ids") or [ghost])[0]
+        plans = _explain.explain(db, run_id, event_id, BUSY, FAN_EVENT)
     findings = [
         f"{store}: {p['query']} scans {', '.join(p['full_scans'])} in full"
         for p in plans

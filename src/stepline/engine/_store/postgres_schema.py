@@ -182,6 +182,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app_id, node)
     );
     """,
+    # issue 30: event_runs.event_id had the default collation while events.internal_id is
+    # "C", so the join between them could not use event_runs_event (a run list by event
+    # read the whole table: 83 ms at a million runs). Same type: no rewrite, the index
+    # is rebuilt.
+    """
+    ALTER TABLE event_runs ALTER COLUMN event_id TYPE TEXT COLLATE "C";
+    """,
 )
 
 
