@@ -10,6 +10,8 @@ second port unless asked.
 from __future__ import annotations
 
 import socket
+import statistics
+import time
 from pathlib import Path
 
 import httpx
@@ -78,3 +80,30 @@ def test_which_port() -> None:
     assert gateway_port.chosen("start", 8288, None) is None  # production: only when asked
     assert gateway_port.chosen("start", 8288, 9000) == 9000
     assert gateway_port.chosen("dev", 8288, 0) is None  # 0: not at all
+
+
+def test_keep_alive_requests_are_not_held_for_the_clients_delayed_ack(tmp_path: Path) -> None:
+    # Served from sockets the engine hands uvicorn (to listen on this second port too),
+    # the connections had Nagle's algorithm on: every request after the first on a
+    # keep-alive connection took 40-44 ms (the client's delayed ACK), on both ports.
+    port = _two_free_ports()
+    command = engine_command("dev", "--port", str(port), "--db", str(tmp_path / "e.db"))
+    with spawned(command, log=tmp_path / "dev.log", up=f"http://127.0.0.1:{port}/health"):
+        for serving in (port, port + 1):
+            with httpx.Client(base_url=f"http://127.0.0.1:{serving}", timeout=10) as http:
+                took = []
+                for _ in range(7):
+                    started = time.perf_counter()
+                    assert http.get("/health").status_code == 200
+                    took.append(time.perf_counter() - started)
+            assert statistics.median(took[1:]) < 0.02, f"port {serving}: {took}"
+
+
+def test_a_listening_socket_without_delay_hands_it_to_what_it_accepts() -> None:
+    with gateway_port.no_delay(socket.socket()) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        with socket.create_connection(listener.getsockname()) as _client:
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

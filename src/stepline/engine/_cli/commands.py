@@ -271,7 +271,10 @@ def sync_summary(results: Sequence[SyncResult], retrying: bool) -> str:
 async def _run(server: uvicorn.Server, extra: socket.socket | None = None) -> int:
     try:
         # uvicorn binds the engine's port itself (and exits, having said why, if taken)
-        await server.serve(None if extra is None else [server.config.bind_socket(), extra])
+        sockets = None
+        if extra is not None:
+            sockets = [_gateway_port.no_delay(server.config.bind_socket()), extra]
+        await server.serve(sockets)
     except SystemExit as exc:  # uvicorn exits on a bind failure, having logged why
         return exc.code if isinstance(exc.code, int) else 1
     return 0
