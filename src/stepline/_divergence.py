@@ -87,12 +87,9 @@ class Divergence:
         return f'"{name}"' if name is not None else hashed_id
 
 
-@dataclasses.dataclass(slots=True)
-class _Reached:
-    hashed_id: str
-    group: _Group
-    race: bool
-    late: bool
+#: a memo the code reached: its hashed id, its parallel group, in a race, found late
+#: (after a new step of another group); a plain tuple, as one is made per memo per call
+_Reached = tuple[str, _Group, bool, bool]
 
 
 class ReplayTracker:
@@ -107,6 +104,8 @@ class ReplayTracker:
     __slots__ = (
         "_exempt",
         "_groups",
+        "_highest",
+        "_in_order",
         "_memo_ids",
         "_modes",
         "_names",
@@ -125,6 +124,10 @@ class ReplayTracker:
         self._memo_ids = memo_ids
         self.policy = policy
         self._reached: list[_Reached] = []
+        #: every memo so far reached outside groups, on time, in recorded order: then
+        #: nothing is reordered and the verdict needs no pass over them (the usual case)
+        self._in_order = True
+        self._highest = -1
         self._seen: set[str] = set()
         self._exempt: set[str] = set()
         self._new: list[str] = []
@@ -156,9 +159,17 @@ class ReplayTracker:
         self._names[hashed_id] = user_id
         if hashed_id in self._exempt:
             return
-        group = self._group()
-        late = any(g is None or g != group for g in self._new_groups)
-        self._reached.append(_Reached(hashed_id, group, any(self._modes), late))
+        modes = self._modes
+        group = self._groups if modes else None
+        late = bool(self._new_groups) and any(g is None or g != group for g in self._new_groups)
+        race = bool(modes) and any(modes)
+        self._reached.append((hashed_id, group, race, late))
+        if self._in_order:
+            position = self._position.get(hashed_id)
+            if group is not None or late or race or (position or 0) < self._highest:
+                self._in_order = False
+            elif position is not None:
+                self._highest = position
 
     def found_new(self, hashed_id: str, user_id: str) -> None:
         """The code found a step with no memo."""
@@ -207,19 +218,21 @@ class ReplayTracker:
         of order when an earlier unit holds a later-recorded memo, or a later unit an
         earlier-recorded one.
         """
+        if self._in_order:
+            return []
         units: list[list[tuple[str, int]]] = []
         last_group: _Group = None
         late: set[str] = set()
-        for memo in self._reached:
-            position = self._position.get(memo.hashed_id)
-            if memo.late and not memo.race:
-                late.add(memo.hashed_id)
-            if position is None or memo.race:
+        for hashed_id, group, race, was_late in self._reached:
+            position = self._position.get(hashed_id)
+            if was_late and not race:
+                late.add(hashed_id)
+            if position is None or race:
                 continue
-            if memo.group is None or memo.group != last_group or not units:
+            if group is None or group != last_group or not units:
                 units.append([])
-            units[-1].append((memo.hashed_id, position))
-            last_group = memo.group
+            units[-1].append((hashed_id, position))
+            last_group = group
         out = set(late)
         highest = -1
         for unit in units:

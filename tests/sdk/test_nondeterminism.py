@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 import stepline
 from stepline._comm import CommHandler, CommRequest, CommResponse
+from stepline._divergence import ReplayTracker
 
 from .comm_calls import CHECKPOINT, URL, body_for, call, decoded, make_client, memo, serve, sha1
 
@@ -403,3 +405,25 @@ def test_policy_and_versioning_options_are_validated_and_configured() -> None:
         client.function(id="bad", trigger=EVENT, versioning="sometimes")  # type: ignore[arg-type]
     with pytest.raises(stepline.ConfigError, match=r'function "bad": .*nondeterminism'):
         client.function(id="bad", trigger=EVENT, nondeterminism="ignore")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations("abcd")))
+def test_the_in_order_shortcut_gives_the_full_verdict(order: tuple[str, ...]) -> None:
+    # a plain sequence reached in recorded order skips the reorder pass; every other
+    # order must still get the full pass's verdict, with or without a group
+    def verdict(shortcut: bool, grouped: bool) -> object:
+        tracker = ReplayTracker("abcd", set("abcd"), "warn")
+        if not shortcut:
+            tracker._in_order = False  # the full pass, for comparison
+        for n, hashed_id in enumerate(order):
+            if grouped and n == 2:
+                tracker.enter_group(race=False)
+            tracker.reached(hashed_id, hashed_id.upper())
+        if grouped:
+            tracker.exit_group()
+        result = tracker.result(returned=True)
+        return None if result is None else result.reordered
+
+    for grouped in (False, True):
+        assert verdict(True, grouped) == verdict(False, grouped)
+    assert (verdict(True, False) is None) == (order == tuple("abcd"))
