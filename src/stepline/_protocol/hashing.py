@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 #: Hashed id of the ``RunComplete`` op (sha1 of ``"complete"``).
 RUN_COMPLETE_ID = "0737c22d3bfae812339732d14d8c7dbd6dc4e09c"
 
 
+@functools.lru_cache(maxsize=4096)  # a function's step ids recur in every call's replay
 def hash_step_id(pre_hash_id: str) -> str:
     """Lowercase hex SHA-1 of the UTF-8 pre-hash id."""
     return hashlib.sha1(pre_hash_id.encode(), usedforsecurity=False).hexdigest()
