@@ -179,6 +179,35 @@ def test_batches_are_bounded(db: str) -> None:
     with_store(db, body)
 
 
+def test_a_backlog_is_cleared_in_paced_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    # back to back, the batches of a large backlog held SQLite's one writer nearly all
+    # the time: steps ran up to 5x slower until the backlog was gone (large_tables.py)
+    from stepline.engine._store import sweeper as _sweeper
+
+    class SlowStore:
+        """A store whose every batch takes 30 ms and finds more, three times."""
+
+        def __init__(self) -> None:
+            self.left = 3
+
+        async def atomic(self, work: Any) -> tuple[dict[str, int], bool]:
+            await real_sleep(0.03)
+            self.left -= 1
+            return {"runs": 500}, self.left > 0
+
+    real_sleep = _sweeper.asyncio.sleep
+    pauses: list[float] = []
+
+    async def noted(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr(_sweeper.asyncio, "sleep", noted)
+    sweeper = Sweeper(SlowStore(), ManualClock(T0), DAY)  # type: ignore[arg-type]
+    assert arun(sweeper.sweep()) == {"runs": 1500}
+    assert len(pauses) == 2  # between the batches, none after the last
+    assert all(pause >= 3 * 0.03 for pause in pauses), pauses  # a quarter of the time at most
+
+
 def test_off_keeps_everything(db: str) -> None:
     async def body(store: Store) -> None:
         await store.atomic(
