@@ -1,0 +1,257 @@
+"""Where one step-by-step step's time goes in the embedded engine: a cost breakdown.
+
+``steps_bench.py`` says how many steps per second; this says what each one is made of
+(issue 30). It runs ``--runs`` sequential runs of the 10-step bench function, step by
+step (one call and one commit per step, as DBOS commits each step), in one
+``EmbeddedEngine`` on a SQLite file (``synchronous`` NORMAL and FULL) and, when it
+answers, on Postgres, with timers wrapped around the engine's own functions:
+
+* **serialise**: the engine building and encoding the call's request
+  (``_request.build``, ``_request.encode``) and decoding the answer (``_response.decode``);
+* **SDK**: the app's handler (``CommHandler.handle``) minus running the function: parsing
+  the request, checking it, encoding the answer;
+* **step code** (``_call_sync`` on the SDK's thread pool): the user's function with the
+  SDK's replay of the memoised steps, the floor's "in-process call";
+* **store work**: the engine's logic and SQL inside the transaction (the ``work`` given
+  to ``atomic``); **commit**: the rest of the store's transaction on its thread (``BEGIN``,
+  ``COMMIT``, the flush);
+* **hand-offs**: ``atomic``'s wall time on the event loop minus its time on the store's
+  thread, and the SDK's ``run_in_executor`` wall time minus the step code's (thread
+  hops, queueing, waking the loop);
+* **the rest**: the step's wall time minus all of the above (the worker's and the event
+  loop's own work, and the run's start and result, spread over its steps).
+
+Each is a mean per step over the timed runs, in microseconds, with its share of the step.
+The figures come with the timers' own cost (a few microseconds each): compare them, not
+their sum, with ``steps_bench.py``.
+
+Run: ``.venv/bin/python bench/step_cost.py [--runs 300] [--store sqlite|sqlite-full|postgres]
+[--json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import _servers
+import steps_bench
+
+import stepline
+from stepline._comm import handler as _handler
+from stepline.embedded import EmbeddedEngine
+from stepline.engine import _request, _response
+from stepline.engine._store import postgres as _pg
+from stepline.engine._store import sqlite as _lite
+
+PARTS = ("serialise", "sdk", "step code", "store work", "commit", "hand-offs", "rest")
+STORES = ("sqlite", "sqlite-full", "postgres")
+
+
+class Clock:
+    """Nanoseconds accumulated per part, from any thread."""
+
+    def __init__(self) -> None:
+        self.ns: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.on = False
+
+    def add(self, part: str, ns: int) -> None:
+        if self.on:
+            with self._lock:
+                self.ns[part] = self.ns.get(part, 0) + ns
+
+
+@contextlib.contextmanager
+def timers(clock: Clock) -> Iterator[None]:
+    """Wrap the engine's and the SDK's functions with timers; unwrapped on exit."""
+    patches: list[tuple[Any, str, Any]] = []
+
+    def patch(owner: Any, name: str, wrapped: Callable[[Any], Any]) -> None:
+        original = getattr(owner, name)
+        patches.append((owner, name, original))
+        setattr(owner, name, wrapped(original))
+
+    def timed(part: str) -> Callable[[Any], Any]:
+        def wrap(original: Any) -> Any:
+            @functools.wraps(original)
+            def run(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter_ns()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    clock.add(part, time.perf_counter_ns() - start)
+
+            return run
+
+        return wrap
+
+    def timed_async(part: str) -> Callable[[Any], Any]:
+        def wrap(original: Any) -> Any:
+            @functools.wraps(original)
+            async def run(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter_ns()
+                try:
+                    return await original(*args, **kwargs)
+                finally:
+                    clock.add(part, time.perf_counter_ns() - start)
+
+            return run
+
+        return wrap
+
+    def atomic(original: Any) -> Any:  # the work inside, and the wall time outside
+        @functools.wraps(original)
+        async def run(self: Any, work: Callable[[Any], Any]) -> Any:
+            def inner(tx: Any) -> Any:
+                start = time.perf_counter_ns()
+                try:
+                    return work(tx)
+                finally:
+                    clock.add("store work", time.perf_counter_ns() - start)
+
+            start = time.perf_counter_ns()
+            try:
+                return await original(self, inner)
+            finally:
+                clock.add("atomic wall", time.perf_counter_ns() - start)
+
+        return run
+
+    for part, owner, name in (
+        ("serialise", _request, "build"),
+        ("serialise", _request, "encode"),
+        ("serialise", _response, "decode"),
+        ("step code", _handler, "_call_sync"),
+        ("store thread", _lite.SqliteStore, "_commit_group"),
+        ("store thread", _pg.PostgresStore, "_atomic_sync"),
+    ):
+        patch(owner, name, timed(part))
+    patch(_handler.CommHandler, "handle", timed_async("sdk wall"))
+    patch(_handler.CommHandler, "_perform_async", timed_async("perform wall"))
+    patch(_lite.SqliteStore, "atomic", atomic)
+    patch(_pg.PostgresStore, "atomic", atomic)
+    try:
+        yield
+    finally:
+        for owner, name, original in reversed(patches):
+            setattr(owner, name, original)
+
+
+def breakdown(clock: Clock, steps: int, wall_ns: int) -> dict[str, float]:
+    """Microseconds per step for each of ``PARTS``, and the step's wall time."""
+    ns = clock.ns
+    store_thread, work = ns.get("store thread", 0), ns.get("store work", 0)
+    perform, step_code = ns.get("perform wall", 0), ns.get("step code", 0)
+    parts = {
+        "serialise": ns.get("serialise", 0),
+        "sdk": max(0, ns.get("sdk wall", 0) - perform),
+        "step code": step_code,
+        "store work": work,
+        "commit": max(0, store_thread - work),
+        "hand-offs": max(0, ns.get("atomic wall", 0) - store_thread) + max(0, perform - step_code),
+    }
+    parts["rest"] = max(0, wall_ns - sum(parts.values()))
+    out = {part: parts[part] / steps / 1000 for part in PARTS}
+    out["step"] = wall_ns / steps / 1000
+    return out
+
+
+def measure(store: str, runs: int, warmup: int, tmp: Path, inflight: int = 1) -> dict[str, float]:
+    """One store: ``runs`` timed runs of 10 steps, step by step, ``inflight`` at a time.
+
+    With several in flight the parts are summed over the runs, so they add up to more
+    than the wall time: read them per step against the sequential figures (what grows
+    is where the runs wait for each other)."""
+    with _servers.database(store == "postgres", tmp, f"cost_{store.replace('-', '_')}") as db:
+        client = stepline.Client(
+            _servers.APP_ID, is_production=False, checkpointing=False, environ={}
+        )
+        fn = _servers.ten_steps(client)
+        synchronous = "FULL" if store == "sqlite-full" else "NORMAL"
+        engine = EmbeddedEngine(
+            client, [fn], database=db, checkpointing=False, sqlite_synchronous=synchronous
+        )
+        engine.start()
+        clock = Clock()
+        try:
+            with timers(clock):
+                for k in range(warmup):
+                    client.start_sync(fn, {"k": k}).result(timeout=60)
+                clock.on = True
+                start = time.perf_counter_ns()
+                steps_bench.drive(
+                    lambda k: client.start_sync(fn, {"k": k}).result(timeout=60),
+                    0,
+                    runs,
+                    inflight,
+                )
+                wall = (time.perf_counter_ns() - start) * inflight
+                clock.on = False
+        finally:
+            engine.stop()
+            client.close()
+    return {**breakdown(clock, runs * _servers.STEPS, wall), "inflight": inflight}
+
+
+def report(results: dict[str, dict[str, float]]) -> str:
+    stores = list(results)
+    lines = [
+        "per step-by-step step, embedded engine: mean microseconds (share); with runs in "
+        "flight, summed over them",
+        f"{'':14}" + "".join(f"{s:>22}" for s in stores),
+    ]
+    for part in (*PARTS, "step"):
+        cells = []
+        for s in stores:
+            r = results[s]
+            share = "" if part == "step" else f" ({r[part] / r['step'] * 100:4.1f}%)"
+            cells.append(f"{r[part]:>13,.0f}{share:>9}")
+        lines.append(f"{part:14}" + "".join(cells))
+    lines.append(
+        "steps/s (timers on)"
+        + "".join(f"{1e6 * results[s]['inflight'] / results[s]['step']:>17,.0f}" for s in stores)
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=300, help="timed runs per store")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--store", choices=STORES, action="append", help="(default: all)")
+    parser.add_argument("--inflight", type=int, default=1, help="runs at a time (default 1)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    stores = args.store or [s for s in STORES if s != "postgres" or _postgres_answers()]
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="stepline-cost-") as tmp:
+        for store in stores:
+            print(f"step cost: {store}, {args.runs} runs...", file=sys.stderr, flush=True)
+            results[store] = measure(store, args.runs, args.warmup, Path(tmp), args.inflight)
+    print(json.dumps(results, indent=2) if args.json else report(results))
+    return 0
+
+
+def _postgres_answers() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(_servers.POSTGRES_URL, connect_timeout=3):
+            return True
+    except Exception:
+        print("step cost: no Postgres answers, skipped", file=sys.stderr)
+        return False
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
