@@ -1,9 +1,11 @@
-"""An engine in a thread of the test process and official Connect workers as processes.
+"""An engine in a thread of the test process and Connect workers as processes.
 
 ``Node`` serves a real engine (``build_app`` under uvicorn) on a socket bound up front,
 so a second ``Node`` can take the same port after the first stopped (a restart the
-workers must reconnect to). ``Workers`` starts ``tests.connect.worker`` processes and
-reads the log their step bodies append to.
+workers must reconnect to). ``Workers`` starts worker processes (``tests.connect.worker``,
+the official ``inngest`` SDK's, or ``tests.connect.stepline_worker``, Stepline's) and
+reads the log their step bodies append to. ``Kind`` says what differs between the two
+for the scenarios both run (``test_scenarios``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,68 @@ from tests._support.polling import wait_until
 from tests._support.processes import clean_env, log_tail
 from tests._support.server_thread import ServerThread
 
-from .worker import APP_ID, event, fid
+from .worker import APP_ID, EXTRA_APP_ID, event, fid
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("Completed", "Failed", "Cancelled")
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A Connect worker the shared scenarios run, and what only it is expected to do.
+
+    Both workers serve the same functions under the same app id and events (those of
+    ``tests.connect.worker``), and log the same step keys; the rest is here.
+    """
+
+    name: str
+    module: str
+    """Its process: ``python -m <module> ENGINE_URL INSTANCE LOG [SIGNING_KEY]``."""
+    sdk: str
+    """The SDK its app is registered with."""
+    apps: frozenset[str]
+    """The apps its one socket serves."""
+    functions: int
+    """Its functions of ``APP_ID``."""
+    slow: tuple[str, ...]
+    """Its functions whose step ``work`` sleeps ``seconds`` and which return ``"after"``."""
+    checkpoints: bool
+    """It runs the steps that follow a step in the same call (Stepline's SDK), so the step
+    after a draining worker's last one may still run there."""
+    refused: str
+    """What it logs when the engine refuses its signing key."""
+    restart_step: float
+    """How long the step in flight as the engine restarts runs: Stepline's outlives the
+    engine's grace (2 s), so its reply is flushed over HTTP after the socket closed."""
+    late_reply: str | None
+    """What it logs on flushing that reply (the engine handed the call back: 404)."""
+
+
+OFFICIAL = Kind(
+    name="official",
+    module="tests.connect.worker",
+    sdk="py:v0.5.19",
+    apps=frozenset({APP_ID, EXTRA_APP_ID}),
+    functions=10,
+    slow=("slow",),
+    checkpoints=False,
+    refused="unauthorized",
+    restart_step=2.0,
+    late_reply=None,
+)
+STEPLINE = Kind(
+    name="stepline",
+    module="tests.connect.stepline_worker",
+    sdk="stepline-py:v0.1.0",
+    apps=frozenset({APP_ID}),
+    functions=11,
+    slow=("slow", "slow-sync"),  # slow-sync: the step sleeps in the SDK's thread pool
+    checkpoints=True,
+    refused="401",
+    restart_step=4.0,
+    late_reply="flushed: 404",
+)
+KINDS = (OFFICIAL, STEPLINE)
 
 
 @dataclasses.dataclass
@@ -124,11 +184,11 @@ def node(db: str, *, port: int | None = None, **overrides: Any) -> Iterator[Node
 
 
 class Workers:
-    """Official Connect worker processes, and the log of the step bodies they ran."""
+    """Connect worker processes of ``module``, and the log of the step bodies they ran."""
 
-    def __init__(self, tmp: Path, module: str = "tests.connect.worker") -> None:
+    def __init__(self, tmp: Path, module: str = OFFICIAL.module) -> None:
         self.tmp = tmp
-        self.module = module  # tests.connect.stepline_worker: Stepline's own worker
+        self.module = module
         self.log = tmp / "steps.log"
         self.log.touch()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -193,7 +253,7 @@ class Workers:
 
 
 @contextlib.contextmanager
-def workers(tmp: Path, module: str = "tests.connect.worker") -> Iterator[Workers]:
+def workers(tmp: Path, module: str = OFFICIAL.module) -> Iterator[Workers]:
     """Workers (of ``module``) killed at the end of the block."""
     found = Workers(tmp, module)
     try:
@@ -202,4 +262,15 @@ def workers(tmp: Path, module: str = "tests.connect.worker") -> Iterator[Workers
         found.stop()
 
 
-__all__ = ["APP_ID", "Node", "Workers", "fid", "node", "workers"]
+__all__ = [
+    "APP_ID",
+    "KINDS",
+    "OFFICIAL",
+    "STEPLINE",
+    "Kind",
+    "Node",
+    "Workers",
+    "fid",
+    "node",
+    "workers",
+]

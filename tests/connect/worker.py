@@ -2,7 +2,8 @@
 
 ``python -m tests.connect.worker ENGINE_URL INSTANCE LOG [SIGNING_KEY]`` connects to the
 engine's gateway (``inngest.connect.connect(...).start()``) and serves the functions below
-until SIGTERM, on which the official worker drains (finishes its calls, takes no new ones).
+until SIGTERM, on which the official worker drains (finishes its calls, takes no new ones)
+and the process says ``<instance> drained and stopped``.
 Each step body that really runs appends ``<instance> <step key>`` to ``LOG`` (flushed at
 once), so a test in another process sees which worker ran what, and that no recorded step
 ran twice. Without a signing key the client is in dev mode; with one, in production mode.
@@ -210,6 +211,7 @@ def main() -> None:
     apps = [(client, functions), build_extra(engine_url, key)]
     conn = inngest.connect.connect(apps, instance_id=instance)
     asyncio.run(conn.start())
+    print(f"{instance} drained and stopped", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
