@@ -30,6 +30,15 @@ def bench_module(name: str) -> ModuleType:
     return importlib.import_module(name)
 
 
+def require_postgres() -> None:
+    """Skip without Postgres; under CI (``CI=true``) fail instead."""
+    problem = bench_module("all").postgres_problem()
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Postgres is required under CI: {problem}")
+        pytest.skip(problem)
+
+
 def run_json(script: str, *args: str, timeout: float = 100) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPLINE_", "INNGEST_"))}
     for name in ("STEPLINE_TEST_POSTGRES_URL", "STEPLINE_BENCH_POSTGRES_URL"):
@@ -155,11 +164,7 @@ def test_handler() -> None:
 
 
 def test_engine_nodes() -> None:
-    problem = bench_module("all").postgres_problem()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Postgres is required under CI: {problem}")
-        pytest.skip(problem)
+    require_postgres()
     data = run_json("engine_nodes.py", "--runs", "5", "--rounds", "1", "--nodes", "1")
     assert len(rows("nodes", data)) == 1
 

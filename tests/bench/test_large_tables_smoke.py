@@ -8,22 +8,16 @@ there and a plan for every query. Without Postgres the test skips, and fails und
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.bench.test_bench_smoke import bench_module, rows, run_json
+from tests.bench.test_bench_smoke import bench_module, require_postgres, rows, run_json
 
 RUNS = 2000
 
 
 @pytest.fixture(autouse=True)
 def postgres() -> None:
-    problem = bench_module("all").postgres_problem()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Postgres is required under CI: {problem}")
-        pytest.skip(problem)
+    require_postgres()
 
 
 @pytest.mark.timeout(90)

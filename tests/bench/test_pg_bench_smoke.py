@@ -9,20 +9,15 @@ on made-up timings. Without Postgres these tests skip, and fail under CI (``CI=t
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-from tests.bench.test_bench_smoke import bench_module, rows, run_json
+from tests.bench.test_bench_smoke import bench_module, require_postgres, rows, run_json
 
 
 @pytest.fixture(autouse=True)
 def postgres() -> None:
-    problem = bench_module("all").postgres_problem()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Postgres is required under CI: {problem}")
-        pytest.skip(problem)
+    require_postgres()
 
 
 @pytest.mark.timeout(200)

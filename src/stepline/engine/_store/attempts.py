@@ -13,9 +13,9 @@ step id (``"step"`` for a discovery call). Retention deletes them with their run
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
+from stepline.engine._store.mixin import SqlMixin
 from stepline.engine._store.rows import json_or_null, parsed_or_none, upsert
 
 _COLUMNS = "run_id, step_id, attempt, started_at, ended_at, error, retry_at"
@@ -43,11 +43,8 @@ class StepAttempt:
     retry_at: float | None = None
 
 
-class AttemptsTx:
+class AttemptsTx(SqlMixin):
     """``Tx`` methods over ``step_attempts``; mixed into each store's transaction class."""
-
-    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:  # pragma: no cover - SqlTx's
-        raise NotImplementedError
 
     def put_attempt(self, attempt: StepAttempt) -> None:
         """Record a failed attempt (a second record of the same attempt replaces it)."""

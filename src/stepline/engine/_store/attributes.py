@@ -9,8 +9,8 @@ retention deletes them with their run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from stepline.engine._store.mixin import SqlMixin
 from stepline.engine._store.rows import insert
 
 #: the most attributes one run keeps, the longest name and value (characters)
@@ -24,14 +24,8 @@ _UPSERT = (
 )
 
 
-class AttributesTx:
+class AttributesTx(SqlMixin):
     """``Tx`` methods over ``run_attributes``; mixed into each store's transaction class."""
-
-    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:  # pragma: no cover - SqlTx's
-        raise NotImplementedError
-
-    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:  # pragma: no cover
-        raise NotImplementedError
 
     def set_attributes(self, run_id: str, attributes: Mapping[str, str]) -> int:
         """Set (or replace) ``attributes`` on a run; returns how many it has now.

@@ -17,6 +17,7 @@ from typing import Any
 
 from stepline.engine._model import EventRecord, StepStatus
 from stepline.engine._store import EventFilter
+from stepline.engine._store.mixin import SqlMixin
 from stepline.engine._store.rows import parsed_or_none
 
 #: events read per query of a scan
@@ -53,11 +54,8 @@ class WaitingStep:
     wait: dict[str, Any] | None
 
 
-class BrowsingTx:
+class BrowsingTx(SqlMixin):
     """``Tx`` reads (and the replay link's write) of the dashboard's lists."""
-
-    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:  # pragma: no cover - SqlTx's
-        raise NotImplementedError
 
     def list_events(self, where: EventFilter) -> list[EventRecord]:  # pragma: no cover
         raise NotImplementedError

@@ -15,6 +15,7 @@ from typing import Any
 
 from stepline._json import dumps, loads
 from stepline.engine._model import Run
+from stepline.engine._store.mixin import SqlMixin
 from stepline.engine._store.rows import RUN_COLUMNS, insert, read_run
 
 BULK_COLUMNS = (
@@ -67,17 +68,8 @@ def _read(row: Sequence[Any]) -> BulkAction:
     )  # fmt: skip
 
 
-class BulkTx:
+class BulkTx(SqlMixin):
     """``Tx`` methods over the table; mixed into each store's transaction class."""
-
-    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:  # pragma: no cover - SqlTx's
-        raise NotImplementedError
-
-    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def _row_lock(self) -> str:  # pragma: no cover - SqlTx's (and PostgresTx's)
-        raise NotImplementedError
 
     def insert_bulk(self, action: BulkAction) -> bool:
         """Store a new action; False if its ``idempotency_key`` is taken (nothing stored)."""

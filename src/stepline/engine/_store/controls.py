@@ -11,9 +11,9 @@ transaction that parked a call on the strength of that row, and then sees the ca
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
+from stepline.engine._store.mixin import SqlMixin
 from stepline.engine._store.rows import upsert
 
 #: what a paused function's cron ticks do: start runs that queue, or start none
@@ -32,19 +32,10 @@ class FunctionPause:
     reason: str | None = None
 
 
-class ControlsTx:
+class ControlsTx(SqlMixin):
     """``Tx`` methods over ``function_controls``; mixed into each store's transaction class."""
 
     _paused: dict[str, FunctionPause] | None = None
-
-    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:  # pragma: no cover - SqlTx's
-        raise NotImplementedError
-
-    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def _row_lock(self) -> str:  # pragma: no cover - SqlTx's
-        raise NotImplementedError
 
     def paused_functions(self) -> dict[str, FunctionPause]:
         """The paused functions by id (read once per transaction)."""

@@ -22,6 +22,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from stepline.engine._store.mixin import SqlMixin
+
 #: ``waiting.reason`` values flow control writes (``_flow``) and a paused function's
 _HELD = ("concurrency", "throttled", "debounced", "batched", "priority", "paused")
 #: The percentiles the charts show
@@ -69,11 +71,8 @@ class FunctionMetrics:
         return out
 
 
-class FunctionMetricsTx:
+class FunctionMetricsTx(SqlMixin):
     """``Tx.function_metrics``; mixed into each store's transaction class."""
-
-    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:  # pragma: no cover - SqlTx's
-        raise NotImplementedError
 
     @staticmethod
     def _floor(expr: str) -> str:

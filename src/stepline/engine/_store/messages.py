@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
+from stepline.engine._store.mixin import SqlMixin
 from stepline.engine._store.rows import insert
 
 MESSAGE_COLUMNS = "run_id, seq, topic, data, published_at, durable_id"
@@ -39,14 +39,8 @@ class StoredMessage:
     published_at: float
 
 
-class MessagesTx:
+class MessagesTx(SqlMixin):
     """``Tx`` methods over ``run_messages``; mixed into each store's transaction class."""
-
-    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:  # pragma: no cover - SqlTx's
-        raise NotImplementedError
-
-    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:  # pragma: no cover
-        raise NotImplementedError
 
     def _streamed(self, run_id: str) -> None:
         """Messages were appended to ``run_id`` (Postgres tells the other nodes)."""

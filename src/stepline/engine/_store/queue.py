@@ -10,17 +10,17 @@ function wait with ``parked_on`` set until a slot frees or the function resumes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from stepline._json import dumps
 from stepline.engine._model import Job, JobKind
+from stepline.engine._store.mixin import SqlMixin
 from stepline.engine._store.rows import JOB_COLUMNS, insert, job_values, read_job
 
 #: a job's ``queued_at`` is its first ``available_at`` (the order parked calls wake in)
 _INSERT_JOB = insert("jobs", f"{JOB_COLUMNS}, queued_at", on_conflict="DO NOTHING")
 
 
-class QueueTx:
+class QueueTx(SqlMixin):
     """``Tx`` methods over ``jobs``; ``SqlTx`` provides the connection."""
 
     #: appended to the lease query's inner SELECT (``FOR UPDATE SKIP LOCKED`` on Postgres)
@@ -32,15 +32,6 @@ class QueueTx:
     claimed: set[str]
     #: the calls this transaction queued, by run (``lease_run_call`` takes one by id)
     calls: dict[str, Job]
-
-    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:  # pragma: no cover - SqlTx's
-        raise NotImplementedError
-
-    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def _row_lock(self) -> str:  # pragma: no cover - SqlTx's
-        raise NotImplementedError
 
     def enqueue(self, job: Job) -> bool:
         cur = self._x(_INSERT_JOB, (*job_values(job), job.available_at))

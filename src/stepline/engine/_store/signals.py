@@ -9,21 +9,13 @@ key is set beside it in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from stepline.engine._model import Pause
+from stepline.engine._store.mixin import SqlMixin
 from stepline.engine._store.rows import PAUSE_COLUMNS, read_pause
 
 
-class SignalsTx:
+class SignalsTx(SqlMixin):
     """``Tx`` methods over the table; mixed into each store's transaction class."""
-
-    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:  # pragma: no cover - SqlTx's
-        raise NotImplementedError
-
-    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:  # pragma: no cover
-        raise NotImplementedError
 
     def set_pause_signal(self, pause_id: str, signal: str | None) -> None:
         """Give the pause its signal key (None: it no longer holds one)."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from stepline._json import dumps, loads
 from stepline._status import RunStatus
+from stepline.engine._store.mixin import SqlMixin
 from stepline.engine._store.rows import upsert
 
 VERSION_COLUMNS = (
@@ -61,14 +62,8 @@ def _read(row: Sequence[Any]) -> AppVersion:
     )
 
 
-class VersionsTx:
+class VersionsTx(SqlMixin):
     """``Tx`` methods over ``app_versions``; mixed into each store's transaction class."""
-
-    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:  # pragma: no cover - SqlTx's
-        raise NotImplementedError
-
-    def _lock(self, name: str) -> None:  # pragma: no cover - SqlTx's
-        raise NotImplementedError
 
     def lock_app_versions(self, app_id: str) -> None:
         """Serialise changes to an app's versions until the transaction ends (Postgres)."""
