@@ -1,10 +1,11 @@
 """Connect on two engine nodes sharing one Postgres (issue 29, phase 2).
 
-Two ``stepline start`` processes on one database (a schema of its own) and Stepline's
-worker processes connected to one node or to each; events go in through either node.
-Any node may lease a call: a node with no worker of the app forwards it to a node that
-has one (``/v0/connect/forward``, found through the presence table), so every run
-completes wherever it was leased.
+Two ``stepline start`` processes on one database (a schema of its own) and worker
+processes connected to one node or to each; events go in through either node. Any node
+may lease a call: a node with no worker of the app forwards it to a node that has one
+(``/v0/connect/forward``, found through the presence table), so every run completes
+wherever it was leased. Each test runs with both workers (``harness.KINDS``: the official
+``inngest`` package's and Stepline's).
 """
 
 from __future__ import annotations
@@ -24,13 +25,19 @@ from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, log_tail, spawn, stop
 from tests.engine.servers import postgres_schema
 
-from .harness import APP_ID, TERMINAL, Workers, workers
+from .harness import APP_ID, KINDS, TERMINAL, Kind, Workers, workers
 from .worker import event
 
 pytestmark = pytest.mark.timeout(180)
 
 KEY = "signkey-prod-" + "5a6b" * 16
-MODULE = "tests.connect.stepline_worker"
+
+
+@pytest.fixture(params=KINDS, ids=[kind.name for kind in KINDS])
+def kind(request: pytest.FixtureRequest) -> Kind:
+    """Each worker in turn."""
+    found: Kind = request.param
+    return found
 
 
 class EngineNode:
@@ -117,13 +124,14 @@ def _connect(found: Workers, node: EngineNode, instance: str) -> None:
     )
 
 
-def test_a_worker_on_one_node_serves_calls_leased_by_the_other(tmp_path: Path) -> None:
-    with two_nodes(tmp_path) as (a, b), workers(tmp_path, MODULE) as found:
+def test_a_worker_on_one_node_serves_calls_leased_by_the_other(tmp_path: Path, kind: Kind) -> None:
+    with two_nodes(tmp_path) as (a, b), workers(tmp_path, kind.module) as found:
         _connect(found, a, "s1")
         # b lists a's worker (asking a), and none of its own
         [listed] = b.get(f"/v1/apps/{APP_ID}/workers")
         assert (listed["instance_id"], listed["status"]) == ("s1", "ready")
-        assert listed in a.get("/v1/connect/workers")
+        # the record a gives for this app (the official worker serves two apps)
+        assert listed in a.get(f"/v1/apps/{APP_ID}/workers")
         assert b.get(f"/v1/apps/{APP_ID}/workers?local=1") == []
         # events into b: runs and their calls are leased by either node; b has no worker
         sent = [b.send("steps", {"n": n}) for n in range(1, 9)]
@@ -137,8 +145,8 @@ def test_a_worker_on_one_node_serves_calls_leased_by_the_other(tmp_path: Path) -
         assert a.forwarded() == 0, "a had the worker: it never forwarded"
 
 
-def test_a_worker_on_each_node_and_events_through_both(tmp_path: Path) -> None:
-    with two_nodes(tmp_path) as (a, b), workers(tmp_path, MODULE) as found:
+def test_a_worker_on_each_node_and_events_through_both(tmp_path: Path, kind: Kind) -> None:
+    with two_nodes(tmp_path) as (a, b), workers(tmp_path, kind.module) as found:
         _connect(found, a, "s1")
         _connect(found, b, "s2")
         sent = [(a if n % 2 else b).send("steps", {"n": n}) for n in range(1, 13)]
@@ -157,8 +165,10 @@ def test_a_worker_on_each_node_and_events_through_both(tmp_path: Path) -> None:
             assert len({w["node"] for w in listed}) == 2
 
 
-def test_a_dead_nodes_presence_is_skipped_and_calls_wait_for_a_worker(tmp_path: Path) -> None:
-    with two_nodes(tmp_path) as (a, b), workers(tmp_path, MODULE) as found:
+def test_a_dead_nodes_presence_is_skipped_and_calls_wait_for_a_worker(
+    tmp_path: Path, kind: Kind
+) -> None:
+    with two_nodes(tmp_path) as (a, b), workers(tmp_path, kind.module) as found:
         _connect(found, a, "s1")
         assert b.finished(b.send("steps", {"n": 1}))["output"] == 10
         a.proc.kill()  # SIGKILL: its presence row stays until it is stale
