@@ -48,6 +48,17 @@ class HttpResponse:
         """True for 2xx responses."""
         return 200 <= self.status < 300
 
+    @property
+    def retry_after(self) -> float | None:
+        """The seconds the ``Retry-After`` header asks to wait; None without one.
+
+        An HTTP date, or anything else that is not a number of seconds, is None too.
+        """
+        value = self.headers.get("retry-after", "").strip()
+        if not value.isascii() or not value.replace(".", "", 1).isdigit():
+            return None
+        return float(value)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Sleep:

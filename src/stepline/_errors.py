@@ -135,17 +135,36 @@ class RegistrationFailedError(SteplineError):
 class SendEventError(SteplineError):
     """Sending events to the event API failed.
 
+    A view that sends events can answer the engine's 503 (its database is locked, full
+    or read-only) with its own 503 and ``Retry-After: retry_after``: docs/operations.md.
+
     Attributes:
         ids: the ids of the events the engine did store before refusing one (a batch
             with an invalid event keeps the events before it); empty when none was.
+        http_status: the HTTP status the event API answered last (503 while the engine's
+            database is unavailable); None when it was unreachable, or when the events
+            were refused before any request (no events, a reserved name, not JSON).
+        retry_after: the seconds that answer's ``Retry-After`` asked to wait (rounded up
+            to whole seconds); None when it had none.
     """
 
     code = "send_event_failed"
+    # The answer when this error ends a request to the serve endpoint (``_comm.messages``):
+    # the app's own failure, whatever the event API answered (that is ``http_status``).
     status = 500
 
-    def __init__(self, message: str = "", *, ids: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        ids: Sequence[str] = (),
+        http_status: int | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.ids = list(ids)
+        self.http_status = http_status
+        self.retry_after = retry_after
 
 
 class OutputUnserializableError(SteplineError):

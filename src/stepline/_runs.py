@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -41,13 +42,21 @@ POLL_SECONDS = 25.0
 
 
 class ManagementError(_errors.SteplineError):
-    """The engine could not be reached, or answered something unexpected."""
+    """The engine could not be reached, or answered something unexpected.
+
+    Attributes:
+        http_status: the HTTP status the engine answered (503 while its database is
+            unavailable); 0 when it could not be reached or no request was made.
+        retry_after: the seconds the answer's ``Retry-After`` asked to wait (rounded up
+            to whole seconds); None when it had none.
+    """
 
     code = "management_failed"
 
-    def __init__(self, message: str, *, status: int = 0) -> None:
+    def __init__(self, message: str, *, status: int = 0, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.http_status = status
+        self.retry_after = retry_after
 
 
 class RunNotFoundError(ManagementError):
@@ -412,9 +421,11 @@ def call(
         raise RunNotStartedError(message, status=409)
     if not response.ok or not isinstance(parsed, dict):
         route = path.split("?", maxsplit=1)[0]
+        asked = response.retry_after
         raise ManagementError(
             f"engine answered {method} {route} with {response.status}: {message}",
             status=response.status,
+            retry_after=None if asked is None else math.ceil(asked),
         )
     return parsed if whole else parsed.get("data")
 

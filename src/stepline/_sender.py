@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import os
 import time
 import urllib.parse
@@ -153,10 +154,8 @@ def _body(events: Sequence[_event.Event], now_ms: int) -> bytes:
 
 def _retry_after(response: _effects.HttpResponse) -> float:
     """The wait a response asks for, in seconds (0: none, or not a number of seconds)."""
-    value = response.headers.get("retry-after", "").strip()
-    if not value.isascii() or not value.replace(".", "", 1).isdigit():
-        return 0.0  # an HTTP date or garbage: the backoff alone
-    return min(float(value), _RETRY_AFTER_CAP)
+    asked = response.retry_after
+    return 0.0 if asked is None else min(asked, _RETRY_AFTER_CAP)  # none: the backoff alone
 
 
 def _retriable(response: _effects.HttpResponse) -> bool:
@@ -176,11 +175,16 @@ def _ids(response: _effects.HttpResponse, attempts: int) -> list[str]:
         stored = payload.get("ids") if isinstance(payload, dict) else None
         if not isinstance(stored, list) or not all(isinstance(i, str) for i in stored):
             stored = []
+        asked = response.retry_after
         raise _errors.SendEventError(
             f"event API answered {response.status} after {attempts} attempt(s): {detail}",
             ids=stored,
+            http_status=response.status,
+            retry_after=None if asked is None else math.ceil(asked),  # whole seconds, as a header
         )
     ids = payload.get("ids") if isinstance(payload, dict) else None
     if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
-        raise _errors.SendEventError(f"event API answered {response.status} without ids")
+        raise _errors.SendEventError(
+            f"event API answered {response.status} without ids", http_status=response.status
+        )
     return ids

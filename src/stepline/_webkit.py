@@ -286,6 +286,13 @@ class RunRoutes:
             logger.info("%s %s: 409 %s", request.method, request.path, exc.message)
             return json_response(409, {"error": f"the run was not started: {exc.message}"})
         except _runs.ManagementError as exc:
+            if exc.http_status == 503:  # up, but cannot work now (its database): try again later
+                logger.warning("%s %s: engine unavailable: %s", request.method, request.path, exc)
+                message = f"the workflow engine is unavailable, try again later: {exc.message}"
+                response = json_response(503, {"error": message})
+                if exc.retry_after is not None:
+                    response.headers["retry-after"] = str(exc.retry_after)
+                return response
             # the engine is down or refused us: a fault on our side of the app, not the caller's
             logger.error("%s %s: engine error: %s", request.method, request.path, exc)
             return json_response(502, {"error": f"the workflow engine failed: {exc.message}"})

@@ -144,6 +144,46 @@ def test_a_503_retry_after_lengthens_the_wait(retry_after: str, wait: float) -> 
     assert finish(flow, ok()) == OK_IDS
 
 
+def test_a_503_outlasting_the_retries_says_what_the_engine_answered() -> None:
+    """Issue 31: a view catching the error can answer 503 with the engine's Retry-After."""
+    flow = _sender.send_flow(settings(send_max_attempts=3), events(), now_ms=NOW, seed=SEED)
+    next(flow)
+    body = {"ids": [], "error": "the database is unavailable (disk full); retry in 5 s"}
+    full = _effects.HttpResponse(503, {"retry-after": "5"}, json.dumps(body).encode())
+    for _ in range(2):
+        assert flow.send(full) == _effects.Sleep(5.0)
+        flow.send(None)
+    with pytest.raises(_errors.SendEventError, match=r"503 after 3 attempt\(s\)") as refused:
+        flow.send(full)
+    assert "disk full" in str(refused.value)
+    assert (refused.value.http_status, refused.value.retry_after, refused.value.ids) == (503, 5, [])
+    assert refused.value.status == 500  # the app's own answer if it ends a request
+
+
+HTTP_DATE = "Wed, 21 Oct 2026 07:28:00 GMT"
+
+
+@pytest.mark.parametrize(
+    ("answer", "http_status", "retry_after"),
+    [
+        (_effects.HttpResponse(503, {"retry-after": "0.5"}, b""), 503, 1),  # whole seconds
+        (_effects.HttpResponse(503, {"retry-after": HTTP_DATE}, b""), 503, None),  # not seconds
+        (_effects.HttpResponse(500, {}, b'{"error": "boom"}'), 500, None),
+        (_effects.HttpResponse(400, {"retry-after": "3"}, b'{"error": "bad"}'), 400, 3),
+        (_effects.HttpResponse(200, {}, b"{}"), 200, None),  # answered, without ids
+        (_effects.HttpResponse(0, {}, b"", error="refused"), None, None),  # unreachable
+    ],
+)
+def test_the_error_carries_the_last_answer(
+    answer: _effects.HttpResponse, http_status: int | None, retry_after: int | None
+) -> None:
+    flow = _sender.send_flow(settings(send_max_attempts=1), events(), now_ms=NOW, seed=SEED)
+    next(flow)
+    with pytest.raises(_errors.SendEventError) as refused:
+        flow.send(answer)
+    assert (refused.value.http_status, refused.value.retry_after) == (http_status, retry_after)
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 429])
 def test_never_retries_4xx(status):
     flow = _sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
@@ -196,8 +236,9 @@ def _nameless() -> _event.Event:
 )
 def test_invalid_events_fail_before_any_io(batch, message):
     flow = _sender.send_flow(settings(), batch, now_ms=NOW, seed=SEED)
-    with pytest.raises(_errors.SendEventError, match=message):
+    with pytest.raises(_errors.SendEventError, match=message) as refused:
         next(flow)
+    assert (refused.value.http_status, refused.value.retry_after) == (None, None)
 
 
 def test_seed_must_be_ten_bytes():

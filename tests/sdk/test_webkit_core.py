@@ -610,6 +610,32 @@ class Scripted:
         return self._answer(effect)
 
 
+def test_an_engine_503_is_503_with_its_retry_after(face: str, loop: LoopThread) -> None:
+    """Issue 31: the engine's database is locked or full: try again later, not a 502."""
+    app = embedded_app.build(api_base_url="http://engine.test")
+    full = {"error": "the database is unavailable (disk full); retry in 5 s", "retry_after": 5}
+    script = Scripted(
+        {
+            "v1/functions/shop-order/runs": [
+                _effects.HttpResponse(503, {"retry-after": "5"}, json.dumps(full).encode()),
+                _effects.HttpResponse(503, {}, b"Service Unavailable"),  # a proxy's: no wait
+            ],
+        }
+    )
+    app.client._sync_transport.perform = script.perform  # type: ignore[method-assign]
+    app.client._async_transport.perform = script.aperform  # type: ignore[method-assign]
+    call = Caller(routes_for(app), face, loop)
+    response = call("POST", "/runs", {"function": "order"})
+    assert response.status == 503
+    assert response.headers["retry-after"] == "5"
+    error = body(response)["error"]
+    assert error.startswith("the workflow engine is unavailable, try again later: ")
+    assert error.endswith("with 503: the database is unavailable (disk full); retry in 5 s")
+    response = call("POST", "/runs", {"function": "order"})
+    assert response.status == 503
+    assert "retry-after" not in response.headers
+
+
 def test_an_engine_failure_mid_stream_ends_it_with_an_error_event(
     face: str, loop: LoopThread
 ) -> None:
