@@ -2,7 +2,8 @@
 
 One project for the module (``django_admin_setup.admin_project``: the admin's apps, a
 migrated SQLite database, ``STEPLINE`` with ``"ENGINE": "embedded"``); runs of
-``django_admin_functions`` (greet completes, boom fails, hold sleeps) made once by events.
+``django_admin_functions`` (greet completes, boom fails, hold sleeps) made once by events,
+and ``approve`` (``make`` below), which waits for a signal.
 Each test logs in a user of its own: a superuser, or staff with only some permissions.
 """
 
@@ -22,12 +23,27 @@ from stepline import _catalog
 from stepline.django._admin import listing
 from tests._support.polling import wait_until
 
+from . import django_admin_functions
 from .django_admin_setup import admin_project, browser, mount_admin
 from .django_setup import _django, harness  # noqa: F401 (_django: an autouse fixture)
 
 RUNS = "/admin/stepline/run/"
 EVENTS = "/admin/stepline/event/"
 FUNCTIONS = "/admin/stepline/function/"
+
+
+def make() -> list[stepline.Function]:
+    """``STEPLINE["FUNCTIONS"]``: the admin's functions and ``approve``.
+
+    ``approve`` waits an hour for the signal ``approved`` and returns its data.
+    """
+    client = stepline.django.get_client()
+
+    @client.function(id="approve", trigger=stepline.TriggerEvent(event="adm/approve"))
+    def approve(ctx: stepline.SyncContext) -> object:
+        return {"verdict": ctx.step.wait_for_signal("review", signal="approved", timeout="1h")}
+
+    return [*django_admin_functions.functions(client), approve]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +63,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Made]:
     setting = {
         "APP_ID": "adm",
         "DEV": True,
-        "FUNCTIONS": "tests.web.django_admin_functions.make",
+        "FUNCTIONS": "tests.web.test_django_admin.make",
         "ENGINE": "embedded",
         "DATABASE": str(tmp / "engine.db"),
         "ENGINE_OPTIONS": {"poll_interval": 0.05},
@@ -90,6 +106,17 @@ def run_of(client: stepline.Client, event_id: str) -> str:
 
 def sleeping(client: stepline.Client, run_id: str) -> bool:
     return any(s.status == "Sleeping" for s in client.get_run_sync(run_id).steps())
+
+
+def awaiting_signal(client: stepline.Client) -> str:
+    """A new run of ``approve``, once its step waits for the signal."""
+    run_id = run_of(client, send(client, "adm/approve", {}))
+
+    def waiting() -> bool:
+        return any(s.status == "Waiting" for s in client.get_run_sync(run_id).steps())
+
+    wait_until(waiting, timeout=20, message="the run to wait for its signal")
+    return run_id
 
 
 def listed(page: str) -> list[str]:
@@ -317,6 +344,87 @@ def test_replay_from_a_step_reuses_the_steps_before_it(made: Made) -> None:
     assert 'class="error"' in text(refused)
 
 
+def test_a_signal_from_the_run_page_completes_the_run_with_its_data(made: Made) -> None:
+    client = stepline.django.get_client()
+    run_id = awaiting_signal(client)
+    http = browser("root-signal", superuser=True)
+    page = text(http.get(f"{RUNS}{run_id}/change/"))
+    assert 'id="run-signal"' in page
+    assert "Send a signal" in page
+    # a name nothing waits for: the engine's refusal, the form again with what was typed
+    refused = http.post(
+        f"{RUNS}{run_id}/change/", {"_action": "signal", "signal": "nope", "payload": "1"}
+    )
+    assert refused.status_code == 200
+    form = re.search(r'id="run-signal">(.*?)</form>', text(refused), re.S)
+    assert form is not None
+    assert "The engine did not take the signal" in form.group(1)
+    assert "not waiting for signal 'nope'" in form.group(1)
+    assert 'value="nope"' in form.group(1)
+    assert history(run_id) == []
+    response = http.post(
+        f"{RUNS}{run_id}/change/",
+        {"_action": "signal", "signal": "approved", "payload": '{"ok": true, "by": "ana"}'},
+    )
+    assert response.status_code == 302
+    assert response["location"] == f"{RUNS}{run_id}/change/"
+    result = client.get_run_sync(run_id).result(timeout=20)
+    assert result == {"verdict": {"ok": True, "by": "ana"}}
+    assert f"Sent signal approved to run {run_id}" in text(http.get(response["location"]))
+    assert history(run_id) == [f"Sent signal approved to run {run_id}"]
+    # ended: nothing waits any more, no form
+    assert 'id="run-signal"' not in text(http.get(f"{RUNS}{run_id}/change/"))
+
+
+def test_bad_json_data_is_an_error_and_sends_nothing(made: Made) -> None:
+    client = stepline.django.get_client()
+    run_id = awaiting_signal(client)
+    http = browser("root-signal-json", superuser=True)
+    for data in ('{"ok": tru', "{'single': 'quotes'}"):
+        response = http.post(
+            f"{RUNS}{run_id}/change/", {"_action": "signal", "signal": "approved", "payload": data}
+        )
+        assert response.status_code == 200
+        page = text(response)
+        assert re.search(r'<ul class="errorlist[^"]*"[^>]*><li>Not valid JSON: [^<]*line 1', page)
+        assert "Nothing was sent." in page
+        assert data in page  # the input, to correct
+    missing = http.post(f"{RUNS}{run_id}/change/", {"_action": "signal", "payload": "1"})
+    assert missing.status_code == 200
+    assert "This field is required." in text(missing)
+    assert history(run_id) == []
+    # the wait is untouched: the next signal is the one the step returns
+    assert client.get_run_sync(run_id).status() is stepline.RunStatus.RUNNING
+    client.signal_sync(run_id, "approved", "later")
+    assert client.get_run_sync(run_id).result(timeout=20) == {"verdict": "later"}
+
+
+def test_the_signal_permission_guards_the_signal_form(made: Made) -> None:
+    client = stepline.django.get_client()
+    run_id = awaiting_signal(client)
+    viewer = browser("staff-signal-view", "view_run", "cancel_run", "rerun_run")
+    assert 'id="run-signal"' not in text(viewer.get(f"{RUNS}{run_id}/change/"))
+    forbidden = viewer.post(
+        f"{RUNS}{run_id}/change/", {"_action": "signal", "signal": "approved", "payload": "1"}
+    )
+    assert forbidden.status_code == 403
+    # a forged POST with bad data is a 403 too: the permission comes first
+    bad = viewer.post(f"{RUNS}{run_id}/change/", {"_action": "signal", "payload": "{"})
+    assert bad.status_code == 403
+    assert client.get_run_sync(run_id).status() is stepline.RunStatus.RUNNING
+    assert any(s.status == "Waiting" for s in client.get_run_sync(run_id).steps())
+    assert history(run_id) == []
+    signaller = browser("staff-signal", "view_run", "signal_run")
+    page = text(signaller.get(f"{RUNS}{run_id}/change/"))
+    assert 'id="run-signal"' in page
+    assert 'value="Cancel run"' not in page
+    sent = signaller.post(
+        f"{RUNS}{run_id}/change/", {"_action": "signal", "signal": "approved", "payload": "true"}
+    )
+    assert sent.status_code == 302
+    assert client.get_run_sync(run_id).result(timeout=20) == {"verdict": True}
+
+
 # -- permissions ----------------------------------------------------------------------------
 
 
@@ -433,7 +541,8 @@ def test_the_admin_module_and_models_are_pinned(made: Made) -> None:
     for model in (models.Run, models.Event, models.Function):
         assert not model._meta.managed  # no table: the engine holds them
     codenames = {p.codename for p in Permission.objects.filter(content_type__app_label="stepline")}
-    assert {"view_run", "cancel_run", "rerun_run", "view_event", "view_function"} <= codenames
+    assert {"view_run", "cancel_run", "rerun_run", "signal_run"} <= codenames
+    assert {"view_event", "view_function"} <= codenames
     assert "pause_function" in codenames
     assert not {"add_run", "change_run", "delete_run"} & codenames
 
@@ -473,3 +582,14 @@ def test_durations_read_like_a_person_would_say_them() -> None:
     assert listing.duration(start, start + dt.timedelta(seconds=1.25)) == "1.25 s"
     assert listing.duration(start, start + dt.timedelta(seconds=184)) == "3 min 4 s"
     assert listing.duration(start, start + dt.timedelta(hours=2, minutes=5)) == "2 h 5 min"
+
+
+def test_the_signal_form_reads_its_data_as_json() -> None:
+    from stepline.django._admin import signals
+
+    assert signals.parse_data("") is None
+    assert signals.parse_data("  \n") is None  # empty sends null
+    assert signals.parse_data(' {"ok": true} ') == {"ok": True}
+    assert signals.parse_data('"yes"') == "yes"
+    with pytest.raises(ValueError, match=r"Not valid JSON: .*\(line 2, column 1\)"):
+        signals.parse_data('{"ok": true,\n}')

@@ -23,11 +23,18 @@ from .django_admin_setup import admin_project, browser, mount_admin
 from .django_setup import _django  # noqa: F401 (_django: an autouse fixture)
 
 
-def test_the_admin_lists_shows_and_cancels_runs_of_a_separate_engine(tmp_path: Path) -> None:
+def test_the_admin_lists_shows_cancels_and_signals_runs_of_a_separate_engine(
+    tmp_path: Path,
+) -> None:
     far = stepline.Client("far", is_production=False, environ={})
+
+    @far.function(id="approve", trigger=stepline.TriggerEvent(event="far/approve"))
+    def approve(ctx: stepline.SyncContext) -> object:
+        return ctx.step.wait_for_signal("review", signal="approved", timeout="1h")
+
     engine = EmbeddedEngine(
         far,
-        django_admin_functions.functions(far),
+        [*django_admin_functions.functions(far), approve],
         database=str(tmp_path / "engine.db"),
         poll_interval=0.05,
     )
@@ -39,6 +46,12 @@ def test_the_admin_lists_shows_and_cancels_runs_of_a_separate_engine(tmp_path: P
             lambda: any(s.status == "Sleeping" for s in hold.steps()),
             timeout=20,
             message="hold to sleep",
+        )
+        waiting = far.start_sync("approve")
+        wait_until(
+            lambda: any(s.status == "Waiting" for s in waiting.steps()),
+            timeout=20,
+            message="approve to wait for its signal",
         )
         with (
             serving(engine.asgi_app(), lifespan="off") as url,
@@ -59,6 +72,18 @@ def test_the_admin_lists_shows_and_cancels_runs_of_a_separate_engine(tmp_path: P
             )
             assert f"Cancelled run {hold.run_id}" in cancelled.content.decode()
             assert hold.status() is stepline.RunStatus.CANCELLED
+            refused = http.post(
+                f"/admin/stepline/run/{waiting.run_id}/change/",
+                {"_action": "signal", "signal": "nope"},
+            )
+            assert refused.status_code == 200
+            assert "not waiting for signal &#x27;nope&#x27;" in refused.content.decode()
+            signalled = http.post(
+                f"/admin/stepline/run/{waiting.run_id}/change/",
+                {"_action": "signal", "signal": "approved", "payload": '{"ok": true}'},
+            )
+            assert signalled.status_code == 302
+            assert waiting.result(timeout=20) == {"ok": True}
             functions = html.unescape(http.get("/admin/stepline/function/").content.decode())
             assert "far-greet" in functions
     finally:

@@ -3,8 +3,9 @@
 Django's admin imports this module (``autodiscover``) when ``django.contrib.admin`` and
 ``"stepline.django"`` are both installed: the sections read the engine through the
 project's client (``settings.STEPLINE``: embedded or separate), with Django's permissions
-(``stepline.view_run``, ``cancel_run``, ``rerun_run``, ``view_event``, ``view_function``,
-``pause_function``). To put them on a site of your own, register the same classes::
+(``stepline.view_run``, ``cancel_run``, ``rerun_run``, ``signal_run``, ``view_event``,
+``view_function``, ``pause_function``). To put them on a site of your own, register the
+same classes::
 
     my_site.register(stepline.django.models.Run, RunAdmin)
 """

@@ -44,9 +44,11 @@ class OutboxMessage(models.Model):
 
 
 class Run(models.Model):
-    """A run in the Django admin: permissions ``view_run``, ``cancel_run`` and ``rerun_run``.
+    """A run in the Django admin: permissions ``view_run``, ``cancel_run``, ``rerun_run``
+    and ``signal_run``.
 
-    No table: the admin reads runs from the engine. ``rerun_run`` allows rerun and replay.
+    No table: the admin reads runs from the engine. ``rerun_run`` allows rerun and replay;
+    ``signal_run`` sending a signal to a run that waits for it.
     """
 
     id: models.CharField[str, str] = models.CharField(primary_key=True, max_length=64)
@@ -59,6 +61,7 @@ class Run(models.Model):
         permissions = (
             ("cancel_run", "Can cancel runs"),
             ("rerun_run", "Can rerun and replay runs"),
+            ("signal_run", "Can send signals to runs"),
         )
 
     def __str__(self) -> str:

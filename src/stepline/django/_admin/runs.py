@@ -2,7 +2,8 @@
 
 Search takes a run id (that run) or an event name (the runs its latest events started).
 Actions: cancel (``stepline.cancel_run``), rerun and replay, from a step too
-(``stepline.rerun_run``); each is the client's own call, recorded in the admin's history.
+(``stepline.rerun_run``), and a live run's page sends a signal (``stepline.signal_run``);
+each is the client's own call, recorded in the admin's history.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from django.utils import timezone
 from stepline import _catalog, _runs
 from stepline._runs import RunStatus, StepInfo
 from stepline.django import models
-from stepline.django._admin import listing
+from stepline.django._admin import listing, signals
 from stepline.django._admin.base import Action, Done, EngineAdmin, Row, dashboard_url, query
 
 __all__ = ["RunAdmin", "pretty"]
@@ -175,7 +176,15 @@ class RunAdmin(EngineAdmin):
         self.require(request)
         run_id = unquote(object_id)
         if request.method == "POST":
+            if request.POST.get("_action") == "signal":
+                return self._signal(request, run_id)
             return self._act_on_page(request, run_id)
+        return self._run_page(request, run_id)
+
+    def _run_page(
+        self, request: http.HttpRequest, run_id: str, signal_form: signals.SignalForm | None = None
+    ) -> http.HttpResponse:
+        """The run's page; ``signal_form`` is a bound form to show again with its errors."""
         try:
             detail = self.catalog().run(run_id)
         except _runs.RunNotFoundError:
@@ -185,6 +194,7 @@ class RunAdmin(EngineAdmin):
         info = detail.info
         ended = info.status.terminal
         may_rerun = self.may(request, "rerun_run")
+        form = signals.SignalForm() if signal_form is None else signal_form
         context = {
             "title": f"Run {run_id}",
             "run": info,
@@ -200,6 +210,7 @@ class RunAdmin(EngineAdmin):
             "can_cancel": not ended and self.may(request, "cancel_run"),
             "can_rerun": may_rerun,
             "can_replay": ended and may_rerun,
+            "signal_form": form if not ended and self.may(request, signals.PERMISSION) else None,
             "dashboard_url": dashboard_url(f"runs/{run_id}"),
         }
         return self.page(request, "stepline/admin/run.html", context)
@@ -248,6 +259,21 @@ class RunAdmin(EngineAdmin):
         self.log(request, run_id, done.message, model=models.Run)
         messages.success(request, done.message)
         return http.HttpResponseRedirect(self.url("change", done.made or run_id))
+
+    def _signal(self, request: http.HttpRequest, run_id: str) -> http.HttpResponse:
+        """Send the form's signal; a bad form or the engine's refusal shows the form again."""
+        self.require(request, signals.PERMISSION)
+        form = signals.SignalForm(request.POST)
+        if form.is_valid():
+            try:
+                done = signals.send(self.client(), run_id, form)
+            except _runs.ManagementError as exc:
+                form.add_error(None, f"The engine did not take the signal: {exc}")
+            else:
+                self.log(request, run_id, done.message, model=models.Run)
+                messages.success(request, done.message)
+                return http.HttpResponseRedirect(self.url("change", run_id))
+        return self._run_page(request, run_id, form)
 
 
 def _link(text: str, url: str) -> dict[str, str]:
