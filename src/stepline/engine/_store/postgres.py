@@ -48,6 +48,10 @@ CHANNEL = "stepline_jobs"
 #: the channel a commit that published to a run's stream notifies, with the run id
 STREAMS = "stepline_streams"
 _RETRIES = 8
+#: Seconds a transaction waits for a pooled connection, and for a new one to connect:
+#: with the database gone, a request gets its 503 after this, not after psycopg's 30 s
+#: (a pool this busy for that long is overloaded: a 503 says so too).
+CHECKOUT_TIMEOUT = 5
 _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 #: Logged when a connection dies during COMMIT: whether it committed is unknown, so the
 #: error goes to the caller (a job's lease lapses and it runs again; an API call fails).
@@ -151,7 +155,8 @@ class PostgresStore:
             url,
             min_size=1,
             max_size=pool_size,
-            kwargs={"autocommit": True},
+            timeout=CHECKOUT_TIMEOUT,
+            kwargs={"autocommit": True, "connect_timeout": CHECKOUT_TIMEOUT},
             open=False,
             name="stepline",
         )
