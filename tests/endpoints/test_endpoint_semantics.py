@@ -1,13 +1,17 @@
 """What a durable endpoint does with retries, failures, flow control, callers and budgets.
 
 FastAPI's ``TestClient`` drives each route (the logic is framework-neutral, in
-``stepline._endpoints``); the engine is embedded, on SQLite, with retries at once.
+``stepline._endpoints``); the engine is embedded, on SQLite, with retries at once. A
+separate engine's answers are scripted (its transport replaced) where only they matter.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import json
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +26,9 @@ import pytest
 import stepline
 import stepline.fastapi
 import stepline.web
+from stepline import _effects
 from stepline.embedded import EmbeddedEngine
+from stepline.engine._store.sqlite import SqliteStore
 from tests._support.polling import wait_until
 
 
@@ -314,6 +320,90 @@ def test_retry_after_error_answers_202_and_the_engine_retries_it_later(tmp_path:
         run = finished(client, answer.headers["x-stepline-run-id"])
         assert run.output["json"] == 2
         assert tries[1] - tries[0] >= 0.9  # the engine waited as the error asked
+
+
+def test_a_database_fault_answers_503_with_the_engines_retry_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 31: the engine's database is full when the run would start: 503 with the
+    engine's ``Retry-After`` (as the web kit's routes answer it), no run; then it starts."""
+    failing = threading.Event()
+    commit = SqliteStore._commit_group
+
+    def faulty(self: SqliteStore, batch: list[Any]) -> None:  # nothing of it committed
+        if not failing.is_set():
+            commit(self, batch)
+            return
+        for _, future in batch:
+            error = sqlite3.OperationalError("database or disk is full")
+            future.get_loop().call_soon_threadsafe(_fail, future, error)
+
+    monkeypatch.setattr(SqliteStore, "_commit_group", faulty)
+
+    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        @app.post("/order")
+        @stepline.fastapi.durable(client)
+        async def order(ctx: stepline.EndpointContext) -> str:
+            return await ctx.step.run("place", lambda: "placed")
+
+    with app_with(tmp_path, declare) as (http, _client):
+        assert http.post("/order").json() == "placed"  # the engine is up and serves
+        failing.set()
+        refused = http.post("/order")
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == "5"  # the engine's, for a full disk
+        assert "disk full" in refused.json()["error"]
+        assert "x-stepline-run-id" not in refused.headers
+        failing.clear()
+        assert http.post("/order").json() == "placed"
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_a_separate_engines_503_is_passed_on_with_its_retry_after(face: str) -> None:
+    """Over HTTP: the engine's ``Retry-After`` is passed on; a 503 without one (a proxy's)
+    is a 503 without one."""
+    client = stepline.Client(
+        "sem", is_production=False, environ={}, api_base_url="http://engine.test"
+    )
+
+    async def order(ctx: stepline.EndpointContext) -> str:
+        return "never"
+
+    endpoint = stepline.web.Endpoint(client, order)
+    full = {"error": "the database is unavailable (disk full); retry in 5 s", "retry_after": 5}
+    answers = [
+        _effects.HttpResponse(503, {"retry-after": "5"}, json.dumps(full).encode()),
+        _effects.HttpResponse(503, {}, b"Service Unavailable"),
+    ]
+
+    def perform(effect: object) -> _effects.HttpResponse:
+        assert isinstance(effect, _effects.HttpRequest)
+        assert effect.url == "http://engine.test/v1/functions/sem-order/inline"
+        return answers.pop(0)
+
+    async def aperform(effect: object) -> _effects.HttpResponse:
+        return perform(effect)
+
+    client._sync_transport.perform = perform  # type: ignore[method-assign]
+    client._async_transport.perform = aperform  # type: ignore[method-assign]
+    request = stepline.web.WebRequest("POST", "/order", {}, b"", None)
+
+    def answer() -> stepline.web.WebResponse:
+        if face == "sync":
+            return endpoint.handle_sync(request)
+        return asyncio.run(endpoint.handle_async(request))
+
+    refused = answer()
+    assert (refused.status, refused.headers["retry-after"]) == (503, "5")
+    assert "disk full" in json.loads(refused.body)["error"]
+    refused = answer()
+    assert refused.status == 503
+    assert "retry-after" not in refused.headers
+
+
+def _fail(future: asyncio.Future[Any], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 def test_endpoint_ids_must_be_unique_per_app() -> None:

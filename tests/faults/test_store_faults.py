@@ -456,13 +456,16 @@ def test_the_embedded_engine_answers_the_client_with_the_cause(
 
     engine = EmbeddedEngine(client, [noop], database=str(tmp_path / "emb.db"), shutdown_grace=1)
     try:
+        assert engine.database_fault is None  # not started
         assert len(client.send_sync(stepline.Event(name="emb/go"))) == 1
+        assert engine.database_fault is None
         failing.set()
         with pytest.raises(stepline.SendEventError) as refused:
             client.send_sync(stepline.Event(name="emb/go"))
         assert "503" in str(refused.value)
         assert "disk full" in str(refused.value)
         assert (refused.value.http_status, refused.value.retry_after) == (503, 5)
+        assert engine.database_fault == "disk full"  # /ready's 503, without the API mounted
         # the web kit's start route passes it on: 503 with Retry-After, not a 502
         routes = RunRoutes(client, [noop], authorize=allow_all)
         start = WebRequest("POST", "/runs", {}, b'{"function": "noop"}', None, headers=CSRF)
@@ -471,5 +474,7 @@ def test_the_embedded_engine_answers_the_client_with_the_cause(
         assert "disk full" in json.loads(answer.body)["error"]
         failing.clear()
         assert len(client.send_sync(stepline.Event(name="emb/go"))) == 1
+        assert engine.database_fault is None  # that write succeeded
     finally:
         engine.stop()
+    assert engine.database_fault is None  # stopped

@@ -218,8 +218,14 @@ class Endpoint:
             reply.headers["retry-after"] = "1"
             return reply
         except _runs.ManagementError as exc:
-            logger.error("durable endpoint %s: engine error: %s", web.path, exc.message)
-            return _problem(503, f"the workflow engine is not available: {exc.message}")
+            if exc.http_status == 503:  # up, but cannot work now (its database): as the kit
+                logger.warning("durable endpoint %s: engine unavailable: %s", web.path, exc.message)
+            else:
+                logger.error("durable endpoint %s: engine error: %s", web.path, exc.message)
+            reply = _problem(503, f"the workflow engine is not available: {exc.message}")
+            if exc.retry_after is not None:  # the engine's own estimate of when to try again
+                reply.headers["retry-after"] = str(exc.retry_after)
+            return reply
         run = started.run
         if started.lease is None or started.call is None:
             return self._reply(run, replayed=not started.created)

@@ -112,6 +112,18 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         return self._leasing and self.running
 
     @property
+    def database_fault(self) -> str | None:
+        """The database fault the engine is in (``"locked"``, ``"disk full"``...), or None.
+
+        Set while its last write failed with a fault and none has succeeded since: what
+        ``/ready`` (503) and ``stepline_store_degraded`` say, without mounting the API.
+        None while it is stopped. Cheap, from any thread (docs/operations.md).
+        """
+        engine = self._engine  # one attribute read each: the engine's loop writes them
+        cause: str | None = engine.health.cause if engine is not None and self.running else None
+        return cause
+
+    @property
     def engine(self) -> Any:
         """The ``stepline.engine.Engine`` (started on first access, as a client's use does)."""
         self._start_lazily()

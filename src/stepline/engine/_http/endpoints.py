@@ -38,6 +38,7 @@ from stepline.engine._errors import NotFoundError, SkippedError
 from stepline.engine._http import views, wire
 from stepline.engine._http.wire import ApiError
 from stepline.engine._model import Run
+from stepline.engine._store.faults import StoreUnavailable
 
 Request = starlette.requests.Request
 Response = starlette.responses.Response
@@ -202,6 +203,7 @@ class Direct:
         """Answer ``request`` as the REST route would (status, JSON body)."""
         match = _match(request.url)
         assert match is not None, "perform only what handles() accepts"
+        headers = _JSON
         try:
             status, answer = await self._route(match, request)
         except ApiError as exc:
@@ -210,10 +212,13 @@ class Direct:
             status, answer = 404, {"error": str(exc.args[0] if exc.args else exc)}
         except SkippedError as exc:
             status, answer = 409, {"error": str(exc), "event_id": exc.event_id}
+        except StoreUnavailable as exc:  # as _http/faults.py answers it; the guard logged it
+            status, answer = exc.status, exc.body()
+            headers = {**_JSON, "retry-after": str(exc.retry_after)}
         except Exception:  # a fault of ours: as the API answers it
             logger.exception("unexpected error in an embedded durable-endpoint request")
             status, answer = 500, {"error": "internal server error"}
-        return _effects.HttpResponse(status, _JSON, b"", value=answer)  # no JSON round trip
+        return _effects.HttpResponse(status, headers, b"", value=answer)  # no JSON round trip
 
     async def _route(
         self, match: re.Match[str], request: _effects.HttpRequest
