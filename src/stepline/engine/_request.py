@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
@@ -18,10 +19,24 @@ SERVER_SDK = "stepline-engine"
 
 def call_url(step_url: str, function_id: str, step_id: str) -> str:
     """The registered step URL with ``fnId`` and ``stepId`` set for this call."""
-    parts = urllib.parse.urlsplit(step_url)
+    base = _call_base(step_url, function_id)
+    if base is None:  # a fragment: the query is not the URL's end
+        return _with_query(step_url, [("fnId", function_id), ("stepId", step_id)])
+    return f"{base}&{urllib.parse.urlencode([('stepId', step_id)])}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _call_base(step_url: str, function_id: str) -> str | None:
+    """``call_url`` up to ``stepId``, which comes last (a function's calls share it)."""
+    if urllib.parse.urlsplit(step_url).fragment:
+        return None
+    return _with_query(step_url, [("fnId", function_id)])
+
+
+def _with_query(url: str, extra: list[tuple[str, str]]) -> str:
+    parts = urllib.parse.urlsplit(url)
     query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in ("fnId", "stepId")]
-    query += [("fnId", function_id), ("stepId", step_id)]
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query + extra)))
 
 
 def memos(steps: Sequence[StepRecord]) -> dict[str, Any]:

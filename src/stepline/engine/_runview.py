@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import re
@@ -62,7 +61,7 @@ class RunView:
         if run is None:
             return None
         steps = {s.step_id: s for s in tx.get_steps(run.run_id)}
-        return cls(run, steps, {i: copy.copy(s) for i, s in steps.items()})
+        return cls(run, steps, {i: s.copy() for i, s in steps.items()})
 
     def save(self, tx: Tx) -> None:
         """Write the run and every step that changed back."""
