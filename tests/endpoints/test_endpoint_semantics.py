@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ import stepline.fastapi
 import stepline.web
 from stepline import _effects
 from stepline.embedded import EmbeddedEngine
-from stepline.engine._store.sqlite import SqliteStore
+from tests._support import sqlite_faults
 from tests._support.polling import wait_until
 
 
@@ -327,18 +326,7 @@ def test_a_database_fault_answers_503_with_the_engines_retry_after(
 ) -> None:
     """Issue 31: the engine's database is full when the run would start: 503 with the
     engine's ``Retry-After`` (as the web kit's routes answer it), no run; then it starts."""
-    failing = threading.Event()
-    commit = SqliteStore._commit_group
-
-    def faulty(self: SqliteStore, batch: list[Any]) -> None:  # nothing of it committed
-        if not failing.is_set():
-            commit(self, batch)
-            return
-        for _, future in batch:
-            error = sqlite3.OperationalError("database or disk is full")
-            future.get_loop().call_soon_threadsafe(_fail, future, error)
-
-    monkeypatch.setattr(SqliteStore, "_commit_group", faulty)
+    failing = sqlite_faults.failing_commits(monkeypatch)
 
     def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
         @app.post("/order")
@@ -399,11 +387,6 @@ def test_a_separate_engines_503_is_passed_on_with_its_retry_after(face: str) -> 
     refused = answer()
     assert refused.status == 503
     assert "retry-after" not in refused.headers
-
-
-def _fail(future: asyncio.Future[Any], error: Exception) -> None:
-    if not future.done():
-        future.set_exception(error)
 
 
 def test_endpoint_ids_must_be_unique_per_app() -> None:

@@ -40,6 +40,7 @@ from stepline.engine._store import EventFilter
 from stepline.engine._store.faults import classify
 from stepline.engine._store.sqlite import SqliteStore
 from stepline.web import RunRoutes, WebRequest, allow_all
+from tests._support import sqlite_faults
 from tests._support.polling import await_until
 from tests.engine.servers import POSTGRES_URL, postgres_schema
 
@@ -223,17 +224,10 @@ class FaultySqlite(SqliteStore):
         self.failing = threading.Event()
 
     def _commit_group(self, batch: list[Any]) -> None:
-        if not self.failing.is_set():
+        if self.failing.is_set():
+            sqlite_faults.refuse(batch, self.message)
+        else:
             super()._commit_group(batch)
-            return
-        for _, future in batch:
-            error = sqlite3.OperationalError(self.message)
-            future.get_loop().call_soon_threadsafe(_fail, future, error)
-
-
-def _fail(future: asyncio.Future[Any], error: Exception) -> None:
-    if not future.done():
-        future.set_exception(error)
 
 
 @contextlib.contextmanager
@@ -436,18 +430,7 @@ def test_the_embedded_engine_answers_the_client_with_the_cause(
     its status and ``Retry-After``) and the web kit's start route passes on."""
     from stepline.embedded import EmbeddedEngine
 
-    failing = threading.Event()
-    commit = SqliteStore._commit_group
-
-    def faulty(self: SqliteStore, batch: list[Any]) -> None:
-        if not failing.is_set():
-            commit(self, batch)
-            return
-        for _, future in batch:
-            error = sqlite3.OperationalError("database or disk is full")
-            future.get_loop().call_soon_threadsafe(_fail, future, error)
-
-    monkeypatch.setattr(SqliteStore, "_commit_group", faulty)
+    failing = sqlite_faults.failing_commits(monkeypatch)
     client = stepline.Client(app_id="embedded-faults", is_production=False)
 
     @client.function(id="noop", trigger=stepline.TriggerEvent(event="emb/go"))
