@@ -242,8 +242,18 @@ def cli_engine_command(port: int, db: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "stepline.engine", "dev", "--port", str(port), "--db", db, *extra]
 
 
-def app_command(port: int, engine_url: str, *, checkpointing: bool = True) -> list[str]:
-    return [sys.executable, __file__, "app", str(port), engine_url, str(int(checkpointing))]
+def app_command(port: int, engine_url: str, *, mode: str = "checkpoint") -> list[str]:
+    """The app's process; ``mode`` is a bench mode (``client_checkpointing``)."""
+    return [sys.executable, __file__, "app", str(port), engine_url, mode]
+
+
+def client_checkpointing(mode: str) -> bool | stepline.Checkpointing:
+    """The client setting of a bench mode: ``step`` one call per step, ``checkpoint``
+    several steps per call committed with its answer, ``perstep`` several steps per call
+    each committed before the next starts (``Checkpointing(buffered_steps=1)``)."""
+    if mode == "perstep":
+        return stepline.Checkpointing(buffered_steps=1)
+    return mode == "checkpoint"
 
 
 def register(app_url: str) -> None:
@@ -353,7 +363,7 @@ def _serve_engine(port: int, db: str, checkpointing: bool, synchronous: str = "N
     uvicorn.Server(config).run()
 
 
-def _serve_app(port: int, engine_url: str, checkpointing: bool) -> None:
+def _serve_app(port: int, engine_url: str, mode: str) -> None:
     import uvicorn
 
     import stepline.asgi
@@ -363,7 +373,7 @@ def _serve_app(port: int, engine_url: str, checkpointing: bool) -> None:
         is_production=False,
         api_base_url=engine_url,
         event_api_base_url=engine_url,
-        checkpointing=checkpointing,
+        checkpointing=client_checkpointing(mode),
         environ={},
     )
     app = stepline.asgi.serve(client, [ten_steps(client)])
@@ -375,4 +385,4 @@ if __name__ == "__main__":
     if kind == "engine":
         _serve_engine(int(port_text), where, flag == "1", *more)
     else:
-        _serve_app(int(port_text), where, flag == "1")
+        _serve_app(int(port_text), where, flag)

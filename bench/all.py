@@ -199,6 +199,15 @@ def _same(ratio: dict[str, Any]) -> str:
     return "*" if ratio.get("like_for_like") else ""
 
 
+#: how the table names a step benchmark's modes (a step committed before the next starts:
+#: one call per step, or several steps per call each committed on its own)
+MODE_NAMES = {
+    "step": "step-by-step",
+    "checkpoint": "checkpointed",
+    "perstep": "per-step checkpointed",
+}
+
+
 def steps_rows(d: dict[str, Any]) -> list[Row]:
     cells = d["cells"]
     ratios: dict[str, dict[str, Any]] = {}
@@ -209,7 +218,7 @@ def steps_rows(d: dict[str, Any]) -> list[Row]:
         if c["system"] != "stepline":
             continue
         inflight = "seq" if c["inflight"] == 1 else f"{c['inflight']} in flight"
-        mode = "checkpointed" if c["mode"] == "checkpoint" else "step-by-step"
+        mode = MODE_NAMES[c["mode"]]
         by = ratios.get(key, {})
         peers = [
             cells[x["dbos"]]["steps_per_s"]["best"] for x in (by.get("default"), by.get("wal")) if x
@@ -345,7 +354,7 @@ def pg_steps_rows(d: dict[str, Any]) -> list[Row]:
         if c["system"] != "stepline":
             continue
         inflight = "seq" if c["inflight"] == 1 else f"{c['inflight']} in flight"
-        mode = "checkpointed" if c["mode"] == "checkpoint" else "step-by-step"
+        mode = MODE_NAMES[c["mode"]]
         x = by.get(key)
         peer = cells[x["dbos"]]["steps_per_s"]["best"] if x else None
         goal = f">= {x['goal']:g}x {_met(x['met'])}" if x and x["goal"] else ""

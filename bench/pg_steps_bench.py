@@ -64,7 +64,7 @@ INFLIGHT = steps_bench.INFLIGHT
 MODES = steps_bench.MODES
 #: stepline steps/s over DBOS's on Postgres (issue 30): checkpointed at either
 #: concurrency, step-by-step with 8 in flight
-GOALS = {"checkpoint": 3.0, "step": 1.5}
+GOALS = {"checkpoint": 3.0, "step": 1.5, "perstep": 1.5}
 POSTGRES_URL = _servers.POSTGRES_URL
 
 
@@ -176,10 +176,9 @@ def measure_stepline(cell: Cell, runs: int, warmup: int, tmp: Path) -> Sample:
 def _embedded(
     cell: Cell, url: str, runs: int, warmup: int, backends: _pgcount.BackendCpu
 ) -> Sample:
-    checkpointing = cell.mode == "checkpoint"
-    client = stepline.Client(
-        _servers.APP_ID, is_production=False, checkpointing=checkpointing, environ={}
-    )
+    checkpointing = cell.mode != "step"
+    option = _servers.client_checkpointing(cell.mode)
+    client = stepline.Client(_servers.APP_ID, is_production=False, checkpointing=option, environ={})
     fn = _servers.ten_steps(client)
     engine = EmbeddedEngine(client, [fn], database=url, checkpointing=checkpointing)
     engine.start()
@@ -203,7 +202,7 @@ def _embedded(
 def _http(
     cell: Cell, url: str, runs: int, warmup: int, backends: _pgcount.BackendCpu, tmp: Path
 ) -> Sample:
-    checkpointing = cell.mode == "checkpoint"
+    checkpointing = cell.mode != "step"
     engine_port, app_port = _servers.free_port(), _servers.free_port()
     engine_url = f"http://127.0.0.1:{engine_port}"
     app_url = f"http://127.0.0.1:{app_port}{_servers.SERVE_PATH}"
@@ -213,7 +212,7 @@ def _http(
             _servers.engine_command(engine_port, url, checkpointing=checkpointing),
             f"{engine_url}/health",
         ),
-        ("app", _servers.app_command(app_port, engine_url, checkpointing=checkpointing), app_url),
+        ("app", _servers.app_command(app_port, engine_url, mode=cell.mode), app_url),
     ]
     with _servers.processes(commands, tmp) as (engine, app):
         _servers.register(app_url)

@@ -4,6 +4,7 @@ Declare functions on a ``Client``, serve them from your framework with
 ``stepline.<framework>.serve(...)``, and trigger them with events.
 """
 
+from stepline._checkpointing import Checkpointing as Checkpointing
 from stepline._client import Client as Client
 from stepline._context import Context as Context
 from stepline._context import SyncContext as SyncContext
@@ -68,6 +69,7 @@ __all__ = [
     "BulkHandle",
     "BulkInfo",
     "Cancel",
+    "Checkpointing",
     "Client",
     "Concurrency",
     "ConfigError",

@@ -47,7 +47,11 @@ class Client(RunsMixin, PauseMixin, BulkMixin, SignalsMixin, AttributesMixin, Me
             (0 runs them inline on the event loop).
         allow_in_band_sync: accept in-band sync requests.
         app_version: optional app version sent at registration.
-        checkpointing: run several steps per call when the engine allows it (default True).
+        checkpointing: run several steps per call when the engine allows it (default
+            True: they are committed with the call's answer);
+            ``Checkpointing(buffered_steps=1)`` commits each step before the next step's
+            code runs (no replay, a step never runs again once its successor started);
+            False makes one call per step.
         max_stream_message_bytes: the largest value (as JSON) ``ctx.publish`` and
             ``step.publish`` send on a run's stream (default 1 MiB, the engine's default).
         logger: logger handed to functions (through ``ctx.logger``).

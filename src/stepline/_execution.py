@@ -12,9 +12,10 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from stepline import _divergence, _errors, _serde
+from stepline._checkpointing import Checkpointer, CheckpointPolicy
 from stepline._protocol import hashing
 from stepline._protocol.execution import ExecutionRequest, Op, unwrap_memo
 from stepline._protocol.opcodes import Opcode, ParallelMode
@@ -58,14 +59,6 @@ class _Fail(Interrupt):
 EXECUTE: Any = object()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class CheckpointPolicy:
-    """Limits on how many ``step.run``s one request may run before reporting."""
-
-    max_steps: int = 100
-    max_seconds: float = 20.0
-
-
 @dataclasses.dataclass(slots=True)
 class StepSlot:
     """The step being executed and, once it returns, its value."""
@@ -86,18 +79,6 @@ class Outcome:
     error: BaseException | None = None
     no_retry: bool = False
     divergence: _divergence.Divergence | None = None
-
-
-class Checkpointer(Protocol):
-    """Persists each step before the next runs (durable endpoints; see ``take_done``)."""
-
-    def flush_sync(self, ops: list[Op]) -> None:
-        """Persist ``ops`` (blocking)."""
-        ...
-
-    async def flush_async(self, ops: list[Op]) -> None:
-        """Persist ``ops``."""
-        ...
 
 
 class StepObserver(Protocol):
@@ -250,6 +231,19 @@ class ExecutionState:
         done, self._done = self._done, []
         return done
 
+    def take_due(self) -> list[Op]:
+        """``take_done`` once the policy's ``buffered_steps`` have accumulated, else []."""
+        policy = self._checkpoint
+        if policy is None or len(self._done) < policy.buffered_steps:
+            return []
+        done, self._done = self._done, []
+        return done
+
+    def answer_with(self, ops: list[Op]) -> NoReturn:
+        """A checkpoint failed: ``ops`` go with the call's answer, which is sent now."""
+        self._done[:0] = ops
+        raise _Respond
+
     def patched(self, change_id: str) -> bool:
         """``ctx.patched``: the recorded answer, else False while replaying, else True.
 
@@ -351,7 +345,8 @@ class ExecutionState:
                 else:
                     done = Op(Opcode.RUN_COMPLETE, hashing.RUN_COMPLETE_ID, "complete", data=data)
                     outcome.ops = [*self._done, done]
-        if outcome.error is not None and self._done and self.checkpointer is None:
+        persisting = self.checkpointer is not None and self.checkpointer.persists_on_failure
+        if outcome.error is not None and self._done and not persisting:
             # Keep the steps that succeeded; the failure is met again on the next call
             # (a durable endpoint persists them itself, then reports the failure).
             outcome.ops, outcome.error = list(self._done), None

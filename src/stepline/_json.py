@@ -43,7 +43,8 @@ _PASSTHROUGH = (
 #: Digits to ``0``, every other byte to a space: a 19-digit run becomes ``_LONG_RUN``
 #: (a table lookup and a substring search: several times faster than a regex here).
 _DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
-_LONG_RUN = b"0" * 19
+_LONG = 19  # digits in a row from which orjson may round an integer
+_LONG_RUN = b"0" * _LONG
 _COMPACT = (",", ":")
 
 Default = Callable[[Any], Any]
@@ -127,6 +128,8 @@ def _non_finite(value: object) -> bool:
 
 def _long_digits(data: str | bytes | bytearray | memoryview) -> bool:
     """Whether ``data`` has a run of 19 digits: an integer orjson may not keep exact."""
+    if len(data) < _LONG:
+        return False
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     return _LONG_RUN in raw.translate(_DIGITS)
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Literal, TypedDict
 
 from stepline import _errors
+from stepline._checkpointing import Checkpointing
 
 __all__ = [
     "CLOUD_API_BASE_URL",
@@ -63,7 +64,8 @@ class Settings:
         app_version: arbitrary app version sent on registration.
         request_timeout: seconds before an outgoing HTTP request is abandoned.
         send_max_attempts: attempts for one event send (network errors and 5xx retry).
-        checkpointing: whether several steps may run within one call.
+        checkpointing: whether several steps may run within one call (True: reported
+            with its answer), and with ``Checkpointing``, how often they are persisted.
         max_stream_message_bytes: the largest message (the JSON of its value) a function
             may publish on its run's stream; larger ones raise
             ``StreamMessageTooLargeError`` at the call.
@@ -85,7 +87,7 @@ class Settings:
     app_version: str | None
     request_timeout: float = 30.0
     send_max_attempts: int = 5
-    checkpointing: bool = True
+    checkpointing: bool | Checkpointing = True
     max_stream_message_bytes: int = 1024 * 1024
 
     @property
@@ -120,7 +122,7 @@ class ClientSettings(TypedDict, total=False):
     thread_pool_max_workers: int | None
     allow_in_band_sync: bool | None
     app_version: str | None
-    checkpointing: bool | None
+    checkpointing: bool | Checkpointing | None
     max_stream_message_bytes: int | None
 
 
@@ -143,7 +145,7 @@ def resolve(
     app_version: str | None = None,
     request_timeout: float | None = None,
     send_max_attempts: int | None = None,
-    checkpointing: bool | None = None,
+    checkpointing: bool | Checkpointing | None = None,
     max_stream_message_bytes: int | None = None,
 ) -> Settings:
     """Resolve settings from arguments, then ``STEPLINE_*``, ``INNGEST_*``, defaults.
@@ -169,7 +171,9 @@ def resolve(
         app_version: app version (``APP_VERSION``).
         request_timeout: seconds per outgoing request; default 30.
         send_max_attempts: attempts per event send; default 5.
-        checkpointing: run several steps per call; default True.
+        checkpointing: run several steps per call; default True (reported with the
+            call's answer); ``Checkpointing(buffered_steps=1)`` persists each step
+            before the next step's code runs.
         max_stream_message_bytes: the largest message a function may publish
             (``MAX_STREAM_MESSAGE_BYTES``); default 1 MiB, as the engine's.
 
@@ -211,7 +215,7 @@ def resolve(
         app_version=lookup.pick(app_version, "APP_VERSION"),
         request_timeout=_positive("request_timeout", request_timeout, 30.0),
         send_max_attempts=_attempts(send_max_attempts),
-        checkpointing=True if checkpointing is None else checkpointing,
+        checkpointing=_checkpointing_option(checkpointing),
         max_stream_message_bytes=_bytes(
             "max_stream_message_bytes",
             max_stream_message_bytes,
@@ -336,3 +340,13 @@ def _bytes(name: str, argument: int | None, raw: str | None, default: int) -> in
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _errors.ConfigError(f"{name} must be an int >= 1 (bytes), not {value!r}")
     return value
+
+
+def _checkpointing_option(value: object) -> bool | Checkpointing:
+    if value is None:
+        return True
+    if isinstance(value, (bool, Checkpointing)):
+        return value
+    raise _errors.ConfigError(
+        f"checkpointing must be True, False or a stepline.Checkpointing, got {value!r}"
+    )

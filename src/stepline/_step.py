@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from stepline import _errors, _publish, _serde, _step_timeouts
+from stepline._checkpointing import CheckpointFailed
 from stepline._event import Event
 from stepline._execution import EXECUTE, ExecutionState
 from stepline._protocol import durations
@@ -118,18 +119,27 @@ class _StepTools:
         return f"{app_id or self._app_id}-{function_id}"
 
     def _persist_sync(self) -> None:
-        """Under a durable endpoint, persist the steps completed so far before a new
-        step's code runs (its effects are never seen before they are recorded); the
-        last ones go with the call's answer."""
-        checkpointer = self._state.checkpointer
-        if checkpointer is not None and (done := self._state.take_done()):
-            checkpointer.flush_sync(done)
+        """Under a checkpointer (a durable endpoint, per-step checkpointing), persist the
+        steps completed so far before a new step's code runs (its effects are never seen
+        before they are recorded); the last ones go with the call's answer, as do the
+        ones a failed checkpoint could not persist."""
+        state = self._state
+        checkpointer = state.checkpointer
+        if checkpointer is not None and (done := state.take_due()):
+            try:
+                checkpointer.flush_sync(done)
+            except CheckpointFailed:
+                state.answer_with(done)
 
     async def _persist_async(self) -> None:
         """Async twin of ``_persist_sync``."""
-        checkpointer = self._state.checkpointer
-        if checkpointer is not None and (done := self._state.take_done()):
-            await checkpointer.flush_async(done)
+        state = self._state
+        checkpointer = state.checkpointer
+        if checkpointer is not None and (done := state.take_due()):
+            try:
+                await checkpointer.flush_async(done)
+            except CheckpointFailed:
+                state.answer_with(done)
 
     def _publisher(self) -> _publish.Publisher:
         publisher = self._state.publisher

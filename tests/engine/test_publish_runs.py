@@ -92,6 +92,7 @@ def stack(
     db: str,
     declare: Callable[[stepline.Client], list[stepline.Function]],
     wrap: Callable[[Any], Any] = lambda app: app,
+    checkpointing: bool | stepline.Checkpointing = False,
 ) -> Iterator[Stack]:
     """An engine and an app, each on its own socket; the app synced to the engine."""
     settings = EngineSettings(
@@ -104,7 +105,7 @@ def stack(
         environ={},
         api_base_url=engine_server.url,
         event_api_base_url=engine_server.url,
-        checkpointing=False,
+        checkpointing=checkpointing,
     )
     app_server: ServerThread | None = None
     try:

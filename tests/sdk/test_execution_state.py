@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 import stepline
+from stepline._checkpointing import CheckpointPolicy
 from stepline._effects import HttpRequest, HttpResponse, drive_sync
-from stepline._execution import CheckpointPolicy, ExecutionState, Outcome
+from stepline._execution import ExecutionState, Outcome
 from stepline._protocol.execution import CallContext, ExecutionRequest
 from stepline._protocol.hashing import StepIdCounter, hash_step_id
 from stepline._protocol.opcodes import Opcode

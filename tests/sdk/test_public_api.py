@@ -12,6 +12,7 @@ EXPECTED = [
     "BulkHandle",
     "BulkInfo",
     "Cancel",
+    "Checkpointing",
     "Client",
     "Concurrency",
     "ConfigError",

@@ -20,7 +20,9 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from stepline import _context, _errors, _identity, _invocation, _logs, _tracing
+from stepline._checkpointing import Checkpointing, CheckpointPolicy
 from stepline._comm import app_sync
+from stepline._comm.checkpoints import RunCheckpoints
 from stepline._comm.endpoint import Endpoint, Signer
 from stepline._comm.loop import LoopThread
 from stepline._comm.messages import CommRequest, CommResponse, logger
@@ -28,7 +30,7 @@ from stepline._divergence import Divergence
 from stepline._effects import Flow, drive_async, drive_sync
 from stepline._endpoints import registry as _endpoints
 from stepline._event import Event
-from stepline._execution import CheckpointPolicy, ExecutionState, Outcome
+from stepline._execution import ExecutionState, Outcome
 from stepline._protocol import headers
 from stepline._protocol.execution import DISCOVERY_STEP_ID, ExecutionRequest
 
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_SERVE_PATH = "/api/inngest"
 KEEPALIVE_SECONDS = 3.0
+#: ``max_steps`` of a call whose steps are persisted as it goes: no cap but the runtime.
+_UNCAPPED = 1 << 30
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -211,11 +215,10 @@ class CommHandler:
         call.ctx.step_id = step_id or call.ctx.step_id
         if call.use_api:
             yield from app_sync.load_large_payloads(self.endpoint, call)
-        state = ExecutionState(
-            call,
-            checkpoint=self._checkpoint_policy(call),
-            nondeterminism=fn.options.nondeterminism,
-        )
+        policy = self._checkpoint_policy(call)
+        state = ExecutionState(call, checkpoint=policy, nondeterminism=fn.options.nondeterminism)
+        if policy is not None and policy.max_steps == _UNCAPPED:  # persisted as they go
+            state.checkpointer = RunCheckpoints(self.client, call.ctx, request.local)
         events = _invocation.parse_events(state)
         trace = None
         if self._tracer is not None:
@@ -228,14 +231,21 @@ class CommHandler:
 
     def _checkpoint_policy(self, call: ExecutionRequest) -> CheckpointPolicy | None:
         ctx = call.ctx
+        option = self.client.settings.checkpointing
         allowed = (
-            self.client.settings.checkpointing
+            option is not False
             and ctx.fn_id is not None
             and ctx.qi_id is not None
             and ctx.step_id == DISCOVERY_STEP_ID
             and not ctx.disable_immediate_execution
         )
-        return CheckpointPolicy() if allowed else None
+        if not allowed:
+            return None
+        if not isinstance(option, Checkpointing):
+            return CheckpointPolicy()
+        if option.buffered_steps is None:  # reported with the answer, as True
+            return CheckpointPolicy(max_seconds=option.max_runtime)
+        return CheckpointPolicy(_UNCAPPED, option.max_runtime, option.buffered_steps)
 
     # -- what adapters and tests read ---------------------------------------------------
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from stepline import _errors, _json, _serde
+from stepline._checkpointing import StepSink
 from stepline._execution import Outcome, error_body
 from stepline._protocol import durations, headers
 
@@ -25,6 +26,9 @@ class CommRequest:
     headers: Mapping[str, str]
     body: bytes
     query: Mapping[str, str]
+    #: the engine in this process that made this call (``InProcessDriver``): where its
+    #: per-step checkpoints go without HTTP; never set from anything a client sent
+    local: StepSink | None = None
 
     @classmethod
     def build(
@@ -35,6 +39,7 @@ class CommRequest:
         headers: Mapping[str, str] | Iterable[tuple[str, str]],
         body: bytes,
         query: Mapping[str, str] | None = None,
+        local: StepSink | None = None,
     ) -> CommRequest:
         """Normalise a native request's parts (query parsed from ``url`` unless given)."""
         pairs = headers.items() if isinstance(headers, Mapping) else headers
@@ -46,6 +51,7 @@ class CommRequest:
             headers={k.lower(): v for k, v in pairs},
             body=body,
             query=query,
+            local=local,
         )
 
 

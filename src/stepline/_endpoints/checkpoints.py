@@ -63,6 +63,9 @@ class Performers(Protocol):
 class Checkpoints:
     """The ``Checkpointer`` of one inline execution (blocking and async faces)."""
 
+    #: a failed function's last steps are flushed by ``execute_*`` before its answer
+    persists_on_failure = True
+
     def __init__(self, client: Client, lease: Lease, performers: Performers) -> None:
         self.client = client
         self.lease = lease

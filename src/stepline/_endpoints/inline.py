@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from stepline import _effects, _identity, _invocation, _runs
+from stepline._checkpointing import CheckpointPolicy
 from stepline._comm.messages import CommResponse
 from stepline._endpoints.checkpoints import Checkpoints, HandedBack, Lease, Performers
-from stepline._execution import CheckpointPolicy, ExecutionState
+from stepline._execution import ExecutionState
 from stepline._protocol import headers
 from stepline._protocol.execution import ExecutionRequest
 from stepline._runs import RunInfo

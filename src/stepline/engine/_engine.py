@@ -21,6 +21,7 @@ from stepline.engine._config import EngineSettings
 from stepline.engine._connect import hub as _connect
 from stepline.engine._control.pause import PauseControl
 from stepline.engine._driver import Driver, InProcessDriver, Router, default_driver
+from stepline.engine._driver import local as _local
 from stepline.engine._errors import NotFoundError, SkippedError
 from stepline.engine._flow import rules
 from stepline.engine._model import (
@@ -75,7 +76,7 @@ class Engine(Reads, PauseControl):
         if self.observer is not None:
             self.store = self.observer.wrap(self.store)
         self.clock: Clock = clock or SystemClock()
-        self.local = InProcessDriver()
+        self.local = InProcessDriver(_local.LocalCheckpoints(self))  # checkpoints, no HTTP
         http = http or default_driver(max_bytes=self.settings.max_body_bytes)  # capped reads
         self.connect = _connect.Hub(self.settings)  # the Connect gateway's workers
         self.driver = Router(http, self.local, self.connect)
@@ -489,10 +490,8 @@ class Engine(Reads, PauseControl):
         Raises:
             NotFoundError: no such run.
             ValueError: the body is not a checkpoint, or carries async ops.
+            CallLost: the call ``qi_id`` is no longer leased, or the run ended (409).
         """
         ops = _response.checkpoint_ops(body, max_output=self.settings.max_step_output_bytes)
         await self.get_run(run_id)
-        qi_id = body.get("qi_id") if isinstance(body, dict) else None
-        await self._atomic(
-            lambda tx: self.loop.checkpoint(tx, run_id, ops, qi_id, self.clock.now())
-        )
+        await self.local.sink.record_http(run_id, body, ops)

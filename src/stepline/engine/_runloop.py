@@ -138,11 +138,7 @@ class RunLoop:
             elif op.op is Opcode.STEP_NOT_FOUND:  # it ends; the run is discovered again
                 completed = view.lost(op, now) or completed
             elif op.op in (Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_FAILED):
-                memo: Any = op.data if op.op is Opcode.STEP else {"data": op.data}
-                status = StepStatus.COMPLETED
-                if op.op is Opcode.STEP_FAILED:
-                    memo, status = {"error": op.error}, StepStatus.FAILED
-                step = view.done(op, memo, status, now)
+                step = view.result(op, now)
                 completed = True
                 race = race or step.mode == "race"
             else:
@@ -153,29 +149,33 @@ class RunLoop:
             self._maybe_discover(tx, view, now, race=race)
 
     def checkpoint(
-        self, tx: Tx, run_id: str, ops: tuple[ReportedOp, ...], qi_id: object, now: float
-    ) -> None:
-        """Record steps an SDK ran and checkpointed before answering; the call goes on."""
-        view = RunView.load(tx, run_id)
+        self, tx: Tx, run_id: str, ops: tuple[ReportedOp, ...], job: Job | None, now: float
+    ) -> bool:
+        """Record steps an SDK ran and checkpointed before answering; the call goes on.
+
+        ``job`` is the call's (its retry budget starts again). False: the run had ended,
+        nothing was recorded. Only the steps reported are read, unless the run completes.
+        """
+        ends = (Opcode.RUN_COMPLETE, Opcode.SYNC_RUN_COMPLETE)
+        if any(op.op in ends for op in ops):
+            view = RunView.load(tx, run_id)
+        else:
+            view = RunView.partial(tx, run_id, [op.id for op in ops])
         if view is None or view.run.status.terminal:
-            return
+            return False
+        stack_from = len(view.run.stack)
         for op in ops:
-            if op.op in (Opcode.RUN_COMPLETE, Opcode.SYNC_RUN_COMPLETE):
+            if op.op in ends:
                 fn = self._registry().get(view.run.function_id)
-                self._finish(
-                    tx, view, RunStatus.COMPLETED, _json.dumps(op.data), error=None, now=now, fn=fn
-                )
-                return
-            if op.op is Opcode.STEP_FAILED:
-                view.done(op, {"error": op.error}, StepStatus.FAILED, now)
-            else:
-                memo = op.data if op.op is Opcode.STEP else {"data": op.data}
-                view.done(op, memo, StepStatus.COMPLETED, now)
-        job = tx.get_job(qi_id) if isinstance(qi_id, str) else None
+                output = _json.dumps(op.data)
+                self._finish(tx, view, RunStatus.COMPLETED, output, error=None, now=now, fn=fn)
+                return True
+            view.result(op, now)
         if job is not None and job.run_id == run_id and job.attempt:
             job.attempt = 0  # progress was made: the call's retry budget starts again
             tx.update_job(job)
-        view.save(tx)
+        view.save_steps(tx, stack_from=stack_from)  # only the steps and the stack changed
+        return True
 
     def _schedule(self, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
         """Start the async work an op asks for (plan, sleep, wait, invoke, gateway)."""

@@ -63,12 +63,33 @@ class RunView:
         steps = {s.step_id: s for s in tx.get_steps(run.run_id)}
         return cls(run, steps, {i: s.copy() for i, s in steps.items()})
 
+    @classmethod
+    def partial(cls, tx: Tx, run_id: str, step_ids: Iterable[str]) -> RunView | None:
+        """The run with only the steps ``step_ids`` (those that exist): for recording
+        results of steps the run's other steps do not bear on (a checkpoint)."""
+        run = tx.get_run(run_id)
+        if run is None:
+            return None
+        steps = {}
+        for step_id in step_ids:
+            step = tx.get_step(run_id, step_id)
+            if step is not None:
+                steps[step_id] = step
+        return cls(run, steps, {i: s.copy() for i, s in steps.items()})
+
     def save(self, tx: Tx) -> None:
         """Write the run and every step that changed back."""
         tx.update_run(self.run)
+        self.save_steps(tx)
+
+    def save_steps(self, tx: Tx, *, stack_from: int | None = None) -> None:
+        """Write every step that changed back, and the run's stack if it grew past
+        ``stack_from`` entries (when only step results were recorded)."""
         for step_id, step in self.steps.items():
             if self.loaded.get(step_id) != step:
                 tx.put_step(step)
+        if stack_from is not None and len(self.run.stack) != stack_from:
+            tx.set_stack(self.run.run_id, self.run.stack)
 
     def pending(self) -> list[StepRecord]:
         """Steps still planned, sleeping, waiting or calling."""
@@ -130,6 +151,13 @@ class RunView:
         step.error = op.error
         self.append(step)
         return step
+
+    def result(self, op: ReportedOp, now: float) -> StepRecord:
+        """Record the result a ``StepRun``, ``Step`` or ``StepFailed`` op carries."""
+        if op.op is Opcode.STEP_FAILED:
+            return self.done(op, {"error": op.error}, StepStatus.FAILED, now)
+        memo = op.data if op.op is Opcode.STEP else {"data": op.data}
+        return self.done(op, memo, StepStatus.COMPLETED, now)
 
     def diverged(
         self, divergence: Divergence, outcome: Outcome, now: float

@@ -18,6 +18,7 @@ from stepline.engine._response import RawResponse
 if TYPE_CHECKING:
     from stepline._comm.handler import CommHandler
     from stepline.engine._driver.aioconn import Exchange
+    from stepline.engine._driver.local import LocalCheckpoints
 
 logger = logging.getLogger("stepline.engine")
 
@@ -263,8 +264,10 @@ async def read_httpx(response: httpx.Response, limit: int) -> bytes | None:
 class InProcessDriver:
     """Calls ``CommHandler``s registered under ``inprocess://<app id>``, with no HTTP."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: LocalCheckpoints) -> None:
         self._handlers: dict[str, CommHandler] = {}
+        #: the engine's own checkpoint path, handed to the calls it makes
+        self.sink = sink
 
     def add(self, app_id: str, handler: CommHandler) -> str:
         """Attach a handler; returns the base URL the engine registers for it."""
@@ -289,7 +292,9 @@ class InProcessDriver:
         handler = self._handlers.get(host)
         if handler is None:
             return RawResponse(0, {}, b"", error=f"no in-process app {host!r}")
-        request = CommRequest.build(method=method, url=url, headers=headers, body=body)
+        request = CommRequest.build(
+            method=method, url=url, headers=headers, body=body, local=self.sink
+        )
         try:  # bounded as an HTTP call is: a function's Timeouts(call=), else the engine's
             response = await asyncio.wait_for(handler.handle(request), timeout)
         except asyncio.TimeoutError:

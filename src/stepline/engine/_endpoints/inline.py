@@ -153,9 +153,9 @@ class InlineRuns:
 
         def work(tx: Tx) -> tuple[float, bool]:
             now = engine.clock.now()
-            _held(tx, run_id, job_id, owner)
+            job = _held(tx, run_id, job_id, owner)
             if ops:
-                loop.checkpoint(tx, run_id, tuple(ops), job_id, now)
+                loop.checkpoint(tx, run_id, tuple(ops), job, now)
             until = now + engine.settings.lease_seconds
             tx.extend_leases(owner, [job_id], until)
             return until, bool(tx.queued)

@@ -25,6 +25,7 @@ from stepline._identity import VERSION
 from stepline.engine import _registry, _starts
 from stepline.engine._connect import routes as _connect
 from stepline.engine._control import attributes as _control_attributes
+from stepline.engine._driver.local import CallLost
 from stepline.engine._engine import Engine
 from stepline.engine._errors import NotFoundError, SkippedError
 from stepline.engine._events import EventError
@@ -224,6 +225,8 @@ class _Api:
             )
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
+        except CallLost as exc:
+            raise ApiError(409, str(exc)) from None
         return wire.json_response({"ok": True})
 
     # -- REST v1 --------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -294,6 +295,9 @@ class ObservedStore:
     def __init__(self, store: Store, observer: Observer) -> None:
         self.inner = store
         self._observer = observer
+        #: the event loop and threads committing on their own (``atomic_blocking``)
+        #: record into the same metrics: one at a time
+        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)  # e.g. SqliteStore.suspend
@@ -329,22 +333,48 @@ class ObservedStore:
 
         result = await self._timed("atomic", self.inner.atomic(observed))
         if holder:
-            self._observer.committed(holder[0])
+            with self._lock:
+                self._observer.committed(holder[0])
         return result
+
+    def atomic_blocking(self, work: Callable[[Tx], T]) -> T:
+        """``atomic`` from a thread that may block: counted and traced the same way."""
+        holder: list[Seen] = []
+
+        def observed(tx: Tx) -> T:
+            seen = Seen()
+            holder[:] = [seen]
+            return work(cast(Tx, ObservedTx(tx, seen)))
+
+        started, failed = time.perf_counter(), True
+        try:
+            result = self.inner.atomic_blocking(observed)
+            failed = False
+        finally:
+            self._record("atomic", started, failed=failed)
+        if holder:
+            with self._lock:
+                self._observer.committed(holder[0])
+        return result
+
+    def _record(self, kind: str, started: float, *, failed: bool) -> None:
+        metrics = self._observer.metrics
+        if metrics is not None:
+            with self._lock:
+                metrics.record_store(kind, time.perf_counter() - started, failed=failed)
 
     async def read(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` on a read snapshot, timed."""
         return await self._timed("read", self.inner.read(work))
 
     async def _timed(self, kind: str, operation: Awaitable[T]) -> T:
-        metrics = self._observer.metrics
-        if metrics is None:
+        if self._observer.metrics is None:
             return await operation
         started = time.perf_counter()
         try:
             result = await operation
         except Exception:
-            metrics.record_store(kind, time.perf_counter() - started, failed=True)
+            self._record(kind, started, failed=True)
             raise
-        metrics.record_store(kind, time.perf_counter() - started, failed=False)
+        self._record(kind, started, failed=False)
         return result

@@ -11,6 +11,7 @@ lasted). Anything else passes through untouched.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -150,22 +151,30 @@ class GuardedStore:
     async def atomic(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in a write transaction; a fault raises ``StoreUnavailable``."""
         changed = [True]
-
-        def counted(tx: Tx) -> T:
-            before = _changes(tx)
-            result = work(tx)
-            changed[0] = before is None or _changes(tx) != before
-            return result
-
         try:
-            result = await self.inner.atomic(counted)
+            result = await self.inner.atomic(functools.partial(_counted, work, changed))
         except Exception as exc:
-            cause = classify(exc)
-            if cause is None:
-                raise
-            raise self.health.failed(cause, exc, write=True) from exc
+            self._fault(exc)
+            raise
         self.health.wrote(changed=changed[0])
         return result
+
+    def atomic_blocking(self, work: Callable[[Tx], T]) -> T:
+        """``atomic`` from a thread that may block; a fault raises ``StoreUnavailable``."""
+        changed = [True]
+        try:
+            result = self.inner.atomic_blocking(functools.partial(_counted, work, changed))
+        except Exception as exc:
+            self._fault(exc)
+            raise
+        self.health.wrote(changed=changed[0])
+        return result
+
+    def _fault(self, exc: Exception) -> None:
+        """Raise ``StoreUnavailable`` for a database fault (noted); else return."""
+        cause = classify(exc)
+        if cause is not None:
+            raise self.health.failed(cause, exc, write=True) from exc
 
     async def read(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` on a read snapshot; a fault raises ``StoreUnavailable``."""
@@ -180,6 +189,14 @@ class GuardedStore:
     def _wal_bytes(self) -> int | None:
         size: Callable[[], int | None] | None = getattr(self.inner, "wal_bytes", None)
         return None if size is None else size()
+
+
+def _counted(work: Callable[[Tx], T], changed: list[bool], tx: Tx) -> T:
+    """Run ``work``; ``changed[0]``: whether it changed any row (True if unknown)."""
+    before = _changes(tx)
+    result = work(tx)
+    changed[0] = before is None or _changes(tx) != before
+    return result
 
 
 def _changes(tx: Tx) -> int | None:

@@ -261,6 +261,10 @@ class PostgresStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, self._atomic_sync, work)
 
+    def atomic_blocking(self, work: Callable[[PostgresTx], T]) -> T:
+        """``atomic`` on the calling thread (one that may block, never the event loop's)."""
+        return self._atomic_sync(work)
+
     def _read_sync(self, work: Callable[[PostgresTx], T]) -> T:
         for attempt in range(_RETRIES):
             with self._pool.connection() as conn:

@@ -136,6 +136,12 @@ class SqlTx(QueueTx):
         )
         return [read_step(r) for r in rows]
 
+    def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
+        row = self._x(
+            f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? AND step_id = ?", (run_id, step_id)
+        ).fetchone()
+        return None if row is None else read_step(row)
+
     def put_step(self, step: StepRecord) -> None:
         self._x(_UPSERT_STEP, step_values(step))
 
@@ -294,6 +300,9 @@ class SqlTx(QueueTx):
     def release_claims(self, run_id: str) -> None:
         self._x("DELETE FROM singletons WHERE run_id = ?", (run_id,))
         self._x("DELETE FROM buckets WHERE run_id = ?", (run_id,))
+
+    def set_stack(self, run_id: str, stack: list[str]) -> None:
+        self._x("UPDATE runs SET stack = ? WHERE run_id = ?", (dumps(stack), run_id))
 
     def set_waiting(self, run_id: str, waiting: dict[str, Any] | None) -> None:
         self._x("UPDATE runs SET waiting = ? WHERE run_id = ?", (json_or_null(waiting), run_id))

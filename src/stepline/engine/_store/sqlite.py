@@ -35,13 +35,25 @@ _READERS = 2  # reader threads (each with its own connection)
 GROUP_MAX = 64
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+#: Where a queued transaction's result goes: an awaiting coroutine's, or a thread's.
+_Waiter = asyncio.Future[Any] | concurrent.futures.Future[Any]
+
+
+def _settle(future: _Waiter, ok: bool, value: Any) -> None:
     if future.done():  # the caller was cancelled; the work was done (or not) all the same
         return
     if ok:
         future.set_result(value)
     else:
         future.set_exception(value)
+
+
+def _deliver(future: _Waiter, ok: bool, value: Any) -> None:
+    """Settle ``future`` from the thread that ran the transaction."""
+    if isinstance(future, asyncio.Future):
+        future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+    else:
+        _settle(future, ok, value)
 
 
 class SqliteStore:
@@ -84,7 +96,7 @@ class SqliteStore:
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._write_conn: sqlite3.Connection | None = None
-        self._queue: list[tuple[Callable[[SqliteTx], Any], asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Callable[[SqliteTx], Any], _Waiter]] = []
         self._queue_lock = threading.Lock()
         self._draining = False
 
@@ -166,10 +178,28 @@ class SqliteStore:
             self._writer.submit(self._drain)
         return await future
 
-    def _drain(self) -> None:
+    def atomic_blocking(self, work: Callable[[SqliteTx], T]) -> T:
+        """``atomic`` for a thread that may block (never the event loop's).
+
+        When the writer is idle the transaction runs on the calling thread, with no
+        hand-off to the writer thread and back (a step checkpoint's commit, from the
+        thread its function runs on); else it joins the queue and this thread waits.
+        """
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._queue_lock:
+            self._queue.append((work, future))
+            start, self._draining = not self._draining, True
+        if start:
+            self._drain(future)  # the writer's role, taken on this thread for its own work
+        return future.result()
+
+    def _drain(self, mine: concurrent.futures.Future[Any] | None = None) -> None:
         try:
             while True:
                 with self._queue_lock:
+                    if mine is not None and mine.done() and self._queue:
+                        self._writer.submit(self._drain)  # the rest: the writer's thread
+                        return
                     batch, self._queue = self._queue[:GROUP_MAX], self._queue[GROUP_MAX:]
                     if not batch:
                         self._draining = False
@@ -182,9 +212,7 @@ class SqliteStore:
                 self._draining = False
             raise
 
-    def _commit_group(
-        self, batch: list[tuple[Callable[[SqliteTx], Any], asyncio.Future[Any]]]
-    ) -> None:
+    def _commit_group(self, batch: list[tuple[Callable[[SqliteTx], Any], _Waiter]]) -> None:
         conn = self._write_conn
         outcomes: list[tuple[bool, Any]] = []
         alone = len(batch) == 1  # no savepoint needed: its failure rolls back everything
@@ -216,7 +244,7 @@ class SqliteStore:
         except Exception as exc:  # the transaction itself failed: nothing was committed
             outcomes = [(False, exc) for _ in batch]
         for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
-            future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+            _deliver(future, ok, value)
 
     def _read_sync(self, work: Callable[[SqliteTx], T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

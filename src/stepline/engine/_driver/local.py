@@ -1,0 +1,158 @@
+"""Per-step checkpoints of the calls the engine makes: over HTTP, and in this process.
+
+An SDK running a call with ``Checkpointing(buffered_steps=n)`` commits its completed
+steps before the next step's code runs. Over HTTP that is ``POST
+/v1/checkpoint/{run}/async`` (``Engine.checkpoint``, then ``record_http``); to an app
+served in this process the engine hands this object with the call
+(``CommRequest.local``), and a step is committed from the thread the function runs on:
+no HTTP, no JSON, and on SQLite no thread hand-off when the writer is idle
+(``SqliteStore.atomic_blocking``). Both check that the call still holds its lease
+(``qi_id``) and that the run has not ended; if not, the SDK stops at that step boundary
+and answers with what it ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from stepline._checkpointing import CheckpointFailed
+from stepline._protocol.execution import Op
+from stepline._protocol.opcodes import Opcode
+from stepline.engine import _response
+from stepline.engine._clock import Clock
+from stepline.engine._config import EngineSettings
+from stepline.engine._model import Job, Run
+from stepline.engine._store import Store, Tx, storable
+
+__all__ = ["CallLost", "LocalCheckpoints"]
+
+
+class CallLost(RuntimeError):
+    """The checkpoint's call no longer holds its lease, or its run ended (HTTP 409)."""
+
+
+class _Recorder(Protocol):
+    def checkpoint(
+        self,
+        tx: Tx,
+        run_id: str,
+        ops: tuple[_response.ReportedOp, ...],
+        job: Job | None,
+        now: float,
+    ) -> bool: ...
+
+
+class _Engine(Protocol):
+    """What of the engine a checkpoint needs (``Engine`` has it)."""
+
+    settings: EngineSettings
+    store: Store
+    clock: Clock
+    loop: _Recorder
+    _aio: asyncio.AbstractEventLoop | None
+
+    def _committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None: ...
+
+
+class LocalCheckpoints:
+    """The engine's ``StepSink`` (in-process calls) and its checkpoint route's work."""
+
+    def __init__(self, engine: _Engine) -> None:
+        self.engine = engine
+
+    # -- the SDK in this process (StepSink) ---------------------------------------------
+
+    def record_sync(self, run_id: str, qi_id: str, ops: list[Op]) -> None:
+        """Commit ``ops`` from the calling thread (not the engine's loop)."""
+        engine = self.engine
+        reported = self._reported(ops)
+        try:
+            wake = engine.store.atomic_blocking(self._work(run_id, qi_id, reported))
+        except Exception as exc:  # CallLost, a database fault
+            raise CheckpointFailed(str(exc)) from exc
+        if (wake or _ends_run(reported)) and engine._aio is not None:
+            engine._aio.call_soon_threadsafe(self._committed, wake, reported)
+
+    async def record(self, run_id: str, qi_id: str, ops: list[Op]) -> None:
+        """Commit ``ops`` (an async function, on the engine's loop)."""
+        reported = self._reported(ops)
+        try:
+            wake = await self.engine.store.atomic(self._work(run_id, qi_id, reported))
+        except Exception as exc:  # CallLost, a database fault
+            raise CheckpointFailed(str(exc)) from exc
+        self._committed(wake, reported)
+
+    # -- POST /v1/checkpoint/{run}/async ------------------------------------------------
+
+    async def record_http(
+        self, run_id: str, body: object, ops: tuple[_response.ReportedOp, ...]
+    ) -> None:
+        """Commit the ops of a checkpoint body (read by ``_response.checkpoint_ops``).
+
+        Raises:
+            CallLost: its ``qi_id`` is no longer leased, or the run ended.
+        """
+        qi_id = body.get("qi_id") if isinstance(body, dict) else None
+        work = self._work(run_id, qi_id if isinstance(qi_id, str) else None, ops)
+        self._committed(await self.engine.store.atomic(work), ops)
+
+    # -- once -----------------------------------------------------------------------------
+
+    def _work(
+        self, run_id: str, qi_id: str | None, ops: tuple[_response.ReportedOp, ...]
+    ) -> Callable[[Tx], bool]:
+        """The transaction recording ``ops``; it returns whether it queued jobs.
+
+        It raises ``CallLost`` (and so writes nothing) when the call ``qi_id`` is not
+        leased for ``run_id`` or the run has ended.
+        """
+        engine = self.engine
+
+        def work(tx: Tx) -> bool:
+            job = None
+            if qi_id is not None:
+                job = tx.get_job(qi_id, lock=True)
+                if job is None or job.run_id != run_id or job.lease_owner is None:
+                    raise CallLost(
+                        f"run {run_id}: call {qi_id} is no longer leased (it ended, or "
+                        "lapsed and went back to the queue): answer with the steps instead"
+                    )
+            if not engine.loop.checkpoint(tx, run_id, ops, job, engine.clock.now()):
+                raise CallLost(f"run {run_id} has ended: its steps are not recorded")
+            return bool(tx.queued)
+
+        return work
+
+    def _committed(self, wake: bool, ops: tuple[_response.ReportedOp, ...]) -> None:
+        """Tell the engine (on its loop) what a checkpoint's commit changed."""
+        ended = _ends_run(ops)
+        if wake or ended:
+            self.engine._committed(wake, None if ended else [])
+
+    def _reported(self, ops: list[Op]) -> tuple[_response.ReportedOp, ...]:
+        """The SDK's ops as the engine reads a checkpoint body, with the same checks
+        (sync ops only, storable texts, outputs within the limit) and no JSON."""
+        reported = tuple(map(_reported, ops))
+        problem = _response.oversized_output(reported, self.engine.settings.max_step_output_bytes)
+        if problem is not None:
+            raise CheckpointFailed(problem)
+        return reported
+
+
+def _ends_run(ops: tuple[_response.ReportedOp, ...]) -> bool:
+    """Whether a checkpoint completes its run (its waiters must hear of it)."""
+    return any(op.op in (Opcode.RUN_COMPLETE, Opcode.SYNC_RUN_COMPLETE) for op in ops)
+
+
+def _reported(op: Op) -> _response.ReportedOp:
+    """One op as ``_response`` would read its wire form (``Op.to_wire``)."""
+    name = op.user_id if op.name is None else op.name
+    label = (op.user_id if op.display_name is None else op.display_name) or name or op.id
+    if op.op not in _response.CHECKPOINTABLE:
+        raise CheckpointFailed(f"op {op.op.value} cannot be checkpointed")
+    if not (storable(op.id) and storable(name) and storable(label)):
+        raise CheckpointFailed("ids and names must not hold NUL or lone surrogates")
+    opts: dict[str, Any] = op.opts or {}
+    return _response.ReportedOp(op.op, op.id, name, label, opts, op.data, op.error)
