@@ -50,6 +50,7 @@ import stepline
 from stepline._comm import handler as _handler
 from stepline.embedded import EmbeddedEngine
 from stepline.engine import _request, _response
+from stepline.engine._driver import local as _local
 from stepline.engine._store import postgres as _pg
 from stepline.engine._store import sqlite as _lite
 
@@ -127,6 +128,24 @@ def timers(clock: Clock) -> Iterator[None]:
 
         return run
 
+    def atomic_blocking(original: Any) -> Any:  # per-step checkpoints, on the SDK's thread
+        @functools.wraps(original)
+        def run(self: Any, work: Callable[[Any], Any]) -> Any:
+            def inner(tx: Any) -> Any:
+                start = time.perf_counter_ns()
+                try:
+                    return work(tx)
+                finally:
+                    clock.add("store work", time.perf_counter_ns() - start)
+
+            start = time.perf_counter_ns()
+            try:
+                return original(self, inner)
+            finally:
+                clock.add("blocking wall", time.perf_counter_ns() - start)
+
+        return run
+
     for part, owner, name in (
         ("serialise", _request, "build"),
         ("serialise", _request, "encode"),
@@ -138,8 +157,11 @@ def timers(clock: Clock) -> Iterator[None]:
         patch(owner, name, timed(part))
     patch(_handler.CommHandler, "handle", timed_async("sdk wall"))
     patch(_handler.CommHandler, "_perform_async", timed_async("perform wall"))
+    patch(_local.LocalCheckpoints, "record_sync", timed("checkpoint wall"))
     patch(_lite.SqliteStore, "atomic", atomic)
     patch(_pg.PostgresStore, "atomic", atomic)
+    patch(_lite.SqliteStore, "atomic_blocking", atomic_blocking)
+    patch(_pg.PostgresStore, "atomic_blocking", atomic_blocking)
     try:
         yield
     finally:
@@ -151,14 +173,17 @@ def breakdown(clock: Clock, steps: int, wall_ns: int) -> dict[str, float]:
     """Microseconds per step for each of ``PARTS``, and the step's wall time."""
     ns = clock.ns
     store_thread, work = ns.get("store thread", 0), ns.get("store work", 0)
-    perform, step_code = ns.get("perform wall", 0), ns.get("step code", 0)
+    perform, call = ns.get("perform wall", 0), ns.get("step code", 0)
+    # per-step checkpoints run inside the function's call, on its thread
+    checkpoint, blocking = ns.get("checkpoint wall", 0), ns.get("blocking wall", 0)
+    waits = ns.get("atomic wall", 0) + blocking
     parts = {
-        "serialise": ns.get("serialise", 0),
+        "serialise": ns.get("serialise", 0) + max(0, checkpoint - blocking),
         "sdk": max(0, ns.get("sdk wall", 0) - perform),
-        "step code": step_code,
+        "step code": max(0, call - checkpoint),
         "store work": work,
         "commit": max(0, store_thread - work),
-        "hand-offs": max(0, ns.get("atomic wall", 0) - store_thread) + max(0, perform - step_code),
+        "hand-offs": max(0, waits - store_thread) + max(0, perform - call),
     }
     parts["rest"] = max(0, wall_ns - sum(parts.values()))
     out = {part: parts[part] / steps / 1000 for part in PARTS}
@@ -166,20 +191,24 @@ def breakdown(clock: Clock, steps: int, wall_ns: int) -> dict[str, float]:
     return out
 
 
-def measure(store: str, runs: int, warmup: int, tmp: Path, inflight: int = 1) -> dict[str, float]:
-    """One store: ``runs`` timed runs of 10 steps, step by step, ``inflight`` at a time.
+def measure(
+    store: str, runs: int, warmup: int, tmp: Path, inflight: int = 1, mode: str = "step"
+) -> dict[str, float]:
+    """One store: ``runs`` timed runs of 10 steps, ``inflight`` at a time; ``mode`` step
+    (one call per step) or perstep (one call, each step committed before the next).
 
     With several in flight the parts are summed over the runs, so they add up to more
     than the wall time: read them per step against the sequential figures (what grows
     is where the runs wait for each other)."""
     with _servers.database(store == "postgres", tmp, f"cost_{store.replace('-', '_')}") as db:
+        option = _servers.client_checkpointing(mode)
         client = stepline.Client(
-            _servers.APP_ID, is_production=False, checkpointing=False, environ={}
+            _servers.APP_ID, is_production=False, checkpointing=option, environ={}
         )
         fn = _servers.ten_steps(client)
         synchronous = "FULL" if store == "sqlite-full" else "NORMAL"
         engine = EmbeddedEngine(
-            client, [fn], database=db, checkpointing=False, sqlite_synchronous=synchronous
+            client, [fn], database=db, checkpointing=mode != "step", sqlite_synchronous=synchronous
         )
         engine.start()
         clock = Clock()
@@ -203,10 +232,11 @@ def measure(store: str, runs: int, warmup: int, tmp: Path, inflight: int = 1) ->
     return {**breakdown(clock, runs * _servers.STEPS, wall), "inflight": inflight}
 
 
-def report(results: dict[str, dict[str, float]]) -> str:
+def report(results: dict[str, dict[str, float]], mode: str = "step") -> str:
     stores = list(results)
+    what = "step-by-step step" if mode == "step" else "step, per-step checkpoints,"
     lines = [
-        "per step-by-step step, embedded engine: mean microseconds (share); with runs in "
+        f"per {what} embedded engine: mean microseconds (share); with runs in "
         "flight, summed over them",
         f"{'':14}" + "".join(f"{s:>22}" for s in stores),
     ]
@@ -230,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--store", choices=STORES, action="append", help="(default: all)")
     parser.add_argument("--inflight", type=int, default=1, help="runs at a time (default 1)")
+    parser.add_argument(
+        "--mode",
+        choices=("step", "perstep"),
+        default="step",
+        help="step: one call per step (default); perstep: Checkpointing(buffered_steps=1)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     stores = args.store or [s for s in STORES if s != "postgres" or _postgres_answers()]
@@ -237,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="stepline-cost-") as tmp:
         for store in stores:
             print(f"step cost: {store}, {args.runs} runs...", file=sys.stderr, flush=True)
-            results[store] = measure(store, args.runs, args.warmup, Path(tmp), args.inflight)
-    print(json.dumps(results, indent=2) if args.json else report(results))
+            results[store] = measure(
+                store, args.runs, args.warmup, Path(tmp), args.inflight, args.mode
+            )
+    print(json.dumps(results, indent=2) if args.json else report(results, args.mode))
     return 0
 
 

@@ -70,18 +70,16 @@ def test_steps_embedded() -> None:
         "--rounds", "1",
     )  # fmt: skip
     assert sorted(data["cells"]) == [
-        "stepline/embedded+full/checkpoint/1",
-        "stepline/embedded+full/checkpoint/8",
-        "stepline/embedded+full/step/1",
-        "stepline/embedded+full/step/8",
-        "stepline/embedded/checkpoint/1",
-        "stepline/embedded/checkpoint/8",
-        "stepline/embedded/step/1",
-        "stepline/embedded/step/8",
+        f"stepline/embedded{sync}/{mode}/{inflight}"
+        for sync in ("+full", "")
+        for mode in ("checkpoint", "perstep", "step")
+        for inflight in (1, 8)
     ]
     assert all(c["steps_per_s"]["best"] > 0 for c in data["cells"].values())
     assert {c["synchronous"] for c in data["cells"].values()} == {"NORMAL", "FULL"}
-    assert len(rows("steps", data)) == 8
+    table = rows("steps", data)
+    assert len(table) == 12
+    assert sum("per-step checkpointed" in r[0] for r in table) == 4
 
 
 @pytest.mark.timeout(180)
@@ -90,7 +88,7 @@ def test_steps_http() -> None:
         "steps_bench.py", "--transport", "http", "--no-dbos", "--runs", "3", "--warmup", "1",
         "--rounds", "1", "--sqlite-synchronous", "full", timeout=170,
     )  # fmt: skip
-    assert len(data["cells"]) == 4
+    assert len(data["cells"]) == 6
     assert all(c["variant"] == "http+full" for c in data["cells"].values())
 
 
@@ -101,6 +99,7 @@ def test_steps_report_with_dbos_figures() -> None:
         (("stepline", "embedded", "checkpoint", 1), 1.0, "bench"),
         (("stepline", "embedded", "step", 8), 1.0, "bench"),
         (("stepline", "embedded+full", "checkpoint", 1), 1.5, "bench"),
+        (("stepline", "embedded", "perstep", 1), 0.5, "bench"),
         (("dbos", "default", "-", 1), 6.0, "dbos"),
         (("dbos", "wal", "-", 1), 2.0, "dbos"),
         (("dbos", "default", "-", 8), 3.0, "dbos"),
@@ -115,6 +114,9 @@ def test_steps_report_with_dbos_figures() -> None:
     assert ratios["stepline/embedded/checkpoint/1", "default"]["met"] is True
     assert ratios["stepline/embedded/checkpoint/1", "wal"]["met"] is False
     assert ratios["stepline/embedded/step/8", "wal"]["goal"] == 2.0
+    # per step checkpoints: 3x at either concurrency (issue 30); 4.0x vs wal here
+    assert ratios["stepline/embedded/perstep/1", "wal"]["goal"] == 3.0
+    assert ratios["stepline/embedded/perstep/1", "wal"]["met"] is True
     # like for like: NORMAL against DBOS in WAL mode, FULL against DBOS's defaults
     assert ratios["stepline/embedded/checkpoint/1", "wal"]["like_for_like"] is True
     assert ratios["stepline/embedded/checkpoint/1", "default"]["like_for_like"] is False

@@ -26,7 +26,7 @@ def test_pg_steps() -> None:
         "pg_steps_bench.py", "--no-dbos", "--runs", "3", "--warmup", "1", "--rounds", "1",
         timeout=190,
     )  # fmt: skip
-    assert len(data["cells"]) == 8
+    assert len(data["cells"]) == 12
     for key, cell in data["cells"].items():
         assert cell["steps_per_s"]["best"] > 0
         assert cell["cpu_ms_per_step"]["postgres"] >= 0
@@ -36,7 +36,7 @@ def test_pg_steps() -> None:
     assert per["commits"] >= 1
     assert per["rows"] >= 1
     assert per["round_trips"] > per["statements"]
-    assert len(rows("pg-steps", data)) == 10  # 8 cells + the 2 sequential embedded costs
+    assert len(rows("pg-steps", data)) == 15  # 12 cells + the 3 sequential embedded costs
 
 
 def test_pg_steps_ratios_on_made_up_figures() -> None:

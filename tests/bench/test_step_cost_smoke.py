@@ -25,3 +25,17 @@ def test_step_cost_on_sqlite() -> None:
     for part in ("serialise", "sdk", "step code", "store work", "commit"):
         assert cost[part] > 0, f"{part}: its timer saw nothing"
     assert sum(cost[p] for p in PARTS) == pytest.approx(cost["step"], rel=0.01)
+
+
+@pytest.mark.timeout(120)
+def test_step_cost_with_per_step_checkpoints() -> None:
+    """The same parts when each step is committed from the function's thread."""
+    data = run_json(
+        "step_cost.py", "--runs", "3", "--warmup", "1", "--store", "sqlite", "--mode", "perstep"
+    )
+    cost = data["sqlite"]
+    for part in PARTS:
+        assert cost[part] >= 0, part
+    for part in ("serialise", "step code", "store work", "commit"):
+        assert cost[part] > 0, f"{part}: its timer saw nothing"
+    assert sum(cost[p] for p in PARTS) == pytest.approx(cost["step"], rel=0.01)

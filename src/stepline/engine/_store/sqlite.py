@@ -35,11 +35,34 @@ _READERS = 2  # reader threads (each with its own connection)
 GROUP_MAX = 64
 
 
+class _Slot:
+    """Where a blocked thread's transaction result goes (``atomic_blocking``): a lock held
+    until the result is in, lighter than a ``concurrent.futures.Future``."""
+
+    __slots__ = ("_lock", "done", "ok", "value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.done, self.ok, self.value = False, False, None
+
+    def settle(self, ok: bool, value: Any) -> None:
+        self.ok, self.value, self.done = ok, value, True
+        self._lock.release()
+
+    def result(self) -> Any:
+        self._lock.acquire()
+        if not self.ok:
+            assert isinstance(self.value, BaseException)
+            raise self.value
+        return self.value
+
+
 #: Where a queued transaction's result goes: an awaiting coroutine's, or a thread's.
-_Waiter = asyncio.Future[Any] | concurrent.futures.Future[Any]
+_Waiter = asyncio.Future[Any] | _Slot
 
 
-def _settle(future: _Waiter, ok: bool, value: Any) -> None:
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
     if future.done():  # the caller was cancelled; the work was done (or not) all the same
         return
     if ok:
@@ -48,12 +71,12 @@ def _settle(future: _Waiter, ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-def _deliver(future: _Waiter, ok: bool, value: Any) -> None:
-    """Settle ``future`` from the thread that ran the transaction."""
-    if isinstance(future, asyncio.Future):
-        future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+def _deliver(waiter: _Waiter, ok: bool, value: Any) -> None:
+    """Settle ``waiter`` from the thread that ran the transaction."""
+    if isinstance(waiter, _Slot):
+        waiter.settle(ok, value)
     else:
-        _settle(future, ok, value)
+        waiter.get_loop().call_soon_threadsafe(_settle, waiter, ok, value)
 
 
 class SqliteStore:
@@ -185,19 +208,20 @@ class SqliteStore:
         hand-off to the writer thread and back (a step checkpoint's commit, from the
         thread its function runs on); else it joins the queue and this thread waits.
         """
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        slot = _Slot()
         with self._queue_lock:
-            self._queue.append((work, future))
+            self._queue.append((work, slot))
             start, self._draining = not self._draining, True
         if start:
-            self._drain(future)  # the writer's role, taken on this thread for its own work
-        return future.result()
+            self._drain(slot)  # the writer's role, taken on this thread for its own work
+        result: T = slot.result()
+        return result
 
-    def _drain(self, mine: concurrent.futures.Future[Any] | None = None) -> None:
+    def _drain(self, mine: _Slot | None = None) -> None:
         try:
             while True:
                 with self._queue_lock:
-                    if mine is not None and mine.done() and self._queue:
+                    if mine is not None and mine.done and self._queue:
                         self._writer.submit(self._drain)  # the rest: the writer's thread
                         return
                     batch, self._queue = self._queue[:GROUP_MAX], self._queue[GROUP_MAX:]
