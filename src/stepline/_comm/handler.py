@@ -217,7 +217,8 @@ class CommHandler:
             yield from app_sync.load_large_payloads(self.endpoint, call)
         policy = self._checkpoint_policy(call)
         state = ExecutionState(call, checkpoint=policy, nondeterminism=fn.options.nondeterminism)
-        if policy is not None and policy.max_steps == _UNCAPPED:  # persisted as they go
+        option = self.client.settings.checkpointing
+        if policy is not None and isinstance(option, Checkpointing) and option.buffered_steps:
             state.checkpointer = RunCheckpoints(self.client, call.ctx, request.local)
         events = _invocation.parse_events(state)
         trace = None
