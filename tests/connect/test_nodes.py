@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from stepline._protocol import signing
+from stepline.engine._connect.cluster import PRESENCE_SECONDS
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, log_tail, spawn, stop
 from tests.engine.servers import postgres_schema
@@ -127,8 +128,13 @@ def _connect(found: Workers, node: EngineNode, instance: str) -> None:
 def test_a_worker_on_one_node_serves_calls_leased_by_the_other(tmp_path: Path, kind: Kind) -> None:
     with two_nodes(tmp_path) as (a, b), workers(tmp_path, kind.module) as found:
         _connect(found, a, "s1")
-        # b lists a's worker (asking a), and none of its own
-        [listed] = b.get(f"/v1/apps/{APP_ID}/workers")
+        # b lists a's worker (asking a), and none of its own; a writes its presence just
+        # after the worker is ready, so b may need a moment to see it
+        [listed] = wait_until(
+            lambda: b.get(f"/v1/apps/{APP_ID}/workers") or None,
+            timeout=3 * PRESENCE_SECONDS,
+            message=lambda: f"node b to list a's worker:\n{log_tail(b.log)}",
+        )
         assert (listed["instance_id"], listed["status"]) == ("s1", "ready")
         # the record a gives for this app (the official worker serves two apps)
         assert listed in a.get(f"/v1/apps/{APP_ID}/workers")
