@@ -49,13 +49,17 @@ class Pool:
         self._idle: dict[_Origin, collections.deque[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
-    def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
-        """Send ``request`` (an ``http://`` URL) and read the whole answer.
+    def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse | None:
+        """Send ``request`` and read the whole answer; None if its URL is not for a pool
+        (not ``http://``, or with credentials in it: httpx sends those as Basic auth).
 
         Raises:
             OSError, http.client.HTTPException, ValueError: the request failed (``ERRORS``).
         """
-        origin, target = _split(request.url)
+        split = _split(request.url)
+        if split is None:
+            return None
+        origin, target = split
         conn = self._take(origin, request.timeout)
         try:
             conn.request(request.method, target, request.body, dict(request.headers))
@@ -102,11 +106,17 @@ class Pool:
         conn.close()
 
 
-def _split(url: str) -> tuple[_Origin, str]:
-    """``(host, port)`` and the request target of an ``http://`` URL (ValueError if bad)."""
+def _split(url: str) -> tuple[_Origin, str] | None:
+    """``(host, port)`` and the request target of a plain ``http://`` URL, else None.
+
+    Raises:
+        ValueError: a malformed URL (an unclosed IPv6 bracket, a port out of range).
+    """
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"not a plain-HTTP URL: {url!r}")
+    if parts.scheme != "http" or parts.username is not None or parts.password is not None:
+        return None
+    if not parts.hostname:
+        raise ValueError(f"no host in the URL {url!r}")
     target = parts.path or "/"
     if parts.query:
         target = f"{target}?{parts.query}"

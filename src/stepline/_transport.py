@@ -67,9 +67,11 @@ class SyncTransport:
         pool = self._pool
         if pool is not None and request.url.startswith("http://"):
             try:
-                return pool.request(request)
+                answer = pool.request(request)
             except _http11.ERRORS as exc:
                 return _failure(exc)
+            if answer is not None:
+                return answer
         try:
             raw = self._get_client().request(
                 request.method,

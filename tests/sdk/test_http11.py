@@ -188,3 +188,23 @@ def test_a_proxy_in_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> 
     assert [(method, path) for method, path, _ in proxy.seen] == [
         ("POST", "http://engine.invalid:8288/v1/events")
     ]
+
+
+def test_credentials_in_the_url_go_through_httpx_as_basic_auth(
+    transport: _transport.SyncTransport,
+) -> None:
+    with serving() as server:
+        seen: list[str | None] = []
+        handle = Handler.do_POST
+
+        def recording(self: Handler) -> None:
+            seen.append(self.headers.get("authorization"))
+            handle(self)
+
+        Handler.do_POST = recording  # type: ignore[method-assign]
+        try:
+            answer = post(transport, server.url.replace("http://", "http://ops:s3cret@") + "/x")
+        finally:
+            Handler.do_POST = handle  # type: ignore[method-assign]
+    assert answer.status == 200
+    assert seen == ["Basic b3BzOnMzY3JldA=="]
