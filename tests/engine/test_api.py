@@ -240,6 +240,9 @@ def test_unknown_ids_are_404(dev: TestClient, method: str, path: str) -> None:
 
 def test_checkpoint_errors(dev: TestClient) -> None:
     assert dev.post("/v1/checkpoint/01NOPE/async", json={"steps": []}).status_code == 404
+    with_call = {"steps": [], "qi_id": "01NOJOB"}  # no such run before no such call
+    missing = dev.post("/v1/checkpoint/01NOPE/async", json=with_call)
+    assert (missing.status_code, "01NOPE" in missing.json()["error"]) == (404, True)
     bad = dev.post("/v1/checkpoint/01NOPE/async", json={"nope": 1})
     assert bad.status_code == 400
 

@@ -84,3 +84,63 @@ def test_a_commit_during_a_read_is_not_missed() -> None:
         assert asyncio.get_running_loop().time() - started < 0.2  # not the 0.25 s recheck
 
     arun(scenario())
+
+
+def test_a_caller_that_reads_the_run_itself_costs_no_batched_check() -> None:
+    """``now``: the caller's own read, made once it is registered, replaces the first check."""
+
+    async def scenario() -> None:
+        runs = Runs()
+        runs.status.update(done=RunStatus.COMPLETED, going=RunStatus.RUNNING)
+        waiters = RunWaiters(runs.read)
+        ended = await waiters.wait("done", 5.0, now=lambda: _now(runs, "done"))
+        assert ended.status is RunStatus.COMPLETED
+        task = asyncio.create_task(waiters.wait("going", 5.0, now=lambda: _now(runs, "going")))
+        await asyncio.sleep(0.05)
+        assert runs.reads == [], "no batched read: the callers read their runs themselves"
+        runs.status["going"] = RunStatus.CANCELLED
+        waiters.ended(runs.run("going"))  # its commit names it
+        assert (await task).status is RunStatus.CANCELLED
+        assert runs.reads == []
+        assert waiters.count == 0
+
+    arun(scenario())
+
+
+def test_an_end_committed_during_the_callers_read_is_not_missed() -> None:
+    async def scenario() -> None:
+        runs = Runs()
+        runs.status["r"] = RunStatus.RUNNING
+        waiters = RunWaiters(runs.read)
+
+        async def stale() -> Run:  # reads RUNNING; the end commits before it returns
+            seen = runs.run("r")
+            runs.status["r"] = RunStatus.COMPLETED
+            waiters.changed()
+            return seen
+
+        started = asyncio.get_running_loop().time()
+        run = await waiters.wait("r", 5.0, now=stale)
+        assert run.status is RunStatus.COMPLETED
+        assert asyncio.get_running_loop().time() - started < 0.2  # not the 0.25 s recheck
+
+    arun(scenario())
+
+
+def test_the_callers_read_failing_leaves_no_waiter() -> None:
+    async def scenario() -> None:
+        waiters = RunWaiters(Runs().read)
+
+        async def missing() -> Run:
+            raise LookupError("run 'x' not found")
+
+        with pytest.raises(LookupError):
+            await waiters.wait("x", 5.0, now=missing)
+        assert waiters.count == 0
+
+    arun(scenario())
+
+
+async def _now(runs: Runs, run_id: str) -> Run:
+    await asyncio.sleep(0.001)
+    return runs.run(run_id)

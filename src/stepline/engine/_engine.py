@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -474,13 +475,15 @@ class Engine(Reads, PauseControl):
 
         return str(await self._atomic(work))
 
-    async def wait_for_run(self, run_id: str, timeout: float = 30.0) -> Run:
-        """Wait (in real time) until a run ends, and return it.
+    async def wait_for_run(self, run_id: str, timeout: float = 30.0, *, read: bool = False) -> Run:
+        """Wait (in real time) until a run ends, and return it; ``read``: read it first,
+        once the waiter is registered (``NotFoundError`` for no such run).
 
         Raises:
             TimeoutError: it did not end in time.
         """
-        return await self._waiters.wait(run_id, timeout)
+        now = functools.partial(self.get_run, run_id) if read else None
+        return await self._waiters.wait(run_id, timeout, now)
 
     # -- checkpoints (SDK-facing) ---------------------------------------------------------------
 
@@ -493,5 +496,4 @@ class Engine(Reads, PauseControl):
             CallLost: the call ``qi_id`` is no longer leased, or the run ended (409).
         """
         ops = _response.checkpoint_ops(body, max_output=self.settings.max_step_output_bytes)
-        await self.get_run(run_id)
-        await self.local.sink.record_http(run_id, body, ops)
+        await self.local.sink.record_http(run_id, body, ops)  # 404 from its transaction

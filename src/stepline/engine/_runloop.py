@@ -16,6 +16,7 @@ from stepline._status import RunStatus
 from stepline.engine import _events, _fanout
 from stepline.engine._backoff import Backoff
 from stepline.engine._control import signals as _signals
+from stepline.engine._errors import NotFoundError
 from stepline.engine._flow import concurrency as _concurrency
 from stepline.engine._model import (
     EventRecord,
@@ -155,13 +156,18 @@ class RunLoop:
 
         ``job`` is the call's (its retry budget starts again). False: the run had ended,
         nothing was recorded. Only the steps reported are read, unless the run completes.
+
+        Raises:
+            NotFoundError: there is no run ``run_id``.
         """
         ends = (Opcode.RUN_COMPLETE, Opcode.SYNC_RUN_COMPLETE)
         if any(op.op in ends for op in ops):
             view = RunView.load(tx, run_id)
         else:
             view = RunView.partial(tx, run_id, [op.id for op in ops])
-        if view is None or view.run.status.terminal:
+        if view is None:
+            raise NotFoundError(f"run {run_id!r} not found")
+        if view.run.status.terminal:
             return False
         stack_from = len(view.run.stack)
         for op in ops:

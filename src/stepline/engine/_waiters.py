@@ -35,18 +35,33 @@ class RunWaiters:
         """How many callers are waiting."""
         return sum(len(futures) for futures in self._waiting.values())
 
-    async def wait(self, run_id: str, timeout: float) -> Run:
+    async def wait(
+        self, run_id: str, timeout: float, now: Callable[[], Awaitable[Run]] | None = None
+    ) -> Run:
         """The run once it has ended.
+
+        Args:
+            run_id: the run.
+            timeout: seconds to wait at most.
+            now: reads the run as it is now. Called once this caller is registered, so
+                an end committed meanwhile is not missed; a run already ended is
+                returned at once. Without it the first check is a batched read.
 
         Raises:
             TimeoutError: it did not end within ``timeout`` seconds.
+            Exception: what ``now`` raised (``NotFoundError``: no such run).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Run] = loop.create_future()
         self._waiting.setdefault(run_id, []).append(future)
         deadline = loop.time() + timeout
         try:
-            self.changed()  # it may have ended already
+            if now is None:
+                self.changed()  # it may have ended already
+            else:
+                found = await now()
+                if found.status.terminal:
+                    return found
             while True:
                 left = deadline - loop.time()
                 if left <= 0:

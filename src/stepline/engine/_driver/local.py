@@ -23,6 +23,7 @@ from stepline._protocol.opcodes import Opcode
 from stepline.engine import _response
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
+from stepline.engine._errors import NotFoundError
 from stepline.engine._model import Job, Run
 from stepline.engine._store import Store, Tx, storable
 
@@ -106,7 +107,8 @@ class LocalCheckpoints:
         """The transaction recording ``ops``; it returns whether it queued jobs.
 
         It raises ``CallLost`` (and so writes nothing) when the call ``qi_id`` is not
-        leased for ``run_id`` or the run has ended.
+        leased for ``run_id`` or the run has ended, and ``NotFoundError`` when there is no
+        run ``run_id`` (so the checkpoint route needs no read of its own first).
         """
         engine = self.engine
 
@@ -115,6 +117,8 @@ class LocalCheckpoints:
             if qi_id is not None:
                 job = tx.get_job(qi_id, lock=True)
                 if job is None or job.run_id != run_id or job.lease_owner is None:
+                    if tx.get_run(run_id) is None:  # the caller's mistake first: 404
+                        raise NotFoundError(f"run {run_id!r} not found")
                     raise CallLost(
                         f"run {run_id}: call {qi_id} is no longer leased (it ended, or "
                         "lapsed and went back to the queue): answer with the steps instead"

@@ -289,10 +289,11 @@ class _Api:
     async def run(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
         wait = wire.wait_seconds(request.query_params.get("wait"))
-        found = await self.engine.get_run(run_id)
-        if wait and not found.status.terminal:  # long-poll: answer when it ends
+        if not wait:
+            found = await self.engine.get_run(run_id)
+        else:  # long-poll: answer when it ends
             try:
-                found = await self.engine.wait_for_run(run_id, timeout=wait)
+                found = await self.engine.wait_for_run(run_id, timeout=wait, read=True)
             except asyncio.TimeoutError:  # still going: as it is now, not as it was
                 found = await self.engine.get_run(run_id)
         return wire.json_response(views.data(views.run(found, with_events=True)))
