@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Sequence
 
 import pytest
 
+from stepline.engine._errors import EngineStopped
 from stepline.engine._model import Run, RunStatus
-from stepline.engine._waiters import RunWaiters
+from stepline.engine._waiters import RECHECK_SECONDS, RunWaiters
+from tests._support.polling import wait_until
 
 from .conftest import arun
 
@@ -144,3 +148,135 @@ def test_the_callers_read_failing_leaves_no_waiter() -> None:
 async def _now(runs: Runs, run_id: str) -> Run:
     await asyncio.sleep(0.001)
     return runs.run(run_id)
+
+
+# -- callers on other threads (wait_blocking) ----------------------------------------------
+
+
+class Blocked:
+    """``wait_blocking`` on a thread of its own; what it returned or raised, and its reads."""
+
+    def __init__(self, waiters: RunWaiters, runs: Runs, run_id: str, timeout: float = 5.0):
+        self.reads = 0
+        self.outcome: Run | BaseException | None = None
+
+        def now() -> Run:
+            self.reads += 1
+            return runs.run(run_id)
+
+        def wait() -> None:
+            try:
+                self.outcome = waiters.wait_blocking(run_id, timeout, now)
+            except BaseException as exc:
+                self.outcome = exc
+
+        self.thread = threading.Thread(target=wait)
+        self.thread.start()
+
+    def result(self) -> Run | BaseException | None:
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        return self.outcome
+
+
+def test_a_blocked_caller_is_woken_by_the_commit_that_ends_its_run() -> None:
+    runs = Runs()
+    runs.status["r"] = RunStatus.RUNNING
+    waiters = RunWaiters(runs.read)
+    caller = Blocked(waiters, runs, "r")
+    wait_until(lambda: caller.reads == 1 and waiters.count == 1)
+    runs.status["r"] = RunStatus.COMPLETED
+    waiters.ended(runs.run("r"))  # on the loop, once the commit is known
+    outcome = caller.result()
+    assert isinstance(outcome, Run)
+    assert outcome.status is RunStatus.COMPLETED
+    assert caller.reads == 1, "woken with the run, not by a recheck"
+    assert runs.reads == []
+    assert waiters.count == 0
+
+
+def test_a_blocked_caller_reads_an_ended_run_once_and_returns() -> None:
+    runs = Runs()
+    runs.status["done"] = RunStatus.FAILED
+    waiters = RunWaiters(runs.read)
+    outcome = Blocked(waiters, runs, "done").result()
+    assert isinstance(outcome, Run)
+    assert outcome.status is RunStatus.FAILED
+    assert waiters.count == 0
+
+
+def test_an_end_during_the_blocked_callers_read_is_not_missed() -> None:
+    runs = Runs()
+    runs.status["r"] = RunStatus.RUNNING
+    waiters = RunWaiters(runs.read)
+
+    def stale() -> Run:  # reads RUNNING; the end commits before it returns
+        seen = runs.run("r")
+        runs.status["r"] = RunStatus.COMPLETED
+        waiters.ended(runs.run("r"))
+        return seen
+
+    began = time.monotonic()
+    run = waiters.wait_blocking("r", 5.0, stale)
+    assert run.status is RunStatus.COMPLETED
+    assert time.monotonic() - began < RECHECK_SECONDS  # the event was set: no recheck
+
+
+def test_a_blocked_caller_rechecks_on_its_own_and_times_out() -> None:
+    runs = Runs()
+    runs.status["r"] = RunStatus.RUNNING
+    waiters = RunWaiters(runs.read)
+    caller = Blocked(waiters, runs, "r", timeout=0.6)
+    outcome = caller.result()
+    assert isinstance(outcome, TimeoutError), outcome
+    assert caller.reads >= 2, "another process may end the run: it looks again"
+    assert waiters.count == 0
+
+
+def test_the_batched_check_answers_blocked_callers_too() -> None:
+    async def scenario() -> None:
+        runs = Runs()
+        runs.status.update(a=RunStatus.RUNNING, b=RunStatus.RUNNING)
+        waiters = RunWaiters(runs.read)
+        callers = [Blocked(waiters, runs, run_id) for run_id in ("a", "b")]
+        while waiters.count < 2 or sum(c.reads for c in callers) < 2:
+            await asyncio.sleep(0.005)
+        runs.status.update(a=RunStatus.COMPLETED, b=RunStatus.CANCELLED)
+        waiters.changed()  # a commit that does not say which runs it ended
+        outcomes = await asyncio.to_thread(lambda: [c.result() for c in callers])
+        assert [getattr(o, "status", o) for o in outcomes] == [
+            RunStatus.COMPLETED,
+            RunStatus.CANCELLED,
+        ]
+        assert [sorted(ids) for ids in runs.reads] == [["a", "b"]]
+        assert [c.reads for c in callers] == [1, 1]
+
+    arun(scenario())
+
+
+def test_close_lets_blocked_callers_go_and_open_waits_again() -> None:
+    runs = Runs()
+    runs.status["r"] = RunStatus.RUNNING
+    waiters = RunWaiters(runs.read)
+    caller = Blocked(waiters, runs, "r", timeout=30.0)
+    wait_until(lambda: caller.reads == 1)
+    began = time.monotonic()
+    waiters.close()
+    assert isinstance(caller.result(), EngineStopped)
+    assert time.monotonic() - began < 5.0, "at once, not after its timeout"
+    with pytest.raises(EngineStopped):
+        waiters.wait_blocking("r", 5.0, lambda: runs.run("r"))
+    waiters.open()
+    runs.status["r"] = RunStatus.COMPLETED
+    assert waiters.wait_blocking("r", 5.0, lambda: runs.run("r")).status is RunStatus.COMPLETED
+
+
+def test_a_failing_read_leaves_no_blocked_caller() -> None:
+    waiters = RunWaiters(Runs().read)
+
+    def missing() -> Run:
+        raise LookupError("run 'x' not found")
+
+    with pytest.raises(LookupError):
+        waiters.wait_blocking("x", 5.0, missing)
+    assert waiters.count == 0

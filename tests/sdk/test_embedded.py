@@ -110,8 +110,9 @@ def test_stop_answers_waiting_callers_with_a_management_error(database: str) -> 
     ]
     for thread in threads:
         thread.start()
-    # both are parked in a long-poll on the engine's loop once two requests are in flight
-    poll(lambda: len(embedded._calls) == 2)
+    # both are parked in a long-poll once the engine has two waiters: the blocking caller
+    # on its own thread, the async one in a request on the engine's loop
+    poll(lambda: embedded.engine._waiters.count == 2 and len(embedded._calls) == 1)
     embedded.stop()
     for thread in threads:
         thread.join(10)

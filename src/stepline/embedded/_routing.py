@@ -1,7 +1,9 @@
-"""Client routing: the client's engine requests go to the engine's loop, never the network.
+"""Client routing: the client's engine requests go to the engine, never the network.
 
 ``Requests`` holds the calls in flight; the engine's life cycle (``EmbeddedEngine``) gives
-it the loop, the in-process API and a ``_start_lazily`` to call on first use.
+it the loop, the in-process API and a ``_start_lazily`` to call on first use. A start
+and a read of a run are answered directly (``_direct``), a blocking caller's on its own
+thread; every other request goes through the engine's ASGI app on its loop.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from stepline import _asgi_call, _effects, _errors, _transport
 
 if TYPE_CHECKING:
     from stepline._client import Client
+    from stepline.embedded._direct import Call
 
 __all__ = ["GRACE", "ORIGIN", "Requests", "route_client", "unreachable"]
 
@@ -32,6 +35,7 @@ class Requests:
     _loop: asyncio.AbstractEventLoop | None
     _thread: threading.Thread | None
     _api: _asgi_call.ASGIApp | None
+    _engine: Any
     _stopping: asyncio.Event | None
     _calls: set[asyncio.Task[Any]]
 
@@ -77,7 +81,12 @@ class Requests:
 
     async def _perform(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
         assert self._api is not None
+        from stepline.embedded import _direct  # the engine's modules: loaded by now
+
         try:
+            call = _direct.match(request, ORIGIN)
+            if call is not None and self._engine is not None:
+                return await _direct.answer_async(self._engine, call)
             return await _asgi_call.call(self._api, request)
         except Exception as exc:  # the engine app failed: report it as transports do
             return _effects.HttpResponse(0, {}, b"", error=f"embedded engine: {exc!r}")
@@ -86,11 +95,33 @@ class Requests:
         """Perform a request against the engine from any thread but the engine's."""
         if threading.current_thread() is self._thread:
             raise _errors.ConfigError("request_sync called on the embedded engine's own thread")
+        from stepline.embedded import _direct  # not at import: it loads the engine's modules
+
         self._enter()
         try:
+            call = _direct.match(request, ORIGIN)
+            if call is not None:
+                return self._direct_sync(call)
             return self._request_sync(request)
         finally:
             self._leave()
+
+    def _direct_sync(self, call: Call) -> _effects.HttpResponse:
+        """A start or a read of a run, on the calling thread (``_direct``)."""
+        from stepline.embedded import _direct
+        from stepline.engine._errors import EngineStopped
+
+        try:
+            self._start_lazily()
+        except Exception as exc:  # as transports do: a failure to reach is status 0
+            return unreachable(f"the embedded engine could not start: {exc!r}")
+        engine = self._engine
+        if engine is None:
+            return unreachable("the embedded engine stopped")
+        try:
+            return _direct.answer_sync(engine, call)
+        except EngineStopped:
+            return unreachable("the embedded engine stopped")
 
     def _request_sync(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
         future = self._submit(request)

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from stepline import _ownership
 from stepline.engine import _appsync, _events, _ids, _intake, _registry, _relay, _response, _starts
 from stepline.engine._appsync import SyncResult
 from stepline.engine._backoff import Backoff
@@ -23,7 +22,7 @@ from stepline.engine._connect import hub as _connect
 from stepline.engine._control.pause import PauseControl
 from stepline.engine._driver import Driver, InProcessDriver, Router, default_driver
 from stepline.engine._driver import local as _local
-from stepline.engine._errors import NotFoundError, SkippedError
+from stepline.engine._errors import NotFoundError
 from stepline.engine._flow import rules
 from stepline.engine._model import (
     EventRecord,
@@ -33,6 +32,7 @@ from stepline.engine._observe.observer import Observer
 from stepline.engine._reads import Reads
 from stepline.engine._registry import Registry
 from stepline.engine._runloop import RunLoop
+from stepline.engine._start_calls import Starts
 from stepline.engine._store import Store, Tx, dsn, guard, store_for, stored_text, sweeper
 from stepline.engine._trust import apps as _apptrust
 from stepline.engine._waiters import RunWaiters
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("stepline.engine")
 
 
-class Engine(Reads, PauseControl):
+class Engine(Reads, Starts, PauseControl):
     """A durable-execution engine.
 
     Args:
@@ -123,6 +123,7 @@ class Engine(Reads, PauseControl):
         if self._started:
             return
         self._started = True
+        self._waiters.open()
         await self.store.open()
         await self.reload()
         self._aio = asyncio.get_running_loop()
@@ -159,6 +160,7 @@ class Engine(Reads, PauseControl):
         if not self._started:
             return
         self._started = False
+        self._waiters.close()  # callers blocked on other threads: no run ends from here on
         await self.worker.stop(self.settings.shutdown_grace if grace is None else grace)
         for task in self._tasks:
             task.cancel()
@@ -346,7 +348,7 @@ class Engine(Reads, PauseControl):
             return _intake.adopted(tx, self.worker.adopt(tx, run_ids, now))
 
         adopted = await self.store.atomic(work)
-        self._committed(wake=adopted.wake)  # an event may have cancelled runs
+        self._committed(wake=adopted.wake, ended=adopted.ended)  # it may have cancelled runs
         return adopted.calls
 
     async def invoke(self, function_id: str, raw: object) -> str:
@@ -363,59 +365,6 @@ class Engine(Reads, PauseControl):
         )
         self.worker.dispatch(await self._ingest_now([event], now))
         return event.internal_id
-
-    async def start_function(
-        self,
-        function_id: str,
-        data: dict[str, Any],
-        *,
-        idempotency_key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        started_by: str | None = None,
-        run_id: str | None = None,
-        attributes: Mapping[str, str] | None = None,
-    ) -> tuple[str, bool]:
-        """Start a run of one function; returns ``(run_id, created)``.
-
-        ``headers`` are the starting request's: its W3C ``traceparent`` is kept (when
-        tracing) so the run continues the caller's trace.
-
-        With an ``idempotency_key``, a second start within 24 hours returns the first
-        run (``created`` False) instead of starting another; concurrent starts with one
-        key race safely (the per-function event-id claim decides). ``started_by`` (a
-        principal) is recorded on the run, and scopes the key: another principal's key
-        never returns this run (``stepline._ownership``). A proposed ``run_id`` (the outbox
-        relay's) names the run; a second start with it returns that run (``created`` False).
-        ``attributes`` (checked) are set on a run this start creates.
-
-        Raises:
-            NotFoundError: the function is not registered.
-            RunIdTakenError: ``run_id`` names a run of another function.
-        """
-        if self._registry.get(function_id) is None:
-            raise NotFoundError(f"function {function_id!r} is not registered")
-        now = self.clock.now()
-        own_id = _ownership.start_event_id(idempotency_key, started_by)
-        event = _starts.start_event(function_id, data, now, event_id=own_id, run_id=run_id)
-        if headers and self.observer is not None:
-            self.observer.received([event], headers)
-
-        def work(tx: Tx) -> tuple[str | None, bool, _intake.Adopted]:
-            started, created = _starts.start_direct(
-                tx, self.loop.fanout, event, now, function_id=function_id, own_id=own_id,
-                run_id=run_id, started_by=started_by, attributes=attributes,
-            )  # fmt: skip
-            taken = self.worker.adopt(tx, [started], now) if started and created else []
-            return started, created, _intake.adopted(tx, taken)
-
-        run_id, created, adopted = await self.store.atomic(work)
-        self._committed(wake=adopted.wake)  # a singleton start may have cancelled a run
-        self.worker.dispatch(adopted.calls)
-        if run_id is None:  # rate limited, singleton, debounced into a later run...
-            reasons = await self.store.read(lambda tx: tx.event_links(event.internal_id))
-            why = ", ".join(sorted({link.reason or "skipped" for link in reasons})) or "skipped"
-            raise SkippedError(f"{function_id!r} started no run: {why}", event.internal_id)
-        return str(run_id), bool(created)
 
     async def _atomic(self, work: Any) -> Any:
         result = await self.store.atomic(work)
@@ -484,6 +433,44 @@ class Engine(Reads, PauseControl):
         """
         now = functools.partial(self.get_run, run_id) if read else None
         return await self._waiters.wait(run_id, timeout, now)
+
+    def wait_for_run_blocking(self, run_id: str, timeout: float = 30.0) -> Run:
+        """``wait_for_run(read=True)`` from a thread that may block (never the loop's).
+
+        Raises:
+            TimeoutError: it did not end in time.
+            NotFoundError: no such run.
+            EngineStopped: the engine stopped meanwhile.
+        """
+        return self._waiters.wait_blocking(run_id, timeout, lambda: self.get_run_blocking(run_id))
+
+    async def long_poll(self, run_id: str, wait: float) -> Run:
+        """``GET /v1/runs/{id}?wait=``: the run once it has ended, or as it is after ``wait``
+        seconds (at once for 0).
+
+        Raises:
+            NotFoundError: no such run.
+        """
+        if not wait:
+            return await self.get_run(run_id)
+        try:
+            return await self.wait_for_run(run_id, timeout=wait, read=True)
+        except asyncio.TimeoutError:  # still going: as it is now, not as it was
+            return await self.get_run(run_id)
+
+    def long_poll_blocking(self, run_id: str, wait: float) -> Run:
+        """``long_poll`` from a thread that may block (never the loop's).
+
+        Raises:
+            NotFoundError: no such run.
+            EngineStopped: the engine stopped meanwhile.
+        """
+        if not wait:
+            return self.get_run_blocking(run_id)
+        try:
+            return self.wait_for_run_blocking(run_id, timeout=wait)
+        except TimeoutError:  # still going: as it is now, not as it was
+            return self.get_run_blocking(run_id)
 
     # -- checkpoints (SDK-facing) ---------------------------------------------------------------
 

@@ -13,3 +13,7 @@ class SkippedError(RuntimeError):
     def __init__(self, message: str, event_id: str) -> None:
         super().__init__(message)
         self.event_id = event_id
+
+
+class EngineStopped(RuntimeError):
+    """A call from another thread reached an engine that is not running (or stopped under it)."""

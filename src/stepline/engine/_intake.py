@@ -30,12 +30,15 @@ class Adopted:
     calls: list[Call]
     #: the transaction queued other jobs as well: the worker's loop must look
     wake: bool
+    #: the runs it ended (a singleton start, an event's ``cancelOn`` cancels runs)
+    ended: list[Run]
 
 
 def adopted(tx: Tx, calls: list[Call]) -> Adopted:
-    """``calls`` and whether ``tx`` queued anything besides them."""
+    """``calls``, whether ``tx`` queued anything besides them, and the runs it ended."""
     taken = {job.job_id for job, _ in calls}
-    return Adopted(calls, wake=any(job_id not in taken for job_id in tx.queued))
+    wake = any(job_id not in taken for job_id in tx.queued)
+    return Adopted(calls, wake=wake, ended=list(tx.ended_runs))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -34,10 +34,11 @@ class Reads:
         Raises:
             NotFoundError: no such run.
         """
-        run = await self.store.read(lambda tx: _with_attributes(tx, [tx.get_run(run_id)]))
-        if not run:
-            raise NotFoundError(f"run {run_id!r} not found")
-        return run[0]
+        return _found(run_id, await self.store.read(lambda tx: _run(tx, run_id)))
+
+    def get_run_blocking(self, run_id: str) -> Run:
+        """``get_run`` from a thread that may block (never the event loop's)."""
+        return _found(run_id, self.store.read_blocking(lambda tx: _run(tx, run_id)))
 
     async def list_runs(self, where: RunFilter | None = None) -> list[Run]:
         """Runs, newest first, filtered and paginated, with their attributes."""
@@ -116,3 +117,13 @@ def _with_attributes(tx: Tx, runs: Sequence[Run | None]) -> list[Run]:
     for run in found:
         run.attributes = attributes.get(run.run_id, {})
     return found
+
+
+def _run(tx: Tx, run_id: str) -> list[Run]:
+    return _with_attributes(tx, [tx.get_run(run_id)])
+
+
+def _found(run_id: str, runs: list[Run]) -> Run:
+    if not runs:
+        raise NotFoundError(f"run {run_id!r} not found")
+    return runs[0]

@@ -4,14 +4,21 @@
 waiting (every ``result()`` of a busy web app long-polls), each commit cost one read per
 waiter. Here each commit schedules at most one read covering every waited-for run, and a
 commit that lands while that read is in flight schedules one more, so none is missed.
+
+Callers on other threads of the process (the embedded engine's client, in a web request's
+thread) wait with ``wait_blocking``: they are answered by the same check, on a
+``threading.Event`` instead of a future, and never cross to the event loop themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from stepline.engine._errors import EngineStopped
 from stepline.engine._model import Run
 
 #: Waiters re-check this often even without a commit here (another process may end the
@@ -21,19 +28,37 @@ RECHECK_SECONDS = 0.25
 ReadRuns = Callable[[Sequence[str]], Awaitable[list[Run]]]
 
 
+class _Blocked:
+    """A caller on another thread: its event is set once ``run`` holds the ended run."""
+
+    __slots__ = ("event", "run")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.run: Run | None = None
+
+
 class RunWaiters:
-    """Futures for runs' ends, resolved by ``changed`` (call it after every commit)."""
+    """Futures for runs' ends, resolved by ``changed`` (call it after every commit).
+
+    Every method but ``wait_blocking`` runs on the event loop.
+    """
 
     def __init__(self, read: ReadRuns) -> None:
         self._read = read
         self._waiting: dict[str, list[asyncio.Future[Run]]] = {}
+        self._blocked: dict[str, list[_Blocked]] = {}  # guarded by _lock
+        self._lock = threading.Lock()
+        self._closed = False  # the engine stopped: blocked callers are let go
         self._dirty = False
         self._checking: asyncio.Task[None] | None = None
 
     @property
     def count(self) -> int:
         """How many callers are waiting."""
-        return sum(len(futures) for futures in self._waiting.values())
+        with self._lock:
+            blocked = sum(len(callers) for callers in self._blocked.values())
+        return blocked + sum(len(futures) for futures in self._waiting.values())
 
     async def wait(
         self, run_id: str, timeout: float, now: Callable[[], Awaitable[Run]] | None = None
@@ -73,9 +98,62 @@ class RunWaiters:
         finally:
             self._forget(run_id, future)
 
+    def wait_blocking(self, run_id: str, timeout: float, now: Callable[[], Run]) -> Run:
+        """``wait`` for a thread that may block (never the event loop's).
+
+        Args:
+            run_id: the run.
+            timeout: seconds to wait at most.
+            now: reads the run as it is now, on the calling thread; called once this
+                caller is registered, and again every ``RECHECK_SECONDS`` without news.
+
+        Raises:
+            TimeoutError: it did not end within ``timeout`` seconds.
+            EngineStopped: the engine stopped (``close``) before it ended.
+            Exception: what ``now`` raised (``NotFoundError``: no such run).
+        """
+        caller = _Blocked()
+        with self._lock:
+            if self._closed:
+                raise EngineStopped("the engine stopped")
+            self._blocked.setdefault(run_id, []).append(caller)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                found = now()
+                if found.status.terminal:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"run {run_id} did not end within {timeout:g} s")
+                if caller.event.wait(min(left, RECHECK_SECONDS)):
+                    if caller.run is None:
+                        raise EngineStopped("the engine stopped")
+                    return caller.run
+        finally:
+            with self._lock:
+                callers = self._blocked.get(run_id, [])
+                with contextlib.suppress(ValueError):
+                    callers.remove(caller)
+                if not callers:
+                    self._blocked.pop(run_id, None)
+
+    def open(self) -> None:
+        """The engine (re)starts: ``wait_blocking`` waits again."""
+        with self._lock:
+            self._closed = False
+
+    def close(self) -> None:
+        """The engine stops: callers blocked in ``wait_blocking`` raise ``EngineStopped``."""
+        with self._lock:
+            self._closed = True
+            callers = [caller for waiting in self._blocked.values() for caller in waiting]
+        for caller in callers:
+            caller.event.set()
+
     def changed(self) -> None:
         """Something was committed: check the waited-for runs (once, however many call)."""
-        if not self._waiting:
+        if not (self._waiting or self._blocked):
             return
         self._dirty = True
         if self._checking is None or self._checking.done():
@@ -86,12 +164,20 @@ class RunWaiters:
         for future in self._waiting.pop(run.run_id, []):
             if not future.done():
                 future.set_result(run)
+        if self._blocked:
+            with self._lock:
+                callers = self._blocked.pop(run.run_id, [])
+            for caller in callers:
+                caller.run = run
+                caller.event.set()
 
     async def _check(self) -> None:
-        while self._dirty and self._waiting:
+        while self._dirty and (self._waiting or self._blocked):
             self._dirty = False
+            with self._lock:
+                run_ids = list({**self._waiting, **self._blocked})
             try:
-                runs = await self._read(list(self._waiting))
+                runs = await self._read(run_ids)
             except Exception:  # the store is failing: the recheck timer tries again
                 return
             for run in runs:

@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 from stepline._checkpointing import CheckpointFailed
 from stepline._protocol.execution import Op
-from stepline._protocol.opcodes import Opcode
 from stepline.engine import _response
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
@@ -51,8 +50,10 @@ class _Engine(Protocol):
     settings: EngineSettings
     store: Store
     clock: Clock
-    loop: _Recorder
     _aio: asyncio.AbstractEventLoop | None
+
+    @property
+    def loop(self) -> _Recorder: ...
 
     def _committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None: ...
 
@@ -70,20 +71,20 @@ class LocalCheckpoints:
         engine = self.engine
         reported = self._reported(ops)
         try:
-            wake = engine.store.atomic_blocking(self._work(run_id, qi_id, reported))
+            wake, ended = engine.store.atomic_blocking(self._work(run_id, qi_id, reported))
         except Exception as exc:  # CallLost, a database fault
             raise CheckpointFailed(str(exc)) from exc
-        if (wake or _ends_run(reported)) and engine._aio is not None:
-            engine._aio.call_soon_threadsafe(self._committed, wake, reported)
+        if (wake or ended) and engine._aio is not None:
+            engine._aio.call_soon_threadsafe(engine._committed, wake, ended)
 
     async def record(self, run_id: str, qi_id: str, ops: list[Op]) -> None:
         """Commit ``ops`` (an async function, on the engine's loop)."""
         reported = self._reported(ops)
         try:
-            wake = await self.engine.store.atomic(self._work(run_id, qi_id, reported))
+            wake, ended = await self.engine.store.atomic(self._work(run_id, qi_id, reported))
         except Exception as exc:  # CallLost, a database fault
             raise CheckpointFailed(str(exc)) from exc
-        self._committed(wake, reported)
+        self._committed(wake, ended)
 
     # -- POST /v1/checkpoint/{run}/async ------------------------------------------------
 
@@ -97,14 +98,15 @@ class LocalCheckpoints:
         """
         qi_id = body.get("qi_id") if isinstance(body, dict) else None
         work = self._work(run_id, qi_id if isinstance(qi_id, str) else None, ops)
-        self._committed(await self.engine.store.atomic(work), ops)
+        self._committed(*await self.engine.store.atomic(work))
 
     # -- once -----------------------------------------------------------------------------
 
     def _work(
         self, run_id: str, qi_id: str | None, ops: tuple[_response.ReportedOp, ...]
-    ) -> Callable[[Tx], bool]:
-        """The transaction recording ``ops``; it returns whether it queued jobs.
+    ) -> Callable[[Tx], tuple[bool, list[Run]]]:
+        """The transaction recording ``ops``; it returns whether it queued jobs, and the
+        runs it ended.
 
         It raises ``CallLost`` (and so writes nothing) when the call ``qi_id`` is not
         leased for ``run_id`` or the run has ended, and ``NotFoundError`` when there is no
@@ -112,7 +114,7 @@ class LocalCheckpoints:
         """
         engine = self.engine
 
-        def work(tx: Tx) -> bool:
+        def work(tx: Tx) -> tuple[bool, list[Run]]:
             job = None
             if qi_id is not None:
                 job = tx.get_job(qi_id, lock=True)
@@ -125,15 +127,14 @@ class LocalCheckpoints:
                     )
             if not engine.loop.checkpoint(tx, run_id, ops, job, engine.clock.now()):
                 raise CallLost(f"run {run_id} has ended: its steps are not recorded")
-            return bool(tx.queued)
+            return bool(tx.queued), tx.ended_runs
 
         return work
 
-    def _committed(self, wake: bool, ops: tuple[_response.ReportedOp, ...]) -> None:
+    def _committed(self, wake: bool, ended: list[Run]) -> None:
         """Tell the engine (on its loop) what a checkpoint's commit changed."""
-        ended = _ends_run(ops)
         if wake or ended:
-            self.engine._committed(wake, None if ended else [])
+            self.engine._committed(wake, ended)
 
     def _reported(self, ops: list[Op]) -> tuple[_response.ReportedOp, ...]:
         """The SDK's ops as the engine reads a checkpoint body, with the same checks
@@ -143,11 +144,6 @@ class LocalCheckpoints:
         if problem is not None:
             raise CheckpointFailed(problem)
         return reported
-
-
-def _ends_run(ops: tuple[_response.ReportedOp, ...]) -> bool:
-    """Whether a checkpoint completes its run (its waiters must hear of it)."""
-    return any(op.op in (Opcode.RUN_COMPLETE, Opcode.SYNC_RUN_COMPLETE) for op in ops)
 
 
 def _reported(op: Op) -> _response.ReportedOp:

@@ -2,14 +2,13 @@
 
 Handlers are thin: read the request (``wire``), call one ``Engine`` method, render with
 ``views`` and answer with ``wire.json_response``. Errors are mapped to responses in one
-place (``_failure``), and every response carries ``X-Inngest-Server-Kind``.
+place (``answers.failure``), and every response carries ``X-Inngest-Server-Kind``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,19 +19,18 @@ import starlette.requests
 import starlette.responses
 import starlette.routing
 
-from stepline import _ownership
 from stepline._identity import VERSION
-from stepline.engine import _registry, _starts
+from stepline.engine import _registry
 from stepline.engine._connect import routes as _connect
 from stepline.engine._control import attributes as _control_attributes
 from stepline.engine._driver.local import CallLost
 from stepline.engine._engine import Engine
-from stepline.engine._errors import NotFoundError, SkippedError
+from stepline.engine._errors import NotFoundError
 from stepline.engine._events import EventError
 from stepline.engine._flow.rules import RegistrationError
+from stepline.engine._http import answers, auth, event_answer, views, wire
 from stepline.engine._http import attempts as _attempts
 from stepline.engine._http import attributes as _attributes
-from stepline.engine._http import auth, event_answer, faults, views, wire
 from stepline.engine._http import bulk as _bulk
 from stepline.engine._http import dashboard as _dashboard
 from stepline.engine._http import endpoints as _endpoints
@@ -52,10 +50,7 @@ from stepline.engine._ids import SeedError
 from stepline.engine._observe import prometheus
 from stepline.engine._relay import http as _relay_http
 from stepline.engine._store import EventFilter, RunFilter, storable
-from stepline.engine._store.faults import StoreUnavailable
 from stepline.engine._trust import apps as _app_trust
-
-logger = logging.getLogger("stepline.engine.api")
 
 Request = starlette.requests.Request
 Response = starlette.responses.Response
@@ -289,51 +284,21 @@ class _Api:
     async def run(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
         wait = wire.wait_seconds(request.query_params.get("wait"))
-        if not wait:
-            found = await self.engine.get_run(run_id)
-        else:  # long-poll: answer when it ends
-            try:
-                found = await self.engine.wait_for_run(run_id, timeout=wait, read=True)
-            except asyncio.TimeoutError:  # still going: as it is now, not as it was
-                found = await self.engine.get_run(run_id)
+        found = await self.engine.long_poll(run_id, wait)  # answers when it ends
         return wire.json_response(views.data(views.run(found, with_events=True)))
 
     async def start(self, request: Request) -> Response:
-        body = await self._body(request, required=False)
-        body = {} if body is None else body
-        if not isinstance(body, dict):
-            raise ApiError(400, 'want {"data": {...}, "idempotency_key": "..."}')
-        data = body.get("data", {})
-        key = body.get("idempotency_key")
-        if not isinstance(data, dict):
-            raise ApiError(400, f"data: want a JSON object, got {type(data).__name__}")
-        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
-            raise ApiError(400, "idempotency_key: want a string of 1-256 characters")
-        started_by = body.get("started_by")
-        if started_by is not None:
-            problem = (
-                _ownership.principal_problem(started_by)
-                if isinstance(started_by, str)
-                else "want a string"
-            )
-            if problem is not None:
-                raise ApiError(400, f"started_by: {problem} (the principal starting the run)")
-        proposed = body.get("run_id")  # the outbox relay names the run its writer promised
-        if proposed is not None and (problem := _starts.run_id_problem(proposed)) is not None:
-            raise ApiError(400, f"run_id: {problem}")
+        wanted = answers.start_request(await self._body(request, required=False))
         function_id = request.path_params["function_id"]
-        try:
-            run_id, created = await self.engine.start_function(
-                function_id,
-                data,
-                idempotency_key=key,
-                headers=request.headers,
-                started_by=started_by,
-                run_id=proposed,
-                attributes=_control_attributes.checked(body.get("attributes", {})),
-            )
-        except _starts.RunIdTakenError as exc:
-            raise ApiError(409, str(exc), {"error": str(exc), "code": "run_id_taken"}) from None
+        run_id, created = await self.engine.start_function(
+            function_id,
+            wanted.data,
+            idempotency_key=wanted.idempotency_key,
+            headers=request.headers,
+            started_by=wanted.started_by,
+            run_id=wanted.run_id,
+            attributes=wanted.attributes,
+        )
         payload = {"run_id": run_id, "function_id": function_id, "created": created}
         return wire.json_response(views.data(payload), 201 if created else 200)
 
@@ -427,24 +392,10 @@ def _check_text(request: Request) -> None:
 
 
 def _failure(request: Request, path: str, exc: Exception) -> Response:
-    if isinstance(exc, ApiError):
-        status, message, body = exc.status, exc.message, exc.body
-    elif isinstance(exc, NotFoundError):
-        status, message, body = 404, str(exc.args[0] if exc.args else exc), None
-    elif isinstance(exc, _control_attributes.AttributesError):
-        status, message, body = 400, str(exc), None
-    elif isinstance(exc, SkippedError):
-        status, message = 409, str(exc)
-        body = {"error": message, "event_id": exc.event_id}
-    elif isinstance(exc, StoreUnavailable):  # logged once by the store's guard
-        return faults.response(exc, path)
-    else:
-        # the route template, not the URL: /e/{key} must never put a key in the logs
-        logger.exception("unexpected error in %s %s", request.method, path)
-        return wire.json_response({"error": "internal server error"}, 500)
-    level = logging.INFO if status == 404 else logging.WARNING
-    logger.log(level, "rejected %s %s: %d %s", request.method, path, status, message)
-    return wire.json_response(body if body is not None else {"error": message}, status)
+    answer = answers.failure(request.method, path, exc)
+    response = wire.json_response(answer.body, answer.status)
+    response.headers.update(answer.headers)
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -30,12 +30,12 @@ from typing import Any
 import starlette.requests
 import starlette.responses
 
-from stepline import _effects, _ownership, _serde
+from stepline import _effects, _serde
 from stepline.engine import _response
 from stepline.engine._endpoints.inline import InlineRuns, LeaseLostError
 from stepline.engine._engine import Engine
 from stepline.engine._errors import NotFoundError, SkippedError
-from stepline.engine._http import views, wire
+from stepline.engine._http import answers, views, wire
 from stepline.engine._http.wire import ApiError
 from stepline.engine._model import Run
 from stepline.engine._store.faults import StoreUnavailable
@@ -66,22 +66,8 @@ class Routes:
         self, function_id: str, body: object, headers: Mapping[str, str]
     ) -> tuple[int, dict[str, Any]]:
         """``POST /v1/functions/{function_id}/inline``."""
-        body = {} if body is None else body
-        if not isinstance(body, dict):
-            raise ApiError(400, 'want {"data": {...}, "idempotency_key": "..."}')
-        data, key, started_by = body.get("data", {}), body.get("idempotency_key"), None
-        if not isinstance(data, dict):
-            raise ApiError(400, f"data: want a JSON object, got {type(data).__name__}")
-        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
-            raise ApiError(400, "idempotency_key: want a string of 1-256 characters")
-        if (started_by := body.get("started_by")) is not None:
-            problem = (
-                _ownership.principal_problem(started_by)
-                if isinstance(started_by, str)
-                else "want a string"
-            )
-            if problem is not None:
-                raise ApiError(400, f"started_by: {problem} (the principal starting the run)")
+        checked = answers.start_body(body)
+        data, key, started_by = checked["data"], checked["idempotency_key"], checked["started_by"]
         started = await self.runs.start(
             function_id, data, idempotency_key=key, started_by=started_by, headers=headers
         )

@@ -34,7 +34,11 @@ class ApiError(Exception):
 
 async def read_json(request: Request, limit: int, *, required: bool = True) -> Any:
     """The request's JSON body (strict), at most ``limit`` bytes; None if empty and optional."""
-    raw = await read_body(request, limit)
+    return json_body(await read_body(request, limit), required=required)
+
+
+def json_body(raw: bytes, *, required: bool = True) -> Any:
+    """``raw`` as a request's JSON body (strict); None if empty and optional."""
     if not raw.strip():
         if required:
             raise ApiError(400, "request body is empty; want JSON")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -346,12 +347,9 @@ class ObservedStore:
             holder[:] = [seen]
             return work(cast(Tx, ObservedTx(tx, seen)))
 
-        started, failed = time.perf_counter(), True
-        try:
-            result = self.inner.atomic_blocking(observed)
-            failed = False
-        finally:
-            self._record("atomic", started, failed=failed)
+        result = self._timed_blocking(
+            "atomic", functools.partial(self.inner.atomic_blocking, observed)
+        )
         if holder:
             with self._lock:
                 self._observer.committed(holder[0])
@@ -366,6 +364,19 @@ class ObservedStore:
     async def read(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` on a read snapshot, timed."""
         return await self._timed("read", self.inner.read(work))
+
+    def read_blocking(self, work: Callable[[Tx], T]) -> T:
+        """``read`` from a thread that may block, timed."""
+        return self._timed_blocking("read", functools.partial(self.inner.read_blocking, work))
+
+    def _timed_blocking(self, kind: str, operation: Callable[[], T]) -> T:
+        started, failed = time.perf_counter(), True
+        try:
+            result = operation()
+            failed = False
+        finally:
+            self._record(kind, started, failed=failed)
+        return result
 
     async def _timed(self, kind: str, operation: Awaitable[T]) -> T:
         if self._observer.metrics is None:

@@ -98,6 +98,9 @@ class Tx(Protocol):
     #: of those, the jobs this node leased itself in the same transaction (no other node
     #: needs waking for them)
     claimed: set[str]
+    #: the runs this transaction ended, as they ended (callers waiting for them are
+    #: answered from these once it commits, without reading them back)
+    ended_runs: list[Run]
 
     # runs and steps
     def get_run(self, run_id: str) -> Run | None: ...
@@ -274,6 +277,10 @@ class Store(Protocol):
 
     async def read(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` on a read-only snapshot."""
+        ...
+
+    def read_blocking(self, work: Callable[[Tx], T]) -> T:
+        """``read`` from a thread that may block (never the event loop's)."""
         ...
 
     def subscribe(self, notify: Callable[[str], None]) -> None:

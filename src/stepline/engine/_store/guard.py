@@ -181,10 +181,25 @@ class GuardedStore:
         try:
             return await self.inner.read(work)
         except Exception as exc:
-            cause = classify(exc)
-            if cause is None:
+            fault = self._read_fault(exc)
+            if fault is None:
                 raise
-            raise self.health.failed(cause, exc, write=False) from exc
+            raise fault from exc
+
+    def read_blocking(self, work: Callable[[Tx], T]) -> T:
+        """``read`` from a thread that may block; a fault raises ``StoreUnavailable``."""
+        try:
+            return self.inner.read_blocking(work)
+        except Exception as exc:
+            fault = self._read_fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
+
+    def _read_fault(self, exc: Exception) -> StoreUnavailable | None:
+        """``StoreUnavailable`` (noted) if a failed read was a database fault, else None."""
+        cause = classify(exc)
+        return None if cause is None else self.health.failed(cause, exc, write=False)
 
     def _wal_bytes(self) -> int | None:
         size: Callable[[], int | None] | None = getattr(self.inner, "wal_bytes", None)

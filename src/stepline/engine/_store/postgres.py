@@ -286,6 +286,10 @@ class PostgresStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, self._read_sync, work)
 
+    def read_blocking(self, work: Callable[[PostgresTx], T]) -> T:
+        """``read`` on the calling thread (one that may block, never the event loop's)."""
+        return self._read_sync(work)
+
     # -- wake-ups -------------------------------------------------------------------------
 
     def subscribe(self, notify: Callable[[str], None]) -> None:

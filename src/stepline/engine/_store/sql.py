@@ -77,6 +77,7 @@ class SqlTx(QueueTx):
         self._write = write
         self.queued = []
         self.claimed = set()
+        self.ended_runs: list[Run] = []
         self.calls = {}
         #: event names checked for waits in this transaction, and those some wait listens for
         self._names_known: set[str] = set()

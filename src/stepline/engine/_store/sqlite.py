@@ -288,6 +288,12 @@ class SqliteStore:
             return await loop.run_in_executor(self._writer, self._atomic_sync, work)
         return await loop.run_in_executor(self._readers, self._read_sync, work)
 
+    def read_blocking(self, work: Callable[[SqliteTx], T]) -> T:
+        """``read`` from a thread that may block: on a reader thread, which ``suspend`` holds."""
+        if self._memory:
+            return self._writer.submit(self._atomic_sync, work).result()
+        return self._readers.submit(self._read_sync, work).result()
+
     def wal_bytes(self) -> int | None:
         """The size of the write-ahead log file (None in memory)."""
         return None if self.wal is None else self.wal.size()

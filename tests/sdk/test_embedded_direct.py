@@ -1,0 +1,211 @@
+"""The embedded client's start and run reads, answered without the ASGI app (``_direct``).
+
+Each request is sent both ways, through the direct path (``request_sync``, and the async
+path on the engine's loop) and through the engine's REST app, and the answers must be
+the same: status, body, content type and server kind, errors included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import stepline
+from stepline import _asgi_call, _effects
+from stepline.embedded import ORIGIN, EmbeddedEngine, _direct
+
+from . import embedded_app
+from .embedded_app import EVENT_KEY, FAST, SIGNING_KEY
+
+ORDER = "shop-order"
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[EmbeddedEngine]:
+    app = embedded_app.build()
+    engine = EmbeddedEngine(app.client, app.functions, database=str(tmp_path / "d.db"), **FAST)
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+def _request(method: str, path: str, body: Any = None, **headers: str) -> _effects.HttpRequest:
+    raw = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+    return _effects.HttpRequest(method, ORIGIN + path, headers, raw, timeout=10.0)
+
+
+def _through_asgi(embedded: EmbeddedEngine, request: _effects.HttpRequest) -> _effects.HttpResponse:
+    assert embedded._api is not None
+    assert embedded._loop is not None
+    call = _asgi_call.call(embedded._api, request)
+    return asyncio.run_coroutine_threadsafe(call, embedded._loop).result(15)
+
+
+def _async(embedded: EmbeddedEngine, request: _effects.HttpRequest) -> _effects.HttpResponse:
+    return asyncio.run(embedded.request_async(request))
+
+
+def _seen(answer: _effects.HttpResponse) -> tuple[int, Any, str, str]:
+    headers = answer.headers
+    return (
+        answer.status,
+        json.loads(answer.body),
+        headers.get("content-type", ""),
+        headers.get("x-inngest-server-kind", ""),
+    )
+
+
+REFUSED = [
+    ("POST", f"/v1/functions/{ORDER}/runs", b"[1, 2]"),
+    ("POST", f"/v1/functions/{ORDER}/runs", b"{not json"),
+    ("POST", f"/v1/functions/{ORDER}/runs", {"data": "x"}),
+    ("POST", f"/v1/functions/{ORDER}/runs", {"idempotency_key": "k" * 300}),
+    ("POST", f"/v1/functions/{ORDER}/runs", {"attributes": {"bad name!": 1}}),
+    ("POST", f"/v1/functions/{ORDER}/runs", {"started_by": 5}),
+    ("POST", f"/v1/functions/{ORDER}/runs", {"run_id": "not a ulid"}),
+    ("POST", "/v1/functions/shop-nope/runs", {}),
+    ("POST", "/v1/functions/shop%00nope/runs", {}),
+    ("GET", "/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV", None),
+    ("GET", "/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV?wait=5", None),
+    ("GET", "/v1/runs/x?wait=abc", None),
+    ("GET", "/v1/runs/x?wait=61", None),
+    ("GET", "/v1/runs/x%00y", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), REFUSED)
+def test_refusals_are_the_rest_apps(
+    embedded: EmbeddedEngine, method: str, path: str, body: Any
+) -> None:
+    request = _request(method, path, body)
+    assert _direct.match(request, ORIGIN) is not None, "answered directly"
+    rest = _seen(_through_asgi(embedded, request))
+    assert 400 <= rest[0] < 500, rest
+    assert _seen(embedded.request_sync(request)) == rest
+    assert _seen(_async(embedded, request)) == rest
+
+
+def test_starts_and_reads_are_the_rest_apps(embedded: EmbeddedEngine) -> None:
+    start = _request("POST", f"/v1/functions/{ORDER}/runs", {"data": {"x": 1}})
+    direct, rest = embedded.request_sync(start), _through_asgi(embedded, start)
+    assert (direct.status, rest.status) == (201, 201)
+    started = [json.loads(a.body)["data"] for a in (direct, rest, _async(embedded, start))]
+    assert [{**s, "run_id": ""} for s in started] == [
+        {"run_id": "", "function_id": ORDER, "created": True}
+    ] * 3
+    assert len({s["run_id"] for s in started}) == 3
+    assert _seen(direct)[2:] == _seen(rest)[2:]
+
+    for s in started:
+        read = _request("GET", f"/v1/runs/{s['run_id']}?wait=10")
+        ended = _seen(embedded.request_sync(read))
+        assert ended[1]["data"]["status"] == "Completed"
+        assert ended[1]["data"]["output"] == {"n": 2, "x": 1}
+        assert _seen(_through_asgi(embedded, read)) == ended
+        assert _seen(_async(embedded, read)) == ended
+        now = _request("GET", f"/v1/runs/{s['run_id']}")
+        assert _seen(embedded.request_sync(now)) == ended
+
+
+def test_an_idempotent_start_and_a_skipped_one(embedded: EmbeddedEngine) -> None:
+    keyed = _request("POST", f"/v1/functions/{ORDER}/runs", {"idempotency_key": "once"})
+    first, again = embedded.request_sync(keyed), _through_asgi(embedded, keyed)
+    assert (first.status, again.status) == (201, 200)
+    assert json.loads(first.body)["data"]["run_id"] == json.loads(again.body)["data"]["run_id"]
+    assert _seen(embedded.request_sync(keyed)) == _seen(again)
+
+    limited = _request("POST", "/v1/functions/shop-limited/runs", {"data": {"k": "a"}})
+    assert embedded.request_sync(limited).status == 201
+    skipped = _seen(embedded.request_sync(limited))  # rate limited: no run
+    assert skipped[0] == 409
+    assert skipped[1]["error"].startswith("'shop-limited' started no run: ")
+    rest = _seen(_through_asgi(embedded, limited))
+    assert (rest[0], rest[1]["error"], rest[2:]) == (409, skipped[1]["error"], skipped[2:])
+    assert rest[1].keys() == skipped[1].keys() == {"error", "event_id"}
+
+
+def test_a_production_engine_checks_the_bearer_token_either_way(tmp_path: Path) -> None:
+    app = embedded_app.build(is_production=True, signing_key=SIGNING_KEY, event_key=EVENT_KEY)
+    embedded = EmbeddedEngine(app.client, app.functions, database=str(tmp_path / "p.db"), **FAST)
+    embedded.start()
+    try:
+        for request in (
+            _request("POST", f"/v1/functions/{ORDER}/runs", {}),
+            _request("GET", "/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+            _request("GET", "/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV", authorization="Bearer nope"),
+        ):
+            rest = _seen(_through_asgi(embedded, request))
+            assert rest[0] == 401
+            assert _seen(embedded.request_sync(request)) == rest
+            assert _seen(_async(embedded, request)) == rest
+        # the client's own requests carry its key
+        assert app.client.start_sync(app.order, {"x": 2}).result(timeout=20) == {"n": 2, "x": 2}
+    finally:
+        embedded.stop()
+
+
+def test_an_oversized_start_is_refused_with_413(embedded: EmbeddedEngine) -> None:
+    limit = embedded.engine.settings.max_body_bytes
+    request = _request("POST", f"/v1/functions/{ORDER}/runs", b" " * (limit + 1))
+    assert embedded.request_sync(request).status == 413
+    assert _through_asgi(embedded, request).status == 413
+
+
+def test_the_client_starts_and_waits_without_the_asgi_app(
+    embedded: EmbeddedEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = embedded.client
+
+    async def refused(app: object, request: _effects.HttpRequest) -> _effects.HttpResponse:
+        raise AssertionError(f"{request.method} {request.url} went through the ASGI app")
+
+    def crossed(request: _effects.HttpRequest) -> object:
+        raise AssertionError(f"{request.method} {request.url} crossed to the engine's loop")
+
+    monkeypatch.setattr(_asgi_call, "call", refused)
+    order = next(fn for fn in embedded.functions if fn.id == "order")
+    with monkeypatch.context() as blocking:  # a blocking caller: answered on its own thread
+        blocking.setattr(embedded, "_submit", crossed)
+        handle = client.start_sync(order, {"x": 3})
+        assert handle.result(timeout=20) == {"n": 2, "x": 3}
+        assert client.get_run_sync(handle.run_id).status() is stepline.RunStatus.COMPLETED
+
+    async def from_a_loop() -> Any:
+        started = await client.start(order, {"x": 4})
+        try:
+            return await started.result(timeout=20)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(from_a_loop()) == {"n": 2, "x": 4}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/runs/r?wait=1&x=2"),
+        ("GET", "/v1/runs/r/steps"),
+        ("GET", "/v1/runs"),
+        ("POST", "/v1/functions/f/runs?x=1"),
+        ("DELETE", "/v1/runs/r"),
+        ("POST", "/v1/runs/r/cancel"),
+    ],
+)
+def test_other_requests_go_to_the_asgi_app(method: str, path: str) -> None:
+    assert _direct.match(_request(method, path), ORIGIN) is None
+
+
+def test_ids_are_percent_decoded() -> None:
+    call = _direct.match(_request("POST", "/v1/functions/app-a%2Fb%20c/runs"), ORIGIN)
+    assert call is not None
+    assert call.ident == "app-a/b c"
+    read = _direct.match(_request("GET", "/v1/runs/r%2D1?wait=2.5"), ORIGIN)
+    assert read is not None
+    assert (read.ident, read.wait) == ("r-1", "2.5")
