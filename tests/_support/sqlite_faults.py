@@ -4,22 +4,23 @@ work is not run at all, as when SQLite refuses the transaction's first write).""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import threading
 from typing import Any
 
 import pytest
 
+from stepline.engine._store import sqlite as _sqlite
 from stepline.engine._store.sqlite import SqliteStore
 
 FULL = "database or disk is full"
 
 
 def refuse(batch: list[Any], message: str) -> None:
-    """Fail every transaction of a writer's group with ``sqlite3.OperationalError``."""
-    for _, future in batch:
-        future.get_loop().call_soon_threadsafe(_fail, future, sqlite3.OperationalError(message))
+    """Fail every transaction of a writer's group with ``sqlite3.OperationalError``
+    (an awaiting coroutine's on its loop, a blocked thread's at once)."""
+    for _, waiter in batch:
+        _sqlite._deliver(waiter, False, sqlite3.OperationalError(message))
 
 
 def failing_commits(monkeypatch: pytest.MonkeyPatch, message: str = FULL) -> threading.Event:
@@ -35,8 +36,3 @@ def failing_commits(monkeypatch: pytest.MonkeyPatch, message: str = FULL) -> thr
 
     monkeypatch.setattr(SqliteStore, "_commit_group", faulty)
     return failing
-
-
-def _fail(future: asyncio.Future[Any], error: Exception) -> None:
-    if not future.done():
-        future.set_exception(error)

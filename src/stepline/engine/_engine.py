@@ -24,6 +24,7 @@ from stepline.engine._driver import Driver, InProcessDriver, Router, default_dri
 from stepline.engine._driver import local as _local
 from stepline.engine._errors import NotFoundError
 from stepline.engine._flow import rules
+from stepline.engine._intake import Starts
 from stepline.engine._model import (
     EventRecord,
     Run,
@@ -32,7 +33,6 @@ from stepline.engine._observe.observer import Observer
 from stepline.engine._reads import Reads
 from stepline.engine._registry import Registry
 from stepline.engine._runloop import RunLoop
-from stepline.engine._start_calls import Starts
 from stepline.engine._store import Store, Tx, dsn, guard, store_for, stored_text, sweeper
 from stepline.engine._trust import apps as _apptrust
 from stepline.engine._waiters import RunWaiters

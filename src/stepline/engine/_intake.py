@@ -5,16 +5,35 @@ for this node's worker (``Worker.adopt``), so a run starts without a trip throug
 queue. The event API sends its answer first and only then lets the calls go
 (``Intake.start``): a sender always has its ids before its app sees the first call of
 a run its events started, as with Inngest's server.
+
+``Starts`` (a base of ``Engine``) starts a run of one function: ``start_function`` is the
+REST API's ``POST /v1/functions/{id}/runs``; ``start_function_blocking`` is the same start
+for a caller on another thread of the engine's process (the embedded engine's client, in
+a web request's thread): it commits on that thread (``Store.atomic_blocking``) and only
+tells the loop afterwards, to run the first call, instead of crossing to the loop, from
+the loop to the store's writer and back twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from stepline import _ownership
+from stepline.engine import _starts
+from stepline.engine._errors import EngineStopped, NotFoundError, SkippedError
 from stepline.engine._events import EventError
-from stepline.engine._model import Job, Run, StepRecord
-from stepline.engine._store import Tx
+from stepline.engine._model import EventRecord, EventRunLink, Job, Run, StepRecord
+from stepline.engine._store import Store, Tx
+
+if TYPE_CHECKING:
+    from stepline.engine._clock import Clock
+    from stepline.engine._observe.observer import Observer
+    from stepline.engine._registry import Registry
+    from stepline.engine._runloop import RunLoop
+    from stepline.engine._worker import Worker
 
 #: A leased first call and the run and steps it starts from.
 Call = tuple[Job, tuple[Run | None, list[StepRecord]]]
@@ -63,3 +82,149 @@ class Intake:
         if self.error is not None:
             raise EventError(str(self.error), self.ids)
         return self.ids
+
+
+@dataclasses.dataclass(frozen=True)
+class _Start:
+    """One start: the event that records it and what its transaction needs."""
+
+    function_id: str
+    event: EventRecord
+    now: float
+    own_id: str | None
+    run_id: str | None
+    started_by: str | None
+    attributes: Mapping[str, str] | None
+
+
+class Starts:
+    """``start_function`` and its blocking twin (mixed into ``Engine``)."""
+
+    store: Store
+    clock: Clock
+    observer: Observer | None
+    loop: RunLoop
+    worker: Worker
+    _registry: Registry
+    _aio: asyncio.AbstractEventLoop | None
+
+    if TYPE_CHECKING:  # the engine provides it
+
+        def _committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None: ...
+
+    async def start_function(
+        self,
+        function_id: str,
+        data: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        started_by: str | None = None,
+        run_id: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> tuple[str, bool]:
+        """Start a run of one function; returns ``(run_id, created)``.
+
+        ``headers`` are the starting request's: its W3C ``traceparent`` is kept (when
+        tracing) so the run continues the caller's trace.
+
+        With an ``idempotency_key``, a second start within 24 hours returns the first
+        run (``created`` False) instead of starting another; concurrent starts with one
+        key race safely (the per-function event-id claim decides). ``started_by`` (a
+        principal) is recorded on the run, and scopes the key: another principal's key
+        never returns this run (``stepline._ownership``). A proposed ``run_id`` (the outbox
+        relay's) names the run; a second start with it returns that run (``created`` False).
+        ``attributes`` (checked) are set on a run this start creates.
+
+        Raises:
+            NotFoundError: the function is not registered.
+            RunIdTakenError: ``run_id`` names a run of another function.
+            SkippedError: flow control started no run (rate limit, singleton, debounce).
+        """
+        start = self._start(
+            function_id, data, idempotency_key=idempotency_key, headers=headers,
+            started_by=started_by, run_id=run_id, attributes=attributes,
+        )  # fmt: skip
+        started, created, adopted = await self.store.atomic(self._start_work(start))
+        self._after_start(adopted)
+        if started is None:
+            links = await self.store.read(lambda tx: tx.event_links(start.event.internal_id))
+            raise _skipped(start, links)
+        return started, created
+
+    def start_function_blocking(
+        self,
+        function_id: str,
+        data: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        started_by: str | None = None,
+        run_id: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> tuple[str, bool]:
+        """``start_function`` from a thread that may block (never the event loop's).
+
+        Raises:
+            NotFoundError: the function is not registered.
+            SkippedError: flow control started no run (rate limit, singleton, debounce).
+            RunIdTakenError: ``run_id`` names a run of another function.
+            EngineStopped: the engine is not running.
+        """
+        aio = self._aio
+        if aio is None or aio.is_closed():
+            raise EngineStopped("the engine is not running")
+        start = self._start(
+            function_id, data, idempotency_key=idempotency_key, headers=headers,
+            started_by=started_by, run_id=run_id, attributes=attributes,
+        )  # fmt: skip
+        started, created, adopted = self.store.atomic_blocking(self._start_work(start))
+        aio.call_soon_threadsafe(self._after_start, adopted)
+        if started is None:
+            links = self.store.read_blocking(lambda tx: tx.event_links(start.event.internal_id))
+            raise _skipped(start, links)
+        return started, created
+
+    def _start(
+        self,
+        function_id: str,
+        data: dict[str, Any],
+        *,
+        idempotency_key: str | None,
+        headers: Mapping[str, str] | None,
+        started_by: str | None,
+        run_id: str | None,
+        attributes: Mapping[str, str] | None,
+    ) -> _Start:
+        if self._registry.get(function_id) is None:
+            raise NotFoundError(f"function {function_id!r} is not registered")
+        now = self.clock.now()
+        own_id = _ownership.start_event_id(idempotency_key, started_by)
+        event = _starts.start_event(function_id, data, now, event_id=own_id, run_id=run_id)
+        if headers and self.observer is not None:
+            self.observer.received([event], headers)
+        return _Start(function_id, event, now, own_id, run_id, started_by, attributes)
+
+    def _start_work(self, start: _Start) -> Callable[[Tx], tuple[str | None, bool, Adopted]]:
+        def work(tx: Tx) -> tuple[str | None, bool, Adopted]:
+            started, created = _starts.start_direct(
+                tx, self.loop.fanout, start.event, start.now, function_id=start.function_id,
+                own_id=start.own_id, run_id=start.run_id, started_by=start.started_by,
+                attributes=start.attributes,
+            )  # fmt: skip
+            taken = self.worker.adopt(tx, [started], start.now) if started and created else []
+            return started, created, adopted(tx, taken)
+
+        return work
+
+    def _after_start(self, adopted: Adopted) -> None:
+        """On the loop, once the start committed: a singleton start may have cancelled a
+        run, and the first calls it leased run now."""
+        self._committed(wake=adopted.wake, ended=adopted.ended)
+        self.worker.dispatch(adopted.calls)
+
+
+def _skipped(start: _Start, links: Sequence[EventRunLink]) -> SkippedError:
+    """Rate limited, singleton, debounced into a later run...: why no run started."""
+    why = ", ".join(sorted({link.reason or "skipped" for link in links})) or "skipped"
+    return SkippedError(f"{start.function_id!r} started no run: {why}", start.event.internal_id)
