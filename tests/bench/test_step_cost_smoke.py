@@ -24,7 +24,9 @@ def test_step_cost_on_sqlite() -> None:
         assert cost[part] >= 0, part
     for part in ("serialise", "sdk", "step code", "store work", "commit"):
         assert cost[part] > 0, f"{part}: its timer saw nothing"
-    assert sum(cost[p] for p in PARTS) == pytest.approx(cost["step"], rel=0.01)
+    assert cost["overlap"] >= 0
+    # what the parts timed, less what was timed twice (two threads at once), is the step
+    assert sum(cost[p] for p in PARTS) - cost["overlap"] == pytest.approx(cost["step"], rel=0.01)
 
 
 @pytest.mark.timeout(120)
@@ -38,4 +40,6 @@ def test_step_cost_with_per_step_checkpoints() -> None:
         assert cost[part] >= 0, part
     for part in ("serialise", "step code", "store work", "commit"):
         assert cost[part] > 0, f"{part}: its timer saw nothing"
-    assert sum(cost[p] for p in PARTS) == pytest.approx(cost["step"], rel=0.01)
+    assert cost["overlap"] >= 0
+    # what the parts timed, less what was timed twice (two threads at once), is the step
+    assert sum(cost[p] for p in PARTS) - cost["overlap"] == pytest.approx(cost["step"], rel=0.01)

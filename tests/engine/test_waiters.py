@@ -280,3 +280,15 @@ def test_a_failing_read_leaves_no_blocked_caller() -> None:
     with pytest.raises(LookupError):
         waiters.wait_blocking("x", 5.0, missing)
     assert waiters.count == 0
+
+
+def test_a_read_failing_because_the_engine_stopped_is_engine_stopped() -> None:
+    waiters = RunWaiters(Runs().read)
+
+    def closing() -> Run:  # the engine stops and closes its store under the read
+        waiters.close()
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    with pytest.raises(EngineStopped):
+        waiters.wait_blocking("x", 5.0, closing)
+    assert waiters.count == 0

@@ -1,8 +1,9 @@
 """The embedded client's start and run reads, answered without the ASGI app (``_direct``).
 
-Each request is sent both ways, through the direct path (``request_sync``, and the async
-path on the engine's loop) and through the engine's REST app, and the answers must be
-the same: status, body, content type and server kind, errors included.
+Each request is sent both ways, through the direct path (``request_sync(client=True)``,
+and the async path on the engine's loop) and through the engine's REST app, and the
+answers must be the same: status, body, content type and server kind, errors included.
+A mount's requests (a browser's: a dashboard session may authorize them) never take it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _through_asgi(embedded: EmbeddedEngine, request: _effects.HttpRequest) -> _e
 
 
 def _async(embedded: EmbeddedEngine, request: _effects.HttpRequest) -> _effects.HttpResponse:
-    return asyncio.run(embedded.request_async(request))
+    return asyncio.run(embedded.request_async(request, client=True))
 
 
 def _seen(answer: _effects.HttpResponse) -> tuple[int, Any, str, str]:
@@ -88,13 +89,13 @@ def test_refusals_are_the_rest_apps(
     assert _direct.match(request, ORIGIN) is not None, "answered directly"
     rest = _seen(_through_asgi(embedded, request))
     assert 400 <= rest[0] < 500, rest
-    assert _seen(embedded.request_sync(request)) == rest
+    assert _seen(embedded.request_sync(request, client=True)) == rest
     assert _seen(_async(embedded, request)) == rest
 
 
 def test_starts_and_reads_are_the_rest_apps(embedded: EmbeddedEngine) -> None:
     start = _request("POST", f"/v1/functions/{ORDER}/runs", {"data": {"x": 1}})
-    direct, rest = embedded.request_sync(start), _through_asgi(embedded, start)
+    direct, rest = embedded.request_sync(start, client=True), _through_asgi(embedded, start)
     assert (direct.status, rest.status) == (201, 201)
     started = [json.loads(a.body)["data"] for a in (direct, rest, _async(embedded, start))]
     assert [{**s, "run_id": ""} for s in started] == [
@@ -105,25 +106,25 @@ def test_starts_and_reads_are_the_rest_apps(embedded: EmbeddedEngine) -> None:
 
     for s in started:
         read = _request("GET", f"/v1/runs/{s['run_id']}?wait=10")
-        ended = _seen(embedded.request_sync(read))
+        ended = _seen(embedded.request_sync(read, client=True))
         assert ended[1]["data"]["status"] == "Completed"
         assert ended[1]["data"]["output"] == {"n": 2, "x": 1}
         assert _seen(_through_asgi(embedded, read)) == ended
         assert _seen(_async(embedded, read)) == ended
         now = _request("GET", f"/v1/runs/{s['run_id']}")
-        assert _seen(embedded.request_sync(now)) == ended
+        assert _seen(embedded.request_sync(now, client=True)) == ended
 
 
 def test_an_idempotent_start_and_a_skipped_one(embedded: EmbeddedEngine) -> None:
     keyed = _request("POST", f"/v1/functions/{ORDER}/runs", {"idempotency_key": "once"})
-    first, again = embedded.request_sync(keyed), _through_asgi(embedded, keyed)
+    first, again = embedded.request_sync(keyed, client=True), _through_asgi(embedded, keyed)
     assert (first.status, again.status) == (201, 200)
     assert json.loads(first.body)["data"]["run_id"] == json.loads(again.body)["data"]["run_id"]
-    assert _seen(embedded.request_sync(keyed)) == _seen(again)
+    assert _seen(embedded.request_sync(keyed, client=True)) == _seen(again)
 
     limited = _request("POST", "/v1/functions/shop-limited/runs", {"data": {"k": "a"}})
-    assert embedded.request_sync(limited).status == 201
-    skipped = _seen(embedded.request_sync(limited))  # rate limited: no run
+    assert embedded.request_sync(limited, client=True).status == 201
+    skipped = _seen(embedded.request_sync(limited, client=True))  # rate limited: no run
     assert skipped[0] == 409
     assert skipped[1]["error"].startswith("'shop-limited' started no run: ")
     rest = _seen(_through_asgi(embedded, limited))
@@ -143,7 +144,7 @@ def test_a_production_engine_checks_the_bearer_token_either_way(tmp_path: Path) 
         ):
             rest = _seen(_through_asgi(embedded, request))
             assert rest[0] == 401
-            assert _seen(embedded.request_sync(request)) == rest
+            assert _seen(embedded.request_sync(request, client=True)) == rest
             assert _seen(_async(embedded, request)) == rest
         # the client's own requests carry its key
         assert app.client.start_sync(app.order, {"x": 2}).result(timeout=20) == {"n": 2, "x": 2}
@@ -154,7 +155,7 @@ def test_a_production_engine_checks_the_bearer_token_either_way(tmp_path: Path) 
 def test_an_oversized_start_is_refused_with_413(embedded: EmbeddedEngine) -> None:
     limit = embedded.engine.settings.max_body_bytes
     request = _request("POST", f"/v1/functions/{ORDER}/runs", b" " * (limit + 1))
-    assert embedded.request_sync(request).status == 413
+    assert embedded.request_sync(request, client=True).status == 413
     assert _through_asgi(embedded, request).status == 413
 
 
@@ -185,6 +186,26 @@ def test_the_client_starts_and_waits_without_the_asgi_app(
             await client.aclose()
 
     assert asyncio.run(from_a_loop()) == {"n": 2, "x": 4}
+
+
+def test_a_mounts_requests_go_through_the_asgi_app(
+    embedded: EmbeddedEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    call = _asgi_call.call
+
+    async def counted(app: Any, request: _effects.HttpRequest) -> _effects.HttpResponse:
+        seen.append(f"{request.method} {request.url.removeprefix(ORIGIN)}")
+        return await call(app, request)
+
+    monkeypatch.setattr(_asgi_call, "call", counted)
+    read = _request("GET", "/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV")
+    start = _request("POST", f"/v1/functions/{ORDER}/runs", {})
+    assert embedded.request_sync(read).status == 404
+    assert asyncio.run(embedded.request_async(start)).status == 201
+    assert seen == ["GET /v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV", f"POST /v1/functions/{ORDER}/runs"]
+    assert embedded.request_sync(read, client=True).status == 404
+    assert len(seen) == 2, "the client's own: answered directly"
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,7 @@ class Requests:
         def _leave(self) -> None: ...
 
     def _submit(
-        self, request: _effects.HttpRequest
+        self, request: _effects.HttpRequest, client: bool = False
     ) -> concurrent.futures.Future[_effects.HttpResponse] | _effects.HttpResponse:
         """Hand ``request`` to the engine's loop; an answer right away if it cannot run."""
         try:
@@ -64,7 +64,7 @@ class Requests:
             assert task is not None
             calls.add(task)
             try:
-                return await self._perform(request)
+                return await self._perform(request, client)
             except asyncio.CancelledError:
                 if stopping.is_set():
                     return unreachable("the embedded engine stopped")
@@ -79,27 +79,36 @@ class Requests:
             coroutine.close()
             return unreachable("the embedded engine stopped")
 
-    async def _perform(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+    async def _perform(
+        self, request: _effects.HttpRequest, client: bool = False
+    ) -> _effects.HttpResponse:
         assert self._api is not None
         from stepline.embedded import _direct  # the engine's modules: loaded by now
 
         try:
-            call = _direct.match(request, ORIGIN)
+            call = _direct.match(request, ORIGIN) if client else None
             if call is not None and self._engine is not None:
                 return await _direct.answer_async(self._engine, call)
             return await _asgi_call.call(self._api, request)
         except Exception as exc:  # the engine app failed: report it as transports do
             return _effects.HttpResponse(0, {}, b"", error=f"embedded engine: {exc!r}")
 
-    def request_sync(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
-        """Perform a request against the engine from any thread but the engine's."""
+    def request_sync(
+        self, request: _effects.HttpRequest, *, client: bool = False
+    ) -> _effects.HttpResponse:
+        """Perform a request against the engine from any thread but the engine's.
+
+        ``client``: the routed client's own request. Its starts and run reads skip the
+        ASGI app (``_direct``), answered on this thread; a mount's (a browser's, which a
+        dashboard session may authorize) always go through the app.
+        """
         if threading.current_thread() is self._thread:
             raise _errors.ConfigError("request_sync called on the embedded engine's own thread")
         from stepline.embedded import _direct  # not at import: it loads the engine's modules
 
         self._enter()
         try:
-            call = _direct.match(request, ORIGIN)
+            call = _direct.match(request, ORIGIN) if client else None
             if call is not None:
                 return self._direct_sync(call)
             return self._request_sync(request)
@@ -136,18 +145,23 @@ class Requests:
         except concurrent.futures.CancelledError:  # its loop went away under the request
             return unreachable("the embedded engine stopped")
 
-    async def request_async(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
-        """Perform a request against the engine from any event loop."""
+    async def request_async(
+        self, request: _effects.HttpRequest, *, client: bool = False
+    ) -> _effects.HttpResponse:
+        """Perform a request against the engine from any event loop (``client``: as for
+        ``request_sync``; its starts and run reads are answered on the engine's loop)."""
         if threading.current_thread() is self._thread:
-            return await self._perform(request)
+            return await self._perform(request, client)
         self._enter()
         try:
-            return await self._request_async(request)
+            return await self._request_async(request, client)
         finally:
             self._leave()
 
-    async def _request_async(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
-        future = self._submit(request)
+    async def _request_async(
+        self, request: _effects.HttpRequest, client: bool
+    ) -> _effects.HttpResponse:
+        future = self._submit(request, client)
         if isinstance(future, _effects.HttpResponse):
             return future
         try:
@@ -163,13 +177,13 @@ def route_client(client: Client, engine: Requests) -> None:
     class Sync(_transport.SyncTransport):
         def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
             if request.url.startswith(ORIGIN):
-                return engine.request_sync(request)
+                return engine.request_sync(request, client=True)
             return sync_base.request(request)
 
     class Async(_transport.AsyncTransport):
         async def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
             if request.url.startswith(ORIGIN):
-                return await engine.request_async(request)
+                return await engine.request_async(request, client=True)
             return await async_base.request(request)
 
     client._sync_transport = Sync()

@@ -120,7 +120,7 @@ class RunWaiters:
         deadline = time.monotonic() + timeout
         try:
             while True:
-                found = now()
+                found = self._now_blocking(now)
                 if found.status.terminal:
                     return found
                 left = deadline - time.monotonic()
@@ -137,6 +137,15 @@ class RunWaiters:
                     callers.remove(caller)
                 if not callers:
                     self._blocked.pop(run_id, None)
+
+    def _now_blocking(self, now: Callable[[], Run]) -> Run:
+        """``now()``; once the engine stops, its failure (the store closed) is ``EngineStopped``."""
+        try:
+            return now()
+        except Exception:
+            if self._closed:
+                raise EngineStopped("the engine stopped") from None
+            raise
 
     def open(self) -> None:
         """The engine (re)starts: ``wait_blocking`` waits again."""
