@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,15 @@ def _apps(engine: str) -> list[dict[str, Any]] | None:
     return apps or None
 
 
+def _listening(port: int) -> bool:
+    """Whether something accepts connections on ``port`` (a TCP connect, no request)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def _runs_the_greeting(engine: str, function_id: str) -> None:
     sent = httpx.post(f"{engine}/e/k", json={"name": "example/greet", "data": {"name": "me"}})
     assert sent.status_code == 200
@@ -197,6 +207,9 @@ def test_a_bare_asgi_app_with_serve_origin_registers_at_lifespan_startup(
             [registered] = wait_until(lambda: _apps(engine), timeout=20, message="the app")
             assert registered["app_id"] == "asgi-example"
             assert registered["url"] == f"{origin}/api/inngest"
+            # lifespan startup runs before uvicorn listens: a run started at once could find
+            # the app refusing connections and wait out a retry's backoff
+            wait_until(lambda: _listening(app_port), message="the app listening")
             _runs_the_greeting(engine, "asgi-example-greet")
 
 
