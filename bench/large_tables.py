@@ -143,7 +143,7 @@ def pct(values: list[float], q: float) -> float:
 
 def steps(client: stepline.Client, mode: str, sizes: Sizes, out: dict[str, float]) -> None:
     def start(k: int) -> object:
-        return client.start_sync("ten", {"k": k}).result(timeout=steps_bench.RESULT_TIMEOUT)
+        return client.execute_sync("ten", {"k": k}, timeout=steps_bench.RESULT_TIMEOUT)
 
     steps_bench.drive(start, 0, 3, 1)  # warm-up
     for inflight in (1, steps_bench.INFLIGHT):

@@ -185,7 +185,7 @@ def _embedded(
     try:
 
         def start(k: int) -> object:
-            return client.start_sync(fn, {"k": k}).result(timeout=steps_bench.RESULT_TIMEOUT)
+            return client.execute_sync(fn, {"k": k}, timeout=steps_bench.RESULT_TIMEOUT)
 
         steps_bench.drive(start, 0, warmup, 1)
         backends.start()
@@ -220,7 +220,7 @@ def _http(
         try:
 
             def start(k: int) -> object:
-                return client.start_sync("ten", {"k": k}).result(timeout=steps_bench.RESULT_TIMEOUT)
+                return client.execute_sync("ten", {"k": k}, timeout=steps_bench.RESULT_TIMEOUT)
 
             steps_bench.drive(start, 0, warmup, 1)
             backends.start()

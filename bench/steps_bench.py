@@ -9,10 +9,11 @@ stepline, two transports:
 
 * ``embedded``: ``stepline.embedded.EmbeddedEngine`` runs the engine on a thread of the
   bench process and serves the app in-process (no HTTP, no second process); runs are
-  started and awaited with ``client.start_sync(fn, data).result()``.
+  started and awaited with ``client.execute_sync(fn, data)`` (start, then the output).
 * ``http``: the engine (as ``stepline dev`` builds it) and the app (uvicorn +
   ``stepline.asgi.serve``) are two processes on loopback HTTP; the bench process starts
-  and awaits runs through the engine's REST API with ``client.start_sync``.
+  and awaits runs through the engine's REST API with ``client.execute_sync`` (one request
+  that starts a run and answers once it ends).
 
 each at two durabilities: SQLite ``synchronous=NORMAL`` (the engine's default: a commit
 survives a crash of the engine process) and, as ``embedded+full`` / ``http+full``,
@@ -210,7 +211,7 @@ def measure_embedded(
     try:
 
         def start(k: int) -> object:
-            return client.start_sync(fn, {"k": k}).result(timeout=RESULT_TIMEOUT)
+            return client.execute_sync(fn, {"k": k}, timeout=RESULT_TIMEOUT)
 
         drive(start, 0, warmup, 1)
         seconds, cpu = drive(start, warmup, runs, inflight)
@@ -246,7 +247,7 @@ def measure_http(
         try:
 
             def start(k: int) -> object:
-                return client.start_sync("ten", {"k": k}).result(timeout=RESULT_TIMEOUT)
+                return client.execute_sync("ten", {"k": k}, timeout=RESULT_TIMEOUT)
 
             drive(start, 0, warmup, 1)
             pids = {"engine": engine.pid, "app": app.pid}

@@ -13,7 +13,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from stepline import _effects, _runs, _settings
+from stepline import _effects, _run_info, _runs, _settings
 from stepline._runs import RunInfo, RunStatus, StepInfo
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class EventInfo:
             id=str(raw.get("id", "")),
             name=str(raw.get("name", "")),
             data=raw.get("data"),
-            received_at=_runs._time(raw.get("received_at")),
+            received_at=_run_info.parse_time(raw.get("received_at")),
             user=user if isinstance(user, Mapping) else {},
         )
 

@@ -213,6 +213,63 @@ class RunsMixin:
         run_id, created = _effects.drive_sync(flow, self._sync_transport.perform)
         return SyncRunHandle(self, run_id, created=created)
 
+    async def execute(
+        self,
+        function: Function | str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        started_by: str | None = None,
+        attributes: Mapping[str, str | int | float | bool] | None = None,
+    ) -> Any:
+        """Start a run of ``function`` and return its output once it ends: ``start``
+        then ``result``, in one request to the engine when the run ends within 25 s.
+
+        For a web request that waits for a durable function's answer. The arguments
+        are ``start``'s, and ``timeout`` ``result``'s (the run goes on after it).
+
+        Raises:
+            RunFailedError: the run failed (``.error`` has its final error).
+            RunCancelledError: the run was cancelled.
+            RunTimeoutError: it had not ended after ``timeout`` seconds.
+            FunctionNotRegisteredError, RunNotStartedError, ManagementError: as ``start``.
+        """
+        flow = _runs.execute_flow(
+            self.settings,
+            self._function_id(function),
+            data or {},
+            idempotency_key=idempotency_key,
+            started_by=started_by,
+            attributes=attributes,
+            timeout=timeout,
+            clock=time.monotonic,
+        )
+        return await _effects.drive_async(flow, self._async_transport.perform)
+
+    def execute_sync(
+        self,
+        function: Function | str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        started_by: str | None = None,
+        attributes: Mapping[str, str | int | float | bool] | None = None,
+    ) -> Any:
+        """Blocking twin of ``execute``."""
+        flow = _runs.execute_flow(
+            self.settings,
+            self._function_id(function),
+            data or {},
+            idempotency_key=idempotency_key,
+            started_by=started_by,
+            attributes=attributes,
+            timeout=timeout,
+            clock=time.monotonic,
+        )
+        return _effects.drive_sync(flow, self._sync_transport.perform)
+
     def get_run(self, run_id: str) -> RunHandle:
         """A handle on an existing run (no request until you use it)."""
         return RunHandle(self, run_id)

@@ -10,19 +10,28 @@ absence) is a ``ManagementError`` naming the status and the engine's message.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import json
 import math
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from stepline import _effects, _errors, _identity, _settings, _tracing
+from stepline import _effects, _identity, _settings, _tracing
 from stepline._json import dumpb as json_dumpb
 from stepline._json import loads_or_none as json_loads_or_none
 from stepline._protocol import headers, signing
-from stepline._status import RunStatus
+from stepline._run_info import (
+    FunctionNotRegisteredError,
+    ManagementError,
+    RunCancelledError,
+    RunFailedError,
+    RunInfo,
+    RunNotFoundError,
+    RunNotStartedError,
+    RunStatus,
+    RunTimeoutError,
+    StepInfo,
+    not_registered_message,
+)
 
 __all__ = [
     "FunctionNotRegisteredError",
@@ -35,221 +44,11 @@ __all__ = [
     "RunStatus",
     "RunTimeoutError",
     "StepInfo",
+    "not_registered_message",
 ]
 
 #: The longest one long-poll request asks the engine to hold (it allows 60 s).
 POLL_SECONDS = 25.0
-
-
-class ManagementError(_errors.SteplineError):
-    """The engine could not be reached, or answered something unexpected.
-
-    Attributes:
-        http_status: the HTTP status the engine answered (503 while its database is
-            unavailable); 0 when it could not be reached or no request was made.
-        retry_after: the seconds the answer's ``Retry-After`` asked to wait (rounded up
-            to whole seconds); None when it had none.
-    """
-
-    code = "management_failed"
-
-    def __init__(self, message: str, *, status: int = 0, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.http_status = status
-        self.retry_after = retry_after
-
-
-class RunNotFoundError(ManagementError):
-    """No run (or function) with that id."""
-
-    code = "run_not_found"
-
-
-class FunctionNotRegisteredError(RunNotFoundError):
-    """The engine does not know the function: the app serving it has not been synced.
-
-    A ``RunNotFoundError``, so ``except RunNotFoundError`` written before it existed
-    still catches it.
-    """
-
-    code = "function_not_registered"
-
-
-def not_registered_message(function_id: str, engine: str) -> str:
-    """What to do when the engine does not know ``function_id``: sync the app serving it."""
-    return (
-        f"function {function_id!r} is not registered with {engine}: sync the "
-        "app that serves it (start the engine with `stepline dev -u URL_OF_THE_SERVE_ENDPOINT`, "
-        "or send PUT to the app's serve endpoint, e.g. `curl -X PUT "
-        "http://127.0.0.1:8000/api/inngest`), then start it again"
-    )
-
-
-class RunNotStartedError(ManagementError):
-    """Flow control turned the start away (rate limit, singleton)."""
-
-    code = "run_not_started"
-
-
-class RunTimeoutError(ManagementError, TimeoutError):
-    """The run had not ended when ``result(timeout=)`` ran out."""
-
-    code = "run_timeout"
-
-
-class RunFailedError(ManagementError):
-    """The run failed; ``error`` is its final error (``name``, ``message``, ``stack``)."""
-
-    code = "run_failed"
-
-    def __init__(self, run: RunInfo) -> None:
-        error = run.error or {}
-        super().__init__(
-            f"run {run.run_id} failed: {error.get('name', 'Error')}: {error.get('message', '')}"
-        )
-        self.run = run
-        self.error = error
-
-
-class RunCancelledError(ManagementError):
-    """The run was cancelled before it finished."""
-
-    code = "run_cancelled"
-
-    def __init__(self, run: RunInfo) -> None:
-        reason = f" ({run.cancel_reason})" if run.cancel_reason else ""
-        super().__init__(f"run {run.run_id} was cancelled{reason}")
-        self.run = run
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RunInfo:
-    """A snapshot of a run.
-
-    Attributes:
-        output: the return value (decoded JSON) once ``Completed``.
-        error: ``{"name", "message", "stack"}`` once ``Failed``.
-        waiting: why a queued run is held back (``{"reason": "concurrency", ...}``).
-        started_by: the principal that started it (the web kit's caller, or
-            ``client.start(started_by=)``); None when nobody in particular did.
-        app_version: the version of its app the run started on, if it is known.
-        notices: what the engine noticed about the run (each a mapping with ``kind``,
-            ``at``, ``message``; ``kind`` ``nondeterminism``: a replay that no longer
-            matched the run's history, naming the ``missing``, ``reordered`` and ``new``
-            steps).
-        attributes: the run's searchable attributes (name -> value, values as strings).
-    """
-
-    run_id: str
-    function_id: str
-    status: RunStatus
-    output: Any = None
-    error: Mapping[str, Any] | None = None
-    created_at: dt.datetime | None = None
-    started_at: dt.datetime | None = None
-    ended_at: dt.datetime | None = None
-    cancel_reason: str | None = None
-    waiting: Mapping[str, Any] | None = None
-    event_ids: tuple[str, ...] = ()
-    started_by: str | None = None
-    app_version: str | None = None
-    notices: tuple[Mapping[str, Any], ...] = ()
-    attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-    @classmethod
-    def from_wire(cls, raw: Mapping[str, Any]) -> RunInfo:
-        """Read the engine's JSON view of a run."""
-        status = RunStatus(str(raw.get("status")))
-        output = raw.get("output")
-        error: Mapping[str, Any] | None = None
-        if status is RunStatus.FAILED:
-            error = _error_of(output)
-            output = None
-        return cls(
-            run_id=str(raw["run_id"]),
-            function_id=str(raw.get("function_id", "")),
-            status=status,
-            output=output,
-            error=error,
-            created_at=_time(raw.get("created_at")),
-            started_at=_time(raw.get("run_started_at")),
-            ended_at=_time(raw.get("ended_at")),
-            cancel_reason=raw.get("cancel_reason"),
-            waiting=raw.get("waiting"),
-            event_ids=tuple(raw.get("event_ids") or ()),
-            started_by=raw.get("started_by"),
-            app_version=raw.get("app_version"),
-            notices=tuple(n for n in raw.get("notices") or () if isinstance(n, Mapping)),
-            attributes={str(k): str(v) for k, v in (raw.get("attributes") or {}).items()},
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (what the web-app kit's routes answer)."""
-        return {
-            "run_id": self.run_id,
-            "function_id": self.function_id,
-            "status": self.status.value,
-            "output": self.output,
-            "error": dict(self.error) if self.error is not None else None,
-            "created_at": _iso(self.created_at),
-            "started_at": _iso(self.started_at),
-            "ended_at": _iso(self.ended_at),
-            "cancel_reason": self.cancel_reason,
-            "waiting": dict(self.waiting) if self.waiting is not None else None,
-            "started_by": self.started_by,
-            "app_version": self.app_version,
-            "notices": [dict(n) for n in self.notices],
-            "attributes": dict(self.attributes),
-        }
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StepInfo:
-    """One step of a run's timeline.
-
-    ``status``: ``Planned``, ``Sleeping``, ``Waiting``, ``Invoking``, ``Calling`` while it
-    goes on; ``Completed`` or ``Failed``; ``Cancelled`` when the run ended (cancelled,
-    failed, timed out) before the step did.
-    """
-
-    id: str
-    name: str
-    op: str
-    status: str
-    attempts: int = 0
-    output: Any = None
-    error: Mapping[str, Any] | None = None
-    started_at: dt.datetime | None = None
-    ended_at: dt.datetime | None = None
-
-    @classmethod
-    def from_wire(cls, raw: Mapping[str, Any]) -> StepInfo:
-        """Read the engine's JSON view of a step."""
-        return cls(
-            id=str(raw.get("id", "")),
-            name=str(raw.get("name") or raw.get("id", "")),
-            op=str(raw.get("op", "")),
-            status=str(raw.get("status", "")),
-            attempts=int(raw.get("attempts") or 0),
-            output=raw.get("output"),
-            error=raw.get("error"),
-            started_at=_time(raw.get("started_at")),
-            ended_at=_time(raw.get("ended_at")),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "op": self.op,
-            "status": self.status,
-            "attempts": self.attempts,
-            "output": self.output,
-            "error": dict(self.error) if self.error is not None else None,
-            "started_at": _iso(self.started_at),
-            "ended_at": _iso(self.ended_at),
-        }
 
 
 # -- flows --------------------------------------------------------------------------------
@@ -272,6 +71,63 @@ def start_flow(
     With OpenTelemetry installed, the current span's ``traceparent`` goes along: the run
     continues the caller's trace, as runs started by ``send`` do.
     """
+    raw = yield from _start(
+        settings,
+        function_id,
+        data,
+        idempotency_key=idempotency_key,
+        started_by=started_by,
+        attributes=attributes,
+    )
+    return str(raw["run_id"]), bool(raw.get("created", True))
+
+
+def execute_flow(
+    settings: _settings.Settings,
+    function_id: str,
+    data: Mapping[str, Any],
+    *,
+    idempotency_key: str | None,
+    started_by: str | None,
+    attributes: Mapping[str, Any] | None,
+    timeout: float | None,
+    clock: Callable[[], float],
+) -> _effects.Flow[Any]:
+    """Start a run and return its output once it ends, as ``start_flow`` then
+    ``result_flow`` do, in one request when the run ends within ``POLL_SECONDS``.
+
+    The start asks the engine to hold its answer until the run ends (``?wait=``); an
+    engine that does not (one answer without ``run``) is long-polled as ``result`` does.
+    """
+    deadline = None if timeout is None else clock() + timeout
+    wait = POLL_SECONDS if timeout is None else max(min(POLL_SECONDS, timeout), 0.0)
+    raw = yield from _start(
+        settings,
+        function_id,
+        data,
+        idempotency_key=idempotency_key,
+        started_by=started_by,
+        attributes=attributes,
+        wait=wait,
+    )
+    run_id = str(raw["run_id"])
+    if isinstance(raw.get("run"), dict):
+        run = RunInfo.from_wire(raw["run"])
+        if run.status.terminal:
+            return _output(run)
+    return (yield from _until_ended(settings, run_id, timeout, deadline, clock))
+
+
+def _start(
+    settings: _settings.Settings,
+    function_id: str,
+    data: Mapping[str, Any],
+    *,
+    idempotency_key: str | None,
+    started_by: str | None,
+    attributes: Mapping[str, Any] | None,
+    wait: float = 0.0,
+) -> _effects.Flow[dict[str, Any]]:
     body: dict[str, Any] = {"data": dict(data)}
     if idempotency_key is not None:
         body["idempotency_key"] = idempotency_key
@@ -284,15 +140,16 @@ def start_flow(
         raw = yield from call(
             settings,
             "POST",
-            path,
+            path + (f"?wait={wait:g}" if wait > 0 else ""),
             body,
             what=f"function {function_id!r}",
+            timeout=wait + 10 if wait > 0 else None,
             extra_headers=_tracing.outgoing_headers(),
         )
     except RunNotFoundError:  # the only 404 of this route: no such function
         message = not_registered_message(function_id, f"the engine at {settings.api_base_url}")
         raise FunctionNotRegisteredError(message, status=404) from None
-    return str(raw["run_id"]), bool(raw.get("created", True))
+    return dict(raw)
 
 
 def get_flow(
@@ -311,17 +168,32 @@ def result_flow(
 ) -> _effects.Flow[Any]:
     """The run's output once it ends; raises if it failed, was cancelled or ran out of time."""
     deadline = None if timeout is None else clock() + timeout
+    return (yield from _until_ended(settings, run_id, timeout, deadline, clock))
+
+
+def _until_ended(
+    settings: _settings.Settings,
+    run_id: str,
+    timeout: float | None,
+    deadline: float | None,
+    clock: Callable[[], float],
+) -> _effects.Flow[Any]:
     while True:
         left = POLL_SECONDS if deadline is None else min(POLL_SECONDS, deadline - clock())
         run = yield from get_flow(settings, run_id, wait=max(left, 0.0))
-        if run.status is RunStatus.COMPLETED:
-            return run.output
-        if run.status is RunStatus.FAILED:
-            raise RunFailedError(run)
-        if run.status is RunStatus.CANCELLED:
-            raise RunCancelledError(run)
+        if run.status.terminal:
+            return _output(run)
         if deadline is not None and clock() >= deadline:
             raise RunTimeoutError(f"run {run_id} still {run.status.value} after {timeout:g}s")
+
+
+def _output(run: RunInfo) -> Any:
+    """An ended run's output; raises if it failed or was cancelled."""
+    if run.status is RunStatus.FAILED:
+        raise RunFailedError(run)
+    if run.status is RunStatus.CANCELLED:
+        raise RunCancelledError(run)
+    return run.output
 
 
 def cancel_flow(settings: _settings.Settings, run_id: str) -> _effects.Flow[RunStatus]:
@@ -432,25 +304,3 @@ def call(
 
 def _quote(value: str) -> str:
     return urllib.parse.quote(value, safe="")
-
-
-def _time(value: object) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
-
-
-def _error_of(output: object) -> Mapping[str, Any]:
-    if isinstance(output, dict):
-        nested = output.get("error")
-        inner: dict[str, Any] = nested if isinstance(nested, dict) else output
-        if "message" in inner or "name" in inner:
-            return dict(inner)
-    return {"name": "Error", "message": json.dumps(output) if output is not None else ""}

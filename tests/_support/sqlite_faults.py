@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from stepline.engine._store import sqlite as _sqlite
+from stepline.engine._store import outcomes as _outcomes
 from stepline.engine._store.sqlite import SqliteStore
 
 FULL = "database or disk is full"
@@ -20,7 +20,7 @@ def refuse(batch: list[Any], message: str) -> None:
     """Fail every transaction of a writer's group with ``sqlite3.OperationalError``
     (an awaiting coroutine's on its loop, a blocked thread's at once)."""
     for _, waiter in batch:
-        _sqlite._deliver(waiter, False, sqlite3.OperationalError(message))
+        _outcomes.deliver(waiter, False, sqlite3.OperationalError(message))
 
 
 def failing_commits(monkeypatch: pytest.MonkeyPatch, message: str = FULL) -> threading.Event:
@@ -28,11 +28,11 @@ def failing_commits(monkeypatch: pytest.MonkeyPatch, message: str = FULL) -> thr
     failing = threading.Event()
     commit = SqliteStore._commit_group
 
-    def faulty(self: SqliteStore, batch: list[Any]) -> None:
+    def faulty(self: SqliteStore, batch: list[Any], wait: bool = True) -> None:
         if failing.is_set():
             refuse(batch, message)
         else:
-            commit(self, batch)
+            commit(self, batch, wait)
 
     monkeypatch.setattr(SqliteStore, "_commit_group", faulty)
     return failing

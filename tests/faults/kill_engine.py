@@ -68,8 +68,8 @@ def _commit_hook(hit: Any) -> None:
     for store in (SqliteStore, PostgresStore):
         original = store.atomic
 
-        async def atomic(self: Any, work: Any, _original: Any = original) -> Any:
-            result = await _original(self, work)
+        async def atomic(self: Any, work: Any, _original: Any = original, **how: Any) -> Any:
+            result = await _original(self, work, **how)
             hit()
             return result
 

@@ -223,11 +223,11 @@ class FaultySqlite(SqliteStore):
         self.message = message
         self.failing = threading.Event()
 
-    def _commit_group(self, batch: list[Any]) -> None:
+    def _commit_group(self, batch: list[Any], wait: bool = True) -> None:
         if self.failing.is_set():
             sqlite_faults.refuse(batch, self.message)
         else:
-            super()._commit_group(batch)
+            super()._commit_group(batch, wait)
 
 
 @contextlib.contextmanager

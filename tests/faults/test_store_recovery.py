@@ -38,12 +38,12 @@ class Flaky:
         self.failures = failures
         self.tries = 0
 
-    async def atomic(self, work: Callable[[Tx], T]) -> T:
+    async def atomic(self, work: Callable[[Tx], T], *, small: bool = False) -> T:
         self.tries += 1
         if self.failures > 0:
             self.failures -= 1
             raise StoreUnavailable("locked", "database is locked")
-        return await self.store.atomic(work)
+        return await self.store.atomic(work, small=small)
 
 
 class Holder:

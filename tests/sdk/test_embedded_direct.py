@@ -230,3 +230,105 @@ def test_ids_are_percent_decoded() -> None:
     read = _direct.match(_request("GET", "/v1/runs/r%2D1?wait=2.5"), ORIGIN)
     assert read is not None
     assert (read.ident, read.wait) == ("r-1", "2.5")
+
+
+# -- POST /v1/functions/{id}/runs?wait= (client.execute) ---------------------------------------
+
+
+def test_a_start_with_wait_is_the_rest_apps(embedded: EmbeddedEngine) -> None:
+    path = f"/v1/functions/{ORDER}/runs?wait=10"
+    fresh = _request("POST", path, {"data": {"x": 5}})
+    answers = [embedded.request_sync(fresh, client=True), _through_asgi(embedded, fresh)]
+    answers.append(_async(embedded, fresh))
+    seen = [_seen(a) for a in answers]
+    assert [s[0] for s in seen] == [201] * 3
+    assert len({s[2:] for s in seen}) == 1
+    runs = [s[1]["data"]["run"] for s in seen]
+    assert [(r["status"], r["output"]) for r in runs] == [("Completed", {"n": 2, "x": 5})] * 3
+    assert [r["run_id"] for r in runs] == [s[1]["data"]["run_id"] for s in seen]
+    assert len({r["run_id"] for r in runs}) == 3
+    assert len({tuple(sorted(r)) for r in runs}) == 1, "the same fields"
+    for run in runs:  # the run as GET /v1/runs/{id} shows it
+        read = _request("GET", f"/v1/runs/{run['run_id']}")
+        assert json.loads(_through_asgi(embedded, read).body)["data"] == run
+
+    # one run, through each: a start of its key answers the same bytes every way
+    keyed = _request("POST", path, {"data": {"x": 6}, "idempotency_key": "execute-once"})
+    first = _seen(embedded.request_sync(keyed, client=True))
+    assert first[0] == 201
+    again = _seen(_through_asgi(embedded, keyed))
+    assert again[0] == 200
+    assert again[1]["data"] == {**first[1]["data"], "created": False}
+    assert _seen(embedded.request_sync(keyed, client=True)) == again
+    assert _seen(_async(embedded, keyed)) == again
+
+
+def test_a_start_whose_wait_runs_out_is_the_rest_apps(embedded: EmbeddedEngine) -> None:
+    start = _request("POST", "/v1/functions/shop-sleeper/runs?wait=0.2", {})
+    for answer in (
+        embedded.request_sync(start, client=True),
+        _through_asgi(embedded, start),
+        _async(embedded, start),
+    ):
+        assert answer.status == 201
+        data = json.loads(answer.body)["data"]
+        assert data["run"]["run_id"] == data["run_id"]
+        assert data["run"]["status"] in ("Queued", "Running")
+        assert embedded.client.get_run_sync(data["run_id"]).cancel() is stepline.RunStatus.CANCELLED
+
+
+@pytest.mark.parametrize("wait", ["abc", "61", "-1", "nan", "%00"])
+def test_a_start_with_a_bad_wait_is_the_rest_apps_and_starts_nothing(
+    embedded: EmbeddedEngine, wait: str
+) -> None:
+    tag = "bad-wait"  # a fresh engine: no run has it
+    body = {"data": {"x": 1}, "attributes": {"tag": tag}}
+    request = _request("POST", f"/v1/functions/{ORDER}/runs?wait={wait}", body)
+    assert _direct.match(request, ORIGIN) is not None, "answered directly"
+    rest = _seen(_through_asgi(embedded, request))
+    assert rest[0] == 400, rest
+    assert _seen(embedded.request_sync(request, client=True)) == rest
+    assert _seen(_async(embedded, request)) == rest
+    runs, _ = embedded.client.list_runs_sync(attributes={"tag": tag})
+    assert runs == [], "a refused start started a run"
+
+
+def test_execute_is_answered_without_the_asgi_app(
+    embedded: EmbeddedEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = embedded.client
+    calls: list[tuple[str, str | None]] = []
+    answer_sync = _direct.answer_sync
+
+    async def refused(app: object, request: _effects.HttpRequest) -> _effects.HttpResponse:
+        raise AssertionError(f"{request.method} {request.url} went through the ASGI app")
+
+    def crossed(request: _effects.HttpRequest) -> object:
+        raise AssertionError(f"{request.method} {request.url} crossed to the engine's loop")
+
+    def counted(engine: Any, call: _direct.Call) -> _effects.HttpResponse:
+        calls.append((call.route, call.wait))
+        return answer_sync(engine, call)
+
+    monkeypatch.setattr(_asgi_call, "call", refused)
+    order = next(fn for fn in embedded.functions if fn.id == "order")
+    sleeper = next(fn for fn in embedded.functions if fn.id == "sleeper")
+    with monkeypatch.context() as blocking:  # a blocking caller: answered on its own thread
+        blocking.setattr(embedded, "_submit", crossed)
+        blocking.setattr(_direct, "answer_sync", counted)
+        assert client.execute_sync(order, {"x": 7}) == {"n": 2, "x": 7}
+        assert calls == [(_direct.START_ROUTE, "25")], "one request, which waited"
+        with pytest.raises(stepline.RunFailedError, match="boom"):
+            client.execute_sync(order, {"fail": True}, timeout=20)
+        assert calls[1:] == [(_direct.START_ROUTE, "20")]
+        with pytest.raises(stepline.RunTimeoutError):
+            client.execute_sync(sleeper, timeout=0.2)
+        assert [route for route, _ in calls[2:]] == [_direct.START_ROUTE, _direct.RUN_ROUTE]
+
+    async def from_a_loop() -> Any:
+        try:
+            return await client.execute(order, {"x": 8})
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(from_a_loop()) == {"n": 2, "x": 8}

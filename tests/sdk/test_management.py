@@ -10,33 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import itertools
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-import werkzeug.test
 
 import stepline
 from stepline import RunStatus
 from stepline.embedded import EmbeddedEngine
 from tests._support.processes import free_port
 
-from . import embedded_app
+from . import embedded_app, stacks
 from .embedded_app import EVENT_KEY, FAST, SIGNING_KEY
 from .embedded_support import EngineServer, Face, faces, poll
-
-
-@dataclasses.dataclass
-class Stack:
-    app: embedded_app.App
-    face: Callable[[str], Face]
-    #: ``GET`` straight at the engine's REST API: ``(status, JSON body)``
-    get: Callable[[str], tuple[int, Any]]
+from .stacks import Stack
 
 
 @pytest.fixture(scope="module", params=["http", "embedded"])
@@ -44,31 +33,8 @@ def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     database = str(tmp_path_factory.mktemp(request.param) / "engine.db")
-    if request.param == "http":
-        server = EngineServer(database, **FAST)
-        app = embedded_app.build(api_base_url=server.url, event_api_base_url=server.url)
-        server.serve(app.client, app.functions)
-
-        def get_over_http(path: str) -> tuple[int, Any]:
-            response = httpx.get(server.url + path, timeout=20)
-            return response.status_code, response.json()
-
-        with server, faces(app.client) as face:
-            yield Stack(app, face, get_over_http)
-    else:
-        app = embedded_app.build()
-        embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
-        mounted = werkzeug.test.Client(embedded.wsgi_app())
-
-        def get_mounted(path: str) -> tuple[int, Any]:
-            response = mounted.get(path)
-            return response.status_code, response.get_json()
-
-        try:
-            with faces(app.client) as face:
-                yield Stack(app, face, get_mounted)
-        finally:
-            embedded.stop()
+    with stacks.stack(request.param, database) as built:
+        yield built
 
 
 @pytest.fixture(params=["sync", "async"])

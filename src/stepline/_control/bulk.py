@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
 from typing_extensions import Unpack
 
-from stepline import _effects, _management, _runs, _settings, _transport
+from stepline import _effects, _management, _run_info, _runs, _settings, _transport
 from stepline._runs import RunStatus
 
 if TYPE_CHECKING:
@@ -71,8 +71,8 @@ class BulkInfo:
             matched=int(raw.get("matched") or 0),
             applied=int(raw.get("applied") or 0),
             skipped=int(raw.get("skipped") or 0),
-            created_at=_time(raw.get("created_at")),
-            updated_at=_time(raw.get("updated_at")),
+            created_at=_run_info.parse_time(raw.get("created_at")),
+            updated_at=_run_info.parse_time(raw.get("updated_at")),
             idempotency_key=raw.get("idempotency_key"),
             error=raw.get("error"),
         )
@@ -359,12 +359,3 @@ def _wire_time(value: Time | None) -> str | float | None:
     if value.tzinfo is None:
         raise ValueError("since/until: give a timezone-aware datetime (or epoch seconds)")
     return value.isoformat()
-
-
-def _time(value: object) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -1,7 +1,8 @@
 """The client's two hot requests, answered without the engine's ASGI app.
 
 A web request that starts a run and waits for its result makes two requests to the
-embedded engine: ``POST /v1/functions/{id}/runs`` and ``GET /v1/runs/{id}?wait=``. Through
+embedded engine: ``POST /v1/functions/{id}/runs`` and ``GET /v1/runs/{id}?wait=`` (or
+one, ``POST /v1/functions/{id}/runs?wait=``, from ``client.execute``). Through
 the REST app each cost about a quarter of a millisecond of CPU in Starlette's routing and
 middleware alone, and, from a blocking caller, crossings to the engine's loop, to the
 store's threads and back. Here they are answered directly: from a blocking caller on its
@@ -44,7 +45,7 @@ class Call:
 
     route: str  # START_ROUTE or RUN_ROUTE
     ident: str  # the function id or the run id, percent-decoded
-    wait: str | None  # a read's ``?wait=`` value, unchecked
+    wait: str | None  # the ``?wait=`` value, unchecked
     request: _effects.HttpRequest
 
     @property
@@ -75,13 +76,13 @@ def match(request: _effects.HttpRequest, origin: str) -> Call | None:
     if not request.url.startswith(origin):
         return None
     path, _, query = request.url[len(origin) :].partition("?")
-    if request.method == "POST" and not query and (found := _START.fullmatch(path)):
-        return Call(START_ROUTE, urllib.parse.unquote(found[1]), None, request)
+    wait = _WAIT.fullmatch(query) if query else None
+    if query and wait is None:
+        return None  # another query: the REST app reads it
+    value = urllib.parse.unquote_plus(wait[1]) if wait is not None else None
+    if request.method == "POST" and (found := _START.fullmatch(path)):
+        return Call(START_ROUTE, urllib.parse.unquote(found[1]), value, request)
     if request.method == "GET" and (found := _RUN.fullmatch(path)):
-        wait = _WAIT.fullmatch(query) if query else None
-        if query and wait is None:
-            return None  # another query: the REST app reads it
-        value = urllib.parse.unquote_plus(wait[1]) if wait is not None else None
         return Call(RUN_ROUTE, urllib.parse.unquote(found[1]), value, request)
     return None
 
@@ -93,6 +94,7 @@ class _Start:
     function_id: str
     data: dict[str, Any]
     options: dict[str, Any]
+    wait: float  # then the run once it ends (or after this many seconds); 0: not
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,8 +114,16 @@ def answer_sync(engine: Engine, call: Call) -> _effects.HttpResponse:
     try:
         op = _plan(engine, call)
         if isinstance(op, _Start):
-            started = engine.start_function_blocking(op.function_id, op.data, **op.options)
-            return _started(engine, call, *started)
+            run_id, created = engine.start_function_blocking(op.function_id, op.data, **op.options)
+            run = None
+            if op.wait:
+                try:
+                    run = engine.long_poll_blocking(run_id, op.wait)
+                except EngineStopped:
+                    raise
+                except Exception as exc:
+                    answers.wait_failed(run_id, exc)
+            return _started(engine, call, run_id, created, run)
         return _run(engine, engine.long_poll_blocking(op.run_id, op.wait))
     except EngineStopped:
         raise
@@ -126,8 +136,14 @@ async def answer_async(engine: Engine, call: Call) -> _effects.HttpResponse:
     try:
         op = _plan(engine, call)
         if isinstance(op, _Start):
-            started = await engine.start_function(op.function_id, op.data, **op.options)
-            return _started(engine, call, *started)
+            run_id, created = await engine.start_function(op.function_id, op.data, **op.options)
+            run = None
+            if op.wait:
+                try:
+                    run = await engine.long_poll(run_id, op.wait)
+                except Exception as exc:
+                    answers.wait_failed(run_id, exc)
+            return _started(engine, call, run_id, created, run)
         return _run(engine, await engine.long_poll(op.run_id, op.wait))
     except Exception as exc:
         return _failure(engine, call, exc)
@@ -140,8 +156,9 @@ def _plan(engine: Engine, call: Call) -> _Start | _Poll:
         ApiError, AttributesError: a refusal (4xx).
     """
     headers = call.checked(engine)
+    wait = wire.wait_seconds(call.wait)
     if call.route == RUN_ROUTE:
-        return _Poll(call.ident, wire.wait_seconds(call.wait))
+        return _Poll(call.ident, wait)
     wanted = answers.start_request(wire.json_body(call.body, required=False))
     options = {
         "idempotency_key": wanted.idempotency_key,
@@ -150,12 +167,14 @@ def _plan(engine: Engine, call: Call) -> _Start | _Poll:
         "run_id": wanted.run_id,
         "attributes": wanted.attributes,
     }
-    return _Start(call.ident, wanted.data, options)
+    return _Start(call.ident, wanted.data, options, wait)
 
 
-def _started(engine: Engine, call: Call, run_id: str, created: bool) -> _effects.HttpResponse:
-    payload = {"run_id": run_id, "function_id": call.ident, "created": created}
-    return _json_answer(engine, answers.Answer(201 if created else 200, views.data(payload)))
+def _started(
+    engine: Engine, call: Call, run_id: str, created: bool, run: Run | None
+) -> _effects.HttpResponse:
+    view = answers.started_view(run_id, call.ident, created, run)
+    return _json_answer(engine, answers.Answer(201 if created else 200, view))
 
 
 def _run(engine: Engine, found: Run) -> _effects.HttpResponse:

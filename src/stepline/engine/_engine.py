@@ -347,7 +347,7 @@ class Engine(Reads, Starts, PauseControl):
                     run_ids.extend(link.run_id for link in links if link.run_id)
             return _intake.adopted(tx, self.worker.adopt(tx, run_ids, now))
 
-        adopted = await self.store.atomic(work)
+        adopted = await self.store.atomic(work, small=len(records) <= _intake.ADOPT_MAX_EVENTS)
         self._committed(wake=adopted.wake, ended=adopted.ended)  # it may have cancelled runs
         return adopted.calls
 

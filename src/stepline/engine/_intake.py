@@ -145,7 +145,7 @@ class Starts:
             function_id, data, idempotency_key=idempotency_key, headers=headers,
             started_by=started_by, run_id=run_id, attributes=attributes,
         )  # fmt: skip
-        started, created, adopted = await self.store.atomic(self._start_work(start))
+        started, created, adopted = await self.store.atomic(self._start_work(start), small=True)
         self._after_start(adopted)
         if started is None:
             links = await self.store.read(lambda tx: tx.event_links(start.event.internal_id))

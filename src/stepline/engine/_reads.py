@@ -34,7 +34,7 @@ class Reads:
         Raises:
             NotFoundError: no such run.
         """
-        return _found(run_id, await self.store.read(lambda tx: _run(tx, run_id)))
+        return _found(run_id, await self.store.read(lambda tx: _run(tx, run_id), small=True))
 
     def get_run_blocking(self, run_id: str) -> Run:
         """``get_run`` from a thread that may block (never the event loop's)."""

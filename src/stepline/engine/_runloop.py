@@ -459,6 +459,7 @@ class RunLoop:
         run.cancel_reason = reason
         view.end_pending(now)  # same transaction: an ended run never shows a step asleep
         view.save(tx)
+        run.attributes = tx.get_attributes([run.run_id]).get(run.run_id, {})  # for its waiters
         tx.ended_runs.append(run)
         tx.delete_run_jobs(run.run_id)
         tx.delete_run_pauses(run.run_id)

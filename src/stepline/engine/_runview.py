@@ -85,9 +85,11 @@ class RunView:
     def save_steps(self, tx: Tx, *, stack_from: int | None = None) -> None:
         """Write every step that changed back, and the run's stack if it grew past
         ``stack_from`` entries (when only step results were recorded)."""
-        for step_id, step in self.steps.items():
-            if self.loaded.get(step_id) != step:
-                tx.put_step(step)
+        changed = [s for i, s in self.steps.items() if self.loaded.get(i) != s]
+        if len(changed) == 1:
+            tx.put_step(changed[0])
+        elif changed:
+            tx.put_steps(changed)
         if stack_from is not None and len(self.run.stack) != stack_from:
             tx.set_stack(self.run.run_id, self.run.stack)
 

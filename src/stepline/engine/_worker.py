@@ -228,7 +228,8 @@ class Worker:
             elif job.kind is JobKind.GATEWAY:
                 await self._gateway(job)
             else:
-                await self._atomic(lambda tx: self._simple(tx, job))
+                heavy = job.kind in (JobKind.FANOUT, JobKind.BULK)  # many runs at once
+                await self._atomic(lambda tx: self._simple(tx, job), small=not heavy)
         except asyncio.CancelledError:
             raise
         except faults.StoreUnavailable:  # due again at once, retried when the fault clears
@@ -237,11 +238,11 @@ class Worker:
             # A fault of ours: the lease lapses and the job is retried; log loudly.
             logger.exception("job %s (%s) failed inside the engine", job.job_id, job.kind.value)
 
-    async def _atomic(self, work: Callable[[Tx], Any]) -> Any:
+    async def _atomic(self, work: Callable[[Tx], Any], *, small: bool = True) -> Any:
         def tracked(tx: Tx) -> tuple[Any, bool]:
             return work(tx), bool(tx.queued)
 
-        result, queued = await self.store.atomic(tracked)
+        result, queued = await self.store.atomic(tracked, small=small)
         self._on_commit(queued, None)  # the loop needs waking only for jobs queued
         return result
 

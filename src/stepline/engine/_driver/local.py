@@ -81,7 +81,8 @@ class LocalCheckpoints:
         """Commit ``ops`` (an async function, on the engine's loop)."""
         reported = self._reported(ops)
         try:
-            wake, ended = await self.engine.store.atomic(self._work(run_id, qi_id, reported))
+            work = self._work(run_id, qi_id, reported)
+            wake, ended = await self.engine.store.atomic(work, small=True)
         except Exception as exc:  # CallLost, a database fault
             raise CheckpointFailed(str(exc)) from exc
         self._committed(wake, ended)
@@ -98,7 +99,7 @@ class LocalCheckpoints:
         """
         qi_id = body.get("qi_id") if isinstance(body, dict) else None
         work = self._work(run_id, qi_id if isinstance(qi_id, str) else None, ops)
-        self._committed(*await self.engine.store.atomic(work))
+        self._committed(*await self.engine.store.atomic(work, small=True))
 
     # -- once -----------------------------------------------------------------------------
 

@@ -83,14 +83,15 @@ def held_until(holder: Holder, job: Job) -> float:
 
 
 async def commit(holder: Holder, job: Job, work: Callable[[Tx], T]) -> T:
-    """``work`` in a transaction; on a fault, again every ``PAUSE`` s while the lease holds.
+    """``work`` in a (small) transaction; on a fault, again every ``PAUSE`` s while the
+    lease holds.
 
     Raises:
         StoreUnavailable: the fault lasted until the lease could have lapsed: the
             answer is dropped and the job left to the queue.
     """
     try:
-        return await holder.store.atomic(work)
+        return await holder.store.atomic(work, small=True)
     except StoreUnavailable as exc:
         fault = exc
     while True:  # a stop cancels it (after its grace); the lease bounds it anyway
@@ -100,7 +101,7 @@ async def commit(holder: Holder, job: Job, work: Callable[[Tx], T]) -> T:
         await asyncio.sleep(PAUSE)
         try:
             guarded = functools.partial(_guarded, holder=holder, job=job, until=until, work=work)
-            return await holder.store.atomic(guarded)
+            return await holder.store.atomic(guarded, small=True)
         except StoreUnavailable as exc:
             fault = exc
         except _Lapsed:

@@ -15,7 +15,9 @@ from stepline import _ownership
 from stepline.engine import _starts
 from stepline.engine._control import attributes as _control_attributes
 from stepline.engine._errors import NotFoundError, SkippedError
+from stepline.engine._http import views
 from stepline.engine._http.wire import ApiError
+from stepline.engine._model import Run
 from stepline.engine._store.faults import StoreUnavailable
 
 __all__ = ["Answer", "StartRequest", "failure", "start_request"]
@@ -128,3 +130,20 @@ def unavailable(exc: StoreUnavailable, path: str) -> Answer:
     if path in EVENT_ROUTES:
         body = {"ids": [], **body}
     return Answer(exc.status, body, {"retry-after": str(exc.retry_after)})
+
+
+def started_view(run_id: str, function_id: str, created: bool, run: Run | None) -> dict[str, Any]:
+    """A start's answer (``data``): the run's id, and with ``?wait=`` the run itself as it
+    was when it ended or the wait ran out."""
+    payload: dict[str, Any] = {"run_id": run_id, "function_id": function_id, "created": created}
+    if run is not None:
+        payload["run"] = views.run(run, with_events=True)
+    return views.data(payload)
+
+
+def wait_failed(run_id: str, exc: Exception) -> None:
+    """A start's wait failed after the run started: it is answered without the run (a
+    refusal would read as a failed start, and a retry would start another run); the
+    client reads the run with ``GET /v1/runs/{id}``, which reports the fault."""
+    logger.warning("run %s started; waiting for its end failed (%s): answered without it",
+                   run_id, exc)  # fmt: skip

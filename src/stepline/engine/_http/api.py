@@ -289,6 +289,7 @@ class _Api:
 
     async def start(self, request: Request) -> Response:
         wanted = answers.start_request(await self._body(request, required=False))
+        wait = wire.wait_seconds(request.query_params.get("wait"))
         function_id = request.path_params["function_id"]
         run_id, created = await self.engine.start_function(
             function_id,
@@ -299,8 +300,14 @@ class _Api:
             run_id=wanted.run_id,
             attributes=wanted.attributes,
         )
-        payload = {"run_id": run_id, "function_id": function_id, "created": created}
-        return wire.json_response(views.data(payload), 201 if created else 200)
+        run = None
+        if wait:  # the run as it is when it ends, or after ``wait`` seconds
+            try:
+                run = await self.engine.long_poll(run_id, wait)
+            except Exception as exc:
+                answers.wait_failed(run_id, exc)
+        view = answers.started_view(run_id, function_id, created, run)
+        return wire.json_response(view, 201 if created else 200)
 
     async def steps(self, request: Request) -> Response:
         found = await self.engine.run_steps(request.path_params["run_id"])

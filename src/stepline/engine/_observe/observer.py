@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from stepline import _logs
@@ -271,6 +271,14 @@ class ObservedTx:
 
     def put_step(self, step: StepRecord) -> None:
         self._tx.put_step(step)
+        self._saw(step)
+
+    def put_steps(self, steps: Sequence[StepRecord]) -> None:
+        self._tx.put_steps(steps)
+        for step in steps:
+            self._saw(step)
+
+    def _saw(self, step: StepRecord) -> None:
         seen = self._seen
         base = seen.stack.get(step.run_id)
         key = (step.run_id, step.step_id)
@@ -323,7 +331,7 @@ class ObservedStore:
         """Subscribe to other nodes' stream publishes."""
         self.inner.subscribe_streams(notify)
 
-    async def atomic(self, work: Callable[[Tx], T]) -> T:
+    async def atomic(self, work: Callable[[Tx], T], *, small: bool = False) -> T:
         """Run ``work`` in a write transaction; count and trace what it did once committed."""
         holder: list[Seen] = []
 
@@ -332,7 +340,7 @@ class ObservedStore:
             holder[:] = [seen]  # a retried attempt starts afresh
             return work(cast(Tx, ObservedTx(tx, seen)))
 
-        result = await self._timed("atomic", self.inner.atomic(observed))
+        result = await self._timed("atomic", self.inner.atomic(observed, small=small))
         if holder:
             with self._lock:
                 self._observer.committed(holder[0])
@@ -361,9 +369,9 @@ class ObservedStore:
             with self._lock:
                 metrics.record_store(kind, time.perf_counter() - started, failed=failed)
 
-    async def read(self, work: Callable[[Tx], T]) -> T:
+    async def read(self, work: Callable[[Tx], T], *, small: bool = False) -> T:
         """Run ``work`` on a read snapshot, timed."""
-        return await self._timed("read", self.inner.read(work))
+        return await self._timed("read", self.inner.read(work, small=small))
 
     def read_blocking(self, work: Callable[[Tx], T]) -> T:
         """``read`` from a thread that may block, timed."""

@@ -112,6 +112,7 @@ class Tx(Protocol):
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None: ...
     def set_stack(self, run_id: str, stack: list[str]) -> None: ...
     def put_step(self, step: StepRecord) -> None: ...
+    def put_steps(self, steps: Sequence[StepRecord]) -> None: ...  # put_step of each, batched
     # every failed attempt of a step (``_store/attempts.py``)
     def put_attempt(self, attempt: StepAttempt) -> None: ...
     def get_attempts(self, run_id: str) -> list[StepAttempt]: ...
@@ -267,16 +268,21 @@ class Store(Protocol):
         """Bring the schema up to date; returns ``(version before, version after)``."""
         ...
 
-    async def atomic(self, work: Callable[[Tx], T]) -> T:
-        """Run ``work`` in one write transaction; commit if it returns, roll back if it raises."""
+    async def atomic(self, work: Callable[[Tx], T], *, small: bool = False) -> T:
+        """Run ``work`` in one write transaction; commit if it returns, roll back if it raises.
+
+        ``small``: a transaction of a few rows (a run's start, a call's answer), which a
+        store may run on the calling loop's thread rather than hand it to another.
+        """
         ...
 
     def atomic_blocking(self, work: Callable[[Tx], T]) -> T:
         """``atomic`` from a thread that may block (never the event loop's)."""
         ...
 
-    async def read(self, work: Callable[[Tx], T]) -> T:
-        """Run ``work`` on a read-only snapshot."""
+    async def read(self, work: Callable[[Tx], T], *, small: bool = False) -> T:
+        """Run ``work`` on a read-only snapshot; ``small``: a lookup by key, which a store
+        may run on the calling loop's thread."""
         ...
 
     def read_blocking(self, work: Callable[[Tx], T]) -> T:

@@ -148,11 +148,12 @@ class GuardedStore:
         """Subscribe to other nodes' stream publishes."""
         self.inner.subscribe_streams(notify)
 
-    async def atomic(self, work: Callable[[Tx], T]) -> T:
+    async def atomic(self, work: Callable[[Tx], T], *, small: bool = False) -> T:
         """Run ``work`` in a write transaction; a fault raises ``StoreUnavailable``."""
         changed = [True]
         try:
-            result = await self.inner.atomic(functools.partial(_counted, work, changed))
+            counted = functools.partial(_counted, work, changed)
+            result = await self.inner.atomic(counted, small=small)
         except Exception as exc:
             self._fault(exc)
             raise
@@ -176,10 +177,10 @@ class GuardedStore:
         if cause is not None:
             raise self.health.failed(cause, exc, write=True) from exc
 
-    async def read(self, work: Callable[[Tx], T]) -> T:
+    async def read(self, work: Callable[[Tx], T], *, small: bool = False) -> T:
         """Run ``work`` on a read snapshot; a fault raises ``StoreUnavailable``."""
         try:
-            return await self.inner.read(work)
+            return await self.inner.read(work, small=small)
         except Exception as exc:
             fault = self._read_fault(exc)
             if fault is None:

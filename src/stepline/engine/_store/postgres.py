@@ -256,8 +256,10 @@ class PostgresStore:
         logger.warning("database connection lost (%s); retrying on a new one", exc)
         self._pool.check()
 
-    async def atomic(self, work: Callable[[PostgresTx], T]) -> T:
-        """Run ``work`` in one transaction on a pool thread; retried on deadlock."""
+    async def atomic(self, work: Callable[[PostgresTx], T], *, small: bool = False) -> T:
+        """Run ``work`` in one transaction on a pool thread; retried on deadlock.
+
+        ``small`` changes nothing: a commit waits for the server, never on the loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, self._atomic_sync, work)
 
@@ -281,8 +283,8 @@ class PostgresStore:
                         conn.read_only = None  # back in the pool for writes too
         raise AssertionError("unreachable")
 
-    async def read(self, work: Callable[[PostgresTx], T]) -> T:
-        """Run ``work`` in a read-only transaction."""
+    async def read(self, work: Callable[[PostgresTx], T], *, small: bool = False) -> T:
+        """Run ``work`` in a read-only transaction (``small`` changes nothing)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, self._read_sync, work)
 

@@ -146,6 +146,9 @@ class SqlTx(QueueTx):
     def put_step(self, step: StepRecord) -> None:
         self._x(_UPSERT_STEP, step_values(step))
 
+    def put_steps(self, steps: Sequence[StepRecord]) -> None:
+        self._many(_UPSERT_STEP, [step_values(step) for step in steps])
+
     # pauses -------------------------------------------------------------------------
     def insert_pause(self, pause: Pause) -> None:
         self._x(_UPSERT_PAUSE, pause_values(pause))

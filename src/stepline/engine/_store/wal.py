@@ -9,7 +9,12 @@ a backup) pins the log, which then grows by every commit (~150 KB per run: 44.9 
 300 runs during a 20 s read, against 4.2 MB without) and stays that size on disk.
 
 ``WalKeeper`` runs on the store's writer thread between transactions (so it never waits
-for this engine's own writes), at most every ``every`` seconds:
+for this engine's own writes), at most every ``every`` seconds, and, where the writer's
+connection does not checkpoint by itself (``manual``: its small transactions may commit
+on the event loop's thread, which must not wait for a checkpoint's fsyncs), once
+``FRAMES`` pages of the log wait to be copied back, as SQLite's own checkpoints do (read
+from the ``-shm`` file's WAL-index header: ``mxFrame`` less ``nBackfill``, in the
+documented layout of https://www.sqlite.org/walformat.html, ~1 µs):
 
 * ``PRAGMA wal_checkpoint(PASSIVE)``: copies what no reader pins, waits for no one;
 * when the log file is over ``limit`` bytes and that checkpoint copied every frame (the
@@ -29,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import struct
 import time
 
 logger = logging.getLogger("stepline.engine")
@@ -36,6 +42,9 @@ logger = logging.getLogger("stepline.engine")
 LIMIT = 16 * 1024 * 1024
 #: Seconds between two checks.
 EVERY = 5.0
+#: Log frames (pages) not yet copied back that make a checkpoint due when SQLite does not
+#: checkpoint by itself: its own threshold.
+FRAMES = 1000
 #: At most one "pinned" log line in this many seconds.
 REPEAT_SECONDS = 300.0
 
@@ -59,12 +68,46 @@ class WalKeeper:
         self.busy_ms = busy_ms
         self._next = 0.0
         self._warned = -REPEAT_SECONDS
+        self.manual = False
+        self._shm_path = f"{path}-shm"
+        self._shm: int | None = None  # the -shm file, open to read the log's frame counts
         #: checkpoints that truncated the log (tests and the metrics read it)
         self.truncations = 0
 
-    def setup(self, conn: sqlite3.Connection) -> None:
-        """Settings of a new writer connection."""
+    def setup(self, conn: sqlite3.Connection, *, manual: bool = False) -> None:
+        """Settings of a new writer connection; ``manual``: SQLite does not checkpoint
+        after its commits, ``check`` does every ``ROWS`` rows."""
         conn.execute(f"PRAGMA journal_size_limit = {int(self.limit)}")
+        self.manual = manual
+        self.close()  # a new connection: the -shm file may be another by now
+        if manual:
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+
+    def close(self) -> None:
+        """Let go of the ``-shm`` file."""
+        if self._shm is not None:
+            os.close(self._shm)
+            self._shm = None
+
+    def due(self) -> bool:
+        """Whether ``check`` would checkpoint now."""
+        if time.monotonic() >= self._next:
+            return True
+        return self.manual and self.pending() >= FRAMES
+
+    def pending(self) -> int:
+        """Frames of the log not yet copied back into the database (0 if unknown)."""
+        try:
+            if self._shm is None:
+                self._shm = os.open(self._shm_path, os.O_RDONLY)
+            header = os.pread(self._shm, 100, 0)
+        except OSError:
+            return 0
+        if len(header) < 100:
+            return 0
+        (frames,) = struct.unpack_from("=I", header, 16)  # mxFrame
+        (copied,) = struct.unpack_from("=I", header, 96)  # nBackfill
+        return max(int(frames) - int(copied), 0)
 
     def size(self) -> int:
         """The log file's size in bytes (0 when there is none)."""
@@ -75,9 +118,9 @@ class WalKeeper:
 
     def check(self, conn: sqlite3.Connection) -> None:
         """Checkpoint if one is due; never raises (a failed checkpoint is tried again)."""
-        now = time.monotonic()
-        if now < self._next or conn.in_transaction:
+        if conn.in_transaction or not self.due():
             return
+        now = time.monotonic()
         self._next = now + self.every
         try:
             self._checkpoint(conn, now)

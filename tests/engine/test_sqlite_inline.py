@@ -1,0 +1,327 @@
+"""SQLite small transactions inline: ``atomic(small=True)`` commits on the loop's thread
+when the writer's role is free and a commit needs no fsync, else queues for the writer
+thread; the loop never waits for another connection's write lock; in that mode SQLite
+does not checkpoint by itself and the writer thread does once 1,000 frames are pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stepline.engine._store import Tx
+from stepline.engine._store.sqlite import SqliteStore
+from stepline.engine._store.wal import FRAMES, WalKeeper
+from tests._support.polling import await_until
+
+from .conftest import arun
+from .test_store_contract import run_record
+
+
+class Boom(Exception):
+    pass
+
+
+@contextlib.asynccontextmanager
+async def opened_at(path: str, **options: Any) -> AsyncIterator[SqliteStore]:
+    """An open store past its first WAL check (due at once after opening), role free."""
+    store = SqliteStore(path, wal_every=600.0, **options)
+    await store.open()
+    try:
+        await store.atomic(lambda tx: None)
+        await idle(store)
+        yield store
+    finally:
+        await store.close()
+
+
+async def idle(store: SqliteStore) -> None:
+    await await_until(lambda: not store._draining, timeout=10, message="the writer role free")
+
+
+def insert(run_id: str, threads: list[threading.Thread]) -> Callable[[Tx], bool]:
+    def work(tx: Tx) -> bool:
+        threads.append(threading.current_thread())
+        return tx.insert_run(run_record(run_id))
+
+    return work
+
+
+def on_writer(thread: threading.Thread) -> bool:
+    name = thread.name
+    return name.startswith("stepline-db") and not name.startswith("stepline-db-read")
+
+
+async def stored(store: SqliteStore, *ids: str) -> list[bool]:
+    def read(tx: Tx) -> list[bool]:
+        return [tx.get_run(i) is not None for i in ids]
+
+    return await store.read(read)
+
+
+@contextlib.asynccontextmanager
+async def role_held(store: SqliteStore, run_id: str) -> AsyncIterator[None]:
+    """A thread inside ``atomic_blocking`` (holding the writer's role) until exit."""
+    entered, release = threading.Event(), threading.Event()
+    ran: list[threading.Thread] = []
+
+    def slow(tx: Tx) -> bool:
+        entered.set()
+        assert release.wait(10)
+        return insert(run_id, ran)(tx)
+
+    worker = threading.Thread(target=store.atomic_blocking, args=(slow,))
+    worker.start()
+    try:
+        await await_until(entered.is_set, timeout=10, message="the blocking work")
+        yield
+    finally:
+        release.set()
+        await asyncio.to_thread(worker.join, 10)
+    assert ran == [worker]  # it committed on its own thread
+
+
+def writer_conn(store: SqliteStore) -> sqlite3.Connection | None:
+    return store._write_conn
+
+
+def busy(store: SqliteStore) -> bool:
+    return bool(store._write_conn and store._write_conn.in_transaction)
+
+
+async def pragma(store: SqliteStore, name: str) -> int:
+    """A pragma of the writer connection, read on the writer thread (between its drains)."""
+    conn = writer_conn(store)
+    assert conn is not None
+    value = await asyncio.get_running_loop().run_in_executor(
+        store._writer, lambda: conn.execute(f"PRAGMA {name}").fetchone()[0]
+    )
+    return int(value)
+
+
+def test_small_runs_on_the_loop_thread_at_normal_and_others_on_the_writer(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with opened_at(str(tmp_path / "s.db")) as store:
+            threads: list[threading.Thread] = []
+            assert await store.atomic(insert("R1", threads), small=True)
+            assert threads == [threading.current_thread()]  # the loop's own thread
+            assert not store._draining
+            assert await store.atomic(insert("R2", threads))
+            assert on_writer(threads[1]), threads[1].name
+            assert await stored(store, "R1", "R2", "R3") == [True, True, False]
+
+    arun(scenario())
+
+
+@pytest.mark.parametrize(("where", "synchronous"), [("file", "FULL"), ("memory", "NORMAL")])
+def test_small_goes_to_the_writer_at_full_and_in_memory(
+    tmp_path: Path, where: str, synchronous: str
+) -> None:
+    path = str(tmp_path / "s.db") if where == "file" else ":memory:"
+
+    async def scenario() -> None:
+        async with opened_at(path, synchronous=synchronous) as store:
+            threads: list[threading.Thread] = []
+            for n in range(3):
+                assert await store.atomic(insert(f"R{n}", threads), small=True)
+            assert all(on_writer(t) for t in threads), [t.name for t in threads]
+            assert await stored(store, "R0", "R1", "R2") == [True, True, True]
+
+    arun(scenario())
+
+
+def test_a_held_write_lock_never_blocks_the_loop(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+
+    async def scenario() -> None:
+        async with opened_at(path) as store:
+            loop = asyncio.get_running_loop()
+            other = sqlite3.connect(path, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")  # another process's writer, say
+                threads: list[threading.Thread] = []
+                started = loop.time()
+                task = asyncio.create_task(store.atomic(insert("R1", threads), small=True))
+                for _ in range(5):  # the loop keeps turning while the transaction waits
+                    await asyncio.sleep(0.01)
+                # with the loop blocked in BEGIN IMMEDIATE these ticks would only come
+                # after the 10 s busy timeout, and the transaction would have failed
+                assert loop.time() - started < 5.0
+                assert not task.done()
+                assert threads == []
+                other.execute("COMMIT")
+            finally:
+                other.close()
+            assert await asyncio.wait_for(task, 10)
+            assert len(threads) == 1
+            assert on_writer(threads[0]), threads[0].name
+            assert await stored(store, "R1") == [True]
+            await idle(store)
+            assert not busy(store)
+
+    arun(scenario())
+
+
+def test_a_small_transaction_queues_while_a_blocked_thread_holds_the_role(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with opened_at(str(tmp_path / "s.db")) as store:
+            threads: list[threading.Thread] = []
+            async with role_held(store, "B"):
+                assert store._draining
+                task = asyncio.create_task(store.atomic(insert("L", threads), small=True))
+                await asyncio.sleep(0.05)
+                assert not task.done()
+                assert threads == []
+            assert await asyncio.wait_for(task, 10)
+            assert len(threads) == 1
+            assert threads[0] is not threading.current_thread()
+            assert on_writer(threads[0]), threads[0].name
+            assert await stored(store, "B", "L") == [True, True]
+            await idle(store)
+
+    arun(scenario())
+
+
+def test_suspend_waits_for_the_role_held_by_a_blocked_thread(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with opened_at(str(tmp_path / "s.db")) as store:
+            async with role_held(store, "B"):
+                # the role is held mid-transaction: suspend gives up, the file stays open
+                resume = await asyncio.to_thread(store.suspend, 0.3)
+                try:
+                    assert writer_conn(store) is not None
+                finally:
+                    resume()  # a no-op here
+            await idle(store)
+            resume = await asyncio.to_thread(store.suspend, 10.0)
+            assert writer_conn(store) is None
+            assert store._draining
+            threads: list[threading.Thread] = []
+            task = asyncio.create_task(store.atomic(insert("L", threads), small=True))
+            await asyncio.sleep(0.05)
+            assert not task.done()
+            assert threads == []
+            resume()
+            assert await asyncio.wait_for(task, 10)
+            assert len(threads) == 1
+            assert on_writer(threads[0]), threads[0].name
+            assert await stored(store, "B", "L") == [True, True]
+            await idle(store)
+
+    arun(scenario())
+
+
+def test_a_failing_small_transaction_keeps_nothing_and_gives_the_role_back(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with opened_at(str(tmp_path / "s.db")) as store:
+            threads: list[threading.Thread] = []
+
+            def failing(tx: Tx) -> None:
+                insert("LOST", threads)(tx)
+                raise Boom("no")
+
+            with pytest.raises(Boom, match="no"):
+                await store.atomic(failing, small=True)
+            assert threads == [threading.current_thread()]
+            assert not store._draining  # the role was given back
+            assert not busy(store)
+            assert await store.atomic(insert("KEPT", threads), small=True)
+            assert threads[1] is threading.current_thread()  # inline again
+            assert await stored(store, "LOST", "KEPT") == [False, True]
+
+    arun(scenario())
+
+
+def test_the_wal_stays_bounded_under_inline_commits(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+
+    async def scenario() -> None:
+        async with opened_at(path) as store:
+            wal = store.wal
+            assert wal is not None
+            assert wal.manual
+            assert await pragma(store, "wal_autocheckpoint") == 0
+            page = await pragma(store, "page_size")
+            # each run is ~8 frames (table and index pages), ~24,000 in all: without a
+            # checkpoint the log would pass 90 MB. With one once 1,000 frames are pending
+            # (wal_every is 600 s here: only the frame count can make one due), the log
+            # restarts and holds ~1,000 frames plus the commits made meanwhile; twice
+            # that is a generous bound (frame: page plus a 24-byte header; 32-byte header)
+            bound = 2 * FRAMES * (page + 24) + 32
+            threads: list[threading.Thread] = []
+            prev, drops, most = wal.pending(), 0, 0
+            for n in range(3000):
+                assert await store.atomic(insert(f"R{n:04}", threads), small=True)
+                now = wal.pending()
+                drops, most, prev = drops + (now < prev), max(most, now), now
+                assert os.path.getsize(f"{path}-wal") < bound, n
+            assert drops >= 2  # checkpoints copied the log back (only they lower it)
+            assert most < 2 * FRAMES
+            assert sum(t is threading.current_thread() for t in threads) > 2000  # inline
+            await idle(store)
+            assert wal.pending() < FRAMES
+            assert await pragma(store, "wal_autocheckpoint") == 0
+            assert (await stored(store, "R0000", "R2999")) == [True, True]
+
+        async with opened_at(str(tmp_path / "full.db"), synchronous="FULL") as full:
+            assert full.wal is not None
+            assert not full.wal.manual
+            assert await pragma(full, "wal_autocheckpoint") == 1000  # SQLite's own default
+
+    arun(scenario())
+
+
+def test_pending_matches_the_frames_sqlite_reports(tmp_path: Path) -> None:
+    path = str(tmp_path / "plain.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    reader = sqlite3.connect(path, isolation_level=None)
+    keeper = WalKeeper(path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("CREATE TABLE t (x TEXT)")
+
+        def commits(count: int) -> None:
+            for _ in range(count):
+                conn.execute("INSERT INTO t VALUES (?)", ("x" * 3000,))
+
+        def checkpoint() -> tuple[int, int]:
+            busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            assert busy == 0
+            return int(log), int(copied)
+
+        for count in (20, 5):  # then the log starts over: every frame was copied back
+            commits(count)
+            before = keeper.pending()
+            log, copied = checkpoint()
+            assert count <= before == log < 10 * count  # not counting the first round
+            assert copied == log
+            assert keeper.pending() == 0
+        # a reader's snapshot pins part of the log: only the older frames are copied
+        commits(3)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM t").fetchone()
+        commits(4)
+        log, copied = checkpoint()
+        assert 0 < copied < log
+        assert keeper.pending() == log - copied
+        reader.execute("COMMIT")
+        log, copied = checkpoint()
+        assert copied == log
+        assert keeper.pending() == 0
+    finally:
+        keeper.close()
+        reader.close()
+        conn.close()
