@@ -119,10 +119,10 @@ def timers(clock: Clock) -> Iterator[None]:
 
     def atomic(original: Any) -> Any:  # the work inside, and the wall time outside
         @functools.wraps(original)
-        async def run(self: Any, work: Callable[[Any], Any]) -> Any:
+        async def run(self: Any, work: Callable[[Any], Any], **how: Any) -> Any:
             start = time.perf_counter_ns()
             try:
-                return await original(self, store_work(work))
+                return await original(self, store_work(work), **how)
             finally:
                 clock.add("atomic wall", time.perf_counter_ns() - start)
 
