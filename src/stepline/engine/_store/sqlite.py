@@ -89,7 +89,7 @@ class SqliteStore:
         self._loop_reads = 0  # reads running on the loop's thread (``read(small=True)``)
         #: small transactions may run on the loop's thread: a commit has no fsync to wait
         #: for (in WAL at NORMAL only a checkpoint syncs, and those stay on the writer's)
-        self._inline = not self._memory and synchronous.upper() in ("OFF", "NORMAL")
+        self._inline = not self._memory and synchronous.upper() in ("OFF", "NORMAL") and _wal.COUNTS
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

@@ -45,6 +45,9 @@ EVERY = 5.0
 #: Log frames (pages) not yet copied back that make a checkpoint due when SQLite does not
 #: checkpoint by itself: its own threshold.
 FRAMES = 1000
+#: Whether this platform can read the frame counts (``os.pread``: not on Windows, where
+#: SQLite keeps checkpointing by itself and every commit stays on the writer thread).
+COUNTS = hasattr(os, "pread")
 #: At most one "pinned" log line in this many seconds.
 REPEAT_SECONDS = 300.0
 
