@@ -47,6 +47,17 @@ def dumps(value: object, *, what: str = "output") -> str:
         raise _errors.OutputUnserializableError(f"{what} is not JSON serializable: {exc}") from None
 
 
+def encode_vetted(value: object) -> bytes:
+    """``value`` as UTF-8 JSON, its user data each went through ``to_jsonable`` already.
+
+    A 206 answer's ops carry step outputs, invoke payloads and the function's output,
+    each checked (finite, plain JSON) when it was recorded, beside strings and ``None``s
+    of the SDK's own: checking the whole list again for a ``NaN`` (a walk of every value,
+    as ``dumps`` does when the JSON holds a ``null``) would only repeat that.
+    """
+    return _json.dumpb(value, default=_default)
+
+
 def loads(data: str | bytes) -> Any:
     """Decode JSON from the wire strictly.
 

@@ -111,6 +111,37 @@ def test_a_caller_that_reads_the_run_itself_costs_no_batched_check() -> None:
     arun(scenario())
 
 
+def test_a_watched_start_waits_with_no_read_and_misses_no_end() -> None:
+    """``watch``: registered when the run's start committed, so no read is needed; an end
+    committed before the caller gets to ``wait`` still answers it."""
+
+    async def scenario() -> None:
+        runs = Runs()
+        runs.status.update(fast=RunStatus.RUNNING, slow=RunStatus.RUNNING)
+        waiters = RunWaiters(runs.read)
+
+        async def never() -> Run:
+            raise AssertionError("a watched wait reads nothing")
+
+        fast = waiters.watch("fast")
+        runs.status["fast"] = RunStatus.COMPLETED
+        waiters.ended(runs.run("fast"))  # ended before its caller waits
+        got = await asyncio.wait_for(waiters.wait("fast", 5.0, now=never, watched=fast), 1.0)
+        assert got.status is RunStatus.COMPLETED
+        slow = waiters.watch("slow")
+        task = asyncio.create_task(waiters.wait("slow", 5.0, now=never, watched=slow))
+        await asyncio.sleep(0.05)
+        runs.status["slow"] = RunStatus.FAILED
+        waiters.ended(runs.run("slow"))
+        assert (await task).status is RunStatus.FAILED
+        with pytest.raises(asyncio.TimeoutError):
+            await waiters.wait("late", 0.05, now=never, watched=waiters.watch("late"))
+        assert runs.reads == []
+        assert waiters.count == 0
+
+    arun(scenario())
+
+
 def test_an_end_committed_during_the_callers_read_is_not_missed() -> None:
     async def scenario() -> None:
         runs = Runs()

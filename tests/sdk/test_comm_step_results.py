@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
+
+import pytest
 
 import stepline
 import stepline.flask
@@ -292,5 +295,44 @@ def test_unserializable_function_output_under_checkpointing_is_500() -> None:
     # ... and the next call, replaying it, fails with a clear 500.
     memo = {sha1("a"): {"data": 1}}
     response = call(handler, body=body_for(fn_id="fn-uuid", qi_id="qi-1", steps=memo))
+    assert response.status == 500
+    assert decoded(response)["code"] == "output_unserializable"
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, {"k": [1.5, -math.inf]}])
+def test_non_finite_step_output_under_checkpointing_is_refused_never_null(bad: object) -> None:
+    """A 206 answer's ops are encoded without a second NaN walk (each value was checked
+    when its step finished): a NaN must still fail the step, never travel as ``null``."""
+    client = make_client()
+
+    @client.function(id="fn", trigger=stepline.TriggerEvent(event="demo/go"))
+    def fn(ctx: stepline.SyncContext) -> object:
+        ctx.step.run("a", lambda: 1.5)
+        ctx.step.run("b", lambda: bad)
+        return "done"
+
+    first = call(serve(client, fn), body=body_for(fn_id="fn-uuid", qi_id="qi-1"))
+    assert b"null" not in first.body.replace(b'"opts":null', b"").replace(b'"index":null', b"")
+    assert first.status == 206
+    reported = decoded(first)
+    assert [op["data"] for op in reported] == [1.5]  # "a", before the failure answered
+    response = call(
+        serve(client, fn),
+        body=body_for(fn_id="fn-uuid", qi_id="qi-1", steps={sha1("a"): memo(1.5)}),
+    )
+    assert response.status == 500
+    assert decoded(response)["code"] == "output_unserializable"
+
+
+def test_non_finite_function_output_under_checkpointing_is_refused() -> None:
+    client = make_client()
+
+    @client.function(id="fn", trigger=stepline.TriggerEvent(event="demo/go"))
+    def fn(ctx: stepline.SyncContext) -> object:
+        ctx.step.run("a", lambda: 1)
+        return {"ratio": math.nan}
+
+    memo_a = {sha1("a"): {"data": 1}}
+    response = call(serve(client, fn), body=body_for(fn_id="fn-uuid", qi_id="qi-1", steps=memo_a))
     assert response.status == 500
     assert decoded(response)["code"] == "output_unserializable"

@@ -120,9 +120,8 @@ class CommResponse:
             _mark_retry(response, diverged)
             return response
         if outcome.ops is not None:
-            response = cls(
-                206, dict(base), _serde.dumps([op.to_wire() for op in outcome.ops]).encode()
-            )
+            ops = [op.to_wire() for op in outcome.ops]
+            response = cls(206, dict(base), _serde.encode_vetted(ops))
             if outcome.no_retry:
                 response.headers[headers.NO_RETRY] = "true"
             return response

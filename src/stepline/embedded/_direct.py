@@ -136,11 +136,13 @@ async def answer_async(engine: Engine, call: Call) -> _effects.HttpResponse:
     try:
         op = _plan(engine, call)
         if isinstance(op, _Start):
-            run_id, created = await engine.start_function(op.function_id, op.data, **op.options)
+            run_id, created, watched = await engine.start_watched(
+                op.function_id, op.data, watch=bool(op.wait), **op.options
+            )
             run = None
             if op.wait:
                 try:
-                    run = await engine.long_poll(run_id, op.wait)
+                    run = await engine.long_poll(run_id, op.wait, watched=watched)
                 except Exception as exc:
                     answers.wait_failed(run_id, exc)
             return _started(engine, call, run_id, created, run)

@@ -19,9 +19,9 @@ from stepline.engine import _response, _versions
 from stepline.engine._driver import Driver
 from stepline.engine._model import AppRecord
 from stepline.engine._registry import AppSpec
+from stepline.engine._starts import schedule_cron
 from stepline.engine._store import Store, Tx
 from stepline.engine._trust.apps import AppGuard
-from stepline.engine._worker import schedule_cron
 
 if TYPE_CHECKING:
     from stepline.engine._config import EngineSettings

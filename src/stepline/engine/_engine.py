@@ -424,15 +424,23 @@ class Engine(Reads, Starts, PauseControl):
 
         return str(await self._atomic(work))
 
-    async def wait_for_run(self, run_id: str, timeout: float = 30.0, *, read: bool = False) -> Run:
+    async def wait_for_run(
+        self,
+        run_id: str,
+        timeout: float = 30.0,
+        *,
+        read: bool = False,
+        watched: asyncio.Future[Run] | None = None,
+    ) -> Run:
         """Wait (in real time) until a run ends, and return it; ``read``: read it first,
-        once the waiter is registered (``NotFoundError`` for no such run).
+        once the waiter is registered (``NotFoundError`` for no such run); ``watched``:
+        the registration ``start_watched`` made (no read needed).
 
         Raises:
             TimeoutError: it did not end in time.
         """
         now = functools.partial(self.get_run, run_id) if read else None
-        return await self._waiters.wait(run_id, timeout, now)
+        return await self._waiters.wait(run_id, timeout, now, watched=watched)
 
     def wait_for_run_blocking(self, run_id: str, timeout: float = 30.0) -> Run:
         """``wait_for_run(read=True)`` from a thread that may block (never the loop's).
@@ -444,9 +452,11 @@ class Engine(Reads, Starts, PauseControl):
         """
         return self._waiters.wait_blocking(run_id, timeout, lambda: self.get_run_blocking(run_id))
 
-    async def long_poll(self, run_id: str, wait: float) -> Run:
+    async def long_poll(
+        self, run_id: str, wait: float, *, watched: asyncio.Future[Run] | None = None
+    ) -> Run:
         """``GET /v1/runs/{id}?wait=``: the run once it has ended, or as it is after ``wait``
-        seconds (at once for 0).
+        seconds (at once for 0); ``watched``: the registration ``start_watched`` made.
 
         Raises:
             NotFoundError: no such run.
@@ -454,7 +464,7 @@ class Engine(Reads, Starts, PauseControl):
         if not wait:
             return await self.get_run(run_id)
         try:
-            return await self.wait_for_run(run_id, timeout=wait, read=True)
+            return await self.wait_for_run(run_id, timeout=wait, read=True, watched=watched)
         except asyncio.TimeoutError:  # still going: as it is now, not as it was
             return await self.get_run(run_id)
 

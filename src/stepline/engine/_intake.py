@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from stepline.engine._observe.observer import Observer
     from stepline.engine._registry import Registry
     from stepline.engine._runloop import RunLoop
+    from stepline.engine._waiters import RunWaiters
     from stepline.engine._worker import Worker
 
 #: A leased first call and the run and steps it starts from.
@@ -112,6 +113,8 @@ class Starts:
 
         def _committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None: ...
 
+        _waiters: RunWaiters
+
     async def start_function(
         self,
         function_id: str,
@@ -145,12 +148,31 @@ class Starts:
             function_id, data, idempotency_key=idempotency_key, headers=headers,
             started_by=started_by, run_id=run_id, attributes=attributes,
         )  # fmt: skip
+        started, created, _ = await self._start_now(start, watch=False)
+        return started, created
+
+    async def start_watched(
+        self, function_id: str, data: dict[str, Any], *, watch: bool = True, **options: Any
+    ) -> tuple[str, bool, asyncio.Future[Run] | None]:
+        """``start_function`` (same arguments, same errors), and (``watch``) a caller
+        registered for the end of a run it created, from its commit on:
+        ``long_poll(watched=)`` then waits without first reading the run. None for a run
+        it did not create, or without ``watch``.
+        """
+        start = self._start(function_id, data, **options)
+        return await self._start_now(start, watch=watch)
+
+    async def _start_now(
+        self, start: _Start, *, watch: bool
+    ) -> tuple[str, bool, asyncio.Future[Run] | None]:
         started, created, adopted = await self.store.atomic(self._start_work(start), small=True)
+        # before the first call is dispatched: nothing can have ended the run yet
+        watched = self._waiters.watch(started) if watch and started and created else None
         self._after_start(adopted)
         if started is None:
             links = await self.store.read(lambda tx: tx.event_links(start.event.internal_id))
             raise _skipped(start, links)
-        return started, created
+        return started, created, watched
 
     def start_function_blocking(
         self,

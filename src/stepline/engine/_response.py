@@ -236,12 +236,18 @@ def checkpoint_ops(body: object, *, max_output: int | None = None) -> tuple[Repo
     return ops
 
 
-def limit_outputs(outcome: Outcome, limit: int) -> Outcome:
+def limit_outputs(outcome: Outcome, limit: int, *, answer_bytes: int | None = None) -> Outcome:
     """The outcome, or a final failure if a step's output is larger than ``limit`` bytes.
 
     Retrying would only produce the same output again, so the failure is not retried.
+    ``answer_bytes``, the length of the answer the outcome was read from, skips the
+    measuring when no output in it can reach the limit: an output written again takes at
+    most ``_GROWTH`` times the bytes it took in the answer (``5e15`` comes back as
+    ``5000000000000000.0``; strings and everything else come back no longer).
     """
     if not isinstance(outcome, Ops):
+        return outcome
+    if answer_bytes is not None and answer_bytes * _GROWTH <= limit:
         return outcome
     problem = oversized_output(outcome.ops, limit)
     if problem is None:
@@ -249,6 +255,11 @@ def limit_outputs(outcome: Outcome, limit: int) -> Outcome:
     error = {"error": problem, "name": "StepOutputTooLarge", "message": problem, "stack": None}
     body = json.dumps({"name": "StepOutputTooLarge", "message": problem})
     return Failed(body, error, no_retry=True, request_version=outcome.request_version)
+
+
+#: How many times longer a value's JSON can get when decoded and encoded again (a float
+#: in exponent form, 4 characters, comes back as up to 18): measured with a margin.
+_GROWTH = 8
 
 
 def oversized_output(ops: tuple[ReportedOp, ...], limit: int) -> str | None:
@@ -326,10 +337,13 @@ def _ops(body: bytes) -> tuple[ReportedOp, ...]:
         raw = [raw]  # a single op object is the legacy shape; Go tolerates it
     if not isinstance(raw, list):
         raise ValueError("body must be an array of ops")
-    return tuple(_op(item) for item in raw)
+    # NUL and lone surrogates reach a decoded string only through a \u escape (JSON
+    # has no raw control characters, UTF-8 no surrogates): without one, all texts pass
+    escaped = b"\\u" in body
+    return tuple(_op(item, escaped) for item in raw)
 
 
-def _op(item: object) -> ReportedOp:
+def _op(item: object, escaped: bool = True) -> ReportedOp:
     if not isinstance(item, dict):
         raise ValueError("each op must be an object")
     op_text, step_id = item.get("op"), item.get("id")
@@ -347,9 +361,12 @@ def _op(item: object) -> ReportedOp:
     label = str(display or user_id or name or step_id)
     name = name if isinstance(name, str) else ""
     opts = opts if isinstance(opts, dict) else {}
-    texts = [step_id, name, label, *(v for k, v in opts.items() if k in _TEXT_OPTS)]
-    if not all(storable(t) for t in texts if isinstance(t, str)):
-        raise ValueError("ids, names, events and expressions must not hold NUL or lone surrogates")
+    if escaped:
+        texts = [step_id, name, label, *(v for k, v in opts.items() if k in _TEXT_OPTS)]
+        if not all(storable(t) for t in texts if isinstance(t, str)):
+            raise ValueError(
+                "ids, names, events and expressions must not hold NUL or lone surrogates"
+            )
     return ReportedOp(
         op=op,
         id=step_id,

@@ -14,7 +14,7 @@ from stepline._status import RunStatus
 from stepline.engine import _events, _ids
 from stepline.engine._flow import pacing
 from stepline.engine._model import EventRecord, EventRunLink, Job, JobKind, Pause, PauseKind, Run
-from stepline.engine._registry import FunctionSpec, compiled
+from stepline.engine._registry import CronTrigger, FunctionSpec, compiled, next_cron_fire
 from stepline.engine._store import Tx
 
 #: the step id of a call that discovers a run's next steps (``PROTOCOL.md`` 4.8)
@@ -243,3 +243,17 @@ def record_starter(tx: Tx, run_id: str, started_by: str) -> None:
     if run is not None:
         run.started_by = started_by
         tx.update_run(run)
+
+
+def schedule_cron(tx: Tx, function_id: str, trigger: CronTrigger, after: float) -> None:
+    """Queue the next tick of a cron trigger (idempotent: one job per tick, across nodes)."""
+    tick, fire = next_cron_fire(trigger, function_id, after)
+    canonical = trigger.schedule.canonical
+    tx.enqueue(
+        Job(
+            job_id=f"cron:{function_id}:{canonical}:{int(tick)}",
+            kind=JobKind.CRON,
+            available_at=fire,
+            payload={"function_id": function_id, "cron": canonical, "tick": tick},
+        )
+    )

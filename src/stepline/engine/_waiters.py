@@ -60,8 +60,21 @@ class RunWaiters:
             blocked = sum(len(callers) for callers in self._blocked.values())
         return blocked + sum(len(futures) for futures in self._waiting.values())
 
+    def watch(self, run_id: str) -> asyncio.Future[Run]:
+        """Register a caller for a run whose start just committed, before anything could
+        end it (its first call is not dispatched yet): ``wait(watched=)`` then needs no
+        read to know it has not ended meanwhile."""
+        future: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(run_id, []).append(future)
+        return future
+
     async def wait(
-        self, run_id: str, timeout: float, now: Callable[[], Awaitable[Run]] | None = None
+        self,
+        run_id: str,
+        timeout: float,
+        now: Callable[[], Awaitable[Run]] | None = None,
+        *,
+        watched: asyncio.Future[Run] | None = None,
     ) -> Run:
         """The run once it has ended.
 
@@ -71,17 +84,20 @@ class RunWaiters:
             now: reads the run as it is now. Called once this caller is registered, so
                 an end committed meanwhile is not missed; a run already ended is
                 returned at once. Without it the first check is a batched read.
+            watched: this caller's registration by ``watch``, made when the run started;
+                ``now`` is then not called.
 
         Raises:
             TimeoutError: it did not end within ``timeout`` seconds.
             Exception: what ``now`` raised (``NotFoundError``: no such run).
         """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Run] = loop.create_future()
-        self._waiting.setdefault(run_id, []).append(future)
+        future = watched if watched is not None else self.watch(run_id)
         deadline = loop.time() + timeout
         try:
-            if now is None:
+            if watched is not None:
+                pass  # registered from its start's commit on: no end was missed
+            elif now is None:
                 self.changed()  # it may have ended already
             else:
                 found = await now()

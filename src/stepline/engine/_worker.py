@@ -17,7 +17,7 @@ from typing import Any
 
 from stepline import _json
 from stepline._status import RunStatus
-from stepline.engine import _events, _ids, _registry, _request, _response, _versions
+from stepline.engine import _events, _ids, _registry, _request, _response, _starts, _versions
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
 from stepline.engine._control import bulk as _bulk
@@ -278,7 +278,7 @@ class Worker:
         event.payload["id"] = event.internal_id
         tx.insert_event(event)
         _pause.start_cron(tx, fn, event, now)  # or none, while paused with crons="skip"
-        schedule_cron(tx, fn.function_id, trigger, float(job.payload.get("tick", now)))
+        _starts.schedule_cron(tx, fn.function_id, trigger, float(job.payload.get("tick", now)))
 
     async def _execute(
         self, job: Job, snapshot: _Snapshot | None = None, current: list[Job] | None = None
@@ -406,7 +406,8 @@ class Worker:
             )
             call.answered(answer)
             outcome = call.outcome = _response.decode(answer, now=self.clock.now())
-        return _response.limit_outputs(outcome, self.settings.max_step_output_bytes)
+        limit = self.settings.max_step_output_bytes
+        return _response.limit_outputs(outcome, limit, answer_bytes=len(answer.body))
 
     async def _gateway(self, job: Job) -> None:
         opts = job.payload.get("opts") or {}
@@ -477,20 +478,6 @@ def _mark_started(tx: Tx, run_id: str, now: float) -> Run | None:
         started = dataclasses.replace(run, status=RunStatus.RUNNING, started_at=now, waiting=None)
         tx.update_run(started)
     return run
-
-
-def schedule_cron(tx: Tx, function_id: str, trigger: _registry.CronTrigger, after: float) -> None:
-    """Queue the next tick of a cron trigger (idempotent: one job per tick, across nodes)."""
-    tick, fire = _registry.next_cron_fire(trigger, function_id, after)
-    canonical = trigger.schedule.canonical
-    tx.enqueue(
-        Job(
-            job_id=f"cron:{function_id}:{canonical}:{int(tick)}",
-            kind=JobKind.CRON,
-            available_at=fire,
-            payload={"function_id": function_id, "cron": canonical, "tick": tick},
-        )
-    )
 
 
 def _log_outcome(run: Run, job: Job, outcome: _response.Outcome) -> None:

@@ -174,7 +174,8 @@ class InlineRuns:
         engine = self.engine
         now = engine.clock.now()
         outcome = _response.decode(raw, now=now)
-        outcome = _response.limit_outputs(outcome, engine.settings.max_step_output_bytes)
+        limit = engine.settings.max_step_output_bytes
+        outcome = _response.limit_outputs(outcome, limit, answer_bytes=len(raw.body))
 
         def work(tx: Tx) -> tuple[Run, bool]:
             job = _held(tx, run_id, job_id, owner)

@@ -291,9 +291,10 @@ class _Api:
         wanted = answers.start_request(await self._body(request, required=False))
         wait = wire.wait_seconds(request.query_params.get("wait"))
         function_id = request.path_params["function_id"]
-        run_id, created = await self.engine.start_function(
+        run_id, created, watched = await self.engine.start_watched(
             function_id,
             wanted.data,
+            watch=bool(wait),
             idempotency_key=wanted.idempotency_key,
             headers=request.headers,
             started_by=wanted.started_by,
@@ -303,7 +304,7 @@ class _Api:
         run = None
         if wait:  # the run as it is when it ends, or after ``wait`` seconds
             try:
-                run = await self.engine.long_poll(run_id, wait)
+                run = await self.engine.long_poll(run_id, wait, watched=watched)
             except Exception as exc:
                 answers.wait_failed(run_id, exc)
         view = answers.started_view(run_id, function_id, created, run)
