@@ -60,6 +60,8 @@ _BAD_VALUE = re.compile("[\x00\r\n]")
 _BAD_TARGET = re.compile("[\x00-\x20\x7f]")
 _STATUS = re.compile(r"HTTP/1\.([0-9]) ([1-9][0-9][0-9])(?: [^\r\n]*)?")
 _LINES = re.compile("\r?\n")
+_LINE_END = re.compile(b"\n")
+_HEAD_END = re.compile(b"\r?\n\r?\n")
 _SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n")
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
 
@@ -94,55 +96,34 @@ class _Connection:
         Raises:
             ProtocolError: a line longer than ``MAX_LINE``.
         """
-        buffer = self._buffer
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if end >= 0:
-                found = bytes(buffer[: end + 1])
-                del buffer[: end + 1]
-                return found
-            if len(buffer) > MAX_LINE:
-                raise ProtocolError(f"a line of the answer is longer than {MAX_LINE} bytes")
-            start = len(buffer)
-            if not self._fill():
-                found = bytes(buffer)
-                buffer.clear()
-                return found
+        return self._through(_LINE_END, MAX_LINE, "a line of the answer")
 
     def head(self) -> bytes:
-        """The next answer's status line and headers, up to and with the blank line;
-        what is left before the peer closed, if it did.
+        """The next answer's status line and headers, up to and with the blank line
+        (lines may end in a bare LF, as ``http.client`` tolerates); what is left before
+        the peer closed, if it did.
 
         Raises:
             ProtocolError: a head longer than ``MAX_HEAD``.
         """
+        return self._through(_HEAD_END, MAX_HEAD, "the answer's head")
+
+    def _through(self, end: re.Pattern[bytes], limit: int, what: str) -> bytes:
         buffer = self._buffer
         start = 0
         while True:
-            end = buffer.find(b"\r\n\r\n", start)
-            if end >= 0:
-                found = bytes(buffer[: end + 4])
-                del buffer[: end + 4]
-                return found
-            if buffer.find(b"\n\n") >= 0 or buffer.find(b"\n\r\n") >= 0:
-                return self._bare_head()
-            if len(buffer) > MAX_HEAD:
-                raise ProtocolError(f"the answer's head is longer than {MAX_HEAD} bytes")
-            start = max(len(buffer) - 3, 0)
+            found = end.search(buffer, start)
+            if found is not None:
+                taken = bytes(buffer[: found.end()])
+                del buffer[: found.end()]
+                return taken
+            if len(buffer) > limit:
+                raise ProtocolError(f"{what} is longer than {limit} bytes")
+            start = max(len(buffer) - 3, 0)  # an end may straddle two reads
             if not self._fill():
-                found = bytes(buffer)
+                taken = bytes(buffer)
                 buffer.clear()
-                return found
-
-    def _bare_head(self) -> bytes:
-        """A head whose lines end in a bare LF (tolerated, as ``http.client`` does)."""
-        lines = []
-        while True:
-            line = self.line()
-            lines.append(line)
-            if line in (b"\r\n", b"\n", b""):
-                return b"".join(lines)
+                return taken
 
     def exactly(self, size: int) -> bytes:
         """The next ``size`` bytes.
