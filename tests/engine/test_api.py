@@ -557,3 +557,26 @@ def test_runs_say_why_they_wait_and_events_why_they_started_nothing(db: str) -> 
         skipped = {s["function_id"]: s["reason"] for s in links["metadata"]["skipped"]}
         assert skipped == {"t-paced": "rate_limited"}
         assert [r["function_id"] for r in links["data"]] == ["t-grouped"]
+
+
+def test_no_path_matches_two_routes_so_their_order_is_free() -> None:
+    """The busiest routes come first (the router tries them in order): that is safe only
+    while every request (method and path) reaches one route, whatever the order."""
+    import re
+
+    import starlette.routing
+
+    app = build_app(Engine(EngineSettings(database_url=":memory:")))
+    routes = [r for r in app.routes if isinstance(r, starlette.routing.Route)]
+    for route in routes:
+        sample = re.sub(r"\{[^}:]+:path\}", "a/b", route.path)
+        sample = re.sub(r"\{[^}]+\}", "p1", sample)
+        for method in route.methods or ():
+            matching = [
+                other.path
+                for other in routes
+                if other.path_regex.fullmatch(sample) and method in (other.methods or ())
+            ]
+            assert matching == [route.path], (method, sample)
+    paths = [r.path for r in routes]
+    assert paths.index("/v1/functions/{function_id:path}/runs") < 3

@@ -6,6 +6,8 @@ import base64
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stepline._protocol import event_ids
 from stepline.engine import _ids
@@ -47,3 +49,20 @@ def test_bad_entropy_is_refused() -> None:
         event_ids.new_seed(1, b"short")
     with pytest.raises(event_ids.SeedError):
         event_ids.seeded("nope", 1)
+
+
+@settings(max_examples=500)
+@given(st.integers(min_value=0, max_value=2**128 - 1))
+def test_a_ulid_is_its_value_in_crockford_base32_five_bits_a_digit(value: int) -> None:
+    text = event_ids._encode(value)
+    assert len(text) == 26
+    assert set(text) <= set(event_ids.ALPHABET)
+    assert (
+        sum(event_ids.ALPHABET.index(c) << (5 * i) for i, c in enumerate(reversed(text))) == value
+    )
+
+
+def test_known_ulids() -> None:
+    assert event_ids._encode(0) == "0" * 26
+    assert event_ids._encode(2**128 - 1) == "7" + "Z" * 25
+    assert event_ids.ulid(1469918176385, bytes(10)) == "01ARYZ6S41" + "0" * 16

@@ -26,12 +26,17 @@ class SeedError(ValueError):
     """``X-Inngest-Event-Id-Seed`` is not ``<ms>,<base64 of 10 bytes>``."""
 
 
+#: RFC 4648's base32 alphabet to Crockford's, byte for byte.
+_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET.encode("ascii"))
+
+
 def _encode(value: int) -> str:
-    chars = []
-    for _ in range(26):
-        chars.append(ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    """A 128-bit value in 26 Crockford base32 digits, most significant first.
+
+    As 20 bytes, its top 30 bits are zeros: base32 writes those as 6 leading digits and
+    the value's 130 low bits (two leading zeros, then the 128) as the 26 after them.
+    """
+    return base64.b32encode(value.to_bytes(20, "big"))[6:].translate(_CROCKFORD).decode("ascii")
 
 
 def ulid(ms: int, entropy: bytes | None = None) -> str:

@@ -106,7 +106,11 @@ class _Api:
     def routes(self) -> list[starlette.routing.BaseRoute]:
         bearer = self._bearer
         table: list[tuple[str, str, Handler]] = [
+            # the busiest first (the router tries routes in order; no path matches two)
             ("POST", "/e/{key}", self.send),
+            ("POST", "/v1/functions/{function_id:path}/runs", bearer(self.start)),
+            ("GET", "/v1/runs/{run_id}", bearer(self.run)),
+            ("POST", "/v1/events", bearer(self.ingest)),
             ("POST", "/invoke/{function_id:path}", bearer(self.invoke)),
             ("POST", "/fn/register", bearer(self.register)),
             ("GET", "/v0/runs/{run_id}/batch", bearer(self.batch)),
@@ -114,18 +118,15 @@ class _Api:
             ("DELETE", "/v0/runs/{run_id}", bearer(self.cancel)),
             ("POST", "/v1/checkpoint/{run_id}/async", bearer(self.checkpoint)),
             ("GET", "/v1/events", bearer(self.events)),
-            ("POST", "/v1/events", bearer(self.ingest)),
             ("GET", "/v1/events/{event_id}", bearer(self.event)),
             ("GET", "/v1/events/{event_id}/runs", bearer(self.event_runs)),
             ("GET", "/v1/runs", bearer(self.runs)),
-            ("GET", "/v1/runs/{run_id}", bearer(self.run)),
             ("DELETE", "/v1/runs/{run_id}", bearer(self.cancel)),
             ("POST", "/v1/runs/{run_id}/cancel", bearer(self.cancel)),
             ("GET", "/v1/runs/{run_id}/steps", bearer(self.steps)),
             *_attempts.table(self.engine, bearer),  # GET /v1/runs/{id}/attempts
             ("POST", "/v1/runs/{run_id}/rerun", bearer(self.rerun)),
             ("GET", "/v1/functions", bearer(self.functions)),
-            ("POST", "/v1/functions/{function_id:path}/runs", bearer(self.start)),
             ("GET", "/v1/apps", bearer(self.apps)),
             ("POST", "/v1/apps/sync", bearer(self.sync)),
             *_versions.table(self.engine, bearer),
