@@ -22,12 +22,16 @@ from typing import Any
 
 import pytest
 
-from stepline.engine._driver import AiohttpDriver, Driver, HttpDriver
+from stepline.engine._driver import AiohttpDriver, Driver, HttpDriver, default_driver
 from stepline.engine._driver.framing import HeadFilter, unframe
 
 from .wire_servers import Hangup, KeepAliveServer, listener, raw_server
 
-DRIVERS: dict[str, Callable[..., Driver]] = {"aiohttp": AiohttpDriver, "httpx": HttpDriver}
+DRIVERS: dict[str, Callable[..., Driver]] = {
+    "h1": default_driver,  # the engine's own HTTP/1.1 (plain HTTP), aiohttp for HTTPS
+    "aiohttp": AiohttpDriver,
+    "httpx": HttpDriver,
+}
 JSON = b'{"ok": true, "pad": "' + b"x" * 300 + b'"}'
 HTTP10_TE = (
     b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
@@ -177,8 +181,8 @@ def test_a_pooled_connection_closed_by_the_server_is_replaced_unnoticed(kind: st
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
 
-async def _twice(url: str, *, timeout: float = 5) -> Any:
-    driver = AiohttpDriver()
+async def _twice(kind: str, url: str, *, timeout: float = 5) -> Any:
+    driver = DRIVERS[kind]()
     try:
         first = await driver.request("POST", url, b"{}", {}, timeout)
         assert first.error is None, first.error
@@ -188,8 +192,9 @@ async def _twice(url: str, *, timeout: float = 5) -> Any:
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["h1", "aiohttp"])
 @pytest.mark.parametrize("fault", ["timeout", "partial-answer", "fresh-hangup"])
-def test_nothing_else_is_sent_twice(fault: str) -> None:
+def test_nothing_else_is_sent_twice(fault: str, kind: str) -> None:
     # a second request on the reused connection that times out, or whose answer began
     # before the close, reached the app: it is not re-sent (the attempt fails, retried
     # or not by the function's policy); nor is a request that failed on a new connection
@@ -210,10 +215,10 @@ def test_nothing_else_is_sent_twice(fault: str) -> None:
 
     with listener(serve) as url:
         if fault == "fresh-hangup":
-            answer = asyncio.run(_ask("aiohttp", url))
+            answer = asyncio.run(_ask(kind, url))
             assert seen == [1], seen
         else:
-            answer = asyncio.run(_twice(url, timeout=1))
+            answer = asyncio.run(_twice(kind, url, timeout=1))
             assert seen == [1, 2], f"the second request was sent {len(seen) - 1} times"
     assert answer.status == 0, answer
     assert answer.error

@@ -5,10 +5,14 @@ yet proxies built on Python's ``http.server`` do (a chunked header copied from t
 over an un-chunked body). RFC 9112 section 6.1 says such a message's framing is faulty
 and the connection is closed after it; Go's ``net/http`` (Inngest's server) ignores the
 header and reads the body by ``Content-Length``, else to the close. ``HeadFilter`` does
-the same to the bytes of an answer before a client's parser sees them. Pure: no I/O.
+the same to the bytes of an answer before a client's parser sees them (aiohttp's, for
+HTTPS; ``stepline._h1`` reads plain HTTP so itself). Pure: no I/O. ``too_large`` is the
+failure every driver reports for an answer past the size cap.
 """
 
 from __future__ import annotations
+
+from stepline.engine._response import RawResponse
 
 #: The status line of an answer whose Transfer-Encoding is ignored.
 _HTTP10 = b"HTTP/1.0 "
@@ -83,3 +87,15 @@ class HeadFilter:
         self._looking = False
         self._held = b""
         return data
+
+
+def too_large(limit: int, what: str = "the app's answer") -> RawResponse:
+    """The failure for an answer longer than ``limit`` bytes (none of it is used)."""
+    return RawResponse(
+        0,
+        {},
+        b"",
+        error=f"{what} is larger than {limit} bytes: the engine stopped reading it and used "
+        "none of it (the limit is max_body_bytes, STEPLINE_MAX_BODY_BYTES)",
+        error_name="AnswerTooLarge",
+    )
