@@ -143,12 +143,22 @@ def _finite(text: str) -> float:
 
 
 def to_jsonable(value: object, *, what: str = "output") -> Any:
-    """Return ``value`` as plain JSON data (dicts, lists, str, numbers, bools, None)."""
+    """Return ``value`` as plain JSON data (dicts, lists, str, numbers, bools, None): a
+    copy, so that changing ``value`` later changes nothing recorded."""
     if value is None or isinstance(value, (str, int, float, bool)):
         if isinstance(value, float) and not math.isfinite(value):
             raise _errors.OutputUnserializableError(f"{what} is not JSON serializable: {value}")
         return value
+    if type(value) is dict and all(  # a flat object of plain values: a shallow copy is one
+        type(k) is str and type(v) in _FLAT for k, v in value.items()
+    ):
+        return dict(value)
     return _json.loads(dumps(value, what=what))
+
+
+#: Values copied as they are in a flat object (not float: NaN must be refused; not
+#: subclasses such as IntEnum, which JSON turns into their base values).
+_FLAT = frozenset({str, int, bool, type(None)})
 
 
 def revive(value: Any, output_type: type[T] | None) -> Any:

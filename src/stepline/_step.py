@@ -432,7 +432,13 @@ class SyncStep(_StepTools):
         return tuple(group.outputs)
 
 
+#: Return types no awaitable has: checked with one lookup (``isawaitable`` is an ABC check).
+_PLAIN = frozenset({dict, list, str, int, float, bool, type(None), tuple, bytes})
+
+
 def _no_awaitable(value: T, step_id: str) -> T:
+    if type(value) in _PLAIN:
+        return value
     if inspect.isawaitable(value):
         if inspect.iscoroutine(value):
             value.close()  # never awaited: close it so Python does not warn

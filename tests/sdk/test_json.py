@@ -252,3 +252,22 @@ def test_nesting_past_the_limit_is_refused_whatever_the_recursion_limit(
     with pytest.raises(ValueError, match="nested deeper than 512"):
         _serde.loads("[" + edge + "]")
     assert _serde.loads('["' + "[" * 5000 + '"]') == ["[" * 5000]  # brackets in strings
+
+
+def test_to_jsonable_copies_a_flat_object_and_converts_anything_else(backend: str) -> None:
+    import enum
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    flat = {"a": 1, "b": "x", "c": None, "d": True, "e": 2**70}
+    copied = _serde.to_jsonable(flat)
+    assert copied == flat
+    assert copied is not flat
+    flat["a"] = 2
+    assert copied["a"] == 1, "a later change to the value changes nothing recorded"
+    converted = _serde.to_jsonable({"level": Level.HIGH, "ratio": 0.5, 1: "one"})
+    assert converted == {"level": 3, "ratio": 0.5, "1": "one"}
+    assert type(converted["level"]) is int
+    with pytest.raises(_errors.OutputUnserializableError):
+        _serde.to_jsonable({"ratio": math.nan})
