@@ -140,6 +140,9 @@ class AnswerReader:
         self._max = max_body
         self._go = go_framing
         self._buffer = bytearray()
+        #: how far the buffer was searched for the end of a head or line without finding
+        #: it: bytes trickled in one at a time are not searched again each time (quadratic)
+        self._scanned = 0
         self._parts: list[bytes] = []
         self._size = 0
         self._state = "head"  # head, length, chunk-size, chunk, chunk-end, trailer, close, done
@@ -226,11 +229,13 @@ class AnswerReader:
 
     def _head(self) -> bool:
         buffer = self._buffer
-        found = _HEAD_END.search(buffer)
+        found = _HEAD_END.search(buffer, self._scanned)
         if found is None:
             if len(buffer) > MAX_HEAD:
                 raise ProtocolError(f"the answer's head is longer than {MAX_HEAD} bytes")
+            self._scanned = max(len(buffer) - 3, 0)  # an end may straddle two reads
             return False
+        self._scanned = 0
         lines = _LINES.split(buffer[: found.end()].decode("latin-1"))
         del buffer[: found.end()]
         matched = _STATUS.fullmatch(lines[0])
@@ -270,11 +275,13 @@ class AnswerReader:
             self._state, self.keep = "close", False
 
     def _line(self) -> bytes | None:
-        found = _LINE_END.search(self._buffer)
+        found = _LINE_END.search(self._buffer, self._scanned)
         if found is None:
             if len(self._buffer) > MAX_LINE:
                 raise ProtocolError(f"a line of the answer is longer than {MAX_LINE} bytes")
+            self._scanned = len(self._buffer)
             return None
+        self._scanned = 0
         line = bytes(self._buffer[: found.end()])
         del self._buffer[: found.end()]
         return line

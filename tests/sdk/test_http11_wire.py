@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -313,3 +314,30 @@ def test_urls_not_for_a_pool_are_left_to_httpx(pool: _http11.Pool) -> None:
         assert pool.request(_effects.HttpRequest("GET", url, {}, None, 1.0)) is None
     with pytest.raises(ValueError, match="IPv6"):
         pool.request(_effects.HttpRequest("GET", "http://[::1/", {}, None, 1.0))
+
+
+@pytest.mark.timeout(60)
+def test_an_answer_trickled_a_byte_at_a_time_is_read_in_linear_time() -> None:
+    """A server (or an app, for the engine's reader) dribbling a 200 KB head and chunked
+    body one byte at a time must not make the reader search the same bytes again on each
+    byte: quadratic, that was minutes of CPU for one answer."""
+    from stepline._h1 import AnswerReader
+
+    head = b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"p" * 60000 + b"\r\n"
+    head += b"X-More: " + b"m" * 60000 + b"\r\nX-Last: " + b"l" * 60000 + b"\r\n"
+    answer = (
+        head
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"5;"
+        + b"e" * 60000
+        + b"\r\nhello\r\n0\r\n\r\n"
+    )
+    reader = AnswerReader("GET")
+    began = time.monotonic()
+    done = [reader.feed(answer[i : i + 1]) for i in range(len(answer))]
+    elapsed = time.monotonic() - began
+    assert done[-1]
+    assert not any(done[:-1])
+    assert reader.body == b"hello"
+    assert len(reader.headers["x-pad"]) == 60000
+    assert elapsed < 10, f"{len(answer)} bytes fed one at a time took {elapsed:.1f} s"
