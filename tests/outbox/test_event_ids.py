@@ -66,3 +66,33 @@ def test_known_ulids() -> None:
     assert event_ids._encode(0) == "0" * 26
     assert event_ids._encode(2**128 - 1) == "7" + "Z" * 25
     assert event_ids.ulid(1469918176385, bytes(10)) == "01ARYZ6S41" + "0" * 16
+
+
+def test_ids_made_in_one_millisecond_sort_in_the_order_they_were_made() -> None:
+    made = [event_ids.ulid(1_700_000_000_000) for _ in range(1000)]
+    assert made == sorted(made)
+    assert len(set(made)) == 1000
+    later = event_ids.ulid(1_700_000_000_001)
+    assert later > made[-1]
+    assert _ids.ms_of(later) == 1_700_000_000_001
+    # a seeded or given entropy is used as it is
+    assert event_ids.ulid(5, bytes(10)) == event_ids.ulid(5, bytes(10))
+
+
+def test_a_forked_child_does_not_count_on_from_its_parents_last_id() -> None:
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    ms = 1_700_000_000_123
+    parent_last = event_ids.ulid(ms)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id in the same ms
+        os.write(write, event_ids.ulid(ms).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_next = os.read(read, 64).decode()
+    parent_next = event_ids.ulid(ms)
+    assert child_next != parent_next
+    assert parent_next > parent_last

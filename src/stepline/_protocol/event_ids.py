@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import threading
 import time
 
 __all__ = ["ALPHABET", "SEED_BYTES", "SeedError", "new_run_id", "new_seed", "seeded", "ulid"]
@@ -40,9 +41,47 @@ def _encode(value: int) -> str:
 
 
 def ulid(ms: int, entropy: bytes | None = None) -> str:
-    """A ULID for time ``ms`` (milliseconds) with 10 bytes of entropy (random if None)."""
-    rand = os.urandom(10) if entropy is None else entropy
-    return _encode(((ms & (2**48 - 1)) << 80) | int.from_bytes(rand[:10], "big"))
+    """A ULID for time ``ms`` (milliseconds) with 10 bytes of ``entropy``.
+
+    Without ``entropy``, random, and monotonic within a millisecond in this process (the
+    ULID spec's monotonic mode): a second id for the same ``ms`` is the last one plus 1,
+    so ids made one after the other sort in the order they were made (events listed
+    newest first stay in order however fast they came).
+    """
+    ms &= 2**48 - 1
+    if entropy is not None:
+        return _encode((ms << 80) | int.from_bytes(entropy[:10], "big"))
+    with _LAST.lock:
+        same = ms == _LAST.ms and _LAST.rand + 1 < 2**80
+        rand = _LAST.rand + 1 if same else _random()
+        _LAST.ms, _LAST.rand = ms, rand
+    return _encode((ms << 80) | rand)
+
+
+def _random() -> int:
+    return int.from_bytes(os.urandom(10), "big") >> 1  # room to count up within the ms
+
+
+class _Last:
+    """The last random id's ms and random part (reset in a forked child: it counts from
+    fresh randomness, never on from its parent's last id)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ms = -1
+        self.rand = 0
+
+    def forget(self) -> None:
+        self.lock = threading.Lock()  # the parent's may have been held as it forked
+        self.ms = -1
+        self.rand = 0
+
+
+_LAST = _Last()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_LAST.forget)
 
 
 def seeded(seed: str, count: int) -> list[str]:
