@@ -243,6 +243,20 @@ def test_the_exposition_format() -> None:
         registry.gauge("t_depth", "again")
 
 
+def test_observing_many_at_once_is_observing_each() -> None:
+    one, many = prom.Registry(), prom.Registry()
+    each = one.histogram("t_seconds", "Time.", ["op"], buckets=(0.1, 1.0))
+    batched = many.histogram("t_seconds", "Time.", ["op"], buckets=(0.1, 1.0))
+    for _ in range(7):
+        each.observe(0.25, "StepRun")
+    each.observe(3.0, "Sleep")
+    batched.observe_many(0.25, 7, "StepRun")
+    batched.observe_many(3.0, 1, "Sleep")
+    assert many.render() == one.render()
+    with pytest.raises(ValueError, match="takes labels"):
+        batched.observe_many(1.0, 2)
+
+
 def test_call_results() -> None:
     sdk = {"X-Inngest-SDK": "py:v1"}
     assert call_result(RawResponse(0, {}, b"", error="refused"), Failed("", {})) == "unreachable"

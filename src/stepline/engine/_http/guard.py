@@ -26,6 +26,7 @@ engine's app, stamps every answer (refusals included) with ``X-Inngest-Server-Ki
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import json
 import logging
@@ -105,6 +106,7 @@ def refusal(method: str, headers: Mapping[str, str], *, allow_public: bool) -> R
     return None
 
 
+@functools.lru_cache(maxsize=256)  # pure; a request's Host is one of a few
 def loopback_host(host: str) -> bool:
     """Whether a ``Host`` header names this machine's loopback interface.
 

@@ -7,6 +7,7 @@ plain values (durations, records, outcomes) so that the shell that measures them
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping
 
 from stepline._protocol import headers
@@ -189,9 +190,10 @@ class EngineMetrics:
         if result in ("unreachable", "sdk_error"):
             self.sdk_call_errors.inc(function_id, result)
         if isinstance(outcome, Ops):
-            executed = [op for op in outcome.ops if op.op in _STEP_OPS]
-            for op in executed:
-                self.step_duration.observe(seconds / len(executed), function_id, op.op.value)
+            executed = collections.Counter(op.op for op in outcome.ops if op.op in _STEP_OPS)
+            share = seconds / max(sum(executed.values()), 1)  # each step's part of the call
+            for opcode, times in executed.items():
+                self.step_duration.observe_many(share, times, function_id, opcode.value)
         return result
 
     # -- queue and store ------------------------------------------------------------------

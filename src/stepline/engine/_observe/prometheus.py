@@ -136,6 +136,15 @@ class Histogram(_Family):
         series.counts[bisect.bisect_left(self.buckets, value)] += 1
         series.sum += value
 
+    def observe_many(self, value: float, times: int, *labels: str) -> None:
+        """``observe(value, *labels)`` ``times`` times, in one update."""
+        series = self._series.get(labels)
+        if series is None:
+            self._check(labels)
+            series = self._series[labels] = _Series(len(self.buckets) + 1)
+        series.counts[bisect.bisect_left(self.buckets, value)] += times
+        series.sum += value * times
+
     def count(self, *labels: str) -> int:
         """How many observations the series has (0 if none)."""
         series = self._series.get(labels)
