@@ -37,7 +37,7 @@ MAX_IDLE = 64
 _BUFSIZE = 256 * 1024  # the most of a decoded body produced per step
 
 
-class _Stale(ConnectionError):
+class ServerDisconnected(ConnectionError):
     """The server closed the connection before any byte of an answer."""
 
 
@@ -91,8 +91,8 @@ class Connection(asyncio.Protocol):
         except ProtocolError as cut:
             self._settle(cut)
             return
-        why = exc or _Stale("the app's server closed the connection without answering")
-        self._settle(None if ended else (why if answer.began else _Stale(str(why))))
+        why = exc or ServerDisconnected("the app's server closed the connection without answering")
+        self._settle(None if ended else (why if answer.began else ServerDisconnected(str(why))))
 
     def close(self) -> None:
         self._broken = True
@@ -165,7 +165,7 @@ class H1Driver:
         if conn is not None:
             try:
                 return await self._exchange(origin, conn, data, method, deadline)
-            except _Stale:
+            except ServerDisconnected:
                 pass  # closed by the app's server while idle: sent again on a new one, once
         conn = await self._connect(origin, deadline)
         return await self._exchange(origin, conn, data, method, deadline)
