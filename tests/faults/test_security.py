@@ -232,7 +232,11 @@ def test_a_real_engine_call_replayed_late_or_reused_is_refused(tmp_path: Path) -
         finally:
             handler.close()
 
-    sent = first["received"]
+    # the signature's own time (whole seconds), not the moment the app received it: a
+    # call signed at 12.9 s and received at 13.0 s is 301 s "from the future" at -300.1 s
+    header = {k.lower(): v for k, v in first["headers"].items()}["x-inngest-signature"]
+    sent = float(dict(part.split("=", 1) for part in header.split("&"))["t"])
+    assert abs(sent - first["received"]) < 5
     assert replay(sent + 60) == 206  # inside the 5-minute window a replay is accepted
     assert replay(sent + 301) == 401  # stale
     assert replay(sent - 301) == 401  # from the future
