@@ -66,12 +66,12 @@ def default_driver(*, max_bytes: int = DEFAULT_MAX_ANSWER) -> Driver:
 class AiohttpDriver:
     """HTTP with keep-alive pooling over one ``aiohttp.ClientSession`` (created on first use).
 
-    aiohttp parses HTTP in C: on this path, the engine's busiest, it costs about a
-    quarter of the CPU httpx does per call. Two things are read as Go's ``net/http``
-    (Inngest's server) reads them (``_aioconn``): an HTTP/1.0 answer's Transfer-Encoding
-    is ignored, and a request that failed on a pooled connection the app's server had
-    closed while idle (nothing of an answer arrived) is sent again once, on a new
-    connection, without counting as an attempt.
+    The engine's calls to HTTPS apps (``h1`` calls plain-HTTP ones itself): aiohttp parses
+    HTTP in C, about a quarter of the CPU httpx costs per call. Two things are read as
+    Go's ``net/http`` (Inngest's server) reads them (``_aioconn``): an HTTP/1.0 answer's
+    Transfer-Encoding is ignored, and a request that failed on a pooled connection the
+    app's server had closed while idle (nothing of an answer arrived) is sent again once,
+    on a new connection, without counting as an attempt.
     """
 
     def __init__(self, *, max_connections: int = 200, max_bytes: int = DEFAULT_MAX_ANSWER) -> None:
