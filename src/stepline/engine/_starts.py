@@ -7,7 +7,7 @@ cron ticks, reruns and the run loop's own scheduling all start and time runs her
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from stepline._status import RunStatus
@@ -204,7 +204,7 @@ def existing_start(
 
 def start_direct(
     tx: Tx,
-    fanout: Callable[[Tx, EventRecord, float], object],
+    fanout: Callable[[Tx, EventRecord, float], Sequence[str]],
     event: EventRecord,
     now: float,
     *,
@@ -225,9 +225,10 @@ def start_direct(
     if existing is not None:
         return existing, False
     if fresh := tx.insert_event(event):  # False: a concurrent start with this id won
-        fanout(tx, event, now)
-    links = tx.event_links(event.internal_id)
-    started = next((link.run_id for link in links if link.run_id), None)
+        started = next(iter(fanout(tx, event, now)), None)  # its one function's run, if any
+    else:
+        links = tx.event_links(event.internal_id)
+        started = next((link.run_id for link in links if link.run_id), None)
     if started is None and (own_id or run_id) is not None:
         return existing_start(tx, function_id, own_id, run_id), False
     if started is not None and started_by is not None and fresh:

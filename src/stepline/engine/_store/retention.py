@@ -179,4 +179,5 @@ def _remove_runs(tx: SqlTx, cutoff: float, limit: int, count: Any) -> int:
     for table in (*tables, "runs"):
         cur = tx._x(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
         total += count(table, cur.rowcount)
+    tx.forget_runs()
     return total

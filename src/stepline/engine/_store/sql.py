@@ -8,6 +8,7 @@ as plain functions over a ``Tx`` inside one transaction; this class is that ``Tx
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -62,6 +63,14 @@ _UPSERT_APP = upsert("apps", APP_COLUMNS, "app_id")
 _UPSERT_FUNCTION = upsert("functions", FUNCTION_COLUMNS, "function_id")
 _ENDED = tuple(status.value for status in RunStatus if status.terminal)
 _ENDED_MARKS = ",".join("?" * len(_ENDED))
+_RUN_NAMES = tuple(name.strip() for name in RUN_COLUMNS.split(","))
+
+
+@functools.lru_cache(maxsize=256)
+def _update_run(changed: tuple[int, ...]) -> str:
+    """``UPDATE runs`` of the columns at ``changed`` (positions in ``RUN_COLUMNS``)."""
+    sets = ", ".join(f"{_RUN_NAMES[i]} = ?" for i in changed)
+    return f"UPDATE runs SET {sets} WHERE run_id = ?"
 
 
 class SqlTx(QueueTx):
@@ -79,6 +88,13 @@ class SqlTx(QueueTx):
         self.claimed = set()
         self.ended_runs: list[Run] = []
         self.calls = {}
+        #: each run's row as this write transaction read or last wrote it: ``get_run``
+        #: reads it again from here, ``update_run`` writes only the columns that changed
+        #: (fewer index entries rewritten). Every write to ``runs`` goes through
+        #: ``insert_run``/``update_run`` or drops the row here (``forget_runs``).
+        self._run_rows: dict[str, Sequence[Any]] = {}
+        #: runs this transaction created that have no step yet (``get_steps`` reads none)
+        self._stepless: set[str] = set()
         #: event names checked for waits in this transaction, and those some wait listens for
         self._names_known: set[str] = set()
         self._names_waited: set[str] = set()
@@ -102,10 +118,22 @@ class SqlTx(QueueTx):
 
     # runs and steps ---------------------------------------------------------------
     def get_run(self, run_id: str) -> Run | None:
-        row = self._x(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?{self._row_lock()}", (run_id,)
-        ).fetchone()
-        return None if row is None else read_run(row)
+        row = self._run_rows.get(run_id)
+        if row is None:
+            row = self._x(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?{self._row_lock()}", (run_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            if self._write:  # locked (Postgres) or alone (SQLite): it cannot change under us
+                self._run_rows[run_id] = row
+        return read_run(row)
+
+    def forget_runs(self) -> None:
+        """Drop what this transaction remembers of runs' rows (after writing ``runs``
+        other than through ``insert_run`` and ``update_run``)."""
+        self._run_rows.clear()
+        self._stepless.clear()
 
     def ended(self, run_ids: Sequence[str]) -> list[str]:
         """Which of ``run_ids`` have ended (a cheap check for callers waiting on them)."""
@@ -119,17 +147,38 @@ class SqlTx(QueueTx):
         return [str(row[0]) for row in rows]
 
     def insert_run(self, run: Run) -> bool:
-        cur = self._x(_INSERT_RUN, run_values(run))
-        return bool(cur.rowcount == 1)
+        values = run_values(run)
+        if self._x(_INSERT_RUN, values).rowcount != 1:
+            return False
+        self._run_rows[run.run_id] = values
+        self._stepless.add(run.run_id)
+        return True
 
     def update_run(self, run: Run) -> None:
-        self._x(_UPSERT_RUN, run_values(run))
+        """Write ``run`` back: the columns that changed since this transaction read or
+        wrote its row (a run's indexes are rewritten only where their columns changed),
+        else, a row it has not seen, the whole row."""
+        values = run_values(run)
+        before = self._run_rows.get(run.run_id)
+        if self._write:
+            self._run_rows[run.run_id] = values
+        if before is not None:
+            changed = tuple(i for i in range(1, len(values)) if values[i] != before[i])
+            if not changed:
+                return
+            args = [values[i] for i in changed]
+            args.append(run.run_id)
+            if self._x(_update_run(changed), args).rowcount == 1:
+                return
+        self._x(_UPSERT_RUN, values)
 
     def list_runs(self, where: RunFilter) -> list[Run]:
         sql, args = filters.runs_query(where)
         return [read_run(r) for r in self._x(sql, args)]
 
     def get_steps(self, run_id: str) -> list[StepRecord]:
+        if run_id in self._stepless:
+            return []
         rows = self._x(
             f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? "
             "ORDER BY seq IS NULL, seq, started_at",
@@ -138,15 +187,19 @@ class SqlTx(QueueTx):
         return [read_step(r) for r in rows]
 
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
+        if run_id in self._stepless:
+            return None
         row = self._x(
             f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? AND step_id = ?", (run_id, step_id)
         ).fetchone()
         return None if row is None else read_step(row)
 
     def put_step(self, step: StepRecord) -> None:
+        self._stepless.discard(step.run_id)
         self._x(_UPSERT_STEP, step_values(step))
 
     def put_steps(self, steps: Sequence[StepRecord]) -> None:
+        self._stepless.difference_update(step.run_id for step in steps)
         self._many(_UPSERT_STEP, [step_values(step) for step in steps])
 
     # pauses -------------------------------------------------------------------------
@@ -306,9 +359,11 @@ class SqlTx(QueueTx):
         self._x("DELETE FROM buckets WHERE run_id = ?", (run_id,))
 
     def set_stack(self, run_id: str, stack: list[str]) -> None:
+        self._run_rows.pop(run_id, None)
         self._x("UPDATE runs SET stack = ? WHERE run_id = ?", (dumps(stack), run_id))
 
     def set_waiting(self, run_id: str, waiting: dict[str, Any] | None) -> None:
+        self._run_rows.pop(run_id, None)
         self._x("UPDATE runs SET waiting = ? WHERE run_id = ?", (json_or_null(waiting), run_id))
 
     # concurrency slots ------------------------------------------------------------------

@@ -1,0 +1,124 @@
+"""A write transaction remembers the run rows it read or wrote (both stores).
+
+``get_run`` answers again from that memory, ``update_run`` writes only the columns that
+changed (so a run's indexes are rewritten only where theirs did), and a run created in
+the transaction has no steps to read. Each test would fail if the memory went stale or
+if ``update_run`` rewrote the whole row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stepline.engine._model import RunStatus, StepRecord, StepStatus
+from stepline.engine._store import Store, Tx
+
+from .test_store_contract import atomic, run_record, with_store
+
+
+def counting(tx: Tx) -> list[str]:
+    """Record the text of every statement ``tx`` sends from now on."""
+    sent: list[str] = []
+    execute = tx._x  # type: ignore[attr-defined]
+
+    def counted(sql: str, args: Any = ()) -> Any:
+        sent.append(sql)
+        return execute(sql, args)
+
+    tx._x = counted  # type: ignore[attr-defined]
+    return sent
+
+
+def test_a_run_read_twice_in_one_transaction_is_read_once_and_stays_current(db: str) -> None:
+    async def body(store: Store) -> None:
+        await atomic(store, lambda tx: tx.insert_run(run_record("R1")))
+
+        def work(tx: Tx) -> tuple[Any, ...]:
+            sent = counting(tx)
+            first = tx.get_run("R1")
+            assert first is not None
+            first.status, first.output = RunStatus.RUNNING, None
+            tx.update_run(first)
+            again = tx.get_run("R1")
+            tx.set_stack("R1", ["a"])  # a write outside update_run: read afresh after it
+            stacked = tx.get_run("R1")
+            reads = sum(sql.lstrip().startswith("SELECT") for sql in sent)
+            assert again is not None
+            assert stacked is not None
+            return again.status, stacked.stack, stacked.status, reads
+
+        status, stack, stacked_status, reads = await atomic(store, work)
+        assert (status, stack, stacked_status) == (RunStatus.RUNNING, ["a"], RunStatus.RUNNING)
+        assert reads == 2  # the first read and the one after set_stack
+
+    with_store(db, body)
+
+
+def test_update_run_writes_only_the_columns_that_changed(db: str) -> None:
+    async def body(store: Store) -> None:
+        await atomic(store, lambda tx: tx.insert_run(run_record("R1", output="old")))
+
+        def work(tx: Tx) -> list[str]:
+            run = tx.get_run("R1")
+            assert run is not None
+            # a column changed behind the transaction's memory: a whole-row write undoes it
+            tx._x("UPDATE runs SET output = ? WHERE run_id = ?", ("behind", "R1"))  # type: ignore[attr-defined]
+            sent = counting(tx)
+            run.status, run.ended_at = RunStatus.COMPLETED, 5.0
+            tx.update_run(run)
+            tx.update_run(run)  # nothing changed since: nothing sent
+            return sent
+
+        sent = await atomic(store, work)
+        assert len(sent) == 1
+        assert "output" not in sent[0]
+        assert "status" in sent[0]
+        got = await store.read(lambda tx: tx.get_run("R1"))
+        assert got is not None
+        assert (got.status, got.ended_at, got.output) == (RunStatus.COMPLETED, 5.0, "behind")
+
+    with_store(db, body)
+
+
+def test_update_run_of_a_row_deleted_since_it_was_read_writes_it_whole(db: str) -> None:
+    async def body(store: Store) -> None:
+        await atomic(store, lambda tx: tx.insert_run(run_record("R1")))
+
+        def work(tx: Tx) -> None:
+            run = tx.get_run("R1")
+            assert run is not None
+            tx._x("DELETE FROM runs WHERE run_id = ?", ("R1",))  # type: ignore[attr-defined]
+            run.status = RunStatus.FAILED
+            tx.update_run(run)  # updates no row: the whole row is written again
+
+        await atomic(store, work)
+        got = await store.read(lambda tx: tx.get_run("R1"))
+        assert got is not None
+        assert got.status == RunStatus.FAILED
+        assert got.events == [{"name": "e", "data": {"n": 1}}]
+
+    with_store(db, body)
+
+
+def test_a_run_created_in_the_transaction_has_no_steps_until_one_is_written(db: str) -> None:
+    async def body(store: Store) -> None:
+        def work(tx: Tx) -> tuple[int, int, list[str], str | None]:
+            tx.insert_run(run_record("R1"))
+            sent = counting(tx)
+            before = len(tx.get_steps("R1")) + (tx.get_step("R1", "s1") is not None)
+            reads_before = len(sent)
+            tx.put_step(StepRecord("R1", "s1", "one", "StepRun", StepStatus.COMPLETED, seq=0))
+            after = [s.step_id for s in tx.get_steps("R1")]
+            one = tx.get_step("R1", "s1")
+            return before, reads_before, after, None if one is None else one.step_id
+
+        before, reads_before, after, one = await atomic(store, work)
+        assert (before, reads_before) == (0, 0)  # nothing read for a run made here
+        assert (after, one) == (["s1"], "s1")
+
+        def other(tx: Tx) -> list[str]:
+            return [s.step_id for s in tx.get_steps("R1")]  # another transaction reads
+
+        assert await atomic(store, other) == ["s1"]
+
+    with_store(db, body)
