@@ -1,10 +1,11 @@
 """What the engine sends Postgres per step and per batch of events (issue 30's budget).
 
-Statements are counted at psycopg (``Connection.execute``, which the store's ``_x`` and
-its ``NOTIFY`` go through) around an embedded engine on a fresh schema. The figures pin
-the work of issue 30: a step-by-step step is one write transaction that sends no
-``NOTIFY`` for the call it leased itself, and a batch of events is one multi-row
-``INSERT`` and one look at the waits, not two statements per event.
+Statements are counted at psycopg (``Cursor.execute`` and ``executemany``, which the
+store's ``_x`` and its ``NOTIFY`` go through) around an embedded engine on a fresh
+schema. The figures pin the work of issue 30: a step-by-step step is one write
+transaction that sends no ``NOTIFY`` for the call it leased itself, and a batch of
+events is one multi-row ``INSERT`` and one look at the waits, not two statements per
+event.
 """
 
 from __future__ import annotations
@@ -53,13 +54,18 @@ class Statements:
 @pytest.fixture
 def statements(monkeypatch: pytest.MonkeyPatch) -> Statements:
     seen = Statements()
-    execute = psycopg.Connection.execute
+    execute, many = psycopg.Cursor.execute, psycopg.Cursor.executemany
 
-    def counted(self: psycopg.Connection[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+    def counted(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
         seen.note(query)
         return execute(self, query, *args, **kwargs)
 
-    monkeypatch.setattr(psycopg.Connection, "execute", counted)
+    def counted_many(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.note(query)  # one pipelined round trip
+        return many(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    monkeypatch.setattr(psycopg.Cursor, "executemany", counted_many)
     return seen
 
 
