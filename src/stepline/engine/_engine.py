@@ -328,26 +328,27 @@ class Engine(Reads, Starts, PauseControl):
         calls = await self._ingest_now(records, now)
         return _intake.Intake(ids[: len(records)], error, lambda: self.worker.dispatch(calls))
 
-    def _ingest(self, tx: Tx, records: list[EventRecord], now: float) -> None:
+    def _ingest(self, tx: Tx, records: list[EventRecord], now: float) -> list[str]:
+        """Store events and match them; returns the runs they started."""
         stored = tx.insert_events(records)  # a retried send (same seed) stores nothing twice
         tx.note_event_names({record.name for record in records})
+        started: list[str] = []
         for record in records:
             if record.internal_id in stored:
-                self.loop.fanout(tx, record, now)
+                started.extend(self.loop.fanout(tx, record, now))
+        return started
 
     async def _ingest_now(self, records: list[EventRecord], now: float) -> list[_intake.Call]:
         """Store events and start their runs; returns the first calls leased for this node."""
+        adopting = len(records) <= _intake.ADOPT_MAX_EVENTS  # big batches go through the queue
 
         def work(tx: Tx) -> _intake.Adopted:
-            self._ingest(tx, records, now)
-            run_ids: list[str] = []
-            if len(records) <= _intake.ADOPT_MAX_EVENTS:  # big batches go through the queue
-                for record in records:
-                    links = tx.event_links(record.internal_id)
-                    run_ids.extend(link.run_id for link in links if link.run_id)
-            return _intake.adopted(tx, self.worker.adopt(tx, run_ids, now))
+            if adopting:
+                self.worker.lease_as_queued(tx, None, now)
+            started = self._ingest(tx, records, now)
+            return _intake.adopted(tx, self.worker.adopt(tx, started if adopting else [], now))
 
-        adopted = await self.store.atomic(work, small=len(records) <= _intake.ADOPT_MAX_EVENTS)
+        adopted = await self.store.atomic(work, small=adopting)
         self._committed(wake=adopted.wake, ended=adopted.ended)  # it may have cancelled runs
         return adopted.calls
 

@@ -229,12 +229,14 @@ class Starts:
 
     def _start_work(self, start: _Start) -> Callable[[Tx], tuple[str | None, bool, Adopted]]:
         def work(tx: Tx) -> tuple[str | None, bool, Adopted]:
+            self.worker.lease_as_queued(tx, None, start.now)
             started, created = _starts.start_direct(
                 tx, self.loop.fanout, start.event, start.now, function_id=start.function_id,
                 own_id=start.own_id, run_id=start.run_id, started_by=start.started_by,
                 attributes=start.attributes,
             )  # fmt: skip
             taken = self.worker.adopt(tx, [started], start.now) if started and created else []
+            tx.unlease_calls()  # adopt's or not: what it did not take is queued
             return started, created, adopted(tx, taken)
 
         return work

@@ -14,7 +14,13 @@ from stepline._status import RunStatus
 from stepline.engine import _events, _ids
 from stepline.engine._flow import pacing
 from stepline.engine._model import EventRecord, EventRunLink, Job, JobKind, Pause, PauseKind, Run
-from stepline.engine._registry import CronTrigger, FunctionSpec, compiled, next_cron_fire
+from stepline.engine._registry import (
+    CRON_EVENT,
+    CronTrigger,
+    FunctionSpec,
+    compiled,
+    next_cron_fire,
+)
 from stepline.engine._store import Tx
 
 #: the step id of a call that discovers a run's next steps (``PROTOCOL.md`` 4.8)
@@ -258,3 +264,25 @@ def schedule_cron(tx: Tx, function_id: str, trigger: CronTrigger, after: float) 
             payload={"function_id": function_id, "cron": canonical, "tick": tick},
         )
     )
+
+
+def cron_tick(
+    tx: Tx,
+    fn: FunctionSpec | None,
+    job: Job,
+    now: float,
+    start: Callable[[Tx, FunctionSpec, EventRecord, float], None],
+) -> None:
+    """A cron job came due: store its tick's event, ``start`` the run and queue the
+    next tick (nothing if the function or this schedule was removed since)."""
+    tx.delete_job(job.job_id)
+    canonical = job.payload.get("cron")
+    trigger = next((c for c in fn.crons if c.schedule.canonical == canonical), None) if fn else None
+    if fn is None or trigger is None:
+        return
+    event = _events.internal(CRON_EVENT, {"cron": canonical}, now=now)
+    event.internal_id = _ids.derived(int(now * 1000), job.job_id)
+    event.payload["id"] = event.internal_id
+    tx.insert_event(event)
+    start(tx, fn, event, now)
+    schedule_cron(tx, fn.function_id, trigger, float(job.payload.get("tick", now)))

@@ -17,7 +17,7 @@ from typing import Any
 
 from stepline import _json
 from stepline._status import RunStatus
-from stepline.engine import _events, _ids, _registry, _request, _response, _starts, _versions
+from stepline.engine import _registry, _request, _response, _starts, _versions
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
 from stepline.engine._control import bulk as _bulk
@@ -148,6 +148,7 @@ class Worker:
         """
         taken: list[tuple[Job, _Snapshot]] = []
         if not self._running or self._stopping:
+            tx.unlease_calls()
             return taken
         until = now + self.settings.lease_seconds
         for run_id in run_ids:
@@ -157,7 +158,15 @@ class Worker:
             if job is not None:
                 run = _mark_started(tx, run_id, now)
                 taken.append((job, (run, tx.get_steps(run_id) if run is not None else [])))
+        tx.unlease_calls()
         return taken
+
+    def lease_as_queued(self, tx: Tx, run_id: str | None, now: float) -> None:
+        """Have ``tx`` insert the calls it queues next (``run_id``'s, None: any run's)
+        leased by this worker already, when it has room: ``adopt`` and run affinity then
+        take them with no statement of their own (each ends with ``tx.unlease_calls``)."""
+        if self._running and not self._stopping and self._room(tx, now):
+            tx.lease_calls(run_id, self.owner, now, now + self.settings.lease_seconds)
 
     def dispatch(self, taken: Sequence[tuple[Job, _Snapshot]]) -> None:
         """Run the calls ``adopt`` leased (after their transaction committed)."""
@@ -259,26 +268,11 @@ class Worker:
             event = tx.get_event(str(job.payload.get("event_id")))
             if event is not None:
                 self.loop.fanout(tx, event, now)
-        elif job.kind is JobKind.CRON:
-            self._cron(tx, job, now)
+        elif job.kind is JobKind.CRON:  # or no run, while paused with crons="skip"
+            fn = self._registry().get(str(job.payload.get("function_id")))
+            _starts.cron_tick(tx, fn, job, now, _pause.start_cron)
         elif job.kind is JobKind.BULK:  # a bulk action's next batch
             _bulk.batch(tx, job, self.loop, self.settings, now)
-
-    def _cron(self, tx: Tx, job: Job, now: float) -> None:
-        tx.delete_job(job.job_id)
-        fn = self._registry().get(str(job.payload.get("function_id")))
-        canonical = job.payload.get("cron")
-        trigger = (
-            next((c for c in fn.crons if c.schedule.canonical == canonical), None) if fn else None
-        )
-        if fn is None or trigger is None:
-            return  # the function or this schedule was removed since the job was queued
-        event = _events.internal(_registry.CRON_EVENT, {"cron": canonical}, now=now)
-        event.internal_id = _ids.derived(int(now * 1000), job.job_id)
-        event.payload["id"] = event.internal_id
-        tx.insert_event(event)
-        _pause.start_cron(tx, fn, event, now)  # or none, while paused with crons="skip"
-        _starts.schedule_cron(tx, fn.function_id, trigger, float(job.payload.get("tick", now)))
 
     async def _execute(
         self, job: Job, snapshot: _Snapshot | None = None, current: list[Job] | None = None
@@ -335,9 +329,12 @@ class Worker:
     def _record(self, tx: Tx, job: Job, outcome: _response.Outcome, follow_on: bool) -> _Recorded:
         """Apply a call's answer; with ``follow_on``, lease the run's next call if due now."""
         now = self.clock.now()
+        if follow_on:
+            self.lease_as_queued(tx, job.run_id, now)
         view = self.loop.apply(tx, job, outcome, now, self.owner)
         _attempts.record(tx, view, job, outcome, now, lease=self.settings.lease_seconds)
         if view is None:  # the answer changed nothing (but a slot may have been freed)
+            tx.unlease_calls()
             return _Recorded(None, wake=bool(tx.queued), ended=[])
         follow = None
         if follow_on and not view.run.status.terminal and self._room(tx, now):
@@ -345,6 +342,7 @@ class Worker:
             nxt = _pause.let(tx, tx.lease_run_call(view.run.run_id, self.owner, now, until), now)
             if nxt is not None:
                 follow = nxt, (view.run, list(view.steps.values()))
+        tx.unlease_calls()
         # events the answer emitted (a step's sendEvent, the run's function.finished)
         # are matched by this worker next, without a trip through the queue either
         fanouts = [] if self._stopping else [i for i in tx.queued if i.startswith("fanout:")]

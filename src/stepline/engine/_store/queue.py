@@ -9,6 +9,7 @@ function wait with ``parked_on`` set until a slot frees or the function resumes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from stepline._json import dumps
@@ -32,15 +33,65 @@ class QueueTx(SqlMixin):
     claimed: set[str]
     #: the calls this transaction queued, by run (``lease_run_call`` takes one by id)
     calls: dict[str, Job]
+    #: ``(run id or None for any, owner, now, until)``: see ``lease_calls``
+    _leasing: tuple[str | None, str, float, float] | None = None
+    #: calls inserted already leased, by run, until ``lease_run_call`` takes them
+    _preleased: dict[str, Job]
+    #: runs this transaction created that have no step yet (``SqlTx``)
+    _stepless: set[str]
+
+    def lease_calls(self, run_id: str | None, owner: str, now: float, until: float) -> None:
+        """Insert the next call this transaction queues for ``run_id`` (None: the first
+        call of each run it creates) already leased by ``owner`` when it is due at ``now``
+        and bound by no concurrency key: ``lease_run_call`` then takes it with no
+        statement of its own. Calls it does not take go back to the queue with
+        ``unlease_calls``."""
+        self._leasing = (run_id, owner, now, until)
+
+    def unlease_calls(self) -> None:
+        """Stop leasing calls as they are queued; those no one took become due again."""
+        self._leasing = None
+        for job in self._preleased.values():
+            self._x(
+                "UPDATE jobs SET lease_owner = NULL, lease_expires = NULL, available_at = "
+                "queued_at WHERE job_id = ? AND lease_owner = ?",
+                (job.job_id, job.lease_owner),
+            )
+        self._preleased = {}
+
+    def _lease_as_queued(self, job: Job) -> Job | None:
+        """``job`` leased, if ``lease_calls`` asked for it."""
+        leasing, run_id = self._leasing, job.run_id
+        if leasing is None or job.kind is not JobKind.EXECUTE or run_id is None:
+            return None
+        wanted, owner, now, until = leasing
+        if run_id != wanted and (wanted is not None or run_id not in self._stepless):
+            return None  # any run's: the first call of a run this transaction created
+        if run_id in self._preleased:
+            return None
+        if job.available_at > now or job.payload.get("keys"):
+            return None
+        return dataclasses.replace(job, available_at=until, lease_owner=owner, lease_expires=until)
 
     def enqueue(self, job: Job) -> bool:
-        cur = self._x(_INSERT_JOB, (*job_values(job), job.available_at))
+        leased = self._lease_as_queued(job)
+        row = job if leased is None else leased
+        cur = self._x(_INSERT_JOB, (*job_values(row), job.available_at))
         inserted = bool(cur.rowcount == 1)
         if inserted:
             self.queued.append(job.job_id)
             if job.kind is JobKind.EXECUTE and job.run_id is not None:
                 self.calls[job.run_id] = job
+                if leased is not None:
+                    self._preleased[job.run_id] = leased
         return inserted
+
+    def _drop_preleased(self, *, job_id: str | None = None, run_id: str | None = None) -> None:
+        """A call leased as it was queued changed since: ``lease_run_call`` must not take it."""
+        if self._preleased:
+            for key, job in list(self._preleased.items()):
+                if job.job_id == job_id or key == run_id:
+                    del self._preleased[key]
 
     def get_job(self, job_id: str, *, lock: bool = False) -> Job | None:
         suffix = self._row_lock() if lock else ""
@@ -50,6 +101,7 @@ class QueueTx(SqlMixin):
         return None if row is None else read_job(row)
 
     def update_job(self, job: Job) -> None:
+        self._drop_preleased(job_id=job.job_id)
         self.queued.append(job.job_id)
         self._x(
             "UPDATE jobs SET available_at = ?, attempt = ?, payload = ?, lease_owner = ?, "
@@ -65,9 +117,11 @@ class QueueTx(SqlMixin):
         )
 
     def delete_job(self, job_id: str) -> None:
+        self._drop_preleased(job_id=job_id)
         self._x("DELETE FROM jobs WHERE job_id = ?", (job_id,))
 
     def delete_run_jobs(self, run_id: str) -> None:
+        self._drop_preleased(run_id=run_id)
         self._x("DELETE FROM jobs WHERE run_id = ?", (run_id,))
 
     def lease_jobs(self, owner: str, now: float, until: float, limit: int) -> list[Job]:
@@ -92,6 +146,10 @@ class QueueTx(SqlMixin):
         with concurrency keys always queue, so a run never jumps ahead of parked calls.
         A call this transaction queued is leased by its id, with no read first.
         """
+        preleased = self._preleased.get(run_id)
+        if preleased is not None and preleased.lease_owner == owner:
+            del self._preleased[run_id]
+            return dataclasses.replace(preleased)
         queued = self.calls.get(run_id)
         if queued is not None and not queued.payload.get("keys"):
             leased = self.lease_job(queued.job_id, owner, now, until)
@@ -143,7 +201,12 @@ class QueueTx(SqlMixin):
 
     def next_job_at(self) -> float | None:
         row = self._x("SELECT MIN(available_at) FROM jobs").fetchone()
-        return None if row is None else row[0]
+        due: float | None = None if row is None else row[0]
+        # a call leased as it was queued is due as queued, until someone takes it
+        for run_id in self._preleased:
+            queued = self.calls[run_id].available_at
+            due = queued if due is None else min(due, queued)
+        return due
 
     def queue_summary(self, now: float) -> dict[str, tuple[int, float | None]]:
         # a scrape, not the hot path: one scan of the queue
@@ -157,6 +220,7 @@ class QueueTx(SqlMixin):
         return {str(r[0]): (int(r[1]), r[2]) for r in rows}
 
     def park_job(self, job_id: str, key: str, recheck_at: float) -> None:
+        self._drop_preleased(job_id=job_id)
         self._x(
             "UPDATE jobs SET parked_on = ?, available_at = ?, lease_owner = NULL, "
             "lease_expires = NULL WHERE job_id = ?",

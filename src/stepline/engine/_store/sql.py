@@ -88,6 +88,7 @@ class SqlTx(QueueTx):
         self.claimed = set()
         self.ended_runs: list[Run] = []
         self.calls = {}
+        self._preleased = {}
         #: each run's row as this write transaction read or last wrote it: ``get_run``
         #: reads it again from here, ``update_run`` writes only the columns that changed
         #: (fewer index entries rewritten). Every write to ``runs`` goes through
