@@ -26,9 +26,14 @@ class Recorder:
     """A DB-API connection that records what a ``Tx`` executes and returns no rows."""
 
     rowcount = 0
+    pgresult = None  # psycopg's cursor: no answer to read rows from
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, tuple[Any, ...]]] = []
+
+    def cursor(self) -> Recorder:
+        """The Postgres store sends its statements through one cursor: this one."""
+        return self
 
     def execute(self, sql: str, args: Any = ()) -> Recorder:
         self.seen.append((sql, tuple(args)))
