@@ -13,7 +13,7 @@ from typing import Any
 from stepline.engine._model import RunStatus, StepRecord, StepStatus
 from stepline.engine._store import Store, Tx
 
-from .test_store_contract import atomic, run_record, with_store
+from .test_store_contract import atomic, job, run_record, with_store
 
 
 def counting(tx: Tx) -> list[str]:
@@ -120,5 +120,34 @@ def test_a_run_created_in_the_transaction_has_no_steps_until_one_is_written(db: 
             return [s.step_id for s in tx.get_steps("R1")]  # another transaction reads
 
         assert await atomic(store, other) == ["s1"]
+
+    with_store(db, body)
+
+
+def test_a_call_is_read_with_its_run_in_one_statement(db: str) -> None:
+    async def body(store: Store) -> None:
+        def seed(tx: Tx) -> None:
+            tx.insert_run(run_record("R1"))
+            tx.enqueue(job("J1", 90.0, run_id="R1", step_id="s"))
+            tx.enqueue(job("J2", 90.0, run_id="gone", step_id="s"))  # its run was deleted
+
+        await atomic(store, seed)
+
+        def work(tx: Tx) -> tuple[Any, ...]:
+            sent = counting(tx)
+            call = tx.get_call("J1")
+            run = tx.get_run("R1")
+            one = len(sent)
+            orphan = tx.get_call("J2")  # no run to join: the job alone
+            return call, run, one, orphan
+
+        call, run, one, orphan = await atomic(store, work)
+        assert call is not None
+        assert (call.job_id, call.run_id, call.available_at) == ("J1", "R1", 90.0)
+        assert run is not None
+        assert run.events == [{"name": "e", "data": {"n": 1}}]
+        assert one == 1
+        assert orphan is not None
+        assert orphan.job_id == "J2"
 
     with_store(db, body)

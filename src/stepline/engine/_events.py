@@ -117,6 +117,44 @@ def internal(
     return EventRecord(internal_id=internal_id, name=name, payload=payload, received_at=now)
 
 
+def invoked(
+    run: Run,
+    opts_payload: object,
+    *,
+    target: str,
+    correlation: str,
+    timeout: float,
+    version: object,
+    now: float,
+) -> EventRecord:
+    """The ``inngest/function.invoked`` event a run's invoke step sends ``target``.
+
+    ``opts_payload`` is the step's ``payload`` option (``data``, ``user``, ``v``);
+    ``version`` the invoking function's.
+    """
+    payload = _object(opts_payload)
+    meta = {
+        "fn_id": target,
+        "correlation_id": correlation,
+        "source_app_id": run.app_id,
+        "source_fn_id": run.function_id,
+        "source_run_id": run.run_id,
+        "source_fn_v": version,
+        "expire": int(timeout * 1000),
+        "name": INVOKED,
+    }
+    event = internal(INVOKED, {**_object(payload.get("data")), "_inngest": meta}, now=now)
+    if isinstance(payload.get("user"), dict):
+        event.payload["user"] = payload["user"]
+    if isinstance(payload.get("v"), str):
+        event.payload["v"] = payload["v"]
+    return event
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def run_ended(run: Run, *, error: dict[str, Any] | None) -> dict[str, Any]:
     """The data of ``inngest/function.finished|failed|cancelled`` for an ended run."""
     data: dict[str, Any] = {

@@ -67,8 +67,10 @@ class RunLoop:
 
     def apply(self, tx: Tx, job: Job, outcome: Outcome, now: float, owner: str) -> RunView | None:
         """Record what a call returned; the run as recorded, or None if that no longer matters."""
-        # locked: a lease that lapsed mid-call cannot be taken over while this applies
-        current = tx.get_job(job.job_id, lock=True)
+        # locked: a lease that lapsed mid-call cannot be taken over while this applies;
+        # with its run, unless its slots come first (their locks before the run's)
+        keyed = bool(job.payload.get("keys"))
+        current = tx.get_job(job.job_id, lock=True) if keyed else tx.get_call(job.job_id)
         if current is not None and current.lease_owner != owner:
             return None  # the lease expired and another worker took the job
         _concurrency.release(tx, job, now)
@@ -280,24 +282,12 @@ class RunLoop:
             )
         )
         expire(tx, rid, op.id, timeout)
-        payload = _object(op.opts.get("payload"))
-        data = _object(payload.get("data"))
         fn = self._registry().get(run.function_id)
-        meta = {
-            "fn_id": target,
-            "correlation_id": correlation,
-            "source_app_id": run.app_id,
-            "source_fn_id": run.function_id,
-            "source_run_id": rid,
-            "source_fn_v": fn.config.get("version") if fn else None,
-            "expire": int(timeout * 1000),
-            "name": _events.INVOKED,
-        }
-        event = _events.internal(_events.INVOKED, {**data, "_inngest": meta}, now=now)
-        if isinstance(payload.get("user"), dict):
-            event.payload["user"] = payload["user"]
-        if isinstance(payload.get("v"), str):
-            event.payload["v"] = payload["v"]
+        version = fn.config.get("version") if fn else None
+        event = _events.invoked(
+            run, op.opts.get("payload"), target=target, correlation=correlation,
+            timeout=timeout, version=version, now=now,
+        )  # fmt: skip
         if self.trace_invokes:
             _tracing.stamp([event], _tracing.child_of(run))
         self.emit(tx, event, now)
@@ -494,7 +484,3 @@ class RunLoop:
             self.fanout(tx, event, now)
         finally:
             self._local.fanning = False
-
-
-def _object(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}

@@ -19,6 +19,7 @@ from stepline.engine._model import (
     EventRecord,
     EventRunLink,
     FunctionRecord,
+    Job,
     Pause,
     Run,
     StepRecord,
@@ -29,6 +30,7 @@ from stepline.engine._store.rows import (
     APP_COLUMNS,
     EVENT_COLUMNS,
     FUNCTION_COLUMNS,
+    JOB_COLUMNS,
     PAUSE_COLUMNS,
     RUN_COLUMNS,
     STEP_COLUMNS,
@@ -36,6 +38,7 @@ from stepline.engine._store.rows import (
     json_or_null,
     pause_values,
     read_event,
+    read_job,
     read_pause,
     read_run,
     read_step,
@@ -64,6 +67,9 @@ _UPSERT_FUNCTION = upsert("functions", FUNCTION_COLUMNS, "function_id")
 _ENDED = tuple(status.value for status in RunStatus if status.terminal)
 _ENDED_MARKS = ",".join("?" * len(_ENDED))
 _RUN_NAMES = tuple(name.strip() for name in RUN_COLUMNS.split(","))
+_JOB_NAMES = tuple(name.strip() for name in JOB_COLUMNS.split(","))
+_CALL_COLUMNS = ", ".join([f"j.{c}" for c in _JOB_NAMES] + [f"r.{c}" for c in _RUN_NAMES])
+_JOB_WIDTH = len(_JOB_NAMES)
 
 
 @functools.lru_cache(maxsize=256)
@@ -129,6 +135,20 @@ class SqlTx(QueueTx):
             if self._write:  # locked (Postgres) or alone (SQLite): it cannot change under us
                 self._run_rows[run_id] = row
         return read_run(row)
+
+    def get_call(self, job_id: str) -> Job | None:
+        """``get_job(job_id, lock=True)`` of a call, with its run's row read (and locked)
+        by the same statement: the ``get_run`` that follows sends nothing."""
+        row = self._x(
+            f"SELECT {_CALL_COLUMNS} FROM jobs j JOIN runs r ON r.run_id = j.run_id "
+            f"WHERE j.job_id = ?{self._row_lock()}",
+            (job_id,),
+        ).fetchone()
+        if row is None:  # no such job, or its run is gone
+            return self.get_job(job_id, lock=True)
+        if self._write:
+            self._run_rows[row[_JOB_WIDTH]] = row[_JOB_WIDTH:]
+        return read_job(row[:_JOB_WIDTH])
 
     def forget_runs(self) -> None:
         """Drop what this transaction remembers of runs' rows (after writing ``runs``
