@@ -12,6 +12,7 @@ from typing import Any
 
 from stepline.engine._model import RunStatus, StepRecord, StepStatus
 from stepline.engine._store import Store, Tx
+from stepline.engine._store.controls import FunctionPause
 
 from .test_store_contract import atomic, job, run_record, with_store
 
@@ -149,5 +150,26 @@ def test_a_call_is_read_with_its_run_in_one_statement(db: str) -> None:
         assert one == 1
         assert orphan is not None
         assert orphan.job_id == "J2"
+
+    with_store(db, body)
+
+
+def test_a_call_read_tells_whether_any_function_is_paused(db: str) -> None:
+    async def body(store: Store) -> None:
+        def seed(tx: Tx) -> None:
+            tx.insert_run(run_record("R1"))
+            tx.enqueue(job("J1", 90.0, run_id="R1", step_id="s"))
+
+        await atomic(store, seed)
+
+        def look(tx: Tx) -> tuple[list[str], int]:
+            tx.get_call("J1")
+            sent = counting(tx)
+            return sorted(tx.paused_functions()), len(sent)
+
+        assert await atomic(store, look) == ([], 0)  # none paused: nothing more to read
+        pause = FunctionPause("app-fn", 50.0)
+        await atomic(store, lambda tx: tx.pause_function(pause))
+        assert await atomic(store, look) == (["app-fn"], 1)  # read (and share-locked)
 
     with_store(db, body)

@@ -25,6 +25,7 @@ from stepline.engine._model import (
     StepRecord,
 )
 from stepline.engine._store import EventFilter, RunFilter, filters
+from stepline.engine._store.controls import FunctionPause
 from stepline.engine._store.queue import QueueTx
 from stepline.engine._store.rows import (
     APP_COLUMNS,
@@ -87,6 +88,10 @@ class SqlTx(QueueTx):
     placeholder, row locks for read-modify-write, and advisory locks on flow-control keys.
     """
 
+    #: the paused functions, once read (``ControlsTx.paused_functions``; ``get_call``
+    #: learns when there are none)
+    _paused: dict[str, FunctionPause] | None = None
+
     def __init__(self, conn: Any, *, write: bool = True) -> None:
         self._c = conn
         self._write = write
@@ -138,16 +143,20 @@ class SqlTx(QueueTx):
 
     def get_call(self, job_id: str) -> Job | None:
         """``get_job(job_id, lock=True)`` of a call, with its run's row read (and locked)
-        by the same statement: the ``get_run`` that follows sends nothing."""
+        by the same statement, and whether any function is paused: the ``get_run`` that
+        follows sends nothing, nor does ``paused_functions`` when none is (usually)."""
         row = self._x(
-            f"SELECT {_CALL_COLUMNS} FROM jobs j JOIN runs r ON r.run_id = j.run_id "
+            f"SELECT {_CALL_COLUMNS}, EXISTS (SELECT 1 FROM function_controls "
+            "WHERE paused_at IS NOT NULL) FROM jobs j JOIN runs r ON r.run_id = j.run_id "
             f"WHERE j.job_id = ?{self._row_lock()}",
             (job_id,),
         ).fetchone()
         if row is None:  # no such job, or its run is gone
             return self.get_job(job_id, lock=True)
         if self._write:
-            self._run_rows[row[_JOB_WIDTH]] = row[_JOB_WIDTH:]
+            self._run_rows[row[_JOB_WIDTH]] = row[_JOB_WIDTH:-1]
+        if not row[-1]:  # nothing to park a call on, nor a share lock to take
+            self._paused = {}
         return read_job(row[:_JOB_WIDTH])
 
     def forget_runs(self) -> None:
