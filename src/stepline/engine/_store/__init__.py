@@ -137,8 +137,9 @@ class Tx(Protocol):
     def lease_jobs(self, owner: str, now: float, until: float, limit: int) -> list[Job]: ...
     def lease_run_call(self, run_id: str, owner: str, now: float, until: float) -> Job | None: ...
     def lease_calls(self, run_id: str | None, owner: str, now: float, until: float) -> None:
-        """Insert the calls queued from now on (of ``run_id``, or of any run) already
-        leased when due and bound by no concurrency key; ``lease_run_call`` takes them."""
+        """Insert the calls queued from now on (``run_id``'s; None: the first call of each
+        run this transaction creates) already leased when due and bound by no concurrency
+        key; ``lease_run_call`` takes them."""
         ...
 
     def unlease_calls(self) -> None:
