@@ -107,10 +107,15 @@ def test_runs_list_cancels_and_replays_selected_runs_and_all_matching(
     page.locator("#cancel-selected").click()
     expect(page.locator("#bulk-status")).to_contain_text("Cancelled 2 of 2.")
     assert [status(http, r) for r in naps] == ["Cancelled", "Cancelled", "Running"]
+    # the list re-renders once the action is done: tick the next runs on the new rows
+    for run_id in naps[:2]:
+        row = page.locator("#runs-table tr", has=page.locator(f'input.pick[value="{run_id}"]'))
+        expect(row).to_contain_text("Cancelled")
 
     # a live run cannot be replayed: refused, and said so; an ended one is replayed
     page.locator(f'input.pick[value="{naps[0]}"]').check()
     page.locator(f'input.pick[value="{naps[2]}"]').check()
+    expect(page.locator("#bulk-count")).to_have_text("2 selected")
     tab.expected.append("409")
     page.locator("#replay-selected").click()
     expect(page.locator("#bulk-status")).to_contain_text("Replayed 1 of 2.")

@@ -53,7 +53,7 @@ export function bar(selected, filter, reload) {
         refused.push([id, error.message]);
       }
     }
-    selected.clear();
+    for (const id of ids) selected.delete(id); // a run ticked meanwhile stays ticked
     changed();
     const done = `${what === "cancel" ? "Cancelled" : "Replayed"} ${ids.length - refused.length} of ${ids.length}.`;
     notice(status, refused.length ? "error" : "ok", done, refused.map(([id, why]) => [" ", runLink(id), `: ${why}`]));
