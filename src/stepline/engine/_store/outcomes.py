@@ -1,10 +1,11 @@
-"""Where a SQLite transaction's result goes: an awaiting coroutine's future, or a slot a
+"""Where a queued transaction's result goes: an awaiting coroutine's future, or a slot a
 blocked thread waits on; settled from whichever thread ran the transaction."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -51,3 +52,23 @@ def deliver(waiter: Waiter, ok: bool, value: Any) -> None:
         waiter.settle(ok, value)
     else:
         waiter.get_loop().call_soon_threadsafe(_settle, waiter, ok, value)
+
+
+def deliver_all(
+    batch: Sequence[tuple[object, Waiter]], outcomes: Sequence[tuple[bool, Any]]
+) -> None:
+    """Settle each waiter of ``batch`` with its outcome, waking each event loop once (a
+    wake-up per transaction cost the loop a self-pipe read each)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for (_, waiter), (ok, value) in zip(batch, outcomes, strict=True):
+        if isinstance(waiter, Slot):
+            waiter.settle(ok, value)
+        else:
+            by_loop.setdefault(waiter.get_loop(), []).append((waiter, ok, value))
+    for loop, settled in by_loop.items():
+        loop.call_soon_threadsafe(_settle_all, settled)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in settled:
+        _settle(future, ok, value)

@@ -31,6 +31,7 @@ import psycopg_pool
 from psycopg import pq
 
 from stepline.engine._model import AppRecord, FunctionRecord
+from stepline.engine._store import pg_writers
 from stepline.engine._store import postgres_schema as schema
 from stepline.engine._store.attempts import AttemptsTx
 from stepline.engine._store.attributes import AttributesTx
@@ -174,10 +175,16 @@ class PostgresStore:
     Args:
         url: a libpq URL or DSN (``postgresql://user@host:5432/db``).
         pool_size: connections kept open (the engine's transactions run on as many threads).
+        writers: the most of them running write transactions at once; each commits the
+            transactions queued meanwhile as one (``pg_writers``). Two keep the engine's
+            process off its GIL's queue with many runs in flight and let a slow
+            transaction never hold up every other.
         migrate: apply pending migrations on ``open`` (``stepline migrate`` does it alone).
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, writers: int = 2, migrate: bool = True
+    ) -> None:
         self.url = url
         self.migrate_on_open = migrate
         self._pool = psycopg_pool.ConnectionPool(
@@ -197,6 +204,9 @@ class PostgresStore:
         self._closing = threading.Event()
         #: names this store's notifications, so that its listener skips their echo
         self._origin = secrets.token_hex(6)
+        self._writers = pg_writers.Writers(
+            self._transaction, self._pool.connection, self._threads, min(writers, pool_size)
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -248,36 +258,57 @@ class PostgresStore:
     # -- transactions ---------------------------------------------------------------------
 
     def _atomic_sync(self, work: Callable[[PostgresTx], T]) -> T:
-        for attempt in range(_RETRIES):
-            committing = False
+        for attempt in range(pg_writers.RECONNECTS):
             with self._pool.connection() as conn:
                 try:
-                    with conn.transaction():
-                        tx = PostgresTx(conn)
-                        result = work(tx)
-                        # jobs this node leased in the same transaction wake no one else
-                        jobs = any(job_id not in tx.claimed for job_id in tx.queued)
-                        for what, changed in (("jobs", jobs), ("apps", tx.apps_changed)):
-                            if changed:
-                                payload = f"{what} {self._origin}"
-                                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
-                        for run_id in sorted(tx.streamed):
-                            conn.execute("SELECT pg_notify(%s, %s)", (STREAMS, run_id))
-                        committing = True
+                    result: T = self._transaction(conn, [work])[0]
                     return result
-                except _RETRYABLE as exc:
-                    if attempt == _RETRIES - 1:
-                        raise
-                    logger.debug("retrying a transaction after %s", type(exc).__name__)
-                except psycopg.OperationalError as exc:
-                    # Lost before the commit was sent (a restart, a failover, a terminated
-                    # backend): nothing was written, so the work runs again on a healthy
-                    # connection. Lost during the commit, the outcome is unknown: raised.
-                    if committing and conn.broken:
-                        logger.warning("%s: %s", COMMIT_LOST, exc)
-                    if committing or not conn.broken or attempt == _RETRIES - 1:
-                        raise
-                    self._lost(exc)
+                except pg_writers.Reconnect as lost:
+                    if attempt == pg_writers.RECONNECTS - 1:
+                        raise lost.cause from None
+        raise AssertionError("unreachable")
+
+    def _transaction(
+        self, conn: psycopg.Connection[Any], works: Sequence[Callable[[PostgresTx], Any]]
+    ) -> list[Any]:
+        """Run ``works`` in one transaction on ``conn``, each on a ``PostgresTx`` of its
+        own; their results. Retried whole on deadlock. ``Reconnect`` when the connection
+        is lost before ``COMMIT``; lost during ``COMMIT``, the error is raised (whether it
+        committed is unknown)."""
+        for attempt in range(_RETRIES):
+            committing = False
+            try:
+                with conn.transaction():
+                    results, jobs, apps, streamed = [], False, False, set()
+                    for work in works:
+                        tx = PostgresTx(conn)
+                        results.append(work(tx))
+                        # jobs this node leased in the same transaction wake no one else
+                        jobs = jobs or any(job not in tx.claimed for job in tx.queued)
+                        apps = apps or tx.apps_changed
+                        streamed |= tx.streamed
+                    for what, changed in (("jobs", jobs), ("apps", apps)):
+                        if changed:
+                            payload = f"{what} {self._origin}"
+                            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                    for run_id in sorted(streamed):
+                        conn.execute("SELECT pg_notify(%s, %s)", (STREAMS, run_id))
+                    committing = True
+                return results
+            except _RETRYABLE as exc:
+                if attempt == _RETRIES - 1:
+                    raise
+                logger.debug("retrying a transaction after %s", type(exc).__name__)
+            except psycopg.OperationalError as exc:
+                # Lost before the commit was sent (a restart, a failover, a terminated
+                # backend): nothing was written, so the work runs again on a healthy
+                # connection. Lost during the commit, the outcome is unknown: raised.
+                if committing and conn.broken:
+                    logger.warning("%s: %s", COMMIT_LOST, exc)
+                if committing or not conn.broken:
+                    raise
+                self._lost(exc)
+                raise pg_writers.Reconnect(exc) from exc
         raise AssertionError("unreachable")
 
     def _lost(self, exc: Exception) -> None:
@@ -286,11 +317,12 @@ class PostgresStore:
         self._pool.check()
 
     async def atomic(self, work: Callable[[PostgresTx], T], *, small: bool = False) -> T:
-        """Run ``work`` in one transaction on a pool thread; retried on deadlock.
+        """Run ``work`` in one transaction on a writer thread; retried on deadlock.
 
-        ``small`` changes nothing: a commit waits for the server, never on the loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._atomic_sync, work)
+        Group commit: transactions queued while the writers are busy commit together
+        (``pg_writers``). ``small`` changes nothing: a commit waits for the server, never
+        on the loop."""
+        return await self._writers.run(work)
 
     def atomic_blocking(self, work: Callable[[PostgresTx], T]) -> T:
         """``atomic`` on the calling thread (one that may block, never the event loop's)."""

@@ -29,7 +29,7 @@ from stepline.engine._store.bulk import BulkTx
 from stepline.engine._store.controls import ControlsTx
 from stepline.engine._store.function_metrics import FunctionMetricsTx
 from stepline.engine._store.messages import MessagesTx
-from stepline.engine._store.outcomes import Slot, Waiter, deliver
+from stepline.engine._store.outcomes import Slot, Waiter, deliver_all
 from stepline.engine._store.signals import SignalsTx
 from stepline.engine._store.sql import SqlTx
 from stepline.engine._store.versions import VersionsTx
@@ -281,8 +281,7 @@ class SqliteStore:
                 raise
         except Exception as exc:  # the transaction itself failed: nothing was committed
             outcomes = [(False, exc) for _ in batch]
-        for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
-            deliver(future, ok, value)
+        deliver_all(batch, outcomes)
 
     def _begin(self, conn: sqlite3.Connection, wait: bool) -> bool:
         """``BEGIN IMMEDIATE``; without ``wait``, False at once if the lock is taken."""
