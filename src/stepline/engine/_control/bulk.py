@@ -227,8 +227,11 @@ def batch(tx: Tx, job: Job, loop: RunLoop, settings: EngineSettings, now: float)
     if found.status == "completed":
         tx.delete_job(job.job_id)
     else:
-        job.available_at, job.lease_owner, job.lease_expires = now + settings.bulk_pause, None, None
-        tx.update_job(job)
+        # a copy: the worker's own job stays as leased (a work may run twice: group commit)
+        later = now + settings.bulk_pause
+        tx.update_job(
+            dataclasses.replace(job, available_at=later, lease_owner=None, lease_expires=None)
+        )
 
 
 def _act(tx: Tx, loop: RunLoop, action: BulkAction, run: Run, now: float) -> bool:
