@@ -145,7 +145,7 @@ def timers(clock: Clock) -> Iterator[None]:
         ("serialise", _response, "decode"),
         ("step code", _handler, "_call_sync"),
         ("store thread", _lite.SqliteStore, "_commit_group"),
-        ("store thread", _pg.PostgresStore, "_atomic_sync"),
+        ("store thread", _pg.PostgresStore, "_transaction"),
     ):
         patch(owner, name, timed(part))
     patch(_handler.CommHandler, "handle", timed_async("sdk wall"))

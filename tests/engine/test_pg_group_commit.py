@@ -257,3 +257,50 @@ def test_one_work_alone_gets_its_own_error_once() -> None:
 def test_writers_must_be_at_least_one() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Writers(FakeTransaction(), Connections().checkout, _executor(), writers=0)
+
+
+def test_a_blocking_caller_runs_its_transaction_on_its_own_thread_when_a_writer_is_free() -> None:
+    async def body(store: PostgresStore) -> None:
+        def where(tx: PostgresTx) -> str:
+            _enqueue("mine")(tx)
+            return threading.current_thread().name
+
+        caller = threading.Thread(target=lambda: ran.append(store.atomic_blocking(where)))
+        ran: list[str] = []
+        caller.start()
+        await asyncio.to_thread(caller.join, 10)
+        assert ran == [caller.name]  # no hand-off to a pool thread and back
+        assert _jobs(store) == {"mine"}
+
+    _scenario(body)
+
+
+def test_a_blocking_caller_joins_the_group_of_a_busy_writer() -> None:
+    async def body(store: PostgresStore) -> None:
+        txids: list[int] = []
+
+        def blocked() -> None:
+            txids.append(store.atomic_blocking(_enqueue("from a thread")))
+
+        async def queued_with_a_thread() -> list[Any]:
+            caller = threading.Thread(target=blocked)
+            caller.start()
+            await asyncio.sleep(0.05)  # queued behind the held writers
+            loop_side = await store.atomic(_enqueue("from the loop"))
+            await asyncio.to_thread(caller.join, 10)
+            return [loop_side]
+
+        gate = Gate()
+        held = []
+        for _ in range(2):
+            held.append(asyncio.ensure_future(store.atomic(gate.work)))
+            assert await asyncio.to_thread(gate.entered.acquire, True, 10)
+        waiting = asyncio.ensure_future(queued_with_a_thread())
+        await asyncio.sleep(0.1)
+        gate.open()
+        await asyncio.gather(*held)
+        (loop_side,) = await waiting
+        assert txids == [loop_side]  # one transaction for both
+        assert _jobs(store) == {"from a thread", "from the loop"}
+
+    _scenario(body)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from stepline.engine._store.faults import classify
-from stepline.engine._store.outcomes import Waiter, deliver_all
+from stepline.engine._store.outcomes import Slot, Waiter, deliver_all
 
 T = TypeVar("T")
 #: The most transactions one group commit covers: a group holds its rows' locks until
@@ -99,12 +99,31 @@ class Writers:
             self._threads.submit(self._drain)
         return await future
 
-    def _drain(self) -> None:
+    def run_blocking(self, work: Callable[[Any], T]) -> T:
+        """``run`` from a thread that may block (never the event loop's). With a writer's
+        place free, this thread takes it for the group its work joins (no hand-off to a
+        pool thread and back: the embedded client's start, a step's checkpoint)."""
+        slot = Slot()
+        with self._lock:
+            self._queue.append((work, slot))
+            start = self._running < self._limit
+            if start:
+                self._running += 1
+        if start:
+            self._drain(slot)
+        result: T = slot.result()
+        return result
+
+    def _drain(self, mine: Slot | None = None) -> None:
         while True:
             with self._lock:
                 if not self._queue:
                     self._running -= 1
                     return
+                handing = mine is not None and mine.done
+            if handing:  # the caller's work is done: a pool thread takes the rest
+                self._threads.submit(self._drain)
+                return
             batch: list[tuple[Work, Waiter]] = []
             outcomes: list[tuple[bool, Any]] | None = None
             failure: BaseException | None = None

@@ -257,17 +257,6 @@ class PostgresStore:
 
     # -- transactions ---------------------------------------------------------------------
 
-    def _atomic_sync(self, work: Callable[[PostgresTx], T]) -> T:
-        for attempt in range(pg_writers.RECONNECTS):
-            with self._pool.connection() as conn:
-                try:
-                    result: T = self._transaction(conn, [work])[0]
-                    return result
-                except pg_writers.Reconnect as lost:
-                    if attempt == pg_writers.RECONNECTS - 1:
-                        raise lost.cause from None
-        raise AssertionError("unreachable")
-
     def _transaction(
         self, conn: psycopg.Connection[Any], works: Sequence[Callable[[PostgresTx], Any]]
     ) -> list[Any]:
@@ -325,8 +314,9 @@ class PostgresStore:
         return await self._writers.run(work)
 
     def atomic_blocking(self, work: Callable[[PostgresTx], T]) -> T:
-        """``atomic`` on the calling thread (one that may block, never the event loop's)."""
-        return self._atomic_sync(work)
+        """``atomic`` from a thread that may block (never the event loop's): run on it
+        when a writer's place is free, else in the group of the writer that takes it."""
+        return self._writers.run_blocking(work)
 
     def _read_sync(self, work: Callable[[PostgresTx], T]) -> T:
         for attempt in range(_RETRIES):
