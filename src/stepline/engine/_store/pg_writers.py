@@ -90,12 +90,7 @@ class Writers:
     async def run(self, work: Callable[[Any], T]) -> T:
         """Queue ``work``; its result once the group it joined committed."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        with self._lock:
-            self._queue.append((work, future))
-            start = self._running < self._limit
-            if start:
-                self._running += 1
-        if start:
+        if self._join(work, future):
             self._threads.submit(self._drain)
         return await future
 
@@ -104,15 +99,19 @@ class Writers:
         place free, this thread takes it for the group its work joins (no hand-off to a
         pool thread and back: the embedded client's start, a step's checkpoint)."""
         slot = Slot()
-        with self._lock:
-            self._queue.append((work, slot))
-            start = self._running < self._limit
-            if start:
-                self._running += 1
-        if start:
+        if self._join(work, slot):
             self._drain(slot)
         result: T = slot.result()
         return result
+
+    def _join(self, work: Work, waiter: Waiter) -> bool:
+        """Queue ``work``; True when the caller takes a free writer's place to drain."""
+        with self._lock:
+            self._queue.append((work, waiter))
+            start = self._running < self._limit
+            if start:
+                self._running += 1
+        return start
 
     def _drain(self, mine: Slot | None = None) -> None:
         while True:
