@@ -9,6 +9,7 @@ a step by a quarter.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 import time
@@ -188,14 +189,18 @@ class Connections:
         yield self.given
 
 
-def _run_queued(transaction: FakeTransaction, works: list[Callable[[Any], Any]]) -> list[Any]:
-    """Queue ``works`` while the one writer is held, then let it go."""
+def _run_queued(
+    transaction: FakeTransaction, works: list[Callable[[Any], Any]], lose: int = 0
+) -> list[Any]:
+    """Queue ``works`` while the one writer is held, then let it go; the ``lose`` next
+    transactions after the held one lose their connection before COMMIT."""
     release = threading.Event()
     writers = Writers(transaction, Connections().checkout, _executor(), writers=1)
 
     async def run() -> list[Any]:
         held = asyncio.ensure_future(writers.run(lambda _: release.wait(10)))
         await asyncio.sleep(0.05)
+        transaction.lose = lose
         queued = [asyncio.ensure_future(writers.run(work)) for work in works]
         release.set()
         await held
@@ -205,8 +210,6 @@ def _run_queued(transaction: FakeTransaction, works: list[Callable[[Any], Any]])
 
 
 def _executor() -> Any:
-    import concurrent.futures
-
     return concurrent.futures.ThreadPoolExecutor(2)
 
 
@@ -225,19 +228,8 @@ def test_a_group_whose_connection_was_lost_before_commit_runs_again_on_a_new_one
     transaction = FakeTransaction()
     ran: list[int] = []
     works = [lambda _, i=i: ran.append(i) or i for i in range(3)]
-    release = threading.Event()
-    writers = Writers(transaction, Connections().checkout, _executor(), writers=1)
-
-    async def run() -> list[Any]:
-        held = asyncio.ensure_future(writers.run(lambda _: release.wait(10)))
-        await asyncio.sleep(0.05)
-        transaction.lose = 2  # the group, then its first retry
-        queued = [asyncio.ensure_future(writers.run(work)) for work in works]
-        release.set()
-        await held
-        return list(await asyncio.gather(*queued))
-
-    assert arun(run()) == [0, 1, 2]
+    outcomes = _run_queued(transaction, works, lose=2)  # the group, then its first retry
+    assert outcomes == [0, 1, 2]
     assert transaction.calls == [(1, 1), (2, 3), (3, 3), (4, 3)]  # a new connection each
     assert ran == [0, 1, 2]
 
