@@ -25,7 +25,8 @@ from stepline import _ownership
 from stepline.engine import _starts
 from stepline.engine._errors import EngineStopped, NotFoundError, SkippedError
 from stepline.engine._events import EventError
-from stepline.engine._model import EventRecord, EventRunLink, Job, Run, StepRecord
+from stepline.engine._model import EventRecord, EventRunLink, Job, Run
+from stepline.engine._runview import Snapshot
 from stepline.engine._store import Store, Tx
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from stepline.engine._worker import Worker
 
 #: A leased first call and the run and steps it starts from.
-Call = tuple[Job, tuple[Run | None, list[StepRecord]]]
+Call = tuple[Job, Snapshot]
 
 #: A send of at most this many events has its runs' first calls taken by this node at once.
 ADOPT_MAX_EVENTS = 8

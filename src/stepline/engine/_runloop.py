@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stepline import _cel, _json
 from stepline._protocol.opcodes import Opcode
@@ -18,20 +18,16 @@ from stepline.engine._backoff import Backoff
 from stepline.engine._control import signals as _signals
 from stepline.engine._errors import NotFoundError
 from stepline.engine._flow import concurrency as _concurrency
-from stepline.engine._model import (
-    EventRecord,
-    Job,
-    JobKind,
-    Pause,
-    PauseKind,
-    StepStatus,
-)
+from stepline.engine._model import EventRecord, Job, JobKind, Pause, PauseKind, StepStatus
 from stepline.engine._observe import tracing as _tracing
 from stepline.engine._registry import FunctionSpec, Registry, compiled
 from stepline.engine._response import Completed, Failed, Ops, Outcome, ReportedOp
 from stepline.engine._runview import INVOKE_TIMEOUT_ERROR, YEAR, RunView, deadline, sleep_until
 from stepline.engine._starts import DISCOVERY, call, execute_job_id, expire
 from stepline.engine._store import Tx
+
+if TYPE_CHECKING:
+    from stepline.engine._runview import KnownSteps
 
 _DONE_OPS = frozenset({Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_FAILED, Opcode.RUN_COMPLETE})
 
@@ -65,8 +61,19 @@ class RunLoop:
 
     # -- applying an SDK answer -------------------------------------------------------
 
-    def apply(self, tx: Tx, job: Job, outcome: Outcome, now: float, owner: str) -> RunView | None:
-        """Record what a call returned; the run as recorded, or None if that no longer matters."""
+    def apply(
+        self,
+        tx: Tx,
+        job: Job,
+        outcome: Outcome,
+        now: float,
+        owner: str,
+        *,
+        known: KnownSteps | None = None,
+    ) -> RunView | None:
+        """Record what a call returned; the run as recorded, or None if that no longer
+        matters. ``known``: the run's steps as the caller last saw them stored (a read
+        fewer when no step was written since)."""
         # locked: a lease that lapsed mid-call cannot be taken over while this applies;
         # with its run, unless its slots come first (their locks before the run's)
         keyed = bool(job.payload.get("keys"))
@@ -76,7 +83,7 @@ class RunLoop:
         _concurrency.release(tx, job, now)
         if current is None:
             return None  # the run ended (and its jobs went) while the call was in flight
-        view = RunView.load(tx, job.run_id)
+        view = RunView.load(tx, job.run_id, known)
         if view is None or view.run.status.terminal:
             tx.delete_job(job.job_id)
             return None  # cancelled (or finished) while the call was in flight

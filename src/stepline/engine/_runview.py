@@ -41,27 +41,65 @@ MAX_NOTICE_IDS = 200
 logger = logging.getLogger("stepline.engine")
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class KnownSteps:
+    """A run's steps as a transaction stored them, and their revision then
+    (``Tx.steps_revision``): the next transaction on the run reads them again only if
+    some step was written since. Never mutated: ``RunView.load`` copies them."""
+
+    run_id: str
+    revision: int
+    steps: tuple[StepRecord, ...]
+
+
+#: a call's run and steps as the transaction that leased it stored them (and, when known,
+#: their revision: the call's answer is recorded without reading them again)
+Snapshot = tuple[Run | None, list[StepRecord], KnownSteps | None]
+
+
 @dataclasses.dataclass(slots=True)
 class RunView:
     """A run and its steps, loaded once per transaction and written back by ``save``.
 
-    ``loaded`` keeps a shallow copy of each step as read: ``save`` writes only the steps
-    that changed (step fields are replaced, never mutated in place), so recording one
-    step's result costs one row, not one per step the run has.
+    ``loaded`` keeps a shallow copy of each step as stored (read, or written since):
+    ``save`` writes only the steps that changed (step fields are replaced, never mutated
+    in place), so recording one step's result costs one row, not one per step the run has.
     """
 
     run: Run
     steps: dict[str, StepRecord]
     loaded: dict[str, StepRecord] = dataclasses.field(default_factory=dict)
+    #: every step of the run was loaded (not ``partial``)
+    whole: bool = True
 
     @classmethod
-    def load(cls, tx: Tx, run_id: str | None) -> RunView | None:
-        """The run with its steps, or None if there is no such run."""
+    def load(cls, tx: Tx, run_id: str | None, known: KnownSteps | None = None) -> RunView | None:
+        """The run with its steps, or None if there is no such run.
+
+        ``known``: the steps as an earlier transaction stored them (``known_steps``),
+        taken (copied) instead of read when no step of the run was written since.
+        """
         run = None if run_id is None else tx.get_run(run_id)
         if run is None:
             return None
-        steps = {s.step_id: s for s in tx.get_steps(run.run_id)}
+        if (
+            known is not None
+            and known.run_id == run.run_id
+            and known.revision == tx.steps_revision(run.run_id)
+        ):
+            steps = {s.step_id: s.copy() for s in known.steps}
+        else:
+            steps = {s.step_id: s for s in tx.get_steps(run.run_id)}
         return cls(run, steps, {i: s.copy() for i, s in steps.items()})
+
+    def known_steps(self, tx: Tx) -> KnownSteps | None:
+        """The steps as stored when ``tx`` commits, for a later ``load``; None for a
+        ``partial`` view, or a run whose revision ``tx`` does not know."""
+        revision = tx.steps_revision(self.run.run_id)
+        if revision is None or not self.whole:
+            return None
+        stored = sorted(self.loaded.values(), key=_stored_order)
+        return KnownSteps(self.run.run_id, revision, tuple(stored))
 
     @classmethod
     def partial(cls, tx: Tx, run_id: str, step_ids: Iterable[str]) -> RunView | None:
@@ -75,7 +113,7 @@ class RunView:
             step = tx.get_step(run_id, step_id)
             if step is not None:
                 steps[step_id] = step
-        return cls(run, steps, {i: s.copy() for i, s in steps.items()})
+        return cls(run, steps, {i: s.copy() for i, s in steps.items()}, whole=False)
 
     def save(self, tx: Tx) -> None:
         """Write the run and every step that changed back."""
@@ -90,6 +128,8 @@ class RunView:
             tx.put_step(changed[0])
         elif changed:
             tx.put_steps(changed)
+        for step in changed:
+            self.loaded[step.step_id] = step.copy()
         if stack_from is not None and len(self.run.stack) != stack_from:
             tx.set_stack(self.run.run_id, self.run.stack)
 
@@ -359,3 +399,8 @@ def deadline(values: list[object], now: float, *, default: float) -> float:
         except ValueError:
             continue
     return now + default
+
+
+def _stored_order(step: StepRecord) -> tuple[bool, int, float]:
+    """Steps in the order ``Tx.get_steps`` reads them: by ``seq``, those without last."""
+    return step.seq is None, step.seq or 0, step.started_at or 0.0

@@ -23,8 +23,8 @@ from stepline.engine._config import EngineSettings
 from stepline.engine._control import bulk as _bulk
 from stepline.engine._control import pause as _pause
 from stepline.engine._driver import Driver
-from stepline.engine._flow import concurrency as _concurrency
 from stepline.engine._flow import drain as _drain
+from stepline.engine._flow import leases
 from stepline.engine._flow import recovery as _recovery
 from stepline.engine._gateway import proxy
 from stepline.engine._model import Job, JobKind, Run, StepRecord
@@ -33,6 +33,7 @@ from stepline.engine._observe import observer as _observer
 from stepline.engine._observe.observer import Observer
 from stepline.engine._registry import Registry
 from stepline.engine._runloop import RunLoop
+from stepline.engine._runview import KnownSteps, Snapshot
 from stepline.engine._store import Store, Tx, faults
 from stepline.engine._trust import answers
 
@@ -104,7 +105,7 @@ class Worker:
             next_due: float | None = None
             if free > 0:
                 lease = functools.partial(
-                    _lease,
+                    leases.due,
                     clock=self.clock,
                     owner=self.owner,
                     seconds=self.settings.lease_seconds,
@@ -133,20 +134,20 @@ class Worker:
                 deadline = min(deadline, next_due)
             await self.clock.sleep_until(deadline, self.wake)
 
-    def _spawn(self, job: Job, snapshot: _Snapshot | None) -> None:
+    def _spawn(self, job: Job, snapshot: Snapshot | None) -> None:
         current = [job]  # the job this task holds (run affinity moves it on)
         task = asyncio.create_task(self._process(job, snapshot, current))
         self._inflight[job.job_id] = task
         task.add_done_callback(functools.partial(self._done, current))
 
-    def adopt(self, tx: Tx, run_ids: Sequence[str], now: float) -> list[tuple[Job, _Snapshot]]:
+    def adopt(self, tx: Tx, run_ids: Sequence[str], now: float) -> list[tuple[Job, Snapshot]]:
         """In the transaction that started runs, lease their first calls for this worker.
 
         The caller hands them to ``dispatch`` once that transaction has committed: a run
         started here begins without a trip through the queue. Runs whose first call is
         not due yet, or is bound by concurrency limits, are left to the queue.
         """
-        taken: list[tuple[Job, _Snapshot]] = []
+        taken: list[tuple[Job, Snapshot]] = []
         if not self._running or self._stopping:
             tx.unlease_calls()
             return taken
@@ -156,8 +157,7 @@ class Worker:
                 break
             job = _pause.let(tx, tx.lease_run_call(run_id, self.owner, now, until), now)
             if job is not None:
-                run = _mark_started(tx, run_id, now)
-                taken.append((job, (run, tx.get_steps(run_id) if run is not None else [])))
+                taken.append((job, leases.snapshot(tx, run_id, now)))
         tx.unlease_calls()
         return taken
 
@@ -168,7 +168,7 @@ class Worker:
         if self._running and not self._stopping and self._room(tx, now):
             tx.lease_calls(run_id, self.owner, now, now + self.settings.lease_seconds)
 
-    def dispatch(self, taken: Sequence[tuple[Job, _Snapshot]]) -> None:
+    def dispatch(self, taken: Sequence[tuple[Job, Snapshot]]) -> None:
         """Run the calls ``adopt`` leased (after their transaction committed)."""
         for job, snapshot in taken:
             self._spawn(job, snapshot)
@@ -191,7 +191,7 @@ class Worker:
             ids = list(self._inflight)
             if ids:
                 until = self.clock.now() + self.settings.lease_seconds
-                extend = functools.partial(_extend, owner=self.owner, ids=ids, until=until)
+                extend = functools.partial(leases.extend, owner=self.owner, ids=ids, until=until)
                 try:
                     await self.store.atomic(extend)
                     self.beat = (until, frozenset(ids))
@@ -217,7 +217,7 @@ class Worker:
         await asyncio.gather(*tasks.values(), return_exceptions=True)
         if tasks:
             release = functools.partial(
-                _extend, owner=self.owner, ids=list(tasks), until=self.clock.now()
+                leases.extend, owner=self.owner, ids=list(tasks), until=self.clock.now()
             )
             try:
                 await self.store.atomic(release)
@@ -227,7 +227,7 @@ class Worker:
     # -- one job --------------------------------------------------------------------------
 
     async def _process(
-        self, job: Job, snapshot: _Snapshot | None = None, current: list[Job] | None = None
+        self, job: Job, snapshot: Snapshot | None = None, current: list[Job] | None = None
     ) -> None:
         if self.observer is not None:
             self.observer.job_started(job)
@@ -275,7 +275,7 @@ class Worker:
             _bulk.batch(tx, job, self.loop, self.settings, now)
 
     async def _execute(
-        self, job: Job, snapshot: _Snapshot | None = None, current: list[Job] | None = None
+        self, job: Job, snapshot: Snapshot | None = None, current: list[Job] | None = None
     ) -> None:
         """Make a run's call and record its answer; then its next calls, while due at once.
 
@@ -296,15 +296,15 @@ class Worker:
             follow = await self._execute_one(nxt, snapshot, follow_on=True)
 
     async def _execute_one(
-        self, job: Job, snapshot: _Snapshot | None, *, follow_on: bool
-    ) -> tuple[Job, _Snapshot] | None:
+        self, job: Job, snapshot: Snapshot | None, *, follow_on: bool
+    ) -> tuple[Job, Snapshot] | None:
         rid = str(job.run_id)
         leased_started = snapshot is not None  # the lease marked the run Running already
         if snapshot is None:
-            snapshot = await self.store.read(lambda tx: (tx.get_run(rid), tx.get_steps(rid)))
-        run, steps = snapshot
+            snapshot = await self.store.read(lambda tx: (tx.get_run(rid), tx.get_steps(rid), None))
+        run, steps, known = snapshot
         if run is None or run.status.terminal:
-            await self._atomic(lambda tx: _drop(tx, job, self.clock.now()))
+            await self._atomic(lambda tx: leases.drop(tx, job, self.clock.now()))
             return None
         fn = await self._function(run.function_id)
         fn = await _versions.routed(run, fn, self._registry().versions, self._atomic, self.clock)
@@ -314,11 +314,11 @@ class Worker:
             outcome: _response.Outcome = _response.Failed(_json.dumps(error), error, no_retry=True)
         else:
             if run.status is RunStatus.QUEUED and not leased_started:
-                await self._atomic(lambda tx: _mark_started(tx, rid, self.clock.now()))
+                await self._atomic(lambda tx: leases.mark_started(tx, rid, self.clock.now()))
             outcome = await self._call(run, steps, job, fn)
         follow_on = follow_on and fn is not None and not self._stopping
         recorded: _Recorded = await _recovery.commit(  # kept through a database fault
-            self, job, lambda tx: self._record(tx, job, outcome, follow_on)
+            self, job, lambda tx: self._record(tx, job, outcome, follow_on, known)
         )
         self._on_commit(recorded.wake, recorded.ended)
         for other in recorded.spawn:
@@ -326,12 +326,20 @@ class Worker:
         _log_outcome(run, job, outcome)
         return recorded.follow
 
-    def _record(self, tx: Tx, job: Job, outcome: _response.Outcome, follow_on: bool) -> _Recorded:
-        """Apply a call's answer; with ``follow_on``, lease the run's next call if due now."""
+    def _record(
+        self,
+        tx: Tx,
+        job: Job,
+        outcome: _response.Outcome,
+        follow_on: bool,
+        known: KnownSteps | None = None,
+    ) -> _Recorded:
+        """Apply a call's answer; with ``follow_on``, lease the run's next call if due now.
+        ``known``: the run's steps as stored when the call was leased."""
         now = self.clock.now()
         if follow_on:
             self.lease_as_queued(tx, job.run_id, now)
-        view = self.loop.apply(tx, job, outcome, now, self.owner)
+        view = self.loop.apply(tx, job, outcome, now, self.owner, known=known)
         _attempts.record(tx, view, job, outcome, now, lease=self.settings.lease_seconds)
         if view is None:  # the answer changed nothing (but a slot may have been freed)
             tx.unlease_calls()
@@ -341,7 +349,9 @@ class Worker:
             until = now + self.settings.lease_seconds
             nxt = _pause.let(tx, tx.lease_run_call(view.run.run_id, self.owner, now, until), now)
             if nxt is not None:
-                follow = nxt, (view.run, list(view.steps.values()))
+                stored = view.known_steps(tx)
+                steps = list(stored.steps) if stored else list(view.steps.values())
+                follow = nxt, (view.run, steps, stored)
         tx.unlease_calls()
         # events the answer emitted (a step's sendEvent, the run's function.finished)
         # are matched by this worker next, without a trip through the queue either
@@ -420,9 +430,6 @@ class Worker:
         )
 
 
-_Snapshot = tuple[Run | None, list[StepRecord]]
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Recorded:
     """What recording an answer led to: the run's next call taken (if any), and who to tell.
@@ -433,49 +440,10 @@ class _Recorded:
         spawn: other jobs it queued and leased for this worker (its events' fan-outs).
     """
 
-    follow: tuple[Job, _Snapshot] | None
+    follow: tuple[Job, Snapshot] | None
     wake: bool
     ended: list[Run]
     spawn: list[Job] = dataclasses.field(default_factory=list)
-
-
-def _lease(
-    tx: Tx, *, clock: Clock, owner: str, seconds: float, limit: int, recheck: float
-) -> tuple[list[Job], int, float, dict[str, _Snapshot], float | None]:
-    # The time is read inside the transaction, so a retried attempt leases until a
-    # fresh deadline rather than one that may already have passed.
-    now = clock.now()
-    until = now + seconds
-    jobs, held = _pause.hold(tx, tx.lease_jobs(owner, now, until, limit), now)  # paused functions'
-    admitted, parked = _concurrency.admit(tx, jobs, now=now, until=until, recheck=recheck)
-    # the state each call needs is read here, in the lease's own transaction: one round
-    # trip to the database per call fewer, on the path every step takes
-    snapshots: dict[str, _Snapshot] = {}
-    for job in admitted:
-        if job.kind is JobKind.EXECUTE and job.run_id is not None:
-            # the run as it was before this lease started it: a first call still shows
-            # as Queued, with what held it back (the observer times flow-control delays)
-            run = _mark_started(tx, job.run_id, now)
-            snapshots[job.job_id] = (run, tx.get_steps(job.run_id) if run is not None else [])
-    return admitted, parked + held, now, snapshots, tx.next_job_at()
-
-
-def _extend(tx: Tx, *, owner: str, ids: list[str], until: float) -> None:
-    tx.extend_leases(owner, ids, until)
-
-
-def _drop(tx: Tx, job: Job, now: float) -> None:
-    tx.delete_job(job.job_id)
-    _concurrency.release(tx, job, now)
-
-
-def _mark_started(tx: Tx, run_id: str, now: float) -> Run | None:
-    """Mark a queued run Running; returns the run as it was read (before the change)."""
-    run = tx.get_run(run_id)
-    if run is not None and run.status is RunStatus.QUEUED:
-        started = dataclasses.replace(run, status=RunStatus.RUNNING, started_at=now, waiting=None)
-        tx.update_run(started)
-    return run
 
 
 def _log_outcome(run: Run, job: Job, outcome: _response.Outcome) -> None:

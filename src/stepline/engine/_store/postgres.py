@@ -33,6 +33,7 @@ from psycopg import pq
 from stepline.engine._model import AppRecord, FunctionRecord
 from stepline.engine._store import pg_writers
 from stepline.engine._store import postgres_schema as schema
+from stepline.engine._store.apps import AppsTx
 from stepline.engine._store.attempts import AttemptsTx
 from stepline.engine._store.attributes import AttributesTx
 from stepline.engine._store.browsing import BrowsingTx
@@ -86,6 +87,7 @@ class _Rows:
 
 class PostgresTx(
     SqlTx,
+    AppsTx,
     VersionsTx,
     MessagesTx,
     ControlsTx,

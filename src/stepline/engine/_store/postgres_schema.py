@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from stepline.engine._store.rows import statements
+
 #: The advisory lock several engines starting at once take to migrate one at a time.
 MIGRATION_LOCK = 0x5_7E91_17E0
 
@@ -189,6 +191,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE event_runs ALTER COLUMN event_id TYPE TEXT COLLATE "C";
     """,
+    # issue 30: a run's steps revision, one more each time any step of it is written, so
+    # a worker that knows a run's steps as its last transaction left them reads them
+    # again only when something else wrote one since (``RunView.load``). The trigger
+    # locks the run's row: every writer of a step holds it already (``FOR UPDATE``).
+    """
+    ALTER TABLE runs ADD COLUMN steps_rev INTEGER NOT NULL DEFAULT 0;
+    CREATE FUNCTION stepline_steps_rev() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE runs SET steps_rev = steps_rev + 1 WHERE run_id = NEW.run_id; RETURN NULL; END $$;
+    CREATE TRIGGER steps_rev AFTER INSERT OR UPDATE ON steps FOR EACH ROW EXECUTE FUNCTION stepline_steps_rev();
+    """,  # noqa: E501 - a function's inner ``;`` may not end a line (``statements``)
 )
 
 
@@ -211,9 +222,8 @@ def migrate(conn: Any) -> tuple[int, int]:
         before = int(row[0])
         for number, script in enumerate(MIGRATIONS[before:], start=before + 1):
             with conn.transaction():
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in statements(script):
+                    conn.execute(statement)
                 conn.execute("INSERT INTO stepline_schema (version) VALUES (%s)", (number,))
         return before, len(MIGRATIONS)
     finally:

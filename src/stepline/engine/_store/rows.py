@@ -8,6 +8,7 @@ builders count the placeholders from the same list.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +58,15 @@ def insert(table: str, columns: str, *, on_conflict: str = "") -> str:
     marks = ",".join("?" * len(_names(columns)))
     tail = f" ON CONFLICT {on_conflict}" if on_conflict else ""
     return f"INSERT INTO {table} ({columns}) VALUES ({marks}){tail}"
+
+
+def statements(script: str) -> list[str]:
+    """A migration script's statements: each ends with ``;`` at the end of a line (a
+    trigger's or a function's body keeps its own ``;`` inside a line)."""
+    return [part for part in _STATEMENT_END.split(script) if part.strip()]
+
+
+_STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
 
 
 def upsert(table: str, columns: str, keys: str) -> str:

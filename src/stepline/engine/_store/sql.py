@@ -7,18 +7,15 @@ as plain functions over a ``Tx`` inside one transaction; this class is that ``Tx
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from stepline._json import dumps, loads
+from stepline._json import dumps
 from stepline._status import RunStatus
 from stepline.engine._model import (
-    AppRecord,
     EventRecord,
     EventRunLink,
-    FunctionRecord,
     Job,
     Pause,
     Run,
@@ -28,9 +25,7 @@ from stepline.engine._store import EventFilter, RunFilter, filters
 from stepline.engine._store.controls import FunctionPause
 from stepline.engine._store.queue import QueueTx
 from stepline.engine._store.rows import (
-    APP_COLUMNS,
     EVENT_COLUMNS,
-    FUNCTION_COLUMNS,
     JOB_COLUMNS,
     PAUSE_COLUMNS,
     RUN_COLUMNS,
@@ -47,7 +42,6 @@ from stepline.engine._store.rows import (
     step_values,
     upsert,
 )
-from stepline.engine._trust.apps import FunctionTakenError
 
 _INSERT_RUN = insert("runs", RUN_COLUMNS, on_conflict="DO NOTHING")
 _UPSERT_RUN = upsert("runs", RUN_COLUMNS, "run_id")
@@ -63,8 +57,6 @@ _UPSERT_LIMIT = upsert("limits", "scope, key, value, expires_at", "scope, key")
 _UPSERT_SINGLETON = upsert("singletons", "function_id, key, run_id", "function_id, key")
 _UPSERT_BUCKET = upsert("buckets", "function_id, key, run_id, deadline", "function_id, key")
 _UPSERT_SLOT = upsert("slots", "key, job_id, expires_at", "key, job_id")
-_UPSERT_APP = upsert("apps", APP_COLUMNS, "app_id")
-_UPSERT_FUNCTION = upsert("functions", FUNCTION_COLUMNS, "function_id")
 _ENDED = tuple(status.value for status in RunStatus if status.terminal)
 _ENDED_MARKS = ",".join("?" * len(_ENDED))
 _RUN_NAMES = tuple(name.strip() for name in RUN_COLUMNS.split(","))
@@ -107,6 +99,9 @@ class SqlTx(QueueTx):
         self._run_rows: dict[str, Sequence[Any]] = {}
         #: runs this transaction created that have no step yet (``get_steps`` reads none)
         self._stepless: set[str] = set()
+        #: each run's steps revision as this write transaction read it, plus the steps it
+        #: wrote since (a trigger adds one per step row written: ``steps_revision``)
+        self._revisions: dict[str, int] = {}
         #: event names checked for waits in this transaction, and those some wait listens for
         self._names_known: set[str] = set()
         self._names_waited: set[str] = set()
@@ -133,20 +128,28 @@ class SqlTx(QueueTx):
         row = self._run_rows.get(run_id)
         if row is None:
             row = self._x(
-                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?{self._row_lock()}", (run_id,)
+                f"SELECT {RUN_COLUMNS}, steps_rev FROM runs WHERE run_id = ?{self._row_lock()}",
+                (run_id,),
             ).fetchone()
             if row is None:
                 return None
             if self._write:  # locked (Postgres) or alone (SQLite): it cannot change under us
                 self._run_rows[run_id] = row
+                self._revisions[run_id] = row[-1]
         return read_run(row)
+
+    def steps_revision(self, run_id: str) -> int | None:
+        """The revision of ``run_id``'s steps as this write transaction leaves them: the
+        one it read with the run's row (locked), plus one per step row it wrote since.
+        None when it has not read the row. Any other writer of a step changes it."""
+        return self._revisions.get(run_id)
 
     def get_call(self, job_id: str) -> Job | None:
         """``get_job(job_id, lock=True)`` of a call, with its run's row read (and locked)
         by the same statement, and whether any function is paused: the ``get_run`` that
         follows sends nothing, nor does ``paused_functions`` when none is (usually)."""
         row = self._x(
-            f"SELECT {_CALL_COLUMNS}, EXISTS (SELECT 1 FROM function_controls "
+            f"SELECT {_CALL_COLUMNS}, r.steps_rev, EXISTS (SELECT 1 FROM function_controls "
             "WHERE paused_at IS NOT NULL) FROM jobs j JOIN runs r ON r.run_id = j.run_id "
             f"WHERE j.job_id = ?{self._row_lock()}",
             (job_id,),
@@ -154,7 +157,8 @@ class SqlTx(QueueTx):
         if row is None:  # no such job, or its run is gone
             return self.get_job(job_id, lock=True)
         if self._write:
-            self._run_rows[row[_JOB_WIDTH]] = row[_JOB_WIDTH:-1]
+            self._run_rows[row[_JOB_WIDTH]] = row[_JOB_WIDTH:-2]
+            self._revisions[row[_JOB_WIDTH]] = row[-2]
         if not row[-1]:  # nothing to park a call on, nor a share lock to take
             self._paused = {}
         return read_job(row[:_JOB_WIDTH])
@@ -164,6 +168,7 @@ class SqlTx(QueueTx):
         other than through ``insert_run`` and ``update_run``)."""
         self._run_rows.clear()
         self._stepless.clear()
+        self._revisions.clear()
 
     def ended(self, run_ids: Sequence[str]) -> list[str]:
         """Which of ``run_ids`` have ended (a cheap check for callers waiting on them)."""
@@ -182,6 +187,7 @@ class SqlTx(QueueTx):
             return False
         self._run_rows[run.run_id] = values
         self._stepless.add(run.run_id)
+        self._revisions[run.run_id] = 0
         return True
 
     def update_run(self, run: Run) -> None:
@@ -227,10 +233,19 @@ class SqlTx(QueueTx):
     def put_step(self, step: StepRecord) -> None:
         self._stepless.discard(step.run_id)
         self._x(_UPSERT_STEP, step_values(step))
+        self._wrote_step(step.run_id)
 
     def put_steps(self, steps: Sequence[StepRecord]) -> None:
         self._stepless.difference_update(step.run_id for step in steps)
         self._many(_UPSERT_STEP, [step_values(step) for step in steps])
+        for step in steps:
+            self._wrote_step(step.run_id)
+
+    def _wrote_step(self, run_id: str) -> None:
+        # the upsert writes one row, whether it inserted or updated: the trigger adds one
+        revision = self._revisions.get(run_id)
+        if revision is not None:
+            self._revisions[run_id] = revision + 1
 
     # pauses -------------------------------------------------------------------------
     def insert_pause(self, pause: Pause) -> None:
@@ -437,46 +452,6 @@ class SqlTx(QueueTx):
         for (key,) in rows:
             freed[key] = freed.get(key, 0) + 1
         return freed
-
-    # apps and functions ---------------------------------------------------------------
-    def put_app(self, app: AppRecord, functions: Sequence[FunctionRecord]) -> bool:
-        # a function id belongs to the app that registered it first; the lock holds the
-        # check true until commit (two apps racing for one id: the second is refused)
-        self._lock("functions:owners")
-        wanted = {f.function_id for f in functions}
-        others = self._x(
-            "SELECT function_id, app_id FROM functions WHERE app_id <> ?", (app.app_id,)
-        )
-        taken = {str(r[0]): str(r[1]) for r in others if r[0] in wanted}
-        if taken:
-            raise FunctionTakenError(app.app_id, taken)
-        old = self.get_app(app.app_id)
-        modified = old is None or old.checksum != app.checksum or old.url != app.url
-        self._x(_UPSERT_APP, dataclasses.astuple(app))
-        self._x("DELETE FROM functions WHERE app_id = ?", (app.app_id,))
-        self._many(
-            _UPSERT_FUNCTION,
-            [(f.function_id, f.app_id, f.name, dumps(f.config), f.updated_at) for f in functions],
-        )
-        return modified
-
-    def get_app(self, app_id: str) -> AppRecord | None:
-        row = self._x(
-            f"SELECT {APP_COLUMNS} FROM apps WHERE app_id = ?",
-            (app_id,),
-        ).fetchone()
-        return None if row is None else AppRecord(*row)
-
-    def list_apps(self) -> list[AppRecord]:
-        rows = self._x(f"SELECT {APP_COLUMNS} FROM apps ORDER BY app_id")
-        return [AppRecord(*r) for r in rows]
-
-    def list_functions(self) -> list[FunctionRecord]:
-        rows = self._x(f"SELECT {FUNCTION_COLUMNS} FROM functions ORDER BY function_id")
-        return [FunctionRecord(r[0], r[1], r[2], loads(r[3]), r[4]) for r in rows]
-
-    def set_app_error(self, url: str, error: str | None, now: float) -> None:
-        self._x("UPDATE apps SET error = ?, synced_at = ? WHERE url = ?", (error, now, url))
 
 
 def _event_values(event: EventRecord) -> tuple[Any, ...]:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from stepline.engine._store import sqlite_schema as schema
 from stepline.engine._store import wal as _wal
+from stepline.engine._store.apps import AppsTx
 from stepline.engine._store.attempts import AttemptsTx
 from stepline.engine._store.attributes import AttributesTx
 from stepline.engine._store.browsing import BrowsingTx
@@ -408,6 +409,7 @@ class SqliteStore:
 
 class SqliteTx(
     SqlTx,
+    AppsTx,
     VersionsTx,
     MessagesTx,
     ControlsTx,

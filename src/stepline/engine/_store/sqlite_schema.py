@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from stepline.engine._store.rows import statements
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE apps (
@@ -169,6 +171,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE events ADD COLUMN replay_of TEXT;
     CREATE INDEX events_replay_of ON events (replay_of) WHERE replay_of IS NOT NULL;
     """,
+    # issue 30: a run's steps revision, one more each time any step of it is written, so
+    # a worker that knows a run's steps as its last transaction left them reads them
+    # again only when something else wrote one since (``RunView.load``)
+    """
+    ALTER TABLE runs ADD COLUMN steps_rev INTEGER NOT NULL DEFAULT 0;
+    CREATE TRIGGER steps_rev_insert AFTER INSERT ON steps BEGIN UPDATE runs SET steps_rev = steps_rev + 1 WHERE run_id = NEW.run_id; END;
+    CREATE TRIGGER steps_rev_update AFTER UPDATE ON steps BEGIN UPDATE runs SET steps_rev = steps_rev + 1 WHERE run_id = NEW.run_id; END;
+    """,  # noqa: E501 - a trigger's inner ``;`` may not end a line (``statements``)
 )
 
 
@@ -176,8 +186,7 @@ def migrate(conn: sqlite3.Connection) -> tuple[int, int]:
     """Apply the migrations the database has not seen; returns ``(before, after)``."""
     version: int = conn.execute("PRAGMA user_version").fetchone()[0]
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        for statement in script.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for statement in statements(script):
+            conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {number}")
     return version, len(MIGRATIONS)

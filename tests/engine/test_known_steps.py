@@ -1,0 +1,144 @@
+"""A worker reads a run's steps again only when some step was written since (both stores).
+
+Every write of a step moves its run's ``steps_rev`` (a trigger, so no writer can forget
+to), and a write transaction knows the revision it leaves (``Tx.steps_revision``). The
+transaction that records a call's answer takes the steps the call's lease stored instead
+of reading them, unless the revision moved: a step-by-step run reads its steps once, not
+once a step. Each test fails if the revision missed a write or the steps were taken
+stale.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import stepline
+from stepline.embedded import EmbeddedEngine
+from stepline.engine._model import StepRecord, StepStatus
+from stepline.engine._runview import KnownSteps, RunView
+from stepline.engine._store import Store, Tx
+from stepline.engine._store.sql import SqlTx
+
+from .test_store_contract import atomic, run_record, with_store
+from .test_store_run_rows import counting
+
+
+def _stored_revision(tx: Tx, run_id: str) -> int:
+    return int(tx._x("SELECT steps_rev FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0])  # type: ignore[attr-defined]
+
+
+def _step(
+    step_id: str, status: StepStatus = StepStatus.PLANNED, seq: int | None = None
+) -> StepRecord:
+    return StepRecord("R1", step_id, step_id, "StepRun", status, seq=seq)
+
+
+def test_every_step_written_moves_the_revision_the_transaction_knows(db: str) -> None:
+    async def body(store: Store) -> None:
+        def create(tx: Tx) -> int | None:
+            tx.insert_run(run_record("R1"))
+            tx.put_step(_step("a"))  # a run created here: its revision is known from 0
+            return tx.steps_revision("R1")
+
+        assert await atomic(store, create) == 1
+
+        def write(tx: Tx) -> tuple[Any, ...]:
+            unread = tx.steps_revision("R1")  # not read yet in this transaction
+            tx.get_run("R1")
+            read = tx.steps_revision("R1")
+            tx.put_step(_step("a", StepStatus.COMPLETED, seq=0))  # an update
+            tx.put_step(_step("b"))  # an insert
+            tx.put_steps([_step("c"), _step("b", StepStatus.COMPLETED, seq=1)])
+            return unread, read, tx.steps_revision("R1"), _stored_revision(tx, "R1")
+
+        unread, read, left, stored = await atomic(store, write)
+        assert (unread, read) == (None, 1)
+        assert left == stored == 5
+
+        def behind(tx: Tx) -> tuple[int | None, int]:
+            # a write that does not go through this transaction's memory still counts
+            tx._x("UPDATE steps SET name = 'x' WHERE run_id = 'R1' AND step_id = 'c'")  # type: ignore[attr-defined]
+            tx.get_run("R1")
+            return tx.steps_revision("R1"), _stored_revision(tx, "R1")
+
+        assert await atomic(store, behind) == (6, 6)
+
+    with_store(db, body)
+
+
+def test_known_steps_are_taken_until_another_write_moves_the_revision(db: str) -> None:
+    async def body(store: Store) -> None:
+        def first(tx: Tx) -> KnownSteps | None:
+            tx.insert_run(run_record("R1"))
+            view = RunView.load(tx, "R1")
+            assert view is not None
+            view.steps["a"] = _step("a", StepStatus.COMPLETED, seq=0)
+            view.save(tx)
+            return view.known_steps(tx)
+
+        known = await atomic(store, first)
+        assert known is not None
+        assert [s.step_id for s in known.steps] == ["a"]
+
+        def again(tx: Tx) -> tuple[list[str], int]:
+            sent = counting(tx)
+            view = RunView.load(tx, "R1", known)
+            assert view is not None
+            view.steps["a"].name = "changed in memory only"  # a copy: known stays as stored
+            return sorted(view.steps), sum("FROM steps" in sql for sql in sent)
+
+        assert await atomic(store, again) == (["a"], 0)
+        assert known.steps[0].name == "a"
+
+        def other_writer(tx: Tx) -> None:
+            view = RunView.load(tx, "R1")
+            assert view is not None
+            view.steps["b"] = _step("b")
+            view.save(tx)
+
+        await atomic(store, other_writer)
+
+        def stale(tx: Tx) -> tuple[list[str], int]:
+            sent = counting(tx)
+            view = RunView.load(tx, "R1", known)
+            assert view is not None
+            return sorted(view.steps), sum("FROM steps" in sql for sql in sent)
+
+        assert await atomic(store, stale) == (["a", "b"], 1)
+
+    with_store(db, body)
+
+
+def test_a_step_by_step_run_reads_its_steps_once(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = []
+    get_steps = SqlTx.get_steps
+
+    def counted(self: SqlTx, run_id: str) -> list[StepRecord]:
+        reads.append(run_id)
+        return get_steps(self, run_id)
+
+    monkeypatch.setattr(SqlTx, "get_steps", counted)
+    client = stepline.Client("known", is_production=False, checkpointing=False, environ={})
+
+    @client.function(id="ten", trigger=stepline.TriggerEvent(event="known/ten"), retries=0)
+    def ten(ctx: stepline.SyncContext) -> object:
+        total = 0
+        for i in range(10):
+            total += ctx.step.run(f"s{i}", lambda i=i: i)
+        return total
+
+    engine = EmbeddedEngine(client, [ten], database=db, checkpointing=False)
+    engine.start()
+    try:
+        client.start_sync(ten, {}).result(timeout=30)  # warm
+        reads.clear()
+        handles = [client.start_sync(ten, {}) for _ in range(4)]
+        assert [h.result(timeout=30) for h in handles] == [45] * 4
+        runs = {h.run_id for h in handles}
+    finally:
+        engine.stop()
+        client.close()
+    # one read a run (its first call's lease), where each of its 11 calls read them (48)
+    assert len([r for r in reads if r in runs]) <= len(runs), reads
