@@ -8,7 +8,8 @@ answers, on Postgres, with timers wrapped around the engine's own functions:
 
 * **serialise**: the engine building and encoding the call's request
   (``_request.build``, ``_request.encode``) and decoding the answer (``_response.decode``);
-* **SDK**: the app's handler (``CommHandler.handle``) minus running the function: parsing
+* **SDK**: the app's handler (``CommHandler.handle_pooled``: for a sync function the
+  whole of ``handle_sync`` on the SDK's thread pool) minus running the function: parsing
   the request, checking it, encoding the answer;
 * **step code** (``_call_sync`` on the SDK's thread pool): the user's function with the
   SDK's replay of the memoised steps, the floor's "in-process call";
@@ -16,8 +17,9 @@ answers, on Postgres, with timers wrapped around the engine's own functions:
   to ``atomic``); **commit**: the rest of the store's transaction on its thread (``BEGIN``,
   ``COMMIT``, the flush);
 * **hand-offs**: ``atomic``'s wall time on the event loop minus its time on the store's
-  thread, and the SDK's ``run_in_executor`` wall time minus the step code's (thread
-  hops, queueing, waking the loop);
+  thread, and ``handle_pooled``'s wall time minus ``handle_sync``'s (or, for an async
+  handler, ``run_in_executor``'s minus the step code's): thread hops, queueing, waking
+  the loop;
 * **the rest**: the step's wall time minus all of the above (the worker's and the event
   loop's own work, and the run's start and result, spread over its steps). Work off the
   run's path can overlap it (the engine fans out a run's ``function.finished`` event while
@@ -148,8 +150,12 @@ def timers(clock: Clock) -> Iterator[None]:
         ("store thread", _pg.PostgresStore, "_transaction"),
     ):
         patch(owner, name, timed(part))
-    patch(_handler.CommHandler, "handle", timed_async("sdk wall"))
+    # the engine calls an in-process app through handle_pooled: a sync function's whole
+    # call on the SDK's pool (handle_sync), an async one's on the loop (handle)
+    patch(_handler.CommHandler, "handle_pooled", timed_async("sdk wall"))
+    patch(_handler.CommHandler, "handle_sync", timed("sdk thread"))
     patch(_handler.CommHandler, "_perform_async", timed_async("perform wall"))
+    patch(_handler.CommHandler, "_perform_sync", timed("perform wall"))
     patch(_local.LocalCheckpoints, "record_sync", timed("checkpoint wall"))
     patch(_lite.SqliteStore, "atomic", atomic)
     patch(_pg.PostgresStore, "atomic", atomic)
@@ -167,16 +173,19 @@ def breakdown(clock: Clock, steps: int, wall_ns: int) -> dict[str, float]:
     ns = clock.ns
     store_thread, work = ns.get("store thread", 0), ns.get("store work", 0)
     perform, call = ns.get("perform wall", 0), ns.get("step code", 0)
+    # the SDK's own time: on the pool when handle_sync ran there, else on the loop
+    sdk_wall, sdk_thread = ns.get("sdk wall", 0), ns.get("sdk thread", 0)
+    sdk_hop = max(0, sdk_wall - sdk_thread) if sdk_thread else 0
     # per-step checkpoints run inside the function's call, on its thread
     checkpoint, blocking = ns.get("checkpoint wall", 0), ns.get("blocking wall", 0)
     waits = ns.get("atomic wall", 0) + blocking
     parts = {
         "serialise": ns.get("serialise", 0) + max(0, checkpoint - blocking),
-        "sdk": max(0, ns.get("sdk wall", 0) - perform),
+        "sdk": max(0, (sdk_thread or sdk_wall) - perform),
         "step code": max(0, call - checkpoint),
         "store work": work,
         "commit": max(0, store_thread - work),
-        "hand-offs": max(0, waits - store_thread) + max(0, perform - call),
+        "hand-offs": max(0, waits - store_thread) + max(0, perform - call) + sdk_hop,
     }
     timed = sum(parts.values())
     parts["rest"] = max(0, wall_ns - timed)

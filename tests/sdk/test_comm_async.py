@@ -190,6 +190,41 @@ def test_worker_thread_sees_the_callers_context_variables(handlers: list[CommHan
     assert thread_name != threading.main_thread().name
 
 
+def test_handle_pooled_runs_a_sync_function_s_whole_call_on_one_pool_thread(
+    handlers: list[CommHandler], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the embedded engine's calls: the SDK's parsing and answer on the pool too, one hop
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+    parsed_on: list[threading.Thread] = []
+    parse = handler_module.ExecutionRequest.parse
+
+    def recorded(body: bytes) -> Any:
+        parsed_on.append(threading.current_thread())
+        return parse(body)
+
+    monkeypatch.setattr(handler_module.ExecutionRequest, "parse", staticmethod(recorded))
+    seen: list[threading.Thread] = []
+    client = make_client()
+    sync_fn, async_fn = thread_recorder(client, seen)
+
+    @client.function(id="marked", trigger=stepline.TriggerEvent(event="demo/go"))
+    def marked(ctx: stepline.SyncContext) -> str:
+        return marker.get()
+
+    handler = make_handler(handlers, client, [sync_fn, async_fn, marked])
+
+    async def serve() -> list[Any]:
+        marker.set("from-request")
+        answers = [await handler.handle_pooled(post(f)) for f in ("sync", "async", "marked")]
+        return [decoded(a) for a in answers]
+
+    assert asyncio.run(serve()) == ["sync-done", "async-done", "from-request"]
+    sync_thread, async_thread = seen
+    assert sync_thread is not threading.main_thread()
+    assert parsed_on[0] is sync_thread  # parsed where the function ran, not on the loop
+    assert (async_thread, parsed_on[1]) == (threading.main_thread(), threading.main_thread())
+
+
 def test_sync_server_runs_async_function_on_the_private_loop(
     handlers: list[CommHandler],
 ) -> None:

@@ -132,6 +132,17 @@ class CommHandler:
             return CommResponse(201, dict(self._base_headers), stream=self._stream(request))
         return await drive_async(self._flow(request), self._perform_async)
 
+    async def handle_pooled(self, request: CommRequest) -> CommResponse:
+        """``handle`` for a caller in this process on an event loop (the engine's embedded
+        calls): a sync function's whole call, the SDK's work around it included, runs on
+        the thread pool, one hop there and back; anything else as ``handle`` runs it."""
+        fn = self.functions.get(request.query.get("fnId") or "")
+        on_loop = fn is None or fn.is_async or self.thread_pool_max_workers == 0
+        if on_loop or self.streaming or request.method != "POST":
+            return await self.handle(request)
+        call = functools.partial(contextvars.copy_context().run, self.handle_sync, request)
+        return await asyncio.get_running_loop().run_in_executor(self._executor(), call)
+
     def _perform_sync(self, effect: object) -> Any:
         if isinstance(effect, RunFunction):
             if effect.fn.is_async:

@@ -7,8 +7,8 @@ import io
 import logging
 import time
 import urllib.parse
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from stepline.engine._driver.local import LocalCheckpoints
 
 logger = logging.getLogger("stepline.engine")
+T = TypeVar("T")
 
 #: Bodies above this many bytes are streamed to aiohttp rather than handed over whole.
 _LARGE = 512 * 1024
@@ -287,7 +288,7 @@ class InProcessDriver:
             method=method, url=url, headers=headers, body=body, local=self.sink
         )
         try:  # bounded as an HTTP call is: a function's Timeouts(call=), else the engine's
-            response = await asyncio.wait_for(handler.handle(request), timeout)
+            response = await _within(handler.handle_pooled(request), timeout)
         except asyncio.TimeoutError:
             return RawResponse(0, {}, b"", error=f"ReadTimeout: no answer within {timeout:g}s")
         except Exception as exc:  # a crash in the app's handler is a failed attempt
@@ -301,6 +302,18 @@ class InProcessDriver:
         """Close every attached handler's pools."""
         for handler in self._handlers.values():
             handler.close()
+
+
+#: ``asyncio.timeout`` (Python 3.11+): bounds an await without ``wait_for``'s extra task
+_TIMEOUT: Any = getattr(asyncio, "timeout", None)
+
+
+async def _within(call: Coroutine[Any, Any, T], timeout: float) -> T:
+    """``asyncio.wait_for(call, timeout)``, without its task where Python can."""
+    if _TIMEOUT is None:  # pragma: no cover - Python 3.10
+        return await asyncio.wait_for(call, timeout)
+    async with _TIMEOUT(timeout):
+        return await call
 
 
 class Router:
