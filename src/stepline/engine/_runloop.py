@@ -153,10 +153,11 @@ class RunLoop:
                 race = race or step.mode == "race"
             else:
                 self._schedule(tx, view, op, now)
-        if not retried:
-            tx.delete_job(job.job_id)
+        done = None if retried else job.job_id  # the call, gone once answered
         if completed:
-            self._maybe_discover(tx, view, now, race=race)
+            done = self._maybe_discover(tx, view, now, race=race, replacing=done)
+        if done is not None:
+            tx.delete_job(done)
 
     def checkpoint(
         self, tx: Tx, run_id: str, ops: tuple[ReportedOp, ...], job: Job | None, now: float
@@ -223,7 +224,7 @@ class RunLoop:
                 )
             )
         elif op.op is Opcode.DISCOVERY_REQUEST:
-            self._discover(tx, view, now, tag=f"dr{len(view.run.stack)}")
+            self._discover(tx, view, now, f"dr{len(view.run.stack)}", None)
 
     def _wait(self, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
         if op.op is Opcode.WAIT_FOR_SIGNAL:
@@ -416,16 +417,21 @@ class RunLoop:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _maybe_discover(self, tx: Tx, view: RunView, now: float, *, race: bool) -> None:
+    def _maybe_discover(
+        self, tx: Tx, view: RunView, now: float, *, race: bool, replacing: str | None = None
+    ) -> str | None:
+        """Queue the next call unless steps are pending and no race was won; ``replacing``
+        (a job deleted with that insert): returned if no call was queued."""
         if view.pending() and not race:
-            return
-        self._discover(tx, view, now, tag=f"d{len(view.run.stack)}")
+            return replacing
+        self._discover(tx, view, now, f"d{len(view.run.stack)}", replacing)
+        return None
 
-    def _discover(self, tx: Tx, view: RunView, now: float, *, tag: str) -> None:
+    def _discover(self, tx: Tx, view: RunView, now: float, tag: str, gone: str | None) -> None:
         run = view.run
         if run.request_version >= 2 or run.request_version < 0:
             run.force_plan = False
-        tx.enqueue(call(run, DISCOVERY, tag, now))
+        tx.enqueue(call(run, DISCOVERY, tag, now), replacing=gone)
 
     def _retry(self, tx: Tx, job: Job, retry_after: float | None, now: float) -> None:
         delay = (

@@ -41,6 +41,7 @@ from stepline.engine._store.bulk import BulkTx
 from stepline.engine._store.controls import ControlsTx
 from stepline.engine._store.function_metrics import PostgresMetricsTx
 from stepline.engine._store.messages import MessagesTx
+from stepline.engine._store.queue import REPLACE_JOB
 from stepline.engine._store.signals import SignalsTx
 from stepline.engine._store.sql import SqlTx
 from stepline.engine._store.versions import VersionsTx
@@ -101,6 +102,7 @@ class PostgresTx(
     """``Tx`` over one psycopg connection with a transaction open."""
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    replace_sql = REPLACE_JOB
     _converted: ClassVar[dict[str, str]] = {}
 
     def __init__(self, conn: psycopg.Connection[Any], *, write: bool = True) -> None:

@@ -19,6 +19,9 @@ from stepline.engine._store.rows import JOB_COLUMNS, insert, job_values, read_jo
 
 #: a job's ``queued_at`` is its first ``available_at`` (the order parked calls wake in)
 _INSERT_JOB = insert("jobs", f"{JOB_COLUMNS}, queued_at", on_conflict="DO NOTHING")
+#: ``QueueTx.replace_sql`` where a ``WITH`` may delete (Postgres); the ids differ, so the
+#: insert's conflict check never meets the row deleted beside it
+REPLACE_JOB = f"WITH gone AS (DELETE FROM jobs WHERE job_id = ?) {_INSERT_JOB}"
 
 
 class QueueTx(SqlMixin):
@@ -26,6 +29,9 @@ class QueueTx(SqlMixin):
 
     #: appended to the lease query's inner SELECT (``FOR UPDATE SKIP LOCKED`` on Postgres)
     skip_locked = ""
+    #: a job's delete and another's insert as one statement (Postgres: a ``DELETE`` in a
+    #: ``WITH``), parameters: the id deleted, then the insert's; empty: two statements
+    replace_sql = ""
     #: jobs this transaction queued or made due again ("*": some unparked job)
     queued: list[str]
     #: of those, the ones this node leased itself in the same transaction (others need
@@ -73,10 +79,19 @@ class QueueTx(SqlMixin):
             return None
         return dataclasses.replace(job, available_at=until, lease_owner=owner, lease_expires=until)
 
-    def enqueue(self, job: Job) -> bool:
+    def enqueue(self, job: Job, *, replacing: str | None = None) -> bool:
+        """Queue ``job`` unless its id is queued already (False); ``replacing``: a job
+        deleted first, in the same statement where the store can (``replace_sql``)."""
         leased = self._lease_as_queued(job)
         row = job if leased is None else leased
-        cur = self._x(_INSERT_JOB, (*job_values(row), job.available_at))
+        values = (*job_values(row), job.available_at)
+        if replacing is not None and replacing != job.job_id and self.replace_sql:
+            self._drop_preleased(job_id=replacing)
+            cur = self._x(self.replace_sql, (replacing, *values))
+        else:
+            if replacing is not None:
+                self.delete_job(replacing)
+            cur = self._x(_INSERT_JOB, values)
         inserted = bool(cur.rowcount == 1)
         if inserted:
             self.queued.append(job.job_id)
