@@ -142,3 +142,31 @@ def test_a_step_by_step_run_reads_its_steps_once(db: str, monkeypatch: pytest.Mo
         client.close()
     # one read a run (its first call's lease), where each of its 11 calls read them (48)
     assert len([r for r in reads if r in runs]) <= len(runs), reads
+
+
+def test_a_run_and_its_one_changed_step_are_written_together(db: str) -> None:
+    async def body(store: Store) -> None:
+        await atomic(store, lambda tx: tx.insert_run(run_record("R1")))
+
+        def save(tx: Tx) -> tuple[int, int | None, int]:
+            view = RunView.load(tx, "R1")
+            assert view is not None
+            view.steps["a"] = _step("a", StepStatus.COMPLETED, seq=0)
+            view.run.stack.append("a")
+            sent = counting(tx)
+            view.save(tx)
+            return len(sent), tx.steps_revision("R1"), _stored_revision(tx, "R1")
+
+        statements, left, stored = await atomic(store, save)
+        # Postgres: the step's upsert in a WITH of the run's UPDATE (its trigger still runs)
+        assert statements == (1 if db.startswith("postgres") else 2)
+        assert left == stored == 1
+
+        def read(tx: Tx) -> tuple[list[str], list[str]]:
+            run = tx.get_run("R1")
+            assert run is not None
+            return run.stack, [s.step_id for s in tx.get_steps("R1")]
+
+        assert await store.read(read) == (["a"], ["a"])
+
+    with_store(db, body)

@@ -116,9 +116,12 @@ class RunView:
         return cls(run, steps, {i: s.copy() for i, s in steps.items()}, whole=False)
 
     def save(self, tx: Tx) -> None:
-        """Write the run and every step that changed back."""
-        tx.update_run(self.run)
-        self.save_steps(tx)
+        """Write the run and every step that changed back (one step: with the run)."""
+        changed = [s for i, s in self.steps.items() if self.loaded.get(i) != s]
+        tx.update_run(self.run, changed[0] if len(changed) == 1 else None)
+        if len(changed) > 1:
+            tx.put_steps(changed)
+        self._stored(changed)
 
     def save_steps(self, tx: Tx, *, stack_from: int | None = None) -> None:
         """Write every step that changed back, and the run's stack if it grew past
@@ -128,10 +131,13 @@ class RunView:
             tx.put_step(changed[0])
         elif changed:
             tx.put_steps(changed)
-        for step in changed:
-            self.loaded[step.step_id] = step.copy()
+        self._stored(changed)
         if stack_from is not None and len(self.run.stack) != stack_from:
             tx.set_stack(self.run.run_id, self.run.stack)
+
+    def _stored(self, changed: list[StepRecord]) -> None:
+        for step in changed:
+            self.loaded[step.step_id] = step.copy()
 
     def pending(self) -> list[StepRecord]:
         """Steps still planned, sleeping, waiting or calling."""

@@ -262,8 +262,10 @@ class ObservedTx:
             self._seen.stack.setdefault(run.run_id, 0)
         return inserted
 
-    def update_run(self, run: Run) -> None:
-        self._tx.update_run(run)
+    def update_run(self, run: Run, step: StepRecord | None = None) -> None:
+        self._tx.update_run(run, step)
+        if step is not None:
+            self._saw(step)
         seen = self._seen
         seen.runs[run.run_id] = run
         if run.status.terminal and all(r.run_id != run.run_id for r in seen.finished):

@@ -103,6 +103,7 @@ class PostgresTx(
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
     replace_sql = REPLACE_JOB
+    step_with_run = True
     _converted: ClassVar[dict[str, str]] = {}
 
     def __init__(self, conn: psycopg.Connection[Any], *, write: bool = True) -> None:

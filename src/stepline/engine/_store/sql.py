@@ -80,6 +80,8 @@ class SqlTx(QueueTx):
     placeholder, row locks for read-modify-write, and advisory locks on flow-control keys.
     """
 
+    #: ``update_run`` may upsert a step in its statement (a ``WITH``: Postgres)
+    step_with_run = False
     #: the paused functions, once read (``ControlsTx.paused_functions``; ``get_call``
     #: learns when there are none)
     _paused: dict[str, FunctionPause] | None = None
@@ -190,21 +192,30 @@ class SqlTx(QueueTx):
         self._revisions[run.run_id] = 0
         return True
 
-    def update_run(self, run: Run) -> None:
+    def update_run(self, run: Run, step: StepRecord | None = None) -> None:
         """Write ``run`` back: the columns that changed since this transaction read or
         wrote its row (a run's indexes are rewritten only where their columns changed),
-        else, a row it has not seen, the whole row."""
+        else, a row it has not seen, the whole row. ``step``: one of its steps written
+        too (``put_step``), in the same statement where the store can (``step_with_run``)."""
         values = run_values(run)
         before = self._run_rows.get(run.run_id)
         if self._write:
             self._run_rows[run.run_id] = values
+        changed = None
         if before is not None:
             changed = tuple(i for i in range(1, len(values)) if values[i] != before[i])
-            if not changed:
-                return
-            args = [values[i] for i in changed]
-            args.append(run.run_id)
-            if self._x(_update_run(changed), args).rowcount == 1:
+        if step is not None and not (changed and self.step_with_run):
+            self.put_step(step)  # alone: no change of the run's to ride with
+            step = None
+        if changed == ():
+            return
+        if changed:
+            sql, args = _update_run(changed), [*(values[i] for i in changed), run.run_id]
+            if step is not None:
+                sql, args = f"WITH s AS ({_UPSERT_STEP}) {sql}", [*step_values(step), *args]
+                self._stepless.discard(step.run_id)
+                self._wrote_step(step.run_id)
+            if self._x(sql, args).rowcount == 1:
                 return
         self._x(_UPSERT_RUN, values)
 
