@@ -17,8 +17,10 @@ MAX_INLINE_BYTES = 4 * 1024 * 1024 - 1024
 SERVER_SDK = "stepline-engine"
 
 
+@functools.lru_cache(maxsize=4096)
 def call_url(step_url: str, function_id: str, step_id: str) -> str:
-    """The registered step URL with ``fnId`` and ``stepId`` set for this call."""
+    """The registered step URL with ``fnId`` and ``stepId`` set for this call (a run's
+    calls mostly share one: ``stepId=step``)."""
     base = _call_base(step_url, function_id)
     if base is None:  # a fragment: the query is not the URL's end
         return _with_query(step_url, [("fnId", function_id), ("stepId", step_id)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import time
@@ -280,12 +281,12 @@ class InProcessDriver:
         """Hand the request to the app's handler, as an adapter would."""
         from stepline._comm.messages import CommRequest
 
-        host = urllib.parse.unquote(urllib.parse.urlsplit(url).netloc)
+        host, query = _target(url)
         handler = self._handlers.get(host)
         if handler is None:
             return RawResponse(0, {}, b"", error=f"no in-process app {host!r}")
         request = CommRequest.build(
-            method=method, url=url, headers=headers, body=body, local=self.sink
+            method=method, url=url, headers=headers, body=body, query=dict(query), local=self.sink
         )
         try:  # bounded as an HTTP call is: a function's Timeouts(call=), else the engine's
             response = await _within(handler.handle_pooled(request), timeout)
@@ -302,6 +303,13 @@ class InProcessDriver:
         """Close every attached handler's pools."""
         for handler in self._handlers.values():
             handler.close()
+
+
+@functools.lru_cache(maxsize=4096)
+def _target(url: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """An in-process URL's app id and query (the engine's calls repeat a few URLs)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.unquote(parts.netloc), tuple(urllib.parse.parse_qsl(parts.query))
 
 
 #: ``asyncio.timeout`` (Python 3.11+): bounds an await without ``wait_for``'s extra task

@@ -7,7 +7,6 @@ plain values (durations, records, outcomes) so that the shell that measures them
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Mapping
 
 from stepline._protocol import headers
@@ -190,7 +189,10 @@ class EngineMetrics:
         if result in ("unreachable", "sdk_error"):
             self.sdk_call_errors.inc(function_id, result)
         if isinstance(outcome, Ops):
-            executed = collections.Counter(op.op for op in outcome.ops if op.op in _STEP_OPS)
+            executed: dict[Opcode, int] = {}
+            for op in outcome.ops:
+                if op.op in _STEP_OPS:
+                    executed[op.op] = executed.get(op.op, 0) + 1
             share = seconds / max(sum(executed.values()), 1)  # each step's part of the call
             for opcode, times in executed.items():
                 self.step_duration.observe_many(share, times, function_id, opcode.value)

@@ -9,7 +9,6 @@ function wait with ``parked_on`` set until a slot frees or the function resumes.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 from stepline._json import dumps
@@ -77,7 +76,9 @@ class QueueTx(SqlMixin):
             return None
         if job.available_at > now or job.payload.get("keys"):
             return None
-        return dataclasses.replace(job, available_at=until, lease_owner=owner, lease_expires=until)
+        leased = job.copy()
+        leased.available_at, leased.lease_owner, leased.lease_expires = until, owner, until
+        return leased
 
     def enqueue(self, job: Job, *, replacing: str | None = None) -> bool:
         """Queue ``job`` unless its id is queued already (False); ``replacing``: a job
@@ -164,7 +165,7 @@ class QueueTx(SqlMixin):
         preleased = self._preleased.get(run_id)
         if preleased is not None and preleased.lease_owner == owner:
             del self._preleased[run_id]
-            return dataclasses.replace(preleased)
+            return preleased.copy()
         queued = self.calls.get(run_id)
         if queued is not None and not queued.payload.get("keys"):
             leased = self.lease_job(queued.job_id, owner, now, until)
