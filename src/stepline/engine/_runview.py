@@ -86,10 +86,11 @@ class RunView:
             known is not None
             and known.run_id == run.run_id
             and known.revision == tx.steps_revision(run.run_id)
-        ):
-            steps = {s.step_id: s.copy() for s in known.steps}
-        else:
-            steps = {s.step_id: s for s in tx.get_steps(run.run_id)}
+        ):  # ``loaded`` is only compared and replaced: it may hold the known steps
+            return cls(
+                run, {s.step_id: s.copy() for s in known.steps}, {s.step_id: s for s in known.steps}
+            )
+        steps = {s.step_id: s for s in tx.get_steps(run.run_id)}
         return cls(run, steps, {i: s.copy() for i, s in steps.items()})
 
     def known_steps(self, tx: Tx) -> KnownSteps | None:

@@ -72,6 +72,12 @@ def _update_run(changed: tuple[int, ...]) -> str:
     return f"UPDATE runs SET {sets} WHERE run_id = ?"
 
 
+@functools.lru_cache(maxsize=256)
+def _update_run_with_step(changed: tuple[int, ...]) -> str:
+    """``_update_run(changed)`` upserting a step of the run in a ``WITH`` (Postgres)."""
+    return f"WITH s AS ({_UPSERT_STEP}) {_update_run(changed)}"
+
+
 class SqlTx(QueueTx):
     """``Tx`` over one DB-API connection with a transaction open.
 
@@ -212,7 +218,7 @@ class SqlTx(QueueTx):
         if changed:
             sql, args = _update_run(changed), [*(values[i] for i in changed), run.run_id]
             if step is not None:
-                sql, args = f"WITH s AS ({_UPSERT_STEP}) {sql}", [*step_values(step), *args]
+                sql, args = _update_run_with_step(changed), [*step_values(step), *args]
                 self._stepless.discard(step.run_id)
                 self._wrote_step(step.run_id)
             if self._x(sql, args).rowcount == 1:
