@@ -271,3 +271,14 @@ def test_a_retry_after_of_unicode_digits_is_ignored() -> None:
         outcome = _response.decode(raw, now=0.0)
         assert isinstance(outcome, _response.Failed)
         assert outcome.retry_after is None
+
+
+def test_a_streamed_envelope_whose_headers_are_not_an_object_fails_the_call() -> None:
+    """Found by the fuzzer: ``"headers": true`` raised inside the engine."""
+    from stepline.engine import _response
+
+    for headers in (True, 1, "x", ["a"]):
+        body = json.dumps({"status": 200, "headers": headers, "body": "null"}).encode()
+        outcome = _response.decode(_response.RawResponse(201, {}, body), now=0.0)
+        assert isinstance(outcome, _response.Failed), headers
+        assert "headers" in str(outcome.error.get("message")), outcome.error

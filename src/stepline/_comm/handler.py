@@ -136,12 +136,22 @@ class CommHandler:
         """``handle`` for a caller in this process on an event loop (the engine's embedded
         calls): a sync function's whole call, the SDK's work around it included, runs on
         the thread pool, one hop there and back; anything else as ``handle`` runs it."""
-        fn = self.functions.get(request.query.get("fnId") or "")
-        on_loop = fn is None or fn.is_async or self.thread_pool_max_workers == 0
-        if on_loop or self.streaming or request.method != "POST":
+        pool = None
+        if request.method == "POST":
+            pool = self.pool_for(request.query.get("fnId") or "")
+        if pool is None:
             return await self.handle(request)
         call = functools.partial(contextvars.copy_context().run, self.handle_sync, request)
-        return await asyncio.get_running_loop().run_in_executor(self._executor(), call)
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
+
+    def pool_for(self, function_id: str) -> concurrent.futures.Executor | None:
+        """The thread pool ``handle_pooled`` runs a call of ``function_id`` on (that
+        thread then calls ``handle_sync``); None when the call runs on the caller's loop
+        (an async or unknown function, no pool, a streamed answer)."""
+        fn = self.functions.get(function_id)
+        if fn is None or fn.is_async or self.thread_pool_max_workers == 0 or self.streaming:
+            return None
+        return self._executor()
 
     def _perform_sync(self, effect: object) -> Any:
         if isinstance(effect, RunFunction):

@@ -96,6 +96,7 @@ class Engine(Reads, Starts, PauseControl):
             on_commit=self._committed,
             observer=self.observer,
             reload=self.reload,
+            local=self.local,
         )
         self._waiters = RunWaiters(self._read_runs)
         self._tasks: list[asyncio.Task[None]] = []

@@ -316,6 +316,8 @@ def unwrap_stream(body: bytes) -> tuple[int, bytes, dict[str, str]]:
     if not isinstance(status, int):
         raise ValueError("streamed response envelope has no status")
     extra = envelope.get("headers") or {}
+    if not isinstance(extra, dict):
+        raise ValueError("streamed response envelope's headers are not an object")
     return status, inner.encode(), {str(k): str(v) for k, v in extra.items()}
 
 

@@ -17,25 +17,23 @@ from typing import Any
 
 from stepline import _json
 from stepline._status import RunStatus
-from stepline.engine import _registry, _request, _response, _starts, _versions
+from stepline.engine import _registry, _response, _starts, _versions
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
 from stepline.engine._control import bulk as _bulk
 from stepline.engine._control import pause as _pause
-from stepline.engine._driver import Driver
+from stepline.engine._driver import Driver, InProcessDriver
+from stepline.engine._flow import calls, leases, onthread
 from stepline.engine._flow import drain as _drain
-from stepline.engine._flow import leases
 from stepline.engine._flow import recovery as _recovery
 from stepline.engine._gateway import proxy
-from stepline.engine._model import Job, JobKind, Run, StepRecord
+from stepline.engine._model import Job, JobKind, Run
 from stepline.engine._observe import attempts as _attempts
-from stepline.engine._observe import observer as _observer
 from stepline.engine._observe.observer import Observer
 from stepline.engine._registry import Registry
 from stepline.engine._runloop import RunLoop
 from stepline.engine._runview import KnownSteps, Snapshot
 from stepline.engine._store import Store, Tx, faults
-from stepline.engine._trust import answers
 
 logger = logging.getLogger("stepline.engine")
 _LEASE_BATCH = 32
@@ -56,15 +54,14 @@ class Worker:
         on_commit: Callable[[bool, Sequence[Run] | None], None],
         observer: Observer | None = None,
         reload: Callable[[], Awaitable[None]] | None = None,
+        local: InProcessDriver | None = None,
     ) -> None:
         self.store = store
         self.observer = observer
         self.loop = loop
-        #: in production an app's answer counts only if signed with our key (``_answers``)
-        self.driver: Driver = (
-            answers.VerifyingDriver(driver, settings.signing_keys, clock)
-            if settings.mode == "start"
-            else driver
+        #: the calls to apps (``local``: those served in this process)
+        self.caller = calls.Caller(
+            driver, settings=settings, clock=clock, observer=observer, local=local
         )
         self.gateway = proxy.Gateway(settings)
         self.clock = clock
@@ -172,6 +169,11 @@ class Worker:
         """Run the calls ``adopt`` leased (after their transaction committed)."""
         for job, snapshot in taken:
             self._spawn(job, snapshot)
+
+    @property
+    def registry(self) -> Registry:
+        """The functions registered now."""
+        return self._registry()
 
     @property
     def busy(self) -> bool:
@@ -284,19 +286,33 @@ class Worker:
         transaction and the reads before the call. ``current`` holds the job this task
         runs (for ``_inflight``, which heartbeats and hand-backs go by).
         """
-        follow = await self._execute_one(job, snapshot, follow_on=current is not None)
+        follow = await self._execute_one(
+            job, snapshot, follow_on=current is not None, current=current
+        )
         while follow is not None and current is not None:
             nxt, snapshot = follow
-            task = self._inflight.pop(current[0].job_id, None)
-            current[0] = nxt
-            if task is not None:
-                self._inflight[nxt.job_id] = task
-            if self.observer is not None:
-                self.observer.job_started(nxt)
-            follow = await self._execute_one(nxt, snapshot, follow_on=True)
+            self.move_on(current, nxt)
+            follow = await self._execute_one(nxt, snapshot, follow_on=True, current=current)
+
+    def move_on(self, current: list[Job], nxt: Job) -> None:
+        """The task running ``current[0]`` goes on with ``nxt``: heartbeats, hand-backs
+        and the task's end go by it now. (Also from a pool thread: ``_flow.onthread``;
+        the dict's single operations hold the GIL.)"""
+        task = self._inflight.get(current[0].job_id)
+        if task is not None:
+            self._inflight[nxt.job_id] = task
+        self._inflight.pop(current[0].job_id, None)
+        current[0] = nxt
+        if self.observer is not None:
+            self.observer.job_started(nxt)
 
     async def _execute_one(
-        self, job: Job, snapshot: Snapshot | None, *, follow_on: bool
+        self,
+        job: Job,
+        snapshot: Snapshot | None,
+        *,
+        follow_on: bool,
+        current: list[Job] | None = None,
     ) -> tuple[Job, Snapshot] | None:
         rid = str(job.run_id)
         leased_started = snapshot is not None  # the lease marked the run Running already
@@ -315,15 +331,28 @@ class Worker:
         else:
             if run.status is RunStatus.QUEUED and not leased_started:
                 await self._atomic(lambda tx: leases.mark_started(tx, rid, self.clock.now()))
-            outcome = await self._call(run, steps, job, fn)
+            pool = self.caller.pool(fn) if follow_on else None
+            if pool is None or current is None:
+                outcome = await self.caller.call(run, steps, job, fn)
+            else:  # this call and the run's next ones on the SDK's thread
+                last = await onthread.run(
+                    self, pool=pool, fn=fn, job=job, snapshot=(run, steps, known), current=current
+                )
+                run, job, outcome, known = last.run, last.job, last.outcome, last.known
+                if last.recorded is not None:  # logged on the thread, as its fields are bound
+                    return self._recorded(last.recorded)
         follow_on = follow_on and fn is not None and not self._stopping
         recorded: _Recorded = await _recovery.commit(  # kept through a database fault
             self, job, lambda tx: self._record(tx, job, outcome, follow_on, known)
         )
+        _attempts.logged(run, job, outcome)
+        return self._recorded(recorded)
+
+    def _recorded(self, recorded: onthread.Recorded) -> tuple[Job, Snapshot] | None:
+        """Tell who needs to know what recording an answer did; the follow-on."""
         self._on_commit(recorded.wake, recorded.ended)
         for other in recorded.spawn:
             self._spawn(other, None)
-        _log_outcome(run, job, outcome)
         return recorded.follow
 
     def _record(
@@ -393,30 +422,6 @@ class Worker:
             fn = self._registry().get(function_id)
         return fn
 
-    async def _call(
-        self, run: Run, steps: list[StepRecord], job: Job, fn: _registry.FunctionSpec
-    ) -> _response.Outcome:
-        body = _request.build(
-            run, steps, job, max_attempts=fn.max_attempts, checkpoint=self.settings.checkpointing
-        )
-        raw, headers = _request.encode(
-            body,
-            signing_key=self.settings.signing_key,
-            now=self.clock.now(),
-            server_kind=self.settings.server_kind,
-        )
-        url = _request.call_url(fn.url, fn.function_id, job.step_id or "step")
-        observer, now = self.observer, self.clock.now()
-        watch = observer.call(run, job, headers, now) if observer else _observer.unwatched(headers)
-        with watch as call:
-            answer = await self.driver.request(
-                "POST", url, raw, call.headers, fn.call_timeout or self.settings.call_timeout
-            )
-            call.answered(answer)
-            outcome = call.outcome = _response.decode(answer, now=self.clock.now())
-        limit = self.settings.max_step_output_bytes
-        return _response.limit_outputs(outcome, limit, answer_bytes=len(answer.body))
-
     async def _gateway(self, job: Job) -> None:
         opts = job.payload.get("opts") or {}
         rid = str(job.run_id)
@@ -444,10 +449,3 @@ class _Recorded:
     wake: bool
     ended: list[Run]
     spawn: list[Job] = dataclasses.field(default_factory=list)
-
-
-def _log_outcome(run: Run, job: Job, outcome: _response.Outcome) -> None:
-    if isinstance(outcome, _response.Failed):
-        message = outcome.error.get("message")
-        args = (run.run_id, run.function_id, job.step_id, job.attempt, message)
-        logger.warning("run %s (%s) call %s attempt %d failed: %s", *args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import io
 import logging
@@ -20,6 +21,7 @@ from stepline.engine._response import RawResponse
 
 if TYPE_CHECKING:
     from stepline._comm.handler import CommHandler
+    from stepline._comm.messages import CommRequest
     from stepline.engine._driver.aioconn import Exchange
     from stepline.engine._driver.local import LocalCheckpoints
 
@@ -279,15 +281,10 @@ class InProcessDriver:
         self, method: str, url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> RawResponse:
         """Hand the request to the app's handler, as an adapter would."""
-        from stepline._comm.messages import CommRequest
-
-        host, query = _target(url)
-        handler = self._handlers.get(host)
-        if handler is None:
-            return RawResponse(0, {}, b"", error=f"no in-process app {host!r}")
-        request = CommRequest.build(
-            method=method, url=url, headers=headers, body=body, query=dict(query), local=self.sink
-        )
+        found = self._request(method, url, body, headers)
+        if isinstance(found, RawResponse):
+            return found
+        handler, request = found
         try:  # bounded as an HTTP call is: a function's Timeouts(call=), else the engine's
             response = await _within(handler.handle_pooled(request), timeout)
         except asyncio.TimeoutError:
@@ -298,6 +295,40 @@ class InProcessDriver:
         if response.stream is not None:
             content = b"".join([chunk async for chunk in response.stream])
         return RawResponse(response.status, response.headers, content)
+
+    def pool(self, url: str, function_id: str) -> concurrent.futures.Executor | None:
+        """The SDK thread pool ``request`` runs a call of ``function_id`` at ``url`` on (a
+        sync function's); None when it runs on the loop, or the app is not served here."""
+        handler = self._handlers.get(_target(url)[0])
+        return None if handler is None else handler.pool_for(function_id)
+
+    def request_blocking(self, url: str, body: bytes, headers: Mapping[str, str]) -> RawResponse:
+        """``request`` (a POST) on the calling thread, one of ``pool``'s: the handler's sync
+        path, unbounded (the caller bounds the wait, ``_flow.onthread``)."""
+        found = self._request("POST", url, body, headers)
+        if isinstance(found, RawResponse):
+            return found
+        handler, request = found
+        try:
+            response = handler.handle_sync(request)
+        except Exception as exc:  # a crash in the app's handler is a failed attempt
+            return RawResponse(0, {}, b"", error=f"{type(exc).__name__}: {exc}")
+        return RawResponse(response.status, response.headers, response.body)
+
+    def _request(
+        self, method: str, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[CommHandler, CommRequest] | RawResponse:
+        """The handler of ``url``'s app and the request as an adapter hands it over."""
+        from stepline._comm.messages import CommRequest
+
+        host, query = _target(url)
+        handler = self._handlers.get(host)
+        if handler is None:
+            return RawResponse(0, {}, b"", error=f"no in-process app {host!r}")
+        request = CommRequest.build(
+            method=method, url=url, headers=headers, body=body, query=dict(query), local=self.sink
+        )
+        return handler, request
 
     async def close(self) -> None:
         """Close every attached handler's pools."""

@@ -12,11 +12,12 @@ two statements.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from stepline._protocol.opcodes import Opcode
-from stepline.engine._model import Job, StepRecord, StepStatus
+from stepline.engine._model import Job, Run, StepRecord, StepStatus
 from stepline.engine._response import Failed, Ops, Outcome
 from stepline.engine._store.attempts import StepAttempt
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from stepline.engine._runview import RunView
     from stepline.engine._store import Tx
 
+logger = logging.getLogger("stepline.engine")
 #: the step id under which a call that failed outside any step (a discovery call) is kept
 CALL = "step"
 _FAILED_OPS = (Opcode.STEP_ERROR, Opcode.STEP_FAILED)
@@ -123,3 +125,11 @@ def history(
                 StepAttempt(step.run_id, step.step_id, last.attempt + 1, started, step.ended_at)
             )
     return found
+
+
+def logged(run: Run, job: Job, outcome: Outcome) -> None:
+    """A failed attempt's log line (nothing for the others)."""
+    if isinstance(outcome, Failed):
+        message = outcome.error.get("message")
+        args = (run.run_id, run.function_id, job.step_id, job.attempt, message)
+        logger.warning("run %s (%s) call %s attempt %d failed: %s", *args)

@@ -69,6 +69,9 @@ class Observer:
         self.metrics = metrics
         self.tracer = tracer
         self._health: StoreHealth | None = None
+        #: the event loop and the SDK's threads (``atomic_blocking``, ``_flow.onthread``)
+        #: record into the same metrics: one at a time
+        self.lock = threading.Lock()
 
     @classmethod
     def build(cls, settings: EngineSettings, tracer_provider: Any = None) -> Observer | None:
@@ -127,7 +130,8 @@ class Observer:
             }
         )
         if self.metrics is not None and run.status is RunStatus.QUEUED:
-            self.metrics.record_first_call(run, now)
+            with self.lock:
+                self.metrics.record_first_call(run, now)
         span = None
         if self.tracer is not None:
             span, carried = self.tracer.start_call(run, job)
@@ -143,7 +147,8 @@ class Observer:
         if raw is None or outcome is None:
             return
         if self.metrics is not None:
-            result = self.metrics.record_call(run.function_id, raw, outcome, watched.seconds)
+            with self.lock:
+                result = self.metrics.record_call(run.function_id, raw, outcome, watched.seconds)
         else:
             result = call_result(raw, outcome)
         if span is not None and self.tracer is not None:
@@ -306,9 +311,7 @@ class ObservedStore:
     def __init__(self, store: Store, observer: Observer) -> None:
         self.inner = store
         self._observer = observer
-        #: the event loop and threads committing on their own (``atomic_blocking``)
-        #: record into the same metrics: one at a time
-        self._lock = threading.Lock()
+        self._lock = observer.lock
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)  # e.g. SqliteStore.suspend

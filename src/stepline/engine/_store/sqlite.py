@@ -144,18 +144,6 @@ class SqliteStore:
         if self.wal is not None:
             self.wal.close()
 
-    def _atomic_sync(self, work: Callable[[SqliteTx], T]) -> T:
-        conn = self._write_conn
-        assert conn is not None, "store is not open"
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(SqliteTx(conn))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
-
     async def atomic(self, work: Callable[[SqliteTx], T], *, small: bool = False) -> T:
         """Run ``work`` atomically on the writer thread; its changes are committed on return.
 
@@ -327,15 +315,15 @@ class SqliteStore:
                 finally:
                     with self._lock:
                         self._loop_reads -= 1
+        if self._memory:  # one connection: the writer's role serialises its users
+            return await self.atomic(work)
         loop = asyncio.get_running_loop()
-        if self._memory:
-            return await loop.run_in_executor(self._writer, self._atomic_sync, work)
         return await loop.run_in_executor(self._readers, self._read_sync, work)
 
     def read_blocking(self, work: Callable[[SqliteTx], T]) -> T:
         """``read`` from a thread that may block: on a reader thread, which ``suspend`` holds."""
         if self._memory:
-            return self._writer.submit(self._atomic_sync, work).result()
+            return self.atomic_blocking(work)
         return self._readers.submit(self._read_sync, work).result()
 
     def wal_bytes(self) -> int | None:

@@ -1,0 +1,173 @@
+"""A sync function served in-process: a run's calls go on on the SDK's thread
+(``_flow.onthread``), bounded, fair to other runs, and seen by metrics, on both stores.
+
+Each call of a step-by-step run used to hop from the engine's loop to the SDK's pool and
+back; now the pool thread records the answer and makes the run's next call itself. The
+tests pin what that must not change: a call over ``Timeouts(call=)`` is abandoned and
+retried (its late answer dropped), a long run hands the pool back to others, a stop
+mid-run writes nothing afterwards, and every call is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import stepline
+from stepline.engine import Engine, RunStatus
+from stepline.engine._driver import InProcessDriver
+
+from .conftest import arun, dev_client, finished, only_run, running
+
+STEPS = 10
+
+
+def _counted_hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The calls made through ``InProcessDriver.request`` (a hop from the loop each)."""
+    hops: list[str] = []
+    request = InProcessDriver.request
+
+    async def counted(self: InProcessDriver, *args: Any, **kwargs: Any) -> Any:
+        hops.append(args[1])
+        return await request(self, *args, **kwargs)
+
+    monkeypatch.setattr(InProcessDriver, "request", counted)
+    return hops
+
+
+def test_a_run_s_calls_go_on_on_the_sdk_thread(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    hops = _counted_hops(monkeypatch)
+    client = dev_client(checkpointing=False)
+    threads: set[str] = set()
+
+    @client.function(id="ten", trigger=stepline.TriggerEvent(event="t/ten"), retries=0)
+    def ten(ctx: stepline.SyncContext) -> object:
+        threads.add(threading.current_thread().name)
+        for i in range(STEPS):
+            ctx.step.run(f"s{i}", lambda i=i: {"i": i})
+        return ctx.event.data["k"]
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, [ten])], checkpointing=False) as engine:
+            await engine.send({"name": "t/ten", "data": {"k": 7}})
+            run_id = await only_run(engine, "t-ten")
+            run = await finished(engine, run_id)
+            assert run.status is RunStatus.COMPLETED
+            assert json.loads(run.output or "") == 7
+            steps = await engine.run_steps(run_id)
+            assert [s.memo for s in steps] == [{"data": {"i": i}} for i in range(STEPS)]
+            metrics = engine.observer.metrics if engine.observer else None
+            assert metrics is not None
+            calls = metrics.sdk_calls.value("t-ten", "steps") + metrics.sdk_calls.value(
+                "t-ten", "completed"
+            )
+            assert calls == STEPS + 1, "every call on the thread is counted"
+
+    arun(scenario())
+    # one call a step plus the last; none of them went through the loop's driver
+    assert hops == [], hops
+    assert all(name.startswith("stepline") for name in threads), threads
+
+
+def test_a_call_over_its_timeout_is_abandoned_and_its_late_answer_dropped(db: str) -> None:
+    client = dev_client(checkpointing=False)
+    late = threading.Event()
+
+    @client.function(
+        id="hang",
+        trigger=stepline.TriggerEvent(event="t/hang"),
+        retries=1,
+        timeouts=stepline.Timeouts(call="1s"),
+    )
+    def hang(ctx: stepline.SyncContext) -> object:
+        ctx.step.run("first", lambda: 1)
+        if ctx.attempt == 0:  # this call (the run's second) outlasts Timeouts(call=)
+            time.sleep(1.6)
+            late.set()
+        return ctx.step.run("second", lambda: ctx.attempt)
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, [hang])], checkpointing=False) as engine:
+            await engine.send({"name": "t/hang"})
+            run_id = await only_run(engine, "t-hang")
+            run = await finished(engine, run_id)
+            assert run.status is RunStatus.COMPLETED, run
+            assert json.loads(run.output or "") == 1  # the retry's answer, not the late one
+            await asyncio.to_thread(late.wait, 5)
+            await asyncio.sleep(0.3)  # the late answer had its chance to be recorded
+            steps = {s.name: s for s in await engine.run_steps(run_id)}
+            assert steps["second"].memo == {"data": 1}
+            attempts = await engine.run_attempts(run_id)
+            assert any("ReadTimeout" in str(a.error) for a in attempts), attempts
+
+    arun(scenario())
+
+
+def test_a_long_run_hands_the_pool_to_other_runs(db: str) -> None:
+    client = dev_client(checkpointing=False, thread_pool_max_workers=1)
+    ended: list[str] = []
+
+    @client.function(id="long", trigger=stepline.TriggerEvent(event="t/long"), retries=0)
+    def long(ctx: stepline.SyncContext) -> object:
+        for i in range(150):
+            ctx.step.run(f"s{i}", lambda: time.sleep(0.002))
+        ended.append("long")
+        return None
+
+    @client.function(id="short", trigger=stepline.TriggerEvent(event="t/short"), retries=0)
+    def short(ctx: stepline.SyncContext) -> object:
+        ctx.step.run("only", lambda: None)
+        ended.append("short")
+        return None
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, [long, short])], checkpointing=False) as engine:
+            await engine.send({"name": "t/long"})
+            long_id = await only_run(engine, "t-long")
+            await _until_steps(engine, long_id, 5)
+            await engine.send({"name": "t/short"})
+            short_id = await only_run(engine, "t-short")
+            assert (await finished(engine, short_id)).status is RunStatus.COMPLETED
+            assert (await engine.get_run(long_id)).status is RunStatus.RUNNING
+            assert (await finished(engine, long_id)).status is RunStatus.COMPLETED
+
+    arun(scenario())
+    assert ended == ["short", "long"]
+
+
+def test_a_stop_mid_run_writes_nothing_after_it(db: str) -> None:
+    client = dev_client(checkpointing=False)
+    entered, release = threading.Event(), threading.Event()
+
+    @client.function(id="held", trigger=stepline.TriggerEvent(event="t/held"), retries=0)
+    def held(ctx: stepline.SyncContext) -> object:
+        ctx.step.run("first", lambda: 1)
+        entered.set()
+        release.wait(10)
+        return ctx.step.run("second", lambda: 2)
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, [held])], checkpointing=False) as engine:
+            await engine.send({"name": "t/held"})
+            run_id = await only_run(engine, "t-held")
+            assert await asyncio.to_thread(entered.wait, 10)
+            await engine.worker.stop(grace=0.0)  # past its grace: the call is abandoned
+            release.set()
+            await asyncio.sleep(0.5)  # the abandoned call answers meanwhile
+            steps = await engine.run_steps(run_id)
+            assert [s.name for s in steps] == ["first"], "nothing recorded after the stop"
+            assert (await engine.get_run(run_id)).status is RunStatus.RUNNING
+
+    arun(scenario())
+
+
+async def _until_steps(engine: Engine, run_id: str, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(await engine.run_steps(run_id)) < count:
+        assert time.monotonic() < deadline, "the run made no progress"
+        await asyncio.sleep(0.005)
