@@ -68,14 +68,22 @@ class Engine:
 
     def start(self, grace: float) -> subprocess.Popen[bytes]:
         # a fresh port for each process: the one before may still be taken for a moment
-        # (another socket given it as an ephemeral port), and nothing here needs the same one
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}"
-        args = ["dev", "--port", str(port), "--db", self.db]
-        args += ["--shutdown-grace", str(grace), "--no-poll"]
-        self.proc = spawn(engine_command(*args), log=self.log, env=clean_env(), append=True)
-        wait_until_up(f"{self.base}/health", self.proc, log=self.log)
-        return self.proc
+        # (another socket given it as an ephemeral port), and nothing here needs the same one;
+        # a port found free can still be taken before the engine binds it: then another
+        for attempt in range(3):
+            port = free_port()
+            self.base = f"http://127.0.0.1:{port}"
+            args = ["dev", "--port", str(port), "--db", self.db]
+            args += ["--shutdown-grace", str(grace), "--no-poll"]
+            self.proc = spawn(engine_command(*args), log=self.log, env=clean_env(), append=True)
+            try:
+                wait_until_up(f"{self.base}/health", self.proc, log=self.log)
+            except AssertionError as exc:
+                if f"port {port} is already in use" not in str(exc) or attempt == 2:
+                    raise
+                continue
+            return self.proc
+        raise AssertionError("unreachable")
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         assert self.proc is not None
