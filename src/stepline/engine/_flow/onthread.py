@@ -33,7 +33,6 @@ import time
 from typing import Protocol
 
 from stepline.engine import _registry, _response, _versions
-from stepline.engine._clock import Clock
 from stepline.engine._flow.calls import Caller
 from stepline.engine._model import Job, Run, StepRecord
 from stepline.engine._observe import attempts as _attempts
@@ -68,7 +67,6 @@ class _Worker(Protocol):
     """What of the worker the calls need (``Worker`` has it)."""
 
     store: Store
-    clock: Clock
     caller: Caller
     _stopping: bool
 
@@ -244,14 +242,14 @@ async def run(
                 return last
             late = calls.give_up(late_only=True)
             if isinstance(late, tuple):
-                return _timed_out(worker, calls, *late)
+                return _timed_out(calls, *late)
     except asyncio.CancelledError:
         if calls.give_up(late_only=False) is True:  # a commit under way: let it finish
             await asyncio.wait({future})
         raise
 
 
-def _timed_out(worker: _Worker, calls: _Calls, run: Run, job: Job, started: float) -> Last:
+def _timed_out(calls: _Calls, run: Run, job: Job, started: float) -> Last:
     """The abandoned call's answer: its timeout, as ``InProcessDriver.request`` gives it."""
     timeout = calls.caller.timeout(calls.fn)
     answer = _response.RawResponse(0, {}, b"", error=f"ReadTimeout: no answer within {timeout:g}s")
