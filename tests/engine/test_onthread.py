@@ -171,3 +171,22 @@ async def _until_steps(engine: Engine, run_id: str, count: int) -> None:
     while len(await engine.run_steps(run_id)) < count:
         assert time.monotonic() < deadline, "the run made no progress"
         await asyncio.sleep(0.005)
+
+
+def test_the_sdk_pool_counts_the_calls_waiting_for_a_thread() -> None:
+    from stepline._comm.pool import SdkPool
+
+    pool = SdkPool(1, thread_name_prefix="t")
+    busy, release = threading.Event(), threading.Event()
+    try:
+        first = pool.submit(lambda: busy.set() or release.wait(5))
+        assert busy.wait(5)
+        assert pool.waiting == 0  # the first call runs: nothing waits
+        second = pool.submit(lambda: 2)
+        assert pool.waiting == 1  # a run's turn on a thread hands back now
+        release.set()
+        assert first.result(5) is True and second.result(5) == 2
+        assert pool.waiting == 0
+    finally:
+        release.set()
+        pool.shutdown(wait=True)

@@ -7,7 +7,6 @@ The request logic is one generator (``_flow``) yielding effects; ``handle_sync``
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import contextvars
 import dataclasses
@@ -26,6 +25,7 @@ from stepline._comm.checkpoints import RunCheckpoints
 from stepline._comm.endpoint import Endpoint, Signer
 from stepline._comm.loop import LoopThread
 from stepline._comm.messages import CommRequest, CommResponse, logger
+from stepline._comm.pool import SdkPool
 from stepline._divergence import Divergence
 from stepline._effects import Flow, drive_async, drive_sync
 from stepline._endpoints import registry as _endpoints
@@ -116,7 +116,7 @@ class CommHandler:
             functions=_endpoints.Served(_index(client, functions), client),
         )
         self.signer = Signer(settings, wall_clock)
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool: SdkPool | None = None
         self._loop_thread = LoopThread()
         self._tracer = _tracing.SdkTracer.create(client.tracer_provider)
 
@@ -144,7 +144,7 @@ class CommHandler:
         call = functools.partial(contextvars.copy_context().run, self.handle_sync, request)
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
-    def pool_for(self, function_id: str) -> concurrent.futures.Executor | None:
+    def pool_for(self, function_id: str) -> SdkPool | None:
         """The thread pool ``handle_pooled`` runs a call of ``function_id`` on (that
         thread then calls ``handle_sync``); None when the call runs on the caller's loop
         (an async or unknown function, no pool, a streamed answer)."""
@@ -172,11 +172,9 @@ class CommHandler:
             return await asyncio.get_running_loop().run_in_executor(self._executor(), call)
         return await self.client._async_transport.perform(effect)
 
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _executor(self) -> SdkPool:
         if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self.thread_pool_max_workers, thread_name_prefix="stepline"
-            )
+            self._pool = SdkPool(self.thread_pool_max_workers, thread_name_prefix="stepline")
         return self._pool
 
     async def _stream(self, request: CommRequest) -> AsyncIterator[bytes]:

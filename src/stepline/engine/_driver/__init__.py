@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import io
 import logging
@@ -22,6 +21,7 @@ from stepline.engine._response import RawResponse
 if TYPE_CHECKING:
     from stepline._comm.handler import CommHandler
     from stepline._comm.messages import CommRequest
+    from stepline._comm.pool import SdkPool
     from stepline.engine._driver.aioconn import Exchange
     from stepline.engine._driver.local import LocalCheckpoints
 
@@ -296,7 +296,7 @@ class InProcessDriver:
             content = b"".join([chunk async for chunk in response.stream])
         return RawResponse(response.status, response.headers, content)
 
-    def pool(self, url: str, function_id: str) -> concurrent.futures.Executor | None:
+    def pool(self, url: str, function_id: str) -> SdkPool | None:
         """The SDK thread pool ``request`` runs a call of ``function_id`` at ``url`` on (a
         sync function's); None when it runs on the loop, or the app is not served here."""
         handler = self._handlers.get(_target(url)[0])

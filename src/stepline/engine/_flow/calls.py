@@ -7,9 +7,9 @@ thread with ``prepare``, ``watch`` and ``read``, the parts it is made of.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from stepline.engine import _request, _response
 from stepline.engine._clock import Clock
@@ -19,6 +19,9 @@ from stepline.engine._model import Job, Run, StepRecord
 from stepline.engine._observe import observer as _observer
 from stepline.engine._registry import FunctionSpec
 from stepline.engine._trust import answers
+
+if TYPE_CHECKING:
+    from stepline._comm.pool import SdkPool
 
 __all__ = ["Caller"]
 
@@ -60,7 +63,7 @@ class Caller:
             answer = await self.driver.request("POST", url, raw, call.headers, self.timeout(fn))
             return self.read(call, answer)
 
-    def pool(self, fn: FunctionSpec) -> concurrent.futures.Executor | None:
+    def pool(self, fn: FunctionSpec) -> SdkPool | None:
         """The SDK thread pool ``fn``'s calls run on, if it is a sync function served in
         this process (its calls then go on there, ``_flow.onthread``)."""
         return None if self.local is None else self.local.pool(fn.url, fn.function_id)

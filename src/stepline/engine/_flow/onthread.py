@@ -9,8 +9,9 @@ answer (``Store.atomic_blocking``; on SQLite at NORMAL on that thread while the 
 idle), makes the next call that transaction leased, and so on. It hands back to the loop
 when a commit needs the loop (it queued other jobs, ended the run, or leased its events'
 fan-outs), when the next call goes elsewhere (another version, a function no longer
-served here), when the worker stops, and after ``SLICE`` seconds (other runs' calls wait
-for the pool's threads). The loop then carries on as with any other answer.
+served here), when the worker stops, as soon as another call waits for the pool (a run's
+next step never jumps ahead of calls queued before it), and after ``SLICE`` seconds.
+The loop then carries on as with any other answer.
 
 A call is bounded as ``InProcessDriver.request`` bounds one: the loop waits for the
 thread with a timer set to the current call's deadline. A call still running then is
@@ -23,7 +24,6 @@ the thread is waited for, so nothing writes once the worker has stopped.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import dataclasses
 import functools
@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Protocol
 
+from stepline._comm.pool import SdkPool
 from stepline.engine import _registry, _response, _versions
 from stepline.engine._flow.calls import Caller
 from stepline.engine._model import Job, Run, StepRecord
@@ -107,7 +108,7 @@ class _Calls:
     def __init__(
         self,
         worker: _Worker,
-        pool: concurrent.futures.Executor,
+        pool: SdkPool,
         fn: _registry.FunctionSpec,
         current: list[Job],
     ) -> None:
@@ -152,7 +153,9 @@ class _Calls:
                 return done
             nxt, (leased, steps, known) = recorded.follow
             going = None if leased is None else self._next(leased, fn)
-            if leased is None or going is None or worker._stopping or time.monotonic() > ends:
+            if leased is None or going is None or worker._stopping:
+                return done
+            if self.pool.waiting or time.monotonic() > ends:  # others' calls go first
                 return done
             worker.move_on(self.current, nxt)
             run, job, fn = leased, nxt, going
@@ -222,7 +225,7 @@ class _Calls:
 async def run(
     worker: _Worker,
     *,
-    pool: concurrent.futures.Executor,
+    pool: SdkPool,
     fn: _registry.FunctionSpec,
     job: Job,
     snapshot: Call,
