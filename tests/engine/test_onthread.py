@@ -185,7 +185,8 @@ def test_the_sdk_pool_counts_the_calls_waiting_for_a_thread() -> None:
         second = pool.submit(lambda: 2)
         assert pool.waiting == 1  # a run's turn on a thread hands back now
         release.set()
-        assert first.result(5) is True and second.result(5) == 2
+        assert first.result(5) is True
+        assert second.result(5) == 2
         assert pool.waiting == 0
     finally:
         release.set()
