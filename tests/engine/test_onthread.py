@@ -11,6 +11,7 @@ mid-run writes nothing afterwards, and every call is counted.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -138,6 +139,52 @@ def test_a_long_run_hands_the_pool_to_other_runs(db: str) -> None:
 
     arun(scenario())
     assert ended == ["short", "long"]
+
+
+def test_runs_outnumbering_the_pool_take_turns_without_the_loop(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stepline.engine._flow import onthread
+
+    turns: list[str] = []
+    start = onthread.run
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        turns.append(kwargs["job"].run_id)
+        return await start(*args, **kwargs)
+
+    monkeypatch.setattr(onthread, "run", counted)
+    client = dev_client(checkpointing=False, thread_pool_max_workers=1)
+    order: list[str] = []
+
+    @client.function(id="pair", trigger=stepline.TriggerEvent(event="t/pair"), retries=0)
+    def pair(ctx: stepline.SyncContext) -> object:
+        who = str(ctx.event.data["who"])
+        for i in range(STEPS):
+            ctx.step.run(f"s{i}", lambda: order.append(who))
+        return who
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, [pair])], checkpointing=False) as engine:
+            await engine.send([{"name": "t/pair", "data": {"who": w}} for w in "ab"])
+            deadline = time.monotonic() + 10
+            while len(ids := [r.run_id for r in await engine.list_runs()]) < 2:
+                assert time.monotonic() < deadline, "the runs did not start"
+                await asyncio.sleep(0.005)
+            for run_id in ids:
+                assert (await finished(engine, run_id)).status is RunStatus.COMPLETED
+
+    arun(scenario())
+    # one thread, two runs: once both go, their steps alternate (each run's next call
+    # queues behind the other's), and each run's calls are one turn, with no trip
+    # through the loop
+    assert sorted(order) == ["a"] * STEPS + ["b"] * STEPS
+    first = next((i for i in range(1, len(order)) if order[i] != order[i - 1]), len(order))
+    assert first < STEPS, f"one run took every step first: {order}"
+    rest = order[first - 1 :]
+    both = rest[: min(max(i for i, w in enumerate(rest) if w == who) for who in "ab") + 1]
+    assert all(x != y for x, y in itertools.pairwise(both)), order
+    assert len(turns) == 2, f"{len(turns)} turns: the loop took back a run between steps"
 
 
 def test_a_stop_mid_run_writes_nothing_after_it(db: str) -> None:

@@ -9,9 +9,10 @@ answer (``Store.atomic_blocking``; on SQLite at NORMAL on that thread while the 
 idle), makes the next call that transaction leased, and so on. It hands back to the loop
 when a commit needs the loop (it queued other jobs, ended the run, or leased its events'
 fan-outs), when the next call goes elsewhere (another version, a function no longer
-served here), when the worker stops, as soon as another call waits for the pool (a run's
-next step never jumps ahead of calls queued before it), and after ``SLICE`` seconds.
-The loop then carries on as with any other answer.
+served here), when the worker stops, and after ``SLICE`` seconds; the loop then carries
+on as with any other answer. When another call waits for the pool, the run's next call
+goes to the back of the pool's queue (a run's next step never jumps ahead of calls queued
+before it), still without the loop: the turn goes on on whichever thread takes it.
 
 A call is bounded as ``InProcessDriver.request`` bounds one: the loop waits for the
 thread with a timer set to the current call's deadline. A call still running then is
@@ -24,6 +25,7 @@ the thread is waited for, so nothing writes once the worker has stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import functools
@@ -98,6 +100,15 @@ class Last:
     recorded: Recorded | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Queued:
+    """A turn that goes on behind the calls waiting for the pool: its next call."""
+
+    job: Job
+    snapshot: Call
+    last: Last  # what the loop gets if the turn cannot be queued (the pool shut down)
+
+
 class _Abandoned(Exception):
     """The loop gave up on the call in flight: its answer is dropped."""
 
@@ -123,14 +134,63 @@ class _Calls:
         self.calling: tuple[Run, Job, float, float] | None = None
         self.recording = False  # a commit is under way on the thread
         self.abandoned = False
+        self.ends = time.monotonic() + SLICE
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.future: asyncio.Future[Last | None] | None = None
 
     # -- the pool thread --------------------------------------------------------------
 
-    def go(self, job: Job, snapshot: Call) -> Last | None:
-        """Make calls until one needs the loop; None: the loop abandoned one."""
+    def start(self, job: Job, snapshot: Call) -> asyncio.Future[Last | None]:
+        """Queue the turn on the pool (from the loop); the future of its last call."""
+        self.loop = asyncio.get_running_loop()
+        self.future = self.loop.create_future()
+        self._queue(job, snapshot)
+        return self.future
+
+    def _queue(self, job: Job, snapshot: Call) -> None:
+        """Submit the turn's next call to the pool, behind the calls waiting for it."""
+        turn = functools.partial(contextvars.copy_context().run, self._turn, job, snapshot)
+        self.pool.submit(turn)
+
+    def _turn(self, job: Job, snapshot: Call) -> None:
+        """Run the turn on this thread; queue it again, or tell the loop how it ended."""
+        try:
+            last = self.go(job, snapshot)
+            if isinstance(last, _Queued):
+                try:
+                    self._queue(last.job, last.snapshot)
+                except RuntimeError:  # the pool shut down: the loop goes on with the run
+                    self.worker.move_on(self.current, last.last.job)  # as it expects
+                    last = last.last
+                else:
+                    return
+        except BaseException as exc:  # handed to the loop's future
+            self._settle(None, exc)
+        else:
+            self._settle(last, None)
+
+    def _settle(self, last: Last | None, exc: BaseException | None) -> None:
+        """Complete the loop's future (unless nobody waits for it any more)."""
+        future, loop = self.future, self.loop
+        assert future is not None
+        assert loop is not None
+
+        def settle() -> None:
+            if future.done():
+                return
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(last)
+
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+            loop.call_soon_threadsafe(settle)
+
+    def go(self, job: Job, snapshot: Call) -> Last | _Queued | None:
+        """Make calls until one needs the loop, or others wait for the pool; None: the
+        loop abandoned one."""
         worker, fn = self.worker, self.fn
         run, steps, known = snapshot
-        ends = time.monotonic() + SLICE
         while True:
             try:
                 outcome = self._call(run, steps, job, fn)
@@ -155,11 +215,13 @@ class _Calls:
             going = None if leased is None else self._next(leased, fn)
             if leased is None or going is None or worker._stopping:
                 return done
-            if self.pool.waiting or time.monotonic() > ends:  # others' calls go first
+            if time.monotonic() > self.ends:
                 return done
             worker.move_on(self.current, nxt)
             run, job, fn = leased, nxt, going
             self.fn = fn
+            if self.pool.waiting:  # others' calls go first: this one queues behind them
+                return _Queued(job, (run, steps, known), done)
 
     def _call(
         self, run: Run, steps: list[StepRecord], job: Job, fn: _registry.FunctionSpec
@@ -233,8 +295,7 @@ async def run(
 ) -> Last:
     """Make ``job``'s call and the run's next ones on a thread of ``pool`` (see above)."""
     calls = _Calls(worker, pool, fn, current)
-    go = functools.partial(contextvars.copy_context().run, calls.go, job, snapshot)
-    future = asyncio.get_running_loop().run_in_executor(pool, go)
+    future = calls.start(job, snapshot)
     future.add_done_callback(functools.partial(_retrieved, calls))
     try:
         while True:
