@@ -7,6 +7,7 @@ says which registration finished it. The engine runs in process, on both stores.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -104,6 +105,12 @@ async def sleeping(engine: Engine, run_id: str) -> Run:
 
 def calls(stub: StubServer) -> int:
     return sum(1 for r in stub.requests if r["method"] == "POST")
+
+
+def latest(engine: Engine) -> str | None:
+    """The latest version of app ``shop`` in the engine's registry."""
+    found = engine.registry.versions.latest(APP)
+    return None if found is None else found.version
 
 
 def rest(engine: Engine) -> httpx.AsyncClient:
@@ -339,3 +346,39 @@ def test_the_deploy_id_is_the_version_unless_the_engine_issued_it(
     forged = body(one, None)
     forged["functions"][0][_registry.VERSION_KEY] = "v0"  # only the engine writes this key
     assert _registry.parse_app(forged).functions[0].version is None
+
+
+def test_an_earlier_reload_ending_last_does_not_bring_back_the_old_latest(
+    db: str, stubs: tuple[StubServer, StubServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reloads overlap (a sync's own, a lookup of an unknown function, another node's
+    # notice) and their reads end in any order: a stale one ending last once made new
+    # runs start on v1 right after v2's sync.
+    one, two = stubs
+
+    async def main() -> None:
+        async with engine_on(db) as (engine, _):
+            await engine.register(body(one, "v1"))
+            read, held, release = engine.store.read, asyncio.Event(), asyncio.Event()
+
+            async def slow_first(work: Any, **how: Any) -> Any:
+                found = await read(work, **how)
+                if work is _registry.stored and not held.is_set():
+                    held.set()  # this reload read before v2's sync: it ends after it
+                    await release.wait()
+                return found
+
+            monkeypatch.setattr(engine.store, "read", slow_first)
+            stale = asyncio.ensure_future(engine.reload())
+            await held.wait()
+            await engine.register(body(two, "v2"))
+            assert latest(engine) == "v2"
+            release.set()
+            await stale
+            assert latest(engine) == "v2"
+            run_id = await start_run(engine)
+            assert (await sleeping(engine, run_id)).app_version == "v2"
+            assert calls(two) == 1
+            assert calls(one) == 0
+
+    arun(main())

@@ -23,7 +23,6 @@ from stepline.engine._control.pause import PauseControl
 from stepline.engine._driver import Driver, InProcessDriver, Router, default_driver
 from stepline.engine._driver import local as _local
 from stepline.engine._errors import NotFoundError
-from stepline.engine._flow import rules
 from stepline.engine._intake import Starts
 from stepline.engine._model import (
     EventRecord,
@@ -82,6 +81,7 @@ class Engine(Reads, Starts, PauseControl):
         self.connect = _connect.Hub(self.settings)  # the Connect gateway's workers
         self.driver = Router(http, self.local, self.connect)
         self._registry = Registry()
+        self._reload_begun = self._reload_used = 0  # reloads begun; the latest in use
         self._app_trust = _apptrust.AppGuard(self.settings, self.driver)
         backoff = Backoff(jitter=self.settings.retry_jitter, scale=self.settings.retry_scale)
         tracing = self.observer is not None and self.observer.tracer is not None
@@ -212,15 +212,14 @@ class Engine(Reads, Starts, PauseControl):
     # -- registration ---------------------------------------------------------------------
 
     async def reload(self) -> None:
-        """Rebuild the registry from the store (after any app syncs, on any node)."""
-        records, versions = await self.store.read(_registry.stored)
-        specs = []
-        for record in records:
-            try:
-                specs.append(_registry.parse_function(record.app_id, record.config))
-            except rules.RegistrationError as exc:  # stored by an older version
-                logger.error("skipping function %s: %s", record.function_id, exc)
-        self._registry = Registry(specs, versions)
+        """Rebuild the registry from the store (after any app syncs, on any node). Of
+        overlapping reloads, whose reads may end in any order, one begun earlier never
+        replaces the registry of one begun later (whose read saw every commit it saw)."""
+        self._reload_begun += 1
+        ticket = self._reload_begun
+        registry = _registry.built(*await self.store.read(_registry.stored))
+        if ticket > self._reload_used:
+            self._registry, self._reload_used = registry, ticket
 
     async def register(
         self, body: object, *, deploy_url: str | None = None, deploy_id: str | None = None

@@ -12,6 +12,7 @@ import fnmatch
 import functools
 import hashlib
 import json
+import logging
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ from stepline.engine._flow import rules
 from stepline.engine._flow.rules import FlowRules, RegistrationError
 from stepline.engine._runview import YEAR
 from stepline.engine._store import storable
+
+logger = logging.getLogger("stepline.engine")
 
 if TYPE_CHECKING:
     from stepline.engine._model import FunctionRecord
@@ -400,6 +403,18 @@ def newness(version: AppVersion) -> tuple[float, str]:
 def stored(tx: Tx) -> tuple[list[FunctionRecord], Versions]:
     """The latest registration's functions, and every registered app version."""
     return tx.list_functions(), Versions(tx.list_app_versions())
+
+
+def built(records: Iterable[FunctionRecord], versions: Versions) -> Registry:
+    """The registry of what ``stored`` read; a function whose stored config no longer
+    parses (stored by an older version) is logged and left out."""
+    specs = []
+    for record in records:
+        try:
+            specs.append(parse_function(record.app_id, record.config))
+        except RegistrationError as exc:
+            logger.error("skipping function %s: %s", record.function_id, exc)
+    return Registry(specs, versions)
 
 
 class Registry:
