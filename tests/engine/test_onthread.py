@@ -154,6 +154,9 @@ def test_runs_outnumbering_the_pool_take_turns_without_the_loop(
         return await start(*args, **kwargs)
 
     monkeypatch.setattr(onthread, "run", counted)
+    # a slow machine (CI under load) must not end a turn on its slice: the point here is
+    # that queueing behind another run's call does not
+    monkeypatch.setattr(onthread, "SLICE", 60.0)
     client = dev_client(checkpointing=False, thread_pool_max_workers=1)
     order: list[str] = []
 

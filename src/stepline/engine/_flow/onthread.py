@@ -134,7 +134,7 @@ class _Calls:
         self.calling: tuple[Run, Job, float, float] | None = None
         self.recording = False  # a commit is under way on the thread
         self.abandoned = False
-        self.ends = time.monotonic() + SLICE
+        self.ends = 0.0  # when this thread's slice of the turn is over (``_turn`` sets it)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.future: asyncio.Future[Last | None] | None = None
 
@@ -148,12 +148,14 @@ class _Calls:
         return self.future
 
     def _queue(self, job: Job, snapshot: Call) -> None:
-        """Submit the turn's next call to the pool, behind the calls waiting for it."""
+        """Submit the turn's next call to the pool, behind the calls waiting for it (the
+        thread that takes it has a slice of its own)."""
         turn = functools.partial(contextvars.copy_context().run, self._turn, job, snapshot)
         self.pool.submit(turn)
 
     def _turn(self, job: Job, snapshot: Call) -> None:
         """Run the turn on this thread; queue it again, or tell the loop how it ended."""
+        self.ends = time.monotonic() + SLICE
         try:
             last = self.go(job, snapshot)
             if isinstance(last, _Queued):
