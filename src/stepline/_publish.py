@@ -139,8 +139,15 @@ def seq_of(memo: object) -> int:
     )
 
 
+#: Guards making a publisher's condition (most calls never publish: none is made).
+_MAKING = threading.Lock()
+
+
 class Publisher:
     """Publishing for one call of a function (both faces; thread-safe).
+
+    Its condition (and the lock inside it) is made on first use: most calls publish
+    nothing, and closing a publisher that never made one has nothing to drain.
 
     Args:
         client: the app's client: its settings and transports are read at each use.
@@ -150,13 +157,31 @@ class Publisher:
     def __init__(self, client: Client, state: ExecutionState) -> None:
         self._client = client
         self._state = state
-        self._cond = threading.Condition()
+        self._made: threading.Condition | None = None
         self._queue: list[Message] = []
         self._queued = 0  # messages ever queued
         self._done = 0  # messages sent or dropped
         self._thread: threading.Thread | None = None
         self._closed = False
         self._warned = False
+
+    @property
+    def _cond(self) -> threading.Condition:
+        made = self._made
+        if made is None:
+            with _MAKING:
+                made = self._made
+                if made is None:
+                    made = self._made = threading.Condition()
+        return made
+
+    def _closed_unused(self) -> bool:
+        """Close at once if the condition was never made (nothing was ever queued)."""
+        with _MAKING:
+            if self._made is None:
+                self._closed = True  # a later publish makes it and finds the call closed
+                return True
+        return False
 
     @property
     def run_id(self) -> str:
@@ -209,6 +234,8 @@ class Publisher:
 
     def close_sync(self) -> None:
         """Drain the queue, then stop the sender (the call is about to answer)."""
+        if self._closed_unused():
+            return
         self.flush_sync()
         with self._cond:
             self._closed = True
@@ -216,6 +243,8 @@ class Publisher:
 
     async def close_async(self) -> None:
         """``close_sync`` without blocking the event loop."""
+        if self._closed_unused():
+            return
         await self.flush_async()
         with self._cond:
             self._closed = True

@@ -1,9 +1,11 @@
 """A call answered and the run's next call queued in one statement (both stores).
 
 ``enqueue(job, replacing=old)`` deletes ``old`` and inserts ``job``: on Postgres as one
-statement (a ``DELETE`` in a ``WITH``), on SQLite as two. Whatever the store does, the
-result must be the two statements' result, including when the ids are the same or the
-new job is queued already.
+statement (a ``DELETE`` in a ``WITH``), on SQLite as one too (the old job's row rewritten
+as the new one's, ``UPDATE OR IGNORE``), falling back to two there when the old job is
+gone or the new one is queued already. Whatever the store does, the result must be the
+two statements' result, including when the ids are the same, the new job is queued
+already, or the old one is gone.
 """
 
 from __future__ import annotations
@@ -23,15 +25,26 @@ def test_enqueue_replacing_deletes_the_old_job_and_inserts_the_new(db: str) -> N
     async def body(store: Store) -> None:
         await atomic(store, lambda tx: [tx.enqueue(job(i, 1.0)) for i in ("old", "taken")])
 
+        new = job("new", 2.0, run_id="r2", step_id="s1", attempt=2, payload={"x": [1]})
+        # a parked job's row rewritten: the new job is not parked
+        await atomic(
+            store, lambda tx: tx._x("UPDATE jobs SET parked_on = 'f' WHERE job_id = 'old'")
+        )
+
         def replace(tx: Tx) -> tuple[bool, list[str], int]:
             sent = counting(tx)
-            inserted = tx.enqueue(job("new", 2.0), replacing="old")
+            inserted = tx.enqueue(new, replacing="old")
             return inserted, list(tx.queued), len(sent)
 
         inserted, queued, statements = await atomic(store, replace)
         assert (inserted, queued) == (True, ["new"])
-        assert statements == (1 if db.startswith("postgres") else 2)
+        assert statements == 1
         assert await store.read(_ids) == ["new", "taken"]
+        assert await store.read(lambda tx: tx.get_job("new")) == new
+        parked = await store.read(
+            lambda tx: tx._x("SELECT parked_on, queued_at FROM jobs WHERE job_id = 'new'")
+        )
+        assert list(parked) == [(None, 2.0)]
 
         # queued already: not inserted again (and the old job still goes)
         await atomic(store, lambda tx: tx.enqueue(job("old", 1.0)))
@@ -40,6 +53,11 @@ def test_enqueue_replacing_deletes_the_old_job_and_inserts_the_new(db: str) -> N
         taken = await store.read(lambda tx: tx.get_job("taken"))
         assert taken is not None
         assert taken.available_at == 1.0
+
+        # the old job gone already: the new one is still queued
+        assert await atomic(store, lambda tx: tx.enqueue(job("later", 5.0), replacing="gone"))
+        assert await store.read(_ids) == ["later", "new", "taken"]
+        await atomic(store, lambda tx: tx.delete_job("later"))
 
         # the same id: deleted, then inserted anew (a single statement would keep neither)
         assert await atomic(store, lambda tx: tx.enqueue(job("taken", 4.0), replacing="taken"))

@@ -523,3 +523,34 @@ def test_the_sender_thread_ends_with_the_call(engine: FakeEngine) -> None:
         lambda: not any(t.name == "stepline-publish" for t in threading.enumerate()),
         message="the publish thread to end",
     )
+
+
+@pytest.mark.parametrize("faces", FACES)
+def test_a_message_published_after_the_call_answered_is_dropped_and_logged(
+    engine: FakeEngine, faces: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the call publishes nothing itself (its publisher closes without draining anything),
+    # and keeps its context: a publish once the call has answered goes nowhere
+    client = client_for(engine.url)
+    kept: list[Any] = []
+    if faces == "async":
+
+        @client.function(id="fn", trigger=TRIGGER)
+        async def fn(ctx: stepline.Context) -> int:
+            kept.append(ctx)
+            return 1
+
+    else:
+
+        @client.function(id="fn", trigger=TRIGGER)
+        def fn(ctx: stepline.SyncContext) -> int:  # type: ignore[misc]
+            kept.append(ctx)
+            return 1
+
+    assert call(serve(client, fn)).status == 200
+    with caplog.at_level(logging.WARNING, logger="stepline"):
+        kept[0].publish("tokens", "late")
+    [line] = [r.getMessage() for r in caplog.records if "were dropped" in r.getMessage()]
+    assert "published after the call had answered" in line
+    assert not any(t.name == "stepline-publish" for t in threading.enumerate())
+    assert engine.posts() == []

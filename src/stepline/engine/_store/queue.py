@@ -21,6 +21,14 @@ _INSERT_JOB = insert("jobs", f"{JOB_COLUMNS}, queued_at", on_conflict="DO NOTHIN
 #: ``QueueTx.replace_sql`` where a ``WITH`` may delete (Postgres); the ids differ, so the
 #: insert's conflict check never meets the row deleted beside it
 REPLACE_JOB = f"WITH gone AS (DELETE FROM jobs WHERE job_id = ?) {_INSERT_JOB}"
+#: ``QueueTx.move_sql`` where a row's key may change in place, a conflict skipping it
+#: (SQLite): the old job's row becomes the new job's, every column set as the insert sets
+#: it (``parked_on`` back to its default); parameters: the insert's, then the id replaced
+MOVE_JOB = (
+    "UPDATE OR IGNORE jobs SET "
+    + ", ".join(f"{column} = ?" for column in f"{JOB_COLUMNS}, queued_at".split(", "))
+    + ", parked_on = NULL WHERE job_id = ?"
+)
 
 
 class QueueTx(SqlMixin):
@@ -31,6 +39,9 @@ class QueueTx(SqlMixin):
     #: a job's delete and another's insert as one statement (Postgres: a ``DELETE`` in a
     #: ``WITH``), parameters: the id deleted, then the insert's; empty: two statements
     replace_sql = ""
+    #: else, the old job's row rewritten as the new one's, one statement when the old
+    #: job is there and the new one is not (SQLite: ``MOVE_JOB``); empty: two statements
+    move_sql = ""
     #: jobs this transaction queued or made due again ("*": some unparked job)
     queued: list[str]
     #: of those, the ones this node leased itself in the same transaction (others need
@@ -89,6 +100,12 @@ class QueueTx(SqlMixin):
         if replacing is not None and replacing != job.job_id and self.replace_sql:
             self._drop_preleased(job_id=replacing)
             cur = self._x(self.replace_sql, (replacing, *values))
+        elif replacing is not None and replacing != job.job_id and self.move_sql:
+            self._drop_preleased(job_id=replacing)
+            cur = self._x(self.move_sql, (*values, replacing))
+            if cur.rowcount != 1:  # no old job, or the new one is queued already
+                self.delete_job(replacing)
+                cur = self._x(_INSERT_JOB, values)
         else:
             if replacing is not None:
                 self.delete_job(replacing)

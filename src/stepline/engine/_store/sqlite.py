@@ -31,6 +31,7 @@ from stepline.engine._store.controls import ControlsTx
 from stepline.engine._store.function_metrics import FunctionMetricsTx
 from stepline.engine._store.messages import MessagesTx
 from stepline.engine._store.outcomes import Slot, Waiter, deliver_all
+from stepline.engine._store.queue import MOVE_JOB
 from stepline.engine._store.signals import SignalsTx
 from stepline.engine._store.sql import SqlTx
 from stepline.engine._store.versions import VersionsTx
@@ -409,3 +410,5 @@ class SqliteTx(
     BrowsingTx,
 ):
     """``Tx`` over one SQLite connection with a ``BEGIN IMMEDIATE`` transaction open."""
+
+    move_sql = MOVE_JOB
