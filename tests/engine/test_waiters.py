@@ -323,3 +323,70 @@ def test_a_read_failing_because_the_engine_stopped_is_engine_stopped() -> None:
     with pytest.raises(EngineStopped):
         waiters.wait_blocking("x", 5.0, closing)
     assert waiters.count == 0
+
+
+# -- a run started from a blocking caller, then waited for (fresh) -------------------------
+
+
+def test_a_wait_for_a_fresh_start_reads_nothing_and_is_woken_by_its_end() -> None:
+    runs = Runs()
+    runs.status["r"] = RunStatus.RUNNING
+    waiters = RunWaiters(runs.read)
+    waiters.fresh("r")  # its start committed; its first call not dispatched yet
+    caller = Blocked(waiters, runs, "r")
+    wait_until(lambda: waiters.count == 1)
+    runs.status["r"] = RunStatus.COMPLETED
+    waiters.ended(runs.run("r"))
+    outcome = caller.result()
+    assert isinstance(outcome, Run)
+    assert outcome.status is RunStatus.COMPLETED
+    assert caller.reads == 0, "watched from its start: no read to know it had not ended"
+    assert waiters.count == 0
+
+
+def test_a_fresh_start_ended_before_its_wait_is_read_and_returned() -> None:
+    runs = Runs()
+    runs.status["r"] = RunStatus.RUNNING
+    waiters = RunWaiters(runs.read)
+    waiters.fresh("r")
+    runs.status["r"] = RunStatus.COMPLETED
+    waiters.ended(runs.run("r"))  # before anyone waits: the watch is let go
+    caller = Blocked(waiters, runs, "r")
+    outcome = caller.result()
+    assert isinstance(outcome, Run)
+    assert outcome.status is RunStatus.COMPLETED
+    assert caller.reads == 1
+
+
+def test_a_fresh_start_ended_by_another_process_is_found_by_the_recheck() -> None:
+    runs = Runs()
+    runs.status["r"] = RunStatus.CANCELLED  # no end committed here tells this one
+    waiters = RunWaiters(runs.read)
+    waiters.fresh("r")
+    began = time.monotonic()
+    run = waiters.wait_blocking("r", 5.0, lambda: runs.run("r"))
+    assert run.status is RunStatus.CANCELLED
+    assert time.monotonic() - began < RECHECK_SECONDS * 4
+
+
+def test_fresh_starts_are_bounded_and_let_go_when_the_engine_stops() -> None:
+    from stepline.engine import _waiters
+
+    runs = Runs()
+    waiters = RunWaiters(runs.read)
+    for i in range(_waiters.FRESH + 10):
+        runs.status[f"r{i}"] = RunStatus.RUNNING
+        waiters.fresh(f"r{i}")
+    assert waiters.count == 0, "unclaimed watches wait for nobody (no check covers them)"
+    oldest = Blocked(waiters, runs, "r0", timeout=0.1)  # dropped: it reads
+    assert isinstance(oldest.result(), TimeoutError)
+    assert oldest.reads >= 1
+    newest = Blocked(waiters, runs, f"r{_waiters.FRESH + 9}", timeout=0.1)
+    assert isinstance(newest.result(), TimeoutError)
+    # still watched from its start: no first read (the one at its timeout only)
+    assert newest.reads == oldest.reads - 1
+    waiters.close()
+    waiters.open()
+    restarted = Blocked(waiters, runs, f"r{_waiters.FRESH + 8}", timeout=0.1)
+    assert isinstance(restarted.result(), TimeoutError)
+    assert restarted.reads >= 1, "a restarted engine's waits read first"

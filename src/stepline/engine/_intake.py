@@ -202,6 +202,8 @@ class Starts:
             started_by=started_by, run_id=run_id, attributes=attributes,
         )  # fmt: skip
         started, created, adopted = self.store.atomic_blocking(self._start_work(start))
+        if started and created:  # before the first call is dispatched: nothing ended it
+            self._waiters.fresh(started)
         aio.call_soon_threadsafe(self._after_start, adopted)
         if started is None:
             links = self.store.read_blocking(lambda tx: tx.event_links(start.event.internal_id))

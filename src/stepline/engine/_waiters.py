@@ -8,6 +8,12 @@ commit that lands while that read is in flight schedules one more, so none is mi
 Callers on other threads of the process (the embedded engine's client, in a web request's
 thread) wait with ``wait_blocking``: they are answered by the same check, on a
 ``threading.Event`` instead of a future, and never cross to the event loop themselves.
+
+A web request that starts a run and then waits for it (``start_sync(...).result()``: two
+requests) would read the run once more when it starts waiting, to know it has not ended
+meanwhile. A run started from a blocking caller is watched from its start's commit on
+instead (``fresh``, the last ``FRESH`` of them, outside the checks after each commit), so
+the wait that claims it needs no read, as ``watch`` spares an async caller one.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from stepline.engine._model import Run
 #: Waiters re-check this often even without a commit here (another process may end the
 #: run and SQLite has no notifications).
 RECHECK_SECONDS = 0.25
+
+#: Runs started by blocking callers watched for a wait to claim (the oldest let go first).
+FRESH = 256
 
 ReadRuns = Callable[[Sequence[str]], Awaitable[list[Run]]]
 
@@ -48,6 +57,9 @@ class RunWaiters:
         self._read = read
         self._waiting: dict[str, list[asyncio.Future[Run]]] = {}
         self._blocked: dict[str, list[_Blocked]] = {}  # guarded by _lock
+        #: runs started by blocking callers, watched until a wait claims them (``fresh``);
+        #: guarded by _lock, in start order
+        self._fresh: dict[str, _Blocked] = {}
         self._lock = threading.Lock()
         self._closed = False  # the engine stopped: blocked callers are let go
         self._dirty = False
@@ -67,6 +79,18 @@ class RunWaiters:
         future: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(run_id, []).append(future)
         return future
+
+    def fresh(self, run_id: str) -> None:
+        """Watch a run whose start just committed on this thread, before anything could
+        end it (its first call is not dispatched yet): the ``wait_blocking`` that claims
+        it reads nothing first. Any thread; the oldest of more than ``FRESH`` is dropped
+        (its wait reads, as any other)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._fresh[run_id] = _Blocked()
+            if len(self._fresh) > FRESH:
+                del self._fresh[next(iter(self._fresh))]
 
     async def wait(
         self,
@@ -128,17 +152,20 @@ class RunWaiters:
             EngineStopped: the engine stopped (``close``) before it ended.
             Exception: what ``now`` raised (``NotFoundError``: no such run).
         """
-        caller = _Blocked()
         with self._lock:
             if self._closed:
                 raise EngineStopped("the engine stopped")
+            claimed = self._fresh.pop(run_id, None)
+            caller = _Blocked() if claimed is None else claimed
             self._blocked.setdefault(run_id, []).append(caller)
         deadline = time.monotonic() + timeout
         try:
             while True:
-                found = self._now_blocking(now)
-                if found.status.terminal:
-                    return found
+                if claimed is None:  # else watched from its start: no end was missed here
+                    found = self._now_blocking(now)
+                    if found.status.terminal:
+                        return found
+                claimed = None  # a recheck reads (another process may have ended it)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"run {run_id} did not end within {timeout:g} s")
@@ -173,6 +200,7 @@ class RunWaiters:
         with self._lock:
             self._closed = True
             callers = [caller for waiting in self._blocked.values() for caller in waiting]
+            self._fresh.clear()  # a restarted engine's waits read first
         for caller in callers:
             caller.event.set()
 
@@ -189,9 +217,10 @@ class RunWaiters:
         for future in self._waiting.pop(run.run_id, []):
             if not future.done():
                 future.set_result(run)
-        if self._blocked:
+        if self._blocked or self._fresh:
             with self._lock:
                 callers = self._blocked.pop(run.run_id, [])
+                self._fresh.pop(run.run_id, None)  # not claimed: a wait reads it ended
             for caller in callers:
                 caller.run = run
                 caller.event.set()
