@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 import stepline
 from stepline import _asgi_call, _effects
 from stepline.embedded import ORIGIN, EmbeddedEngine, _direct
+from tests._support.polling import wait_until
 
 from . import embedded_app
 from .embedded_app import EVENT_KEY, FAST, SIGNING_KEY
@@ -186,6 +188,60 @@ def test_the_client_starts_and_waits_without_the_asgi_app(
             await client.aclose()
 
     assert asyncio.run(from_a_loop()) == {"n": 2, "x": 4}
+
+
+def test_a_blocking_start_then_its_wait_reads_no_run_until_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # start_sync(...).result() is two requests: the wait is registered from the start's
+    # commit on (RunWaiters.fresh), so it needs no read to know the run had not ended
+    from stepline.engine import _waiters
+
+    monkeypatch.setattr(_waiters, "RECHECK_SECONDS", 30.0)  # no recheck under CI load
+    client = stepline.Client(app_id="gate", is_production=False, environ={})
+    gate = threading.Event()
+
+    @client.function(id="gated", trigger=stepline.TriggerEvent(event="t/gated"), retries=0)
+    def gated(ctx: stepline.SyncContext) -> object:
+        ctx.step.run("held", lambda: gate.wait(20))  # until the wait has begun
+        return ctx.event.data["x"]
+
+    embedded = EmbeddedEngine(client, [gated], database=str(tmp_path / "g.db"), **FAST)
+    embedded.start()
+    try:
+        engine = embedded.engine
+        reads: list[str] = []
+        read = engine.get_run_blocking
+
+        def counted(run_id: str) -> Any:
+            reads.append(run_id)
+            return read(run_id)
+
+        monkeypatch.setattr(engine, "get_run_blocking", counted)
+        for x in range(3):
+            gate.clear()
+            handle = client.start_sync(gated, {"x": x})
+
+            def open_once_waited() -> None:
+                wait_until(lambda: engine._waiters.count == 1, message="the wait to begin")
+                gate.set()
+
+            opener = threading.Thread(target=open_once_waited)
+            opener.start()
+            assert handle.result(timeout=20) == x
+            opener.join(20)
+        assert reads == []
+
+        # a run whose wait was not registered at its start (a read of another run's
+        # handle, made before it started) is read once, as before
+        gate.set()
+        handle = client.start_sync(gated, {"x": 9})
+        wait_until(lambda: client.get_run_sync(handle.run_id).status().terminal)
+        reads.clear()
+        assert client.get_run_sync(handle.run_id).result(timeout=20) == 9
+        assert reads == [handle.run_id]
+    finally:
+        embedded.stop()
 
 
 def test_a_mounts_requests_go_through_the_asgi_app(

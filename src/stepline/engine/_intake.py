@@ -202,7 +202,8 @@ class Starts:
             started_by=started_by, run_id=run_id, attributes=attributes,
         )  # fmt: skip
         started, created, adopted = self.store.atomic_blocking(self._start_work(start))
-        if started and created:  # before the first call is dispatched: nothing ended it
+        if started and created and any(job.run_id == started for job, _ in adopted.calls):
+            # its first call is this node's and not dispatched yet: nothing ended it
             self._waiters.fresh(started)
         aio.call_soon_threadsafe(self._after_start, adopted)
         if started is None:
