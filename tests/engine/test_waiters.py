@@ -390,3 +390,26 @@ def test_fresh_starts_are_bounded_and_let_go_when_the_engine_stops() -> None:
     restarted = Blocked(waiters, runs, f"r{_waiters.FRESH + 8}", timeout=0.1)
     assert isinstance(restarted.result(), TimeoutError)
     assert restarted.reads >= 1, "a restarted engine's waits read first"
+
+
+def test_an_end_told_from_the_committing_thread_wakes_blocked_callers_only() -> None:
+    async def scenario() -> None:
+        runs = Runs()
+        runs.status["r"] = RunStatus.RUNNING
+        waiters = RunWaiters(runs.read)
+        future = waiters.watch("r")  # an async caller: the loop answers it
+        caller = Blocked(waiters, runs, "r")
+        while caller.reads < 1 or waiters.count < 2:
+            await asyncio.sleep(0.005)
+        runs.status["r"] = RunStatus.COMPLETED
+        # from another thread, as the SDK's thread that committed the end
+        await asyncio.to_thread(waiters.ended_blocking, runs.run("r"))
+        outcome = await asyncio.to_thread(caller.result)
+        assert isinstance(outcome, Run)
+        assert outcome.status is RunStatus.COMPLETED
+        assert not future.done(), "the loop's futures wait for ended() on the loop"
+        waiters.ended(runs.run("r"))
+        assert (await future).status is RunStatus.COMPLETED
+        assert waiters.count == 0
+
+    arun(scenario())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,47 @@ def test_a_blocking_start_then_its_wait_reads_no_run_until_it_ends(
         assert client.get_run_sync(handle.run_id).result(timeout=20) == 9
         assert reads == [handle.run_id]
     finally:
+        embedded.stop()
+
+
+def test_a_run_ended_on_the_sdks_thread_answers_its_blocked_wait_without_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the run's calls go on on the SDK's thread, which commits its end: the caller
+    # blocked in result() is woken from there, while the engine's loop is still busy
+    from stepline.engine import _waiters
+
+    monkeypatch.setattr(_waiters, "RECHECK_SECONDS", 30.0)  # woken, not found by a recheck
+    client = stepline.Client(app_id="busy", is_production=False, environ={}, checkpointing=False)
+    hold = threading.Event()
+    embedded: EmbeddedEngine | None = None
+
+    def busy_loop() -> None:  # once result() waits, the loop blocks until told
+        assert embedded is not None
+        assert embedded._loop is not None
+        wait_until(lambda: embedded.engine._waiters.count == 1, message="the wait to begin")
+        blocked = threading.Event()
+        embedded._loop.call_soon_threadsafe(lambda: blocked.set() or hold.wait(20))
+        assert blocked.wait(10)
+
+    @client.function(id="two", trigger=stepline.TriggerEvent(event="t/two"), retries=0)
+    def two(ctx: stepline.SyncContext) -> object:
+        ctx.step.run("first", lambda: 1)
+        ctx.step.run("last", busy_loop)
+        return "done"
+
+    embedded = EmbeddedEngine(
+        client, [two], database=str(tmp_path / "b.db"), checkpointing=False, **FAST
+    )
+    embedded.start()
+    try:
+        handle = client.start_sync(two, {})
+        began = time.monotonic()
+        assert handle.result(timeout=20) == "done"
+        assert time.monotonic() - began < 10, "answered once the loop was free, not before"
+        assert not hold.is_set()
+    finally:
+        hold.set()
         embedded.stop()
 
 

@@ -86,6 +86,7 @@ class Engine(Reads, Starts, PauseControl):
         backoff = Backoff(jitter=self.settings.retry_jitter, scale=self.settings.retry_scale)
         tracing = self.observer is not None and self.observer.tracer is not None
         self.loop = RunLoop(lambda: self._registry, backoff, trace_invokes=tracing)
+        self._waiters = RunWaiters(self._read_runs)
         self.worker = Worker(
             store=self.store,
             loop=self.loop,
@@ -94,11 +95,11 @@ class Engine(Reads, Starts, PauseControl):
             settings=self.settings,
             registry=lambda: self._registry,
             on_commit=self._committed,
+            on_ended=self._waiters.ended_blocking,
             observer=self.observer,
             reload=self.reload,
             local=self.local,
         )
-        self._waiters = RunWaiters(self._read_runs)
         self._tasks: list[asyncio.Task[None]] = []
         self.sync_errors: dict[str, str] = {}
         #: told of each ``-u`` app as it settles (the CLI's progress display)

@@ -225,6 +225,17 @@ class RunWaiters:
                 caller.run = run
                 caller.event.set()
 
+    def ended_blocking(self, run: Run) -> None:
+        """``ended`` for the callers on other threads only, from the thread that committed
+        the end (a run's calls on the SDK's thread): they need not wait for the loop to
+        hear of it. Any thread; ``ended`` on the loop still answers the futures."""
+        with self._lock:
+            callers = self._blocked.pop(run.run_id, [])
+            self._fresh.pop(run.run_id, None)
+        for caller in callers:
+            caller.run = run
+            caller.event.set()
+
     async def _check(self) -> None:
         while self._dirty and (self._waiting or self._blocked):
             self._dirty = False

@@ -52,6 +52,7 @@ class Worker:
         settings: EngineSettings,
         registry: Callable[[], Registry],
         on_commit: Callable[[bool, Sequence[Run] | None], None],
+        on_ended: Callable[[Run], None] | None = None,
         observer: Observer | None = None,
         reload: Callable[[], Awaitable[None]] | None = None,
         local: InProcessDriver | None = None,
@@ -69,6 +70,9 @@ class Worker:
         self._registry = registry
         self._reload = reload
         self._on_commit = on_commit
+        #: told on the committing thread of each run a call's answer ended there (any
+        #: thread; ``on_commit`` still follows on the loop)
+        self.on_ended = on_ended
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.concurrency)

@@ -32,6 +32,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from stepline._comm.pool import SdkPool
@@ -72,6 +73,7 @@ class _Worker(Protocol):
     store: Store
     caller: Caller
     _stopping: bool
+    on_ended: Callable[[Run], None] | None
 
     @property
     def registry(self) -> _registry.Registry: ...
@@ -210,6 +212,9 @@ class _Calls:
                 with self.lock:
                     self.recording = False
             _attempts.logged(run, job, outcome)
+            if recorded.ended and worker.on_ended is not None:
+                for ended in recorded.ended:  # callers blocked on it go on now, not
+                    worker.on_ended(ended)  # once the loop has heard of it
             done = Last(run, job, outcome, known, recorded)
             if recorded.follow is None or recorded.wake or recorded.ended or recorded.spawn:
                 return done
