@@ -218,12 +218,7 @@ class RunWaiters:
             if not future.done():
                 future.set_result(run)
         if self._blocked or self._fresh:
-            with self._lock:
-                callers = self._blocked.pop(run.run_id, [])
-                self._fresh.pop(run.run_id, None)  # not claimed: a wait reads it ended
-            for caller in callers:
-                caller.run = run
-                caller.event.set()
+            self.ended_blocking(run)
 
     def ended_blocking(self, run: Run) -> None:
         """``ended`` for the callers on other threads only, from the thread that committed
@@ -231,7 +226,7 @@ class RunWaiters:
         hear of it. Any thread; ``ended`` on the loop still answers the futures."""
         with self._lock:
             callers = self._blocked.pop(run.run_id, [])
-            self._fresh.pop(run.run_id, None)
+            self._fresh.pop(run.run_id, None)  # not claimed: a wait reads it ended
         for caller in callers:
             caller.run = run
             caller.event.set()
