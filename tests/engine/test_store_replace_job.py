@@ -10,6 +10,11 @@ already, or the old one is gone.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from pathlib import Path
+
+from stepline.engine._model import JobKind
 from stepline.engine._store import Store, Tx
 
 from .test_store_contract import atomic, job, with_store
@@ -23,7 +28,8 @@ def _ids(tx: Tx) -> list[str]:
 
 def test_enqueue_replacing_deletes_the_old_job_and_inserts_the_new(db: str) -> None:
     async def body(store: Store) -> None:
-        await atomic(store, lambda tx: [tx.enqueue(job(i, 1.0)) for i in ("old", "taken")])
+        await atomic(store, lambda tx: tx.enqueue(job("old", 1.0, run_id="r2")))
+        await atomic(store, lambda tx: tx.enqueue(job("taken", 1.0)))
 
         new = job("new", 2.0, run_id="r2", step_id="s1", attempt=2, payload={"x": [1]})
         # a parked job's row rewritten: the new job is not parked
@@ -46,6 +52,14 @@ def test_enqueue_replacing_deletes_the_old_job_and_inserts_the_new(db: str) -> N
         )
         assert list(parked) == [(None, 2.0)]
 
+        # another run's job (or kind) replaced: the same result (two statements on SQLite)
+        other = job("other", 2.5, run_id="r3", kind=JobKind.WAKE)
+        assert await atomic(store, lambda tx: tx.enqueue(other, replacing="new"))
+        assert await store.read(_ids) == ["other", "taken"]
+        assert await store.read(lambda tx: tx.get_job("other")) == other
+        await atomic(store, lambda tx: tx.enqueue(new, replacing="other"))
+        assert await store.read(lambda tx: tx.get_job("new")) == new
+
         # queued already: not inserted again (and the old job still goes)
         await atomic(store, lambda tx: tx.enqueue(job("old", 1.0)))
         assert not await atomic(store, lambda tx: tx.enqueue(job("taken", 3.0), replacing="old"))
@@ -66,3 +80,24 @@ def test_enqueue_replacing_deletes_the_old_job_and_inserts_the_new(db: str) -> N
         assert taken.available_at == 4.0
 
     with_store(db, body)
+
+
+def test_a_runs_next_call_rewrites_only_the_queues_key_and_due_pages(tmp_path: Path) -> None:
+    """On SQLite a call's row becomes the run's next call with three pages written to the
+    log: the row's, its id's and its due time's (not ``jobs_run``, whose ``run_id`` stays,
+    nor ``jobs_parked``, which holds parked jobs only): five before."""
+    path = tmp_path / "engine.db"
+
+    def log_frames(mode: str) -> int:  # checkpointing: the frames the log holds
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            return int(conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[1])
+
+    async def body(store: Store) -> None:
+        await atomic(store, lambda tx: tx.enqueue(job("call-1", 1.0, run_id="r1", step_id="a")))
+        log_frames("TRUNCATE")  # the log starts over empty
+        nxt = job("call-2", 2.0, run_id="r1", step_id="b", attempt=1)
+        assert await atomic(store, lambda tx: tx.enqueue(nxt, replacing="call-1"))
+        assert log_frames("PASSIVE") == 3
+        assert await store.read(_ids) == ["call-2"]
+
+    with_store(str(path), body)

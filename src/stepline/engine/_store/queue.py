@@ -23,11 +23,17 @@ _INSERT_JOB = insert("jobs", f"{JOB_COLUMNS}, queued_at", on_conflict="DO NOTHIN
 REPLACE_JOB = f"WITH gone AS (DELETE FROM jobs WHERE job_id = ?) {_INSERT_JOB}"
 #: ``QueueTx.move_sql`` where a row's key may change in place, a conflict skipping it
 #: (SQLite): the old job's row becomes the new job's, every column set as the insert sets
-#: it (``parked_on`` back to its default); parameters: the insert's, then the id replaced
+#: it (``parked_on`` back to its default) but those the row must share with it already
+#: (``kind``, ``run_id``: left out of the ``SET``, their index is not rewritten; a row
+#: that differs is not moved); parameters: the insert's, then the id replaced
 MOVE_JOB = (
     "UPDATE OR IGNORE jobs SET "
-    + ", ".join(f"{column} = ?" for column in f"{JOB_COLUMNS}, queued_at".split(", "))
-    + ", parked_on = NULL WHERE job_id = ?"
+    + ", ".join(
+        f"{column} = ?{number}"
+        for number, column in enumerate(f"{JOB_COLUMNS}, queued_at".split(", "), start=1)
+        if column not in ("kind", "run_id")
+    )
+    + ", parked_on = NULL WHERE job_id = ?11 AND kind = ?2 AND run_id IS ?4"
 )
 
 

@@ -179,6 +179,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER steps_rev_insert AFTER INSERT ON steps BEGIN UPDATE runs SET steps_rev = steps_rev + 1 WHERE run_id = NEW.run_id; END;
     CREATE TRIGGER steps_rev_update AFTER UPDATE ON steps BEGIN UPDATE runs SET steps_rev = steps_rev + 1 WHERE run_id = NEW.run_id; END;
     """,  # noqa: E501 - a trigger's inner ``;`` may not end a line (``statements``)
+    # issue 30: parked jobs only, as on Postgres: a call's row rewritten for the run's
+    # next one (``MOVE_JOB``) sets ``queued_at``, which rewrote this index for every job
+    """
+    DROP INDEX jobs_parked;
+    CREATE INDEX jobs_parked ON jobs (parked_on, queued_at) WHERE parked_on IS NOT NULL;
+    """,
 )
 
 
