@@ -26,14 +26,20 @@ REPLACE_JOB = f"WITH gone AS (DELETE FROM jobs WHERE job_id = ?) {_INSERT_JOB}"
 #: it (``parked_on`` back to its default) but those the row must share with it already
 #: (``kind``, ``run_id``: left out of the ``SET``, their index is not rewritten; a row
 #: that differs is not moved); parameters: the insert's, then the id replaced
+_MOVED = f"{JOB_COLUMNS}, queued_at".split(", ")  # the insert's parameters, in order
+_SHARED = ("kind", "run_id")
+
+
+def _param(column: str) -> str:
+    """The numbered parameter (``?N``) that carries ``column``'s value in ``MOVE_JOB``."""
+    return f"?{_MOVED.index(column) + 1}"
+
+
 MOVE_JOB = (
     "UPDATE OR IGNORE jobs SET "
-    + ", ".join(
-        f"{column} = ?{number}"
-        for number, column in enumerate(f"{JOB_COLUMNS}, queued_at".split(", "), start=1)
-        if column not in ("kind", "run_id")
-    )
-    + ", parked_on = NULL WHERE job_id = ?11 AND kind = ?2 AND run_id IS ?4"
+    + ", ".join(f"{column} = {_param(column)}" for column in _MOVED if column not in _SHARED)
+    + f", parked_on = NULL WHERE job_id = ?{len(_MOVED) + 1} AND "
+    + " AND ".join(f"{column} IS {_param(column)}" for column in _SHARED)
 )
 
 
