@@ -115,7 +115,7 @@ class QueueTx(SqlMixin):
         elif replacing is not None and replacing != job.job_id and self.move_sql:
             self._drop_preleased(job_id=replacing)
             cur = self._x(self.move_sql, (*values, replacing))
-            if cur.rowcount != 1:  # no old job, or the new one is queued already
+            if cur.rowcount != 1:  # no old job (of this run and kind), or the new one is queued
                 self.delete_job(replacing)
                 cur = self._x(_INSERT_JOB, values)
         else:
