@@ -10,7 +10,7 @@ a few percent.
 
 ``--set MODULE:ATTR=A,B`` (repeatable; ``ATTR`` may be ``Class.attr``; ``A`` and ``B`` are
 Python literals, or ``-`` for the attribute's value as imported), for example
-``--set stepline.engine._store.wal:FRAMES=1000,3000`` or
+``--set stepline.engine._store.sqlite:PAGE_SIZE=4096,1024`` or
 ``--set "stepline.engine._store.sqlite:SqliteTx.move_sql='',-"``. An attribute read when a
 connection opens is set before each engine starts, so it differs by engine, not by
 block. With no ``--set``, an A/A run.

@@ -20,7 +20,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 def test_ab_steps_runs_both_sides_and_prints_json() -> None:
     out = subprocess.run(
         [sys.executable, str(BENCH / "ab_steps.py"), "--blocks", "2", "--per", "2",
-         "--warmup", "1", "--json", "--set", "stepline.engine._store.wal:FRAMES=1000,-"],
+         "--warmup", "1", "--json", "--set", "stepline.engine._store.wal:LOG_BYTES=4000000,-"],
         capture_output=True, text=True, timeout=300, check=True,
     )  # fmt: skip
     figures = json.loads(out.stdout)
@@ -33,9 +33,9 @@ def test_a_setting_names_a_module_attribute_or_a_class_one() -> None:
     ab = bench_module("ab_steps")
     from stepline.engine._store import sqlite, wal
 
-    owner, attr, a, b = ab.parse_setting("stepline.engine._store.wal:FRAMES=1000,-")
-    assert (owner, attr, a, b) == (wal, "FRAMES", 1000, wal.FRAMES)
+    owner, attr, a, b = ab.parse_setting("stepline.engine._store.wal:LOG_BYTES=4000000,-")
+    assert (owner, attr, a, b) == (wal, "LOG_BYTES", 4000000, wal.LOG_BYTES)
     owner, attr, a, b = ab.parse_setting("stepline.engine._store.sqlite:SqliteTx.move_sql='',-")
     assert (owner, attr, a, b) == (sqlite.SqliteTx, "move_sql", "", sqlite.SqliteTx.move_sql)
     with pytest.raises(ValueError, match="MODULE:ATTR=A,B"):
-        ab.parse_setting("stepline.engine._store.wal:FRAMES")
+        ab.parse_setting("stepline.engine._store.wal:LOG_BYTES")

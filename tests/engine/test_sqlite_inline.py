@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from stepline.engine._store import Tx
-from stepline.engine._store.sqlite import SqliteStore
-from stepline.engine._store.wal import FRAMES, WalKeeper
+from stepline.engine._store.sqlite import PAGE_SIZE, SqliteStore
+from stepline.engine._store.wal import LOG_BYTES, WalKeeper
 from tests._support.polling import await_until
 
 from .conftest import arun
@@ -254,26 +254,28 @@ def test_the_wal_stays_bounded_under_inline_commits(tmp_path: Path) -> None:
             assert wal.manual
             assert await pragma(store, "wal_autocheckpoint") == 0
             page = await pragma(store, "page_size")
-            # each run is ~8 frames (table and index pages), ~24,000 in all: without a
-            # checkpoint the log would pass 90 MB. With one once 1,000 frames are pending
+            frames = wal.frames
+            assert frames == LOG_BYTES // page
+            # each run is ~8 frames (table and index pages), ~48,000 in all: without a
+            # checkpoint the log would pass 50 MB. With one once ``frames`` are pending
             # (wal_every is 600 s here: only the frame count can make one due), the log
-            # restarts and holds ~1,000 frames plus the commits made meanwhile; twice
-            # that is a generous bound (frame: page plus a 24-byte header; 32-byte header)
-            bound = 2 * FRAMES * (page + 24) + 32
+            # restarts and holds that many plus the commits made meanwhile; twice that is
+            # a generous bound (frame: page plus a 24-byte header; 32-byte header)
+            bound = 2 * frames * (page + 24) + 32
             threads: list[threading.Thread] = []
             prev, drops, most = wal.pending(), 0, 0
-            for n in range(3000):
+            for n in range(6000):
                 assert await store.atomic(insert(f"R{n:04}", threads), small=True)
                 now = wal.pending()
                 drops, most, prev = drops + (now < prev), max(most, now), now
                 assert os.path.getsize(f"{path}-wal") < bound, n
-            assert drops >= 2  # checkpoints copied the log back (only they lower it)
-            assert most < 2 * FRAMES
-            assert sum(t is threading.current_thread() for t in threads) > 2000  # inline
+            assert drops >= 3  # checkpoints copied the log back (only they lower it)
+            assert most < 2 * frames
+            assert sum(t is threading.current_thread() for t in threads) > 4000  # inline
             await idle(store)
-            assert wal.pending() < FRAMES
+            assert wal.pending() < frames
             assert await pragma(store, "wal_autocheckpoint") == 0
-            assert (await stored(store, "R0000", "R2999")) == [True, True]
+            assert (await stored(store, "R0000", "R5999")) == [True, True]
 
         async with opened_at(str(tmp_path / "full.db"), synchronous="FULL") as full:
             assert full.wal is not None
@@ -325,3 +327,22 @@ def test_pending_matches_the_frames_sqlite_reports(tmp_path: Path) -> None:
         keeper.close()
         reader.close()
         conn.close()
+
+
+def test_a_new_file_gets_small_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    old = str(tmp_path / "old.db")
+    conn = sqlite3.connect(old, isolation_level=None)
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE made_before (x)")  # the page size is fixed from here on
+    conn.close()
+
+    async def scenario() -> None:
+        async with opened_at(str(tmp_path / "new.db")) as new:
+            assert await pragma(new, "page_size") == PAGE_SIZE == 1024
+        async with opened_at(old) as existing:
+            assert await pragma(existing, "page_size") == 4096
+            assert await existing.atomic(insert("R1", []), small=True)
+            assert await stored(existing, "R1") == [True]
+
+    arun(scenario())

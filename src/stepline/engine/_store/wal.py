@@ -12,9 +12,10 @@ a backup) pins the log, which then grows by every commit (~150 KB per run: 44.9 
 for this engine's own writes), at most every ``every`` seconds, and, where the writer's
 connection does not checkpoint by itself (``manual``: its small transactions may commit
 on the event loop's thread, which must not wait for a checkpoint's fsyncs), once
-``FRAMES`` pages of the log wait to be copied back, as SQLite's own checkpoints do at a
-third of that (read from the ``-shm`` file's WAL-index header: ``mxFrame`` less
-``nBackfill``, in the documented layout of https://www.sqlite.org/walformat.html, ~1 µs):
+``LOG_BYTES`` of pages in the log wait to be copied back, as SQLite's own checkpoints do
+at 1,000 pages (the frames waiting are read from the ``-shm`` file's WAL-index header:
+``mxFrame`` less ``nBackfill``, in the documented layout of
+https://www.sqlite.org/walformat.html, ~1 µs):
 
 * ``PRAGMA wal_checkpoint(PASSIVE)``: copies what no reader pins, waits for no one;
 * when the log file is over ``limit`` bytes and that checkpoint copied every frame (the
@@ -42,13 +43,15 @@ logger = logging.getLogger("stepline.engine")
 LIMIT = 16 * 1024 * 1024
 #: Seconds between two checks.
 EVERY = 5.0
-#: Log frames (pages) not yet copied back that make a checkpoint due when SQLite does not
-#: checkpoint by itself: three times its own threshold (~12 MB of log, under ``LIMIT``).
-#: A checkpoint copies each page once however often it changed, and a step-by-step run
-#: rewrites the same few pages (the queue's, the run's): 3,000 frames cost a third as
-#: many checkpoints (and their fsyncs) as 1,000 for about the same pages copied each
-#: (the checkpoint's share of a step: 4.2% -> 1.5%).
-FRAMES = 3000
+#: Bytes of pages in the log not yet copied back that make a checkpoint due when SQLite
+#: does not checkpoint by itself: three times its own threshold at 4 KB pages (~12 MB of
+#: log, under ``LIMIT``). A checkpoint copies each page once however often it changed,
+#: and a step-by-step run rewrites the same few pages (the queue's, the run's): 3,000
+#: frames of 4 KB cost a third as many checkpoints (and their fsyncs) as 1,000 for about
+#: the same pages copied each (the checkpoint's share of a step: 4.2% -> 1.5%). In bytes,
+#: not frames: a file of 1 KB pages (``sqlite.PAGE_SIZE``) waits for 12,288 frames, one of
+#: 4 KB pages made before still for 3,072 (at 3,000 frames of 1 KB: -2% steps/s paired).
+LOG_BYTES = 12 * 1024 * 1024
 #: Whether this platform can read the frame counts (``os.pread``: not on Windows, where
 #: SQLite keeps checkpointing by itself and every commit stays on the writer thread).
 COUNTS = hasattr(os, "pread")
@@ -78,13 +81,15 @@ class WalKeeper:
         self.manual = False
         self._shm_path = f"{path}-shm"
         self._shm: int | None = None  # the -shm file, open to read the log's frame counts
+        self.page = 4096  # the database's page size (``setup`` reads it)
         #: checkpoints that truncated the log (tests and the metrics read it)
         self.truncations = 0
 
     def setup(self, conn: sqlite3.Connection, *, manual: bool = False) -> None:
         """Settings of a new writer connection; ``manual``: SQLite does not checkpoint
-        after its commits, ``check`` does every ``ROWS`` rows."""
+        after its commits, ``check`` does once ``frames`` wait."""
         conn.execute(f"PRAGMA journal_size_limit = {int(self.limit)}")
+        self.page = int(conn.execute("PRAGMA page_size").fetchone()[0])
         self.manual = manual
         self.close()  # a new connection: the -shm file may be another by now
         if manual:
@@ -100,7 +105,12 @@ class WalKeeper:
         """Whether ``check`` would checkpoint now."""
         if time.monotonic() >= self._next:
             return True
-        return self.manual and self.pending() >= FRAMES
+        return self.manual and self.pending() >= self.frames
+
+    @property
+    def frames(self) -> int:
+        """Frames waiting to be copied back that make a checkpoint due (``LOG_BYTES``)."""
+        return max(LOG_BYTES // self.page, 1)
 
     def pending(self) -> int:
         """Frames of the log not yet copied back into the database (0 if unknown)."""
