@@ -8,8 +8,10 @@ import urllib.parse
 
 import pytest
 
+from stepline import _json
+from stepline._status import RunStatus
 from stepline.engine import _request
-from stepline.engine._model import StepRecord, StepStatus
+from stepline.engine._model import Job, JobKind, Run, StepRecord, StepStatus
 
 
 def _reference(step_url: str, function_id: str, step_id: str) -> str:
@@ -55,3 +57,36 @@ def test_a_step_record_copy_has_every_field_and_is_its_own_object() -> None:
     assert copied is not step
     copied.attempts += 1
     assert step.attempts == 3  # a change to the copy is a difference RunView.save sees
+
+
+@pytest.mark.parametrize(
+    ("limit", "dropped"), [(1 << 20, ()), (900, ("steps",)), (300, ("steps", "events"))]
+)
+def test_a_calls_body_is_encoded_once_and_sent_as_encoded(
+    monkeypatch: pytest.MonkeyPatch, limit: int, dropped: tuple[str, ...]
+) -> None:
+    event = {"name": "shop/order", "data": {"pad": "e" * 200}, "id": "e1", "ts": 1}
+    run = Run("r1", "app-fn", "app", RunStatus.RUNNING, [event], ["e1"], 1.0, stack=["s1"])
+    memo = StepRecord("r1", "s1", "s1", "StepRun", StepStatus.COMPLETED, memo={"data": "m" * 500})
+    job = Job("r1:step:d1", JobKind.EXECUTE, 1.0, "r1", "step")
+    encodings: list[object] = []
+    real = _json.dumpb
+
+    def counted(value: object, **options: object) -> bytes:
+        encodings.append(value)
+        return real(value, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_json, "dumpb", counted)
+    body, compact = _request.built(
+        run, [memo], job, max_attempts=3, checkpoint=False, max_inline=limit
+    )
+    assert len(encodings) == 1 + len(dropped)  # the size check's encoding, once per shrink
+    assert compact == real(body)
+    assert ("s1" in body["steps"], body["events"] == [event]) == (
+        "steps" not in dropped,
+        "events" not in dropped,
+    )
+    assert body["use_api"] is bool(dropped)
+    sent, _ = _request.encode(body, signing_key=None, now=1.0, compact=compact)
+    assert sent is compact
+    assert len(encodings) == 1 + len(dropped)  # no second encoding

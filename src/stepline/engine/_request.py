@@ -56,6 +56,22 @@ def build(
     max_inline: int = MAX_INLINE_BYTES,
 ) -> dict[str, Any]:
     """The JSON body of one call; state too large to inline is left for the SDK to fetch."""
+    return built(
+        run, steps, job, max_attempts=max_attempts, checkpoint=checkpoint, max_inline=max_inline
+    )[0]
+
+
+def built(
+    run: Run,
+    steps: Sequence[StepRecord],
+    job: Job,
+    *,
+    max_attempts: int,
+    checkpoint: bool,
+    max_inline: int = MAX_INLINE_BYTES,
+) -> tuple[dict[str, Any], bytes]:
+    """``build``'s body and its compact JSON: measuring its size encodes it, and that
+    encoding is the one an unsigned call sends (``encode``), so the state is encoded once."""
     ctx = CallContext(
         run_id=run.run_id,
         attempt=job.attempt,
@@ -75,23 +91,31 @@ def build(
         version=max(run.request_version, -1),
     )
     body = request.to_wire()
-    size = len(_json.dumpb(body))
-    if size > max_inline:
+    raw = _json.dumpb(body)
+    if len(raw) > max_inline:
         body["steps"] = {}
         body["use_api"] = True
         body["ctx"]["use_api"] = True
-        if len(_json.dumpb(body)) > max_inline:
+        raw = _json.dumpb(body)
+        if len(raw) > max_inline:
             body["events"] = []
-    return body
+            raw = _json.dumpb(body)
+    return body, raw
 
 
 def encode(
-    body: dict[str, Any], *, signing_key: str | None, now: float, server_kind: str = "dev"
+    body: dict[str, Any],
+    *,
+    signing_key: str | None,
+    now: float,
+    server_kind: str = "dev",
+    compact: bytes | None = None,
 ) -> tuple[bytes, dict[str, str]]:
-    """Serialise a call (canonical JSON when signed, as the Go server does) and its headers."""
+    """Serialise a call (canonical JSON when signed, as the Go server does) and its headers.
+    ``compact``: ``body`` as compact JSON already (``built``), sent as is when unsigned."""
     out = {headers.CONTENT_TYPE: headers.JSON, headers.SERVER_KIND: server_kind}
     if signing_key is None:
-        return _json.dumpb(body), out
+        return (_json.dumpb(body) if compact is None else compact), out
     raw = jcs.canonicalize(body)
     out[headers.SIGNATURE] = signing.sign(raw, signing_key, now=now)
     return raw, out

@@ -76,7 +76,7 @@ class Caller:
         self, run: Run, steps: list[StepRecord], job: Job, fn: FunctionSpec
     ) -> tuple[str, bytes, Mapping[str, str]]:
         """A call's URL, body and headers."""
-        body = _request.build(
+        body, compact = _request.built(
             run, steps, job, max_attempts=fn.max_attempts, checkpoint=self.settings.checkpointing
         )
         raw, headers = _request.encode(
@@ -84,6 +84,7 @@ class Caller:
             signing_key=self.settings.signing_key,
             now=self.clock.now(),
             server_kind=self.settings.server_kind,
+            compact=compact,
         )
         return _request.call_url(fn.url, fn.function_id, job.step_id or "step"), raw, headers
 
