@@ -7,7 +7,7 @@ step (one call and one commit per step, as DBOS commits each step), in one
 answers, on Postgres, with timers wrapped around the engine's own functions:
 
 * **serialise**: the engine building and encoding the call's request
-  (``_request.build``, ``_request.encode``) and decoding the answer (``_response.decode``);
+  (``_request.built``, ``_request.encode``) and decoding the answer (``_response.decode``);
 * **SDK**: the app's handler (``CommHandler.handle_pooled``: for a sync function the
   whole of ``handle_sync`` on the SDK's thread pool) minus running the function: parsing
   the request, checking it, encoding the answer;
@@ -142,7 +142,7 @@ def timers(clock: Clock) -> Iterator[None]:
         return run
 
     for part, owner, name in (
-        ("serialise", _request, "build"),
+        ("serialise", _request, "built"),
         ("serialise", _request, "encode"),
         ("serialise", _response, "decode"),
         ("step code", _handler, "_call_sync"),

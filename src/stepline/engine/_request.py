@@ -46,21 +46,6 @@ def memos(steps: Sequence[StepRecord]) -> dict[str, Any]:
     return {s.step_id: s.memo for s in steps if s.status.done}
 
 
-def build(
-    run: Run,
-    steps: Sequence[StepRecord],
-    job: Job,
-    *,
-    max_attempts: int,
-    checkpoint: bool,
-    max_inline: int = MAX_INLINE_BYTES,
-) -> dict[str, Any]:
-    """The JSON body of one call; state too large to inline is left for the SDK to fetch."""
-    return built(
-        run, steps, job, max_attempts=max_attempts, checkpoint=checkpoint, max_inline=max_inline
-    )[0]
-
-
 def built(
     run: Run,
     steps: Sequence[StepRecord],
@@ -70,8 +55,9 @@ def built(
     checkpoint: bool,
     max_inline: int = MAX_INLINE_BYTES,
 ) -> tuple[dict[str, Any], bytes]:
-    """``build``'s body and its compact JSON: measuring its size encodes it, and that
-    encoding is the one an unsigned call sends (``encode``), so the state is encoded once."""
+    """The JSON body of one call (state too large to inline is left for the SDK to fetch)
+    and that body as compact JSON: measuring its size encodes it, and that encoding is the
+    one an unsigned call sends (``encode``), so the state is encoded once."""
     ctx = CallContext(
         run_id=run.run_id,
         attempt=job.attempt,

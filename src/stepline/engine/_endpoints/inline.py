@@ -124,7 +124,7 @@ class InlineRuns:
             if job is None:
                 return InlineStart(run, created, lease_seconds=seconds), bool(tx.queued)
             steps = tx.get_steps(run_id)
-            call = _request.build(
+            call, _ = _request.built(
                 run, steps, job, max_attempts=fn.max_attempts, checkpoint=True,
                 max_inline=_MAX_INLINE,
             )  # fmt: skip
