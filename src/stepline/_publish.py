@@ -151,12 +151,15 @@ class Publisher:
 
     Args:
         client: the app's client: its settings and transports are read at each use.
-        state: the call's execution state (``is_rerunning`` skips lightweight messages).
+        state: the call's execution state (``is_rerunning`` skips lightweight messages),
+            let go of when the call closes: the state holds its publisher, and that cycle
+            would leave the call's whole state to the cycle collector.
     """
 
     def __init__(self, client: Client, state: ExecutionState) -> None:
         self._client = client
-        self._state = state
+        self._state: ExecutionState | None = state
+        self._run_id = state.request.ctx.run_id
         self._made: threading.Condition | None = None
         self._queue: list[Message] = []
         self._queued = 0  # messages ever queued
@@ -186,7 +189,7 @@ class Publisher:
     @property
     def run_id(self) -> str:
         """The run this call belongs to."""
-        return self._state.request.ctx.run_id
+        return self._run_id
 
     @property
     def client(self) -> Client:
@@ -201,7 +204,8 @@ class Publisher:
         Skipped while the call re-runs code that already ran, so it is sent at most once.
         """
         check_topic(topic)
-        if self._state.is_rerunning:
+        state = self._state  # None once the call closed (then the publish is dropped)
+        if state is not None and state.is_rerunning:
             return
         message = encode(topic, data, limit=self._client.settings.max_stream_message_bytes)
         with self._cond:
@@ -234,21 +238,27 @@ class Publisher:
 
     def close_sync(self) -> None:
         """Drain the queue, then stop the sender (the call is about to answer)."""
-        if self._closed_unused():
-            return
-        self.flush_sync()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        try:
+            if self._closed_unused():
+                return
+            self.flush_sync()
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+        finally:
+            self._state = None
 
     async def close_async(self) -> None:
         """``close_sync`` without blocking the event loop."""
-        if self._closed_unused():
-            return
-        await self.flush_async()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        try:
+            if self._closed_unused():
+                return
+            await self.flush_async()
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+        finally:
+            self._state = None
 
     def _send_queued(self) -> None:
         while True:
