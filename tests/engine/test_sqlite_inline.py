@@ -1,7 +1,8 @@
 """SQLite small transactions inline: ``atomic(small=True)`` commits on the loop's thread
 when the writer's role is free and a commit needs no fsync, else queues for the writer
 thread; the loop never waits for another connection's write lock; in that mode SQLite
-does not checkpoint by itself and the writer thread does once 1,000 frames are pending.
+does not checkpoint by itself and the writer thread does once ``wal.LOG_BYTES`` of pages
+are pending. A new file gets ``sqlite.PAGE_SIZE`` pages; an existing one keeps its own.
 """
 
 from __future__ import annotations
