@@ -1,5 +1,5 @@
-"""App sync, the engine's side: a register body stored as an app and its functions, and a
-signed ``PUT`` that asks the app at a URL to register.
+"""App sync, the engine's side: a register body stored as an app and its functions, a
+signed ``PUT`` that asks the app at a URL to register, and the registry kept in step.
 
 "Sync" here is app sync (Inngest's word), not synchronous code.
 """
@@ -12,13 +12,13 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from stepline import _json
-from stepline.engine import _response, _versions
+from stepline.engine import _registry, _response, _versions
 from stepline.engine._driver import Driver
 from stepline.engine._model import AppRecord
-from stepline.engine._registry import AppSpec
+from stepline.engine._registry import AppSpec, Registry
 from stepline.engine._starts import schedule_cron
 from stepline.engine._store import Store, Tx
 from stepline.engine._trust.apps import AppGuard
@@ -40,6 +40,8 @@ class Synced(Protocol):
 
     async def sync_url(self, url: str) -> SyncResult: ...
 
+
+T = TypeVar("T")
 
 #: how long an app may take to answer a sync ``PUT``
 SYNC_TIMEOUT = 30.0
@@ -69,6 +71,67 @@ def store_app(tx: Tx, app: AppSpec, now: float, mode: str) -> bool:
             for trigger in fn.crons:
                 schedule_cron(tx, fn.function_id, trigger, now)
     return modified
+
+
+class Registered:
+    """The registry this node matches events and starts against, in step with the store.
+
+    A change to the registered apps (``change``) builds the registry in the transaction
+    that commits it, and until that registry is in use, ``settled`` holds back what
+    would read the old one: nothing this node accepts after the change can be seen in
+    the store (``GET /v1/apps``) is matched against the registry before it. Other nodes
+    catch up on the store's notice (``reload``).
+    """
+
+    def __init__(self) -> None:
+        #: the registry in use
+        self.current = Registry()
+        #: changes committing or not yet in use
+        self.changing = 0
+        self._begun = self._used = 0  # reads begun; the latest in use
+        self._waiting: list[asyncio.Future[None]] = []
+
+    async def settled(self) -> Registry:
+        """The registry, once no change this node is committing is still to come in."""
+        while self.changing:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            await waiter
+        return self.current
+
+    async def reload(self, store: Store) -> None:
+        """Rebuild from the store (another node's change, or at start). Of overlapping
+        reads, which may end in any order, one begun earlier never replaces the registry
+        of one begun later (whose read saw every commit it saw)."""
+        self._begun += 1
+        ticket = self._begun
+        registry = _registry.built(*await store.read(_registry.stored))
+        self._use(ticket, registry)
+
+    async def change(self, store: Store, work: Callable[[Tx], T]) -> T:
+        """Commit ``work`` (a change to the apps) and use the registry of that commit."""
+
+        def both(tx: Tx) -> tuple[T, Registry]:
+            result = work(tx)
+            return result, _registry.built(*_registry.stored(tx))
+
+        self.changing += 1
+        try:
+            result, registry = await store.atomic(both)
+            self._begun += 1  # it saw its own commit: reads begun before it do not replace it
+            self._use(self._begun, registry)
+            return result
+        finally:
+            self.changing -= 1
+            if not self.changing:
+                waiting, self._waiting = self._waiting, []
+                for waiter in waiting:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    def _use(self, ticket: int, registry: Registry) -> None:
+        if ticket > self._used:
+            self.current, self._used = registry, ticket
 
 
 async def ask(

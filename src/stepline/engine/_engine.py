@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stepline.engine import _appsync, _events, _ids, _intake, _registry, _relay, _response, _starts
 from stepline.engine._appsync import SyncResult
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from stepline._function import Function
 
 logger = logging.getLogger("stepline.engine")
+T = TypeVar("T")
 
 
 class Engine(Reads, Starts, PauseControl):
@@ -80,12 +81,11 @@ class Engine(Reads, Starts, PauseControl):
         http = http or default_driver(max_bytes=self.settings.max_body_bytes)  # capped reads
         self.connect = _connect.Hub(self.settings)  # the Connect gateway's workers
         self.driver = Router(http, self.local, self.connect)
-        self._registry = Registry()
-        self._reload_begun = self._reload_used = 0  # reloads begun; the latest in use
+        self._apps = _appsync.Registered()  # the registry, in step with app changes
         self._app_trust = _apptrust.AppGuard(self.settings, self.driver)
         backoff = Backoff(jitter=self.settings.retry_jitter, scale=self.settings.retry_scale)
         tracing = self.observer is not None and self.observer.tracer is not None
-        self.loop = RunLoop(lambda: self._registry, backoff, trace_invokes=tracing)
+        self.loop = RunLoop(lambda: self._apps.current, backoff, trace_invokes=tracing)
         self._waiters = RunWaiters(self._read_runs)
         self.worker = Worker(
             store=self.store,
@@ -93,7 +93,7 @@ class Engine(Reads, Starts, PauseControl):
             driver=self.driver,
             clock=self.clock,
             settings=self.settings,
-            registry=lambda: self._registry,
+            registry=lambda: self._apps.current,
             on_commit=self._committed,
             on_ended=self._waiters.ended_blocking,
             observer=self.observer,
@@ -110,7 +110,7 @@ class Engine(Reads, Starts, PauseControl):
     @property
     def registry(self) -> Registry:
         """The functions currently registered."""
-        return self._registry
+        return self._apps.current
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -213,14 +213,14 @@ class Engine(Reads, Starts, PauseControl):
     # -- registration ---------------------------------------------------------------------
 
     async def reload(self) -> None:
-        """Rebuild the registry from the store (after any app syncs, on any node). Of
-        overlapping reloads, whose reads may end in any order, one begun earlier never
-        replaces the registry of one begun later (whose read saw every commit it saw)."""
-        self._reload_begun += 1
-        ticket = self._reload_begun
-        registry = _registry.built(*await self.store.read(_registry.stored))
-        if ticket > self._reload_used:
-            self._registry, self._reload_used = registry, ticket
+        """Rebuild the registry from the store (another node's app change, or at start)."""
+        await self._apps.reload(self.store)
+
+    async def change_apps(self, work: Callable[[Tx], T]) -> T:
+        """Commit a change to the registered apps; this node matches by it from then on."""
+        result = await self._apps.change(self.store, work)
+        self._committed()
+        return result
 
     async def register(
         self, body: object, *, deploy_url: str | None = None, deploy_id: str | None = None
@@ -239,10 +239,8 @@ class Engine(Reads, Starts, PauseControl):
         now = self.clock.now()
         await self._app_trust.check_move(self.store, app, deploy_id, now)
         mode = self.settings.server_kind
-        modified = await self.store.atomic(lambda tx: _appsync.store_app(tx, app, now, mode))
+        modified = await self.change_apps(lambda tx: _appsync.store_app(tx, app, now, mode))
         self.sync_errors.pop(app.url, None)
-        await self.reload()
-        self._committed()
         logger.info("synced app %s (%d functions) from %s", app.app_id, len(app.functions), app.url)
         return {
             "ok": True,
@@ -326,6 +324,7 @@ class Engine(Reads, Starts, PauseControl):
             raise error or _events.EventError("no events in the request")
         if headers and self.observer is not None:
             self.observer.received(records, headers)
+        await self._apps.settled()  # not matched against a registry an app change replaces
         calls = await self._ingest_now(records, now)
         return _intake.Intake(ids[: len(records)], error, lambda: self.worker.dispatch(calls))
 
@@ -355,7 +354,7 @@ class Engine(Reads, Starts, PauseControl):
 
     async def invoke(self, function_id: str, raw: object) -> str:
         """Start a function directly (``POST /invoke/{slug}``), whatever its triggers."""
-        if self._registry.get(function_id) is None:
+        if (await self._apps.settled()).get(function_id) is None:
             raise NotFoundError(f"function {function_id!r} is not registered")
         now = self.clock.now()
         body: dict[str, Any] = raw if isinstance(raw, dict) else {}
@@ -409,7 +408,7 @@ class Engine(Reads, Starts, PauseControl):
     async def rerun(self, run_id: str) -> str:
         """Start a new run of the same function with the same trigger events."""
         run = await self.get_run(run_id)
-        fn = self._registry.get(run.function_id)
+        fn = (await self._apps.settled()).get(run.function_id)
         if fn is None:
             raise NotFoundError(f"function {run.function_id!r} is no longer registered")
         now = self.clock.now()

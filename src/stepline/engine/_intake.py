@@ -30,9 +30,9 @@ from stepline.engine._runview import Snapshot
 from stepline.engine._store import Store, Tx
 
 if TYPE_CHECKING:
+    from stepline.engine._appsync import Registered
     from stepline.engine._clock import Clock
     from stepline.engine._observe.observer import Observer
-    from stepline.engine._registry import Registry
     from stepline.engine._runloop import RunLoop
     from stepline.engine._waiters import RunWaiters
     from stepline.engine._worker import Worker
@@ -107,7 +107,7 @@ class Starts:
     observer: Observer | None
     loop: RunLoop
     worker: Worker
-    _registry: Registry
+    _apps: Registered
     _aio: asyncio.AbstractEventLoop | None
 
     if TYPE_CHECKING:  # the engine provides it
@@ -145,6 +145,7 @@ class Starts:
             RunIdTakenError: ``run_id`` names a run of another function.
             SkippedError: flow control started no run (rate limit, singleton, debounce).
         """
+        await self._apps.settled()  # an app change committing now is in the registry first
         start = self._start(
             function_id, data, idempotency_key=idempotency_key, headers=headers,
             started_by=started_by, run_id=run_id, attributes=attributes,
@@ -160,6 +161,7 @@ class Starts:
         ``long_poll(watched=)`` then waits without first reading the run. None for a run
         it did not create, or without ``watch``.
         """
+        await self._apps.settled()
         start = self._start(function_id, data, **options)
         return await self._start_now(start, watch=watch)
 
@@ -197,6 +199,8 @@ class Starts:
         aio = self._aio
         if aio is None or aio.is_closed():
             raise EngineStopped("the engine is not running")
+        if self._apps.changing:  # as ``start_function``: after the app change
+            asyncio.run_coroutine_threadsafe(self._apps.settled(), aio).result()
         start = self._start(
             function_id, data, idempotency_key=idempotency_key, headers=headers,
             started_by=started_by, run_id=run_id, attributes=attributes,
@@ -222,7 +226,7 @@ class Starts:
         run_id: str | None,
         attributes: Mapping[str, str] | None,
     ) -> _Start:
-        if self._registry.get(function_id) is None:
+        if self._apps.current.get(function_id) is None:
             raise NotFoundError(f"function {function_id!r} is not registered")
         now = self.clock.now()
         own_id = _ownership.start_event_id(idempotency_key, started_by)

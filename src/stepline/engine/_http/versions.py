@@ -46,14 +46,13 @@ def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[st
         app_id, version = request.path_params["app_id"], request.path_params["version"]
         force = _flag(request.query_params.get("force"))
         now = engine.clock.now()
-        try:
-            done = await engine.store.atomic(
+        try:  # this node routes by the new set at once; others on notice
+            done = await engine.change_apps(
                 lambda tx: _versions.retire(tx, app_id, version, force=force, now=now)
             )
         except _versions.VersionRefusedError as exc:
             body = {"error": str(exc), "live_runs": exc.live}
             raise ApiError(exc.status, str(exc), body) from None
-        await engine.reload()  # this node routes by the new set at once; others on notice
         return wire.json_response(views.data(done))
 
     return [
