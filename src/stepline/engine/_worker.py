@@ -120,8 +120,9 @@ class Worker:
                     # running them twice.
                     logger.warning("lease committed late; %d job(s) left to retry", len(jobs))
                     jobs = []
-            for job in jobs:
-                self._spawn(job, snapshots.get(job.job_id))
+            for job in jobs:  # one whose lease lapsed while this worker calls it goes on
+                if job.job_id not in self._inflight:  # as it is (the lease is renewed)
+                    self._spawn(job, snapshots.get(job.job_id))
             if len(jobs) + parked == min(free, _LEASE_BATCH) > 0:
                 continue
             if free <= 0:

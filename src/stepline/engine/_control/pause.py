@@ -26,9 +26,9 @@ from stepline.engine._store import Store, Tx
 from stepline.engine._store.controls import CronPolicy, FunctionPause
 
 if TYPE_CHECKING:
+    from stepline.engine._appsync import Registered
     from stepline.engine._clock import Clock
     from stepline.engine._model import Run
-    from stepline.engine._registry import Registry
 
 __all__ = ["CronPolicy", "FunctionPause", "PauseControl", "hold", "key", "let", "start_cron"]
 
@@ -104,7 +104,7 @@ class PauseControl:
 
     store: Store
     clock: Clock
-    _registry: Registry
+    _apps: Registered
 
     def _committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None:
         raise NotImplementedError  # pragma: no cover - Engine's
@@ -156,7 +156,7 @@ class PauseControl:
         return await self.store.read(lambda tx: tx.paused_functions())
 
     async def _known(self, function_id: str) -> None:
-        if self._registry.get(function_id) is None:
+        if (await self._apps.settled()).get(function_id) is None:
             await self.reload()  # another node may have synced it
-            if self._registry.get(function_id) is None:
+            if self._apps.current.get(function_id) is None:
                 raise NotFoundError(f"function {function_id!r} is not registered")
