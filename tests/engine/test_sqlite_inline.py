@@ -222,6 +222,36 @@ def test_suspend_waits_for_the_role_held_by_a_blocked_thread(tmp_path: Path) -> 
     arun(scenario())
 
 
+def test_suspend_takes_the_role_once_a_drain_handed_to_the_writer_ends(tmp_path: Path) -> None:
+    """A blocked thread holds the role with another transaction queued behind it: when it
+    commits it hands the queue to the writer's thread. Suspend (a fork) then closes the
+    file as soon as that drain ends. It used to wait for the role on the writer's thread
+    itself, ahead of that drain: deadlocked until its timeout, then fork with the file
+    open (the CI hang of ``test_a_forked_child_starts_its_own_engine``)."""
+
+    async def scenario() -> None:
+        async with opened_at(str(tmp_path / "s.db")) as store:
+            behind: list[threading.Thread] = []
+            async with role_held(store, "B"):
+                queued = threading.Thread(target=store.atomic_blocking, args=(insert("Q", behind),))
+                queued.start()
+                await await_until(lambda: bool(store._queue), timeout=10, message="queued")
+                suspending = asyncio.create_task(asyncio.to_thread(store.suspend, 20.0))
+                await asyncio.sleep(0.1)  # suspend is waiting for the role
+            resume = await asyncio.wait_for(suspending, 5)  # not its 20 s timeout
+            try:
+                assert writer_conn(store) is None  # the file was closed for the fork
+            finally:
+                resume()
+            await asyncio.to_thread(queued.join, 10)
+            assert len(behind) == 1
+            assert on_writer(behind[0]), behind  # the drain it was handed
+            assert await stored(store, "B", "Q") == [True, True]
+            await idle(store)
+
+    arun(scenario())
+
+
 def test_a_failing_small_transaction_keeps_nothing_and_gives_the_role_back(
     tmp_path: Path,
 ) -> None:

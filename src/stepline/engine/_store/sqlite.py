@@ -356,46 +356,56 @@ class SqliteStore:
         """
         if self._memory or self._write_conn is None:
             return lambda: None
+        deadline = time.monotonic() + timeout
+        # The writer's role is taken here, not by a hold on the writer's thread: the
+        # thread that last drained (the loop's, or a blocked caller's) may have handed
+        # the rest of the queue to the writer's thread, behind such a hold, which would
+        # then wait for a role only its own thread could give back.
+        while not self._take_role():
+            if time.monotonic() > deadline:
+                return lambda: None  # a transaction would not end: fork with the file open
+            time.sleep(0.0005)
         release = threading.Event()
         parked = threading.Semaphore(0)
 
-        def hold(reader: bool) -> None:
-            # the writer's hold takes the writer's role, which the loop's thread or a
-            # blocked caller's may hold for an inline transaction
-            while not reader and not self._take_role():
-                if release.wait(0.0005):
-                    return
+        def hold() -> None:
             parked.release()
             release.wait()
-            if not reader:
-                self._hand_back()
 
-        holds = [self._readers.submit(hold, True) for _ in range(_READERS)]
-        holds.append(self._writer.submit(hold, False))
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            self._suspending = True
-        if not all(parked.acquire(timeout=max(0.0, deadline - time.monotonic())) for _ in holds):
-            self._resumed()
-            release.set()  # a transaction would not end: fork with the file open, as before
-            return lambda: None
-        while self._loop_reads and time.monotonic() < deadline:  # ends within microseconds
-            time.sleep(0.0005)
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            conn.close()
-        if self.wal is not None:
-            self.wal.close()
-        self._opened += 1  # a thread's reader connection was closed: it opens another
-        self._write_conn = None
-
-        def resume() -> None:
-            self._write_conn = self._connect()
-            if self.wal is not None:
-                self.wal.setup(self._write_conn, manual=self._inline)
+        def let_go() -> None:
             self._resumed()
             release.set()
+            self._hand_back()  # what queued meanwhile runs on the writer's thread
+
+        try:
+            holds = [self._readers.submit(hold) for _ in range(_READERS)]
+            with self._lock:
+                self._suspending = True
+            left = [max(0.0, deadline - time.monotonic()) for _ in holds]
+            if not all(parked.acquire(timeout=t) for t in left):
+                let_go()  # a read would not end: fork with the file open, as before
+                return lambda: None
+            while self._loop_reads and time.monotonic() < deadline:  # ends within µs
+                time.sleep(0.0005)
+            with self._lock:
+                conns, self._conns = self._conns, []
+            for conn in conns:
+                conn.close()
+            if self.wal is not None:
+                self.wal.close()
+            self._opened += 1  # a thread's reader connection was closed: it opens another
+            self._write_conn = None
+        except BaseException:  # e.g. interrupted by a signal: never leave the threads held
+            let_go()
+            raise
+
+        def resume() -> None:
+            try:
+                self._write_conn = self._connect()
+                if self.wal is not None:
+                    self.wal.setup(self._write_conn, manual=self._inline)
+            finally:  # a failed reopen still lets the threads go (their work then fails)
+                let_go()
 
         return resume
 
