@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import stepline
+from stepline._comm.pool import SdkPool
 from stepline.engine import Engine, RunStatus
 from stepline.engine._driver import InProcessDriver
 
@@ -159,16 +160,30 @@ def test_runs_outnumbering_the_pool_take_turns_without_the_loop(
     monkeypatch.setattr(onthread, "SLICE", 60.0)
     client = dev_client(checkpointing=False, thread_pool_max_workers=1)
     order: list[str] = []
+    pools: list[SdkPool] = []
+
+    def step(who: str) -> None:
+        # The first step to run waits (bounded) for the other run's first call to queue
+        # behind it: on a loaded machine the loop may dispatch it only after a whole run.
+        deadline = time.monotonic() + 10
+        while not order and not pools[0].waiting and time.monotonic() < deadline:
+            time.sleep(0.001)
+        order.append(who)
 
     @client.function(id="pair", trigger=stepline.TriggerEvent(event="t/pair"), retries=0)
     def pair(ctx: stepline.SyncContext) -> object:
         who = str(ctx.event.data["who"])
         for i in range(STEPS):
-            ctx.step.run(f"s{i}", lambda: order.append(who))
+            ctx.step.run(f"s{i}", step, who)
         return who
 
     async def scenario() -> None:
         async with running(db, apps=[(client, [pair])], checkpointing=False) as engine:
+            spec = engine.registry.get("t-pair")
+            assert spec is not None
+            pool = engine.worker.caller.pool(spec)
+            assert pool is not None
+            pools.append(pool)
             await engine.send([{"name": "t/pair", "data": {"who": w}} for w in "ab"])
             deadline = time.monotonic() + 10
             while len(ids := [r.run_id for r in await engine.list_runs()]) < 2:
