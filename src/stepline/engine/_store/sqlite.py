@@ -381,8 +381,7 @@ class SqliteStore:
             holds = [self._readers.submit(hold) for _ in range(_READERS)]
             with self._lock:
                 self._suspending = True
-            left = [max(0.0, deadline - time.monotonic()) for _ in holds]
-            if not all(parked.acquire(timeout=t) for t in left):
+            if not all(parked.acquire(timeout=_left(deadline)) for _ in holds):
                 let_go()  # a read would not end: fork with the file open, as before
                 return lambda: None
             while self._loop_reads and time.monotonic() < deadline:  # ends within µs
@@ -412,6 +411,11 @@ class SqliteStore:
     def _resumed(self) -> None:
         with self._lock:
             self._suspending = False
+
+
+def _left(deadline: float) -> float:
+    """Seconds until ``deadline`` (``time.monotonic``), never below zero."""
+    return max(0.0, deadline - time.monotonic())
 
 
 class SqliteTx(
