@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from stepline import _context, _errors, _identity, _invocation, _logs, _tracing
-from stepline._checkpointing import Checkpointing, CheckpointPolicy
+from stepline._checkpointing import Checkpointing, CheckpointPolicy, StepSink
 from stepline._comm import app_sync
 from stepline._comm.checkpoints import RunCheckpoints
 from stepline._comm.endpoint import Endpoint, Signer
@@ -234,20 +234,64 @@ class CommHandler:
         call.ctx.step_id = step_id or call.ctx.step_id
         if call.use_api:
             yield from app_sync.load_large_payloads(self.endpoint, call)
+        outcome = yield from self._run(fn, call, request.headers, request.local)
+        return self.signed(self._answer(outcome), key)
+
+    def call_in_process(
+        self,
+        fn_id: str,
+        call: ExecutionRequest,
+        headers: Mapping[str, str],
+        local: StepSink | None = None,
+    ) -> CommResponse:
+        """``handle_sync`` for an execution request the engine in this process hands over
+        as an object (its calls on the pool's thread): no body to parse, no signature to
+        check (nothing crossed a network), the same answer. ``call`` must be the caller's
+        own copy of the run's state: the function's code gets its events and memos.
+        ``headers`` are lower-cased (the caller's trace context)."""
+        return drive_sync(self._in_process(fn_id, call, headers, local), self._perform_sync)
+
+    def _in_process(
+        self,
+        fn_id: str,
+        call: ExecutionRequest,
+        headers: Mapping[str, str],
+        local: StepSink | None,
+    ) -> Flow[CommResponse]:
+        try:  # as ``_flow`` answers what fails before the function runs
+            fn = self.functions.get(fn_id)
+            if fn is None:
+                raise _errors.FunctionNotFoundError(f"function {fn_id} not found")
+            outcome = yield from self._run(fn, call, headers, local)
+        except _errors.SteplineError as exc:
+            return CommResponse.from_error(exc, self._base_headers)
+        return self._answer(outcome)
+
+    def _run(
+        self,
+        fn: Function,
+        call: ExecutionRequest,
+        headers: Mapping[str, str],
+        local: StepSink | None,
+    ) -> Flow[Outcome]:
+        """Run ``fn`` for one checked request; its outcome."""
         policy = self._checkpoint_policy(call)
         state = ExecutionState(call, checkpoint=policy, nondeterminism=fn.options.nondeterminism)
         option = self.client.settings.checkpointing
         if policy is not None and isinstance(option, Checkpointing) and option.buffered_steps:
-            state.checkpointer = RunCheckpoints(self.client, call.ctx, request.local)
+            state.checkpointer = RunCheckpoints(self.client, call.ctx, local)
         events = _invocation.parse_events(state)
         trace = None
         if self._tracer is not None:
-            trace = state.observer = self._tracer.execution(request.headers, call.ctx, fn_id)
+            trace = state.observer = self._tracer.execution(headers, call.ctx, fn.composite_id)
         outcome: Outcome = yield RunFunction(fn, state, events, trace)
         if outcome.divergence is not None:
             _log_divergence(fn, call, outcome.divergence)
+        return outcome
+
+    def _answer(self, outcome: Outcome) -> CommResponse:
         now = _dt.datetime.fromtimestamp(self._wall_clock(), _dt.timezone.utc)
-        return self.signed(CommResponse.from_call_result(outcome, self._base_headers, now=now), key)
+        return CommResponse.from_call_result(outcome, self._base_headers, now=now)
 
     def _checkpoint_policy(self, call: ExecutionRequest) -> CheckpointPolicy | None:
         ctx = call.ctx

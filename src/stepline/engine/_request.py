@@ -58,24 +58,9 @@ def built(
     """The JSON body of one call (state too large to inline is left for the SDK to fetch)
     and that body as compact JSON: measuring its size encodes it, and that encoding is the
     one an unsigned call sends (``encode``), so the state is encoded once."""
-    ctx = CallContext(
-        run_id=run.run_id,
-        attempt=job.attempt,
-        max_attempts=max_attempts,
-        disable_immediate_execution=run.force_plan,
-        step_id=job.step_id or "step",
-        stack=list(run.stack),
-        fn_id=run.function_id,
-        qi_id=job.job_id if checkpoint else None,
-        request_id=job.job_id,
-    )
-    request = ExecutionRequest(
-        event=run.events[0],
-        events=run.events,
-        steps=memos(steps),
-        ctx=ctx,
-        version=max(run.request_version, -1),
-    )
+    ctx = _context(run, job, max_attempts=max_attempts, checkpoint=checkpoint)
+    events, steps_map = run.events, memos(steps)
+    request = ExecutionRequest(events[0], events, steps_map, ctx, version=_version(run))
     body = request.to_wire()
     raw = _json.dumpb(body)
     if len(raw) > max_inline:
@@ -87,6 +72,36 @@ def built(
             body["events"] = []
             raw = _json.dumpb(body)
     return body, raw
+
+
+def execution(
+    run: Run, steps: Sequence[StepRecord], job: Job, *, max_attempts: int, checkpoint: bool
+) -> ExecutionRequest:
+    """One call as the object an SDK in this process takes (``CommHandler.call_in_process``):
+    ``built``'s request with all its state inline (no body, so no size limit), the events
+    and memos a copy of their own (the function's code may change what it is given; the
+    engine keeps its copies of a run's steps from one call to the next)."""
+    ctx = _context(run, job, max_attempts=max_attempts, checkpoint=checkpoint)
+    events, steps_map = _json.loads(_json.dumpb((run.events, memos(steps))))
+    return ExecutionRequest(events[0], events, steps_map, ctx, version=_version(run))
+
+
+def _context(run: Run, job: Job, *, max_attempts: int, checkpoint: bool) -> CallContext:
+    return CallContext(
+        run_id=run.run_id,
+        attempt=job.attempt,
+        max_attempts=max_attempts,
+        disable_immediate_execution=run.force_plan,
+        step_id=job.step_id or "step",
+        stack=list(run.stack),
+        fn_id=run.function_id,
+        qi_id=job.job_id if checkpoint else None,
+        request_id=job.job_id,
+    )
+
+
+def _version(run: Run) -> int:
+    return max(run.request_version, -1)
 
 
 def encode(

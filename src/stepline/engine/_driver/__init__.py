@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from stepline._comm.handler import CommHandler
     from stepline._comm.messages import CommRequest
     from stepline._comm.pool import SdkPool
+    from stepline._protocol.execution import ExecutionRequest
     from stepline.engine._driver.aioconn import Exchange
     from stepline.engine._driver.local import LocalCheckpoints
 
@@ -302,15 +303,22 @@ class InProcessDriver:
         handler = self._handlers.get(_target(url)[0])
         return None if handler is None else handler.pool_for(function_id)
 
-    def request_blocking(self, url: str, body: bytes, headers: Mapping[str, str]) -> RawResponse:
-        """``request`` (a POST) on the calling thread, one of ``pool``'s: the handler's sync
-        path, unbounded (the caller bounds the wait, ``_flow.onthread``)."""
-        found = self._request("POST", url, body, headers)
-        if isinstance(found, RawResponse):
-            return found
-        handler, request = found
+    def call_blocking(
+        self, url: str, call: ExecutionRequest, headers: Mapping[str, str]
+    ) -> RawResponse:
+        """A call of a sync function on the calling thread, one of ``pool``'s (the caller
+        bounds the wait, ``_flow.onthread``): the execution request handed over as an
+        object, its state the SDK's own copy (``_request.execution``), with no JSON to
+        write and read back and no signature (``CommHandler.call_in_process``). The
+        answer is the one HTTP carries."""
+        host, query = _target(url)
+        handler = self._handlers.get(host)
+        if handler is None:
+            return RawResponse(0, {}, b"", error=f"no in-process app {host!r}")
+        fn_id = dict(query).get("fnId", "")
+        lowered = {name.lower(): value for name, value in headers.items()}
         try:
-            response = handler.handle_sync(request)
+            response = handler.call_in_process(fn_id, call, lowered, self.sink)
         except Exception as exc:  # a crash in the app's handler is a failed attempt
             return RawResponse(0, {}, b"", error=f"{type(exc).__name__}: {exc}")
         return RawResponse(response.status, response.headers, response.body)

@@ -2,7 +2,8 @@
 
 ``Caller.call`` sends one over the engine's driver (HTTP, an app in this process on its
 SDK's pool, a Connect worker); ``_flow.onthread`` makes the same calls on the SDK's own
-thread with ``prepare``, ``watch`` and ``read``, the parts it is made of.
+thread with ``prepare_local`` (the request as an object: no JSON, no signature),
+``watch`` and ``read``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from stepline._protocol.execution import ExecutionRequest
+from stepline._protocol.headers import SERVER_KIND
 from stepline.engine import _request, _response
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
@@ -87,6 +90,17 @@ class Caller:
             compact=compact,
         )
         return _request.call_url(fn.url, fn.function_id, job.step_id or "step"), raw, headers
+
+    def prepare_local(
+        self, run: Run, steps: list[StepRecord], job: Job, fn: FunctionSpec
+    ) -> tuple[str, ExecutionRequest, Mapping[str, str]]:
+        """``prepare`` for an app served in this process (``InProcessDriver.call_blocking``):
+        the request as an object, unsigned (nothing crosses a network)."""
+        call = _request.execution(
+            run, steps, job, max_attempts=fn.max_attempts, checkpoint=self.settings.checkpointing
+        )
+        headers = {SERVER_KIND: self.settings.server_kind}
+        return _request.call_url(fn.url, fn.function_id, job.step_id or "step"), call, headers
 
     def watch(
         self, run: Run, job: Job, headers: Mapping[str, str]

@@ -235,7 +235,7 @@ class _Calls:
     ) -> _response.Outcome | None:
         caller = self.caller
         assert caller.local is not None
-        url, raw, headers = caller.prepare(run, steps, job, fn)
+        url, request, headers = caller.prepare_local(run, steps, job, fn)
         try:
             with caller.watch(run, job, headers) as call:
                 with self.lock:
@@ -243,7 +243,7 @@ class _Calls:
                         raise _Abandoned
                     deadline = time.monotonic() + caller.timeout(fn)
                     self.calling = (run, job, deadline, call.started)
-                answer = caller.local.request_blocking(url, raw, call.headers)
+                answer = caller.local.call_blocking(url, request, call.headers)
                 with self.lock:
                     self.calling = None
                     if self.abandoned:
