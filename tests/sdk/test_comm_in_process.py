@@ -9,6 +9,7 @@ met a malformed event, or was never served here.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -27,7 +28,17 @@ def _functions(client: stepline.Client) -> list[stepline.Function]:
     @client.function(id="steps", trigger=trigger)
     def steps(ctx: stepline.SyncContext) -> Any:
         a = ctx.step.run("a", lambda: ctx.event.data["n"] + 1)
-        return ctx.step.run("b", lambda: {"b": a * 2, "list": [a, None, "x"]})
+        return ctx.step.run("b", lambda: {"b": a * 2, "list": [a, None, "x", 0.5, 1e16]})
+
+    @client.function(id="values", trigger=trigger)
+    def values(ctx: stepline.SyncContext) -> Any:
+        when = dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc)
+        return ctx.step.run("v", lambda: {"when": when, "big": 2**70, "text": "é\u2028"})
+
+    @client.function(id="ckpt", trigger=trigger)
+    def ckpt(ctx: stepline.SyncContext) -> Any:
+        a = ctx.step.run("a", lambda: [1, 2])
+        return {"sum": sum(a)}
 
     @client.function(id="fails", trigger=trigger, retries=2)
     def fails(ctx: stepline.SyncContext) -> Any:
@@ -41,7 +52,7 @@ def _functions(client: stepline.Client) -> list[stepline.Function]:
     def later(ctx: stepline.SyncContext) -> Any:
         return ctx.step.wait_for_event("ok", event="demo/ok", timeout=60)
 
-    return [steps, fails, final, later]
+    return [steps, values, ckpt, fails, final, later]
 
 
 def _both(
@@ -66,6 +77,7 @@ def _same(wire: CommResponse, local: CommResponse) -> None:
         ("steps", {}, 206),  # runs step a
         ("steps", {sha1("a"): memo(42)}, 206),  # replays a, runs b
         ("steps", {sha1("a"): memo(42), sha1("b"): memo({"b": 84})}, 200),  # returns
+        ("values", {}, 206),  # a datetime, an int past 64 bits, escapes
         ("fails", {}, 500),  # retried
         ("final", {}, 500),  # not retried (X-Inngest-No-Retry)
         ("later", {}, 206),  # plans the wait
@@ -100,4 +112,13 @@ def test_a_replay_that_diverged_is_reported_in_process_too() -> None:
     body = body_for(steps=history, stack={"stack": [sha1("gone")], "current": 1})
     wire, local = _both(handler, "steps", body)
     assert "x-stepline-nondeterminism" in {name.lower() for name in wire.headers}
+    _same(wire, local)
+
+
+def test_steps_and_the_output_of_one_call_in_process_are_the_wire_s() -> None:
+    client = make_client(checkpointing=True)  # StepRun and RunComplete in one answer
+    handler = serve(client, *_functions(client))
+    body = body_for(fn_id="app-ckpt", qi_id="qi-1")
+    wire, local = _both(handler, "ckpt", body)
+    assert [op["op"] for op in json.loads(wire.body)] == ["StepRun", "RunComplete"]
     _same(wire, local)
