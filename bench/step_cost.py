@@ -6,11 +6,12 @@ step (one call and one commit per step, as DBOS commits each step), in one
 ``EmbeddedEngine`` on a SQLite file (``synchronous`` NORMAL and FULL) and, when it
 answers, on Postgres, with timers wrapped around the engine's own functions:
 
-* **serialise**: the engine building and encoding the call's request
-  (``_request.built``, ``_request.encode``) and decoding the answer (``_response.decode``);
-* **SDK**: the app's handler (``CommHandler.handle_pooled``: for a sync function the
-  whole of ``handle_sync`` on the SDK's thread pool) minus running the function: parsing
-  the request, checking it, encoding the answer;
+* **serialise**: the engine building the call's request (``_request.execution``: the
+  object handed to an app in this process, its state copied; over HTTP
+  ``_request.built``, ``_request.encode``) and decoding the answer (``_response.decode``);
+* **SDK**: the app's handler (for a sync function ``CommHandler.call_in_process`` on the
+  SDK's thread pool, else ``handle_pooled``) minus running the function: setting up the
+  call's state, encoding the answer;
 * **step code** (``_call_sync`` on the SDK's thread pool): the user's function with the
   SDK's replay of the memoised steps, the floor's "in-process call";
 * **store work**: the engine's logic and SQL inside the transaction (the ``work`` given
@@ -144,16 +145,19 @@ def timers(clock: Clock) -> Iterator[None]:
     for part, owner, name in (
         ("serialise", _request, "built"),
         ("serialise", _request, "encode"),
+        ("serialise", _request, "execution"),  # an in-process call's copy of the state
         ("serialise", _response, "decode"),
         ("step code", _handler, "_call_sync"),
         ("store thread", _lite.SqliteStore, "_commit_group"),
         ("store thread", _pg.PostgresStore, "_transaction"),
     ):
         patch(owner, name, timed(part))
-    # the engine calls an in-process app through handle_pooled: a sync function's whole
-    # call on the SDK's pool (handle_sync), an async one's on the loop (handle)
+    # the engine calls an in-process app on the SDK's pool: a sync function's call there
+    # as an object (call_in_process, on the thread); else through handle_pooled (a sync
+    # function's whole call on the pool: handle_sync; an async one's on the loop: handle)
     patch(_handler.CommHandler, "handle_pooled", timed_async("sdk wall"))
     patch(_handler.CommHandler, "handle_sync", timed("sdk thread"))
+    patch(_handler.CommHandler, "call_in_process", timed("sdk thread"))
     patch(_handler.CommHandler, "_perform_async", timed_async("perform wall"))
     patch(_handler.CommHandler, "_perform_sync", timed("perform wall"))
     patch(_local.LocalCheckpoints, "record_sync", timed("checkpoint wall"))

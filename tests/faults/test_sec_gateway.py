@@ -10,6 +10,7 @@ development. ``gateway_max_calls`` bounds the calls per run.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 from typing import Any
@@ -20,6 +21,7 @@ from stepline.engine import Engine, EngineSettings, RunStatus
 from stepline.engine._config import EngineConfigError, resolve
 from stepline.engine._gateway.destinations import Address, Policy, refusal
 from stepline.engine._model import Run
+from stepline.engine._worker import Worker
 from tests._support.polling import await_until
 
 from .conftest import arun, captured_logs
@@ -263,3 +265,24 @@ def test_an_oversized_gateway_answer_fails_its_step(db: str) -> None:
         assert len(provider.requests) == 1, "not retried: it would be as large again"
     assert memo["error"]["name"] == "AIGatewayAnswerTooLarge"
     assert "larger than 65536 bytes" in memo["error"]["message"]
+
+
+def test_a_retry_leased_before_its_last_attempt_s_end_was_noted_runs(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A gateway attempt that failed is retried at once (no backoff here): its own task
+    # commits the retry and wakes the worker's loop, which may lease the retry before the
+    # task's end has been noted (its done callback runs later, held back here). That
+    # attempt is over: the retry runs, rather than wait for its lease to lapse (30 s) as a
+    # call still in flight would (CI: this file's redirect test timed out that way).
+    done = Worker._done
+
+    def noted_late(self: Worker, current: list[Any], task: Any = None) -> None:
+        asyncio.get_running_loop().call_later(0.3, done, self, current, task)
+
+    monkeypatch.setattr(Worker, "_done", noted_late)
+    with Scripted(lambda _r: (503, {}, b"busy")) as provider, Scripted() as app:
+        app.answer = _asking([f"{provider.url}/v1"])
+        [memo] = _memos(arun(_run(db, app, gateway_allow=("127.0.0.1/32",), retry_scale=0.0)))
+        assert len(provider.requests) == 5, "tried, then retried 4 times"
+    assert memo["error"]["name"], memo

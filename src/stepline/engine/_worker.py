@@ -121,7 +121,8 @@ class Worker:
                     logger.warning("lease committed late; %d job(s) left to retry", len(jobs))
                     jobs = []
             for job in jobs:  # one whose lease lapsed while this worker calls it goes on
-                if job.job_id not in self._inflight:  # as it is (the lease is renewed)
+                held = self._inflight.get(job.job_id)  # as it is (the lease is renewed);
+                if held is None or held.done():  # a task that ended: a new attempt (a retry)
                     self._spawn(job, snapshots.get(job.job_id))
             if len(jobs) + parked == min(free, _LEASE_BATCH) > 0:
                 continue
@@ -185,8 +186,9 @@ class Worker:
         """Whether any job is in flight in this worker."""
         return bool(self._inflight)
 
-    def _done(self, current: list[Job], _task: object = None) -> None:
-        self._inflight.pop(current[0].job_id, None)
+    def _done(self, current: list[Job], task: object = None) -> None:
+        if self._inflight.get(current[0].job_id) is task:  # not a retry's task spawned since
+            del self._inflight[current[0].job_id]
         if self._full:  # otherwise the commit that ended the job has woken the loop already
             self.wake.set()
 
