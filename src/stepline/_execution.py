@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from stepline import _divergence, _errors, _serde
 from stepline._checkpointing import Checkpointer, CheckpointPolicy
 from stepline._protocol import hashing
+from stepline._protocol.errors import error_body
 from stepline._protocol.execution import ExecutionRequest, Op, unwrap_memo
 from stepline._protocol.opcodes import Opcode, ParallelMode
 
@@ -114,7 +113,14 @@ class ParallelGroup:
 
 
 class ExecutionState:
-    """Everything one execution knows: memos, step counter, collected ops."""
+    """Everything one execution knows: memos, step counter, collected ops.
+
+    ``run_on`` (no checkpointing; the engine in this process): a call still runs one
+    step, but answers at the code's next new step (not reached) or its end, when the
+    step and the result go together (``RunComplete``): one call and commit fewer a run.
+    The code past the step runs as a replay does (``is_rerunning``); if it asked (to log,
+    publish...) or raised, the step answers alone, as without ``run_on``.
+    """
 
     def __init__(
         self,
@@ -123,6 +129,7 @@ class ExecutionState:
         checkpoint: CheckpointPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         nondeterminism: _divergence.Policy = "warn",
+        run_on: bool = False,
     ) -> None:
         self.request = request
         ctx = request.ctx
@@ -135,6 +142,9 @@ class ExecutionState:
         self._max_attempts = ctx.max_attempts
         self._ops: list[Op] = []
         self._done: list[Op] = []  # steps run in this request under checkpointing
+        #: one step a call, answered at the code's next step or with its end (``run_on``)
+        self._run_on = run_on and checkpoint is None
+        self._held_back = False  # running on, the code asked ``is_rerunning`` (it was)
         self._running: StepSlot | None = None
         self._parallel_depth = 0
         self._parallel_mode = ParallelMode.WAIT
@@ -166,8 +176,12 @@ class ExecutionState:
         """True while the code being run already ran in an earlier request.
 
         That is while replaying, and in a call targeting one step (planned in parallel, or
-        with immediate execution disabled) until that step's own code runs.
+        with immediate execution disabled) until that step's own code runs; and past the
+        step a ``run_on`` call ran (noted: the run's end then waits for the next call).
         """
+        if self._run_on and self._done:
+            self._held_back = True
+            return True
         return self._unseen > 0 or (self._target is not None and self._running is None)
 
     @property
@@ -224,7 +238,9 @@ class ExecutionState:
         except _errors.OutputUnserializableError as exc:
             raise _Fail(exc) from None
         self._complete(Op(Opcode.STEP_RUN, slot.hashed_id, slot.user_id, slot.index, data=data))
-        return _serde.revive(data, slot.output_type)
+        # the code goes on (checkpointing, ``run_on``): with a copy, so that what it does
+        # to the value changes nothing the step reports, as a replay's memo is its own
+        return _serde.revive(_serde.to_jsonable(data), slot.output_type)
 
     def take_done(self) -> list[Op]:
         """The steps completed since the last call, handed over to be persisted."""
@@ -337,7 +353,9 @@ class ExecutionState:
             outcome.error = exc
         else:
             returned = True
-            if self._done:  # report completion along with the checkpointed steps
+            if self._done and self._held_back:  # the next call replays it and returns
+                outcome.ops = list(self._done)
+            elif self._done:  # report completion along with the checkpointed steps
                 try:
                     data = _serde.to_jsonable(outcome.output, what="function output")
                 except _errors.OutputUnserializableError as exc:
@@ -392,6 +410,7 @@ class ExecutionState:
         name: str | None = None,
         opts: dict[str, Any] | None = None,
     ) -> None:
+        self._boundary()
         tracker = self._tracker
         if tracker is not None:
             tracker.found_new(slot.hashed_id, slot.user_id)
@@ -426,6 +445,10 @@ class ExecutionState:
     def _complete(self, op: Op, *, display_name: str | None = None) -> None:
         """Record a step whose result is known: report it now, or keep going when checkpointing."""
         op.display_name = display_name
+        self._boundary()
+        if self._run_on and self._unplanned():  # the code runs on: to its next step, or end
+            self._done.append(op)
+            return
         if not self._may_checkpoint():
             self._ops.append(op)
             raise _Planned if self._parallel_depth and self._target is None else _Respond
@@ -448,13 +471,17 @@ class ExecutionState:
         )
         raise _Respond
 
+    def _boundary(self) -> None:
+        """With ``run_on``, the code reached a new step after one ran: answer with it."""
+        if self._run_on and self._done:
+            raise _Respond
+
+    def _unplanned(self) -> bool:
+        """Not targeted, not planning, not in a parallel group: steps may run on."""
+        return self._target is None and not self._force_plan and not self._parallel_depth
+
     def _may_checkpoint(self) -> bool:
-        return (
-            self._checkpoint is not None
-            and self._target is None
-            and not self._force_plan
-            and not self._parallel_depth
-        )
+        return self._checkpoint is not None and self._unplanned()
 
 
 _MISSING: Any = object()
@@ -464,29 +491,3 @@ def _patch_step_id(change_id: str) -> str:
     if not isinstance(change_id, str) or not change_id:
         raise _Fail(_errors.ConfigError("a patch's change id must be a non-empty string"))
     return f"patched:{change_id}"
-
-
-def error_body(exc: BaseException) -> dict[str, Any]:
-    """The wire error object ``{code, message, name, stack}`` for an exception."""
-    if isinstance(exc, _errors.StepError):
-        return {"code": exc.code, "message": exc.message, "name": exc.name, "stack": exc.stack}
-    code = exc.code if isinstance(exc, _errors.SteplineError) else "unknown"
-    message = exc.message if isinstance(exc, _errors.SteplineError) else str(exc)
-    return {"code": code, "message": message, "name": type(exc).__name__, "stack": _stack(exc)}
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def _stack(exc: BaseException) -> str:
-    """The traceback without Stepline's own frames: users see only their code."""
-    frames = [
-        frame
-        for frame in traceback.extract_tb(exc.__traceback__)
-        if not frame.filename.startswith(_PACKAGE_DIR)
-    ]
-    return (
-        "Traceback (most recent call last):\n"
-        + "".join(traceback.format_list(frames))
-        + "".join(traceback.format_exception_only(type(exc), exc))
-    )

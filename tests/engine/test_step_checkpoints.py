@@ -113,6 +113,8 @@ def test_what_each_step_finds_recorded_in_process(db: str, mode: str, faces: str
 
     seen, entered = arun(scenario())
     want_seen, want_calls = EXPECTED[mode]
+    if mode == "one-call-per-step" and faces == "sync":
+        want_calls = STEPS  # a sync function's last step answers with its result (run_on)
     assert seen == want_seen
     assert len(entered) == want_calls
 

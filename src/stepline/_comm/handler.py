@@ -243,13 +243,18 @@ class CommHandler:
         call: ExecutionRequest,
         headers: Mapping[str, str],
         local: StepSink | None = None,
+        *,
+        run_on: bool = False,
     ) -> CommResponse:
         """``handle_sync`` for an execution request the engine in this process hands over
         as an object (its calls on the pool's thread): no body to parse, no signature to
         check (nothing crossed a network), the same answer. ``call`` must be the caller's
         own copy of the run's state: the function's code gets its events and memos.
-        ``headers`` are lower-cased (the caller's trace context)."""
-        return drive_sync(self._in_process(fn_id, call, headers, local), self._perform_sync)
+        ``headers`` are lower-cased (the caller's trace context). ``run_on``: a call with
+        no checkpointing answers its step at the code's next step, or with the function's
+        result if it returns first (``ExecutionState``); the engine here records both."""
+        flow = self._in_process(fn_id, call, headers, local, run_on)
+        return drive_sync(flow, self._perform_sync)
 
     def _in_process(
         self,
@@ -257,12 +262,13 @@ class CommHandler:
         call: ExecutionRequest,
         headers: Mapping[str, str],
         local: StepSink | None,
+        run_on: bool,
     ) -> Flow[CommResponse]:
         try:  # as ``_flow`` answers what fails before the function runs
             fn = self.functions.get(fn_id)
             if fn is None:
                 raise _errors.FunctionNotFoundError(f"function {fn_id} not found")
-            outcome = yield from self._run(fn, call, headers, local)
+            outcome = yield from self._run(fn, call, headers, local, run_on=run_on)
         except _errors.SteplineError as exc:
             return CommResponse.from_error(exc, self._base_headers)
         return self._answer(outcome)
@@ -273,10 +279,14 @@ class CommHandler:
         call: ExecutionRequest,
         headers: Mapping[str, str],
         local: StepSink | None,
+        *,
+        run_on: bool = False,
     ) -> Flow[Outcome]:
         """Run ``fn`` for one checked request; its outcome."""
         policy = self._checkpoint_policy(call)
-        state = ExecutionState(call, checkpoint=policy, nondeterminism=fn.options.nondeterminism)
+        state = ExecutionState(
+            call, checkpoint=policy, nondeterminism=fn.options.nondeterminism, run_on=run_on
+        )
         option = self.client.settings.checkpointing
         if policy is not None and isinstance(option, Checkpointing) and option.buffered_steps:
             state.checkpointer = RunCheckpoints(self.client, call.ctx, local)

@@ -11,8 +11,9 @@ from typing import Any
 
 from stepline import _errors, _json, _serde
 from stepline._checkpointing import StepSink
-from stepline._execution import Outcome, error_body
+from stepline._execution import Outcome
 from stepline._protocol import durations, headers
+from stepline._protocol.errors import error_body
 
 logger = logging.getLogger("stepline")
 

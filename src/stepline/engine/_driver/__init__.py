@@ -318,7 +318,7 @@ class InProcessDriver:
         fn_id = dict(query).get("fnId", "")
         lowered = {name.lower(): value for name, value in headers.items()}
         try:
-            response = handler.call_in_process(fn_id, call, lowered, self.sink)
+            response = handler.call_in_process(fn_id, call, lowered, self.sink, run_on=True)
         except Exception as exc:  # a crash in the app's handler is a failed attempt
             return RawResponse(0, {}, b"", error=f"{type(exc).__name__}: {exc}")
         return RawResponse(response.status, response.headers, response.body)

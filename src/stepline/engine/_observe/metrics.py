@@ -19,6 +19,8 @@ _STEP_OPS = frozenset({Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_ERROR, Opcode.S
 #: Ops whose code runs inside an SDK call; their latency is the call's.
 EXECUTED_OPS = frozenset(op.value for op in _STEP_OPS)
 _FAILURE_NAMES = frozenset({"NonSDKResponse", "InvalidResponse", "StreamError"})
+#: ops that carry the function's result (a checkpointed call's, or ``run_on``'s last step)
+_ENDS = frozenset({Opcode.RUN_COMPLETE, Opcode.SYNC_RUN_COMPLETE})
 #: The states ``stepline_queue_jobs`` reports (``Tx.queue_summary``).
 QUEUE_STATES = ("due", "running", "parked", "scheduled")
 
@@ -231,16 +233,17 @@ class EngineMetrics:
 def call_result(raw: RawResponse, outcome: Outcome) -> str:
     """What an execution request came to, as a label value.
 
-    ``steps`` (206), ``completed`` (200), ``function_error`` (the function or a step
-    raised: the SDK answered with an error), ``sdk_error`` (an answer, but not one from an
-    SDK or not in the protocol), ``unreachable`` (no answer: refused, reset, timed out).
+    ``steps`` (206), ``completed`` (the function returned: a 200, or a 206 whose ops end
+    with its result), ``function_error`` (the function or a step raised: the SDK answered
+    with an error), ``sdk_error`` (an answer, but not one from an SDK or not in the
+    protocol), ``unreachable`` (no answer: refused, reset, timed out).
     """
     if raw.error is not None:
         return "unreachable"
     if isinstance(outcome, Completed):
         return "completed"
     if isinstance(outcome, Ops):
-        return "steps"
+        return "completed" if any(op.op in _ENDS for op in outcome.ops) else "steps"
     assert isinstance(outcome, Failed)
     if outcome.error.get("name") in _FAILURE_NAMES:
         return "sdk_error"
