@@ -25,12 +25,16 @@ class StepStatus(str, enum.Enum):
     @property
     def done(self) -> bool:
         """True once the step has a memo the SDK will receive."""
-        return self in (StepStatus.COMPLETED, StepStatus.FAILED)
+        return self in _DONE
 
     @property
     def ended(self) -> bool:
         """True once the step will not change: done, or cut short by its run's end."""
-        return self.done or self is StepStatus.CANCELLED
+        return self in _ENDED
+
+
+_DONE = frozenset({StepStatus.COMPLETED, StepStatus.FAILED})
+_ENDED = _DONE | {StepStatus.CANCELLED}
 
 
 class JobKind(str, enum.Enum):

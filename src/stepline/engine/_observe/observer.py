@@ -305,6 +305,19 @@ class ObservedTx:
             self._seen.holds.append(waiting)
 
 
+def _forwarded(name: str) -> property:
+    return property(lambda self: getattr(self._tx, name))
+
+
+# What a step's transaction reads of its ``Tx`` most, forwarded by a property: a lookup
+# that fails over to ``__getattr__`` raises and catches an ``AttributeError`` each time.
+for _name in (
+    "queued", "claimed", "steps_revision", "unlease_calls", "lease_calls", "enqueue",
+    "lease_run_call", "paused_functions", "get_call",
+):  # fmt: skip
+    setattr(ObservedTx, _name, _forwarded(_name))
+
+
 class ObservedStore:
     """A ``Store`` timing every operation and observing every committed write."""
 

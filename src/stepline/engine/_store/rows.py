@@ -25,6 +25,17 @@ from stepline.engine._model import (
     StepStatus,
 )
 
+# An enum's member from its stored value and back, by dict: ``RunStatus(text)`` and
+# ``.value`` go through Python-level ``enum`` code, several times a step. (These are str
+# enums: members of two of them with one value are one key, which maps to that value.)
+_RUN_STATUS = {member.value: member for member in RunStatus}
+_STEP_STATUS = {member.value: member for member in StepStatus}
+_JOB_KIND = {member.value: member for member in JobKind}
+_PAUSE_KIND = {member.value: member for member in PauseKind}
+_VALUE: dict[RunStatus | StepStatus | JobKind | PauseKind, str] = {
+    member: member.value for kind in (RunStatus, StepStatus, JobKind, PauseKind) for member in kind
+}
+
 RUN_COLUMNS = (
     "run_id, function_id, app_id, status, events, event_ids, created_at, started_at, "
     "ended_at, output, stack, force_plan, request_version, correlation_id, parent_run_id, "
@@ -91,7 +102,7 @@ def read_run(row: Sequence[Any]) -> Run:
         run_id=row[0],
         function_id=row[1],
         app_id=row[2],
-        status=RunStatus(row[3]),
+        status=_RUN_STATUS[row[3]],
         events=loads(row[4]),
         event_ids=loads(row[5]),
         created_at=row[6],
@@ -118,7 +129,7 @@ def run_values(run: Run) -> Sequence[Any]:
         run.run_id,
         run.function_id,
         run.app_id,
-        run.status.value,
+        _VALUE[run.status],
         dumps(run.events),
         dumps(run.event_ids),
         run.created_at,
@@ -146,7 +157,7 @@ def read_step(row: Sequence[Any]) -> StepRecord:
         step_id=row[1],
         name=row[2],
         op=row[3],
-        status=StepStatus(row[4]),
+        status=_STEP_STATUS[row[4]],
         mode=row[5],
         memo=parsed_or_none(row[6]),
         attempts=row[7],
@@ -164,7 +175,7 @@ def step_values(step: StepRecord) -> Sequence[Any]:
         step.step_id,
         step.name,
         step.op,
-        step.status.value,
+        _VALUE[step.status],
         step.mode,
         json_or_null(step.memo) if step.status.done else None,
         step.attempts,
@@ -179,7 +190,7 @@ def step_values(step: StepRecord) -> Sequence[Any]:
 def read_job(row: Sequence[Any]) -> Job:
     return Job(
         job_id=row[0],
-        kind=JobKind(row[1]),
+        kind=_JOB_KIND[row[1]],
         available_at=row[2],
         run_id=row[3],
         step_id=row[4],
@@ -193,7 +204,7 @@ def read_job(row: Sequence[Any]) -> Job:
 def job_values(job: Job) -> Sequence[Any]:
     return (
         job.job_id,
-        job.kind.value,
+        _VALUE[job.kind],
         job.available_at,
         job.run_id,
         job.step_id,
@@ -208,7 +219,7 @@ def read_pause(row: Sequence[Any]) -> Pause:
     return Pause(
         pause_id=row[0],
         run_id=row[1],
-        kind=PauseKind(row[2]),
+        kind=_PAUSE_KIND[row[2]],
         event_name=row[3],
         expires_at=row[4],
         step_id=row[5],
@@ -223,7 +234,7 @@ def pause_values(pause: Pause) -> Sequence[Any]:
     return (
         pause.pause_id,
         pause.run_id,
-        pause.kind.value,
+        _VALUE[pause.kind],
         pause.event_name,
         pause.expires_at,
         pause.step_id,
