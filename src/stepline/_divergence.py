@@ -160,9 +160,12 @@ class ReplayTracker:
         if hashed_id in self._exempt:
             return
         modes = self._modes
-        group = self._groups if modes else None
-        late = bool(self._new_groups) and any(g is None or g != group for g in self._new_groups)
-        race = bool(modes) and any(modes)
+        group: _Group = None
+        late = race = False  # the usual case: outside any group, no new step found yet
+        if modes or self._new_groups:
+            group = self._groups if modes else None
+            late = bool(self._new_groups) and any(g is None or g != group for g in self._new_groups)
+            race = bool(modes) and any(modes)
         self._reached.append((hashed_id, group, race, late))
         if self._in_order:
             position = self._position.get(hashed_id)

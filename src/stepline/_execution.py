@@ -18,6 +18,7 @@ from stepline._protocol import hashing
 from stepline._protocol.errors import error_body
 from stepline._protocol.execution import ExecutionRequest, Op, unwrap_memo
 from stepline._protocol.opcodes import Opcode, ParallelMode
+from stepline._scope import Scope
 
 if TYPE_CHECKING:
     from stepline._publish import Publisher
@@ -67,6 +68,7 @@ class StepSlot:
     index: int | None
     output_type: Any = None
     value: Any = None
+    handle: object = None  # the observer's, while the step's code runs
 
 
 @dataclasses.dataclass(slots=True)
@@ -193,43 +195,39 @@ class ExecutionState:
 
     def begin_run(self, user_id: str, output_type: Any = None) -> Any:
         """Start ``step.run``: the memoized value, or ``EXECUTE`` with the step armed."""
-        slot = self._begin(user_id)
-        slot.output_type = output_type
-        found, value = self._replay(slot)
+        hashed, index = self._next_id(user_id)
+        found, value = self._replay(hashed, user_id)  # a replay needs no slot
         if found:
             return _serde.revive(value, output_type)
+        slot = StepSlot(user_id, hashed, index, output_type)
         self._plan(slot, Opcode.STEP_RUN, runnable=True)
         self._running = slot
         return EXECUTE
 
-    @contextlib.contextmanager
-    def executing(self) -> Iterator[StepSlot]:
+    def executing(self) -> Scope[StepSlot]:
         """Wrap the call of a step's callable; failures become ``StepError``/``StepFailed``."""
         slot = self._running
         assert slot is not None, "begin_run must arm a step first"
-        observer = self.observer
-        handle = None if observer is None else observer.step_started(slot)
-        error: BaseException | None = None
+        if self.observer is not None:
+            slot.handle = self.observer.step_started(slot)
+        return Scope(slot, self._executed)
+
+    def _executed(self, slot: StepSlot, error: BaseException | None) -> bool:
+        self._running = None
         try:
-            yield slot
-        except _errors.NonRetriableError as exc:
-            error = exc
-            if self._done:
-                # Steps already ran in this request: reporting the error alone would drop
-                # them and run this step again on the next call. Fail the step for good
-                # beside them instead; the replay raises StepError and the run fails.
-                self._report_failure(slot, exc)
-            raise  # it ends the function, not just the step (as in inngest-py)
-        except (Interrupt, _errors.RetryAfterError) as exc:
-            error = exc
-            raise  # these end the function, not just the step (as in inngest-py)
-        except Exception as exc:
-            error = exc
-            self._report_failure(slot, exc)
+            if isinstance(error, _errors.NonRetriableError):
+                if self._done:
+                    # Steps already ran in this request: reporting the error alone would
+                    # drop them and run this step again on the next call. Fail the step
+                    # for good beside them instead; the replay raises StepError.
+                    self._report_failure(slot, error)
+                return False  # it ends the function, not just the step (as in inngest-py)
+            if isinstance(error, Exception) and not isinstance(error, _errors.RetryAfterError):
+                self._report_failure(slot, error)
+            return False  # nothing, an interrupt or a retry-after: on its way
         finally:
-            self._running = None
-            if observer is not None:
-                observer.step_ended(handle, error)
+            if self.observer is not None:
+                self.observer.step_ended(slot.handle, error)
 
     def finish_run(self, slot: StepSlot) -> Any:
         """Record a step's value: report it now, or keep going when checkpointing."""
@@ -273,7 +271,7 @@ class ExecutionState:
         slot = self._begin(_patch_step_id(change_id))
         if self._tracker is not None:
             self._tracker.exempt(slot.hashed_id)
-        found, value = self._replay(slot)
+        found, value = self._replay(slot.hashed_id, slot.user_id)
         answer = bool(value) if found else self._target is None and not self.is_replaying
         self._patches[change_id] = answer
         if not found and self._target is None:
@@ -305,7 +303,7 @@ class ExecutionState:
     ) -> Any:
         """A step the engine performs (sleep, wait, invoke): its memo, or report it."""
         slot = self._begin(user_id)
-        found, value = self._replay(slot)
+        found, value = self._replay(slot.hashed_id, slot.user_id)
         if found:
             return value
         self._plan(slot, opcode, runnable=False, name=name, opts=opts)
@@ -337,22 +335,12 @@ class ExecutionState:
 
     # -- the function as a whole ---------------------------------------------------------
 
-    @contextlib.contextmanager
-    def function_call(self, outcome: Outcome) -> Iterator[Outcome]:
+    def function_call(self, outcome: Outcome) -> Scope[Outcome]:
         """Run the user function; fill ``outcome`` however it ends."""
-        returned = False
-        try:
-            yield outcome
-        except (_Respond, _Planned, _Skip):
-            outcome.ops = self._done + self._ops
-        except _Diverged:
-            pass  # the verdict below fails the call
-        except _Fail as fail:
-            outcome.error = fail.error
-        except Exception as exc:
-            outcome.error = exc
-        else:
-            returned = True
+        return Scope(outcome, self._function_ended)
+
+    def _function_ended(self, outcome: Outcome, raised: BaseException | None) -> bool:
+        if raised is None:
             if self._done and self._held_back:  # the next call replays it and returns
                 outcome.ops = list(self._done)
             elif self._done:  # report completion along with the checkpointed steps
@@ -363,6 +351,14 @@ class ExecutionState:
                 else:
                     done = Op(Opcode.RUN_COMPLETE, hashing.RUN_COMPLETE_ID, "complete", data=data)
                     outcome.ops = [*self._done, done]
+        elif isinstance(raised, _Respond | _Planned | _Skip):
+            outcome.ops = self._done + self._ops
+        elif isinstance(raised, _Fail):
+            outcome.error = raised.error
+        elif isinstance(raised, Exception):
+            outcome.error = raised
+        elif not isinstance(raised, _Diverged):  # the verdict below fails a diverged call
+            return False  # not the function's to answer: on its way
         persisting = self.checkpointer is not None and self.checkpointer.persists_on_failure
         if outcome.error is not None and self._done and not persisting:
             # Keep the steps that succeeded; the failure is met again on the next call
@@ -370,28 +366,31 @@ class ExecutionState:
             outcome.ops, outcome.error = list(self._done), None
         outcome.no_retry = self._no_retry
         if self._tracker is not None:
-            outcome.divergence = self._tracker.result(returned=returned)
+            outcome.divergence = self._tracker.result(returned=raised is None)
             if outcome.divergence is not None and outcome.divergence.policy == "fail":
                 outcome.ops, outcome.output = None, None
                 outcome.error = outcome.divergence.error()
+        return True
 
     # -- internals -----------------------------------------------------------------------
 
     def _begin(self, user_id: str) -> StepSlot:
+        return StepSlot(user_id, *self._next_id(user_id))
+
+    def _next_id(self, user_id: str) -> tuple[str, int | None]:
         if self._running is not None:
             raise _errors.NestedStepError
         if not isinstance(user_id, str) or not user_id:
             raise _Fail(_errors.ConfigError("a step id must be a non-empty string"))
-        hashed, index = self._counter.next(user_id)
-        return StepSlot(user_id, hashed, index)
+        return self._counter.next(user_id)
 
-    def _replay(self, slot: StepSlot) -> tuple[bool, Any]:
-        raw = self._memos.get(slot.hashed_id, _MISSING)
+    def _replay(self, hashed_id: str, user_id: str) -> tuple[bool, Any]:
+        raw = self._memos.get(hashed_id, _MISSING)
         if raw is _MISSING:
             return False, None
         self._unseen -= 1
         if self._tracker is not None:
-            self._tracker.reached(slot.hashed_id, slot.user_id)
+            self._tracker.reached(hashed_id, user_id)
         value, error = unwrap_memo(raw)
         if error is not None:
             raise _errors.StepError(

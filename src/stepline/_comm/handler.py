@@ -33,6 +33,7 @@ from stepline._event import Event
 from stepline._execution import ExecutionState, Outcome
 from stepline._protocol import headers
 from stepline._protocol.execution import DISCOVERY_STEP_ID, ExecutionRequest
+from stepline._scope import Scope
 
 if TYPE_CHECKING:
     from stepline._client import Client
@@ -411,22 +412,34 @@ def _is_uuid(text: str) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _function_call(effect: RunFunction) -> Iterator[Callable[[Outcome], Outcome]]:
+def _function_call(
+    effect: RunFunction,
+) -> contextlib.AbstractContextManager[Callable[[Outcome], Outcome]]:
     """Around one call of the user's function: its log fields and, if traced, its span.
 
-    Yields what to do with the outcome (the trace records it); the sync and async calls
+    Gives what to do with the outcome (the trace records it); the sync and async calls
     below differ only by their ``await``.
     """
     token = _logs.bind(functools.partial(_context.log_fields, effect.state, effect.fn.composite_id))
+    if effect.trace is None:
+        return Scope(_untraced, lambda _finished, _raised: _unbound(token))
+    return _traced(effect.trace, token)
+
+
+@contextlib.contextmanager
+def _traced(
+    trace: _tracing.ExecutionTrace, token: contextvars.Token[_logs.Source | None]
+) -> Iterator[Callable[[Outcome], Outcome]]:
     try:
-        if effect.trace is None:
-            yield _untraced
-        else:
-            with effect.trace.function_call():
-                yield effect.trace.finished
+        with trace.function_call():
+            yield trace.finished
     finally:
         _logs.unbind(token)
+
+
+def _unbound(token: contextvars.Token[_logs.Source | None]) -> bool:
+    _logs.unbind(token)
+    return False
 
 
 def _untraced(outcome: Outcome) -> Outcome:

@@ -119,6 +119,12 @@ class Failed:
 
 Outcome = Completed | Ops | Failed
 
+# The headers an answer is read for, lower-cased once (``_decode`` lower-cases its keys).
+_NONDETERMINISM = NONDETERMINISM.lower()
+_NO_RETRY = headers.NO_RETRY.lower()
+_REQ_VERSION = headers.REQ_VERSION.lower()
+_SDK = headers.SDK.lower()
+
 
 def decode(raw: RawResponse, *, now: float) -> Outcome:
     """Turn an answer into an outcome, following the Go executor's rules.
@@ -127,7 +133,7 @@ def decode(raw: RawResponse, *, now: float) -> Outcome:
     envelope) becomes the outcome's ``divergence``; a malformed one is ignored.
     """
     outcome, lowered = _decode(raw, now=now)
-    report = lowered.get(NONDETERMINISM.lower())
+    report = lowered.get(_NONDETERMINISM)
     if report is None:
         return outcome
     divergence = read_divergence(report)
@@ -175,7 +181,7 @@ def _decode(raw: RawResponse, *, now: float) -> tuple[Outcome, Mapping[str, str]
     if raw.error is not None:
         if raw.error_name is not None:  # an answer the engine refused; only no-retry kept
             failed = _failure(raw.error, raw.error_name, raw.error)
-            final = raw.headers.get(headers.NO_RETRY.lower(), "").lower() == "true"
+            final = raw.headers.get(_NO_RETRY, "").lower() == "true"
             return dataclasses.replace(failed, no_retry=final), {}
         return _failure(f"request failed: {raw.error}", "Error", raw.error), {}
     lowered = {k.lower(): v for k, v in raw.headers.items()}
@@ -186,8 +192,8 @@ def _decode(raw: RawResponse, *, now: float) -> tuple[Outcome, Mapping[str, str]
         except ValueError as exc:
             return _failure(str(exc), "StreamError", str(exc)), lowered
         lowered.update({k.lower(): v for k, v in inner.items()})
-    version = _int(lowered.get(headers.REQ_VERSION.lower()))
-    if headers.SDK.lower() not in lowered and 200 <= status < 300:
+    version = _int(lowered.get(_REQ_VERSION))
+    if _SDK not in lowered and 200 <= status < 300:
         failure = _failure(
             f"unexpected response with status {status} and no {headers.SDK} header: "
             "the URL did not reach an SDK",
@@ -197,7 +203,7 @@ def _decode(raw: RawResponse, *, now: float) -> tuple[Outcome, Mapping[str, str]
         return failure, {}
     if status == 200:
         return Completed(_json_text(body), version), lowered
-    no_retry = lowered.get(headers.NO_RETRY.lower(), "").lower() == "true"
+    no_retry = lowered.get(_NO_RETRY, "").lower() == "true"
     if status == 206:
         try:
             return Ops(_ops(body), version, no_retry), lowered

@@ -15,10 +15,11 @@ import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from stepline import _logs
+from stepline._scope import Scope
 from stepline._status import RunStatus
 from stepline.engine import _response
 from stepline.engine._config import EngineSettings
@@ -45,6 +46,10 @@ class WatchedCall:
     raw: _response.RawResponse | None = None
     #: the decoded answer, set by the caller
     outcome: _response.Outcome | None = None
+    #: the call's trace span, if traced
+    span: Any = None
+    #: the called run's function (its metrics' label)
+    function_id: str = ""
 
     def answered(self, raw: _response.RawResponse) -> None:
         """The answer is in: stop the clock."""
@@ -111,10 +116,9 @@ class Observer:
             }
         )
 
-    @contextlib.contextmanager
     def call(
         self, run: Run, job: Job, headers: Mapping[str, str], now: float
-    ) -> Iterator[WatchedCall]:
+    ) -> Scope[WatchedCall]:
         """Watch one SDK call the worker makes: time, trace and count it.
 
         The worker sends ``WatchedCall.headers`` (they carry the span's trace context),
@@ -136,28 +140,33 @@ class Observer:
         if self.tracer is not None:
             span, carried = self.tracer.start_call(run, job)
             headers = {**headers, **carried}
-        watched = WatchedCall(headers)
-        try:
-            yield watched
-        except BaseException:  # the engine stopping (drivers answer failures, not raise)
-            if span is not None and self.tracer is not None:
-                self.tracer.end_call(span, status=0, result="cancelled", ops=[])
-            raise
+        watched = WatchedCall(headers, span=span, function_id=run.function_id)
+        return Scope(watched, self._called)
+
+    def _called(self, watched: WatchedCall, raised: BaseException | None) -> bool:
+        span, tracer = watched.span, self.tracer
+        if raised is not None:  # the engine stopping (drivers answer failures, not raise)
+            if span is not None and tracer is not None:
+                tracer.end_call(span, status=0, result="cancelled", ops=[])
+            return False
         raw, outcome = watched.raw, watched.outcome
         if raw is None or outcome is None:
-            return
+            return False
         if self.metrics is not None:
             with self.lock:
-                result = self.metrics.record_call(run.function_id, raw, outcome, watched.seconds)
+                result = self.metrics.record_call(
+                    watched.function_id, raw, outcome, watched.seconds
+                )
         else:
             result = call_result(raw, outcome)
-        if span is not None and self.tracer is not None:
+        if span is not None and tracer is not None:
             ops = (
                 [op.display_name for op in outcome.ops]
                 if isinstance(outcome, _response.Ops)
                 else []
             )
-            self.tracer.end_call(span, status=raw.status, result=result, ops=ops)
+            tracer.end_call(span, status=raw.status, result=result, ops=ops)
+        return False
 
     def received(self, records: Iterable[EventRecord], headers: Mapping[str, str]) -> None:
         """Events arrived with these request headers: keep their trace context."""

@@ -53,6 +53,8 @@ EVERY = 5.0
 #: not frames: a file of 1 KB pages (``sqlite.PAGE_SIZE``) waits for 12,288 frames, one of
 #: 4 KB pages made before still for 3,072 (at 3,000 frames of 1 KB: -2% steps/s paired).
 LOG_BYTES = 12 * 1024 * 1024
+#: Seconds between two reads of the frame counts by ``due`` (a ``pread`` each).
+PEEK = 0.002
 #: Whether this platform can read the frame counts (``os.pread``: not on Windows, where
 #: SQLite keeps checkpointing by itself and every commit stays on the writer thread).
 COUNTS = hasattr(os, "pread")
@@ -78,6 +80,8 @@ class WalKeeper:
         self.every = every
         self.busy_ms = busy_ms
         self._next = 0.0
+        self._peek = 0.0  # when ``due`` reads the frame counts again
+        self._full = False  # they made a checkpoint due: until it runs
         self._warned = -REPEAT_SECONDS
         self.manual = False
         self._shm_path = f"{path}-shm"
@@ -103,10 +107,17 @@ class WalKeeper:
             self._shm = None
 
     def due(self) -> bool:
-        """Whether ``check`` would checkpoint now."""
-        if time.monotonic() >= self._next:
+        """Whether ``check`` would checkpoint now (after each commit: the frame counts
+        are read at most every ``PEEK`` seconds, a commit adds a few frames, the threshold
+        is thousands)."""
+        now = time.monotonic()
+        if self._full or now >= self._next:
             return True
-        return self.manual and self.pending() >= self.frames
+        if not self.manual or now < self._peek:
+            return False
+        self._peek = now + PEEK
+        self._full = self.pending() >= self.frames  # until ``check`` checkpoints
+        return self._full
 
     @property
     def frames(self) -> int:
@@ -139,6 +150,7 @@ class WalKeeper:
         if conn.in_transaction or not self.due():
             return
         now = time.monotonic()
+        self._full = False
         self._next = now + self.every
         try:
             self._checkpoint(conn, now)
