@@ -86,7 +86,11 @@ def test_known_steps_are_taken_until_another_write_moves_the_revision(db: str) -
             sent = counting(tx)
             view = RunView.load(tx, "R1", known)
             assert view is not None
-            view.steps["a"].name = "changed in memory only"  # a copy: known stays as stored
+            shared = view.steps["a"]
+            owned = view.own("a")  # a copy of the view's own: known stays as stored
+            assert owned is not None
+            assert owned is not shared
+            owned.name = "changed in memory only"
             return sorted(view.steps), sum("FROM steps" in sql for sql in sent)
 
         assert await atomic(store, again) == (["a"], 0)

@@ -382,7 +382,7 @@ class RunLoop:
         *,
         status: StepStatus | None = None,
     ) -> None:
-        step = view.steps.get(step_id)
+        step = view.own(step_id)
         if step is None or step.status.done:
             return
         failed = isinstance(memo, dict) and set(memo) == {"error"}

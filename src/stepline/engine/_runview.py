@@ -61,9 +61,12 @@ Snapshot = tuple[Run | None, list[StepRecord], KnownSteps | None]
 class RunView:
     """A run and its steps, loaded once per transaction and written back by ``save``.
 
-    ``loaded`` keeps a shallow copy of each step as stored (read, or written since):
-    ``save`` writes only the steps that changed (step fields are replaced, never mutated
-    in place), so recording one step's result costs one row, not one per step the run has.
+    ``loaded`` holds each step as stored (read, or written since), and ``steps`` shares
+    those records until one is changed: code that changes a step gets it from ``own``
+    (or ``step``), a copy of the view's own, or puts a new record in ``steps``, and
+    ``save`` compares and writes only the records that are not the stored ones.
+    Recording one step's result copies and compares that step, not every step the run
+    has, and writes one row. A record read from ``steps`` is never changed in place.
     """
 
     run: Run
@@ -71,6 +74,8 @@ class RunView:
     loaded: dict[str, StepRecord] = dataclasses.field(default_factory=dict)
     #: every step of the run was loaded (not ``partial``)
     whole: bool = True
+    #: ``loaded`` is in stored order (as read, then steps appended after the last)
+    ordered: bool = True
 
     @classmethod
     def load(cls, tx: Tx, run_id: str | None, known: KnownSteps | None = None) -> RunView | None:
@@ -86,12 +91,11 @@ class RunView:
             known is not None
             and known.run_id == run.run_id
             and known.revision == tx.steps_revision(run.run_id)
-        ):  # ``loaded`` is only compared and replaced: it may hold the known steps
-            return cls(
-                run, {s.step_id: s.copy() for s in known.steps}, {s.step_id: s for s in known.steps}
-            )
-        steps = {s.step_id: s for s in tx.get_steps(run.run_id)}
-        return cls(run, steps, {i: s.copy() for i, s in steps.items()})
+        ):  # shared until owned: the known steps are never changed
+            loaded = {s.step_id: s for s in known.steps}
+        else:
+            loaded = {s.step_id: s for s in tx.get_steps(run.run_id)}
+        return cls(run, dict(loaded), loaded)
 
     def known_steps(self, tx: Tx) -> KnownSteps | None:
         """The steps as stored when ``tx`` commits, for a later ``load``; None for a
@@ -99,8 +103,9 @@ class RunView:
         revision = tx.steps_revision(self.run.run_id)
         if revision is None or not self.whole:
             return None
-        stored = sorted(self.loaded.values(), key=_stored_order)
-        return KnownSteps(self.run.run_id, revision, tuple(stored))
+        loaded = self.loaded.values()
+        stored = tuple(loaded) if self.ordered else tuple(sorted(loaded, key=_stored_order))
+        return KnownSteps(self.run.run_id, revision, stored)
 
     @classmethod
     def partial(cls, tx: Tx, run_id: str, step_ids: Iterable[str]) -> RunView | None:
@@ -114,11 +119,22 @@ class RunView:
             step = tx.get_step(run_id, step_id)
             if step is not None:
                 steps[step_id] = step
-        return cls(run, steps, {i: s.copy() for i, s in steps.items()}, whole=False)
+        return cls(run, dict(steps), steps, whole=False, ordered=False)
+
+    def own(self, step_id: str) -> StepRecord | None:
+        """The step, a copy of this view's own to change (None if there is none)."""
+        step = self.steps.get(step_id)
+        if step is not None and step is self.loaded.get(step_id):
+            step = self.steps[step_id] = step.copy()
+        return step
+
+    def _changed(self) -> list[StepRecord]:
+        loaded = self.loaded
+        return [s for i, s in self.steps.items() if (was := loaded.get(i)) is not s and was != s]
 
     def save(self, tx: Tx) -> None:
         """Write the run and every step that changed back (one step: with the run)."""
-        changed = [s for i, s in self.steps.items() if self.loaded.get(i) != s]
+        changed = self._changed()
         tx.update_run(self.run, changed[0] if len(changed) == 1 else None)
         if len(changed) > 1:
             tx.put_steps(changed)
@@ -127,7 +143,7 @@ class RunView:
     def save_steps(self, tx: Tx, *, stack_from: int | None = None) -> None:
         """Write every step that changed back, and the run's stack if it grew past
         ``stack_from`` entries (when only step results were recorded)."""
-        changed = [s for i, s in self.steps.items() if self.loaded.get(i) != s]
+        changed = self._changed()
         if len(changed) == 1:
             tx.put_step(changed[0])
         elif changed:
@@ -137,8 +153,11 @@ class RunView:
             tx.set_stack(self.run.run_id, self.run.stack)
 
     def _stored(self, changed: list[StepRecord]) -> None:
+        loaded = self.loaded
         for step in changed:
-            self.loaded[step.step_id] = step.copy()
+            if self.ordered and (step.step_id in loaded or _before_last(loaded, step)):
+                self.ordered = False
+            loaded[step.step_id] = step.copy()  # as stored: the view's own may change on
 
     def pending(self) -> list[StepRecord]:
         """Steps still planned, sleeping, waiting or calling."""
@@ -150,13 +169,15 @@ class RunView:
         They become ``Cancelled`` (no memo: the SDK never sees them), so no view of an
         ended run shows a step "Sleeping" forever.
         """
-        for step in self.pending():
+        for pending in self.pending():
+            step = self.own(pending.step_id)
+            assert step is not None
             step.status = StepStatus.CANCELLED
             step.ended_at = now
 
     def fail_step(self, step_id: str | None, error: Any, now: float) -> None:
         """A call that targeted ``step_id`` failed the run: that step failed, not cancelled."""
-        step = self.steps.get(step_id) if step_id else None
+        step = self.own(step_id) if step_id else None
         if step is not None and not step.status.ended:
             step.status, step.error, step.ended_at = StepStatus.FAILED, error, now
             step.attempts += 1
@@ -170,8 +191,9 @@ class RunView:
         return None if lost else step
 
     def step(self, op: ReportedOp, status: StepStatus, now: float) -> StepRecord:
-        """The step an op refers to, created with ``status`` if it is new (or was lost)."""
-        step = self.steps.get(op.id)
+        """The step an op refers to (this view's own to change), created with ``status``
+        if it is new (or was lost)."""
+        step = self.own(op.id)
         if step is not None and self.live(op.id) is None:  # reached again after all
             step.status, step.error, step.started_at, step.ended_at = status, None, now, None
         if step is None:
@@ -304,6 +326,8 @@ class RunView:
         step = self.steps.get(op.id)
         if step is None or step.status.ended:
             return False
+        step = self.own(op.id)
+        assert step is not None
         step.status, step.ended_at, step.error = StepStatus.CANCELLED, now, NOT_REACHED
         return True
 
@@ -406,6 +430,13 @@ def deadline(values: list[object], now: float, *, default: float) -> float:
         except ValueError:
             continue
     return now + default
+
+
+def _before_last(loaded: dict[str, StepRecord], step: StepRecord) -> bool:
+    """Whether ``step`` sorts before the last of ``loaded`` (stored order): appended, it
+    would leave them out of order."""
+    last = next(reversed(loaded.values()), None)
+    return last is not None and _stored_order(step) < _stored_order(last)
 
 
 def _stored_order(step: StepRecord) -> tuple[bool, int, float]:
