@@ -195,10 +195,12 @@ class ExecutionState:
 
     def begin_run(self, user_id: str, output_type: Any = None) -> Any:
         """Start ``step.run``: the memoized value, or ``EXECUTE`` with the step armed."""
-        hashed, index = self._next_id(user_id)
+        if self._running is not None or not isinstance(user_id, str) or not user_id:
+            self._next_id(user_id)  # raises what a nested step or a bad id raises
+        hashed, index = self._counter.next(user_id)  # ``_next_id``, inline: every replay
         found, value = self._replay(hashed, user_id)  # a replay needs no slot
         if found:
-            return _serde.revive(value, output_type)
+            return value if output_type is None else _serde.revive(value, output_type)
         slot = StepSlot(user_id, hashed, index, output_type)
         self._plan(slot, Opcode.STEP_RUN, runnable=True)
         self._running = slot

@@ -77,6 +77,14 @@ def dumpb(value: object, *, default: Default | None = None, finite: bool = False
 
 def dumps(value: object, *, default: Default | None = None, finite: bool = False) -> str:
     """``value`` as compact JSON text (see ``dumpb``)."""
+    if _orjson is not None:  # ``dumpb``'s usual case inline: a step writes several
+        try:
+            raw = _orjson.dumps(value, default=default, option=_PASSTHROUGH)
+        except _orjson.JSONEncodeError:
+            pass
+        else:
+            if not (finite and b"null" in raw and _non_finite(value)):
+                return raw.decode()
     return dumpb(value, default=default, finite=finite).decode()
 
 
@@ -92,11 +100,21 @@ def loads(
         ValueError: not JSON (``json.JSONDecodeError``, ``UnicodeDecodeError``), or
             whatever ``slow`` raises.
     """
-    if _orjson is not None and not _long_digits(data):
-        try:
-            return _orjson.loads(data)
-        except _orjson.JSONDecodeError:
-            pass  # NaN, 1e400, a BOM or an error: json decides and words it
+    if _orjson is not None:
+        # a run of 19 digits: an integer orjson may not keep exact (checked inline: a
+        # step decodes several documents)
+        if len(data) < _LONG:
+            long = False
+        elif isinstance(data, str):
+            long = _LONG_RUN in data.encode("utf-8", "surrogatepass").translate(_DIGITS)
+        else:
+            raw = data.tobytes() if isinstance(data, memoryview) else data
+            long = _LONG_RUN in raw.translate(_DIGITS)
+        if not long:
+            try:
+                return _orjson.loads(data)
+            except _orjson.JSONDecodeError:
+                pass  # NaN, 1e400, a BOM or an error: json decides and words it
     return slow(data.tobytes() if isinstance(data, memoryview) else data)
 
 
@@ -124,14 +142,6 @@ def _non_finite(value: object) -> bool:
         elif not isinstance(item, str | int | bool | None):
             return True  # an object orjson serialised its own way: json decides
     return False
-
-
-def _long_digits(data: str | bytes | bytearray | memoryview) -> bool:
-    """Whether ``data`` has a run of 19 digits: an integer orjson may not keep exact."""
-    if len(data) < _LONG:
-        return False
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-    return _LONG_RUN in raw.translate(_DIGITS)
 
 
 __all__ = ["FAST", "dumpb", "dumps", "loads", "loads_or_none"]

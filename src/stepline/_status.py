@@ -14,12 +14,13 @@ class RunStatus(str, enum.Enum):
     FAILED = "Failed"
     CANCELLED = "Cancelled"
 
-    @property
-    def terminal(self) -> bool:
-        """True once the run has ended."""
-        return self in _TERMINAL
+    #: True once the run has ended (an attribute of each member, set below: read on every
+    #: step, where a property would be a call)
+    terminal: bool
 
 
 _TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+for _member in RunStatus:
+    _member.terminal = _member in _TERMINAL
 
 __all__ = ["RunStatus"]

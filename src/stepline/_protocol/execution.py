@@ -165,7 +165,7 @@ class Op:
             "displayName": self.user_id if self.display_name is None else self.display_name,
             "id": self.id,
             "name": self.user_id if self.name is None else self.name,
-            "op": self.op.value,
+            "op": self.op.wire,
             "opts": self.opts,
             "userland": {"id": self.user_id, "index": self.index},
         }

@@ -25,6 +25,10 @@ class Opcode(str, enum.Enum):
     DISCOVERY_REQUEST = "DiscoveryRequest"
     STEP_NOT_FOUND = "StepNotFound"
 
+    #: the string the wire carries (``value``, as an attribute of each member, set below:
+    #: ``value`` goes through the enum's descriptor, two calls, on every step)
+    wire: str
+
     @classmethod
     def parse(cls, value: str) -> Opcode:
         """Parse an opcode case-insensitively, as the Go server does."""
@@ -35,6 +39,8 @@ class Opcode(str, enum.Enum):
 
 
 _BY_LOWER = {op.value.lower(): op for op in Opcode}
+for _op in Opcode:
+    _op.wire = _op.value
 
 #: Ops whose result is known when reported; they may be checkpointed.
 SYNC_OPS = frozenset({Opcode.STEP, Opcode.STEP_RUN, Opcode.RUN_COMPLETE, Opcode.STEP_FAILED})

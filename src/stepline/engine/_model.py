@@ -22,19 +22,18 @@ class StepStatus(str, enum.Enum):
     #: the run ended (cancelled, failed, timed out) while the step slept, waited or ran
     CANCELLED = "Cancelled"
 
-    @property
-    def done(self) -> bool:
-        """True once the step has a memo the SDK will receive."""
-        return self in _DONE
-
-    @property
-    def ended(self) -> bool:
-        """True once the step will not change: done, or cut short by its run's end."""
-        return self in _ENDED
+    # Attributes of each member, set below (read several times a step: a property
+    # would be a call each time).
+    #: True once the step has a memo the SDK will receive.
+    done: bool
+    #: True once the step will not change: done, or cut short by its run's end.
+    ended: bool
 
 
 _DONE = frozenset({StepStatus.COMPLETED, StepStatus.FAILED})
 _ENDED = _DONE | {StepStatus.CANCELLED}
+for _member in StepStatus:
+    _member.done, _member.ended = _member in _DONE, _member in _ENDED
 
 
 class JobKind(str, enum.Enum):

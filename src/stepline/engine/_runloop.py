@@ -422,7 +422,7 @@ class RunLoop:
     ) -> str | None:
         """Queue the next call unless steps are pending and no race was won; ``replacing``
         (a job deleted with that insert): returned if no call was queued."""
-        if view.pending() and not race:
+        if not race and view.any_pending():
             return replacing
         self._discover(tx, view, now, f"d{len(view.run.stack)}", replacing)
         return None

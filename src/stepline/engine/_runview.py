@@ -163,6 +163,10 @@ class RunView:
         """Steps still planned, sleeping, waiting or calling."""
         return [s for s in self.steps.values() if not s.status.ended]
 
+    def any_pending(self) -> bool:
+        """Whether a step is still planned, sleeping, waiting or calling."""
+        return any(not step.status.ended for step in self.steps.values())
+
     def end_pending(self, now: float) -> None:
         """The run ended: its steps still sleeping, waiting or calling end with it.
 
@@ -201,7 +205,7 @@ class RunView:
                 run_id=self.run.run_id,
                 step_id=op.id,
                 name=op.display_name,
-                op=op.op.value,
+                op=op.op.wire,
                 status=status,
                 mode=op.parallel_mode,
                 started_at=now,
@@ -215,7 +219,7 @@ class RunView:
         if step.status.done:
             return step
         step.status = status
-        step.op = op.op.value
+        step.op = op.op.wire
         step.memo = memo
         step.attempts += 1
         step.ended_at = now

@@ -197,7 +197,7 @@ class EngineMetrics:
                     executed[op.op] = executed.get(op.op, 0) + 1
             share = seconds / max(sum(executed.values()), 1)  # each step's part of the call
             for opcode, times in executed.items():
-                self.step_duration.observe_many(share, times, function_id, opcode.value)
+                self.step_duration.observe_many(share, times, function_id, opcode.wire)
         return result
 
     # -- queue and store ------------------------------------------------------------------

@@ -2,10 +2,10 @@
 
 The worker calls two hooks (``job_started``, and ``call`` around each SDK call it makes:
 the observer watches the call, the worker makes it); everything else is seen by
-wrapping the store (``ObservedStore``): each write transaction's ``Tx`` is wrapped to note
-the runs it creates and ends and the step results it records, and once the transaction
-has committed (never for one that rolled back or was retried) they are counted and
-traced. With the observer off the engine holds None and pays one check per job.
+wrapping the store (``ObservedStore``): each write transaction's ``Tx`` notes into a
+``Seen`` it is given the runs it creates and ends and the step results it records,
+and once the transaction has committed (never for one that rolled back or was retried)
+they are counted and traced. With the observer off the engine holds None and pays one check per job.
 """
 
 from __future__ import annotations
@@ -15,20 +15,21 @@ import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stepline import _logs
 from stepline._scope import Scope
 from stepline._status import RunStatus
 from stepline.engine import _response
 from stepline.engine._config import EngineSettings
-from stepline.engine._model import EventRecord, Job, Run, StepRecord
+from stepline.engine._model import EventRecord, Job, Run
 from stepline.engine._observe import tracing
 from stepline.engine._observe.metrics import EngineMetrics, call_result
 from stepline.engine._store import Store, Tx
 from stepline.engine._store.faults import StoreUnavailable
 from stepline.engine._store.guard import GuardedStore, StoreHealth
+from stepline.engine._store.seen import Seen
 
 if TYPE_CHECKING:
     from stepline.engine._observe.tracing import EngineTracer
@@ -232,101 +233,6 @@ def _tracer(provider: Any) -> EngineTracer:
     return EngineTracer(provider if provider is not None else trace.get_tracer_provider())
 
 
-class Seen:
-    """What one write transaction did to runs and steps (reset if it is retried)."""
-
-    __slots__ = ("finished", "holds", "notices", "runs", "stack", "started", "stepped", "steps")
-
-    def __init__(self) -> None:
-        self.started: list[Run] = []
-        self.finished: list[Run] = []
-        self.holds: list[Mapping[str, Any]] = []
-        self.steps: list[tuple[str, StepRecord]] = []
-        self.runs: dict[str, Run] = {}
-        self.stack: dict[str, int] = {}  # run id -> completed steps when first read
-        self.stepped: set[tuple[str, str]] = set()
-        self.notices: dict[str, int] = {}  # run id -> notices when first read
-
-
-class ObservedTx:
-    """A ``Tx`` noting run starts and ends and new step results into a ``Seen``."""
-
-    __slots__ = ("_seen", "_tx")
-
-    def __init__(self, tx: Tx, seen: Seen) -> None:
-        self._tx = tx
-        self._seen = seen
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._tx, name)
-
-    def get_run(self, run_id: str) -> Run | None:
-        run = self._tx.get_run(run_id)
-        if run is not None and run.run_id not in self._seen.stack:
-            self._seen.stack[run.run_id] = len(run.stack)
-            self._seen.notices[run.run_id] = len(run.notices)
-            self._seen.runs[run.run_id] = run
-        return run
-
-    def insert_run(self, run: Run) -> bool:
-        inserted = self._tx.insert_run(run)
-        if inserted:
-            self._seen.started.append(run)
-            self._seen.runs[run.run_id] = run
-            self._seen.stack.setdefault(run.run_id, 0)
-        return inserted
-
-    def update_run(self, run: Run, step: StepRecord | None = None) -> None:
-        self._tx.update_run(run, step)
-        if step is not None:
-            self._saw(step)
-        seen = self._seen
-        seen.runs[run.run_id] = run
-        if run.status.terminal and all(r.run_id != run.run_id for r in seen.finished):
-            seen.finished.append(run)
-
-    def put_step(self, step: StepRecord) -> None:
-        self._tx.put_step(step)
-        self._saw(step)
-
-    def put_steps(self, steps: Sequence[StepRecord]) -> None:
-        self._tx.put_steps(steps)
-        for step in steps:
-            self._saw(step)
-
-    def _saw(self, step: StepRecord) -> None:
-        seen = self._seen
-        base = seen.stack.get(step.run_id)
-        key = (step.run_id, step.step_id)
-        if (
-            base is not None
-            and step.status.done
-            and step.seq is not None
-            and step.seq >= base
-            and key not in seen.stepped
-        ):
-            seen.stepped.add(key)
-            seen.steps.append((step.run_id, step))
-
-    def set_waiting(self, run_id: str, waiting: dict[str, Any] | None) -> None:
-        self._tx.set_waiting(run_id, waiting)
-        if waiting:
-            self._seen.holds.append(waiting)
-
-
-def _forwarded(name: str) -> property:
-    return property(lambda self: getattr(self._tx, name))
-
-
-# What a step's transaction reads of its ``Tx`` most, forwarded by a property: a lookup
-# that fails over to ``__getattr__`` raises and catches an ``AttributeError`` each time.
-for _name in (
-    "queued", "claimed", "steps_revision", "unlease_calls", "lease_calls", "enqueue",
-    "lease_run_call", "paused_functions", "get_call",
-):  # fmt: skip
-    setattr(ObservedTx, _name, _forwarded(_name))
-
-
 class ObservedStore:
     """A ``Store`` timing every operation and observing every committed write."""
 
@@ -363,9 +269,9 @@ class ObservedStore:
         holder: list[Seen] = []
 
         def observed(tx: Tx) -> T:
-            seen = Seen()
+            tx.seen = seen = Seen()
             holder[:] = [seen]  # a retried attempt starts afresh
-            return work(cast(Tx, ObservedTx(tx, seen)))
+            return work(tx)
 
         result = await self._timed("atomic", self.inner.atomic(observed, small=small))
         if holder:
@@ -378,9 +284,9 @@ class ObservedStore:
         holder: list[Seen] = []
 
         def observed(tx: Tx) -> T:
-            seen = Seen()
+            tx.seen = seen = Seen()
             holder[:] = [seen]
-            return work(cast(Tx, ObservedTx(tx, seen)))
+            return work(tx)
 
         result = self._timed_blocking(
             "atomic", functools.partial(self.inner.atomic_blocking, observed)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from stepline.engine._store.controls import FunctionPause
     from stepline.engine._store.function_metrics import FunctionMetrics
     from stepline.engine._store.messages import NewMessage, StoredMessage
+    from stepline.engine._store.seen import Seen
     from stepline.engine._store.versions import AppVersion
 
 T = TypeVar("T")
@@ -101,6 +102,8 @@ class Tx(Protocol):
     #: the runs this transaction ended, as they ended (callers waiting for them are
     #: answered from these once it commits, without reading them back)
     ended_runs: list[Run]
+    #: notes what a write transaction does to runs and steps, when an observer set it
+    seen: Seen | None
 
     # runs and steps
     def get_run(self, run_id: str) -> Run | None: ...

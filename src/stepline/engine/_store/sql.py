@@ -42,6 +42,7 @@ from stepline.engine._store.rows import (
     step_values,
     upsert,
 )
+from stepline.engine._store.seen import Seen
 
 _INSERT_RUN = insert("runs", RUN_COLUMNS, on_conflict="DO NOTHING")
 _UPSERT_RUN = upsert("runs", RUN_COLUMNS, "run_id")
@@ -91,6 +92,8 @@ class SqlTx(QueueTx):
     #: the paused functions, once read (``ControlsTx.paused_functions``; ``get_call``
     #: learns when there are none)
     _paused: dict[str, FunctionPause] | None = None
+    #: notes what this transaction does to runs and steps, when an observer asked
+    seen: Seen | None = None
 
     def __init__(self, conn: Any, *, write: bool = True) -> None:
         self._c = conn
@@ -144,7 +147,10 @@ class SqlTx(QueueTx):
             if self._write:  # locked (Postgres) or alone (SQLite): it cannot change under us
                 self._run_rows[run_id] = row
                 self._revisions[run_id] = row[-1]
-        return read_run(row)
+        run = read_run(row)
+        if self.seen is not None:
+            self.seen.read(run)
+        return run
 
     def steps_revision(self, run_id: str) -> int | None:
         """The revision of ``run_id``'s steps as this write transaction leaves them: the
@@ -196,6 +202,8 @@ class SqlTx(QueueTx):
         self._run_rows[run.run_id] = values
         self._stepless.add(run.run_id)
         self._revisions[run.run_id] = 0
+        if self.seen is not None:
+            self.seen.inserted(run)
         return True
 
     def update_run(self, run: Run, step: StepRecord | None = None) -> None:
@@ -203,6 +211,10 @@ class SqlTx(QueueTx):
         wrote its row (a run's indexes are rewritten only where their columns changed),
         else, a row it has not seen, the whole row. ``step``: one of its steps written
         too (``put_step``), in the same statement where the store can (``step_with_run``)."""
+        if self.seen is not None:
+            self.seen.updated(run)
+            if step is not None:
+                self.seen.wrote(step)
         values = run_values(run)
         before = self._run_rows.get(run.run_id)
         if self._write:
@@ -251,12 +263,16 @@ class SqlTx(QueueTx):
         self._stepless.discard(step.run_id)
         self._x(_UPSERT_STEP, step_values(step))
         self._wrote_step(step.run_id)
+        if self.seen is not None:
+            self.seen.wrote(step)
 
     def put_steps(self, steps: Sequence[StepRecord]) -> None:
         self._stepless.difference_update(step.run_id for step in steps)
         self._many(_UPSERT_STEP, [step_values(step) for step in steps])
         for step in steps:
             self._wrote_step(step.run_id)
+            if self.seen is not None:
+                self.seen.wrote(step)
 
     def _wrote_step(self, run_id: str) -> None:
         # the upsert writes one row, whether it inserted or updated: the trigger adds one
@@ -427,6 +443,8 @@ class SqlTx(QueueTx):
     def set_waiting(self, run_id: str, waiting: dict[str, Any] | None) -> None:
         self._run_rows.pop(run_id, None)
         self._x("UPDATE runs SET waiting = ? WHERE run_id = ?", (json_or_null(waiting), run_id))
+        if self.seen is not None:
+            self.seen.held(waiting)
 
     # concurrency slots ------------------------------------------------------------------
     def acquire_slots(
