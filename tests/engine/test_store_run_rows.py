@@ -173,3 +173,50 @@ def test_a_call_read_tells_whether_any_function_is_paused(db: str) -> None:
         assert await atomic(store, look) == (["app-fn"], 1)  # read (and share-locked)
 
     with_store(db, body)
+
+
+def _sql(tx: Tx, sql: str, *args: Any) -> Any:
+    return tx._x(sql, args)  # type: ignore[attr-defined]
+
+
+def test_a_run_s_events_are_written_back_as_read_and_anew_once_replaced(db: str) -> None:
+    """``update_run`` writes the text it read for a run's events while the run holds the
+    lists it read (no encoding a step), and encodes them once code assigns new ones."""
+
+    async def body(store: Store) -> None:
+        await atomic(store, lambda tx: tx.insert_run(run_record("R1")))
+        # stored with a spacing no encoder here writes: kept text shows as kept
+        odd = '[ {"name": "e", "data": {"n": 1}} ]'
+        await atomic(
+            store, lambda tx: _sql(tx, "UPDATE runs SET events = ? WHERE run_id = ?", odd, "R1")
+        )
+
+        def stored(tx: Tx) -> str:
+            return str(_sql(tx, "SELECT events FROM runs WHERE run_id = ?", "R1").fetchone()[0])
+
+        def step(tx: Tx) -> str:
+            run = tx.get_run("R1")
+            assert run is not None
+            run.stack, run.status = ["a"], RunStatus.RUNNING
+            tx.update_run(run)  # the events are the lists read: their text as it was
+            return stored(tx)
+
+        assert await atomic(store, step) == odd
+
+        def replace(tx: Tx) -> str:
+            run = tx.get_run("R1")
+            assert run is not None
+            run.events = [*run.events, {"name": "f", "data": {}}]
+            run.event_ids = [*run.event_ids, "E2"]
+            tx.update_run(run)
+            return stored(tx)
+
+        text = await atomic(store, replace)
+        got = await store.read(lambda tx: tx.get_run("R1"))
+        assert text != odd
+        assert got is not None
+        assert [e["name"] for e in got.events] == ["e", "f"]
+        assert got.event_ids == ["E1", "E2"]
+        assert got.stack == ["a"]
+
+    with_store(db, body)

@@ -63,7 +63,9 @@ class Run:
     """One execution of a function for one trigger (or one batch of triggers).
 
     Attributes:
-        events: the trigger events in wire shape; the first is ``event``.
+        events: the trigger events in wire shape; the first is ``event``. Never changed
+            in place once stored, nor ``event_ids``: code that changes them assigns new
+            lists (the store writes the text it read back while a run holds those lists).
         stack: hashed step ids in completion order.
         force_plan: ``ctx.disable_immediate_execution`` for the next call.
         request_version: the SDK's ``X-Inngest-Req-Version`` (-1 until known).

@@ -90,8 +90,9 @@ def gather(tx: Tx, fn: FunctionSpec, event: EventRecord, now: float) -> Run | No
         _starts.rearm_cancels(tx, fn, run, event, now)
     else:
         assert batch is not None
-        run.events.append(payload)
-        run.event_ids.append(event.internal_id)
+        # new lists, never appended in place: the store writes a run's events back as it
+        # read them while it holds the lists it read (``Run.events``)
+        run.events, run.event_ids = [*run.events, payload], [*run.event_ids, event.internal_id]
         start = now if len(run.events) >= batch.max_size else deadline
         run.waiting = {
             "reason": "batched",

@@ -124,14 +124,16 @@ def read_run(row: Sequence[Any]) -> Run:
     )
 
 
-def run_values(run: Run) -> Sequence[Any]:
+def run_values(run: Run, kept: tuple[object, str, object, str] | None = None) -> Sequence[Any]:
+    """``run``'s row. ``kept``: its events and event ids as read, and their stored text,
+    written as they were while the run holds those very lists (never changed in place)."""
     return (
         run.run_id,
         run.function_id,
         run.app_id,
         _VALUE[run.status],
-        dumps(run.events),
-        dumps(run.event_ids),
+        kept[1] if kept is not None and run.events is kept[0] else dumps(run.events),
+        kept[3] if kept is not None and run.event_ids is kept[2] else dumps(run.event_ids),
         run.created_at,
         run.started_at,
         run.ended_at,

@@ -23,6 +23,7 @@ from stepline.engine._model import (
 )
 from stepline.engine._store import EventFilter, RunFilter, filters
 from stepline.engine._store.controls import FunctionPause
+from stepline.engine._store.flow import FlowTx
 from stepline.engine._store.queue import QueueTx
 from stepline.engine._store.rows import (
     EVENT_COLUMNS,
@@ -54,10 +55,6 @@ _INSERT_EVENT = insert("events", _EVENT_INSERT_COLUMNS, on_conflict="DO NOTHING"
 _EVENTS_PER_INSERT = 200
 _INSERT_LINK = insert("event_runs", "event_id, function_id, run_id, reason, at")
 _INSERT_KEY = insert("idempotency", "scope, key, expires_at", on_conflict="DO NOTHING")
-_UPSERT_LIMIT = upsert("limits", "scope, key, value, expires_at", "scope, key")
-_UPSERT_SINGLETON = upsert("singletons", "function_id, key, run_id", "function_id, key")
-_UPSERT_BUCKET = upsert("buckets", "function_id, key, run_id, deadline", "function_id, key")
-_UPSERT_SLOT = upsert("slots", "key, job_id, expires_at", "key, job_id")
 _ENDED = tuple(status.value for status in RunStatus if status.terminal)
 _ENDED_MARKS = ",".join("?" * len(_ENDED))
 _RUN_NAMES = tuple(name.strip() for name in RUN_COLUMNS.split(","))
@@ -79,7 +76,7 @@ def _update_run_with_step(changed: tuple[int, ...]) -> str:
     return f"WITH s AS ({_UPSERT_STEP}) {_update_run(changed)}"
 
 
-class SqlTx(QueueTx):
+class SqlTx(QueueTx, FlowTx):
     """``Tx`` over one DB-API connection with a transaction open.
 
     The SQL is written once, in the dialect SQLite and Postgres share (``?`` placeholders,
@@ -108,6 +105,10 @@ class SqlTx(QueueTx):
         #: (fewer index entries rewritten). Every write to ``runs`` goes through
         #: ``insert_run``/``update_run`` or drops the row here (``forget_runs``).
         self._run_rows: dict[str, Sequence[Any]] = {}
+        #: each run's events and event ids as ``get_run`` read them, with their stored
+        #: text: ``update_run`` writes that text while the run holds the same lists (a
+        #: run's events are never changed in place, ``Run``), with no encoding of them
+        self._kept: dict[str, tuple[object, str, object, str]] = {}
         #: runs this transaction created that have no step yet (``get_steps`` reads none)
         self._stepless: set[str] = set()
         #: each run's steps revision as this write transaction read it, plus the steps it
@@ -148,6 +149,8 @@ class SqlTx(QueueTx):
                 self._run_rows[run_id] = row
                 self._revisions[run_id] = row[-1]
         run = read_run(row)
+        if self._write:  # the lists as read, with their text: written back as is
+            self._kept[run_id] = (run.events, row[4], run.event_ids, row[5])
         if self.seen is not None:
             self.seen.read(run)
         return run
@@ -181,6 +184,7 @@ class SqlTx(QueueTx):
         """Drop what this transaction remembers of runs' rows (after writing ``runs``
         other than through ``insert_run`` and ``update_run``)."""
         self._run_rows.clear()
+        self._kept.clear()
         self._stepless.clear()
         self._revisions.clear()
 
@@ -215,7 +219,7 @@ class SqlTx(QueueTx):
             self.seen.updated(run)
             if step is not None:
                 self.seen.wrote(step)
-        values = run_values(run)
+        values = run_values(run, self._kept.get(run.run_id))
         before = self._run_rows.get(run.run_id)
         if self._write:
             self._run_rows[run.run_id] = values
@@ -400,42 +404,6 @@ class SqlTx(QueueTx):
         cur = self._x(_INSERT_KEY, (scope, key, expires_at))
         return bool(cur.rowcount == 1)
 
-    # flow control ---------------------------------------------------------------------
-    def get_limit(self, scope: str, key: str) -> float | None:
-        self._lock(f"limit:{scope}:{key}")
-        row = self._x(
-            "SELECT value FROM limits WHERE scope = ? AND key = ?", (scope, key)
-        ).fetchone()
-        return None if row is None else float(row[0])
-
-    def set_limit(self, scope: str, key: str, value: float, expires_at: float) -> None:
-        self._x(_UPSERT_LIMIT, (scope, key, value, expires_at))
-
-    def singleton_run(self, function_id: str, key: str) -> str | None:
-        self._lock(f"singleton:{function_id}:{key}")
-        row = self._x(
-            "SELECT run_id FROM singletons WHERE function_id = ? AND key = ?", (function_id, key)
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_singleton(self, function_id: str, key: str, run_id: str) -> None:
-        self._x(_UPSERT_SINGLETON, (function_id, key, run_id))
-
-    def get_bucket(self, function_id: str, key: str) -> tuple[str, float] | None:
-        self._lock(f"bucket:{function_id}:{key}")
-        row = self._x(
-            "SELECT run_id, deadline FROM buckets WHERE function_id = ? AND key = ?",
-            (function_id, key),
-        ).fetchone()
-        return None if row is None else (str(row[0]), float(row[1]))
-
-    def set_bucket(self, function_id: str, key: str, run_id: str, deadline: float) -> None:
-        self._x(_UPSERT_BUCKET, (function_id, key, run_id, deadline))
-
-    def release_claims(self, run_id: str) -> None:
-        self._x("DELETE FROM singletons WHERE run_id = ?", (run_id,))
-        self._x("DELETE FROM buckets WHERE run_id = ?", (run_id,))
-
     def set_stack(self, run_id: str, stack: list[str]) -> None:
         self._run_rows.pop(run_id, None)
         self._x("UPDATE runs SET stack = ? WHERE run_id = ?", (dumps(stack), run_id))
@@ -445,48 +413,6 @@ class SqlTx(QueueTx):
         self._x("UPDATE runs SET waiting = ? WHERE run_id = ?", (json_or_null(waiting), run_id))
         if self.seen is not None:
             self.seen.held(waiting)
-
-    # concurrency slots ------------------------------------------------------------------
-    def acquire_slots(
-        self, job_id: str, keys: Sequence[tuple[str, int]], now: float, until: float
-    ) -> str | None:
-        for key in sorted(k for k, _ in keys):  # one order everywhere: no lock cycles
-            self._lock(f"slots:{key}")
-        for key, limit in keys:
-            (held,) = self._x(
-                "SELECT COUNT(*) FROM slots WHERE key = ? AND expires_at > ? AND job_id != ?",
-                (key, now, job_id),
-            ).fetchone()
-            if held >= limit:
-                return key
-        self._many(
-            _UPSERT_SLOT,
-            [(key, job_id, until) for key, _ in keys],
-        )
-        return None
-
-    def release_slots(self, job_id: str) -> list[str]:
-        rows = self._x("DELETE FROM slots WHERE job_id = ? RETURNING key", (job_id,))
-        return [str(r[0]) for r in rows.fetchall()]
-
-    def count_slots(self, key: str, now: float) -> int:
-        (held,) = self._x(
-            "SELECT COUNT(*) FROM slots WHERE key = ? AND expires_at > ?", (key, now)
-        ).fetchone()
-        return int(held)
-
-    def expire_slots(self, now: float) -> dict[str, int]:
-        # Expired slots another lease is deleting right now are left to it (it wakes
-        # their keys): every node's lease used to queue up behind the same rows.
-        rows = self._x(
-            "DELETE FROM slots WHERE (key, job_id) IN (SELECT key, job_id FROM slots "
-            f"WHERE expires_at <= ?{self.skip_locked}) AND expires_at <= ? RETURNING key",
-            (now, now),
-        ).fetchall()
-        freed: dict[str, int] = {}
-        for (key,) in rows:
-            freed[key] = freed.get(key, 0) + 1
-        return freed
 
 
 def _event_values(event: EventRecord) -> tuple[Any, ...]:
