@@ -149,13 +149,13 @@ def test_runs_outnumbering_the_pool_take_turns_without_the_loop(
     from stepline.engine._flow import onthread
 
     turns: list[str] = []
-    start = onthread.run
+    start = onthread._Calls.start  # where every turn begins (from a task, or ``start_now``)
 
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        turns.append(kwargs["job"].run_id)
-        return await start(*args, **kwargs)
+    def counted(calls: Any, job: Any, snapshot: Any) -> Any:
+        turns.append(job.run_id)
+        return start(calls, job, snapshot)
 
-    monkeypatch.setattr(onthread, "run", counted)
+    monkeypatch.setattr(onthread._Calls, "start", counted)
     # a slow machine (CI under load) must not end a turn on its slice: the point here is
     # that queueing behind another run's call does not
     monkeypatch.setattr(onthread, "SLICE", 60.0)
@@ -255,3 +255,43 @@ def test_the_sdk_pool_counts_the_calls_waiting_for_a_thread() -> None:
     finally:
         release.set()
         pool.shutdown(wait=True)
+
+
+def test_a_run_started_here_is_on_the_sdk_thread_before_its_task_runs(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run this engine starts (its first call leased with the start) goes to the SDK's
+    pool from the loop callback that dispatches it (``onthread.start_now``), not a loop
+    turn later from its task; the call still runs with the job's log fields bound."""
+    from stepline import _logs
+    from stepline.engine._flow import onthread
+
+    started: list[bool] = []
+    start_now = onthread.start_now
+
+    def noted(*args: Any) -> Any:
+        got = start_now(*args)
+        started.append(got is not None)
+        return got
+
+    monkeypatch.setattr(onthread, "start_now", noted)
+    client = dev_client(checkpointing=False)
+    fields: list[Any] = []
+
+    @client.function(id="two", trigger=stepline.TriggerEvent(event="t/two"), retries=0)
+    def two(ctx: stepline.SyncContext) -> object:
+        fields.append(_logs.current().get("run_id"))
+        ctx.step.run("a", lambda: 1)
+        ctx.step.run("b", lambda: 2)
+        return "ok"
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, [two])], checkpointing=False) as engine:
+            run_id, _ = await engine.start_function("t-two", {})
+            assert (await finished(engine, run_id)).status is RunStatus.COMPLETED
+            assert fields
+            assert set(fields) == {run_id}
+
+    arun(scenario())
+    assert started, "no run was dispatched"
+    assert started[0], "the first call did not start from the dispatch"

@@ -7,6 +7,7 @@ call), then one transaction that records the result and schedules what follows.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -139,9 +140,13 @@ class Worker:
 
     def _spawn(self, job: Job, snapshot: Snapshot | None) -> None:
         current = [job]  # the job this task holds (run affinity moves it on)
-        task = asyncio.create_task(self._process(job, snapshot, current))
-        self._inflight[job.job_id] = task
+        started: list[onthread.Started | None] = [None]  # read once the task runs
+        task = asyncio.create_task(self._process(job, snapshot, current, started))
+        self._inflight[job.job_id] = task  # before the call can move ``current`` on
         task.add_done_callback(functools.partial(self._done, current))
+        if snapshot is not None and job.kind is JobKind.EXECUTE:
+            now = onthread.start_now  # in a context of its own: the job's log fields
+            started[0] = contextvars.copy_context().run(now, self, job, snapshot, current)
 
     def adopt(self, tx: Tx, run_ids: Sequence[str], now: float) -> list[tuple[Job, Snapshot]]:
         """In the transaction that started runs, lease their first calls for this worker.
@@ -236,13 +241,17 @@ class Worker:
     # -- one job --------------------------------------------------------------------------
 
     async def _process(
-        self, job: Job, snapshot: Snapshot | None = None, current: list[Job] | None = None
+        self,
+        job: Job,
+        snapshot: Snapshot | None = None,
+        current: list[Job] | None = None,
+        started: list[onthread.Started | None] | None = None,
     ) -> None:
         if self.observer is not None:
             self.observer.job_started(job)
         try:
             if job.kind is JobKind.EXECUTE:
-                await self._execute(job, snapshot, current)
+                await self._execute(job, snapshot, current, started[0] if started else None)
             elif job.kind is JobKind.GATEWAY:
                 await self._gateway(job)
             else:
@@ -284,7 +293,11 @@ class Worker:
             _bulk.batch(tx, job, self.loop, self.settings, now)
 
     async def _execute(
-        self, job: Job, snapshot: Snapshot | None = None, current: list[Job] | None = None
+        self,
+        job: Job,
+        snapshot: Snapshot | None = None,
+        current: list[Job] | None = None,
+        started: onthread.Started | None = None,
     ) -> None:
         """Make a run's call and record its answer; then its next calls, while due at once.
 
@@ -294,7 +307,7 @@ class Worker:
         runs (for ``_inflight``, which heartbeats and hand-backs go by).
         """
         follow = await self._execute_one(
-            job, snapshot, follow_on=current is not None, current=current
+            job, snapshot, follow_on=current is not None, current=current, started=started
         )
         while follow is not None and current is not None:
             nxt, snapshot = follow
@@ -320,7 +333,13 @@ class Worker:
         *,
         follow_on: bool,
         current: list[Job] | None = None,
+        started: onthread.Started | None = None,
     ) -> tuple[Job, Snapshot] | None:
+        if started is not None:  # its call on the SDK's thread already (``_spawn``)
+            last = await onthread.watch(started)
+            if last.recorded is not None:
+                return self._recorded(last.recorded)
+            return await self._commit(last.run, last.job, last.outcome, last.known, follow_on)
         rid = str(job.run_id)
         leased_started = snapshot is not None  # the lease marked the run Running already
         if snapshot is None:
@@ -348,8 +367,19 @@ class Worker:
                 run, job, outcome, known = last.run, last.job, last.outcome, last.known
                 if last.recorded is not None:  # logged on the thread, as its fields are bound
                     return self._recorded(last.recorded)
-        follow_on = follow_on and fn is not None and not self._stopping
-        recorded: _Recorded = await _recovery.commit(  # kept through a database fault
+        return await self._commit(run, job, outcome, known, follow_on and fn is not None)
+
+    async def _commit(
+        self,
+        run: Run,
+        job: Job,
+        outcome: _response.Outcome,
+        known: KnownSteps | None,
+        follow_on: bool,
+    ) -> tuple[Job, Snapshot] | None:
+        """Record a call's answer here (kept through a database fault); the follow-on."""
+        follow_on = follow_on and not self._stopping
+        recorded: _Recorded = await _recovery.commit(
             self, job, lambda tx: self._record(tx, job, outcome, follow_on, known)
         )
         _attempts.logged(run, job, outcome)

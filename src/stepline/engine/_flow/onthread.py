@@ -40,10 +40,11 @@ from stepline.engine import _registry, _response, _versions
 from stepline.engine._flow.calls import Caller
 from stepline.engine._model import Job, Run, StepRecord
 from stepline.engine._observe import attempts as _attempts
+from stepline.engine._observe.observer import Observer
 from stepline.engine._runview import KnownSteps, Snapshot
 from stepline.engine._store import Store, Tx, faults
 
-__all__ = ["SLICE", "Call", "Last", "Recorded", "run"]
+__all__ = ["SLICE", "Call", "Last", "Recorded", "Started", "run", "start_now", "watch"]
 
 #: A call to make: the run (as leased), its steps, and the steps as stored if known.
 Call = tuple[Run, list[StepRecord], KnownSteps | None]
@@ -74,6 +75,7 @@ class _Worker(Protocol):
     caller: Caller
     _stopping: bool
     on_ended: Callable[[Run], None] | None
+    observer: Observer | None
 
     @property
     def registry(self) -> _registry.Registry: ...
@@ -291,6 +293,38 @@ class _Calls:
             return self.recording
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Started:
+    """A turn ``start_now`` put on the SDK's thread before its task ran: the task
+    ``watch``es it."""
+
+    calls: _Calls
+    future: asyncio.Future[Last | None]
+
+
+def start_now(worker: _Worker, job: Job, snapshot: Snapshot, current: list[Job]) -> Started | None:
+    """Put a leased call (a run just started, its snapshot read in the same transaction)
+    on the SDK's thread at once, from the loop, before the task that runs the job first
+    runs: the run's first step no longer waits for a turn of the loop. None when the
+    task must see to it (the function is not served on a pool here, the run moves to
+    another version first, the worker stops): it then calls as it always does."""
+    run, steps, known = snapshot
+    if worker._stopping or run is None or run.status.terminal:
+        return None
+    registry = worker.registry
+    chosen = _versions.route(run, registry.get(run.function_id), registry.versions)
+    pool = None if chosen.fn is None else worker.caller.pool(chosen.fn)
+    if chosen.move is not None or chosen.fn is None or pool is None:
+        return None
+    if worker.observer is not None:  # the turn's thread copies these log fields (``_queue``)
+        worker.observer.job_started(job)
+    calls = _Calls(worker, pool, chosen.fn, current)
+    try:
+        return Started(calls, calls.start(job, (run, steps, known)))
+    except RuntimeError:  # the pool shut down: the task finds out as it always does
+        return None
+
+
 async def run(
     worker: _Worker,
     *,
@@ -302,7 +336,12 @@ async def run(
 ) -> Last:
     """Make ``job``'s call and the run's next ones on a thread of ``pool`` (see above)."""
     calls = _Calls(worker, pool, fn, current)
-    future = calls.start(job, snapshot)
+    return await watch(Started(calls, calls.start(job, snapshot)))
+
+
+async def watch(started: Started) -> Last:
+    """Wait for a turn on the SDK's thread: its last call, or the one that timed out."""
+    calls, future = started.calls, started.future
     future.add_done_callback(functools.partial(_retrieved, calls))
     try:
         while True:
