@@ -6,8 +6,6 @@ its steps with their revision, read in the lease's own transaction.
 
 from __future__ import annotations
 
-import dataclasses
-
 from stepline._status import RunStatus
 from stepline.engine._clock import Clock
 from stepline.engine._control import pause as _pause
@@ -65,6 +63,7 @@ def mark_started(tx: Tx, run_id: str, now: float) -> Run | None:
     """Mark a queued run Running; returns the run as it was read (before the change)."""
     run = tx.get_run(run_id)
     if run is not None and run.status is RunStatus.QUEUED:
-        started = dataclasses.replace(run, status=RunStatus.RUNNING, started_at=now, waiting=None)
+        started = run.copy()
+        started.status, started.started_at, started.waiting = RunStatus.RUNNING, now, None
         tx.update_run(started)
     return run

@@ -194,7 +194,7 @@ class QueueTx(SqlMixin):
         preleased = self._preleased.get(run_id)
         if preleased is not None and preleased.lease_owner == owner:
             del self._preleased[run_id]
-            return preleased.copy()
+            return preleased  # nothing else holds it (``calls`` holds the job as queued)
         queued = self.calls.get(run_id)
         if queued is not None and not queued.payload.get("keys"):
             leased = self.lease_job(queued.job_id, owner, now, until)
