@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from stepline import _asgi_call, _extras
+from stepline import _asgi_call, _extras, _loops
 from stepline._client import Client
 from stepline._endpoints import registry as _endpoints
 from stepline._function import Function
@@ -232,7 +232,7 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         self._leasing = False
 
     def _main(self, ready: concurrent.futures.Future[None], lease: bool) -> None:
-        asyncio.run(self._serve(ready, lease))
+        _loops.run(self._serve(ready, lease))  # on uvloop when installed
 
     async def _serve(self, ready: concurrent.futures.Future[None], lease: bool) -> None:
         from stepline.engine import Engine, EngineSettings

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from stepline import _extras, _logs
+from stepline import _extras, _logs, _loops
 from stepline._identity import VERSION
 from stepline.engine import _appsync
 from stepline.engine._appsync import SyncResult
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         extra = _gateway_port.chosen(mode, settings.port, args.connect_gateway_port)
-        return asyncio.run(_serve(engine, progress, extra))
+        return _loops.run(_serve(engine, progress, extra))  # on uvloop when installed
     except KeyboardInterrupt:  # a Ctrl-C before the server handles signals
         return 0
 
