@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CAPTURES = SHARED / "protocol" / "captures"
+#: the official SDKs' recorded exchanges, kept with the tests (see its README.md)
+CAPTURES = Path(__file__).resolve().parent / "golden" / "captures"
 
 
 class StubServer:

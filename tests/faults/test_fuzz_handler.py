@@ -31,7 +31,7 @@ from stepline._protocol import signing
 
 from . import strategies as s
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "protocol" / "captures"
+CAPTURES = Path(__file__).resolve().parents[1] / "golden" / "captures"
 KEY = "signkey-prod-" + "ab" * 32
 OTHER_KEY = "signkey-prod-" + "cd" * 32
 EXECUTIONS = [

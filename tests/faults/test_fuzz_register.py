@@ -26,7 +26,7 @@ from stepline._comm.handler import CommHandler
 from . import strategies as s
 from .conftest import Refuse, assert_precise, fuzz_target
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "protocol" / "captures"
+CAPTURES = Path(__file__).resolve().parents[1] / "golden" / "captures"
 URL = "http://127.0.0.1:1/api/inngest"
 OPTION_KEYS = [
     "appName", "appname", "url", "functions", "id", "name", "triggers", "event", "expression",

@@ -20,7 +20,7 @@ from stepline._protocol.registration import (
 )
 from stepline._triggers import TriggerEvent, triggers_to_wire
 
-CAPTURES = Path(__file__).resolve().parents[2].parent / "shared" / "protocol" / "captures" / "py"
+CAPTURES = Path(__file__).resolve().parents[1] / "golden" / "captures" / "py"
 CRAZY_ID = "crazy_ids%$^&*(_+{|:<?☃️"
 CRAZY_ENCODED = "crazy_ids%25%24%5E%26%2A%28_%2B%7B%7C%3A%3C%3F%E2%98%83%EF%B8%8F"
 
