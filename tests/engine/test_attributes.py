@@ -217,3 +217,56 @@ async def _until(handle: stepline.RunHandle, status: str) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"run {handle.run_id} never became {status}")
+
+
+def test_more_attribute_filters_than_a_run_keeps_are_refused(db: str) -> None:
+    # each filter is a subquery the database plans with the others: hundreds of them kept
+    # Postgres planning for minutes, for a filter no run can match (a run keeps 32)
+    async def scenario() -> None:
+        async with engine_with(db) as (_engine, client, http):
+            handle = await client.start("idle", {}, attributes={f"k{i}": i for i in range(32)})
+            await handle.result(timeout=20)
+            every = [f"k{i}:{i}" for i in range(32)]
+            assert await _ids(http, *every) == {handle.run_id}
+            answer = await http.get("/v1/runs", params=[("attribute", f) for f in [*every, "x:1"]])
+            assert answer.status_code == 400, answer.text
+            assert "at most 32 filters" in answer.json()["error"]
+            many = [("attribute", f"n{i}:v") for i in range(2000)]
+            assert (await http.get("/v1/runs", params=many)).status_code == 400
+
+    arun(scenario())
+
+
+def test_a_slow_runs_list_on_postgres_is_stopped_at_its_time_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a list query the server plans or scans for longer than the limit is stopped there,
+    # whether or not its client is still waiting; a pg_sleep stands in for the slow plan
+    from stepline.engine._store import filters, postgres
+
+    from .conftest import postgres_schema
+
+    slow_sql = filters.runs_query
+
+    def slow(where: Any) -> tuple[str, list[Any]]:
+        sql, args = slow_sql(where)
+        return sql.replace(" FROM runs", " FROM runs, pg_sleep(2)", 1), args
+
+    monkeypatch.setattr(filters, "runs_query", slow)
+    monkeypatch.setattr(postgres, "LIST_TIMEOUT_MS", 200, raising=False)
+
+    async def scenario(url: str) -> None:
+        async with engine_with(url) as (_engine, _client, http):
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            answer = await http.get("/v1/runs")
+            assert answer.status_code == 503, answer.text
+            assert "listing runs took over 0.2 s" in answer.json()["error"]
+            assert loop.time() - began < 1.5
+            # the connection went back to the pool with its own limit: other reads work
+            monkeypatch.setattr(filters, "runs_query", slow_sql)
+            assert (await http.get("/v1/runs")).status_code == 200
+            assert (await http.get("/v1/events")).status_code == 200
+
+    with postgres_schema() as url:
+        arun(scenario(url))

@@ -17,3 +17,7 @@ class SkippedError(RuntimeError):
 
 class EngineStopped(RuntimeError):
     """A call from another thread reached an engine that is not running (or stopped under it)."""
+
+
+class QueryTimeoutError(RuntimeError):
+    """A list query the database stopped at its time limit (answered with 503)."""

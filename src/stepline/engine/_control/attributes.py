@@ -68,8 +68,13 @@ def _text(name: str, value: Any) -> str:
 def query_filter(values: Sequence[str]) -> dict[str, str]:
     """The ``?attribute=name:value`` query values (repeatable) as a filter.
 
+    More names than a run keeps (``MAX_ATTRIBUTES``) match no run, and each one adds a
+    subquery the database plans with the others (Postgres's planning grows with their
+    square), so such a filter is refused rather than run.
+
     Raises:
-        AttributesError: a value without ``:`` or with an impossible name.
+        AttributesError: a value without ``:`` or with an impossible name; more than
+            ``MAX_ATTRIBUTES`` names.
     """
     found: dict[str, str] = {}
     for item in values:
@@ -80,6 +85,11 @@ def query_filter(values: Sequence[str]) -> dict[str, str]:
                 f"got {item[:80]!r}"
             )
         found[name] = value
+        if len(found) > MAX_ATTRIBUTES:
+            raise AttributesError(
+                f"attribute: at most {MAX_ATTRIBUTES} filters (the most attributes a run "
+                f"keeps), got more"
+            )
     return found
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from stepline import _ownership
 from stepline.engine import _starts
 from stepline.engine._control import attributes as _control_attributes
-from stepline.engine._errors import NotFoundError, SkippedError
+from stepline.engine._errors import NotFoundError, QueryTimeoutError, SkippedError
 from stepline.engine._http import views
 from stepline.engine._http.wire import ApiError
 from stepline.engine._model import Run
@@ -103,6 +103,8 @@ def failure(method: str, path: str, exc: Exception) -> Answer:
         status, message, body = 404, str(exc.args[0] if exc.args else exc), None
     elif isinstance(exc, _control_attributes.AttributesError):
         status, message, body = 400, str(exc), None
+    elif isinstance(exc, QueryTimeoutError):
+        status, message, body = 503, str(exc), None
     elif isinstance(exc, SkippedError):
         status, message = 409, str(exc)
         body = {"error": message, "event_id": exc.event_id}

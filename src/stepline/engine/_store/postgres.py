@@ -30,8 +30,9 @@ import psycopg.errors
 import psycopg_pool
 from psycopg import pq
 
-from stepline.engine._model import AppRecord, FunctionRecord
-from stepline.engine._store import pg_writers
+from stepline.engine._errors import QueryTimeoutError
+from stepline.engine._model import AppRecord, FunctionRecord, Run
+from stepline.engine._store import RunFilter, pg_writers
 from stepline.engine._store import postgres_schema as schema
 from stepline.engine._store.apps import AppsTx
 from stepline.engine._store.attempts import AttemptsTx
@@ -57,6 +58,9 @@ _RETRIES = 8
 #: (a pool this busy for that long is overloaded: a 503 says so too).
 CHECKOUT_TIMEOUT = 5
 _ROWS = pq.ExecStatus.TUPLES_OK
+#: Milliseconds a runs list's query may take (its planning included): the server stops
+#: it there, so a list whose client has gone cannot keep a connection and a core busy.
+LIST_TIMEOUT_MS = 30_000
 _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 #: Logged when a connection dies during COMMIT: whether it committed is unknown, so the
 #: error goes to the caller (a job's lease lapses and it runs again; an API call fails).
@@ -141,6 +145,26 @@ class PostgresTx(
 
     def _row_lock(self) -> str:
         return " FOR UPDATE" if self._write else ""
+
+    def list_runs(self, where: RunFilter) -> list[Run]:
+        """``SqlTx.list_runs`` under ``LIST_TIMEOUT_MS``, the transaction's own limit kept.
+
+        Raises:
+            QueryTimeoutError: the database stopped the query at the limit.
+        """
+        row = self._x(
+            "SELECT current_setting('statement_timeout'), set_config('statement_timeout', ?, true)",
+            (str(LIST_TIMEOUT_MS),),
+        ).fetchone()
+        try:
+            found = super().list_runs(where)
+        except psycopg.errors.QueryCanceled:  # the transaction is aborted: nothing to restore
+            raise QueryTimeoutError(
+                f"listing runs took over {LIST_TIMEOUT_MS / 1000:g} s and was stopped; "
+                "narrow the filter (function_id, status, since, until)"
+            ) from None
+        self._x("SELECT set_config('statement_timeout', ?, true)", (row[0],))
+        return found
 
     def _apps_written(self) -> None:
         self.apps_changed = True
