@@ -299,6 +299,26 @@ def build(engine_url: str) -> tuple[inngest.Inngest, list[inngest.Function[Any]]
             )
         )
 
+    @fn(fn_id="vanishing-step", trigger=inngest.TriggerEvent(event=event("vanishing-step")))
+    async def vanishing_step(ctx: inngest.Context) -> None:
+        first = rec.calls["vanishing-step"] == 0
+        rec.call("vanishing-step")
+
+        def body(step_id: str) -> Any:
+            async def run() -> str:
+                rec.step(f"vanishing-step.{step_id}")
+                return step_id
+
+            return run
+
+        # non-deterministic on purpose: 1c is planned on the first call only, so the call
+        # that targets it finds "after" instead
+        ids = ("1a", "1b", "1c") if first else ("1a", "1b")
+        await ctx.group.parallel(
+            tuple(lambda step_id=step_id: ctx.step.run(step_id, body(step_id)) for step_id in ids)
+        )
+        await ctx.step.run("after", body("after"))
+
     # -- invoke ---------------------------------------------------------------------------
 
     @fn(fn_id="invoke/child", trigger=inngest.TriggerEvent(event="never"))

@@ -1,11 +1,13 @@
 """Engine-side non-determinism detection (issue 23), for SDKs that report nothing.
 
-What an engine sees from outside an official SDK when a run's code changed: a call that
-targets a planned step the new code no longer reaches. inngest-py fails it with
+What an engine sees from outside an SDK when a run's code changed: a call that targets a
+planned step the new code no longer reaches. inngest-py fails it with
 ``StepUnexpectedError``, inngest-js answers 500 naming ``requestedStep`` and its
 ``foundSteps`` (or, per the SDK spec, a ``StepNotFound`` op), and a function may return
 without reaching the step. A scripted SDK (real HTTP) gives each answer; the engine records
-a notice (source ``engine``), ends the step and discovers the run again, as Inngest does.
+a notice (source ``engine``). A ``StepNotFound`` op ends the step and the run is discovered
+again, as Inngest does; an official SDK's failure fails the run as on Inngest's server, and
+the same failure under Stepline's ``X-Inngest-Sdk`` is discovered again instead.
 """
 
 from __future__ import annotations
@@ -50,6 +52,16 @@ SPEC_NOT_FOUND: Answer = lambda: (206, [{"op": "StepNotFound", "id": "hx"}], SDK
 RETURNED: Answer = lambda: (200, "returned early", SDK)  # noqa: E731
 
 
+def from_stepline(answer: Answer) -> Answer:
+    """``answer`` under Stepline's SDK header instead of inngest-py's."""
+
+    def answered() -> tuple[Any, ...]:
+        status, body, sent = answer()
+        return status, body, {**sent, "x-inngest-sdk": "stepline-py:v0.1.0"}
+
+    return answered
+
+
 def targeted(req: dict[str, Any]) -> str:
     return str(parse_qs(urlsplit(req["path"]).query)["stepId"][0])
 
@@ -91,11 +103,14 @@ def scenario(db: str, stub: StubServer) -> tuple[Run, list[StepRecord]]:
 @pytest.mark.parametrize(
     ("gone", "new"),
     [
-        (PY_UNEXPECTED, [{"id": hash_step_id("charge card"), "name": "charge card"}]),
-        (JS_NOT_FOUND, [{"id": "h-card", "name": "charge card"}]),
+        (
+            from_stepline(PY_UNEXPECTED),
+            [{"id": hash_step_id("charge card"), "name": "charge card"}],
+        ),
+        (from_stepline(JS_NOT_FOUND), [{"id": "h-card", "name": "charge card"}]),
         (SPEC_NOT_FOUND, []),
     ],
-    ids=["inngest-py", "inngest-js", "spec"],
+    ids=["stepline-unexpected", "stepline-not-found", "spec"],
 )
 def test_a_planned_step_no_longer_reached_is_noticed_and_the_run_goes_on(
     db: str, stub_server: StubServer, gone: Answer, new: list[dict[str, Any]]
@@ -123,6 +138,34 @@ def test_a_planned_step_no_longer_reached_is_noticed_and_the_run_goes_on(
     assert "hx" not in run.stack
     calls = [r for r in stub_server.requests if targeted(r) == "hx"]
     assert len(calls) == 1  # one call, no retries of a call that cannot succeed
+
+
+@pytest.mark.parametrize(
+    ("gone", "new", "output"),
+    [
+        (
+            PY_UNEXPECTED,
+            [{"id": hash_step_id("charge card"), "name": "charge card"}],
+            PY_UNEXPECTED()[1],
+        ),
+        (JS_NOT_FOUND, [{"id": "h-card", "name": "charge card"}], JS_NOT_FOUND()[1]),
+    ],
+    ids=["inngest-py", "inngest-js"],
+)
+def test_an_official_sdk_failing_for_a_step_it_no_longer_reaches_fails_the_run(
+    db: str, stub_server: StubServer, gone: Answer, new: list[dict[str, Any]], output: Any
+) -> None:
+    """As on Inngest's server: the call is retried, then the run fails with its answer."""
+    stub_server.answer = planned_then(gone)
+    run, steps = scenario(db, stub_server)
+    assert run.status is RunStatus.FAILED
+    assert json.loads(run.output or "") == output
+    [notice] = run.notices
+    assert (notice["source"], notice["policy"]) == ("engine", "fail")
+    assert notice["missing"] == [{"id": "hx", "name": "charge"}]
+    assert notice["new"] == new
+    assert next(s for s in steps if s.step_id == "hx").status.value == "Failed"
+    assert len([r for r in stub_server.requests if targeted(r) == "hx"]) == 3  # attempts
 
 
 def test_a_function_that_returns_without_reaching_the_planned_step_is_noticed(
@@ -154,7 +197,7 @@ def test_a_step_lost_again_after_rediscovery_fails_as_before(
     def erratic(req: dict[str, Any]) -> tuple[Any, ...]:
         target = targeted(req)
         if target == "hx":
-            return PY_UNEXPECTED()
+            return from_stepline(PY_UNEXPECTED)()
         if target == "hy":
             return 206, [{"op": "StepRun", "id": "hy", "displayName": "ship", "data": 2}], SDK
         ops = [{"op": "StepPlanned", "id": "hx", "displayName": "charge"}]

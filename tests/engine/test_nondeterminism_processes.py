@@ -9,7 +9,7 @@ step, is started in its place on the same port and re-synced; the runs then wake
 - ``"fail"``: each run fails with ``NonDeterminismError`` naming the step, and the notice;
 - official ``inngest`` SDK (reports nothing itself): the call targeting the step v1
   planned (``charge``) reaches v2, which no longer has it; the engine records a notice
-  (source ``engine``) and the run goes on.
+  (source ``engine``) and the run fails with the SDK's error, as on Inngest's server.
 
 Both stores.
 """
@@ -128,9 +128,14 @@ def test_official_sdk_planned_step_gone_is_noticed_by_the_engine(db: str, tmp_pa
             finished = ended(url, runs)
 
     for found in finished:
-        assert found["status"] == "Completed", found
-        assert found["output"] == {"done": ["charged", "shipped"], "receipt": "sent"}
+        assert found["status"] == "Failed", found
+        assert found["output"] == {
+            "code": "step_unexpected",
+            "message": 'found step "receipt" when targeting a different step',
+            "name": "StepUnexpectedError",
+            "stack": None,
+        }
         [notice] = found["notices"]
-        assert (notice["source"], notice["policy"]) == ("engine", "warn")
+        assert (notice["source"], notice["policy"]) == ("engine", "fail")
         assert named(notice["missing"]) == [(hash_step_id("charge"), "charge")]
         assert named(notice["new"]) == [(hash_step_id("receipt"), "receipt")]

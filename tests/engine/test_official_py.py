@@ -383,6 +383,28 @@ def test_unexpected_step_while_targeting_fails_the_run(stack: Stack) -> None:
     assert not [k for k in stack.rec.ran if k.startswith("unexpected-step.")]
 
 
+def test_a_parallel_step_gone_on_replay_fails_the_run_as_on_inngest(stack: Stack) -> None:
+    """1a, 1b and 1c are planned; the call targeting 1c finds ``after`` instead.
+
+    Inngest's server fails the run with the SDK's error; the engine also notes the step
+    the replay no longer reached.
+    """
+    stack.send("vanishing-step")
+    run_id = stack.only_run("vanishing-step")
+    run = stack.finished(run_id)
+    assert run["status"] == "Failed"
+    assert run["output"] == {
+        "code": "step_unexpected",
+        "message": 'found step "after" when targeting a different step',
+        "name": "StepUnexpectedError",
+        "stack": None,
+    }
+    assert stack.rec.ran["vanishing-step.after"] == 0
+    [notice] = stack.get(f"/v1/runs/{run_id}")["data"]["notices"]
+    assert (notice["kind"], notice["source"]) == ("nondeterminism", "engine")
+    assert [entry["name"] for entry in notice["missing"]] == ["1c"]
+
+
 # -- invoke -------------------------------------------------------------------------------
 
 

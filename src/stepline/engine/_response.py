@@ -106,7 +106,8 @@ class Failed:
     """The attempt failed. ``output`` is the body kept as the run's output if it is final.
 
     ``error`` is the normalised error (``name``, ``message``, ``stack``, ``error``) sent in
-    ``inngest/function.failed``.
+    ``inngest/function.failed``; ``sdk`` the answer's ``X-Inngest-Sdk`` (None when no
+    SDK answered).
     """
 
     output: str
@@ -115,6 +116,7 @@ class Failed:
     retry_after: float | None = None
     request_version: int | None = None
     divergence: Divergence | None = None
+    sdk: str | None = None
 
 
 Outcome = Completed | Ops | Failed
@@ -213,7 +215,7 @@ def _decode(raw: RawResponse, *, now: float) -> tuple[Outcome, Mapping[str, str]
     retry_after = _retry_after(lowered.get("retry-after"), now)
     text = _json_text(body)
     error = _normalise(status, body)
-    return Failed(text, error, no_retry, retry_after, version), lowered
+    return Failed(text, error, no_retry, retry_after, version, sdk=lowered.get(_SDK)), lowered
 
 
 def _failure(message: str, name: str, detail: str, version: int | None = None) -> Failed:

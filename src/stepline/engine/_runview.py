@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from stepline import _serde
+from stepline import _identity, _serde
 from stepline._protocol import durations
 from stepline._protocol.hashing import hash_step_id
 from stepline._protocol.opcodes import Opcode
@@ -251,6 +251,9 @@ class RunView:
                 names.update(_found_steps(op.data))
             else:
                 names.setdefault(op.id, op.display_name)
+        if isinstance(outcome, Failed):  # an official SDK's failure names what it found
+            for step_id in divergence.missing:
+                names.update((e["id"], e["name"]) for e in _not_found(outcome, step_id) or ())
         key = (set(divergence.missing), set(divergence.reordered))
         for notice in self.run.notices:
             if notice.get("kind") == "nondeterminism" and _key(notice) == key:
@@ -286,10 +289,12 @@ class RunView:
         not in the history first), inngest-js answers 500 naming the ``requestedStep`` and
         the ``foundSteps``, or (per the SDK spec) a ``StepNotFound`` op; the function may
         also return without reaching the step. Each becomes a divergence with source
-        ``engine`` and policy ``warn``, and a failed call becomes a ``StepNotFound`` op:
-        the step ends and the run is discovered again (as Inngest's executor does)
-        instead of retrying a call that cannot succeed; a step lost once already is
-        retried as before (no endless loop). A report of the SDK's own wins.
+        ``engine``. A ``StepNotFound`` op ends the step and the run is discovered again,
+        as Inngest's executor does. A failed call from an official SDK stays a failure
+        (retried, then failing the run with the SDK's error as output), as on Inngest's
+        server, and its divergence has policy ``fail``; one from Stepline's SDK becomes a
+        ``StepNotFound`` op (policy ``warn``). A step lost once already is retried as
+        before (no endless loop). A report of the SDK's own wins.
         """
         step = self.steps.get(step_id or "")
         if step is None or step.status.ended or outcome.divergence is not None:
@@ -312,6 +317,10 @@ class RunView:
         found = _not_found(outcome, step.step_id)
         if found is None:
             return outcome
+        new = tuple(entry["id"] for entry in found)
+        if not (outcome.sdk or "").startswith(_OWN_SDK):
+            divergence = Divergence("fail", missing, (), new, "engine")
+            return dataclasses.replace(outcome, divergence=divergence)
         op = ReportedOp(
             Opcode.STEP_NOT_FOUND,
             step.step_id,
@@ -321,7 +330,6 @@ class RunView:
             {"foundSteps": found},
             None,
         )
-        new = tuple(entry["id"] for entry in found)
         divergence = Divergence("warn", missing, (), new, "engine")
         return Ops((op,), outcome.request_version, divergence=divergence)
 
@@ -361,6 +369,8 @@ def divergence_message(notice: dict[str, Any]) -> str:
     )
 
 
+#: How Stepline's SDKs begin their ``X-Inngest-Sdk`` header (``stepline-py:v0.1.0``).
+_OWN_SDK = _identity.SDK_HEADER.partition("-")[0] + "-"
 _UNEXPECTED = re.compile(r'found step "(.+)" when targeting a different step')
 
 
