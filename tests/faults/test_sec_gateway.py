@@ -5,12 +5,14 @@ POSTs wherever it is told (its own loopback, the cloud metadata service, the pri
 network) and hands the answer back to the app. The policy (``_destinations``) refuses
 every non-public address a host name resolves to, connects to the address it checked,
 follows no redirect, and ``gateway_allow`` opens chosen networks or names for local
-development. ``gateway_max_calls`` bounds the calls per run.
+development. ``stepline dev`` also calls loopback (a local model server, a test suite's
+mock LLM); ``stepline start`` does not. ``gateway_max_calls`` bounds the calls per run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 
 from stepline.engine import Engine, EngineSettings, RunStatus
 from stepline.engine._config import EngineConfigError, resolve
+from stepline.engine._gateway import proxy
 from stepline.engine._gateway.destinations import Address, Policy, refusal
 from stepline.engine._model import Run
 from stepline.engine._worker import Worker
@@ -106,6 +109,27 @@ def test_allow_list_opens_networks_and_names_only() -> None:
             Policy.parse([bad])
 
 
+def test_dev_mode_opens_loopback_only() -> None:
+    """``stepline dev`` calls the developer's own machine; private ranges stay closed."""
+    policy = proxy.Gateway(EngineSettings(mode="dev")).policy
+    for address in ("127.0.0.1", "127.255.0.9", "::1", "::ffff:127.0.0.1"):
+        assert policy.check(address, [ipaddress.ip_address(address)]) is None, address
+    for address in (
+        "10.0.0.7",
+        "192.168.1.1",
+        "169.254.169.254",
+        "fe80::1",
+        "0.0.0.0",
+        "2002:7f00:1::",
+        "64:ff9b::7f00:1",
+        "::127.0.0.1",
+    ):
+        assert policy.check(address, [ipaddress.ip_address(address)]) is not None, address
+    strict = proxy.Gateway(EngineSettings(mode="start")).policy
+    assert strict.check("127.0.0.1", [ipaddress.ip_address("127.0.0.1")]) is not None
+    assert strict.check("::1", [ipaddress.ip_address("::1")]) is not None
+
+
 def test_allow_list_setting_from_environment_and_flags() -> None:
     env = {
         "STEPLINE_GATEWAY_ALLOW": "127.0.0.1/32, llm.internal",
@@ -177,13 +201,19 @@ def _memos(run: Run) -> list[Any]:
     return list(json.loads(run.output or "[]"))
 
 
+def _production_policy(engine: Engine) -> None:
+    """The destination policy of ``stepline start`` (loopback refused) on a dev engine."""
+    gateway = engine.worker.gateway
+    gateway.policy = dataclasses.replace(gateway.policy, loopback=False)
+
+
 @pytest.mark.timeout(60)
 def test_loopback_and_metadata_destinations_are_refused_end_to_end(db: str) -> None:
     with Scripted(lambda _r: (200, {}, b'{"secret": 1}')) as victim, Scripted() as app:
         urls = [f"{victim.url}/x", f"http://localhost:{victim.port}/y", "http://169.254.169.254/"]
         app.answer = _asking(urls)
         with captured_logs("stepline.engine") as logs:
-            memos = _memos(arun(_run(db, app)))
+            memos = _memos(arun(_run(db, app, _production_policy)))
     assert victim.requests == [], "the gateway reached a loopback listener"
     for memo in memos:
         error = memo["error"]
@@ -207,7 +237,7 @@ def test_allow_list_lets_a_local_provider_through(db: str) -> None:
 
 def test_the_connection_goes_to_the_address_that_was_checked(db: str) -> None:
     # the name resolves (once, through the engine's resolver) to loopback: refused by
-    # default; allowed by name, the request goes to that very address with the name as
+    # the production policy; allowed by name, the request goes to that very address with the name as
     # Host (a second lookup by the HTTP client would fail: .invalid never resolves)
     lookups: list[str] = []
 
@@ -216,6 +246,7 @@ def test_the_connection_goes_to_the_address_that_was_checked(db: str) -> None:
         return [ipaddress.ip_address("127.0.0.1")]
 
     def hook(engine: Engine) -> None:
+        _production_policy(engine)
         engine.worker.gateway.resolver = resolver
 
     with Scripted(lambda _r: json_answer(200, "pinned")) as provider, Scripted() as app:
@@ -228,6 +259,18 @@ def test_the_connection_goes_to_the_address_that_was_checked(db: str) -> None:
     assert allowed == [{"data": "pinned"}]
     assert hit["headers"]["host"] == f"llm.invalid:{provider.port}"
     assert lookups == ["llm.invalid", "llm.invalid"]
+
+
+def test_dev_mode_reaches_a_model_on_loopback_but_not_the_private_network(db: str) -> None:
+    with Scripted(lambda _r: json_answer(200, {"ok": True})) as provider, Scripted() as app:
+        urls = [f"{provider.url}/v1/chat", "http://10.255.255.1/v1/chat"]
+        app.answer = _asking(urls)
+        loopback, private = _memos(arun(_run(db, app)))
+        [hit] = provider.requests
+    assert loopback == {"data": {"ok": True}}
+    assert hit["path"].startswith("/v1/chat")
+    assert private["error"]["name"] == "AIGatewayRefused"
+    assert "private, RFC 1918" in private["error"]["message"]
 
 
 def test_redirects_are_not_followed(db: str) -> None:

@@ -5,8 +5,9 @@ its own network: loopback, private (RFC 1918, unique local), link-local (the clo
 metadata services at 169.254.169.254 and fd00:ec2::254 among them), unspecified,
 multicast, shared (CGNAT), reserved and other special-purpose addresses are refused,
 including when written as an IPv6 form embedding one (IPv4-mapped, 6to4, NAT64,
-Teredo). Every address a host name resolves to is checked; the caller then connects to
-a checked address (``_gateway``), so a second DNS answer cannot slip in between.
+Teredo). Loopback is allowed in dev mode (``Policy.loopback``). Every address a host
+name resolves to is checked; the caller then connects to a checked address
+(``_gateway``), so a second DNS answer cannot slip in between.
 """
 
 from __future__ import annotations
@@ -107,14 +108,23 @@ class Policy:
         networks: allowed address ranges.
         names: allowed host names (lowercase, no trailing dot): any address they
             resolve to is called.
+        loopback: loopback addresses (127.0.0.0/8, ::1, and their IPv4-mapped forms)
+            are allowed too: ``stepline dev`` runs on the developer's machine, where a
+            local model server or a test suite's mock LLM is what ``step.ai.infer``
+            should reach, as Inngest's dev server does.
     """
 
     networks: tuple[Network, ...] = ()
     names: frozenset[str] = frozenset()
+    loopback: bool = False
 
     @classmethod
-    def parse(cls, entries: Sequence[str]) -> Policy:
+    def parse(cls, entries: Sequence[str], *, loopback: bool = False) -> Policy:
         """Read an allow-list of CIDRs (or single addresses) and host names.
+
+        Args:
+            entries: the allow-list.
+            loopback: allow loopback addresses as well (dev mode).
 
         Raises:
             ValueError: an entry is neither.
@@ -131,7 +141,7 @@ class Policy:
             if "/" in entry or ":" in entry or not _HOST_NAME.fullmatch(entry):
                 raise ValueError(f"{raw!r} is neither a CIDR (10.0.0.0/8, ::1/128) nor a host name")
             names.add(entry.lower().rstrip("."))
-        return cls(tuple(networks), frozenset(names))
+        return cls(tuple(networks), frozenset(names), loopback)
 
     def check(self, host: str, addresses: Sequence[Address]) -> str | None:
         """Why a request to ``host``, resolved to ``addresses``, is refused, or None.
@@ -159,6 +169,8 @@ class Policy:
         forms: list[Address] = [address]
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             forms.append(address.ipv4_mapped)
+        if self.loopback and any(form.is_loopback for form in forms):
+            return True
         return any(form in network for form in forms for network in self.networks)
 
 

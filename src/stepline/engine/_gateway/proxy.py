@@ -158,7 +158,9 @@ class Gateway:
     """Makes gateway calls for one engine, under its destination policy and limits."""
 
     def __init__(self, settings: EngineSettings, *, resolver: Resolver = resolve) -> None:
-        self.policy = destinations.Policy.parse(settings.gateway_allow)
+        # dev mode runs on the developer's machine: its own model servers are fair game
+        loopback = settings.mode == "dev"
+        self.policy = destinations.Policy.parse(settings.gateway_allow, loopback=loopback)
         self.max_calls = settings.gateway_max_calls
         self.max_bytes = min(settings.max_body_bytes, settings.max_step_output_bytes)
         self.resolver = resolver
