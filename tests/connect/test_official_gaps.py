@@ -10,6 +10,7 @@ started as a process is awaited on the dev server's ``GET /v0/connect/envs/{env}
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,9 @@ import pytest
 from stepline.engine import EngineSettings
 from stepline.engine._connect.hub import Timing
 from stepline.engine._http import guard
+from tests._support.polling import wait_until
 
-from .harness import node, workers
+from .harness import APP_ID, node, workers
 from .test_hub import Fake, _call, _hub, _soon, run
 from .test_stepline_worker import MODULE
 
@@ -78,9 +80,32 @@ def test_a_dropped_call_with_no_flushed_reply_fails_as_lost_after_the_window() -
 
 
 def test_the_dev_server_connection_listing_names_each_worker(tmp_path: Path) -> None:
+    """Inngest's ``ConnMetadata`` shape, oldest connection first (tools read the last)."""
     env = "00000000-0000-4000-b000-000000000000"  # the dev server's one environment
     with node(str(tmp_path / "e.db")) as engine, workers(tmp_path, MODULE) as found:
         found.start(engine, "s1")
+        found.start(engine, "s2")
         listed = engine.get(f"/v0/connect/envs/{env}/conns")["data"]
-        assert [(w["instance_id"], w["status"]) for w in listed] == [("s1", "ready")]
-        assert listed == engine.get("/v1/connect/workers")["data"]
+        ours = {w["instance_id"]: w for w in engine.get("/v1/connect/workers")["data"]}
+        found.signal("s1", signal.SIGTERM)  # idle: it drains and leaves at once
+        wait_until(
+            lambda: (
+                [w["instance_id"] for w in engine.get(f"/v0/connect/envs/{env}/conns")["data"]]
+                == ["s2"]
+            ),
+            message="s1 to leave the listing",
+        )
+    assert [w["instance_id"] for w in listed] == ["s1", "s2"]
+    for conn in listed:
+        worker = ours[conn["instance_id"]]
+        assert conn["id"] == worker["connection_id"]
+        assert conn["gateway_id"] == worker["node"]
+        assert conn["status"] == 1  # READY
+        assert f"{conn['sdk_language']}:v{conn['sdk_version']}" == worker["sdk"]
+        assert set(conn["all_worker_groups"]) == {APP_ID}
+        assert conn["synced_worker_groups"] == conn["all_worker_groups"]
+        assert isinstance(conn["last_heartbeat_at"]["seconds"], int)
+        assert set(conn) <= {
+            "id", "gateway_id", "instance_id", "all_worker_groups", "synced_worker_groups",
+            "status", "last_heartbeat_at", "sdk_language", "sdk_version", "attributes",
+        }  # fmt: skip

@@ -149,10 +149,14 @@ def test_a_draining_worker_finishes_its_call_and_takes_no_new_one(
     with node(str(tmp_path / "e.db")) as engine, workers(tmp_path, kind.module) as found:
         run_id, drained, other = _slow_step_started(engine, found, name, 2)
         found.signal(drained, signal.SIGTERM)  # WORKER_PAUSE, then the call finishes
-        wait_until(
-            lambda: any(c.draining for c in engine.engine.connect.workers(APP_ID)),
-            message="the worker to drain",
-        )
+
+        def serves_no_more() -> bool:
+            # draining, or already gone: a state it never leaves once reached (under load
+            # the call may end, and the worker leave, before a poll sees it draining)
+            workers = engine.engine.connect.workers(APP_ID)
+            return not any(c.instance_id == drained and not c.draining for c in workers)
+
+        wait_until(serves_no_more, message="the worker to drain")
         run = engine.finished(run_id)
         assert (run["status"], run["output"]) == ("Completed", "after"), run
         assert found.ran(f"{name}.work.start") == found.ran(f"{name}.work.end") == [drained]

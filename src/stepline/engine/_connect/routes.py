@@ -90,6 +90,10 @@ def table(
 
     async def workers(request: Request) -> Response:
         conns = sorted(hub.workers(), key=lambda c: (c.connected_at, c.conn_id))
+        if "env_id" in request.path_params:  # Inngest's dev server's listing, its shape
+            mine = [listing.dev_server_conn(c, hub.node) for c in conns]
+            merged = listing.in_connection_order(await _with_other_nodes(request, mine))
+            return wire.json_response({"data": merged})
         found = [listing.worker(c, hub.node) for c in conns]
         return wire.json_response({"data": await _with_other_nodes(request, found)})
 
