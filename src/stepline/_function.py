@@ -24,7 +24,7 @@ from stepline._options import (
     Timeouts,
     VersioningPolicy,
 )
-from stepline._protocol import registration
+from stepline._protocol import event_names, registration
 from stepline._triggers import TriggerCron, TriggerEvent, triggers_to_wire
 
 Trigger = TriggerEvent | TriggerCron
@@ -157,6 +157,11 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<stepline.Function {self.composite_id!r}>"
+
+    @property
+    def is_endpoint(self) -> bool:
+        """A durable endpoint's function: only its endpoint's web route starts it."""
+        return event_names.is_endpoint(str(t.get("event", "")) for t in self._triggers_wire)
 
     def configs(self, serve_url: str) -> list[dict[str, Any]]:
         """The registration configs of this function and its failure handler."""

@@ -17,7 +17,7 @@ from typing import Any
 from stepline import _effects, _errors, _event, _identity, _settings, _transport
 from stepline._json import dumpb as json_dumpb
 from stepline._json import loads_or_none as json_loads_or_none
-from stepline._protocol import headers
+from stepline._protocol import event_names, headers
 
 __all__ = ["send_async", "send_flow", "send_sync"]
 
@@ -28,7 +28,6 @@ _BACKOFF_FIRST = 0.1
 _BACKOFF_CAP = 2.0
 #: the longest ``Retry-After`` a send waits out (a sender is often a web request)
 _RETRY_AFTER_CAP = 10.0
-_RESERVED_PREFIX = "inngest/"
 
 
 def send_flow(
@@ -138,10 +137,8 @@ def _body(events: Sequence[_event.Event], now_ms: int) -> bytes:
     for index, event in enumerate(events):
         if not isinstance(event.name, str) or not event.name:
             raise _errors.SendEventError(f"event {index} has no name")
-        if event.name.startswith(_RESERVED_PREFIX):
-            raise _errors.SendEventError(
-                f"event {index} name {event.name!r}: the {_RESERVED_PREFIX!r} prefix is reserved"
-            )
+        if (reserved := event_names.reserved_problem(event.name)) is not None:
+            raise _errors.SendEventError(f"event {index} name {event.name!r}: {reserved}")
         item = event.to_wire()
         if not event.ts:
             item["ts"] = now_ms

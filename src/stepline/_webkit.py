@@ -12,7 +12,9 @@
 The logic is written once as generators yielding effects (HTTP calls to the engine,
 sleeps, the app's authorization hook, SSE chunks); ``handle_sync`` and ``handle_async``
 drive them for WSGI and asynchronous frameworks. Only the functions given are exposed:
-other functions cannot be started and their runs answer 404. Every request goes through
+other functions cannot be started and their runs answer 404. A durable endpoint's
+function given here has its runs shown but is not started here (400): its endpoint's
+route starts it, recording the request and its caller. Every request goes through
 ``authorize`` first, which is required: pass ``allow_all`` to make the routes public on
 purpose.
 """
@@ -31,6 +33,7 @@ from stepline import _csrf, _effects, _errors, _kit_events, _ownership, _runs, _
 from stepline._client import Client
 from stepline._function import Function
 from stepline._ownership import Principal
+from stepline._protocol import event_names
 from stepline._runs import RunInfo
 
 __all__ = [
@@ -167,7 +170,8 @@ class RunRoutes:
 
     Args:
         client: the app's client (talks to the engine's REST API).
-        functions: the functions these routes may start and show runs of.
+        functions: the functions these routes may start and show runs of (a durable
+            endpoint's function: show only, its endpoint starts its runs).
         authorize: called before every request with an ``AccessRequest``; return True,
             or ``Principal(id)`` (runs the caller starts are then its own), to allow;
             return False (403) or raise ``AccessDenied`` to refuse. On the run
@@ -358,6 +362,8 @@ class RunRoutes:
         )
         if fn is None:
             raise _Reject(404, f"function {name!r} cannot be started here")
+        if fn.is_endpoint:  # its endpoint records the request and who calls: start it there
+            raise _Reject(400, event_names.endpoint_only_problem(fn.composite_id))
         data = _validate(self.inputs.get(fn.composite_id), data)
         run_id, created = yield from _runs.start_flow(
             self.client.settings, fn.composite_id, data, key, principal

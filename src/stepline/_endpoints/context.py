@@ -23,7 +23,10 @@ class EndpointContext(Context):
 
     @property
     def principal(self) -> str | None:
-        """Who the endpoint's ``authorize`` said is calling (None: nobody in particular)."""
+        """Who the endpoint said is calling when it started the run (None: nobody in particular).
+
+        The principal the engine recorded as the run's starter: the same on every resumption.
+        """
         return self.request.principal
 
 
@@ -35,15 +38,23 @@ class SyncEndpointContext(SyncContext):
 
     @property
     def principal(self) -> str | None:
-        """Who the endpoint's ``authorize`` said is calling (None: nobody in particular)."""
+        """Who the endpoint said is calling; see ``EndpointContext.principal``."""
         return self.request.principal
 
 
 def endpoint_context(ctx: Context | SyncContext) -> EndpointContext | SyncEndpointContext:
-    """The endpoint context for a function context whose trigger data is a request."""
+    """The endpoint context for a function context whose trigger data is a request.
+
+    The caller (``principal``) is the run's starter as the engine recorded it when the
+    endpoint started the run, sent by the engine with every call of an endpoint's run
+    (``CallContext.started_by``): never read from the trigger data.
+    """
     fields = {f.name: getattr(ctx, f.name) for f in dataclasses.fields(ctx)}
     data = ctx.event.data
-    request = EndpointRequest.from_data(data if isinstance(data, Mapping) else {})
+    started_by = ctx.step._state.request.ctx.started_by
+    request = EndpointRequest.from_data(
+        data if isinstance(data, Mapping) else {}, principal=started_by
+    )
     if isinstance(ctx, Context):
         return EndpointContext(**fields, request=request)
     return SyncEndpointContext(**fields, request=request)

@@ -31,6 +31,7 @@ from stepline._endpoints import inline, registry, response
 from stepline._endpoints.context import endpoint_context
 from stepline._endpoints.request import EndpointRequest, stored_headers
 from stepline._function import FunctionOptionArgs, declare
+from stepline._protocol import event_names
 from stepline._status import RunStatus
 from stepline._triggers import TriggerEvent
 from stepline._webkit import AccessRequest, Authorize, WebRequest, WebResponse
@@ -39,8 +40,8 @@ __all__ = ["ENDPOINT_EVENT", "DurableRoute", "Endpoint", "EndpointArgs"]
 
 logger = logging.getLogger("stepline.endpoints")
 
-#: The (reserved) event name each endpoint's function registers as its trigger.
-ENDPOINT_EVENT = "stepline/endpoint"
+#: Each endpoint's function is triggered by ``f"{ENDPOINT_EVENT}.{id}"`` (a reserved name).
+ENDPOINT_EVENT = event_names.ENDPOINT_EVENT
 #: The largest request body an endpoint takes by default (bytes).
 MAX_BODY = 1024 * 1024
 _KEY_HEADER = "idempotency-key"

@@ -91,19 +91,21 @@ class EndpointRequest:
             "headers": dict(self.headers),
             "body": body,
             "path_params": _serde.to_jsonable(dict(self.path_params), what="path parameters"),
-            "principal": self.principal,
         }
 
     @classmethod
-    def from_data(cls, data: Mapping[str, Any]) -> EndpointRequest:
-        """The request recorded in a run's trigger data (``to_data``'s output)."""
+    def from_data(cls, data: Mapping[str, Any], *, principal: str | None = None) -> EndpointRequest:
+        """The request recorded in a run's trigger data (``to_data``'s output).
+
+        The caller is not part of the data (anyone who may start a run could write it):
+        ``principal`` is the run's starter as the engine recorded it.
+        """
         body = data.get("body") or {}
         raw = (
             base64.b64decode(body["base64"])
             if "base64" in body
             else str(body.get("text", "")).encode()
         )
-        principal = data.get("principal")
         return cls(
             method=str(data.get("method", "GET")),
             path=str(data.get("path", "/")),
@@ -111,7 +113,7 @@ class EndpointRequest:
             headers=dict(data.get("headers") or {}),
             body=raw,
             path_params=dict(data.get("path_params") or {}),
-            principal=principal if isinstance(principal, str) else None,
+            principal=principal,
         )
 
 

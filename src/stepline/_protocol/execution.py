@@ -11,6 +11,8 @@ from stepline._protocol.opcodes import Opcode
 
 #: ``stepId`` of a discovery (untargeted) call.
 DISCOVERY_STEP_ID = "step"
+#: The ``ctx`` key of what only Stepline's engine sends (Inngest's SDKs never see it).
+STEPLINE_KEY = "stepline"
 
 
 @dataclasses.dataclass(slots=True)
@@ -28,6 +30,9 @@ class CallContext:
     request_id: str | None = None
     generation_id: int | None = None
     use_api: bool = False
+    #: the principal the engine recorded as the run's starter, sent (as
+    #: ``ctx.stepline.started_by``) for a durable endpoint's run only: Stepline's own
+    started_by: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object an engine sends as ``ctx``."""
@@ -45,6 +50,8 @@ class CallContext:
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
+        if self.started_by is not None:
+            out[STEPLINE_KEY] = {"started_by": self.started_by}
         return out
 
 
@@ -101,6 +108,7 @@ class ExecutionRequest:
             request_id=_optional_str(ctx.get("request_id")),
             generation_id=_optional_int(ctx.get("generation_id"), "ctx.generation_id"),
             use_api=use_api,
+            started_by=_started_by(ctx.get(STEPLINE_KEY)),
         )
         version = raw.get("version", -1)
         return cls(
@@ -143,6 +151,11 @@ def _optional_int(value: object, where: str) -> int | None:
 
 def _optional_str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _started_by(stepline: object) -> str | None:
+    """``ctx.stepline.started_by``: absent (None) unless a Stepline engine sent it."""
+    return _optional_str(stepline.get("started_by")) if isinstance(stepline, dict) else None
 
 
 @dataclasses.dataclass(slots=True)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from stepline._protocol import event_names
 from stepline.engine import _appsync, _events, _ids, _intake, _registry, _relay, _response, _starts
 from stepline.engine._appsync import SyncResult
 from stepline.engine._backoff import Backoff
@@ -22,7 +23,7 @@ from stepline.engine._connect import hub as _connect
 from stepline.engine._control.pause import PauseControl
 from stepline.engine._driver import Driver, InProcessDriver, Router, default_driver
 from stepline.engine._driver import local as _local
-from stepline.engine._errors import NotFoundError
+from stepline.engine._errors import EndpointOnlyError, NotFoundError
 from stepline.engine._intake import Starts
 from stepline.engine._model import (
     EventRecord,
@@ -353,9 +354,17 @@ class Engine(Reads, Starts, PauseControl):
         return adopted.calls
 
     async def invoke(self, function_id: str, raw: object) -> str:
-        """Start a function directly (``POST /invoke/{slug}``), whatever its triggers."""
-        if (await self._apps.settled()).get(function_id) is None:
+        """Start a function directly (``POST /invoke/{slug}``), whatever its triggers.
+
+        Raises:
+            NotFoundError: the function is not registered.
+            EndpointOnlyError: it is a durable endpoint's function (its endpoint starts it).
+        """
+        fn = (await self._apps.settled()).get(function_id)
+        if fn is None:
             raise NotFoundError(f"function {function_id!r} is not registered")
+        if fn.is_endpoint:
+            raise EndpointOnlyError(event_names.endpoint_only_problem(function_id))
         now = self.clock.now()
         body: dict[str, Any] = raw if isinstance(raw, dict) else {}
         data: dict[str, Any] = body["data"] if isinstance(body.get("data"), dict) else {}

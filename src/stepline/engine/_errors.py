@@ -15,6 +15,14 @@ class SkippedError(RuntimeError):
         self.event_id = event_id
 
 
+class EndpointOnlyError(RuntimeError):
+    """A start of a durable endpoint's function other than its endpoint's (answered with 400).
+
+    Its run's trigger data is the request the endpoint recorded, and its caller is the
+    principal the endpoint's inline start recorded: no other start may supply either.
+    """
+
+
 class EngineStopped(RuntimeError):
     """A call from another thread reached an engine that is not running (or stopped under it)."""
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stepline import _json
+from stepline._protocol import event_names
 from stepline._status import RunStatus
 from stepline.engine import _ids
 from stepline.engine._model import EventRecord, Job, JobKind, Run
@@ -15,7 +16,8 @@ INVOKED = "inngest/function.invoked"
 FINISHED = "inngest/function.finished"
 FAILED = "inngest/function.failed"
 CANCELLED = "inngest/function.cancelled"
-RESERVED_PREFIX = "inngest/"
+#: The engine's own events: never replayed as a sender's (``event_names`` reserves more).
+RESERVED_PREFIX = event_names.ENGINE_PREFIX
 MAX_EVENT_BYTES = 3 * 1024 * 1024
 MAX_EVENTS = 5000
 _MIN_TS = 315_532_800_000  # 1980-01-01 in ms
@@ -48,8 +50,8 @@ def normalise(raw: object, *, index: int, now: float, internal_id: str) -> Event
         raise EventError(f"{where}: name is required and must be a non-empty string")
     if not storable(name):
         raise EventError(f"{where}: name must not contain NUL characters")
-    if name.startswith(RESERVED_PREFIX):
-        raise EventError(f"{where}: event names starting with {RESERVED_PREFIX!r} are reserved")
+    if (reserved := event_names.reserved_problem(name)) is not None:
+        raise EventError(f"{where}: {name!r}: {reserved}")
     data = raw.get("data")
     if data is None:
         data = {}

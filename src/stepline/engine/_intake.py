@@ -22,8 +22,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stepline import _ownership
+from stepline._protocol import event_names
 from stepline.engine import _starts
-from stepline.engine._errors import EngineStopped, NotFoundError, SkippedError
+from stepline.engine._errors import (
+    EndpointOnlyError,
+    EngineStopped,
+    NotFoundError,
+    SkippedError,
+)
 from stepline.engine._events import EventError
 from stepline.engine._model import EventRecord, EventRunLink, Job, Run
 from stepline.engine._runview import Snapshot
@@ -142,6 +148,7 @@ class Starts:
 
         Raises:
             NotFoundError: the function is not registered.
+            EndpointOnlyError: it is a durable endpoint's function (its endpoint starts it).
             RunIdTakenError: ``run_id`` names a run of another function.
             SkippedError: flow control started no run (rate limit, singleton, debounce).
         """
@@ -192,6 +199,7 @@ class Starts:
 
         Raises:
             NotFoundError: the function is not registered.
+            EndpointOnlyError: it is a durable endpoint's function (its endpoint starts it).
             SkippedError: flow control started no run (rate limit, singleton, debounce).
             RunIdTakenError: ``run_id`` names a run of another function.
             EngineStopped: the engine is not running.
@@ -226,8 +234,11 @@ class Starts:
         run_id: str | None,
         attributes: Mapping[str, str] | None,
     ) -> _Start:
-        if self._apps.current.get(function_id) is None:
+        fn = self._apps.current.get(function_id)
+        if fn is None:
             raise NotFoundError(f"function {function_id!r} is not registered")
+        if fn.is_endpoint:  # its trigger data and caller come from its endpoint alone
+            raise EndpointOnlyError(event_names.endpoint_only_problem(function_id))
         now = self.clock.now()
         own_id = _ownership.start_event_id(idempotency_key, started_by)
         event = _starts.start_event(function_id, data, now, event_id=own_id, run_id=run_id)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from stepline import _cel, _cron
-from stepline._protocol import durations
+from stepline._protocol import durations, event_names
 from stepline.engine._flow import rules
 from stepline.engine._flow.rules import FlowRules, RegistrationError
 from stepline.engine._runview import YEAR
@@ -106,6 +106,11 @@ class FunctionSpec:
     def is_failure_handler(self) -> bool:
         """Triggered by ``inngest/function.failed``/``finished``: emits no such events itself."""
         return any(t.event.startswith("inngest/function.") for t in self.triggers)
+
+    @property
+    def is_endpoint(self) -> bool:
+        """A durable endpoint's function: started only by its endpoint (``event_names``)."""
+        return event_names.is_endpoint(t.event for t in self.triggers)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

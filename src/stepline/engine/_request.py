@@ -54,11 +54,13 @@ def built(
     max_attempts: int,
     checkpoint: bool,
     max_inline: int = MAX_INLINE_BYTES,
+    endpoint: bool = False,
 ) -> tuple[dict[str, Any], bytes]:
     """The JSON body of one call (state too large to inline is left for the SDK to fetch)
     and that body as compact JSON: measuring its size encodes it, and that encoding is the
-    one an unsigned call sends (``encode``), so the state is encoded once."""
-    ctx = _context(run, job, max_attempts=max_attempts, checkpoint=checkpoint)
+    one an unsigned call sends (``encode``), so the state is encoded once. ``endpoint``:
+    the run is a durable endpoint's, whose handler is told its recorded starter."""
+    ctx = _context(run, job, max_attempts=max_attempts, checkpoint=checkpoint, endpoint=endpoint)
     events, steps_map = run.events, memos(steps)
     request = ExecutionRequest(events[0], events, steps_map, ctx, version=_version(run))
     body = request.to_wire()
@@ -75,18 +77,28 @@ def built(
 
 
 def execution(
-    run: Run, steps: Sequence[StepRecord], job: Job, *, max_attempts: int, checkpoint: bool
+    run: Run,
+    steps: Sequence[StepRecord],
+    job: Job,
+    *,
+    max_attempts: int,
+    checkpoint: bool,
+    endpoint: bool = False,
 ) -> ExecutionRequest:
     """One call as the object an SDK in this process takes (``CommHandler.call_in_process``):
     ``built``'s request with all its state inline (no body, so no size limit), the events
     and memos a copy of their own (the function's code may change what it is given; the
     engine keeps its copies of a run's steps from one call to the next)."""
-    ctx = _context(run, job, max_attempts=max_attempts, checkpoint=checkpoint)
+    ctx = _context(run, job, max_attempts=max_attempts, checkpoint=checkpoint, endpoint=endpoint)
     events, steps_map = _json.loads(_json.dumpb((run.events, memos(steps))))
     return ExecutionRequest(events[0], events, steps_map, ctx, version=_version(run))
 
 
-def _context(run: Run, job: Job, *, max_attempts: int, checkpoint: bool) -> CallContext:
+def _context(
+    run: Run, job: Job, *, max_attempts: int, checkpoint: bool, endpoint: bool
+) -> CallContext:
+    # a durable endpoint's handler reads its caller from here, never from the trigger
+    # data (which is the recorded request); other functions' calls stay as Inngest's
     return CallContext(
         run_id=run.run_id,
         attempt=job.attempt,
@@ -97,6 +109,7 @@ def _context(run: Run, job: Job, *, max_attempts: int, checkpoint: bool) -> Call
         fn_id=run.function_id,
         qi_id=job.job_id if checkpoint else None,
         request_id=job.job_id,
+        started_by=run.started_by if endpoint else None,
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stepline import _cel, _json
+from stepline._protocol import event_names
 from stepline._protocol.opcodes import Opcode
 from stepline._status import RunStatus
 from stepline.engine import _events, _fanout
@@ -267,11 +268,8 @@ class RunLoop:
         rid = run.run_id
         target = str(op.opts.get("function_id") or "")
         step = view.step(op, StepStatus.INVOKING, now)
-        if self._registry().get(target) is None:
-            error = {
-                "name": "FunctionNotFoundError",
-                "message": f"could not invoke function {target!r}: it is not registered",
-            }
+        error = _not_invocable(target, self._registry().get(target))
+        if error is not None:
             view.done(op, {"error": error}, StepStatus.FAILED, now)
             self._maybe_discover(tx, view, now, race=step.mode == "race")
             return
@@ -497,3 +495,14 @@ class RunLoop:
             self.fanout(tx, event, now)
         finally:
             self._local.fanning = False
+
+
+def _not_invocable(target: str, fn: FunctionSpec | None) -> dict[str, Any] | None:
+    """The error an invoke step of ``target`` fails with (None: it may be invoked)."""
+    if fn is None:
+        message = f"could not invoke function {target!r}: it is not registered"
+        return {"name": "FunctionNotFoundError", "message": message}
+    if fn.is_endpoint:  # its endpoint alone starts it, and records who is calling
+        message = f"could not invoke: {event_names.endpoint_only_problem(target)}"
+        return {"name": "FunctionNotInvocableError", "message": message}
+    return None

@@ -18,7 +18,7 @@ from stepline import _client, _errors, _management, _ownership, _sender
 from stepline._event import Event
 from stepline._json import dumps as json_dumps
 from stepline._json import loads as json_loads
-from stepline._protocol import event_ids
+from stepline._protocol import event_ids, event_names
 
 if TYPE_CHECKING:
     from stepline._function import Function
@@ -152,9 +152,12 @@ def start_row(
         now: the time in epoch seconds (now if None).
 
     Raises:
-        OutboxError: data that is not a JSON object, a bad key or principal.
+        OutboxError: data that is not a JSON object, a bad key or principal, or a durable
+            endpoint's function (only its endpoint starts it).
     """
     function_id = _management.function_id(app_id, function)
+    if not isinstance(function, str) and function.is_endpoint:  # the engine refuses it too
+        raise OutboxError(event_names.endpoint_only_problem(function_id))
     payload = {} if data is None else data
     if not isinstance(payload, Mapping):
         raise OutboxError(f"data: want a JSON object (a mapping), got {type(payload).__name__}")

@@ -20,13 +20,14 @@ from stepline._function import Function
 from stepline._management import function_id
 from stepline._runs import (
     FunctionNotRegisteredError,
+    ManagementError,
     RunNotStartedError,
     RunTimeoutError,
     not_registered_message,
 )
 from stepline._streams import StreamMessage
 from stepline.engine import Engine, EngineSettings, NotFoundError
-from stepline.engine._errors import SkippedError
+from stepline.engine._errors import EndpointOnlyError, SkippedError
 from stepline.engine._model import Run
 from stepline.engine._store import RunFilter
 from stepline.testing._clock import VirtualClock
@@ -306,6 +307,8 @@ class TestEnv:
             raise FunctionNotRegisteredError(message, status=404) from None
         except SkippedError as exc:
             raise RunNotStartedError(str(exc), status=409) from None
+        except EndpointOnlyError as exc:  # as the start API answers it
+            raise ManagementError(str(exc), status=400) from None
         return run_id
 
     async def _runs(self, function: Function | str | None) -> list[TestRun]:

@@ -126,7 +126,7 @@ class InlineRuns:
             steps = tx.get_steps(run_id)
             call, _ = _request.built(
                 run, steps, job, max_attempts=fn.max_attempts, checkpoint=True,
-                max_inline=_MAX_INLINE,
+                max_inline=_MAX_INLINE, endpoint=fn.is_endpoint,
             )  # fmt: skip
             leased = InlineStart(run, created, call, owner, job.job_id, seconds)
             # the worker need not wake for the call this request holds

@@ -80,8 +80,9 @@ class Caller:
     ) -> tuple[str, bytes, Mapping[str, str]]:
         """A call's URL, body and headers."""
         body, compact = _request.built(
-            run, steps, job, max_attempts=fn.max_attempts, checkpoint=self.settings.checkpointing
-        )
+            run, steps, job, max_attempts=fn.max_attempts,
+            checkpoint=self.settings.checkpointing, endpoint=fn.is_endpoint,
+        )  # fmt: skip
         raw, headers = _request.encode(
             body,
             signing_key=self.settings.signing_key,
@@ -97,8 +98,9 @@ class Caller:
         """``prepare`` for an app served in this process (``InProcessDriver.call_blocking``):
         the request as an object, unsigned (nothing crosses a network)."""
         call = _request.execution(
-            run, steps, job, max_attempts=fn.max_attempts, checkpoint=self.settings.checkpointing
-        )
+            run, steps, job, max_attempts=fn.max_attempts,
+            checkpoint=self.settings.checkpointing, endpoint=fn.is_endpoint,
+        )  # fmt: skip
         headers = {SERVER_KIND: self.settings.server_kind}
         return _request.call_url(fn.url, fn.function_id, job.step_id or "step"), call, headers
 

@@ -14,7 +14,12 @@ from typing import Any
 from stepline import _ownership
 from stepline.engine import _starts
 from stepline.engine._control import attributes as _control_attributes
-from stepline.engine._errors import NotFoundError, QueryTimeoutError, SkippedError
+from stepline.engine._errors import (
+    EndpointOnlyError,
+    NotFoundError,
+    QueryTimeoutError,
+    SkippedError,
+)
 from stepline.engine._http import views
 from stepline.engine._http.wire import ApiError
 from stepline.engine._model import Run
@@ -108,6 +113,9 @@ def failure(method: str, path: str, exc: Exception) -> Answer:
     elif isinstance(exc, SkippedError):
         status, message = 409, str(exc)
         body = {"error": message, "event_id": exc.event_id}
+    elif isinstance(exc, EndpointOnlyError):
+        status, message = 400, str(exc)
+        body = {"error": message, "code": "endpoint_only"}
     elif isinstance(exc, _starts.RunIdTakenError):
         status, message = 409, str(exc)
         body = {"error": message, "code": "run_id_taken"}

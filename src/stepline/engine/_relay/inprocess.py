@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from stepline import _ownership
 from stepline.engine import _starts
 from stepline.engine._config import EngineSettings
-from stepline.engine._errors import NotFoundError, SkippedError
+from stepline.engine._errors import EndpointOnlyError, NotFoundError, SkippedError
 from stepline.engine._events import EventError
 from stepline.engine._ids import SeedError
 from stepline.outbox._relay_deliver import Delivered, Outcome
@@ -99,7 +99,13 @@ async def deliver(engine: Host, kind: object, body: object) -> Delivered:
         return Delivered(Outcome.REJECTED, f"unreadable {kind!r} row: {exc}")
     try:
         await work
-    except (EventError, SeedError, NotFoundError, _starts.RunIdTakenError) as exc:
+    except (
+        EventError,
+        SeedError,
+        NotFoundError,
+        EndpointOnlyError,
+        _starts.RunIdTakenError,
+    ) as exc:
         return Delivered(Outcome.REJECTED, f"{type(exc).__name__}: {exc}")
     except SkippedError as exc:
         return Delivered(Outcome.DELIVERED, f"skipped by the engine: {exc}")
