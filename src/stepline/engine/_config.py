@@ -73,6 +73,12 @@ class EngineSettings:
         max_stream_message_bytes: the largest message (its data's JSON) a run may publish
             to its stream; a larger one is refused with 413
             (``--max-stream-message-bytes``, ``STEPLINE_MAX_STREAM_MESSAGE_BYTES``).
+        max_stream_readers_per_run: the most readers of one run's stream at once (JSON
+            long-polls and SSE alike); one more is refused with 429
+            (``--max-stream-readers-per-run``, ``STEPLINE_MAX_STREAM_READERS_PER_RUN``).
+        max_stream_readers_per_caller: the most stream readers one client address holds
+            at once; one more is refused with 429 (``--max-stream-readers-per-caller``,
+            ``STEPLINE_MAX_STREAM_READERS_PER_CALLER``).
         shutdown_grace: on a stop (SIGTERM), the most seconds calls in flight get to finish
             before they are handed back (``--shutdown-grace``, ``STEPLINE_SHUTDOWN_GRACE``).
         retention: seconds ended runs (with their steps, links, outputs) and events no
@@ -118,6 +124,8 @@ class EngineSettings:
     gateway_max_calls: int = 100
     max_step_output_bytes: int = 4 * 1024 * 1024
     max_stream_message_bytes: int = 1024 * 1024
+    max_stream_readers_per_run: int = 32
+    max_stream_readers_per_caller: int = 256
     shutdown_grace: float = 30.0
     retention: float = DEFAULT_RETENTION
     relay_outbox: str | None = None
@@ -258,6 +266,8 @@ def _answer_limits(env: Mapping[str, str]) -> dict[str, object]:
         ("max_step_output_bytes", "STEPLINE_MAX_STEP_OUTPUT_BYTES"),
         ("max_body_bytes", "STEPLINE_MAX_BODY_BYTES"),
         ("max_stream_message_bytes", "STEPLINE_MAX_STREAM_MESSAGE_BYTES"),
+        ("max_stream_readers_per_run", "STEPLINE_MAX_STREAM_READERS_PER_RUN"),
+        ("max_stream_readers_per_caller", "STEPLINE_MAX_STREAM_READERS_PER_CALLER"),
         ("bulk_batch_size", "STEPLINE_BULK_BATCH_SIZE"),
     ):
         text = env.get(name, "").strip()
@@ -329,6 +339,9 @@ def _check_answer_limits(settings: EngineSettings) -> None:
     for name in ("max_body_bytes", "max_step_output_bytes", "max_stream_message_bytes"):
         if getattr(settings, name) < 1024:
             raise EngineConfigError(f"{name} must be at least 1024, got {getattr(settings, name)}")
+    for name in ("max_stream_readers_per_run", "max_stream_readers_per_caller"):
+        if getattr(settings, name) < 1:
+            raise EngineConfigError(f"{name} must be at least 1, got {getattr(settings, name)}")
 
 
 def parse_retention(text: str, where: str = "retention") -> float:

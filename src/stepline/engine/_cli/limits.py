@@ -36,6 +36,20 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
         help="the largest message a run may publish to its stream (default 1 MiB; env "
         "STEPLINE_MAX_STREAM_MESSAGE_BYTES)",
     )
+    sub.add_argument(
+        "--max-stream-readers-per-run",
+        type=int,
+        metavar="N",
+        help="the most readers of one run's stream at once; more get 429 (default 32; env "
+        "STEPLINE_MAX_STREAM_READERS_PER_RUN)",
+    )
+    sub.add_argument(
+        "--max-stream-readers-per-caller",
+        type=int,
+        metavar="N",
+        help="the most stream readers one client address holds at once; more get 429 "
+        "(default 256; env STEPLINE_MAX_STREAM_READERS_PER_CALLER)",
+    )
     _db.add_retention_argument(sub)
 
 
@@ -44,7 +58,13 @@ def chosen(args: argparse.Namespace) -> dict[str, Any]:
     found: dict[str, Any] = {}
     if args.gateway_allow:
         found["gateway_allow"] = tuple(args.gateway_allow)
-    for name in ("gateway_max_calls", "max_step_output_bytes", "max_stream_message_bytes"):
+    for name in (
+        "gateway_max_calls",
+        "max_step_output_bytes",
+        "max_stream_message_bytes",
+        "max_stream_readers_per_run",
+        "max_stream_readers_per_caller",
+    ):
         if getattr(args, name) is not None:
             found[name] = getattr(args, name)
     if args.retention is not None:

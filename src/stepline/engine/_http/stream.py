@@ -5,11 +5,15 @@
 ``Last-Event-ID`` (else ``after``) until the run has ended and every message is sent.
 The SSE form holds one page of messages at a time: it reads the next page only once
 the server has written the last (the ASGI server's flow control holds ``send`` while a
-slow reader's socket is full), so a reader that stops reading costs one page.
+slow reader's socket is full), so a reader that stops reading costs one page. A page
+holds at most ``service.PAGE_BYTES`` of message data (and ``limit`` messages), and a run
+and a caller (the client's address) have a bounded number of readers at once
+(``readers``; past it, 429): together they bound what readers make the engine hold.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import starlette.requests
@@ -21,6 +25,7 @@ from stepline.engine._http import wire
 from stepline.engine._http.wire import ApiError
 from stepline.engine._store.messages import StoredMessage
 from stepline.engine._streams import wire as _wire
+from stepline.engine._streams.readers import Ticket, TooManyReadersError
 from stepline.engine._streams.service import Page, RunEndedError, StreamService
 
 Request = starlette.requests.Request
@@ -39,10 +44,10 @@ SSE_PAGE = 100
 KEEPALIVE = 15.0
 
 
-def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[str, str, Handler]]:
+def table(engine: Engine) -> list[tuple[str, str, Handler]]:
     """The stream routes, for ``api._Api.routes``."""
     routes = _Routes(engine)
-    return [("POST", PATH, bearer(routes.publish)), ("GET", PATH, bearer(routes.read))]
+    return [("POST", PATH, routes.publish), ("GET", PATH, routes.read)]
 
 
 class _Routes:
@@ -72,17 +77,42 @@ class _Routes:
             if last:
                 after = _seq(last, "Last-Event-ID")
             await self.streams.page(run_id, after, topic, 1)  # 404 before the stream starts
+            ticket = self._admit(request, run_id)
+            events = self._events(run_id, after, topic, ticket)
+            # a stream never iterated (its client left before the headers went) lets go too
+            weakref.finalize(events, ticket.release)
             return starlette.responses.StreamingResponse(
-                self._events(run_id, after, topic),
+                events,
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         wait = _number(q.get("wait"), "wait", 0.0, MAX_WAIT)
         limit = int(_number(q.get("limit"), "limit", 1, MAX_LIMIT, integer=True) or DEFAULT_LIMIT)
-        page = await self.streams.next_page(run_id, after, topic, limit, wait)
+        ticket = self._admit(request, run_id)
+        try:
+            page = await self.streams.next_page(run_id, after, topic, limit, wait)
+        finally:
+            ticket.release()
         return Response(_page_json(page), media_type="application/json")
 
-    async def _events(self, run_id: str, after: int, topic: str | None) -> AsyncIterator[bytes]:
+    def _admit(self, request: Request, run_id: str) -> Ticket:
+        """A reader's place among the run's and its caller's, or a 429 naming the bound."""
+        caller = request.client.host if request.client is not None else ""
+        try:
+            return self.streams.readers.admit(run_id, caller)
+        except TooManyReadersError as exc:
+            raise ApiError(429, str(exc)) from None
+
+    async def _events(
+        self, run_id: str, after: int, topic: str | None, ticket: Ticket
+    ) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._follow(run_id, after, topic):
+                yield chunk
+        finally:
+            ticket.release()
+
+    async def _follow(self, run_id: str, after: int, topic: str | None) -> AsyncIterator[bytes]:
         yield b": stream\n\n"  # the headers go out now, not with the first message
         while True:
             page = await self.streams.next_page(run_id, after, topic, SSE_PAGE, KEEPALIVE)

@@ -80,14 +80,39 @@ class MessagesTx(SqlMixin):
             self._streamed(run_id)
         return first
 
+    #: a message's size in bytes, in SQL (Postgres's ``octet_length`` reads no TOASTed value)
+    _octets = "length(CAST(data AS BLOB))"
+
     def read_messages(
-        self, run_id: str, after: int, topic: str | None, limit: int
-    ) -> list[StoredMessage]:
-        """Up to ``limit`` messages of a run after ``after``, in order (of one topic)."""
+        self, run_id: str, after: int, topic: str | None, limit: int, max_bytes: int | None = None
+    ) -> tuple[list[StoredMessage], bool]:
+        """Messages of a run after ``after`` (of one topic), in order, and whether more follow.
+
+        At most ``limit``; with ``max_bytes``, they stop before the message that would take
+        their data past it, the first one always included: a page of large messages is
+        bounded by its bytes, whatever the count asked. The sizes are read first, without
+        the data (SQLite reads them a row at a time and stops at the bound), then the data
+        of the messages chosen.
+        """
         where, args = ("AND topic = ? ", (topic,)) if topic is not None else ("", ())
+        sizes = self._x(
+            f"SELECT seq, {self._octets} FROM run_messages WHERE run_id = ? "
+            f"AND seq > ? {where}ORDER BY seq LIMIT ?",
+            (run_id, after, *args, limit + 1),
+        )
+        bound = max_bytes if max_bytes is not None else float("inf")
+        count, total, last, more = 0, 0, after, False
+        for seq, size in sizes:
+            if count == limit or (count and total + int(size) > bound):
+                more = True
+                break
+            count, total, last = count + 1, total + int(size), int(seq)
+        if not count:
+            return [], False
         rows = self._x(
             "SELECT seq, topic, data, published_at FROM run_messages WHERE run_id = ? "
-            f"AND seq > ? {where}ORDER BY seq LIMIT ?",
-            (run_id, after, *args, limit),
+            f"AND seq > ? AND seq <= ? {where}ORDER BY seq",
+            (run_id, after, last, *args),
         )
-        return [StoredMessage(int(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows]
+        found = [StoredMessage(int(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows]
+        return found, more

@@ -108,6 +108,7 @@ class PostgresTx(
     skip_locked = " FOR UPDATE SKIP LOCKED"
     replace_sql = REPLACE_JOB
     step_with_run = True
+    _octets = "octet_length(data)"
     _converted: ClassVar[dict[str, str]] = {}
 
     def __init__(self, conn: psycopg.Connection[Any], *, write: bool = True) -> None:

@@ -20,11 +20,15 @@ from stepline.engine._store import Tx
 from stepline.engine._store.messages import NewMessage, StoredMessage
 from stepline.engine._streams import wire
 from stepline.engine._streams.hub import Hub
+from stepline.engine._streams.readers import Readers
 
 if TYPE_CHECKING:
     from stepline.engine._engine import Engine
 
 _SERVICES: weakref.WeakKeyDictionary[Engine, StreamService] = weakref.WeakKeyDictionary()
+#: the most message data (its JSON's bytes) one page holds: a page stops before the message
+#: that would take it past this, its first message always included
+PAGE_BYTES = 1024 * 1024
 
 
 class RunEndedError(Exception):
@@ -58,6 +62,10 @@ class StreamService:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self.hub = Hub()
+        settings = engine.settings
+        self.readers = Readers(
+            settings.max_stream_readers_per_run, settings.max_stream_readers_per_caller
+        )
         self._subscribed = False
 
     @classmethod
@@ -103,24 +111,27 @@ class StreamService:
                 observer.metrics.record_published(function_id, stored)
         return seqs
 
-    async def page(self, run_id: str, after: int, topic: str | None, limit: int) -> Page:
-        """The messages after ``after`` (of ``topic``), at most ``limit``, as stored now.
+    async def page(
+        self, run_id: str, after: int, topic: str | None, limit: int, max_bytes: int = PAGE_BYTES
+    ) -> Page:
+        """The messages after ``after`` (of ``topic``), as stored now.
+
+        At most ``limit`` of them, and at most ``max_bytes`` of their data but for a first
+        message larger than that, which comes alone.
 
         Raises:
             NotFoundError: no such run.
         """
 
-        def read(tx: Tx) -> tuple[RunStatus, list[StoredMessage]]:
+        def read(tx: Tx) -> tuple[RunStatus, tuple[list[StoredMessage], bool]]:
             # the status first: a run seen ended takes no more messages, so a page read
             # after it is complete (Postgres reads each statement at its own snapshot)
             run = tx.get_run(run_id)
             if run is None:
                 raise NotFoundError(f"run {run_id!r} not found")
-            return run.status, tx.read_messages(run_id, after, topic, limit + 1)
+            return run.status, tx.read_messages(run_id, after, topic, limit, max_bytes)
 
-        status, rows = await self._engine.store.read(read)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        status, (rows, more) = await self._engine.store.read(read)
         ended = status.terminal and not more
         return Page(rows, status, ended, rows[-1].seq if rows else after)
 
