@@ -9,13 +9,14 @@ start mode the route wants the bearer like every read route.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
 import json
 import unittest.mock
 import warnings
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,10 +143,19 @@ class Stack:
         ]
         return spans
 
-    def step_output(self, run_id: str, step_id: str) -> dict[str, Any]:
-        """``get_step_output``: the step's span by name, then its output by output id."""
-        [output_id] = [s["outputID"] for s in self.spans(run_id) if s["name"] == step_id]
-        assert isinstance(output_id, str)
+    def step_output(self, run_id: str, step_id: str, index: int | None = None) -> dict[str, Any]:
+        """``get_step_output``: the ``index``-th span named ``step_id`` (the first by
+        default), then its output by output id, as the helper finds them."""
+        expected = 1 if index is None else index + 1
+        found_spans = 0
+        output_id: str | None = None
+        for span in self.spans(run_id):
+            if span["name"] == step_id:
+                found_spans += 1
+                if found_spans == expected:
+                    output_id = span["outputID"]
+                    break
+        assert output_id, f'step "{step_id}" index={index} not found in history'
         found = self.data(GET_STEP_OUTPUT, {"output_id": output_id})
         output: dict[str, Any] = found["runTraceSpanOutputByID"]
         return output
@@ -171,12 +181,23 @@ def _app(client: inngest.Inngest) -> list[inngest.Function[Any]]:
     def repeats(ctx: inngest.ContextSync) -> list[int]:
         return [ctx.step.run("foo", lambda i=i: i) for i in range(3)]
 
+    @client.create_function(fn_id="parallel-repeats", retries=0, trigger=on(event="g/par"))
+    async def parallel_repeats(ctx: inngest.Context) -> list[int]:
+        def use(i: int) -> Callable[[], Awaitable[int]]:
+            async def body() -> int:
+                await asyncio.sleep(0.1 * (3 - i))  # the last use finishes first
+                return i
+
+            return lambda: ctx.step.run("foo", body)
+
+        return list(await ctx.group.parallel(tuple(use(i) for i in range(3))))
+
     @client.create_function(fn_id="sleeps", retries=0, trigger=on(event="g/nap"))
     async def sleeps(ctx: inngest.Context) -> None:
         await ctx.step.run("before", lambda: "awake")
         await ctx.step.sleep("nap", dt.timedelta(hours=1))
 
-    return [two_steps, fails, repeats, sleeps]
+    return [two_steps, fails, repeats, parallel_repeats, sleeps]
 
 
 @pytest.fixture(scope="module")
@@ -252,14 +273,22 @@ def test_a_failed_step_shows_its_error(stack: Stack) -> None:
     assert "Traceback" in failed["error"]["stack"]
 
 
-def test_repeated_step_ids_are_numbered_as_inngest_shows_them(stack: Stack) -> None:
-    [run_id] = stack.run_ids(stack.send("g/rep"))
+@pytest.mark.parametrize("event", ["g/rep", "g/par"], ids=["in-sequence", "in-parallel"])
+def test_a_repeated_step_id_is_found_by_name_and_index_as_on_inngest(
+    stack: Stack, event: str
+) -> None:
+    """Every use of ``foo`` (ids ``foo``, ``foo:1``, ``foo:2``) is a span named ``foo``, in
+    the order of the uses, also when parallel uses finished in the reverse order."""
+    [run_id] = stack.run_ids(stack.send(event))
     _event, output = stack.run(run_id, "COMPLETED")
     assert output is not None
     assert json.loads(output) == [0, 1, 2]
-    assert [s["name"] for s in stack.spans(run_id)] == ["foo", "foo:1", "foo:2"]
-    for index, name in enumerate(["foo", "foo:1", "foo:2"]):
-        assert stack.step_output(run_id, name) == {"data": str(index), "error": None}
+    assert [s["name"] for s in stack.spans(run_id)] == ["foo", "foo", "foo"]
+    assert stack.step_output(run_id, "foo") == {"data": "0", "error": None}
+    for index in range(3):
+        assert stack.step_output(run_id, "foo", index) == {"data": str(index), "error": None}
+    with pytest.raises(AssertionError, match='step "foo:1" index=None not found'):
+        stack.step_output(run_id, "foo:1")
 
 
 def test_a_running_run_and_a_step_without_output(stack: Stack) -> None:

@@ -320,8 +320,8 @@ class _Executor:
         async def trace() -> dict[str, Any]:
             steps = await self.store.read(lambda tx: tx.get_steps(run.run_id))
             children = [
-                _span(name, run.run_id, step.step_id if _step_output(step) else None)
-                for step, name in zip(steps, _span_names(steps), strict=True)
+                _span(step.name, run.run_id, step.step_id if _step_output(step) else None)
+                for step in _in_trace_order(steps)
             ]
             ended = _run_output(run) is not None
             return {
@@ -383,18 +383,24 @@ def _error(error: dict[str, Any]) -> dict[str, Any]:
     return {k: v if v is None or isinstance(v, str) else _json.dumps(v) for k, v in shown.items()}
 
 
-def _span_names(steps: list[StepRecord]) -> list[str]:
-    """The steps' user-facing ids: a repeated id is ``id:1``, ``id:2``..., as Inngest shows.
+def _in_trace_order(steps: list[StepRecord]) -> list[StepRecord]:
+    """The steps as Inngest's trace lists them: each span named by the id the user wrote.
 
-    The SDKs hash the n-th repeat of ``id`` as ``id:n``; the name they report stays ``id``.
+    A repeated id (``foo`` twice: the SDKs hash the n-th repeat as ``foo:n``) gives spans
+    of the same name, so the n-th span named ``foo`` must be its n-th use, whatever order
+    parallel uses finished in: the same-named steps keep their places in the run's order
+    and fill them in the order of their uses (an unrecognised hash after the known ones).
     """
-    counts = collections.Counter(step.name for step in steps)
-    repeats = {
-        hashing.hash_step_id(f"{name}:{n}"): f"{name}:{n}"
-        for name, count in counts.items()
-        for n in range(1, count)
-    }
-    return [repeats.get(step.step_id, step.name) for step in steps]
+    groups: dict[str, list[StepRecord]] = collections.defaultdict(list)
+    for step in steps:
+        groups[step.name].append(step)
+    for name, group in groups.items():
+        if len(group) > 1:
+            uses = {hashing.hash_step_id(name): 0}
+            uses.update({hashing.hash_step_id(f"{name}:{n}"): n for n in range(1, len(group))})
+            group.sort(key=lambda step: uses.get(step.step_id, len(group)))
+    places = {name: iter(group) for name, group in groups.items()}
+    return [next(places[step.name]) for step in steps]
 
 
 def _output_id(run_id: str, step_id: str) -> str:
