@@ -31,13 +31,15 @@ import stepline
 import stepline.fastapi
 import stepline.outbox
 import stepline.web
-from stepline._protocol import event_ids
+from stepline._protocol import event_ids, signing
 from stepline._protocol.execution import ExecutionRequest
 from stepline.embedded import EmbeddedEngine
 from stepline.engine._relay import inprocess
 from stepline.outbox import _relay_deliver
 from stepline.outbox._relay_deliver import Outcome
 from tests._support.polling import wait_until
+from tests._support.processes import clean_env, engine_command, free_port, spawned
+from tests._support.server_thread import serving
 
 TRIGGER = "stepline/endpoint.transfer"
 #: What a forger puts in the trigger data: the request as the endpoint records it, and a victim.
@@ -333,3 +335,59 @@ def test_only_an_endpoints_calls_carry_the_starter() -> None:
     assert endpoint["ctx"]["stepline"] == {"started_by": "user:ada"}
     local = _request.execution(run, [], job, max_attempts=1, checkpoint=False, endpoint=True)
     assert local.ctx.started_by == "user:ada"
+
+
+# -- a separate engine in production mode: resumed over signed HTTP ------------------------------
+
+SIGNING_KEY = "signkey-prod-" + "cd34" * 16
+EVENT_KEY = "evt-" + "8" * 32
+
+
+def test_a_separate_engine_tells_the_resumed_handler_its_caller(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = clean_env(STEPLINE_SIGNING_KEY=SIGNING_KEY, STEPLINE_EVENT_KEY=EVENT_KEY)
+    environ = {
+        "STEPLINE_API_BASE_URL": base,
+        "STEPLINE_EVENT_API_BASE_URL": base,
+        "STEPLINE_SIGNING_KEY": SIGNING_KEY,
+        "STEPLINE_EVENT_KEY": EVENT_KEY,
+    }
+    client = stepline.Client("sepbank", is_production=True, environ=environ)
+    app = fastapi.FastAPI(lifespan=stepline.fastapi.lifespan(client))
+    seen: list[str | None] = []
+
+    @app.post("/transfer")
+    @stepline.fastapi.durable(client, authorize=authorize)
+    async def transfer(ctx: stepline.EndpointContext) -> dict[str, Any]:
+        seen.append(ctx.principal)
+        await ctx.step.sleep("nap", dt.timedelta(seconds=0.2))
+        return {"by": ctx.principal}
+
+    stepline.fastapi.serve(app, client, [])
+    command = engine_command("start", "--port", str(port), "--db", str(tmp_path / "e.db"))
+    auth = {"authorization": signing.bearer_token(SIGNING_KEY)}
+    with (
+        serving(app) as url,
+        spawned(command, log=tmp_path / "engine.log", env=env, up=f"{base}/health", what="engine"),
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        synced = httpx.post(
+            f"{base}/v1/apps/sync", json={"url": f"{url}/api/inngest"}, headers=auth, timeout=30
+        )
+        assert synced.status_code == 200, synced.text
+        assert synced.json()["data"]["ok"], synced.text
+        answer = http.post("/transfer", headers={"x-user": "ada"})
+        assert answer.status_code == 202, answer.text
+        run_id = answer.headers["x-stepline-run-id"]
+
+        def ended() -> dict[str, Any] | None:
+            run: dict[str, Any] = httpx.get(f"{base}/v1/runs/{run_id}", headers=auth).json()["data"]
+            return run if run["status"] == "Completed" else None
+
+        run = wait_until(ended, timeout=20, message="the suspended run to end")
+        assert run["output"]["json"] == {"by": "user:ada"}
+        assert seen == ["user:ada", "user:ada"]  # inline, then the engine's signed call
+        forged = httpx.post(f"{base}/e/{EVENT_KEY}", json={"name": TRIGGER, "data": FORGED})
+        assert forged.status_code == 400, forged.text
+        assert "'stepline/'" in forged.json()["error"]
