@@ -83,6 +83,7 @@ def test_the_dev_server_connection_listing_names_each_worker(tmp_path: Path) -> 
     """Inngest's ``ConnMetadata`` shape, oldest connection first (tools read the last)."""
     env = "00000000-0000-4000-b000-000000000000"  # the dev server's one environment
     with node(str(tmp_path / "e.db")) as engine, workers(tmp_path, MODULE) as found:
+        assert engine.get(f"/v0/connect/envs/{env}/conns") == {"data": []}  # a list, never null
         found.start(engine, "s1")
         found.start(engine, "s2")
         listed = engine.get(f"/v0/connect/envs/{env}/conns")["data"]
