@@ -135,15 +135,22 @@ class Registered:
 
 
 async def ask(
-    driver: Driver, trust: AppGuard, url: str, now: float, store: Store | None = None
+    driver: Driver,
+    trust: AppGuard,
+    url: str,
+    now: float,
+    store: Store | None = None,
+    *,
+    vouch: bool = True,
 ) -> SyncResult:
     """Ask the app at ``url`` to register itself (an out-of-band ``PUT``, signed with a key).
 
     With ``store``, a 2xx answer counts only if the app registered with *this* engine
     while the ``PUT`` was in flight: an app pointed at another engine answers 200 too.
+    ``vouch``: as ``AppGuard.sync_request``'s.
     """
     try:
-        target, body, headers = trust.sync_request(url, now)
+        target, body, headers = trust.sync_request(url, now, vouch=vouch)
     except ValueError as exc:  # e.g. "http://[::1": the driver would refuse it the same way
         answer = _response.RawResponse(0, {}, b"", error=f"invalid URL: {exc}")
     else:

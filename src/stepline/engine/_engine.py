@@ -250,9 +250,17 @@ class Engine(Reads, Starts, PauseControl):
             "sync_id": _ids.ulid(int(now * 1000)),
         }
 
-    async def sync_url(self, url: str) -> SyncResult:
-        """Ask the app at ``url`` to register itself (an out-of-band PUT, signed with a key)."""
-        result = await _appsync.ask(self.driver, self._app_trust, url, self.clock.now(), self.store)
+    async def sync_url(self, url: str, *, vouch: bool = True) -> SyncResult:
+        """Ask the app at ``url`` to register itself (an out-of-band PUT, signed with a key).
+
+        Args:
+            url: the app's URL.
+            vouch: put a ``deployId`` on the PUT that lets the registration answering it
+                move an app to ``url``'s origin without a trust probe; False for a sync
+                the signing key did not ask for (a dashboard session's).
+        """
+        now = self.clock.now()
+        result = await _appsync.ask(self.driver, self._app_trust, url, now, self.store, vouch=vouch)
         if result.ok or result.error is None:
             return result
         error = stored_text(result.error)  # an app's answer may hold NUL, which Postgres refuses
@@ -260,11 +268,12 @@ class Engine(Reads, Starts, PauseControl):
         await self.store.atomic(lambda tx: tx.set_app_error(url, error, self.clock.now()))
         return dataclasses.replace(result, error=error)
 
-    async def resync(self) -> list[SyncResult]:
-        """Sync every known app again."""
+    async def resync(self, *, vouch: bool = True) -> list[SyncResult]:
+        """Sync every known app again (``vouch`` as ``sync_url``'s)."""
         apps = await self.list_apps()
         urls = sorted({a.url for a in apps} | set(self.settings.app_urls))
-        return [await self.sync_url(u) for u in urls if not u.startswith(_connect.NOT_SYNCED)]
+        wanted = [u for u in urls if not u.startswith(_connect.NOT_SYNCED)]
+        return [await self.sync_url(u, vouch=vouch) for u in wanted]
 
     async def serve(self, client: Client, functions: Sequence[Function]) -> None:
         """Serve an app's functions in this process: no HTTP between engine and app."""

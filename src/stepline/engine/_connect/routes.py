@@ -50,11 +50,10 @@ _HOST = re.compile(
 Request = starlette.requests.Request
 Response = starlette.responses.Response
 Handler = Callable[[Request], Awaitable[Response]]
+SocketHandler = Callable[[starlette.websockets.WebSocket], Awaitable[None]]
 
 
-def table(
-    hub: Hub, settings: EngineSettings, bearer: Callable[[Handler], Handler]
-) -> list[tuple[str, str, Handler]]:
+def table(hub: Hub, settings: EngineSettings) -> list[tuple[str, str, Handler]]:
     """The HTTP routes, as ``api._Api.routes`` lists them (method, path, handler)."""
 
     async def start(request: Request) -> Response:
@@ -131,13 +130,13 @@ def table(
         return Response(raw.body, status_code=raw.status, headers=dict(raw.headers))
 
     return [
-        ("POST", "/v0/connect/start", bearer(start)),
-        ("POST", "/v0/connect/flush", bearer(flush)),
-        ("POST", cluster.FORWARD_PATH, bearer(forward)),
-        ("GET", "/v1/connect/workers", bearer(workers)),
+        ("POST", "/v0/connect/start", start),
+        ("POST", "/v0/connect/flush", flush),
+        ("POST", cluster.FORWARD_PATH, forward),
+        ("GET", "/v1/connect/workers", workers),
         # the Inngest dev server's listing (any env id): tooling waits on it for a worker
-        ("GET", "/v0/connect/envs/{env_id}/conns", bearer(workers)),
-        ("GET", "/v1/apps/{app_id}/workers", bearer(app_workers)),
+        ("GET", "/v0/connect/envs/{env_id}/conns", workers),
+        ("GET", "/v1/apps/{app_id}/workers", app_workers),
     ]
 
 
@@ -146,9 +145,11 @@ def websocket_routes(
     host: gateway.Host,
     vouch: Callable[[str, float], str],
     settings: EngineSettings,
-) -> list[starlette.routing.BaseRoute]:
+) -> list[tuple[str, SocketHandler]]:
     """The gateway's socket at ``GATEWAY_PATH`` and at Inngest's dev server's path (tools
-    written for it dial ``/v0/connect`` directly); dev mode answers only loopback pages."""
+    written for it dial ``/v0/connect`` directly), as ``(path, endpoint)`` for ``api`` to
+    route; dev mode answers only loopback pages. The Connect token is checked by the
+    handshake (``gateway.serve``): the worker sends it in its first frame."""
 
     if settings.database_url.startswith(("postgres://", "postgresql://")):
         hub.cluster = cluster.Cluster(hub, host.store, settings)  # nodes share the database
@@ -162,10 +163,7 @@ def websocket_routes(
                 return
         await gateway.serve(ws, hub, host, vouch)
 
-    return [
-        starlette.routing.WebSocketRoute(GATEWAY_PATH, endpoint),
-        starlette.routing.WebSocketRoute(INNGEST_GATEWAY_PATH, endpoint),
-    ]
+    return [(GATEWAY_PATH, endpoint), (INNGEST_GATEWAY_PATH, endpoint)]
 
 
 def _marked(status: int, mark: str, error: str) -> Response:

@@ -19,6 +19,8 @@ import starlette.requests
 import starlette.responses
 import starlette.routing
 
+from stepline import _access
+from stepline._access import Credential
 from stepline._identity import VERSION
 from stepline.engine import _registry
 from stepline.engine._connect import routes as _connect
@@ -28,7 +30,7 @@ from stepline.engine._engine import Engine
 from stepline.engine._errors import NotFoundError
 from stepline.engine._events import EventError
 from stepline.engine._flow.rules import RegistrationError
-from stepline.engine._http import answers, auth, event_answer, views, wire
+from stepline.engine._http import answers, event_answer, views, wire
 from stepline.engine._http import attempts as _attempts
 from stepline.engine._http import attributes as _attributes
 from stepline.engine._http import bulk as _bulk
@@ -37,6 +39,7 @@ from stepline.engine._http import endpoints as _endpoints
 from stepline.engine._http import event_replay as _event_replay
 from stepline.engine._http import event_search as _event_search
 from stepline.engine._http import function_metrics as _function_metrics
+from stepline.engine._http import gate as _gate
 from stepline.engine._http import gql as _gql
 from stepline.engine._http import guard as _guard
 from stepline.engine._http import pause as _pause
@@ -104,73 +107,76 @@ class _Api:
         self.settings = engine.settings
 
     def routes(self) -> list[starlette.routing.BaseRoute]:
-        bearer = self._bearer
-        table: list[tuple[str, str, Handler]] = [
-            # the busiest first (the router tries routes in order; no path matches two)
+        """Every route, each behind the check its row in ``stepline._access.ENGINE`` lists.
+
+        Raises:
+            RuntimeError: a handler has no row in the table, or a row no handler.
+        """
+        engine = self.engine
+        handlers: list[tuple[str, str, Handler]] = [
             ("POST", "/e/{key}", self.send),
-            ("POST", "/v1/functions/{function_id:path}/runs", bearer(self.start)),
-            ("GET", "/v1/runs/{run_id}", bearer(self.run)),
-            ("POST", "/v1/events", bearer(self.ingest)),
-            ("POST", "/invoke/{function_id:path}", bearer(self.invoke)),
-            ("POST", "/fn/register", bearer(self.register)),
-            ("GET", "/v0/runs/{run_id}/batch", bearer(self.batch)),
-            ("GET", "/v0/runs/{run_id}/actions", bearer(self.actions)),
-            ("DELETE", "/v0/runs/{run_id}", bearer(self.cancel)),
-            ("POST", "/v1/checkpoint/{run_id}/async", bearer(self.checkpoint)),
-            ("GET", "/v1/events", bearer(self.events)),
-            ("GET", "/v1/events/{event_id}", bearer(self.event)),
-            ("GET", "/v1/events/{event_id}/runs", bearer(self.event_runs)),
-            ("GET", "/v1/runs", bearer(self.runs)),
-            ("DELETE", "/v1/runs/{run_id}", bearer(self.cancel)),
-            ("POST", "/v1/runs/{run_id}/cancel", bearer(self.cancel)),
-            ("GET", "/v1/runs/{run_id}/steps", bearer(self.steps)),
-            *_attempts.table(self.engine, bearer),  # GET /v1/runs/{id}/attempts
-            ("POST", "/v1/runs/{run_id}/rerun", bearer(self.rerun)),
-            ("GET", "/v1/functions", bearer(self.functions)),
-            ("GET", "/v1/apps", bearer(self.apps)),
-            ("POST", "/v1/apps/sync", bearer(self.sync)),
-            *_versions.table(self.engine, bearer),
-            *_pause.table(self.engine, bearer),  # POST /v1/functions/{id}/pause|resume
-            *_function_metrics.table(self.engine, bearer),  # GET /v1/functions/{id}/metrics
-            *_bulk.table(self.engine, bearer),  # bulk actions, replays (run control)
-            *_relay_http.table(self.engine, bearer),  # POST /v1/outbox/deliveries
-            *_connect.table(self.engine.connect, self.settings, bearer),  # /v0/connect/*
-            *_stream.table(self.engine, bearer),
-            *_endpoints.table(self.engine, bearer),  # durable endpoints (inline runs)
-            *_attributes.table(self.engine, bearer),  # POST /v1/runs/{id}/attributes
-            *_signals.table(self.engine, bearer),  # POST /v1/signals, /v1/runs/{id}/signals/{name}
-            *_event_replay.table(self.engine, bearer),  # POST /v1/events/{id}/replay
-            *_gql.table(self.engine, bearer),  # POST /v0/gql: the dev server's GraphQL reads
+            ("POST", "/v1/functions/{function_id:path}/runs", self.start),
+            ("GET", "/v1/runs/{run_id}", self.run),
+            ("POST", "/v1/events", self.ingest),
+            ("POST", "/invoke/{function_id:path}", self.invoke),
+            ("POST", "/fn/register", self.register),
+            ("GET", "/v0/runs/{run_id}/batch", self.batch),
+            ("GET", "/v0/runs/{run_id}/actions", self.actions),
+            ("DELETE", "/v0/runs/{run_id}", self.cancel),
+            ("POST", "/v1/checkpoint/{run_id}/async", self.checkpoint),
+            ("GET", "/v1/events", self.events),
+            ("GET", "/v1/events/{event_id}", self.event),
+            ("GET", "/v1/events/{event_id}/runs", self.event_runs),
+            ("GET", "/v1/runs", self.runs),
+            ("DELETE", "/v1/runs/{run_id}", self.cancel),
+            ("POST", "/v1/runs/{run_id}/cancel", self.cancel),
+            ("GET", "/v1/runs/{run_id}/steps", self.steps),
+            *_attempts.table(engine),
+            ("POST", "/v1/runs/{run_id}/rerun", self.rerun),
+            ("GET", "/v1/functions", self.functions),
+            ("GET", "/v1/apps", self.apps),
+            ("POST", "/v1/apps/sync", self.sync),
+            *_versions.table(engine),
+            *_pause.table(engine),
+            *_function_metrics.table(engine),
+            *_bulk.table(engine),
+            *_relay_http.table(engine),
+            *_connect.table(engine.connect, self.settings),
+            *_stream.table(engine),
+            *_endpoints.table(engine),
+            *_attributes.table(engine),
+            *_signals.table(engine),
+            *_event_replay.table(engine),
+            *_gql.table(engine),
             ("GET", "/health", self.health),
-            ("GET", "/ready", lambda request: _ready.ready(self.engine)),
-            ("GET", "/metrics", bearer(self.metrics)),
-            ("GET", "/dev", bearer(self.info)),  # open in dev mode, as every bearer route
+            ("GET", "/ready", lambda request: _ready.ready(engine)),
+            ("GET", "/metrics", self.metrics),
+            ("GET", "/dev", self.info),  # open in dev mode, as every signing-key route
             *_dashboard.Dashboard(self.settings).table(),
         ]
         by_path: dict[str, dict[str, Handler]] = {}
-        for method, path, handler in table:
-            by_path.setdefault(path, {})[method] = handler
+        for method, path, handler in handlers:
+            by_path.setdefault(path, {})[method] = _gate.guarded(
+                _row(method, path), handler, self.settings
+            )
+        vouch = engine._app_trust.tickets.issue  # a Connect worker proved the key
+        sockets = _connect.websocket_routes(engine.connect, engine, vouch, self.settings)
+        for path, _ in sockets:
+            _row(_access.WEBSOCKET, path)  # the gateway's handshake checks the Connect token
+        served = {(m, p) for p, methods in by_path.items() for m in methods}
+        served |= {(_access.WEBSOCKET, path) for path, _ in sockets}
+        unserved = [
+            f"{r.method} {r.path}" for r in _access.ENGINE if (r.method, r.path) not in served
+        ]
+        if unserved:
+            raise RuntimeError(f"stepline._access.ENGINE lists routes nothing serves: {unserved}")
+        # in the table's order: the router tries routes in order (the busiest first)
+        order = {row.path: n for n, row in enumerate(_access.ENGINE)}
         routes: list[starlette.routing.BaseRoute] = [
             starlette.routing.Route(path, _endpoint(path, methods), methods=list(methods))
-            for path, methods in by_path.items()
+            for path, methods in sorted(by_path.items(), key=lambda item: order[item[0]])
         ]
-        vouch = self.engine._app_trust.tickets.issue  # a Connect worker proved the key
-        return [
-            *routes,
-            *_connect.websocket_routes(self.engine.connect, self.engine, vouch, self.settings),
-        ]
-
-    def _bearer(self, handler: Handler) -> Handler:
-        async def checked(request: Request) -> Response:
-            header = request.headers.get("authorization")
-            if not (
-                auth.bearer_ok(header, self.settings)
-                or _dashboard.signed_in(request, self.settings)
-            ):
-                raise ApiError(401, "missing or invalid Authorization: Bearer <signing key>")
-            return await handler(request)
-
-        return checked
+        return [*routes, *(starlette.routing.WebSocketRoute(p, e) for p, e in sockets)]
 
     # -- events and invocations ------------------------------------------------------------
 
@@ -178,9 +184,7 @@ class _Api:
         def refused(status: int, message: str) -> ApiError:
             return ApiError(status, message, {"ids": [], "status": status, "error": message})
 
-        if not auth.event_key_ok(request.path_params["key"], self.settings):
-            raise ApiError(401, "event key not found")
-        try:
+        try:  # the event key was checked in front (``_gate``)
             body = await self._body(request)
             seed = request.headers.get("x-inngest-event-id-seed") or None
             intake = await self.engine.accept(body, seed=seed, headers=request.headers)
@@ -338,16 +342,20 @@ class _Api:
         return wire.json_response(views.data([views.app(a, counts.get(a.app_id, 0)) for a in apps]))
 
     async def sync(self, request: Request) -> Response:
+        # only the signing key vouches for where an app moves: a session's sync (of the
+        # apps registered, or of a URL someone typed) leaves a move to the trust probe
+        vouch = _gate.credential(request) is Credential.SIGNING_KEY
         body = await self._body(request, required=False)
         if body is None:
-            results = await self.engine.resync()
+            results = await self.engine.resync(vouch=vouch)
             return wire.json_response(views.data([views.sync_result(r) for r in results]))
         url = body.get("url") if isinstance(body, dict) else None
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ApiError(400, 'url: want {"url": "http(s)://..."} or no body to resync all')
         if not storable(url) or any(c <= " " or c == "\x7f" for c in url):
             raise ApiError(400, "url: must not contain spaces or control characters")
-        return wire.json_response(views.data(views.sync_result(await self.engine.sync_url(url))))
+        result = await self.engine.sync_url(url, vouch=vouch)
+        return wire.json_response(views.data(views.sync_result(result)))
 
     # -- informational ------------------------------------------------------------------------
 
@@ -375,6 +383,17 @@ class _Api:
     async def _body(self, request: Request, *, required: bool = True) -> Any:
         """The request's JSON body, within the engine's body limit."""
         return await wire.read_json(request, self.settings.max_body_bytes, required=required)
+
+
+def _row(method: str, path: str) -> _access.Route:
+    """The table's row of a route; a route without one is a bug caught at start."""
+    row = _access.engine_row(method, path)
+    if row is None:
+        raise RuntimeError(
+            f"{method} {path} has no row in stepline._access.ENGINE: every route the "
+            "engine serves must say there which credentials it accepts"
+        )
+    return row
 
 
 def _endpoint(path: str, methods: dict[str, Handler]) -> Handler:

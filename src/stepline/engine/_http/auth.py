@@ -1,8 +1,10 @@
 """Who may call the engine: bearer tokens, event keys and dashboard sessions.
 
 Bearer tokens guard the SDK/REST routes, event keys ``/e``, and signed session cookies
-let a signed-in dashboard use the REST API. Pure predicates over the resolved settings;
-``_api`` turns a ``False`` into a 401.
+let a signed-in dashboard use the management routes. Which route takes which is the table
+``stepline._access.ENGINE``; ``gate`` applies these predicates to it and turns a request
+that presents none of its route's kinds into a 401. Pure predicates over the resolved
+settings.
 """
 
 from __future__ import annotations

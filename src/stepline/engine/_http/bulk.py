@@ -29,7 +29,7 @@ Response = starlette.responses.Response
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[str, str, Handler]]:
+def table(engine: Engine) -> list[tuple[str, str, Handler]]:
     """The routes, as ``api._Api.routes`` lists them (method, path, handler)."""
 
     async def body(request: Request) -> dict[str, Any]:
@@ -99,12 +99,12 @@ def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[st
         return wire.json_response(views.data(payload), 201)
 
     return [
-        ("POST", "/v1/bulk/cancel", bearer(start("cancel"))),
-        ("POST", "/v1/bulk/replay", bearer(start("replay"))),
-        ("GET", "/v1/bulk", bearer(listing)),
-        ("GET", "/v1/bulk/{bulk_id}", bearer(show)),
-        ("POST", "/v1/bulk/{bulk_id}/cancel", bearer(stop)),
-        ("POST", "/v1/runs/{run_id}/replay", bearer(replay_run)),
+        ("POST", "/v1/bulk/cancel", start("cancel")),
+        ("POST", "/v1/bulk/replay", start("replay")),
+        ("GET", "/v1/bulk", listing),
+        ("GET", "/v1/bulk/{bulk_id}", show),
+        ("POST", "/v1/bulk/{bulk_id}/cancel", stop),
+        ("POST", "/v1/runs/{run_id}/replay", replay_run),
     ]
 
 

@@ -9,6 +9,12 @@ else, strictly: a query is parsed (``gql_parse``), checked against the schema be
 its variables coerced before anything is read, and anything outside the schema is a
 GraphQL error naming it (``{"errors": [{"message"}], "data": null}``, HTTP 200, as GraphQL
 servers answer), never a 500.
+
+An answer is bounded before and while it is built: a query selects at most
+``MAX_FIELDS`` fields (aliases included: 800 aliases of one output fit in the query text),
+and the text values it holds (outputs, payloads) add up to at most twice the engine's
+body limit (``max_body_bytes``), which any one run's output and events fit in. Past
+either, the answer is HTTP 400 with a GraphQL error saying which.
 """
 
 from __future__ import annotations
@@ -76,18 +82,23 @@ INPUTS: dict[str, dict[str, str]] = {"EventQuery": {"eventId": "ID!"}}
 _INPUT_SCALARS = frozenset({"String", "ID", "Int", "Float", "Boolean"})
 _ABSENT: Any = object()
 _INT32 = 2**31
+#: The most fields (every alias and nested field counted) one query may select.
+MAX_FIELDS = 256
 #: An output: its JSON text, or the error in place of one.
 _Output = tuple[str | None, dict[str, Any] | None]
 
 
-def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[str, str, Handler]]:
+def table(engine: Engine) -> list[tuple[str, str, Handler]]:
     """The route, as ``api._Api.routes`` lists them (method, path, handler)."""
 
     async def graphql(request: Request) -> Response:
         body = await wire.read_json(request, engine.settings.max_body_bytes)
-        return wire.json_response(await execute(engine, body))
+        try:
+            return wire.json_response(await execute(engine, body))
+        except TooLargeError as exc:
+            return wire.json_response({"errors": [{"message": str(exc)}], "data": None}, 400)
 
-    return [("POST", "/v0/gql", bearer(graphql))]
+    return [("POST", "/v0/gql", graphql)]
 
 
 async def execute(engine: Engine, body: Any) -> dict[str, Any]:
@@ -95,6 +106,10 @@ async def execute(engine: Engine, body: Any) -> dict[str, Any]:
 
     Returns:
         ``{"data": {...}}``, or ``{"errors": [{"message": ...}], "data": None}``.
+
+    Raises:
+        TooLargeError: the query selects more than ``MAX_FIELDS`` fields, or its answer
+            would hold more text than its budget.
     """
     try:
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
@@ -106,9 +121,25 @@ async def execute(engine: Engine, body: Any) -> dict[str, Any]:
             operation.selections,
             _Scope({d.name: d for d in operation.variables}, variables),
         )
+        selected = _count(plans)
+        if selected > MAX_FIELDS:
+            raise TooLargeError(
+                f"the query selects {selected} fields (aliases and nested fields counted); "
+                f"at most {MAX_FIELDS} are answered: ask for fewer, or in several queries"
+            )
         return {"data": await _Executor(engine).object("Query", None, plans)}
+    except TooLargeError:
+        raise
     except GqlError as exc:
         return {"errors": [{"message": str(exc)}], "data": None}
+
+
+class TooLargeError(GqlError):
+    """A query whose answer would be too large (HTTP 400, not a GraphQL error in a 200)."""
+
+
+def _count(plans: tuple[_Plan, ...]) -> int:
+    return sum(1 + _count(p.children or ()) for p in plans)
 
 
 # -- checking: the query against the schema, before anything is read -------------------------
@@ -281,6 +312,8 @@ class _Executor:
 
     def __init__(self, engine: Engine) -> None:
         self.store = engine.store
+        #: the text the answer may still hold (outputs and payloads), in characters
+        self.budget = self.limit = 2 * engine.settings.max_body_bytes
 
     async def object(self, type_name: str, source: Any, plans: tuple[_Plan, ...]) -> Any:
         out: dict[str, Any] = {}
@@ -301,7 +334,16 @@ class _Executor:
             return None
         if inner.startswith("["):
             return [await self.complete(inner[1:-1], item, children) for item in value]
-        return value if children is None else await self.object(inner, value, children)
+        if children is not None:
+            return await self.object(inner, value, children)
+        if isinstance(value, str):  # the same output under many aliases counts each time
+            self.budget -= len(value)
+            if self.budget < 0:
+                raise TooLargeError(
+                    f"the answer would hold more than {self.limit} characters of outputs "
+                    "and payloads: select fewer of them (or fewer aliases) per query"
+                )
+        return value
 
     async def root(self, field: str, args: dict[str, Any]) -> dict[str, Any]:
         if field == "runTraceSpanOutputByID":

@@ -33,7 +33,7 @@ MAX_REASON = 1000
 _FIELDS = {"crons", "reason"}
 
 
-def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[str, str, Handler]]:
+def table(engine: Engine) -> list[tuple[str, str, Handler]]:
     """The routes, as ``api._Api.routes`` lists them (method, path, handler)."""
     limit = engine.settings.max_body_bytes
 
@@ -49,8 +49,8 @@ def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[st
         return wire.json_response(views.data({**_view(function_id, None), "resumed": resumed}))
 
     return [
-        ("POST", "/v1/functions/{function_id:path}/pause", bearer(pause)),
-        ("POST", "/v1/functions/{function_id:path}/resume", bearer(resume)),
+        ("POST", "/v1/functions/{function_id:path}/pause", pause),
+        ("POST", "/v1/functions/{function_id:path}/resume", resume),
     ]
 
 

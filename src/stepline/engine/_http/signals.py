@@ -45,12 +45,12 @@ HOOK_FAILURES = 20
 HOOK_FAILURES_OVERALL = 600
 
 
-def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[str, str, Handler]]:
+def table(engine: Engine) -> list[tuple[str, str, Handler]]:
     """The routes, as ``api._Api.routes`` lists them (method, path, handler)."""
     routes = _Routes(engine)
     return [
-        ("POST", "/v1/runs/{run_id}/signals/{name}", bearer(routes.to_run)),
-        ("POST", "/v1/signals", bearer(routes.by_key)),
+        ("POST", "/v1/runs/{run_id}/signals/{name}", routes.to_run),
+        ("POST", "/v1/signals", routes.by_key),
         ("POST", "/v1/signals/hooks/{token}", routes.hook),  # the token is the credential
     ]
 

@@ -28,7 +28,7 @@ _TRUE = ("1", "true", "yes")
 _FALSE = ("", "0", "false", "no")
 
 
-def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[str, str, Handler]]:
+def table(engine: Engine) -> list[tuple[str, str, Handler]]:
     """The routes, as ``api._Api.routes`` lists them (method, path, handler)."""
 
     async def listing(request: Request) -> Response:
@@ -56,8 +56,8 @@ def table(engine: Engine, bearer: Callable[[Handler], Handler]) -> list[tuple[st
         return wire.json_response(views.data(done))
 
     return [
-        ("GET", "/v1/apps/{app_id}/versions", bearer(listing)),
-        ("DELETE", "/v1/apps/{app_id}/versions/{version}", bearer(retire)),
+        ("GET", "/v1/apps/{app_id}/versions", listing),
+        ("DELETE", "/v1/apps/{app_id}/versions/{version}", retire),
     ]
 
 

@@ -191,14 +191,19 @@ class AppGuard:
         self.driver = driver
         self.tickets = SyncTickets()
 
-    def sync_request(self, url: str, now: float) -> tuple[str, bytes, dict[str, str]]:
+    def sync_request(
+        self, url: str, now: float, *, vouch: bool = True
+    ) -> tuple[str, bytes, dict[str, str]]:
         """The out-of-band sync PUT for ``url``: signed when the engine has a key.
 
-        In start mode it carries a ``deployId`` the engine remembers, which the app
-        sends back on ``/fn/register`` (PROTOCOL.md §2.1).
+        In start mode, with ``vouch``, it carries a ``deployId`` the engine remembers,
+        which the app sends back on ``/fn/register`` (PROTOCOL.md §2.1) to move to
+        ``url``'s origin without a trust probe. Without ``vouch`` (a sync a dashboard
+        session asked for: whoever typed the URL never proved the signing key), the PUT
+        carries none, and a registration that moves an app needs the probe.
         """
         target = url
-        if self.settings.mode != "dev" and self.settings.signing_key is not None:
+        if vouch and self.settings.mode != "dev" and self.settings.signing_key is not None:
             parts = urllib.parse.urlsplit(url)
             query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "deployId"]
             query.append(("deployId", self.tickets.issue(url, now)))
