@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, log_tail, spawn, stop
 from tests.engine.servers import postgres_schema
 
-from .harness import APP_ID, KINDS, TERMINAL, Kind, Workers, workers
+from .harness import APP_ID, KINDS, ROOT, TERMINAL, Kind, Workers, workers
 from .worker import event
 
 pytestmark = pytest.mark.timeout(180)
@@ -171,22 +173,85 @@ def test_a_worker_on_each_node_and_events_through_both(tmp_path: Path, kind: Kin
             assert len({w["node"] for w in listed}) == 2
 
 
+def _held_worker(found: Workers, node: EngineNode, instance: str) -> subprocess.Popen[bytes]:
+    """A worker process of ``found``'s module for ``node`` that has imported its SDK and
+    connects once its stdin closes.
+
+    A call waits a bounded time for a worker (the gateway's ``wait_worker``, 30 s); a
+    process's start (the official SDK's imports) may take a good part of that on a loaded
+    machine, so it happens before the call starts waiting.
+    """
+    with open(found.tmp / f"{instance}.out", "wb") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD, found.module, node.url, instance, str(found.log), KEY],
+            cwd=ROOT,
+            env=clean_env(WORKER_LOG_LEVEL="INFO"),
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=out,
+        )
+    found.procs[instance] = proc
+    try:
+        wait_until(
+            lambda: found._alive(instance) and "imported" in found.output(instance),
+            timeout=60,
+            message=lambda: f"worker {instance} to import its SDK:\n{found.output(instance)}",
+        )
+    except BaseException:
+        _release(proc)
+        raise
+    return proc
+
+
+def _release(proc: subprocess.Popen[bytes]) -> None:
+    """Let a ``_held_worker`` connect."""
+    if proc.stdin is not None:
+        proc.stdin.close()
+
+
+#: ``python -c HOLD MODULE ARGS...``: import MODULE, say so, run its ``main()`` (which reads
+#: ARGS from ``sys.argv``) once stdin closes.
+HOLD = """
+import importlib, sys
+main = importlib.import_module(sys.argv.pop(1)).main
+print("imported", flush=True)
+sys.stdin.read()
+main()
+"""
+
+
 def test_a_dead_nodes_presence_is_skipped_and_calls_wait_for_a_worker(
     tmp_path: Path, kind: Kind
 ) -> None:
     with two_nodes(tmp_path) as (a, b), workers(tmp_path, kind.module) as found:
         _connect(found, a, "s1")
         assert b.finished(b.send("steps", {"n": 1}))["output"] == 10
-        a.proc.kill()  # SIGKILL: its presence row stays until it is stale
-        a.proc.wait(10)
-        found.signal("s1", signal.SIGKILL)
-        event_id = b.send("steps", {"n": 2})  # b finds a's row, cannot reach it, waits
-        wait_until(
-            lambda: "is unreachable" in log_tail(b.log, 10**7),
-            message=lambda: f"node b to try node a:\n{log_tail(b.log)}",
-        )
-        _connect(found, b, "s2")  # a worker for b: the waiting call goes to it
-        run = b.finished(event_id)
+        s2 = _held_worker(found, b, "s2")  # started, not connected: b still has no worker
+        try:
+            a.proc.kill()  # SIGKILL: its presence row stays until it is stale
+            a.proc.wait(10)
+            # a's port is held (bound, never listening) until the end: b's calls to it are
+            # refused at once, as a dead node's are, and no port picked for another test's
+            # server meanwhile can be it (one would take b's forwarded call and never answer)
+            with socket.socket() as gone:
+                gone.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                gone.bind(("127.0.0.1", a.port))
+                found.signal("s1", signal.SIGKILL)
+                found.procs["s1"].wait(10)
+                event_id = b.send("steps", {"n": 2})  # b finds a's row, cannot reach it, waits
+                wait_until(
+                    lambda: "is unreachable" in log_tail(b.log, 10**7),
+                    message=lambda: f"node b to try node a:\n{log_tail(b.log)}",
+                )
+                _release(s2)  # a worker for b: the waiting call goes to it
+                wait_until(
+                    lambda: found._alive("s2") and b.serves("s2"),
+                    timeout=30,
+                    message=lambda: f"worker s2 on node b:\n{found.output('s2')}",
+                )
+                run = b.finished(event_id)
+        finally:
+            _release(s2)
         assert (run["status"], run["output"]) == ("Completed", 20)
         assert found.ran("steps.one") == ["s1", "s2"]
         assert b.get(f"/v1/runs/{run['run_id']}/attempts") == [], "no attempt was spent"
