@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import django.test
@@ -313,3 +314,63 @@ def test_the_client_defaults_to_the_settings_client(tmp_path: Path) -> None:
 @pytest.mark.parametrize("server", ["wsgi", "asgi"])
 def test_sigkill_mid_request_the_engine_finishes_the_run(tmp_path: Path, server: str) -> None:
     crash.orders_app_survives_sigkill(["tests.endpoints.django_durable_app", server], tmp_path)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_logged_in_users_idempotency_key_is_theirs(tmp_path: Path, is_async: bool) -> None:
+    """Django authenticated the user (``request.user``, as its middleware sets it): the
+    endpoint takes them as the caller, and another user sending the same key gets a run
+    of their own, never the first user's response."""
+    client = stepline.Client("dj-keys", is_production=False, environ={})
+    users = {"s-ada": 1, "s-bob": 2}
+
+    def log_in(request: HttpRequest) -> None:  # what AuthenticationMiddleware does
+        pk = users.get(request.COOKIES.get("sessionid", ""))
+        request.user = SimpleNamespace(is_authenticated=pk is not None, pk=pk)  # type: ignore[assignment]
+
+    if is_async:
+
+        @stepline.django.durable(client)
+        async def note(ctx: stepline.EndpointContext) -> dict[str, Any]:
+            return {"note": ctx.request.json(), "principal": ctx.principal}
+
+        async def async_view(request: HttpRequest) -> Any:
+            log_in(request)
+            return await note(request)
+
+        view: Any = async_view
+
+    else:
+
+        @stepline.django.durable(client)
+        def note(ctx: stepline.SyncEndpointContext) -> dict[str, Any]:
+            return {"note": ctx.request.json(), "principal": ctx.principal}
+
+        def sync_view(request: HttpRequest) -> Any:
+            log_in(request)
+            return note(request)
+
+        view = sync_view
+
+    engine = EmbeddedEngine(client, [], database=str(tmp_path / "e.db"), poll_interval=0.05)
+    mount(path("note", csrf_exempt(view)))
+    try:
+        http: Any = django.test.AsyncClient() if is_async else django.test.Client()
+
+        def post(session: str, body: dict[str, str]) -> Any:
+            http.cookies["sessionid"] = session
+            answer = http.post("/note", body, "application/json", headers={"idempotency-key": "k"})
+            return asyncio.run(answer) if is_async else answer
+
+        ada = post("s-ada", {"iban": "ada's"})
+        bob = post("s-bob", {"iban": "bob's"})
+        again = post("s-ada", {"iban": "ada's"})
+        assert (ada.status_code, bob.status_code, again.status_code) == (200, 200, 200)
+        assert bob.json() == {"note": {"iban": "bob's"}, "principal": "user:2"}
+        assert "idempotent-replayed" not in bob
+        assert again["x-stepline-run-id"] == ada["x-stepline-run-id"]
+        assert again["idempotent-replayed"] == "true"
+        anonymous = post("nobody", {"iban": "?"})  # a session cookie, no user: no scope
+        assert anonymous.status_code == 400, anonymous.content
+    finally:
+        engine.stop()

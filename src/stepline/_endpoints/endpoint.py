@@ -3,10 +3,14 @@
 The handler is declared as a function of the client's app (served by the app's serve
 endpoint with its other functions, so the engine can resume it) and answers requests:
 
-1. ``authorize`` (optional) decides, and may name the caller (``Principal``): the run is
+0. A form or ``text/plain`` POST a browser sent from another site is refused (403)
+   unless the endpoint takes them (``cross_site=True``).
+1. ``authorize`` (optional) decides, and may name the caller (``Principal``); else the
+   ``caller`` hook may name them (the app authenticated in the framework). The run is
    then theirs (the kit shows it to them only; idempotency keys are scoped to them).
 2. The run starts; an ``Idempotency-Key`` header returns the run an earlier request
-   with that key started (its response once it has ended, else 202).
+   with that key started (its response once it has ended, else 202). A key on a request
+   carrying credentials from an unknown caller is refused (400): it would be everyone's.
 3. The handler runs inline, each step persisted before the next; returning within the
    request answers its response, with the run id in ``X-Stepline-Run-Id``.
 4. A sleep, a wait, an invoke, a parallel group, a step failure to retry or the time
@@ -23,13 +27,13 @@ from typing import Any, Protocol
 
 from typing_extensions import Unpack
 
-from stepline import _effects, _errors, _ownership, _runs, _tracing, _webkit
+from stepline import _csrf, _effects, _errors, _ownership, _runs, _tracing, _webkit
 from stepline._client import Client
 from stepline._comm.loop import LoopThread
 from stepline._context import Context, SyncContext
-from stepline._endpoints import inline, registry, response
+from stepline._endpoints import callers, inline, redaction, registry, response
 from stepline._endpoints.context import endpoint_context
-from stepline._endpoints.request import EndpointRequest, stored_headers
+from stepline._endpoints.request import EndpointRequest
 from stepline._function import FunctionOptionArgs, declare
 from stepline._protocol import event_names
 from stepline._status import RunStatus
@@ -45,6 +49,16 @@ ENDPOINT_EVENT = event_names.ENDPOINT_EVENT
 #: The largest request body an endpoint takes by default (bytes).
 MAX_BODY = 1024 * 1024
 _KEY_HEADER = "idempotency-key"
+_UNSCOPED_KEY = (
+    "Idempotency-Key: this request carries credentials but the endpoint does not know its "
+    "caller, so the key cannot be scoped to them; give the endpoint caller= (a function of "
+    "the request returning the caller's id) or an authorize that returns a Principal"
+)
+_CROSS_SITE = (
+    "a page on another site may have sent this POST ({why}): refused, as the browser "
+    "sends the user's cookies with it; send JSON (Content-Type: application/json) or the "
+    "header X-Stepline-Csrf: 1, or declare the endpoint with cross_site=True"
+)
 
 
 class EndpointArgs(FunctionOptionArgs, total=False):
@@ -55,7 +69,10 @@ class EndpointArgs(FunctionOptionArgs, total=False):
     budget: float
     run_routes: str
     keep_headers: Iterable[str]
+    keep_query: Iterable[str]
     max_body: int
+    caller: callers.Caller | None
+    cross_site: bool
 
 
 class DurableRoute(Protocol):
@@ -89,8 +106,21 @@ class Endpoint:
             to the engine at the next step (202).
         run_routes: the prefix the web kit's run routes are mounted at: ``Location``
             is ``{run_routes}/runs/{run_id}/result``.
-        keep_headers: header names stored with the run although they carry credentials.
+        keep_headers: header names stored with the run besides ``STORED_HEADERS`` (the
+            rest are dropped: they may carry credentials).
+        keep_query: query parameter names stored as sent although they look like
+            credentials (``access_token``, ``api_key``...: stored ``[redacted]``).
         max_body: the largest request body taken (413 past it).
+        caller: who sent the request, when the framework authenticated it: called with
+            the framework's request, returns the caller's id (``"user:42"``), a
+            ``Principal`` or None. Used when ``authorize`` names no ``Principal``; the
+            run is then the caller's and ``Idempotency-Key`` scoped to them. A request
+            carrying credentials (a cookie, a token) whose caller is unknown gets 400 for
+            an ``Idempotency-Key``: it cannot be scoped to them.
+        cross_site: take form and ``text/plain`` POSTs a browser sends from another
+            site (a payment provider's form post back). By default they are refused
+            with 403 before ``authorize`` (``stepline._csrf.cross_site``): such a post
+            carries the user's cookies, unasked.
         **options: the function's options, as ``client.function`` takes them
             (``retries``, ``concurrency``, ``throttle``, ``rate_limit``...).
     """
@@ -105,7 +135,10 @@ class Endpoint:
         budget: float = 10.0,
         run_routes: str = "",
         keep_headers: Iterable[str] = (),
+        keep_query: Iterable[str] = (),
         max_body: int = MAX_BODY,
+        caller: callers.Caller | None = None,
+        cross_site: bool = False,
         **options: Unpack[FunctionOptionArgs],
     ) -> None:
         local_id = id or getattr(handler, "__name__", "").replace("_", "-")
@@ -117,7 +150,10 @@ class Endpoint:
         self.budget = float(budget)
         self.run_routes = run_routes.rstrip("/")
         self.keep_headers = tuple(keep_headers)
+        self.keep_query = tuple(keep_query)
         self.max_body = max_body
+        self.caller = caller
+        self.cross_site = cross_site
         trigger = TriggerEvent(event=f"{ENDPOINT_EVENT}.{local_id}")
         self.function = declare(client.app_id, id=local_id, trigger=trigger, **options)(
             _wrapped(handler)
@@ -153,6 +189,9 @@ class Endpoint:
         if isinstance(effect, _webkit.Ask):
             assert self.authorize is not None
             return _webkit.ask_sync(self.authorize, effect.access)
+        if isinstance(effect, callers.Identify):
+            assert self.caller is not None
+            return callers.identify_sync(self.caller, effect.request)
         if isinstance(effect, _effects.HttpRequest) and (direct := _direct(self.client, effect)):
             # an embedded engine: no HTTP, on the private loop thread
             return self._loop_thread.run(direct.perform(effect))
@@ -164,6 +203,9 @@ class Endpoint:
         if isinstance(effect, _webkit.Ask):
             assert self.authorize is not None
             return await _webkit.ask_async(self.authorize, effect.access)
+        if isinstance(effect, callers.Identify):
+            assert self.caller is not None
+            return await callers.identify_async(self.caller, effect.request)
         if isinstance(effect, _effects.HttpRequest) and (direct := _direct(self.client, effect)):
             return await direct.perform(effect)  # an embedded engine: no HTTP, on this loop
         return await self.client._async_transport.perform(effect)
@@ -178,6 +220,8 @@ class Endpoint:
         fn_id = self.function.composite_id
         if len(web.body) > self.max_body:
             return _problem(413, f"the request body is larger than {self.max_body} bytes")
+        if not self.cross_site and (why := _csrf.cross_site(web.method, web.headers)):
+            return _problem(403, _CROSS_SITE.format(why=why))
         key = web.headers.get(_KEY_HEADER)
         if key is not None and not 0 < len(key) <= 256:
             return _problem(400, "Idempotency-Key: want 1-256 characters")
@@ -190,11 +234,19 @@ class Endpoint:
             if not verdict.allowed:
                 return _problem(403, "forbidden")
             principal = verdict.principal
+        if principal is None and self.caller is not None:
+            principal = yield callers.Identify(web.native)
+        if (
+            key is not None
+            and principal is None
+            and redaction.carries_credentials(web.headers, web.query)
+        ):  # a key shared by every user: the next one sending it would get this response
+            return _problem(400, _UNSCOPED_KEY)
         request = EndpointRequest(
             method=web.method,
             path=web.path,
-            query=dict(web.query),
-            headers=stored_headers(web.headers, self.keep_headers),
+            query=redaction.stored_query(web.query, self.keep_query),
+            headers=redaction.stored_headers(web.headers, self.keep_headers),
             body=web.body,
             path_params=dict(path_params),
             principal=principal,

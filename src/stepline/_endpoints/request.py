@@ -2,8 +2,9 @@
 
 The request is stored as the run's trigger data, so the handler sees the same request
 when the engine resumes the run later from the app's serve endpoint. Credentials are
-not stored (``SECRET_HEADERS``): authenticate in the framework before the handler runs
-(or with the endpoint's ``authorize``), and read who the caller is from ``ctx.principal``.
+not stored (``redaction``: headers by an allowlist, credential-like query values
+redacted): authenticate in the framework before the handler runs (naming the caller with
+the endpoint's ``caller`` or ``authorize``), and read who it is from ``ctx.principal``.
 """
 
 from __future__ import annotations
@@ -11,28 +12,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from stepline import _errors, _serde
 
-__all__ = ["SECRET_HEADERS", "EndpointRequest"]
-
-#: Headers never stored with a run unless named in ``keep_headers``: they carry credentials.
-SECRET_HEADERS = frozenset(
-    {
-        "authorization",
-        "cookie",
-        "proxy-authorization",
-        "x-api-key",
-        "x-auth-token",
-        "x-csrf-token",
-        "x-csrftoken",
-        "x-xsrf-token",
-        "x-stepline-csrf",
-        "x-inngest-signature",
-    }
-)
+__all__ = ["EndpointRequest"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,11 +27,13 @@ class EndpointRequest:
     Attributes:
         method: the HTTP method (``POST``).
         path: the request's path (``/orders/42``).
-        query: the query parameters (the last value of a repeated name).
-        headers: the headers, names lower-cased, without credentials (``SECRET_HEADERS``).
+        query: the query parameters (the last value of a repeated name); a value whose
+            name looks like a credential is ``[redacted]`` unless the endpoint keeps it.
+        headers: the headers, names lower-cased: those in ``redaction.STORED_HEADERS``
+            and the endpoint's ``keep_headers``, no other.
         body: the raw body.
         path_params: the route's path parameters (``{"order_id": "42"}``).
-        principal: who the endpoint's ``authorize`` said is calling, if anyone.
+        principal: who the endpoint's ``authorize`` (or ``caller``) said is calling, if anyone.
     """
 
     method: str
@@ -115,13 +102,3 @@ class EndpointRequest:
             path_params=dict(data.get("path_params") or {}),
             principal=principal,
         )
-
-
-def stored_headers(headers: Mapping[str, str], keep: Iterable[str]) -> dict[str, str]:
-    """The headers stored with a run: lower-cased, credentials dropped unless kept."""
-    kept = {name.lower() for name in keep}
-    return {
-        name.lower(): value
-        for name, value in headers.items()
-        if name.lower() not in SECRET_HEADERS or name.lower() in kept
-    }

@@ -15,7 +15,7 @@ from stepline._client import Client
 from stepline._endpoints.endpoint import DurableRoute, Endpoint, EndpointArgs
 from stepline.django import _routes, _runtime, _serve
 
-__all__ = ["durable"]
+__all__ = ["durable", "request_user"]
 
 View = Callable[..., Any]
 
@@ -52,9 +52,12 @@ def durable(
             request, before Django loads the URL conf, so import them from the
             ``FUNCTIONS`` module (an endpoint declared later answers 500, not registered).
         **options: ``Endpoint``'s options (``id``, ``authorize``, ``budget``,
-            ``run_routes``, ``keep_headers``, ``max_body``) and the function's
+            ``run_routes``, ``keep_headers``, ``keep_query``, ``max_body``, ``caller``,
+            ``cross_site``) and the function's
             (``retries``, ``concurrency``, ``throttle``...). Under an async handler, a
-            plain ``def`` authorize hook runs in a worker thread (it may use the ORM).
+            plain ``def`` authorize or caller hook runs in a worker thread (it may use
+            the ORM). ``caller`` defaults to ``request_user``: an authenticated
+            ``request.user`` is the run's caller (``"user:<pk>"``).
 
     Raises:
         ConfigError: Django older than 4.2, an async ``authorize`` with a plain ``def``
@@ -70,11 +73,15 @@ def durable(
                 "stepline.django.durable: authorize is async; the handler needs to be too"
             )
         args = dict(options)
+        caller = options.get("caller", request_user)
+        args["caller"] = caller
         if is_async and authorize is not None and not _routes._is_async(authorize):
             # a sync hook typically reads request.user: the ORM refuses the event loop's thread
             args["authorize"] = sync_to_async(
                 cast("Callable[[_webkit.AccessRequest], bool]", authorize)
             )
+        if is_async and caller is not None and not _routes._is_async(cast(Any, caller)):
+            args["caller"] = sync_to_async(cast("Callable[[Any], str | None]", caller))
         endpoint = Endpoint(client or _runtime.get_client(), handler, **cast(EndpointArgs, args))
         limit = endpoint.max_body
 
@@ -94,6 +101,20 @@ def durable(
         return _named(view, handler, endpoint)
 
     return decorate
+
+
+def request_user(request: http.HttpRequest) -> str | None:
+    """The authenticated ``request.user`` as a caller id (``"user:<pk>"``), else None.
+
+    The durable views' default ``caller``: with Django's authentication middleware, a
+    logged-in user's runs are theirs and their ``Idempotency-Key``s scoped to them. The
+    kit's ``authorize`` names the same ``Principal(f"user:{request.user.pk}")`` for them to
+    follow their runs there.
+    """
+    user = getattr(request, "user", None)
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return f"user:{user.pk}"
 
 
 def _named(view: View, handler: View, endpoint: Endpoint) -> DurableRoute:

@@ -43,7 +43,8 @@ def durable(
     Args:
         client: the app's client (the app's ``serve()`` serves the endpoint's function).
         **options: ``Endpoint``'s options (``id``, ``authorize``, ``budget``,
-            ``run_routes``, ``keep_headers``, ``max_body``) and the function's
+            ``run_routes``, ``keep_headers``, ``keep_query``, ``max_body``, ``caller``,
+            ``cross_site``) and the function's
             (``retries``, ``concurrency``, ``throttle``...).
 
     Raises:

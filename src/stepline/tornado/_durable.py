@@ -48,7 +48,8 @@ def durable(
         client: the app's client (``serve()`` serves the endpoint's function).
         methods: the HTTP methods answered (others get 405, once the body is read).
         **options: ``Endpoint``'s options (``id``, ``authorize``, ``budget``,
-            ``run_routes``, ``keep_headers``, ``max_body``) and the function's
+            ``run_routes``, ``keep_headers``, ``keep_query``, ``max_body``, ``caller``,
+            ``cross_site``) and the function's
             (``retries``, ``concurrency``, ``throttle``...).
 
     Raises:
