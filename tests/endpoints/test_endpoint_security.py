@@ -10,6 +10,7 @@ or the dashboard would see it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
@@ -21,10 +22,14 @@ import fastapi.testclient
 import flask
 import httpx
 import pytest
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
 
 import stepline
 import stepline.fastapi
 import stepline.flask
+import stepline.tornado
 import stepline.web
 from stepline._endpoints import redaction
 from stepline.embedded import EmbeddedEngine
@@ -333,3 +338,45 @@ def test_cross_site_true_takes_cross_site_form_posts(tmp_path: Path) -> None:
         posted = http.post("/transfer", content=b"to=shop", headers={**CROSS[0], **FORM})
         assert posted.status_code == 200, posted.text
     assert reached == ["authorize", "handler"]
+
+
+def test_tornado_caller_is_the_handlers_current_user(tmp_path: Path) -> None:
+    """Tornado's idiom: the handler's ``get_current_user``; the hook gets the handler."""
+    client = stepline.Client("sec-tornado", is_production=False, environ={})
+
+    @stepline.tornado.durable(client, caller=lambda handler: handler.current_user)
+    async def note(ctx: stepline.EndpointContext) -> dict[str, Any]:
+        return {"note": ctx.request.json(), "principal": ctx.principal}
+
+    class Note(note):  # type: ignore[misc, valid-type]
+        def get_current_user(self) -> str | None:
+            return USERS.get(self.get_cookie("session", ""))
+
+    app = tornado.web.Application([(r"/note", Note)])
+    engine = EmbeddedEngine(client, [], database=str(tmp_path / "e.db"), poll_interval=0.05)
+    stepline.tornado.serve(app, client, [], engine=engine)
+    key = {"idempotency-key": "k-1"}
+
+    async def calls() -> list[httpx.Response]:
+        [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        server = tornado.httpserver.HTTPServer(app)
+        server.add_sockets([sock])
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=20) as http:
+                return [
+                    await http.post("/note", json=body, headers={"cookie": f"session={s}", **key})
+                    for s, body in [("tok-ada", "ada's"), ("tok-bob", "bob's"), ("tok-ada", "")]
+                ]
+        finally:
+            server.stop()
+
+    try:
+        ada, bob, again = asyncio.run(calls())
+    finally:
+        engine.stop()
+    assert (ada.status_code, bob.status_code, again.status_code) == (200, 200, 200), bob.text
+    assert bob.json() == {"note": "bob's", "principal": "bob"}
+    assert "idempotent-replayed" not in bob.headers
+    assert again.headers["x-stepline-run-id"] == ada.headers["x-stepline-run-id"]
+    assert again.json() == {"note": "ada's", "principal": "ada"}  # replayed, ada's own
