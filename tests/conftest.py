@@ -11,8 +11,42 @@ from typing import Any
 
 import pytest
 
+from stepline import _settings
+from tests._support import refusing
+
 #: the official SDKs' recorded exchanges, kept with the tests (see its README.md)
 CAPTURES = Path(__file__).resolve().parent / "golden" / "captures"
+#: the shipped default engine URL, where a developer's own engine listens
+SHIPPED_DEV_BASE_URL = _settings.DEV_BASE_URL
+#: opts a test out of the refusing default: it checks the shipped URL and opens no socket
+SHIPPED_DEFAULT = "shipped_default_url"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point the default engine URL at ``refusing.url()``, before collection.
+
+    A dev-mode client given no engine URL (argument or environment) would reach
+    127.0.0.1:8288, where a developer's own engine may listen. Only this fallback changes,
+    so a URL a test passes or sets in the environment wins as before, and clients built
+    with ``environ={}`` or at import time are covered too.
+    """
+    config.addinivalue_line(
+        "markers",
+        f"{SHIPPED_DEFAULT}: the test checks the shipped default engine URL "
+        f"({SHIPPED_DEV_BASE_URL}) and opens no socket to it",
+    )
+    _settings.DEV_BASE_URL = refusing.url()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _settings.DEV_BASE_URL = SHIPPED_DEV_BASE_URL
+    refusing.release()
+
+
+@pytest.fixture(autouse=True)
+def _shipped_default(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker(SHIPPED_DEFAULT) is not None:
+        monkeypatch.setattr(_settings, "DEV_BASE_URL", SHIPPED_DEV_BASE_URL)
 
 
 class StubServer:

@@ -45,7 +45,7 @@ class Clock:
 
 
 def settings() -> _settings.Settings:
-    return _settings.resolve(app_id="app", environ={}, is_production=False)
+    return _settings.resolve(app_id="app", environ={}, is_production=False, api_base_url=API)
 
 
 def flow(

@@ -51,6 +51,7 @@ def finish(flow: _effects.Flow[list[str]], effect: object) -> list[str]:
 # -- the flow, driven by hand -------------------------------------------------------------
 
 
+@pytest.mark.shipped_default_url
 def test_request_matches_the_official_sdk_shape():
     flow = _sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
     request = next(flow)

@@ -98,6 +98,7 @@ def test_mode_precedence():
     assert resolve({"INNGEST_DEV": "0"}, is_production=False).is_dev
 
 
+@pytest.mark.shipped_default_url
 def test_default_urls():
     cloud = resolve()
     assert cloud.api_base_url == "https://api.inngest.com"
