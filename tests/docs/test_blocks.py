@@ -1,0 +1,345 @@
+"""Every Python, shell and console block of README.md and docs/*.md runs, as written.
+
+Sybil parses each file into its blocks; one test per file runs them top to bottom in one
+namespace, so a block continues the ones above it. A block that cannot run here says why
+in an HTML comment on the line right above it, ``<!-- fragment: needs a Postgres server
+-->``, and is counted, not run. Each test reports its counts (``docs_blocks`` in the
+report's user properties, summed at the end of the run by this folder's conftest).
+
+What a file's blocks get from this harness, and nothing else:
+
+* a temporary working directory (so ``.stepline/`` databases land there), with
+  ``STEPLINE_DEV=1`` and no other ``STEPLINE_*``/``INNGEST_*`` variable;
+* Python blocks run on one event loop per file, so a block may ``await`` at top level as
+  the docs' snippets of async code do;
+* a block whose first line is ``# name.py`` (``# shop/workflows.py``) is written to that
+  file in the working directory and imported as that module (``from shop import client``
+  in a later block works, as does ``uvicorn main:app``); its names join the namespace;
+* setup a reader does not need to see (a stub for the ``charge_card`` a snippet calls, an
+  engine for ``await client.start(...)``) lives in the same file as an HTML comment
+  ``<!-- invisible-code-block: python ... -->``, Sybil's own form; ``docs_engine(client,
+  functions, skip_time=False)`` opens a ``stepline.testing.TestEnv`` that the file's test
+  closes (or ``docs_stop_engines()`` sooner), so the client's calls reach an in-process
+  engine on a virtual clock (which ``skip_time`` moves a day every 50 ms);
+* shell lines (``$ `` lines of a console block; every line of a bash/sh block) run in
+  ``bash`` with the venv's ``bin`` first on ``PATH``; their output is not compared (run
+  ids and times differ each run), their exit status must be 0. A line that starts a
+  server (``stepline dev``, ``uvicorn``, ``flask run``) runs until it listens, then is
+  stopped at the end of its block; the ports the docs name (8288, 8000, 5000) are swapped
+  for free ones, and ``STEPLINE_PORT`` is the engine's.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import importlib
+import inspect
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sybil import Document, Example, Sybil
+from sybil.parsers.markdown import CodeBlockParser
+
+import stepline.testing
+
+pytestmark = [pytest.mark.docs, pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PYTHON = ("python", "py")
+SHELLS = ("bash", "sh", "shell", "console")
+
+_FRAGMENT = re.compile(r"<!--\s*fragment:\s*(?P<reason>.+?)\s*-->")
+_MODULE = re.compile(r"#\s*(?P<path>[\w/]+)\.py\b")
+_SERVER = re.compile(r"\bstepline (dev|start)\b|\buvicorn\b|\bflask\b.*\brun\b")
+#: the ports the docs name: the engine's, then the apps'
+_PORTS = ("8288", "8000", "5000")
+_STEPLINE_ENV = re.compile(r"^(STEPLINE|INNGEST)_")
+
+
+@dataclasses.dataclass
+class Tally:
+    """What one file's test did with its blocks."""
+
+    ran: int = 0
+    setup: int = 0
+    fragments: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class FileState:
+    """One file's run: its directory, loop, modules, engines and servers."""
+
+    cwd: Path
+    loop: asyncio.AbstractEventLoop
+    tally: Tally
+    stack: contextlib.ExitStack
+    modules: list[str] = dataclasses.field(default_factory=list)
+
+
+def _state(example: Example) -> FileState:
+    state: FileState = example.namespace["__docs_state__"]
+    return state
+
+
+def _fragment(example: Example) -> str | None:
+    """The reason in a ``<!-- fragment: ... -->`` line right above the block, if any."""
+    above = example.document.text[: example.start].rstrip().splitlines()
+    found = _FRAGMENT.fullmatch(above[-1].strip()) if above else None
+    return found["reason"] if found else None
+
+
+def _invisible(example: Example) -> bool:
+    return example.document.text[example.start :].startswith("<!--")
+
+
+def _where(example: Example) -> str:
+    return f"{Path(example.path).relative_to(ROOT)}:{example.line}"
+
+
+def _count(example: Example) -> bool:
+    """Counts the block; False when it is a fragment (not to be run)."""
+    tally = _state(example).tally
+    if _invisible(example):
+        tally.setup += 1
+        return True
+    reason = _fragment(example)
+    if reason is not None:
+        tally.fragments.append(f"{_where(example)}: {reason}")
+        return False
+    tally.ran += 1
+    return True
+
+
+def run_python(example: Example) -> None:
+    """Runs a Python block in its file's namespace (top-level ``await`` allowed)."""
+    if not _count(example):
+        return
+    state = _state(example)
+    source = str(example.parsed)
+    header = _MODULE.match(source)
+    if header is not None:
+        _import_block(example, state, header["path"], source)
+        return
+    code = compile(
+        source, _where(example), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
+    )
+    result = eval(code, example.namespace)
+    if inspect.iscoroutine(result):
+        state.loop.run_until_complete(result)
+
+
+def _import_block(example: Example, state: FileState, path: str, source: str) -> None:
+    """Writes a ``# name.py`` block to that file and imports it as a module."""
+    file = state.cwd / f"{path}.py"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(source)
+    name = path.replace("/", ".")
+    importlib.invalidate_caches()
+    module = importlib.import_module(name)
+    state.modules.append(name)
+    example.namespace.update(
+        (key, value) for key, value in vars(module).items() if not key.startswith("__")
+    )
+
+
+def run_shell(example: Example) -> None:
+    """Runs each command of a shell or console block; each must exit 0."""
+    if not _count(example):
+        return
+    state = _state(example)
+    ports = {port: str(_free_port()) for port in _PORTS}
+    env = {key: value for key, value in os.environ.items() if not _STEPLINE_ENV.match(key)}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["STEPLINE_PORT"] = ports["8288"]
+    with contextlib.ExitStack() as servers:
+        for command in _commands(example):
+            for port, free in ports.items():
+                command = command.replace(port, free)
+            if _SERVER.search(command):
+                servers.enter_context(_server(command, state.cwd, env, ports))
+                continue
+            done = subprocess.run(
+                ["bash", "-c", command],
+                cwd=state.cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, (
+                f"{_where(example)}: {command!r} exited {done.returncode}\n"
+                f"{done.stdout}\n{done.stderr}"
+            )
+
+
+def _commands(example: Example) -> list[str]:
+    """A console block's ``$`` lines, or a bash block's lines (``\\`` continues one)."""
+    language = str(example.region.lexemes["arguments"]).strip()
+    lines = str(example.parsed).splitlines()
+    if language == "console":
+        lines = [line[2:] for line in lines if line.startswith("$ ")]
+    commands: list[str] = []
+    pending = ""
+    for line in lines:
+        pending += line
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        if pending.strip() and not pending.lstrip().startswith("#"):
+            commands.append(pending)
+        pending = ""
+    return commands
+
+
+@contextlib.contextmanager
+def _server(command: str, cwd: Path, env: dict[str, str], ports: dict[str, str]) -> Iterator[None]:
+    """Starts a server command, waits until it listens on one of its ports, then stops it."""
+    listens = [free for free in ports.values() if free in command] or [env["STEPLINE_PORT"]]
+    with subprocess.Popen(
+        ["bash", "-c", f"exec {command}"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        try:
+            deadline = time.monotonic() + 30
+            while not any(_listening(int(port)) for port in listens):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    output = process.communicate()[0]
+                    pytest.fail(f"{command!r} never listened on {listens}:\n{output}")
+                time.sleep(0.1)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+SYBIL = Sybil(
+    parsers=[
+        *(CodeBlockParser(language, run_python) for language in PYTHON),
+        *(CodeBlockParser(language, run_shell) for language in SHELLS),
+    ],
+    patterns=["*.md"],
+)
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[str(path.relative_to(ROOT)) for path in DOCS])
+def test_blocks_run(
+    path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    record_property: Any,
+) -> None:
+    for key in list(os.environ):
+        if _STEPLINE_ENV.match(key):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("STEPLINE_DEV", "1")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))  # the README's .venv/bin/stepline
+    document: Document = SYBIL.parse(path)
+    tally = Tally()
+    loop = asyncio.new_event_loop()
+    with contextlib.ExitStack() as stack:
+        state = FileState(cwd=tmp_path, loop=loop, tally=tally, stack=stack)
+        stack.callback(loop.close)
+        stack.callback(_forget_modules, state)
+        engines = stack.enter_context(contextlib.ExitStack())
+
+        def docs_engine(
+            client: stepline.Client, functions: list[Any], *, skip_time: bool = False
+        ) -> stepline.testing.TestEnv:
+            env = engines.enter_context(stepline.testing.TestEnv(client, functions))
+            if skip_time:
+                engines.enter_context(_days_pass(env))
+            return env
+
+        document.namespace.update(
+            __name__=f"docs_{path.stem.replace('-', '_')}",
+            __docs_state__=state,
+            docs_engine=docs_engine,
+            docs_stop_engines=engines.close,
+        )
+        for example in document.examples():
+            example.evaluate()
+    record_property("docs_blocks", dataclasses.asdict(tally))
+    print(f"{path.relative_to(ROOT)}: {tally.ran} run, {len(tally.fragments)} fragments")
+
+
+@contextlib.contextmanager
+def _days_pass(env: stepline.testing.TestEnv) -> Iterator[None]:
+    """Moves the env's clock a day every 50 ms, for blocks that await a client call.
+
+    ``TestRun.result`` skips time by itself; the client's own ``handle.result()`` is a
+    long poll the env cannot see, so a snippet awaiting a run that sleeps needs the clock
+    moved for it.
+    """
+    stop = threading.Event()
+
+    def advance() -> None:
+        while not stop.wait(0.05):
+            env.advance_sync(datetime.timedelta(days=1))
+
+    thread = threading.Thread(target=advance, name="docs-clock", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def _forget_modules(state: FileState) -> None:
+    for name in state.modules:
+        for loaded in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
+            del sys.modules[loaded]
+        sys.modules.pop(name.split(".")[0], None)
+
+
+def test_every_block_is_known() -> None:
+    """Each fenced block of these files is Python, shell, console or plain data/text."""
+    known = {"", *PYTHON, *SHELLS, "json", "yaml", "js", "javascript", "promql", "text", "http"}
+    fence = re.compile(r"^\s*```(?P<language>\S*)\s*$", re.MULTILINE)
+    unknown = [
+        f"{path.relative_to(ROOT)}: {found['language']}"
+        for path in DOCS
+        for found in fence.finditer(path.read_text())
+        if found["language"] not in known
+    ]
+    assert unknown == []
+
