@@ -16,21 +16,22 @@ duplicate), while ``status`` and ``step`` events are sent again as the current s
 describe a state, so a repeat is harmless). ``?after=<seq>`` does the same on a first
 connection, ``?topic=<t>`` keeps the messages of one topic.
 
-The route is one flow of effects (``events_flow``): it waits for messages with the
-engine's long-poll (``GET /v1/runs/{id}/stream?wait=``), looks at the run and its steps
-every ``poll_interval``, and holds one page of messages at a time.
+The route is one flow of effects (``events_flow``). It joins the run's feed
+(``_kit_feed``): one look at the run, its steps and its stream per ``poll_interval`` for
+every reader of the run in this process, not one per reader. It sends what is new to it
+in each newer snapshot, reads itself only the messages it lacks before the feed's page,
+and holds at most one page of them at a time.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 import time
 from collections.abc import Callable, Mapping
 
-from stepline import _effects, _runs, _settings, _streams
+from stepline import _effects, _kit_feed, _runs, _settings, _streams
 from stepline._runs import RunInfo
 
 __all__ = ["SSE_HEADERS", "Chunk", "events_flow", "next_chunk", "stream_position"]
@@ -79,29 +80,24 @@ def events_flow(
     *,
     after: int = 0,
     topic: str | None = None,
-    poll_interval: float = 0.5,
     keepalive: float = 15.0,
     clock: Callable[[], float] = time.monotonic,
+    on_close: Callable[[], None] = lambda: None,
 ) -> _effects.Flow[None]:
-    """The events of ``run`` until it ends (see the module); yields ``Chunk``s and I/O.
+    """The events of ``run`` until it ends (see the module); yields ``Chunk``s and effects.
 
-    The response has started by now, so an engine failure ends the stream with an
-    ``error`` event rather than a status.
+    Its effects are the feed's (``_kit_feed.Join`` and ``Wait``) and HTTP requests. The
+    response has started by now, so an engine failure ends the stream with an ``error``
+    event rather than a status. ``on_close`` is called once the flow ends or is closed.
     """
-    events = _Events(
-        settings,
-        run=run,
-        after=after,
-        topic=topic,
-        poll_interval=poll_interval,
-        keepalive=keepalive,
-        clock=clock,
-    )
+    events = _Events(settings, run=run, after=after, topic=topic, keepalive=keepalive, clock=clock)
     try:
         yield from events.run()
     except _runs.ManagementError as exc:
         logger.error("events of run %s: engine error: %s", run.run_id, exc)
         yield Chunk(_sse("error", {"error": f"the workflow engine failed: {exc.message}"}))
+    finally:
+        on_close()
 
 
 def next_chunk(stream: _effects.Flow[None]) -> _effects.Flow[bytes | None]:
@@ -129,7 +125,6 @@ class _Events:
         run: RunInfo,
         after: int,
         topic: str | None,
-        poll_interval: float,
         keepalive: float,
         clock: Callable[[], float],
     ) -> None:
@@ -137,7 +132,6 @@ class _Events:
         self.run_info = run
         self.after = after
         self.topic = topic
-        self.poll_interval = poll_interval
         self.keepalive = keepalive
         self.clock = clock
         self.seen: dict[str, str] = {}
@@ -148,45 +142,52 @@ class _Events:
         return Chunk(data)
 
     def run(self) -> _effects.Flow[None]:
-        run_id = self.run_info.run_id
         yield Chunk(b"retry: 2000\n\n")
         yield self.chunk(_sse("status", self.run_info.to_json()))
         status = self.run_info.status
-        while True:
-            steps = yield from _runs.steps_flow(self.settings, run_id)
-            for step in steps:
-                state = f"{step.status}:{step.attempts}"
-                if self.seen.get(step.id) != state:
-                    self.seen[step.id] = state
-                    yield self.chunk(_sse("step", step.to_json()))
-            if self.run_info.status is not status:
-                status = self.run_info.status
-                yield self.chunk(_sse("status", self.run_info.to_json()))
-            if self.run_info.status.terminal:
-                yield from self.drain()
-                yield self.chunk(_sse("result", self.run_info.to_json()))
-                return
-            check_at = self.clock() + self.poll_interval
-            while True:  # messages as they come until it is time to look at the run again
-                if self.clock() - self.sent_at >= self.keepalive:
+        feed: _kit_feed.Feed = yield _kit_feed.Join(self.settings, self.run_info.run_id, self.after)
+        try:
+            version = 0
+            while True:
+                silence = max(self.keepalive - (self.clock() - self.sent_at), 0.0)
+                snapshot: _kit_feed.Snapshot = yield _kit_feed.Wait(feed, version, silence)
+                if snapshot.version == version:  # nothing new for ``keepalive`` seconds
                     yield self.chunk(b": keepalive\n\n")
-                wait = min(check_at - self.clock(), self.keepalive)
-                page = yield from self.read(max(wait, 0.0))
-                # nothing came (the long-poll ran out) or the run ended: look at the run
-                if page.ended or not page.messages or self.clock() >= check_at:
-                    break
-            self.run_info = yield from _runs.get_flow(self.settings, run_id)
+                    continue
+                version = snapshot.version
+                yield from self.messages(snapshot)
+                for step in snapshot.steps:
+                    state = f"{step.status}:{step.attempts}"
+                    if self.seen.get(step.id) != state:
+                        self.seen[step.id] = state
+                        yield self.chunk(_sse("step", step.to_json()))
+                if snapshot.run is not None:
+                    self.run_info = snapshot.run
+                if self.run_info.status is not status:
+                    status = self.run_info.status
+                    yield self.chunk(_sse("status", self.run_info.to_json()))
+                if snapshot.error is not None:  # what the feed knew is sent, then the error
+                    raise snapshot.error
+                if snapshot.done:  # every message was sent: the feed read them to the end
+                    yield self.chunk(_sse("result", self.run_info.to_json()))
+                    return
+        finally:
+            feed.leave()
 
-    def drain(self) -> _effects.Flow[None]:
-        """Every message left once the run has ended (the final ``result`` comes after)."""
-        while True:
-            page = yield from self.read(0.0)
-            if page.ended or not page.messages:
-                return
+    def messages(self, snapshot: _kit_feed.Snapshot) -> _effects.Flow[None]:
+        """The messages of ``snapshot`` not sent yet, after those before it this reader lacks."""
+        while self.after < snapshot.lo:  # behind the feed's page: read on alone up to it
+            page = yield from self.read()
+            if not page.messages:  # none (of the topic) left before the feed's page
+                self.after = snapshot.lo
+        for message, event in zip(snapshot.messages, snapshot.events, strict=True):
+            if message.seq > self.after and self.topic in (None, message.topic):
+                yield self.chunk(event)  # encoded once by the feed, for every reader
+        self.after = max(self.after, snapshot.hi)
 
-    def read(self, wait: float) -> _effects.Flow[_streams.StreamPage]:
+    def read(self) -> _effects.Flow[_streams.StreamPage]:
         page = yield from _streams.page_flow(
-            self.settings, self.run_info.run_id, after=self.after, topic=self.topic, wait=wait
+            self.settings, self.run_info.run_id, after=self.after, topic=self.topic
         )
         for message in page.messages:  # one page held at a time, sent as it was read
             yield self.chunk(_sse("message", message.to_json(), event_id=message.seq))
@@ -194,6 +195,4 @@ class _Events:
         return page
 
 
-def _sse(event: str, data: object, *, event_id: int | None = None) -> bytes:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+_sse = _kit_feed.sse

@@ -26,10 +26,11 @@ import inspect
 import json
 import logging
 import re
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
-from stepline import _csrf, _effects, _errors, _kit_events, _ownership, _runs, _serde
+from stepline import _csrf, _effects, _errors, _kit_events, _kit_feed, _ownership, _runs, _serde
 from stepline._client import Client
 from stepline._function import Function
 from stepline._ownership import Principal
@@ -40,6 +41,7 @@ __all__ = [
     "AccessDenied",
     "AccessRequest",
     "RunRoutes",
+    "RunRoutesOptions",
     "WebRequest",
     "WebResponse",
     "allow_all",
@@ -165,6 +167,16 @@ class _Reject(Exception):
         self.detail = detail
 
 
+class RunRoutesOptions(TypedDict, total=False):
+    """``RunRoutes``' settings past its functions, as the adapters pass them through."""
+
+    poll_interval: float
+    keepalive: float
+    result_wait: float
+    max_readers_per_run: int
+    max_readers_per_caller: int
+
+
 class RunRoutes:
     """The kit's routes for some functions of one client.
 
@@ -186,9 +198,15 @@ class RunRoutes:
             ``model_config = ConfigDict(extra="allow")`` and refused (422) with
             ``extra="forbid"``; a callable's returned dict (any other return value keeps
             the data as sent).
-        poll_interval: how often the events stream looks for progress (seconds).
+        poll_interval: how often the events streams of a run look at it and its steps
+            (seconds): once for all of the run's readers in this process.
         keepalive: seconds between SSE comments that keep proxies from closing the stream.
         result_wait: the longest ``GET .../result?wait=`` holds a request (seconds).
+        max_readers_per_run: the most events streams one run may have open here at once;
+            one more is a 429 saying so.
+        max_readers_per_caller: the most events streams one principal (``authorize``'s
+            ``Principal``) may hold open at once; one more is a 429 saying so. Callers
+            without a principal are bounded by ``max_readers_per_run`` only.
     """
 
     def __init__(
@@ -201,6 +219,8 @@ class RunRoutes:
         poll_interval: float = 0.5,
         keepalive: float = 15.0,
         result_wait: float = 60.0,
+        max_readers_per_run: int = 64,
+        max_readers_per_caller: int = 16,
     ) -> None:
         if not callable(authorize):
             raise _errors.ConfigError(
@@ -221,6 +241,11 @@ class RunRoutes:
         self.poll_interval = poll_interval
         self.keepalive = keepalive
         self.result_wait = result_wait
+        self._feeds = _kit_feed.Feeds(
+            poll_interval=poll_interval,
+            max_readers_per_run=max_readers_per_run,
+            max_readers_per_caller=max_readers_per_caller,
+        )
 
     # -- drivers ------------------------------------------------------------------------
 
@@ -264,11 +289,15 @@ class RunRoutes:
     def _perform_sync(self, effect: object) -> object:
         if isinstance(effect, Ask):
             return ask_sync(self.authorize, effect.access)
+        if isinstance(effect, _kit_feed.Join | _kit_feed.Wait):
+            return self._feeds.perform_sync(effect, self.client._sync_transport.perform)
         return self.client._sync_transport.perform(effect)
 
     async def _perform_async(self, effect: object) -> object:
         if isinstance(effect, Ask):
             return await ask_async(self.authorize, effect.access)
+        if isinstance(effect, _kit_feed.Join | _kit_feed.Wait):
+            return await self._feeds.perform_async(effect, self.client._async_transport.perform)
         return await self.client._async_transport.perform(effect)
 
     # -- routing ---------------------------------------------------------------------------
@@ -335,7 +364,7 @@ class RunRoutes:
             return json_response(200, {"run_id": run_id, "status": status.value})
         if rest == "/result":
             return (yield from self._result(run, request.query.get("wait")))
-        return self._events(run, request)
+        return self._events(run, request, principal)
 
     def _start(self, request: WebRequest) -> _effects.Flow[WebResponse]:
         if len(request.body) > MAX_BODY:
@@ -401,19 +430,25 @@ class RunRoutes:
             raise _not_found(access.run_id)
         raise _Reject(status, message)
 
-    def _events(self, run: RunInfo, request: WebRequest) -> WebResponse:
+    def _events(self, run: RunInfo, request: WebRequest, principal: str | None) -> WebResponse:
         position = _kit_events.stream_position(request.query, request.headers)
         if isinstance(position, str):
             raise _Reject(400, position)
         after, topic = position
+        try:
+            ticket = self._feeds.admit(run.run_id, principal)
+        except _kit_feed.TooManyReaders as exc:
+            raise _Reject(429, str(exc)) from None
         stream = _kit_events.events_flow(
             self.client.settings,
             run,
             after=after,
             topic=topic,
-            poll_interval=self.poll_interval,
             keepalive=self.keepalive,
+            on_close=ticket.release,
         )
+        # a stream never iterated (its client left before it began) lets go too
+        weakref.finalize(stream, ticket.release)
         return WebResponse(200, headers=dict(_kit_events.SSE_HEADERS), stream=stream)
 
     def _result(self, run: RunInfo, wait_text: str | None) -> _effects.Flow[WebResponse]:

@@ -29,7 +29,7 @@ from typing_extensions import Unpack
 from stepline import _asgi_scope, _autosync, _bodies, _serve_options, _webkit
 from stepline._comm import CommHandler, CommRequest, CommResponse
 from stepline._endpoints.endpoint import Endpoint, EndpointArgs
-from stepline._webkit import Authorize, RunRoutes, WebRequest, WebResponse
+from stepline._webkit import Authorize, RunRoutes, RunRoutesOptions, WebRequest, WebResponse
 
 if TYPE_CHECKING:
     from stepline._client import Client
@@ -121,13 +121,14 @@ def runs_app(
     *,
     authorize: Authorize,
     inputs: Mapping[Function, Any] | None = None,
-    **options: float,
+    **options: Unpack[RunRoutesOptions],
 ) -> RunsApp:
     """Build the kit's ASGI app: start, status, cancel, result and events of ``functions``.
 
     ``authorize`` (sync or async) decides every request; ``inputs`` maps functions to
     pydantic models checked on start; ``options`` are more ``RunRoutes`` settings
-    (``poll_interval``, ``keepalive``, ``result_wait``).
+    (``poll_interval``, ``keepalive``, ``result_wait``, ``max_readers_per_run``,
+    ``max_readers_per_caller``).
     """
     return RunsApp(RunRoutes(client, functions, authorize=authorize, inputs=inputs, **options))
 

@@ -648,7 +648,7 @@ def test_an_engine_failure_mid_stream_ends_it_with_an_error_event(
     step = {"id": "s1", "name": "a", "op": "StepRun", "status": "Completed", "attempts": 0}
     script = Scripted(
         {
-            "v1/runs/01RUN": [ok(run), ok(run)],
+            "v1/runs/01RUN": [ok(run), ok(run), ok(run)],
             "v1/runs/01RUN/steps": [ok([step]), _effects.HttpResponse(0, {}, b"", error="reset")],
             "v1/runs/01RUN/stream": [
                 _effects.HttpResponse(200, {}, b'{"data": [], "next": 0, "ended": false}')
@@ -664,6 +664,7 @@ def test_an_engine_failure_mid_stream_ends_it_with_an_error_event(
         "error": "the workflow engine failed: engine at http://engine.test unreachable: reset"
     }
     assert script.asked == [
+        "v1/runs/01RUN",  # the route's own look, then the run's feed
         "v1/runs/01RUN",
         "v1/runs/01RUN/steps",
         "v1/runs/01RUN/stream",

@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 import fastapi
 import fastapi.responses
+from typing_extensions import Unpack
 
 from stepline import _asgi_scope, _bodies, _webkit
 from stepline._client import Client
 from stepline._function import Function
-from stepline._webkit import Authorize, RunRoutes, WebRequest, WebResponse
+from stepline._webkit import Authorize, RunRoutes, RunRoutesOptions, WebRequest, WebResponse
 
 __all__ = ["runs_router"]
 
@@ -29,7 +30,7 @@ def runs_router(
     authorize: Authorize,
     inputs: Mapping[Function, Any] | None = None,
     prefix: str = "",
-    **options: float,
+    **options: Unpack[RunRoutesOptions],
 ) -> fastapi.APIRouter:
     """The web-app kit's five run routes as an ``APIRouter`` (see ``stepline.web``).
 
@@ -39,7 +40,8 @@ def runs_router(
     under ``prefix`` and wherever the router is included. Every request goes through
     ``authorize`` (sync or async); ``inputs`` maps functions to pydantic models checked on
     start (422 with ``detail``) and documented in OpenAPI. ``options`` are more
-    ``RunRoutes`` settings (``poll_interval``, ``keepalive``, ``result_wait``).
+    ``RunRoutes`` settings (``poll_interval``, ``keepalive``, ``result_wait``,
+    ``max_readers_per_run``, ``max_readers_per_caller``).
     """
     routes = RunRoutes(client, functions, authorize=authorize, inputs=inputs, **options)
     router = fastapi.APIRouter(prefix=prefix, tags=["runs"])

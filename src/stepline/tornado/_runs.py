@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.iostream
 import tornado.routing
 import tornado.web
+from typing_extensions import Unpack
 
 from stepline import _errors, _webkit
 from stepline.tornado import _views
@@ -28,7 +29,7 @@ def runs_handlers(
     authorize: _webkit.Authorize,
     inputs: Mapping[Function, Any] | None = None,
     prefix: str = "/runs",
-    **options: float,
+    **options: Unpack[_webkit.RunRoutesOptions],
 ) -> list[tornado.routing.Rule]:
     """The kit's run routes under ``prefix``, for ``Application(...)`` or ``add_handlers``.
 
@@ -38,7 +39,8 @@ def runs_handlers(
     receives an ``AccessRequest`` whose ``request`` is the ``RequestHandler``, so
     ``access.request.current_user`` works. An app with ``xsrf_cookies=True`` keeps checking
     its XSRF token on the POSTs. ``inputs`` (pydantic models per function) and ``options``
-    (``poll_interval``, ``keepalive``, ``result_wait``) go to ``RunRoutes``.
+    (``poll_interval``, ``keepalive``, ``result_wait``, ``max_readers_per_run``,
+    ``max_readers_per_caller``) go to ``RunRoutes``.
 
     Raises:
         ConfigError: no ``authorize``, no functions, or ``prefix`` not ending in ``/runs``.
