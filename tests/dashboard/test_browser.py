@@ -20,6 +20,7 @@ import stepline
 import stepline.asgi
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
+from tests._support import refusing
 
 from .conftest import Page, ServerThread, closing_client, run_of, send, wait_for
 
@@ -302,9 +303,11 @@ def test_apps_page_shows_sync_status_and_resyncs(stack: Stack, tab: Page) -> Non
     assert after > before
     tab.screenshot("apps")
 
-    page.fill("input[name=url]", "http://127.0.0.1:9/api/inngest")
+    page.fill("input[name=url]", refusing.url("/api/inngest"))
     page.click("form.filters button[type=submit]")
-    expect(page.locator("#sync-message .notice.error")).to_contain_text("127.0.0.1:9")
+    expect(page.locator("#sync-message .notice.error")).to_contain_text(
+        f"127.0.0.1:{refusing.port()}"
+    )
 
 
 def test_runs_list_updates_live(stack: Stack, tab: Page) -> None:

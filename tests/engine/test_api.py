@@ -17,12 +17,14 @@ import stepline
 from stepline._protocol.signing import hash_signing_key
 from stepline.engine import Engine, EngineSettings, ManualClock
 from stepline.engine._http.api import build_app
+from tests._support import refusing
 from tests._support.polling import wait_until
 
 SIGNING_KEY = "signkey-test-" + "ab12" * 16
 EVENT_KEY = "ev-key-1"
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z: fixed, so timestamps can be asserted
-FN_URL = "http://127.0.0.1:9/api/inngest?fnId=a-f&stepId=step"
+APP_URL = refusing.url("/api/inngest")
+FN_URL = f"{APP_URL}?fnId=a-f&stepId=step"
 
 
 @contextlib.contextmanager
@@ -52,7 +54,7 @@ def registration(expression: str | None = None) -> dict[str, Any]:
     step = {"id": "step", "name": "step", "runtime": {"type": "http", "url": FN_URL}}
     return {
         "appName": "a",
-        "url": "http://127.0.0.1:9/api/inngest",
+        "url": APP_URL,
         "sdk": "py:v0.1.0",
         "framework": "flask",
         "functions": [{"id": "a-f", "name": "f", "triggers": [trigger], "steps": {"step": step}}],
@@ -201,7 +203,7 @@ def test_register_lists_function_and_app(dev: TestClient) -> None:
     assert app["app_id"] == "a"
     assert app["functions"] == 1
     assert (app["sdk"], app["framework"], app["error"]) == ("py:v0.1.0", "flask", None)
-    assert app["url"] == "http://127.0.0.1:9/api/inngest"
+    assert app["url"] == APP_URL
     assert app["synced_at"].endswith("Z")
     assert dev.get("/dev").json() == {"version": "0.1.0", "mode": "dev", "functions": 1, "apps": 1}
 
@@ -473,7 +475,7 @@ def test_cancel_a_running_run(db: str) -> None:
 
 
 def test_sync_without_reachable_app_reports_error(dev: TestClient) -> None:
-    answer = dev.post("/v1/apps/sync", json={"url": "http://127.0.0.1:9/api/inngest"})
+    answer = dev.post("/v1/apps/sync", json={"url": APP_URL})
     assert answer.status_code == 200
     result = answer.json()["data"]
     assert result["ok"] is False

@@ -15,6 +15,7 @@ import pytest
 
 from stepline.engine._cli.commands import main
 from stepline.engine._store.postgres_schema import MIGRATIONS
+from tests._support import refusing
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env as _clean_env
 from tests._support.processes import free_port, spawned, wait_until_up
@@ -253,8 +254,9 @@ def test_migrate_postgres_then_dev_without_migrating(tmp_path: Path) -> None:
 
 
 def test_migrate_unreachable_postgres_exits_1_without_the_password() -> None:
-    done = run_engine("migrate", "--db", "postgresql://nobody:pw@127.0.0.1:1/x")
+    where = f"127.0.0.1:{refusing.port()}/x"
+    done = run_engine("migrate", "--db", f"postgresql://nobody:pw@{where}")
     assert done.returncode == 1
     assert done.stdout == ""
-    assert done.stderr.startswith("stepline migrate: postgresql://nobody:***@127.0.0.1:1/x: ")
+    assert done.stderr.startswith(f"stepline migrate: postgresql://nobody:***@{where}: ")
     assert ":pw@" not in done.stderr

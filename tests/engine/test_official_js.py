@@ -34,6 +34,7 @@ except ImportError:  # Windows: installs are not serialised across processes
 from stepline._protocol.signing import hash_signing_key
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
+from tests._support import refusing
 from tests._support.polling import wait_until
 from tests._support.server_thread import ServerThread
 
@@ -608,7 +609,7 @@ def test_moving_the_signed_app_to_another_origin_needs_the_trust_probe(
         [app] = stack.http.get(f"{stack.base}/v1/apps").json()["data"]
         return str(app["url"])
 
-    refused = register("http://127.0.0.1:9/api/inngest")  # nothing answers the probe there
+    refused = register(refusing.url("/api/inngest"))  # nothing answers the probe there
     assert refused.status_code == 403, refused.text
     assert registered_url() == stack.app_url
     moved = stack.app_url.replace("://127.0.0.1:", "://localhost:")

@@ -35,6 +35,7 @@ import pytest
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._driver import Driver
 from stepline.engine._http.api import build_app
+from tests._support import refusing
 from tests._support.polling import wait_until
 from tests._support.server_thread import ServerThread
 
@@ -51,7 +52,7 @@ ORDER_SENDS = 20
 #: node's keep-alive for item 4, in ms (its default is 5 s), and the runs made.
 KEEP_ALIVE_MS = 200
 NAP_RUNS = 10
-NOWHERE = "http://127.0.0.1:9"
+NOWHERE = refusing.url()
 
 #: The session fixture: js_app's npm dependencies installed (under CI, no node fails).
 js_app = official_js.js_app

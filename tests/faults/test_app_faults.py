@@ -23,6 +23,7 @@ from stepline.engine import Engine, EngineSettings
 from stepline.engine._backoff import Backoff
 from stepline.engine._driver import HttpDriver
 from stepline.engine._flow.rules import RegistrationError
+from tests._support import refusing
 from tests._support.polling import await_until
 
 from . import fault_app
@@ -186,8 +187,8 @@ def test_an_app_url_nobody_can_reach_fails_the_run_per_policy(tmp_path: Path, dr
     """Refused or non-HTTP URLs are failed attempts, never engine faults; a URL that
     cannot even be split is refused at registration."""
     urls = [
-        "http://127.0.0.1:1/api/inngest",  # refused
-        "http://[::1]:1/api/inngest",
+        refusing.url("/api/inngest"),  # refused
+        f"http://[::1]:{refusing.port()}/api/inngest",
         "http://127.0.0.1:99999/api/inngest",  # no such port
         "ftp://example/api",
     ]

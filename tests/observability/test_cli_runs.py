@@ -22,6 +22,7 @@ from stepline.engine import Engine
 from stepline.engine._cli import progress as _progress
 from stepline.engine._cli.commands import main
 from stepline.engine._http.api import build_app
+from tests._support import refusing
 from tests._support.polling import wait_until
 
 from .conftest import ServerThread, closing, dev_client, settings
@@ -145,7 +146,7 @@ def test_errors_exit_non_zero(stack: Stack, capsys: pytest.CaptureFixture[str]) 
         main(["runs", "list", "--status", "sleepy"])
     assert exited.value.code == 2
     capsys.readouterr()
-    dead = main(["runs", "list", "--url", "http://127.0.0.1:9"])
+    dead = main(["runs", "list", "--url", refusing.url()])
     assert dead == 1
     assert "unreachable" in capsys.readouterr().err
 

@@ -18,6 +18,7 @@ from stepline.engine._http.api import build_app
 from stepline.engine._observe import prometheus as prom
 from stepline.engine._observe.metrics import call_result
 from stepline.engine._response import Completed, Failed, RawResponse
+from tests._support import refusing
 
 from .conftest import arun, dev_client, running, settings, settle, until
 
@@ -95,7 +96,7 @@ def test_a_scrape_after_a_known_workload(tmp_path: Path) -> None:
         async with running(engine, [(client, [ok, boom, waits, nap, slow])]):
             # an app that no longer answers: its calls are SDK call errors
             handler = CommHandler(client=gone, functions=[unreachable], framework="test")
-            dead = "http://127.0.0.1:9/api/inngest"
+            dead = refusing.url("/api/inngest")
             await engine.register(app_sync.register_payload(handler.endpoint, dead))
             for name in ("ok", "ok", "ok", "boom", "waits", "nap", "slow", "slow", "gone"):
                 await engine.send({"name": f"obs/{name}"})

@@ -19,6 +19,7 @@ import stepline
 import stepline.outbox
 from stepline.outbox import _relay, _relay_db, _relay_deliver
 from stepline.outbox._relay_deliver import Outcome
+from tests._support import refusing
 from tests._support.polling import wait_until
 
 from .conftest import ORDER_PLACED, Database, Shop, fresh
@@ -148,11 +149,11 @@ def test_what_an_answer_means_for_the_row(
 
 
 def test_an_unreadable_row_is_rejected_not_fatal() -> None:
-    deliverer = _relay_deliver.Deliverer("http://127.0.0.1:9", event_key="k")
+    deliverer = _relay_deliver.Deliverer(refusing.url(), event_key="k")
     try:
         assert deliverer.deliver("event", "{not json").outcome is Outcome.REJECTED
         assert deliverer.deliver("other", json.dumps({})).outcome is Outcome.REJECTED
-        # nothing listens on port 9: the engine is unavailable, not the row at fault
+        # nothing listens there: the engine is unavailable, not the row at fault
         event = {"events": [{"name": ORDER_PLACED}], "seed": "1,AAAAAAAAAAAAAA=="}
         assert deliverer.deliver("event", json.dumps(event)).outcome is Outcome.UNAVAILABLE
     finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import stepline
 from stepline.embedded import EmbeddedEngine
+from tests._support import refusing
 from tests._support.polling import wait_until
 from tests._support.server_thread import serving
 
@@ -91,7 +92,7 @@ def test_the_admin_lists_shows_cancels_and_signals_runs_of_a_separate_engine(
 
 
 def test_an_unreachable_engine_is_a_message_not_a_crash(tmp_path: Path) -> None:
-    setting = {"APP_ID": "gone", "DEV": True, "BASE_URL": "http://127.0.0.1:9"}
+    setting = {"APP_ID": "gone", "DEV": True, "BASE_URL": refusing.url()}
     with admin_project(tmp_path / "django.db", **setting):
         mount_admin()
         http = browser("root", superuser=True)
