@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests._support import refusing
 from tests._support.polling import wait_until
 from tests._support.processes import log_tail
 
@@ -91,7 +92,7 @@ def test_the_django_command_serves_the_projects_functions(tmp_path: Path) -> Non
             "PYTHONPATH": f"{WEB}{os.pathsep}{ROOT}",
             "DJANGO_SETTINGS_MODULE": "django_site_settings",
             "SITE_ENGINE_URL": engine.url,
-            "SITE_ORIGIN": "http://127.0.0.1:9",  # no web server: nothing listens
+            "SITE_ORIGIN": refusing.url(),  # no web server: nothing listens
             "SITE_DATABASE": str(tmp_path / "unused.db"),
         }
         command = [sys.executable, "-m", "django", "stepline_connect", "--instance-id", "dj"]

@@ -36,6 +36,7 @@ from stepline.engine._config import EngineConfigError, resolve
 from stepline.engine._http.api import build_app
 from stepline.engine._http.throttle import SignInLimiter, client_key
 from stepline.engine._store.dsn import redact, scrub
+from tests._support import refusing
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned
 
@@ -330,7 +331,10 @@ def test_database_passwords_are_redacted_wherever_given(
 def test_stepline_prints_no_database_password_given_in_the_query_or_as_keywords(
     tmp_path: Path,
 ) -> None:
-    query = "postgresql://nobody@127.0.0.1:1/x?password=pw-in-query&sslpassword=ssl-secret"
+    query = (
+        f"postgresql://nobody@127.0.0.1:{refusing.port()}/x"
+        "?password=pw-in-query&sslpassword=ssl-secret"
+    )
     migrated = _stepline("migrate", "--db", query, cwd=tmp_path)
     assert migrated.returncode == 1
     assert "password=***" in migrated.stderr

@@ -40,6 +40,7 @@ from stepline._protocol import signing
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._trust.apps import FunctionTakenError, RegistrationRefusedError
+from tests._support import refusing
 from tests._support.polling import wait_until
 from tests._support.recording import AppCalls
 
@@ -274,7 +275,7 @@ def test_the_engine_refuses_a_move_that_fails_the_trust_probe(db: str) -> None:
         ):
             url = f"{app.base}/api/inngest"
             assert _sync(base, url)["ok"] is True
-            for where in (unsigned.base, foreign.base, notfound.base, "http://127.0.0.1:9"):
+            for where in (unsigned.base, foreign.base, notfound.base, refusing.url()):
                 moved = f"{where}/api/inngest"
                 with captured_logs("stepline.engine") as lines:
                     answer = _register(base, _body(moved))
