@@ -41,7 +41,14 @@ def sync_report(ctx: stepline.SyncContext) -> str:
     return "ok"
 
 
-FUNCTIONS = [report, sync_report]
+@client.function(id="big-report", trigger=stepline.TriggerEvent(event="t/big-report"))
+def big_report(ctx: stepline.SyncContext) -> str:
+    for n in range(6):  # 1.8 MB: more than one of the engine's pages, bounded by bytes
+        ctx.step.publish(f"chunk-{n}", topic="big", data=f"{n}".ljust(300 * 1024, "x"))
+    return "ok"
+
+
+FUNCTIONS = [report, sync_report, big_report]
 
 
 def test_the_stream_of_an_ended_run_sync_face() -> None:
@@ -87,3 +94,10 @@ def test_a_sync_function_and_a_missing_run() -> None:
         assert [m.data for m in run.stream_sync("tokens")] == ["a", "b"]
         with pytest.raises(stepline.RunNotFoundError):
             env.stream_sync("01NOSUCHRUN")
+
+
+def test_the_stream_of_large_messages_comes_whole_across_pages() -> None:
+    with TestEnv(client, FUNCTIONS, start=START) as env:
+        run = env.start_sync(big_report, {})
+        assert run.result_sync() == "ok"
+        assert [m.data[0] for m in run.stream_sync()] == [str(n) for n in range(6)]
