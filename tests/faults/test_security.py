@@ -387,9 +387,12 @@ def test_every_body_taking_endpoint_answers_413_past_its_limit(tmp_path: Path) -
     with TestClient(app) as http:
         for method, path in sorted(BODY_ROUTES - {("POST", "/login")}):
             url = _concrete(path).replace("/e/x", f"/e/{EVENT_KEYS[0]}")
+            # the hook verifies the token in its path before it reads a byte: a forged one
+            # is a 404 whatever the body (test_signals caps a real token's body at 413)
+            expected = 404 if path == "/v1/signals/hooks/{token}" else 413
             for content in (big, streamed()):
                 answer = http.request(method, url, content=content, headers=auth)
-                assert answer.status_code == 413, (method, path, answer.text)
+                assert answer.status_code == expected, (method, path, answer.text)
         form = http.post(
             "/login",
             content=b"key=" + b"k" * 9000,

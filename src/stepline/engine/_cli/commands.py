@@ -197,13 +197,19 @@ async def _serve(engine: Engine, progress: _progress.Progress, gateway: int | No
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=grace,
+        ws=_websocket_protocol(),
     )
     aio = asyncio.get_running_loop()
 
     def halt() -> None:  # a second signal: cut the grace short
         aio.call_soon_threadsafe(engine.worker.halt.set)
 
-    server = _stopping.Server(config, halt=halt, closing=_stopping.gateway_closing(engine))
+    server = _stopping.Server(
+        config,
+        grace=settings.shutdown_grace,
+        halt=halt,
+        closing=_stopping.gateway_closing(engine),
+    )
     settled: list[SyncResult] = []
     bannered = False  # results that settle earlier are printed under the banner
 
@@ -266,6 +272,16 @@ def sync_summary(results: Sequence[SyncResult], retrying: bool) -> str:
         return f"  ✓ {len(results)} app(s) synced"
     then = "; retrying in the background" if retrying else ""
     return f"  ✗ {failed} of {len(results)} app(s) failed to sync{then}"
+
+
+def _websocket_protocol() -> Any:
+    """The WebSocket protocol to serve with: small messages until a socket authenticates
+    (``websocket.Protocol``), or uvicorn's choice without the ``websockets`` package."""
+    try:
+        from stepline.engine._cli import websocket as _websocket
+    except ImportError:  # no websockets package: uvicorn falls back (or serves no sockets)
+        return "auto"
+    return _websocket.Protocol
 
 
 async def _run(server: uvicorn.Server, extra: socket.socket | None = None) -> int:

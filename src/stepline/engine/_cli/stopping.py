@@ -2,18 +2,23 @@
 
 uvicorn's own handling would re-raise the signal once it has shut down (the process then
 dies of it, exit code -15 for SIGTERM), and only a second SIGINT would cut it short. Here
-the first signal stops the server and lets the engine drain (``shutdown_grace``), the
-second cuts the grace short and skips uvicorn's wait for open connections, and the
-process exits 0 either way.
+the first signal stops the server and starts one grace (``shutdown_grace``) that the
+whole stop shares: the engine's calls in flight drain first (their Connect answers come
+over sockets still open), then uvicorn waits what is left of it for the requests still
+open (streams, long polls), so the process is gone within the grace whatever is
+connected. The second signal cuts every wait short, and the process exits 0 either way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import math
 import signal
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Generator
 from types import FrameType
 
@@ -23,42 +28,85 @@ from stepline.engine._engine import Engine
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 logger = logging.getLogger("stepline.engine")
+#: What a drain cut short at the end of the grace (or by a second signal) still gets to
+#: hand its calls back (a write to the store).
+HAND_BACK = 1.0
+#: How often a wait looks whether a second signal came.
+_LOOK = 0.05
 
 
 class Server(uvicorn.Server):
-    """A uvicorn server whose second stop signal calls ``halt`` (cut the grace short)."""
+    """A uvicorn server stopping within one ``grace``; a second stop signal calls ``halt``.
+
+    Args:
+        config: uvicorn's configuration.
+        grace: seconds the whole stop may take, from the first signal.
+        halt: cuts the engine's drain short (a second signal, or the grace is over).
+        closing: the drain, given the seconds left: run after the server stops listening
+            and before uvicorn closes the open sockets.
+    """
 
     def __init__(
         self,
         config: uvicorn.Config,
         *,
+        grace: float,
         halt: Callable[[], object],
-        closing: Callable[[], Awaitable[None]] | None = None,
+        closing: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(config)
+        self._grace = grace
         self._halt = halt
         self._closing = closing
+        self._deadline: float | None = None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """Stop listening, run ``closing``, then uvicorn's shutdown (which closes sockets).
+        """Stop listening, run ``closing``, then uvicorn's shutdown (which closes sockets),
+        all within the grace that started with the first signal.
 
-        ``closing`` tells the Connect workers, while their sockets are still open, that
-        this gateway closes (GATEWAY_CLOSING): they reconnect once the engine is back.
+        ``closing`` drains the engine's calls in flight and tells the Connect workers,
+        while their sockets are still open, that this gateway closes (GATEWAY_CLOSING):
+        they reconnect once the engine is back. uvicorn then gets what is left of the
+        grace to let the open requests finish before it cancels them.
         """
+        if self._deadline is None:  # stopped by other means than a signal
+            self._deadline = time.monotonic() + self._grace
+        deadline = self._deadline
         for server in self.servers:
             server.close()  # a worker told to reconnect must not reach this server again
         if self._closing is not None:
-            try:
-                await self._closing()
-            except Exception:  # never in the way of the shutdown itself
-                logger.exception("could not tell the Connect workers the engine stops")
+            await self._drain(self._closing, deadline)
+        left = deadline - time.monotonic()
+        # uvicorn takes whole seconds (and logs an error at 0); a second signal ends its
+        # wait at once anyway
+        self.config.timeout_graceful_shutdown = max(1, math.ceil(left))
         await super().shutdown(sockets)
 
+    async def _drain(self, closing: Callable[[float], Awaitable[None]], deadline: float) -> None:
+        """Run ``closing`` until it ends, the grace is over or a second signal comes; past
+        either, the drain is halted and given ``HAND_BACK`` to hand its calls back."""
+        task = asyncio.ensure_future(closing(max(deadline - time.monotonic(), 0.0)))
+        while not task.done() and not self.force_exit and time.monotonic() < deadline:
+            await asyncio.wait((task,), timeout=_LOOK)
+        if not task.done():
+            self._halt()
+            await asyncio.wait((task,), timeout=HAND_BACK)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))
+        if task.cancelled():
+            logger.warning("the engine's drain did not end within its grace: cut short")
+        elif task.exception() is not None:  # never in the way of the shutdown itself
+            error = task.exception()
+            logger.error("could not drain the engine or tell its Connect workers", exc_info=error)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """First signal: stop gracefully; any later one: stop at once."""
+        """First signal: stop within the grace; any later one: stop at once."""
         if self.should_exit:
             self.force_exit = True
             self._halt()
+        elif self._deadline is None:
+            self._deadline = time.monotonic() + self._grace
         self.should_exit = True
 
     @contextlib.contextmanager
@@ -75,18 +123,18 @@ class Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def gateway_closing(engine: Engine) -> Callable[[], Awaitable[None]]:
-    """What runs before uvicorn closes the sockets: Connect's calls in flight finish first.
+def gateway_closing(engine: Engine) -> Callable[[float], Awaitable[None]]:
+    """What runs before uvicorn closes the sockets: the calls in flight finish first.
 
-    With Connect workers connected, the worker stops leasing and gives its calls in flight
-    ``shutdown_grace``, as ``Engine.stop`` would (their answers come back over the
-    sockets, which uvicorn would otherwise close first); then every worker is told
+    The worker stops leasing and gives its calls in flight the seconds left of the grace,
+    as ``Engine.stop`` would, but before uvicorn's wait for open requests rather than
+    after it (so the two share one grace), and while the Connect sockets are still open
+    (the answers of Connect calls come back over them); then every Connect worker is told
     GATEWAY_CLOSING, to reconnect once the engine is back.
     """
 
-    async def closing() -> None:
-        if engine.connect.workers():
-            await engine.worker.stop(engine.settings.shutdown_grace)
+    async def closing(left: float) -> None:
+        await engine.worker.stop(left)
         await engine.connect.close()
 
     return closing

@@ -12,9 +12,10 @@ The exchange follows the official Connect worker (inngest-py's ``connect``):
    (answered with a new lease id, or none when the call is gone), replies (answered
    ``WORKER_REPLY_ACK``) and ``WORKER_PAUSE`` (drain: no new calls; those in flight finish).
 
-A worker silent for ``Timing.misses`` heartbeats is dropped; a malformed frame closes the
-socket with a reason (1003 for a text frame, 1007 for bytes that are not the protocol),
-and the engine goes on serving everyone else.
+Until its tokens are checked a socket is one of a bounded few, its messages small and its
+handshake timed (``limits``). A worker silent for ``Timing.misses`` heartbeats is
+dropped; a malformed frame closes the socket with a reason (1003 for a text frame, 1007
+for bytes that are not the protocol), and the engine goes on serving everyone else.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ import starlette.websockets
 
 from stepline import _json
 from stepline._connect import kinds, proto
+from stepline.engine._connect import limits
 from stepline.engine._connect.hub import Conn, Hub, app_url
 from stepline.engine._flow.rules import RegistrationError
+from stepline.engine._http import throttle
 
 __all__ = ["PROTOCOL", "Host", "serve"]
 
@@ -40,6 +43,8 @@ logger = logging.getLogger("stepline.engine.connect")
 PROTOCOL = "v0.connect.inngest.com"
 #: Close codes: protocol error, unsupported data, invalid payload, policy, internal error.
 _PROTOCOL, _UNSUPPORTED, _INVALID, _POLICY, _INTERNAL = 1002, 1003, 1007, 1008, 1011
+#: Close code: try again later (too many sockets being set up).
+_TRY_AGAIN = 1013
 #: What uvicorn closes a socket with when the server shuts down (Service Restart).
 _RESTART = 1012
 
@@ -73,6 +78,36 @@ async def serve(ws: WebSocket, hub: Hub, host: Host, vouch: Callable[[str, float
     if PROTOCOL not in ws.scope.get("subprotocols", []):
         await ws.close(_PROTOCOL, f"want the WebSocket subprotocol {PROTOCOL}")
         return
+    client = throttle.client_key(ws.client.host if ws.client else None)
+    if not hub.handshakes.take(client):  # refused before accepting: nothing read
+        logger.debug("refused a Connect socket from %s: too many being set up", client)
+        await ws.close(_TRY_AGAIN, "too many sockets being set up: try again")
+        return
+    handshaking = True
+
+    def authenticated() -> None:
+        """The tokens checked out: the socket leaves the handshakes, its limit lifted."""
+        nonlocal handshaking
+        if handshaking:
+            handshaking = False
+            hub.handshakes.give(client)
+            limits.lift(ws.scope)
+
+    try:
+        await _session(ws, hub, host, vouch, authenticated)
+    finally:
+        if handshaking:
+            handshaking = False
+            hub.handshakes.give(client)
+
+
+async def _session(
+    ws: WebSocket,
+    hub: Hub,
+    host: Host,
+    vouch: Callable[[str, float], str],
+    authenticated: Callable[[], None],
+) -> None:
     await ws.accept(subprotocol=PROTOCOL)
     lock = asyncio.Lock()
 
@@ -90,7 +125,12 @@ async def serve(ws: WebSocket, hub: Hub, host: Host, vouch: Callable[[str, float
                 _PROTOCOL, f"want WORKER_CONNECT after GATEWAY_HELLO, got {kinds.name(kind)}"
             )
         conn = await _connect(
-            proto_decode("WorkerConnectRequestData", payload), hub, host, vouch, send
+            proto_decode("WorkerConnectRequestData", payload),
+            hub,
+            host,
+            vouch,
+            send,
+            authenticated=authenticated,
         )
         timing = hub.timing
         ready = {
@@ -169,8 +209,11 @@ async def _connect(
     host: Host,
     vouch: Callable[[str, float], str],
     send: Callable[[bytes], Awaitable[None]],
+    *,
+    authenticated: Callable[[], None],
 ) -> Conn:
-    """Check WORKER_CONNECT's tokens, register its apps; the worker's ``Conn``."""
+    """Check WORKER_CONNECT's tokens (``authenticated`` once they pass), register its apps;
+    the worker's ``Conn``."""
     conn_id = str(data.get("connection_id", ""))
     auth = data.get("auth_data") or {}
     now = time.time()
@@ -180,6 +223,7 @@ async def _connect(
             raise Closed(_POLICY, f"{kind} token refused: {problem}")
     if not hub.claim(conn_id):
         raise Closed(_POLICY, "these tokens were used already: call /v0/connect/start")
+    authenticated()
     apps = data.get("apps") or []
     if not apps:
         raise Closed(_PROTOCOL, "WORKER_CONNECT names no app")

@@ -32,8 +32,10 @@ from stepline import _json
 from stepline._connect import kinds, proto
 from stepline._protocol import headers as wire
 from stepline.engine._config import EngineSettings
+from stepline.engine._connect import limits
 from stepline.engine._connect.tokens import TOKEN_SECONDS, Tokens
 from stepline.engine._driver import CONNECT_SCHEME
+from stepline.engine._http import throttle
 from stepline.engine._response import RawResponse
 
 __all__ = ["NOT_SYNCED", "SCHEME", "Conn", "Hub", "Timing", "app_url"]
@@ -46,6 +48,8 @@ SCHEME = CONNECT_SCHEME
 #: workers sync them when they connect)
 NOT_SYNCED = ("inprocess:", f"{SCHEME}:")
 _STATUS = {1: 200, 0: 206, 2: 500}  # SDKResponseStatus: DONE, NOT_COMPLETED, ERROR
+#: The most telling one worker GATEWAY_CLOSING may take, in seconds.
+_CLOSING_SEND = 1.0
 
 
 def app_url(app_id: str) -> str:
@@ -155,6 +159,10 @@ class Hub:
         self._pending: dict[str, _Pending] = {}
         self._waiters: set[asyncio.Future[None]] = set()
         self._claimed: dict[str, float] = {}
+        #: the sockets being set up, not yet authenticated (``limits``)
+        self.handshakes = throttle.Slots(
+            per_client=limits.HANDSHAKES_PER_CLIENT, overall=limits.HANDSHAKES
+        )
         #: set on Postgres: calls of apps with no worker here go to another node's
         self.cluster: Remote | None = None
 
@@ -365,9 +373,9 @@ class Hub:
         self._notify()
         closing = kinds.frame(kinds.GATEWAY_CLOSING)
         for conn in list(self._conns.values()):
-            try:
-                await conn.send(closing)
-            except Exception:  # already gone
+            try:  # a worker that reads nothing (its socket full) holds nobody's stop up
+                await asyncio.wait_for(conn.send(closing), _CLOSING_SEND)
+            except Exception:  # already gone, or not reading
                 logger.debug("could not tell worker %s the gateway closes", conn.conn_id)
 
 

@@ -15,7 +15,7 @@ from stepline.engine._store import Tx
 if TYPE_CHECKING:
     from stepline.engine._engine import Engine
 
-__all__ = ["by_key", "by_token", "to_run"]
+__all__ = ["by_key", "by_token", "to_run", "token_state"]
 
 
 async def to_run(engine: Engine, run_id: str, name: str, data: Any) -> str:
@@ -46,3 +46,14 @@ async def by_token(engine: Engine, token: str, data: Any) -> str:
         )
 
     return str(await engine._atomic(work))
+
+
+async def token_state(engine: Engine, token: str) -> str | None:
+    """What a hook's ``token`` is, in a read (``signals.token_state``): nothing is written."""
+    keys = engine.settings.signing_keys
+
+    def read(tx: Tx) -> str | None:
+        return _signals.token_state(tx, token, signing_keys=keys)
+
+    state: str | None = await engine.store.read(read)
+    return state

@@ -35,7 +35,7 @@ from stepline.engine._runview import YEAR, RunView, deadline
 from stepline.engine._starts import execute_job_id, expire
 from stepline.engine._store import Tx, storable
 
-__all__ = ["MAX_KEY", "SignalConflict", "by_key", "by_token", "to_run", "wait"]
+__all__ = ["MAX_KEY", "SignalConflict", "by_key", "by_token", "to_run", "token_state", "wait"]
 
 #: Characters a signal key (or name) may have.
 MAX_KEY = 256
@@ -154,6 +154,29 @@ def by_key(loop: _Loop, tx: Tx, key: str, data: Any, now: float) -> str:
     if run_id is not None and _ended_wait(tx, run_id, "key", key) is not None:
         raise SignalConflict("this signal was already received (or its wait timed out)")
     raise NotFoundError("no run is waiting for this signal")
+
+
+def token_state(tx: Tx, token: str, *, signing_keys: Sequence[str]) -> str | None:
+    """What ``token`` is, read before a hook's body is: only reads.
+
+    Returns:
+        ``"waiting"``: a run token the engine issued whose wait is open; ``"received"``:
+        one whose wait was completed (or timed out); None: no token the engine issued
+        for anything it knows of (forged, or its run is gone).
+    """
+    run_id = _tokens.run_of(token)
+    if run_id is None:
+        return None
+    pause = tx.signal_pause(token)
+    if pause is not None:
+        name = str((pause.context or {}).get("name"))
+        ok = pause.run_id == run_id and _tokens.verify(token, run_id, name, signing_keys)
+        return "waiting" if ok else None
+    step = _ended_wait(tx, run_id, "key", token)
+    name = str((step.wait or {}).get("signal")) if step is not None else ""
+    if step is not None and _tokens.verify(token, run_id, name, signing_keys):
+        return "received"
+    return None
 
 
 def by_token(

@@ -6,10 +6,17 @@
   (the official SDKs' ``sendSignal``); ``key`` is an SDK's key or a run's token.
 - ``POST /v1/signals/hooks/{token}`` (no credentials), body: the data as JSON, or empty
   for null. The token itself is the capability (``stepline._protocol.signals``): only a
-  token the engine can verify under its signing keys completes anything. Each client
-  has ``HOOK_FAILURES`` misses (404 or 409) a minute before it is refused with 429
-  without a lookup, all clients together ``HOOK_FAILURES_OVERALL``; a body is read only
-  up to ``max_step_output_bytes`` (413 past it).
+  token the engine can verify under its signing keys completes anything, and the token
+  is verified (a read: the wait it names, its MAC under the keys) before a byte of the
+  body is read, so a forged token costs one lookup and no body. Each client has
+  ``HOOK_FAILURES`` misses (404, or 409 for a token used already) a minute before it is
+  refused with 429 without a lookup; forged tokens (404) also count against
+  ``HOOK_FAILURES_OVERALL`` for all clients together, which refuses only the clients
+  that sent one within the minute: a caller that never did, such as the provider holding
+  a real token, is never refused because others guessed. A client has at most
+  ``HOOK_OPEN`` requests open at once, and at most ``HOOK_BODIES`` bodies are read at
+  once in all (429 past either, before any read); a body is read only up to
+  ``max_step_output_bytes`` (413 past it).
 
 Every route answers ``{"data": {"run_id": ...}}`` on success, 404 when nothing waits
 for the signal, 409 when its wait was already completed (a signal completes a wait
@@ -41,8 +48,13 @@ logger = logging.getLogger("stepline.engine.api")
 
 #: Misses (unknown or spent tokens) one client may make on the hook route per minute.
 HOOK_FAILURES = 20
-#: Misses all clients together may make on the hook route per minute.
+#: Forged tokens all clients together may send per minute; past them, a client that sent
+#: one within the minute is refused (one that did not never is).
 HOOK_FAILURES_OVERALL = 600
+#: Hook requests one client may have open at once (each may carry a body).
+HOOK_OPEN = 4
+#: Hook bodies (of verified tokens) read at once, all clients together.
+HOOK_BODIES = 16
 
 
 def table(engine: Engine) -> list[tuple[str, str, Handler]]:
@@ -61,8 +73,10 @@ class _Routes:
         settings = engine.settings
         self.limit = min(settings.max_body_bytes, settings.max_step_output_bytes)
         self.limiter = throttle.SignInLimiter(
-            per_client=HOOK_FAILURES, overall=HOOK_FAILURES_OVERALL, window=60.0
+            per_client=HOOK_FAILURES, overall=HOOK_FAILURES_OVERALL, window=60.0, spares_clean=True
         )
+        self.open = throttle.Slots(per_client=HOOK_OPEN)
+        self.bodies = throttle.Slots(per_client=HOOK_OPEN, overall=HOOK_BODIES)
 
     async def to_run(self, request: Request) -> Response:
         body = await wire.read_json(request, self.limit, required=False)
@@ -87,18 +101,41 @@ class _Routes:
             seconds = max(1, math.ceil(wait))
             if self.limiter.first_refusal(client):
                 logger.warning("refused signal hooks from %s for %ds: misses", client, seconds)
-            message = f"too many unknown signal tokens: try again in {seconds} seconds"
-            response = wire.json_response({"error": message}, 429)
-            response.headers["retry-after"] = str(seconds)
-            return response
-        data = await wire.read_json(request, self.limit, required=False)
-        token = request.path_params["token"]
+            return _busy(f"too many unknown signal tokens: try again in {seconds} seconds", seconds)
+        if not self.open.take(client):  # before any read: concurrency is no way past the count
+            return _busy("too many signal hook requests open from this client", 1)
         try:
-            return await _answer(signaling.by_token(self.engine, token[: MAX_KEY + 1], data))
-        except ApiError as exc:
+            return await self._hook(request, client)
+        finally:
+            self.open.give(client)
+
+    async def _hook(self, request: Request, client: str) -> Response:
+        """The token verified by a read, then (only for a waiting one) the body read."""
+        token = request.path_params["token"][: MAX_KEY + 1]
+        state = await signaling.token_state(self.engine, token)
+        if state != "waiting":
+            self.limiter.failed(client, time.monotonic(), overall=state is None)
+            if state is None:
+                raise ApiError(404, "no run is waiting for this signal")
+            raise ApiError(409, "this signal was already received (or its wait timed out)")
+        if not self.bodies.take(client):
+            return _busy("too many signal hook bodies are being read: try again", 1)
+        try:
+            data = await wire.read_json(request, self.limit, required=False)
+        finally:
+            self.bodies.give(client)
+        try:
+            return await _answer(signaling.by_token(self.engine, token, data))
+        except ApiError as exc:  # completed or gone since it was verified
             if exc.status in (404, 409):
-                self.limiter.failed(client, time.monotonic())
+                self.limiter.failed(client, time.monotonic(), overall=False)
             raise
+
+
+def _busy(message: str, seconds: int) -> Response:
+    response = wire.json_response({"error": message}, 429)
+    response.headers["retry-after"] = str(seconds)
+    return response
 
 
 def _checked(value: str, what: str) -> str:

@@ -1,4 +1,5 @@
-"""How fast the dashboard's sign-in form may be guessed at: failures per client and in all.
+"""How fast a secret may be guessed at (the dashboard's sign-in key, the signal hook's
+tokens): failures per client and in all; and how many requests a client may have open.
 
 Each client (its address; an IPv6 address by its /64, which one machine usually holds
 whole) has a bucket of ``per_client`` failed sign-ins that refills over ``window``
@@ -9,7 +10,14 @@ nobody's bucket and gives its client a fresh one.
 Nothing locks anyone out for good: a bucket refills by itself, one attempt at a time,
 and a session already signed in or a bearer token is never affected. An attacker can
 at worst keep the shared bucket empty while the attack lasts, which then slows
-everyone's sign-in to the refill rate. Pure: the clock is a parameter.
+everyone's sign-in to the refill rate, unless the limiter ``spares_clean`` clients: then
+the shared bucket refuses only clients that failed within the last ``window`` (an
+attacker's addresses, each let one failure a window past an empty shared bucket), never
+one that has not (the callers that hold a real secret).
+
+``Slots`` caps the requests one client, and all together, may have open at once: taken
+before a request's body is read, so many concurrent requests from one address never
+make the engine hold more than a few of their bodies. Pure: the clock is a parameter.
 """
 
 from __future__ import annotations
@@ -18,13 +26,15 @@ import dataclasses
 import ipaddress
 import math
 
-__all__ = ["SignInLimiter", "client_key"]
+__all__ = ["SignInLimiter", "Slots", "client_key"]
 
 
 @dataclasses.dataclass
 class _Bucket:
     tokens: float
     at: float
+    #: when the client last made a failure the shared bucket counts
+    failed_at: float = -math.inf
 
 
 class SignInLimiter:
@@ -35,6 +45,8 @@ class SignInLimiter:
         overall: failures all clients together may make in a burst (and per ``window``).
         window: seconds in which an empty bucket fills up again.
         max_clients: clients remembered at most (the ones idle longest are forgotten).
+        spares_clean: the shared bucket refuses only clients that failed within the
+            last ``window``; a client that has not is always let try.
     """
 
     def __init__(
@@ -44,11 +56,13 @@ class SignInLimiter:
         overall: int = 100,
         window: float = 60.0,
         max_clients: int = 10_000,
+        spares_clean: bool = False,
     ) -> None:
         self.per_client = per_client
         self.overall = overall
         self.window = window
         self.max_clients = max_clients
+        self.spares_clean = spares_clean
         self._clients: dict[str, _Bucket] = {}
         self._all = _Bucket(float(overall), -math.inf)
         self._refused: set[str] = set()
@@ -60,8 +74,9 @@ class SignInLimiter:
             client: the client's key (``client_key``).
             now: the current time (seconds, any epoch, never going back).
         """
-        waits = [self._wait(self._all, self.overall, now)]
         bucket = self._clients.get(client)
+        clean = bucket is None or now - bucket.failed_at >= self.window
+        waits = [0.0 if self.spares_clean and clean else self._wait(self._all, self.overall, now)]
         if bucket is not None:
             waits.append(self._wait(bucket, self.per_client, now))
         wait = max(waits)
@@ -76,8 +91,15 @@ class SignInLimiter:
             self._refused.add(client)
         return first
 
-    def failed(self, client: str, now: float) -> None:
-        """Count a wrong key from ``client``."""
+    def failed(self, client: str, now: float, *, overall: bool = True) -> None:
+        """Count a wrong key from ``client``.
+
+        Args:
+            client: the client's key (``client_key``).
+            now: the current time.
+            overall: count it in the shared bucket too (False: a failure that is no guess,
+                such as a real token used twice, only spends the client's own bucket).
+        """
         bucket = self._clients.pop(client, None)  # re-inserted last: the newest
         if bucket is None:
             bucket = _Bucket(float(self.per_client), now)
@@ -85,7 +107,9 @@ class SignInLimiter:
                 del self._clients[next(iter(self._clients))]
         self._take(bucket, self.per_client, now)
         self._clients[client] = bucket
-        self._take(self._all, self.overall, now)
+        if overall:
+            bucket.failed_at = now
+            self._take(self._all, self.overall, now)
 
     def succeeded(self, client: str) -> None:
         """A correct key: forget the client's failures."""
@@ -127,3 +151,40 @@ def client_key(address: str | None) -> str:
             return str(parsed.ipv4_mapped)
         return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
     return str(parsed)
+
+
+class Slots:
+    """Requests open at once, per client and in all; a request holds a slot until it ends.
+
+    Args:
+        per_client: requests one client may have open.
+        overall: requests all clients together may have open (None: no cap).
+    """
+
+    def __init__(self, *, per_client: int, overall: int | None = None) -> None:
+        self.per_client = per_client
+        self.overall = overall
+        self._open: dict[str, int] = {}
+        self._total = 0
+
+    def take(self, client: str) -> bool:
+        """Take a slot for ``client``: False (and none taken) when it, or all, have none."""
+        held = self._open.get(client, 0)
+        if held >= self.per_client or (self.overall is not None and self._total >= self.overall):
+            return False
+        self._open[client] = held + 1
+        self._total += 1
+        return True
+
+    def give(self, client: str) -> None:
+        """Give back a slot ``take`` gave ``client`` (the table keeps only open ones)."""
+        held = self._open.get(client, 0)
+        if held <= 1:
+            self._open.pop(client, None)
+        else:
+            self._open[client] = held - 1
+        self._total = max(self._total - 1, 0)
+
+    def held(self, client: str) -> int:
+        """The slots ``client`` holds now."""
+        return self._open.get(client, 0)
