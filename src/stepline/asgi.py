@@ -170,8 +170,8 @@ def durable(
     (Starlette ``Route(path, app, methods=["POST"])``). The router's path parameters
     (``scope["path_params"]``, as Starlette sets them) reach the handler as
     ``ctx.request.path_params``; ``ctx.request.path`` is the full path, mount included.
-    Its ``authorize`` gets the ASGI scope. The app keeps the ``Endpoint`` as ``endpoint``
-    (its function: ``app.endpoint.function``, for ``runs_app``).
+    Its ``authorize`` and ``caller`` get the ASGI scope. The app keeps the ``Endpoint``
+    as ``endpoint`` (its function: ``app.endpoint.function``, for ``runs_app``).
 
     Example:
         >>> @stepline.asgi.durable(client, retries=3)
@@ -183,7 +183,8 @@ def durable(
     Args:
         client: the app's client (its serve endpoint or embedded engine runs the function).
         **options: ``Endpoint``'s options (``id``, ``authorize``, ``budget``,
-            ``run_routes``, ``keep_headers``, ``max_body``) and the function's
+            ``run_routes``, ``keep_headers``, ``keep_query``, ``max_body``, ``caller``,
+            ``cross_site``) and the function's
             (``retries``, ``concurrency``, ``throttle``...).
 
     Raises:
