@@ -2,19 +2,22 @@
 
 ``python bodies_app.py <framework> <port>`` serves ``/api/inngest`` (and, where the
 framework has the kit, ``/api/runs``) on 127.0.0.1 until killed. No engine is needed:
-the requests sent are refused before anything reaches one.
+the requests sent are refused before anything reaches one. ``BODIES_ENGINE_URL`` is the
+engine a dev-mode app registers itself with in the background (the tests give an address
+that refuses connections).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import stepline
 import stepline.web
 
 client = stepline.Client(
-    "bodies", is_production=False, api_base_url="http://127.0.0.1:9", environ={}
+    "bodies", is_production=False, api_base_url=os.environ["BODIES_ENGINE_URL"], environ={}
 )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._support import refusing
 from tests._support.processes import answers, free_port, spawned
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +48,8 @@ TARGETS = [
 def server(framework: str, log: Path) -> Iterator[tuple[int, int]]:
     """Run ``bodies_app.py <framework>``; yields (pid, port) once it answers."""
     port = free_port()
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}  # werkzeug's dev-server banner
+    # PYTHONWARNINGS: werkzeug's dev-server banner
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "BODIES_ENGINE_URL": refusing.url()}
     command = [sys.executable, str(HERE / "bodies_app.py"), framework, str(port)]
     up = f"http://127.0.0.1:{port}/api/inngest"
     # stopping kills what a graceful shutdown waiting on a refused upload keeps alive
