@@ -26,7 +26,8 @@ What a file's blocks get from this harness, and nothing else:
   ids and times differ each run), their exit status must be 0. A line that starts a
   server (``stepline dev``, ``uvicorn``, ``flask run``) runs until it listens, then is
   stopped at the end of its block; the ports the docs name (8288, 8000, 5000) are swapped
-  for free ones, and ``STEPLINE_PORT`` is the engine's.
+  for free ones (in commands and in ``# name.py`` files alike), and ``STEPLINE_PORT`` is
+  the engine's.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ SHELLS = ("bash", "sh", "shell", "console")
 
 _FRAGMENT = re.compile(r"<!--\s*fragment:\s*(?P<reason>.+?)\s*-->")
 _MODULE = re.compile(r"#\s*(?P<path>[\w/]+)\.py\b")
-_SERVER = re.compile(r"\bstepline (dev|start)\b|\buvicorn\b|\bflask\b.*\brun\b")
+_SERVER = re.compile(
+    r"\bstepline (dev|start)\b|\buvicorn\b|\bflask\b.*\brun\b|\brunserver\b|\bpython [\w/]+\.py$"
+)
 #: the ports the docs name: the engine's, then the apps'
 _PORTS = ("8288", "8000", "5000")
 _STEPLINE_ENV = re.compile(r"^(STEPLINE|INNGEST)_")
@@ -93,6 +96,8 @@ class FileState:
     tally: Tally
     stack: contextlib.ExitStack
     modules: list[str] = dataclasses.field(default_factory=list)
+    #: the free ports standing in for the ones the docs name, in commands and module files
+    ports: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _state(example: Example) -> FileState:
@@ -151,6 +156,8 @@ def _import_block(example: Example, state: FileState, path: str, source: str) ->
     """Writes a ``# name.py`` block to that file and imports it as a module."""
     file = state.cwd / f"{path}.py"
     file.parent.mkdir(parents=True, exist_ok=True)
+    for port, free in state.ports.items():
+        source = source.replace(port, free)
     file.write_text(source)
     name = path.replace("/", ".")
     importlib.invalidate_caches()
@@ -166,7 +173,7 @@ def run_shell(example: Example) -> None:
     if not _count(example):
         return
     state = _state(example)
-    ports = {port: str(_free_port()) for port in _PORTS}
+    ports = state.ports
     env = {key: value for key, value in os.environ.items() if not _STEPLINE_ENV.match(key)}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["STEPLINE_PORT"] = ports["8288"]
@@ -281,7 +288,13 @@ def test_blocks_run(
     tally = Tally()
     loop = asyncio.new_event_loop()
     with contextlib.ExitStack() as stack:
-        state = FileState(cwd=tmp_path, loop=loop, tally=tally, stack=stack)
+        state = FileState(
+            cwd=tmp_path,
+            loop=loop,
+            tally=tally,
+            stack=stack,
+            ports={port: str(_free_port()) for port in _PORTS},
+        )
         stack.callback(loop.close)
         stack.callback(_forget_modules, state)
         engines = stack.enter_context(contextlib.ExitStack())
