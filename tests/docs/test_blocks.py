@@ -13,8 +13,12 @@ What a file's blocks get from this harness, and nothing else:
 * Python blocks run on one event loop per file, so a block may ``await`` at top level as
   the docs' snippets of async code do;
 * a block whose first line is ``# name.py`` (``# shop/workflows.py``) is written to that
-  file in the working directory and imported as that module (``from shop import client``
-  in a later block works, as does ``uvicorn main:app``); its names join the namespace;
+  file in the working directory and imported as that module when its turn comes
+  (``from shop import client`` in a later block works, as does ``uvicorn main:app``); its
+  names join the namespace. The ``# name.py`` blocks of a file make one project: all of
+  them are written before the first block runs, so one may import another shown later;
+* Django configures itself once per process, so a file that sets it up (``OWN_PROCESS``)
+  runs in a pytest child process of its own;
 * setup a reader does not need to see (a stub for the ``charge_card`` a snippet calls, an
   engine for ``await client.start(...)``) lives in the same file as an HTML comment
   ``<!-- invisible-code-block: python ... -->``, Sybil's own form; ``docs_engine(client,
@@ -39,6 +43,7 @@ import dataclasses
 import datetime
 import importlib
 import inspect
+import json
 import os
 import re
 import socket
@@ -64,12 +69,16 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the files that configure Django, each in a child process
+OWN_PROCESS = ("docs/outbox-django.md", "docs/web-django.md")
+#: set in that child: where it writes its tally for the parent
+_CHILD = "STEPLINE_DOCS_TALLY"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PYTHON = ("python", "py")
 SHELLS = ("bash", "sh", "shell", "console")
 
 _FRAGMENT = re.compile(r"<!--\s*fragment:\s*(?P<reason>.+?)\s*-->")
-_MODULE = re.compile(r"#\s*(?P<path>[\w/]+)\.py\b")
+_MODULE = re.compile(r"#\s*(?P<path>[\w/]+)\.py$", re.MULTILINE)
 _SERVER = re.compile(
     r"\bstepline (dev|start)\b|\buvicorn\b|\bflask\b.*\brun\b|\brunserver\b|\bpython [\w/]+\.py$"
 )
@@ -152,13 +161,17 @@ def run_python(example: Example) -> None:
         state.loop.run_until_complete(result)
 
 
-def _import_block(example: Example, state: FileState, path: str, source: str) -> None:
-    """Writes a ``# name.py`` block to that file and imports it as a module."""
+def _write_module(state: FileState, path: str, source: str) -> None:
     file = state.cwd / f"{path}.py"
     file.parent.mkdir(parents=True, exist_ok=True)
     for port, free in state.ports.items():
         source = source.replace(port, free)
     file.write_text(source)
+
+
+def _import_block(example: Example, state: FileState, path: str, source: str) -> None:
+    """Imports a ``# name.py`` block's module (written before the file's first block)."""
+    _write_module(state, path, source)
     name = path.replace("/", ".")
     importlib.invalidate_caches()
     module = importlib.import_module(name)
@@ -277,6 +290,45 @@ def test_blocks_run(
     monkeypatch: pytest.MonkeyPatch,
     record_property: Any,
 ) -> None:
+    name = str(path.relative_to(ROOT))
+    if name in OWN_PROCESS and _CHILD not in os.environ:
+        tally = _in_child(name, tmp_path)
+    else:
+        tally = _run_file(path, tmp_path, monkeypatch)
+    if _CHILD in os.environ:
+        Path(os.environ[_CHILD]).write_text(json.dumps(dataclasses.asdict(tally)))
+    record_property("docs_blocks", dataclasses.asdict(tally))
+    print(f"{name}: {tally.ran} run, {len(tally.fragments)} fragments")
+
+
+def _in_child(name: str, tmp_path: Path) -> Tally:
+    """Runs one file's test in a pytest child process; its tally."""
+    out = tmp_path / "tally.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            f"{__file__}::test_blocks_run[{name}]",
+        ],
+        cwd=ROOT,
+        env={**os.environ, _CHILD: str(out)},
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, f"{name} in its own process:\n{done.stdout}\n{done.stderr}"
+    return Tally(**json.loads(out.read_text()))
+
+
+def _run_file(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tally:
+    """Runs every block of one file, in order, in one namespace."""
     for key in list(os.environ):
         if _STEPLINE_ENV.match(key):
             monkeypatch.delenv(key)
@@ -313,10 +365,15 @@ def test_blocks_run(
             docs_engine=docs_engine,
             docs_stop_engines=engines.close,
         )
-        for example in document.examples():
+        examples = list(document.examples())
+        for example in examples:
+            source = str(example.parsed)
+            header = _MODULE.match(source)
+            if example.region.evaluator is run_python and header and _fragment(example) is None:
+                _write_module(state, header["path"], source)
+        for example in examples:
             example.evaluate()
-    record_property("docs_blocks", dataclasses.asdict(tally))
-    print(f"{path.relative_to(ROOT)}: {tally.ran} run, {len(tally.fragments)} fragments")
+    return tally
 
 
 @contextlib.contextmanager
@@ -360,4 +417,3 @@ def test_every_block_is_known() -> None:
         if found["language"] not in known
     ]
     assert unknown == []
-
