@@ -72,7 +72,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: the files that configure Django, each in a child process
 OWN_PROCESS = ("docs/outbox-django.md", "docs/web-django.md")
 #: set in that child: where it writes its tally for the parent
-_CHILD = "STEPLINE_DOCS_TALLY"
+_CHILD = "DOCS_BLOCKS_TALLY"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PYTHON = ("python", "py")
 SHELLS = ("bash", "sh", "shell", "console")
@@ -314,6 +314,7 @@ def _in_child(name: str, tmp_path: Path) -> Tally:
             "no:cacheprovider",
             "-p",
             "no:xdist",
+            f"--basetemp={tmp_path / 'child'}",  # pytest's own rotation would remove tmp_path
             f"{__file__}::test_blocks_run[{name}]",
         ],
         cwd=ROOT,
