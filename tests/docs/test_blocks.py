@@ -191,7 +191,8 @@ def run_shell(example: Example) -> None:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["STEPLINE_PORT"] = ports["8288"]
     with contextlib.ExitStack() as servers:
-        for command in _commands(example):
+        for written in _commands(example):
+            command = written
             for port, free in ports.items():
                 command = command.replace(port, free)
             if _SERVER.search(command):
