@@ -122,7 +122,7 @@ def _fragment(example: Example) -> str | None:
 
 
 def _invisible(example: Example) -> bool:
-    return example.document.text[example.start :].startswith("<!--")
+    return example.document.text[example.start :].lstrip().startswith("<!--")
 
 
 def _where(example: Example) -> str:
@@ -375,6 +375,9 @@ def _run_file(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ta
                 _write_module(state, header["path"], source)
         for example in examples:
             example.evaluate()
+    # every fenced block of these languages was parsed: run or counted as a fragment
+    fences = re.findall(rf"^\s*```({'|'.join(PYTHON + SHELLS)})\s*$", path.read_text(), re.M)
+    assert tally.ran + len(tally.fragments) == len(fences), f"{path}: a block Sybil did not see"
     return tally
 
 
