@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from tests._support import processes
+from tests._support import processes, refusing
 from tests._support.polling import wait_until
 
 from .conftest import ORDER_PLACED
@@ -31,11 +31,11 @@ FAST_RELAY = ("--poll-interval", "0.05")
 def registration(function_id: str = FUNCTION_ID) -> dict[str, Any]:
     """The shop app as an SDK registers it, at a URL nothing answers."""
     slug = function_id.removeprefix("shop-")
-    url = f"http://127.0.0.1:9/api/inngest?fnId={function_id}&stepId=step"
+    url = refusing.url(f"/api/inngest?fnId={function_id}&stepId=step")
     step = {"id": "step", "name": "step", "runtime": {"type": "http", "url": url}}
     return {
         "appName": "shop",
-        "url": "http://127.0.0.1:9/api/inngest",
+        "url": refusing.url("/api/inngest"),
         "sdk": "py:v0.1.0",
         "framework": "flask",
         "functions": [

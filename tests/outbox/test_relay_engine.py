@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from stepline.engine import Engine, EngineSettings, ManualClock, _ids
 from stepline.engine._http.api import build_app
 from stepline.engine._store import RunFilter
+from tests._support import refusing
 from tests.engine.conftest import STORES, arun, database
 from tests.engine.test_api import START
 
@@ -30,7 +31,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-FN_URL = "http://127.0.0.1:9/api/inngest?fnId=a-f&stepId=step"
+APP_URL = refusing.url("/api/inngest")
+FN_URL = f"{APP_URL}?fnId=a-f&stepId=step"
 
 
 def registration() -> dict[str, Any]:
@@ -43,7 +45,7 @@ def registration() -> dict[str, Any]:
 
     return {
         "appName": "a",
-        "url": "http://127.0.0.1:9/api/inngest",
+        "url": APP_URL,
         "sdk": "py:v0.1.0",
         "framework": "flask",
         "functions": [fn("f"), fn("g")],
