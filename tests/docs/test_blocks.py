@@ -28,10 +28,11 @@ What a file's blocks get from this harness, and nothing else:
 * shell lines (``$ `` lines of a console block; every line of a bash/sh block) run in
   ``bash`` with the venv's ``bin`` first on ``PATH``; their output is not compared (run
   ids and times differ each run), their exit status must be 0. A line that starts a
-  server (``stepline dev``, ``uvicorn``, ``flask run``) runs until it listens, then is
-  stopped at the end of its block; the ports the docs name (8288, 8000, 5000) are swapped
-  for free ones (in commands and in ``# name.py`` files alike), and ``STEPLINE_PORT`` is
-  the engine's.
+  server (``stepline dev``, ``uvicorn``, ``flask run``, ``python app.py``) goes on in the
+  background once it listens on its ``--port`` (else ``STEPLINE_PORT``), until the file's
+  test ends; the ports the docs name (8288, 8000, 5000) are swapped for free ones (in
+  commands and in ``# name.py`` files alike), ``STEPLINE_PORT`` is the engine's and
+  ``STEPLINE_API_BASE_URL`` points the CLI at it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import inspect
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -190,27 +192,26 @@ def run_shell(example: Example) -> None:
     env = {key: value for key, value in os.environ.items() if not _STEPLINE_ENV.match(key)}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["STEPLINE_PORT"] = ports["8288"]
-    with contextlib.ExitStack() as servers:
-        for written in _commands(example):
-            command = written
-            for port, free in ports.items():
-                command = command.replace(port, free)
-            if _SERVER.search(command):
-                servers.enter_context(_server(command, state.cwd, env, ports))
-                continue
-            done = subprocess.run(
-                ["bash", "-c", command],
-                cwd=state.cwd,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-            assert done.returncode == 0, (
-                f"{_where(example)}: {command!r} exited {done.returncode}\n"
-                f"{done.stdout}\n{done.stderr}"
-            )
+    env["STEPLINE_API_BASE_URL"] = f"http://127.0.0.1:{ports['8288']}"  # the CLI's engine
+    for written in _commands(example):
+        command = written
+        for port, free in ports.items():
+            command = command.replace(port, free)
+        if _SERVER.search(command):
+            state.stack.enter_context(_server(command, state.cwd, env))
+            continue
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=state.cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (
+            f"{_where(example)}: {command!r} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+        )
 
 
 def _commands(example: Example) -> list[str]:
@@ -233,33 +234,38 @@ def _commands(example: Example) -> list[str]:
 
 
 @contextlib.contextmanager
-def _server(command: str, cwd: Path, env: dict[str, str], ports: dict[str, str]) -> Iterator[None]:
-    """Starts a server command, waits until it listens on one of its ports, then stops it."""
-    listens = [free for free in ports.values() if free in command] or [env["STEPLINE_PORT"]]
-    with subprocess.Popen(
-        ["bash", "-c", f"exec {command}"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as process:
+def _server(command: str, cwd: Path, env: dict[str, str]) -> Iterator[None]:
+    """Starts a server command, waits until it listens on its port, then stops it."""
+    named = re.search(r"--port[ =](\d+)", command)
+    port = int(named[1] if named else env["STEPLINE_PORT"])
+    log = cwd / f"server-{port}.log"
+    with log.open("w") as out:
+        # a session of its own: stopping it stops what bash started (uvicorn's reloader too)
+        process = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not _listening(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{command!r} never listened on {port}:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield
+        if process.poll() is not None:
+            pytest.fail(f"{command!r} stopped by itself:\n{log.read_text()}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
-            deadline = time.monotonic() + 30
-            while not any(_listening(int(port)) for port in listens):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    output = process.communicate()[0]
-                    pytest.fail(f"{command!r} never listened on {listens}:\n{output}")
-                time.sleep(0.1)
-            yield
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _listening(port: int) -> bool:
