@@ -20,10 +20,10 @@ import re
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from stepline import _effects, _json
+from stepline import _access, _effects, _json
 from stepline._protocol import headers as _headers
 from stepline.engine._errors import EngineStopped
-from stepline.engine._http import answers, auth, views, wire
+from stepline.engine._http import answers, auth, gate, views, wire
 from stepline.engine._store import storable
 
 if TYPE_CHECKING:
@@ -64,7 +64,9 @@ class Call:
             raise wire.ApiError(400, "path and query values must not contain NUL characters")
         headers = {name.lower(): value for name, value in self.request.headers.items()}
         if not auth.bearer_ok(headers.get(_headers.AUTHORIZATION), engine.settings):
-            raise wire.ApiError(401, "missing or invalid Authorization: Bearer <signing key>")
+            # the REST app's refusal for the route's row (no session reaches this path)
+            row = _access.engine_row(self.request.method, self.route)
+            raise gate.refusal(row.accepts if row else frozenset())
         limit = engine.settings.max_body_bytes
         if len(self.body) > limit:
             raise wire.ApiError(413, f"request body larger than {limit} bytes")
