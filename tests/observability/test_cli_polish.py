@@ -24,6 +24,7 @@ import starlette.applications
 import stepline
 import stepline.starlette
 from stepline.engine import Engine
+from stepline.engine._cli import lookups
 from stepline.engine._cli import progress as _progress
 from stepline.engine._cli.runs import EXIT_ENDED
 from stepline.engine._http.api import build_app
@@ -137,6 +138,32 @@ def test_runs_list_takes_the_short_function_id(engine_url: str) -> None:
     assert "full id" in ambiguous.stderr
     full = stepline_cli(engine_url, "runs", "list", "-f", "other-hello", "--json")
     assert full.returncode == 0, full.stderr
+
+
+def test_runs_list_of_an_unknown_function_is_an_error_naming_close_ids(engine_url: str) -> None:
+    typo = stepline_cli(engine_url, "runs", "list", "-f", "wiats")
+    assert typo.returncode == 1
+    assert typo.stdout == ""
+    assert f"no function 'wiats' at {engine_url}: did you mean cli-waits?" in typo.stderr
+    full_typo = stepline_cli(engine_url, "runs", "list", "-f", "cli-helo")
+    assert full_typo.returncode == 1
+    assert "did you mean cli-hello" in full_typo.stderr
+    far = stepline_cli(engine_url, "runs", "list", "-f", "zzzzzz")
+    assert far.returncode == 1
+    assert "registered: cli-hello, cli-waits, other-hello" in far.stderr
+    assert "Traceback" not in typo.stderr + full_typo.stderr + far.stderr
+
+
+def test_unknown_function_names_the_close_ids_for_any_app_id() -> None:
+    known = ["my-shop-send-receipt", "my-shop-refund", "billing-charge"]
+    error = lookups.unknown_function("send-reciept", known, "http://engine")
+    assert (
+        str(error)
+        == "no function 'send-reciept' at http://engine: did you mean my-shop-send-receipt?"
+    )
+    empty = lookups.unknown_function("x", [], "http://engine")
+    assert "no function is registered: sync your app first" in str(empty)
+    assert isinstance(error, stepline.FunctionNotRegisteredError)
 
 
 def test_show_says_what_a_run_waits_for_and_watch_follows_it_to_the_end(

@@ -3,6 +3,7 @@ a step waits for, the runs an event started. Flows over the REST API, and pure t
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,14 +19,25 @@ class AmbiguousFunctionError(_errors.SteplineError):
     code = "function_ambiguous"
 
 
+class UnknownFunctionError(_runs.FunctionNotRegisteredError):
+    """A function id no registered function has (and, for ``runs list``, no run has)."""
+
+    code = "function_unknown"
+
+
+def known_functions_flow(settings: _settings.Settings) -> _effects.Flow[list[str]]:
+    """The full ids of the functions registered with the engine."""
+    raw = yield from _runs.call(settings, "GET", "/v1/functions", what="functions")
+    return [str(f.get("function_id")) for f in raw if isinstance(f, dict)]
+
+
 def function_id_flow(settings: _settings.Settings, given: str) -> _effects.Flow[str]:
     """The full id ``given`` names: itself if registered, else the one ``<app>-<given>``.
 
     An id nothing matches is returned as given (an unregistered function may still have
     runs). Raises ``AmbiguousFunctionError`` when several apps have such a function.
     """
-    raw = yield from _runs.call(settings, "GET", "/v1/functions", what="functions")
-    known = [str(f.get("function_id")) for f in raw if isinstance(f, dict)]
+    known = yield from known_functions_flow(settings)
     return resolve_function(given, known)
 
 
@@ -40,6 +52,32 @@ def resolve_function(given: str, known: Sequence[str]) -> str:
             "give the full id with -f"
         )
     return matches[0] if matches else given
+
+
+def unknown_function(given: str, known: Sequence[str], engine: str) -> UnknownFunctionError:
+    """Pure: the error for ``given`` naming no function of ``known``, with the closest ids.
+
+    A typo is usually close to the full id or to its id in its app (a tail after a ``-``:
+    app ids may hold a ``-`` too, so every tail is compared); with nothing close, a few
+    registered ids are listed.
+    """
+    names: dict[str, str] = {}  # the full id and each of its tails -> the full id
+    for full in known:
+        parts = full.split("-")
+        for i in range(len(parts)):
+            names.setdefault("-".join(parts[i:]), full)
+    close: list[str] = []
+    for name in difflib.get_close_matches(given, list(names), n=6, cutoff=0.6):
+        if names[name] not in close:
+            close.append(names[name])
+    if close:
+        hint = f"did you mean {' or '.join(close[:3])}?"
+    elif known:
+        listed = ", ".join(sorted(known)[:5]) + (", ..." if len(known) > 5 else "")
+        hint = f"registered: {listed} (stepline functions list)"
+    else:
+        hint = "no function is registered: sync your app first (stepline dev -u URL)"
+    return UnknownFunctionError(f"no function {given!r} at {engine}: {hint}", status=404)
 
 
 def steps_flow(

@@ -137,6 +137,9 @@ def main(
     except lookups.AmbiguousFunctionError as exc:
         print(f"stepline {args.command}: {exc}", file=err)
         return 2
+    except lookups.UnknownFunctionError as exc:
+        print(f"stepline {args.command}: {exc}", file=err)
+        return 1
     except _runs.RunNotFoundError as exc:
         print(f"stepline {args.command}: not found: {exc}", file=err)
         return 1
@@ -173,9 +176,10 @@ def _runs_command(
     err: TextIO,
 ) -> int:
     if args.action == "list":
-        function = args.function
+        function, known = args.function, None
         if function:  # the short id (``hello`` for ``app-hello``) when only one app has it
-            function = _run(lookups.function_id_flow(settings, function), transport)
+            known = _run(lookups.known_functions_flow(settings), transport)
+            function = lookups.resolve_function(function, known)
         page = {
             "function_id": function,
             "status": args.status or (),
@@ -184,6 +188,10 @@ def _runs_command(
         }
         flow = _runs.list_flow(settings, version=args.version, attributes=args.attr, **page)
         found, cursor = _run(flow, transport)
+        if known is not None and function not in known and not found and not args.cursor:
+            # no such function and no run of it (a removed function's runs still list):
+            # most likely a typo, which an empty table would hide
+            raise lookups.unknown_function(args.function, known, settings.api_base_url)
         if args.json:
             _print_json(out, {"data": [r.to_json() for r in found], "next_cursor": cursor})
         else:
