@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from stepline import _errors
+from stepline import _errors, _step_state
 from stepline._status import RunStatus
 
 __all__ = [
@@ -195,7 +195,14 @@ class StepInfo:
 
     ``status``: ``Planned``, ``Sleeping``, ``Waiting``, ``Invoking``, ``Calling`` while it
     goes on; ``Completed`` or ``Failed``; ``Cancelled`` when the run ended (cancelled,
-    failed, timed out) before the step did.
+    failed, timed out) before the step did. A ``Planned`` step with ``attempts`` is
+    waiting to be retried, at ``next_retry_at``; ``state`` words it.
+
+    Attributes:
+        op: the op the step was last reported with (``StepFailed`` for a failed
+            ``step.run``); ``kind`` is what the step is (``StepRun``).
+        max_attempts: how many attempts its function allows (None: not known).
+        next_retry_at: when a step waiting to be retried is tried again.
     """
 
     id: str
@@ -207,6 +214,9 @@ class StepInfo:
     error: Mapping[str, Any] | None = None
     started_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
+    kind: str = ""
+    max_attempts: int | None = None
+    next_retry_at: dt.datetime | None = None
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> StepInfo:
@@ -221,6 +231,20 @@ class StepInfo:
             error=raw.get("error"),
             started_at=parse_time(raw.get("started_at")),
             ended_at=parse_time(raw.get("ended_at")),
+            kind=str(raw.get("kind") or _step_state.kind(str(raw.get("op", "")))),
+            max_attempts=_count(raw.get("max_attempts")),
+            next_retry_at=parse_time(raw.get("next_retry_at")),
+        )
+
+    def state(self, tz: dt.tzinfo | None = None) -> str:
+        """The step's state in words: its status, or ``Retrying at 14:03:12 (attempt 2
+        of 4)`` for a step waiting to be retried (the time in ``tz``; None: local)."""
+        return _step_state.describe(
+            self.status,
+            attempts=self.attempts,
+            max_attempts=self.max_attempts,
+            next_retry_at=self.next_retry_at,
+            tz=tz,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -229,8 +253,11 @@ class StepInfo:
             "id": self.id,
             "name": self.name,
             "op": self.op,
+            "kind": self.kind,
             "status": self.status,
             "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "next_retry_at": _iso(self.next_retry_at),
             "output": self.output,
             "error": dict(self.error) if self.error is not None else None,
             "started_at": _iso(self.started_at),
@@ -246,6 +273,11 @@ def parse_time(value: object) -> dt.datetime | None:
         return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def _count(value: object) -> int | None:
+    """A positive count of the engine's JSON (None: absent or not one)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -50,6 +50,32 @@ class Reads:
         await self.get_run(run_id)
         return await self.store.read(lambda tx: tx.get_steps(run_id))
 
+    async def run_retries(self, run_id: str) -> tuple[Run, list[StepRecord], dict[str, float]]:
+        """A run, its step timeline (as ``run_steps``) and when each of its steps that
+        waits to be retried is due again (step id -> time; the step's last failed
+        attempt's ``retry_at``). The attempts are read only if a step waits.
+
+        Raises:
+            NotFoundError: no such run.
+        """
+
+        def read(tx: Tx) -> tuple[Run, list[StepRecord], dict[str, float]] | None:
+            run = tx.get_run(run_id)
+            if run is None:
+                return None
+            steps = tx.get_steps(run_id)
+            waiting = {s.step_id for s in steps if s.attempts and not s.status.ended}
+            due: dict[str, float] = {}
+            for attempt in tx.get_attempts(run_id) if waiting else ():
+                if attempt.step_id in waiting and attempt.retry_at is not None:
+                    due[attempt.step_id] = attempt.retry_at  # by attempt: the last one wins
+            return run, steps, due
+
+        found = await self.store.read(read)
+        if found is None:
+            raise NotFoundError(f"run {run_id!r} not found")
+        return found
+
     async def run_attempts(self, run_id: str) -> list[StepAttempt]:
         """Every attempt of the run's steps that failed at least once, oldest first.
 

@@ -219,6 +219,8 @@ class RunAdmin(EngineAdmin):
         error = step.error or {}
         return {
             "step": step,
+            "kind": step.kind or step.op,
+            "state": step.state(timezone.get_current_timezone()),
             "duration": listing.duration(step.started_at, step.ended_at),
             "error": f"{error.get('name', 'Error')}: {error.get('message', '')}" if error else "",
             "replayable": step.status in ("Completed", "Failed"),

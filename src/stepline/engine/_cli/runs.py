@@ -324,8 +324,14 @@ def run_detail(
     *,
     now: dt.datetime,
     waits: Mapping[str, Mapping[str, Any]] | None = None,
+    tz: dt.tzinfo | None = None,
 ) -> str:
-    """One run: its fields, what it waits for, its output or error, its steps in order."""
+    """One run: its fields, what it waits for, its output or error, its steps in order.
+
+    A step's op is its kind (``StepRun`` for a failed ``step.run``) and its status its
+    state in words (``Retrying at 14:03:12 (attempt 2 of 4)``, the time in ``tz``; None:
+    the machine's local time zone).
+    """
     lines = [
         f"Run       {run.run_id}",
         f"Function  {run.function_id}",
@@ -358,8 +364,8 @@ def run_detail(
             rows.append(
                 (
                     step.name,
-                    step.op,
-                    step.status,
+                    step.kind or step.op,
+                    step.state(tz),
                     str(step.attempts),
                     _duration(step.started_at, step.ended_at, now),
                 )

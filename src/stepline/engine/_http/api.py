@@ -316,8 +316,11 @@ class _Api:
         return wire.json_response(view, 201 if created else 200)
 
     async def steps(self, request: Request) -> Response:
-        found = await self.engine.run_steps(request.path_params["run_id"])
-        return wire.json_response(views.data([views.step(s) for s in found]))
+        run, found, due = await self.engine.run_retries(request.path_params["run_id"])
+        fn = self.engine.registry.get(run.function_id)
+        most = fn.max_attempts if fn is not None else None
+        shown = [views.step(s, max_attempts=most, retry_at=due.get(s.step_id)) for s in found]
+        return wire.json_response(views.data(shown))
 
     async def cancel(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]

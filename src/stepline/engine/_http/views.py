@@ -10,6 +10,7 @@ import datetime as _dt
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from stepline import _step_state
 from stepline._json import loads as json_loads
 from stepline._protocol import durations, execution
 from stepline.engine._appsync import SyncResult
@@ -107,22 +108,31 @@ def _waiting(waiting: dict[str, Any] | None) -> dict[str, Any] | None:
     return view
 
 
-def step(record: StepRecord) -> dict[str, Any]:
+def step(
+    record: StepRecord, *, max_attempts: int | None = None, retry_at: float | None = None
+) -> dict[str, Any]:
     """A step of a run's timeline: its memo split into ``output`` or ``error``.
 
     Args:
         record: the step.
+        max_attempts: how many attempts its function allows (None: not known).
+        retry_at: when a step waiting to be retried is due again (``Reads.run_retries``).
 
     Returns:
-        The JSON object.
+        The JSON object: ``op`` is the op the step was last reported with, ``kind`` what
+        the step is (``_step_state.kind``); ``next_retry_at`` is set while it waits to
+        be retried.
     """
     output, memo_error = execution.unwrap_memo(record.memo)
     view: dict[str, Any] = {
         "id": record.step_id,
         "name": record.name,
         "op": record.op,
+        "kind": _step_state.kind(record.op),
         "status": record.status.value,
         "attempts": record.attempts,
+        "max_attempts": max_attempts,
+        "next_retry_at": None if record.status.ended else timestamp(retry_at),
         "mode": record.mode,
         "started_at": timestamp(record.started_at),
         "ended_at": timestamp(record.ended_at),

@@ -250,8 +250,8 @@ function timeline(run, steps, open, message, attempts) {
           "summary",
           { class: "step-row" },
           h("span", { class: "step-name" }, s.name || s.id),
-          h("span", {}, s.op),
-          h("span", {}, badge(s.status)),
+          h("span", { class: "step-kind" }, s.kind || s.op),
+          h("span", {}, h("span", { class: `badge s-${s.status.toLowerCase()} step-state` }, stepState(s))),
           h("span", {}, String(s.attempts ?? "")),
           h("span", {}, time(s.started_at)),
           h("span", {}, s.duration_ms === null ? (s.started_at ? "…" : "—") : duration(s.duration_ms)),
@@ -261,6 +261,20 @@ function timeline(run, steps, open, message, attempts) {
       );
     }),
   );
+}
+
+/**
+ * A step's state in words, as the CLI and the Django admin word it (stepline._step_state):
+ * its status, or "Retrying at 14:03:12 (attempt 2 of 4)" (local time) for a planned step
+ * that has failed an attempt.
+ */
+export function stepState(s) {
+  if (s.status !== "Planned" || !(s.attempts >= 1)) return s.status;
+  const number = `attempt ${s.attempts + 1}${s.max_attempts ? ` of ${s.max_attempts}` : ""}`;
+  if (!s.next_retry_at) return `Retrying (${number})`;
+  const at = new Date(s.next_retry_at);
+  const clock = [at.getHours(), at.getMinutes(), at.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
+  return `Retrying at ${clock} (${number})`;
 }
 
 function stepBody(run, step, message, tries) {
