@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal, cast
 
 from stepline._protocol import durations
-from stepline.engine import _keys
+from stepline.engine import _backoff, _keys
 from stepline.engine._gateway import destinations
 
 Mode = Literal["dev", "start"]
@@ -43,6 +43,11 @@ class EngineSettings:
         concurrency: jobs processed at once by this process.
         call_timeout: seconds to wait for one SDK call.
         retry_scale: multiplies retry delays (the Go table: 15 s, 30 s, 1 m, ...).
+        retry_backoff: the retry delays: ``inngest`` (the Go executor's table, 15 s, 30 s,
+            1 m... plus up to ``retry_jitter`` s, as on Inngest's cloud and dev server)
+            or ``short`` (1 s, 2 s, 4 s, 8 s, 15 s, 30 s, then every minute, plus up to
+            1 s: for local development; ``stepline dev --retry-backoff short``,
+            ``STEPLINE_RETRY_BACKOFF``).
         checkpointing: send ``ctx.qi_id`` so SDKs may run several steps per call.
         migrate: bring the database schema up to date when the engine starts.
         sqlite_synchronous: SQLite's ``synchronous`` pragma (``STEPLINE_SQLITE_SYNCHRONOUS``,
@@ -108,6 +113,7 @@ class EngineSettings:
     call_timeout: float = 900.0
     retry_scale: float = 1.0
     retry_jitter: float = 30.0
+    retry_backoff: _backoff.BackoffName = "inngest"
     checkpointing: bool = True
     poll_interval: float = 1.0
     app_poll_interval: float = 5.0
@@ -243,6 +249,9 @@ def resolve(
     overrides = {**_answer_limits(env), **overrides}
     if env.get("STEPLINE_NODE_URL", "").strip():
         overrides = {"node_url": env["STEPLINE_NODE_URL"].strip().rstrip("/"), **overrides}
+    backoff = env.get("STEPLINE_RETRY_BACKOFF", "").strip().lower()
+    if backoff:
+        overrides = {"retry_backoff": backoff, **overrides}
     if env.get("STEPLINE_RELAY_OUTBOX", "").strip():
         overrides = {"relay_outbox": env["STEPLINE_RELAY_OUTBOX"].strip(), **overrides}
     if overrides:
@@ -316,6 +325,11 @@ def _check(settings: EngineSettings) -> None:
     if settings.log_format not in ("text", "json"):
         raise EngineConfigError(f"log format must be text or json, got {settings.log_format!r}")
     _check_answer_limits(settings)
+    if settings.retry_backoff not in _backoff.NAMES:
+        raise EngineConfigError(
+            f"the retry backoff must be one of {', '.join(_backoff.NAMES)}, "
+            f"got {settings.retry_backoff!r} (--retry-backoff, STEPLINE_RETRY_BACKOFF)"
+        )
     if not 0 <= settings.retention < float("inf"):
         raise EngineConfigError(
             f"retention must be 0 (keep everything) or a positive number of seconds, "

@@ -84,7 +84,11 @@ class Engine(Reads, Starts, PauseControl):
         self.driver = Router(http, self.local, self.connect)
         self._apps = _appsync.Registered()  # the registry, in step with app changes
         self._app_trust = _apptrust.AppGuard(self.settings, self.driver)
-        backoff = Backoff(jitter=self.settings.retry_jitter, scale=self.settings.retry_scale)
+        backoff = Backoff.named(
+            self.settings.retry_backoff,
+            jitter=self.settings.retry_jitter,
+            scale=self.settings.retry_scale,
+        )
         tracing = self.observer is not None and self.observer.tracer is not None
         self.loop = RunLoop(lambda: self._apps.current, backoff, trace_invokes=tracing)
         self._waiters = RunWaiters(self._read_runs)

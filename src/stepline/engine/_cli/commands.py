@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from stepline import _extras, _logs, _loops
 from stepline._identity import VERSION
-from stepline.engine import _appsync
+from stepline.engine import _appsync, _backoff
 from stepline.engine._appsync import SyncResult
 from stepline.engine._cli import db as _db
 from stepline.engine._cli import gateway_port as _gateway_port
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             allow_public_bind=args.allow_public,
             # 1.0 is the real retry schedule; smaller values make dev retries fast
             retry_scale=1.0 if args.retry_scale is None else args.retry_scale,
+            **_backoff_choice(args),
             migrate=not args.no_migrate,
             **({} if args.db_pool_size is None else {"db_pool_size": args.db_pool_size}),
             **({} if args.shutdown_grace is None else {"shutdown_grace": args.shutdown_grace}),
@@ -347,6 +348,13 @@ def app_lines(results: Sequence[SyncResult]) -> str:
     )
 
 
+def _backoff_choice(args: argparse.Namespace) -> dict[str, Any]:
+    """``retry_backoff`` when ``--retry-backoff`` was given (``dev`` only), else nothing:
+    the environment's ``STEPLINE_RETRY_BACKOFF`` or the default then decide."""
+    chosen = getattr(args, "retry_backoff", None)
+    return {} if chosen is None else {"retry_backoff": chosen}
+
+
 def _scale(text: str) -> float:
     value = float(text)
     if not value >= 0:  # also refuses nan
@@ -436,6 +444,13 @@ def _parser() -> argparse.ArgumentParser:
         _observability_arguments(sub)
         _limits.add_arguments(sub)
         _relay.add_engine_argument(sub)
+    dev.add_argument(
+        "--retry-backoff",
+        choices=_backoff.NAMES,
+        help="the delays before retries: inngest (default: 15 s, 30 s, 1 m... plus up to "
+        "30 s, as on Inngest) or short (1 s, 2 s, 4 s, 8 s... plus up to 1 s, for local "
+        "development; env STEPLINE_RETRY_BACKOFF)",
+    )
     dev.add_argument(
         "--poll-interval",
         type=_scale,
