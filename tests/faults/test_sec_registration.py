@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import time
 import urllib.parse
 import warnings
@@ -340,6 +341,64 @@ def test_dev_mode_accepts_a_move_and_logs_it(db: str) -> None:
             )
 
     arun(main())
+
+
+def test_dev_mode_does_not_call_one_loopback_address_spelled_two_ways_a_move(
+    db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="stepline.engine")
+
+    async def main() -> None:
+        async with Engine(_settings(db, mode="dev")) as engine:
+            await engine.register(_body("http://127.0.0.1:7001/api/inngest"))
+            await engine.register(_body("http://localhost:7001/api/inngest"))
+            await engine.register(_body("http://[::1]:7001/api/inngest"))
+            [app] = await engine.list_apps()
+            assert app.url == "http://[::1]:7001/api/inngest"
+            # another port on the loopback interface is another server: a move
+            await engine.register(_body("http://localhost:7002/api/inngest"))
+
+    arun(main())
+    moved = [r.getMessage() for r in caplog.records if "moved" in r.getMessage()]
+    assert moved == [
+        "app victim moved from http://[::1]:7001/api/inngest to "
+        "http://localhost:7002/api/inngest (dev mode accepts a move unverified)"
+    ]
+
+
+def test_a_second_app_version_at_another_url_is_registered_beside_not_moved(
+    db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="stepline.engine")
+
+    def versioned(url: str, version: str) -> dict[str, Any]:
+        return {**_body(url), "appVersion": version}
+
+    async def main() -> None:
+        async with Engine(_settings(db, mode="dev")) as engine:
+            await engine.register(versioned("http://127.0.0.1:7001/api/inngest", "v1"))
+            await engine.register(versioned("http://127.0.0.1:7002/api/inngest", "v2"))
+            # the same version from another address is a move
+            await engine.register(versioned("http://10.9.9.9:7002/api/inngest", "v2"))
+
+    arun(main())
+    said = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if "moved" in r.getMessage() or "beside" in r.getMessage()
+    ]
+    assert said == [
+        (
+            "INFO",
+            "app victim: version v2 registered at http://127.0.0.1:7002/api/inngest "
+            "beside the others",
+        ),
+        (
+            "WARNING",
+            "app victim moved from http://127.0.0.1:7002/api/inngest to "
+            "http://10.9.9.9:7002/api/inngest (dev mode accepts a move unverified)",
+        ),
+    ]
 
 
 # -- 10. function ids belong to their app ---------------------------------------------------------

@@ -77,18 +77,55 @@ def app_urls(url: str, function_urls: Iterable[str]) -> list[str]:
     return [url, *(u for u in function_urls if u)]
 
 
-def moves(old: Iterable[str], new: Iterable[str]) -> dict[str, str]:
+#: Host names of this machine's loopback interface, as an app's URL may spell them.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def moves(
+    old: Iterable[str], new: Iterable[str], *, loopback_alike: bool = False
+) -> dict[str, str]:
     """New origins (with one URL at each) that none of the ``old`` URLs had.
 
-    In-process origins are never a move: only this process serves them.
+    In-process origins are never a move: only this process serves them. With
+    ``loopback_alike``, ``localhost``, ``127.0.0.1`` and ``[::1]`` at one port count as one
+    origin (dev mode: the same app, its URL spelled two ways). Start mode keeps them apart:
+    ``localhost`` may resolve to ``::1``, where another process can listen on that port.
     """
-    known = {origin(url) for url in old}
+    key = _loopback_origin if loopback_alike else origin
+    known = {key(url) for url in old}
     found: dict[str, str] = {}
     for url in new:
         where = origin(url)
-        if where not in known and where not in found and not url.startswith(_IN_PROCESS + ":"):
+        if key(url) not in known and where not in found and not url.startswith(_IN_PROCESS + ":"):
             found[where] = url
     return found
+
+
+def _loopback_origin(url: str) -> str:
+    """``origin(url)`` with a loopback host written ``loopback``."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host not in LOOPBACK_HOSTS:
+        return origin(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return origin(url)
+    port = port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return f"{parts.scheme.lower()}://loopback:{port}"
+
+
+def is_new_version(version: str | None, known: Iterable[str]) -> bool:
+    """Whether a registration adds a version the app does not have yet: at a new origin it
+    is registered beside the others (``docs/versioning.md``), not moved there."""
+    return version is not None and version not in set(known)
+
+
+def move_text(app_id: str, old_url: str, new_url: str, version: str | None, new: bool) -> str:
+    """How a registration at a new origin is logged (``new``: ``is_new_version``)."""
+    if new:
+        return f"app {app_id}: version {version} registered at {new_url} beside the others"
+    return f"app {app_id} moved from {old_url} to {new_url}"
 
 
 def refuse_reserved(app: AppSpec) -> None:
@@ -224,24 +261,30 @@ class AppGuard:
         Raises:
             RegistrationRefusedError: a new origin did not pass the trust probe (403).
         """
-        known = await store.read(lambda tx: _registered_urls(tx, app.app_id))
-        if known is None:
+        registered = await store.read(lambda tx: _registered(tx, app.app_id))
+        if registered is None:
             return  # a first registration: nothing to move
-        moved = moves(known, app_urls(app.url, (fn.url for fn in app.functions)))
+        known, versions = registered
+        dev = self.settings.mode == "dev"
+        new_urls = app_urls(app.url, (fn.url for fn in app.functions))
+        moved = moves(known, new_urls, loopback_alike=dev)
         if not moved:
             return
         old_url = known[0]
-        if self.settings.mode == "dev":
+        added = is_new_version(app.version, versions)
+        if dev:
             for new_url in moved.values():
-                logger.warning(
-                    "app %s moved from %s to %s (dev mode accepts a move unverified)",
-                    app.app_id, old_url, new_url,
-                )  # fmt: skip
+                text = move_text(app.app_id, old_url, new_url, app.version, added)
+                if added:  # blue/green as documented: nothing to warn of
+                    logger.info("%s", text)
+                else:
+                    logger.warning("%s (dev mode accepts a move unverified)", text)
             return
         vouched = self.tickets.redeem(deploy_id, now)
         for where, new_url in moved.items():
+            text = move_text(app.app_id, old_url, new_url, app.version, added)
             if where == vouched:
-                logger.info("app %s moved to %s by a sync this engine sent", app.app_id, new_url)
+                logger.info("%s by a sync this engine sent", text)
                 continue
             why = await self._probe(app.app_id, new_url, now)
             if why is not None:
@@ -249,7 +292,7 @@ class AppGuard:
                     "refused to move app %s from %s to %s: %s", app.app_id, old_url, new_url, why
                 )
                 raise refusal(app.app_id, old_url, new_url, why)
-            logger.info("app %s moved to %s (trust probe passed)", app.app_id, new_url)
+            logger.info("%s (trust probe passed)", text)
 
     async def _probe(self, app_id: str, url: str, now: float) -> str | None:
         target = probe_url(url)
@@ -265,11 +308,13 @@ class AppGuard:
         return probe_failure(answer, self.settings.signing_keys, now=now)
 
 
-def _registered_urls(tx: Tx, app_id: str) -> list[str] | None:
+def _registered(tx: Tx, app_id: str) -> tuple[list[str], list[str]] | None:
+    """An app's registered URLs and versions (None: it is not registered)."""
     app = tx.get_app(app_id)
     if app is None:
         return None
     functions = [f for f in tx.list_functions() if f.app_id == app_id]
     urls = app_urls(app.url, (str(f.config.get("url") or "") for f in functions))
+    versions = tx.list_app_versions(app_id)
     # the URLs of its other registered versions passed this check when they registered
-    return [*urls, *(v.url for v in tx.list_app_versions(app_id))]
+    return [*urls, *(v.url for v in versions)], [v.version for v in versions]
