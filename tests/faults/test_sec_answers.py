@@ -180,7 +180,11 @@ def test_oversized_step_output_fails_the_run_naming_step_and_limit(db: str) -> N
     assert "step 'huge' returned 65538 bytes" in error["message"]
     assert "32768-byte limit" in error["message"]
     assert "max_step_output_bytes" in error["message"]
-    assert steps == [], "the oversized output must not be stored"
+    # the step failed with the error; the oversized output is not stored
+    [(status, memo)] = [(s.status.value, s.memo) for s in steps]
+    assert status == "Failed"
+    assert memo["error"]["name"] == "StepOutputTooLarge"
+    assert big not in json.dumps(memo)
     assert len(app.hits("/api/inngest")) == 1, "the same output again: not retried"
 
 

@@ -107,7 +107,9 @@ class Failed:
 
     ``error`` is the normalised error (``name``, ``message``, ``stack``, ``error``) sent in
     ``inngest/function.failed``; ``sdk`` the answer's ``X-Inngest-Sdk`` (None when no
-    SDK answered).
+    SDK answered). ``steps``: when one of the answer's steps failed the call (its output
+    was too large), the steps to record before the run fails: the results the answer
+    reported, then that step as a ``StepFailed`` op with the error (and no data).
     """
 
     output: str
@@ -117,6 +119,7 @@ class Failed:
     request_version: int | None = None
     divergence: Divergence | None = None
     sdk: str | None = None
+    steps: tuple[ReportedOp, ...] = ()
 
 
 Outcome = Completed | Ops | Failed
@@ -257,12 +260,27 @@ def limit_outputs(outcome: Outcome, limit: int, *, answer_bytes: int | None = No
         return outcome
     if answer_bytes is not None and answer_bytes * _GROWTH <= limit:
         return outcome
-    problem = oversized_output(outcome.ops, limit)
-    if problem is None:
+    found = _oversized(outcome.ops, limit)
+    if found is None:
         return outcome
+    op, problem = found
     error = {"error": problem, "name": "StepOutputTooLarge", "message": problem, "stack": None}
     body = json.dumps({"name": "StepOutputTooLarge", "message": problem})
-    return Failed(body, error, no_retry=True, request_version=outcome.request_version)
+    # the step is recorded as failed with the error, without the output it was refused,
+    # after the results reported beside it
+    failed = ReportedOp(Opcode.STEP_FAILED, op.id, op.name, op.display_name, op.opts, None, error)
+    results = tuple(o for o in outcome.ops if o.op in _RESULTS and o is not op)
+    return Failed(
+        body,
+        error,
+        no_retry=True,
+        request_version=outcome.request_version,
+        steps=(*results, failed),
+    )
+
+
+#: The ops that report a step's result (recorded as the step's memo).
+_RESULTS = frozenset({Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_FAILED})
 
 
 #: How many times longer a value's JSON can get when decoded and encoded again (a float
@@ -272,12 +290,18 @@ _GROWTH = 8
 
 def oversized_output(ops: tuple[ReportedOp, ...], limit: int) -> str | None:
     """What is wrong if a step's output (or error) is over ``limit`` bytes of JSON."""
+    found = _oversized(ops, limit)
+    return None if found is None else found[1]
+
+
+def _oversized(ops: tuple[ReportedOp, ...], limit: int) -> tuple[ReportedOp, str] | None:
+    """The first op whose output (or error) is over ``limit`` bytes of JSON, and why."""
     for op in ops:
         if op.op in (Opcode.RUN_COMPLETE, Opcode.SYNC_RUN_COMPLETE):
             continue  # the run's own output, bounded by the answer's size
         size = sum(_size(value) for value in (op.data, op.error) if value is not None)
         if size > limit:
-            return (
+            return op, (
                 f"step {op.display_name!r} returned {size} bytes of output, more than the "
                 f"{limit}-byte limit on a step's output (max_step_output_bytes, "
                 "--max-step-output-bytes, STEPLINE_MAX_STEP_OUTPUT_BYTES); return less, "

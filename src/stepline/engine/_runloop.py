@@ -107,6 +107,8 @@ class RunLoop:
                 self._retry(tx, current, outcome.retry_after, now)
                 tx.update_run(run)
             else:
+                for op in outcome.steps:  # a step failed the call: it and those before it
+                    view.result(op, now)
                 view.fail_step(current.step_id, outcome.error, now)
                 self._finish(
                     tx, view, RunStatus.FAILED, outcome.output, error=outcome.error, now=now, fn=fn

@@ -45,7 +45,8 @@ def failed(
     """
     number = job.attempt + 1
     if isinstance(outcome, Failed):
-        return [StepAttempt(run_id, job.step_id or CALL, number, started, now, outcome.error)]
+        failing = outcome.steps[-1].id if outcome.steps else job.step_id or CALL
+        return [StepAttempt(run_id, failing, number, started, now, outcome.error)]
     if isinstance(outcome, Ops):
         return [
             StepAttempt(run_id, op.id, number, started, now, op.error or {})
