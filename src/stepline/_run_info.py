@@ -124,6 +124,9 @@ class RunInfo:
             matched the run's history, naming the ``missing``, ``reordered`` and ``new``
             steps).
         attributes: the run's searchable attributes (name -> value, values as strings).
+        replay_of: the run this one replays (None: not a replay).
+        replay_from_step: the step a replay started from: its name (``"charge"``) when
+            the engine says it, else its hashed id (None: replayed from the start).
     """
 
     run_id: str
@@ -141,6 +144,8 @@ class RunInfo:
     app_version: str | None = None
     notices: tuple[Mapping[str, Any], ...] = ()
     attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    replay_of: str | None = None
+    replay_from_step: str | None = None
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> RunInfo:
@@ -167,6 +172,8 @@ class RunInfo:
             app_version=raw.get("app_version"),
             notices=tuple(n for n in raw.get("notices") or () if isinstance(n, Mapping)),
             attributes={str(k): str(v) for k, v in (raw.get("attributes") or {}).items()},
+            replay_of=raw.get("replay_of"),
+            replay_from_step=raw.get("replay_from_step_name") or raw.get("replay_from_step"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -186,6 +193,8 @@ class RunInfo:
             "app_version": self.app_version,
             "notices": [dict(n) for n in self.notices],
             "attributes": dict(self.attributes),
+            "replay_of": self.replay_of,
+            "replay_from_step": self.replay_from_step,
         }
 
 

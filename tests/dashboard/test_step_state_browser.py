@@ -89,3 +89,24 @@ def test_retrying_and_failed_steps_in_words(engine: tuple[str, httpx.Client], ta
     row = page.locator(f"details.step[data-step='{label['id']}'] summary")
     expect(row.locator(".step-state")).to_have_text("Failed")
     expect(row.locator(".step-kind")).to_have_text("StepRun")
+
+
+def test_a_replay_from_a_step_names_the_step(engine: tuple[str, httpx.Client], tab: Page) -> None:
+    url, http = engine
+    shipping = run_of(http, send(http, "state/ship"))["run_id"]
+    http.get(f"/v1/runs/{shipping}", params={"wait": 20})  # it has failed
+    [label] = steps(http, shipping)
+    answer = http.post(
+        f"/v1/runs/{shipping}/replay",
+        json={"from_step": "label"},
+        headers={"x-stepline-csrf": "1"},
+    )
+    assert answer.status_code == 201, answer.text
+    replay = answer.json()["data"]["run_id"]
+
+    page = tab.page
+    page.goto(f"{url}/#/runs/{replay}")
+    origin = page.locator(".replay-of")
+    expect(origin).to_contain_text(f"replay of {shipping} from step label")
+    expect(origin.locator("code")).to_have_text("label")
+    expect(origin.locator("code")).to_have_attribute("title", label["id"])

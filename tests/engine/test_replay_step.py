@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime as dt
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,9 @@ import pytest
 
 import stepline
 from stepline._protocol.hashing import hash_step_id
+from stepline._run_info import RunInfo
 from stepline.engine import Engine
+from stepline.engine._cli.runs import run_detail
 from stepline.engine._http.api import build_app
 from tests._support.polling import wait_until
 
@@ -82,6 +85,7 @@ def test_replay_from_step_3_of_a_failed_run_runs_only_steps_3_to_5(db: str, name
             made = answer.json()["data"]
             assert made["replay_of"] == original.run_id
             assert made["replay_from_step"] == STEP_3
+            assert made["replay_from_step_name"] == "step-3"
             replayed = await finished(engine, made["run_id"])
             assert replayed.status.value == "Completed"
             assert replayed.output == "[1,2,3,4,5]"
@@ -92,7 +96,15 @@ def test_replay_from_step_3_of_a_failed_run_runs_only_steps_3_to_5(db: str, name
             ]
             view = (await rest.get(f"/v1/runs/{replayed.run_id}")).json()["data"]
             assert (view["replay_of"], view["replay_from_step"]) == (original.run_id, STEP_3)
-            assert view["origin"] == f"replay:{original.run_id}:{STEP_3}"
+            # the origin names the step as written, beside the hashed id that links it
+            assert view["replay_from_step_name"] == "step-3"
+            assert view["origin"] == f"replay:{original.run_id}:{STEP_3}:step-3"
+            # `stepline runs show` says what it replays (text and JSON)
+            info = RunInfo.from_wire(view)
+            assert (info.replay_of, info.replay_from_step) == (original.run_id, "step-3")
+            shown = run_detail(info, [], now=dt.datetime.now(dt.timezone.utc))
+            assert f"Replay of {original.run_id} from step 'step-3'" in shown.splitlines()
+            assert info.to_json()["replay_of"] == original.run_id
             # the original is left exactly as it was
             again = await engine.get_run(original.run_id)
             assert again.status.value == "Failed"
@@ -122,6 +134,7 @@ def test_replay_without_a_step_reruns_everything_and_refuses_what_it_cannot(db: 
             answer = await rest.post(f"/v1/runs/{done.run_id}/replay")
             assert answer.status_code == 201, answer.text
             assert answer.json()["data"]["replay_from_step"] is None
+            assert answer.json()["data"]["replay_from_step_name"] is None
             await finished(engine, answer.json()["data"]["run_id"])
             assert ran(counts) == [2] * 5
 

@@ -348,6 +348,9 @@ def run_detail(
     if run.ended_at is not None:
         took = _duration(run.started_at or run.created_at, run.ended_at, now)
         lines.append(f"Ended     {_iso(run.ended_at)} (took {took})")
+    if run.replay_of is not None:
+        start = f" from step {run.replay_from_step!r}" if run.replay_from_step else ""
+        lines.append(f"Replay of {run.replay_of}{start}")
     if run.waiting:
         lines.append(f"Waiting   {json.dumps(dict(run.waiting), default=str)}")
     lines += lookups.waits_text(run, steps, waits or {})

@@ -4,7 +4,8 @@ Replayed from a step, the new run starts with the original's steps that complete
 *before* that step (in the order they completed: ``Run.stack``), memos and all, so the
 SDK replays them from memory and runs the chosen step and everything after it again. The
 original is left as it was. The new run's ``origin`` links it: ``replay:<run id>`` for a
-plain replay, ``replay:<run id>:<hashed step id>`` from a step (``link`` reads it back).
+plain replay, ``replay:<run id>:<hashed step id>:<step name>`` from a step (``link`` reads
+it back; origins written without the name are read too).
 
 Only an ended run is replayed: a live one's history still grows, and running its steps
 twice at once would double their side effects (cancel it first).
@@ -66,11 +67,13 @@ def start(
     now: float,
     *,
     steps: Sequence[StepRecord] = (),
-    from_step: str | None = None,
+    from_step: StepRecord | None = None,
 ) -> str:
     """Start the replay of ``original`` in ``tx`` with ``steps`` recorded; its run id."""
     events = [e for e in map(tx.get_event, original.event_ids) if e is not None]
-    origin = PREFIX + original.run_id + (f":{from_step}" if from_step else "")
+    origin = PREFIX + original.run_id
+    if from_step is not None:  # the hashed id links the step; its name is what people read
+        origin += f":{from_step.step_id}:{from_step.name}"
     new = _starts.start_run(tx, fn, events, now, run_id=_ids.ulid(int(now * 1000)), origin=origin)
     assert new is not None  # a fresh ULID
     for seq, step in enumerate(steps):
@@ -103,12 +106,18 @@ def replay(tx: Tx, fn: FunctionSpec | None, run_id: str, from_step: str | None, 
         return start(tx, fn, run, now)
     steps = tx.get_steps(run_id)
     step = chosen(steps, from_step)
-    return start(tx, fn, run, now, steps=kept(run, steps, step), from_step=step.step_id)
+    return start(tx, fn, run, now, steps=kept(run, steps, step), from_step=step)
 
 
 def link(origin: str | None) -> dict[str, str | None]:
-    """What a run's ``origin`` says it replays: ``replay_of`` and ``replay_from_step``."""
+    """What a run's ``origin`` says it replays: ``replay_of``, ``replay_from_step`` (the
+    step's hashed id) and ``replay_from_step_name`` (its name, as written: ``"charge"``)."""
     if origin is None or not origin.startswith(PREFIX):
-        return {"replay_of": None, "replay_from_step": None}
-    run_id, _, step_id = origin[len(PREFIX) :].partition(":")
-    return {"replay_of": run_id, "replay_from_step": step_id or None}
+        return {"replay_of": None, "replay_from_step": None, "replay_from_step_name": None}
+    run_id, _, step = origin[len(PREFIX) :].partition(":")
+    step_id, _, name = step.partition(":")  # a hashed id holds no colon; a name may
+    return {
+        "replay_of": run_id,
+        "replay_from_step": step_id or None,
+        "replay_from_step_name": name or None,
+    }

@@ -81,7 +81,7 @@ def run(record: Run, *, with_events: bool = False) -> dict[str, Any]:
         "waiting": _waiting(record.waiting),
         "app_version": record.app_version,
         "notices": list(record.notices),
-        **replay.link(record.origin),  # replay_of, replay_from_step
+        **replay.link(record.origin),  # replay_of, replay_from_step(_name)
         "attributes": dict(record.attributes),
     }
     if with_events:

@@ -1,7 +1,7 @@
 // Run control from the dashboard: the runs list's selection (cancel or replay the selected
 // runs, one request each) and "Cancel all matching the filter" (a bulk action, its progress
 // followed until it ends); "Replay from here" on a step of an ended run; a replay's origin.
-import { api, code, enc, h, notice, runLink } from "./dom.js";
+import { api, enc, h, notice, runLink } from "./dom.js";
 
 const FOLLOW_MS = 500;
 
@@ -115,6 +115,8 @@ export function origin(run) {
   const text = run.origin || "";
   if (text.startsWith("rerun:")) return ["rerun of ", runLink(text.slice(6))];
   if (!run.replay_of) return null;
-  const from = run.replay_from_step ? [" from step ", code(run.replay_from_step)] : null;
+  // the step by its name ("charge"); its hashed id on hover (and for older replays)
+  const step = run.replay_from_step_name || run.replay_from_step;
+  const from = step ? [" from step ", h("code", { title: run.replay_from_step }, step)] : null;
   return h("span", { class: "replay-of" }, "replay of ", runLink(run.replay_of), from);
 }
