@@ -80,6 +80,8 @@ class Outcome:
     error: BaseException | None = None
     no_retry: bool = False
     divergence: _divergence.Divergence | None = None
+    #: the step whose ``NonRetriableError`` ended the function (``error``), if one did
+    failed_step: StepSlot | None = None
 
 
 class StepObserver(Protocol):
@@ -148,6 +150,8 @@ class ExecutionState:
         self._run_on = run_on and checkpoint is None
         self._held_back = False  # running on, the code asked ``is_rerunning`` (it was)
         self._running: StepSlot | None = None
+        #: a step that raised ``NonRetriableError`` (ending the function), and the error
+        self._ended_by: tuple[StepSlot, BaseException] | None = None
         self._parallel_depth = 0
         self._parallel_mode = ParallelMode.WAIT
         self._no_retry = False
@@ -223,6 +227,8 @@ class ExecutionState:
                     # drop them and run this step again on the next call. Fail the step
                     # for good beside them instead; the replay raises StepError.
                     self._report_failure(slot, error)
+                else:  # the answer names the step, so the engine lists the failure under it
+                    self._ended_by = (slot, error)
                 return False  # it ends the function, not just the step (as in inngest-py)
             if isinstance(error, Exception) and not isinstance(error, _errors.RetryAfterError):
                 self._report_failure(slot, error)
@@ -359,6 +365,8 @@ class ExecutionState:
             outcome.error = raised.error
         elif isinstance(raised, Exception):
             outcome.error = raised
+            if self._ended_by is not None and self._ended_by[1] is raised:
+                outcome.failed_step = self._ended_by[0]
         elif not isinstance(raised, _Diverged):  # the verdict below fails a diverged call
             return False  # not the function's to answer: on its way
         persisting = self.checkpointer is not None and self.checkpointer.persists_on_failure

@@ -148,6 +148,8 @@ def test_non_retriable_error_in_step_fails_the_function() -> None:
     assert body["name"] == "NonRetriableError"
     assert body["message"] == "stop now"
     assert isinstance(body["stack"], str)
+    # the step that ended the function, so the engine lists the failure under it
+    assert body["step"] == {"id": sha1("boom"), "name": "boom"}
 
 
 def test_retry_after_error_in_step_sets_retry_after() -> None:

@@ -136,7 +136,13 @@ class CommResponse:
         error = outcome.error
         if isinstance(error, _errors.SteplineError) and not isinstance(error, _USER_RAISED):
             return cls.from_error(error, base)
-        response = cls.json(500, error_body(error), base)
+        body = error_body(error)
+        if outcome.failed_step is not None:  # the step whose NonRetriableError ended it
+            body["step"] = {
+                "id": outcome.failed_step.hashed_id,
+                "name": outcome.failed_step.user_id,
+            }
+        response = cls.json(500, body, base)
         _mark_retry(response, error, now=now)
         return response
 

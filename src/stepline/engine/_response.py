@@ -8,7 +8,7 @@ import email.utils
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from stepline import _json, _serde
 from stepline._protocol import durations, headers
@@ -218,7 +218,31 @@ def _decode(raw: RawResponse, *, now: float) -> tuple[Outcome, Mapping[str, str]
     retry_after = _retry_after(lowered.get("retry-after"), now)
     text = _json_text(body)
     error = _normalise(status, body)
-    return Failed(text, error, no_retry, retry_after, version, sdk=lowered.get(_SDK)), lowered
+    steps = _ending_step(body, error) if no_retry else ()
+    failed = Failed(text, error, no_retry, retry_after, version, sdk=lowered.get(_SDK), steps=steps)
+    return failed, lowered
+
+
+def _ending_step(body: bytes, error: dict[str, Any]) -> tuple[ReportedOp, ...]:
+    """The step a final failure names as the one that ended the function (Stepline's SDK:
+    a ``NonRetriableError`` raised in a step), as a ``StepFailed`` op with the error; ()
+    when it names none (or not a short, storable id and name)."""
+    try:
+        parsed = _serde.loads(body)
+    except ValueError:
+        return ()
+    step = parsed.get("step") if isinstance(parsed, dict) else None
+    if not isinstance(step, dict):
+        return ()
+    step_id, name = step.get("id"), step.get("name")
+    if not (_short(step_id) and _short(name)):
+        return ()
+    return (ReportedOp(Opcode.STEP_FAILED, step_id, name, name, {}, None, error),)
+
+
+def _short(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a step id or name the engine keeps (short, storable text)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_REPORT_ID and storable(value)
 
 
 def _failure(message: str, name: str, detail: str, version: int | None = None) -> Failed:

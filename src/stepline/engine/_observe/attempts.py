@@ -82,6 +82,8 @@ def record(
     if started is None and lease and job.lease_expires is not None:
         started = job.lease_expires - lease  # the in-memory job: heartbeats move the row only
     attempts = failed(view.run.run_id, job, outcome, now, started)
+    if isinstance(outcome, Failed) and _step_ended_it(view, attempts, outcome):
+        return  # listed once, under the step
     if not attempts:
         return
     again = tx.get_job(job.job_id)  # retried: the same call, due again with one more attempt
@@ -100,6 +102,31 @@ def record(
                 None if ended else retry_at,
             )
         )
+
+
+def _step_ended_it(view: RunView, attempts: list[StepAttempt], outcome: Failed) -> bool:
+    """Whether a failed call outside any step only raised again the ``NonRetriableError``
+    a step of the run failed with for good.
+
+    A ``NonRetriableError`` raised in a step ends the function, not just the step: when
+    the SDK reported the step failed beside the steps done before it in the same call
+    (checkpointing), the next call raises it again outside any step. That call's failure
+    is the step's, already listed under it.
+    """
+    error = outcome.error
+    if [a.step_id for a in attempts] != [CALL] or error.get("name") != _NON_RETRIABLE:
+        return False
+    return any(
+        step.status is StepStatus.FAILED
+        and step.error is not None
+        and step.error.get("name") == _NON_RETRIABLE
+        and step.error.get("message") == error.get("message")
+        for step in view.steps.values()
+    )
+
+
+#: The error name a ``NonRetriableError`` (Stepline's and inngest-py's) fails with.
+_NON_RETRIABLE = "NonRetriableError"
 
 
 def history(
