@@ -257,6 +257,9 @@ def test_a_failed_run_shows_its_error_and_the_failed_step(made: Made) -> None:
     assert "Failed" in row.group(1)
     assert "ValueError" in row.group(1)
     assert "Replay from here" in row.group(1)  # an ended run: replay from a step
+    # its kind and state in words (``StepInfo.state``), not the op that reported the failure
+    cells = re.findall(r"<td>([^<]*)</td>", row.group(1))
+    assert cells[:2] == ["StepRun", "Failed"], cells
 
 
 def test_an_unknown_run_is_a_404(made: Made) -> None:
