@@ -234,7 +234,7 @@ def test_without_a_websocket_package_start_says_what_to_install(
     assert answer.status_code == 501
     assert answer.json()["error"] == (
         "Connect needs a WebSocket server for uvicorn (the websockets package): "
-        "pip install 'stepline[engine]'"
+        "pip install 'stepline[connect]'"
     )
 
 

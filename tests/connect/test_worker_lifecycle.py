@@ -3,6 +3,7 @@ that refuses its app (``ConnectError``: retrying would not help)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 import stepline
 import stepline.connect
+from tests._support import refusing
+from tests._support.polling import wait_until
 from tests._support.processes import free_port
 
 from .harness import node
@@ -65,3 +68,54 @@ def test_a_refused_registration_stops_the_worker(tmp_path: Path) -> None:
         with pytest.raises(stepline.connect.ConnectError, match="belong to another app"):
             worker.run()
         assert engine.engine.connect.workers() == []
+
+
+def test_a_worker_that_cannot_reach_the_engine_names_the_url_it_retries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="stepline.connect")
+    client, functions = _client(refusing.url(), "unreachable")
+    worker = stepline.connect.Worker(client, functions)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        lines = wait_until(
+            lambda: (
+                [r.getMessage() for r in caplog.records if "connecting again" in r.getMessage()]
+                or None
+            ),
+            message="a retry line",
+        )
+    finally:
+        worker.stop()
+        thread.join(10)
+    assert lines[0].startswith(
+        f"Connect: cannot reach {refusing.url()}/v0/connect/start (ConnectError: "
+    ), lines[0]
+    assert "; connecting again in " in lines[0]
+
+
+def test_a_worker_logs_the_gateway_and_the_app_once_connected(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="stepline.connect")
+    with node(str(tmp_path / "e.db")) as engine:
+        client, functions = _client(engine.url, "greeter")
+        worker = stepline.connect.Worker(client, functions)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        try:
+            assert worker.connected.wait(20), "the worker did not connect"
+            said = wait_until(
+                lambda: [r for r in caplog.records if "connected to" in r.getMessage()] or None,
+                message="the connected line",
+            )
+        finally:
+            worker.stop()
+            thread.join(10)
+    [record] = said
+    assert record.levelno == logging.INFO
+    gateway = engine.url.replace("http://", "ws://") + "/v0/connect/gateway"
+    assert record.getMessage().startswith(
+        f"Connect: connected to {gateway}: serving app greeter (connection "
+    ), record.getMessage()

@@ -69,6 +69,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m stepline.c
     parser.add_argument("--log-level", default="INFO", help="default INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if logging.getLogger().level > logging.DEBUG:
+        # httpx logs each request at INFO: the worker's own lines say what matters, and the
+        # first line of a failed start is then the reason
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     sys.path.insert(0, "")  # the current directory, as python -m does
     try:
         found = load(args.target)

@@ -60,6 +60,23 @@ class ConnectError(_errors.ConfigError):
     """The engine refused this worker (its key, or its app's registration): it stops."""
 
 
+def _reason(exc: BaseException) -> str:
+    """An error's type and text: ``ConnectError: [Errno 111] Connection refused``."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _error_text(answer: httpx.Response) -> str:
+    """The ``error`` of an engine's JSON answer, else its start."""
+    try:
+        found = answer.json()
+    except ValueError:
+        found = None
+    if isinstance(found, dict) and isinstance(found.get("error"), str):
+        return str(found["error"])[:300]
+    return answer.text[:300]
+
+
 @dataclasses.dataclass(eq=False)
 class _Call:
     data: dict[str, Any]
@@ -109,6 +126,9 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain: asyncio.Event | None = None
         self._stop_asked = False
+        #: What the worker reaches now (the start call's URL, then the gateway's): a
+        #: failure's log line names it.
+        self._dialing = ""
         #: Set while a socket is open and registered (tests and health checks read it).
         self.connected = threading.Event()
 
@@ -163,19 +183,25 @@ class Worker:
                     try:
                         await self._connection(http, drain)
                         failures = 0
-                    except (
-                        link.Lost, proto.ProtoError, OSError, httpx.HTTPError, asyncio.TimeoutError
-                    ) as exc:  # fmt: skip
+                    except (link.Lost, proto.ProtoError) as exc:
                         failures += 1
-                        logger.warning("Connect: %s; connecting again", exc or type(exc).__name__)
+                        why = str(exc) or type(exc).__name__
+                    except (OSError, httpx.HTTPError, asyncio.TimeoutError) as exc:
+                        failures += 1  # the host, which the error itself may not name
+                        why = f"cannot reach {self._dialing} ({_reason(exc)})"
                     except Exception as exc:
                         if isinstance(exc, ConnectError) or not link.is_socket_error(exc):
                             raise
                         failures += 1
-                        logger.warning("Connect: the socket failed (%s); connecting again", exc)
+                        why = f"the socket to {self._dialing} failed ({_reason(exc)})"
+                    else:
+                        why = ""
                     self.connected.clear()
                     if not drain.is_set():
-                        await link.wait(drain, link.backoff(failures))
+                        delay = link.backoff(failures)
+                        if why:
+                            logger.warning("Connect: %s; connecting again in %.1fs", why, delay)
+                        await link.wait(drain, delay)
                 if self._tasks:  # calls whose socket went: their replies are flushed
                     await asyncio.wait(set(self._tasks))
         finally:
@@ -201,6 +227,7 @@ class Worker:
     async def _session(self, http: httpx.AsyncClient, drain: asyncio.Event) -> None:
         start = await self._start(http)
         connect = link.websockets()
+        self._dialing = str(start["gateway_endpoint"])
         async with connect(
             start["gateway_endpoint"],
             subprotocols=[PROTOCOL],
@@ -223,7 +250,10 @@ class Worker:
             beat = calls.interval(ready.get("heartbeat_interval"), 10.0)
             sock.extend_every = calls.interval(ready.get("extend_lease_interval"), 5.0)
             self.connected.set()
-            logger.info("Connect: %s serves app %s", sock.conn_id, self.client.app_id)
+            logger.info(
+                "Connect: connected to %s: serving app %s (connection %s)",
+                self._dialing, self.client.app_id, sock.conn_id,
+            )  # fmt: skip
             reader = asyncio.ensure_future(self._read(sock, http, beat * 3))
             beats = asyncio.ensure_future(link.beat(sock, beat))
             drained = asyncio.ensure_future(drain.wait())
@@ -249,6 +279,7 @@ class Worker:
     async def _start(self, http: httpx.AsyncClient) -> dict[str, Any]:
         settings = self.client.settings
         url = settings.api_base_url.rstrip("/") + "/v0/connect/start"
+        self._dialing = url
         body = proto.encode("StartRequest", {})
         answer: httpx.Response | None = None
         for key in settings.signing_keys or (None,):  # the fallback after a 401: rotation
@@ -256,10 +287,15 @@ class Worker:
             if answer.status_code != 401:
                 break
         assert answer is not None
-        if answer.status_code in (401, 403, 501):
+        if answer.status_code == 501:  # the engine lacks a package: its answer names it
             raise ConnectError(
-                f"POST {url} answered {answer.status_code}: {answer.text[:300]}"
-                + (" (check the signing key)" if answer.status_code != 501 else "")
+                f"the engine at {settings.api_base_url} cannot serve Connect: "
+                f"{_error_text(answer)} (on the engine's side)"
+            )
+        if answer.status_code in (401, 403):
+            raise ConnectError(
+                f"POST {url} answered {answer.status_code}: {answer.text[:300]} "
+                "(check the signing key)"
             )
         if answer.status_code != 200:
             raise link.Lost(f"POST {url} answered {answer.status_code}: {answer.text[:200]}")

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -110,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     except EngineConfigError as exc:
         print(f"stepline {mode}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        gateway = _gateway_port.chosen(mode, settings.port, args.connect_gateway_port, os.environ)
+    except ValueError as exc:
+        print(f"stepline {mode}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     _logs.configure(json_lines=settings.log_format == "json", level=args.log_level.upper())
     progress = _progress.Progress(sys.stdout)
     problem = asyncio.run(progress.track("Opening the database", _check_database(settings)))
@@ -123,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stepline {mode}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        extra = _gateway_port.chosen(mode, settings.port, args.connect_gateway_port)
-        return _loops.run(_serve(engine, progress, extra))  # on uvloop when installed
+        return _loops.run(_serve(engine, progress, gateway))  # on uvloop when installed
     except KeyboardInterrupt:  # a Ctrl-C before the server handles signals
         return 0
 
@@ -178,12 +183,15 @@ def _redact(url: str) -> str:
     return dsn.redact(url)
 
 
-async def _serve(engine: Engine, progress: _progress.Progress, gateway: int | None = None) -> int:
+async def _serve(
+    engine: Engine, progress: _progress.Progress, gateway: _gateway_port.Choice | None = None
+) -> int:
     """Serve until uvicorn stops; print the banner once the socket listens (``gateway``: a
     second port for the Connect gateway, ``gateway_port``)."""
     import uvicorn  # only serving needs it: `stepline version` and --help work without
 
     from stepline.engine._cli import stopping as _stopping
+    from stepline.engine._connect import routes as _connect_routes
     from stepline.engine._http.api import build_app
 
     stream = sys.stdout
@@ -222,14 +230,18 @@ async def _serve(engine: Engine, progress: _progress.Progress, gateway: int | No
     # -u apps sync in the background (they call /fn/register back, so the socket had to
     # be open first); each is reported as it settles, without holding up the server
     engine.on_sync = synced
-    extra = _gateway_port.bind(settings.host, gateway) if gateway else None
+    # without a WebSocket package no socket could be served there: no port is opened, and
+    # the banner says what to install instead
+    no_connect = _connect_routes.websocket_server_missing()
+    extra = _gateway_port.bind(settings.host, gateway) if gateway and not no_connect else None
     serving = asyncio.create_task(_run(server, extra))
     starting = "Starting the engine"
     await progress.until(starting, lambda: server.started or serving.done(), keep=False)
     if not server.started:  # uvicorn logged why; a port in use also gets the --port fix
         _ports.explain(settings.mode, settings.host, settings.port)
         return await serving or 1
-    _print(stream, banner(engine))
+    gateway_at = int(extra.getsockname()[1]) if extra is not None else None
+    _print(stream, banner(engine, gateway_port=gateway_at, connect_missing=no_connect))
     bannered = True
     if settled:
         _print(stream, app_lines(settled))
@@ -297,23 +309,39 @@ async def _run(server: uvicorn.Server, extra: socket.socket | None = None) -> in
     return 0
 
 
-def banner(engine: Engine) -> str:
-    """Where everything is, printed once the server listens.
+def banner(
+    engine: Engine, *, gateway_port: int | None = None, connect_missing: str | None = None
+) -> str:
+    """Where everything is, printed once the server listens: every port it listens on.
 
     Args:
         engine: the engine being served.
+        gateway_port: the Connect gateway's own port (``gateway_port``), if it listens
+            on one.
+        connect_missing: why Connect cannot be served (the extra to install), if so.
 
     Returns:
         The banner text (never containing a key).
     """
     settings = engine.settings
-    base = f"http://{_host(settings.host)}:{settings.port}"
+    host = _host(settings.host)
+    base = f"http://{host}:{settings.port}"
+    if connect_missing is not None:
+        connect = [f"  Connect    off: {connect_missing}"]
+    else:
+        connect = [f"  Connect    ws://{host}:{settings.port}/v0/connect/gateway (workers)"]
+        if gateway_port is not None:
+            connect.append(
+                f"  Gateway    ws://{host}:{gateway_port}/v0/connect (its own port, as "
+                "Inngest's dev server; --connect-gateway-port PORT|auto|0)"
+            )
     lines = [
         f"Stepline engine {VERSION} ({settings.mode} mode)",
         f"  Engine     {base}",
         f"  Event API  {base}/e/<event key>",
         f"  REST API   {base}/v1",
         f"  Dashboard  {base}/",
+        *connect,
         f"  Database   {_redact(settings.database_url)}{_durability(settings)}",
     ]
     if settings.metrics:

@@ -35,7 +35,14 @@ from stepline.engine._http import guard, wire
 from stepline.engine._http.wire import ApiError
 from stepline.engine._ids import ulid
 
-__all__ = ["GATEWAY_PATH", "gateway_host", "proto_body", "table", "websocket_routes"]
+__all__ = [
+    "GATEWAY_PATH",
+    "gateway_host",
+    "proto_body",
+    "table",
+    "websocket_routes",
+    "websocket_server_missing",
+]
 
 GATEWAY_PATH = "/v0/connect/gateway"
 #: where Inngest's dev server serves its gateway (on its own port): an alias of ours
@@ -57,12 +64,9 @@ def table(hub: Hub, settings: EngineSettings) -> list[tuple[str, str, Handler]]:
     """The HTTP routes, as ``api._Api.routes`` lists them (method, path, handler)."""
 
     async def start(request: Request) -> Response:
-        if not _websockets_installed():
-            raise ApiError(
-                501,
-                "Connect needs a WebSocket server for uvicorn (the websockets package): "
-                "pip install 'stepline[engine]'",
-            )
+        missing = websocket_server_missing()
+        if missing is not None:
+            raise ApiError(501, missing)
         limit = min(_START_BYTES, settings.max_body_bytes)
         proto_body("StartRequest", await _read(request, limit))
         host = gateway_host(request.headers.get("host", ""))
@@ -209,3 +213,18 @@ async def _read(request: Request, limit: int) -> bytes:
 
 def _websockets_installed() -> bool:
     return any(importlib.util.find_spec(name) for name in ("websockets", "wsproto"))
+
+
+def websocket_server_missing() -> str | None:
+    """Why this process cannot serve Connect, naming the extra to install; None: it can.
+
+    The base install leaves the WebSocket package out: its apps serve over HTTP, and
+    Connect is the one feature that needs it (``stepline[connect]`` brings it, for the
+    engine and for the worker alike).
+    """
+    if _websockets_installed():
+        return None
+    return (
+        "Connect needs a WebSocket server for uvicorn (the websockets package): "
+        "pip install 'stepline[connect]'"
+    )
