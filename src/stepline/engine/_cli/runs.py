@@ -241,7 +241,8 @@ def _show(
         else:
             text = run_detail(run, steps, now=_now(), waits=waits)
         # the durations of live steps tick: compare without them so only changes print
-        state = json.dumps([run.status.value, [(s.id, s.status) for s in steps]])
+        # (a failed attempt changes a retrying step's attempt and time, not its status)
+        state = json.dumps([run.status.value, [(s.id, s.status, s.attempts) for s in steps]])
         if state != shown:
             if shown and not args.json:
                 out.write("\n")
