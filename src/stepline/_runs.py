@@ -259,6 +259,7 @@ def call(
     whole: bool = False,
     extra_headers: Mapping[str, str] | None = None,
 ) -> _effects.Flow[Any]:
+    settings.require_engine(f"{method} {path.split('?', maxsplit=1)[0]}")
     request_headers = {headers.USER_AGENT: _identity.SDK_HEADER, "accept": "application/json"}
     if extra_headers:
         request_headers.update(extra_headers)

@@ -60,8 +60,10 @@ def send_flow(
         The ids the server assigned, in input order.
 
     Raises:
+        ConfigError: production mode with no engine URL configured.
         SendEventError: invalid events (before any I/O), or the last attempt failed.
     """
+    settings.require_engine("send")
     request = _build_request(settings, events, now_ms=now_ms, seed=seed, trace=trace)
     response: _effects.HttpResponse = yield request
     attempt = 1
@@ -70,7 +72,7 @@ def send_flow(
         yield _effects.Sleep(max(backoff, _retry_after(response)))
         attempt += 1
         response = yield request
-    return _ids(response, attempt)
+    return _ids(response, attempt, settings.event_api_base_url)
 
 
 def send_sync(
@@ -159,10 +161,10 @@ def _retriable(response: _effects.HttpResponse) -> bool:
     return response.status == 0 or response.status >= 500
 
 
-def _ids(response: _effects.HttpResponse, attempts: int) -> list[str]:
+def _ids(response: _effects.HttpResponse, attempts: int, origin: str) -> list[str]:
     if response.status == 0:
         raise _errors.SendEventError(
-            f"event API unreachable after {attempts} attempt(s): {response.error}"
+            f"event API at {origin} unreachable after {attempts} attempt(s): {response.error}"
         )
     payload = json_loads_or_none(response.body)
     if not response.ok:

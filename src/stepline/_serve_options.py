@@ -65,14 +65,21 @@ def build_handler(
     options: ServeOptions,
     *,
     can_stream: bool = True,
+    engine: object = None,
 ) -> CommHandler:
     """The ``CommHandler`` an adapter serves, from its ``serve`` options.
 
+    ``engine`` is the adapter's ``engine=``: with one (it routes the client's calls to
+    itself) the client needs no engine URL; without, production mode must name one.
+
     Raises:
         TypeError: an option ``ServeOptions`` does not declare.
-        ConfigError: an invalid option, or a function of another app.
+        ConfigError: an invalid option, a function of another app, or production mode
+            with no engine URL and no ``engine=``.
     """
     check_names("serve", options)
+    if engine is None:
+        client.settings.require_engine(f"serve ({framework})")
     return CommHandler(
         client=client,
         functions=functions,

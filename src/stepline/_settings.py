@@ -21,6 +21,7 @@ __all__ = [
     "CLOUD_API_BASE_URL",
     "CLOUD_EVENT_API_BASE_URL",
     "DEV_BASE_URL",
+    "NO_ENGINE",
     "Mode",
     "Settings",
     "Streaming",
@@ -33,6 +34,8 @@ Streaming = Literal["disable", "force"]
 CLOUD_API_BASE_URL = "https://api.inngest.com"
 CLOUD_EVENT_API_BASE_URL = "https://inn.gs"
 DEV_BASE_URL = "http://127.0.0.1:8288"
+#: A base URL in production mode when none is configured: there is no default engine.
+NO_ENGINE = ""
 
 _ENV_PREFIXES = ("STEPLINE_", "INNGEST_")
 # Hosting platforms that expose the git branch, read when no ENV is configured.
@@ -53,8 +56,10 @@ class Settings:
         signing_key: primary signing key, ``signkey-<env>-<hex>`` or bare hex.
         signing_key_fallback: key tried when the primary one fails (key rotation).
         event_key: key for the event API; ``None`` sends ``NO_EVENT_KEY_SET``.
-        api_base_url: origin of the engine's REST API, without trailing slash.
-        event_api_base_url: origin of the event API, without trailing slash.
+        api_base_url: origin of the engine's REST API, without trailing slash;
+            ``NO_ENGINE`` in cloud mode when none is configured (``require_engine``).
+        event_api_base_url: origin of the event API, without trailing slash; as
+            ``api_base_url``.
         env: branch environment name sent as ``X-Inngest-Env``.
         serve_origin: public origin of the serve endpoint, if it differs from requests.
         serve_path: public path of the serve endpoint, if it differs from requests.
@@ -94,6 +99,27 @@ class Settings:
     def is_dev(self) -> bool:
         """True in dev mode."""
         return self.mode == "dev"
+
+    def require_engine(self, caller: str, *, option: str = "api_base_url=") -> None:
+        """Refuse a use that needs the engine when production mode names none.
+
+        Stepline runs on the user's own engine, so production mode has no default URL
+        (an app reaching Inngest Cloud by default would fail far from the cause).
+
+        Args:
+            caller: what needs the engine, to start the message with ("": nothing).
+            option: the caller's own way to give the URL, named with the variables.
+
+        Raises:
+            ConfigError: no engine URL is configured.
+        """
+        if NO_ENGINE in (self.api_base_url, self.event_api_base_url):
+            raise _errors.ConfigError(
+                f"{caller}{': ' if caller else ''}no engine URL in production mode: set "
+                "STEPLINE_DEV=1 for local development, STEPLINE_API_BASE_URL=<your engine's "
+                f"URL> (or {option}), or STEPLINE_API_BASE_URL={CLOUD_API_BASE_URL} for "
+                "Inngest Cloud"
+            )
 
     @property
     def signing_keys(self) -> tuple[str, ...]:
@@ -147,6 +173,7 @@ def resolve(
     send_max_attempts: int | None = None,
     checkpointing: bool | Checkpointing | None = None,
     max_stream_message_bytes: int | None = None,
+    unset_mode: Mode = "cloud",
 ) -> Settings:
     """Resolve settings from arguments, then ``STEPLINE_*``, ``INNGEST_*``, defaults.
 
@@ -160,8 +187,11 @@ def resolve(
         signing_key: primary signing key (``SIGNING_KEY``).
         signing_key_fallback: fallback signing key (``SIGNING_KEY_FALLBACK``).
         event_key: event API key (``EVENT_KEY``).
-        api_base_url: engine API origin (``API_BASE_URL``, then ``BASE_URL``).
-        event_api_base_url: event API origin (``EVENT_API_BASE_URL``, then ``BASE_URL``).
+        api_base_url: engine API origin (``API_BASE_URL``, then ``BASE_URL``); dev
+            mode defaults to the local engine, production mode has no default.
+        event_api_base_url: event API origin (``EVENT_API_BASE_URL``, then ``BASE_URL``,
+            then the engine API's origin, ``inn.gs`` for Inngest Cloud's); defaults as
+            ``api_base_url``.
         env: branch environment (``ENV``, then the platforms' git branch variables).
         serve_origin: public origin of the serve endpoint (``SERVE_ORIGIN``).
         serve_path: public path of the serve endpoint (``SERVE_PATH``).
@@ -176,6 +206,9 @@ def resolve(
             before the next step's code runs.
         max_stream_message_bytes: the largest message a function may publish
             (``MAX_STREAM_MESSAGE_BYTES``); default 1 MiB, as the engine's.
+        unset_mode: the mode when neither ``is_production`` nor ``DEV`` sets one: an
+            app runs in production by default; the CLI, at a developer's terminal, talks
+            to the local engine.
 
     Returns:
         The frozen settings.
@@ -187,7 +220,12 @@ def resolve(
     if not app_id or not app_id.strip():
         raise _errors.ConfigError("app_id must not be empty")
     lookup = _Lookup(environ)
-    mode, dev_url = _mode(is_production, lookup.get("DEV"))
+    mode, dev_url = _mode(is_production, lookup.get("DEV"), unset_mode)
+    api, events = _urls(
+        mode,
+        _url(lookup.pick(api_base_url, "API_BASE_URL", "BASE_URL") or dev_url, mode),
+        _url(lookup.pick(event_api_base_url, "EVENT_API_BASE_URL", "BASE_URL") or dev_url, mode),
+    )
     return Settings(
         app_id=app_id,
         mode=mode,
@@ -196,16 +234,8 @@ def resolve(
             "signing_key_fallback", lookup.pick(signing_key_fallback, "SIGNING_KEY_FALLBACK")
         ),
         event_key=lookup.pick(event_key, "EVENT_KEY"),
-        api_base_url=_url(
-            lookup.pick(api_base_url, "API_BASE_URL", "BASE_URL") or dev_url,
-            mode,
-            CLOUD_API_BASE_URL,
-        ),
-        event_api_base_url=_url(
-            lookup.pick(event_api_base_url, "EVENT_API_BASE_URL", "BASE_URL") or dev_url,
-            mode,
-            CLOUD_EVENT_API_BASE_URL,
-        ),
+        api_base_url=api,
+        event_api_base_url=events,
         env=lookup.pick(env, "ENV") or lookup.raw(*_BRANCH_VARS),
         serve_origin=lookup.pick(serve_origin, "SERVE_ORIGIN"),
         serve_path=lookup.pick(serve_path, "SERVE_PATH"),
@@ -247,14 +277,14 @@ class _Lookup:
         return self.get(*names)
 
 
-def _mode(is_production: bool | None, dev: str | None) -> tuple[Mode, str | None]:
+def _mode(is_production: bool | None, dev: str | None, unset: Mode) -> tuple[Mode, str | None]:
     """The mode, and the ``DEV`` value when it is an http(s) URL."""
     dev_url = dev if dev is not None and _is_http_url(dev) else None
     if is_production is not None:
         return ("cloud" if is_production else "dev"), dev_url
-    if dev is not None and dev.lower() not in _FALSE_VALUES:
-        return "dev", dev_url
-    return "cloud", dev_url
+    if dev is None:
+        return unset, dev_url
+    return ("cloud" if dev.lower() in _FALSE_VALUES else "dev"), dev_url
 
 
 def _is_http_url(value: str) -> bool:
@@ -262,10 +292,25 @@ def _is_http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
-def _url(value: str | None, mode: Mode, cloud_default: str) -> str:
-    """Normalise a base URL: add a scheme for the mode, drop trailing slashes."""
+def _urls(mode: Mode, api: str | None, events: str | None) -> tuple[str, str]:
+    """The two base URLs, where one or both are not configured.
+
+    One engine serves both APIs at one origin, so a missing one follows the other,
+    except that Inngest Cloud's API and event API have origins of their own. With
+    neither, dev mode has the local engine and production mode ``NO_ENGINE``.
+    """
+    if api is None and events is not None:
+        api = CLOUD_API_BASE_URL if events == CLOUD_EVENT_API_BASE_URL else events
+    elif events is None and api is not None:
+        events = CLOUD_EVENT_API_BASE_URL if api == CLOUD_API_BASE_URL else api
+    unset = DEV_BASE_URL if mode == "dev" else NO_ENGINE
+    return api or unset, events or unset
+
+
+def _url(value: str | None, mode: Mode) -> str | None:
+    """Normalise a base URL (None: not configured): add a scheme, drop trailing slashes."""
     if value is None:
-        return DEV_BASE_URL if mode == "dev" else cloud_default
+        return None
     if "://" not in value:
         if "." not in value and ":" not in value:
             raise _errors.UrlInvalidError(f"not a URL: {value!r}")

@@ -14,6 +14,7 @@ import pytest
 
 import stepline
 from stepline._protocol import signing
+from tests._support import refusing
 from tests.conftest import StubServer
 
 from .harness import Harness, Reply
@@ -181,7 +182,7 @@ def test_out_of_band_sync(harness: Harness, kind: str, stub_server: StubServer) 
 
 
 def test_in_band_sync(harness: Harness, kind: str) -> None:
-    serve(harness, kind, is_production=True, signing_key=KEY)
+    serve(harness, kind, is_production=True, signing_key=KEY, api_base_url=refusing.url())
     body = json.dumps({"url": "https://public.example.com/api/inngest"}).encode()
     headers = {
         "content-type": "application/json",
@@ -221,7 +222,7 @@ def test_step_error_then_failure(harness: Harness, kind: str) -> None:
 
 
 def test_signatures_in_cloud_mode(harness: Harness, kind: str) -> None:
-    serve(harness, kind, is_production=True, signing_key=KEY)
+    serve(harness, kind, is_production=True, signing_key=KEY, api_base_url=refusing.url())
     assert call(harness, "steps", {}).status == 401
     assert call(harness, "steps", {}, key="signkey-test-00ff00ff").status == 401
     good = call(harness, "steps", {}, key=KEY)

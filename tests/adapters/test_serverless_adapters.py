@@ -22,6 +22,7 @@ import stepline
 import stepline.aws_lambda
 import stepline.digital_ocean
 from stepline._protocol import signing
+from tests._support import refusing
 from tests.conftest import StubServer
 
 from .harness_aws_lambda import v2_event
@@ -143,7 +144,7 @@ def test_lambda_v2_base64_body_runs_a_function_to_completion(kind: str) -> None:
 
 
 def test_lambda_v1_signed_call_in_cloud_mode_reads_multi_value_headers() -> None:
-    client = make_client(is_production=True, signing_key=KEY)
+    client = make_client(is_production=True, signing_key=KEY, api_base_url=refusing.url())
     handler = stepline.aws_lambda.serve(client, make_functions(client))
     raw = call_body({})
     signature = signing.sign(raw, KEY, now=time.time())

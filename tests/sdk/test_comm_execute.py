@@ -18,6 +18,7 @@ import pytest
 import stepline
 import stepline.flask
 from stepline._protocol import signing
+from tests._support import refusing
 from tests.conftest import StubServer
 
 from .comm_calls import (
@@ -160,7 +161,7 @@ def test_logger_is_silent_while_replaying(caplog: pytest.LogCaptureFixture) -> N
 
 def test_flask_post_executes_like_the_handler() -> None:
     calls: list[str] = []
-    client = make_client(is_production=True, signing_key=KEY)
+    client = make_client(is_production=True, signing_key=KEY, api_base_url=refusing.url())
     app = flask.Flask("execute")
     stepline.flask.serve(app, client, [three_steps(client, calls)])
     web = app.test_client()

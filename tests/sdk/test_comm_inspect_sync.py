@@ -19,6 +19,7 @@ import stepline
 import stepline.flask
 from stepline._comm import CommHandler, CommRequest, CommResponse
 from stepline._protocol import signing
+from tests._support import refusing
 from tests.conftest import StubServer
 
 KEY = "signkey-prod-123abc"
@@ -173,6 +174,7 @@ def test_get_cloud_signed_is_authenticated_and_signed() -> None:
         signing_key_fallback=FALLBACK,
         event_key="test",
         env="feature-x",
+        api_base_url="https://api.inngest.com",  # Inngest Cloud, named: its event API follows
     )
     handler = make_handler(client, serve_origin="https://public.example")
     response = handler.handle_sync(req("GET", headers=signed_headers(b"", KEY)))
@@ -548,7 +550,7 @@ def flask_app(client: stepline.Client) -> flask.Flask:
 
 
 def test_flask_get_signed_and_unsigned() -> None:
-    client = make_client(is_production=True, signing_key=KEY)
+    client = make_client(is_production=True, signing_key=KEY, api_base_url=refusing.url())
     web = flask_app(client).test_client()
 
     plain = web.get("/api/inngest")

@@ -100,11 +100,45 @@ def test_mode_precedence():
 
 @pytest.mark.shipped_default_url
 def test_default_urls():
-    cloud = resolve()
-    assert cloud.api_base_url == "https://api.inngest.com"
-    assert cloud.event_api_base_url == "https://inn.gs"
+    production = resolve()
+    assert production.api_base_url == production.event_api_base_url == _settings.NO_ENGINE
     dev = resolve(is_production=False)
     assert dev.api_base_url == dev.event_api_base_url == "http://127.0.0.1:8288"
+
+
+def test_production_without_an_engine_url_is_refused_with_the_choices():
+    with pytest.raises(_errors.ConfigError) as raised:
+        resolve().require_engine("send")
+    message = str(raised.value)
+    assert message.startswith("send: no engine URL in production mode: ")
+    assert "\n" not in message
+    for choice in ("STEPLINE_DEV=1", "STEPLINE_API_BASE_URL=", "https://api.inngest.com"):
+        assert choice in message
+    resolve({"STEPLINE_DEV": "1"}).require_engine("send")  # dev: the local engine
+    resolve({"STEPLINE_API_BASE_URL": "https://engine.example"}).require_engine("send")
+
+
+@pytest.mark.parametrize(
+    ("environ", "api", "events"),
+    [
+        # one engine answers both APIs: a URL for one is the other's too
+        ({"STEPLINE_API_BASE_URL": "https://e.example"}, "https://e.example", "https://e.example"),
+        ({"INNGEST_EVENT_API_BASE_URL": "http://e:8288"}, "http://e:8288", "http://e:8288"),
+        # Inngest Cloud, named, keeps its own event API origin (and the other way round)
+        ({"INNGEST_API_BASE_URL": "https://api.inngest.com"}, "https://api.inngest.com",
+         "https://inn.gs"),
+        ({"STEPLINE_EVENT_API_BASE_URL": "https://inn.gs"}, "https://api.inngest.com",
+         "https://inn.gs"),
+        ({"STEPLINE_BASE_URL": "https://e.example"}, "https://e.example", "https://e.example"),
+    ],
+)  # fmt: skip
+def test_production_url_for_one_api_serves_both(environ, api, events):
+    settings = resolve(environ)
+    assert (settings.mode, settings.api_base_url, settings.event_api_base_url) == (
+        "cloud",
+        api,
+        events,
+    )
 
 
 def test_dev_url_is_base_for_both_apis():

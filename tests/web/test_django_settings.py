@@ -198,7 +198,7 @@ def test_dev_command_syncs_this_apps_serve_url(engine_argv: list[list[str]]) -> 
 
 def test_start_command_uses_the_settings_keys(engine_argv: list[list[str]]) -> None:
     keys = {"SIGNING_KEY": "signkey-prod-abcd", "SIGNING_KEY_FALLBACK": "signkey-prod-ef01"}
-    production = {**CFG, "DEV": False, **keys, "EVENT_KEY": "ek"}
+    production = {**CFG, "DEV": False, **keys, "EVENT_KEY": "ek", "BASE_URL": "https://e.example"}
     with project(**production):
         mount(stepline.django.serve(stepline.django.get_client(), []))
         call_command("stepline", "start", "--port", "9000")  # public origin unknown: no -u

@@ -190,7 +190,7 @@ def load_large_payloads(endpoint: Endpoint, call: ExecutionRequest) -> Flow[None
     base = f"{settings.api_base_url}/v0/runs/{urllib.parse.quote(call.ctx.run_id)}"
     batch = yield from api_call(endpoint, HttpRequest("GET", f"{base}/batch", {}))
     actions = yield from api_call(endpoint, HttpRequest("GET", f"{base}/actions", {}))
-    events, steps = _run_state(batch, "batch"), _run_state(actions, "actions")
+    events, steps = _run_state(batch, "batch", base), _run_state(actions, "actions", base)
     if not isinstance(events, list) or not isinstance(steps, dict) or not events:
         raise _errors.BodyInvalidError("the engine returned malformed run state")
     call.events, call.event, call.steps = events, events[0], steps
@@ -211,11 +211,12 @@ def api_call(endpoint: Endpoint, request: HttpRequest) -> Flow[HttpResponse]:
     return response
 
 
-def _run_state(response: HttpResponse, what: str) -> Any:
+def _run_state(response: HttpResponse, what: str, base: str) -> Any:
     if not response.ok:
         detail = response.error or response.body[:200].decode(errors="replace")
         raise _errors.RunStateUnavailableError(
-            f"loading run {what} from the engine failed with status {response.status}: {detail}"
+            f"loading run {what} from the engine ({base}/{what}) failed with status "
+            f"{response.status}: {detail}"
         )
     try:
         return json.loads(response.body)

@@ -107,7 +107,7 @@ class Deliverer:
         try:
             reply = self.http.post(url, json=payload, headers=headers)
         except httpx.HTTPError as exc:
-            return Delivered(Outcome.UNAVAILABLE, f"{type(exc).__name__}: {exc}")
+            return Delivered(Outcome.UNAVAILABLE, _unreachable(self.base, exc))
         return outcome(kind, reply.status_code, reply.text)
 
     def deliver_batch(self, rows: Sequence[Any]) -> list[Delivered]:
@@ -126,7 +126,8 @@ class Deliverer:
             try:
                 reply = self.http.post(f"{self.base}{BATCH_PATH}", json=payload, headers=headers)
             except httpx.HTTPError as exc:
-                return [*results, Delivered(Outcome.UNAVAILABLE, f"{type(exc).__name__}: {exc}")]
+                failed = Delivered(Outcome.UNAVAILABLE, _unreachable(self.base, exc))
+                return [*results, failed]
             if reply.status_code in (404, 405) and "outbox" not in reply.text:
                 self.batches = False  # an engine from before the batch route
                 return [*results, *self._singly(rows[len(results) :])]
@@ -186,3 +187,8 @@ def _chunks(rows: Sequence[Any], limit: int) -> list[Sequence[Any]]:
     if start < len(rows):
         chunks.append(rows[start:])
     return chunks
+
+
+def _unreachable(base: str, exc: httpx.HTTPError) -> str:
+    """A transport failure's reason, naming the engine (its base URL: no event key)."""
+    return f"could not reach the engine at {base}: {type(exc).__name__}: {exc}"

@@ -66,7 +66,7 @@ def serve(
         ConfigError: an option is invalid, a function belongs to another app, or
             ``serve`` was already called on ``app``.
     """
-    handler = _serve_options.build_handler(client, functions, FRAMEWORK, options)
+    handler = _serve_options.build_handler(client, functions, FRAMEWORK, options, engine=engine)
     _serve_options.check_unserved("stepline.tornado.serve", app, handler.route_path, client.app_id)
     if engine_path is not None and not engine_path.startswith("/"):
         raise _errors.ConfigError(f"engine_path must start with '/', got {engine_path!r}")

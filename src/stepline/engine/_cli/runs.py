@@ -31,12 +31,6 @@ EXIT_ENDED = 3
 SEND_LOOK_SECONDS = 2.0
 WATCH_INTERVAL = 0.5
 _STATUSES = {s.value.lower(): s for s in _runs.RunStatus}
-_URL_VARS = (
-    "STEPLINE_API_BASE_URL",
-    "INNGEST_API_BASE_URL",
-    "STEPLINE_BASE_URL",
-    "INNGEST_BASE_URL",
-)
 
 
 def add_parsers(commands: Any) -> None:
@@ -97,7 +91,8 @@ def add_parsers(commands: Any) -> None:
 def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--url",
-        help="the engine (env STEPLINE_API_BASE_URL; default http://127.0.0.1:8288)",
+        help="the engine (env STEPLINE_API_BASE_URL, STEPLINE_BASE_URL or "
+        "STEPLINE_DEV=URL; default http://127.0.0.1:8288)",
     )
     sub.add_argument(
         "--signing-key", help="for `stepline start` engines (env STEPLINE_SIGNING_KEY)"
@@ -144,24 +139,39 @@ def main(
         print(f"stepline {args.command}: not found: {exc}", file=err)
         return 1
     except _errors.SteplineError as exc:
-        print(f"stepline {args.command}: {exc}", file=err)
+        print(f"stepline {args.command}: {exc}{_key_hint(exc)}", file=err)
         return 1
     finally:
         transport.close()
 
 
 def _resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> _settings.Settings:
-    url = args.url or next((environ[v] for v in _URL_VARS if environ.get(v)), None)
-    return _settings.resolve(
+    """The SDK's settings from ``--url`` and the SDK's variables (``STEPLINE_DEV``...).
+
+    With no ``STEPLINE_DEV`` the CLI talks to the local engine; ``STEPLINE_DEV=0`` (a
+    production shell) needs the engine's URL, as an app does.
+    """
+    settings = _settings.resolve(
         app_id="stepline-cli",
         environ=environ,
-        is_production=False,  # the mode only picks defaults; the keys decide access
         signing_key=args.signing_key,
         event_key=getattr(args, "event_key", None),
-        api_base_url=url or _settings.DEV_BASE_URL,
-        event_api_base_url=url or _settings.DEV_BASE_URL,
+        api_base_url=args.url,
+        event_api_base_url=args.url,
         send_max_attempts=2,
+        unset_mode="dev",
     )
+    settings.require_engine("", option="--url")  # main names the command
+    return settings
+
+
+def _key_hint(exc: _errors.SteplineError) -> str:
+    """What to pass when the engine refused the credentials (401), else nothing."""
+    if getattr(exc, "http_status", 0) != 401:
+        return ""
+    if isinstance(exc, _errors.SendEventError):
+        return " (pass the engine's event key: --event-key or STEPLINE_EVENT_KEY)"
+    return " (pass the engine's signing key: --signing-key or STEPLINE_SIGNING_KEY)"
 
 
 def _run(flow: _effects.Flow[T], transport: _transport.SyncTransport) -> T:
