@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 import multiprocessing
 import os
 import select
@@ -456,5 +457,31 @@ def test_an_exposed_production_engine_checks_keys(database: str) -> None:
         sent = client.post(f"/e/{EVENT_KEY}", json={"name": "shop/order", "data": {"x": 5}})
         assert sent.status_code == 200
         assert embedded.engine.settings.mode == "start"
+    finally:
+        embedded.stop()
+
+
+def test_a_parent_whose_file_is_gone_after_a_fork_stops_its_engine(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    app = embedded_app.build()
+    embedded = EmbeddedEngine(app.client, app.functions, database=str(folder / "e.db"), **FAST)
+    try:
+        assert app.client.start_sync(app.order, {"x": "before"}).result(timeout=20)
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()  # the reopen after the fork fails: an unreadable file, a removed folder
+        with caplog.at_level(logging.ERROR, logger="stepline"):
+            report = _forked(lambda say: {"pid": os.getpid()})
+            assert report["pid"] != os.getpid()
+            # one line that says what happened, and the engine stops: no worker left
+            # failing on a closed store every second for the life of the process
+            wait_until(lambda: not embedded.running, timeout=20)
+            time.sleep(1.5)
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(lines) == 1, lines
+        assert "cannot reopen its database after this process forked" in lines[0]
     finally:
         embedded.stop()

@@ -324,8 +324,18 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
     def _resumed(self) -> None:
         """After a fork, in the parent: reopen the file and carry on."""
         resume, self._resume = self._resume, None
-        if resume is not None:
+        if resume is None:
+            return
+        try:
             resume()
+        except Exception as exc:  # its file is gone or unreadable: nothing can run
+            logger.error(
+                "the embedded engine cannot reopen its database after this process forked "
+                "(%s); it stops. Keep the database file in place while the app runs",
+                exc,
+            )
+            # stopping joins threads: not from inside the fork's hook
+            threading.Thread(target=self.stop, name="stepline-embedded-stop", daemon=True).start()
 
     def _forget(self) -> None:
         """In a forked child: the parent's thread is gone; start afresh on next use."""
