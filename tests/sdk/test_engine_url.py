@@ -8,6 +8,7 @@ as the SDK does (``STEPLINE_DEV`` included) and says which key a 401 wants.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from pathlib import Path
@@ -171,3 +172,16 @@ def test_cli_flows_refuse_without_an_engine() -> None:
     settings = _settings.resolve(app_id="cli", environ={})
     with pytest.raises(_errors.ConfigError):
         next(_runs.get_flow(settings, "01RUN"))
+
+
+def test_the_relay_finds_its_engine_as_the_sdk_does() -> None:
+    from stepline.engine._cli import relay
+
+    args = argparse.Namespace(engine=None, event_key=None, signing_key=None)
+    found = relay._engine_settings(args, {"STEPLINE_DEV": "http://engine.test:9000"})
+    assert found.api_base_url == "http://engine.test:9000"
+    assert relay._engine_settings(args, {}).api_base_url == _settings.DEV_BASE_URL
+    with pytest.raises(_errors.ConfigError, match=r"\(or --engine\)"):
+        relay._engine_settings(args, {"STEPLINE_DEV": "0"})
+    explicit = {"STEPLINE_DEV": "0", "STEPLINE_ENGINE_URL": "https://e.example"}
+    assert relay._engine_settings(args, explicit).api_base_url == "https://e.example"

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
+from stepline import _errors, _settings
 from stepline._logs import configure
 
 COMMAND = "relay"
@@ -33,7 +35,9 @@ def add_parser(commands: Any) -> None:
     relay.add_argument(
         "--engine",
         metavar="URL",
-        help="the engine's base URL (default http://127.0.0.1:8288; env STEPLINE_ENGINE_URL)",
+        help="the engine's base URL (env STEPLINE_ENGINE_URL, else the SDK's: "
+        "STEPLINE_API_BASE_URL, STEPLINE_BASE_URL or STEPLINE_DEV=URL; default "
+        "http://127.0.0.1:8288)",
     )
     relay.add_argument(
         "--event-key",
@@ -94,6 +98,11 @@ def main(args: argparse.Namespace) -> int:
         print("stepline relay: --db URL is required (the app's database)", file=sys.stderr)
         return EXIT_CONFIG
     try:
+        engine = _engine_settings(args, env)
+    except _errors.SteplineError as exc:
+        print(f"stepline relay: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
         db = _relay_db.open_url(url)
     except ValueError as exc:
         print(f"stepline relay: {exc}", file=sys.stderr)
@@ -110,9 +119,9 @@ def main(args: argparse.Namespace) -> int:
     if args.batch_size is not None:
         options["batch_size"] = args.batch_size
     deliverer = _relay_deliver.Deliverer(
-        args.engine or env.get("STEPLINE_ENGINE_URL") or "http://127.0.0.1:8288",
-        event_key=args.event_key or env.get("STEPLINE_EVENT_KEY") or "relay",
-        signing_key=args.signing_key or env.get("STEPLINE_SIGNING_KEY") or None,
+        engine.api_base_url,
+        event_key=engine.event_key or "relay",
+        signing_key=engine.signing_key,
     )
     return _relay_run.run_forever(
         db,
@@ -121,3 +130,23 @@ def main(args: argparse.Namespace) -> int:
         listen=_relay.postgres_listener(url) if db.dialect == "postgresql" else None,
         metrics_port=args.metrics_port,
     )
+
+
+def _engine_settings(args: argparse.Namespace, env: Mapping[str, str]) -> _settings.Settings:
+    """The engine and keys as the SDK resolves them; ``--engine`` or ``STEPLINE_ENGINE_URL`` win.
+
+    Raises:
+        SteplineError: a malformed URL or key, or ``STEPLINE_DEV=0`` with no engine URL.
+    """
+    url = args.engine or env.get("STEPLINE_ENGINE_URL") or None
+    settings = _settings.resolve(
+        app_id="stepline-relay",
+        environ=env,
+        signing_key=args.signing_key,
+        event_key=args.event_key,
+        api_base_url=url,
+        event_api_base_url=url,
+        unset_mode="dev",  # next to the app, as the CLI: the local engine by default
+    )
+    settings.require_engine("", option="--engine")
+    return settings
