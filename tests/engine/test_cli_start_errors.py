@@ -38,7 +38,9 @@ def test_port_in_use_says_to_pick_another_with_port(tmp_path: Path) -> None:
         done = stepline("dev", "--port", str(port), "--db", str(tmp_path / "engine.db"))
     assert done.returncode != 0
     assert f"port {port} is already in use" in done.stderr
-    assert f"--port {port + 1}" in done.stderr
+    # not port + 1: that is where the engine on ``port`` listens for Connect workers
+    assert f"--port {port + 2}" in done.stderr
+    assert "--connect-gateway-port" in done.stderr
     assert "STEPLINE_PORT" in done.stderr
 
 

@@ -21,11 +21,14 @@ def in_use(host: str, port: int) -> bool:
 
 def hint(command: str, port: int) -> str:
     """The line printed when the port is taken: what to do next."""
-    other = port + 1 if port < 65535 else port - 1
+    # two up, not one: an engine on ``port`` may hold ``port + 1`` for its Connect gateway
+    other = port + 2 if port < 65534 else port - 2
     return (
         f"stepline {command}: port {port} is already in use (another engine or server "
         f"listens there): stop it, or pick another port with --port {other} (env "
-        f"STEPLINE_PORT); point your apps at it, e.g. STEPLINE_DEV=http://127.0.0.1:{other}"
+        f"STEPLINE_PORT; the Connect gateway takes the next one unless "
+        f"--connect-gateway-port says otherwise); point your apps at it, e.g. "
+        f"STEPLINE_DEV=http://127.0.0.1:{other}"
     )
 
 
