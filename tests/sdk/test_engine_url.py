@@ -13,6 +13,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+import flask
 import pytest
 import starlette.applications
 from typing_extensions import Unpack
@@ -24,6 +25,7 @@ from stepline import _effects, _errors, _runs, _sender, _settings
 from stepline._comm import app_sync
 from stepline._run_info import ManagementError
 from stepline._settings import ClientSettings
+from stepline.engine._cli import relay
 from stepline.engine._cli.commands import main
 from stepline.outbox import _relay_deliver
 from tests._support import refusing
@@ -78,8 +80,6 @@ def test_sending_and_managing_runs_refuse_before_any_request() -> None:
 
 
 def test_an_embedded_engine_needs_no_url(tmp_path: Path) -> None:
-    import flask
-
     client = production_client(signing_key="signkey-prod-" + "ab" * 16)
     app = flask.Flask("shop")
     stepline.flask.serve(
@@ -175,8 +175,6 @@ def test_cli_flows_refuse_without_an_engine() -> None:
 
 
 def test_the_relay_finds_its_engine_as_the_sdk_does() -> None:
-    from stepline.engine._cli import relay
-
     args = argparse.Namespace(engine=None, event_key=None, signing_key=None)
     found = relay._engine_settings(args, {"STEPLINE_DEV": "http://engine.test:9000"})
     assert found.api_base_url == "http://engine.test:9000"
