@@ -377,3 +377,30 @@ def test_a_new_file_gets_small_pages_and_an_existing_one_keeps_its_own(tmp_path:
             assert await stored(existing, "R1") == [True]
 
     arun(scenario())
+
+
+def test_a_relative_path_is_the_same_file_after_the_working_directory_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store opened as ``data/s.db`` reopens that file after a fork (``suspend`` and
+    ``resume``) even if the process changed its working directory meanwhile."""
+    first, elsewhere = tmp_path / "first", tmp_path / "elsewhere"
+    first.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(first)
+
+    async def scenario() -> None:
+        async with opened_at(os.path.join("data", "s.db")) as store:
+            assert await store.atomic(insert("A", []))
+            await idle(store)
+            os.chdir(elsewhere)
+            resume = await asyncio.to_thread(store.suspend, 10.0)
+            resume()  # reopens first/data/s.db, not elsewhere/data/s.db
+            assert writer_conn(store) is not None
+            assert await store.atomic(insert("B", []))
+            assert await stored(store, "A", "B") == [True, True]
+            await idle(store)
+
+    arun(scenario())
+    assert (first / "data" / "s.db").exists()
+    assert not (elsewhere / "data").exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import pathlib
 import sqlite3
 import threading
@@ -72,9 +73,11 @@ class SqliteStore:
         wal_limit: int = _wal.LIMIT,
         wal_every: float = _wal.EVERY,
     ) -> None:
-        self.path = str(path)
+        self._memory = str(path) == ":memory:"
+        # absolute: connections opened later (a reader, a reopen after fork) must find
+        # this file whatever the process's working directory has become since
+        self.path = str(path) if self._memory else os.path.abspath(path)
         self.synchronous = synchronous
-        self._memory = self.path == ":memory:"
         self._busy_ms = int(busy_timeout * 1000)
         #: the WAL's checkpoints and size (None in memory)
         self.wal = (
