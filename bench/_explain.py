@@ -12,6 +12,7 @@ import contextlib
 import re
 import sqlite3
 import time
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,7 +27,6 @@ class Recorder:
     """A DB-API connection that records what a ``Tx`` executes and returns no rows."""
 
     rowcount = 0
-    pgresult = None  # psycopg's cursor: no answer to read rows from
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, tuple[Any, ...]]] = []
@@ -43,11 +43,20 @@ class Recorder:
             self.seen.append((sql, tuple(args)))
         return self
 
+    @property
+    def pgresult(self) -> Any:
+        """psycopg's answer: rows for a setting's read, else none to read rows from."""
+        if not self._setting:
+            return None
+        from psycopg import pq
+
+        return types.SimpleNamespace(status=pq.ExecStatus.TUPLES_OK)
+
     def fetchone(self) -> tuple[str, str] | None:
         return ("0", "0") if self._setting else None
 
     def fetchall(self) -> list[Any]:
-        return []
+        return [("0", "0")] if self._setting else []
 
     def __iter__(self) -> Iterator[Any]:
         return iter(())
