@@ -49,6 +49,30 @@ def _shipped_default(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
         monkeypatch.setattr(_settings, "DEV_BASE_URL", SHIPPED_DEV_BASE_URL)
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Sums the blocks the docs tests ran and the fragments they counted.
+
+    Here, not in tests/docs/conftest.py: under xdist only the controller reports, and it
+    loads this conftest alone.
+    """
+    ran = setup = 0
+    fragments: list[str] = []
+    for report in terminalreporter.stats.get("passed", []):
+        for name, value in getattr(report, "user_properties", ()):
+            if name == "docs_blocks":
+                ran += value["ran"]
+                setup += value["setup"]
+                fragments += value["fragments"]
+    if not ran and not fragments:
+        return
+    terminalreporter.section("docs blocks")
+    terminalreporter.write_line(
+        f"{ran} blocks run, {len(fragments)} fragments, {setup} invisible setup blocks"
+    )
+    for fragment in fragments:
+        terminalreporter.write_line(f"  fragment {fragment}")
+
+
 class StubServer:
     """A real HTTP server on localhost that records requests and answers from a script."""
 
