@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from stepline.engine._store import Tx
+from stepline.engine._store.faults import classify
 from stepline.engine._store.sqlite import PAGE_SIZE, SqliteStore
 from stepline.engine._store.wal import LOG_BYTES, WalKeeper
 from tests._support.polling import await_until
@@ -404,3 +405,28 @@ def test_a_relative_path_is_the_same_file_after_the_working_directory_changes(
     arun(scenario())
     assert (first / "data" / "s.db").exists()
     assert not (elsewhere / "data").exists()
+
+
+def test_a_failed_reopen_after_a_fork_fails_each_transaction_with_the_drivers_fault(
+    tmp_path: Path,
+) -> None:
+    """A reopen that failed leaves no half-open store: every transaction then fails with
+    the reopen's own error, which ``faults.classify`` names (the worker rides it out
+    quietly while the embedded engine stops), not a bare assertion."""
+    folder = tmp_path / "gone"
+    folder.mkdir()
+
+    async def go() -> None:
+        async with opened_at(str(folder / "e.db")) as store:
+            resume = store.suspend()
+            for path in folder.iterdir():
+                path.unlink()
+            folder.rmdir()
+            with pytest.raises(sqlite3.OperationalError):
+                resume()
+            for small in (False, True):
+                with pytest.raises(sqlite3.OperationalError) as caught:
+                    await store.atomic(lambda tx: None, small=small)
+                assert classify(caught.value) == "unreachable"
+
+    arun(go())

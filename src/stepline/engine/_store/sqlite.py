@@ -97,6 +97,7 @@ class SqliteStore:
         self._queue_lock = threading.Lock()
         self._draining = False
         self._opened = 0  # bumped when ``suspend`` closes every connection
+        self._lost: Exception | None = None  # why a reopen after a fork failed
         self._suspending = False  # guarded by _lock, as is:
         self._loop_reads = 0  # reads running on the loop's thread (``read(small=True)``)
         #: small transactions may run on the loop's thread: a commit has no fsync to wait
@@ -255,7 +256,8 @@ class SqliteStore:
         outcomes: list[tuple[bool, Any]] = []
         alone = len(batch) == 1  # no savepoint needed: its failure rolls back everything
         try:
-            assert conn is not None, "store is not open"
+            if conn is None:  # closed, or its reopen after a fork failed
+                raise self._lost or sqlite3.ProgrammingError("the store is not open")
             if not self._begin(conn, wait):
                 return
             try:
@@ -406,6 +408,11 @@ class SqliteStore:
                 self._write_conn = self._connect()
                 if self.wal is not None:
                     self.wal.setup(self._write_conn, manual=self._inline)
+            except Exception as exc:
+                # what each transaction then fails with: the driver's own error, which
+                # the guard names (a fault the engine retries quietly while it stops)
+                self._lost = exc
+                raise
             finally:  # a failed reopen still lets the threads go (their work then fails)
                 let_go()
 
