@@ -8,7 +8,7 @@ answers, on Postgres, with timers wrapped around the engine's own functions:
 
 * **serialise**: the engine building the call's request (``_request.execution``: the
   object handed to an app in this process, its state copied; over HTTP
-  ``_request.built``, ``_request.encode``) and decoding the answer (``_response.decode``);
+  ``_request.built``, ``_request.encode``) and decoding the answer (``response.decode``);
 * **SDK**: the app's handler (for a sync function ``CommHandler.call_in_process`` on the
   SDK's thread pool, else ``handle_pooled``) minus running the function: setting up the
   call's state, encoding the answer;
@@ -55,10 +55,11 @@ import steps_bench
 import stepline
 from stepline._comm import handler as _handler
 from stepline.embedded import EmbeddedEngine
-from stepline.engine import _request, _response
 from stepline.engine._driver import local as _local
 from stepline.engine._store import postgres as _pg
 from stepline.engine._store import sqlite as _lite
+from stepline.engine._wire import request as _request
+from stepline.engine._wire import response
 
 PARTS = ("serialise", "sdk", "step code", "store work", "commit", "hand-offs", "rest")
 STORES = ("sqlite", "sqlite-full", "postgres")
@@ -146,7 +147,7 @@ def timers(clock: Clock) -> Iterator[None]:
         ("serialise", _request, "built"),
         ("serialise", _request, "encode"),
         ("serialise", _request, "execution"),  # an in-process call's copy of the state
-        ("serialise", _response, "decode"),
+        ("serialise", response, "decode"),
         ("step code", _handler, "_call_sync"),
         ("store thread", _lite.SqliteStore, "_commit_group"),
         ("store thread", _pg.PostgresStore, "_transaction"),

@@ -9,15 +9,19 @@ from typing import Any
 
 from typing_extensions import Unpack
 
-from stepline import _function, _sender, _settings, _tracing, _transport
-from stepline._control.attributes import AttributesMixin
-from stepline._control.bulk import BulkMixin
-from stepline._control.metrics import MetricsMixin
-from stepline._control.pause import PauseMixin
-from stepline._control.signals import SignalsMixin
+from stepline import _settings
+from stepline._api import sender
+from stepline._api.attributes import AttributesMixin
+from stepline._api.bulk import BulkMixin
+from stepline._api.management import RunsMixin
+from stepline._api.metrics import MetricsMixin
+from stepline._api.pause import PauseMixin
+from stepline._api.signals import SignalsMixin
+from stepline._definition import function as _function
+from stepline._definition.function import Function, FunctionOptionArgs, Handler, Trigger
 from stepline._event import Event
-from stepline._function import Function, FunctionOptionArgs, Handler, Trigger
-from stepline._management import RunsMixin
+from stepline._execution import tracing
+from stepline._transport import performers
 
 
 class Client(RunsMixin, PauseMixin, BulkMixin, SignalsMixin, AttributesMixin, MetricsMixin):
@@ -75,8 +79,8 @@ class Client(RunsMixin, PauseMixin, BulkMixin, SignalsMixin, AttributesMixin, Me
         )
         self.logger = logger or logging.getLogger("stepline")
         self.tracer_provider = tracer_provider
-        self._sync_transport = _transport.SyncTransport()
-        self._async_transport = _transport.AsyncTransport()
+        self._sync_transport = performers.SyncTransport()
+        self._async_transport = performers.AsyncTransport()
 
     @property
     def app_id(self) -> str:
@@ -120,14 +124,14 @@ class Client(RunsMixin, PauseMixin, BulkMixin, SignalsMixin, AttributesMixin, Me
 
     async def send(self, events: Event | Sequence[Event]) -> list[str]:
         """Send one or more events; returns their ids. Retries network errors and 5xx."""
-        return await _sender.send_async(
-            self._async_transport, self.settings, _listed(events), _tracing.outgoing_headers()
+        return await sender.send_async(
+            self._async_transport, self.settings, _listed(events), tracing.outgoing_headers()
         )
 
     def send_sync(self, events: Event | Sequence[Event]) -> list[str]:
         """Blocking twin of ``send``."""
-        return _sender.send_sync(
-            self._sync_transport, self.settings, _listed(events), _tracing.outgoing_headers()
+        return sender.send_sync(
+            self._sync_transport, self.settings, _listed(events), tracing.outgoing_headers()
         )
 
     async def aclose(self) -> None:

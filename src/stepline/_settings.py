@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Literal, TypedDict
 
 from stepline import _errors
-from stepline._checkpointing import Checkpointing
+from stepline._execution.checkpointing import Checkpointing
 
 __all__ = [
     "CLOUD_API_BASE_URL",

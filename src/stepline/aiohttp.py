@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from typing_extensions import Unpack
 
-from stepline import _bodies, _engine_option, _errors, _serve_options
+from stepline import _errors
 from stepline._comm import CommHandler, CommRequest, CommResponse
+from stepline._serving import bodies as _bodies
+from stepline._serving import engine_option
+from stepline._serving import options as _serve_options
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 FRAMEWORK = "aiohttp"
 
@@ -67,7 +70,7 @@ def serve(
 
     async def startup(_app: web.Application) -> None:
         # this process serves: an EmbeddedEngine built for the client starts now
-        await asyncio.to_thread(_engine_option.start_for, client)
+        await asyncio.to_thread(engine_option.start_for, client)
 
     async def cleanup(_app: web.Application) -> None:
         handler.close()

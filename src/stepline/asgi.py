@@ -26,22 +26,24 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from typing_extensions import Unpack
 
-from stepline import _asgi_scope, _autosync, _bodies, _serve_options, _webkit
 from stepline._comm import CommHandler, CommRequest, CommResponse
 from stepline._endpoints.endpoint import Endpoint, EndpointArgs
-from stepline._webkit import Authorize, RunRoutes, RunRoutesOptions, WebRequest, WebResponse
+from stepline._serving import asgi_scope, autosync, bodies
+from stepline._serving import options as _serve_options
+from stepline._webkit import routes as _webkit
+from stepline._webkit.routes import Authorize, RunRoutes, RunRoutesOptions, WebRequest, WebResponse
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 FRAMEWORK = "asgi"
 
-Scope = _asgi_scope.Scope
-Message = _asgi_scope.Message
-Receive = _asgi_scope.Receive
-Send = _asgi_scope.Send
-read_body = _asgi_scope.read_body
+Scope = asgi_scope.Scope
+Message = asgi_scope.Message
+Receive = asgi_scope.Receive
+Send = asgi_scope.Send
+read_body = asgi_scope.read_body
 
 
 class ASGIApp:
@@ -53,11 +55,11 @@ class ASGIApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one ASGI connection."""
         if scope["type"] == "lifespan":
-            _autosync.start(self.handler, None)  # dev mode, with serve_origin: register
+            autosync.start(self.handler, None)  # dev mode, with serve_origin: register
             await _lifespan(self.handler.close, receive, send, self.handler.client)
         elif scope["type"] != "http":
             raise ValueError(f"stepline serves http, not {scope['type']!r}")
-        elif _asgi_scope.relative_path(scope).rstrip("/") not in (
+        elif asgi_scope.relative_path(scope).rstrip("/") not in (
             "",
             self.handler.route_path.rstrip("/"),
         ):
@@ -65,9 +67,9 @@ class ASGIApp:
         else:
             limit = self.handler.max_body_bytes
             length = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
-            declared = _bodies.declared_too_large(length, limit)
+            declared = bodies.declared_too_large(length, limit)
             if declared is not None:  # refused unread
-                await send_response(_bodies.too_large(self.handler, declared), send)
+                await send_response(bodies.too_large(self.handler, declared), send)
                 return
             body = await read_body(receive, limit)
             await send_response(await self.handler.handle(to_comm_request(scope, body)), send)
@@ -107,7 +109,7 @@ class RunsApp:
             raise ValueError(f"stepline serves http, not {scope['type']!r}")
         body = await read_body(receive, _webkit.MAX_BODY)
         query = urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1"), True)
-        path, mount = _asgi_scope.relative_path(scope) or "/", scope.get("root_path", "")
+        path, mount = asgi_scope.relative_path(scope) or "/", scope.get("root_path", "")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request = WebRequest(
             scope["method"], path, dict(query), body, native=scope, mount=mount, headers=headers
@@ -149,7 +151,7 @@ class DurableApp:
         body = await read_body(receive, self.endpoint.max_body)  # past it, the endpoint: 413
         query = urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1"), True)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        path = _asgi_scope.full_path(scope)
+        path = asgi_scope.full_path(scope)
         web = WebRequest(scope["method"], path, dict(query), body, native=scope, headers=headers)
         reply = await self.endpoint.handle_async(web, dict(scope.get("path_params") or {}))
         await _send(reply.status, reply.headers, reply.body, None, send)
@@ -207,7 +209,7 @@ def to_comm_request(scope: Scope, body: bytes) -> CommRequest:
     """An ``http`` scope and its body as a ``CommRequest`` (the URL as the client saw it)."""
     pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
     host = dict(pairs).get("host") or _server_netloc(scope)
-    path = urllib.parse.quote(_asgi_scope.full_path(scope))
+    path = urllib.parse.quote(asgi_scope.full_path(scope))
     query = scope.get("query_string", b"").decode("latin-1")
     url = urllib.parse.urlunsplit((scope.get("scheme", "http"), host, path, query, ""))
     return CommRequest.build(method=scope["method"], url=url, headers=pairs, body=body)
@@ -266,9 +268,9 @@ async def _lifespan(
         message = await receive()
         if message["type"] == "lifespan.startup":
             if client is not None:  # this process serves: an embedded engine of yours starts
-                from stepline import _engine_option
+                from stepline._serving import engine_option
 
-                await anyio.to_thread.run_sync(_engine_option.start_for, client)
+                await anyio.to_thread.run_sync(engine_option.start_for, client)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             if close is not None:
@@ -279,7 +281,7 @@ async def _lifespan(
 
 def _serves(scope: Scope, route_path: str) -> bool:
     # the route path (relative to root_path) and the root of the mount point
-    return _asgi_scope.relative_path(scope).rstrip("/") in ("", route_path.rstrip("/"))
+    return asgi_scope.relative_path(scope).rstrip("/") in ("", route_path.rstrip("/"))
 
 
 def _server_netloc(scope: Scope) -> str:

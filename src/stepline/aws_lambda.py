@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Unpack
 
-from stepline import _serve_options, _serverless
 from stepline._comm import CommRequest
 from stepline._errors import BodyInvalidError
+from stepline._serving import options as _serve_options
+from stepline._serving import serverless
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 FRAMEWORK = "aws_lambda"
 
@@ -27,7 +28,7 @@ def serve(
     client: Client,
     functions: Sequence[Function],
     **options: Unpack[_serve_options.ServeOptions],
-) -> _serverless.EventHandler:
+) -> serverless.EventHandler:
     """Return a Lambda ``handler(event, context)`` for HTTP events.
 
     Takes API Gateway REST (payload 1.0) and HTTP API or function URL (payload 2.0)
@@ -40,7 +41,7 @@ def serve(
     Raises:
         ConfigError: ``streaming="force"``, or a function belongs to another app.
     """
-    return _serverless.event_handler(
+    return serverless.event_handler(
         client, functions, FRAMEWORK, options, lambda event, _context: _from_event(event)
     )
 
@@ -98,4 +99,4 @@ def _text(value: object) -> str:
 
 
 def _decode(body: str) -> bytes:
-    return _serverless.decode_base64(body, "the Lambda event's body")
+    return serverless.decode_base64(body, "the Lambda event's body")

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Unpack
 
-from stepline import _serve_options, _serverless
 from stepline._comm import CommRequest
 from stepline._errors import BodyInvalidError
+from stepline._serving import options as _serve_options
+from stepline._serving import serverless
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 FRAMEWORK = "digitalocean"
 # DigitalOcean gives the function's name, not its URL; web functions live under this prefix.
@@ -28,7 +29,7 @@ def serve(
     client: Client,
     functions: Sequence[Function],
     **options: Unpack[_serve_options.ServeOptions],
-) -> _serverless.EventHandler:
+) -> serverless.EventHandler:
     """Return the function's ``main(event, context)``; deploy it with ``web: raw``.
 
     The request URL is built from ``context.api_host`` and ``context.function_name``;
@@ -40,7 +41,7 @@ def serve(
     Raises:
         ConfigError: ``streaming="force"``, or a function belongs to another app.
     """
-    return _serverless.event_handler(client, functions, FRAMEWORK, options, _from_event)
+    return serverless.event_handler(client, functions, FRAMEWORK, options, _from_event)
 
 
 def _from_event(event: Any, context: Any) -> CommRequest:
@@ -71,4 +72,4 @@ def _from_event(event: Any, context: Any) -> CommRequest:
 
 
 def _decode(body: str) -> bytes:
-    return _serverless.decode_base64(body, "event.http.body")
+    return serverless.decode_base64(body, "event.http.body")

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
     from stepline._client import Client
+    from stepline._definition.function import Function
     from stepline._event import Event
-    from stepline._function import Function
 
 __all__ = ["outbox_table", "send", "send_async", "start", "start_async"]
 

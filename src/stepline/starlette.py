@@ -18,13 +18,14 @@ import starlette.applications
 import starlette.routing
 from typing_extensions import Unpack
 
-from stepline import _errors, _serve_options
+from stepline import _errors
 from stepline._comm import CommHandler
+from stepline._serving import options as _serve_options
 from stepline.asgi import ASGIApp
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 FRAMEWORK = "starlette"
 

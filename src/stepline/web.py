@@ -13,10 +13,10 @@ logic and ``DurableRoute`` the view each framework's decorator returns.
 
 from __future__ import annotations
 
-from stepline._csrf import HEADER as CSRF_HEADER
+from stepline._api.ownership import Principal
 from stepline._endpoints.endpoint import DurableRoute, Endpoint
-from stepline._ownership import Principal
-from stepline._webkit import (
+from stepline._serving.csrf import HEADER as CSRF_HEADER
+from stepline._webkit.routes import (
     AccessDenied,
     AccessRequest,
     RunRoutes,

@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 import stepline
-from stepline import _autosync
 from stepline._comm.endpoint import Endpoint
 from stepline._comm.handler import CommHandler
-from stepline._effects import HttpRequest, HttpResponse
+from stepline._serving import autosync as _autosync
+from stepline._transport.effects import HttpRequest, HttpResponse
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned, wait_until_up
 from tests.conftest import StubServer

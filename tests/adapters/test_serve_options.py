@@ -16,7 +16,7 @@ import stepline.asgi
 import stepline.aws_lambda
 import stepline.digital_ocean
 import stepline.starlette
-from stepline import _serve_options
+from stepline._serving import options as _serve_options
 
 
 def make() -> tuple[stepline.Client, list[stepline.Function]]:

@@ -12,7 +12,7 @@ import pytest
 from stepline._connect import kinds, proto
 from stepline.engine import EngineSettings
 from stepline.engine._connect.hub import Conn, Hub, Timing, app_url
-from stepline.engine._response import RawResponse, decode
+from stepline.engine._wire.response import RawResponse, decode
 
 URL = app_url("shop") + "?fnId=shop-fn&stepId=step"
 BODY = b'{"ctx": {"run_id": "01RUN"}, "event": {}}'

@@ -315,8 +315,8 @@ def test_the_call_carries_the_starter_in_a_stepline_field_of_ctx() -> None:
 
 
 def test_only_an_endpoints_calls_carry_the_starter() -> None:
-    from stepline.engine import _request
     from stepline.engine._model import Job, JobKind, Run
+    from stepline.engine._wire import request as _request
 
     run = Run(
         run_id="01J0000000000000000000000R",

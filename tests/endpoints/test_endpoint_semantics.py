@@ -25,7 +25,7 @@ import pytest
 import stepline
 import stepline.fastapi
 import stepline.web
-from stepline import _effects
+from stepline._transport import effects
 from stepline.embedded import EmbeddedEngine
 from tests._support import sqlite_faults
 from tests._support.polling import wait_until
@@ -361,16 +361,16 @@ def test_a_separate_engines_503_is_passed_on_with_its_retry_after(face: str) -> 
     endpoint = stepline.web.Endpoint(client, order)
     full = {"error": "the database is unavailable (disk full); retry in 5 s", "retry_after": 5}
     answers = [
-        _effects.HttpResponse(503, {"retry-after": "5"}, json.dumps(full).encode()),
-        _effects.HttpResponse(503, {}, b"Service Unavailable"),
+        effects.HttpResponse(503, {"retry-after": "5"}, json.dumps(full).encode()),
+        effects.HttpResponse(503, {}, b"Service Unavailable"),
     ]
 
-    def perform(effect: object) -> _effects.HttpResponse:
-        assert isinstance(effect, _effects.HttpRequest)
+    def perform(effect: object) -> effects.HttpResponse:
+        assert isinstance(effect, effects.HttpRequest)
         assert effect.url == "http://engine.test/v1/functions/sem-order/inline"
         return answers.pop(0)
 
-    async def aperform(effect: object) -> _effects.HttpResponse:
+    async def aperform(effect: object) -> effects.HttpResponse:
         return perform(effect)
 
     client._sync_transport.perform = perform  # type: ignore[method-assign]

@@ -1,4 +1,4 @@
-"""Every route x every credential kind, generated from the table (``stepline._access``).
+"""Every route x every credential kind, generated from the table (``stepline._serving.access``).
 
 In production (``stepline start``) a route lets in exactly the kinds its row lists and
 answers 401 (or 403) to every other; a route the app serves without a row, or a row no
@@ -22,13 +22,14 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 import stepline
-from stepline import _access, _webkit
-from stepline._access import Credential, Route
 from stepline._comm.handler import CommHandler
 from stepline._comm.messages import CommRequest
 from stepline._connect import kinds, proto
 from stepline._protocol import signals as signal_tokens
 from stepline._protocol import signing
+from stepline._serving import access as _access
+from stepline._serving.access import Credential, Route
+from stepline._webkit import routes as _webkit
 from stepline.embedded import EmbeddedEngine, _direct
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
@@ -177,7 +178,7 @@ def test_every_route_the_app_serves_has_a_row_and_every_row_a_route(
         settings = EngineSettings(database_url=str(tmp_path / "e.db"))
     served = _served(build_app(Engine(settings)))
     listed = {(row.method, row.path) for row in _access.ENGINE}
-    assert sorted(served - listed) == [], "routes without a row in stepline._access.ENGINE"
+    assert sorted(served - listed) == [], "routes without a row in stepline._serving.access.ENGINE"
     assert sorted(listed - served) == [], "rows no route serves"
     assert len(listed) == len(_access.ENGINE), "a route listed twice"
 

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from stepline.engine import _appsync
-from stepline.engine._appsync import Poller, SyncResult, retry_delay
+from stepline.engine._apps import sync as _appsync
+from stepline.engine._apps.sync import Poller, SyncResult, retry_delay
 from tests._support.polling import wait_until
 from tests._support.processes import free_port, spawned, wait_until_up
 

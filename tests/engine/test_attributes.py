@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import stepline
-from stepline import _asgi_call, _effects, _transport
+from stepline._transport import asgi_call, effects, performers
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 
@@ -54,15 +54,15 @@ async def engine_with(db: str) -> AsyncIterator[tuple[Engine, stepline.Client, h
     client, functions = _client_and_functions()
     api = build_app(engine)
 
-    class ToEngine(_transport.AsyncTransport):  # the client's calls go in-process
-        async def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
-            return await _asgi_call.call(api, request)
+    class ToEngine(performers.AsyncTransport):  # the client's calls go in-process
+        async def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
+            return await asgi_call.call(api, request)
 
     loop = asyncio.get_running_loop()
 
-    class ToEngineSync(_transport.SyncTransport):  # from the sync functions' threads
-        def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
-            return asyncio.run_coroutine_threadsafe(_asgi_call.call(api, request), loop).result()
+    class ToEngineSync(performers.SyncTransport):  # from the sync functions' threads
+        def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
+            return asyncio.run_coroutine_threadsafe(asgi_call.call(api, request), loop).result()
 
     client._async_transport = ToEngine()
     client._sync_transport = ToEngineSync()

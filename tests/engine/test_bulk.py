@@ -22,7 +22,7 @@ import stepline
 from stepline.engine import Engine
 from stepline.engine._events import internal
 from stepline.engine._http.api import build_app
-from stepline.engine._starts import start_run
+from stepline.engine._runs.starts import start_run
 from stepline.engine._store import RunFilter, Tx
 from tests._support.polling import await_until
 

@@ -10,8 +10,8 @@ import pytest
 
 from stepline import _json
 from stepline._status import RunStatus
-from stepline.engine import _request
 from stepline.engine._model import Job, JobKind, Run, StepRecord, StepStatus
+from stepline.engine._wire import request
 
 
 def _reference(step_url: str, function_id: str, step_id: str) -> str:
@@ -36,9 +36,9 @@ def _reference(step_url: str, function_id: str, step_id: str) -> str:
 @pytest.mark.parametrize("step_id", ["step", "a1b2c3", "with space&amp=?", "ünï"])
 def test_call_url_is_the_registered_url_with_fn_and_step_ids(url: str, step_id: str) -> None:
     for function_id in ("app-fn", "app-other fn"):
-        assert _request.call_url(url, function_id, step_id) == _reference(url, function_id, step_id)
+        assert request.call_url(url, function_id, step_id) == _reference(url, function_id, step_id)
         parsed = urllib.parse.parse_qs(
-            urllib.parse.urlsplit(_request.call_url(url, function_id, step_id)).query
+            urllib.parse.urlsplit(request.call_url(url, function_id, step_id)).query
         )
         assert (parsed["fnId"], parsed["stepId"]) == ([function_id], [step_id])
 
@@ -77,7 +77,7 @@ def test_a_calls_body_is_encoded_once_and_sent_as_encoded(
         return real(value, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_json, "dumpb", counted)
-    body, compact = _request.built(
+    body, compact = request.built(
         run, [memo], job, max_attempts=3, checkpoint=False, max_inline=limit
     )
     assert len(encodings) == 1 + len(dropped)  # the size check's encoding, once per shrink
@@ -87,6 +87,6 @@ def test_a_calls_body_is_encoded_once_and_sent_as_encoded(
         "events" not in dropped,
     )
     assert body["use_api"] is bool(dropped)
-    sent, _ = _request.encode(body, signing_key=None, now=1.0, compact=compact)
+    sent, _ = request.encode(body, signing_key=None, now=1.0, compact=compact)
     assert sent is compact
     assert len(encodings) == 1 + len(dropped)  # no second encoding

@@ -22,7 +22,7 @@ import pytest
 
 from stepline.engine._driver import default_driver
 from stepline.engine._driver.h1 import H1Driver
-from stepline.engine._response import RawResponse
+from stepline.engine._wire.response import RawResponse
 
 from .wire_servers import listener
 

@@ -17,7 +17,7 @@ import pytest
 import stepline
 from stepline.embedded import EmbeddedEngine
 from stepline.engine._model import StepRecord, StepStatus
-from stepline.engine._runview import KnownSteps, RunView
+from stepline.engine._runs.view import KnownSteps, RunView
 from stepline.engine._store import Store, Tx
 from stepline.engine._store.sql import SqlTx
 

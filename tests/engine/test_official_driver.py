@@ -29,7 +29,7 @@ import pytest
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._driver import AiohttpDriver, Driver
 from stepline.engine._http.api import build_app
-from stepline.engine._response import RawResponse
+from stepline.engine._wire.response import RawResponse
 from tests._support.polling import wait_until
 from tests._support.server_thread import ServerThread
 

@@ -31,9 +31,9 @@ import pydantic.warnings
 import pytest
 
 from stepline.engine import Engine, EngineSettings
+from stepline.engine._apps.registry import parse_app
 from stepline.engine._flow.rules import FlowRules
 from stepline.engine._http.api import build_app
-from stepline.engine._registry import parse_app
 from tests._support.polling import wait_until
 from tests._support.server_thread import ServerThread
 

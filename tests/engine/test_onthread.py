@@ -146,7 +146,7 @@ def test_a_long_run_hands_the_pool_to_other_runs(db: str) -> None:
 def test_runs_outnumbering_the_pool_take_turns_without_the_loop(
     db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stepline.engine._flow import onthread
+    from stepline.engine._worker import onthread
 
     turns: list[str] = []
     start = onthread._Calls.start  # where every turn begins (from a task, or ``start_now``)
@@ -264,7 +264,7 @@ def test_a_run_started_here_is_on_the_sdk_thread_before_its_task_runs(
     pool from the loop callback that dispatches it (``onthread.start_now``), not a loop
     turn later from its task; the call still runs with the job's log fields bound."""
     from stepline import _logs
-    from stepline.engine._flow import onthread
+    from stepline.engine._worker import onthread
 
     started: list[bool] = []
     start_now = onthread.start_now

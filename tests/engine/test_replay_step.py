@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 import stepline
+from stepline._api.run_info import RunInfo
 from stepline._protocol.hashing import hash_step_id
-from stepline._run_info import RunInfo
 from stepline.engine import Engine
 from stepline.engine._cli.runs import run_detail
 from stepline.engine._http.api import build_app

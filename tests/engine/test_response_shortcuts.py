@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stepline import _json
-from stepline.engine import _response
-from stepline.engine._response import Failed, Ops, RawResponse
+from stepline.engine._wire import response
+from stepline.engine._wire.response import Failed, Ops, RawResponse
 
 SDK = {"x-inngest-sdk": "py:v0.5.19"}
 
@@ -53,12 +53,12 @@ def _shortest(value: Any) -> str:
 @given(_values)
 def test_no_output_grows_past_the_bound_when_written_again(value: Any) -> None:
     text = _shortest(value)
-    assert _response._size(_json.loads(text)) <= _response._GROWTH * max(len(text.encode()), 1)
+    assert response._size(_json.loads(text)) <= response._GROWTH * max(len(text.encode()), 1)
 
 
 @pytest.mark.parametrize("text", ["5e15", "-5e15", "1e-5", "[5e15,5e15,5e15]", '"\\u00e9"', "0e0"])
 def test_the_worst_known_growths_stay_under_the_bound(text: str) -> None:
-    assert _response._size(_json.loads(text)) <= _response._GROWTH * len(text)
+    assert response._size(_json.loads(text)) <= response._GROWTH * len(text)
 
 
 def _answer(data: Any) -> RawResponse:
@@ -68,13 +68,13 @@ def _answer(data: Any) -> RawResponse:
 
 def test_a_short_answer_is_not_measured_and_a_long_one_still_is() -> None:
     small = _answer({"i": 1})
-    outcome = _response.decode(small, now=0.0)
+    outcome = response.decode(small, now=0.0)
     assert isinstance(outcome, Ops)
-    kept = _response.limit_outputs(outcome, 1024, answer_bytes=len(small.body))
+    kept = response.limit_outputs(outcome, 1024, answer_bytes=len(small.body))
     assert kept is outcome
     big = _answer("y" * 4096)
-    outcome = _response.decode(big, now=0.0)
-    failed = _response.limit_outputs(outcome, 1024, answer_bytes=len(big.body))
+    outcome = response.decode(big, now=0.0)
+    failed = response.limit_outputs(outcome, 1024, answer_bytes=len(big.body))
     assert isinstance(failed, Failed)
     assert failed.error["name"] == "StepOutputTooLarge"
     assert failed.no_retry
@@ -83,10 +83,10 @@ def test_a_short_answer_is_not_measured_and_a_long_one_still_is() -> None:
 def test_an_answer_near_the_limit_is_measured() -> None:
     # 20 bytes of output in a 120-byte answer under a 100-byte limit: measured, and kept
     answer = _answer("y" * 18)
-    outcome = _response.decode(answer, now=0.0)
-    assert len(answer.body) * _response._GROWTH > 100
-    assert _response.limit_outputs(outcome, 100, answer_bytes=len(answer.body)) is outcome
-    assert isinstance(_response.limit_outputs(outcome, 10, answer_bytes=len(answer.body)), Failed)
+    outcome = response.decode(answer, now=0.0)
+    assert len(answer.body) * response._GROWTH > 100
+    assert response.limit_outputs(outcome, 100, answer_bytes=len(answer.body)) is outcome
+    assert isinstance(response.limit_outputs(outcome, 10, answer_bytes=len(answer.body)), Failed)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +97,7 @@ def test_escaped_nul_and_lone_surrogates_are_still_refused(field: str, text: str
     op = {"op": "StepRun", "id": "s", "name": "s", "displayName": "s", "data": 1}
     body = json.dumps([op]).replace(f'"{field}": "{op[field]}"', f'"{field}": "{text}"')
     assert text in body
-    outcome = _response.decode(RawResponse(206, SDK, body.encode()), now=0.0)
+    outcome = response.decode(RawResponse(206, SDK, body.encode()), now=0.0)
     assert isinstance(outcome, Failed), outcome
     # a NUL by the op check; a lone surrogate already by the strict JSON reading
     reason = "NUL or lone surrogates" if "u0000" in text else "body is not JSON"
@@ -107,6 +107,6 @@ def test_escaped_nul_and_lone_surrogates_are_still_refused(field: str, text: str
 def test_escapes_that_decode_to_storable_text_pass() -> None:
     op = {"op": "StepRun", "id": "s", "name": "caf\\u00e9", "displayName": "s", "data": 1}
     body = json.dumps([op]).replace("\\\\u", "\\u").encode()
-    outcome = _response.decode(RawResponse(206, SDK, body), now=0.0)
+    outcome = response.decode(RawResponse(206, SDK, body), now=0.0)
     assert isinstance(outcome, Ops)
     assert outcome.ops[0].name == "café"

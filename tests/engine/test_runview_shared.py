@@ -10,7 +10,7 @@ next call starts from (``known_steps``) keep the order ``Tx.get_steps`` reads th
 from __future__ import annotations
 
 from stepline.engine._model import StepRecord, StepStatus
-from stepline.engine._runview import KnownSteps, RunView
+from stepline.engine._runs.view import KnownSteps, RunView
 from stepline.engine._store import Store, Tx
 
 from .test_store_contract import atomic, run_record, with_store

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 import stepline
-from stepline import _asgi_call, _effects, _transport
 from stepline._protocol import signals as tokens
+from stepline._transport import asgi_call, effects, performers
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http import signals as signal_routes
 from stepline.engine._http.api import build_app
@@ -71,15 +71,15 @@ async def engine_with(
     client, functions = _client_and_functions(app_key)
     api = build_app(engine)
 
-    class ToEngine(_transport.AsyncTransport):  # the client's calls go in-process
-        async def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
-            return await _asgi_call.call(api, request)
+    class ToEngine(performers.AsyncTransport):  # the client's calls go in-process
+        async def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
+            return await asgi_call.call(api, request)
 
     loop = asyncio.get_running_loop()
 
-    class ToEngineSync(_transport.SyncTransport):
-        def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
-            return asyncio.run_coroutine_threadsafe(_asgi_call.call(api, request), loop).result()
+    class ToEngineSync(performers.SyncTransport):
+        def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
+            return asyncio.run_coroutine_threadsafe(asgi_call.call(api, request), loop).result()
 
     client._async_transport = ToEngine()
     client._sync_transport = ToEngineSync()

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 
 import stepline
-from stepline import _runs
+from stepline._api import runs as _runs
+from stepline._api.step_state import describe, kind
 from stepline._status import RunStatus
-from stepline._step_state import describe, kind
 from stepline.engine import Engine, ManualClock
 from stepline.engine._cli import runs as cli_runs
 from stepline.engine._http.api import build_app

@@ -15,7 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from stepline.engine import Engine, EngineSettings, ManualClock, RunStatus, _registry, _versions
+from stepline.engine import (
+    Engine,
+    EngineSettings,
+    ManualClock,
+    RunStatus,
+)
+from stepline.engine._apps import registry as _registry
+from stepline.engine._apps import versions as _versions
 from stepline.engine._http.api import build_app
 from stepline.engine._model import Run
 from stepline.engine._store import RunFilter

@@ -11,7 +11,7 @@ import pytest
 
 from stepline.engine._errors import EngineStopped
 from stepline.engine._model import Run, RunStatus
-from stepline.engine._waiters import RECHECK_SECONDS, RunWaiters
+from stepline.engine._runs.waiters import RECHECK_SECONDS, RunWaiters
 from tests._support.polling import wait_until
 
 from .conftest import arun
@@ -370,7 +370,7 @@ def test_a_fresh_start_ended_by_another_process_is_found_by_the_recheck() -> Non
 
 
 def test_fresh_starts_are_bounded_and_let_go_when_the_engine_stops() -> None:
-    from stepline.engine import _waiters
+    from stepline.engine._runs import waiters as _waiters
 
     runs = Runs()
     waiters = RunWaiters(runs.read)

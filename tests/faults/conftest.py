@@ -24,7 +24,7 @@ from stepline._comm.handler import CommHandler
 from stepline._protocol import signing
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
-from stepline.engine._response import RawResponse
+from stepline.engine._wire.response import RawResponse
 from tests._support.polling import wait_until
 from tests._support.server_thread import ServerThread
 from tests.engine import conftest as engine_conftest

@@ -24,9 +24,10 @@ from typing import Any
 
 import uvicorn
 
-from stepline.engine import Engine, EngineSettings, _starts
+from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
-from stepline.engine._runloop import RunLoop
+from stepline.engine._runs import starts as _starts
+from stepline.engine._runs.transitions import RunLoop
 
 
 def _install(spec: str) -> None:

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from stepline._protocol.opcodes import Opcode
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http import views
-from stepline.engine._response import RawResponse
+from stepline.engine._wire.response import RawResponse
 from tests._support.polling import await_until
 
 from .conftest import BYSTANDER_EVENT, RELEASE_EVENT, bystander, captured_logs, expected
@@ -264,21 +264,21 @@ def test_any_answer_ends_the_run_cleanly_and_spares_the_bystander(db: str) -> No
 
 def test_a_retry_after_of_unicode_digits_is_ignored() -> None:
     """Found by the fuzzer: ``"³".isdigit()`` is true, and ``float("³")`` raised."""
-    from stepline.engine import _response
+    from stepline.engine._wire import response
 
     for value in ("³", "١٢", "²⁵"):
-        raw = _response.RawResponse(500, {"retry-after": value}, b'{"message": "boom"}')
-        outcome = _response.decode(raw, now=0.0)
-        assert isinstance(outcome, _response.Failed)
+        raw = response.RawResponse(500, {"retry-after": value}, b'{"message": "boom"}')
+        outcome = response.decode(raw, now=0.0)
+        assert isinstance(outcome, response.Failed)
         assert outcome.retry_after is None
 
 
 def test_a_streamed_envelope_whose_headers_are_not_an_object_fails_the_call() -> None:
     """Found by the fuzzer: ``"headers": true`` raised inside the engine."""
-    from stepline.engine import _response
+    from stepline.engine._wire import response
 
     for headers in (True, 1, "x", ["a"]):
         body = json.dumps({"status": 200, "headers": headers, "body": "null"}).encode()
-        outcome = _response.decode(_response.RawResponse(201, {}, body), now=0.0)
-        assert isinstance(outcome, _response.Failed), headers
+        outcome = response.decode(response.RawResponse(201, {}, body), now=0.0)
+        assert isinstance(outcome, response.Failed), headers
         assert "headers" in str(outcome.error.get("message")), outcome.error

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stepline.engine import RunStatus
-from stepline.engine._response import (
+from stepline.engine._wire.response import (
     MAX_REPORT_BYTES,
     MAX_REPORT_IDS,
     Completed,

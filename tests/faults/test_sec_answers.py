@@ -245,7 +245,7 @@ def test_an_apps_unsigned_refusal_to_retry_is_heeded(db: str) -> None:
 
 
 def test_a_checkpointed_step_output_is_capped_too() -> None:
-    from stepline.engine._response import checkpoint_ops
+    from stepline.engine._wire.response import checkpoint_ops
 
     def op(data: Any) -> dict[str, Any]:
         return {"op": "StepRun", "id": "s", "name": "s", "displayName": "cp", "data": data}

@@ -24,7 +24,7 @@ from stepline.engine._config import EngineConfigError, resolve
 from stepline.engine._gateway import proxy
 from stepline.engine._gateway.destinations import Address, Policy, refusal
 from stepline.engine._model import Run
-from stepline.engine._worker import Worker
+from stepline.engine._worker.worker import Worker
 from tests._support.polling import await_until
 
 from .conftest import arun, captured_logs

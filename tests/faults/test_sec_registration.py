@@ -632,19 +632,19 @@ def test_an_official_inngest_py_app_syncs_and_is_kept_by_the_trust_probe(db: str
 
 def test_a_registration_never_keeps_the_sync_deploy_id_in_its_urls() -> None:
     """inngest-js v4 registers the PUT's own URL, ``deployId`` (the engine's ticket) included."""
-    from stepline.engine import _registry
+    from stepline.engine._apps import registry
 
     url = "http://app.test/api/inngest?x=1&deployId=stepline-abc"
     body = _raw("js-app", url, "js-app-one")
     runtime = body["functions"][0]["steps"]["step"]["runtime"]
     runtime["url"] = "http://app.test/api/inngest?deployId=stepline-abc&fnId=js-app-one"
-    app = _registry.parse_app(body)
+    app = registry.parse_app(body)
     assert app.url == "http://app.test/api/inngest?x=1"
     assert app.functions[0].url == "http://app.test/api/inngest?fnId=js-app-one"
     assert "deployId" not in json.dumps(app.functions[0].config)
     again = _raw("js-app", url.replace("stepline-abc", "stepline-def"), "js-app-one")
     again["functions"] = body["functions"]
-    assert _registry.parse_app(again).checksum == app.checksum  # a resync changes nothing
+    assert registry.parse_app(again).checksum == app.checksum  # a resync changes nothing
 
 
 def test_a_new_version_at_a_new_url_needs_the_same_proof_as_a_move(db: str) -> None:

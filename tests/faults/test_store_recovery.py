@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 import pytest
 
 from stepline.engine._clock import Clock, ManualClock
-from stepline.engine._flow import recovery
 from stepline.engine._model import Job, JobKind
 from stepline.engine._store import Store, Tx
 from stepline.engine._store.faults import StoreUnavailable
 from stepline.engine._store.guard import GuardedStore, StoreHealth
 from stepline.engine._store.sqlite import SqliteStore
+from stepline.engine._worker import recovery
 
 T = TypeVar("T")
 OWNER = "worker-1"

@@ -6,9 +6,9 @@ import dataclasses
 from pathlib import Path
 
 import stepline
-from stepline import _asgi_call, _effects, _transport
 from stepline._endpoints.endpoint import Endpoint
-from stepline._webkit import WebRequest
+from stepline._transport import asgi_call, effects, performers
+from stepline._webkit.routes import WebRequest
 from stepline.engine import Engine
 from stepline.engine._http.api import build_app
 
@@ -31,9 +31,9 @@ def test_the_run_continues_the_request_s_traceparent(tmp_path: Path, otel: Otel)
         async with running(engine, [(client, [])]):
             api = build_app(engine)
 
-            class ToEngine(_transport.AsyncTransport):  # the client's calls go in-process
-                async def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
-                    return await _asgi_call.call(api, request)
+            class ToEngine(performers.AsyncTransport):  # the client's calls go in-process
+                async def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
+                    return await asgi_call.call(api, request)
 
             client._async_transport = ToEngine()
             client.settings = dataclasses.replace(client.settings, api_base_url="http://127.0.0.1")

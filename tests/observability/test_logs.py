@@ -99,7 +99,7 @@ def test_replayed_code_does_not_log_twice(
 
 def test_a_call_planned_ahead_does_not_log_again(tmp_path: Path, lines: Lines) -> None:
     """With immediate execution off, each step is planned in one call and run in the next."""
-    from stepline._execution import ExecutionState
+    from stepline._execution.call import ExecutionState
     from stepline._protocol.execution import CallContext, ExecutionRequest
 
     def state(steps: dict[str, Any], target: str = "step") -> ExecutionState:

@@ -17,7 +17,7 @@ from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._http.api import build_app
 from stepline.engine._observe import prometheus as prom
 from stepline.engine._observe.metrics import call_result
-from stepline.engine._response import Completed, Failed, RawResponse
+from stepline.engine._wire.response import Completed, Failed, RawResponse
 from tests._support import refusing
 
 from .conftest import arun, dev_client, running, settings, settle, until

@@ -18,7 +18,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import stepline
 import stepline.starlette
-from stepline import _runs, _tracing
+from stepline._api import runs as _runs
+from stepline._execution import tracing as _tracing
 from stepline.engine import Engine, EngineConfigError, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._model import Run, RunStatus

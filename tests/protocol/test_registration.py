@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from stepline import _identity
+from stepline._definition.options import Batch, Cancel, Debounce, FunctionOptions, Singleton
+from stepline._definition.triggers import TriggerEvent, triggers_to_wire
 from stepline._errors import ConfigError
-from stepline._options import Batch, Cancel, Debounce, FunctionOptions, Singleton
 from stepline._protocol.registration import (
     function_config,
     in_band_sync_body,
@@ -18,7 +19,6 @@ from stepline._protocol.registration import (
     step_url,
     strip_nulls,
 )
-from stepline._triggers import TriggerEvent, triggers_to_wire
 
 CAPTURES = Path(__file__).resolve().parents[1] / "golden" / "captures" / "py"
 CRAZY_ID = "crazy_ids%$^&*(_+{|:<?☃️"

@@ -10,7 +10,7 @@ import pydantic
 import pytest
 
 import stepline
-from stepline import _webkit
+from stepline._webkit import routes
 
 
 def client() -> stepline.Client:
@@ -125,11 +125,11 @@ class Forbidding(pydantic.BaseModel):
 
 def test_kit_inputs_extra_fields_follow_the_models_extra_setting() -> None:
     sent = {"x": "1", "extra": "kept?"}
-    assert _webkit._validate(Ignoring, dict(sent)) == {"x": 1}  # pydantic's default: dropped
-    assert _webkit._validate(Allowing, dict(sent)) == {"x": 1, "extra": "kept?"}
-    with pytest.raises(_webkit._Reject) as refused:
-        _webkit._validate(Forbidding, dict(sent))
+    assert routes._validate(Ignoring, dict(sent)) == {"x": 1}  # pydantic's default: dropped
+    assert routes._validate(Allowing, dict(sent)) == {"x": 1, "extra": "kept?"}
+    with pytest.raises(routes._Reject) as refused:
+        routes._validate(Forbidding, dict(sent))
     assert refused.value.status == 422
     # a callable: its dict is the data; anything else keeps the data as sent
-    assert _webkit._validate(lambda data: {"x": 2}, dict(sent)) == {"x": 2}
-    assert _webkit._validate(lambda data: None, dict(sent)) == sent
+    assert routes._validate(lambda data: {"x": 2}, dict(sent)) == {"x": 2}
+    assert routes._validate(lambda data: None, dict(sent)) == sent

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from stepline import _cron
+from stepline._definition import cron as _cron
+from stepline._definition.triggers import TriggerCron
 from stepline._errors import ConfigError
-from stepline._triggers import TriggerCron
 
 UTC = dt.timezone.utc
 MINUTE = dt.timedelta(minutes=1)

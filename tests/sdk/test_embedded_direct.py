@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import stepline
-from stepline import _asgi_call, _effects
+from stepline._transport import asgi_call, effects
 from stepline.embedded import ORIGIN, EmbeddedEngine, _direct
 from tests._support.polling import wait_until
 
@@ -40,23 +40,23 @@ def embedded(tmp_path: Path) -> Iterator[EmbeddedEngine]:
         engine.stop()
 
 
-def _request(method: str, path: str, body: Any = None, **headers: str) -> _effects.HttpRequest:
+def _request(method: str, path: str, body: Any = None, **headers: str) -> effects.HttpRequest:
     raw = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
-    return _effects.HttpRequest(method, ORIGIN + path, headers, raw, timeout=10.0)
+    return effects.HttpRequest(method, ORIGIN + path, headers, raw, timeout=10.0)
 
 
-def _through_asgi(embedded: EmbeddedEngine, request: _effects.HttpRequest) -> _effects.HttpResponse:
+def _through_asgi(embedded: EmbeddedEngine, request: effects.HttpRequest) -> effects.HttpResponse:
     assert embedded._api is not None
     assert embedded._loop is not None
-    call = _asgi_call.call(embedded._api, request)
+    call = asgi_call.call(embedded._api, request)
     return asyncio.run_coroutine_threadsafe(call, embedded._loop).result(15)
 
 
-def _async(embedded: EmbeddedEngine, request: _effects.HttpRequest) -> _effects.HttpResponse:
+def _async(embedded: EmbeddedEngine, request: effects.HttpRequest) -> effects.HttpResponse:
     return asyncio.run(embedded.request_async(request, client=True))
 
 
-def _seen(answer: _effects.HttpResponse) -> tuple[int, Any, str, str]:
+def _seen(answer: effects.HttpResponse) -> tuple[int, Any, str, str]:
     headers = answer.headers
     return (
         answer.status,
@@ -167,13 +167,13 @@ def test_the_client_starts_and_waits_without_the_asgi_app(
 ) -> None:
     client = embedded.client
 
-    async def refused(app: object, request: _effects.HttpRequest) -> _effects.HttpResponse:
+    async def refused(app: object, request: effects.HttpRequest) -> effects.HttpResponse:
         raise AssertionError(f"{request.method} {request.url} went through the ASGI app")
 
-    def crossed(request: _effects.HttpRequest) -> object:
+    def crossed(request: effects.HttpRequest) -> object:
         raise AssertionError(f"{request.method} {request.url} crossed to the engine's loop")
 
-    monkeypatch.setattr(_asgi_call, "call", refused)
+    monkeypatch.setattr(asgi_call, "call", refused)
     order = next(fn for fn in embedded.functions if fn.id == "order")
     with monkeypatch.context() as blocking:  # a blocking caller: answered on its own thread
         blocking.setattr(embedded, "_submit", crossed)
@@ -196,9 +196,9 @@ def test_a_blocking_start_then_its_wait_reads_no_run_until_it_ends(
 ) -> None:
     # start_sync(...).result() is two requests: the wait is registered from the start's
     # commit on (RunWaiters.fresh), so it needs no read to know the run had not ended
-    from stepline.engine import _waiters
+    from stepline.engine._runs import waiters
 
-    monkeypatch.setattr(_waiters, "RECHECK_SECONDS", 30.0)  # no recheck under CI load
+    monkeypatch.setattr(waiters, "RECHECK_SECONDS", 30.0)  # no recheck under CI load
     client = stepline.Client(app_id="gate", is_production=False, environ={})
     gate = threading.Event()
 
@@ -250,9 +250,9 @@ def test_a_run_ended_on_the_sdks_thread_answers_its_blocked_wait_without_the_loo
 ) -> None:
     # the run's calls go on on the SDK's thread, which commits its end: the caller
     # blocked in result() is woken from there, while the engine's loop is still busy
-    from stepline.engine import _waiters
+    from stepline.engine._runs import waiters
 
-    monkeypatch.setattr(_waiters, "RECHECK_SECONDS", 30.0)  # woken, not found by a recheck
+    monkeypatch.setattr(waiters, "RECHECK_SECONDS", 30.0)  # woken, not found by a recheck
     client = stepline.Client(app_id="busy", is_production=False, environ={}, checkpointing=False)
     hold = threading.Event()
     embedded: EmbeddedEngine | None = None
@@ -290,13 +290,13 @@ def test_a_mounts_requests_go_through_the_asgi_app(
     embedded: EmbeddedEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[str] = []
-    call = _asgi_call.call
+    call = asgi_call.call
 
-    async def counted(app: Any, request: _effects.HttpRequest) -> _effects.HttpResponse:
+    async def counted(app: Any, request: effects.HttpRequest) -> effects.HttpResponse:
         seen.append(f"{request.method} {request.url.removeprefix(ORIGIN)}")
         return await call(app, request)
 
-    monkeypatch.setattr(_asgi_call, "call", counted)
+    monkeypatch.setattr(asgi_call, "call", counted)
     read = _request("GET", "/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV")
     start = _request("POST", f"/v1/functions/{ORDER}/runs", {})
     assert embedded.request_sync(read).status == 404
@@ -398,17 +398,17 @@ def test_execute_is_answered_without_the_asgi_app(
     calls: list[tuple[str, str | None]] = []
     answer_sync = _direct.answer_sync
 
-    async def refused(app: object, request: _effects.HttpRequest) -> _effects.HttpResponse:
+    async def refused(app: object, request: effects.HttpRequest) -> effects.HttpResponse:
         raise AssertionError(f"{request.method} {request.url} went through the ASGI app")
 
-    def crossed(request: _effects.HttpRequest) -> object:
+    def crossed(request: effects.HttpRequest) -> object:
         raise AssertionError(f"{request.method} {request.url} crossed to the engine's loop")
 
-    def counted(engine: Any, call: _direct.Call) -> _effects.HttpResponse:
+    def counted(engine: Any, call: _direct.Call) -> effects.HttpResponse:
         calls.append((call.route, call.wait))
         return answer_sync(engine, call)
 
-    monkeypatch.setattr(_asgi_call, "call", refused)
+    monkeypatch.setattr(asgi_call, "call", refused)
     order = next(fn for fn in embedded.functions if fn.id == "order")
     sleeper = next(fn for fn in embedded.functions if fn.id == "sleeper")
     with monkeypatch.context() as blocking:  # a blocking caller: answered on its own thread

@@ -21,10 +21,13 @@ from typing_extensions import Unpack
 import stepline
 import stepline.flask
 import stepline.starlette
-from stepline import _effects, _errors, _runs, _sender, _settings
+from stepline import _errors, _settings
+from stepline._api import runs as _runs
+from stepline._api import sender
+from stepline._api.run_info import ManagementError
 from stepline._comm import app_sync
-from stepline._run_info import ManagementError
 from stepline._settings import ClientSettings
+from stepline._transport import effects
 from stepline.engine._cli import relay
 from stepline.engine._cli.commands import main
 from stepline.outbox import _relay_deliver
@@ -101,7 +104,7 @@ def test_an_unreachable_engine_is_named_by_send_and_by_run_calls() -> None:
     client = production_client(api_base_url=refusing.url())
     once = dataclasses.replace(client.settings, send_max_attempts=1)
     with pytest.raises(_errors.SendEventError) as sent:
-        _sender.send_sync(client._sync_transport, once, [stepline.Event(name="shop/hello")])
+        sender.send_sync(client._sync_transport, once, [stepline.Event(name="shop/hello")])
     assert f"event API at {refusing.url()} unreachable" in str(sent.value)
     with pytest.raises(ManagementError) as managed:
         client.list_runs_sync()
@@ -109,7 +112,7 @@ def test_an_unreachable_engine_is_named_by_send_and_by_run_calls() -> None:
 
 
 def test_unreachable_run_state_names_the_url() -> None:
-    failed = _effects.HttpResponse(0, {}, b"", error="connection refused")
+    failed = effects.HttpResponse(0, {}, b"", error="connection refused")
     with pytest.raises(_errors.RunStateUnavailableError) as raised:
         app_sync._run_state(failed, "batch", "http://engine.test/v0/runs/01RUN")
     assert "http://engine.test/v0/runs/01RUN/batch" in str(raised.value)

@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 
 import stepline
-from stepline import RunStatus, _effects, _runs, _settings
+from stepline import RunStatus, _settings
+from stepline._api import runs as _runs
+from stepline._transport import effects
 
 from . import embedded_app, stacks
 from .embedded_support import Face, poll
@@ -50,7 +52,7 @@ def settings() -> _settings.Settings:
 
 def flow(
     clock: Clock | None = None, timeout: float | None = None, **options: Any
-) -> _effects.Flow[Any]:
+) -> effects.Flow[Any]:
     arguments: dict[str, Any] = {"idempotency_key": None, "started_by": None, "attributes": None}
     arguments.update(options)
     return _runs.execute_flow(
@@ -63,8 +65,8 @@ def flow(
     )
 
 
-def reply(status: int, payload: object) -> _effects.HttpResponse:
-    return _effects.HttpResponse(
+def reply(status: int, payload: object) -> effects.HttpResponse:
+    return effects.HttpResponse(
         status, {"content-type": "application/json"}, json.dumps(payload).encode()
     )
 
@@ -74,14 +76,14 @@ def run_view(status: str, output: object = None) -> dict[str, Any]:
     return {"run_id": RUN_ID, "function_id": FUNCTION, "status": status, "output": output}
 
 
-def started(run: dict[str, Any] | None = None, status: int = 201) -> _effects.HttpResponse:
+def started(run: dict[str, Any] | None = None, status: int = 201) -> effects.HttpResponse:
     data: dict[str, Any] = {"run_id": RUN_ID, "function_id": FUNCTION, "created": status == 201}
     if run is not None:
         data["run"] = run
     return reply(status, {"data": data})
 
 
-def finish(running: _effects.Flow[Any], answer: _effects.HttpResponse) -> Any:
+def finish(running: effects.Flow[Any], answer: effects.HttpResponse) -> Any:
     """Send the last answer; the flow must return (no further request)."""
     try:
         request = running.send(answer)
@@ -90,18 +92,16 @@ def finish(running: _effects.Flow[Any], answer: _effects.HttpResponse) -> Any:
     pytest.fail(f"a further request: {request.method} {request.url}")
 
 
-def next_request(
-    running: _effects.Flow[Any], answer: _effects.HttpResponse
-) -> _effects.HttpRequest:
+def next_request(running: effects.Flow[Any], answer: effects.HttpResponse) -> effects.HttpRequest:
     request = running.send(answer)
-    assert isinstance(request, _effects.HttpRequest)
+    assert isinstance(request, effects.HttpRequest)
     return request
 
 
 def test_a_run_that_ends_within_the_wait_is_one_request() -> None:
     running = flow(idempotency_key="k1", started_by="alice", attributes={"tag": "t"})
     request = next(running)
-    assert isinstance(request, _effects.HttpRequest)
+    assert isinstance(request, effects.HttpRequest)
     assert request.method == "POST"
     assert request.url == f"{API}/v1/functions/{FUNCTION}/runs?wait=25"
     assert request.timeout > 25, "the socket outlasts the engine's wait"

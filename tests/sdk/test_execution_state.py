@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 import stepline
-from stepline._checkpointing import CheckpointPolicy
-from stepline._effects import HttpRequest, HttpResponse, drive_sync
-from stepline._execution import ExecutionState, Outcome
+from stepline._execution.call import ExecutionState, Outcome
+from stepline._execution.checkpointing import CheckpointPolicy
+from stepline._execution.step import SyncStep
 from stepline._protocol.execution import CallContext, ExecutionRequest
 from stepline._protocol.hashing import StepIdCounter, hash_step_id
 from stepline._protocol.opcodes import Opcode
-from stepline._step import SyncStep
+from stepline._transport.effects import HttpRequest, HttpResponse, drive_sync
 
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
 CLIENT = stepline.Client("unit", is_production=False, environ={})

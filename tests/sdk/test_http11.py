@@ -1,4 +1,5 @@
-"""The blocking transport's plain-HTTP connections (``stepline._http11``), against real servers.
+"""The blocking transport's plain-HTTP connections (``stepline._transport.keepalive``),
+against real servers.
 
 Keep-alive reuse, a server's keep-alive timeout noticed before reuse, ``Connection:
 close``, chunked answers, threads sharing one transport, timeouts and refusals as
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from stepline import _effects, _transport
+from stepline._transport import effects, performers
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -83,20 +84,20 @@ def serving(**options: Any) -> Iterator[Server]:
 
 
 @pytest.fixture
-def transport(monkeypatch: pytest.MonkeyPatch) -> Iterator[_transport.SyncTransport]:
+def transport(monkeypatch: pytest.MonkeyPatch) -> Iterator[performers.SyncTransport]:
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    found = _transport.SyncTransport()
+    found = performers.SyncTransport()
     yield found
     found.close()
 
 
-def post(transport: _transport.SyncTransport, url: str, body: bytes = b"{}", timeout: float = 5.0):
-    request = _effects.HttpRequest("POST", url, {"content-type": "application/json"}, body, timeout)
+def post(transport: performers.SyncTransport, url: str, body: bytes = b"{}", timeout: float = 5.0):
+    request = effects.HttpRequest("POST", url, {"content-type": "application/json"}, body, timeout)
     return transport.request(request)
 
 
-def test_requests_share_one_kept_alive_connection(transport: _transport.SyncTransport) -> None:
+def test_requests_share_one_kept_alive_connection(transport: performers.SyncTransport) -> None:
     with serving() as server:
         answers = [post(transport, f"{server.url}/e/k?n={n}", b"%d" % n) for n in range(20)]
     assert [a.status for a in answers] == [200] * 20
@@ -109,7 +110,7 @@ def test_requests_share_one_kept_alive_connection(transport: _transport.SyncTran
 
 
 def test_a_connection_the_server_closed_while_idle_is_replaced(
-    transport: _transport.SyncTransport,
+    transport: performers.SyncTransport,
 ) -> None:
     with serving(idle=0.2) as server:
         first = post(transport, f"{server.url}/a")
@@ -120,14 +121,14 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(
     assert server.connections == 2
 
 
-def test_connection_close_answers_are_not_reused(transport: _transport.SyncTransport) -> None:
+def test_connection_close_answers_are_not_reused(transport: performers.SyncTransport) -> None:
     with serving(close_each=True) as server:
         answers = [post(transport, f"{server.url}/x") for _ in range(3)]
     assert [a.status for a in answers] == [200] * 3
     assert server.connections == 3
 
 
-def test_a_chunked_answer_is_read_whole(transport: _transport.SyncTransport) -> None:
+def test_a_chunked_answer_is_read_whole(transport: performers.SyncTransport) -> None:
     with serving() as server:
         server.chunked = True
         answer = post(transport, f"{server.url}/chunks", b"hello")
@@ -137,7 +138,7 @@ def test_a_chunked_answer_is_read_whole(transport: _transport.SyncTransport) -> 
     assert server.connections == 1
 
 
-def test_threads_share_one_transport(transport: _transport.SyncTransport) -> None:
+def test_threads_share_one_transport(transport: performers.SyncTransport) -> None:
     results: dict[int, list[Any]] = {}
 
     def worker(n: int) -> None:
@@ -156,7 +157,7 @@ def test_threads_share_one_transport(transport: _transport.SyncTransport) -> Non
     assert server.connections <= 8
 
 
-def test_failures_are_status_0_with_the_reason(transport: _transport.SyncTransport) -> None:
+def test_failures_are_status_0_with_the_reason(transport: performers.SyncTransport) -> None:
     with socket.socket() as silent:  # accepts (backlog) but never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
@@ -179,7 +180,7 @@ def test_a_proxy_in_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
-        transport = _transport.SyncTransport()
+        transport = performers.SyncTransport()
         try:
             answer = post(transport, "http://engine.invalid:8288/v1/events")
         finally:
@@ -191,7 +192,7 @@ def test_a_proxy_in_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_credentials_in_the_url_go_through_httpx_as_basic_auth(
-    transport: _transport.SyncTransport,
+    transport: performers.SyncTransport,
 ) -> None:
     with serving() as server:
         seen: list[str | None] = []

@@ -1,4 +1,4 @@
-"""``stepline._http11`` on the wire: scripted answers byte for byte, and what it sends.
+"""``stepline._transport.keepalive`` on the wire: scripted answers byte for byte, and what it sends.
 
 A raw socket server answers each request with bytes a test gives it (every framing an
 HTTP/1.x server may use, and malformed ones) and records what arrived, so the pool's own
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from stepline import _effects, _http11
+from stepline._transport import effects, keepalive
 
 Script = Callable[[bytes], bytes | None]  # a request's bytes -> the answer (None: close)
 
@@ -88,23 +88,23 @@ def serving(script: Script) -> Iterator[RawServer]:
 
 
 @pytest.fixture
-def pool() -> Iterator[_http11.Pool]:
-    found = _http11.Pool()
+def pool() -> Iterator[keepalive.Pool]:
+    found = keepalive.Pool()
     yield found
     found.close()
 
 
 def send(
-    pool: _http11.Pool,
+    pool: keepalive.Pool,
     url: str,
     *,
     method: str = "POST",
     body: bytes | None = b"{}",
     headers: dict[str, str] | None = None,
     timeout: float = 5.0,
-) -> _effects.HttpResponse:
+) -> effects.HttpResponse:
     wanted = {"content-type": "application/json"} if headers is None else headers
-    answer = pool.request(_effects.HttpRequest(method, url, wanted, body, timeout))
+    answer = pool.request(effects.HttpRequest(method, url, wanted, body, timeout))
     assert answer is not None
     return answer
 
@@ -141,7 +141,7 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
     ids=["length", "chunked", "chunk-extensions", "bare-lf", "no-reason", "interim-100", "204"],
 )
 def test_each_framing_is_read_and_the_connection_reused(
-    pool: _http11.Pool, answer: bytes, body: bytes
+    pool: keepalive.Pool, answer: bytes, body: bytes
 ) -> None:
     with serving(always(answer)) as server:
         first, second = send(pool, server.url()), send(pool, server.url())
@@ -150,7 +150,7 @@ def test_each_framing_is_read_and_the_connection_reused(
 
 
 def test_an_answer_read_to_the_close_is_whole_and_its_connection_not_kept(
-    pool: _http11.Pool,
+    pool: keepalive.Pool,
 ) -> None:
     answer = Closing(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
     with serving(always(answer)) as server:
@@ -173,7 +173,7 @@ def test_an_answer_read_to_the_close_is_whole_and_its_connection_not_kept(
     ],
 )
 def test_keep_alive_follows_the_version_and_connection_header(
-    pool: _http11.Pool, answer: bytes, kept: bool
+    pool: keepalive.Pool, answer: bytes, kept: bool
 ) -> None:
     with serving(always(answer)) as server:
         for _ in range(3):
@@ -181,7 +181,7 @@ def test_keep_alive_follows_the_version_and_connection_header(
     assert server.connections == (1 if kept else 3)
 
 
-def test_headers_are_lower_cased_joined_and_unfolded(pool: _http11.Pool) -> None:
+def test_headers_are_lower_cased_joined_and_unfolded(pool: keepalive.Pool) -> None:
     answer = (
         b"HTTP/1.1 200 OK\r\nX-Many: a\r\nx-many: b\r\nX-Folded: one\r\n  two\r\n"
         b"Content-Length: 0\r\n\r\n"
@@ -191,7 +191,7 @@ def test_headers_are_lower_cased_joined_and_unfolded(pool: _http11.Pool) -> None
     assert got.headers == {"x-many": "a, b", "x-folded": "one two", "content-length": "0"}
 
 
-def test_a_head_request_reads_no_body(pool: _http11.Pool) -> None:
+def test_a_head_request_reads_no_body(pool: keepalive.Pool) -> None:
     with serving(always(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n")) as server:
         got = send(pool, server.url(), method="HEAD", body=None)
         again = send(pool, server.url(), method="HEAD", body=None)
@@ -219,17 +219,17 @@ def test_a_head_request_reads_no_body(pool: _http11.Pool) -> None:
     ],
 )
 def test_a_malformed_answer_raises_a_protocol_error(
-    pool: _http11.Pool, answer: bytes, words: str
+    pool: keepalive.Pool, answer: bytes, words: str
 ) -> None:
-    with serving(always(answer)) as server, pytest.raises(_http11.ProtocolError, match=words):
+    with serving(always(answer)) as server, pytest.raises(keepalive.ProtocolError, match=words):
         send(pool, server.url())
 
 
-def test_an_answer_cut_short_raises_and_its_connection_is_dropped(pool: _http11.Pool) -> None:
+def test_an_answer_cut_short_raises_and_its_connection_is_dropped(pool: keepalive.Pool) -> None:
     cut = Closing(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
     answers = iter([cut, None, OK])
     with serving(lambda _r: next(answers)) as server:
-        with pytest.raises(_http11.ProtocolError, match="7 bytes early"):
+        with pytest.raises(keepalive.ProtocolError, match="7 bytes early"):
             send(pool, server.url())
         with pytest.raises(ConnectionError, match="without answering"):
             send(pool, server.url())
@@ -237,7 +237,7 @@ def test_an_answer_cut_short_raises_and_its_connection_is_dropped(pool: _http11.
     assert server.connections == 3
 
 
-def test_bytes_after_an_answer_make_its_connection_unusable(pool: _http11.Pool) -> None:
+def test_bytes_after_an_answer_make_its_connection_unusable(pool: keepalive.Pool) -> None:
     with serving(always(OK + b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\njunk")) as server:
         first, second = send(pool, server.url()), send(pool, server.url())
     assert (first.body, second.body) == (b"ok", b"ok")  # never the unasked "junk"
@@ -247,7 +247,7 @@ def test_bytes_after_an_answer_make_its_connection_unusable(pool: _http11.Pool) 
 # -- what is sent ---------------------------------------------------------------------------
 
 
-def test_the_request_carries_host_length_and_no_compression(pool: _http11.Pool) -> None:
+def test_the_request_carries_host_length_and_no_compression(pool: keepalive.Pool) -> None:
     with serving(always(OK)) as server:
         send(pool, server.url("/v1/events?x=1#frag"), body=b'{"a":1}')
         send(pool, server.url("/g"), method="GET", body=None, headers={"Host": "engine.local"})
@@ -264,7 +264,7 @@ def test_the_request_carries_host_length_and_no_compression(pool: _http11.Pool) 
     assert b"Content-Length" not in got
 
 
-def test_a_callers_framing_headers_are_replaced_by_the_bodys_own(pool: _http11.Pool) -> None:
+def test_a_callers_framing_headers_are_replaced_by_the_bodys_own(pool: keepalive.Pool) -> None:
     with serving(always(OK)) as server:
         send(
             pool,
@@ -292,28 +292,28 @@ def test_a_callers_framing_headers_are_replaced_by_the_bodys_own(pool: _http11.P
     ],
 )
 def test_what_would_break_the_requests_framing_is_refused_unsent(
-    pool: _http11.Pool, url: str, headers: dict[str, str]
+    pool: keepalive.Pool, url: str, headers: dict[str, str]
 ) -> None:
     with serving(always(OK)) as server:
-        with pytest.raises(_http11.ProtocolError):
+        with pytest.raises(keepalive.ProtocolError):
             send(pool, server.url(url), headers=headers)
         assert send(pool, server.url()).body == b"ok"  # the pool is unharmed
     assert len(server.requests) == 1
     assert b"X-Injected" not in server.requests[0]
 
 
-def test_a_large_body_is_sent_whole(pool: _http11.Pool) -> None:
+def test_a_large_body_is_sent_whole(pool: keepalive.Pool) -> None:
     body = bytes(range(256)) * 2048  # 512 KiB: sent after the head, not joined to it
     with serving(always(OK)) as server:
         assert send(pool, server.url(), body=body).status == 200
     assert server.requests[0].endswith(b"\r\n\r\n" + body)
 
 
-def test_urls_not_for_a_pool_are_left_to_httpx(pool: _http11.Pool) -> None:
+def test_urls_not_for_a_pool_are_left_to_httpx(pool: keepalive.Pool) -> None:
     for url in ("https://x.example/", "http://user:pw@x.example/", "ftp://x/"):
-        assert pool.request(_effects.HttpRequest("GET", url, {}, None, 1.0)) is None
+        assert pool.request(effects.HttpRequest("GET", url, {}, None, 1.0)) is None
     with pytest.raises(ValueError, match="IPv6"):
-        pool.request(_effects.HttpRequest("GET", "http://[::1/", {}, None, 1.0))
+        pool.request(effects.HttpRequest("GET", "http://[::1/", {}, None, 1.0))
 
 
 @pytest.mark.timeout(60)
@@ -321,7 +321,7 @@ def test_an_answer_trickled_a_byte_at_a_time_is_read_in_linear_time() -> None:
     """A server (or an app, for the engine's reader) dribbling a 200 KB head and chunked
     body one byte at a time must not make the reader search the same bytes again on each
     byte: quadratic, that was minutes of CPU for one answer."""
-    from stepline._h1 import AnswerReader
+    from stepline._transport.h1 import AnswerReader
 
     head = b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"p" * 60000 + b"\r\n"
     head += b"X-More: " + b"m" * 60000 + b"\r\nX-Last: " + b"l" * 60000 + b"\r\n"

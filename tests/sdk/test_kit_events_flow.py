@@ -1,4 +1,4 @@
-"""The kit's events flow (``stepline._kit_events``) driven by hand: a scripted engine.
+"""The kit's events flow (``stepline._webkit.events``) driven by hand: a scripted engine.
 
 Pins the order of what the route sends (messages before the final result, ids on message
 events only), where it resumes, and ``Last-Event-ID`` parsing. The flow's feed effects go
@@ -14,8 +14,11 @@ from typing import Any
 
 import pytest
 
-from stepline import _effects, _kit_events, _kit_feed, _settings
-from stepline._runs import RunInfo
+from stepline import _settings
+from stepline._api.runs import RunInfo
+from stepline._transport import effects as _effects
+from stepline._webkit import events as _kit_events
+from stepline._webkit import feed as _kit_feed
 
 SETTINGS = _settings.resolve(
     app_id="shop", environ={}, is_production=False, api_base_url="http://engine"

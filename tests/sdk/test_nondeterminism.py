@@ -17,7 +17,7 @@ import pytest
 
 import stepline
 from stepline._comm import CommHandler, CommRequest, CommResponse
-from stepline._divergence import ReplayTracker
+from stepline._execution.divergence import ReplayTracker
 
 from .comm_calls import CHECKPOINT, URL, body_for, call, decoded, make_client, memo, serve, sha1
 

@@ -5,9 +5,8 @@ from typing import Any
 
 import pytest
 
-from stepline._checks import check_duration, check_expression
-from stepline._errors import ConfigError
-from stepline._options import (
+from stepline._definition.checks import check_duration, check_expression
+from stepline._definition.options import (
     Batch,
     Cancel,
     Concurrency,
@@ -19,7 +18,8 @@ from stepline._options import (
     Throttle,
     Timeouts,
 )
-from stepline._triggers import TriggerCron, TriggerEvent, triggers_to_wire
+from stepline._definition.triggers import TriggerCron, TriggerEvent, triggers_to_wire
+from stepline._errors import ConfigError
 
 # ---------------------------------------------------------------- expressions
 

@@ -19,7 +19,7 @@ import pytest
 
 import stepline
 from stepline._comm import CommHandler
-from stepline._publish import MAX_BATCH
+from stepline._execution.publish import MAX_BATCH
 from tests._support.polling import wait_until
 from tests.conftest import StubServer
 

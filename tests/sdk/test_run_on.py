@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 import stepline
-from stepline._checkpointing import CheckpointPolicy
-from stepline._context import ReplayAwareLogger
-from stepline._execution import ExecutionState, Outcome
+from stepline._execution.call import ExecutionState, Outcome
+from stepline._execution.checkpointing import CheckpointPolicy
+from stepline._execution.context import ReplayAwareLogger
+from stepline._execution.step import SyncStep
 from stepline._protocol.execution import CallContext, ExecutionRequest
 from stepline._protocol.hashing import hash_step_id
 from stepline._protocol.opcodes import Opcode
-from stepline._step import SyncStep
 
 from .test_execution_state import run
 

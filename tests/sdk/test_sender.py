@@ -10,7 +10,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from stepline import _effects, _errors, _event, _identity, _sender, _settings, _transport
+from stepline import (
+    _errors,
+    _event,
+    _identity,
+    _settings,
+)
+from stepline._api import sender
+from stepline._transport import effects, performers
 
 SEED = bytes(range(10))
 NOW = 1_795_218_036_566
@@ -33,16 +40,16 @@ def events() -> list[_event.Event]:
     ]
 
 
-def reply(status: int, payload: object = None, error: str | None = None) -> _effects.HttpResponse:
+def reply(status: int, payload: object = None, error: str | None = None) -> effects.HttpResponse:
     body = b"" if payload is None else json.dumps(payload).encode()
-    return _effects.HttpResponse(status=status, headers={}, body=body, error=error)
+    return effects.HttpResponse(status=status, headers={}, body=body, error=error)
 
 
-def ok() -> _effects.HttpResponse:
+def ok() -> effects.HttpResponse:
     return reply(200, {"ids": OK_IDS, "status": 200})
 
 
-def finish(flow: _effects.Flow[list[str]], effect: object) -> list[str]:
+def finish(flow: effects.Flow[list[str]], effect: object) -> list[str]:
     with pytest.raises(StopIteration) as stop:
         flow.send(effect)
     return stop.value.value  # type: ignore[no-any-return]
@@ -53,9 +60,9 @@ def finish(flow: _effects.Flow[list[str]], effect: object) -> list[str]:
 
 @pytest.mark.shipped_default_url
 def test_request_matches_the_official_sdk_shape():
-    flow = _sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
+    flow = sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
     request = next(flow)
-    assert isinstance(request, _effects.HttpRequest)
+    assert isinstance(request, effects.HttpRequest)
     assert request.method == "POST"
     assert request.url == "http://127.0.0.1:8288/e/NO_EVENT_KEY_SET"
     assert request.timeout == 30.0
@@ -81,20 +88,20 @@ def test_event_key_env_and_timeout_are_used():
         event_api_base_url="https://events.example",
         request_timeout=4.0,
     )
-    request = next(_sender.send_flow(config, events(), now_ms=NOW, seed=SEED))
+    request = next(sender.send_flow(config, events(), now_ms=NOW, seed=SEED))
     assert request.url == "https://events.example/e/key%2Fwith%20space"
     assert request.headers["x-inngest-env"] == "feature-x"
     assert request.timeout == 4.0
 
 
 def test_retries_network_errors_and_5xx_with_backoff_reusing_the_seed():
-    flow = _sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
+    flow = sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
     first = next(flow)
     failures = [reply(0, error="connection refused"), reply(502), reply(503, {"error": "busy"})]
     sleeps = []
     for failure in failures:
         sleep = flow.send(failure)
-        assert isinstance(sleep, _effects.Sleep)
+        assert isinstance(sleep, effects.Sleep)
         sleeps.append(sleep.seconds)
         again = flow.send(None)
         assert again == first
@@ -105,22 +112,22 @@ def test_retries_network_errors_and_5xx_with_backoff_reusing_the_seed():
 
 
 def test_backoff_is_capped_and_the_last_error_is_reported():
-    flow = _sender.send_flow(settings(send_max_attempts=8), events(), now_ms=NOW, seed=SEED)
+    flow = sender.send_flow(settings(send_max_attempts=8), events(), now_ms=NOW, seed=SEED)
     next(flow)
     sleeps = []
     for _ in range(7):
         sleeps.append(flow.send(reply(500, {"error": "boom"})).seconds)
-        assert isinstance(flow.send(None), _effects.HttpRequest)
+        assert isinstance(flow.send(None), effects.HttpRequest)
     assert sleeps == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
     with pytest.raises(_errors.SendEventError, match=r"500 after 8 attempt\(s\): boom"):
         flow.send(reply(500, {"error": "boom"}))
 
 
 def test_default_is_five_attempts():
-    flow = _sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
+    flow = sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
     next(flow)
     for _ in range(4):
-        assert isinstance(flow.send(reply(0, error="down")), _effects.Sleep)
+        assert isinstance(flow.send(reply(0, error="down")), effects.Sleep)
         flow.send(None)
     with pytest.raises(_errors.SendEventError, match=r"unreachable after 5 attempt\(s\): down"):
         flow.send(reply(0, error="down"))
@@ -131,15 +138,15 @@ def test_default_is_five_attempts():
     [("3", 3.0), ("0.5", 0.5), ("600", 10.0), ("0", 0.1), ("soon", 0.1), ("³", 0.1)],
 )
 def test_a_503_retry_after_lengthens_the_wait(retry_after: str, wait: float) -> None:
-    flow = _sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
+    flow = sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
     next(flow)
-    locked = _effects.HttpResponse(
+    locked = effects.HttpResponse(
         status=503,
         headers={"retry-after": retry_after},
         body=json.dumps({"ids": [], "error": "the database is unavailable (locked)"}).encode(),
     )
     sleep = flow.send(locked)
-    assert isinstance(sleep, _effects.Sleep)
+    assert isinstance(sleep, effects.Sleep)
     assert sleep.seconds == wait  # never shorter than the backoff, never over 10 s
     flow.send(None)
     assert finish(flow, ok()) == OK_IDS
@@ -147,12 +154,12 @@ def test_a_503_retry_after_lengthens_the_wait(retry_after: str, wait: float) -> 
 
 def test_a_503_outlasting_the_retries_says_what_the_engine_answered() -> None:
     """Issue 31: a view catching the error can answer 503 with the engine's Retry-After."""
-    flow = _sender.send_flow(settings(send_max_attempts=3), events(), now_ms=NOW, seed=SEED)
+    flow = sender.send_flow(settings(send_max_attempts=3), events(), now_ms=NOW, seed=SEED)
     next(flow)
     body = {"ids": [], "error": "the database is unavailable (disk full); retry in 5 s"}
-    full = _effects.HttpResponse(503, {"retry-after": "5"}, json.dumps(body).encode())
+    full = effects.HttpResponse(503, {"retry-after": "5"}, json.dumps(body).encode())
     for _ in range(2):
-        assert flow.send(full) == _effects.Sleep(5.0)
+        assert flow.send(full) == effects.Sleep(5.0)
         flow.send(None)
     with pytest.raises(_errors.SendEventError, match=r"503 after 3 attempt\(s\)") as refused:
         flow.send(full)
@@ -167,18 +174,18 @@ HTTP_DATE = "Wed, 21 Oct 2026 07:28:00 GMT"
 @pytest.mark.parametrize(
     ("answer", "http_status", "retry_after"),
     [
-        (_effects.HttpResponse(503, {"retry-after": "0.5"}, b""), 503, 1),  # whole seconds
-        (_effects.HttpResponse(503, {"retry-after": HTTP_DATE}, b""), 503, None),  # not seconds
-        (_effects.HttpResponse(500, {}, b'{"error": "boom"}'), 500, None),
-        (_effects.HttpResponse(400, {"retry-after": "3"}, b'{"error": "bad"}'), 400, 3),
-        (_effects.HttpResponse(200, {}, b"{}"), 200, None),  # answered, without ids
-        (_effects.HttpResponse(0, {}, b"", error="refused"), None, None),  # unreachable
+        (effects.HttpResponse(503, {"retry-after": "0.5"}, b""), 503, 1),  # whole seconds
+        (effects.HttpResponse(503, {"retry-after": HTTP_DATE}, b""), 503, None),  # not seconds
+        (effects.HttpResponse(500, {}, b'{"error": "boom"}'), 500, None),
+        (effects.HttpResponse(400, {"retry-after": "3"}, b'{"error": "bad"}'), 400, 3),
+        (effects.HttpResponse(200, {}, b"{}"), 200, None),  # answered, without ids
+        (effects.HttpResponse(0, {}, b"", error="refused"), None, None),  # unreachable
     ],
 )
 def test_the_error_carries_the_last_answer(
-    answer: _effects.HttpResponse, http_status: int | None, retry_after: int | None
+    answer: effects.HttpResponse, http_status: int | None, retry_after: int | None
 ) -> None:
-    flow = _sender.send_flow(settings(send_max_attempts=1), events(), now_ms=NOW, seed=SEED)
+    flow = sender.send_flow(settings(send_max_attempts=1), events(), now_ms=NOW, seed=SEED)
     next(flow)
     with pytest.raises(_errors.SendEventError) as refused:
         flow.send(answer)
@@ -187,7 +194,7 @@ def test_the_error_carries_the_last_answer(
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 429])
 def test_never_retries_4xx(status):
-    flow = _sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
+    flow = sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
     next(flow)
     payload = {"ids": [], "status": status, "error": "event name is reserved"}
     with pytest.raises(_errors.SendEventError, match=f"{status} after 1 attempt") as info:
@@ -196,15 +203,15 @@ def test_never_retries_4xx(status):
 
 
 def test_error_without_json_body_reports_the_text():
-    flow = _sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
+    flow = sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
     next(flow)
-    response = _effects.HttpResponse(status=401, headers={}, body=b"unauthorized")
+    response = effects.HttpResponse(status=401, headers={}, body=b"unauthorized")
     with pytest.raises(_errors.SendEventError, match=r"401 after 1 attempt.*unauthorized"):
         flow.send(response)
 
 
 def test_single_attempt_does_not_retry():
-    flow = _sender.send_flow(settings(send_max_attempts=1), events(), now_ms=NOW, seed=SEED)
+    flow = sender.send_flow(settings(send_max_attempts=1), events(), now_ms=NOW, seed=SEED)
     next(flow)
     with pytest.raises(_errors.SendEventError, match="503"):
         flow.send(reply(503))
@@ -212,10 +219,10 @@ def test_single_attempt_does_not_retry():
 
 @pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'{"ids": [1]}', b'{"status": 200}'])
 def test_success_without_ids_is_an_error(body):
-    flow = _sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
+    flow = sender.send_flow(settings(), events(), now_ms=NOW, seed=SEED)
     next(flow)
     with pytest.raises(_errors.SendEventError, match="without ids"):
-        flow.send(_effects.HttpResponse(status=200, headers={}, body=body))
+        flow.send(effects.HttpResponse(status=200, headers={}, body=body))
 
 
 def _nameless() -> _event.Event:
@@ -236,7 +243,7 @@ def _nameless() -> _event.Event:
     ],
 )
 def test_invalid_events_fail_before_any_io(batch, message):
-    flow = _sender.send_flow(settings(), batch, now_ms=NOW, seed=SEED)
+    flow = sender.send_flow(settings(), batch, now_ms=NOW, seed=SEED)
     with pytest.raises(_errors.SendEventError, match=message) as refused:
         next(flow)
     assert (refused.value.http_status, refused.value.retry_after) == (None, None)
@@ -244,7 +251,7 @@ def test_invalid_events_fail_before_any_io(batch, message):
 
 def test_seed_must_be_ten_bytes():
     with pytest.raises(ValueError, match="10 bytes"):
-        next(_sender.send_flow(settings(), events(), now_ms=NOW, seed=b"short"))
+        next(sender.send_flow(settings(), events(), now_ms=NOW, seed=b"short"))
 
 
 # -- against a real HTTP server ----------------------------------------------------------
@@ -326,9 +333,9 @@ def check_three_identical_attempts(api: EventApi) -> None:
 
 
 def test_send_sync_against_a_real_server(event_api):
-    transport = _transport.SyncTransport()
+    transport = performers.SyncTransport()
     try:
-        ids = _sender.send_sync(transport, real_settings(event_api.url), events())
+        ids = sender.send_sync(transport, real_settings(event_api.url), events())
     finally:
         transport.close()
     assert ids == OK_IDS
@@ -337,9 +344,9 @@ def test_send_sync_against_a_real_server(event_api):
 
 def test_send_async_against_a_real_server(event_api):
     async def main() -> list[str]:
-        transport = _transport.AsyncTransport()
+        transport = performers.AsyncTransport()
         try:
-            return await _sender.send_async(transport, real_settings(event_api.url), events())
+            return await sender.send_async(transport, real_settings(event_api.url), events())
         finally:
             await transport.aclose()
 
@@ -356,10 +363,10 @@ def free_port() -> int:
 
 def test_connection_refused_sync():
     config = real_settings(f"http://127.0.0.1:{free_port()}", send_max_attempts=2)
-    transport = _transport.SyncTransport()
+    transport = performers.SyncTransport()
     try:
         with pytest.raises(_errors.SendEventError, match=r"unreachable after 2 attempt\(s\)"):
-            _sender.send_sync(transport, config, events())
+            sender.send_sync(transport, config, events())
     finally:
         transport.close()
 
@@ -368,9 +375,9 @@ def test_connection_refused_async():
     config = real_settings(f"http://127.0.0.1:{free_port()}", send_max_attempts=2)
 
     async def main() -> None:
-        transport = _transport.AsyncTransport()
+        transport = performers.AsyncTransport()
         try:
-            await _sender.send_async(transport, config, events())
+            await sender.send_async(transport, config, events())
         finally:
             await transport.aclose()
 
@@ -381,18 +388,18 @@ def test_connection_refused_async():
 # -- the transports themselves ------------------------------------------------------------
 
 
-def request_to(url: str) -> _effects.HttpRequest:
-    return _effects.HttpRequest(method="POST", url=url, headers={}, body=b"[]", timeout=5.0)
+def request_to(url: str) -> effects.HttpRequest:
+    return effects.HttpRequest(method="POST", url=url, headers={}, body=b"[]", timeout=5.0)
 
 
 def test_sync_transport_lowercases_headers_and_never_raises():
     api = EventApi(failures=0)
-    transport = _transport.SyncTransport()
+    transport = performers.SyncTransport()
     try:
         response = transport.perform(request_to(api.url + "/e/k"))
         refused = transport.perform(request_to(f"http://127.0.0.1:{free_port()}/"))
         invalid = transport.perform(request_to("http://[::1/"))
-        assert transport.perform(_effects.Sleep(0.0)) is None
+        assert transport.perform(effects.Sleep(0.0)) is None
     finally:
         transport.close()
         api.close()
@@ -409,7 +416,7 @@ def test_sync_transport_lowercases_headers_and_never_raises():
 
 def test_async_transport_serves_several_event_loops():
     api = EventApi(failures=0)
-    transport = _transport.AsyncTransport()
+    transport = performers.AsyncTransport()
     statuses: list[int] = []
 
     async def main() -> None:
@@ -418,7 +425,7 @@ def test_async_transport_serves_several_event_loops():
             assert response is not None
             assert response.headers["x-custom"] == "Yes"
             statuses.append(response.status)
-            assert await transport.perform(_effects.Sleep(0.0)) is None
+            assert await transport.perform(effects.Sleep(0.0)) is None
         finally:
             await transport.aclose()
 
@@ -437,4 +444,4 @@ def test_async_transport_serves_several_event_loops():
 
 def test_transports_reject_unknown_effects():
     with pytest.raises(TypeError):
-        _transport.SyncTransport().perform(object())
+        performers.SyncTransport().perform(object())

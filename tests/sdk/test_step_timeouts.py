@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import stepline
-from stepline import _step_timeouts
-from stepline.engine._registry import parse_app
+from stepline._execution import step_timeouts
+from stepline.engine._apps.registry import parse_app
 
 from .comm_calls import body_for, call, make_client, ops, serve
 
@@ -144,9 +144,9 @@ def test_steps_within_their_timeout_and_their_own_timeout_errors() -> None:
 
 def test_bad_timeouts_are_config_errors() -> None:
     with pytest.raises(stepline.ConfigError, match="positive"):
-        _step_timeouts.seconds(0)
+        step_timeouts.seconds(0)
     with pytest.raises(stepline.ConfigError, match="invalid step timeout"):
-        _step_timeouts.seconds("soon", "step timeout")
+        step_timeouts.seconds("soon", "step timeout")
     with pytest.raises(stepline.ConfigError, match="at least one"):
         stepline.Timeouts()
     with pytest.raises(stepline.ConfigError, match=r"Timeouts\.call"):

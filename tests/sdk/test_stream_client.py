@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 import stepline
-from stepline import _effects
 from stepline._status import RunStatus
+from stepline._transport import effects
 from stepline.embedded import EmbeddedEngine
 from stepline.engine._store import Store
 from tests._support.polling import wait_until
@@ -164,13 +164,13 @@ def watch_refusals(client: stepline.Client) -> threading.Event:
 
     def perform(effect: object) -> object:
         answer = sync_perform(effect)
-        if isinstance(answer, _effects.HttpResponse) and answer.status == 0:
+        if isinstance(answer, effects.HttpResponse) and answer.status == 0:
             refused.set()
         return answer
 
     async def aperform(effect: object) -> object:
         answer = await async_perform(effect)
-        if isinstance(answer, _effects.HttpResponse) and answer.status == 0:
+        if isinstance(answer, effects.HttpResponse) and answer.status == 0:
             refused.set()
         return answer
 

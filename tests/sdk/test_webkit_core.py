@@ -15,7 +15,8 @@ import pydantic
 import pytest
 
 import stepline
-from stepline import _effects, _webkit
+from stepline._transport import effects
+from stepline._webkit import routes as _webkit
 from stepline.embedded import EmbeddedEngine
 from stepline.web import AccessDenied, AccessRequest, RunRoutes, WebRequest, WebResponse, allow_all
 from tests._support.processes import free_port
@@ -591,22 +592,22 @@ def test_function_the_engine_does_not_know_is_404_saying_to_sync(
 class Scripted:
     """A transport answering engine requests from a script, by path (sync and async)."""
 
-    def __init__(self, answers: dict[str, list[_effects.HttpResponse]]) -> None:
+    def __init__(self, answers: dict[str, list[effects.HttpResponse]]) -> None:
         self.answers = answers
         self.asked: list[str] = []
 
-    def _answer(self, effect: object) -> _effects.HttpResponse | None:
-        if isinstance(effect, _effects.Sleep):
+    def _answer(self, effect: object) -> effects.HttpResponse | None:
+        if isinstance(effect, effects.Sleep):
             return None
-        assert isinstance(effect, _effects.HttpRequest)
+        assert isinstance(effect, effects.HttpRequest)
         path = effect.url.split("://", 1)[1].split("/", 1)[1].split("?")[0]
         self.asked.append(path)
         return self.answers[path].pop(0)
 
-    def perform(self, effect: object) -> _effects.HttpResponse | None:
+    def perform(self, effect: object) -> effects.HttpResponse | None:
         return self._answer(effect)
 
-    async def aperform(self, effect: object) -> _effects.HttpResponse | None:
+    async def aperform(self, effect: object) -> effects.HttpResponse | None:
         return self._answer(effect)
 
 
@@ -617,8 +618,8 @@ def test_an_engine_503_is_503_with_its_retry_after(face: str, loop: LoopThread) 
     script = Scripted(
         {
             "v1/functions/shop-order/runs": [
-                _effects.HttpResponse(503, {"retry-after": "5"}, json.dumps(full).encode()),
-                _effects.HttpResponse(503, {}, b"Service Unavailable"),  # a proxy's: no wait
+                effects.HttpResponse(503, {"retry-after": "5"}, json.dumps(full).encode()),
+                effects.HttpResponse(503, {}, b"Service Unavailable"),  # a proxy's: no wait
             ],
         }
     )
@@ -642,16 +643,16 @@ def test_an_engine_failure_mid_stream_ends_it_with_an_error_event(
     app = embedded_app.build(api_base_url="http://engine.test")
     run = {"run_id": "01RUN", "function_id": "shop-order", "status": "Running", "output": None}
 
-    def ok(data: object) -> _effects.HttpResponse:
-        return _effects.HttpResponse(200, {}, json.dumps({"data": data}).encode())
+    def ok(data: object) -> effects.HttpResponse:
+        return effects.HttpResponse(200, {}, json.dumps({"data": data}).encode())
 
     step = {"id": "s1", "name": "a", "op": "StepRun", "status": "Completed", "attempts": 0}
     script = Scripted(
         {
             "v1/runs/01RUN": [ok(run), ok(run), ok(run)],
-            "v1/runs/01RUN/steps": [ok([step]), _effects.HttpResponse(0, {}, b"", error="reset")],
+            "v1/runs/01RUN/steps": [ok([step]), effects.HttpResponse(0, {}, b"", error="reset")],
             "v1/runs/01RUN/stream": [
-                _effects.HttpResponse(200, {}, b'{"data": [], "next": 0, "ended": false}')
+                effects.HttpResponse(200, {}, b'{"data": [], "next": 0, "ended": false}')
             ],
         }
     )

@@ -19,7 +19,7 @@ import pytest
 
 import stepline
 import stepline.django
-from stepline import _catalog
+from stepline._api import catalog as _catalog
 from stepline.django._admin import listing
 from tests._support.polling import wait_until
 

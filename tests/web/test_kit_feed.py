@@ -27,7 +27,7 @@ import pytest
 import stepline
 import stepline.fastapi
 import stepline.web
-from stepline import _effects
+from stepline._transport import effects
 from tests._support.polling import wait_until
 from tests._support.server_thread import serving
 
@@ -55,7 +55,7 @@ class Counting:
         self.lock = threading.Lock()
 
     def _count(self, effect: object) -> None:
-        if isinstance(effect, _effects.HttpRequest) and effect.method == "GET":
+        if isinstance(effect, effects.HttpRequest) and effect.method == "GET":
             path = urllib.parse.urlsplit(effect.url).path
             kind = path.rsplit("/", 1)[-1] if path.endswith(("/steps", "/stream")) else "run"
             with self.lock:

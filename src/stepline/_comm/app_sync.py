@@ -15,9 +15,9 @@ from typing import Any
 from stepline import _errors
 from stepline._comm.endpoint import Endpoint, Signer
 from stepline._comm.messages import CommRequest, CommResponse, decode_json_object
-from stepline._effects import Flow, HttpRequest, HttpResponse
 from stepline._protocol import headers, registration, signing
 from stepline._protocol.execution import ExecutionRequest
+from stepline._transport.effects import Flow, HttpRequest, HttpResponse
 
 
 def inspect(endpoint: Endpoint, signer: Signer, request: CommRequest) -> CommResponse:

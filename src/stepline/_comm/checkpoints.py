@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from stepline import _effects, _runs
-from stepline._checkpointing import CheckpointFailed, StepSink
+from stepline._api import runs as _runs
+from stepline._execution.checkpointing import CheckpointFailed, StepSink
 from stepline._protocol.execution import CallContext, Op
+from stepline._transport import effects
 
 if TYPE_CHECKING:
     from stepline._client import Client
@@ -50,7 +51,7 @@ class RunCheckpoints:
             if self._sink is not None:
                 self._sink.record_sync(self.run_id, self.qi_id, ops)
             else:
-                _effects.drive_sync(self._flow(ops), self.client._sync_transport.perform)
+                effects.drive_sync(self._flow(ops), self.client._sync_transport.perform)
         except (CheckpointFailed, _runs.ManagementError) as exc:
             raise self._failed(exc) from exc
 
@@ -61,11 +62,11 @@ class RunCheckpoints:
                 await self._sink.record(self.run_id, self.qi_id, ops)
             else:
                 flow = self._flow(ops)
-                await _effects.drive_async(flow, self.client._async_transport.perform)
+                await effects.drive_async(flow, self.client._async_transport.perform)
         except (CheckpointFailed, _runs.ManagementError) as exc:
             raise self._failed(exc) from exc
 
-    def _flow(self, ops: list[Op]) -> _effects.Flow[Any]:
+    def _flow(self, ops: list[Op]) -> effects.Flow[Any]:
         body = {
             "run_id": self.run_id,
             "fn_id": self.fn_id,

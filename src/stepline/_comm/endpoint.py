@@ -16,7 +16,7 @@ from stepline._protocol import headers, signing
 from stepline._settings import Settings
 
 if TYPE_CHECKING:
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -18,26 +18,28 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from stepline import _context, _errors, _identity, _invocation, _logs, _tracing
-from stepline._checkpointing import Checkpointing, CheckpointPolicy, StepSink
+from stepline import _errors, _identity, _logs
 from stepline._comm import app_sync
 from stepline._comm.checkpoints import RunCheckpoints
 from stepline._comm.endpoint import Endpoint, Signer
 from stepline._comm.loop import LoopThread
 from stepline._comm.messages import CommRequest, CommResponse, logger
 from stepline._comm.pool import SdkPool
-from stepline._divergence import Divergence
-from stepline._effects import Flow, drive_async, drive_sync
 from stepline._endpoints import registry as _endpoints
 from stepline._event import Event
-from stepline._execution import ExecutionState, Outcome
+from stepline._execution import context as _context
+from stepline._execution import invocation, tracing
+from stepline._execution.call import ExecutionState, Outcome
+from stepline._execution.checkpointing import Checkpointing, CheckpointPolicy, StepSink
+from stepline._execution.divergence import Divergence
 from stepline._protocol import headers
 from stepline._protocol.execution import DISCOVERY_STEP_ID, ExecutionRequest
 from stepline._scope import Scope
+from stepline._transport.effects import Flow, drive_async, drive_sync
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_SERVE_PATH = "/api/inngest"
@@ -53,7 +55,7 @@ class RunFunction:
     fn: Function
     state: ExecutionState
     events: list[Event]
-    trace: _tracing.ExecutionTrace | None = None
+    trace: tracing.ExecutionTrace | None = None
 
 
 class CommHandler:
@@ -119,7 +121,7 @@ class CommHandler:
         self.signer = Signer(settings, wall_clock)
         self._pool: SdkPool | None = None
         self._loop_thread = LoopThread()
-        self._tracer = _tracing.SdkTracer.create(client.tracer_provider)
+        self._tracer = tracing.SdkTracer.create(client.tracer_provider)
 
     # -- drivers -------------------------------------------------------------------------
 
@@ -291,7 +293,7 @@ class CommHandler:
         option = self.client.settings.checkpointing
         if policy is not None and isinstance(option, Checkpointing) and option.buffered_steps:
             state.checkpointer = RunCheckpoints(self.client, call.ctx, local)
-        events = _invocation.parse_events(state)
+        events = invocation.parse_events(state)
         trace = None
         if self._tracer is not None:
             trace = state.observer = self._tracer.execution(headers, call.ctx, fn.composite_id)
@@ -428,7 +430,7 @@ def _function_call(
 
 @contextlib.contextmanager
 def _traced(
-    trace: _tracing.ExecutionTrace, token: contextvars.Token[_logs.Source | None]
+    trace: tracing.ExecutionTrace, token: contextvars.Token[_logs.Source | None]
 ) -> Iterator[Callable[[Outcome], Outcome]]:
     try:
         with trace.function_call():
@@ -448,12 +450,12 @@ def _untraced(outcome: Outcome) -> Outcome:
 
 def _call_sync(effect: RunFunction, client: Client) -> Outcome:
     with _function_call(effect) as finished:
-        return finished(_invocation.call_sync(effect.fn, effect.state, client, effect.events))
+        return finished(invocation.call_sync(effect.fn, effect.state, client, effect.events))
 
 
 async def _call_async(effect: RunFunction, client: Client) -> Outcome:
     with _function_call(effect) as finished:
-        outcome = await _invocation.call_async(effect.fn, effect.state, client, effect.events)
+        outcome = await invocation.call_async(effect.fn, effect.state, client, effect.events)
         return finished(outcome)
 
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from stepline import _errors, _json, _serde
-from stepline._checkpointing import StepSink
-from stepline._execution import Outcome
+from stepline._execution.call import Outcome
+from stepline._execution.checkpointing import StepSink
 from stepline._protocol import durations, headers
 from stepline._protocol.errors import error_body
 

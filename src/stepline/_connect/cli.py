@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from stepline._client import Client
 from stepline._connect.worker import Worker
+from stepline._definition.function import Function
 from stepline._errors import ConfigError
-from stepline._function import Function
 
 __all__ = ["functions_of", "load", "main"]
 

@@ -32,16 +32,17 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from stepline import _errors, _json, _serve_options
+from stepline import _errors, _json
 from stepline._comm import app_sync
 from stepline._comm.messages import CommResponse
 from stepline._connect import calls, kinds, link, proto
 from stepline._identity import VERSION
 from stepline._protocol import headers, signing
+from stepline._serving import options as _serve_options
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 __all__ = ["FRAMEWORK", "PROTOCOL", "ConnectError", "Worker"]
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stepline import _errors
-from stepline._ownership import Principal
+from stepline._api.ownership import Principal
 
 __all__ = ["Caller", "Identify", "caller_id", "identify_async", "identify_sync"]
 

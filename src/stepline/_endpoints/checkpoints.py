@@ -17,9 +17,10 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from stepline import _effects, _runs
-from stepline._execution import Interrupt
+from stepline._api import runs as _runs
+from stepline._execution.call import Interrupt
 from stepline._protocol.execution import Op
+from stepline._transport import effects as _effects
 
 if TYPE_CHECKING:
     from stepline._client import Client

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from stepline._context import Context, SyncContext
 from stepline._endpoints.request import EndpointRequest
+from stepline._execution.context import Context, SyncContext
 
 __all__ = ["EndpointContext", "SyncEndpointContext"]
 

@@ -27,18 +27,24 @@ from typing import Any, Protocol
 
 from typing_extensions import Unpack
 
-from stepline import _csrf, _effects, _errors, _ownership, _runs, _tracing, _webkit
+from stepline import _errors
+from stepline._api import ownership
+from stepline._api import runs as _runs
 from stepline._client import Client
 from stepline._comm.loop import LoopThread
-from stepline._context import Context, SyncContext
+from stepline._definition.function import FunctionOptionArgs, declare
+from stepline._definition.triggers import TriggerEvent
 from stepline._endpoints import callers, inline, redaction, registry, response
 from stepline._endpoints.context import endpoint_context
 from stepline._endpoints.request import EndpointRequest
-from stepline._function import FunctionOptionArgs, declare
+from stepline._execution import tracing
+from stepline._execution.context import Context, SyncContext
 from stepline._protocol import event_names
+from stepline._serving import csrf
 from stepline._status import RunStatus
-from stepline._triggers import TriggerEvent
-from stepline._webkit import AccessRequest, Authorize, WebRequest, WebResponse
+from stepline._transport import effects
+from stepline._webkit import routes as _webkit
+from stepline._webkit.routes import AccessRequest, Authorize, WebRequest, WebResponse
 
 __all__ = ["ENDPOINT_EVENT", "DurableRoute", "Endpoint", "EndpointArgs"]
 
@@ -119,7 +125,7 @@ class Endpoint:
             an ``Idempotency-Key``: it cannot be scoped to them.
         cross_site: take form and ``text/plain`` POSTs a browser sends from another
             site (a payment provider's form post back). By default they are refused
-            with 403 before ``authorize`` (``stepline._csrf.cross_site``): such a post
+            with 403 before ``authorize`` (``stepline._serving.csrf.cross_site``): such a post
             carries the user's cookies, unasked.
         **options: the function's options, as ``client.function`` takes them
             (``retries``, ``concurrency``, ``throttle``, ``rate_limit``...).
@@ -172,14 +178,14 @@ class Endpoint:
         self, request: WebRequest, path_params: Mapping[str, Any] | None = None
     ) -> WebResponse:
         """Answer ``request`` with blocking I/O (WSGI frameworks, threads)."""
-        return _effects.drive_sync(self._flow(request, path_params or {}), self._perform_sync)
+        return effects.drive_sync(self._flow(request, path_params or {}), self._perform_sync)
 
     async def handle_async(
         self, request: WebRequest, path_params: Mapping[str, Any] | None = None
     ) -> WebResponse:
         """Answer ``request`` with async I/O (a plain ``def`` handler runs in a thread)."""
         flow = self._flow(request, path_params or {})
-        return await _effects.drive_async(flow, self._perform_async)
+        return await effects.drive_async(flow, self._perform_async)
 
     def _perform_sync(self, effect: object) -> Any:
         if isinstance(effect, inline.Execute):
@@ -192,7 +198,7 @@ class Endpoint:
         if isinstance(effect, callers.Identify):
             assert self.caller is not None
             return callers.identify_sync(self.caller, effect.request)
-        if isinstance(effect, _effects.HttpRequest) and (direct := _direct(self.client, effect)):
+        if isinstance(effect, effects.HttpRequest) and (direct := _direct(self.client, effect)):
             # an embedded engine: no HTTP, on the private loop thread
             return self._loop_thread.run(direct.perform(effect))
         return self.client._sync_transport.perform(effect)
@@ -206,7 +212,7 @@ class Endpoint:
         if isinstance(effect, callers.Identify):
             assert self.caller is not None
             return await callers.identify_async(self.caller, effect.request)
-        if isinstance(effect, _effects.HttpRequest) and (direct := _direct(self.client, effect)):
+        if isinstance(effect, effects.HttpRequest) and (direct := _direct(self.client, effect)):
             return await direct.perform(effect)  # an embedded engine: no HTTP, on this loop
         return await self.client._async_transport.perform(effect)
 
@@ -216,11 +222,11 @@ class Endpoint:
 
     # -- the logic, once ----------------------------------------------------------------
 
-    def _flow(self, web: WebRequest, path_params: Mapping[str, Any]) -> _effects.Flow[WebResponse]:
+    def _flow(self, web: WebRequest, path_params: Mapping[str, Any]) -> effects.Flow[WebResponse]:
         fn_id = self.function.composite_id
         if len(web.body) > self.max_body:
             return _problem(413, f"the request body is larger than {self.max_body} bytes")
-        if not self.cross_site and (why := _csrf.cross_site(web.method, web.headers)):
+        if not self.cross_site and (why := csrf.cross_site(web.method, web.headers)):
             return _problem(403, _CROSS_SITE.format(why=why))
         key = web.headers.get(_KEY_HEADER)
         if key is not None and not 0 < len(key) <= 256:
@@ -230,7 +236,7 @@ class Endpoint:
             answer = yield _webkit.Ask(AccessRequest(web.native, "start", fn_id))
             if isinstance(answer, _webkit.AccessDenied):
                 return _problem(answer.status, answer.message)
-            verdict = _ownership.verdict(answer)
+            verdict = ownership.verdict(answer)
             if not verdict.allowed:
                 return _problem(403, "forbidden")
             principal = verdict.principal
@@ -260,7 +266,7 @@ class Endpoint:
         try:
             started = yield from inline.start_flow(
                 settings, fn_id, data, idempotency_key=key, started_by=principal,
-                trace=trace or _tracing.outgoing_headers(),
+                trace=trace or tracing.outgoing_headers(),
             )  # fmt: skip
         except _runs.FunctionNotRegisteredError as exc:
             logger.error("durable endpoint %s: %s", web.path, exc.message)
@@ -321,7 +327,7 @@ class Endpoint:
         return reply
 
 
-def _direct(client: Client, request: _effects.HttpRequest) -> registry.DirectPath | None:
+def _direct(client: Client, request: effects.HttpRequest) -> registry.DirectPath | None:
     """The embedded engine's in-process path for this engine request, if it takes it."""
     direct = registry.direct(client)
     return direct if direct is not None and direct.handles(request) else None

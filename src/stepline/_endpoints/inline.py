@@ -15,18 +15,21 @@ import datetime as _dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from stepline import _effects, _identity, _invocation, _runs
-from stepline._checkpointing import CheckpointPolicy
+from stepline import _identity
+from stepline._api import runs as _runs
+from stepline._api.runs import RunInfo
 from stepline._comm.messages import CommResponse
 from stepline._endpoints.checkpoints import Checkpoints, HandedBack, Lease, Performers
-from stepline._execution import ExecutionState
+from stepline._execution import invocation
+from stepline._execution.call import ExecutionState
+from stepline._execution.checkpointing import CheckpointPolicy
 from stepline._protocol import headers
 from stepline._protocol.execution import ExecutionRequest
-from stepline._runs import RunInfo
+from stepline._transport import effects
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 __all__ = ["Answer", "Execute", "Started", "answer_flow", "start_flow"]
 
@@ -75,7 +78,7 @@ def start_flow(
     idempotency_key: str | None,
     started_by: str | None,
     trace: Mapping[str, str],
-) -> _effects.Flow[Started]:
+) -> effects.Flow[Started]:
     """``POST /v1/functions/{id}/inline``: the run, leased to this request if it may run now.
 
     Raises:
@@ -108,7 +111,7 @@ def start_flow(
     return Started(run, bool(raw.get("created")), lease, inline["call"])
 
 
-def answer_flow(settings: Any, lease: Lease, answer: Answer) -> _effects.Flow[RunInfo]:
+def answer_flow(settings: Any, lease: Lease, answer: Answer) -> effects.Flow[RunInfo]:
     """``POST /v1/runs/{id}/inline/answer``: the run as it stands once the answer applied.
 
     Raises:
@@ -146,10 +149,10 @@ def execute_sync(client: Client, effect: Execute, performers: Performers) -> Ans
     """Run the call with blocking steps; None when it was handed back to the engine."""
     checkpoints = Checkpoints(client, effect.lease, performers)
     state = _state(effect, checkpoints)
-    events = _invocation.parse_events(state)
+    events = invocation.parse_events(state)
     with checkpoints.kept_sync():
         try:
-            outcome = _invocation.call_sync(effect.function, state, client, events)
+            outcome = invocation.call_sync(effect.function, state, client, events)
             if outcome.error is not None and (done := state.take_done()):
                 checkpoints.flush_sync(done)  # the steps before the failure stay recorded
         except HandedBack:
@@ -163,10 +166,10 @@ async def execute_async(client: Client, effect: Execute, performers: Performers)
         return await asyncio.to_thread(execute_sync, client, effect, performers)
     checkpoints = Checkpoints(client, effect.lease, performers)
     state = _state(effect, checkpoints)
-    events = _invocation.parse_events(state)
+    events = invocation.parse_events(state)
     async with checkpoints.kept_async():
         try:
-            outcome = await _invocation.call_async(effect.function, state, client, events)
+            outcome = await invocation.call_async(effect.function, state, client, events)
             if outcome.error is not None and (done := state.take_done()):
                 await checkpoints.flush_async(done)  # the steps before it stay recorded
         except HandedBack:

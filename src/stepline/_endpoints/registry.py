@@ -7,11 +7,12 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from stepline import _effects, _errors
+from stepline import _errors
+from stepline._transport import effects
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 __all__ = [
     "DirectPath",
@@ -39,11 +40,11 @@ _SUBSTITUTES: weakref.WeakKeyDictionary[Client, Mapping[str, Function]] = (
 class DirectPath(Protocol):
     """An embedded engine answering its own client's durable-endpoint requests, no HTTP."""
 
-    def handles(self, request: _effects.HttpRequest) -> bool:
+    def handles(self, request: effects.HttpRequest) -> bool:
         """Whether this is one of the requests it answers."""
         ...
 
-    async def perform(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+    async def perform(self, request: effects.HttpRequest) -> effects.HttpResponse:
         """The answer, as the engine's REST API would give it (on the caller's loop)."""
         ...
 

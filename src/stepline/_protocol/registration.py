@@ -86,7 +86,7 @@ def function_config(
         composite_id: ``"{app_id}-{fn_id}"``.
         name: display name.
         serve_url: the app's serve URL, without ``fnId``.
-        triggers: wire triggers (``stepline._triggers.triggers_to_wire``).
+        triggers: wire triggers (``stepline._definition.triggers.triggers_to_wire``).
         options: function-level keys (``FunctionOptions.to_wire``).
         retries: retries after the first attempt; ``None`` leaves the engine default.
 

@@ -10,9 +10,11 @@ from asgiref.sync import sync_to_async
 from django import http
 from typing_extensions import Unpack
 
-from stepline import _bodies, _errors, _webkit
+from stepline import _errors
 from stepline._client import Client
 from stepline._endpoints.endpoint import DurableRoute, Endpoint, EndpointArgs
+from stepline._serving import bodies
+from stepline._webkit import routes
 from stepline.django import _routes, _runtime, _serve
 
 __all__ = ["durable", "request_user"]
@@ -78,7 +80,7 @@ def durable(
         if is_async and authorize is not None and not _routes._is_async(authorize):
             # a sync hook typically reads request.user: the ORM refuses the event loop's thread
             args["authorize"] = sync_to_async(
-                cast("Callable[[_webkit.AccessRequest], bool]", authorize)
+                cast("Callable[[routes.AccessRequest], bool]", authorize)
             )
         if is_async and caller is not None and not _routes._is_async(cast(Any, caller)):
             args["caller"] = sync_to_async(cast("Callable[[Any], str | None]", caller))
@@ -127,16 +129,16 @@ def _named(view: View, handler: View, endpoint: Endpoint) -> DurableRoute:
     return route
 
 
-def _web_request(request: http.HttpRequest, limit: int) -> _webkit.WebRequest:
-    return _webkit.WebRequest(
+def _web_request(request: http.HttpRequest, limit: int) -> routes.WebRequest:
+    return routes.WebRequest(
         method=request.method or "GET",
         path=request.path,  # with SCRIPT_NAME and the include() prefixes
         query=request.GET.dict(),
-        body=_bodies.read_sync(request.read, limit),  # past the limit: the endpoint's 413
+        body=bodies.read_sync(request.read, limit),  # past the limit: the endpoint's 413
         native=request,
         headers={name.lower(): value for name, value in request.headers.items()},
     )
 
 
-def _to_django(reply: _webkit.WebResponse) -> http.HttpResponse:
+def _to_django(reply: routes.WebResponse) -> http.HttpResponse:
     return http.HttpResponse(reply.body, status=reply.status, headers=reply.headers)

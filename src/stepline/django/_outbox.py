@@ -19,7 +19,7 @@ from stepline.outbox import _rows, _schema
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 __all__ = ["send_on_commit", "start_in_transaction"]
 

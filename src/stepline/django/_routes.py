@@ -10,12 +10,14 @@ from asgiref.sync import sync_to_async
 from django import http, urls
 from django.views.decorators.csrf import csrf_exempt
 
-from stepline import _bodies, _errors, _webkit
+from stepline import _errors
+from stepline._serving import bodies
+from stepline._webkit import routes as _webkit
 from stepline.django import _serve
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 __all__ = ["runs_urls"]
 
@@ -128,7 +130,7 @@ def _web_request(
         method=request.method or "GET",
         path=path,
         query=request.GET.dict(),
-        body=_bodies.read_sync(request.read, limit),  # past the limit: the kit answers 413
+        body=bodies.read_sync(request.read, limit),  # past the limit: the kit answers 413
         native=request,
         mount=full[: -len(path)] if full.endswith(path) else "",
         headers={name.lower(): value for name, value in request.headers.items()},

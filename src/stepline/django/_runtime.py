@@ -19,7 +19,7 @@ from django.utils.module_loading import import_string
 
 from stepline import _errors
 from stepline._client import Client
-from stepline._function import Function
+from stepline._definition.function import Function
 from stepline.django import _conf
 from stepline.embedded import EmbeddedEngine
 

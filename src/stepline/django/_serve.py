@@ -12,13 +12,16 @@ from django.core.signals import request_started
 from django.views.decorators.csrf import csrf_exempt
 from typing_extensions import Unpack
 
-from stepline import _autosync, _bodies, _errors, _serve_options
+from stepline import _errors
 from stepline._comm import CommRequest, CommResponse
+from stepline._serving import autosync
+from stepline._serving import bodies as _bodies
+from stepline._serving import options as _serve_options
 from stepline.django import _checks, _mounts
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 FRAMEWORK = "django"
 MIN_VERSION = (4, 2)
@@ -89,7 +92,7 @@ def serve(
 
     view = csrf_exempt(async_view if use_async else sync_view)
     _checks.remember(view, client.app_id)  # mounted twice: the stepline.E001 system check
-    receiver = _autosync.django_receiver(handler, lambda: _mounts.locate(view), _embedded())
+    receiver = autosync.django_receiver(handler, lambda: _mounts.locate(view), _embedded())
     request_started.connect(receiver, weak=False)
     return urls.path(route, view, name="stepline")
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from stepline import _asgi_scope
+from stepline._serving import asgi_scope
 
 __all__ = ["Announce", "Middleware", "asgi_origin", "dashboard_url"]
 
@@ -33,7 +33,7 @@ def dashboard_url(origin: str, mount: str) -> str:
 
 def asgi_origin(scope: Mapping[str, Any], *, root_path: bool = True) -> str | None:
     """``scheme://host`` (and the ``root_path``) from an ASGI scope; None without a host."""
-    return _asgi_scope.origin(scope, root_path=root_path)
+    return asgi_scope.origin(scope, root_path=root_path)
 
 
 class Announce:

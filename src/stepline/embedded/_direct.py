@@ -20,8 +20,10 @@ import re
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from stepline import _access, _effects, _json
+from stepline import _json
 from stepline._protocol import headers as _headers
+from stepline._serving import access
+from stepline._transport import effects
 from stepline.engine._errors import EngineStopped
 from stepline.engine._http import answers, auth, gate, views, wire
 from stepline.engine._store import storable
@@ -46,7 +48,7 @@ class Call:
     route: str  # START_ROUTE or RUN_ROUTE
     ident: str  # the function id or the run id, percent-decoded
     wait: str | None  # the ``?wait=`` value, unchecked
-    request: _effects.HttpRequest
+    request: effects.HttpRequest
 
     @property
     def body(self) -> bytes:
@@ -65,7 +67,7 @@ class Call:
         headers = {name.lower(): value for name, value in self.request.headers.items()}
         if not auth.bearer_ok(headers.get(_headers.AUTHORIZATION), engine.settings):
             # the REST app's refusal for the route's row (no session reaches this path)
-            row = _access.engine_row(self.request.method, self.route)
+            row = access.engine_row(self.request.method, self.route)
             raise gate.refusal(row.accepts if row else frozenset())
         limit = engine.settings.max_body_bytes
         if len(self.body) > limit:
@@ -73,7 +75,7 @@ class Call:
         return headers
 
 
-def match(request: _effects.HttpRequest, origin: str) -> Call | None:
+def match(request: effects.HttpRequest, origin: str) -> Call | None:
     """The call ``request`` (addressed to ``origin``) makes, if it is one answered here."""
     if not request.url.startswith(origin):
         return None
@@ -107,7 +109,7 @@ class _Poll:
     wait: float
 
 
-def answer_sync(engine: Engine, call: Call) -> _effects.HttpResponse:
+def answer_sync(engine: Engine, call: Call) -> effects.HttpResponse:
     """Answer ``call`` on the calling thread (one that may block, never the engine's).
 
     Raises:
@@ -133,7 +135,7 @@ def answer_sync(engine: Engine, call: Call) -> _effects.HttpResponse:
         return _failure(engine, call, exc)
 
 
-async def answer_async(engine: Engine, call: Call) -> _effects.HttpResponse:
+async def answer_async(engine: Engine, call: Call) -> effects.HttpResponse:
     """Answer ``call`` on the engine's event loop."""
     try:
         op = _plan(engine, call)
@@ -176,23 +178,23 @@ def _plan(engine: Engine, call: Call) -> _Start | _Poll:
 
 def _started(
     engine: Engine, call: Call, run_id: str, created: bool, run: Run | None
-) -> _effects.HttpResponse:
+) -> effects.HttpResponse:
     view = answers.started_view(run_id, call.ident, created, run)
     return _json_answer(engine, answers.Answer(201 if created else 200, view))
 
 
-def _run(engine: Engine, found: Run) -> _effects.HttpResponse:
+def _run(engine: Engine, found: Run) -> effects.HttpResponse:
     return _json_answer(engine, answers.Answer(200, views.data(views.run(found, with_events=True))))
 
 
-def _failure(engine: Engine, call: Call, exc: Exception) -> _effects.HttpResponse:
+def _failure(engine: Engine, call: Call, exc: Exception) -> effects.HttpResponse:
     return _json_answer(engine, answers.failure(call.request.method, call.route, exc))
 
 
-def _json_answer(engine: Engine, answer: answers.Answer) -> _effects.HttpResponse:
+def _json_answer(engine: Engine, answer: answers.Answer) -> effects.HttpResponse:
     headers = {
         _headers.CONTENT_TYPE: _headers.JSON,
         _headers.SERVER_KIND: engine.settings.server_kind,
         **answer.headers,
     }
-    return _effects.HttpResponse(answer.status, headers, _json.dumpb(answer.body))
+    return effects.HttpResponse(answer.status, headers, _json.dumpb(answer.body))

@@ -21,10 +21,11 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from stepline import _asgi_call, _extras, _loops
+from stepline import _extras, _loops
 from stepline._client import Client
+from stepline._definition.function import Function
 from stepline._endpoints import registry as _endpoints
-from stepline._function import Function
+from stepline._transport import asgi_call
 from stepline.embedded import _announce, _mounts, _options, _prefork, _routing
 
 __all__ = ["DEFAULT_DATABASE", "RETRY", "EmbeddedEngine", "start_all", "start_for"]
@@ -81,7 +82,7 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._engine: Any = None
-        self._api: _asgi_call.ASGIApp | None = None
+        self._api: asgi_call.ASGIApp | None = None
         self._stopping: asyncio.Event | None = None
         self._calls: set[asyncio.Task[Any]] = set()  # requests from other threads, in flight
         self._resume: Callable[[], None] | None = None

@@ -11,7 +11,9 @@ import http
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from stepline import _asgi_scope, _bodies, _effects, _errors
+from stepline import _errors
+from stepline._serving import asgi_scope, bodies
+from stepline._transport import effects
 from stepline.embedded import _routing
 
 if TYPE_CHECKING:
@@ -35,9 +37,9 @@ class Mounts:
 
         def _engine_settings(self) -> dict[str, Any]: ...
 
-        async def request_async(self, request: _effects.HttpRequest) -> _effects.HttpResponse: ...
+        async def request_async(self, request: effects.HttpRequest) -> effects.HttpResponse: ...
 
-        def request_sync(self, request: _effects.HttpRequest) -> _effects.HttpResponse: ...
+        def request_sync(self, request: effects.HttpRequest) -> effects.HttpResponse: ...
 
     def asgi_app(self) -> Callable[..., Awaitable[None]]:
         """The engine's REST API and dashboard as an ASGI app to mount (request/response)."""
@@ -49,8 +51,8 @@ class Mounts:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             refused = self._guard(scope["method"], scope.get("path", "/"), headers)
             if refused is None:
-                body = await _asgi_scope.read_body(receive, self._body_limit())
-                path = _asgi_scope.relative_path(scope) or "/"
+                body = await asgi_scope.read_body(receive, self._body_limit())
+                path = asgi_scope.relative_path(scope) or "/"
                 query = scope.get("query_string", b"").decode("latin-1")
                 forwarded = forward(scope["method"], path, query, headers, body)
                 refused = _answer(await self.request_async(forwarded))
@@ -120,14 +122,14 @@ class Mounts:
 
 def forward(
     method: str, path: str, query: str, headers: dict[str, str], body: bytes
-) -> _effects.HttpRequest:
+) -> effects.HttpRequest:
     """A request from a mount (or an adapter's handler) addressed to the engine."""
     url = f"{_routing.ORIGIN}{path}" + (f"?{query}" if query else "")
     kept = {k: v for k, v in headers.items() if k not in HOP and k != "host"}
-    return _effects.HttpRequest(method, url, kept, body or None, timeout=90.0)
+    return effects.HttpRequest(method, url, kept, body or None, timeout=90.0)
 
 
-def _answer(response: _effects.HttpResponse) -> _Refusal:
+def _answer(response: effects.HttpResponse) -> _Refusal:
     pairs = [(k.encode(), v.encode()) for k, v in response.headers.items() if k not in HOP]
     pairs.append((b"content-length", str(len(response.body)).encode()))
     return response.status or 502, pairs, response.body
@@ -147,7 +149,7 @@ def _wsgi_body(environ: dict[str, Any], limit: int) -> bytes:
         left -= len(chunk)
         return chunk
 
-    return _bodies.read_sync(read, limit)
+    return bodies.read_sync(read, limit)
 
 
 def _status_line(status: int) -> str:

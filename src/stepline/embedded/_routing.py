@@ -14,7 +14,8 @@ import dataclasses
 import threading
 from typing import TYPE_CHECKING, Any
 
-from stepline import _asgi_call, _effects, _errors, _transport
+from stepline import _errors
+from stepline._transport import asgi_call, effects, performers
 
 if TYPE_CHECKING:
     from stepline._client import Client
@@ -34,7 +35,7 @@ class Requests:
     _lock: threading.Lock
     _loop: asyncio.AbstractEventLoop | None
     _thread: threading.Thread | None
-    _api: _asgi_call.ASGIApp | None
+    _api: asgi_call.ASGIApp | None
     _engine: Any
     _stopping: asyncio.Event | None
     _calls: set[asyncio.Task[Any]]
@@ -48,8 +49,8 @@ class Requests:
         def _leave(self) -> None: ...
 
     def _submit(
-        self, request: _effects.HttpRequest, client: bool = False
-    ) -> concurrent.futures.Future[_effects.HttpResponse] | _effects.HttpResponse:
+        self, request: effects.HttpRequest, client: bool = False
+    ) -> concurrent.futures.Future[effects.HttpResponse] | effects.HttpResponse:
         """Hand ``request`` to the engine's loop; an answer right away if it cannot run."""
         try:
             self._start_lazily()
@@ -59,7 +60,7 @@ class Requests:
         assert loop is not None
         assert stopping is not None
 
-        async def call() -> _effects.HttpResponse:
+        async def call() -> effects.HttpResponse:
             task = asyncio.current_task()
             assert task is not None
             calls.add(task)
@@ -80,8 +81,8 @@ class Requests:
             return unreachable("the embedded engine stopped")
 
     async def _perform(
-        self, request: _effects.HttpRequest, client: bool = False
-    ) -> _effects.HttpResponse:
+        self, request: effects.HttpRequest, client: bool = False
+    ) -> effects.HttpResponse:
         assert self._api is not None
         from stepline.embedded import _direct  # the engine's modules: loaded by now
 
@@ -89,13 +90,13 @@ class Requests:
             call = _direct.match(request, ORIGIN) if client else None
             if call is not None and self._engine is not None:
                 return await _direct.answer_async(self._engine, call)
-            return await _asgi_call.call(self._api, request)
+            return await asgi_call.call(self._api, request)
         except Exception as exc:  # the engine app failed: report it as transports do
-            return _effects.HttpResponse(0, {}, b"", error=f"embedded engine: {exc!r}")
+            return effects.HttpResponse(0, {}, b"", error=f"embedded engine: {exc!r}")
 
     def request_sync(
-        self, request: _effects.HttpRequest, *, client: bool = False
-    ) -> _effects.HttpResponse:
+        self, request: effects.HttpRequest, *, client: bool = False
+    ) -> effects.HttpResponse:
         """Perform a request against the engine from any thread but the engine's.
 
         ``client``: the routed client's own request. Its starts and run reads skip the
@@ -115,7 +116,7 @@ class Requests:
         finally:
             self._leave()
 
-    def _direct_sync(self, call: Call) -> _effects.HttpResponse:
+    def _direct_sync(self, call: Call) -> effects.HttpResponse:
         """A start or a read of a run, on the calling thread (``_direct``)."""
         from stepline.embedded import _direct
         from stepline.engine._errors import EngineStopped
@@ -132,9 +133,9 @@ class Requests:
         except EngineStopped:
             return unreachable("the embedded engine stopped")
 
-    def _request_sync(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+    def _request_sync(self, request: effects.HttpRequest) -> effects.HttpResponse:
         future = self._submit(request)
-        if isinstance(future, _effects.HttpResponse):
+        if isinstance(future, effects.HttpResponse):
             return future
         try:
             # in-process calls have no socket timeout: bound the wait as httpx would
@@ -146,8 +147,8 @@ class Requests:
             return unreachable("the embedded engine stopped")
 
     async def request_async(
-        self, request: _effects.HttpRequest, *, client: bool = False
-    ) -> _effects.HttpResponse:
+        self, request: effects.HttpRequest, *, client: bool = False
+    ) -> effects.HttpResponse:
         """Perform a request against the engine from any event loop (``client``: as for
         ``request_sync``; its starts and run reads are answered on the engine's loop)."""
         if threading.current_thread() is self._thread:
@@ -159,10 +160,10 @@ class Requests:
             self._leave()
 
     async def _request_async(
-        self, request: _effects.HttpRequest, client: bool
-    ) -> _effects.HttpResponse:
+        self, request: effects.HttpRequest, client: bool
+    ) -> effects.HttpResponse:
         future = self._submit(request, client)
-        if isinstance(future, _effects.HttpResponse):
+        if isinstance(future, effects.HttpResponse):
             return future
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), request.timeout + GRACE)
@@ -174,14 +175,14 @@ def route_client(client: Client, engine: Requests) -> None:
     """Send ``client``'s engine traffic (addressed to ``ORIGIN``) to ``engine`` from now on."""
     sync_base, async_base = client._sync_transport, client._async_transport
 
-    class Sync(_transport.SyncTransport):
-        def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+    class Sync(performers.SyncTransport):
+        def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
             if request.url.startswith(ORIGIN):
                 return engine.request_sync(request, client=True)
             return sync_base.request(request)
 
-    class Async(_transport.AsyncTransport):
-        async def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+    class Async(performers.AsyncTransport):
+        async def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
             if request.url.startswith(ORIGIN):
                 return await engine.request_async(request, client=True)
             return await async_base.request(request)
@@ -193,6 +194,6 @@ def route_client(client: Client, engine: Requests) -> None:
     )
 
 
-def unreachable(why: str) -> _effects.HttpResponse:
+def unreachable(why: str) -> effects.HttpResponse:
     """The answer of a request that could not reach the engine (status 0, as transports)."""
-    return _effects.HttpResponse(0, {}, b"", error=why)
+    return effects.HttpResponse(0, {}, b"", error=why)

@@ -6,7 +6,7 @@ Embed it (``async with Engine(...)``), or run it with ``stepline dev`` / ``stepl
 from __future__ import annotations
 
 from stepline._status import RunStatus as RunStatus
-from stepline.engine._appsync import SyncResult as SyncResult
+from stepline.engine._apps.sync import SyncResult as SyncResult
 from stepline.engine._clock import Clock as Clock
 from stepline.engine._clock import ManualClock as ManualClock
 from stepline.engine._clock import SystemClock as SystemClock

@@ -14,8 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stepline._protocol import event_names
-from stepline.engine import _appsync, _events, _ids, _intake, _registry, _relay, _response, _starts
-from stepline.engine._appsync import SyncResult
+from stepline.engine import _events, _ids, _relay
+from stepline.engine._apps import registry as _registry
+from stepline.engine._apps import sync as _appsync
+from stepline.engine._apps.registry import Registry
+from stepline.engine._apps.sync import SyncResult
 from stepline.engine._backoff import Backoff
 from stepline.engine._clock import Clock, SystemClock
 from stepline.engine._config import EngineSettings
@@ -24,25 +27,27 @@ from stepline.engine._control.pause import PauseControl
 from stepline.engine._driver import Driver, InProcessDriver, Router, default_driver
 from stepline.engine._driver import local as _local
 from stepline.engine._errors import EndpointOnlyError, NotFoundError
-from stepline.engine._intake import Starts
 from stepline.engine._model import (
     EventRecord,
     Run,
 )
 from stepline.engine._observe.observer import Observer
 from stepline.engine._reads import Reads
-from stepline.engine._registry import Registry
-from stepline.engine._runloop import RunLoop
+from stepline.engine._runs import intake as _intake
+from stepline.engine._runs import starts as _starts
+from stepline.engine._runs.intake import Starts
+from stepline.engine._runs.transitions import RunLoop
+from stepline.engine._runs.waiters import RunWaiters
 from stepline.engine._store import Store, Tx, dsn, guard, store_for, stored_text, sweeper
 from stepline.engine._trust import apps as _apptrust
-from stepline.engine._waiters import RunWaiters
-from stepline.engine._worker import Worker
+from stepline.engine._wire import response
+from stepline.engine._worker.worker import Worker
 
 __all__ = ["Engine"]
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 logger = logging.getLogger("stepline.engine")
 T = TypeVar("T")
@@ -515,5 +520,5 @@ class Engine(Reads, Starts, PauseControl):
             ValueError: the body is not a checkpoint, or carries async ops.
             CallLost: the call ``qi_id`` is no longer leased, or the run ended (409).
         """
-        ops = _response.checkpoint_ops(body, max_output=self.settings.max_step_output_bytes)
+        ops = response.checkpoint_ops(body, max_output=self.settings.max_step_output_bytes)
         await self.local.sink.record_http(run_id, body, ops)  # 404 from its transaction

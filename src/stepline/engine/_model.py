@@ -76,7 +76,7 @@ class Run:
         flow: what flow control fixed at the start: concurrency ``keys`` as
             ``[key, limit]`` pairs and the priority ``boost`` in seconds.
         started_by: the principal that started it through the start API (the web
-            kit's caller), None when nobody in particular did (see ``stepline._ownership``).
+            kit's caller), None when nobody in particular did (see ``stepline._api.ownership``).
         app_version: the version of its app the run started on (``appVersion`` or the
             sync's deploy id), None when the app declared none.
         notices: what the engine noticed about the run's replays (non-determinism,

@@ -8,10 +8,10 @@ from typing import Any, cast
 import fastapi
 from typing_extensions import Unpack
 
-from stepline import _asgi_scope, _bodies
 from stepline._client import Client
 from stepline._endpoints.endpoint import DurableRoute, Endpoint, EndpointArgs
-from stepline._webkit import WebRequest
+from stepline._serving import asgi_scope, bodies
+from stepline._webkit.routes import WebRequest
 
 __all__ = ["durable"]
 
@@ -39,10 +39,10 @@ def durable(
         endpoint = Endpoint(client, handler, **options)
 
         async def view(request: fastapi.Request) -> fastapi.Response:
-            body = await _bodies.read_async(request.stream(), endpoint.max_body)
+            body = await bodies.read_async(request.stream(), endpoint.max_body)
             web = WebRequest(
                 request.method,
-                _asgi_scope.full_path(request.scope),
+                asgi_scope.full_path(request.scope),
                 dict(request.query_params),
                 body,
                 native=request,

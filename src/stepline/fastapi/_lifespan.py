@@ -10,9 +10,10 @@ from typing import Annotated, Any, Literal
 import anyio.to_thread
 import fastapi
 
-from stepline import _engine_option, _errors
+from stepline import _errors
 from stepline._client import Client
-from stepline._function import Function
+from stepline._definition.function import Function
+from stepline._serving import engine_option
 from stepline.embedded import EmbeddedEngine
 
 __all__ = ["ClientDep", "get_client", "lifespan"]
@@ -46,7 +47,7 @@ def lifespan(
     """
     if engine is None and (functions or database or engine_settings):
         raise _errors.ConfigError("lifespan: functions/database/settings need engine='embedded'")
-    _engine_option.check(client, engine, database, engine_settings)
+    engine_option.check(client, engine, database, engine_settings)
 
     @contextlib.asynccontextmanager
     async def run(app: fastapi.FastAPI) -> AsyncIterator[None]:
@@ -59,7 +60,7 @@ def lifespan(
                 or embedded is None
                 or embedded.client is not client
             ):
-                embedded = _engine_option.resolve(
+                embedded = engine_option.resolve(
                     client, functions, engine, database, engine_settings
                 )
             app.state.stepline_engine = embedded

@@ -9,10 +9,11 @@ import fastapi
 import fastapi.responses
 from typing_extensions import Unpack
 
-from stepline import _asgi_scope, _bodies, _webkit
 from stepline._client import Client
-from stepline._function import Function
-from stepline._webkit import Authorize, RunRoutes, RunRoutesOptions, WebRequest, WebResponse
+from stepline._definition.function import Function
+from stepline._serving import asgi_scope, bodies
+from stepline._webkit import routes as _webkit
+from stepline._webkit.routes import Authorize, RunRoutes, RunRoutesOptions, WebRequest, WebResponse
 
 __all__ = ["runs_router"]
 
@@ -87,10 +88,10 @@ def runs_router(
 
 
 async def _answer(routes: RunRoutes, request: fastapi.Request, path: str) -> fastapi.Response:
-    full = _asgi_scope.full_path(request.scope)
+    full = asgi_scope.full_path(request.scope)
     mount = full[: -len(path)] if full.endswith(path) else ""
     query = dict(request.query_params)
-    body = await _bodies.read_async(request.stream(), _webkit.MAX_BODY)  # the kit: 413 past it
+    body = await bodies.read_async(request.stream(), _webkit.MAX_BODY)  # the kit: 413 past it
     if len(body) <= _webkit.MAX_BODY:
         request._body = body  # as ``request.body()`` caches it: authorize may still read it
     headers = dict(request.headers)  # names lower-cased

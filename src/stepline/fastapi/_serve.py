@@ -12,10 +12,12 @@ import fastapi
 import fastapi.responses
 from typing_extensions import Unpack
 
-from stepline import _autosync, _bodies, _engine_option, _errors, _serve_options, asgi
+from stepline import _errors, asgi
 from stepline._client import Client
 from stepline._comm import CommHandler, CommResponse
-from stepline._function import Function
+from stepline._definition.function import Function
+from stepline._serving import autosync, bodies, engine_option
+from stepline._serving import options as _serve_options
 from stepline.embedded import EmbeddedEngine, _announce
 
 __all__ = ["ENGINE_PATH", "FRAMEWORK", "serve"]
@@ -63,18 +65,18 @@ def serve(
         )
     if engine is not None and not isinstance(app, fastapi.FastAPI):
         raise _errors.ConfigError("stepline.fastapi.serve(engine=...) needs the FastAPI app")
-    embedded = _engine_option.resolve(client, functions, engine, database)
+    embedded = engine_option.resolve(client, functions, engine, database)
     handler = _serve_options.build_handler(client, functions, FRAMEWORK, options)
     _serve_options.check_unserved("stepline.fastapi.serve", app, handler.route_path, client.app_id)
     path = handler.route_path
 
     async def endpoint(request: fastapi.Request) -> fastapi.Response:
         limit = handler.max_body_bytes
-        declared = _bodies.declared_too_large(request.headers.get("content-length"), limit)
+        declared = bodies.declared_too_large(request.headers.get("content-length"), limit)
         if declared is not None:
-            return _to_fastapi(_bodies.too_large(handler, declared))
+            return _to_fastapi(bodies.too_large(handler, declared))
         # in chunks, stopping past the limit: ``request.body()`` would take it all first
-        body = await _bodies.read_async(request.stream(), limit)
+        body = await bodies.read_async(request.stream(), limit)
         return _to_fastapi(await handler.handle(asgi.to_comm_request(request.scope, body)))
 
     _serve_options.mark_served(app, path, client.app_id)
@@ -87,7 +89,7 @@ def serve(
     )
     if isinstance(app, fastapi.FastAPI):
         app.state.stepline_client = client
-        app.add_middleware(_autosync.Middleware, handler=handler, embedded=embedded)
+        app.add_middleware(autosync.Middleware, handler=handler, embedded=embedded)
     if embedded is not None and isinstance(app, fastapi.FastAPI):
         app.state.stepline_engine = embedded
         shown = handler.serve_origin if embedded.expose_api else None

@@ -8,10 +8,10 @@ from typing import Any, cast
 import flask
 from typing_extensions import Unpack
 
-from stepline import _bodies
 from stepline._client import Client
 from stepline._endpoints.endpoint import DurableRoute, Endpoint, EndpointArgs
-from stepline._webkit import WebRequest
+from stepline._serving import bodies
+from stepline._webkit.routes import WebRequest
 
 __all__ = ["durable"]
 
@@ -76,7 +76,7 @@ def _to_web(request: flask.Request, limit: int) -> WebRequest:
         path=request.script_root + request.path,
         query=request.args.to_dict(),
         # in chunks: one read may return less than asked (a chunked body); 413 past it
-        body=_bodies.read_sync(request.stream.read, limit),
+        body=bodies.read_sync(request.stream.read, limit),
         native=request,
         headers={name.lower(): value for name, value in request.headers.items()},
     )

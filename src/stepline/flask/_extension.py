@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import flask
 
-from stepline import _errors, _function
+from stepline import _errors
 from stepline._client import Client
+from stepline._definition import function as _function
 from stepline.embedded import EmbeddedEngine
 from stepline.flask import _conf, _serve, _state
 
 if TYPE_CHECKING:
-    from stepline._function import Function, Handler
+    from stepline._definition.function import Function, Handler
 
 __all__ = ["ENGINES", "Stepline"]
 

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import flask
 
-from stepline import _bodies, _webkit
+from stepline._serving import bodies
+from stepline._webkit import routes as _webkit
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 __all__ = ["runs_blueprint"]
 
@@ -65,7 +66,7 @@ def _to_web(request: flask.Request, rest: str) -> _webkit.WebRequest:
         path=path,
         query=request.args.to_dict(),
         # in chunks: one read may return less than asked (a chunked body); 413 past it
-        body=_bodies.read_sync(request.stream.read, _webkit.MAX_BODY),
+        body=bodies.read_sync(request.stream.read, _webkit.MAX_BODY),
         native=request,
         mount=mount,
         headers={name.lower(): value for name, value in request.headers.items()},

@@ -10,14 +10,16 @@ import flask
 from typing_extensions import Unpack
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from stepline import _autosync, _bodies, _engine_option, _errors, _serve_options
+from stepline import _errors
 from stepline._comm import CommHandler, CommRequest, CommResponse
+from stepline._serving import autosync, bodies, engine_option
+from stepline._serving import options as _serve_options
 from stepline.embedded import EmbeddedEngine
 from stepline.flask import _state
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 __all__ = ["ENGINE_PATH", "FRAMEWORK", "serve"]
 
@@ -61,17 +63,17 @@ def serve(
     """
     if engine is not None and not isinstance(app, flask.Flask):
         raise _errors.ConfigError("stepline.flask.serve(engine=...) needs the Flask app")
-    own = _engine_option.resolve(client, functions, engine, database)
+    own = engine_option.resolve(client, functions, engine, database)
     handler = _serve_options.build_handler(client, functions, FRAMEWORK, options, can_stream=False)
     _serve_options.check_unserved("stepline.flask.serve", app, handler.route_path, client.app_id)
     path = handler.route_path
 
     def view() -> flask.Response:
-        declared = _bodies.declared_too_large(
+        declared = bodies.declared_too_large(
             flask.request.headers.get("content-length"), handler.max_body_bytes
         )
         if declared is not None:  # refused unread
-            return _to_flask(_bodies.too_large(handler, declared))
+            return _to_flask(bodies.too_large(handler, declared))
         return _to_flask(handler.handle_sync(_from_flask(flask.request, handler.max_body_bytes)))
 
     _serve_options.mark_served(app, path, client.app_id)
@@ -79,7 +81,7 @@ def serve(
 
     def before() -> None:
         request = flask.request
-        _autosync.start(handler, request.host_url, embedded=own, path=request.path)
+        autosync.start(handler, request.host_url, embedded=own, path=request.path)
         if shown is not None:  # the engine's own paths skip Flask: any other request says it
             shown.announce(handler.serve_origin or request.root_url, ENGINE_PATH)
 
@@ -126,7 +128,7 @@ def _from_flask(request: flask.Request, limit: int) -> CommRequest:
         method=request.method,
         url=request.url,
         headers=request.headers.items(),
-        body=_bodies.read_sync(request.stream.read, limit),
+        body=bodies.read_sync(request.stream.read, limit),
         query=request.args.to_dict(),
     )
 

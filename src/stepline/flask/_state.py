@@ -8,7 +8,7 @@ import flask
 
 from stepline._client import Client
 from stepline._comm import CommHandler
-from stepline._function import Function
+from stepline._definition.function import Function
 from stepline.embedded import EmbeddedEngine
 
 __all__ = ["EXTENSION", "AppState", "current_client", "state_of"]

@@ -17,7 +17,7 @@ from stepline.outbox import _rows, _schema
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 __all__ = ["Connection", "send", "start", "write"]
 

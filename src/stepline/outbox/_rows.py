@@ -14,14 +14,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from stepline import _client, _errors, _management, _ownership, _sender
+from stepline import _client, _errors
+from stepline._api import management, ownership, sender
 from stepline._event import Event
 from stepline._json import dumps as json_dumps
 from stepline._json import loads as json_loads
 from stepline._protocol import event_ids, event_names
 
 if TYPE_CHECKING:
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 __all__ = ["OutboxError", "OutboxRow", "StartedRun", "event_row", "start_row"]
 
@@ -85,19 +86,17 @@ class StartedRun:
     run_id: str
     function_id: str
     idempotency_key: str | None = None
-    client: _management.RunsMixin | None = dataclasses.field(
-        default=None, repr=False, compare=False
-    )
+    client: management.RunsMixin | None = dataclasses.field(default=None, repr=False, compare=False)
 
-    def handle(self) -> _management.RunHandle:
+    def handle(self) -> management.RunHandle:
         """An async handle on the run (``await started.handle().result()``)."""
-        return _management.RunHandle(self._client(), self.run_id)
+        return management.RunHandle(self._client(), self.run_id)
 
-    def handle_sync(self) -> _management.SyncRunHandle:
+    def handle_sync(self) -> management.SyncRunHandle:
         """A blocking handle on the run."""
-        return _management.SyncRunHandle(self._client(), self.run_id)
+        return management.SyncRunHandle(self._client(), self.run_id)
 
-    def _client(self) -> _management.RunsMixin:
+    def _client(self) -> management.RunsMixin:
         if self.client is None:
             raise OutboxError("this StartedRun has no client: use client.get_run(run_id)")
         return self.client
@@ -123,7 +122,7 @@ def event_row(
     """
     listed = _client._listed(events)
     stamp = int(time.time() * 1000) if now_ms is None else now_ms
-    wire = json_loads(_sender._body(listed, stamp))
+    wire = json_loads(sender._body(listed, stamp))
     chosen = event_ids.new_seed(stamp) if seed is None else seed
     ids = event_ids.seeded(chosen, len(listed))
     body = json_dumps({"events": wire, "seed": chosen})
@@ -155,7 +154,7 @@ def start_row(
         OutboxError: data that is not a JSON object, a bad key or principal, or a durable
             endpoint's function (only its endpoint starts it).
     """
-    function_id = _management.function_id(app_id, function)
+    function_id = management.function_id(app_id, function)
     if not isinstance(function, str) and function.is_endpoint:  # the engine refuses it too
         raise OutboxError(event_names.endpoint_only_problem(function_id))
     payload = {} if data is None else data
@@ -167,7 +166,7 @@ def start_row(
         raise OutboxError(f"idempotency_key: want a string of 1-{_MAX_KEY} characters")
     if started_by is not None:
         problem = (
-            _ownership.principal_problem(started_by)
+            ownership.principal_problem(started_by)
             if isinstance(started_by, str)
             else "want a string"
         )

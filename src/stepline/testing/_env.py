@@ -13,19 +13,19 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from stepline import _errors
-from stepline._client import Client
-from stepline._endpoints import registry as _endpoints
-from stepline._event import Event
-from stepline._function import Function
-from stepline._management import function_id
-from stepline._runs import (
+from stepline._api.management import function_id
+from stepline._api.runs import (
     FunctionNotRegisteredError,
     ManagementError,
     RunNotStartedError,
     RunTimeoutError,
     not_registered_message,
 )
-from stepline._streams import StreamMessage
+from stepline._api.streams import StreamMessage
+from stepline._client import Client
+from stepline._definition.function import Function
+from stepline._endpoints import registry as _endpoints
+from stepline._event import Event
 from stepline.engine import Engine, EngineSettings, NotFoundError
 from stepline.engine._errors import EndpointOnlyError, SkippedError
 from stepline.engine._model import Run

@@ -19,11 +19,12 @@ from typing import TypeVar
 
 import httpx
 
-from stepline import _effects, _errors, _transport
+from stepline import _errors
 from stepline._client import Client
+from stepline._definition.function import Function
 from stepline._endpoints import registry as _endpoints
-from stepline._function import Function
 from stepline._settings import Settings
+from stepline._transport import effects, performers
 from stepline.engine import Engine, EngineSettings
 from stepline.testing._clock import VirtualClock
 from stepline.testing._mailbox import Mailbox
@@ -67,7 +68,7 @@ class EngineHost:
         self._http: httpx.AsyncClient | None = None
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
-        self._saved: tuple[_transport.SyncTransport, _transport.AsyncTransport, Settings] | None
+        self._saved: tuple[performers.SyncTransport, performers.AsyncTransport, Settings] | None
         self._saved = None
 
     @property
@@ -187,7 +188,7 @@ class EngineHost:
 
     # -- the client's traffic -------------------------------------------------------------------
 
-    async def _perform(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+    async def _perform(self, request: effects.HttpRequest) -> effects.HttpResponse:
         assert self._http is not None
         raw = await self._http.request(
             request.method,
@@ -197,20 +198,20 @@ class EngineHost:
             timeout=request.timeout,
         )
         headers = {name.lower(): value for name, value in raw.headers.items()}
-        return _effects.HttpResponse(raw.status_code, headers, raw.content)
+        return effects.HttpResponse(raw.status_code, headers, raw.content)
 
     def _route(self) -> None:
         client, host = self.client, self
         sync_base, async_base = client._sync_transport, client._async_transport
 
-        class Sync(_transport.SyncTransport):
-            def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+        class Sync(performers.SyncTransport):
+            def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
                 if request.url.startswith(ORIGIN):
                     return host.call_sync(lambda: host._perform(request))
                 return sync_base.request(request)
 
-        class Async(_transport.AsyncTransport):
-            async def request(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+        class Async(performers.AsyncTransport):
+            async def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
                 if request.url.startswith(ORIGIN):
                     return await host.call(lambda: host._perform(request))
                 return await async_base.request(request)

@@ -11,8 +11,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from stepline._control.signals import SignalAlreadyReceivedError, SignalNotWaitingError
-from stepline._runs import (
+from stepline._api.runs import (
     RunCancelledError,
     RunFailedError,
     RunInfo,
@@ -20,7 +19,8 @@ from stepline._runs import (
     RunStatus,
     StepInfo,
 )
-from stepline._streams import StreamMessage
+from stepline._api.signals import SignalAlreadyReceivedError, SignalNotWaitingError
+from stepline._api.streams import StreamMessage
 from stepline.engine import NotFoundError
 from stepline.engine._model import Run
 from stepline.testing._host import EngineHost

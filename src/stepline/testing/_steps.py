@@ -15,11 +15,11 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from stepline._context import Context, SyncContext
+from stepline._definition.function import Function
 from stepline._event import Event
-from stepline._execution import EXECUTE
-from stepline._function import Function
-from stepline._step import Duration, Step, SyncStep, _StepTools
+from stepline._execution.call import EXECUTE
+from stepline._execution.context import Context, SyncContext
+from stepline._execution.step import Duration, Step, SyncStep, _StepTools
 from stepline.testing._mailbox import Mailbox
 from stepline.testing._mocks import CallLog, Probe, StepMock
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from stepline._client import Client
-from stepline._function import Function
+from stepline._definition.function import Function
 from stepline.testing._env import TestEnv
 
 

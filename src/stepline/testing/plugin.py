@@ -15,7 +15,7 @@ import pytest
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
     from stepline.testing._env import TestEnv
 
 

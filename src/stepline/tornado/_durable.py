@@ -8,9 +8,10 @@ from typing import Any, ClassVar
 import tornado.web
 from typing_extensions import Unpack
 
-from stepline import _errors, _webkit
+from stepline import _errors
 from stepline._client import Client
 from stepline._endpoints.endpoint import Endpoint, EndpointArgs
+from stepline._webkit import routes as _webkit
 from stepline.tornado import _views
 
 __all__ = ["DurableHandler", "durable"]

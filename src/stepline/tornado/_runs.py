@@ -12,12 +12,13 @@ import tornado.routing
 import tornado.web
 from typing_extensions import Unpack
 
-from stepline import _errors, _webkit
+from stepline import _errors
+from stepline._webkit import routes as _webkit
 from stepline.tornado import _views
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 __all__ = ["RunsHandler", "runs_handlers"]
 

@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import tornado.web
 from typing_extensions import Unpack
 
-from stepline import _autosync, _engine_option, _errors, _serve_options, embedded
+from stepline import _errors, embedded
 from stepline._comm import CommHandler
+from stepline._serving import autosync, engine_option
+from stepline._serving import options as _serve_options
 from stepline.tornado import _conf, _views
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline._function import Function
+    from stepline._definition.function import Function
 
 __all__ = ["FRAMEWORK", "serve", "shutdown"]
 
@@ -70,7 +72,7 @@ def serve(
     _serve_options.check_unserved("stepline.tornado.serve", app, handler.route_path, client.app_id)
     if engine_path is not None and not engine_path.startswith("/"):
         raise _errors.ConfigError(f"engine_path must start with '/', got {engine_path!r}")
-    own = _engine_option.resolve(client, functions, engine, database)
+    own = engine_option.resolve(client, functions, engine, database)
     rules: list[Any] = []
     if own is None:
         rules.append((re.escape(handler.route_path), _views.SteplineHandler, {"handler": handler}))
@@ -86,7 +88,7 @@ def serve(
         logger.info("embedded engine API not mounted: the client is not in dev mode")
     _serve_options.mark_served(app, handler.route_path, client.app_id)
     app.add_handlers(r".*", rules)
-    app.add_transform(_autosync.tornado_transform(handler, own))
+    app.add_transform(autosync.tornado_transform(handler, own))
     if own is not None:
         app.add_transform(_views.starting(own))
     app.settings.setdefault(_conf.CLIENT_SETTING, client)

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 import tornado.iostream
 import tornado.web
 
-from stepline import _bodies, embedded
+from stepline import embedded
 from stepline._comm import CommHandler, CommRequest, CommResponse
+from stepline._serving import bodies
 from stepline.embedded import _mounts
 
 if TYPE_CHECKING:
@@ -99,12 +100,12 @@ class SteplineHandler(StreamedBody):
 
     def prepare(self) -> None:
         super().prepare()
-        declared = _bodies.declared_too_large(
+        declared = bodies.declared_too_large(
             self.request.headers.get("content-length"), self.body_limit
         )
         if declared is not None:  # refused unread
             self._answered = True
-            self.finish_comm(_bodies.too_large(self.comm, declared))
+            self.finish_comm(bodies.too_large(self.comm, declared))
 
     def finish_comm(self, response: CommResponse) -> None:
         self.set_status(response.status)

@@ -22,7 +22,8 @@ from django.db import models
 from django.template.response import TemplateResponse
 from django.views.generic import RedirectView
 
-from stepline import _catalog, _runs
+from stepline._api import catalog as _catalog
+from stepline._api import runs as _runs
 from stepline._client import Client
 from stepline.django import _runtime
 from stepline.django._admin import listing

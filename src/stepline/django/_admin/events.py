@@ -12,7 +12,8 @@ from django import http
 from django.contrib.admin.utils import unquote
 from django.utils import timezone
 
-from stepline import _catalog, _runs
+from stepline._api import catalog as _catalog
+from stepline._api import runs as _runs
 from stepline.django._admin import listing
 from stepline.django._admin.base import EngineAdmin, Row, dashboard_url, query
 from stepline.django._admin.runs import pretty

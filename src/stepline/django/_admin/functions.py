@@ -13,7 +13,8 @@ from django import http
 from django.contrib import messages
 from django.contrib.admin.utils import unquote
 
-from stepline import _catalog, _runs
+from stepline._api import catalog as _catalog
+from stepline._api import runs as _runs
 from stepline.django import models
 from stepline.django._admin import listing
 from stepline.django._admin.base import Action, Done, EngineAdmin, Row, dashboard_url, query

@@ -13,7 +13,7 @@ import datetime as dt
 import urllib.parse
 from collections.abc import Mapping, Sequence
 
-from stepline._runs import RunStatus
+from stepline._api.runs import RunStatus
 
 __all__ = [
     "CURSOR",

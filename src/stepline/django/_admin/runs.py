@@ -19,8 +19,9 @@ from django.contrib import messages
 from django.contrib.admin.utils import unquote
 from django.utils import timezone
 
-from stepline import _catalog, _runs
-from stepline._runs import RunStatus, StepInfo
+from stepline._api import catalog as _catalog
+from stepline._api import runs as _runs
+from stepline._api.runs import RunStatus, StepInfo
 from stepline.django import models
 from stepline.django._admin import listing, signals
 from stepline.django._admin.base import Action, Done, EngineAdmin, Row, dashboard_url, query

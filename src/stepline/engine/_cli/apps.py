@@ -13,7 +13,9 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from stepline import _effects, _runs, _settings, _transport
+from stepline import _settings
+from stepline._api import runs as _runs
+from stepline._transport import effects, performers
 
 #: The top-level command this module serves.
 COMMAND = "apps"
@@ -50,14 +52,14 @@ def add_parser(commands: Any, common: Any) -> None:
 def main(
     args: argparse.Namespace,
     settings: _settings.Settings,
-    transport: _transport.SyncTransport,
+    transport: performers.SyncTransport,
     out: TextIO,
     err: TextIO,
 ) -> int:
     """Run ``stepline apps ...`` (errors other than a refusal are the caller's to report)."""
     app = _quote(args.app_id)
     if args.action == "versions":
-        found = _effects.drive_sync(
+        found = effects.drive_sync(
             _runs.call(settings, "GET", f"/v1/apps/{app}/versions", what=args.app_id),
             transport.perform,
         )
@@ -70,7 +72,7 @@ def main(
     if args.force:
         path += "?force=true"
     try:
-        done = _effects.drive_sync(
+        done = effects.drive_sync(
             _runs.call(settings, "DELETE", path, what=f"{args.app_id} {args.version}"),
             transport.perform,
         )

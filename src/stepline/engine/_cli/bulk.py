@@ -15,9 +15,10 @@ import json
 import time
 from typing import Any, TextIO
 
-from stepline import _effects, _settings, _transport
-from stepline._control import bulk as _bulk
+from stepline import _settings
+from stepline._api import bulk as _bulk
 from stepline._protocol import durations
+from stepline._transport import effects, performers
 from stepline.engine._cli import lookups
 from stepline.engine._cli import progress as _progress
 
@@ -57,7 +58,7 @@ def wanted(args: argparse.Namespace) -> bool:
 def main(
     args: argparse.Namespace,
     settings: _settings.Settings,
-    transport: _transport.SyncTransport,
+    transport: performers.SyncTransport,
     out: TextIO,
     err: TextIO,
 ) -> int:
@@ -77,7 +78,7 @@ def main(
         print(f"{command}: {exc}", file=err)
         return 2
     flow = _bulk.start_flow(settings, args.action, where, args.idempotency_key)
-    info, created = _effects.drive_sync(flow, transport.perform)
+    info, created = effects.drive_sync(flow, transport.perform)
     if not created and not args.json:
         out.write(f"the idempotency key matched bulk action {info.bulk_id}\n")
     if not args.no_wait:
@@ -92,13 +93,11 @@ def main(
 def _replay_one(
     args: argparse.Namespace,
     settings: _settings.Settings,
-    transport: _transport.SyncTransport,
+    transport: performers.SyncTransport,
     out: TextIO,
 ) -> int:
     from_step = getattr(args, "from_step", None)
-    new = _effects.drive_sync(
-        _bulk.replay_flow(settings, args.run_id, from_step), transport.perform
-    )
+    new = effects.drive_sync(_bulk.replay_flow(settings, args.run_id, from_step), transport.perform)
     if args.json:
         out.write(json.dumps({"run_id": new, "replay_of": args.run_id, "from_step": from_step}))
         out.write("\n")
@@ -110,12 +109,12 @@ def _replay_one(
 def _filter(
     args: argparse.Namespace,
     settings: _settings.Settings,
-    transport: _transport.SyncTransport,
+    transport: performers.SyncTransport,
     now: float,
 ) -> dict[str, Any]:
     function = args.function
     if function:
-        function = _effects.drive_sync(
+        function = effects.drive_sync(
             lookups.function_id_flow(settings, function), transport.perform
         )
     found = {
@@ -142,7 +141,7 @@ def moment(text: str | None, now: float) -> str | float | None:
 
 async def _follow(
     settings: _settings.Settings,
-    transport: _transport.SyncTransport,
+    transport: performers.SyncTransport,
     info: _bulk.BulkInfo,
     progress: _progress.Progress,
 ) -> _bulk.BulkInfo:
@@ -150,7 +149,7 @@ async def _follow(
     latest = [info]
 
     def look() -> _bulk.BulkInfo:
-        return _effects.drive_sync(_bulk.get_flow(settings, info.bulk_id), transport.perform)
+        return effects.drive_sync(_bulk.get_flow(settings, info.bulk_id), transport.perform)
 
     async def poll() -> None:
         while not latest[-1].done:

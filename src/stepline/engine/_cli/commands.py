@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from stepline import _extras, _logs, _loops
 from stepline._identity import VERSION
-from stepline.engine import _appsync, _backoff
-from stepline.engine._appsync import SyncResult
+from stepline.engine import _backoff
+from stepline.engine._apps import sync as _appsync
+from stepline.engine._apps.sync import SyncResult
 from stepline.engine._cli import db as _db
 from stepline.engine._cli import gateway_port as _gateway_port
 from stepline.engine._cli import limits as _limits

@@ -13,8 +13,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TextIO
 
-from stepline import _effects, _runs, _settings, _transport
-from stepline._control import pause as _pause
+from stepline import _settings
+from stepline._api import pause as _pause
+from stepline._api import runs as _runs
+from stepline._transport import effects, performers
 from stepline.engine._cli import lookups
 
 #: The top-level command this module serves.
@@ -56,13 +58,13 @@ def add_parser(commands: Any, common: Any) -> None:
 def main(
     args: argparse.Namespace,
     settings: _settings.Settings,
-    transport: _transport.SyncTransport,
+    transport: performers.SyncTransport,
     out: TextIO,
     err: TextIO,
 ) -> int:
     """Run ``stepline functions ...`` (the caller reports errors and unknown functions)."""
     if args.action == "list":
-        found = _effects.drive_sync(
+        found = effects.drive_sync(
             _runs.call(settings, "GET", "/v1/functions", what="functions"),
             transport.perform,
         )
@@ -71,19 +73,19 @@ def main(
         else:
             out.write(functions_table(found) + "\n")
         return 0
-    function_id = _effects.drive_sync(
+    function_id = effects.drive_sync(
         lookups.function_id_flow(settings, args.function_id), transport.perform
     )
     if args.action == "pause":
         crons: Literal["queue", "skip"] = "skip" if args.skip_crons else "queue"
         flow = _pause.pause_flow(settings, function_id, crons, args.reason)
-        paused = _effects.drive_sync(flow, transport.perform)
+        paused = effects.drive_sync(flow, transport.perform)
         if args.json:
             _print_json(out, {"function_id": function_id, "paused": _wire(paused)})
         else:
             out.write(f"paused {function_id} (cron ticks: {_crons(paused.crons)})\n")
         return 0
-    resumed = _effects.drive_sync(_pause.resume_flow(settings, function_id), transport.perform)
+    resumed = effects.drive_sync(_pause.resume_flow(settings, function_id), transport.perform)
     if args.json:
         _print_json(out, {"function_id": function_id, "resumed": resumed})
     elif resumed:

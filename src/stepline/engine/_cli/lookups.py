@@ -7,7 +7,9 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stepline import _effects, _errors, _runs, _settings
+from stepline import _errors, _settings
+from stepline._api import runs as _runs
+from stepline._transport import effects
 
 #: Step statuses that will still change while the run goes on.
 PENDING = frozenset({"Planned", "Sleeping", "Waiting", "Invoking", "Calling"})
@@ -25,13 +27,13 @@ class UnknownFunctionError(_runs.FunctionNotRegisteredError):
     code = "function_unknown"
 
 
-def known_functions_flow(settings: _settings.Settings) -> _effects.Flow[list[str]]:
+def known_functions_flow(settings: _settings.Settings) -> effects.Flow[list[str]]:
     """The full ids of the functions registered with the engine."""
     raw = yield from _runs.call(settings, "GET", "/v1/functions", what="functions")
     return [str(f.get("function_id")) for f in raw if isinstance(f, dict)]
 
 
-def function_id_flow(settings: _settings.Settings, given: str) -> _effects.Flow[str]:
+def function_id_flow(settings: _settings.Settings, given: str) -> effects.Flow[str]:
     """The full id ``given`` names: itself if registered, else the one ``<app>-<given>``.
 
     An id nothing matches is returned as given (an unregistered function may still have
@@ -82,7 +84,7 @@ def unknown_function(given: str, known: Sequence[str], engine: str) -> UnknownFu
 
 def steps_flow(
     settings: _settings.Settings, run_id: str
-) -> _effects.Flow[tuple[list[_runs.StepInfo], dict[str, dict[str, Any]]]]:
+) -> effects.Flow[tuple[list[_runs.StepInfo], dict[str, dict[str, Any]]]]:
     """A run's steps, and what each pending one waits for (``{step id: wait}``)."""
     raw = yield from _runs.call(
         settings, "GET", f"/v1/runs/{_runs._quote(run_id)}/steps", what=run_id
@@ -98,7 +100,7 @@ def steps_flow(
 
 def event_runs_flow(
     settings: _settings.Settings, event_id: str
-) -> _effects.Flow[tuple[list[_runs.RunInfo], list[dict[str, Any]]]]:
+) -> effects.Flow[tuple[list[_runs.RunInfo], list[dict[str, Any]]]]:
     """The runs an event started, and the functions it skipped (with the reason)."""
     whole = yield from _runs.call(
         settings, "GET", f"/v1/events/{_runs._quote(event_id)}/runs", what=event_id, whole=True

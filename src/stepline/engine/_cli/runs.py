@@ -16,7 +16,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO, TypeVar
 
-from stepline import _effects, _errors, _event, _runs, _sender, _settings, _transport
+from stepline import _errors, _event, _settings
+from stepline._api import runs as _runs
+from stepline._api import sender
+from stepline._transport import effects, performers
 from stepline.engine._cli import apps, functions, lookups
 from stepline.engine._cli import bulk as _bulk
 from stepline.engine._cli import signals as _signals
@@ -120,7 +123,7 @@ def main(
     except _errors.SteplineError as exc:
         print(f"stepline {args.command}: {exc}", file=err)
         return 2
-    transport = _transport.SyncTransport()
+    transport = performers.SyncTransport()
     try:
         if args.command == "send":
             return _send(args, settings, transport, out, err)
@@ -174,14 +177,14 @@ def _key_hint(exc: _errors.SteplineError) -> str:
     return " (pass the engine's signing key: --signing-key or STEPLINE_SIGNING_KEY)"
 
 
-def _run(flow: _effects.Flow[T], transport: _transport.SyncTransport) -> T:
-    return _effects.drive_sync(flow, transport.perform)
+def _run(flow: effects.Flow[T], transport: performers.SyncTransport) -> T:
+    return effects.drive_sync(flow, transport.perform)
 
 
 def _runs_command(
     args: argparse.Namespace,
     settings: _settings.Settings,
-    transport: _transport.SyncTransport,
+    transport: performers.SyncTransport,
     out: TextIO,
     err: TextIO,
 ) -> int:
@@ -237,7 +240,7 @@ def _runs_command(
 def _show(
     args: argparse.Namespace,
     settings: _settings.Settings,
-    transport: _transport.SyncTransport,
+    transport: performers.SyncTransport,
     out: TextIO,
 ) -> int:
     """One run; with ``--watch``, again at each change until it ends (JSON: one per line)."""
@@ -267,7 +270,7 @@ def _show(
 def _send(
     args: argparse.Namespace,
     settings: _settings.Settings,
-    transport: _transport.SyncTransport,
+    transport: performers.SyncTransport,
     out: TextIO,
     err: TextIO,
 ) -> int:
@@ -284,7 +287,7 @@ def _send(
     except ValueError as exc:
         print(f"stepline send: {exc}", file=err)
         return 2
-    ids = _sender.send_sync(transport, settings, [event])
+    ids = sender.send_sync(transport, settings, [event])
     runs, skipped = _started(settings, transport, ids[0])
     if args.json:
         started = [{"run_id": r.run_id, "function_id": r.function_id} for r in runs]
@@ -295,7 +298,7 @@ def _send(
 
 
 def _started(
-    settings: _settings.Settings, transport: _transport.SyncTransport, event_id: str
+    settings: _settings.Settings, transport: performers.SyncTransport, event_id: str
 ) -> tuple[list[_runs.RunInfo], list[dict[str, Any]]]:
     """The runs the event started: fan-out may be queued, so look for a moment."""
     deadline = time.monotonic() + SEND_LOOK_SECONDS

@@ -14,8 +14,9 @@ import json
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from stepline import _effects, _settings, _transport
-from stepline._control import signals as _signals
+from stepline import _settings
+from stepline._api import signals as _signals
+from stepline._transport import effects, performers
 
 #: exit status when the wait was already completed (or timed out)
 EXIT_ALREADY = 3
@@ -38,7 +39,7 @@ def add_parser(actions: Any, common: Callable[[argparse.ArgumentParser], None]) 
 def main(
     args: argparse.Namespace,
     settings: _settings.Settings,
-    transport: _transport.SyncTransport,
+    transport: performers.SyncTransport,
     out: TextIO,
     err: TextIO,
 ) -> int:
@@ -50,7 +51,7 @@ def main(
         return 2
     flow = _signals.signal_flow(settings, args.run_id, args.name, data)
     try:
-        run_id = _effects.drive_sync(flow, transport.perform)
+        run_id = effects.drive_sync(flow, transport.perform)
     except _signals.SignalAlreadyReceivedError as exc:
         print(f"stepline runs signal: {exc}", file=err)
         return EXIT_ALREADY

@@ -37,8 +37,8 @@ from stepline._protocol import headers as wire
 from stepline._protocol import signing
 from stepline.engine._config import EngineSettings
 from stepline.engine._connect import hub as _hub
-from stepline.engine._response import RawResponse
 from stepline.engine._store import presence
+from stepline.engine._wire.response import RawResponse
 
 __all__ = ["FORWARD_PATH", "PRESENCE_SECONDS", "Cluster", "answer_of", "node_url"]
 

@@ -36,7 +36,7 @@ from stepline.engine._connect import limits
 from stepline.engine._connect.tokens import TOKEN_SECONDS, Tokens
 from stepline.engine._driver import CONNECT_SCHEME
 from stepline.engine._http import throttle
-from stepline.engine._response import RawResponse
+from stepline.engine._wire.response import RawResponse
 
 __all__ = ["NOT_SYNCED", "SCHEME", "Conn", "Hub", "Timing", "app_url"]
 

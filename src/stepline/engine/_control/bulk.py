@@ -25,12 +25,12 @@ from typing import Any
 from stepline import _cel
 from stepline._status import RunStatus
 from stepline.engine import _ids
+from stepline.engine._apps.registry import compiled
 from stepline.engine._config import EngineSettings
 from stepline.engine._control import attributes as _run_attributes
 from stepline.engine._control import replay
 from stepline.engine._model import Job, JobKind, Run
-from stepline.engine._registry import compiled
-from stepline.engine._runloop import RunLoop
+from stepline.engine._runs.transitions import RunLoop
 from stepline.engine._store import Tx, storable
 from stepline.engine._store.bulk import BulkAction
 

@@ -19,14 +19,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from stepline.engine import _registry, _starts
+from stepline.engine._apps import registry
 from stepline.engine._errors import NotFoundError
 from stepline.engine._model import EventRecord, EventRunLink, Job, JobKind
+from stepline.engine._runs import starts
 from stepline.engine._store import Store, Tx
 from stepline.engine._store.controls import CronPolicy, FunctionPause
 
 if TYPE_CHECKING:
-    from stepline.engine._appsync import Registered
+    from stepline.engine._apps.sync import Registered
     from stepline.engine._clock import Clock
     from stepline.engine._model import Run
 
@@ -74,13 +75,13 @@ def let(tx: Tx, job: Job | None, now: float) -> Job | None:
     return kept[0] if kept else None
 
 
-def start_cron(tx: Tx, fn: _registry.FunctionSpec, event: EventRecord, now: float) -> None:
+def start_cron(tx: Tx, fn: registry.FunctionSpec, event: EventRecord, now: float) -> None:
     """Start a cron tick's run, unless its function is paused with ``crons="skip"``."""
     pause = tx.paused_functions().get(fn.function_id)
     if pause is not None and pause.crons == "skip":
         tx.link_event(EventRunLink(event.internal_id, fn.function_id, None, "paused", now))
         return
-    _starts.start_run(tx, fn, [event], now, origin="cron")
+    starts.start_run(tx, fn, [event], now, origin="cron")
 
 
 def resume(tx: Tx, function_id: str) -> bool:

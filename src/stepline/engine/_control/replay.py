@@ -17,10 +17,11 @@ import dataclasses
 from collections.abc import Sequence
 
 from stepline._protocol.hashing import hash_step_id
-from stepline.engine import _ids, _starts
+from stepline.engine import _ids
+from stepline.engine._apps.registry import FunctionSpec
 from stepline.engine._errors import NotFoundError
 from stepline.engine._model import Run, StepRecord
-from stepline.engine._registry import FunctionSpec
+from stepline.engine._runs import starts as _starts
 from stepline.engine._store import Tx
 
 PREFIX = "replay:"

@@ -16,7 +16,7 @@ import httpx
 from stepline.engine._driver import httpx_stream
 from stepline.engine._driver.framing import too_large
 from stepline.engine._driver.h1 import H1Driver
-from stepline.engine._response import RawResponse
+from stepline.engine._wire.response import RawResponse
 
 if TYPE_CHECKING:
     from stepline._comm.handler import CommHandler

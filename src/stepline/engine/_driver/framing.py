@@ -6,13 +6,13 @@ over an un-chunked body). RFC 9112 section 6.1 says such a message's framing is 
 and the connection is closed after it; Go's ``net/http`` (Inngest's server) ignores the
 header and reads the body by ``Content-Length``, else to the close. ``HeadFilter`` does
 the same to the bytes of an answer before a client's parser sees them (aiohttp's, for
-HTTPS; ``stepline._h1`` reads plain HTTP so itself). Pure: no I/O. ``too_large`` is the
+HTTPS; ``stepline._transport.h1`` reads plain HTTP so itself). Pure: no I/O. ``too_large`` is the
 failure every driver reports for an answer past the size cap.
 """
 
 from __future__ import annotations
 
-from stepline.engine._response import RawResponse
+from stepline.engine._wire.response import RawResponse
 
 #: The status line of an answer whose Transfer-Encoding is ignored.
 _HTTP10 = b"HTTP/1.0 "

@@ -1,7 +1,7 @@
 """The engine's calls to apps over plain HTTP: keep-alive HTTP/1.1 on asyncio sockets.
 
 A call is one request and one answer on a pooled connection: the request's head and body
-go out in one write, and the answer is read by ``stepline._h1.AnswerReader`` as its bytes
+go out in one write, and the answer is read by ``stepline._transport.h1.AnswerReader`` as its bytes
 arrive, with no stream objects in between (aiohttp's client cost about three times the
 CPU per call; it still serves HTTPS). Answers are read as Go's ``net/http`` (Inngest's
 server) reads them: an HTTP/1.0 answer's ``Transfer-Encoding`` is ignored; ``gzip`` is
@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
-from stepline._h1 import (
+from stepline._transport.h1 import (
     AnswerReader,
     AnswerTooLarge,
     Origin,
@@ -27,7 +27,7 @@ from stepline._h1 import (
     split_url,
 )
 from stepline.engine._driver.framing import too_large
-from stepline.engine._response import RawResponse
+from stepline.engine._wire.response import RawResponse
 
 if TYPE_CHECKING:
     from stepline.engine._driver import Driver

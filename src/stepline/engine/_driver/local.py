@@ -17,14 +17,14 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from stepline._checkpointing import CheckpointFailed
+from stepline._execution.checkpointing import CheckpointFailed
 from stepline._protocol.execution import Op
-from stepline.engine import _response
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
 from stepline.engine._errors import NotFoundError
 from stepline.engine._model import Job, Run
 from stepline.engine._store import Store, Tx, storable
+from stepline.engine._wire import response
 
 __all__ = ["CallLost", "LocalCheckpoints"]
 
@@ -38,7 +38,7 @@ class _Recorder(Protocol):
         self,
         tx: Tx,
         run_id: str,
-        ops: tuple[_response.ReportedOp, ...],
+        ops: tuple[response.ReportedOp, ...],
         job: Job | None,
         now: float,
     ) -> bool: ...
@@ -90,9 +90,9 @@ class LocalCheckpoints:
     # -- POST /v1/checkpoint/{run}/async ------------------------------------------------
 
     async def record_http(
-        self, run_id: str, body: object, ops: tuple[_response.ReportedOp, ...]
+        self, run_id: str, body: object, ops: tuple[response.ReportedOp, ...]
     ) -> None:
-        """Commit the ops of a checkpoint body (read by ``_response.checkpoint_ops``).
+        """Commit the ops of a checkpoint body (read by ``response.checkpoint_ops``).
 
         Raises:
             CallLost: its ``qi_id`` is no longer leased, or the run ended.
@@ -104,7 +104,7 @@ class LocalCheckpoints:
     # -- once -----------------------------------------------------------------------------
 
     def _work(
-        self, run_id: str, qi_id: str | None, ops: tuple[_response.ReportedOp, ...]
+        self, run_id: str, qi_id: str | None, ops: tuple[response.ReportedOp, ...]
     ) -> Callable[[Tx], tuple[bool, list[Run]]]:
         """The transaction recording ``ops``; it returns whether it queued jobs, and the
         runs it ended.
@@ -137,23 +137,23 @@ class LocalCheckpoints:
         if wake or ended:
             self.engine._committed(wake, ended)
 
-    def _reported(self, ops: list[Op]) -> tuple[_response.ReportedOp, ...]:
+    def _reported(self, ops: list[Op]) -> tuple[response.ReportedOp, ...]:
         """The SDK's ops as the engine reads a checkpoint body, with the same checks
         (sync ops only, storable texts, outputs within the limit) and no JSON."""
         reported = tuple(map(_reported, ops))
-        problem = _response.oversized_output(reported, self.engine.settings.max_step_output_bytes)
+        problem = response.oversized_output(reported, self.engine.settings.max_step_output_bytes)
         if problem is not None:
             raise CheckpointFailed(problem)
         return reported
 
 
-def _reported(op: Op) -> _response.ReportedOp:
+def _reported(op: Op) -> response.ReportedOp:
     """One op as ``_response`` would read its wire form (``Op.to_wire``)."""
     name = op.user_id if op.name is None else op.name
     label = (op.user_id if op.display_name is None else op.display_name) or name or op.id
-    if op.op not in _response.CHECKPOINTABLE:
+    if op.op not in response.CHECKPOINTABLE:
         raise CheckpointFailed(f"op {op.op.value} cannot be checkpointed")
     if not (storable(op.id) and storable(name) and storable(label)):
         raise CheckpointFailed("ids and names must not hold NUL or lone surrogates")
     opts: dict[str, Any] = op.opts or {}
-    return _response.ReportedOp(op.op, op.id, name, label, opts, op.data, op.error)
+    return response.ReportedOp(op.op, op.id, name, label, opts, op.data, op.error)

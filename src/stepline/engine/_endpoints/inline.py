@@ -24,15 +24,17 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from stepline import _ownership
+from stepline._api import ownership
 from stepline._status import RunStatus
-from stepline.engine import _request, _response, _starts
 from stepline.engine._control import pause as _pause
 from stepline.engine._errors import NotFoundError, SkippedError
 from stepline.engine._flow import concurrency as _concurrency
 from stepline.engine._model import Job, Run
 from stepline.engine._observe import attempts as _attempts
+from stepline.engine._runs import starts
 from stepline.engine._store import Tx
+from stepline.engine._wire import request as _request
+from stepline.engine._wire import response
 
 if TYPE_CHECKING:
     from stepline.engine._engine import Engine
@@ -104,15 +106,15 @@ class InlineRuns:
         if fn is None:
             raise NotFoundError(f"function {function_id!r} is not registered")
         now = engine.clock.now()
-        own_id = _ownership.start_event_id(idempotency_key, started_by)
-        event = _starts.start_event(function_id, data, now, event_id=own_id, run_id=None)
+        own_id = ownership.start_event_id(idempotency_key, started_by)
+        event = starts.start_event(function_id, data, now, event_id=own_id, run_id=None)
         if headers and engine.observer is not None:
             engine.observer.received([event], headers)
         owner = f"inline:{uuid.uuid4().hex}"
         seconds = engine.settings.lease_seconds
 
         def work(tx: Tx) -> tuple[InlineStart | None, bool]:
-            run_id, created = _starts.start_direct(
+            run_id, created = starts.start_direct(
                 tx, engine.loop.fanout, event, now, function_id=function_id,
                 own_id=own_id, run_id=None, started_by=started_by,
             )  # fmt: skip
@@ -141,7 +143,7 @@ class InlineRuns:
         return started
 
     async def checkpoint(
-        self, run_id: str, job_id: str, owner: str, ops: Sequence[_response.ReportedOp]
+        self, run_id: str, job_id: str, owner: str, ops: Sequence[response.ReportedOp]
     ) -> float:
         """Record steps run under the lease and extend it; returns the new lease end.
 
@@ -165,7 +167,7 @@ class InlineRuns:
             self._committed(wake, [])
         return float(until)
 
-    async def answer(self, run_id: str, job_id: str, owner: str, raw: _response.RawResponse) -> Run:
+    async def answer(self, run_id: str, job_id: str, owner: str, raw: response.RawResponse) -> Run:
         """Apply the call's answer as the worker would; returns the run as it then stands.
 
         Raises:
@@ -173,9 +175,9 @@ class InlineRuns:
         """
         engine = self.engine
         now = engine.clock.now()
-        outcome = _response.decode(raw, now=now)
+        outcome = response.decode(raw, now=now)
         limit = engine.settings.max_step_output_bytes
-        outcome = _response.limit_outputs(outcome, limit, answer_bytes=len(raw.body))
+        outcome = response.limit_outputs(outcome, limit, answer_bytes=len(raw.body))
 
         def work(tx: Tx) -> tuple[Run, bool]:
             job = _held(tx, run_id, job_id, owner)
@@ -204,7 +206,7 @@ def _lease_first(
     """
     run = tx.get_run(run_id)
     assert run is not None, "the start made (or found) it in this transaction"
-    first = _starts.start_job(tx, run_id)
+    first = starts.start_job(tx, run_id)
     if first is None:
         return None, run
     job = _pause.let(tx, tx.lease_job(first.job_id, owner, now, until), now)  # paused: parked

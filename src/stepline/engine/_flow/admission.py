@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from stepline._status import RunStatus
-from stepline.engine import _starts
+from stepline.engine._apps.registry import FunctionSpec, key_of
 from stepline.engine._flow import limits as _limits
 from stepline.engine._model import EventRecord, EventRunLink, Run
-from stepline.engine._registry import FunctionSpec, key_of
+from stepline.engine._runs import starts as _starts
 from stepline.engine._store import Tx
 
 #: ``cancel(tx, run_id, now, reason)``: the run loop's cancel (a singleton replaces a run)

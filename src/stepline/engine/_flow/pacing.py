@@ -8,9 +8,9 @@ import dataclasses
 from typing import Any
 
 from stepline import _cel
+from stepline.engine._apps.registry import FunctionSpec, key_of
 from stepline.engine._flow import limits as _limits
 from stepline.engine._flow.rules import MAX_PRIORITY
-from stepline.engine._registry import FunctionSpec, key_of
 from stepline.engine._store import Tx
 
 

@@ -11,8 +11,7 @@ import dataclasses
 import logging
 from typing import Any
 
-from stepline import _ownership
-from stepline.engine import _starts
+from stepline._api import ownership
 from stepline.engine._control import attributes as _control_attributes
 from stepline.engine._errors import (
     EndpointOnlyError,
@@ -23,6 +22,7 @@ from stepline.engine._errors import (
 from stepline.engine._http import views
 from stepline.engine._http.wire import ApiError
 from stepline.engine._model import Run
+from stepline.engine._runs import starts as _starts
 from stepline.engine._store.faults import StoreUnavailable
 
 __all__ = ["Answer", "StartRequest", "failure", "start_request"]
@@ -88,7 +88,7 @@ def start_body(body: object) -> dict[str, Any]:
     started_by = body.get("started_by")
     if started_by is not None:
         problem = (
-            _ownership.principal_problem(started_by)
+            ownership.principal_problem(started_by)
             if isinstance(started_by, str)
             else "want a string"
         )

@@ -19,10 +19,10 @@ import starlette.requests
 import starlette.responses
 import starlette.routing
 
-from stepline import _access
-from stepline._access import Credential
 from stepline._identity import VERSION
-from stepline.engine import _registry
+from stepline._serving import access
+from stepline._serving.access import Credential
+from stepline.engine._apps import registry
 from stepline.engine._connect import routes as _connect
 from stepline.engine._control import attributes as _control_attributes
 from stepline.engine._driver.local import CallLost
@@ -107,7 +107,7 @@ class _Api:
         self.settings = engine.settings
 
     def routes(self) -> list[starlette.routing.BaseRoute]:
-        """Every route, each behind the check its row in ``stepline._access.ENGINE`` lists.
+        """Every route, each behind the check its row in ``stepline._serving.access.ENGINE`` lists.
 
         Raises:
             RuntimeError: a handler has no row in the table, or a row no handler.
@@ -162,16 +162,18 @@ class _Api:
         vouch = engine._app_trust.tickets.issue  # a Connect worker proved the key
         sockets = _connect.websocket_routes(engine.connect, engine, vouch, self.settings)
         for path, _ in sockets:
-            _row(_access.WEBSOCKET, path)  # the gateway's handshake checks the Connect token
+            _row(access.WEBSOCKET, path)  # the gateway's handshake checks the Connect token
         served = {(m, p) for p, methods in by_path.items() for m in methods}
-        served |= {(_access.WEBSOCKET, path) for path, _ in sockets}
+        served |= {(access.WEBSOCKET, path) for path, _ in sockets}
         unserved = [
-            f"{r.method} {r.path}" for r in _access.ENGINE if (r.method, r.path) not in served
+            f"{r.method} {r.path}" for r in access.ENGINE if (r.method, r.path) not in served
         ]
         if unserved:
-            raise RuntimeError(f"stepline._access.ENGINE lists routes nothing serves: {unserved}")
+            raise RuntimeError(
+                f"stepline._serving.access.ENGINE lists routes nothing serves: {unserved}"
+            )
         # in the table's order: the router tries routes in order (the busiest first)
-        order = {row.path: n for n, row in enumerate(_access.ENGINE)}
+        order = {row.path: n for n, row in enumerate(access.ENGINE)}
         routes: list[starlette.routing.BaseRoute] = [
             starlette.routing.Route(path, _endpoint(path, methods), methods=list(methods))
             for path, methods in sorted(by_path.items(), key=lambda item: order[item[0]])
@@ -206,7 +208,7 @@ class _Api:
             deploy_id = request.query_params.get("deployId")
             body = await self._body(request)
             # inprocess:// and connect:// apps are the engine's own to register
-            _app_trust.refuse_reserved(_registry.parse_app(body, deploy_id=deploy_id))
+            _app_trust.refuse_reserved(registry.parse_app(body, deploy_id=deploy_id))
             return wire.json_response(await self.engine.register(body, deploy_id=deploy_id))
         except RegistrationError as exc:  # 403: a move that failed the trust probe; 409: ids
             raise ApiError(getattr(exc, "status", 400), str(exc)) from None
@@ -388,12 +390,12 @@ class _Api:
         return await wire.read_json(request, self.settings.max_body_bytes, required=required)
 
 
-def _row(method: str, path: str) -> _access.Route:
+def _row(method: str, path: str) -> access.Route:
     """The table's row of a route; a route without one is a bug caught at start."""
-    row = _access.engine_row(method, path)
+    row = access.engine_row(method, path)
     if row is None:
         raise RuntimeError(
-            f"{method} {path} has no row in stepline._access.ENGINE: every route the "
+            f"{method} {path} has no row in stepline._serving.access.ENGINE: every route the "
             "engine serves must say there which credentials it accepts"
         )
     return row

@@ -2,7 +2,7 @@
 
 Bearer tokens guard the SDK/REST routes, event keys ``/e``, and signed session cookies
 let a signed-in dashboard use the management routes. Which route takes which is the table
-``stepline._access.ENGINE``; ``gate`` applies these predicates to it and turns a request
+``stepline._serving.access.ENGINE``; ``gate`` applies these predicates to it and turns a request
 that presents none of its route's kinds into a 401. Pure predicates over the resolved
 settings.
 """

@@ -8,7 +8,7 @@ prefix (``/stepline/``) by ``EmbeddedEngine``.
 In production mode (``stepline start``) ``/`` shows a sign-in form until the browser holds
 a session: ``POST /login`` with the signing key (or a dashboard key) sets a signed,
 expiring, ``HttpOnly; SameSite=Strict`` cookie that the management routes accept too
-(those whose row in ``stepline._access.ENGINE`` lists a session; never the SDK's and
+(those whose row in ``stepline._serving.access.ENGINE`` lists a session; never the SDK's and
 workers'). Dev mode is open, like the rest of the dev server.
 """
 

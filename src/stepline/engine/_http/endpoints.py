@@ -30,8 +30,8 @@ from typing import Any
 import starlette.requests
 import starlette.responses
 
-from stepline import _effects, _serde
-from stepline.engine import _response
+from stepline import _serde
+from stepline._transport import effects
 from stepline.engine._endpoints.inline import InlineRuns, LeaseLostError
 from stepline.engine._engine import Engine
 from stepline.engine._errors import NotFoundError, SkippedError
@@ -39,6 +39,7 @@ from stepline.engine._http import answers, views, wire
 from stepline.engine._http.wire import ApiError
 from stepline.engine._model import Run
 from stepline.engine._store.faults import StoreUnavailable
+from stepline.engine._wire import response
 
 Request = starlette.requests.Request
 Response = starlette.responses.Response
@@ -86,7 +87,7 @@ class Routes:
         """``POST /v1/runs/{run_id}/inline/checkpoint``."""
         lease = _lease(body)
         try:
-            ops = _response.checkpoint_ops(lease, max_output=self.max_output)
+            ops = response.checkpoint_ops(lease, max_output=self.max_output)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         try:
@@ -107,7 +108,7 @@ class Routes:
             raise ApiError(400, "headers: want an object of strings")
         if not isinstance(text, str):
             raise ApiError(400, "body: want the answer's body as text")
-        raw = _response.RawResponse(status, headers, text.encode())
+        raw = response.RawResponse(status, headers, text.encode())
         try:
             run = await self.runs.answer(run_id, lease["job_id"], lease["owner"], raw)
         except LeaseLostError as exc:
@@ -181,11 +182,11 @@ class Direct:
         self._routes = Routes(InlineRuns(engine, committed), engine.settings.max_step_output_bytes)
         self._limit = engine.settings.max_body_bytes
 
-    def handles(self, request: _effects.HttpRequest) -> bool:
+    def handles(self, request: effects.HttpRequest) -> bool:
         """Whether ``request`` is one of the durable-endpoint routes."""
         return request.method == "POST" and _match(request.url) is not None
 
-    async def perform(self, request: _effects.HttpRequest) -> _effects.HttpResponse:
+    async def perform(self, request: effects.HttpRequest) -> effects.HttpResponse:
         """Answer ``request`` as the REST route would (status, JSON body)."""
         match = _match(request.url)
         assert match is not None, "perform only what handles() accepts"
@@ -204,10 +205,10 @@ class Direct:
         except Exception:  # a fault of ours: as the API answers it
             logger.exception("unexpected error in an embedded durable-endpoint request")
             status, answer = 500, {"error": "internal server error"}
-        return _effects.HttpResponse(status, headers, b"", value=answer)  # no JSON round trip
+        return effects.HttpResponse(status, headers, b"", value=answer)  # no JSON round trip
 
     async def _route(
-        self, match: re.Match[str], request: _effects.HttpRequest
+        self, match: re.Match[str], request: effects.HttpRequest
     ) -> tuple[int, dict[str, Any]]:
         raw = request.body or b""
         if len(raw) > self._limit:

@@ -17,7 +17,7 @@ import starlette.responses
 import starlette.types
 
 from stepline import _json
-from stepline.engine._intake import Intake
+from stepline.engine._runs.intake import Intake
 
 logger = logging.getLogger("stepline.engine.api")
 

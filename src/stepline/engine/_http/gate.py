@@ -1,4 +1,4 @@
-"""The check ``stepline._access.ENGINE`` puts in front of every handler.
+"""The check ``stepline._serving.access.ENGINE`` puts in front of every handler.
 
 ``guarded`` wraps a handler with the check for exactly the credential kinds its row
 accepts; ``api`` wraps every HTTP handler it serves this way, and the gateway's socket
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 import starlette.requests
 import starlette.responses
 
-from stepline._access import Credential, Route
+from stepline._serving.access import Credential, Route
 from stepline.engine._config import EngineSettings
 from stepline.engine._http import auth, dashboard
 from stepline.engine._http.wire import ApiError

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 import starlette.datastructures
 import starlette.types
 
-from stepline import _csrf
+from stepline._serving import csrf
 
 logger = logging.getLogger("stepline.engine.api")
 
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: The header the dashboard sends with every request (any value).
-CSRF_HEADER = _csrf.HEADER.lower()
+CSRF_HEADER = csrf.HEADER.lower()
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -187,7 +187,7 @@ def _host_port(host: str) -> tuple[str, int | None] | None:
 def _preflighted(headers: Mapping[str, str]) -> bool:
     """Whether a browser would have had to ask (CORS preflight) before sending this."""
     kind = headers.get("content-type", "")
-    if _csrf.is_json(kind) or kind.split(";", 1)[0].strip().lower() == "application/protobuf":
+    if csrf.is_json(kind) or kind.split(";", 1)[0].strip().lower() == "application/protobuf":
         return True  # neither is a type a page may send cross-site unasked (Connect's start)
     return CSRF_HEADER in headers or any(name.startswith("x-inngest-") for name in headers)
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import starlette.requests
 import starlette.responses
 
-from stepline.engine import _versions
+from stepline.engine._apps import versions as _versions
 from stepline.engine._engine import Engine
 from stepline.engine._http import views, wire
 from stepline.engine._http.wire import ApiError

@@ -10,10 +10,10 @@ import datetime as _dt
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from stepline import _step_state
+from stepline._api import step_state
 from stepline._json import loads as json_loads
 from stepline._protocol import durations, execution
-from stepline.engine._appsync import SyncResult
+from stepline.engine._apps.sync import SyncResult
 from stepline.engine._control import replay
 from stepline.engine._model import (
     AppRecord,
@@ -120,7 +120,7 @@ def step(
 
     Returns:
         The JSON object: ``op`` is the op the step was last reported with, ``kind`` what
-        the step is (``_step_state.kind``); ``next_retry_at`` is set while it waits to
+        the step is (``step_state.kind``); ``next_retry_at`` is set while it waits to
         be retried.
     """
     output, memo_error = execution.unwrap_memo(record.memo)
@@ -128,7 +128,7 @@ def step(
         "id": record.step_id,
         "name": record.name,
         "op": record.op,
-        "kind": _step_state.kind(record.op),
+        "kind": step_state.kind(record.op),
         "status": record.status.value,
         "attempts": record.attempts,
         "max_attempts": max_attempts,

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 from stepline._protocol.opcodes import Opcode
 from stepline.engine._model import Job, Run, StepRecord, StepStatus
-from stepline.engine._response import Failed, Ops, Outcome
 from stepline.engine._store.attempts import StepAttempt
+from stepline.engine._wire.response import Failed, Ops, Outcome
 
 if TYPE_CHECKING:
-    from stepline.engine._runview import RunView
+    from stepline.engine._runs.view import RunView
     from stepline.engine._store import Tx
 
 logger = logging.getLogger("stepline.engine")

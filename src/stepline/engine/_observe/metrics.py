@@ -13,7 +13,7 @@ from stepline._protocol import headers
 from stepline._protocol.opcodes import Opcode
 from stepline.engine._model import Run, StepRecord
 from stepline.engine._observe.prometheus import LONG_BUCKETS, Registry
-from stepline.engine._response import Completed, Failed, Ops, Outcome, RawResponse
+from stepline.engine._wire.response import Completed, Failed, Ops, Outcome, RawResponse
 
 _STEP_OPS = frozenset({Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_ERROR, Opcode.STEP_FAILED})
 #: Ops whose code runs inside an SDK call; their latency is the call's.

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from stepline import _logs
 from stepline._scope import Scope
 from stepline._status import RunStatus
-from stepline.engine import _response
 from stepline.engine._config import EngineSettings
 from stepline.engine._model import EventRecord, Job, Run
 from stepline.engine._observe import tracing
@@ -30,6 +29,7 @@ from stepline.engine._store import Store, Tx
 from stepline.engine._store.faults import StoreUnavailable
 from stepline.engine._store.guard import GuardedStore, StoreHealth
 from stepline.engine._store.seen import Seen
+from stepline.engine._wire import response
 
 if TYPE_CHECKING:
     from stepline.engine._observe.tracing import EngineTracer
@@ -44,15 +44,15 @@ class WatchedCall:
     headers: Mapping[str, str]
     started: float = dataclasses.field(default_factory=time.perf_counter)
     seconds: float = 0.0
-    raw: _response.RawResponse | None = None
+    raw: response.RawResponse | None = None
     #: the decoded answer, set by the caller
-    outcome: _response.Outcome | None = None
+    outcome: response.Outcome | None = None
     #: the call's trace span, if traced
     span: Any = None
     #: the called run's function (its metrics' label)
     function_id: str = ""
 
-    def answered(self, raw: _response.RawResponse) -> None:
+    def answered(self, raw: response.RawResponse) -> None:
         """The answer is in: stop the clock."""
         self.seconds = time.perf_counter() - self.started
         self.raw = raw
@@ -162,9 +162,7 @@ class Observer:
             result = call_result(raw, outcome)
         if span is not None and tracer is not None:
             ops = (
-                [op.display_name for op in outcome.ops]
-                if isinstance(outcome, _response.Ops)
-                else []
+                [op.display_name for op in outcome.ops] if isinstance(outcome, response.Ops) else []
             )
             tracer.end_call(span, status=raw.status, result=result, ops=ops)
         return False

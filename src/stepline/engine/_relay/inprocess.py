@@ -15,12 +15,12 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
-from stepline import _ownership
-from stepline.engine import _starts
+from stepline._api import ownership
 from stepline.engine._config import EngineSettings
 from stepline.engine._errors import EndpointOnlyError, NotFoundError, SkippedError
 from stepline.engine._events import EventError
 from stepline.engine._ids import SeedError
+from stepline.engine._runs import starts
 from stepline.outbox._relay_deliver import Delivered, Outcome
 
 __all__ = ["Deliverer", "Host", "deliver"]
@@ -104,7 +104,7 @@ async def deliver(engine: Host, kind: object, body: object) -> Delivered:
         SeedError,
         NotFoundError,
         EndpointOnlyError,
-        _starts.RunIdTakenError,
+        starts.RunIdTakenError,
     ) as exc:
         return Delivered(Outcome.REJECTED, f"{type(exc).__name__}: {exc}")
     except SkippedError as exc:
@@ -123,14 +123,14 @@ def _work(engine: Host, kind: object, body: Any) -> Coroutine[Any, Any, Any]:
         raise ValueError(f"unknown row kind {kind!r}")
     run_id, key, by = body["run_id"], body.get("idempotency_key"), body.get("started_by")
     data = body.get("data") or {}
-    problem = _starts.run_id_problem(run_id)
+    problem = starts.run_id_problem(run_id)
     if problem is None and not isinstance(data, dict):
         problem = "data: want a JSON object"
     if problem is None and key is not None:
         ok = isinstance(key, str) and 0 < len(key) <= _MAX_KEY
         problem = None if ok else "idempotency_key: want a string of 1-256 characters"
     if problem is None and by is not None:
-        problem = _ownership.principal_problem(by) if isinstance(by, str) else "started_by"
+        problem = ownership.principal_problem(by) if isinstance(by, str) else "started_by"
     if problem is not None:
         raise ValueError(problem)
     return engine.start_function(

@@ -30,7 +30,7 @@ from stepline._protocol import headers as wire
 from stepline._protocol import signing
 from stepline.engine._clock import Clock
 from stepline.engine._driver import CONNECT_SCHEME, IN_PROCESS_SCHEME, Driver
-from stepline.engine._response import RawResponse, unwrap_stream
+from stepline.engine._wire.response import RawResponse, unwrap_stream
 
 logger = logging.getLogger("stepline.engine")
 

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from stepline import _errors
 from stepline._protocol import headers, signing
-from stepline.engine import _request
 from stepline.engine._flow.rules import RegistrationError
+from stepline.engine._wire import request
 
 if TYPE_CHECKING:
+    from stepline.engine._apps.registry import AppSpec
     from stepline.engine._config import EngineSettings
     from stepline.engine._driver import Driver
-    from stepline.engine._registry import AppSpec
-    from stepline.engine._response import RawResponse
     from stepline.engine._store import Store, Tx
+    from stepline.engine._wire.response import RawResponse
 
 logger = logging.getLogger("stepline.engine")
 
@@ -245,7 +245,7 @@ class AppGuard:
             query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "deployId"]
             query.append(("deployId", self.tickets.issue(url, now)))
             target = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-        body, sent = _request.encode(
+        body, sent = request.encode(
             {"url": url},
             signing_key=self.settings.signing_key,
             now=now,
@@ -298,7 +298,7 @@ class AppGuard:
         target = probe_url(url)
         base = urllib.parse.urlunsplit(urllib.parse.urlsplit(target)._replace(query=""))
         body: dict[str, Any] = {"url": base, "app_id": app_id}
-        raw, sent = _request.encode(
+        raw, sent = request.encode(
             body,
             signing_key=self.settings.signing_key,
             now=now,

@@ -264,7 +264,7 @@ function timeline(run, steps, open, message, attempts) {
 }
 
 /**
- * A step's state in words, as the CLI and the Django admin word it (stepline._step_state):
+ * A step's state in words, as the CLI and the Django admin word it (stepline._api.step_state):
  * its status, or "Retrying at 14:03:12 (attempt 2 of 4)" (local time) for a planned step
  * that has failed an attempt.
  */

@@ -1,0 +1,210 @@
+"""Dev mode: an app registers itself with its engine, so nobody has to ``curl -X PUT``.
+
+Once the app knows its own URL (its first request, or at startup when ``serve_origin`` is
+configured) it syncs out of band, as the engine's ``PUT`` would make it do, on a daemon
+thread: startup never waits for it and never fails because of it. An unreachable engine
+is retried with backoff, quietly: one log line when it starts failing, one when it
+registers. Off in production mode and for ``engine="embedded"`` (served in process).
+
+The policy is one flow: the register call's ``HttpRequest`` effects (as the SDK's own
+sync makes them) and ``Wait``; ``start`` drives it with the client's transport. A request
+to the serve path itself does not start it: an engine (or a sync) is already talking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from stepline._comm import app_sync
+from stepline._comm.endpoint import Endpoint
+from stepline._comm.messages import decode_json_object
+from stepline._serving import asgi_scope
+from stepline._transport.effects import Flow, HttpRequest, HttpResponse, drive_sync
+
+if TYPE_CHECKING:
+    from stepline._comm.handler import CommHandler
+
+logger = logging.getLogger("stepline")
+
+#: the first retry, in seconds; it doubles up to ``RETRY_CAP``
+RETRY_FIRST = 0.5
+RETRY_CAP = 30.0
+
+_started: weakref.WeakSet[CommHandler] = weakref.WeakSet()
+_lock = threading.Lock()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Wait:
+    """Effect: sleep ``seconds``."""
+
+    seconds: float
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds before the next attempt after ``failures`` failed ones in a row (pure)."""
+    return float(min(RETRY_CAP, RETRY_FIRST * 2 ** max(0, min(failures, 30) - 1)))
+
+
+def flow(endpoint: Endpoint, url: str) -> Flow[bool]:
+    """Register ``url`` until the engine takes it; True once it did.
+
+    A 4xx from the engine (a refused registration) is not retried: it will not change
+    by itself, and the log line says why.
+    """
+    engine = endpoint.settings.api_base_url
+    body = json.dumps(app_sync.register_payload(endpoint, url)).encode()
+    failures = 0
+    while True:
+        post = HttpRequest("POST", f"{engine}/fn/register", {}, body)
+        answer: HttpResponse = yield from app_sync.api_call(endpoint, post)
+        if answer.ok:
+            logger.info("registered %s with the engine at %s", url, engine)
+            return True
+        reason = _reason(answer)
+        if 400 <= answer.status < 500 and answer.status not in (408, 429):
+            logger.warning("the engine at %s refused %s: %s", engine, url, reason)
+            return False
+        failures += 1
+        if failures == 1:
+            logger.warning(
+                "could not register %s with the engine at %s (%s); retrying quietly "
+                "(start it with `stepline dev`, or point the app at yours with STEPLINE_DEV=URL)",
+                url, engine, reason,
+            )  # fmt: skip
+        yield Wait(retry_delay(failures))
+
+
+def start(
+    handler: CommHandler,
+    origin: str | None,
+    *,
+    embedded: object = None,
+    path: str = "",
+    mounted: str | None = None,
+) -> None:
+    """Register ``handler``'s app in the background, once per handler (dev mode only).
+
+    Args:
+        handler: the served endpoint.
+        origin: the app's origin as a request showed it (``http://host:port``); None to
+            use the configured ``serve_origin`` (nothing happens without either).
+        embedded: the adapter's embedded engine, if any: then there is nothing to do.
+        path: the request's path: one to the serve path itself starts nothing.
+        mounted: where the framework really mounted the endpoint (a Django ``include()``
+            prefix), when it differs from ``handler.route_path``.
+    """
+    settings = handler.endpoint.settings
+    served_at = mounted or handler.route_path
+    if embedded is not None or not settings.is_dev or path == served_at:
+        return
+    base = handler.serve_origin or origin
+    if not base or handler in _started:
+        return
+    with _lock:
+        if handler in _started:
+            return
+        _started.add(handler)
+    url = base.rstrip("/") + served_at
+    transport = handler.client._sync_transport
+
+    def perform(effect: object) -> Any:
+        if isinstance(effect, Wait):
+            time.sleep(effect.seconds)
+            return None
+        return transport.perform(effect)
+
+    registering = flow(handler.endpoint, url)
+    thread = threading.Thread(
+        target=drive_sync, args=(registering, perform), name="stepline-register", daemon=True
+    )
+    thread.start()
+
+
+class Middleware:
+    """ASGI: ``start`` at lifespan startup (with ``serve_origin``) or on the first request.
+
+    Args:
+        app: the wrapped ASGI app.
+        handler: the served endpoint.
+        embedded: the adapter's embedded engine, if any (then it only passes through).
+    """
+
+    def __init__(self, app: Any, handler: CommHandler, embedded: object = None) -> None:
+        self.app, self.handler, self.embedded = app, handler, embedded
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        kind = scope.get("type")
+        if kind == "lifespan":
+            start(self.handler, None, embedded=self.embedded)
+        elif kind == "http" and scope.get("path") != self.handler.route_path:
+            start(self.handler, asgi_scope.origin(scope), embedded=self.embedded)
+        await self.app(scope, receive, send)
+
+
+def tornado_transform(handler: CommHandler, embedded: object = None) -> Any:
+    """A Tornado output transform (duck-typed) that calls ``start`` on each request.
+
+    Tornado has no startup hook that knows the app's address; a transform sees every
+    request, with its host, before the handler runs.
+    """
+
+    class _Registering:
+        def __init__(self, request: Any) -> None:
+            origin = f"{request.protocol}://{request.host}"
+            start(handler, origin, embedded=embedded, path=request.path)
+
+        def transform_first_chunk(
+            self, status_code: int, headers: Any, chunk: bytes, finishing: bool
+        ) -> tuple[int, Any, bytes]:
+            return status_code, headers, chunk
+
+        def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
+            return chunk
+
+    return _Registering
+
+
+def django_receiver(
+    handler: CommHandler, locate: Callable[[], str | None], embedded: object = None
+) -> Any:
+    """A ``request_started`` receiver that calls ``start`` (WSGI ``environ`` or ASGI ``scope``).
+
+    ``locate`` gives the endpoint's full path in the project's URL conf (an ``include()``
+    prefix shows only there), or None while it is not mounted: nothing starts until it is.
+    Connect it with ``weak=False``; it holds ``handler`` weakly and does nothing once the
+    handler is gone (a URL conf reloaded, as tests do).
+    """
+    alive = weakref.ref(handler)
+
+    def receive(sender: object, environ: Any = None, scope: Any = None, **_: Any) -> None:
+        served = alive()
+        if served is None or served in _started:
+            return
+        if environ is not None:
+            host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
+            origin = f"{environ.get('wsgi.url_scheme', 'http')}://{host}" if host else None
+            path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        elif scope is not None:
+            origin, path = asgi_scope.origin(scope), scope.get("path", "")
+        else:
+            return
+        mounted = locate()
+        if mounted is not None:
+            start(served, origin, embedded=embedded, path=path, mounted=mounted)
+
+    return receive
+
+
+def _reason(answer: HttpResponse) -> str:
+    """What went wrong, in one short line."""
+    detail = decode_json_object(answer.body) or {}
+    text = detail.get("error") or answer.error or answer.body[:200].decode(errors="replace")
+    return f"status {answer.status}: {text}" if answer.status else str(text)

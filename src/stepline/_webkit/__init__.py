@@ -1,0 +1,1 @@
+"""The web-app kit: routes that start, watch, cancel and await runs for the app's own users."""
