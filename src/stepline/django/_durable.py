@@ -12,7 +12,7 @@ from typing_extensions import Unpack
 
 from stepline import _errors
 from stepline._client import Client
-from stepline._endpoints.endpoint import DurableRoute, Endpoint, EndpointArgs
+from stepline._endpoints.endpoint import DurableRoute, Endpoint, EndpointArgs, stamp
 from stepline._serving import bodies
 from stepline._webkit import routes
 from stepline.django import _routes, _runtime, _serve
@@ -95,12 +95,12 @@ def durable(
                 reply = await endpoint.handle_async(_web_request(request, limit), path_params)
                 return _to_django(reply)
 
-            return _named(async_view, handler, endpoint)
+            return stamp(async_view, handler, endpoint)
 
         def view(request: http.HttpRequest, **path_params: Any) -> http.HttpResponse:
             return _to_django(endpoint.handle_sync(_web_request(request, limit), path_params))
 
-        return _named(view, handler, endpoint)
+        return stamp(view, handler, endpoint)
 
     return decorate
 
@@ -117,16 +117,6 @@ def request_user(request: http.HttpRequest) -> str | None:
     if user is None or not getattr(user, "is_authenticated", False):
         return None
     return f"user:{user.pk}"
-
-
-def _named(view: View, handler: View, endpoint: Endpoint) -> DurableRoute:
-    view.__name__ = getattr(handler, "__name__", "durable_endpoint")
-    view.__qualname__ = getattr(handler, "__qualname__", view.__name__)
-    view.__module__ = getattr(handler, "__module__", view.__module__)
-    view.__doc__ = handler.__doc__
-    route = cast(DurableRoute, view)
-    route.endpoint = endpoint
-    return route
 
 
 def _web_request(request: http.HttpRequest, limit: int) -> routes.WebRequest:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import fastapi
 from typing_extensions import Unpack
 
 from stepline._client import Client
-from stepline._endpoints.endpoint import DurableRoute, Endpoint, EndpointArgs
+from stepline._endpoints.endpoint import DurableRoute, Endpoint, EndpointArgs, stamp
 from stepline._serving import asgi_scope, bodies
 from stepline._webkit.routes import WebRequest
 
@@ -51,11 +51,6 @@ def durable(
             reply = await endpoint.handle_async(web, dict(request.path_params))
             return fastapi.Response(reply.body, status_code=reply.status, headers=reply.headers)
 
-        view.__name__ = getattr(handler, "__name__", "durable_endpoint")
-        view.__qualname__ = getattr(handler, "__qualname__", view.__name__)
-        view.__doc__ = handler.__doc__
-        route = cast(DurableRoute, view)
-        route.endpoint = endpoint
-        return route
+        return stamp(view, handler, endpoint)
 
     return decorate

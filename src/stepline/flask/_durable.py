@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import flask
 from typing_extensions import Unpack
 
 from stepline._client import Client
-from stepline._endpoints.endpoint import DurableRoute, Endpoint, EndpointArgs
+from stepline._endpoints.endpoint import DurableRoute, Endpoint, EndpointArgs, stamp
 from stepline._serving import bodies
 from stepline._webkit.routes import WebRequest
 
@@ -60,12 +60,7 @@ def durable(
             reply = endpoint.handle_sync(_to_web(request, endpoint.max_body), path_params)
             return flask.Response(reply.body, status=reply.status, headers=reply.headers)
 
-        view.__name__ = getattr(handler, "__name__", "durable_endpoint")
-        view.__qualname__ = getattr(handler, "__qualname__", view.__name__)
-        view.__doc__ = handler.__doc__
-        route = cast(DurableRoute, view)
-        route.endpoint = endpoint
-        return route
+        return stamp(view, handler, endpoint)
 
     return decorate
 

@@ -10,7 +10,7 @@ from typing_extensions import Unpack
 
 from stepline import _errors
 from stepline._client import Client
-from stepline._endpoints.endpoint import Endpoint, EndpointArgs
+from stepline._endpoints.endpoint import Endpoint, EndpointArgs, stamp
 from stepline._webkit import routes as _webkit
 from stepline.tornado import _views
 
@@ -71,11 +71,8 @@ def durable(
         class Handler(DurableHandler):
             pass
 
-        Handler.endpoint, Handler.allowed, Handler.body_limit = endpoint, allowed, endpoint.max_body
-        Handler.__name__ = getattr(handler, "__name__", "DurableEndpoint")
-        Handler.__qualname__ = getattr(handler, "__qualname__", Handler.__name__)
-        Handler.__module__ = getattr(handler, "__module__", __name__)
-        Handler.__doc__ = handler.__doc__
+        Handler.allowed, Handler.body_limit = allowed, endpoint.max_body
+        stamp(Handler, handler, endpoint)
         return Handler
 
     return decorate

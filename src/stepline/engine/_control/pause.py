@@ -1,4 +1,4 @@
-"""Pausing a function: its calls wait in the queue until it is resumed (issue 27, item 1).
+"""Pausing a function: its calls wait in the queue until it is resumed.
 
 A paused function's runs are still created (events are not lost), but none of its calls
 runs: each is parked on ``paused:<function_id>`` when it is leased, by the worker's lease

@@ -243,7 +243,7 @@ class _Api:
             cursor=q.get("cursor") or None,
             limit=limit + 1,
         )
-        expression, scan = q.get("expression"), q.get("scan")  # a payload search (issue 28)
+        expression, scan = q.get("expression"), q.get("scan")  # a payload search
         return wire.json_response(
             await _event_search.page(self.engine, where, limit, expression, scan)
         )

@@ -1,4 +1,4 @@
-"""REST v1 for bulk actions and replays (issue 27, run control).
+"""REST v1 for bulk actions and replays (run control).
 
 ``POST /v1/bulk/cancel`` and ``POST /v1/bulk/replay`` take ``{"filter": {...},
 "idempotency_key": "..."}`` and answer 202 with the action (200 with the earlier one when

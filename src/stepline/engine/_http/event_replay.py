@@ -1,4 +1,4 @@
-"""Replay an event (issue 28): ``POST /v1/events/{event_id}/replay``.
+"""Replay an event: ``POST /v1/events/{event_id}/replay``.
 
 The engine sends the event's name and payload (``data``, ``user``, ``v``) again as a new
 event: a new internal id (its own ``id`` too, so no idempotency key or event-id

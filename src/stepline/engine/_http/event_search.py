@@ -1,4 +1,4 @@
-"""The events list's extras (issue 28): search by a payload expression, replay links.
+"""The events list's extras: search by a payload expression, replay links.
 
 ``GET /v1/events?expression=event.data.amount > 100`` keeps the events (of the other
 filters: name, time, cursor) for which the CEL expression is ``true``, ``event`` being

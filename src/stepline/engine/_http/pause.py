@@ -1,4 +1,4 @@
-"""REST v1 for pausing functions (run control, issue 27).
+"""REST v1 for pausing functions (run control).
 
 ``POST /v1/functions/{function_id}/pause``: ``{"crons": "queue" | "skip", "reason"?}`` (an
 empty body pauses with ``crons: "queue"``); new runs are created but wait, runs in flight

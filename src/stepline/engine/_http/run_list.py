@@ -1,4 +1,4 @@
-"""The runs list's extras (issue 28): search by run id, and what each live run waits on.
+"""The runs list's extras: search by run id, and what each live run waits on.
 
 ``GET /v1/runs?run_id=01HX`` lists the runs whose id starts with that text (a whole id
 finds its run), through a range of the primary key. Every run of a page has the

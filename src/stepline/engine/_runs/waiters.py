@@ -1,8 +1,8 @@
 """Callers waiting for runs to end, answered by one shared check per commit.
 
-``Engine.wait_for_run`` used to re-read its run after every commit: with many callers
-waiting (every ``result()`` of a busy web app long-polls), each commit cost one read per
-waiter. Here each commit schedules at most one read covering every waited-for run, and a
+A caller of ``Engine.wait_for_run`` does not re-read its run after every commit: with many
+callers waiting (every ``result()`` of a busy web app long-polls), each commit would cost one
+read per waiter. Here each commit schedules at most one read covering every waited-for run, and a
 commit that lands while that read is in flight schedules one more, so none is missed.
 
 Callers on other threads of the process (the embedded engine's client, in a web request's

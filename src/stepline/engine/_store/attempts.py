@@ -1,7 +1,7 @@
 """The SQL of a step's failed attempts (``step_attempts``): record one, read a run's.
 
 A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``messages``
-is (issue 28, run page depth). The ``steps`` row keeps a step's attempt count and its
+is (for the run page's attempts). The ``steps`` row keeps a step's attempt count and its
 last error; this table keeps every attempt that failed (when it started and ended, its
 error, when it was retried), one row each, written only when an attempt fails: a step
 that succeeds first time costs nothing more, and the successful last attempt of a step

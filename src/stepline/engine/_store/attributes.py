@@ -1,7 +1,7 @@
 """The SQL of searchable run attributes (``run_attributes``): set, read, filter by them.
 
 A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``messages``
-is (issue 27, run control). An attribute is a name and a string value, one row each, so
+is (run control). An attribute is a name and a string value, one row each, so
 that ``runs_query`` filters by any of them through the ``(name, value, run_id)`` index;
 retention deletes them with their run.
 """

@@ -1,4 +1,4 @@
-"""The SQL of the dashboard's lists beyond their rows (issue 28): what a page of runs waits
+"""The SQL of the dashboard's lists beyond their rows: what a page of runs waits
 on, a bounded scan of events by a predicate, and the links of replayed events.
 
 A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``attributes``

@@ -1,7 +1,7 @@
 """The SQL of bulk actions (``bulk_actions``): a filter, its progress, its status.
 
 A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``messages``
-is (issue 27, run control). An action's batches read and write its row with the row
+is (run control). An action's batches read and write its row with the row
 locked (``get_bulk(lock=True)``: ``FOR UPDATE`` on Postgres; SQLite has one writer), so
 two nodes holding its job at once take turns and the second starts after the first's
 ``cursor``: each run is handled once.

@@ -1,7 +1,7 @@
 """The SQL of paused functions (``function_controls``): pause, resume, what is paused.
 
 A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``messages``
-is (issue 27, run control). The paused set is read once per transaction and kept for
+is (run control). The paused set is read once per transaction and kept for
 it: the worker's lease consults it for every call it leases, and it is usually empty.
 In a Postgres write transaction the read takes a share lock on the rows it returns, so a
 resume (which deletes its row first, then unparks the function's calls) waits for every

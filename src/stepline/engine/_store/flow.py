@@ -89,7 +89,7 @@ class FlowTx(SqlMixin):
 
     def expire_slots(self, now: float) -> dict[str, int]:
         # Expired slots another lease is deleting right now are left to it (it wakes
-        # their keys): every node's lease used to queue up behind the same rows.
+        # their keys), so the nodes' leases do not all queue up behind the same rows.
         rows = self._x(
             "DELETE FROM slots WHERE (key, job_id) IN (SELECT key, job_id FROM slots "
             f"WHERE expires_at <= ?{self.skip_locked}) AND expires_at <= ? RETURNING key",

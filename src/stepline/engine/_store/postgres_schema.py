@@ -102,7 +102,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN started_by TEXT;
     """,
-    # versioning (issue 23): the app version a run started on, its non-determinism
+    # versioning: the app version a run started on, its non-determinism
     # notices (a JSON list), every registered version of an app (the latest: the newest
     # registered_at, a new or changed registration); retention's scan
     """
@@ -117,7 +117,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app_id, version)
     );
     """,
-    # durable streams (issue 24): what a run publishes, in order (``seq`` per run); a
+    # durable streams: what a run publishes, in order (``seq`` per run); a
     # durable message's ``durable_id`` (its step) is published once
     """
     CREATE TABLE run_messages (
@@ -128,7 +128,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX run_messages_durable ON run_messages (run_id, durable_id)
         WHERE durable_id IS NOT NULL;
     """,
-    # run control (issue 27): paused functions (``crons``: what their cron ticks do while
+    # run control: paused functions (``crons``: what their cron ticks do while
     # paused); searchable run attributes (one row per name); bulk actions over a filter,
     # with their progress (``cursor``: the last run id handled); a wait for a signal
     # (``pauses.signal``: its key, unique among waiting steps)
@@ -152,12 +152,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE pauses ADD COLUMN signal TEXT;
     CREATE UNIQUE INDEX pauses_signal ON pauses (signal) WHERE signal IS NOT NULL;
     """,
-    # function metrics (issue 28): a function's runs by end time, and its live runs
+    # function metrics: a function's runs by end time, and its live runs
     # (``ended_at IS NULL``), for the function page's charts (``_store/function_metrics``)
     """
     CREATE INDEX runs_function_ended ON runs (function_id, ended_at);
     """,
-    # run page depth (issue 28): every failed attempt of a step (``_store/attempts``), and
+    # run page depth: every failed attempt of a step (``_store/attempts``), and
     # a run's child runs (started by its ``step.invoke``) for its trace view
     """
     CREATE TABLE step_attempts (
@@ -168,13 +168,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX runs_parent ON runs (parent_run_id, run_id) WHERE parent_run_id IS NOT NULL;
     """,
-    # event replays (issue 28): a replayed event names the event it re-sent; the index
+    # event replays: a replayed event names the event it re-sent; the index
     # lists an event's replays (``_store/browsing``)
     """
     ALTER TABLE events ADD COLUMN replay_of TEXT;
     CREATE INDEX events_replay_of ON events (replay_of) WHERE replay_of IS NOT NULL;
     """,
-    # Connect on several nodes (issue 29): each node's apps with a ready worker, and the
+    # Connect on several nodes: each node's apps with a ready worker, and the
     # URL other nodes forward those apps' calls to (``_store/presence``); refreshed every
     # few seconds, so unlogged (a crash loses only what is rewritten at once)
     """
@@ -184,14 +184,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app_id, node)
     );
     """,
-    # issue 30: event_runs.event_id had the default collation while events.internal_id is
-    # "C", so the join between them could not use event_runs_event (a run list by event
-    # read the whole table: 83 ms at a million runs). Same type: no rewrite, the index
-    # is rebuilt.
+    # event_runs.event_id in events.internal_id's collation ("C"), so the join between
+    # them can use event_runs_event (with the default collation a run list by event read
+    # the whole table: 83 ms at a million runs). Same type: no rewrite, the index is
+    # rebuilt.
     """
     ALTER TABLE event_runs ALTER COLUMN event_id TYPE TEXT COLLATE "C";
     """,
-    # issue 30: a run's steps revision, one more each time any step of it is written, so
+    # a run's steps revision, one more each time any step of it is written, so
     # a worker that knows a run's steps as its last transaction left them reads them
     # again only when something else wrote one since (``RunView.load``). The trigger
     # locks the run's row: every writer of a step holds it already (``FOR UPDATE``).

@@ -1,7 +1,7 @@
 """The SQL of waits for a signal (``pauses.signal``): the waiting step by its signal key.
 
 A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``messages``
-is (issue 27, run control). A wait for a signal is a pause (kind ``signal``) whose
+is (run control). A wait for a signal is a pause (kind ``signal``) whose
 ``signal`` column holds its key; the column is unique where set, so at most one step
 waits under a key at a time. The pause row itself is written by ``insert_pause``; the
 key is set beside it in the same transaction.

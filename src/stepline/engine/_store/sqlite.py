@@ -45,7 +45,7 @@ GROUP_MAX = 64
 #: Bytes a page of a new database file (a file keeps the size it was created with).
 #: A commit writes each page it changed, whole, to the log (and a checkpoint copies it
 #: back): a step changes five pages, mostly to add or move one small entry (its row, an
-#: index key). Against SQLite's 4,096, in paired runs (bench/README.md, eleventh session):
+#: index key). Against SQLite's 4,096, in paired runs (bench/README.md, "1 KB pages"):
 #: +8.5% steps/s step by step with small outputs, +10% with 2 KB ones, even at 8 KB, and
 #: -6.5% with 20 KB outputs (2,048 would gain 3%, 4% and 0%).
 PAGE_SIZE = 1024

@@ -100,7 +100,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN started_by TEXT;
     """,
-    # versioning (issue 23): the app version a run started on, its non-determinism
+    # versioning: the app version a run started on, its non-determinism
     # notices (a JSON list), every registered version of an app (the latest: the newest
     # registered_at, a new or changed registration); retention's scan
     """
@@ -115,7 +115,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app_id, version)
     );
     """,
-    # durable streams (issue 24): what a run publishes, in order (``seq`` per run); a
+    # durable streams: what a run publishes, in order (``seq`` per run); a
     # durable message's ``durable_id`` (its step) is published once
     """
     CREATE TABLE run_messages (
@@ -126,7 +126,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX run_messages_durable ON run_messages (run_id, durable_id)
         WHERE durable_id IS NOT NULL;
     """,
-    # run control (issue 27): paused functions (``crons``: what their cron ticks do while
+    # run control: paused functions (``crons``: what their cron ticks do while
     # paused); searchable run attributes (one row per name); bulk actions over a filter,
     # with their progress (``cursor``: the last run id handled); a wait for a signal
     # (``pauses.signal``: its key, unique among waiting steps)
@@ -150,12 +150,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE pauses ADD COLUMN signal TEXT;
     CREATE UNIQUE INDEX pauses_signal ON pauses (signal) WHERE signal IS NOT NULL;
     """,
-    # function metrics (issue 28): a function's runs by end time, and its live runs
+    # function metrics: a function's runs by end time, and its live runs
     # (``ended_at IS NULL``), for the function page's charts (``_store/function_metrics``)
     """
     CREATE INDEX runs_function_ended ON runs (function_id, ended_at);
     """,
-    # run page depth (issue 28): every failed attempt of a step (``_store/attempts``), and
+    # run page depth: every failed attempt of a step (``_store/attempts``), and
     # a run's child runs (started by its ``step.invoke``) for its trace view
     """
     CREATE TABLE step_attempts (
@@ -165,13 +165,13 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX runs_parent ON runs (parent_run_id, run_id) WHERE parent_run_id IS NOT NULL;
     """,
-    # event replays (issue 28): a replayed event names the event it re-sent; the index
+    # event replays: a replayed event names the event it re-sent; the index
     # lists an event's replays (``_store/browsing``)
     """
     ALTER TABLE events ADD COLUMN replay_of TEXT;
     CREATE INDEX events_replay_of ON events (replay_of) WHERE replay_of IS NOT NULL;
     """,
-    # issue 30: a run's steps revision, one more each time any step of it is written, so
+    # a run's steps revision, one more each time any step of it is written, so
     # a worker that knows a run's steps as its last transaction left them reads them
     # again only when something else wrote one since (``RunView.load``)
     """
@@ -179,8 +179,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER steps_rev_insert AFTER INSERT ON steps BEGIN UPDATE runs SET steps_rev = steps_rev + 1 WHERE run_id = NEW.run_id; END;
     CREATE TRIGGER steps_rev_update AFTER UPDATE ON steps BEGIN UPDATE runs SET steps_rev = steps_rev + 1 WHERE run_id = NEW.run_id; END;
     """,  # noqa: E501 - a trigger's inner ``;`` may not end a line (``statements``)
-    # issue 30: parked jobs only, as on Postgres: a call's row rewritten for the run's
-    # next one (``MOVE_JOB``) sets ``queued_at``, which rewrote this index for every job
+    # ``jobs_parked`` over parked jobs only, as on Postgres: a call's row rewritten for the
+    # run's next one (``MOVE_JOB``) sets ``queued_at``, which would rewrite an index over
+    # every job
     """
     DROP INDEX jobs_parked;
     CREATE INDEX jobs_parked ON jobs (parked_on, queued_at) WHERE parked_on IS NOT NULL;

@@ -307,7 +307,7 @@ class Started:
 def start_now(worker: _Worker, job: Job, snapshot: Snapshot, current: list[Job]) -> Started | None:
     """Put a leased call (a run just started, its snapshot read in the same transaction)
     on the SDK's thread at once, from the loop, before the task that runs the job first
-    runs: the run's first step no longer waits for a turn of the loop. None when the
+    runs, so the run's first step does not wait for a turn of the loop. None when the
     task must see to it (the function is not served on a pool here, the run moves to
     another version first, the worker stops): it then calls as it always does."""
     run, steps, known = snapshot

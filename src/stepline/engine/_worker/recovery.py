@@ -1,6 +1,7 @@
 """How the worker rides out a database fault (``StoreUnavailable``) without losing time.
 
-Before, a job whose transaction failed was left to its lease: retried 30 s later. Now:
+A job whose transaction failed is not left to its lease (that would retry it only when the
+lease lapses, 30 s later):
 
 * **The answer of a call is kept** (``commit``): when recording an SDK call's answer fails,
   the worker tries the same transaction again every ``PAUSE`` seconds for as long as the
