@@ -39,7 +39,7 @@ Reported: p50/p99 of each route over all rounds' samples (nearest-rank); the add
 latency, each round's durable p50 minus the same app's plain p50, as the best round (the
 figure the ratios and goals use, as ``all.py``'s table does) and the median round, and
 the pooled p99s' difference; the app process' CPU per request pair; the ratios DBOS
-added / stepline added; and the goals of issue 25: added p50 under 3 ms at NORMAL, and
+added / stepline added; and the goals: added p50 under 3 ms at NORMAL, and
 at least 2x DBOS's added latency at equal durability.
 
 Run: ``.venv/bin/python bench/endpoint_bench.py [--requests 300] [--rounds 3] [--quick] [--json]``

@@ -1,6 +1,6 @@
 """Large tables: the engine's benchmarks on an empty database and on one with 1M ended runs.
 
-As after months of use, before retention removes them (issue 30). For each store (a
+As after months of use, before retention removes them. For each store (a
 SQLite file on disk; Postgres in a fresh schema on ``STEPLINE_BENCH_POSTGRES_URL``, else
 ``STEPLINE_TEST_POSTGRES_URL``, else ``postgresql://postgres@127.0.0.1:5432/test``,
 skipped with a message when none answers) the same measurements run twice, by the same

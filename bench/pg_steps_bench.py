@@ -62,7 +62,7 @@ BENCH = Path(__file__).resolve().parent
 STEPS = _servers.STEPS
 INFLIGHT = steps_bench.INFLIGHT
 MODES = steps_bench.MODES
-#: stepline steps/s over DBOS's on Postgres (issue 30): checkpointed at either
+#: stepline steps/s over DBOS's on Postgres: checkpointed at either
 #: concurrency, step-by-step with 8 in flight
 GOALS = {"checkpoint": 3.0, "step": 1.5, "perstep": 1.5}
 POSTGRES_URL = _servers.POSTGRES_URL
@@ -305,7 +305,7 @@ def ratios(results: list[Result], runs: int) -> list[dict[str, Any]]:
             continue
         goal = GOALS[c.mode] if c.mode == "checkpoint" or c.inflight > 1 else None
         if c.mode == "perstep" and c.transport != "embedded":
-            goal = None  # issue 30 sets it for the embedded engine (DBOS's shape)
+            goal = None  # the goal is set for the embedded engine (DBOS's shape)
         best = r.best(runs) / peer.best(runs)
         out.append(
             {

@@ -1,7 +1,7 @@
 """Where one step-by-step step's time goes in the embedded engine: a cost breakdown.
 
-``steps_bench.py`` says how many steps per second; this says what each one is made of
-(issue 30). It runs ``--runs`` sequential runs of the 10-step bench function, step by
+``steps_bench.py`` says how many steps per second; this says what each one is made of.
+It runs ``--runs`` sequential runs of the 10-step bench function, step by
 step (one call and one commit per step, as DBOS commits each step), in one
 ``EmbeddedEngine`` on a SQLite file (``synchronous`` NORMAL and FULL) and, when it
 answers, on Postgres, with timers wrapped around the engine's own functions:

@@ -74,8 +74,8 @@ JOURNALS = {
     "default": "defaults (rollback journal, synchronous=FULL)",
     "wal": "WAL, synchronous=NORMAL (stepline's setting)",
 }
-#: stepline steps/s over DBOS's: issue 10 (checkpointed, step-by-step with 8 in flight) and
-#: issue 30 (a step committed before the next starts, as DBOS does: 3x at equal durability)
+#: stepline steps/s over DBOS's: checkpointed, step-by-step with 8 in flight, and per-step
+#: checkpoints (a step committed before the next starts, as DBOS does: 3x at equal durability)
 GOALS = {"checkpoint": 5.0, "step": 2.0, "perstep": 3.0}
 #: modes whose goal holds at either concurrency (step-by-step's only with 8 in flight)
 ALWAYS = ("checkpoint", "perstep")
@@ -413,7 +413,7 @@ def ratios(results: list[Result], runs: int) -> list[dict[str, Any]]:
                 continue
             target = GOALS[c.mode] if c.mode in ALWAYS or c.inflight > 1 else None
             if c.mode == "perstep" and c.transport != "embedded":
-                target = None  # issue 30 sets it for the embedded engine (DBOS's shape)
+                target = None  # the goal is set for the embedded engine (DBOS's shape)
             best = r.best(runs) / peer.best(runs)
             out.append(
                 {
