@@ -415,7 +415,7 @@ def test_two_batches_at_once_take_turns_on_the_action(db: str) -> None:
             assert job is not None
 
             def one_batch(tx: Tx) -> None:
-                bulk.batch(tx, dataclasses.replace(job), engine.loop, settings, now)
+                bulk.batch(tx, dataclasses.replace(job), engine.transitions, settings, now)
 
             await asyncio.gather(engine.store.atomic(one_batch), engine.store.atomic(one_batch))
             done = await engine.store.read(lambda tx: tx.get_bulk(action.bulk_id))

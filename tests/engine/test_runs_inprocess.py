@@ -1,4 +1,4 @@
-"""The run loop end to end: our SDK's functions served in-process, on a real SQLite engine."""
+"""The run transitions end to end: our SDK's functions served in-process, on a real SQLite engine."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ import uvicorn
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._runs import starts as _starts
-from stepline.engine._runs.transitions import RunLoop
+from stepline.engine._runs.transitions import RunTransitions
 
 
 def _install(spec: str) -> None:
@@ -55,7 +55,7 @@ def _install(spec: str) -> None:
     if point == "start":
         _starts.start_run = after(_starts.start_run)
     elif point == "apply":
-        RunLoop.apply = after(RunLoop.apply)  # type: ignore[method-assign]
+        RunTransitions.apply = after(RunTransitions.apply)  # type: ignore[method-assign]
     elif point == "commit":
         _commit_hook(hit)
     else:

@@ -1,4 +1,4 @@
-"""``Engine``: the store, the worker and the run loop behind one object.
+"""``Engine``: the store, the worker and the run transitions behind one object.
 
 The HTTP API, the CLI and ``stepline.testing`` drive an ``Engine``; it knows no HTTP server.
 """
@@ -36,7 +36,7 @@ from stepline.engine._reads import Reads
 from stepline.engine._runs import intake as _intake
 from stepline.engine._runs import starts as _starts
 from stepline.engine._runs.intake import Starts
-from stepline.engine._runs.transitions import RunLoop
+from stepline.engine._runs.transitions import RunTransitions
 from stepline.engine._runs.waiters import RunWaiters
 from stepline.engine._store import Store, Tx, dsn, guard, store_for, stored_text, sweeper
 from stepline.engine._trust import apps as _apptrust
@@ -95,11 +95,13 @@ class Engine(Reads, Starts, PauseControl):
             scale=self.settings.retry_scale,
         )
         tracing = self.observer is not None and self.observer.tracer is not None
-        self.loop = RunLoop(lambda: self._apps.current, backoff, trace_invokes=tracing)
+        self.transitions = RunTransitions(
+            lambda: self._apps.current, backoff, trace_invokes=tracing
+        )
         self._waiters = RunWaiters(self._read_runs)
         self.worker = Worker(
             store=self.store,
-            loop=self.loop,
+            transitions=self.transitions,
             driver=self.driver,
             clock=self.clock,
             settings=self.settings,
@@ -354,7 +356,7 @@ class Engine(Reads, Starts, PauseControl):
         started: list[str] = []
         for record in records:
             if record.internal_id in stored:
-                started.extend(self.loop.fanout(tx, record, now))
+                started.extend(self.transitions.fanout(tx, record, now))
         return started
 
     async def _ingest_now(self, records: list[EventRecord], now: float) -> list[_intake.Call]:
@@ -429,7 +431,9 @@ class Engine(Reads, Starts, PauseControl):
         """
         await self.get_run(run_id)
         return bool(
-            await self._atomic(lambda tx: self.loop.cancel(tx, run_id, self.clock.now(), reason))
+            await self._atomic(
+                lambda tx: self.transitions.cancel(tx, run_id, self.clock.now(), reason)
+            )
         )
 
     async def rerun(self, run_id: str) -> str:

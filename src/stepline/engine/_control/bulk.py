@@ -30,7 +30,7 @@ from stepline.engine._config import EngineSettings
 from stepline.engine._control import attributes as _run_attributes
 from stepline.engine._control import replay
 from stepline.engine._model import Job, JobKind, Run
-from stepline.engine._runs.transitions import RunLoop
+from stepline.engine._runs.transitions import RunTransitions
 from stepline.engine._store import Tx, storable
 from stepline.engine._store.bulk import BulkAction
 
@@ -200,7 +200,9 @@ def cancel(tx: Tx, bulk_id: str, now: float) -> BulkAction | None:
     return found
 
 
-def batch(tx: Tx, job: Job, loop: RunLoop, settings: EngineSettings, now: float) -> None:
+def batch(
+    tx: Tx, job: Job, transitions: RunTransitions, settings: EngineSettings, now: float
+) -> None:
     """Handle an action's next batch (the worker's ``JobKind.BULK``; see the module)."""
     found = tx.get_bulk(str(job.payload.get("bulk_id")), lock=True)
     if found is None or found.status not in LIVE:
@@ -217,7 +219,7 @@ def batch(tx: Tx, job: Job, loop: RunLoop, settings: EngineSettings, now: float)
         if _own(run, found) or not where.matches(run):
             continue
         found.matched += 1
-        if _act(tx, loop, found, run, now):
+        if _act(tx, transitions, found, run, now):
             found.applied += 1
         else:
             found.skipped += 1
@@ -234,11 +236,11 @@ def batch(tx: Tx, job: Job, loop: RunLoop, settings: EngineSettings, now: float)
         )
 
 
-def _act(tx: Tx, loop: RunLoop, action: BulkAction, run: Run, now: float) -> bool:
+def _act(tx: Tx, transitions: RunTransitions, action: BulkAction, run: Run, now: float) -> bool:
     """Cancel or replay one run; False when it does not apply (ended, live, unregistered)."""
     if action.action == "cancel":
-        return loop.cancel(tx, run.run_id, now, f"cancelled by bulk action {action.bulk_id}")
-    fn = loop.registry.get(run.function_id)
+        return transitions.cancel(tx, run.run_id, now, f"cancelled by bulk action {action.bulk_id}")
+    fn = transitions.registry.get(run.function_id)
     if fn is None or not run.status.terminal:
         return False
     replay.start(tx, fn, run, now)

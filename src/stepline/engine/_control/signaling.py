@@ -1,6 +1,6 @@
 """The engine's entry points for signals (REST, ``stepline.testing``): one transaction each.
 
-Each wraps a function of ``signals`` (which the run loop imports, so it cannot name the
+Each wraps a function of ``signals`` (which the run transitions import, so it cannot name the
 ``Engine``) in ``Engine._atomic``, so the worker learns of the discovery call a delivered
 signal queues. Answers the run id of the run the signal resumed.
 """
@@ -22,7 +22,7 @@ async def to_run(engine: Engine, run_id: str, name: str, data: Any) -> str:
     """Complete ``run_id``'s wait for signal ``name`` with ``data`` (see ``signals.to_run``)."""
 
     def work(tx: Tx) -> str:
-        return _signals.to_run(engine.loop, tx, run_id, name, data, now=engine.clock.now())
+        return _signals.to_run(engine.transitions, tx, run_id, name, data, now=engine.clock.now())
 
     return str(await engine._atomic(work))
 
@@ -31,7 +31,7 @@ async def by_key(engine: Engine, key: str, data: Any) -> str:
     """Complete the wait under ``key`` (a run's token or an SDK's key; ``signals.by_key``)."""
 
     def work(tx: Tx) -> str:
-        return _signals.by_key(engine.loop, tx, key, data, engine.clock.now())
+        return _signals.by_key(engine.transitions, tx, key, data, engine.clock.now())
 
     return str(await engine._atomic(work))
 
@@ -42,7 +42,7 @@ async def by_token(engine: Engine, token: str, data: Any) -> str:
 
     def work(tx: Tx) -> str:
         return _signals.by_token(
-            engine.loop, tx, token, data, now=engine.clock.now(), signing_keys=keys
+            engine.transitions, tx, token, data, now=engine.clock.now(), signing_keys=keys
         )
 
     return str(await engine._atomic(work))

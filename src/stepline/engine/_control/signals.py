@@ -46,7 +46,7 @@ class SignalConflict(Exception):
 
 
 class _Loop(Protocol):
-    """What of the run loop a signal needs (``RunLoop``; no import: it imports this)."""
+    """What of the run transitions a signal needs (``RunTransitions``; it imports this)."""
 
     def _finish_wait(
         self,

@@ -53,7 +53,7 @@ class _Engine(Protocol):
     _aio: asyncio.AbstractEventLoop | None
 
     @property
-    def loop(self) -> _Recorder: ...
+    def transitions(self) -> _Recorder: ...
 
     def _committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None: ...
 
@@ -126,7 +126,7 @@ class LocalCheckpoints:
                         f"run {run_id}: call {qi_id} is no longer leased (it ended, or "
                         "lapsed and went back to the queue): answer with the steps instead"
                     )
-            if not engine.loop.checkpoint(tx, run_id, ops, job, engine.clock.now()):
+            if not engine.transitions.checkpoint(tx, run_id, ops, job, engine.clock.now()):
                 raise CallLost(f"run {run_id} has ended: its steps are not recorded")
             return bool(tx.queued), tx.ended_runs
 

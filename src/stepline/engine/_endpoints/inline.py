@@ -115,7 +115,7 @@ class InlineRuns:
 
         def work(tx: Tx) -> tuple[InlineStart | None, bool]:
             run_id, created = starts.start_direct(
-                tx, engine.loop.fanout, event, now, function_id=function_id,
+                tx, engine.transitions.fanout, event, now, function_id=function_id,
                 own_id=own_id, run_id=None, started_by=started_by,
             )  # fmt: skip
             if run_id is None:
@@ -151,13 +151,13 @@ class InlineRuns:
             LeaseLostError: the caller no longer holds the call's lease.
         """
         engine = self.engine
-        loop = engine.loop
+        transitions = engine.transitions
 
         def work(tx: Tx) -> tuple[float, bool]:
             now = engine.clock.now()
             job = _held(tx, run_id, job_id, owner)
             if ops:
-                loop.checkpoint(tx, run_id, tuple(ops), job, now)
+                transitions.checkpoint(tx, run_id, tuple(ops), job, now)
             until = now + engine.settings.lease_seconds
             tx.extend_leases(owner, [job_id], until)
             return until, bool(tx.queued)
@@ -181,7 +181,7 @@ class InlineRuns:
 
         def work(tx: Tx) -> tuple[Run, bool]:
             job = _held(tx, run_id, job_id, owner)
-            view = engine.loop.apply(tx, job, outcome, engine.clock.now(), owner)
+            view = engine.transitions.apply(tx, job, outcome, engine.clock.now(), owner)
             # the inline call is the run's first: it began when the run started
             started = view.run.started_at if view is not None else None
             _attempts.record(tx, view, job, outcome, engine.clock.now(), started=started)

@@ -19,7 +19,7 @@ from stepline.engine._model import EventRecord, EventRunLink, Run
 from stepline.engine._runs import starts as _starts
 from stepline.engine._store import Tx
 
-#: ``cancel(tx, run_id, now, reason)``: the run loop's cancel (a singleton replaces a run)
+#: ``cancel(tx, run_id, now, reason)``: the run transitions' cancel (a singleton replaces a run)
 Cancel = Callable[[Tx, str, float, str], bool]
 
 #: Link reasons: why an event started no run of a function (or joined another's).

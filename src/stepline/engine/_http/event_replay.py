@@ -62,7 +62,7 @@ def table(engine: Engine) -> list[tuple[str, str, Handler]]:
                 raise NotFoundError(f"event {event_id!r} not found")
             record = fresh(original, now)
             if tx.insert_event(record):
-                engine.loop.fanout(tx, record, now)
+                engine.transitions.fanout(tx, record, now)
             tx.set_replay_of(record.internal_id, original.internal_id)
             return record.internal_id, original.internal_id
 

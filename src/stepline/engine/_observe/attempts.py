@@ -2,7 +2,7 @@
 
 The ``steps`` row keeps a step's attempt count and last error; ``step_attempts``
 (``_store.attempts``) keeps each failed attempt. ``record`` runs in the transaction
-that applied a call's answer, after the run loop did: it writes one row per attempt the
+that applied a call's answer, after the run transitions did: it writes one row per attempt the
 answer failed (a step's ``StepError`` or ``StepFailed``, or the whole call failing) and
 nothing at all for an answer that failed nothing, so the step hot path pays nothing.
 ``history`` puts a step's attempts together for the API: the failed ones as recorded,
@@ -69,7 +69,7 @@ def record(
     """Record the attempts an applied answer failed, with when each is retried.
 
     Args:
-        tx: the transaction that applied the answer (``RunLoop.apply``).
+        tx: the transaction that applied the answer (``RunTransitions.apply``).
         view: what ``apply`` returned (None: the answer was not applied).
         job: the call as leased; its ``lease_expires`` is the lease time plus ``lease``.
         outcome: the applied answer.

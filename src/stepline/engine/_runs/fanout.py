@@ -1,7 +1,7 @@
 """Fan-out: what one stored event starts, resumes or cancels.
 
 Runs start here through ``_starts`` (plain functions over the ``Tx``); resuming a waiting
-run and cancelling one are the run loop's, reached through the small ``Runs`` protocol.
+run and cancelling one are the run transitions', reached through the small ``Runs`` protocol.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from stepline.engine._store import Tx
 
 
 class Runs(Protocol):
-    """What fan-out needs of the run loop."""
+    """What fan-out needs of the run transitions."""
 
     @property
     def registry(self) -> Registry:
@@ -39,9 +39,9 @@ class Runs(Protocol):
 IDEMPOTENCY_WINDOW = 86_400.0
 
 
-def fanout(loop: Runs, tx: Tx, event: EventRecord, now: float) -> list[str]:
+def fanout(runs: Runs, tx: Tx, event: EventRecord, now: float) -> list[str]:
     """Match a stored event against triggers, waits and cancel rules; returns new run ids."""
-    registry = loop.registry
+    registry = runs.registry
     started: list[str] = []
     payload = event.payload
     if event.name == _events.INVOKED:
@@ -51,7 +51,7 @@ def fanout(loop: Runs, tx: Tx, event: EventRecord, now: float) -> list[str]:
     else:
         targets = registry.triggered_by(event.name, payload)
     for fn in targets:
-        run = _start_for_event(loop, tx, fn, event, now)
+        run = _start_for_event(runs, tx, fn, event, now)
         if run is not None:
             started.append(run.run_id)
     for pause in tx.pauses_for_event(event.name):
@@ -60,17 +60,17 @@ def fanout(loop: Runs, tx: Tx, event: EventRecord, now: float) -> list[str]:
         if pause.expression is None or compiled(pause.expression).matches(
             {"event": pause.context or {}, "async": payload}
         ):
-            loop.resume(tx, pause, event, now)
+            runs.resume(tx, pause, event, now)
     if event.name == _events.FINISHED:
         correlation = payload.get("data", {}).get("correlation_id")
         if isinstance(correlation, str):
             for pause in tx.pauses_for_correlation(correlation):
-                loop.resume(tx, pause, event, now)
+                runs.resume(tx, pause, event, now)
     return started
 
 
 def _start_for_event(
-    loop: Runs, tx: Tx, fn: FunctionSpec, event: EventRecord, now: float
+    runs: Runs, tx: Tx, fn: FunctionSpec, event: EventRecord, now: float
 ) -> Run | None:
     payload = event.payload
     if payload.get("id") != event.internal_id and not tx.claim_key(
@@ -90,7 +90,7 @@ def _start_for_event(
                 EventRunLink(event.internal_id, fn.function_id, None, admission.IDEMPOTENT, now)
             )
             return None
-    reason = admission.skip_reason(loop.cancel, tx, fn, payload, now)
+    reason = admission.skip_reason(runs.cancel, tx, fn, payload, now)
     if reason is not None:
         tx.link_event(EventRunLink(event.internal_id, fn.function_id, None, reason, now))
         return None

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from stepline.engine._apps.sync import Registered
     from stepline.engine._clock import Clock
     from stepline.engine._observe.observer import Observer
-    from stepline.engine._runs.transitions import RunLoop
+    from stepline.engine._runs.transitions import RunTransitions
     from stepline.engine._runs.waiters import RunWaiters
     from stepline.engine._worker.worker import Worker
 
@@ -111,7 +111,7 @@ class Starts:
     store: Store
     clock: Clock
     observer: Observer | None
-    loop: RunLoop
+    transitions: RunTransitions
     worker: Worker
     _apps: Registered
     _aio: asyncio.AbstractEventLoop | None
@@ -250,7 +250,7 @@ class Starts:
         def work(tx: Tx) -> tuple[str | None, bool, Adopted]:
             self.worker.lease_as_queued(tx, None, start.now)
             started, created = _starts.start_direct(
-                tx, self.loop.fanout, start.event, start.now, function_id=start.function_id,
+                tx, self.transitions.fanout, start.event, start.now, function_id=start.function_id,
                 own_id=start.own_id, run_id=start.run_id, started_by=start.started_by,
                 attributes=start.attributes,
             )  # fmt: skip

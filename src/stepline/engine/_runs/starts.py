@@ -1,7 +1,7 @@
 """Starting runs: a run and its first call, its timeouts and cancel rules, in one ``Tx``.
 
 Plain functions over a transaction (no engine state): fan-out, flow control's gathering,
-cron ticks, reruns and the run loop's own scheduling all start and time runs here.
+cron ticks, reruns and the run transitions' own scheduling all start and time runs here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The run loop (PROTOCOL.md 4.8): what each outcome, wake-up, event and timeout does.
+"""The run transitions (PROTOCOL.md 4.8): what each outcome, wake-up, event and timeout does.
 
 Every function here runs inside one store transaction (``Tx``): it reads the run,
 decides, and writes the new state together with the queue items that depend on it.
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 _DONE_OPS = frozenset({Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_FAILED, Opcode.RUN_COMPLETE})
 
 
-class RunLoop:
+class RunTransitions:
     """Engine-wide rules; one instance per engine.
 
     Args:

@@ -31,7 +31,7 @@ from stepline.engine._model import Job, JobKind, Run
 from stepline.engine._observe import attempts as _attempts
 from stepline.engine._observe.observer import Observer
 from stepline.engine._runs import starts
-from stepline.engine._runs.transitions import RunLoop
+from stepline.engine._runs.transitions import RunTransitions
 from stepline.engine._runs.view import KnownSteps, Snapshot
 from stepline.engine._store import Store, Tx, faults
 from stepline.engine._wire import response
@@ -48,7 +48,7 @@ class Worker:
         self,
         *,
         store: Store,
-        loop: RunLoop,
+        transitions: RunTransitions,
         driver: Driver,
         clock: Clock,
         settings: EngineSettings,
@@ -61,7 +61,7 @@ class Worker:
     ) -> None:
         self.store = store
         self.observer = observer
-        self.loop = loop
+        self.transitions = transitions
         #: the calls to apps (``local``: those served in this process)
         self.caller = calls.Caller(
             driver, settings=settings, clock=clock, observer=observer, local=local
@@ -277,21 +277,21 @@ class Worker:
     def _simple(self, tx: Tx, job: Job) -> None:
         now = self.clock.now()
         if job.kind is JobKind.WAKE:
-            self.loop.wake(tx, job, now)
+            self.transitions.wake(tx, job, now)
         elif job.kind is JobKind.PAUSE_TIMEOUT:
-            self.loop.pause_timeout(tx, job, now)
+            self.transitions.pause_timeout(tx, job, now)
         elif job.kind is JobKind.TIMEOUT:
-            self.loop.timeout(tx, job, now)
+            self.transitions.timeout(tx, job, now)
         elif job.kind is JobKind.FANOUT:
             tx.delete_job(job.job_id)
             event = tx.get_event(str(job.payload.get("event_id")))
             if event is not None:
-                self.loop.fanout(tx, event, now)
+                self.transitions.fanout(tx, event, now)
         elif job.kind is JobKind.CRON:  # or no run, while paused with crons="skip"
             fn = self._registry().get(str(job.payload.get("function_id")))
             starts.cron_tick(tx, fn, job, now, _pause.start_cron)
         elif job.kind is JobKind.BULK:  # a bulk action's next batch
-            _bulk.batch(tx, job, self.loop, self.settings, now)
+            _bulk.batch(tx, job, self.transitions, self.settings, now)
 
     async def _execute(
         self,
@@ -406,7 +406,7 @@ class Worker:
         now = self.clock.now()
         if follow_on:
             self.lease_as_queued(tx, job.run_id, now)
-        view = self.loop.apply(tx, job, outcome, now, self.owner, known=known)
+        view = self.transitions.apply(tx, job, outcome, now, self.owner, known=known)
         _attempts.record(tx, view, job, outcome, now, lease=self.settings.lease_seconds)
         if view is None:  # the answer changed nothing (but a slot may have been freed)
             tx.unlease_calls()
@@ -465,9 +465,11 @@ class Worker:
         rid = str(job.run_id)
         steps = await self.store.read(lambda tx: tx.get_steps(rid))
         index = proxy.call_index(steps, job.step_id)
-        memo, failed, retry_in = await self.gateway.call(opts, job, self.loop.backoff, index=index)
+        memo, failed, retry_in = await self.gateway.call(
+            opts, job, self.transitions.backoff, index=index
+        )
         await self._atomic(
-            lambda tx: self.loop.gateway_done(
+            lambda tx: self.transitions.gateway_done(
                 tx, job, memo, failed=failed, retry_in=retry_in, now=self.clock.now()
             )
         )
