@@ -27,7 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     A dev-mode client given no engine URL (argument or environment) would reach
     127.0.0.1:8288, where a developer's own engine may listen. Only this fallback changes,
-    so a URL a test passes or sets in the environment wins as before, and clients built
+    so a URL a test passes or sets in the environment still wins, and clients built
     with ``environ={}`` or at import time are covered too.
     """
     config.addinivalue_line(

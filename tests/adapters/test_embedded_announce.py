@@ -1,4 +1,4 @@
-"""The embedded engine says where its dashboard is (issue 22, item 5).
+"""The embedded engine says where its dashboard is.
 
 One WARNING line on the ``stepline`` logger, once per process per engine: at startup when
 ``serve_origin`` is configured, else on the first request (whose origin it uses). Each

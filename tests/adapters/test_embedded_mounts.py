@@ -1,7 +1,7 @@
 """The embedded engine's ASGI and WSGI mounts read a body as the adapters do: bounded.
 
 A body past the engine's ``max_body_bytes`` is read only up to the limit (and one chunk)
-and the engine answers 413; before, the mounts read whatever a client sent.
+and the engine answers 413, so a client cannot make a mount buffer whatever it sends.
 """
 
 from __future__ import annotations

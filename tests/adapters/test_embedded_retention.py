@@ -1,4 +1,4 @@
-"""``EmbeddedEngine`` settings in seconds take durations as the CLI does (issue 22, item 3).
+"""``EmbeddedEngine`` settings in seconds take durations as the CLI does.
 
 ``retention="7d"`` (``0``/``off`` keeps everything), ``shutdown_grace="30s"``, and the
 framework settings that build the engine (Flask's ``STEPLINE_ENGINE_OPTIONS``, Django's

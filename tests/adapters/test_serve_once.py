@@ -1,5 +1,5 @@
 """A second ``serve()`` of one Stepline app, or at one path, on one web app or router is
-a ``ConfigError`` (issue 22, item 6).
+a ``ConfigError``.
 
 At the same path its route would shadow the first's; for the same Stepline app the engine
 would know it at two URLs, each sync replacing the other's functions. One call with every

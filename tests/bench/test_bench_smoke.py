@@ -114,7 +114,7 @@ def test_steps_report_with_dbos_figures() -> None:
     assert ratios["stepline/embedded/checkpoint/1", "default"]["met"] is True
     assert ratios["stepline/embedded/checkpoint/1", "wal"]["met"] is False
     assert ratios["stepline/embedded/step/8", "wal"]["goal"] == 2.0
-    # per step checkpoints: 3x at either concurrency (issue 30); 4.0x vs wal here
+    # per step checkpoints: 3x at either concurrency; 4.0x vs wal here
     assert ratios["stepline/embedded/perstep/1", "wal"]["goal"] == 3.0
     assert ratios["stepline/embedded/perstep/1", "wal"]["met"] is True
     # like for like: NORMAL against DBOS in WAL mode, FULL against DBOS's defaults

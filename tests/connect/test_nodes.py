@@ -1,4 +1,4 @@
-"""Connect on two engine nodes sharing one Postgres (issue 29, phase 2).
+"""Connect on two engine nodes sharing one Postgres.
 
 Two ``stepline start`` processes on one database (a schema of its own) and worker
 processes connected to one node or to each; events go in through either node. Any node

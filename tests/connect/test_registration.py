@@ -1,4 +1,4 @@
-"""Only the engine registers ``connect://`` and ``inprocess://`` apps (issue 29, phase 2).
+"""Only the engine registers ``connect://`` and ``inprocess://`` apps.
 
 A registration over HTTP (``POST /fn/register``) naming such a URL is a 400: no trust
 probe can vet a move to a URL that is not served over a network, so without the check an

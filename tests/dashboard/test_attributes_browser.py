@@ -1,4 +1,4 @@
-"""Run attributes in the dashboard, in headless Chromium (issue 27): the runs list filters
+"""Run attributes in the dashboard, in headless Chromium: the runs list filters
 by them, the run page shows them as links to the runs that share them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bulk actions and replays from the dashboard (issue 27, items 2-3) in headless Chromium.
+"""Bulk actions and replays from the dashboard in headless Chromium.
 
 A real engine over HTTP serves an app in-process: on the runs list, ticked runs are
 cancelled or replayed, and "Cancel all matching the filter" runs a bulk action whose

@@ -1,4 +1,4 @@
-"""The Apps page shows the Connect workers of each app served over Connect (issue 29).
+"""The Apps page shows the Connect workers of each app served over Connect.
 
 A real engine (``tests.connect.harness.node``) with Stepline's worker connected as a
 process; headless Chromium reads the Apps page, and the worker, drained mid-call, is shown

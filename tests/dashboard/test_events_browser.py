@@ -1,4 +1,4 @@
-"""The events list and page (issue 28, item 5) in headless Chromium, on both stores.
+"""The events list and page in headless Chromium, on both stores.
 
 A real engine over HTTP serves an app in-process. The list searches by name and by a CEL
 expression over the payload (a bad expression shows the parser's message on the page,

@@ -1,4 +1,4 @@
-"""The function page's metrics charts in headless Chromium, on both stores (issue 28).
+"""The function page's metrics charts in headless Chromium, on both stores.
 
 Runs are stored at known times relative to now (straight through ``Tx``), an engine
 serves the dashboard over HTTP, and the page's SVG is read back: every bar and point

@@ -1,4 +1,4 @@
-"""The run page shows a run's notices (issue 23) in headless Chromium.
+"""The run page shows a run's notices in headless Chromium.
 
 A scripted SDK (real HTTP) reports a non-deterministic replay; the engine records the
 notice and the run page shows a "non-deterministic" badge, the notice's message and the

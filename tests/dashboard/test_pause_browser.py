@@ -1,4 +1,4 @@
-"""Pausing and resuming a function from the dashboard, in headless Chromium (issue 27).
+"""Pausing and resuming a function from the dashboard, in headless Chromium.
 
 A real engine over HTTP and a real app process (``tests/engine/paused_app.py``). The
 functions page pauses the function (a confirm, with a reason): it shows Paused and the

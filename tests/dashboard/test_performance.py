@@ -113,7 +113,7 @@ def test_list_and_run_pages_answer_fast_on_10k_runs(
                     "events list, newest 50": ["/v1/events?limit=50"],
                     "function metrics, 24 h": [f"/v1/functions/{FUNCTIONS[3]}/metrics"],
                     "function metrics, 7 d": [f"/v1/functions/{FUNCTIONS[3]}/metrics?window=7d"],
-                    # issue 28: run id search, live runs' sub-states, event search by payload
+                    # run id search, live runs' sub-states, event search by payload
                     "runs list, by run id": [f"/v1/runs?run_id={middle}"],
                     "runs list, id prefix": [f"/v1/runs?limit=50&run_id={middle[:7]}"],
                     "runs list, running only": ["/v1/runs?limit=50&status=Running"],

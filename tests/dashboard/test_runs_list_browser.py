@@ -1,4 +1,4 @@
-"""The runs list (issue 28, item 3) in headless Chromium, on both stores.
+"""The runs list in headless Chromium, on both stores.
 
 A real engine over HTTP serves an app in-process. The list names each run's trigger
 event (linking to it), says what a live run waits in (sleeping, waiting for an event),

@@ -1,4 +1,4 @@
-"""Sending a signal from the run page in headless Chromium (issue 27, item 4).
+"""Sending a signal from the run page in headless Chromium.
 
 An engine and an SDK app over real HTTP: a run waits in ``step.wait_for_signal``; its
 run page shows the step as waiting for the signal with a form; sending it completes the

@@ -1,4 +1,4 @@
-"""The run page's depth (issue 28, item 2) in headless Chromium, on both stores.
+"""The run page's depth in headless Chromium, on both stores.
 
 A real engine over HTTP serves an app in-process. An order run reserves, charges (the
 charge fails twice, then succeeds), sleeps, publishes to its stream, invokes a child run

@@ -1,5 +1,5 @@
 """The dashboard's apps page lists each app's versions with the runs still live on each,
-and the runs list shows and filters by the app version a run started on (issue 23).
+and the runs list shows and filters by the app version a run started on.
 
 Two scripted SDKs (real HTTP servers) register v1 and v2 of one app with a real engine
 over HTTP; v1's run sleeps, v2's completes. Headless Chromium drives the pages.

@@ -1,4 +1,4 @@
-"""A durable endpoint of a paused function answers 202 and runs nothing (issue 27, item 1).
+"""A durable endpoint of a paused function answers 202 and runs nothing.
 
 The ASGI durable app of ``test_asgi_durable`` (an embedded engine, the kit at ``/api``,
 the engine's API at ``/stepline``): with the endpoint's function paused, a request

@@ -1,4 +1,4 @@
-"""One deploy of the app ``diverging``, served by uvicorn in a child process (issue 23).
+"""One deploy of the app ``diverging``, served by uvicorn in a child process.
 
 Configured by the environment, as a deploy would be:
 

@@ -1,4 +1,4 @@
-"""The dev engine keeps apps synced (issue 22, items 1-2): a failed ``-u`` sync is retried
+"""The dev engine keeps apps synced: a failed ``-u`` sync is retried
 with backoff, known apps are polled for changes, and a 200 from an app that registered
 with another engine is reported as the failure it is, with the fix.
 

@@ -1,4 +1,4 @@
-"""Bulk cancel and bulk replay (issue 27, item 2) through REST, on both stores.
+"""Bulk cancel and bulk replay through REST, on both stores.
 
 The engine runs in-process functions; runs are seeded straight into the store (queued,
 their first call an hour away) so thousands exist in a second or two, plus a few real

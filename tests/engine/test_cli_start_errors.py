@@ -1,4 +1,4 @@
-"""The CLI says what to do when it cannot start (issue 22, item 9): a port in use gets
+"""The CLI says what to do when it cannot start: a port in use gets
 the ``--port`` fix; ``stepline --version`` answers. Real processes, as a user runs them."""
 
 from __future__ import annotations

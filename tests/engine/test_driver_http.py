@@ -1,13 +1,13 @@
 """How the engine's HTTP drivers read apps' answers, as Go's ``net/http`` (Inngest's) does.
 
-Issue 20, item 2: an app behind a proxy built on Python's ``http.server`` answers
+Behind a proxy: an app behind a proxy built on Python's ``http.server`` answers
 ``HTTP/1.0`` with the app's ``Transfer-Encoding: chunked`` over an un-chunked body; the
 engine ignores Transfer-Encoding on HTTP/1.0 and reads to the close (or by
-Content-Length), still capped at ``max_body_bytes``. Item 4: uvicorn closes an idle
+Content-Length), still capped at ``max_body_bytes``. Keep-alive: uvicorn closes an idle
 keep-alive connection just as the engine reuses it; a request that failed on a reused
 connection before any byte of an answer is sent once more on a new connection without
 spending an attempt, and nothing else is re-sent (a timeout, a failure once an answer
-began, a new connection's failure). Over real sockets and a real uvicorn; the same items
+began, a new connection's failure). Over real sockets and a real uvicorn; the same cases
 end to end with an app of the official ``inngest`` package: ``test_official_driver``.
 """
 
@@ -69,7 +69,7 @@ def test_filter_passes_http11_and_folded_headers_go_with_their_line() -> None:
     assert cut.flush() == b"HTTP/1.0 200 OK\r\nX-", "a head cut by the close reaches the parser"
 
 
-# -- item 2 over a real socket -----------------------------------------------------------
+# -- behind a proxy, over a real socket -----------------------------------------------------------
 
 
 async def _ask(kind: str, url: str, **options: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The runs and events lists' extras (issue 28), on both stores through the REST API.
+"""The runs and events lists' extras, on both stores through the REST API.
 
 Runs: every run view names its trigger events; the list finds runs by their id or its
 beginning; a Running run says what it waits in (sleeping, an event, a signal, an invoked

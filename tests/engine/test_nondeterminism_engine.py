@@ -1,4 +1,4 @@
-"""Engine-side non-determinism detection (issue 23), for SDKs that report nothing.
+"""Engine-side non-determinism detection, for SDKs that report nothing.
 
 What an engine sees from outside an SDK when a run's code changed: a call that targets a
 planned step the new code no longer reaches. inngest-py fails it with

@@ -1,4 +1,4 @@
-"""Non-determinism notices (issue 23): what the engine records when a replay diverged.
+"""Non-determinism notices: what the engine records when a replay diverged.
 
 A scripted SDK (a real HTTP server, answers crafted per request) plays an app whose code
 changed under a sleeping run: it reports the divergence in ``X-Stepline-Nondeterminism``

@@ -1,4 +1,4 @@
-"""Non-determinism detection with real processes (issue 23, "Checked by (a)").
+"""Non-determinism detection with real processes.
 
 An engine process and an app (``diverging_app.py``) at one URL: v1 starts runs (a sync
 and an async function) that go to sleep; v1 is stopped and v2, whose code renamed a

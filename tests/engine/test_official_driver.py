@@ -1,8 +1,8 @@
-"""The official ``inngest`` package's app through the engine, over real HTTP (issue 20).
+"""The official ``inngest`` package's app through the engine, over real HTTP.
 
-Item 2: the app sits behind a proxy built on ``http.server`` that answers HTTP/1.0 with
-the app's ``Transfer-Encoding: chunked`` over a plain body; runs complete. Item 4: the
-app is served by uvicorn with a short keep-alive and sleeps past it between steps while
+Behind a proxy: the app sits behind a proxy built on ``http.server`` that answers HTTP/1.0
+with the app's ``Transfer-Encoding: chunked`` over a plain body; runs complete. Keep-alive:
+the app is served by uvicorn with a short keep-alive and sleeps past it between steps while
 the engine's loop is busy, so calls meet pooled connections the server has closed;
 with ``retries=0`` every run still completes. Driver-level cases: ``test_driver_http``.
 """

@@ -1,6 +1,6 @@
 """Wire fidelity with Inngest's server, seen by an app written with the official npm SDK.
 
-Issue 20's items 1-5 as ``inngest`` 4.24.0 (``js_app/wire_app.js``, under Node) meets
+Five points of it as ``inngest`` 4.24.0 (``js_app/wire_app.js``, under Node) meets
 them, each over real HTTP against an engine under uvicorn in a thread (a SQLite file):
 
 1. ``step.ai.infer`` (anthropic and openai models): the request reaching the "LLM", a raw

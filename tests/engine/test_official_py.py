@@ -677,7 +677,7 @@ PROD_EVENT_KEY = "official-py-event-key"
 
 
 def test_production_mode_answers_are_signed_and_accepted(tmp_path: Any) -> None:
-    """A start-mode engine checks every answer's signature: inngest-py's pass (issue 19)."""
+    """A start-mode engine checks every answer's signature: inngest-py's pass."""
     settings = EngineSettings(
         mode="start",
         signing_keys=(PROD_KEY,),

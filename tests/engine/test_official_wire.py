@@ -245,7 +245,7 @@ def _finished(wire: Wire, fn: str, count: int = 1) -> list[dict[str, Any]]:
     return list(wait_until(ended, message=f"{count} finished run(s) of {fn}"))
 
 
-# -- item 1: the AI gateway's header names ---------------------------------------------------
+# -- the AI gateway's header names ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -283,7 +283,7 @@ def test_gateway_sends_canonical_header_names(wire: Wire) -> None:
     assert b"Content-Type: application/json" in lines
 
 
-# -- item 3: a batch with an invalid event -----------------------------------------------------
+# -- a batch with an invalid event --------------------------------------------------------------
 
 
 def test_a_batch_stores_the_events_before_the_first_invalid_one(wire: Wire) -> None:
@@ -338,7 +338,7 @@ def test_a_batch_answer_over_raw_http_has_inngests_shape(wire: Wire) -> None:
     assert "event 1" in rest.json()["error"]
 
 
-# -- item 5: the answer before the first call --------------------------------------------------
+# -- the answer before the first call -----------------------------------------------------------
 
 
 def _called(wire: Wire, number: int) -> bool | None:

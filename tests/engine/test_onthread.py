@@ -1,9 +1,9 @@
 """A sync function served in-process: a run's calls go on on the SDK's thread
-(``_flow.onthread``), bounded, fair to other runs, and seen by metrics, on both stores.
+(``_worker.onthread``), bounded, fair to other runs, and seen by metrics, on both stores.
 
-Each call of a step-by-step run used to hop from the engine's loop to the SDK's pool and
-back; now the pool thread records the answer and makes the run's next call itself. The
-tests pin what that must not change: a call over ``Timeouts(call=)`` is abandoned and
+Rather than each call of a step-by-step run hopping from the engine's loop to the SDK's
+pool and back, the pool thread records the answer and makes the run's next call itself.
+The tests pin what that must not change: a call over ``Timeouts(call=)`` is abandoned and
 retried (its late answer dropped), a long run hands the pool back to others, a stop
 mid-run writes nothing afterwards, and every call is counted.
 """

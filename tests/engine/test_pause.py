@@ -1,4 +1,4 @@
-"""Pausing and resuming a function (run control, issue 27): both stores.
+"""Pausing and resuming a function (run control): both stores.
 
 While a function is paused its runs are created but none of its calls runs: a run
 mid-way stops before its next step, timers keep going and park the call they make due,

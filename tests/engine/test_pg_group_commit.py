@@ -1,9 +1,9 @@
 """Group commit on Postgres: write transactions queued while the writers are busy commit as
 one, and one caller's failure never fails another's (``_store/pg_writers.py``).
 
-With 8 runs in flight a transaction per answer, each on a thread of its own, spent most of
-its time waiting for the GIL between statements (issue 30): grouping cut the engine's CPU
-a step by a quarter.
+With 8 runs in flight a transaction per answer, each on a thread of its own, spends most of
+its time waiting for the GIL between statements: grouping cuts the engine's CPU a step by
+a quarter.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""What the engine sends Postgres per step and per batch of events (issue 30's budget).
+"""What the engine sends Postgres per step and per batch of events (a budget).
 
 Statements are counted at psycopg (``Cursor.execute`` and ``executemany``, which the
 store's ``_x`` and its ``NOTIFY`` go through) around an embedded engine on a fresh
-schema. The figures pin the work of issue 30: a step-by-step step is one write
+schema. The figures pin the budget: a step-by-step step is one write
 transaction that sends no ``NOTIFY`` for the call it leased itself, and a batch of
 events is one multi-row ``INSERT`` and one look at the waits, not two statements per
 event.
@@ -103,13 +103,12 @@ def test_a_step_by_step_step_is_one_transaction_with_no_notify(statements: State
         finally:
             engine.stop()
             client.close()
-    # before issue 30: ~19 statements and a NOTIFY per step, whose echo cost 2 more
-    # transactions; then ~11.5; then ~8.0 (the next call inserted already leased, the
-    # call read with its run and whether any function is paused, a run's row read once a
-    # transaction); then ~6.9 (the steps read once a run: ``test_known_steps``), ~5.9
-    # (the answered call deleted by the insert of the next: ``test_store_replace_job``),
-    # now ~4.9 (the step written in the run's UPDATE), and only a run's start notifies
-    # the other nodes
+    # ~4.9 statements a step: the next call inserted already leased, the call read with
+    # its run and whether any function is paused, a run's row read once a transaction,
+    # its steps once a run (``test_known_steps``), the answered call deleted by the
+    # insert of the next (``test_store_replace_job``), the step written in the run's
+    # UPDATE; only a run's start notifies the other nodes (a NOTIFY per step would cost
+    # 2 more transactions, for its echo)
     assert per_step <= 5.3, f"{per_step:.1f} statements per step"
     assert reads <= runs, f"{reads} reads of steps for {runs} runs"
     assert notifies <= runs, f"{notifies} NOTIFYs for {runs} runs of {STEPS} steps"
@@ -134,8 +133,8 @@ def test_a_batch_of_events_is_one_insert_and_one_look_at_the_waits(
             engine.stop()
             client.close()
     assert len(sent) == 100
-    assert inserts == 1, f"{inserts} INSERTs for 100 events"  # was 100
-    assert looks == 1, f"{looks} reads of the waits for 100 events"  # was 100
+    assert inserts == 1, f"{inserts} INSERTs for 100 events"  # not one per event
+    assert looks == 1, f"{looks} reads of the waits for 100 events"  # not one per event
 
 
 def test_runs_of_an_event_are_found_through_the_index_of_event_runs() -> None:

@@ -2,7 +2,7 @@
 
 A node already knows what its own commits queued and ended (the worker and the API call
 ``Engine._committed`` themselves, as on SQLite, which has no notifications); answering the
-echo of its own ``NOTIFY`` cost two more transactions per step (issue 30).
+echo of its own ``NOTIFY`` would cost two more transactions per step.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def test_a_commit_wakes_the_other_node_and_not_its_own() -> None:
 
 
 def test_a_node_of_the_previous_release_still_wakes_this_one() -> None:
-    # before issue 30 the payload was the bare "jobs" / "apps", with no origin
+    # a node of the previous release sends the bare "jobs" / "apps", with no origin
     async def scenario(url: str) -> None:
         store, heard = await _listening(url)
         try:

@@ -1,9 +1,9 @@
-"""What the engine reads per run while a caller waits for its result (issue 30's budget).
+"""What the engine reads per run while a caller waits for its result (a budget).
 
 ``handle.result()`` long-polls ``GET /v1/runs/{id}?wait=``: the route reads the run once,
 after its waiter is registered, and the run's end is handed to the waiter by the commit
-that ends it; no second read checks whether it had ended meanwhile (it was 1.65 reads
-per run before, 1.0 now). The start's commit names the runs it ended (``Tx.ended_runs``:
+that ends it; no second read checks whether it had ended meanwhile (1.0 reads per run,
+against 1.65 with that second read). The start's commit names the runs it ended (``Tx.ended_runs``:
 none, or those a singleton start cancelled), so a caller already waiting when it is
 announced costs no batched read (the embedded client's blocking start announces it just
 after its own commit: 1.76 reads per run without). Reads are counted at the SQLite

@@ -1,9 +1,9 @@
 """An app's functions trigger on every event this node accepts once the app shows as synced.
 
 A sync commits the app, then the engine rebuilds the registry it matches events against.
-Before the fix the rebuild was a second read after the commit: an event accepted in
-between (a client that saw the app in ``GET /v1/apps`` and sent at once, as the dashboard's
-screenshot tour does) was matched against the old registry and started nothing. These
+The rebuild must not be a second read after the commit: an event accepted in between (a
+client that saw the app in ``GET /v1/apps`` and sent at once, as the dashboard's
+screenshot tour does) would be matched against the old registry and start nothing. These
 tests widen that gap on purpose, by holding the registering transaction's answer back,
 and send the event inside it.
 """

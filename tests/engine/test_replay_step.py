@@ -1,4 +1,4 @@
-"""Replay from a step (issue 27, item 3): a new run that reuses the steps recorded before
+"""Replay from a step: a new run that reuses the steps recorded before
 the chosen one and runs from there; the original is left as it was, and linked.
 
 Counters prove which steps ran: in-process on both stores, and once with the app and the

@@ -1,4 +1,4 @@
-"""A run that ends ends its steps (issue 22, item 7).
+"""A run that ends ends its steps.
 
 When a run is cancelled, fails or times out while some of its steps sleep, wait for an
 event or wait on an invoked run, those steps become ``Cancelled`` (ended at the run's

@@ -91,7 +91,7 @@ def _check_migrated(url: str) -> None:
     async def body(store: Store) -> None:
         old = await store.read(lambda tx: tx.get_run("OLD"))
         assert old is not None
-        assert old.started_by is None  # runs from before have no starter: seen as before
+        assert old.started_by is None  # a run stored before the migration has no starter
         await atomic(store, lambda tx: tx.insert_run(run_record("NEW", started_by="ada")))
         new = await store.read(lambda tx: tx.get_run("NEW"))
         assert new is not None

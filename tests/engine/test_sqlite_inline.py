@@ -226,9 +226,9 @@ def test_suspend_waits_for_the_role_held_by_a_blocked_thread(tmp_path: Path) -> 
 def test_suspend_takes_the_role_once_a_drain_handed_to_the_writer_ends(tmp_path: Path) -> None:
     """A blocked thread holds the role with another transaction queued behind it: when it
     commits it hands the queue to the writer's thread. Suspend (a fork) then closes the
-    file as soon as that drain ends. It used to wait for the role on the writer's thread
-    itself, ahead of that drain: deadlocked until its timeout, then fork with the file
-    open (the CI hang of ``test_a_forked_child_starts_its_own_engine``)."""
+    file as soon as that drain ends. Were it to wait for the role on the writer's thread
+    itself, ahead of that drain, it would deadlock until its timeout, then fork with the
+    file open (a hang of ``test_a_forked_child_starts_its_own_engine`` on CI)."""
 
     async def scenario() -> None:
         async with opened_at(str(tmp_path / "s.db")) as store:

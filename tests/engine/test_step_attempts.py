@@ -1,4 +1,4 @@
-"""Every attempt of a step (issue 28, run page depth), on both stores.
+"""Every attempt of a step (the run page's depth), on both stores.
 
 Real functions on an engine with a manual clock and the Go backoff table (no jitter): a
 step that fails twice then succeeds shows three attempts, the failed ones with their

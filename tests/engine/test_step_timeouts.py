@@ -1,4 +1,4 @@
-"""Step timeouts with real processes (issue 27, item 5), on both stores.
+"""Step timeouts with real processes, on both stores.
 
 An engine process and the app ``timeouts_app.py`` under uvicorn. A step over its timeout
 fails its attempt, is retried (retries=1: two attempts), and then fails the run with

@@ -1,4 +1,4 @@
-"""Version pinning (issue 23, item 3): one app registered in several versions at once.
+"""Version pinning: one app registered in several versions at once.
 
 Two scripted SDKs (real HTTP servers) play v1 and v2 of one app: each answers a run's
 first call with a one-hour sleep and its second with the version it is, so a run's output

@@ -1,4 +1,4 @@
-"""Version pinning with real processes (issue 23, "Checked by (c)").
+"""Version pinning with real processes.
 
 An engine process and two processes of one app (``versioned_app.py``), v1 and v2 on two
 ports. Runs started on v1 sleep; v2 is synced; new runs go to v2. With ``pinned`` the old

@@ -1,4 +1,4 @@
-"""The ``X-Stepline-Nondeterminism`` answer header is untrusted input (issue 23).
+"""The ``X-Stepline-Nondeterminism`` answer header is untrusted input.
 
 Answers' bodies are signature-checked in production, headers are not: the engine caps
 the header, checks its shape and keeps only sane step ids. A malformed header is ignored

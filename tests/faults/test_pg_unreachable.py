@@ -1,6 +1,6 @@
 """Postgres gone (restarting, failing over, a network cut): the engine answers 503 naming
-it within seconds, not after the pool's whole wait, and takes work again once it is back
-(issue 31). The database is cut with a TCP forwarder (``tcp_cut``), not stopped: the
+it within seconds, not after the pool's whole wait, and takes work again once it is back.
+The database is cut with a TCP forwarder (``tcp_cut``), not stopped: the
 server is shared with the rest of the suite."""
 
 from __future__ import annotations

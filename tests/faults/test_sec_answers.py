@@ -1,10 +1,10 @@
 """An app's answers in production: only signed ones count, and none is read past a limit.
 
-The attack (issue 19, item 2): whoever answers at an app's registered URL sends an
+The attack: whoever answers at an app's registered URL sends an
 unsigned 206 with an ``AIGateway`` op to an address inside the engine's network, and
 reads that address's answer back in the next call. In ``stepline start`` the engine
 checks ``X-Inngest-Signature`` on every answer (a streamed one's inside its envelope)
-and applies nothing of an answer that fails. Item 3: an answer is read a chunk at a
+and applies nothing of an answer that fails. Size: an answer is read a chunk at a
 time up to ``max_body_bytes`` and a step output is stored only up to
 ``max_step_output_bytes``; past either the run says so.
 """

@@ -1,4 +1,4 @@
-"""Dev mode against web pages: no cross-site writes, no DNS rebinding (issue 19, item 4).
+"""Dev mode against web pages: no cross-site writes, no DNS rebinding.
 
 ``stepline dev`` has no sign-in, so the developer's own browser is the way in for any page
 they open. A page may send a "simple" cross-site ``POST`` (``text/plain``, a form, no

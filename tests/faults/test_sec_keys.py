@@ -1,17 +1,16 @@
-"""Keys, hostile numbers, sign-in guessing and database passwords (issue 19, items 5, 9, 10).
+"""Keys, hostile numbers, sign-in guessing and database passwords.
 
 * ``stepline start --signing-key signkey-prod-`` (an unset shell variable) or a key of two
-  characters used to start an engine whose sessions anyone could forge: weak signing,
+  characters would start an engine whose sessions anyone could forge: weak signing,
   fallback and dashboard keys and empty event keys are refused at start, by the CLI (a
   real process) and by ``EngineSettings`` (what the embedded engine builds); the SDK
   refuses empty key material.
-* A 5,000-digit session expiry or signature timestamp made ``int()`` raise (a 500): it
-  is a 401, as is one past a double's range.
-* A wrong dashboard key cost a quarter of a second per request, so parallel guesses were
-  free: failures are now limited per client and overall (429 with ``Retry-After``), and
-  the limit lifts by itself.
-* A password given as ``?password=``, ``?sslpassword=`` or in a libpq keyword string was
-  printed: it is redacted in the banner, in errors and in the embedded engine's repr.
+* A 5,000-digit session expiry or signature timestamp would make ``int()`` raise (a 500):
+  it is a 401, as is one past a double's range.
+* A delay per wrong dashboard key leaves parallel guesses free: failures are limited per
+  client and overall (429 with ``Retry-After``), and the limit lifts by itself.
+* A password given as ``?password=``, ``?sslpassword=`` or in a libpq keyword string is
+  redacted in the banner, in errors and in the embedded engine's repr.
 """
 
 from __future__ import annotations
@@ -248,7 +247,7 @@ def test_wrong_dashboard_keys_are_limited_per_client_with_429(tmp_path: Path) ->
         wrong = guesser.post("/login", data={"key": f"guess {n}"}, follow_redirects=False)
         assert wrong.status_code == 303
         assert wrong.headers["location"] == "./?refused"
-    assert time.monotonic() - started < 1.0, "no per-request delay any more"
+    assert time.monotonic() - started < 1.0, "no per-request delay"
     limited = guesser.post("/login", data={"key": DASHBOARD_KEY}, follow_redirects=False)
     assert limited.status_code == 429  # even the right key: it is not even looked at
     assert 1 <= int(limited.headers["retry-after"]) <= 12

@@ -1,4 +1,4 @@
-"""App registration cannot be hijacked (issue 19, items 1 and 10).
+"""App registration cannot be hijacked.
 
 Over real HTTP (uvicorn in threads, a start-mode engine on SQLite and Postgres):
 
@@ -648,7 +648,7 @@ def test_a_registration_never_keeps_the_sync_deploy_id_in_its_urls() -> None:
 
 
 def test_a_new_version_at_a_new_url_needs_the_same_proof_as_a_move(db: str) -> None:
-    """Blue/green (issue 23): v2 beside v1 is a new URL, so it is probed like any move."""
+    """Blue/green: v2 beside v1 is a new URL, so it is probed like any move."""
     with _engine(db) as base:
         recorder = _serve(base)
         with (

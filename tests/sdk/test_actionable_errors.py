@@ -1,4 +1,4 @@
-"""Errors a user can act on (issue 22, item 6): each mistake is refused where it is made,
+"""Errors a user can act on: each mistake is refused where it is made,
 with a message that names the culprit and says what to write instead."""
 
 from __future__ import annotations

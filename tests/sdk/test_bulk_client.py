@@ -1,4 +1,4 @@
-"""The client's bulk actions and replays (issue 27, items 2-3), both faces, against a real
+"""The client's bulk actions and replays, both faces, against a real
 engine over HTTP (uvicorn on loopback) serving the app in-process."""
 
 from __future__ import annotations

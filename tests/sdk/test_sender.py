@@ -153,7 +153,7 @@ def test_a_503_retry_after_lengthens_the_wait(retry_after: str, wait: float) -> 
 
 
 def test_a_503_outlasting_the_retries_says_what_the_engine_answered() -> None:
-    """Issue 31: a view catching the error can answer 503 with the engine's Retry-After."""
+    """A view catching the error can answer 503 with the engine's Retry-After."""
     flow = sender.send_flow(settings(send_max_attempts=3), events(), now_ms=NOW, seed=SEED)
     next(flow)
     body = {"ids": [], "error": "the database is unavailable (disk full); retry in 5 s"}

@@ -1,4 +1,4 @@
-"""The kit's SSE stream of a run cancelled while a step waits (issue 22, item 7): the
+"""The kit's SSE stream of a run cancelled while a step waits: the
 step's last event is ``Cancelled``, sent before the ``result``; never "Waiting" forever.
 Both faces, on the embedded engine of ``test_webkit_core``'s fixtures."""
 

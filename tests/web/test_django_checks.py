@@ -1,4 +1,4 @@
-"""Django: a second ``serve()`` of one app is refused by a system check (issue 22, item 6).
+"""Django: a second ``serve()`` of one app is refused by a system check.
 
 Other adapters raise ``ConfigError`` on a second ``serve`` on one app; Django's ``serve``
 builds a URL pattern, so the URL conf is checked: ``stepline.E001`` names both paths and

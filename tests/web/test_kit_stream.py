@@ -5,7 +5,7 @@ Flask's test client, Django's ``Client`` and ``AsyncClient``, and Tornado's
 ``AsyncHTTPTestCase``: a run publishes durable and light messages; the route sends each
 as ``id: <seq>`` + ``event: message`` before the final ``result``; ``Last-Event-ID`` (and
 ``?after=``) resume after a message with no gap and no duplicate; ``?topic=`` filters;
-a reader who may not see the run gets the 401/404 of today and no message. Then a live
+a reader who may not see the run gets the kit's usual 401/404 and no message. Then a live
 reader behind uvicorn drops its connection mid-stream and reconnects, on both stores.
 """
 
