@@ -1,4 +1,4 @@
-"""Replay the attack chains of issue 19 against real processes; every one must fail.
+"""Replay the attack chains of SECURITY.md's review against real processes; each must fail.
 
     .venv/bin/python tools/attack_chains.py        (from the repository root)
 
@@ -189,7 +189,7 @@ def host_hijack(base: str, tmp: Path) -> tuple[bool, str]:
             after = registered(base)
             probes = len(attacker.requests)
         control = run_of(base, "victim/one")
-        # a 5,000-digit signature timestamp to the signed app (issue 19 item 9): a 401
+        # a 5,000-digit signature timestamp to the signed app (SECURITY.md, finding 9): a 401
         stamp = {"x-inngest-signature": f"t={HUGE}&s={'a' * 64}"}
         huge = httpx.post(f"{url}?fnId=victim-one&stepId=step", content=b"{}", headers=stamp)
     finally:

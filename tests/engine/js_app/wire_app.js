@@ -1,5 +1,5 @@
 // An app written with the official `inngest` npm SDK for the wire-fidelity tests in
-// tests/engine/test_official_js_wire.py (issue 20).
+// tests/engine/test_official_js_wire.py.
 //
 //   node wire_app.js <engine base url> <llm base url>
 //
