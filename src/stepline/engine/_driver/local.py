@@ -15,33 +15,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stepline._execution.checkpointing import CheckpointFailed
 from stepline._protocol.execution import Op
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
 from stepline.engine._errors import NotFoundError
-from stepline.engine._model import Job, Run
+from stepline.engine._model import Run
+from stepline.engine._runs import recording
 from stepline.engine._store import Store, Tx, storable
 from stepline.engine._wire import response
+
+if TYPE_CHECKING:
+    from stepline.engine._runs.transitions import RunTransitions
 
 __all__ = ["CallLost", "LocalCheckpoints"]
 
 
 class CallLost(RuntimeError):
     """The checkpoint's call no longer holds its lease, or its run ended (HTTP 409)."""
-
-
-class _Recorder(Protocol):
-    def checkpoint(
-        self,
-        tx: Tx,
-        run_id: str,
-        ops: tuple[response.ReportedOp, ...],
-        job: Job | None,
-        now: float,
-    ) -> bool: ...
 
 
 class _Engine(Protocol):
@@ -53,7 +46,7 @@ class _Engine(Protocol):
     _aio: asyncio.AbstractEventLoop | None
 
     @property
-    def transitions(self) -> _Recorder: ...
+    def transitions(self) -> RunTransitions: ...
 
     def _committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None: ...
 
@@ -126,7 +119,8 @@ class LocalCheckpoints:
                         f"run {run_id}: call {qi_id} is no longer leased (it ended, or "
                         "lapsed and went back to the queue): answer with the steps instead"
                     )
-            if not engine.transitions.checkpoint(tx, run_id, ops, job, engine.clock.now()):
+            now = engine.clock.now()
+            if not recording.checkpoint(tx, engine.transitions, run_id, ops, job=job, now=now):
                 raise CallLost(f"run {run_id} has ended: its steps are not recorded")
             return bool(tx.queued), tx.ended_runs
 

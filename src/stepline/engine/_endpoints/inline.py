@@ -30,8 +30,7 @@ from stepline.engine._control import pause as _pause
 from stepline.engine._errors import NotFoundError, SkippedError
 from stepline.engine._flow import concurrency as _concurrency
 from stepline.engine._model import Job, Run
-from stepline.engine._observe import attempts as _attempts
-from stepline.engine._runs import starts
+from stepline.engine._runs import recording, starts
 from stepline.engine._store import Tx
 from stepline.engine._wire import request as _request
 from stepline.engine._wire import response
@@ -157,7 +156,7 @@ class InlineRuns:
             now = engine.clock.now()
             job = _held(tx, run_id, job_id, owner)
             if ops:
-                transitions.checkpoint(tx, run_id, tuple(ops), job, now)
+                recording.checkpoint(tx, transitions, run_id, tuple(ops), job=job, now=now)
             until = now + engine.settings.lease_seconds
             tx.extend_leases(owner, [job_id], until)
             return until, bool(tx.queued)
@@ -181,10 +180,11 @@ class InlineRuns:
 
         def work(tx: Tx) -> tuple[Run, bool]:
             job = _held(tx, run_id, job_id, owner)
-            view = engine.transitions.apply(tx, job, outcome, engine.clock.now(), owner)
             # the inline call is the run's first: it began when the run started
-            started = view.run.started_at if view is not None else None
-            _attempts.record(tx, view, job, outcome, engine.clock.now(), started=started)
+            now = engine.clock.now()
+            view = recording.answer(
+                tx, engine.transitions, job, outcome, now=now, owner=owner, first=True
+            )
             run = view.run if view is not None else tx.get_run(run_id)
             assert run is not None
             return run, bool(tx.queued)

@@ -4,7 +4,7 @@ SDK's thread.
 An app served in this process runs each call of a sync function on its SDK's thread pool
 (``CommHandler.handle_pooled``): a hop from the engine's loop to a pool thread and back
 for every step. With run affinity (the transaction recording an answer leases the run's
-next call, ``Worker._record``) the pool thread goes on by itself instead: it records the
+next call, ``Worker.record_answer``) the pool thread goes on by itself instead: it records the
 answer (``Store.atomic_blocking``; on SQLite at NORMAL on that thread while the writer is
 idle), makes the next call that transaction leased, and so on. It hands back to the loop
 when a commit needs the loop (it queued other jobs, ended the run, or leased its events'
@@ -58,7 +58,7 @@ SLICE = 0.05
 
 
 class Recorded(Protocol):
-    """What recording an answer led to (``Worker.Recorded``)."""
+    """What recording an answer led to (``Worker.record_answer`` returns it)."""
 
     @property
     def follow(self) -> tuple[Job, Snapshot] | None: ...
@@ -75,14 +75,14 @@ class _Worker(Protocol):
 
     store: Store
     caller: Caller
-    _stopping: bool
+    stopping: bool
     on_ended: Callable[[Run], None] | None
     observer: Observer | None
 
     @property
     def registry(self) -> _registry.Registry: ...
 
-    def _record(
+    def record_answer(
         self,
         tx: Tx,
         job: Job,
@@ -204,9 +204,9 @@ class _Calls:
                 outcome = self._call(run, steps, job, fn)
                 if outcome is None:
                     return None
-                follow_on = not worker._stopping
+                follow_on = not worker.stopping
                 record = functools.partial(
-                    worker._record, job=job, outcome=outcome, follow_on=follow_on, known=known
+                    worker.record_answer, job=job, outcome=outcome, follow_on=follow_on, known=known
                 )
                 try:
                     recorded = worker.store.atomic_blocking(record)
@@ -224,7 +224,7 @@ class _Calls:
                 return done
             nxt, (leased, steps, known) = recorded.follow
             going = None if leased is None else self._next(leased, fn)
-            if leased is None or going is None or worker._stopping:
+            if leased is None or going is None or worker.stopping:
                 return done
             if time.monotonic() > self.ends:
                 return done
@@ -311,7 +311,7 @@ def start_now(worker: _Worker, job: Job, snapshot: Snapshot, current: list[Job])
     task must see to it (the function is not served on a pool here, the run moves to
     another version first, the worker stops): it then calls as it always does."""
     run, steps, known = snapshot
-    if worker._stopping or run is None or run.status.terminal:
+    if worker.stopping or run is None or run.status.terminal:
         return None
     registry = worker.registry
     chosen = versions.route(run, registry.get(run.function_id), registry.versions)

@@ -30,7 +30,7 @@ from stepline.engine._gateway import proxy
 from stepline.engine._model import Job, JobKind, Run
 from stepline.engine._observe import attempts as _attempts
 from stepline.engine._observe.observer import Observer
-from stepline.engine._runs import starts
+from stepline.engine._runs import recording, starts
 from stepline.engine._runs.transitions import RunTransitions
 from stepline.engine._runs.view import KnownSteps, Snapshot
 from stepline.engine._store import Store, Tx, faults
@@ -79,7 +79,8 @@ class Worker:
         self.wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._stopping = False
+        #: set once ``stop`` begins: no more leasing, and no call leased without a queue turn
+        self.stopping = False
         #: set to cut a graceful stop's grace short (a second signal)
         self.halt = asyncio.Event()
         self._full = False
@@ -91,7 +92,7 @@ class Worker:
     async def run(self) -> None:
         """Lease and dispatch jobs until ``stop``; a database error is logged and retried."""
         self._running = True
-        while not self._stopping:
+        while not self.stopping:
             try:
                 await self._loop()
             except asyncio.CancelledError:
@@ -100,7 +101,7 @@ class Worker:
                 await recovery.pause(exc, logger, "the worker's queue loop failed")
 
     async def _loop(self) -> None:
-        while not self._stopping:
+        while not self.stopping:
             self.wake.clear()
             free = self.settings.concurrency - len(self._inflight)
             jobs: list[Job] = []
@@ -157,7 +158,7 @@ class Worker:
         not due yet, or is bound by concurrency limits, are left to the queue.
         """
         taken: list[tuple[Job, Snapshot]] = []
-        if not self._running or self._stopping:
+        if not self._running or self.stopping:
             tx.unlease_calls()
             return taken
         until = now + self.settings.lease_seconds
@@ -174,7 +175,7 @@ class Worker:
         """Have ``tx`` insert the calls it queues next (``run_id``'s, None: any run's)
         leased by this worker already, when it has room: ``adopt`` and run affinity then
         take them with no statement of their own (each ends with ``tx.unlease_calls``)."""
-        if self._running and not self._stopping and self._room(tx, now):
+        if self._running and not self.stopping and self._room(tx, now):
             tx.lease_calls(run_id, self.owner, now, now + self.settings.lease_seconds)
 
     def dispatch(self, taken: Sequence[tuple[Job, Snapshot]]) -> None:
@@ -201,7 +202,7 @@ class Worker:
     async def heartbeat(self) -> None:
         """Extend the leases of in-flight jobs well before they expire."""
         interval = self.settings.lease_seconds / 3
-        while not self._stopping or self._inflight:  # calls finishing in a grace keep theirs
+        while not self.stopping or self._inflight:  # calls finishing in a grace keep theirs
             await asyncio.sleep(interval)
             ids = list(self._inflight)
             if ids:
@@ -223,7 +224,7 @@ class Worker:
         period. A cancelled call may have run its step already: steps are executed at
         least once, and recorded once.
         """
-        self._stopping = True
+        self.stopping = True
         self.wake.set()
         await drain.settle(self._inflight, grace, self.halt)
         tasks = dict(self._inflight)
@@ -303,7 +304,7 @@ class Worker:
         """Make a run's call and record its answer; then its next calls, while due at once.
 
         Run affinity: the transaction recording an answer also leases the run's next call
-        when it is due now (``_record``), so consecutive steps skip the queue, the lease
+        when it is due now (``record_answer``), so consecutive steps skip the queue, the lease
         transaction and the reads before the call. ``current`` holds the job this task
         runs (for ``_inflight``, which heartbeats and hand-backs go by).
         """
@@ -379,9 +380,9 @@ class Worker:
         follow_on: bool,
     ) -> tuple[Job, Snapshot] | None:
         """Record a call's answer here (kept through a database fault); the follow-on."""
-        follow_on = follow_on and not self._stopping
+        follow_on = follow_on and not self.stopping
         recorded: _Recorded = await recovery.commit(
-            self, job, lambda tx: self._record(tx, job, outcome, follow_on, known)
+            self, job, lambda tx: self.record_answer(tx, job, outcome, follow_on, known)
         )
         _attempts.logged(run, job, outcome)
         return self._recorded(recorded)
@@ -393,7 +394,7 @@ class Worker:
             self._spawn(other, None)
         return recorded.follow
 
-    def _record(
+    def record_answer(
         self,
         tx: Tx,
         job: Job,
@@ -401,13 +402,17 @@ class Worker:
         follow_on: bool,
         known: KnownSteps | None = None,
     ) -> _Recorded:
-        """Apply a call's answer; with ``follow_on``, lease the run's next call if due now.
-        ``known``: the run's steps as stored when the call was leased."""
+        """The transaction's work recording a call's answer (``recording.answer``); with
+        ``follow_on``, it also leases the run's next call if due now, and the fan-outs of
+        the events the answer emitted. ``known``: the run's steps as stored when the call
+        was leased."""
         now = self.clock.now()
         if follow_on:
             self.lease_as_queued(tx, job.run_id, now)
-        view = self.transitions.apply(tx, job, outcome, now, self.owner, known=known)
-        _attempts.record(tx, view, job, outcome, now, lease=self.settings.lease_seconds)
+        lease = self.settings.lease_seconds
+        view = recording.answer(
+            tx, self.transitions, job, outcome, now=now, owner=self.owner, known=known, lease=lease
+        )
         if view is None:  # the answer changed nothing (but a slot may have been freed)
             tx.unlease_calls()
             return _Recorded(None, wake=bool(tx.queued), ended=[])
@@ -422,7 +427,7 @@ class Worker:
         tx.unlease_calls()
         # events the answer emitted (a step's sendEvent, the run's function.finished)
         # are matched by this worker next, without a trip through the queue either
-        fanouts = [] if self._stopping else [i for i in tx.queued if i.startswith("fanout:")]
+        fanouts = [] if self.stopping else [i for i in tx.queued if i.startswith("fanout:")]
         spawn = self._take(tx, fanouts, now)
         # the worker loop needs waking only for jobs it has not taken already
         tx.claimed.update([job.job_id for job in spawn] + ([follow[0].job_id] if follow else []))
