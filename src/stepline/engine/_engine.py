@@ -23,22 +23,36 @@ from stepline.engine._backoff import Backoff
 from stepline.engine._clock import Clock, SystemClock
 from stepline.engine._config import EngineSettings
 from stepline.engine._connect import hub as _connect
-from stepline.engine._control.pause import PauseControl
+from stepline.engine._control.pause import CronPolicy, FunctionPause, PauseControl
 from stepline.engine._driver import Driver, InProcessDriver, Router, default_driver
 from stepline.engine._driver import local as _local
 from stepline.engine._errors import EndpointOnlyError, NotFoundError
 from stepline.engine._model import (
+    AppRecord,
     EventRecord,
+    EventRunLink,
+    FunctionRecord,
     Run,
+    StepRecord,
 )
 from stepline.engine._observe.observer import Observer
 from stepline.engine._reads import Reads
 from stepline.engine._runs import intake as _intake
 from stepline.engine._runs import starts as _starts
-from stepline.engine._runs.intake import Starts
 from stepline.engine._runs.transitions import RunTransitions
 from stepline.engine._runs.waiters import RunWaiters
-from stepline.engine._store import Store, Tx, dsn, guard, store_for, stored_text, sweeper
+from stepline.engine._store import (
+    EventFilter,
+    RunFilter,
+    Store,
+    Tx,
+    dsn,
+    guard,
+    store_for,
+    stored_text,
+    sweeper,
+)
+from stepline.engine._store.attempts import StepAttempt
 from stepline.engine._trust import apps as _apptrust
 from stepline.engine._wire import response
 from stepline.engine._worker.worker import Worker
@@ -53,8 +67,13 @@ logger = logging.getLogger("stepline.engine")
 T = TypeVar("T")
 
 
-class Engine(Reads, Starts, PauseControl):
+class Engine:
     """A durable-execution engine.
+
+    A facade over its parts: the store, the run transitions, the worker, the reads
+    (``reads``), the starts of one function (``starter``) and function pauses
+    (``pausing``); the REST API, the CLI, ``stepline.testing`` and the embedded engine
+    call it.
 
     Args:
         settings: resolved settings (``stepline.engine.resolve``); defaults to dev mode
@@ -111,6 +130,25 @@ class Engine(Reads, Starts, PauseControl):
             observer=self.observer,
             reload=self.reload,
             local=self.local,
+        )
+        self.reads = Reads(self.store)
+        self.starter = _intake.Starter(
+            store=self.store,
+            clock=self.clock,
+            observer=self.observer,
+            transitions=self.transitions,
+            worker=self.worker,
+            apps=self._apps,
+            waiters=self._waiters,
+            committed=self._committed,
+            aio=lambda: self._aio,
+        )
+        self.pausing = PauseControl(
+            store=self.store,
+            clock=self.clock,
+            apps=self._apps,
+            reload=self.reload,
+            committed=self._committed,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.sync_errors: dict[str, str] = {}
@@ -526,3 +564,147 @@ class Engine(Reads, Starts, PauseControl):
         """
         ops = response.checkpoint_ops(body, max_output=self.settings.max_step_output_bytes)
         await self.local.sink.record_http(run_id, body, ops)  # 404 from its transaction
+
+    # -- reads (``reads``) ----------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> Run:
+        """A run by id, with its attributes.
+
+        Raises:
+            NotFoundError: no such run.
+        """
+        return await self.reads.get_run(run_id)
+
+    def get_run_blocking(self, run_id: str) -> Run:
+        """``get_run`` from a thread that may block (never the event loop's)."""
+        return self.reads.get_run_blocking(run_id)
+
+    async def list_runs(self, where: RunFilter | None = None) -> list[Run]:
+        """Runs, newest first, filtered and paginated, with their attributes."""
+        return await self.reads.list_runs(where)
+
+    async def run_steps(self, run_id: str) -> list[StepRecord]:
+        """A run's step timeline, in completion order (pending steps last)."""
+        return await self.reads.run_steps(run_id)
+
+    async def run_retries(self, run_id: str) -> tuple[Run, list[StepRecord], dict[str, float]]:
+        """A run, its step timeline and when each step waiting to be retried is due again
+        (``Reads.run_retries``)."""
+        return await self.reads.run_retries(run_id)
+
+    async def run_attempts(self, run_id: str) -> list[StepAttempt]:
+        """Every attempt of the run's steps that failed at least once, oldest first."""
+        return await self.reads.run_attempts(run_id)
+
+    async def get_event(self, event_id: str) -> EventRecord:
+        """An event by internal id (or by its own ``id``)."""
+        return await self.reads.get_event(event_id)
+
+    async def list_events(self, where: EventFilter | None = None) -> list[EventRecord]:
+        """Events, newest first."""
+        return await self.reads.list_events(where)
+
+    async def event_runs(self, event_id: str) -> list[EventRunLink]:
+        """The runs an event started, and why it started none for other functions."""
+        return await self.reads.event_runs(event_id)
+
+    async def list_functions(self) -> list[FunctionRecord]:
+        """Every registered function."""
+        return await self.reads.list_functions()
+
+    async def list_apps(self) -> list[AppRecord]:
+        """Every synced app."""
+        return await self.reads.list_apps()
+
+    async def run_batch(self, run_id: str) -> list[dict[str, Any]]:
+        """``GET /v0/runs/{id}/batch``: the run's trigger events."""
+        return await self.reads.run_batch(run_id)
+
+    async def run_actions(self, run_id: str) -> dict[str, Any]:
+        """``GET /v0/runs/{id}/actions``: the memos of the run's finished steps."""
+        return await self.reads.run_actions(run_id)
+
+    # -- starts of one function (``starter``) -------------------------------------------------
+
+    async def start_function(
+        self,
+        function_id: str,
+        data: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        started_by: str | None = None,
+        run_id: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> tuple[str, bool]:
+        """Start a run of one function; returns ``(run_id, created)`` (see
+        ``Starter.start_function`` for the arguments).
+
+        Raises:
+            NotFoundError: the function is not registered.
+            EndpointOnlyError: it is a durable endpoint's function (its endpoint starts it).
+            RunIdTakenError: ``run_id`` names a run of another function.
+            SkippedError: flow control started no run (rate limit, singleton, debounce).
+        """
+        return await self.starter.start_function(
+            function_id, data, idempotency_key=idempotency_key, headers=headers,
+            started_by=started_by, run_id=run_id, attributes=attributes,
+        )  # fmt: skip
+
+    async def start_watched(
+        self, function_id: str, data: dict[str, Any], *, watch: bool = True, **options: Any
+    ) -> tuple[str, bool, asyncio.Future[Run] | None]:
+        """``start_function`` (same arguments, same errors), and (``watch``) a caller
+        registered for the end of a run it created (``Starter.start_watched``)."""
+        return await self.starter.start_watched(function_id, data, watch=watch, **options)
+
+    def start_function_blocking(
+        self,
+        function_id: str,
+        data: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        started_by: str | None = None,
+        run_id: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> tuple[str, bool]:
+        """``start_function`` from a thread that may block (never the event loop's).
+
+        Raises:
+            NotFoundError: the function is not registered.
+            EndpointOnlyError: it is a durable endpoint's function (its endpoint starts it).
+            SkippedError: flow control started no run (rate limit, singleton, debounce).
+            RunIdTakenError: ``run_id`` names a run of another function.
+            EngineStopped: the engine is not running.
+        """
+        return self.starter.start_function_blocking(
+            function_id, data, idempotency_key=idempotency_key, headers=headers,
+            started_by=started_by, run_id=run_id, attributes=attributes,
+        )  # fmt: skip
+
+    # -- function pauses (``pausing``) --------------------------------------------------------
+
+    async def pause(
+        self, function_id: str, *, crons: CronPolicy = "queue", reason: str | None = None
+    ) -> FunctionPause:
+        """Pause a function: its runs are created but none of its calls runs until resumed.
+
+        Raises:
+            NotFoundError: the function is not registered.
+            ValueError: ``crons`` is neither "queue" nor "skip".
+        """
+        return await self.pausing.pause(function_id, crons=crons, reason=reason)
+
+    async def resume(self, function_id: str) -> bool:
+        """Resume a paused function: its parked calls run, oldest first; whether it was
+        paused.
+
+        Raises:
+            NotFoundError: the function is not registered.
+        """
+        return await self.pausing.resume(function_id)
+
+    async def paused(self) -> dict[str, FunctionPause]:
+        """The paused functions, by id."""
+        return await self.pausing.paused()

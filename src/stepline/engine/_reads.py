@@ -1,7 +1,7 @@
 """The engine's reads: runs, steps, events, functions and apps as the store holds them.
 
-A base of ``Engine`` (the REST API, the CLI and ``stepline.testing`` call these on it);
-each is one read transaction, and none changes anything.
+A part of ``Engine`` (the REST API, the CLI and ``stepline.testing`` call these through
+it); each is one read transaction, and none changes anything.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from stepline.engine._store.attempts import StepAttempt
 class Reads:
     """Read-only queries over ``store``."""
 
-    store: Store
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     async def get_run(self, run_id: str) -> Run:
         """A run by id.

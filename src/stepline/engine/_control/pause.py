@@ -16,7 +16,7 @@ see ``_store.controls`` for why a resume never misses a call parked concurrently
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from stepline.engine._apps import registry
@@ -29,7 +29,6 @@ from stepline.engine._store.controls import CronPolicy, FunctionPause
 if TYPE_CHECKING:
     from stepline.engine._apps.sync import Registered
     from stepline.engine._clock import Clock
-    from stepline.engine._model import Run
 
 __all__ = ["CronPolicy", "FunctionPause", "PauseControl", "hold", "key", "let", "start_cron"]
 
@@ -101,17 +100,31 @@ def _function_of(tx: Tx, job: Job) -> str | None:
 
 
 class PauseControl:
-    """A base of ``Engine``: pause and resume functions, and what is paused."""
+    """A part of ``Engine``: pause and resume functions, and what is paused.
 
-    store: Store
-    clock: Clock
-    _apps: Registered
+    Args:
+        store: the engine's store.
+        clock: the engine's clock.
+        apps: the registry, in step with app changes.
+        reload: rebuilds the registry from the store (another node may have synced a
+            function this one has not seen yet).
+        committed: told of a resume's commit (whether it unparked calls).
+    """
 
-    def _committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None:
-        raise NotImplementedError  # pragma: no cover - Engine's
-
-    async def reload(self) -> None:
-        raise NotImplementedError  # pragma: no cover - Engine's
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        apps: Registered,
+        reload: Callable[[], Awaitable[None]],
+        committed: Callable[[bool], None],
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self._apps = apps
+        self._reload = reload
+        self._committed = committed
 
     async def pause(
         self, function_id: str, *, crons: CronPolicy = "queue", reason: str | None = None
@@ -149,7 +162,7 @@ class PauseControl:
         """
         await self._known(function_id)
         resumed = await self.store.atomic(lambda tx: resume(tx, function_id))
-        self._committed(wake=resumed)
+        self._committed(resumed)
         return resumed
 
     async def paused(self) -> dict[str, FunctionPause]:
@@ -158,6 +171,6 @@ class PauseControl:
 
     async def _known(self, function_id: str) -> None:
         if (await self._apps.settled()).get(function_id) is None:
-            await self.reload()  # another node may have synced it
+            await self._reload()  # another node may have synced it
             if self._apps.current.get(function_id) is None:
                 raise NotFoundError(f"function {function_id!r} is not registered")

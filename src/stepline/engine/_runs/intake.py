@@ -6,7 +6,7 @@ queue. The event API sends its answer first and only then lets the calls go
 (``Intake.start``): a sender always has its ids before its app sees the first call of
 a run its events started, as with Inngest's server.
 
-``Starts`` (a base of ``Engine``) starts a run of one function: ``start_function`` is the
+``Starter`` (a part of ``Engine``) starts a run of one function: ``start_function`` is the
 REST API's ``POST /v1/functions/{id}/runs``; ``start_function_blocking`` is the same start
 for a caller on another thread of the engine's process (the embedded engine's client, in
 a web request's thread): it commits on that thread (``Store.atomic_blocking``) and only
@@ -105,22 +105,44 @@ class _Start:
     attributes: Mapping[str, str] | None
 
 
-class Starts:
-    """``start_function`` and its blocking twin (mixed into ``Engine``)."""
+class Starter:
+    """Starts a run of one function: ``start_function`` and its blocking twin.
 
-    store: Store
-    clock: Clock
-    observer: Observer | None
-    transitions: RunTransitions
-    worker: Worker
-    _apps: Registered
-    _aio: asyncio.AbstractEventLoop | None
+    Args:
+        store: the engine's store.
+        clock: the engine's clock.
+        observer: the engine's observer (a start's ``traceparent``), if any.
+        transitions: the run transitions (fan-out of the start's event).
+        worker: this node's worker: it takes the run's first call at once.
+        apps: the registry, in step with app changes.
+        waiters: the callers waiting for runs to end.
+        committed: told of each start's commit, on the engine's loop (whether it
+            queued jobs, the runs it ended).
+        aio: the engine's event loop once it runs (None before ``Engine.start``).
+    """
 
-    if TYPE_CHECKING:  # the engine provides it
-
-        def _committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None: ...
-
-        _waiters: RunWaiters
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        observer: Observer | None,
+        transitions: RunTransitions,
+        worker: Worker,
+        apps: Registered,
+        waiters: RunWaiters,
+        committed: Callable[[bool, Sequence[Run] | None], None],
+        aio: Callable[[], asyncio.AbstractEventLoop | None],
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.observer = observer
+        self.transitions = transitions
+        self.worker = worker
+        self._apps = apps
+        self._waiters = waiters
+        self._committed = committed
+        self._aio = aio
 
     async def start_function(
         self,
@@ -204,7 +226,7 @@ class Starts:
             RunIdTakenError: ``run_id`` names a run of another function.
             EngineStopped: the engine is not running.
         """
-        aio = self._aio
+        aio = self._aio()
         if aio is None or aio.is_closed():
             raise EngineStopped("the engine is not running")
         if self._apps.changing:  # as ``start_function``: after the app change
@@ -263,7 +285,7 @@ class Starts:
     def _after_start(self, adopted: Adopted) -> None:
         """On the loop, once the start committed: a singleton start may have cancelled a
         run, and the first calls it leased run now."""
-        self._committed(wake=adopted.wake, ended=adopted.ended)
+        self._committed(adopted.wake, adopted.ended)
         self.worker.dispatch(adopted.calls)
 
 
