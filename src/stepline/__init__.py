@@ -7,10 +7,12 @@ Declare functions on a ``Client``, serve them from your framework with
 from stepline._api.bulk import BulkHandle as BulkHandle
 from stepline._api.bulk import BulkInfo as BulkInfo
 from stepline._api.bulk import SyncBulkHandle as SyncBulkHandle
+from stepline._api.management import FunctionHandle as FunctionHandle
 from stepline._api.management import RunHandle as RunHandle
+from stepline._api.management import SyncFunctionHandle as SyncFunctionHandle
 from stepline._api.management import SyncRunHandle as SyncRunHandle
 from stepline._api.pause import PausedFunction as PausedFunction
-from stepline._api.runs import FunctionNotRegisteredError as FunctionNotRegisteredError
+from stepline._api.runs import FunctionNotFoundError as FunctionNotFoundError
 from stepline._api.runs import ManagementError as ManagementError
 from stepline._api.runs import RunCancelledError as RunCancelledError
 from stepline._api.runs import RunFailedError as RunFailedError
@@ -43,7 +45,6 @@ from stepline._endpoints.context import SyncEndpointContext as SyncEndpointConte
 from stepline._endpoints.request import EndpointRequest as EndpointRequest
 from stepline._endpoints.response import EndpointResponse as EndpointResponse
 from stepline._errors import ConfigError as ConfigError
-from stepline._errors import FunctionNotFoundError as FunctionNotFoundError
 from stepline._errors import NestedStepError as NestedStepError
 from stepline._errors import NonDeterminismError as NonDeterminismError
 from stepline._errors import NonRetriableError as NonRetriableError
@@ -80,8 +81,8 @@ __all__ = [
     "EndpointResponse",
     "Event",
     "Function",
+    "FunctionHandle",
     "FunctionNotFoundError",
-    "FunctionNotRegisteredError",
     "ManagementError",
     "NestedStepError",
     "NonDeterminismError",
@@ -116,6 +117,7 @@ __all__ = [
     "SyncBulkHandle",
     "SyncContext",
     "SyncEndpointContext",
+    "SyncFunctionHandle",
     "SyncRunHandle",
     "SyncStep",
     "Throttle",

@@ -13,7 +13,6 @@ __all__ = [
     "BodyInvalidError",
     "BodyTooLargeError",
     "ConfigError",
-    "FunctionNotFoundError",
     "HeaderMissingError",
     "MethodNotAllowedError",
     "NestedStepError",
@@ -92,13 +91,6 @@ class HeaderMissingError(SteplineError):
     code = "header_missing"
     status = 400
     retriable = False
-
-
-class FunctionNotFoundError(SteplineError):
-    """The request names a function this app does not serve."""
-
-    code = "function_not_found"
-    status = 500  # what inngest-py answers; the engine retries, the app may be mid-deploy
 
 
 class SignatureVerificationError(SteplineError):

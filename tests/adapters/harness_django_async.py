@@ -43,4 +43,4 @@ class DjangoAsyncHarness:
             return reply(response, response.content)
         finally:
             if self.client is not None:  # its httpx client is bound to this loop
-                await self.client._async_transport.aclose()
+                await self.client.connection.async_transport.aclose()

@@ -54,7 +54,7 @@ class TornadoHarness:
             server.stop()
             await server.close_all_connections()
             http.close()
-            await client._async_transport.aclose()
+            await client.connection.async_transport.aclose()
 
         # The finalizer must not reach ``self``, or the harness would never be collected.
         weakref.finalize(self, _close, self.loop, stop, handler)

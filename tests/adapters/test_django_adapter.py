@@ -211,7 +211,7 @@ def test_async_view_streams_under_the_async_client() -> None:
         )
         assert response.streaming
         body = b"".join([chunk async for chunk in response.streaming_content])
-        await client._async_transport.aclose()
+        await client.connection.async_transport.aclose()
         return response.status_code, body
 
     status, body = asyncio.run(run())

@@ -373,8 +373,8 @@ def test_a_separate_engines_503_is_passed_on_with_its_retry_after(face: str) -> 
     async def aperform(effect: object) -> effects.HttpResponse:
         return perform(effect)
 
-    client._sync_transport.perform = perform  # type: ignore[method-assign]
-    client._async_transport.perform = aperform  # type: ignore[method-assign]
+    client.connection.sync_transport.perform = perform  # type: ignore[method-assign]
+    client.connection.async_transport.perform = aperform  # type: ignore[method-assign]
     request = stepline.web.WebRequest("POST", "/order", {}, b"", None)
 
     def answer() -> stepline.web.WebResponse:

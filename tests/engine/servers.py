@@ -84,7 +84,7 @@ def closing_client(app: Any, client: Any) -> Any:
         async def receiving() -> Any:
             message = await receive()
             if message["type"] == "lifespan.shutdown":
-                await client._async_transport.aclose()
+                await client.connection.async_transport.aclose()
             return message
 
         await app(scope, receiving, send)

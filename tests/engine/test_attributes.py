@@ -64,9 +64,11 @@ async def engine_with(db: str) -> AsyncIterator[tuple[Engine, stepline.Client, h
         def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
             return asyncio.run_coroutine_threadsafe(asgi_call.call(api, request), loop).result()
 
-    client._async_transport = ToEngine()
-    client._sync_transport = ToEngineSync()
-    client.settings = dataclasses.replace(client.settings, api_base_url="http://127.0.0.1")
+    client.connection.async_transport = ToEngine()
+    client.connection.sync_transport = ToEngineSync()
+    client.connection.settings = dataclasses.replace(
+        client.settings, api_base_url="http://127.0.0.1"
+    )
     await engine.start()
     try:
         await engine.serve(client, functions)
@@ -119,7 +121,9 @@ def test_a_run_sets_its_own_attributes_on_both_faces(db: str) -> None:
             assert (await b.describe()).attributes == {"stage": "sync", "vip": "true"}
             assert await _ids(http, "stage:tagged") == {a.run_id}
             # from outside, after the run ended: replaces one value, adds another
-            found = await client.set_attributes(a.run_id, {"stage": "reviewed", "by": "ops"})
+            found = await client.get_run(a.run_id).set_attributes(
+                {"stage": "reviewed", "by": "ops"}
+            )
             assert found == {"stage": "reviewed", "size": "3", "by": "ops"}
             assert await _ids(http, "stage:reviewed", "by:ops") == {a.run_id}
             assert await _ids(http, "stage:tagged") == set()

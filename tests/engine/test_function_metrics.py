@@ -306,8 +306,8 @@ def test_the_client_reads_the_same_figures(tmp_path: Path) -> None:
     client = stepline.Client("app", is_production=False, api_base_url=server.url)
     try:
         since = dt.datetime.fromtimestamp(T0, tz=dt.timezone.utc)
-        got = client.function_metrics_sync(
-            "limited",
+        limited = client.get_function_sync("limited")
+        got = limited.metrics(
             since=since,
             until=since + dt.timedelta(minutes=5),
             bucket=dt.timedelta(minutes=1),
@@ -315,15 +315,15 @@ def test_the_client_reads_the_same_figures(tmp_path: Path) -> None:
         assert [b["started"] for b in got["buckets"]] == [2, 1, 2, 4, 2]
         assert got["totals"]["failure_rate"] == 0.5
         assert got["queue"]["held"] == {"concurrency": 3, "paused": 1, "throttled": 1}
-        assert client.function_metrics_sync("limited", "1h")["window"] == "1h"
-        with pytest.raises(stepline.FunctionNotRegisteredError):
-            client.function_metrics_sync("nope")
+        assert limited.metrics("1h")["window"] == "1h"
+        with pytest.raises(stepline.FunctionNotFoundError):
+            client.get_function_sync("nope").metrics()
         with pytest.raises(stepline.ManagementError, match="bucket"):
-            client.function_metrics_sync("limited", bucket=dt.timedelta(milliseconds=5))
+            limited.metrics(bucket=dt.timedelta(milliseconds=5))
 
         async def in_async() -> dict[str, Any]:
             try:
-                return await client.function_metrics("app-limited", "7d")
+                return await client.get_function("app-limited").metrics("7d")
             finally:
                 await client.aclose()  # its pool belongs to this loop
 

@@ -111,20 +111,22 @@ def test_pause_holds_runs_across_processes_and_resume_releases_them_in_order(
         assert row.split()[:4] == [FN, "paused", "paused/go", "since"]
         assert row.endswith("(cron ticks: queued): db maintenance")
 
-        again = on_async_face(url, lambda c: c.pause("steps", crons="skip", reason="still down"))
+        again = on_async_face(
+            url, lambda c: c.get_function("steps").pause(crons="skip", reason="still down")
+        )
         assert (again.function_id, again.crons, again.reason) == (FN, "skip", "still down")
-        with pytest.raises(stepline.FunctionNotRegisteredError):
-            client.pause_sync("nope")
+        with pytest.raises(stepline.FunctionNotFoundError):
+            client.get_function_sync("nope").pause()
         assert ran(log) == ["A:a"]
 
-        assert client.resume_sync("steps") is True
+        assert client.get_function_sync("steps").resume() is True
         outputs = [r["output"] for r in ended(url, [a, b, c])]
         assert outputs == [[f"{w}:a", f"{w}:b", f"{w}:c"] for w in "ABC"]
         order = ran(log)
         assert sorted(order) == sorted(f"{w}:{s}" for w in "ABC" for s in "abc")  # once each
         # oldest first: A's parked step b, then B's and C's first steps
         assert order.index("A:b") < order.index("B:a") < order.index("C:a")
-        assert on_async_face(url, lambda c: c.resume("steps")) is False
+        assert on_async_face(url, lambda c: c.get_function("steps").resume()) is False
         not_paused = cli(url, "functions", "resume", FN)
         assert not_paused.returncode == 3, (not_paused.stdout, not_paused.stderr)
         unknown = cli(url, "functions", "pause", "nope")

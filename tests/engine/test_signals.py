@@ -81,9 +81,11 @@ async def engine_with(
         def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
             return asyncio.run_coroutine_threadsafe(asgi_call.call(api, request), loop).result()
 
-    client._async_transport = ToEngine()
-    client._sync_transport = ToEngineSync()
-    client.settings = dataclasses.replace(client.settings, api_base_url="http://127.0.0.1")
+    client.connection.async_transport = ToEngine()
+    client.connection.sync_transport = ToEngineSync()
+    client.connection.settings = dataclasses.replace(
+        client.settings, api_base_url="http://127.0.0.1"
+    )
     await engine.start()
     try:
         await engine.serve(client, functions)
@@ -132,7 +134,7 @@ def test_a_signal_completes_the_wait_once_and_a_second_is_409(db: str) -> None:
             assert step["wait"]["signal"] == "approved"
             assert step["wait"]["key"].startswith(f"sig_{run_id}_")
 
-            await client.signal(run_id, "approved", {"by": "ana"})
+            await client.get_run(run_id).signal("approved", {"by": "ana"})
             run = await engine.wait_for_run(run_id, timeout=15)
             assert run.status.value == "Completed"
             output = await _output(engine, run_id)
@@ -140,7 +142,7 @@ def test_a_signal_completes_the_wait_once_and_a_second_is_409(db: str) -> None:
             assert AFTER[run_id] == 1  # the step after the wait ran once
 
             with pytest.raises(stepline.SignalAlreadyReceivedError, match="already received"):
-                await client.signal(run_id, "approved", {"by": "bo"})
+                await client.get_run(run_id).signal("approved", {"by": "bo"})
             answer = await http.post(
                 f"/v1/runs/{run_id}/signals/approved", json={"data": {"by": "bo"}}
             )
@@ -189,11 +191,11 @@ def test_refusals(db: str) -> None:
     async def main() -> None:
         async with engine_with(db) as (engine, client, http):
             with pytest.raises(stepline.SignalNotWaitingError, match="not found"):
-                await client.signal("01JUNKNOWNRUN0000000000000", "approved")
+                await client.get_run("01JUNKNOWNRUN0000000000000").signal("approved")
             run_id = await _run_of(engine, client, "approve", "sig/approve")
             await _waiting(http, run_id)
             with pytest.raises(stepline.SignalNotWaitingError, match="not waiting for signal"):
-                await client.signal(run_id, "other")
+                await client.get_run(run_id).signal("other")
             for body in ({"wrong": 1}, [1]):
                 answer = await http.post(f"/v1/runs/{run_id}/signals/approved", json=body)
                 assert answer.status_code == 400, answer.text

@@ -163,7 +163,7 @@ def test_unknown_function_names_the_close_ids_for_any_app_id() -> None:
     )
     empty = lookups.unknown_function("x", [], "http://engine")
     assert "no function is registered: sync your app first" in str(empty)
-    assert isinstance(error, stepline.FunctionNotRegisteredError)
+    assert isinstance(error, stepline.FunctionNotFoundError)
 
 
 def test_show_says_what_a_run_waits_for_and_watch_follows_it_to_the_end(

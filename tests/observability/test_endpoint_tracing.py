@@ -35,8 +35,10 @@ def test_the_run_continues_the_request_s_traceparent(tmp_path: Path, otel: Otel)
                 async def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
                     return await asgi_call.call(api, request)
 
-            client._async_transport = ToEngine()
-            client.settings = dataclasses.replace(client.settings, api_base_url="http://127.0.0.1")
+            client.connection.async_transport = ToEngine()
+            client.connection.settings = dataclasses.replace(
+                client.settings, api_base_url="http://127.0.0.1"
+            )
             traceparent = f"00-{TRACE}-{PARENT}-01"
             web = WebRequest(
                 "POST", "/pay", {}, b"", native=None, headers={"traceparent": traceparent}

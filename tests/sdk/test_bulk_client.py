@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,7 +77,9 @@ class Face:
         method, loop = getattr(self.client, name), self.loop
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            found = loop.run(method(*args, **kwargs))
+            found = method(*args, **kwargs)
+            if inspect.isawaitable(found):
+                found = loop.run(found)
             handles = (stepline.BulkHandle, stepline.RunHandle)
             return Blocking(found, loop) if isinstance(found, handles) else found
 
@@ -136,12 +139,11 @@ def test_replay_from_a_step_and_bulk_replay(face: Face, server: tuple[EngineServ
     with pytest.raises(stepline.RunFailedError):
         client.get_run_sync(failed).result(timeout=20)
     FAIL["step-2"] = False
-    handle = face.replay(failed, from_step="step-2")
-    run_id = handle.run_id
+    run_id = face.get_run(failed).replay(from_step="step-2").run_id
     assert client.get_run_sync(run_id).result(timeout=20) == "step-1step-2step-3"
     assert [COUNTS[f"{tag}:step-{n}"] for n in (1, 2, 3)] == [1, 2, 1]
     with pytest.raises(stepline.RunNotFoundError):
-        face.replay(failed, from_step="step-7")
+        face.get_run(failed).replay(from_step="step-7")
 
     bulk = face.bulk_replay(function="three", if_exp=f'event.data.tag == "{tag}"')
     info = client.get_bulk_sync(bulk.bulk_id).wait(timeout=30)
@@ -150,7 +152,7 @@ def test_replay_from_a_step_and_bulk_replay(face: Face, server: tuple[EngineServ
     wait_until(  # both again from the start: every step once more each
         lambda: [COUNTS[f"{tag}:step-{n}"] for n in (1, 2, 3)] == [3, 4, 3], timeout=20
     )
-    assert handle.describe().status is stepline.RunStatus.COMPLETED
+    assert client.get_run_sync(run_id).describe().status is stepline.RunStatus.COMPLETED
 
 
 def test_bulk_cancel_by_run_attributes(face: Face, server: tuple[EngineServer, Any]) -> None:

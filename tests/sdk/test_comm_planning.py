@@ -202,7 +202,7 @@ def test_without_qi_id_there_is_one_step_per_request() -> None:
 def test_checkpointing_off_in_settings_is_classic() -> None:
     calls: list[str] = []
     client = make_client()
-    client.settings = _settings.resolve(
+    client.connection.settings = _settings.resolve(
         app_id="app", environ={}, is_production=False, checkpointing=False
     )
     handler = serve(client, three_steps(client, calls))

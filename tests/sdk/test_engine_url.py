@@ -103,8 +103,9 @@ def test_inngest_cloud_named_keeps_its_event_api() -> None:
 def test_an_unreachable_engine_is_named_by_send_and_by_run_calls() -> None:
     client = production_client(api_base_url=refusing.url())
     once = dataclasses.replace(client.settings, send_max_attempts=1)
+    transport = client.connection.sync_transport
     with pytest.raises(_errors.SendEventError) as sent:
-        sender.send_sync(client._sync_transport, once, [stepline.Event(name="shop/hello")])
+        sender.send_sync(transport, once, [stepline.Event(name="shop/hello")])
     assert f"event API at {refusing.url()} unreachable" in str(sent.value)
     with pytest.raises(ManagementError) as managed:
         client.list_runs_sync()

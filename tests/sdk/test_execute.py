@@ -186,7 +186,7 @@ def test_an_ended_run_in_the_first_answer_raises_as_result_does() -> None:
 def test_refused_starts_raise_as_start_does() -> None:
     running = flow()
     next(running)
-    with pytest.raises(stepline.FunctionNotRegisteredError, match="app-f") as unknown:
+    with pytest.raises(stepline.FunctionNotFoundError, match="app-f") as unknown:
         running.send(reply(404, {"error": "function not found"}))
     assert unknown.value.http_status == 404
 
@@ -300,7 +300,7 @@ def test_execute_with_an_idempotency_key_returns_the_first_runs_output(
 
 
 def test_execute_an_unknown_or_refused_function(face: Face, app: embedded_app.App) -> None:
-    with pytest.raises(stepline.FunctionNotRegisteredError, match="shop-nope") as unknown:
+    with pytest.raises(stepline.FunctionNotFoundError, match="shop-nope") as unknown:
         execute(face, "nope")
     assert unknown.value.http_status == 404
     assert "stepline dev -u" in unknown.value.message

@@ -179,7 +179,7 @@ def test_unknown_run_and_unknown_function(face: Face, app: embedded_app.App) -> 
         with pytest.raises(stepline.RunNotFoundError, match="01NOSUCHRUN") as error:
             act()
         assert error.value.http_status == 404
-    with pytest.raises(stepline.FunctionNotRegisteredError, match="shop-nope") as unknown:
+    with pytest.raises(stepline.FunctionNotFoundError, match="shop-nope") as unknown:
         face.start("nope")
     # says how to sync the app, and old ``except RunNotFoundError`` clauses still catch it
     assert "stepline dev -u" in unknown.value.message

@@ -45,12 +45,12 @@ def read_all(handle: stepline.SyncRunHandle, face: str, **options: object) -> li
         return list(handle.stream(**options))  # type: ignore[arg-type]
 
     async def read() -> list:
-        client = handle._client
-        async_handle = client.get_run(handle.run_id)  # type: ignore[attr-defined]
+        connection = handle.connection
+        async_handle = stepline.RunHandle(connection, handle.run_id)
         try:
-            return [m async for m in async_handle.stream(**options)]
+            return [m async for m in async_handle.stream(**options)]  # type: ignore[arg-type]
         finally:
-            await client._async_transport.aclose()  # type: ignore[attr-defined]
+            await connection.async_transport.aclose()
 
     return asyncio.run(read())
 
@@ -77,13 +77,13 @@ class Follower(threading.Thread):
             self.error = exc
 
     async def _read_async(self) -> None:
-        client = self.handle._client
-        handle = client.get_run(self.handle.run_id)  # type: ignore[attr-defined]
+        connection = self.handle.connection
+        handle = stepline.RunHandle(connection, self.handle.run_id)
         try:
-            async for message in handle.stream(**self.options):
+            async for message in handle.stream(**self.options):  # type: ignore[arg-type]
                 self.messages.append(message)
         finally:
-            await client._async_transport.aclose()  # type: ignore[attr-defined]
+            await connection.async_transport.aclose()
 
     def seqs(self) -> list[int]:
         return [m.seq for m in self.messages]
@@ -159,8 +159,8 @@ def test_an_unknown_run_is_run_not_found(
 def watch_refusals(client: stepline.Client) -> threading.Event:
     """Set once a request of ``client`` (either face) finds no engine (status 0)."""
     refused = threading.Event()
-    sync_perform = client._sync_transport.perform
-    async_perform = client._async_transport.perform
+    sync_perform = client.connection.sync_transport.perform
+    async_perform = client.connection.async_transport.perform
 
     def perform(effect: object) -> object:
         answer = sync_perform(effect)
@@ -174,8 +174,8 @@ def watch_refusals(client: stepline.Client) -> threading.Event:
             refused.set()
         return answer
 
-    client._sync_transport.perform = perform  # type: ignore[method-assign,assignment]
-    client._async_transport.perform = aperform  # type: ignore[method-assign,assignment]
+    client.connection.sync_transport.perform = perform  # type: ignore[method-assign,assignment]
+    client.connection.async_transport.perform = aperform  # type: ignore[method-assign,assignment]
     return refused
 
 

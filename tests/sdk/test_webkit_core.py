@@ -623,8 +623,8 @@ def test_an_engine_503_is_503_with_its_retry_after(face: str, loop: LoopThread) 
             ],
         }
     )
-    app.client._sync_transport.perform = script.perform  # type: ignore[method-assign]
-    app.client._async_transport.perform = script.aperform  # type: ignore[method-assign]
+    app.client.connection.sync_transport.perform = script.perform  # type: ignore[method-assign]
+    app.client.connection.async_transport.perform = script.aperform  # type: ignore[method-assign]
     call = Caller(routes_for(app), face, loop)
     response = call("POST", "/runs", {"function": "order"})
     assert response.status == 503
@@ -656,8 +656,8 @@ def test_an_engine_failure_mid_stream_ends_it_with_an_error_event(
             ],
         }
     )
-    app.client._sync_transport.perform = script.perform  # type: ignore[method-assign]
-    app.client._async_transport.perform = script.aperform  # type: ignore[method-assign]
+    app.client.connection.sync_transport.perform = script.perform  # type: ignore[method-assign]
+    app.client.connection.async_transport.perform = script.aperform  # type: ignore[method-assign]
     call = Caller(routes_for(app), face, loop)
     events = call.events(call("GET", "/runs/01RUN/events"))
     assert [name for name, _ in events] == ["retry", "status", "step", "error"]

@@ -85,7 +85,7 @@ def test_a_failure_handler_runs_and_can_be_mocked() -> None:
 
 def test_errors_name_what_went_wrong() -> None:
     with TestEnv(client, FUNCTIONS) as env:
-        with pytest.raises(stepline.FunctionNotRegisteredError, match="sync the app"):
+        with pytest.raises(stepline.FunctionNotFoundError, match="sync the app"):
             env.start_sync("no-such-function")
         with pytest.raises(stepline.RunNotFoundError):
             env.get_run("no-such-run").result_sync()

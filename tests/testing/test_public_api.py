@@ -31,8 +31,6 @@ ENV_METHODS = {
     "send_sync",
     "settle",
     "settle_sync",
-    "signal",
-    "signal_sync",
     "start",
     "start_sync",
     "step_calls",

@@ -115,7 +115,7 @@ def test_a_signal_from_the_test_completes_the_wait_once() -> None:
         run.signal_sync("approved", {"by": "ana"})
         assert run.result_sync() == "approved by ana"
         with pytest.raises(stepline.SignalAlreadyReceivedError):
-            env.signal_sync(run.run_id, "approved", {"by": "bo"})
+            env.get_run(run.run_id).signal_sync("approved", {"by": "bo"})
         with pytest.raises(stepline.SignalNotWaitingError):
             run.signal_sync("other")
 

@@ -110,8 +110,8 @@ def test_a_fastapi_route_starts_a_run_and_the_test_sees_it_complete() -> None:
 
 def test_the_client_is_given_back_when_the_env_closes() -> None:
     before = client.settings
-    transports = (client._sync_transport, client._async_transport)
+    transports = (client.connection.sync_transport, client.connection.async_transport)
     with TestEnv(client, FUNCTIONS):
         assert client.settings.api_base_url == "http://stepline.testing"
     assert client.settings is before
-    assert (client._sync_transport, client._async_transport) == transports
+    assert (client.connection.sync_transport, client.connection.async_transport) == transports

@@ -93,7 +93,7 @@ def send(client: stepline.Client, name: str, data: dict[str, object]) -> str:
 
 
 def run_of(client: stepline.Client, event_id: str) -> str:
-    catalog = _catalog.Catalog(client)
+    catalog = _catalog.Catalog(client.connection)
     found: list[str] = []
 
     def started() -> bool:
@@ -398,7 +398,7 @@ def test_bad_json_data_is_an_error_and_sends_nothing(made: Made) -> None:
     assert history(run_id) == []
     # the wait is untouched: the next signal is the one the step returns
     assert client.get_run_sync(run_id).status() is stepline.RunStatus.RUNNING
-    client.signal_sync(run_id, "approved", "later")
+    client.get_run_sync(run_id).signal("approved", "later")
     assert client.get_run_sync(run_id).result(timeout=20) == {"verdict": "later"}
 
 
@@ -508,7 +508,8 @@ def test_functions_list_and_pause_resume(made: Made) -> None:
         follow=True,
     )
     assert "Paused adm-greet" in text(response)
-    [greet] = [f for f in _catalog.Catalog(client).functions() if f.function_id == "adm-greet"]
+    functions = _catalog.Catalog(client.connection).functions()
+    [greet] = [f for f in functions if f.function_id == "adm-greet"]
     assert greet.paused is not None
     assert greet.paused["reason"] == "maintenance"
     assert listed(text(http.get(FUNCTIONS, {"paused": "yes"}))) == ["adm-greet"]
@@ -516,7 +517,8 @@ def test_functions_list_and_pause_resume(made: Made) -> None:
     assert "maintenance" in detail
     assert made.greet in detail  # its latest runs
     assert http.post(f"{FUNCTIONS}adm-greet/change/", {"_action": "resume"}).status_code == 302
-    [greet] = [f for f in _catalog.Catalog(client).functions() if f.function_id == "adm-greet"]
+    functions = _catalog.Catalog(client.connection).functions()
+    [greet] = [f for f in functions if f.function_id == "adm-greet"]
     assert greet.paused is None
 
 
@@ -529,7 +531,8 @@ def test_pausing_needs_the_pause_permission(made: Made) -> None:
     assert forbidden.status_code == 403
     assert http.post(f"{FUNCTIONS}adm-greet/change/", {"_action": "pause"}).status_code == 403
     client = stepline.django.get_client()
-    [greet] = [f for f in _catalog.Catalog(client).functions() if f.function_id == "adm-greet"]
+    functions = _catalog.Catalog(client.connection).functions()
+    [greet] = [f for f in functions if f.function_id == "adm-greet"]
     assert greet.paused is None
 
 

@@ -90,12 +90,12 @@ def kit(tmp_path: Path) -> Iterator[Kit]:
 
 
 def counting(kit: Kit) -> Counting:
-    count = Counting(kit.client._sync_transport)
-    kit.client._sync_transport = count  # type: ignore[assignment]
-    kit.client._async_transport = AsyncCounting(  # type: ignore[assignment]
-        Counting(kit.client._async_transport)
+    count = Counting(kit.client.connection.sync_transport)
+    kit.client.connection.sync_transport = count  # type: ignore[assignment]
+    kit.client.connection.async_transport = AsyncCounting(  # type: ignore[assignment]
+        Counting(kit.client.connection.async_transport)
     )
-    count_async = kit.client._async_transport.counting  # type: ignore[attr-defined]
+    count_async = kit.client.connection.async_transport.counting  # type: ignore[attr-defined]
     count_async.counts = count.counts  # one tally for both faces
     count_async.lock = count.lock
     return count

@@ -33,7 +33,6 @@ import stepline.fastapi
 import stepline.flask
 import stepline.web
 from stepline._api import runs as _runs
-from stepline._transport import effects
 from stepline.embedded import EmbeddedEngine
 from stepline.web import (
     AccessDenied,
@@ -65,7 +64,7 @@ class Kit:
     def rest_run(self, run_id: str) -> dict[str, Any]:
         """The engine's REST view of a run (``GET /v1/runs/{id}``)."""
         flow = _runs.call(self.client.settings, "GET", f"/v1/runs/{run_id}", what=run_id)
-        view: dict[str, Any] = effects.drive_sync(flow, self.client._sync_transport.perform)
+        view: dict[str, Any] = self.client.connection.run_sync(flow)
         return view
 
 

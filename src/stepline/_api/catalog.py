@@ -1,8 +1,9 @@
 """Browsing what an engine holds: functions, events, runs by time or event, a run's details.
 
-The reads a browsing UI (the Django admin) needs beyond ``RunsMixin``: written once as
-flows over the engine's REST API (``_runs.call``), run by ``Catalog`` with the client's
-blocking transport. Nothing here writes; actions go through the client's own methods.
+The reads a browsing UI (the Django admin) needs beyond the client's: written once as
+flows over the engine's REST API (``_runs.call``), run by ``Catalog`` on the client's
+``EngineConnection``, blocking. Nothing here writes; actions go through the client and
+its handles.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from stepline._api.runs import RunInfo, RunStatus, StepInfo
 from stepline._transport import effects
 
 if TYPE_CHECKING:
-    from stepline._client import Client
+    from stepline._api.connection import EngineConnection
 
 __all__ = ["Catalog", "EventInfo", "FunctionInfo", "ListedRun", "Page", "RunDetail", "RunQuery"]
 
@@ -231,29 +232,29 @@ def event_runs_flow(
 
 
 class Catalog:
-    """The reads above over a client's blocking transport (for Django's sync views).
+    """The reads above over a client's connection, blocking (for Django's sync views).
 
     Args:
-        client: the client whose engine to read (embedded or remote).
+        connection: the connection to the engine to read (embedded or remote).
     """
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, connection: EngineConnection) -> None:
+        self.connection = connection
 
     def _run(self, flow: effects.Flow[T]) -> T:
-        return effects.drive_sync(flow, self._client._sync_transport.perform)
+        return self.connection.run_sync(flow)
 
     def functions(self) -> list[FunctionInfo]:
         """Every registered function."""
-        return self._run(functions_flow(self._client.settings))
+        return self._run(functions_flow(self.connection.settings))
 
     def runs(self, query: RunQuery) -> Page[ListedRun]:
         """One page of runs matching ``query``."""
-        return self._run(runs_flow(self._client.settings, query))
+        return self._run(runs_flow(self.connection.settings, query))
 
     def run(self, run_id: str) -> RunDetail:
         """A run with its trigger events and steps."""
-        return self._run(run_flow(self._client.settings, run_id))
+        return self._run(run_flow(self.connection.settings, run_id))
 
     def events(
         self,
@@ -264,16 +265,16 @@ class Catalog:
         limit: int = 50,
     ) -> Page[EventInfo]:
         """One page of events."""
-        settings = self._client.settings
+        settings = self.connection.settings
         return self._run(events_flow(settings, name=name, since=since, cursor=cursor, limit=limit))
 
     def event(self, event_id: str) -> EventInfo:
         """One event."""
-        return self._run(event_flow(self._client.settings, event_id))
+        return self._run(event_flow(self.connection.settings, event_id))
 
     def event_runs(self, event_id: str) -> tuple[list[RunInfo], list[Mapping[str, Any]]]:
         """The runs an event started, and the functions it skipped."""
-        return self._run(event_runs_flow(self._client.settings, event_id))
+        return self._run(event_runs_flow(self.connection.settings, event_id))
 
 
 def _quote(value: str) -> str:

@@ -1,29 +1,38 @@
-"""Run management on the client: start runs, look them up, wait for results, cancel them.
+"""Handles on what the engine holds: one run (``RunHandle``) and one function
+(``FunctionHandle``), each with its blocking twin (``SyncRunHandle``, ``SyncFunctionHandle``).
 
-``RunsMixin`` gives ``Client`` its async methods (``start``, ``get_run``, ``list_runs``,
-``rerun``) and their blocking twins (``*_sync``); ``RunHandle`` and ``SyncRunHandle`` act
-on one run. All of them run the flows of ``_runs`` over the client's transports.
+A handle is a name plus the client's ``EngineConnection``: making one sends nothing, and
+each method runs one flow (``runs``, ``signals``, ``attributes``, ``pause``, ``metrics``,
+``streams``) on the async or the blocking transport. Both faces have the same methods.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
-from stepline import _settings
 from stepline._api import runs as _runs
 from stepline._api import streams
+from stepline._api.attributes import AttributeValue, set_flow
+from stepline._api.connection import EngineConnection
+from stepline._api.metrics import Window, metrics_flow
+from stepline._api.pause import PausedFunction, pause_flow, resume_flow
 from stepline._api.runs import RunInfo, RunStatus, StepInfo
+from stepline._api.signals import signal_flow
 from stepline._api.streams import StreamMessage
-from stepline._transport import effects, performers
 
 if TYPE_CHECKING:
     from stepline._definition.function import Function
 
-T = TypeVar("T")
-
-__all__ = ["RunHandle", "RunsMixin", "SyncRunHandle", "function_id"]
+__all__ = [
+    "FunctionHandle",
+    "RunHandle",
+    "SyncFunctionHandle",
+    "SyncRunHandle",
+    "function_id",
+]
 
 
 class RunHandle:
@@ -34,20 +43,18 @@ class RunHandle:
         created: False when ``start`` matched an earlier run by idempotency key.
     """
 
-    def __init__(self, client: RunsMixin, run_id: str, *, created: bool = True) -> None:
-        self._client = client
+    def __init__(self, connection: EngineConnection, run_id: str, *, created: bool = True) -> None:
+        self.connection = connection
         self.run_id = run_id
         self.created = created
 
     def __repr__(self) -> str:
         return f"<stepline.RunHandle {self.run_id}>"
 
-    async def _run(self, flow: effects.Flow[T]) -> T:
-        return await effects.drive_async(flow, self._client._async_transport.perform)
-
     async def describe(self) -> RunInfo:
         """The run as it is now."""
-        return await self._run(_runs.get_flow(self._client.settings, self.run_id))
+        conn = self.connection
+        return await conn.run_async(_runs.get_flow(conn.settings, self.run_id))
 
     async def status(self) -> RunStatus:
         """The run's status now."""
@@ -61,16 +68,66 @@ class RunHandle:
             RunCancelledError: the run was cancelled.
             RunTimeoutError: it had not ended after ``timeout`` seconds.
         """
-        settings = self._client.settings
-        return await self._run(_runs.result_flow(settings, self.run_id, timeout, time.monotonic))
+        conn = self.connection
+        flow = _runs.result_flow(conn.settings, self.run_id, timeout, time.monotonic)
+        return await conn.run_async(flow)
 
     async def cancel(self) -> RunStatus:
         """Cancel the run; returns its status afterwards (an ended run keeps its own)."""
-        return await self._run(_runs.cancel_flow(self._client.settings, self.run_id))
+        conn = self.connection
+        return await conn.run_async(_runs.cancel_flow(conn.settings, self.run_id))
 
     async def steps(self) -> list[StepInfo]:
         """The run's steps so far, in order."""
-        return await self._run(_runs.steps_flow(self._client.settings, self.run_id))
+        conn = self.connection
+        return await conn.run_async(_runs.steps_flow(conn.settings, self.run_id))
+
+    async def signal(self, name: str, data: Any = None) -> None:
+        """Complete the run's ``step.wait_for_signal(..., signal=name)`` with ``data``.
+
+        Args:
+            name: the signal's name, as the step waits for it.
+            data: any JSON value; the step returns it.
+
+        Raises:
+            SignalNotWaitingError: no such run, or it waits for no signal ``name`` now.
+            SignalAlreadyReceivedError: its wait for ``name`` already ended (a signal
+                completes a wait once).
+            ManagementError: the engine is unreachable, or ``data`` is not JSON.
+
+        Example:
+            >>> await client.get_run(run_id).signal("approved", {"by": "ana"})
+        """
+        conn = self.connection
+        await conn.run_async(signal_flow(conn.settings, self.run_id, name, data))
+
+    async def set_attributes(self, values: Mapping[str, AttributeValue]) -> dict[str, str]:
+        """Set (or replace) searchable attributes on the run, live or ended; returns all
+        it has now (name -> value as a string).
+
+        Raises:
+            RunNotFoundError: no such run.
+            ManagementError: a bad name or value (the message names it), more than 32
+                attributes, or the engine is unreachable.
+        """
+        conn = self.connection
+        return await conn.run_async(set_flow(conn.settings, self.run_id, values))
+
+    async def replay(self, *, from_step: str | None = None) -> RunHandle:
+        """Start a new run of this ended run's function with its trigger events.
+
+        With ``from_step`` (a step's id as you wrote it, ``"charge"``, or its hashed id),
+        the new run reuses this run's results of the steps that completed before that
+        one and runs from it on. This run is left as it was; the new run's REST view
+        names it (``replay_of``).
+
+        Raises:
+            RunNotFoundError: no such run, or no such step in it.
+            RunNotStartedError: the run has not ended yet (409).
+        """
+        conn = self.connection
+        new = await conn.run_async(_runs.replay_flow(conn.settings, self.run_id, from_step))
+        return RunHandle(conn, new)
 
     async def stream(
         self, topic: str | None = None, after: int | None = None, *, reconnect_for: float = 60.0
@@ -93,29 +150,27 @@ class RunHandle:
             ManagementError: the engine failed for ``reconnect_for`` seconds in a row
                 (the message says which ``after`` to read on from).
         """
-        reader = _reader(self._client, self.run_id, topic, after, reconnect_for)
+        reader = _reader(self.connection, self.run_id, topic, after, reconnect_for)
         while not reader.done:
-            for message in await self._run(reader.next_page()):
+            for message in await self.connection.run_async(reader.next_page()):
                 yield message
 
 
 class SyncRunHandle:
     """Blocking twin of ``RunHandle`` (for Flask, Django and scripts)."""
 
-    def __init__(self, client: RunsMixin, run_id: str, *, created: bool = True) -> None:
-        self._client = client
+    def __init__(self, connection: EngineConnection, run_id: str, *, created: bool = True) -> None:
+        self.connection = connection
         self.run_id = run_id
         self.created = created
 
     def __repr__(self) -> str:
         return f"<stepline.SyncRunHandle {self.run_id}>"
 
-    def _run(self, flow: effects.Flow[T]) -> T:
-        return effects.drive_sync(flow, self._client._sync_transport.perform)
-
     def describe(self) -> RunInfo:
         """The run as it is now."""
-        return self._run(_runs.get_flow(self._client.settings, self.run_id))
+        conn = self.connection
+        return conn.run_sync(_runs.get_flow(conn.settings, self.run_id))
 
     def status(self) -> RunStatus:
         """The run's status now."""
@@ -123,227 +178,174 @@ class SyncRunHandle:
 
     def result(self, timeout: float | None = None) -> Any:
         """Blocking twin of ``RunHandle.result``."""
-        settings = self._client.settings
-        return self._run(_runs.result_flow(settings, self.run_id, timeout, time.monotonic))
+        conn = self.connection
+        return conn.run_sync(_runs.result_flow(conn.settings, self.run_id, timeout, time.monotonic))
 
     def cancel(self) -> RunStatus:
         """Cancel the run; returns its status afterwards."""
-        return self._run(_runs.cancel_flow(self._client.settings, self.run_id))
+        conn = self.connection
+        return conn.run_sync(_runs.cancel_flow(conn.settings, self.run_id))
 
     def steps(self) -> list[StepInfo]:
         """The run's steps so far, in order."""
-        return self._run(_runs.steps_flow(self._client.settings, self.run_id))
+        conn = self.connection
+        return conn.run_sync(_runs.steps_flow(conn.settings, self.run_id))
+
+    def signal(self, name: str, data: Any = None) -> None:
+        """Blocking twin of ``RunHandle.signal``."""
+        conn = self.connection
+        conn.run_sync(signal_flow(conn.settings, self.run_id, name, data))
+
+    def set_attributes(self, values: Mapping[str, AttributeValue]) -> dict[str, str]:
+        """Blocking twin of ``RunHandle.set_attributes``."""
+        conn = self.connection
+        return conn.run_sync(set_flow(conn.settings, self.run_id, values))
+
+    def replay(self, *, from_step: str | None = None) -> SyncRunHandle:
+        """Blocking twin of ``RunHandle.replay``."""
+        conn = self.connection
+        return SyncRunHandle(
+            conn, conn.run_sync(_runs.replay_flow(conn.settings, self.run_id, from_step))
+        )
 
     def stream(
         self, topic: str | None = None, after: int | None = None, *, reconnect_for: float = 60.0
     ) -> Iterator[StreamMessage]:
         """Blocking twin of ``RunHandle.stream``: ``for message in handle.stream():``."""
-        reader = _reader(self._client, self.run_id, topic, after, reconnect_for)
+        reader = _reader(self.connection, self.run_id, topic, after, reconnect_for)
         while not reader.done:
-            yield from self._run(reader.next_page())
+            yield from self.connection.run_sync(reader.next_page())
 
 
-class RunsMixin:
-    """The client's run-management methods; see ``Client``.
+class FunctionHandle:
+    """One function on the engine, seen from async code (``await fn.pause()``).
 
-    The class it is mixed into gives it resolved settings and the two transports.
+    Attributes:
+        function_id: the function's id on the engine (``"app-fn"``).
     """
 
-    settings: _settings.Settings
-    _sync_transport: performers.SyncTransport
-    _async_transport: performers.AsyncTransport
+    def __init__(self, connection: EngineConnection, function_id: str) -> None:
+        self.connection = connection
+        self.function_id = function_id
 
-    def _function_id(self, function: Function | str) -> str:
-        return function_id(self.settings.app_id, function)
+    def __repr__(self) -> str:
+        return f"<stepline.FunctionHandle {self.function_id!r}>"
 
-    async def start(
-        self,
-        function: Function | str,
-        data: Mapping[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        started_by: str | None = None,
-        attributes: Mapping[str, str | int | float | bool] | None = None,
-    ) -> RunHandle:
-        """Start a run of ``function`` now, whatever its triggers; returns its handle.
+    async def pause(
+        self, *, crons: Literal["queue", "skip"] = "queue", reason: str | None = None
+    ) -> PausedFunction:
+        """Pause the function: its runs are created but none of its calls runs until resumed.
+
+        A call already running finishes (with checkpointing, the steps the SDK runs in
+        that call); the run stops before its next call. Sleeps and waits keep their
+        timers. Pausing a paused function changes its ``crons`` and ``reason``.
 
         Args:
-            function: the function, or its id (``"app-fn"``; a bare id gets this app's prefix).
-            data: the run's ``event.data``.
-            idempotency_key: a second start with the same key (within 24 hours) returns
-                the first run's handle (``handle.created`` is False) instead of a new run.
-            started_by: the principal starting it (your user's id, 1-256 characters):
-                recorded as ``RunInfo.started_by``, and the key is scoped to it (the
-                same key from another principal starts another run).
-            attributes: searchable metadata for the run (name -> string, number or
-                boolean; at most 32): ``list_runs(attributes=...)`` finds it by them.
+            crons: what its cron ticks do meanwhile: ``"queue"`` starts runs that wait,
+                ``"skip"`` starts none.
+            reason: why (shown in the dashboard and ``stepline functions list``).
 
         Raises:
-            FunctionNotRegisteredError: the engine does not know the function: its message
-                says how to sync the app (a ``RunNotFoundError``).
-            RunNotStartedError: flow control turned the start away (rate limit, singleton).
+            FunctionNotFoundError: the engine does not know the function.
             ManagementError: the engine is unreachable or refused the request.
         """
-        flow = _runs.start_flow(
-            self.settings,
-            self._function_id(function),
-            data or {},
-            idempotency_key,
-            started_by,
-            attributes=attributes,
-        )
-        run_id, created = await effects.drive_async(flow, self._async_transport.perform)
-        return RunHandle(self, run_id, created=created)
+        conn = self.connection
+        return await conn.run_async(pause_flow(conn.settings, self.function_id, crons, reason))
 
-    def start_sync(
-        self,
-        function: Function | str,
-        data: Mapping[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-        started_by: str | None = None,
-        attributes: Mapping[str, str | int | float | bool] | None = None,
-    ) -> SyncRunHandle:
-        """Blocking twin of ``start``."""
-        flow = _runs.start_flow(
-            self.settings,
-            self._function_id(function),
-            data or {},
-            idempotency_key,
-            started_by,
-            attributes=attributes,
-        )
-        run_id, created = effects.drive_sync(flow, self._sync_transport.perform)
-        return SyncRunHandle(self, run_id, created=created)
+    async def resume(self) -> bool:
+        """Resume the paused function: what waited runs, oldest first.
 
-    async def execute(
-        self,
-        function: Function | str,
-        data: Mapping[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-        idempotency_key: str | None = None,
-        started_by: str | None = None,
-        attributes: Mapping[str, str | int | float | bool] | None = None,
-    ) -> Any:
-        """Start a run of ``function`` and return its output once it ends: ``start``
-        then ``result``, in one request to the engine when the run ends within 25 s.
-
-        For a web request that waits for a durable function's answer. The arguments
-        are ``start``'s, and ``timeout`` ``result``'s (the run goes on after it).
+        Returns:
+            Whether the function was paused.
 
         Raises:
-            RunFailedError: the run failed (``.error`` has its final error).
-            RunCancelledError: the run was cancelled.
-            RunTimeoutError: it had not ended after ``timeout`` seconds.
-            FunctionNotRegisteredError, RunNotStartedError, ManagementError: as ``start``.
+            FunctionNotFoundError: the engine does not know the function.
+            ManagementError: the engine is unreachable or refused the request.
         """
-        flow = _runs.execute_flow(
-            self.settings,
-            self._function_id(function),
-            data or {},
-            idempotency_key=idempotency_key,
-            started_by=started_by,
-            attributes=attributes,
-            timeout=timeout,
-            clock=time.monotonic,
-        )
-        return await effects.drive_async(flow, self._async_transport.perform)
+        conn = self.connection
+        return await conn.run_async(resume_flow(conn.settings, self.function_id))
 
-    def execute_sync(
+    async def metrics(
         self,
-        function: Function | str,
-        data: Mapping[str, Any] | None = None,
+        window: Window | None = None,
         *,
-        timeout: float | None = None,
-        idempotency_key: str | None = None,
-        started_by: str | None = None,
-        attributes: Mapping[str, str | int | float | bool] | None = None,
-    ) -> Any:
-        """Blocking twin of ``execute``."""
-        flow = _runs.execute_flow(
-            self.settings,
-            self._function_id(function),
-            data or {},
-            idempotency_key=idempotency_key,
-            started_by=started_by,
-            attributes=attributes,
-            timeout=timeout,
-            clock=time.monotonic,
-        )
-        return effects.drive_sync(flow, self._sync_transport.perform)
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        bucket: dt.timedelta | None = None,
+    ) -> dict[str, Any]:
+        """The function's metrics over a window, as the dashboard's function page charts them.
 
-    def get_run(self, run_id: str) -> RunHandle:
-        """A handle on an existing run (no request until you use it)."""
-        return RunHandle(self, run_id)
+        Args:
+            window: ``"1h"``, ``"24h"`` (the default) or ``"7d"``, in whole buckets of 1
+                minute, 30 minutes and 4 hours.
+            since: the start of another window (instead of ``window``).
+            until: its end (default: now).
+            bucket: the bucket size (default: one giving at most 60 buckets).
 
-    def get_run_sync(self, run_id: str) -> SyncRunHandle:
-        """A blocking handle on an existing run."""
-        return SyncRunHandle(self, run_id)
+        Returns:
+            ``{"since", "until", "bucket_seconds", "buckets": [...], "totals", "queue"}``:
+            per bucket ``started``, ``completed``, ``failed``, ``cancelled``,
+            ``failure_rate``, ``duration_p50_ms``/``_p95_ms``, ``queued`` and
+            ``delay_p50_ms``/``_p95_ms`` (see docs/dashboard.md, "Function metrics").
 
-    async def list_runs(
-        self,
-        *,
-        function: Function | str | None = None,
-        status: Sequence[RunStatus | str] = (),
-        limit: int = 50,
-        cursor: str | None = None,
-        attributes: Mapping[str, str] | None = None,
-    ) -> tuple[list[RunInfo], str | None]:
-        """One page of runs, newest first, and the cursor of the next page (None at the end).
-
-        ``attributes``: only runs with every one of these (name -> value as a string).
+        Raises:
+            FunctionNotFoundError: the engine does not know the function.
+            ManagementError: the engine is unreachable or refused the window (400).
         """
-        flow = self._list_flow(function, status, limit, cursor, attributes)
-        return await effects.drive_async(flow, self._async_transport.perform)
-
-    def list_runs_sync(
-        self,
-        *,
-        function: Function | str | None = None,
-        status: Sequence[RunStatus | str] = (),
-        limit: int = 50,
-        cursor: str | None = None,
-        attributes: Mapping[str, str] | None = None,
-    ) -> tuple[list[RunInfo], str | None]:
-        """Blocking twin of ``list_runs``."""
-        flow = self._list_flow(function, status, limit, cursor, attributes)
-        return effects.drive_sync(flow, self._sync_transport.perform)
-
-    def _list_flow(
-        self,
-        function: Function | str | None,
-        status: Sequence[RunStatus | str],
-        limit: int,
-        cursor: str | None,
-        attributes: Mapping[str, str] | None,
-    ) -> effects.Flow[tuple[list[RunInfo], str | None]]:
-        function_id = self._function_id(function) if function is not None else None
-        return _runs.list_flow(
-            self.settings,
-            function_id=function_id,
-            status=status,
-            limit=limit,
-            cursor=cursor,
-            attributes=attributes,
+        conn = self.connection
+        flow = metrics_flow(
+            conn.settings, self.function_id, window, since=since, until=until, bucket=bucket
         )
+        return await conn.run_async(flow)
 
-    async def rerun(self, run_id: str) -> RunHandle:
-        """Start a new run of the same function with the same trigger events."""
-        flow = _runs.rerun_flow(self.settings, run_id)
-        return RunHandle(self, await effects.drive_async(flow, self._async_transport.perform))
 
-    def rerun_sync(self, run_id: str) -> SyncRunHandle:
-        """Blocking twin of ``rerun``."""
-        flow = _runs.rerun_flow(self.settings, run_id)
-        return SyncRunHandle(self, effects.drive_sync(flow, self._sync_transport.perform))
+class SyncFunctionHandle:
+    """Blocking twin of ``FunctionHandle``."""
+
+    def __init__(self, connection: EngineConnection, function_id: str) -> None:
+        self.connection = connection
+        self.function_id = function_id
+
+    def __repr__(self) -> str:
+        return f"<stepline.SyncFunctionHandle {self.function_id!r}>"
+
+    def pause(
+        self, *, crons: Literal["queue", "skip"] = "queue", reason: str | None = None
+    ) -> PausedFunction:
+        """Blocking twin of ``FunctionHandle.pause``."""
+        conn = self.connection
+        return conn.run_sync(pause_flow(conn.settings, self.function_id, crons, reason))
+
+    def resume(self) -> bool:
+        """Blocking twin of ``FunctionHandle.resume``."""
+        conn = self.connection
+        return conn.run_sync(resume_flow(conn.settings, self.function_id))
+
+    def metrics(
+        self,
+        window: Window | None = None,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        bucket: dt.timedelta | None = None,
+    ) -> dict[str, Any]:
+        """Blocking twin of ``FunctionHandle.metrics``."""
+        conn = self.connection
+        flow = metrics_flow(
+            conn.settings, self.function_id, window, since=since, until=until, bucket=bucket
+        )
+        return conn.run_sync(flow)
 
 
 def _reader(
-    client: RunsMixin, run_id: str, topic: str | None, after: int | None, reconnect_for: float
+    connection: EngineConnection,
+    run_id: str,
+    topic: str | None,
+    after: int | None,
+    reconnect_for: float,
 ) -> streams.StreamReader:
     return streams.StreamReader(
-        client.settings,
+        connection.settings,
         run_id,
         topic=topic,
         after=after,

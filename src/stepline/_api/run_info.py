@@ -14,7 +14,7 @@ from stepline._api import step_state
 from stepline._status import RunStatus
 
 __all__ = [
-    "FunctionNotRegisteredError",
+    "FunctionNotFoundError",
     "ManagementError",
     "RunCancelledError",
     "RunFailedError",
@@ -52,14 +52,16 @@ class RunNotFoundError(ManagementError):
     code = "run_not_found"
 
 
-class FunctionNotRegisteredError(RunNotFoundError):
-    """The engine does not know the function: the app serving it has not been synced.
+class FunctionNotFoundError(RunNotFoundError):
+    """No function with that id where it was asked for.
 
-    A ``RunNotFoundError``, so ``except RunNotFoundError`` written before it existed
-    still catches it.
+    The client raises it when the engine does not know the function: the app serving it
+    has not been synced (``http_status`` 404; the message says how to sync it). A serve
+    endpoint raises it when the engine calls a function the app does not serve, and
+    answers 500 (``status``): the engine retries, as the app may be mid-deploy.
     """
 
-    code = "function_not_registered"
+    code = "function_not_found"
 
 
 def not_registered_message(function_id: str, engine: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from stepline import _identity, _settings
 from stepline._api.run_info import (
-    FunctionNotRegisteredError,
+    FunctionNotFoundError,
     ManagementError,
     RunCancelledError,
     RunFailedError,
@@ -36,7 +36,7 @@ from stepline._protocol import headers, signing
 from stepline._transport import effects as _effects
 
 __all__ = [
-    "FunctionNotRegisteredError",
+    "FunctionNotFoundError",
     "ManagementError",
     "RunCancelledError",
     "RunFailedError",
@@ -149,8 +149,7 @@ def _start(
             extra_headers=tracing.outgoing_headers(),
         )
     except RunNotFoundError:  # the only 404 of this route: no such function
-        message = not_registered_message(function_id, f"the engine at {settings.api_base_url}")
-        raise FunctionNotRegisteredError(message, status=404) from None
+        raise unknown_function(settings, function_id) from None
     return dict(raw)
 
 
@@ -241,9 +240,25 @@ def list_flow(
     return runs, (page.get("metadata") or {}).get("next_cursor")
 
 
+def unknown_function(settings: _settings.Settings, function_id: str) -> FunctionNotFoundError:
+    """The error for a 404 from a route under ``/v1/functions/{id}``: no such function."""
+    message = not_registered_message(function_id, f"the engine at {settings.api_base_url}")
+    return FunctionNotFoundError(message, status=404)
+
+
 def rerun_flow(settings: _settings.Settings, run_id: str) -> _effects.Flow[str]:
     """Start a new run of the same function with the same events; returns its id."""
     raw = yield from call(settings, "POST", f"/v1/runs/{_quote(run_id)}/rerun", {}, what=run_id)
+    return str(raw["run_id"])
+
+
+def replay_flow(
+    settings: _settings.Settings, run_id: str, from_step: str | None
+) -> _effects.Flow[str]:
+    """``POST /v1/runs/{id}/replay``: a new run of an ended run, from ``from_step`` (or
+    from the start); returns its id."""
+    body = {} if from_step is None else {"from_step": from_step}
+    raw = yield from call(settings, "POST", f"/v1/runs/{_quote(run_id)}/replay", body, what=run_id)
     return str(raw["run_id"])
 
 

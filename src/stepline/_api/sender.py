@@ -26,7 +26,7 @@ from stepline._protocol import event_names, headers
 from stepline._transport import effects as _effects
 from stepline._transport import performers
 
-__all__ = ["send_async", "send_flow", "send_sync"]
+__all__ = ["body", "listed", "send_async", "send_flow", "send_sync"]
 
 #: Event key the dev server accepts when none is configured (Cloud answers 401).
 NO_EVENT_KEY = "NO_EVENT_KEY_SET"
@@ -134,12 +134,31 @@ def _build_request(
         method="POST",
         url=f"{settings.event_api_base_url}/e/{key}",
         headers=request_headers,
-        body=_body(events, now_ms),
+        body=body(events, now_ms),
         timeout=settings.request_timeout,
     )
 
 
-def _body(events: Sequence[_event.Event], now_ms: int) -> bytes:
+def listed(events: _event.Event | Sequence[_event.Event]) -> list[_event.Event]:
+    """The events as a list; anything else (a dict is the usual slip) is a ``TypeError``."""
+    found: list[object] = [events] if isinstance(events, (_event.Event, Mapping)) else list(events)
+    for item in found:
+        if not isinstance(item, _event.Event):
+            hint = (
+                ' (write stepline.Event(name="app/x", data={...}))'
+                if isinstance(item, Mapping)
+                else ""
+            )
+            raise TypeError(f"send() takes stepline.Event objects, got {type(item).__name__}{hint}")
+    return [item for item in found if isinstance(item, _event.Event)]
+
+
+def body(events: Sequence[_event.Event], now_ms: int) -> bytes:
+    """The event API's request body: the events as JSON, ``ts`` defaulting to ``now_ms``.
+
+    Raises:
+        SendEventError: no events, a reserved name, or data that is not JSON.
+    """
     if not events:
         raise _errors.SendEventError("no events to send")
     wire: list[dict[str, Any]] = []

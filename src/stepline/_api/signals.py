@@ -1,7 +1,7 @@
-"""The client's methods for signals to a waiting run (async, and ``*_sync`` twins).
+"""Signals to a waiting run, as flows, and the errors they raise.
 
 A function waits with ``ctx.step.wait_for_signal(step_id, signal=name, timeout=...)``;
-``client.signal(run_id, name, data)`` completes that step (``POST
+``client.get_run(run_id).signal(name, data)`` completes that step (``POST
 /v1/runs/{id}/signals/{name}``), and ``client.signal_key(key, data)`` completes a wait by
 its key (``POST /v1/signals``): a run's token (``ctx.signal_token(name)``) or the key an
 official SDK's ``step.waitForSignal`` waits under. A signal completes a wait once.
@@ -14,12 +14,11 @@ from typing import Any
 
 from stepline import _settings
 from stepline._api import runs as _runs
-from stepline._transport import effects, performers
+from stepline._transport import effects
 
 __all__ = [
     "SignalAlreadyReceivedError",
     "SignalNotWaitingError",
-    "SignalsMixin",
     "key_flow",
     "signal_flow",
 ]
@@ -59,52 +58,3 @@ def signal_flow(
 def key_flow(settings: _settings.Settings, key: str, data: Any) -> effects.Flow[str]:
     """``POST /v1/signals``; returns the id of the run the signal resumed."""
     return (yield from _sent(settings, "/v1/signals", {"signal": key, "data": data}, "signal"))
-
-
-class SignalsMixin:
-    """Mixed into ``Client``: signals to a waiting run."""
-
-    settings: _settings.Settings
-    _sync_transport: performers.SyncTransport
-    _async_transport: performers.AsyncTransport
-
-    async def signal(self, run_id: str, name: str, data: Any = None) -> None:
-        """Complete run ``run_id``'s ``step.wait_for_signal(..., signal=name)`` with ``data``.
-
-        Args:
-            run_id: the waiting run.
-            name: the signal's name, as the step waits for it.
-            data: any JSON value; the step returns it.
-
-        Raises:
-            SignalNotWaitingError: no such run, or it waits for no signal ``name`` now.
-            SignalAlreadyReceivedError: its wait for ``name`` already ended (a signal
-                completes a wait once).
-            ManagementError: the engine is unreachable, or ``data`` is not JSON.
-
-        Example:
-            >>> await client.signal(run_id, "approved", {"by": "ana"})
-        """
-        flow = signal_flow(self.settings, run_id, name, data)
-        await effects.drive_async(flow, self._async_transport.perform)
-
-    def signal_sync(self, run_id: str, name: str, data: Any = None) -> None:
-        """Blocking twin of ``signal``."""
-        flow = signal_flow(self.settings, run_id, name, data)
-        effects.drive_sync(flow, self._sync_transport.perform)
-
-    async def signal_key(self, key: str, data: Any = None) -> str:
-        """Complete the wait under ``key`` (a run's ``ctx.signal_token(name)``, or an
-        official SDK's ``waitForSignal`` key); returns the id of the run it resumed.
-
-        Raises:
-            SignalNotWaitingError: nothing waits under ``key``.
-            SignalAlreadyReceivedError: the wait under this token already ended.
-            ManagementError: the engine is unreachable, or ``data`` is not JSON.
-        """
-        flow = key_flow(self.settings, key, data)
-        return await effects.drive_async(flow, self._async_transport.perform)
-
-    def signal_key_sync(self, key: str, data: Any = None) -> str:
-        """Blocking twin of ``signal_key``."""
-        return effects.drive_sync(key_flow(self.settings, key, data), self._sync_transport.perform)

@@ -51,7 +51,7 @@ class RunCheckpoints:
             if self._sink is not None:
                 self._sink.record_sync(self.run_id, self.qi_id, ops)
             else:
-                effects.drive_sync(self._flow(ops), self.client._sync_transport.perform)
+                self.client.connection.run_sync(self._flow(ops))
         except (CheckpointFailed, _runs.ManagementError) as exc:
             raise self._failed(exc) from exc
 
@@ -61,8 +61,7 @@ class RunCheckpoints:
             if self._sink is not None:
                 await self._sink.record(self.run_id, self.qi_id, ops)
             else:
-                flow = self._flow(ops)
-                await effects.drive_async(flow, self.client._async_transport.perform)
+                await self.client.connection.run_async(self._flow(ops))
         except (CheckpointFailed, _runs.ManagementError) as exc:
             raise self._failed(exc) from exc
 

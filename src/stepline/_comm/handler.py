@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from stepline import _errors, _identity, _logs
+from stepline._api.run_info import FunctionNotFoundError
 from stepline._comm import app_sync
 from stepline._comm.checkpoints import RunCheckpoints
 from stepline._comm.endpoint import Endpoint, Signer
@@ -161,7 +162,7 @@ class CommHandler:
             if effect.fn.is_async:
                 return self._loop_thread.run(_call_async(effect, self.client))
             return _call_sync(effect, self.client)
-        return self.client._sync_transport.perform(effect)
+        return self.client.connection.perform_sync(effect)
 
     async def _perform_async(self, effect: object) -> Any:
         if isinstance(effect, RunFunction):
@@ -173,7 +174,7 @@ class CommHandler:
                 contextvars.copy_context().run, _call_sync, effect, self.client
             )
             return await asyncio.get_running_loop().run_in_executor(self._executor(), call)
-        return await self.client._async_transport.perform(effect)
+        return await self.client.connection.perform_async(effect)
 
     def _executor(self) -> SdkPool:
         if self._pool is None:
@@ -229,7 +230,7 @@ class CommHandler:
             raise _errors.QueryParamMissingError("query parameter fnId is required")
         fn = self.functions.get(fn_id)
         if fn is None:
-            raise _errors.FunctionNotFoundError(f"function {fn_id} not found")
+            raise FunctionNotFoundError(f"function {fn_id} not found")
         call = ExecutionRequest.parse(request.body)
         step_id = request.query.get("stepId")
         if key is not None:  # the query is not signed: it must agree with the signed body
@@ -270,7 +271,7 @@ class CommHandler:
         try:  # as ``_flow`` answers what fails before the function runs
             fn = self.functions.get(fn_id)
             if fn is None:
-                raise _errors.FunctionNotFoundError(f"function {fn_id} not found")
+                raise FunctionNotFoundError(f"function {fn_id} not found")
             outcome = yield from self._run(fn, call, headers, local, run_on=run_on)
         except _errors.SteplineError as exc:
             return CommResponse.from_error(exc, self._base_headers)

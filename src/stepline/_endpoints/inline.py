@@ -82,7 +82,7 @@ def start_flow(
     """``POST /v1/functions/{id}/inline``: the run, leased to this request if it may run now.
 
     Raises:
-        FunctionNotRegisteredError: the engine does not know the endpoint's function.
+        FunctionNotFoundError: the engine does not know the endpoint's function.
         RunNotStartedError: flow control started no run (rate limit, singleton).
         ManagementError: the engine could not be reached or refused the start.
     """
@@ -97,10 +97,7 @@ def start_flow(
             settings, "POST", path, body, what=f"function {function_id!r}", extra_headers=trace
         )
     except _runs.RunNotFoundError:  # the only 404 of this route: no such function
-        message = _runs.not_registered_message(
-            function_id, f"the engine at {settings.api_base_url}"
-        )
-        raise _runs.FunctionNotRegisteredError(message, status=404) from None
+        raise _runs.unknown_function(settings, function_id) from None
     run = RunInfo.from_wire(raw["run"])
     inline = raw.get("inline")
     if not isinstance(inline, dict):

@@ -11,7 +11,6 @@ from stepline._api.attributes import AttributeValue, set_flow
 from stepline._event import Event
 from stepline._execution.call import ExecutionState
 from stepline._execution.step import Step, SyncStep
-from stepline._transport import effects
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,9 +74,8 @@ class Context:
             >>> await ctx.set_attributes({"customer": order["customer_id"], "plan": "pro"})
         """
         if not self.step._state.is_rerunning:
-            client = self.step._publisher().client
-            flow = set_flow(client.settings, self.run_id, attributes)
-            await effects.drive_async(flow, client._async_transport.perform)
+            connection = self.step._publisher().connection
+            await connection.run_async(set_flow(connection.settings, self.run_id, attributes))
 
     def signal_token(self, name: str) -> str:
         """This run's token for the signal ``name``: hand it to an outside system.
@@ -146,9 +144,8 @@ class SyncContext:
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         """Set searchable attributes on this run; see ``Context.set_attributes``."""
         if not self.step._state.is_rerunning:
-            client = self.step._publisher().client
-            flow = set_flow(client.settings, self.run_id, attributes)
-            effects.drive_sync(flow, client._sync_transport.perform)
+            connection = self.step._publisher().connection
+            connection.run_sync(set_flow(connection.settings, self.run_id, attributes))
 
     def signal_token(self, name: str) -> str:
         """This run's token for the signal ``name``; see ``Context.signal_token``."""

@@ -66,7 +66,7 @@ def call_sync(
     step = SyncStep(state, now, **_tools(fn, client))
     ctx = SyncContext(step=step, **_common(fn, state, client, events))
     outcome = Outcome()
-    publisher = state.publisher = Publisher(client, state)
+    publisher = state.publisher = Publisher(client.connection, state)
     try:
         with state.function_call(outcome):
             outcome.output = fn.handler(ctx)  # type: ignore[arg-type]
@@ -82,7 +82,7 @@ async def call_async(
     step = Step(state, now, **_tools(fn, client))
     ctx = Context(step=step, **_common(fn, state, client, events))
     outcome = Outcome()
-    publisher = state.publisher = Publisher(client, state)
+    publisher = state.publisher = Publisher(client.connection, state)
     try:
         with state.function_call(outcome):
             outcome.output = await fn.handler(ctx)  # type: ignore[arg-type]

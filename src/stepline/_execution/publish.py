@@ -1,7 +1,8 @@
 """Publishing on a run's stream: the durable step's POST and the lightweight sender.
 
 ``publish_flow`` is the one ``POST /v1/runs/{id}/stream`` (a generator of effects, run
-with the client's transport, so the embedded engine and the test env's routing apply).
+on the app's ``EngineConnection``, so the embedded engine and the test env's routing
+apply).
 ``Publisher`` belongs to one call of a function: ``step.publish`` posts through it (after
 the messages queued before it, so the run's order holds), and ``ctx.publish`` queues on
 it for a background thread that sends what is queued in batches, in order, and is
@@ -31,7 +32,7 @@ from stepline._protocol import headers, signing
 from stepline._transport import effects as _effects
 
 if TYPE_CHECKING:
-    from stepline._client import Client
+    from stepline._api.connection import EngineConnection
     from stepline._execution.call import ExecutionState
 
 __all__ = ["Publisher", "check_topic", "encode", "publish_flow", "seq_of"]
@@ -156,14 +157,15 @@ class Publisher:
     nothing, and closing a publisher that never made one has nothing to drain.
 
     Args:
-        client: the app's client: its settings and transports are read at each use.
+        connection: the app's connection to its engine: its settings and transports are
+            read at each use.
         state: the call's execution state (``is_rerunning`` skips lightweight messages),
             let go of when the call closes: the state holds its publisher, and that cycle
             would leave the call's whole state to the cycle collector.
     """
 
-    def __init__(self, client: Client, state: ExecutionState) -> None:
-        self._client = client
+    def __init__(self, connection: EngineConnection, state: ExecutionState) -> None:
+        self.connection = connection
         self._state: ExecutionState | None = state
         self._run_id = state.request.ctx.run_id
         self._made: threading.Condition | None = None
@@ -197,11 +199,6 @@ class Publisher:
         """The run this call belongs to."""
         return self._run_id
 
-    @property
-    def client(self) -> Client:
-        """The client serving this call."""
-        return self._client
-
     # -- lightweight ---------------------------------------------------------------------
 
     def publish(self, topic: str, data: object) -> None:
@@ -213,7 +210,7 @@ class Publisher:
         state = self._state  # None once the call closed (then the publish is dropped)
         if state is not None and state.is_rerunning:
             return
-        message = encode(topic, data, limit=self._client.settings.max_stream_message_bytes)
+        message = encode(topic, data, limit=self.connection.settings.max_stream_message_bytes)
         with self._cond:
             if self._closed:
                 self._warn_once("it was published after the call had answered the engine")
@@ -229,7 +226,7 @@ class Publisher:
 
     def flush_sync(self) -> None:
         """Wait until every message queued so far is sent (or dropped)."""
-        timeout = self._client.settings.request_timeout + DRAIN_GRACE
+        timeout = self.connection.settings.request_timeout + DRAIN_GRACE
         with self._cond:
             target = self._queued
             if not self._cond.wait_for(lambda: self._done >= target, timeout):
@@ -282,9 +279,8 @@ class Publisher:
                 self._cond.notify_all()
 
     def _post(self, batch: list[Message]) -> None:
-        client = self._client
-        flow = publish_flow(client.settings, self.run_id, batch)
-        _effects.drive_sync(flow, client._sync_transport.perform)
+        connection = self.connection
+        connection.run_sync(publish_flow(connection.settings, self.run_id, batch))
 
     def _warn_once(self, why: str) -> None:
         if self._warned:
@@ -301,23 +297,23 @@ class Publisher:
 
     def durable_message(self, hashed_id: str, topic: str, data: object) -> Message:
         """The message of a ``step.publish``, identified by its step's hashed id."""
-        limit = self._client.settings.max_stream_message_bytes
+        limit = self.connection.settings.max_stream_message_bytes
         return encode(topic, data, limit=limit, id=hashed_id)
 
     def post_durable_sync(self, message: Message) -> dict[str, Any]:
         """Post a durable message after the queued ones; returns the step's memo."""
         self.flush_sync()
-        client = self._client
-        flow = publish_flow(client.settings, self.run_id, [message], attempts=DURABLE_ATTEMPTS)
-        [seq] = _effects.drive_sync(flow, client._sync_transport.perform)
+        connection = self.connection
+        flow = publish_flow(connection.settings, self.run_id, [message], attempts=DURABLE_ATTEMPTS)
+        [seq] = connection.run_sync(flow)
         return {"seq": seq, "topic": message.topic}
 
     async def post_durable_async(self, message: Message) -> dict[str, Any]:
         """``post_durable_sync`` with the async transport."""
         await self.flush_async()
-        client = self._client
-        flow = publish_flow(client.settings, self.run_id, [message], attempts=DURABLE_ATTEMPTS)
-        [seq] = await _effects.drive_async(flow, client._async_transport.perform)
+        connection = self.connection
+        flow = publish_flow(connection.settings, self.run_id, [message], attempts=DURABLE_ATTEMPTS)
+        [seq] = await connection.run_async(flow)
         return {"seq": seq, "topic": message.topic}
 
 

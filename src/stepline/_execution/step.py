@@ -81,7 +81,7 @@ class _StepTools:
     def _signal_token(self, name: str) -> str:
         if not isinstance(name, str) or not 0 < len(name) <= 128 or "\x00" in name:
             raise _errors.ConfigError(f"a signal name is 1-128 characters, got {name!r}")
-        key = self._publisher().client.settings.signing_key
+        key = self._publisher().connection.settings.signing_key
         return _signal_tokens.token(key, self._state.request.ctx.run_id, name)
 
     def _wait_for_signal(self, step_id: str, name: str, timeout: Duration, on_conflict: str) -> Any:
@@ -229,7 +229,7 @@ class Step(_StepTools):
     ) -> Any:
         """Wait for the signal ``signal`` to this run; its data, or ``None`` on timeout.
 
-        Send it with ``client.signal(run_id, signal, data)``, ``POST
+        Send it with ``client.get_run(run_id).signal(signal, data)``, ``POST
         /v1/runs/{run_id}/signals/{signal}``, or hand ``ctx.signal_token(signal)`` to an
         outside system, which completes the step with ``POST /v1/signals/hooks/{token}``
         (no other credential). A signal completes the wait once; a second is refused.

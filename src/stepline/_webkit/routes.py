@@ -296,15 +296,15 @@ class RunRoutes:
         if isinstance(effect, Ask):
             return ask_sync(self.authorize, effect.access)
         if isinstance(effect, feed.Join | feed.Wait):
-            return self._feeds.perform_sync(effect, self.client._sync_transport.perform)
-        return self.client._sync_transport.perform(effect)
+            return self._feeds.perform_sync(effect, self.client.connection.perform_sync)
+        return self.client.connection.perform_sync(effect)
 
     async def _perform_async(self, effect: object) -> object:
         if isinstance(effect, Ask):
             return await ask_async(self.authorize, effect.access)
         if isinstance(effect, feed.Join | feed.Wait):
-            return await self._feeds.perform_async(effect, self.client._async_transport.perform)
-        return await self.client._async_transport.perform(effect)
+            return await self._feeds.perform_async(effect, self.client.connection.perform_async)
+        return await self.client.connection.perform_async(effect)
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -318,7 +318,7 @@ class RunRoutes:
             if exc.detail is not None:
                 body["detail"] = exc.detail
             return json_response(exc.status, body)
-        except _runs.FunctionNotRegisteredError as exc:  # the app was not synced: say how
+        except _runs.FunctionNotFoundError as exc:  # the app was not synced: say how
             logger.warning("%s %s: 404 %s", request.method, request.path, exc.message)
             return json_response(404, {"error": exc.message})
         except _runs.RunNotStartedError as exc:  # flow control said no: the caller may retry

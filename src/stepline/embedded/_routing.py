@@ -173,7 +173,8 @@ class Requests:
 
 def route_client(client: Client, engine: Requests) -> None:
     """Send ``client``'s engine traffic (addressed to ``ORIGIN``) to ``engine`` from now on."""
-    sync_base, async_base = client._sync_transport, client._async_transport
+    connection = client.connection
+    sync_base, async_base = connection.sync_transport, connection.async_transport
 
     class Sync(performers.SyncTransport):
         def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
@@ -187,10 +188,10 @@ def route_client(client: Client, engine: Requests) -> None:
                 return await engine.request_async(request, client=True)
             return await async_base.request(request)
 
-    client._sync_transport = Sync()
-    client._async_transport = Async()
-    client.settings = dataclasses.replace(
-        client.settings, api_base_url=ORIGIN, event_api_base_url=ORIGIN
+    connection.sync_transport = Sync()
+    connection.async_transport = Async()
+    connection.settings = dataclasses.replace(
+        connection.settings, api_base_url=ORIGIN, event_api_base_url=ORIGIN
     )
 
 

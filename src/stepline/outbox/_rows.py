@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from stepline import _client, _errors
+from stepline import _errors
 from stepline._api import management, ownership, sender
 from stepline._event import Event
 from stepline._json import dumps as json_dumps
@@ -22,6 +22,7 @@ from stepline._json import loads as json_loads
 from stepline._protocol import event_ids, event_names
 
 if TYPE_CHECKING:
+    from stepline._client import Client
     from stepline._definition.function import Function
 
 __all__ = ["OutboxError", "OutboxRow", "StartedRun", "event_row", "start_row"]
@@ -86,17 +87,17 @@ class StartedRun:
     run_id: str
     function_id: str
     idempotency_key: str | None = None
-    client: management.RunsMixin | None = dataclasses.field(default=None, repr=False, compare=False)
+    client: Client | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def handle(self) -> management.RunHandle:
         """An async handle on the run (``await started.handle().result()``)."""
-        return management.RunHandle(self._client(), self.run_id)
+        return self._client().get_run(self.run_id)
 
     def handle_sync(self) -> management.SyncRunHandle:
         """A blocking handle on the run."""
-        return management.SyncRunHandle(self._client(), self.run_id)
+        return self._client().get_run_sync(self.run_id)
 
-    def _client(self) -> management.RunsMixin:
+    def _client(self) -> Client:
         if self.client is None:
             raise OutboxError("this StartedRun has no client: use client.get_run(run_id)")
         return self.client
@@ -120,9 +121,9 @@ def event_row(
         TypeError: something other than ``stepline.Event`` objects.
         SendEventError: no events, a reserved name, or data that is not JSON.
     """
-    listed = _client._listed(events)
+    listed = sender.listed(events)
     stamp = int(time.time() * 1000) if now_ms is None else now_ms
-    wire = json_loads(sender._body(listed, stamp))
+    wire = json_loads(sender.body(listed, stamp))
     chosen = event_ids.new_seed(stamp) if seed is None else seed
     ids = event_ids.seeded(chosen, len(listed))
     body = json_dumps({"events": wire, "seed": chosen})

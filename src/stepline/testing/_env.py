@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 from stepline import _errors
 from stepline._api.management import function_id
 from stepline._api.runs import (
-    FunctionNotRegisteredError,
+    FunctionNotFoundError,
     ManagementError,
     RunNotStartedError,
     RunTimeoutError,
@@ -176,7 +176,7 @@ class TestEnv:
         """Start a run of ``function`` now, whatever its triggers.
 
         Raises:
-            FunctionNotRegisteredError: the function is not served by this env.
+            FunctionNotFoundError: the function is not served by this env.
             RunNotStartedError: flow control turned the start away (rate limit, singleton).
         """
         return TestRun(
@@ -194,15 +194,6 @@ class TestEnv:
     def get_run(self, run_id: str) -> TestRun:
         """A run by id (for instance one that the app's own route started)."""
         return TestRun(self._runner, run_id)
-
-    async def signal(self, run_id: str, name: str, data: Any = None) -> None:
-        """Send the signal ``name`` to run ``run_id``, as ``client.signal`` would; see
-        ``TestRun.signal``."""
-        await self.get_run(run_id).signal(name, data)
-
-    def signal_sync(self, run_id: str, name: str, data: Any = None) -> None:
-        """Blocking twin of ``signal``."""
-        self.get_run(run_id).signal_sync(name, data)
 
     async def runs(self, function: Function | str | None = None) -> list[TestRun]:
         """Every run so far (of ``function``, if given), oldest first.
@@ -304,7 +295,7 @@ class TestEnv:
         except NotFoundError:
             fid = function_id(self.client.app_id, function)
             message = not_registered_message(fid, "this TestEnv's engine")
-            raise FunctionNotRegisteredError(message, status=404) from None
+            raise FunctionNotFoundError(message, status=404) from None
         except SkippedError as exc:
             raise RunNotStartedError(str(exc), status=409) from None
         except EndpointOnlyError as exc:  # as the start API answers it

@@ -202,7 +202,8 @@ class EngineHost:
 
     def _route(self) -> None:
         client, host = self.client, self
-        sync_base, async_base = client._sync_transport, client._async_transport
+        connection = client.connection
+        sync_base, async_base = connection.sync_transport, connection.async_transport
 
         class Sync(performers.SyncTransport):
             def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
@@ -216,11 +217,11 @@ class EngineHost:
                     return await host.call(lambda: host._perform(request))
                 return await async_base.request(request)
 
-        self._saved = (sync_base, async_base, client.settings)
+        self._saved = (sync_base, async_base, connection.settings)
         _endpoints.substitute(client, self.inline)
-        client._sync_transport, client._async_transport = Sync(), Async()
-        client.settings = dataclasses.replace(
-            client.settings, api_base_url=ORIGIN, event_api_base_url=ORIGIN
+        connection.sync_transport, connection.async_transport = Sync(), Async()
+        connection.settings = dataclasses.replace(
+            connection.settings, api_base_url=ORIGIN, event_api_base_url=ORIGIN
         )
 
     def _unroute(self) -> None:
@@ -228,10 +229,10 @@ class EngineHost:
             return
         sync_base, async_base, settings = self._saved
         self._saved = None
-        client = self.client
-        client._sync_transport, client._async_transport = sync_base, async_base
-        client.settings = settings
-        _endpoints.substitute(client, None)
+        connection = self.client.connection
+        connection.sync_transport, connection.async_transport = sync_base, async_base
+        connection.settings = settings
+        _endpoints.substitute(self.client, None)
 
 
 def _served(client: Client) -> Client:
@@ -239,8 +240,9 @@ def _served(client: Client) -> Client:
     (tests rarely have one) is served as in dev mode, since nothing could sign its calls."""
     if client.settings.is_dev or client.settings.signing_keys:
         return client
-    served = copy.copy(client)  # shares the routed transports
-    served.settings = dataclasses.replace(client.settings, mode="dev")
+    served = copy.copy(client)
+    served.connection = copy.copy(client.connection)  # shares the routed transports
+    served.connection.settings = dataclasses.replace(client.settings, mode="dev")
     return served
 
 

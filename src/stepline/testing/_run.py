@@ -122,7 +122,7 @@ class TestRun:
 
     async def signal(self, name: str, data: Any = None) -> None:
         """Send the signal ``name`` to the run's ``step.wait_for_signal``, as
-        ``client.signal`` would; first waits until nothing more can happen without time
+        ``RunHandle.signal`` would; first waits until nothing more can happen without time
         moving (as ``TestEnv.settle``), so a run just started has reached its wait.
 
         Raises:
@@ -187,12 +187,12 @@ class TestRun:
             after = page.next
 
     async def _signal(self, name: str, data: Any) -> None:
-        from stepline.engine._control import signaling
+        from stepline.engine._control import signal_delivery
         from stepline.engine._control.signals import SignalConflict
 
         await self._runner.settle()
         try:
-            await signaling.to_run(self._runner.host.engine, self.run_id, name, data)
+            await signal_delivery.to_run(self._runner.host.engine, self.run_id, name, data)
         except NotFoundError as exc:
             raise SignalNotWaitingError(str(exc), status=404) from None
         except SignalConflict as exc:

@@ -147,7 +147,7 @@ class EngineAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def catalog(self) -> _catalog.Catalog:
         """The engine's lists, read through the project's client."""
-        return _catalog.Catalog(self.client())
+        return _catalog.Catalog(self.client().connection)
 
     def log(self, request: http.HttpRequest, object_id: str, message: str, *, model: Any) -> None:
         """Record an action in the admin's history (``LogEntry``, "Recent actions")."""

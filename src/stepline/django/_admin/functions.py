@@ -94,9 +94,9 @@ class FunctionAdmin(EngineAdmin):
 
         def act(function_id: str) -> Done:
             if name == "pause":
-                client.pause_sync(function_id, reason=reason)
+                client.get_function_sync(function_id).pause(reason=reason)
                 return Done(f"Paused {function_id}")
-            was = client.resume_sync(function_id)
+            was = client.get_function_sync(function_id).resume()
             return Done(f"Resumed {function_id}" if was else f"{function_id} was not paused")
 
         return act

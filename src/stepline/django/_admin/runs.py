@@ -3,7 +3,7 @@
 Search takes a run id (that run) or an event name (the runs its latest events started).
 Actions: cancel (``stepline.cancel_run``), rerun and replay, from a step too
 (``stepline.rerun_run``), and a live run's page sends a signal (``stepline.signal_run``);
-each is the client's own call, recorded in the admin's history.
+each is the client's (or its run handle's) own call, recorded in the admin's history.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ class RunAdmin(EngineAdmin):
             if name == "rerun":
                 new = client.rerun_sync(run_id).run_id
                 return Done(f"Reran run {run_id} as {new}", new)
-            new = client.replay_sync(run_id, from_step=from_step).run_id
+            new = client.get_run_sync(run_id).replay(from_step=from_step).run_id
             step = f" from step {from_step}" if from_step else ""
             return Done(f"Replayed run {run_id}{step} as {new}", new)
 

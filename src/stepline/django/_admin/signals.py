@@ -72,5 +72,5 @@ def send(client: Client, run_id: str, form: SignalForm) -> Done:
             ended) or could not be reached.
     """
     name = str(form.cleaned_data["signal"])
-    client.signal_sync(run_id, name, form.cleaned_data["payload"])
+    client.get_run_sync(run_id).signal(name, form.cleaned_data["payload"])
     return Done(f"Sent signal {name} to run {run_id}")

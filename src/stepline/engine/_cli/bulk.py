@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from stepline import _settings
 from stepline._api import bulk as _bulk
+from stepline._api import runs as _runs
 from stepline._protocol import durations
 from stepline._transport import effects, performers
 from stepline.engine._cli import lookups
@@ -97,7 +98,7 @@ def _replay_one(
     out: TextIO,
 ) -> int:
     from_step = getattr(args, "from_step", None)
-    new = effects.drive_sync(_bulk.replay_flow(settings, args.run_id, from_step), transport.perform)
+    new = effects.drive_sync(_runs.replay_flow(settings, args.run_id, from_step), transport.perform)
     if args.json:
         out.write(json.dumps({"run_id": new, "replay_of": args.run_id, "from_step": from_step}))
         out.write("\n")

@@ -21,7 +21,7 @@ class AmbiguousFunctionError(_errors.SteplineError):
     code = "function_ambiguous"
 
 
-class UnknownFunctionError(_runs.FunctionNotRegisteredError):
+class UnknownFunctionError(_runs.FunctionNotFoundError):
     """A function id no registered function has (and, for ``runs list``, no run has)."""
 
     code = "function_unknown"
