@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -21,12 +21,14 @@ from stepline._comm import CommHandler, CommRequest, CommResponse
 from stepline._serving import bodies as _bodies
 from stepline._serving import engine_option
 from stepline._serving import options as _serve_options
+from stepline._serving import serve as _serve
 
 if TYPE_CHECKING:
     from stepline._client import Client
     from stepline._definition.function import Function
 
 FRAMEWORK = "aiohttp"
+ADAPTER = _serve.Adapter("stepline.aiohttp", FRAMEWORK)
 
 
 def serve(
@@ -55,44 +57,43 @@ def serve(
         raise _errors.ConfigError(
             "stepline.aiohttp.serve must run before the app starts or is added as a sub-app"
         )
-    handler = _serve_options.build_handler(client, functions, FRAMEWORK, options)
-    _serve_options.check_unserved("stepline.aiohttp.serve", app, handler.route_path, client.app_id)
-    _serve_options.mark_served(app, handler.route_path, client.app_id)
-    limit = handler.max_body_bytes
 
-    async def view(request: web.Request) -> web.StreamResponse:
-        declared = _bodies.declared_too_large(request.headers.get("content-length"), limit)
-        if declared is not None:  # refused unread
-            return await _to_aiohttp(_bodies.too_large(handler, declared), request)
-        return await _to_aiohttp(
-            await handler.handle(await _from_aiohttp(request, handler)), request
+    def mount(serving: _serve.Serving) -> CommHandler:
+        async def view(request: web.Request) -> web.StreamResponse:
+            length = request.headers.get("content-length")
+            answer = await serving.answer_async(length, _reader(request))
+            return await _to_aiohttp(answer, request)
+
+        async def startup(_app: web.Application) -> None:
+            # this process serves: an EmbeddedEngine built for the client starts now
+            await asyncio.to_thread(engine_option.start_for, client)
+
+        async def cleanup(_app: web.Application) -> None:
+            serving.handler.close()
+
+        for method in ("GET", "POST", "PUT"):
+            app.router.add_route(method, serving.path, view)
+        app.on_startup.append(startup)
+        app.on_cleanup.append(cleanup)
+        return serving.handler
+
+    return _serve.serve(ADAPTER, client, functions, options, mount=mount, app=app)
+
+
+def _reader(request: web.Request) -> Callable[[int], Awaitable[CommRequest]]:
+    async def read(limit: int) -> CommRequest:
+        # in chunks, stopping past the limit (the handler answers 413): request.read()
+        # would take it all first (up to client_max_size)
+        body = await _bodies.read_async(request.content.iter_any(), limit)
+        return CommRequest.build(
+            method=request.method,
+            url=str(request.url),
+            headers=request.headers.items(),
+            body=bytes(body),
+            query=dict(request.query),
         )
 
-    async def startup(_app: web.Application) -> None:
-        # this process serves: an EmbeddedEngine built for the client starts now
-        await asyncio.to_thread(engine_option.start_for, client)
-
-    async def cleanup(_app: web.Application) -> None:
-        handler.close()
-
-    for method in ("GET", "POST", "PUT"):
-        app.router.add_route(method, handler.route_path, view)
-    app.on_startup.append(startup)
-    app.on_cleanup.append(cleanup)
-    return handler
-
-
-async def _from_aiohttp(request: web.Request, handler: CommHandler) -> CommRequest:
-    # in chunks, stopping past the limit (the handler answers 413): request.read() would
-    # take it all first (up to client_max_size)
-    body = await _bodies.read_async(request.content.iter_any(), handler.max_body_bytes)
-    return CommRequest.build(
-        method=request.method,
-        url=str(request.url),
-        headers=request.headers.items(),
-        body=bytes(body),
-        query=dict(request.query),
-    )
+    return read
 
 
 async def _to_aiohttp(response: CommResponse, request: web.Request) -> web.StreamResponse:

@@ -28,8 +28,9 @@ from typing_extensions import Unpack
 
 from stepline._comm import CommHandler, CommRequest, CommResponse
 from stepline._endpoints.endpoint import Endpoint, EndpointArgs
-from stepline._serving import asgi_scope, autosync, bodies
+from stepline._serving import asgi_scope
 from stepline._serving import options as _serve_options
+from stepline._serving import serve as _serve
 from stepline._webkit import routes as _webkit
 from stepline._webkit.routes import Authorize, RunRoutes, RunRoutesOptions, WebRequest, WebResponse
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from stepline._definition.function import Function
 
 FRAMEWORK = "asgi"
+ADAPTER = _serve.Adapter("stepline.asgi", FRAMEWORK)
 
 Scope = asgi_scope.Scope
 Message = asgi_scope.Message
@@ -51,28 +53,24 @@ class ASGIApp:
 
     def __init__(self, handler: CommHandler) -> None:
         self.handler = handler
+        self._serving = _serve.Serving(handler)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one ASGI connection."""
         if scope["type"] == "lifespan":
-            autosync.start(self.handler, None)  # dev mode, with serve_origin: register
+            self._serving.autosync(None)  # dev mode, with serve_origin: register
             await _lifespan(self.handler.close, receive, send, self.handler.client)
         elif scope["type"] != "http":
             raise ValueError(f"stepline serves http, not {scope['type']!r}")
-        elif asgi_scope.relative_path(scope).rstrip("/") not in (
-            "",
-            self.handler.route_path.rstrip("/"),
-        ):
+        elif not _serves(scope, self.handler.route_path):
             await send_response(CommResponse(404, {"content-type": "text/plain"}, b""), send)
         else:
-            limit = self.handler.max_body_bytes
             length = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
-            declared = bodies.declared_too_large(length, limit)
-            if declared is not None:  # refused unread
-                await send_response(bodies.too_large(self.handler, declared), send)
-                return
-            body = await read_body(receive, limit)
-            await send_response(await self.handler.handle(to_comm_request(scope, body)), send)
+
+            async def read(limit: int) -> CommRequest:
+                return to_comm_request(scope, await read_body(receive, limit))
+
+            await send_response(await self._serving.answer_async(length, read), send)
 
 
 def serve(
@@ -86,8 +84,9 @@ def serve(
     ``streaming="force"`` answers POST with a 201 keepalive stream. Lifespan shutdown
     closes the handler.
     """
-    handler = _serve_options.build_handler(client, functions, FRAMEWORK, options)
-    return ASGIApp(handler)
+    return _serve.serve(
+        ADAPTER, client, functions, options, mount=lambda serving: ASGIApp(serving.handler)
+    )
 
 
 class RunsApp:

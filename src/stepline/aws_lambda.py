@@ -16,12 +16,14 @@ from stepline._comm import CommRequest
 from stepline._errors import BodyInvalidError
 from stepline._serving import options as _serve_options
 from stepline._serving import serverless
+from stepline._serving.serve import Adapter
 
 if TYPE_CHECKING:
     from stepline._client import Client
     from stepline._definition.function import Function
 
 FRAMEWORK = "aws_lambda"
+ADAPTER = Adapter("stepline.aws_lambda", FRAMEWORK, can_stream=False)
 
 
 def serve(
@@ -42,7 +44,7 @@ def serve(
         ConfigError: ``streaming="force"``, or a function belongs to another app.
     """
     return serverless.event_handler(
-        client, functions, FRAMEWORK, options, lambda event, _context: _from_event(event)
+        ADAPTER, client, functions, options, lambda event, _context: _from_event(event)
     )
 
 

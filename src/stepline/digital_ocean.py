@@ -15,12 +15,14 @@ from stepline._comm import CommRequest
 from stepline._errors import BodyInvalidError
 from stepline._serving import options as _serve_options
 from stepline._serving import serverless
+from stepline._serving.serve import Adapter
 
 if TYPE_CHECKING:
     from stepline._client import Client
     from stepline._definition.function import Function
 
 FRAMEWORK = "digitalocean"
+ADAPTER = Adapter("stepline.digital_ocean", FRAMEWORK, can_stream=False)
 # DigitalOcean gives the function's name, not its URL; web functions live under this prefix.
 WEB_PREFIX = "/api/v1/web"
 
@@ -41,7 +43,7 @@ def serve(
     Raises:
         ConfigError: ``streaming="force"``, or a function belongs to another app.
     """
-    return serverless.event_handler(client, functions, FRAMEWORK, options, _from_event)
+    return serverless.event_handler(ADAPTER, client, functions, options, _from_event)
 
 
 def _from_event(event: Any, context: Any) -> CommRequest:

@@ -21,6 +21,7 @@ from typing_extensions import Unpack
 from stepline import _errors
 from stepline._comm import CommHandler
 from stepline._serving import options as _serve_options
+from stepline._serving import serve as _serve
 from stepline.asgi import ASGIApp
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from stepline._definition.function import Function
 
 FRAMEWORK = "starlette"
+ADAPTER = _serve.Adapter("stepline.starlette", FRAMEWORK)
 
 
 def serve(
@@ -49,20 +51,18 @@ def serve(
         raise _errors.ConfigError(
             f"stepline.starlette.serve needs a Starlette app or Router, not {type(app).__name__}"
         )
-    handler = _serve_options.build_handler(client, functions, FRAMEWORK, options)
-    _serve_options.check_unserved(
-        "stepline.starlette.serve", app, handler.route_path, client.app_id
-    )
-    path = handler.route_path
-    _serve_options.mark_served(app, path, client.app_id)
-    # A Route, not a Mount: a Mount redirects the bare path to "path/" (307).
-    route = starlette.routing.Route(
-        path,
-        endpoint=ASGIApp(handler),
-        methods=["GET", "POST", "PUT"],
-        name=f"stepline:{path}",
-        include_in_schema=False,
-    )
     router = app.router if isinstance(app, starlette.applications.Starlette) else app
-    router.routes.append(route)
-    return handler
+
+    def mount(serving: _serve.Serving) -> CommHandler:
+        # A Route, not a Mount: a Mount redirects the bare path to "path/" (307).
+        route = starlette.routing.Route(
+            serving.path,
+            endpoint=ASGIApp(serving.handler),
+            methods=["GET", "POST", "PUT"],
+            name=f"stepline:{serving.path}",
+            include_in_schema=False,
+        )
+        router.routes.append(route)
+        return serving.handler
+
+    return _serve.serve(ADAPTER, client, functions, options, mount=mount, app=app)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from typing_extensions import Unpack
 
@@ -46,7 +46,7 @@ from stepline._transport import effects
 from stepline._webkit import routes as _webkit
 from stepline._webkit.routes import AccessRequest, Authorize, WebRequest, WebResponse
 
-__all__ = ["ENDPOINT_EVENT", "DurableRoute", "Endpoint", "EndpointArgs"]
+__all__ = ["ENDPOINT_EVENT", "DurableRoute", "Endpoint", "EndpointArgs", "stamp"]
 
 logger = logging.getLogger("stepline.endpoints")
 
@@ -94,6 +94,26 @@ class DurableRoute(Protocol):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """The view, called by the framework."""
         ...
+
+
+def stamp(
+    view: Callable[..., Any], handler: Callable[..., Any], endpoint: Endpoint
+) -> DurableRoute:
+    """``view`` dressed as ``handler``, keeping ``endpoint``: what every ``durable`` returns.
+
+    The view (a function, or Tornado's handler class) takes the handler's name, qualified
+    name, module and docstring, so the framework's route names, OpenAPI operations and
+    error pages show the user's handler, not the adapter's wrapper; ``view.endpoint`` is
+    the route's logic (its function for the kit's run routes).
+    """
+    name = getattr(handler, "__name__", "durable_endpoint")
+    view.__name__ = name
+    view.__qualname__ = getattr(handler, "__qualname__", name)
+    view.__module__ = getattr(handler, "__module__", view.__module__)
+    view.__doc__ = handler.__doc__
+    route = cast(DurableRoute, view)
+    route.endpoint = endpoint
+    return route
 
 
 class Endpoint:
@@ -201,7 +221,7 @@ class Endpoint:
         if isinstance(effect, effects.HttpRequest) and (direct := _direct(self.client, effect)):
             # an embedded engine: no HTTP, on the private loop thread
             return self._loop_thread.run(direct.perform(effect))
-        return self.client.connection.perform_sync(effect)
+        return self.client._sync_transport.perform(effect)
 
     async def _perform_async(self, effect: object) -> Any:
         if isinstance(effect, inline.Execute):
@@ -214,7 +234,7 @@ class Endpoint:
             return await callers.identify_async(self.caller, effect.request)
         if isinstance(effect, effects.HttpRequest) and (direct := _direct(self.client, effect)):
             return await direct.perform(effect)  # an embedded engine: no HTTP, on this loop
-        return await self.client.connection.perform_async(effect)
+        return await self.client._async_transport.perform(effect)
 
     # ``inline.Performers``: how the checkpoints made during the handler are sent
     perform_sync = _perform_sync
@@ -268,7 +288,7 @@ class Endpoint:
                 settings, fn_id, data, idempotency_key=key, started_by=principal,
                 trace=trace or tracing.outgoing_headers(),
             )  # fmt: skip
-        except _runs.FunctionNotFoundError as exc:
+        except _runs.FunctionNotRegisteredError as exc:
             logger.error("durable endpoint %s: %s", web.path, exc.message)
             return _problem(500, f"the endpoint's function is not registered: {exc.message}")
         except _runs.RunNotStartedError as exc:  # rate limited, singleton: try later

@@ -9,6 +9,9 @@ registers. Off in production mode and for ``engine="embedded"`` (served in proce
 The policy is one flow: the register call's ``HttpRequest`` effects (as the SDK's own
 sync makes them) and ``Wait``; ``start`` drives it with the client's transport. A request
 to the serve path itself does not start it: an engine (or a sync) is already talking.
+Each adapter calls ``start`` from its own hook on requests: ASGI apps through
+``Middleware`` here, the others from their framework's hook (Flask's ``before_request``,
+a Tornado transform, Django's ``request_started``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stepline._comm import app_sync
@@ -113,7 +115,7 @@ def start(
             return
         _started.add(handler)
     url = base.rstrip("/") + served_at
-    transport = handler.client.connection.sync_transport
+    transport = handler.client._sync_transport
 
     def perform(effect: object) -> Any:
         if isinstance(effect, Wait):
@@ -126,6 +128,11 @@ def start(
         target=drive_sync, args=(registering, perform), name="stepline-register", daemon=True
     )
     thread.start()
+
+
+def started(handler: CommHandler) -> bool:
+    """Whether ``start`` has begun registering ``handler``'s app (it does so once)."""
+    return handler in _started
 
 
 class Middleware:
@@ -147,60 +154,6 @@ class Middleware:
         elif kind == "http" and scope.get("path") != self.handler.route_path:
             start(self.handler, asgi_scope.origin(scope), embedded=self.embedded)
         await self.app(scope, receive, send)
-
-
-def tornado_transform(handler: CommHandler, embedded: object = None) -> Any:
-    """A Tornado output transform (duck-typed) that calls ``start`` on each request.
-
-    Tornado has no startup hook that knows the app's address; a transform sees every
-    request, with its host, before the handler runs.
-    """
-
-    class _Registering:
-        def __init__(self, request: Any) -> None:
-            origin = f"{request.protocol}://{request.host}"
-            start(handler, origin, embedded=embedded, path=request.path)
-
-        def transform_first_chunk(
-            self, status_code: int, headers: Any, chunk: bytes, finishing: bool
-        ) -> tuple[int, Any, bytes]:
-            return status_code, headers, chunk
-
-        def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
-            return chunk
-
-    return _Registering
-
-
-def django_receiver(
-    handler: CommHandler, locate: Callable[[], str | None], embedded: object = None
-) -> Any:
-    """A ``request_started`` receiver that calls ``start`` (WSGI ``environ`` or ASGI ``scope``).
-
-    ``locate`` gives the endpoint's full path in the project's URL conf (an ``include()``
-    prefix shows only there), or None while it is not mounted: nothing starts until it is.
-    Connect it with ``weak=False``; it holds ``handler`` weakly and does nothing once the
-    handler is gone (a URL conf reloaded, as tests do).
-    """
-    alive = weakref.ref(handler)
-
-    def receive(sender: object, environ: Any = None, scope: Any = None, **_: Any) -> None:
-        served = alive()
-        if served is None or served in _started:
-            return
-        if environ is not None:
-            host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
-            origin = f"{environ.get('wsgi.url_scheme', 'http')}://{host}" if host else None
-            path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        elif scope is not None:
-            origin, path = asgi_scope.origin(scope), scope.get("path", "")
-        else:
-            return
-        mounted = locate()
-        if mounted is not None:
-            start(served, origin, embedded=embedded, path=path, mounted=mounted)
-
-    return receive
 
 
 def _reason(answer: HttpResponse) -> str:

@@ -2,7 +2,7 @@
 
 Both take one event (a mapping) and a context, answer with a mapping, run on a sync
 platform and cannot stream: only reading the event differs, so each adapter hands its
-event reader to ``event_handler``.
+event reader to ``event_handler`` (an ``Adapter`` that cannot stream).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from stepline._comm import CommRequest, CommResponse
 from stepline._errors import BodyInvalidError
 from stepline._serving import options as _serve_options
+from stepline._serving import serve as _serve
 
 if TYPE_CHECKING:
     from stepline._client import Client
@@ -27,9 +28,9 @@ EventHandler = Callable[[Any, Any], dict[str, Any]]
 
 
 def event_handler(
+    adapter: _serve.Adapter,
     client: Client,
     functions: Sequence[Function],
-    framework: str,
     options: _serve_options.ServeOptions,
     read_event: Callable[[Any, Any], CommRequest],
 ) -> EventHandler:
@@ -40,16 +41,20 @@ def event_handler(
     Raises:
         ConfigError: ``streaming="force"``, or a function belongs to another app.
     """
-    comm = _serve_options.build_handler(client, functions, framework, options, can_stream=False)
 
-    def handler(event: Any, context: Any) -> dict[str, Any]:
-        try:
-            request = read_event(event, context)
-        except BodyInvalidError as exc:
-            return _to_answer(CommResponse.from_error(exc, comm.base_headers))
-        return _to_answer(comm.handle_sync(request))
+    def mount(serving: _serve.Serving) -> EventHandler:
+        comm = serving.handler
 
-    return handler
+        def handler(event: Any, context: Any) -> dict[str, Any]:
+            try:
+                request = read_event(event, context)
+            except BodyInvalidError as exc:
+                return _to_answer(CommResponse.from_error(exc, comm.base_headers))
+            return _to_answer(comm.handle_sync(request))
+
+        return handler
+
+    return _serve.serve(adapter, client, functions, options, mount=mount)
 
 
 def decode_base64(body: str, what: str) -> bytes:

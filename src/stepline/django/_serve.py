@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, TypeVar
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import django
 from django import http, urls
@@ -14,9 +15,10 @@ from typing_extensions import Unpack
 
 from stepline import _errors
 from stepline._comm import CommRequest, CommResponse
-from stepline._serving import autosync
+from stepline._serving import asgi_scope, autosync
 from stepline._serving import bodies as _bodies
 from stepline._serving import options as _serve_options
+from stepline._serving import serve as _serve
 from stepline.django import _checks, _mounts
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from stepline._definition.function import Function
 
 FRAMEWORK = "django"
+ADAPTER = _serve.Adapter("stepline.django", FRAMEWORK)
 MIN_VERSION = (4, 2)
 ASYNC_MIN_VERSION = (5, 0)
 
@@ -71,36 +74,64 @@ def serve(
         "streaming": streaming,
         "thread_pool_max_workers": _setting("THREAD_POOL_MAX_WORKERS", workers, int),
     }
-    handler = _serve_options.build_handler(client, functions, FRAMEWORK, resolved)
-    use_async = choose_async(async_mode)
-    if streaming == "force" and not use_async:
-        raise _errors.ConfigError("streaming='force' needs the async view (async_mode=True)")
-    limit = handler.max_body_bytes
-    route = handler.route_path.lstrip("/")
 
-    async def async_view(request: http.HttpRequest) -> http.HttpResponseBase:
-        declared = _bodies.declared_too_large(request.headers.get("content-length"), limit)
-        if declared is not None:
-            return _to_django(_bodies.too_large(handler, declared))
-        return _to_django(await handler.handle(_from_django(request, limit)))
+    def mount(serving: _serve.Serving) -> urls.URLPattern:
+        use_async = choose_async(async_mode)
+        if streaming == "force" and not use_async:
+            raise _errors.ConfigError("streaming='force' needs the async view (async_mode=True)")
 
-    def sync_view(request: http.HttpRequest) -> http.HttpResponseBase:
-        declared = _bodies.declared_too_large(request.headers.get("content-length"), limit)
-        if declared is not None:
-            return _to_django(_bodies.too_large(handler, declared))
-        return _to_django(handler.handle_sync(_from_django(request, limit)))
+        async def async_view(request: http.HttpRequest) -> http.HttpResponseBase:
+            length = request.headers.get("content-length")
+            return _to_django(await serving.answer_async(length, _async_reader(request)))
 
-    view = csrf_exempt(async_view if use_async else sync_view)
-    _checks.remember(view, client.app_id)  # mounted twice: the stepline.E001 system check
-    receiver = autosync.django_receiver(handler, lambda: _mounts.locate(view), _embedded())
-    request_started.connect(receiver, weak=False)
-    return urls.path(route, view, name="stepline")
+        def sync_view(request: http.HttpRequest) -> http.HttpResponseBase:
+            length = request.headers.get("content-length")
+            return _to_django(serving.answer_sync(length, _reader(request)))
+
+        view = csrf_exempt(async_view if use_async else sync_view)
+        _checks.remember(view, client.app_id)  # mounted twice: the stepline.E001 system check
+        receiver = _registering(serving, lambda: _mounts.locate(view))
+        request_started.connect(receiver, weak=False)
+        return urls.path(serving.path.lstrip("/"), view, name="stepline")
+
+    return _serve.serve(ADAPTER, client, functions, resolved, mount=mount, in_process=_embedded())
 
 
-def _embedded() -> object:
-    """Something (not None) when ``STEPLINE["ENGINE"]`` is ``"embedded"``: no self-sync."""
+def _registering(serving: _serve.Serving, locate: Callable[[], str | None]) -> Any:
+    """A ``request_started`` receiver calling ``Serving.autosync`` (WSGI ``environ`` or ASGI
+    ``scope``).
+
+    ``locate`` gives the endpoint's full path in the project's URL conf (an ``include()``
+    prefix shows only there), or None while it is not mounted: nothing starts until it is.
+    Connect it with ``weak=False``; it holds the handler weakly and does nothing once the
+    handler is gone (a URL conf reloaded, as tests do).
+    """
+    alive = weakref.ref(serving.handler)
+    in_process = serving.in_process
+
+    def receive(sender: object, environ: Any = None, scope: Any = None, **_: Any) -> None:
+        handler = alive()
+        if handler is None or autosync.started(handler):
+            return
+        if environ is not None:
+            host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
+            origin = f"{environ.get('wsgi.url_scheme', 'http')}://{host}" if host else None
+            path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        elif scope is not None:
+            origin, path = asgi_scope.origin(scope), scope.get("path", "")
+        else:
+            return
+        mounted = locate()
+        if mounted is not None:
+            _serve.Serving(handler, in_process=in_process).autosync(origin, path, mounted)
+
+    return receive
+
+
+def _embedded() -> bool:
+    """Whether ``STEPLINE["ENGINE"]`` is ``"embedded"``: the functions run in process."""
     conf = getattr(settings, "STEPLINE", None)
-    return True if isinstance(conf, dict) and conf.get("ENGINE") == "embedded" else None
+    return isinstance(conf, dict) and conf.get("ENGINE") == "embedded"
 
 
 def choose_async(async_mode: bool | None) -> bool:
@@ -143,20 +174,33 @@ def _setting(name: str, argument: _T | None, kind: type[_T]) -> _T | None:
     raise _errors.ConfigError(f"settings.STEPLINE_{name} must be a {kind.__name__}")
 
 
-def _from_django(request: http.HttpRequest, limit: int) -> CommRequest:
-    # Bounded reads, whatever the method: DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default)
-    # would refuse large engine payloads, and a body past ``limit`` gets a 413. Under
-    # WSGI the stream ends at Content-Length (runserver and most WSGI servers give a
-    # chunked body without one as empty); under ASGI, Django has already read the whole
-    # body into a temporary file (memory up to FILE_UPLOAD_MAX_MEMORY_SIZE, the rest on
-    # disk) before any view runs: cap bodies in the server or proxy in front of it.
-    return CommRequest.build(
-        method=request.method or "GET",
-        url=request.build_absolute_uri(),
-        headers=request.headers.items(),
-        body=_bodies.read_sync(request.read, limit),
-        query=request.GET.dict(),
-    )
+def _reader(request: http.HttpRequest) -> Callable[[int], CommRequest]:
+    def read(limit: int) -> CommRequest:
+        # Bounded reads, whatever the method: DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by
+        # default) would refuse large engine payloads, and a body past ``limit`` gets a
+        # 413. Under WSGI the stream ends at Content-Length (runserver and most WSGI
+        # servers give a chunked body without one as empty); under ASGI, Django has
+        # already read the whole body into a temporary file (memory up to
+        # FILE_UPLOAD_MAX_MEMORY_SIZE, the rest on disk) before any view runs: cap bodies
+        # in the server or proxy in front of it.
+        return CommRequest.build(
+            method=request.method or "GET",
+            url=request.build_absolute_uri(),
+            headers=request.headers.items(),
+            body=_bodies.read_sync(request.read, limit),
+            query=request.GET.dict(),
+        )
+
+    return read
+
+
+def _async_reader(request: http.HttpRequest) -> Callable[[int], Awaitable[CommRequest]]:
+    read = _reader(request)
+
+    async def read_async(limit: int) -> CommRequest:
+        return read(limit)  # the body is in memory or a temporary file already (see _reader)
+
+    return read_async
 
 
 def _to_django(response: CommResponse) -> http.HttpResponseBase:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import anyio.to_thread
@@ -14,18 +13,19 @@ from typing_extensions import Unpack
 
 from stepline import _errors, asgi
 from stepline._client import Client
-from stepline._comm import CommHandler, CommResponse
+from stepline._comm import CommHandler, CommRequest, CommResponse
 from stepline._definition.function import Function
-from stepline._serving import autosync, bodies, engine_option
+from stepline._serving import autosync, bodies
 from stepline._serving import options as _serve_options
+from stepline._serving import serve as _serve
 from stepline.embedded import EmbeddedEngine, _announce
 
-__all__ = ["ENGINE_PATH", "FRAMEWORK", "serve"]
+__all__ = ["ADAPTER", "ENGINE_PATH", "FRAMEWORK", "serve"]
 
 FRAMEWORK = "fast_api"
 #: Where ``serve(..., engine="embedded")`` mounts the engine's REST API and dashboard.
 ENGINE_PATH = "/stepline"
-logger = logging.getLogger("stepline.fastapi")
+ADAPTER = _serve.Adapter("stepline.fastapi", FRAMEWORK)
 
 
 def serve(
@@ -65,46 +65,62 @@ def serve(
         )
     if engine is not None and not isinstance(app, fastapi.FastAPI):
         raise _errors.ConfigError("stepline.fastapi.serve(engine=...) needs the FastAPI app")
-    embedded = engine_option.resolve(client, functions, engine, database)
-    handler = _serve_options.build_handler(client, functions, FRAMEWORK, options)
-    _serve_options.check_unserved("stepline.fastapi.serve", app, handler.route_path, client.app_id)
-    path = handler.route_path
 
-    async def endpoint(request: fastapi.Request) -> fastapi.Response:
-        limit = handler.max_body_bytes
-        declared = bodies.declared_too_large(request.headers.get("content-length"), limit)
-        if declared is not None:
-            return _to_fastapi(bodies.too_large(handler, declared))
+    def mount_engine(_serving: _serve.Serving, engine: EmbeddedEngine) -> None:
+        assert isinstance(app, fastapi.FastAPI)
+        app.mount(ENGINE_PATH, engine.asgi_app(), name="stepline-engine")
+
+    def mount(serving: _serve.Serving) -> CommHandler:
+        handler = serving.handler
+
+        async def endpoint(request: fastapi.Request) -> fastapi.Response:
+            length = request.headers.get("content-length")
+            return _to_fastapi(await serving.answer_async(length, _reader(request)))
+
+        app.add_api_route(
+            serving.path,
+            endpoint,
+            methods=["GET", "POST", "PUT"],
+            name=f"stepline:{serving.path}",
+            include_in_schema=False,
+        )
+        if isinstance(app, fastapi.FastAPI):
+            app.state.stepline_client = client
+            app.add_middleware(autosync.Middleware, handler=handler, embedded=serving.engine)
+            own = serving.engine
+            if own is not None:
+                app.state.stepline_engine = own
+                shown = handler.serve_origin if own.expose_api else None
+                app.router.lifespan_context = _running(own, app.router.lifespan_context, shown)
+                if own.expose_api:  # outermost: a request to the engine's paths says it too
+                    app.add_middleware(
+                        _announce.Middleware,
+                        engine=own,
+                        mount=ENGINE_PATH,
+                        serve_origin=handler.serve_origin,
+                    )
+        return handler
+
+    return _serve.serve(
+        ADAPTER,
+        client,
+        functions,
+        options,
+        mount=mount,
+        app=app,
+        engine=engine,
+        database=database,
+        mount_engine=mount_engine,
+    )
+
+
+def _reader(request: fastapi.Request) -> Callable[[int], Awaitable[CommRequest]]:
+    async def read(limit: int) -> CommRequest:
         # in chunks, stopping past the limit: ``request.body()`` would take it all first
         body = await bodies.read_async(request.stream(), limit)
-        return _to_fastapi(await handler.handle(asgi.to_comm_request(request.scope, body)))
+        return asgi.to_comm_request(request.scope, body)
 
-    _serve_options.mark_served(app, path, client.app_id)
-    app.add_api_route(
-        path,
-        endpoint,
-        methods=["GET", "POST", "PUT"],
-        name=f"stepline:{path}",
-        include_in_schema=False,
-    )
-    if isinstance(app, fastapi.FastAPI):
-        app.state.stepline_client = client
-        app.add_middleware(autosync.Middleware, handler=handler, embedded=embedded)
-    if embedded is not None and isinstance(app, fastapi.FastAPI):
-        app.state.stepline_engine = embedded
-        shown = handler.serve_origin if embedded.expose_api else None
-        app.router.lifespan_context = _running(embedded, app.router.lifespan_context, shown)
-        if embedded.expose_api:
-            app.mount(ENGINE_PATH, embedded.asgi_app(), name="stepline-engine")
-            app.add_middleware(
-                _announce.Middleware,
-                engine=embedded,
-                mount=ENGINE_PATH,
-                serve_origin=handler.serve_origin,
-            )
-        else:
-            logger.info("embedded engine API not mounted: production client without expose_api")
-    return handler
+    return read
 
 
 def _to_fastapi(response: CommResponse) -> fastapi.Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -12,8 +11,9 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from stepline import _errors
 from stepline._comm import CommHandler, CommRequest, CommResponse
-from stepline._serving import autosync, bodies, engine_option
+from stepline._serving import bodies
 from stepline._serving import options as _serve_options
+from stepline._serving import serve as _serve
 from stepline.embedded import EmbeddedEngine
 from stepline.flask import _state
 
@@ -21,12 +21,12 @@ if TYPE_CHECKING:
     from stepline._client import Client
     from stepline._definition.function import Function
 
-__all__ = ["ENGINE_PATH", "FRAMEWORK", "serve"]
+__all__ = ["ADAPTER", "ENGINE_PATH", "FRAMEWORK", "serve"]
 
 FRAMEWORK = "flask"
 #: Where ``serve(..., engine=)`` mounts the embedded engine's REST API and dashboard.
 ENGINE_PATH = "/stepline"
-logger = logging.getLogger("stepline.flask")
+ADAPTER = _serve.Adapter("stepline.flask", FRAMEWORK, can_stream=False)
 
 
 def serve(
@@ -63,44 +63,53 @@ def serve(
     """
     if engine is not None and not isinstance(app, flask.Flask):
         raise _errors.ConfigError("stepline.flask.serve(engine=...) needs the Flask app")
-    own = engine_option.resolve(client, functions, engine, database)
-    handler = _serve_options.build_handler(client, functions, FRAMEWORK, options, can_stream=False)
-    _serve_options.check_unserved("stepline.flask.serve", app, handler.route_path, client.app_id)
-    path = handler.route_path
 
-    def view() -> flask.Response:
-        declared = bodies.declared_too_large(
-            flask.request.headers.get("content-length"), handler.max_body_bytes
+    def mount_engine(_serving: _serve.Serving, engine: EmbeddedEngine) -> None:
+        assert isinstance(app, flask.Flask)
+        mounts = {ENGINE_PATH: engine.wsgi_app()}
+        app.wsgi_app = DispatcherMiddleware(app.wsgi_app, mounts)  # type: ignore[method-assign]
+
+    def mount(serving: _serve.Serving) -> CommHandler:
+        handler, own = serving.handler, serving.engine
+        shown = own if own is not None and own.expose_api else None  # its API is mounted
+
+        def view() -> flask.Response:
+            length = flask.request.headers.get("content-length")
+            return _to_flask(serving.answer_sync(length, _reader(flask.request)))
+
+        def before() -> None:
+            request = flask.request
+            serving.autosync(request.host_url, request.path)
+            if shown is not None:  # the engine's own paths skip Flask: any other request says it
+                shown.announce(handler.serve_origin or request.root_url, ENGINE_PATH)
+
+        app.before_request(before)
+        app.add_url_rule(
+            serving.path,
+            endpoint=f"stepline:{serving.path}",
+            view_func=view,
+            methods=["GET", "POST", "PUT"],
         )
-        if declared is not None:  # refused unread
-            return _to_flask(bodies.too_large(handler, declared))
-        return _to_flask(handler.handle_sync(_from_flask(flask.request, handler.max_body_bytes)))
+        if isinstance(app, flask.Flask):
+            state = _state.AppState(client, list(functions), own, handler)
+            app.extensions.setdefault(_state.EXTENSION, state)
+            if shown is not None:
+                shown.announce(handler.serve_origin, ENGINE_PATH)  # Flask has no startup hook
+            if own is not None:  # outermost: the engine's own paths start it too
+                app.wsgi_app = _starting(app.wsgi_app, own)  # type: ignore[method-assign,assignment]
+        return handler
 
-    _serve_options.mark_served(app, path, client.app_id)
-    shown = own if own is not None and own.expose_api and isinstance(app, flask.Flask) else None
-
-    def before() -> None:
-        request = flask.request
-        autosync.start(handler, request.host_url, embedded=own, path=request.path)
-        if shown is not None:  # the engine's own paths skip Flask: any other request says it
-            shown.announce(handler.serve_origin or request.root_url, ENGINE_PATH)
-
-    app.before_request(before)
-    app.add_url_rule(
-        path, endpoint=f"stepline:{path}", view_func=view, methods=["GET", "POST", "PUT"]
+    return _serve.serve(
+        ADAPTER,
+        client,
+        functions,
+        options,
+        mount=mount,
+        app=app,
+        engine=engine,
+        database=database,
+        mount_engine=mount_engine,
     )
-    if isinstance(app, flask.Flask):
-        state = _state.AppState(client, list(functions), own, handler)
-        app.extensions.setdefault(_state.EXTENSION, state)
-        if shown is not None:
-            mounts = {ENGINE_PATH: shown.wsgi_app()}
-            app.wsgi_app = DispatcherMiddleware(app.wsgi_app, mounts)  # type: ignore[method-assign]
-            shown.announce(handler.serve_origin, ENGINE_PATH)  # Flask has no startup hook
-        elif own is not None:
-            logger.info("embedded engine API not mounted: production client without expose_api")
-        if own is not None:  # outermost: the engine's own paths start it too
-            app.wsgi_app = _starting(app.wsgi_app, own)  # type: ignore[method-assign,assignment]
-    return handler
 
 
 _WSGI = Callable[[dict[str, Any], Any], Iterable[bytes]]
@@ -121,16 +130,20 @@ def _starting(wsgi: _WSGI, engine: EmbeddedEngine) -> _WSGI:
     return app
 
 
-def _from_flask(request: flask.Request, limit: int) -> CommRequest:
-    # ``request.stream`` ends at Content-Length, or (chunked, no length) where the server
-    # says the input ends; read past ``limit`` at most by a chunk: the handler answers 413
-    return CommRequest.build(
-        method=request.method,
-        url=request.url,
-        headers=request.headers.items(),
-        body=bodies.read_sync(request.stream.read, limit),
-        query=request.args.to_dict(),
-    )
+def _reader(request: flask.Request) -> Callable[[int], CommRequest]:
+    def read(limit: int) -> CommRequest:
+        # ``request.stream`` ends at Content-Length, or (chunked, no length) where the
+        # server says the input ends; read past ``limit`` at most by a chunk: the handler
+        # answers 413
+        return CommRequest.build(
+            method=request.method,
+            url=request.url,
+            headers=request.headers.items(),
+            body=bodies.read_sync(request.stream.read, limit),
+            query=request.args.to_dict(),
+        )
+
+    return read
 
 
 def _to_flask(response: CommResponse) -> flask.Response:

@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import tornado.web
 from typing_extensions import Unpack
 
 from stepline import _errors, embedded
 from stepline._comm import CommHandler
-from stepline._serving import autosync, engine_option
 from stepline._serving import options as _serve_options
+from stepline._serving import serve as _serve
 from stepline.tornado import _conf, _views
 
 if TYPE_CHECKING:
     from stepline._client import Client
     from stepline._definition.function import Function
 
-__all__ = ["FRAMEWORK", "serve", "shutdown"]
+__all__ = ["ADAPTER", "FRAMEWORK", "serve", "shutdown"]
 
 FRAMEWORK = "tornado"
-logger = logging.getLogger("stepline.tornado")
+ADAPTER = _serve.Adapter("stepline.tornado", FRAMEWORK)
 
 
 def serve(
@@ -68,34 +67,43 @@ def serve(
         ConfigError: an option is invalid, a function belongs to another app, or
             ``serve`` was already called on ``app``.
     """
-    handler = _serve_options.build_handler(client, functions, FRAMEWORK, options, engine=engine)
-    _serve_options.check_unserved("stepline.tornado.serve", app, handler.route_path, client.app_id)
     if engine_path is not None and not engine_path.startswith("/"):
         raise _errors.ConfigError(f"engine_path must start with '/', got {engine_path!r}")
-    own = engine_option.resolve(client, functions, engine, database)
-    rules: list[Any] = []
-    if own is None:
-        rules.append((re.escape(handler.route_path), _views.SteplineHandler, {"handler": handler}))
-    elif engine_path is not None and own.expose_api:
-        mount = engine_path.rstrip("/")
-        rules.append(
-            (re.escape(mount) + r"(?:/.*)?", _views.EngineHandler, {"engine": own, "mount": mount})
-        )
+    mount_at = None if engine_path is None else engine_path.rstrip("/")
+
+    def mount_engine(serving: _serve.Serving, engine: embedded.EmbeddedEngine) -> None:
+        assert mount_at is not None
+        kwargs = {"engine": engine, "mount": mount_at}
+        app.add_handlers(r".*", [(re.escape(mount_at) + r"(?:/.*)?", _views.EngineHandler, kwargs)])
         # Tornado has no startup hook: serve() is startup, else the first request says it
-        own.announce(handler.serve_origin, mount)
-        app.add_transform(_views.announcing(own, mount, handler.serve_origin))
-    elif engine_path is not None:
-        logger.info("embedded engine API not mounted: the client is not in dev mode")
-    _serve_options.mark_served(app, handler.route_path, client.app_id)
-    app.add_handlers(r".*", rules)
-    app.add_transform(autosync.tornado_transform(handler, own))
-    if own is not None:
-        app.add_transform(_views.starting(own))
-    app.settings.setdefault(_conf.CLIENT_SETTING, client)
-    if own is not None:
-        app.settings[_conf.ENGINE_SETTING] = own
-    app.settings.setdefault(_conf.SERVED, []).append(_Served(handler, client, own))
-    return handler
+        origin = serving.handler.serve_origin
+        engine.announce(origin, mount_at)
+        app.add_transform(_views.announcing(engine, mount_at, origin))
+
+    def mount(serving: _serve.Serving) -> CommHandler:
+        handler, own = serving.handler, serving.engine
+        if own is None:  # with an embedded engine nothing calls the serve path
+            rule = (re.escape(serving.path), _views.SteplineHandler, {"serving": serving})
+            app.add_handlers(r".*", [rule])
+        app.add_transform(_views.registering(serving))
+        if own is not None:
+            app.add_transform(_views.starting(own))
+            app.settings[_conf.ENGINE_SETTING] = own
+        app.settings.setdefault(_conf.CLIENT_SETTING, client)
+        app.settings.setdefault(_conf.SERVED, []).append(_Served(handler, client, own))
+        return handler
+
+    return _serve.serve(
+        ADAPTER,
+        client,
+        functions,
+        options,
+        mount=mount,
+        app=app,
+        engine=engine,
+        database=database,
+        mount_engine=None if mount_at is None else mount_engine,
+    )
 
 
 async def shutdown(app: tornado.web.Application) -> None:

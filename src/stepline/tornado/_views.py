@@ -1,21 +1,32 @@
-"""The request handlers ``serve`` mounts: the engine's calls, and the embedded engine's API."""
+"""What ``serve`` adds to a Tornado app: the request handlers it mounts (the engine's
+calls, the embedded engine's API) and its per-request transforms (dev-mode autosync, the
+embedded engine's start and its dashboard's URL), Tornado having no startup hook."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import tornado.iostream
 import tornado.web
 
 from stepline import embedded
-from stepline._comm import CommHandler, CommRequest, CommResponse
-from stepline._serving import bodies
+from stepline._comm import CommRequest, CommResponse
+from stepline._serving import serve as _serve
 from stepline.embedded import _mounts
 
 if TYPE_CHECKING:
     import tornado.httputil
 
-__all__ = ["EngineHandler", "SteplineHandler", "StreamedBody", "announcing"]
+__all__ = [
+    "EngineHandler",
+    "SteplineHandler",
+    "StreamedBody",
+    "announcing",
+    "on_request",
+    "registering",
+    "starting",
+]
 
 
 class StreamedBody(tornado.web.RequestHandler):
@@ -94,18 +105,16 @@ class EngineHandler(tornado.web.RequestHandler):
 class SteplineHandler(StreamedBody):
     """One view for every method; other methods get Tornado's own 405."""
 
-    def initialize(self, handler: CommHandler) -> None:
-        self.comm = handler
-        self.body_limit = handler.max_body_bytes
+    def initialize(self, serving: _serve.Serving) -> None:
+        self.serving = serving
+        self.body_limit = serving.handler.max_body_bytes
 
     def prepare(self) -> None:
         super().prepare()
-        declared = bodies.declared_too_large(
-            self.request.headers.get("content-length"), self.body_limit
-        )
-        if declared is not None:  # refused unread
+        refused = self.serving.refusal(self.request.headers.get("content-length"))
+        if refused is not None:  # refused unread
             self._answered = True
-            self.finish_comm(bodies.too_large(self.comm, declared))
+            self.finish_comm(refused)
 
     def finish_comm(self, response: CommResponse) -> None:
         self.set_status(response.status)
@@ -120,7 +129,7 @@ class SteplineHandler(StreamedBody):
         return None  # inspection answers must not be cached or turned into 304s
 
     async def answer(self) -> None:
-        await _to_tornado(self, await self.comm.handle(_from_tornado(self.request)))
+        await _to_tornado(self, await self.serving.handler.handle(_from_tornado(self.request)))
 
     post = put = StreamedBody.get
 
@@ -149,16 +158,16 @@ async def _to_tornado(view: tornado.web.RequestHandler, response: CommResponse) 
         pass  # the engine hung up; it will retry the call
 
 
-def announcing(engine: embedded.EmbeddedEngine, mount: str, origin: str | None) -> Any:
-    """An output transform (duck-typed) logging the dashboard's URL on the first request.
+def on_request(call: Callable[[tornado.httputil.HTTPServerRequest], None]) -> Any:
+    """An output transform (duck-typed) calling ``call`` with each request.
 
-    A transform sees every request, with its host, before the handler runs.
+    Tornado has no startup hook that knows the app's address; a transform sees every
+    request, with its host, before the handler runs.
     """
 
-    class _Announcing:
+    class _OnRequest:
         def __init__(self, request: tornado.httputil.HTTPServerRequest) -> None:
-            if not engine.announced:
-                engine.announce(origin or f"{request.protocol}://{request.host}", mount)
+            call(request)
 
         def transform_first_chunk(
             self, status_code: int, headers: Any, chunk: bytes, finishing: bool
@@ -168,26 +177,33 @@ def announcing(engine: embedded.EmbeddedEngine, mount: str, origin: str | None) 
         def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
             return chunk
 
-    return _Announcing
+    return _OnRequest
+
+
+def origin(request: tornado.httputil.HTTPServerRequest) -> str:
+    """The app's origin as ``request`` shows it (``http://host:port``)."""
+    return f"{request.protocol}://{request.host}"
+
+
+def announcing(engine: embedded.EmbeddedEngine, mount: str, served_origin: str | None) -> Any:
+    """A transform logging the dashboard's URL at the first request."""
+
+    def announce(request: tornado.httputil.HTTPServerRequest) -> None:
+        if not engine.announced:
+            engine.announce(served_origin or origin(request), mount)
+
+    return on_request(announce)
 
 
 def starting(engine: embedded.EmbeddedEngine) -> Any:
-    """An output transform (duck-typed) starting the engine at the process's first request.
+    """A transform starting the engine at the process's first request.
 
     Any request: a process that was (re)started runs its engine from then on, not from
     the client's first use. The first one waits for the engine to start (once).
     """
+    return on_request(lambda _request: engine.on_request())
 
-    class _Starting:
-        def __init__(self, request: tornado.httputil.HTTPServerRequest) -> None:
-            engine.on_request()
 
-        def transform_first_chunk(
-            self, status_code: int, headers: Any, chunk: bytes, finishing: bool
-        ) -> tuple[int, Any, bytes]:
-            return status_code, headers, chunk
-
-        def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
-            return chunk
-
-    return _Starting
+def registering(serving: _serve.Serving) -> Any:
+    """A transform registering the app with its engine in dev mode (``Serving.autosync``)."""
+    return on_request(lambda request: serving.autosync(origin(request), request.path))
