@@ -72,9 +72,9 @@ def statements(
         from stepline.engine._store.sqlite import SqliteTx as TxClass  # type: ignore[assignment]
     now = time.time()
     work: dict[str, Callable[[Any], object]] = {
-        "lease_jobs": lambda tx: tx.lease_jobs("o", now, now + 30, 16),
-        "lease_run_call": lambda tx: tx.lease_run_call(run_id, "o", now, now + 30),
-        "next_job_at": lambda tx: tx.next_job_at(),
+        "lease_jobs": lambda tx: tx.queue.lease_jobs("o", now, now + 30, 16),
+        "lease_run_call": lambda tx: tx.queue.lease_run_call(run_id, "o", now, now + 30),
+        "next_job_at": lambda tx: tx.queue.next_job_at(),
         "runs, newest 50": lambda tx: tx.list_runs(RunFilter(limit=51)),
         "runs, one function": lambda tx: tx.list_runs(RunFilter(function_id=busy, limit=51)),
         "runs, failed only": lambda tx: tx.list_runs(

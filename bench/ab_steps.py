@@ -11,8 +11,8 @@ a few percent.
 ``--set MODULE:ATTR=A,B`` (repeatable; ``ATTR`` may be ``Class.attr``; ``A`` and ``B`` are
 Python literals, or ``-`` for the attribute's value as imported), for example
 ``--set stepline.engine._store.sqlite:PAGE_SIZE=4096,1024`` or
-``--set "stepline.engine._store.sqlite:SqliteTx.move_sql='',-"``. An attribute read when a
-connection opens is set before each engine starts, so it differs by engine, not by
+``--set "stepline.engine._store.queue:SqliteQueueSql.move_sql='',-"``. An attribute read
+when a connection opens is set before each engine starts, so it differs by engine, not by
 block. With no ``--set``, an A/A run.
 
 Run: ``.venv/bin/python bench/ab_steps.py [--set ...] [--blocks 20] [--per 40]

@@ -240,16 +240,20 @@ async def lease_round(store: Any, ghost: str, now: float) -> dict[str, float]:
         return (time.perf_counter() - began) * 1000
 
     out = {
-        "lease: no job due": await timed(lambda tx: tx.lease_jobs("bench", now, now + 30, 16)),
-        "lease: a run's next call": await timed(
-            lambda tx: tx.lease_run_call(ghost, "bench", now, now + 30)
+        "lease: no job due": await timed(
+            lambda tx: tx.queue.lease_jobs("bench", now, now + 30, 16)
         ),
-        "next_job_at": await timed(lambda tx: tx.next_job_at(), write=False),
+        "lease: a run's next call": await timed(
+            lambda tx: tx.queue.lease_run_call(ghost, "bench", now, now + 30)
+        ),
+        "next_job_at": await timed(lambda tx: tx.queue.next_job_at(), write=False),
     }
     jobs = [Job(ulid(int(now * 1000)), JobKind.WAKE, now - 1, ghost) for _ in range(5)]
-    await store.atomic(lambda tx: [tx.enqueue(j) for j in jobs])
-    out["lease: 5 jobs due"] = await timed(lambda tx: tx.lease_jobs("bench", now, now + 30, 16))
-    await store.atomic(lambda tx: [tx.delete_job(j.job_id) for j in jobs])
+    await store.atomic(lambda tx: [tx.queue.enqueue(j) for j in jobs])
+    out["lease: 5 jobs due"] = await timed(
+        lambda tx: tx.queue.lease_jobs("bench", now, now + 30, 16)
+    )
+    await store.atomic(lambda tx: [tx.queue.delete_job(j.job_id) for j in jobs])
     return out
 
 
@@ -283,7 +287,7 @@ def prepare(db: str) -> None:
         store = store_for(EngineSettings(database_url=db))
         await store.open()
         app, fns = _bulk_fill.app_records(time.time())
-        await store.atomic(lambda tx: tx.put_app(app, fns))
+        await store.atomic(lambda tx: tx.apps.put_app(app, fns))
         await store.close()
 
     asyncio.run(run())

@@ -31,11 +31,13 @@ def test_ab_steps_runs_both_sides_and_prints_json() -> None:
 
 def test_a_setting_names_a_module_attribute_or_a_class_one() -> None:
     ab = bench_module("ab_steps")
-    from stepline.engine._store import sqlite, wal
+    from stepline.engine._store import queue, wal
 
     owner, attr, a, b = ab.parse_setting("stepline.engine._store.wal:LOG_BYTES=4000000,-")
     assert (owner, attr, a, b) == (wal, "LOG_BYTES", 4000000, wal.LOG_BYTES)
-    owner, attr, a, b = ab.parse_setting("stepline.engine._store.sqlite:SqliteTx.move_sql='',-")
-    assert (owner, attr, a, b) == (sqlite.SqliteTx, "move_sql", "", sqlite.SqliteTx.move_sql)
+    setting = "stepline.engine._store.queue:SqliteQueueSql.move_sql='',-"
+    owner, attr, a, b = ab.parse_setting(setting)
+    moved = queue.SqliteQueueSql
+    assert (owner, attr, a, b) == (moved, "move_sql", "", moved.move_sql)
     with pytest.raises(ValueError, match="MODULE:ATTR=A,B"):
         ab.parse_setting("stepline.engine._store.wal:LOG_BYTES")

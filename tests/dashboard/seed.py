@@ -55,7 +55,7 @@ async def seed(store: Store, *, runs: int, steps: int, now: float, span: float) 
     """
     rng = random.Random(7)
     app = AppRecord("load", "http://127.0.0.1:9/api", "py:stepline", None, now, "x")
-    await store.atomic(lambda tx: tx.put_app(app, [_function(f, now) for f in FUNCTIONS]))
+    await store.atomic(lambda tx: tx.apps.put_app(app, [_function(f, now) for f in FUNCTIONS]))
     ids: list[str] = []
     batch = 1000
     for start in range(0, runs, batch):
@@ -76,7 +76,7 @@ async def seed(store: Store, *, runs: int, steps: int, now: float, span: float) 
             tries: list[StepAttempt] = tries,
         ) -> None:
             for attempt in tries:
-                tx.put_attempt(attempt)
+                tx.attempts.put_attempt(attempt)
             for run, event, records in rows:
                 tx.insert_event(event)
                 tx.insert_run(run)

@@ -43,7 +43,7 @@ def _seed(now: float) -> Any:
     def write(tx: Tx) -> None:
         config = {"id": FN, "name": "checkout", "triggers": [{"event": "shop/order"}]}
         app = AppRecord("shop", "http://127.0.0.1:9/api", "py:stepline", None, now, "x")
-        tx.put_app(app, [FunctionRecord(FN, "shop", "checkout", config, now)])
+        tx.apps.put_app(app, [FunctionRecord(FN, "shop", "checkout", config, now)])
         for i, (ago, start, end, status) in enumerate(RUNS):
             created = now - ago * 60
             tx.insert_run(
@@ -55,8 +55,8 @@ def _seed(now: float) -> Any:
             tx.insert_run(
                 Run(run_id, FN, "shop", RunStatus.QUEUED, [], [], now - 300 + i, waiting=waiting)
             )
-            tx.enqueue(Job(f"J{i}", JobKind.EXECUTE, now + 3600, run_id=run_id))
-            tx.park_job(f"J{i}", f"fn:{FN}:", now + 3600)
+            tx.queue.enqueue(Job(f"J{i}", JobKind.EXECUTE, now + 3600, run_id=run_id))
+            tx.queue.park_job(f"J{i}", f"fn:{FN}:", now + 3600)
 
     return write
 

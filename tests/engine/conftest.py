@@ -73,7 +73,7 @@ async def settle(
         await quiet(engine)
         if await until():
             return
-        nxt = await engine.store.read(lambda tx: tx.next_job_at())
+        nxt = await engine.store.read(lambda tx: tx.queue.next_job_at())
         clock.set(nxt if nxt is not None and nxt > clock.now() else clock.now() + step)
         if clock.now() > start + limit:
             raise AssertionError("engine never settled")
@@ -84,7 +84,7 @@ async def advance(engine: Engine, clock: ManualClock, seconds: float) -> None:
     target = clock.now() + seconds
     while True:
         await quiet(engine)
-        nxt = await engine.store.read(lambda tx: tx.next_job_at())
+        nxt = await engine.store.read(lambda tx: tx.queue.next_job_at())
         if nxt is None or nxt > target:
             break
         clock.set(max(nxt, clock.now()))

@@ -15,7 +15,7 @@ import pytest
 import stepline
 from stepline.engine import RunStatus
 from stepline.engine._model import Job, JobKind
-from stepline.engine._store.sql import SqlTx
+from stepline.engine._store.queue import QueueSql
 
 from .conftest import arun, dev_client, finished, running
 
@@ -24,14 +24,14 @@ from .conftest import arun, dev_client, finished, running
 def queue_leases(monkeypatch: pytest.MonkeyPatch) -> list[Job]:
     """Every job leased through the queue (``lease_jobs``), on any store."""
     leased: list[Job] = []
-    original = SqlTx.lease_jobs
+    original = QueueSql.lease_jobs
 
-    def spy(self: SqlTx, *args: Any, **kwargs: Any) -> list[Job]:
+    def spy(self: QueueSql, *args: Any, **kwargs: Any) -> list[Job]:
         jobs = original(self, *args, **kwargs)
         leased.extend(jobs)
         return jobs
 
-    monkeypatch.setattr(SqlTx, "lease_jobs", spy)
+    monkeypatch.setattr(QueueSql, "lease_jobs", spy)
     return leased
 
 

@@ -411,14 +411,14 @@ def test_two_batches_at_once_take_turns_on_the_action(db: str) -> None:
             action, _ = await engine.store.atomic(
                 lambda tx: bulk.create(tx, "cancel", where, None, now)
             )
-            job = await engine.store.read(lambda tx: tx.get_job(bulk.job_id(action.bulk_id)))
+            job = await engine.store.read(lambda tx: tx.queue.get_job(bulk.job_id(action.bulk_id)))
             assert job is not None
 
             def one_batch(tx: Tx) -> None:
                 bulk.batch(tx, dataclasses.replace(job), engine.transitions, settings, now)
 
             await asyncio.gather(engine.store.atomic(one_batch), engine.store.atomic(one_batch))
-            done = await engine.store.read(lambda tx: tx.get_bulk(action.bulk_id))
+            done = await engine.store.read(lambda tx: tx.bulk.get_bulk(action.bulk_id))
             assert done is not None
             assert (done.matched, done.applied, done.skipped) == (20, 20, 0)
             assert done.cursor == max(ids)

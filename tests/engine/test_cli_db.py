@@ -40,7 +40,7 @@ def seeded(db: str, now: float) -> None:
     def write(tx: Tx) -> None:
         seed(tx, "DONE", "E-DONE", now - 1, status=RunStatus.COMPLETED, ended_at=now)
         seed(tx, "ASLEEP", "E-ASLEEP", now - 1, status=RunStatus.RUNNING, started_at=now)
-        tx.enqueue(job("wake", now + 3600, kind=JobKind.WAKE, run_id="ASLEEP"))
+        tx.queue.enqueue(job("wake", now + 3600, kind=JobKind.WAKE, run_id="ASLEEP"))
 
     async def run() -> None:
         store = store_for(EngineSettings(database_url=db))

@@ -17,7 +17,7 @@ import pytest
 import stepline
 from stepline.engine import RunStatus
 from stepline.engine._model import Job, JobKind
-from stepline.engine._store.sql import SqlTx
+from stepline.engine._store.queue import QueueSql
 from tests._support.polling import await_until
 
 from .conftest import arun, dev_client, finished, only_run, running
@@ -27,14 +27,14 @@ from .conftest import arun, dev_client, finished, only_run, running
 def queued_fanouts(monkeypatch: pytest.MonkeyPatch) -> list[Job]:
     """Every fan-out job enqueued, on any store."""
     queued: list[Job] = []
-    original = SqlTx.enqueue
+    original = QueueSql.enqueue
 
-    def spy(self: SqlTx, job: Job) -> Any:
+    def spy(self: QueueSql, job: Job) -> Any:
         if job.kind is JobKind.FANOUT:
             queued.append(job)
         return original(self, job)
 
-    monkeypatch.setattr(SqlTx, "enqueue", spy)
+    monkeypatch.setattr(QueueSql, "enqueue", spy)
     return queued
 
 

@@ -95,7 +95,7 @@ async def quiet(engine: Engine, clock: ManualClock) -> bool:
         throttled = run.status is RunStatus.QUEUED and waiting.get("reason") == "throttled"
         if not (throttled and float(waiting["until"]) > now):
             return False
-    nxt = await engine.store.read(lambda tx: tx.next_job_at())
+    nxt = await engine.store.read(lambda tx: tx.queue.next_job_at())
     return nxt is None or nxt > now
 
 
@@ -115,7 +115,7 @@ async def advance_to(engine: Engine, clock: ManualClock, target: float) -> None:
     """Move virtual time to ``target``, stopping at every due job on the way."""
     while True:
         await calm(engine, clock)
-        nxt = await engine.store.read(lambda tx: tx.next_job_at())
+        nxt = await engine.store.read(lambda tx: tx.queue.next_job_at())
         if nxt is None or nxt >= target:
             clock.set(target)
             await calm(engine, clock)
@@ -127,7 +127,7 @@ async def drain(engine: Engine, clock: ManualClock) -> None:
     """Let every run finish, moving the clock from one due job to the next."""
     while True:
         await calm(engine, clock)
-        nxt = await engine.store.read(lambda tx: tx.next_job_at())
+        nxt = await engine.store.read(lambda tx: tx.queue.next_job_at())
         if nxt is None:
             return
         clock.set(nxt)

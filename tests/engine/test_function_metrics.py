@@ -65,8 +65,8 @@ def _seed(tx: Tx) -> None:
     config = {"id": FN, "name": "limited", "triggers": [{"event": "a/go"}]}
     other = {"id": "app-other", "name": "other", "triggers": [{"event": "a/go"}]}
     app = AppRecord("app", "http://127.0.0.1:9/api", "py:stepline", None, T0, "x")
-    tx.put_app(app, [FunctionRecord(FN, "app", "limited", config, T0)])
-    tx.put_app(
+    tx.apps.put_app(app, [FunctionRecord(FN, "app", "limited", config, T0)])
+    tx.apps.put_app(
         AppRecord("app2", "http://127.0.0.1:9/b", "py:stepline", None, T0, "y"),
         [FunctionRecord("app-other", "app2", "other", other, T0)],
     )
@@ -88,11 +88,11 @@ def _seed(tx: Tx) -> None:
         )
         if job is not None:
             available, leased, parked = job
-            tx.enqueue(Job(f"J{run_id}", JobKind.EXECUTE, T0 + available, run_id=run_id))
+            tx.queue.enqueue(Job(f"J{run_id}", JobKind.EXECUTE, T0 + available, run_id=run_id))
             if leased:
-                tx.lease_job(f"J{run_id}", "worker-1", T0 + available, T0 + available)
+                tx.queue.lease_job(f"J{run_id}", "worker-1", T0 + available, T0 + available)
             if parked:
-                tx.park_job(f"J{run_id}", f"fn:{FN}:", T0 + available)
+                tx.queue.park_job(f"J{run_id}", f"fn:{FN}:", T0 + available)
     # another function's runs in the window count for it only
     tx.insert_run(
         Run("OTHER", "app-other", "app2", C, [], [], T0 + 15, T0 + 16, T0 + 30),
@@ -284,7 +284,7 @@ def _plans(conn: sqlite3.Connection) -> list[str]:
 
     explaining = Explaining()
     tx = SqliteTx(explaining)
-    tx.function_metrics(FN, since=T0, bucket=60, count=5, now=NOW)
+    tx.metrics.function_metrics(FN, since=T0, bucket=60, count=5, now=NOW)
     return explaining.plans
 
 

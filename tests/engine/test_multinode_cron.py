@@ -96,7 +96,7 @@ def test_concurrent_syncs_schedule_each_tick_once() -> None:
                 await engine.start(worker=False)
                 stack.push_async_callback(engine.stop)
             await asyncio.gather(*(e.serve(client, [a, b]) for e in engines))
-            due = await engines[0].store.read(lambda tx: tx.next_job_at())
+            due = await engines[0].store.read(lambda tx: tx.queue.next_job_at())
         with psycopg.connect(url) as conn:
             rows = conn.execute("SELECT job_id FROM jobs WHERE kind = 'cron'").fetchall()
         assert len(rows) == 2, rows

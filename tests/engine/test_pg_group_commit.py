@@ -35,7 +35,7 @@ def _txid(tx: PostgresTx) -> int:
 
 def _enqueue(job_id: str) -> Work:
     def work(tx: PostgresTx) -> int:
-        tx.enqueue(Job(job_id=job_id, kind=JobKind.EXECUTE, available_at=0.0))
+        tx.queue.enqueue(Job(job_id=job_id, kind=JobKind.EXECUTE, available_at=0.0))
         return _txid(tx)
 
     return work

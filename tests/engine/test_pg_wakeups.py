@@ -38,7 +38,7 @@ class Heard:
 
 def _enqueue(job_id: str) -> object:
     def work(tx: Tx) -> None:
-        tx.enqueue(Job(job_id=job_id, kind=JobKind.EXECUTE, available_at=0.0))
+        tx.queue.enqueue(Job(job_id=job_id, kind=JobKind.EXECUTE, available_at=0.0))
 
     return work
 

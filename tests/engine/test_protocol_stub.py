@@ -167,7 +167,7 @@ def test_retry_after_sets_when_the_same_call_is_retried(db: str, stub_server: St
             while len(calls(stub_server)) < 1:
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.1)
-            due = await engine.store.read(lambda tx: tx.next_job_at())
+            due = await engine.store.read(lambda tx: tx.queue.next_job_at())
             assert due is not None
             assert 119 <= due - sent_at <= 121
             run = await finished(engine, run_id, clock)

@@ -68,12 +68,14 @@ def test_ended_runs_and_their_events_go_live_ones_stay(db: str) -> None:
             seed(tx, "GONE", "E-GONE", T0, status=RunStatus.CANCELLED, ended_at=T0 + 10)
             # a sleeping run from long ago: its wake job, its steps and its event stay
             seed(tx, "SLEEPING", "E-SLEEP", T0, status=RunStatus.RUNNING, started_at=T0)
-            tx.enqueue(job("wake-1", T0 + 30 * DAY, kind=JobKind.WAKE, run_id="SLEEPING"))
+            tx.queue.enqueue(job("wake-1", T0 + 30 * DAY, kind=JobKind.WAKE, run_id="SLEEPING"))
             # ended recently: kept until its own end is older than the retention
             seed(tx, "RECENT", "E-RECENT", T0, status=RunStatus.COMPLETED, ended_at=T0 + 9 * DAY)
             tx.insert_event(event("E-LONE", T0))  # started nothing: goes
             tx.insert_event(event("E-QUEUED", T0))  # its fan-out never ran: stays
-            tx.enqueue(Job("fanout:E-QUEUED", JobKind.FANOUT, T0, payload={"event_id": "E-QUEUED"}))
+            tx.queue.enqueue(
+                Job("fanout:E-QUEUED", JobKind.FANOUT, T0, payload={"event_id": "E-QUEUED"})
+            )
             tx.insert_event(event("E-NEW", T0 + 9 * DAY))  # recent: stays
 
         await store.atomic(write)
@@ -99,7 +101,7 @@ def test_ended_runs_and_their_events_go_live_ones_stay(db: str) -> None:
             for kept in ("E-SLEEP", "E-RECENT", "E-QUEUED", "E-NEW"):
                 assert tx.get_event(kept) is not None
             assert [link.run_id for link in tx.event_links("E-SLEEP")] == ["SLEEPING"]
-            assert tx.get_job("wake-1") is not None
+            assert tx.queue.get_job("wake-1") is not None
 
         await store.read(check)
         assert await sweeper.sweep() == {}, "a second pass finds nothing"
@@ -116,15 +118,15 @@ def test_per_key_rows_expire_on_their_own_windows(db: str) -> None:
             tx.insert_run(run_record("ENDED", status=RunStatus.COMPLETED, ended_at=now - 1))
             assert tx.claim_key("idem:f", "old", now - 1, T0)
             assert tx.claim_key("idem:f", "new", now + 60, T0)
-            tx.set_limit("rate:f", "old", now - 50, now - 1)
-            tx.set_limit("rate:f", "new", now, now + 60)
-            tx.set_bucket("f", "debounce:old", "LIVE", now - 1)
-            tx.set_bucket("f", "debounce:new", "LIVE", now + 60)
-            tx.set_singleton("f", "ended", "ENDED")
-            tx.set_singleton("f", "missing", "NO-SUCH-RUN")
-            tx.set_singleton("f", "live", "LIVE")
-            assert tx.acquire_slots("job-old", [("k", 5)], T0, now - 400) is None
-            assert tx.acquire_slots("job-new", [("k", 5)], T0, now - 1) is None
+            tx.flow.set_limit("rate:f", "old", now - 50, now - 1)
+            tx.flow.set_limit("rate:f", "new", now, now + 60)
+            tx.flow.set_bucket("f", "debounce:old", "LIVE", now - 1)
+            tx.flow.set_bucket("f", "debounce:new", "LIVE", now + 60)
+            tx.flow.set_singleton("f", "ended", "ENDED")
+            tx.flow.set_singleton("f", "missing", "NO-SUCH-RUN")
+            tx.flow.set_singleton("f", "live", "LIVE")
+            assert tx.flow.acquire_slots("job-old", [("k", 5)], T0, now - 400) is None
+            assert tx.flow.acquire_slots("job-new", [("k", 5)], T0, now - 1) is None
 
         await store.atomic(write)
         # a retention far longer than any of these windows: keys go on their own schedule
@@ -139,14 +141,16 @@ def test_per_key_rows_expire_on_their_own_windows(db: str) -> None:
 
         def check(tx: Tx) -> None:
             assert not tx.claim_key("idem:f", "new", now + 60, now), "a live key still holds"
-            assert tx.get_limit("rate:f", "old") is None
-            assert tx.get_limit("rate:f", "new") == now
-            assert tx.get_bucket("f", "debounce:old") is None
-            assert tx.get_bucket("f", "debounce:new") == ("LIVE", now + 60)
-            assert tx.singleton_run("f", "live") == "LIVE"
-            assert tx.singleton_run("f", "ended") is None
-            assert tx.singleton_run("f", "missing") is None
-            assert tx.count_slots("k", now - 2) == 1, "the recently expired slot is the worker's"
+            assert tx.flow.get_limit("rate:f", "old") is None
+            assert tx.flow.get_limit("rate:f", "new") == now
+            assert tx.flow.get_bucket("f", "debounce:old") is None
+            assert tx.flow.get_bucket("f", "debounce:new") == ("LIVE", now + 60)
+            assert tx.flow.singleton_run("f", "live") == "LIVE"
+            assert tx.flow.singleton_run("f", "ended") is None
+            assert tx.flow.singleton_run("f", "missing") is None
+            assert tx.flow.count_slots("k", now - 2) == 1, (
+                "the recently expired slot is the worker's"
+            )
             assert tx.get_run("ENDED") is not None, "ended within the retention: kept"
 
         await store.atomic(check)

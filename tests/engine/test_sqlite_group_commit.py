@@ -22,7 +22,7 @@ class Boom(Exception):
 
 def _write(name: str, *, fail: bool = False) -> Callable[[Tx], str]:
     def work(tx: Tx) -> str:
-        tx.set_attributes("run", {name: "x"})
+        tx.attributes.set_attributes("run", {name: "x"})
         if fail:
             raise Boom(name)
         return name
@@ -38,7 +38,7 @@ def test_a_failing_work_alone_keeps_nothing_and_the_next_commits(tmp_path: Path)
             with pytest.raises(Boom):
                 await store.atomic(_write("lost", fail=True))
             assert await store.atomic(_write("kept")) == "kept"
-            return await store.read(lambda tx: tx.get_attributes(["run"]))
+            return await store.read(lambda tx: tx.attributes.get_attributes(["run"]))
         finally:
             await store.close()
 
@@ -54,7 +54,7 @@ def test_in_a_group_a_failing_work_rolls_back_only_its_own_changes(tmp_path: Pat
             results = await asyncio.gather(
                 *(store.atomic(w) for w in works), return_exceptions=True
             )
-            return results, await store.read(lambda tx: tx.get_attributes(["run"]))
+            return results, await store.read(lambda tx: tx.attributes.get_attributes(["run"]))
         finally:
             await store.close()
 

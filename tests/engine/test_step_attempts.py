@@ -85,7 +85,7 @@ def test_a_step_failing_twice_then_succeeding_shows_three_attempts(db: str) -> N
             shaky = steps["shaky"]
 
             # two rows written, for the failed attempts only: none for "steady"
-            recorded = await e.store.read(lambda tx: tx.get_attempts(run.run_id))
+            recorded = await e.store.read(lambda tx: tx.attempts.get_attempts(run.run_id))
             assert [(a.step_id, a.attempt) for a in recorded] == [
                 (shaky.step_id, 1),
                 (shaky.step_id, 2),
@@ -168,14 +168,16 @@ def test_retention_removes_attempts_with_their_run(db: str) -> None:
             seed(tx, "LIVE", "E-LIVE", T0, status=RunStatus.RUNNING, started_at=T0)
             for run_id in ("OLD", "LIVE"):
                 for n in (1, 2):
-                    tx.put_attempt(StepAttempt(run_id, "a", n, T0, T0 + n, {"message": "x"}))
+                    tx.attempts.put_attempt(
+                        StepAttempt(run_id, "a", n, T0, T0 + n, {"message": "x"})
+                    )
 
         await store.atomic(write)
         removed = await Sweeper(store, ManualClock(start=T0 + 8 * DAY), 7 * DAY).sweep()
         assert removed["step_attempts"] == 2
         assert removed["runs"] == 1
-        assert await store.read(lambda tx: tx.get_attempts("OLD")) == []
-        kept = await store.read(lambda tx: tx.get_attempts("LIVE"))
+        assert await store.read(lambda tx: tx.attempts.get_attempts("OLD")) == []
+        kept = await store.read(lambda tx: tx.attempts.get_attempts("LIVE"))
         assert [(a.attempt, a.error) for a in kept] == [(n, {"message": "x"}) for n in (1, 2)]
 
     with_store(db, body)

@@ -144,26 +144,26 @@ def test_steps_upsert_and_keep_completion_order(db: str) -> None:
 def test_leasing_is_exclusive_ordered_and_expires(db: str) -> None:
     async def body(store: Store) -> None:
         def seed(tx: Tx) -> None:
-            assert tx.enqueue(job("late", 50.0))
-            assert tx.enqueue(job("early", 10.0))
-            assert tx.enqueue(job("future", 500.0))
-            assert not tx.enqueue(job("early", 1.0))  # the id makes enqueueing idempotent
+            assert tx.queue.enqueue(job("late", 50.0))
+            assert tx.queue.enqueue(job("early", 10.0))
+            assert tx.queue.enqueue(job("future", 500.0))
+            assert not tx.queue.enqueue(job("early", 1.0))  # the id makes enqueueing idempotent
 
         await atomic(store, seed)
-        assert await store.read(lambda tx: tx.next_job_at()) == 10.0
-        first = await atomic(store, lambda tx: tx.lease_jobs("w1", 100.0, 130.0, 1))
+        assert await store.read(lambda tx: tx.queue.next_job_at()) == 10.0
+        first = await atomic(store, lambda tx: tx.queue.lease_jobs("w1", 100.0, 130.0, 1))
         assert [j.job_id for j in first] == ["early"]  # the most overdue first
-        leased = first + await atomic(store, lambda tx: tx.lease_jobs("w1", 100.0, 130.0, 5))
+        leased = first + await atomic(store, lambda tx: tx.queue.lease_jobs("w1", 100.0, 130.0, 5))
         assert sorted(j.job_id for j in leased) == ["early", "late"]
         assert all(j.lease_owner == "w1" and j.available_at == 130.0 for j in leased)
-        assert await atomic(store, lambda tx: tx.lease_jobs("w2", 110.0, 140.0, 5)) == []
-        await atomic(store, lambda tx: tx.extend_leases("w1", ["early"], 160.0))
+        assert await atomic(store, lambda tx: tx.queue.lease_jobs("w2", 110.0, 140.0, 5)) == []
+        await atomic(store, lambda tx: tx.queue.extend_leases("w1", ["early"], 160.0))
         # w1 died: "late" comes back when its lease ran out, "early" was extended
-        taken = await atomic(store, lambda tx: tx.lease_jobs("w2", 135.0, 165.0, 5))
+        taken = await atomic(store, lambda tx: tx.queue.lease_jobs("w2", 135.0, 165.0, 5))
         assert [j.job_id for j in taken] == ["late"]
-        await atomic(store, lambda tx: tx.delete_job("late"))
-        assert await store.read(lambda tx: tx.get_job("late")) is None
-        assert await store.read(lambda tx: tx.next_job_at()) == 160.0
+        await atomic(store, lambda tx: tx.queue.delete_job("late"))
+        assert await store.read(lambda tx: tx.queue.get_job("late")) is None
+        assert await store.read(lambda tx: tx.queue.next_job_at()) == 160.0
 
     with_store(db, body)
 
@@ -171,25 +171,25 @@ def test_leasing_is_exclusive_ordered_and_expires(db: str) -> None:
 def test_a_run_s_next_call_is_leased_by_run_unless_queued_for_a_reason(db: str) -> None:
     async def body(store: Store) -> None:
         def seed(tx: Tx) -> None:
-            tx.enqueue(job("r1-next", 90.0, run_id="r1", step_id="step"))
-            tx.enqueue(job("r1-later", 95.0, run_id="r1", step_id="s2"))
-            tx.enqueue(job("r2-wake", 90.0, run_id="r2", kind=JobKind.WAKE))
-            tx.enqueue(job("r3-future", 200.0, run_id="r3"))
+            tx.queue.enqueue(job("r1-next", 90.0, run_id="r1", step_id="step"))
+            tx.queue.enqueue(job("r1-later", 95.0, run_id="r1", step_id="s2"))
+            tx.queue.enqueue(job("r2-wake", 90.0, run_id="r2", kind=JobKind.WAKE))
+            tx.queue.enqueue(job("r3-future", 200.0, run_id="r3"))
             keyed = {"keys": [["fn:app-fn", 1]]}
-            tx.enqueue(job("r4-keyed", 90.0, run_id="r4", payload=keyed))
-            tx.enqueue(job("r5-parked", 90.0, run_id="r5"))
-            tx.park_job("r5-parked", "fn:app-fn", 95.0)
+            tx.queue.enqueue(job("r4-keyed", 90.0, run_id="r4", payload=keyed))
+            tx.queue.enqueue(job("r5-parked", 90.0, run_id="r5"))
+            tx.queue.park_job("r5-parked", "fn:app-fn", 95.0)
 
         await atomic(store, seed)
 
         def lease(run_id: str) -> Callable[[Tx], Job | None]:
-            return lambda tx: tx.lease_run_call(run_id, "w1", 100.0, 130.0)
+            return lambda tx: tx.queue.lease_run_call(run_id, "w1", 100.0, 130.0)
 
         taken = await atomic(store, lease("r1"))
         assert taken is not None
         assert taken.job_id == "r1-next"
         assert (taken.lease_owner, taken.lease_expires) == ("w1", 130.0)
-        stored = await store.read(lambda tx: tx.get_job("r1-next"))
+        stored = await store.read(lambda tx: tx.queue.get_job("r1-next"))
         assert stored is not None
         assert stored.lease_owner == "w1"
         assert stored.available_at == 130.0
@@ -208,10 +208,12 @@ def test_a_run_s_next_call_is_leased_by_run_unless_queued_for_a_reason(db: str) 
 
 def test_concurrent_leases_never_share_a_job(db: str) -> None:
     async def body(store: Store) -> None:
-        await atomic(store, lambda tx: [tx.enqueue(job(f"j{i:03d}", float(i))) for i in range(60)])
+        await atomic(
+            store, lambda tx: [tx.queue.enqueue(job(f"j{i:03d}", float(i))) for i in range(60)]
+        )
         batches = await asyncio.gather(
             *(
-                store.atomic(lambda tx, w=w: tx.lease_jobs(f"w{w}", 1000.0, 2000.0, 7))
+                store.atomic(lambda tx, w=w: tx.queue.lease_jobs(f"w{w}", 1000.0, 2000.0, 7))
                 for w in range(6)
             )
         )
@@ -225,13 +227,13 @@ def test_a_failed_unit_of_work_leaves_nothing(db: str) -> None:
     async def body(store: Store) -> None:
         def broken(tx: Tx) -> None:
             tx.insert_run(run_record("R9"))
-            tx.enqueue(job("j9", 1.0))
+            tx.queue.enqueue(job("j9", 1.0))
             raise RuntimeError("boom")
 
         with pytest.raises(RuntimeError, match="boom"):
             await atomic(store, broken)
         assert await store.read(lambda tx: tx.get_run("R9")) is None
-        assert await store.read(lambda tx: tx.get_job("j9")) is None
+        assert await store.read(lambda tx: tx.queue.get_job("j9")) is None
 
     with_store(db, body)
 
@@ -302,21 +304,21 @@ def test_noted_event_names_answer_waits_without_missing_one_added_later(db: str)
 def test_flow_control_state(db: str) -> None:
     async def body(store: Store) -> None:
         def write(tx: Tx) -> None:
-            assert tx.get_limit("rate:f", "k") is None
-            tx.set_limit("rate:f", "k", 12.5, 20.0)
-            tx.set_limit("rate:f", "k", 13.5, 20.0)
-            tx.set_singleton("f", "k", "R1")
-            tx.set_bucket("f", "batch:k", "R1", 99.0)
-            tx.set_bucket("f", "batch:j", "R2", 50.0)
+            assert tx.flow.get_limit("rate:f", "k") is None
+            tx.flow.set_limit("rate:f", "k", 12.5, 20.0)
+            tx.flow.set_limit("rate:f", "k", 13.5, 20.0)
+            tx.flow.set_singleton("f", "k", "R1")
+            tx.flow.set_bucket("f", "batch:k", "R1", 99.0)
+            tx.flow.set_bucket("f", "batch:j", "R2", 50.0)
 
         await atomic(store, write)
-        assert await store.read(lambda tx: tx.get_limit("rate:f", "k")) == 13.5
-        assert await store.read(lambda tx: tx.singleton_run("f", "k")) == "R1"
-        assert await store.read(lambda tx: tx.get_bucket("f", "batch:k")) == ("R1", 99.0)
-        await atomic(store, lambda tx: tx.release_claims("R1"))
-        assert await store.read(lambda tx: tx.singleton_run("f", "k")) is None
-        assert await store.read(lambda tx: tx.get_bucket("f", "batch:k")) is None
-        assert await store.read(lambda tx: tx.get_bucket("f", "batch:j")) == ("R2", 50.0)
+        assert await store.read(lambda tx: tx.flow.get_limit("rate:f", "k")) == 13.5
+        assert await store.read(lambda tx: tx.flow.singleton_run("f", "k")) == "R1"
+        assert await store.read(lambda tx: tx.flow.get_bucket("f", "batch:k")) == ("R1", 99.0)
+        await atomic(store, lambda tx: tx.flow.release_claims("R1"))
+        assert await store.read(lambda tx: tx.flow.singleton_run("f", "k")) is None
+        assert await store.read(lambda tx: tx.flow.get_bucket("f", "batch:k")) is None
+        assert await store.read(lambda tx: tx.flow.get_bucket("f", "batch:j")) == ("R2", 50.0)
 
     with_store(db, body)
 
@@ -327,30 +329,32 @@ def test_concurrency_slots_park_and_wake_in_queue_order(db: str) -> None:
 
         def fill(tx: Tx) -> list[str | None]:
             for name, queued in (("a", 1.0), ("b", 2.0), ("c", 3.0), ("d", 0.5)):
-                tx.enqueue(job(name, queued, run_id=f"R{name}"))
-            return [tx.acquire_slots(name, keys, 10.0, 40.0) for name in "abc"]
+                tx.queue.enqueue(job(name, queued, run_id=f"R{name}"))
+            return [tx.flow.acquire_slots(name, keys, 10.0, 40.0) for name in "abc"]
 
         assert await atomic(store, fill) == [None, None, "fn:f:"]
-        assert await store.read(lambda tx: tx.count_slots("fn:f:", 10.0)) == 2
+        assert await store.read(lambda tx: tx.flow.count_slots("fn:f:", 10.0)) == 2
 
         def park(tx: Tx) -> None:
-            tx.park_job("c", "fn:f:", 100.0)
-            tx.park_job("d", "fn:f:", 100.0)
+            tx.queue.park_job("c", "fn:f:", 100.0)
+            tx.queue.park_job("d", "fn:f:", 100.0)
 
         await atomic(store, park)
-        assert await store.read(lambda tx: tx.next_job_at()) == 1.0  # parked jobs are not due
-        released = await atomic(store, lambda tx: tx.release_slots("a"))
+        assert await store.read(lambda tx: tx.queue.next_job_at()) == 1.0  # parked jobs are not due
+        released = await atomic(store, lambda tx: tx.flow.release_slots("a"))
         assert released == ["fn:f:"]
-        woken = await atomic(store, lambda tx: tx.unpark_jobs("fn:f:", 1))
+        woken = await atomic(store, lambda tx: tx.queue.unpark_jobs("fn:f:", 1))
         assert woken == ["Rd"]  # queued first
-        d = await store.read(lambda tx: tx.get_job("d"))
+        d = await store.read(lambda tx: tx.queue.get_job("d"))
         assert d is not None
         assert (d.available_at, d.job_id) == (0.5, "d")
         # b's lease (and slot) expire at 40: the slot comes back without a release
-        assert await atomic(store, lambda tx: tx.acquire_slots("d", keys, 20.0, 50.0)) is None
-        assert await atomic(store, lambda tx: tx.acquire_slots("c", keys, 20.0, 50.0)) == "fn:f:"
-        assert await atomic(store, lambda tx: tx.expire_slots(45.0)) == {"fn:f:": 1}
-        assert await atomic(store, lambda tx: tx.acquire_slots("c", keys, 45.0, 80.0)) is None
+        assert await atomic(store, lambda tx: tx.flow.acquire_slots("d", keys, 20.0, 50.0)) is None
+        assert (
+            await atomic(store, lambda tx: tx.flow.acquire_slots("c", keys, 20.0, 50.0)) == "fn:f:"
+        )
+        assert await atomic(store, lambda tx: tx.flow.expire_slots(45.0)) == {"fn:f:": 1}
+        assert await atomic(store, lambda tx: tx.flow.acquire_slots("c", keys, 45.0, 80.0)) is None
 
     with_store(db, body)
 
@@ -359,12 +363,12 @@ def test_apps_and_functions(db: str) -> None:
     async def body(store: Store) -> None:
         app = AppRecord("app", "http://x/api", "py:v1", "flask", 1.0, "c1")
         fns = [FunctionRecord("app-f", "app", "f", {"id": "app-f", "triggers": []}, 1.0)]
-        assert await atomic(store, lambda tx: tx.put_app(app, fns))
-        assert not await atomic(store, lambda tx: tx.put_app(app, fns))  # same checksum
-        await atomic(store, lambda tx: tx.set_app_error("http://x/api", "unreachable", 2.0))
-        [got] = await store.read(lambda tx: tx.list_apps())
+        assert await atomic(store, lambda tx: tx.apps.put_app(app, fns))
+        assert not await atomic(store, lambda tx: tx.apps.put_app(app, fns))  # same checksum
+        await atomic(store, lambda tx: tx.apps.set_app_error("http://x/api", "unreachable", 2.0))
+        [got] = await store.read(lambda tx: tx.apps.list_apps())
         assert (got.error, got.synced_at) == ("unreachable", 2.0)
-        assert [f.config for f in await store.read(lambda tx: tx.list_functions())] == [
+        assert [f.config for f in await store.read(lambda tx: tx.apps.list_functions())] == [
             {"id": "app-f", "triggers": []}
         ]
 

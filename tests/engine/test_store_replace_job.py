@@ -28,8 +28,8 @@ def _ids(tx: Tx) -> list[str]:
 
 def test_enqueue_replacing_deletes_the_old_job_and_inserts_the_new(db: str) -> None:
     async def body(store: Store) -> None:
-        await atomic(store, lambda tx: tx.enqueue(job("old", 1.0, run_id="r2")))
-        await atomic(store, lambda tx: tx.enqueue(job("taken", 1.0)))
+        await atomic(store, lambda tx: tx.queue.enqueue(job("old", 1.0, run_id="r2")))
+        await atomic(store, lambda tx: tx.queue.enqueue(job("taken", 1.0)))
 
         new = job("new", 2.0, run_id="r2", step_id="s1", attempt=2, payload={"x": [1]})
         # a parked job's row rewritten: the new job is not parked
@@ -39,14 +39,14 @@ def test_enqueue_replacing_deletes_the_old_job_and_inserts_the_new(db: str) -> N
 
         def replace(tx: Tx) -> tuple[bool, list[str], int]:
             sent = counting(tx)
-            inserted = tx.enqueue(new, replacing="old")
+            inserted = tx.queue.enqueue(new, replacing="old")
             return inserted, list(tx.queued), len(sent)
 
         inserted, queued, statements = await atomic(store, replace)
         assert (inserted, queued) == (True, ["new"])
         assert statements == 1
         assert await store.read(_ids) == ["new", "taken"]
-        assert await store.read(lambda tx: tx.get_job("new")) == new
+        assert await store.read(lambda tx: tx.queue.get_job("new")) == new
         parked = await store.read(
             lambda tx: tx._x("SELECT parked_on, queued_at FROM jobs WHERE job_id = 'new'")
         )
@@ -54,28 +54,32 @@ def test_enqueue_replacing_deletes_the_old_job_and_inserts_the_new(db: str) -> N
 
         # another run's job (or kind) replaced: the same result (two statements on SQLite)
         other = job("other", 2.5, run_id="r3", kind=JobKind.WAKE)
-        assert await atomic(store, lambda tx: tx.enqueue(other, replacing="new"))
+        assert await atomic(store, lambda tx: tx.queue.enqueue(other, replacing="new"))
         assert await store.read(_ids) == ["other", "taken"]
-        assert await store.read(lambda tx: tx.get_job("other")) == other
-        await atomic(store, lambda tx: tx.enqueue(new, replacing="other"))
-        assert await store.read(lambda tx: tx.get_job("new")) == new
+        assert await store.read(lambda tx: tx.queue.get_job("other")) == other
+        await atomic(store, lambda tx: tx.queue.enqueue(new, replacing="other"))
+        assert await store.read(lambda tx: tx.queue.get_job("new")) == new
 
         # queued already: not inserted again (and the old job still goes)
-        await atomic(store, lambda tx: tx.enqueue(job("old", 1.0)))
-        assert not await atomic(store, lambda tx: tx.enqueue(job("taken", 3.0), replacing="old"))
+        await atomic(store, lambda tx: tx.queue.enqueue(job("old", 1.0)))
+        assert not await atomic(
+            store, lambda tx: tx.queue.enqueue(job("taken", 3.0), replacing="old")
+        )
         assert await store.read(_ids) == ["new", "taken"]
-        taken = await store.read(lambda tx: tx.get_job("taken"))
+        taken = await store.read(lambda tx: tx.queue.get_job("taken"))
         assert taken is not None
         assert taken.available_at == 1.0
 
         # the old job gone already: the new one is still queued
-        assert await atomic(store, lambda tx: tx.enqueue(job("later", 5.0), replacing="gone"))
+        assert await atomic(store, lambda tx: tx.queue.enqueue(job("later", 5.0), replacing="gone"))
         assert await store.read(_ids) == ["later", "new", "taken"]
-        await atomic(store, lambda tx: tx.delete_job("later"))
+        await atomic(store, lambda tx: tx.queue.delete_job("later"))
 
         # the same id: deleted, then inserted anew (a single statement would keep neither)
-        assert await atomic(store, lambda tx: tx.enqueue(job("taken", 4.0), replacing="taken"))
-        taken = await store.read(lambda tx: tx.get_job("taken"))
+        assert await atomic(
+            store, lambda tx: tx.queue.enqueue(job("taken", 4.0), replacing="taken")
+        )
+        taken = await store.read(lambda tx: tx.queue.get_job("taken"))
         assert taken is not None
         assert taken.available_at == 4.0
 
@@ -93,10 +97,12 @@ def test_a_runs_next_call_rewrites_only_the_queues_key_and_due_pages(tmp_path: P
             return int(conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[1])
 
     async def body(store: Store) -> None:
-        await atomic(store, lambda tx: tx.enqueue(job("call-1", 1.0, run_id="r1", step_id="a")))
+        await atomic(
+            store, lambda tx: tx.queue.enqueue(job("call-1", 1.0, run_id="r1", step_id="a"))
+        )
         log_frames("TRUNCATE")  # the log starts over empty
         nxt = job("call-2", 2.0, run_id="r1", step_id="b", attempt=1)
-        assert await atomic(store, lambda tx: tx.enqueue(nxt, replacing="call-1"))
+        assert await atomic(store, lambda tx: tx.queue.enqueue(nxt, replacing="call-1"))
         assert log_frames("PASSIVE") == 3
         assert await store.read(_ids) == ["call-2"]
 

@@ -129,8 +129,8 @@ def test_a_call_is_read_with_its_run_in_one_statement(db: str) -> None:
     async def body(store: Store) -> None:
         def seed(tx: Tx) -> None:
             tx.insert_run(run_record("R1"))
-            tx.enqueue(job("J1", 90.0, run_id="R1", step_id="s"))
-            tx.enqueue(job("J2", 90.0, run_id="gone", step_id="s"))  # its run was deleted
+            tx.queue.enqueue(job("J1", 90.0, run_id="R1", step_id="s"))
+            tx.queue.enqueue(job("J2", 90.0, run_id="gone", step_id="s"))  # its run was deleted
 
         await atomic(store, seed)
 
@@ -158,18 +158,18 @@ def test_a_call_read_tells_whether_any_function_is_paused(db: str) -> None:
     async def body(store: Store) -> None:
         def seed(tx: Tx) -> None:
             tx.insert_run(run_record("R1"))
-            tx.enqueue(job("J1", 90.0, run_id="R1", step_id="s"))
+            tx.queue.enqueue(job("J1", 90.0, run_id="R1", step_id="s"))
 
         await atomic(store, seed)
 
         def look(tx: Tx) -> tuple[list[str], int]:
             tx.get_call("J1")
             sent = counting(tx)
-            return sorted(tx.paused_functions()), len(sent)
+            return sorted(tx.controls.paused_functions()), len(sent)
 
         assert await atomic(store, look) == ([], 0)  # none paused: nothing more to read
         pause = FunctionPause("app-fn", 50.0)
-        await atomic(store, lambda tx: tx.pause_function(pause))
+        await atomic(store, lambda tx: tx.controls.pause_function(pause))
         assert await atomic(store, look) == (["app-fn"], 1)  # read (and share-locked)
 
     with_store(db, body)

@@ -96,7 +96,9 @@ def test_the_sse_form_sends_every_large_message_once_in_order(db: str) -> None:
 def record_messages(client: TestClient, engine: Engine, count: int) -> None:
     data = '"' + "y" * (BIG - 2) + '"'
     messages = [NewMessage("bulk", data) for _ in range(count)]
-    portal(client).call(engine.store.atomic, lambda tx: tx.append_messages(RUN, messages, 1.0))
+    portal(client).call(
+        engine.store.atomic, lambda tx: tx.messages.append_messages(RUN, messages, 1.0)
+    )
 
 
 def _hold(client: TestClient, run_id: str, results: list[int]) -> threading.Thread:

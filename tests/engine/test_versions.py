@@ -306,7 +306,7 @@ def test_a_pinned_run_whose_version_vanished_moves_once_at_its_next_call(
             run_id = await start_run(engine)
             await engine.register(body(two, "v2"))
             # the version goes without moving the run (as a retirement racing its start)
-            await engine.store.atomic(lambda tx: tx.delete_app_versions(APP, ["v1"]))
+            await engine.store.atomic(lambda tx: tx.versions.delete_app_versions(APP, ["v1"]))
             await engine.reload()
             await advance(engine, clock, 3601)
             run = await engine.get_run(run_id)
@@ -335,7 +335,7 @@ def test_an_app_without_versions_behaves_as_before(
             await advance(engine, clock, 3601)
             run = await engine.get_run(run_id)
             assert (run.output, run.app_version, run.notices) == ('"v2"', None, [])
-            assert await engine.store.read(lambda tx: tx.list_app_versions()) == []
+            assert await engine.store.read(lambda tx: tx.versions.list_app_versions()) == []
             assert await engine.list_runs(RunFilter(version="v1")) == []
 
     arun(main())

@@ -58,8 +58,8 @@ class Holder:
 async def _leased(store: SqliteStore, clock: ManualClock) -> Job:
     now = clock.now()
     job = Job(job_id="execute:r1:s1", kind=JobKind.EXECUTE, available_at=now, run_id="r1")
-    await store.atomic(lambda tx: tx.enqueue(job))
-    (leased,) = await store.atomic(lambda tx: tx.lease_jobs(OWNER, now, now + LEASE, 10))
+    await store.atomic(lambda tx: tx.queue.enqueue(job))
+    (leased,) = await store.atomic(lambda tx: tx.queue.lease_jobs(OWNER, now, now + LEASE, 10))
     return leased
 
 
@@ -86,11 +86,13 @@ def test_a_job_handed_back_is_due_at_once_with_no_attempt_spent(tmp_path: Path) 
         assert flaky.tries == 4
         assert 3 * recovery.PAUSE <= took < 3 * recovery.PAUSE + 0.5, took
         assert holder.wake.is_set()
-        row = await store.read(lambda tx: tx.get_job(job.job_id))
+        row = await store.read(lambda tx: tx.queue.get_job(job.job_id))
         assert row is not None
         assert (row.lease_owner, row.lease_expires, row.attempt) == (None, None, job.attempt)
         assert row.available_at == clock.now()  # due now
-        again = await store.atomic(lambda tx: tx.lease_jobs("worker-2", clock.now(), 1e12, 10))
+        again = await store.atomic(
+            lambda tx: tx.queue.lease_jobs("worker-2", clock.now(), 1e12, 10)
+        )
         assert [j.job_id for j in again] == [job.job_id]
 
     _run(tmp_path, scenario)
@@ -102,12 +104,12 @@ def test_a_kept_answer_is_recorded_once_the_fault_clears(tmp_path: Path) -> None
         flaky = Flaky(store, failures=2)
 
         def record(tx: Tx) -> str:
-            tx.delete_job(job.job_id)  # what recording an answer does to a finished call
+            tx.queue.delete_job(job.job_id)  # what recording an answer does to a finished call
             return "recorded"
 
         assert await recovery.commit(Holder(flaky, clock), job, record) == "recorded"
         assert flaky.tries == 3
-        assert await store.read(lambda tx: tx.get_job(job.job_id)) is None
+        assert await store.read(lambda tx: tx.queue.get_job(job.job_id)) is None
 
     _run(tmp_path, scenario)
 
@@ -123,13 +125,13 @@ def test_a_kept_answer_is_dropped_once_the_job_was_leased_again(tmp_path: Path, 
         clock.advance(LEASE + 1)  # the fault outlasted the lease; the queue leased it again
         owner = OWNER if who == "this worker" else "worker-2"
         now = clock.now()
-        await store.atomic(lambda tx: tx.lease_jobs(owner, now, now + LEASE, 10))
+        await store.atomic(lambda tx: tx.queue.lease_jobs(owner, now, now + LEASE, 10))
         ran: list[str] = []
         with pytest.raises(StoreUnavailable):
             await recovery.commit(Holder(flaky, clock), job, lambda tx: ran.append("x"))
         assert ran == []
         await recovery.hand_back(Holder(store, clock), job)  # and no hand-back either
-        row = await store.read(lambda tx: tx.get_job(job.job_id))
+        row = await store.read(lambda tx: tx.queue.get_job(job.job_id))
         assert row is not None
         assert (row.lease_owner, row.lease_expires) == (owner, now + LEASE)
 
@@ -141,7 +143,7 @@ def test_a_heartbeat_extends_how_long_an_answer_is_kept(tmp_path: Path) -> None:
         job = await _leased(store, clock)
         clock.advance(LEASE - 1)
         until = clock.now() + LEASE
-        await store.atomic(lambda tx: tx.extend_leases(OWNER, [job.job_id], until))
+        await store.atomic(lambda tx: tx.queue.extend_leases(OWNER, [job.job_id], until))
         holder = Holder(Flaky(store, failures=1), clock)
         holder.beat = (until, frozenset({job.job_id}))
         clock.advance(5)  # past the first lease, within the heartbeat's

@@ -96,7 +96,7 @@ async def settle(engine: Engine, clock: ManualClock, done: Callable[[], Awaitabl
             return True
         await asyncio.sleep(0.01)
         if await engine.idle() and not await done():
-            nxt = await engine.store.read(lambda tx: tx.next_job_at())
+            nxt = await engine.store.read(lambda tx: tx.queue.next_job_at())
             if nxt is not None and nxt > clock.now():
                 clock.set(nxt)
         return False

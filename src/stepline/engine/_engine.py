@@ -314,7 +314,7 @@ class Engine:
             return result
         error = stored_text(result.error)  # an app's answer may hold NUL, which Postgres refuses
         self.sync_errors[url] = error
-        await self.store.atomic(lambda tx: tx.set_app_error(url, error, self.clock.now()))
+        await self.store.atomic(lambda tx: tx.apps.set_app_error(url, error, self.clock.now()))
         return dataclasses.replace(result, error=error)
 
     async def resync(self, *, vouch: bool = True) -> list[SyncResult]:
@@ -456,7 +456,7 @@ class Engine:
         """
         if self.worker.busy:
             return False
-        due = await self.store.read(lambda tx: tx.next_job_at())
+        due = await self.store.read(lambda tx: tx.queue.next_job_at())
         return (due is None or due > self.clock.now()) and not self.worker.busy
 
     # -- runs -----------------------------------------------------------------------------

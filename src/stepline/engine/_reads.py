@@ -67,7 +67,7 @@ class Reads:
             steps = tx.get_steps(run_id)
             waiting = {s.step_id for s in steps if s.attempts and not s.status.ended}
             due: dict[str, float] = {}
-            for attempt in tx.get_attempts(run_id) if waiting else ():
+            for attempt in tx.attempts.get_attempts(run_id) if waiting else ():
                 if attempt.step_id in waiting and attempt.retry_at is not None:
                     due[attempt.step_id] = attempt.retry_at  # by attempt: the last one wins
             return run, steps, due
@@ -87,7 +87,8 @@ class Reads:
         def read(tx: Tx) -> list[StepAttempt] | None:
             if tx.get_run(run_id) is None:
                 return None
-            recorded = tx.get_attempts(run_id)  # usually none: the steps are not needed then
+            # usually none: the steps are not needed then
+            recorded = tx.attempts.get_attempts(run_id)
             steps = tx.get_steps(run_id) if recorded else []
             return [a for tries in _attempts.history(steps, recorded).values() for a in tries]
 
@@ -117,11 +118,11 @@ class Reads:
 
     async def list_functions(self) -> list[FunctionRecord]:
         """Every registered function."""
-        return await self.store.read(lambda tx: tx.list_functions())
+        return await self.store.read(lambda tx: tx.apps.list_functions())
 
     async def list_apps(self) -> list[AppRecord]:
         """Every synced app."""
-        return await self.store.read(lambda tx: tx.list_apps())
+        return await self.store.read(lambda tx: tx.apps.list_apps())
 
     # -- large payloads (SDK-facing) -------------------------------------------------------------
 
@@ -140,7 +141,7 @@ class Reads:
 def _with_attributes(tx: Tx, runs: Sequence[Run | None]) -> list[Run]:
     """The runs found (None dropped), each with its attributes (one query for all)."""
     found = [run for run in runs if run is not None]
-    attributes = tx.get_attributes([run.run_id for run in found]) if found else {}
+    attributes = tx.attributes.get_attributes([run.run_id for run in found]) if found else {}
     for run in found:
         run.attributes = attributes.get(run.run_id, {})
     return found

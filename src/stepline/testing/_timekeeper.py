@@ -57,7 +57,7 @@ class Timekeeper:
         if not clock.parked or worker.busy or worker.wake.is_set():
             return False, None
         cycles = clock.cycles
-        nxt = await self.engine.store.read(lambda tx: tx.next_job_at())
+        nxt = await self.engine.store.read(lambda tx: tx.queue.next_job_at())
         unchanged = (
             clock.parked and clock.cycles == cycles and not worker.busy and not worker.wake.is_set()
         )

@@ -408,7 +408,7 @@ def newness(version: AppVersion) -> tuple[float, str]:
 
 def stored(tx: Tx) -> tuple[list[FunctionRecord], Versions]:
     """The latest registration's functions, and every registered app version."""
-    return tx.list_functions(), Versions(tx.list_app_versions())
+    return tx.apps.list_functions(), Versions(tx.versions.list_app_versions())
 
 
 def built(records: Iterable[FunctionRecord], versions: Versions) -> Registry:

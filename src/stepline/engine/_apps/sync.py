@@ -183,7 +183,9 @@ def elsewhere(url: str, port: int) -> str:
 
 async def _arrived(store: Store, url: str, since: float) -> bool:
     """Did an app register here since ``since``: the one at ``url``, or any if none is?"""
-    apps, versions = await store.read(lambda tx: (tx.list_apps(), tx.list_app_versions()))
+    apps, versions = await store.read(
+        lambda tx: (tx.apps.list_apps(), tx.versions.list_app_versions())
+    )
     fresh = [a for a in apps if a.synced_at >= since]
     wanted = _base(url)
     if any(_base(v.url) == wanted and v.synced_at >= since for v in versions):

@@ -146,12 +146,13 @@ def store(tx: Tx, app: AppSpec, now: float, mode: str) -> tuple[bool, bool]:
     runs move); a registration without a version re-syncs the version its URL serves,
     or, at a URL no version has, replaces them all (an app registered without versions).
     """
-    tx.lock_app_versions(app.app_id)  # two nodes registering versions at once: one at a time
-    existing = {v.version: v for v in tx.list_app_versions(app.app_id)}
+    # two nodes registering versions at once: one at a time
+    tx.versions.lock_app_versions(app.app_id)
+    existing = {v.version: v for v in tx.versions.list_app_versions(app.app_id)}
     version = app.version or next((v.version for v in existing.values() if v.url == app.url), None)
     if version is None:
         if existing:
-            tx.delete_app_versions(app.app_id)
+            tx.versions.delete_app_versions(app.app_id)
         return _put_latest(tx, app, now, mode, None), True
     old = existing.get(version)
     changed = old is None or old.checksum != app.checksum or old.url != app.url
@@ -169,15 +170,15 @@ def store(tx: Tx, app: AppSpec, now: float, mode: str) -> tuple[bool, bool]:
         framework=app.framework,
         mode=mode,
     )
-    tx.put_app_version(mine)
+    tx.versions.put_app_version(mine)
     replaced = [v for v in existing.values() if v.url == app.url and v.version != version]
     kept = [v for v in existing.values() if v not in replaced and v.version != version]
     latest = latest_of([*kept, mine])
     assert latest is not None
     for gone in replaced:
-        for run_id in tx.live_run_ids(app.app_id, gone.version):
+        for run_id in tx.versions.live_run_ids(app.app_id, gone.version):
             move(tx, run_id, gone.version, latest.version, reason=REDEPLOYED, now=now)
-    tx.delete_app_versions(app.app_id, [v.version for v in replaced])
+    tx.versions.delete_app_versions(app.app_id, [v.version for v in replaced])
     if latest is not mine:
         return changed, False
     return _put_latest(tx, app, now, mode, version) or changed, True
@@ -207,7 +208,7 @@ def _put_latest(tx: Tx, app: AppSpec, now: float, mode: str, version: str | None
         FunctionRecord(fn.function_id, app.app_id, fn.name, _config(fn, version), now)
         for fn in app.functions
     ]
-    return tx.put_app(record, functions)
+    return tx.apps.put_app(record, functions)
 
 
 # -- listing and retiring -----------------------------------------------------------------
@@ -219,10 +220,10 @@ def listing(tx: Tx, app_id: str) -> list[dict[str, Any]]:
     Raises:
         VersionRefusedError: no such app (404).
     """
-    versions = tx.list_app_versions(app_id)
-    if not versions and tx.get_app(app_id) is None:
+    versions = tx.versions.list_app_versions(app_id)
+    if not versions and tx.apps.get_app(app_id) is None:
         raise VersionRefusedError(f"app {app_id!r} is not registered", 404)
-    live = tx.live_runs_by_version(app_id)
+    live = tx.versions.live_runs_by_version(app_id)
     latest = latest_of(versions)
     return [
         {
@@ -245,8 +246,8 @@ def retire(tx: Tx, app_id: str, version: str, *, force: bool, now: float) -> dic
         VersionRefusedError: no such version (404), it is the latest (409), or runs that
             started on it are still live and ``force`` is not set (409, with the count).
     """
-    tx.lock_app_versions(app_id)
-    versions = {v.version: v for v in tx.list_app_versions(app_id)}
+    tx.versions.lock_app_versions(app_id)
+    versions = {v.version: v for v in tx.versions.list_app_versions(app_id)}
     found = versions.get(version)
     if found is None:
         known = ", ".join(sorted(versions)) or "none"
@@ -262,7 +263,7 @@ def retire(tx: Tx, app_id: str, version: str, *, force: bool, now: float) -> dic
             "and sync a newer version first, then retire this one",
             409,
         )
-    run_ids = tx.live_run_ids(app_id, version)
+    run_ids = tx.versions.live_run_ids(app_id, version)
     if run_ids and not force:
         count = len(run_ids)
         raise VersionRefusedError(
@@ -277,11 +278,11 @@ def retire(tx: Tx, app_id: str, version: str, *, force: bool, now: float) -> dic
         for run_id in run_ids
         if move(tx, run_id, version, latest.version, reason=UNREGISTERED, now=now) is not None
     ]
-    tx.delete_app_versions(app_id, [version])
+    tx.versions.delete_app_versions(app_id, [version])
     logger.info("retired version %s of app %s (%d runs moved)", version, app_id, len(moved))
     return {"app_id": app_id, "version": version, "moved": len(moved), "to": latest.version}
 
 
 def known_urls(tx: Tx, app_id: str) -> Sequence[str]:
     """The URLs of every registered version of an app (origins already trusted)."""
-    return [v.url for v in tx.list_app_versions(app_id)]
+    return [v.url for v in tx.versions.list_app_versions(app_id)]

@@ -100,12 +100,12 @@ def put(tx: Tx, run_id: str, attributes: Mapping[str, str]) -> dict[str, str]:
         AttributesError: the run would pass ``MAX_ATTRIBUTES`` (the caller's transaction
             must roll back: raising inside ``Store.atomic`` does).
     """
-    count = tx.set_attributes(run_id, attributes)
+    count = tx.attributes.set_attributes(run_id, attributes)
     if count > MAX_ATTRIBUTES:
         raise AttributesError(
             f"attributes: a run keeps at most {MAX_ATTRIBUTES}, it would have {count}"
         )
-    return tx.get_attributes([run_id]).get(run_id, {})
+    return tx.attributes.get_attributes([run_id]).get(run_id, {})
 
 
 async def set_on(store: Store, run_id: str, raw: object) -> dict[str, str]:

@@ -175,28 +175,28 @@ def create(
     An ``idempotency_key`` already used answers that action (``created`` False), whatever
     its filter.
     """
-    if key is not None and (found := tx.bulk_by_key(key)) is not None:
+    if key is not None and (found := tx.bulk.bulk_by_key(key)) is not None:
         return found, False
     bounded = dataclasses.replace(where, until=min(where.until or now, now))
     new = BulkAction(
         bulk_id=_ids.ulid(int(now * 1000)), action=action, filter=bounded.to_json(),
         status="queued", created_at=now, updated_at=now, idempotency_key=key,
     )  # fmt: skip
-    if not tx.insert_bulk(new):  # a concurrent request with the key won
-        found = tx.bulk_by_key(str(key))
+    if not tx.bulk.insert_bulk(new):  # a concurrent request with the key won
+        found = tx.bulk.bulk_by_key(str(key))
         assert found is not None
         return found, False
-    tx.enqueue(Job(job_id(new.bulk_id), JobKind.BULK, now, payload={"bulk_id": new.bulk_id}))
+    tx.queue.enqueue(Job(job_id(new.bulk_id), JobKind.BULK, now, payload={"bulk_id": new.bulk_id}))
     return new, True
 
 
 def cancel(tx: Tx, bulk_id: str, now: float) -> BulkAction | None:
     """Stop an action before its next batch; None if there is none. An ended one stays."""
-    found = tx.get_bulk(bulk_id, lock=True)
+    found = tx.bulk.get_bulk(bulk_id, lock=True)
     if found is not None and found.status in LIVE:
         found.status, found.updated_at = "cancelled", now
-        tx.update_bulk(found)
-        tx.delete_job(job_id(bulk_id))
+        tx.bulk.update_bulk(found)
+        tx.queue.delete_job(job_id(bulk_id))
     return found
 
 
@@ -204,13 +204,13 @@ def batch(
     tx: Tx, job: Job, transitions: RunTransitions, settings: EngineSettings, now: float
 ) -> None:
     """Handle an action's next batch (the worker's ``JobKind.BULK``; see the module)."""
-    found = tx.get_bulk(str(job.payload.get("bulk_id")), lock=True)
+    found = tx.bulk.get_bulk(str(job.payload.get("bulk_id")), lock=True)
     if found is None or found.status not in LIVE:
-        tx.delete_job(job.job_id)
+        tx.queue.delete_job(job.job_id)
         return
     where = _stored(found.filter)
     limit = settings.bulk_batch_size
-    runs = tx.bulk_runs(
+    runs = tx.bulk.bulk_runs(
         function_id=where.function_id, statuses=[s.value for s in where.status],
         since=where.since, until=float(where.until or found.created_at), after=found.cursor,
         limit=limit, attributes=where.attributes,
@@ -225,13 +225,13 @@ def batch(
             found.skipped += 1
     found.cursor = runs[-1].run_id if runs else found.cursor
     found.status, found.updated_at = ("running" if len(runs) == limit else "completed"), now
-    tx.update_bulk(found)
+    tx.bulk.update_bulk(found)
     if found.status == "completed":
-        tx.delete_job(job.job_id)
+        tx.queue.delete_job(job.job_id)
     else:
         # a copy: the worker's own job stays as leased (a work may run twice: group commit)
         later = now + settings.bulk_pause
-        tx.update_job(
+        tx.queue.update_job(
             dataclasses.replace(job, available_at=later, lease_owner=None, lease_expires=None)
         )
 

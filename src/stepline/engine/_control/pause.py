@@ -52,14 +52,14 @@ def hold(tx: Tx, jobs: Sequence[Job], now: float) -> tuple[list[Job], int]:
     """
     if not jobs:
         return list(jobs), 0
-    paused = tx.paused_functions()
+    paused = tx.controls.paused_functions()
     if not paused:
         return list(jobs), 0
     kept: list[Job] = []
     for job in jobs:
         function_id = _function_of(tx, job)
         if function_id is not None and function_id in paused:
-            tx.park_job(job.job_id, key(function_id), now + RECHECK)
+            tx.queue.park_job(job.job_id, key(function_id), now + RECHECK)
             tx.set_waiting(str(job.run_id), {"reason": "paused", "since": now})
         else:
             kept.append(job)
@@ -76,7 +76,7 @@ def let(tx: Tx, job: Job | None, now: float) -> Job | None:
 
 def start_cron(tx: Tx, fn: registry.FunctionSpec, event: EventRecord, now: float) -> None:
     """Start a cron tick's run, unless its function is paused with ``crons="skip"``."""
-    pause = tx.paused_functions().get(fn.function_id)
+    pause = tx.controls.paused_functions().get(fn.function_id)
     if pause is not None and pause.crons == "skip":
         tx.link_event(EventRunLink(event.internal_id, fn.function_id, None, "paused", now))
         return
@@ -85,9 +85,9 @@ def start_cron(tx: Tx, fn: registry.FunctionSpec, event: EventRecord, now: float
 
 def resume(tx: Tx, function_id: str) -> bool:
     """Unpark a paused function's calls (oldest first); False if it was not paused."""
-    if not tx.resume_function(function_id):
+    if not tx.controls.resume_function(function_id):
         return False
-    for run_id in tx.unpark_jobs(key(function_id), _ALL):
+    for run_id in tx.queue.unpark_jobs(key(function_id), _ALL):
         tx.set_waiting(run_id, None)
     return True
 
@@ -143,10 +143,10 @@ class PauseControl:
         now = self.clock.now()
 
         def work(tx: Tx) -> FunctionPause:
-            earlier = tx.paused_functions().get(function_id)
+            earlier = tx.controls.paused_functions().get(function_id)
             at = earlier.paused_at if earlier is not None else now
             pause = FunctionPause(function_id, at, crons, reason)
-            tx.pause_function(pause)
+            tx.controls.pause_function(pause)
             return pause
 
         return await self.store.atomic(work)
@@ -167,7 +167,7 @@ class PauseControl:
 
     async def paused(self) -> dict[str, FunctionPause]:
         """The paused functions, by id."""
-        return await self.store.read(lambda tx: tx.paused_functions())
+        return await self.store.read(lambda tx: tx.controls.paused_functions())
 
     async def _known(self, function_id: str) -> None:
         if (await self._apps.settled()).get(function_id) is None:

@@ -76,9 +76,9 @@ def wait(loop: _Loop, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None
     if not _valid(key) or not _valid(name):
         problem = ("InvalidSignalError", f"a signal key is 1-{MAX_KEY} characters, no NUL")
     else:
-        held = tx.signal_pause(str(key))
+        held = tx.signals.signal_pause(str(key))
         if held is not None and op.opts.get("conflict") == "replace":
-            tx.set_pause_signal(held.pause_id, None)  # it waits on until its timeout
+            tx.signals.set_pause_signal(held.pause_id, None)  # it waits on until its timeout
         elif held is not None:
             problem = (
                 "SignalConflictError",
@@ -95,7 +95,7 @@ def wait(loop: _Loop, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None
     pause_id = f"{rid}:{op.id}"
     context = {"signal": key, "name": name}
     tx.insert_pause(Pause(pause_id, rid, PauseKind.SIGNAL, "", timeout, op.id, context=context))
-    tx.set_pause_signal(pause_id, str(key))
+    tx.signals.set_pause_signal(pause_id, str(key))
     expire(tx, rid, op.id, timeout)
 
 
@@ -105,7 +105,7 @@ def _deliver(loop: _Loop, tx: Tx, pause: Pause, data: Any, now: float) -> str:
     if view is None or view.run.status.terminal or not tx.delete_pause(pause.pause_id):
         raise SignalConflict("the wait for this signal has ended")
     step_id = str(pause.step_id)
-    tx.delete_job(execute_job_id(pause.run_id, step_id, "timeout"))
+    tx.queue.delete_job(execute_job_id(pause.run_id, step_id, "timeout"))
     name = (pause.context or {}).get("name")
     loop._finish_wait(tx, view, step_id, {"data": {"signal": name, "data": data}}, now)
     return pause.run_id
@@ -147,7 +147,7 @@ def by_key(loop: _Loop, tx: Tx, key: str, data: Any, now: float) -> str:
         NotFoundError: nothing waits under ``key``.
         SignalConflict: ``key`` is a run's token whose wait was already completed.
     """
-    pause = tx.signal_pause(key)
+    pause = tx.signals.signal_pause(key)
     if pause is not None:
         return _deliver(loop, tx, pause, data, now)
     run_id = _tokens.run_of(key)
@@ -167,7 +167,7 @@ def token_state(tx: Tx, token: str, *, signing_keys: Sequence[str]) -> str | Non
     run_id = _tokens.run_of(token)
     if run_id is None:
         return None
-    pause = tx.signal_pause(token)
+    pause = tx.signals.signal_pause(token)
     if pause is not None:
         name = str((pause.context or {}).get("name"))
         ok = pause.run_id == run_id and _tokens.verify(token, run_id, name, signing_keys)
@@ -193,7 +193,7 @@ def by_token(
     """
     run_id = _tokens.run_of(token)
     if run_id is not None:
-        pause = tx.signal_pause(token)
+        pause = tx.signals.signal_pause(token)
         if pause is not None and pause.run_id == run_id:
             name = str((pause.context or {}).get("name"))
             if _tokens.verify(token, run_id, name, signing_keys):

@@ -111,7 +111,7 @@ class LocalCheckpoints:
         def work(tx: Tx) -> tuple[bool, list[Run]]:
             job = None
             if qi_id is not None:
-                job = tx.get_job(qi_id, lock=True)
+                job = tx.queue.get_job(qi_id, lock=True)
                 if job is None or job.run_id != run_id or job.lease_owner is None:
                     if tx.get_run(run_id) is None:  # the caller's mistake first: 404
                         raise NotFoundError(f"run {run_id!r} not found")

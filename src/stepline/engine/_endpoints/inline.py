@@ -158,7 +158,7 @@ class InlineRuns:
             if ops:
                 recording.checkpoint(tx, transitions, run_id, tuple(ops), job=job, now=now)
             until = now + engine.settings.lease_seconds
-            tx.extend_leases(owner, [job_id], until)
+            tx.queue.extend_leases(owner, [job_id], until)
             return until, bool(tx.queued)
 
         until, wake = await engine.store.atomic(work)
@@ -209,7 +209,7 @@ def _lease_first(
     first = starts.start_job(tx, run_id)
     if first is None:
         return None, run
-    job = _pause.let(tx, tx.lease_job(first.job_id, owner, now, until), now)  # paused: parked
+    job = _pause.let(tx, tx.queue.lease_job(first.job_id, owner, now, until), now)  # paused: parked
     if job is None:
         return None, run
     admitted, _parked = _concurrency.admit(tx, [job], now=now, until=until, recheck=recheck)
@@ -222,7 +222,7 @@ def _lease_first(
 
 
 def _held(tx: Tx, run_id: str, job_id: str, owner: str) -> Job:
-    job = tx.get_job(job_id, lock=True)
+    job = tx.queue.get_job(job_id, lock=True)
     if job is None or job.run_id != run_id or job.lease_owner != owner:
         raise LeaseLostError(
             f"run {run_id}: the call's lease was lost (it lapsed and the engine took the "

@@ -39,14 +39,14 @@ def skip_reason(
     rule = fn.flow.rate_limit
     if rule is not None:
         scope, key = f"rate:{fn.function_id}", key_of(rule.key, payload)
-        stored = tx.get_limit(scope, key)
+        stored = tx.flow.get_limit(scope, key)
         tat = _limits.gcra(stored, now, interval=rule.period / rule.limit, burst=rule.limit)
         if tat is None:
             return RATE_LIMITED
-        tx.set_limit(scope, key, tat, tat + rule.period)
+        tx.flow.set_limit(scope, key, tat, tat + rule.period)
     single = fn.flow.singleton
     if single is not None:
-        active = tx.singleton_run(fn.function_id, key_of(single.key, payload))
+        active = tx.flow.singleton_run(fn.function_id, key_of(single.key, payload))
         run = None if active is None else tx.get_run(active)
         if run is not None and not run.status.terminal:
             if single.mode == "skip":
@@ -78,7 +78,7 @@ def gather(tx: Tx, fn: FunctionSpec, event: EventRecord, now: float) -> Run | No
             waiting = {"reason": "batched", "until": start, "events": 1, "max": batch.max_size}
         run = _starts.start_run(tx, fn, [event], now, start_at=start, waiting=waiting)
         if run is not None and start > now:
-            tx.set_bucket(fn.function_id, bucket_key, run.run_id, limit)
+            tx.flow.set_bucket(fn.function_id, bucket_key, run.run_id, limit)
         return run
     run, deadline = open_run
     if debounce is not None:
@@ -101,7 +101,7 @@ def gather(tx: Tx, fn: FunctionSpec, event: EventRecord, now: float) -> Run | No
             "max": batch.max_size,
         }
         if start <= now:
-            tx.set_bucket(fn.function_id, bucket_key, run.run_id, now)  # full: closed
+            tx.flow.set_bucket(fn.function_id, bucket_key, run.run_id, now)  # full: closed
     tx.update_run(run)
     tx.link_event(EventRunLink(event.internal_id, fn.function_id, run.run_id, None, now))
     _starts.move_start(tx, run.run_id, start)
@@ -114,7 +114,7 @@ def _open_bucket(tx: Tx, fn: FunctionSpec, key: str, now: float) -> tuple[Run, f
     A bucket closes at its deadline, when a batch fills up, or as soon as a worker
     has leased the run's first call (the events it will receive are then fixed).
     """
-    found = tx.get_bucket(fn.function_id, key)
+    found = tx.flow.get_bucket(fn.function_id, key)
     if found is None or found[1] <= now:
         return None
     run = tx.get_run(found[0])

@@ -25,21 +25,21 @@ def admit(
     Returns:
         The admitted jobs and how many were parked.
     """
-    for key, count in tx.expire_slots(now).items():
+    for key, count in tx.flow.expire_slots(now).items():
         _wake(tx, key, count)
     admitted: list[Job] = []
     parked = 0
     for job in jobs:
         keys = _keys(job)
         if keys:
-            blocked = tx.acquire_slots(job.job_id, keys, now, until)
+            blocked = tx.flow.acquire_slots(job.job_id, keys, now, until)
             if blocked is not None:
-                tx.park_job(job.job_id, blocked, now + recheck)
+                tx.queue.park_job(job.job_id, blocked, now + recheck)
                 # it may have been woken by a slot freed on another of its keys: pass
                 # that wake-up on, or the next call parked there waits for the recheck
                 for key, limit in keys:
                     if key != blocked:
-                        _wake(tx, key, limit - tx.count_slots(key, now))
+                        _wake(tx, key, limit - tx.flow.count_slots(key, now))
                 if job.run_id is not None:
                     waiting = {"reason": "concurrency", "key": blocked, "since": now}
                     tx.set_waiting(job.run_id, waiting)
@@ -54,14 +54,14 @@ def release(tx: Tx, job: Job, now: float) -> None:
     keys = _keys(job)
     if not keys:
         return
-    released = set(tx.release_slots(job.job_id))
+    released = set(tx.flow.release_slots(job.job_id))
     for key, limit in keys:
         if key in released:
-            _wake(tx, key, limit - tx.count_slots(key, now))
+            _wake(tx, key, limit - tx.flow.count_slots(key, now))
 
 
 def _wake(tx: Tx, key: str, count: int) -> None:
-    for run_id in tx.unpark_jobs(key, count):
+    for run_id in tx.queue.unpark_jobs(key, count):
         tx.set_waiting(run_id, None)
 
 

@@ -49,9 +49,12 @@ def plan_start(
         scope, key = f"throttle:{fn.function_id}", key_of(throttle.key, payload)
         interval = throttle.period / throttle.limit
         slot, tat = _limits.gcra_reserve(
-            tx.get_limit(scope, key), due, interval=interval, burst=throttle.limit + throttle.burst
+            tx.flow.get_limit(scope, key),
+            due,
+            interval=interval,
+            burst=throttle.limit + throttle.burst,
         )
-        tx.set_limit(scope, key, tat, tat + throttle.period)
+        tx.flow.set_limit(scope, key, tat, tat + throttle.period)
         if slot > due:
             waiting = {"reason": "throttled", "until": slot, "key": key}
         due = slot

@@ -62,13 +62,13 @@ def table(engine: Engine) -> list[tuple[str, str, Handler]]:
 
     async def show(request: Request) -> Response:
         bulk_id = request.path_params["bulk_id"]
-        found = await engine.store.read(lambda tx: tx.get_bulk(bulk_id))
+        found = await engine.store.read(lambda tx: tx.bulk.get_bulk(bulk_id))
         return wire.json_response(views.data(view(_known(found, bulk_id))))
 
     async def listing(request: Request) -> Response:
         limit = wire.page_limit(request.query_params.get("limit"))
         cursor = request.query_params.get("cursor") or None
-        found = await engine.store.read(lambda tx: tx.list_bulk(cursor, limit + 1))
+        found = await engine.store.read(lambda tx: tx.bulk.list_bulk(cursor, limit + 1))
         return wire.json_response(views.page(found, limit, view, lambda a: a.bulk_id))
 
     async def stop(request: Request) -> Response:

@@ -63,7 +63,7 @@ def table(engine: Engine) -> list[tuple[str, str, Handler]]:
             record = fresh(original, now)
             if tx.insert_event(record):
                 engine.transitions.fanout(tx, record, now)
-            tx.set_replay_of(record.internal_id, original.internal_id)
+            tx.browsing.set_replay_of(record.internal_id, original.internal_id)
             return record.internal_id, original.internal_id
 
         new, original = await engine.store.atomic(work)

@@ -74,7 +74,7 @@ async def page(
             found = tx.list_events(where)
             body = views.page(found, limit, views.event, lambda e: e.internal_id)
         else:
-            result = tx.scan_events(
+            result = tx.browsing.scan_events(
                 where, lambda e: matcher.matches({"event": e.payload}), budget, limit + 1
             )
             shown = result.found[:limit]
@@ -92,7 +92,7 @@ async def page(
                 },
             }
         ids = [view["internal_id"] for view in body["data"]]
-        return body, tx.replays_of(ids) if ids else {}
+        return body, tx.browsing.replays_of(ids) if ids else {}
 
     body, links = await engine.store.read(work)
     for view in body["data"]:
@@ -112,7 +112,11 @@ async def one(engine: Engine, event_id: str) -> dict[str, Any]:
         if found is None:
             return None
         internal = found.internal_id
-        return found, tx.replays_of([internal]), tx.replayed_as(internal, SHOWN_REPLAYS)
+        return (
+            found,
+            tx.browsing.replays_of([internal]),
+            tx.browsing.replayed_as(internal, SHOWN_REPLAYS),
+        )
 
     read = await engine.store.read(work)
     if read is None:

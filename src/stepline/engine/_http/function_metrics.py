@@ -131,9 +131,9 @@ def table(engine: Engine) -> list[tuple[str, str, Handler]]:
         asked = window(request.query_params, now)
 
         def read(tx: Tx) -> FunctionMetrics | None:
-            if all(f.function_id != function_id for f in tx.list_functions()):
+            if all(f.function_id != function_id for f in tx.apps.list_functions()):
                 return None
-            return tx.function_metrics(
+            return tx.metrics.function_metrics(
                 function_id, since=asked.since, bucket=asked.bucket, count=asked.count, now=now
             )
 

@@ -83,7 +83,7 @@ async def page(engine: Engine, where: RunFilter, limit: int) -> dict[str, Any]:
     live = [v for v in body["data"] if v["status"] == "Running" and v["waiting"] is None]
     if live:
         ids = [v["run_id"] for v in live]
-        steps = await engine.store.read(lambda tx: tx.waiting_steps(ids))
+        steps = await engine.store.read(lambda tx: tx.browsing.waiting_steps(ids))
         by_run: dict[str, list[WaitingStep]] = {}
         for step in steps:
             by_run.setdefault(step.run_id, []).append(step)

@@ -86,12 +86,12 @@ def record(
         return  # listed once, under the step
     if not attempts:
         return
-    again = tx.get_job(job.job_id)  # retried: the same call, due again with one more attempt
+    again = tx.queue.get_job(job.job_id)  # retried: the same call, due again with one more attempt
     retry_at = again.available_at if again is not None and again.attempt > job.attempt else None
     for attempt in attempts:
         step = view.steps.get(attempt.step_id)
         ended = view.run.status.terminal or (step is not None and step.status.ended)
-        tx.put_attempt(
+        tx.attempts.put_attempt(
             StepAttempt(
                 attempt.run_id,
                 attempt.step_id,

@@ -21,7 +21,7 @@ EXECUTED_OPS = frozenset(op.value for op in _STEP_OPS)
 _FAILURE_NAMES = frozenset({"NonSDKResponse", "InvalidResponse", "StreamError"})
 #: ops that carry the function's result (a checkpointed call's, or ``run_on``'s last step)
 _ENDS = frozenset({Opcode.RUN_COMPLETE, Opcode.SYNC_RUN_COMPLETE})
-#: The states ``stepline_queue_jobs`` reports (``Tx.queue_summary``).
+#: The states ``stepline_queue_jobs`` reports (``Tx.queue.queue_summary``).
 QUEUE_STATES = ("due", "running", "parked", "scheduled")
 
 

@@ -179,7 +179,7 @@ class Observer:
         if self._health is not None:
             self.metrics.record_health(self._health.degraded, self._health.wal_bytes())
         try:
-            summary = await store.read(lambda tx: tx.queue_summary(now))
+            summary = await store.read(lambda tx: tx.queue.queue_summary(now))
         except StoreUnavailable:  # the faults are what the scrape must still show
             return self.metrics.render()
         oldest = summary.get("due", (0, None))[1]

@@ -111,5 +111,5 @@ def _start_for_event(
         )
     single = fn.flow.singleton
     if run is not None and single is not None:
-        tx.set_singleton(fn.function_id, key_of(single.key, payload), run.run_id)
+        tx.flow.set_singleton(fn.function_id, key_of(single.key, payload), run.run_id)
     return run

@@ -277,7 +277,7 @@ class Starter:
                 attributes=start.attributes,
             )  # fmt: skip
             taken = self.worker.adopt(tx, [started], start.now) if started and created else []
-            tx.unlease_calls()  # adopt's or not: what it did not take is queued
+            tx.queue.unlease_calls()  # adopt's or not: what it did not take is queued
             return started, created, adopted(tx, taken)
 
         return work

@@ -36,7 +36,7 @@ def expire(tx: Tx, run_id: str, step_id: str, at: float) -> None:
     """Queue the timeout of a wait or an invoke (a no-op if the pause is gone by then)."""
     job_id = execute_job_id(run_id, step_id, "timeout")
     payload = {"pause_id": f"{run_id}:{step_id}"}
-    tx.enqueue(Job(job_id, JobKind.PAUSE_TIMEOUT, at, run_id, step_id, payload=payload))
+    tx.queue.enqueue(Job(job_id, JobKind.PAUSE_TIMEOUT, at, run_id, step_id, payload=payload))
 
 
 def call(run: Run, step_id: str, tag: str, at: float) -> Job:
@@ -86,10 +86,10 @@ def start_run(
     if not tx.insert_run(run):
         return None
     rid = run.run_id
-    tx.enqueue(call(run, DISCOVERY, "start", plan.start_at))
+    tx.queue.enqueue(call(run, DISCOVERY, "start", plan.start_at))
     for which, seconds in (("start", fn.start_timeout), ("finish", fn.finish_timeout)):
         if seconds is not None:
-            tx.enqueue(
+            tx.queue.enqueue(
                 Job(
                     f"{rid}:timeout:{which}",
                     JobKind.TIMEOUT,
@@ -133,7 +133,7 @@ def rearm_cancels(tx: Tx, fn: FunctionSpec, run: Run, trigger: EventRecord, now:
 
 def start_job(tx: Tx, run_id: str) -> Job | None:
     """The queued first call of a run (None once it has been answered)."""
-    return tx.get_job(execute_job_id(run_id, DISCOVERY, "start"))
+    return tx.queue.get_job(execute_job_id(run_id, DISCOVERY, "start"))
 
 
 def move_start(tx: Tx, run_id: str, at: float) -> None:
@@ -141,7 +141,7 @@ def move_start(tx: Tx, run_id: str, at: float) -> None:
     job = start_job(tx, run_id)
     if job is not None and job.lease_owner is None:
         job.available_at = at
-        tx.update_job(job)
+        tx.queue.update_job(job)
 
 
 # -- starts with a run id proposed by the caller (the outbox relay) -------------------------
@@ -240,7 +240,8 @@ def start_direct(
     if started is not None and started_by is not None and fresh:
         record_starter(tx, started, started_by)
     if started is not None and attributes and fresh:
-        tx.set_attributes(started, attributes)  # checked by the caller (_control.attributes)
+        # checked by the caller (_control.attributes)
+        tx.attributes.set_attributes(started, attributes)
     return started, fresh
 
 
@@ -256,7 +257,7 @@ def schedule_cron(tx: Tx, function_id: str, trigger: CronTrigger, after: float) 
     """Queue the next tick of a cron trigger (idempotent: one job per tick, across nodes)."""
     tick, fire = next_cron_fire(trigger, function_id, after)
     canonical = trigger.schedule.canonical
-    tx.enqueue(
+    tx.queue.enqueue(
         Job(
             job_id=f"cron:{function_id}:{canonical}:{int(tick)}",
             kind=JobKind.CRON,
@@ -275,7 +276,7 @@ def cron_tick(
 ) -> None:
     """A cron job came due: store its tick's event, ``start`` the run and queue the
     next tick (nothing if the function or this schedule was removed since)."""
-    tx.delete_job(job.job_id)
+    tx.queue.delete_job(job.job_id)
     canonical = job.payload.get("cron")
     trigger = next((c for c in fn.crons if c.schedule.canonical == canonical), None) if fn else None
     if fn is None or trigger is None:

@@ -79,7 +79,7 @@ class RunTransitions:
         # locked: a lease that lapsed mid-call cannot be taken over while this applies;
         # with its run, unless its slots come first (their locks before the run's)
         keyed = bool(job.payload.get("keys"))
-        current = tx.get_job(job.job_id, lock=True) if keyed else tx.get_call(job.job_id)
+        current = tx.queue.get_job(job.job_id, lock=True) if keyed else tx.get_call(job.job_id)
         if current is not None and current.lease_owner != owner:
             return None  # the lease expired and another worker took the job
         _concurrency.release(tx, job, now)
@@ -87,7 +87,7 @@ class RunTransitions:
             return None  # the run ended (and its jobs went) while the call was in flight
         view = RunView.load(tx, job.run_id, known)
         if view is None or view.run.status.terminal:
-            tx.delete_job(job.job_id)
+            tx.queue.delete_job(job.job_id)
             return None  # cancelled (or finished) while the call was in flight
         fn = self._registry().get(view.run.function_id)
         run = view.run
@@ -161,7 +161,7 @@ class RunTransitions:
         if completed:
             done = self._maybe_discover(tx, view, now, race=race, replacing=done)
         if done is not None:
-            tx.delete_job(done)
+            tx.queue.delete_job(done)
 
     def checkpoint(
         self, tx: Tx, run_id: str, ops: tuple[ReportedOp, ...], job: Job | None, now: float
@@ -193,7 +193,7 @@ class RunTransitions:
             view.result(op, now)
         if job is not None and job.run_id == run_id and job.attempt:
             job.attempt = 0  # progress was made: the call's retry budget starts again
-            tx.update_job(job)
+            tx.queue.update_job(job)
         view.save_steps(tx, stack_from=stack_from)  # only the steps and the stack changed
         return True
 
@@ -205,19 +205,21 @@ class RunTransitions:
         rid = view.run.run_id
         if op.op is Opcode.STEP_PLANNED:
             view.step(op, StepStatus.PLANNED, now)
-            tx.enqueue(call(view.run, op.id, "plan", now))
+            tx.queue.enqueue(call(view.run, op.id, "plan", now))
         elif op.op is Opcode.SLEEP:
             until = sleep_until(op, now)
             step = view.step(op, StepStatus.SLEEPING, now)
             step.wait = {"until": until}
-            tx.enqueue(Job(execute_job_id(rid, op.id, "wake"), JobKind.WAKE, until, rid, op.id))
+            tx.queue.enqueue(
+                Job(execute_job_id(rid, op.id, "wake"), JobKind.WAKE, until, rid, op.id)
+            )
         elif op.op in (Opcode.WAIT_FOR_EVENT, Opcode.WAIT_FOR_SIGNAL):
             self._wait(tx, view, op, now)
         elif op.op is Opcode.INVOKE:
             self._invoke(tx, view, op, now)
         elif op.op in (Opcode.AI_GATEWAY, Opcode.GATEWAY):
             view.step(op, StepStatus.CALLING, now)
-            tx.enqueue(
+            tx.queue.enqueue(
                 Job(
                     execute_job_id(rid, op.id, "gateway"),
                     JobKind.GATEWAY,
@@ -326,19 +328,19 @@ class RunTransitions:
             data = event.payload.get("data", {})
             error = data.get("error")
             memo = {"error": error} if isinstance(error, dict) else {"data": data.get("result")}
-        tx.delete_job(execute_job_id(view.run.run_id, str(pause.step_id), "timeout"))
+        tx.queue.delete_job(execute_job_id(view.run.run_id, str(pause.step_id), "timeout"))
         self._finish_wait(tx, view, str(pause.step_id), memo, now)
 
     def wake(self, tx: Tx, job: Job, now: float) -> None:
         """A sleep ended: its memo is ``null``."""
-        tx.delete_job(job.job_id)
+        tx.queue.delete_job(job.job_id)
         view = RunView.load(tx, job.run_id)
         if view is not None and not view.run.status.terminal:
             self._finish_wait(tx, view, str(job.step_id), None, now)
 
     def pause_timeout(self, tx: Tx, job: Job, now: float) -> None:
         """A wait-for-event (memo ``null``) or an invoke (memo: timeout error) expired."""
-        tx.delete_job(job.job_id)
+        tx.queue.delete_job(job.job_id)
         pause = tx.get_pause(str(job.payload.get("pause_id")))
         view = RunView.load(tx, job.run_id)
         if view is None or view.run.status.terminal:
@@ -355,18 +357,18 @@ class RunTransitions:
         self, tx: Tx, job: Job, memo: Any, *, failed: bool, retry_in: float | None, now: float
     ) -> None:
         """Record an AI/HTTP gateway call's result, or schedule its retry."""
-        current = tx.get_job(job.job_id)
+        current = tx.queue.get_job(job.job_id)
         view = RunView.load(tx, job.run_id)
         if current is None or view is None or view.run.status.terminal:
-            tx.delete_job(job.job_id)
+            tx.queue.delete_job(job.job_id)
             return
         if retry_in is not None:
             current.attempt += 1
             current.available_at = now + retry_in
             current.lease_owner = None
-            tx.update_job(current)
+            tx.queue.update_job(current)
             return
-        tx.delete_job(job.job_id)
+        tx.queue.delete_job(job.job_id)
         step = view.steps.get(str(job.step_id))
         if step is None or step.status.done:
             return
@@ -407,7 +409,7 @@ class RunTransitions:
 
     def timeout(self, tx: Tx, job: Job, now: float) -> None:
         """A start or finish timeout fired: cancel the run if it is still (not yet) going."""
-        tx.delete_job(job.job_id)
+        tx.queue.delete_job(job.job_id)
         run = tx.get_run(str(job.run_id))
         if run is None or run.status.terminal:
             return
@@ -432,7 +434,7 @@ class RunTransitions:
         run = view.run
         if run.request_version >= 2 or run.request_version < 0:
             run.force_plan = False
-        tx.enqueue(call(run, DISCOVERY, tag, now), replacing=gone)
+        tx.queue.enqueue(call(run, DISCOVERY, tag, now), replacing=gone)
 
     def _retry(self, tx: Tx, job: Job, retry_after: float | None, now: float) -> None:
         delay = (
@@ -442,7 +444,7 @@ class RunTransitions:
         job.available_at = now + delay
         job.lease_owner = None
         job.lease_expires = None
-        tx.update_job(job)
+        tx.queue.update_job(job)
 
     def _finish(
         self,
@@ -463,11 +465,12 @@ class RunTransitions:
         run.cancel_reason = reason
         view.end_pending(now)  # same transaction: an ended run never shows a step asleep
         view.save(tx)
-        run.attributes = tx.get_attributes([run.run_id]).get(run.run_id, {})  # for its waiters
+        # for its waiters
+        run.attributes = tx.attributes.get_attributes([run.run_id]).get(run.run_id, {})
         tx.ended_runs.append(run)
-        tx.delete_run_jobs(run.run_id)
+        tx.queue.delete_run_jobs(run.run_id)
         tx.delete_run_pauses(run.run_id)
-        tx.release_claims(run.run_id)
+        tx.flow.release_claims(run.run_id)
         handler = fn is not None and fn.is_failure_handler
         data = _events.run_ended(run, error=error)
         if not handler or run.correlation_id:
@@ -491,7 +494,7 @@ class RunTransitions:
         if not tx.insert_event(event):
             return  # stored (and fanned out) already
         if getattr(self._local, "fanning", False):
-            tx.enqueue(_events.fanout_job(event, now))
+            tx.queue.enqueue(_events.fanout_job(event, now))
             return
         self._local.fanning = True
         try:

@@ -1,4 +1,5 @@
-"""The store's SQL for apps and their functions (the registrations every node serves)."""
+"""The store's SQL for apps and their functions (``tx.apps``: the registrations every node
+serves)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 
 from stepline._json import dumps, loads
 from stepline.engine._model import AppRecord, FunctionRecord
-from stepline.engine._store.mixin import SqlMixin
+from stepline.engine._store.part import Part
 from stepline.engine._store.rows import APP_COLUMNS, FUNCTION_COLUMNS, upsert
 from stepline.engine._trust.apps import FunctionTakenError
 
@@ -15,13 +16,17 @@ _UPSERT_APP = upsert("apps", APP_COLUMNS, "app_id")
 _UPSERT_FUNCTION = upsert("functions", FUNCTION_COLUMNS, "function_id")
 
 
-class AppsTx(SqlMixin):
-    """Apps and the functions each registered: a function id belongs to one app."""
+class AppsSql(Part):
+    """``Tx.apps``: apps and the functions each registered (a function id belongs to one
+    app)."""
+
+    __slots__ = ()
 
     def put_app(self, app: AppRecord, functions: Sequence[FunctionRecord]) -> bool:
         # a function id belongs to the app that registered it first; the lock holds the
         # check true until commit (two apps racing for one id: the second is refused)
         self._lock("functions:owners")
+        self._tx.note_apps_changed()
         wanted = {f.function_id for f in functions}
         others = self._x(
             "SELECT function_id, app_id FROM functions WHERE app_id <> ?", (app.app_id,)

@@ -1,13 +1,14 @@
-"""The SQL of a step's failed attempts (``step_attempts``): record one, read a run's.
+"""The SQL of a step's failed attempts (``tx.attempts``, table ``step_attempts``): record
+one, read a run's.
 
-A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``messages``
-is (for the run page's attempts). The ``steps`` row keeps a step's attempt count and its
-last error; this table keeps every attempt that failed (when it started and ended, its
-error, when it was retried), one row each, written only when an attempt fails: a step
-that succeeds first time costs nothing more, and the successful last attempt of a step
-that failed before is the step row itself (``_observe.attempts.history``). Attempts of a
-call that failed outside any step (the function's own code) are kept under the call's
-step id (``"step"`` for a discovery call). Retention deletes them with their run.
+A part of both stores' transactions (``part``), for the run page's attempts. The ``steps``
+row keeps a step's attempt count and its last error; this table keeps every attempt that
+failed (when it started and ended, its error, when it was retried), one row each, written
+only when an attempt fails: a step that succeeds first time costs nothing more, and the
+successful last attempt of a step that failed before is the step row itself
+(``_observe.attempts.history``). Attempts of a call that failed outside any step (the
+function's own code) are kept under the call's step id (``"step"`` for a discovery call).
+Retention deletes them with their run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from stepline.engine._store.mixin import SqlMixin
+from stepline.engine._store.part import Part
 from stepline.engine._store.rows import json_or_null, parsed_or_none, upsert
 
 _COLUMNS = "run_id, step_id, attempt, started_at, ended_at, error, retry_at"
@@ -43,8 +44,10 @@ class StepAttempt:
     retry_at: float | None = None
 
 
-class AttemptsTx(SqlMixin):
-    """``Tx`` methods over ``step_attempts``; mixed into each store's transaction class."""
+class AttemptsSql(Part):
+    """``Tx.attempts``: the methods over ``step_attempts``."""
+
+    __slots__ = ()
 
     def put_attempt(self, attempt: StepAttempt) -> None:
         """Record a failed attempt (a second record of the same attempt replaces it)."""

@@ -1,16 +1,16 @@
-"""The SQL of searchable run attributes (``run_attributes``): set, read, filter by them.
+"""The SQL of searchable run attributes (``tx.attributes``, table ``run_attributes``): set,
+read, filter by them.
 
-A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``messages``
-is (run control). An attribute is a name and a string value, one row each, so
-that ``runs_query`` filters by any of them through the ``(name, value, run_id)`` index;
-retention deletes them with their run.
+A part of both stores' transactions (``part``), for run control. An attribute is a name
+and a string value, one row each, so that ``runs_query`` filters by any of them through
+the ``(name, value, run_id)`` index; retention deletes them with their run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from stepline.engine._store.mixin import SqlMixin
+from stepline.engine._store.part import Part
 from stepline.engine._store.rows import insert
 
 #: the most attributes one run keeps, the longest name and value (characters)
@@ -24,8 +24,10 @@ _UPSERT = (
 )
 
 
-class AttributesTx(SqlMixin):
-    """``Tx`` methods over ``run_attributes``; mixed into each store's transaction class."""
+class AttributesSql(Part):
+    """``Tx.attributes``: the methods over ``run_attributes``."""
+
+    __slots__ = ()
 
     def set_attributes(self, run_id: str, attributes: Mapping[str, str]) -> int:
         """Set (or replace) ``attributes`` on a run; returns how many it has now.

@@ -1,12 +1,11 @@
-"""The SQL of the dashboard's lists beyond their rows: what a page of runs waits
-on, a bounded scan of events by a predicate, and the links of replayed events.
+"""The SQL of the dashboard's lists beyond their rows (``tx.browsing``): what a page of runs
+waits on, a bounded scan of events by a predicate, and the links of replayed events.
 
-A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``attributes``
-is. Each read is one query per page (never one per row): the waiting steps of a page's
-runs come through the steps' primary key ``(run_id, step_id)``; a scan walks the events
-in pages of ``SCAN_BATCH`` through the same query and index as ``list_events``; an event's
-``replay_of`` is a column of its row (migration "event replays"), so it goes with the
-event when retention deletes it.
+A part of both stores' transactions (``part``). Each read is one query per page (never one
+per row): the waiting steps of a page's runs come through the steps' primary key
+``(run_id, step_id)``; a scan walks the events in pages of ``SCAN_BATCH`` through the same
+query and index as ``list_events``; an event's ``replay_of`` is a column of its row
+(migration "event replays"), so it goes with the event when retention deletes it.
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from stepline.engine._model import EventRecord, StepStatus
-from stepline.engine._store import EventFilter
-from stepline.engine._store.mixin import SqlMixin
-from stepline.engine._store.rows import parsed_or_none
+from stepline.engine._store import EventFilter, filters
+from stepline.engine._store.part import Part
+from stepline.engine._store.rows import parsed_or_none, read_event
 
 #: events read per query of a scan
 SCAN_BATCH = 200
@@ -54,11 +53,10 @@ class WaitingStep:
     wait: dict[str, Any] | None
 
 
-class BrowsingTx(SqlMixin):
-    """``Tx`` reads (and the replay link's write) of the dashboard's lists."""
+class BrowsingSql(Part):
+    """``Tx.browsing``: the reads (and the replay link's write) of the dashboard's lists."""
 
-    def list_events(self, where: EventFilter) -> list[EventRecord]:  # pragma: no cover
-        raise NotImplementedError
+    __slots__ = ()
 
     def waiting_steps(self, run_ids: Sequence[str]) -> list[WaitingStep]:
         """The sleeping, waiting and invoking steps of these runs, oldest first per run."""
@@ -87,7 +85,9 @@ class BrowsingTx(SqlMixin):
         scanned, cursor = 0, where.cursor
         while scanned < scan and len(found) < want:
             batch = min(SCAN_BATCH, scan - scanned)
-            page = self.list_events(dataclasses.replace(where, cursor=cursor, limit=batch))
+            # ``Tx.list_events``'s query
+            sql, args = filters.events_query(dataclasses.replace(where, cursor=cursor, limit=batch))
+            page = [read_event(r) for r in self._x(sql, args)]
             for event in page:
                 scanned, cursor = scanned + 1, event.internal_id
                 if match(event):

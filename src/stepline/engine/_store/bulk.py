@@ -1,10 +1,10 @@
-"""The SQL of bulk actions (``bulk_actions``): a filter, its progress, its status.
+"""The SQL of bulk actions (``tx.bulk``, table ``bulk_actions``): a filter, its progress,
+its status.
 
-A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``messages``
-is (run control). An action's batches read and write its row with the row
-locked (``get_bulk(lock=True)``: ``FOR UPDATE`` on Postgres; SQLite has one writer), so
-two nodes holding its job at once take turns and the second starts after the first's
-``cursor``: each run is handled once.
+A part of both stores' transactions (``part``), for run control. An action's batches read
+and write its row with the row locked (``get_bulk(lock=True)``: ``FOR UPDATE`` on
+Postgres; SQLite has one writer), so two nodes holding its job at once take turns and the
+second starts after the first's ``cursor``: each run is handled once.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from stepline._json import dumps, loads
 from stepline.engine._model import Run
-from stepline.engine._store.mixin import SqlMixin
+from stepline.engine._store.part import Part
 from stepline.engine._store.rows import RUN_COLUMNS, insert, read_run
 
 BULK_COLUMNS = (
@@ -68,8 +68,10 @@ def _read(row: Sequence[Any]) -> BulkAction:
     )  # fmt: skip
 
 
-class BulkTx(SqlMixin):
-    """``Tx`` methods over the table; mixed into each store's transaction class."""
+class BulkSql(Part):
+    """``Tx.bulk``: the methods over ``bulk_actions``."""
+
+    __slots__ = ()
 
     def insert_bulk(self, action: BulkAction) -> bool:
         """Store a new action; False if its ``idempotency_key`` is taken (nothing stored)."""

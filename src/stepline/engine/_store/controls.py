@@ -1,11 +1,12 @@
-"""The SQL of paused functions (``function_controls``): pause, resume, what is paused.
+"""The SQL of paused functions (``tx.controls``, table ``function_controls``): pause,
+resume, what is paused.
 
-A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``messages``
-is (run control). The paused set is read once per transaction and kept for
-it: the worker's lease consults it for every call it leases, and it is usually empty.
-In a Postgres write transaction the read takes a share lock on the rows it returns, so a
-resume (which deletes its row first, then unparks the function's calls) waits for every
-transaction that parked a call on the strength of that row, and then sees the call.
+A part of both stores' transactions (``part``), for run control. The paused set is read
+once per transaction and kept for it: the worker's lease consults it for every call it
+leases, and it is usually empty. In a Postgres write transaction the read takes a share
+lock on the rows it returns, so a resume (which deletes its row first, then unparks the
+function's calls) waits for every transaction that parked a call on the strength of that
+row, and then sees the call.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from stepline.engine._store.mixin import SqlMixin
+from stepline.engine._store.part import Part, TxSql
 from stepline.engine._store.rows import upsert
 
 #: what a paused function's cron ticks do: start runs that queue, or start none
@@ -32,10 +33,20 @@ class FunctionPause:
     reason: str | None = None
 
 
-class ControlsTx(SqlMixin):
-    """``Tx`` methods over ``function_controls``; mixed into each store's transaction class."""
+class ControlsSql(Part):
+    """``Tx.controls``: the methods over ``function_controls``."""
 
-    _paused: dict[str, FunctionPause] | None = None
+    __slots__ = ("_paused",)
+
+    def __init__(self, tx: TxSql) -> None:
+        super().__init__(tx)
+        #: the paused functions, once read
+        self._paused: dict[str, FunctionPause] | None = None
+
+    def none_paused(self) -> None:
+        """No function is paused, as a statement of the transaction read in passing
+        (``Tx.get_call``): ``paused_functions`` answers with no query of its own."""
+        self._paused = {}
 
     def paused_functions(self) -> dict[str, FunctionPause]:
         """The paused functions by id (read once per transaction)."""

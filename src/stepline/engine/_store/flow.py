@@ -1,14 +1,14 @@
 """The SQL of flow control: rate limits and throttles, singletons, debounce and batch
-buckets, and concurrency slots (a mixin of ``SqlTx``, both stores)."""
+buckets, and concurrency slots (``tx.flow``, a part of both stores' transactions)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stepline.engine._store.mixin import SqlMixin
+from stepline.engine._store.part import Part
 from stepline.engine._store.rows import upsert
 
-__all__ = ["FlowTx"]
+__all__ = ["FlowSql"]
 
 _UPSERT_LIMIT = upsert("limits", "scope, key, value, expires_at", "scope, key")
 _UPSERT_SINGLETON = upsert("singletons", "function_id, key, run_id", "function_id, key")
@@ -16,11 +16,11 @@ _UPSERT_BUCKET = upsert("buckets", "function_id, key, run_id, deadline", "functi
 _UPSERT_SLOT = upsert("slots", "key, job_id, expires_at", "key, job_id")
 
 
-class FlowTx(SqlMixin):
-    """Flow control's keys and slots; ``_lock`` serialises writers on a key (Postgres)."""
+class FlowSql(Part):
+    """``Tx.flow``: flow control's keys and slots; ``_lock`` serialises writers on a key
+    (Postgres)."""
 
-    #: `` FOR UPDATE SKIP LOCKED`` where the store has it (set by ``QueueTx``)
-    skip_locked: str
+    __slots__ = ()
 
     # flow control ---------------------------------------------------------------------
     def get_limit(self, scope: str, key: str) -> float | None:
@@ -92,7 +92,7 @@ class FlowTx(SqlMixin):
         # their keys), so the nodes' leases do not all queue up behind the same rows.
         rows = self._x(
             "DELETE FROM slots WHERE (key, job_id) IN (SELECT key, job_id FROM slots "
-            f"WHERE expires_at <= ?{self.skip_locked}) AND expires_at <= ? RETURNING key",
+            f"WHERE expires_at <= ?{self._tx.skip_locked}) AND expires_at <= ? RETURNING key",
             (now, now),
         ).fetchall()
         freed: dict[str, int] = {}

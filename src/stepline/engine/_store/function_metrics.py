@@ -1,10 +1,10 @@
 """The SQL of a function's metrics over a window of time buckets (the function page's charts).
 
-A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``attributes``
-is; Postgres' transaction takes ``PostgresMetricsTx``, which floors with ``FLOOR`` (its
-``CAST`` rounds) and computes percentiles with ``percentile_cont``. SQLite has no
-percentile function: the window's values are read in order and interpolated in Python the
-way ``percentile_cont`` does, so both stores answer the same figures.
+``tx.metrics``, a part of both stores' transactions (``part``); Postgres' transaction
+takes ``PostgresMetricsSql``, which floors with ``FLOOR`` (its ``CAST`` rounds) and
+computes percentiles with ``percentile_cont``. SQLite has no percentile function: the
+window's values are read in order and interpolated in Python the way ``percentile_cont``
+does, so both stores answer the same figures.
 
 Every figure is read from the runs that matter to the window, found through the
 ``runs_function_ended (function_id, ended_at)`` index in two ranges: the runs that ended
@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from stepline.engine._store.mixin import SqlMixin
+from stepline.engine._store.part import Part
 
 #: ``waiting.reason`` values flow control writes (``_flow``) and a paused function's
 _HELD = ("concurrency", "throttled", "debounced", "batched", "priority", "paused")
@@ -71,8 +71,10 @@ class FunctionMetrics:
         return out
 
 
-class FunctionMetricsTx(SqlMixin):
-    """``Tx.function_metrics``; mixed into each store's transaction class."""
+class MetricsSql(Part):
+    """``Tx.metrics``: a function's figures over time buckets."""
+
+    __slots__ = ()
 
     @staticmethod
     def _floor(expr: str) -> str:
@@ -205,8 +207,10 @@ class FunctionMetricsTx(SqlMixin):
         return out
 
 
-class PostgresMetricsTx(FunctionMetricsTx):
+class PostgresMetricsSql(MetricsSql):
     """Postgres' flavour: ``FLOOR`` and ``percentile_cont``."""
+
+    __slots__ = ()
 
     @staticmethod
     def _floor(expr: str) -> str:

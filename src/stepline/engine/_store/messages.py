@@ -1,11 +1,12 @@
-"""The SQL of run streams (``run_messages``): what a run publishes, in order.
+"""The SQL of run streams (``tx.messages``, table ``run_messages``): what a run publishes,
+in order.
 
-A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``versions``
-is. Each run's messages are numbered ``seq`` 1, 2, 3... in commit order, with no gaps:
-``append_messages`` is called with the run's row locked (``Tx.get_run`` in a write
-transaction reads it ``FOR UPDATE`` on Postgres; SQLite has one writer), so two
-publishers to one run, on one node or two, take turns and the second sees the first's
-last ``seq``. A durable message's ``durable_id`` is stored once per run.
+A part of both stores' transactions (``part``). Each run's messages are numbered ``seq``
+1, 2, 3... in commit order, with no gaps: ``append_messages`` is called with the run's row
+locked (``Tx.get_run`` in a write transaction reads it ``FOR UPDATE`` on Postgres; SQLite
+has one writer), so two publishers to one run, on one node or two, take turns and the
+second sees the first's last ``seq``. A durable message's ``durable_id`` is stored once
+per run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from stepline.engine._store.mixin import SqlMixin
+from stepline.engine._store.part import Part
 from stepline.engine._store.rows import insert
 
 MESSAGE_COLUMNS = "run_id, seq, topic, data, published_at, durable_id"
@@ -39,11 +40,10 @@ class StoredMessage:
     published_at: float
 
 
-class MessagesTx(SqlMixin):
-    """``Tx`` methods over ``run_messages``; mixed into each store's transaction class."""
+class MessagesSql(Part):
+    """``Tx.messages``: the methods over ``run_messages``."""
 
-    def _streamed(self, run_id: str) -> None:
-        """Messages were appended to ``run_id`` (Postgres tells the other nodes)."""
+    __slots__ = ()
 
     def durable_seqs(self, run_id: str, durable_ids: Sequence[str]) -> dict[str, int]:
         """The seqs already given to these durable ids in this run."""
@@ -77,7 +77,7 @@ class MessagesTx(SqlMixin):
             ],
         )
         if messages:
-            self._streamed(run_id)
+            self._tx.note_streamed(run_id)
         return first
 
     #: a message's size in bytes, in SQL (Postgres's ``octet_length`` reads no TOASTed value)
@@ -116,3 +116,12 @@ class MessagesTx(SqlMixin):
         )
         found = [StoredMessage(int(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows]
         return found, more
+
+
+class PostgresMessagesSql(MessagesSql):
+    """Postgres' flavour: a message's size with ``octet_length``, which reads no TOASTed
+    value."""
+
+    __slots__ = ()
+
+    _octets = "octet_length(data)"

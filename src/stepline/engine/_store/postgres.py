@@ -31,21 +31,14 @@ import psycopg_pool
 from psycopg import pq
 
 from stepline.engine._errors import QueryTimeoutError
-from stepline.engine._model import AppRecord, FunctionRecord, Run
+from stepline.engine._model import Run
 from stepline.engine._store import RunFilter, pg_writers
 from stepline.engine._store import postgres_schema as schema
-from stepline.engine._store.apps import AppsTx
-from stepline.engine._store.attempts import AttemptsTx
-from stepline.engine._store.attributes import AttributesTx
-from stepline.engine._store.browsing import BrowsingTx
-from stepline.engine._store.bulk import BulkTx
-from stepline.engine._store.controls import ControlsTx
-from stepline.engine._store.function_metrics import PostgresMetricsTx
-from stepline.engine._store.messages import MessagesTx
-from stepline.engine._store.queue import REPLACE_JOB
-from stepline.engine._store.signals import SignalsTx
+from stepline.engine._store.function_metrics import PostgresMetricsSql
+from stepline.engine._store.messages import PostgresMessagesSql
+from stepline.engine._store.part import LazyPart
+from stepline.engine._store.queue import PostgresQueueSql
 from stepline.engine._store.sql import SqlTx
-from stepline.engine._store.versions import VersionsTx
 
 T = TypeVar("T")
 logger = logging.getLogger("stepline.engine")
@@ -90,26 +83,16 @@ class _Rows:
         return iter(self.fetchall())
 
 
-class PostgresTx(
-    SqlTx,
-    AppsTx,
-    VersionsTx,
-    MessagesTx,
-    ControlsTx,
-    AttributesTx,
-    BulkTx,
-    SignalsTx,
-    AttemptsTx,
-    PostgresMetricsTx,
-    BrowsingTx,
-):
+class PostgresTx(SqlTx):
     """``Tx`` over one psycopg connection with a transaction open."""
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
-    replace_sql = REPLACE_JOB
     step_with_run = True
-    _octets = "octet_length(data)"
     _converted: ClassVar[dict[str, str]] = {}
+
+    queue = LazyPart(PostgresQueueSql)
+    messages = LazyPart(PostgresMessagesSql)
+    metrics = LazyPart(PostgresMetricsSql)
 
     def __init__(self, conn: psycopg.Connection[Any], *, write: bool = True) -> None:
         super().__init__(conn, write=write)
@@ -167,36 +150,11 @@ class PostgresTx(
         self._x("SELECT set_config('statement_timeout', ?, true)", (row[0],))
         return found
 
-    def _apps_written(self) -> None:
+    def note_apps_changed(self) -> None:
         self.apps_changed = True
 
-    def _streamed(self, run_id: str) -> None:
+    def note_streamed(self, run_id: str) -> None:
         self.streamed.add(run_id)
-
-    def put_app(self, app: AppRecord, functions: Sequence[FunctionRecord]) -> bool:
-        self.apps_changed = True
-        return super().put_app(app, functions)
-
-    def unpark_jobs(self, key: str, count: int) -> list[str]:
-        self._lock(f"slots:{key}")
-        if count <= 0:
-            return []
-        # SKIP LOCKED: a parked job whose row another transaction holds is being leased
-        # at its recheck (that lease admits or re-parks it once this commits). Waiting
-        # for it while holding slots:key deadlocked with that lease, which takes the row
-        # first and slots:key second. MATERIALIZED keeps LIMIT applied exactly once.
-        rows = self._x(
-            "WITH picked AS MATERIALIZED (SELECT job_id FROM jobs WHERE parked_on = ? "
-            "ORDER BY queued_at LIMIT ? FOR UPDATE SKIP LOCKED) "
-            "UPDATE jobs SET parked_on = NULL, available_at = "
-            "CASE WHEN queued_at < available_at THEN queued_at ELSE available_at END "
-            "FROM picked WHERE jobs.job_id = picked.job_id RETURNING run_id",
-            (key, count),
-        ).fetchall()
-        woken = [str(r[0]) for r in rows if r[0] is not None]
-        if rows:
-            self.queued.append("*")
-        return woken
 
 
 class PostgresStore:

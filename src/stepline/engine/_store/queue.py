@@ -1,6 +1,6 @@
-"""The SQL of the job queue: enqueue, lease, extend, park and unpark calls.
+"""The SQL of the job queue (``tx.queue``): enqueue, lease, extend, park and unpark calls.
 
-A mixin of ``SqlTx`` (both stores' transactions inherit it). One table, ``jobs``, holds
+A part of each store's transaction (``part``). One table, ``jobs``, holds
 every kind of job; a job is due when ``available_at <= now``, and leasing moves
 ``available_at`` to the lease's expiry, so one index answers "what is due" and a job
 whose owner died simply becomes due again. Jobs parked on a concurrency key or a paused
@@ -13,15 +13,15 @@ from collections.abc import Sequence
 
 from stepline._json import dumps
 from stepline.engine._model import Job, JobKind
-from stepline.engine._store.mixin import SqlMixin
+from stepline.engine._store.part import Part, TxSql
 from stepline.engine._store.rows import JOB_COLUMNS, insert, job_values, read_job
 
 #: a job's ``queued_at`` is its first ``available_at`` (the order parked calls wake in)
 _INSERT_JOB = insert("jobs", f"{JOB_COLUMNS}, queued_at", on_conflict="DO NOTHING")
-#: ``QueueTx.replace_sql`` where a ``WITH`` may delete (Postgres); the ids differ, so the
+#: ``QueueSql.replace_sql`` where a ``WITH`` may delete (Postgres); the ids differ, so the
 #: insert's conflict check never meets the row deleted beside it
 REPLACE_JOB = f"WITH gone AS (DELETE FROM jobs WHERE job_id = ?) {_INSERT_JOB}"
-#: ``QueueTx.move_sql`` where a row's key may change in place, a conflict skipping it
+#: ``QueueSql.move_sql`` where a row's key may change in place, a conflict skipping it
 #: (SQLite): the old job's row becomes the new job's, every column set as the insert sets
 #: it (``parked_on`` back to its default) but those the row must share with it already
 #: (``kind``, ``run_id``: left out of the ``SET``, their index is not rewritten; a row
@@ -43,30 +43,26 @@ MOVE_JOB = (
 )
 
 
-class QueueTx(SqlMixin):
-    """``Tx`` methods over ``jobs``; ``SqlTx`` provides the connection."""
+class QueueSql(Part):
+    """``Tx.queue``: the methods over ``jobs``."""
 
-    #: appended to the lease query's inner SELECT (``FOR UPDATE SKIP LOCKED`` on Postgres)
-    skip_locked = ""
+    __slots__ = ("_leasing", "_preleased", "calls")
+
     #: a job's delete and another's insert as one statement (Postgres: a ``DELETE`` in a
     #: ``WITH``), parameters: the id deleted, then the insert's; empty: two statements
     replace_sql = ""
     #: else, the old job's row rewritten as the new one's, one statement when the old
     #: job is there and the new one is not (SQLite: ``MOVE_JOB``); empty: two statements
     move_sql = ""
-    #: jobs this transaction queued or made due again ("*": some unparked job)
-    queued: list[str]
-    #: of those, the ones this node leased itself in the same transaction (others need
-    #: no wake-up for them)
-    claimed: set[str]
-    #: the calls this transaction queued, by run (``lease_run_call`` takes one by id)
-    calls: dict[str, Job]
-    #: ``(run id or None for any, owner, now, until)``: see ``lease_calls``
-    _leasing: tuple[str | None, str, float, float] | None = None
-    #: calls inserted already leased, by run, until ``lease_run_call`` takes them
-    _preleased: dict[str, Job]
-    #: runs this transaction created that have no step yet (``SqlTx``)
-    _stepless: set[str]
+
+    def __init__(self, tx: TxSql) -> None:
+        super().__init__(tx)
+        #: the calls this transaction queued, by run (``lease_run_call`` takes one by id)
+        self.calls: dict[str, Job] = {}
+        #: ``(run id or None for any, owner, now, until)``: see ``lease_calls``
+        self._leasing: tuple[str | None, str, float, float] | None = None
+        #: calls inserted already leased, by run, until ``lease_run_call`` takes them
+        self._preleased: dict[str, Job] = {}
 
     def lease_calls(self, run_id: str | None, owner: str, now: float, until: float) -> None:
         """Insert the next call this transaction queues for ``run_id`` (None: the first
@@ -93,7 +89,7 @@ class QueueTx(SqlMixin):
         if leasing is None or job.kind is not JobKind.EXECUTE or run_id is None:
             return None
         wanted, owner, now, until = leasing
-        if run_id != wanted and (wanted is not None or run_id not in self._stepless):
+        if run_id != wanted and (wanted is not None or not self._tx.is_new(run_id)):
             return None  # any run's: the first call of a run this transaction created
         if run_id in self._preleased:
             return None
@@ -124,7 +120,7 @@ class QueueTx(SqlMixin):
             cur = self._x(_INSERT_JOB, values)
         inserted = bool(cur.rowcount == 1)
         if inserted:
-            self.queued.append(job.job_id)
+            self._tx.queued.append(job.job_id)
             if job.kind is JobKind.EXECUTE and job.run_id is not None:
                 self.calls[job.run_id] = job
                 if leased is not None:
@@ -147,7 +143,7 @@ class QueueTx(SqlMixin):
 
     def update_job(self, job: Job) -> None:
         self._drop_preleased(job_id=job.job_id)
-        self.queued.append(job.job_id)
+        self._tx.queued.append(job.job_id)
         self._x(
             "UPDATE jobs SET available_at = ?, attempt = ?, payload = ?, lease_owner = ?, "
             "lease_expires = ? WHERE job_id = ?",
@@ -178,7 +174,8 @@ class QueueTx(SqlMixin):
         rows = self._x(
             "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ?, "
             "parked_on = NULL WHERE job_id IN (SELECT job_id FROM jobs WHERE available_at <= ? "
-            f"ORDER BY available_at LIMIT ?{self.skip_locked}) RETURNING {JOB_COLUMNS}, queued_at",
+            f"ORDER BY available_at LIMIT ?{self._tx.skip_locked}) "
+            f"RETURNING {JOB_COLUMNS}, queued_at",
             (owner, until, until, now, limit),
         ).fetchall()
         return [read_job(r) for r in sorted(rows, key=lambda r: r[-1] or 0.0)]
@@ -203,7 +200,7 @@ class QueueTx(SqlMixin):
         row = self._x(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = ? AND kind = ? "
             f"AND available_at <= ? AND parked_on IS NULL "
-            f"ORDER BY available_at LIMIT 1{self.skip_locked}",
+            f"ORDER BY available_at LIMIT 1{self._tx.skip_locked}",
             (run_id, JobKind.EXECUTE.value, now),
         ).fetchone()
         if row is None:
@@ -235,12 +232,12 @@ class QueueTx(SqlMixin):
         # with the apply, which locks slots before the job).
         self._many(
             "UPDATE jobs SET lease_expires = ?, available_at = ? WHERE job_id IN ("
-            f"SELECT job_id FROM jobs WHERE job_id = ? AND lease_owner = ?{self.skip_locked})",
+            f"SELECT job_id FROM jobs WHERE job_id = ? AND lease_owner = ?{self._tx.skip_locked})",
             [(until, until, job_id, owner) for job_id in job_ids],
         )
         self._many(
             "UPDATE slots SET expires_at = ? WHERE (key, job_id) IN ("
-            f"SELECT key, job_id FROM slots WHERE job_id = ?{self.skip_locked})",
+            f"SELECT key, job_id FROM slots WHERE job_id = ?{self._tx.skip_locked})",
             [(until, job_id) for job_id in job_ids],
         )
 
@@ -285,5 +282,43 @@ class QueueTx(SqlMixin):
             (key, key, count),
         ).fetchall()
         if rows:
-            self.queued.append("*")
+            self._tx.queued.append("*")
         return [str(r[0]) for r in rows if r[0] is not None]
+
+
+class SqliteQueueSql(QueueSql):
+    """SQLite's queue: a replaced job's row is rewritten as the new one's (``MOVE_JOB``)."""
+
+    __slots__ = ()
+
+    move_sql = MOVE_JOB
+
+
+class PostgresQueueSql(QueueSql):
+    """Postgres' queue: a replaced job goes in the insert's statement, and an unpark
+    takes the key's lock and skips the rows a lease holds."""
+
+    __slots__ = ()
+
+    replace_sql = REPLACE_JOB
+
+    def unpark_jobs(self, key: str, count: int) -> list[str]:
+        self._lock(f"slots:{key}")
+        if count <= 0:
+            return []
+        # SKIP LOCKED: a parked job whose row another transaction holds is being leased
+        # at its recheck (that lease admits or re-parks it once this commits). Waiting
+        # for it while holding slots:key deadlocked with that lease, which takes the row
+        # first and slots:key second. MATERIALIZED keeps LIMIT applied exactly once.
+        rows = self._x(
+            "WITH picked AS MATERIALIZED (SELECT job_id FROM jobs WHERE parked_on = ? "
+            "ORDER BY queued_at LIMIT ? FOR UPDATE SKIP LOCKED) "
+            "UPDATE jobs SET parked_on = NULL, available_at = "
+            "CASE WHEN queued_at < available_at THEN queued_at ELSE available_at END "
+            "FROM picked WHERE jobs.job_id = picked.job_id RETURNING run_id",
+            (key, count),
+        ).fetchall()
+        woken = [str(r[0]) for r in rows if r[0] is not None]
+        if rows:
+            self._tx.queued.append("*")
+        return woken

@@ -1,21 +1,23 @@
-"""The SQL of waits for a signal (``pauses.signal``): the waiting step by its signal key.
+"""The SQL of waits for a signal (``tx.signals``, column ``pauses.signal``): the waiting step
+by its signal key.
 
-A mixin of ``SqlTx``'s dialect that both stores' transactions inherit, as ``messages``
-is (run control). A wait for a signal is a pause (kind ``signal``) whose
-``signal`` column holds its key; the column is unique where set, so at most one step
-waits under a key at a time. The pause row itself is written by ``insert_pause``; the
-key is set beside it in the same transaction.
+A part of both stores' transactions (``part``), for run control. A wait for a signal is a
+pause (kind ``signal``) whose ``signal`` column holds its key; the column is unique where
+set, so at most one step waits under a key at a time. The pause row itself is written by
+``insert_pause``; the key is set beside it in the same transaction.
 """
 
 from __future__ import annotations
 
 from stepline.engine._model import Pause
-from stepline.engine._store.mixin import SqlMixin
+from stepline.engine._store.part import Part
 from stepline.engine._store.rows import PAUSE_COLUMNS, read_pause
 
 
-class SignalsTx(SqlMixin):
-    """``Tx`` methods over the table; mixed into each store's transaction class."""
+class SignalsSql(Part):
+    """``Tx.signals``: the methods over ``pauses.signal``."""
+
+    __slots__ = ()
 
     def set_pause_signal(self, pause_id: str, signal: str | None) -> None:
         """Give the pause its signal key (None: it no longer holds one)."""

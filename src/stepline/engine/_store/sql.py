@@ -2,7 +2,9 @@
 
 Both speak the same subset here: ``?`` placeholders (translated for Postgres),
 ``INSERT ... ON CONFLICT`` upserts, ``DELETE/UPDATE ... RETURNING``. Engine logic runs
-as plain functions over a ``Tx`` inside one transaction; this class is that ``Tx``.
+as plain functions over a ``Tx`` inside one transaction; this class is that ``Tx``: the
+operations on runs, steps, events and pauses here, each other concern's in a part of its
+own (``part``), built when first used.
 """
 
 from __future__ import annotations
@@ -22,9 +24,17 @@ from stepline.engine._model import (
     StepRecord,
 )
 from stepline.engine._store import EventFilter, RunFilter, filters
-from stepline.engine._store.controls import FunctionPause
-from stepline.engine._store.flow import FlowTx
-from stepline.engine._store.queue import QueueTx
+from stepline.engine._store.apps import AppsSql
+from stepline.engine._store.attempts import AttemptsSql
+from stepline.engine._store.attributes import AttributesSql
+from stepline.engine._store.browsing import BrowsingSql
+from stepline.engine._store.bulk import BulkSql
+from stepline.engine._store.controls import ControlsSql
+from stepline.engine._store.flow import FlowSql
+from stepline.engine._store.function_metrics import MetricsSql
+from stepline.engine._store.messages import MessagesSql
+from stepline.engine._store.part import LazyPart
+from stepline.engine._store.queue import QueueSql
 from stepline.engine._store.rows import (
     EVENT_COLUMNS,
     JOB_COLUMNS,
@@ -44,6 +54,8 @@ from stepline.engine._store.rows import (
     upsert,
 )
 from stepline.engine._store.seen import Seen
+from stepline.engine._store.signals import SignalsSql
+from stepline.engine._store.versions import VersionsSql
 
 _INSERT_RUN = insert("runs", RUN_COLUMNS, on_conflict="DO NOTHING")
 _UPSERT_RUN = upsert("runs", RUN_COLUMNS, "run_id")
@@ -76,30 +88,43 @@ def _update_run_with_step(changed: tuple[int, ...]) -> str:
     return f"WITH s AS ({_UPSERT_STEP}) {_update_run(changed)}"
 
 
-class SqlTx(QueueTx, FlowTx):
+class SqlTx:
     """``Tx`` over one DB-API connection with a transaction open.
 
     The SQL is written once, in the dialect SQLite and Postgres share (``?`` placeholders,
     ``ON CONFLICT`` upserts, ``RETURNING``); subclasses set the few differences: the
     placeholder, row locks for read-modify-write, and advisory locks on flow-control keys.
+    The other concerns' SQL is in parts (``part``), each built on first use; a dialect
+    subclass names its own part where one differs (``PostgresTx.queue``).
     """
 
     #: ``update_run`` may upsert a step in its statement (a ``WITH``: Postgres)
     step_with_run = False
-    #: the paused functions, once read (``ControlsTx.paused_functions``; ``get_call``
-    #: learns when there are none)
-    _paused: dict[str, FunctionPause] | None = None
+    #: ends a locking subquery that skips rows others hold (``FOR UPDATE SKIP LOCKED``
+    #: on Postgres): the queue's leases, expired slots, retention
+    skip_locked = ""
     #: notes what this transaction does to runs and steps, when an observer asked
     seen: Seen | None = None
+
+    queue = LazyPart(QueueSql)
+    flow = LazyPart(FlowSql)
+    apps = LazyPart(AppsSql)
+    versions = LazyPart(VersionsSql)
+    messages = LazyPart(MessagesSql)
+    controls = LazyPart(ControlsSql)
+    attributes = LazyPart(AttributesSql)
+    bulk = LazyPart(BulkSql)
+    signals = LazyPart(SignalsSql)
+    attempts = LazyPart(AttemptsSql)
+    metrics = LazyPart(MetricsSql)
+    browsing = LazyPart(BrowsingSql)
 
     def __init__(self, conn: Any, *, write: bool = True) -> None:
         self._c = conn
         self._write = write
-        self.queued = []
-        self.claimed = set()
+        self.queued: list[str] = []
+        self.claimed: set[str] = set()
         self.ended_runs: list[Run] = []
-        self.calls = {}
-        self._preleased = {}
         #: each run's row as this write transaction read or last wrote it: ``get_run``
         #: reads it again from here, ``update_run`` writes only the columns that changed
         #: (fewer index entries rewritten). Every write to ``runs`` goes through
@@ -135,6 +160,16 @@ class SqlTx(QueueTx, FlowTx):
         """The clause a locking read in a write transaction ends with (where needed)."""
         return ""
 
+    def note_apps_changed(self) -> None:
+        """Apps or their versions were written (Postgres tells the other nodes to reload)."""
+
+    def note_streamed(self, run_id: str) -> None:
+        """Messages were appended to ``run_id``'s stream (Postgres tells the other nodes)."""
+
+    def is_new(self, run_id: str) -> bool:
+        """Whether this transaction created ``run_id`` and has written no step of it yet."""
+        return run_id in self._stepless
+
     # runs and steps ---------------------------------------------------------------
     def get_run(self, run_id: str) -> Run | None:
         row = self._run_rows.get(run_id)
@@ -164,7 +199,7 @@ class SqlTx(QueueTx, FlowTx):
     def get_call(self, job_id: str) -> Job | None:
         """``get_job(job_id, lock=True)`` of a call, with its run's row read (and locked)
         by the same statement, and whether any function is paused: the ``get_run`` that
-        follows sends nothing, nor does ``paused_functions`` when none is (usually)."""
+        follows sends nothing, nor does ``controls.paused_functions`` when none is (usually)."""
         row = self._x(
             f"SELECT {_CALL_COLUMNS}, r.steps_rev, EXISTS (SELECT 1 FROM function_controls "
             "WHERE paused_at IS NOT NULL) FROM jobs j JOIN runs r ON r.run_id = j.run_id "
@@ -172,12 +207,12 @@ class SqlTx(QueueTx, FlowTx):
             (job_id,),
         ).fetchone()
         if row is None:  # no such job, or its run is gone
-            return self.get_job(job_id, lock=True)
+            return self.queue.get_job(job_id, lock=True)
         if self._write:
             self._run_rows[row[_JOB_WIDTH]] = row[_JOB_WIDTH:-2]
             self._revisions[row[_JOB_WIDTH]] = row[-2]
         if not row[-1]:  # nothing to park a call on, nor a share lock to take
-            self._paused = {}
+            self.controls.none_paused()
         return read_job(row[:_JOB_WIDTH])
 
     def forget_runs(self) -> None:

@@ -23,19 +23,10 @@ from typing import Any, TypeVar
 
 from stepline.engine._store import sqlite_schema as schema
 from stepline.engine._store import wal as _wal
-from stepline.engine._store.apps import AppsTx
-from stepline.engine._store.attempts import AttemptsTx
-from stepline.engine._store.attributes import AttributesTx
-from stepline.engine._store.browsing import BrowsingTx
-from stepline.engine._store.bulk import BulkTx
-from stepline.engine._store.controls import ControlsTx
-from stepline.engine._store.function_metrics import FunctionMetricsTx
-from stepline.engine._store.messages import MessagesTx
 from stepline.engine._store.outcomes import Slot, Waiter, deliver_all
-from stepline.engine._store.queue import MOVE_JOB
-from stepline.engine._store.signals import SignalsTx
+from stepline.engine._store.part import LazyPart
+from stepline.engine._store.queue import SqliteQueueSql
 from stepline.engine._store.sql import SqlTx
-from stepline.engine._store.versions import VersionsTx
 
 T = TypeVar("T")
 _READERS = 2  # reader threads (each with its own connection)
@@ -428,19 +419,7 @@ def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
-class SqliteTx(
-    SqlTx,
-    AppsTx,
-    VersionsTx,
-    MessagesTx,
-    ControlsTx,
-    AttributesTx,
-    BulkTx,
-    SignalsTx,
-    AttemptsTx,
-    FunctionMetricsTx,
-    BrowsingTx,
-):
+class SqliteTx(SqlTx):
     """``Tx`` over one SQLite connection with a ``BEGIN IMMEDIATE`` transaction open."""
 
-    move_sql = MOVE_JOB
+    queue = LazyPart(SqliteQueueSql)

@@ -1,7 +1,7 @@
 """The SQL of app versions (``app_versions``) and of the runs started on them.
 
-A mixin of ``SqlTx``'s dialect (``?`` placeholders, ``ON CONFLICT`` upserts) that both
-stores' transactions inherit: the engine's view of versions is in ``engine._versions``.
+``tx.versions``, a part of both stores' transactions (``part``): the engine's view of
+versions is in ``engine._apps.versions``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from stepline._json import dumps, loads
 from stepline._status import RunStatus
-from stepline.engine._store.mixin import SqlMixin
+from stepline.engine._store.part import Part
 from stepline.engine._store.rows import upsert
 
 VERSION_COLUMNS = (
@@ -62,15 +62,14 @@ def _read(row: Sequence[Any]) -> AppVersion:
     )
 
 
-class VersionsTx(SqlMixin):
-    """``Tx`` methods over ``app_versions``; mixed into each store's transaction class."""
+class VersionsSql(Part):
+    """``Tx.versions``: the methods over ``app_versions``."""
+
+    __slots__ = ()
 
     def lock_app_versions(self, app_id: str) -> None:
         """Serialise changes to an app's versions until the transaction ends (Postgres)."""
         self._lock(f"versions:{app_id}")
-
-    def _apps_written(self) -> None:
-        """Registrations changed (Postgres tells the other nodes to reload them)."""
 
     def list_app_versions(self, app_id: str | None = None) -> list[AppVersion]:
         """Every registered version (of one app), oldest registration first."""
@@ -84,7 +83,7 @@ class VersionsTx(SqlMixin):
 
     def put_app_version(self, version: AppVersion) -> None:
         """Add or replace one version of an app."""
-        self._apps_written()
+        self._tx.note_apps_changed()
         self._x(
             _UPSERT_VERSION,
             (
@@ -103,7 +102,7 @@ class VersionsTx(SqlMixin):
 
     def delete_app_versions(self, app_id: str, versions: Sequence[str] | None = None) -> None:
         """Forget some (or, with None, all) versions of an app."""
-        self._apps_written()
+        self._tx.note_apps_changed()
         if versions is None:
             self._x("DELETE FROM app_versions WHERE app_id = ?", (app_id,))
             return

@@ -129,7 +129,7 @@ class StreamService:
             run = tx.get_run(run_id)
             if run is None:
                 raise NotFoundError(f"run {run_id!r} not found")
-            return run.status, tx.read_messages(run_id, after, topic, limit, max_bytes)
+            return run.status, tx.messages.read_messages(run_id, after, topic, limit, max_bytes)
 
         status, (rows, more) = await self._engine.store.read(read)
         ended = status.terminal and not more
@@ -172,7 +172,7 @@ def _append(tx: Tx, run_id: str, found: list[NewMessage], now: float) -> tuple[l
     run = tx.get_run(run_id)  # a write transaction's read locks the row: publishers take turns
     if run is None:
         raise NotFoundError(f"run {run_id!r} not found")
-    known = tx.durable_seqs(run_id, wire.durable_ids(found))
+    known = tx.messages.durable_seqs(run_id, wire.durable_ids(found))
     fresh: list[NewMessage] = []
     slots: list[int] = []  # >= 0: a known seq; < 0: -(1 + index into fresh)
     for message in found:
@@ -188,6 +188,6 @@ def _append(tx: Tx, run_id: str, found: list[NewMessage], now: float) -> tuple[l
         raise RunEndedError(
             f"run {run_id!r} has ended ({run.status.value}); its stream takes no more messages"
         )
-    first = tx.append_messages(run_id, fresh, now) if fresh else 0
+    first = tx.messages.append_messages(run_id, fresh, now) if fresh else 0
     seqs = [slot if slot >= 0 else first + (-slot - 1) for slot in slots]
     return seqs, run.function_id, len(fresh)

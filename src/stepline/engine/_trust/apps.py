@@ -310,11 +310,11 @@ class AppGuard:
 
 def _registered(tx: Tx, app_id: str) -> tuple[list[str], list[str]] | None:
     """An app's registered URLs and versions (None: it is not registered)."""
-    app = tx.get_app(app_id)
+    app = tx.apps.get_app(app_id)
     if app is None:
         return None
-    functions = [f for f in tx.list_functions() if f.app_id == app_id]
+    functions = [f for f in tx.apps.list_functions() if f.app_id == app_id]
     urls = app_urls(app.url, (str(f.config.get("url") or "") for f in functions))
-    versions = tx.list_app_versions(app_id)
+    versions = tx.versions.list_app_versions(app_id)
     # the URLs of its other registered versions passed this check when they registered
     return [*urls, *(v.url for v in versions)], [v.version for v in versions]

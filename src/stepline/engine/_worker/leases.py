@@ -24,7 +24,8 @@ def due(
     # fresh deadline rather than one that may already have passed.
     now = clock.now()
     until = now + seconds
-    jobs, held = _pause.hold(tx, tx.lease_jobs(owner, now, until, limit), now)  # paused functions'
+    leased = tx.queue.lease_jobs(owner, now, until, limit)
+    jobs, held = _pause.hold(tx, leased, now)  # paused functions'
     admitted, parked = _concurrency.admit(tx, jobs, now=now, until=until, recheck=recheck)
     # the state each call needs is read here, in the lease's own transaction: one round
     # trip to the database per call fewer, on the path every step takes
@@ -34,17 +35,17 @@ def due(
             # the run as it was before this lease started it: a first call still shows
             # as Queued, with what held it back (the observer times flow-control delays)
             snapshots[job.job_id] = snapshot(tx, job.run_id, now)
-    return admitted, parked + held, now, snapshots, tx.next_job_at()
+    return admitted, parked + held, now, snapshots, tx.queue.next_job_at()
 
 
 def extend(tx: Tx, *, owner: str, ids: list[str], until: float) -> None:
     """Move the leases ``owner`` holds on ``ids`` to ``until`` (now: hand them back)."""
-    tx.extend_leases(owner, ids, until)
+    tx.queue.extend_leases(owner, ids, until)
 
 
 def drop(tx: Tx, job: Job, now: float) -> None:
     """Delete a call whose run is gone or ended, freeing its concurrency slots."""
-    tx.delete_job(job.job_id)
+    tx.queue.delete_job(job.job_id)
     _concurrency.release(tx, job, now)
 
 

@@ -133,7 +133,7 @@ async def hand_back(holder: Holder, job: Job) -> None:
 
 def _ours(tx: Tx, holder: Holder, job: Job, until: float) -> Job | None:
     """The job's row, if its lease is still the one this worker committed (locked)."""
-    row = tx.get_job(job.job_id, lock=True)
+    row = tx.queue.get_job(job.job_id, lock=True)
     if holder.clock.now() >= until:
         raise _Lapsed
     if row is None:
@@ -158,5 +158,5 @@ def _release(tx: Tx, *, holder: Holder, job: Job, until: float) -> bool:
     now = holder.clock.now()
     _concurrency.release(tx, row, now)
     row.lease_owner, row.lease_expires, row.available_at = None, None, now
-    tx.update_job(row)
+    tx.queue.update_job(row)
     return True

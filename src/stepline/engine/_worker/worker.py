@@ -159,24 +159,24 @@ class Worker:
         """
         taken: list[tuple[Job, Snapshot]] = []
         if not self._running or self.stopping:
-            tx.unlease_calls()
+            tx.queue.unlease_calls()
             return taken
         until = now + self.settings.lease_seconds
         for run_id in run_ids:
             if not self._room(tx, now, len(taken)):
                 break
-            job = _pause.let(tx, tx.lease_run_call(run_id, self.owner, now, until), now)
+            job = _pause.let(tx, tx.queue.lease_run_call(run_id, self.owner, now, until), now)
             if job is not None:
                 taken.append((job, leases.snapshot(tx, run_id, now)))
-        tx.unlease_calls()
+        tx.queue.unlease_calls()
         return taken
 
     def lease_as_queued(self, tx: Tx, run_id: str | None, now: float) -> None:
         """Have ``tx`` insert the calls it queues next (``run_id``'s, None: any run's)
         leased by this worker already, when it has room: ``adopt`` and run affinity then
-        take them with no statement of their own (each ends with ``tx.unlease_calls``)."""
+        take them with no statement of their own (each ends with ``tx.queue.unlease_calls``)."""
         if self._running and not self.stopping and self._room(tx, now):
-            tx.lease_calls(run_id, self.owner, now, now + self.settings.lease_seconds)
+            tx.queue.lease_calls(run_id, self.owner, now, now + self.settings.lease_seconds)
 
     def dispatch(self, taken: Sequence[tuple[Job, Snapshot]]) -> None:
         """Run the calls ``adopt`` leased (after their transaction committed)."""
@@ -284,7 +284,7 @@ class Worker:
         elif job.kind is JobKind.TIMEOUT:
             self.transitions.timeout(tx, job, now)
         elif job.kind is JobKind.FANOUT:
-            tx.delete_job(job.job_id)
+            tx.queue.delete_job(job.job_id)
             event = tx.get_event(str(job.payload.get("event_id")))
             if event is not None:
                 self.transitions.fanout(tx, event, now)
@@ -414,17 +414,19 @@ class Worker:
             tx, self.transitions, job, outcome, now=now, owner=self.owner, known=known, lease=lease
         )
         if view is None:  # the answer changed nothing (but a slot may have been freed)
-            tx.unlease_calls()
+            tx.queue.unlease_calls()
             return _Recorded(None, wake=bool(tx.queued), ended=[])
         follow = None
         if follow_on and not view.run.status.terminal and self._room(tx, now):
             until = now + self.settings.lease_seconds
-            nxt = _pause.let(tx, tx.lease_run_call(view.run.run_id, self.owner, now, until), now)
+            nxt = _pause.let(
+                tx, tx.queue.lease_run_call(view.run.run_id, self.owner, now, until), now
+            )
             if nxt is not None:
                 stored = view.known_steps(tx)
                 steps = list(stored.steps) if stored else list(view.steps.values())
                 follow = nxt, (view.run, steps, stored)
-        tx.unlease_calls()
+        tx.queue.unlease_calls()
         # events the answer emitted (a step's sendEvent, the run's function.finished)
         # are matched by this worker next, without a trip through the queue either
         fanouts = [] if self.stopping else [i for i in tx.queued if i.startswith("fanout:")]
@@ -441,7 +443,7 @@ class Worker:
         for job_id in job_ids:
             if not self._room(tx, now, len(taken) + 1):
                 break
-            job = tx.lease_job(job_id, self.owner, now, until)
+            job = tx.queue.lease_job(job_id, self.owner, now, until)
             if job is not None:
                 taken.append(job)
         return taken
@@ -450,7 +452,7 @@ class Worker:
         """Whether a run may take (or keep) a slot for its next call without a queue turn."""
         if len(self._inflight) + extra < self.settings.concurrency:
             return True
-        due = tx.next_job_at()
+        due = tx.queue.next_job_at()
         return due is None or due > now
 
     async def _function(self, function_id: str) -> _registry.FunctionSpec | None:
