@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 import starlette.requests
 import starlette.responses
 
-from stepline.engine._control import signaling
+from stepline.engine._control import signal_delivery
 from stepline.engine._control.signals import MAX_KEY, SignalConflict
 from stepline.engine._engine import Engine
 from stepline.engine._errors import NotFoundError
@@ -84,7 +84,7 @@ class _Routes:
             raise ApiError(400, 'want {"data": <any JSON>} or an empty body')
         data = body.get("data") if isinstance(body, dict) else None
         name = _checked(request.path_params["name"], "signal name")
-        work = signaling.to_run(self.engine, request.path_params["run_id"], name, data)
+        work = signal_delivery.to_run(self.engine, request.path_params["run_id"], name, data)
         return await _answer(work)
 
     async def by_key(self, request: Request) -> Response:
@@ -92,7 +92,7 @@ class _Routes:
         if not isinstance(body, dict) or not isinstance(body.get("signal"), str):
             raise ApiError(400, 'want {"signal": "<key or token>", "data": <any JSON>}')
         key = _checked(body["signal"], "signal")
-        return await _answer(signaling.by_key(self.engine, key, body.get("data")))
+        return await _answer(signal_delivery.by_key(self.engine, key, body.get("data")))
 
     async def hook(self, request: Request) -> Response:
         client = throttle.client_key(request.client.host if request.client else None)
@@ -112,7 +112,7 @@ class _Routes:
     async def _hook(self, request: Request, client: str) -> Response:
         """The token verified by a read, then (only for a waiting one) the body read."""
         token = request.path_params["token"][: MAX_KEY + 1]
-        state = await signaling.token_state(self.engine, token)
+        state = await signal_delivery.token_state(self.engine, token)
         if state != "waiting":
             self.limiter.failed(client, time.monotonic(), overall=state is None)
             if state is None:
@@ -125,7 +125,7 @@ class _Routes:
         finally:
             self.bodies.give(client)
         try:
-            return await _answer(signaling.by_token(self.engine, token, data))
+            return await _answer(signal_delivery.by_token(self.engine, token, data))
         except ApiError as exc:  # completed or gone since it was verified
             if exc.status in (404, 409):
                 self.limiter.failed(client, time.monotonic(), overall=False)

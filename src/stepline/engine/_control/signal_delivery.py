@@ -1,8 +1,11 @@
-"""The engine's entry points for signals (REST, ``stepline.testing``): one transaction each.
+"""Delivering a signal from outside the engine (REST, ``stepline.testing``): one transaction each.
 
-Each wraps a function of ``signals`` (which the run transitions import, so it cannot name the
-``Engine``) in ``Engine._atomic``, so the worker learns of the discovery call a delivered
-signal queues. Answers the run id of the run the signal resumed.
+``signals`` holds the rules, run inside a caller's transaction: a step's wait for a
+signal (the run transitions record it) and what completes one. This module is the
+engine's side of a delivery: each function runs one of those rules in
+``Engine._atomic``, so the worker learns of the discovery call a delivered signal
+queues, and answers the run id of the run the signal resumed. The two are apart because
+the run transitions import ``signals``, which therefore cannot name the ``Engine``.
 """
 
 from __future__ import annotations
