@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 import stepline
-from stepline._comm.endpoint import Endpoint
 from stepline._comm.handler import CommHandler
+from stepline._comm.serve_endpoint import ServeEndpoint
 from stepline._serving import autosync as _autosync
 from stepline._transport.effects import HttpRequest, HttpResponse
 from tests._support.polling import wait_until
@@ -37,7 +37,7 @@ def test_retry_delay_doubles_from_half_a_second_up_to_thirty() -> None:
     assert _autosync.retry_delay(10_000) == _autosync.RETRY_CAP
 
 
-def _endpoint() -> Endpoint:
+def _endpoint() -> ServeEndpoint:
     client = stepline.Client("autosync", is_production=False, api_base_url="http://engine:1")
 
     @client.function(id="f", trigger=stepline.TriggerEvent(event="x/y"))

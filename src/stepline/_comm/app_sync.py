@@ -1,7 +1,7 @@
 """App sync: GET inspection, PUT sync (out-of-band and in-band), large-payload loading.
 
 "Sync" here means telling the engine about the app's functions, never "synchronous".
-Every function reads an ``Endpoint`` (what is served, where) and, where a request's
+Every function reads a ``ServeEndpoint`` (what is served, where) and, where a request's
 signature matters, a ``Signer``; neither knows the ``CommHandler`` that owns them.
 """
 
@@ -13,14 +13,14 @@ import urllib.parse
 from typing import Any
 
 from stepline import _errors
-from stepline._comm.endpoint import Endpoint, Signer
 from stepline._comm.messages import CommRequest, CommResponse, decode_json_object
+from stepline._comm.serve_endpoint import ServeEndpoint, Signer
 from stepline._protocol import headers, registration, signing
 from stepline._protocol.execution import ExecutionRequest
 from stepline._transport.effects import Flow, HttpRequest, HttpResponse
 
 
-def inspect(endpoint: Endpoint, signer: Signer, request: CommRequest) -> CommResponse:
+def inspect(endpoint: ServeEndpoint, signer: Signer, request: CommRequest) -> CommResponse:
     """Answer GET: the unauthenticated body, or the full one for a signed request."""
     settings = endpoint.settings
     kind = request.headers.get(headers.SERVER_KIND)
@@ -54,7 +54,7 @@ def inspect(endpoint: Endpoint, signer: Signer, request: CommRequest) -> CommRes
     return signer.signed(CommResponse.json(200, body, endpoint.base_headers), key)
 
 
-def sync(endpoint: Endpoint, signer: Signer, request: CommRequest) -> Flow[CommResponse]:
+def sync(endpoint: ServeEndpoint, signer: Signer, request: CommRequest) -> Flow[CommResponse]:
     """Answer PUT: register the functions out of band, or describe them in band."""
     settings = endpoint.settings
     kind = request.headers.get(headers.SERVER_KIND)
@@ -87,7 +87,7 @@ def sync(endpoint: Endpoint, signer: Signer, request: CommRequest) -> Flow[CommR
     return CommResponse.json(200, answer, out)
 
 
-def _out_of_band_url(endpoint: Endpoint, signer: Signer, request: CommRequest) -> str:
+def _out_of_band_url(endpoint: ServeEndpoint, signer: Signer, request: CommRequest) -> str:
     """The URL an out-of-band sync registers; in cloud mode never an unsigned request's.
 
     A signed PUT (the engine's own) may name the URL: its body's ``url`` (signed) wins
@@ -111,7 +111,7 @@ def _out_of_band_url(endpoint: Endpoint, signer: Signer, request: CommRequest) -
     )
 
 
-def configured_url(endpoint: Endpoint, request: CommRequest) -> str:
+def configured_url(endpoint: ServeEndpoint, request: CommRequest) -> str:
     """The configured ``serve_origin`` with ``serve_path`` (or the request's path).
 
     The request's path cannot move the host: it is joined below the origin, and one
@@ -131,7 +131,7 @@ def configured_url(endpoint: Endpoint, request: CommRequest) -> str:
     return url
 
 
-def trust_probe(endpoint: Endpoint, request: CommRequest) -> None:
+def trust_probe(endpoint: ServeEndpoint, request: CommRequest) -> None:
     """Check a (verified) ``?probe=trust`` names this app's origin, when one is configured.
 
     The engine probes a URL an app asks to move to, and says which in the signed body:
@@ -161,7 +161,7 @@ def _origin(url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
-def _in_band(endpoint: Endpoint, signer: Signer, request: CommRequest) -> CommResponse:
+def _in_band(endpoint: ServeEndpoint, signer: Signer, request: CommRequest) -> CommResponse:
     settings = endpoint.settings
     if not settings.signing_keys or not request.headers.get(headers.SIGNATURE):
         raise _errors.SignatureVerificationError(
@@ -184,7 +184,7 @@ def _in_band(endpoint: Endpoint, signer: Signer, request: CommRequest) -> CommRe
     return signer.signed(CommResponse.json(200, body, out), key)
 
 
-def load_large_payloads(endpoint: Endpoint, call: ExecutionRequest) -> Flow[None]:
+def load_large_payloads(endpoint: ServeEndpoint, call: ExecutionRequest) -> Flow[None]:
     """Fetch events and memos the engine left out of an oversized request."""
     settings = endpoint.settings
     base = f"{settings.api_base_url}/v0/runs/{urllib.parse.quote(call.ctx.run_id)}"
@@ -196,7 +196,7 @@ def load_large_payloads(endpoint: Endpoint, call: ExecutionRequest) -> Flow[None
     call.events, call.event, call.steps = events, events[0], steps
 
 
-def api_call(endpoint: Endpoint, request: HttpRequest) -> Flow[HttpResponse]:
+def api_call(endpoint: ServeEndpoint, request: HttpRequest) -> Flow[HttpResponse]:
     """Call the engine's API with the SDK headers; on 401/403 retry with the fallback key."""
     settings = endpoint.settings
     response: HttpResponse | None = None
@@ -224,7 +224,7 @@ def _run_state(response: HttpResponse, what: str, base: str) -> Any:
         raise _errors.BodyInvalidError(f"run {what} is not JSON") from None
 
 
-def serve_url(endpoint: Endpoint, request: CommRequest, sent_url: object = None) -> str:
+def serve_url(endpoint: ServeEndpoint, request: CommRequest, sent_url: object = None) -> str:
     """The public URL of the serve endpoint: configured origin/path over the request's."""
     seen = urllib.parse.urlsplit(sent_url if isinstance(sent_url, str) else request.url)
     origin = endpoint.serve_origin or f"{seen.scheme}://{seen.netloc}"
@@ -232,7 +232,7 @@ def serve_url(endpoint: Endpoint, request: CommRequest, sent_url: object = None)
     return origin.rstrip("/") + "/" + path.lstrip("/")
 
 
-def register_payload(endpoint: Endpoint, url: str) -> dict[str, Any]:
+def register_payload(endpoint: ServeEndpoint, url: str) -> dict[str, Any]:
     """The ``POST /fn/register`` body for this endpoint's functions served at ``url``."""
     return registration.register_body(
         app_id=endpoint.settings.app_id,
@@ -243,7 +243,7 @@ def register_payload(endpoint: Endpoint, url: str) -> dict[str, Any]:
     )
 
 
-def _configs(endpoint: Endpoint, url: str) -> list[dict[str, Any]]:
+def _configs(endpoint: ServeEndpoint, url: str) -> list[dict[str, Any]]:
     configs: list[dict[str, Any]] = []
     for fn in endpoint.functions.values():
         if fn.failure_of is None:
@@ -251,7 +251,7 @@ def _configs(endpoint: Endpoint, url: str) -> list[dict[str, Any]]:
     return configs
 
 
-def _api_headers(endpoint: Endpoint, key: str | None) -> dict[str, str]:
+def _api_headers(endpoint: ServeEndpoint, key: str | None) -> dict[str, str]:
     settings = endpoint.settings
     out = {
         headers.CONTENT_TYPE: headers.JSON,

@@ -22,10 +22,10 @@ from stepline import _errors, _identity, _logs
 from stepline._api.run_info import FunctionNotFoundError
 from stepline._comm import app_sync
 from stepline._comm.checkpoints import RunCheckpoints
-from stepline._comm.endpoint import Endpoint, Signer
 from stepline._comm.loop import LoopThread
 from stepline._comm.messages import CommRequest, CommResponse, logger
 from stepline._comm.pool import SdkPool
+from stepline._comm.serve_endpoint import ServeEndpoint, Signer
 from stepline._endpoints import registry as _endpoints
 from stepline._event import Event
 from stepline._execution import context as _context
@@ -111,7 +111,7 @@ class CommHandler:
         self.max_body_bytes = max_body_bytes
         self._wall_clock = wall_clock
         self._base_headers = _base_headers(client, framework)
-        self.endpoint = Endpoint(
+        self.endpoint = ServeEndpoint(
             settings=settings,
             framework=framework,
             serve_origin=serve_origin or settings.serve_origin,

@@ -25,8 +25,8 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from stepline._comm import app_sync
-from stepline._comm.endpoint import Endpoint
 from stepline._comm.messages import decode_json_object
+from stepline._comm.serve_endpoint import ServeEndpoint
 from stepline._serving import asgi_scope
 from stepline._transport.effects import Flow, HttpRequest, HttpResponse, drive_sync
 
@@ -55,7 +55,7 @@ def retry_delay(failures: int) -> float:
     return float(min(RETRY_CAP, RETRY_FIRST * 2 ** max(0, min(failures, 30) - 1)))
 
 
-def flow(endpoint: Endpoint, url: str) -> Flow[bool]:
+def flow(endpoint: ServeEndpoint, url: str) -> Flow[bool]:
     """Register ``url`` until the engine takes it; True once it did.
 
     A 4xx from the engine (a refused registration) is not retried: it will not change

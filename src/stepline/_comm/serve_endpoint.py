@@ -1,7 +1,9 @@
-"""What app sync needs of a served endpoint: its description and its signer.
+"""The serve endpoint (the route the engine calls, ``/api/inngest``) and its signer.
 
-``CommHandler`` builds one ``Endpoint`` and one ``Signer`` at construction; the app-sync
-module (``_comm.app_sync``) reads only these two, never the handler itself.
+``CommHandler`` builds one ``ServeEndpoint`` and one ``Signer`` at construction; app sync
+(``_comm.app_sync``) reads only these two, never the handler itself. A durable endpoint,
+a route of the app's own that runs as a function, is another thing:
+``stepline._endpoints.endpoint.Endpoint``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Endpoint:
+class ServeEndpoint:
     """One app's serve endpoint, as the engine sees it.
 
     Attributes:
