@@ -244,7 +244,7 @@ def test_outbox_rows_naming_stepline_events_or_endpoints_are_refused(tmp_path: P
             }
         )
         over_http = _relay_deliver.Deliverer("http://127.0.0.1", event_key="k", http=b.api)
-        in_process = inprocess.Deliverer(b.engine.engine, b.engine._loop)  # type: ignore[arg-type]
+        in_process = inprocess.Deliverer(b.engine.engine, b.engine._running.loop)  # type: ignore[union-attr]
         for deliverer in (over_http, in_process):
             for kind, row in (("event", event_row), ("start", start_row)):
                 delivered = deliverer.deliver(kind, row)

@@ -290,7 +290,7 @@ def test_an_unserved_client_endpoint_is_a_clear_500(tmp_path: Path) -> None:
         engine.start()
         from stepline.embedded import _routing
 
-        _routing.route_client(client, engine)
+        _routing.route_client(client, engine._requests)
         with fastapi.testclient.TestClient(app) as http:
             answer = http.post("/lone")
         assert answer.status_code == 500

@@ -278,8 +278,9 @@ def test_rows_go_in_batches_and_without_the_route_one_by_one(
         http = shop.http
         if route != "batch":
             api = shop.engine.wsgi_app()  # the same engine, minus the batch route
-            app = shop.engine._api
-            assert app is not None
+            running = shop.engine._running
+            assert running is not None
+            app = running.api
             app.router.routes = [r for r in app.router.routes if r.path != relay_http.PATH]
             http = httpx.Client(transport=httpx.WSGITransport(app=api), base_url="http://127.0.0.1")
         deliverer = _relay_deliver.Deliverer("http://127.0.0.1", event_key="k", http=http)

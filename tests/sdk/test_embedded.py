@@ -113,7 +113,9 @@ def test_stop_answers_waiting_callers_with_a_management_error(database: str) -> 
         thread.start()
     # both are parked in a long-poll once the engine has two waiters: the blocking caller
     # on its own thread, the async one in a request on the engine's loop
-    poll(lambda: embedded.engine._waiters.count == 2 and len(embedded._calls) == 1)
+    running = embedded._running
+    assert running is not None
+    poll(lambda: embedded.engine._waiters.count == 2 and len(running.calls) == 1)
     embedded.stop()
     for thread in threads:
         thread.join(10)

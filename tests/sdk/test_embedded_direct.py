@@ -46,10 +46,10 @@ def _request(method: str, path: str, body: Any = None, **headers: str) -> effect
 
 
 def _through_asgi(embedded: EmbeddedEngine, request: effects.HttpRequest) -> effects.HttpResponse:
-    assert embedded._api is not None
-    assert embedded._loop is not None
-    call = asgi_call.call(embedded._api, request)
-    return asyncio.run_coroutine_threadsafe(call, embedded._loop).result(15)
+    running = embedded._running
+    assert running is not None
+    call = asgi_call.call(running.api, request)
+    return asyncio.run_coroutine_threadsafe(call, running.loop).result(15)
 
 
 def _async(embedded: EmbeddedEngine, request: effects.HttpRequest) -> effects.HttpResponse:
@@ -176,7 +176,7 @@ def test_the_client_starts_and_waits_without_the_asgi_app(
     monkeypatch.setattr(asgi_call, "call", refused)
     order = next(fn for fn in embedded.functions if fn.id == "order")
     with monkeypatch.context() as blocking:  # a blocking caller: answered on its own thread
-        blocking.setattr(embedded, "_submit", crossed)
+        blocking.setattr(embedded._requests, "_submit", crossed)
         handle = client.start_sync(order, {"x": 3})
         assert handle.result(timeout=20) == {"n": 2, "x": 3}
         assert client.get_run_sync(handle.run_id).status() is stepline.RunStatus.COMPLETED
@@ -259,10 +259,11 @@ def test_a_run_ended_on_the_sdks_thread_answers_its_blocked_wait_without_the_loo
 
     def busy_loop() -> None:  # once result() waits, the loop blocks until told
         assert embedded is not None
-        assert embedded._loop is not None
+        running = embedded._running
+        assert running is not None
         wait_until(lambda: embedded.engine._waiters.count == 1, message="the wait to begin")
         blocked = threading.Event()
-        embedded._loop.call_soon_threadsafe(lambda: blocked.set() or hold.wait(20))
+        running.loop.call_soon_threadsafe(lambda: blocked.set() or hold.wait(20))
         assert blocked.wait(10)
 
     @client.function(id="two", trigger=stepline.TriggerEvent(event="t/two"), retries=0)
@@ -412,7 +413,7 @@ def test_execute_is_answered_without_the_asgi_app(
     order = next(fn for fn in embedded.functions if fn.id == "order")
     sleeper = next(fn for fn in embedded.functions if fn.id == "sleeper")
     with monkeypatch.context() as blocking:  # a blocking caller: answered on its own thread
-        blocking.setattr(embedded, "_submit", crossed)
+        blocking.setattr(embedded._requests, "_submit", crossed)
         blocking.setattr(_direct, "answer_sync", counted)
         assert client.execute_sync(order, {"x": 7}) == {"n": 2, "x": 7}
         assert calls == [(_direct.START_ROUTE, "25")], "one request, which waited"

@@ -45,9 +45,9 @@ def test_the_embedded_engine_runs_its_loop_on_uvloop(tmp_path: Path) -> None:
     engine.start()
     try:
         assert client.execute_sync(one, {}, timeout=30) == 1
-        loop = engine._loop
-        assert loop is not None
-        assert type(loop).__module__.startswith("uvloop")
+        running = engine._running
+        assert running is not None
+        assert type(running.loop).__module__.startswith("uvloop")
     finally:
         engine.stop()
         client.close()

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from stepline._serving import asgi_scope
 
-__all__ = ["Announce", "Middleware", "asgi_origin", "dashboard_url"]
+__all__ = ["AnnounceMiddleware", "Announcer", "Announcing", "asgi_origin", "dashboard_url"]
 
 logger = logging.getLogger("stepline")
 _lock = threading.Lock()
@@ -36,10 +36,11 @@ def asgi_origin(scope: Mapping[str, Any], *, root_path: bool = True) -> str | No
     return asgi_scope.origin(scope, root_path=root_path)
 
 
-class Announce:
-    """``announce`` (mixed into ``EmbeddedEngine``)."""
+class Announcer:
+    """Says where the dashboard is, once per process (a forked child makes a new one)."""
 
-    _announced = False
+    def __init__(self) -> None:
+        self._announced = False
 
     @property
     def announced(self) -> bool:
@@ -71,7 +72,16 @@ class Announce:
         return True
 
 
-class Middleware:
+class Announcing(Protocol):
+    """What ``AnnounceMiddleware`` needs: an ``Announcer``, or the engine that holds one."""
+
+    @property
+    def announced(self) -> bool: ...
+
+    def announce(self, origin: str | None, mount: str) -> bool: ...
+
+
+class AnnounceMiddleware:
     """ASGI: ``announce`` on the first request (the adapter's lifespan does at startup).
 
     Args:
@@ -81,7 +91,7 @@ class Middleware:
         serve_origin: the app's configured public origin, if any (else the request's).
     """
 
-    def __init__(self, app: Any, engine: Announce, mount: str, serve_origin: str | None) -> None:
+    def __init__(self, app: Any, engine: Announcing, mount: str, serve_origin: str | None) -> None:
         self.app, self.engine, self.mount, self.serve_origin = app, engine, mount, serve_origin
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

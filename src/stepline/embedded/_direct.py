@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from stepline.engine import Engine
     from stepline.engine._model import Run
 
-__all__ = ["Call", "answer_async", "answer_sync", "match"]
+__all__ = ["DirectCall", "answer_async", "answer_sync", "match"]
 
 START_ROUTE = "/v1/functions/{function_id:path}/runs"
 RUN_ROUTE = "/v1/runs/{run_id}"
@@ -42,7 +42,7 @@ _WAIT = re.compile(r"wait=([^&#]*)")
 
 
 @dataclasses.dataclass(frozen=True)
-class Call:
+class DirectCall:
     """A request the direct path answers: a start of ``ident`` or a read of run ``ident``."""
 
     route: str  # START_ROUTE or RUN_ROUTE
@@ -75,7 +75,7 @@ class Call:
         return headers
 
 
-def match(request: effects.HttpRequest, origin: str) -> Call | None:
+def match(request: effects.HttpRequest, origin: str) -> DirectCall | None:
     """The call ``request`` (addressed to ``origin``) makes, if it is one answered here."""
     if not request.url.startswith(origin):
         return None
@@ -85,14 +85,14 @@ def match(request: effects.HttpRequest, origin: str) -> Call | None:
         return None  # another query: the REST app reads it
     value = urllib.parse.unquote_plus(wait[1]) if wait is not None else None
     if request.method == "POST" and (found := _START.fullmatch(path)):
-        return Call(START_ROUTE, urllib.parse.unquote(found[1]), value, request)
+        return DirectCall(START_ROUTE, urllib.parse.unquote(found[1]), value, request)
     if request.method == "GET" and (found := _RUN.fullmatch(path)):
-        return Call(RUN_ROUTE, urllib.parse.unquote(found[1]), value, request)
+        return DirectCall(RUN_ROUTE, urllib.parse.unquote(found[1]), value, request)
     return None
 
 
 @dataclasses.dataclass(frozen=True)
-class _Start:
+class _StartPlan:
     """A checked start: ``Engine.start_function``'s arguments."""
 
     function_id: str
@@ -102,14 +102,14 @@ class _Start:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Poll:
+class _PollPlan:
     """A checked read of a run: ``Engine.long_poll``'s arguments."""
 
     run_id: str
     wait: float
 
 
-def answer_sync(engine: Engine, call: Call) -> effects.HttpResponse:
+def answer_sync(engine: Engine, call: DirectCall) -> effects.HttpResponse:
     """Answer ``call`` on the calling thread (one that may block, never the engine's).
 
     Raises:
@@ -117,7 +117,7 @@ def answer_sync(engine: Engine, call: Call) -> effects.HttpResponse:
     """
     try:
         op = _plan(engine, call)
-        if isinstance(op, _Start):
+        if isinstance(op, _StartPlan):
             run_id, created = engine.start_function_blocking(op.function_id, op.data, **op.options)
             run = None
             if op.wait:
@@ -135,11 +135,11 @@ def answer_sync(engine: Engine, call: Call) -> effects.HttpResponse:
         return _failure(engine, call, exc)
 
 
-async def answer_async(engine: Engine, call: Call) -> effects.HttpResponse:
+async def answer_async(engine: Engine, call: DirectCall) -> effects.HttpResponse:
     """Answer ``call`` on the engine's event loop."""
     try:
         op = _plan(engine, call)
-        if isinstance(op, _Start):
+        if isinstance(op, _StartPlan):
             run_id, created, watched = await engine.start_watched(
                 op.function_id, op.data, watch=bool(op.wait), **op.options
             )
@@ -155,7 +155,7 @@ async def answer_async(engine: Engine, call: Call) -> effects.HttpResponse:
         return _failure(engine, call, exc)
 
 
-def _plan(engine: Engine, call: Call) -> _Start | _Poll:
+def _plan(engine: Engine, call: DirectCall) -> _StartPlan | _PollPlan:
     """The engine call ``call`` asks for, checked as the REST app checks it.
 
     Raises:
@@ -164,7 +164,7 @@ def _plan(engine: Engine, call: Call) -> _Start | _Poll:
     headers = call.checked(engine)
     wait = wire.wait_seconds(call.wait)
     if call.route == RUN_ROUTE:
-        return _Poll(call.ident, wait)
+        return _PollPlan(call.ident, wait)
     wanted = answers.start_request(wire.json_body(call.body, required=False))
     options = {
         "idempotency_key": wanted.idempotency_key,
@@ -173,11 +173,11 @@ def _plan(engine: Engine, call: Call) -> _Start | _Poll:
         "run_id": wanted.run_id,
         "attributes": wanted.attributes,
     }
-    return _Start(call.ident, wanted.data, options, wait)
+    return _StartPlan(call.ident, wanted.data, options, wait)
 
 
 def _started(
-    engine: Engine, call: Call, run_id: str, created: bool, run: Run | None
+    engine: Engine, call: DirectCall, run_id: str, created: bool, run: Run | None
 ) -> effects.HttpResponse:
     view = answers.started_view(run_id, call.ident, created, run)
     return _json_answer(engine, answers.Answer(201 if created else 200, view))
@@ -187,7 +187,7 @@ def _run(engine: Engine, found: Run) -> effects.HttpResponse:
     return _json_answer(engine, answers.Answer(200, views.data(views.run(found, with_events=True))))
 
 
-def _failure(engine: Engine, call: Call, exc: Exception) -> effects.HttpResponse:
+def _failure(engine: Engine, call: DirectCall, exc: Exception) -> effects.HttpResponse:
     return _json_answer(engine, answers.failure(call.request.method, call.route, exc))
 
 

@@ -4,6 +4,11 @@ It starts on a client's first use, or when its process serves (``start``, the ad
 ``on_request``, a server hook's ``start_all``). Under a pre-fork server (``_prefork``) a
 process that has not served runs it without its worker, for each call only: it records,
 it never leases, and it leaves no thread behind for a fork.
+
+``EmbeddedEngine`` owns three parts and gives each only what it uses: the client's
+requests (``_routing.Requests``: a lazy start, the engine as it runs, a use count), the
+mounts (``_mounts.Mounts``: the requests, the client, the engine's settings) and the
+dashboard's announcer (``_announce.Announcer``: nothing).
 """
 
 from __future__ import annotations
@@ -18,14 +23,14 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from stepline import _extras, _loops
 from stepline._client import Client
 from stepline._definition.function import Function
 from stepline._endpoints import registry as _endpoints
-from stepline._transport import asgi_call
+from stepline._transport import effects
 from stepline.embedded import _announce, _mounts, _options, _prefork, _routing
 
 __all__ = ["DEFAULT_DATABASE", "RETRY", "EmbeddedEngine", "start_all", "start_for"]
@@ -40,7 +45,7 @@ RETRY = 5.0
 logger = logging.getLogger("stepline.embedded")
 
 
-class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
+class EmbeddedEngine:
     """An engine on a background thread of this process, serving ``functions``.
 
     Args:
@@ -79,18 +84,22 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         self.expose_api = expose_api or client.settings.is_dev
         self._settings = _options.check(settings)
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._engine: Any = None
-        self._api: asgi_call.ASGIApp | None = None
-        self._stopping: asyncio.Event | None = None
-        self._calls: set[asyncio.Task[Any]] = set()  # requests from other threads, in flight
+        self._running: _routing.Running | None = None  # the last start's, kept once stopped
         self._resume: Callable[[], None] | None = None
         self._leasing = False  # its worker runs: it leases and runs calls in this process
         self._retry_at = 0.0  # on_request: no new try before (after a failed start)
         self._users = threading.Lock()  # guards _using: the client's requests under way
         self._using = 0
-        _routing.route_client(client, self)
+        self._requests = _routing.Requests(self._start_lazily, self._current, self._in_use)
+        self._mounts = _mounts.Mounts(
+            self._requests,
+            client,
+            expose_api=self.expose_api,
+            engine_settings=self._engine_settings,
+        )
+        self._announcer = _announce.Announcer()
+        _routing.route_client(client, self._requests)
         _ALL.add(self)
 
     def __repr__(self) -> str:
@@ -120,15 +129,67 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         ``/ready`` (503) and ``stepline_store_degraded`` say, without mounting the API.
         None while it is stopped. Cheap, from any thread (docs/operations.md).
         """
-        engine = self._engine  # one attribute read each: the engine's loop writes them
-        cause: str | None = engine.health.cause if engine is not None and self.running else None
+        running = self._running  # one attribute read each: the engine's loop writes them
+        cause: str | None = running.engine.health.cause if running and self.running else None
         return cause
 
     @property
     def engine(self) -> Any:
         """The ``stepline.engine.Engine`` (started on first access, as a client's use does)."""
-        self._start_lazily()
-        return self._engine
+        running = self._start_lazily()
+        return running.engine if running is not None else None
+
+    @property
+    def announced(self) -> bool:
+        """True once this process logged where the dashboard is."""
+        return self._announcer.announced
+
+    def announce(self, origin: str | None, mount: str) -> bool:
+        """Log the dashboard's URL, the first time an origin is known (once per process).
+
+        Args:
+            origin: the app's public origin, with any root path it is served under
+                (``serve_origin``, or a request's ``scheme://host``); None: not known yet.
+            mount: where the adapter mounted the engine's API and dashboard.
+
+        Returns:
+            True when this call logged it.
+        """
+        return self._announcer.announce(origin, mount)
+
+    def asgi_app(self) -> Callable[..., Awaitable[None]]:
+        """The engine's REST API and dashboard as an ASGI app to mount (request/response).
+
+        Raises:
+            ConfigError: the API is not exposed (``expose_api``), or a production
+                client has no event key.
+        """
+        return self._mounts.asgi_app()
+
+    def wsgi_app(self) -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
+        """The engine's REST API and dashboard as a WSGI app to mount.
+
+        Raises:
+            ConfigError: as ``asgi_app``.
+        """
+        return self._mounts.wsgi_app()
+
+    def request_sync(
+        self, request: effects.HttpRequest, *, client: bool = False
+    ) -> effects.HttpResponse:
+        """Perform a request against the engine from any thread but the engine's.
+
+        ``client``: the routed client's own request, which may skip the engine's ASGI
+        app (``_routing.Requests.request_sync``).
+        """
+        return self._requests.request_sync(request, client=client)
+
+    async def request_async(
+        self, request: effects.HttpRequest, *, client: bool = False
+    ) -> effects.HttpResponse:
+        """Perform a request against the engine from any event loop (``client``: as for
+        ``request_sync``)."""
+        return await self._requests.request_async(request, client=client)
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the engine, leasing work; wait until it serves. Call it where the app serves.
@@ -153,34 +214,44 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
             self._retry_at = time.monotonic() + RETRY
             logger.exception("the embedded engine could not start; retrying in %gs", RETRY)
 
-    def _enter(self) -> None:
-        """A client's request begins (``_leave`` ends it)."""
-        with self._users:
-            self._using += 1
+    @contextlib.contextmanager
+    def _in_use(self) -> Iterator[None]:
+        """Held while a client's request is under way.
 
-    def _leave(self) -> None:
-        """A client's request ended: an engine that does not lease stops when none is left.
-
-        Such an engine is a possible pre-fork master's: it keeps no thread between calls,
-        since uwsgi forks without Python's fork hooks and a thread alive at a fork can leave
-        the child deadlocked. The next call starts it again (a new one waits meanwhile).
+        When the last one ends, an engine that does not lease stops. Such an engine is a
+        possible pre-fork master's: it keeps no thread between calls, since uwsgi forks
+        without Python's fork hooks and a thread alive at a fork can leave the child
+        deadlocked. The next call starts it again (a new one waits meanwhile).
         """
         with self._users:
-            self._using -= 1
-            if self._using == 0 and self.running and not self._leasing:
-                with self._lock:
-                    if not self._leasing:
-                        self._stop_locked(timeout=10)
+            self._using += 1
+        try:
+            yield
+        finally:
+            with self._users:
+                self._using -= 1
+                if self._using == 0 and self.running and not self._leasing:
+                    with self._lock:
+                        if not self._leasing:
+                            self._stop_locked(timeout=10)
 
-    def _start_lazily(self) -> None:
-        """A client's use: start the engine, leasing unless a pre-fork master could be here."""
-        loop = self._loop  # a closed one is a stopped engine's: this one may be starting
-        if loop is not None and not loop.is_closed() and self.running:
-            return
+    def _current(self) -> _routing.Running | None:
+        """The engine as it last ran (None: it never ran in this process)."""
+        return self._running
+
+    def _start_lazily(self) -> _routing.Running | None:
+        """A client's use: start the engine, leasing unless a pre-fork master could be here.
+
+        Returns the engine running (None: it stopped meanwhile).
+        """
+        running = self._running  # a closed loop is a stopped engine's: it may be starting
+        if running is not None and not running.loop.is_closed() and self.running:
+            return running
         held = _prefork.held_back()
         if self._start(lease=held is None) and held is not None and not _Warned.held:
             _Warned.held = True
             _warn_held(held)
+        return self._running
 
     def _start(self, *, lease: bool, timeout: float = 30.0) -> bool:
         """Start the thread (True), or make a running engine lease when asked (False)."""
@@ -205,15 +276,14 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
 
     def _lease(self, timeout: float) -> None:
         """Start the running engine's worker (it recorded only until now)."""
-        loop, engine = self._loop, self._engine
-        assert loop is not None
-        assert engine is not None
+        running = self._running
+        assert running is not None
 
         async def lease() -> None:
-            engine.start_worker()
+            running.engine.start_worker()
             self._leasing = True
 
-        asyncio.run_coroutine_threadsafe(lease(), loop).result(timeout)
+        asyncio.run_coroutine_threadsafe(lease(), running.loop).result(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the engine; runs in flight resume at the next start (here or in another process).
@@ -224,10 +294,10 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
             self._stop_locked(timeout)
 
     def _stop_locked(self, timeout: float) -> None:
-        thread, loop, stopping = self._thread, self._loop, self._stopping
-        if thread is None or loop is None or stopping is None or not thread.is_alive():
+        thread, running = self._thread, self._running
+        if thread is None or running is None or not thread.is_alive():
             return
-        loop.call_soon_threadsafe(stopping.set)
+        running.loop.call_soon_threadsafe(running.stopping.set)
         thread.join(timeout)
         self._thread = None
         self._leasing = False
@@ -253,26 +323,27 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
                     await engine.stop()
             ready.set_exception(exc)
             return
-        self._engine, self._loop, self._stopping = (
-            engine,
-            asyncio.get_running_loop(),
-            asyncio.Event(),
+        running = self._running = _routing.Running(
+            engine=engine,
+            loop=asyncio.get_running_loop(),
+            thread=threading.current_thread(),
+            # in-process callers only: browsers reach the engine through the mounts, which guard
+            api=build_app(engine, guard=False),
+            stopping=asyncio.Event(),
         )
         self._leasing = lease
-        # in-process callers only: browsers reach the engine through the mounts, which guard
-        self._api = build_app(engine, guard=False)
         unwatch = _endpoints.watch(self.client, self._reregister)  # late durable endpoints
         # durable endpoints reach this engine in process, without HTTP
-        _endpoints.set_direct(self.client, Direct(engine, asyncio.get_running_loop()))
+        _endpoints.set_direct(self.client, Direct(engine, running.loop))
         ready.set_result(None)
         try:
-            await self._stopping.wait()
+            await running.stopping.wait()
         finally:
             _endpoints.set_direct(self.client, None)
             unwatch()
             # callers blocked on a request (a long-poll for a result) get a clear "stopped"
             # answer now, rather than a CancelledError from the loop's teardown
-            calls = list(self._calls)
+            calls = list(running.calls)
             for call in calls:
                 call.cancel()
             await asyncio.gather(*calls, return_exceptions=True)
@@ -284,10 +355,11 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         Waits for the registration (it is declared at import, in a request's thread), so
         that the request that imported it finds its function registered.
         """
-        loop, engine = self._loop, self._engine
-        if loop is None or engine is None or loop.is_closed():
+        running = self._running
+        if running is None or running.loop.is_closed():
             return
-        if threading.current_thread() is self._thread:  # never wait on our own loop
+        loop, engine = running.loop, running.engine
+        if threading.current_thread() is running.thread:  # never wait on our own loop
             loop.create_task(engine.reregister(self.client.app_id))
             return
         future = asyncio.run_coroutine_threadsafe(engine.reregister(self.client.app_id), loop)
@@ -316,7 +388,8 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         if self.running and not self._leasing:
             self.stop(timeout=10)
             return
-        suspend = getattr(getattr(self._engine, "store", None), "suspend", None)
+        engine = self._running.engine if self._running is not None else None
+        suspend = getattr(getattr(engine, "store", None), "suspend", None)
         if self.running and suspend is not None:
             # RuntimeError: stopping meanwhile, its threads are gone and so is its file
             with contextlib.suppress(RuntimeError):
@@ -342,16 +415,15 @@ class EmbeddedEngine(_routing.Requests, _mounts.Mounts, _announce.Announce):
         """In a forked child: the parent's thread is gone; start afresh on next use."""
         # kept, never finalized here: closing the parent's connections from the child
         # would end them for the parent too (a Postgres socket is shared after fork)
-        _ORPHANS.append((self._engine, self._loop, self._api))
+        _ORPHANS.append(self._running)
         self._lock = threading.Lock()
-        self._thread = self._loop = self._engine = self._api = self._stopping = None
-        self._calls = set()
+        self._thread = self._running = None
         self._resume = None
         self._leasing = False
         self._retry_at = 0.0
         self._users = threading.Lock()
         self._using = 0
-        self._announced = False  # a new process: it says where its dashboard is again
+        self._announcer = _announce.Announcer()  # a new process: it says so again
 
 
 def start_all(timeout: float = 30.0) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import http
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from stepline import _errors
@@ -28,18 +28,28 @@ _Refusal = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
 class Mounts:
-    """``asgi_app`` and ``wsgi_app`` (mixed into ``EmbeddedEngine``)."""
+    """The engine's REST API and dashboard as apps to mount: ``asgi_app``, ``wsgi_app``.
 
-    client: Client
-    expose_api: bool
+    Args:
+        requests: forwards the mounts' requests to the engine.
+        client: the app's client; a production one needs an event key to be exposed.
+        expose_api: the mounts may be built for a production client.
+        engine_settings: the settings the engine starts with (its body limit, its mode
+            and ``allow_public_bind`` for the dev-mode guard), read at each use.
+    """
 
-    if TYPE_CHECKING:  # what the engine provides (``_lifecycle`` and ``_routing``)
-
-        def _engine_settings(self) -> dict[str, Any]: ...
-
-        async def request_async(self, request: effects.HttpRequest) -> effects.HttpResponse: ...
-
-        def request_sync(self, request: effects.HttpRequest) -> effects.HttpResponse: ...
+    def __init__(
+        self,
+        requests: _routing.Requests,
+        client: Client,
+        *,
+        expose_api: bool,
+        engine_settings: Callable[[], Mapping[str, Any]],
+    ) -> None:
+        self.requests = requests
+        self.client = client
+        self.expose_api = expose_api
+        self._engine_settings = engine_settings
 
     def asgi_app(self) -> Callable[..., Awaitable[None]]:
         """The engine's REST API and dashboard as an ASGI app to mount (request/response)."""
@@ -55,7 +65,7 @@ class Mounts:
                 path = asgi_scope.relative_path(scope) or "/"
                 query = scope.get("query_string", b"").decode("latin-1")
                 forwarded = forward(scope["method"], path, query, headers, body)
-                refused = _answer(await self.request_async(forwarded))
+                refused = _answer(await self.requests.request_async(forwarded))
             status, out, content = refused
             await send({"type": "http.response.start", "status": status, "headers": out})
             await send({"type": "http.response.body", "body": content})
@@ -80,7 +90,7 @@ class Mounts:
                 body = _wsgi_body(environ, self._body_limit())
                 query = environ.get("QUERY_STRING", "")
                 forwarded = forward(environ["REQUEST_METHOD"], path, query, headers, body)
-                answer = _answer(self.request_sync(forwarded))
+                answer = _answer(self.requests.request_sync(forwarded))
             status, out, content = answer
             start_response(_status_line(status), [(k.decode(), v.decode()) for k, v in out])
             return [content]

@@ -1,17 +1,21 @@
 """Client routing: the client's engine requests go to the engine, never the network.
 
-``Requests`` holds the calls in flight; the engine's life cycle (``EmbeddedEngine``) gives
-it the loop, the in-process API and a ``_start_lazily`` to call on first use. A start
-and a read of a run are answered directly (``_direct``), a blocking caller's on its own
-thread; every other request goes through the engine's ASGI app on its loop.
+``Requests`` sends requests to the running engine (a ``Running``: its loop, its
+in-process API) from any thread or loop. The life cycle (``EmbeddedEngine``) gives it
+three things only: a way to start the engine on first use, the engine as it runs, and a
+count of the client's requests under way. A start and a read of a run are answered
+directly (``_direct``), a blocking caller's on its own thread; every other request goes
+through the engine's ASGI app on its loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stepline import _errors
@@ -19,9 +23,10 @@ from stepline._transport import asgi_call, effects, performers
 
 if TYPE_CHECKING:
     from stepline._client import Client
-    from stepline.embedded._direct import Call
+    from stepline.embedded._direct import DirectCall
+    from stepline.engine import Engine
 
-__all__ = ["GRACE", "ORIGIN", "Requests", "route_client", "unreachable"]
+__all__ = ["GRACE", "ORIGIN", "Requests", "Running", "route_client", "unreachable"]
 
 #: The origin the client's engine requests are addressed to; they never leave the process.
 ORIGIN = "http://stepline.embedded"
@@ -29,43 +34,73 @@ ORIGIN = "http://stepline.embedded"
 GRACE = 5.0
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Running:
+    """An engine as it runs on its thread; the life cycle makes one at each start.
+
+    Attributes:
+        engine: the ``stepline.engine.Engine``.
+        loop: the engine thread's event loop.
+        thread: the engine's thread.
+        api: the engine's REST API for in-process callers (the mounts guard theirs).
+        stopping: set to stop the engine.
+        calls: requests from other threads in flight on ``loop``; cancelled at the stop,
+            so that their callers get a clear "stopped" answer.
+    """
+
+    engine: Engine
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    api: asgi_call.ASGIApp
+    stopping: asyncio.Event
+    calls: set[asyncio.Task[Any]] = dataclasses.field(default_factory=set)
+
+
 class Requests:
-    """Requests to the engine from any thread or loop (mixed into ``EmbeddedEngine``)."""
+    """Requests to the engine from any thread or loop.
 
-    _lock: threading.Lock
-    _loop: asyncio.AbstractEventLoop | None
-    _thread: threading.Thread | None
-    _api: asgi_call.ASGIApp | None
-    _engine: Any
-    _stopping: asyncio.Event | None
-    _calls: set[asyncio.Task[Any]]
+    Args:
+        start: starts the engine unless it runs (a client's first use); returns it
+            running, or None if it stopped meanwhile. Raises what the start raised.
+        current: the engine as it last ran, without starting it (None: it never ran).
+        using: held while a client's request is under way (an engine that does not
+            lease stops when none is left).
+    """
 
-    if TYPE_CHECKING:  # the engine's life cycle provides it
+    def __init__(
+        self,
+        start: Callable[[], Running | None],
+        current: Callable[[], Running | None],
+        using: Callable[[], contextlib.AbstractContextManager[None]],
+    ) -> None:
+        self._start = start
+        self._current = current
+        self._using = using
 
-        def _start_lazily(self) -> None: ...
-
-        def _enter(self) -> None: ...
-
-        def _leave(self) -> None: ...
+    def _on_engine_thread(self) -> Running | None:
+        """The running engine when called on its own thread, else None."""
+        running = self._current()
+        on_it = running is not None and threading.current_thread() is running.thread
+        return running if on_it else None
 
     def _submit(
         self, request: effects.HttpRequest, client: bool = False
     ) -> concurrent.futures.Future[effects.HttpResponse] | effects.HttpResponse:
         """Hand ``request`` to the engine's loop; an answer right away if it cannot run."""
         try:
-            self._start_lazily()
+            running = self._start()
         except Exception as exc:  # as transports do: a failure to reach is status 0
             return unreachable(f"the embedded engine could not start: {exc!r}")
-        loop, stopping, calls = self._loop, self._stopping, self._calls
-        assert loop is not None
-        assert stopping is not None
+        if running is None:
+            return unreachable("the embedded engine stopped")
+        stopping, calls = running.stopping, running.calls
 
         async def call() -> effects.HttpResponse:
             task = asyncio.current_task()
             assert task is not None
             calls.add(task)
             try:
-                return await self._perform(request, client)
+                return await _perform(running, request, client)
             except asyncio.CancelledError:
                 if stopping.is_set():
                     return unreachable("the embedded engine stopped")
@@ -75,24 +110,10 @@ class Requests:
 
         coroutine = call()
         try:
-            return asyncio.run_coroutine_threadsafe(coroutine, loop)
+            return asyncio.run_coroutine_threadsafe(coroutine, running.loop)
         except RuntimeError:  # stopped between start() and now: its loop is closed
             coroutine.close()
             return unreachable("the embedded engine stopped")
-
-    async def _perform(
-        self, request: effects.HttpRequest, client: bool = False
-    ) -> effects.HttpResponse:
-        assert self._api is not None
-        from stepline.embedded import _direct  # the engine's modules: loaded by now
-
-        try:
-            call = _direct.match(request, ORIGIN) if client else None
-            if call is not None and self._engine is not None:
-                return await _direct.answer_async(self._engine, call)
-            return await asgi_call.call(self._api, request)
-        except Exception as exc:  # the engine app failed: report it as transports do
-            return effects.HttpResponse(0, {}, b"", error=f"embedded engine: {exc!r}")
 
     def request_sync(
         self, request: effects.HttpRequest, *, client: bool = False
@@ -103,33 +124,29 @@ class Requests:
         ASGI app (``_direct``), answered on this thread; a mount's (a browser's, which a
         dashboard session may authorize) always go through the app.
         """
-        if threading.current_thread() is self._thread:
+        if self._on_engine_thread() is not None:
             raise _errors.ConfigError("request_sync called on the embedded engine's own thread")
         from stepline.embedded import _direct  # not at import: it loads the engine's modules
 
-        self._enter()
-        try:
+        with self._using():
             call = _direct.match(request, ORIGIN) if client else None
             if call is not None:
                 return self._direct_sync(call)
             return self._request_sync(request)
-        finally:
-            self._leave()
 
-    def _direct_sync(self, call: Call) -> effects.HttpResponse:
+    def _direct_sync(self, call: DirectCall) -> effects.HttpResponse:
         """A start or a read of a run, on the calling thread (``_direct``)."""
         from stepline.embedded import _direct
         from stepline.engine._errors import EngineStopped
 
         try:
-            self._start_lazily()
+            running = self._start()
         except Exception as exc:  # as transports do: a failure to reach is status 0
             return unreachable(f"the embedded engine could not start: {exc!r}")
-        engine = self._engine
-        if engine is None:
+        if running is None:
             return unreachable("the embedded engine stopped")
         try:
-            return _direct.answer_sync(engine, call)
+            return _direct.answer_sync(running.engine, call)
         except EngineStopped:
             return unreachable("the embedded engine stopped")
 
@@ -151,13 +168,11 @@ class Requests:
     ) -> effects.HttpResponse:
         """Perform a request against the engine from any event loop (``client``: as for
         ``request_sync``; its starts and run reads are answered on the engine's loop)."""
-        if threading.current_thread() is self._thread:
-            return await self._perform(request, client)
-        self._enter()
-        try:
+        running = self._on_engine_thread()
+        if running is not None:
+            return await _perform(running, request, client)
+        with self._using():
             return await self._request_async(request, client)
-        finally:
-            self._leave()
 
     async def _request_async(
         self, request: effects.HttpRequest, client: bool
@@ -171,25 +186,40 @@ class Requests:
             return unreachable(f"no answer from the embedded engine in {request.timeout:g}s")
 
 
-def route_client(client: Client, engine: Requests) -> None:
-    """Send ``client``'s engine traffic (addressed to ``ORIGIN``) to ``engine`` from now on."""
+async def _perform(
+    running: Running, request: effects.HttpRequest, client: bool
+) -> effects.HttpResponse:
+    """``request`` answered on the engine's loop: directly (``_direct``) or by its app."""
+    from stepline.embedded import _direct  # the engine's modules: loaded by now
+
+    try:
+        call = _direct.match(request, ORIGIN) if client else None
+        if call is not None:
+            return await _direct.answer_async(running.engine, call)
+        return await asgi_call.call(running.api, request)
+    except Exception as exc:  # the engine app failed: report it as transports do
+        return effects.HttpResponse(0, {}, b"", error=f"embedded engine: {exc!r}")
+
+
+def route_client(client: Client, requests: Requests) -> None:
+    """Send ``client``'s engine traffic (addressed to ``ORIGIN``) to ``requests`` from now on."""
     connection = client.connection
     sync_base, async_base = connection.sync_transport, connection.async_transport
 
-    class Sync(performers.SyncTransport):
+    class RoutedSync(performers.SyncTransport):
         def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
             if request.url.startswith(ORIGIN):
-                return engine.request_sync(request, client=True)
+                return requests.request_sync(request, client=True)
             return sync_base.request(request)
 
-    class Async(performers.AsyncTransport):
+    class RoutedAsync(performers.AsyncTransport):
         async def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
             if request.url.startswith(ORIGIN):
-                return await engine.request_async(request, client=True)
+                return await requests.request_async(request, client=True)
             return await async_base.request(request)
 
-    connection.sync_transport = Sync()
-    connection.async_transport = Async()
+    connection.sync_transport = RoutedSync()
+    connection.async_transport = RoutedAsync()
     connection.settings = dataclasses.replace(
         connection.settings, api_base_url=ORIGIN, event_api_base_url=ORIGIN
     )

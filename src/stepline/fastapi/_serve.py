@@ -94,7 +94,7 @@ def serve(
                 app.router.lifespan_context = _running(own, app.router.lifespan_context, shown)
                 if own.expose_api:  # outermost: a request to the engine's paths says it too
                     app.add_middleware(
-                        _announce.Middleware,
+                        _announce.AnnounceMiddleware,
                         engine=own,
                         mount=ENGINE_PATH,
                         serve_origin=handler.serve_origin,
