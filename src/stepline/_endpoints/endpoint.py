@@ -221,7 +221,7 @@ class Endpoint:
         if isinstance(effect, effects.HttpRequest) and (direct := _direct(self.client, effect)):
             # an embedded engine: no HTTP, on the private loop thread
             return self._loop_thread.run(direct.perform(effect))
-        return self.client._sync_transport.perform(effect)
+        return self.client.connection.perform_sync(effect)
 
     async def _perform_async(self, effect: object) -> Any:
         if isinstance(effect, inline.Execute):
@@ -234,7 +234,7 @@ class Endpoint:
             return await callers.identify_async(self.caller, effect.request)
         if isinstance(effect, effects.HttpRequest) and (direct := _direct(self.client, effect)):
             return await direct.perform(effect)  # an embedded engine: no HTTP, on this loop
-        return await self.client._async_transport.perform(effect)
+        return await self.client.connection.perform_async(effect)
 
     # ``inline.Performers``: how the checkpoints made during the handler are sent
     perform_sync = _perform_sync
@@ -288,7 +288,7 @@ class Endpoint:
                 settings, fn_id, data, idempotency_key=key, started_by=principal,
                 trace=trace or tracing.outgoing_headers(),
             )  # fmt: skip
-        except _runs.FunctionNotRegisteredError as exc:
+        except _runs.FunctionNotFoundError as exc:
             logger.error("durable endpoint %s: %s", web.path, exc.message)
             return _problem(500, f"the endpoint's function is not registered: {exc.message}")
         except _runs.RunNotStartedError as exc:  # rate limited, singleton: try later

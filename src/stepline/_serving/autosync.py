@@ -115,7 +115,7 @@ def start(
             return
         _started.add(handler)
     url = base.rstrip("/") + served_at
-    transport = handler.client._sync_transport
+    transport = handler.client.connection.sync_transport
 
     def perform(effect: object) -> Any:
         if isinstance(effect, Wait):
