@@ -10,7 +10,8 @@ from typing import Any
 from stepline._api.attributes import AttributeValue, set_flow
 from stepline._event import Event
 from stepline._execution.call import ExecutionState
-from stepline._execution.step import Step, SyncStep
+from stepline._execution.publish import publisher_of
+from stepline._execution.step import Step, SyncStep, signal_token
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,6 +33,8 @@ class Context:
     attempt: int
     step: Step
     logger: logging.LoggerAdapter[logging.Logger]
+    #: the call's execution state (patches, replay, the call's publisher)
+    _state: ExecutionState = dataclasses.field(repr=False, compare=False)
 
     def patched(self, change_id: str) -> bool:
         """Whether this run takes the new branch of a code change (not awaited).
@@ -49,7 +52,7 @@ class Context:
             >>> if ctx.patched("send-receipt"):
             ...     await ctx.step.run("receipt", send_receipt)
         """
-        return self.step._state.patched(change_id)
+        return self._state.patched(change_id)
 
     def deprecate_patch(self, change_id: str) -> None:
         """Retire ``patched(change_id)`` once no run that could take the old branch is live.
@@ -58,7 +61,7 @@ class Context:
         recorded the patch's answer still replay without a non-determinism notice.
         Records nothing. Remove it too once those runs have ended.
         """
-        self.step._state.deprecate_patch(change_id)
+        self._state.deprecate_patch(change_id)
 
     async def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         """Set searchable attributes on this run (name -> string, number or boolean).
@@ -73,8 +76,8 @@ class Context:
         Example:
             >>> await ctx.set_attributes({"customer": order["customer_id"], "plan": "pro"})
         """
-        if not self.step._state.is_rerunning:
-            connection = self.step._publisher().connection
+        if not self._state.is_rerunning:
+            connection = publisher_of(self._state).connection
             await connection.run_async(set_flow(connection.settings, self.run_id, attributes))
 
     def signal_token(self, name: str) -> str:
@@ -90,7 +93,7 @@ class Context:
         Example:
             >>> url = f"{engine_url}/v1/signals/hooks/{ctx.signal_token('approved')}"
         """
-        return self.step._signal_token(name)
+        return signal_token(self._state, name)
 
     def publish(self, topic: str, data: object) -> None:
         """Publish ``data`` on the run's stream ``topic``, lightly (not awaited).
@@ -119,7 +122,7 @@ class Context:
             >>> async for token in llm.stream(prompt):
             ...     ctx.publish("tokens", token)
         """
-        self.step._publisher().publish(topic, data)
+        publisher_of(self._state).publish(topic, data)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -132,28 +135,30 @@ class SyncContext:
     attempt: int
     step: SyncStep
     logger: logging.LoggerAdapter[logging.Logger]
+    #: the call's execution state (patches, replay, the call's publisher)
+    _state: ExecutionState = dataclasses.field(repr=False, compare=False)
 
     def patched(self, change_id: str) -> bool:
         """Whether this run takes the new branch of a code change; see ``Context.patched``."""
-        return self.step._state.patched(change_id)
+        return self._state.patched(change_id)
 
     def deprecate_patch(self, change_id: str) -> None:
         """Retire ``patched(change_id)``; see ``Context.deprecate_patch``."""
-        self.step._state.deprecate_patch(change_id)
+        self._state.deprecate_patch(change_id)
 
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         """Set searchable attributes on this run; see ``Context.set_attributes``."""
-        if not self.step._state.is_rerunning:
-            connection = self.step._publisher().connection
+        if not self._state.is_rerunning:
+            connection = publisher_of(self._state).connection
             connection.run_sync(set_flow(connection.settings, self.run_id, attributes))
 
     def signal_token(self, name: str) -> str:
         """This run's token for the signal ``name``; see ``Context.signal_token``."""
-        return self.step._signal_token(name)
+        return signal_token(self._state, name)
 
     def publish(self, topic: str, data: object) -> None:
         """Publish ``data`` on the run's stream ``topic``, lightly; see ``Context.publish``."""
-        self.step._publisher().publish(topic, data)
+        publisher_of(self._state).publish(topic, data)
 
 
 class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):

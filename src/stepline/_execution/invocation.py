@@ -45,6 +45,7 @@ def _common(
         "run_id": state.request.ctx.run_id,
         "attempt": state.request.ctx.attempt,
         "logger": ReplayAwareLogger(client.logger, state, fn.composite_id),
+        "_state": state,
     }
 
 

@@ -317,6 +317,16 @@ class Publisher:
         return {"seq": seq, "topic": message.topic}
 
 
+def publisher_of(state: ExecutionState) -> Publisher:
+    """The publisher of ``state``'s call (``ConfigError`` for a call made without one)."""
+    publisher = state.publisher
+    if publisher is None:
+        raise _errors.ConfigError(
+            "publishing on a run's stream needs a function called through serve()"
+        )
+    return publisher
+
+
 def _take_batch(queue: list[Message]) -> list[Message]:
     size, count = 0, 0
     for message in queue[:MAX_BATCH]:

@@ -78,17 +78,11 @@ class _StepTools:
         raw = self._state.op_step(step_id, Opcode.WAIT_FOR_EVENT, name=event, opts=opts)
         return None if raw is None else Event.from_wire(raw)
 
-    def _signal_token(self, name: str) -> str:
-        if not isinstance(name, str) or not 0 < len(name) <= 128 or "\x00" in name:
-            raise _errors.ConfigError(f"a signal name is 1-128 characters, got {name!r}")
-        key = self._publisher().connection.settings.signing_key
-        return _signal_tokens.token(key, self._state.request.ctx.run_id, name)
-
     def _wait_for_signal(self, step_id: str, name: str, timeout: Duration, on_conflict: str) -> Any:
         if on_conflict not in ("fail", "replace"):
             raise _errors.ConfigError(f"on_conflict is 'fail' or 'replace', got {on_conflict!r}")
         opts = {
-            "signal": self._signal_token(name),
+            "signal": signal_token(self._state, name),
             "name": name,  # Stepline's engine: the name POST /v1/runs/{id}/signals/{name} uses
             "timeout": durations.format_duration(_delta(timeout)),
             "conflict": on_conflict,
@@ -144,12 +138,16 @@ class _StepTools:
                 state.answer_with(done)
 
     def _publisher(self) -> _publish.Publisher:
-        publisher = self._state.publisher
-        if publisher is None:
-            raise _errors.ConfigError(
-                "publishing on a run's stream needs a function called through serve()"
-            )
-        return publisher
+        return _publish.publisher_of(self._state)
+
+
+def signal_token(state: ExecutionState, name: str) -> str:
+    """The token of the signal ``name`` for ``state``'s run: an HMAC of the run id and the
+    name under the app's signing key (``ctx.signal_token``; the key a wait waits under)."""
+    if not isinstance(name, str) or not 0 < len(name) <= 128 or "\x00" in name:
+        raise _errors.ConfigError(f"a signal name is 1-128 characters, got {name!r}")
+    key = _publish.publisher_of(state).connection.settings.signing_key
+    return _signal_tokens.token(key, state.request.ctx.run_id, name)
 
 
 def _delta(value: Duration) -> _dt.timedelta:
