@@ -39,8 +39,8 @@ from stepline._comm.handler import CommHandler
 from stepline._comm.messages import CommRequest
 from stepline._protocol import signing
 from stepline.engine import Engine, EngineSettings
+from stepline.engine._errors import FunctionTakenError, RegistrationRefusedError
 from stepline.engine._http.api import build_app
-from stepline.engine._trust.apps import FunctionTakenError, RegistrationRefusedError
 from tests._support import refusing
 from tests._support.polling import wait_until
 from tests._support.recording import AppCalls

@@ -8,6 +8,10 @@ from typing import Any
 
 from stepline._status import RunStatus
 
+#: Sleeps, waits, invokes and cancel rules longer than this are cut to it (the Go server
+#: rejects them).
+YEAR = 365 * 86_400.0
+
 
 class StepStatus(str, enum.Enum):
     """A step's state in the run's timeline."""

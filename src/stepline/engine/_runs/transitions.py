@@ -20,11 +20,11 @@ from stepline.engine._backoff import Backoff
 from stepline.engine._control import signals as _signals
 from stepline.engine._errors import NotFoundError
 from stepline.engine._flow import concurrency as _concurrency
-from stepline.engine._model import EventRecord, Job, JobKind, Pause, PauseKind, StepStatus
+from stepline.engine._model import YEAR, EventRecord, Job, JobKind, Pause, PauseKind, StepStatus
 from stepline.engine._observe import tracing as _tracing
 from stepline.engine._runs import fanout as _fanout
 from stepline.engine._runs.starts import DISCOVERY, call, execute_job_id, expire
-from stepline.engine._runs.view import INVOKE_TIMEOUT_ERROR, YEAR, RunView, deadline, sleep_until
+from stepline.engine._runs.view import INVOKE_TIMEOUT_ERROR, RunView, deadline, sleep_until
 from stepline.engine._store import Tx
 from stepline.engine._wire.response import Completed, Failed, Ops, Outcome, ReportedOp
 
@@ -75,7 +75,8 @@ class RunTransitions:
     ) -> RunView | None:
         """Record what a call returned; the run as recorded, or None if that no longer
         matters. ``known``: the run's steps as the caller last saw them stored (a read
-        fewer when no step was written since)."""
+        fewer when no step was written since). Every path reaches it through
+        ``recording.answer``."""
         # locked: a lease that lapsed mid-call cannot be taken over while this applies;
         # with its run, unless its slots come first (their locks before the run's)
         keyed = bool(job.payload.get("keys"))
@@ -166,7 +167,8 @@ class RunTransitions:
     def checkpoint(
         self, tx: Tx, run_id: str, ops: tuple[ReportedOp, ...], job: Job | None, now: float
     ) -> bool:
-        """Record steps an SDK ran and checkpointed before answering; the call goes on.
+        """Record steps an SDK ran and checkpointed before answering; the call goes on
+        (every path reaches it through ``recording.checkpoint``).
 
         ``job`` is the call's (its retry budget starts again). False: the run had ended,
         nothing was recorded. Only the steps reported are read, unless the run completes.

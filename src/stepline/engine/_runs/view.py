@@ -12,7 +12,7 @@ from stepline import _identity, _serde
 from stepline._protocol import durations
 from stepline._protocol.hashing import hash_step_id
 from stepline._protocol.opcodes import Opcode
-from stepline.engine._model import Run, StepRecord, StepStatus
+from stepline.engine._model import YEAR, Run, StepRecord, StepStatus
 from stepline.engine._store import Tx, storable
 from stepline.engine._wire.response import (
     MAX_REPORT_ID,
@@ -24,8 +24,6 @@ from stepline.engine._wire.response import (
     ReportedOp,
 )
 
-#: Sleeps, waits and invokes longer than this are cut to it (the Go server rejects them).
-YEAR = 365 * 86_400.0
 INVOKE_TIMEOUT_ERROR = {
     "name": "InngestInvokeTimeoutError",
     "message": "Timed out waiting for invoked function to complete",

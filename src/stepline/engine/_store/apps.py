@@ -7,10 +7,10 @@ import dataclasses
 from collections.abc import Sequence
 
 from stepline._json import dumps, loads
+from stepline.engine._errors import FunctionTakenError
 from stepline.engine._model import AppRecord, FunctionRecord
 from stepline.engine._store.part import Part
 from stepline.engine._store.rows import APP_COLUMNS, FUNCTION_COLUMNS, upsert
-from stepline.engine._trust.apps import FunctionTakenError
 
 _UPSERT_APP = upsert("apps", APP_COLUMNS, "app_id")
 _UPSERT_FUNCTION = upsert("functions", FUNCTION_COLUMNS, "function_id")

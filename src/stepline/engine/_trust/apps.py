@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 import secrets
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from stepline import _errors
 from stepline._protocol import headers, signing
-from stepline.engine._flow.rules import RegistrationError
+from stepline.engine._errors import RegistrationRefusedError
 from stepline.engine._wire import request
 
 if TYPE_CHECKING:
@@ -41,29 +41,6 @@ _IN_PROCESS = "inprocess"
 #: URL schemes only the engine registers: in-process apps (``Engine.serve``) and Connect
 #: workers (the gateway, after the worker's tokens proved the key).
 RESERVED_SCHEMES = (_IN_PROCESS, "connect")
-
-
-class RegistrationRefusedError(RegistrationError):
-    """A valid registration the engine refuses; ``status`` is the HTTP answer (403, 409)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class FunctionTakenError(RegistrationRefusedError):
-    """A registration naming function ids another app owns (answered with 409)."""
-
-    def __init__(self, app_id: str, taken: Mapping[str, str]) -> None:
-        owned = ", ".join(f"{fid!r} (app {owner!r})" for fid, owner in sorted(taken.items()))
-        super().__init__(
-            f"app {app_id!r} cannot register function ids that belong to another app: "
-            f"{owned}. A function id is bound to the app that registered it first; give "
-            "this app its own ids (they are prefixed with the app id), or remove the "
-            "functions from the other app and sync it first",
-            409,
-        )
-        self.taken = dict(taken)
 
 
 def origin(url: str) -> str:
