@@ -2,7 +2,8 @@
 
 It composes: its ``EngineConnection`` owns the settings and transports, and what acts on
 one run or one function lives on that run's or function's handle
-(``stepline._api.management``)."""
+(``stepline._api.management``).
+"""
 
 from __future__ import annotations
 

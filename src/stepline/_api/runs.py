@@ -1,8 +1,8 @@
 """Managing runs through the engine's REST API, written once as generators of effects.
 
-Each ``*_flow`` builds requests and reads answers without I/O; ``RunHandle`` /
-``SyncRunHandle`` and the client's ``start``/``get_run``/... methods run them with the
-async or blocking transport. Errors are typed: a missing run is ``RunNotFoundError``,
+Each ``*_flow`` builds requests and reads answers without I/O; the client's
+``start``/``list_runs``/... methods and the run handles run them on the client's
+``EngineConnection``, async or blocking. Errors are typed: a missing run is ``RunNotFoundError``,
 a failed or cancelled run's result raises ``RunFailedError``/``RunCancelledError``, a
 result not ready in time ``RunTimeoutError``; anything else the engine answers (or its
 absence) is a ``ManagementError`` naming the status and the engine's message.
