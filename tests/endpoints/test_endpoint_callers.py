@@ -36,7 +36,7 @@ from stepline._protocol.execution import ExecutionRequest
 from stepline.embedded import EmbeddedEngine
 from stepline.engine._relay import inprocess
 from stepline.outbox import _relay_deliver
-from stepline.outbox._relay_deliver import Outcome
+from stepline.outbox._relay_deliver import DeliveryOutcome
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned
 from tests._support.server_thread import serving
@@ -243,12 +243,12 @@ def test_outbox_rows_naming_stepline_events_or_endpoints_are_refused(tmp_path: P
                 "started_by": "user:victim",
             }
         )
-        over_http = _relay_deliver.Deliverer("http://127.0.0.1", event_key="k", http=b.api)
-        in_process = inprocess.Deliverer(b.engine.engine, b.engine._running.loop)  # type: ignore[union-attr]
+        over_http = _relay_deliver.HttpDeliverer("http://127.0.0.1", event_key="k", http=b.api)
+        in_process = inprocess.InProcessDeliverer(b.engine.engine, b.engine._running.loop)  # type: ignore[union-attr]
         for deliverer in (over_http, in_process):
             for kind, row in (("event", event_row), ("start", start_row)):
                 delivered = deliverer.deliver(kind, row)
-                assert delivered.outcome is Outcome.REJECTED, (kind, delivered)
+                assert delivered.outcome is DeliveryOutcome.REJECTED, (kind, delivered)
         no_runs_of(b)
 
 

@@ -211,7 +211,7 @@ def test_metrics_need_the_signing_key_in_start_mode(tmp_path: Path) -> None:
 
 
 def test_the_exposition_format() -> None:
-    registry = prom.Registry()
+    registry = prom.MetricRegistry()
     counter = registry.counter("t_events_total", "Events.\nTwo lines \\ here.", ["kind"])
     gauge = registry.gauge("t_depth", "Depth.")
     histogram = registry.histogram("t_seconds", "Time.", ["op"], buckets=(0.1, 1.0))
@@ -245,7 +245,7 @@ def test_the_exposition_format() -> None:
 
 
 def test_observing_many_at_once_is_observing_each() -> None:
-    one, many = prom.Registry(), prom.Registry()
+    one, many = prom.MetricRegistry(), prom.MetricRegistry()
     each = one.histogram("t_seconds", "Time.", ["op"], buckets=(0.1, 1.0))
     batched = many.histogram("t_seconds", "Time.", ["op"], buckets=(0.1, 1.0))
     for _ in range(7):

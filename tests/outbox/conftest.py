@@ -202,7 +202,7 @@ class Shop:
         from stepline.outbox import _relay, _relay_db, _relay_deliver
 
         connection, dialect = _relay_db.connect(db.url)
-        deliverer = _relay_deliver.Deliverer("http://127.0.0.1", event_key="k", http=self.http)
+        deliverer = _relay_deliver.HttpDeliverer("http://127.0.0.1", event_key="k", http=self.http)
         relay = _relay.Relay(_relay_db.OutboxDb(connection, dialect), deliverer.deliver)
         delivered = [0]
 

@@ -18,7 +18,7 @@ import pytest
 import stepline
 import stepline.outbox
 from stepline.outbox import _relay, _relay_db, _relay_deliver
-from stepline.outbox._relay_deliver import Outcome
+from stepline.outbox._relay_deliver import DeliveryOutcome
 from tests._support import refusing
 from tests._support.polling import wait_until
 
@@ -36,7 +36,7 @@ class Clock:
 @contextlib.contextmanager
 def relay_for(db: Database, shop: Shop, clock: Clock) -> Iterator[_relay.Relay]:
     connection, dialect = _relay_db.connect(db.url)
-    deliverer = _relay_deliver.Deliverer("http://127.0.0.1", event_key="k", http=shop.http)
+    deliverer = _relay_deliver.HttpDeliverer("http://127.0.0.1", event_key="k", http=shop.http)
     relay = _relay.Relay(_relay_db.OutboxDb(connection, dialect), deliverer.deliver, clock=clock)
     try:
         yield relay
@@ -131,31 +131,33 @@ def test_one_relay_delivers_while_another_stands_by(
 @pytest.mark.parametrize(
     ("kind", "status", "text", "expected"),
     [
-        ("event", 200, '{"ids": []}', Outcome.DELIVERED),
-        ("start", 201, "{}", Outcome.DELIVERED),
-        ("start", 409, '{"error": "rate limited"}', Outcome.DELIVERED),  # the engine decided
-        ("start", 409, '{"code": "run_id_taken"}', Outcome.REJECTED),
-        ("start", 404, '{"error": "not registered"}', Outcome.REJECTED),
-        ("event", 400, '{"error": "bad"}', Outcome.REJECTED),
-        ("event", 401, '{"error": "event key"}', Outcome.UNAVAILABLE),  # the relay is at fault
-        ("start", 429, "", Outcome.UNAVAILABLE),
-        ("start", 503, "", Outcome.UNAVAILABLE),
+        ("event", 200, '{"ids": []}', DeliveryOutcome.DELIVERED),
+        ("start", 201, "{}", DeliveryOutcome.DELIVERED),
+        # the engine decided
+        ("start", 409, '{"error": "rate limited"}', DeliveryOutcome.DELIVERED),
+        ("start", 409, '{"code": "run_id_taken"}', DeliveryOutcome.REJECTED),
+        ("start", 404, '{"error": "not registered"}', DeliveryOutcome.REJECTED),
+        ("event", 400, '{"error": "bad"}', DeliveryOutcome.REJECTED),
+        # the relay is at fault
+        ("event", 401, '{"error": "event key"}', DeliveryOutcome.UNAVAILABLE),
+        ("start", 429, "", DeliveryOutcome.UNAVAILABLE),
+        ("start", 503, "", DeliveryOutcome.UNAVAILABLE),
     ],
 )
 def test_what_an_answer_means_for_the_row(
-    kind: str, status: int, text: str, expected: Outcome
+    kind: str, status: int, text: str, expected: DeliveryOutcome
 ) -> None:
     assert _relay_deliver.outcome(kind, status, text).outcome is expected
 
 
 def test_an_unreadable_row_is_rejected_not_fatal() -> None:
-    deliverer = _relay_deliver.Deliverer(refusing.url(), event_key="k")
+    deliverer = _relay_deliver.HttpDeliverer(refusing.url(), event_key="k")
     try:
-        assert deliverer.deliver("event", "{not json").outcome is Outcome.REJECTED
-        assert deliverer.deliver("other", json.dumps({})).outcome is Outcome.REJECTED
+        assert deliverer.deliver("event", "{not json").outcome is DeliveryOutcome.REJECTED
+        assert deliverer.deliver("other", json.dumps({})).outcome is DeliveryOutcome.REJECTED
         # nothing listens there: the engine is unavailable, not the row at fault
         event = {"events": [{"name": ORDER_PLACED}], "seed": "1,AAAAAAAAAAAAAA=="}
-        assert deliverer.deliver("event", json.dumps(event)).outcome is Outcome.UNAVAILABLE
+        assert deliverer.deliver("event", json.dumps(event)).outcome is DeliveryOutcome.UNAVAILABLE
     finally:
         deliverer.close()
 
@@ -206,19 +208,21 @@ def test_a_production_engine_takes_rows_with_the_relays_keys_and_refuses_them_wi
         start = json.dumps({"function_id": "shop-process-order", "data": {}, "run_id": RUN_ID})
         event = json.dumps({"events": [{"name": ORDER_PLACED, "data": {}}], "seed": SEED})
 
-        def deliverer(**keys: str) -> _relay_deliver.Deliverer:
-            return _relay_deliver.Deliverer("http://127.0.0.1", http=http, **keys)
+        def deliverer(**keys: str) -> _relay_deliver.HttpDeliverer:
+            return _relay_deliver.HttpDeliverer("http://127.0.0.1", http=http, **keys)
 
         # without the keys the relay is at fault, not the row: it backs off, nothing skipped
         keyless = deliverer(event_key="wrong")
-        assert keyless.deliver("start", start).outcome is Outcome.UNAVAILABLE
-        assert keyless.deliver("event", event).outcome is Outcome.UNAVAILABLE
+        assert keyless.deliver("start", start).outcome is DeliveryOutcome.UNAVAILABLE
+        assert keyless.deliver("event", event).outcome is DeliveryOutcome.UNAVAILABLE
         rows = [_relay_db.Pending(1, "start", start, 0), _relay_db.Pending(2, "event", event, 0)]
-        assert [a.outcome for a in keyless.deliver_batch(rows)] == [Outcome.UNAVAILABLE]
+        assert [a.outcome for a in keyless.deliver_batch(rows)] == [DeliveryOutcome.UNAVAILABLE]
         keyed = deliverer(event_key=EVENT_KEY, signing_key=SIGNING_KEY)
-        assert keyed.deliver_batch(rows) == [_relay_deliver.Delivered(Outcome.DELIVERED)] * 2
-        assert keyed.deliver("start", start) == _relay_deliver.Delivered(Outcome.DELIVERED)
-        assert keyed.deliver("event", event) == _relay_deliver.Delivered(Outcome.DELIVERED)
+        assert (
+            keyed.deliver_batch(rows) == [_relay_deliver.Delivered(DeliveryOutcome.DELIVERED)] * 2
+        )
+        assert keyed.deliver("start", start) == _relay_deliver.Delivered(DeliveryOutcome.DELIVERED)
+        assert keyed.deliver("event", event) == _relay_deliver.Delivered(DeliveryOutcome.DELIVERED)
         runs = http.get("/v1/runs", headers=bearer).json()["data"]
         assert RUN_ID in {run["run_id"] for run in runs}
         assert len(runs) == 2  # the started run, and the event's
@@ -233,7 +237,7 @@ def test_a_relay_whose_connection_is_cut_reconnects_and_goes_on(tmp_path: Path, 
         db.create_table()
         url = db.url
         outbox = _relay_db.open_url(url)
-        deliverer = _relay_deliver.Deliverer("http://127.0.0.1", event_key="k", http=shop.http)
+        deliverer = _relay_deliver.HttpDeliverer("http://127.0.0.1", event_key="k", http=shop.http)
         settings = _relay.RelaySettings(poll_interval=0.05, backoff=0.01)
         relay = _relay.Relay(outbox, deliverer.deliver, settings)
         thread = threading.Thread(target=relay.run)
@@ -283,19 +287,19 @@ def test_rows_go_in_batches_and_without_the_route_one_by_one(
             app = running.api
             app.router.routes = [r for r in app.router.routes if r.path != relay_http.PATH]
             http = httpx.Client(transport=httpx.WSGITransport(app=api), base_url="http://127.0.0.1")
-        deliverer = _relay_deliver.Deliverer("http://127.0.0.1", event_key="k", http=http)
+        deliverer = _relay_deliver.HttpDeliverer("http://127.0.0.1", event_key="k", http=http)
         answers = deliverer.deliver_batch(pending_rows(db))
         assert [a.outcome for a in answers] == [
-            Outcome.REJECTED,
-            Outcome.DELIVERED,
-            Outcome.DELIVERED,
+            DeliveryOutcome.REJECTED,
+            DeliveryOutcome.DELIVERED,
+            DeliveryOutcome.DELIVERED,
         ]
         assert "not registered" in (answers[0].note or "")
         assert deliverer.batches is (route == "batch")
         assert good in {run.run_id for run in shop.runs()}
         # delivered again (a relay killed before marking): the same, nothing twice
         again = deliverer.deliver_batch(pending_rows(db)[1:])
-        assert [a.outcome for a in again] == [Outcome.DELIVERED, Outcome.DELIVERED]
+        assert [a.outcome for a in again] == [DeliveryOutcome.DELIVERED, DeliveryOutcome.DELIVERED]
         wait_until(lambda: len(shop.runs()) == 2)
         runs = shop.runs()
         assert sorted(len(r.event_ids) for r in runs) == [1, 1]

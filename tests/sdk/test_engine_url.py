@@ -121,13 +121,13 @@ def test_unreachable_run_state_names_the_url() -> None:
 
 
 def test_the_outbox_relay_names_the_engine_it_could_not_reach() -> None:
-    deliverer = _relay_deliver.Deliverer(refusing.url(), event_key="secret-key")
+    deliverer = _relay_deliver.HttpDeliverer(refusing.url(), event_key="secret-key")
     try:
         row = '{"events": [{"name": "shop/hello"}], "seed": "1,AAAAAAAAAAAAAA=="}'
         delivered = deliverer.deliver("event", row)
     finally:
         deliverer.close()
-    assert delivered.outcome is _relay_deliver.Outcome.UNAVAILABLE
+    assert delivered.outcome is _relay_deliver.DeliveryOutcome.UNAVAILABLE
     assert f"could not reach the engine at {refusing.url()}: " in (delivered.note or "")
     assert "secret-key" not in (delivered.note or "")
 

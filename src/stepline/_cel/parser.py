@@ -71,10 +71,10 @@ def parse(text: str) -> ast.Node:
     """
     if not text.strip():
         raise errors.ExpressionError("empty expression", text, 0)
-    return _Parser(text).parse()
+    return _CelParser(text).parse()
 
 
-class _Parser:
+class _CelParser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens = tokenize(text)

@@ -6,7 +6,7 @@ the same event ids (the row's seed) and the same run (the row's proposed run id)
 storing or starting anything twice.
 
 The loop (``Relay.run``) takes pending rows in ``id`` order, in batches
-(``OutboxDb.claim``), and posts them one by one (``Deliverer``):
+(``OutboxDb.claim``), and posts them one by one (``HttpDeliverer``):
 
 - the engine is unreachable or refuses the relay itself (5xx, 401...): the batch stops
   where it is, what was delivered is marked, and the relay backs off (exponentially, up to
@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stepline.outbox import _relay_db, _relay_deliver
-from stepline.outbox._relay_deliver import Outcome
+from stepline.outbox._relay_deliver import DeliveryOutcome
 
 __all__ = ["Relay", "RelaySettings", "RelayStats"]
 
@@ -106,12 +106,12 @@ class Relay:
 
     Args:
         db: the outbox's database.
-        deliver: posts one row (``Deliverer.deliver``, or an in-process equivalent);
+        deliver: posts one row (``HttpDeliverer.deliver``, or an in-process equivalent);
             returns its outcome.
         settings: how to work.
         clock: where time comes from (``time.time`` by default).
         on_batch: called after each batch with the stats (an engine's metrics).
-        deliver_batch: posts several rows at once (``Deliverer.deliver_batch``); returns
+        deliver_batch: posts several rows at once (``HttpDeliverer.deliver_batch``); returns
             one outcome per row tried, stopping after the first ``UNAVAILABLE``. Without
             it, ``deliver`` is called row by row.
     """
@@ -143,7 +143,7 @@ class Relay:
         results = []
         for row in rows:
             results.append(self.deliver(row.kind, row.body))
-            if results[-1].outcome is Outcome.UNAVAILABLE:
+            if results[-1].outcome is DeliveryOutcome.UNAVAILABLE:
                 break
         return results
 
@@ -171,16 +171,16 @@ class Relay:
             todo = [row for row in rows if row.id not in waiting][: settings.batch_size]
             results = self.deliver_batch(todo)
             if len(results) < len(todo) and (
-                not results or results[-1].outcome is not Outcome.UNAVAILABLE
+                not results or results[-1].outcome is not DeliveryOutcome.UNAVAILABLE
             ):
                 raise RuntimeError("a batch delivery stopped short without saying why")
             for row, result in zip(todo, results, strict=False):
-                if result.outcome is Outcome.UNAVAILABLE:
+                if result.outcome is DeliveryOutcome.UNAVAILABLE:
                     available = False
                     self.stats.unavailable += 1
                     logger.warning("outbox row %d: engine unavailable: %s", row.id, result.note)
                     break
-                if result.outcome is Outcome.DELIVERED:
+                if result.outcome is DeliveryOutcome.DELIVERED:
                     delivered.append(row.id)
                     self._retry_at.pop(row.id, None)
                     if result.note:

@@ -29,7 +29,7 @@ import httpx
 
 from stepline._protocol import signing
 
-__all__ = ["Delivered", "Deliverer", "Outcome", "outcome"]
+__all__ = ["Delivered", "DeliveryOutcome", "HttpDeliverer", "outcome"]
 
 SEED_HEADER = "X-Inngest-Event-Id-Seed"
 #: the engine's route for many rows in one request (``stepline.engine._relay.http``)
@@ -39,7 +39,7 @@ BATCH_BYTES = 1024 * 1024
 _UNAVAILABLE = frozenset({401, 403, 408, 425, 429})
 
 
-class Outcome(enum.Enum):
+class DeliveryOutcome(enum.Enum):
     """What an answer means for the row."""
 
     DELIVERED = "delivered"
@@ -51,7 +51,7 @@ class Outcome(enum.Enum):
 class Delivered:
     """The outcome of one delivery and a note for ``last_error`` (None: nothing to say)."""
 
-    outcome: Outcome
+    outcome: DeliveryOutcome
     note: str | None = None
 
 
@@ -59,15 +59,15 @@ def outcome(kind: str, status: int, text: str) -> Delivered:
     """What the engine's answer ``status`` (body ``text``) to a ``kind`` row means."""
     brief = f"{status} {text.strip()[:500]}"
     if 200 <= status < 300:
-        return Delivered(Outcome.DELIVERED)
+        return Delivered(DeliveryOutcome.DELIVERED)
     if status >= 500 or status in _UNAVAILABLE:
-        return Delivered(Outcome.UNAVAILABLE, brief)
+        return Delivered(DeliveryOutcome.UNAVAILABLE, brief)
     if kind == "start" and status == 409 and "run_id_taken" not in text:
-        return Delivered(Outcome.DELIVERED, f"skipped by the engine: {brief}")
-    return Delivered(Outcome.REJECTED, brief)
+        return Delivered(DeliveryOutcome.DELIVERED, f"skipped by the engine: {brief}")
+    return Delivered(DeliveryOutcome.REJECTED, brief)
 
 
-class Deliverer:
+class HttpDeliverer:
     """Posts rows to one engine over a pooled ``httpx.Client``.
 
     Args:
@@ -103,11 +103,11 @@ class Deliverer:
             body = json.loads(raw_body)
             url, payload, headers = self._request(kind, body)
         except (ValueError, KeyError, TypeError) as exc:
-            return Delivered(Outcome.REJECTED, f"unreadable {kind!r} row: {exc}")
+            return Delivered(DeliveryOutcome.REJECTED, f"unreadable {kind!r} row: {exc}")
         try:
             reply = self.http.post(url, json=payload, headers=headers)
         except httpx.HTTPError as exc:
-            return Delivered(Outcome.UNAVAILABLE, _unreachable(self.base, exc))
+            return Delivered(DeliveryOutcome.UNAVAILABLE, _unreachable(self.base, exc))
         return outcome(kind, reply.status_code, reply.text)
 
     def deliver_batch(self, rows: Sequence[Any]) -> list[Delivered]:
@@ -126,19 +126,20 @@ class Deliverer:
             try:
                 reply = self.http.post(f"{self.base}{BATCH_PATH}", json=payload, headers=headers)
             except httpx.HTTPError as exc:
-                failed = Delivered(Outcome.UNAVAILABLE, _unreachable(self.base, exc))
+                failed = Delivered(DeliveryOutcome.UNAVAILABLE, _unreachable(self.base, exc))
                 return [*results, failed]
             if reply.status_code in (404, 405) and "outbox" not in reply.text:
                 self.batches = False  # an engine from before the batch route
                 return [*results, *self._singly(rows[len(results) :])]
             if reply.status_code != 200:
                 answer = outcome("batch", reply.status_code, reply.text)
-                if answer.outcome is Outcome.UNAVAILABLE:
+                if answer.outcome is DeliveryOutcome.UNAVAILABLE:
                     return [*results, answer]
                 # refused as a whole (too large, say): each row gets its own answer
                 return [*results, *self._singly(rows[len(results) :])]
             answers = [
-                Delivered(Outcome(a["outcome"]), a.get("note")) for a in reply.json()["data"]
+                Delivered(DeliveryOutcome(a["outcome"]), a.get("note"))
+                for a in reply.json()["data"]
             ]
             results += answers
             if len(answers) < len(chunk):
@@ -149,7 +150,7 @@ class Deliverer:
         results = []
         for row in rows:
             results.append(self.deliver(row.kind, row.body))
-            if results[-1].outcome is Outcome.UNAVAILABLE:
+            if results[-1].outcome is DeliveryOutcome.UNAVAILABLE:
                 break
         return results
 

@@ -52,7 +52,7 @@ def run(
     if poll_interval is not None:
         options["poll_interval"] = poll_interval
     pause = os.environ.get("STEPLINE_RELAY_TEST_PAUSE_AFTER_DELIVERY")
-    deliverer = _relay_deliver.Deliverer(
+    deliverer = _relay_deliver.HttpDeliverer(
         engine_url or DEFAULT_ENGINE,
         event_key=event_key or "relay",
         signing_key=signing_key,

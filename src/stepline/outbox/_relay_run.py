@@ -1,6 +1,6 @@
 """Running a relay in a process: ``stepline relay`` and ``manage.py stepline relay``.
 
-``run_forever`` wires the parts: the outbox's database, a ``Deliverer`` to the engine, a
+``run_forever`` wires the parts: the outbox's database, a ``HttpDeliverer`` to the engine, a
 LISTEN thread on Postgres, an optional ``/metrics`` server, and SIGTERM/SIGINT to stop
 after the batch in flight.
 """
@@ -31,7 +31,7 @@ def metrics_server(
         yield None
         return
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class MetricsHandler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.split("?", 1)[0] != "/metrics":
                 self.send_error(404)
@@ -46,7 +46,7 @@ def metrics_server(
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer((host, port), Handler)
+    server = http.server.ThreadingHTTPServer((host, port), MetricsHandler)
     thread = threading.Thread(target=server.serve_forever, name="stepline-relay-metrics")
     thread.daemon = True
     thread.start()
@@ -59,7 +59,7 @@ def metrics_server(
 
 def run_forever(
     db: _relay_db.OutboxDb,
-    deliverer: _relay_deliver.Deliverer,
+    deliverer: _relay_deliver.HttpDeliverer,
     settings: _relay.RelaySettings,
     *,
     listen: Callable[[], Any] | None = None,

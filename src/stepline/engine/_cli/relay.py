@@ -118,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
         options["poll_interval"] = args.poll_interval
     if args.batch_size is not None:
         options["batch_size"] = args.batch_size
-    deliverer = _relay_deliver.Deliverer(
+    deliverer = _relay_deliver.HttpDeliverer(
         engine.api_base_url,
         event_key=engine.event_key or "relay",
         signing_key=engine.signing_key,

@@ -5,7 +5,7 @@ The exchange follows the official Connect worker (inngest-py's ``connect``):
 1. the engine sends ``GATEWAY_HELLO``; the worker answers ``WORKER_CONNECT`` with its
    connection id, the tokens ``/v0/connect/start`` gave it, and its apps' functions;
 2. the tokens are checked, each app is registered as an HTTP sync would register it
-   (``Host.register``), at ``connect://<app id>`` so that its calls come here, and the
+   (``GatewayHost.register``), at ``connect://<app id>`` so that its calls come here, and the
    engine sends ``GATEWAY_CONNECTION_READY`` with the heartbeat and lease-extension
    intervals; the worker is ready then (or at ``WORKER_READY`` when it asked to say so);
 3. then: ``WORKER_HEARTBEAT`` (answered ``GATEWAY_HEARTBEAT``), acks, lease extensions
@@ -35,7 +35,7 @@ from stepline.engine._connect.hub import Conn, Hub, app_url
 from stepline.engine._flow.rules import RegistrationError
 from stepline.engine._http import throttle
 
-__all__ = ["PROTOCOL", "Host", "serve"]
+__all__ = ["PROTOCOL", "GatewayHost", "serve"]
 
 logger = logging.getLogger("stepline.engine.connect")
 
@@ -51,7 +51,7 @@ _RESTART = 1012
 WebSocket = starlette.websockets.WebSocket
 
 
-class Host(Protocol):
+class GatewayHost(Protocol):
     """What the gateway needs of the engine: registration, as ``POST /fn/register``, and
     (several nodes on Postgres) the store the nodes share."""
 
@@ -73,7 +73,9 @@ class Closed(Exception):
         self.reason = reason
 
 
-async def serve(ws: WebSocket, hub: Hub, host: Host, vouch: Callable[[str, float], str]) -> None:
+async def serve(
+    ws: WebSocket, hub: Hub, host: GatewayHost, vouch: Callable[[str, float], str]
+) -> None:
     """Run one worker's session until it closes (or is closed)."""
     if PROTOCOL not in ws.scope.get("subprotocols", []):
         await ws.close(_PROTOCOL, f"want the WebSocket subprotocol {PROTOCOL}")
@@ -104,7 +106,7 @@ async def serve(ws: WebSocket, hub: Hub, host: Host, vouch: Callable[[str, float
 async def _session(
     ws: WebSocket,
     hub: Hub,
-    host: Host,
+    host: GatewayHost,
     vouch: Callable[[str, float], str],
     authenticated: Callable[[], None],
 ) -> None:
@@ -206,7 +208,7 @@ def proto_decode(message: str, data: bytes) -> dict[str, Any]:
 async def _connect(
     data: Mapping[str, Any],
     hub: Hub,
-    host: Host,
+    host: GatewayHost,
     vouch: Callable[[str, float], str],
     send: Callable[[bytes], Awaitable[None]],
     *,
@@ -251,7 +253,7 @@ async def _register(
     *,
     sdk: str,
     framework: str,
-    host: Host,
+    host: GatewayHost,
     vouch: Callable[[str, float], str],
     send: Callable[[bytes], Awaitable[None]],
 ) -> None:

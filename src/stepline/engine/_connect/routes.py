@@ -146,7 +146,7 @@ def table(hub: Hub, settings: EngineSettings) -> list[tuple[str, str, Handler]]:
 
 def websocket_routes(
     hub: Hub,
-    host: gateway.Host,
+    host: gateway.GatewayHost,
     vouch: Callable[[str, float], str],
     settings: EngineSettings,
 ) -> list[tuple[str, SocketHandler]]:

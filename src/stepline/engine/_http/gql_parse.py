@@ -146,7 +146,7 @@ def parse(source: str) -> list[Operation]:
     Raises:
         GqlError: a syntax error, or something outside the subset (named in the message).
     """
-    return _Parser(source).document()
+    return _QueryParser(source).document()
 
 
 def operation(source: str, name: object) -> Operation:
@@ -174,7 +174,7 @@ def operation(source: str, name: object) -> Operation:
     return operations[0]
 
 
-class _Parser:
+class _QueryParser:
     def __init__(self, source: str) -> None:
         self.source = source
         self.tokens = tokens(source)

@@ -59,7 +59,7 @@ HOOK_BODIES = 16
 
 def table(engine: Engine) -> list[tuple[str, str, Handler]]:
     """The routes, as ``api._Api.routes`` lists them (method, path, handler)."""
-    routes = _Routes(engine)
+    routes = _SignalRoutes(engine)
     return [
         ("POST", "/v1/runs/{run_id}/signals/{name}", routes.to_run),
         ("POST", "/v1/signals", routes.by_key),
@@ -67,7 +67,7 @@ def table(engine: Engine) -> list[tuple[str, str, Handler]]:
     ]
 
 
-class _Routes:
+class _SignalRoutes:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         settings = engine.settings

@@ -25,8 +25,8 @@ from stepline.engine._http import wire
 from stepline.engine._http.wire import ApiError
 from stepline.engine._store.messages import StoredMessage
 from stepline.engine._streams import wire as _wire
-from stepline.engine._streams.readers import Ticket, TooManyReadersError
-from stepline.engine._streams.service import Page, RunEndedError, StreamService
+from stepline.engine._streams.readers import ReaderTicket, TooManyReadersError
+from stepline.engine._streams.service import MessagePage, RunEndedError, StreamService
 
 Request = starlette.requests.Request
 Response = starlette.responses.Response
@@ -46,11 +46,11 @@ KEEPALIVE = 15.0
 
 def table(engine: Engine) -> list[tuple[str, str, Handler]]:
     """The stream routes, for ``api._Api.routes``."""
-    routes = _Routes(engine)
+    routes = _StreamRoutes(engine)
     return [("POST", PATH, routes.publish), ("GET", PATH, routes.read)]
 
 
-class _Routes:
+class _StreamRoutes:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.streams = StreamService.of(engine)
@@ -95,7 +95,7 @@ class _Routes:
             ticket.release()
         return Response(_page_json(page), media_type="application/json")
 
-    def _admit(self, request: Request, run_id: str) -> Ticket:
+    def _admit(self, request: Request, run_id: str) -> ReaderTicket:
         """A reader's place among the run's and its caller's, or a 429 naming the bound."""
         caller = request.client.host if request.client is not None else ""
         try:
@@ -104,7 +104,7 @@ class _Routes:
             raise ApiError(429, str(exc)) from None
 
     async def _events(
-        self, run_id: str, after: int, topic: str | None, ticket: Ticket
+        self, run_id: str, after: int, topic: str | None, ticket: ReaderTicket
     ) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._follow(run_id, after, topic):
@@ -141,7 +141,7 @@ def _event(m: StoredMessage) -> bytes:
     return b"id: %d\nevent: message\ndata: %s\n\n" % (m.seq, _message_json(m))
 
 
-def _page_json(page: Page) -> bytes:
+def _page_json(page: MessagePage) -> bytes:
     items = b",".join(_message_json(m) for m in page.messages)
     ended = b"true" if page.ended else b"false"
     return b'{"data":[%s],"ended":%s,"next":%d}' % (items, ended, page.next)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from stepline._protocol import headers
 from stepline._protocol.opcodes import Opcode
 from stepline.engine._model import Run, StepRecord
-from stepline.engine._observe.prometheus import LONG_BUCKETS, Registry
+from stepline.engine._observe.prometheus import LONG_BUCKETS, MetricRegistry
 from stepline.engine._wire.response import Completed, Failed, Ops, Outcome, RawResponse
 
 _STEP_OPS = frozenset({Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_ERROR, Opcode.STEP_FAILED})
@@ -29,7 +29,7 @@ class EngineMetrics:
     """Counters, gauges and histograms of one engine, rendered by ``render``."""
 
     def __init__(self) -> None:
-        r = self.registry = Registry()
+        r = self.registry = MetricRegistry()
         self.runs_started = r.counter(
             "stepline_runs_started_total", "Runs created, per function.", ["function"]
         )

@@ -1,6 +1,6 @@
 """Prometheus metrics without a dependency: counters, gauges, histograms and their text.
 
-Pure bookkeeping: nothing here reads a clock or does I/O. ``Registry.render`` writes the
+Pure bookkeeping: nothing here reads a clock or does I/O. ``MetricRegistry.render`` writes the
 text exposition format (version 0.0.4) that Prometheus scrapes. Updates are plain dict
 operations; the engine makes them from its event loop thread only.
 """
@@ -171,7 +171,7 @@ class Histogram(_Family):
         return out
 
 
-class Registry:
+class MetricRegistry:
     """The metric families one engine exposes, rendered in registration order."""
 
     def __init__(self) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stepline.engine._relay.inprocess import Host
+    from stepline.engine._relay.inprocess import RelayHost
     from stepline.outbox._relay import RelayStats
 
 __all__ = ["tasks"]
@@ -31,21 +31,21 @@ __all__ = ["tasks"]
 logger = logging.getLogger("stepline.engine.relay")
 
 
-def tasks(engine: Host) -> list[asyncio.Task[None]]:
+def tasks(engine: RelayHost) -> list[asyncio.Task[None]]:
     """The engine's relay task, if ``relay_outbox`` is set (started with the worker)."""
     if not engine.settings.relay_outbox:
         return []
     return [asyncio.create_task(_relay(engine), name="stepline-outbox-relay")]
 
 
-async def _relay(engine: Host) -> None:
+async def _relay(engine: RelayHost) -> None:
     """Run the relay on a thread until this task is cancelled (the engine stops)."""
     # here, not at import: an engine that relays nothing loads none of the outbox's code
     from stepline.engine._relay import inprocess, target
     from stepline.outbox import _relay
 
     where = target.resolve(engine.settings.relay_outbox or "", engine.settings.database_url)
-    deliver = inprocess.Deliverer(engine, asyncio.get_running_loop())
+    deliver = inprocess.InProcessDeliverer(engine, asyncio.get_running_loop())
     metrics = _metrics(engine)
 
     def work() -> None:
@@ -74,7 +74,7 @@ async def _relay(engine: Host) -> None:
 _FAMILIES: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
 
 
-def _metrics(engine: Host) -> Callable[[RelayStats], None] | None:
+def _metrics(engine: RelayHost) -> Callable[[RelayStats], None] | None:
     """Mirror the relay's stats into the engine's ``GET /metrics`` (None: metrics off)."""
     observer = engine.observer
     registry = getattr(getattr(observer, "metrics", None), "registry", None)

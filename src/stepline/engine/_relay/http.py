@@ -21,7 +21,7 @@ from stepline.engine._http import wire
 from stepline.engine._http.wire import ApiError
 
 if TYPE_CHECKING:
-    from stepline.engine._relay.inprocess import Host
+    from stepline.engine._relay.inprocess import RelayHost
 
 __all__ = ["MAX_ROWS", "PATH", "table"]
 
@@ -34,13 +34,13 @@ Response = starlette.responses.Response
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def table(engine: Host) -> list[tuple[str, str, Handler]]:
+def table(engine: RelayHost) -> list[tuple[str, str, Handler]]:
     """The route, as ``api._Api.routes`` lists them (method, path, handler)."""
 
     async def deliveries(request: Request) -> Response:
         # here, not at import: an engine nobody relays to loads none of the outbox's code
         from stepline.engine._relay import inprocess
-        from stepline.outbox._relay_deliver import Outcome
+        from stepline.outbox._relay_deliver import DeliveryOutcome
 
         body = await wire.read_json(request, engine.settings.max_body_bytes)
         rows = body.get("rows") if isinstance(body, dict) else None
@@ -53,7 +53,7 @@ def table(engine: Host) -> list[tuple[str, str, Handler]]:
             )
             result = await inprocess.deliver(engine, kind, raw)
             answers.append({"outcome": result.outcome.value, "note": result.note})
-            if result.outcome is Outcome.UNAVAILABLE:
+            if result.outcome is DeliveryOutcome.UNAVAILABLE:
                 break
         return wire.json_response({"data": answers})
 

@@ -21,14 +21,14 @@ from stepline.engine._errors import EndpointOnlyError, NotFoundError, SkippedErr
 from stepline.engine._events import EventError
 from stepline.engine._ids import SeedError
 from stepline.engine._runs import starts
-from stepline.outbox._relay_deliver import Delivered, Outcome
+from stepline.outbox._relay_deliver import Delivered, DeliveryOutcome
 
-__all__ = ["Deliverer", "Host", "deliver"]
+__all__ = ["InProcessDeliverer", "RelayHost", "deliver"]
 
 _MAX_KEY = 256
 
 
-class Host(Protocol):
+class RelayHost(Protocol):
     """What the relay needs of the engine (``Engine``)."""
 
     settings: EngineSettings
@@ -54,10 +54,10 @@ class Host(Protocol):
         ...
 
 
-class Deliverer:
+class InProcessDeliverer:
     """Hands rows to ``engine`` on ``loop`` from the relay's thread."""
 
-    def __init__(self, engine: Host, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, engine: RelayHost, loop: asyncio.AbstractEventLoop) -> None:
         self.engine = engine
         self.loop = loop
         self.stopped = threading.Event()
@@ -85,18 +85,18 @@ class Deliverer:
         try:
             body = json.loads(raw_body)
         except ValueError as exc:
-            return Delivered(Outcome.REJECTED, f"unreadable {kind!r} row: {exc}")
+            return Delivered(DeliveryOutcome.REJECTED, f"unreadable {kind!r} row: {exc}")
         return asyncio.run_coroutine_threadsafe(
             deliver(self.engine, kind, body), self.loop
         ).result()
 
 
-async def deliver(engine: Host, kind: object, body: object) -> Delivered:
+async def deliver(engine: RelayHost, kind: object, body: object) -> Delivered:
     """Hand one row (its decoded body) to ``engine``; what the outcome means for the row."""
     try:
         work = _work(engine, kind, json.loads(body) if isinstance(body, str) else body)
     except (ValueError, KeyError, TypeError) as exc:
-        return Delivered(Outcome.REJECTED, f"unreadable {kind!r} row: {exc}")
+        return Delivered(DeliveryOutcome.REJECTED, f"unreadable {kind!r} row: {exc}")
     try:
         await work
     except (
@@ -106,15 +106,15 @@ async def deliver(engine: Host, kind: object, body: object) -> Delivered:
         EndpointOnlyError,
         starts.RunIdTakenError,
     ) as exc:
-        return Delivered(Outcome.REJECTED, f"{type(exc).__name__}: {exc}")
+        return Delivered(DeliveryOutcome.REJECTED, f"{type(exc).__name__}: {exc}")
     except SkippedError as exc:
-        return Delivered(Outcome.DELIVERED, f"skipped by the engine: {exc}")
+        return Delivered(DeliveryOutcome.DELIVERED, f"skipped by the engine: {exc}")
     except Exception as exc:
-        return Delivered(Outcome.UNAVAILABLE, f"{type(exc).__name__}: {exc}")
-    return Delivered(Outcome.DELIVERED)
+        return Delivered(DeliveryOutcome.UNAVAILABLE, f"{type(exc).__name__}: {exc}")
+    return Delivered(DeliveryOutcome.DELIVERED)
 
 
-def _work(engine: Host, kind: object, body: Any) -> Coroutine[Any, Any, Any]:
+def _work(engine: RelayHost, kind: object, body: Any) -> Coroutine[Any, Any, Any]:
     if not isinstance(body, dict):
         raise TypeError("the row's body is not a JSON object")
     if kind == "event":

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator
 
 
-class Hub:
+class StreamHub:
     """Per-run wake-ups for stream readers of one engine."""
 
     def __init__(self) -> None:

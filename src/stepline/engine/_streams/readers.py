@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import collections
 
-__all__ = ["Readers", "Ticket", "TooManyReadersError"]
+__all__ = ["ReaderTicket", "Readers", "TooManyReadersError"]
 
 
 class TooManyReadersError(Exception):
     """A read past a bound on concurrent readers (answered with 429, naming the bound)."""
 
 
-class Ticket:
+class ReaderTicket:
     """One admitted reader; ``release`` (idempotent) lets the next one in."""
 
     __slots__ = ("_caller", "_readers", "_run_id")
@@ -48,7 +48,7 @@ class Readers:
         self._runs: collections.Counter[str] = collections.Counter()
         self._callers: collections.Counter[str] = collections.Counter()
 
-    def admit(self, run_id: str, caller: str) -> Ticket:
+    def admit(self, run_id: str, caller: str) -> ReaderTicket:
         """A ticket for one more reader of ``run_id`` by ``caller``.
 
         Raises:
@@ -69,7 +69,7 @@ class Readers:
             )
         self._runs[run_id] += 1
         self._callers[caller] += 1
-        return Ticket(self, run_id, caller)
+        return ReaderTicket(self, run_id, caller)
 
     def count(self, run_id: str) -> int:
         """How many readers ``run_id`` has now."""

@@ -19,7 +19,7 @@ from stepline.engine._errors import NotFoundError
 from stepline.engine._store import Tx
 from stepline.engine._store.messages import NewMessage, StoredMessage
 from stepline.engine._streams import wire
-from stepline.engine._streams.hub import Hub
+from stepline.engine._streams.hub import StreamHub
 from stepline.engine._streams.readers import Readers
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class RunEndedError(Exception):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Page:
+class MessagePage:
     """Messages of a run after some seq.
 
     Attributes:
@@ -61,7 +61,7 @@ class StreamService:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self.hub = Hub()
+        self.hub = StreamHub()
         settings = engine.settings
         self.readers = Readers(
             settings.max_stream_readers_per_run, settings.max_stream_readers_per_caller
@@ -113,7 +113,7 @@ class StreamService:
 
     async def page(
         self, run_id: str, after: int, topic: str | None, limit: int, max_bytes: int = PAGE_BYTES
-    ) -> Page:
+    ) -> MessagePage:
         """The messages after ``after`` (of ``topic``), as stored now.
 
         At most ``limit`` of them, and at most ``max_bytes`` of their data but for a first
@@ -133,11 +133,11 @@ class StreamService:
 
         status, (rows, more) = await self._engine.store.read(read)
         ended = status.terminal and not more
-        return Page(rows, status, ended, rows[-1].seq if rows else after)
+        return MessagePage(rows, status, ended, rows[-1].seq if rows else after)
 
     async def next_page(
         self, run_id: str, after: int, topic: str | None, limit: int, wait: float
-    ) -> Page:
+    ) -> MessagePage:
         """Like ``page``, but waits up to ``wait`` seconds for a message or the run's end.
 
         Raises:
