@@ -140,7 +140,7 @@ def make_app(engine: Literal["embedded"] | None = "embedded") -> tornado.web.App
         [process_order],
         authorize=bearer_token,
         inputs={process_order: Order},
-        prefix="/api/runs",
+        prefix="/api",
     )
     app.add_handlers(r".*", kit)
     return app

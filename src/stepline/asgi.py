@@ -31,8 +31,10 @@ from stepline._endpoints.endpoint import Endpoint, EndpointArgs
 from stepline._serving import asgi_scope
 from stepline._serving import options as _serve_options
 from stepline._serving import serve as _serve
+from stepline._webkit import kit as _kit
 from stepline._webkit import routes as _webkit
-from stepline._webkit.routes import Authorize, RunRoutes, RunRoutesOptions, WebRequest, WebResponse
+from stepline._webkit.kit import KitOptions
+from stepline._webkit.routes import Authorize, RunRoutes, WebRequest, WebResponse
 
 if TYPE_CHECKING:
     from stepline._client import Client
@@ -92,12 +94,12 @@ def serve(
 class RunsApp:
     """The web-app kit's run routes as an ASGI 3 app; ``authorize`` gets the ASGI scope.
 
-    The routes answer under the mount point (``root_path``); wrap the scope for headers
-    and the like, e.g. ``starlette.requests.Request(access.request).headers``.
+    The routes answer under the mount point (``root_path``) and ``prefix``; wrap the
+    scope for headers and the like, e.g. ``starlette.requests.Request(access.request).headers``.
     """
 
-    def __init__(self, routes: RunRoutes) -> None:
-        self.routes = routes
+    def __init__(self, routes: RunRoutes, prefix: str = "") -> None:
+        self.routes, self.prefix = routes, prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one ASGI connection."""
@@ -109,6 +111,10 @@ class RunsApp:
         body = await read_body(receive, _webkit.MAX_BODY)
         query = urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1"), True)
         path, mount = asgi_scope.relative_path(scope) or "/", scope.get("root_path", "")
+        if self.prefix:
+            under = path == self.prefix or path.startswith(self.prefix + "/")
+            # outside the prefix: a path the routes answer 404 to
+            path, mount = (path[len(self.prefix) :], mount + self.prefix) if under else ("/", mount)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request = WebRequest(
             scope["method"], path, dict(query), body, native=scope, mount=mount, headers=headers
@@ -121,17 +127,20 @@ def runs_app(
     functions: Sequence[Function],
     *,
     authorize: Authorize,
-    inputs: Mapping[Function, Any] | None = None,
-    **options: Unpack[RunRoutesOptions],
+    **options: Unpack[KitOptions],
 ) -> RunsApp:
     """Build the kit's ASGI app: start, status, cancel, result and events of ``functions``.
 
-    ``authorize`` (sync or async) decides every request; ``inputs`` maps functions to
-    pydantic models checked on start; ``options`` are more ``RunRoutes`` settings
-    (``poll_interval``, ``keepalive``, ``result_wait``, ``max_readers_per_run``,
+    ``authorize`` (sync or async) decides every request. ``options`` are the kit's
+    ``KitOptions``, the same for every framework (``inputs``, ``prefix``,
+    ``poll_interval``, ``keepalive``, ``result_wait``, ``max_readers_per_run``,
     ``max_readers_per_caller``).
+
+    Raises:
+        ConfigError: no ``authorize``, no functions, or a ``prefix`` not starting with ``/``.
     """
-    return RunsApp(RunRoutes(client, functions, authorize=authorize, inputs=inputs, **options))
+    routes, prefix = _kit.run_routes("runs_app", client, functions, authorize, options)
+    return RunsApp(routes, prefix)
 
 
 class DurableApp:

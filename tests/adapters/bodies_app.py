@@ -69,7 +69,7 @@ def main(framework: str, port: int) -> None:
             tornado_app = tornado.web.Application()
             stepline.tornado.serve(tornado_app, client, [echo])
             kit = stepline.tornado.runs_handlers(
-                client, [echo], authorize=stepline.web.allow_all, prefix="/api/runs"
+                client, [echo], authorize=stepline.web.allow_all, prefix="/api"
             )
             tornado_app.add_handlers(r".*", kit)
             tornado_app.listen(port, address="127.0.0.1")

@@ -92,7 +92,7 @@ def build(database: str, markers: Path, *, xsrf: bool = False) -> tornado.web.Ap
     stepline.tornado.serve(app, client, [], engine=engine)
     functions = [view.endpoint.function for view in (three, nap, made, small)]
     kit = stepline.tornado.runs_handlers(
-        client, functions, authorize=stepline.web.allow_all, prefix="/api/runs"
+        client, functions, authorize=stepline.web.allow_all, prefix="/api"
     )
     app.add_handlers(r".*", kit)
     return app

@@ -514,9 +514,9 @@ def test_public_names_are_pinned() -> None:
     ]
     assert all(hasattr(stepline.django, name) for name in stepline.django.__all__)
     # the package re-exports public names only: the view's helpers stay in _serve
-    for name in ("_from_django", "_setting", "_to_django"):
+    for name in ("_reader", "_setting", "_to_django"):
         assert not hasattr(stepline.django, name), name
-    from stepline.django._serve import _from_django, _setting, _to_django  # noqa: F401
+    from stepline.django._serve import _reader, _setting, _to_django  # noqa: F401
     from stepline.django.management.commands.stepline import Command
 
     assert Command.help

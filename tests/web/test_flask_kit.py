@@ -402,7 +402,7 @@ def test_runs_blueprint_links_follow_its_mount(tmp_path: Path) -> None:
         outer = flask.Blueprint("outer", __name__, url_prefix="/v2")
         outer.register_blueprint(
             stepline.flask.runs_blueprint(
-                client, [hello], authorize=stepline.web.allow_all, url_prefix="/jobs"
+                client, [hello], authorize=stepline.web.allow_all, prefix="/jobs"
             )
         )
         app.register_blueprint(outer)

@@ -227,7 +227,7 @@ def tornado_web(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> Iterator[Web]:
 
     app = tornado.web.Application()
     handlers = stepline.tornado.runs_handlers(
-        kit.client, [kit.talk], authorize=authorize, prefix="/api/runs", poll_interval=0.05
+        kit.client, [kit.talk], authorize=authorize, prefix="/api", poll_interval=0.05
     )
     app.add_handlers(r".*", handlers)
     monkeypatch.setenv("ASYNC_TEST_TIMEOUT", "30")

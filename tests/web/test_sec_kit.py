@@ -97,9 +97,7 @@ def mounted(framework: str, kit: Kit, hook: stepline.web.Authorize) -> Iterator[
         finally:
             harness().mount()
     else:
-        rules = stepline.tornado.runs_handlers(
-            kit.client, functions, authorize=hook, prefix="/api/runs"
-        )
+        rules = stepline.tornado.runs_handlers(kit.client, functions, authorize=hook, prefix="/api")
         server = ServerHttp(tornado.web.Application(rules))
 
         def call_tornado(

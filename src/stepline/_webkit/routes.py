@@ -28,7 +28,7 @@ import logging
 import re
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 from stepline import _errors, _serde
 from stepline._api import ownership
@@ -47,7 +47,6 @@ __all__ = [
     "AccessDenied",
     "AccessRequest",
     "RunRoutes",
-    "RunRoutesOptions",
     "WebRequest",
     "WebResponse",
     "allow_all",
@@ -171,16 +170,6 @@ class _Reject(Exception):
         self.status = status
         self.message = message
         self.detail = detail
-
-
-class RunRoutesOptions(TypedDict, total=False):
-    """``RunRoutes``' settings past its functions, as the adapters pass them through."""
-
-    poll_interval: float
-    keepalive: float
-    result_wait: float
-    max_readers_per_run: int
-    max_readers_per_caller: int
 
 
 class RunRoutes:

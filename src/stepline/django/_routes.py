@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.sync import sync_to_async
 from django import http, urls
 from django.views.decorators.csrf import csrf_exempt
+from typing_extensions import Unpack
 
 from stepline import _errors
 from stepline._serving import bodies
+from stepline._webkit import kit
 from stepline._webkit import routes as _webkit
 from stepline.django import _serve
 
@@ -27,13 +29,10 @@ def runs_urls(
     functions: Sequence[Function],
     *,
     authorize: _webkit.Authorize,
-    inputs: Mapping[Function, Any] | None = None,
     async_mode: bool | None = None,
-    poll_interval: float = 0.5,
-    keepalive: float = 15.0,
-    result_wait: float = 60.0,
+    **options: Unpack[kit.KitOptions],
 ) -> list[urls.URLPattern]:
-    """Five csrf-exempt URL patterns to ``include()`` under any prefix::
+    """Five csrf-exempt URL patterns, under ``prefix`` and wherever they are ``include()``d::
 
         POST runs                   start {"function", "data", "idempotency_key"?}
         GET  runs/<run_id>          the run (names: stepline-runs, stepline-run...)
@@ -48,16 +47,16 @@ def runs_urls(
             the ``HttpRequest`` (``request.user``...). Required; ``stepline.web.allow_all``
             makes the routes public. Under the async views a plain ``def`` hook runs in
             a worker thread, so it may use the ORM.
-        inputs: per function, a pydantic model the start's ``data`` must satisfy (422).
         async_mode: ``async def`` views; None picks them on Django 5+ when
             ``ASGI_APPLICATION`` is set (or from ``STEPLINE_ASYNC_MODE``), as ``serve`` does.
-        poll_interval: seconds between progress checks of an events stream.
-        keepalive: seconds between SSE keep-alive comments.
-        result_wait: the longest ``?wait=`` a result request may hold.
+        **options: the kit's ``KitOptions``, the same for every framework (``inputs``,
+            ``prefix``, ``poll_interval``, ``keepalive``, ``result_wait``,
+            ``max_readers_per_run``, ``max_readers_per_caller``).
 
     Raises:
         ConfigError: Django older than 4.2, async views asked for on Django 4.2, an
-            ``async`` authorize hook with sync views, or no functions.
+            ``async`` authorize hook with sync views, no functions, or a ``prefix`` not
+            starting with ``/``.
     """
     _serve.check_version()
     use_async = _serve.choose_async(async_mode)
@@ -69,15 +68,7 @@ def runs_urls(
     if use_async and callable(authorize) and not _is_async(authorize):
         # a sync hook typically reads request.user: the ORM refuses the event loop's thread
         hook = sync_to_async(cast("Callable[[_webkit.AccessRequest], bool]", authorize))
-    routes = _webkit.RunRoutes(
-        client,
-        functions,
-        authorize=hook,
-        inputs=inputs,
-        poll_interval=poll_interval,
-        keepalive=keepalive,
-        result_wait=result_wait,
-    )
+    routes, prefix = kit.run_routes("runs_urls", client, functions, hook, options)
     limit = _webkit.MAX_BODY
 
     if use_async:
@@ -89,7 +80,7 @@ def runs_urls(
             stream = routes.chunks_async(response) if response.stream is not None else None
             return _to_django(response, stream)
 
-        return _patterns(async_view)
+        return _patterns(async_view, prefix)
 
     def view(
         request: http.HttpRequest, run_id: str | None = None, suffix: str = ""
@@ -98,7 +89,7 @@ def runs_urls(
         stream = routes.chunks_sync(response) if response.stream is not None else None
         return _to_django(response, stream)
 
-    return _patterns(view)
+    return _patterns(view, prefix)
 
 
 def _is_async(authorize: _webkit.Authorize) -> bool:
@@ -106,14 +97,15 @@ def _is_async(authorize: _webkit.Authorize) -> bool:
     return inspect.iscoroutinefunction(authorize) or inspect.iscoroutinefunction(call)
 
 
-def _patterns(view: Callable[..., Any]) -> list[urls.URLPattern]:
+def _patterns(view: Callable[..., Any], prefix: str) -> list[urls.URLPattern]:
     exempt = csrf_exempt(view)
+    runs = f"{prefix.lstrip('/')}/runs" if prefix else "runs"
 
     def run(suffix: str, name: str) -> urls.URLPattern:
-        return urls.path(f"runs/<str:run_id>{suffix}", exempt, {"suffix": suffix}, name=name)
+        return urls.path(f"{runs}/<str:run_id>{suffix}", exempt, {"suffix": suffix}, name=name)
 
     return [
-        urls.path("runs", exempt, name="stepline-runs"),
+        urls.path(runs, exempt, name="stepline-runs"),
         run("", "stepline-run"),
         run("/cancel", "stepline-run-cancel"),
         run("/result", "stepline-run-result"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import fastapi
@@ -12,8 +12,10 @@ from typing_extensions import Unpack
 from stepline._client import Client
 from stepline._definition.function import Function
 from stepline._serving import asgi_scope, bodies
+from stepline._webkit import kit
 from stepline._webkit import routes as _webkit
-from stepline._webkit.routes import Authorize, RunRoutes, RunRoutesOptions, WebRequest, WebResponse
+from stepline._webkit.kit import KitOptions
+from stepline._webkit.routes import Authorize, RunRoutes, WebRequest, WebResponse
 
 __all__ = ["runs_router"]
 
@@ -29,9 +31,7 @@ def runs_router(
     functions: Sequence[Function],
     *,
     authorize: Authorize,
-    inputs: Mapping[Function, Any] | None = None,
-    prefix: str = "",
-    **options: Unpack[RunRoutesOptions],
+    **options: Unpack[KitOptions],
 ) -> fastapi.APIRouter:
     """The web-app kit's five run routes as an ``APIRouter`` (see ``stepline.web``).
 
@@ -40,11 +40,16 @@ def runs_router(
     progress and the run's stream, see ``docs/streams.md``),
     under ``prefix`` and wherever the router is included. Every request goes through
     ``authorize`` (sync or async); ``inputs`` maps functions to pydantic models checked on
-    start (422 with ``detail``) and documented in OpenAPI. ``options`` are more
-    ``RunRoutes`` settings (``poll_interval``, ``keepalive``, ``result_wait``,
-    ``max_readers_per_run``, ``max_readers_per_caller``).
+    start (422 with ``detail``) and documented in OpenAPI.
+
+    ``options`` are the kit's ``KitOptions``, the same for every framework (``inputs``,
+    ``prefix``, ``poll_interval``, ``keepalive``, ``result_wait``, ``max_readers_per_run``,
+    ``max_readers_per_caller``).
+
+    Raises:
+        ConfigError: no ``authorize``, no functions, or a ``prefix`` not starting with ``/``.
     """
-    routes = RunRoutes(client, functions, authorize=authorize, inputs=inputs, **options)
+    routes, prefix = kit.run_routes("runs_router", client, functions, authorize, options)
     router = fastapi.APIRouter(prefix=prefix, tags=["runs"])
 
     async def start_run(request: fastapi.Request) -> fastapi.Response:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import flask
+from typing_extensions import Unpack
 
 from stepline._serving import bodies
+from stepline._webkit import kit
 from stepline._webkit import routes as _webkit
 
 if TYPE_CHECKING:
@@ -22,30 +24,35 @@ def runs_blueprint(
     functions: Sequence[Function],
     *,
     authorize: _webkit.Authorize,
-    inputs: Mapping[Function, Any] | None = None,
     name: str = "stepline_runs",
-    url_prefix: str = "",
+    **options: Unpack[kit.KitOptions],
 ) -> flask.Blueprint:
     """A blueprint answering the run routes of ``stepline.web`` for ``functions``.
 
     ``POST /runs`` starts a run, ``GET /runs/<id>`` shows it, ``POST /runs/<id>/cancel``
     cancels it, ``GET /runs/<id>/result?wait=`` waits for it and ``GET /runs/<id>/events``
-    streams its progress as Server-Sent Events. Every request goes to ``authorize`` first
-    (with the ``flask.Request`` as ``access.request``); pass ``stepline.web.allow_all`` to
-    make the routes public on purpose. The POSTs need ``Content-Type: application/json``
-    or the ``X-Stepline-Csrf`` header (a cross-site form cannot send either). Serve the
-    app threaded: an events stream holds its thread until the run ends.
+    streams its progress as Server-Sent Events, under ``prefix`` and wherever the
+    blueprint is registered (``register_blueprint(url_prefix=)`` adds to it). Every
+    request goes to ``authorize`` first (with the ``flask.Request`` as
+    ``access.request``); pass ``stepline.web.allow_all`` to make the routes public on
+    purpose. The POSTs need ``Content-Type: application/json`` or the ``X-Stepline-Csrf``
+    header (a cross-site form cannot send either). Serve the app threaded: an events
+    stream holds its thread until the run ends.
 
     Args:
         client: the app's client.
         functions: the functions that may be started; runs of others answer 404.
         authorize: the access hook (sync; Flask views are sync).
-        inputs: per function, a pydantic model the start's ``data`` must match (422).
         name: the blueprint's name (register two with different names).
-        url_prefix: where the routes go (``register_blueprint(url_prefix=)`` works too).
+        **options: the kit's ``KitOptions``, the same for every framework (``inputs``,
+            ``prefix``, ``poll_interval``, ``keepalive``, ``result_wait``,
+            ``max_readers_per_run``, ``max_readers_per_caller``).
+
+    Raises:
+        ConfigError: no ``authorize``, no functions, or a ``prefix`` not starting with ``/``.
     """
-    routes = _webkit.RunRoutes(client, functions, authorize=authorize, inputs=inputs)
-    blueprint = flask.Blueprint(name, "stepline.flask", url_prefix=url_prefix or None)
+    routes, prefix = kit.run_routes("runs_blueprint", client, functions, authorize, options)
+    blueprint = flask.Blueprint(name, "stepline.flask", url_prefix=prefix or None)
 
     def view(rest: str = "") -> flask.Response:
         # the request itself, not the proxy: authorize may keep it past the request

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import tornado.iostream
 import tornado.routing
 import tornado.web
 from typing_extensions import Unpack
 
-from stepline import _errors
+from stepline._webkit import kit
 from stepline._webkit import routes as _webkit
 from stepline.tornado import _views
 
@@ -28,28 +28,26 @@ def runs_handlers(
     functions: Sequence[Function],
     *,
     authorize: _webkit.Authorize,
-    inputs: Mapping[Function, Any] | None = None,
-    prefix: str = "/runs",
-    **options: Unpack[_webkit.RunRoutesOptions],
+    **options: Unpack[kit.KitOptions],
 ) -> list[tornado.routing.Rule]:
     """The kit's run routes under ``prefix``, for ``Application(...)`` or ``add_handlers``.
 
-    ``POST {prefix}`` starts one of ``functions``; ``GET {prefix}/{id}``, ``POST
-    {prefix}/{id}/cancel``, ``GET {prefix}/{id}/result?wait=`` and ``GET
-    {prefix}/{id}/events`` (Server-Sent Events) follow it. ``authorize`` (sync or async)
-    receives an ``AccessRequest`` whose ``request`` is the ``RequestHandler``, so
-    ``access.request.current_user`` works. An app with ``xsrf_cookies=True`` keeps checking
-    its XSRF token on the POSTs. ``inputs`` (pydantic models per function) and ``options``
-    (``poll_interval``, ``keepalive``, ``result_wait``, ``max_readers_per_run``,
-    ``max_readers_per_caller``) go to ``RunRoutes``.
+    ``POST {prefix}/runs`` starts one of ``functions``; ``GET {prefix}/runs/{id}``,
+    ``POST {prefix}/runs/{id}/cancel``, ``GET {prefix}/runs/{id}/result?wait=`` and
+    ``GET {prefix}/runs/{id}/events`` (Server-Sent Events) follow it. ``authorize`` (sync
+    or async) receives an ``AccessRequest`` whose ``request`` is the ``RequestHandler``,
+    so ``access.request.current_user`` works. An app with ``xsrf_cookies=True`` keeps
+    checking its XSRF token on the POSTs.
+
+    ``options`` are the kit's ``KitOptions``, the same for every framework (``inputs``,
+    ``prefix``, ``poll_interval``, ``keepalive``, ``result_wait``, ``max_readers_per_run``,
+    ``max_readers_per_caller``).
 
     Raises:
-        ConfigError: no ``authorize``, no functions, or ``prefix`` not ending in ``/runs``.
+        ConfigError: no ``authorize``, no functions, or a ``prefix`` not starting with ``/``.
     """
-    if not prefix.startswith("/") or not prefix.rstrip("/").endswith("/runs"):
-        raise _errors.ConfigError(f"prefix must start with '/' and end with '/runs': {prefix!r}")
-    routes = _webkit.RunRoutes(client, functions, authorize=authorize, inputs=inputs, **options)
-    collection = prefix.rstrip("/")
+    routes, prefix = kit.run_routes("runs_handlers", client, functions, authorize, options)
+    collection = prefix + "/runs"
     pattern = re.escape(collection) + r"(?:/.*)?"
     kwargs = {"routes": routes, "collection": collection}
     return [tornado.routing.Rule(tornado.routing.PathMatches(pattern), RunsHandler, kwargs)]
