@@ -1,9 +1,10 @@
 """Sending a signal to a run from its admin page (``stepline.signal_run``).
 
 The form checks the name and the JSON data before anything reaches the engine; ``send``
-is the client's own ``signal_sync``, so an embedded engine and a separate one answer
-alike: a run that waits for no such signal is a ``SignalNotWaitingError``, a wait that
-already ended a ``SignalAlreadyReceivedError`` (both ``ManagementError``).
+is the run handle's own ``signal`` (``client.get_run_sync(run_id)``), so an embedded
+engine and a separate one answer alike: a run that waits for no such signal is a
+``SignalNotWaitingError``, a wait that already ended a ``SignalAlreadyReceivedError``
+(both ``ManagementError``).
 """
 
 from __future__ import annotations
