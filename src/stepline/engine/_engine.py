@@ -34,6 +34,7 @@ from stepline.engine._model import (
     FunctionRecord,
     Run,
     StepRecord,
+    stored_text,
 )
 from stepline.engine._observe.observer import Observer
 from stepline.engine._reads import Reads
@@ -49,7 +50,6 @@ from stepline.engine._store import (
     dsn,
     guard,
     store_for,
-    stored_text,
     sweeper,
 )
 from stepline.engine._store.attempts import StepAttempt

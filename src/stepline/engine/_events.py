@@ -9,8 +9,7 @@ from stepline import _json
 from stepline._protocol import event_names
 from stepline._status import RunStatus
 from stepline.engine import _ids
-from stepline.engine._model import EventRecord, Job, JobKind, Run
-from stepline.engine._store import storable
+from stepline.engine._model import EventRecord, Job, JobKind, Run, storable
 
 INVOKED = "inngest/function.invoked"
 FINISHED = "inngest/function.finished"

@@ -1,9 +1,11 @@
-"""The engine's records: what the store keeps and the API shows."""
+"""The engine's records: what the store keeps and the API shows, and the limits on the
+values they hold (``YEAR``, ``storable``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from typing import Any
 
 from stepline._status import RunStatus
@@ -11,6 +13,25 @@ from stepline._status import RunStatus
 #: Sleeps, waits, invokes and cancel rules longer than this are cut to it (the Go server
 #: rejects them).
 YEAR = 365 * 86_400.0
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> bool:
+    """Whether a text column of every store can hold ``text`` as it is.
+
+    Postgres refuses NUL characters in text, and a lone surrogate (which a JSON
+    ``\\ud800`` escape decodes to) cannot be encoded as UTF-8 for either store. Values
+    stored as JSON are escaped and need no check; ids, names and expressions do.
+    """
+    return _UNSTORABLE.search(text) is None
+
+
+def stored_text(text: str) -> str:
+    """``text`` with what no store can hold (see ``storable``) replaced by U+FFFD.
+
+    For text from outside that is kept only to be shown (an app's error answer).
+    """
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 class StepStatus(str, enum.Enum):

@@ -22,8 +22,7 @@ from stepline._definition import cron as _cron
 from stepline._protocol import durations, event_names
 from stepline.engine._flow import rules
 from stepline.engine._flow.rules import FlowRules, RegistrationError
-from stepline.engine._model import YEAR
-from stepline.engine._store import storable
+from stepline.engine._model import YEAR, storable
 
 logger = logging.getLogger("stepline.engine")
 

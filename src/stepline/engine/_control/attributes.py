@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stepline.engine._errors import NotFoundError
-from stepline.engine._store import Store, Tx, storable
+from stepline.engine._model import storable
+from stepline.engine._store import Store, Tx
 from stepline.engine._store.attributes import MAX_ATTRIBUTES, MAX_VALUE
 
 __all__ = ["AttributesError", "checked", "put", "query_filter", "set_on"]

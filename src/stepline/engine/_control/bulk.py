@@ -29,9 +29,9 @@ from stepline.engine._apps.registry import compiled
 from stepline.engine._config import EngineSettings
 from stepline.engine._control import attributes as _run_attributes
 from stepline.engine._control import replay
-from stepline.engine._model import Job, JobKind, Run
+from stepline.engine._model import Job, JobKind, Run, storable
 from stepline.engine._runs.transitions import RunTransitions
-from stepline.engine._store import Tx, storable
+from stepline.engine._store import Tx
 from stepline.engine._store.bulk import BulkAction
 
 ACTIONS = ("cancel", "replay")

@@ -29,10 +29,10 @@ from typing import Any, Protocol
 
 from stepline._protocol import signals as _tokens
 from stepline.engine._errors import NotFoundError
-from stepline.engine._model import YEAR, Pause, PauseKind, StepRecord, StepStatus
+from stepline.engine._model import YEAR, Pause, PauseKind, StepRecord, StepStatus, storable
 from stepline.engine._runs.starts import execute_job_id, expire
 from stepline.engine._runs.view import RunView, deadline
-from stepline.engine._store import Tx, storable
+from stepline.engine._store import Tx
 from stepline.engine._wire.response import ReportedOp
 
 __all__ = ["MAX_KEY", "SignalConflict", "by_key", "by_token", "to_run", "token_state", "wait"]

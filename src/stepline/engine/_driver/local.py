@@ -22,9 +22,9 @@ from stepline._protocol.execution import Op
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
 from stepline.engine._errors import NotFoundError
-from stepline.engine._model import Run
+from stepline.engine._model import Run, storable
 from stepline.engine._runs import recording
-from stepline.engine._store import Store, Tx, storable
+from stepline.engine._store import Store, Tx
 from stepline.engine._wire import response
 
 if TYPE_CHECKING:

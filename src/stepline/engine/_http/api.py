@@ -50,9 +50,10 @@ from stepline.engine._http import stream as _stream
 from stepline.engine._http import versions as _versions
 from stepline.engine._http.wire import ApiError
 from stepline.engine._ids import SeedError
+from stepline.engine._model import storable
 from stepline.engine._observe import prometheus
 from stepline.engine._relay import http as _relay_http
-from stepline.engine._store import EventFilter, RunFilter, storable
+from stepline.engine._store import EventFilter, RunFilter
 from stepline.engine._trust import apps as _app_trust
 
 Request = starlette.requests.Request

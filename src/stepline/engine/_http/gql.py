@@ -42,8 +42,8 @@ from stepline.engine._http.gql_parse import (
     Variable,
     VariableDefinition,
 )
-from stepline.engine._model import EventRecord, Run, StepRecord
-from stepline.engine._store import Tx, storable
+from stepline.engine._model import EventRecord, Run, StepRecord, storable
+from stepline.engine._store import Tx
 
 Request = starlette.requests.Request
 Response = starlette.responses.Response

@@ -22,7 +22,7 @@ from stepline.engine._control.pause import CronPolicy
 from stepline.engine._engine import Engine
 from stepline.engine._http import views, wire
 from stepline.engine._http.wire import ApiError
-from stepline.engine._store import storable
+from stepline.engine._model import storable
 
 Request = starlette.requests.Request
 Response = starlette.responses.Response

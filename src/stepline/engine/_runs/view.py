@@ -12,8 +12,8 @@ from stepline import _identity, _serde
 from stepline._protocol import durations
 from stepline._protocol.hashing import hash_step_id
 from stepline._protocol.opcodes import Opcode
-from stepline.engine._model import YEAR, Run, StepRecord, StepStatus
-from stepline.engine._store import Tx, storable
+from stepline.engine._model import YEAR, Run, StepRecord, StepStatus, storable
+from stepline.engine._store import Tx
 from stepline.engine._wire.response import (
     MAX_REPORT_ID,
     Completed,

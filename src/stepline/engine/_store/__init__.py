@@ -9,7 +9,6 @@ change a queue item depends on is committed in the same transaction that enqueue
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -37,26 +36,6 @@ if TYPE_CHECKING:
     from stepline.engine._store.versions import AppVersion
 
 T = TypeVar("T")
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def storable(text: str) -> bool:
-    """Whether a text column of every store can hold ``text`` as it is.
-
-    Postgres refuses NUL characters in text, and a lone surrogate (which a JSON
-    ``\\ud800`` escape decodes to) cannot be encoded as UTF-8 for either store. Values
-    stored as JSON are escaped and need no check; ids, names and expressions do.
-    """
-    return _UNSTORABLE.search(text) is None
-
-
-def stored_text(text: str) -> str:
-    """``text`` with what no store can hold (see ``storable``) replaced by U+FFFD.
-
-    For text from outside that is kept only to be shown (an app's error answer).
-    """
-    return _UNSTORABLE.sub("\ufffd", text)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 from stepline import _json
-from stepline.engine._store import storable
+from stepline.engine._model import storable
 from stepline.engine._store.messages import NewMessage
 
 #: the most messages one publish carries

@@ -13,7 +13,7 @@ from typing import Any, TypeGuard
 from stepline import _json, _serde
 from stepline._protocol import durations, headers
 from stepline._protocol.opcodes import Opcode
-from stepline.engine._store import storable
+from stepline.engine._model import storable
 
 MAX_RETRY_AFTER = 86_400.0
 #: The header an SDK answers with when its replay no longer matched the run's history.
