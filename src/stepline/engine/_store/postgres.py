@@ -38,7 +38,7 @@ from stepline.engine._store.function_metrics import PostgresMetricsSql
 from stepline.engine._store.messages import PostgresMessagesSql
 from stepline.engine._store.part import LazyPart
 from stepline.engine._store.queue import PostgresQueueSql
-from stepline.engine._store.sql import SqlTx
+from stepline.engine._store.sql import SqlTx, run_in
 
 T = TypeVar("T")
 logger = logging.getLogger("stepline.engine")
@@ -259,7 +259,7 @@ class PostgresStore:
                     results, jobs, apps, streamed = [], False, False, set()
                     for work in works:
                         tx = PostgresTx(conn)
-                        results.append(work(tx))
+                        results.append(run_in(tx, work))
                         # jobs this node leased in the same transaction wake no one else
                         jobs = jobs or any(job not in tx.claimed for job in tx.queued)
                         apps = apps or tx.apps_changed
@@ -312,7 +312,7 @@ class PostgresStore:
                 conn.read_only = True  # "BEGIN READ ONLY": no round trip of its own
                 try:
                     with conn.transaction():
-                        return work(PostgresTx(conn, write=False))
+                        return run_in(PostgresTx(conn, write=False), work)
                 except psycopg.OperationalError as exc:
                     if not conn.broken or attempt == _RETRIES - 1:
                         raise

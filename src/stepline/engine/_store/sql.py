@@ -10,8 +10,8 @@ own (``part``), built when first used.
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeVar
 
 from stepline._json import dumps
 from stepline._status import RunStatus
@@ -56,6 +56,9 @@ from stepline.engine._store.rows import (
 from stepline.engine._store.seen import Seen
 from stepline.engine._store.signals import SignalsSql
 from stepline.engine._store.versions import VersionsSql
+
+T = TypeVar("T")
+TxT = TypeVar("TxT", bound="SqlTx")
 
 _INSERT_RUN = insert("runs", RUN_COLUMNS, on_conflict="DO NOTHING")
 _UPSERT_RUN = upsert("runs", RUN_COLUMNS, "run_id")
@@ -159,6 +162,14 @@ class SqlTx:
     def _row_lock(self) -> str:
         """The clause a locking read in a write transaction ends with (where needed)."""
         return ""
+
+    def end(self) -> None:
+        """The transaction is over: let go of its parts, so that it is freed as soon as
+        its work returns. Each part refers back to it, a cycle only the garbage collector
+        would free (with a transaction per step, twice the collections)."""
+        built = self.__dict__
+        for name in _PARTS:
+            built.pop(name, None)
 
     def note_apps_changed(self) -> None:
         """Apps or their versions were written (Postgres tells the other nodes to reload)."""
@@ -448,6 +459,18 @@ class SqlTx:
         self._x("UPDATE runs SET waiting = ? WHERE run_id = ?", (json_or_null(waiting), run_id))
         if self.seen is not None:
             self.seen.held(waiting)
+
+
+#: the names of a transaction's parts (``SqlTx.end`` lets them go)
+_PARTS = tuple(name for name, value in vars(SqlTx).items() if isinstance(value, LazyPart))
+
+
+def run_in(tx: TxT, work: Callable[[TxT], T]) -> T:
+    """``work(tx)``, then ``tx.end()``: how a store runs a work on a transaction."""
+    try:
+        return work(tx)
+    finally:
+        tx.end()
 
 
 def _event_values(event: EventRecord) -> tuple[Any, ...]:

@@ -26,7 +26,7 @@ from stepline.engine._store import wal as _wal
 from stepline.engine._store.outcomes import Slot, Waiter, deliver_all
 from stepline.engine._store.part import LazyPart
 from stepline.engine._store.queue import SqliteQueueSql
-from stepline.engine._store.sql import SqlTx
+from stepline.engine._store.sql import SqlTx, run_in
 
 T = TypeVar("T")
 _READERS = 2  # reader threads (each with its own connection)
@@ -256,7 +256,7 @@ class SqliteStore:
                     if not alone:
                         conn.execute("SAVEPOINT stepline_work")
                     try:
-                        outcomes.append((True, work(SqliteTx(conn))))
+                        outcomes.append((True, run_in(SqliteTx(conn), work)))
                     except Exception as exc:
                         if not conn.in_transaction:  # a fault (full, I/O) ended it: all fail
                             raise
@@ -300,7 +300,7 @@ class SqliteStore:
             self._local.conn, self._local.opened = conn, self._opened
         conn.execute("BEGIN")
         try:
-            return work(SqliteTx(conn))
+            return run_in(SqliteTx(conn), work)
         finally:
             conn.execute("ROLLBACK")
 
