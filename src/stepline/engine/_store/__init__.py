@@ -4,6 +4,12 @@ Engine logic is written once as plain functions over a ``Tx``; a store runs them
 inside a transaction (``atomic``) or on a read connection (``read``). Every state
 change a queue item depends on is committed in the same transaction that enqueues it.
 ``store_for`` opens the store a database URL names (``sql`` holds the SQL both share).
+
+A ``Tx`` reads and writes runs, steps, events and pauses itself; every other concern is a
+part of it, named at the call site: ``tx.queue`` (``queue.py``), ``tx.flow``, ``tx.apps``,
+``tx.versions``, ``tx.messages``, ``tx.controls``, ``tx.attributes``, ``tx.bulk``,
+``tx.signals``, ``tx.attempts``, ``tx.browsing`` (each in the module of its name) and
+``tx.metrics`` (``function_metrics.py``).
 """
 
 from __future__ import annotations
