@@ -20,10 +20,10 @@ from stepline.engine._wire.response import (
     MAX_REPORT_BYTES,
     MAX_REPORT_IDS,
     Completed,
-    Divergence,
     Failed,
     Ops,
     RawResponse,
+    RecordedDivergence,
     decode,
 )
 from tests.conftest import StubServer
@@ -45,7 +45,7 @@ STEP = [{"op": "StepRun", "id": "hb", "name": "b", "data": 1}]
 
 def test_a_valid_report_is_read_on_every_kind_of_outcome() -> None:
     report = json.dumps({"policy": "warn", "missing": ["ha"], "reordered": ["hx"], "new": ["hb"]})
-    expected = Divergence("warn", ("ha",), ("hx",), ("hb",), "sdk")
+    expected = RecordedDivergence("warn", ("ha",), ("hx",), ("hb",), "sdk")
     ops = decode(answer(206, STEP, report), now=0.0)
     done = decode(answer(200, "ok", report), now=0.0)
     failed = decode(answer(500, {"name": "E", "message": "m"}, report), now=0.0)
@@ -57,7 +57,7 @@ def test_a_valid_report_is_read_on_every_kind_of_outcome() -> None:
     lower = decode(
         answer(200, "ok", None, **{HEADER.lower(): '{"policy":"fail","new":["x"]}'}), now=0
     )
-    assert lower.divergence == Divergence("fail", (), (), ("x",))
+    assert lower.divergence == RecordedDivergence("fail", (), (), ("x",))
 
 
 def test_a_report_inside_a_streamed_answers_envelope_is_read() -> None:
@@ -65,7 +65,7 @@ def test_a_report_inside_a_streamed_answers_envelope_is_read() -> None:
     envelope = {"status": 200, "headers": {**SDK, HEADER: report}, "body": '"ok"'}
     outcome = decode(RawResponse(201, SDK, json.dumps(envelope).encode()), now=0.0)
     assert isinstance(outcome, Completed)
-    assert outcome.divergence == Divergence("warn", ("ha",))
+    assert outcome.divergence == RecordedDivergence("warn", ("ha",))
 
 
 def test_no_header_means_no_divergence() -> None:

@@ -180,18 +180,19 @@ def _started(
     engine: Engine, call: DirectCall, run_id: str, created: bool, run: Run | None
 ) -> effects.HttpResponse:
     view = answers.started_view(run_id, call.ident, created, run)
-    return _json_answer(engine, answers.Answer(201 if created else 200, view))
+    return _json_answer(engine, answers.JsonAnswer(201 if created else 200, view))
 
 
 def _run(engine: Engine, found: Run) -> effects.HttpResponse:
-    return _json_answer(engine, answers.Answer(200, views.data(views.run(found, with_events=True))))
+    view = views.data(views.run(found, with_events=True))
+    return _json_answer(engine, answers.JsonAnswer(200, view))
 
 
 def _failure(engine: Engine, call: DirectCall, exc: Exception) -> effects.HttpResponse:
     return _json_answer(engine, answers.failure(call.request.method, call.route, exc))
 
 
-def _json_answer(engine: Engine, answer: answers.Answer) -> effects.HttpResponse:
+def _json_answer(engine: Engine, answer: answers.JsonAnswer) -> effects.HttpResponse:
     headers = {
         _headers.CONTENT_TYPE: _headers.JSON,
         _headers.SERVER_KIND: engine.settings.server_kind,

@@ -41,7 +41,7 @@ class ServerDisconnected(ConnectionError):
     """The server closed the connection before any byte of an answer."""
 
 
-class Connection(asyncio.Protocol):
+class H1Connection(asyncio.Protocol):
     """One socket to an app's server, carrying one exchange at a time."""
 
     def __init__(self) -> None:
@@ -118,7 +118,7 @@ class H1Driver:
     def __init__(self, fallback: Driver, *, max_bytes: int, max_connections: int = 200) -> None:
         self.fallback = fallback
         self.max_bytes = max_bytes
-        self._idle: dict[Origin, collections.deque[Connection]] = {}
+        self._idle: dict[Origin, collections.deque[H1Connection]] = {}
         self._limit = max_connections
         self._slots: asyncio.Semaphore | None = None
 
@@ -171,7 +171,7 @@ class H1Driver:
         return await self._exchange(origin, conn, data, method, deadline)
 
     async def _exchange(
-        self, origin: Origin, conn: Connection, data: bytes, method: str, deadline: float
+        self, origin: Origin, conn: H1Connection, data: bytes, method: str, deadline: float
     ) -> AnswerReader:
         loop = asyncio.get_running_loop()
         waiter = conn.exchange(data, AnswerReader(method, max_body=self.max_bytes, go_framing=True))
@@ -189,7 +189,7 @@ class H1Driver:
             conn.close()
         return answer
 
-    def _take(self, origin: Origin) -> Connection | None:
+    def _take(self, origin: Origin) -> H1Connection | None:
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
@@ -197,17 +197,17 @@ class H1Driver:
                 return conn
         return None
 
-    def _give(self, origin: Origin, conn: Connection) -> None:
+    def _give(self, origin: Origin, conn: H1Connection) -> None:
         idle = self._idle.setdefault(origin, collections.deque())
         if len(idle) < MAX_IDLE:
             idle.append(conn)
         else:
             conn.close()
 
-    async def _connect(self, origin: Origin, deadline: float) -> Connection:
+    async def _connect(self, origin: Origin, deadline: float) -> H1Connection:
         loop = asyncio.get_running_loop()
         left = max(deadline - loop.time(), 0.0)
-        made = loop.create_connection(Connection, origin[0], origin[1])
+        made = loop.create_connection(H1Connection, origin[0], origin[1])
         _, conn = await asyncio.wait_for(made, left)
         return conn
 

@@ -25,7 +25,7 @@ from stepline.engine._model import Run
 from stepline.engine._runs import starts as _starts
 from stepline.engine._store.faults import StoreUnavailable
 
-__all__ = ["Answer", "StartRequest", "failure", "start_request"]
+__all__ = ["JsonAnswer", "StartRequest", "failure", "start_request"]
 
 logger = logging.getLogger("stepline.engine.api")
 
@@ -34,7 +34,7 @@ EVENT_ROUTES = frozenset({"/e/{key}"})
 
 
 @dataclasses.dataclass(frozen=True)
-class Answer:
+class JsonAnswer:
     """A JSON answer: status, body, and headers beyond the content type."""
 
     status: int
@@ -97,7 +97,7 @@ def start_body(body: object) -> dict[str, Any]:
     return {**body, "data": data, "idempotency_key": key, "started_by": started_by}
 
 
-def failure(method: str, path: str, exc: Exception) -> Answer:
+def failure(method: str, path: str, exc: Exception) -> JsonAnswer:
     """The answer to ``exc`` raised while serving ``method path`` (a route template), logged.
 
     A template, not the URL: ``/e/{key}`` must never put a key in the logs.
@@ -123,13 +123,13 @@ def failure(method: str, path: str, exc: Exception) -> Answer:
         return unavailable(exc, path)
     else:
         logger.exception("unexpected error in %s %s", method, path)
-        return Answer(500, {"error": "internal server error"})
+        return JsonAnswer(500, {"error": "internal server error"})
     level = logging.INFO if status == 404 else logging.WARNING
     logger.log(level, "rejected %s %s: %d %s", method, path, status, message)
-    return Answer(status, body if body is not None else {"error": message})
+    return JsonAnswer(status, body if body is not None else {"error": message})
 
 
-def unavailable(exc: StoreUnavailable, path: str) -> Answer:
+def unavailable(exc: StoreUnavailable, path: str) -> JsonAnswer:
     """503 for a database fault on the route ``path``, with ``Retry-After``.
 
     The store's guard has logged the fault once already, so nothing more is logged per
@@ -139,7 +139,7 @@ def unavailable(exc: StoreUnavailable, path: str) -> Answer:
     body = exc.body()
     if path in EVENT_ROUTES:
         body = {"ids": [], **body}
-    return Answer(exc.status, body, {"retry-after": str(exc.retry_after)})
+    return JsonAnswer(exc.status, body, {"retry-after": str(exc.retry_after)})
 
 
 def started_view(run_id: str, function_id: str, created: bool, run: Run | None) -> dict[str, Any]:

@@ -17,10 +17,10 @@ from stepline.engine._store import Tx
 from stepline.engine._wire.response import (
     MAX_REPORT_ID,
     Completed,
-    Divergence,
     Failed,
     Ops,
     Outcome,
+    RecordedDivergence,
     ReportedOp,
 )
 
@@ -233,7 +233,7 @@ class RunView:
         return self.done(op, memo, StepStatus.COMPLETED, now)
 
     def diverged(
-        self, divergence: Divergence, outcome: Outcome, now: float
+        self, divergence: RecordedDivergence, outcome: Outcome, now: float
     ) -> dict[str, Any] | None:
         """Record that a replay no longer matched the run's history; the notice if new.
 
@@ -302,7 +302,7 @@ class RunView:
         missing = (step.step_id,)
         if isinstance(outcome, Completed):
             return dataclasses.replace(
-                outcome, divergence=Divergence("warn", missing, source="engine")
+                outcome, divergence=RecordedDivergence("warn", missing, source="engine")
             )
         if isinstance(outcome, Ops):
             lost = [op for op in outcome.ops if op.op is Opcode.STEP_NOT_FOUND and op.id in missing]
@@ -310,14 +310,14 @@ class RunView:
                 return outcome
             new = tuple(_found_steps(lost[0].data))
             return dataclasses.replace(
-                outcome, divergence=Divergence("warn", missing, (), new, "engine")
+                outcome, divergence=RecordedDivergence("warn", missing, (), new, "engine")
             )
         found = _not_found(outcome, step.step_id)
         if found is None:
             return outcome
         new = tuple(entry["id"] for entry in found)
         if not (outcome.sdk or "").startswith(_OWN_SDK):
-            divergence = Divergence("fail", missing, (), new, "engine")
+            divergence = RecordedDivergence("fail", missing, (), new, "engine")
             return dataclasses.replace(outcome, divergence=divergence)
         op = ReportedOp(
             Opcode.STEP_NOT_FOUND,
@@ -328,7 +328,7 @@ class RunView:
             {"foundSteps": found},
             None,
         )
-        divergence = Divergence("warn", missing, (), new, "engine")
+        divergence = RecordedDivergence("warn", missing, (), new, "engine")
         return Ops((op,), outcome.request_version, divergence=divergence)
 
     def lost(self, op: ReportedOp, now: float) -> bool:

@@ -60,8 +60,9 @@ class ReportedOp:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Divergence:
-    """A replay that no longer matched the run's recorded history (hashed step ids).
+class RecordedDivergence:
+    """A replay that no longer matched the run's recorded history (hashed step ids), as the
+    engine records it: the SDK's report (its own ``Divergence``) or what the engine saw.
 
     Attributes:
         policy: ``warn`` (the run goes on) or ``fail`` (the SDK failed the call).
@@ -84,7 +85,7 @@ class Completed:
 
     output: str
     request_version: int | None = None
-    divergence: Divergence | None = None
+    divergence: RecordedDivergence | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,7 +95,7 @@ class Ops:
     ops: tuple[ReportedOp, ...]
     request_version: int | None = None
     no_retry: bool = False
-    divergence: Divergence | None = None
+    divergence: RecordedDivergence | None = None
 
     def final(self, op: ReportedOp) -> bool:
         """Whether ``op``'s error must not be retried (the answer or the op says so)."""
@@ -117,7 +118,7 @@ class Failed:
     no_retry: bool = False
     retry_after: float | None = None
     request_version: int | None = None
-    divergence: Divergence | None = None
+    divergence: RecordedDivergence | None = None
     sdk: str | None = None
     steps: tuple[ReportedOp, ...] = ()
 
@@ -145,7 +146,7 @@ def decode(raw: RawResponse, *, now: float) -> Outcome:
     return outcome if divergence is None else dataclasses.replace(outcome, divergence=divergence)
 
 
-def read_divergence(text: str) -> Divergence | None:
+def read_divergence(text: str) -> RecordedDivergence | None:
     """The divergence an ``X-Stepline-Nondeterminism`` header reports; None if malformed.
 
     The header is not signed: it is capped (``MAX_REPORT_BYTES``), its shape checked,
@@ -169,7 +170,7 @@ def read_divergence(text: str) -> Divergence | None:
             else:
                 kept = [_ids(ids) for ids in lists]
                 if any(kept):
-                    return Divergence(str(parsed["policy"]), kept[0], kept[1], kept[2])
+                    return RecordedDivergence(str(parsed["policy"]), kept[0], kept[1], kept[2])
                 problem = "no valid step id in it"
     logger.warning("ignored a malformed %s header: %s", NONDETERMINISM, problem)
     return None
