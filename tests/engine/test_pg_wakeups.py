@@ -1,7 +1,7 @@
 """Postgres wake-ups: a commit that queues work wakes every other node, never its own.
 
 A node already knows what its own commits queued and ended (the worker and the API call
-``Engine._committed`` themselves, as on SQLite, which has no notifications); answering the
+``Engine.committed`` themselves, as on SQLite, which has no notifications); answering the
 echo of its own ``NOTIFY`` would cost two more transactions per step.
 """
 

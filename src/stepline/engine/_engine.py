@@ -125,7 +125,7 @@ class Engine:
             clock=self.clock,
             settings=self.settings,
             registry=lambda: self._apps.current,
-            on_commit=self._committed,
+            on_commit=self.committed,
             on_ended=self._waiters.ended_blocking,
             observer=self.observer,
             reload=self.reload,
@@ -140,7 +140,7 @@ class Engine:
             worker=self.worker,
             apps=self._apps,
             waiters=self._waiters,
-            committed=self._committed,
+            committed=self.committed,
             aio=lambda: self._aio,
         )
         self.pausing = PauseControl(
@@ -148,7 +148,7 @@ class Engine:
             clock=self.clock,
             apps=self._apps,
             reload=self.reload,
-            committed=self._committed,
+            committed=self.committed,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.sync_errors: dict[str, str] = {}
@@ -236,10 +236,12 @@ class Engine:
         if what == "apps":
             asyncio.run_coroutine_threadsafe(self.reload(), loop)
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(self._committed)
+            loop.call_soon_threadsafe(self.committed)
 
-    def _committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None:
+    def committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None:
         """Something was committed: wake the worker (new jobs) and callers waiting for runs.
+
+        On the engine's loop; ``committed_threadsafe`` from another thread.
 
         Args:
             wake: the commit may have queued jobs (the worker's own commits know).
@@ -253,6 +255,12 @@ class Engine:
         else:
             for run in ended:
                 self._waiters.ended(run)
+
+    def committed_threadsafe(self, wake: bool, ended: Sequence[Run] | None) -> None:
+        """``committed``, from a thread other than the engine's loop (a commit made there:
+        an in-process checkpoint); nothing before the engine has started."""
+        if self._aio is not None:
+            self._aio.call_soon_threadsafe(self.committed, wake, ended)
 
     async def _read_runs(self, run_ids: Sequence[str]) -> list[Run]:
         def read(tx: Tx) -> list[Run]:
@@ -269,7 +277,7 @@ class Engine:
     async def change_apps(self, work: Callable[[Tx], T]) -> T:
         """Commit a change to the registered apps; this node matches by it from then on."""
         result = await self._apps.change(self.store, work)
-        self._committed()
+        self.committed()
         return result
 
     async def register(
@@ -408,7 +416,7 @@ class Engine:
             return _intake.adopted(tx, self.worker.adopt(tx, started if adopting else [], now))
 
         adopted = await self.store.atomic(work, small=adopting)
-        self._committed(wake=adopted.wake, ended=adopted.ended)  # it may have cancelled runs
+        self.committed(wake=adopted.wake, ended=adopted.ended)  # it may have cancelled runs
         return adopted.calls
 
     async def invoke(self, function_id: str, raw: object) -> str:
@@ -436,7 +444,7 @@ class Engine:
 
     async def _atomic(self, work: Any) -> Any:
         result = await self.store.atomic(work)
-        self._committed()
+        self.committed()
         return result
 
     async def metrics(self) -> str:

@@ -13,7 +13,6 @@ and answers with what it ran.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,12 +42,13 @@ class _Engine(Protocol):
     settings: EngineSettings
     store: Store
     clock: Clock
-    _aio: asyncio.AbstractEventLoop | None
 
     @property
     def transitions(self) -> RunTransitions: ...
 
-    def _committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None: ...
+    def committed(self, wake: bool = True, ended: Sequence[Run] | None = None) -> None: ...
+
+    def committed_threadsafe(self, wake: bool, ended: Sequence[Run] | None) -> None: ...
 
 
 class LocalCheckpoints:
@@ -67,8 +67,8 @@ class LocalCheckpoints:
             wake, ended = engine.store.atomic_blocking(self._work(run_id, qi_id, reported))
         except Exception as exc:  # CallLost, a database fault
             raise CheckpointFailed(str(exc)) from exc
-        if (wake or ended) and engine._aio is not None:
-            engine._aio.call_soon_threadsafe(engine._committed, wake, ended)
+        if wake or ended:
+            engine.committed_threadsafe(wake, ended)
 
     async def record(self, run_id: str, qi_id: str, ops: list[Op]) -> None:
         """Commit ``ops`` (an async function, on the engine's loop)."""
@@ -129,7 +129,7 @@ class LocalCheckpoints:
     def _committed(self, wake: bool, ended: list[Run]) -> None:
         """Tell the engine (on its loop) what a checkpoint's commit changed."""
         if wake or ended:
-            self.engine._committed(wake, ended)
+            self.engine.committed(wake, ended)
 
     def _reported(self, ops: list[Op]) -> tuple[response.ReportedOp, ...]:
         """The SDK's ops as the engine reads a checkpoint body, with the same checks

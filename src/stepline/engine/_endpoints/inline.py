@@ -74,7 +74,7 @@ class InlineRuns:
 
     Args:
         engine: the engine.
-        committed: told of each commit (``Engine._committed``'s arguments); by default
+        committed: told of each commit (``Engine.committed``'s arguments); by default
             the engine itself, on its own loop. ``direct`` runs these methods on a web
             request's loop and passes one that hands the news to the engine's loop.
     """
@@ -83,7 +83,7 @@ class InlineRuns:
         self, engine: Engine, committed: Callable[[bool, Sequence[Run] | None], None] | None = None
     ) -> None:
         self.engine = engine
-        self._committed = committed or engine._committed
+        self._committed = committed or engine.committed
 
     async def start(
         self,

@@ -177,7 +177,7 @@ class Direct:
 
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
         def committed(wake: bool, ended: Sequence[Run] | None) -> None:
-            loop.call_soon_threadsafe(engine._committed, wake, ended)
+            loop.call_soon_threadsafe(engine.committed, wake, ended)
 
         self._routes = Routes(InlineRuns(engine, committed), engine.settings.max_step_output_bytes)
         self._limit = engine.settings.max_body_bytes
