@@ -52,7 +52,7 @@ class VersionRefusedError(RegistrationError):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Route:
+class CallRoute:
     """Where a run's call goes: ``fn`` (its URL and options), and a move to record first.
 
     Attributes:
@@ -64,7 +64,7 @@ class Route:
     move: tuple[str, str] | None = None
 
 
-def route(run: Run, fn: FunctionSpec | None, versions: Versions) -> Route:
+def route(run: Run, fn: FunctionSpec | None, versions: Versions) -> CallRoute:
     """Which registration a run's next call goes to (pure).
 
     Args:
@@ -74,18 +74,19 @@ def route(run: Run, fn: FunctionSpec | None, versions: Versions) -> Route:
     """
     own = versions.of(run.app_id)
     if run.app_version is None or not own:
-        return Route(fn)  # an unversioned run, or an app registered without versions
+        return CallRoute(fn)  # an unversioned run, or an app registered without versions
     latest = latest_of(own.values())
     assert latest is not None
     current = own.get(run.app_version)
     if current is None:
-        return Route(versions.spec(latest, run.function_id) or fn, (latest.version, UNREGISTERED))
+        move = (latest.version, UNREGISTERED)
+        return CallRoute(versions.spec(latest, run.function_id) or fn, move)
     if current.version == latest.version:
-        return Route(fn or versions.spec(current, run.function_id))
+        return CallRoute(fn or versions.spec(current, run.function_id))
     config = current.functions.get(run.function_id) or {}
     if config.get(POLICY_KEY) == LATEST:
-        return Route(fn or versions.spec(latest, run.function_id), (latest.version, LATEST))
-    return Route(versions.spec(current, run.function_id) or fn)
+        return CallRoute(fn or versions.spec(latest, run.function_id), (latest.version, LATEST))
+    return CallRoute(versions.spec(current, run.function_id) or fn)
 
 
 async def routed(
