@@ -7,7 +7,7 @@ is retried with backoff, quietly: one log line when it starts failing, one when 
 registers. Off in production mode and for ``engine="embedded"`` (served in process).
 
 The policy is one flow: the register call's ``HttpRequest`` effects (as the SDK's own
-sync makes them) and ``Wait``; ``start`` drives it with the client's transport. A request
+sync makes them) and ``Sleep``; ``start`` drives it with the client's transport. A request
 to the serve path itself does not start it: an engine (or a sync) is already talking.
 Each adapter calls ``start`` from its own hook on requests: ASGI apps through
 ``Middleware`` here, the others from their framework's hook (Flask's ``before_request``,
@@ -44,7 +44,7 @@ _lock = threading.Lock()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Wait:
+class Sleep:
     """Effect: sleep ``seconds``."""
 
     seconds: float
@@ -81,7 +81,7 @@ def flow(endpoint: ServeEndpoint, url: str) -> Flow[bool]:
                 "(start it with `stepline dev`, or point the app at yours with STEPLINE_DEV=URL)",
                 url, engine, reason,
             )  # fmt: skip
-        yield Wait(retry_delay(failures))
+        yield Sleep(retry_delay(failures))
 
 
 def start(
@@ -118,7 +118,7 @@ def start(
     transport = handler.client.connection.sync_transport
 
     def perform(effect: object) -> Any:
-        if isinstance(effect, Wait):
+        if isinstance(effect, Sleep):
             time.sleep(effect.seconds)
             return None
         return transport.perform(effect)

@@ -36,7 +36,7 @@ class CallLost(RuntimeError):
     """The checkpoint's call no longer holds its lease, or its run ended (HTTP 409)."""
 
 
-class _Engine(Protocol):
+class _CheckpointEngine(Protocol):
     """What of the engine a checkpoint needs (``Engine`` has it)."""
 
     settings: EngineSettings
@@ -54,7 +54,7 @@ class _Engine(Protocol):
 class LocalCheckpoints:
     """The engine's ``StepSink`` (in-process calls) and its checkpoint route's work."""
 
-    def __init__(self, engine: _Engine) -> None:
+    def __init__(self, engine: _CheckpointEngine) -> None:
         self.engine = engine
 
     # -- the SDK in this process (StepSink) ---------------------------------------------

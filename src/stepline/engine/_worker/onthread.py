@@ -46,7 +46,7 @@ from stepline.engine._store import Store, Tx, faults
 from stepline.engine._wire import response
 from stepline.engine._worker.calls import Caller
 
-__all__ = ["SLICE", "Call", "Last", "Recorded", "Started", "run", "start_now", "watch"]
+__all__ = ["SLICE", "Call", "Last", "Recorded", "StartedTurn", "run", "start_now", "watch"]
 
 #: A call to make: the run (as leased), its steps, and the steps as stored if known.
 Call = tuple[Run, list[StepRecord], KnownSteps | None]
@@ -296,7 +296,7 @@ class _Calls:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Started:
+class StartedTurn:
     """A turn ``start_now`` put on the SDK's thread before its task ran: the task
     ``watch``es it."""
 
@@ -304,7 +304,9 @@ class Started:
     future: asyncio.Future[Last | None]
 
 
-def start_now(worker: _Worker, job: Job, snapshot: Snapshot, current: list[Job]) -> Started | None:
+def start_now(
+    worker: _Worker, job: Job, snapshot: Snapshot, current: list[Job]
+) -> StartedTurn | None:
     """Put a leased call (a run just started, its snapshot read in the same transaction)
     on the SDK's thread at once, from the loop, before the task that runs the job first
     runs, so the run's first step does not wait for a turn of the loop. None when the
@@ -322,7 +324,7 @@ def start_now(worker: _Worker, job: Job, snapshot: Snapshot, current: list[Job])
         worker.observer.job_started(job)
     calls = _Calls(worker, pool, chosen.fn, current)
     try:
-        return Started(calls, calls.start(job, (run, steps, known)))
+        return StartedTurn(calls, calls.start(job, (run, steps, known)))
     except RuntimeError:  # the pool shut down: the task finds out as it always does
         return None
 
@@ -338,10 +340,10 @@ async def run(
 ) -> Last:
     """Make ``job``'s call and the run's next ones on a thread of ``pool`` (see above)."""
     calls = _Calls(worker, pool, fn, current)
-    return await watch(Started(calls, calls.start(job, snapshot)))
+    return await watch(StartedTurn(calls, calls.start(job, snapshot)))
 
 
-async def watch(started: Started) -> Last:
+async def watch(started: StartedTurn) -> Last:
     """Wait for a turn on the SDK's thread: its last call, or the one that timed out."""
     calls, future = started.calls, started.future
     future.add_done_callback(functools.partial(_retrieved, calls))

@@ -142,7 +142,7 @@ class Worker:
 
     def _spawn(self, job: Job, snapshot: Snapshot | None) -> None:
         current = [job]  # the job this task holds (run affinity moves it on)
-        started: list[onthread.Started | None] = [None]  # read once the task runs
+        started: list[onthread.StartedTurn | None] = [None]  # read once the task runs
         task = asyncio.create_task(self._process(job, snapshot, current, started))
         self._inflight[job.job_id] = task  # before the call can move ``current`` on
         task.add_done_callback(functools.partial(self._done, current))
@@ -247,7 +247,7 @@ class Worker:
         job: Job,
         snapshot: Snapshot | None = None,
         current: list[Job] | None = None,
-        started: list[onthread.Started | None] | None = None,
+        started: list[onthread.StartedTurn | None] | None = None,
     ) -> None:
         if self.observer is not None:
             self.observer.job_started(job)
@@ -299,7 +299,7 @@ class Worker:
         job: Job,
         snapshot: Snapshot | None = None,
         current: list[Job] | None = None,
-        started: onthread.Started | None = None,
+        started: onthread.StartedTurn | None = None,
     ) -> None:
         """Make a run's call and record its answer; then its next calls, while due at once.
 
@@ -335,7 +335,7 @@ class Worker:
         *,
         follow_on: bool,
         current: list[Job] | None = None,
-        started: onthread.Started | None = None,
+        started: onthread.StartedTurn | None = None,
     ) -> tuple[Job, Snapshot] | None:
         if started is not None:  # its call on the SDK's thread already (``_spawn``)
             last = await onthread.watch(started)
