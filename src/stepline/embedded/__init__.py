@@ -16,9 +16,12 @@ The engine's REST API and dashboard can be mounted under the web app (``asgi_app
 open to whoever reaches them, so they are mounted only for a dev-mode client unless you
 pass ``expose_api=True``.
 
-The package: ``_lifecycle`` (thread, loop, start/stop, fork and exit), ``_routing`` (the
-client's requests to the engine's loop), ``_mounts`` (the ASGI/WSGI proxy) and ``_prefork``
-(may this process lease, or is it perhaps a pre-fork master).
+The package: ``_lifecycle`` (``EmbeddedEngine``: thread, loop, start/stop, fork and exit;
+it owns the three parts below), ``_routing`` (the client's requests to the engine's loop),
+``_direct`` (the client's starts and run reads, answered without the ASGI app), ``_mounts``
+(the ASGI/WSGI proxy), ``_announce`` (the dashboard's URL, logged once), ``_options`` (the
+engine settings it is given, checked) and ``_prefork`` (may this process lease, or is it
+perhaps a pre-fork master).
 """
 
 from __future__ import annotations
