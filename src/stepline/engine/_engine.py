@@ -107,7 +107,8 @@ class Engine:
         self.connect = _connect.Hub(self.settings)  # the Connect gateway's workers
         self.driver = Router(http, self.local, self.connect)
         self._apps = _appsync.Registered()  # the registry, in step with app changes
-        self._app_trust = _apptrust.AppGuard(self.settings, self.driver)
+        #: who may register where: origin moves, the trust probe, deploy tickets
+        self.app_trust = _apptrust.AppGuard(self.settings, self.driver)
         backoff = Backoff.named(
             self.settings.retry_backoff,
             jitter=self.settings.retry_jitter,
@@ -295,7 +296,7 @@ class Engine:
         """
         app = _registry.parse_app(body, deploy_url=deploy_url, deploy_id=deploy_id)
         now = self.clock.now()
-        await self._app_trust.check_move(self.store, app, deploy_id, now)
+        await self.app_trust.check_move(self.store, app, deploy_id, now)
         mode = self.settings.server_kind
         modified = await self.change_apps(lambda tx: _appsync.store_app(tx, app, now, mode))
         self.sync_errors.pop(app.url, None)
@@ -317,7 +318,7 @@ class Engine:
                 the signing key did not ask for (a dashboard session's).
         """
         now = self.clock.now()
-        result = await _appsync.ask(self.driver, self._app_trust, url, now, self.store, vouch=vouch)
+        result = await _appsync.ask(self.driver, self.app_trust, url, now, self.store, vouch=vouch)
         if result.ok or result.error is None:
             return result
         error = stored_text(result.error)  # an app's answer may hold NUL, which Postgres refuses
@@ -442,7 +443,9 @@ class Engine:
         self.worker.dispatch(await self._ingest_now([event], now))
         return event.internal_id
 
-    async def _atomic(self, work: Any) -> Any:
+    async def commit(self, work: Callable[[Tx], T]) -> T:
+        """``work`` in one transaction, then ``committed`` (it may have queued jobs and
+        ended runs: the worker and the callers waiting look)."""
         result = await self.store.atomic(work)
         self.committed()
         return result
@@ -476,10 +479,8 @@ class Engine:
             NotFoundError: no such run.
         """
         await self.get_run(run_id)
-        return bool(
-            await self._atomic(
-                lambda tx: self.transitions.cancel(tx, run_id, self.clock.now(), reason)
-            )
+        return await self.commit(
+            lambda tx: self.transitions.cancel(tx, run_id, self.clock.now(), reason)
         )
 
     async def rerun(self, run_id: str) -> str:
@@ -500,7 +501,7 @@ class Engine:
                 _starts.record_starter(tx, new.run_id, run.started_by)
             return new.run_id
 
-        return str(await self._atomic(work))
+        return await self.commit(work)
 
     async def wait_for_run(
         self,

@@ -3,7 +3,7 @@
 ``signals`` holds the rules, run inside a caller's transaction: a step's wait for a
 signal (the run transitions record it) and what completes one. This module is the
 engine's side of a delivery: each function runs one of those rules in
-``Engine._atomic``, so the worker learns of the discovery call a delivered signal
+``Engine.commit``, so the worker learns of the discovery call a delivered signal
 queues, and answers the run id of the run the signal resumed. The two are apart because
 the run transitions import ``signals``, which therefore cannot name the ``Engine``.
 """
@@ -27,7 +27,7 @@ async def to_run(engine: Engine, run_id: str, name: str, data: Any) -> str:
     def work(tx: Tx) -> str:
         return _signals.to_run(engine.transitions, tx, run_id, name, data, now=engine.clock.now())
 
-    return str(await engine._atomic(work))
+    return str(await engine.commit(work))
 
 
 async def by_key(engine: Engine, key: str, data: Any) -> str:
@@ -36,7 +36,7 @@ async def by_key(engine: Engine, key: str, data: Any) -> str:
     def work(tx: Tx) -> str:
         return _signals.by_key(engine.transitions, tx, key, data, engine.clock.now())
 
-    return str(await engine._atomic(work))
+    return str(await engine.commit(work))
 
 
 async def by_token(engine: Engine, token: str, data: Any) -> str:
@@ -48,7 +48,7 @@ async def by_token(engine: Engine, token: str, data: Any) -> str:
             engine.transitions, tx, token, data, now=engine.clock.now(), signing_keys=keys
         )
 
-    return str(await engine._atomic(work))
+    return str(await engine.commit(work))
 
 
 async def token_state(engine: Engine, token: str) -> str | None:

@@ -160,7 +160,7 @@ class _Api:
             by_path.setdefault(path, {})[method] = _gate.guarded(
                 _row(method, path), handler, self.settings
             )
-        vouch = engine._app_trust.tickets.issue  # a Connect worker proved the key
+        vouch = engine.app_trust.tickets.issue  # a Connect worker proved the key
         sockets = _connect.websocket_routes(engine.connect, engine, vouch, self.settings)
         for path, _ in sockets:
             _row(access.WEBSOCKET, path)  # the gateway's handshake checks the Connect token
