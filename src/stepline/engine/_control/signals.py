@@ -45,10 +45,10 @@ class SignalConflict(Exception):
     """The wait this signal addresses was already completed (answered 409)."""
 
 
-class _Loop(Protocol):
+class _Transitions(Protocol):
     """What of the run transitions a signal needs (``RunTransitions``; it imports this)."""
 
-    def _finish_wait(
+    def finish_wait(
         self,
         tx: Tx,
         view: RunView,
@@ -59,14 +59,14 @@ class _Loop(Protocol):
         status: StepStatus | None = None,
     ) -> None: ...
 
-    def _maybe_discover(self, tx: Tx, view: RunView, now: float, *, race: bool) -> str | None: ...
+    def maybe_discover(self, tx: Tx, view: RunView, now: float, *, race: bool) -> str | None: ...
 
 
 def _valid(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_KEY and storable(value)
 
 
-def wait(loop: _Loop, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
+def wait(transitions: _Transitions, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
     """Record a ``WaitForSignal`` op: a pause under its key, and its timeout."""
     rid = view.run.run_id
     key = op.opts.get("signal")
@@ -88,7 +88,7 @@ def wait(loop: _Loop, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None
     if problem is not None:  # the step fails (the function may catch it), not the run
         error = {"name": problem[0], "message": problem[1]}
         view.done(op, {"error": error}, StepStatus.FAILED, now)
-        loop._maybe_discover(tx, view, now, race=step.mode == "race")
+        transitions.maybe_discover(tx, view, now, race=step.mode == "race")
         return
     timeout = deadline([op.opts.get("timeout")], now, default=YEAR)
     step.wait = {"signal": name, "key": key, "until": timeout}
@@ -99,7 +99,7 @@ def wait(loop: _Loop, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None
     expire(tx, rid, op.id, timeout)
 
 
-def _deliver(loop: _Loop, tx: Tx, pause: Pause, data: Any, now: float) -> str:
+def _deliver(transitions: _Transitions, tx: Tx, pause: Pause, data: Any, now: float) -> str:
     """Complete the pause's step with the signal; the run id. Once: the pause goes."""
     view = RunView.load(tx, pause.run_id)
     if view is None or view.run.status.terminal or not tx.delete_pause(pause.pause_id):
@@ -107,7 +107,7 @@ def _deliver(loop: _Loop, tx: Tx, pause: Pause, data: Any, now: float) -> str:
     step_id = str(pause.step_id)
     tx.queue.delete_job(execute_job_id(pause.run_id, step_id, "timeout"))
     name = (pause.context or {}).get("name")
-    loop._finish_wait(tx, view, step_id, {"data": {"signal": name, "data": data}}, now)
+    transitions.finish_wait(tx, view, step_id, {"data": {"signal": name, "data": data}}, now)
     return pause.run_id
 
 
@@ -120,7 +120,9 @@ def _ended_wait(tx: Tx, run_id: str, field: str, value: str) -> StepRecord | Non
     return None
 
 
-def to_run(loop: _Loop, tx: Tx, run_id: str, name: str, data: Any, *, now: float) -> str:
+def to_run(
+    transitions: _Transitions, tx: Tx, run_id: str, name: str, data: Any, *, now: float
+) -> str:
     """``POST /v1/runs/{run_id}/signals/{name}``: complete the run's wait for ``name``.
 
     Raises:
@@ -129,7 +131,7 @@ def to_run(loop: _Loop, tx: Tx, run_id: str, name: str, data: Any, *, now: float
     """
     for pause in tx.run_pauses(run_id):
         if pause.kind is PauseKind.SIGNAL and (pause.context or {}).get("name") == name:
-            return _deliver(loop, tx, pause, data, now)
+            return _deliver(transitions, tx, pause, data, now)
     if tx.get_run(run_id) is None:
         raise NotFoundError(f"run {run_id!r} not found")
     if _ended_wait(tx, run_id, "signal", name) is not None:
@@ -140,7 +142,7 @@ def to_run(loop: _Loop, tx: Tx, run_id: str, name: str, data: Any, *, now: float
     raise NotFoundError(f"run {run_id} is not waiting for signal {name!r}")
 
 
-def by_key(loop: _Loop, tx: Tx, key: str, data: Any, now: float) -> str:
+def by_key(transitions: _Transitions, tx: Tx, key: str, data: Any, now: float) -> str:
     """``POST /v1/signals``: complete the wait under ``key`` (a token or an SDK's key).
 
     Raises:
@@ -149,7 +151,7 @@ def by_key(loop: _Loop, tx: Tx, key: str, data: Any, now: float) -> str:
     """
     pause = tx.signals.signal_pause(key)
     if pause is not None:
-        return _deliver(loop, tx, pause, data, now)
+        return _deliver(transitions, tx, pause, data, now)
     run_id = _tokens.run_of(key)
     if run_id is not None and _ended_wait(tx, run_id, "key", key) is not None:
         raise SignalConflict("this signal was already received (or its wait timed out)")
@@ -180,7 +182,13 @@ def token_state(tx: Tx, token: str, *, signing_keys: Sequence[str]) -> str | Non
 
 
 def by_token(
-    loop: _Loop, tx: Tx, token: str, data: Any, *, now: float, signing_keys: Sequence[str]
+    transitions: _Transitions,
+    tx: Tx,
+    token: str,
+    data: Any,
+    *,
+    now: float,
+    signing_keys: Sequence[str],
 ) -> str:
     """``POST /v1/signals/hooks/{token}``: as ``by_key``, for a verified run token only.
 
@@ -197,7 +205,7 @@ def by_token(
         if pause is not None and pause.run_id == run_id:
             name = str((pause.context or {}).get("name"))
             if _tokens.verify(token, run_id, name, signing_keys):
-                return _deliver(loop, tx, pause, data, now)
+                return _deliver(transitions, tx, pause, data, now)
         elif pause is None:
             step = _ended_wait(tx, run_id, "key", token)
             name = str((step.wait or {}).get("signal")) if step is not None else ""

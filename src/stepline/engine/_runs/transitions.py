@@ -160,7 +160,7 @@ class RunTransitions:
                 self._schedule(tx, view, op, now)
         done = None if retried else job.job_id  # the call, gone once answered
         if completed:
-            done = self._maybe_discover(tx, view, now, race=race, replacing=done)
+            done = self.maybe_discover(tx, view, now, race=race, replacing=done)
         if done is not None:
             tx.queue.delete_job(done)
 
@@ -253,7 +253,7 @@ class RunTransitions:
             # A bad expression fails this step (the function may catch it), not the engine.
             error = {"name": "InvalidExpressionError", "message": f"wait_for_event if: {exc}"}
             view.done(op, {"error": error}, StepStatus.FAILED, now)
-            self._maybe_discover(tx, view, now, race=step.mode == "race")
+            self.maybe_discover(tx, view, now, race=step.mode == "race")
             return
         if not skip:
             tx.insert_pause(
@@ -278,7 +278,7 @@ class RunTransitions:
         error = _not_invocable(target, self._registry().get(target))
         if error is not None:
             view.done(op, {"error": error}, StepStatus.FAILED, now)
-            self._maybe_discover(tx, view, now, race=step.mode == "race")
+            self.maybe_discover(tx, view, now, race=step.mode == "race")
             return
         timeout = deadline([op.opts.get("timeout")], now, default=YEAR)
         correlation = f"{rid}.{op.id}"
@@ -331,14 +331,14 @@ class RunTransitions:
             error = data.get("error")
             memo = {"error": error} if isinstance(error, dict) else {"data": data.get("result")}
         tx.queue.delete_job(execute_job_id(view.run.run_id, str(pause.step_id), "timeout"))
-        self._finish_wait(tx, view, str(pause.step_id), memo, now)
+        self.finish_wait(tx, view, str(pause.step_id), memo, now)
 
     def wake(self, tx: Tx, job: Job, now: float) -> None:
         """A sleep ended: its memo is ``null``."""
         tx.queue.delete_job(job.job_id)
         view = RunView.load(tx, job.run_id)
         if view is not None and not view.run.status.terminal:
-            self._finish_wait(tx, view, str(job.step_id), None, now)
+            self.finish_wait(tx, view, str(job.step_id), None, now)
 
     def pause_timeout(self, tx: Tx, job: Job, now: float) -> None:
         """A wait-for-event (memo ``null``) or an invoke (memo: timeout error) expired."""
@@ -353,7 +353,7 @@ class RunTransitions:
         if pause is not None:
             tx.delete_pause(pause.pause_id)
         memo = {"error": INVOKE_TIMEOUT_ERROR} if step.status is StepStatus.INVOKING else None
-        self._finish_wait(tx, view, step.step_id, memo, now)
+        self.finish_wait(tx, view, step.step_id, memo, now)
 
     def gateway_done(
         self, tx: Tx, job: Job, memo: Any, *, failed: bool, retry_in: float | None, now: float
@@ -375,9 +375,9 @@ class RunTransitions:
         if step is None or step.status.done:
             return
         status = StepStatus.FAILED if failed else StepStatus.COMPLETED
-        self._finish_wait(tx, view, step.step_id, memo, now, status=status)
+        self.finish_wait(tx, view, step.step_id, memo, now, status=status)
 
-    def _finish_wait(
+    def finish_wait(
         self,
         tx: Tx,
         view: RunView,
@@ -387,6 +387,8 @@ class RunTransitions:
         *,
         status: StepStatus | None = None,
     ) -> None:
+        """A step that waited ended (a sleep, a wait for an event or a signal, an invoke,
+        a gateway call): record its memo and queue the run's next call if it is due."""
         step = view.own(step_id)
         if step is None or step.status.done:
             return
@@ -395,7 +397,7 @@ class RunTransitions:
         step.memo = memo
         step.ended_at = now
         view.append(step)
-        self._maybe_discover(tx, view, now, race=step.mode == "race")
+        self.maybe_discover(tx, view, now, race=step.mode == "race")
         view.save(tx)
 
     # -- cancellation and timeouts ------------------------------------------------------
@@ -420,9 +422,9 @@ class RunTransitions:
             return
         self.cancel(tx, run.run_id, now, f"{which} timeout exceeded")
 
-    # -- internals -----------------------------------------------------------------------
+    # -- what follows a step -------------------------------------------------------------
 
-    def _maybe_discover(
+    def maybe_discover(
         self, tx: Tx, view: RunView, now: float, *, race: bool, replacing: str | None = None
     ) -> str | None:
         """Queue the next call unless steps are pending and no race was won; ``replacing``
@@ -431,6 +433,8 @@ class RunTransitions:
             return replacing
         self._discover(tx, view, now, f"d{len(view.run.stack)}", replacing)
         return None
+
+    # -- internals -----------------------------------------------------------------------
 
     def _discover(self, tx: Tx, view: RunView, now: float, tag: str, gone: str | None) -> None:
         run = view.run
