@@ -1,4 +1,4 @@
-"""Dev mode: an app registers itself with its engine (issue 22, item 3).
+"""Dev mode: an app registers itself with its engine.
 
 Real processes: an app started before its engine retries quietly and registers once the
 engine is up (FastAPI, at lifespan startup with ``serve_origin``); an app behind an engine

@@ -325,7 +325,7 @@ def test_retry_after_error_answers_202_and_the_engine_retries_it_later(tmp_path:
 def test_a_database_fault_answers_503_with_the_engines_retry_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 31: the engine's database is full when the run would start: 503 with the
+    """The engine's database is full when the run would start: 503 with the
     engine's ``Retry-After`` (as the web kit's routes answer it), no run; then it starts."""
     failing = sqlite_faults.failing_commits(monkeypatch)
 

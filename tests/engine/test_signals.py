@@ -1,4 +1,4 @@
-"""Signals to a waiting run (issue 27, item 4), on both stores, through REST and the client.
+"""Signals to a waiting run, on both stores, through REST and the client.
 
 A signal completes the waiting step once (a second is a 409 saying so); a timeout
 resumes the step with None; unknown runs, names and tokens are 404s; the unauthenticated

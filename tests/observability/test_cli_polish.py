@@ -1,7 +1,7 @@
-"""CLI polish (issue 22, item 9), each through the installed command in a real process:
+"""The CLI's output, each through the installed command in a real process:
 ``runs list -f`` with the short id, ``runs show`` saying what a run waits for and
 ``--watch`` following it, ``send`` printing the runs it started, ``runs cancel`` of an
-ended run, and (item 7) an ended run's steps shown ended, never "Waiting"."""
+ended run, and an ended run's steps shown ended, never "Waiting"."""
 
 from __future__ import annotations
 
@@ -211,7 +211,7 @@ def test_show_says_what_a_run_waits_for_and_watch_follows_it_to_the_end(
     assert "Waits     for event cli/never" in first
     assert "Status    Cancelled" in last
     assert "Waits" not in last
-    # item 7: the ended run's waiting step is shown ended, not "Waiting" forever
+    # the ended run's waiting step is shown ended, not "Waiting" forever
     [step] = show_json(engine_url, run_id)["steps"]
     assert step["status"] == "Cancelled"
     assert step["ended_at"] is not None

@@ -574,7 +574,7 @@ def test_unreachable_engine_is_502(face: str, loop: LoopThread) -> None:
 def test_function_the_engine_does_not_know_is_404_saying_to_sync(
     face: str, loop: LoopThread, app: embedded_app.App
 ) -> None:
-    """Issue 22: not 502 "the workflow engine failed", but 404 with how to sync the app."""
+    """An unsynced app: not 502 "the workflow engine failed", but 404 with how to sync the app."""
 
     @app.client.function(id="unsynced", trigger=stepline.TriggerEvent(event="shop/unsynced"))
     def unsynced(ctx: stepline.SyncContext) -> None:
@@ -612,7 +612,7 @@ class Scripted:
 
 
 def test_an_engine_503_is_503_with_its_retry_after(face: str, loop: LoopThread) -> None:
-    """Issue 31: the engine's database is locked or full: try again later, not a 502."""
+    """The engine's database is locked or full: try again later, not a 502."""
     app = embedded_app.build(api_base_url="http://engine.test")
     full = {"error": "the database is unavailable (disk full); retry in 5 s", "retry_after": 5}
     script = Scripted(

@@ -298,7 +298,8 @@ def test_core_refusals_on_run_routes_do_not_reveal_which_runs_exist(
 
 
 def test_core_runs_without_a_principal_behave_as_before(kit: Kit, loop: LoopThread) -> None:
-    """``allow_all`` (no principal): keys shared as before; owned runs stay hidden."""
+    """``allow_all`` (no principal): idempotency keys shared by every caller; owned runs stay
+    hidden."""
     public = Core(
         RunRoutes(kit.client, kit.exposed, authorize=stepline.web.allow_all), "sync", loop
     )
@@ -311,7 +312,7 @@ def test_core_runs_without_a_principal_behave_as_before(kit: Kit, loop: LoopThre
     assert second.json()["run_id"] == run_id
     assert wait_ended(public, run_id, "")["started_by"] is None
     assert kit.client.get_run_sync(run_id).describe().started_by is None
-    # a run with no starter is anyone's the hook lets through, as before principals
+    # a run with no starter is anyone's the hook lets through
     assert owned("GET", f"/runs/{run_id}", user="carol").status == 200
     # the same key from a principal is that principal's own run
     carols = owned("POST", "/runs", start, user="carol")
