@@ -26,7 +26,7 @@ from .test_store_run_rows import counting
 
 
 def _stored_revision(tx: Tx, run_id: str) -> int:
-    return int(tx._x("SELECT steps_rev FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0])  # type: ignore[attr-defined]
+    return int(tx.execute("SELECT steps_rev FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0])  # type: ignore[attr-defined]
 
 
 def _step(
@@ -59,7 +59,7 @@ def test_every_step_written_moves_the_revision_the_transaction_knows(db: str) ->
 
         def behind(tx: Tx) -> tuple[int | None, int]:
             # a write that does not go through this transaction's memory still counts
-            tx._x("UPDATE steps SET name = 'x' WHERE run_id = 'R1' AND step_id = 'c'")  # type: ignore[attr-defined]
+            tx.execute("UPDATE steps SET name = 'x' WHERE run_id = 'R1' AND step_id = 'c'")  # type: ignore[attr-defined]
             tx.get_run("R1")
             return tx.steps_revision("R1"), _stored_revision(tx, "R1")
 

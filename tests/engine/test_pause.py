@@ -63,7 +63,9 @@ def _rest(engine: Engine) -> httpx.AsyncClient:
 
 async def _parked(engine: Engine, key: str) -> int:
     def count(tx: Any) -> int:
-        return int(tx._x("SELECT COUNT(*) FROM jobs WHERE parked_on = ?", (key,)).fetchone()[0])
+        return int(
+            tx.execute("SELECT COUNT(*) FROM jobs WHERE parked_on = ?", (key,)).fetchone()[0]
+        )
 
     return await engine.store.read(count)
 

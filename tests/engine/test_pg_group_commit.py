@@ -30,7 +30,7 @@ Work = Callable[[PostgresTx], Any]
 
 
 def _txid(tx: PostgresTx) -> int:
-    return int(tx._x("SELECT txid_current()").fetchone()[0])
+    return int(tx.execute("SELECT txid_current()").fetchone()[0])
 
 
 def _enqueue(job_id: str) -> Work:
@@ -75,7 +75,7 @@ async def _with_writers_held(
 
 def _jobs(store: PostgresStore) -> set[str]:
     def read(tx: PostgresTx) -> set[str]:
-        return {str(row[0]) for row in tx._x("SELECT job_id FROM jobs").fetchall()}
+        return {str(row[0]) for row in tx.execute("SELECT job_id FROM jobs").fetchall()}
 
     return store.read_blocking(read)
 

@@ -56,7 +56,7 @@ def seed(tx: Tx, run_id: str, event_id: str, at: float, **changes: Any) -> None:
 
 
 def counts(tx: Tx) -> dict[str, int]:
-    raw = tx._x  # type: ignore[attr-defined]
+    raw = tx.execute  # type: ignore[attr-defined]
     return {t: int(raw(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in _retention.TABLES}
 
 

@@ -1,4 +1,5 @@
-"""The run transitions end to end: our SDK's functions served in-process, on a real SQLite engine."""
+"""The run transitions end to end: our SDK's functions served in-process, on a real SQLite
+engine."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from .test_store_run_rows import counting
 
 
 def _ids(tx: Tx) -> list[str]:
-    rows = tx._x("SELECT job_id FROM jobs ORDER BY job_id")  # type: ignore[attr-defined]
+    rows = tx.execute("SELECT job_id FROM jobs ORDER BY job_id")  # type: ignore[attr-defined]
     return [str(row[0]) for row in rows]
 
 
@@ -34,7 +34,7 @@ def test_enqueue_replacing_deletes_the_old_job_and_inserts_the_new(db: str) -> N
         new = job("new", 2.0, run_id="r2", step_id="s1", attempt=2, payload={"x": [1]})
         # a parked job's row rewritten: the new job is not parked
         await atomic(
-            store, lambda tx: tx._x("UPDATE jobs SET parked_on = 'f' WHERE job_id = 'old'")
+            store, lambda tx: tx.execute("UPDATE jobs SET parked_on = 'f' WHERE job_id = 'old'")
         )
 
         def replace(tx: Tx) -> tuple[bool, list[str], int]:
@@ -48,7 +48,7 @@ def test_enqueue_replacing_deletes_the_old_job_and_inserts_the_new(db: str) -> N
         assert await store.read(_ids) == ["new", "taken"]
         assert await store.read(lambda tx: tx.queue.get_job("new")) == new
         parked = await store.read(
-            lambda tx: tx._x("SELECT parked_on, queued_at FROM jobs WHERE job_id = 'new'")
+            lambda tx: tx.execute("SELECT parked_on, queued_at FROM jobs WHERE job_id = 'new'")
         )
         assert list(parked) == [(None, 2.0)]
 

@@ -20,13 +20,13 @@ from .test_store_contract import atomic, job, run_record, with_store
 def counting(tx: Tx) -> list[str]:
     """Record the text of every statement ``tx`` sends from now on."""
     sent: list[str] = []
-    execute = tx._x  # type: ignore[attr-defined]
+    execute = tx.execute  # type: ignore[attr-defined]
 
     def counted(sql: str, args: Any = ()) -> Any:
         sent.append(sql)
         return execute(sql, args)
 
-    tx._x = counted  # type: ignore[attr-defined]
+    tx.execute = counted  # type: ignore[attr-defined]
     return sent
 
 
@@ -63,7 +63,7 @@ def test_update_run_writes_only_the_columns_that_changed(db: str) -> None:
             run = tx.get_run("R1")
             assert run is not None
             # a column changed behind the transaction's memory: a whole-row write undoes it
-            tx._x("UPDATE runs SET output = ? WHERE run_id = ?", ("behind", "R1"))  # type: ignore[attr-defined]
+            tx.execute("UPDATE runs SET output = ? WHERE run_id = ?", ("behind", "R1"))  # type: ignore[attr-defined]
             sent = counting(tx)
             run.status, run.ended_at = RunStatus.COMPLETED, 5.0
             tx.update_run(run)
@@ -88,7 +88,7 @@ def test_update_run_of_a_row_deleted_since_it_was_read_writes_it_whole(db: str) 
         def work(tx: Tx) -> None:
             run = tx.get_run("R1")
             assert run is not None
-            tx._x("DELETE FROM runs WHERE run_id = ?", ("R1",))  # type: ignore[attr-defined]
+            tx.execute("DELETE FROM runs WHERE run_id = ?", ("R1",))  # type: ignore[attr-defined]
             run.status = RunStatus.FAILED
             tx.update_run(run)  # updates no row: the whole row is written again
 
@@ -176,7 +176,7 @@ def test_a_call_read_tells_whether_any_function_is_paused(db: str) -> None:
 
 
 def _sql(tx: Tx, sql: str, *args: Any) -> Any:
-    return tx._x(sql, args)  # type: ignore[attr-defined]
+    return tx.execute(sql, args)  # type: ignore[attr-defined]
 
 
 def test_a_run_s_events_are_written_back_as_read_and_anew_once_replaced(db: str) -> None:

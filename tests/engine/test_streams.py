@@ -231,7 +231,7 @@ def test_retention_removes_a_runs_messages_with_the_run(db: str) -> None:
         wait_until(swept, message="the ended run to be swept")
 
         def count(tx: Tx) -> int:
-            row = tx._x("SELECT COUNT(*) FROM run_messages").fetchone()  # type: ignore[attr-defined]
+            row = tx.execute("SELECT COUNT(*) FROM run_messages").fetchone()  # type: ignore[attr-defined]
             return int(row[0])
 
         assert portal(client).call(engine.store.read, count) == 1

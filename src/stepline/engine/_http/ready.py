@@ -93,5 +93,5 @@ def _version(tx: Tx, *, postgres: bool) -> int:
         if postgres
         else "PRAGMA user_version"
     )
-    row = cast(SqlTx, tx)._x(query).fetchone()
+    row = cast(SqlTx, tx).execute(query).fetchone()
     return int(row[0]) if row else 0

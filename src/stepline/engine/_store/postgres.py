@@ -108,18 +108,18 @@ class PostgresTx(SqlTx):
             text = cls._converted[sql] = sql.replace("?", "%s")
         return text
 
-    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         cur = self._cur
         cur.execute(self._pg(sql), args)
         answer = cur.pgresult
         rows = cur.fetchall() if answer is not None and answer.status == _ROWS else []
         return _Rows(rows, cur.rowcount)
 
-    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self._cur.executemany(self._pg(sql), rows)
 
-    def _lock(self, name: str) -> None:
+    def lock(self, name: str) -> None:
         if self._write:
             # the schema is part of the name: engines on other schemas never contend
             self._cur.execute(
@@ -127,7 +127,7 @@ class PostgresTx(SqlTx):
                 (name,),
             )
 
-    def _row_lock(self) -> str:
+    def row_lock(self) -> str:
         return " FOR UPDATE" if self._write else ""
 
     def list_runs(self, where: RunFilter) -> list[Run]:
@@ -136,7 +136,7 @@ class PostgresTx(SqlTx):
         Raises:
             QueryTimeoutError: the database stopped the query at the limit.
         """
-        row = self._x(
+        row = self.execute(
             "SELECT current_setting('statement_timeout'), set_config('statement_timeout', ?, true)",
             (str(LIST_TIMEOUT_MS),),
         ).fetchone()
@@ -147,7 +147,7 @@ class PostgresTx(SqlTx):
                 f"listing runs took over {LIST_TIMEOUT_MS / 1000:g} s and was stopped; "
                 "narrow the filter (function_id, status, since, until)"
             ) from None
-        self._x("SELECT set_config('statement_timeout', ?, true)", (row[0],))
+        self.execute("SELECT set_config('statement_timeout', ?, true)", (row[0],))
         return found
 
     def note_apps_changed(self) -> None:

@@ -24,9 +24,10 @@ re-checks its condition on the row itself, so a row another transaction just ren
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from stepline._status import RunStatus
+from stepline.engine._store import Tx
 from stepline.engine._store.sql import SqlTx
 from stepline.engine._store.sqlite import SqliteTx
 
@@ -111,7 +112,7 @@ _PG_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended(current_schema() |
 
 
 def sweep_batch(
-    tx: Any, now: float, cutoff: float, limit: int = BATCH
+    tx: Tx, now: float, cutoff: float, limit: int = BATCH
 ) -> tuple[dict[str, int], bool] | None:
     """Remove up to about ``limit`` rows in this transaction.
 
@@ -125,9 +126,8 @@ def sweep_batch(
         Rows removed per table and whether more remains; None if another node is
         sweeping (Postgres), in which case this one leaves it the work.
     """
-    while not isinstance(tx, SqlTx):  # the observer's wrapper: the SQL needs the real one
-        tx = tx._tx
-    if not isinstance(tx, SqliteTx) and not tx._x(_PG_LOCK, ("retention",)).fetchone()[0]:
+    tx = cast(SqlTx, tx)  # both stores' transactions are SqlTx; its SQL is theirs
+    if not isinstance(tx, SqliteTx) and not tx.execute(_PG_LOCK, ("retention",)).fetchone()[0]:
         return None
     removed: dict[str, int] = {}
 
@@ -137,37 +137,37 @@ def sweep_batch(
         return rows
 
     budget = limit
-    budget -= count("steps", tx._x(_STEPS, (*_ENDED, cutoff, budget)).rowcount)
+    budget -= count("steps", tx.execute(_STEPS, (*_ENDED, cutoff, budget)).rowcount)
     if budget > 0:
-        budget -= count("step_attempts", tx._x(_ATTEMPTS, (*_ENDED, cutoff, budget)).rowcount)
+        budget -= count("step_attempts", tx.execute(_ATTEMPTS, (*_ENDED, cutoff, budget)).rowcount)
     if budget > 0:
-        budget -= count("run_messages", tx._x(_MESSAGES, (*_ENDED, cutoff, budget)).rowcount)
+        budget -= count("run_messages", tx.execute(_MESSAGES, (*_ENDED, cutoff, budget)).rowcount)
     if budget > 0:
         budget -= _remove_runs(tx, cutoff, max(1, budget // 2), count)
     if budget > 0:
-        gone = [str(r[0]) for r in tx._x(_EVENTS, (cutoff, budget)).fetchall()]
+        gone = [str(r[0]) for r in tx.execute(_EVENTS, (cutoff, budget)).fetchall()]
         budget -= count("events", len(gone))
         if gone:
             marks = ",".join("?" * len(gone))
-            links = tx._x(f"DELETE FROM event_runs WHERE event_id IN ({marks})", gone)
+            links = tx.execute(f"DELETE FROM event_runs WHERE event_id IN ({marks})", gone)
             count("event_runs", links.rowcount)
     for table, sql in _EXPIRED.items():
         if budget > 0:
-            budget -= count(table, tx._x(sql, (now, budget, now)).rowcount)
+            budget -= count(table, tx.execute(sql, (now, budget, now)).rowcount)
     if budget > 0:
-        budget -= count("singletons", tx._x(_SINGLETONS, (*_ENDED, budget)).rowcount)
+        budget -= count("singletons", tx.execute(_SINGLETONS, (*_ENDED, budget)).rowcount)
     if budget > 0:
         late = now - SLOT_GRACE
         sql = _SLOTS.format(skip=tx.skip_locked)
-        budget -= count("slots", tx._x(sql, (late, budget, late)).rowcount)
+        budget -= count("slots", tx.execute(sql, (late, budget, late)).rowcount)
     if budget > 0:
-        budget -= count("bulk_actions", tx._x(_BULK, (cutoff, budget)).rowcount)
+        budget -= count("bulk_actions", tx.execute(_BULK, (cutoff, budget)).rowcount)
     return removed, budget <= 0
 
 
 def _remove_runs(tx: SqlTx, cutoff: float, limit: int, count: Any) -> int:
     """Delete up to ``limit`` old ended runs, with what hangs off them (steps, messages...)."""
-    ids = [str(r[0]) for r in tx._x(_OLD_RUNS, (*_ENDED, cutoff, limit)).fetchall()]
+    ids = [str(r[0]) for r in tx.execute(_OLD_RUNS, (*_ENDED, cutoff, limit)).fetchall()]
     if not ids:
         return 0
     marks = ",".join("?" * len(ids))
@@ -177,7 +177,7 @@ def _remove_runs(tx: SqlTx, cutoff: float, limit: int, count: Any) -> int:
         "run_attributes", "step_attempts",
     )  # fmt: skip
     for table in (*tables, "runs"):
-        cur = tx._x(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
+        cur = tx.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)
         total += count(table, cur.rowcount)
     tx.forget_runs()
     return total

@@ -146,20 +146,20 @@ class SqlTx:
         self._names_known: set[str] = set()
         self._names_waited: set[str] = set()
 
-    def _x(self, sql: str, args: Sequence[Any] = ()) -> Any:
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         return self._c.execute(sql, args)
 
-    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self._c.executemany(sql, rows)
 
-    def _lock(self, name: str) -> None:
+    def lock(self, name: str) -> None:
         """Serialise writers on ``name`` until the transaction ends.
 
         A no-op on SQLite, where one writer at a time holds the whole database.
         """
 
-    def _row_lock(self) -> str:
+    def row_lock(self) -> str:
         """The clause a locking read in a write transaction ends with (where needed)."""
         return ""
 
@@ -185,8 +185,8 @@ class SqlTx:
     def get_run(self, run_id: str) -> Run | None:
         row = self._run_rows.get(run_id)
         if row is None:
-            row = self._x(
-                f"SELECT {RUN_COLUMNS}, steps_rev FROM runs WHERE run_id = ?{self._row_lock()}",
+            row = self.execute(
+                f"SELECT {RUN_COLUMNS}, steps_rev FROM runs WHERE run_id = ?{self.row_lock()}",
                 (run_id,),
             ).fetchone()
             if row is None:
@@ -211,10 +211,10 @@ class SqlTx:
         """``get_job(job_id, lock=True)`` of a call, with its run's row read (and locked)
         by the same statement, and whether any function is paused: the ``get_run`` that
         follows sends nothing, nor does ``controls.paused_functions`` when none is (usually)."""
-        row = self._x(
+        row = self.execute(
             f"SELECT {_CALL_COLUMNS}, r.steps_rev, EXISTS (SELECT 1 FROM function_controls "
             "WHERE paused_at IS NOT NULL) FROM jobs j JOIN runs r ON r.run_id = j.run_id "
-            f"WHERE j.job_id = ?{self._row_lock()}",
+            f"WHERE j.job_id = ?{self.row_lock()}",
             (job_id,),
         ).fetchone()
         if row is None:  # no such job, or its run is gone
@@ -239,7 +239,7 @@ class SqlTx:
         if not run_ids:
             return []
         marks = ",".join("?" * len(run_ids))
-        rows = self._x(
+        rows = self.execute(
             f"SELECT run_id FROM runs WHERE run_id IN ({marks}) AND status IN ({_ENDED_MARKS})",
             (*run_ids, *_ENDED),
         )
@@ -247,7 +247,7 @@ class SqlTx:
 
     def insert_run(self, run: Run) -> bool:
         values = run_values(run)
-        if self._x(_INSERT_RUN, values).rowcount != 1:
+        if self.execute(_INSERT_RUN, values).rowcount != 1:
             return False
         self._run_rows[run.run_id] = values
         self._stepless.add(run.run_id)
@@ -283,18 +283,18 @@ class SqlTx:
                 sql, args = _update_run_with_step(changed), [*step_values(step), *args]
                 self._stepless.discard(step.run_id)
                 self._wrote_step(step.run_id)
-            if self._x(sql, args).rowcount == 1:
+            if self.execute(sql, args).rowcount == 1:
                 return
-        self._x(_UPSERT_RUN, values)
+        self.execute(_UPSERT_RUN, values)
 
     def list_runs(self, where: RunFilter) -> list[Run]:
         sql, args = filters.runs_query(where)
-        return [read_run(r) for r in self._x(sql, args)]
+        return [read_run(r) for r in self.execute(sql, args)]
 
     def get_steps(self, run_id: str) -> list[StepRecord]:
         if run_id in self._stepless:
             return []
-        rows = self._x(
+        rows = self.execute(
             f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? "
             "ORDER BY seq IS NULL, seq, started_at",
             (run_id,),
@@ -304,21 +304,21 @@ class SqlTx:
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
         if run_id in self._stepless:
             return None
-        row = self._x(
+        row = self.execute(
             f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? AND step_id = ?", (run_id, step_id)
         ).fetchone()
         return None if row is None else read_step(row)
 
     def put_step(self, step: StepRecord) -> None:
         self._stepless.discard(step.run_id)
-        self._x(_UPSERT_STEP, step_values(step))
+        self.execute(_UPSERT_STEP, step_values(step))
         self._wrote_step(step.run_id)
         if self.seen is not None:
             self.seen.wrote(step)
 
     def put_steps(self, steps: Sequence[StepRecord]) -> None:
         self._stepless.difference_update(step.run_id for step in steps)
-        self._many(_UPSERT_STEP, [step_values(step) for step in steps])
+        self.execute_many(_UPSERT_STEP, [step_values(step) for step in steps])
         for step in steps:
             self._wrote_step(step.run_id)
             if self.seen is not None:
@@ -332,23 +332,25 @@ class SqlTx:
 
     # pauses -------------------------------------------------------------------------
     def insert_pause(self, pause: Pause) -> None:
-        self._x(_UPSERT_PAUSE, pause_values(pause))
+        self.execute(_UPSERT_PAUSE, pause_values(pause))
         self._names_waited.add(pause.event_name)
 
     def get_pause(self, pause_id: str) -> Pause | None:
-        row = self._x(
+        row = self.execute(
             f"SELECT {PAUSE_COLUMNS} FROM pauses WHERE pause_id = ?", (pause_id,)
         ).fetchone()
         return None if row is None else read_pause(row)
 
     def delete_pause(self, pause_id: str) -> bool:
-        return bool(self._x("DELETE FROM pauses WHERE pause_id = ?", (pause_id,)).rowcount == 1)
+        return bool(
+            self.execute("DELETE FROM pauses WHERE pause_id = ?", (pause_id,)).rowcount == 1
+        )
 
     def note_event_names(self, names: Collection[str]) -> None:
         """Read at once which of ``names`` a wait listens for (one query for a batch)."""
         wanted = sorted(set(names) - self._names_known)
         if wanted:
-            rows = self._x(
+            rows = self.execute(
                 "SELECT DISTINCT event_name FROM pauses WHERE correlation_id IS NULL "
                 f"AND event_name IN ({','.join('?' * len(wanted))})",
                 wanted,
@@ -359,28 +361,28 @@ class SqlTx:
     def pauses_for_event(self, event_name: str) -> list[Pause]:
         if event_name in self._names_known and event_name not in self._names_waited:
             return []  # no wait listens for it (noted for this batch)
-        rows = self._x(
+        rows = self.execute(
             f"SELECT {PAUSE_COLUMNS} FROM pauses WHERE event_name = ? AND correlation_id IS NULL",
             (event_name,),
         )
         return [read_pause(r) for r in rows]
 
     def pauses_for_correlation(self, correlation_id: str) -> list[Pause]:
-        rows = self._x(
+        rows = self.execute(
             f"SELECT {PAUSE_COLUMNS} FROM pauses WHERE correlation_id = ?", (correlation_id,)
         )
         return [read_pause(r) for r in rows]
 
     def run_pauses(self, run_id: str) -> list[Pause]:
-        rows = self._x(f"SELECT {PAUSE_COLUMNS} FROM pauses WHERE run_id = ?", (run_id,))
+        rows = self.execute(f"SELECT {PAUSE_COLUMNS} FROM pauses WHERE run_id = ?", (run_id,))
         return [read_pause(r) for r in rows]
 
     def delete_run_pauses(self, run_id: str) -> None:
-        self._x("DELETE FROM pauses WHERE run_id = ?", (run_id,))
+        self.execute("DELETE FROM pauses WHERE run_id = ?", (run_id,))
 
     # events -------------------------------------------------------------------------
     def insert_event(self, event: EventRecord) -> bool:
-        cur = self._x(_INSERT_EVENT, _event_values(event))
+        cur = self.execute(_INSERT_EVENT, _event_values(event))
         return bool(cur.rowcount == 1)
 
     def insert_events(self, events: Sequence[EventRecord]) -> set[str]:
@@ -388,7 +390,7 @@ class SqlTx:
         for at in range(0, len(events), _EVENTS_PER_INSERT):  # a multi-row INSERT per chunk
             chunk = events[at : at + _EVENTS_PER_INSERT]
             marks = ",".join(["(?,?,?,?,?)"] * len(chunk))
-            rows = self._x(
+            rows = self.execute(
                 f"INSERT INTO events ({_EVENT_INSERT_COLUMNS}) VALUES {marks} "
                 "ON CONFLICT DO NOTHING RETURNING internal_id",
                 [value for event in chunk for value in _event_values(event)],
@@ -397,12 +399,12 @@ class SqlTx:
         return stored
 
     def get_event(self, event_id: str) -> EventRecord | None:
-        row = self._x(
+        row = self.execute(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE internal_id = ?",
             (event_id,),
         ).fetchone()
         if row is None:
-            row = self._x(
+            row = self.execute(
                 f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ? "
                 "ORDER BY internal_id DESC LIMIT 1",
                 (event_id,),
@@ -411,16 +413,16 @@ class SqlTx:
 
     def list_events(self, where: EventFilter) -> list[EventRecord]:
         sql, args = filters.events_query(where)
-        return [read_event(r) for r in self._x(sql, args)]
+        return [read_event(r) for r in self.execute(sql, args)]
 
     def link_event(self, link: EventRunLink) -> None:
-        self._x(
+        self.execute(
             _INSERT_LINK,
             (link.event_id, link.function_id, link.run_id, link.reason, link.at),
         )
 
     def run_for_event_id(self, function_id: str, event_id: str) -> str | None:
-        row = self._x(
+        row = self.execute(
             "SELECT l.run_id FROM events e JOIN event_runs l ON l.event_id = e.internal_id "
             "WHERE e.id = ? AND l.function_id = ? AND l.run_id IS NOT NULL "
             "ORDER BY e.internal_id DESC LIMIT 1",
@@ -429,7 +431,7 @@ class SqlTx:
         return None if row is None else str(row[0])
 
     def event_links(self, internal_id: str) -> list[EventRunLink]:
-        rows = self._x(
+        rows = self.execute(
             "SELECT event_id, function_id, run_id, reason, at FROM event_runs "
             "WHERE event_id = ? ORDER BY at",
             (internal_id,),
@@ -437,26 +439,28 @@ class SqlTx:
         return [EventRunLink(*r) for r in rows]
 
     def update_link(self, event_id: str, run_id: str, reason: str | None) -> None:
-        self._x(
+        self.execute(
             "UPDATE event_runs SET reason = ? WHERE event_id = ? AND run_id = ?",
             (reason, event_id, run_id),
         )
 
     def claim_key(self, scope: str, key: str, expires_at: float, now: float) -> bool:
-        self._x(
+        self.execute(
             "DELETE FROM idempotency WHERE scope = ? AND key = ? AND expires_at <= ?",
             (scope, key, now),
         )
-        cur = self._x(_INSERT_KEY, (scope, key, expires_at))
+        cur = self.execute(_INSERT_KEY, (scope, key, expires_at))
         return bool(cur.rowcount == 1)
 
     def set_stack(self, run_id: str, stack: list[str]) -> None:
         self._run_rows.pop(run_id, None)
-        self._x("UPDATE runs SET stack = ? WHERE run_id = ?", (dumps(stack), run_id))
+        self.execute("UPDATE runs SET stack = ? WHERE run_id = ?", (dumps(stack), run_id))
 
     def set_waiting(self, run_id: str, waiting: dict[str, Any] | None) -> None:
         self._run_rows.pop(run_id, None)
-        self._x("UPDATE runs SET waiting = ? WHERE run_id = ?", (json_or_null(waiting), run_id))
+        self.execute(
+            "UPDATE runs SET waiting = ? WHERE run_id = ?", (json_or_null(waiting), run_id)
+        )
         if self.seen is not None:
             self.seen.held(waiting)
 
