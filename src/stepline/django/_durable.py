@@ -70,19 +70,19 @@ def durable(
     def decorate(handler: View) -> DurableRoute:
         is_async = inspect.iscoroutinefunction(handler)
         authorize = options.get("authorize")
-        if authorize is not None and _routes._is_async(authorize) and not is_async:
+        if authorize is not None and _routes.is_async_callable(authorize) and not is_async:
             raise _errors.ConfigError(
                 "stepline.django.durable: authorize is async; the handler needs to be too"
             )
         args = dict(options)
         caller = options.get("caller", request_user)
         args["caller"] = caller
-        if is_async and authorize is not None and not _routes._is_async(authorize):
+        if is_async and authorize is not None and not _routes.is_async_callable(authorize):
             # a sync hook typically reads request.user: the ORM refuses the event loop's thread
             args["authorize"] = sync_to_async(
                 cast("Callable[[routes.AccessRequest], bool]", authorize)
             )
-        if is_async and caller is not None and not _routes._is_async(cast(Any, caller)):
+        if is_async and caller is not None and not _routes.is_async_callable(cast(Any, caller)):
             args["caller"] = sync_to_async(cast("Callable[[Any], str | None]", caller))
         endpoint = Endpoint(client or _runtime.get_client(), handler, **cast(EndpointArgs, args))
         limit = endpoint.max_body

@@ -60,12 +60,12 @@ def runs_urls(
     """
     _serve.check_version()
     use_async = _serve.choose_async(async_mode)
-    if _is_async(authorize) and not use_async:
+    if is_async_callable(authorize) and not use_async:
         raise _errors.ConfigError(
             "authorize is async: it needs the async views (async_mode=True, Django 5+)"
         )
     hook = authorize
-    if use_async and callable(authorize) and not _is_async(authorize):
+    if use_async and callable(authorize) and not is_async_callable(authorize):
         # a sync hook typically reads request.user: the ORM refuses the event loop's thread
         hook = sync_to_async(cast("Callable[[_webkit.AccessRequest], bool]", authorize))
     routes, prefix = kit.run_routes("runs_urls", client, functions, hook, options)
@@ -92,7 +92,9 @@ def runs_urls(
     return _patterns(view, prefix)
 
 
-def _is_async(authorize: _webkit.Authorize) -> bool:
+def is_async_callable(authorize: _webkit.Authorize) -> bool:
+    """Whether ``authorize`` (a function, or an object with ``__call__``) is async: an async
+    hook needs an async view, and a sync hook a sync one."""
     call = getattr(authorize, "__call__", None)  # noqa: B004 (an object's async __call__)
     return inspect.iscoroutinefunction(authorize) or inspect.iscoroutinefunction(call)
 
