@@ -174,7 +174,7 @@ def runs_flow(settings: _settings.Settings, query: RunQuery) -> effects.Flow[Pag
 
 def run_flow(settings: _settings.Settings, run_id: str) -> effects.Flow[RunDetail]:
     """A run with its trigger events and steps."""
-    path = f"/v1/runs/{_quote(run_id)}"
+    path = f"/v1/runs/{_runs.quote(run_id)}"
     raw = yield from _runs.call(settings, "GET", path, what=run_id)
     steps = yield from _runs.steps_flow(settings, run_id)
     events = tuple(e for e in raw.get("events") or () if isinstance(e, Mapping))
@@ -213,7 +213,9 @@ def events_flow(
 
 def event_flow(settings: _settings.Settings, event_id: str) -> effects.Flow[EventInfo]:
     """One event, by its id or internal id."""
-    raw = yield from _runs.call(settings, "GET", f"/v1/events/{_quote(event_id)}", what=event_id)
+    raw = yield from _runs.call(
+        settings, "GET", f"/v1/events/{_runs.quote(event_id)}", what=event_id
+    )
     return EventInfo.from_wire(raw)
 
 
@@ -221,7 +223,7 @@ def event_runs_flow(
     settings: _settings.Settings, event_id: str
 ) -> effects.Flow[tuple[list[RunInfo], list[Mapping[str, Any]]]]:
     """The runs an event started, and the functions it did not start (with the reason)."""
-    path = f"/v1/events/{_quote(event_id)}/runs"
+    path = f"/v1/events/{_runs.quote(event_id)}/runs"
     page = yield from _runs.call(settings, "GET", path, what=event_id, whole=True)
     runs = [RunInfo.from_wire(item) for item in page.get("data") or ()]
     skipped = (page.get("metadata") or {}).get("skipped") or []
@@ -275,10 +277,6 @@ class Catalog:
     def event_runs(self, event_id: str) -> tuple[list[RunInfo], list[Mapping[str, Any]]]:
         """The runs an event started, and the functions it skipped."""
         return self._run(event_runs_flow(self.connection.settings, event_id))
-
-
-def _quote(value: str) -> str:
-    return urllib.parse.quote(value, safe="")
 
 
 def _iso(value: dt.datetime) -> str:

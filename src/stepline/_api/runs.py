@@ -137,7 +137,7 @@ def _start(
         body["started_by"] = started_by
     if attributes:
         body["attributes"] = dict(attributes)
-    path = f"/v1/functions/{_quote(function_id)}/runs"
+    path = f"/v1/functions/{quote(function_id)}/runs"
     try:
         raw = yield from call(
             settings,
@@ -159,7 +159,7 @@ def get_flow(
     """A run; with ``wait`` the engine answers as soon as it ends (or after ``wait`` s)."""
     query = f"?wait={wait:g}" if wait > 0 else ""
     raw = yield from call(
-        settings, "GET", f"/v1/runs/{_quote(run_id)}{query}", timeout=wait + 10, what=run_id
+        settings, "GET", f"/v1/runs/{quote(run_id)}{query}", timeout=wait + 10, what=run_id
     )
     return RunInfo.from_wire(raw)
 
@@ -199,13 +199,13 @@ def _output(run: RunInfo) -> Any:
 
 def cancel_flow(settings: _settings.Settings, run_id: str) -> _effects.Flow[RunStatus]:
     """Cancel a run; returns its status afterwards (a run that had ended keeps its own)."""
-    raw = yield from call(settings, "POST", f"/v1/runs/{_quote(run_id)}/cancel", {}, what=run_id)
+    raw = yield from call(settings, "POST", f"/v1/runs/{quote(run_id)}/cancel", {}, what=run_id)
     return RunStatus(str(raw["status"]))
 
 
 def steps_flow(settings: _settings.Settings, run_id: str) -> _effects.Flow[list[StepInfo]]:
     """A run's steps in order."""
-    raw = yield from call(settings, "GET", f"/v1/runs/{_quote(run_id)}/steps", what=run_id)
+    raw = yield from call(settings, "GET", f"/v1/runs/{quote(run_id)}/steps", what=run_id)
     return [StepInfo.from_wire(item) for item in raw]
 
 
@@ -248,7 +248,7 @@ def unknown_function(settings: _settings.Settings, function_id: str) -> Function
 
 def rerun_flow(settings: _settings.Settings, run_id: str) -> _effects.Flow[str]:
     """Start a new run of the same function with the same events; returns its id."""
-    raw = yield from call(settings, "POST", f"/v1/runs/{_quote(run_id)}/rerun", {}, what=run_id)
+    raw = yield from call(settings, "POST", f"/v1/runs/{quote(run_id)}/rerun", {}, what=run_id)
     return str(raw["run_id"])
 
 
@@ -258,7 +258,7 @@ def replay_flow(
     """``POST /v1/runs/{id}/replay``: a new run of an ended run, from ``from_step`` (or
     from the start); returns its id."""
     body = {} if from_step is None else {"from_step": from_step}
-    raw = yield from call(settings, "POST", f"/v1/runs/{_quote(run_id)}/replay", body, what=run_id)
+    raw = yield from call(settings, "POST", f"/v1/runs/{quote(run_id)}/replay", body, what=run_id)
     return str(raw["run_id"])
 
 
@@ -320,5 +320,7 @@ def call(
     return parsed if whole else parsed.get("data")
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
+    """``value`` as one path segment of a REST URL (every character but letters, digits
+    and ``_.-~`` escaped, ``/`` included)."""
     return urllib.parse.quote(value, safe="")

@@ -102,7 +102,7 @@ def page_flow(
         query["topic"] = topic
     if wait > 0:
         query["wait"] = f"{wait:g}"
-    path = f"/v1/runs/{_runs._quote(run_id)}/stream?{urllib.parse.urlencode(query)}"
+    path = f"/v1/runs/{_runs.quote(run_id)}/stream?{urllib.parse.urlencode(query)}"
     raw = yield from _runs.call(settings, "GET", path, what=run_id, timeout=wait + 10, whole=True)
     items = raw.get("data")
     messages = tuple(

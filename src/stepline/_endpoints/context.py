@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from stepline._endpoints.request import EndpointRequest
-from stepline._execution.context import Context, SyncContext
+from stepline._execution.context import Context, SyncContext, call_state
 
 __all__ = ["EndpointContext", "SyncEndpointContext"]
 
@@ -51,7 +51,7 @@ def endpoint_context(ctx: Context | SyncContext) -> EndpointContext | SyncEndpoi
     """
     fields = {f.name: getattr(ctx, f.name) for f in dataclasses.fields(ctx)}
     data = ctx.event.data
-    started_by = ctx.step._state.request.ctx.started_by
+    started_by = call_state(ctx).request.ctx.started_by
     request = EndpointRequest.from_data(
         data if isinstance(data, Mapping) else {}, principal=started_by
     )

@@ -199,3 +199,9 @@ def log_fields(state: ExecutionState, function_id: str | None = None) -> dict[st
         "step_id": state.current_step,
         "attempt": ctx.attempt,
     }
+
+
+def call_state(ctx: Context | SyncContext) -> ExecutionState:
+    """The execution state of ``ctx``'s call: for code of this SDK that reads what the
+    engine sent with it (a durable endpoint's caller, ``CallContext.started_by``)."""
+    return ctx._state

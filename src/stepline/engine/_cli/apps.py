@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
@@ -57,7 +56,7 @@ def main(
     err: TextIO,
 ) -> int:
     """Run ``stepline apps ...`` (errors other than a refusal are the caller's to report)."""
-    app = _quote(args.app_id)
+    app = _runs.quote(args.app_id)
     if args.action == "versions":
         found = effects.drive_sync(
             _runs.call(settings, "GET", f"/v1/apps/{app}/versions", what=args.app_id),
@@ -68,7 +67,7 @@ def main(
         else:
             out.write(versions_table(found) + "\n")
         return 0
-    path = f"/v1/apps/{app}/versions/{_quote(args.version)}"
+    path = f"/v1/apps/{app}/versions/{_runs.quote(args.version)}"
     if args.force:
         path += "?force=true"
     try:
@@ -118,7 +117,3 @@ def notices_text(notices: Sequence[Mapping[str, Any]]) -> list[str]:
 def _print_json(out: TextIO, value: object) -> None:
     """``value`` as indented JSON on ``out``, what ``--json`` prints (other types as text)."""
     out.write(json.dumps(value, indent=2, default=str) + "\n")
-
-
-def _quote(value: str) -> str:
-    return urllib.parse.quote(value, safe="")

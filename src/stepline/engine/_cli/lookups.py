@@ -87,7 +87,7 @@ def steps_flow(
 ) -> effects.Flow[tuple[list[_runs.StepInfo], dict[str, dict[str, Any]]]]:
     """A run's steps, and what each pending one waits for (``{step id: wait}``)."""
     raw = yield from _runs.call(
-        settings, "GET", f"/v1/runs/{_runs._quote(run_id)}/steps", what=run_id
+        settings, "GET", f"/v1/runs/{_runs.quote(run_id)}/steps", what=run_id
     )
     steps = [_runs.StepInfo.from_wire(item) for item in raw]
     waits = {
@@ -103,7 +103,7 @@ def event_runs_flow(
 ) -> effects.Flow[tuple[list[_runs.RunInfo], list[dict[str, Any]]]]:
     """The runs an event started, and the functions it skipped (with the reason)."""
     whole = yield from _runs.call(
-        settings, "GET", f"/v1/events/{_runs._quote(event_id)}/runs", what=event_id, whole=True
+        settings, "GET", f"/v1/events/{_runs.quote(event_id)}/runs", what=event_id, whole=True
     )
     runs = [_runs.RunInfo.from_wire(r) for r in whole.get("data") or [] if isinstance(r, dict)]
     meta = whole.get("metadata") if isinstance(whole.get("metadata"), dict) else {}
