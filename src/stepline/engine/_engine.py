@@ -678,15 +678,9 @@ class Engine:
         run_id: str | None = None,
         attributes: Mapping[str, str] | None = None,
     ) -> tuple[str, bool]:
-        """``start_function`` from a thread that may block (never the event loop's).
-
-        Raises:
-            NotFoundError: the function is not registered.
-            EndpointOnlyError: it is a durable endpoint's function (its endpoint starts it).
-            SkippedError: flow control started no run (rate limit, singleton, debounce).
-            RunIdTakenError: ``run_id`` names a run of another function.
-            EngineStopped: the engine is not running.
-        """
+        """``start_function`` from a thread that may block (never the event loop's): the
+        same arguments and errors, and ``EngineStopped`` when the engine is not running
+        (``Starter.start_function_blocking``)."""
         return self.starter.start_function_blocking(
             function_id, data, idempotency_key=idempotency_key, headers=headers,
             started_by=started_by, run_id=run_id, attributes=attributes,
