@@ -33,12 +33,13 @@ import pytest
 
 import stepline
 from stepline.embedded import EmbeddedEngine, _prefork
+from tests._support.ci import require_module
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, free_port, log_tail, spawned
 
 from . import process_manager_app
 
-gunicorn_config = pytest.importorskip("gunicorn.config")
+gunicorn_config = require_module("gunicorn.config")
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.adapters.process_manager_app"

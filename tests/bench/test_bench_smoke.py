@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests._support.ci import under_ci
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -34,7 +36,7 @@ def require_postgres() -> None:
     """Skip without Postgres; under CI (``CI=true``) fail instead."""
     problem = bench_module("all").postgres_problem()
     if problem is not None:
-        if os.environ.get("CI") == "true":
+        if under_ci():
             pytest.fail(f"Postgres is required under CI: {problem}")
         pytest.skip(problem)
 

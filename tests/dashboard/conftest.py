@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from tests._support.ci import under_ci
 from tests._support.polling import wait_until
 from tests._support.server_thread import ServerThread  # noqa: F401
 from tests.engine.servers import closing_client, postgres_schema  # noqa: F401
@@ -30,7 +31,7 @@ T = TypeVar("T")
 
 def missing(what: str) -> None:
     """Fail under CI, skip elsewhere: a reviewer must never get a silently empty run."""
-    if os.environ.get("CI") == "true":
+    if under_ci():
         pytest.fail(f"{what} is required under CI", pytrace=False)
     pytest.skip(what)
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests._support.ci import under_ci
+
 #: The Postgres the suites run against (a fresh schema per test); CI fails without it.
 POSTGRES_URL = os.environ.get(
     "STEPLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -64,7 +66,7 @@ def _postgres_admin() -> Any:
     try:
         return psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        if os.environ.get("CI") == "true":
+        if under_ci():
             pytest.fail(f"Postgres is required under CI ({POSTGRES_URL}): {exc}")
         pytest.skip(f"no Postgres at {POSTGRES_URL}: {exc}")
 

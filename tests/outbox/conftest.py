@@ -28,6 +28,7 @@ import pytest
 import stepline
 from stepline.embedded import EmbeddedEngine
 from stepline.outbox import ddl
+from tests._support.ci import under_ci
 from tests._support.polling import wait_until
 from tests.engine.servers import postgres_schema
 
@@ -39,7 +40,7 @@ ORDER_PLACED = "shop/order.placed"
 
 
 def _unavailable(what: str, exc: Exception) -> None:
-    if os.environ.get("CI") == "true":
+    if under_ci():
         pytest.fail(f"{what} is required under CI: {exc}")
     pytest.skip(f"no {what}: {exc}")
 
