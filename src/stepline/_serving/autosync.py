@@ -16,11 +16,9 @@ a Tornado transform, Django's ``request_started``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import threading
-import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +26,7 @@ from stepline._comm import app_sync
 from stepline._comm.messages import decode_json_object
 from stepline._comm.serve_endpoint import ServeEndpoint
 from stepline._serving import asgi_scope
-from stepline._transport.effects import Flow, HttpRequest, HttpResponse, drive_sync
+from stepline._transport.effects import Flow, HttpRequest, HttpResponse, Sleep, drive_sync
 
 if TYPE_CHECKING:
     from stepline._comm.handler import CommHandler
@@ -41,13 +39,6 @@ RETRY_CAP = 30.0
 
 _started: weakref.WeakSet[CommHandler] = weakref.WeakSet()
 _lock = threading.Lock()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Sleep:
-    """Effect: sleep ``seconds``."""
-
-    seconds: float
 
 
 def retry_delay(failures: int) -> float:
@@ -116,16 +107,12 @@ def start(
         _started.add(handler)
     url = base.rstrip("/") + served_at
     transport = handler.client.connection.sync_transport
-
-    def perform(effect: object) -> Any:
-        if isinstance(effect, Sleep):
-            time.sleep(effect.seconds)
-            return None
-        return transport.perform(effect)
-
     registering = flow(handler.endpoint, url)
     thread = threading.Thread(
-        target=drive_sync, args=(registering, perform), name="stepline-register", daemon=True
+        target=drive_sync,
+        args=(registering, transport.perform),
+        name="stepline-register",
+        daemon=True,
     )
     thread.start()
 
