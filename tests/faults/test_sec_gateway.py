@@ -24,7 +24,7 @@ from stepline.engine._config import EngineConfigError, resolve
 from stepline.engine._gateway import proxy
 from stepline.engine._gateway.destinations import Address, Policy, refusal
 from stepline.engine._model import Run
-from stepline.engine._worker.worker import Worker
+from stepline.engine._worker.worker import QueueWorker
 from tests._support.polling import await_until
 
 from .conftest import arun, captured_logs
@@ -318,12 +318,12 @@ def test_a_retry_leased_before_its_last_attempt_s_end_was_noted_runs(
     # task's end has been noted (its done callback runs later, held back here). That
     # attempt is over: the retry runs, rather than wait for its lease to lapse (30 s) as a
     # call still in flight would (CI: this file's redirect test timed out that way).
-    done = Worker._done
+    done = QueueWorker._done
 
-    def noted_late(self: Worker, current: list[Any], task: Any = None) -> None:
+    def noted_late(self: QueueWorker, current: list[Any], task: Any = None) -> None:
         asyncio.get_running_loop().call_later(0.3, done, self, current, task)
 
-    monkeypatch.setattr(Worker, "_done", noted_late)
+    monkeypatch.setattr(QueueWorker, "_done", noted_late)
     with Scripted(lambda _r: (503, {}, b"busy")) as provider, Scripted() as app:
         app.answer = _asking([f"{provider.url}/v1"])
         [memo] = _memos(arun(_run(db, app, gateway_allow=("127.0.0.1/32",), retry_scale=0.0)))

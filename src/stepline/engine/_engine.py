@@ -55,7 +55,7 @@ from stepline.engine._store import (
 from stepline.engine._store.attempts import StepAttempt
 from stepline.engine._trust import apps as _apptrust
 from stepline.engine._wire import response
-from stepline.engine._worker.worker import Worker
+from stepline.engine._worker.worker import QueueWorker
 
 __all__ = ["Engine"]
 
@@ -119,7 +119,7 @@ class Engine:
             lambda: self._apps.current, backoff, trace_invokes=tracing
         )
         self._waiters = RunWaiters(self._read_runs)
-        self.worker = Worker(
+        self.worker = QueueWorker(
             store=self.store,
             transitions=self.transitions,
             driver=self.driver,

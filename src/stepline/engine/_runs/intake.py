@@ -1,7 +1,7 @@
 """What a send stored, and the first calls of the runs it started, held for after the answer.
 
 The transaction that stores events and starts runs also leases those runs' first calls
-for this node's worker (``Worker.adopt``), so a run starts without a trip through the
+for this node's worker (``QueueWorker.adopt``), so a run starts without a trip through the
 queue. The event API sends its answer first and only then lets the calls go
 (``Intake.start``): a sender always has its ids before its app sees the first call of
 a run its events started, as with Inngest's server.
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from stepline.engine._observe.observer import Observer
     from stepline.engine._runs.transitions import RunTransitions
     from stepline.engine._runs.waiters import RunWaiters
-    from stepline.engine._worker.worker import Worker
+    from stepline.engine._worker.worker import QueueWorker
 
 #: A leased first call and the run and steps it starts from.
 Call = tuple[Job, Snapshot]
@@ -128,7 +128,7 @@ class Starter:
         clock: Clock,
         observer: Observer | None,
         transitions: RunTransitions,
-        worker: Worker,
+        worker: QueueWorker,
         apps: Registered,
         waiters: RunWaiters,
         committed: Callable[[bool, Sequence[Run] | None], None],

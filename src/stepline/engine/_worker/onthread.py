@@ -4,7 +4,7 @@ SDK's thread.
 An app served in this process runs each call of a sync function on its SDK's thread pool
 (``CommHandler.handle_pooled``): a hop from the engine's loop to a pool thread and back
 for every step. With run affinity (the transaction recording an answer leases the run's
-next call, ``Worker.record_answer``) the pool thread goes on by itself instead: it records the
+next call, ``QueueWorker.record_answer``) the pool thread goes on by itself instead: it records the
 answer (``Store.atomic_blocking``; on SQLite at NORMAL on that thread while the writer is
 idle), makes the next call that transaction leased, and so on. It hands back to the loop
 when a commit needs the loop (it queued other jobs, ended the run, or leased its events'
@@ -58,7 +58,7 @@ SLICE = 0.05
 
 
 class Recorded(Protocol):
-    """What recording an answer led to (``Worker.record_answer`` returns it)."""
+    """What recording an answer led to (``QueueWorker.record_answer`` returns it)."""
 
     @property
     def follow(self) -> tuple[Job, Snapshot] | None: ...
@@ -71,7 +71,7 @@ class Recorded(Protocol):
 
 
 class _Worker(Protocol):
-    """What of the worker the calls need (``Worker`` has it)."""
+    """What of the worker the calls need (``QueueWorker`` has it)."""
 
     store: Store
     caller: Caller

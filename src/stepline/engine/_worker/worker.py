@@ -41,7 +41,7 @@ logger = logging.getLogger("stepline.engine")
 _LEASE_BATCH = 32
 
 
-class Worker:
+class QueueWorker:
     """Processes the job queue of one store; several workers (processes) may share it."""
 
     def __init__(
