@@ -7,10 +7,14 @@ exits early or never answers fails the test with the log's tail.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
+import random
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -22,11 +26,68 @@ from tests._support.polling import wait_until
 ENV_PREFIXES = ("STEPLINE_", "INNGEST_")
 
 
+#: Where ``free_port`` hands ports out from: below Linux's ephemeral range (32768-60999,
+#: ``/proc/sys/net/ipv4/ip_local_port_range``), where ``bind(0)`` (servers in threads, the
+#: gateway's ``auto``) and outgoing connections take theirs, so none of those lands on one.
+PORTS = range(20000, 32000)
+#: One lock file a port; ``free_port`` holds the lock of each port it hands out (and of the
+#: next one) while its process lives, so no other test process here hands either out.
+PORT_LOCKS = Path(tempfile.gettempdir()) / "stepline-test-ports"
+_reserved: dict[int, int] = {}  # port -> the descriptor holding its lock
+
+
+def _reserve(port: int) -> bool:
+    """Lock ``port``'s file for this process (False: another test process holds it)."""
+    try:
+        fd = os.open(PORT_LOCKS / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:  # another user's lock file: theirs
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _reserved[port] = fd
+    return True
+
+
+def _release(port: int) -> None:
+    os.close(_reserved.pop(port))  # closing the descriptor drops the lock
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
 def free_port() -> int:
-    """A localhost port nobody listens on right now (for child processes to bind)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A localhost port P for a child process to bind, with P + 1 free too.
+
+    Picking a port, releasing it and having a child bind it later races whatever binds
+    meanwhile. So P comes from ``PORTS``, where the system never assigns a port by itself,
+    and P and P + 1 (where a ``stepline dev`` engine on P listens for Connect workers) stay
+    reserved for this process (see ``PORT_LOCKS``): no other pytest worker, and no other run
+    of this suite on the machine, hands out either. Each port is handed out once a process.
+    """
+    PORT_LOCKS.mkdir(mode=0o777, exist_ok=True)
+    for _ in range(500):
+        port = random.randrange(PORTS.start, PORTS.stop - 1)
+        if port in _reserved or port + 1 in _reserved or not _reserve(port):
+            continue
+        if not _reserve(port + 1):
+            _release(port)
+            continue
+        if _bindable(port) and _bindable(port + 1):
+            return port
+        _release(port)
+        _release(port + 1)
+    raise AssertionError(f"no two neighbouring free ports in {PORTS} after 500 tries")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests._support.polling import wait_until
-from tests._support.processes import clean_env, engine_command, spawned
+from tests._support.processes import clean_env, engine_command, free_port, spawned
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,20 +31,6 @@ def _hidden(tmp_path: Path) -> str:
     folder.mkdir()
     (folder / "sitecustomize.py").write_text(HIDE)
     return str(folder)
-
-
-def _two_free_ports() -> int:
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    raise AssertionError("no two neighbouring free ports")
 
 
 def _worker(engine_url: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -62,7 +48,7 @@ def _worker(engine_url: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_an_engine_without_websockets_opens_no_gateway_port_and_says_what_to_install(
     tmp_path: Path,
 ) -> None:
-    port = _two_free_ports()
+    port = free_port()  # P + 1 free too: where the gateway would listen
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "dev.log"
     env = clean_env(PYTHONPATH=_hidden(tmp_path))

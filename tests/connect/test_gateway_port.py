@@ -20,25 +20,10 @@ import pytest
 from stepline._connect import kinds, proto
 from stepline.engine._cli import gateway_port
 from tests._support.polling import wait_until
-from tests._support.processes import clean_env, engine_command, spawned
+from tests._support.processes import clean_env, engine_command, free_port, spawned
 
 pytestmark = pytest.mark.timeout(60)
 PROTOCOL = "v0.connect.inngest.com"
-
-
-def _two_free_ports() -> int:
-    """A port P such that P and P + 1 are free right now."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    raise AssertionError("no two neighbouring free ports")
 
 
 def _banner(log: Path) -> str:
@@ -59,7 +44,7 @@ def _hello(url: str) -> dict[str, object]:
 
 
 def test_dev_answers_the_gateway_on_the_next_port_at_inngests_path(tmp_path: Path) -> None:
-    port = _two_free_ports()
+    port = free_port()  # P and P + 1 free, and kept for this test process
     command = engine_command("dev", "--port", str(port), "--db", str(tmp_path / "e.db"))
     with spawned(command, log=tmp_path / "dev.log", up=f"http://127.0.0.1:{port}/health"):
         message = _hello(f"ws://127.0.0.1:{port + 1}/v0/connect")
@@ -70,7 +55,7 @@ def test_dev_answers_the_gateway_on_the_next_port_at_inngests_path(tmp_path: Pat
 
 
 def test_a_taken_gateway_port_is_one_line_and_the_engine_serves(tmp_path: Path) -> None:
-    port = _two_free_ports()
+    port = free_port()  # P and P + 1 free, and kept for this test process
     log = tmp_path / "dev.log"
     with socket.socket() as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -85,7 +70,7 @@ def test_a_taken_gateway_port_is_one_line_and_the_engine_serves(tmp_path: Path) 
 
 
 def test_the_banner_names_the_http_and_the_gateway_port(tmp_path: Path) -> None:
-    port = _two_free_ports()
+    port = free_port()  # P and P + 1 free, and kept for this test process
     log = tmp_path / "dev.log"
     command = engine_command("dev", "--port", str(port), "--db", str(tmp_path / "e.db"))
     with spawned(command, log=log, env=clean_env(), up=f"http://127.0.0.1:{port}/health"):
@@ -98,7 +83,7 @@ def test_the_banner_names_the_http_and_the_gateway_port(tmp_path: Path) -> None:
 def test_two_dev_engines_on_neighbouring_ports_start_with_the_gateway_port_chosen(
     tmp_path: Path,
 ) -> None:
-    port = _two_free_ports()
+    port = free_port()  # P and P + 1 free, and kept for this test process
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     first = engine_command(
         "dev", "--port", str(port), "--db", str(tmp_path / "1.db"), "--connect-gateway-port", "auto"
@@ -143,7 +128,7 @@ def test_keep_alive_requests_are_not_held_for_the_clients_delayed_ack(tmp_path: 
     # Served from sockets the engine hands uvicorn (to listen on this second port too),
     # the connections had Nagle's algorithm on: every request after the first on a
     # keep-alive connection took 40-44 ms (the client's delayed ACK), on both ports.
-    port = _two_free_ports()
+    port = free_port()  # P and P + 1 free, and kept for this test process
     command = engine_command("dev", "--port", str(port), "--db", str(tmp_path / "e.db"))
     with spawned(command, log=tmp_path / "dev.log", up=f"http://127.0.0.1:{port}/health"):
         for serving in (port, port + 1):

@@ -3,8 +3,10 @@
 A small shop app runs a realistic mix against a real engine over HTTP (a completed order
 with a retried step and a child run, a run waiting for an event, a sleeping run, a failed
 run, a rate-limited event), then each page the docs show is opened in headless Chromium,
-checked for what the picture is meant to show, and saved to ``docs/img/dashboard/``.
-Every run of the suite rewrites the images: commit them with the change that moved them.
+checked for what the picture is meant to show, and checked as a picture (a PNG as wide
+as the page, not nearly empty). Only with ``STEPLINE_SCREENSHOTS=1`` are they saved over
+the tracked ones in ``docs/img/dashboard/`` (commit them with the change that moved them);
+otherwise they go to the test's temporary directory and the checkout stays as it was.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import os
 import re
 import struct
 from collections.abc import Iterator
@@ -29,6 +32,8 @@ from stepline.engine._http.api import build_app
 from .conftest import ROOT, Page, ServerThread, closing_client, run_of, send, wait_for
 
 DOCS = ROOT / "docs" / "img" / "dashboard"
+#: set to 1 to save the pictures over the tracked ones in ``DOCS``
+WRITE = "STEPLINE_SCREENSHOTS"
 WIDE = {"width": 1280, "height": 860}
 NARROW = {"width": 375, "height": 760}
 #: every picture this module takes (docs/dashboard.md may show only these)
@@ -151,11 +156,19 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         )
 
 
-def picture(tab: Page, name: str) -> Path:
-    """Save the page as ``docs/img/dashboard/{name}.png``; check it is a real picture."""
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the pictures go: ``DOCS`` when asked (``STEPLINE_SCREENSHOTS=1``), else a temp dir."""
+    if os.environ.get(WRITE, "").strip() == "1":
+        DOCS.mkdir(parents=True, exist_ok=True)
+        return DOCS
+    return tmp_path_factory.mktemp("dashboard-pictures")
+
+
+def picture(tab: Page, name: str, folder: Path) -> Path:
+    """Save the page as ``{folder}/{name}.png``; check it is a real picture."""
     assert name in PICTURES, name
-    DOCS.mkdir(parents=True, exist_ok=True)
-    path = DOCS / f"{name}.png"
+    path = folder / f"{name}.png"
     tab.page.screenshot(path=str(path), full_page=True)
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -177,37 +190,37 @@ def expect(locator: Any) -> Any:
     return playwright_expect(locator)
 
 
-def test_runs_list(shop: Shop, tab: Page) -> None:
+def test_runs_list(shop: Shop, tab: Page, pictures: Path) -> None:
     tab.page.goto(f"{shop.url}/#/runs")
     expect(tab.page.locator(f"a[href='#/runs/{shop.completed}']")).to_be_visible()
     expect(tab.page.locator(f"a[href='#/runs/{shop.failed}']")).to_be_visible()
-    picture(tab, "runs")
+    picture(tab, "runs", pictures)
 
 
-def test_runs_list_on_a_phone(shop: Shop, tab: Page) -> None:
+def test_runs_list_on_a_phone(shop: Shop, tab: Page, pictures: Path) -> None:
     _sized(tab, NARROW)
     tab.page.goto(f"{shop.url}/#/runs")
     expect(tab.page.locator(f"a[href='#/runs/{shop.completed}']")).to_be_visible()
     wide = tab.page.evaluate("document.documentElement.scrollWidth")
     assert wide <= NARROW["width"], f"the page scrolls sideways ({wide} px)"
-    picture(tab, "runs-narrow")
+    picture(tab, "runs-narrow", pictures)
 
 
-def test_run_page_completed(shop: Shop, tab: Page) -> None:
+def test_run_page_completed(shop: Shop, tab: Page, pictures: Path) -> None:
     tab.page.goto(f"{shop.url}/#/runs/{shop.completed}")
     expect(tab.page.locator("#run-output")).to_contain_text('"charged": 42.5')
     expect(tab.page.locator("#timeline")).to_contain_text("charge")
-    picture(tab, "run-completed")
+    picture(tab, "run-completed", pictures)
 
 
-def test_run_page_failed(shop: Shop, tab: Page) -> None:
+def test_run_page_failed(shop: Shop, tab: Page, pictures: Path) -> None:
     tab.page.goto(f"{shop.url}/#/runs/{shop.failed}")
     tab.page.locator("#timeline .step-name").first.click()
     expect(tab.page.locator("#timeline .error-box")).to_contain_text("was never charged")
-    picture(tab, "run-failed")
+    picture(tab, "run-failed", pictures)
 
 
-def test_run_page_waiting(shop: Shop, tab: Page) -> None:
+def test_run_page_waiting(shop: Shop, tab: Page, pictures: Path) -> None:
     def waits() -> bool | None:
         steps = shop.http.get(f"/v1/runs/{shop.waiting}/steps").json()["data"]
         return True if any(s["status"] == "Waiting" for s in steps) else None
@@ -215,34 +228,34 @@ def test_run_page_waiting(shop: Shop, tab: Page) -> None:
     wait_for(waits, what="the shipping run to wait")
     tab.page.goto(f"{shop.url}/#/runs/{shop.waiting}")
     expect(tab.page.locator("#timeline details.step", has_text="picked-up")).to_be_visible()
-    picture(tab, "run-waiting")
+    picture(tab, "run-waiting", pictures)
 
 
-def test_functions_and_function_page(shop: Shop, tab: Page) -> None:
+def test_functions_and_function_page(shop: Shop, tab: Page, pictures: Path) -> None:
     tab.page.goto(f"{shop.url}/#/functions")
     expect(tab.page.locator("a[href='#/functions/shop-checkout']").first).to_be_visible()
-    picture(tab, "functions")
+    picture(tab, "functions", pictures)
     tab.page.goto(f"{shop.url}/#/functions/shop-checkout")
     expect(tab.page.locator("h1")).to_contain_text("checkout")
     tab.page.check("input[name=metrics-window][value='1h']")
     expect(tab.page.locator("svg").first).to_be_visible()
-    picture(tab, "function")
+    picture(tab, "function", pictures)
 
 
-def test_events_and_event_page(shop: Shop, tab: Page) -> None:
+def test_events_and_event_page(shop: Shop, tab: Page, pictures: Path) -> None:
     tab.page.goto(f"{shop.url}/#/events")
     expect(tab.page.locator("main")).to_contain_text("shop/order")
-    picture(tab, "events")
+    picture(tab, "events", pictures)
     tab.page.goto(f"{shop.url}/#/events/{shop.event}")
     expect(tab.page.locator("main")).to_contain_text("shop/digest")
     expect(tab.page.locator("main")).to_contain_text("Rate limited")
-    picture(tab, "event")
+    picture(tab, "event", pictures)
 
 
-def test_apps(shop: Shop, tab: Page) -> None:
+def test_apps(shop: Shop, tab: Page, pictures: Path) -> None:
     tab.page.goto(f"{shop.url}/#/apps")
     expect(tab.page.locator("main")).to_contain_text("shop")
-    picture(tab, "apps")
+    picture(tab, "apps", pictures)
 
 
 def test_every_picture_in_the_docs_is_taken_here() -> None:
@@ -251,3 +264,5 @@ def test_every_picture_in_the_docs_is_taken_here() -> None:
     shown = set(re.findall(r"img/dashboard/([\w-]+)\.png", text))
     assert not shown - PICTURES, f"shown, but no test takes them: {sorted(shown - PICTURES)}"
     assert not PICTURES - shown, f"taken, but not shown: {sorted(PICTURES - shown)}"
+    for name in sorted(PICTURES):  # the tracked copies the docs show are pictures too
+        assert (DOCS / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name

@@ -62,6 +62,7 @@ from sybil import Document, Example, Sybil
 from sybil.parsers.markdown import CodeBlockParser
 
 import stepline.testing
+from tests._support.processes import free_port
 
 pytestmark = [
     pytest.mark.docs,
@@ -274,13 +275,6 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 SYBIL = Sybil(
     parsers=[
         *(CodeBlockParser(language, run_python) for language in PYTHON),
@@ -353,7 +347,7 @@ def _run_file(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ta
             loop=loop,
             tally=tally,
             stack=stack,
-            ports={port: str(_free_port()) for port in _PORTS},
+            ports={port: str(free_port()) for port in _PORTS},
         )
         stack.callback(loop.close)
         stack.callback(_forget_modules, state)

@@ -4,7 +4,6 @@ import asyncio
 import base64
 import http.server
 import json
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -18,6 +17,7 @@ from stepline import (
 )
 from stepline._api import sender
 from stepline._transport import effects, performers
+from tests._support.processes import free_port
 
 SEED = bytes(range(10))
 NOW = 1_795_218_036_566
@@ -352,13 +352,6 @@ def test_send_async_against_a_real_server(event_api):
 
     assert asyncio.run(main()) == OK_IDS
     check_three_identical_attempts(event_api)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def test_connection_refused_sync():
