@@ -33,18 +33,26 @@ def _client(url: str, app_id: str) -> tuple[stepline.Client, list[stepline.Funct
     return client, [f]
 
 
-def test_a_worker_stopped_while_the_engine_is_down_returns_at_once() -> None:
+def test_a_worker_stopped_while_the_engine_is_down_returns_at_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO, logger="stepline.connect")
+    # a long backoff, so a stop that waited it out could not pass the bound below
+    monkeypatch.setattr("stepline._connect.link.backoff", lambda failures: 60.0)
     client, functions = _client(f"http://127.0.0.1:{free_port()}", "lonely")
     worker = stepline.connect.Worker(client, functions, instance_id="lonely-1")
     done = threading.Event()
     thread = threading.Thread(target=lambda: (worker.run(), done.set()), daemon=True)
     thread.start()
-    time.sleep(1.5)  # a few refused start calls, backing off
+    wait_until(  # a refused start call, and the worker backing off
+        lambda: any("connecting again in 60.0s" in r.getMessage() for r in caplog.records),
+        message="the worker to back off",
+    )
     assert not worker.connected.is_set()
     stopped = time.monotonic()
     worker.stop()
-    assert done.wait(10), "the worker did not stop"
-    assert time.monotonic() - stopped < 2
+    assert done.wait(30), "the worker did not stop"
+    assert time.monotonic() - stopped < 20, "the stop waited for the backoff"
 
 
 def test_a_refused_registration_stops_the_worker(tmp_path: Path) -> None:
