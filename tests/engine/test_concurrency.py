@@ -222,7 +222,11 @@ def test_cancelling_a_run_mid_call_frees_its_slot(db: str) -> None:
             (second,) = await engine.send({"name": "t/gate", "data": {"n": 1}})
             second_run = (await engine.event_runs(second))[0].run_id
             assert second_run is not None
-            await asyncio.sleep(0.1)
+            async def parked() -> bool:  # a worker leased its call and found no slot
+                waiting = (await engine.get_run(second_run)).waiting or {}
+                return waiting.get("reason") == "concurrency"
+
+            await await_until(parked, interval=0.01, message="the second run to be held")
             assert (await engine.get_run(second_run)).status is RunStatus.QUEUED
             await engine.cancel(first_run)
             gate.set()  # the in-flight call returns; its answer is dropped, its slot freed

@@ -344,9 +344,12 @@ def test_two_nodes_on_one_postgres_share_the_pause() -> None:
             runs = await await_until(
                 lambda: _listed(two, 4), timeout=10, message="the 4 runs", interval=0.02
             )
-            await asyncio.sleep(1.0)  # both nodes' workers poll; neither runs a call
+            async def all_parked() -> bool:
+                return await _parked(one, "paused:t-shared") == 4
+
+            # the workers lease a call before they park it: all 4 parked, so none ran
+            await await_until(all_parked, timeout=10, message="the 4 calls to be parked")
             assert ran == []
-            assert await _parked(one, "paused:t-shared") == 4
             assert await two.resume("t-shared") is True
             for run in runs:
                 assert (await one.wait_for_run(run.run_id, timeout=20)).output == '"ran"'
