@@ -222,6 +222,7 @@ def test_cancelling_a_run_mid_call_frees_its_slot(db: str) -> None:
             (second,) = await engine.send({"name": "t/gate", "data": {"n": 1}})
             second_run = (await engine.event_runs(second))[0].run_id
             assert second_run is not None
+
             async def parked() -> bool:  # a worker leased its call and found no slot
                 waiting = (await engine.get_run(second_run)).waiting or {}
                 return waiting.get("reason") == "concurrency"

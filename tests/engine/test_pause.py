@@ -344,6 +344,7 @@ def test_two_nodes_on_one_postgres_share_the_pause() -> None:
             runs = await await_until(
                 lambda: _listed(two, 4), timeout=10, message="the 4 runs", interval=0.02
             )
+
             async def all_parked() -> bool:
                 return await _parked(one, "paused:t-shared") == 4
 

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -90,16 +89,23 @@ def test_pause_holds_runs_across_processes_and_resume_releases_them_in_order(
         paused = cli(url, "functions", "pause", "steps", "--reason", "db maintenance")
         assert paused.returncode == 0, paused.stderr
         assert paused.stdout.strip() == f"paused {FN} (cron ticks: queued)"
-        # A's sleep ends while paused: its next call parks (the run says why it waits)
-        wait_until(
-            lambda: (deploys.get(url, f"runs/{a}").get("waiting") or {}).get("reason") == "paused",
-            timeout=20,
-            message="A's next call to park",
-        )
+
+        def parked(run_id: str, name: str) -> None:  # the run says why it waits
+            wait_until(
+                lambda: (
+                    (deploys.get(url, f"runs/{run_id}").get("waiting") or {}).get("reason")
+                    == "paused"
+                ),
+                timeout=20,
+                message=f"{name}'s next call to park",
+            )
+
+        # A's sleep ends while paused: its next call parks
+        parked(a, "A")
         b = start(url, "B")
-        time.sleep(0.2)  # B before C, by their first calls' due times
+        parked(b, "B")  # a worker leased B's call (and parked it): due before C's
         c = start(url, "C")
-        time.sleep(1.5)
+        parked(c, "C")
         assert ran(log) == ["A:a"]
         statuses = [deploys.get(url, f"runs/{r}")["status"] for r in (a, b, c)]
         assert statuses == ["Running", "Queued", "Queued"]

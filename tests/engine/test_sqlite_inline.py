@@ -181,7 +181,8 @@ def test_a_small_transaction_queues_while_a_blocked_thread_holds_the_role(
             async with role_held(store, "B"):
                 assert store._draining
                 task = asyncio.create_task(store.atomic(insert("L", threads), small=True))
-                await asyncio.sleep(0.05)
+                # queued behind the role, where it would have run by now were it free
+                await await_until(lambda: bool(store._queue), timeout=10, message="queued")
                 assert not task.done()
                 assert threads == []
             assert await asyncio.wait_for(task, 10)
@@ -210,7 +211,7 @@ def test_suspend_waits_for_the_role_held_by_a_blocked_thread(tmp_path: Path) -> 
             assert store._draining
             threads: list[threading.Thread] = []
             task = asyncio.create_task(store.atomic(insert("L", threads), small=True))
-            await asyncio.sleep(0.05)
+            await await_until(lambda: bool(store._queue), timeout=10, message="queued")
             assert not task.done()
             assert threads == []
             resume()

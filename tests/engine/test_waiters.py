@@ -12,7 +12,7 @@ import pytest
 from stepline.engine._errors import EngineStopped
 from stepline.engine._model import Run, RunStatus
 from stepline.engine._runs.waiters import RECHECK_SECONDS, RunWaiters
-from tests._support.polling import wait_until
+from tests._support.polling import await_until, wait_until
 
 from .conftest import arun
 
@@ -42,8 +42,7 @@ def test_one_read_answers_every_waiter_and_commits_coalesce() -> None:
         for run_id in ids:
             runs.status[run_id] = RunStatus.RUNNING
         tasks = [asyncio.create_task(waiters.wait(i, 5.0)) for i in ids]
-        await asyncio.sleep(0.05)
-        assert waiters.count == 20
+        await await_until(lambda: waiters.count == 20, message="the 20 waiters")
         runs.reads.clear()
         for run_id in ids:
             runs.status[run_id] = RunStatus.COMPLETED
@@ -100,7 +99,7 @@ def test_a_caller_that_reads_the_run_itself_costs_no_batched_check() -> None:
         ended = await waiters.wait("done", 5.0, now=lambda: _now(runs, "done"))
         assert ended.status is RunStatus.COMPLETED
         task = asyncio.create_task(waiters.wait("going", 5.0, now=lambda: _now(runs, "going")))
-        await asyncio.sleep(0.05)
+        await await_until(lambda: waiters.count == 1, message="the caller waiting")
         assert runs.reads == [], "no batched read: the callers read their runs themselves"
         runs.status["going"] = RunStatus.CANCELLED
         waiters.ended(runs.run("going"))  # its commit names it
