@@ -21,7 +21,9 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import os
 import threading
+import unittest.mock
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -565,12 +567,14 @@ def open_web(
         rules = stepline.tornado.runs_handlers(*args, authorize=hook, prefix="/api", **options)
         tornado_app = tornado.web.Application(rules)
         if name == "tornado-testing":
-            case = _Case(tornado_app)
-            case.setUp()
-            try:
-                yield TornadoCaseWeb(case)
-            finally:
-                case.tearDown()
+            # per fetch (a stream is one fetch); the default is 5 s
+            with unittest.mock.patch.dict(os.environ, {"ASYNC_TEST_TIMEOUT": str(WAIT)}):
+                case = _Case(tornado_app)
+                case.setUp()
+                try:
+                    yield TornadoCaseWeb(case)
+                finally:
+                    case.tearDown()
         else:
             with tornado_server(tornado_app) as url, over_http(url) as web:
                 yield web

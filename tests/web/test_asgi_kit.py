@@ -1,13 +1,14 @@
-"""The web-app kit as a bare ASGI app: ``stepline.asgi.runs_app``.
+"""What only the bare ASGI app of the web kit does: ``stepline.asgi.runs_app``.
 
-The checks of ``test_fastapi_kit`` run against the app alone (at the root) and mounted in
-Starlette under ``/api``, through Starlette's ``TestClient`` and behind uvicorn on
-127.0.0.1; then what only the bare app does (lifespan, root_path, leaving clients).
+The routes' behaviour (the app mounted in Starlette through its ``TestClient``, and the
+bare app behind uvicorn) is the contract of ``test_kit_contract``. Here: paths and methods
+outside its routes, ``root_path``, lifespan and other scopes, and leaving clients.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,17 +25,11 @@ import stepline.asgi
 import stepline.web
 from tests._support.server_thread import serving
 
-from .test_fastapi_kit import (
-    AUTH,
-    CHECKS,
-    SERVERS,
-    AddInput,
-    Kit,
-    http_client,
-    make_kit,
-    read_events,
-    token_of,
-)
+from .kit_harness import VARIANTS, Kit, hook_for, make_kit
+from .test_fastapi_kit import read_events
+
+AUTH = {"x-user": "alice"}
+SERVERS = ["testclient", "uvicorn"]
 
 
 @pytest.fixture
@@ -45,27 +40,24 @@ def kit(tmp_path: Path) -> Iterator[Kit]:
 
 
 def runs_app(kit: Kit, **options: float) -> stepline.asgi.RunsApp:
-    def authorize(access: stepline.web.AccessRequest) -> bool:  # a sync hook, on the scope
-        headers = starlette.datastructures.Headers(scope=access.request)
-        return token_of(headers, kit, access)
-
     options.setdefault("poll_interval", 0.05)
-    return stepline.asgi.runs_app(
-        kit.client, kit.exposed, authorize=authorize, inputs={kit.add: AddInput}, **options
-    )
+    authorize = hook_for(VARIANTS["asgi-testclient"], kit)  # a sync hook, on the scope
+    return stepline.asgi.runs_app(kit.client, kit.exposed, authorize=authorize, **options)
+
+
+@contextlib.contextmanager
+def http_client(app: Any, server: str) -> Iterator[httpx.Client]:
+    """Starlette's TestClient on ``app``, or httpx against uvicorn."""
+    if server == "testclient":
+        with starlette.testclient.TestClient(app, base_url="http://localhost") as http:
+            yield http
+        return
+    with serving(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        yield http
 
 
 def mounted(app: Any, path: str = "/api") -> starlette.applications.Starlette:
     return starlette.applications.Starlette(routes=[starlette.routing.Mount(path, app)])
-
-
-@pytest.mark.parametrize("check", sorted(CHECKS))
-@pytest.mark.parametrize("where", ["bare", "mounted"])
-@pytest.mark.parametrize("server", SERVERS)
-def test_runs_app(kit: Kit, server: str, where: str, check: str) -> None:
-    app, prefix = (runs_app(kit), "") if where == "bare" else (mounted(runs_app(kit)), "/api")
-    with http_client(app, server) as http:
-        CHECKS[check](http, prefix, kit)
 
 
 @pytest.mark.parametrize("server", SERVERS)

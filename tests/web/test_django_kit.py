@@ -1,15 +1,15 @@
-"""The web-app kit under Django: ``runs_urls`` four ways, and whole projects.
+"""What the web-app kit does only under Django: ``runs_urls``' names, CSRF exemption,
+``async_mode`` and hooks, and whole projects.
 
-The route checks are plain functions run four ways: Django's test ``Client`` (sync views),
-its ``AsyncClient`` (async views), uvicorn (async views, ASGI) and Django's threaded WSGI
-server (sync views, what ``runserver`` uses), the servers on 127.0.0.1 in threads of this
-process; runs execute on an ``EmbeddedEngine`` on SQLite in ``tmp_path``. Django is
-configured once per process by ``tests/adapters/harness_django`` (also used here, so this
-file and the adapter tests share one configuration in any order); settings changes go
-through ``override_settings`` (``STEPLINE`` settings and ``manage.py stepline``:
-``test_django_settings.py``). Whole projects (``django_site_*``, the signup example) run
-in subprocesses: uvicorn plus an engine started by ``manage.py stepline dev``, and the
-example under ``runserver`` as its README says.
+The routes' behaviour (Django's ``Client`` and threaded WSGI server for the sync views,
+its ``AsyncClient`` and uvicorn for the async views) is the contract of
+``test_kit_contract``. Django is configured once per process by
+``tests/adapters/harness_django`` (shared with the adapter tests, in any order); settings
+changes go through ``override_settings`` (``STEPLINE`` settings and ``manage.py
+stepline``: ``test_django_settings.py``). Whole projects (``django_site_*``, the signup
+example) run in subprocesses: uvicorn plus an engine started by ``manage.py stepline
+dev``, checked with the contract's scenarios over HTTP, and the example under
+``runserver`` as its README says.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,10 +36,6 @@ import django.test
 import httpx
 import pydantic
 import pytest
-from django.core.handlers.asgi import ASGIHandler
-from django.core.handlers.wsgi import WSGIHandler
-from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-from django.http import HttpRequest
 from django.test import override_settings
 from django.urls import include, path, reverse
 
@@ -49,9 +45,9 @@ import stepline.web
 from stepline.embedded import EmbeddedEngine
 from tests._support.polling import wait_until
 from tests._support.processes import answers, free_port, wait_until_up
-from tests._support.server_thread import serving
 
 from .django_setup import _django, mount  # noqa: F401 (_django: an autouse fixture)
+from .kit_harness import DjangoAsyncClientWeb, DjangoClientWeb
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -135,7 +131,7 @@ def kit(tmp_path: Path) -> Iterator[Kit]:
     engine.stop()
 
 
-# -- four ways in ---------------------------------------------------------------------------
+# -- reaching a whole project over HTTP ------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,61 +186,6 @@ def encode(body: Any) -> bytes:
     return body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
 
 
-class TestClientWeb:
-    async_mode = False
-
-    def request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-    ) -> Answer:
-        http = django.test.Client(enforce_csrf_checks=True)
-        response = http.generic(method, path, encode(body), "application/json", headers=headers)
-        assert not response.streaming
-        return Answer(response.status_code, dict(response.items()), response.content)
-
-    def events(
-        self, path: str, headers: dict[str, str], on_event: OnEvent | None = None
-    ) -> list[tuple[str, Any]]:
-        response = django.test.Client().get(path, headers=headers)
-        assert response.status_code == 200
-        assert response["content-type"].startswith("text/event-stream")
-        sse = Sse(on_event)
-        for chunk in response.streaming_content:  # type: ignore[attr-defined]
-            sse.feed(chunk)
-        response.close()
-        return sse.events
-
-
-class AsyncClientWeb:
-    async_mode = True
-
-    def request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-    ) -> Answer:
-        async def go() -> Answer:
-            http = django.test.AsyncClient(enforce_csrf_checks=True)
-            response = await http.generic(
-                method, path, encode(body), "application/json", headers=headers
-            )
-            assert not response.streaming
-            return Answer(response.status_code, dict(response.items()), response.content)
-
-        return asyncio.run(go())
-
-    def events(
-        self, path: str, headers: dict[str, str], on_event: OnEvent | None = None
-    ) -> list[tuple[str, Any]]:
-        async def go() -> list[tuple[str, Any]]:
-            response = await django.test.AsyncClient().get(path, headers=headers)
-            assert response.status_code == 200
-            sse = Sse(on_event)
-            chunks: AsyncIterator[bytes] = response.streaming_content  # type: ignore[attr-defined]
-            async for chunk in chunks:
-                sse.feed(chunk)
-            return sse.events
-
-        return asyncio.run(go())
-
-
 class HttpWeb:
     """httpx against a real server."""
 
@@ -275,43 +216,7 @@ class HttpWeb:
         return sse.events
 
 
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def wsgi_thread() -> Iterator[str]:
-    """Django's WSGI handler behind ``runserver``'s threaded server, from a thread."""
-    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
-    server.set_app(WSGIHandler())
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="wsgi", daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-
-
-@pytest.fixture(params=["test-client", "async-client", "uvicorn", "wsgi-server"])
-def web(request: pytest.FixtureRequest) -> Iterator[Web]:
-    if request.param == "test-client":
-        yield TestClientWeb()
-    elif request.param == "async-client":
-        yield AsyncClientWeb()
-    elif request.param == "uvicorn":
-        with serving(ASGIHandler(), lifespan="off", join=20) as url:
-            yield HttpWeb(url, async_mode=True)
-    else:
-        with wsgi_thread() as url:
-            yield HttpWeb(url, async_mode=False)
-
-
-# -- the checks (also run against the settings-driven site in a subprocess) ----------------
+# -- the checks run against the settings-driven site in a subprocess -----------------------
 
 StartDirect = Callable[[str, dict[str, Any]], str]
 
@@ -412,26 +317,6 @@ def check_refusals(web: Web, prefix: str, start_direct: StartDirect) -> None:
     assert web.request("POST", hidden_cancel, headers={**AUTH, **CSRF}).status == 404
 
 
-def test_start_then_follow_events_to_the_result(web: Web, kit: Kit) -> None:
-    mount(path("kit/", include(kit.urls(async_mode=web.async_mode))))
-    check_start_events_result(web, "/kit")
-    # authorize got Django's request, and never ran on an event loop (the ORM would refuse)
-    assert kit.seen
-    assert all(isinstance(access.request, HttpRequest) for access, _ in kit.seen)
-    assert not any(looped for _, looped in kit.seen)
-    assert {access.action for access, _ in kit.seen} == {"start", "events", "result", "status"}
-
-
-def test_cancel_while_following_the_events(web: Web, kit: Kit) -> None:
-    mount(path("kit/", include(kit.urls(async_mode=web.async_mode))))
-    check_cancel_while_following(web, "/kit")
-
-
-def test_unknown_unauthorized_invalid_and_unexposed_are_refused(web: Web, kit: Kit) -> None:
-    mount(path("kit/", include(kit.urls(async_mode=web.async_mode))))
-    check_refusals(web, "/kit", kit.start_direct)
-
-
 # -- runs_urls specifics ---------------------------------------------------------------------
 
 
@@ -448,10 +333,10 @@ def test_named_routes_under_a_nested_prefix_are_csrf_exempt(kit: Kit) -> None:
     mount(path("a/b/", include(patterns)))
     assert reverse("stepline-run-events", args=["r1"]) == "/a/b/runs/r1/events"
     # enforce_csrf_checks: a POST without a token still gets through the CSRF middleware
-    started = TestClientWeb().request("POST", "/a/b/runs", {"function": "hold"}, AUTH)
+    started = DjangoClientWeb().request("POST", "/a/b/runs", {"function": "hold"}, AUTH)
     assert started.status == 201
     assert started.json["links"]["self"].startswith("/a/b/runs/")
-    assert TestClientWeb().request("GET", "/a/b/runs/").status == 404  # no trailing slash
+    assert DjangoClientWeb().request("GET", "/a/b/runs/").status == 404  # no trailing slash
 
 
 def test_views_follow_the_server_kind_like_serve(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -479,7 +364,7 @@ def test_authorize_is_required_and_an_async_hook_needs_async_views(kit: Kit) -> 
         stepline.django.runs_urls(kit.client, [kit.welcome], authorize=check, async_mode=False)
     urls = stepline.django.runs_urls(kit.client, [kit.welcome], authorize=check, async_mode=True)
     mount(path("kit/", include(urls)))
-    web = AsyncClientWeb()
+    web = DjangoAsyncClientWeb()
     body = {"function": "welcome", "data": {"name": "Cy"}}
     assert web.request("POST", "/kit/runs", body, {"x-token": "guess"}).status == 403
     assert web.request("POST", "/kit/runs", body, AUTH).status == 201

@@ -1,17 +1,15 @@
-"""The web-app kit under FastAPI: ``runs_router``, ``lifespan``, ``get_client``, ``serve(engine=)``.
+"""What the web-app kit does only under FastAPI: ``runs_router``'s mounting and OpenAPI,
+``lifespan``, ``get_client``, ``serve(engine=)`` and the orders example.
 
-Every route check runs twice: through FastAPI's ``TestClient`` and over real HTTP behind
-uvicorn on 127.0.0.1 (a thread of this process). Runs execute on an ``EmbeddedEngine``
-(SQLite in ``tmp_path``). The checks are plain functions so that ``test_asgi_kit`` runs
-the same ones against the bare ASGI app. The example app (``examples/fastapi_orders``) is
-tested in-process and as the one command its README gives.
+The routes' behaviour (through FastAPI's ``TestClient`` and behind uvicorn) is the contract
+of ``test_kit_contract``. Runs execute on an ``EmbeddedEngine`` (SQLite in ``tmp_path``).
+The example app (``examples/fastapi_orders``) is tested in-process and as the one command
+its README gives.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime as dt
 import importlib.util
 import json
 import os
@@ -36,56 +34,10 @@ from stepline.embedded import EmbeddedEngine
 from tests._support.processes import answers, free_port, wait_until_up
 from tests._support.server_thread import serving
 
+from .kit_harness import CSRF, Kit, make_kit
+
 TOKEN = "s3cret"
-AUTH = {"x-token": TOKEN}
-#: What a front end sends on a body-less POST (cancel): a cross-site form cannot.
-CSRF = {"x-stepline-csrf": "1"}
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_orders" / "app.py"
-
-
-class AddInput(pydantic.BaseModel):
-    x: int
-
-
-@dataclasses.dataclass
-class Kit:
-    """A client, its functions and the engine running them (``hidden`` is never exposed)."""
-
-    client: stepline.Client
-    add: stepline.Function
-    hold: stepline.Function
-    hidden: stepline.Function
-    engine: EmbeddedEngine
-    seen: list[stepline.web.AccessRequest] = dataclasses.field(default_factory=list)
-
-    @property
-    def exposed(self) -> list[stepline.Function]:
-        return [self.add, self.hold]
-
-
-def make_kit(tmp_path: Path, app_id: str = "kit") -> Kit:
-    client = stepline.Client(app_id, is_production=False, environ={})
-
-    @client.function(id="add", trigger=stepline.TriggerEvent(event="kit/add"))
-    async def add(ctx: stepline.Context) -> int:
-        a = await ctx.step.run("a", lambda: int(ctx.event.data["x"]))
-        return await ctx.step.run("b", lambda: a + 1)
-
-    @client.function(id="hold", trigger=stepline.TriggerEvent(event="kit/hold"))
-    async def hold(ctx: stepline.Context) -> str:
-        await ctx.step.run("a", lambda: "ready")
-        await ctx.step.sleep("hold", dt.timedelta(hours=1))
-        return "released"
-
-    @client.function(id="hidden", trigger=stepline.TriggerEvent(event="kit/hidden"))
-    async def hidden(ctx: stepline.Context) -> str:
-        await ctx.step.sleep("hold", dt.timedelta(hours=1))
-        return "never shown"
-
-    engine = EmbeddedEngine(
-        client, [add, hold, hidden], database=str(tmp_path / "e.db"), poll_interval=0.05
-    )
-    return Kit(client, add, hold, hidden, engine)
 
 
 @pytest.fixture
@@ -93,27 +45,6 @@ def kit(tmp_path: Path) -> Iterator[Kit]:
     made = make_kit(tmp_path)
     yield made
     made.engine.stop()
-
-
-def token_of(headers: Any, kit: Kit, access: stepline.web.AccessRequest) -> bool:
-    """The shared decision: 401 without a token, 403 (False) with a wrong one."""
-    kit.seen.append(access)
-    token = headers.get("x-token")
-    if token is None:
-        raise stepline.web.AccessDenied("missing x-token header", status=401)
-    return bool(token == TOKEN)
-
-
-def fastapi_app(kit: Kit, prefix: str = "/api") -> fastapi.FastAPI:
-    async def authorize(access: stepline.web.AccessRequest) -> bool:  # async hooks work too
-        return token_of(access.request.headers, kit, access)
-
-    app = fastapi.FastAPI(lifespan=stepline.fastapi.lifespan(kit.client))
-    router = stepline.fastapi.runs_router(
-        kit.client, kit.exposed, authorize=authorize, inputs={kit.add: AddInput}, poll_interval=0.05
-    )
-    app.include_router(router, prefix=prefix)
-    return app
 
 
 # -- servers -------------------------------------------------------------------------------
@@ -133,9 +64,6 @@ def http_client(app: Any, server: str) -> Iterator[httpx.Client]:
 SERVERS = ["testclient", "uvicorn"]
 
 
-# -- the checks, shared with test_asgi_kit --------------------------------------------------
-
-
 def read_events(lines: Iterable[str], until: Callable[[str, Any], bool] | None = None) -> list:
     """Parse SSE ``event:``/``data:`` lines into ``(event, data)``; stop after ``until``."""
     events: list[tuple[str, Any]] = []
@@ -150,176 +78,7 @@ def read_events(lines: Iterable[str], until: Callable[[str, Any], bool] | None =
     return events
 
 
-def start(http: httpx.Client, prefix: str, function: str, data: Any, **more: Any) -> httpx.Response:
-    headers = more.pop("headers", AUTH)
-    body = {"function": function, "data": data, **more}
-    return http.post(f"{prefix}/runs", json=body, headers=headers)
-
-
-def check_start_events_result(http: httpx.Client, prefix: str, kit: Kit) -> None:
-    reply = start(http, prefix, "add", {"x": 41})
-    assert reply.status_code == 201, reply.text
-    started = reply.json()
-    run_id = started["run_id"]
-    assert (started["function_id"], started["created"]) == ("kit-add", True)
-    assert started["links"]["events"] == f"{prefix}/runs/{run_id}/events"
-    with http.stream("GET", started["links"]["events"], headers=AUTH) as stream:
-        assert stream.status_code == 200
-        assert stream.headers["content-type"].startswith("text/event-stream")
-        events = read_events(stream.iter_lines())
-    kinds = [kind for kind, _ in events]
-    assert kinds[0] == "status"
-    assert kinds[-1] == "result"
-    steps = [data for kind, data in events if kind == "step"]
-    assert list(dict.fromkeys(step["name"] for step in steps)) == ["a", "b"]
-    assert {step["name"]: step["output"] for step in steps if step["status"] == "Completed"} == {
-        "a": 41,
-        "b": 42,
-    }
-    assert kinds.index("step") < kinds.index("result")
-    assert (events[-1][1]["status"], events[-1][1]["output"]) == ("Completed", 42)
-    result = http.get(started["links"]["result"], params={"wait": "10"}, headers=AUTH)
-    assert (result.status_code, result.json()["output"]) == (200, 42)
-    status = http.get(started["links"]["self"], headers=AUTH)
-    assert (status.status_code, status.json()["status"]) == (200, "Completed")
-    assert [(a.action, a.function_id) for a in kit.seen] == [
-        ("start", "kit-add"),
-        ("events", "kit-add"),
-        ("result", "kit-add"),
-        ("status", "kit-add"),
-    ]
-    assert kit.seen[0].data == {"x": 41}
-    assert {a.run_id for a in kit.seen[1:]} == {run_id}
-
-
-def check_cancel_while_following(http: httpx.Client, prefix: str, kit: Kit) -> None:
-    reply = start(http, prefix, "hold", {})
-    assert reply.status_code == 201, reply.text
-    run_id = reply.json()["run_id"]
-    url = f"{prefix}/runs/{run_id}"
-    with http.stream("GET", f"{url}/events", headers=AUTH) as stream:
-        lines = stream.iter_lines()
-
-        def step_a_done(kind: str, data: Any) -> bool:
-            return kind == "step" and data["name"] == "a" and data["status"] == "Completed"
-
-        before = read_events(lines, until=step_a_done)  # live progress: the run still holds
-        assert step_a_done(*before[-1])
-        cancelled = http.post(f"{url}/cancel", headers={**AUTH, **CSRF})
-        assert (cancelled.status_code, cancelled.json()) == (
-            200,
-            {"run_id": run_id, "status": "Cancelled"},
-        )
-        after = read_events(lines)
-    assert after[-1][0] == "result"
-    assert after[-1][1]["status"] == "Cancelled"
-    status = http.get(url, headers=AUTH).json()
-    assert status["status"] == "Cancelled"
-    result = http.get(f"{url}/result", headers=AUTH)
-    assert (result.status_code, result.json()["status"]) == (200, "Cancelled")
-
-
-def check_unknown_run(http: httpx.Client, prefix: str, kit: Kit) -> None:
-    for method, path in [("GET", ""), ("POST", "/cancel"), ("GET", "/result"), ("GET", "/events")]:
-        reply = http.request(method, f"{prefix}/runs/01NOSUCHRUN{path}", headers={**AUTH, **CSRF})
-        assert reply.status_code == 404, (method, path)
-        assert reply.json() == {"error": "run 01NOSUCHRUN not found"}
-
-
-def check_authorize(http: httpx.Client, prefix: str, kit: Kit) -> None:
-    missing = start(http, prefix, "add", {"x": 1}, headers={})
-    assert (missing.status_code, missing.json()) == (401, {"error": "missing x-token header"})
-    wrong = start(http, prefix, "add", {"x": 1}, headers={"x-token": "guess"})
-    assert (wrong.status_code, wrong.json()) == (403, {"error": "forbidden"})
-    assert kit.client.list_runs_sync(function=kit.add)[0] == [], "a refused start started a run"
-    run_id = start(http, prefix, "hold", {}).json()["run_id"]
-    for method, path in [("GET", ""), ("POST", "/cancel"), ("GET", "/result"), ("GET", "/events")]:
-        url = f"{prefix}/runs/{run_id}{path}"
-        assert http.request(method, url, headers=CSRF).status_code == 401, path
-        # refused on a run route: the unknown run's 404, so refusals reveal no run ids
-        refused = http.request(method, url, headers={"x-token": "guess", **CSRF})
-        assert (refused.status_code, refused.json()) == (404, {"error": f"run {run_id} not found"})
-    assert kit.client.get_run_sync(run_id).status() is not stepline.RunStatus.CANCELLED
-    actions = {(a.action, a.run_id) for a in kit.seen if a.run_id}
-    assert actions == {(name, run_id) for name in ("status", "cancel", "result", "events")}
-
-
-def check_validation(http: httpx.Client, prefix: str, kit: Kit) -> None:
-    invalid = start(http, prefix, "add", {"x": "forty"})
-    assert invalid.status_code == 422
-    body = invalid.json()
-    assert body["error"] == "data does not match the function's input"
-    [problem] = body["detail"]
-    assert (problem["loc"], problem["type"]) == (["x"], "int_parsing")
-    missing = start(http, prefix, "add", {})
-    assert missing.status_code == 422
-    assert missing.json()["detail"][0]["type"] == "missing"
-    json_type = {"content-type": "application/json"}
-    broken = http.post(f"{prefix}/runs", content=b"{nope", headers={**AUTH, **json_type})
-    assert broken.status_code == 400
-    assert broken.json()["error"].startswith("body is not valid JSON")
-    no_function = http.post(f"{prefix}/runs", json={"data": {}}, headers=AUTH)
-    assert no_function.status_code == 400
-    assert "function" in no_function.json()["error"]
-    assert kit.client.list_runs_sync(function=kit.add)[0] == []
-
-
-def check_not_exposed(http: httpx.Client, prefix: str, kit: Kit) -> None:
-    refused = start(http, prefix, "hidden", {})
-    assert (refused.status_code, refused.json()) == (
-        404,
-        {"error": "function 'hidden' cannot be started here"},
-    )
-    hidden = kit.client.start_sync(kit.hidden, {})
-    for method, path in [("GET", ""), ("POST", "/cancel"), ("GET", "/result"), ("GET", "/events")]:
-        reply = http.request(
-            method, f"{prefix}/runs/{hidden.run_id}{path}", headers={**AUTH, **CSRF}
-        )
-        assert (reply.status_code, reply.json()) == (
-            404,
-            {"error": f"run {hidden.run_id} not found"},
-        ), path
-    assert hidden.status() is not stepline.RunStatus.CANCELLED
-    # authorize decides a start before the function is looked up; on a run route it is
-    # asked whether or not the run is shown here, and never told a hidden run's function
-    seen = [(access.action, access.function_id) for access in kit.seen]
-    assert seen == [
-        ("start", "hidden"),
-        *((a, None) for a in ("status", "cancel", "result", "events")),
-    ]
-
-
-def check_idempotency(http: httpx.Client, prefix: str, kit: Kit) -> None:
-    first = start(http, prefix, "add", {"x": 1}, idempotency_key="order-7")
-    again = start(http, prefix, "add", {"x": 2}, idempotency_key="order-7")
-    other = start(http, prefix, "add", {"x": 3}, idempotency_key="order-8")
-    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 201)
-    assert again.json()["run_id"] == first.json()["run_id"]
-    assert again.json()["created"] is False
-    assert other.json()["run_id"] != first.json()["run_id"]
-    result = http.get(f"{prefix}/runs/{first.json()['run_id']}/result?wait=10", headers=AUTH)
-    assert result.json()["output"] == 2  # the first start's data: the second started nothing
-
-
-CHECKS = {
-    "start_events_result": check_start_events_result,
-    "cancel_while_following": check_cancel_while_following,
-    "unknown_run": check_unknown_run,
-    "authorize": check_authorize,
-    "validation": check_validation,
-    "not_exposed": check_not_exposed,
-    "idempotency": check_idempotency,
-}
-
-
 # -- runs_router ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("check", sorted(CHECKS))
-@pytest.mark.parametrize("server", SERVERS)
-def test_runs_router(kit: Kit, server: str, check: str) -> None:
-    with http_client(fastapi_app(kit), server) as http:
-        CHECKS[check](http, "/api", kit)
 
 
 @pytest.mark.parametrize("server", SERVERS)

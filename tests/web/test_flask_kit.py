@@ -1,32 +1,27 @@
-"""The web-app kit on Flask: ``runs_blueprint``, ``serve(engine=)``, the ``Stepline`` extension
-and the orders example.
+"""What the web-app kit does only on Flask: ``runs_blueprint``'s mounting and name,
+``serve(engine=)``, the ``Stepline`` extension and the orders example.
 
-Every kit scenario runs twice: through Flask's test client and behind a real threaded
-werkzeug server on 127.0.0.1 (called with httpx). Functions run on an ``EmbeddedEngine``
-over a SQLite file in ``tmp_path``; nothing waits on a clock except for a run to end.
+The routes' behaviour (through Flask's test client and behind a threaded werkzeug server)
+is the contract of ``test_kit_contract``. Functions run on an ``EmbeddedEngine`` over a
+SQLite file in ``tmp_path``; nothing waits on a clock except for a run to end.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import flask
 import httpx
-import pydantic
 import pytest
-import werkzeug.serving
 
 import stepline
 import stepline.flask
@@ -39,8 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "flask_orders" / "app.py"
 TOKEN = "let-me-in"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
-#: What a front end sends on a body-less POST (cancel): a cross-site form cannot.
-CSRF = {"x-stepline-csrf": "1"}
 WAIT = 30.0  # upper bound for anything to happen; tests end far sooner
 Event = tuple[str, dict[str, Any]]
 
@@ -53,14 +46,7 @@ def _no_stepline_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-# -- talking to the app: Flask's test client or a real server ----------------------------------
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any
-    headers: dict[str, str]
+# -- reading a stream --------------------------------------------------------------------
 
 
 class SseReader:
@@ -92,301 +78,7 @@ def read_events(
     return reader.events
 
 
-class FlaskClientCaller:
-    """Through ``app.test_client()`` (streams are read lazily, chunk by chunk)."""
-
-    def __init__(self, app: flask.Flask) -> None:
-        self.http = app.test_client()
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Reply:
-        response = self.http.open(path, method=method, **kwargs)
-        try:
-            body = response.get_json(silent=True)
-            return Reply(response.status_code, body, dict(response.headers))
-        finally:
-            response.close()
-
-    def events(
-        self, path: str, until: Callable[[list[Event]], bool] | None = None
-    ) -> tuple[str, list[Event]]:
-        response = self.http.get(path, headers=AUTH)
-        try:
-            assert response.status_code == 200, response.get_data(as_text=True)
-            return response.headers["content-type"], read_events(response.response, until)
-        finally:
-            response.close()  # closes the app's generator: the kit stops polling
-
-    def close(self) -> None:
-        pass
-
-
-class ServerCaller:
-    """Behind ``werkzeug.serving.make_server(threaded=True)`` on 127.0.0.1, with httpx."""
-
-    def __init__(self, app: flask.Flask) -> None:
-        self.server = werkzeug.serving.make_server("127.0.0.1", 0, app, threaded=True)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.server.port}", timeout=WAIT)
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Reply:
-        if "data" in kwargs:
-            kwargs["content"] = kwargs.pop("data")
-        response = self.http.request(method, path, **kwargs)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        return Reply(response.status_code, body, dict(response.headers))
-
-    def events(
-        self, path: str, until: Callable[[list[Event]], bool] | None = None
-    ) -> tuple[str, list[Event]]:
-        with self.http.stream("GET", path, headers=AUTH) as response:
-            assert response.status_code == 200, response.read()
-            return response.headers["content-type"], read_events(response.iter_bytes(), until)
-
-    def close(self) -> None:
-        self.http.close()
-        self.server.shutdown()
-        self.server.server_close()  # joins request threads: every stream has ended
-        self.thread.join(WAIT)
-
-
-# -- the kit app under test ------------------------------------------------------------------
-
-
-class OrderInput(pydantic.BaseModel):
-    sku: str
-    qty: int = pydantic.Field(gt=0)
-
-
-@dataclass
-class Kit:
-    app: flask.Flask
-    client: stepline.Client
-    order: stepline.Function
-    park: stepline.Function
-    hidden: stepline.Function
-    engine: EmbeddedEngine
-    caller: FlaskClientCaller | ServerCaller
-    accesses: list[stepline.web.AccessRequest] = field(default_factory=list)
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Reply:
-        return self.caller.call(method, path, **kwargs)
-
-    def start(self, function: str, data: dict[str, Any], **extra: Any) -> Reply:
-        payload = {"function": function, "data": data, **extra}
-        return self.call("POST", "/api/runs", json=payload, headers=AUTH)
-
-
-def make_kit(tmp_path: Path, transport: str) -> Kit:
-    client = stepline.Client("flask-kit", is_production=False, environ={})
-
-    @client.function(id="order", trigger=stepline.TriggerEvent(event="kit/order"))
-    def order(ctx: stepline.SyncContext) -> dict[str, Any]:
-        sku = ctx.step.run("reserve", lambda: str(ctx.event.data["sku"]))
-        ctx.step.sleep("cool-off", dt.timedelta(milliseconds=100))
-        total = ctx.step.run("charge", lambda: int(ctx.event.data["qty"]) * 5)
-        return {"sku": sku, "total": total}
-
-    @client.function(id="park", trigger=stepline.TriggerEvent(event="kit/park"))
-    def park(ctx: stepline.SyncContext) -> str:
-        ctx.step.run("begin", lambda: "begun")
-        ctx.step.sleep("hold", dt.timedelta(hours=1))
-        return "woke"
-
-    @client.function(id="hidden", trigger=stepline.TriggerEvent(event="kit/hidden"))
-    def hidden(ctx: stepline.SyncContext) -> str:
-        return "secret"
-
-    functions = [order, park, hidden]
-    engine = EmbeddedEngine(
-        client, functions, database=str(tmp_path / "kit.db"), poll_interval=0.05
-    )
-    accesses: list[stepline.web.AccessRequest] = []
-
-    def authorize(access: stepline.web.AccessRequest) -> bool:
-        accesses.append(access)
-        if access.request.headers.get("authorization") != f"Bearer {TOKEN}":
-            raise stepline.web.AccessDenied("bearer token required", status=401)
-        return not (access.action == "cancel" and access.request.headers.get("x-role") == "viewer")
-
-    app = flask.Flask(__name__)
-    stepline.flask.serve(app, client, functions, engine=engine)
-    app.register_blueprint(
-        stepline.flask.runs_blueprint(
-            client, [order, park], authorize=authorize, inputs={order: OrderInput}
-        ),
-        url_prefix="/api",
-    )
-    caller = FlaskClientCaller(app) if transport == "test_client" else ServerCaller(app)
-    return Kit(app, client, order, park, hidden, engine, caller, accesses)
-
-
-@pytest.fixture(params=["test_client", "server"])
-def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kit]:
-    made = make_kit(tmp_path, request.param)
-    try:
-        yield made
-    finally:
-        try:  # end parked runs, so that no events stream outlives the test
-            live, _ = made.client.list_runs_sync(status=["Queued", "Running"])
-            for run in live:
-                made.client.get_run_sync(run.run_id).cancel()
-        finally:
-            made.caller.close()
-            made.engine.stop()
-
-
-# -- the kit's routes ------------------------------------------------------------------------
-
-
-def test_start_streams_progress_then_the_result(kit: Kit) -> None:
-    started = kit.start("order", {"sku": "tea", "qty": 2})
-    assert started.status == 201, started.body
-    run_id = started.body["run_id"]
-    assert started.body["function_id"] == "flask-kit-order"
-    assert started.body["created"] is True
-    assert started.body["links"]["events"] == f"/api/runs/{run_id}/events"
-
-    content_type, events = kit.caller.events(started.body["links"]["events"])
-    assert content_type.startswith("text/event-stream")
-    kinds = [kind for kind, _ in events]
-    assert kinds[0] == "status"
-    assert kinds[-1] == "result"
-    steps = [data["name"] for kind, data in events if kind == "step"]
-    assert {"reserve", "cool-off", "charge"} <= set(steps)
-    assert max(i for i, kind in enumerate(kinds) if kind == "step") < len(kinds) - 1
-    result = events[-1][1]
-    assert result["status"] == "Completed"
-    assert result["output"] == {"sku": "tea", "total": 10}
-
-    done = kit.call("GET", f"/api/runs/{run_id}/result?wait=10", headers=AUTH)
-    assert done.status == 200
-    assert done.body["output"] == {"sku": "tea", "total": 10}
-    shown = kit.call("GET", f"/api/runs/{run_id}", headers=AUTH)
-    assert (shown.status, shown.body["status"]) == (200, "Completed")
-
-    start, status = kit.accesses[0], kit.accesses[1]
-    assert isinstance(start.request, flask.Request)
-    assert (start.action, start.function_id, start.run_id) == ("start", "flask-kit-order", None)
-    assert start.data == {"sku": "tea", "qty": 2}
-    assert (status.action, status.run_id) == ("events", run_id)
-
-
-def test_events_stream_before_the_run_ends_then_cancel(kit: Kit) -> None:
-    started = kit.start("park", {})
-    run_id = started.body["run_id"]
-    events_path = f"/api/runs/{run_id}/events"
-
-    def began(events: list[Event]) -> bool:
-        return any(kind == "step" and data["name"] == "begin" for kind, data in events)
-
-    _, events = kit.caller.events(events_path, until=began)
-    assert began(events)
-    assert "result" not in [kind for kind, _ in events]  # still parked: streamed live
-
-    pending = kit.call("GET", f"/api/runs/{run_id}/result", headers=AUTH)
-    assert pending.status == 202
-    assert pending.headers["retry-after"] == "1"
-
-    cancelled = kit.call("POST", f"/api/runs/{run_id}/cancel", headers={**AUTH, **CSRF})
-    assert cancelled.status == 200
-    assert cancelled.body == {"run_id": run_id, "status": "Cancelled"}
-    _, events = kit.caller.events(events_path)
-    assert events[-1][0] == "result"
-    assert events[-1][1]["status"] == "Cancelled"
-    ended = kit.call("GET", f"/api/runs/{run_id}/result", headers=AUTH)
-    assert (ended.status, ended.body["status"]) == (200, "Cancelled")
-
-
-def test_unknown_runs_and_routes_answer_404(kit: Kit) -> None:
-    for method, path in [
-        ("GET", "/api/runs/01NOSUCHRUN"),
-        ("POST", "/api/runs/01NOSUCHRUN/cancel"),
-        ("GET", "/api/runs/01NOSUCHRUN/result"),
-        ("GET", "/api/runs/01NOSUCHRUN/events"),
-    ]:
-        reply = kit.call(method, path, headers={**AUTH, **CSRF})
-        assert reply.status == 404, (method, path)
-        assert reply.body == {"error": "run 01NOSUCHRUN not found"}
-    assert kit.call("GET", "/api/runs/01NOSUCHRUN/nothing", headers=AUTH).status == 404
-    wrong = kit.call("GET", "/api/runs", headers=AUTH)
-    assert wrong.status == 405
-    assert "use POST" in wrong.body["error"]
-
-
-def test_unauthorized_requests_are_rejected(kit: Kit) -> None:
-    payload = {"function": "order", "data": {"sku": "tea", "qty": 1}}
-    anonymous = kit.call("POST", "/api/runs", json=payload)
-    assert anonymous.status == 401
-    assert anonymous.body == {"error": "bearer token required"}
-    assert kit.client.list_runs_sync(function=kit.order)[0] == []  # nothing started
-
-    run_id = kit.start("park", {}).body["run_id"]
-    wrong = {"authorization": "Bearer guess"}
-    assert kit.call("GET", f"/api/runs/{run_id}", headers=wrong).status == 401
-    assert kit.call("GET", f"/api/runs/{run_id}/events").status == 401
-    viewer = {**AUTH, **CSRF, "x-role": "viewer"}
-    assert kit.call("GET", f"/api/runs/{run_id}", headers=viewer).status == 200
-    refused = kit.call("POST", f"/api/runs/{run_id}/cancel", headers=viewer)
-    # refused on a run route: the unknown run's 404, so refusals reveal no run ids
-    assert (refused.status, refused.body) == (404, {"error": f"run {run_id} not found"})
-    assert not kit.client.get_run_sync(run_id).status().terminal
-
-
-def test_invalid_starts_answer_422_or_400_with_a_clear_body(kit: Kit) -> None:
-    bad = kit.start("order", {"sku": "tea", "qty": 0})
-    assert bad.status == 422
-    assert bad.body["error"] == "data does not match the function's input"
-    [problem] = bad.body["detail"]
-    assert problem["loc"] == ["qty"]
-    assert "greater than 0" in problem["msg"]
-
-    headers = {**AUTH, "content-type": "application/json"}
-    not_json = kit.call("POST", "/api/runs", data=b"{nope", headers=headers)
-    assert not_json.status == 400
-    assert not_json.body["error"].startswith("body is not valid JSON")
-    no_function = kit.call("POST", "/api/runs", json={"data": {}}, headers=AUTH)
-    assert no_function.status == 400
-    assert "function" in no_function.body["error"]
-    listed = kit.start("park", [1, 2])  # type: ignore[arg-type]
-    assert (listed.status, listed.body["error"]) == (400, "data: want a JSON object, got list")
-    bad_key = kit.start("park", {}, idempotency_key="")
-    assert bad_key.status == 400
-    huge = kit.call("POST", "/api/runs", data=b" " * (1024 * 1024 + 10), headers=headers)
-    assert huge.status == 413
-
-    run_id = kit.start("park", {}).body["run_id"]
-    bad_wait = kit.call("GET", f"/api/runs/{run_id}/result?wait=soon", headers=AUTH)
-    assert bad_wait.status == 400
-    assert bad_wait.body["error"].startswith("wait: want seconds")
-
-
-def test_functions_not_exposed_answer_404(kit: Kit) -> None:
-    refused = kit.start("hidden", {})
-    assert refused.status == 404
-    assert refused.body == {"error": "function 'hidden' cannot be started here"}
-
-    handle = kit.client.start_sync(kit.hidden, {})
-    assert handle.result(timeout=WAIT) == "secret"
-    for method, suffix in [("GET", ""), ("POST", "/cancel"), ("GET", "/events")]:
-        reply = kit.call(method, f"/api/runs/{handle.run_id}{suffix}", headers={**AUTH, **CSRF})
-        assert reply.status == 404
-        assert reply.body == {"error": f"run {handle.run_id} not found"}
-
-
-def test_idempotency_key_returns_the_same_run(kit: Kit) -> None:
-    first = kit.start("park", {"n": 1}, idempotency_key="order-42")
-    again = kit.start("park", {"n": 2}, idempotency_key="order-42")
-    other = kit.start("park", {"n": 3}, idempotency_key="order-43")
-    assert (first.status, first.body["created"]) == (201, True)
-    assert (again.status, again.body["created"]) == (200, False)
-    assert again.body["run_id"] == first.body["run_id"]
-    assert other.body["run_id"] != first.body["run_id"]
+# -- runs_blueprint: mounting --------------------------------------------------------------
 
 
 def test_runs_blueprint_links_follow_its_mount(tmp_path: Path) -> None:
@@ -413,6 +105,35 @@ def test_runs_blueprint_links_follow_its_mount(tmp_path: Path) -> None:
         assert reply.json["links"]["result"] == f"/v2/jobs/runs/{run_id}/result"
         done = http.get(reply.json["links"]["result"] + "?wait=10")
         assert (done.status_code, done.json["output"]) == (200, "hi")
+    finally:
+        engine.stop()
+
+
+def test_two_runs_blueprints_need_two_names(tmp_path: Path) -> None:
+    client = stepline.Client("flask-names", is_production=False, environ={})
+
+    @client.function(id="hello", trigger=stepline.TriggerEvent(event="kit/hello"))
+    def hello(ctx: stepline.SyncContext) -> str:
+        return "hi"
+
+    def blueprint(**options: Any) -> flask.Blueprint:
+        return stepline.flask.runs_blueprint(
+            client, [hello], authorize=stepline.web.allow_all, **options
+        )
+
+    assert blueprint().name == "stepline_runs"
+    app = flask.Flask(__name__)
+    app.register_blueprint(blueprint(prefix="/public"))
+    with pytest.raises(ValueError, match="stepline_runs"):
+        app.register_blueprint(blueprint(prefix="/other"))
+    app.register_blueprint(blueprint(name="staff_runs", prefix="/staff"))
+    engine = EmbeddedEngine(client, [hello], database=str(tmp_path / "n.db"), poll_interval=0.05)
+    try:
+        http = app.test_client()
+        for where in ("/public", "/staff"):
+            reply = http.post(f"{where}/runs", json={"function": "hello"})
+            assert reply.status_code == 201, (where, reply.json)
+            assert reply.json["links"]["self"].startswith(f"{where}/runs/")
     finally:
         engine.stop()
 

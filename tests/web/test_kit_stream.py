@@ -218,7 +218,7 @@ def django_web(kit: Kit, *, async_mode: bool) -> Iterator[Web]:
 
 @contextlib.contextmanager
 def tornado_web(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> Iterator[Web]:
-    from .test_tornado_kit import CaseHttp, _Case
+    from .kit_harness import TornadoCaseWeb, _Case
 
     async def authorize(access: stepline.web.AccessRequest) -> bool | stepline.web.Principal:
         handler = access.request
@@ -233,14 +233,14 @@ def tornado_web(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> Iterator[Web]:
     monkeypatch.setenv("ASYNC_TEST_TIMEOUT", "30")
     case = _Case(app)
     case.setUp()
-    http = CaseHttp(case)
+    http = TornadoCaseWeb(case)
 
     def post(path: str, body: Any, headers: dict[str, str]) -> Answer:
         reply = http.request("POST", path, body, headers)
         return Answer(reply.status, reply.body)
 
-    def get(path: str, headers: dict[str, str]) -> Answer:
-        reply, _ = http.events(path, headers)
+    def get(path: str, headers: dict[str, str]) -> Answer:  # a stream that ends: one fetch
+        reply = http.request("GET", path, headers=headers)
         return Answer(reply.status, reply.body)
 
     try:

@@ -1,7 +1,7 @@
 """Ownership in the web kit: principals, scoped idempotency keys, runs shown to their starter.
 
 The attacks, each through the kit's core (``RunRoutes`` with the sync and the async
-driver), FastAPI's ``TestClient`` and Flask's test client:
+driver); ``test_kit_contract`` makes the same ones through every framework:
 
 - user B posts user A's idempotency key: B must get a run of its own, never A's id or
   A's result;
@@ -23,9 +23,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import fastapi
-import fastapi.testclient
-import flask
 import pytest
 
 import stepline
@@ -376,67 +373,3 @@ def test_client_start_records_the_starter_and_scopes_its_key(kit: Kit) -> None:
     assert [h.describe().started_by for h in (a, b, anyone)] == ["alice", "bob", None]
     listed = {run.run_id: run.started_by for run in client.list_runs_sync(function=kit.hold)[0]}
     assert listed == {a.run_id: "alice", b.run_id: "bob", anyone.run_id: None}
-
-
-# -- FastAPI's TestClient --------------------------------------------------------------------
-
-
-@pytest.fixture
-def fastapi_call(kit: Kit) -> Iterator[Callable[..., Answer]]:
-    app = fastapi.FastAPI(lifespan=stepline.fastapi.lifespan(kit.client))
-    app.include_router(
-        stepline.fastapi.runs_router(
-            kit.client, kit.exposed, authorize=by_user, poll_interval=0.02
-        ),
-        prefix="/api",
-    )
-    with fastapi.testclient.TestClient(app) as http:
-
-        def call(method: str, path: str, body: object = None, user: str = "") -> Answer:
-            headers = {**CSRF, **({"x-user": user} if user else {})}
-            reply = http.request(method, f"/api{path}", json=body, headers=headers)
-            return Answer(reply.status_code, reply.content, reply.headers["content-type"])
-
-        yield call
-
-
-def test_fastapi_scopes_idempotency_keys_to_the_principal(
-    fastapi_call: Callable[..., Answer],
-) -> None:
-    check_keys_are_scoped(fastapi_call)
-
-
-def test_fastapi_answers_someone_else_s_run_like_an_unknown_one(
-    fastapi_call: Callable[..., Answer], kit: Kit
-) -> None:
-    check_foreign_runs_look_unknown(fastapi_call, kit)
-
-
-# -- Flask's test client ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def flask_call(kit: Kit) -> Callable[..., Answer]:
-    app = flask.Flask(__name__)
-    app.register_blueprint(
-        stepline.flask.runs_blueprint(kit.client, kit.exposed, authorize=by_user),
-        url_prefix="/api",
-    )
-    http = app.test_client()
-
-    def call(method: str, path: str, body: object = None, user: str = "") -> Answer:
-        headers = {**CSRF, **({"x-user": user} if user else {})}
-        reply = http.open(f"/api{path}", method=method, json=body, headers=headers)
-        return Answer(reply.status_code, reply.get_data(), reply.headers["content-type"])
-
-    return call
-
-
-def test_flask_scopes_idempotency_keys_to_the_principal(flask_call: Callable[..., Answer]) -> None:
-    check_keys_are_scoped(flask_call)
-
-
-def test_flask_answers_someone_else_s_run_like_an_unknown_one(
-    flask_call: Callable[..., Answer], kit: Kit
-) -> None:
-    check_foreign_runs_look_unknown(flask_call, kit)

@@ -1,8 +1,9 @@
-"""The web-app kit on Tornado: ``runs_handlers``, ``serve(engine=...)``, the orders example.
+"""What the web-app kit does only on Tornado: ``runs_handlers``' mounting, its XSRF check,
+``serve(engine=...)``, ``ClientMixin`` and the orders example.
 
-Every kit scenario runs twice: through ``tornado.testing.AsyncHTTPTestCase`` (its IOLoop,
-server and client) and behind a real ``HTTPServer`` on 127.0.0.1 on its own thread, called
-with httpx. Functions run on an ``EmbeddedEngine`` over a SQLite file in ``tmp_path``.
+The routes' behaviour (through ``AsyncHTTPTestCase`` and a real ``HTTPServer``) is the
+contract of ``test_kit_contract``. Here a real ``HTTPServer`` runs on 127.0.0.1 on a
+thread of its own, called with httpx; functions run on an ``EmbeddedEngine`` over SQLite.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pydantic
 import pytest
 import tornado.httpserver
 import tornado.testing
@@ -40,11 +40,6 @@ WAIT = 30.0  # upper bound for anything to happen; tests end far sooner
 
 
 # -- the app under test --------------------------------------------------------------------
-
-
-class OrderInput(pydantic.BaseModel):
-    sku: str
-    qty: int = pydantic.Field(gt=0)
 
 
 @dataclass
@@ -91,27 +86,10 @@ async def authorize(access: stepline.web.AccessRequest) -> bool:
     return header == f"Bearer {TOKEN}"
 
 
-def make_app(kit: Kit, **options: Any) -> tornado.web.Application:
-    app = tornado.web.Application()
-    handlers = stepline.tornado.runs_handlers(
-        kit.client,
-        [kit.order, kit.park],
-        authorize=authorize,
-        inputs={kit.order: OrderInput},
-        prefix="/api",
-        poll_interval=0.05,
-        **options,
-    )
-    app.add_handlers(r".*", handlers)
-    return app
-
-
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-#: What a front end sends on a body-less POST (cancel): a cross-site form cannot.
-CSRF = {"X-Stepline-Csrf": "1"}
 
 
-# -- two ways to reach it ------------------------------------------------------------------
+# -- a real server ------------------------------------------------------------------------
 
 
 @dataclass
@@ -124,59 +102,7 @@ class Reply:
         return json.loads(self.body)
 
 
-class Http:
-    """What a scenario needs: a request, and the events of an SSE stream until it ends."""
-
-    def request(
-        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
-    ) -> Reply:
-        raise NotImplementedError
-
-    def events(self, path: str, headers: dict[str, str]) -> tuple[Reply, list[tuple[str, Any]]]:
-        raise NotImplementedError
-
-
-class _Case(tornado.testing.AsyncHTTPTestCase):
-    """``AsyncHTTPTestCase`` driven by a pytest fixture (set up and torn down by hand)."""
-
-    __test__ = False
-
-    def __init__(self, app: tornado.web.Application) -> None:
-        super().__init__("noop")
-        self.app = app
-
-    def noop(self) -> None:
-        pass
-
-    def get_app(self) -> tornado.web.Application:
-        return self.app
-
-
-class CaseHttp(Http):
-    def __init__(self, case: _Case) -> None:
-        self.case = case
-
-    def request(
-        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
-    ) -> Reply:
-        data = None if body is None else body if isinstance(body, bytes) else json.dumps(body)
-        if data is None and method == "POST":
-            data = b""
-        headers = dict(headers or {})
-        if body is not None:  # as httpx sends json=: Tornado's client would say it is a form
-            headers.setdefault("Content-Type", "application/json")
-        reply = self.case.fetch(path, method=method, body=data, headers=headers)
-        return Reply(reply.code, {k.lower(): v for k, v in reply.headers.get_all()}, reply.body)
-
-    def events(self, path: str, headers: dict[str, str]) -> tuple[Reply, list[tuple[str, Any]]]:
-        chunks: list[bytes] = []
-        reply = self.case.fetch(path, headers=headers, streaming_callback=chunks.append)
-        pairs = {k.lower(): v for k, v in reply.headers.get_all()}
-        raw = b"".join(chunks)
-        return Reply(reply.code, pairs, raw), parse_sse(raw)
-
-
-class ServerHttp(Http):
+class ServerHttp:
     """A real ``HTTPServer`` on 127.0.0.1 served by a thread of its own; httpx calls it."""
 
     def __init__(self, app: tornado.web.Application) -> None:
@@ -216,11 +142,6 @@ class ServerHttp(Http):
         reply = self.http.request(method, path, json=payload, content=content, headers=headers)
         return Reply(reply.status_code, dict(reply.headers), reply.content)
 
-    def events(self, path: str, headers: dict[str, str]) -> tuple[Reply, list[tuple[str, Any]]]:
-        with self.http.stream("GET", path, headers=headers) as reply:
-            raw = b"".join(reply.iter_raw())
-        return Reply(reply.status_code, dict(reply.headers), raw), parse_sse(raw)
-
 
 def parse_sse(raw: bytes) -> list[tuple[str, Any]]:
     events = []
@@ -236,162 +157,6 @@ def kit(tmp_path: Path) -> Iterator[Kit]:
     made = make_kit(tmp_path / "e.db")
     yield made
     made.engine.stop()
-
-
-@pytest.fixture(params=["tornado.testing", "real-server"])
-def http(
-    request: pytest.FixtureRequest, kit: Kit, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Http]:
-    app = make_app(kit)
-    if request.param == "tornado.testing":
-        monkeypatch.setenv("ASYNC_TEST_TIMEOUT", str(WAIT))  # per fetch; the default is 5 s
-        case = _Case(app)
-        case.setUp()
-        try:
-            yield CaseHttp(case)
-        finally:
-            case.tearDown()
-    else:
-        server = ServerHttp(app)
-        try:
-            yield server
-        finally:
-            server.close()
-
-
-def start(http: Http, function: str, data: dict[str, Any], **extra: Any) -> Reply:
-    return http.request("POST", "/api/runs", {"function": function, "data": data, **extra}, AUTH)
-
-
-# -- scenarios (each on both transports) ------------------------------------------------------
-
-
-def test_start_then_progress_events_then_result(http: Http) -> None:
-    started = start(http, "order", {"sku": "tea", "qty": 3})
-    assert started.status == 201, started.body
-    body = started.json()
-    run_id = body["run_id"]
-    assert body["function_id"] == "tornado-kit-order"
-    assert body["created"] is True
-    assert body["links"]["events"] == f"/api/runs/{run_id}/events"
-
-    reply, events = http.events(body["links"]["events"], AUTH)
-    assert reply.status == 200
-    assert reply.headers["content-type"].startswith("text/event-stream")
-    kinds = [kind for kind, _ in events]
-    assert kinds[0] == "status"
-    assert kinds[-1] == "result"
-    assert kinds.count("result") == 1
-    steps = {data["name"] for kind, data in events if kind == "step"}
-    assert {"reserve", "charge"} <= steps
-    first_step = kinds.index("step")
-    assert first_step < kinds.index("result")
-    final = events[-1][1]
-    assert final["status"] == "Completed"
-    assert final["output"] == {"sku": "tea", "total": 15}
-
-    result = http.request("GET", f"/api/runs/{run_id}/result?wait=10", headers=AUTH)
-    assert result.status == 200
-    assert result.json()["output"] == {"sku": "tea", "total": 15}
-    status = http.request("GET", f"/api/runs/{run_id}", headers=AUTH)
-    assert (status.status, status.json()["status"]) == (200, "Completed")
-    assert "etag" not in status.headers
-
-
-def test_cancel_a_parked_run(http: Http) -> None:
-    run_id = start(http, "park", {}).json()["run_id"]
-    pending = http.request("GET", f"/api/runs/{run_id}/result", headers=AUTH)
-    assert pending.status == 202
-    assert pending.json()["status"] in ("Queued", "Running")
-
-    cancelled = http.request("POST", f"/api/runs/{run_id}/cancel", headers={**AUTH, **CSRF})
-    assert cancelled.status == 200, cancelled.body
-    assert cancelled.json() == {"run_id": run_id, "status": "Cancelled"}
-    result = http.request("GET", f"/api/runs/{run_id}/result?wait=10", headers=AUTH)
-    assert (result.status, result.json()["status"]) == (200, "Cancelled")
-    _, events = http.events(f"/api/runs/{run_id}/events", AUTH)
-    assert events[-1][0] == "result"
-    assert events[-1][1]["status"] == "Cancelled"
-
-
-def test_unknown_run_is_404(http: Http) -> None:
-    for path in ("/api/runs/no-such-run", "/api/runs/no-such-run/events", "/api/runs/a.b"):
-        reply = http.request("GET", path, headers=AUTH)
-        assert reply.status == 404, path
-        assert "not found" in reply.json()["error"] or "no route" in reply.json()["error"]
-    cancel = http.request("POST", "/api/runs/no-such-run/cancel", headers={**AUTH, **CSRF})
-    assert cancel.status == 404
-    assert cancel.json() == {"error": "run no-such-run not found"}
-
-
-def test_unauthorized_requests_are_rejected(http: Http, kit: Kit) -> None:
-    valid = {"function": "order", "data": {"sku": "a", "qty": 1}}
-    anonymous = http.request("POST", "/api/runs", valid)
-    assert anonymous.status == 401
-    assert anonymous.json() == {"error": "send Authorization: Bearer <token>"}
-    wrong = {"Authorization": "Bearer nope"}
-    forbidden = http.request("POST", "/api/runs", valid, wrong)
-    assert (forbidden.status, forbidden.json()) == (403, {"error": "forbidden"})
-
-    run_id = start(http, "park", {}).json()["run_id"]
-    assert http.request("GET", f"/api/runs/{run_id}").status == 401
-    # refused on a run route: the unknown run's 404, so refusals reveal no run ids
-    assert http.request("GET", f"/api/runs/{run_id}/events", headers=wrong).status == 404
-    refused = http.request("POST", f"/api/runs/{run_id}/cancel", headers={**wrong, **CSRF})
-    assert refused.status == 404
-    still = kit.client.get_run_sync(run_id).status()
-    assert still in (stepline.RunStatus.QUEUED, stepline.RunStatus.RUNNING)
-
-
-def test_validation_errors_are_clear(http: Http) -> None:
-    invalid = start(http, "order", {"sku": "tea", "qty": 0})
-    assert invalid.status == 422
-    body = invalid.json()
-    assert body["error"] == "data does not match the function's input"
-    [problem] = body["detail"]
-    assert problem["loc"] == ["qty"]
-    assert "greater than 0" in problem["msg"]
-
-    json_auth = {**AUTH, "Content-Type": "application/json"}
-    broken = http.request("POST", "/api/runs", b"{not json", json_auth)
-    assert broken.status == 400
-    assert broken.json()["error"].startswith("body is not valid JSON")
-    nameless = http.request("POST", "/api/runs", {"data": {}}, AUTH)
-    assert (nameless.status, nameless.json()["error"]) == (
-        400,
-        "function: want the id of the function to start",
-    )
-    listing = http.request("GET", "/api/runs", headers=AUTH)
-    assert listing.status == 405
-    assert "use POST" in listing.json()["error"]
-    deleting = http.request("DELETE", "/api/runs/abc", headers=AUTH)
-    assert deleting.status == 405
-    assert "use GET" in deleting.json()["error"]
-    run_id = start(http, "park", {}).json()["run_id"]
-    wait = http.request("GET", f"/api/runs/{run_id}/result?wait=forever", headers=AUTH)
-    assert (wait.status, wait.json()) == (400, {"error": "wait: want seconds from 0 to 60"})
-
-
-def test_functions_not_exposed_stay_hidden(http: Http, kit: Kit) -> None:
-    refused = start(http, "hidden", {})
-    assert refused.status == 404
-    assert refused.json() == {"error": "function 'hidden' cannot be started here"}
-    run_id = kit.client.start_sync(kit.hidden, {}).run_id
-    for suffix in ("", "/result", "/events"):
-        reply = http.request("GET", f"/api/runs/{run_id}{suffix}", headers=AUTH)
-        assert reply.status == 404, suffix
-    hidden = http.request("POST", f"/api/runs/{run_id}/cancel", headers={**AUTH, **CSRF})
-    assert hidden.status == 404
-
-
-def test_idempotency_key_returns_the_same_run(http: Http) -> None:
-    data = {"sku": "tea", "qty": 1}
-    first = start(http, "order", data, idempotency_key="order-42")
-    again = start(http, "order", data, idempotency_key="order-42")
-    other = start(http, "order", data, idempotency_key="order-43")
-    assert (first.status, again.status, other.status) == (201, 200, 201)
-    assert first.json()["run_id"] == again.json()["run_id"] != other.json()["run_id"]
-    assert again.json()["created"] is False
 
 
 # -- Tornado specifics -------------------------------------------------------------------------
