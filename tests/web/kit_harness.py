@@ -116,6 +116,7 @@ def make_kit(tmp_path: Path) -> Kit:
     @client.function(id="add", trigger=stepline.TriggerEvent(event="kit/add"))
     def add(ctx: stepline.SyncContext) -> int:
         a = ctx.step.run("a", lambda: int(ctx.event.data["x"]))
+        ctx.step.sleep("nap", dt.timedelta(milliseconds=50))
         return ctx.step.run("b", lambda: a + 1)
 
     @client.function(id="hold", trigger=stepline.TriggerEvent(event="kit/hold"))
