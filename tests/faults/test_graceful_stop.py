@@ -175,7 +175,11 @@ def test_calls_not_finished_are_handed_back_and_taken_at_once(
             engine.signal()
             began = time.monotonic()
             if how == "second-signal":
-                time.sleep(1.0)
+                wait_until(  # the first signal taken: the engine drains its call in flight
+                    lambda: "stopping: letting" in engine.log.read_text(),
+                    timeout=10,
+                    message=lambda: f"the drain to start:\n{log_tail(engine.log)}",
+                )
                 assert engine.proc is not None
                 assert engine.proc.poll() is None, "did not wait for the call in flight"
                 engine.signal()

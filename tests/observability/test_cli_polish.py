@@ -13,7 +13,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -198,13 +197,24 @@ def test_show_says_what_a_run_waits_for_and_watch_follows_it_to_the_end(
         env=clean_env(),
     )
     try:
-        time.sleep(1.5)  # it draws the waiting run, then keeps following
+        assert watch.stdout is not None
+        drawn = []
+        for line in watch.stdout:  # the first frame, drawn while the run waits (unbuffered)
+            drawn.append(line)
+            if line.startswith("Status"):
+                break
         assert watch.poll() is None, "--watch returned before the run ended"
         cancelled = stepline_cli(engine_url, "runs", "cancel", run_id)
         assert (cancelled.returncode, cancelled.stdout) == (0, f"{run_id} Cancelled\n")
-        out, err = watch.communicate(timeout=20)
+        # read on through the same buffered file (communicate would skip what it holds)
+        out = "".join(drawn) + watch.stdout.read()
+        assert watch.stderr is not None
+        err = watch.stderr.read()
+        watch.wait(20)
     finally:
         watch.kill()
+        with watch:  # closes its pipes and reaps it
+            pass
     assert watch.returncode == 0, err
     first, last = out.split("\n\n" + f"Run       {run_id}")[0], out.rsplit("Run       ", 1)[1]
     assert "Status    Running" in first
