@@ -57,6 +57,7 @@ import stepline.fastapi
 import stepline.flask
 import stepline.tornado
 import stepline.web
+from stepline._webkit.routes import Authorize
 from stepline.embedded import EmbeddedEngine
 from tests._support.server_thread import serving
 
@@ -483,6 +484,8 @@ VARIANTS = {
         Variant("fastapi-uvicorn", "fastapi", False, starlette.requests.Request),
         Variant("asgi-testclient", "asgi", False, dict),
         Variant("asgi-uvicorn", "asgi", True, dict),
+        Variant("asgi-bare-testclient", "asgi", True, dict),
+        Variant("asgi-mounted-uvicorn", "asgi", False, dict),
         Variant("flask-testclient", "flask", False, flask.Request),
         Variant("flask-werkzeug", "flask", False, flask.Request),
         Variant("tornado-testing", "tornado", True, tornado.web.RequestHandler),
@@ -506,7 +509,7 @@ def headers_of(framework: str, request: Any) -> Any:
     return request.headers
 
 
-def hook_for(variant: Variant, kit: Kit) -> stepline.web.Authorize:
+def hook_for(variant: Variant, kit: Kit) -> Authorize:
     def sync_hook(access: stepline.web.AccessRequest) -> Any:
         return kit.decide(headers_of(variant.framework, access.request), access)
 
@@ -520,7 +523,7 @@ def hook_for(variant: Variant, kit: Kit) -> stepline.web.Authorize:
 def open_web(
     name: str,
     kit: Kit,
-    authorize: stepline.web.Authorize | None = None,
+    authorize: Authorize | None = None,
     **options: Any,
 ) -> Iterator[Web]:
     """``kit.add`` and ``kit.hold`` under ``/api`` on ``name``'s framework, and a way in."""
@@ -542,15 +545,23 @@ def open_web(
         )
         with serving(app) as url, over_http(url) as web:
             yield web
-    elif name == "asgi-testclient":  # mounted in Starlette
-        runs = stepline.asgi.runs_app(*args, authorize=hook, **options)
-        outer = starlette.applications.Starlette(routes=[starlette.routing.Mount("/api", runs)])
-        with starlette.testclient.TestClient(outer, base_url="http://localhost") as http:
-            yield HttpxWeb(http)
-    elif name == "asgi-uvicorn":  # the bare app, its own prefix
-        runs = stepline.asgi.runs_app(*args, authorize=hook, prefix="/api", **options)
-        with serving(runs) as url, over_http(url) as web:
-            yield web
+    elif name.startswith("asgi-"):
+        # mounted in Starlette, or the bare app with its own prefix
+        bare = name in ("asgi-uvicorn", "asgi-bare-testclient")
+        runs = stepline.asgi.runs_app(
+            *args, authorize=hook, **({"prefix": "/api"} if bare else {}), **options
+        )
+        asgi_app: Any = (
+            runs
+            if bare
+            else starlette.applications.Starlette(routes=[starlette.routing.Mount("/api", runs)])
+        )
+        if name.endswith("testclient"):
+            with starlette.testclient.TestClient(asgi_app, base_url="http://localhost") as http:
+                yield HttpxWeb(http)
+        else:
+            with serving(asgi_app) as url, over_http(url) as web:
+                yield web
     elif name.startswith("flask-"):
         flask_app = flask.Flask(__name__)
         if name == "flask-testclient":  # the app's url_prefix
