@@ -63,7 +63,7 @@ def test_a_run_ended_before_the_wait_answers_at_once_and_others_time_out() -> No
         runs = Runs()
         runs.status.update(done=RunStatus.FAILED, going=RunStatus.RUNNING)
         waiters = RunWaiters(runs.read)
-        ended = await asyncio.wait_for(waiters.wait("done", 5.0), 1.0)
+        ended = await asyncio.wait_for(waiters.wait("done", 5.0), 3.0)  # not its 5 s
         assert ended.status is RunStatus.FAILED
         with pytest.raises(asyncio.TimeoutError):
             await waiters.wait("going", 0.3)
@@ -125,7 +125,7 @@ def test_a_watched_start_waits_with_no_read_and_misses_no_end() -> None:
         fast = waiters.watch("fast")
         runs.status["fast"] = RunStatus.COMPLETED
         waiters.ended(runs.run("fast"))  # ended before its caller waits
-        got = await asyncio.wait_for(waiters.wait("fast", 5.0, now=never, watched=fast), 1.0)
+        got = await asyncio.wait_for(waiters.wait("fast", 5.0, now=never, watched=fast), 3.0)
         assert got.status is RunStatus.COMPLETED
         slow = waiters.watch("slow")
         task = asyncio.create_task(waiters.wait("slow", 5.0, now=never, watched=slow))

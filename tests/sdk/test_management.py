@@ -76,7 +76,7 @@ def test_start_then_result_describe_and_steps(face: Face, app: embedded_app.App)
     # a bare id gets the app's prefix; a prefixed one is taken as it is
     assert face.start("order", {"x": 2}).result(timeout=20) == {"n": 2, "x": 2}
     assert face.start("shop-order", {"x": 3}).result(timeout=20) == {"n": 2, "x": 3}
-    assert face.get_run(handle.run_id).result(timeout=1) == {"n": 2, "x": 1}
+    assert face.get_run(handle.run_id).result(timeout=20) == {"n": 2, "x": 1}
 
 
 def test_idempotency_key_returns_the_first_run(face: Face, app: embedded_app.App) -> None:
