@@ -138,7 +138,8 @@ def test_keep_alive_requests_are_not_held_for_the_clients_delayed_ack(tmp_path: 
                     started = time.perf_counter()
                     assert http.get("/health").status_code == 200
                     took.append(time.perf_counter() - started)
-            assert statistics.median(took[1:]) < 0.02, f"port {serving}: {took}"
+            # held, each takes 40 ms or more; the median leaves a loaded machine's outliers out
+            assert statistics.median(took[1:]) < 0.03, f"port {serving}: {took}"
 
 
 def test_a_listening_socket_without_delay_hands_it_to_what_it_accepts() -> None:
