@@ -303,6 +303,48 @@ def test_pre_fork_servers_are_recognised(under: Callable[[str, int], None]) -> N
     assert _prefork.held_back() == "uwsgi"
 
 
+UWSGI_APP = """
+import json, os
+from stepline.embedded import _prefork
+
+MASTER = {"pid": os.getpid(), "server": _prefork.server(), "held_back": _prefork.held_back()}
+
+
+def application(environ, start_response):
+    here = {"pid": os.getpid(), "server": _prefork.server(), "held_back": _prefork.held_back()}
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps({"master": MASTER, "worker": here}).encode()]
+"""
+
+
+def test_a_real_uwsgi_master_is_held_back_and_its_workers_are_not(tmp_path: Path) -> None:
+    """Under uwsgi itself (``--master`` without ``--lazy-apps``): the app is imported in
+    the master, whose ``uwsgi.worker_id()`` is 0, and served by forked workers."""
+    binary = Path(sys.executable).with_name("uwsgi")
+    if not binary.exists():  # the dev extra installs pyuwsgi, which brings it
+        require_module("pyuwsgi")
+    (tmp_path / "uwsgi_app.py").write_text(UWSGI_APP)
+    port = free_port()
+    command = [
+        str(binary),
+        "--master",
+        "--processes=2",
+        f"--http-socket=127.0.0.1:{port}",
+        f"--chdir={tmp_path}",
+        "--module=uwsgi_app:application",
+        f"--pythonpath={ROOT / 'src'}",
+        "--die-on-term",
+    ]
+    log = tmp_path / "uwsgi.log"
+    with spawned(command, log=log, env=clean_env(), up=f"http://127.0.0.1:{port}/") as proc:
+        seen = httpx.get(f"http://127.0.0.1:{port}/", timeout=5).json()
+    master, worker = seen["master"], seen["worker"]
+    assert master == {"pid": proc.pid, "server": "uwsgi", "held_back": "uwsgi"}, seen
+    assert worker["pid"] != master["pid"]
+    assert worker["server"] is None  # a worker: its id is 1 or 2
+    assert worker["held_back"] is None
+
+
 def test_a_client_call_in_a_possible_master_records_and_leases_nothing(
     tmp_path: Path, under: Callable[[str, int], None], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -296,3 +296,120 @@ def test_a_blocking_caller_joins_the_group_of_a_busy_writer() -> None:
         assert _jobs(store) == {"from a thread", "from the loop"}
 
     _scenario(body)
+
+
+# -- the same faults on a real Postgres: the backend terminated from another connection ----
+
+
+def _terminate_when(
+    url: str, pid: list[int], query: str, stop: threading.Event
+) -> threading.Thread:
+    """A thread that terminates the backend ``pid[0]`` once it shows ``query`` running."""
+
+    def watch() -> None:
+        with psycopg.connect(url, autocommit=True) as admin:
+            while not stop.is_set():
+                if pid:
+                    row = admin.execute(
+                        "SELECT query FROM pg_stat_activity WHERE pid = %s AND state = 'active'",
+                        (pid[0],),
+                    ).fetchone()
+                    if row is not None and row[0].strip().upper().startswith(query):
+                        admin.execute("SELECT pg_terminate_backend(%s)", (pid[0],))
+                        return
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_real_commit_lost_fails_every_caller_of_its_group_once() -> None:
+    """COMMIT takes a second (a deferred constraint trigger sleeps), and the backend is
+    terminated while it runs: whether it committed is unknown to the engine, so every
+    caller of the group gets the driver's error and no work runs again."""
+    stop = threading.Event()
+    ran: list[int] = []
+    pid: list[int] = []
+
+    def slow_commit(tx: PostgresTx) -> None:
+        pid.append(int(tx.execute("SELECT pg_backend_pid()").fetchone()[0]))
+        tx.execute("INSERT INTO slow_commit VALUES (1)")
+        ran.append(-1)
+
+    def work(i: int) -> Work:
+        def enqueue(tx: PostgresTx) -> int:
+            ran.append(i)
+            return int(_enqueue(f"lost{i}")(tx))
+
+        return enqueue
+
+    async def body(store: PostgresStore, url: str) -> None:
+        watcher = _terminate_when(url, pid, "COMMIT", stop)
+        try:
+            _, outcomes = await _with_writers_held(store, [slow_commit, work(0), work(1)])
+        finally:
+            stop.set()
+            watcher.join(5)
+        assert all(isinstance(o, psycopg.OperationalError) for o in outcomes), outcomes
+        assert len({id(o) for o in outcomes}) == 1, "the one lost COMMIT's error, for each"
+        assert sorted(ran) == [-1, 0, 1], "each work ran once: none ran again"
+        assert len(pid) == 1
+        assert _jobs(store) == set(), "the terminated COMMIT wrote nothing"
+
+    _real_scenario(body)
+
+
+def test_a_real_connection_lost_before_commit_runs_the_group_again_on_a_new_one() -> None:
+    """The first work of a group has its backend terminated before COMMIT: nothing was
+    written, so the whole group runs again on a new connection and every caller gets its
+    result; each job is written once."""
+    stop = threading.Event()
+    pids: list[int] = []
+    attempts: list[int] = []
+
+    def first(tx: PostgresTx) -> int:
+        pids.append(int(tx.execute("SELECT pg_backend_pid()").fetchone()[0]))
+        attempts.append(pids[-1])
+        if len(attempts) == 1:  # the first attempt: wait for the backend to be gone
+            tx.execute("SELECT pg_sleep(5)")
+        return int(_enqueue("again0")(tx))
+
+    async def body(store: PostgresStore, url: str) -> None:
+        watcher = _terminate_when(url, pids, "SELECT PG_SLEEP", stop)
+        try:
+            works = [first, _enqueue("again1"), _enqueue("again2")]
+            _, outcomes = await _with_writers_held(store, works)
+        finally:
+            stop.set()
+            watcher.join(5)
+        assert all(isinstance(o, int) for o in outcomes), outcomes
+        assert len(set(outcomes)) == 1, "the group committed as one transaction"
+        assert len(attempts) == 2, attempts
+        assert attempts[0] != attempts[1], "the group ran again on a new connection"
+        assert _jobs(store) == {"again0", "again1", "again2"}
+
+    _real_scenario(body)
+
+
+def _real_scenario(body: Callable[[PostgresStore, str], Any]) -> None:
+    async def run(url: str) -> None:
+        store = PostgresStore(url, writers=2)
+        await store.open()
+        try:
+            await body(store, url)
+        finally:
+            await store.close()
+
+    with postgres_schema("lost") as url:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("CREATE TABLE slow_commit (n int)")
+            admin.execute(
+                "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$"
+            )
+            admin.execute(
+                "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow_commit "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+            )
+        arun(run(url))

@@ -41,6 +41,7 @@ from stepline.engine._store.faults import classify
 from stepline.engine._store.sqlite import SqliteStore
 from stepline.web import RunRoutes, WebRequest, allow_all
 from tests._support import sqlite_faults
+from tests._support.ci import under_ci
 from tests._support.polling import await_until
 from tests.engine.servers import POSTGRES_URL, postgres_schema
 
@@ -230,11 +231,21 @@ class FaultySqlite(SqliteStore):
             super()._commit_group(batch, wait)
 
 
+def _no_disk(why: str) -> None:
+    if under_ci():
+        pytest.fail(f"a real full disk needs a tmpfs mounted (as root) under CI: {why}")
+
+
 @contextlib.contextmanager
 def _small_disk(where: Path) -> Iterator[Path | None]:
-    """A 4 MB tmpfs at ``where`` (None when this process may not mount one)."""
+    """A 4 MB tmpfs at ``where`` (None when this process may not mount one).
+
+    Under CI (which runs as root) not being able to mount one fails the test: the
+    injected fault is a stand-in for a developer's machine, not what CI checks.
+    """
     where.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
+        _no_disk(f"uid {os.geteuid()}, mount at {shutil.which('mount')}")
         yield None
         return
     mounted = subprocess.run(
@@ -243,6 +254,7 @@ def _small_disk(where: Path) -> Iterator[Path | None]:
         check=False,
     )
     if mounted.returncode != 0:  # no CAP_SYS_ADMIN (an unprivileged container)
+        _no_disk(mounted.stderr.decode(errors="replace").strip())
         yield None
         return
     try:
@@ -265,8 +277,9 @@ def _fill(disk: Path) -> Path:
 @pytest.mark.timeout(60)
 def test_a_full_disk_answers_503_and_recovers_when_space_is_freed(tmp_path: Path) -> None:
     """On a real 4 MB tmpfs when the test can mount one (root with CAP_SYS_ADMIN): the disk
-    is filled with a file, and freed by deleting it. Elsewhere the same scenario runs on a
-    store whose commits raise ``sqlite3.OperationalError("database or disk is full")``.
+    is filled with a file, and freed by deleting it; under CI, not being able to fails.
+    Elsewhere the same scenario runs on a store whose commits raise
+    ``sqlite3.OperationalError("database or disk is full")``.
     """
     steps = Steps()
     with _small_disk(tmp_path / "disk") as disk:
