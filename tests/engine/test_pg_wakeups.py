@@ -15,7 +15,8 @@ import psycopg
 from stepline.engine import EngineSettings
 from stepline.engine._model import Job, JobKind
 from stepline.engine._store import Store, Tx, store_for
-from stepline.engine._store.postgres import CHANNEL
+from stepline.engine._store.postgres import CHANNEL, STREAMS
+from tests._support.polling import await_until
 
 from .conftest import arun
 from .servers import postgres_database
@@ -51,11 +52,23 @@ async def _listening(url: str) -> tuple[Store, Heard]:
     return store, heard
 
 
+async def _listeners(url: str, count: int) -> None:
+    """Wait until ``count`` sessions of this database have run their last LISTEN."""
+
+    def listening() -> bool:
+        with psycopg.connect(url, autocommit=True) as conn:
+            sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            row = conn.execute(sql + "AND query = %s", (f"LISTEN {STREAMS}",)).fetchone()
+        return row is not None and row[0] >= count
+
+    await await_until(lambda: asyncio.to_thread(listening), message=f"{count} listeners")
+
+
 def test_a_commit_wakes_the_other_node_and_not_its_own() -> None:
     async def scenario(url: str) -> None:
         (one, heard_one), (two, heard_two) = await _listening(url), await _listening(url)
         try:
-            await asyncio.sleep(0.3)  # both listeners connected
+            await _listeners(url, 2)
             await one.atomic(_enqueue("j1"))  # type: ignore[arg-type]
             assert await heard_two.wait(5), "the other node was not woken"
             assert heard_two.said == ["jobs"]
@@ -76,7 +89,7 @@ def test_a_node_of_the_previous_release_still_wakes_this_one() -> None:
     async def scenario(url: str) -> None:
         store, heard = await _listening(url)
         try:
-            await asyncio.sleep(0.3)
+            await _listeners(url, 1)
             with psycopg.connect(url, autocommit=True) as old_node:
                 old_node.execute("SELECT pg_notify(%s, 'apps')", (CHANNEL,))
             assert await heard.wait(5)
