@@ -16,6 +16,7 @@ from typing import Any
 from stepline._protocol import signing
 from stepline.engine import Engine, EngineSettings, ManualClock, RunStatus
 from stepline.engine._store import RunFilter
+from tests._support.polling import await_until
 from tests.conftest import StubServer
 
 from .conftest import arun, finished, only_run
@@ -166,10 +167,12 @@ def test_retry_after_sets_when_the_same_call_is_retried(db: str, stub_server: St
             run_id = await only_run(engine, "stub-fn")
             while len(calls(stub_server)) < 1:
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(0.1)
-            due = await engine.store.read(lambda tx: tx.queue.next_job_at())
-            assert due is not None
-            assert 119 <= due - sent_at <= 121
+
+            async def retry_due() -> float | None:  # the 500 recorded, its retry queued
+                due = await engine.store.read(lambda tx: tx.queue.next_job_at())
+                return due if due is not None and 119 <= due - sent_at <= 121 else None
+
+            await await_until(retry_due, timeout=10, message="the retry due in 120 s")
             run = await finished(engine, run_id, clock)
             assert (run.status, run.output) == (RunStatus.COMPLETED, "1")
         finally:
