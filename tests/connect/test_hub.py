@@ -201,7 +201,7 @@ def test_a_lost_worker_fails_its_calls_unless_the_engine_stops() -> None:
         kept = _call(hub)
         await _soon(lambda: len(other.calls) == 1)
         hub.drop(other.conn, "the engine's server is stopping", stopping=True)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a call left alone has no event of its own to wait for
         assert not kept.done(), "left to the stopping engine, which hands the job back"
         kept.cancel()
 
@@ -221,7 +221,7 @@ def test_closing_tells_every_worker_and_a_sync_is_never_sent() -> None:
         for fake in fakes:
             hub.drop(fake.conn, "closed its connection (code 1000)")  # they reconnect
         waiting = _call(hub)  # no worker, the engine stopping: the job goes back, no attempt
-        await asyncio.sleep(hub.timing.wait_worker + 0.2)
+        await asyncio.sleep(hub.timing.wait_worker + 0.2)  # past the hub's real-time wait
         assert not waiting.done()
         waiting.cancel()
 

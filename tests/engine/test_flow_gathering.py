@@ -10,6 +10,7 @@ import stepline
 from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._model import Run
 from stepline.engine._store import RunFilter
+from tests._support.polling import await_until
 
 from .conftest import advance, arun, dev_client, running, settle
 
@@ -165,7 +166,12 @@ def test_priority_orders_a_backlog_and_negative_priority_delays(db: str) -> None
             late = next(r for r in runs if r.events[0]["data"]["label"] == "late")
             assert late.waiting is not None
             assert late.waiting["reason"] == "priority"
-            await asyncio.sleep(0.2)
+
+            async def backlog() -> bool:  # the other two leased and held for the slot
+                held = [r for r in await runs_of(engine, "ranked") if r.waiting is not None]
+                return len(held) == 3
+
+            await await_until(backlog, timeout=10, message="the backlog to be held")
             gate.set()
             runs = await drain(engine, clock, "ranked", 4)
         assert order == ["first", "vip", "plain", "late"]

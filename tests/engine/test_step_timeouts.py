@@ -77,7 +77,7 @@ def test_steps_over_their_timeout_are_retried_then_fail_the_run(store: str, tmp_
 
         log = wait_until(both_late, timeout=10, message="the abandoned steps to finish")
         assert sorted(log) == [(0, "late"), (0, "start"), (1, "late"), (1, "start")]
-        time.sleep(0.5)
+        time.sleep(0.5)  # the late results leave no trace when ignored: a moment to show one
         assert get(url, f"runs/{sync_run}")["status"] == "Failed"  # still: late results ignored
 
         # the engine's call timeout: the call was cut off and retried once

@@ -97,7 +97,7 @@ def test_time_does_not_skip_between_calls_of_the_test() -> None:
     with TestEnv(client, FUNCTIONS, start=START) as env:
         run = env.start_sync(week)
         env.settle_sync()
-        time.sleep(0.05)
+        time.sleep(0.05)  # real time passing between calls: what must not move ``now``
         assert env.now == START
         assert run.describe_sync().status is stepline.RunStatus.RUNNING
 
