@@ -14,7 +14,6 @@ dev``, checked with the contract's scenarios over HTTP, and the example under
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -72,14 +71,12 @@ class Kit:
     hold: stepline.Function
     hidden: stepline.Function
     engine: EmbeddedEngine
-    seen: list[tuple[stepline.web.AccessRequest, bool]] = dataclasses.field(default_factory=list)
 
     def start_direct(self, function: str, data: dict[str, Any]) -> str:
         return self.client.start_sync(function, data).run_id
 
     def authorize(self, access: stepline.web.AccessRequest) -> bool:
-        """401 without a token, 403 (False) with a wrong one; records where it ran."""
-        self.seen.append((access, on_event_loop()))
+        """401 without a token, 403 (False) with a wrong one."""
         token = access.request.headers.get("x-token")
         if token is None:
             raise stepline.web.AccessDenied("log in first", status=401)
@@ -94,14 +91,6 @@ class Kit:
             async_mode=async_mode,
             poll_interval=0.05,
         )
-
-
-def on_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 @pytest.fixture
