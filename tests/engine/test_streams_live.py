@@ -106,7 +106,8 @@ def test_a_long_poll_is_woken_by_a_publish_in_process(tmp_path: Any) -> None:
     seed(db)
     with node(db) as one:
         latency = woken_by_publish(one, one)
-        assert latency < 0.5, f"woken after {latency:.3f} s: polling ({POLL} s), not woken"
+        # under half the poll: a loaded machine's margin, yet no poll could answer this soon
+        assert latency < POLL / 2, f"woken after {latency:.3f} s: polling ({POLL} s), not woken"
         # the run's end wakes a reader waiting past the last message too
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             waiting = pool.submit(long_poll, one.url, 1)
@@ -153,7 +154,7 @@ def test_a_reader_on_another_node_is_woken_by_notify() -> None:
             latencies = [woken_by_publish(b, a)]
             publish(a.url, "again")  # seq 2; then one more round
             latencies.append(woken_by_publish(b, a, after=2))
-    assert max(latencies) < 1.0, f"woken after {latencies}: polling ({POLL} s), not NOTIFY"
+    assert max(latencies) < POLL / 2, f"woken after {latencies}: polling ({POLL} s), not NOTIFY"
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])

@@ -72,19 +72,22 @@ def test_a_run_ended_before_the_wait_answers_at_once_and_others_time_out() -> No
     arun(scenario())
 
 
-def test_a_commit_during_a_read_is_not_missed() -> None:
+def test_a_commit_during_a_read_is_not_missed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a missed commit would be found only by the recheck: made too late to pass for news
+    monkeypatch.setattr("stepline.engine._runs.waiters.RECHECK_SECONDS", 30.0)
+
     async def scenario() -> None:
         runs = Runs()
         runs.status["r"] = RunStatus.RUNNING
         waiters = RunWaiters(runs.read)
-        task = asyncio.create_task(waiters.wait("r", 5.0))
+        task = asyncio.create_task(waiters.wait("r", 60.0))
         await asyncio.sleep(0)  # the waiter's own first read is now in flight
         runs.status["r"] = RunStatus.COMPLETED
         waiters.changed()  # ... and this commit lands during it
         started = asyncio.get_running_loop().time()
         run = await task
         assert run.status is RunStatus.COMPLETED
-        assert asyncio.get_running_loop().time() - started < 0.2  # not the 0.25 s recheck
+        assert asyncio.get_running_loop().time() - started < 10  # not the 30 s recheck
 
     arun(scenario())
 
@@ -141,7 +144,11 @@ def test_a_watched_start_waits_with_no_read_and_misses_no_end() -> None:
     arun(scenario())
 
 
-def test_an_end_committed_during_the_callers_read_is_not_missed() -> None:
+def test_an_end_committed_during_the_callers_read_is_not_missed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("stepline.engine._runs.waiters.RECHECK_SECONDS", 30.0)
+
     async def scenario() -> None:
         runs = Runs()
         runs.status["r"] = RunStatus.RUNNING
@@ -154,9 +161,9 @@ def test_an_end_committed_during_the_callers_read_is_not_missed() -> None:
             return seen
 
         started = asyncio.get_running_loop().time()
-        run = await waiters.wait("r", 5.0, now=stale)
+        run = await waiters.wait("r", 60.0, now=stale)
         assert run.status is RunStatus.COMPLETED
-        assert asyncio.get_running_loop().time() - started < 0.2  # not the 0.25 s recheck
+        assert asyncio.get_running_loop().time() - started < 10  # not the 30 s recheck
 
     arun(scenario())
 
