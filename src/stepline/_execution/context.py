@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stepline._api.attributes import AttributeValue, set_flow
 from stepline._event import Event
@@ -161,7 +161,13 @@ class SyncContext:
         publisher_of(self._state).publish(topic, data)
 
 
-class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
+if TYPE_CHECKING:
+    _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
+else:  # subscriptable at run time from Python 3.11 on
+    _LoggerAdapter = logging.LoggerAdapter
+
+
+class ReplayAwareLogger(_LoggerAdapter):
     """Drops log records while the function re-runs code that ran in an earlier request.
 
     Code before the first new step runs on every request; without this, its log
