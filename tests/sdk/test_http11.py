@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from stepline._transport import effects, performers
+from tests._support.polling import wait_until
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -59,6 +60,7 @@ class Server(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.seen: list[tuple[str, str, Any]] = []
         self.connections = 0
+        self.closed = 0
         self.close_each = close_each
         self.chunked = False
         Handler.timeout = idle  # the server closes a connection idle this long
@@ -68,6 +70,10 @@ class Server(http.server.ThreadingHTTPServer):
         found = super().get_request()
         self.connections += 1
         return found
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        self.closed += 1  # its handler is done with the connection: closed on this side
 
 
 @contextlib.contextmanager
@@ -114,7 +120,8 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(
 ) -> None:
     with serving(idle=0.2) as server:
         first = post(transport, f"{server.url}/a")
-        time.sleep(0.6)  # the server's keep-alive timeout closes the idle connection
+        # the server's keep-alive timeout closes the idle connection
+        wait_until(lambda: server.closed == 1, timeout=10, message="the idle connection closed")
         second = post(transport, f"{server.url}/b")
     assert (first.status, second.status) == (200, 200)
     assert second.error is None
