@@ -117,7 +117,7 @@ def test_unauthenticated_sockets_sending_16_mib_frames_barely_grow_the_engine(
     with engine(tmp_path) as (port, pid):
         warm, _ = upgrade(port, "10.8.0.1")  # one socket's worth of code paths in memory
         warm.close()
-        time.sleep(0.5)
+        time.sleep(0.5)  # the warm-up's memory settles: another process, nothing to wait on
         before = memory.peak(pid)
         with concurrent.futures.ThreadPoolExecutor(ATTACKERS) as pool:
             ends = list(pool.map(lambda n: send_big_frame(port, n), range(ATTACKERS)))

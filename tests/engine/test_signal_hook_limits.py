@@ -129,7 +129,7 @@ def test_concurrent_large_posts_with_forged_tokens_barely_grow_the_engine(
     command = engine_command("start", "--port", str(port), "--db", str(tmp_path / "e.db"))
     with spawned(command, log=tmp_path / "engine.log", env=env, up=f"{base}/health") as proc:
         assert post_forged(port, 10_000) == "404"  # warm: the route's code paths in memory
-        time.sleep(0.5)
+        time.sleep(0.5)  # the warm-up's memory settles: another process, nothing to wait on
         before = memory.peak(proc.pid)
         with concurrent.futures.ThreadPoolExecutor(POSTS) as pool:
             answers = list(pool.map(lambda n: post_forged(port, n), range(POSTS)))
