@@ -129,7 +129,7 @@ class LoopFeed(Feed):
     async def wait(self, version: int, timeout: float) -> Snapshot:
         """Async twin of ``ThreadFeed.wait``."""
         if self.snapshot.version == version:
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # the builtin one only from 3.11
                 await asyncio.wait_for(self._changed.wait(), timeout)
         return self.snapshot
 
