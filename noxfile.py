@@ -19,14 +19,10 @@ from pathlib import Path
 
 import nox
 
+# 3.11 is the project venv's, where `make test` runs the whole suite.
 FAST_VERSIONS = ["3.10", "3.12", "3.13"]
-# What `make test` runs the whole suite on, and so the fast tier does not repeat.
-MAIN_VERSION = "3.11"
 # The fast tier: no process, browser or database server (tests/_support/tiers.py).
 FAST_TIER = ["--tier", "fast"]
-
-# The Django tests, whatever their tier: the adapter, the web kit, the outbox.
-DJANGO_TESTS = ["-k", "django", "tests/adapters", "tests/web", "tests/outbox"]
 
 nox.options.sessions = ["fast"]
 nox.options.error_on_missing_interpreters = True
@@ -59,7 +55,7 @@ def _put_pyenv_pythons_on_path() -> None:
         key=lambda d: _version_key(d.name),
     )
     bins: list[str] = []
-    for version in [*FAST_VERSIONS, MAIN_VERSION]:
+    for version in FAST_VERSIONS:
         matching = [d for d in installed if d.name.startswith(version + ".")]
         if matching and (matching[-1] / "bin" / f"python{version}").exists():
             bins.append(str(matching[-1] / "bin"))
@@ -69,9 +65,9 @@ def _put_pyenv_pythons_on_path() -> None:
 _put_pyenv_pythons_on_path()
 
 
-def _install(session: nox.Session, *extra: str) -> None:
+def _install(session: nox.Session) -> None:
     session.install("--quiet", "--upgrade", "pip")
-    session.install("--quiet", "-e", ".[dev]", *extra)
+    session.install("--quiet", "-e", ".[dev]")
 
 
 @nox.session(python=FAST_VERSIONS)
@@ -79,10 +75,3 @@ def fast(session: nox.Session) -> None:
     """The fast tier on one Python (extra arguments go to pytest)."""
     _install(session)
     session.run("pytest", "-n", "2", "--dist", "loadfile", *FAST_TIER, *session.posargs)
-
-
-@nox.session(name="django-floor", python=MAIN_VERSION)
-def django_floor(session: nox.Session) -> None:
-    """The Django adapter, kit and outbox tests on the oldest Django supported (4.2)."""
-    _install(session, "django==4.2.*")
-    session.run("pytest", "-n", "2", "--dist", "loadfile", *DJANGO_TESTS, *session.posargs)
