@@ -25,22 +25,29 @@ REPLACE_JOB = f"WITH gone AS (DELETE FROM jobs WHERE job_id = ?) {_INSERT_JOB}"
 #: (SQLite): the old job's row becomes the new job's, every column set as the insert sets
 #: it (``parked_on`` back to its default) but those the row must share with it already
 #: (``kind``, ``run_id``: left out of the ``SET``, their index is not rewritten; a row
-#: that differs is not moved); parameters: the insert's, then the id replaced
+#: that differs is not moved); parameters: the insert's, then the id replaced, put in the
+#: statement's order by ``move_args`` (plain ``?``: numbered ``?N`` with a sequence of
+#: values is deprecated from Python 3.12 and an error from 3.14)
 _MOVED = f"{JOB_COLUMNS}, queued_at".split(", ")  # the insert's parameters, in order
 _SHARED = ("kind", "run_id")
-
-
-def _param(column: str) -> str:
-    """The numbered parameter (``?N``) that carries ``column``'s value in ``MOVE_JOB``."""
-    return f"?{_MOVED.index(column) + 1}"
-
-
+_SET = [column for column in _MOVED if column not in _SHARED]
 MOVE_JOB = (
     "UPDATE OR IGNORE jobs SET "
-    + ", ".join(f"{column} = {_param(column)}" for column in _MOVED if column not in _SHARED)
-    + f", parked_on = NULL WHERE job_id = ?{len(_MOVED) + 1} AND "
-    + " AND ".join(f"{column} IS {_param(column)}" for column in _SHARED)
+    + ", ".join(f"{column} = ?" for column in _SET)
+    + ", parked_on = NULL WHERE job_id = ? AND "
+    + " AND ".join(f"{column} IS ?" for column in _SHARED)
 )
+#: for each ``?`` of ``MOVE_JOB``, its value's index in (the insert's parameters, the id)
+_MOVE_ORDER = (
+    *(_MOVED.index(column) for column in _SET),
+    len(_MOVED),
+    *(_MOVED.index(column) for column in _SHARED),
+)
+
+
+def move_args(params: Sequence[object]) -> tuple[object, ...]:
+    """``MOVE_JOB``'s parameters from the insert's followed by the id replaced."""
+    return tuple(params[i] for i in _MOVE_ORDER)
 
 
 class QueueSql(Part):
@@ -110,7 +117,7 @@ class QueueSql(Part):
             cur = self._x(self.replace_sql, (replacing, *values))
         elif replacing is not None and replacing != job.job_id and self.move_sql:
             self._drop_preleased(job_id=replacing)
-            cur = self._x(self.move_sql, (*values, replacing))
+            cur = self._x(self.move_sql, move_args((*values, replacing)))
             if cur.rowcount != 1:  # no old job (of this run and kind), or the new one is queued
                 self.delete_job(replacing)
                 cur = self._x(_INSERT_JOB, values)
