@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test test-fast lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 ## Lint, type-check and run every test (two processes: each test file runs whole in one).
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -n 2 --dist loadfile
+
+## The fast tier: every test that needs no process, browser, database server or long run
+## (tests/README.md); no lint or type check.
+test-fast: $(STAMP)
+	$(BIN)/pytest -n 2 --dist loadfile --tier fast
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -15,7 +15,7 @@ from stepline import _settings
 from tests._support import refusing
 
 #: the tier markers' guard and ``--tier`` (see tests/README.md)
-pytest_plugins = ["tests._support.tiers"]
+pytest_plugins = ["pytester", "tests._support.tiers"]
 
 #: the official SDKs' recorded exchanges, kept with the tests (see its README.md)
 CAPTURES = Path(__file__).resolve().parent / "golden" / "captures"

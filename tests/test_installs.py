@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.process]
+
 HERE = Path(__file__).resolve().parent
 spec = importlib.util.spec_from_file_location(
     "check_installs", HERE.parent / "tools" / "check_installs.py"

@@ -50,8 +50,8 @@ MARKERS: dict[str, str] = {
 TIERS = ("fast", "all")
 
 REPORT_ENV = "STEPLINE_TIERS_REPORT"
-#: whether a test lacking a marker fails (off until every module carries its markers)
-ENFORCE = False
+#: the report's path, read once per session (tests change the environment)
+_REPORT = pytest.StashKey[str]()
 
 _MARKER_WORD = {
     "process": "starts a process",
@@ -238,6 +238,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_REPORT] = os.environ.get(REPORT_ENV, "")
     registered = {line.split(":", 1)[0].strip() for line in config.getini("markers")}
     for name, description in MARKERS.items():
         if name not in registered:
@@ -247,7 +248,26 @@ def pytest_configure(config: pytest.Config) -> None:
     _install()
 
 
+#: a parameter id naming a server marks the test with it (a store or dialect parametrized
+#: over SQLite and Postgres runs its ``[postgres]`` case on the server, the other not)
+PARAM_MARKERS = {
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "mysql": "mariadb",
+    "mariadb": "mariadb",
+    "redis": "redis",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None:
+            continue
+        for token in callspec.id.split("-"):
+            name = PARAM_MARKERS.get(token)
+            if name is not None and item.get_closest_marker(name) is None:
+                item.add_marker(name)
     if config.getoption("tier") != "fast":
         return
     kept: list[pytest.Item] = []
@@ -286,7 +306,7 @@ def _watch(
         # checked, in the test that first asked for them
         _WATCH.seen[item.nodeid] = before
     seen = _WATCH.seen.get(item.nodeid)
-    if not seen or not ENFORCE or os.environ.get(REPORT_ENV):
+    if not seen or item.config.stash.get(_REPORT, ""):
         return result
     lacking = _lacking(item, seen)
     if lacking:
@@ -319,32 +339,33 @@ def pytest_runtest_teardown(
     return (yield from _watch(item, "teardown", nextitem))
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when != "teardown":
-        return
-    seen = _WATCH.seen.pop(report.nodeid, {})
-    path = os.environ.get(REPORT_ENV)
-    if not path:
-        return
-    line = json.dumps(
-        {
-            "nodeid": report.nodeid,
-            "needs": seen,
-            "duration": round(_DURATIONS.pop(report.nodeid, 0.0) + report.duration, 3),
-        }
-    )
-    with open(path, "a", encoding="utf-8") as out:
-        out.write(line + "\n")
-
-
+#: per test while it runs, in record mode: its phases' time so far, and its worst outcome
 _DURATIONS: dict[str, float] = {}
+_OUTCOMES: dict[str, str] = {}
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, Any, None]:
-    outcome = yield
-    if os.environ.get(REPORT_ENV) and call.when != "teardown":
-        report = outcome.get_result()
-        _DURATIONS[item.nodeid] = _DURATIONS.get(item.nodeid, 0.0) + report.duration
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    nodeid = item.nodeid
+    seen = _WATCH.seen.pop(nodeid, {}) if call.when == "teardown" else {}
+    path = item.config.stash.get(_REPORT, "")
+    if not path:
+        return report
+    duration = _DURATIONS.pop(nodeid, 0.0) + report.duration
+    if not report.passed:
+        _OUTCOMES.setdefault(nodeid, report.outcome)
+    if call.when != "teardown":
+        _DURATIONS[nodeid] = duration
+        return report
+    line = {
+        "nodeid": nodeid,
+        "needs": seen,
+        "outcome": _OUTCOMES.pop(nodeid, "passed"),
+        "duration": round(duration, 3),
+    }
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
+    return report

@@ -89,6 +89,7 @@ def drive(base: str, fn_id: str, name: str, data: dict[str, Any]) -> httpx.Respo
     raise AssertionError("function did not complete")
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("example", sorted(FRAMEWORKS))
 def test_example_syncs_and_runs_over_real_http(
     example: str, stub_server: StubServer, tmp_path: Path
@@ -109,6 +110,7 @@ def test_example_syncs_and_runs_over_real_http(
         assert (counted.status_code, counted.json()) == (200, 6)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("example", ["aiohttp", "asgi", "fastapi"])
 def test_streaming_sends_keepalives_then_the_envelope(
     example: str, stub_server: StubServer, tmp_path: Path
@@ -268,6 +270,7 @@ def test_bare_asgi_app_as_a_starlette_route_or_mount() -> None:
     assert http.get("/mounted/other").status_code == 404
 
 
+@pytest.mark.slow
 def test_bare_asgi_app_reports_the_public_url_under_a_root_path(stub_server: StubServer) -> None:
     client = stepline.Client("st", is_production=False, environ={}, api_base_url=stub_server.url)
     asgi_app = stepline.asgi.serve(client, [steps_function(client)])

@@ -138,6 +138,7 @@ def _runs_the_greeting(engine: str, function_id: str) -> None:
     assert run["output"] == {"text": "Hello, me!"}
 
 
+@pytest.mark.process
 def test_a_fastapi_app_started_before_its_engine_registers_once_it_is_up(
     tmp_path: Path,
 ) -> None:
@@ -165,6 +166,7 @@ def test_a_fastapi_app_started_before_its_engine_registers_once_it_is_up(
         assert app_log.read_text("utf-8").count("could not register") == 1  # quiet
 
 
+@pytest.mark.process
 def test_a_flask_app_registers_on_its_first_request(tmp_path: Path) -> None:
     engine_port, app_port = free_port(), free_port()
     engine = f"http://127.0.0.1:{engine_port}"
@@ -188,6 +190,7 @@ def test_a_flask_app_registers_on_its_first_request(tmp_path: Path) -> None:
         _runs_the_greeting(engine, "flask-example-greet")
 
 
+@pytest.mark.process
 def test_a_bare_asgi_app_with_serve_origin_registers_at_lifespan_startup(
     tmp_path: Path,
 ) -> None:
@@ -213,6 +216,7 @@ def test_a_bare_asgi_app_with_serve_origin_registers_at_lifespan_startup(
             _runs_the_greeting(engine, "asgi-example-greet")
 
 
+@pytest.mark.process
 def test_a_tornado_app_registers_on_its_first_request(tmp_path: Path) -> None:
     engine_port, app_port = free_port(), free_port()
     engine = f"http://127.0.0.1:{engine_port}"
@@ -237,6 +241,7 @@ def test_a_tornado_app_registers_on_its_first_request(tmp_path: Path) -> None:
         _runs_the_greeting(engine, "tornado-example-greet")
 
 
+@pytest.mark.slow
 def test_a_django_app_registers_on_a_request(stub_server: StubServer) -> None:
     import django.test
 
@@ -266,6 +271,7 @@ def test_a_django_app_registers_on_a_request(stub_server: StubServer) -> None:
     assert register["body"]["framework"] == "django"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("namespaced", [False, True], ids=["include", "namespaced-include"])
 def test_a_django_app_under_an_include_prefix_registers_its_full_path(
     stub_server: StubServer, namespaced: bool

@@ -164,6 +164,7 @@ def test_inspection(harness: Harness, kind: str) -> None:
     assert reply.headers["x-inngest-framework"] == harness.framework
 
 
+@pytest.mark.slow
 def test_out_of_band_sync(harness: Harness, kind: str, stub_server: StubServer) -> None:
     stub_server.answer = lambda _req: (200, {"ok": True, "modified": True})
     serve(harness, kind, api_base_url=stub_server.url, serve_origin="https://app.example.com")

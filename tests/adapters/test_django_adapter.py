@@ -63,6 +63,7 @@ def protected(request: HttpRequest) -> HttpResponse:
 # -- settings ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_settings_fill_in_options_and_override_the_client(stub_server: StubServer) -> None:
     stub_server.answer = lambda _req: (200, {"ok": True})
     client = make_client(api_base_url=stub_server.url, serve_path="/from-client")
@@ -275,6 +276,7 @@ def drive(url: str, event: str, data: dict[str, Any], *, streamed: bool) -> http
     raise AssertionError("function did not complete")
 
 
+@pytest.mark.process
 def test_sync_and_run_over_real_http(
     django_server: tuple[str, bool], stub_server: StubServer
 ) -> None:

@@ -94,6 +94,7 @@ def test_dashboard_url_joins_origin_root_and_mount() -> None:
     assert _announce.dashboard_url("http://h:1", "") == "http://h:1/"
 
 
+@pytest.mark.process
 def test_once_per_engine_and_again_in_a_forked_child(
     tmp_path: Path, logged: list[str], engines: list[EmbeddedEngine]
 ) -> None:
@@ -228,6 +229,7 @@ class Hello(tornado.web.RequestHandler):
         self.write("hi")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine_path", ["/stepline", "/ops/engine/"])
 def test_tornado_logs_the_dashboard_url_on_the_first_request(
     tmp_path: Path, logged: list[str], engines: list[EmbeddedEngine], engine_path: str
@@ -327,6 +329,7 @@ app.test_client().get("/", base_url="http://127.0.0.1:5000")
 """
 
 
+@pytest.mark.process
 def test_the_line_shows_with_no_logging_configured(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", FLASK_APP.format(db=str(tmp_path / "x.db"))],

@@ -14,6 +14,8 @@ import pytest
 from tests._support.processes import answers, free_port, spawned
 from tests.conftest import StubServer
 
+pytestmark = [pytest.mark.process]
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -39,6 +39,8 @@ from tests._support.processes import clean_env, free_port, log_tail, spawned
 
 from . import process_manager_app
 
+pytestmark = [pytest.mark.process]
+
 gunicorn_config = require_module("gunicorn.config")
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,6 +24,8 @@ import pytest
 from tests._support import refusing
 from tests._support.processes import answers, free_port, spawned
 
+pytestmark = [pytest.mark.process]
+
 HERE = Path(__file__).resolve().parent
 BODY = 300 * 1024 * 1024
 #: Peak growth allowed while a 300 MB body is refused: the 16 MiB limit, a chunk or two

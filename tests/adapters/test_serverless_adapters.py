@@ -161,6 +161,7 @@ def test_lambda_v1_signed_call_in_cloud_mode_reads_multi_value_headers() -> None
     assert handler(event, None)["statusCode"] == 401
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("event", "url"),
     [
@@ -192,6 +193,7 @@ def test_lambda_registers_the_url_the_client_used(
     assert sent["body"]["framework"] == "aws_lambda"
 
 
+@pytest.mark.slow
 def test_lambda_function_url_event_and_deploy_id(stub_server: StubServer) -> None:
     client = make_client(api_base_url=stub_server.url)
     handler = stepline.aws_lambda.serve(client, make_functions(client))
@@ -263,6 +265,7 @@ def test_lambda_malformed_event_gets_400(event: Any) -> None:
     assert handler(good_v2(), None)["statusCode"] == 200  # and the handler keeps working
 
 
+@pytest.mark.slow
 def test_lambda_without_domain_uses_the_host_header(stub_server: StubServer) -> None:
     client = make_client(api_base_url=stub_server.url)
     handler = stepline.aws_lambda.serve(client, make_functions(client))
@@ -303,6 +306,7 @@ def test_digital_ocean_base64_body() -> None:
     assert json.loads(result["body"])[0]["data"] == 42
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("options", "url"),
     [

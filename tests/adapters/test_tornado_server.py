@@ -69,6 +69,7 @@ def run(base: str, fn: str, data: dict[str, Any]) -> httpx.Response:
     raise AssertionError(f"{fn} did not complete")
 
 
+@pytest.mark.process
 def test_sync_and_run_over_real_http(tornado_server: str, stub_server: StubServer) -> None:
     stub_server.answer = lambda _req: (200, {"ok": True})
     sync = httpx.put(tornado_server + "/api/inngest", timeout=10)
@@ -91,6 +92,7 @@ def test_sync_and_run_over_real_http(tornado_server: str, stub_server: StubServe
     assert (counted.status_code, counted.json()) == (200, 10)
 
 
+@pytest.mark.process
 def test_slow_sync_function_does_not_block_the_ioloop(tornado_server: str) -> None:
     url = f"{tornado_server}/api/inngest?fnId=tornado-example-greet&stepId=step"
     slow = body({"name": "Ada", "delay": SLOW_STEP_SECONDS}, {})

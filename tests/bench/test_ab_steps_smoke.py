@@ -14,6 +14,8 @@ import pytest
 
 from tests.bench.test_bench_smoke import bench_module
 
+pytestmark = [pytest.mark.process]
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 

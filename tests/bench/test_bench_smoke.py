@@ -23,6 +23,8 @@ import pytest
 
 from tests._support.ci import under_ci
 
+pytestmark = [pytest.mark.process, pytest.mark.postgres]
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from tests.bench.test_bench_smoke import bench_module, rows, run_json
 
+pytestmark = [pytest.mark.process]
+
 
 @pytest.mark.timeout(120)
 def test_stepline_sides() -> None:

@@ -12,6 +12,8 @@ import pytest
 
 from tests.bench.test_bench_smoke import bench_module, require_postgres, rows, run_json
 
+pytestmark = [pytest.mark.process, pytest.mark.postgres]
+
 RUNS = 2000
 
 

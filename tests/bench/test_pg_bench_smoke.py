@@ -14,6 +14,8 @@ import pytest
 
 from tests.bench.test_bench_smoke import bench_module, require_postgres, rows, run_json
 
+pytestmark = [pytest.mark.process, pytest.mark.postgres]
+
 
 @pytest.fixture(autouse=True)
 def postgres() -> None:

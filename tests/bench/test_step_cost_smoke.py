@@ -11,6 +11,8 @@ import pytest
 
 from tests.bench.test_bench_smoke import run_json
 
+pytestmark = [pytest.mark.process]
+
 PARTS = ("serialise", "sdk", "step code", "store work", "commit", "hand-offs", "rest")
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from stepline._cel import EvaluationError, ExpressionError, Program
 from stepline._cel import compile as compile_cel
 from stepline._cel.source import render_value
+
+pytestmark = [pytest.mark.slow]
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ_EXPRESSIONS = settings(FUZZ, max_examples=200)

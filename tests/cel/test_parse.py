@@ -184,6 +184,7 @@ def test_precedence_and_associativity(text: str, expected: Any) -> None:
     assert compile_cel(text).evaluate({}) == expected
 
 
+@pytest.mark.slow
 def test_long_logical_chains_stay_shallow() -> None:
     # && and || chains are n-ary, so thousands of operands do not count as nesting.
     program = compile_cel(" || ".join(f"x == {n}" for n in range(2000)))
@@ -352,6 +353,7 @@ def test_tabs_do_not_shift_the_caret() -> None:
 # ---------------------------------------------------------------- nesting limits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "text",
     [

@@ -23,7 +23,7 @@ from tests._support.processes import clean_env, engine_command, free_port, spawn
 from .harness import APP_ID, workers
 from .worker import event
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(90)]
 KEY = "signkey-prod-" + "9e0f" * 16
 EVENT_KEY = "connect-event-key"
 

@@ -19,7 +19,7 @@ import pytest
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(60)]
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = "pip install 'stepline[connect]'"
 HIDE = 'import sys\nsys.modules["websockets"] = None\nsys.modules["wsproto"] = None\n'

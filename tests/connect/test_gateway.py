@@ -29,7 +29,7 @@ from tests._support.polling import wait_until
 
 from .harness import Node, Workers
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(60)]
 PROTOCOL = websockets.Subprotocol("v0.connect.inngest.com")
 FUNCTIONS = [
     {

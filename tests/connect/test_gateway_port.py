@@ -22,7 +22,7 @@ from stepline.engine._cli import gateway_port
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(60)]
 PROTOCOL = "v0.connect.inngest.com"
 
 

@@ -153,6 +153,7 @@ def test_a_reply_is_the_http_answer_it_stands_for(
     run(test)
 
 
+@pytest.mark.slow
 def test_silence_fails_the_call_and_extensions_keep_it_alive() -> None:
     async def test() -> None:
         hub = _hub(ack=0.2, lease=0.4)
@@ -184,6 +185,7 @@ def test_silence_fails_the_call_and_extensions_keep_it_alive() -> None:
     run(test)
 
 
+@pytest.mark.slow
 def test_a_lost_worker_fails_its_calls_unless_the_engine_stops() -> None:
     async def test() -> None:
         hub = _hub()

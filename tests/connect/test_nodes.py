@@ -31,7 +31,7 @@ from tests.engine.servers import postgres_schema
 from .harness import APP_ID, KINDS, ROOT, TERMINAL, Kind, Workers, workers
 from .worker import event
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.process, pytest.mark.postgres, pytest.mark.timeout(180)]
 
 KEY = "signkey-prod-" + "5a6b" * 16
 

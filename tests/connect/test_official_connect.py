@@ -11,7 +11,7 @@ import pytest
 from .harness import Node, Workers
 from .worker import EXTRA_APP_ID
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 
 
 def test_a_second_app_of_the_worker_runs_over_the_same_socket(

@@ -62,6 +62,7 @@ def test_a_reply_flushed_after_the_socket_dropped_answers_the_call() -> None:
     run(test)
 
 
+@pytest.mark.slow
 def test_a_dropped_call_with_no_flushed_reply_fails_as_lost_after_the_window() -> None:
     async def test() -> None:
         hub = _hub(flush=0.3)
@@ -79,6 +80,7 @@ def test_a_dropped_call_with_no_flushed_reply_fails_as_lost_after_the_window() -
     run(test)
 
 
+@pytest.mark.process
 def test_the_dev_server_connection_listing_names_each_worker(tmp_path: Path) -> None:
     """Inngest's ``ConnMetadata`` shape, oldest connection first (tools read the last)."""
     env = "00000000-0000-4000-b000-000000000000"  # the dev server's one environment

@@ -26,7 +26,7 @@ from tests._support.processes import clean_env, log_tail
 
 from .harness import ROOT, Node, node
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(60)]
 
 #: The dev server's one environment, the id the scenario asks for.
 DEV_ENV = "00000000-0000-4000-b000-000000000000"

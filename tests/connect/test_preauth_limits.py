@@ -29,7 +29,7 @@ from tests._support import memory
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 KEY = "signkey-prod-" + "5a" * 32
 ATTACKERS = 50
 FRAME = 16 * 1024 * 1024

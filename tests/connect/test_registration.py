@@ -16,7 +16,7 @@ import pytest
 
 from .harness import APP_ID, Node, Workers, node
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 KEY = "signkey-prod-" + "5a6b" * 16
 
@@ -39,6 +39,7 @@ def _app(engine: Node, app_id: str) -> dict[str, Any]:
     return app
 
 
+@pytest.mark.process
 def test_an_http_registration_cannot_take_a_connect_apps_calls(
     stack: tuple[Node, Workers],
 ) -> None:

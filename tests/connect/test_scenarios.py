@@ -25,7 +25,7 @@ from tests._support.polling import wait_until
 
 from .harness import APP_ID, KINDS, Kind, Node, Workers, node, workers
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 
 KEY = "signkey-prod-" + "5a6b" * 16
 WRONG = "signkey-prod-" + "7c8d" * 16

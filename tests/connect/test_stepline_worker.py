@@ -13,7 +13,7 @@ import pytest
 
 from .harness import APP_ID, STEPLINE, Node, Workers, node, workers
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 
 MODULE = STEPLINE.module
 

@@ -30,7 +30,7 @@ from .harness import APP_ID, Workers, workers
 from .test_preauth_limits import upgrade
 from .worker import event
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 KEY = "signkey-prod-" + "3c" * 32
 EVENT_KEY = "stopping-event-key"
 GRACE = 8.0

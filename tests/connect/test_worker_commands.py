@@ -20,7 +20,7 @@ from tests._support.processes import log_tail
 
 from .harness import ROOT, Node, node
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 
 WEB = ROOT / "tests" / "web"
 

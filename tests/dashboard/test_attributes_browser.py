@@ -18,6 +18,8 @@ from stepline.engine._http.api import build_app
 
 from .conftest import Page, ServerThread, closing_client, wait_for
 
+pytestmark = [pytest.mark.browser]
+
 
 def expect(locator: Any) -> Any:
     from playwright.sync_api import expect as playwright_expect

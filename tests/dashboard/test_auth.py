@@ -194,6 +194,7 @@ def test_assets_are_cached_by_etag_and_unknown_ones_are_404(tmp_path: Path) -> N
 # -- in the browser -------------------------------------------------------------------------
 
 
+@pytest.mark.browser
 def test_sign_in_page_in_the_browser(tmp_path: Path, tab: Page) -> None:
     server = ServerThread("engine-prod")
     server.start(build_app(Engine(production(tmp_path / "e.db"))))

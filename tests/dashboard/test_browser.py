@@ -24,6 +24,8 @@ from tests._support import refusing
 
 from .conftest import Page, ServerThread, closing_client, run_of, send, wait_for
 
+pytestmark = [pytest.mark.browser]
+
 
 def expect(locator: Any) -> Any:
     from playwright.sync_api import expect as playwright_expect

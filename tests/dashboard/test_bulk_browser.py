@@ -22,6 +22,8 @@ from tests.sdk.embedded_support import EngineServer
 
 from .conftest import Page, run_of, wait_for
 
+pytestmark = [pytest.mark.browser]
+
 COUNTS: collections.Counter[str] = collections.Counter()
 FAIL = {"on": True}
 

@@ -17,7 +17,7 @@ from tests.connect.harness import APP_ID, node, workers
 
 from .conftest import Page, wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.process, pytest.mark.browser, pytest.mark.timeout(120)]
 
 
 def expect(locator: Any) -> Any:

@@ -20,6 +20,8 @@ from stepline.engine._http.dashboard import COOKIE
 
 from .conftest import Page, ServerThread
 
+pytestmark = [pytest.mark.browser]
+
 PREFIX = "/stepline"
 SIGNING_KEY = "signkey-prod-" + "c0de" * 16
 

@@ -22,6 +22,8 @@ from tests.sdk.embedded_support import EngineServer
 
 from .conftest import Page, run_of, send, wait_for
 
+pytestmark = [pytest.mark.browser]
+
 CALLS: collections.Counter[str] = collections.Counter()
 
 

@@ -23,6 +23,8 @@ from stepline.engine._store import Tx, store_for
 
 from .conftest import Page, ServerThread, run_async, wait_for
 
+pytestmark = [pytest.mark.browser]
+
 FN = "shop-checkout"
 #: (minutes ago created, seconds to first call, seconds to end, status) of each run
 RUNS = [

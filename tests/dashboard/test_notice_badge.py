@@ -24,6 +24,8 @@ from tests.engine.test_protocol_stub import SDK, register_body
 
 from .conftest import Page, run_of, send
 
+pytestmark = [pytest.mark.browser]
+
 HEADER = "X-Stepline-Nondeterminism"
 
 

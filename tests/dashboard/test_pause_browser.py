@@ -23,6 +23,8 @@ from tests.engine.deploys import sync
 
 from .conftest import Page, wait_for
 
+pytestmark = [pytest.mark.process, pytest.mark.browser]
+
 FN = "paused-steps"
 
 

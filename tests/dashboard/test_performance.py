@@ -24,6 +24,8 @@ from stepline.engine._store import store_for
 from .conftest import ROOT, Page, ServerThread, run_async, wait_for
 from .seed import FUNCTIONS, seed
 
+pytestmark = [pytest.mark.slow]
+
 RUNS = 10_000
 STEPS = 5
 REPEAT = 25
@@ -136,6 +138,7 @@ def test_list_and_run_pages_answer_fast_on_10k_runs(
     assert not slow, f"slower than {BOUND_MS} ms at p95: {slow}"
 
 
+@pytest.mark.browser
 def test_pages_load_fast_in_the_browser_on_10k_runs(
     tmp_path: Path, tab: Page, capsys: pytest.CaptureFixture[str]
 ) -> None:

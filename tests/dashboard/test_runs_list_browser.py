@@ -24,6 +24,8 @@ from tests.sdk.embedded_support import EngineServer
 
 from .conftest import Page, run_of, send, wait_for
 
+pytestmark = [pytest.mark.browser]
+
 
 def expect(locator: Any) -> Any:
     from playwright.sync_api import expect as playwright_expect

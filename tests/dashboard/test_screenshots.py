@@ -31,6 +31,8 @@ from stepline.engine._http.api import build_app
 
 from .conftest import ROOT, Page, ServerThread, closing_client, run_of, send, wait_for
 
+pytestmark = [pytest.mark.browser]
+
 DOCS = ROOT / "docs" / "img" / "dashboard"
 #: set to 1 to save the pictures over the tracked ones in ``DOCS``
 WRITE = "STEPLINE_SCREENSHOTS"

@@ -23,6 +23,8 @@ from tests.engine.test_store_contract import opened, run_record
 
 from .conftest import Page, run_async
 
+pytestmark = [pytest.mark.browser]
+
 RUN = "01RUNDASHSTREAM00000000001"
 
 

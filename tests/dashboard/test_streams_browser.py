@@ -21,6 +21,8 @@ from tests._support.processes import clean_env, free_port, spawned
 
 from .conftest import Page, wait_for
 
+pytestmark = [pytest.mark.process, pytest.mark.browser]
+
 APP = Path(__file__).resolve().parents[2] / "examples" / "streams" / "app.py"
 
 

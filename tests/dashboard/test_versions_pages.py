@@ -22,6 +22,8 @@ from tests.engine.test_versions import body, serving
 
 from .conftest import Page, wait_for
 
+pytestmark = [pytest.mark.browser]
+
 
 def expect(locator: Any) -> Any:
     from playwright.sync_api import expect as playwright_expect

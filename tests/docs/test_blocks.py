@@ -284,6 +284,7 @@ SYBIL = Sybil(
 )
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("path", DOCS, ids=[str(path.relative_to(ROOT)) for path in DOCS])
 def test_blocks_run(
     path: Path,

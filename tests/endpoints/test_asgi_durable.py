@@ -200,6 +200,7 @@ def follow(site: Site, location: str) -> Any:
 # -- scenarios (each on both transports) -------------------------------------------------
 
 
+@pytest.mark.process
 def test_a_route_that_finishes_answers_inline(site: Site) -> None:
     answer = site.http.post("/three/42", json={"n": 1})
     assert answer.status_code == 200, answer.text
@@ -212,6 +213,7 @@ def test_a_route_that_finishes_answers_inline(site: Site) -> None:
     assert run["output"]["json"] == {"steps": ["a", "b", "c"], "oid": "42"}
 
 
+@pytest.mark.process
 def test_a_sleep_answers_202_and_the_run_ends_in_the_engine(site: Site) -> None:
     answer = site.http.post("/nap", json={})
     assert answer.status_code == 202, answer.text
@@ -229,6 +231,7 @@ def test_a_sleep_answers_202_and_the_run_ends_in_the_engine(site: Site) -> None:
     assert site.ran() == ["first", "then"]  # the recorded step did not run again
 
 
+@pytest.mark.process
 def test_a_retried_request_with_the_same_idempotency_key_gets_the_same_run(site: Site) -> None:
     key = {"idempotency-key": "order-7"}
     first = site.http.post("/nap", json={}, headers=key)
@@ -249,6 +252,7 @@ def test_a_retried_request_with_the_same_idempotency_key_gets_the_same_run(site:
     assert other.headers["x-stepline-run-id"] != run_id
 
 
+@pytest.mark.process
 def test_an_endpoint_response_under_a_mount_sets_status_and_headers(site: Site) -> None:
     got = site.http.get("/made/acme/orders/7", params={"color": "red"})
     assert got.status_code == 201, got.text
@@ -267,6 +271,7 @@ def test_an_endpoint_response_under_a_mount_sets_status_and_headers(site: Site) 
     assert site.ran() == []
 
 
+@pytest.mark.process
 def test_a_body_past_max_body_is_413_and_starts_no_run(site: Site) -> None:
     assert site.http.post("/small", content=b"x" * 64).json() == 64
     refused = site.http.post("/small", content=b"x" * 65)
@@ -316,6 +321,7 @@ def test_the_app_alone_answers_at_any_path_with_no_path_params(
         assert site.ran() == ["a", "b", "c"]
 
 
+@pytest.mark.slow
 def test_the_app_alone_under_httpx_suspends_and_the_engine_finishes_the_run(
     alone: tuple[dict[str, stepline.asgi.DurableApp], Site],
 ) -> None:
@@ -357,6 +363,7 @@ def test_the_decorator_keeps_the_endpoint() -> None:
 # -- a crash -----------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_a_killed_app_process_is_finished_by_the_engine_without_rerunning_a_step(
     tmp_path: Path,
 ) -> None:

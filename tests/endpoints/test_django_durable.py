@@ -152,6 +152,7 @@ def test_finishes_inline_with_the_handlers_body(site: Site) -> None:
     assert run.function_id == "dj-durable-orders"
 
 
+@pytest.mark.slow
 def test_suspends_on_sleep_then_the_result_route_answers(site: Site) -> None:
     reply = site.call("POST", "/nap", b"{}")
     assert reply.status == 202, reply.body
@@ -169,6 +170,7 @@ def test_suspends_on_sleep_then_the_result_route_answers(site: Site) -> None:
     assert site.marks(run_id) == ["first", "then"]
 
 
+@pytest.mark.slow
 def test_the_same_idempotency_key_answers_the_same_run(site: Site) -> None:
     key = {"idempotency-key": "order-7"}
     first = site.call("POST", "/orders/7", b'{"qty": 1}', key)
@@ -311,6 +313,7 @@ def test_the_client_defaults_to_the_settings_client(tmp_path: Path) -> None:
         stepline.django.durable()(pay)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("server", ["wsgi", "asgi"])
 def test_sigkill_mid_request_the_engine_finishes_the_run(tmp_path: Path, server: str) -> None:
     crash.orders_app_survives_sigkill(["tests.endpoints.django_durable_app", server], tmp_path)

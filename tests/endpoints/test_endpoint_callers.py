@@ -41,6 +41,8 @@ from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned
 from tests._support.server_thread import serving
 
+pytestmark = [pytest.mark.slow]
+
 TRIGGER = "stepline/endpoint.transfer"
 #: What a forger puts in the trigger data: the request as the endpoint records it, and a victim.
 FORGED = {
@@ -343,6 +345,7 @@ SIGNING_KEY = "signkey-prod-" + "cd34" * 16
 EVENT_KEY = "evt-" + "8" * 32
 
 
+@pytest.mark.process
 def test_a_separate_engine_tells_the_resumed_handler_its_caller(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"

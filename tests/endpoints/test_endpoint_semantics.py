@@ -231,6 +231,7 @@ def test_credentials_are_not_stored_with_the_run(tmp_path: Path) -> None:
         assert stored.status is stepline.RunStatus.COMPLETED
 
 
+@pytest.mark.slow
 def test_the_time_budget_hands_the_run_to_the_engine(tmp_path: Path) -> None:
     ran: list[str] = []
 
@@ -299,6 +300,7 @@ def test_an_unserved_client_endpoint_is_a_clear_500(tmp_path: Path) -> None:
         engine.stop()
 
 
+@pytest.mark.slow
 def test_retry_after_error_answers_202_and_the_engine_retries_it_later(tmp_path: Path) -> None:
     tries: list[float] = []
 
@@ -436,6 +438,7 @@ def test_an_endpoint_declared_after_the_engine_started_is_registered(tmp_path: P
         assert answer.json() == "late"
 
 
+@pytest.mark.slow
 def test_a_heartbeat_keeps_the_lease_through_a_step_longer_than_it(tmp_path: Path) -> None:
     """The lease lasts 0.6 s; a step takes 1.5 s: without the request's heartbeat the
     engine would take the call back and run the step a second time."""

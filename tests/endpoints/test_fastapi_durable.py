@@ -23,6 +23,8 @@ from tests._support.server_thread import serving
 from tests.endpoints import crash
 from tests.endpoints.fastapi_durable_app import build
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ["testclient", "uvicorn"]
 
@@ -129,6 +131,7 @@ def test_the_router_pins_durable() -> None:
     ]
 
 
+@pytest.mark.process
 def test_a_killed_app_process_is_finished_by_the_engine_without_rerunning_a_step(
     tmp_path: Path,
 ) -> None:

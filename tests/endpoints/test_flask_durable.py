@@ -28,6 +28,8 @@ from stepline.embedded import EmbeddedEngine
 from . import crash
 from .flask_durable_app import Built, build
 
+pytestmark = [pytest.mark.process]
+
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 20.0
 

@@ -23,6 +23,8 @@ from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned
 from tests._support.server_thread import serving
 
+pytestmark = [pytest.mark.process]
+
 SIGNING_KEY = "signkey-prod-" + "ab12" * 16
 EVENT_KEY = "evt-" + "7" * 32
 

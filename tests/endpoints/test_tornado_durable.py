@@ -240,6 +240,7 @@ def follow(site: Site, location: str) -> Reply:
 # -- scenarios (each on both transports) -------------------------------------------------
 
 
+@pytest.mark.process
 def test_a_route_that_finishes_answers_inline(site: Site) -> None:
     answer = site.request("POST", "/three/42", b'{"n": 1}', JSON)
     assert answer.status == 200, answer.body
@@ -252,6 +253,7 @@ def test_a_route_that_finishes_answers_inline(site: Site) -> None:
     assert run["output"]["json"] == {"steps": ["a", "b", "c"], "oid": "42"}
 
 
+@pytest.mark.process
 def test_a_sleep_answers_202_and_the_run_ends_in_the_engine(site: Site) -> None:
     answer = site.request("POST", "/nap", b"{}", JSON)
     assert answer.status == 202, answer.body
@@ -269,6 +271,7 @@ def test_a_sleep_answers_202_and_the_run_ends_in_the_engine(site: Site) -> None:
     assert site.ran() == ["first", "then"]  # the recorded step did not run again
 
 
+@pytest.mark.process
 def test_a_retried_request_with_the_same_idempotency_key_gets_the_same_run(site: Site) -> None:
     key = {**JSON, "Idempotency-Key": "order-7"}
     first = site.request("POST", "/nap", b"{}", key)
@@ -289,6 +292,7 @@ def test_a_retried_request_with_the_same_idempotency_key_gets_the_same_run(site:
     assert other.headers["x-stepline-run-id"] != run_id
 
 
+@pytest.mark.process
 def test_an_endpoint_response_sets_status_and_headers_and_positional_groups(site: Site) -> None:
     got = site.request("GET", "/made/acme/7?color=red")
     assert got.status == 201, got.body
@@ -314,6 +318,7 @@ def test_an_endpoint_response_sets_status_and_headers_and_positional_groups(site
     assert len(runs) == 2
 
 
+@pytest.mark.process
 def test_a_body_past_max_body_is_413_and_starts_no_run(site: Site) -> None:
     assert site.request("POST", "/small", b"x" * 64).json() == 64
     refused = site.request("POST", "/small", b"x" * 65)
@@ -360,6 +365,7 @@ def test_the_decorator_makes_a_request_handler_with_the_endpoint(tmp_path: Path)
         stepline.tornado.durable(client, methods=())
 
 
+@pytest.mark.process
 def test_a_killed_app_process_is_finished_by_the_engine_without_rerunning_a_step(
     tmp_path: Path,
 ) -> None:

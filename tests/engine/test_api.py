@@ -505,6 +505,7 @@ class _Garbled(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_a_sync_error_holding_nul_is_kept_readable(dev: TestClient) -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Garbled)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -23,6 +23,8 @@ from tests._support.processes import free_port, spawned, wait_until_up
 
 from .test_cli import EXAMPLES, clean_env, engine_command, read_until
 
+pytestmark = [pytest.mark.process]
+
 HERE = Path(__file__).resolve().parent
 
 

@@ -241,6 +241,7 @@ def test_more_attribute_filters_than_a_run_keeps_are_refused(db: str) -> None:
     arun(scenario())
 
 
+@pytest.mark.postgres
 def test_a_slow_runs_list_on_postgres_is_stopped_at_its_time_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

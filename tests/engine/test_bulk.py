@@ -135,6 +135,7 @@ async def follow(api: httpx.AsyncClient, bulk_id: str, timeout: float = 120) -> 
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_bulk_cancel_of_5000_runs_leaves_every_other_run_alone(db: str) -> None:
     client, functions = app()
 
@@ -252,6 +253,7 @@ def test_an_idempotency_key_answers_the_same_action(db: str) -> None:
     arun(scenario())
 
 
+@pytest.mark.slow
 def test_cancelling_an_action_stops_it_at_the_next_batch(db: str) -> None:
     client, functions = app()
 
@@ -290,6 +292,7 @@ def test_cancelling_an_action_stops_it_at_the_next_batch(db: str) -> None:
     arun(scenario())
 
 
+@pytest.mark.slow
 def test_an_engine_stopped_mid_action_resumes_from_the_cursor(db: str) -> None:
     client, functions = app()
     options: dict[str, Any] = {"bulk_batch_size": 10, "bulk_pause": 0.2, "lease_seconds": 2.0}

@@ -22,6 +22,8 @@ from tests._support.processes import free_port, spawned, wait_until_up
 
 from .servers import postgres_schema
 
+pytestmark = [pytest.mark.process, pytest.mark.postgres]
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ENV_PREFIXES = ("STEPLINE_", "INNGEST_")
 

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env
 
 from . import deploys
+
+pytestmark = [pytest.mark.process]
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from stepline.engine import EngineSettings
 from stepline.engine._cli import db as db_cli
@@ -21,6 +22,8 @@ from tests._support.processes import clean_env, free_port, spawned
 from .servers import postgres_schema
 from .test_retention import seed
 from .test_store_contract import job
+
+pytestmark = [pytest.mark.process, pytest.mark.postgres]
 
 
 def stepline(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from stepline._identity import VERSION
 from stepline.engine._cli import ports
 from tests._support.processes import clean_env
+
+pytestmark = [pytest.mark.process]
 
 
 def stepline(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

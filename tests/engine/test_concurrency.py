@@ -6,6 +6,8 @@ import asyncio
 import collections
 import datetime as dt
 
+import pytest
+
 import stepline
 from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._store import RunFilter
@@ -48,6 +50,7 @@ async def all_done(engine: Engine, function_id: str, count: int, timeout: float 
     )
 
 
+@pytest.mark.slow
 def test_function_limit_caps_executing_steps(db: str) -> None:
     client = dev_client()
     gauge = Gauge()
@@ -68,6 +71,7 @@ def test_function_limit_caps_executing_steps(db: str) -> None:
     arun(scenario())
 
 
+@pytest.mark.slow
 def test_keyed_limit_is_per_key_and_a_hot_key_starves_no_one(db: str) -> None:
     client = dev_client()
     gauge = Gauge()

@@ -29,6 +29,8 @@ import pytest
 from tests._support.polling import wait_until
 from tests._support.processes import free_port, spawn, wait_until_up
 
+pytestmark = [pytest.mark.process]
+
 HERE = Path(__file__).parent
 RUNS = 12
 KILLS = 6

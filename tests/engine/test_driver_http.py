@@ -150,6 +150,7 @@ class Counting:
 KEEP_ALIVE = 0.2
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("kind", DRIVERS)
 def test_a_pooled_connection_closed_by_the_server_is_replaced_unnoticed(kind: str) -> None:
@@ -191,6 +192,7 @@ async def _twice(kind: str, url: str, *, timeout: float = 5) -> Any:
         await driver.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("kind", ["h1", "aiohttp"])
 @pytest.mark.parametrize("fault", ["timeout", "partial-answer", "fresh-hangup"])

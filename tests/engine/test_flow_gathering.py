@@ -6,6 +6,8 @@ import asyncio
 import datetime as dt
 from typing import Any
 
+import pytest
+
 import stepline
 from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._model import Run
@@ -181,6 +183,7 @@ def test_priority_orders_a_backlog_and_negative_priority_delays(db: str) -> None
     arun(scenario())
 
 
+@pytest.mark.slow
 def test_debounce_runs_once_with_the_last_event_after_quiet_or_timeout(db: str) -> None:
     client = dev_client()
     seen: list[Any] = []

@@ -29,6 +29,8 @@ from stepline.engine._store import RunFilter
 from .conftest import STORES, arun, database, dev_client, running
 from .servers import postgres_schema
 
+pytestmark = [pytest.mark.slow]
+
 KEYS = "abc"
 KEY_CHOICES = "aaabbc"  # mostly one hot key, so its throttle and concurrency limit bite
 GAPS = (0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 2.5, 7.0, 20.0)  # seconds of virtual time between events

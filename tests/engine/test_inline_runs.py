@@ -121,6 +121,7 @@ def test_a_foreign_lease_is_refused_with_409(db: str) -> None:
         assert http.get(f"/v1/runs/{run_id}/steps").json()["data"] == []
 
 
+@pytest.mark.slow
 def test_a_lapsed_lease_is_resumed_by_the_engine_from_the_checkpoints(db: str) -> None:
     with engine_http(db, lease_seconds=0.5) as (http, counts):
         started = start(http)

@@ -23,6 +23,8 @@ from .conftest import finished
 from .test_protocol_stub import SDK
 from .test_versions import FN, body, calls
 
+pytestmark = [pytest.mark.slow]
+
 
 @pytest.fixture
 def slow_stub() -> Iterator[tuple[StubServer, threading.Event]]:

@@ -43,6 +43,8 @@ from tests._support.processes import clean_env, free_port, spawn, wait_until_up
 from . import multinode_node as node_app
 from .servers import postgres_schema
 
+pytestmark = [pytest.mark.process, pytest.mark.postgres]
+
 HERE = Path(__file__).parent
 NODES = ("n1", "n2", "n3")
 VICTIM = "n2"

@@ -12,6 +12,7 @@ import collections
 import contextlib
 
 import psycopg
+import pytest
 
 import stepline
 from stepline.engine import Engine, EngineSettings, ManualClock
@@ -19,6 +20,8 @@ from stepline.engine._store import RunFilter
 
 from .conftest import arun, dev_client
 from .servers import postgres_schema
+
+pytestmark = [pytest.mark.postgres]
 
 TICKS = 12
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z, on a minute

@@ -27,6 +27,8 @@ from tests.conftest import StubServer
 from .conftest import arun, finished, only_run
 from .test_protocol_stub import SDK, start
 
+pytestmark = [pytest.mark.slow]
+
 Answer = Callable[[], tuple[Any, ...]]
 
 PY_UNEXPECTED: Answer = lambda: (  # noqa: E731

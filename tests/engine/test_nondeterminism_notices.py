@@ -23,6 +23,8 @@ from tests.conftest import StubServer
 from .conftest import arun, finished, only_run
 from .test_protocol_stub import SDK, start
 
+pytestmark = [pytest.mark.slow]
+
 HEADER = "X-Stepline-Nondeterminism"
 
 

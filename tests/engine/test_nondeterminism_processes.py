@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from stepline._protocol.hashing import hash_step_id
 from tests._support.polling import wait_until
@@ -29,6 +30,8 @@ from tests._support.processes import free_port
 
 from . import deploys
 from .deploys import app, ended, engine, sync
+
+pytestmark = [pytest.mark.process]
 
 
 @contextlib.contextmanager

@@ -35,6 +35,8 @@ from tests._support.server_thread import ServerThread
 
 from .wire_servers import Http10Proxy, KeepAliveServer, chunked
 
+pytestmark = [pytest.mark.slow]
+
 with warnings.catch_warnings():
     # as in test_official_py: inngest 0.5.19 declares a class-based pydantic Config
     warnings.filterwarnings(

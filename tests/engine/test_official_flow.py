@@ -323,6 +323,7 @@ def describe(flow: FlowRules) -> dict[str, Any]:
 NO_FLOW: dict[str, Any] = describe(FlowRules())
 
 
+@pytest.mark.slow
 def test_sdk_registration_round_trips_every_flow_option(stack: Stack) -> None:
     (body, *_) = stack.recorder.bodies("/fn/register")
     sent = {f["id"]: f for f in body["functions"]}
@@ -426,6 +427,7 @@ def test_malformed_flow_option_is_refused_naming_function_and_option(
 # -- behaviour ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_concurrency_limit_per_key_never_overlaps_steps(stack: Stack) -> None:
     users = [("a", 0), ("a", 1), ("a", 2), ("b", 0)]
     stack.send("concurrency", *({"user": u, "i": i} for u, i in users))
@@ -470,6 +472,7 @@ def test_batch_of_three_events_starts_one_run(stack: Stack) -> None:
     assert len(stack.log.calls["batch"]) == 1
 
 
+@pytest.mark.slow
 def test_debounce_starts_one_run_with_the_last_event(stack: Stack) -> None:
     stack.send("debounce", {"n": 1})
     debounced = stack.waiting("debounce", "debounced")
@@ -513,6 +516,7 @@ def test_rate_limit_skips_the_second_event_of_a_key(stack: Stack) -> None:
     assert not any(r["waiting"] for r in later), later
 
 
+@pytest.mark.slow
 def test_throttle_delays_starts_beyond_limit_and_burst(stack: Stack) -> None:
     # limit 1 per 2 s; SDK default burst 1: two start at once, the third 2 s later.
     # burst 0: the second waits 2 s. Both functions' waits overlap.

@@ -30,6 +30,8 @@ from stepline.engine._http.api import build_app
 from tests._support.polling import wait_until
 from tests._support.server_thread import ServerThread
 
+pytestmark = [pytest.mark.slow]
+
 with warnings.catch_warnings():
     # inngest 0.5.19's comm_lib.CommRequest declares a class-based pydantic ``Config``
     warnings.filterwarnings(

@@ -43,7 +43,7 @@ from .servers import Recorder
 
 # Fixture setup (npm install, process start) is bounded by its own timeouts; each test's
 # own body keeps the suite's 60 s limit.
-pytestmark = pytest.mark.timeout(60, func_only=True)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(60, func_only=True)]
 
 JS_APP = Path(__file__).resolve().parent / "js_app"
 INNGEST_VERSION = "4.24.0"

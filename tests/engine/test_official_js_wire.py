@@ -44,7 +44,7 @@ from .test_official_driver import BusyEngineLoop
 from .test_official_wire import RawServer, SlowSend
 from .wire_servers import Http10Proxy
 
-pytestmark = pytest.mark.timeout(60, func_only=True)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(60, func_only=True)]
 
 TERMINAL = ("Completed", "Failed", "Cancelled")
 #: Sends checked for the answer-before-first-step order (each one a run of its own).

@@ -151,6 +151,7 @@ def stack(module_db: str) -> Iterator[Stack]:
 # -- sync ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sync_registers_every_function_and_resync_is_idempotent(stack: Stack) -> None:
     assert stack.first_sync["ok"] is True
     assert stack.first_sync["modified"] is True
@@ -227,6 +228,7 @@ def test_no_steps(stack: Stack) -> None:
 # -- time ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sleep_takes_real_time(stack: Stack) -> None:
     stack.send("sleep")
     run_id = stack.only_run("sleep")
@@ -244,6 +246,7 @@ def test_sleep_takes_real_time(stack: Stack) -> None:
     )
 
 
+@pytest.mark.slow
 def test_sleep_until(stack: Stack) -> None:
     until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1.5)
     stack.send("sleep-until", {"until": until.isoformat()})
@@ -275,6 +278,7 @@ def test_wait_for_event_fulfilled_by_the_matching_event(stack: Stack) -> None:
     assert stack.rec.calls["wait-fulfill"] == 2
 
 
+@pytest.mark.slow
 def test_wait_for_event_times_out(stack: Stack) -> None:
     stack.send("wait-timeout")
     run_id = stack.only_run("wait-timeout")
@@ -307,6 +311,7 @@ def test_cancel_event_cancels_a_sleeping_run(stack: Stack) -> None:
     assert stack.rec.calls["cancel-sleeping"] == 1
 
 
+@pytest.mark.slow
 def test_cancel_while_a_call_is_in_flight_ignores_its_answer(stack: Stack) -> None:
     stack.send("cancel-inflight", {"id": 5})
     run_id = stack.only_run("cancel-inflight")
@@ -324,6 +329,7 @@ def test_cancel_while_a_call_is_in_flight_ignores_its_answer(stack: Stack) -> No
 # -- parallelism --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_parallel_steps_wait_for_all(stack: Stack) -> None:
     stack.send("parallel")
     run_id = stack.only_run("parallel")
@@ -346,6 +352,7 @@ def test_parallel_steps_wait_for_all(stack: Stack) -> None:
     assert child["output"] == "done"
 
 
+@pytest.mark.slow
 def test_parallel_race_mode_discovers_after_each_step(stack: Stack) -> None:
     stack.send("race")
     run = stack.finished(stack.only_run("race"))
@@ -443,6 +450,7 @@ def test_invoke_failure_raises_step_error_in_the_parent(stack: Stack) -> None:
     assert "oh no" in err.stack
 
 
+@pytest.mark.slow
 def test_invoke_timeout(stack: Stack) -> None:
     started = time.monotonic()
     stack.send("invoke-timeout")
@@ -487,6 +495,7 @@ def test_retries_until_success(stack: Stack) -> None:
     assert stack.rec.values["flaky.attempts"] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_retry_after_error_is_honoured(stack: Stack) -> None:
     stack.send("retry-after")
     run = stack.finished(stack.only_run("retry-after"))
@@ -676,6 +685,7 @@ PROD_KEY = "signkey-prod-" + "0f1e" * 16
 PROD_EVENT_KEY = "official-py-event-key"
 
 
+@pytest.mark.slow
 def test_production_mode_answers_are_signed_and_accepted(tmp_path: Any) -> None:
     """A start-mode engine checks every answer's signature: inngest-py's pass."""
     settings = EngineSettings(

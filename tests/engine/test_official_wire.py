@@ -345,6 +345,7 @@ def _called(wire: Wire, number: int) -> bool | None:
     return number in wire.first_calls or None
 
 
+@pytest.mark.slow
 def test_the_event_answer_is_out_before_the_first_call(wire: Wire) -> None:
     with httpx.Client(base_url=wire.app_url, timeout=30) as app:
         for number in range(ORDER_SENDS):

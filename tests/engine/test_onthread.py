@@ -77,6 +77,7 @@ def test_a_run_s_calls_go_on_on_the_sdk_thread(db: str, monkeypatch: pytest.Monk
     assert all(name.startswith("stepline") for name in threads), threads
 
 
+@pytest.mark.slow
 def test_a_call_over_its_timeout_is_abandoned_and_its_late_answer_dropped(db: str) -> None:
     client = dev_client(checkpointing=False)
     late = threading.Event()
@@ -111,6 +112,7 @@ def test_a_call_over_its_timeout_is_abandoned_and_its_late_answer_dropped(db: st
     arun(scenario())
 
 
+@pytest.mark.slow
 def test_a_long_run_hands_the_pool_to_other_runs(db: str) -> None:
     client = dev_client(checkpointing=False, thread_pool_max_workers=1)
     ended: list[str] = []
@@ -206,6 +208,7 @@ def test_runs_outnumbering_the_pool_take_turns_without_the_loop(
     assert len(turns) == 2, f"{len(turns)} turns: the loop took back a run between steps"
 
 
+@pytest.mark.slow
 def test_a_stop_mid_run_writes_nothing_after_it(db: str) -> None:
     client = dev_client(checkpointing=False)
     entered, release = threading.Event(), threading.Event()

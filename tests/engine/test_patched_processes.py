@@ -11,11 +11,15 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests._support.processes import free_port
 
 from . import deploys
 from .conftest import database
 from .deploys import app, ended, engine, get, sleeping, sync
+
+pytestmark = [pytest.mark.process]
 
 
 @contextlib.contextmanager

@@ -70,6 +70,7 @@ async def _parked(engine: Engine, key: str) -> int:
     return await engine.store.read(count)
 
 
+@pytest.mark.slow
 def test_pausing_holds_new_and_in_flight_runs_and_resuming_releases_them_in_order(
     db: str,
 ) -> None:
@@ -123,6 +124,7 @@ def test_pausing_holds_new_and_in_flight_runs_and_resuming_releases_them_in_orde
     arun(scenario())
 
 
+@pytest.mark.slow
 def test_a_sleeping_run_keeps_its_timer_and_parks_when_it_comes_due(db: str) -> None:
     client = dev_client()
     ran: list[str] = []
@@ -323,6 +325,7 @@ def test_a_durable_endpoint_of_a_paused_function_is_not_run_inline(db: str) -> N
     arun(scenario())
 
 
+@pytest.mark.postgres
 def test_two_nodes_on_one_postgres_share_the_pause() -> None:
     client = dev_client()
     ran: list[str] = []

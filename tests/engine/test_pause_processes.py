@@ -28,6 +28,8 @@ from . import deploys
 from .conftest import database
 from .deploys import app, ended, engine, sleeping, sync
 
+pytestmark = [pytest.mark.process]
+
 FN = "paused-steps"
 T = TypeVar("T")
 

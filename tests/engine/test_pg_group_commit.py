@@ -26,6 +26,8 @@ from stepline.engine._store.postgres import PostgresStore, PostgresTx
 from .conftest import arun
 from .servers import postgres_schema
 
+pytestmark = [pytest.mark.postgres]
+
 Work = Callable[[PostgresTx], Any]
 
 

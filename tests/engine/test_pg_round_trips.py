@@ -24,6 +24,8 @@ from stepline.engine._store import RunFilter, filters, store_for
 
 from .servers import postgres_schema
 
+pytestmark = [pytest.mark.postgres]
+
 STEPS = 10
 
 

@@ -11,6 +11,7 @@ import asyncio
 import threading
 
 import psycopg
+import pytest
 
 from stepline.engine import EngineSettings
 from stepline.engine._model import Job, JobKind
@@ -20,6 +21,8 @@ from tests._support.polling import await_until
 
 from .conftest import arun
 from .servers import postgres_database
+
+pytestmark = [pytest.mark.postgres]
 
 
 class Heard:

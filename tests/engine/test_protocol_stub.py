@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from stepline._protocol import signing
 from stepline.engine import Engine, EngineSettings, ManualClock, RunStatus
 from stepline.engine._store import RunFilter
@@ -20,6 +22,8 @@ from tests._support.polling import await_until
 from tests.conftest import StubServer
 
 from .conftest import arun, finished, only_run
+
+pytestmark = [pytest.mark.slow]
 
 SDK = {"x-inngest-sdk": "inngest-py:v0.5.19", "x-inngest-req-version": "2"}
 KEY = "signkey-test-" + "ab" * 32

@@ -24,6 +24,8 @@ from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from tests._support.server_thread import ServerThread
 
+pytestmark = [pytest.mark.slow]
+
 FACES = ["sync", "async"]
 TRIGGER = stepline.TriggerEvent(event="pub/go")
 

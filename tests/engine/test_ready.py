@@ -10,12 +10,15 @@ from pathlib import Path
 
 import psycopg
 import psycopg.errors
+import pytest
 from starlette.testclient import TestClient
 
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._store import sqlite_schema
 from tests.engine.servers import POSTGRES_URL, postgres_schema
+
+pytestmark = [pytest.mark.postgres]
 
 KEY = "signkey-prod-" + "ab" * 32
 

@@ -21,6 +21,8 @@ from tests.conftest import StubServer
 
 from .test_versions import FN, body, serving
 
+pytestmark = [pytest.mark.slow]
+
 T = TypeVar("T")
 HOLD = 0.3  # seconds the registering transaction's answer is held back
 

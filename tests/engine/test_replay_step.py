@@ -157,6 +157,7 @@ def test_replay_without_a_step_reruns_everything_and_refuses_what_it_cannot(db: 
     arun(scenario())
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_replay_from_a_step_with_real_app_and_engine_processes(store: str, tmp_path: Path) -> None:
     where = tmp_path / "app"

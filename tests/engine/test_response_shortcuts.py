@@ -49,6 +49,7 @@ def _shortest(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(_values)
 def test_no_output_grows_past_the_bound_when_written_again(value: Any) -> None:

@@ -227,6 +227,7 @@ def test_off_keeps_everything(db: str) -> None:
     with_store(db, body)
 
 
+@pytest.mark.postgres
 def test_one_postgres_node_sweeps_at_a_time() -> None:
     import psycopg
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from starlette.testclient import TestClient
 
 from stepline.engine import Engine, EngineSettings, ManualClock
@@ -24,6 +25,8 @@ from stepline.engine._store import postgres_schema as _postgres_schema
 from .servers import postgres_schema
 from .test_api import START, registration
 from .test_store_contract import atomic, run_record, with_store
+
+pytestmark = [pytest.mark.postgres]
 
 OLD_RUN = (
     "INSERT INTO runs (run_id, function_id, app_id, status, events, event_ids, created_at,"

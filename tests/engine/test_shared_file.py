@@ -10,6 +10,8 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 import stepline
 import stepline.asgi
 from stepline._comm import app_sync
@@ -17,6 +19,8 @@ from stepline.engine import Engine, EngineSettings, RunStatus
 from tests._support.server_thread import ServerThread
 
 from .conftest import arun, dev_client, only_run, running
+
+pytestmark = [pytest.mark.slow]
 
 
 def _app() -> tuple[stepline.Client, list[stepline.Function]]:

@@ -28,7 +28,7 @@ from tests._support.processes import clean_env, engine_command, free_port, spawn
 from .conftest import arun
 from .test_signals import KEY, _output, _run_of, _waiting, engine_with
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 FORGER = "signkey-test-" + "cd" * 32
 GUESSERS = 40
 POSTS = 100
@@ -120,6 +120,7 @@ def post_forged(port: int, n: int) -> str:
         return answer.split(b" ")[1].decode() if answer else "closed"
 
 
+@pytest.mark.process
 def test_concurrent_large_posts_with_forged_tokens_barely_grow_the_engine(
     tmp_path: Path,
 ) -> None:

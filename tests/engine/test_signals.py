@@ -174,6 +174,7 @@ def test_signals_from_a_sync_function_and_by_key(db: str) -> None:
     arun(main())
 
 
+@pytest.mark.slow
 def test_a_timeout_resumes_the_step_with_none(db: str) -> None:
     async def main() -> None:
         async with engine_with(db) as (engine, client, http):
@@ -187,6 +188,7 @@ def test_a_timeout_resumes_the_step_with_none(db: str) -> None:
     arun(main())
 
 
+@pytest.mark.slow
 def test_refusals(db: str) -> None:
     async def main() -> None:
         async with engine_with(db) as (engine, client, http):

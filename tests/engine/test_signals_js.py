@@ -25,7 +25,7 @@ from tests._support.polling import wait_until
 
 from .test_official_js import TERMINAL, _node_env, js_app, serve_engine
 
-pytestmark = pytest.mark.timeout(90, func_only=True)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(90, func_only=True)]
 
 __all__ = ["js_app"]  # the fixture, imported for this module's tests
 

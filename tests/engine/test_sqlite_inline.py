@@ -277,6 +277,7 @@ def test_a_failing_small_transaction_keeps_nothing_and_gives_the_role_back(
     arun(scenario())
 
 
+@pytest.mark.slow
 def test_the_wal_stays_bounded_under_inline_commits(tmp_path: Path) -> None:
     path = str(tmp_path / "s.db")
 

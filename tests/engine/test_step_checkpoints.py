@@ -153,6 +153,7 @@ def test_a_cancelled_run_stops_at_the_next_step_boundary(db: str) -> None:
     assert ran == ["s0", "s1"]
 
 
+@pytest.mark.slow
 def test_an_app_on_its_own_socket_posts_each_step_before_the_next(db: str) -> None:
     """Over HTTP: the checkpoints go to ``POST /v1/checkpoint/{run}/async``."""
     seen: list[int] = []
@@ -222,6 +223,7 @@ def test_checkpointing_option_is_checked() -> None:
         stepline.Client("cp", is_production=False, checkpointing="yes")  # type: ignore[arg-type]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("mode", "log"),
     [

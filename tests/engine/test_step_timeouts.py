@@ -21,6 +21,8 @@ from tests._support.polling import wait_until
 from .conftest import database
 from .deploys import app, ended, engine, get, sync
 
+pytestmark = [pytest.mark.process]
+
 
 def _start(url: str, event: str) -> str:
     sent = httpx.post(f"{url}/v1/events", json={"name": event, "data": {}})

@@ -43,6 +43,7 @@ def large(db: str) -> Iterator[tuple[TestClient, Engine]]:
         yield client, engine
 
 
+@pytest.mark.slow
 def test_a_page_of_large_messages_stops_at_its_byte_bound(
     large: tuple[TestClient, Engine],
 ) -> None:

@@ -30,6 +30,8 @@ from tests._support.server_thread import ServerThread
 from .servers import postgres_schema
 from .test_store_contract import run_record, with_store
 
+pytestmark = [pytest.mark.slow]
+
 RUN = "01RUNLIVE00000000000000001"
 CSRF = {"x-stepline-csrf": "1"}
 #: the fallback re-read interval of these engines: a wake-up well under it is no poll
@@ -147,6 +149,7 @@ def test_sse_follows_a_live_run_to_its_end(tmp_path: Any) -> None:
         assert json.loads(events[3][1]) == {"status": "Cancelled"}
 
 
+@pytest.mark.postgres
 def test_a_reader_on_another_node_is_woken_by_notify() -> None:
     with postgres_schema() as db:
         seed(db)

@@ -31,6 +31,8 @@ from tests.conftest import StubServer
 from .conftest import advance, arun, quiet
 from .test_protocol_stub import SDK
 
+pytestmark = [pytest.mark.slow]
+
 APP = "shop"
 FN = "shop-checkout"
 

@@ -25,6 +25,8 @@ from . import deploys
 from .conftest import database
 from .deploys import app, ended, engine, sleeping, sync
 
+pytestmark = [pytest.mark.process]
+
 APP = "versioned"
 FUNCTIONS = ("versioned-sync", "versioned-async")
 

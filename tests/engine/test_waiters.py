@@ -259,6 +259,7 @@ def test_an_end_during_the_blocked_callers_read_is_not_missed() -> None:
     assert time.monotonic() - began < RECHECK_SECONDS  # the event was set: no recheck
 
 
+@pytest.mark.slow
 def test_a_blocked_caller_rechecks_on_its_own_and_times_out() -> None:
     runs = Runs()
     runs.status["r"] = RunStatus.RUNNING

@@ -10,6 +10,8 @@ import pytest
 
 from tests._support.processes import clean_env, free_port, spawned
 
+pytestmark = [pytest.mark.process]
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "durable_endpoints"
 
 

@@ -22,6 +22,8 @@ import pytest
 
 from tests._support.processes import clean_env, free_port, spawned
 
+pytestmark = [pytest.mark.process]
+
 APP = Path(__file__).resolve().parents[2] / "examples" / "streams" / "app.py"
 
 

@@ -85,6 +85,7 @@ SCENARIOS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_every_run_ends_right_whatever_the_app_answers(db: str) -> None:
     trace = fault_app.Trace()

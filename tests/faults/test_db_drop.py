@@ -35,6 +35,8 @@ from tests._support.polling import await_until
 from .conftest import POSTGRES_URL, captured_logs, postgres_schema
 from .fault_app import Trace
 
+pytestmark = [pytest.mark.postgres]
+
 RUNS = 40
 STEPS = 3
 DROPS = 4

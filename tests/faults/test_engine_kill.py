@@ -43,6 +43,8 @@ from tests._support.processes import clean_env, free_port, log_tail, spawn
 from .conftest import AppServer
 from .fault_app import Trace
 
+pytestmark = [pytest.mark.process]
+
 HERE = Path(__file__).parent
 FUNCTIONS = {"kill-chain": 4, "kill-fan": 4, "kill-napper": 2}  # steps each returns
 BATCH = 4

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -203,6 +204,7 @@ async def _settle(engine: Engine, run_id: str) -> None:
     await await_until(settled, timeout=5.0, interval=0.005, message="the run to settle")
 
 
+@pytest.mark.slow
 def test_any_answer_ends_the_run_cleanly_and_spares_the_bystander(db: str) -> None:
     app = ScriptedApp()
     options = {"retry_scale": 0.0, "retry_jitter": 0.0, "poll_interval": 0.02}

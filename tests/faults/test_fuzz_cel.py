@@ -15,6 +15,7 @@ import contextlib
 import logging
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,8 @@ from stepline._cel import EvaluationError, ExpressionError
 
 from . import strategies as s
 from .conftest import Refuse, assert_precise, captured_logs, fuzz_target
+
+pytestmark = [pytest.mark.slow]
 
 _OPENERS = {
     "(": ")",

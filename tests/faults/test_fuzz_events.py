@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import urllib.parse
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from . import strategies as s
 from .conftest import EVENT_KEY, START_MODE, Target, assert_precise, fuzz_target
+
+pytestmark = [pytest.mark.slow]
 
 _names = st.one_of(s.texts, st.sampled_from(["app/signup", "a/b", "x"]), s.json_values)
 _events = st.fixed_dictionaries(

@@ -31,6 +31,8 @@ from stepline._protocol import signing
 
 from . import strategies as s
 
+pytestmark = [pytest.mark.slow]
+
 CAPTURES = Path(__file__).resolve().parents[1] / "golden" / "captures"
 KEY = "signkey-prod-" + "ab" * 32
 OTHER_KEY = "signkey-prod-" + "cd" * 32

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,8 @@ from stepline._comm.handler import CommHandler
 
 from . import strategies as s
 from .conftest import Refuse, assert_precise, fuzz_target
+
+pytestmark = [pytest.mark.slow]
 
 CAPTURES = Path(__file__).resolve().parents[1] / "golden" / "captures"
 URL = "http://127.0.0.1:1/api/inngest"

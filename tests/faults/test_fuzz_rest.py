@@ -13,11 +13,14 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from . import strategies as s
 from .conftest import BYSTANDER_EVENT, START_MODE, Target, assert_precise, fuzz_target
+
+pytestmark = [pytest.mark.slow]
 
 _statuses = st.one_of(
     s.url_texts,

@@ -37,6 +37,8 @@ from tests._support.processes import stop as stop_process
 from .conftest import AppServer
 from .fault_app import Trace
 
+pytestmark = [pytest.mark.process]
+
 STEPS = 3
 RUNS = 8
 

@@ -120,6 +120,7 @@ def test_any_header_text_decodes_without_raising(text: str) -> None:
     assert isinstance(outcome, Completed)
 
 
+@pytest.mark.slow
 def test_a_malformed_report_does_not_change_the_run(db: str, stub_server: StubServer) -> None:
     def reply(req: dict[str, Any]) -> tuple[Any, ...]:
         if not req["body"]["steps"]:

@@ -22,6 +22,8 @@ from tests.engine.servers import postgres_schema
 from .conftest import captured_logs
 from .tcp_cut import cuttable
 
+pytestmark = [pytest.mark.postgres]
+
 #: how long a request may wait before the 503 (the pool's checkout timeout, and slack)
 ANSWERED_WITHIN = 8.0
 

@@ -41,6 +41,8 @@ from .sec_servers import (
     steps_of,
 )
 
+pytestmark = [pytest.mark.slow]
+
 HERE = Path(__file__).parent
 
 
@@ -200,6 +202,7 @@ def test_oversized_answer_fails_the_attempt(db: str) -> None:
     assert "STEPLINE_MAX_BODY_BYTES" in error["message"]
 
 
+@pytest.mark.process
 @pytest.mark.timeout(120)
 def test_a_64_mb_answer_keeps_the_engine_process_small(tmp_path: Path) -> None:
     total = 64 * 1024 * 1024

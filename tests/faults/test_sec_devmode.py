@@ -95,6 +95,7 @@ def _no_cors(answer: httpx.Response) -> None:
 # -- a real stepline dev -----------------------------------------------------------------------
 
 
+@pytest.mark.process
 @pytest.mark.timeout(90)
 def test_a_web_page_can_neither_write_cross_site_nor_rebind_to_stepline_dev(
     tmp_path: Path,
@@ -173,6 +174,7 @@ def test_a_web_page_can_neither_write_cross_site_nor_rebind_to_stepline_dev(
     assert "refused POST /e/{key}: 403" in text
 
 
+@pytest.mark.process
 @pytest.mark.timeout(90)
 def test_allow_public_answers_any_host_but_still_refuses_web_pages(tmp_path: Path) -> None:
     with dev_engine(tmp_path, "--allow-public") as (base, _log):
@@ -193,6 +195,7 @@ def test_allow_public_answers_any_host_but_still_refuses_web_pages(tmp_path: Pat
         assert plain.status_code == 415
 
 
+@pytest.mark.process
 @pytest.mark.timeout(120)
 def test_the_sdk_syncs_sends_and_manages_runs_through_the_guard(tmp_path: Path) -> None:
     with dev_engine(tmp_path) as (base, _log):

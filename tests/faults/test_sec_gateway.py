@@ -207,6 +207,7 @@ def _production_policy(engine: Engine) -> None:
     gateway.policy = dataclasses.replace(gateway.policy, loopback=False)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_loopback_and_metadata_destinations_are_refused_end_to_end(db: str) -> None:
     with Scripted(lambda _r: (200, {}, b'{"secret": 1}')) as victim, Scripted() as app:
@@ -225,6 +226,7 @@ def test_loopback_and_metadata_destinations_are_refused_end_to_end(db: str) -> N
     assert sum("AI gateway refused" in line for line in logs) == 3, logs
 
 
+@pytest.mark.slow
 def test_allow_list_lets_a_local_provider_through(db: str) -> None:
     with Scripted(lambda _r: json_answer(200, {"ok": True})) as provider, Scripted() as app:
         app.answer = _asking([f"{provider.url}/v1/chat"])
@@ -235,6 +237,7 @@ def test_allow_list_lets_a_local_provider_through(db: str) -> None:
     assert hit["headers"]["x-extra"] == "1"
 
 
+@pytest.mark.slow
 def test_the_connection_goes_to_the_address_that_was_checked(db: str) -> None:
     # the name resolves (once, through the engine's resolver) to loopback: refused by
     # the production policy; allowed by name, the request goes to that very address with the name as
@@ -261,6 +264,7 @@ def test_the_connection_goes_to_the_address_that_was_checked(db: str) -> None:
     assert lookups == ["llm.invalid", "llm.invalid"]
 
 
+@pytest.mark.slow
 def test_dev_mode_reaches_a_model_on_loopback_but_not_the_private_network(db: str) -> None:
     with Scripted(lambda _r: json_answer(200, {"ok": True})) as provider, Scripted() as app:
         urls = [f"{provider.url}/v1/chat", "http://10.255.255.1/v1/chat"]
@@ -273,6 +277,7 @@ def test_dev_mode_reaches_a_model_on_loopback_but_not_the_private_network(db: st
     assert "private, RFC 1918" in private["error"]["message"]
 
 
+@pytest.mark.slow
 def test_redirects_are_not_followed(db: str) -> None:
     with Scripted(lambda _r: (200, {}, b"{}")) as inside, Scripted() as outside, Scripted() as app:
         outside.answer = lambda _r: (302, {"location": f"{inside.url}/secret"}, b"")
@@ -283,6 +288,7 @@ def test_redirects_are_not_followed(db: str) -> None:
     assert "redirects are not followed" in memo["error"]["message"]
 
 
+@pytest.mark.slow
 def test_gateway_calls_per_run_are_capped(db: str) -> None:
     with Scripted(lambda _r: json_answer(200, "ok")) as provider, Scripted() as app:
         app.answer = _asking([f"{provider.url}/{i}" for i in range(4)])
@@ -298,6 +304,7 @@ def test_gateway_calls_per_run_are_capped(db: str) -> None:
         assert "STEPLINE_GATEWAY_MAX_CALLS" in error["message"]
 
 
+@pytest.mark.slow
 def test_an_oversized_gateway_answer_fails_its_step(db: str) -> None:
     big = json.dumps("z" * (80 * 1024)).encode()
     with Scripted(lambda _r: (200, {}, big)) as provider, Scripted() as app:
@@ -310,6 +317,7 @@ def test_an_oversized_gateway_answer_fails_its_step(db: str) -> None:
     assert "larger than 65536 bytes" in memo["error"]["message"]
 
 
+@pytest.mark.slow
 def test_a_retry_leased_before_its_last_attempt_s_end_was_noted_runs(
     db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

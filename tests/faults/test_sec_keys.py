@@ -66,6 +66,7 @@ def _stepline(*args: str, cwd: Path | None = None, **env: str) -> subprocess.Com
 # -- weak keys ---------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("args", "env", "said"),
     [
@@ -122,6 +123,7 @@ def test_stepline_start_refuses_weak_keys(
     assert not db.exists(), "refused before opening anything"
 
 
+@pytest.mark.process
 def test_stepline_start_refuses_an_empty_event_key(tmp_path: Path) -> None:
     done = _stepline(
         "start", "--db", str(tmp_path / "e.db"), "--signing-key", KEY, "--event-key", ""
@@ -328,6 +330,7 @@ def test_database_passwords_are_redacted_wherever_given(
         assert secret not in scrubbed
 
 
+@pytest.mark.process
 def test_stepline_prints_no_database_password_given_in_the_query_or_as_keywords(
     tmp_path: Path,
 ) -> None:
@@ -364,6 +367,8 @@ def test_stepline_prints_no_database_password_given_in_the_query_or_as_keywords(
     assert "ssl-secret" not in repr(engine)
 
 
+@pytest.mark.postgres
+@pytest.mark.process
 def test_the_banner_redacts_a_password_in_the_query(tmp_path: Path) -> None:
     with postgres_schema() as url:
         assert "?" in url  # the schema's search_path option

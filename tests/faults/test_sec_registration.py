@@ -161,6 +161,7 @@ def _localhost(url: str) -> str:
 # -- 1. the Host-header hijack ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_unsigned_put_with_a_forged_host_cannot_move_a_production_app(db: str) -> None:
     with _engine(db) as base:
         recorder = _serve(base)
@@ -186,6 +187,7 @@ def test_an_unsigned_put_with_a_forged_host_cannot_move_a_production_app(db: str
 # -- 2. the engine signs its sync; a signed PUT names the URL -----------------------------------
 
 
+@pytest.mark.slow
 def test_the_engine_signs_its_sync_put_and_the_signed_body_names_the_url(db: str) -> None:
     with _engine(db) as base:
         recorder = _serve(base)
@@ -213,6 +215,7 @@ def test_the_engine_signs_its_sync_put_and_the_signed_body_names_the_url(db: str
             assert refused.json()["code"] == "sig_verification_failed"
 
 
+@pytest.mark.slow
 def test_a_configured_serve_origin_lets_an_unsigned_put_sync_that_origin_only(db: str) -> None:
     with _engine(db) as base:
         app = AppServer(None, name="victim")  # the port is known before the app is built
@@ -265,6 +268,7 @@ def _impostor(status: int = 200, key: str | None = None) -> Any:
     return app
 
 
+@pytest.mark.slow
 def test_the_engine_refuses_a_move_that_fails_the_trust_probe(db: str) -> None:
     with _engine(db) as base:
         recorder = _serve(base)
@@ -306,6 +310,7 @@ def test_the_engine_refuses_a_move_that_fails_the_trust_probe(db: str) -> None:
             assert signing.verify(probe["body"], header, [KEY], now=probe["received"])
 
 
+@pytest.mark.slow
 def test_a_sync_the_engine_sent_moves_the_app_without_a_probe_once(db: str) -> None:
     with _engine(db) as base:
         recorder = _serve(base)
@@ -457,6 +462,7 @@ def test_a_function_id_taken_over_http_is_a_409(db: str) -> None:
 # -- 10. fnId and stepId are bound to the signed body ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_signed_call_cannot_be_pointed_at_another_function_or_step(db: str) -> None:
     with _engine(db) as base:
         recorder = _serve(base)
@@ -586,6 +592,7 @@ def test_a_signed_trust_probe_nested_too_deep_to_decode_is_answered_not_crashed(
 # -- the official inngest py SDK in production ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_official_inngest_py_app_syncs_and_is_kept_by_the_trust_probe(db: str) -> None:
     """inngest-py builds its URL from the PUT's ``Host``: the engine's probe is its guard."""
     with _engine(db) as base:
@@ -647,6 +654,7 @@ def test_a_registration_never_keeps_the_sync_deploy_id_in_its_urls() -> None:
     assert registry.parse_app(again).checksum == app.checksum  # a resync changes nothing
 
 
+@pytest.mark.slow
 def test_a_new_version_at_a_new_url_needs_the_same_proof_as_a_move(db: str) -> None:
     """Blue/green: v2 beside v1 is a new URL, so it is probed like any move."""
     with _engine(db) as base:

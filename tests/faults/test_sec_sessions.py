@@ -112,6 +112,7 @@ def test_a_session_cannot_register_or_answer_for_an_app(tmp_path: Path) -> None:
         assert http.post("/v1/apps/sync", headers=session).status_code == 200
 
 
+@pytest.mark.slow
 def test_a_sessions_sync_never_vouches_for_a_move(tmp_path: Path) -> None:
     with AppServer(build_app(Engine(_settings(tmp_path / "e.db"))), name="engine") as engine:
         base = engine.base

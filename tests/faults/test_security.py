@@ -129,6 +129,7 @@ def _posts(recorder: AppCalls) -> list[dict[str, Any]]:
 # -- signing, freshness, rotation -------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("engine_keys", "app_key", "app_fallback"),
     [
@@ -165,6 +166,7 @@ def test_every_call_is_signed_and_rotation_works_both_ways(
             assert signing.verify(call["answer"], signed_answer, [engine_keys[0]], now=time.time())
 
 
+@pytest.mark.slow
 def test_a_foreign_key_fails_cleanly_both_ways(tmp_path: Path) -> None:
     with _deployment(str(tmp_path / "e.db"), (NEW, OLD), FOREIGN, None) as (base, recorder, auth):
         synced, _run = _sync_and_run(base, auth)
@@ -207,6 +209,7 @@ def test_a_foreign_key_fails_cleanly_both_ways(tmp_path: Path) -> None:
         assert failed["status"] == "Failed"
 
 
+@pytest.mark.slow
 def test_a_real_engine_call_replayed_late_or_reused_is_refused(tmp_path: Path) -> None:
     with _deployment(str(tmp_path / "e.db"), (NEW,), NEW, None) as (base, recorder, auth):
         _synced, run = _sync_and_run(base, auth)
@@ -293,6 +296,7 @@ def _concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "x", path)
 
 
+@pytest.mark.slow
 def test_every_route_is_closed_without_credentials_in_start_mode(tmp_path: Path) -> None:
     engine = Engine(_production(str(tmp_path / "e.db"), (NEW, OLD)))
     app = build_app(engine)
@@ -369,6 +373,7 @@ NO_BODY_ROUTES = {
 }
 
 
+@pytest.mark.slow
 def test_every_body_taking_endpoint_answers_413_past_its_limit(tmp_path: Path) -> None:
     limit = 2048
     engine = Engine(_production(str(tmp_path / "e.db"), (NEW,), max_body_bytes=limit))
@@ -414,6 +419,7 @@ def test_every_body_taking_endpoint_answers_413_past_its_limit(tmp_path: Path) -
 # -- secrets and logs ----------------------------------------------------------------------------
 
 
+@pytest.mark.process
 @pytest.mark.timeout(60)
 def test_a_start_mode_engine_at_debug_level_never_logs_a_secret(tmp_path: Path) -> None:
     port = free_port()

@@ -29,6 +29,8 @@ from tests._support.polling import await_until
 
 from .conftest import captured_logs
 
+pytestmark = [pytest.mark.slow]
+
 RUNS = 60
 LIMIT = 1_000_000
 

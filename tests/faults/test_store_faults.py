@@ -47,6 +47,8 @@ from tests.engine.servers import POSTGRES_URL, postgres_schema
 
 from .conftest import captured_logs
 
+pytestmark = [pytest.mark.slow]
+
 EVENT = "storefaults/go"
 SEED = "1700000000000,QUJDREVGR0hJSg=="
 #: what a non-browser caller of the web kit sends (its cross-site guard wants it)
@@ -274,6 +276,7 @@ def _fill(disk: Path) -> Path:
     return filler
 
 
+@pytest.mark.process
 @pytest.mark.timeout(60)
 def test_a_full_disk_answers_503_and_recovers_when_space_is_freed(tmp_path: Path) -> None:
     """On a real 4 MB tmpfs when the test can mount one (root with CAP_SYS_ADMIN): the disk
@@ -364,6 +367,7 @@ def test_a_read_only_database_answers_503_and_recovers(tmp_path: Path) -> None:
 # -- Postgres ------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 @pytest.mark.timeout(60)
 def test_postgres_lock_timeout_and_dropped_schema_answer_503() -> None:
     steps = Steps()

@@ -76,6 +76,7 @@ def _run(tmp_path: Path, scenario: Callable[[SqliteStore, ManualClock], Any]) ->
     return asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_a_job_handed_back_is_due_at_once_with_no_attempt_spent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,6 +113,7 @@ def test_a_job_handed_back_is_due_at_once_with_no_attempt_spent(
     _run(tmp_path, scenario)
 
 
+@pytest.mark.slow
 def test_a_kept_answer_is_recorded_once_the_fault_clears(tmp_path: Path) -> None:
     async def scenario(store: SqliteStore, clock: ManualClock) -> None:
         job = await _leased(store, clock)

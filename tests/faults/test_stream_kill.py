@@ -29,6 +29,8 @@ from tests._support.polling import wait_until
 from tests._support.processes import clean_env, free_port, spawn, wait_until_up
 from tests.engine.test_store_contract import run_record, with_store
 
+pytestmark = [pytest.mark.process]
+
 ENGINE = Path(__file__).parents[1] / "engine" / "engine_proc.py"
 RUN = "01RUNKILLSTREAM00000000001"
 TOTAL = 80

@@ -22,6 +22,8 @@ from tests._support.processes import clean_env, free_port, spawn, wait_until_up
 
 from .test_stream_kill import ENGINE, RUN, seed
 
+pytestmark = [pytest.mark.process]
+
 COUNT = 10_000
 SIZE = 8 * 1024
 BATCH = 100

@@ -28,6 +28,8 @@ from tests._support.processes import clean_env, free_port, spawn, wait_until_up
 from .test_stream_kill import ENGINE, RUN, seed
 from .test_stream_memory import rss_kib
 
+pytestmark = [pytest.mark.process]
+
 COUNT = 120
 SIZE = 256 * 1024
 BATCH = 10

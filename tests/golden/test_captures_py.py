@@ -115,6 +115,7 @@ def normalise_register(body: dict[str, Any], origin: str) -> dict[str, Any]:
     return dict(stepline._serde.json.loads(text.replace(origin, "<origin>")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SYNC_EXCHANGES)
 def test_sync_matches_capture(name: str, stub_server: StubServer) -> None:
     capture = load_capture("py", name)
@@ -141,6 +142,7 @@ def test_sync_matches_capture(name: str, stub_server: StubServer) -> None:
         assert sent["headers"][header] == outgoing["headers"][header]
 
 
+@pytest.mark.slow
 def test_send_event_matches_capture(stub_server: StubServer) -> None:
     capture = load_capture("py", "03_send_event.json")
     [recorded] = capture["requests"]

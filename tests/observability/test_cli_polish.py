@@ -32,6 +32,8 @@ from tests._support.server_thread import ServerThread
 
 from .conftest import dev_client, settings
 
+pytestmark = [pytest.mark.process]
+
 
 def stepline_cli(url: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -27,6 +27,8 @@ from tests._support.polling import wait_until
 
 from .conftest import ServerThread, closing, dev_client, settings
 
+pytestmark = [pytest.mark.slow]
+
 
 class Stack:
     """An engine and an app, each served over HTTP by uvicorn in this process."""
@@ -151,6 +153,7 @@ def test_errors_exit_non_zero(stack: Stack, capsys: pytest.CaptureFixture[str]) 
     assert "unreachable" in capsys.readouterr().err
 
 
+@pytest.mark.process
 def test_the_installed_command_runs(stack: Stack) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPLINE_", "INNGEST_"))}
     env["STEPLINE_API_BASE_URL"] = stack.url  # the engine URL from the environment

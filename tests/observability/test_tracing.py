@@ -41,6 +41,7 @@ def attr(span: ReadableSpan, name: str) -> Any:
     return span.attributes.get(name)
 
 
+@pytest.mark.slow
 def test_one_trace_from_the_web_request_through_run_calls_and_steps(
     tmp_path: Path, otel: Otel
 ) -> None:
@@ -271,6 +272,7 @@ def test_starting_a_run_inside_a_span_continues_its_trace(tmp_path: Path, otel: 
     assert run_span.context.span_id == engine_tracing.run_span_ids(run_id)[1]
 
 
+@pytest.mark.slow
 def test_a_run_started_by_step_invoke_continues_its_parent_s_trace(
     tmp_path: Path, otel: Otel
 ) -> None:
@@ -314,6 +316,7 @@ def test_tracing_without_opentelemetry_is_a_config_error(
         Engine(settings(tmp_path, tracing=True))
 
 
+@pytest.mark.process
 def test_without_the_extra_nothing_imports_opentelemetry(tmp_path: Path) -> None:
     """A whole run, engine and SDK, with OpenTelemetry impossible to import."""
     script = textwrap.dedent(

@@ -117,6 +117,7 @@ def test_the_ddl_is_idempotent(database: Database) -> None:
     assert database.rows() == []
 
 
+@pytest.mark.postgres
 def test_postgres_writers_notify_at_commit_only(tmp_path: Path) -> None:
     import psycopg
 

@@ -8,11 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import stepline.django
 from stepline._protocol import event_ids
 
 from .conftest import Database, Shop, fresh
 from .test_sqlalchemy_outbox import shape
+
+pytestmark = [pytest.mark.process]
 
 CASE = Path(__file__).with_name("django_outbox_case.py")
 ROOT = Path(__file__).resolve().parents[2]

@@ -51,6 +51,7 @@ def test_bad_entropy_is_refused() -> None:
         event_ids.seeded("nope", 1)
 
 
+@pytest.mark.slow
 @settings(max_examples=500)
 @given(st.integers(min_value=0, max_value=2**128 - 1))
 def test_a_ulid_is_its_value_in_crockford_base32_five_bits_a_digit(value: int) -> None:
@@ -79,6 +80,7 @@ def test_ids_made_in_one_millisecond_sort_in_the_order_they_were_made() -> None:
     assert event_ids.ulid(5, bytes(10)) == event_ids.ulid(5, bytes(10))
 
 
+@pytest.mark.process
 def test_a_forked_child_does_not_count_on_from_its_parents_last_id() -> None:
     import os
 

@@ -228,6 +228,7 @@ def test_a_production_engine_takes_rows_with_the_relays_keys_and_refuses_them_wi
         assert len(runs) == 2  # the started run, and the event's
 
 
+@pytest.mark.postgres
 def test_a_relay_whose_connection_is_cut_reconnects_and_goes_on(tmp_path: Path, shop: Shop) -> None:
     import threading
 

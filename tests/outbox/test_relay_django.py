@@ -11,11 +11,15 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests._support import processes
 from tests._support.polling import wait_until
 
 from .conftest import Database
 from .relay_support import engine_process, pending
+
+pytestmark = [pytest.mark.process]
 
 CASE = Path(__file__).with_name("django_relay_case.py")
 ROOT = Path(__file__).resolve().parents[2]

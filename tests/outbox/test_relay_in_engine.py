@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import stepline
 import stepline.outbox
 from stepline.embedded import EmbeddedEngine
@@ -23,6 +25,8 @@ from tests.engine.servers import postgres_schema
 
 from .conftest import FAST, ORDER_PLACED, Database, shop_functions
 from .relay_support import metric, pending
+
+pytestmark = [pytest.mark.postgres]
 
 
 def write_order(db: Database, client: stepline.Client, order_id: int) -> dict[str, Any]:

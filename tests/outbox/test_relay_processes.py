@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 import stepline
 import stepline.outbox
@@ -32,6 +33,8 @@ from .relay_support import (
     pending,
     relay_process,
 )
+
+pytestmark = [pytest.mark.process, pytest.mark.postgres]
 
 CLIENT = stepline.Client(app_id="shop", is_production=False)
 

@@ -16,6 +16,8 @@ from tests._support.polling import wait_until
 
 from .embedded_support import Blocking, EngineServer, LoopThread
 
+pytestmark = [pytest.mark.slow]
+
 FAST: dict[str, Any] = {"poll_interval": 0.05, "retry_scale": 0.0, "retry_jitter": 0.0}
 COUNTS: collections.Counter[str] = collections.Counter()
 FAIL = {"step-2": True}

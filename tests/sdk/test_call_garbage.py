@@ -22,6 +22,8 @@ from stepline._comm import CommHandler, CommRequest
 
 from .comm_calls import CHECKPOINT, URL, body_for, make_client, memo, serve, sha1
 
+pytestmark = [pytest.mark.slow]
+
 
 def _stepline_garbage() -> list[str]:
     """The stepline objects the cycle collector finds unreachable now."""

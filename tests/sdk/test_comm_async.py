@@ -681,6 +681,7 @@ def test_a_handler_refuses_another_apps_functions() -> None:
         CommHandler(client=mine, functions=[fn], framework="test")
 
 
+@pytest.mark.slow
 def test_async_server_syncs_out_of_band(
     handlers: list[CommHandler], stub_server: StubServer
 ) -> None:

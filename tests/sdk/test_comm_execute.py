@@ -194,6 +194,7 @@ def test_flask_post_executes_like_the_handler() -> None:
 # --- large payloads, routing, event shapes ------------------------------------------
 
 
+@pytest.mark.slow
 def test_use_api_loads_events_and_memos_from_the_engine(stub_server: StubServer) -> None:
     big_event = {**EVENT, "data": {"n": 99}}
 
@@ -222,6 +223,7 @@ def test_use_api_loads_events_and_memos_from_the_engine(stub_server: StubServer)
         assert record["headers"]["authorization"] == f"Bearer {KEY_HASH}"
 
 
+@pytest.mark.slow
 def test_use_api_failure_is_500(stub_server: StubServer) -> None:
     stub_server.answer = lambda _req: (410, {"error": "gone"})
     calls: list[str] = []
@@ -272,6 +274,7 @@ def test_null_event_data_is_an_empty_object() -> None:
     assert decoded(response) == {"data": {}, "count": 1}
 
 
+@pytest.mark.slow
 def test_use_api_retries_with_the_fallback_key(stub_server: StubServer) -> None:
     fallback_hash = signing.hash_signing_key(FALLBACK)
 

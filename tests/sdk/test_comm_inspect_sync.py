@@ -22,6 +22,8 @@ from stepline._protocol import signing
 from tests._support import refusing
 from tests.conftest import StubServer
 
+pytestmark = [pytest.mark.slow]
+
 KEY = "signkey-prod-123abc"
 KEY_HASH = "94bab7f22b92278ccab46e15da43a9fb8b079c05fa099d4134c6c39bbcee49f6"
 FALLBACK = "signkey-prod-000000"

@@ -437,6 +437,7 @@ def check_against_reference(fields: list[Field], zone: str | None, when: dt.date
         assert fire == expected
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, database=None)
 @given(
     minute=cron_field(0, 59, star_weight=1),
@@ -467,6 +468,7 @@ def near_transition(draw: st.DrawFn) -> tuple[str, dt.datetime]:
     return zone, base + dt.timedelta(seconds=draw(st.integers(-3 * 3600, 3600)))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, database=None)
 @given(
     minute=cron_field(0, 59, star_weight=1),

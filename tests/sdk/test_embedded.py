@@ -223,6 +223,7 @@ def _forked(
     return report
 
 
+@pytest.mark.process
 def test_a_forked_child_starts_its_own_engine(database: str) -> None:
     app = embedded_app.build()
     embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
@@ -250,6 +251,7 @@ def test_a_forked_child_starts_its_own_engine(database: str) -> None:
         embedded.stop()
 
 
+@pytest.mark.process
 def test_a_child_forked_before_first_use_starts_lazily(database: str) -> None:
     app = embedded_app.build()
     embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
@@ -264,6 +266,7 @@ def test_a_child_forked_before_first_use_starts_lazily(database: str) -> None:
         embedded.stop()
 
 
+@pytest.mark.process
 def test_the_parent_stopping_leaves_the_childs_file_alone(database: str) -> None:
     app = embedded_app.build()
     embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
@@ -301,6 +304,7 @@ def test_the_parent_stopping_leaves_the_childs_file_alone(database: str) -> None
 # -- several processes on one file ----------------------------------------------------
 
 
+@pytest.mark.process
 def test_worker_processes_share_one_sqlite_file(tmp_path: Path) -> None:
     database, trace = str(tmp_path / "shared.db"), str(tmp_path / "trace.jsonl")
     workers, runs = 3, 6
@@ -463,6 +467,7 @@ def test_an_exposed_production_engine_checks_keys(database: str) -> None:
         embedded.stop()
 
 
+@pytest.mark.process
 def test_a_parent_whose_file_is_gone_after_a_fork_stops_its_engine(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

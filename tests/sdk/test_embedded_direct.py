@@ -362,6 +362,7 @@ def test_a_start_with_wait_is_the_rest_apps(embedded: EmbeddedEngine) -> None:
     assert _seen(_async(embedded, keyed)) == again
 
 
+@pytest.mark.slow
 def test_a_start_whose_wait_runs_out_is_the_rest_apps(embedded: EmbeddedEngine) -> None:
     start = _request("POST", "/v1/functions/shop-sleeper/runs?wait=0.2", {})
     for answer in (

@@ -160,6 +160,7 @@ def test_cli_reads_stepline_dev_as_the_sdk_does(
     assert len(stub_server.requests) == 2
 
 
+@pytest.mark.slow
 def test_cli_401_names_the_key_to_pass(
     bare_environ: pytest.MonkeyPatch, stub_server: StubServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

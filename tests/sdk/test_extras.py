@@ -16,6 +16,8 @@ import pytest
 from stepline import _extras
 from tests._support.processes import clean_env
 
+pytestmark = [pytest.mark.process]
+
 HIDE = """
 import importlib.abc, sys
 HIDDEN = {hidden!r}

@@ -23,6 +23,8 @@ import pytest
 from stepline._transport import effects, performers
 from tests._support.polling import wait_until
 
+pytestmark = [pytest.mark.slow]
+
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

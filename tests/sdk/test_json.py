@@ -43,6 +43,7 @@ def test_orjson_is_used_when_installed() -> None:
     assert _json._orjson is not None
 
 
+@pytest.mark.process
 def test_stepline_json_stdlib_keeps_to_the_standard_library() -> None:
     code = "from stepline import _json; print(_json.FAST, _json._orjson)"
     env = {**os.environ, "STEPLINE_JSON": "stdlib"}
@@ -70,6 +71,7 @@ values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(value=values)
 @pytest.mark.parametrize("use_orjson", [True, False])

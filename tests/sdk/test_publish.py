@@ -25,6 +25,8 @@ from tests.conftest import StubServer
 
 from .comm_calls import CHECKPOINT, body_for, call, decoded, memo, ops, sha1
 
+pytestmark = [pytest.mark.slow]
+
 RUN = "01JRUN000000000000000000000"
 KEY = "signkey-prod-123abc"
 

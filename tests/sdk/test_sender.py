@@ -332,6 +332,7 @@ def check_three_identical_attempts(api: EventApi) -> None:
     assert headers["x-inngest-env"] == "branch-1"
 
 
+@pytest.mark.slow
 def test_send_sync_against_a_real_server(event_api):
     transport = performers.SyncTransport()
     try:
@@ -342,6 +343,7 @@ def test_send_sync_against_a_real_server(event_api):
     check_three_identical_attempts(event_api)
 
 
+@pytest.mark.slow
 def test_send_async_against_a_real_server(event_api):
     async def main() -> list[str]:
         transport = performers.AsyncTransport()
@@ -385,6 +387,7 @@ def request_to(url: str) -> effects.HttpRequest:
     return effects.HttpRequest(method="POST", url=url, headers={}, body=b"[]", timeout=5.0)
 
 
+@pytest.mark.slow
 def test_sync_transport_lowercases_headers_and_never_raises():
     api = EventApi(failures=0)
     transport = performers.SyncTransport()
@@ -407,6 +410,7 @@ def test_sync_transport_lowercases_headers_and_never_raises():
         assert failed.error
 
 
+@pytest.mark.slow
 def test_async_transport_serves_several_event_loops():
     api = EventApi(failures=0)
     transport = performers.AsyncTransport()

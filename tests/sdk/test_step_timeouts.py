@@ -99,6 +99,7 @@ def test_a_sync_callable_in_an_async_function_runs_on_a_thread_of_its_own() -> N
     assert op["error"]["name"] == "StepTimeoutError"
 
 
+@pytest.mark.slow
 def test_the_function_default_applies_and_a_step_may_override_it() -> None:
     client = make_client()
     release = threading.Event()

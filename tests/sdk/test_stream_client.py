@@ -205,6 +205,7 @@ def seed(db: str) -> None:
     with_store(db, body)
 
 
+@pytest.mark.process
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("face", ["sync", "async"])
 def test_the_reader_resumes_across_an_engine_sigkill(db: str, tmp_path: Path, face: str) -> None:

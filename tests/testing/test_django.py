@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = [pytest.mark.process]
+
 CASE = Path(__file__).with_name("django_case.py")
 
 

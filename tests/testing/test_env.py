@@ -168,6 +168,7 @@ def test_caller_mode_needs_a_sync_test() -> None:
         TestEnv(client, FUNCTIONS, sync_functions="threads")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_a_call_waiting_for_a_thread_is_named_in_the_timeout() -> None:
     async def scenario() -> None:
         with TestEnv(client, FUNCTIONS, sync_functions="caller", timeout=0.5) as env:

@@ -246,6 +246,7 @@ async def test_tornado_orders_over_http_with_an_async_env(monkeypatch: pytest.Mo
 # -- Django: examples/django_signup -----------------------------------------------------------
 
 
+@pytest.mark.process
 def test_django_signup_with_the_stepline_test_mixin(tmp_path: Path) -> None:
     case = Path(__file__).with_name("examples_django_case.py")
     done = subprocess.run(

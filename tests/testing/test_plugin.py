@@ -59,6 +59,7 @@ def test_the_plugin_is_registered_as_an_entry_point() -> None:
     assert entry in PYPROJECT.read_text()
 
 
+@pytest.mark.process
 def test_stepline_env_in_sync_and_async_user_tests(tmp_path: Path) -> None:
     (tmp_path / "test_user.py").write_text(USER_TESTS)
     installed = any(

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from mypy import api
 
+pytestmark = [pytest.mark.slow]
+
 
 @pytest.mark.timeout(180)
 def test_relayed_keywords_are_checked_at_the_call(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ import html
 import re
 from pathlib import Path
 
+import pytest
+
 import stepline
 from stepline.embedded import EmbeddedEngine
 from tests._support import refusing
@@ -22,6 +24,8 @@ from tests._support.server_thread import serving
 from . import django_admin_functions
 from .django_admin_setup import admin_project, browser, mount_admin
 from .django_setup import _django  # noqa: F401 (_django: an autouse fixture)
+
+pytestmark = [pytest.mark.slow]
 
 
 def test_the_admin_lists_shows_cancels_and_signals_runs_of_a_separate_engine(

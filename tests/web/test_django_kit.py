@@ -465,6 +465,7 @@ def running(command: list[str], env: dict[str, str], cwd: Path, logs: Path) -> I
             proc.wait(5)
 
 
+@pytest.mark.process
 def test_settings_driven_site_under_uvicorn_with_the_engine_of_manage_py(tmp_path: Path) -> None:
     """``python -m django stepline dev`` syncs the site it reads from settings, and runs."""
     app_port, engine_port = free_port(), free_port()
@@ -506,6 +507,7 @@ def example_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "SIGNUP_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
 
 
+@pytest.mark.process
 def test_signup_example_under_runserver(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -561,6 +563,7 @@ def test_signup_example_under_runserver(tmp_path: Path) -> None:
     assert "Traceback" not in server.stderr(), server.stderr()
 
 
+@pytest.mark.process
 def test_signup_example_management_commands(tmp_path: Path) -> None:
     env = example_env(tmp_path)
 

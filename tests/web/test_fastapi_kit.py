@@ -374,6 +374,7 @@ def test_example_places_tracks_and_cancels_orders(
         assert http.get("/stepline/health").status_code == 200
 
 
+@pytest.mark.process
 def test_example_runs_with_one_command(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "PORT": str(port), "ORDERS_API_TOKEN": TOKEN}

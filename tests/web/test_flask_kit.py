@@ -30,6 +30,8 @@ from stepline.embedded import EmbeddedEngine
 from tests._support.polling import wait_until
 from tests._support.processes import answers, free_port, wait_until_up
 
+pytestmark = [pytest.mark.process]
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "flask_orders" / "app.py"
 TOKEN = "let-me-in"

@@ -175,6 +175,7 @@ def test_unknown_runs_and_routes(web: Web, variant: str) -> None:
 # -- authorization and ownership -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_authorize_refuses_and_refusals_reveal_no_run(web: Web, kit: Kit) -> None:
     body = {"function": "add", "data": {"x": 1}}
     missing = web.request("POST", "/api/runs", body)
@@ -210,6 +211,7 @@ def test_a_viewer_may_look_but_not_cancel(web: Web, kit: Kit) -> None:
     assert not kit.client.get_run_sync(run_id).status().terminal
 
 
+@pytest.mark.slow
 def test_someone_else_s_run_looks_unknown(web: Web, kit: Kit) -> None:
     """Every run route answers B about A's run byte for byte as about no run at all."""
     run_id = run_id_of(start(web, "hold", {}))
@@ -233,6 +235,7 @@ def test_someone_else_s_run_looks_unknown(web: Web, kit: Kit) -> None:
     assert kit.client.get_run_sync(run_id).describe().started_by == "alice"
 
 
+@pytest.mark.slow
 def test_idempotency_keys_are_scoped_to_the_principal(web: Web) -> None:
     first = start(web, "add", {"x": 1}, idempotency_key="order-7")
     again = start(web, "add", {"x": 2}, idempotency_key="order-7")
@@ -277,6 +280,7 @@ def test_functions_not_exposed_stay_hidden(web: Web, kit: Kit) -> None:
 # -- what a start must be ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_invalid_starts_are_clear_refusals(web: Web, kit: Kit) -> None:
     invalid = start(web, "add", {"x": "forty"})
     assert invalid.status == 422
@@ -324,6 +328,7 @@ def start_body(function: str = "hold", data: str = "{}") -> bytes:
     return f'{{"function": "{function}", "data": {data}}}'.encode()
 
 
+@pytest.mark.slow
 def test_cross_site_simple_starts_are_refused_and_start_nothing(variant: str, kit: Kit) -> None:
     """A page elsewhere can POST a form, text or a typeless body without a preflight."""
     hook = Hook()
@@ -341,6 +346,7 @@ def test_cross_site_simple_starts_are_refused_and_start_nothing(variant: str, ki
     assert kit.client.list_runs_sync(function=kit.hold)[0] == [], "a refused request started a run"
 
 
+@pytest.mark.slow
 def test_json_or_the_header_are_accepted(variant: str, kit: Kit) -> None:
     with open_web(variant, kit, authorize=Hook()) as web:
         for headers in (JSON, {"content-type": "application/json; charset=utf-8"}):
@@ -351,6 +357,7 @@ def test_json_or_the_header_are_accepted(variant: str, kit: Kit) -> None:
     assert len(kit.client.list_runs_sync(function=kit.hold)[0]) == 3
 
 
+@pytest.mark.slow
 def test_a_body_less_cancel_needs_the_header(variant: str, kit: Kit) -> None:
     with open_web(variant, kit, authorize=Hook()) as web:
         run_id = run_id_of(web.request("POST", "/api/runs", start_body(), JSON))
@@ -392,6 +399,7 @@ def test_hostile_json_is_a_400_before_authorize(variant: str, kit: Kit) -> None:
 # -- options ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_options_reach_the_routes(variant: str, kit: Kit) -> None:
     """``result_wait`` bounds ``?wait=``; the mount and ``prefix=`` add up in the links."""
     with open_web(variant, kit, result_wait=2.0) as web:

@@ -33,6 +33,8 @@ from tests._support.server_thread import serving
 
 from .test_kit_stream import Kit, make_kit, parse, seqs
 
+pytestmark = [pytest.mark.slow]
+
 Streamed = Generator[bytes, None, None]
 
 

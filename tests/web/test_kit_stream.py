@@ -304,6 +304,7 @@ def seqs(events: list[Event]) -> list[int]:
 # -- the scenario --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_messages_resume_filter_and_refusals(web: Web, kit: Kit) -> None:
     started = web.post(f"{web.prefix}/runs", {"function": "talk", "data": {}}, ALICE)
     assert started.status == 201, started.body

@@ -383,6 +383,7 @@ def wait_for(http: httpx.Client, path: str, status: str) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.process
 def test_example_orders_app(
     orders_app: tuple[httpx.Client, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
