@@ -7,6 +7,8 @@ is garbage collected.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -76,6 +78,15 @@ class TornadoHarness:
 
 
 def _close(loop: tornado.ioloop.IOLoop, stop: Any, handler: CommHandler) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:  # collected while another loop runs on this thread: close from a thread of its own
+        closer = threading.Thread(target=_close, args=(loop, stop, handler))
+        closer.start()
+        closer.join()
+        return
     loop.run_sync(stop)
     handler.close()
     loop.close(all_fds=True)
