@@ -1,24 +1,20 @@
-"""Fixtures shared by the whole suite."""
+"""Fixtures and hooks shared by the whole suite (helpers live in ``tests/_support``)."""
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from stepline import _settings
 from tests._support import refusing
+from tests._support.databases import STORES, database
+from tests._support.stub_server import StubServer
 
 #: the tier markers' guard and ``--tier`` (see tests/README.md)
 pytest_plugins = ["pytester", "tests._support.tiers"]
 
-#: the official SDKs' recorded exchanges, kept with the tests (see its README.md)
-CAPTURES = Path(__file__).resolve().parent / "golden" / "captures"
 #: the shipped default engine URL, where a developer's own engine listens
 SHIPPED_DEV_BASE_URL = _settings.DEV_BASE_URL
 #: opts a test out of the refusing default: it checks the shipped URL and opens no socket
@@ -76,61 +72,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"  fragment {fragment}")
 
 
-class StubServer:
-    """A real HTTP server on localhost that records requests and answers from a script."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        # answer(request) -> (status, body) or (status, body, headers); bytes bodies go raw
-        self.answer: Callable[[dict[str, Any]], tuple[Any, ...]] = lambda _req: (200, {})
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                record = {
-                    "method": self.command,
-                    "path": self.path,
-                    "headers": {k.lower(): v for k, v in self.headers.items()},
-                    "raw": raw,
-                    "body": json.loads(raw) if raw else None,
-                }
-                stub.requests.append(record)
-                answer = stub.answer(record)
-                status, body = answer[0], answer[1]
-                extra: dict[str, str] = answer[2] if len(answer) > 2 else {}
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _any
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> StubServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 @pytest.fixture
 def stub_server() -> Iterator[StubServer]:
     server = StubServer().start()
@@ -138,6 +79,8 @@ def stub_server() -> Iterator[StubServer]:
     server.stop()
 
 
-def load_capture(kind: str, name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((CAPTURES / kind / name).read_text())
-    return data
+@pytest.fixture(params=STORES)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL for one engine: a SQLite file, or a fresh Postgres schema."""
+    with database(request.param, tmp_path) as url:
+        yield url

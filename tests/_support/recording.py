@@ -1,9 +1,16 @@
-"""An ASGI wrapper keeping every request an app receives, and its answer."""
+"""ASGI wrappers keeping what an app receives.
+
+``AppCalls`` keeps every request and its answer; ``RequestLog`` only each request's method
+and path; ``Recorder`` what SDKs sent to the engine's SDK-facing routes, body decoded.
+"""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import urllib.parse
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -56,3 +63,73 @@ class AppCalls:
             for c in self.calls
             if c["method"] == method and all(c["query"].get(k) == v for k, v in query.items())
         ]
+
+
+class RequestLog:
+    """ASGI wrapper remembering ``(method, path)`` of every HTTP request served."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[tuple[str, str]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.seen.append((scope["method"], scope["path"]))
+        await self.app(scope, receive, send)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request an SDK made to the engine."""
+
+    method: str
+    path: str
+    body: Any
+    authorization: str | None
+
+
+@dataclass
+class Recorder:
+    """An ASGI wrapper keeping what SDKs sent to the engine's SDK-facing routes.
+
+    Only requests whose path starts with one of ``prefixes`` are kept, with their JSON
+    body (raw bytes if it is not JSON) and ``Authorization`` header.
+    """
+
+    app: Any
+    prefixes: tuple[str, ...] = ("/fn/", "/v1/checkpoint/")
+    requests: list[Seen] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(self.prefixes):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+
+        async def recording() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    raw = b"".join(chunks)
+                    try:
+                        body = json.loads(raw or b"null")
+                    except ValueError:
+                        body = raw  # kept as bytes: the test asserting on it will say so
+                    headers = dict(scope["headers"])
+                    auth = headers.get(b"authorization")
+                    seen = Seen(scope["method"], path, body, auth and auth.decode("latin-1"))
+                    with self.lock:
+                        self.requests.append(seen)
+            return message
+
+        await self.app(scope, recording, send)
+
+    def to(self, path: str) -> list[Seen]:
+        with self.lock:
+            return [seen for seen in self.requests if seen.path == path]
+
+    def bodies(self, path: str) -> list[Any]:
+        return [seen.body for seen in self.to(path)]

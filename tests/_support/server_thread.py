@@ -1,4 +1,9 @@
-"""uvicorn serving an ASGI app from a thread of the test process."""
+"""uvicorn serving an ASGI app from a thread of the test process.
+
+``ServerThread`` binds its socket up front (its ``url`` is known before ``start``);
+``AppServer`` is one as a ``with`` block; ``serving`` yields the URL and checks that every
+response ended.
+"""
 
 from __future__ import annotations
 
@@ -78,6 +83,24 @@ class ServerThread:
             self.server.should_exit = True
             self.thread.join(self.join_timeout)
         self.sock.close()
+
+
+class AppServer(ServerThread):
+    """A ``ServerThread`` serving ``app`` for the length of a ``with`` block."""
+
+    def __init__(self, app: Any, *, name: str = "app", quiet: bool = False) -> None:
+        # quiet: injected hang-ups make uvicorn log a traceback per fault
+        level = "critical" if quiet else "warning"
+        super().__init__(name, log_level=level, graceful=2, join=10)
+        self.app = app
+        self.base = self.url
+
+    def __enter__(self) -> AppServer:
+        self.start(self.app)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ import stepline.asgi
 import stepline.fastapi
 import stepline.starlette
 from tests._support.processes import answers, free_port, spawned
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FRAMEWORKS = {"fastapi": "fast_api", "asgi": "asgi", "aiohttp": "aiohttp"}

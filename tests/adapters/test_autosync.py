@@ -24,7 +24,7 @@ from stepline._serving import autosync as _autosync
 from stepline._transport.effects import HttpRequest, HttpResponse
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned, wait_until_up
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

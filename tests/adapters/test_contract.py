@@ -15,7 +15,7 @@ import pytest
 import stepline
 from stepline._protocol import signing
 from tests._support import refusing
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 
 from .harness import Harness, Reply
 

@@ -24,7 +24,7 @@ import stepline
 import stepline.django
 from stepline._protocol.hashing import hash_step_id
 from tests._support.processes import answers, free_port, spawned
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 
 from .harness import make_functions
 from .harness_django import configure, mount

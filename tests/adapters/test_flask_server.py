@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests._support.processes import answers, free_port, spawned
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 
 pytestmark = [pytest.mark.process]
 

@@ -23,7 +23,7 @@ import stepline.aws_lambda
 import stepline.digital_ocean
 from stepline._protocol import signing
 from tests._support import refusing
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 
 from .harness_aws_lambda import v2_event
 from .harness_digital_ocean import FakeContext, raw_event

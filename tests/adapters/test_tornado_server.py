@@ -22,7 +22,7 @@ import tornado.web
 import stepline
 import stepline.tornado
 from tests._support.processes import answers, free_port, spawned
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 
 from .harness_tornado import TornadoHarness
 

@@ -24,9 +24,9 @@ import pytest
 
 from stepline._protocol import signing
 from stepline.engine._connect.cluster import PRESENCE_SECONDS
+from tests._support.databases import postgres_schema
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, log_tail, spawn, stop
-from tests.engine.servers import postgres_schema
 
 from .harness import APP_ID, KINDS, ROOT, TERMINAL, Kind, Workers, workers
 from .worker import event

@@ -15,8 +15,10 @@ import stepline
 import stepline.asgi
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
-
-from .conftest import Page, ServerThread, closing_client, wait_for
+from tests._support.browser import Page
+from tests._support.clients import closing_client
+from tests._support.polling import wait_until
+from tests._support.server_thread import ServerThread
 
 pytestmark = [pytest.mark.browser]
 
@@ -53,7 +55,9 @@ def engine(tmp_path: Path) -> Iterator[tuple[str, stepline.Client]]:
         stop.callback(app_server.stop)
         engine_server.start(build_app(Engine(settings)))
         with httpx.Client(base_url=engine_server.url) as http:
-            wait_for(lambda: http.get("/v1/apps").json()["data"] or None, what="the app's sync")
+            wait_until(
+                lambda: http.get("/v1/apps").json()["data"] or None, message="the app's sync"
+            )
         yield engine_server.url, client
 
 

@@ -20,8 +20,8 @@ from stepline.engine import Engine, EngineSettings
 from stepline.engine._http import auth
 from stepline.engine._http.api import build_app
 from stepline.engine._http.dashboard import COOKIE, CSRF_HEADER
-
-from .conftest import Page, ServerThread
+from tests._support.browser import Page
+from tests._support.server_thread import ServerThread
 
 SIGNING_KEY = "signkey-prod-" + "5eed" * 16
 DASHBOARD_KEY = "correct horse battery staple"

@@ -21,8 +21,10 @@ import stepline.asgi
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from tests._support import refusing
-
-from .conftest import Page, ServerThread, closing_client, run_of, send, wait_for
+from tests._support.browser import Page, run_of, send
+from tests._support.clients import closing_client
+from tests._support.polling import wait_until
+from tests._support.server_thread import ServerThread
 
 pytestmark = [pytest.mark.browser]
 
@@ -87,7 +89,7 @@ class Stack:
             steps = self.http.get(f"/v1/runs/{run_id}/steps").json()["data"]
             return True if any(s["status"] == "Waiting" for s in steps) else None
 
-        wait_for(check, what=f"run {run_id} to wait for an event")
+        wait_until(check, message=f"run {run_id} to wait for an event")
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +115,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stop.callback(app_server.stop)
         engine_server.start(build_app(Engine(settings)))
         http = stop.enter_context(httpx.Client(base_url=engine_server.url, timeout=30))
-        wait_for(lambda: http.get("/v1/apps").json()["data"] or None, what="the app to sync")
+        wait_until(lambda: http.get("/v1/apps").json()["data"] or None, message="the app to sync")
         yield Stack(engine_server.url, http, app_url)
 
 
@@ -146,7 +148,7 @@ def test_runs_list_filters_and_run_page(stack: Stack, tab: Page) -> None:
     # by function
     page.select_option("select[name=function_id]", "shop-explode")
     page.click("#run-filters button[type=submit]")
-    wait_for(lambda: set(cells(tab, 3)) == {"shop-explode"} or None, what="function filter")
+    wait_until(lambda: set(cells(tab, 3)) == {"shop-explode"} or None, message="function filter")
     assert "function_id=shop-explode" in page.url
 
     # by status, on top of the function
@@ -156,7 +158,7 @@ def test_runs_list_filters_and_run_page(stack: Stack, tab: Page) -> None:
     reset()
     page.check("input[name=status][value=Failed]")
     page.click("#run-filters button[type=submit]")
-    wait_for(lambda: set(cells(tab, 1)) == {"Failed"} or None, what="status filter")
+    wait_until(lambda: set(cells(tab, 1)) == {"Failed"} or None, message="status filter")
 
     # by time range: the last hour has them, a custom range in the past has none
     reset()
@@ -173,7 +175,7 @@ def test_runs_list_filters_and_run_page(stack: Stack, tab: Page) -> None:
     reset()
     page.fill("input[name=event_id]", greet_event)
     page.click("#run-filters button[type=submit]")
-    wait_for(lambda: cells(tab, 2) == [greeted["run_id"]] or None, what="event filter")
+    wait_until(lambda: cells(tab, 2) == [greeted["run_id"]] or None, message="event filter")
 
     # the run page: status, steps in order, a step's output, trigger event, final output
     page.click(f"a[href='#/runs/{greeted['run_id']}']")
@@ -271,7 +273,7 @@ def test_events_page_shows_payload_and_why_no_run_started(stack: Stack, tab: Pag
         found = stack.http.get(f"/v1/events/{second}/runs").json()["metadata"]["skipped"]
         return found or None
 
-    wait_for(skipped, what="the rate limit to skip the second event")
+    wait_until(skipped, message="the rate limit to skip the second event")
     page = tab.page
     page.goto(f"{stack.url}/#/events")
     expect(page.locator("table.events")).to_contain_text("shop/unheard")

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 import stepline
+from tests._support.browser import Page, run_of
+from tests._support.polling import wait_until
 from tests.sdk.embedded_support import EngineServer
-
-from .conftest import Page, run_of, wait_for
 
 pytestmark = [pytest.mark.browser]
 
@@ -88,7 +88,7 @@ def asleep(http: httpx.Client, run_ids: list[str]) -> None:
     def sleeping() -> bool | None:
         return all(status(http, r) == "Running" for r in run_ids) or None
 
-    wait_for(sleeping, what="the runs to sleep")
+    wait_until(sleeping, message="the runs to sleep")
 
 
 def test_runs_list_cancels_and_replays_selected_runs_and_all_matching(
@@ -149,7 +149,7 @@ def test_run_page_replays_from_a_step(engine: tuple[str, httpx.Client], tab: Pag
     FAIL["on"] = True
     COUNTS.clear()
     [failed] = start(http, "ui/three", 1)
-    wait_for(lambda: status(http, failed) == "Failed" or None, what="the run to fail")
+    wait_until(lambda: status(http, failed) == "Failed" or None, message="the run to fail")
     FAIL["on"] = False
     page = tab.page
 
@@ -160,7 +160,7 @@ def test_run_page_replays_from_a_step(engine: tuple[str, httpx.Client], tab: Pag
     page.wait_for_url(lambda at: failed not in at and "#/runs/" in at)
     expect(page.locator(".replay-of")).to_contain_text(f"replay of {failed}")
     new = page.url.rsplit("/", 1)[-1]
-    wait_for(lambda: status(http, new) == "Completed" or None, what="the replay to finish")
+    wait_until(lambda: status(http, new) == "Completed" or None, message="the replay to finish")
     assert dict(COUNTS) == {"step-1": 1, "step-2": 2, "step-3": 1}
     page.reload()
     expect(page.locator(".replay-of")).to_contain_text("from step")

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from tests._support.browser import Page
+from tests._support.polling import wait_until
 from tests.connect.harness import APP_ID, node, workers
-
-from .conftest import Page, wait_for
 
 pytestmark = [pytest.mark.process, pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -47,7 +47,7 @@ def test_the_apps_page_lists_connected_workers(tmp_path: Path, tab: Page) -> Non
 
         # a call in flight, then SIGTERM: the worker drains and is shown so
         run_id = engine.run_of(engine.send("slow", {"seconds": 4}))
-        wait_for(lambda: ours.ran("slow.work.start") or None, what="the slow step to start")
+        wait_until(lambda: ours.ran("slow.work.start") or None, message="the slow step to start")
         expect(rows.nth(0).locator(".in-flight")).to_have_text("1")
         ours.signal("s1", signal.SIGTERM)
         expect(rows.nth(0).locator(".worker-status")).to_have_text("draining")

@@ -17,8 +17,8 @@ import pytest
 import stepline
 from stepline.embedded import EmbeddedEngine
 from stepline.engine._http.dashboard import COOKIE
-
-from .conftest import Page, ServerThread
+from tests._support.browser import Page
+from tests._support.server_thread import ServerThread
 
 pytestmark = [pytest.mark.browser]
 

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 import stepline
+from tests._support.browser import Page, run_of, send
+from tests._support.polling import wait_until
 from tests.sdk.embedded_support import EngineServer
-
-from .conftest import Page, run_of, send, wait_for
 
 pytestmark = [pytest.mark.browser]
 
@@ -122,7 +122,7 @@ def test_replay_an_event_from_its_page(engine: tuple[str, httpx.Client], tab: Pa
     expect(page.locator("#event-runs table.runs tbody tr")).to_have_count(1, timeout=15_000)
     again = run_of(http, new)
     assert again["run_id"] != first["run_id"]
-    wait_for(lambda: CALLS["again"] == 2 or None, what="the function to run again")
+    wait_until(lambda: CALLS["again"] == 2 or None, message="the function to run again")
     shown = http.get(f"/v1/events/{new}").json()["data"]
     assert shown["replay_of"] == original
     assert shown["data"] == {"ref": "again", "amount": 7}

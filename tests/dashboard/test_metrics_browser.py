@@ -20,8 +20,10 @@ from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._model import AppRecord, FunctionRecord, Job, JobKind, Run, RunStatus
 from stepline.engine._store import Tx, store_for
-
-from .conftest import Page, ServerThread, run_async, wait_for
+from tests._support.aio import arun
+from tests._support.browser import Page
+from tests._support.polling import wait_until
+from tests._support.server_thread import ServerThread
 
 pytestmark = [pytest.mark.browser]
 
@@ -80,7 +82,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         finally:
             await store.close()
 
-    run_async(fill)
+    arun(fill(), own_thread=True)
     server = ServerThread("engine-metrics")
     server.start(build_app(Engine(settings)))
     try:
@@ -137,9 +139,9 @@ def test_the_function_page_draws_the_apis_figures_and_switches_windows(
 
         day = metrics("24h")
         assert day["totals"]["started"] == len(RUNS) - 1 + PARKED
-        drawn, marks = wait_for(
+        drawn, marks = wait_until(
             lambda: d if (d := _drawn(tab))[0] == _expected(day) else None,
-            what="the 24 h charts to match the API",
+            message="the 24 h charts to match the API",
         )
         assert sum(m[3] for m in drawn if m[0] == "started") == day["totals"]["started"]
         # hover titles name the bucket's time span and the value
@@ -168,12 +170,16 @@ def test_the_function_page_draws_the_apis_figures_and_switches_windows(
         page.locator('.metrics-window input[value="1h"]').check()
         hour = metrics("1h")
         assert hour["totals"]["started"] == len(RUNS) - 2 + PARKED
-        wait_for(lambda: _drawn(tab)[0] == _expected(hour) or None, what="the 1 h charts to match")
+        wait_until(
+            lambda: _drawn(tab)[0] == _expected(hour) or None, message="the 1 h charts to match"
+        )
         assert "window=1h" in page.evaluate("location.hash")
         page.locator('.metrics-window input[value="7d"]').check()
         week = metrics("7d")
         assert week["totals"]["started"] == len(RUNS) + PARKED
-        wait_for(lambda: _drawn(tab)[0] == _expected(week) or None, what="the 7 d charts to match")
+        wait_until(
+            lambda: _drawn(tab)[0] == _expected(week) or None, message="the 7 d charts to match"
+        )
         # a reload keeps the window chosen
         page.reload()
         page.locator('figure[data-chart="started"] svg rect.bar').first.wait_for()

@@ -18,11 +18,10 @@ import pytest
 
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
+from tests._support.browser import Page, run_of, send
 from tests._support.server_thread import ServerThread
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 from tests.engine.test_protocol_stub import SDK, register_body
-
-from .conftest import Page, run_of, send
 
 pytestmark = [pytest.mark.browser]
 

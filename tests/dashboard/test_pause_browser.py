@@ -17,11 +17,11 @@ import pytest
 
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
+from tests._support.browser import Page
+from tests._support.polling import wait_until
 from tests._support.server_thread import ServerThread
 from tests.engine.deploys import app as app_process
 from tests.engine.deploys import sync
-
-from .conftest import Page, wait_for
 
 pytestmark = [pytest.mark.process, pytest.mark.browser]
 
@@ -76,7 +76,7 @@ def test_pause_and_resume_from_the_functions_pages(served: tuple[str, Path], tab
             runs = http.get(f"/v1/events/{event_id}/runs").json()["data"]
             return str(runs[0]["run_id"]) if runs else None
 
-        run = wait_for(run_id, what="the event's run")
+        run = wait_until(run_id, message="the event's run")
         page.wait_for_timeout(1000)
         assert not log.exists() or log.read_text() == ""  # nothing ran while paused
         assert http.get(f"/v1/runs/{run}").json()["data"]["status"] == "Queued"
@@ -92,7 +92,7 @@ def test_pause_and_resume_from_the_functions_pages(served: tuple[str, Path], tab
             status = str(http.get(f"/v1/runs/{run}").json()["data"]["status"])
             return status if status in ("Completed", "Failed") else None
 
-        assert wait_for(ended, what="the run to end", timeout=30) == "Completed"
+        assert wait_until(ended, message="the run to end", timeout=30) == "Completed"
         assert log.read_text().split() == ["D:a", "D:b", "D:c"]
         assert http.get("/v1/functions").json()["data"][0]["paused"] is None
 

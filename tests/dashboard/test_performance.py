@@ -20,8 +20,11 @@ import pytest
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._store import store_for
+from tests._support.aio import arun
+from tests._support.browser import Page
+from tests._support.polling import wait_until
+from tests._support.server_thread import ServerThread
 
-from .conftest import ROOT, Page, ServerThread, run_async, wait_for
 from .seed import FUNCTIONS, seed
 
 pytestmark = [pytest.mark.slow]
@@ -33,6 +36,7 @@ REPEAT = 25
 BOUND_MS = 250.0
 #: A page in the browser, from navigation until its table is drawn.
 PAGE_BOUND_MS = 3000.0
+ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "artifacts" / "dashboard-performance.txt"
 
 
@@ -128,7 +132,7 @@ def test_list_and_run_pages_answer_fast_on_10k_runs(
         finally:
             await engine.stop()
 
-    figures = run_async(scenario)
+    figures = arun(scenario(), own_thread=True)
     lines = [
         f"  {name:26} median {statistics.median(t):6.1f} ms   p95 {p95(t):6.1f} ms"
         for name, t in figures.items()
@@ -152,7 +156,7 @@ def test_pages_load_fast_in_the_browser_on_10k_runs(
         finally:
             await store.close()
 
-    ids = run_async(fill)
+    ids = arun(fill(), own_thread=True)
     server = ServerThread("engine-10k")
     server.start(build_app(Engine(settings)))
     page = tab.page
@@ -160,7 +164,7 @@ def test_pages_load_fast_in_the_browser_on_10k_runs(
     def timed(url: str, ready: Callable[[], Any]) -> float:
         start = time.perf_counter()
         page.goto(url)
-        wait_for(ready, what=url, timeout=20)
+        wait_until(ready, message=url, timeout=20)
         return (time.perf_counter() - start) * 1000
 
     try:

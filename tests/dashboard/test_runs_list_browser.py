@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 import stepline
+from tests._support.browser import Page, run_of, send
+from tests._support.polling import wait_until
 from tests.sdk.embedded_support import EngineServer
-
-from .conftest import Page, run_of, send, wait_for
 
 pytestmark = [pytest.mark.browser]
 
@@ -74,7 +74,7 @@ def started(http: httpx.Client, name: str, reason: str | None) -> tuple[str, str
     if reason is None:
         http.get(f"/v1/runs/{run_id}", params={"wait": 20})
     else:
-        wait_for(lambda: waiting_reason(http, run_id) == reason or None, what=reason)
+        wait_until(lambda: waiting_reason(http, run_id) == reason or None, message=reason)
     return event_id, run_id
 
 

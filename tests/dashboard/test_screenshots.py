@@ -28,11 +28,14 @@ import stepline
 import stepline.asgi
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
-
-from .conftest import ROOT, Page, ServerThread, closing_client, run_of, send, wait_for
+from tests._support.browser import Page, run_of, send
+from tests._support.clients import closing_client
+from tests._support.polling import wait_until
+from tests._support.server_thread import ServerThread
 
 pytestmark = [pytest.mark.browser]
 
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "img" / "dashboard"
 #: set to 1 to save the pictures over the tracked ones in ``DOCS``
 WRITE = "STEPLINE_SCREENSHOTS"
@@ -139,7 +142,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         stop.callback(app_server.stop)
         engine_server.start(build_app(Engine(settings)))
         http = stop.enter_context(httpx.Client(base_url=engine_server.url, timeout=40))
-        wait_for(lambda: http.get("/v1/apps").json()["data"] or None, what="the app to sync")
+        wait_until(lambda: http.get("/v1/apps").json()["data"] or None, message="the app to sync")
         orders = [run_of(http, send(http, "shop/order", {"order": f"A-{n}"})) for n in range(3)]
         failed = run_of(http, send(http, "shop/refund", {"order": "A-9"}))
         waiting = run_of(http, send(http, "shop/paid", {"order": "A-1"}))
@@ -227,7 +230,7 @@ def test_run_page_waiting(shop: Shop, tab: Page, pictures: Path) -> None:
         steps = shop.http.get(f"/v1/runs/{shop.waiting}/steps").json()["data"]
         return True if any(s["status"] == "Waiting" for s in steps) else None
 
-    wait_for(waits, what="the shipping run to wait")
+    wait_until(waits, message="the shipping run to wait")
     tab.page.goto(f"{shop.url}/#/runs/{shop.waiting}")
     expect(tab.page.locator("#timeline details.step", has_text="picked-up")).to_be_visible()
     picture(tab, "run-waiting", pictures)

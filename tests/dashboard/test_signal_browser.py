@@ -20,8 +20,10 @@ import stepline
 import stepline.asgi
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
-
-from .conftest import Page, ServerThread, closing_client, run_of, send, wait_for
+from tests._support.browser import Page, run_of, send
+from tests._support.clients import closing_client
+from tests._support.polling import wait_until
+from tests._support.server_thread import ServerThread
 
 pytestmark = [pytest.mark.browser]
 
@@ -63,7 +65,7 @@ def stack(tmp_path: Any) -> Iterator[tuple[str, httpx.Client]]:
         stop.callback(app_server.stop)
         engine_server.start(build_app(Engine(settings)))
         http = stop.enter_context(httpx.Client(base_url=engine_server.url, timeout=30))
-        wait_for(lambda: http.get("/v1/apps").json()["data"] or None, what="the app to sync")
+        wait_until(lambda: http.get("/v1/apps").json()["data"] or None, message="the app to sync")
         yield engine_server.url, http
 
 
@@ -75,7 +77,7 @@ def test_send_a_signal_from_the_run_page(stack: tuple[str, httpx.Client], tab: P
         steps = http.get(f"/v1/runs/{run_id}/steps").json()["data"]
         return True if any(s["status"] == "Waiting" for s in steps) else None
 
-    wait_for(waiting, what="the run to wait for its signal")
+    wait_until(waiting, message="the run to wait for its signal")
     page = tab.page
     page.goto(f"{url}/#/runs/{run_id}")
     review = page.locator("#timeline details.step", has_text="review")

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 import stepline
+from tests._support.browser import Page, run_of, send
+from tests._support.polling import wait_until
 from tests.sdk.embedded_support import EngineServer
-
-from .conftest import Page, run_of, send, wait_for
 
 pytestmark = [pytest.mark.browser]
 
@@ -67,9 +67,9 @@ def steps(http: httpx.Client, run_id: str) -> list[dict[str, Any]]:
 def test_retrying_and_failed_steps_in_words(engine: tuple[str, httpx.Client], tab: Page) -> None:
     url, http = engine
     paying = run_of(http, send(http, "state/pay"))["run_id"]
-    [charge] = wait_for(
+    [charge] = wait_until(
         lambda: [s for s in steps(http, paying) if s["attempts"] == 1] or None,
-        what="the charge's first attempt to fail",
+        message="the charge's first attempt to fail",
     )
     due = dt.datetime.fromisoformat(charge["next_retry_at"].replace("Z", "+00:00"))
     shipping = run_of(http, send(http, "state/ship"))["run_id"]

@@ -18,10 +18,10 @@ import pytest
 from stepline._status import RunStatus
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
+from tests._support.aio import arun
+from tests._support.browser import Page
 from tests._support.server_thread import ServerThread
 from tests.engine.test_store_contract import opened, run_record
-
-from .conftest import Page, run_async
 
 pytestmark = [pytest.mark.browser]
 
@@ -44,7 +44,7 @@ def engine(tmp_path: Path) -> Iterator[httpx.Client]:
         await store.atomic(lambda tx: tx.insert_run(record))
         await store.close()
 
-    run_async(seed)
+    arun(seed(), own_thread=True)
     server = ServerThread("engine")
     settings = EngineSettings(database_url=db, poll_interval=5.0)  # live, not polled
     server.start(build_app(Engine(settings)))

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from tests._support.browser import Page
+from tests._support.polling import wait_until
 from tests._support.processes import clean_env, free_port, spawned
-
-from .conftest import Page, wait_for
 
 pytestmark = [pytest.mark.process, pytest.mark.browser]
 
@@ -59,13 +59,13 @@ def test_the_page_shows_the_stream_and_a_reconnect_loses_nothing(tab: Page, site
     tab.page.click("#start")
 
     # live: the first files' progress is on the page while the run still works
-    wait_for(lambda: len(state(tab)["seqs"]) >= 4 or None, what="the first messages")
+    wait_until(lambda: len(state(tab)["seqs"]) >= 4 or None, message="the first messages")
     expect(tab.page.locator("#parts li").first).to_contain_text("file-01.csv")
     before = state(tab)
     assert before["result"] is None, "the run should still be going: slow it down"
     tab.page.evaluate("() => window.reconnectStream()")  # drop the connection, open another
 
-    wait_for(lambda: state(tab)["result"], what="the run's result on the page", timeout=60)
+    wait_until(lambda: state(tab)["result"], message="the run's result on the page", timeout=60)
     after = state(tab)
     total = after["result"]["output"]["messages"]
     assert after["connections"] >= 2, "the page reconnected"

@@ -24,9 +24,10 @@ import httpx
 import pytest
 
 import stepline
+from tests._support.browser import Page, run_of, send
+from tests._support.clients import closing_client
+from tests._support.polling import wait_until
 from tests.sdk.embedded_support import EngineServer
-
-from .conftest import Page, closing_client, run_of, send, wait_for
 
 pytestmark = [pytest.mark.browser]
 
@@ -96,7 +97,7 @@ def test_trace_attempts_stream_and_signals(
 ) -> None:
     url, http, store = engine
     run_id = run_of(http, send(http, "trace/order"))["run_id"]
-    wait_for(lambda: waiting_for_signal(http, run_id), what="the order to wait for its signal")
+    wait_until(lambda: waiting_for_signal(http, run_id), message="the order to wait for its signal")
     steps = {s["name"]: s for s in http.get(f"/v1/runs/{run_id}/steps").json()["data"]}
     [child] = http.get("/v1/runs", params={"parent_run_id": run_id}).json()["data"]
     assert child["parent_step_id"] == steps["ship"]["id"]

@@ -16,11 +16,11 @@ import pytest
 
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
+from tests._support.browser import Page
+from tests._support.polling import wait_until
 from tests._support.server_thread import ServerThread
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 from tests.engine.test_versions import body, serving
-
-from .conftest import Page, wait_for
 
 pytestmark = [pytest.mark.browser]
 
@@ -63,7 +63,7 @@ def test_apps_page_lists_versions_and_the_runs_list_filters_by_version(
             steps = http.get(f"/v1/runs/{old}/steps").json()["data"]
             return True if any(s["status"] == "Sleeping" for s in steps) else None
 
-        wait_for(asleep, what="the v1 run to sleep")
+        wait_until(asleep, message="the v1 run to sleep")
         assert http.post("/fn/register", json=body(two, "v2")).status_code == 200
         new = http.post("/v1/functions/shop-checkout/runs", json={}).json()["data"]["run_id"]
     page = tab.page

@@ -16,8 +16,9 @@ import stepline
 from stepline.engine import RunStatus
 from stepline.engine._model import Job, JobKind
 from stepline.engine._store.queue import QueueSql
-
-from .conftest import arun, dev_client, finished, running
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, running
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ return exactly the matching runs. Both stores, through the REST API and the clie
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,11 +12,10 @@ import httpx
 import pytest
 
 import stepline
-from stepline._transport import asgi_call, effects, performers
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
-
-from .conftest import arun
+from tests._support.aio import arun
+from tests._support.in_process import to_engine
 
 
 def _client_and_functions() -> tuple[stepline.Client, list[stepline.Function]]:
@@ -54,21 +52,7 @@ async def engine_with(db: str) -> AsyncIterator[tuple[Engine, stepline.Client, h
     client, functions = _client_and_functions()
     api = build_app(engine)
 
-    class ToEngine(performers.AsyncTransport):  # the client's calls go in-process
-        async def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
-            return await asgi_call.call(api, request)
-
-    loop = asyncio.get_running_loop()
-
-    class ToEngineSync(performers.SyncTransport):  # from the sync functions' threads
-        def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
-            return asyncio.run_coroutine_threadsafe(asgi_call.call(api, request), loop).result()
-
-    client.connection.async_transport = ToEngine()
-    client.connection.sync_transport = ToEngineSync()
-    client.connection.settings = dataclasses.replace(
-        client.settings, api_base_url="http://127.0.0.1"
-    )
+    to_engine(client, api)
     await engine.start()
     try:
         await engine.serve(client, functions)
@@ -248,8 +232,7 @@ def test_a_slow_runs_list_on_postgres_is_stopped_at_its_time_limit(
     # a list query the server plans or scans for longer than the limit is stopped there,
     # whether or not its client is still waiting; a pg_sleep stands in for the slow plan
     from stepline.engine._store import filters, postgres
-
-    from .conftest import postgres_schema
+    from tests._support.databases import postgres_schema
 
     slow_sql = filters.runs_query
 

@@ -24,9 +24,10 @@ from stepline.engine._events import internal
 from stepline.engine._http.api import build_app
 from stepline.engine._runs.starts import start_run
 from stepline.engine._store import RunFilter, Tx
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, running
 from tests._support.polling import await_until
-
-from .conftest import arun, dev_client, finished, running
 
 HOUR = 3600.0
 

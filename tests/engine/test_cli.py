@@ -16,11 +16,10 @@ import pytest
 from stepline.engine._cli.commands import main
 from stepline.engine._store.postgres_schema import MIGRATIONS
 from tests._support import refusing
+from tests._support.databases import postgres_schema
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env as _clean_env
 from tests._support.processes import free_port, spawned, wait_until_up
-
-from .servers import postgres_schema
 
 pytestmark = [pytest.mark.process, pytest.mark.postgres]
 

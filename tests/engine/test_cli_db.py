@@ -16,10 +16,10 @@ from stepline.engine import EngineSettings
 from stepline.engine._cli import db as db_cli
 from stepline.engine._model import JobKind, RunStatus
 from stepline.engine._store import Tx, store_for
+from tests._support.databases import postgres_schema
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, free_port, spawned
 
-from .servers import postgres_schema
 from .test_retention import seed
 from .test_store_contract import job
 

@@ -11,9 +11,10 @@ import pytest
 import stepline
 from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._store import RunFilter
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, running
 from tests._support.polling import await_until
-
-from .conftest import arun, dev_client, finished, running
 
 
 class Gauge:

@@ -18,9 +18,10 @@ import stepline
 from stepline.engine import RunStatus
 from stepline.engine._model import Job, JobKind
 from stepline.engine._store.queue import QueueSql
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, only_run, running
 from tests._support.polling import await_until
-
-from .conftest import arun, dev_client, finished, only_run, running
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ import httpx
 import stepline
 from stepline.engine import Engine
 from stepline.engine._http.api import build_app
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import running
 from tests._support.polling import await_until
-
-from .conftest import arun, dev_client, running
 
 CALLS: collections.Counter[str] = collections.Counter()
 

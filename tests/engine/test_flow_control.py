@@ -10,8 +10,9 @@ import pytest
 import stepline
 from stepline.engine import ManualClock, RunStatus
 from stepline.engine._store import RunFilter
-
-from .conftest import arun, dev_client, finished, running
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, running
 
 
 def test_rate_limit_skips_excess_events_per_key(db: str) -> None:

@@ -12,9 +12,10 @@ import stepline
 from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._model import Run
 from stepline.engine._store import RunFilter
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import advance, running, settle
 from tests._support.polling import await_until
-
-from .conftest import advance, arun, dev_client, running, settle
 
 SECOND = dt.timedelta(seconds=1)
 

@@ -25,9 +25,10 @@ import stepline
 from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._model import Run
 from stepline.engine._store import RunFilter
-
-from .conftest import STORES, arun, database, dev_client, running
-from .servers import postgres_schema
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.databases import STORES, database, postgres_schema
+from tests._support.engines import running
 
 pytestmark = [pytest.mark.slow]
 

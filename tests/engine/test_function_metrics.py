@@ -25,9 +25,8 @@ from stepline.engine._http.api import build_app
 from stepline.engine._http.wire import ApiError
 from stepline.engine._model import AppRecord, FunctionRecord, Job, JobKind, Run, RunStatus
 from stepline.engine._store import Tx, store_for
+from tests._support.aio import arun
 from tests._support.server_thread import ServerThread
-
-from .conftest import arun
 
 T0 = 1_800_000_000.0  # a bucket edge (a multiple of 60 and of 300)
 NOW = T0 + 290

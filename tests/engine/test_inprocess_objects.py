@@ -17,8 +17,9 @@ import pytest
 import stepline
 from stepline._protocol.execution import ExecutionRequest
 from stepline.engine import RunStatus
-
-from .conftest import arun, dev_client, finished, only_run, running
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, only_run, running
 
 
 def test_a_call_in_process_parses_no_body(db: str, monkeypatch: pytest.MonkeyPatch) -> None:

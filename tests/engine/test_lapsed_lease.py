@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from stepline.engine import Engine, EngineSettings, ManualClock, RunStatus
-from tests.conftest import StubServer
+from tests._support.engines import finished
+from tests._support.stub_server import StubServer
 
-from .conftest import finished
 from .test_protocol_stub import SDK
 from .test_versions import FN, body, calls
 

@@ -37,11 +37,11 @@ import httpx
 import psycopg
 import pytest
 
+from tests._support.databases import postgres_schema
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, free_port, spawn, wait_until_up
 
 from . import multinode_node as node_app
-from .servers import postgres_schema
 
 pytestmark = [pytest.mark.process, pytest.mark.postgres]
 

@@ -17,9 +17,9 @@ import pytest
 import stepline
 from stepline.engine import Engine, EngineSettings, ManualClock
 from stepline.engine._store import RunFilter
-
-from .conftest import arun, dev_client
-from .servers import postgres_schema
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.databases import postgres_schema
 
 pytestmark = [pytest.mark.postgres]
 

@@ -13,8 +13,10 @@ import pytest
 
 import stepline
 from stepline._status import RunStatus
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, only_run, running
 
-from .conftest import arun, dev_client, finished, only_run, running
 from .test_step_attempts import api
 
 

@@ -22,9 +22,10 @@ import pytest
 from stepline._protocol.hashing import hash_step_id
 from stepline.engine import RunStatus
 from stepline.engine._model import Run, StepRecord
-from tests.conftest import StubServer
+from tests._support.aio import arun
+from tests._support.engines import finished, only_run
+from tests._support.stub_server import StubServer
 
-from .conftest import arun, finished, only_run
 from .test_protocol_stub import SDK, start
 
 pytestmark = [pytest.mark.slow]

@@ -18,9 +18,10 @@ import pytest
 from stepline import RunInfo
 from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._http.api import build_app
-from tests.conftest import StubServer
+from tests._support.aio import arun
+from tests._support.engines import finished, only_run
+from tests._support.stub_server import StubServer
 
-from .conftest import arun, finished, only_run
 from .test_protocol_stub import SDK, start
 
 pytestmark = [pytest.mark.slow]

@@ -35,9 +35,8 @@ from stepline.engine._apps.registry import parse_app
 from stepline.engine._flow.rules import FlowRules
 from stepline.engine._http.api import build_app
 from tests._support.polling import wait_until
+from tests._support.recording import Recorder
 from tests._support.server_thread import ServerThread
-
-from .servers import Recorder
 
 with warnings.catch_warnings():
     # inngest 0.5.19's comm_lib.CommRequest still declares a class-based pydantic

@@ -35,11 +35,10 @@ from stepline._protocol.signing import hash_signing_key
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from tests._support import refusing
+from tests._support.databases import database
 from tests._support.polling import wait_until
+from tests._support.recording import Recorder
 from tests._support.server_thread import ServerThread
-
-from .conftest import database
-from .servers import Recorder
 
 # Fixture setup (npm install, process start) is bounded by its own timeouts; each test's
 # own body keeps the suite's 60 s limit.

@@ -28,11 +28,11 @@ import pytest
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from tests._support.polling import wait_until
+from tests._support.recording import RequestLog
 from tests._support.server_thread import ServerThread
 
 from . import inngest_app
 from .inngest_app import APP_ID, EXTRA_APP_ID, Record, event, fid
-from .servers import RequestLog
 
 with warnings.catch_warnings():
     # inngest 0.5.19's comm_lib.CommRequest still declares a class-based pydantic

@@ -23,8 +23,9 @@ import stepline
 from stepline._comm.pool import SdkPool
 from stepline.engine import Engine, RunStatus
 from stepline.engine._driver import InProcessDriver
-
-from .conftest import arun, dev_client, finished, only_run, running
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, only_run, running
 
 STEPS = 10
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests._support.databases import database
 from tests._support.processes import free_port
 
 from . import deploys
-from .conftest import database
 from .deploys import app, ended, engine, get, sleeping, sync
 
 pytestmark = [pytest.mark.process]

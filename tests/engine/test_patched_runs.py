@@ -17,8 +17,9 @@ import pytest
 import stepline
 from stepline.engine import Engine, ManualClock
 from stepline.engine._store import RunFilter
-
-from .conftest import advance, arun, dev_client, running
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import advance, running
 
 EVENT = stepline.TriggerEvent(event="t/flow")
 NAP = dt.timedelta(hours=1)

@@ -19,10 +19,11 @@ import stepline
 from stepline.engine import Engine, ManualClock, RunStatus
 from stepline.engine._http.api import build_app
 from stepline.engine._store import RunFilter
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.databases import postgres_schema
+from tests._support.engines import advance, finished, only_run, quiet, running
 from tests._support.polling import await_until
-
-from .conftest import advance, arun, dev_client, finished, only_run, quiet, running
-from .servers import postgres_schema
 
 FN = "t-steps"
 _BASE = "http://127.0.0.1"  # a dev-mode engine answers loopback names only

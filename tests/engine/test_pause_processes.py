@@ -21,11 +21,11 @@ import httpx
 import pytest
 
 import stepline
+from tests._support.databases import database
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env
 
 from . import deploys
-from .conftest import database
 from .deploys import app, ended, engine, sleeping, sync
 
 pytestmark = [pytest.mark.process]

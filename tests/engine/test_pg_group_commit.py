@@ -22,9 +22,8 @@ import pytest
 from stepline.engine._model import Job, JobKind
 from stepline.engine._store.pg_writers import Reconnect, Writers
 from stepline.engine._store.postgres import PostgresStore, PostgresTx
-
-from .conftest import arun
-from .servers import postgres_schema
+from tests._support.aio import arun
+from tests._support.databases import postgres_schema
 
 pytestmark = [pytest.mark.postgres]
 

@@ -21,8 +21,7 @@ import stepline
 from stepline.embedded import EmbeddedEngine
 from stepline.engine import EngineSettings
 from stepline.engine._store import RunFilter, filters, store_for
-
-from .servers import postgres_schema
+from tests._support.databases import postgres_schema
 
 pytestmark = [pytest.mark.postgres]
 

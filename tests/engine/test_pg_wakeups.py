@@ -17,10 +17,9 @@ from stepline.engine import EngineSettings
 from stepline.engine._model import Job, JobKind
 from stepline.engine._store import Store, Tx, store_for
 from stepline.engine._store.postgres import CHANNEL, STREAMS
+from tests._support.aio import arun
+from tests._support.databases import postgres_database
 from tests._support.polling import await_until
-
-from .conftest import arun
-from .servers import postgres_database
 
 pytestmark = [pytest.mark.postgres]
 

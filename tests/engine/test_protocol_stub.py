@@ -18,10 +18,10 @@ import pytest
 from stepline._protocol import signing
 from stepline.engine import Engine, EngineSettings, ManualClock, RunStatus
 from stepline.engine._store import RunFilter
+from tests._support.aio import arun
+from tests._support.engines import finished, only_run
 from tests._support.polling import await_until
-from tests.conftest import StubServer
-
-from .conftest import arun, finished, only_run
+from tests._support.stub_server import StubServer
 
 pytestmark = [pytest.mark.slow]
 

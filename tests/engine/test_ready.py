@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._store import sqlite_schema
-from tests.engine.servers import POSTGRES_URL, postgres_schema
+from tests._support.databases import POSTGRES_URL, postgres_schema
 
 pytestmark = [pytest.mark.postgres]
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from stepline.engine import Engine, EngineSettings, ManualClock
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 
 from .test_versions import FN, body, serving
 

@@ -24,10 +24,13 @@ from stepline._protocol.hashing import hash_step_id
 from stepline.engine import Engine
 from stepline.engine._cli.runs import run_detail
 from stepline.engine._http.api import build_app
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.databases import database
+from tests._support.engines import finished, only_run, running
 from tests._support.polling import wait_until
 
 from . import deploys
-from .conftest import arun, database, dev_client, finished, only_run, running
 
 STEP_3 = hash_step_id("step-3")
 

@@ -28,10 +28,12 @@ from stepline.engine._observe.metrics import EngineMetrics
 from stepline.engine._store import RunFilter, Store, Tx
 from stepline.engine._store import retention as _retention
 from stepline.engine._store.sweeper import Sweeper, interval_for
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.databases import postgres_schema
+from tests._support.engines import finished, only_run, running
 from tests._support.polling import await_until
 
-from .conftest import arun, dev_client, finished, only_run, running
-from .servers import postgres_schema
 from .test_store_contract import job, run_record, with_store
 
 DAY = 86_400.0

@@ -17,8 +17,10 @@ from stepline.engine import ManualClock
 from stepline.engine._backoff import INNGEST_TABLE, SHORT_TABLE, Backoff
 from stepline.engine._cli import commands
 from stepline.engine._config import EngineConfigError, EngineSettings, resolve
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import only_run, quiet, running
 
-from .conftest import arun, dev_client, only_run, quiet, running
 from .test_step_state import START, steps_of
 
 

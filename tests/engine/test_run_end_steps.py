@@ -17,8 +17,9 @@ import pytest
 import stepline
 from stepline.engine import ManualClock, RunStatus, StepStatus
 from stepline.engine._model import StepRecord
-
-from .conftest import advance, arun, dev_client, finished, only_run, quiet, running
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import advance, finished, only_run, quiet, running
 
 
 def steps_by_name(steps: Sequence[StepRecord]) -> dict[str, tuple[str, bool]]:

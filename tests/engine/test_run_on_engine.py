@@ -12,8 +12,9 @@ import json
 
 import stepline
 from stepline.engine import RunStatus
-
-from .conftest import arun, dev_client, finished, only_run, running
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, only_run, running
 
 
 def test_a_run_of_three_steps_is_three_calls(db: str) -> None:

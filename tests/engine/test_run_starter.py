@@ -21,8 +21,8 @@ from stepline.engine import Engine, EngineSettings, ManualClock
 from stepline.engine._http.api import build_app
 from stepline.engine._store import RunFilter, Store, sqlite_schema
 from stepline.engine._store import postgres_schema as _postgres_schema
+from tests._support.databases import postgres_schema
 
-from .servers import postgres_schema
 from .test_api import START, registration
 from .test_store_contract import atomic, run_record, with_store
 

@@ -10,8 +10,9 @@ from typing import Any
 import stepline
 from stepline.engine import ManualClock, RunStatus
 from stepline.engine._store import RunFilter
-
-from .conftest import arun, dev_client, finished, only_run, running
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, only_run, running
 
 
 def test_two_steps_complete_with_output_and_timeline(db: str) -> None:

@@ -16,9 +16,10 @@ import stepline
 import stepline.asgi
 from stepline._comm import app_sync
 from stepline.engine import Engine, EngineSettings, RunStatus
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import only_run, running
 from tests._support.server_thread import ServerThread
-
-from .conftest import arun, dev_client, only_run, running
 
 pytestmark = [pytest.mark.slow]
 

@@ -23,9 +23,9 @@ from stepline._protocol import signals as tokens
 from stepline.engine._http import signals as signal_routes
 from stepline.engine._http import throttle
 from tests._support import memory
+from tests._support.aio import arun
 from tests._support.processes import clean_env, engine_command, free_port, spawned
 
-from .conftest import arun
 from .test_signals import KEY, _output, _run_of, _waiting, engine_with
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

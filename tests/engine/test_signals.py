@@ -8,8 +8,6 @@ slows down a client that guesses.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,14 +18,13 @@ import pytest
 
 import stepline
 from stepline._protocol import signals as tokens
-from stepline._transport import asgi_call, effects, performers
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http import signals as signal_routes
 from stepline.engine._http.api import build_app
 from stepline.engine._store import RunFilter
+from tests._support.aio import arun
+from tests._support.in_process import to_engine
 from tests._support.polling import await_until
-
-from .conftest import arun
 
 KEY = "signkey-test-" + "ab" * 32
 
@@ -71,21 +68,7 @@ async def engine_with(
     client, functions = _client_and_functions(app_key)
     api = build_app(engine)
 
-    class ToEngine(performers.AsyncTransport):  # the client's calls go in-process
-        async def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
-            return await asgi_call.call(api, request)
-
-    loop = asyncio.get_running_loop()
-
-    class ToEngineSync(performers.SyncTransport):
-        def request(self, request: effects.HttpRequest) -> effects.HttpResponse:
-            return asyncio.run_coroutine_threadsafe(asgi_call.call(api, request), loop).result()
-
-    client.connection.async_transport = ToEngine()
-    client.connection.sync_transport = ToEngineSync()
-    client.connection.settings = dataclasses.replace(
-        client.settings, api_base_url="http://127.0.0.1"
-    )
+    to_engine(client, api)
     await engine.start()
     try:
         await engine.serve(client, functions)

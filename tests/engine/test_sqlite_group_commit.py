@@ -12,8 +12,7 @@ import pytest
 
 from stepline.engine import EngineSettings
 from stepline.engine._store import Tx, store_for
-
-from .conftest import arun
+from tests._support.aio import arun
 
 
 class Boom(Exception):

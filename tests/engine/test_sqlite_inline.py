@@ -22,9 +22,9 @@ from stepline.engine._store import Tx
 from stepline.engine._store.faults import classify
 from stepline.engine._store.sqlite import PAGE_SIZE, SqliteStore
 from stepline.engine._store.wal import LOG_BYTES, WalKeeper
+from tests._support.aio import arun
 from tests._support.polling import await_until
 
-from .conftest import arun
 from .test_store_contract import run_record
 
 

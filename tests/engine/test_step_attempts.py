@@ -24,8 +24,10 @@ from stepline.engine._model import RunStatus
 from stepline.engine._store import Store, Tx
 from stepline.engine._store.attempts import StepAttempt
 from stepline.engine._store.sweeper import Sweeper
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, only_run, running
 
-from .conftest import arun, dev_client, finished, only_run, running
 from .test_retention import DAY, T0, seed
 from .test_store_contract import with_store
 

@@ -22,8 +22,10 @@ import pytest
 import stepline
 from stepline.engine import Engine, RunStatus
 from stepline.engine._http.api import build_app
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, only_run, running
 
-from .conftest import arun, dev_client, finished, only_run, running
 from .test_publish_runs import stack
 
 STEPS = 5

@@ -21,8 +21,9 @@ from stepline._status import RunStatus
 from stepline.engine import Engine, ManualClock
 from stepline.engine._cli import runs as cli_runs
 from stepline.engine._http.api import build_app
-
-from .conftest import arun, dev_client, finished, only_run, quiet, running
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, only_run, quiet, running
 
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 UTC = dt.timezone.utc

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests._support.databases import database
 from tests._support.polling import wait_until
 
-from .conftest import database
 from .deploys import app, ended, engine, get, sync
 
 pytestmark = [pytest.mark.process]

@@ -24,8 +24,7 @@ from stepline.engine._model import (
     StepStatus,
 )
 from stepline.engine._store import EventFilter, RunFilter, Store, Tx, store_for
-
-from .conftest import arun
+from tests._support.aio import arun
 
 T = TypeVar("T")
 

@@ -24,10 +24,10 @@ from stepline.engine._http import stream as stream_routes
 from stepline.engine._http.api import build_app
 from stepline.engine._store import Store
 from stepline.engine._streams.service import StreamService
+from tests._support.databases import postgres_schema
 from tests._support.polling import wait_until
 from tests._support.server_thread import ServerThread
 
-from .servers import postgres_schema
 from .test_store_contract import run_record, with_store
 
 pytestmark = [pytest.mark.slow]

@@ -26,9 +26,10 @@ from stepline.engine._apps import versions as _versions
 from stepline.engine._http.api import build_app
 from stepline.engine._model import Run
 from stepline.engine._store import RunFilter
-from tests.conftest import StubServer
+from tests._support.aio import arun
+from tests._support.engines import advance, quiet
+from tests._support.stub_server import StubServer
 
-from .conftest import advance, arun, quiet
 from .test_protocol_stub import SDK
 
 pytestmark = [pytest.mark.slow]

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
+from tests._support.databases import database
 from tests._support.processes import clean_env
 
 from . import deploys
-from .conftest import database
 from .deploys import app, ended, engine, sleeping, sync
 
 pytestmark = [pytest.mark.process]

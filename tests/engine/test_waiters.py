@@ -12,9 +12,8 @@ import pytest
 from stepline.engine._errors import EngineStopped
 from stepline.engine._model import Run, RunStatus
 from stepline.engine._runs.waiters import RECHECK_SECONDS, RunWaiters
+from tests._support.aio import arun
 from tests._support.polling import await_until, wait_until
-
-from .conftest import arun
 
 
 class Runs:

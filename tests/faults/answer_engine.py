@@ -14,8 +14,9 @@ import sys
 from typing import Any
 
 from stepline.engine import Engine, EngineSettings
+from tests._support.engines import FAST
 from tests._support.polling import await_until
-from tests.faults.sec_servers import FAST, register_body
+from tests.faults.sec_servers import register_body
 
 
 def peak_kib() -> int:

@@ -21,7 +21,6 @@ OTHER_KEY = "signkey-prod-" + "bad0" * 16
 EVENT_KEY = "sec-event-key"
 SDK = {"x-inngest-sdk": "inngest-py:v0.5.19", "x-inngest-req-version": "2"}
 START: dict[str, Any] = {"mode": "start", "signing_keys": (KEY,), "event_keys": (EVENT_KEY,)}
-FAST: dict[str, Any] = {"retry_scale": 0.0, "retry_jitter": 0.0, "poll_interval": 0.05}
 
 #: (status, headers, body): body is bytes, or an iterable of chunks sent chunked
 Answer = tuple[int, dict[str, str], bytes | Iterable[bytes]]

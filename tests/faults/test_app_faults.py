@@ -24,10 +24,13 @@ from stepline.engine._backoff import Backoff
 from stepline.engine._driver import HttpDriver
 from stepline.engine._flow.rules import RegistrationError
 from tests._support import refusing
+from tests._support.aio import arun
+from tests._support.engines import register_http
+from tests._support.logs import captured_logs
 from tests._support.polling import await_until
+from tests._support.server_thread import AppServer
 
 from . import fault_app
-from .conftest import AppServer, arun, captured_logs, register_http
 
 CALL_TIMEOUT = 1.0
 SCALE = 0.01

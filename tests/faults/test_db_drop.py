@@ -30,9 +30,10 @@ import stepline
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._store.postgres import COMMIT_LOST
+from tests._support.databases import POSTGRES_URL, postgres_schema
+from tests._support.logs import captured_logs
 from tests._support.polling import await_until
 
-from .conftest import POSTGRES_URL, captured_logs, postgres_schema
 from .fault_app import Trace
 
 pytestmark = [pytest.mark.postgres]

@@ -39,8 +39,8 @@ from stepline._comm import app_sync
 from stepline._comm.handler import CommHandler
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, free_port, log_tail, spawn
+from tests._support.server_thread import AppServer
 
-from .conftest import AppServer
 from .fault_app import Trace
 
 pytestmark = [pytest.mark.process]

@@ -26,9 +26,9 @@ from stepline._protocol.opcodes import Opcode
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http import views
 from stepline.engine._wire.response import RawResponse
+from tests._support.logs import captured_logs
 from tests._support.polling import await_until
-
-from .conftest import BYSTANDER_EVENT, RELEASE_EVENT, bystander, captured_logs, expected
+from tests._support.targets import BYSTANDER_EVENT, RELEASE_EVENT, bystander, expected
 
 FUZZ = settings(
     max_examples=120,

@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 
 from stepline import _cel
 from stepline._cel import EvaluationError, ExpressionError
+from tests._support.logs import captured_logs
+from tests._support.targets import Refuse, assert_precise, fuzz_target
 
 from . import strategies as s
-from .conftest import Refuse, assert_precise, captured_logs, fuzz_target
 
 pytestmark = [pytest.mark.slow]
 

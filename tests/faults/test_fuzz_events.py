@@ -16,8 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests._support.targets import EVENT_KEY, START_MODE, Target, assert_precise, fuzz_target
+
 from . import strategies as s
-from .conftest import EVENT_KEY, START_MODE, Target, assert_precise, fuzz_target
 
 pytestmark = [pytest.mark.slow]
 

@@ -17,7 +17,6 @@ import json
 import time
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,12 +27,12 @@ import stepline
 from stepline._comm.handler import CommHandler
 from stepline._comm.messages import CommRequest, CommResponse
 from stepline._protocol import signing
+from tests._support.captures import CAPTURES
 
 from . import strategies as s
 
 pytestmark = [pytest.mark.slow]
 
-CAPTURES = Path(__file__).resolve().parents[1] / "golden" / "captures"
 KEY = "signkey-prod-" + "ab" * 32
 OTHER_KEY = "signkey-prod-" + "cd" * 32
 EXECUTIONS = [

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,13 +22,13 @@ from hypothesis import strategies as st
 import stepline
 from stepline._comm import app_sync
 from stepline._comm.handler import CommHandler
+from tests._support.captures import CAPTURES
+from tests._support.targets import Refuse, assert_precise, fuzz_target
 
 from . import strategies as s
-from .conftest import Refuse, assert_precise, fuzz_target
 
 pytestmark = [pytest.mark.slow]
 
-CAPTURES = Path(__file__).resolve().parents[1] / "golden" / "captures"
 URL = "http://127.0.0.1:1/api/inngest"
 OPTION_KEYS = [
     "appName", "appname", "url", "functions", "id", "name", "triggers", "event", "expression",

@@ -17,8 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests._support.targets import BYSTANDER_EVENT, START_MODE, Target, assert_precise, fuzz_target
+
 from . import strategies as s
-from .conftest import BYSTANDER_EVENT, START_MODE, Target, assert_precise, fuzz_target
 
 pytestmark = [pytest.mark.slow]
 

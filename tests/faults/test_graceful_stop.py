@@ -33,8 +33,8 @@ from tests._support.processes import (
     wait_until_up,
 )
 from tests._support.processes import stop as stop_process
+from tests._support.server_thread import AppServer
 
-from .conftest import AppServer
 from .fault_app import Trace
 
 pytestmark = [pytest.mark.process]

@@ -26,8 +26,9 @@ from stepline.engine._wire.response import (
     RecordedDivergence,
     decode,
 )
-from tests.conftest import StubServer
-from tests.engine.conftest import arun, finished, only_run
+from tests._support.aio import arun
+from tests._support.engines import finished, only_run
+from tests._support.stub_server import StubServer
 from tests.engine.test_protocol_stub import SDK, start
 
 HEADER = "X-Stepline-Nondeterminism"

@@ -16,10 +16,10 @@ import pytest
 import stepline
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
+from tests._support.databases import postgres_schema
+from tests._support.logs import captured_logs
 from tests._support.polling import await_until
-from tests.engine.servers import postgres_schema
 
-from .conftest import captured_logs
 from .tcp_cut import cuttable
 
 pytestmark = [pytest.mark.postgres]

@@ -23,11 +23,12 @@ import pytest
 
 from stepline.engine import Engine, EngineSettings, RunStatus
 from stepline.engine._model import Run, StepRecord
+from tests._support.aio import arun
+from tests._support.engines import FAST
+from tests._support.logs import captured_logs
 from tests._support.polling import await_until
 
-from .conftest import arun, captured_logs
 from .sec_servers import (
-    FAST,
     KEY,
     OTHER_KEY,
     SDK,

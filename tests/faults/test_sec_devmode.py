@@ -29,13 +29,13 @@ import stepline.asgi
 from stepline._comm import app_sync
 from stepline._comm.handler import CommHandler
 from stepline.embedded import EmbeddedEngine
+from tests._support.clients import closing_client
+from tests._support.engines import FAST
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned
-
-from .conftest import AppServer, closing
+from tests._support.server_thread import AppServer
 
 EVIL = "http://evil.example"
-FAST = {"poll_interval": 0.05, "retry_scale": 0.0, "retry_jitter": 0.0}
 
 
 @contextlib.contextmanager
@@ -200,7 +200,7 @@ def test_allow_public_answers_any_host_but_still_refuses_web_pages(tmp_path: Pat
 def test_the_sdk_syncs_sends_and_manages_runs_through_the_guard(tmp_path: Path) -> None:
     with dev_engine(tmp_path) as (base, _log):
         client, functions = _app(base)
-        with AppServer(closing(stepline.asgi.serve(client, functions), client)) as app:
+        with AppServer(closing_client(stepline.asgi.serve(client, functions), client)) as app:
             url = f"{app.base}/api/inngest"
             # POST /v1/apps/sync as documented (JSON): the engine PUTs to the app, the app
             # registers with the SDK's headers through the guard

@@ -25,10 +25,12 @@ from stepline.engine._gateway import proxy
 from stepline.engine._gateway.destinations import Address, Policy, refusal
 from stepline.engine._model import Run
 from stepline.engine._worker.worker import QueueWorker
+from tests._support.aio import arun
+from tests._support.engines import FAST
+from tests._support.logs import captured_logs
 from tests._support.polling import await_until
 
-from .conftest import arun, captured_logs
-from .sec_servers import FAST, Answer, Scripted, gateway_op, json_answer, register_body, steps_of
+from .sec_servers import Answer, Scripted, gateway_op, json_answer, register_body, steps_of
 
 REFUSED = {
     "127.0.0.1": "loopback",

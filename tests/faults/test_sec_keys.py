@@ -36,10 +36,9 @@ from stepline.engine._http.api import build_app
 from stepline.engine._http.throttle import SignInLimiter, client_key
 from stepline.engine._store.dsn import redact, scrub
 from tests._support import refusing
+from tests._support.databases import POSTGRES_URL, postgres_schema
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned
-
-from .conftest import POSTGRES_URL, postgres_schema
 
 KEY = "signkey-prod-" + "7a" * 32
 EVENT_KEY = "sec-keys-event-key"

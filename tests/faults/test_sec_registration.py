@@ -42,10 +42,12 @@ from stepline.engine import Engine, EngineSettings
 from stepline.engine._errors import FunctionTakenError, RegistrationRefusedError
 from stepline.engine._http.api import build_app
 from tests._support import refusing
+from tests._support.aio import arun
+from tests._support.clients import closing_client
+from tests._support.logs import captured_logs
 from tests._support.polling import wait_until
 from tests._support.recording import AppCalls
-
-from .conftest import AppServer, arun, captured_logs, closing
+from tests._support.server_thread import AppServer
 
 with warnings.catch_warnings():
     # inngest 0.5's CommRequest declares a class-based pydantic Config: one warning, on import
@@ -94,7 +96,7 @@ def _functions(client: stepline.Client) -> list[stepline.Function]:
 def _serve(engine_url: str, key: str = KEY, serve_origin: str | None = None) -> AppCalls:
     client = _client(engine_url, key)
     app = stepline.asgi.serve(client, _functions(client), serve_origin=serve_origin)
-    return AppCalls(closing(app, client))
+    return AppCalls(closing_client(app, client))
 
 
 def _settings(db: str, mode: str = "start") -> EngineSettings:

@@ -24,8 +24,8 @@ from stepline._connect import proto
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._http.dashboard import COOKIE, CSRF_HEADER
+from tests._support.server_thread import AppServer
 
-from .conftest import AppServer
 from .test_sec_registration import (
     AUTH,
     EVENT_KEY,

@@ -40,11 +40,12 @@ from stepline._protocol import signing
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._config import EngineConfigError, resolve
 from stepline.engine._http.api import build_app
+from tests._support.clients import closing_client
+from tests._support.logs import captured_logs
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned
 from tests._support.recording import AppCalls
-
-from .conftest import AppServer, captured_logs, closing
+from tests._support.server_thread import AppServer
 
 OLD = "signkey-prod-" + "0a1b" * 16
 NEW = "signkey-prod-" + "2c3d" * 16
@@ -73,7 +74,7 @@ def _app(engine_url: str, key: str, fallback: str | None) -> tuple[stepline.Clie
         first = await ctx.step.run("one", lambda: 1)
         return [first, await ctx.step.run("two", lambda: 2)]
 
-    return client, closing(stepline.asgi.serve(client, [two]), client)
+    return client, closing_client(stepline.asgi.serve(client, [two]), client)
 
 
 def _production(db: str, keys: tuple[str, ...], **extra: Any) -> EngineSettings:

@@ -25,9 +25,8 @@ from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._store import RunFilter
 from stepline.engine._store.sqlite import SqliteStore
+from tests._support.logs import captured_logs
 from tests._support.polling import await_until
-
-from .conftest import captured_logs
 
 pytestmark = [pytest.mark.slow]
 

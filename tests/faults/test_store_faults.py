@@ -42,10 +42,9 @@ from stepline.engine._store.sqlite import SqliteStore
 from stepline.web import RunRoutes, WebRequest, allow_all
 from tests._support import sqlite_faults
 from tests._support.ci import under_ci
+from tests._support.databases import POSTGRES_URL, postgres_schema
+from tests._support.logs import captured_logs
 from tests._support.polling import await_until
-from tests.engine.servers import POSTGRES_URL, postgres_schema
-
-from .conftest import captured_logs
 
 pytestmark = [pytest.mark.slow]
 

@@ -17,7 +17,8 @@ import pytest
 
 import stepline
 import stepline.flask
-from tests.conftest import CAPTURES, StubServer, load_capture
+from tests._support.captures import CAPTURES, load_capture
+from tests._support.stub_server import StubServer
 
 from . import holdout_app
 

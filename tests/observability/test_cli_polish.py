@@ -27,10 +27,10 @@ from stepline.engine._cli import lookups
 from stepline.engine._cli import progress as _progress
 from stepline.engine._cli.runs import EXIT_ENDED
 from stepline.engine._http.api import build_app
+from tests._support.clients import dev_client
+from tests._support.engines import fast_settings
 from tests._support.polling import wait_until
 from tests._support.server_thread import ServerThread
-
-from .conftest import dev_client, settings
 
 pytestmark = [pytest.mark.process]
 
@@ -80,7 +80,9 @@ def engine_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     stepline.starlette.serve(web, cli, [hello, waits])
     stepline.starlette.serve(web, other, [other_hello], serve_path="/api/other")
     try:
-        engine_server.start(build_app(Engine(settings(tmp_path_factory.mktemp("polish")))))
+        engine_server.start(
+            build_app(Engine(fast_settings(tmp_path_factory.mktemp("polish") / "engine.db")))
+        )
         app_server.start(web)
         for path in ("/api/inngest", "/api/other"):
             synced = httpx.post(

@@ -23,9 +23,10 @@ from stepline.engine._cli import progress as _progress
 from stepline.engine._cli.commands import main
 from stepline.engine._http.api import build_app
 from tests._support import refusing
+from tests._support.clients import closing_client, dev_client
+from tests._support.engines import fast_settings
 from tests._support.polling import wait_until
-
-from .conftest import ServerThread, closing, dev_client, settings
+from tests._support.server_thread import ServerThread
 
 pytestmark = [pytest.mark.slow]
 
@@ -62,11 +63,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     def waits(ctx: stepline.SyncContext) -> None:
         ctx.step.wait_for_event("reply", event="cli/never", timeout="1h")
 
-    web = starlette.applications.Starlette(lifespan=closing(client))
+    web = starlette.applications.Starlette()
     stepline.starlette.serve(web, client, [hello, waits])
     try:
-        engine_server.start(build_app(Engine(settings(tmp_path))))
-        app_server.start(web)
+        engine_server.start(build_app(Engine(fast_settings(tmp_path / "engine.db"))))
+        app_server.start(closing_client(web, client))
         synced = httpx.post(
             f"{engine_server.url}/v1/apps/sync", json={"url": f"{app_server.url}/api/inngest"}
         )

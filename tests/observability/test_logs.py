@@ -14,8 +14,9 @@ import pytest
 import stepline
 from stepline import _logs, logs
 from stepline.engine import Engine
-
-from .conftest import arun, dev_client, running, settings
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import fast_settings, running
 
 
 class Lines(logging.Handler):
@@ -54,8 +55,8 @@ def lines() -> Iterator[Lines]:
 
 def run_to_end(tmp_path: Path, client: stepline.Client, fn: stepline.Function, **kw: Any) -> str:
     async def scenario() -> str:
-        engine = Engine(settings(tmp_path, **kw))
-        async with running(engine, [(client, [fn])]):
+        engine = Engine(fast_settings(tmp_path / "engine.db", **kw))
+        async with running(engine, apps=[(client, [fn])]):
             await engine.send({"name": "obs/go"})
             [run] = await engine.list_runs()
             await engine.wait_for_run(run.run_id, timeout=20)
@@ -68,7 +69,7 @@ def run_to_end(tmp_path: Path, client: stepline.Client, fn: stepline.Function, *
 def test_replayed_code_does_not_log_twice(
     tmp_path: Path, lines: Lines, checkpointing: bool
 ) -> None:
-    client = dev_client(checkpointing=checkpointing, logger=logging.getLogger("obs.fn"))
+    client = dev_client("obs", checkpointing=checkpointing, logger=logging.getLogger("obs.fn"))
 
     @client.function(id="fn", trigger=stepline.TriggerEvent(event="obs/go"))
     def fn(ctx: stepline.SyncContext) -> int:
@@ -118,7 +119,7 @@ def test_a_call_planned_ahead_does_not_log_again(tmp_path: Path, lines: Lines) -
 
 
 def test_json_lines_carry_run_function_step_and_attempt(tmp_path: Path, lines: Lines) -> None:
-    client = dev_client(checkpointing=False, logger=logging.getLogger("obs.fn"))
+    client = dev_client("obs", checkpointing=False, logger=logging.getLogger("obs.fn"))
     app_logger = logging.getLogger("obs.app")
 
     def charge() -> str:
@@ -149,7 +150,7 @@ def test_json_lines_carry_run_function_step_and_attempt(tmp_path: Path, lines: L
 
 
 def test_engine_lines_name_the_run_and_attempt(tmp_path: Path, lines: Lines) -> None:
-    client = dev_client(checkpointing=False)
+    client = dev_client("obs", checkpointing=False)
 
     @client.function(id="boom", retries=1, trigger=stepline.TriggerEvent(event="obs/go"))
     def boom(ctx: stepline.SyncContext) -> None:

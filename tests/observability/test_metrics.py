@@ -19,8 +19,10 @@ from stepline.engine._observe import prometheus as prom
 from stepline.engine._observe.metrics import call_result
 from stepline.engine._wire.response import Completed, Failed, RawResponse
 from tests._support import refusing
-
-from .conftest import arun, dev_client, running, settings, settle, until
+from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import fast_settings, running, settle
+from tests._support.polling import await_until
 
 _LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -56,7 +58,7 @@ def sample(
 
 
 def test_a_scrape_after_a_known_workload(tmp_path: Path) -> None:
-    client = dev_client(checkpointing=False)
+    client = dev_client("obs", checkpointing=False)
 
     @client.function(id="ok", trigger=stepline.TriggerEvent(event="obs/ok"))
     def ok(ctx: stepline.SyncContext) -> int:
@@ -92,8 +94,8 @@ def test_a_scrape_after_a_known_workload(tmp_path: Path) -> None:
     clock = ManualClock(float(int(time.time())))  # the SDK times sleeps by the wall clock
 
     async def scenario() -> tuple[str, str]:
-        engine = Engine(settings(tmp_path), clock=clock)
-        async with running(engine, [(client, [ok, boom, waits, nap, slow])]):
+        engine = Engine(fast_settings(tmp_path / "engine.db"), clock=clock)
+        async with running(engine, apps=[(client, [ok, boom, waits, nap, slow])]):
             # an app that no longer answers: its calls are SDK call errors
             handler = CommHandler(client=gone, functions=[unreachable], framework="test")
             dead = refusing.url("/api/inngest")
@@ -106,13 +108,13 @@ def test_a_scrape_after_a_known_workload(tmp_path: Path) -> None:
                 live = [r for r in runs if not r.status.terminal]
                 return len(runs) == 9 and [r.function_id for r in live] == ["obs-waits"]
 
-            await settle(engine, clock, settled)
+            await settle(engine, clock, until=settled)
             transport = httpx.ASGITransport(app=build_app(engine))
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
                 before = (await http.get("/metrics")).text
                 [waiting] = [r for r in await engine.list_runs() if not r.status.terminal]
                 await engine.cancel(waiting.run_id)
-                await until(engine.idle)  # the events a cancel emits are fanned out
+                await await_until(engine.idle)  # the events a cancel emits are fanned out
                 answer = await http.get("/metrics")
                 assert answer.status_code == 200
                 assert answer.headers["content-type"] == prom.CONTENT_TYPE
@@ -184,7 +186,7 @@ def test_a_scrape_after_a_known_workload(tmp_path: Path) -> None:
 
 def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
     async def scenario() -> int:
-        engine = Engine(settings(tmp_path, metrics=False))
+        engine = Engine(fast_settings(tmp_path / "engine.db", metrics=False))
         assert engine.observer is None  # and so no wrapped store, no per-job hooks
         async with running(engine):
             transport = httpx.ASGITransport(app=build_app(engine))
@@ -198,7 +200,11 @@ def test_metrics_need_the_signing_key_in_start_mode(tmp_path: Path) -> None:
     key = "signkey-prod-" + "ab" * 32
 
     async def scenario() -> tuple[int, int]:
-        engine = Engine(settings(tmp_path, mode="start", signing_keys=(key,), event_keys=("e",)))
+        engine = Engine(
+            fast_settings(
+                tmp_path / "engine.db", mode="start", signing_keys=(key,), event_keys=("e",)
+            )
+        )
         async with running(engine):
             transport = httpx.ASGITransport(app=build_app(engine))
             async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:

@@ -24,9 +24,12 @@ from stepline.engine import Engine, EngineConfigError, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._model import Run, RunStatus
 from stepline.engine._observe import tracing as engine_tracing
+from tests._support.aio import arun
+from tests._support.clients import closing_client, dev_client
+from tests._support.engines import fast_settings, running
+from tests._support.otel import Otel
 from tests._support.polling import await_until
-
-from .conftest import Otel, ServerThread, arun, closing, dev_client, running, settings, until
+from tests._support.server_thread import ServerThread
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"
@@ -45,11 +48,12 @@ def attr(span: ReadableSpan, name: str) -> Any:
 def test_one_trace_from_the_web_request_through_run_calls_and_steps(
     tmp_path: Path, otel: Otel
 ) -> None:
-    engine = Engine(settings(tmp_path), tracer_provider=otel.provider)
+    engine = Engine(fast_settings(tmp_path / "engine.db"), tracer_provider=otel.provider)
     engine_server = ServerThread("engine", lifespan="on")
     app_server = ServerThread("app", lifespan="on")
     engine_url, app_url = engine_server.url, app_server.url
     client = dev_client(
+        "obs",
         api_base_url=engine_url,
         event_api_base_url=engine_url,
         checkpointing=False,
@@ -62,11 +66,11 @@ def test_one_trace_from_the_web_request_through_run_calls_and_steps(
         sent = await ctx.step.run("send-email", lambda: "sent")
         return {"user": user, "email": sent}
 
-    web_app = starlette.applications.Starlette(lifespan=closing(client))
+    web_app = starlette.applications.Starlette()
     stepline.starlette.serve(web_app, client, [signup])
     try:
         engine_server.start(build_app(engine))
-        app_server.start(web_app)
+        app_server.start(closing_client(web_app, client))
         synced = httpx.post(f"{engine_url}/v1/apps/sync", json={"url": f"{app_url}/api/inngest"})
         assert synced.json()["data"]["ok"] is True
 
@@ -135,15 +139,15 @@ def test_one_trace_from_the_web_request_through_run_calls_and_steps(
 
 
 def test_a_run_without_a_sender_is_the_root_of_its_own_trace(tmp_path: Path, otel: Otel) -> None:
-    client = dev_client(checkpointing=False, tracer_provider=otel.provider)
+    client = dev_client("obs", checkpointing=False, tracer_provider=otel.provider)
 
     @client.function(id="nightly", trigger=stepline.TriggerEvent(event="obs/nightly"))
     def nightly(ctx: stepline.SyncContext) -> int:
         return ctx.step.run("count", lambda: 3)
 
     async def scenario() -> str:
-        engine = Engine(settings(tmp_path), tracer_provider=otel.provider)
-        async with running(engine, [(client, [nightly])]):
+        engine = Engine(fast_settings(tmp_path / "engine.db"), tracer_provider=otel.provider)
+        async with running(engine, apps=[(client, [nightly])]):
             await engine.send({"name": "obs/nightly"})
             [run] = await engine.list_runs()
             await engine.wait_for_run(run.run_id, timeout=20)
@@ -160,7 +164,7 @@ def test_a_run_without_a_sender_is_the_root_of_its_own_trace(tmp_path: Path, ote
 
 
 def test_a_failed_run_and_step_are_marked_as_errors(tmp_path: Path, otel: Otel) -> None:
-    client = dev_client(checkpointing=False, tracer_provider=otel.provider)
+    client = dev_client("obs", checkpointing=False, tracer_provider=otel.provider)
 
     def explode() -> None:
         raise ValueError("no")
@@ -170,8 +174,8 @@ def test_a_failed_run_and_step_are_marked_as_errors(tmp_path: Path, otel: Otel) 
         ctx.step.run("explode", explode)
 
     async def scenario() -> None:
-        engine = Engine(settings(tmp_path), tracer_provider=otel.provider)
-        async with running(engine, [(client, [boom])]):
+        engine = Engine(fast_settings(tmp_path / "engine.db"), tracer_provider=otel.provider)
+        async with running(engine, apps=[(client, [boom])]):
             await engine.send(
                 {"name": "obs/boom"}, headers={"traceparent": f"00-{TRACE}-{PARENT}-01"}
             )
@@ -195,7 +199,7 @@ def test_events_keep_the_trace_context_only_when_tracing(tmp_path: Path, otel: O
     header = {"traceparent": f"00-{TRACE}-{PARENT}-01", "tracestate": "k=v"}
 
     async def stored(tracer_provider: Any, where: Path) -> dict[str, Any]:
-        engine = Engine(settings(where), tracer_provider=tracer_provider)
+        engine = Engine(fast_settings(where / "engine.db"), tracer_provider=tracer_provider)
         async with running(engine):
             [event_id] = await engine.send({"name": "obs/any"}, headers=header)
             return (await engine.get_event(event_id)).payload
@@ -235,7 +239,7 @@ def test_sending_an_event_inside_a_span_carries_its_context(otel: Otel) -> None:
 
 
 def test_starting_a_run_inside_a_span_continues_its_trace(tmp_path: Path, otel: Otel) -> None:
-    client = dev_client(checkpointing=False)
+    client = dev_client("obs", checkpointing=False)
 
     @client.function(id="started", trigger=stepline.TriggerEvent(event="obs/started"))
     def started(ctx: stepline.SyncContext) -> int:
@@ -253,8 +257,8 @@ def test_starting_a_run_inside_a_span_continues_its_trace(tmp_path: Path, otel: 
 
     # the engine: POST /v1/functions/{id}/runs keeps it, so the run's span continues it
     async def scenario() -> str:
-        engine = Engine(settings(tmp_path), tracer_provider=otel.provider)
-        async with running(engine, [(client, [started])]):
+        engine = Engine(fast_settings(tmp_path / "engine.db"), tracer_provider=otel.provider)
+        async with running(engine, apps=[(client, [started])]):
             transport = httpx.ASGITransport(app=build_app(engine))
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as api:
                 answer = await api.post(
@@ -276,7 +280,7 @@ def test_starting_a_run_inside_a_span_continues_its_trace(tmp_path: Path, otel: 
 def test_a_run_started_by_step_invoke_continues_its_parent_s_trace(
     tmp_path: Path, otel: Otel
 ) -> None:
-    client = dev_client(checkpointing=False)
+    client = dev_client("obs", checkpointing=False)
 
     @client.function(id="child", trigger=stepline.TriggerEvent(event="obs/child"))
     def child(ctx: stepline.SyncContext) -> int:
@@ -287,8 +291,8 @@ def test_a_run_started_by_step_invoke_continues_its_parent_s_trace(
         return int(ctx.step.invoke("call-child", function=child, data={})) + 1
 
     async def scenario() -> tuple[str, str]:
-        engine = Engine(settings(tmp_path), tracer_provider=otel.provider)
-        async with running(engine, [(client, [parent, child])]):
+        engine = Engine(fast_settings(tmp_path / "engine.db"), tracer_provider=otel.provider)
+        async with running(engine, apps=[(client, [parent, child])]):
             await engine.send({"name": "obs/parent"})
 
             async def both() -> dict[str, str] | None:
@@ -313,7 +317,7 @@ def test_tracing_without_opentelemetry_is_a_config_error(
 ) -> None:
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(EngineConfigError, match=r"stepline\[otel\]"):
-        Engine(settings(tmp_path, tracing=True))
+        Engine(fast_settings(tmp_path / "engine.db", tracing=True))
 
 
 @pytest.mark.process
@@ -369,7 +373,7 @@ def test_without_the_extra_nothing_imports_opentelemetry(tmp_path: Path) -> None
 
 
 def test_no_provider_means_no_step_observer(tmp_path: Path) -> None:
-    client = dev_client(checkpointing=False)
+    client = dev_client("obs", checkpointing=False)
     seen: list[object] = []
 
     @client.function(id="plain", trigger=stepline.TriggerEvent(event="obs/plain"))
@@ -380,10 +384,10 @@ def test_no_provider_means_no_step_observer(tmp_path: Path) -> None:
         engine = Engine(EngineSettings(database_url=str(tmp_path / "db"), poll_interval=0.05))
         assert engine.observer is not None
         assert engine.observer.tracer is None
-        async with running(engine, [(client, [plain])]):
+        async with running(engine, apps=[(client, [plain])]):
             await engine.send({"name": "obs/plain"})
             [run] = await engine.list_runs()
-            await until(lambda: _ended(engine, run.run_id))
+            await await_until(lambda: _ended(engine, run.run_id))
 
     arun(scenario())
     assert seen == [None]

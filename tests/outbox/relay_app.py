@@ -16,8 +16,8 @@ from pathlib import Path
 
 import stepline
 import stepline.outbox
-
-from .conftest import ORDER_PLACED, Database
+from tests._support.outbox_db import Database
+from tests._support.outbox_shop import ORDER_PLACED
 
 
 def main() -> None:

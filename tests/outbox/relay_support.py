@@ -19,9 +19,8 @@ from typing import Any
 import httpx
 
 from tests._support import processes, refusing
+from tests._support.outbox_shop import ORDER_PLACED
 from tests._support.polling import wait_until
-
-from .conftest import ORDER_PLACED
 
 FUNCTION_ID = "shop-process-order"
 #: a relay that polls often: tests see deliveries at once without a NOTIFY

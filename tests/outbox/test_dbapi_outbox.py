@@ -12,9 +12,9 @@ import pytest
 import stepline
 import stepline.outbox
 from stepline._protocol import event_ids
+from tests._support.outbox_db import Database, fresh
+from tests._support.outbox_shop import ORDER_PLACED, Shop
 from tests._support.polling import wait_until
-
-from .conftest import ORDER_PLACED, Database, Shop, fresh
 
 
 def test_a_committed_send_and_start_become_rows_whose_ids_the_engine_keeps(

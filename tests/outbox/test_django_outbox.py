@@ -12,8 +12,9 @@ import pytest
 
 import stepline.django
 from stepline._protocol import event_ids
+from tests._support.outbox_db import Database, fresh
+from tests._support.outbox_shop import Shop
 
-from .conftest import Database, Shop, fresh
 from .test_sqlalchemy_outbox import shape
 
 pytestmark = [pytest.mark.process]

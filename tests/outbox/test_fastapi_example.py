@@ -16,8 +16,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import stepline
 import stepline.sqlalchemy
-
-from .conftest import Database, Shop
+from tests._support.outbox_db import Database
+from tests._support.outbox_shop import Shop
 
 
 class Base(DeclarativeBase):

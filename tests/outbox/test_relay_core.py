@@ -20,9 +20,9 @@ import stepline.outbox
 from stepline.outbox import _relay, _relay_db, _relay_deliver
 from stepline.outbox._relay_deliver import DeliveryOutcome
 from tests._support import refusing
+from tests._support.outbox_db import Database, fresh
+from tests._support.outbox_shop import ORDER_PLACED, Shop
 from tests._support.polling import wait_until
-
-from .conftest import ORDER_PLACED, Database, Shop, fresh
 
 
 class Clock:

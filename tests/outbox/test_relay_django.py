@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests._support import processes
+from tests._support.outbox_db import Database
 from tests._support.polling import wait_until
 
-from .conftest import Database
 from .relay_support import engine_process, pending
 
 pytestmark = [pytest.mark.process]

@@ -10,26 +10,16 @@ from __future__ import annotations
 import base64
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from starlette.testclient import TestClient
 
 from stepline.engine import Engine, EngineSettings, ManualClock, _ids
 from stepline.engine._http.api import build_app
 from stepline.engine._store import RunFilter
 from tests._support import refusing
-from tests.engine.conftest import STORES, arun, database
+from tests._support.aio import arun
 from tests.engine.test_api import START
-
-
-@pytest.fixture(params=STORES)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The engine's database: a SQLite file, or a fresh Postgres schema."""
-    with database(request.param, tmp_path) as url:
-        yield url
-
 
 APP_URL = refusing.url("/api/inngest")
 FN_URL = f"{APP_URL}?fnId=a-f&stepId=step"

@@ -19,11 +19,13 @@ import stepline
 import stepline.outbox
 from stepline.embedded import EmbeddedEngine
 from stepline.engine import Engine
+from tests._support.aio import arun
+from tests._support.databases import postgres_schema
+from tests._support.engines import FAST, running
+from tests._support.outbox_db import Database
+from tests._support.outbox_shop import ORDER_PLACED, shop_functions
 from tests._support.polling import await_until, wait_until
-from tests.engine.conftest import arun, running
-from tests.engine.servers import postgres_schema
 
-from .conftest import FAST, ORDER_PLACED, Database, shop_functions
 from .relay_support import metric, pending
 
 pytestmark = [pytest.mark.postgres]

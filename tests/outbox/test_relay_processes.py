@@ -23,9 +23,10 @@ import pytest
 import stepline
 import stepline.outbox
 from tests._support import processes
+from tests._support.outbox_db import Database
+from tests._support.outbox_shop import ORDER_PLACED
 from tests._support.polling import wait_until
 
-from .conftest import ORDER_PLACED, Database
 from .relay_support import (
     EngineProcess,
     engine_process,
@@ -160,7 +161,7 @@ def test_an_engine_down_for_a_while_is_caught_up_with(database: Database, tmp_pa
 
 
 def test_a_postgres_writer_wakes_the_relay_at_its_commit(tmp_path: Path) -> None:
-    from .conftest import fresh
+    from tests._support.outbox_db import fresh
 
     with fresh("postgresql", tmp_path) as database:
         prepare(database)

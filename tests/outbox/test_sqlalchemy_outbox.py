@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 import stepline
 import stepline.sqlalchemy
 from stepline._protocol import event_ids
-
-from .conftest import ORDER_PLACED, Database, Shop, fresh
+from tests._support.outbox_db import Database, fresh
+from tests._support.outbox_shop import ORDER_PLACED, Shop
 
 FACES = ("session", "connection")
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +18,9 @@ from stepline._protocol.registration import (
     step_url,
     strip_nulls,
 )
+from tests._support import captures
 
-CAPTURES = Path(__file__).resolve().parents[1] / "golden" / "captures" / "py"
+CAPTURES = captures.CAPTURES / "py"
 CRAZY_ID = "crazy_ids%$^&*(_+{|:<?☃️"
 CRAZY_ENCODED = "crazy_ids%25%24%5E%26%2A%28_%2B%7B%7C%3A%3C%3F%E2%98%83%EF%B8%8F"
 

@@ -19,9 +19,9 @@ import os
 from typing import Any
 
 import stepline
+from tests._support.engines import FAST
 
 #: Fast engine settings for tests: no retry delays, quick polling.
-FAST: dict[str, Any] = {"poll_interval": 0.05, "retry_scale": 0.0, "retry_jitter": 0.0}
 SIGNING_KEY = "signkey-prod-" + "c0ffee12" * 8
 EVENT_KEY = "prod-event-key"
 

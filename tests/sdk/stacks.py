@@ -12,9 +12,9 @@ import httpx
 import werkzeug.test
 
 from stepline.embedded import EmbeddedEngine
+from tests._support.engines import FAST
 
 from . import embedded_app
-from .embedded_app import FAST
 from .embedded_support import EngineServer, Face, faces
 
 #: What a non-browser caller sends (the engine's CSRF check for mounted routes).

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 import stepline
+from tests._support.engines import FAST
 from tests._support.polling import wait_until
 
 from .embedded_support import Blocking, EngineServer, LoopThread
 
 pytestmark = [pytest.mark.slow]
 
-FAST: dict[str, Any] = {"poll_interval": 0.05, "retry_scale": 0.0, "retry_jitter": 0.0}
 COUNTS: collections.Counter[str] = collections.Counter()
 FAIL = {"step-2": True}
 

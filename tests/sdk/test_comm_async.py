@@ -23,7 +23,7 @@ from stepline._comm import CommHandler, CommRequest, CommResponse
 from stepline._comm import handler as handler_module
 from stepline._protocol import signing
 from tests._support.polling import wait_until
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 
 KEY_A = "signkey-prod-aaaa"
 KEY_B = "signkey-prod-bbbb"

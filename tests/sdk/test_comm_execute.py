@@ -19,7 +19,7 @@ import stepline
 import stepline.flask
 from stepline._protocol import signing
 from tests._support import refusing
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 
 from .comm_calls import (
     CHECKPOINT,

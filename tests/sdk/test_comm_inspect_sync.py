@@ -20,7 +20,7 @@ import stepline.flask
 from stepline._comm import CommHandler, CommRequest, CommResponse
 from stepline._protocol import signing
 from tests._support import refusing
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 
 pytestmark = [pytest.mark.slow]
 

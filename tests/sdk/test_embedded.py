@@ -27,10 +27,11 @@ import werkzeug.wrappers
 import stepline
 from stepline import RunStatus
 from stepline.embedded import ORIGIN, EmbeddedEngine
+from tests._support.engines import FAST
 from tests._support.polling import wait_until
 
 from . import embedded_app
-from .embedded_app import EVENT_KEY, FAST, SIGNING_KEY
+from .embedded_app import EVENT_KEY, SIGNING_KEY
 from .embedded_support import poll
 
 

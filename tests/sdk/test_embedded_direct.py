@@ -21,10 +21,11 @@ import pytest
 import stepline
 from stepline._transport import asgi_call, effects
 from stepline.embedded import ORIGIN, EmbeddedEngine, _direct
+from tests._support.engines import FAST
 from tests._support.polling import wait_until
 
 from . import embedded_app
-from .embedded_app import EVENT_KEY, FAST, SIGNING_KEY
+from .embedded_app import EVENT_KEY, SIGNING_KEY
 
 ORDER = "shop-order"
 

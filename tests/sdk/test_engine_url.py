@@ -32,7 +32,7 @@ from stepline.engine._cli import relay
 from stepline.engine._cli.commands import main
 from stepline.outbox import _relay_deliver
 from tests._support import refusing
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 
 CHOICES = ("STEPLINE_DEV=1", "STEPLINE_API_BASE_URL=", "https://api.inngest.com")
 

@@ -20,10 +20,11 @@ import pytest
 import stepline
 from stepline import RunStatus
 from stepline.embedded import EmbeddedEngine
+from tests._support.engines import FAST
 from tests._support.processes import free_port
 
 from . import embedded_app, stacks
-from .embedded_app import EVENT_KEY, FAST, SIGNING_KEY
+from .embedded_app import EVENT_KEY, SIGNING_KEY
 from .embedded_support import EngineServer, Face, faces, poll
 from .stacks import Stack
 

@@ -21,7 +21,7 @@ import stepline
 from stepline._comm import CommHandler
 from stepline._execution.publish import MAX_BATCH
 from tests._support.polling import wait_until
-from tests.conftest import StubServer
+from tests._support.stub_server import StubServer
 
 from .comm_calls import CHECKPOINT, body_for, call, decoded, memo, ops, sha1
 

@@ -28,10 +28,7 @@ from stepline.embedded import EmbeddedEngine
 from stepline.engine._store import Store
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, free_port, spawn, wait_until_up
-from tests.engine import conftest as engine_conftest
 from tests.engine.test_store_contract import run_record, with_store
-
-db = engine_conftest.db
 
 ENGINE = Path(__file__).parents[1] / "engine" / "engine_proc.py"
 RUN = "01RUNCLIENTSTREAM000000001"

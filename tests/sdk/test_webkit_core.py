@@ -19,10 +19,10 @@ from stepline._transport import effects
 from stepline._webkit import routes as _webkit
 from stepline.embedded import EmbeddedEngine
 from stepline.web import AccessDenied, AccessRequest, RunRoutes, WebRequest, WebResponse, allow_all
+from tests._support.engines import FAST
 from tests._support.processes import free_port
 
 from . import embedded_app
-from .embedded_app import FAST
 from .embedded_support import LoopThread, poll
 
 

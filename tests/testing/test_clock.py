@@ -9,8 +9,8 @@ import pytest
 
 import stepline
 from stepline.testing import RunWaitingError, TestEnv
-
-from .conftest import START, dev_client
+from tests._support.clients import dev_client
+from tests._support.virtual_time import START
 
 client = dev_client("clock")
 

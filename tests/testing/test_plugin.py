@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 import stepline
-
-from .conftest import dev_client
+from tests._support.clients import dev_client
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 

@@ -11,8 +11,8 @@ import flask
 
 import stepline
 from stepline.testing import TestEnv
-
-from .conftest import START, dev_client
+from tests._support.clients import dev_client
+from tests._support.virtual_time import START
 
 client = dev_client("web")
 

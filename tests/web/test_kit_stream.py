@@ -39,9 +39,9 @@ import stepline.flask
 import stepline.tornado
 import stepline.web
 from stepline.embedded import EmbeddedEngine
+from tests._support.databases import postgres_schema
 from tests._support.polling import wait_until
 from tests._support.server_thread import serving
-from tests.engine.servers import postgres_schema
 
 from .django_setup import _django, mount  # noqa: F401 (_django: an autouse fixture)
 

@@ -1,8 +1,9 @@
-"""Fixtures of the fault, fuzz and security suites.
+"""The fuzz and security suites' target: an engine behind its HTTP API, with a run in flight
+that the abuse must not harm, and what every answer of the API must be.
 
-``db`` is the engine suite's store matrix (a SQLite file, or a fresh Postgres schema that
-fails under ``CI=true`` when Postgres is missing). ``AppServer`` serves an ASGI app over
-real HTTP from a thread, so the engine reaches it through its pooled HTTP driver.
+``fuzz_target`` serves the engine through Starlette's ``TestClient`` with a bystander run
+waiting for a release event; leaving, it releases the run, which must complete exactly as
+``expected`` says. ``assert_precise``: a 2xx, or a 4xx with a JSON error; never a 5xx.
 """
 
 from __future__ import annotations
@@ -11,90 +12,33 @@ import contextlib
 import dataclasses
 import functools
 import json
-import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
 from starlette.testclient import TestClient
 
 import stepline
-from stepline._comm import app_sync
-from stepline._comm.handler import CommHandler
 from stepline._protocol import signing
-from stepline.engine import Engine, EngineSettings
+from stepline.engine import Engine
 from stepline.engine._http.api import build_app
 from stepline.engine._wire.response import RawResponse
+from tests._support.engines import fast_settings
 from tests._support.polling import wait_until
-from tests._support.server_thread import ServerThread
-from tests.engine import conftest as engine_conftest
-from tests.engine.conftest import arun  # noqa: F401
-from tests.engine.servers import POSTGRES_URL, postgres_schema  # noqa: F401
-from tests.engine.servers import closing_client as closing  # noqa: F401
 
 T = TypeVar("T")
 
-#: ``db``: the engine suite's store matrix (a SQLite file, or a fresh Postgres schema)
-db = engine_conftest.db
-
-
-class AppServer(ServerThread):
-    """uvicorn serving an ASGI app on a loopback socket bound up front, in a thread."""
-
-    def __init__(self, app: Any, *, name: str = "app", quiet: bool = False) -> None:
-        # quiet: injected hang-ups make uvicorn log a traceback per fault
-        level = "critical" if quiet else "warning"
-        super().__init__(name, log_level=level, graceful=2, join=10)
-        self.app = app
-        self.base = self.url
-
-    def __enter__(self) -> AppServer:
-        self.start(self.app)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-async def register_http(
-    engine: Engine, client: stepline.Client, functions: Sequence[stepline.Function], url: str
-) -> None:
-    """Register an app served over HTTP at ``url`` (what its sync would send)."""
-    handler = CommHandler(client=client, functions=functions, framework="asgi")
-    try:
-        await engine.register(app_sync.register_payload(handler.endpoint, url))
-    finally:
-        handler.close()
-
-
-@contextlib.contextmanager
-def captured_logs(*names: str, level: int = logging.DEBUG) -> Iterator[list[str]]:
-    """Every record of the named loggers (root if none), formatted with its traceback."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    handler = Collect(level)
-    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-    loggers = [logging.getLogger(n) for n in names] or [logging.getLogger()]
-    saved = [(lg, lg.level) for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(level)
-    try:
-        yield lines
-    finally:
-        for lg, old in saved:
-            lg.removeHandler(handler)
-            lg.setLevel(old)
-
-
-# -- a run that must not notice the abuse ------------------------------------------------
-
 BYSTANDER_EVENT = "bystander/go"
 RELEASE_EVENT = "bystander/release"
+
+SIGNING_KEY = "signkey-test-" + "c0ffee" * 8
+EVENT_KEY = "faults-event-key"
+#: settings of an engine in production mode (``start``), with its keys
+START_MODE: dict[str, Any] = {
+    "mode": "start",
+    "signing_keys": (SIGNING_KEY,),
+    "event_keys": (EVENT_KEY,),
+}
 
 
 def bystander() -> tuple[stepline.Client, list[stepline.Function]]:
@@ -124,9 +68,6 @@ def expected(n: int, by: int = 1) -> dict[str, Any]:
     return {"n": n, "doubled": n * 2, "plus": n * 2 + by}
 
 
-# -- an engine behind its HTTP API, for fuzzing --------------------------------------------
-
-
 @dataclasses.dataclass
 class Target:
     """An engine served through Starlette's TestClient, with a bystander run in flight."""
@@ -142,26 +83,15 @@ class Target:
         return self.http.portal.call(functools.partial(fn, *args, **kwargs))
 
 
-SIGNING_KEY = "signkey-test-" + "c0ffee" * 8
-EVENT_KEY = "faults-event-key"
-START_MODE: dict[str, Any] = {
-    "mode": "start",
-    "signing_keys": (SIGNING_KEY,),
-    "event_keys": (EVENT_KEY,),
-}
-
-
 @contextlib.contextmanager
 def fuzz_target(db: str, *, http: Any = None, **settings: Any) -> Iterator[Target]:
     """An engine on ``db`` behind its API; the bystander must complete unharmed after use.
 
     ``http`` replaces the engine's HTTP driver (the bystander is served in process).
     """
-    options: dict[str, Any] = {"retry_scale": 0.0, "retry_jitter": 0.0, "poll_interval": 0.05}
-    options.update(settings)
-    engine = Engine(EngineSettings(database_url=db, **options), http=http)
+    engine = Engine(fast_settings(db, **settings), http=http)
     auth = {}
-    if options.get("mode") == "start":
+    if settings.get("mode") == "start":
         auth = {"authorization": f"Bearer {signing.hash_signing_key(SIGNING_KEY)}"}
     # a non-browser client (as the SDKs are): the dev-mode guard is tested in test_sec_devmode
     local, not_a_browser = "http://127.0.0.1:8288", {"x-stepline-csrf": "1"}
@@ -203,7 +133,7 @@ def assert_precise(answer: httpx.Response, *allowed: int) -> None:
 
 
 class Refuse:
-    """An HTTP driver that reaches nothing (a fuzzed URL must never cause real traffic)."""
+    """An engine HTTP driver that reaches nothing (a fuzzed URL must never cause real traffic)."""
 
     async def request(
         self, method: str, url: str, body: bytes, headers: Mapping[str, str], timeout: float
