@@ -1,8 +1,10 @@
-"""What a durable endpoint does with retries, failures, flow control, callers and budgets.
+"""What a durable endpoint does with retries, failures, flow control and budgets.
 
 FastAPI's ``TestClient`` drives each route (the logic is framework-neutral, in
 ``stepline._endpoints``); the engine is embedded, on SQLite, with retries at once. A
 separate engine's answers are scripted (its transport replaced) where only they matter.
+Callers (``authorize``'s principal scoping keys) and what a run stores of the request
+are checked over every framework in ``test_endpoint_contract.py``.
 """
 
 from __future__ import annotations
@@ -179,56 +181,6 @@ def test_a_concurrency_limited_endpoint_answers_202_while_its_slot_is_taken(
         assert first[0].json() == "held"
         run = finished(client, second.headers["x-stepline-run-id"])
         assert run.status is stepline.RunStatus.COMPLETED
-
-
-def test_authorize_names_the_caller_and_scopes_idempotency_keys(tmp_path: Path) -> None:
-    def authorize(access: stepline.web.AccessRequest) -> bool | stepline.web.Principal:
-        user = access.request.headers.get("x-user")
-        if user is None:
-            raise stepline.web.AccessDenied("log in first", status=401)
-        return stepline.web.Principal(f"user:{user}")
-
-    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
-        @app.post("/mine")
-        @stepline.fastapi.durable(client, authorize=authorize)
-        async def mine(ctx: stepline.EndpointContext) -> str | None:
-            await ctx.step.sleep("later", dt.timedelta(hours=1))
-            return ctx.principal
-
-    with app_with(tmp_path, declare) as (http, client):
-        assert http.post("/mine").status_code == 401
-        key = {"idempotency-key": "k"}
-        ada = http.post("/mine", headers={"x-user": "ada", **key})
-        bob = http.post("/mine", headers={"x-user": "bob", **key})
-        ada_again = http.post("/mine", headers={"x-user": "ada", **key})
-        assert ada.status_code == bob.status_code == 202
-        assert ada.headers["x-stepline-run-id"] != bob.headers["x-stepline-run-id"]
-        assert ada_again.headers["x-stepline-run-id"] == ada.headers["x-stepline-run-id"]
-        run = client.get_run_sync(ada.headers["x-stepline-run-id"]).describe()
-        assert run.started_by == "user:ada"
-
-
-def test_credentials_are_not_stored_with_the_run(tmp_path: Path) -> None:
-    seen: list[dict[str, str]] = []
-
-    def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
-        @app.post("/headers")
-        @stepline.fastapi.durable(client, keep_headers=["x-api-key"])
-        async def headers(ctx: stepline.EndpointContext) -> str:
-            seen.append(dict(ctx.request.headers))
-            return "ok"
-
-    with app_with(tmp_path, declare) as (http, client):
-        sent = {"authorization": "Bearer t0k", "cookie": "s=1", "x-api-key": "k", "x-trace": "7"}
-        answer = http.post("/headers", headers=sent)
-        assert answer.status_code == 200
-        assert "authorization" not in seen[0]
-        assert "cookie" not in seen[0]
-        assert seen[0]["x-api-key"] == "k"  # kept on purpose
-        assert "x-trace" not in seen[0]  # not in the default allowlist, not kept
-        assert seen[0]["user-agent"]  # in the default allowlist
-        stored = client.get_run_sync(answer.headers["x-stepline-run-id"]).describe()
-        assert stored.status is stepline.RunStatus.COMPLETED
 
 
 @pytest.mark.slow
@@ -416,8 +368,11 @@ def test_endpoint_ids_must_be_unique_per_app() -> None:
 def test_an_endpoint_declared_after_the_engine_started_is_registered(tmp_path: Path) -> None:
     """Django loads its URL conf (and the views in it) after the first request started the
     embedded engine: an endpoint declared then is registered at once, not answered 500."""
+    apps: list[fastapi.FastAPI] = []
 
     def declare(client: stepline.Client, app: fastapi.FastAPI) -> None:
+        apps.append(app)
+
         @app.post("/early")
         @stepline.fastapi.durable(client)
         async def early(ctx: stepline.EndpointContext) -> str:
@@ -425,8 +380,7 @@ def test_an_endpoint_declared_after_the_engine_started_is_registered(tmp_path: P
 
     with app_with(tmp_path, declare) as (http, client):
         assert http.post("/early").json() == "early"  # the engine runs, the app is registered
-        app = http.app
-        assert isinstance(app, fastapi.FastAPI)
+        [app] = apps
 
         @app.post("/late")
         @stepline.fastapi.durable(client)

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import fastapi
 import httpx
@@ -42,7 +43,12 @@ def app_for(client: stepline.Client, ran: list[str]) -> fastapi.FastAPI:
         charged = await ctx.step.run("charge", charge)
         if ctx.request.query.get("nap"):
             await ctx.step.sleep("nap", dt.timedelta(seconds=0.5))
-        receipt = await ctx.step.run("receipt", lambda: ran.append("receipt") or "sent")
+
+        def send_receipt() -> str:
+            ran.append("receipt")
+            return "sent"
+
+        receipt = await ctx.step.run("receipt", send_receipt)
         return {"charge": charged, "receipt": receipt}
 
     stepline.fastapi.serve(app, client, [])
@@ -91,8 +97,8 @@ def test_inline_over_the_engine_api_and_resumed_over_http(tmp_path: Path, mode: 
         run_id = suspended.headers["x-stepline-run-id"]
         auth = {"authorization": signing.bearer_token(SIGNING_KEY)} if mode == "start" else {}
 
-        def ended() -> dict[str, object] | None:
-            run = httpx.get(f"{base}/v1/runs/{run_id}", headers=auth).json()["data"]
+        def ended() -> dict[str, Any] | None:
+            run: dict[str, Any] = httpx.get(f"{base}/v1/runs/{run_id}", headers=auth).json()["data"]
             return run if run["status"] == "Completed" else None
 
         run = wait_until(ended, timeout=20, message="the suspended run to end")

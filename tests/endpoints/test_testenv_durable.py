@@ -25,7 +25,12 @@ def build() -> tuple[fastapi.FastAPI, stepline.Client, stepline.Function, list[s
     @stepline.fastapi.durable(client)
     async def order(ctx: stepline.EndpointContext) -> dict[str, object]:
         oid = ctx.request.path_params["oid"]
-        charge = await ctx.step.run("charge", lambda: charged.append(oid) or f"real-{oid}")
+
+        def charge_card() -> str:
+            charged.append(oid)
+            return f"real-{oid}"
+
+        charge = await ctx.step.run("charge", charge_card)
         if ctx.request.json().get("hold"):
             await ctx.step.sleep("hold", dt.timedelta(days=1))
         shipped = await ctx.step.run("ship", lambda: f"shipped-{oid}")

@@ -1,0 +1,1 @@
+"""Apps and servers the tests run: not tests themselves (see tests/README.md)."""
