@@ -34,6 +34,7 @@ import fastapi.testclient
 import flask
 import httpx
 import pydantic
+import starlette
 import starlette.applications
 import starlette.datastructures
 import starlette.requests
@@ -205,9 +206,16 @@ def lower(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     return {k.lower(): v for k, v in pairs}
 
 
+#: Starlette's ``TestClient`` hands a response over as it comes from Starlette 1.9 on; before,
+#: once the app has returned (Starlette 1.7 is the last release for Python 3.10)
+TESTCLIENT_STREAMS = tuple(map(int, starlette.__version__.split(".")[:2])) >= (1, 9)
+
+
 class Web:
     """A request, and the events of a stream until it ends (or ``until`` holds)."""
 
+    #: whether a stream's events can be read before it ends
+    live = True
     #: whether a stream may be followed on one thread while requests go on another
     concurrent = True
     #: whether a body can be sent with no content type at all
@@ -229,6 +237,8 @@ class HttpxWeb(Web):
 
     def __init__(self, http: httpx.Client) -> None:
         self.http = http
+        if isinstance(http, starlette.testclient.TestClient) and not TESTCLIENT_STREAMS:
+            self.live = self.concurrent = False
 
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
