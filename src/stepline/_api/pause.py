@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from stepline import _settings
 from stepline._api import runs as _runs
+from stepline._protocol import durations
 from stepline._transport import effects
 
 __all__ = ["PausedFunction", "pause_flow", "resume_flow"]
@@ -76,7 +77,7 @@ def _call(
 def _paused(function_id: str, raw: dict[str, Any]) -> PausedFunction:
     at = str(raw.get("at") or "")
     try:
-        when = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+        when = durations.fromisoformat(at.replace("Z", "+00:00"))
     except ValueError:
         when = dt.datetime.now(dt.timezone.utc)
     crons: Literal["queue", "skip"] = "skip" if raw.get("crons") == "skip" else "queue"

@@ -11,6 +11,7 @@ from typing import Any
 
 from stepline import _errors
 from stepline._api import step_state
+from stepline._protocol import durations
 from stepline._status import RunStatus
 
 __all__ = [
@@ -282,7 +283,7 @@ def parse_time(value: object) -> dt.datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return durations.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
 

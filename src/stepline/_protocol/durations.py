@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import sys
+from collections.abc import Callable
 
 _UNITS_NS = {
     "ns": 1,
@@ -77,13 +79,35 @@ def format_timestamp(when: _dt.datetime) -> str:
     return utc.isoformat(timespec="milliseconds") + "Z"  # a quarter of strftime's cost
 
 
+fromisoformat: Callable[[str], _dt.datetime]
+if sys.version_info >= (3, 11):
+    fromisoformat = _dt.datetime.fromisoformat
+else:
+    #: an RFC 3339 time's fraction of a second: any number of digits
+    _FRACTION = re.compile(r"(?<=:\d\d)[.,](\d+)")
+
+    def fromisoformat(text: str) -> _dt.datetime:
+        """``datetime.fromisoformat`` reading what Python 3.11's reads of RFC 3339.
+
+        Python 3.10's takes a fraction of a second of 3 or 6 digits only, and no ``Z``; Go
+        writes times with 1 to 9 digits (``2026-01-01T00:00:00.12345Z``).
+
+        Raises:
+            ValueError: not an ISO 8601 time that Python reads.
+        """
+        text = _FRACTION.sub(lambda m: "." + m[1][:6].ljust(6, "0"), text, count=1)
+        if text[-1:] in ("Z", "z"):
+            text = text[:-1] + "+00:00"
+        return _dt.datetime.fromisoformat(text)
+
+
 def parse_timestamp(text: str) -> _dt.datetime:
     """Parse an RFC 3339 timestamp (``Z`` or offset) into an aware UTC datetime.
 
     Raises:
         ValueError: not a timestamp, or one outside the years 1-9999 once in UTC.
     """
-    value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    value = fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=_dt.timezone.utc)
     try:
