@@ -44,6 +44,7 @@ from stepline._endpoints.context import EndpointContext as EndpointContext
 from stepline._endpoints.context import SyncEndpointContext as SyncEndpointContext
 from stepline._endpoints.request import EndpointRequest as EndpointRequest
 from stepline._endpoints.response import EndpointResponse as EndpointResponse
+from stepline._errors import BodyInvalidError as BodyInvalidError
 from stepline._errors import ConfigError as ConfigError
 from stepline._errors import NestedStepError as NestedStepError
 from stepline._errors import NonDeterminismError as NonDeterminismError
@@ -67,6 +68,7 @@ from stepline._protocol.opcodes import ParallelMode as ParallelMode
 
 __all__ = [
     "Batch",
+    "BodyInvalidError",
     "BulkHandle",
     "BulkInfo",
     "Cancel",

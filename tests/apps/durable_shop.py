@@ -374,5 +374,5 @@ def _parsed(ctx: Sync | Async) -> Any:
     """The body as JSON; a body that is not is the handler's 400 (the run ends there)."""
     try:
         return {"parsed": ctx.request.json()}
-    except stepline.SteplineError as exc:
+    except stepline.BodyInvalidError as exc:
         return stepline.EndpointResponse({"error": exc.message}, status=400)

@@ -9,6 +9,7 @@ import stepline.flask
 
 EXPECTED = [
     "Batch",
+    "BodyInvalidError",
     "BulkHandle",
     "BulkInfo",
     "Cancel",
