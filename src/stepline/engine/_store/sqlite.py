@@ -31,6 +31,8 @@ from stepline.engine._store.sql import SqlTx, run_in
 T = TypeVar("T")
 _READERS = 2  # reader threads (each with its own connection)
 _SQLITE_BUSY = 5  # another connection holds the lock
+#: what SQLite says for ``SQLITE_BUSY`` (``sqlite3_errstr``)
+_BUSY_MESSAGE = "database is locked"
 #: The most transactions one group commit covers.
 GROUP_MAX = 64
 #: Bytes a page of a new database file (a file keeps the size it was created with).
@@ -40,6 +42,17 @@ GROUP_MAX = 64
 #: +8.5% steps/s step by step with small outputs, +10% with 2 KB ones, even at 8 KB, and
 #: -6.5% with 20 KB outputs (2,048 would gain 3%, 4% and 0%).
 PAGE_SIZE = 1024
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether ``exc`` is ``SQLITE_BUSY``: another connection holds the lock.
+
+    Python 3.11+ gives the error's code; 3.10 only its message.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return bool(code == _SQLITE_BUSY)
+    return str(exc) == _BUSY_MESSAGE
 
 
 class SqliteStore:
@@ -286,7 +299,7 @@ class SqliteStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) == _SQLITE_BUSY:
+            if _busy(exc):
                 return False
             raise
         finally:
