@@ -1,4 +1,5 @@
-"""The Pythons the package says it supports are the ones CI tests, and the README says so."""
+"""The Pythons the package says it supports are the ones CI tests, and the README says so;
+the oldest Django it says it supports is the one the suite runs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import ast
 import re
 import sys
 from pathlib import Path
+
+import django
+
+import stepline.django
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,3 +55,31 @@ def test_the_readme_names_the_supported_range() -> None:
     tested = _tested()
     assert re.search(rf"supports Python {re.escape(tested[0])} to {re.escape(tested[-1])}", readme)
     assert "make test-versions" in readme
+
+
+def _django_floors() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    found = {
+        req.removeprefix("django>=")
+        for req in [*extras["django"], *extras["dev"]]
+        if req.startswith("django>=")
+    }
+    assert len(extras["django"]) == 1, extras["django"]
+    return found
+
+
+def test_the_django_floor_is_the_one_stepline_django_checks() -> None:
+    floor = ".".join(map(str, stepline.django.MIN_VERSION))
+    assert _django_floors() == {floor}
+    readme = (ROOT / "README.md").read_text()
+    assert f"| Django {floor}+ " in readme
+    assert f"needs Django {floor} " in (ROOT / "docs" / "web-django.md").read_text()
+
+
+def test_the_django_floor_runs_where_no_later_django_installs() -> None:
+    installed = tuple(django.VERSION[:2])
+    if sys.version_info < (3, 12):  # Django 6 needs Python 3.12: 3.10 and 3.11 run the floor
+        assert installed == stepline.django.MIN_VERSION
+    else:
+        assert installed >= stepline.django.MIN_VERSION

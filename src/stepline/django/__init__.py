@@ -31,13 +31,11 @@ from stepline.django._routes import runs_urls as runs_urls
 from stepline.django._runtime import get_client as get_client
 from stepline.django._runtime import get_engine as get_engine
 from stepline.django._runtime import get_functions as get_functions
-from stepline.django._serve import ASYNC_MIN_VERSION as ASYNC_MIN_VERSION
 from stepline.django._serve import FRAMEWORK as FRAMEWORK
 from stepline.django._serve import MIN_VERSION as MIN_VERSION
 from stepline.django._serve import serve as serve
 
 __all__ = [
-    "ASYNC_MIN_VERSION",
     "FRAMEWORK",
     "MIN_VERSION",
     "default_urls",

@@ -62,7 +62,7 @@ def durable(
             ``request.user`` is the run's caller (``"user:<pk>"``).
 
     Raises:
-        ConfigError: Django older than 4.2, an async ``authorize`` with a plain ``def``
+        ConfigError: Django older than 5.2, an async ``authorize`` with a plain ``def``
             handler, no ``settings.STEPLINE`` when no client is given, or an invalid option.
     """
     _serve.check_version()

@@ -47,23 +47,20 @@ def runs_urls(
             the ``HttpRequest`` (``request.user``...). Required; ``stepline.web.allow_all``
             makes the routes public. Under the async views a plain ``def`` hook runs in
             a worker thread, so it may use the ORM.
-        async_mode: ``async def`` views; None picks them on Django 5+ when
-            ``ASGI_APPLICATION`` is set (or from ``STEPLINE_ASYNC_MODE``), as ``serve`` does.
+        async_mode: ``async def`` views; None picks them when ``ASGI_APPLICATION`` is
+            set (or from ``STEPLINE_ASYNC_MODE``), as ``serve`` does.
         **options: the kit's ``KitOptions``, the same for every framework (``inputs``,
             ``prefix``, ``poll_interval``, ``keepalive``, ``result_wait``,
             ``max_readers_per_run``, ``max_readers_per_caller``).
 
     Raises:
-        ConfigError: Django older than 4.2, async views asked for on Django 4.2, an
-            ``async`` authorize hook with sync views, no functions, or a ``prefix`` not
-            starting with ``/``.
+        ConfigError: Django older than 5.2, an ``async`` authorize hook with sync
+            views, no functions, or a ``prefix`` not starting with ``/``.
     """
     _serve.check_version()
     use_async = _serve.choose_async(async_mode)
     if is_async_callable(authorize) and not use_async:
-        raise _errors.ConfigError(
-            "authorize is async: it needs the async views (async_mode=True, Django 5+)"
-        )
+        raise _errors.ConfigError("authorize is async: it needs the async views (async_mode=True)")
     hook = authorize
     if use_async and callable(authorize) and not is_async_callable(authorize):
         # a sync hook typically reads request.user: the ORM refuses the event loop's thread

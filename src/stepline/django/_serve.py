@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 
 FRAMEWORK = "django"
 ADAPTER = _serve.Adapter("stepline.django", FRAMEWORK)
-MIN_VERSION = (4, 2)
-ASYNC_MIN_VERSION = (5, 0)
+#: the oldest Django supported: 5.2, the oldest release line Django still supports (an LTS),
+#: and the one the suite runs on Python 3.10 and 3.11 (Django 6 needs Python 3.12)
+MIN_VERSION = (5, 2)
 
 _T = TypeVar("_T")
 
@@ -48,16 +49,16 @@ def serve(
     ``STEPLINE_ASYNC_MODE``), once, here; when that is absent too, the client's settings
     (arguments, then environment) apply.
 
-    ``async_mode=None`` picks the async view on Django 5+ when ``ASGI_APPLICATION`` is
-    set, and the sync view otherwise; only the async view can stream. The body is read
+    ``async_mode=None`` picks the async view when ``ASGI_APPLICATION`` is set, and the
+    sync view otherwise; only the async view can stream. The body is read
     up to the handler's own limit (413 beyond), not Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
 
     Mount it once per app: the system check ``stepline.E001`` (``manage.py check``,
     ``runserver``) refuses a URL conf serving one app at two paths, or two apps at one.
 
     Raises:
-        ConfigError: Django older than 4.2, a malformed setting, functions of another
-            app, or async mode or streaming requested where they cannot work.
+        ConfigError: Django older than 5.2, a malformed setting, functions of another
+            app, or streaming forced on the sync view.
     """
     check_version()
     _serve_options.check_names("stepline.django.serve", options)
@@ -136,29 +137,23 @@ def _embedded() -> bool:
 
 def choose_async(async_mode: bool | None) -> bool:
     """Whether views should be ``async def``: the argument, else ``STEPLINE_ASYNC_MODE``,
-    else Django 5+ with ``ASGI_APPLICATION`` set.
-
-    Raises:
-        ConfigError: async mode asked for on Django older than 5.0.
-    """
+    else whether ``ASGI_APPLICATION`` is set."""
     use_async = _setting("ASYNC_MODE", async_mode, bool)
-    version = tuple(django.VERSION[:2])
     if use_async is None:
-        return version >= ASYNC_MIN_VERSION and bool(getattr(settings, "ASGI_APPLICATION", ""))
-    if use_async and version < ASYNC_MIN_VERSION:
-        raise _errors.ConfigError("async_mode=True needs Django >= 5.0")
+        return bool(getattr(settings, "ASGI_APPLICATION", ""))
     return use_async
 
 
 def check_version() -> None:
-    """Refuse Django older than 4.2.
+    """Refuse Django older than ``MIN_VERSION``.
 
     Raises:
         ConfigError: it is older.
     """
     if tuple(django.VERSION[:2]) < MIN_VERSION:
+        floor = ".".join(map(str, MIN_VERSION))
         raise _errors.ConfigError(
-            f"stepline.django needs Django >= 4.2, found {django.__version__}"
+            f"stepline.django needs Django >= {floor}, found {django.__version__}"
         )
 
 

@@ -10,16 +10,9 @@ and functions from the engine through the project's client (``stepline.django.ad
 
 from __future__ import annotations
 
-from typing import Any
-
-import django
 from django.db import models
 
 __all__ = ["Event", "Function", "OutboxMessage", "Run"]
-
-# the contract's DEFAULT 0 in the database itself where Django can say it (5.0+); the
-# writers set ``attempts`` explicitly, so older Django loses nothing without it
-DB_DEFAULT: dict[str, Any] = {"db_default": 0} if django.VERSION >= (5, 0) else {}
 
 
 class OutboxMessage(models.Model):
@@ -30,7 +23,7 @@ class OutboxMessage(models.Model):
     kind: models.CharField[str, str] = models.CharField(max_length=16)
     body: models.TextField[str, str] = models.TextField()
     delivered_at: models.FloatField[float | None, float | None] = models.FloatField(null=True)
-    attempts: models.IntegerField[int, int] = models.IntegerField(default=0, **DB_DEFAULT)
+    attempts: models.IntegerField[int, int] = models.IntegerField(default=0, db_default=0)
     last_error: models.TextField[str | None, str | None] = models.TextField(null=True)
 
     class Meta:

@@ -6,8 +6,6 @@ from typing import ClassVar
 
 from django.db import migrations, models
 
-from stepline.django.models import DB_DEFAULT
-
 
 class Migration(migrations.Migration):
     initial = True
@@ -23,7 +21,7 @@ class Migration(migrations.Migration):
                 ("kind", models.CharField(max_length=16)),
                 ("body", models.TextField()),
                 ("delivered_at", models.FloatField(null=True)),
-                ("attempts", models.IntegerField(default=0, **DB_DEFAULT)),
+                ("attempts", models.IntegerField(default=0, db_default=0)),
                 ("last_error", models.TextField(null=True)),
             ],
             options={
