@@ -22,6 +22,9 @@ import httpx
 
 from tests._support.polling import wait_until
 
+#: ``tests/apps``: the apps and servers tests run, as scripts (``APPS / "name.py"``) or as
+#: ``tests.apps.<name>`` modules (the repository's root on the path)
+APPS = Path(__file__).resolve().parents[1] / "apps"
 #: Settings of a developer's own engine or app that must not leak into a child process.
 ENV_PREFIXES = ("STEPLINE_", "INNGEST_")
 

@@ -298,7 +298,7 @@ def test_django_settings_engine_logs_it_with_the_serve_origin(
     setting = {
         "APP_ID": "cfg",
         "DEV": True,
-        "FUNCTIONS": "tests.web.django_kit_functions.make",
+        "FUNCTIONS": "tests.apps.django_kit_functions.make",
         "ENGINE": "embedded",
         "DATABASE": str(tmp_path / "cfg.db"),
         "SERVE_ORIGIN": ORIGIN,

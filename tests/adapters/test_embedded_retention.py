@@ -124,7 +124,7 @@ def test_django_engine_options_take_durations(tmp_path: Path) -> None:
     setting = {
         "APP_ID": "cfg",
         "DEV": True,
-        "FUNCTIONS": "tests.web.django_kit_functions.make",
+        "FUNCTIONS": "tests.apps.django_kit_functions.make",
         "ENGINE": "embedded",
         "DATABASE": str(tmp_path / "dj.db"),
     }

@@ -1,7 +1,7 @@
 """The embedded engine under gunicorn: back with the workers, never in the master.
 
 Real processes: gunicorn (3 workers; Flask and Django on sync workers, FastAPI on uvicorn's)
-runs ``process_manager_app`` on one SQLite file. A burst of runs (a step holding a second,
+runs ``tests/apps/process_manager.py`` on one SQLite file. A burst of runs (a step holding a second,
 sleeps) is under way when every worker is SIGKILLed; gunicorn respawns them and, with only
 requests that do not touch Stepline, or none at all, every run completes within the lease
 and a few seconds, a sleep and a retry that fell due meanwhile fire, no run completes twice
@@ -35,17 +35,16 @@ import stepline
 from stepline.embedded import EmbeddedEngine, _prefork
 from tests._support.ci import require_module
 from tests._support.polling import wait_until
-from tests._support.processes import clean_env, free_port, log_tail, spawned
-
-from . import process_manager_app
+from tests._support.processes import APPS, clean_env, free_port, log_tail, spawned
+from tests.apps import process_manager
 
 pytestmark = [pytest.mark.process]
 
 gunicorn_config = require_module("gunicorn.config")
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = "tests.adapters.process_manager_app"
-HOOK = ROOT / "tests" / "adapters" / "process_manager_gunicorn.py"
+APP = "tests.apps.process_manager"
+HOOK = APPS / "process_manager_gunicorn_conf.py"
 LEASE = 3.0
 #: beyond the lease: a worker's boot (seconds on a loaded machine), the engine's start, the
 #: rest of the runs' steps. Without an engine started by the worker, nothing ever recovers.
@@ -353,7 +352,7 @@ def test_a_client_call_in_a_possible_master_records_and_leases_nothing(
     under("gunicorn", 0)
     os.environ["PM_MARKS"] = str(tmp_path / "marks")
     client = stepline.Client("held", is_production=False, environ={})
-    functions = process_manager_app.declare(client)
+    functions = process_manager.declare(client)
     engine = EmbeddedEngine(client, functions, database=str(tmp_path / "e.db"), poll_interval=0.05)
     try:
         with caplog.at_level(logging.WARNING, "stepline.embedded"):
@@ -390,7 +389,7 @@ def test_flask_any_first_request_starts_the_engine_and_a_failed_start_fails_no_r
     import stepline.flask
 
     client = stepline.Client("flask-start", is_production=False, environ={})
-    functions = process_manager_app.declare(client)
+    functions = process_manager.declare(client)
     app = flask.Flask(__name__)
     engine = EmbeddedEngine(client, functions, database=str(tmp_path / "e.db"))
     stepline.flask.serve(app, client, functions, engine=engine)
@@ -404,7 +403,7 @@ def test_flask_any_first_request_starts_the_engine_and_a_failed_start_fails_no_r
 
     broken = stepline.Client("flask-broken", is_production=False, environ={})
     app = flask.Flask(__name__)
-    functions = process_manager_app.declare(broken)
+    functions = process_manager.declare(broken)
     nowhere = EmbeddedEngine(broken, functions, database=str(tmp_path / "file" / "sub" / "e.db"))
     (tmp_path / "file").write_text("a file, not a directory")
     stepline.flask.serve(app, broken, functions, engine=nowhere)
@@ -424,7 +423,7 @@ def test_tornado_any_first_request_starts_the_engine(tmp_path: Path) -> None:
     import stepline.tornado
 
     client = stepline.Client("tornado-start", is_production=False, environ={})
-    functions = process_manager_app.declare(client)
+    functions = process_manager.declare(client)
     engine = EmbeddedEngine(client, functions, database=str(tmp_path / "e.db"))
 
     async def main() -> tuple[int, bool]:
@@ -479,7 +478,7 @@ def test_asgi_lifespan_and_aiohttp_startup_start_your_engine(tmp_path: Path) -> 
 
     for name in ("asgi", "aiohttp"):
         client = stepline.Client(f"{name}-start", is_production=False, environ={})
-        functions = process_manager_app.declare(client)
+        functions = process_manager.declare(client)
         engine = EmbeddedEngine(client, functions, database=str(tmp_path / f"{name}.db"))
         try:
             if name == "asgi":

@@ -1,11 +1,11 @@
 """Huge request bodies behind real servers: read in chunks, refused at the limit (413).
 
-Each framework's app (``bodies_app.py``) runs in its own process; a client streams a
-300 MB body with ``Transfer-Encoding: chunked`` (no ``Content-Length``, so nothing can
-be refused up front) and the server's peak resident memory (``VmHWM``) must stay far
-below the body: an adapter that buffered the body whole before checking the limit took
-the FastAPI and Flask apps past 600 MB. A declared ``Content-Length`` past the limit is
-refused before anything is read.
+Each framework's app (``tests/apps/framework_minimal.py``) runs in its own process; a client
+streams a 300 MB body with ``Transfer-Encoding: chunked`` (no ``Content-Length``, so nothing
+can be refused up front) and the server's peak resident memory (``VmHWM``) must stay far
+below the body: an adapter that buffered the body whole before checking the limit took the
+FastAPI and Flask apps past 600 MB. A declared ``Content-Length`` past the limit is refused
+before anything is read.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from pathlib import Path
 import pytest
 
 from tests._support import refusing
-from tests._support.processes import answers, free_port, spawned
+from tests._support.processes import APPS, answers, free_port, spawned
 
 pytestmark = [pytest.mark.process]
 
-HERE = Path(__file__).resolve().parent
 BODY = 300 * 1024 * 1024
 #: Peak growth allowed while a 300 MB body is refused: the 16 MiB limit, a chunk or two
 #: and the allocator's slack (buffering the body takes 300 MB or more).
@@ -48,11 +47,11 @@ TARGETS = [
 
 @contextlib.contextmanager
 def server(framework: str, log: Path) -> Iterator[tuple[int, int]]:
-    """Run ``bodies_app.py <framework>``; yields (pid, port) once it answers."""
+    """Run ``framework_minimal.py <framework>``; yields (pid, port) once it answers."""
     port = free_port()
     # PYTHONWARNINGS: werkzeug's dev-server banner
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "BODIES_ENGINE_URL": refusing.url()}
-    command = [sys.executable, str(HERE / "bodies_app.py"), framework, str(port)]
+    command = [sys.executable, str(APPS / "framework_minimal.py"), framework, str(port)]
     up = f"http://127.0.0.1:{port}/api/inngest"
     # stopping kills what a graceful shutdown waiting on a refused upload keeps alive
     with spawned(command, log=log, env=env, up=up, ready=answers, what=framework) as proc:

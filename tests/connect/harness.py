@@ -1,11 +1,11 @@
 """An engine in a thread of the test process and Connect workers as processes.
 
-``Node`` serves a real engine (``build_app`` under uvicorn) on a socket bound up front,
-so a second ``Node`` can take the same port after the first stopped (a restart the
-workers must reconnect to). ``Workers`` starts worker processes (``tests.connect.worker``,
-the official ``inngest`` SDK's, or ``tests.connect.stepline_worker``, Stepline's) and
-reads the log their step bodies append to. ``Kind`` says what differs between the two
-for the scenarios both run (``test_scenarios``).
+``Node`` serves a real engine (``build_app`` under uvicorn) on a socket bound up front, so a
+second ``Node`` can take the same port after the first stopped (a restart the workers must
+reconnect to). ``Workers`` starts worker processes (``tests.apps.connect_official_worker``,
+the official ``inngest`` SDK's, or ``tests.apps.connect_stepline_worker``, Stepline's) and
+reads the log their step bodies append to. ``Kind`` says what differs between the two for
+the scenarios both run (``test_scenarios``).
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from stepline.engine._http.api import build_app
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, log_tail
 from tests._support.server_thread import ServerThread
-
-from .worker import APP_ID, EXTRA_APP_ID, event, fid
+from tests.apps.connect_official_worker import APP_ID, EXTRA_APP_ID, event, fid
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("Completed", "Failed", "Cancelled")
@@ -40,7 +39,7 @@ class Kind:
     """A Connect worker the shared scenarios run, and what only it is expected to do.
 
     Both workers serve the same functions under the same app id and events (those of
-    ``tests.connect.worker``), and log the same step keys; the rest is here.
+    ``tests.apps.connect_official_worker``), and log the same step keys; the rest is here.
     """
 
     name: str
@@ -68,7 +67,7 @@ class Kind:
 
 OFFICIAL = Kind(
     name="official",
-    module="tests.connect.worker",
+    module="tests.apps.connect_official_worker",
     sdk="py:v0.5.19",
     apps=frozenset({APP_ID, EXTRA_APP_ID}),
     functions=10,
@@ -80,7 +79,7 @@ OFFICIAL = Kind(
 )
 STEPLINE = Kind(
     name="stepline",
-    module="tests.connect.stepline_worker",
+    module="tests.apps.connect_stepline_worker",
     sdk="stepline-py:v0.1.0",
     apps=frozenset({APP_ID}),
     functions=11,

@@ -19,9 +19,9 @@ import pytest
 from stepline._protocol import signing
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned
+from tests.apps.connect_official_worker import event
 
 from .harness import APP_ID, workers
-from .worker import event
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(90)]
 KEY = "signkey-prod-" + "9e0f" * 16

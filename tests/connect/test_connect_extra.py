@@ -35,7 +35,7 @@ def _hidden(tmp_path: Path) -> str:
 
 def _worker(engine_url: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stepline.connect", "tests.connect.cli_app:client"],
+        [sys.executable, "-m", "stepline.connect", "tests.apps.connect_cli:client"],
         cwd=ROOT,
         env=clean_env(CLI_ENGINE_URL=engine_url, **env),
         capture_output=True,

@@ -27,9 +27,9 @@ from stepline.engine._connect.cluster import PRESENCE_SECONDS
 from tests._support.databases import postgres_schema
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, log_tail, spawn, stop
+from tests.apps.connect_official_worker import event
 
 from .harness import APP_ID, KINDS, ROOT, TERMINAL, Kind, Workers, workers
-from .worker import event
 
 pytestmark = [pytest.mark.process, pytest.mark.postgres, pytest.mark.timeout(180)]
 

@@ -1,15 +1,16 @@
 """What only the official ``inngest`` package's Connect worker does: serve two apps.
 
-The worker (``tests.connect.worker``, ``w1`` of the suite's ``stack``) serves a second app
-over the same socket; the scenarios both workers run are in ``test_scenarios``.
+The worker (``tests.apps.connect_official_worker``, ``w1`` of the suite's ``stack``) serves
+a second app over the same socket; the scenarios both workers run are in ``test_scenarios``.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from tests.apps.connect_official_worker import EXTRA_APP_ID
+
 from .harness import Node, Workers
-from .worker import EXTRA_APP_ID
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 

@@ -1,12 +1,12 @@
 """inngest-py's own Connect signal scenarios, with the official worker as a process.
 
 As ``test_signals.py`` in the inngest-py repository does against Inngest's dev server: a
-worker process (``signal_worker``) serves a function that sleeps 5 s; the test waits for
-the app on the dev server's connection listing (``GET /v0/connect/envs/{env}/conns``,
-read exactly as the scenario reads it), sends the event, waits for the run to start,
-signals the worker (SIGTERM, or a non-standard signal the worker was told to shut down
-on), and expects the run to complete with the function's output, the worker to leave the
-listing and the process to exit with status 0.
+worker process (``tests.apps.connect_official_signals``) serves a function that sleeps 5 s;
+the test waits for the app on the dev server's connection listing (``GET
+/v0/connect/envs/{env}/conns``, read exactly as the scenario reads it), sends the event,
+waits for the run to start, signals the worker (SIGTERM, or a non-standard signal the worker
+was told to shut down on), and expects the run to complete with the function's output, the
+worker to leave the listing and the process to exit with status 0.
 """
 
 from __future__ import annotations
@@ -59,7 +59,14 @@ def _start_worker(
     engine: Node, tmp_path: Path, app_id: str, event: str, *signals: signal.Signals
 ) -> tuple[subprocess.Popen[bytes], Path]:
     out = tmp_path / f"{app_id}.out"
-    command = [sys.executable, "-m", "tests.connect.signal_worker", engine.url, app_id, event]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.apps.connect_official_signals",
+        engine.url,
+        app_id,
+        event,
+    ]
     with out.open("wb") as sink:
         proc = subprocess.Popen(
             [*command, *(s.name for s in signals)],

@@ -1,8 +1,8 @@
 """The Connect scenarios, run by both workers against a real engine.
 
 Each worker is a process of its ``Kind`` (``harness.OFFICIAL``: the official ``inngest``
-package's worker, ``tests.connect.worker``; ``harness.STEPLINE``: Stepline's own,
-``tests.connect.stepline_worker``) that calls ``POST /v0/connect/start`` and opens the
+package's worker, ``tests.apps.connect_official_worker``; ``harness.STEPLINE``: Stepline's own,
+``tests.apps.connect_stepline_worker``) that calls ``POST /v0/connect/start`` and opens the
 gateway's WebSocket on an engine served by uvicorn in this process (``harness.node``);
 events go in through the event API, results come back through the REST API, and the
 workers' step bodies log what really ran (``harness.Workers.ran``). What only one of them

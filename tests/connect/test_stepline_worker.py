@@ -1,6 +1,6 @@
 """What only Stepline's own Connect worker (``stepline.connect.Worker``) is tested for here.
 
-The worker is a process (``tests.connect.stepline_worker``) connected to an engine served
+The worker is a process (``tests.apps.connect_stepline_worker``) connected to an engine served
 by uvicorn in this process (``harness.node``); the scenarios both workers run are in
 ``test_scenarios``.
 """

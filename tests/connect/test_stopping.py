@@ -25,10 +25,10 @@ import pytest
 from stepline._protocol import signing
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned
+from tests.apps.connect_official_worker import event
 
 from .harness import APP_ID, Workers, workers
 from .test_preauth_limits import upgrade
-from .worker import event
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 KEY = "signkey-prod-" + "3c" * 32

@@ -22,8 +22,6 @@ from .harness import ROOT, Node, node
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 
-WEB = ROOT / "tests" / "web"
-
 
 def _serve(command: list[str], env: dict[str, str], tmp: Path, cwd: Path) -> Any:
     out = open(tmp / "worker.out", "wb")  # noqa: SIM115 - the child writes it
@@ -49,8 +47,8 @@ def _connected(engine: Node, app_id: str, proc: Any, tmp: Path) -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        [sys.executable, "-m", "stepline.connect", "tests.connect.cli_app:client"],
-        [str(Path(sys.executable).parent / "stepline"), "connect", "tests.connect.cli_app"],
+        [sys.executable, "-m", "stepline.connect", "tests.apps.connect_cli:client"],
+        [str(Path(sys.executable).parent / "stepline"), "connect", "tests.apps.connect_cli"],
     ],
     ids=["python-m", "stepline-connect"],
 )
@@ -89,14 +87,14 @@ def test_the_django_command_serves_the_projects_functions(tmp_path: Path) -> Non
     with node(str(tmp_path / "e.db")) as engine:
         env = {
             **os.environ,
-            "PYTHONPATH": f"{WEB}{os.pathsep}{ROOT}",
-            "DJANGO_SETTINGS_MODULE": "django_site_settings",
+            "PYTHONPATH": str(ROOT),
+            "DJANGO_SETTINGS_MODULE": "tests.apps.django_site_settings",
             "SITE_ENGINE_URL": engine.url,
             "SITE_ORIGIN": refusing.url(),  # no web server: nothing listens
             "SITE_DATABASE": str(tmp_path / "unused.db"),
         }
         command = [sys.executable, "-m", "django", "stepline_connect", "--instance-id", "dj"]
-        proc = _serve(command, env, tmp_path, WEB)
+        proc = _serve(command, env, tmp_path, ROOT)
         try:
             _connected(engine, "site", proc, tmp_path)
             [app] = [a for a in engine.get("/v1/apps")["data"] if a["app_id"] == "site"]

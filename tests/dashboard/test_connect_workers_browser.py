@@ -29,7 +29,7 @@ def expect(locator: Any) -> Any:
 def test_the_apps_page_lists_connected_workers(tmp_path: Path, tab: Page) -> None:
     with (
         node(str(tmp_path / "e.db")) as engine,
-        workers(tmp_path, "tests.connect.stepline_worker") as ours,
+        workers(tmp_path, "tests.apps.connect_stepline_worker") as ours,
     ):
         ours.start(engine, "s1")
         page = tab.page

@@ -1,6 +1,6 @@
 """Pausing and resuming a function from the dashboard, in headless Chromium.
 
-A real engine over HTTP and a real app process (``tests/engine/paused_app.py``). The
+A real engine over HTTP and a real app process (``tests/apps/paused.py``). The
 functions page pauses the function (a confirm, with a reason): it shows Paused and the
 reason, a run sent meanwhile waits (the app's log stays empty); Resume (a confirm) lets
 it run. The function's own page shows the state and pauses and resumes it too.
@@ -44,9 +44,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     server.start(build_app(Engine(settings)))
     log = tmp_path / "steps.log"
     try:
-        with app_process(
-            "paused_app", server.url, tmp_path / "app.log", PAUSED_LOG=str(log)
-        ) as url:
+        with app_process("paused", server.url, tmp_path / "app.log", PAUSED_LOG=str(log)) as url:
             sync(server.url, url)
             yield server.url, log
     finally:

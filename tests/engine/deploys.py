@@ -16,16 +16,16 @@ from typing import Any
 import httpx
 
 from tests._support.polling import wait_until
-from tests._support.processes import clean_env, free_port, spawned
+from tests._support.processes import APPS, clean_env, free_port, spawned
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
 def engine(db: str, log: Path) -> Iterator[str]:
-    """An engine process (``engine_proc.py``) on ``db``; its base URL."""
+    """An engine process (``tests/apps/engine_server.py``) on ``db``; its base URL."""
     port = free_port()
-    command = [sys.executable, str(HERE / "engine_proc.py"), str(port), db]
+    command = [sys.executable, str(APPS / "engine_server.py"), str(port), db]
     url = f"http://127.0.0.1:{port}"
     with spawned(command, log=log, env=clean_env(), up=f"{url}/health", what="engine"):
         yield url
@@ -35,11 +35,11 @@ def engine(db: str, log: Path) -> Iterator[str]:
 def app(
     module: str, engine_url: str, log: Path, *, port: int | None = None, **env: str
 ) -> Iterator[str]:
-    """``module:app`` (a module beside this one) under uvicorn, in dev mode against
-    ``engine_url``; its serve URL (not synced: see ``sync``)."""
+    """``tests.apps.<module>:app`` under uvicorn, in dev mode against ``engine_url``; its
+    serve URL (not synced: see ``sync``)."""
     port = port or free_port()
     command = [
-        *(sys.executable, "-m", "uvicorn", f"{module}:app", "--app-dir", str(HERE)),
+        *(sys.executable, "-m", "uvicorn", f"tests.apps.{module}:app", "--app-dir", str(ROOT)),
         *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
     ]
     settings = clean_env(STEPLINE_DEV=engine_url, INNGEST_DEV=engine_url, **env)

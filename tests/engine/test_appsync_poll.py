@@ -25,7 +25,7 @@ from .test_cli import EXAMPLES, clean_env, engine_command, read_until
 
 pytestmark = [pytest.mark.process]
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _uvicorn(target: str, app_dir: Path, port: int) -> list[str]:
@@ -134,7 +134,7 @@ def test_dev_started_before_the_app_syncs_it_once_up_and_runs_an_event(
         output: object = {"text": "Hello, poll!"}
     else:
         app_env = clean_env(INNGEST_DEV=engine, INNGEST_BASE_URL=engine)
-        app_cmd = _uvicorn("official_poll_app:app", HERE, app_port)
+        app_cmd = _uvicorn("tests.apps.official_poll:app", ROOT, app_port)
         name, data, function_id = "poll/hello", {"name": "poll"}, "official-poll-hello"
         output = {"hello": "poll"}
     log = tmp_path / "engine.log"

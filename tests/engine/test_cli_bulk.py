@@ -1,5 +1,5 @@
 """``stepline runs cancel|replay`` by filters (bulk actions) and ``runs replay RUN_ID
---from-step``, against an engine process and an app process (``replay_app.py``)."""
+--from-step``, against an engine process and an app process (``tests/apps/replay.py``)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_bulk_cancel_and_replays_from_the_cli(tmp_path: Path) -> None:
     (where / "fail").touch()
     with (
         deploys.engine(str(tmp_path / "engine.db"), tmp_path / "engine.log") as url,
-        deploys.app("replay_app", url, tmp_path / "app.log", REPLAY_DIR=str(where)) as app_url,
+        deploys.app("replay", url, tmp_path / "app.log", REPLAY_DIR=str(where)) as app_url,
     ):
         deploys.sync(url, app_url)
         sleeping = [start(url, "replay/sleep", n) for n in range(4)]

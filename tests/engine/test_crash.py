@@ -27,14 +27,13 @@ import httpx
 import pytest
 
 from tests._support.polling import wait_until
-from tests._support.processes import free_port, spawn, wait_until_up
+from tests._support.processes import APPS, free_port, spawn, wait_until_up
 
 pytestmark = [pytest.mark.process]
 
-HERE = Path(__file__).parent
 RUNS = 12
 KILLS = 6
-#: crash_app.STEPS: a life advances each run by about a step, so more steps than kills
+#: crash_chain.STEPS: a life advances each run by about a step, so more steps than kills
 STEPS = 8
 
 
@@ -107,13 +106,13 @@ def test_engine_killed_repeatedly_loses_nothing_and_repeats_no_recorded_step(
     engine_url = f"http://127.0.0.1:{engine_port}"
     env_app = {"STEPLINE_API_BASE_URL": engine_url, "STEPLINE_EVENT_API_BASE_URL": engine_url}
     app = _spawn(
-        str(HERE / "crash_app.py"),
+        str(APPS / "crash_chain.py"),
         str(app_port),
         str(steps_log),
         log=tmp_path / "app.out",
         env=env_app,
     )
-    engine_cmd = (str(HERE / "engine_proc.py"), str(engine_port), db, "1.0")
+    engine_cmd = (str(APPS / "engine_server.py"), str(engine_port), db, "1.0")
     engine = _spawn(*engine_cmd, log=tmp_path / "engine.out")
     try:
         _wait(app_url, app, tmp_path / "app.out")

@@ -1,6 +1,6 @@
 """Three engine processes on one Postgres schema; one is SIGKILLed mid-burst.
 
-Each node (``multinode_node.py``) is a full engine serving its own in-process copy of an
+Each node (``tests/apps/multinode_node.py``) is a full engine serving its own in-process copy of an
 app whose function runs ``STEPS`` steps under two concurrency limits (``LIMIT``
 function-wide, ``KEY_LIMIT`` per ``event.data.k``). Nodes share nothing but the
 database. Every step execution is traced (node, run, step, key, nonce, start and end
@@ -39,13 +39,11 @@ import pytest
 
 from tests._support.databases import postgres_schema
 from tests._support.polling import wait_until
-from tests._support.processes import clean_env, free_port, spawn, wait_until_up
-
-from . import multinode_node as node_app
+from tests._support.processes import APPS, clean_env, free_port, spawn, wait_until_up
+from tests.apps import multinode_node as node_app
 
 pytestmark = [pytest.mark.process, pytest.mark.postgres]
 
-HERE = Path(__file__).parent
 NODES = ("n1", "n2", "n3")
 VICTIM = "n2"
 RUNS = 40
@@ -68,7 +66,7 @@ class Execution:
 def _spawn(
     port: int, db: str, name: str, trace: Path, app_id: str, log: Path
 ) -> subprocess.Popen[bytes]:
-    args = [str(HERE / "multinode_node.py"), str(port), db, name, str(trace), str(LEASE), app_id]
+    args = [str(APPS / "multinode_node.py"), str(port), db, name, str(trace), str(LEASE), app_id]
     return spawn([sys.executable, *args], log=log, env=clean_env(), append=True)
 
 

@@ -1,6 +1,6 @@
 """Non-determinism detection with real processes.
 
-An engine process and an app (``diverging_app.py``) at one URL: v1 starts runs (a sync
+An engine process and an app (``tests/apps/diverging.py``) at one URL: v1 starts runs (a sync
 and an async function) that go to sleep; v1 is stopped and v2, whose code renamed a
 step, is started in its place on the same port and re-synced; the runs then wake on v2.
 
@@ -36,8 +36,8 @@ pytestmark = [pytest.mark.process]
 
 @contextlib.contextmanager
 def deployed(engine_url: str, port: int, log: Path, **env: str) -> Iterator[str]:
-    """One deploy of ``diverging_app`` on ``port``, synced with the engine."""
-    with app("diverging_app", engine_url, log, port=port, **env) as url:
+    """One deploy of ``tests/apps/diverging.py`` on ``port``, synced with the engine."""
+    with app("diverging", engine_url, log, port=port, **env) as url:
         sync(engine_url, url)
         yield url
 

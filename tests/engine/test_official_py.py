@@ -5,7 +5,7 @@ One engine (``build_app`` under uvicorn, fast retries) and one FastAPI app serve
 (a temp SQLite file, then a fresh Postgres schema: ``module_db``).
 Events go in through the SDK's own client (the event API), the app syncs by the SDK's
 own ``/fn/register`` call, and every result is read back from the engine's REST API.
-The scenarios follow inngest-py's suite (PROTOCOL.md 11.3); see ``inngest_app``.
+The scenarios follow inngest-py's suite (PROTOCOL.md 11.3); see ``official_scenarios``.
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ from stepline.engine._http.api import build_app
 from tests._support.polling import wait_until
 from tests._support.recording import RequestLog
 from tests._support.server_thread import ServerThread
-
-from . import inngest_app
-from .inngest_app import APP_ID, EXTRA_APP_ID, Record, event, fid
+from tests.apps import official_scenarios
+from tests.apps.official_scenarios import APP_ID, EXTRA_APP_ID, Record, event, fid
 
 with warnings.catch_warnings():
     # inngest 0.5.19's comm_lib.CommRequest still declares a class-based pydantic
@@ -120,8 +119,8 @@ def stack(module_db: str) -> Iterator[Stack]:
         poll_interval=0.05,
     )
     log = RequestLog(build_app(Engine(settings)))
-    client, functions, rec = inngest_app.build(engine_server.url)
-    extra_client, extra_functions = inngest_app.build_extra(engine_server.url)
+    client, functions, rec = official_scenarios.build(engine_server.url)
+    extra_client, extra_functions = official_scenarios.build_extra(engine_server.url)
     app = fastapi.FastAPI()
     inngest.fast_api.serve(app, client, functions)
     inngest.fast_api.serve(app, extra_client, extra_functions, serve_path="/api/extra")
@@ -667,7 +666,7 @@ def test_state_over_4_mib_is_fetched_through_the_api(stack: Stack) -> None:
     run_id = stack.only_run("large-state")
     run = stack.finished(run_id, timeout=40)
     assert run["status"] == "Completed"
-    assert run["output"] == [inngest_app.BIG] * 4
+    assert run["output"] == [official_scenarios.BIG] * 4
     for i in range(4):
         assert stack.rec.ran[f"large-state.step_{i}"] == 1
     assert stack.rec.calls["large-state"] == 5
@@ -676,7 +675,7 @@ def test_state_over_4_mib_is_fetched_through_the_api(stack: Stack) -> None:
     assert ("GET", f"/v0/runs/{run_id}/batch") in stack.log.seen
     steps = stack.steps(run_id)
     assert [s["name"] for s in steps] == ["step_0", "step_1", "step_2", "step_3"]
-    assert all(len(s["output"]) == inngest_app.BIG for s in steps)
+    assert all(len(s["output"]) == official_scenarios.BIG for s in steps)
 
 
 # -- production mode ----------------------------------------------------------------------

@@ -24,8 +24,8 @@ pytestmark = [pytest.mark.process]
 
 @contextlib.contextmanager
 def deployed(engine_url: str, port: int, label: str, log: Path) -> Iterator[str]:
-    """``patched_app`` labelled ``label`` on ``port``, synced with the engine."""
-    with app("patched_app", engine_url, log, port=port, PATCHES_LABEL=label) as url:
+    """``tests/apps/patches.py`` labelled ``label`` on ``port``, synced with the engine."""
+    with app("patches", engine_url, log, port=port, PATCHES_LABEL=label) as url:
         sync(engine_url, url)
         yield url
 

@@ -80,7 +80,7 @@ def test_pause_holds_runs_across_processes_and_resume_releases_them_in_order(
         contextlib.ExitStack() as stack,
         database(store, tmp_path) as db,
         engine(db, tmp_path / "engine.log") as url,
-        app("paused_app", url, tmp_path / "app.log", PAUSED_LOG=str(log)) as app_url,
+        app("paused", url, tmp_path / "app.log", PAUSED_LOG=str(log)) as app_url,
     ):
         sync(url, app_url)
         client = stepline.Client("paused", is_production=False, api_base_url=url)

@@ -2,7 +2,7 @@
 the chosen one and runs from there; the original is left as it was, and linked.
 
 Counters prove which steps ran: in-process on both stores, and once with the app and the
-engine in processes of their own (``replay_app.py``, ``engine_proc.py``).
+engine in processes of their own (``tests/apps/replay.py``, ``tests/apps/engine_server.py``).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def test_replay_from_a_step_with_real_app_and_engine_processes(store: str, tmp_p
     with (
         database(store, tmp_path) as db,
         deploys.engine(db, tmp_path / "engine.log") as url,
-        deploys.app("replay_app", url, tmp_path / "app.log", REPLAY_DIR=str(where)) as app_url,
+        deploys.app("replay", url, tmp_path / "app.log", REPLAY_DIR=str(where)) as app_url,
     ):
         deploys.sync(url, app_url)
         sent = httpx.post(f"{url}/v1/events", json={"name": "replay/five", "data": {}})

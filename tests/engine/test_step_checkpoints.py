@@ -25,6 +25,7 @@ from stepline.engine._http.api import build_app
 from tests._support.aio import arun
 from tests._support.clients import dev_client
 from tests._support.engines import finished, only_run, running
+from tests._support.processes import APPS
 
 from .test_publish_runs import stack
 
@@ -240,7 +241,7 @@ def test_a_process_killed_mid_step_runs_no_committed_step_again(
 ) -> None:
     """SIGKILL in the middle of the fourth step, then a new process on the same file."""
     db, steps_log = str(tmp_path / "crash.db"), tmp_path / "steps.log"
-    script = [sys.executable, str(Path(__file__).with_name("checkpoint_crash.py"))]
+    script = [sys.executable, str(APPS / "checkpoint_crash.py")]
     args = [db, str(steps_log), mode]
     first = subprocess.run(
         [*script, *args, "start"], capture_output=True, text=True, timeout=60, check=False

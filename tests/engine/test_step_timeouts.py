@@ -1,6 +1,6 @@
 """Step timeouts with real processes, on both stores.
 
-An engine process and the app ``timeouts_app.py`` under uvicorn. A step over its timeout
+An engine process and the app ``tests/apps/timeouts.py`` under uvicorn. A step over its timeout
 fails its attempt, is retried (retries=1: two attempts), and then fails the run with
 ``StepTimeoutError``: async code cancelled at its timeout, sync code abandoned (its late
 result ignored: the run still fails). A function whose code outside steps outlasts its
@@ -46,7 +46,7 @@ def test_steps_over_their_timeout_are_retried_then_fail_the_run(store: str, tmp_
     with (
         database(store, tmp_path) as db,
         engine(db, tmp_path / "engine.log") as url,
-        app("timeouts_app", url, tmp_path / "app.log") as app_url,
+        app("timeouts", url, tmp_path / "app.log") as app_url,
     ):
         sync(url, app_url)
         sync_run = _start(url, "timeouts/sync")

@@ -1,6 +1,6 @@
 """Version pinning with real processes.
 
-An engine process and two processes of one app (``versioned_app.py``), v1 and v2 on two
+An engine process and two processes of one app (``tests/apps/versioned.py``), v1 and v2 on two
 ports. Runs started on v1 sleep; v2 is synced; new runs go to v2. With ``pinned`` the old
 runs finish on v1's process, with ``latest`` they move to v2's; each step returns the
 label of the process that ran it, so a run's output says who served it. Both stores, a
@@ -80,8 +80,8 @@ def test_pinned_runs_finish_on_v1_while_new_runs_go_to_v2(
     with (
         database(store, tmp_path) as db,
         engine(db, tmp_path / "engine.log") as url,
-        app("versioned_app", url, tmp_path / "v1.log", **version_env("v1")) as v1,
-        app("versioned_app", url, tmp_path / "v2.log", **version_env("v2")) as v2,
+        app("versioned", url, tmp_path / "v1.log", **version_env("v1")) as v1,
+        app("versioned", url, tmp_path / "v2.log", **version_env("v2")) as v2,
     ):
         sync(url, v1, "v1" if deploy else None)
         old = start(url, nap=3)

@@ -1,11 +1,11 @@
 """The app misbehaves: every run still ends right, retried per policy, nothing run twice.
 
-One engine (in this process) calls the fault app (``fault_app.py``) over real HTTP; each
-run's event scripts which of its calls fail and how. All scenarios run at once, then
-each run is checked: final state, number of calls and attempts, gaps between attempts
-(the retry policy with ``retry_scale`` small), each recorded step executed once (or, if
-its answer was lost after it ran, re-executed with the later result recorded), and one
-run per event.
+One engine (in this process) calls the fault app (``tests/apps/fault_injecting.py``) over
+real HTTP; each run's event scripts which of its calls fail and how. All scenarios run at
+once, then each run is checked: final state, number of calls and attempts, gaps between
+attempts (the retry policy with ``retry_scale`` small), each recorded step executed once
+(or, if its answer was lost after it ran, re-executed with the later result recorded), and
+one run per event.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ from tests._support.engines import register_http
 from tests._support.logs import captured_logs
 from tests._support.polling import await_until
 from tests._support.server_thread import AppServer
-
-from . import fault_app
+from tests.apps import fault_injecting
 
 CALL_TIMEOUT = 1.0
 SCALE = 0.01
@@ -42,7 +41,7 @@ SETTINGS: dict[str, Any] = {
 }
 POLICY = Backoff(jitter=0.0, scale=SCALE)
 #: Calls of a run with no fault: one per step, then the one that returns.
-CLEAN_CALLS = fault_app.STEPS + 1
+CLEAN_CALLS = fault_injecting.STEPS + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +54,7 @@ class Scenario:
     lost_after_running: tuple[int, ...] = ()
 
 
-TRANSPORT = [*fault_app.INSTEAD, *fault_app.AFTER]
+TRANSPORT = [*fault_injecting.INSTEAD, *fault_injecting.AFTER]
 TRANSPORT.remove("500-no-retry")
 SCENARIOS = [
     Scenario("recovers after two 500s", {1: "500", 2: "500"}, "Completed", CLEAN_CALLS + 2),
@@ -81,7 +80,7 @@ SCENARIOS = [
             {2: fault},
             "Completed",
             CLEAN_CALLS + 1,
-            lost_after_running=(2,) if fault in fault_app.AFTER else (),
+            lost_after_running=(2,) if fault in fault_injecting.AFTER else (),
         )
         for fault in TRANSPORT
     ),
@@ -91,8 +90,8 @@ SCENARIOS = [
 @pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_every_run_ends_right_whatever_the_app_answers(db: str) -> None:
-    trace = fault_app.Trace()
-    client, functions, app = fault_app.build(trace, hold=CALL_TIMEOUT * 2.5)
+    trace = fault_injecting.Trace()
+    client, functions, app = fault_injecting.build(trace, hold=CALL_TIMEOUT * 2.5)
 
     async def scenario() -> dict[str, tuple[str, Any]]:
         with AppServer(app, quiet=True) as server:
@@ -146,7 +145,7 @@ async def _links(engine: Engine, event_id: str) -> list[Any]:
     return await await_until(started, timeout=5.0, interval=0.01, message="a run to start")
 
 
-def _check_attempts_and_gaps(where: str, calls: list[fault_app.Call]) -> None:
+def _check_attempts_and_gaps(where: str, calls: list[fault_injecting.Call]) -> None:
     """Each failed call is retried as the next attempt, no sooner than the policy says."""
     for before, after in itertools.pairwise(calls):
         if before.fault is None:
@@ -164,17 +163,17 @@ def _check_attempts_and_gaps(where: str, calls: list[fault_app.Call]) -> None:
 def _check_steps(
     where: str,
     scenario: Scenario,
-    trace: fault_app.Trace,
+    trace: fault_injecting.Trace,
     run_id: str,
     run: Any,
-    calls: list[fault_app.Call],
+    calls: list[fault_injecting.Call],
 ) -> None:
     """Recorded steps ran once, unless an answer was lost after the step had run."""
     recorded = run.output if scenario.status == "Completed" else None
     nonces = json.loads(recorded) if recorded else None
     rerun_allowed = len(scenario.lost_after_running)
     extra = 0
-    for index in range(fault_app.STEPS):
+    for index in range(fault_injecting.STEPS):
         seen = trace.executions_of(run_id, f"s{index}")
         if nonces is not None:
             assert seen, f"{where}: s{index} never ran"

@@ -33,8 +33,7 @@ from stepline.engine._store.postgres import COMMIT_LOST
 from tests._support.databases import POSTGRES_URL, postgres_schema
 from tests._support.logs import captured_logs
 from tests._support.polling import await_until
-
-from .fault_app import Trace
+from tests.apps.fault_injecting import Trace
 
 pytestmark = [pytest.mark.postgres]
 

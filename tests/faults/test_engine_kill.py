@@ -2,11 +2,12 @@
 
 Beyond ``tests/engine/test_crash.py`` (one function, kills after random delays): each
 ``kill/go`` event fans out to three functions (a chain of steps, a parallel group, a
-step-sleep-step), and the engine (``kill_engine.py``) kills itself mid fan-out (inside
-the transaction starting an event's runs), mid commit (inside the transaction recording
-an SDK answer) or just after a commit, or is killed from outside after a random delay,
-with events sent between lives (retried with their id seed until acknowledged). The app
-runs in this process and survives every kill; it traces each step execution.
+step-sleep-step), and the engine (``tests/apps/self_killing_engine.py``) kills itself mid
+fan-out (inside the transaction starting an event's runs), mid commit (inside the
+transaction recording an SDK answer) or just after a commit, or is killed from outside after
+a random delay, with events sent between lives (retried with their id seed until
+acknowledged). The app runs in this process and survives every kill; it traces each step
+execution.
 
 Afterwards: every acknowledged event started exactly one run of each function, every
 run completed once (one ``inngest/function.finished``), each recorded step result is
@@ -38,14 +39,12 @@ import stepline.asgi
 from stepline._comm import app_sync
 from stepline._comm.handler import CommHandler
 from tests._support.polling import wait_until
-from tests._support.processes import clean_env, free_port, log_tail, spawn
+from tests._support.processes import APPS, clean_env, free_port, log_tail, spawn
 from tests._support.server_thread import AppServer
-
-from .fault_app import Trace
+from tests.apps.fault_injecting import Trace
 
 pytestmark = [pytest.mark.process]
 
-HERE = Path(__file__).parent
 FUNCTIONS = {"kill-chain": 4, "kill-fan": 4, "kill-napper": 2}  # steps each returns
 BATCH = 4
 
@@ -94,7 +93,7 @@ class Lives:
     def spawn(self, spec: str = "") -> None:
         with self.log.open("ab") as out:
             out.write(f"--- life with FAULT_KILL={spec or '(none)'}\n".encode())
-        args = [sys.executable, str(HERE / "kill_engine.py"), str(self.port), self.db]
+        args = [sys.executable, str(APPS / "self_killing_engine.py"), str(self.port), self.db]
         self.proc = spawn(args, log=self.log, env=clean_env(FAULT_KILL=spec), append=True)
 
     def up(self) -> bool:

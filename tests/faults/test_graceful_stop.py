@@ -34,8 +34,7 @@ from tests._support.processes import (
 )
 from tests._support.processes import stop as stop_process
 from tests._support.server_thread import AppServer
-
-from .fault_app import Trace
+from tests.apps.fault_injecting import Trace
 
 pytestmark = [pytest.mark.process]
 

@@ -27,6 +27,7 @@ from tests._support.aio import arun
 from tests._support.engines import FAST
 from tests._support.logs import captured_logs
 from tests._support.polling import await_until
+from tests._support.processes import APPS
 
 from .sec_servers import (
     KEY,
@@ -216,7 +217,7 @@ def test_a_64_mb_answer_keeps_the_engine_process_small(tmp_path: Path) -> None:
     with Scripted(answer) as app:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), *sys.path])}
         done = subprocess.run(
-            [sys.executable, str(HERE / "answer_engine.py"), str(tmp_path / "e.db"), app.url],
+            [sys.executable, str(APPS / "huge_answer_engine.py"), str(tmp_path / "e.db"), app.url],
             check=False,
             capture_output=True,
             text=True,

@@ -1,6 +1,6 @@
 """SIGKILL the engine while a run publishes and a reader follows its stream over SSE.
 
-The engine is a real process (``tests/engine/engine_proc.py``) on SQLite or Postgres.
+The engine is a real process (``tests/apps/engine_server.py``) on SQLite or Postgres.
 A publisher sends durable messages one by one (each with its own durable id, retried
 until answered, as the SDK's durable publish is); a reader follows
 ``GET /v1/runs/{id}/stream`` as Server-Sent Events and, when the connection drops,
@@ -26,12 +26,12 @@ import pytest
 from stepline._status import RunStatus
 from stepline.engine._store import Store
 from tests._support.polling import wait_until
-from tests._support.processes import clean_env, free_port, spawn, wait_until_up
+from tests._support.processes import APPS, clean_env, free_port, spawn, wait_until_up
 from tests.engine.test_store_contract import run_record, with_store
 
 pytestmark = [pytest.mark.process]
 
-ENGINE = Path(__file__).parents[1] / "engine" / "engine_proc.py"
+ENGINE = APPS / "engine_server.py"
 RUN = "01RUNKILLSTREAM00000000001"
 TOTAL = 80
 CSRF = {"x-stepline-csrf": "1"}

@@ -1,6 +1,6 @@
 """Golden tests: every inngest-py exchange in ``captures/py`` replayed against stepline.
 
-The stepline twin of the captured app (``holdout_app``) must answer each captured
+The stepline twin of the captured app (``golden_holdout``) must answer each captured
 request with the same status, the headers that matter, the same op codes, ids and data.
 Timings, versions and tracebacks' text are ignored.
 """
@@ -19,8 +19,7 @@ import stepline
 import stepline.flask
 from tests._support.captures import CAPTURES, load_capture
 from tests._support.stub_server import StubServer
-
-from . import holdout_app
+from tests.apps import golden_holdout
 
 EXCHANGES = sorted(
     p.name
@@ -43,8 +42,8 @@ SDK_HEADER = re.compile(r"^[a-z0-9-]+:v\d+\.\d+\.\d+$")
 
 def make_app(**client_settings: Any) -> flask.Flask:
     app = flask.Flask("holdout")
-    client = holdout_app.make_client(**client_settings)
-    stepline.flask.serve(app, client, holdout_app.make_functions(client))
+    client = golden_holdout.make_client(**client_settings)
+    stepline.flask.serve(app, client, golden_holdout.make_functions(client))
     return app
 
 
@@ -148,7 +147,7 @@ def test_send_event_matches_capture(stub_server: StubServer) -> None:
     capture = load_capture("py", "03_send_event.json")
     [recorded] = capture["requests"]
     stub_server.answer = lambda _req: (200, recorded["stub_response"])
-    client = holdout_app.make_client(event_api_base_url=stub_server.url)
+    client = golden_holdout.make_client(event_api_base_url=stub_server.url)
     ids = client.send_sync(stepline.Event(name="demo/three", data={"n": 41}))
     assert ids == capture["returned_ids"]
     [sent] = stub_server.requests

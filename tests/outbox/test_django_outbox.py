@@ -14,12 +14,13 @@ import stepline.django
 from stepline._protocol import event_ids
 from tests._support.outbox_db import Database, fresh
 from tests._support.outbox_shop import Shop
+from tests._support.processes import APPS
 
 from .test_sqlalchemy_outbox import shape
 
 pytestmark = [pytest.mark.process]
 
-CASE = Path(__file__).with_name("django_outbox_case.py")
+CASE = APPS / "outbox_django_writer.py"
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -16,12 +16,13 @@ import pytest
 from tests._support import processes
 from tests._support.outbox_db import Database
 from tests._support.polling import wait_until
+from tests._support.processes import APPS
 
 from .relay_support import engine_process, pending
 
 pytestmark = [pytest.mark.process]
 
-CASE = Path(__file__).with_name("django_relay_case.py")
+CASE = APPS / "outbox_django_relay.py"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -48,7 +49,7 @@ def test_manage_py_stepline_relay_delivers_the_projects_outbox(
         assert all(row["attempts"] == 1 for row in database.rows())
 
 
-EMBEDDED_CASE = Path(__file__).with_name("django_embedded_relay_case.py")
+EMBEDDED_CASE = APPS / "outbox_django_embedded_relay.py"
 
 
 def test_the_embedded_engine_relays_the_django_projects_own_database(

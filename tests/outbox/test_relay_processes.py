@@ -97,7 +97,13 @@ def test_an_app_killed_after_its_commit_still_starts_its_run_once(
 ) -> None:
     prepare(database)
     out = tmp_path / "promised.json"
-    command = [sys.executable, "-m", "tests.outbox.relay_app", database.dialect, database.url]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.apps.outbox_order_writer",
+        database.dialect,
+        database.url,
+    ]
     app = processes.spawn([*command, str(out)], log=tmp_path / "app.log")
     assert app.wait(30) == -signal.SIGKILL, processes.log_tail(tmp_path / "app.log")
     promised = json.loads(out.read_text())

@@ -13,8 +13,8 @@ import werkzeug.test
 
 from stepline.embedded import EmbeddedEngine
 from tests._support.engines import FAST
+from tests.apps import run_management
 
-from . import embedded_app
 from .embedded_support import EngineServer, Face, faces
 
 #: What a non-browser caller sends (the engine's CSRF check for mounted routes).
@@ -23,7 +23,7 @@ NOT_A_BROWSER = {"x-stepline-csrf": "1"}
 
 @dataclasses.dataclass
 class Stack:
-    app: embedded_app.App
+    app: run_management.App
     face: Callable[[str], Face]
     #: a request straight at the engine's REST API (its ASGI app): ``(status, JSON body)``
     call: Callable[[str, str, Any], tuple[int, Any]]
@@ -38,7 +38,7 @@ def stack(kind: str, database: str) -> Iterator[Stack]:
     """The ``http`` or ``embedded`` setup on the SQLite file ``database``."""
     if kind == "http":
         server = EngineServer(database, **FAST)
-        app = embedded_app.build(api_base_url=server.url, event_api_base_url=server.url)
+        app = run_management.build(api_base_url=server.url, event_api_base_url=server.url)
         server.serve(app.client, app.functions)
 
         def over_http(method: str, path: str, body: Any) -> tuple[int, Any]:
@@ -50,7 +50,7 @@ def stack(kind: str, database: str) -> Iterator[Stack]:
         with server, faces(app.client) as face:
             yield Stack(app, face, over_http)
         return
-    app = embedded_app.build()
+    app = run_management.build()
     embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
     mounted = werkzeug.test.Client(embedded.wsgi_app())
 

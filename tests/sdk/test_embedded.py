@@ -29,9 +29,9 @@ from stepline import RunStatus
 from stepline.embedded import ORIGIN, EmbeddedEngine
 from tests._support.engines import FAST
 from tests._support.polling import wait_until
+from tests.apps import run_management
+from tests.apps.run_management import EVENT_KEY, SIGNING_KEY
 
-from . import embedded_app
-from .embedded_app import EVENT_KEY, SIGNING_KEY
 from .embedded_support import poll
 
 
@@ -41,7 +41,7 @@ def database(tmp_path: Path) -> str:
 
 
 def test_lazy_start_stop_and_start_again(database: str) -> None:
-    app = embedded_app.build()
+    app = run_management.build()
     embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
     try:
         assert not embedded.running
@@ -86,7 +86,7 @@ def test_lazy_start_stop_and_start_again(database: str) -> None:
 
 
 def test_stop_answers_waiting_callers_with_a_management_error(database: str) -> None:
-    app = embedded_app.build()
+    app = run_management.build()
     embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
     handle = app.client.start_sync(app.sleeper)
     poll(handle.steps)
@@ -129,7 +129,7 @@ def test_stop_answers_waiting_callers_with_a_management_error(database: str) -> 
 def test_an_engine_that_cannot_start_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    app = embedded_app.build()
+    app = run_management.build()
     embedded = EmbeddedEngine(
         app.client, app.functions, database=str(blocker / "sub" / "e.db"), **FAST
     )
@@ -143,7 +143,7 @@ def test_an_engine_that_cannot_start_is_a_clear_error(tmp_path: Path) -> None:
 # -- fork -----------------------------------------------------------------------------
 
 
-def _child(embedded: EmbeddedEngine, app: embedded_app.App) -> dict[str, Any]:
+def _child(embedded: EmbeddedEngine, app: run_management.App) -> dict[str, Any]:
     """In the forked child: what it sees and does."""
     seen: dict[str, Any] = {"running_after_fork": embedded.running}
     handle = app.client.start_sync(app.order, {"x": "child"})
@@ -226,7 +226,7 @@ def _forked(
 
 @pytest.mark.process
 def test_a_forked_child_starts_its_own_engine(database: str) -> None:
-    app = embedded_app.build()
+    app = run_management.build()
     embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
     try:
         assert app.client.start_sync(app.order, {"x": "before"}).result(timeout=20)
@@ -254,7 +254,7 @@ def test_a_forked_child_starts_its_own_engine(database: str) -> None:
 
 @pytest.mark.process
 def test_a_child_forked_before_first_use_starts_lazily(database: str) -> None:
-    app = embedded_app.build()
+    app = run_management.build()
     embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
     try:
         report = _forked(
@@ -269,7 +269,7 @@ def test_a_child_forked_before_first_use_starts_lazily(database: str) -> None:
 
 @pytest.mark.process
 def test_the_parent_stopping_leaves_the_childs_file_alone(database: str) -> None:
-    app = embedded_app.build()
+    app = run_management.build()
     embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
     try:
         assert app.client.start_sync(app.order, {"x": "parent"}).result(timeout=20)
@@ -314,7 +314,7 @@ def test_worker_processes_share_one_sqlite_file(tmp_path: Path) -> None:
     everyone_done = context.Barrier(workers)
     processes = [
         context.Process(
-            target=embedded_app.worker, args=(database, trace, out, runs, everyone_done)
+            target=run_management.worker, args=(database, trace, out, runs, everyone_done)
         )
         for out in outs
     ]
@@ -349,7 +349,7 @@ def test_worker_processes_share_one_sqlite_file(tmp_path: Path) -> None:
     assert set(executions) == {(r, s) for r in results for s in ("one", "two", "three")}
 
     # the file agrees: each run completed, once
-    app = embedded_app.build()
+    app = run_management.build()
     embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
     try:
         listed, cursor = app.client.list_runs_sync(function=app.traced, limit=500)
@@ -365,7 +365,7 @@ def test_worker_processes_share_one_sqlite_file(tmp_path: Path) -> None:
 
 @pytest.fixture
 def dev_engine(database: str) -> Any:
-    app = embedded_app.build()
+    app = run_management.build()
     embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
     yield app, embedded
     embedded.stop()
@@ -433,7 +433,7 @@ def test_wsgi_mount_serves_the_engine_api(dev_engine: Any) -> None:
 
 
 def test_the_api_is_not_mounted_for_a_production_client(database: str) -> None:
-    app = embedded_app.build(is_production=True, signing_key=SIGNING_KEY, event_key=EVENT_KEY)
+    app = run_management.build(is_production=True, signing_key=SIGNING_KEY, event_key=EVENT_KEY)
     embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
     with pytest.raises(stepline.ConfigError, match="expose_api=True"):
         embedded.asgi_app()
@@ -441,7 +441,7 @@ def test_the_api_is_not_mounted_for_a_production_client(database: str) -> None:
         embedded.wsgi_app()
     assert not embedded.running
 
-    keyless = embedded_app.build("keyless", is_production=True, signing_key=SIGNING_KEY)
+    keyless = run_management.build("keyless", is_production=True, signing_key=SIGNING_KEY)
     exposed_keyless = EmbeddedEngine(
         keyless.client, keyless.functions, database=database, expose_api=True
     )
@@ -450,7 +450,7 @@ def test_the_api_is_not_mounted_for_a_production_client(database: str) -> None:
 
 
 def test_an_exposed_production_engine_checks_keys(database: str) -> None:
-    app = embedded_app.build(is_production=True, signing_key=SIGNING_KEY, event_key=EVENT_KEY)
+    app = run_management.build(is_production=True, signing_key=SIGNING_KEY, event_key=EVENT_KEY)
     embedded = EmbeddedEngine(app.client, app.functions, database=database, expose_api=True, **FAST)
     try:
         client = werkzeug.test.Client(embedded.wsgi_app())
@@ -474,7 +474,7 @@ def test_a_parent_whose_file_is_gone_after_a_fork_stops_its_engine(
 ) -> None:
     folder = tmp_path / "gone"
     folder.mkdir()
-    app = embedded_app.build()
+    app = run_management.build()
     embedded = EmbeddedEngine(app.client, app.functions, database=str(folder / "e.db"), **FAST)
     try:
         assert app.client.start_sync(app.order, {"x": "before"}).result(timeout=20)

@@ -23,16 +23,15 @@ from stepline._transport import asgi_call, effects
 from stepline.embedded import ORIGIN, EmbeddedEngine, _direct
 from tests._support.engines import FAST
 from tests._support.polling import wait_until
-
-from . import embedded_app
-from .embedded_app import EVENT_KEY, SIGNING_KEY
+from tests.apps import run_management
+from tests.apps.run_management import EVENT_KEY, SIGNING_KEY
 
 ORDER = "shop-order"
 
 
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[EmbeddedEngine]:
-    app = embedded_app.build()
+    app = run_management.build()
     engine = EmbeddedEngine(app.client, app.functions, database=str(tmp_path / "d.db"), **FAST)
     engine.start()
     try:
@@ -137,7 +136,7 @@ def test_an_idempotent_start_and_a_skipped_one(embedded: EmbeddedEngine) -> None
 
 
 def test_a_production_engine_checks_the_bearer_token_either_way(tmp_path: Path) -> None:
-    app = embedded_app.build(is_production=True, signing_key=SIGNING_KEY, event_key=EVENT_KEY)
+    app = run_management.build(is_production=True, signing_key=SIGNING_KEY, event_key=EVENT_KEY)
     embedded = EmbeddedEngine(app.client, app.functions, database=str(tmp_path / "p.db"), **FAST)
     embedded.start()
     try:

@@ -23,8 +23,9 @@ import stepline
 from stepline import RunStatus, _settings
 from stepline._api import runs as _runs
 from stepline._transport import effects
+from tests.apps import run_management
 
-from . import embedded_app, stacks
+from . import stacks
 from .embedded_support import Face, poll
 from .stacks import Stack
 
@@ -219,7 +220,7 @@ def face(request: pytest.FixtureRequest, stack: Stack) -> Face:
 
 
 @pytest.fixture
-def app(stack: Stack) -> embedded_app.App:
+def app(stack: Stack) -> run_management.App:
     return stack.app
 
 
@@ -234,7 +235,7 @@ def tagged(face: Face, function: stepline.Function, tag: str) -> list[stepline.R
 
 
 def test_execute_returns_the_output(
-    face: Face, app: embedded_app.App, monkeypatch: pytest.MonkeyPatch
+    face: Face, app: run_management.App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tag = uuid.uuid4().hex
 
@@ -250,7 +251,7 @@ def test_execute_returns_the_output(
     assert (run.status, run.output) == (RunStatus.COMPLETED, {"n": 2, "x": 1})
 
 
-def test_execute_records_started_by_and_attributes(face: Face, app: embedded_app.App) -> None:
+def test_execute_records_started_by_and_attributes(face: Face, app: run_management.App) -> None:
     tag = uuid.uuid4().hex
     execute(face, app.order, {"x": tag}, started_by="user-7", attributes={"tag": tag, "n": 3})
     [run] = tagged(face, app.order, tag)
@@ -258,7 +259,7 @@ def test_execute_records_started_by_and_attributes(face: Face, app: embedded_app
     assert run.attributes == {"tag": tag, "n": "3"}
 
 
-def test_execute_raises_run_failed_error(face: Face, app: embedded_app.App) -> None:
+def test_execute_raises_run_failed_error(face: Face, app: run_management.App) -> None:
     tag = uuid.uuid4().hex
     with pytest.raises(stepline.RunFailedError, match="NonRetriableError: boom") as failed:
         execute(face, app.order, {"fail": True}, attributes={"tag": tag})
@@ -271,7 +272,7 @@ def test_execute_raises_run_failed_error(face: Face, app: embedded_app.App) -> N
     assert run.status is RunStatus.FAILED
 
 
-def test_execute_times_out_and_the_run_goes_on(face: Face, app: embedded_app.App) -> None:
+def test_execute_times_out_and_the_run_goes_on(face: Face, app: run_management.App) -> None:
     tag = uuid.uuid4().hex
     began = time.monotonic()
     with pytest.raises(
@@ -289,7 +290,7 @@ def test_execute_times_out_and_the_run_goes_on(face: Face, app: embedded_app.App
 
 
 def test_execute_with_an_idempotency_key_returns_the_first_runs_output(
-    face: Face, app: embedded_app.App
+    face: Face, app: run_management.App
 ) -> None:
     key = tag = uuid.uuid4().hex
     first = execute(face, app.order, {"x": "first"}, idempotency_key=key, attributes={"tag": tag})
@@ -299,7 +300,7 @@ def test_execute_with_an_idempotency_key_returns_the_first_runs_output(
     assert len(tagged(face, app.order, tag)) == 1, "a second run was started"
 
 
-def test_execute_an_unknown_or_refused_function(face: Face, app: embedded_app.App) -> None:
+def test_execute_an_unknown_or_refused_function(face: Face, app: run_management.App) -> None:
     with pytest.raises(stepline.FunctionNotFoundError, match="shop-nope") as unknown:
         execute(face, "nope")
     assert unknown.value.http_status == 404
@@ -311,7 +312,7 @@ def test_execute_an_unknown_or_refused_function(face: Face, app: embedded_app.Ap
     assert refused.value.http_status == 409
 
 
-def test_execute_data_must_be_json(face: Face, app: embedded_app.App) -> None:
+def test_execute_data_must_be_json(face: Face, app: run_management.App) -> None:
     with pytest.raises(stepline.ManagementError, match="not JSON-serializable"):
         execute(face, app.order, {"x": object()})
 

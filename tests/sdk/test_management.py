@@ -22,9 +22,10 @@ from stepline import RunStatus
 from stepline.embedded import EmbeddedEngine
 from tests._support.engines import FAST
 from tests._support.processes import free_port
+from tests.apps import run_management
+from tests.apps.run_management import EVENT_KEY, SIGNING_KEY
 
-from . import embedded_app, stacks
-from .embedded_app import EVENT_KEY, SIGNING_KEY
+from . import stacks
 from .embedded_support import EngineServer, Face, faces, poll
 from .stacks import Stack
 
@@ -44,18 +45,18 @@ def face(request: pytest.FixtureRequest, stack: Stack) -> Face:
 
 
 @pytest.fixture
-def app(stack: Stack) -> embedded_app.App:
+def app(stack: Stack) -> run_management.App:
     return stack.app
 
 
-def sleeping(face: Face, app: embedded_app.App) -> object:
+def sleeping(face: Face, app: run_management.App) -> object:
     """A run of ``sleeper``, once it is parked on its hour-long sleep."""
     handle = face.start(app.sleeper)
     poll(lambda: [s for s in handle.steps() if s.name == "nap" and s.status == "Sleeping"])
     return handle
 
 
-def test_start_then_result_describe_and_steps(face: Face, app: embedded_app.App) -> None:
+def test_start_then_result_describe_and_steps(face: Face, app: run_management.App) -> None:
     handle = face.start(app.order, {"x": 1})
     assert handle.created is True
     assert handle.result(timeout=20) == {"n": 2, "x": 1}
@@ -80,7 +81,7 @@ def test_start_then_result_describe_and_steps(face: Face, app: embedded_app.App)
     assert face.get_run(handle.run_id).result(timeout=20) == {"n": 2, "x": 1}
 
 
-def test_idempotency_key_returns_the_first_run(face: Face, app: embedded_app.App) -> None:
+def test_idempotency_key_returns_the_first_run(face: Face, app: run_management.App) -> None:
     key = uuid.uuid4().hex
     first = face.start(app.order, {"x": "first"}, idempotency_key=key)
     again = face.start("order", {"x": "second"}, idempotency_key=key)
@@ -95,7 +96,7 @@ def test_idempotency_key_returns_the_first_run(face: Face, app: embedded_app.App
     assert other.run_id != first.run_id
 
 
-def test_concurrent_starts_with_one_key_make_one_run(face: Face, app: embedded_app.App) -> None:
+def test_concurrent_starts_with_one_key_make_one_run(face: Face, app: run_management.App) -> None:
     key = uuid.uuid4().hex
     if face.kind == "sync":
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
@@ -117,7 +118,7 @@ def test_concurrent_starts_with_one_key_make_one_run(face: Face, app: embedded_a
     assert [r.run_id for r in runs].count(pairs[0][0]) == 1
 
 
-def test_failed_run_raises_run_failed_error(face: Face, app: embedded_app.App) -> None:
+def test_failed_run_raises_run_failed_error(face: Face, app: run_management.App) -> None:
     handle = face.start(app.order, {"fail": True})
     with pytest.raises(stepline.RunFailedError) as failed:
         handle.result(timeout=20)
@@ -135,7 +136,7 @@ def test_failed_run_raises_run_failed_error(face: Face, app: embedded_app.App) -
     assert info.error["message"] == "boom"
 
 
-def test_cancel_a_sleeping_run(face: Face, app: embedded_app.App) -> None:
+def test_cancel_a_sleeping_run(face: Face, app: run_management.App) -> None:
     handle = sleeping(face, app)
     assert handle.status() is RunStatus.RUNNING
     assert handle.cancel() is RunStatus.CANCELLED
@@ -148,7 +149,7 @@ def test_cancel_a_sleeping_run(face: Face, app: embedded_app.App) -> None:
     assert done.cancel() is RunStatus.COMPLETED
 
 
-def test_result_times_out(face: Face, app: embedded_app.App) -> None:
+def test_result_times_out(face: Face, app: run_management.App) -> None:
     handle = sleeping(face, app)
     with pytest.raises(stepline.RunTimeoutError, match=r"still Running after 0\.2s"):
         handle.result(timeout=0.2)
@@ -157,7 +158,7 @@ def test_result_times_out(face: Face, app: embedded_app.App) -> None:
     handle.cancel()
 
 
-def test_data_must_be_json(face: Face, app: embedded_app.App) -> None:
+def test_data_must_be_json(face: Face, app: run_management.App) -> None:
     with pytest.raises(stepline.ManagementError, match="not JSON-serializable"):
         face.start(app.order, {"x": object()})
 
@@ -174,7 +175,7 @@ def test_long_poll_on_the_engine(stack: Stack) -> None:
     assert (status, answer["data"]["status"]) == (200, "Cancelled")
 
 
-def test_unknown_run_and_unknown_function(face: Face, app: embedded_app.App) -> None:
+def test_unknown_run_and_unknown_function(face: Face, app: run_management.App) -> None:
     missing = face.get_run("01NOSUCHRUN")
     for act in (missing.status, missing.steps, missing.cancel, lambda: missing.result(timeout=1)):
         with pytest.raises(stepline.RunNotFoundError, match="01NOSUCHRUN") as error:
@@ -191,7 +192,7 @@ def test_unknown_run_and_unknown_function(face: Face, app: embedded_app.App) -> 
         face.rerun("01NOSUCHRUN")
 
 
-def test_rate_limited_start_is_not_started(face: Face, app: embedded_app.App) -> None:
+def test_rate_limited_start_is_not_started(face: Face, app: run_management.App) -> None:
     key = uuid.uuid4().hex
     assert face.start(app.limited, {"k": key}).result(timeout=20) == "ran"
     with pytest.raises(stepline.RunNotStartedError, match="rate_limited") as refused:
@@ -200,7 +201,7 @@ def test_rate_limited_start_is_not_started(face: Face, app: embedded_app.App) ->
     assert face.start(app.limited, {"k": key + "-other"}).result(timeout=20) == "ran"
 
 
-def test_list_runs_filters_and_pages(face: Face, app: embedded_app.App) -> None:
+def test_list_runs_filters_and_pages(face: Face, app: run_management.App) -> None:
     tag = uuid.uuid4().hex
     good = [face.start(app.order, {"x": f"{tag}-{i}"}) for i in range(3)]
     bad = face.start(app.order, {"x": tag, "fail": True})
@@ -241,7 +242,7 @@ def test_list_runs_filters_and_pages(face: Face, app: embedded_app.App) -> None:
     assert {h.run_id for h in [*good, bad]} <= {r.run_id for r in everything}
 
 
-def test_rerun_starts_a_new_run_with_the_same_data(face: Face, app: embedded_app.App) -> None:
+def test_rerun_starts_a_new_run_with_the_same_data(face: Face, app: run_management.App) -> None:
     first = face.start(app.order, {"x": "again"})
     assert first.result(timeout=20) == {"n": 2, "x": "again"}
     second = face.rerun(first.run_id)
@@ -250,7 +251,7 @@ def test_rerun_starts_a_new_run_with_the_same_data(face: Face, app: embedded_app
     assert second.describe().function_id == "shop-order"
 
 
-def test_send_event_then_find_its_run(face: Face, app: embedded_app.App) -> None:
+def test_send_event_then_find_its_run(face: Face, app: run_management.App) -> None:
     token = uuid.uuid4().hex
     waiting = face.start(app.waiter, {"token": token})
     poll(lambda: [s for s in waiting.steps() if s.name == "go" and s.status == "Waiting"])
@@ -261,7 +262,7 @@ def test_send_event_then_find_its_run(face: Face, app: embedded_app.App) -> None
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_unreachable_engine_is_a_management_error(kind: str) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    app = embedded_app.build(api_base_url=url, event_api_base_url=url)
+    app = run_management.build(api_base_url=url, event_api_base_url=url)
     with faces(app.client) as make:
         face = make(kind)
         for act in (
@@ -290,11 +291,11 @@ def test_production_client_against_an_engine_in_start_mode(kind: str, tmp_path: 
         **FAST,
     )
     urls = {"api_base_url": server.url, "event_api_base_url": server.url}
-    app = embedded_app.build(
+    app = run_management.build(
         is_production=True, signing_key=SIGNING_KEY, event_key=EVENT_KEY, **urls
     )
     server.serve(app.client, app.functions)
-    wrong = embedded_app.build(
+    wrong = run_management.build(
         is_production=True, signing_key="signkey-prod-" + "0bad" * 16, event_key="nope", **urls
     )
     with server, faces(app.client) as make, faces(wrong.client) as make_wrong:
@@ -321,7 +322,7 @@ def test_production_client_against_an_engine_in_start_mode(kind: str, tmp_path: 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_production_client_with_an_embedded_engine(kind: str, tmp_path: Path) -> None:
-    app = embedded_app.build(is_production=True, signing_key=SIGNING_KEY, event_key=EVENT_KEY)
+    app = run_management.build(is_production=True, signing_key=SIGNING_KEY, event_key=EVENT_KEY)
     embedded = EmbeddedEngine(app.client, app.functions, database=str(tmp_path / "e.db"), **FAST)
     try:
         with faces(app.client) as make:

@@ -27,10 +27,10 @@ from stepline._transport import effects
 from stepline.embedded import EmbeddedEngine
 from stepline.engine._store import Store
 from tests._support.polling import wait_until
-from tests._support.processes import clean_env, free_port, spawn, wait_until_up
+from tests._support.processes import APPS, clean_env, free_port, spawn, wait_until_up
 from tests.engine.test_store_contract import run_record, with_store
 
-ENGINE = Path(__file__).parents[1] / "engine" / "engine_proc.py"
+ENGINE = APPS / "engine_server.py"
 RUN = "01RUNCLIENTSTREAM000000001"
 CSRF = {"x-stepline-csrf": "1"}
 BACKOFF = 0.05  # between a publisher's attempts while the engine is down

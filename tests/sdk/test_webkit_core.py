@@ -21,8 +21,8 @@ from stepline.embedded import EmbeddedEngine
 from stepline.web import AccessDenied, AccessRequest, RunRoutes, WebRequest, WebResponse, allow_all
 from tests._support.engines import FAST
 from tests._support.processes import free_port
+from tests.apps import run_management
 
-from . import embedded_app
 from .embedded_support import LoopThread, poll
 
 
@@ -38,8 +38,8 @@ def loop() -> Iterator[LoopThread]:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, loop: LoopThread) -> Iterator[embedded_app.App]:
-    built = embedded_app.build()
+def app(tmp_path_factory: pytest.TempPathFactory, loop: LoopThread) -> Iterator[run_management.App]:
+    built = run_management.build()
     database = str(tmp_path_factory.mktemp("webkit") / "engine.db")
     embedded = EmbeddedEngine(built.client, built.functions, database=database, **FAST)
     yield built
@@ -52,11 +52,11 @@ def face(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def exposed(app: embedded_app.App) -> list[stepline.Function]:
+def exposed(app: run_management.App) -> list[stepline.Function]:
     return [app.order, app.sleeper, app.waiter, app.limited]
 
 
-def routes_for(app: embedded_app.App, **options: Any) -> RunRoutes:
+def routes_for(app: run_management.App, **options: Any) -> RunRoutes:
     options.setdefault("authorize", allow_all)
     options.setdefault("poll_interval", 0.02)
     return RunRoutes(app.client, exposed(app), **options)
@@ -141,7 +141,9 @@ def start(call: Caller, function: str = "order", data: object = None, **extra: A
 # -- routes ---------------------------------------------------------------------------
 
 
-def test_start_status_result_and_links(app: embedded_app.App, face: str, loop: LoopThread) -> None:
+def test_start_status_result_and_links(
+    app: run_management.App, face: str, loop: LoopThread
+) -> None:
     call = Caller(routes_for(app), face, loop)
     started = call("POST", "/runs", {"function": "order", "data": {"x": 1}})
     assert started.status == 201
@@ -174,7 +176,7 @@ def test_start_status_result_and_links(app: embedded_app.App, face: str, loop: L
     assert start(call, "shop-order", {"x": 2})
 
 
-def test_idempotency_key(app: embedded_app.App, face: str, loop: LoopThread) -> None:
+def test_idempotency_key(app: run_management.App, face: str, loop: LoopThread) -> None:
     call = Caller(routes_for(app), face, loop)
     key = f"webkit-{face}-key"
     first = call("POST", "/runs", {"function": "order", "data": {"x": 1}, "idempotency_key": key})
@@ -184,7 +186,7 @@ def test_idempotency_key(app: embedded_app.App, face: str, loop: LoopThread) -> 
     assert body(again)["run_id"] == body(first)["run_id"]
 
 
-def test_cancel_a_running_run(app: embedded_app.App, face: str, loop: LoopThread) -> None:
+def test_cancel_a_running_run(app: run_management.App, face: str, loop: LoopThread) -> None:
     call = Caller(routes_for(app), face, loop)
     run_id = start(call, "sleeper")
     cancelled = call("POST", f"/runs/{run_id}/cancel")
@@ -197,7 +199,7 @@ def test_cancel_a_running_run(app: embedded_app.App, face: str, loop: LoopThread
 
 
 def test_result_is_202_while_running_then_200(
-    app: embedded_app.App, face: str, loop: LoopThread
+    app: run_management.App, face: str, loop: LoopThread
 ) -> None:
     call = Caller(routes_for(app), face, loop)
     token = f"result-{face}"
@@ -224,7 +226,7 @@ def test_result_is_202_while_running_then_200(
 
 
 @pytest.mark.parametrize("wait", ["abc", "-1", "61", "nan", "inf"])
-def test_bad_wait_is_400(app: embedded_app.App, face: str, loop: LoopThread, wait: str) -> None:
+def test_bad_wait_is_400(app: run_management.App, face: str, loop: LoopThread, wait: str) -> None:
     call = Caller(routes_for(app, result_wait=60), face, loop)
     run_id = start(call)
     response = call("GET", f"/runs/{run_id}/result", query={"wait": wait})
@@ -245,7 +247,7 @@ def test_bad_wait_is_400(app: embedded_app.App, face: str, loop: LoopThread, wai
     ],
 )
 def test_wrong_method_is_405(
-    app: embedded_app.App, face: str, loop: LoopThread, method: str, path: str, allowed: str
+    app: run_management.App, face: str, loop: LoopThread, method: str, path: str, allowed: str
 ) -> None:
     response = Caller(routes_for(app), face, loop)(method, path)
     assert response.status == 405
@@ -255,7 +257,9 @@ def test_wrong_method_is_405(
 @pytest.mark.parametrize(
     "path", ["/", "/nope", "/runs/a/b", "/runs/bad!id", "/runs/01ANY/other", "/run", "/runsx"]
 )
-def test_unknown_path_is_404(app: embedded_app.App, face: str, loop: LoopThread, path: str) -> None:
+def test_unknown_path_is_404(
+    app: run_management.App, face: str, loop: LoopThread, path: str
+) -> None:
     response = Caller(routes_for(app), face, loop)("GET", path)
     assert response.status == 404
     assert "no route" in body(response)["error"]
@@ -280,7 +284,7 @@ def test_unknown_path_is_404(app: embedded_app.App, face: str, loop: LoopThread,
     ],
 )
 def test_bad_start_is_400(
-    app: embedded_app.App, face: str, loop: LoopThread, raw: object, message: str
+    app: run_management.App, face: str, loop: LoopThread, raw: object, message: str
 ) -> None:
     asked: list[AccessRequest] = []
     routes = routes_for(app, authorize=lambda access: asked.append(access) or True)
@@ -290,7 +294,7 @@ def test_bad_start_is_400(
     assert asked == [], "a bad request is refused before authorize is asked"
 
 
-def test_too_big_is_413(app: embedded_app.App, face: str, loop: LoopThread) -> None:
+def test_too_big_is_413(app: run_management.App, face: str, loop: LoopThread) -> None:
     huge = json.dumps({"function": "order", "data": {"x": "y" * _webkit.MAX_BODY}}).encode()
     response = Caller(routes_for(app), face, loop)("POST", "/runs", huge)
     assert response.status == 413
@@ -298,7 +302,7 @@ def test_too_big_is_413(app: embedded_app.App, face: str, loop: LoopThread) -> N
 
 
 def test_only_exposed_functions_and_their_runs(
-    app: embedded_app.App, face: str, loop: LoopThread
+    app: run_management.App, face: str, loop: LoopThread
 ) -> None:
     call = Caller(routes_for(app), face, loop)
     for name in ("hidden", "shop-hidden", "nope", "traced"):
@@ -355,7 +359,7 @@ class OrderInput(pydantic.BaseModel):
     note: str = "none"
 
 
-def test_input_model_422_and_coercion(app: embedded_app.App, face: str, loop: LoopThread) -> None:
+def test_input_model_422_and_coercion(app: run_management.App, face: str, loop: LoopThread) -> None:
     asked: list[AccessRequest] = []
     routes = routes_for(
         app,
@@ -395,7 +399,7 @@ def test_input_model_422_and_coercion(app: embedded_app.App, face: str, loop: Lo
 # -- authorize ----------------------------------------------------------------------------
 
 
-def test_authorize_sees_every_action(app: embedded_app.App, face: str, loop: LoopThread) -> None:
+def test_authorize_sees_every_action(app: run_management.App, face: str, loop: LoopThread) -> None:
     asked: list[AccessRequest] = []
     call = Caller(routes_for(app, authorize=lambda a: asked.append(a) or True), face, loop)
     run_id = start(call, "order", {"x": 1})
@@ -416,7 +420,7 @@ def test_authorize_sees_every_action(app: embedded_app.App, face: str, loop: Loo
 
 
 def test_authorize_false_is_403_on_start_and_404_on_run_routes(
-    app: embedded_app.App, face: str, loop: LoopThread
+    app: run_management.App, face: str, loop: LoopThread
 ) -> None:
     """403 on start; on a run route the unknown run's 404, so a refusal reveals no run."""
     run_id = app.client.start_sync(app.order).run_id
@@ -433,7 +437,9 @@ def test_authorize_false_is_403_on_start_and_404_on_run_routes(
     assert sloppy("GET", f"/runs/{run_id}").status == 404
 
 
-def test_access_denied_sets_the_status(app: embedded_app.App, face: str, loop: LoopThread) -> None:
+def test_access_denied_sets_the_status(
+    app: run_management.App, face: str, loop: LoopThread
+) -> None:
     def hook(access: AccessRequest) -> bool:
         raise AccessDenied("log in first", status=401)
 
@@ -444,7 +450,7 @@ def test_access_denied_sets_the_status(app: embedded_app.App, face: str, loop: L
     assert call("GET", f"/runs/{run_id}").status == 401
 
 
-def test_async_authorize(app: embedded_app.App, face: str, loop: LoopThread) -> None:
+def test_async_authorize(app: run_management.App, face: str, loop: LoopThread) -> None:
     async def hook(access: AccessRequest) -> bool:
         if access.action == "cancel":
             raise AccessDenied("no cancelling", status=403)
@@ -461,14 +467,14 @@ def test_async_authorize(app: embedded_app.App, face: str, loop: LoopThread) -> 
     assert (denied.status, body(denied)) == (404, {"error": f"run {run_id} not found"})
 
 
-def test_configuration_errors(app: embedded_app.App) -> None:
+def test_configuration_errors(app: run_management.App) -> None:
     with pytest.raises(stepline.ConfigError, match="allow_all"):
         RunRoutes(app.client, [app.order], authorize=None)  # type: ignore[arg-type]
     with pytest.raises(stepline.ConfigError, match="at least one function"):
         RunRoutes(app.client, [], authorize=allow_all)
 
 
-def test_rate_limited_start_is_409(app: embedded_app.App, face: str, loop: LoopThread) -> None:
+def test_rate_limited_start_is_409(app: run_management.App, face: str, loop: LoopThread) -> None:
     call = Caller(routes_for(app), face, loop)
     data = {"k": f"webkit-{face}"}
     start(call, "limited", data)
@@ -480,7 +486,7 @@ def test_rate_limited_start_is_409(app: embedded_app.App, face: str, loop: LoopT
 # -- live events ------------------------------------------------------------------------
 
 
-def test_events_of_an_ended_run(app: embedded_app.App, face: str, loop: LoopThread) -> None:
+def test_events_of_an_ended_run(app: run_management.App, face: str, loop: LoopThread) -> None:
     call = Caller(routes_for(app), face, loop)
     run_id = start(call, "order", {"x": "sse"})
     call("GET", f"/runs/{run_id}/result", query={"wait": "20"})
@@ -499,7 +505,7 @@ def test_events_of_an_ended_run(app: embedded_app.App, face: str, loop: LoopThre
     assert events[-1][1]["output"] == {"n": 2, "x": "sse"}
 
 
-def test_events_follow_a_live_run(app: embedded_app.App, face: str, loop: LoopThread) -> None:
+def test_events_follow_a_live_run(app: run_management.App, face: str, loop: LoopThread) -> None:
     call = Caller(routes_for(app), face, loop)
     token = f"sse-{face}"
     run_id = start(call, "waiter", {"token": token})
@@ -529,7 +535,7 @@ def test_events_follow_a_live_run(app: embedded_app.App, face: str, loop: LoopTh
     assert len(statuses) >= 2, "the status changed while the stream watched"
 
 
-def test_events_keepalive(app: embedded_app.App, face: str, loop: LoopThread) -> None:
+def test_events_keepalive(app: run_management.App, face: str, loop: LoopThread) -> None:
     call = Caller(routes_for(app, keepalive=0.0), face, loop)
     token = f"keepalive-{face}"
     run_id = start(call, "waiter", {"token": token})
@@ -554,7 +560,7 @@ def test_events_keepalive(app: embedded_app.App, face: str, loop: LoopThread) ->
 
 def test_unreachable_engine_is_502(face: str, loop: LoopThread) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    dead = embedded_app.build(api_base_url=url, event_api_base_url=url)
+    dead = run_management.build(api_base_url=url, event_api_base_url=url)
     call = Caller(RunRoutes(dead.client, [dead.order], authorize=allow_all), face, loop)
     try:
         for method, path, payload in (
@@ -572,7 +578,7 @@ def test_unreachable_engine_is_502(face: str, loop: LoopThread) -> None:
 
 
 def test_function_the_engine_does_not_know_is_404_saying_to_sync(
-    face: str, loop: LoopThread, app: embedded_app.App
+    face: str, loop: LoopThread, app: run_management.App
 ) -> None:
     """An unsynced app: not 502 "the workflow engine failed", but 404 with how to sync the app."""
 
@@ -613,7 +619,7 @@ class Scripted:
 
 def test_an_engine_503_is_503_with_its_retry_after(face: str, loop: LoopThread) -> None:
     """The engine's database is locked or full: try again later, not a 502."""
-    app = embedded_app.build(api_base_url="http://engine.test")
+    app = run_management.build(api_base_url="http://engine.test")
     full = {"error": "the database is unavailable (disk full); retry in 5 s", "retry_after": 5}
     script = Scripted(
         {
@@ -640,7 +646,7 @@ def test_an_engine_503_is_503_with_its_retry_after(face: str, loop: LoopThread) 
 def test_an_engine_failure_mid_stream_ends_it_with_an_error_event(
     face: str, loop: LoopThread
 ) -> None:
-    app = embedded_app.build(api_base_url="http://engine.test")
+    app = run_management.build(api_base_url="http://engine.test")
     run = {"run_id": "01RUN", "function_id": "shop-order", "status": "Running", "output": None}
 
     def ok(data: object) -> effects.HttpResponse:

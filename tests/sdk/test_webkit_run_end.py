@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .embedded_app import App
+from tests.apps.run_management import App
+
 from .embedded_support import LoopThread
 from .test_webkit_core import Caller, app, face, loop, routes_for, start
 

@@ -2,9 +2,9 @@
 
 One project for the module (``django_admin_setup.admin_project``: the admin's apps, a
 migrated SQLite database, ``STEPLINE`` with ``"ENGINE": "embedded"``); runs of
-``django_admin_functions`` (greet completes, boom fails, hold sleeps) made once by events,
-and ``approve`` (``make`` below), which waits for a signal.
-Each test logs in a user of its own: a superuser, or staff with only some permissions.
+``tests/apps/django_admin_functions`` (greet completes, boom fails, hold sleeps) made once
+by events, and ``approve`` (``make`` below), which waits for a signal. Each test logs in a
+user of its own: a superuser, or staff with only some permissions.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import stepline.django
 from stepline._api import catalog as _catalog
 from stepline.django._admin import listing
 from tests._support.polling import wait_until
+from tests.apps import django_admin_functions
 
-from . import django_admin_functions
 from .django_admin_setup import admin_project, browser, mount_admin
 from .django_setup import _django, harness  # noqa: F401 (_django: an autouse fixture)
 

@@ -20,8 +20,8 @@ from stepline.embedded import EmbeddedEngine
 from tests._support import refusing
 from tests._support.polling import wait_until
 from tests._support.server_thread import serving
+from tests.apps import django_admin_functions
 
-from . import django_admin_functions
 from .django_admin_setup import admin_project, browser, mount_admin
 from .django_setup import _django  # noqa: F401 (_django: an autouse fixture)
 

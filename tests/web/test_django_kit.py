@@ -6,7 +6,7 @@ its ``AsyncClient`` and uvicorn for the async views) is the contract of
 ``test_kit_contract``. Django is configured once per process by
 ``tests/adapters/harness_django`` (shared with the adapter tests, in any order); settings
 changes go through ``override_settings`` (``STEPLINE`` settings and ``manage.py
-stepline``: ``test_django_settings.py``). Whole projects (``django_site_*``, the signup
+stepline``: ``test_django_settings.py``). Whole projects (``tests/apps/django_site_*``, the signup
 example) run in subprocesses: uvicorn plus an engine started by ``manage.py stepline
 dev``, checked with the contract's scenarios over HTTP, and the example under
 ``runserver`` as its README says.
@@ -47,7 +47,6 @@ from .django_setup import _django, mount  # noqa: F401 (_django: an autouse fixt
 from .kit_harness import DjangoAsyncClientWeb, DjangoClientWeb
 
 ROOT = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
 EXAMPLE = ROOT / "examples" / "django_signup"
 TOKEN = "s3cret"
 AUTH = {"x-token": TOKEN}
@@ -466,18 +465,18 @@ def test_settings_driven_site_under_uvicorn_with_the_engine_of_manage_py(tmp_pat
     app, engine_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{engine_port}"
     env = {
         **os.environ,
-        "PYTHONPATH": str(HERE),
-        "DJANGO_SETTINGS_MODULE": "django_site_settings",
+        "PYTHONPATH": str(ROOT),
+        "DJANGO_SETTINGS_MODULE": "tests.apps.django_site_settings",
         "SITE_ENGINE_URL": engine_url,
         "SITE_ORIGIN": app,
         "SITE_DATABASE": str(tmp_path / "engine.db"),
     }
-    server = [sys.executable, "-m", "uvicorn", "django_site_asgi:application", "--port"]
+    server = [sys.executable, "-m", "uvicorn", "tests.apps.django_site_asgi:application", "--port"]
     options = [str(app_port), "--lifespan", "off", "--no-access-log"]
-    with running([*server, *options], env, HERE, tmp_path) as site:
+    with running([*server, *options], env, ROOT, tmp_path) as site:
         wait_until_up(app, site.proc, log=site.err, ready=answers, interval=0.1)
         command = [sys.executable, "-m", "django", "stepline", "dev"]
-        with running(command, env, HERE, tmp_path) as engine:
+        with running(command, env, ROOT, tmp_path) as engine:
             banner = engine.wait_for(f"✓ {app}/api/inngest synced")
             assert f"Engine     {engine_url}" in banner
             web = HttpWeb(app, async_mode=True)

@@ -44,7 +44,7 @@ def project(**stepline_setting: Any) -> Iterator[None]:
         yield
 
 
-CFG = {"APP_ID": "cfg", "DEV": True, "FUNCTIONS": "tests.web.django_kit_functions.make"}
+CFG = {"APP_ID": "cfg", "DEV": True, "FUNCTIONS": "tests.apps.django_kit_functions.make"}
 
 
 def test_app_config_builds_one_client_per_process_from_settings() -> None:
@@ -142,7 +142,7 @@ def test_a_production_embedded_engine_is_not_exposed(tmp_path: Path) -> None:
         ({"APP_ID": "x", "DEV": "yes"}, "must be True or False"),
         ({"APP_ID": "x", "SIGNING_KEY": 42}, "must be a string"),
         ({"APP_ID": "x", "ENGINE_OPTIONS": []}, "must be a dict"),
-        ({"APP_ID": "x", "DEV": True, "FUNCTIONS": "tests.web.django_kit_functions.nope"}, "nope"),
+        ({"APP_ID": "x", "DEV": True, "FUNCTIONS": "tests.apps.django_kit_functions.nope"}, "nope"),
         ({"APP_ID": "x", "DEV": True, "FUNCTIONS": "json.decoder"}, "list of stepline functions"),
     ],
 )

@@ -1,4 +1,6 @@
-"""An engine process that SIGKILLs itself at a chosen point: ``python kill_engine.py PORT DB``.
+"""An engine process that SIGKILLs itself at a chosen point.
+
+``python tests/apps/self_killing_engine.py PORT DB``.
 
 ``FAULT_KILL=<point>:<n>`` picks the moment, counted from this process's start:
 

@@ -1,7 +1,7 @@
 """Django writing to the outbox on a real database, run by ``test_django_outbox.py`` in a child.
 
 Django is configured once per process, so each database gets its own process. Usage:
-``python django_outbox_case.py <dialect> <url> <output.json>``. It migrates the
+``python tests/apps/outbox_django_writer.py <dialect> <url> <output.json>``. It migrates the
 ``stepline`` app, then writes: one committed transaction (an order, an event, a start),
 one rolled back, several writes in one transaction, and one write outside ``atomic()``;
 the ids it got go to the output file for the parent to check against the rows and the
@@ -12,37 +12,18 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import django
 from django.conf import settings
 
-
-def database(dialect: str, url: str) -> dict[str, Any]:
-    if dialect == "sqlite":
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": url}
-    parts = urllib.parse.urlsplit(url)
-    common = {
-        "HOST": parts.hostname,
-        "PORT": str(parts.port or ""),
-        "USER": urllib.parse.unquote(parts.username or ""),
-        "PASSWORD": urllib.parse.unquote(parts.password or ""),
-        "NAME": parts.path.lstrip("/"),
-    }
-    if dialect == "postgresql":
-        query = dict(urllib.parse.parse_qsl(parts.query))
-        options = {"options": query["options"]} if "options" in query else {}
-        return {"ENGINE": "django.db.backends.postgresql", "OPTIONS": options, **common}
-    import pymysql
-
-    pymysql.install_as_MySQLdb()
-    return {"ENGINE": "django.db.backends.mysql", **common}
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests._support.outbox_db import Database
 
 dialect, url, output = sys.argv[1:4]
 settings.configure(
-    DATABASES={"default": database(dialect, url)},
+    DATABASES={"default": Database(dialect, url).django()},
     INSTALLED_APPS=["stepline.django"],
     STEPLINE={"APP_ID": "shop", "DEV": True},
     USE_TZ=True,

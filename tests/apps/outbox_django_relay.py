@@ -1,9 +1,9 @@
 """``manage.py stepline relay`` in a child process: Django writes, then relays its outbox.
 
-``python django_relay_case.py <dialect> <url> <engine-url> <output.json>``: migrates the
-``stepline`` app, commits an order with ``send_on_commit`` and ``start_in_transaction``,
-writes the ids it got to the output file, then runs ``call_command("stepline", "relay")``
-on Django's default connection until SIGTERM.
+``python tests/apps/outbox_django_relay.py <dialect> <url> <engine-url> <output.json>``:
+migrates the ``stepline`` app, commits an order with ``send_on_commit`` and
+``start_in_transaction``, writes the ids it got to the output file, then runs
+``call_command("stepline", "relay")`` on Django's default connection until SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import django
 from django.conf import settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.outbox.django_relay_case_db import database
+from tests._support.outbox_db import Database
 
 dialect, url, engine_url, output = sys.argv[1:5]
 settings.configure(
-    DATABASES={"default": database(dialect, url)},
+    DATABASES={"default": Database(dialect, url).django()},
     INSTALLED_APPS=["stepline.django"],
     STEPLINE={"APP_ID": "shop", "DEV": True, "BASE_URL": engine_url},
     USE_TZ=True,

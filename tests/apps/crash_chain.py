@@ -1,9 +1,9 @@
 """The app the crash test drives: a chain of steps that log every execution.
 
-Run as ``python crash_app.py PORT LOGFILE``; each step appends ``begin run step - TIME``
-to LOGFILE when it starts and ``end run step nonce TIME`` when it is done, and returns
-the nonce: the test can tell a re-execution of a recorded step (the recorded nonce is
-not the last one logged) from a retry of a lost one, and which steps were in flight
+Run as ``python tests/apps/crash_chain.py PORT LOGFILE``; each step appends ``begin run step
+- TIME`` to LOGFILE when it starts and ``end run step nonce TIME`` when it is done, and
+returns the nonce: the test can tell a re-execution of a recorded step (the recorded nonce
+is not the last one logged) from a retry of a lost one, and which steps were in flight
 (begun, not ended) at the moment of each kill.
 """
 

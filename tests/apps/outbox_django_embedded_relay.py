@@ -1,6 +1,6 @@
 """Django with the embedded engine relaying the project's own database (``relay_outbox``).
 
-``python django_embedded_relay_case.py <dialect> <url> <engine-db> <output.json>``:
+``python tests/apps/outbox_django_embedded_relay.py <dialect> <url> <engine-db> <output.json>``:
 ``ENGINE_OPTIONS = {"relay_outbox": "django"}``; commits an order with
 ``start_in_transaction`` and ``send_on_commit``, then waits for both runs' results
 through the handles the writers returned, and writes them to the output file.
@@ -16,18 +16,18 @@ import django
 from django.conf import settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.outbox.django_relay_case_db import database
+from tests._support.outbox_db import Database
 
 dialect, url, engine_db, output = sys.argv[1:5]
 settings.configure(
-    DATABASES={"default": database(dialect, url)},
+    DATABASES={"default": Database(dialect, url).django()},
     INSTALLED_APPS=["stepline.django"],
     STEPLINE={
         "APP_ID": "shop",
         "DEV": True,
         "ENGINE": "embedded",
         "DATABASE": engine_db,
-        "FUNCTIONS": "tests.outbox.django_shop.functions",
+        "FUNCTIONS": "tests.apps.outbox_django_shop.functions",
         "ENGINE_OPTIONS": {"relay_outbox": "django", "poll_interval": 0.05},
     },
     USE_TZ=True,

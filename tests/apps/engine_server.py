@@ -1,4 +1,6 @@
-"""An engine process with test-friendly settings: ``python engine_proc.py PORT DB [LEASE]``.
+"""An engine process with test-friendly settings.
+
+``python tests/apps/engine_server.py PORT DB [LEASE]``.
 
 Short leases let a restarted engine take over a killed one's jobs within a second.
 """

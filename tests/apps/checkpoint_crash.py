@@ -1,6 +1,6 @@
 """A process whose function is SIGKILLed in the middle of its fourth step.
 
-Run as ``python checkpoint_crash.py DB LOG MODE start|resume [RUN_ID]``; MODE is
+Run as ``python tests/apps/checkpoint_crash.py DB LOG MODE start|resume [RUN_ID]``; MODE is
 ``per-step`` (``Checkpointing(buffered_steps=1)``) or ``batched`` (``True``). Every
 step's code appends its name to LOG before it returns; the first time ``s3`` runs the
 process kills itself. ``start`` prints the run id and waits to die; ``resume`` opens the

@@ -1,12 +1,12 @@
 """An app served by the official ``inngest`` package's Connect worker, run as a process.
 
-``python -m tests.connect.worker ENGINE_URL INSTANCE LOG [SIGNING_KEY]`` connects to the
-engine's gateway (``inngest.connect.connect(...).start()``) and serves the functions below
-until SIGTERM, on which the official worker drains (finishes its calls, takes no new ones)
-and the process says ``<instance> drained and stopped``.
-Each step body that really runs appends ``<instance> <step key>`` to ``LOG`` (flushed at
-once), so a test in another process sees which worker ran what, and that no recorded step
-ran twice. Without a signing key the client is in dev mode; with one, in production mode.
+``python -m tests.apps.connect_official_worker ENGINE_URL INSTANCE LOG [SIGNING_KEY]``
+connects to the engine's gateway (``inngest.connect.connect(...).start()``) and serves the
+functions below until SIGTERM, on which the official worker drains (finishes its calls,
+takes no new ones) and the process says ``<instance> drained and stopped``. Each step body
+that really runs appends ``<instance> <step key>`` to ``LOG`` (flushed at once), so a test
+in another process sees which worker ran what, and that no recorded step ran twice. Without
+a signing key the client is in dev mode; with one, in production mode.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""A node of the multi-node test: ``python multinode_node.py PORT DB NODE TRACE LEASE APP``.
+"""A node of the multi-node test.
+
+``python tests/apps/multinode_node.py PORT DB NODE TRACE LEASE APP``.
 
 Every node is a whole engine (HTTP API, worker, heartbeat, LISTEN) on the shared
 Postgres ``DB`` and serves its own copy of the ``multinode`` app in-process, so the only

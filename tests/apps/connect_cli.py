@@ -1,4 +1,4 @@
-"""A module ``stepline connect tests.connect.cli_app:client`` serves (engine: CLI_ENGINE_URL)."""
+"""A module ``stepline connect tests.apps.connect_cli:client`` serves (engine: CLI_ENGINE_URL)."""
 
 from __future__ import annotations
 

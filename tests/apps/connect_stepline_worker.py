@@ -1,6 +1,6 @@
-"""The scenarios of ``tests.connect.worker``, served by Stepline's own worker, as a process.
+"""The official worker's scenarios (``connect_official_worker``) served by Stepline's worker.
 
-``python -m tests.connect.stepline_worker ENGINE_URL INSTANCE LOG [SIGNING_KEY]`` runs
+``python -m tests.apps.connect_stepline_worker ENGINE_URL INSTANCE LOG [SIGNING_KEY]`` runs
 ``stepline.connect.Worker(client, functions).run()`` until SIGTERM (it drains). The app id,
 events and function ids are the official worker's (``harness`` reads both alike); each
 step body that really runs appends ``<instance> <step key>`` to ``LOG``.
@@ -19,8 +19,7 @@ from typing import Any
 
 import stepline
 import stepline.connect
-
-from .worker import APP_ID, event
+from tests.apps.connect_official_worker import APP_ID, event
 
 
 def build(

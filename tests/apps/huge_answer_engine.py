@@ -1,9 +1,9 @@
 """An engine process that runs one call against a huge answer and reports its peak memory.
 
-``python answer_engine.py DB APP_URL``: registers the app at ``APP_URL``, warms up with
-one small run (``sec/warm``), notes the process's peak RSS (``VmHWM``), runs ``sec/go``
-(whose answer is huge) and prints one JSON line: the run's status and error name and
-the peak before and after, in KiB.
+``python tests/apps/huge_answer_engine.py DB APP_URL``: registers the app at ``APP_URL``,
+warms up with one small run (``sec/warm``), notes the process's peak RSS (``VmHWM``), runs
+``sec/go`` (whose answer is huge) and prints one JSON line: the run's status and error name
+and the peak before and after, in KiB.
 """
 
 from __future__ import annotations

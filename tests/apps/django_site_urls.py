@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pydantic
 from django.urls import include, path
-from django_site_functions import hold, welcome
 
 import stepline.django
 import stepline.web
+from tests.apps.django_site_functions import hold, welcome
 
 TOKEN = "s3cret"
 

@@ -1,6 +1,6 @@
 """The app of inngest-py's own Connect signal scenarios, as a process.
 
-``python -m tests.connect.signal_worker ENGINE_URL APP_ID EVENT [SIGNAL ...]`` serves one
+``python -m tests.apps.connect_official_signals ENGINE_URL APP_ID EVENT [SIGNAL ...]`` serves one
 function (``fn``: sleeps 5 s, returns ``"Hello"``) over the official worker
 (``inngest.connect``) with ``instance_id`` = ``APP_ID``, and the worker's
 ``shutdown_signals`` set to the named signals (``SIGUSR1``...; the SDK's default when

@@ -1,9 +1,9 @@
 """A tiny app per framework for ``test_sec_bodies``: the serve endpoint and the run kit.
 
-``python bodies_app.py <framework> <port>`` serves ``/api/inngest`` (and, where the
-framework has the kit, ``/api/runs``) on 127.0.0.1 until killed. No engine is needed:
-the requests sent are refused before anything reaches one. ``BODIES_ENGINE_URL`` is the
-engine a dev-mode app registers itself with in the background (the tests give an address
+``python tests/apps/framework_minimal.py <framework> <port>`` serves ``/api/inngest`` (and,
+where the framework has the kit, ``/api/runs``) on 127.0.0.1 until killed. No engine is
+needed: the requests sent are refused before anything reaches one. ``BODIES_ENGINE_URL`` is
+the engine a dev-mode app registers itself with in the background (the tests give an address
 that refuses connections).
 """
 

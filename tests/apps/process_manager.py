@@ -8,7 +8,7 @@ sends one ``pm/work`` event while it is imported (in gunicorn ``--preload``'s ma
 
 Routes: ``POST /send`` (JSON ``{"events": [{"name", "data"}]}``; a Stepline call) and
 ``GET /plain`` (nothing of Stepline's). Apps: ``flask_app``, ``fastapi_app`` and, with
-``DJANGO_SETTINGS_MODULE=tests.adapters.process_manager_app``, ``django_app``.
+``DJANGO_SETTINGS_MODULE=tests.apps.process_manager``, ``django_app``.
 """
 
 from __future__ import annotations

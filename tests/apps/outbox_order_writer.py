@@ -1,6 +1,6 @@
 """An app process that commits an order with an outbox send and start, then dies (SIGKILL).
 
-``python -m tests.outbox.relay_app DIALECT URL OUT``: writes one ``shop/order.placed``
+``python -m tests.apps.outbox_order_writer DIALECT URL OUT``: writes one ``shop/order.placed``
 event and one start of ``shop-process-order`` in one transaction with an order row,
 commits, writes the ids it was given to ``OUT`` (JSON), and SIGKILLs itself before any
 relay has run: the rows must still be delivered, once.
