@@ -1,4 +1,4 @@
-"""Checked by mypy (see test_step_types.py): each face of the step API is typed right."""
+"""Checked by mypy (see test_types.py): each face of the step API is typed right."""
 
 from __future__ import annotations
 
