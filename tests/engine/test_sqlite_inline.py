@@ -20,7 +20,7 @@ import pytest
 
 from stepline.engine._store import Tx
 from stepline.engine._store.faults import classify
-from stepline.engine._store.sqlite import PAGE_SIZE, SqliteStore
+from stepline.engine._store.sqlite import PAGE_SIZE, SqliteStore, _busy
 from stepline.engine._store.wal import LOG_BYTES, WalKeeper
 from tests._support.aio import arun
 from tests._support.polling import await_until
@@ -170,6 +170,19 @@ def test_a_held_write_lock_never_blocks_the_loop(tmp_path: Path) -> None:
             assert not busy(store)
 
     arun(scenario())
+
+
+def test_busy_is_told_by_its_code_or_else_its_message() -> None:
+    # sqlite3's errors carry their code from Python 3.11; on 3.10 the message tells
+    assert _busy(sqlite3.OperationalError("database is locked"))
+    assert not _busy(sqlite3.OperationalError("database table is locked"))  # SQLITE_LOCKED
+    conn = sqlite3.connect(":memory:")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="no such table") as caught:
+            conn.execute("SELECT * FROM nowhere")
+    finally:
+        conn.close()
+    assert not _busy(caught.value)
 
 
 def test_a_small_transaction_queues_while_a_blocked_thread_holds_the_role(
