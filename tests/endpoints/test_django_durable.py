@@ -106,7 +106,7 @@ def test_the_client_defaults_to_the_settings_client(tmp_path: Path) -> None:
     setting = {
         "APP_ID": "dj-cfg",
         "DEV": True,
-        "FUNCTIONS": "tests.web.django_kit_functions.make",
+        "FUNCTIONS": "tests.apps.django_kit_functions.make",
         "ENGINE": "embedded",
         "DATABASE": str(tmp_path / "cfg.db"),
         "ENGINE_OPTIONS": {"poll_interval": 0.05},
