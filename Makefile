@@ -17,8 +17,12 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 ## Lint, type-check and run every test (two processes: each test file runs whole in one).
-test: $(STAMP) lint typecheck
-	$(BIN)/pytest -n 2 --dist loadfile
+## mypy runs beside the tests (its output is printed once they end): either failing fails.
+test: $(STAMP) lint
+	@$(BIN)/mypy > .mypy.out 2>&1 & mypy=$$!; \
+	$(BIN)/pytest -n 2 --dist loadfile; tests=$$?; \
+	wait $$mypy; typed=$$?; echo "mypy:"; cat .mypy.out; rm -f .mypy.out; \
+	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 
 ## The fast tier: every test that needs no process, browser, database server or long run
 ## (tests/README.md); no lint or type check.
