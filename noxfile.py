@@ -2,7 +2,8 @@
 
 `make test` runs the whole suite on 3.11 (the project's `.venv`); the sessions here run the
 tests that need no process, browser or database server on 3.10, 3.12 and 3.13, each in a
-fresh venv of nox's with the package and its `dev` extra installed (`make test-versions`).
+fresh venv of nox's with the package and its `dev` extra installed (`make test-versions`,
+which CI runs after `make test`; nox runs the sessions one after another).
 
 The interpreters are pyenv's: their bin directories go first on PATH, so nox finds the real
 `python3.X` rather than a pyenv shim (a shim runs only the version pyenv has selected).

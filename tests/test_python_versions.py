@@ -57,6 +57,15 @@ def test_the_readme_names_the_supported_range() -> None:
     assert "make test-versions" in readme
 
 
+def test_ci_runs_the_whole_suite_then_the_matrix() -> None:
+    commands = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip().startswith("make ")
+    ]
+    assert commands == ["make test", "make test-versions"]
+
+
 def _django_floors() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
