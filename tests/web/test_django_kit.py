@@ -437,7 +437,12 @@ class Process:
     def stop(self, sig: int = signal.SIGINT) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(15)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:  # fail with what the server said, leaving none behind
+            self.proc.kill()
+            self.proc.wait(15)
+            raise AssertionError(f"still running 15 s after {sig!r}:\n{self.stderr()}") from None
 
 
 _SERIAL = itertools.count()

@@ -440,9 +440,16 @@ def test_example_runs_with_one_command(tmp_path: Path) -> None:
             assert http.get("/stepline/v1/functions").status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
-        code = proc.wait(WAIT)
-        out.close()
-        err.close()
+        try:
+            code = proc.wait(WAIT)
+        except subprocess.TimeoutExpired:  # fail with what it said, leaving nothing behind
+            proc.kill()
+            proc.wait(WAIT)
+            said = (tmp_path / "stderr").read_text()
+            raise AssertionError(f"still running {WAIT} s after SIGINT:\n{said}") from None
+        finally:
+            out.close()
+            err.close()
     assert (tmp_path / ".stepline" / "orders.db").exists()
     assert code == 0
     assert "Traceback" not in (tmp_path / "stderr").read_text()  # the engine stopped cleanly
