@@ -1,0 +1,125 @@
+"""An agent's awaited work as Stepline steps, from either face of a function.
+
+Pydantic AI is async. In an ``async def`` function the agent runs on the function's loop
+and each unit of work is ``await ctx.step.run(...)``. In a plain ``def`` function the
+agent runs with ``run_sync``, on a loop of the function's own thread: there the step's
+bookkeeping goes through the call's execution state, as ``SyncStep.run`` does, its
+persistence and publishing through the blocking face (the async transport belongs to
+another loop), and the body is awaited on that loop.
+
+``Ledger`` is what one call of the function has counted so far: the tokens its model
+requests used (replayed or run), the agent runs it started, the last durable marker it
+published. A call re-runs the function from its start, so each count is the same on
+every replay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from stepline._api import streams as _streams
+from stepline._execution import step_timeouts
+from stepline._execution.call import EXECUTE, ExecutionState
+from stepline._execution.checkpointing import CheckpointFailed
+from stepline._execution.context import Context, SyncContext, call_state
+from stepline._execution.publish import publisher_of
+from stepline._execution.step import Duration
+
+__all__ = ["Ledger", "ledger", "publish_durable", "read_topic", "run_step"]
+
+AnyContext = Context | SyncContext
+
+
+@dataclasses.dataclass(slots=True)
+class Ledger:
+    """What one call of a function has counted (see the module's docstring)."""
+
+    tokens: int = 0
+    runs: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: the stream seq of the last durable marker: earlier attempts are read after it
+    last_seq: int = 0
+
+    def next_prefix(self, name: str) -> str:
+        """The step-id prefix of the next agent run named ``name`` in this call."""
+        count = self.runs.get(name, 0) + 1
+        self.runs[name] = count
+        return name if count == 1 else f"{name}#{count}"
+
+
+_ledgers: weakref.WeakKeyDictionary[ExecutionState, Ledger] = weakref.WeakKeyDictionary()
+
+
+def ledger(ctx: AnyContext) -> Ledger:
+    """The ledger of ``ctx``'s call."""
+    state = call_state(ctx)
+    found = _ledgers.get(state)
+    if found is None:
+        found = _ledgers[state] = Ledger()
+    return found
+
+
+async def run_step(
+    ctx: AnyContext,
+    step_id: str,
+    body: Callable[[], Awaitable[Any]],
+    *,
+    timeout: Duration | None,
+) -> Any:
+    """Run ``body`` once as the step ``step_id``; replays return its recorded JSON value.
+
+    Raises what ``step.run`` raises: ``StepError`` for a step that failed for good, and
+    the step machinery's interrupts (never catch those).
+    """
+    if isinstance(ctx, Context):
+        return await ctx.step.run(step_id, body, timeout=timeout)
+    state = call_state(ctx)
+    value = state.begin_run(step_id)
+    if value is not EXECUTE:
+        return value
+    # the step tools' own resolution: ``timeout``, else the function's Timeouts(step=)
+    limit = ctx.step._limit(timeout)
+    _persist_sync(state)
+    with state.executing() as slot:
+        slot.value = await step_timeouts.call_async(step_id, body, (), limit)
+    return state.finish_run(slot)
+
+
+def _persist_sync(state: ExecutionState) -> None:
+    """Under a checkpointer (a durable endpoint), persist earlier steps first, as
+    ``SyncStep.run`` does; a checkpoint that fails sends them with the call's answer."""
+    checkpointer = state.checkpointer
+    if checkpointer is not None and (done := state.take_due()):
+        try:
+            checkpointer.flush_sync(done)
+        except CheckpointFailed:
+            state.answer_with(done)
+
+
+async def publish_durable(ctx: AnyContext, step_id: str, topic: str, data: object) -> int:
+    """``step.publish`` on either face; the message's seq is the ledger's new bound."""
+    if isinstance(ctx, Context):
+        seq = await ctx.step.publish(step_id, topic=topic, data=data)
+    else:
+        seq = ctx.step.publish(step_id, topic=topic, data=data)
+    book = ledger(ctx)
+    book.last_seq = max(book.last_seq, seq)
+    return seq
+
+
+async def read_topic(ctx: AnyContext, topic: str, after: int) -> list[_streams.StreamMessage]:
+    """Every message of ``topic`` in the run's stream after ``after`` (no waiting)."""
+    connection = publisher_of(call_state(ctx)).connection
+    messages: list[_streams.StreamMessage] = []
+    while True:
+        flow = _streams.page_flow(connection.settings, ctx.run_id, after=after, topic=topic)
+        if isinstance(ctx, Context):
+            page = await connection.run_async(flow)
+        else:
+            page = connection.run_sync(flow)
+        messages.extend(page.messages)
+        if not page.messages or page.next <= after:
+            return messages
+        after = page.next
