@@ -17,6 +17,7 @@ from pydantic_ai.toolsets import AbstractToolset
 from stepline import _errors
 from stepline._execution import publish as _publish
 from stepline._execution import step_timeouts
+from stepline._execution.context import SyncContext
 from stepline._execution.step import Duration
 from stepline.ai import _steps
 from stepline.ai._model import StepModel
@@ -109,12 +110,16 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
     def on(self, ctx: _steps.AnyContext) -> DurableAgent[AgentDepsT, OutputDataT]:
         """This agent, bound to the Stepline context ``ctx``: its runs are ``ctx``'s steps.
 
-        Cheap (a shallow copy); call it in the function, once per call or per run.
+        Cheap (a shallow copy); call it in the function, once per call or per run. Given a
+        ``SyncContext``, it also gives the function's thread the event loop ``run_sync``
+        runs on, closed when the thread ends (Pydantic AI makes one and never closes it).
 
         Args:
             ctx: the function's ``stepline.Context`` or ``stepline.SyncContext`` (a durable
                 endpoint's ``EndpointContext`` and ``SyncEndpointContext`` too).
         """
+        if isinstance(ctx, SyncContext):
+            _steps.thread_loop()
         bound_agent = copy.copy(self)
         bound_agent._ctx = ctx
         return bound_agent
@@ -158,12 +163,7 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
             ConfigError: the agent is not bound to a context (``on(ctx)``), or a per-run
                 ``model`` was given.
         """
-        ctx = self._ctx
-        if ctx is None:
-            raise _errors.ConfigError(
-                "run a DurableAgent bound to the function's context: agent.on(ctx).run(...); "
-                "outside a Stepline function, run the agent it wraps"
-            )
+        ctx = self._bound_context()
         if kwargs.get("model") is not None:
             raise _errors.ConfigError(
                 "a DurableAgent takes no per-run model: set the model on the agent it wraps"
@@ -178,3 +178,11 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         ):
             async with self.wrapped.iter(*args, **kwargs) as agent_run:
                 yield agent_run
+
+    def _bound_context(self) -> _steps.AnyContext:
+        if self._ctx is None:
+            raise _errors.ConfigError(
+                "run a DurableAgent bound to the function's context: agent.on(ctx).run(...); "
+                "outside a Stepline function, run the agent it wraps"
+            )
+        return self._ctx

@@ -15,7 +15,10 @@ every replay.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
+import warnings
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,7 +31,7 @@ from stepline._execution.context import Context, SyncContext, call_state
 from stepline._execution.publish import publisher_of
 from stepline._execution.step import Duration
 
-__all__ = ["Ledger", "ledger", "publish_durable", "read_topic", "run_step"]
+__all__ = ["Ledger", "ledger", "publish_durable", "read_topic", "run_step", "thread_loop"]
 
 AnyContext = Context | SyncContext
 
@@ -123,3 +126,40 @@ async def read_topic(ctx: AnyContext, topic: str, after: int) -> list[_streams.S
         if not page.messages or page.next <= after:
             return messages
         after = page.next
+
+
+class _LoopCloser:
+    """Closes the event loop it holds when its thread ends (thread-local storage is
+    dropped then), so a pool thread's loop never outlives it unclosed."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def __del__(self) -> None:
+        if not self.loop.is_closed() and not self.loop.is_running():
+            self.loop.close()
+
+
+_threads = threading.local()
+
+
+def thread_loop() -> None:
+    """Give this thread the event loop Pydantic AI's ``run_sync`` runs on, if it has none.
+
+    ``run_sync`` runs on the thread's current loop, making one when there is none, and
+    keeps it for the thread's next runs (an HTTP client's connections belong to it);
+    nothing closes it. A plain ``def`` function runs on a thread of the SDK's pool: the
+    loop made here is the thread's for its life and closed when the thread ends.
+    """
+    if getattr(_threads, "closer", None) is not None:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.get_event_loop()
+        return  # the thread has a loop of its own already (the main thread's, say)
+    except RuntimeError:
+        pass
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    _threads.closer = _LoopCloser(loop)
