@@ -78,11 +78,11 @@ def main(database: str, workdir: Path, face: str) -> None:
     )
 
     async def ask(ctx: stepline.Context) -> str:
-        result = await agent.on(ctx).run("What is the answer?", event_stream_handler=_drain)
+        result = await agent.on(ctx).run("What is the answer?")
         return result.output
 
     def ask_sync(ctx: stepline.SyncContext) -> str:
-        return agent.on(ctx).run_sync("What is the answer?", event_stream_handler=_drain).output
+        return agent.on(ctx).run_sync("What is the answer?").output
 
     trigger = stepline.TriggerEvent(event="ai/ask")
     handler = ask if face == "async" else ask_sync
@@ -103,12 +103,6 @@ def main(database: str, workdir: Path, face: str) -> None:
     }
     (workdir / "result.json").write_text(json.dumps(result))
     engine.stop()
-
-
-async def _drain(ctx: object, events: AsyncIterator[object]) -> None:
-    """Makes ``run_sync`` stream its model requests (the events themselves are unused)."""
-    async for _ in events:
-        pass
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def build(counts: Counts, *, streamed: bool, **options: Any) -> DurableAgent[Non
             raise ModelRetry("add again, please")
         return a + b
 
-    return DurableAgent(inner, **options)
+    return DurableAgent(inner, stream=streamed, **options)
 
 
 async def _drain(ctx: object, events: AsyncIterator[object]) -> None:

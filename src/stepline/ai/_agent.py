@@ -46,9 +46,9 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         ...     result = await support.on(ctx).run(ctx.event.data["prompt"])
         ...     return result.output
 
-    In a plain ``def`` function use ``support.on(ctx).run_sync(...)``. While a streamed
-    request runs (``run_stream``, or ``run`` with an ``event_stream_handler``), its text
-    deltas go onto the run's stream, ``topic``, as they arrive; see ``stepline.ai.fold``.
+    In a plain ``def`` function use ``support.on(ctx).run_sync(...)``. While a model
+    request streams (all of them, with ``stream``), its text deltas go onto the run's
+    stream, ``topic``, as they arrive; see ``stepline.ai.fold``.
 
     Tool calls run one at a time, in the order the model asked for them, so that each is
     one step. A per-run ``event_stream_handler`` runs on the agent's side, again on every
@@ -59,6 +59,10 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         name: names the agent's steps; defaults to the agent's ``name``. Keep it stable
             while runs are in flight: recorded steps are found by it.
         topic: the run-stream topic of the agent's live messages; None publishes none.
+        stream: make every model request a streamed one, inside its step, so that its
+            text reaches ``topic`` as it arrives, however the agent is run; False for a
+            model that cannot stream (then only ``run_stream`` and an
+            ``event_stream_handler`` stream).
         model_retries: the most retries of one model request (at most the function's
             ``retries``); past them its error fails the run. None: the function's.
         model_timeout: how long one attempt of a model request may take (a timedelta,
@@ -77,6 +81,7 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         *,
         name: str | None = None,
         topic: str | None = "ai",
+        stream: bool = True,
         model_retries: int | None = None,
         model_timeout: Duration | None = None,
         tool_retries: int | None = None,
@@ -102,9 +107,10 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         if budget is not None and not isinstance(budget, TokenBudget):
             raise _errors.ConfigError(f"budget is a stepline.ai.TokenBudget, got {budget!r}")
         self._options = AgentOptions(
-            name, topic, model_retries, model_timeout, tool_retries, tool_timeout, budget
+            name, topic, stream, model_retries, model_timeout, tool_retries, tool_timeout, budget
         )
         self._step_model: StepModel | None = None
+        self._step_model_of: object = None  # the wrapped agent's model it wraps
         self._ctx: _steps.AnyContext | None = None
 
     def on(self, ctx: _steps.AnyContext) -> DurableAgent[AgentDepsT, OutputDataT]:
@@ -135,14 +141,14 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
 
     @property
     def model(self) -> Model:
-        """The agent's model, its requests made steps."""
-        if self._step_model is None:
-            model = self.wrapped.model
-            if model is None:
-                raise _errors.ConfigError(
-                    "a DurableAgent's agent needs its model set on it, not given per run"
-                )
-            self._step_model = StepModel(model)
+        """The wrapped agent's model (as it is now), its requests made steps."""
+        model = self.wrapped.model
+        if model is None:
+            raise _errors.ConfigError(
+                "a DurableAgent's agent needs its model set on it, not given per run"
+            )
+        if self._step_model is None or self._step_model_of is not model:
+            self._step_model, self._step_model_of = StepModel(model), model
         return self._step_model
 
     @property

@@ -64,13 +64,27 @@ class StepModel(WrapperModel):
         model_settings: ModelSettings | None,
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
-        """One model request, as a step (replays return the recorded response)."""
-        run = required("a model request")
+        """One model request, as a step (replays return the recorded response).
 
-        async def make(step_id: str, attempt: str) -> ModelResponse:
+        With the agent's ``stream`` and a ``topic``, the request is made as a streamed one
+        inside the step, so that its text goes onto the run's stream as it arrives.
+        """
+        run = required("a model request")
+        if run.options.stream and run.options.topic is not None:
+            make = self._streamed(
+                run,
+                run.options.topic,
+                messages=messages,
+                model_settings=model_settings,
+                params=model_request_parameters,
+                run_context=None,
+            )
+            return await _request(run, self, make, model_request_parameters)
+
+        async def make_plain(step_id: str, attempt: str) -> ModelResponse:
             return await self.wrapped.request(messages, model_settings, model_request_parameters)
 
-        return await _request(run, self, make, model_request_parameters)
+        return await _request(run, self, make_plain, model_request_parameters)
 
     @contextlib.asynccontextmanager
     async def request_stream(
@@ -83,13 +97,33 @@ class StepModel(WrapperModel):
         """One streamed model request, as a step; the agent gets the recorded response."""
         run = required("a model request")
         topic = run.options.topic
+        make = self._streamed(
+            run,
+            topic,
+            messages=messages,
+            model_settings=model_settings,
+            params=model_request_parameters,
+            run_context=run_context,
+        )
+        response = await _request(run, self, make, model_request_parameters)
+        yield _completed(response, model_request_parameters)
+
+    def _streamed(
+        self,
+        run: AgentRun,
+        topic: str | None,
+        *,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        params: ModelRequestParameters,
+        run_context: RunContext[Any] | None,
+    ) -> Make:
+        """The body of a streamed request: earlier attempts discarded, deltas published."""
 
         async def make(step_id: str, attempt: str) -> ModelResponse:
             if topic is not None:
                 await _discard_earlier(run, topic, step_id)
-            stream = self.wrapped.request_stream(
-                messages, model_settings, model_request_parameters, run_context
-            )
+            stream = self.wrapped.request_stream(messages, model_settings, params, run_context)
             async with stream as streamed:
                 async for event in streamed:
                     if topic is not None and (delta := _text_delta(event)) is not None:
@@ -97,8 +131,7 @@ class StepModel(WrapperModel):
                         run.ctx.publish(topic, _stream.text_delta(step_id, attempt, part, text))
                 return streamed.get()
 
-        response = await _request(run, self, make, model_request_parameters)
-        yield _completed(response, model_request_parameters)
+        return make
 
 
 async def _request(

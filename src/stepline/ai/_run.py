@@ -27,6 +27,7 @@ class AgentOptions:
 
     name: str
     topic: str | None
+    stream: bool
     model_retries: int | None
     model_timeout: Duration | None
     tool_retries: int | None
