@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -94,9 +95,13 @@ def free_port() -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without ``STEPLINE_*``/``INNGEST_*``, unbuffered, plus ``extra``."""
+    """This environment without ``STEPLINE_*``/``INNGEST_*``, plus ``extra``.
+
+    Unbuffered, so a log is whole when read; with faulthandler on, so a hung child's
+    threads can be read (``interrupt``).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
-    env.update(PYTHONUNBUFFERED="1", **extra)
+    env.update(PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", **extra)
     return env
 
 
@@ -147,6 +152,39 @@ def wait_until_up(
         interval=interval,
         message=lambda: f"{name} to answer:\n{log_tail(log)}",
     )
+
+
+def interrupt(
+    proc: subprocess.Popen[bytes],
+    *,
+    log: Path,
+    sig: int = signal.SIGINT,
+    timeout: float = 15,
+    what: str = "the server",
+) -> int:
+    """Send ``sig`` (Ctrl-C by default) and reap ``proc``; its exit code.
+
+    A child still running ``timeout`` seconds later fails the test with its log and, when
+    it was started with ``PYTHONFAULTHANDLER=1`` (``clean_env`` sets it), every thread's
+    stack: SIGABRT makes faulthandler write them to its stderr before it dies. Nothing is
+    left running either way.
+    """
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        said = log_tail(log, 20000)
+        raise AssertionError(
+            f"{what} still ran {timeout} s after {signal.Signals(sig).name}; its log and "
+            f"threads:\n{said}"
+        ) from None
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:

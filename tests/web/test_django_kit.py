@@ -41,7 +41,7 @@ import stepline.django
 import stepline.web
 from stepline.embedded import EmbeddedEngine
 from tests._support.polling import wait_until
-from tests._support.processes import answers, free_port, wait_until_up
+from tests._support.processes import answers, free_port, interrupt, wait_until_up
 
 from .django_setup import _django, mount  # noqa: F401 (_django: an autouse fixture)
 from .kit_harness import DjangoAsyncClientWeb, DjangoClientWeb
@@ -435,14 +435,8 @@ class Process:
         return found
 
     def stop(self, sig: int = signal.SIGINT) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(15)
-        except subprocess.TimeoutExpired:  # fail with what the server said, leaving none behind
-            self.proc.kill()
-            self.proc.wait(15)
-            raise AssertionError(f"still running 15 s after {sig!r}:\n{self.stderr()}") from None
+        """Send ``sig`` and reap; a hang fails with the server's log and threads."""
+        return interrupt(self.proc, log=self.err, sig=sig)
 
 
 _SERIAL = itertools.count()
@@ -502,7 +496,12 @@ def test_settings_driven_site_under_uvicorn_with_the_engine_of_manage_py(tmp_pat
 
 
 def example_env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "SIGNUP_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "SIGNUP_DATA_DIR": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONFAULTHANDLER": "1",
+    }
 
 
 @pytest.mark.process

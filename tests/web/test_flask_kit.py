@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +27,7 @@ import stepline.flask
 import stepline.web
 from stepline.embedded import EmbeddedEngine
 from tests._support.polling import wait_until
-from tests._support.processes import answers, free_port, wait_until_up
+from tests._support.processes import answers, clean_env, free_port, interrupt, wait_until_up
 
 pytestmark = [pytest.mark.process]
 
@@ -409,8 +408,7 @@ def test_example_orders_routes(orders_app: flask.Flask) -> None:
 def test_example_runs_with_one_command(tmp_path: Path) -> None:
     """``python examples/flask_orders/app.py``: a real server, the engine inside; Ctrl-C."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPLINE_", "INNGEST_"))}
-    env.update(PORT=str(port), ORDERS_API_TOKEN=TOKEN, ORDERS_GRACE="3600")
+    env = clean_env(PORT=str(port), ORDERS_API_TOKEN=TOKEN, ORDERS_GRACE="3600")
     out, err = (tmp_path / "stdout").open("wb"), (tmp_path / "stderr").open("wb")
     proc = subprocess.Popen(
         [sys.executable, str(EXAMPLE)], cwd=tmp_path, env=env, stdout=out, stderr=err
@@ -439,14 +437,8 @@ def test_example_runs_with_one_command(tmp_path: Path) -> None:
             assert cancel.json()["status"] == "Cancelled"
             assert http.get("/stepline/v1/functions").status_code == 200
     finally:
-        proc.send_signal(signal.SIGINT)
         try:
-            code = proc.wait(WAIT)
-        except subprocess.TimeoutExpired:  # fail with what it said, leaving nothing behind
-            proc.kill()
-            proc.wait(WAIT)
-            said = (tmp_path / "stderr").read_text()
-            raise AssertionError(f"still running {WAIT} s after SIGINT:\n{said}") from None
+            code = interrupt(proc, log=tmp_path / "stderr", timeout=WAIT)
         finally:
             out.close()
             err.close()
