@@ -9,7 +9,8 @@ output, steps and stream to WORKDIR/result.json.
 
 Every model request and tool call appends a line to WORKDIR/log (``model-begin <n>``,
 ``token <n> <i>``, ``model-end <n>``, ``tool-begin``, ``tool-end``, each with the pid).
-Each step is committed before the next one's code runs (``Checkpointing(buffered_steps=1)``).
+The client keeps its default checkpointing (steps committed with the call's answer): a
+model request's and a tool call's steps are committed as they complete all the same.
 ``SLOW=model`` streams the first request one token every 0.2 s (time to kill it
 mid-response); ``SLOW=tool`` makes the tool sleep a minute (time to kill it mid-call).
 """
@@ -70,12 +71,7 @@ def main(database: str, workdir: Path, face: str) -> None:
         return "42"
 
     agent = DurableAgent(inner)
-    # each step committed before the next one's code runs: a recorded model request is
-    # never paid for again, even when the process dies in the tool call after it
-    checkpointing = stepline.Checkpointing(buffered_steps=1)
-    client = stepline.Client(
-        "ai-crash", is_production=False, environ={}, checkpointing=checkpointing
-    )
+    client = stepline.Client("ai-crash", is_production=False, environ={})
 
     async def ask(ctx: stepline.Context) -> str:
         result = await agent.on(ctx).run("What is the answer?")

@@ -1,9 +1,11 @@
 """SIGKILL a durable agent's process mid-response and mid-tool-call; restarted, it finishes.
 
-``crash_agent`` runs the agent on the embedded engine in a process of its own. The first
-life is killed while the first model request streams (some of its text already on the
-run's stream), the second while the tool runs (the first request recorded), the third
-finishes the run. Afterwards the first request ran twice (once per life that reached it
+``crash_agent`` runs the agent on the embedded engine in a process of its own, with the
+client's default checkpointing (steps reported with the call's answer): a model request's
+and a tool call's steps are committed as they complete all the same. The first life is
+killed while the first model request streams (some of its text already on the run's
+stream), the second while the tool runs (the first request recorded), the third finishes
+the run. Afterwards the first request ran twice (once per life that reached it
 unrecorded) and never after it was recorded, the tool twice, the last request once; the
 stream marks the first life's attempt discarded, and its fold is the run's text once.
 """

@@ -291,9 +291,13 @@ class CommHandler:
         state = ExecutionState(
             call, checkpoint=policy, nondeterminism=fn.options.nondeterminism, run_on=run_on
         )
-        option = self.client.settings.checkpointing
-        if policy is not None and isinstance(option, Checkpointing) and option.buffered_steps:
-            state.checkpointer = RunCheckpoints(self.client, call.ctx, local)
+        if policy is not None:
+            checkpoints = RunCheckpoints(self.client, call.ctx, local)
+            option = self.client.settings.checkpointing
+            if isinstance(option, Checkpointing) and option.buffered_steps:
+                state.checkpointer = checkpoints
+            else:  # steps go with the answer, but for those that demand a commit
+                state.committer = checkpoints
         events = invocation.parse_events(state)
         trace = None
         if self._tracer is not None:

@@ -70,6 +70,8 @@ class StepSlot:
     output_type: Any = None
     value: Any = None
     handle: object = None  # the observer's, while the step's code runs
+    #: the op's ``opts`` for the engine (what a model-request step used, say); None: none
+    opts: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -172,6 +174,9 @@ class ExecutionState:
         self.publisher: Publisher | None = None
         #: persists each step as it completes (durable endpoints); None: report at the end
         self.checkpointer: Checkpointer | None = None
+        #: persists, when ``checkpointer`` is None, the steps a step that must not run
+        #: twice demands committed at once (``step.commit_async``); None: the call answers
+        self.committer: Checkpointer | None = None
 
     @property
     def is_replaying(self) -> bool:
@@ -244,7 +249,10 @@ class ExecutionState:
             data = _serde.to_jsonable(slot.value, what=f'output of step "{slot.user_id}"')
         except _errors.OutputUnserializableError as exc:
             raise _Fail(exc) from None
-        self._complete(Op(Opcode.STEP_RUN, slot.hashed_id, slot.user_id, slot.index, data=data))
+        op = Op(Opcode.STEP_RUN, slot.hashed_id, slot.user_id, slot.index, data=data)
+        if slot.opts is not None:
+            op.opts = slot.opts
+        self._complete(op)
         # the code goes on (checkpointing, ``run_on``): with a copy, so that what it does
         # to the value changes nothing the step reports, as a replay's memo is its own
         return _serde.revive(_serde.to_jsonable(data), slot.output_type)
@@ -253,6 +261,10 @@ class ExecutionState:
         """The steps completed since the last call, handed over to be persisted."""
         done, self._done = self._done, []
         return done
+
+    def is_recorded(self, user_id: str) -> bool:
+        """Whether the next use of ``user_id`` is a recorded step (nothing is consumed)."""
+        return self._counter.peek(user_id) in self._memos
 
     def take_due(self) -> list[Op]:
         """``take_done`` once the policy's ``buffered_steps`` have accumulated, else []."""

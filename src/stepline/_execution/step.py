@@ -115,30 +115,73 @@ class _StepTools:
         return f"{app_id or self._app_id}-{function_id}"
 
     def _persist_sync(self) -> None:
-        """Under a checkpointer (a durable endpoint, per-step checkpointing), persist the
-        steps completed so far before a new step's code runs (its effects are never seen
-        before they are recorded); the last ones go with the call's answer, as do the
-        ones a failed checkpoint could not persist."""
-        state = self._state
-        checkpointer = state.checkpointer
-        if checkpointer is not None and (done := state.take_due()):
-            try:
-                checkpointer.flush_sync(done)
-            except CheckpointFailed:
-                state.answer_with(done)
+        persist_sync(self._state)
 
     async def _persist_async(self) -> None:
-        """Async twin of ``_persist_sync``."""
-        state = self._state
-        checkpointer = state.checkpointer
-        if checkpointer is not None and (done := state.take_due()):
-            try:
-                await checkpointer.flush_async(done)
-            except CheckpointFailed:
-                state.answer_with(done)
+        await persist_async(self._state)
 
     def _publisher(self) -> _publish.Publisher:
         return _publish.publisher_of(self._state)
+
+
+def persist_sync(state: ExecutionState) -> None:
+    """Under a checkpointer (a durable endpoint, per-step checkpointing), persist the
+    steps completed so far before a new step's code runs (its effects are never seen
+    before they are recorded); the last ones go with the call's answer, as do the ones a
+    failed checkpoint could not persist."""
+    checkpointer = state.checkpointer
+    if checkpointer is not None and (done := state.take_due()):
+        try:
+            checkpointer.flush_sync(done)
+        except CheckpointFailed:
+            state.answer_with(done)
+
+
+async def persist_async(state: ExecutionState) -> None:
+    """Async twin of ``persist_sync``."""
+    checkpointer = state.checkpointer
+    if checkpointer is not None and (done := state.take_due()):
+        try:
+            await checkpointer.flush_async(done)
+        except CheckpointFailed:
+            state.answer_with(done)
+
+
+def commit_sync(state: ExecutionState) -> None:
+    """Commit every step this call completed and has not persisted, now, whatever the
+    function's checkpointing: for a step that must never run again once it ran (a model
+    request a crash would pay for twice, a tool's side effect). Called right after the
+    step's ``finish_run``, before any code after it runs.
+
+    The checkpointer (per-step checkpointing, durable endpoints) or else the call's
+    ``committer`` (steps otherwise reported with the answer) has the engine commit them;
+    with neither (no checkpointing), or when the engine refuses, the call answers now,
+    with them, and the engine calls again.
+    """
+    done = state.take_done()
+    if not done:
+        return  # reported already: the call is answering with it
+    checkpointer = state.checkpointer or state.committer
+    if checkpointer is None:
+        state.answer_with(done)
+    try:
+        checkpointer.flush_sync(done)
+    except CheckpointFailed:
+        state.answer_with(done)
+
+
+async def commit_async(state: ExecutionState) -> None:
+    """Async twin of ``commit_sync``."""
+    done = state.take_done()
+    if not done:
+        return
+    checkpointer = state.checkpointer or state.committer
+    if checkpointer is None:
+        state.answer_with(done)
+    try:
+        await checkpointer.flush_async(done)
+    except CheckpointFailed:
+        state.answer_with(done)
 
 
 def signal_token(state: ExecutionState, name: str) -> str:

@@ -37,3 +37,8 @@ class StepIdCounter:
             return hash_step_id(user_id), None
         self._seen[user_id] = index + 1
         return hash_step_id(f"{user_id}:{index}"), index
+
+    def peek(self, user_id: str) -> str:
+        """The hashed id ``next(user_id)`` would return, without counting the use."""
+        index = self._seen.get(user_id)
+        return hash_step_id(user_id if index is None else f"{user_id}:{index}")

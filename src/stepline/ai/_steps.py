@@ -24,9 +24,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stepline._api import streams as _streams
+from stepline._execution import step as _step
 from stepline._execution import step_timeouts
 from stepline._execution.call import EXECUTE, ExecutionState
-from stepline._execution.checkpointing import CheckpointFailed
 from stepline._execution.context import Context, SyncContext, call_state
 from stepline._execution.publish import publisher_of
 from stepline._execution.step import Duration
@@ -70,35 +70,38 @@ async def run_step(
     body: Callable[[], Awaitable[Any]],
     *,
     timeout: Duration | None,
+    opts: dict[str, Any] | None = None,
 ) -> Any:
     """Run ``body`` once as the step ``step_id``; replays return its recorded JSON value.
+
+    The step is committed to the engine as soon as it completes, before any code after
+    it runs, whatever the function's checkpointing (``step.commit_async``): a model
+    request or a tool call, once it ran, never runs again. ``opts`` go to the engine
+    with the step's op (what a model request used, the budgets it is charged to).
 
     Raises what ``step.run`` raises: ``StepError`` for a step that failed for good, and
     the step machinery's interrupts (never catch those).
     """
-    if isinstance(ctx, Context):
-        return await ctx.step.run(step_id, body, timeout=timeout)
     state = call_state(ctx)
     value = state.begin_run(step_id)
     if value is not EXECUTE:
         return value
     # the step tools' own resolution: ``timeout``, else the function's Timeouts(step=)
     limit = ctx.step._limit(timeout)
-    _persist_sync(state)
+    is_async = isinstance(ctx, Context)
+    if is_async:
+        await _step.persist_async(state)
+    else:
+        _step.persist_sync(state)
     with state.executing() as slot:
         slot.value = await step_timeouts.call_async(step_id, body, (), limit)
-    return state.finish_run(slot)
-
-
-def _persist_sync(state: ExecutionState) -> None:
-    """Under a checkpointer (a durable endpoint), persist earlier steps first, as
-    ``SyncStep.run`` does; a checkpoint that fails sends them with the call's answer."""
-    checkpointer = state.checkpointer
-    if checkpointer is not None and (done := state.take_due()):
-        try:
-            checkpointer.flush_sync(done)
-        except CheckpointFailed:
-            state.answer_with(done)
+    slot.opts = opts
+    result = state.finish_run(slot)
+    if is_async:
+        await _step.commit_async(state)
+    else:
+        _step.commit_sync(state)
+    return result
 
 
 async def publish_durable(ctx: AnyContext, step_id: str, topic: str, data: object) -> int:
