@@ -4,6 +4,10 @@ Declare functions on a ``Client``, serve them from your framework with
 ``stepline.<framework>.serve(...)``, and trigger them with events.
 """
 
+from stepline._api.approvals import Approval as Approval
+from stepline._api.approvals import ApprovalDecidedError as ApprovalDecidedError
+from stepline._api.approvals import ApprovalInvalidError as ApprovalInvalidError
+from stepline._api.approvals import ApprovalNotFoundError as ApprovalNotFoundError
 from stepline._api.bulk import BulkHandle as BulkHandle
 from stepline._api.bulk import BulkInfo as BulkInfo
 from stepline._api.bulk import SyncBulkHandle as SyncBulkHandle
@@ -67,6 +71,10 @@ from stepline._identity import VERSION as __version__
 from stepline._protocol.opcodes import ParallelMode as ParallelMode
 
 __all__ = [
+    "Approval",
+    "ApprovalDecidedError",
+    "ApprovalInvalidError",
+    "ApprovalNotFoundError",
     "Batch",
     "BodyInvalidError",
     "BulkHandle",

@@ -16,8 +16,10 @@ from typing import Any
 from typing_extensions import Unpack
 
 from stepline import _settings
+from stepline._api import approvals as _approvals
 from stepline._api import bulk, sender, signals
 from stepline._api import runs as _runs
+from stepline._api.approvals import Approval
 from stepline._api.bulk import BulkFilterArgs, BulkHandle, BulkInfo, SyncBulkHandle
 from stepline._api.connection import EngineConnection
 from stepline._api.management import (
@@ -339,6 +341,97 @@ class Client:
         """Blocking twin of ``signal_key``."""
         return self.connection.run_sync(signals.key_flow(self.settings, key, data))
 
+    # -- approvals (stepline.ai) ------------------------------------------------------------
+
+    async def approvals(
+        self,
+        *,
+        function: Function | str | None = None,
+        app_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[Approval], str | None]:
+        """One page of pending approvals (durable agents' tool calls waiting for a
+        person), oldest run first, and the next page's cursor (None at the end).
+
+        Args:
+            function: only this function's (a ``Function`` or its id).
+            app_id: only this app's; None: every app's.
+        """
+        return await self.connection.run_async(
+            self._approvals_flow(function, app_id, limit, cursor)
+        )
+
+    def approvals_sync(
+        self,
+        *,
+        function: Function | str | None = None,
+        app_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[Approval], str | None]:
+        """Blocking twin of ``approvals``."""
+        return self.connection.run_sync(self._approvals_flow(function, app_id, limit, cursor))
+
+    async def get_approval(self, approval_id: str) -> Approval:
+        """An approval, pending or decided.
+
+        Raises:
+            ApprovalNotFoundError: no approval with that id.
+        """
+        return await self.connection.run_async(_approvals.get_flow(self.settings, approval_id))
+
+    def get_approval_sync(self, approval_id: str) -> Approval:
+        """Blocking twin of ``get_approval``."""
+        return self.connection.run_sync(_approvals.get_flow(self.settings, approval_id))
+
+    async def approve(
+        self, approval_id: str, *, args: Mapping[str, Any] | None = None, by: str | None = None
+    ) -> Approval:
+        """Approve a tool call: the run resumes and the tool runs, with ``args`` instead
+        of the model's if given (checked against the tool's JSON schema).
+
+        Args:
+            approval_id: the approval's id.
+            args: the tool's arguments, edited; None runs the model's.
+            by: who decides (your user's id), recorded with the decision and its time.
+
+        Raises:
+            ApprovalNotFoundError: no approval with that id.
+            ApprovalDecidedError: it was decided already, or its wait ended.
+            ApprovalInvalidError: ``args`` do not match the tool's schema (each problem named).
+        """
+        body = _approvals.approve_body(args, by)
+        flow = _approvals.decide_flow(self.settings, approval_id, "approve", body)
+        return await self.connection.run_async(flow)
+
+    def approve_sync(
+        self, approval_id: str, *, args: Mapping[str, Any] | None = None, by: str | None = None
+    ) -> Approval:
+        """Blocking twin of ``approve``."""
+        body = _approvals.approve_body(args, by)
+        return self.connection.run_sync(
+            _approvals.decide_flow(self.settings, approval_id, "approve", body)
+        )
+
+    async def reject(
+        self, approval_id: str, reason: str | None = None, *, by: str | None = None
+    ) -> Approval:
+        """Reject a tool call: the run resumes and the model is told the call was denied,
+        with ``reason``. Raises as ``approve`` does."""
+        body = _approvals.reject_body(reason, by)
+        flow = _approvals.decide_flow(self.settings, approval_id, "reject", body)
+        return await self.connection.run_async(flow)
+
+    def reject_sync(
+        self, approval_id: str, reason: str | None = None, *, by: str | None = None
+    ) -> Approval:
+        """Blocking twin of ``reject``."""
+        body = _approvals.reject_body(reason, by)
+        return self.connection.run_sync(
+            _approvals.decide_flow(self.settings, approval_id, "reject", body)
+        )
+
     # -- bulk actions ---------------------------------------------------------------------
 
     async def bulk_cancel(
@@ -463,6 +556,14 @@ class Client:
             limit=limit,
             cursor=cursor,
             attributes=attributes,
+        )
+
+    def _approvals_flow(
+        self, function: Function | str | None, app_id: str | None, limit: int, cursor: str | None
+    ) -> effects.Flow[tuple[list[Approval], str | None]]:
+        fn_id = None if function is None else function_id(self.app_id, function)
+        return _approvals.list_flow(
+            self.settings, function_id=fn_id, app_id=app_id, limit=limit, cursor=cursor
         )
 
     def _bulk_flow(

@@ -359,6 +359,8 @@ BODY_ROUTES = {
     ("POST", "/v1/runs/{run_id}/signals/{name}"),
     ("POST", "/v1/signals"),
     ("POST", "/v1/signals/hooks/{token}"),
+    ("POST", "/v1/approvals/{approval_id}/approve"),
+    ("POST", "/v1/approvals/{approval_id}/reject"),
     ("POST", "/login"),
     ("POST", "/v0/connect/start"),
     ("POST", "/v0/connect/flush"),

@@ -8,6 +8,10 @@ import stepline
 import stepline.flask
 
 EXPECTED = [
+    "Approval",
+    "ApprovalDecidedError",
+    "ApprovalInvalidError",
+    "ApprovalNotFoundError",
     "Batch",
     "BodyInvalidError",
     "BulkHandle",
@@ -104,3 +108,18 @@ def test_connect_worker_surface() -> None:
     for name in stepline.connect.__all__:
         assert getattr(stepline.connect, name).__module__.startswith("stepline._connect."), name
     assert issubclass(stepline.connect.ConnectError, stepline.ConfigError)
+
+
+def test_ai_surface() -> None:
+    import stepline.ai
+
+    assert stepline.ai.__all__ == [
+        "ApprovalTimeoutError",
+        "DurableAgent",
+        "TokenBudget",
+        "TokenBudgetExceededError",
+        "fold",
+    ]
+    for name in stepline.ai.__all__:
+        assert getattr(stepline.ai, name).__module__.startswith("stepline.ai._"), name
+    assert issubclass(stepline.ai.ApprovalTimeoutError, stepline.NonRetriableError)

@@ -153,6 +153,16 @@ ENGINE: tuple[Route, ...] = (
     _route("POST", "/v1/runs/{run_id}/signals/{name}", _KEY, _SESSION),
     _route("POST", "/v1/signals", _KEY, _SESSION),
     _route("POST", "/v1/signals/hooks/{token}", Credential.HOOK_TOKEN, note="outside systems"),
+    _route("GET", "/v1/approvals", _KEY, _SESSION, note="the approvals inboxes"),
+    _route("GET", "/v1/approvals/{approval_id}", _KEY, _SESSION),
+    _route(
+        "POST",
+        "/v1/approvals/{approval_id}/approve",
+        _KEY,
+        _SESSION,
+        note="a session's decision is recorded as the dashboard's, whoever it names",
+    ),
+    _route("POST", "/v1/approvals/{approval_id}/reject", _KEY, _SESSION),
     _route("POST", "/v1/events/{event_id}/replay", _KEY, _SESSION),
     _route("POST", "/v0/gql", _KEY, _SESSION, note="reads only, as REST v1's"),
     # informational

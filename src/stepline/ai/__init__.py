@@ -20,8 +20,15 @@ except ImportError as _missing:  # pragma: no cover - the extra is not installed
     raise ImportError("stepline.ai needs Pydantic AI: pip install 'stepline[ai]'") from _missing
 
 from stepline.ai._agent import DurableAgent as DurableAgent
+from stepline.ai._approvals import ApprovalTimeoutError as ApprovalTimeoutError
 from stepline.ai._stream import fold as fold
 from stepline.ai._usage import TokenBudget as TokenBudget
 from stepline.ai._usage import TokenBudgetExceededError as TokenBudgetExceededError
 
-__all__ = ["DurableAgent", "TokenBudget", "TokenBudgetExceededError", "fold"]
+__all__ = [
+    "ApprovalTimeoutError",
+    "DurableAgent",
+    "TokenBudget",
+    "TokenBudgetExceededError",
+    "fold",
+]

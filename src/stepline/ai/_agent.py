@@ -20,6 +20,7 @@ from stepline._execution import step_timeouts
 from stepline._execution.context import SyncContext
 from stepline._execution.step import Duration
 from stepline.ai import _steps
+from stepline.ai._approvals import ApprovalOptions, DurableApprovals, OnTimeout
 from stepline.ai._model import StepModel
 from stepline.ai._run import AgentOptions, AgentRun, bound
 from stepline.ai._toolset import durable_leaf
@@ -70,6 +71,11 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         tool_retries: as ``model_retries``, for each tool call.
         tool_timeout: as ``model_timeout``, for each tool call.
         budget: the tokens the run's model requests may use (``TokenBudget``).
+        approval_timeout: how long a tool call that needs approval (``requires_approval``,
+            ``ApprovalRequired``) waits for a person's decision; None: a year. The run
+            waits durably (no worker held) in the step ``<name>:approval:<tool>:<id>``.
+        on_approval_timeout: ``"reject"`` (the model is told no one approved the call)
+            or ``"fail"`` (the run fails with ``ApprovalTimeoutError``).
 
     Raises:
         ConfigError: no name, an invalid topic, retries or timeout.
@@ -87,6 +93,8 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         tool_retries: int | None = None,
         tool_timeout: Duration | None = None,
         budget: TokenBudget | None = None,
+        approval_timeout: Duration | None = None,
+        on_approval_timeout: OnTimeout = "reject",
     ) -> None:
         super().__init__(wrapped)
         name = name or wrapped.name
@@ -109,6 +117,7 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         self._options = AgentOptions(
             name, topic, stream, model_retries, model_timeout, tool_retries, tool_timeout, budget
         )
+        self._approvals = ApprovalOptions(approval_timeout, on_approval_timeout)
         self._step_model: StepModel | None = None
         self._step_model_of: object = None  # the wrapped agent's model it wraps
         self._ctx: _steps.AnyContext | None = None
@@ -176,13 +185,18 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
             )
         extra = kwargs.pop("toolsets", None) or ()
         toolsets = [*self.toolsets, *(t.visit_and_replace(durable_leaf) for t in extra)]
+        # last, so that the agent's own deferred-call handlers answer first
+        capabilities = [
+            *(kwargs.pop("capabilities", None) or ()),
+            DurableApprovals(self._approvals),
+        ]
         run = AgentRun(ctx, _steps.ledger(ctx).next_prefix(self.name), self._options)
         with (
             bound(run),
             self.wrapped.override(model=self.model, toolsets=toolsets, tools=[]),
             AbstractAgent.parallel_tool_call_execution_mode("sequential"),
         ):
-            async with self.wrapped.iter(*args, **kwargs) as agent_run:
+            async with self.wrapped.iter(*args, capabilities=capabilities, **kwargs) as agent_run:
                 yield agent_run
 
     def _bound_context(self) -> _steps.AnyContext:

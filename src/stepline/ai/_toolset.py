@@ -39,13 +39,16 @@ class StepToolset(WrapperToolset[AgentDepsT]):
         ctx: RunContext[AgentDepsT],
         tool: ToolsetTool[AgentDepsT],
     ) -> Any:
-        """One tool call, as the step ``<agent>:tool:<name>:<tool_call_id>``."""
+        """One tool call, as the step ``<agent>:tool:<name>:<tool_call_id>`` (with
+        ``:approved`` once a person approved it: ``stepline.ai._approvals``)."""
         run = current()
         if run is None:
             return await self.wrapped.call_tool(name, tool_args, ctx, tool)
         stepline_ctx, options = run.ctx, run.options
         call_id = ctx.tool_call_id or f"call-{ctx.run_step}"
         step_id = run.tool_step_id(name, call_id)
+        if ctx.tool_call_approved:  # a step apart from the call's first, which asked
+            step_id = f"{step_id}:approved"
 
         async def body() -> dict[str, Any]:
             try:

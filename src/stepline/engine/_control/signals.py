@@ -14,6 +14,9 @@ A ``WaitForSignal`` op (the official JS SDK's ``step.waitForSignal``, Stepline's
   waits under the key: ``"replace"`` takes the key over (the other wait stays pending
   until its own timeout), anything else (``"fail"``, the default) fails this step with
   ``SignalConflictError``.
+- ``approval`` (Stepline's durable agents): the tool call the wait asks a person to
+  decide on, kept on the step's ``wait`` and marked on the pause, so that the engine lists
+  it among pending approvals (``engine/_control/approvals.py``).
 
 Delivering a signal deletes the pause in the transaction that completes the step, so a
 signal completes a wait once: a second one finds no pause, and is told the wait was
@@ -35,7 +38,16 @@ from stepline.engine._runs.view import RunView, deadline
 from stepline.engine._store import Tx
 from stepline.engine._wire.response import ReportedOp
 
-__all__ = ["MAX_KEY", "SignalConflict", "by_key", "by_token", "to_run", "token_state", "wait"]
+__all__ = [
+    "MAX_KEY",
+    "SignalConflict",
+    "by_key",
+    "by_token",
+    "deliver",
+    "to_run",
+    "token_state",
+    "wait",
+]
 
 #: Characters a signal key (or name) may have.
 MAX_KEY = 256
@@ -93,13 +105,17 @@ def wait(transitions: _Transitions, tx: Tx, view: RunView, op: ReportedOp, now: 
     timeout = deadline([op.opts.get("timeout")], now, default=YEAR)
     step.wait = {"signal": name, "key": key, "until": timeout}
     pause_id = f"{rid}:{op.id}"
-    context = {"signal": key, "name": name}
+    context: dict[str, Any] = {"signal": key, "name": name}
+    approval = op.opts.get("approval")
+    if isinstance(approval, dict):
+        step.wait["approval"] = approval
+        context["approval"] = True
     tx.insert_pause(Pause(pause_id, rid, PauseKind.SIGNAL, "", timeout, op.id, context=context))
     tx.signals.set_pause_signal(pause_id, str(key))
     expire(tx, rid, op.id, timeout)
 
 
-def _deliver(transitions: _Transitions, tx: Tx, pause: Pause, data: Any, now: float) -> str:
+def deliver(transitions: _Transitions, tx: Tx, pause: Pause, data: Any, now: float) -> str:
     """Complete the pause's step with the signal; the run id. Once: the pause goes."""
     view = RunView.load(tx, pause.run_id)
     if view is None or view.run.status.terminal or not tx.delete_pause(pause.pause_id):
@@ -131,7 +147,7 @@ def to_run(
     """
     for pause in tx.run_pauses(run_id):
         if pause.kind is PauseKind.SIGNAL and (pause.context or {}).get("name") == name:
-            return _deliver(transitions, tx, pause, data, now)
+            return deliver(transitions, tx, pause, data, now)
     if tx.get_run(run_id) is None:
         raise NotFoundError(f"run {run_id!r} not found")
     if _ended_wait(tx, run_id, "signal", name) is not None:
@@ -151,7 +167,7 @@ def by_key(transitions: _Transitions, tx: Tx, key: str, data: Any, now: float) -
     """
     pause = tx.signals.signal_pause(key)
     if pause is not None:
-        return _deliver(transitions, tx, pause, data, now)
+        return deliver(transitions, tx, pause, data, now)
     run_id = _tokens.run_of(key)
     if run_id is not None and _ended_wait(tx, run_id, "key", key) is not None:
         raise SignalConflict("this signal was already received (or its wait timed out)")
@@ -205,7 +221,7 @@ def by_token(
         if pause is not None and pause.run_id == run_id:
             name = str((pause.context or {}).get("name"))
             if _tokens.verify(token, run_id, name, signing_keys):
-                return _deliver(transitions, tx, pause, data, now)
+                return deliver(transitions, tx, pause, data, now)
         elif pause is None:
             step = _ended_wait(tx, run_id, "key", token)
             name = str((step.wait or {}).get("signal")) if step is not None else ""

@@ -31,6 +31,7 @@ from stepline.engine._errors import NotFoundError
 from stepline.engine._events import EventError
 from stepline.engine._flow.rules import RegistrationError
 from stepline.engine._http import answers, event_answer, views, wire
+from stepline.engine._http import approvals as _approvals
 from stepline.engine._http import attempts as _attempts
 from stepline.engine._http import attributes as _attributes
 from stepline.engine._http import bulk as _bulk
@@ -147,6 +148,7 @@ class _Api:
             *_endpoints.table(engine),
             *_attributes.table(engine),
             *_signals.table(engine),
+            *_approvals.table(engine),
             *_event_replay.table(engine),
             *_gql.table(engine),
             ("GET", "/health", self.health),

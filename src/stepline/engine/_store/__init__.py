@@ -205,6 +205,14 @@ class SignalsTx(Protocol):
 
     def set_pause_signal(self, pause_id: str, signal: str | None) -> None: ...
     def signal_pause(self, signal: str) -> Pause | None: ...
+    def approval_waits(
+        self,
+        *,
+        function_id: str | None = None,
+        app_id: str | None = None,
+        after: str = "",
+        limit: int = 100,
+    ) -> list[tuple[str, str, str, str, str | None]]: ...
 
 
 class AttemptsTx(Protocol):
