@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 import starlette.routing
+from pydantic_ai import Agent
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -30,6 +33,7 @@ from stepline._protocol import signing
 from stepline._serving import access as _access
 from stepline._serving.access import Credential, Route
 from stepline._webkit import routes as _webkit
+from stepline.ai import DurableAgent
 from stepline.embedded import EmbeddedEngine, _direct
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
@@ -331,28 +335,55 @@ def test_dev_mode_refuses_the_gateway_socket_to_web_pages(dev: TestClient, row: 
 # -- the framework's routes ---------------------------------------------------------------------
 
 
+def _asking_agent() -> DurableAgent[None, str]:
+    """A durable agent whose one tool call waits for a person's approval."""
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if len(messages) > 1:
+            return ModelResponse(parts=[TextPart("done")])
+        return ModelResponse(parts=[ToolCallPart("act", {}, "call-1")])
+
+    agent: Agent[None, str] = Agent(FunctionModel(respond), name="asker")
+
+    @agent.tool_plain(requires_approval=True)
+    def act() -> str:
+        return "acted"
+
+    return DurableAgent(agent, stream=False)
+
+
 @pytest.fixture
-def kit(tmp_path: Path) -> Iterator[tuple[stepline.Client, list[stepline.Function], str]]:
-    """An app with one function on an embedded engine, and one run of it."""
+def kit(tmp_path: Path) -> Iterator[tuple[stepline.Client, list[stepline.Function], str, str]]:
+    """An app on an embedded engine: one run holding, one waiting for an approval (its id)."""
     client = stepline.Client("kitmatrix", is_production=False, environ={})
+    asker = _asking_agent()
 
     @client.function(id="hold", trigger=stepline.TriggerEvent(event="kitmatrix/hold"))
     async def hold(ctx: stepline.Context) -> str:
         await ctx.step.sleep("hold", dt.timedelta(hours=1))
         return "released"
 
-    engine = EmbeddedEngine(client, [hold], database=str(tmp_path / "e.db"), poll_interval=0.05)
+    @client.function(id="ask", trigger=stepline.TriggerEvent(event="kitmatrix/ask"))
+    async def ask(ctx: stepline.Context) -> str:
+        return (await asker.on(ctx).run("act")).output
+
+    functions = [hold, ask]
+    engine = EmbeddedEngine(client, functions, database=str(tmp_path / "e.db"), poll_interval=0.05)
     try:
         run_id = client.start_sync(hold, {}).run_id
-        yield client, [hold], run_id
+        client.start_sync(ask, {})
+        deadline = time.monotonic() + 30
+        while not (pending := client.approvals_sync()[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield client, functions, run_id, pending[0].approval_id
     finally:
         engine.stop()
 
 
 def test_every_kit_route_asks_authorize_and_its_refusal_stands(
-    kit: tuple[stepline.Client, list[stepline.Function], str],
+    kit: tuple[stepline.Client, list[stepline.Function], str, str],
 ) -> None:
-    client, functions, run_id = kit
+    client, functions, run_id, approval_id = kit
     asked: list[str] = []
 
     def refuse(access: _webkit.AccessRequest) -> bool:
@@ -365,7 +396,9 @@ def test_every_kit_route_asks_authorize_and_its_refusal_stands(
     assert rows
     assert all(row.accepts == {Credential.KIT_CALLER} for row in rows)
     for row in rows:
-        path = _filled(row.path.removeprefix("{kit}"), {"run_id": run_id})
+        path = _filled(
+            row.path.removeprefix("{kit}"), {"run_id": run_id, "approval_id": approval_id}
+        )
         body = json.dumps({"function": functions[0].id, "data": {}}).encode()
         headers = {"content-type": "application/json", CSRF_HEADER: "1"}
 

@@ -50,6 +50,9 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.http import HttpRequest
 from django.urls import include, path
+from pydantic_ai import Agent
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 import stepline
 import stepline.asgi
@@ -59,6 +62,7 @@ import stepline.flask
 import stepline.tornado
 import stepline.web
 from stepline._webkit.routes import Authorize
+from stepline.ai import DurableAgent
 from stepline.embedded import EmbeddedEngine
 from tests._support.server_thread import serving
 
@@ -96,10 +100,12 @@ class Kit:
     hidden: stepline.Function
     engine: EmbeddedEngine
     seen: list[Seen] = dataclasses.field(default_factory=list)
+    #: a durable agent's function whose refund tool waits for a person's approval
+    ask: stepline.Function | None = None
 
     @property
     def exposed(self) -> list[stepline.Function]:
-        return [self.add, self.hold]
+        return [self.add, self.hold, *([self.ask] if self.ask is not None else [])]
 
     def decide(self, headers: Any, access: stepline.web.AccessRequest) -> Any:
         """The apps' decision, whatever the framework: a principal, a refusal or a 401."""
@@ -132,10 +138,42 @@ def make_kit(tmp_path: Path) -> Kit:
         await ctx.step.sleep("hold", dt.timedelta(hours=1))
         return "never shown"
 
+    refunds = refund_agent()
+
+    @client.function(id="ask", trigger=stepline.TriggerEvent(event="kit/ask"))
+    async def ask(ctx: stepline.Context) -> str:
+        result = await refunds.on(ctx).run(f"refund order {ctx.event.data.get('order', 7)}")
+        return result.output
+
     engine = EmbeddedEngine(
-        client, [add, hold, hidden], database=str(tmp_path / "e.db"), poll_interval=0.05
+        client, [add, hold, hidden, ask], database=str(tmp_path / "e.db"), poll_interval=0.05
     )
-    return Kit(client, add, hold, hidden, engine)
+    return Kit(client, add, hold, hidden, engine, ask=ask)
+
+
+def refund_agent() -> DurableAgent[None, str]:
+    """An agent that asks to refund 500 cents (a tool that needs approval), then says what
+    the tool answered (or the reason it was denied)."""
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        answered = [
+            part.content
+            for message in messages
+            for part in getattr(message, "parts", ())
+            if isinstance(part, ToolReturnPart)
+        ]
+        if answered:
+            return ModelResponse(parts=[TextPart(f"tool said: {answered[0]}")])
+        return ModelResponse(parts=[ToolCallPart("refund", {"cents": 500}, "call-1")])
+
+    agent: Agent[None, str] = Agent(FunctionModel(respond), name="refunds")
+
+    @agent.tool_plain(requires_approval=True)
+    def refund(cents: int) -> str:
+        """Refund the order, in cents."""
+        return f"refunded {cents}"
+
+    return DurableAgent(agent, stream=False)
 
 
 def on_event_loop() -> bool:

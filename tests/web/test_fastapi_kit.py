@@ -136,11 +136,15 @@ def test_openapi_documents_the_routes(kit: Kit) -> None:
         ("/api/runs/{run_id}/cancel", "post"): "Cancel a run",
         ("/api/runs/{run_id}/result", "get"): "Get a run's result",
         ("/api/runs/{run_id}/events", "get"): "Follow a run (Server-Sent Events)",
+        ("/api/approvals", "get"): "List the pending approvals",
+        ("/api/approvals/{approval_id}", "get"): "Get an approval",
+        ("/api/approvals/{approval_id}/approve", "post"): "Approve a tool call",
+        ("/api/approvals/{approval_id}/reject", "post"): "Reject a tool call",
     }
     start_op = paths["/api/runs"]["post"]
     variants = start_op["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
     by_function = {tuple(v["properties"]["function"]["enum"]): v["properties"] for v in variants}
-    assert set(by_function) == {("add", "kit-add"), ("hold", "kit-hold")}
+    assert set(by_function) == {("add", "kit-add"), ("hold", "kit-hold"), ("ask", "kit-ask")}
     data = by_function[("add", "kit-add")]["data"]
     assert data["required"] == ["lines"]
     assert data["properties"]["lines"]["items"]["properties"]["sku"]["type"] == "string"

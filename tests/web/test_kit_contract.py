@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import stepline
 import stepline.web
 from stepline._api import runs as _runs
 
-from .kit_harness import CSRF, JSON, VARIANTS, Answer, Kit, Web, make_kit, open_web
+from .kit_harness import CSRF, JSON, VARIANTS, WAIT, Answer, Kit, Web, make_kit, open_web
 
 ALICE = {"x-user": "alice"}
 RUN_ROUTES = [("GET", ""), ("POST", "/cancel"), ("GET", "/result"), ("GET", "/events")]
@@ -411,3 +412,127 @@ def test_options_reach_the_routes(variant: str, kit: Kit) -> None:
         )
         held = web.request("GET", f"/api/runs/{run_id}/result?wait=0.2", headers=ALICE)
         assert held.status == 202
+
+
+# -- approvals: a durable agent's tool call waiting for its run's starter ---------------------
+
+
+def pending_approval(web: Web, user: dict[str, str] = ALICE) -> dict[str, Any]:
+    """The caller's one pending approval, once the run asks for it."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        listed = web.request("GET", "/api/approvals", headers=user)
+        assert listed.status == 200, listed.body
+        if listed.json["approvals"]:
+            [approval] = listed.json["approvals"]
+            return dict(approval)
+        time.sleep(0.05)
+    raise AssertionError("no approval became pending")
+
+
+@pytest.mark.slow
+def test_approvals_are_shown_and_answered_to_their_runs_starter_only(web: Web, kit: Kit) -> None:
+    run_id = run_id_of(start(web, "ask", {}))
+    approval = pending_approval(web)
+    approval_id = approval["approval_id"]
+    assert (approval["run_id"], approval["function_id"], approval["status"]) == (
+        run_id,
+        "kit-ask",
+        "pending",
+    )
+    assert (approval["tool"], approval["args"]) == ("refund", {"cents": 500})
+    assert approval["schema"]["properties"]["cents"]["type"] == "integer"
+    base = f"/api/approvals/{approval_id}"
+    assert approval["links"] == {
+        "self": base,
+        "approve": f"{base}/approve",
+        "reject": f"{base}/reject",
+        "run": f"/api/runs/{run_id}",
+    }
+    shown = web.request("GET", base, headers=ALICE)
+    assert (shown.status, shown.json["approval_id"]) == (200, approval_id)
+
+    # another caller sees none, and what they send about it is the unknown approval's 404
+    unknown_id = approval_id[:-1] + ("0" if approval_id[-1] != "0" else "1")
+    bob = {"x-user": "bob", **CSRF}
+    assert web.request("GET", "/api/approvals", headers=bob).json == {"approvals": []}
+    for method, rest, body in (
+        ("GET", "", None),
+        ("POST", "/approve", {}),
+        ("POST", "/reject", {}),
+    ):
+        for user in (bob, {"x-user": "intruder", **CSRF}):  # not theirs; refused by authorize
+            theirs = web.request(method, f"{base}{rest}", body, user)
+            nothing = web.request(method, f"/api/approvals/{unknown_id}{rest}", body, user)
+            assert theirs.status == nothing.status == 404, (rest, user)
+            assert theirs.json == {"error": f"approval {approval_id} not found"}
+            assert theirs.body == nothing.body.replace(unknown_id.encode(), approval_id.encode())
+        anonymous = web.request(method, f"{base}{rest}", body, CSRF)
+        assert (anonymous.status, anonymous.json) == (401, {"error": "log in first"})
+    assert web.request("GET", "/api/approvals", headers=CSRF).status == 401
+    assert web.request("GET", f"{base}/approve", headers=ALICE).status == 405
+    assert kit.client.get_approval_sync(approval_id).status == "pending", "bob decided"
+
+    # the starter decides: arguments checked against the tool's schema, then kept
+    mine = {**ALICE, **CSRF}
+    wrong = web.request("POST", f"{base}/approve", {"args": {"cents": "all"}}, mine)
+    assert wrong.status == 400
+    assert wrong.json["error"] == (
+        "args do not match the tool's arguments: $.cents: want integer, got string"
+    )
+    malformed = web.request("POST", f"{base}/approve", {"args": [1]}, mine)
+    assert malformed.status == 400
+    approved = web.request("POST", f"{base}/approve", {"args": {"cents": 300}}, mine)
+    assert approved.status == 200, approved.body
+    decision = approved.json["decision"]
+    assert (approved.json["status"], decision["by"], decision["args"]) == (
+        "approved",
+        "alice",
+        {"cents": 300},
+    )
+    result = web.request("GET", f"/api/runs/{run_id}/result?wait=10", headers=ALICE)
+    assert (result.status, result.json["output"]) == (200, "tool said: refunded 300")
+    again = web.request("POST", f"{base}/reject", {"reason": "too late"}, mine)
+    assert (again.status, again.json) == (
+        409,
+        {"error": f"approval {approval_id} was decided already"},
+    )
+    decided = web.request("GET", base, headers=ALICE).json
+    assert (decided["status"], decided["decision"]["by"]) == ("approved", "alice")
+
+    asked = [(s.access.action, s.access.run_id, s.access.function_id) for s in kit.seen]
+    assert ("approvals", None, None) in asked
+    assert ("approve", run_id, "kit-ask") in asked
+    assert ("approval", None, None) in asked  # the unknown approval: asked all the same
+
+
+@pytest.mark.slow
+def test_a_rejection_reaches_the_model_with_its_reason(web: Web, kit: Kit) -> None:
+    run_id = run_id_of(start(web, "ask", {}))
+    approval = pending_approval(web)
+    rejected = web.request(
+        "POST", approval["links"]["reject"], {"reason": "over the limit"}, {**ALICE, **CSRF}
+    )
+    assert rejected.status == 200, rejected.body
+    assert rejected.json["decision"]["reason"] == "over the limit"
+    result = web.request("GET", f"/api/runs/{run_id}/result?wait=10", headers=ALICE)
+    assert result.json["output"] == "tool said: over the limit"
+
+
+@pytest.mark.slow
+def test_cross_site_decisions_are_refused_and_decide_nothing(variant: str, kit: Kit) -> None:
+    """A page elsewhere cannot approve with the user's cookies: the kit's CSRF rule."""
+    with open_web(variant, kit) as web:
+        run_id_of(start(web, "ask", {}))
+        approval = pending_approval(web)
+        kit.seen.clear()
+        for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+            refused = web.request(
+                "POST", approval["links"]["approve"], b"{}", {**ALICE, "content-type": kind}
+            )
+            assert refused.status == 415, (kind, refused.body)
+        if web.typeless_body:
+            typeless = web.request("POST", approval["links"]["approve"], b"{}", ALICE)
+            assert typeless.status == 403, typeless.body
+        assert kit.seen == [], "authorize ran for a refused cross-site request"
+        assert kit.client.get_approval_sync(approval["approval_id"]).status == "pending"

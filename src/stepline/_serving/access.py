@@ -221,6 +221,15 @@ FRAMEWORK: tuple[Route, ...] = (
         "*",
         "{endpoint}",
         Credential.KIT_CALLER,
+    _route("GET", "{kit}/approvals", Credential.KIT_CALLER, note="those of runs it may see"),
+    _route("GET", "{kit}/approvals/{approval_id}", Credential.KIT_CALLER),
+    _route(
+        "POST",
+        "{kit}/approvals/{approval_id}/approve",
+        Credential.KIT_CALLER,
+        note="only an approval of a run the caller may see; recorded with its principal",
+    ),
+    _route("POST", "{kit}/approvals/{approval_id}/reject", Credential.KIT_CALLER),
         note="its authorize hook when given; without one, whoever the framework lets in",
     ),
 )

@@ -31,8 +31,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from typing import Any
 
 from stepline import _errors, _serde
+from stepline._api import approvals as _approvals
 from stepline._api import ownership
 from stepline._api import runs as _runs
+from stepline._api.approvals import Approval
 from stepline._api.ownership import Principal
 from stepline._api.runs import RunInfo
 from stepline._client import Client
@@ -40,6 +42,7 @@ from stepline._definition.function import Function
 from stepline._protocol import event_names
 from stepline._serving import csrf as _csrf
 from stepline._transport import effects as _effects
+from stepline._webkit import approvals as _kit_approvals
 from stepline._webkit import events as _kit_events
 from stepline._webkit import feed
 
@@ -54,8 +57,8 @@ __all__ = [
 
 logger = logging.getLogger("stepline.web")
 
-#: The actions ``authorize`` is asked about.
-ACTIONS = ("start", "status", "cancel", "result", "events")
+#: The actions ``authorize`` is asked about (and the approvals routes': ``_kit_approvals``).
+ACTIONS = ("start", "status", "cancel", "result", "events", *_kit_approvals.ACTIONS)
 MAX_BODY = 1024 * 1024
 _RUN_PATH = re.compile(r"^/runs/(?P<run>[A-Za-z0-9_-]{1,64})(?P<rest>/cancel|/result|/events)?$")
 
@@ -66,7 +69,8 @@ class AccessRequest:
 
     Attributes:
         request: the framework's own request object (headers, session, user...).
-        action: ``start``, ``status``, ``cancel``, ``result`` or ``events``.
+        action: ``start``, ``status``, ``cancel``, ``result`` or ``events``; on the
+            approvals routes ``approvals``, ``approval``, ``approve`` or ``reject``.
         function_id: the function started, or the run's function; None on a run route
             when no run with that id is shown here (authorize is asked all the same, so
             its answer cannot tell which run ids exist).
@@ -332,6 +336,8 @@ class RunRoutes:
                 raise _Reject(405, f"{request.method} not allowed on /runs; use POST")
             _not_cross_site(request)
             return (yield from self._start(request))
+        if path == "/approvals" or path.startswith("/approvals/"):
+            return (yield from self._approvals(request, path))
         match = _RUN_PATH.match(path)
         if match is None:
             raise _Reject(404, f"no route {path}")
@@ -406,11 +412,100 @@ class RunRoutes:
             return None
         return run if run.function_id in self._exposed else None
 
-    def _check(self, access: AccessRequest) -> _effects.Flow[str | None]:
+    def _approvals(self, request: WebRequest, path: str) -> _effects.Flow[WebResponse]:
+        """The approvals routes (``stepline._webkit.approvals``)."""
+        found = _kit_approvals.match(path)
+        if found is None:
+            raise _Reject(404, f"no route {path}")
+        approval_id, action = found
+        want = "POST" if action in ("approve", "reject") else "GET"
+        if request.method != want:
+            raise _Reject(405, f"{request.method} not allowed on {path}; use {want}")
+        if want == "POST":
+            _not_cross_site(request)
+        if approval_id is None:
+            principal = yield from self._check(AccessRequest(request.native, action, None))
+            return (yield from self._approval_list(request, principal))
+        missing = _Reject(404, f"approval {approval_id} not found")
+        try:
+            approval: Approval | None = yield from _approvals.get_flow(
+                self.client.settings, approval_id
+            )
+        except _approvals.ApprovalNotFoundError:
+            approval = None
+        if approval is not None and approval.function_id not in self._exposed:
+            approval = None
+        function_id = approval.function_id if approval is not None else None
+        run_id = approval.run_id if approval is not None else None
+        access = AccessRequest(request.native, action, function_id, run_id)
+        principal = yield from self._check(access, missing=missing)
+        if approval is None or not ownership.visible(approval.started_by, principal):
+            if approval is not None:
+                logger.warning("approval %s: the caller is not its starter: not found", approval_id)
+            raise missing
+        if action == "approval":
+            return json_response(200, _kit_approvals.view(approval, request.mount))
+        return (yield from self._decide(request, approval, action, principal, missing))
+
+    def _approval_list(
+        self, request: WebRequest, principal: str | None
+    ) -> _effects.Flow[WebResponse]:
+        shown: list[Approval] = []
+        cursor: str | None = None
+        while len(shown) < _kit_approvals.MAX_LISTED:
+            page, cursor = yield from _approvals.list_flow(
+                self.client.settings,
+                function_id=None,
+                app_id=self.client.app_id,
+                limit=100,
+                cursor=cursor,
+            )
+            shown += [a for a in page if self._approval_visible(a, principal)]
+            if cursor is None:
+                break
+        views = [_kit_approvals.view(a, request.mount) for a in shown]
+        return json_response(200, {"approvals": views[: _kit_approvals.MAX_LISTED]})
+
+    def _decide(
+        self,
+        request: WebRequest,
+        approval: Approval,
+        action: str,
+        principal: str | None,
+        missing: _Reject,
+    ) -> _effects.Flow[WebResponse]:
+        if len(request.body) > MAX_BODY:
+            raise _Reject(413, f"body larger than {MAX_BODY} bytes")
+        by = principal or _kit_approvals.NOBODY
+        try:
+            body = _kit_approvals.decision_body(action, request.body, by)
+        except _kit_approvals.BodyError as exc:
+            raise _Reject(400, str(exc)) from None
+        settings, approval_id = self.client.settings, approval.approval_id
+        try:
+            decided = yield from _approvals.decide_flow(settings, approval_id, action, body)
+        except _approvals.ApprovalNotFoundError:
+            raise missing from None
+        except _approvals.ApprovalDecidedError:
+            raise _Reject(409, f"approval {approval_id} was decided already") from None
+        except _approvals.ApprovalInvalidError as exc:
+            message = exc.message.split(": ", 1)[-1]  # the engine's words, not its route
+            raise _Reject(400, message) from None
+        return json_response(200, _kit_approvals.view(decided, request.mount))
+
+    def _approval_visible(self, approval: Approval, principal: str | None) -> bool:
+        return approval.function_id in self._exposed and ownership.visible(
+            approval.started_by, principal
+        )
+
+    def _check(
+        self, access: AccessRequest, *, missing: _Reject | None = None
+    ) -> _effects.Flow[str | None]:
         """Ask ``authorize``; returns the caller's principal (None: nobody in particular).
 
-        On a run route a refusal answers as an unknown run does, but a 401: who the caller
-        is does not depend on the run, and "log in" is worth telling.
+        On a run route (or an approval's: ``missing``) a refusal answers as an unknown run
+        (approval) does, but a 401: who the caller is does not depend on the run, and
+        "log in" is worth telling.
         """
         answer = yield Ask(access)
         if isinstance(answer, AccessDenied):
@@ -420,6 +515,9 @@ class RunRoutes:
             if decided.allowed:
                 return decided.principal
             status, message = 403, "forbidden"
+        if missing is not None and status != 401:
+            logger.warning("%s refused (%d %s)", access.action, status, message)
+            raise missing
         if access.run_id is not None and status != 401:
             logger.warning("%s %s refused (%d %s)", access.action, access.run_id, status, message)
             raise _not_found(access.run_id)

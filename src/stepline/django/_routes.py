@@ -32,13 +32,16 @@ def runs_urls(
     async_mode: bool | None = None,
     **options: Unpack[kit.KitOptions],
 ) -> list[urls.URLPattern]:
-    """Five csrf-exempt URL patterns, under ``prefix`` and wherever they are ``include()``d::
+    """Nine csrf-exempt URL patterns, under ``prefix`` and wherever they are ``include()``d::
 
         POST runs                   start {"function", "data", "idempotency_key"?}
         GET  runs/<run_id>          the run (names: stepline-runs, stepline-run...)
         POST runs/<run_id>/cancel
         GET  runs/<run_id>/result   ?wait=<s>
         GET  runs/<run_id>/events   Server-Sent Events until the run ends
+        GET  approvals              pending approvals (durable agents' tool calls)
+        GET  approvals/<id>         one (names: stepline-approvals, stepline-approval...)
+        POST approvals/<id>/approve {"args"?}; approvals/<id>/reject {"reason"?}
 
     Args:
         client: the app's client (``stepline.django.get_client()`` with settings).
@@ -71,18 +74,22 @@ def runs_urls(
     if use_async:
 
         async def async_view(
-            request: http.HttpRequest, run_id: str | None = None, suffix: str = ""
+            request: http.HttpRequest,
+            run_id: str | None = None,
+            suffix: str = "",
+            under: str = "/runs",
         ) -> http.HttpResponseBase:
-            response = await routes.handle_async(_web_request(request, run_id, suffix, limit))
+            web = _web_request(request, run_id, suffix, limit, under)
+            response = await routes.handle_async(web)
             stream = routes.chunks_async(response) if response.stream is not None else None
             return _to_django(response, stream)
 
         return _patterns(async_view, prefix)
 
     def view(
-        request: http.HttpRequest, run_id: str | None = None, suffix: str = ""
+        request: http.HttpRequest, run_id: str | None = None, suffix: str = "", under: str = "/runs"
     ) -> http.HttpResponseBase:
-        response = routes.handle_sync(_web_request(request, run_id, suffix, limit))
+        response = routes.handle_sync(_web_request(request, run_id, suffix, limit, under))
         stream = routes.chunks_sync(response) if response.stream is not None else None
         return _to_django(response, stream)
 
@@ -103,19 +110,30 @@ def _patterns(view: Callable[..., Any], prefix: str) -> list[urls.URLPattern]:
     def run(suffix: str, name: str) -> urls.URLPattern:
         return urls.path(f"{runs}/<str:run_id>{suffix}", exempt, {"suffix": suffix}, name=name)
 
+    approvals = f"{prefix.lstrip('/')}/approvals" if prefix else "approvals"
+
+    def approval(suffix: str, name: str) -> urls.URLPattern:
+        kwargs = {"suffix": suffix, "under": "/approvals"}
+        return urls.path(f"{approvals}/<str:run_id>{suffix}", exempt, kwargs, name=name)
+
     return [
         urls.path(runs, exempt, name="stepline-runs"),
         run("", "stepline-run"),
         run("/cancel", "stepline-run-cancel"),
         run("/result", "stepline-run-result"),
         run("/events", "stepline-run-events"),
+        urls.path(approvals, exempt, {"under": "/approvals"}, name="stepline-approvals"),
+        approval("", "stepline-approval"),
+        approval("/approve", "stepline-approval-approve"),
+        approval("/reject", "stepline-approval-reject"),
     ]
 
 
 def _web_request(
-    request: http.HttpRequest, run_id: str | None, suffix: str, limit: int
+    request: http.HttpRequest, run_id: str | None, suffix: str, limit: int, under: str
 ) -> _webkit.WebRequest:
-    path = "/runs" if run_id is None else f"/runs/{run_id}{suffix}"
+    # under "/approvals", ``run_id`` is the approval's id
+    path = under if run_id is None else f"{under}/{run_id}{suffix}"
     full = request.path  # with SCRIPT_NAME and the include() prefixes: links point there
     return _webkit.WebRequest(
         method=request.method or "GET",

@@ -20,6 +20,7 @@ from stepline._webkit.routes import Authorize, RunRoutes, WebRequest, WebRespons
 __all__ = ["runs_router"]
 
 _RunId = Annotated[str, fastapi.Path(description="The run's id.")]
+_ApprovalId = Annotated[str, fastapi.Path(description="The approval's id.")]
 _Wait = Annotated[
     str | None,
     fastapi.Query(description="Seconds to hold the request until the run ends (60 at most)."),
@@ -37,7 +38,9 @@ def runs_router(
 
     ``POST /runs``, ``GET /runs/{run_id}``, ``POST /runs/{run_id}/cancel``,
     ``GET /runs/{run_id}/result`` and ``GET /runs/{run_id}/events`` (Server-Sent Events:
-    progress and the run's stream, see ``docs/streams.md``),
+    progress and the run's stream, see ``docs/streams.md``), and the approvals routes
+    (``GET /approvals``, ``GET /approvals/{id}``, ``POST /approvals/{id}/approve|reject``:
+    durable agents' tool calls waiting for a person, see ``docs/ai-agents.md``),
     under ``prefix`` and wherever the router is included. Every request goes through
     ``authorize`` (sync or async); ``inputs`` maps functions to pydantic models checked on
     start (422 with ``detail``) and documented in OpenAPI.
@@ -69,6 +72,18 @@ def runs_router(
     async def run_events(request: fastapi.Request, run_id: _RunId) -> fastapi.Response:
         return await _answer(routes, request, f"/runs/{run_id}/events")
 
+    async def list_approvals(request: fastapi.Request) -> fastapi.Response:
+        return await _answer(routes, request, "/approvals")
+
+    async def get_approval(request: fastapi.Request, approval_id: _ApprovalId) -> fastapi.Response:
+        return await _answer(routes, request, f"/approvals/{approval_id}")
+
+    async def approve(request: fastapi.Request, approval_id: _ApprovalId) -> fastapi.Response:
+        return await _answer(routes, request, f"/approvals/{approval_id}/approve")
+
+    async def reject(request: fastapi.Request, approval_id: _ApprovalId) -> fastapi.Response:
+        return await _answer(routes, request, f"/approvals/{approval_id}/reject")
+
     errors: dict[int | str, Any] = {code: {"description": t} for code, t in _ERRORS.items()}
     table: list[tuple[str, str, Callable[..., Any], str, dict[int | str, Any]]] = [
         ("POST", "", start_run, "Start a run", {201: {"description": "Started"}, 200: _SAME}),
@@ -77,9 +92,16 @@ def runs_router(
         ("GET", "/{run_id}/result", run_result, "Get a run's result", {202: _RUNNING}),
         ("GET", "/{run_id}/events", run_events, "Follow a run (Server-Sent Events)", _SSE),
     ]
+    table = [(m, f"/runs{p}", e, s, r) for m, p, e, s, r in table]
+    table += [
+        ("GET", "/approvals", list_approvals, "List the pending approvals", {}),
+        ("GET", "/approvals/{approval_id}", get_approval, "Get an approval", {}),
+        ("POST", "/approvals/{approval_id}/approve", approve, "Approve a tool call", {}),
+        ("POST", "/approvals/{approval_id}/reject", reject, "Reject a tool call", {}),
+    ]
     for method, path, endpoint, summary, responses in table:
         router.add_api_route(
-            f"/runs{path}",
+            path,
             endpoint,
             methods=[method],
             summary=summary,

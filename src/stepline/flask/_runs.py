@@ -31,7 +31,9 @@ def runs_blueprint(
 
     ``POST /runs`` starts a run, ``GET /runs/<id>`` shows it, ``POST /runs/<id>/cancel``
     cancels it, ``GET /runs/<id>/result?wait=`` waits for it and ``GET /runs/<id>/events``
-    streams its progress as Server-Sent Events, under ``prefix`` and wherever the
+    streams its progress as Server-Sent Events; ``GET /approvals``, ``GET
+    /approvals/<id>`` and ``POST /approvals/<id>/approve|reject`` list and answer durable
+    agents' tool calls waiting for a person (docs/ai-agents.md); under ``prefix`` and wherever the
     blueprint is registered (``register_blueprint(url_prefix=)`` adds to it). Every
     request goes to ``authorize`` first (with the ``flask.Request`` as
     ``access.request``); pass ``stepline.web.allow_all`` to make the routes public on
@@ -54,19 +56,25 @@ def runs_blueprint(
     routes, prefix = kit.run_routes("runs_blueprint", client, functions, authorize, options)
     blueprint = flask.Blueprint(name, "stepline.flask", url_prefix=prefix or None)
 
-    def view(rest: str = "") -> flask.Response:
+    def view(rest: str = "", under: str = "/runs") -> flask.Response:
         # the request itself, not the proxy: authorize may keep it past the request
         request: flask.Request = flask.request._get_current_object()  # type: ignore[attr-defined]
-        return _from_web(routes, routes.handle_sync(_to_web(request, rest)))
+        return _from_web(routes, routes.handle_sync(_to_web(request, under, rest)))
 
     methods = ["GET", "POST"]
-    blueprint.add_url_rule("/runs", endpoint="runs", view_func=view, methods=methods)
-    blueprint.add_url_rule("/runs/<path:rest>", endpoint="run", view_func=view, methods=methods)
+    for under, endpoint in (("/runs", "run"), ("/approvals", "approval")):
+        rule, defaults = f"{under}/<path:rest>", {"under": under}
+        blueprint.add_url_rule(
+            under, endpoint=f"{endpoint}s", view_func=view, methods=methods, defaults=defaults
+        )
+        blueprint.add_url_rule(
+            rule, endpoint=endpoint, view_func=view, methods=methods, defaults=defaults
+        )
     return blueprint
 
 
-def _to_web(request: flask.Request, rest: str) -> _webkit.WebRequest:
-    path = f"/runs/{rest}" if rest else "/runs"
+def _to_web(request: flask.Request, under: str, rest: str) -> _webkit.WebRequest:
+    path = f"{under}/{rest}" if rest else under
     mount = request.script_root + request.path[: len(request.path) - len(path)]
     return _webkit.WebRequest(
         method=request.method,

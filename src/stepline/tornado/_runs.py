@@ -34,7 +34,8 @@ def runs_handlers(
 
     ``POST {prefix}/runs`` starts one of ``functions``; ``GET {prefix}/runs/{id}``,
     ``POST {prefix}/runs/{id}/cancel``, ``GET {prefix}/runs/{id}/result?wait=`` and
-    ``GET {prefix}/runs/{id}/events`` (Server-Sent Events) follow it. ``authorize`` (sync
+    ``GET {prefix}/runs/{id}/events`` (Server-Sent Events) follow it; ``{prefix}/approvals``
+    lists and answers durable agents' tool calls waiting for a person. ``authorize`` (sync
     or async) receives an ``AccessRequest`` whose ``request`` is the ``RequestHandler``,
     so ``access.request.current_user`` works. An app with ``xsrf_cookies=True`` keeps
     checking its XSRF token on the POSTs.
@@ -47,18 +48,23 @@ def runs_handlers(
         ConfigError: no ``authorize``, no functions, or a ``prefix`` not starting with ``/``.
     """
     routes, prefix = kit.run_routes("runs_handlers", client, functions, authorize, options)
-    collection = prefix + "/runs"
-    pattern = re.escape(collection) + r"(?:/.*)?"
-    kwargs = {"routes": routes, "collection": collection}
-    return [tornado.routing.Rule(tornado.routing.PathMatches(pattern), RunsHandler, kwargs)]
+    rules = []
+    for under in ("/runs", "/approvals"):
+        collection = prefix + under
+        pattern = re.escape(collection) + r"(?:/.*)?"
+        kwargs = {"routes": routes, "collection": collection, "under": under}
+        rules.append(
+            tornado.routing.Rule(tornado.routing.PathMatches(pattern), RunsHandler, kwargs)
+        )
+    return rules
 
 
 @tornado.web.stream_request_body
 class RunsHandler(_views.StreamedBody):
     body_limit = _webkit.MAX_BODY  # past it, the kit answers 413
 
-    def initialize(self, routes: _webkit.RunRoutes, collection: str) -> None:
-        self.routes, self.collection = routes, collection
+    def initialize(self, routes: _webkit.RunRoutes, collection: str, under: str = "/runs") -> None:
+        self.routes, self.collection, self.under = routes, collection, under
         self._pump: asyncio.Future[None] | None = None
         self._gone = False
 
@@ -85,11 +91,11 @@ class RunsHandler(_views.StreamedBody):
         response = await self.routes.handle_async(
             _webkit.WebRequest(
                 method=request.method or "GET",
-                path="/runs" + request.path[len(self.collection) :],
+                path=self.under + request.path[len(self.collection) :],
                 query={name: self.get_query_argument(name) for name in request.query_arguments},
                 body=request.body,
                 native=self,
-                mount=self.collection[: -len("/runs")],
+                mount=self.collection[: -len(self.under)],
                 headers={name.lower(): value for name, value in request.headers.get_all()},
             )
         )
