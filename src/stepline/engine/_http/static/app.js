@@ -1,5 +1,6 @@
 // The dashboard's router and live-update loop. Pages live in runs.js, run.js, events.js,
-// functions.js and apps.js; each renders into the view and may return { poll }, which is
+// functions.js, apps.js and approvals.js; each renders into the view and may return
+// { poll }, which is
 // called every few seconds while "Live" is on and the tab is visible.
 import { fill, h } from "./dom.js";
 import * as run from "./run.js";
@@ -7,6 +8,7 @@ import * as runs from "./runs.js";
 import * as events from "./events.js";
 import * as functions from "./functions.js";
 import * as apps from "./apps.js";
+import * as approvals from "./approvals.js";
 
 const POLL_MS = 2000;
 const ROUTES = [
@@ -17,6 +19,7 @@ const ROUTES = [
   [/^functions$/, functions.list, "functions"],
   [/^functions\/(.+)$/, functions.page, "functions"],
   [/^apps$/, apps.list, "apps"],
+  [/^approvals$/, approvals.list, "approvals"],
 ];
 
 const view = document.getElementById("view");
