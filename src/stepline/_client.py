@@ -19,6 +19,7 @@ from stepline import _settings
 from stepline._api import approvals as _approvals
 from stepline._api import bulk, sender, signals
 from stepline._api import runs as _runs
+from stepline._api import tokens as _tokens
 from stepline._api.approvals import Approval
 from stepline._api.bulk import BulkFilterArgs, BulkHandle, BulkInfo, SyncBulkHandle
 from stepline._api.connection import EngineConnection
@@ -309,6 +310,21 @@ class Client:
         """Blocking twin of ``rerun``."""
         flow = _runs.rerun_flow(self.settings, run_id)
         return SyncRunHandle(self.connection, self.connection.run_sync(flow))
+
+    async def conversation_runs(self, conversation_id: str) -> list[RunInfo]:
+        """The runs of a conversation (the run attribute ``conversation``, which
+        ``stepline.ai.DurableAgent`` sets), oldest first.
+
+        Example:
+            >>> runs = await client.conversation_runs("chat-42")
+        """
+        return await self.connection.run_async(
+            _tokens.conversation_flow(self.settings, conversation_id)
+        )
+
+    def conversation_runs_sync(self, conversation_id: str) -> list[RunInfo]:
+        """Blocking twin of ``conversation_runs``."""
+        return self.connection.run_sync(_tokens.conversation_flow(self.settings, conversation_id))
 
     # -- functions, signals by key ----------------------------------------------------------
 

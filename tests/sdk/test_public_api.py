@@ -123,3 +123,21 @@ def test_ai_surface() -> None:
     for name in stepline.ai.__all__:
         assert getattr(stepline.ai, name).__module__.startswith("stepline.ai._"), name
     assert issubclass(stepline.ai.ApprovalTimeoutError, stepline.NonRetriableError)
+
+
+def test_token_and_conversation_reads() -> None:
+    import dataclasses
+
+    import stepline.ai
+
+    fields = [field.name for field in dataclasses.fields(stepline.ai.TokenBudget)]
+    assert fields == ["tokens", "key", "period", "name", "on_exceeded"]
+    assert callable(stepline.Client.conversation_runs)
+    assert callable(stepline.Client.conversation_runs_sync)
+    for handle in (
+        stepline.RunHandle,
+        stepline.SyncRunHandle,
+        stepline.FunctionHandle,
+        stepline.SyncFunctionHandle,
+    ):
+        assert callable(handle.tokens), handle

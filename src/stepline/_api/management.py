@@ -3,7 +3,7 @@
 
 A handle is a name plus the client's ``EngineConnection``: making one sends nothing, and
 each method runs one flow (``runs``, ``signals``, ``attributes``, ``pause``, ``metrics``,
-``streams``) on the async or the blocking transport. Both faces have the same methods.
+``tokens``, ``streams``) on the async or the blocking transport. Both faces have the same methods.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from stepline._api.pause import PausedFunction, pause_flow, resume_flow
 from stepline._api.runs import RunInfo, RunStatus, StepInfo
 from stepline._api.signals import signal_flow
 from stepline._api.streams import StreamMessage
+from stepline._api.tokens import function_tokens_flow, run_tokens_flow
 
 if TYPE_CHECKING:
     from stepline._definition.function import Function
@@ -81,6 +82,20 @@ class RunHandle:
         """The run's steps so far, in order."""
         conn = self.connection
         return await conn.run_async(_runs.steps_flow(conn.settings, self.run_id))
+
+    async def tokens(self) -> dict[str, Any]:
+        """What the run's AI model requests used (``stepline.ai``), as the engine counts it.
+
+        Returns:
+            ``{"input_tokens", "output_tokens", "total_tokens", "requests", "models":
+            {model: {...the same}}, "steps": [{"step_id", "at", "input_tokens",
+            "output_tokens", "model"}]}``.
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        conn = self.connection
+        return await conn.run_async(run_tokens_flow(conn.settings, self.run_id))
 
     async def signal(self, name: str, data: Any = None) -> None:
         """Complete the run's ``step.wait_for_signal(..., signal=name)`` with ``data``.
@@ -191,6 +206,11 @@ class SyncRunHandle:
         conn = self.connection
         return conn.run_sync(_runs.steps_flow(conn.settings, self.run_id))
 
+    def tokens(self) -> dict[str, Any]:
+        """Blocking twin of ``RunHandle.tokens``."""
+        conn = self.connection
+        return conn.run_sync(run_tokens_flow(conn.settings, self.run_id))
+
     def signal(self, name: str, data: Any = None) -> None:
         """Blocking twin of ``RunHandle.signal``."""
         conn = self.connection
@@ -298,6 +318,34 @@ class FunctionHandle:
         )
         return await conn.run_async(flow)
 
+    async def tokens(
+        self,
+        window: Window | None = None,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        bucket: dt.timedelta | None = None,
+    ) -> dict[str, Any]:
+        """The tokens the function's AI model requests used (``stepline.ai``), over time.
+
+        Args: as ``metrics``'s (``window`` ``"1h"``, ``"24h"`` by default, ``"7d"``, or
+            ``since``/``until``/``bucket``).
+
+        Returns:
+            ``{"since", "until", "bucket_seconds", "buckets": [...], "totals", "models"}``:
+            per bucket ``input_tokens``, ``output_tokens``, ``total_tokens``,
+            ``requests`` and ``runs``; per model the totals.
+
+        Raises:
+            FunctionNotFoundError: the engine does not know the function.
+            ManagementError: the engine is unreachable or refused the window (400).
+        """
+        conn = self.connection
+        flow = function_tokens_flow(
+            conn.settings, self.function_id, window, since=since, until=until, bucket=bucket
+        )
+        return await conn.run_async(flow)
+
 
 class SyncFunctionHandle:
     """Blocking twin of ``FunctionHandle``."""
@@ -332,6 +380,21 @@ class SyncFunctionHandle:
         """Blocking twin of ``FunctionHandle.metrics``."""
         conn = self.connection
         flow = metrics_flow(
+            conn.settings, self.function_id, window, since=since, until=until, bucket=bucket
+        )
+        return conn.run_sync(flow)
+
+    def tokens(
+        self,
+        window: Window | None = None,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        bucket: dt.timedelta | None = None,
+    ) -> dict[str, Any]:
+        """Blocking twin of ``FunctionHandle.tokens``."""
+        conn = self.connection
+        flow = function_tokens_flow(
             conn.settings, self.function_id, window, since=since, until=until, bucket=bucket
         )
         return conn.run_sync(flow)

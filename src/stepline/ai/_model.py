@@ -37,7 +37,7 @@ from pydantic_ai.tools import RunContext
 
 from stepline import _errors
 from stepline._execution.context import call_state
-from stepline.ai import _steps, _stream, _usage
+from stepline.ai import _budgets, _steps, _stream, _usage
 from stepline.ai._run import AgentRun, required
 
 
@@ -141,8 +141,12 @@ async def _request(
     ctx, options = run.ctx, run.options
     step_id = run.next_request_id()
     book = _steps.ledger(ctx)
-    if options.budget is not None:
-        options.budget.check(book.tokens, step_id=step_id)
+    budget = options.budget
+    charge: dict[str, Any] | None = None
+    if budget is not None and budget.spans_runs:
+        charge = await _budgets.before_request(run, budget, step_id)
+    elif budget is not None:
+        budget.check(book.tokens, step_id=step_id)
     traced = call_state(ctx).observer is not None
 
     async def body() -> dict[str, Any]:
@@ -158,7 +162,13 @@ async def _request(
             )
         return {"response": _dump(response), "usage": usage, "attempt": attempt}
 
-    value = await _steps.run_step(ctx, step_id, body, timeout=options.model_timeout)
+    def opts(value: dict[str, Any]) -> dict[str, Any]:
+        """What the engine records with the step: its usage, the budget it is charged to."""
+        usage = value["usage"]
+        used = {k: usage.get(k) for k in ("input_tokens", "output_tokens", "model")}
+        return {_usage.OPTS_KEY: {"usage": used, "budgets": [charge] if charge else []}}
+
+    value = await _steps.run_step(ctx, step_id, body, timeout=options.model_timeout, opts=opts)
     response = _load(value["response"])
     usage = value.get("usage") or {}
     book.tokens += _usage.tokens_of(usage)

@@ -70,14 +70,15 @@ async def run_step(
     body: Callable[[], Awaitable[Any]],
     *,
     timeout: Duration | None,
-    opts: dict[str, Any] | None = None,
+    opts: Callable[[Any], dict[str, Any]] | None = None,
 ) -> Any:
     """Run ``body`` once as the step ``step_id``; replays return its recorded JSON value.
 
     The step is committed to the engine as soon as it completes, before any code after
     it runs, whatever the function's checkpointing (``step.commit_async``): a model
-    request or a tool call, once it ran, never runs again. ``opts`` go to the engine
-    with the step's op (what a model request used, the budgets it is charged to).
+    request or a tool call, once it ran, never runs again. ``opts``, given the step's
+    value, makes what goes to the engine with the step's op (what a model request used,
+    the budget it is charged to).
 
     Raises what ``step.run`` raises: ``StepError`` for a step that failed for good, and
     the step machinery's interrupts (never catch those).
@@ -95,7 +96,8 @@ async def run_step(
         _step.persist_sync(state)
     with state.executing() as slot:
         slot.value = await step_timeouts.call_async(step_id, body, (), limit)
-    slot.opts = opts
+    if opts is not None:
+        slot.opts = opts(slot.value)
     result = state.finish_run(slot)
     if is_async:
         await _step.commit_async(state)

@@ -35,6 +35,7 @@ from stepline.engine._http import approvals as _approvals
 from stepline.engine._http import attempts as _attempts
 from stepline.engine._http import attributes as _attributes
 from stepline.engine._http import bulk as _bulk
+from stepline.engine._http import conversations as _conversations
 from stepline.engine._http import dashboard as _dashboard
 from stepline.engine._http import endpoints as _endpoints
 from stepline.engine._http import event_replay as _event_replay
@@ -48,6 +49,7 @@ from stepline.engine._http import ready as _ready
 from stepline.engine._http import run_list as _run_list
 from stepline.engine._http import signals as _signals
 from stepline.engine._http import stream as _stream
+from stepline.engine._http import tokens as _tokens
 from stepline.engine._http import versions as _versions
 from stepline.engine._http.wire import ApiError
 from stepline.engine._ids import SeedError
@@ -141,6 +143,8 @@ class _Api:
             *_versions.table(engine),
             *_pause.table(engine),
             *_function_metrics.table(engine),
+            *_tokens.table(engine),
+            *_conversations.table(engine),
             *_bulk.table(engine),
             *_relay_http.table(engine),
             *_connect.table(engine.connect, self.settings),

@@ -10,6 +10,7 @@ thread, ``_worker/onthread.py``), durable endpoints' inline runs
   steps in the run's view and saves it, and decides what follows (the next call, a
   retry, a sleep, a wait, the run's end); the attempts the answer failed are recorded
   with it (``_observe.attempts``).
+* with either, what model-request steps used (``tokens``: usage rows, budget charges).
 * **a checkpoint** (``checkpoint``): steps a call ran and committed before answering,
   while it goes on; only those steps (and the run's end, if one completes it) are
   written.
@@ -25,8 +26,9 @@ from typing import TYPE_CHECKING
 
 from stepline.engine._model import Job
 from stepline.engine._observe import attempts as _attempts
+from stepline.engine._runs import tokens as _tokens
 from stepline.engine._store import Tx
-from stepline.engine._wire.response import Outcome, ReportedOp
+from stepline.engine._wire.response import Failed, Outcome, ReportedOp
 
 if TYPE_CHECKING:
     from stepline.engine._runs.transitions import RunTransitions
@@ -70,6 +72,9 @@ def answer(
     view = transitions.apply(tx, job, outcome, now, owner, known=known)
     started = view.run.started_at if first and view is not None else None
     _attempts.record(tx, view, job, outcome, now, lease=lease, started=started)
+    reported = outcome.steps if isinstance(outcome, Failed) else getattr(outcome, "ops", ())
+    if view is not None and (used := _tokens.ai_ops(reported)):
+        _tokens.record(tx, view.run.run_id, view.run.function_id, used, now)
     return view
 
 
@@ -92,4 +97,8 @@ def checkpoint(
     Raises:
         NotFoundError: there is no run ``run_id``.
     """
-    return transitions.checkpoint(tx, run_id, ops, job, now)
+    recorded = transitions.checkpoint(tx, run_id, ops, job, now)
+    if recorded and (used := _tokens.ai_ops(ops)):
+        run = tx.get_run(run_id)
+        _tokens.record(tx, run_id, None if run is None else run.function_id, used, now)
+    return recorded

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from stepline.engine._store.function_metrics import FunctionMetrics
     from stepline.engine._store.messages import NewMessage, StoredMessage
     from stepline.engine._store.seen import Seen
+    from stepline.engine._store.tokens import ModelUsage, TokenBuckets
     from stepline.engine._store.versions import AppVersion
 
 T = TypeVar("T")
@@ -177,6 +178,7 @@ class AttributesTx(Protocol):
 
     def set_attributes(self, run_id: str, attributes: Mapping[str, str]) -> int: ...
     def get_attributes(self, run_ids: Sequence[str]) -> dict[str, dict[str, str]]: ...
+    def runs_with(self, name: str, value: str, *, after: str | None, limit: int) -> list[str]: ...
 
 
 class BulkTx(Protocol):
@@ -242,6 +244,18 @@ class BrowsingTx(Protocol):
     def replayed_as(self, internal_id: str, limit: int) -> list[str]: ...
 
 
+class TokensTx(Protocol):
+    """``tx.tokens``: what model requests used, and token budgets' counts (``tokens.py``)."""
+
+    def record_usage(self, usage: ModelUsage) -> bool: ...
+    def charge(self, budget: str, key: str, window: tuple[float, float], tokens: int) -> None: ...
+    def budget_used(self, budget: str, key: str, window_start: float) -> int: ...
+    def run_usage(self, run_id: str) -> list[ModelUsage]: ...
+    def function_usage(
+        self, function_id: str, *, since: float, bucket: float, count: int
+    ) -> TokenBuckets: ...
+
+
 class Tx(Protocol):
     """Reads and writes inside one transaction (or one read snapshot).
 
@@ -285,6 +299,8 @@ class Tx(Protocol):
     def metrics(self) -> MetricsTx: ...
     @property
     def browsing(self) -> BrowsingTx: ...
+    @property
+    def tokens(self) -> TokensTx: ...
 
     # runs and steps
     def get_run(self, run_id: str) -> Run | None: ...

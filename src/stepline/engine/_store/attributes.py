@@ -54,3 +54,13 @@ class AttributesSql(Part):
             for run_id, name, value in rows:
                 found.setdefault(str(run_id), {})[str(name)] = str(value)
         return found
+
+    def runs_with(self, name: str, value: str, *, after: str | None, limit: int) -> list[str]:
+        """The ids of the runs whose attribute ``name`` is ``value``, oldest first (run ids
+        sort by creation), after the run ``after``; at most ``limit``."""
+        rows = self._x(
+            "SELECT run_id FROM run_attributes WHERE name = ? AND value = ? AND run_id > ? "
+            "ORDER BY run_id LIMIT ?",
+            (name, value, after or "", limit),
+        )
+        return [str(row[0]) for row in rows]

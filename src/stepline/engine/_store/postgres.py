@@ -39,6 +39,7 @@ from stepline.engine._store.messages import PostgresMessagesSql
 from stepline.engine._store.part import LazyPart
 from stepline.engine._store.queue import PostgresQueueSql
 from stepline.engine._store.sql import SqlTx, run_in
+from stepline.engine._store.tokens import PostgresTokensSql
 
 T = TypeVar("T")
 logger = logging.getLogger("stepline.engine")
@@ -93,6 +94,7 @@ class PostgresTx(SqlTx):
     queue = LazyPart(PostgresQueueSql)
     messages = LazyPart(PostgresMessagesSql)
     metrics = LazyPart(PostgresMetricsSql)
+    tokens = LazyPart(PostgresTokensSql)
 
     def __init__(self, conn: psycopg.Connection[Any], *, write: bool = True) -> None:
         super().__init__(conn, write=write)

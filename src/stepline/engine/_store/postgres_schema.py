@@ -200,6 +200,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE FUNCTION stepline_steps_rev() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE runs SET steps_rev = steps_rev + 1 WHERE run_id = NEW.run_id; RETURN NULL; END $$;
     CREATE TRIGGER steps_rev AFTER INSERT OR UPDATE ON steps FOR EACH ROW EXECUTE FUNCTION stepline_steps_rev();
     """,  # noqa: E501 - a function's inner ``;`` may not end a line (``statements``)
+    # what each model request of an AI agent used (``stepline.ai``), one row per step,
+    # written with the step (``engine._runs.tokens``): tokens per run, per function over time
+    """
+    CREATE TABLE model_usage (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, function_id TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL, input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL,
+        model TEXT,
+        PRIMARY KEY (run_id, step_id)
+    );
+    CREATE INDEX model_usage_function ON model_usage (function_id, at);
+    """,
 )
 
 

@@ -6,8 +6,8 @@ writer (SQLite) or many row locks (Postgres) for long; the sweeper calls it unti
 reports nothing more to do. What goes, and when:
 
 * ended runs (completed, failed, cancelled) whose end is older than the cutoff, with
-  their steps, step attempts, stream messages, attributes, event links, jobs, pauses and
-  flow-control claims;
+  their steps, step attempts, stream messages, attributes, model usage, event links,
+  jobs, pauses and flow-control claims;
 * events older than the cutoff that no stored run references (through ``event_runs``)
   and whose fan-out is not still queued;
 * per-key rows once their own window has passed: idempotency keys and rate-limit /
@@ -41,6 +41,7 @@ TABLES = (
     "step_attempts",
     "run_messages",
     "run_attributes",
+    "model_usage",
     "event_runs",
     "jobs",
     "pauses",
@@ -174,7 +175,7 @@ def _remove_runs(tx: SqlTx, cutoff: float, limit: int, count: Any) -> int:
     total = 0
     tables = (
         "event_runs", "jobs", "pauses", "singletons", "buckets", "steps", "run_messages",
-        "run_attributes", "step_attempts",
+        "run_attributes", "step_attempts", "model_usage",
     )  # fmt: skip
     for table in (*tables, "runs"):
         cur = tx.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids)

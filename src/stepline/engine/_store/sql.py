@@ -55,6 +55,7 @@ from stepline.engine._store.rows import (
 )
 from stepline.engine._store.seen import Seen
 from stepline.engine._store.signals import SignalsSql
+from stepline.engine._store.tokens import TokensSql
 from stepline.engine._store.versions import VersionsSql
 
 T = TypeVar("T")
@@ -121,6 +122,7 @@ class SqlTx:
     attempts = LazyPart(AttemptsSql)
     metrics = LazyPart(MetricsSql)
     browsing = LazyPart(BrowsingSql)
+    tokens = LazyPart(TokensSql)
 
     def __init__(self, conn: Any, *, write: bool = True) -> None:
         self._c = conn

@@ -186,6 +186,17 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX jobs_parked;
     CREATE INDEX jobs_parked ON jobs (parked_on, queued_at) WHERE parked_on IS NOT NULL;
     """,
+    # what each model request of an AI agent used (``stepline.ai``), one row per step,
+    # written with the step (``engine._runs.tokens``): tokens per run, per function over time
+    """
+    CREATE TABLE model_usage (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, function_id TEXT NOT NULL,
+        at REAL NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+        model TEXT,
+        PRIMARY KEY (run_id, step_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX model_usage_function ON model_usage (function_id, at);
+    """,
 )
 
 
