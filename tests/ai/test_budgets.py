@@ -31,7 +31,9 @@ START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
 def agent(calls: list[str], budget: TokenBudget | None) -> DurableAgent[None, str]:
     def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         calls.append("model")
-        return ModelResponse(parts=[TextPart("hello")], )
+        return ModelResponse(
+            parts=[TextPart("hello")],
+        )
 
     inner: Agent[None, str] = Agent(FunctionModel(respond), name="helper")
     return DurableAgent(inner, stream=False, budget=budget)
@@ -117,7 +119,8 @@ def test_the_engine_counts_tokens_per_run_and_per_function(db: str) -> None:
         run = client.get_run_sync(ids[0]).tokens()
         figures = client.get_function_sync(fn).tokens("1h")
     assert run["requests"] == 1
-    assert run["input_tokens"] > 0 and run["output_tokens"] > 0
+    assert run["input_tokens"] > 0
+    assert run["output_tokens"] > 0
     assert run["total_tokens"] == run["input_tokens"] + run["output_tokens"]
     assert list(run["models"]) == ["function:respond:"]  # FunctionModel names itself
     assert [s["model"] for s in run["steps"]] == ["function:respond:"]

@@ -19,7 +19,7 @@ from stepline._execution import publish as _publish
 from stepline._execution import step_timeouts
 from stepline._execution.context import SyncContext
 from stepline._execution.step import Duration
-from stepline.ai import _steps
+from stepline.ai import _conversations, _steps
 from stepline.ai._approvals import ApprovalOptions, DurableApprovals, OnTimeout
 from stepline.ai._model import StepModel
 from stepline.ai._run import AgentOptions, AgentRun, bound
@@ -172,7 +172,11 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         """Pydantic AI's ``iter``, with the model and the toolsets durable; every other way
         of running the agent (``run``, ``run_sync``, ``run_stream``...) goes through it.
 
-        Its arguments are the wrapped agent's, except ``model`` (set on the agent).
+        Its arguments are the wrapped agent's, except ``model`` (set on the agent). With
+        a ``conversation_id``, the run is one of that conversation's: it carries the run
+        attribute ``conversation``, starts from the messages the conversation's latest
+        earlier run recorded (a step, ``<name>:history``; unless ``message_history`` or
+        ``conversation`` is given) and records its own (``<name>:messages``).
 
         Raises:
             ConfigError: the agent is not bound to a context (``on(ctx)``), or a per-run
@@ -191,13 +195,22 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
             DurableApprovals(self._approvals),
         ]
         run = AgentRun(ctx, _steps.ledger(ctx).next_prefix(self.name), self._options)
+        conversation_id = kwargs.get("conversation_id")
+        in_conversation = isinstance(conversation_id, str) and conversation_id != "new"
         with (
             bound(run),
             self.wrapped.override(model=self.model, toolsets=toolsets, tools=[]),
             AbstractAgent.parallel_tool_call_execution_mode("sequential"),
         ):
+            if in_conversation:
+                given = kwargs.get("message_history") or kwargs.get("conversation")
+                loaded = await _conversations.history(run, str(conversation_id), load=not given)
+                if loaded:
+                    kwargs["message_history"] = loaded
             async with self.wrapped.iter(*args, capabilities=capabilities, **kwargs) as agent_run:
                 yield agent_run
+            if in_conversation and agent_run.result is not None:
+                await _conversations.record(run, agent_run.all_messages())
 
     def _bound_context(self) -> _steps.AnyContext:
         if self._ctx is None:
