@@ -10,6 +10,7 @@ sees each prompt once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 import stepline
 from stepline.ai import DurableAgent
 from stepline.testing import TestEnv
+from tests._support.databases import STORES, database
 
 
 def agent(calls: list[str]) -> DurableAgent[None, str]:
@@ -94,7 +96,10 @@ def test_each_run_of_a_conversation_continues_the_history_of_the_one_before(face
     ]
 
 
-def test_a_run_given_its_history_loads_none_and_an_unknown_conversation_has_no_runs() -> None:
+@pytest.mark.parametrize("store", STORES)
+def test_a_run_given_its_history_loads_none_and_an_unknown_conversation_has_no_runs(
+    store: str, tmp_path: Path
+) -> None:
     calls: list[str] = []
     client = stepline.Client("ai-chat", is_production=False, environ={})
     durable = agent(calls)
@@ -109,7 +114,7 @@ def test_a_run_given_its_history_loads_none_and_an_unknown_conversation_has_no_r
         result = await run.run("now", conversation_id="c9", message_history=history)
         return result.output
 
-    with TestEnv(client, [given]) as env:
+    with database(store, tmp_path) as db, TestEnv(client, [given], database=db) as env:
         run = env.start_sync(given, {})
         assert run.result_sync() == "earlier | now"
         names = [s.name for s in run.steps_sync()]

@@ -7,9 +7,10 @@ Pydantic AI's own ``conversation_id`` names the conversation:
   engine lists the conversation's runs in order (``GET /v1/conversations/{id}/runs``,
   ``client.conversation_runs``);
 * unless the run is given its history (``message_history=`` or ``conversation=``),
-  loads it as a step, ``<name>:history``: the messages the latest earlier run of the
-  conversation recorded, read from the engine (a replay returns the recorded ones, so the
-  agent sees the same history on every replay);
+  loads it as a step, ``<name>:history``: the longest history another run of the
+  conversation recorded (the latest's, as each run's holds the one before it), read
+  from the engine (a replay returns the recorded one, so the agent sees the same
+  history on every replay);
 * once the agent run ends, records its messages (the history and the new ones) as a
   step, ``<name>:messages``, which the next run of the conversation loads.
 """
@@ -38,8 +39,8 @@ LOOK_BACK = 20
 
 
 async def history(run: AgentRun, conversation_id: str, *, load: bool) -> list[ModelMessage]:
-    """Mark the run as one of ``conversation_id``'s; with ``load``, the history the latest
-    earlier run of the conversation recorded (a step), else nothing."""
+    """Mark the run as one of ``conversation_id``'s; with ``load``, the history the
+    conversation's latest run recorded (a step), else nothing."""
     if not isinstance(conversation_id, str) or not 0 < len(conversation_id) <= 256:
         raise _errors.ConfigError(f"a conversation id is 1-256 characters, got {conversation_id!r}")
     ctx = run.ctx
@@ -69,7 +70,14 @@ async def record(run: AgentRun, messages: list[ModelMessage]) -> None:
 
 
 async def _earlier_messages(run: AgentRun, conversation_id: str, name: str) -> Any:
-    """The messages the latest earlier run of the conversation recorded, as JSON; []."""
+    """The longest history another run of the conversation recorded (the latest, in a
+    conversation whose runs follow one another), as JSON; [] when there is none.
+
+    Looks through the conversation's ``LOOK_BACK`` newest runs: their order by creation
+    time is not enough alone (two runs may share a millisecond, and a run held back by
+    flow control records after a later one), while each run's history holds the one
+    before it.
+    """
     ctx = run.ctx
     connection = publisher_of(call_state(ctx)).connection
     settings = connection.settings
@@ -79,14 +87,16 @@ async def _earlier_messages(run: AgentRun, conversation_id: str, name: str) -> A
         runs = await connection.run_async(flow)
     else:
         runs = connection.run_sync(flow)
-    earlier = [info.run_id for info in runs if info.run_id < ctx.run_id]
-    for run_id in reversed(earlier[-LOOK_BACK:]):
+    others = [info.run_id for info in runs if info.run_id != ctx.run_id]
+    best: Any = []
+    for run_id in reversed(others[-LOOK_BACK:]):
         steps_flow = _runs.steps_flow(settings, run_id)
         if isinstance(ctx, Context):
             steps = await connection.run_async(steps_flow)
         else:
             steps = connection.run_sync(steps_flow)
         recorded = [s for s in steps if pattern.fullmatch(s.name) and s.status == "Completed"]
-        if recorded:
-            return recorded[-1].output
-    return []
+        output = recorded[-1].output if recorded else None
+        if isinstance(output, list) and len(output) > len(best):
+            best = output
+    return best

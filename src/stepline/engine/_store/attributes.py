@@ -56,11 +56,13 @@ class AttributesSql(Part):
         return found
 
     def runs_with(self, name: str, value: str, *, after: str | None, limit: int) -> list[str]:
-        """The ids of the runs whose attribute ``name`` is ``value``, oldest first (run ids
-        sort by creation), after the run ``after``; at most ``limit``."""
+        """The ids of the runs whose attribute ``name`` is ``value``, oldest first (by
+        creation time, then id), after the run ``after``; at most ``limit``."""
+        start = "(r.created_at > c.created_at OR (r.created_at = c.created_at AND r.run_id > ?))"
         rows = self._x(
-            "SELECT run_id FROM run_attributes WHERE name = ? AND value = ? AND run_id > ? "
-            "ORDER BY run_id LIMIT ?",
-            (name, value, after or "", limit),
+            "SELECT r.run_id FROM run_attributes a JOIN runs r ON r.run_id = a.run_id "
+            f"LEFT JOIN runs c ON c.run_id = ? WHERE a.name = ? AND a.value = ? "
+            f"AND (c.run_id IS NULL OR {start}) ORDER BY r.created_at, r.run_id LIMIT ?",
+            (after or "", name, value, after or "", limit),
         )
         return [str(row[0]) for row in rows]
