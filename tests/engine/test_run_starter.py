@@ -21,6 +21,7 @@ from stepline.engine import Engine, EngineSettings, ManualClock
 from stepline.engine._http.api import build_app
 from stepline.engine._store import RunFilter, Store, sqlite_schema
 from stepline.engine._store import postgres_schema as _postgres_schema
+from stepline.engine._store.rows import statements
 from tests._support.databases import postgres_schema
 
 from .test_api import START, registration
@@ -82,9 +83,8 @@ def test_a_postgres_database_from_before_starters_is_migrated() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE TABLE stepline_schema (version INTEGER NOT NULL)")
             for number, script in enumerate(_postgres_schema.MIGRATIONS[:old], start=1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in statements(script):  # as the store's migrate splits them
+                    conn.execute(statement)
                 conn.execute("INSERT INTO stepline_schema (version) VALUES (%s)", (number,))
             conn.execute(OLD_RUN)
         _check_migrated(url)
