@@ -542,9 +542,14 @@ def test_the_admin_module_and_models_are_pinned(made: Made) -> None:
     import stepline.django.admin
     from stepline.django import models
 
-    assert stepline.django.admin.__all__ == ["EventAdmin", "FunctionAdmin", "RunAdmin"]
-    assert models.__all__ == ["Event", "Function", "OutboxMessage", "Run"]
-    for model in (models.Run, models.Event, models.Function):
+    assert stepline.django.admin.__all__ == [
+        "ApprovalAdmin",
+        "EventAdmin",
+        "FunctionAdmin",
+        "RunAdmin",
+    ]
+    assert models.__all__ == ["Approval", "Event", "Function", "OutboxMessage", "Run"]
+    for model in (models.Run, models.Event, models.Function, models.Approval):
         assert not model._meta.managed  # no table: the engine holds them
     codenames = {p.codename for p in Permission.objects.filter(content_type__app_label="stepline")}
     assert {"view_run", "cancel_run", "rerun_run", "signal_run"} <= codenames

@@ -3,16 +3,17 @@
 Add ``"stepline.django"`` to ``INSTALLED_APPS``; ``stepline.django.send_on_commit`` and
 ``start_in_transaction`` write rows of it inside your transaction, the relay delivers them.
 
-``Run``, ``Event`` and ``Function`` are unmanaged and have no table: they exist for the
-Django admin (its sections, content types and permissions); the admin reads runs, events
-and functions from the engine through the project's client (``stepline.django.admin``).
+``Run``, ``Event``, ``Function`` and ``Approval`` are unmanaged and have no table: they
+exist for the Django admin (its sections, content types and permissions); the admin reads
+runs, events, functions and approvals from the engine through the project's client
+(``stepline.django.admin``).
 """
 
 from __future__ import annotations
 
 from django.db import models
 
-__all__ = ["Event", "Function", "OutboxMessage", "Run"]
+__all__ = ["Approval", "Event", "Function", "OutboxMessage", "Run"]
 
 
 class OutboxMessage(models.Model):
@@ -93,3 +94,23 @@ class Function(models.Model):
 
     def __str__(self) -> str:
         return f"function {self.id}"
+
+
+class Approval(models.Model):
+    """A durable agent's tool call waiting for a person, in the Django admin: permissions
+    ``view_approval`` (the inbox) and ``decide_approval`` (approve or reject).
+
+    No table (read from the engine, ``client.approvals``); the id is the approval's.
+    """
+
+    id: models.CharField[str, str] = models.CharField(primary_key=True, max_length=200)
+
+    class Meta:
+        app_label = "stepline"
+        managed = False
+        db_table = "stepline_admin_approval"
+        default_permissions = ("view",)
+        permissions = (("decide_approval", "Can approve and reject tool calls"),)
+
+    def __str__(self) -> str:
+        return f"approval {self.id}"

@@ -212,12 +212,13 @@ class EngineAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         next_cursor: str | None = None,
         error: str | None = None,
         note: str = "",
+        title: str | None = None,
     ) -> TemplateResponse:
         """The changelist page: search, filters, rows with checkboxes, actions, next page."""
         params = query(request)
         more = listing.query_string(params, cursor=next_cursor) if next_cursor is not None else None
         context = {
-            "title": f"Select {self.opts.verbose_name} to view",
+            "title": title or f"Select {self.opts.verbose_name} to view",
             "columns": columns,
             "rows": rows,
             "filters": filters,
