@@ -100,7 +100,13 @@ def test_an_unreachable_engine_is_a_message_not_a_crash(tmp_path: Path) -> None:
     with admin_project(tmp_path / "django.db", **setting):
         mount_admin()
         http = browser("root", superuser=True)
-        for url in ("/admin/stepline/run/", "/admin/stepline/event/", "/admin/stepline/function/"):
+        for url in (
+            "/admin/stepline/run/",
+            "/admin/stepline/event/",
+            "/admin/stepline/function/",
+            "/admin/stepline/approval/",
+            "/admin/stepline/approval/01J0-0123abcd/change/",
+        ):
             response = http.get(url)
             assert response.status_code == 502, url
             assert "The Stepline engine could not be read" in response.content.decode()
