@@ -195,6 +195,11 @@ def test_an_approvals_page_shows_the_call_and_a_form_from_its_schema(
     assert "Recorded as django:root-page." in approving
     assert 'name="reason"' in form(page, "approval-reject")
     assert http.get(f"{INBOX}01NOSUCHRUN-0123abcd/change/").status_code == 404
+    # the run's page links to the call it waits for
+    run_page = text(http.get(f"/admin/stepline/run/{run_id}/change/"))
+    assert re.search(
+        rf'Waits for approval:.*?<a href="{INBOX}{approval_id}/change/">refund</a>', run_page
+    )
 
 
 # -- deciding -------------------------------------------------------------------------------
@@ -325,6 +330,7 @@ def test_deciding_needs_the_decide_permission(client: stepline.Client) -> None:
 
     nobody = browser("staff-approvals-none", "view_run")
     assert f'href="{INBOX}"' not in text(nobody.get("/admin/"))
+    assert "Waits for approval" not in text(nobody.get(f"/admin/stepline/run/{run_id}/change/"))
     assert nobody.get(INBOX).status_code == 403
     assert nobody.get(f"{INBOX}{approval_id}/change/").status_code == 403
     assert nobody.post(f"{INBOX}{approval_id}/change/", approve()).status_code == 403

@@ -212,9 +212,32 @@ class RunAdmin(EngineAdmin):
             "can_rerun": may_rerun,
             "can_replay": ended and may_rerun,
             "signal_form": form if not ended and self.may(request, signals.PERMISSION) else None,
+            "approvals": self._approvals(request, detail),
             "dashboard_url": dashboard_url(f"runs/{run_id}"),
         }
         return self.page(request, "stepline/admin/run.html", context)
+
+    def _approvals(
+        self, request: http.HttpRequest, detail: _catalog.RunDetail
+    ) -> list[tuple[str, str]]:
+        """(tool, URL) of the approvals the run waits for, for a user who may see them.
+
+        Asked of the engine only when one of its steps waits for a decision (a durable
+        agent's ``<agent>:approval:<tool>:<id>`` step); a refusal shows none.
+        """
+        waits = any(s.status == "Waiting" and ":approval:" in s.name for s in detail.steps)
+        if not waits or not self.may(request, "view_approval"):
+            return []
+        info = detail.info
+        try:
+            found, _ = self.client().approvals_sync(function=info.function_id, limit=200)
+        except _runs.ManagementError:
+            return []
+        return [
+            (a.tool or a.step, self.url("change", a.approval_id, model="approval"))
+            for a in found
+            if a.run_id == info.run_id
+        ]
 
     def _step(self, step: StepInfo) -> dict[str, Any]:
         error = step.error or {}
