@@ -17,8 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytest.importorskip("pydantic_ai")
-
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, free_port, interrupt, spawn, stop, wait_until_up
 
