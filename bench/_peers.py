@@ -1,4 +1,5 @@
-"""The peers' own virtualenv, ``bench/.peers-venv``: DBOS and the official ``inngest`` SDK.
+"""The peers' own virtualenv, ``bench/.peers-venv``: DBOS, the official ``inngest`` SDK and
+Pydantic AI (its DBOS agent, for ``ai_bench.py``).
 
 The peers are pinned and installed from PyPI with pip into a virtualenv of their own, so
 their dependencies (SQLAlchemy, psycopg, OpenTelemetry...) never touch stepline's
@@ -22,11 +23,13 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 VENV = BENCH / ".peers-venv"
-#: DBOS and inngest, and the web stack ``endpoint_bench.py`` serves DBOS's FastAPI app
-#: with: the versions stepline's venv runs (uvicorn picks up httptools and uvloop there too).
+#: DBOS and inngest, Pydantic AI for ``ai_bench.py``'s DBOS agent, and the web stack
+#: ``endpoint_bench.py`` serves DBOS's FastAPI app with: the versions stepline's venv runs
+#: (uvicorn picks up httptools and uvloop there too).
 REQUIREMENTS = (
     "dbos==3.4.0",
     "inngest==0.5.19",
+    "pydantic-ai-slim==2.68.0",
     "fastapi==0.165.0",
     "uvicorn==0.54.0",
     "httptools==0.9.0",

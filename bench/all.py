@@ -18,7 +18,10 @@ stderr):
    on the same server, with each step's cost (CPU, round trips, rows written).
 9. ``latency_bench.py --postgres`` and ``ingest_bench.py --postgres`` (``pg-latency``,
    ``pg-ingest``): the same two on Postgres.
-10. ``large_tables.py`` (``large``, slow: it fills 1M ended runs per store, so only with
+10. ``ai_bench.py`` (``ai``): what a durable Pydantic AI agent adds per model request and
+    per tool call over the plain agent, stepline (SQLite NORMAL and FULL) vs Pydantic AI's
+    own DBOS agent, on the same function model and runs.
+11. ``large_tables.py`` (``large``, slow: it fills 1M ended runs per store, so only with
     ``--only large`` or ``--slow``): steps/s, fan-out, the dashboard's lists and leasing on
     an empty database and on a filled one, SQLite and Postgres (which it skips, and says
     so, without a Postgres), with the plans of the store's queries.
@@ -42,6 +45,7 @@ import importlib.util
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import threading
@@ -81,6 +85,7 @@ BENCHES = (
     ),
     Bench("stream", "stream_bench.py", (), ("--quick",)),
     Bench("endpoint", "endpoint_bench.py", (), ("--quick",)),
+    Bench("ai", "ai_bench.py", (), ("--quick",)),
     Bench("pg-steps", "pg_steps_bench.py", ("--rounds", "2"), ("--quick",)),
     Bench("pg-latency", "latency_bench.py", ("--postgres",), ("--quick", "--postgres")),
     Bench("pg-ingest", "ingest_bench.py", ("--postgres",), ("--quick", "--postgres")),
@@ -346,6 +351,42 @@ def endpoint_rows(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def ai_rows(d: dict[str, Any]) -> list[Row]:
+    cells = d["cells"]
+    by: dict[tuple[str, str], dict[str, Any]] = {}
+    for x in d["ratios"]:
+        by.setdefault((x["stepline"], x["what"]), {})[x["dbos"]] = x
+    rows = []
+    for key, c in cells.items():
+        if not key.startswith("stepline/"):
+            continue
+        level = key.split("/")[1].replace("+stream", ", streamed")
+        for what, label in (("request_ms", "model request"), ("tool_ms", "tool call")):
+            found = by.get((key, what), {})
+            pair = [x for x in (found.get(f"dbos/{j}") for j in ("default", "wal")) if x]
+            rows.append(
+                (
+                    f"ai agent added per {label} {level}, ms",
+                    f"{c['added'][what]:.2f}",
+                    " / ".join(f"{cells[x['dbos']]['added'][what]:.2f}" for x in pair),
+                    " / ".join(
+                        ("n/a" if x["ratio"] is None else f"{x['ratio']:.2f}x") + _same(x)
+                        for x in pair
+                    ),
+                    "; ".join(f"< DBOS {_met(x['met'])}*" for x in pair if x["like_for_like"]),
+                )
+            )
+    plain = [c["plain"] for c in cells.values()]
+    if plain:
+        request = statistics.median(p["request_ms"] for p in plain)
+        tool = statistics.median(p["tool_ms"] for p in plain)
+        rows.append(
+            ("ai plain Pydantic AI per model request / tool call, ms",
+             f"{request:.2f} / {tool:.2f}", "", "", "")
+        )  # fmt: skip
+    return rows
+
+
 def pg_steps_rows(d: dict[str, Any]) -> list[Row]:
     cells = d["cells"]
     by = {x["stepline"]: x for x in d["ratios"]}
@@ -417,6 +458,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "nodes": nodes_rows,
     "stream": stream_rows,
     "endpoint": endpoint_rows,
+    "ai": ai_rows,
     "pg-steps": pg_steps_rows,
     "pg-latency": latency_rows,
     "pg-ingest": ingest_rows,
@@ -432,7 +474,7 @@ def table(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
         f"{meta['cpus']} CPUs, load average {meta['loadavg']} at start"
         + (" (QUICK: smoke sizes, figures meaningless)" if meta["quick"] else ""),
         "best of the interleaved rounds; peer: inngest 0.5.19 (handler), "
-        f"DBOS {v.get('dbos', '?')} defaults / WAL+synchronous=NORMAL (steps, endpoint)",
+        f"DBOS {v.get('dbos', '?')} defaults / WAL+synchronous=NORMAL (steps, endpoint, ai)",
     ]
     header: Row = ("measure", "stepline", "peer", "ratio", "goal")
     rows: list[Row] = []
@@ -476,6 +518,14 @@ def table(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
             "crash); ratio and goal likewise; +full = stepline with synchronous=FULL (else "
             "NORMAL, its default); * = the same durability on both sides; "
             "runs/s = steps/s / 10."
+        )
+    if "ai" in ran:
+        lines.append(
+            "ai: added = a durable agent's time less the plain Pydantic AI agent's, per model "
+            "request and per tool call (solved from three shapes of run); peer = Pydantic AI's "
+            "DBOSAgent, its tool a DBOS step (defaults / WAL); ratio = DBOS's added / "
+            "stepline's (higher: stepline adds less); streamed = stepline's default "
+            "(tokens on the run's stream), no peer."
         )
     if any(o.name == "endpoint" and o.data for o in outcomes):
         lines.append(
@@ -544,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         python, env = sys.executable, dict(os.environ)
         if bench.name == "handler":
             python, env = handler_python(peers_python)
-        elif bench.name in ("steps", "endpoint", "pg-steps"):
+        elif bench.name in ("steps", "endpoint", "pg-steps", "ai"):
             extra += ["--dbos-python", peers_python]
         if bench.name in POSTGRES:
             problem = postgres_problem()
