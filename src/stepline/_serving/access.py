@@ -221,10 +221,6 @@ FRAMEWORK: tuple[Route, ...] = (
     _route("POST", "{kit}/runs/{run_id}/cancel", Credential.KIT_CALLER),
     _route("GET", "{kit}/runs/{run_id}/result", Credential.KIT_CALLER),
     _route("GET", "{kit}/runs/{run_id}/events", Credential.KIT_CALLER),
-    _route(
-        "*",
-        "{endpoint}",
-        Credential.KIT_CALLER,
     _route("GET", "{kit}/approvals", Credential.KIT_CALLER, note="those of runs it may see"),
     _route("GET", "{kit}/approvals/{approval_id}", Credential.KIT_CALLER),
     _route(
@@ -234,6 +230,10 @@ FRAMEWORK: tuple[Route, ...] = (
         note="only an approval of a run the caller may see; recorded with its principal",
     ),
     _route("POST", "{kit}/approvals/{approval_id}/reject", Credential.KIT_CALLER),
+    _route(
+        "*",
+        "{endpoint}",
+        Credential.KIT_CALLER,
         note="its authorize hook when given; without one, whoever the framework lets in",
     ),
 )
