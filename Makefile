@@ -16,11 +16,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-## Lint, type-check and run every test (two processes: each test file runs whole in one).
-## mypy runs beside the tests (its output is printed once they end): either failing fails.
+## Lint, type-check and run every test: one pytest worker a core and one more (each test
+## file runs whole in one worker), since the process tests spend much of their time waiting
+## on the servers they start (tests/README.md has the measured runs). mypy runs beside the
+## tests (its output is printed once they end): either failing fails.
+## PYTEST_ARGS: more options for pytest, e.g. make test PYTEST_ARGS="--durations=30"
+WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP) lint
 	@$(BIN)/mypy > .mypy.out 2>&1 & mypy=$$!; \
-	$(BIN)/pytest -n 2 --dist loadfile; tests=$$?; \
+	$(BIN)/pytest -n $(WORKERS) --dist loadfile $(PYTEST_ARGS); tests=$$?; \
 	wait $$mypy; typed=$$?; echo "mypy:"; cat .mypy.out; rm -f .mypy.out; \
 	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 

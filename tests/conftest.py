@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,19 @@ def pytest_configure(config: pytest.Config) -> None:
         f"({SHIPPED_DEV_BASE_URL}) and opens no socket to it",
     )
     _settings.DEV_BASE_URL = refusing.url()
+    _hear_ctrl_c()
+
+
+def _hear_ctrl_c() -> None:
+    """Give SIGINT back its default handler when the suite was started ignoring it.
+
+    A shell starts a background job (``make test &``, ``nohup``) with SIGINT ignored, and
+    an ignored signal stays ignored across ``exec``: every server a test starts would
+    ignore the Ctrl-C the test sends it and hang its test. In each xdist worker and in a
+    plain run alike (this hook runs in both), before any child is started.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

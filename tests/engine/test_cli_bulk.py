@@ -4,27 +4,22 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests._support.cli import Ran, run_stepline
 from tests._support.polling import wait_until
-from tests._support.processes import clean_env
 
 from . import deploys
 
 pytestmark = [pytest.mark.process]
 
 
-def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "stepline.engine", "runs", *args, "--url", url]
-    return subprocess.run(
-        command, check=False, capture_output=True, text=True, env=clean_env(), timeout=60
-    )
+def cli(url: str, *args: str) -> Ran:
+    return run_stepline("runs", *args, "--url", url)
 
 
 def start(url: str, name: str, n: int) -> str:

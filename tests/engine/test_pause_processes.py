@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,9 +19,9 @@ import httpx
 import pytest
 
 import stepline
+from tests._support.cli import Ran, run_stepline
 from tests._support.databases import database
 from tests._support.polling import wait_until
-from tests._support.processes import clean_env
 
 from . import deploys
 from .deploys import app, ended, engine, sleeping, sync
@@ -34,11 +32,8 @@ FN = "paused-steps"
 T = TypeVar("T")
 
 
-def cli(engine_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "stepline.engine", *args, "--url", engine_url]
-    return subprocess.run(
-        command, check=False, capture_output=True, text=True, env=clean_env(), timeout=60
-    )
+def cli(engine_url: str, *args: str) -> Ran:
+    return run_stepline(*args, "--url", engine_url)
 
 
 def start(engine_url: str, who: str) -> str:

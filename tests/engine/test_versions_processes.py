@@ -12,15 +12,13 @@ with the count, and ``--force`` moves the run with a ``version_moved`` notice.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests._support.cli import Ran, run_stepline
 from tests._support.databases import database
-from tests._support.processes import clean_env
 
 from . import deploys
 from .deploys import app, ended, engine, sleeping, sync
@@ -46,11 +44,8 @@ def log_tail(where: Path) -> str:
     )
 
 
-def cli(engine_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "stepline.engine", *args, "--url", engine_url]
-    return subprocess.run(
-        command, check=False, capture_output=True, text=True, env=clean_env(), timeout=60
-    )
+def cli(engine_url: str, *args: str) -> Ran:
+    return run_stepline(*args, "--url", engine_url)
 
 
 CASES = [

@@ -27,6 +27,7 @@ from stepline.engine._cli import lookups
 from stepline.engine._cli import progress as _progress
 from stepline.engine._cli.runs import EXIT_ENDED
 from stepline.engine._http.api import build_app
+from tests._support.cli import Ran, run_stepline
 from tests._support.clients import dev_client
 from tests._support.engines import fast_settings
 from tests._support.polling import wait_until
@@ -35,15 +36,9 @@ from tests._support.server_thread import ServerThread
 pytestmark = [pytest.mark.process]
 
 
-def stepline_cli(url: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-W", "error", "-m", "stepline.engine", *args, "--url", url],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=clean_env(),
-    )
+def stepline_cli(url: str, *args: str) -> Ran:
+    """``stepline ARGS --url URL``, in this process (warnings are errors here too)."""
+    return run_stepline(*args, "--url", url)
 
 
 def clean_env() -> dict[str, str]:

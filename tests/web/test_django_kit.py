@@ -314,6 +314,10 @@ def test_named_routes_under_a_nested_prefix_are_csrf_exempt(kit: Kit) -> None:
         "stepline-run-cancel",
         "stepline-run-result",
         "stepline-run-events",
+        "stepline-approvals",
+        "stepline-approval",
+        "stepline-approval-approve",
+        "stepline-approval-reject",
     ]
     assert all(getattr(p.callback, "csrf_exempt", False) for p in patterns)
     mount(path("a/b/", include(patterns)))

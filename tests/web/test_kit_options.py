@@ -124,8 +124,11 @@ def _answers(name: str, prefix: str) -> dict[str, int]:
         http = web.test_client()
         return {path: http.post(path, json=body).status_code for path in paths}
     if name == "tornado":
-        [rule] = routes
-        return {path: 401 if rule.matcher.regex.match(path) else 404 for path in paths}
+
+        def routed(path: str) -> bool:
+            return any(rule.matcher.regex.match(path) for rule in routes)
+
+        return {path: 401 if routed(path) else 404 for path in paths}
     patterns = {str(pattern.pattern) for pattern in routes}
     return {path: 401 if path.lstrip("/") in patterns else 404 for path in paths}
 

@@ -165,7 +165,7 @@ def kit(tmp_path: Path) -> Iterator[Kit]:
 def test_events_stop_polling_when_the_reader_leaves(kit: Kit) -> None:
     app = tornado.web.Application()
     # keepalive far beyond the test: only on_connection_close can end the stream early
-    [rule] = stepline.tornado.runs_handlers(
+    rule, _approvals = stepline.tornado.runs_handlers(
         kit.client, [kit.park], authorize=stepline.web.allow_all, poll_interval=0.05, keepalive=600
     )
     app.add_handlers(r".*", [rule])
