@@ -22,9 +22,8 @@ model made the calls: the second is pending once the first is decided.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import hashlib
-from typing import Any, Literal
+from typing import Any
 
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.messages import ToolCallPart
@@ -40,22 +39,24 @@ from pydantic_ai.tools import (
 
 from stepline import _errors
 from stepline._execution.context import call_state
-from stepline._execution.step import Duration, signal_token
+from stepline._execution.step import signal_token
 from stepline._protocol import durations
 from stepline._protocol.opcodes import Opcode
-from stepline.ai._run import AgentRun, current
+from stepline.ai._run import AgentRun, ApprovalOptions, current
 
 __all__ = [
     "ApprovalOptions",
     "ApprovalTimeoutError",
     "DurableApprovals",
+    "ask",
     "signal_name",
     "step_id_of",
 ]
 
-OnTimeout = Literal["reject", "fail"]
-#: How long a run waits for a decision when ``approval_timeout`` is not given.
-DEFAULT_TIMEOUT = _dt.timedelta(days=365)
+#: Newer Pydantic AI releases keep who answered a deferred call; older ones (2.54, the
+#: newest Python 3.10 gets, among them) take the decisions alone. Who decided is in the
+#: approval step's record either way.
+_KNOWS_WHO_ANSWERED = "answered_by" in {f.name for f in dataclasses.fields(DeferredToolResults)}
 
 
 class ApprovalTimeoutError(_errors.NonRetriableError):
@@ -65,39 +66,28 @@ class ApprovalTimeoutError(_errors.NonRetriableError):
     code = "approval_timeout"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ApprovalOptions:
-    """How a durable agent waits for approvals (see ``DurableAgent``)."""
-
-    timeout: Duration | None = None
-    on_timeout: OnTimeout = "reject"
-
-    def __post_init__(self) -> None:
-        if self.on_timeout not in ("reject", "fail"):
-            raise _errors.ConfigError(
-                f"on_approval_timeout is 'reject' or 'fail', got {self.on_timeout!r}"
-            )
-        if self.timeout is not None:
-            try:
-                delta = durations.to_timedelta(self.timeout)
-            except (TypeError, ValueError) as exc:
-                raise _errors.ConfigError(
-                    f"invalid approval_timeout {self.timeout!r}: {exc}"
-                ) from None
-            if delta.total_seconds() <= 0:
-                raise _errors.ConfigError(f"approval_timeout must be positive: {self.timeout!r}")
-
-    @property
-    def delta(self) -> _dt.timedelta:
-        """The wait's length."""
-        if self.timeout is None:
-            return DEFAULT_TIMEOUT
-        return durations.to_timedelta(self.timeout)
-
-
 def step_id_of(run: AgentRun, tool: str, tool_call_id: str) -> str:
     """The step id of the wait for a decision on one tool call."""
     return f"{run.prefix}:approval:{tool}:{tool_call_id}"
+
+
+def ask(run: AgentRun, step_id: str, request: dict[str, Any], options: ApprovalOptions) -> Any:
+    """The decision recorded for the wait ``step_id`` (None: its wait timed out), or the
+    wait reported, carrying ``request`` for the engine to list (an interrupt: the call
+    ends here, and the run waits for a person without holding a worker)."""
+    name = signal_name(step_id)
+    state = call_state(run.ctx)
+    opts = {
+        "signal": signal_token(state, name),
+        "name": name,
+        "timeout": durations.format_duration(options.delta),
+        "conflict": "fail",
+        "approval": request,
+    }
+    raw = state.op_step(step_id, Opcode.WAIT_FOR_SIGNAL, name=name, opts=opts)
+    if not isinstance(raw, dict):
+        return None  # the wait timed out
+    return raw.get("data")
 
 
 def signal_name(step_id: str) -> str:
@@ -143,13 +133,13 @@ class DurableApprovals(AbstractCapability[AgentDepsT]):
             approvals[call.tool_call_id] = self._result(decision)
             if isinstance(decision, dict) and isinstance(decision.get("by"), str):
                 answered_by[call.tool_call_id] = decision["by"]
-        return DeferredToolResults(approvals=dict(approvals), answered_by=answered_by)
+        if _KNOWS_WHO_ANSWERED:
+            return DeferredToolResults(approvals=dict(approvals), answered_by=answered_by)
+        return DeferredToolResults(approvals=dict(approvals))
 
     def _wait(self, run: AgentRun, call: ToolCallPart, metadata: Any) -> Any:
         """The recorded decision on ``call``, or the wait for it reported (an interrupt)."""
         step_id = step_id_of(run, call.tool_name, call.tool_call_id)
-        name = signal_name(step_id)
-        state = call_state(run.ctx)
         tool = self.tools.get(call.tool_name)
         request = {
             "agent": run.options.name,
@@ -161,17 +151,7 @@ class DurableApprovals(AbstractCapability[AgentDepsT]):
             "metadata": metadata,
             "on_timeout": self.options.on_timeout,
         }
-        opts = {
-            "signal": signal_token(state, name),
-            "name": name,
-            "timeout": durations.format_duration(self.options.delta),
-            "conflict": "fail",
-            "approval": request,
-        }
-        raw = state.op_step(step_id, Opcode.WAIT_FOR_SIGNAL, name=name, opts=opts)
-        if not isinstance(raw, dict):
-            return None  # the wait timed out
-        return raw.get("data")
+        return ask(run, step_id, request, self.options)
 
     def _result(self, decision: Any) -> ToolApproved | ToolDenied:
         """Pydantic AI's answer for a recorded decision (None: the wait timed out)."""
