@@ -53,7 +53,9 @@ class ApprovalInvalidError(_runs.ManagementError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Approval:
-    """A durable agent's tool call asking a person for a decision.
+    """A durable agent's tool call asking a person for a decision, or a run asking to let
+    a model request go over its token budget (``TokenBudget(on_exceeded="approve")``:
+    ``budget`` is set, ``tool`` is None, and approving takes no arguments).
 
     Attributes:
         approval_id: its id (``<run id>-<hashed step id>``).
@@ -73,6 +75,10 @@ class Approval:
         until: when the wait ends by itself (rejected, or the run fails, as configured).
         decision: once decided: ``decision`` (``approve``/``reject``), ``args``,
             ``reason``, ``by`` (who) and ``at`` (when, ISO 8601).
+        budget: for a run over its token budget: ``name`` (None for the run's own
+            budget), ``tokens`` (the budget), ``used``, ``key`` (the key's value, as JSON)
+            and ``key_expression``, ``period_seconds``, ``window_end`` (epoch seconds)
+            and ``request`` (the model request's step, held until decided); else None.
     """
 
     approval_id: str
@@ -91,11 +97,25 @@ class Approval:
     asked_at: dt.datetime | None
     until: dt.datetime | None
     decision: dict[str, Any] | None
+    budget: dict[str, Any] | None = None
+
+    @property
+    def subject(self) -> str:
+        """What is asked, in words: the tool's name, or going over which token budget."""
+        if self.budget is not None:
+            name = self.budget.get("name")
+            return (
+                f"going over the token budget {name!r}"
+                if name
+                else "going over the run's token budget"
+            )
+        return self.tool or self.step
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Approval:
         """An approval from the engine's JSON view."""
         args, schema, decision = data.get("args"), data.get("schema"), data.get("decision")
+        budget = data.get("budget")
         return cls(
             approval_id=str(data.get("approval_id", "")),
             run_id=str(data.get("run_id", "")),
@@ -113,6 +133,7 @@ class Approval:
             asked_at=parse_time(data.get("asked_at")),
             until=parse_time(data.get("until")),
             decision=dict(decision) if isinstance(decision, dict) else None,
+            budget=dict(budget) if isinstance(budget, dict) else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -131,6 +152,7 @@ class Approval:
             "asked_at": _iso(self.asked_at),
             "until": _iso(self.until),
             "decision": self.decision,
+            "budget": self.budget,
         }
 
 

@@ -20,9 +20,9 @@ from stepline._execution import step_timeouts
 from stepline._execution.context import SyncContext
 from stepline._execution.step import Duration
 from stepline.ai import _conversations, _steps
-from stepline.ai._approvals import ApprovalOptions, DurableApprovals, OnTimeout
+from stepline.ai._approvals import DurableApprovals
 from stepline.ai._model import StepModel
-from stepline.ai._run import AgentOptions, AgentRun, bound
+from stepline.ai._run import AgentOptions, AgentRun, ApprovalOptions, OnTimeout, bound
 from stepline.ai._toolset import durable_leaf
 from stepline.ai._usage import TokenBudget
 
@@ -74,8 +74,10 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         approval_timeout: how long a tool call that needs approval (``requires_approval``,
             ``ApprovalRequired``) waits for a person's decision; None: a year. The run
             waits durably (no worker held) in the step ``<name>:approval:<tool>:<id>``.
-        on_approval_timeout: ``"reject"`` (the model is told no one approved the call)
-            or ``"fail"`` (the run fails with ``ApprovalTimeoutError``).
+            A budget with ``on_exceeded="approve"`` waits as long.
+        on_approval_timeout: ``"reject"`` (the model is told no one approved the call;
+            over budget, the run fails with ``TokenBudgetExceededError``) or ``"fail"``
+            (the run fails with ``ApprovalTimeoutError``).
 
     Raises:
         ConfigError: no name, an invalid topic, retries or timeout.
@@ -114,10 +116,18 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         step_timeouts.seconds(tool_timeout, "tool_timeout")
         if budget is not None and not isinstance(budget, TokenBudget):
             raise _errors.ConfigError(f"budget is a stepline.ai.TokenBudget, got {budget!r}")
-        self._options = AgentOptions(
-            name, topic, stream, model_retries, model_timeout, tool_retries, tool_timeout, budget
-        )
         self._approvals = ApprovalOptions(approval_timeout, on_approval_timeout)
+        self._options = AgentOptions(
+            name,
+            topic,
+            stream,
+            model_retries,
+            model_timeout,
+            tool_retries,
+            tool_timeout,
+            budget,
+            self._approvals,
+        )
         self._step_model: StepModel | None = None
         self._step_model_of: object = None  # the wrapped agent's model it wraps
         self._ctx: _steps.AnyContext | None = None

@@ -146,7 +146,7 @@ async def _request(
     if budget is not None and budget.spans_runs:
         charge = await _budgets.before_request(run, budget, step_id)
     elif budget is not None:
-        budget.check(book.tokens, step_id=step_id)
+        await _budgets.before_run_request(run, budget, step_id, book.tokens)
     traced = call_state(ctx).observer is not None
 
     async def body() -> dict[str, Any]:

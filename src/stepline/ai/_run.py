@@ -11,14 +11,51 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import datetime as _dt
 from collections.abc import Iterator
+from typing import Literal
 
 from stepline import _errors
 from stepline._execution.step import Duration
+from stepline._protocol import durations
 from stepline.ai._steps import AnyContext
 from stepline.ai._usage import TokenBudget
 
-__all__ = ["AgentOptions", "AgentRun", "bound", "current"]
+__all__ = ["AgentOptions", "AgentRun", "ApprovalOptions", "bound", "current"]
+
+OnTimeout = Literal["reject", "fail"]
+#: How long a run waits for a decision when ``approval_timeout`` is not given.
+DEFAULT_TIMEOUT = _dt.timedelta(days=365)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApprovalOptions:
+    """How a durable agent waits for approvals (see ``DurableAgent``)."""
+
+    timeout: Duration | None = None
+    on_timeout: OnTimeout = "reject"
+
+    def __post_init__(self) -> None:
+        if self.on_timeout not in ("reject", "fail"):
+            raise _errors.ConfigError(
+                f"on_approval_timeout is 'reject' or 'fail', got {self.on_timeout!r}"
+            )
+        if self.timeout is not None:
+            try:
+                delta = durations.to_timedelta(self.timeout)
+            except (TypeError, ValueError) as exc:
+                raise _errors.ConfigError(
+                    f"invalid approval_timeout {self.timeout!r}: {exc}"
+                ) from None
+            if delta.total_seconds() <= 0:
+                raise _errors.ConfigError(f"approval_timeout must be positive: {self.timeout!r}")
+
+    @property
+    def delta(self) -> _dt.timedelta:
+        """The wait's length."""
+        if self.timeout is None:
+            return DEFAULT_TIMEOUT
+        return durations.to_timedelta(self.timeout)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,6 +70,8 @@ class AgentOptions:
     tool_retries: int | None
     tool_timeout: Duration | None
     budget: TokenBudget | None
+    #: how a decision is waited for: a tool call's approval, or going over a budget
+    approvals: ApprovalOptions = ApprovalOptions()
 
 
 @dataclasses.dataclass(slots=True)

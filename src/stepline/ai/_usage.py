@@ -41,8 +41,13 @@ class TokenBudget:
     Once the budget is used, the next request is not made: with ``on_exceeded="fail"``
     the run fails with ``TokenBudgetExceededError``, without retries; with ``"wait"``
     (a period budget only) the run sleeps durably until the window ends (no worker
-    held), then checks again. One request may take the count past the budget; the
-    budget stops the one after it. Requests made at once (runs in parallel) are each
+    held), then checks again; with ``"approve"`` the run waits durably for a person's
+    decision, listed with the agents' pending approvals (the dashboard, the Django admin,
+    the web kit's routes, ``client.approvals()``) with the budget, key, period and tokens
+    used: approved, that one request is made (the next is checked again); rejected, the
+    run fails with ``TokenBudgetExceededError`` carrying the reason. The agent's
+    ``approval_timeout`` bounds the wait. One request may take the count past the
+    budget; the budget stops the one after it. Requests made at once (runs in parallel) are each
     checked before the others are charged, so they may pass it together.
 
     Args:
@@ -50,7 +55,7 @@ class TokenBudget:
         key: a CEL expression over ``event``: one count per value (None: one count).
         period: a ``timedelta`` (1 s to 366 days): the budget spans runs, per window.
         name: the count's name (1-100 characters); None: the agent's name.
-        on_exceeded: ``"fail"`` or ``"wait"``.
+        on_exceeded: ``"fail"``, ``"wait"`` or ``"approve"``.
 
     Raises:
         ConfigError: a bad value, ``key`` or ``"wait"`` without ``period``, or a ``key``
@@ -64,14 +69,15 @@ class TokenBudget:
     key: str | None = None
     period: dt.timedelta | None = None
     name: str | None = None
-    on_exceeded: Literal["fail", "wait"] = "fail"
+    on_exceeded: Literal["fail", "wait", "approve"] = "fail"
 
     def __post_init__(self) -> None:
         if isinstance(self.tokens, bool) or not isinstance(self.tokens, int) or self.tokens < 1:
             raise _errors.ConfigError(f"TokenBudget(tokens=) is an int >= 1, got {self.tokens!r}")
-        if self.on_exceeded not in ("fail", "wait"):
+        if self.on_exceeded not in ("fail", "wait", "approve"):
             raise _errors.ConfigError(
-                f"TokenBudget(on_exceeded=) is 'fail' or 'wait', got {self.on_exceeded!r}"
+                "TokenBudget(on_exceeded=) is 'fail', 'wait' or 'approve', "
+                f"got {self.on_exceeded!r}"
             )
         if self.period is None:
             if self.key is not None or self.on_exceeded == "wait" or self.name is not None:
@@ -114,27 +120,44 @@ class TokenBudget:
         """Raise ``TokenBudgetExceededError`` if ``used`` tokens leave nothing for ``step_id``
         (a run's budget)."""
         if used >= self.tokens:
-            raise TokenBudgetExceededError(
-                f"the run's token budget of {self.tokens} tokens is spent: its model requests "
-                f"used {used} tokens, so {step_id} was not made "
-                "(stepline.ai.TokenBudget, given to DurableAgent as budget=)",
-                budget=self.tokens,
-                used=used,
-            )
+            raise self.run_exceeded(used, step_id=step_id)
 
-    def exceeded(self, name: str, key: str, used: int, *, step_id: str) -> TokenBudgetExceededError:
-        """The error of a period budget ``name`` whose count for ``key`` is ``used``."""
+    def run_exceeded(
+        self, used: int, *, step_id: str, reason: str | None = None
+    ) -> TokenBudgetExceededError:
+        """The error of a run's budget its requests used ``used`` tokens of; ``reason``:
+        why a person's approval to go over it did not come."""
+        return TokenBudgetExceededError(
+            f"the run's token budget of {self.tokens} tokens is spent: its model requests "
+            f"used {used} tokens, so {step_id} was not made{_because(reason)} "
+            "(stepline.ai.TokenBudget, given to DurableAgent as budget=)",
+            budget=self.tokens,
+            used=used,
+            reason=reason,
+        )
+
+    def exceeded(
+        self, name: str, key: str, used: int, *, step_id: str, reason: str | None = None
+    ) -> TokenBudgetExceededError:
+        """The error of a period budget ``name`` whose count for ``key`` is ``used``;
+        ``reason``: why a person's approval to go over it did not come."""
         seconds = self.period.total_seconds() if self.period is not None else 0.0
         what = f"key {key}" if self.key is not None else "its one count"
         return TokenBudgetExceededError(
             f"the token budget {name!r} of {self.tokens} tokens per {_period_text(seconds)} is "
             f"spent for {what} ({self.key or 'no key'}): {used} tokens used this period, so "
-            f"{step_id} was not made (stepline.ai.TokenBudget, given to DurableAgent as budget=)",
+            f"{step_id} was not made{_because(reason)} "
+            "(stepline.ai.TokenBudget, given to DurableAgent as budget=)",
             budget=self.tokens,
             used=used,
             key=key,
             period=self.period,
+            reason=reason,
         )
+
+
+def _because(reason: str | None) -> str:
+    return f"; going over it was {reason}" if reason else ""
 
 
 def _period_text(seconds: float) -> str:
@@ -153,6 +176,8 @@ class TokenBudgetExceededError(_errors.NonRetriableError):
         used: the tokens used (the run's, or the key's in the period's window).
         key: the key's value (a period budget), else None.
         period: the budget's period, else None.
+        reason: with ``on_exceeded="approve"``, why going over was not approved (who
+            rejected it and their reason, or that no decision came in time), else None.
     """
 
     code = "token_budget_exceeded"
@@ -165,12 +190,14 @@ class TokenBudgetExceededError(_errors.NonRetriableError):
         used: int,
         key: str | None = None,
         period: dt.timedelta | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.budget = budget
         self.used = used
         self.key = key
         self.period = period
+        self.reason = reason
 
 
 def usage_of(response: ModelResponse) -> dict[str, Any]:

@@ -1,19 +1,22 @@
 """The approvals inbox in the Django admin: durable agents' tool calls waiting for a person.
 
 The list shows the pending approvals, grouped by function (the sidebar filters one
-function and counts each one's); an approval's page shows the call (tool, description,
-the model's arguments, its run, when it was asked and until when it waits) with a form
-built from the tool's argument schema to approve (with the arguments as edited) and one
-to reject with a reason. Reading needs ``stepline.view_approval``; deciding
-``stepline.decide_approval``. The decision goes through the project's client
-(``approve_sync``, ``reject_sync``) and is recorded by the engine as
-``django:<username>``, and in the admin's history; the engine's refusals (arguments that
-do not match the schema, an approval decided meanwhile) are said on the page.
+function and counts each one's), runs asking to go over a token budget among them; an
+approval's page shows the call (tool, description, the model's arguments, its run, when
+it was asked and until when it waits; or the budget, key, period and tokens used of a
+run over its token budget) with a form built from the tool's argument schema to approve
+(with the arguments as edited; none over a budget) and one to reject with a reason.
+Reading needs ``stepline.view_approval``; deciding ``stepline.decide_approval``. The
+decision goes through the project's client (``approve_sync``, ``reject_sync``) and is
+recorded by the engine as ``django:<username>``, and in the admin's history; the
+engine's refusals (arguments that do not match the schema, an approval decided
+meanwhile) are said on the page.
 """
 
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import json
 from typing import Any
 
@@ -101,11 +104,15 @@ class ApprovalAdmin(EngineAdmin):
                 return found[:MOST], cursor is not None or len(found) > MOST
 
     def _row(self, approval: Approval, names: dict[str, str]) -> Row:
-        shown = json.dumps(approval.args, sort_keys=True, ensure_ascii=False, default=str)
+        if approval.budget is not None:
+            used, allowed = approval.budget.get("used"), approval.budget.get("tokens")
+            shown = f"{used} of {allowed} tokens used"
+        else:
+            shown = json.dumps(approval.args, sort_keys=True, ensure_ascii=False, default=str)
         return Row(
             id=approval.approval_id,
             url=self.url("change", approval.approval_id),
-            first=approval.tool or approval.step,
+            first=approval.subject,
             cells=(
                 {
                     "text": names.get(approval.function_id, approval.function_id),
@@ -160,10 +167,11 @@ class ApprovalAdmin(EngineAdmin):
         """The approval; bound forms are shown again with their errors."""
         decides = approval.status == "pending" and self.may(request, PERMISSION)
         context = {
-            "title": f"Approve {approval.tool or 'a tool call'}?"
+            "title": f"Approve {approval.subject}?"
             if approval.status == "pending"
-            else f"Approval of {approval.tool or 'a tool call'}",
+            else f"Approval of {approval.subject}",
             "approval": approval,
+            "budget": _budget_rows(approval.budget),
             "args": pretty(approval.args),
             "decision": approval.decision,
             "decided_args": pretty(approval.decision.get("args"))
@@ -200,7 +208,7 @@ class ApprovalAdmin(EngineAdmin):
             return self._refused(request, approval, exc)
         with_args = " with edited arguments" if edited else ""
         return self._done(
-            request, approval, f"Approved {approval.tool} in run {approval.run_id}{with_args}"
+            request, approval, f"Approved {approval.subject} in run {approval.run_id}{with_args}"
         )
 
     def _reject(self, request: http.HttpRequest, approval: Approval) -> http.HttpResponse:
@@ -217,7 +225,7 @@ class ApprovalAdmin(EngineAdmin):
             return self._refused(request, approval, exc)
         said = f": {reason}" if reason else ""
         return self._done(
-            request, approval, f"Rejected {approval.tool} in run {approval.run_id}{said}"
+            request, approval, f"Rejected {approval.subject} in run {approval.run_id}{said}"
         )
 
     def _done(self, request: http.HttpRequest, approval: Approval, said: str) -> http.HttpResponse:
@@ -242,4 +250,35 @@ class ApprovalAdmin(EngineAdmin):
 
 def _searched(approval: Approval) -> tuple[str | None, ...]:
     """What the list's search looks in."""
-    return (approval.tool, approval.function_id, approval.run_id)
+    return (approval.subject, approval.function_id, approval.run_id)
+
+
+def _budget_rows(budget: dict[str, Any] | None) -> list[tuple[str, str]] | None:
+    """(label, value) of what a run over its token budget asks to go over; None for a tool
+    call."""
+    if budget is None:
+        return None
+    period = budget.get("period_seconds")
+    rows = [
+        ("Budget", str(budget.get("name") or "the run's own")),
+        (
+            "Tokens allowed",
+            f"{budget.get('tokens')}" + (f" per {_period(period)}" if period else ""),
+        ),
+        ("Tokens used", str(budget.get("used"))),
+    ]
+    if budget.get("key_expression"):
+        rows.append(("Key", f"{budget.get('key')} ({budget.get('key_expression')})"))
+    if isinstance(budget.get("window_end"), int | float):
+        ends = dt.datetime.fromtimestamp(budget["window_end"], dt.timezone.utc)
+        rows.append(("Period ends", ends.strftime("%Y-%m-%d %H:%M:%S UTC")))
+    rows.append(("Model request held", str(budget.get("request"))))
+    return rows
+
+
+def _period(seconds: Any) -> str:
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if isinstance(seconds, int | float) and seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return unit if count == 1 else f"{count} {unit}s"
+    return f"{seconds} seconds"

@@ -220,12 +220,18 @@ class RunAdmin(EngineAdmin):
     def _approvals(
         self, request: http.HttpRequest, detail: _catalog.RunDetail
     ) -> list[tuple[str, str]]:
-        """(tool, URL) of the approvals the run waits for, for a user who may see them.
+        """(what is asked, URL) of the approvals the run waits for, for a user who may see
+        them.
 
         Asked of the engine only when one of its steps waits for a decision (a durable
-        agent's ``<agent>:approval:<tool>:<id>`` step); a refusal shows none.
+        agent's ``<agent>:approval:<tool>:<id>`` step, or ``<request>:budget-approval``
+        over a token budget); a refusal shows none.
         """
-        waits = any(s.status == "Waiting" and ":approval:" in s.name for s in detail.steps)
+        waits = any(
+            s.status == "Waiting"
+            and (":approval:" in s.name or s.name.endswith(":budget-approval"))
+            for s in detail.steps
+        )
         if not waits or not self.may(request, "view_approval"):
             return []
         info = detail.info
@@ -234,7 +240,7 @@ class RunAdmin(EngineAdmin):
         except _runs.ManagementError:
             return []
         return [
-            (a.tool or a.step, self.url("change", a.approval_id, model="approval"))
+            (a.subject, self.url("change", a.approval_id, model="approval"))
             for a in found
             if a.run_id == info.run_id
         ]

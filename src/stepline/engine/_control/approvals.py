@@ -13,6 +13,12 @@ or ``ToolDenied``::
 
 The decision is kept as the wait's memo, so the run's steps show who decided what and
 when, and a replay never asks again. An approval's id is ``<run id>-<hashed step id>``.
+
+A run over its token budget (``TokenBudget(on_exceeded="approve")``) asks the same way,
+its request naming the budget instead of a tool (``{"agent", "budget": {"name",
+"tokens", "used", "key", "key_expression", "period_seconds", "window_end", "request"}}``):
+its approval takes no arguments, and the decision keeps the ``budget`` the person saw, so
+that the run's replays fail with the same figures when it is rejected.
 """
 
 from __future__ import annotations
@@ -49,7 +55,8 @@ class Approval:
         status: ``pending``, ``approved``, ``rejected``, ``timed_out`` or ``cancelled``
             (the run ended while it waited).
         request: what the agent recorded (``agent``, ``tool``, ``tool_call_id``, ``args``,
-            ``schema``, ``description``, ``metadata``, ``on_timeout``).
+            ``schema``, ``description``, ``metadata``, ``on_timeout``; or ``agent``,
+            ``budget`` and ``on_timeout`` for a run over its token budget).
         decision: the decision kept (``decision``, ``args``, ``reason``, ``by``, ``at``),
             None while pending or when the wait timed out.
     """
@@ -128,7 +135,12 @@ def decide(transitions: Any, tx: Tx, value: str, decision: dict[str, Any], now: 
         raise NotFoundError(f"approval {value!r} not found")
     if found.status != "pending":
         raise _signals.SignalConflict(f"approval {value} was {found.status.replace('_', ' ')}")
+    budget = found.request.get("budget")
+    if isinstance(budget, dict) and decision.get("args") is not None:
+        raise ApprovalInvalid("args: going over a token budget takes no arguments")
     kept = _checked(decision, found.request.get("schema"), now)
+    if isinstance(budget, dict):
+        kept["budget"] = budget
     pause = tx.get_pause(f"{found.run_id}:{found.step_id}")
     if pause is None or pause.kind is not PauseKind.SIGNAL:
         raise _signals.SignalConflict(f"approval {value} is no longer waiting")

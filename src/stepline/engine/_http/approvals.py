@@ -5,7 +5,8 @@
 - ``GET /v1/approvals/{approval_id}``: one, pending or decided (404 if there is none).
 - ``POST /v1/approvals/{approval_id}/approve``, body ``{"args"?: {...}, "by"?: str}``:
   run the call, with ``args`` instead of the model's (checked against the tool's JSON
-  schema: 400 listing the problems).
+  schema: 400 listing the problems). An approval whose ``budget`` is set asks to let a
+  run's model request go over its token budget: it takes no ``args``.
 - ``POST /v1/approvals/{approval_id}/reject``, body ``{"reason"?: str, "by"?: str}``:
   the model is told the call was denied, with the reason.
 
@@ -75,6 +76,7 @@ def view(found: _approvals.Approval) -> dict[str, Any]:
         "description": found.request.get("description"),
         "metadata": found.request.get("metadata"),
         "on_timeout": found.request.get("on_timeout"),
+        "budget": found.request.get("budget"),
         "asked_at": views.timestamp(found.asked_at),
         "until": views.timestamp(found.until),
         "decision": decision,
