@@ -132,7 +132,7 @@ def test_the_inbox_approves_with_edited_arguments_and_rejects_with_a_reason(
     other.locator("input[name=reason]").fill("refunds over 4 euros need a manager")
     other.locator("button.reject").click()
     expect(page.locator("#approval-message")).to_contain_text("Rejected refund")
-    expect(page.locator("#approvals")).to_contain_text("No tool call waits for a decision.")
+    expect(page.locator("#approvals")).to_contain_text("Nothing waits for a decision.")
 
     outputs = [http.get(f"/v1/runs/{r}", params={"wait": 20}).json()["data"] for r in runs]
     assert [o["output"] for o in outputs] == [

@@ -1,7 +1,7 @@
 // The dashboard's router and live-update loop. Pages live in runs.js, run.js, events.js,
-// functions.js, apps.js and approvals.js; each renders into the view and may return
-// { poll }, which is
-// called every few seconds while "Live" is on and the tab is visible.
+// functions.js, apps.js, approvals.js and conversations.js; each renders into the view
+// and may return { poll }, which is called every few seconds while "Live" is on and the
+// tab is visible.
 import { fill, h } from "./dom.js";
 import * as run from "./run.js";
 import * as runs from "./runs.js";
@@ -9,6 +9,7 @@ import * as events from "./events.js";
 import * as functions from "./functions.js";
 import * as apps from "./apps.js";
 import * as approvals from "./approvals.js";
+import * as conversations from "./conversations.js";
 
 const POLL_MS = 2000;
 const ROUTES = [
@@ -20,6 +21,7 @@ const ROUTES = [
   [/^functions\/(.+)$/, functions.page, "functions"],
   [/^apps$/, apps.list, "apps"],
   [/^approvals$/, approvals.list, "approvals"],
+  [/^conversations\/(.+)$/, conversations.page, "runs"],
 ];
 
 const view = document.getElementById("view");

@@ -1,7 +1,9 @@
 // Approvals: durable agents' tool calls waiting for a person, per function. Each has a
 // form built from the tool's argument JSON schema (edit the arguments, approve) and a
-// reason to reject with. The engine records the decision as the dashboard's.
-import { api, code, enc, fill, functionLink, h, notice, runLink, time } from "./dom.js";
+// reason to reject with. A run over its token budget (TokenBudget(on_exceeded="approve"))
+// asks here too: its card names the budget, key, period and tokens used, and approving
+// takes no arguments. The engine records the decision as the dashboard's.
+import { api, code, enc, facts, fill, functionLink, h, notice, runLink, time } from "./dom.js";
 
 export async function list(view, _args, _params, ctx) {
   const message = h("div", { id: "approval-message" });
@@ -28,7 +30,7 @@ export async function list(view, _args, _params, ctx) {
       byFunction.get(approval.function_id).push(approval);
     }
     if (!found.length) {
-      fill(groups, h("p", { class: "muted" }, "No tool call waits for a decision."));
+      fill(groups, h("p", { class: "muted" }, "Nothing waits for a decision."));
       return;
     }
     fill(
@@ -40,8 +42,11 @@ export async function list(view, _args, _params, ctx) {
   }
 
   function card(approval) {
-    const fields = argumentFields(approval.schema, approval.args);
-    const reason = h("input", { name: "reason", placeholder: "Reason (told to the model)", "aria-label": "Reason" });
+    const budget = approval.budget;
+    const fields = budget ? { elements: [], read: () => undefined } : argumentFields(approval.schema, approval.args);
+    // a tool call's reason goes to the model; a budget's, into the error the run fails with
+    const told = budget ? "Reason (in the run's error)" : "Reason (told to the model)";
+    const reason = h("input", { name: "reason", placeholder: told, "aria-label": "Reason" });
     const note = h("div", { class: "approval-note" });
     const form = h(
       "form",
@@ -76,7 +81,7 @@ export async function list(view, _args, _params, ctx) {
         // signed in, the engine records "dashboard" whatever the body says; in dev mode, this
         const decision = { ...body, by: "dashboard" };
         await api(`v1/approvals/${enc(approval.approval_id)}/${verb}`, { method: "POST", body: decision });
-        notice(message, "ok", `${verb === "approve" ? "Approved" : "Rejected"} ${approval.tool} in run ${approval.run_id}.`);
+        notice(message, "ok", `${verb === "approve" ? "Approved" : "Rejected"} ${subject(approval)} in run ${approval.run_id}.`);
         editing.delete(approval.approval_id);
         last = "";
         await load();
@@ -87,9 +92,12 @@ export async function list(view, _args, _params, ctx) {
 
     return h(
       "article",
-      { class: "approval card", id: `approval-${approval.approval_id}` },
-      h("h3", {}, code(approval.tool), " ", h("span", { class: "muted small" }, approval.agent || "")),
+      { class: budget ? "approval card budget-approval" : "approval card", id: `approval-${approval.approval_id}` },
+      budget
+        ? h("h3", {}, "Over its token budget ", budget.name ? code(budget.name) : "(the run's own)", " ", h("span", { class: "muted small" }, approval.agent || ""))
+        : h("h3", {}, code(approval.tool), " ", h("span", { class: "muted small" }, approval.agent || "")),
       approval.description ? h("p", {}, approval.description) : null,
+      budget ? budgetFacts(budget) : null,
       h(
         "p",
         { class: "muted small" },
@@ -98,7 +106,7 @@ export async function list(view, _args, _params, ctx) {
         approval.started_by ? ` · started by ${approval.started_by}` : "",
         " · asked ",
         time(approval.asked_at),
-        approval.until ? [" · ", approval.on_timeout === "fail" ? "fails" : "rejected", " at ", time(approval.until)] : "",
+        approval.until ? [" · ", approval.on_timeout === "fail" || budget ? "fails" : "rejected", " at ", time(approval.until)] : "",
       ),
       form,
     );
@@ -106,6 +114,31 @@ export async function list(view, _args, _params, ctx) {
 
   await load();
   return { poll: load };
+}
+
+/** What is asked, in words: the tool, or going over which token budget. */
+function subject(approval) {
+  if (!approval.budget) return approval.tool;
+  return approval.budget.name ? `going over the token budget ${approval.budget.name}` : "going over the run's token budget";
+}
+
+/** What a person needs to let a model request go over a budget. */
+function budgetFacts(b) {
+  const period = b.period_seconds ? ` per ${periodText(b.period_seconds)}` : " for the run";
+  return facts([
+    ["Tokens used", h("span", { "data-figure": "used" }, `${b.used} of ${b.tokens}${period}`)],
+    ["Key", b.key_expression ? [code(b.key), " ", h("span", { class: "muted small" }, `(${b.key_expression})`)] : null],
+    ["Period ends", typeof b.window_end === "number" ? time(new Date(b.window_end * 1000).toISOString()) : null],
+    ["Request held", code(b.request)],
+    ["If approved", "that model request is made; the next one is checked again"],
+  ]);
+}
+
+function periodText(seconds) {
+  for (const [unit, size] of [["day", 86400], ["hour", 3600], ["minute", 60]]) {
+    if (seconds >= size && seconds % size === 0) return seconds === size ? unit : `${seconds / size} ${unit}s`;
+  }
+  return `${seconds} seconds`;
 }
 
 /** Inputs for a tool's arguments from their JSON schema (a JSON box for what has no input). */

@@ -1,7 +1,9 @@
 // A function's metrics as charts drawn in SVG (no chart library): runs started, runs
 // ended (completed / failed / cancelled), failure rate, p50/p95 duration, queue depth and
 // flow-control delay per time bucket, over the last hour, 24 hours or 7 days
-// (GET v1/functions/{id}/metrics), and the queue as it is now. Each chart is a <figure>
+// (GET v1/functions/{id}/metrics), and the queue as it is now; for a function whose
+// durable agents made model requests in the window, its tokens (input and output) and
+// model requests per bucket, and per model (GET v1/functions/{id}/tokens). Each chart is a <figure>
 // whose caption sums it up in words (the SVG's accessible name too); bars and points carry
 // <title>s shown on hover.
 import { api, duration, enc, fill, h, qs } from "./dom.js";
@@ -38,8 +40,13 @@ export function metricsSection(functionId, initial) {
     fetchedAt = Date.now();
     const asked = chosen;
     try {
-      const found = (await api(`v1/functions/${enc(functionId)}/metrics?${qs({ window: asked })}`)).data;
-      if (asked === chosen) draw(body, found);
+      const query = qs({ window: asked });
+      const [found, tokens] = await Promise.all([
+        api(`v1/functions/${enc(functionId)}/metrics?${query}`),
+        // tokens are an addition: the charts above are drawn without them if they fail
+        api(`v1/functions/${enc(functionId)}/tokens?${query}`).catch(() => null),
+      ]);
+      if (asked === chosen) draw(body, found.data, tokens && tokens.data);
     } catch (error) {
       if (asked === chosen) fill(body, h("p", { class: "notice error" }, `Could not load metrics: ${error.message}`));
     }
@@ -53,7 +60,7 @@ export function metricsSection(functionId, initial) {
   return { el, refresh, window: () => chosen };
 }
 
-function draw(body, m) {
+function draw(body, m, tokens) {
   const b = m.buckets;
   const pct = (v) => `${(v * 100).toFixed(v > 0 && v < 0.1 ? 1 : 0)}%`;
   const ms = (v) => duration(v);
@@ -80,7 +87,28 @@ function draw(body, m) {
       ], { kind: "line", format: ms, note: "creation to first call: concurrency, throttle, debounce, batching, priority" }),
     ),
     totals(m.totals, b.length, pct, ms),
+    tokens && tokens.totals.requests ? tokenCharts(tokens) : null,
   );
+}
+
+/** The window's model usage: tokens stacked input/output, requests, and per model. */
+function tokenCharts(t) {
+  const n = (v) => v.toLocaleString("en-US");
+  const models = Object.entries(t.models);
+  return h("section", { class: "metrics-tokens", id: "function-tokens" },
+    h("h3", {}, "Tokens"),
+    h("div", { class: "charts" },
+      chart("tokens", "Tokens", t, [
+        { key: "input_tokens", label: "input", cls: "c-input" },
+        { key: "output_tokens", label: "output", cls: "c-output" },
+      ], { kind: "stacked", format: n, note: "model requests' input and output tokens" }),
+      chart("model-requests", "Model requests", t, [{ key: "requests", label: "model requests", cls: "c-started" }], { kind: "bars" }),
+    ),
+    h("p", { class: "muted small metrics-totals", id: "tokens-totals" },
+      `Whole window: ${n(t.totals.total_tokens)} tokens (${n(t.totals.input_tokens)} input, ${n(t.totals.output_tokens)} output) `,
+      `in ${n(t.totals.requests)} model requests`,
+      models.length ? [`; per model: `, models.map(([model, u], i) => [i ? ", " : "", h("code", {}, model || "unnamed"), ` ${n(u.total_tokens)} tokens in ${n(u.requests)}`])] : null,
+      "."));
 }
 
 function queueNow(q) {

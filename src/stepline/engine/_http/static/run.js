@@ -3,7 +3,9 @@
 // one time axis), the step timeline with outputs, errors, every attempt (attempts.js) and
 // waits (a waiting event step can be resumed from here, a waiting signal step sent its
 // signal), the run's signals (signals.js), the trigger events, the final output and the
-// run's stream, live (the SSE form of v1/runs/{id}/stream; the browser resumes it).
+// run's stream, live (the SSE form of v1/runs/{id}/stream; the browser resumes it). A run
+// whose agent made model requests shows its tokens (tokens.js); a run of a conversation
+// links to the conversation's runs (conversations.js).
 import {
   TERMINAL, api, badge, code, duration, enc, eventLink, facts, fill, functionLink, h, json,
   ms, notice, runDuration, runLink, time,
@@ -13,13 +15,15 @@ import { eventForm, signalForm } from "./forms.js";
 import { attemptsOf, attemptsTable, callAttempts } from "./attempts.js";
 import { signalsSection } from "./signals.js";
 import { trace } from "./trace.js";
+import { runTokens } from "./tokens.js";
 
 export async function page(view, [runId], _params, ctx) {
   const head = h("div");
   const actions = h("div", { class: "actions" });
   const message = h("div");
   const body = h("div");
-  fill(view, head, actions, message, body, streamView(runId, ctx));
+  const tokens = runTokens(runId);
+  fill(view, head, actions, message, tokens.el, body, streamView(runId, ctx));
   const open = new Set();
   let last = "";
   let ended = false;
@@ -45,6 +49,7 @@ export async function page(view, [runId], _params, ctx) {
     }
     fill(actions, buttons(run.data, message, load, ctx));
     fill(body, details(run.data, steps.data, open, message, { attempts: attempts.data, children }));
+    await tokens.refresh(steps.data); // usage is counted as steps are recorded: read it on a change
   }
   await load();
   return { poll: () => (ended ? null : load()) };
@@ -97,6 +102,7 @@ function header(run) {
       ["Origin", originOf(run) || origin || null],
       ["Parent run", run.parent_run_id ? runLink(run.parent_run_id) : null],
       ["Cancelled because", run.cancel_reason],
+      ["Conversation", conversationLink(run.attributes)],
       ["Attributes", attributeChips(run.attributes)],
     ]),
     notices.length ? h("div", { id: "notices" }, notices.map(noticeItem)) : null,
@@ -349,6 +355,13 @@ function matchingData(expression, trigger) {
     at[path[path.length - 1]] = value;
   }
   return data;
+}
+
+/** A link to the run's conversation (its `conversation` attribute), or null. */
+function conversationLink(attributes) {
+  const id = (attributes || {}).conversation;
+  if (!id) return null;
+  return h("a", { href: `#/conversations/${enc(id)}`, id: "run-conversation", class: "mono" }, id);
 }
 
 /** A run's attributes as chips, each a link to the runs that share it (null: none). */
