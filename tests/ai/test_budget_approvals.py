@@ -23,6 +23,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCall
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 import stepline
+from stepline._webkit import approvals as kit_approvals
 from stepline.ai import DurableAgent, TokenBudget, TokenBudgetExceededError
 from stepline.testing import TestEnv
 from tests._support.databases import STORES, database
@@ -182,6 +183,9 @@ def test_a_runs_own_budget_asks_too_and_the_error_carries_the_reason(
         assert approval.subject == "going over the run's token budget"
         assert (approval.budget["name"], approval.budget["period_seconds"]) == (None, None)
         assert approval.budget["key_expression"] is None
+        shown = kit_approvals.view(approval, "/api")  # the web kit's routes show it too
+        assert (shown["tool"], shown["budget"]) == (None, approval.budget)
+        assert shown["links"]["approve"] == f"/api/approvals/{approval.approval_id}/approve"
         client.reject_sync(approval.approval_id, "enough", by="user:ann")
         with pytest.raises(stepline.RunFailedError) as failed:
             run.result_sync()
