@@ -53,6 +53,7 @@ class Site:
             STEPLINE_DATABASE_URL=str(folder / "embedded.db"),
             CHAT_MODEL_LOG=str(self.models),
             CHAT_TOKEN_DELAY="0.1",
+            CHAT_MODEL="",  # the canned model this test's answers are, whatever the shell sets
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -9,7 +9,9 @@ report's user properties, summed at the end of the run by this folder's conftest
 What a file's blocks get from this harness, and nothing else:
 
 * a temporary working directory (so ``.stepline/`` databases land there), with
-  ``STEPLINE_DEV=1`` and no other ``STEPLINE_*``/``INNGEST_*`` variable;
+  ``STEPLINE_DEV=1`` and no other ``STEPLINE_*``/``INNGEST_*`` variable; what its blocks
+  set in or remove from ``os.environ`` is undone when the file's test ends, so no later
+  test in the worker (nor a child process it starts) inherits it;
 * Python blocks run on one event loop per file, so a block may ``await`` at top level as
   the docs' snippets of async code do;
 * a block whose first line is ``# name.py`` (``# shop/workflows.py``) is written to that
@@ -343,6 +345,10 @@ def _run_file(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ta
     tally = Tally()
     loop = asyncio.new_event_loop()
     with contextlib.ExitStack() as stack:
+        # a block may set a variable as a reader would in their shell (docs/ai-agents.md
+        # sets CHAT_MODEL): undone with the file, else every later test in this worker,
+        # and every child process such a test starts, would inherit it
+        stack.callback(_restore_environ, dict(os.environ))
         state = FileState(
             cwd=tmp_path,
             loop=loop,
@@ -405,11 +411,32 @@ def _days_pass(env: stepline.testing.TestEnv) -> Iterator[None]:
         thread.join(timeout=10)
 
 
+def _restore_environ(saved: dict[str, str]) -> None:
+    """Puts ``os.environ`` back as ``saved``: what the blocks set or removed, undone."""
+    for key in [key for key in os.environ if key not in saved]:
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
 def _forget_modules(state: FileState) -> None:
     for name in state.modules:
         for loaded in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
             del sys.modules[loaded]
         sys.modules.pop(name.split(".")[0], None)
+
+
+def test_what_a_files_blocks_do_to_the_environment_ends_with_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCS_BLOCKS_REMOVED", "kept")
+    monkeypatch.setenv("DOCS_BLOCKS_SET", "")
+    monkeypatch.delenv("DOCS_BLOCKS_SET")  # absent, and removed again at teardown if set
+    tally = _run_file(ROOT / "tests" / "docs" / "environ_block.md", tmp_path, monkeypatch)
+    assert tally.ran == 1
+    assert "DOCS_BLOCKS_SET" not in os.environ
+    assert os.environ.get("DOCS_BLOCKS_REMOVED") == "kept"
 
 
 def test_every_block_is_known() -> None:

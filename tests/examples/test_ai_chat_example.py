@@ -37,7 +37,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("ai_chat")
     port = free_port()
     env = clean_env(
-        PORT=str(port), STEPLINE_DATABASE_URL=str(folder / "embedded.db"), CHAT_TOKEN_DELAY="0"
+        PORT=str(port),
+        STEPLINE_DATABASE_URL=str(folder / "embedded.db"),
+        CHAT_TOKEN_DELAY="0",
+        CHAT_MODEL="",  # the canned model these tests' answers are, whatever the shell sets
     )
     url = f"http://127.0.0.1:{port}"
     with spawned(
