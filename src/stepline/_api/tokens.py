@@ -15,6 +15,7 @@ import urllib.parse
 from typing import Any
 
 from stepline import _settings
+from stepline._api import metrics as _metrics
 from stepline._api import runs as _runs
 from stepline._api.metrics import Window
 from stepline._api.runs import RunInfo
@@ -64,21 +65,9 @@ def function_tokens_flow(
     bucket: dt.timedelta | None,
 ) -> effects.Flow[dict[str, Any]]:
     """``GET /v1/functions/{id}/tokens`` over a window; returns the answer's ``data``."""
-    query: dict[str, str] = {}
-    if window is not None:
-        query["window"] = window
-    for name, when in (("since", since), ("until", until)):
-        if when is not None:
-            query[name] = str(when.timestamp())
-    if bucket is not None:
-        query["bucket"] = str(bucket.total_seconds())
-    path = f"/v1/functions/{_runs.quote(function_id)}/tokens"
-    if query:
-        path += "?" + urllib.parse.urlencode(query)
-    try:
-        found = yield from _runs.call(settings, "GET", path, what=function_id)
-    except _runs.RunNotFoundError:  # the only 404 of the route: no such function
-        raise _runs.unknown_function(settings, function_id) from None
+    found = yield from _metrics.windowed_flow(
+        settings, function_id, "tokens", window, since=since, until=until, bucket=bucket
+    )
     return _data(found, function_id)
 
 
