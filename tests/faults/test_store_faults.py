@@ -447,7 +447,9 @@ def test_the_embedded_engine_answers_the_client_with_the_cause(
     from stepline.embedded import EmbeddedEngine
 
     failing = sqlite_faults.failing_commits(monkeypatch)
-    client = stepline.Client(app_id="embedded-faults", is_production=False)
+    # one attempt a send: the refusal is what this test reads, not the retries waiting out
+    # its Retry-After (tests/sdk/test_sender.py holds those)
+    client = stepline.Client(app_id="embedded-faults", is_production=False, send_max_attempts=1)
 
     @client.function(id="noop", trigger=stepline.TriggerEvent(event="emb/go"))
     def noop(ctx: stepline.SyncContext) -> int:
