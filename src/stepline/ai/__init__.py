@@ -7,7 +7,8 @@ onto the run's stream as it arrives, and ``fold`` builds a page's text from that
 ``TokenBudget`` bounds the tokens a run may use. Guide: docs/ai-agents.md.
 
 The integration touches Pydantic AI only through its public wrappers (``WrapperAgent``,
-``WrapperModel``, ``WrapperToolset``), and the stream, usage and budget modules know no
+``WrapperModel``, ``WrapperToolset``; for an MCP server's tools listed from a record,
+``MCPToolset.tool_for_tool_def``), and the stream, usage and budget modules know no
 Pydantic AI type beyond a response's text and usage. An OpenAI Agents SDK integration
 would add its own wrapper module (a ``Model`` whose ``get_response``/``stream_response``
 and a ``FunctionTool`` whose ``on_invoke_tool`` go through the same ``_steps.run_step``),

@@ -1,5 +1,8 @@
 """Durable tools: each tool call of a leaf toolset (function tools, MCP servers) is a step.
 
+An MCP server's leaf is ``stepline.ai._mcp.MCPStepToolset``, whose listing of the server's
+tools is a step too.
+
 The step records the tool's outcome as JSON: what it returned, or the control-flow
 signal it raised for the agent (``ModelRetry``, ``CallDeferred``, ``ApprovalRequired``),
 which is raised again on the agent's side from the record, on the first run and on
@@ -8,6 +11,7 @@ every replay alike. Any other error fails the step's attempt (Stepline retries i
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pydantic
@@ -21,7 +25,7 @@ from stepline.ai import _steps, _stream
 from stepline.ai._model import final_error
 from stepline.ai._run import current
 
-__all__ = ["StepToolset", "durable_leaf"]
+__all__ = ["StepToolset", "durable_leaf", "is_mcp"]
 
 _TOOL_RETURN: pydantic.TypeAdapter[ToolReturn] = pydantic.TypeAdapter(ToolReturn)
 
@@ -52,7 +56,7 @@ class StepToolset(WrapperToolset[AgentDepsT]):
 
         async def body() -> dict[str, Any]:
             try:
-                result = await self.wrapped.call_tool(name, tool_args, ctx, tool)
+                result = await self._call(name, tool_args, ctx, tool)
             except ModelRetry as exc:
                 return {"kind": "retry", "message": exc.message}
             except ApprovalRequired as exc:
@@ -73,6 +77,16 @@ class StepToolset(WrapperToolset[AgentDepsT]):
             stepline_ctx.publish(options.topic, message)
         return _outcome(outcome)
 
+    async def _call(
+        self,
+        name: str,
+        tool_args: dict[str, Any],
+        ctx: RunContext[AgentDepsT],
+        tool: ToolsetTool[AgentDepsT],
+    ) -> Any:
+        """The wrapped toolset's call of the tool, inside the step."""
+        return await self.wrapped.call_tool(name, tool_args, ctx, tool)
+
 
 def _outcome(outcome: dict[str, Any]) -> Any:
     """What the tool call gives the agent: the recorded value, or the signal raised again."""
@@ -90,7 +104,24 @@ def _outcome(outcome: dict[str, Any]) -> Any:
 
 
 def durable_leaf(toolset: AbstractToolset[AgentDepsT]) -> AbstractToolset[AgentDepsT]:
-    """``toolset`` with its tool calls as steps (for ``visit_and_replace``: leaves only)."""
+    """``toolset`` with its tool calls as steps (for ``visit_and_replace``: leaves only);
+    an MCP server's with its tool listing as a step too."""
     if isinstance(toolset, StepToolset):
         return toolset
+    if is_mcp(toolset):
+        from stepline.ai._mcp import MCPStepToolset  # here: it imports this module
+
+        return MCPStepToolset(toolset)
     return StepToolset(toolset)
+
+
+def is_mcp(toolset: AbstractToolset[Any]) -> bool:
+    """Whether ``toolset`` is Pydantic AI's ``MCPToolset`` (never importing its module:
+    it needs the MCP client, which an agent without MCP servers may not have)."""
+    module = sys.modules.get("pydantic_ai.mcp")
+    kind = getattr(module, "MCPToolset", None) if module is not None else None
+    return (
+        isinstance(kind, type)
+        and isinstance(toolset, kind)
+        and callable(getattr(toolset, "tool_for_tool_def", None))
+    )
