@@ -184,6 +184,12 @@ async def commit_async(state: ExecutionState) -> None:
         state.answer_with(done)
 
 
+def time_limit(tools: Step | SyncStep, timeout: Duration | None) -> float | None:
+    """The seconds a step run by ``tools`` may take: ``timeout`` when given, else the
+    function's ``Timeouts(step=)`` (None: no limit), as ``step.run`` resolves it."""
+    return tools._limit(timeout)
+
+
 def signal_token(state: ExecutionState, name: str) -> str:
     """The token of the signal ``name`` for ``state``'s run: an HMAC of the run id and the
     name under the app's signing key (``ctx.signal_token``; the key a wait waits under)."""

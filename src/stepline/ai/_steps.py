@@ -88,7 +88,7 @@ async def run_step(
     if value is not EXECUTE:
         return value
     # the step tools' own resolution: ``timeout``, else the function's Timeouts(step=)
-    limit = ctx.step._limit(timeout)
+    limit = _step.time_limit(ctx.step, timeout)
     is_async = isinstance(ctx, Context)
     if is_async:
         await _step.persist_async(state)
