@@ -86,7 +86,12 @@ def test_a_full_worker_takes_turns_between_runs(db: str, queue_leases: list[Job]
 
     arun(scenario())
     assert sorted(log) == [(k, i) for k in ("a", "b") for i in range(3)]
-    # one slot: a run gives it up after each call while the other waits, so the runs'
-    # steps alternate instead of one run finishing before the other starts
-    assert [k for k, _ in log] == ["a", "b", "a", "b", "a", "b"], log
+    # one slot: a run gives it up after each call while the other waits, so neither run
+    # finishes before the other starts. Strict alternation is not promised: a run whose
+    # next call is not queued yet when the slot frees (a loaded machine) does not hold it,
+    # and the other run takes a second turn.
+    first = {k: log.index((k, 0)) for k in ("a", "b")}
+    last = {k: log.index((k, 2)) for k in ("a", "b")}
+    assert first["b"] < last["a"], log
+    assert first["a"] < last["b"], log
     assert any(j.kind is JobKind.EXECUTE for j in queue_leases)
