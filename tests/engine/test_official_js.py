@@ -113,8 +113,9 @@ def js_app() -> Path:
 
 
 def _npm_ci(npm: str) -> None:
-    # ``npm ci`` installs exactly the lock and never rewrites it (``npm install`` may)
-    command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+    # ``npm ci`` installs exactly the lock and never rewrites it (``npm install`` may);
+    # what npm's cache holds is taken without asking the registry again
+    command = [npm, "ci", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"]
     try:
         done = subprocess.run(
             command,
