@@ -22,7 +22,7 @@ from django.urls import include, path
 
 import stepline.django
 
-from .django_setup import mount
+from .django_setup import harness, mount
 
 APPS = [
     "django.contrib.admin",
@@ -98,6 +98,23 @@ def admin_project(file: Path, **stepline_setting: Any) -> Iterator[None]:
             yield
     finally:
         registry.registered_checks, registry.deployment_checks = checks
+
+
+@contextlib.contextmanager
+def embedded_admin_project(folder: Path, functions: str) -> Iterator[None]:
+    """``admin_project`` for the app ``desk`` in dev mode, its functions (``functions``: the
+    dotted path of their factory) run by an embedded engine whose database is in ``folder``."""
+    harness().configure()
+    setting = {
+        "APP_ID": "desk",
+        "DEV": True,
+        "FUNCTIONS": functions,
+        "ENGINE": "embedded",
+        "DATABASE": str(folder / "engine.db"),
+        "ENGINE_OPTIONS": {"poll_interval": 0.05},
+    }
+    with admin_project(folder / "django.db", **setting):
+        yield
 
 
 def mount_admin() -> None:

@@ -26,8 +26,8 @@ import stepline.django
 from stepline.ai import DurableAgent, TokenBudget
 from tests._support.polling import wait_until
 
-from .django_admin_setup import admin_project, browser, mount_admin
-from .django_setup import _django, harness  # noqa: F401 (_django: an autouse fixture)
+from .django_admin_setup import browser, embedded_admin_project, mount_admin
+from .django_setup import _django  # noqa: F401 (an autouse fixture)
 
 INBOX = "/admin/stepline/approval/"
 
@@ -60,17 +60,7 @@ def make() -> list[stepline.Function]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    harness().configure()
-    tmp = tmp_path_factory.mktemp("budget-approvals")
-    setting = {
-        "APP_ID": "desk",
-        "DEV": True,
-        "FUNCTIONS": "tests.web.test_django_admin_budget_approvals.make",
-        "ENGINE": "embedded",
-        "DATABASE": str(tmp / "engine.db"),
-        "ENGINE_OPTIONS": {"poll_interval": 0.05},
-    }
-    with admin_project(tmp / "django.db", **setting):
+    with embedded_admin_project(tmp_path_factory.mktemp("budget-approvals"), f"{__name__}.make"):
         yield
 
 
