@@ -114,6 +114,7 @@ ENGINE: tuple[Route, ...] = (
     _route("POST", "/v1/runs/{run_id}/cancel", _KEY, _SESSION),
     _route("GET", "/v1/runs/{run_id}/steps", _KEY, _SESSION),
     _route("GET", "/v1/runs/{run_id}/attempts", _KEY, _SESSION),
+    _route("GET", "/v1/runs/{run_id}/export", _KEY, _SESSION, note="a run as a test's journal"),
     _route("POST", "/v1/runs/{run_id}/rerun", _KEY, _SESSION),
     _route("GET", "/v1/functions", _KEY, _SESSION),
     _route("GET", "/v1/apps", _KEY, _SESSION),
@@ -168,6 +169,8 @@ ENGINE: tuple[Route, ...] = (
     ),
     _route("POST", "/v1/approvals/{approval_id}/reject", _KEY, _SESSION),
     _route("POST", "/v1/events/{event_id}/replay", _KEY, _SESSION),
+    _route("POST", "/v1/deploy-checks", _KEY, note="CI uploads a deploy check's report"),
+    _route("GET", "/v1/deploy-checks", _KEY, _SESSION, note="the apps page's last check"),
     _route("POST", "/v0/gql", _KEY, _SESSION, note="reads only, as REST v1's"),
     # informational
     _route("GET", "/health", _NONE, note="load balancers"),

@@ -37,9 +37,11 @@ from stepline.engine._http import attributes as _attributes
 from stepline.engine._http import bulk as _bulk
 from stepline.engine._http import conversations as _conversations
 from stepline.engine._http import dashboard as _dashboard
+from stepline.engine._http import deploy_checks as _deploy_checks
 from stepline.engine._http import endpoints as _endpoints
 from stepline.engine._http import event_replay as _event_replay
 from stepline.engine._http import event_search as _event_search
+from stepline.engine._http import exports as _exports
 from stepline.engine._http import function_metrics as _function_metrics
 from stepline.engine._http import gate as _gate
 from stepline.engine._http import gql as _gql
@@ -136,6 +138,7 @@ class _Api:
             ("POST", "/v1/runs/{run_id}/cancel", self.cancel),
             ("GET", "/v1/runs/{run_id}/steps", self.steps),
             *_attempts.table(engine),
+            *_exports.table(engine),
             ("POST", "/v1/runs/{run_id}/rerun", self.rerun),
             ("GET", "/v1/functions", self.functions),
             ("GET", "/v1/apps", self.apps),
@@ -154,6 +157,7 @@ class _Api:
             *_signals.table(engine),
             *_approvals.table(engine),
             *_event_replay.table(engine),
+            *_deploy_checks.table(engine),
             *_gql.table(engine),
             ("GET", "/health", self.health),
             ("GET", "/ready", lambda request: _ready.ready(engine)),

@@ -8,8 +8,8 @@ change a queue item depends on is committed in the same transaction that enqueue
 A ``Tx`` reads and writes runs, steps, events and pauses itself; every other concern is a
 part of it, named at the call site: ``tx.queue`` (``queue.py``), ``tx.flow``, ``tx.apps``,
 ``tx.versions``, ``tx.messages``, ``tx.controls``, ``tx.attributes``, ``tx.bulk``,
-``tx.signals``, ``tx.attempts``, ``tx.browsing`` (each in the module of its name) and
-``tx.metrics`` (``function_metrics.py``).
+``tx.signals``, ``tx.attempts``, ``tx.browsing``, ``tx.deploy_checks`` (each in the module
+of its name) and ``tx.metrics`` (``function_metrics.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from stepline.engine._store.browsing import EventScan, WaitingStep
     from stepline.engine._store.bulk import BulkAction
     from stepline.engine._store.controls import FunctionPause
+    from stepline.engine._store.deploy_checks import DeployCheck
     from stepline.engine._store.function_metrics import FunctionMetrics
     from stepline.engine._store.messages import NewMessage, StoredMessage
     from stepline.engine._store.seen import Seen
@@ -256,6 +257,13 @@ class TokensTx(Protocol):
     ) -> TokenBuckets: ...
 
 
+class DeployChecksTx(Protocol):
+    """``tx.deploy_checks`` (``_store/deploy_checks.py``): deploy-check reports CI uploads."""
+
+    def put_check(self, check: DeployCheck, *, keep: int = ...) -> None: ...
+    def list_checks(self, app_id: str | None, limit: int) -> list[DeployCheck]: ...
+
+
 class Tx(Protocol):
     """Reads and writes inside one transaction (or one read snapshot).
 
@@ -301,6 +309,8 @@ class Tx(Protocol):
     def browsing(self) -> BrowsingTx: ...
     @property
     def tokens(self) -> TokensTx: ...
+    @property
+    def deploy_checks(self) -> DeployChecksTx: ...
 
     # runs and steps
     def get_run(self, run_id: str) -> Run | None: ...

@@ -211,6 +211,20 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX model_usage_function ON model_usage (function_id, at);
     """,
+    # deploy-check reports a CI job uploads (``_store/deploy_checks``): one row each, and
+    # a link to each app it covers, through which the apps page finds an app's newest
+    # report
+    """
+    CREATE TABLE deploy_checks (
+        check_id TEXT PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL, app_ids TEXT NOT NULL,
+        ok INTEGER NOT NULL, counts TEXT NOT NULL, report TEXT NOT NULL
+    );
+    CREATE TABLE deploy_check_apps (
+        app_id TEXT NOT NULL, check_id TEXT NOT NULL,
+        PRIMARY KEY (app_id, check_id)
+    );
+    CREATE INDEX deploy_check_apps_check ON deploy_check_apps (check_id);
+    """,
 )
 
 

@@ -30,6 +30,7 @@ from stepline.engine._store.attributes import AttributesSql
 from stepline.engine._store.browsing import BrowsingSql
 from stepline.engine._store.bulk import BulkSql
 from stepline.engine._store.controls import ControlsSql
+from stepline.engine._store.deploy_checks import DeployChecksSql
 from stepline.engine._store.flow import FlowSql
 from stepline.engine._store.function_metrics import MetricsSql
 from stepline.engine._store.messages import MessagesSql
@@ -123,6 +124,7 @@ class SqlTx:
     metrics = LazyPart(MetricsSql)
     browsing = LazyPart(BrowsingSql)
     tokens = LazyPart(TokensSql)
+    deploy_checks = LazyPart(DeployChecksSql)
 
     def __init__(self, conn: Any, *, write: bool = True) -> None:
         self._c = conn
