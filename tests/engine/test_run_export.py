@@ -23,9 +23,10 @@ from starlette.testclient import TestClient
 import stepline
 from stepline._protocol import signing
 from stepline._replay.journal import REDACTED, Journal
+from stepline._status import RunStatus
 from stepline.engine import Engine, EngineSettings, ManualClock
 from stepline.engine._http.api import build_app
-from stepline.engine._model import RunStatus, StepStatus
+from stepline.engine._model import StepStatus
 from tests._support.aio import arun
 from tests._support.clients import dev_client
 from tests._support.engines import finished, only_run, running

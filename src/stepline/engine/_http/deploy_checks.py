@@ -17,6 +17,7 @@ import starlette.requests
 import starlette.responses
 
 from stepline import _json, _serde
+from stepline._protocol import durations
 from stepline.engine import _ids
 from stepline.engine._engine import Engine
 from stepline.engine._http import views, wire
@@ -93,8 +94,12 @@ def checked(report: Any) -> tuple[str, ...]:
     for key in ("checked_at", "target"):
         if not isinstance(report.get(key), str) or not report[key]:
             raise ApiError(400, f"{key}: want a non-empty string, got {report.get(key)!r}")
-    if wire.timestamp(report["checked_at"], "checked_at") is None:
-        raise ApiError(400, "checked_at: want an RFC 3339 time")
+    try:
+        durations.parse_timestamp(report["checked_at"])
+    except ValueError:
+        raise ApiError(
+            400, f"checked_at: want an RFC 3339 time, got {report['checked_at']!r}"
+        ) from None
     if not isinstance(report.get("ok"), bool):
         raise ApiError(400, f"ok: want true or false, got {report.get('ok')!r}")
     _counts(report.get("counts"), "counts")
