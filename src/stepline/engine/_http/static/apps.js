@@ -1,5 +1,7 @@
 // Apps: what is synced, from where, when, the last sync error, and re-sync buttons; the
-// registered versions of each app with the runs still live on each (to see one drain).
+// registered versions of each app with the runs still live on each (to see one drain);
+// the last deploy check CI reported for each app (v1/deploy-checks): whether its recorded
+// runs replay on the new code, and each function's run verdicts.
 import { api, code, fill, h, notice, qs, table, time } from "./dom.js";
 import { loadWorkers, workerTables } from "./workers.js";
 
@@ -36,12 +38,13 @@ export async function list(view, _args, _params, ctx) {
 
   async function load() {
     const apps = (await api("v1/apps")).data;
-    const [byApp, connected] = await Promise.all([
+    const [byApp, connected, checks] = await Promise.all([
       Promise.all(apps.map((app) => api(`v1/apps/${encodeURIComponent(app.app_id)}/versions`).then((v) => v.data, () => []))),
       loadWorkers(apps),
+      Promise.all(apps.map((app) => api(`v1/deploy-checks?${qs({ app_id: app.app_id, limit: 1 })}`).then((c) => c.data[0] || null, () => null))),
     ]);
     if (!ctx.alive()) return;
-    const key = JSON.stringify([apps, byApp, connected]);
+    const key = JSON.stringify([apps, byApp, connected, checks]);
     if (key === last) return;
     last = key;
     fill(workers, workerTables(connected));
@@ -49,8 +52,8 @@ export async function list(view, _args, _params, ctx) {
     fill(
       rows,
       table(
-        ["App", "URL", "SDK", "Functions", "Last sync", "Status", ""],
-        apps.map((app) => {
+        ["App", "URL", "SDK", "Functions", "Last sync", "Status", "Deploy check", ""],
+        apps.map((app, i) => {
           const local = app.url.startsWith("inprocess:");
           const connect = app.url.startsWith("connect:");
           return [
@@ -62,6 +65,7 @@ export async function list(view, _args, _params, ctx) {
             app.error
               ? h("span", { class: "sync-error" }, h("span", { class: "badge s-failed" }, "error"), " ", app.error)
               : h("span", { class: "badge s-completed" }, "synced"),
+            checks[i] ? deployCheck(app.app_id, checks[i]) : null,
             local || connect
               ? h("span", { class: "muted small" }, local ? "in-process" : "Connect workers")
               : h("button", { type: "button", class: "resync", onclick: () => sync({ url: app.url }) }, "Re-sync"),
@@ -74,6 +78,32 @@ export async function list(view, _args, _params, ctx) {
   }
   await load();
   return { poll: load };
+}
+
+/** The app's part of a deploy check: when, its verdict ("ok", or "N of M runs would
+ * diverge") and, folded, its functions with each replayed run's verdict. */
+function deployCheck(appId, check) {
+  const functions = (check.report.functions || []).filter((f) => f.app_id === appId);
+  const sum = (key) => functions.reduce((n, f) => n + ((f.counts && f.counts[key]) || 0), 0);
+  const [runs, diverged, failed] = [sum("runs"), sum("diverged"), sum("failed")];
+  const verdict = !diverged && !failed
+    ? h("span", { class: "badge s-completed" }, "ok")
+    : h("span", { class: "badge s-failed" }, diverged ? `${diverged} of ${runs} runs would diverge` : `${failed} of ${runs} runs failed`);
+  return h(
+    "details",
+    { class: "deploy-check", "data-app": appId, "data-ok": String(!diverged && !failed) },
+    h("summary", {}, verdict, " ", time(check.report.checked_at || check.received_at)),
+    h("p", { class: "muted small" }, code(check.report.target || ""), ` · ${runs} runs replayed`),
+    functions.map((f) =>
+      h("div", { class: "deploy-check-function", "data-function": f.function_id },
+        h("strong", {}, f.function_id),
+        h("ul", {}, (f.results || []).map((r) =>
+          h("li", { class: `verdict-${r.verdict}` },
+            h("a", { href: `#/runs/${encodeURIComponent(r.run_id)}`, class: "mono" }, r.run_id), " ",
+            h("span", { class: `badge ${r.verdict === "ok" ? "s-completed" : r.verdict === "inconclusive" ? "s-queued" : "s-failed"}` }, r.verdict),
+            r.summary ? [" ", r.summary] : null,
+            r.fix ? h("div", { class: "muted small" }, "Fix: ", r.fix) : null))))),
+  );
 }
 
 /** One table per app registered with versions: newest first, the live runs on each. */

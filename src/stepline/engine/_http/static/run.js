@@ -1,11 +1,12 @@
 // The run page: status, notices (non-determinism, version moves), flow-control holds,
-// actions (cancel, rerun), the trace (trace.js: steps, attempts, waits and child runs on
-// one time axis), the step timeline with outputs, errors, every attempt (attempts.js) and
-// waits (a waiting event step can be resumed from here, a waiting signal step sent its
-// signal), the run's signals (signals.js), the trigger events, the final output and the
-// run's stream, live (the SSE form of v1/runs/{id}/stream; the browser resumes it). A run
-// whose agent made model requests shows its tokens (tokens.js); a run of a conversation
-// links to the conversation's runs (conversations.js).
+// actions (cancel, rerun, export as a test: the run's journal as a file), the trace
+// (trace.js: steps, attempts, waits and child runs on one time axis), the step timeline
+// with outputs, errors, every attempt (attempts.js) and waits (a waiting event step can
+// be resumed from here, a waiting signal step sent its signal), the run's signals
+// (signals.js), the trigger events, the final output and the run's stream, live (the SSE
+// form of v1/runs/{id}/stream; the browser resumes it). A run whose agent made model
+// requests shows its tokens (tokens.js); a run of a conversation links to the
+// conversation's runs (conversations.js).
 import {
   TERMINAL, api, badge, code, duration, enc, eventLink, facts, fill, functionLink, h, json,
   ms, notice, runDuration, runLink, time,
@@ -178,7 +179,13 @@ function buttons(run, message, reload, ctx) {
     }
   }
   const rerun = h("button", { type: "button", id: "rerun", onclick: () => act("rerun", `v1/runs/${enc(run.run_id)}/rerun`) }, "Rerun");
-  if (TERMINAL.has(run.status)) return rerun;
+  // the run's journal (stepline.run/1), saved as a file a test replays (TestEnv.replay);
+  // the session cookie goes with the browser's own GET
+  const exported = h("a", {
+    id: "export-run", class: "button", href: `v1/runs/${enc(run.run_id)}/export?download=1`,
+    download: `run-${run.run_id}.json`, title: "Download this run's journal, to replay it in a test",
+  }, "Export as test");
+  if (TERMINAL.has(run.status)) return [rerun, exported];
   const cancel = h("button", { type: "button", id: "cancel", class: "danger" }, "Cancel run…");
   const confirm = h(
     "span",
@@ -188,7 +195,7 @@ function buttons(run, message, reload, ctx) {
     h("button", { type: "button", onclick: () => ((confirm.hidden = true), (cancel.hidden = false)) }, "Keep running"),
   );
   cancel.addEventListener("click", () => ((confirm.hidden = false), (cancel.hidden = true)));
-  return [cancel, confirm, rerun];
+  return [cancel, confirm, rerun, exported];
 }
 
 function details(run, steps, open, message, { attempts, children }) {
