@@ -177,6 +177,14 @@ class ExecutionState:
         #: persists, when ``checkpointer`` is None, the steps a step that must not run
         #: twice demands committed at once (``step.commit_async``); None: the call answers
         self.committer: Checkpointer | None = None
+        #: a deploy check or a test replays the run from its record (``ctx.dry_run``):
+        #: nothing runs for real, so everything counts as running again
+        self.dry_run = False
+
+    @property
+    def tracker(self) -> _divergence.ReplayTracker | None:
+        """What follows this call's replay (None in a call targeting one step)."""
+        return self._tracker
 
     @property
     def is_replaying(self) -> bool:
@@ -194,7 +202,11 @@ class ExecutionState:
         if self._run_on and self._done:
             self._held_back = True
             return True
-        return self._unseen > 0 or (self._target is not None and self._running is None)
+        return (
+            self._unseen > 0
+            or (self._target is not None and self._running is None)
+            or self.dry_run
+        )
 
     @property
     def current_step(self) -> str | None:

@@ -36,6 +36,16 @@ class Context:
     #: the call's execution state (patches, replay, the call's publisher)
     _state: ExecutionState = dataclasses.field(repr=False, compare=False)
 
+    @property
+    def dry_run(self) -> bool:
+        """True while a deploy check or ``TestEnv.replay`` replays this run from its record.
+
+        Every recorded step is answered from the record and no step's code runs; code
+        outside steps runs as on any replay, with the network refused. Skip such code's
+        side effects when this is True (better still, put them in a step).
+        """
+        return self._state.dry_run
+
     def patched(self, change_id: str) -> bool:
         """Whether this run takes the new branch of a code change (not awaited).
 
@@ -137,6 +147,11 @@ class SyncContext:
     logger: logging.LoggerAdapter[logging.Logger]
     #: the call's execution state (patches, replay, the call's publisher)
     _state: ExecutionState = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def dry_run(self) -> bool:
+        """True while the run is replayed from its record; see ``Context.dry_run``."""
+        return self._state.dry_run
 
     def patched(self, change_id: str) -> bool:
         """Whether this run takes the new branch of a code change; see ``Context.patched``."""

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import sys
 from collections.abc import Collection, Iterable, Mapping
+from types import FrameType
 from typing import Literal
 
 from stepline import _errors
@@ -114,6 +117,7 @@ class ReplayTracker:
         "_position",
         "_reached",
         "_seen",
+        "locations",
         "policy",
     )
 
@@ -135,6 +139,8 @@ class ReplayTracker:
         self._names: dict[str, str] = {}
         self._modes: list[bool] = []  # open parallel groups, innermost last: is it a race
         self._groups = 0
+        #: where the code reached each step (``file:line``), kept when a replay check asks
+        self.locations: dict[str, str] | None = None
 
     # -- what the execution reports -----------------------------------------------------
 
@@ -157,6 +163,8 @@ class ReplayTracker:
         """The code reached a memoized step."""
         self._seen.add(hashed_id)
         self._names[hashed_id] = user_id
+        if self.locations is not None:
+            self.locations.setdefault(hashed_id, caller_location())
         if hashed_id in self._exempt:
             return
         modes = self._modes
@@ -177,10 +185,16 @@ class ReplayTracker:
     def found_new(self, hashed_id: str, user_id: str) -> None:
         """The code found a step with no memo."""
         self._names[hashed_id] = user_id
+        if self.locations is not None:
+            self.locations.setdefault(hashed_id, caller_location())
         self._new.append(hashed_id)
         self._new_groups.add(self._group())
 
     # -- the verdict --------------------------------------------------------------------
+
+    def was_reached(self, hashed_id: str) -> bool:
+        """Whether the code reached this memo (or patch marker) in this call."""
+        return hashed_id in self._seen
 
     def diverged_so_far(self) -> bool:
         """Whether finding a new step now is a divergence (before the call ends)."""
@@ -246,3 +260,21 @@ class ReplayTracker:
             out.update(i for i, p in unit if p > lowest)
             lowest = min(lowest, *(p for _, p in unit))
         return sorted(out, key=self._order)
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def caller_location() -> str:
+    """The innermost frame outside Stepline's package and asyncio: ``path:line``."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if not path.startswith(_PACKAGE) and f"{os.sep}asyncio{os.sep}" not in path:
+            try:
+                shown = os.path.relpath(path)
+            except ValueError:  # another drive (Windows)
+                shown = path
+            return f"{shown if not shown.startswith('..') else path}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "?"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import functools
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -26,6 +27,8 @@ from stepline._client import Client
 from stepline._definition.function import Function
 from stepline._endpoints import registry as _endpoints
 from stepline._event import Event
+from stepline._replay.journal import Journal
+from stepline._replay.playback import Playback, Player
 from stepline.engine import Engine, EngineSettings, NotFoundError
 from stepline.engine._errors import EndpointOnlyError, SkippedError
 from stepline.engine._model import Run
@@ -232,6 +235,34 @@ class TestEnv:
     def settle_sync(self) -> None:
         """Blocking twin of ``settle``."""
         self._call_sync(self._settle)
+
+    async def replay(
+        self,
+        journal: Journal | Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        outputs: Mapping[str, Any] | None = None,
+    ) -> Playback:
+        """Play a recorded run back against this env's functions: any run as a test.
+
+        ``journal`` is what ``stepline runs export RUN_ID`` wrote (a path, its JSON, or a
+        ``Journal``). Every step the code reaches is answered from the record (its code
+        never runs), on the record's clock, with the network refused; playback stops at
+        the first difference from the record (``Playback.difference``;
+        ``assert_same()`` raises it). ``outputs`` answers the steps exported without
+        their outputs (``--drop-output``), by step name.
+        """
+        player = Player(self.client, self.functions)
+        return await player.play(Journal.load(journal), outputs)
+
+    def replay_sync(
+        self,
+        journal: Journal | Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        outputs: Mapping[str, Any] | None = None,
+    ) -> Playback:
+        """``replay`` from a sync test."""
+        player = Player(self.client, self.functions)
+        return player.play_sync(Journal.load(journal), outputs)
 
     def mock_step(
         self,

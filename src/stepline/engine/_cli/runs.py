@@ -20,14 +20,14 @@ from stepline import _errors, _event, _settings
 from stepline._api import runs as _runs
 from stepline._api import sender
 from stepline._transport import effects, performers
-from stepline.engine._cli import apps, functions, lookups
+from stepline.engine._cli import apps, deploy, functions, lookups
 from stepline.engine._cli import bulk as _bulk
 from stepline.engine._cli import signals as _signals
 
 T = TypeVar("T")
 
 #: The top-level commands this module serves.
-COMMANDS = ("runs", "send", apps.COMMAND, functions.COMMAND)
+COMMANDS = ("runs", "send", apps.COMMAND, functions.COMMAND, deploy.COMMAND)
 #: ``runs cancel`` on a run that had already ended: nothing was cancelled.
 EXIT_ENDED = 3
 #: How long ``send`` looks for the runs its event started, and ``show --watch`` polls.
@@ -84,11 +84,13 @@ def add_parsers(commands: Any) -> None:
     send.add_argument("-d", "--data", default="{}", help="the event data, a JSON object")
     send.add_argument("--id", default="", help="the event id (an idempotency key)")
     send.add_argument("--event-key", help="event key (env STEPLINE_EVENT_KEY)")
-    for sub in (listing, show, cancel, replay, send):
+    exporting = deploy.add_export(actions)
+    for sub in (listing, show, cancel, replay, send, exporting):
         _common(sub)
     _signals.add_parser(actions, _common)  # runs signal RUN_ID NAME
     apps.add_parser(commands, _common)
     functions.add_parser(commands, _common)  # functions list|pause|resume
+    deploy.add_parser(commands, _common)  # deploy check
 
 
 def _common(sub: argparse.ArgumentParser) -> None:
@@ -131,6 +133,8 @@ def main(
             return apps.main(args, settings, transport, out, err)
         if args.command == functions.COMMAND:
             return functions.main(args, settings, transport, out, err)
+        if args.command == deploy.COMMAND:
+            return deploy.main(args, settings, transport, out, err)
         return _runs_command(args, settings, transport, out, err)
     except lookups.AmbiguousFunctionError as exc:
         print(f"stepline {args.command}: {exc}", file=err)
@@ -214,6 +218,8 @@ def _runs_command(
         return 0
     if args.action == "show":
         return _show(args, settings, transport, out)
+    if args.action == "export":
+        return deploy.export(args, settings, transport, out)
     if args.action == "signal":
         return _signals.main(args, settings, transport, out, err)
     if args.action == "replay" or _bulk.wanted(args) or not args.run_id:
