@@ -200,3 +200,23 @@ def test_a_file_that_is_not_a_journal_is_refused_with_what_to_do(tmp_path: Any) 
         play(checkout, str(path))
     with pytest.raises(JournalError, match="cannot read the run journal"):
         play(checkout, str(tmp_path / "missing.json"))
+
+
+def test_a_run_the_test_engine_recorded_plays_back_the_same() -> None:
+    @client.function(id="greet", trigger=stepline.TriggerEvent(event="t/greet"))
+    def greet(ctx: stepline.SyncContext) -> str:
+        name = ctx.step.run("name", body("name", "ada"))
+        ctx.step.sleep("wait", dt.timedelta(hours=1))
+        return f"hi {ctx.step.run('title', body('title', name.title()))}"
+
+    with TestEnv(client, [greet]) as env:
+        run = env.start_sync(greet)
+        assert run.result_sync() == "hi Ada"
+        journal = env.export_sync(run)
+    assert ran_steps == ["name", "title"]
+    assert [s.name for s in journal.steps] == ["name", "wait", "title"]
+    ran_steps.clear()
+    with TestEnv(client, [greet]) as env:
+        played = env.replay_sync(journal)
+    assert played.same
+    assert played.output == "hi Ada"

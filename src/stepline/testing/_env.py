@@ -32,6 +32,7 @@ from stepline._replay.playback import Playback, Player
 from stepline.engine import Engine, EngineSettings, NotFoundError
 from stepline.engine._errors import EndpointOnlyError, SkippedError
 from stepline.engine._model import Run
+from stepline.engine._runs.journal import journal_of
 from stepline.engine._store import RunFilter
 from stepline.testing._clock import VirtualClock
 from stepline.testing._host import EngineHost
@@ -235,6 +236,21 @@ class TestEnv:
     def settle_sync(self) -> None:
         """Blocking twin of ``settle``."""
         self._call_sync(self._settle)
+
+    async def export(self, run: TestRun | str) -> Journal:
+        """The run's journal, as ``stepline runs export`` writes it: replay it with ``replay``
+        (here or in another env, against changed code), or save ``to_json()`` beside a test."""
+        run_id = run if isinstance(run, str) else run.run_id
+        return await self._call(functools.partial(self._export, run_id))
+
+    def export_sync(self, run: TestRun | str) -> Journal:
+        """Blocking twin of ``export``."""
+        run_id = run if isinstance(run, str) else run.run_id
+        return self._call_sync(functools.partial(self._export, run_id))
+
+    async def _export(self, run_id: str) -> Journal:
+        run, steps, _due = await self.engine.run_retries(run_id)
+        return journal_of(run, steps, exported_at=self._clock.now())
 
     async def replay(
         self,

@@ -11,17 +11,16 @@ is the 404 of ``GET /v1/runs/{run_id}``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 import starlette.requests
 import starlette.responses
 
-from stepline._replay import journal as _journal
-from stepline._replay.journal import Journal, JournalError, RecordedStep
+from stepline._replay.journal import JournalError
 from stepline.engine._engine import Engine
-from stepline.engine._http import views, wire
+from stepline.engine._http import wire
 from stepline.engine._http.wire import ApiError
-from stepline.engine._model import Run, StepRecord
+from stepline.engine._runs.journal import journal_of
 
 Request = starlette.requests.Request
 Response = starlette.responses.Response
@@ -46,36 +45,3 @@ def table(engine: Engine) -> list[tuple[str, str, Handler]]:
         return answer
 
     return [("GET", "/v1/runs/{run_id}/export", export)]
-
-
-def journal_of(run: Run, steps: Sequence[StepRecord], *, exported_at: float) -> Journal:
-    """The journal of ``run`` and its ``steps`` as one read saw them (pure)."""
-    recorded = [
-        RecordedStep(
-            id=s.step_id,
-            name=s.name,
-            op=s.op,
-            status=s.status.value,
-            memo=s.memo if s.status.done else None,
-            mode=s.mode,
-            attempts=s.attempts,
-            started_at=views.timestamp(s.started_at),
-            ended_at=views.timestamp(s.ended_at),
-        )
-        for s in steps
-    ]
-    return Journal(
-        run_id=run.run_id,
-        function_id=run.function_id,
-        app_id=run.app_id,
-        status=run.status.value,
-        events=list(run.events),
-        steps=tuple(_journal.steps_in_order(recorded, run.stack)),
-        stack=tuple(run.stack),
-        app_version=run.app_version,
-        output=views.run(run)["output"],  # the stored text parsed, as GET /v1/runs/{id}
-        created_at=views.timestamp(run.created_at),
-        started_at=views.timestamp(run.started_at),
-        ended_at=views.timestamp(run.ended_at),
-        exported_at=views.timestamp(exported_at),
-    )
