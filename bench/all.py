@@ -25,6 +25,8 @@ stderr):
     ``--only large`` or ``--slow``): steps/s, fan-out, the dashboard's lists and leasing on
     an empty database and on a filled one, SQLite and Postgres (which it skips, and says
     so, without a Postgres), with the plans of the store's queries.
+12. ``deploy_check_bench.py`` (``deploy-check``): ``stepline deploy check`` over 1,000 live
+    runs of 10 steps, a child process end to end (goal: under 10 s).
 
 The Postgres benchmarks (5, 8, 9) are skipped, and the table says why, when no Postgres
 answers.
@@ -90,6 +92,7 @@ BENCHES = (
     Bench("pg-latency", "latency_bench.py", ("--postgres",), ("--quick", "--postgres")),
     Bench("pg-ingest", "ingest_bench.py", ("--postgres",), ("--quick", "--postgres")),
     Bench("large", "large_tables.py", (), ("--quick",)),
+    Bench("deploy-check", "deploy_check_bench.py", (), ("--quick",)),
 )
 NAMES = tuple(b.name for b in BENCHES)
 #: the benchmarks that need Postgres (skipped, with the reason, without one)
@@ -450,6 +453,26 @@ def large_rows(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def deploy_check_rows(d: dict[str, Any]) -> list[Row]:
+    goal = f"< {d['goal_s']:g} s {_met(d['met'])}" if d["runs"] == d["goal_runs"] else ""
+    return [
+        (
+            f"deploy check {d['runs']:,} live runs of {d['steps_per_run']} steps, s end to end",
+            f"{d['median_wall_s']:.2f}",
+            "",
+            "",
+            goal,
+        ),
+        (
+            "  runs/s; of the time: the check itself / start and imports, s",
+            f"{d['runs_per_s']:,.0f}",
+            f"{d['median_check_s']:.2f} / {d['startup_s']:.2f}",
+            "",
+            "",
+        ),
+    ]
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "handler": handler_rows,
     "steps": steps_rows,
@@ -464,6 +487,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "pg-ingest": ingest_rows,
     "large": large_rows,
     "outbox": lambda d: [(r[0], r[1], r[2], r[3], r[4]) for r in d["rows_table"]],
+    "deploy-check": deploy_check_rows,
 }
 
 
