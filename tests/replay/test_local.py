@@ -306,3 +306,19 @@ def test_the_report_fails_on_divergence_and_under_strict_on_inconclusive() -> No
     assert "FAIL shop-order: 1 of 3 run(s) would diverge or fail" in text
     assert "fix: wrap the change at tests/replay/test_local.py:" in text
     assert text.rstrip().endswith("FAILED: 1 run(s) would diverge or fail")
+
+
+def test_runs_of_an_on_failure_handler_are_checked_against_it() -> None:
+    def alert(ctx: stepline.SyncContext) -> None:
+        ctx.step.run("page", step_body("page"))
+
+    @client.function(id="pay", trigger=stepline.TriggerEvent(event="t/go"), on_failure=alert)
+    def pay(ctx: stepline.SyncContext) -> None:
+        ctx.step.run("charge", step_body("charge"))
+
+    handler = pay.on_failure
+    assert handler is not None
+    journal = recorded(handler.composite_id, [], [("page", "StepRun", "Planned")])
+    assert check(pay, journal).verdict == "ok"
+    gone = recorded(handler.composite_id, [ran("other", 1)], [])
+    assert check(pay, gone).verdict == "diverged"

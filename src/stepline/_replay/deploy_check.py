@@ -20,6 +20,7 @@ from stepline._api import journals
 from stepline._api import runs as _runs
 from stepline._client import Client
 from stepline._definition.function import Function
+from stepline._endpoints import registry as _endpoints
 from stepline._errors import ConfigError
 from stepline._replay import wire
 from stepline._replay.journal import Journal
@@ -48,6 +49,11 @@ class LocalTarget:
     def app_ids(self) -> frozenset[str]:
         """The apps whose runs are checked."""
         return frozenset(fn.app_id for fn in self.functions)
+
+    @property
+    def function_ids(self) -> set[str]:
+        """Every function's full id, ``on_failure`` handlers included."""
+        return {each.composite_id for fn in self.functions for each in fn.all()}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,18 +88,20 @@ def load_target(target: str) -> LocalTarget:
     if name:
         client = getattr(module, name, None)
         if not isinstance(client, Client):
-            found = type(client).__name__ if client is not None else "nothing"
-            raise ConfigError(f"{target!r} is {found}, not a stepline.Client")
+            kind = type(client).__name__ if client is not None else "nothing"
+            raise ConfigError(f"{target!r} is {kind}, not a stepline.Client")
     else:
         clients = [v for v in vars(module).values() if isinstance(v, Client)]
         if len(clients) != 1:
             raise ConfigError(f"name the client: {module_name}:<client> ({len(clients)} found)")
         client = clients[0]
-    functions = tuple(
+    declared = [
         v
         for v in vars(module).values()
         if isinstance(v, Function) and v.failure_of is None and v.app_id == client.app_id
-    )
+    ]
+    # durable endpoints' functions live on the client, wherever their views are declared
+    functions = tuple(dict.fromkeys([*declared, *_endpoints.declared(client)]))
     if not functions:
         raise ConfigError(
             f"{module_name!r} defines no function of app {client.app_id!r} at its top level "
@@ -179,7 +187,7 @@ def _scope(
 ) -> tuple[frozenset[str], set[str]]:
     """The apps whose runs are checked, and the function ids whose ended runs may be."""
     if isinstance(target, LocalTarget):
-        return target.app_ids, {fn.composite_id for fn in target.functions}
+        return target.app_ids, target.function_ids
     registered = run(_runs.call(settings, "GET", "/v1/functions", what="functions")) or []
     by_app: dict[str, set[str]] = {}
     for item in registered:

@@ -211,7 +211,8 @@ class Replayer:
 
     def __init__(self, client: Client, functions: Sequence[Function]) -> None:
         self.client = client
-        self.functions = {fn.composite_id: fn for fn in functions}
+        #: each function and its ``on_failure`` handler, whose runs are recorded as any
+        self.functions = {each.composite_id: each for fn in functions for each in fn.all()}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def gone(self, journal: Journal) -> RunVerdict | None:

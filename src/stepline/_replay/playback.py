@@ -99,7 +99,7 @@ class Player:
 
     def __init__(self, client: Client, functions: Sequence[Function]) -> None:
         self.client = client
-        self.functions = {fn.composite_id: fn for fn in functions}
+        self.functions = {each.composite_id: each for fn in functions for each in fn.all()}
 
     def play_sync(self, journal: Journal, outputs: Mapping[str, Any] | None = None) -> Playback:
         """Play ``journal`` back (async functions on a loop of their own)."""
