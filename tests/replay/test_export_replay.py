@@ -54,6 +54,7 @@ class Recorded:
     dropped: Path
     redacted: Path
     check: Ran
+    renamed: Ran
     bodies: collections.Counter[str]
 
 
@@ -110,6 +111,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
         check = run_stepline(
             "deploy", "check", "tests.apps.deploy_inprocess:client", "--url", url, "--json"
         )
+        renamed = run_stepline(
+            "deploy", "check", "tests.apps.deploy_inprocess_renamed:client", "--url", url
+        )
         assert before_check == app.BODIES, "the deploy check ran no step body"
 
         answered = httpx.post(
@@ -142,6 +146,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
             dropped=paths["dropped"],
             redacted=paths["redacted"],
             check=check,
+            renamed=renamed,
             bodies=collections.Counter(app.BODIES),
         )
     finally:
@@ -262,6 +267,8 @@ def test_a_redacted_key_is_masked_in_the_event(recorded: Recorded) -> None:
     assert journal.events[0]["data"] == {"order": 7, "card": {"token": REDACTED}}
     assert journal.redacted == ("key:token",)
     assert "tok_1" not in recorded.redacted.read_text()
+    played = TestEnv(app.client, _functions()).replay_sync(journal)
+    assert played.same, played.difference
 
 
 def test_the_deploy_check_passes_the_live_runs_on_the_same_code(recorded: Recorded) -> None:
@@ -276,3 +283,13 @@ def test_the_deploy_check_passes_the_live_runs_on_the_same_code(recorded: Record
     for results in verdicts.values():
         [verdict] = results
         assert (verdict["run_status"], verdict["verdict"]) == ("Running", "ok")
+
+
+def test_the_deploy_check_fails_the_waiting_run_on_a_renamed_step(recorded: Recorded) -> None:
+    check = recorded.renamed
+    assert check.returncode == 1, check.stderr + check.stdout
+    assert "ok   deployed-dozer: 1 run(s) replay as recorded" in check.stdout
+    assert "FAIL deployed-journey: 1 of 1 run(s) would diverge or fail" in check.stdout
+    assert '"fetch"' in check.stdout, "the recorded step the new code no longer reaches"
+    assert '"load" (at tests/apps/deploy_inprocess.py:' in check.stdout
+    assert "FAILED: 1 run(s) would diverge or fail" in check.stdout
