@@ -139,6 +139,10 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
                 "runs", "export", run_id, *options[name], "--url", url, "-o", str(path)
             )
             assert done.returncode == 0, done.stderr
+        unwritable = where / "no-such-dir" / "run.json"
+        refused = run_stepline("runs", "export", run_id, "--url", url, "-o", str(unwritable))
+        assert refused.returncode == 1
+        assert f"cannot write {unwritable}: No such file or directory" in refused.stderr
         yield Recorded(
             run=run,
             steps=steps,
@@ -222,7 +226,10 @@ def _changed(**how: Any) -> tuple[stepline.Client, list[stepline.Function]]:
             ],
         ),
         ({"charge": "pay"}, ['at step 2: the code reaches step "pay"', 'record: "charge")']),
-        ({"swapped": True}, ['the code reordered: "fetch", "charge"; new: "nap"']),
+        (
+            {"swapped": True},
+            ['at step 1: the code reaches step "charge" where the record has "fetch" next'],
+        ),
         (
             {"extra": {"gift": True}},
             ["at step 8: the output differs: recorded {", '"label:7"], "gift": true}'],

@@ -35,6 +35,7 @@ from stepline._execution.checkpointing import Checkpointing, CheckpointPolicy, S
 from stepline._execution.divergence import Divergence
 from stepline._protocol import headers
 from stepline._protocol.execution import DISCOVERY_STEP_ID, ExecutionRequest
+from stepline._replay import isolation
 from stepline._scope import Scope
 from stepline._transport.effects import Flow, drive_async, drive_sync
 
@@ -291,6 +292,7 @@ class CommHandler:
         state = ExecutionState(
             call, checkpoint=policy, nondeterminism=fn.options.nondeterminism, run_on=run_on
         )
+        state.dry_run = call.ctx.dry_run
         if policy is not None:
             checkpoints = RunCheckpoints(self.client, call.ctx, local)
             option = self.client.settings.checkpointing
@@ -454,14 +456,19 @@ def _untraced(outcome: Outcome) -> Outcome:
 
 
 def _call_sync(effect: RunFunction, client: Client) -> Outcome:
-    with _function_call(effect) as finished:
+    with _function_call(effect) as finished, _isolated(effect.state):
         return finished(invocation.call_sync(effect.fn, effect.state, client, effect.events))
 
 
 async def _call_async(effect: RunFunction, client: Client) -> Outcome:
-    with _function_call(effect) as finished:
+    with _function_call(effect) as finished, _isolated(effect.state):
         outcome = await invocation.call_async(effect.fn, effect.state, client, effect.events)
         return finished(outcome)
+
+
+def _isolated(state: ExecutionState) -> contextlib.AbstractContextManager[object]:
+    """A deploy check's dry run has the network refused to its code (``_replay.isolation``)."""
+    return isolation.offline() if state.dry_run else contextlib.nullcontext()
 
 
 def _index(client: Client, functions: Sequence[Function]) -> dict[str, Function]:

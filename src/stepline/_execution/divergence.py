@@ -19,6 +19,7 @@ by design.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -271,10 +272,16 @@ def caller_location() -> str:
     while frame is not None:
         path = frame.f_code.co_filename
         if not path.startswith(_PACKAGE) and f"{os.sep}asyncio{os.sep}" not in path:
-            try:
-                shown = os.path.relpath(path)
-            except ValueError:  # another drive (Windows)
-                shown = path
-            return f"{shown if not shown.startswith('..') else path}:{frame.f_lineno}"
+            return f"{_shown(path)}:{frame.f_lineno}"
         frame = frame.f_back
     return "?"
+
+
+@functools.lru_cache(maxsize=256)
+def _shown(path: str) -> str:
+    """``path`` relative to the working directory when under it (a replay asks per step)."""
+    try:
+        shown = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if shown.startswith("..") else shown

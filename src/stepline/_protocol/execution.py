@@ -33,6 +33,9 @@ class CallContext:
     #: the principal the engine recorded as the run's starter, sent (as
     #: ``ctx.stepline.started_by``) for a durable endpoint's run only: Stepline's own
     started_by: str | None = None
+    #: a deploy check replays the run (``ctx.stepline.dry_run``): the SDK answers every
+    #: recorded step from memos and refuses the network to the code between them
+    dry_run: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object an engine sends as ``ctx``."""
@@ -50,8 +53,13 @@ class CallContext:
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
+        ours: dict[str, Any] = {}
         if self.started_by is not None:
-            out[STEPLINE_KEY] = {"started_by": self.started_by}
+            ours["started_by"] = self.started_by
+        if self.dry_run:
+            ours["dry_run"] = True
+        if ours:
+            out[STEPLINE_KEY] = ours
         return out
 
 
@@ -109,6 +117,7 @@ class ExecutionRequest:
             generation_id=_optional_int(ctx.get("generation_id"), "ctx.generation_id"),
             use_api=use_api,
             started_by=_started_by(ctx.get(STEPLINE_KEY)),
+            dry_run=_dry_run(ctx.get(STEPLINE_KEY)),
         )
         version = raw.get("version", -1)
         return cls(
@@ -151,6 +160,11 @@ def _optional_int(value: object, where: str) -> int | None:
 
 def _optional_str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _dry_run(stepline: object) -> bool:
+    """``ctx.stepline.dry_run``: True only when a deploy check said so."""
+    return isinstance(stepline, dict) and stepline.get("dry_run") is True
 
 
 def _started_by(stepline: object) -> str | None:

@@ -185,7 +185,8 @@ class Journal:
             dataclasses.replace(s, memo=None, dropped=True) if s.name in drop and s.done else s
             for s in self.steps
         )
-        marks = tuple(f"output:{name}" for name in sorted(drop))
+        dropped = {s.name for s in steps if s.dropped}
+        marks = tuple(f"output:{name}" for name in sorted(drop & dropped))
         return dataclasses.replace(self, steps=steps, redacted=(*self.redacted, *marks))
 
     def redacted_keys(self, keys: Iterable[str]) -> Journal:

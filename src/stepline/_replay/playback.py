@@ -209,6 +209,9 @@ class _Game:
         if outcome.ops is None:
             self._returned(outcome.output)
             return
+        planned = [op for op in outcome.ops if op.op is not Opcode.STEP_RUN]
+        if len(planned) == 1 and self._out_of_turn(planned[0].id, planned[0].user_id, names):
+            return
         for op in outcome.ops:
             if op.op is Opcode.STEP_RUN:  # its result is known as it is reached (a patch marker)
                 self._memos[op.id] = {"data": op.data}
@@ -243,6 +246,21 @@ class _Game:
                 self._time = ended
         if self._calls > 4 * len(self.journal.steps) + 8:  # the code plans answered steps
             self._differs("the code keeps planning steps the record already answered")
+
+    def _out_of_turn(self, hashed_id: str, user_id: str, names: Mapping[str, str]) -> bool:
+        """A lone step the record finished, reached before the one the record has next
+        (a parallel group's steps come planned together and may finish in any order)."""
+        recorded = self.journal.step(hashed_id)
+        if recorded is None or not recorded.done:
+            return False
+        left = [i for i in self.journal.stack if i not in self._memos]
+        if not left or left[0] == hashed_id:
+            return False
+        self._differs(
+            f'the code reaches step "{user_id}" where the record has '
+            f'"{names.get(left[0], left[0])}" next'
+        )
+        return True
 
     def _add(self, name: str, op: str, value: Any, where: str | None) -> None:
         self.result.steps.append(PlayedStep(name, op, value, where))

@@ -102,9 +102,12 @@ def _stepline_verdict(journal: Journal, answer: _Answer, names: Mapping[str, str
             new=refs("new"),
         )
     if answer.status in (200, 206):
+        return RunVerdict.of(journal, "ok")
+    if answer.error_name == "NetworkBlockedError":
         return RunVerdict.of(
             journal,
-            "ok",
+            "inconclusive",
+            error=f"the code outside steps tried the network: {answer.message}",
         )
     return RunVerdict.of(
         journal, "failed", error=f"the app answers {answer.status}: {answer.message}"
@@ -112,7 +115,7 @@ def _stepline_verdict(journal: Journal, answer: _Answer, names: Mapping[str, str
 
 
 class _Answer:
-    __slots__ = ("headers", "message", "planned", "sdk", "status")
+    __slots__ = ("error_name", "headers", "message", "planned", "sdk", "status")
 
     def __init__(self, response: effects.HttpResponse) -> None:
         self.status = response.status
@@ -131,6 +134,7 @@ class _Answer:
                     label = op.get("displayName") or op.get("name") or op["id"]
                     self.planned[op["id"]] = str(label)
         message = body.get("message") or body.get("error") if isinstance(body, dict) else None
+        self.error_name = str(body.get("name") or "") if isinstance(body, dict) else ""
         self.message = str(message or (response.body or b"")[:200].decode("utf-8", "replace"))
 
 
@@ -149,6 +153,7 @@ def _call(
         disable_immediate_execution=True,
         stack=list(stack),
         fn_id=journal.function_id,
+        dry_run=True,  # a Stepline app refuses its code the network (other SDKs ignore it)
     )
     body = ExecutionRequest(events[0], events, memos, ctx).to_wire()
     raw = jcs.canonicalize(body)

@@ -159,8 +159,11 @@ def export(
     journal = effects.drive_sync(flow, transport.perform)
     text = json.dumps(journal.to_json(), indent=2, ensure_ascii=False) + "\n"
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as file:
-            file.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as file:
+                file.write(text)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     else:
         out.write(text)
     return 0
