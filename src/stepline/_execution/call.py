@@ -203,9 +203,7 @@ class ExecutionState:
             self._held_back = True
             return True
         return (
-            self._unseen > 0
-            or (self._target is not None and self._running is None)
-            or self.dry_run
+            self._unseen > 0 or (self._target is not None and self._running is None) or self.dry_run
         )
 
     @property
