@@ -223,6 +223,14 @@ def names(refs: list[dict[str, Any]]) -> list[str]:
     return [r["name"] for r in refs]
 
 
+def line_of(code: str, module: str = "tests/apps/deploy_v2.py") -> str:
+    """``module:line`` of the one line of ``module`` holding ``code``."""
+    (line,) = [
+        n for n, text in enumerate((ROOT / module).read_text().splitlines(), 1) if code in text
+    ]
+    return f"{module}:{line}"
+
+
 # -- the Stepline SDK, in the CLI's process -------------------------------------------------
 
 
@@ -277,6 +285,9 @@ def test_a_step_removed_or_reordered_fails_naming_it(
         assert located, verdict
         assert all(where.startswith("tests/apps/deploy_v2.py:") for where in located), verdict
         assert "ctx.patched" in verdict["fix"], verdict
+        if reordered:  # both reached on the line that now has b before a
+            swapped = line_of('done += [step.run("b", _body("b")), step.run("a", _body("a"))]')
+            assert {s["location"] for s in verdict["reordered"]} == {swapped}, verdict
     assert_untouched(engine, counter, stepline_runs)
 
 
@@ -287,14 +298,15 @@ def test_the_text_summary_names_the_verdict_and_the_steps(
     passing = check_v2(engine, counter, "append")
 
     assert failing.code == 1, (failing.out, failing.err)
-    assert f"FAIL {FUNCTION}: 4 of 4 run(s) would diverge or fail" in failing.out
+    count = len(stepline_runs.live)
+    assert f"FAIL {FUNCTION}: {count} of {count} run(s) would diverge or fail" in failing.out
     assert 'recorded step no longer reached: "a"' in failing.out
-    assert "FAILED: 4 run(s) would diverge or fail" in failing.out
+    assert f"FAILED: {count} run(s) would diverge or fail" in failing.out
     for run_id in stepline_runs.live:
         assert f"run {run_id} (Running): diverged" in failing.out
     assert "ctx.patched" in failing.out
     assert passing.code == 0, (passing.out, passing.err)
-    assert f"ok   {FUNCTION}: 4 run(s) replay as recorded" in passing.out
+    assert f"ok   {FUNCTION}: {count} run(s) replay as recorded" in passing.out
     assert "PASSED: no run would diverge" in passing.out
     assert_untouched(engine, counter, stepline_runs)
 
@@ -312,7 +324,8 @@ def test_a_network_call_between_steps_is_refused_and_inconclusive(
         assert sorted(verdicts) == sorted(stepline_runs.live)
         for verdict in verdicts.values():
             assert verdict["verdict"] == "inconclusive", verdict
-            assert "tried the network" in verdict["error"], verdict
+            pinged = line_of('with urllib.request.urlopen(f"{COUNTER_URL}/{what}"')
+            assert verdict["error"] == f"the code outside steps tried the network at {pinged}"
             assert any(
                 note.startswith("refused: ") and address in note for note in verdict["notes"]
             ), verdict
@@ -434,4 +447,23 @@ def test_an_official_app_checked_over_its_serve_url(
             assert verdict["verdict"] == "diverged", verdict
             assert names(verdict["missing"]) == ["a"], verdict
             assert "ctx.patched" in verdict["fix"], verdict
+    assert_untouched(engine, counter, official_runs)
+
+
+def test_a_target_that_cannot_be_loaded_or_reached_exits_2_or_3(
+    engine: str, counter: Counter, stepline_runs: Recorded, official_runs: Recorded
+) -> None:
+    nothing = deploy_check(engine, "tests.apps.deploy_v2:nothing", DEPLOY_VARIANT="append")
+    unnamed = deploy_check(engine, "http://127.0.0.1:9/api/inngest")
+    gone = f"http://127.0.0.1:{free_port()}/api/inngest"
+    unreachable = deploy_check(engine, gone, "--app", OFFICIAL)
+
+    assert nothing.code == 2, (nothing.out, nothing.err)
+    assert "'tests.apps.deploy_v2:nothing' is nothing, not a stepline.Client" in nothing.err
+    assert unnamed.code == 2, (unnamed.out, unnamed.err)
+    assert "name the app whose runs to check with --app" in unnamed.err
+    assert unreachable.code == 3, (unreachable.out, unreachable.err)
+    assert f"could not check: the app at {gone} is unreachable" in unreachable.err
+    assert nothing.out == unnamed.out == unreachable.out == ""
+    assert_untouched(engine, counter, stepline_runs)
     assert_untouched(engine, counter, official_runs)
