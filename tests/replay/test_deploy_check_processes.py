@@ -387,13 +387,6 @@ def other_app_run(engine: str, logs: Path) -> Iterator[str]:
     assert deploys.get(engine, f"runs/{run_id}")["status"] == "Cancelled"
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="deploy_check._app_of takes a run for app A's when its function id starts with "
-    "'A-': the runs of app 'deploy-extra' are checked as app 'deploy''s (and fail: their "
-    "function is not in the new code)",
-)
 def test_the_runs_of_an_app_whose_id_extends_the_targets_are_left_out(
     engine: str, counter: Counter, stepline_runs: Recorded, other_app_run: str
 ) -> None:

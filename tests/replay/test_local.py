@@ -98,6 +98,10 @@ def test_a_removed_step_is_named_with_where_the_code_now_goes(is_async: bool) ->
     assert verdict.verdict == "diverged"
     assert [s.name for s in verdict.missing] == ["a"]
     assert [s.name for s in verdict.new] == ["c"]
+    # where the change is: the code reaches "b" where the record has "a"
+    assert verdict.departs is not None
+    assert verdict.expected is not None
+    assert (verdict.departs.name, verdict.expected.name) == ("b", "a")
     assert verdict.new[0].location is not None
     assert verdict.new[0].location.startswith("tests/replay/test_local.py:")
     fix = verdict.fix()

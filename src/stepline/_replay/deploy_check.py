@@ -142,12 +142,14 @@ def check(
     def run(flow: effects.Flow[T]) -> T:
         return effects.drive_sync(flow, perform)
 
-    apps, names = _scope(target, run, settings)
+    owners = _owners(run, settings)
+    apps, names = _scope(target, owners)
     wanted = set(functions)
     live = [
         info
         for info in run(_listing(settings, None, _LIVE, None))
-        if _app_of(info.function_id, apps) and (not wanted or info.function_id in wanted)
+        if _maybe_ours(info.function_id, apps, owners)
+        and (not wanted or info.function_id in wanted)
     ]
     found = {info.run_id: info.function_id for info in live}
     if ended:
@@ -160,7 +162,8 @@ def check(
     try:
         for run_id in found:
             journal = run(journals.export_flow(settings, run_id))
-            report.add(_verdict(journal, target, replayer, run))
+            if journal.app_id in apps:  # the run's own record says whose it is
+                report.add(_verdict(journal, target, replayer, run))
     finally:
         if replayer is not None:
             replayer.close()
@@ -180,19 +183,27 @@ def _verdict(
     return run(wire.check_flow(target.url, journal, signing_key=target.signing_key))
 
 
+def _owners(
+    run: Callable[[effects.Flow[Any]], Any], settings: _settings.Settings
+) -> dict[str, str]:
+    """The app of every function the engine has registered, by function id."""
+    registered = run(_runs.call(settings, "GET", "/v1/functions", what="functions")) or []
+    return {
+        str(item.get("function_id")): str(item.get("app_id"))
+        for item in registered
+        if isinstance(item, dict)
+    }
+
+
 def _scope(
-    target: LocalTarget | WireTarget,
-    run: Callable[[effects.Flow[Any]], Any],
-    settings: _settings.Settings,
+    target: LocalTarget | WireTarget, owners: dict[str, str]
 ) -> tuple[frozenset[str], set[str]]:
     """The apps whose runs are checked, and the function ids whose ended runs may be."""
     if isinstance(target, LocalTarget):
         return target.app_ids, target.function_ids
-    registered = run(_runs.call(settings, "GET", "/v1/functions", what="functions")) or []
     by_app: dict[str, set[str]] = {}
-    for item in registered:
-        if isinstance(item, dict):
-            by_app.setdefault(str(item.get("app_id")), set()).add(str(item.get("function_id")))
+    for function_id, owner in owners.items():
+        by_app.setdefault(owner, set()).add(function_id)
     app_id = target.app_id
     if app_id is None:
         if len(by_app) != 1:
@@ -204,7 +215,13 @@ def _scope(
     return frozenset({app_id}), by_app.get(app_id, set())
 
 
-def _app_of(function_id: str, apps: frozenset[str]) -> bool:
+def _maybe_ours(function_id: str, apps: frozenset[str], owners: dict[str, str]) -> bool:
+    """Whether a run of ``function_id`` may be of one of ``apps``: its function's registered
+    app says so; a function the engine no longer has is told by its id's prefix, and the
+    run's journal has the last word (an app ``shop-eu`` is not ``shop``)."""
+    owner = owners.get(function_id)
+    if owner is not None:
+        return owner in apps
     return any(function_id.startswith(f"{app}-") for app in apps)
 
 

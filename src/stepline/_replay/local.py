@@ -122,12 +122,17 @@ def classify(
     divergence = outcome.divergence
     if divergence is not None:
         names.update(divergence.names)
+        departs, expected = _departure(
+            list(locations), [*journal.stack, *sorted(stand_ins)], set(divergence.new)
+        )
         return RunVerdict.of(
             journal,
             "diverged",
             missing=refs(divergence.missing),
             reordered=refs(divergence.reordered),
             new=refs(divergence.new),
+            departs=None if departs is None else refs([departs])[0],
+            expected=None if expected is None else refs([expected])[0],
             notes=notes,
         )
     error = outcome.error
@@ -170,6 +175,21 @@ def classify(
         "fail on its next call",
         notes=notes,
     )
+
+
+def _departure(
+    reached: Sequence[str], recorded: Sequence[str], new: set[str]
+) -> tuple[str | None, str | None]:
+    """The first step the code reached (``reached``: in the order it first reached them)
+    where the record (``recorded``: completion order) has another, and that other one."""
+    steps = [i for i in reached if i in new or i in recorded]
+    k = 0
+    for hashed_id in steps:
+        if k < len(recorded) and hashed_id == recorded[k]:
+            k += 1
+            continue
+        return hashed_id, recorded[k] if k < len(recorded) else None
+    return None, recorded[k] if k < len(recorded) else None
 
 
 def _same_failure(journal: Journal, error: BaseException) -> bool:

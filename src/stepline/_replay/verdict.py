@@ -66,6 +66,9 @@ class RunVerdict:
         error: what failed, for ``failed`` and ``inconclusive``.
         notes: what else the replay saw (network attempts refused...).
         app_version: the app version the run started on.
+        departs: the first step the new code reaches where the record has another: where
+            the change is (None when the replay could not tell).
+        expected: the recorded step the record has there.
     """
 
     run_id: str
@@ -79,6 +82,8 @@ class RunVerdict:
     error: str | None = None
     notes: tuple[str, ...] = ()
     app_version: str | None = None
+    departs: StepRef | None = None
+    expected: StepRef | None = None
 
     @classmethod
     def of(cls, journal: Journal, verdict: Kind, **details: Any) -> RunVerdict:
@@ -102,7 +107,12 @@ class RunVerdict:
             parts.append("recorded step no longer reached: " + _labels(self.missing))
         if self.reordered:
             parts.append("recorded steps reached out of order: " + _labels(self.reordered))
-        if self.new and (self.missing or self.reordered):
+        if self.departs is not None and self.expected is not None:
+            parts.append(
+                f"the record has {self.expected.label()} next where the code reaches "
+                f"{self.departs.label()}"
+            )
+        elif self.new and (self.missing or self.reordered):
             parts.append("the code now reaches " + _labels(self.new[:3]))
         if self.error:
             parts.append(self.error)
@@ -111,7 +121,9 @@ class RunVerdict:
     def fix(self) -> str | None:
         """What to change before deploying, or None when nothing needs to."""
         if self.verdict == "diverged":
-            anchor = next((s.location for s in (*self.new, *self.reordered) if s.location), None)
+            anchor = self.departs.location if self.departs is not None else None
+            if anchor is None:
+                anchor = next((s.location for s in self.reordered if s.location), None)
             first = (self.missing or self.reordered)[0].name
             where = f" at {anchor}" if anchor else ""
             return (
@@ -140,6 +152,8 @@ class RunVerdict:
             "reordered": [s.to_json() for s in self.reordered],
             "new": [s.to_json() for s in self.new],
             "error": self.error,
+            "departs": None if self.departs is None else self.departs.to_json(),
+            "expected": None if self.expected is None else self.expected.to_json(),
             "notes": list(self.notes),
             "summary": self.summary(),
             "fix": self.fix(),
