@@ -1,10 +1,11 @@
 """The project's one client, its functions and (embedded mode) its engine, per process.
 
-Built from ``settings.STEPLINE`` on first use and kept until that setting changes
-(``override_settings`` in tests), so every view, command and worker of the process shares
-one client. The functions module (``FUNCTIONS``) usually calls ``get_client()`` while it is
-imported; that call gets the client before the engine exists, which is fine: the embedded
-engine reroutes that same client object when it is built right after.
+Built from ``settings.STEPLINE`` on first use and kept until that setting (or ``TASKS``,
+whose Stepline backends add functions) changes (``override_settings`` in tests), so every
+view, command and worker of the process shares one client. The functions module
+(``FUNCTIONS``) usually calls ``get_client()`` while it is imported; that call gets the
+client before the engine exists, which is fine: the embedded engine reroutes that same
+client object when it is built right after.
 """
 
 from __future__ import annotations
@@ -59,10 +60,11 @@ class Runtime:
             return self._client
 
     def functions(self) -> list[Function]:
-        """The functions ``FUNCTIONS`` names, imported on first call."""
+        """The functions ``FUNCTIONS`` names, imported on first call, and one per task of
+        the ``TASKS`` setting's Stepline backends (``stepline.django.tasks``)."""
         with self._lock:
             if self._functions is None:
-                self._functions = self._import_functions()
+                self._functions = self._import_functions() + self._task_functions()
             return self._functions
 
     def engine(self) -> EmbeddedEngine:
@@ -97,6 +99,17 @@ class Runtime:
         """Stop the embedded engine, if one runs."""
         if self._engine is not None:
             self._engine.stop()
+
+    def _task_functions(self) -> list[Function]:
+        if not getattr(settings, "TASKS", None):  # Django 5.2 without the backport too
+            return []
+        from stepline.django.tasks import _discovery
+
+        self._importing = True  # a tasks module may call get_client(): no engine yet
+        try:
+            return _discovery.functions(self.config.app_id)
+        finally:
+            self._importing = False
 
     def _import_functions(self) -> list[Function]:
         path = self.config.functions
@@ -186,7 +199,7 @@ def start_engine() -> None:
 
 
 def _on_setting_changed(*, setting: str, **_: Any) -> None:
-    if setting == "STEPLINE":
+    if setting in ("STEPLINE", "TASKS"):  # TASKS: the functions of its Stepline backends
         reset()
 
 

@@ -1,0 +1,1 @@
+"""A Django app whose ``tasks`` module ``SteplineBackend`` discovers (tests/django_tasks)."""

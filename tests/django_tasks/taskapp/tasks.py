@@ -1,0 +1,101 @@
+"""The test app's Django tasks: plain, failing, flaky, with steps, async, and a gate.
+
+Module-level state (``calls``, ``attempts``, the gate's events) lets a test see what ran;
+``reset()`` clears it between tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+from stepline.django.tasks import async_context, sync_context
+from tests.django_tasks.taskapp import _tasks_api
+
+task = _tasks_api.task
+TaskContext = _tasks_api.TaskContext
+
+#: labels ``record`` ran with, in order
+calls: list[str] = []
+#: attempts per key of ``flaky``
+attempts: Counter[str] = Counter()
+#: ``hold`` sets ``held`` once it runs, then waits for ``release``
+held = threading.Event()
+release = threading.Event()
+
+
+class TaskAppError(Exception):
+    """What ``explode`` raises."""
+
+
+def reset() -> None:
+    calls.clear()
+    attempts.clear()
+    held.clear()
+    release.clear()
+
+
+@task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task
+def record(label: str) -> str:
+    calls.append(label)
+    return label
+
+
+@task(queue_name="serial")
+def record_serially(label: str) -> str:
+    calls.append(label)
+    return label
+
+
+@task(queue_name="serial")
+def hold() -> str:
+    held.set()
+    release.wait(20)
+    return "released"
+
+
+@task
+def explode(why: str) -> None:
+    raise TaskAppError(why)
+
+
+@task
+def flaky(key: str, failures: int) -> dict[str, Any]:
+    attempts[key] += 1
+    if attempts[key] <= failures:
+        raise ConnectionError(f"attempt {attempts[key]} of {key} failed")
+    return {"key": key, "attempts": attempts[key]}
+
+
+@task(takes_context=True)
+def with_steps(context: TaskContext[Any, Any], name: str) -> dict[str, Any]:
+    run = sync_context(context)
+    greeting = run.step.run("greet", lambda: f"Hello, {name}")
+    shout = run.step.run("shout", str.upper, greeting)
+    return {
+        "shout": shout,
+        "result_id": context.task_result.id,
+        "attempt": context.attempt,
+        "run_id": run.run_id,
+        "same": run is context.stepline,  # type: ignore[attr-defined]
+    }
+
+
+@task
+async def double(value: int) -> int:
+    return value * 2
+
+
+@task(takes_context=True)
+async def double_in_steps(context: TaskContext[Any, Any], value: int) -> int:
+    async def twice() -> int:
+        return value * 2
+
+    doubled = await async_context(context).step.run("twice", twice)
+    return doubled + context.attempt - 1

@@ -1,0 +1,274 @@
+"""``SteplineBackend`` on a ``TestEnv``: Django's task API over real Stepline runs.
+
+Each test gets the project of ``project.tasks_project`` (the test app's tasks discovered,
+a migrated SQLite database for the outbox) and a ``TestEnv`` as its engine, relaying the
+outbox of Django's ``default`` database. Time is virtual: ``env.get_run(id).result_sync()``
+skips to the next timer (a ``run_after``, a retry's backoff).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import json
+import time
+from collections.abc import Iterator
+from io import StringIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse
+from django.test import Client as DjangoClient
+from django.urls import path
+
+import stepline
+import stepline.django
+from stepline.django.tasks import SteplineBackend
+from stepline.django.tasks._compat import (
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task_backends,
+)
+from stepline.testing import TestEnv
+from tests._support.polling import wait_until
+from tests.django_tasks.project import import_tasks, tasks_project
+from tests.web.django_setup import mount
+
+tasks = import_tasks()
+
+if TYPE_CHECKING:
+    Result = TaskResult[Any, Any]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[TestEnv]:
+    tasks.reset()
+    with (
+        tasks_project(tmp_path / "django.db", RETRIES=3, QUEUE_CONCURRENCY={"serial": 1}),
+        TestEnv(
+            stepline.django.get_client(),
+            stepline.django.get_functions(),
+            relay_outbox="django",
+            retry_jitter=0,
+        ) as test_env,
+    ):
+        yield test_env
+    mount()
+
+
+def finish(env: TestEnv, result: Result) -> Result:
+    """Wait for the task's run to end (skipping virtual time), then refresh the result."""
+    run = env.get_run(result.id)
+    with contextlib.suppress(stepline.RunFailedError):
+        run.result_sync()
+    result.refresh()
+    return result
+
+
+def test_the_backend_says_what_it_supports() -> None:
+    assert SteplineBackend.supports_defer
+    assert SteplineBackend.supports_async_task
+    assert SteplineBackend.supports_get_result
+    assert SteplineBackend.supports_priority
+
+
+def test_each_task_is_a_function_named_after_it(env: TestEnv) -> None:
+    functions = {f.id: f for f in stepline.django.get_functions()}
+    add = functions["tests.django_tasks.taskapp.tasks.add"]
+    assert add.name == "add"
+    assert isinstance(task_backends["default"], SteplineBackend)
+
+
+def test_a_task_enqueued_returns_its_run_and_get_result_reads_it(env: TestEnv) -> None:
+    result = tasks.add.enqueue(2, 3)
+    assert result.status == TaskResultStatus.READY
+    assert result.args == [2, 3]
+    assert result.kwargs == {}
+    assert result.backend == "default"
+    assert env.get_run(result.id).result_sync() == 5
+    got = tasks.add.get_result(result.id)
+    assert got.status == TaskResultStatus.SUCCESSFUL
+    assert got.return_value == 5
+    assert got.attempts == 1
+    assert got.errors == []
+    assert got.enqueued_at is not None
+    assert got.started_at is not None
+    assert got.finished_at is not None
+    assert got.enqueued_at <= got.finished_at
+    assert got.args == [2, 3]
+    assert finish(env, result).return_value == 5
+
+
+def test_a_failing_task_reports_its_error(env: TestEnv) -> None:
+    result = finish(env, tasks.explode.enqueue("no stock"))
+    assert result.status == TaskResultStatus.FAILED
+    assert result.attempts == 4  # RETRIES=3
+    [error] = result.errors
+    assert error.exception_class_path == "tests.django_tasks.taskapp.tasks.TaskAppError"
+    assert error.exception_class is tasks.TaskAppError
+    assert "no stock" in error.traceback
+    assert "Traceback" in error.traceback
+    with pytest.raises(ValueError, match="failed"):
+        result.return_value  # noqa: B018
+
+
+def test_a_flaky_task_is_retried_until_it_succeeds(env: TestEnv) -> None:
+    result = finish(env, tasks.flaky.enqueue("crm", failures=2))
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == {"key": "crm", "attempts": 3}
+    assert result.attempts == 3
+    assert tasks.attempts["crm"] == 3
+
+
+def test_an_unknown_result_does_not_exist(env: TestEnv) -> None:
+    with pytest.raises(TaskResultDoesNotExist):
+        tasks.add.get_result("01J00000000000000000000000")
+
+
+def enqueue_view(request: HttpRequest) -> JsonResponse:
+    result = tasks.add.enqueue(int(request.GET["a"]), int(request.GET["b"]))
+    return JsonResponse({"id": result.id, "status": result.status})
+
+
+def test_a_view_enqueues_a_task(env: TestEnv) -> None:
+    mount(path("add", enqueue_view))
+    answer = DjangoClient().get("/add", {"a": 20, "b": 22})
+    assert answer.status_code == 200
+    body = json.loads(answer.content)
+    assert body["status"] == "READY"
+    assert env.get_run(body["id"]).result_sync() == 42
+    assert tasks.add.get_result(body["id"]).return_value == 42
+
+
+def test_a_management_command_enqueues_a_task(env: TestEnv) -> None:
+    out = StringIO()
+    call_command("enqueue_add", "4", "5", stdout=out)
+    result_id = out.getvalue().strip()
+    assert env.get_run(result_id).result_sync() == 9
+    result = tasks.add.get_result(result_id)
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == 9
+
+
+def test_run_after_holds_the_task_until_then_on_the_virtual_clock(env: TestEnv) -> None:
+    when = env.now + dt.timedelta(hours=2)
+    result = tasks.record.using(run_after=when).enqueue("later")
+    env.settle_sync()
+    result.refresh()
+    assert result.status == TaskResultStatus.READY
+    assert result.started_at is None
+    assert result.attempts == 0
+    assert tasks.calls == []
+    env.advance_sync(dt.timedelta(hours=1))
+    assert tasks.calls == []
+    done = finish(env, tasks.record.get_result(result.id))
+    assert done.status == TaskResultStatus.SUCCESSFUL
+    assert tasks.calls == ["later"]
+    assert done.started_at is not None
+    assert done.started_at >= when
+    assert done.enqueued_at is not None
+    assert done.enqueued_at < when
+
+
+def test_priority_orders_the_tasks_of_a_queue_limited_to_one(env: TestEnv) -> None:
+    holding = tasks.hold.enqueue()
+    assert tasks.held.wait(10), "hold did not start"
+    waiting = [
+        tasks.record_serially.using(priority=priority).enqueue(label)
+        for label, priority in (("low", -50), ("normal", 0), ("urgent", 90), ("high", 40))
+    ]
+    for result in waiting:  # each waits for the queue's one slot
+        wait_until(functools.partial(parked, env, result), timeout=10, message="a wait")
+        result.refresh()
+        assert result.status == TaskResultStatus.READY
+    assert tasks.calls == []
+    tasks.release.set()
+    assert finish(env, holding).return_value == "released"
+    for result in waiting:
+        finish(env, result)
+    assert tasks.calls == ["urgent", "high", "normal", "low"]
+
+
+def parked(env: TestEnv, result: Result) -> bool:
+    waiting = env.get_run(result.id).describe_sync().waiting or {}
+    return waiting.get("reason") == "concurrency"
+
+
+def test_tasks_of_other_queues_do_not_wait_for_a_limited_one(env: TestEnv) -> None:
+    holding = tasks.hold.enqueue()
+    assert tasks.held.wait(10), "hold did not start"
+    other = tasks.record.enqueue("free")
+    assert finish(env, other).return_value == "free"
+    tasks.release.set()
+    assert finish(env, holding).status == TaskResultStatus.SUCCESSFUL
+
+
+def test_a_task_enqueued_in_a_rolled_back_transaction_never_runs(env: TestEnv) -> None:
+    rolled_back: list[Result] = []
+
+    def fail_after_enqueue() -> None:
+        with transaction.atomic():
+            rolled_back.append(tasks.record.enqueue("rolled back"))
+            raise RuntimeError("the view failed")
+
+    with pytest.raises(RuntimeError):
+        fail_after_enqueue()
+    with transaction.atomic():
+        committed = tasks.record.enqueue("committed")
+        with pytest.raises(TaskResultDoesNotExist):
+            tasks.record.get_result(committed.id)  # not started before the commit
+    assert finish(env, wait_for(env, committed)).return_value == "committed"
+    env.settle_sync()
+    assert tasks.calls == ["committed"]
+    with pytest.raises(TaskResultDoesNotExist):
+        tasks.record.get_result(rolled_back[0].id)
+
+
+def wait_for(env: TestEnv, result: Result, timeout: float = 10.0) -> Result:
+    """The result once the relay has delivered its outbox row (real time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result.refresh()
+            return result
+        except TaskResultDoesNotExist:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def test_a_task_with_context_runs_steps(env: TestEnv) -> None:
+    result = finish(env, tasks.with_steps.enqueue("ada"))
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == {
+        "shout": "HELLO, ADA",
+        "result_id": result.id,
+        "attempt": 1,
+        "run_id": result.id,
+        "same": True,
+    }
+    steps = env.get_run(result.id).steps_sync()
+    assert [s.name for s in steps] == ["greet", "shout"]
+    assert result.attempts == 1
+
+
+def test_an_async_task_runs_on_the_engine(env: TestEnv) -> None:
+    result = finish(env, tasks.double.enqueue(21))
+    assert result.return_value == 42
+    in_steps = finish(env, tasks.double_in_steps.enqueue(5))
+    assert in_steps.return_value == 10
+
+
+@pytest.mark.anyio
+async def test_aenqueue_and_aget_result(env: TestEnv) -> None:
+    result = await tasks.add.aenqueue(1, 2)
+    assert await env.get_run(result.id).result() == 3
+    got = await tasks.add.aget_result(result.id)
+    assert got.return_value == 3
+    await result.arefresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
