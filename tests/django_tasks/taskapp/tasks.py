@@ -7,7 +7,9 @@ Module-level state (``calls``, ``attempts``, the gate's events) lets a test see 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from stepline.django.tasks import async_context, sync_context
@@ -99,3 +101,18 @@ async def double_in_steps(context: TaskContext[Any, Any], value: int) -> int:
 
     doubled = await async_context(context).step.run("twice", twice)
     return doubled + context.attempt - 1
+
+
+@task
+def survive(marks: str) -> int:
+    """Blocks on its first execution (the test kills the process then); returns how many
+    executions began."""
+    log = Path(marks)
+    with log.open("a") as out:
+        out.write("begin\n")
+    began = log.read_text().split().count("begin")
+    if began == 1:
+        time.sleep(120)
+    with log.open("a") as out:
+        out.write("end\n")
+    return began
