@@ -75,7 +75,7 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the files that configure Django, each in a child process
-OWN_PROCESS = ("docs/outbox-django.md", "docs/web-django.md")
+OWN_PROCESS = ("docs/django-tasks.md", "docs/outbox-django.md", "docs/web-django.md")
 #: set in that child: where it writes its tally for the parent
 _CHILD = "DOCS_BLOCKS_TALLY"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
