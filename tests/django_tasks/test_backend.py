@@ -12,7 +12,6 @@ import contextlib
 import datetime as dt
 import functools
 import json
-import time
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -220,8 +219,8 @@ def test_a_task_enqueued_in_a_rolled_back_transaction_never_runs(env: TestEnv) -
         fail_after_enqueue()
     with transaction.atomic():
         committed = tasks.record.enqueue("committed")
-        with pytest.raises(TaskResultDoesNotExist):
-            tasks.record.get_result(committed.id)  # not started before the commit
+        # in the outbox, seen by this transaction: ready, the run not started yet
+        assert tasks.record.get_result(committed.id).status == TaskResultStatus.READY
     assert finish(env, wait_for(env, committed)).return_value == "committed"
     env.settle_sync()
     assert tasks.calls == ["committed"]
@@ -229,17 +228,33 @@ def test_a_task_enqueued_in_a_rolled_back_transaction_never_runs(env: TestEnv) -
         tasks.record.get_result(rolled_back[0].id)
 
 
-def wait_for(env: TestEnv, result: Result, timeout: float = 10.0) -> Result:
+def wait_for(env: TestEnv, result: Result) -> Result:
     """The result once the relay has delivered its outbox row (real time)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def delivered() -> bool:
         try:
-            result.refresh()
-            return result
-        except TaskResultDoesNotExist:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+            env.get_run(result.id).describe_sync()
+        except stepline.RunNotFoundError:
+            return False
+        return True
+
+    wait_until(delivered, timeout=10, message="the relay to deliver the task")
+    return result
+
+
+def test_a_task_in_the_outbox_is_ready_until_the_relay_delivers_it(tmp_path: Path) -> None:
+    with (
+        tasks_project(tmp_path / "django.db"),
+        TestEnv(stepline.django.get_client(), stepline.django.get_functions()),
+    ):  # no relay
+        with transaction.atomic():
+            result = tasks.add.enqueue(1, 1)
+        result.refresh()
+        assert result.status == TaskResultStatus.READY
+        assert result.args == [1, 1]
+        assert result.enqueued_at is not None
+        with pytest.raises(TaskResultDoesNotExist):
+            tasks.add.get_result("01J" + "0" * 23)
 
 
 def test_a_task_with_context_runs_steps(env: TestEnv) -> None:

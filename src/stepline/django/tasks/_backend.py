@@ -3,16 +3,17 @@
 ``enqueue`` starts a run of the task's function (``_functions``) through the project's
 client (``stepline.django.get_client()``): at once, or, inside ``transaction.atomic()``,
 through the transactional outbox, so a rollback starts nothing. ``get_result`` reads the
-run back from the engine (``_results``).
+run back from the engine (``_results``), or finds it still in the outbox (``READY``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
 from stepline._api import catalog as _catalog
@@ -82,7 +83,7 @@ class SteplineBackend(_compat.BaseTaskBackend):
         try:
             detail = connection.run_sync(_catalog.run_flow(connection.settings, result_id))
         except RunNotFoundError:
-            raise _compat.TaskResultDoesNotExist(result_id) from None
+            return self._pending(result_id)
         return self._read(result_id, detail)
 
     async def aget_result(self, result_id: str) -> _compat.TaskResult[Any, Any]:
@@ -91,7 +92,7 @@ class SteplineBackend(_compat.BaseTaskBackend):
         try:
             detail = await connection.run_async(_catalog.run_flow(connection.settings, result_id))
         except RunNotFoundError:
-            raise _compat.TaskResultDoesNotExist(result_id) from None
+            return await sync_to_async(self._pending)(result_id)
         return self._read(result_id, detail)
 
     def _prepare(
@@ -114,16 +115,40 @@ class SteplineBackend(_compat.BaseTaskBackend):
         _compat.task_enqueued.send(type(self), task_result=result)
         return result
 
-    def _read(self, result_id: str, detail: _catalog.RunDetail) -> _Result:
-        event = detail.events[0] if detail.events else {}
+    def _pending(self, result_id: str) -> _Result:
+        """A task enqueued in a committed transaction whose outbox row the relay has not
+        delivered yet: ``READY``."""
+        from stepline.django.models import OutboxMessage
+
         try:
-            call = TaskCall.of(event.get("data") or {})
+            rows = list(
+                OutboxMessage.objects.using(self.stepline_options.database).filter(
+                    kind="start", delivered_at__isnull=True, body__contains=result_id
+                )[:2]
+            )
+        except DatabaseError:  # no outbox table: nothing was enqueued in a transaction
+            rows = []
+        for row in rows:
+            body = json.loads(row.body)
+            if body.get("run_id") == result_id:
+                call, task = self._task_of(result_id, body.get("data"))
+                return _results.enqueued(task, result_id, call, alias=self.alias)
+        raise _compat.TaskResultDoesNotExist(result_id)
+
+    def _task_of(self, result_id: str, data: object) -> tuple[TaskCall, _compat.Task[Any, Any]]:
+        try:
+            call = TaskCall.of(data)
             task = import_string(call.task)
         except (ImportError, KeyError, TypeError, ValueError):
             raise _compat.TaskResultDoesNotExist(result_id) from None
         if not isinstance(task, _compat.Task) or call.backend != self.alias:
             raise _compat.TaskResultDoesNotExist(result_id)
-        return _results.from_run(_as_enqueued(task, call), detail, call)
+        return call, _as_enqueued(task, call)
+
+    def _read(self, result_id: str, detail: _catalog.RunDetail) -> _Result:
+        event = detail.events[0] if detail.events else {}
+        call, task = self._task_of(result_id, event.get("data"))
+        return _results.from_run(task, detail, call)
 
 
 def _as_enqueued(task: _compat.Task[Any, Any], call: TaskCall) -> _compat.Task[Any, Any]:
