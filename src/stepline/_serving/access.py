@@ -172,6 +172,14 @@ ENGINE: tuple[Route, ...] = (
     _route("POST", "/v1/deploy-checks", _KEY, note="CI uploads a deploy check's report"),
     _route("GET", "/v1/deploy-checks", _KEY, _SESSION, note="the apps page's last check"),
     _route("POST", "/v0/gql", _KEY, _SESSION, note="reads only, as REST v1's"),
+    _route(
+        "GET",
+        "/v1/openapi.json",
+        _KEY,
+        _SESSION,
+        note="REST v1's OpenAPI document: open in dev as every key route; in production "
+        "it maps the management surface, so it takes what that surface takes",
+    ),
     # informational
     _route("GET", "/health", _NONE, note="load balancers"),
     _route("GET", "/ready", _NONE, note="load balancers"),

@@ -35,6 +35,7 @@ from stepline.engine._http import approvals as _approvals
 from stepline.engine._http import attempts as _attempts
 from stepline.engine._http import attributes as _attributes
 from stepline.engine._http import bulk as _bulk
+from stepline.engine._http import contract as _contract
 from stepline.engine._http import conversations as _conversations
 from stepline.engine._http import dashboard as _dashboard
 from stepline.engine._http import deploy_checks as _deploy_checks
@@ -119,6 +120,7 @@ class _Api:
             RuntimeError: a handler has no row in the table, or a row no handler.
         """
         engine = self.engine
+        _contract.check()  # every /v1 route is described in the OpenAPI document
         handlers: list[tuple[str, str, Handler]] = [
             ("POST", "/e/{key}", self.send),
             ("POST", "/v1/functions/{function_id:path}/runs", self.start),
@@ -159,6 +161,7 @@ class _Api:
             *_event_replay.table(engine),
             *_deploy_checks.table(engine),
             *_gql.table(engine),
+            *_contract.table(),
             ("GET", "/health", self.health),
             ("GET", "/ready", lambda request: _ready.ready(engine)),
             ("GET", "/metrics", self.metrics),

@@ -1,5 +1,5 @@
 // The dashboard's router and live-update loop. Pages live in runs.js, run.js, events.js,
-// functions.js, apps.js, approvals.js and conversations.js; each renders into the view
+// functions.js, apps.js, approvals.js, conversations.js and reference.js; each renders into the view
 // and may return { poll }, which is called every few seconds while "Live" is on and the
 // tab is visible.
 import { fill, h } from "./dom.js";
@@ -10,6 +10,7 @@ import * as functions from "./functions.js";
 import * as apps from "./apps.js";
 import * as approvals from "./approvals.js";
 import * as conversations from "./conversations.js";
+import * as reference from "./reference.js";
 
 const POLL_MS = 2000;
 const ROUTES = [
@@ -22,6 +23,7 @@ const ROUTES = [
   [/^apps$/, apps.list, "apps"],
   [/^approvals$/, approvals.list, "approvals"],
   [/^conversations\/(.+)$/, conversations.page, "runs"],
+  [/^reference$/, reference.page, "reference"],
 ];
 
 const view = document.getElementById("view");

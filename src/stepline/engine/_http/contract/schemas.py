@@ -1,0 +1,293 @@
+"""JSON Schema (OpenAPI 3.1's dialect) for what the REST API reads and answers.
+
+Builders for the few shapes the declarations repeat (an object, a nullable value, a
+``{"data": ...}`` wrapper, a page) and the shared components: the one error object every
+route answers a refusal with, and the records ``views`` renders (a run, a step, an
+event...). Pure data: ``operations`` declares each route with these, ``document`` turns
+the declarations into the OpenAPI document.
+
+Objects are open (``additionalProperties`` left out): a field added within ``/v1`` is a
+compatible change, so a client must ignore fields it does not know (docs/api.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stepline._status import RunStatus
+from stepline.engine._model import StepStatus
+
+Schema = dict[str, Any]
+
+STRING: Schema = {"type": "string"}
+INTEGER: Schema = {"type": "integer"}
+NUMBER: Schema = {"type": "number"}
+BOOLEAN: Schema = {"type": "boolean"}
+ANY: Schema = {}
+OBJECT: Schema = {"type": "object"}
+#: an RFC 3339 time with milliseconds and ``Z`` (``views.timestamp``)
+TIME: Schema = {"type": "string", "format": "date-time"}
+
+
+def ref(name: str) -> Schema:
+    """A reference to the component ``name``."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    """``schema`` or null."""
+    if set(schema) == {"type"} and isinstance(schema["type"], str):
+        return {"type": [schema["type"], "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def array(items: Schema) -> Schema:
+    """A list of ``items``."""
+    return {"type": "array", "items": items}
+
+
+def obj(properties: dict[str, Schema], *required: str, description: str = "") -> Schema:
+    """An open object with ``properties``, of which ``required`` must be present."""
+    schema: Schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def data(value: Schema) -> Schema:
+    """A single result as Inngest's REST API wraps it: ``{"data": value}``."""
+    return obj({"data": value}, "data")
+
+
+def page(item: Schema, **metadata: Schema) -> Schema:
+    """A paginated list: ``{"data": [...], "metadata": {"next_cursor", ...}}``."""
+    meta = obj({"next_cursor": nullable(STRING), **metadata}, "next_cursor")
+    return obj({"data": array(item), "metadata": meta}, "data", "metadata")
+
+
+RUN_STATUS: Schema = {"type": "string", "enum": [status.value for status in RunStatus]}
+STEP_STATUS: Schema = {"type": "string", "enum": [status.value for status in StepStatus]}
+
+_ERROR = obj(
+    {
+        "error": {"type": "string", "description": "what is wrong, for people"},
+        "code": {
+            "type": "string",
+            "description": "a stable name for refusals a caller acts on: `endpoint_only`, "
+            "`run_id_taken`, `lease_lost`, `database_unavailable`...",
+        },
+        "event_id": {"type": "string", "description": "409 of a skipped start: its event"},
+        "live_runs": {"type": "integer", "description": "409 of a version retirement"},
+        "problems": {"description": "400 of an approval's args: each problem"},
+        "status": {"type": "integer", "description": "503: the status, repeated"},
+        "cause": {"type": "string", "description": "503: the database fault"},
+        "retry_after": {"type": "integer", "description": "503: seconds (and Retry-After)"},
+        "what_to_do": {"type": "string", "description": "503: advice for the operator"},
+    },
+    "error",
+    description="Every refusal, on every route: `error` always, `code` when a caller "
+    "may act on it; a route's extra fields are listed here and stay optional.",
+)
+
+_RUN = obj(
+    {
+        "run_id": STRING,
+        "function_id": STRING,
+        "app_id": STRING,
+        "status": RUN_STATUS,
+        "event_ids": array(STRING),
+        "event_names": array(STRING),
+        "run_started_at": nullable(TIME),
+        "ended_at": nullable(TIME),
+        "created_at": nullable(TIME),
+        "output": ANY,
+        "cancel_reason": nullable(STRING),
+        "origin": nullable(STRING),
+        "parent_run_id": nullable(STRING),
+        "parent_step_id": nullable(STRING),
+        "started_by": nullable(STRING),
+        "waiting": nullable(OBJECT),
+        "app_version": nullable(STRING),
+        "notices": array(ANY),
+        "replay_of": nullable(STRING),
+        "replay_from_step": nullable(STRING),
+        "replay_from_step_name": nullable(STRING),
+        "attributes": {"type": "object", "additionalProperties": STRING},
+        "events": array(OBJECT),
+    },
+    "run_id",
+    "function_id",
+    "app_id",
+    "status",
+    "event_ids",
+    "created_at",
+    "attributes",
+    description="A run (`events` only on a single run's view).",
+)
+
+_STEP = obj(
+    {
+        "id": STRING,
+        "name": nullable(STRING),
+        "op": nullable(STRING),
+        "kind": nullable(STRING),
+        "status": STEP_STATUS,
+        "attempts": INTEGER,
+        "max_attempts": nullable(INTEGER),
+        "next_retry_at": nullable(TIME),
+        "mode": nullable(STRING),
+        "started_at": nullable(TIME),
+        "ended_at": nullable(TIME),
+        "duration_ms": nullable(INTEGER),
+        "wait": nullable(OBJECT),
+        "output": ANY,
+        "error": ANY,
+    },
+    "id",
+    "status",
+    "attempts",
+    description="A step of a run's timeline: `output`, or `error` when it failed.",
+)
+
+_ATTEMPT = obj(
+    {
+        "step_id": STRING,
+        "attempt": INTEGER,
+        "status": {"type": "string", "enum": ["Completed", "Failed"]},
+        "started_at": nullable(TIME),
+        "ended_at": nullable(TIME),
+        "duration_ms": nullable(INTEGER),
+        "error": ANY,
+        "retry_at": nullable(TIME),
+    },
+    "step_id",
+    "attempt",
+    "status",
+)
+
+_EVENT = obj(
+    {
+        "internal_id": STRING,
+        "id": nullable(STRING),
+        "name": STRING,
+        "data": ANY,
+        "ts": nullable(NUMBER),
+        "received_at": nullable(TIME),
+        "user": ANY,
+        "v": ANY,
+        "replay_of": nullable(STRING),
+        "replays": array(STRING),
+    },
+    "internal_id",
+    "name",
+)
+
+_FUNCTION = obj(
+    {
+        "function_id": STRING,
+        "app_id": STRING,
+        "name": nullable(STRING),
+        "triggers": array(OBJECT),
+        "updated_at": nullable(TIME),
+        "config": OBJECT,
+        "paused": nullable(ref("Pause")),
+    },
+    "function_id",
+    "app_id",
+    "triggers",
+)
+
+_PAUSE = obj(
+    {"at": nullable(TIME), "crons": {"enum": ["queue", "skip"]}, "reason": nullable(STRING)},
+    "at",
+    "crons",
+)
+
+_APP = obj(
+    {
+        "app_id": STRING,
+        "url": nullable(STRING),
+        "sdk": nullable(STRING),
+        "framework": nullable(STRING),
+        "synced_at": nullable(TIME),
+        "error": nullable(STRING),
+        "mode": nullable(STRING),
+        "functions": INTEGER,
+    },
+    "app_id",
+    "functions",
+)
+
+_SYNC = obj(
+    {"url": STRING, "ok": BOOLEAN, "status": nullable(INTEGER), "error": nullable(STRING)},
+    "url",
+    "ok",
+)
+
+_BULK = obj(
+    {
+        "bulk_id": STRING,
+        "action": {"enum": ["cancel", "replay"]},
+        "filter": OBJECT,
+        "status": STRING,
+        "done": BOOLEAN,
+        "idempotency_key": nullable(STRING),
+        "created_at": nullable(TIME),
+        "updated_at": nullable(TIME),
+        "cursor": nullable(STRING),
+        "matched": INTEGER,
+        "applied": INTEGER,
+        "skipped": INTEGER,
+        "error": nullable(STRING),
+        "created": BOOLEAN,
+    },
+    "bulk_id",
+    "action",
+    "status",
+    "done",
+)
+
+_APPROVAL = obj(
+    {
+        "approval_id": STRING,
+        "run_id": STRING,
+        "step_id": nullable(STRING),
+        "step": nullable(STRING),
+        "function_id": nullable(STRING),
+        "app_id": nullable(STRING),
+        "started_by": nullable(STRING),
+        "status": STRING,
+        "agent": ANY,
+        "tool": ANY,
+        "tool_call_id": ANY,
+        "args": ANY,
+        "schema": ANY,
+        "description": ANY,
+        "metadata": ANY,
+        "on_timeout": ANY,
+        "budget": ANY,
+        "asked_at": nullable(TIME),
+        "until": nullable(TIME),
+        "decision": nullable(OBJECT),
+    },
+    "approval_id",
+    "run_id",
+    "status",
+)
+
+#: the shared components, by name
+COMPONENTS: dict[str, Schema] = {
+    "Error": _ERROR,
+    "Run": _RUN,
+    "Step": _STEP,
+    "Attempt": _ATTEMPT,
+    "Event": _EVENT,
+    "Function": _FUNCTION,
+    "Pause": _PAUSE,
+    "App": _APP,
+    "SyncResult": _SYNC,
+    "BulkAction": _BULK,
+    "Approval": _APPROVAL,
+}
