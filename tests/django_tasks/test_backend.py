@@ -287,3 +287,14 @@ async def test_aenqueue_and_aget_result(env: TestEnv) -> None:
     assert got.return_value == 3
     await result.arefresh()
     assert result.status == TaskResultStatus.SUCCESSFUL
+
+
+def test_a_task_enqueues_tasks(env: TestEnv) -> None:
+    ids = finish(env, tasks.fan_out.enqueue(["a", "b"])).return_value
+    results = [finish(env, tasks.record.get_result(result_id)) for result_id in ids]
+    assert [r.return_value for r in results] == ["a", "b"]
+    assert sorted(tasks.calls) == ["a", "b"]
+
+
+def test_the_backend_passes_its_system_check(env: TestEnv) -> None:
+    assert task_backends["default"].check() == []

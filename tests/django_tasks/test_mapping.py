@@ -133,3 +133,12 @@ def test_a_run_is_read_as_a_task_result_in_every_state() -> None:
     assert cancelled.errors[0].exception_class_path == "stepline.RunCancelledError"
     assert "by an operator" in cancelled.errors[0].traceback
     assert cancelled.args == [1, 2]
+
+
+def test_a_system_check_asks_for_stepline_django() -> None:
+    from stepline.django.tasks import SteplineBackend
+
+    # the tests' Django configuration installs no app
+    [error] = SteplineBackend("default", {"BACKEND": "x"}).check()
+    assert error.id == "stepline.E002"
+    assert "'stepline.django' is not in INSTALLED_APPS" in error.msg

@@ -116,3 +116,9 @@ def survive(marks: str) -> int:
     with log.open("a") as out:
         out.write("end\n")
     return began
+
+
+@task
+def fan_out(labels: list[str]) -> list[str]:
+    """Enqueues ``record`` once per label, from inside a task; returns the results' ids."""
+    return [record.enqueue(label).id for label in labels]

@@ -13,6 +13,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
+from django.apps import apps
+from django.core import checks
 from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
@@ -47,6 +49,21 @@ class SteplineBackend(_compat.BaseTaskBackend):
         self.stepline_options = _options.from_params(
             alias, params.get("OPTIONS") or {}, self.queues
         )
+
+    def check(self, **kwargs: Any) -> list[Any]:
+        """Django's system checks: ``stepline.django`` must be installed (it serves the
+        tasks' functions and owns the outbox's table)."""
+        if apps.is_installed("stepline.django"):
+            return []
+        return [
+            checks.Error(
+                f"TASKS[{self.alias!r}] uses SteplineBackend, but 'stepline.django' is not "
+                "in INSTALLED_APPS",
+                hint="Add 'stepline.django' to INSTALLED_APPS and a STEPLINE setting "
+                "(docs/django-tasks.md).",
+                id="stepline.E002",
+            )
+        ]
 
     def enqueue(
         self, task: _compat.Task[Any, Any], args: Any, kwargs: Any
