@@ -35,6 +35,7 @@ def _network_errors() -> tuple[type[Exception], ...]:
 
     return (httpx.HTTPError, httpx.InvalidURL, OSError)
 
+
 #: Every transport, so a forked child (gunicorn --preload, multiprocessing) drops the
 #: parent's connections instead of sharing its sockets.
 _LIVE: weakref.WeakSet[SyncTransport | AsyncTransport] = weakref.WeakSet()
