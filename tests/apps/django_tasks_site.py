@@ -103,7 +103,7 @@ def work() -> None:
 
 def inspect(result_id: str) -> None:
     result = tasks.survive.get_result(result_id)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not result.is_finished and time.monotonic() < deadline:
         time.sleep(0.1)
         result.refresh()
