@@ -15,9 +15,10 @@ class SteplineConfig(AppConfig):
 
     It checks the setting, imports ``FUNCTIONS`` and the tasks modules of ``TASKS``'
     Stepline backends (so a mistake stops the process at start, not at the first
-    request), builds the embedded engine for ``"ENGINE": "embedded"`` without starting it, and starts that engine on the process's first request: a
-    preforking server (``gunicorn --preload``) forks before any engine thread exists,
-    and ``runserver``'s file watcher never starts one. A worker that must run it before
+    request), builds the embedded engine for ``"ENGINE": "embedded"`` without starting it,
+    and starts that engine on the process's first request: a preforking server
+    (``gunicorn --preload``) forks before any engine thread exists, and ``runserver``'s
+    file watcher never starts one. A worker that must run it before
     any request calls ``stepline.embedded.start_all()`` from its server's hook (gunicorn's
     ``post_worker_init``). It also adds ``manage.py stepline``.
     """
