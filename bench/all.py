@@ -28,6 +28,10 @@ stderr):
 12. ``deploy_check_bench.py`` (``deploy-check``): ``stepline deploy check`` over 1,000 live
     runs of 10 steps, a child process end to end (goal: under 10 s).
 
+Also ``django_tasks_bench.py`` (``django-tasks``): tasks/s enqueued and completed through
+Django's Tasks framework, Stepline's ``SteplineBackend`` (embedded engine) against
+django-tasks-db's ``DatabaseBackend`` and its ``db_worker``, both on SQLite.
+
 The Postgres benchmarks (5, 8, 9) are skipped, and the table says why, when no Postgres
 answers.
 
@@ -88,6 +92,7 @@ BENCHES = (
     Bench("stream", "stream_bench.py", (), ("--quick",)),
     Bench("endpoint", "endpoint_bench.py", (), ("--quick",)),
     Bench("ai", "ai_bench.py", (), ("--quick",)),
+    Bench("django-tasks", "django_tasks_bench.py", (), ("--quick",)),
     Bench("pg-steps", "pg_steps_bench.py", ("--rounds", "2"), ("--quick",)),
     Bench("pg-latency", "latency_bench.py", ("--postgres",), ("--quick", "--postgres")),
     Bench("pg-ingest", "ingest_bench.py", ("--postgres",), ("--quick", "--postgres")),
@@ -390,6 +395,26 @@ def ai_rows(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def django_tasks_rows(d: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    sides = d["sides"]
+    for variant, label in (("add", "add two numbers"), ("payload", "1 KB argument")):
+        for key, what in (("enqueue_per_s", "enqueued"), ("completed_per_s", "completed")):
+            ratio = d["ratios"].get(variant)
+            rows.append(
+                (
+                    f"django tasks/s {what}, {label}, {d['tasks']} tasks",
+                    f"{sides['stepline'][variant][key]:,.0f}" if "stepline" in sides else "",
+                    f"{sides['db'][variant][key]:,.0f} django-tasks-db" if "db" in sides else "",
+                    f"{ratio[key]:.2f}x" if ratio else "",
+                    "",
+                )
+            )
+    for side, why in d["skipped"].items():
+        rows.append((f"django tasks: {side} skipped: {why}", "", "", "", ""))
+    return rows
+
+
 def pg_steps_rows(d: dict[str, Any]) -> list[Row]:
     cells = d["cells"]
     by = {x["stepline"]: x for x in d["ratios"]}
@@ -482,6 +507,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "stream": stream_rows,
     "endpoint": endpoint_rows,
     "ai": ai_rows,
+    "django-tasks": django_tasks_rows,
     "pg-steps": pg_steps_rows,
     "pg-latency": latency_rows,
     "pg-ingest": ingest_rows,
