@@ -298,3 +298,12 @@ def test_a_task_enqueues_tasks(env: TestEnv) -> None:
 
 def test_the_backend_passes_its_system_check(env: TestEnv) -> None:
     assert task_backends["default"].check() == []
+
+
+def test_a_non_retriable_error_fails_the_task_at_once(env: TestEnv) -> None:
+    result = finish(env, tasks.give_up.enqueue("the card was declined"))
+    assert result.status == TaskResultStatus.FAILED
+    assert result.attempts == 1
+    [error] = result.errors
+    assert error.exception_class is stepline.NonRetriableError
+    assert "the card was declined" in error.traceback

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import stepline
 from stepline.django.tasks import async_context, sync_context
 from tests.django_tasks.taskapp import _tasks_api
 
@@ -122,3 +123,9 @@ def survive(marks: str) -> int:
 def fan_out(labels: list[str]) -> list[str]:
     """Enqueues ``record`` once per label, from inside a task; returns the results' ids."""
     return [record.enqueue(label).id for label in labels]
+
+
+@task
+def give_up(why: str) -> None:
+    """Fails for good at once: no retry."""
+    raise stepline.NonRetriableError(why)
