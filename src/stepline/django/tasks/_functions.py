@@ -52,9 +52,13 @@ class SteplineTaskContext(_ContextBase, Generic[C]):  # type: ignore[misc]
     for steps inside the task::
 
         @task(takes_context=True)
-        def import_feed(context: SteplineTaskContext[stepline.SyncContext], url: str) -> int:
+        def import_feed(context, url: str) -> int:
             rows = context.stepline.step.run("fetch", fetch, url)
             return context.stepline.step.run("store", store, rows)
+
+    django-stubs types ``@task``'s ``context`` as Django's ``TaskContext``: with it,
+    ``sync_context(context)`` (``async_context`` in an ``async def`` task) is
+    ``context.stepline``, typed.
 
     Attributes:
         stepline: the run's context: a ``stepline.SyncContext`` for a ``def`` task, a
