@@ -5,7 +5,7 @@ from __future__ import annotations
 try:  # Django 6.0+
     from django.tasks import task
 except ImportError:  # Django 5.2: the backport
-    from django_tasks import task
+    from django_tasks import task  # type: ignore[no-redef]
 
 
 @task()

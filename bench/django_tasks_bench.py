@@ -260,14 +260,11 @@ def child(
     setup_django(side, database)
     import _django_tasks_jobs as jobs
 
-    if variant == "add":
-        job, calls, expected = (
-            jobs.add,
-            [(i, i) for i in range(tasks)],
-            [2 * i for i in range(tasks)],
-        )
-    else:
-        job, calls, expected = jobs.measure, [(PAYLOAD,)] * tasks, [len(PAYLOAD)] * tasks
+    job: Any = jobs.add if variant == "add" else jobs.measure
+    calls: list[tuple[Any, ...]] = (
+        [(i, i) for i in range(tasks)] if variant == "add" else [(PAYLOAD,)] * tasks
+    )
+    expected = [2 * i for i in range(tasks)] if variant == "add" else [len(PAYLOAD)] * tasks
     start_workers = db_workers if side == "db" else stepline_workers
     with start_workers(workers, interval, database):
         warm_up = job.enqueue(*calls[0])  # imports, connections and caches, then the clock

@@ -34,10 +34,12 @@ Settings: ``PORT`` (8000), ``STEPLINE_DATABASE_URL`` (``.stepline/embedded.db``)
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from typing import Annotated, Any, Literal
 
 import fastapi
+import pydantic
 import uvicorn
 
 import stepline
@@ -103,6 +105,17 @@ def combine(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 # -- the durable functions ---------------------------------------------------------------------
 
 
+class BillRequest(pydantic.BaseModel):
+    """What starts a ``bill-customer`` run (a Celery task's arguments, as JSON)."""
+
+    customer: str = pydantic.Field(min_length=1)
+    delay_seconds: int = pydantic.Field(default=0, ge=0, le=86_400)
+
+
+class RegionRequest(pydantic.BaseModel):
+    region: str
+
+
 @client.function(
     id="bill-customer",
     trigger=stepline.TriggerEvent(event="billing/bill.requested"),
@@ -110,10 +123,10 @@ def combine(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 )
 async def bill_customer(ctx: stepline.Context) -> dict[str, Any]:
     """The chain fetch -> price -> charge -> receipt, after an optional countdown."""
-    delay = ctx.event.data.get("delay_seconds", 0)
-    if delay:
-        await ctx.step.sleep("countdown", dt.timedelta(seconds=delay))
-    usage = await ctx.step.run("fetch-usage", fetch_usage, ctx.event.data["customer"])
+    request = ctx.event.data_as(BillRequest)
+    if request.delay_seconds:
+        await ctx.step.sleep("countdown", dt.timedelta(seconds=request.delay_seconds))
+    usage = await ctx.step.run("fetch-usage", fetch_usage, request.customer)
     invoice = await ctx.step.run("price-usage", price_usage, usage)
     charge = await ctx.step.run("charge", charge_invoice, invoice)
     receipt: dict[str, Any] = await ctx.step.run("send-receipt", send_receipt, charge)
@@ -125,7 +138,8 @@ async def bill_customer(ctx: stepline.Context) -> dict[str, Any]:
 )
 async def summarize_region(ctx: stepline.Context) -> dict[str, Any]:
     """One member of the group: a function of its own, so it has its own retries and runs."""
-    summary: dict[str, Any] = await ctx.step.run("summarize", summarize, ctx.event.data["region"])
+    region = ctx.event.data_as(RegionRequest).region
+    summary: dict[str, Any] = await ctx.step.run("summarize", summarize, region)
     return summary
 
 
@@ -140,8 +154,11 @@ async def build_report(ctx: stepline.Context) -> dict[str, Any]:
     """The chord: every region summarized in parallel, then one step gets all of them."""
     summaries = await ctx.step.parallel(
         [
-            lambda region=region: ctx.step.invoke(
-                f"summarize-{region}", function=summarize_region, data={"region": region}
+            functools.partial(
+                ctx.step.invoke,
+                f"summarize-{region}",
+                function=summarize_region,
+                data={"region": region},
             )
             for region in REGIONS
         ]
@@ -167,9 +184,8 @@ async def bill(
     delay_seconds: Annotated[int, fastapi.Query(ge=0, le=86_400)] = 0,
 ) -> dict[str, str]:
     """Bills a customer, ``delay_seconds`` from now (Celery: ``apply_async(countdown=)``)."""
-    handle = await client.start(
-        bill_customer, {"customer": customer, "delay_seconds": delay_seconds}
-    )
+    request = BillRequest(customer=customer, delay_seconds=delay_seconds)
+    handle = await client.start(bill_customer, request.model_dump())
     return {"job_id": handle.run_id}
 
 
