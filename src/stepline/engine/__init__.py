@@ -16,6 +16,7 @@ from stepline.engine._config import resolve as resolve
 from stepline.engine._engine import Engine as Engine
 from stepline.engine._errors import NotFoundError as NotFoundError
 from stepline.engine._model import StepStatus as StepStatus
+from stepline.engine._store.schema_version import SchemaTooNewError as SchemaTooNewError
 
 __all__ = [
     "Clock",
@@ -25,6 +26,7 @@ __all__ = [
     "ManualClock",
     "NotFoundError",
     "RunStatus",
+    "SchemaTooNewError",
     "StepStatus",
     "SyncResult",
     "SystemClock",

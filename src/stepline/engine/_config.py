@@ -99,6 +99,10 @@ class EngineSettings:
             the calls of apps whose Connect workers are connected here
             (``STEPLINE_NODE_URL``; default ``http://<host>:<port>``, the host name when
             bound to every interface).
+        schema_check_interval: seconds between a running engine's reads of the schema
+            version the database records; once another node has migrated it past what
+            this engine knows, the engine leases no more work and ``/ready`` answers 503
+            (docs/operations.md#upgrading-stepline).
     """
 
     mode: Mode = "dev"
@@ -138,6 +142,11 @@ class EngineSettings:
     bulk_batch_size: int = 200
     bulk_pause: float = 0.05
     node_url: str | None = None
+    schema_check_interval: float = 5.0
+    #: internal, a test seam: the newest schema version this engine applies and accepts,
+    #: set below its migrations' count to play an earlier release on today's code
+    #: (tests/engine/test_schema_versions.py); None, for every real engine, knows them all
+    known_schema: int | None = None
 
     def __post_init__(self) -> None:
         # here rather than in resolve(): settings built directly (the embedded engine in
@@ -337,6 +346,9 @@ def _check(settings: EngineSettings) -> None:
         )
     if not (1 <= settings.bulk_batch_size <= 10_000 and 0 <= settings.bulk_pause <= 3600):
         raise EngineConfigError("the bulk batch size must be 1-10000 and its pause 0-3600 s")
+    every = settings.schema_check_interval
+    if not 0 < every <= 3600:
+        raise EngineConfigError(f"the schema check interval must be 0-3600 s (not 0), got {every}")
     if not 0 < settings.port < 65536:
         raise EngineConfigError(f"port must be 1-65535, got {settings.port}")
 

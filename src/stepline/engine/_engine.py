@@ -49,12 +49,15 @@ from stepline.engine._store import (
     Tx,
     dsn,
     guard,
+    is_postgres,
+    known_schema,
     store_for,
     sweeper,
 )
 from stepline.engine._store.attempts import StepAttempt
 from stepline.engine._trust import apps as _apptrust
 from stepline.engine._wire import response
+from stepline.engine._worker import schema_watch
 from stepline.engine._worker.worker import QueueWorker
 
 __all__ = ["Engine"]
@@ -172,12 +175,21 @@ class Engine:
             worker: run the worker in this process.
             sync: sync ``settings.app_urls`` now; an HTTP server passes False and calls
                 ``sync_apps`` once it listens (apps answer a sync by calling it back).
+
+        Raises:
+            SchemaTooNewError: the database's schema is newer than this engine knows (a
+                newer release migrated it); nothing was started.
         """
         if self._started:
             return
         self._started = True
         self._waiters.open()
-        await self.store.open()
+        try:
+            await self.store.open()  # SchemaTooNewError: a newer release migrated it
+        except BaseException:
+            with contextlib.suppress(Exception):  # what was opened (its threads, the driver)
+                await self.stop()
+            raise
         await self.reload()
         self._aio = asyncio.get_running_loop()
         self.store.subscribe(self._notified)
@@ -193,8 +205,20 @@ class Engine:
                 asyncio.create_task(self.worker.run(), name="stepline-worker"),
                 asyncio.create_task(self.worker.heartbeat(), name="stepline-heartbeat"),
                 asyncio.create_task(sweeper.Sweeper.of(self).run(), name="stepline-retention"),
+                asyncio.create_task(self._schema_watch().run(), name="stepline-schema-watch"),
                 *_relay.tasks(self),  # relay_outbox: this engine moves an outbox's rows
             ]
+
+    def _schema_watch(self) -> schema_watch.SchemaWatch:
+        metrics = None if self.observer is None else self.observer.metrics
+        return schema_watch.SchemaWatch(
+            self.store,
+            known=known_schema(self.settings),
+            postgres=is_postgres(self.settings.database_url),
+            interval=self.settings.schema_check_interval,
+            refuse=self.worker.refuse,
+            on_refused=None if metrics is None else metrics.record_schema_too_new,
+        )
 
     async def sync_apps(self) -> list[SyncResult]:
         """Sync every ``-u`` app (``settings.app_urls``); failures are logged, not raised."""

@@ -38,6 +38,7 @@ from stepline.engine._config import (
 )
 from stepline.engine._engine import Engine
 from stepline.engine._store import dsn, store_for
+from stepline.engine._store.schema_version import SchemaTooNewError
 
 if TYPE_CHECKING:
     import uvicorn
@@ -147,7 +148,7 @@ async def _check_database(settings: EngineSettings) -> str | None:
         return str(exc)
     try:
         await store.open()
-    except Exception as exc:  # unreachable, bad credentials, schema too old: one clear line
+    except Exception as exc:  # unreachable, bad credentials, schema too old or too new: one line
         return str(exc).strip() or type(exc).__name__
     finally:
         with contextlib.suppress(Exception):
@@ -171,6 +172,9 @@ def _migrate(url: str) -> int:
 
     try:
         before, after = asyncio.run(run())
+    except SchemaTooNewError as exc:  # never claims to go backwards: the config exit
+        print(f"stepline migrate: {_redact(url)}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except Exception as exc:  # a bad URL or an unreachable database: say so, exit 1
         print(f"stepline migrate: {_redact(url)}: {dsn.scrub(str(exc), url)}", file=sys.stderr)
         return 1

@@ -119,6 +119,10 @@ class InlineRuns:
             )  # fmt: skip
             if run_id is None:
                 return None, bool(tx.queued)
+            if engine.worker.refusal is not None:  # the schema moved past this engine
+                run = tx.get_run(run_id)
+                assert run is not None, "the start made (or found) it in this transaction"
+                return InlineStart(run, created, lease_seconds=seconds), bool(tx.queued)
             job, run = _lease_first(
                 tx, run_id, owner, now=now, until=now + seconds, recheck=seconds
             )

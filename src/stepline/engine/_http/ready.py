@@ -1,11 +1,14 @@
-"""``GET /ready``: readiness (the database answers and its schema is current).
+"""``GET /ready``: readiness (the database answers, at the schema this engine knows).
 
 ``/health`` says the process is alive; ``/ready`` says it can do its work. Both are
 public, as load balancers and orchestrators probe them without a key. A 503 names the
-reason, never a credential. While the last write failed with a database fault (locked,
-disk full, read-only: ``_store/guard.py``) it answers 503 with the cause, after trying one
-small write itself (so an idle engine notices the fault cleared). On SQLite the answer
-carries the write-ahead log's size (``sqlite_wal_bytes``, see docs/operations.md).
+reason, never a credential. A schema newer than the engine knows (another node migrated
+it, and the engine leases nothing more: ``_worker/schema_watch.py``) answers 503 with both
+versions and what to do; an older one, with ``stepline migrate``. While the last write
+failed with a database fault (locked, disk full, read-only: ``_store/guard.py``) it
+answers 503 with the cause, after trying one small write itself (so an idle engine
+notices the fault cleared). On SQLite the answer carries the write-ahead log's size
+(``sqlite_wal_bytes``, see docs/operations.md).
 """
 
 from __future__ import annotations
@@ -14,14 +17,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import starlette.responses
 
 from stepline.engine._http import wire
-from stepline.engine._store import Tx, dsn, postgres_schema, sqlite_schema
+from stepline.engine._store import Tx, dsn, is_postgres, known_schema, schema_version
 from stepline.engine._store.faults import StoreUnavailable
-from stepline.engine._store.sql import SqlTx
 
 if TYPE_CHECKING:
     from stepline.engine._engine import Engine
@@ -44,22 +46,27 @@ async def ready(engine: Engine) -> starlette.responses.Response:
         The answer to ``GET /ready``.
     """
     url = engine.settings.database_url
-    postgres = url.startswith(("postgres://", "postgresql://"))
+    postgres = is_postgres(url)
+    if engine.worker.refusal is not None:  # the schema moved past this running engine
+        return _unready(engine.worker.refusal)
     if engine.health.degraded:
         fault = await _probe(engine)
         if fault is not None:
             reason = f"the database refuses writes: {fault['cause']}"
             body = {"status": "unavailable", "reason": reason, **fault}
             return wire.json_response(body, status=503)
-    want = len(postgres_schema.MIGRATIONS if postgres else sqlite_schema.MIGRATIONS)
+    want = known_schema(engine.settings)
     try:
         version = await asyncio.wait_for(
-            engine.store.read(lambda tx: _version(tx, postgres=postgres)), PROBE_SECONDS
+            engine.store.read(lambda tx: schema_version.recorded(tx, postgres=postgres)),
+            PROBE_SECONDS,
         )
     except Exception as exc:  # unreachable, gone, closed: say so, whatever it was
         reason = dsn.scrub(str(exc).strip() or type(exc).__name__, url).splitlines()[0]
         logger.warning("not ready: the database does not answer: %s", reason)
         return _unready(f"the database does not answer: {reason}")
+    if version > want:  # before the watch has seen it: the same answer
+        return _unready(schema_version.refusal(version, want))
     if version < want:
         reason = f"the database schema is at version {version}, this engine needs {want}"
         logger.warning("not ready: %s (run `stepline migrate`)", reason)
@@ -85,13 +92,3 @@ async def _probe(engine: Engine) -> dict[str, object] | None:
 
 def _unready(reason: str) -> starlette.responses.Response:
     return wire.json_response({"status": "unavailable", "reason": reason}, status=503)
-
-
-def _version(tx: Tx, *, postgres: bool) -> int:
-    query = (
-        "SELECT COALESCE(MAX(version), 0) FROM stepline_schema"
-        if postgres
-        else "PRAGMA user_version"
-    )
-    row = cast(SqlTx, tx).execute(query).fetchone()
-    return int(row[0]) if row else 0

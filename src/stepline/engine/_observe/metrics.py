@@ -111,6 +111,13 @@ class EngineMetrics:
             "1 while the last write failed with a database fault and none has succeeded "
             "since (what /ready answers 503 for), else 0.",
         )
+        self.schema_too_new = r.gauge(
+            "stepline_schema_too_new",
+            "1 once the database's schema version is past the newest this engine knows "
+            "(another node migrated it): it leases no more work and /ready answers 503 "
+            "until it is restarted on a release that knows the schema; else 0.",
+        )
+        self.schema_too_new.set(0.0)
         self.sqlite_wal_bytes = r.gauge(
             "stepline_sqlite_wal_bytes",
             "Size of the SQLite write-ahead log file at scrape time (a long-lived reader "
@@ -223,6 +230,10 @@ class EngineMetrics:
         self.store_degraded.set(1.0 if degraded else 0.0)
         if wal_bytes is not None:
             self.sqlite_wal_bytes.set(float(wal_bytes))
+
+    def record_schema_too_new(self, found: int, known: int) -> None:
+        """The database's schema moved past this engine's (``_worker/schema_watch``)."""
+        self.schema_too_new.set(1.0 if found > known else 0.0)
 
     def record_removed(self, removed: Mapping[str, int]) -> None:
         """A retention batch deleted these rows, per table."""

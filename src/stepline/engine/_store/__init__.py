@@ -422,14 +422,37 @@ def store_for(settings: EngineSettings) -> Store:
     from stepline.engine._config import EngineConfigError
 
     url = settings.database_url
-    if url.startswith(("postgres://", "postgresql://")):
+    if is_postgres(url):
         try:
             from stepline.engine._store.postgres import PostgresStore
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise EngineConfigError(
                 "a postgres:// database needs psycopg: pip install 'stepline[postgres]'"
             ) from exc
-        return PostgresStore(url, pool_size=settings.db_pool_size, migrate=settings.migrate)
+        return PostgresStore(
+            url,
+            pool_size=settings.db_pool_size,
+            migrate=settings.migrate,
+            known_schema=settings.known_schema,
+        )
     from stepline.engine._store.sqlite import SqliteStore
 
-    return SqliteStore(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
+    return SqliteStore(
+        settings.sqlite_path,
+        synchronous=settings.sqlite_synchronous,
+        known_schema=settings.known_schema,
+    )
+
+
+def is_postgres(url: str) -> bool:
+    """Whether a database URL names Postgres (else SQLite)."""
+    return url.startswith(("postgres://", "postgresql://"))
+
+
+def known_schema(settings: EngineSettings) -> int:
+    """The newest schema version an engine with these settings applies and accepts."""
+    from stepline.engine._store import postgres_schema, schema_version, sqlite_schema
+
+    url = settings.database_url
+    migrations = postgres_schema.MIGRATIONS if is_postgres(url) else sqlite_schema.MIGRATIONS
+    return schema_version.newest(len(migrations), settings.known_schema)

@@ -32,7 +32,7 @@ from psycopg import pq
 
 from stepline.engine._errors import QueryTimeoutError
 from stepline.engine._model import Run
-from stepline.engine._store import RunFilter, pg_writers
+from stepline.engine._store import RunFilter, pg_writers, schema_version
 from stepline.engine._store import postgres_schema as schema
 from stepline.engine._store.function_metrics import PostgresMetricsSql
 from stepline.engine._store.messages import PostgresMessagesSql
@@ -170,13 +170,22 @@ class PostgresStore:
             process off its GIL's queue with many runs in flight and let a slow
             transaction never hold up every other.
         migrate: apply pending migrations on ``open`` (``stepline migrate`` does it alone).
+        known_schema: the newest schema version to apply and accept (None: every
+            migration this release has; ``EngineSettings.known_schema``).
     """
 
     def __init__(
-        self, url: str, *, pool_size: int = 10, writers: int = 2, migrate: bool = True
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        writers: int = 2,
+        migrate: bool = True,
+        known_schema: int | None = None,
     ) -> None:
         self.url = url
         self.migrate_on_open = migrate
+        self.known_schema = known_schema
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
@@ -205,21 +214,23 @@ class PostgresStore:
         # seconds with libpq's own message, before the pool starts retrying
         with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
             if self.migrate_on_open:
-                schema.migrate(conn)
+                schema.migrate(conn, self.known_schema)
             else:
                 self._check_version(conn)
         self._pool.open(wait=True, timeout=30)
 
     def _check_version(self, conn: psycopg.Connection[Any]) -> None:
         try:
-            row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM stepline_schema").fetchone()
+            row = conn.execute(schema_version.POSTGRES_QUERY).fetchone()
         except psycopg.errors.UndefinedTable:
             row = (0,)
         version = int(row[0]) if row else 0
-        if version < len(schema.MIGRATIONS):
+        latest = schema_version.newest(len(schema.MIGRATIONS), self.known_schema)
+        schema_version.check(version, latest)
+        if version < latest:
             raise RuntimeError(
                 f"the database schema is at version {version}, this engine needs "
-                f"{len(schema.MIGRATIONS)}: run `stepline migrate --db ...` first"
+                f"{latest}: run `stepline migrate --db ...` first"
             )
 
     async def open(self) -> None:
@@ -231,7 +242,7 @@ class PostgresStore:
 
         def run() -> tuple[int, int]:
             with psycopg.connect(self.url, autocommit=True) as conn:
-                return schema.migrate(conn)
+                return schema.migrate(conn, self.known_schema)
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, run)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stepline.engine._store import schema_version
 from stepline.engine._store.rows import statements
 
 #: The advisory lock several engines starting at once take to migrate one at a time.
@@ -228,28 +229,34 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def migrate(conn: Any) -> tuple[int, int]:
+def migrate(conn: Any, known: int | None = None) -> tuple[int, int]:
     """Apply the migrations the database has not seen, one transaction each.
 
     Args:
         conn: a psycopg connection in autocommit mode.
+        known: the newest version to apply and accept (``schema_version.newest``).
 
     Returns:
         ``(version before, version after)``.
+
+    Raises:
+        SchemaTooNewError: the database is past ``known`` (a newer release migrated it).
     """
+    latest = schema_version.newest(len(MIGRATIONS), known)
     conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS stepline_schema "
             "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
         )
-        row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM stepline_schema").fetchone()
-        before = int(row[0])
-        for number, script in enumerate(MIGRATIONS[before:], start=before + 1):
+        before = int(conn.execute(schema_version.POSTGRES_QUERY).fetchone()[0])
+        # under the lock: a newer engine migrating meanwhile has finished
+        schema_version.check(before, latest)
+        for number, script in enumerate(MIGRATIONS[before:latest], start=before + 1):
             with conn.transaction():
                 for statement in statements(script):
                     conn.execute(statement)
                 conn.execute("INSERT INTO stepline_schema (version) VALUES (%s)", (number,))
-        return before, len(MIGRATIONS)
+        return before, latest
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))

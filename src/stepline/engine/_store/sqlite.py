@@ -66,6 +66,8 @@ class SqliteStore:
             before failing with ``database is locked``.
         wal_limit: bytes of WAL above which it is truncated once readers let go (``_wal``).
         wal_every: seconds between two WAL checkpoints.
+        known_schema: the newest schema version to apply and accept (None: every
+            migration this release has; ``EngineSettings.known_schema``).
     """
 
     def __init__(
@@ -76,12 +78,14 @@ class SqliteStore:
         busy_timeout: float = 10.0,
         wal_limit: int = _wal.LIMIT,
         wal_every: float = _wal.EVERY,
+        known_schema: int | None = None,
     ) -> None:
         self._memory = str(path) == ":memory:"
         # absolute: connections opened later (a reader, a reopen after fork) must find
         # this file whatever the process's working directory has become since
         self.path = str(path) if self._memory else os.path.abspath(path)
         self.synchronous = synchronous
+        self.known_schema = known_schema
         self._busy_ms = int(busy_timeout * 1000)
         #: the WAL's checkpoints and size (None in memory)
         self.wal = (
@@ -130,7 +134,7 @@ class SqliteStore:
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            versions = schema.migrate(conn)
+            versions = schema.migrate(conn, self.known_schema)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

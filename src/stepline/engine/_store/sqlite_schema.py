@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from stepline.engine._store import schema_version
 from stepline.engine._store.rows import statements
 
 MIGRATIONS: tuple[str, ...] = (
@@ -214,11 +215,21 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def migrate(conn: sqlite3.Connection) -> tuple[int, int]:
-    """Apply the migrations the database has not seen; returns ``(before, after)``."""
-    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+def migrate(conn: sqlite3.Connection, known: int | None = None) -> tuple[int, int]:
+    """Apply the migrations the database has not seen; returns ``(before, after)``.
+
+    Args:
+        conn: a connection inside a write transaction (``BEGIN IMMEDIATE``).
+        known: the newest version to apply and accept (``schema_version.newest``).
+
+    Raises:
+        SchemaTooNewError: the database is past ``known`` (a newer release migrated it).
+    """
+    latest = schema_version.newest(len(MIGRATIONS), known)
+    version: int = conn.execute(schema_version.SQLITE_QUERY).fetchone()[0]
+    schema_version.check(version, latest)
+    for number, script in enumerate(MIGRATIONS[version:latest], start=version + 1):
         for statement in statements(script):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {number}")
-    return version, len(MIGRATIONS)
+    return version, latest

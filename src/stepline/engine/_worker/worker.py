@@ -81,6 +81,8 @@ class QueueWorker:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         #: set once ``stop`` begins: no more leasing, and no call leased without a queue turn
         self.stopping = False
+        #: why this worker leases nothing more while it runs (``refuse``), or None
+        self.refusal: str | None = None
         #: set to cut a graceful stop's grace short (a second signal)
         self.halt = asyncio.Event()
         self._full = False
@@ -93,6 +95,10 @@ class QueueWorker:
         """Lease and dispatch jobs until ``stop``; a database error is logged and retried."""
         self._running = True
         while not self.stopping:
+            if self.refusal is not None:  # leases nothing more: waits for its stop
+                self.wake.clear()
+                await self.wake.wait()
+                continue
             try:
                 await self._loop()
             except asyncio.CancelledError:
@@ -100,8 +106,20 @@ class QueueWorker:
             except Exception as exc:  # a database fault: logged by the store's guard
                 await recovery.pause(exc, logger, "the worker's queue loop failed")
 
+    def refuse(self, reason: str) -> None:
+        """Lease no more work while running, for ``reason`` (the schema moved past this
+        engine: ``schema_watch``); calls in flight finish, without taking their runs' next
+        calls. Only a restart undoes it."""
+        self.refusal = reason
+        self.wake.set()
+
+    @property
+    def leasing(self) -> bool:
+        """Whether this worker takes calls now: running, not stopping, not refusing."""
+        return self._running and not self.stopping and self.refusal is None
+
     async def _loop(self) -> None:
-        while not self.stopping:
+        while not self.stopping and self.refusal is None:
             self.wake.clear()
             free = self.settings.concurrency - len(self._inflight)
             jobs: list[Job] = []
@@ -158,7 +176,7 @@ class QueueWorker:
         not due yet, or is bound by concurrency limits, are left to the queue.
         """
         taken: list[tuple[Job, Snapshot]] = []
-        if not self._running or self.stopping:
+        if not self.leasing:
             tx.queue.unlease_calls()
             return taken
         until = now + self.settings.lease_seconds
@@ -175,7 +193,7 @@ class QueueWorker:
         """Have ``tx`` insert the calls it queues next (``run_id``'s, None: any run's)
         leased by this worker already, when it has room: ``adopt`` and run affinity then
         take them with no statement of their own (each ends with ``tx.queue.unlease_calls``)."""
-        if self._running and not self.stopping and self._room(tx, now):
+        if self.leasing and self._room(tx, now):
             tx.queue.lease_calls(run_id, self.owner, now, now + self.settings.lease_seconds)
 
     def dispatch(self, taken: Sequence[tuple[Job, Snapshot]]) -> None:
@@ -407,6 +425,7 @@ class QueueWorker:
         the events the answer emitted. ``known``: the run's steps as stored when the call
         was leased."""
         now = self.clock.now()
+        follow_on = follow_on and self.refusal is None
         if follow_on:
             self.lease_as_queued(tx, job.run_id, now)
         lease = self.settings.lease_seconds
@@ -429,7 +448,8 @@ class QueueWorker:
         tx.queue.unlease_calls()
         # events the answer emitted (a step's sendEvent, the run's function.finished)
         # are matched by this worker next, without a trip through the queue either
-        fanouts = [] if self.stopping else [i for i in tx.queued if i.startswith("fanout:")]
+        taking = not self.stopping and self.refusal is None
+        fanouts = [i for i in tx.queued if i.startswith("fanout:")] if taking else []
         spawn = self._take(tx, fanouts, now)
         # the worker loop needs waking only for jobs it has not taken already
         tx.claimed.update([job.job_id for job in spawn] + ([follow[0].job_id] if follow else []))
