@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import stepline
+from stepline._identity import VERSION
 from stepline._protocol.signing import hash_signing_key
 from stepline.engine import Engine, EngineSettings, ManualClock
 from stepline.engine._http.api import build_app
@@ -205,7 +206,7 @@ def test_register_lists_function_and_app(dev: TestClient) -> None:
     assert (app["sdk"], app["framework"], app["error"]) == ("py:v0.1.0", "flask", None)
     assert app["url"] == APP_URL
     assert app["synced_at"].endswith("Z")
-    assert dev.get("/dev").json() == {"version": "0.1.0", "mode": "dev", "functions": 1, "apps": 1}
+    assert dev.get("/dev").json() == {"version": VERSION, "mode": "dev", "functions": 1, "apps": 1}
 
 
 def test_register_non_json_is_400(dev: TestClient) -> None:

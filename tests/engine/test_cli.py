@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from stepline._identity import VERSION
 from stepline.engine._cli.commands import main
 from stepline.engine._store.postgres_schema import MIGRATIONS
 from tests._support import refusing
@@ -166,7 +167,7 @@ def test_start_with_keys_but_no_event_key_exits_2(
 
 def test_version_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version"]) == 0
-    assert capsys.readouterr().out.strip() == "stepline 0.1.0"
+    assert capsys.readouterr().out.strip() == f"stepline {VERSION}"
     with pytest.raises(SystemExit) as exited:
         main(["dev", "--retry-scale", "-1"])
     assert exited.value.code == 2

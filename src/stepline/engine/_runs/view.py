@@ -367,7 +367,7 @@ def divergence_message(notice: dict[str, Any]) -> str:
     )
 
 
-#: How Stepline's SDKs begin their ``X-Inngest-Sdk`` header (``stepline-py:v0.1.0``).
+#: How Stepline's SDKs begin their ``X-Inngest-Sdk`` header (``stepline-py:v<version>``).
 _OWN_SDK = _identity.SDK_HEADER.partition("-")[0] + "-"
 _UNEXPECTED = re.compile(r'found step "(.+)" when targeting a different step')
 
