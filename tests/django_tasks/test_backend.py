@@ -14,7 +14,6 @@ import functools
 import json
 from collections.abc import Iterator
 from io import StringIO
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -44,18 +43,23 @@ if TYPE_CHECKING:
     Result = TaskResult[Any, Any]
 
 
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The project, migrated once for the module: each test's env relays its outbox."""
+    folder = tmp_path_factory.mktemp("tasks")
+    with tasks_project(folder / "django.db", RETRIES=3, QUEUE_CONCURRENCY={"serial": 1}):
+        yield
+
+
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[TestEnv]:
+def env(project: None) -> Iterator[TestEnv]:
     tasks.reset()
-    with (
-        tasks_project(tmp_path / "django.db", RETRIES=3, QUEUE_CONCURRENCY={"serial": 1}),
-        TestEnv(
-            stepline.django.get_client(),
-            stepline.django.get_functions(),
-            relay_outbox="django",
-            retry_jitter=0,
-        ) as test_env,
-    ):
+    with TestEnv(
+        stepline.django.get_client(),
+        stepline.django.get_functions(),
+        relay_outbox="django",
+        retry_jitter=0,
+    ) as test_env:
         yield test_env
     mount()
 
@@ -242,11 +246,10 @@ def wait_for(env: TestEnv, result: Result) -> Result:
     return result
 
 
-def test_a_task_in_the_outbox_is_ready_until_the_relay_delivers_it(tmp_path: Path) -> None:
-    with (
-        tasks_project(tmp_path / "django.db"),
-        TestEnv(stepline.django.get_client(), stepline.django.get_functions()),
-    ):  # no relay
+def test_a_task_in_the_outbox_is_ready_until_the_relay_delivers_it(project: None) -> None:
+    from stepline.django.models import OutboxMessage
+
+    with TestEnv(stepline.django.get_client(), stepline.django.get_functions()):  # no relay
         with transaction.atomic():
             result = tasks.add.enqueue(1, 1)
         result.refresh()
@@ -255,6 +258,7 @@ def test_a_task_in_the_outbox_is_ready_until_the_relay_delivers_it(tmp_path: Pat
         assert result.enqueued_at is not None
         with pytest.raises(TaskResultDoesNotExist):
             tasks.add.get_result("01J" + "0" * 23)
+    OutboxMessage.objects.all().delete()  # not for the next test's relay
 
 
 def test_a_task_with_context_runs_steps(env: TestEnv) -> None:
