@@ -399,7 +399,11 @@ def django_tasks_rows(d: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     sides = d["sides"]
     for variant, label in (("add", "add two numbers"), ("payload", "1 KB argument")):
-        for key, what in (("enqueue_per_s", "enqueued"), ("completed_per_s", "completed")):
+        for key, what in (
+            ("enqueue_per_s", "enqueued"),
+            ("completed_per_s", "completed"),
+            ("drained_per_s", "drained from a backlog"),
+        ):
             ratio = d["ratios"].get(variant)
             rows.append(
                 (

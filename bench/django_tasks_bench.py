@@ -7,19 +7,26 @@ for both sides, in the same run, on the same machine:
 * ``db``: django-tasks-db's ``DatabaseBackend``: ``task.enqueue()`` inserts a row,
   ``manage.py db_worker`` processes (``--workers`` of them, ``--interval`` between polls
   of an empty queue) claim rows and run them;
-* ``stepline``: ``stepline.django.tasks.SteplineBackend``: ``task.enqueue()`` starts a
-  durable run, the engine calls the task in the project.
+* ``stepline``: ``stepline.django.tasks.SteplineBackend`` with ``"ENGINE": "embedded"``:
+  ``task.enqueue()`` starts a durable run, and the engine, on threads of the enqueuing
+  process (as in a web process), calls the task as the run's one step.
 
 Each measurement is a fresh child process on a fresh database (migrated, workers up and
-idle before the clock starts) that enqueues ``--tasks`` tasks one after the other from one
-thread, as a view would, while the workers run them. Two variants: ``add`` (two numbers)
-and ``payload`` (a 1 KB string argument, its length returned). Measured:
+idle and one task run before the clock starts). Two variants: ``add`` (two numbers) and
+``payload`` (a 1 KB string argument, its length returned). Two phases:
 
-* **enqueue/s**: tasks divided by the time the ``enqueue()`` calls took;
-* **completed/s**: tasks divided by the time from the first ``enqueue()`` to the last
-  task's ``finished_at`` (end to end: queueing, running and recording every result).
+* **live**: ``--tasks`` tasks enqueued one after the other from one thread, as a view
+  would, while the workers run them. **enqueue/s**: tasks divided by the time the
+  ``enqueue()`` calls took; **completed/s**: tasks divided by the time from the first
+  ``enqueue()`` to the last task's ``finished_at`` (queueing, running and recording
+  every result);
+* **backlog**: as many tasks enqueued while nothing runs them (no ``db_worker``; the
+  Stepline function paused, so its runs wait), then released (the workers started; the
+  function resumed). **drained/s**: tasks divided by the time from the first task's
+  ``started_at`` to the last one's ``finished_at``: how fast the backend works through
+  a queue, with no enqueuing beside it.
 
-Every result is then read back through the backend's ``get_result()``: each must be
+Every result is read back through the backend's ``get_result()``: each must be
 ``SUCCESSFUL`` with the right ``return_value``, else the child fails. The figures are
 the best of ``--rounds`` interleaved rounds; the ratio is Stepline's over
 django-tasks-db's (higher: Stepline faster). A side whose backend cannot be imported is
@@ -117,7 +124,8 @@ def bench(
                     print(
                         f"  round {number + 1} {side:8} {variant:7} "
                         f"enqueue {one['enqueue_per_s']:7,.0f}/s  "
-                        f"completed {one['completed_per_s']:7,.0f}/s",
+                        f"completed {one['completed_per_s']:7,.0f}/s  "
+                        f"drained {one['drained_per_s']:7,.0f}/s",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -126,6 +134,7 @@ def bench(
             variant: {
                 "enqueue_per_s": max(r["enqueue_per_s"] for r in runs),
                 "completed_per_s": max(r["completed_per_s"] for r in runs),
+                "drained_per_s": max(r["drained_per_s"] for r in runs),
                 "rounds": runs,
             }
             for variant, runs in by_variant.items()
@@ -137,7 +146,7 @@ def bench(
         for variant in VARIANTS:
             ratios[variant] = {
                 key: best["stepline"][variant][key] / best["db"][variant][key]
-                for key in ("enqueue_per_s", "completed_per_s")
+                for key in ("enqueue_per_s", "completed_per_s", "drained_per_s")
             }
     return {
         "tasks": tasks,
@@ -167,22 +176,24 @@ def versions() -> dict[str, str]:
 def report(data: dict[str, Any]) -> str:
     v = data["versions"]
     lines = [
+        f"load average {' '.join(map(str, data.get('loadavg_start', [])))} at start; "
         f"{data['tasks']} tasks a measurement, best of {data['rounds']} rounds; "
         f"django {v['django']}, django-tasks {v['django-tasks']}, "
         f"django-tasks-db {v['django-tasks-db']} ({data['workers']} db_worker, "
         f"--interval {data['interval_s']:g}); SQLite WAL + synchronous=NORMAL for both",
-        f"{'variant':9} {'side':10} {'enqueue/s':>10} {'completed/s':>12}",
+        f"{'variant':9} {'side':10} {'enqueue/s':>10} {'completed/s':>12} {'drained/s':>10}",
     ]
     for side, by_variant in data["sides"].items():
         for variant, best in by_variant.items():
             lines.append(
                 f"{variant:9} {side:10} {best['enqueue_per_s']:>10,.0f} "
-                f"{best['completed_per_s']:>12,.0f}"
+                f"{best['completed_per_s']:>12,.0f} {best['drained_per_s']:>10,.0f}"
             )
     for variant, ratio in data["ratios"].items():
         lines.append(
             f"{variant:9} {'ratio':10} {ratio['enqueue_per_s']:>9.2f}x "
-            f"{ratio['completed_per_s']:>11.2f}x  (stepline / django-tasks-db)"
+            f"{ratio['completed_per_s']:>11.2f}x {ratio['drained_per_s']:>9.2f}x  "
+            "(stepline / django-tasks-db)"
         )
     for side, why in data["skipped"].items():
         lines.append(f"{side}: skipped: {why}")
@@ -265,33 +276,75 @@ def child(
         [(i, i) for i in range(tasks)] if variant == "add" else [(PAYLOAD,)] * tasks
     )
     expected = [2 * i for i in range(tasks)] if variant == "add" else [len(PAYLOAD)] * tasks
-    start_workers = db_workers if side == "db" else stepline_workers
-    with start_workers(workers, interval, database):
-        warm_up = job.enqueue(*calls[0])  # imports, connections and caches, then the clock
-        wait_done(job, [warm_up.id])
-        began_at = dt.datetime.now(dt.timezone.utc)
-        began = time.perf_counter()
-        ids = [job.enqueue(*args).id for args in calls]
-        enqueue_s = time.perf_counter() - began
-        results = wait_done(job, ids)
-    wrong = [
-        (r.id, r.status.value, r.return_value if r.status.value == "SUCCESSFUL" else None)
-        for r, want in zip(results, expected, strict=True)
-        if r.status.value != "SUCCESSFUL" or r.return_value != want
-    ]
-    if wrong:
-        raise SystemExit(f"{len(wrong)} tasks did not succeed as expected, e.g. {wrong[:3]}")
-    finished = max(r.finished_at for r in results if r.finished_at is not None)
+    if side == "db":
+        with db_workers(workers, interval, database):
+            enqueue_s, began_at, results = live(job, calls)
+        backlog = [job.enqueue(*args).id for args in calls]  # no worker running
+        with db_workers(workers, interval, database):
+            drained = wait_done(job, backlog)
+    else:
+        with stepline_workers(workers, interval, database):
+            enqueue_s, began_at, results = live(job, calls)
+            with paused(job):  # its runs are created and wait, as in a queue with no worker
+                backlog = [job.enqueue(*args).id for args in calls]
+            drained = wait_done(job, backlog)
+    check(results, expected)
+    check(drained, expected)
+    finished = max(r.finished_at for r in results)
     end_to_end_s = (finished - began_at).total_seconds()
+    drain_s = (
+        max(r.finished_at for r in drained) - min(r.started_at for r in drained)
+    ).total_seconds()
     return {
         "side": side,
         "variant": variant,
         "tasks": tasks,
         "enqueue_s": enqueue_s,
         "end_to_end_s": end_to_end_s,
+        "drain_s": drain_s,
         "enqueue_per_s": tasks / enqueue_s,
         "completed_per_s": tasks / end_to_end_s,
+        "drained_per_s": tasks / drain_s,
     }
+
+
+def live(job: Any, calls: list[tuple[Any, ...]]) -> tuple[float, dt.datetime, list[Any]]:
+    """Enqueues while the workers run: the enqueue time, when it began, every result."""
+    warm_up = job.enqueue(*calls[0])  # imports, connections and caches, then the clock
+    wait_done(job, [warm_up.id])
+    began_at = dt.datetime.now(dt.timezone.utc)
+    began = time.perf_counter()
+    ids = [job.enqueue(*args).id for args in calls]
+    enqueue_s = time.perf_counter() - began
+    return enqueue_s, began_at, wait_done(job, ids)
+
+
+@contextmanager
+def paused(job: Any) -> Iterator[None]:
+    """The task's Stepline function paused (runs are created, none runs), then resumed."""
+    import stepline.django
+
+    [function] = [f for f in stepline.django.get_functions() if f.id == job.module_path]
+    handle = stepline.django.get_client().get_function_sync(function)
+    handle.pause(reason="django_tasks_bench: a backlog")
+    try:
+        yield
+    finally:
+        handle.resume()
+
+
+def check(results: list[Any], expected: list[Any]) -> None:
+    """Every task ``SUCCESSFUL`` with the value it should have returned, with its times."""
+    wrong = [
+        (r.id, r.status.value, r.return_value if r.status.value == "SUCCESSFUL" else None)
+        for r, want in zip(results, expected, strict=True)
+        if r.status.value != "SUCCESSFUL"
+        or r.return_value != want
+        or r.started_at is None
+        or r.finished_at is None
+    ]
+    if wrong:
+        raise SystemExit(f"{len(wrong)} tasks did not succeed as expected, e.g. {wrong[:3]}")
 
 
 def wait_done(job: Any, ids: list[Any], timeout: float = 300) -> list[Any]:
@@ -341,7 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.tasks, args.rounds = 20, 1
     only = tuple(side for side in SIDES if side in (args.only or SIDES))
+    load = os.getloadavg()
     data = bench(args.tasks, args.rounds, args.workers, args.interval, only)
+    data["loadavg_start"] = [round(x, 2) for x in load]
     data["python"] = platform.python_version()
     data["cpus"] = os.cpu_count()
     print(json.dumps(data, indent=2) if args.json else report(data))

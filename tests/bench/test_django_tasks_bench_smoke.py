@@ -2,9 +2,9 @@
 
 No figure is judged: each side must run its tasks in a child process of its own (the
 django-tasks-db side with its ``db_worker`` processes, Stepline's with the embedded
-engine), every task must come back ``SUCCESSFUL`` with the right value through the
-backend's ``get_result()`` (the script exits otherwise), and ``all.py`` must turn the JSON
-into its rows.
+engine), every task, enqueued while the workers run and then as a backlog, must come back
+``SUCCESSFUL`` with the right value through the backend's ``get_result()`` (the script
+exits otherwise), and ``all.py`` must turn the JSON into its rows.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ def test_both_backends_run_every_task() -> None:
             [measured] = data["sides"][side][variant]["rounds"]
             assert measured["tasks"] == 8
             assert measured["end_to_end_s"] > 0
+            assert measured["drain_s"] > 0
             assert measured["enqueue_per_s"] == pytest.approx(8 / measured["enqueue_s"])
     assert set(data["ratios"]) == {"add", "payload"}
     table = rows("django-tasks", data)
     assert table[0][0] == "django tasks/s enqueued, add two numbers, 8 tasks"
     assert table[0][2].endswith("django-tasks-db")
-    assert len(table) == 4
+    assert table[2][0] == "django tasks/s drained from a backlog, add two numbers, 8 tasks"
+    assert len(table) == 6
