@@ -15,6 +15,7 @@ from stepline.engine._gateway import destinations
 Mode = Literal["dev", "start"]
 LogFormat = Literal["text", "json"]
 SqliteSynchronous = Literal["NORMAL", "FULL"]
+DbPooler = Literal["none", "session", "transaction"]
 DEFAULT_PORT = 8288
 DEFAULT_DB = ".stepline/stepline.db"
 #: how long ended runs and unreferenced events are kept (seconds): 7 days
@@ -58,6 +59,16 @@ class EngineSettings:
         db_pool_size: Postgres connections this process keeps (its transactions run on
             as many threads); each engine process needs its own share of the server's
             ``max_connections``.
+        database_direct_url: Postgres itself, when ``database_url`` is a connection
+            pooler's (``STEPLINE_DATABASE_DIRECT_URL``, ``--db-direct``): one connection
+            per process ``LISTEN``s there, and migrations run there.
+        db_pooler: the pool mode of a pooler in front of ``database_url``
+            (``STEPLINE_DB_POOLER``, ``--db-pooler``): ``none``, ``session`` or
+            ``transaction`` (no prepared statements; ``LISTEN`` and migrations only on
+            ``database_direct_url``, else nodes poll and migrations are refused).
+        db_schema: the schema of the engine's tables (``STEPLINE_DB_SCHEMA``,
+            ``--db-schema``), set on each connection, or in each transaction behind a
+            transaction pooler; None: the connection's own ``search_path``.
         dashboard_keys: more keys the dashboard's login page accepts besides the signing
             key (``STEPLINE_DASHBOARD_KEY``, comma-separated), so people need not hold it.
         metrics: count runs, steps, calls, queue and store work for ``GET /metrics``
@@ -126,6 +137,9 @@ class EngineSettings:
     migrate: bool = True
     sqlite_synchronous: SqliteSynchronous = "NORMAL"
     db_pool_size: int = 10
+    database_direct_url: str | None = None
+    db_pooler: DbPooler = "none"
+    db_schema: str | None = None
     dashboard_keys: tuple[str, ...] = ()
     metrics: bool = True
     tracing: bool = False
@@ -261,12 +275,23 @@ def resolve(
     backoff = env.get("STEPLINE_RETRY_BACKOFF", "").strip().lower()
     if backoff:
         overrides = {"retry_backoff": backoff, **overrides}
+    for name, field in _POSTGRES_ENV.items():
+        if env.get(name, "").strip():
+            overrides = {field: env[name].strip(), **overrides}
     if env.get("STEPLINE_RELAY_OUTBOX", "").strip():
         overrides = {"relay_outbox": env["STEPLINE_RELAY_OUTBOX"].strip(), **overrides}
     if overrides:
         settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
     _check(settings)
     return settings
+
+
+#: Postgres connection settings read as they are written
+_POSTGRES_ENV = {
+    "STEPLINE_DATABASE_DIRECT_URL": "database_direct_url",
+    "STEPLINE_DB_POOLER": "db_pooler",
+    "STEPLINE_DB_SCHEMA": "db_schema",
+}
 
 
 def _answer_limits(env: Mapping[str, str]) -> dict[str, object]:

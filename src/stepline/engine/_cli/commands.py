@@ -67,11 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "migrate":
         try:
-            url = resolve(database_url=args.db).database_url
+            settings = resolve(database_url=args.db)
         except EngineConfigError as exc:  # e.g. a libpq keyword string: one line, no secret
             print(f"stepline migrate: {exc}", file=sys.stderr)
             return EXIT_CONFIG
-        return _migrate(url)
+        # migrations need a session: Postgres itself, when the engine's URL is a pooler's
+        url = args.db or settings.database_direct_url or settings.database_url
+        return _migrate(url, settings.db_schema)
     if args.command in runs.COMMANDS:
         return runs.main(args)
     if args.command == _db.COMMAND:
@@ -99,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             **_backoff_choice(args),
             migrate=not args.no_migrate,
             **({} if args.db_pool_size is None else {"db_pool_size": args.db_pool_size}),
+            **_postgres_connections(args),
             **({} if args.shutdown_grace is None else {"shutdown_grace": args.shutdown_grace}),
             **(
                 {}
@@ -156,10 +159,10 @@ async def _check_database(settings: EngineSettings) -> str | None:
     return None
 
 
-def _migrate(url: str) -> int:
+def _migrate(url: str, schema: str | None = None) -> int:
     """``stepline migrate``: bring the database schema up to date, then exit."""
     try:
-        store = store_for(EngineSettings(database_url=url))
+        store = store_for(EngineSettings(database_url=url, db_schema=schema))
     except EngineConfigError as exc:  # psycopg missing for a postgres:// URL
         print(f"stepline migrate: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -441,6 +444,24 @@ def _parser() -> argparse.ArgumentParser:
             help="Postgres connections this process keeps (default 10; STEPLINE_DB_POOL_SIZE)",
         )
         sub.add_argument(
+            "--db-direct",
+            metavar="URL",
+            help="Postgres itself when --db is a connection pooler's: LISTEN and migrations "
+            "go there (STEPLINE_DATABASE_DIRECT_URL)",
+        )
+        sub.add_argument(
+            "--db-pooler",
+            choices=("none", "session", "transaction"),
+            help="the pool mode of a pooler (PgBouncer) in front of --db (default none; "
+            "STEPLINE_DB_POOLER)",
+        )
+        sub.add_argument(
+            "--db-schema",
+            metavar="NAME",
+            help="the schema of the engine's tables, set per connection or, behind a "
+            "transaction pooler, per transaction (STEPLINE_DB_SCHEMA)",
+        )
+        sub.add_argument(
             "--sqlite-synchronous",
             choices=("normal", "full", "NORMAL", "FULL"),
             metavar="normal|full",
@@ -527,6 +548,13 @@ def _observability_arguments(sub: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not count anything for GET /metrics (env STEPLINE_METRICS=0)",
     )
+
+
+def _postgres_connections(args: argparse.Namespace) -> dict[str, Any]:
+    """The Postgres connection settings the flags override (a pooler's, a schema)."""
+    flags = {"database_direct_url": args.db_direct, "db_pooler": args.db_pooler}
+    flags["db_schema"] = args.db_schema
+    return {name: value for name, value in flags.items() if value is not None}
 
 
 def _polling(args: argparse.Namespace) -> dict[str, Any]:

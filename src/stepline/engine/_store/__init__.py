@@ -429,11 +429,22 @@ def store_for(settings: EngineSettings) -> Store:
             raise EngineConfigError(
                 "a postgres:// database needs psycopg: pip install 'stepline[postgres]'"
             ) from exc
+        from stepline.engine._store import pooler
+
+        connections = pooler.Connections(
+            url, settings.database_direct_url, settings.db_pooler, settings.db_schema
+        )
+        problem = pooler.problem(connections, migrate=settings.migrate)
+        if problem is not None:
+            raise EngineConfigError(problem)
         return PostgresStore(
             url,
             pool_size=settings.db_pool_size,
             migrate=settings.migrate,
             known_schema=settings.known_schema,
+            direct_url=settings.database_direct_url,
+            pooler=settings.db_pooler,
+            db_schema=settings.db_schema,
         )
     from stepline.engine._store.sqlite import SqliteStore
 

@@ -13,12 +13,17 @@ COMMITTED. What keeps concurrent nodes correct:
   its worker at once (polling stays as the fallback). The payload names the sending
   store, which ignores its own: the engine already knows what its commits queued and
   ended, and answering its own echo cost two transactions per step.
+
+Behind a connection pooler (PgBouncer) ``pooler`` says what goes where: the transactions
+to the pool, ``LISTEN`` and migrations to a session of their own, and what each
+connection or transaction sends first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import secrets
 import threading
@@ -33,6 +38,7 @@ from psycopg import pq
 from stepline.engine._errors import QueryTimeoutError
 from stepline.engine._model import Run
 from stepline.engine._store import RunFilter, pg_writers, schema_version
+from stepline.engine._store import pooler as _pooler
 from stepline.engine._store import postgres_schema as schema
 from stepline.engine._store.function_metrics import PostgresMetricsSql
 from stepline.engine._store.messages import PostgresMessagesSql
@@ -172,6 +178,9 @@ class PostgresStore:
         migrate: apply pending migrations on ``open`` (``stepline migrate`` does it alone).
         known_schema: the newest schema version to apply and accept (None: every
             migration this release has; ``EngineSettings.known_schema``).
+        direct_url: Postgres itself, for ``LISTEN`` and migrations, when ``url`` is a
+            pooler's (``pooler``: its pool mode; ``db_schema``: the tables' schema, set on
+            each connection, or in each transaction behind a transaction pooler).
     """
 
     def __init__(
@@ -182,8 +191,18 @@ class PostgresStore:
         writers: int = 2,
         migrate: bool = True,
         known_schema: int | None = None,
+        direct_url: str | None = None,
+        pooler: _pooler.Pooler = "none",
+        db_schema: str | None = None,
     ) -> None:
         self.url = url
+        self.connections = _pooler.Connections(url, direct_url, pooler, db_schema)
+        problem = _pooler.problem(self.connections, migrate=migrate)
+        if problem is not None:
+            raise ValueError(problem)
+        #: what each transaction sends first (None, unless a schema behind a transaction
+        #: pooler: a round trip more per transaction)
+        self._begin = self.connections.on_begin
         self.migrate_on_open = migrate
         self.known_schema = known_schema
         self._pool = psycopg_pool.ConnectionPool(
@@ -191,7 +210,12 @@ class PostgresStore:
             min_size=1,
             max_size=pool_size,
             timeout=CHECKOUT_TIMEOUT,
-            kwargs={"autocommit": True, "connect_timeout": CHECKOUT_TIMEOUT},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": CHECKOUT_TIMEOUT,
+                **self.connections.pool_options,
+            },
+            configure=self._configure,
             open=False,
             name="stepline",
         )
@@ -212,12 +236,63 @@ class PostgresStore:
     def _open_sync(self) -> None:
         # one direct connection first: an unreachable database or an old schema fails in
         # seconds with libpq's own message, before the pool starts retrying
-        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+        with self._first() as conn:
             if self.migrate_on_open:
                 schema.migrate(conn, self.known_schema)
             else:
                 self._check_version(conn)
         self._pool.open(wait=True, timeout=30)
+        if self.connections.session_url is not None:
+            self._probe()
+
+    @contextlib.contextmanager
+    def _first(self) -> Iterator[psycopg.Connection[Any]]:
+        """The connection ``open`` migrates or checks the schema on: a session, or
+        (behind a transaction pooler with no direct URL, never migrating) one transaction."""
+        if self.connections.session_url is not None:
+            with self._session(connect_timeout=10) as conn:
+                yield conn
+            return
+        options = self.connections.pool_options
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10, **options)
+        with conn, conn.transaction():
+            if self._begin is not None:
+                conn.execute(self._begin)
+            yield conn
+
+    def _session(self, **options: Any) -> psycopg.Connection[Any]:
+        """A connection of its own to ``connections.session_url`` (Postgres, or a pooler
+        lending whole sessions), in autocommit, with the schema set."""
+        url = self.connections.session_url
+        if url is None:  # a transaction pooler and no direct URL: no session to have
+            raise RuntimeError(_pooler.problem(self.connections, migrate=True))
+        conn = psycopg.connect(url, autocommit=True, **options)
+        setup = self.connections.on_session
+        if setup is not None:
+            conn.execute(setup)
+        return conn
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        """A new pooled connection's session settings (none behind a transaction pooler)."""
+        setup = self.connections.on_connect
+        if setup is not None:
+            conn.execute(setup)
+
+    def _probe(self) -> None:
+        """Check that a ``NOTIFY`` committed on the pool reaches a ``LISTEN`` on the
+        session URL: one behind a transaction pooler never does (nor one on another
+        database), and nodes would wait for wake-ups that never come."""
+        token = secrets.token_hex(8)
+        with self._session(connect_timeout=10) as listener:
+            listener.execute(f"LISTEN {_pooler.PROBE_CHANNEL}")
+            with self._pool.connection() as conn, conn.transaction():
+                if self._begin is not None:
+                    conn.execute(self._begin)
+                conn.execute("SELECT pg_notify(%s, %s)", (_pooler.PROBE_CHANNEL, token))
+            # closed before the connection: the generator holds its lock while open
+            with contextlib.closing(listener.notifies(timeout=_pooler.PROBE_SECONDS)) as heard:
+                if not any(message.payload == token for message in heard):
+                    raise RuntimeError(_pooler.unheard(self.connections))
 
     def _check_version(self, conn: psycopg.Connection[Any]) -> None:
         try:
@@ -241,7 +316,7 @@ class PostgresStore:
         """Apply pending migrations; returns ``(version before, version after)``."""
 
         def run() -> tuple[int, int]:
-            with psycopg.connect(self.url, autocommit=True) as conn:
+            with self._session() as conn:
                 return schema.migrate(conn, self.known_schema)
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, run)
@@ -269,6 +344,8 @@ class PostgresStore:
             committing = False
             try:
                 with conn.transaction():
+                    if self._begin is not None:
+                        conn.execute(self._begin)
                     results, jobs, apps, streamed = [], False, False, set()
                     for work in works:
                         tx = PostgresTx(conn)
@@ -325,6 +402,8 @@ class PostgresStore:
                 conn.read_only = True  # "BEGIN READ ONLY": no round trip of its own
                 try:
                     with conn.transaction():
+                        if self._begin is not None:
+                            conn.execute(self._begin)
                         return run_in(PostgresTx(conn, write=False), work)
                 except psycopg.OperationalError as exc:
                     if not conn.broken or attempt == _RETRIES - 1:
@@ -375,10 +454,13 @@ class PostgresStore:
         self._tell(channel, payload)
 
     def _listen(self) -> None:
+        if self.connections.session_url is None:
+            self._poll_apps()
+            return
         lost = False
         while not self._closing.is_set():
             try:
-                with psycopg.connect(self.url, autocommit=True) as conn:
+                with self._session() as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     conn.execute(f"LISTEN {STREAMS}")
                     if lost:  # what was missed while disconnected: reload and look again
@@ -393,3 +475,13 @@ class PostgresStore:
                 logger.warning("LISTEN connection lost (%s); polling until it returns", exc)
                 lost = True
                 self._closing.wait(1.0)
+
+    def _poll_apps(self) -> None:
+        """With no session to ``LISTEN`` on: the worker and stream readers poll on their
+        own; the registry is reloaded every few seconds, for other nodes' app syncs."""
+        logger.info(
+            "no LISTEN behind a transaction pooler without STEPLINE_DATABASE_DIRECT_URL: "
+            "polling for other nodes' work"
+        )
+        while not self._closing.wait(_pooler.APPS_POLL_SECONDS):
+            self._tell(CHANNEL, "apps")
