@@ -40,7 +40,7 @@ settings.configure(
         "django.contrib.sessions",
         "django.contrib.messages",
         "stepline.django",
-        "tests.django_tasks.taskapp",
+        "tests.django_tasks_backend.taskapp",
     ],
     MIDDLEWARE=[
         "django.contrib.sessions.middleware.SessionMiddleware",
@@ -86,7 +86,7 @@ from django.core.management import call_command  # noqa: E402
 
 import stepline.django  # noqa: E402
 import stepline.embedded  # noqa: E402
-from tests.django_tasks.taskapp import tasks  # noqa: E402
+from tests.django_tasks_backend.taskapp import tasks  # noqa: E402
 
 urlpatterns[:] = [path("admin/", admin.site.urls)]
 call_command("migrate", verbosity=0, interactive=False)
@@ -112,7 +112,7 @@ def inspect(result_id: str) -> None:
     browser.force_login(user)
     page = browser.get("/admin/stepline/run/").content.decode()
     runs, _ = stepline.django.get_client().list_runs_sync(
-        function="tests.django_tasks.taskapp.tasks.survive"
+        function="tests.django_tasks_backend.taskapp.tasks.survive"
     )
     report = {
         "status": str(result.status),

@@ -27,7 +27,7 @@ APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "stepline.django",
-    "tests.django_tasks.taskapp",
+    "tests.django_tasks_backend.taskapp",
 ]
 BACKEND = "stepline.django.tasks.SteplineBackend"
 QUEUES = ["default", "serial"]
@@ -44,7 +44,7 @@ def import_tasks() -> ModuleType:
     ``@task`` asks the backend to check it."""
     harness().configure()
     with override_settings(TASKS=tasks_setting()):
-        return importlib.import_module("tests.django_tasks.taskapp.tasks")
+        return importlib.import_module("tests.django_tasks_backend.taskapp.tasks")
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ from stepline.django.tasks._compat import (
 )
 from stepline.testing import TestEnv
 from tests._support.polling import wait_until
-from tests.django_tasks.project import import_tasks, tasks_project
+from tests.django_tasks_backend.project import import_tasks, tasks_project
 from tests.web.django_setup import mount
 
 tasks = import_tasks()
@@ -82,7 +82,7 @@ def test_the_backend_says_what_it_supports() -> None:
 
 def test_each_task_is_a_function_named_after_it(env: TestEnv) -> None:
     functions = {f.id: f for f in stepline.django.get_functions()}
-    add = functions["tests.django_tasks.taskapp.tasks.add"]
+    add = functions["tests.django_tasks_backend.taskapp.tasks.add"]
     assert add.name == "add"
     assert isinstance(task_backends["default"], SteplineBackend)
 
@@ -112,7 +112,7 @@ def test_a_failing_task_reports_its_error(env: TestEnv) -> None:
     assert result.status == TaskResultStatus.FAILED
     assert result.attempts == 4  # RETRIES=3
     [error] = result.errors
-    assert error.exception_class_path == "tests.django_tasks.taskapp.tasks.TaskAppError"
+    assert error.exception_class_path == "tests.django_tasks_backend.taskapp.tasks.TaskAppError"
     assert error.exception_class is tasks.TaskAppError
     assert "no stock" in error.traceback
     assert "Traceback" in error.traceback

@@ -15,14 +15,14 @@ from stepline._api.run_info import RunInfo, StepInfo
 from stepline._status import RunStatus
 from stepline.django.tasks import _options, _results
 from stepline.django.tasks._calls import RUN_AFTER_STEP, TaskCall
-from tests.django_tasks.project import import_tasks
+from tests.django_tasks_backend.project import import_tasks
 
 tasks = import_tasks()
 
 AT = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
 CALL = TaskCall.of(
     {
-        "task": "tests.django_tasks.taskapp.tasks.add",
+        "task": "tests.django_tasks_backend.taskapp.tasks.add",
         "args": [1, 2],
         "kwargs": {},
         "backend": "default",

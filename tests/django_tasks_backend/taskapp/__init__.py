@@ -1,1 +1,1 @@
-"""A Django app whose ``tasks`` module ``SteplineBackend`` discovers (tests/django_tasks)."""
+"""A Django app whose ``tasks`` module ``SteplineBackend`` discovers (in these tests)."""

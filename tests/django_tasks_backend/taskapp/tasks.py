@@ -14,7 +14,7 @@ from typing import Any
 
 import stepline
 from stepline.django.tasks import async_context, sync_context
-from tests.django_tasks.taskapp import _tasks_api
+from tests.django_tasks_backend.taskapp import _tasks_api
 
 task = _tasks_api.task
 TaskContext = _tasks_api.TaskContext

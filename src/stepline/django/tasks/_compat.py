@@ -43,14 +43,13 @@ else:
         from django.utils.json import normalize_json
     except ImportError:
         try:
+            from django_tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
             from django_tasks.backends.base import BaseTaskBackend
             from django_tasks.base import Task, TaskError
             from django_tasks.exceptions import InvalidTaskError as InvalidTask
             from django_tasks.exceptions import TaskResultDoesNotExist
             from django_tasks.signals import task_enqueued  # also forgets backends on TASKS changes
             from django_tasks.utils import normalize_json
-
-            from django_tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
         except ImportError as exc:
             raise MissingExtraError(
                 "stepline.django.tasks needs Django 6.0+ (django.tasks) or the django-tasks "

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from tests.django_tasks.taskapp.tasks import add
+from tests.django_tasks_backend.taskapp.tasks import add
 
 
 class Command(BaseCommand):
