@@ -115,14 +115,33 @@ class Cluster:
         self.promoted_at = time.time()
         return self.promoted_at
 
+    def stop_server(self, server: Server) -> None:
+        """Stop ``server`` at once (``-m immediate``: a crash, as far as clients can tell)."""
+        self._run("pg_ctl", "stop", "-m", "immediate", "-D", str(server.data))
+
+    def start_server(self, server: Server) -> None:
+        """Start ``server`` again (the old primary comes back as a primary, with what it
+        committed before it died: its crash recovery replays its own WAL)."""
+        self._reap()  # a backend left attached to its shared memory would stop it starting
+        _start(self.bin, server, self.root)
+
     def stop(self) -> None:
         """Stop both servers at once (what is left of them), the killed one's orphans too."""
         for server in (self.standby, self.primary):
             if server.postmaster_pid() is not None:
                 self._run("pg_ctl", "stop", "-m", "immediate", "-D", str(server.data), check=False)
+        self._reap()
+
+    def _reap(self) -> None:
+        """SIGKILL what is left of the killed postmaster's children, and wait for them."""
         for pid in self._orphans:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in self._orphans):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the killed primary's processes live on: {self._orphans}")
+            time.sleep(0.02)
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return _run(self.bin, tool, *args, check=check)
@@ -140,6 +159,14 @@ def _run(
     if check and done.returncode != 0:
         raise AssertionError(f"{tool} {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie no longer does: its parent, init here, reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _children(pid: int) -> list[int]:
@@ -165,6 +192,8 @@ def _settings(server: Server, root: Path, **extra: str) -> str:
         "hot_standby": "on",
         "fsync": "on",
         "synchronous_commit": "on",
+        # each commit's time is kept: a test can tell when a row was last written
+        "track_commit_timestamp": "on",
         "shared_buffers": "32MB",
         "max_connections": "100",
         "logging_collector": "off",

@@ -19,8 +19,9 @@ last execution), and a step runs again only if its result was not recorded: here
 one that began before the engines recovered.
 
 Figures are printed as one JSON line (``-s`` shows it): seconds from the kill to the
-first step recorded after it, completed runs a second before the kill and after the
-recovery, and the losses; docs/production-postgres.md quotes them.
+first step recorded after it (read from the servers' commit timestamps), completed runs
+a second before the kill and after the recovery, and the losses;
+docs/production-postgres.md quotes them.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import json
 import os
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -58,6 +59,9 @@ SEND_GAP = 0.01
 KILL_AT = 1 / 3
 #: seconds from the kill to the promotion
 PAUSE = 1.0
+#: seconds over which runs completed a second are counted, before the kill and after
+#: the first step recorded after it
+WINDOW = 1.5
 EVENT = "failover/go"
 
 
@@ -73,44 +77,6 @@ def _app(trace: Trace, app_id: str) -> tuple[stepline.Client, list[stepline.Func
         return [ctx.step.run(f"s{i}", body, ctx.run_id, f"s{i}") for i in range(STEPS)]
 
     return client, [chain]
-
-
-class Watch:
-    """Completed steps on the standby (the new primary once promoted), polled every
-    10 ms from the kill on: when the first step after the failover was recorded."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.baseline: int | None = None  # the count once the primary is dead
-        self.first_new: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="failover-watch", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _poll(self) -> None:
-        conn: psycopg.Connection[Any] | None = None
-        while not self._stop.is_set() and self.first_new is None:
-            try:
-                if conn is None or conn.broken:
-                    conn = psycopg.connect(self.url, autocommit=True, connect_timeout=2)
-                row = conn.execute("SELECT count(*) FROM steps WHERE status = 'Completed'")
-                count = int(row.fetchone()[0])  # type: ignore[index]
-                now = time.time()
-                if self.baseline is None:
-                    self.baseline = count
-                elif count > self.baseline:
-                    self.first_new = now
-            except psycopg.Error:
-                conn = None
-            self._stop.wait(0.01)
-        if conn is not None:
-            conn.close()
 
 
 def _committed(url: str) -> tuple[set[tuple[str, str]], set[str], float | None]:
@@ -161,15 +127,12 @@ async def _settled(engine: Engine, sender: asyncio.Task[None], timeout: float) -
         await asyncio.sleep(0.2)
 
 
-def _drill(cluster: pg_cluster.Cluster, trace: Trace, lease: float) -> dict[str, Any]:
+def _drill(cluster: pg_cluster.Cluster, trace: Trace) -> dict[str, Any]:
     """Run the burst, the kill and the promotion; what the test checks and reports."""
     figures: dict[str, Any] = {}
-    watch = Watch(cluster.standby.url)
 
     def fail_over() -> None:
-        figures["primary"] = _committed(cluster.primary.url)
         cluster.kill_primary()
-        watch.start()
         time.sleep(PAUSE)
         figures["standby"] = _committed(cluster.standby.url)
         cluster.promote()
@@ -177,7 +140,7 @@ def _drill(cluster: pg_cluster.Cluster, trace: Trace, lease: float) -> dict[str,
     async def scenario() -> list[Run]:
         settings = EngineSettings(
             database_url=cluster.url, retry_scale=0.001, retry_jitter=0.0, poll_interval=0.1,
-            lease_seconds=lease, db_pool_size=4,
+            db_pool_size=4,
         )  # fmt: skip
         engines = [Engine(settings), Engine(settings)]
         async with engines[0], engines[1]:
@@ -185,19 +148,39 @@ def _drill(cluster: pg_cluster.Cluster, trace: Trace, lease: float) -> dict[str,
                 await engine.serve(*_app(trace, "failover"))
             acked: list[tuple[str, float]] = []
             figures["acked"] = acked
-            figures["started"] = time.time()
             sender = asyncio.create_task(_send(engines, acked))
             while len(trace.executions) < RUNS * STEPS * KILL_AT:
                 await asyncio.sleep(0.005)
             await asyncio.to_thread(fail_over)
-            return await _settled(engines[1], sender, timeout=90 + lease)
+            return await _settled(engines[1], sender, timeout=90 + settings.lease_seconds)
 
-    try:
-        figures["runs"] = asyncio.run(scenario())
-    finally:
-        watch.stop()
-    figures["first_new"] = watch.first_new
+    figures["runs"] = asyncio.run(scenario())
+    # What the new primary ended with; then what the old one had committed when it died
+    # (started again alone, its crash recovery replays its own WAL).
+    figures["final"] = _committed(cluster.standby.url)
+    with psycopg.connect(cluster.standby.url, autocommit=True) as conn:
+        # the first step the new primary recorded: the earliest commit after the kill
+        # of a completed step's row (``track_commit_timestamp``; a recorded step's row is
+        # not written again)
+        first = conn.execute(
+            "SELECT extract(epoch FROM min(pg_xact_commit_timestamp(xmin))) FROM steps "
+            "WHERE status = 'Completed' AND pg_xact_commit_timestamp(xmin) > to_timestamp(%s)",
+            (cluster.killed_at,),
+        ).fetchone()
+        figures["first_new"] = None if first is None or first[0] is None else float(first[0])
+        figures["finished"] = [
+            json.loads(payload)["data"]["run_id"]
+            for (payload,) in conn.execute(
+                "SELECT payload FROM events WHERE name = 'inngest/function.finished'"
+            )
+        ]
+    cluster.start_server(cluster.primary)
+    figures["old_primary"] = _committed(cluster.primary.url)
     return figures
+
+
+def _per_second(ended: list[float], start: float, end: float) -> float:
+    return round(sum(1 for t in ended if start <= t < end) / (end - start), 1)
 
 
 @pytest.mark.timeout(240)
@@ -206,25 +189,20 @@ def test_the_engines_ride_out_a_primary_failover(replication: str) -> None:
     synchronous = replication == "synchronous"
     trace = Trace()
     with pg_cluster.replicated(synchronous=synchronous) as cluster:
-        figures = _drill(cluster, trace, lease=30.0)
-        killed, promoted = cluster.killed_at, cluster.promoted_at
-        with psycopg.connect(cluster.url, autocommit=True) as conn:
-            final_events = {e for (e,) in conn.execute("SELECT internal_id FROM events")}
-            finished = conn.execute(
-                "SELECT payload FROM events WHERE name = 'inngest/function.finished'"
-            ).fetchall()
+        figures = _drill(cluster, trace)
+    killed, promoted, first_new = cluster.killed_at, cluster.promoted_at, figures["first_new"]
     assert killed is not None
     assert promoted is not None
+    assert first_new is not None, "no step was recorded after the failover"
     runs: list[Run] = figures["runs"]
     acked: list[tuple[str, float]] = figures["acked"]
-    before, _, _ = figures["primary"]
-    standby_steps, standby_events, replayed = figures["standby"]
-    first_new = figures["first_new"]
-    assert first_new is not None, "no step was recorded after the failover"
+    at_promotion_steps, at_promotion_events, replayed = figures["standby"]
+    _, final_events, _ = figures["final"]
+    old_steps, old_events, _ = figures["old_primary"]
 
     # What survived keeps the engine's promises, whatever the replication.
     assert sorted({r.status.value for r in runs}) == ["Completed"]
-    per_run = collections.Counter(json.loads(p)["data"]["run_id"] for (p,) in finished)
+    per_run = collections.Counter(figures["finished"])
     assert per_run == dict.fromkeys((r.run_id for r in runs), 1), "one finish per run"
     repeated = 0
     for run in runs:
@@ -236,35 +214,81 @@ def test_the_engines_ride_out_a_primary_failover(replication: str) -> None:
             assert all(e.start < first_new for e in seen[:-1]), (run.run_id, step, seen)
             repeated += len(seen) - 1
 
+    # The loss window: what the old primary had committed and the standby had not when
+    # it was promoted. Synchronous: only commits never acknowledged (the primary died
+    # waiting for the standby), whose callers retried them.
     lost_events = [(e, at) for e, at in acked if e not in final_events]
-    lost_steps = before - standby_steps
     ended = sorted(r.ended_at or 0.0 for r in runs)
-    recovered = first_new - killed
-    figures_line = {
-        "replication": replication,
-        "runs": len(runs),
-        "events_acknowledged": len(acked),
-        "seconds_kill_to_promoted": round(promoted - killed, 3),
-        "seconds_kill_to_first_new_step": round(recovered, 3),
-        "runs_per_second_before": round(
-            sum(1 for t in ended if t < killed) / (killed - figures["started"]), 1
-        ),
-        "runs_per_second_after": round(
-            sum(1 for t in ended if t >= first_new) / max(ended[-1] - first_new, 1e-3), 1
-        ),
-        "steps_executed_again": repeated,
-        "acknowledged_events_lost": len(lost_events),
-        "acknowledged_events_lost_ms_before_kill": sorted(
-            round((killed - at) * 1000) for _, at in lost_events
-        ),
-        "committed_steps_lost": len(lost_steps),
-        "standby_replayed_ms_before_kill": None
-        if replayed is None
-        else round((killed - replayed) * 1000),
-    }
-    print(json.dumps(figures_line))
+    print(
+        json.dumps(
+            {
+                "replication": replication,
+                "runs": len(runs),
+                "events_acknowledged": len(acked),
+                "seconds_kill_to_promoted": round(promoted - killed, 3),
+                "seconds_kill_to_first_new_step": round(first_new - killed, 3),
+                "runs_per_second_before": _per_second(ended, killed - WINDOW, killed),
+                "runs_per_second_after": _per_second(ended, first_new, first_new + WINDOW),
+                "steps_executed_again": repeated,
+                "acknowledged_events_lost": len(lost_events),
+                "acknowledged_events_lost_ms_before_kill": sorted(
+                    round((killed - at) * 1000) for _, at in lost_events
+                ),
+                "committed_not_replicated": {
+                    "steps": len(old_steps - at_promotion_steps),
+                    "events": len(old_events - at_promotion_events),
+                },
+                "standby_replayed_ms_before_kill": None
+                if replayed is None
+                else round((killed - replayed) * 1000),
+            }
+        )
+    )
     if synchronous:
-        assert not lost_steps, f"steps committed on the primary lost: {sorted(lost_steps)}"
-        assert standby_events >= figures["primary"][1], "events committed on the primary lost"
         assert not lost_events, lost_events
         assert len(runs) == len(acked) == RUNS
+
+
+#: seconds the database is away in the reconnect test: past the pool's third try after a
+#: loss (1, 2, 4 s apart when the tries do not give up), well short of its first
+OUTAGE = 8.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the store's pool keeps psycopg_pool's backoff (1, 2, 4 ... s between tries): "
+    "passing reconnect_timeout=1.0 to its ConnectionPool (postgres.py) makes this pass",
+)
+@pytest.mark.timeout(90)
+def test_the_store_reconnects_within_a_second_or_so_of_the_database_returning() -> None:
+    """However long the database was away, the store's next transaction after its return
+    does not wait for the pool's next try of a doubling backoff."""
+    from stepline.engine._store.postgres import PostgresStore
+
+    with pg_cluster.replicated(synchronous=False) as cluster:
+        store = PostgresStore(cluster.primary.url, pool_size=2)
+
+        async def scenario() -> float:
+            await store.open()
+            try:
+                await store.atomic(lambda tx: tx.execute("SELECT 1").fetchone())
+                await asyncio.to_thread(cluster.stop_server, cluster.primary)
+                away_until = time.monotonic() + OUTAGE
+                while time.monotonic() < away_until:  # the engine keeps trying meanwhile
+                    with contextlib.suppress(Exception):
+                        await store.atomic(lambda tx: tx.execute("SELECT 1").fetchone())
+                    await asyncio.sleep(0.25)
+                await asyncio.to_thread(cluster.start_server, cluster.primary)
+                back = time.monotonic()
+                while True:
+                    try:
+                        await store.atomic(lambda tx: tx.execute("SELECT 1").fetchone())
+                        return time.monotonic() - back
+                    except Exception:
+                        await asyncio.sleep(0.05)
+            finally:
+                await store.close()
+
+        lag = asyncio.run(scenario())
+    print(json.dumps({"seconds_back_to_first_transaction": round(lag, 3)}))
+    assert lag < 2.5, f"the first transaction came {lag:.1f} s after the database was back"
