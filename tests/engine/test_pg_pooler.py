@@ -5,7 +5,8 @@ in-process engines on it (``tests/_support/pgbouncer.py``). A burst of runs is s
 to each; every run completes and every step body runs once (counted in the bodies). In
 transaction mode the engines turn psycopg's prepared statements off, ``LISTEN`` and
 migrate on the direct URL (or poll without one) and set a named schema per transaction
-(``_store/pooler.py``); what cannot work is refused at start with one line.
+(``_store/pooler.py``); what cannot work is refused at start with one line, by
+``stepline dev`` too.
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
 import stepline
+import stepline.outbox
 from stepline.engine import Engine
 from stepline.engine._store import pooler
 from stepline.engine._store.postgres import PostgresStore
@@ -30,8 +34,12 @@ from tests._support.aio import arun
 from tests._support.clients import dev_client
 from tests._support.databases import postgres_database
 from tests._support.engines import fast_settings, running
+from tests._support.outbox_db import Database
+from tests._support.outbox_shop import ORDER_PLACED, shop_functions
 from tests._support.pgbouncer import PoolMode, pgbouncer, through
 from tests._support.polling import await_until
+from tests._support.processes import clean_env, engine_command, free_port, spawned
+from tests.outbox.relay_support import pending
 
 pytestmark = [pytest.mark.postgres, pytest.mark.process]
 
@@ -251,3 +259,68 @@ def test_a_run_started_on_a_node_without_a_worker_waits_for_a_wake_up(
         f"median {median * 1000:.0f} ms, most {latencies[-1] * 1000:.0f} ms"
     )
     assert latencies[-1] < poll + 1.0
+
+
+@pytest.mark.timeout(120)
+def test_stepline_dev_behind_a_transaction_pooler_refuses_or_starts_as_told(
+    tmp_path: Path,
+) -> None:
+    """As a user runs it: not told of the pooler, one line naming the setting and exit 2;
+    told, with the direct URL in the environment, it starts and is ready."""
+    with _database() as direct, pgbouncer(tmp_path, "transaction", server_connections=4) as port:
+        url = through(port, direct)
+        arun(_migrate(direct))
+        refused = subprocess.run(
+            engine_command("dev", "--db", url, "--no-migrate", "--port", str(free_port())),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env(),
+            check=False,
+        )
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.splitlines()[-1] == f"stepline dev: {url}: " + pooler.unheard(
+            pooler.Connections(url)
+        )
+        engine_port = free_port()
+        env = clean_env(STEPLINE_DATABASE_DIRECT_URL=direct, STEPLINE_DB_POOLER="transaction")
+        command = engine_command("dev", "--db", url, "--port", str(engine_port))
+        base = f"http://127.0.0.1:{engine_port}"
+        with spawned(command, log=tmp_path / "dev.log", env=env, up=f"{base}/ready"):
+            assert httpx.get(f"{base}/ready", timeout=10).json()["status"] == "ready"
+
+
+@pytest.mark.timeout(120)
+def test_an_engine_behind_a_transaction_pooler_relays_its_own_outbox_on_the_direct_url(
+    tmp_path: Path,
+) -> None:
+    """``relay_outbox="self"`` reads the outbox over the direct URL, woken by ``NOTIFY``
+    well before its 30 s poll (through the pooler it would hear none)."""
+    client = stepline.Client(app_id="shop", is_production=False)
+
+    async def scenario(url: str, outbox: Database) -> None:
+        apps = [(client, shop_functions(client))]
+        options: dict[str, Any] = {"poll_interval": 30.0, "relay_outbox": "self"}
+        options.update(db_pooler="transaction", database_direct_url=outbox.url)
+        async with running(url, apps=apps, **options):
+            await asyncio.to_thread(_write_order, outbox, client, 0)  # the relay is up...
+            await await_until(lambda: not pending(outbox), timeout=10)
+            began = time.monotonic()  # ...and now waits 30 s unless a NOTIFY wakes it
+            await asyncio.to_thread(_write_order, outbox, client, 1)
+            await await_until(lambda: not pending(outbox), timeout=5)
+            assert time.monotonic() - began < 5
+
+    with _database() as direct, pgbouncer(tmp_path, "transaction", server_connections=4) as port:
+        outbox = Database("postgresql", direct)
+        outbox.create_table()
+        try:
+            arun(scenario(through(port, direct), outbox))
+        finally:
+            client.close()
+
+
+def _write_order(outbox: Database, client: stepline.Client, order_id: int) -> None:
+    with contextlib.closing(outbox.connect()) as connection:
+        event = stepline.Event(name=ORDER_PLACED, data={"order_id": order_id})
+        stepline.outbox.send(connection, client, event)
+        connection.commit()

@@ -44,7 +44,10 @@ async def _relay(engine: RelayHost) -> None:
     from stepline.engine._relay import inprocess, target
     from stepline.outbox import _relay
 
-    where = target.resolve(engine.settings.relay_outbox or "", engine.settings.database_url)
+    # the engine's own database through a session of the relay's (Postgres itself when the
+    # engine's URL is a pooler's): the relay LISTENs, and psycopg prepares its statements
+    own = engine.settings.database_direct_url or engine.settings.database_url
+    where = target.resolve(engine.settings.relay_outbox or "", own)
     deliver = inprocess.InProcessDeliverer(engine, asyncio.get_running_loop())
     metrics = _metrics(engine)
 
