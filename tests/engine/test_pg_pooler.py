@@ -151,6 +151,7 @@ async def _burst(
 CASES: dict[str, tuple[PoolMode | None, str | None]] = {
     "direct": (None, None),
     "session": ("session", None),
+    "session-schema": ("session", "stepline"),
     "transaction": ("transaction", None),
     "transaction-schema": ("transaction", "stepline"),
 }
