@@ -27,6 +27,10 @@ if django.VERSION < (6, 0):
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
+        # one connection a process for its life, as a worker should: django-tasks-db's
+        # worker ends each task as Django ends a request, and with the default (0) that
+        # closes the connection, and with it the WAL (a checkpoint and a fsync a task)
+        "CONN_MAX_AGE": None,
         "NAME": DATABASE,
         "OPTIONS": {
             # the worker and the enqueuing process write at once: take the write lock at
