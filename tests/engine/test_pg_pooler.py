@@ -325,3 +325,35 @@ def _write_order(outbox: Database, client: stepline.Client, order_id: int) -> No
         event = stepline.Event(name=ORDER_PLACED, data={"order_id": order_id})
         stepline.outbox.send(connection, client, event)
         connection.commit()
+
+
+@pytest.mark.timeout(120)
+def test_stepline_db_vacuum_and_migrate_take_the_direct_url_and_the_schema(
+    tmp_path: Path,
+) -> None:
+    """With the engine's settings in the environment (the pooler's URL, the direct URL, a
+    schema), ``stepline migrate`` and ``stepline db vacuum`` run on Postgres itself, in
+    the schema: neither works through a transaction pooler."""
+    with (
+        _database("stepline") as direct,
+        pgbouncer(tmp_path, "transaction", server_connections=4) as port,
+    ):
+        env = clean_env(
+            STEPLINE_DATABASE_URL=through(port, direct),
+            STEPLINE_DATABASE_DIRECT_URL=direct,
+            STEPLINE_DB_POOLER="transaction",
+            STEPLINE_DB_SCHEMA="stepline",
+        )
+        for command in (["migrate"], ["db", "vacuum"]):
+            done = subprocess.run(
+                engine_command(*command),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=env,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            assert direct in done.stdout, done.stdout
+        assert "VACUUM ANALYZE runs" in done.stdout
+        assert _statuses(direct, "stepline") == {}  # the engine's tables, in the schema

@@ -68,6 +68,9 @@ def main(args: argparse.Namespace) -> int:
         return 2
     url = settings.database_url
     postgres = url.startswith(("postgres://", "postgresql://"))
+    if postgres and args.db is None and settings.database_direct_url:
+        # VACUUM and pg_dump want a session of their own: Postgres itself, not a pooler
+        url = settings.database_direct_url
     if args.action == "backup" and postgres:
         print(
             f"{name}: {dsn.redact(url)} is a Postgres database: back it up with pg_dump, e.g. "
@@ -82,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         if postgres:
-            return _vacuum_postgres(name, url)
+            return _vacuum_postgres(name, url, settings.db_schema)
         if args.action == "vacuum":
             return _vacuum_sqlite(name, path)
         return _backup_sqlite(name, path, args.path)
@@ -112,10 +115,12 @@ def _vacuum_sqlite(name: str, path: str) -> int:
     return 0
 
 
-def _vacuum_postgres(name: str, url: str) -> int:
+def _vacuum_postgres(name: str, url: str, schema: str | None) -> int:
     import psycopg
 
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        if schema is not None:  # the engine's tables' (STEPLINE_DB_SCHEMA)
+            conn.execute("SELECT set_config('search_path', %s, false)", (schema,))
         present = {
             str(row[0])
             for row in conn.execute(
