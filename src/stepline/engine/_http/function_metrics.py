@@ -15,6 +15,7 @@ Behind the bearer check and dev-mode guard of every ``/v1`` route (``api.py`` wi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -96,9 +97,13 @@ def window(query: Mapping[str, str], now: float) -> Window:
 
 
 def _time(text: str | None, name: str) -> float | None:
+    problem = f"{name}: want a time between 1970 and 5138, got {text!r}"
+    with contextlib.suppress(ValueError, TypeError):  # seconds: the window's bounds say more
+        if not (0 <= float(text or "") < 1e11):  # NaN too
+            raise ApiError(400, problem)
     value = wire.timestamp(text, name)
     if value is not None and not (math.isfinite(value) and 0 <= value < 1e11):
-        raise ApiError(400, f"{name}: want a time between 1970 and 5138, got {text!r}")
+        raise ApiError(400, problem)
     return value
 
 

@@ -5,6 +5,7 @@ JSON answers, and ``ApiError``, the refusal they raise (``api._failure`` answers
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 from typing import Any
 
 import starlette.requests
@@ -97,17 +98,26 @@ def page_limit(text: str | None) -> int:
 
 
 def timestamp(text: str | None, name: str) -> float | None:
-    """An RFC 3339 timestamp or unix seconds, as epoch seconds."""
+    """An RFC 3339 timestamp or unix seconds, as epoch seconds.
+
+    Only a time the API can show again is taken: a filter is stored with a bulk action and
+    rendered as RFC 3339 each time the action is read, so ``1e34``, ``inf`` or ``nan``
+    seconds are refused here rather than failing every later read.
+    """
     if text is None or text == "":
         return None
+    seconds: float | None = None
     with contextlib.suppress(ValueError):
-        return float(text)
+        seconds = float(text)
     try:
-        return durations.parse_timestamp(text).timestamp()
-    except ValueError:
+        if seconds is None:
+            seconds = durations.parse_timestamp(text).timestamp()
+        _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)  # shown as RFC 3339 later
+    except (ValueError, OverflowError, OSError):  # OSError: out of the platform's time_t
         raise ApiError(
-            400, f"{name}: want an RFC 3339 time or unix seconds, got {text!r}"
+            400, f"{name}: want an RFC 3339 time or unix seconds, got {text!r}"[:300]
         ) from None
+    return seconds
 
 
 def run_statuses(text: str | None) -> tuple[RunStatus, ...]:
