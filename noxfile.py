@@ -5,6 +5,9 @@ tests that need no process, browser or database server on 3.10, 3.12 and 3.13, e
 fresh venv of nox's with the package and its `dev` extra installed (`make test-versions`,
 which CI runs after `make test`; nox runs the sessions one after another).
 
+On 3.12, where pip installs Django 6, the Django Tasks backend's process tests run too, on
+``django.tasks`` itself.
+
 The interpreters are pyenv's: their bin directories go first on PATH, so nox finds the real
 `python3.X` rather than a pyenv shim (a shim runs only the version pyenv has selected).
 Packages come from pip's own configuration (its config files and `PIP_*` variables), which
@@ -71,8 +74,18 @@ def _install(session: nox.Session) -> None:
     session.install("--quiet", "-e", ".[dev]")
 
 
+#: Where the newest Django (6.x, which needs Python 3.12) is what pip installs: there the
+#: Django Tasks backend also runs its process tests on Django's own ``django.tasks`` (the
+#: whole suite, on 3.11, runs them on Django 5.2 with the ``django_tasks`` backport).
+DJANGO_6 = "3.12"
+DJANGO_TASKS_TESTS = "tests/django_tasks_backend"
+
+
 @nox.session(python=FAST_VERSIONS)
 def fast(session: nox.Session) -> None:
     """The fast tier on one Python (extra arguments go to pytest)."""
     _install(session)
     session.run("pytest", "-n", "2", "--dist", "loadfile", *FAST_TIER, *session.posargs)
+    if session.python == DJANGO_6 and not session.posargs:
+        session.run("python", "-c", "import django, django.tasks; assert django.VERSION >= (6,)")
+        session.run("pytest", "-p", "no:randomly", DJANGO_TASKS_TESTS, "-m", "process")
