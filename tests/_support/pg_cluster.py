@@ -87,8 +87,10 @@ class Cluster:
     primary: Server
     standby: Server
     synchronous: bool
-    #: ``time.time()`` of the kill and of the promotion's end (set when done)
+    #: ``time.time()`` of the kill, of the promotion's request and of its end (set when
+    #: done)
     killed_at: float | None = None
+    promoting_at: float | None = None
     promoted_at: float | None = None
     #: the killed primary's backends and helpers, reaped by ``stop``
     _orphans: list[int] = dataclasses.field(default_factory=list)
@@ -99,18 +101,28 @@ class Cluster:
         hosts = f"127.0.0.1:{self.primary.port},127.0.0.1:{self.standby.port}"
         return f"postgresql://postgres@{hosts}/{DATABASE}?target_session_attrs=read-write"
 
-    def kill_primary(self) -> float:
-        """SIGKILL the primary's postmaster (its backends exit when they notice); the
-        time of the kill."""
+    def kill_primary(self, *, whole: bool = True) -> float:
+        """SIGKILL the primary; the time of the kill.
+
+        ``whole``: the postmaster and every process of the server at once, as the loss of
+        its machine ends them. Else the postmaster alone (``kill -9`` of the pid in
+        ``postmaster.pid``): its backends and WAL sender go on until they notice, so
+        commits in flight may still complete and reach the standby.
+        """
         pid = self.primary.postmaster_pid()
         assert pid is not None, "the primary is not running"
         self._orphans = _children(pid)
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)  # first: a postmaster outliving a child restarts them
+        if whole:
+            for child in self._orphans:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
         self.killed_at = time.time()
         return self.killed_at
 
     def promote(self) -> float:
         """Promote the standby and wait until it takes writes; the time it does."""
+        self.promoting_at = time.time()
         self._run("pg_ctl", "promote", "-w", "-t", "30", "-D", str(self.standby.data))
         self.promoted_at = time.time()
         return self.promoted_at
