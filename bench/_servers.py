@@ -280,18 +280,21 @@ def driver_client(engine_url: str) -> stepline.Client:
 
 
 class ServerThread:
-    """uvicorn serving an ASGI app in a daemon thread, on a socket bound up front."""
+    """uvicorn serving an ASGI app in a daemon thread, on a socket bound up front (to
+    ``port``, else to a free one); ``server`` makes the ``uvicorn.Server`` of a config."""
 
-    def __init__(self, app: Any, name: str = "app") -> None:
+    def __init__(
+        self, app: Any, name: str = "app", port: int = 0, server: Callable[[Any], Any] | None = None
+    ) -> None:
         import uvicorn
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.port = int(self.sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3)
-        self.server = uvicorn.Server(config)
+        self.server = (server or uvicorn.Server)(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, name=name, daemon=True
         )
@@ -338,23 +341,33 @@ def machine_busy() -> tuple[float, float]:
 # -- the processes themselves --------------------------------------------------------------
 
 
-def _serve_engine(port: int, db: str, checkpointing: bool, synchronous: str = "NORMAL") -> None:
-    import uvicorn
-
+def engine_app(
+    port: int, db: str, checkpointing: bool, synchronous: str = "NORMAL", **settings: Any
+) -> Any:
+    """The engine's API app as ``stepline dev`` builds it (its lifespan starts the engine),
+    with the one setting the command line has no flag for, ``checkpointing``, and any
+    other ``settings`` of the engine's."""
     from stepline.engine import Engine
     from stepline.engine._config import resolve
     from stepline.engine._http.api import build_app
 
-    settings = resolve(
+    resolved = resolve(
         mode="dev",
         environ={},
         port=port,
         database_url=db,
         checkpointing=checkpointing,
         sqlite_synchronous=synchronous,
+        **settings,
     )
+    return build_app(Engine(resolved))
+
+
+def _serve_engine(port: int, db: str, checkpointing: bool, synchronous: str = "NORMAL") -> None:
+    import uvicorn
+
     config = uvicorn.Config(
-        build_app(Engine(settings)),
+        engine_app(port, db, checkpointing, synchronous),
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -363,9 +376,9 @@ def _serve_engine(port: int, db: str, checkpointing: bool, synchronous: str = "N
     uvicorn.Server(config).run()
 
 
-def _serve_app(port: int, engine_url: str, mode: str) -> None:
-    import uvicorn
-
+def app_asgi(engine_url: str, mode: str) -> Any:
+    """The bench app: the ``ten`` function served by ``stepline.asgi.serve``, its client
+    pointed at the engine at ``engine_url``; ``mode`` is a bench mode."""
     import stepline.asgi
 
     client = stepline.Client(
@@ -376,7 +389,13 @@ def _serve_app(port: int, engine_url: str, mode: str) -> None:
         checkpointing=client_checkpointing(mode),
         environ={},
     )
-    app = stepline.asgi.serve(client, [ten_steps(client)])
+    return stepline.asgi.serve(client, [ten_steps(client)])
+
+
+def _serve_app(port: int, engine_url: str, mode: str) -> None:
+    import uvicorn
+
+    app = app_asgi(engine_url, mode)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
 
 

@@ -27,6 +27,9 @@ stderr):
     so, without a Postgres), with the plans of the store's queries.
 12. ``deploy_check_bench.py`` (``deploy-check``): ``stepline deploy check`` over 1,000 live
     runs of 10 steps, a child process end to end (goal: under 10 s).
+13. ``instructions_bench.py`` (``instructions``): instructions per step under callgrind
+    and Python calls per step, for each step mode and a durable endpoint's request: figures
+    that do not move with the VM's speed (skipped, and said so, without valgrind).
 
 Also ``django_tasks_bench.py`` (``django-tasks``): tasks/s enqueued and completed through
 Django's Tasks framework, Stepline's ``SteplineBackend`` (embedded engine) against
@@ -51,6 +54,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -98,6 +102,7 @@ BENCHES = (
     Bench("pg-ingest", "ingest_bench.py", ("--postgres",), ("--quick", "--postgres")),
     Bench("large", "large_tables.py", (), ("--quick",)),
     Bench("deploy-check", "deploy_check_bench.py", (), ("--quick",)),
+    Bench("instructions", "instructions_bench.py", (), ("--quick",)),
 )
 NAMES = tuple(b.name for b in BENCHES)
 #: the benchmarks that need Postgres (skipped, with the reason, without one)
@@ -502,6 +507,19 @@ def deploy_check_rows(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def instructions_rows(d: dict[str, Any]) -> list[Row]:
+    """Per mode: instructions per step (per request for the endpoint), Python calls."""
+    rows: list[Row] = []
+    for cell in d["modes"].values():
+        per = "step" if cell["unit"] == "run" else cell["unit"]
+        value = cell["ir_per_step"] if per == "step" else cell["ir_per_unit"]
+        calls = cell["python_calls_per_step"] if per == "step" else cell["python_calls_per_unit"]
+        spread = f"spread {cell['ir_spread']:.1%}"
+        rows.append((f"instructions/{per} {cell['label']} (Ir)", f"{value:,.0f}", spread, "", ""))
+        rows.append((f"Python calls/{per} {cell['label']}", f"{calls:,.0f}", "", "", ""))
+    return rows
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "handler": handler_rows,
     "steps": steps_rows,
@@ -518,6 +536,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "large": large_rows,
     "outbox": lambda d: [(r[0], r[1], r[2], r[3], r[4]) for r in d["rows_table"]],
     "deploy-check": deploy_check_rows,
+    "instructions": instructions_rows,
 }
 
 
@@ -564,6 +583,14 @@ def table(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
             "defaults); both commit with the server's settings; per step = the median "
             "sequential round, CPU of every process involved and of the Postgres backends, "
             "round trips counted at psycopg (pg_steps_bench.py prints the rest)."
+        )
+    if "instructions" in ran:
+        lines.append(
+            "instructions: Ir counted by callgrind over fixed segments of sequential runs "
+            "after a warm-up (the interpreter's start and imports not counted), the mean of "
+            "the segments; spread = (max - min) / mean of the segments; Python calls: "
+            "cProfile on every thread; a request's figure for the endpoint "
+            "(instructions_bench.py prints the top C and Python functions)."
         )
     if "steps" in ran:
         lines.append(
@@ -650,6 +677,11 @@ def main(argv: list[str] | None = None) -> int:
             python, env = handler_python(peers_python)
         elif bench.name in ("steps", "endpoint", "pg-steps", "ai"):
             extra += ["--dbos-python", peers_python]
+        if bench.name == "instructions" and shutil.which("valgrind") is None:
+            problem = "valgrind is not installed (apt-get install -y valgrind)"
+            print(f"== {bench.name}: skipped, {problem}", file=sys.stderr, flush=True)
+            outcomes.append(Outcome(bench.name, skipped=problem))
+            continue
         if bench.name in POSTGRES:
             problem = postgres_problem()
             if problem is not None:

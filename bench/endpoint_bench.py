@@ -77,10 +77,10 @@ LIKE_FOR_LIKE = {"default": "FULL", "wal": "NORMAL"}
 # -- the apps (``--serve``: run in their own process) ----------------------------------------
 
 
-def serve_stepline(port: int, db: str, synchronous: str) -> None:
-    """The stepline app: ``/plain`` and the durable ``/three`` on an embedded engine."""
+def stepline_app(db: str, synchronous: str, **settings: Any) -> Any:
+    """The stepline app: ``/plain`` and the durable ``/three`` on an embedded engine (its
+    lifespan starts the engine; ``settings``: more of the engine's)."""
     import fastapi
-    import uvicorn
 
     import stepline
     import stepline.fastapi
@@ -105,9 +105,16 @@ def serve_stepline(port: int, db: str, synchronous: str) -> None:
         c = await ctx.step.run("c", lambda: b + 1)
         return {"c": c}
 
-    engine = EmbeddedEngine(client, [], database=db, sqlite_synchronous=synchronous)
+    engine = EmbeddedEngine(client, [], database=db, sqlite_synchronous=synchronous, **settings)
     stepline.fastapi.serve(app, client, [], engine=engine)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    return app
+
+
+def serve_stepline(port: int, db: str, synchronous: str) -> None:
+    """The stepline app under uvicorn, in this process."""
+    import uvicorn
+
+    uvicorn.run(stepline_app(db, synchronous), host="127.0.0.1", port=port, log_level="warning")
 
 
 def serve_dbos(port: int, db: str, journal: str, style: str) -> None:

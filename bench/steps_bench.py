@@ -55,7 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,10 +192,13 @@ def check_db(path: Path, total: int) -> None:
         )
 
 
-def measure_embedded(
-    mode: str, inflight: int, runs: int, warmup: int, tmp: Path, synchronous: str = "NORMAL"
-) -> tuple[float, Cpu]:
-    db = tmp / "embedded.db"
+@contextlib.contextmanager
+def embedded(
+    mode: str, db: Path, synchronous: str = "NORMAL", start_timeout: float = 30.0, **settings: Any
+) -> Iterator[Callable[[int], object]]:
+    """An ``EmbeddedEngine`` on a fresh ``db`` serving the bench function in ``mode``
+    (``settings``: more of the engine's); yields ``start(k)``, which runs it with
+    ``{"k": k}`` and returns the run's output."""
     _servers.remove_db(db)
     option = _servers.client_checkpointing(mode)
     client = stepline.Client(_servers.APP_ID, is_production=False, checkpointing=option, environ={})
@@ -206,18 +209,27 @@ def measure_embedded(
         database=str(db),
         checkpointing=mode != "step",
         sqlite_synchronous=synchronous,
+        **settings,
     )
-    engine.start()
+    engine.start(start_timeout)
     try:
 
         def start(k: int) -> object:
             return client.execute_sync(fn, {"k": k}, timeout=RESULT_TIMEOUT)
 
-        drive(start, 0, warmup, 1)
-        seconds, cpu = drive(start, warmup, runs, inflight)
+        yield start
     finally:
         engine.stop()
         client.close()
+
+
+def measure_embedded(
+    mode: str, inflight: int, runs: int, warmup: int, tmp: Path, synchronous: str = "NORMAL"
+) -> tuple[float, Cpu]:
+    db = tmp / "embedded.db"
+    with embedded(mode, db, synchronous) as start:
+        drive(start, 0, warmup, 1)
+        seconds, cpu = drive(start, warmup, runs, inflight)
     check_db(db, warmup + runs)
     return seconds, cpu
 
