@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from stepline.engine import EngineConfigError, EngineSettings, resolve
+from stepline.engine import Engine, EngineConfigError, EngineSettings, resolve
 from stepline.engine._cli.commands import main
 from stepline.engine._store import pooler, store_for
 from stepline.engine._store.postgres import PostgresStore
@@ -121,3 +121,16 @@ def test_the_cli_refuses_in_one_line(
         f"stepline dev: {POOLED}: "
         + str(pooler.problem(pooler.Connections(POOLED, None, "transaction"), migrate=True))
     )
+
+
+def test_the_direct_url_s_password_is_hidden_like_the_database_url_s() -> None:
+    direct = "postgresql://app:direct-secret@db:5432/app"
+    settings = EngineSettings(
+        database_url="postgresql://app:pooled-secret@pooler:6432/app",
+        database_direct_url=direct,
+        db_pooler="transaction",
+    )
+    said = f"failed: {direct} (direct-secret), {settings.database_url} (pooled-secret)"
+    shown = Engine(settings)._scrub(said)
+    assert "secret" not in shown
+    assert "postgresql://app:***@db:5432/app" in shown

@@ -98,7 +98,7 @@ class Engine:
         tracer_provider: Any = None,
     ) -> None:
         self.settings = settings or EngineSettings()
-        self.health = guard.StoreHealth(lambda text: dsn.scrub(text, self.settings.database_url))
+        self.health = guard.StoreHealth(self._scrub)
         self.store: Store = guard.GuardedStore(store or store_for(self.settings), self.health)
         #: metrics, spans and log fields; None when all are off
         self.observer = Observer.build(self.settings, tracer_provider)
@@ -167,6 +167,12 @@ class Engine:
         return self._apps.current
 
     # -- life cycle -----------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        """A driver's message without the database URLs or their passwords."""
+        text = dsn.scrub(text, self.settings.database_url)
+        direct = self.settings.database_direct_url
+        return text if direct is None else dsn.scrub(text, direct)
 
     async def start(self, *, worker: bool = True, sync: bool = True) -> None:
         """Open the store, load functions, start the worker and sync ``-u`` apps.

@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     problem = asyncio.run(progress.track("Opening the database", _check_database(settings)))
     if problem is not None:
         problem = dsn.scrub(problem, settings.database_url)
+        if settings.database_direct_url:  # a secret of its own, in its own errors
+            problem = dsn.scrub(problem, settings.database_direct_url)
         print(f"stepline {mode}: {_redact(settings.database_url)}: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     try:

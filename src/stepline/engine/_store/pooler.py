@@ -30,8 +30,8 @@ POOLERS: tuple[Pooler, ...] = ("none", "session", "transaction")
 PROBE_CHANNEL = "stepline_probe"
 #: seconds the check waits: a notification is delivered at commit, in milliseconds
 PROBE_SECONDS = 3.0
-#: seconds between registry reloads when nothing listens: another node's app sync is
-#: seen within this (new functions at once, when an event or call names them)
+#: seconds between registry reloads when nothing listens: an app synced through another
+#: node is known here within this (a call of a function not known yet reloads at once)
 APPS_POLL_SECONDS = 5.0
 #: a schema name as ``SET search_path TO`` takes it unquoted (folded to lower case)
 _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
