@@ -222,9 +222,17 @@ class Engine:
             known=known_schema(self.settings),
             postgres=is_postgres(self.settings.database_url),
             interval=self.settings.schema_check_interval,
-            refuse=self.worker.refuse,
+            refuse=self._refuse,
             on_refused=None if metrics is None else metrics.record_schema_too_new,
         )
+
+    def _refuse(self, reason: str) -> None:
+        """The schema moved past this engine: no more leases, and no retention deletes
+        either (a newer release may keep rows this one would remove)."""
+        self.worker.refuse(reason)
+        for task in self._tasks:
+            if task.get_name() == "stepline-retention":
+                task.cancel()
 
     async def sync_apps(self) -> list[SyncResult]:
         """Sync every ``-u`` app (``settings.app_urls``); failures are logged, not raised."""

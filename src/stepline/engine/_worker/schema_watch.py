@@ -5,9 +5,10 @@ on the database may hold state this engine does not read, so it must not run wor
 The watch reads the recorded version every ``schema_check_interval`` seconds, one small
 read apart from the lease transactions (which stay as they are: the hot path pays
 nothing). Once the version is past the engine's, the worker leases nothing more (calls in
-flight finish), the engine says so in one log line, in ``/ready`` (503, with the reason)
-and in ``stepline_schema_too_new``, and stays up so that an operator sees why. Nothing
-undoes it but a restart (on a release that knows the schema, or on the restored backup).
+flight finish) and retention stops deleting; the engine says so in one log line, in
+``/ready`` (503, with the reason) and in ``stepline_schema_too_new``, and stays up so that
+an operator sees why. Nothing undoes it but a restart (on a release that knows the schema,
+or on the restored backup).
 """
 
 from __future__ import annotations
