@@ -24,6 +24,7 @@ from stepline.engine._apps.sync import SyncResult
 from stepline.engine._cli import db as _db
 from stepline.engine._cli import gateway_port as _gateway_port
 from stepline.engine._cli import limits as _limits
+from stepline.engine._cli import mcp_server as _mcp
 from stepline.engine._cli import ports as _ports
 from stepline.engine._cli import progress as _progress
 from stepline.engine._cli import relay as _relay
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return _db.main(args)
     if args.command == _relay.COMMAND:
         return _relay.main(args)
+    if args.command == _mcp.COMMAND:
+        return _mcp.main(args)
     mode: Mode = "start" if args.command == "start" else "dev"
     missing = _extras.problem("the engine", "engine", _extras.SERVER)
     if missing is not None:  # before anything else: one line, no traceback
@@ -523,6 +526,7 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_parsers(commands)
     _db.add_parser(commands, _DB_HELP)
     _relay.add_parser(commands)
+    _mcp.add_parser(commands)
     return parser
 
 
