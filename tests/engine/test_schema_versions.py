@@ -6,10 +6,10 @@ past this release's last migration (SQLite's ``user_version``, a row of Postgres
 ``EngineSettings.known_schema`` one below its migrations: it applies and accepts one
 migration fewer, as the release before the newest migration did. On both stores:
 
-- ``Engine.start``, ``stepline start`` and ``stepline migrate`` (in process) and
-  ``stepline dev`` (a child process: the real entry point's exit code) refuse a newer
-  schema with one line naming both versions and what to do, exit code 2, and leave the
-  database as it was;
+- ``Engine.start``, the embedded engine's start, ``stepline start`` and ``stepline migrate``
+  (in process) and ``stepline dev`` (a child process: the real entry point's exit code)
+  refuse a newer schema with one line naming both versions and what to do, exit code 2,
+  and leave the database as it was;
 - a running engine whose database moves past it (bumped, or migrated by a newer engine)
   stops leasing within a bounded time, says why in a log line, ``/ready`` (503) and
   ``stepline_schema_too_new``, keeps running, and takes up nothing by itself;
@@ -32,6 +32,7 @@ import psycopg
 import pytest
 
 import stepline
+from stepline.embedded import EmbeddedEngine
 from stepline.engine import Engine, RunStatus, SchemaTooNewError
 from stepline.engine._http.ready import ready
 from stepline.engine._store import dsn, is_postgres, postgres_schema, sqlite_schema
@@ -39,7 +40,7 @@ from stepline.engine._store.schema_version import refusal
 from tests._support.aio import arun
 from tests._support.cli import run_stepline
 from tests._support.clients import dev_client
-from tests._support.engines import fast_settings, only_run, running
+from tests._support.engines import FAST, fast_settings, only_run, running
 from tests._support.polling import await_until
 from tests._support.processes import clean_env, free_port
 
@@ -139,6 +140,17 @@ def test_an_engine_refuses_to_start_on_a_schema_newer_than_it_knows(db: str) -> 
     assert start.stderr.splitlines()[-1] == f"stepline start: {where}: {line}"
     assert "Database" not in start.stdout, "no banner for an engine that did not start"
     assert recorded(db) == newer, "left as it was"
+
+
+def test_the_embedded_engine_raises_the_refusal_where_the_app_starts_it(db: str) -> None:
+    newer = migrated_past(db)
+    client, functions = counting_app("schema", [], "embedded")
+    embedded = EmbeddedEngine(client, functions, database=db, **FAST)
+    with pytest.raises(SchemaTooNewError) as refused:
+        embedded.start(timeout=30)
+    assert str(refused.value) == refusal(newer, latest(db))
+    assert not embedded.running
+    assert recorded(db) == newer
 
 
 @pytest.mark.process
