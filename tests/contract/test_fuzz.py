@@ -99,7 +99,7 @@ def test_every_answer_conforms_to_the_document(store: str, tmp_path: Path) -> No
                 + [part for pair in options.items() for part in pair],
                 capture_output=True,
                 text=True,
-                cwd=ROOT,
+                cwd=tmp_path,  # schemathesis keeps a cache in its working directory
                 env=clean_env(SCHEMATHESIS_HOOKS="tests.contract.fuzz_hooks", PYTHONPATH=str(ROOT)),
                 timeout=200,
                 check=False,

@@ -14,6 +14,8 @@ from starlette.testclient import TestClient
 
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
+from tests._support.databases import database
+from tests.contract.test_fuzz import APP
 
 
 @pytest.fixture
@@ -42,3 +44,31 @@ def test_a_list_filter_time_a_date_cannot_hold_is_a_400(http: TestClient, value:
         "error": f"since: want an RFC 3339 time or unix seconds, got {value!r}"
     }
     assert http.get("/v1/events", params={"received_after": value}).status_code == 400
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres])])
+def on_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    with database(request.param, tmp_path) as url:
+        engine = Engine(EngineSettings(database_url=url, poll_interval=0.05))
+        with TestClient(build_app(engine), base_url="http://127.0.0.1") as client:
+            assert client.post("/fn/register", json=APP).status_code == 200
+            yield client
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/bulk/cancel", {"filter": {}, "idempotency_key": "a\x00b"}),
+        ("/v1/bulk/replay", {"filter": {}, "idempotency_key": "\x00"}),
+        ("/v1/functions/fuzz-fn/runs", {"data": {}, "idempotency_key": "a\x00b"}),
+    ],
+)
+def test_an_idempotency_key_with_nul_is_a_400_on_every_store(
+    on_store: TestClient, path: str, body: dict[str, object]
+) -> None:
+    # Postgres refuses NUL in text: the key reached its lookup and answered 500
+    answer = on_store.post(path, json=body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {
+        "error": "idempotency_key: want a string of 1-256 characters, without NUL"
+    }

@@ -19,7 +19,7 @@ from stepline.engine._errors import (
     QueryTimeoutError,
     SkippedError,
 )
-from stepline.engine._http import views
+from stepline.engine._http import views, wire
 from stepline.engine._http.wire import ApiError
 from stepline.engine._model import Run
 from stepline.engine._runs import starts as _starts
@@ -80,11 +80,9 @@ def start_body(body: object) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, 'want {"data": {...}, "idempotency_key": "..."}')
     data = body.get("data", {})
-    key = body.get("idempotency_key")
     if not isinstance(data, dict):
         raise ApiError(400, f"data: want a JSON object, got {type(data).__name__}")
-    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
-        raise ApiError(400, "idempotency_key: want a string of 1-256 characters")
+    key = wire.idempotency_key(body.get("idempotency_key"))
     started_by = body.get("started_by")
     if started_by is not None:
         problem = (

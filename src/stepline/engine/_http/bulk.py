@@ -43,9 +43,7 @@ def table(engine: Engine) -> list[tuple[str, str, Handler]]:
     def start(action: str) -> Handler:
         async def handler(request: Request) -> Response:
             raw = await body(request)
-            key = raw.get("idempotency_key")
-            if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
-                raise ApiError(400, "idempotency_key: want a string of 1-256 characters")
+            key = wire.idempotency_key(raw.get("idempotency_key"))
             try:
                 where = bulk.parse_filter(raw.get("filter"), times=_time)
             except bulk.BulkError as exc:

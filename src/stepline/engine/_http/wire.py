@@ -14,6 +14,7 @@ import starlette.responses
 from stepline import _json, _serde
 from stepline._protocol import durations
 from stepline._status import RunStatus
+from stepline.engine._model import storable
 
 Request = starlette.requests.Request
 Response = starlette.responses.Response
@@ -118,6 +119,16 @@ def timestamp(text: str | None, name: str) -> float | None:
             400, f"{name}: want an RFC 3339 time or unix seconds, got {text!r}"[:300]
         ) from None
     return seconds
+
+
+def idempotency_key(value: object) -> str | None:
+    """A body's ``idempotency_key``: a string of 1-256 characters every store can hold
+    (Postgres refuses NUL in text), or None when absent."""
+    if value is None:
+        return None
+    if not (isinstance(value, str) and 0 < len(value) <= 256 and storable(value)):
+        raise ApiError(400, "idempotency_key: want a string of 1-256 characters, without NUL")
+    return value
 
 
 def run_statuses(text: str | None) -> tuple[RunStatus, ...]:

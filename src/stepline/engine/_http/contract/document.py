@@ -196,6 +196,10 @@ def _responses(op: Operation, row: access.Route, ids: dict[str, str]) -> dict[st
         refusals.setdefault(404, "not found")
     if Credential.NONE not in row.accepts:
         refusals[401] = "no credential this route accepts (production only)"
+    # the guard in front of every route: in dev mode a Host that is not loopback, or a
+    # bodiless POST without X-Stepline-Csrf (what a web page could forge); in production a
+    # session's change without X-Stepline-Csrf from a same-origin page
+    refusals[403] = "refused by the cross-site guard (SECURITY.md, 'Modes')"
     refusals[503] = "the database is unavailable (with Retry-After)"
     for status, meaning in sorted(refusals.items()):
         answers[str(status)] = {"description": meaning, "content": error}

@@ -1,0 +1,88 @@
+"""Every ``/v1`` operation's answers against the document, in process (the fast tier's
+share of ``test_fuzz.py``).
+
+A dev-mode engine with one function and one live run serves through a ``TestClient``;
+for each operation of the document, schemathesis generates valid requests (a few per
+operation, derandomized: the same ones every run) and checks each answer as the fuzz run
+does: no 5xx, a documented status, the declared content type and body. Long-polls are
+asked for an answer now, and an app sync for a URL that refuses connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import checks
+from starlette.testclient import TestClient
+
+from stepline.engine import Engine, EngineSettings
+from stepline.engine._http.api import build_app
+from stepline.engine._http.contract import document
+from tests.contract.test_fuzz import APP
+
+SCHEMA = schemathesis.openapi.from_dict(document.document())
+OPERATIONS = {found.ok().label: found.ok() for found in SCHEMA.get_all_operations()}
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+]
+#: the only app URL a generated sync may name: nothing listens there
+DEAD_APP = APP["url"]
+
+
+@pytest.fixture(scope="module")
+def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    db = tmp_path_factory.mktemp("conformance") / "e.db"
+    engine = Engine(EngineSettings(database_url=str(db), poll_interval=0.05))
+    with TestClient(build_app(engine), base_url="http://127.0.0.1") as client:
+        assert client.post("/fn/register", json=APP).status_code == 200
+        assert client.post("/v1/functions/fuzz-fn/runs", json={}).status_code == 201
+        yield client
+
+
+def _request(case: Any) -> dict[str, Any]:
+    """The case as the test client's keyword arguments, asking for an answer now."""
+    sent = case.as_transport_kwargs(base_url="http://127.0.0.1")
+    sent.pop("cookies", None)  # dev mode: no credential, and per-request cookies warn
+    sent["headers"] = {**sent.get("headers", {}), "Accept": "application/json"}
+    params = dict(sent.get("params") or {})
+    if "wait" in params:
+        params["wait"] = 0
+    sent["params"] = params
+    if case.operation.label == "POST /v1/apps/sync" and isinstance(sent.get("json"), dict):
+        sent["json"] = {**sent["json"], "url": DEAD_APP}
+    if "data" in sent:  # a raw body, as httpx takes it
+        raw = sent.pop("data")
+        sent["content"] = raw.encode() if isinstance(raw, str) else raw
+    return sent
+
+
+@pytest.mark.parametrize("label", sorted(OPERATIONS))
+def test_each_operation_answers_as_documented(http: TestClient, label: str) -> None:
+    operation = OPERATIONS[label]
+
+    @settings(
+        max_examples=5,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(operation.as_strategy())
+    def answers(case: Any) -> None:
+        response = http.request(**_request(case))
+        case.validate_response(response, checks=CHECKS)
+
+    answers()
+
+
+def test_every_operation_is_checked() -> None:
+    described = document.document()["paths"]
+    assert len(OPERATIONS) == sum(len(item) for item in described.values())
