@@ -24,27 +24,43 @@ another, SQLite ``synchronous=NORMAL``; its set-up code is reused, not copied):
   ``httpx`` connection; unit: a request. ``endpoint-plain``: the same app's ``POST
   /plain`` (no steps), so that what durability adds is the difference.
 
-Each mode is set up, warms up with ``--warmup`` units (first-use imports and caches), then
-runs ``--segments`` segments of ``--runs`` units each (runs of ten steps; requests for the
-endpoint). A marker between segments (``os.getpgrp()``, which nothing else calls) makes
-callgrind dump its counts (``--dump-before=getpgrp``), so each segment's instructions are
-counted alone: the interpreter's start, the imports, the set-up and the warm-up fall in
-dumps that are discarded, with no subtraction of two workload sizes. The segments of a
-mode should agree to well under 1% (the report shows the spread): what varies is thread
-hand-offs and the engine's timers, which fire more often per step under callgrind's ~50x
-slowdown. The profile run takes a snapshot of every thread's ``cProfile`` at the same
-markers.
+Each mode is set up, warms up with ``--warmup`` units (first-use imports and caches, and
+the interpreter's specialising of code that has run eight times), then runs ``--segments``
+segments of ``--runs`` units each (runs of ten steps; requests for the endpoint). A
+marker between segments (``os.getpgrp()``, which nothing else calls) makes callgrind
+dump its counts (``--dump-before=getpgrp``), so each segment's instructions are counted
+alone: the interpreter's start, the imports, the set-up and the warm-up fall in dumps
+that are discarded, with no subtraction of two workload sizes. The profile run takes a
+snapshot of every thread's ``cProfile`` at the same markers.
 
-Reported per mode: Ir per unit (mean of the segments) and per step, the segments' spread,
-Python calls and builtin calls per unit; the top C functions of the first segment by self
-and by inclusive Ir per unit (``callgrind_annotate``), and the top Python functions by
-self time and by calls per unit (self time from the profile run is as noisy as any
-timing: the calls are the stable figure).
+Callgrind runs the program about 50x slower, while every clock in it keeps real time:
+whatever the code does by the clock rather than by the step would weigh 50x what it does
+at full speed, and move with the machine's load. So, in both runs: the engine's timers
+(the worker's idle poll, the schema check, dev mode's app poll) are set to an hour
+(``QUIET``), uvicorn does not wake ten times a second (``quiet_server``), a pool thread
+goes on with a run's calls for a minute rather than 50 ms before handing back to the
+loop (``onthread.SLICE``), under callgrind a thread waits 5 s rather than 5 ms for the
+GIL before asking for it, and the heap left by the imports and the warm-up is frozen
+(``gc.freeze()``), so that a full collection falling in a segment or not does not move it
+by several percent.
+What still varies is how the engine's threads meet (a commit that finds another queued
+joins its group, a result that finds its waiter already waiting): the report gives each
+mode's spread over its segments, (max - min) / mean. It is about 1% on a quiet machine;
+on a loaded one (others' test suites) counts rise by up to 5%: compare figures taken on a
+quiet machine, and the Python calls, which move by 0.1%.
+
+Reported per mode: Ir per unit (the mean of the segments) and per step, the segments'
+spread, Python and builtin calls per unit; the top C functions of the first segment by
+self Ir and by inclusive Ir (of the functions that do not call back into Python code),
+per unit; the top Python functions by self time and by calls per unit, and the top
+functions and builtins by calls (self time, from the profile run, is as noisy as any
+timing: the calls are the stable figure). ``--keep
+DIR`` keeps each segment's callgrind dump (``MODE.SEGMENT.callgrind``), for ``kcachegrind``.
 
 Needs valgrind (``apt-get install -y valgrind``). ``PYTHONHASHSEED=0`` for both runs.
 
 Run: ``.venv/bin/python bench/instructions_bench.py [--modes embedded-step,http-step]
-[--runs 5] [--segments 2] [--warmup 2] [--top 10] [--quick] [--json]``
+[--runs 5] [--segments 3] [--warmup 10] [--top 10] [--keep DIR] [--quick] [--json]``
 """
 
 from __future__ import annotations
@@ -98,19 +114,16 @@ MODES = {
 #: what it does at full speed, and move with the machine's load (the worker's idle poll,
 #: the schema check, dev mode's poll of known apps)
 QUIET = {"poll_interval": 3600.0, "schema_check_interval": 3600.0, "app_poll_interval": 3600.0}
-#: seconds a thread waits for the GIL before it asks the holder to let go: the default
-#: 5 ms is ~50x more work at full speed than under callgrind, where forced hand-offs would
-#: come 50x as often and as the machine's load has it; with this, threads hand over the
-#: GIL when they block, as they do at full speed within 5 ms
+#: seconds a thread waits for the GIL before it asks the holder to let go, under
+#: callgrind: the default 5 ms is ~50x more work at full speed than under callgrind, where
+#: forced hand-offs would come 50x as often and as the machine's load has it; with this,
+#: threads hand over the GIL when they block, as they do at full speed within 5 ms
 SWITCH_INTERVAL = 5.0
 #: seconds a pool thread goes on with a run's calls before it hands back to the engine's
 #: loop (``onthread.SLICE``, 50 ms): at full speed a sequential run of ten steps ends well
 #: within it; under callgrind 50 ms is two or three steps, and how many depends on the
 #: machine's load, so the hand-backs would come at every few steps, as the load has it
 SLICE = 60.0
-#: the bench mode (``_servers.client_checkpointing``) of each step mode
-BENCH_MODE = {"step": "step", "checkpoint": "checkpoint", "perstep": "perstep"}
-
 
 # -- the workload (a child process: under callgrind, or profiled) -----------------------------
 
@@ -156,9 +169,7 @@ def workload(name: str, tmp: Path) -> Iterator[Callable[[int], None]]:
 
     transport, _, kind = name.partition("-")
     if transport == "embedded":
-        with steps_bench.embedded(
-            BENCH_MODE[kind], tmp / f"{name}.db", start_timeout=600, **QUIET
-        ) as start:
+        with steps_bench.embedded(kind, tmp / f"{name}.db", start_timeout=600, **QUIET) as start:
 
             def run(k: int) -> None:
                 if start(k) != k:
@@ -264,7 +275,8 @@ def run_workload(args: argparse.Namespace) -> None:
     segment's calls and self time by function go to ``--out``.
     """
     sys.path.insert(0, str(BENCH))
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    if args.workload == "callgrind":
+        sys.setswitchinterval(SWITCH_INTERVAL)
     from stepline.engine._worker import onthread
 
     onthread.SLICE = SLICE
@@ -498,6 +510,8 @@ def profile(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, Any], float]
             python_rows = [r for r in rows if not r["function"].startswith("<")]
             python_rows.sort(key=lambda r: -r["self_us_per_unit"])
             cell["top_python_self"] = python_rows[: args.top]
+            python_rows.sort(key=lambda r: (-r["calls_per_unit"], r["function"]))
+            cell["top_python_calls"] = python_rows[: args.top]
             rows.sort(key=lambda r: (-r["calls_per_unit"], r["function"]))
             cell["top_calls"] = rows[: args.top]
     return result, seconds
@@ -532,6 +546,7 @@ def combine(args: argparse.Namespace, counted: dict[str, Any], profiled: dict[st
             "top_c_self": c["top_c_self"],
             "top_c_inclusive": c["top_c_inclusive"],
             "top_python_self": p["top_python_self"],
+            "top_python_calls": p["top_python_calls"],
             "top_calls": p["top_calls"],
         }
     return modes
@@ -551,7 +566,8 @@ def report(data: dict[str, Any]) -> str:
     lines = [
         f"instructions: {data['runs']} units x {data['segments']} segments per mode after "
         f"{data['warmup']} warm-up, python {data['versions']['python']}, "
-        f"{data['versions']['valgrind']}; unit = a run of 10 steps, or a request",
+        f"{data['versions']['valgrind']}; unit = a run of 10 steps, or a request; load "
+        f"average {data['loadavg']['start']} at start, {data['loadavg']['end']} at end",
         f"{'mode':<34}{'Ir/step':>12}{'Ir/unit':>14}{'spread':>8}{'py calls/step':>15}"
         f"{'py calls/unit':>15}{'builtin/unit':>14}",
     ]
@@ -575,12 +591,22 @@ def report(data: dict[str, Any]) -> str:
                 f"  {r['self_us_per_unit']:>9.1f} us {r['calls_per_unit']:>8.1f} calls  "
                 f"{r['function']}"
             )
+        lines.append(f"{name}: top Python functions by calls per {cell['unit']}")
+        for r in cell["top_python_calls"]:
+            lines.append(f"  {r['calls_per_unit']:>8.1f} calls  {r['function']}")
     took = data["seconds"]
     lines.append(f"took {took['total']:.0f} s (under callgrind {took['callgrind']:.0f} s)")
     return "\n".join(lines)
 
 
 # -- main ---------------------------------------------------------------------------------
+
+
+def loadavg() -> str:
+    """The machine's load averages (1, 5, 15 minutes), or ``?``."""
+    if not hasattr(os, "getloadavg"):
+        return "?"
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -592,8 +618,8 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated, of {', '.join(MODES)} (default: all)",
     )
     parser.add_argument("--runs", type=int, default=5, help="units per segment")
-    parser.add_argument("--segments", type=int, default=2, help="measured segments per mode")
-    parser.add_argument("--warmup", type=int, default=2, help="units before the first segment")
+    parser.add_argument("--segments", type=int, default=3, help="measured segments per mode")
+    parser.add_argument("--warmup", type=int, default=10, help="units before the first segment")
     parser.add_argument("--top", type=int, default=10, help="functions listed per mode")
     parser.add_argument("--quick", action="store_true", help="1 unit x 1 segment: a smoke run")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -618,6 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         sys.exit(f"instructions_bench: valgrind is not installed ({INSTALL})")
     began = time.monotonic()
+    load_before = loadavg()
     with contextlib.ExitStack() as stack:
         if args.keep:
             tmp = Path(args.keep)
@@ -641,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "segments": args.segments,
         "warmup": args.warmup,
+        "loadavg": {"start": load_before, "end": loadavg()},
         "modes": combine(args, counted, profiled),
         "seconds": {
             "callgrind": callgrind_s,
