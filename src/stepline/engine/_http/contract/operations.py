@@ -117,15 +117,13 @@ _BULK_LINKS = (
         "StopBulk", "POST /v1/bulk/{bulk_id}/cancel", (("bulk_id", "$response.body#/data/bulk_id"),)
     ),
 )
-_FUNCTION_LINKS = tuple(
-    Link(name, f"{method} /v1/functions/{{function_id:path}}/{what}", (("function_id", at),))
-    for name, method, what in (
-        ("StartRun", "POST", "runs"),
-        ("Pause", "POST", "pause"),
-        ("Resume", "POST", "resume"),
-        ("Metrics", "GET", "metrics"),
-    )
-    for at in ("$response.body#/data/0/function_id",)
+#: the first listed function feeds what acts on one function
+_FIRST_FUNCTION = (("function_id", "$response.body#/data/0/function_id"),)
+_FUNCTION_LINKS = (
+    Link("StartRun", "POST /v1/functions/{function_id:path}/runs", _FIRST_FUNCTION),
+    Link("Pause", "POST /v1/functions/{function_id:path}/pause", _FIRST_FUNCTION),
+    Link("Resume", "POST /v1/functions/{function_id:path}/resume", _FIRST_FUNCTION),
+    Link("Metrics", "GET /v1/functions/{function_id:path}/metrics", _FIRST_FUNCTION),
 )
 _RUN_LINKS = (
     Link("GetRun", "GET /v1/runs/{run_id}", (("run_id", "$response.body#/data/run_id"),)),
