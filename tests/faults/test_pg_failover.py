@@ -268,11 +268,6 @@ def test_the_engines_ride_out_a_primary_failover(replication: str, whole: bool) 
 OUTAGE = 8.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the store's pool keeps psycopg_pool's backoff (1, 2, 4 ... s between tries): "
-    "passing reconnect_timeout=1.0 to its ConnectionPool (postgres.py) makes this pass",
-)
 @pytest.mark.timeout(90)
 def test_the_store_reconnects_within_a_second_or_so_of_the_database_returning() -> None:
     """However long the database was away, the store's next transaction after its return

@@ -57,6 +57,12 @@ _RETRIES = 8
 #: with the database gone, a request gets its 503 after this, not after psycopg's 30 s
 #: (a pool this busy for that long is overloaded: a 503 says so too).
 CHECKOUT_TIMEOUT = 5
+#: Seconds the pool keeps trying to replace a lost connection before that try gives up
+#: (the next checkout starts another). psycopg_pool doubles its wait after each failed
+#: connect (1, 2, 4 ... s): a database back after n seconds away (a failover) could wait
+#: up to n more for the pool's next try. Tries that end after a second keep the attempts
+#: about a second apart however long the database was away.
+RECONNECT_TIMEOUT = 1.0
 _ROWS = pq.ExecStatus.TUPLES_OK
 #: Milliseconds a runs list's query may take (its planning included): the server stops
 #: it there, so a list whose client has gone cannot keep a connection and a core busy.
@@ -210,6 +216,7 @@ class PostgresStore:
             min_size=1,
             max_size=pool_size,
             timeout=CHECKOUT_TIMEOUT,
+            reconnect_timeout=RECONNECT_TIMEOUT,
             kwargs={
                 "autocommit": True,
                 "connect_timeout": CHECKOUT_TIMEOUT,
