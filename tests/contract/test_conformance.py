@@ -4,7 +4,8 @@ share of ``test_fuzz.py``).
 A dev-mode engine with one function and one live run serves through a ``TestClient``;
 for each operation of the document, schemathesis generates valid requests (a few per
 operation, derandomized: the same ones every run) and checks each answer as the fuzz run
-does: no 5xx, a documented status, the declared content type and body. Long-polls are
+does: no 5xx, a documented status, the declared content type and body; and every query
+parameter the route's handler reads is one the document declares for it. Long-polls are
 asked for an answer now, and an app sync for a URL that refuses connections.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+import starlette.datastructures
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import checks
 from starlette.testclient import TestClient
@@ -63,8 +65,31 @@ def _request(case: Any) -> dict[str, Any]:
     return sent
 
 
+@pytest.fixture
+def query_reads(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The query parameter names read while the test runs (``get``, ``[]``, ``in``,
+    ``getlist``), whoever reads them."""
+    read: set[str] = set()
+    params = starlette.datastructures.QueryParams
+    getitem, getlist, contains = params.__getitem__, params.getlist, params.__contains__
+
+    def noted(method: Any) -> Any:
+        def reading(self: Any, key: Any, *args: Any) -> Any:
+            read.add(str(key))
+            return method(self, key, *args)
+
+        return reading
+
+    monkeypatch.setattr(params, "__getitem__", noted(getitem))
+    monkeypatch.setattr(params, "getlist", noted(getlist))
+    monkeypatch.setattr(params, "__contains__", noted(contains))
+    return read
+
+
 @pytest.mark.parametrize("label", sorted(OPERATIONS))
-def test_each_operation_answers_as_documented(http: TestClient, label: str) -> None:
+def test_each_operation_answers_as_documented(
+    http: TestClient, label: str, query_reads: set[str]
+) -> None:
     operation = OPERATIONS[label]
 
     @settings(
@@ -81,6 +106,8 @@ def test_each_operation_answers_as_documented(http: TestClient, label: str) -> N
         case.validate_response(response, checks=CHECKS)
 
     answers()
+    declared = {p["name"] for p in operation.definition.raw.get("parameters", [])}
+    assert query_reads <= declared, f"{label} reads query parameters it does not declare"
 
 
 def test_every_operation_is_checked() -> None:
