@@ -540,7 +540,25 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/token-budgets/{budget}",
         "The tokens charged to a budget in the current period",
         "functions",
-        s.data(s.OBJECT),
+        s.data(
+            s.obj(
+                {
+                    "budget": s.STRING,
+                    "key": s.STRING,
+                    "period_seconds": s.NUMBER,
+                    "window_start": s.TIME,
+                    "window_end": s.TIME,
+                    "window_end_epoch": s.NUMBER,
+                    "used": s.INTEGER,
+                    "now": s.TIME,
+                },
+                "budget",
+                "key",
+                "used",
+                "window_start",
+                "window_end",
+            )
+        ),
         query=(
             _p("key", s.STRING, "the budget's key"),
             _p("period", {"type": "integer", "minimum": 1}, "seconds"),
@@ -561,7 +579,24 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/apps/{app_id}/versions",
         "An app's registered versions",
         "apps",
-        s.data(s.array(s.OBJECT)),
+        s.data(
+            s.array(
+                s.obj(
+                    {
+                        "version": s.STRING,
+                        "url": s.nullable(s.STRING),
+                        "synced_at": s.nullable(s.TIME),
+                        "registered_at": s.nullable(s.TIME),
+                        "latest": s.BOOLEAN,
+                        "live_runs": s.INTEGER,
+                        "functions": s.INTEGER,
+                    },
+                    "version",
+                    "latest",
+                    "live_runs",
+                )
+            )
+        ),
         errors=_NOT_FOUND,
     ),
     Operation(
