@@ -125,6 +125,7 @@ SWITCH_INTERVAL = 5.0
 #: machine's load, so the hand-backs would come at every few steps, as the load has it
 SLICE = 60.0
 
+
 # -- the workload (a child process: under callgrind, or profiled) -----------------------------
 
 
@@ -259,7 +260,7 @@ def function_name(code: object) -> str:
     if isinstance(code, str):
         return code
     filename = str(getattr(code, "co_filename", "?"))
-    for prefix in (str(ROOT / "src") + "/", str(ROOT) + "/", "site-packages/", "lib/python"):
+    for prefix in (str(ROOT / "src") + "/", "site-packages/", str(ROOT) + "/", "lib/python"):
         if prefix in filename:
             filename = filename.split(prefix, 1)[1]
             break
