@@ -361,6 +361,7 @@ BODY_ROUTES = {
     ("POST", "/v1/signals/hooks/{token}"),
     ("POST", "/v1/approvals/{approval_id}/approve"),
     ("POST", "/v1/approvals/{approval_id}/reject"),
+    ("POST", "/v1/deploy-checks"),
     ("POST", "/login"),
     ("POST", "/v0/connect/start"),
     ("POST", "/v0/connect/flush"),

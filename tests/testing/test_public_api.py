@@ -8,6 +8,9 @@ import stepline.testing
 import stepline.testing.plugin
 
 EXPECTED = [
+    "Journal",
+    "Playback",
+    "PlayedStep",
     "RunWaitingError",
     "StepCall",
     "StepMock",
@@ -22,9 +25,13 @@ ENV_METHODS = {
     "aclose",
     "close",
     "engine",
+    "export",
+    "export_sync",
     "get_run",
     "mock_step",
     "now",
+    "replay",
+    "replay_sync",
     "runs",
     "runs_sync",
     "send",
@@ -57,7 +64,9 @@ RUN_METHODS = {
 def test_all_is_pinned_and_sorted() -> None:
     assert stepline.testing.__all__ == EXPECTED
     for name in EXPECTED:
-        assert getattr(stepline.testing, name).__module__.startswith("stepline.testing._")
+        # a recorded run and its playback are the replay core's (the deploy check's too)
+        home = getattr(stepline.testing, name).__module__
+        assert home.startswith(("stepline.testing._", "stepline._replay.")), (name, home)
 
 
 def _public(cls: type) -> set[str]:
@@ -79,6 +88,6 @@ def test_every_async_method_has_a_blocking_twin_with_the_same_parameters() -> No
                 ), name
 
 
-def test_the_plugin_offers_one_fixture() -> None:
+def test_the_plugin_offers_its_two_fixtures() -> None:
     fixtures = [name for name in vars(stepline.testing.plugin) if name.startswith("stepline_")]
-    assert fixtures == ["stepline_env"]
+    assert fixtures == ["stepline_env", "stepline_replay"]

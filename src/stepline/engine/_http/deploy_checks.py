@@ -43,7 +43,7 @@ def table(engine: Engine) -> list[tuple[str, str, Handler]]:
     """The routes, as ``api._Api.routes`` lists them (method, path, handler)."""
 
     async def upload(request: Request) -> Response:
-        raw = await wire.read_body(request, MAX_BYTES)
+        raw = await wire.read_body(request, min(MAX_BYTES, engine.settings.max_body_bytes))
         report = wire.json_body(raw)
         app_ids = checked(report)
         now = engine.clock.now()
