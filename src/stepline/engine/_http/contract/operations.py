@@ -522,7 +522,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/functions/{function_id:path}/metrics",
         "A function's run figures per time bucket",
         "functions",
-        s.data(s.OBJECT),
+        s.data(s.ref("FunctionMetrics")),
         query=_WINDOW,
         errors=_NOT_FOUND,
     ),

@@ -277,6 +277,54 @@ _APPROVAL = obj(
     "status",
 )
 
+
+def _figures(**more: Schema) -> Schema:
+    """A bucket's or the window's run figures (``function_metrics.render``)."""
+    spread = {
+        f"{name}_{figure}": nullable(NUMBER) if figure != "count" else INTEGER
+        for name in ("duration", "delay")
+        for figure in ("count", "p50_ms", "p95_ms", "max_ms")
+    }
+    counts = ("started", "completed", "failed", "cancelled")
+    return obj(
+        {**dict.fromkeys(counts, INTEGER), "failure_rate": nullable(NUMBER), **spread, **more},
+        *counts,
+        "failure_rate",
+    )
+
+
+_COUNTS = {"type": "object", "additionalProperties": INTEGER}
+_METRICS = obj(
+    {
+        "function_id": STRING,
+        "window": nullable(STRING),
+        "since": TIME,
+        "until": TIME,
+        "bucket_seconds": NUMBER,
+        "now": TIME,
+        "buckets": array(_figures(start=TIME, queued=INTEGER)),
+        "totals": _figures(),
+        "queue": obj(
+            {
+                "queued_runs": INTEGER,
+                "running_runs": INTEGER,
+                "held": _COUNTS,
+                "jobs": _COUNTS,
+            },
+            "queued_runs",
+            "running_runs",
+        ),
+    },
+    "function_id",
+    "since",
+    "until",
+    "bucket_seconds",
+    "buckets",
+    "totals",
+    "queue",
+    description="A function's run figures per time bucket, the window's totals, the queue now.",
+)
+
 #: the shared components, by name
 COMPONENTS: dict[str, Schema] = {
     "Error": _ERROR,
@@ -290,4 +338,5 @@ COMPONENTS: dict[str, Schema] = {
     "SyncResult": _SYNC,
     "BulkAction": _BULK,
     "Approval": _APPROVAL,
+    "FunctionMetrics": _METRICS,
 }
