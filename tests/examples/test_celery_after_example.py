@@ -113,13 +113,6 @@ def test_the_chain_waits_out_its_countdown_and_retries_a_failed_charge(
         assert (job["status"], job["result"]) == ("Completed", receipt)
 
 
-@pytest.mark.xfail(
-    reason="stepline SDK: with checkpointing (the default), a RetryAfterError raised in a "
-    "step after another step completed in the same call is dropped: the call answers with "
-    "the completed step and the engine calls again at once (attempt 0 again); only the "
-    "RetryAfterError of the next call, where the step runs first, is honoured",
-    strict=True,
-)
 def test_a_busy_gateway_is_charged_again_no_sooner_than_it_asked(
     example: ModuleType, stepline_env: EnvFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -168,6 +168,30 @@ def test_retry_after_error_in_step_sets_retry_after() -> None:
     assert before + dt.timedelta(seconds=29) <= when <= after + dt.timedelta(seconds=31)
 
 
+def test_retry_after_error_beside_steps_that_ran_is_the_steps_error_with_its_retry_after() -> None:
+    """Under checkpointing the steps a call ran go with its answer: a ``RetryAfterError``
+    answered alone would drop them and run its step again at once. It is the step's error
+    beside them instead, and the answer asks for the retry no sooner than it said."""
+    client = make_client()
+    error = stepline.RetryAfterError("gateway busy", retry_after=dt.timedelta(seconds=30))
+
+    @client.function(id="fn", trigger=stepline.TriggerEvent(event="demo/go"))
+    def fn(ctx: stepline.SyncContext) -> None:
+        ctx.step.run("a", lambda: 1)
+        ctx.step.run("boom", lambda: (_ for _ in ()).throw(error))
+
+    before = dt.datetime.now(dt.timezone.utc)
+    response = call(serve(client, fn), body=body_for(fn_id="fn-uuid", qi_id="qi-1"))
+    after = dt.datetime.now(dt.timezone.utc)
+    assert response.status == 206
+    ran, failed = decoded(response)
+    assert (ran["op"], ran["id"]) == ("StepRun", sha1("a"))
+    assert (failed["op"], failed["id"]) == ("StepError", sha1("boom"))
+    assert failed["error"]["name"] == "RetryAfterError"
+    when = durations.parse_timestamp(response.headers["retry-after"])
+    assert before + dt.timedelta(seconds=29) <= when <= after + dt.timedelta(seconds=31)
+
+
 def test_function_level_plain_error_is_retriable_500() -> None:
     client = make_client()
 

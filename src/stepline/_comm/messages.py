@@ -125,6 +125,8 @@ class CommResponse:
             response = cls(206, dict(base), _serde.encode_vetted(ops))
             if outcome.no_retry:
                 response.headers[headers.NO_RETRY] = "true"
+            if outcome.retry_after is not None:  # a step's error beside steps that ran
+                _mark_retry(response, outcome.retry_after, now=now)
             return response
         if outcome.error is None:
             try:

@@ -85,6 +85,9 @@ class Outcome:
     divergence: _divergence.Divergence | None = None
     #: the step whose ``NonRetriableError`` ended the function (``error``), if one did
     failed_step: StepSlot | None = None
+    #: a step's ``RetryAfterError`` reported as its error beside steps this call ran
+    #: (``ops``): the call's answer asks for the retry no sooner than it said
+    retry_after: _errors.RetryAfterError | None = None
 
 
 class StepObserver(Protocol):
@@ -155,6 +158,8 @@ class ExecutionState:
         self._running: StepSlot | None = None
         #: a step that raised ``NonRetriableError`` (ending the function), and the error
         self._ended_by: tuple[StepSlot, BaseException] | None = None
+        #: a step's ``RetryAfterError`` reported beside the steps this call ran
+        self._retry_after: _errors.RetryAfterError | None = None
         self._parallel_depth = 0
         self._parallel_mode = ParallelMode.WAIT
         self._no_retry = False
@@ -246,6 +251,12 @@ class ExecutionState:
                 else:  # the answer names the step, so the engine lists the failure under it
                     self._ended_by = (slot, error)
                 return False  # it ends the function, not just the step (as in inngest-py)
+            if isinstance(error, _errors.RetryAfterError) and self._done:
+                # Steps already ran in this call: answering the error alone would drop them
+                # (they go with the answer) and run this step again at once. Report it as
+                # the step's error beside them, the answer carrying when to retry.
+                self._retry_after = error
+                self._report_failure(slot, error)
             if isinstance(error, Exception) and not isinstance(error, _errors.RetryAfterError):
                 self._report_failure(slot, error)
             return False  # nothing, an interrupt or a retry-after: on its way
@@ -384,6 +395,7 @@ class ExecutionState:
                     outcome.ops = [*self._done, done]
         elif isinstance(raised, _Respond | _Planned | _Skip):
             outcome.ops = self._done + self._ops
+            outcome.retry_after = self._retry_after
         elif isinstance(raised, _Fail):
             outcome.error = raised.error
         elif isinstance(raised, Exception):

@@ -144,7 +144,7 @@ class RunTransitions:
                 step.attempts += 1
                 step.error = op.error
                 if job.attempt + 1 < max_attempts and not outcome.final(op):
-                    self._retry(tx, job, None, now)
+                    self._retry(tx, job, outcome.retry_after, now)
                     retried = True
                     continue
                 view.done(op, {"error": op.error}, StepStatus.FAILED, now)

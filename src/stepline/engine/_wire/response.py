@@ -96,6 +96,9 @@ class Ops:
     request_version: int | None = None
     no_retry: bool = False
     divergence: RecordedDivergence | None = None
+    #: seconds a step's error among the ops asked to wait before its retry (the answer's
+    #: ``Retry-After``: Stepline's SDK, for a ``RetryAfterError`` beside steps that ran)
+    retry_after: float | None = None
 
     def final(self, op: ReportedOp) -> bool:
         """Whether ``op``'s error must not be retried (the answer or the op says so)."""
@@ -212,7 +215,8 @@ def _decode(raw: RawResponse, *, now: float) -> tuple[Outcome, Mapping[str, str]
     no_retry = lowered.get(_NO_RETRY, "").lower() == "true"
     if status == 206:
         try:
-            return Ops(_ops(body), version, no_retry), lowered
+            retry_after = _retry_after(lowered.get("retry-after"), now)
+            return Ops(_ops(body), version, no_retry, retry_after=retry_after), lowered
         except ValueError as exc:
             invalid = _failure(f"invalid 206 body: {exc}", "InvalidResponse", str(exc), version)
             return invalid, lowered
