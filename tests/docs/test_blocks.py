@@ -441,7 +441,10 @@ def test_what_a_files_blocks_do_to_the_environment_ends_with_the_file(
 
 def test_every_block_is_known() -> None:
     """Each fenced block of these files is Python, shell, console or plain data/text."""
-    known = {"", *PYTHON, *SHELLS, "json", "yaml", "js", "javascript", "promql", "text", "http"}
+    known = {
+        "", *PYTHON, *SHELLS, "json", "yaml", "js", "javascript", "ts", "typescript", "promql",
+        "text", "http",
+    }  # fmt: skip
     fence = re.compile(r"^\s*```(?P<language>\S*)\s*$", re.MULTILINE)
     unknown = [
         f"{path.relative_to(ROOT)}: {found['language']}"
