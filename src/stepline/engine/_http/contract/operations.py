@@ -234,7 +234,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/runs/{run_id}/export",
         "A run as a `stepline.run/1` journal",
         "runs",
-        s.obj({"format": s.STRING}, "format"),
+        s.ref("RunJournal"),
         query=(
             _p("drop_output", s.STRING, "a step whose output to leave out", repeated=True),
             _p("redact_key", s.STRING, "a key whose values to mask", repeated=True),

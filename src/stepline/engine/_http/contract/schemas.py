@@ -325,8 +325,56 @@ _METRICS = obj(
     description="A function's run figures per time bucket, the window's totals, the queue now.",
 )
 
+_RECORDED_STEP = obj(
+    {
+        "id": STRING,
+        "name": STRING,
+        "op": STRING,
+        "status": STEP_STATUS,
+        "mode": STRING,
+        "attempts": INTEGER,
+        "started_at": nullable(TIME),
+        "ended_at": nullable(TIME),
+        "memo": {"description": "what the SDK receives for the step on replay (done steps)"},
+        "dropped": {"type": "boolean", "description": "its output was left out"},
+    },
+    "id",
+    "name",
+    "op",
+    "status",
+)
+_JOURNAL = obj(
+    {
+        "format": {"type": "string", "const": "stepline.run/1"},
+        "run_id": STRING,
+        "function_id": STRING,
+        "app_id": STRING,
+        "app_version": nullable(STRING),
+        "status": RUN_STATUS,
+        "created_at": nullable(TIME),
+        "started_at": nullable(TIME),
+        "ended_at": nullable(TIME),
+        "exported_at": nullable(TIME),
+        "events": array(OBJECT),
+        "stack": array(STRING),
+        "steps": array(_RECORDED_STEP),
+        "output": {"description": "the return value once completed, the error once failed"},
+        "redacted": array(STRING),
+    },
+    "format",
+    "run_id",
+    "function_id",
+    "app_id",
+    "status",
+    "events",
+    "stack",
+    "steps",
+    description="A run's record: what `stepline runs export` writes and `TestEnv.replay` plays.",
+)
+
 #: the shared components, by name
 COMPONENTS: dict[str, Schema] = {
+    "RunJournal": _JOURNAL,
     "Error": _ERROR,
     "Run": _RUN,
     "Step": _STEP,
