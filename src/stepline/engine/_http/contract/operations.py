@@ -296,7 +296,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/runs/{run_id}/tokens",
         "A run's AI token usage",
         "runs",
-        s.data(s.OBJECT),
+        s.data(s.ref("RunTokens")),
         errors=_NOT_FOUND,
     ),
     Operation(
@@ -531,7 +531,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/functions/{function_id:path}/tokens",
         "A function's AI token usage per time bucket",
         "functions",
-        s.data(s.OBJECT),
+        s.data(s.ref("FunctionTokens")),
         query=_WINDOW,
         errors=_NOT_FOUND,
     ),

@@ -372,8 +372,67 @@ _JOURNAL = obj(
     description="A run's record: what `stepline runs export` writes and `TestEnv.replay` plays.",
 )
 
+_TOKEN_SUMS: dict[str, Schema] = {
+    "input_tokens": INTEGER,
+    "output_tokens": INTEGER,
+    "total_tokens": INTEGER,
+    "requests": INTEGER,
+}
+_SUMS = obj(_TOKEN_SUMS, *_TOKEN_SUMS)
+_RUN_TOKENS = obj(
+    {
+        "run_id": STRING,
+        "function_id": STRING,
+        **_TOKEN_SUMS,
+        "models": {"type": "object", "additionalProperties": _SUMS},
+        "steps": array(
+            obj(
+                {
+                    "step_id": STRING,
+                    "at": nullable(TIME),
+                    "input_tokens": INTEGER,
+                    "output_tokens": INTEGER,
+                    "model": nullable(STRING),
+                },
+                "step_id",
+                "input_tokens",
+                "output_tokens",
+            )
+        ),
+    },
+    "run_id",
+    "function_id",
+    *_TOKEN_SUMS,
+    "models",
+    "steps",
+    description="A run's model tokens: totals, per model, per step.",
+)
+_FUNCTION_TOKENS = obj(
+    {
+        "function_id": STRING,
+        "window": nullable(STRING),
+        "since": TIME,
+        "until": TIME,
+        "bucket_seconds": NUMBER,
+        "now": TIME,
+        "buckets": array(obj({"start": TIME, **_TOKEN_SUMS, "runs": INTEGER}, "start")),
+        "totals": _SUMS,
+        "models": {"type": "object", "additionalProperties": _SUMS},
+    },
+    "function_id",
+    "since",
+    "until",
+    "bucket_seconds",
+    "buckets",
+    "totals",
+    "models",
+    description="A function's model tokens per time bucket, the window's totals, per model.",
+)
+
 #: the shared components, by name
 COMPONENTS: dict[str, Schema] = {
+    "RunTokens": _RUN_TOKENS,
+    "FunctionTokens": _FUNCTION_TOKENS,
     "RunJournal": _JOURNAL,
     "Error": _ERROR,
     "Run": _RUN,
