@@ -613,9 +613,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/apps/{app_id}/workers",
         "An app's connected workers",
         "apps",
-        s.data(s.array(s.OBJECT)),
+        s.data(s.array(s.ref("Worker"))),
     ),
-    Operation("GET", "/v1/connect/workers", "Connected workers", "apps", s.data(s.array(s.OBJECT))),
+    Operation(
+        "GET", "/v1/connect/workers", "Connected workers", "apps", s.data(s.array(s.ref("Worker")))
+    ),
     Operation(
         "POST",
         "/v1/deploy-checks",

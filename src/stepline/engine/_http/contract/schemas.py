@@ -429,8 +429,34 @@ _FUNCTION_TOKENS = obj(
     description="A function's model tokens per time bucket, the window's totals, per model.",
 )
 
+_WORKER = obj(
+    {
+        "connection_id": STRING,
+        "instance_id": STRING,
+        "node": STRING,
+        "sdk": STRING,
+        "framework": nullable(STRING),
+        "app_ids": array(STRING),
+        "versions": {"type": "object", "additionalProperties": nullable(STRING)},
+        "functions": array(STRING),
+        "in_flight": INTEGER,
+        "max_concurrency": nullable(INTEGER),
+        "calls_sent": INTEGER,
+        "connected_at": nullable(TIME),
+        "last_heartbeat_at": nullable(TIME),
+        "status": {"type": "string", "enum": ["ready", "connecting", "draining"]},
+    },
+    "connection_id",
+    "node",
+    "app_ids",
+    "functions",
+    "status",
+    description="A Connect worker: its connection, apps, functions and calls in flight.",
+)
+
 #: the shared components, by name
 COMPONENTS: dict[str, Schema] = {
+    "Worker": _WORKER,
     "RunTokens": _RUN_TOKENS,
     "FunctionTokens": _FUNCTION_TOKENS,
     "RunJournal": _JOURNAL,

@@ -1,4 +1,5 @@
-"""The token routes' answers, as their renderers make them, conform to the document."""
+"""Answers described field by field (tokens, Connect workers), as their renderers make them,
+conform to the document."""
 
 from __future__ import annotations
 
@@ -32,3 +33,16 @@ def test_a_functions_tokens_conform() -> None:
     answer = tokens.render_function("app-fn", window, found, 1_800_003_600.0)
     conforms(answer, "FunctionTokens")
     assert answer["totals"]["total_tokens"] == 15
+
+
+def test_a_connect_workers_listing_conforms() -> None:
+    from stepline.engine._connect import listing
+    from stepline.engine._connect.hub import Conn
+
+    async def send(frame: bytes) -> None:
+        return None
+
+    conn = Conn("c1", "i1", frozenset({"app"}), send, sdk="py:v1", max_inflight=None, ready=True)
+    answer = listing.worker(conn, "node-1")
+    conforms(answer, "Worker")
+    assert answer["status"] == "ready"
