@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from stepline._identity import SDK_HEADER
 from stepline._protocol import signing
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
@@ -80,7 +81,7 @@ OFFICIAL = Kind(
 STEPLINE = Kind(
     name="stepline",
     module="tests.apps.connect_stepline_worker",
-    sdk="stepline-py:v0.1.0",
+    sdk=SDK_HEADER,
     apps=frozenset({APP_ID}),
     functions=11,
     slow=("slow", "slow-sync"),  # slow-sync: the step sleeps in the SDK's thread pool

@@ -15,7 +15,7 @@ import pytest
 
 from tests._support.browser import Page
 from tests._support.polling import wait_until
-from tests.connect.harness import APP_ID, node, workers
+from tests.connect.harness import APP_ID, STEPLINE, node, workers
 
 pytestmark = [pytest.mark.process, pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -38,7 +38,7 @@ def test_the_apps_page_lists_connected_workers(tmp_path: Path, tab: Page) -> Non
         rows = section.locator("table.workers tbody tr")
         expect(rows).to_have_count(1)
         expect(rows.nth(0)).to_contain_text("s1")
-        expect(rows.nth(0)).to_contain_text("stepline-py:v0.1.0")
+        expect(rows.nth(0)).to_contain_text(STEPLINE.sdk)
         expect(rows.nth(0).locator(".worker-functions")).to_have_text("11")
         expect(rows.nth(0).locator(".worker-status")).to_have_text("ready")
         expect(rows.nth(0)).to_contain_text(engine.engine.connect.node)
