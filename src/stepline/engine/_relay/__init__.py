@@ -61,6 +61,7 @@ async def _relay(engine: RelayHost) -> None:
             relay.run()
         finally:
             relay.close()
+            where.release()
 
     thread = asyncio.create_task(asyncio.to_thread(work))
     try:

@@ -12,12 +12,22 @@ from stepline.outbox import _relay, _relay_db
 __all__ = ["Target", "resolve"]
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """Opens the outbox's database (on the relay's thread) and, on Postgres, LISTENs."""
+    """Opens the outbox's database (on the relay's thread) and, on Postgres, LISTENs.
+
+    ``release`` runs on the relay's thread as it ends: what the thread holds that the relay
+    does not own (Django's connection of that thread, which Django closes only at the end
+    of a request, so a relay thread's would be left for the garbage collector).
+    """
 
     open: Callable[[], _relay_db.OutboxDb]
     listen: Callable[[], Any] | None
+    release: Callable[[], None] = _nothing
 
 
 def resolve(value: str, engine_database: str) -> Target:
@@ -62,5 +72,8 @@ def _django(alias: str) -> Target:
         other.ensure_connection()
         return other.connection
 
+    def release() -> None:
+        connections[alias].close()  # this thread's own connection
+
     vendor = connections[alias].vendor
-    return Target(open_db, listen if vendor == "postgresql" else None)
+    return Target(open_db, listen if vendor == "postgresql" else None, release)
