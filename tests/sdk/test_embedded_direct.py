@@ -245,6 +245,28 @@ def test_a_blocking_start_then_its_wait_reads_no_run_until_it_ends(
         embedded.stop()
 
 
+def test_a_start_right_after_the_engine_started_is_adopted_by_its_worker(tmp_path: Path) -> None:
+    # the worker leases from the moment the engine has started, not from its loop's first
+    # turn: a start in between takes its first call at once, and its wait reads nothing
+    from stepline.engine import Engine, EngineSettings
+
+    client = stepline.Client(app_id="first", is_production=False, environ={})
+
+    @client.function(id="one", trigger=stepline.TriggerEvent(event="t/one"), retries=0)
+    def one(ctx: stepline.SyncContext) -> object:
+        return 1
+
+    async def body() -> bool:
+        engine = Engine(EngineSettings(database_url=str(tmp_path / "w.db"), **FAST))
+        await engine.start(sync=False)
+        try:
+            return engine.worker.leasing  # no await since start: the loop has not turned
+        finally:
+            await engine.stop()
+
+    assert asyncio.run(body()) is True
+
+
 def test_a_run_ended_on_the_sdks_thread_answers_its_blocked_wait_without_the_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

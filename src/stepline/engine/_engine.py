@@ -208,7 +208,7 @@ class Engine:
         """Start leasing jobs (``start(worker=False)`` defers it, e.g. until apps are served)."""
         if not self._tasks:
             self._tasks = [
-                asyncio.create_task(self.worker.run(), name="stepline-worker"),
+                self.worker.start(),
                 asyncio.create_task(self.worker.heartbeat(), name="stepline-heartbeat"),
                 asyncio.create_task(sweeper.Sweeper.of(self).run(), name="stepline-retention"),
                 asyncio.create_task(self._schema_watch().run(), name="stepline-schema-watch"),

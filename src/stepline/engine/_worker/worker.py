@@ -91,9 +91,13 @@ class QueueWorker:
 
     # -- the loop ------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Lease and dispatch jobs until ``stop``; a database error is logged and retried."""
+    def start(self) -> asyncio.Task[None]:
+        """Lease from now on (``adopt`` too, before the loop's first turn) and start the loop."""
         self._running = True
+        return asyncio.create_task(self._run(), name="stepline-worker")
+
+    async def _run(self) -> None:
+        """Lease and dispatch jobs until ``stop``; a database error is logged and retried."""
         while not self.stopping:
             if self.refusal is not None:  # leases nothing more: waits for its stop
                 self.wake.clear()
