@@ -18,20 +18,21 @@ demo: $(STAMP)
 
 ## Lint, type-check and run every test: one pytest worker a core and one more (each test
 ## file runs whole in one worker), since the process tests spend much of their time waiting
-## on the servers they start (tests/README.md has the measured runs). mypy runs beside the
-## tests (its output is printed once they end): either failing fails.
+## on the servers they start (tests/README.md has the measured runs). The files go out
+## longest first (tests/_support/file_order.py: --no-loadscope-reorder keeps that order).
+## mypy runs beside the tests (its output is printed once they end): either failing fails.
 ## PYTEST_ARGS: more options for pytest, e.g. make test PYTEST_ARGS="--durations=30"
 WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP) lint
 	@$(BIN)/mypy > .mypy.out 2>&1 & mypy=$$!; \
-	$(BIN)/pytest -n $(WORKERS) --dist loadfile $(PYTEST_ARGS); tests=$$?; \
+	$(BIN)/pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); tests=$$?; \
 	wait $$mypy; typed=$$?; echo "mypy:"; cat .mypy.out; rm -f .mypy.out; \
 	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 
 ## The fast tier: every test that needs no process, browser, database server or long run
 ## (tests/README.md); no lint or type check.
 test-fast: $(STAMP)
-	$(BIN)/pytest -n 2 --dist loadfile --tier fast
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --tier fast
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

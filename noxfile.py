@@ -85,7 +85,16 @@ DJANGO_TASKS_TESTS = "tests/django_tasks_backend"
 def fast(session: nox.Session) -> None:
     """The fast tier on one Python (extra arguments go to pytest)."""
     _install(session)
-    session.run("pytest", "-n", "2", "--dist", "loadfile", *FAST_TIER, *session.posargs)
+    session.run(
+        "pytest",
+        "-n",
+        "2",
+        "--dist",
+        "loadfile",
+        "--no-loadscope-reorder",
+        *FAST_TIER,
+        *session.posargs,
+    )
     if session.python == DJANGO_6 and not session.posargs:
         session.run("python", "-c", "import django, django.tasks; assert django.VERSION >= (6,)")
         session.run("pytest", "-p", "no:randomly", DJANGO_TASKS_TESTS, "-m", "process")

@@ -14,7 +14,7 @@ from tests._support.databases import STORES, database
 from tests._support.stub_server import StubServer
 
 #: the tier markers' guard and ``--tier`` (see tests/README.md)
-pytest_plugins = ["pytester", "tests._support.tiers"]
+pytest_plugins = ["pytester", "tests._support.tiers", "tests._support.file_order"]
 
 #: the shipped default engine URL, where a developer's own engine listens
 SHIPPED_DEV_BASE_URL = _settings.DEV_BASE_URL
