@@ -115,6 +115,13 @@ ENGINE: tuple[Route, ...] = (
     _route("GET", "/v1/runs/{run_id}/steps", _KEY, _SESSION),
     _route("GET", "/v1/runs/{run_id}/attempts", _KEY, _SESSION),
     _route("GET", "/v1/runs/{run_id}/export", _KEY, _SESSION, note="a run as a test's journal"),
+    _route(
+        "GET",
+        "/v1/runs/{run_id}/history",
+        _KEY,
+        _SESSION,
+        note="every recorded transition: step outputs, errors and the run's output",
+    ),
     _route("POST", "/v1/runs/{run_id}/rerun", _KEY, _SESSION),
     _route("GET", "/v1/functions", _KEY, _SESSION),
     _route("GET", "/v1/apps", _KEY, _SESSION),

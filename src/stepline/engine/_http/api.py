@@ -47,6 +47,7 @@ from stepline.engine._http import function_metrics as _function_metrics
 from stepline.engine._http import gate as _gate
 from stepline.engine._http import gql as _gql
 from stepline.engine._http import guard as _guard
+from stepline.engine._http import history as _history
 from stepline.engine._http import pause as _pause
 from stepline.engine._http import ready as _ready
 from stepline.engine._http import run_list as _run_list
@@ -141,6 +142,7 @@ class _Api:
             ("GET", "/v1/runs/{run_id}/steps", self.steps),
             *_attempts.table(engine),
             *_exports.table(engine),
+            *_history.table(engine),
             ("POST", "/v1/runs/{run_id}/rerun", self.rerun),
             ("GET", "/v1/functions", self.functions),
             ("GET", "/v1/apps", self.apps),
