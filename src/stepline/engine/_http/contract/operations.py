@@ -182,19 +182,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/runs",
         "List runs, newest first",
         "runs",
-        s.page(
-            s.ref("Run"),
-            exact={
-                "type": "boolean",
-                "description": "with a query: the page is one SQL query (no scan)",
-            },
-            scanned={"type": "integer", "description": "with a query that scans: runs read"},
-            scan_limit={"type": "integer", "description": "the scan's limit (`scan`)"},
-            scan_complete={
-                "type": "boolean",
-                "description": "the scan read every run the other filters select",
-            },
-        ),
+        s.page(s.ref("Run")),
         query=(
             _p("function_id", s.STRING),
             _p("status", s.STRING, "comma-separated run statuses, any case"),
@@ -205,17 +193,6 @@ OPERATIONS: tuple[Operation, ...] = (
             _p("attribute", s.STRING, "`name=value` (at most 32)", repeated=True),
             _p("run_id", s.STRING, "a run id or its prefix"),
             _p("parent_run_id", s.STRING),
-            _p(
-                "query",
-                s.STRING,
-                "a run query (CEL over the run's fields, docs/dashboard.md); a bad one is a "
-                "400 with `code: invalid_query` and the problem's `column` in `details`",
-            ),
-            _p(
-                "scan",
-                {"type": "integer", "minimum": 1, "maximum": 50000},
-                "runs a query that is not all SQL examines at most (5000)",
-            ),
             _CURSOR,
             _LIMIT,
         ),
@@ -463,7 +440,6 @@ OPERATIONS: tuple[Operation, ...] = (
             scanned=s.INTEGER,
             scan_limit=s.INTEGER,
             scan_complete=s.BOOLEAN,
-            stream_cursor=s.STRING,
         ),
         query=(
             _p("name", s.STRING),
@@ -473,13 +449,6 @@ OPERATIONS: tuple[Operation, ...] = (
             _p("scan", {"type": "integer", "minimum": 1}, "events to scan for `expression`"),
             _CURSOR,
             _LIMIT,
-            _p("internal", s.BOOLEAN, "false: leave out the engine's own events (true)"),
-            _p("runs", s.BOOLEAN, "true: each event with the runs it started (false)"),
-            _p(
-                "after",
-                s.STRING,
-                "a page's `stream_cursor`: the events received since, oldest first",
-            ),
         ),
     ),
     Operation(
@@ -566,33 +535,6 @@ OPERATIONS: tuple[Operation, ...] = (
         s.data(s.ref("FunctionMetrics")),
         query=_WINDOW,
         errors=_NOT_FOUND,
-    ),
-    Operation(
-        "GET",
-        "/v1/crons",
-        "Every cron trigger: its next ticks, its queued and missed ticks, its last runs",
-        "functions",
-        s.obj({"data": s.array(s.ref("CronTrigger")), "metadata": s.obj({"now": s.TIME})}, "data"),
-    ),
-    Operation(
-        "GET",
-        "/v1/queue",
-        "Runs and calls in flight, waiting and throttled, per function and concurrency key",
-        "functions",
-        s.obj(
-            {
-                "data": s.obj(
-                    {
-                        "functions": s.array(s.ref("FunctionQueue")),
-                        "keys": s.array(s.ref("ConcurrencyKey")),
-                    },
-                    "functions",
-                    "keys",
-                ),
-                "metadata": s.obj({"now": s.TIME}),
-            },
-            "data",
-        ),
     ),
     Operation(
         "GET",
@@ -722,32 +664,6 @@ OPERATIONS: tuple[Operation, ...] = (
             _p("app_id", s.STRING),
             _p("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
         ),
-    ),
-    # saved views: the asker's named run queries
-    Operation(
-        "GET",
-        "/v1/views",
-        "The asker's saved views of the runs page",
-        "runs",
-        s.data(s.array(s.ref("SavedView"))),
-    ),
-    Operation(
-        "PUT",
-        "/v1/views/{name}",
-        "Save a view (a run query and its columns), replacing the asker's of that name",
-        "runs",
-        s.data(s.ref("SavedView")),
-        body=s.obj({"query": s.STRING, "columns": s.array(s.STRING)}),
-        body_required=True,
-        errors={409: "the asker has the most views kept: delete one first"},
-    ),
-    Operation(
-        "DELETE",
-        "/v1/views/{name}",
-        "Delete one of the asker's saved views",
-        "runs",
-        s.data(s.obj({"name": s.STRING, "deleted": s.BOOLEAN}, "name", "deleted")),
-        errors=_NOT_FOUND,
     ),
     # bulk actions
     Operation(
