@@ -36,6 +36,11 @@ class Program:
         return self._text
 
     @property
+    def tree(self) -> ast.Node:
+        """The folded syntax tree, for code that translates the expression (to SQL)."""
+        return self._node
+
+    @property
     def variables(self) -> frozenset[str]:
         """Top-level identifiers the program reads, e.g. ``frozenset({"event", "async"})``.
 

@@ -51,6 +51,8 @@ from stepline.engine._http import history as _history
 from stepline.engine._http import pause as _pause
 from stepline.engine._http import ready as _ready
 from stepline.engine._http import run_list as _run_list
+from stepline.engine._http import run_search as _run_search
+from stepline.engine._http import saved_views as _saved_views
 from stepline.engine._http import signals as _signals
 from stepline.engine._http import stream as _stream
 from stepline.engine._http import tokens as _tokens
@@ -162,6 +164,7 @@ class _Api:
             *_approvals.table(engine),
             *_event_replay.table(engine),
             *_deploy_checks.table(engine),
+            *_saved_views.table(engine),
             *_gql.table(engine),
             *_contract.table(),
             ("GET", "/health", self.health),
@@ -302,6 +305,10 @@ class _Api:
             run_id_prefix=_run_list.run_id_prefix(q.get("run_id")),
             parent_run_id=q.get("parent_run_id") or None,
         )
+        query = _run_search.compiled(q.get("query"), self.engine.clock.now())
+        if query is not None:
+            found = await _run_search.page(self.engine, where, limit, query, q.get("scan"))
+            return wire.json_response(found)
         return wire.json_response(await _run_list.page(self.engine, where, limit))
 
     async def run(self, request: Request) -> Response:

@@ -80,6 +80,12 @@ async def page(engine: Engine, where: RunFilter, limit: int) -> dict[str, Any]:
     """A page of runs (``where.limit`` is ``limit + 1``), live runs with their sub-state."""
     found = await engine.list_runs(where)
     body = views.page(found, limit, views.run, lambda r: r.run_id)
+    await add_waiting(engine, body)
+    return body
+
+
+async def add_waiting(engine: Engine, body: dict[str, Any]) -> None:
+    """Give each live run of a page's ``data`` that nothing holds back its step's wait."""
     live = [v for v in body["data"] if v["status"] == "Running" and v["waiting"] is None]
     if live:
         ids = [v["run_id"] for v in live]
@@ -89,4 +95,3 @@ async def page(engine: Engine, where: RunFilter, limit: int) -> dict[str, Any]:
             by_run.setdefault(step.run_id, []).append(step)
         for view in live:
             view["waiting"] = step_waiting(by_run.get(view["run_id"], []))
-    return body

@@ -8,8 +8,8 @@ change a queue item depends on is committed in the same transaction that enqueue
 A ``Tx`` reads and writes runs, steps, events and pauses itself; every other concern is a
 part of it, named at the call site: ``tx.queue`` (``queue.py``), ``tx.flow``, ``tx.apps``,
 ``tx.versions``, ``tx.messages``, ``tx.controls``, ``tx.attributes``, ``tx.bulk``,
-``tx.signals``, ``tx.attempts``, ``tx.browsing``, ``tx.deploy_checks`` (each in the module
-of its name) and ``tx.metrics`` (``function_metrics.py``).
+``tx.signals``, ``tx.attempts``, ``tx.browsing``, ``tx.deploy_checks``, ``tx.saved_views``
+(each in the module of its name) and ``tx.metrics`` (``function_metrics.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from stepline.engine._store.deploy_checks import DeployCheck
     from stepline.engine._store.function_metrics import FunctionMetrics
     from stepline.engine._store.messages import NewMessage, StoredMessage
+    from stepline.engine._store.saved_views import SavedView
     from stepline.engine._store.seen import Seen
     from stepline.engine._store.tokens import ModelUsage, TokenBuckets
     from stepline.engine._store.versions import AppVersion
@@ -65,6 +66,9 @@ class RunFilter:
     run_id_prefix: str | None = None
     #: runs a run started with ``step.invoke`` (``Run.parent_run_id``)
     parent_run_id: str | None = None
+    #: a run query's SQL condition over ``runs`` (``_store/run_query``), and its parameters
+    condition: str | None = None
+    condition_args: tuple[Any, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -245,6 +249,15 @@ class BrowsingTx(Protocol):
     def replayed_as(self, internal_id: str, limit: int) -> list[str]: ...
 
 
+class SavedViewsTx(Protocol):
+    """``tx.saved_views`` (``_store/saved_views.py``): each principal's named run queries."""
+
+    def list_views(self, principal: str) -> list[SavedView]: ...
+    def count_views(self, principal: str) -> int: ...
+    def put_view(self, view: SavedView) -> None: ...
+    def delete_view(self, principal: str, name: str) -> bool: ...
+
+
 class TokensTx(Protocol):
     """``tx.tokens``: what model requests used, and token budgets' counts (``tokens.py``)."""
 
@@ -311,6 +324,8 @@ class Tx(Protocol):
     def tokens(self) -> TokensTx: ...
     @property
     def deploy_checks(self) -> DeployChecksTx: ...
+    @property
+    def saved_views(self) -> SavedViewsTx: ...
 
     # runs and steps
     def get_run(self, run_id: str) -> Run | None: ...

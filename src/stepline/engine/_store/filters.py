@@ -42,6 +42,9 @@ def runs_query(where: RunFilter) -> tuple[str, list[Any]]:
     if where.parent_run_id is not None:
         clauses.append("parent_run_id = ?")
         args.append(where.parent_run_id)
+    if where.condition is not None:  # a run query's, parameters only
+        clauses.append(where.condition)
+        args.extend(where.condition_args)
     if where.cursor is not None:
         clauses.append("run_id < ?")
         args.append(where.cursor)

@@ -54,6 +54,7 @@ from stepline.engine._store.rows import (
     step_values,
     upsert,
 )
+from stepline.engine._store.saved_views import SavedViewsSql
 from stepline.engine._store.seen import Seen
 from stepline.engine._store.signals import SignalsSql
 from stepline.engine._store.tokens import TokensSql
@@ -125,6 +126,7 @@ class SqlTx:
     browsing = LazyPart(BrowsingSql)
     tokens = LazyPart(TokensSql)
     deploy_checks = LazyPart(DeployChecksSql)
+    saved_views = LazyPart(SavedViewsSql)
 
     def __init__(self, conn: Any, *, write: bool = True) -> None:
         self._c = conn

@@ -212,6 +212,17 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deploy_check_apps_check ON deploy_check_apps (check_id);
     """,
+    # run queries (``_store/run_query``): runs by app version and by start time, newest
+    # first; each principal's saved views of the runs page (``_store/saved_views``)
+    """
+    CREATE INDEX runs_app_version ON runs (app_version, run_id);
+    CREATE INDEX runs_started ON runs (started_at);
+    CREATE TABLE saved_views (
+        principal TEXT NOT NULL, name TEXT NOT NULL, query TEXT NOT NULL,
+        columns TEXT NOT NULL, updated_at REAL NOT NULL,
+        PRIMARY KEY (principal, name)
+    );
+    """,
 )
 
 

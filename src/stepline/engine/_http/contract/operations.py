@@ -182,7 +182,19 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/runs",
         "List runs, newest first",
         "runs",
-        s.page(s.ref("Run")),
+        s.page(
+            s.ref("Run"),
+            exact={
+                "type": "boolean",
+                "description": "with a query: the page is one SQL query (no scan)",
+            },
+            scanned={"type": "integer", "description": "with a query that scans: runs read"},
+            scan_limit={"type": "integer", "description": "the scan's limit (`scan`)"},
+            scan_complete={
+                "type": "boolean",
+                "description": "the scan read every run the other filters select",
+            },
+        ),
         query=(
             _p("function_id", s.STRING),
             _p("status", s.STRING, "comma-separated run statuses, any case"),
@@ -193,6 +205,17 @@ OPERATIONS: tuple[Operation, ...] = (
             _p("attribute", s.STRING, "`name=value` (at most 32)", repeated=True),
             _p("run_id", s.STRING, "a run id or its prefix"),
             _p("parent_run_id", s.STRING),
+            _p(
+                "query",
+                s.STRING,
+                "a run query (CEL over the run's fields, docs/dashboard.md); a bad one is a "
+                "400 with `code: invalid_query` and the problem's `column` in `details`",
+            ),
+            _p(
+                "scan",
+                {"type": "integer", "minimum": 1, "maximum": 50000},
+                "runs a query that is not all SQL examines at most (5000)",
+            ),
             _CURSOR,
             _LIMIT,
         ),
@@ -664,6 +687,32 @@ OPERATIONS: tuple[Operation, ...] = (
             _p("app_id", s.STRING),
             _p("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
         ),
+    ),
+    # saved views: the asker's named run queries
+    Operation(
+        "GET",
+        "/v1/views",
+        "The asker's saved views of the runs page",
+        "runs",
+        s.data(s.array(s.ref("SavedView"))),
+    ),
+    Operation(
+        "PUT",
+        "/v1/views/{name}",
+        "Save a view (a run query and its columns), replacing the asker's of that name",
+        "runs",
+        s.data(s.ref("SavedView")),
+        body=s.obj({"query": s.STRING, "columns": s.array(s.STRING)}),
+        body_required=True,
+        errors={409: "the asker has the most views kept: delete one first"},
+    ),
+    Operation(
+        "DELETE",
+        "/v1/views/{name}",
+        "Delete one of the asker's saved views",
+        "runs",
+        s.data(s.obj({"name": s.STRING, "deleted": s.BOOLEAN}, "name", "deleted")),
+        errors=_NOT_FOUND,
     ),
     # bulk actions
     Operation(

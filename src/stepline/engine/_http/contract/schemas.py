@@ -84,6 +84,11 @@ _ERROR = obj(
         "status": {"type": "integer", "description": "503: the status, repeated"},
         "cause": {"type": "string", "description": "503: the database fault"},
         "retry_after": {"type": "integer", "description": "503: seconds (and Retry-After)"},
+        "details": {
+            "type": "object",
+            "description": "400 of a run query: the problem's `reason`, `column`, `line` "
+            "and `position` (0-based)",
+        },
         "what_to_do": {"type": "string", "description": "503: advice for the operator"},
     },
     "error",
@@ -183,6 +188,14 @@ _TRANSITION = obj(
     "step_name",
     "detail",
     description="One recorded transition of a run or of one of its steps.",
+)
+
+_SAVED_VIEW = obj(
+    {"name": STRING, "query": STRING, "columns": array(STRING), "updated_at": TIME},
+    "name",
+    "query",
+    "columns",
+    description="A named run query and the runs page's columns for it.",
 )
 
 _EVENT = obj(
@@ -483,6 +496,7 @@ COMPONENTS: dict[str, Schema] = {
     "Step": _STEP,
     "Attempt": _ATTEMPT,
     "Transition": _TRANSITION,
+    "SavedView": _SAVED_VIEW,
     "Event": _EVENT,
     "Function": _FUNCTION,
     "Pause": _PAUSE,
