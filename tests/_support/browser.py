@@ -21,10 +21,15 @@ CHROMIUM = os.environ.get("STEPLINE_CHROMIUM", "/usr/bin/chromium")
 
 
 class Page:
-    """A fresh browser context and page; JavaScript errors fail the test at teardown."""
+    """A fresh browser context and page; JavaScript errors fail the test at teardown.
 
-    def __init__(self, browser: Any) -> None:
-        self.context = browser.new_context(viewport={"width": 1280, "height": 860})
+    ``options`` go to Playwright's ``new_context`` (``bypass_csp=True`` lets a test inject
+    a script the dashboard's Content-Security-Policy would refuse, such as axe-core).
+    """
+
+    def __init__(self, browser: Any, **options: Any) -> None:
+        options.setdefault("viewport", {"width": 1280, "height": 860})
+        self.context = browser.new_context(**options)
         self.context.set_default_timeout(15_000)
         self.page = self.context.new_page()
         self.errors: list[str] = []

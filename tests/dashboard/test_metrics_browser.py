@@ -4,6 +4,8 @@ Runs are stored at known times relative to now (straight through ``Tx``), an eng
 serves the dashboard over HTTP, and the page's SVG is read back: every bar and point
 carries its bucket's start and value, which must be the REST answer's; the captions sum
 the charts up in words; the window selector redraws the charts for another window.
+Without a window in the URL, the page shows the smallest that holds the function's
+history, and says so.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ def test_the_function_page_draws_the_apis_figures_and_switches_windows(
     served: str, tab: Page
 ) -> None:
     page = tab.page
-    page.goto(f"{served}/#/functions/{FN}")
+    page.goto(f"{served}/#/functions/{FN}?window=24h")
     page.locator('figure[data-chart="started"] svg rect.bar').first.wait_for()
     with httpx.Client(base_url=served, timeout=30) as http:
 
@@ -166,6 +168,10 @@ def test_the_function_page_draws_the_apis_figures_and_switches_windows(
         assert "Failure rate" in rate
         tab.screenshot("function-metrics")
 
+        shown = page.locator("#metrics-shown").inner_text()
+        assert shown.startswith("Showing the last 24 hours in 48 bars of 30 minutes"), shown
+        assert "as chosen" in shown
+
         # the window selector: the last hour leaves the older runs out, 7 days takes them in
         page.locator('.metrics-window input[value="1h"]').check()
         hour = metrics("1h")
@@ -190,3 +196,67 @@ def test_the_function_page_draws_the_apis_figures_and_switches_windows(
         page.locator(f'[data-state="{FN}"] .badge.s-paused').wait_for()
         page.locator('figure[data-chart="started"] svg rect.bar').first.wait_for()
         assert page.locator('.metrics-window input[value="7d"]').is_checked()
+
+
+def test_a_young_functions_page_shows_the_hour_its_runs_fill(tmp_path: Path, tab: Page) -> None:
+    """Runs from the last 20 minutes: the page picks the hour, in minute bars, not a day."""
+    settings = EngineSettings(database_url=str(tmp_path / "e.db"))
+    minutes = (2, 5, 9, 13, 17, 20)
+
+    def write(tx: Tx) -> None:
+        now = time.time()
+        config = {"id": FN, "name": "checkout", "triggers": [{"event": "shop/order"}]}
+        app = AppRecord("shop", "http://127.0.0.1:9/api", "py:stepline", None, now, "x")
+        tx.apps.put_app(app, [FunctionRecord(FN, "shop", "checkout", config, now - 1500)])
+        for i, ago in enumerate(minutes):
+            created = now - ago * 60
+            tx.insert_run(
+                Run(
+                    f"Y{i}",
+                    FN,
+                    "shop",
+                    RunStatus.COMPLETED,
+                    [],
+                    [],
+                    created,
+                    created + 1,
+                    created + 3,
+                )
+            )
+
+    async def fill() -> None:
+        store = store_for(settings)
+        await store.open()
+        try:
+            await store.atomic(write)
+        finally:
+            await store.close()
+
+    arun(fill(), own_thread=True)
+    server = ServerThread("engine-young")
+    server.start(build_app(Engine(settings)))
+    try:
+        page = tab.page
+        page.goto(f"{server.url}/#/functions/{FN}")
+        page.locator('figure[data-chart="started"] svg rect.bar').first.wait_for()
+        shown = page.locator("#metrics-shown").inner_text()
+        assert shown.startswith("Showing the last hour in 60 bars of 1 minute"), shown
+        assert "holds all of this function's runs" in shown
+        assert page.locator('.metrics-window input[value="1h"]').is_checked()
+        # one bar per run's minute, spread over the chart rather than piled at its edge
+        xs = page.eval_on_selector_all(
+            'figure[data-chart="started"] svg rect.bar',
+            "bars => bars.map((b) => Number(b.getAttribute('x')))",
+        )
+        assert len(xs) == len(minutes), xs
+        assert max(xs) - min(xs) > 100, xs  # of 574 units: 18 minutes of 60
+        assert "window=" not in page.evaluate("location.hash")  # the pick is not a choice
+        # a choice goes in the URL and the line says it was chosen
+        page.locator('.metrics-window input[value="6h"]').check()
+        page.wait_for_function(
+            "document.querySelector('#metrics-shown').textContent.includes('6 hours')"
+        )
+        assert "as chosen" in page.locator("#metrics-shown").inner_text()
+        assert "window=6h" in page.evaluate("location.hash")
+    finally:
+        server.stop()

@@ -185,6 +185,7 @@ def test_preset_windows_are_whole_buckets_ending_with_the_one_holding_now(db: st
         assert default["window"] == "24h"
         for name, span, bucket in (
             ("1h", 3600, 60),
+            ("6h", 21_600, 600),
             ("24h", 86_400, 1800),
             ("7d", 604_800, 14_400),
         ):
@@ -202,10 +203,53 @@ def test_preset_windows_are_whole_buckets_ending_with_the_one_holding_now(db: st
     _with_api(db, body)
 
 
+def test_auto_takes_the_smallest_window_that_holds_the_functions_history(db: str) -> None:
+    async def body(http: httpx.AsyncClient) -> None:
+        url = f"/v1/functions/{FN}/metrics"
+        # the oldest run, O, was created 1000 s before T0: within the hour
+        got = (await http.get(url, params={"window": "auto"})).json()["data"]
+        assert (got["window"], got["bucket_seconds"], len(got["buckets"])) == ("1h", 60, 60)
+        assert got["totals"]["started"] == len(RUNS)
+        # another function with no runs at all: the hour too
+        other = (await http.get("/v1/functions/app-other/metrics?window=auto")).json()["data"]
+        assert other["window"] == "1h"
+        tokens = await http.get(f"/v1/functions/{FN}/tokens", params={"window": "auto"})
+        assert tokens.status_code == 400  # the dashboard asks with the window metrics took
+        mixed = await http.get(url, params={"window": "auto", "since": str(T0)})
+        assert mixed.status_code == 400
+
+    _with_api(db, body)
+
+
+@pytest.mark.parametrize(
+    ("ages", "picked"),
+    [
+        ((), "1h"),
+        ((600.0,), "1h"),
+        ((600.0, 3_599.0), "1h"),
+        ((3_601.0,), "6h"),
+        ((7 * 3_600.0,), "24h"),
+        ((2 * 86_400.0,), "7d"),
+        ((90 * 86_400.0, 60.0), "7d"),
+    ],
+)
+def test_pick_is_the_smallest_preset_no_run_precedes(ages: tuple[float, ...], picked: str) -> None:
+    asked: list[float] = []
+
+    def older(when: float) -> bool:
+        asked.append(when)
+        return any(NOW - age < when for age in ages)
+
+    assert function_metrics.pick(NOW, older) == picked
+    span, bucket = function_metrics.WINDOWS[picked]
+    assert 30 <= span / bucket <= 60  # enough bars to read, few enough to tell apart
+    assert all(when < NOW for when in asked)
+
+
 @pytest.mark.parametrize(
     ("query", "fragment"),
     [
-        ({"window": "2h"}, "window: want one of 1h, 24h, 7d"),
+        ({"window": "2h"}, "window: want one of 1h, 6h, 24h, 7d"),
         ({"window": "1h", "since": "1"}, "either window or since/until"),
         ({"until": "100"}, "until: give since too"),
         ({"since": "200", "until": "100"}, "until: must be after since"),

@@ -1,6 +1,8 @@
 """REST v1 for a function's metrics: the figures behind the function page's charts.
 
-``GET /v1/functions/{function_id}/metrics?window=1h|24h|7d`` (24 h when nothing is asked):
+``GET /v1/functions/{function_id}/metrics?window=1h|6h|24h|7d|auto`` (24 h when nothing is
+asked; ``auto``: the smallest of these that holds the function's whole history, so a young
+deployment's charts spread over their bars; the answer's ``window`` names the one taken):
 per time bucket, the runs started (created), completed, failed and cancelled, the failure
 rate (failed over completed and failed: a cancel is neither), p50/p95 run duration (first
 call to end, by end time), the queue's depth at the bucket's end (runs created and not
@@ -29,7 +31,7 @@ from stepline.engine._engine import Engine
 from stepline.engine._errors import NotFoundError
 from stepline.engine._http import views, wire
 from stepline.engine._http.wire import ApiError
-from stepline.engine._store import Tx
+from stepline.engine._store import RunFilter, Tx
 from stepline.engine._store.function_metrics import FunctionMetrics, Spread
 
 Request = starlette.requests.Request
@@ -39,10 +41,13 @@ Handler = Callable[[Request], Awaitable[Response]]
 #: The windows the dashboard offers: (span, bucket) in seconds
 WINDOWS: dict[str, tuple[float, float]] = {
     "1h": (3_600.0, 60.0),
+    "6h": (21_600.0, 600.0),
     "24h": (86_400.0, 1_800.0),
     "7d": (604_800.0, 14_400.0),
 }
 DEFAULT_WINDOW = "24h"
+#: ``window=auto``: the preset picked from the function's history (``pick``)
+AUTO = "auto"
 #: Bucket sizes picked for a ``since``/``until`` window without ``bucket``
 _NICE = (1, 5, 10, 30, 60, 300, 600, 1_800, 3_600, 10_800, 21_600, 43_200, 86_400, 604_800)
 MAX_BUCKETS = 500
@@ -64,8 +69,21 @@ class Window:
         return self.since + self.bucket * self.count
 
 
+def pick(now: float, older: Callable[[float], bool]) -> str:
+    """The smallest preset no run precedes, else the largest (``older(t)``: a run before ``t``).
+
+    Each preset gives 30 to 60 buckets, so a function an hour old gets an hour's bars
+    rather than one bar at the edge of a day.
+    """
+    presets = sorted(WINDOWS, key=lambda name: WINDOWS[name][0])
+    return next((n for n in presets[:-1] if not older(now - WINDOWS[n][0])), presets[-1])
+
+
 def window(query: Mapping[str, str], now: float) -> Window:
-    """The window a request's query asks for (pure); ``ApiError`` 400 when it cannot be drawn."""
+    """The window a request's query asks for (pure); ``ApiError`` 400 when it cannot be drawn.
+
+    ``window=auto`` is resolved by the caller (``pick``) before it asks here.
+    """
     name = query.get("window") or None
     since = _time(query.get("since"), "since")
     until = _time(query.get("until"), "until")
@@ -133,21 +151,36 @@ def table(engine: Engine) -> list[tuple[str, str, Handler]]:
     async def metrics(request: Request) -> Response:
         function_id = request.path_params["function_id"]
         now = engine.clock.now()
-        asked = window(request.query_params, now)
+        query = dict(request.query_params)
+        auto = query.get("window") == AUTO
+        # every other parameter is checked before the store is read
+        asked = window({**query, "window": DEFAULT_WINDOW} if auto else query, now)
 
-        def read(tx: Tx) -> FunctionMetrics | None:
+        def read(tx: Tx) -> tuple[Window, FunctionMetrics] | None:
             if all(f.function_id != function_id for f in tx.apps.list_functions()):
                 return None
-            return tx.metrics.function_metrics(
-                function_id, since=asked.since, bucket=asked.bucket, count=asked.count, now=now
+            shown = asked
+            if auto:
+                name = pick(now, lambda t: _ran_before(tx, function_id, t))
+                shown = window({**query, "window": name}, now)
+            found = tx.metrics.function_metrics(
+                function_id, since=shown.since, bucket=shown.bucket, count=shown.count, now=now
             )
+            return shown, found
 
-        found = await engine.store.read(read)
-        if found is None:
+        answer = await engine.store.read(read)
+        if answer is None:
             raise NotFoundError(f"function {function_id!r} is not registered")
-        return wire.json_response(views.data(render(function_id, asked, found, now)))
+        shown, found = answer
+        return wire.json_response(views.data(render(function_id, shown, found, now)))
 
     return [("GET", "/v1/functions/{function_id:path}/metrics", metrics)]
+
+
+def _ran_before(tx: Tx, function_id: str, when: float) -> bool:
+    """Whether ``function_id`` has a run created before ``when``: the newest such run
+    through ``runs_function``, past only the runs created since (a window's worth)."""
+    return bool(tx.list_runs(RunFilter(function_id=function_id, until=when, limit=1)))
 
 
 def render(function_id: str, asked: Window, found: FunctionMetrics, now: float) -> dict[str, Any]:

@@ -1,14 +1,17 @@
 // A function's metrics as charts drawn in SVG (no chart library): runs started, runs
 // ended (completed / failed / cancelled), failure rate, p50/p95 duration, queue depth and
-// flow-control delay per time bucket, over the last hour, 24 hours or 7 days
-// (GET v1/functions/{id}/metrics), and the queue as it is now; for a function whose
+// flow-control delay per time bucket, over the last hour, 6 hours, 24 hours or 7 days
+// (GET v1/functions/{id}/metrics), and the queue as it is now. Unless the URL names a
+// window, the engine picks the smallest that holds the function's whole history
+// (window=auto), so a young deployment's runs spread over the bars; a line says which
+// window is shown and why; for a function whose
 // durable agents made model requests in the window, its tokens (input and output) and
 // model requests per bucket, and per model (GET v1/functions/{id}/tokens). Each chart is a <figure>
 // whose caption sums it up in words (the SVG's accessible name too); bars and points carry
 // <title>s shown on hover.
 import { api, duration, enc, fill, h, qs } from "./dom.js";
 
-export const WINDOWS = [["1h", "Last hour"], ["24h", "Last 24 hours"], ["7d", "Last 7 days"]];
+export const WINDOWS = [["1h", "Last hour"], ["6h", "Last 6 hours"], ["24h", "Last 24 hours"], ["7d", "Last 7 days"]];
 const NS = "http://www.w3.org/2000/svg";
 // live updates re-read the metrics this often at most (the page polls every 2 s; a week
 // of buckets costs the engine more than a page of runs, and changes slowly)
@@ -20,17 +23,19 @@ const HELD = {
 };
 
 /** The metrics section of a function's page: `{ el, refresh, window }` (refresh for live
- * updates; window: the one chosen, to keep across a reload of the page). */
+ * updates; window: the one the person chose, null for the engine's pick, to keep across
+ * a reload of the page). */
 export function metricsSection(functionId, initial) {
-  let chosen = WINDOWS.some(([w]) => w === initial) ? initial : "24h";
+  let chosen = WINDOWS.some(([w]) => w === initial) ? initial : null;
   const body = h("div", { class: "metrics-body", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading metrics…"));
+  const radios = WINDOWS.map(([value]) =>
+    h("input", { type: "radio", name: "metrics-window", value, checked: value === chosen, onchange: () => choose(value) }));
   const picker = h("fieldset", { class: "metrics-window" },
     h("legend", {}, "Window"),
-    WINDOWS.map(([value, label]) => h("label", {},
-      h("input", { type: "radio", name: "metrics-window", value, checked: value === chosen, onchange: () => choose(value) }),
-      " ", label)));
+    WINDOWS.map(([, label], i) => h("label", {}, radios[i], " ", label)));
+  const shown = h("p", { class: "muted small metrics-shown", id: "metrics-shown" });
   const el = h("section", { class: "metrics", id: "function-metrics" },
-    h("div", { class: "metrics-head" }, h("h2", {}, "Metrics"), picker), body);
+    h("div", { class: "metrics-head" }, h("h2", {}, "Metrics"), picker), shown, body);
 
   let fetchedAt = 0;
   /** Draw the chosen window's figures (at most every EVERY_MS unless `now`); a failure
@@ -40,13 +45,14 @@ export function metricsSection(functionId, initial) {
     fetchedAt = Date.now();
     const asked = chosen;
     try {
-      const query = qs({ window: asked });
-      const [found, tokens] = await Promise.all([
-        api(`v1/functions/${enc(functionId)}/metrics?${query}`),
-        // tokens are an addition: the charts above are drawn without them if they fail
-        api(`v1/functions/${enc(functionId)}/tokens?${query}`).catch(() => null),
-      ]);
-      if (asked === chosen) draw(body, found.data, tokens && tokens.data);
+      const found = await api(`v1/functions/${enc(functionId)}/metrics?${qs({ window: asked || "auto" })}`);
+      // tokens are an addition: the charts above are drawn without them if they fail; they
+      // are asked for the window the metrics took (the engine's pick when none was chosen)
+      const tokens = await api(`v1/functions/${enc(functionId)}/tokens?${qs({ window: found.data.window })}`).catch(() => null);
+      if (asked !== chosen) return;
+      for (const radio of radios) radio.checked = radio.value === found.data.window;
+      fill(shown, shownText(found.data, asked));
+      draw(body, found.data, tokens && tokens.data);
     } catch (error) {
       if (asked === chosen) fill(body, h("p", { class: "notice error" }, `Could not load metrics: ${error.message}`));
     }
@@ -58,6 +64,21 @@ export function metricsSection(functionId, initial) {
     return refresh(true);
   }
   return { el, refresh, window: () => chosen };
+}
+
+/** Which window the charts show, in how many bars of what, and whether it was chosen. */
+function shownText(m, chosen) {
+  const [, label] = WINDOWS.find(([w]) => w === m.window) || [m.window, m.window];
+  const why = chosen
+    ? "as chosen above."
+    : "the smallest window that holds all of this function's runs; choose another above.";
+  return `Showing the ${label.toLowerCase()} in ${m.buckets.length} bars of ${bucketWords(m.bucket_seconds)}: ${why}`;
+}
+
+/** "1 minute", "10 minutes", "4 hours". */
+function bucketWords(seconds) {
+  const [size, unit] = seconds % 86400 === 0 ? [seconds / 86400, "day"] : seconds % 3600 === 0 ? [seconds / 3600, "hour"] : [seconds / 60, "minute"];
+  return `${size} ${unit}${size === 1 ? "" : "s"}`;
 }
 
 function draw(body, m, tokens) {
