@@ -43,9 +43,10 @@ export function qs(params) {
 // -- REST --------------------------------------------------------------------------------
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, body = null) {
     super(message);
     this.status = status;
+    this.body = body; // the error object, e.g. a bad query's `details`
   }
 }
 
@@ -66,7 +67,7 @@ export async function api(path, { method = "GET", body } = {}) {
   }
   if (response.status === 401) document.dispatchEvent(new CustomEvent("stepline:signed-out"));
   if (!response.ok) {
-    throw new ApiError(response.status, (data && data.error) || `HTTP ${response.status}`);
+    throw new ApiError(response.status, (data && data.error) || `HTTP ${response.status}`, data);
   }
   return data;
 }

@@ -1,7 +1,9 @@
-// Runs: the filterable, live list (the run page is run.js): search by run id, the trigger
-// event's name, what a live run waits on, relative times; rows become cards on a phone.
-import { TERMINAL, ago, api, badge, eventLink, fill, functionLink, h, qs, refreshTimes, runDuration, runLink, table } from "./dom.js";
+// Runs: the filterable, live list (the run page is run.js): search by run id or a query
+// (query.js), the trigger event's name, what a live run waits on, relative times, the
+// columns a URL or saved view asks for; rows become cards on a phone.
+import { ApiError, TERMINAL, ago, api, badge, eventLink, fill, functionLink, h, qs, refreshTimes, runDuration, runLink, table, time } from "./dom.js";
 import * as bulk from "./bulk.js";
+import * as query from "./query.js";
 
 const STATUSES = ["Queued", "Running", "Completed", "Failed", "Cancelled"];
 const RANGES = [
@@ -32,22 +34,34 @@ export async function list(view, _args, params, ctx) {
   const pager = h("div", { class: "pager" });
   const selected = new Set(); // runs ticked for "Cancel selected" / "Replay selected"
   const actions = bulk.bar(selected, () => bulkFilter(params), () => load());
+  const search = query.box(params, ctx);
+  const columns = query.columnsOf(params);
   let last = "";
 
+  async function fetchPage() {
+    try {
+      return await api(`v1/runs?${runQuery(params)}`);
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 400 || !params.get("query")) throw error;
+      return { data: [], metadata: { next_cursor: null }, error };
+    }
+  }
+
   async function load(given) {
-    const page = given || (await api(`v1/runs?${runQuery(params)}`));
+    const page = given || (await fetchPage());
     if (!ctx.alive()) return;
+    if (page.error) return search.showError(page.error);
     const key = JSON.stringify(page);
     const going = page.data.some((run) => !TERMINAL.has(run.status)); // durations move on
     refreshTimes(results); // "3 min ago" moves on even when nothing else does
     if (key === last && !going) return;
     last = key;
-    fill(results, runTable(page.data, "No runs match these filters.", { selected, changed: actions.changed }));
+    fill(results, runTable(page.data, "No runs match these filters.", { selected, changed: actions.changed }, columns));
     fill(pager, pagerLinks(params, page.metadata.next_cursor));
   }
   // both at once: the filter's function list and the first page
-  const [known, first] = await Promise.all([api("v1/functions"), api(`v1/runs?${runQuery(params)}`)]);
-  fill(view, h("h1", {}, "Runs"), filterForm(params, known.data, ctx), actions.el, results, pager);
+  const [known, first] = await Promise.all([api("v1/functions"), fetchPage()]);
+  fill(view, h("h1", {}, "Runs"), search.el, query.views(params, ctx), filterForm(params, known.data, ctx), actions.el, results, pager);
   await load(first);
   return { poll: () => load() };
 }
@@ -70,6 +84,7 @@ function runQuery(params) {
     version: params.get("version"),
     since,
     until,
+    query: params.get("query"),
     cursor: params.get("cursor"),
     limit: PAGE_SIZE,
   }) + attributeQuery(params);
@@ -86,7 +101,7 @@ function attributeQuery(params) {
 
 /** The page's filters as a bulk action's filter; null if they name an event, version or run id. */
 function bulkFilter(params) {
-  if (params.get("event_id") || params.get("version") || params.get("run_id")) return null;
+  if (params.get("event_id") || params.get("version") || params.get("run_id") || params.get("query")) return null;
   const query = new URLSearchParams(runQuery(params));
   const status = (params.get("status") || "").split(",").filter(Boolean);
   const where = { function_id: query.get("function_id"), status, since: query.get("since"), until: query.get("until") };
@@ -168,6 +183,8 @@ function filterForm(params, known, ctx) {
           event_id: (data.get("event_id") || "").trim(),
           version: (data.get("version") || "").trim(),
           attribute: (data.get("attribute") || "").trim(),
+          query: params.get("query"),
+          columns: params.get("columns"),
         }),
     );
   });
@@ -192,18 +209,28 @@ function pagerLinks(params, next) {
   ];
 }
 
+// each column a query can show: its cell for a run (headers: query.COLUMNS)
+const CELLS = {
+  status: (run) => [badge(run.status), waiting(run.waiting)],
+  id: (run) => runLink(run.run_id),
+  function: (run) => functionLink(run.function_id),
+  event: (run) => trigger(run),
+  created: (run) => ago(run.created_at),
+  started: (run) => (run.run_started_at ? time(run.run_started_at) : "—"),
+  ended: (run) => (run.ended_at ? time(run.ended_at) : "—"),
+  duration: (run) => runDuration(run),
+  version: (run) => version(run.app_version),
+  app: (run) => run.app_id || "—",
+  attributes: (run) => Object.entries(run.attributes || {}).map(([k, v]) => h("span", { class: "chip" }, `${k}: ${v}`)),
+  error: (run) => (run.status === "Failed" && run.output && run.output.name) || "",
+};
+
 /** A table of runs (the runs list, the event and function pages); `pick`: selectable. */
-export function runTable(runs, empty, pick) {
+export function runTable(runs, empty, pick, columns = query.DEFAULT_COLUMNS) {
   return table(
-    ["Status", "Run", "Function", "Trigger", "Created", "Duration", "Version", ...(pick ? ["Select"] : [])],
+    [...columns.map((c) => query.COLUMNS[c]), ...(pick ? ["Select"] : [])],
     runs.map((run) => [
-      [badge(run.status), waiting(run.waiting)],
-      runLink(run.run_id),
-      functionLink(run.function_id),
-      trigger(run),
-      ago(run.created_at),
-      runDuration(run),
-      version(run.app_version),
+      ...columns.map((c) => CELLS[c](run)),
       ...(pick ? [bulk.pick(run, pick.selected, pick.changed)] : []),
     ]),
     empty,
