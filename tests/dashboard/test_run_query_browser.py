@@ -34,9 +34,10 @@ def expect(locator: Any) -> Any:
 def functions(client: stepline.Client) -> list[stepline.Function]:
     @client.function(id="order", trigger=stepline.TriggerEvent(event="shop/order"))
     async def order(ctx: stepline.Context) -> dict[str, int]:
-        if ctx.event.data.get("fail"):
+        data: Any = ctx.event.data
+        if data.get("fail"):
             raise stepline.NonRetriableError("card declined")
-        return {"total": int(ctx.event.data.get("total", 0))}
+        return {"total": int(data.get("total", 0))}
 
     return [order]
 

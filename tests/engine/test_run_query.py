@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stepline import _json
+from stepline._status import RunStatus
 from stepline.engine import Engine, EngineSettings, ManualClock
 from stepline.engine._http.api import build_app
-from stepline.engine._model import Run, RunStatus
+from stepline.engine._model import Run
 from stepline.engine._store import RunFilter, Store, Tx, store_for
 from stepline.engine._store.run_query import (
     FIELDS,
@@ -63,7 +64,7 @@ def _runs() -> list[Run]:
         run = Run(
             run_id=f"01J{n:023d}",
             function_id=rng.choice(FUNCTIONS),
-            app_id=rng.choice(("app", None)),
+            app_id=rng.choice(("app", "billing")),
             status=status,
             events=[{"name": "shop/order", "data": {"plan": rng.choice(PLANS), "n": n}}],
             event_ids=[f"E{n}"],
