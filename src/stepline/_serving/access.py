@@ -137,6 +137,8 @@ ENGINE: tuple[Route, ...] = (
     _route("POST", "/v1/functions/{function_id:path}/pause", _KEY, _SESSION),
     _route("POST", "/v1/functions/{function_id:path}/resume", _KEY, _SESSION),
     _route("GET", "/v1/functions/{function_id:path}/metrics", _KEY, _SESSION),
+    _route("GET", "/v1/crons", _KEY, _SESSION, note="cron triggers: ticks, last runs"),
+    _route("GET", "/v1/queue", _KEY, _SESSION, note="counts and limits, no payloads"),
     _route("GET", "/v1/functions/{function_id:path}/tokens", _KEY, _SESSION),
     _route("GET", "/v1/runs/{run_id}/tokens", _KEY, _SESSION),
     _route("GET", "/v1/token-budgets/{budget}", _KEY, _SESSION, note="SDK: an agent's budget"),

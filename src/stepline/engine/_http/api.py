@@ -37,11 +37,13 @@ from stepline.engine._http import attributes as _attributes
 from stepline.engine._http import bulk as _bulk
 from stepline.engine._http import contract as _contract
 from stepline.engine._http import conversations as _conversations
+from stepline.engine._http import crons as _crons
 from stepline.engine._http import dashboard as _dashboard
 from stepline.engine._http import deploy_checks as _deploy_checks
 from stepline.engine._http import endpoints as _endpoints
 from stepline.engine._http import event_replay as _event_replay
 from stepline.engine._http import event_search as _event_search
+from stepline.engine._http import event_stream as _event_stream
 from stepline.engine._http import exports as _exports
 from stepline.engine._http import function_metrics as _function_metrics
 from stepline.engine._http import gate as _gate
@@ -50,6 +52,7 @@ from stepline.engine._http import guard as _guard
 from stepline.engine._http import history as _history
 from stepline.engine._http import pause as _pause
 from stepline.engine._http import ready as _ready
+from stepline.engine._http import run_queue as _run_queue
 from stepline.engine._http import run_list as _run_list
 from stepline.engine._http import run_search as _run_search
 from stepline.engine._http import saved_views as _saved_views
@@ -62,7 +65,7 @@ from stepline.engine._ids import SeedError
 from stepline.engine._model import storable
 from stepline.engine._observe import prometheus
 from stepline.engine._relay import http as _relay_http
-from stepline.engine._store import EventFilter, RunFilter
+from stepline.engine._store import RunFilter
 from stepline.engine._trust import apps as _app_trust
 
 Request = starlette.requests.Request
@@ -152,6 +155,8 @@ class _Api:
             *_versions.table(engine),
             *_pause.table(engine),
             *_function_metrics.table(engine),
+            *_crons.table(engine),
+            *_run_queue.table(engine),
             *_tokens.table(engine),
             *_conversations.table(engine),
             *_bulk.table(engine),
@@ -253,19 +258,7 @@ class _Api:
     # -- REST v1 --------------------------------------------------------------------------------
 
     async def events(self, request: Request) -> Response:
-        q = request.query_params
-        limit = wire.page_limit(q.get("limit"))
-        where = EventFilter(
-            name=q.get("name") or None,
-            since=wire.timestamp(q.get("received_after"), "received_after"),
-            until=wire.timestamp(q.get("received_before"), "received_before"),
-            cursor=q.get("cursor") or None,
-            limit=limit + 1,
-        )
-        expression, scan = q.get("expression"), q.get("scan")  # a payload search
-        return wire.json_response(
-            await _event_search.page(self.engine, where, limit, expression, scan)
-        )
+        return wire.json_response(await _event_stream.listing(self.engine, request.query_params))
 
     async def ingest(self, request: Request) -> Response:
         """Store events as ``/e/{key}`` does, for API callers and the dashboard (no event key)."""

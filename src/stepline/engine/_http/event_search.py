@@ -15,6 +15,7 @@ event the ids of its newest ``replays``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from stepline import _cel
@@ -64,9 +65,16 @@ def scan_limit(text: str | None) -> int:
 
 
 async def page(
-    engine: Engine, where: EventFilter, limit: int, expression: str | None, scan: str | None
+    engine: Engine,
+    where: EventFilter,
+    limit: int,
+    expression: str | None,
+    scan: str | None,
+    *,
+    extra: Callable[[Tx, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """A page of events (``where.limit`` is ``limit + 1``), filtered by ``expression``."""
+    """A page of events (``where.limit`` is ``limit + 1``), filtered by ``expression``;
+    ``extra`` adds to the page's body in the same read transaction."""
     matcher, budget = program(expression), scan_limit(scan)
 
     def work(tx: Tx) -> tuple[dict[str, Any], dict[str, str]]:
@@ -91,6 +99,8 @@ async def page(
                     "scan_complete": result.complete,
                 },
             }
+        if extra is not None:
+            extra(tx, body)
         ids = [view["internal_id"] for view in body["data"]]
         return body, tx.browsing.replays_of(ids) if ids else {}
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from stepline.engine._store.controls import FunctionPause
     from stepline.engine._store.deploy_checks import DeployCheck
     from stepline.engine._store.function_metrics import FunctionMetrics
+    from stepline.engine._store.live import FunctionLoad, LinkedRun, QueuedTick
     from stepline.engine._store.messages import NewMessage, StoredMessage
     from stepline.engine._store.saved_views import SavedView
     from stepline.engine._store.seen import Seen
@@ -80,6 +81,8 @@ class EventFilter:
     until: float | None = None
     cursor: str | None = None
     limit: int = 50
+    #: False leaves out the engine's own events (``inngest/``, ``stepline/`` names)
+    internal: bool = True
 
 
 class QueueTx(Protocol):
@@ -258,6 +261,21 @@ class SavedViewsTx(Protocol):
     def delete_view(self, principal: str, name: str) -> bool: ...
 
 
+class LiveTx(Protocol):
+    """``Tx.live`` (``_store/live.py``): the event stream, the queue's counts, cron ticks."""
+
+    def stream_events(
+        self, after: tuple[float, str], *, internal: bool, name: str | None, limit: int
+    ) -> list[EventRecord]: ...
+    def started_runs(
+        self, event_ids: Sequence[str], per_event: int
+    ) -> dict[str, list[LinkedRun]]: ...
+    def function_load(self, now: float, lease_seconds: float) -> dict[str, FunctionLoad]: ...
+    def held_slots(self, now: float) -> dict[str, int]: ...
+    def parked_calls(self) -> dict[str, int]: ...
+    def cron_ticks(self) -> list[QueuedTick]: ...
+
+
 class TokensTx(Protocol):
     """``tx.tokens``: what model requests used, and token budgets' counts (``tokens.py``)."""
 
@@ -320,6 +338,8 @@ class Tx(Protocol):
     def metrics(self) -> MetricsTx: ...
     @property
     def browsing(self) -> BrowsingTx: ...
+    @property
+    def live(self) -> LiveTx: ...
     @property
     def tokens(self) -> TokensTx: ...
     @property

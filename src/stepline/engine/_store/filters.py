@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stepline.engine._store import EventFilter, RunFilter
+from stepline.engine._store.live import EXTERNAL_ONLY, INTERNAL_PATTERNS
 from stepline.engine._store.rows import EVENT_COLUMNS, RUN_COLUMNS
 
 
@@ -64,6 +65,9 @@ def events_query(where: EventFilter) -> tuple[str, list[Any]]:
     if where.until is not None:
         clauses.append("received_at < ?")
         args.append(where.until)
+    if not where.internal:
+        clauses.append(EXTERNAL_ONLY)
+        args.extend(INTERNAL_PATTERNS)
     if where.cursor is not None:
         clauses.append("internal_id < ?")
         args.append(where.cursor)

@@ -33,6 +33,7 @@ from stepline.engine._store.controls import ControlsSql
 from stepline.engine._store.deploy_checks import DeployChecksSql
 from stepline.engine._store.flow import FlowSql
 from stepline.engine._store.function_metrics import MetricsSql
+from stepline.engine._store.live import LiveSql
 from stepline.engine._store.messages import MessagesSql
 from stepline.engine._store.part import LazyPart
 from stepline.engine._store.queue import QueueSql
@@ -124,6 +125,7 @@ class SqlTx:
     attempts = LazyPart(AttemptsSql)
     metrics = LazyPart(MetricsSql)
     browsing = LazyPart(BrowsingSql)
+    live = LazyPart(LiveSql)
     tokens = LazyPart(TokensSql)
     deploy_checks = LazyPart(DeployChecksSql)
     saved_views = LazyPart(SavedViewsSql)

@@ -463,6 +463,7 @@ OPERATIONS: tuple[Operation, ...] = (
             scanned=s.INTEGER,
             scan_limit=s.INTEGER,
             scan_complete=s.BOOLEAN,
+            stream_cursor=s.STRING,
         ),
         query=(
             _p("name", s.STRING),
@@ -472,6 +473,13 @@ OPERATIONS: tuple[Operation, ...] = (
             _p("scan", {"type": "integer", "minimum": 1}, "events to scan for `expression`"),
             _CURSOR,
             _LIMIT,
+            _p("internal", s.BOOLEAN, "false: leave out the engine's own events (true)"),
+            _p("runs", s.BOOLEAN, "true: each event with the runs it started (false)"),
+            _p(
+                "after",
+                s.STRING,
+                "a page's `stream_cursor`: the events received since, oldest first",
+            ),
         ),
     ),
     Operation(
@@ -558,6 +566,33 @@ OPERATIONS: tuple[Operation, ...] = (
         s.data(s.ref("FunctionMetrics")),
         query=_WINDOW,
         errors=_NOT_FOUND,
+    ),
+    Operation(
+        "GET",
+        "/v1/crons",
+        "Every cron trigger: its next ticks, its queued and missed ticks, its last runs",
+        "functions",
+        s.obj({"data": s.array(s.ref("CronTrigger")), "metadata": s.obj({"now": s.TIME})}, "data"),
+    ),
+    Operation(
+        "GET",
+        "/v1/queue",
+        "Runs and calls in flight, waiting and throttled, per function and concurrency key",
+        "functions",
+        s.obj(
+            {
+                "data": s.obj(
+                    {
+                        "functions": s.array(s.ref("FunctionQueue")),
+                        "keys": s.array(s.ref("ConcurrencyKey")),
+                    },
+                    "functions",
+                    "keys",
+                ),
+                "metadata": s.obj({"now": s.TIME}),
+            },
+            "data",
+        ),
     ),
     Operation(
         "GET",

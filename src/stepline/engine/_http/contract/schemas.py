@@ -210,6 +210,15 @@ _EVENT = obj(
         "v": ANY,
         "replay_of": nullable(STRING),
         "replays": array(STRING),
+        "runs": array(
+            obj(
+                {"run_id": STRING, "function_id": STRING, "status": RUN_STATUS},
+                "run_id",
+                "function_id",
+                "status",
+                description="a run the event started (the list's `runs=true`)",
+            )
+        ),
     },
     "internal_id",
     "name",
@@ -485,6 +494,87 @@ _WORKER = obj(
     description="A Connect worker: its connection, apps, functions and calls in flight.",
 )
 
+_CRON_TRIGGER = obj(
+    {
+        "function_id": STRING,
+        "app_id": STRING,
+        "name": STRING,
+        "cron": {"type": "string", "description": "the schedule, canonical"},
+        "timezone": STRING,
+        "jitter": NUMBER,
+        "paused": nullable(ref("Pause")),
+        "next_ticks": array(TIME),
+        "queued_tick": nullable(TIME),
+        "fires_at": nullable(TIME),
+        "missed_ticks": {"type": "integer", "description": "overdue ticks still to fire"},
+        "missed_since": nullable(TIME),
+        "last_runs": array(
+            obj(
+                {
+                    "run_id": STRING,
+                    "status": RUN_STATUS,
+                    "created_at": nullable(TIME),
+                    "ended_at": nullable(TIME),
+                },
+                "run_id",
+                "status",
+            )
+        ),
+    },
+    "function_id",
+    "cron",
+    "next_ticks",
+    "missed_ticks",
+    "last_runs",
+    description="One cron trigger of a registered function.",
+)
+
+_FUNCTION_QUEUE = obj(
+    {
+        "function_id": STRING,
+        "app_id": STRING,
+        "name": STRING,
+        "queued": INTEGER,
+        "running": INTEGER,
+        "throttled": INTEGER,
+        "in_flight": INTEGER,
+        "waiting": INTEGER,
+        "limits": obj(
+            {
+                "concurrency": array(
+                    obj({"limit": INTEGER, "scope": STRING, "key": nullable(STRING)})
+                ),
+                "throttle": nullable(OBJECT),
+                "rate_limit": nullable(OBJECT),
+            }
+        ),
+    },
+    "function_id",
+    "queued",
+    "running",
+    "throttled",
+    "in_flight",
+    "waiting",
+    "limits",
+    description="A function's live runs and calls, and its flow-control limits.",
+)
+
+_CONCURRENCY_KEY = obj(
+    {
+        "key": STRING,
+        "function_id": nullable(STRING),
+        "functions": array(STRING),
+        "scope": STRING,
+        "limit": nullable(INTEGER),
+        "in_flight": INTEGER,
+        "waiting": INTEGER,
+    },
+    "key",
+    "in_flight",
+    "waiting",
+    description="A concurrency key with calls in flight or parked on it.",
+)
+
 #: the shared components, by name
 COMPONENTS: dict[str, Schema] = {
     "Worker": _WORKER,
@@ -505,4 +595,7 @@ COMPONENTS: dict[str, Schema] = {
     "BulkAction": _BULK,
     "Approval": _APPROVAL,
     "FunctionMetrics": _METRICS,
+    "CronTrigger": _CRON_TRIGGER,
+    "FunctionQueue": _FUNCTION_QUEUE,
+    "ConcurrencyKey": _CONCURRENCY_KEY,
 }

@@ -6,6 +6,9 @@ import { fill, h } from "./dom.js";
 import * as run from "./run.js";
 import * as runs from "./runs.js";
 import * as events from "./events.js";
+import * as stream from "./stream.js";
+import * as crons from "./crons.js";
+import * as queue from "./queue.js";
 import * as functions from "./functions.js";
 import * as apps from "./apps.js";
 import * as approvals from "./approvals.js";
@@ -18,6 +21,9 @@ const ROUTES = [
   [/^runs\/([^/]+)$/, run.page, "runs"],
   [/^events$/, events.list, "events"],
   [/^events\/([^/]+)$/, events.page, "events"],
+  [/^stream$/, stream.page, "stream"],
+  [/^crons$/, crons.list, "crons"],
+  [/^queue$/, queue.list, "queue"],
   [/^functions$/, functions.list, "functions"],
   [/^functions\/(.+)$/, functions.page, "functions"],
   [/^apps$/, apps.list, "apps"],
