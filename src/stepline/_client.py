@@ -280,12 +280,15 @@ class Client:
         limit: int = 50,
         cursor: str | None = None,
         attributes: Mapping[str, str] | None = None,
+        query: str | None = None,
     ) -> tuple[list[RunInfo], str | None]:
         """One page of runs, newest first, and the cursor of the next page (None at the end).
 
         ``attributes``: only runs with every one of these (name -> value as a string).
+        ``query``: only runs this run query matches, e.g. ``'status == "Failed" &&
+        event.data.plan == "pro"'`` (the fields and operators: docs/dashboard.md).
         """
-        flow = self._list_flow(function, status, limit, cursor, attributes)
+        flow = self._list_flow(function, status, limit, cursor, attributes, query=query)
         return await self.connection.run_async(flow)
 
     def list_runs_sync(
@@ -296,9 +299,10 @@ class Client:
         limit: int = 50,
         cursor: str | None = None,
         attributes: Mapping[str, str] | None = None,
+        query: str | None = None,
     ) -> tuple[list[RunInfo], str | None]:
         """Blocking twin of ``list_runs``."""
-        flow = self._list_flow(function, status, limit, cursor, attributes)
+        flow = self._list_flow(function, status, limit, cursor, attributes, query=query)
         return self.connection.run_sync(flow)
 
     async def rerun(self, run_id: str) -> RunHandle:
@@ -564,6 +568,8 @@ class Client:
         limit: int,
         cursor: str | None,
         attributes: Mapping[str, str] | None,
+        *,
+        query: str | None = None,
     ) -> effects.Flow[tuple[list[RunInfo], str | None]]:
         return _runs.list_flow(
             self.settings,
@@ -572,6 +578,7 @@ class Client:
             limit=limit,
             cursor=cursor,
             attributes=attributes,
+            query=query,
         )
 
     def _approvals_flow(

@@ -12,6 +12,7 @@ import datetime as dt
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import stepline
 from stepline import _json
 from stepline._status import RunStatus
 from stepline.engine import Engine, EngineSettings, ManualClock
@@ -33,6 +35,7 @@ from stepline.engine._store.run_query import (
     compile_query,
 )
 from tests._support.aio import arun
+from tests._support.in_process import to_engine
 
 T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 NOW = T0 + 10_000
@@ -406,3 +409,31 @@ def test_a_bad_query_is_a_400_with_its_column(db: str) -> None:
         assert "scan" in bad_scan.json()["error"]
 
     _with_api(db, body)
+
+
+def test_the_client_lists_the_runs_a_query_matches(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        settings = EngineSettings(database_url=str(tmp_path / "e.db"))
+        store = store_for(settings)
+        await store.open()
+        try:
+            await store.atomic(_seed)
+        finally:
+            await store.close()
+        engine = Engine(settings, clock=ManualClock(NOW))
+        client = stepline.Client("query", is_production=False)
+        to_engine(client, build_app(engine))
+        await engine.start(worker=False, sync=False)
+        try:
+            text = 'status == "Failed" && event.data.plan == "pro"'
+            runs, after = await client.list_runs(query=text, limit=500)
+            assert [r.run_id for r in runs] == _expected(text)
+            assert after is None
+            mixed, _ = await client.list_runs(query=text, status=["Failed"], function="x")
+            assert mixed == []  # with the other filters (function "query-x": none)
+            with pytest.raises(stepline.ManagementError, match="unknown field 'plan'"):
+                await client.list_runs(query='plan == "pro"')
+        finally:
+            await engine.stop()
+
+    arun(scenario())

@@ -218,22 +218,26 @@ def list_flow(
     cursor: str | None,
     attributes: Mapping[str, str] | None = None,
     version: str | None = None,
+    query: str | None = None,
 ) -> _effects.Flow[tuple[list[RunInfo], str | None]]:
     """One page of runs, newest first, and the cursor of the next page (or None).
 
     ``attributes``: only runs with every one of these (name -> value); ``version``: only
-    runs started on this app version.
+    runs started on this app version; ``query``: only runs a run query matches (a CEL
+    expression over the run's fields, docs/dashboard.md).
     """
-    query: dict[str, str] = {"limit": str(limit)}
+    params: dict[str, str] = {"limit": str(limit)}
     if version:
-        query["version"] = version
+        params["version"] = version
     if function_id:
-        query["function_id"] = function_id
+        params["function_id"] = function_id
     if status:
-        query["status"] = ",".join(RunStatus(s).value for s in status)
+        params["status"] = ",".join(RunStatus(s).value for s in status)
     if cursor:
-        query["cursor"] = cursor
-    pairs = [*query.items(), *(("attribute", f"{k}:{v}") for k, v in (attributes or {}).items())]
+        params["cursor"] = cursor
+    if query:
+        params["query"] = query
+    pairs = [*params.items(), *(("attribute", f"{k}:{v}") for k, v in (attributes or {}).items())]
     path = "/v1/runs?" + urllib.parse.urlencode(pairs)
     page = yield from call(settings, "GET", path, what="runs", whole=True)
     runs = [RunInfo.from_wire(item) for item in page.get("data") or []]

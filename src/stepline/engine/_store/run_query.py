@@ -172,7 +172,9 @@ def variables(run: Run) -> dict[str, Any]:
     output = parsed_or_none(run.output) if run.output is not None else None
     error = None
     if run.status.value == "Failed" and isinstance(output, dict):
-        name = output.get("name")
+        # the SDK's error object, or that object under "error"
+        inner = output.get("error")
+        name = output.get("name", inner.get("name") if isinstance(inner, dict) else None)
         error = name if isinstance(name, str) else None
     started, ended = _time_or_none(run.started_at), _time_or_none(run.ended_at)
     return {
