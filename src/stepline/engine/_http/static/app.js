@@ -1,8 +1,9 @@
 // The dashboard's router and live-update loop. Pages live in runs.js, run.js, events.js,
 // functions.js, apps.js, approvals.js, conversations.js and reference.js; each renders into the view
 // and may return { poll }, which is called every few seconds while "Live" is on and the
-// tab is visible.
+// tab is visible. Lists are walked with the keyboard (keys.js).
 import { fill, h } from "./dom.js";
+import { listKeys } from "./keys.js";
 import * as run from "./run.js";
 import * as runs from "./runs.js";
 import * as events from "./events.js";
@@ -102,5 +103,6 @@ document.addEventListener("stepline:signed-out", () => {
 });
 
 window.addEventListener("hashchange", navigate);
+listKeys(view);
 navigate();
 setTimeout(tick, POLL_MS);
