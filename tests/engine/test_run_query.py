@@ -378,6 +378,11 @@ def test_the_runs_list_takes_a_query_and_pages_through_it(db: str) -> None:
         # each page read only that function's runs (the column narrowed the scan)
         assert all(m["scanned"] <= charged < N_RUNS for m in metas)
         assert metas[-1]["scan_complete"]
+        # the page's runs carry their attributes, though the query reads none
+        page = (await http.get("/v1/runs", params={"query": scanned, "limit": 50})).json()
+        by_id = {r.run_id: r.attributes for r in RUNS}
+        assert [r["attributes"] for r in page["data"]] == [by_id[r["run_id"]] for r in page["data"]]
+        assert any(r["attributes"] for r in page["data"])
         # a scan limit smaller than the runs: pages go on where each scan stopped
         ids, metas = await _pages(http, query="event.data.n % 10 == 3", scan=25, limit=50)
         assert ids == _expected("event.data.n % 10 == 3")

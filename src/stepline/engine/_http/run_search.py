@@ -87,10 +87,13 @@ def scan(tx: Tx, where: RunFilter, query: RunQuery, budget: int, want: int) -> R
     ``where.cursor`` on: up to ``want``, examining at most ``budget`` runs."""
     found: list[Run] = []
     scanned, cursor = 0, where.cursor
+    reads_attributes = "attributes" in query.program.variables
     while scanned < budget and len(found) < want:
         batch = min(BATCH, budget - scanned)
         page = tx.list_runs(dataclasses.replace(where, cursor=cursor, limit=batch))
-        attributes = tx.attributes.get_attributes([r.run_id for r in page]) if page else {}
+        attributes = {}
+        if page and reads_attributes:  # the matches' own are read for the page below
+            attributes = tx.attributes.get_attributes([r.run_id for r in page])
         for run in page:
             run.attributes = attributes.get(run.run_id, {})
             scanned, cursor = scanned + 1, run.run_id
@@ -113,7 +116,18 @@ async def page(
         body["metadata"]["exact"] = True
         return body
     budget = scan_limit(scan_text)
-    result = await engine.store.read(lambda tx: scan(tx, where, query, budget, limit + 1))
+
+    def work(tx: Tx) -> RunScan:
+        result = scan(tx, where, query, budget, limit + 1)
+        if not reads_attributes and result.found:
+            shown = result.found[:limit]
+            attributes = tx.attributes.get_attributes([r.run_id for r in shown])
+            for run in shown:
+                run.attributes = attributes.get(run.run_id, {})
+        return result
+
+    reads_attributes = "attributes" in query.program.variables
+    result = await engine.store.read(work)
     shown = result.found[:limit]
     if len(result.found) > limit:
         after: str | None = shown[-1].run_id

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from stepline import _cel
@@ -167,32 +168,77 @@ def compile_query(text: str, now: float) -> RunQuery:
     return RunQuery(text, program, compiled.sql, tuple(compiled.args), compiled.exact)
 
 
-def variables(run: Run) -> dict[str, Any]:
-    """What a query reads of ``run``, as CEL values (``now`` is bound at compile time)."""
-    output = parsed_or_none(run.output) if run.output is not None else None
-    error = None
-    if run.status.value == "Failed" and isinstance(output, dict):
-        # the SDK's error object, or that object under "error"
-        inner = output.get("error")
-        name = output.get("name", inner.get("name") if isinstance(inner, dict) else None)
-        error = name if isinstance(name, str) else None
+def variables(run: Run) -> Mapping[str, Any]:
+    """What a query reads of ``run``, as CEL values (``now`` is bound at compile time).
+
+    Each field is computed when the expression first reads it: a query over ``status``
+    and ``event.data`` never parses the output or builds a timestamp.
+    """
+    return _Fields(run)
+
+
+class _Fields(Mapping[str, Any]):
+    """A run's fields, each computed on first read and kept."""
+
+    __slots__ = ("_run", "_seen")
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._seen: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._seen[name]
+        except KeyError:
+            pass
+        read = _READERS.get(name)
+        if read is None:
+            raise KeyError(name)
+        value = self._seen[name] = read(self._run)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_READERS)
+
+    def __len__(self) -> int:
+        return len(_READERS)
+
+
+def _output(run: Run) -> Any:
+    return parsed_or_none(run.output) if run.output is not None else None
+
+
+def _error_name(run: Run) -> str | None:
+    output = _output(run)
+    if run.status.value != "Failed" or not isinstance(output, dict):
+        return None
+    # the SDK's error object, or that object under "error"
+    inner = output.get("error")
+    name = output.get("name", inner.get("name") if isinstance(inner, dict) else None)
+    return name if isinstance(name, str) else None
+
+
+def _duration(run: Run) -> _dt.timedelta | None:
     started, ended = _time_or_none(run.started_at), _time_or_none(run.ended_at)
-    return {
-        "run_id": run.run_id,
-        "function_id": run.function_id,
-        "app_id": run.app_id,
-        "status": run.status.value,
-        "version": run.app_version,
-        "created": _timestamp(run.created_at),
-        "started": started,
-        "ended": ended,
-        "duration": ended - started if started is not None and ended is not None else None,
-        "attributes": dict(run.attributes),
-        "event": run.events[0] if run.events else None,
-        "events": run.events,
-        "output": output,
-        "error": error,
-    }
+    return ended - started if started is not None and ended is not None else None
+
+
+_READERS: dict[str, Callable[[Run], Any]] = {
+    "run_id": lambda run: run.run_id,
+    "function_id": lambda run: run.function_id,
+    "app_id": lambda run: run.app_id,
+    "status": lambda run: run.status.value,
+    "version": lambda run: run.app_version,
+    "created": lambda run: _timestamp(run.created_at),
+    "started": lambda run: _time_or_none(run.started_at),
+    "ended": lambda run: _time_or_none(run.ended_at),
+    "duration": _duration,
+    "attributes": lambda run: dict(run.attributes),
+    "event": lambda run: run.events[0] if run.events else None,
+    "events": lambda run: run.events,
+    "output": _output,
+    "error": _error_name,
+}
 
 
 def _timestamp(epoch: float) -> _dt.datetime:
