@@ -158,7 +158,7 @@ def test_run_page_replays_from_a_step(engine: tuple[str, httpx.Client], tab: Pag
     step_2.locator("summary").click()
     step_2.locator("button.replay-from").click()
     page.wait_for_url(lambda at: failed not in at and "#/runs/" in at)
-    expect(page.locator(".replay-of")).to_contain_text(f"replay of {failed}")
+    expect(page.locator(".replay-of")).to_contain_text(f"of run {failed}")
     new = page.url.rsplit("/", 1)[-1]
     wait_until(lambda: status(http, new) == "Completed" or None, message="the replay to finish")
     assert dict(COUNTS) == {"step-1": 1, "step-2": 2, "step-3": 1}

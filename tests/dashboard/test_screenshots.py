@@ -44,6 +44,7 @@ NARROW = {"width": 375, "height": 760}
 #: every picture this module takes (docs/dashboard.md may show only these)
 PICTURES = frozenset(
     {"runs", "runs-narrow", "run-completed", "run-failed", "run-waiting"}
+    | {"run-step-panel", "run-history"}
     | {"functions", "function", "events", "event", "apps"}
 )
 
@@ -234,6 +235,19 @@ def test_run_page_waiting(shop: Shop, tab: Page, pictures: Path) -> None:
     tab.page.goto(f"{shop.url}/#/runs/{shop.waiting}")
     expect(tab.page.locator("#timeline details.step", has_text="picked-up")).to_be_visible()
     picture(tab, "run-waiting", pictures)
+
+
+def test_run_page_step_panel_and_history(shop: Shop, tab: Page, pictures: Path) -> None:
+    page = tab.page
+    page.goto(f"{shop.url}/#/runs/{shop.completed}")
+    page.locator("#trace button.trace-name", has_text="charge").click()
+    expect(page.locator("#step-panel-output")).to_contain_text('"charged": 42.5')
+    expect(page.locator("#step-panel-attempts tbody tr")).to_have_count(2)
+    picture(tab, "run-step-panel", pictures)
+    page.keyboard.press("Escape")
+    page.locator("#run-history > summary").click()
+    expect(page.locator("#history-list tbody tr").last).to_have_attribute("data-type", "completed")
+    picture(tab, "run-history", pictures)
 
 
 def test_functions_and_function_page(shop: Shop, tab: Page, pictures: Path) -> None:

@@ -109,6 +109,6 @@ def test_a_replay_from_a_step_names_the_step(engine: tuple[str, httpx.Client], t
     page = tab.page
     page.goto(f"{url}/#/runs/{replay}")
     origin = page.locator(".replay-of")
-    expect(origin).to_contain_text(f"replay of {shipping} from step label")
+    expect(origin).to_contain_text(f"replayed from step label of run {shipping}")
     expect(origin.locator("code")).to_have_text("label")
     expect(origin.locator("code")).to_have_attribute("title", label["id"])

@@ -123,8 +123,8 @@ def test_trace_attempts_stream_and_signals(
     expect(nested.locator("a.trace-child")).to_have_attribute("href", f"#/runs/{child['run_id']}")
     expect(nested.locator(".badge")).to_have_text("Completed")
 
-    # the charge's attempts, in its step: opened from its row in the trace
-    charge.locator("button.trace-name").click()
+    # the charge's attempts, in its step of the timeline
+    page.locator(f"#timeline details.step[data-step='{steps['charge']['id']}'] > summary").click()
     attempts = page.locator(f"#attempts-{steps['charge']['id']} tbody tr")
     expect(attempts).to_have_count(3)
     expect(attempts.locator("td:nth-child(2)")).to_have_text(["Failed", "Failed", "Completed"])

@@ -1,6 +1,7 @@
 // Run control from the dashboard: the runs list's selection (cancel or replay the selected
 // runs, one request each) and "Cancel all matching the filter" (a bulk action, its progress
-// followed until it ends); "Replay from here" on a step of an ended run; a replay's origin.
+// followed until it ends); "Replay from here" on a step of an ended run; a replay's origin
+// ("replayed from step charge of run <id>", each linked).
 import { api, enc, h, notice, runLink } from "./dom.js";
 
 const FOLLOW_MS = 500;
@@ -115,8 +116,11 @@ export function origin(run) {
   const text = run.origin || "";
   if (text.startsWith("rerun:")) return ["rerun of ", runLink(text.slice(6))];
   if (!run.replay_of) return null;
-  // the step by its name ("charge"); its hashed id on hover (and for older replays)
-  const step = run.replay_from_step_name || run.replay_from_step;
-  const from = step ? [" from step ", h("code", { title: run.replay_from_step }, step)] : null;
-  return h("span", { class: "replay-of" }, "replay of ", runLink(run.replay_of), from);
+  if (!run.replay_from_step) return h("span", { class: "replay-of" }, "replay of ", runLink(run.replay_of));
+  // the step by its name ("charge"), its hashed id on hover (the id alone when no name
+  // was recorded), linked to that step open in the original run's page
+  const name = run.replay_from_step_name || run.replay_from_step;
+  const step = h("a", { href: `#/runs/${enc(run.replay_of)}?step=${enc(run.replay_from_step)}`, class: "replay-step" },
+    h("code", { title: run.replay_from_step }, name));
+  return h("span", { class: "replay-of" }, "replayed from step ", step, " of run ", runLink(run.replay_of));
 }

@@ -6,7 +6,8 @@
 // (signals.js), the trigger events, the final output and the run's stream, live (the SSE
 // form of v1/runs/{id}/stream; the browser resumes it). A run whose agent made model
 // requests shows its tokens (tokens.js); a run of a conversation links to the
-// conversation's runs (conversations.js).
+// conversation's runs (conversations.js). A step opens in the side panel (panel.js) from
+// the trace or the timeline; the run's raw history (history.js) is under its output.
 import {
   TERMINAL, api, badge, code, duration, enc, eventLink, facts, fill, functionLink, h, json,
   ms, notice, runDuration, runLink, time,
@@ -14,17 +15,22 @@ import {
 import { origin as originOf, replayFrom } from "./bulk.js";
 import { eventForm, signalForm } from "./forms.js";
 import { attemptsOf, attemptsTable, callAttempts } from "./attempts.js";
+import { historySection } from "./history.js";
+import { errorBox, inspectButton, stepPanel } from "./panel.js";
 import { signalsSection } from "./signals.js";
-import { trace } from "./trace.js";
+import { axisOf, trace } from "./trace.js";
 import { runTokens } from "./tokens.js";
 
-export async function page(view, [runId], _params, ctx) {
+export async function page(view, [runId], params, ctx) {
   const head = h("div");
   const actions = h("div", { class: "actions" });
   const message = h("div");
   const body = h("div");
   const tokens = runTokens(runId);
-  fill(view, head, actions, message, tokens.el, body, streamView(runId, ctx));
+  const panel = stepPanel(runId, ctx, stepState);
+  const history = historySection(runId);
+  fill(view, h("div", { class: "run-page" }, head, actions, message, tokens.el, body, history.el,
+    streamView(runId, ctx), panel.el));
   const open = new Set();
   let last = "";
   let ended = false;
@@ -49,10 +55,16 @@ export async function page(view, [runId], _params, ctx) {
       for (const el of body.querySelectorAll("details.step[open]")) open.add(el.dataset.step);
     }
     fill(actions, buttons(run.data, message, load, ctx));
-    fill(body, details(run.data, steps.data, open, message, { attempts: attempts.data, children }));
-    await tokens.refresh(steps.data); // usage is counted as steps are recorded: read it on a change
+    const inspect = (stepId, from) => panel.open(stepId, { where: "trace", stepId, el: from });
+    fill(body, details(run.data, steps.data, open, message, { attempts: attempts.data, children, inspect, panel }));
+    panel.refresh({ run: run.data, steps: steps.data, attempts: attempts.data, children });
+    await Promise.all([
+      tokens.refresh(steps.data), // usage is counted as steps are recorded: read it on a change
+      history.refresh(),
+    ]);
   }
   await load();
+  if (params.get("step") && ctx.alive()) panel.open(params.get("step")); // a shared link
   return { poll: () => (ended ? null : load()) };
 }
 
@@ -198,12 +210,12 @@ function buttons(run, message, reload, ctx) {
   return [cancel, confirm, rerun, exported];
 }
 
-function details(run, steps, open, message, { attempts, children }) {
+function details(run, steps, open, message, { attempts, children, inspect, panel }) {
   return [
     h("h2", {}, "Trace"),
-    trace(run, steps, attempts, children),
+    trace(run, steps, attempts, children, inspect),
     h("h2", {}, "Timeline"),
-    timeline(run, steps, open, message, attempts),
+    timeline(run, steps, open, message, attempts, panel),
     callAttempts(attempts),
     signalsSection(run, steps),
     h("h2", {}, run.events.length > 1 ? `Trigger events (${run.events.length})` : "Trigger event"),
@@ -225,25 +237,11 @@ function finalOutput(run) {
   return h("div", { id: "run-output" }, json(run.output));
 }
 
-function errorBox(error) {
-  if (error && typeof error === "object" && (error.message || error.name)) {
-    return h(
-      "div",
-      { class: "error-box" },
-      h("p", {}, h("strong", {}, error.name || "Error"), ": ", error.message || ""),
-      error.stack ? h("pre", { class: "stack" }, error.stack) : null,
-    );
-  }
-  return h("div", { class: "error-box" }, json(error));
-}
-
-function timeline(run, steps, open, message, attempts) {
+function timeline(run, steps, open, message, attempts, panel) {
   if (!steps.length) return h("p", { class: "empty" }, "No steps yet.");
   const startOf = (s) => ms(s.started_at);
-  const t0 = Math.min(ms(run.run_started_at) ?? Infinity, ...steps.map((s) => startOf(s) ?? Infinity));
   const ends = steps.map((s) => ms(s.ended_at) ?? Date.now());
-  const t1 = Math.max(ms(run.ended_at) ?? 0, ...ends, t0 + 1);
-  const span = t1 - t0;
+  const axis = axisOf(run, steps, attempts, []); // the trace's axis: long gaps compressed
   return h(
     "div",
     { class: "timeline", id: "timeline" },
@@ -251,12 +249,14 @@ function timeline(run, steps, open, message, attempts) {
     steps.map((s, i) => {
       const start = startOf(s);
       let bar = null; // a planned step has not started: no bar yet
-      if (start !== null && Number.isFinite(t0)) {
+      if (start !== null && axis) {
         bar = h("span", { class: `bar s-${s.status.toLowerCase()}` });
-        bar.style.left = `${(100 * (start - t0)) / span}%`;
-        bar.style.width = `${Math.max(0.8, (100 * (ends[i] - start)) / span)}%`;
+        const left = axis.x(start);
+        bar.style.left = `${100 * left}%`;
+        bar.style.width = `${Math.max(0.8, 100 * (axis.x(Math.max(start, ends[i])) - left))}%`;
       }
-      return h(
+      // the Inspect button beside the row's <summary>, not in it: a summary holds no other control
+      return h("div", { class: "step-item" }, h(
         "details",
         { class: "step", "data-step": s.id, open: open.has(s.id) },
         h(
@@ -271,7 +271,7 @@ function timeline(run, steps, open, message, attempts) {
           h("span", { class: "track" }, bar),
         ),
         stepBody(run, s, message, attemptsOf(attempts, s.id)),
-      );
+      ), inspectButton(s, panel));
     }),
   );
 }
