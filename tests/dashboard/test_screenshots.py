@@ -46,6 +46,7 @@ PICTURES = frozenset(
     {"runs", "runs-narrow", "run-completed", "run-failed", "run-waiting"}
     | {"run-step-panel", "run-history"}
     | {"functions", "function", "events", "event", "apps"}
+    | {"stream", "crons", "queue"}  # taken by test_live_views_browser.py
 )
 
 
