@@ -20,6 +20,9 @@ DEFAULT_PORT = 8288
 DEFAULT_DB = ".stepline/stepline.db"
 #: how long ended runs and unreferenced events are kept (seconds): 7 days
 DEFAULT_RETENTION = 7 * 86_400.0
+#: the most seconds ``stepline start`` drains on a stop before it closes its listener:
+#: more than haproxy's default health checks take to fail (3 checks 2 s apart)
+DRAIN_DELAY_START = 10.0
 
 
 class EngineConfigError(ValueError):
@@ -97,6 +100,12 @@ class EngineSettings:
             ``STEPLINE_MAX_STREAM_READERS_PER_CALLER``).
         shutdown_grace: on a stop (SIGTERM), the most seconds calls in flight get to finish
             before they are handed back (``--shutdown-grace``, ``STEPLINE_SHUTDOWN_GRACE``).
+        drain_delay: on a stop (SIGTERM) of ``stepline dev|start``, the most seconds the
+            engine keeps serving with ``/ready`` answering 503 before it closes its
+            listener, so a load balancer moves traffic away first; it ends sooner once no
+            request but a probe has come for a second (``--drain-delay``,
+            ``STEPLINE_DRAIN_DELAY``; ``DRAIN_DELAY_START`` for ``start``, 0 otherwise).
+            Taken out of ``shutdown_grace``.
         retention: seconds ended runs (with their steps, links, outputs) and events no
             stored run references are kept (``--retention``, ``STEPLINE_RETENTION``: a
             duration such as ``7d`` or ``12h``; ``0``/``off`` keeps everything).
@@ -151,6 +160,7 @@ class EngineSettings:
     max_stream_readers_per_run: int = 32
     max_stream_readers_per_caller: int = 256
     shutdown_grace: float = 30.0
+    drain_delay: float = 0.0
     retention: float = DEFAULT_RETENTION
     relay_outbox: str | None = None
     bulk_batch_size: int = 200
@@ -269,6 +279,12 @@ def resolve(
     grace = env.get("STEPLINE_SHUTDOWN_GRACE", "").strip()
     if grace:
         overrides = {"shutdown_grace": _seconds("STEPLINE_SHUTDOWN_GRACE", grace), **overrides}
+    drain = env.get("STEPLINE_DRAIN_DELAY", "").strip()
+    drain_delay = _seconds("STEPLINE_DRAIN_DELAY", drain) if drain else None
+    if drain_delay is None and mode == "start":
+        drain_delay = DRAIN_DELAY_START
+    if drain_delay is not None:
+        overrides = {"drain_delay": drain_delay, **overrides}
     overrides = {**_answer_limits(env), **overrides}
     if env.get("STEPLINE_NODE_URL", "").strip():
         overrides = {"node_url": env["STEPLINE_NODE_URL"].strip().rstrip("/"), **overrides}

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             **({} if args.db_pool_size is None else {"db_pool_size": args.db_pool_size}),
             **_postgres_connections(args),
             **({} if args.shutdown_grace is None else {"shutdown_grace": args.shutdown_grace}),
+            **({} if args.drain_delay is None else {"drain_delay": args.drain_delay}),
             **(
                 {}
                 if args.sqlite_synchronous is None
@@ -205,11 +206,13 @@ async def _serve(
 
     from stepline.engine._cli import stopping as _stopping
     from stepline.engine._connect import routes as _connect_routes
+    from stepline.engine._http import draining as _draining
     from stepline.engine._http.api import build_app
 
     stream = sys.stdout
     settings = engine.settings
-    app = build_app(engine)
+    drain = _draining.Drain()
+    app = build_app(engine, drain=drain)
     # open streams (SSE) hold the stop no longer than calls in flight may
     grace = max(1, math.ceil(settings.shutdown_grace))  # uvicorn logs an error at 0
     config = uvicorn.Config(
@@ -231,6 +234,8 @@ async def _serve(
         grace=settings.shutdown_grace,
         halt=halt,
         closing=_stopping.gateway_closing(engine),
+        drain=drain,
+        drain_delay=settings.drain_delay,
     )
     settled: list[SyncResult] = []
     bannered = False  # results that settle earlier are printed under the banner
@@ -491,6 +496,15 @@ def _parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="on SIGTERM/SIGINT, how long calls in flight may finish before they are handed "
             "back (default 30; a second signal stops at once; env STEPLINE_SHUTDOWN_GRACE)",
+        )
+        sub.add_argument(
+            "--drain-delay",
+            type=_scale,
+            metavar="SECONDS",
+            help="on SIGTERM/SIGINT, how long /ready answers 503 while requests are still "
+            "served, before the listener closes, so a load balancer moves traffic away; ends "
+            "sooner after a second without requests (default 10 for start, 0 for dev; taken "
+            "out of the shutdown grace; env STEPLINE_DRAIN_DELAY)",
         )
         sub.add_argument("--signing-key", help="key used to sign calls to apps")
         sub.add_argument("--signing-key-fallback", help=argparse.SUPPRESS)

@@ -3,7 +3,9 @@
 uvicorn's own handling would re-raise the signal once it has shut down (the process then
 dies of it, exit code -15 for SIGTERM), and only a second SIGINT would cut it short. Here
 the first signal stops the server and starts one grace (``shutdown_grace``) that the
-whole stop shares: the engine's calls in flight drain first (their Connect answers come
+whole stop shares: the server first drains (``drain_delay``: ``/ready`` answers 503 while
+requests are still served, so a load balancer moves traffic away; ``_http/draining.py``),
+then stops listening; the engine's calls in flight finish next (their Connect answers come
 over sockets still open), then uvicorn waits what is left of it for the requests still
 open (streams, long polls), so the process is gone within the grace whatever is
 connected. The second signal cuts every wait short, and the process exits 0 either way.
@@ -25,6 +27,7 @@ from types import FrameType
 import uvicorn
 
 from stepline.engine._engine import Engine
+from stepline.engine._http import draining
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 logger = logging.getLogger("stepline.engine")
@@ -44,6 +47,8 @@ class Server(uvicorn.Server):
         halt: cuts the engine's drain short (a second signal, or the grace is over).
         closing: the drain, given the seconds left: run after the server stops listening
             and before uvicorn closes the open sockets.
+        drain: the server's drain, begun at the first signal (``/ready`` answers 503).
+        drain_delay: the most seconds the server goes on listening while it drains.
     """
 
     def __init__(
@@ -53,11 +58,15 @@ class Server(uvicorn.Server):
         grace: float,
         halt: Callable[[], object],
         closing: Callable[[float], Awaitable[None]] | None = None,
+        drain: draining.Drain | None = None,
+        drain_delay: float = 0.0,
     ) -> None:
         super().__init__(config)
         self._grace = grace
         self._halt = halt
         self._closing = closing
+        self._drain_state = drain or draining.Drain()
+        self._drain_delay = drain_delay
         self._deadline: float | None = None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -72,6 +81,7 @@ class Server(uvicorn.Server):
         if self._deadline is None:  # stopped by other means than a signal
             self._deadline = time.monotonic() + self._grace
         deadline = self._deadline
+        await self._linger(deadline)
         for server in self.servers:
             server.close()  # a worker told to reconnect must not reach this server again
         if self._closing is not None:
@@ -81,6 +91,25 @@ class Server(uvicorn.Server):
         # wait at once anyway
         self.config.timeout_graceful_shutdown = max(1, math.ceil(left))
         await super().shutdown(sockets)
+
+    async def _linger(self, deadline: float) -> None:
+        """Go on serving while the drain lasts, the grace allows and no second signal came."""
+        drain = self._drain_state
+        drain.begin()
+        if drain.over(self._drain_delay):
+            return
+        began = time.monotonic()
+        logger.warning(
+            "stopping: /ready answers 503 while requests are still served (up to %g s)",
+            self._drain_delay,
+        )
+        while not drain.over(self._drain_delay) and not self.force_exit:
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(_LOOK)
+        logger.warning(
+            "stopping: drained in %.2f s; closing the listener", time.monotonic() - began
+        )
 
     async def _drain(self, closing: Callable[[float], Awaitable[None]], deadline: float) -> None:
         """Run ``closing`` until it ends, the grace is over or a second signal comes; past

@@ -40,6 +40,7 @@ from stepline.engine._http import conversations as _conversations
 from stepline.engine._http import crons as _crons
 from stepline.engine._http import dashboard as _dashboard
 from stepline.engine._http import deploy_checks as _deploy_checks
+from stepline.engine._http import draining as _draining
 from stepline.engine._http import endpoints as _endpoints
 from stepline.engine._http import event_replay as _event_replay
 from stepline.engine._http import event_search as _event_search
@@ -73,7 +74,9 @@ Response = starlette.responses.Response
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def build_app(engine: Engine, *, guard: bool = True) -> starlette.applications.Starlette:
+def build_app(
+    engine: Engine, *, guard: bool = True, drain: _draining.Drain | None = None
+) -> starlette.applications.Starlette:
     """The ASGI app serving ``engine``; its lifespan starts and stops the engine.
 
     ``-u`` apps are synced in the background once the engine has started: they answer
@@ -84,13 +87,19 @@ def build_app(engine: Engine, *, guard: bool = True) -> starlette.applications.S
         engine: the engine to serve.
         guard: in dev mode, refuse what a web page could forge (``_guard``); off only for
             in-process callers no browser reaches (the embedded engine guards its mounts).
+        drain: the server's stop (``_draining``): ``/ready`` answers 503 while it drains;
+            a fresh one, never begun, when not given.
 
     Returns:
         A Starlette application.
     """
-    api = _Api(engine)
+    drain = _draining.Drain() if drain is None else drain
+    api = _Api(engine, drain)
     settings = engine.settings
-    middleware = [starlette.middleware.Middleware(_guard.ServerKind, kind=settings.server_kind)]
+    middleware = [
+        starlette.middleware.Middleware(_draining.Arrivals, drain=drain),
+        starlette.middleware.Middleware(_guard.ServerKind, kind=settings.server_kind),
+    ]
     if guard and settings.mode == "dev":
         allow_public = settings.allow_public_bind
         middleware.append(starlette.middleware.Middleware(_guard.Guard, allow_public=allow_public))
@@ -115,8 +124,9 @@ def build_app(engine: Engine, *, guard: bool = True) -> starlette.applications.S
 
 
 class _Api:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, drain: _draining.Drain) -> None:
         self.engine = engine
+        self.drain = drain
         self.settings = engine.settings
 
     def routes(self) -> list[starlette.routing.BaseRoute]:
@@ -173,7 +183,7 @@ class _Api:
             *_gql.table(engine),
             *_contract.table(),
             ("GET", "/health", self.health),
-            ("GET", "/ready", lambda request: _ready.ready(engine)),
+            ("GET", "/ready", lambda request: _ready.ready(engine, self.drain)),
             ("GET", "/metrics", self.metrics),
             ("GET", "/dev", self.info),  # open in dev mode, as every signing-key route
             *_dashboard.Dashboard(self.settings).table(),

@@ -4,11 +4,12 @@
 public, as load balancers and orchestrators probe them without a key. A 503 names the
 reason, never a credential. A schema newer than the engine knows (another node migrated
 it, and the engine leases nothing more: ``_worker/schema_watch.py``) answers 503 with both
-versions and what to do; an older one, with ``stepline migrate``. While the last write
-failed with a database fault (locked, disk full, read-only: ``_store/guard.py``) it
-answers 503 with the cause, after trying one small write itself (so an idle engine
-notices the fault cleared). On SQLite the answer carries the write-ahead log's size
-(``sqlite_wal_bytes``, see docs/operations.md).
+versions and what to do; an older one, with ``stepline migrate``. A node stopping
+answers 503 ``draining`` from the signal on (``draining.py``), before anything else.
+While the last write failed with a database fault (locked, disk full, read-only:
+``_store/guard.py``) it answers 503 with the cause, after trying one small write itself
+(so an idle engine notices the fault cleared). On SQLite the answer carries the
+write-ahead log's size (``sqlite_wal_bytes``, see docs/operations.md).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import starlette.responses
 
-from stepline.engine._http import wire
+from stepline.engine._http import draining, wire
 from stepline.engine._store import Tx, dsn, is_postgres, known_schema, schema_version
 from stepline.engine._store.faults import StoreUnavailable
 
@@ -36,15 +37,22 @@ PROBE_SECONDS = 5.0
 WRITE_PROBE_SECONDS = 1.0
 
 
-async def ready(engine: Engine) -> starlette.responses.Response:
+async def ready(
+    engine: Engine, drain: draining.Drain | None = None
+) -> starlette.responses.Response:
     """200 ``{"status": "ready"}``, or 503 with ``reason`` when the engine cannot work.
 
     Args:
         engine: the engine served.
+        drain: the server's stop: while it drains, 503 ``draining`` (a load balancer
+            moves traffic away before the listener closes).
 
     Returns:
         The answer to ``GET /ready``.
     """
+    if drain is not None and drain.draining:
+        reason = "the engine is stopping: send requests to another node"
+        return wire.json_response({"status": "draining", "reason": reason}, status=503)
     url = engine.settings.database_url
     postgres = is_postgres(url)
     if engine.worker.refusal is not None:  # the schema moved past this running engine
