@@ -116,15 +116,15 @@ def test_the_runs_list_is_walked_and_opened_from_the_keyboard(served: str, tab: 
 
 
 @pytest.mark.parametrize(
-    ("path", "opened"),
+    ("path", "opened", "box"),
     [
-        ("#/functions", "#/functions/keys-"),
-        ("#/events", "#/events/"),
-        ("#/apps", None),
+        ("#/functions", "#/functions/keys-", None),
+        ("#/events", "#/events/", "name"),
+        ("#/apps", None, None),  # its URL box adds an app: not a search
     ],
 )
 def test_the_other_lists_take_the_same_keys(
-    served: str, tab: Page, path: str, opened: str | None
+    served: str, tab: Page, path: str, opened: str | None, box: str | None
 ) -> None:
     page = tab.page
     page.goto(f"{served}/{path}")
@@ -137,6 +137,9 @@ def test_the_other_lists_take_the_same_keys(
         press(tab, "j")
         assert focused(tab)["href"] == rows[1]
         press(tab, "k")
+    press(tab, "/")
+    assert page.evaluate("document.activeElement.getAttribute('name')") == box
+    press(tab, "Escape")
     if opened is None:
         return
     press(tab, "Enter")

@@ -2,8 +2,8 @@
 // events, apps...): ArrowDown / j and ArrowUp / k move a focused row, Enter opens its
 // first link, "/" goes to the page's search or filter box and Escape leaves a box. The
 // rows are every body row of a table in the view that holds a link, so each list page
-// takes part without wiring of its own; a page may name its box with `data-search`,
-// otherwise the first text box of its first form is taken. Live updates redraw the
+// takes part without wiring of its own. The box is the first one marked `data-search`,
+// of type search, in a `role="search"` form or in a filter form (`form.filters`). Live updates redraw the
 // tables: the focused row is found again by its link (or its place) after each redraw.
 // where a key types rather than moves (a checkbox or button lets the keys through)
 const TYPING = 'input:not([type="checkbox"], [type="radio"], [type="button"], [type="submit"]), textarea, select, [contenteditable]';
@@ -18,7 +18,7 @@ function rows() {
 }
 
 function searchBox() {
-  return view.querySelector("[data-search]") || view.querySelector(`form :is(${BOX})`);
+  return view.querySelector(`[data-search], input[type="search"], form:is([role="search"], .filters) :is(${BOX})`);
 }
 
 function mark(row) {
@@ -53,7 +53,8 @@ function restore() {
 }
 
 function onKey(event) {
-  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  // a key a page's own control took (a completion list closing on Escape) stays its own
+  if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
   const target = event.target;
   if (target instanceof Element && target.closest(TYPING)) {
     if (event.key === "Escape") target.closest(TYPING).blur();
