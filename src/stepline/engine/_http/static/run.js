@@ -222,7 +222,9 @@ function details(run, steps, open, message, { attempts, children, inspect, panel
     run.events.length
       ? run.events.map((e) =>
           h("details", { class: "event", open: run.events.length === 1 },
-            h("summary", {}, h("strong", {}, e.name), " ", eventLink(e.id), " ", e.ts ? time(new Date(e.ts).toISOString()) : null),
+            // the link sits beside the summary, not in it: a summary holds no other control
+            h("summary", {}, h("strong", {}, e.name), " ", e.ts ? time(new Date(e.ts).toISOString()) : null),
+            h("p", { class: "small" }, "Event ", eventLink(e.id)),
             json(e.data)))
       : h("p", { class: "empty" }, "Started without an event."),
     h("h2", {}, "Output"),
