@@ -31,7 +31,7 @@ from stepline.engine._store.run_query import QueryError, RunQuery, compile_query
 #: runs examined per request by default, and at most (``?scan=``)
 DEFAULT_SCAN = 5000
 MAX_SCAN = 50_000
-#: runs read per query of a scan
+#: the most runs read per query of a scan
 BATCH = 500
 
 
@@ -88,8 +88,12 @@ def scan(tx: Tx, where: RunFilter, query: RunQuery, budget: int, want: int) -> R
     found: list[Run] = []
     scanned, cursor = 0, where.cursor
     reads_attributes = "attributes" in query.program.variables
+    size = want  # then twice as many each read, up to BATCH: a query that matches most
+    # runs reads about a page, and a narrowing condition that few rows pass is not
+    # walked further than needed
     while scanned < budget and len(found) < want:
-        batch = min(BATCH, budget - scanned)
+        batch = min(size, BATCH, budget - scanned)
+        size *= 2
         page = tx.list_runs(dataclasses.replace(where, cursor=cursor, limit=batch))
         attributes = {}
         if page and reads_attributes:  # the matches' own are read for the page below
