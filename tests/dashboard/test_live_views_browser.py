@@ -102,7 +102,9 @@ def test_the_stream_shows_new_events_with_their_runs(
     earlier = send(http, "lb/order", {"amount": 1})
     http.get(f"/v1/runs/{run_of(http, earlier)['run_id']}", params={"wait": 20})
     page = tab.page
-    page.goto(f"{url}/#/stream")
+    page.goto(f"{url}/#/events")
+    page.locator("a[href='#/stream']", has_text="the event stream").click()
+    expect(page.locator("h1")).to_have_text("Event stream")
     rows = page.locator("#stream-list li.stream-event")
     expect(rows.filter(has_text="lb/order")).to_have_count(1)
     # the run's end is an event of the engine's own: hidden by default

@@ -11,7 +11,8 @@ export async function list(view, _args, params, ctx) {
   const results = h("div", { id: "events-table" });
   const scanned = h("div", { id: "event-scan", class: "muted" });
   const pager = h("div", { class: "pager" });
-  fill(view, h("h1", {}, "Events"), searchForms(params, names, ctx), scanned, results, pager);
+  const follow = h("p", { class: "muted" }, "New events as they arrive, each with its runs: ", h("a", { href: "#/stream" }, "the event stream"), ".");
+  fill(view, h("h1", {}, "Events"), follow, searchForms(params, names, ctx), scanned, results, pager);
   let last = "";
   const base = { name: params.get("name"), expression: params.get("expression") };
 
