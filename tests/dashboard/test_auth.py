@@ -127,11 +127,14 @@ def test_forged_expired_and_foreign_sessions_are_refused(tmp_path: Path) -> None
     settings = production(tmp_path / "e.db")
     now = time.time()
     good = auth.new_session(settings, now=now, nonce="ab12")
-    expires, nonce, mac = good.split(".")
+    expires, nonce, name, mac = good.split(".")
     other = EngineSettings(mode="start", signing_keys=("signkey-prod-" + "77" * 32,))
     cases = {
-        "tampered expiry": f"{int(expires) + 60}.{nonce}.{mac}",
-        "tampered mac": f"{expires}.{nonce}.{'0' * len(mac)}",
+        "tampered expiry": f"{int(expires) + 60}.{nonce}.{name}.{mac}",
+        "tampered mac": f"{expires}.{nonce}.{name}.{'0' * len(mac)}",
+        # the name is under the MAC: a session cannot be relabelled as someone else's
+        "tampered name": f"{expires}.{nonce}.{b'dashboard'.hex()}.{mac}",
+        "no name": f"{expires}.{nonce}.{mac}",
         "expired": auth.new_session(settings, now=now - auth.SESSION_SECONDS - 1, nonce="ab"),
         "too far ahead": auth.new_session(settings, now=now + 3600, nonce="ab"),
         "another engine's key": auth.new_session(other, now=now, nonce="ab"),

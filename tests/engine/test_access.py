@@ -9,6 +9,7 @@ web page could send from another site or through DNS rebinding, on every route.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -31,19 +32,22 @@ from stepline._connect import kinds, proto
 from stepline._protocol import signals as signal_tokens
 from stepline._protocol import signing
 from stepline._serving import access as _access
-from stepline._serving.access import Credential, Route
+from stepline._serving.access import Credential, Role, Route
 from stepline._webkit import routes as _webkit
 from stepline.ai import DurableAgent
 from stepline.embedded import EmbeddedEngine, _direct
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._http.dashboard import COOKIE, CSRF_HEADER
+from stepline.engine._users import DashboardUser
 
 pytestmark = pytest.mark.timeout(120)
 
 SIGNING_KEY = "signkey-prod-" + "a1b2" * 16
 EVENT_KEY = "matrix-event-key"
 DASHBOARD_KEY = "sixteen-char-key"  # what people type: 16 characters
+#: a named dashboard user of each role, and the key each signs in with
+USERS = tuple(DashboardUser(f"matrix-{r.value}", r, f"{r.value}-key-" + "x" * 16) for r in Role)
 SUBPROTOCOL = "v0.connect.inngest.com"
 #: what the engine's table may list (the kit caller is the app's ``authorize``, not the
 #: engine's: it is presented to the engine as nothing at all)
@@ -73,6 +77,7 @@ def _production(db: Path) -> EngineSettings:
         signing_keys=(SIGNING_KEY,),
         event_keys=(EVENT_KEY,),
         dashboard_keys=(DASHBOARD_KEY,),
+        dashboard_users=USERS,
         poll_interval=0.05,
     )
 
@@ -85,6 +90,13 @@ class Credentials:
         assert signed_in.status_code == 303, signed_in.text
         self.session = signed_in.cookies[COOKIE]
         http.cookies.clear()  # each request presents the session only when it means to
+        #: a session of each role's named user
+        self.sessions: dict[Role, str] = {}
+        for user in USERS:
+            answer = http.post("/login", data={"key": user.key}, follow_redirects=False)
+            assert answer.status_code == 303, answer.text
+            self.sessions[user.role] = answer.cookies[COOKIE]
+            http.cookies.clear()
         self.engine = engine
         #: a token shaped and signed as the engine's, for a run that waits for nothing
         self.hook = signal_tokens.token(SIGNING_KEY, "01MATRIXRUN", "approved")
@@ -98,6 +110,12 @@ class Credentials:
             tokens.issue("session", conn_id, now=now),
             tokens.issue("sync", conn_id, now=now),
         )
+
+    def as_role(self, row: Route, role: Role) -> dict[str, Any]:
+        """A request to ``row`` with the session of ``role``'s named user."""
+        request = self.request(row, Credential.SESSION)
+        request["headers"]["cookie"] = f"{COOKIE}={self.sessions[role]}"
+        return request
 
     def request(self, row: Route, kind: Credential) -> dict[str, Any]:
         """``url``, ``headers`` and ``content`` of a request to ``row`` presenting ``kind``."""
@@ -232,6 +250,81 @@ def test_each_route_lets_in_exactly_the_kinds_its_row_lists(
             assert answer.status_code not in (401, 403), (kind, answer.text)
         else:
             assert answer.status_code in _refusals(row), (kind, answer.status_code, answer.text)
+
+
+# -- production: every route x every role -----------------------------------------------------
+
+SESSION_ROWS = [row for row in HTTP_ROWS if Credential.SESSION in row.accepts]
+
+
+@pytest.mark.parametrize("row", SESSION_ROWS, ids=_id)
+def test_each_role_is_let_in_exactly_where_the_rows_role_allows(
+    production: tuple[TestClient, Credentials], row: Route
+) -> None:
+    http, credentials = production
+    for role in Role:
+        answer = http.request(**credentials.as_role(row, role))
+        if role.allows(row.role):
+            assert answer.status_code not in (401, 403), (role, answer.text)
+        else:
+            assert answer.status_code == 403, (role, answer.status_code, answer.text)
+            refused = answer.json()
+            assert refused["needed"] == row.role.value
+            assert refused["role"] == role.value
+            assert f"needs the {row.role.value} role" in refused["error"]
+            assert f"matrix-{role.value} has the {role.value} role" in refused["error"]
+
+
+def test_the_roles_rows_are_the_minimum_the_table_promises() -> None:
+    """What each role is for, as the table states it: a viewer reads, an operator acts on
+    runs, an admin manages apps, functions, bulk actions and the audit log."""
+    for row in SESSION_ROWS:
+        if row.method == "GET" and row.path not in ("/v1/audit",):
+            # reads: a viewer's, except what streams or hands over payloads whole
+            assert row.role in (Role.VIEWER, Role.OPERATOR), _id(row)
+            if row.role is Role.OPERATOR:
+                assert row.payloads, _id(row)
+    admin_only = {
+        ("POST", "/v1/apps/sync"),
+        ("DELETE", "/v1/apps/{app_id}/versions/{version}"),
+        ("POST", "/v1/functions/{function_id:path}/pause"),
+        ("POST", "/v1/functions/{function_id:path}/resume"),
+        ("POST", "/v1/bulk/cancel"),
+        ("POST", "/v1/bulk/replay"),
+        ("POST", "/v1/bulk/{bulk_id}/cancel"),
+        ("GET", "/v1/audit"),
+    }
+    #: what a user keeps for themselves (their saved views) changes nothing of others'
+    own = {("PUT", "/v1/views/{name}"), ("DELETE", "/v1/views/{name}")}
+    for row in SESSION_ROWS:
+        if (row.method, row.path) in admin_only:
+            assert row.role is Role.ADMIN, _id(row)
+        elif (row.method, row.path) in own:
+            assert row.role is Role.VIEWER, _id(row)
+        elif row.method in ("POST", "PUT", "DELETE") and row.path != "/v0/gql":
+            assert row.role is Role.OPERATOR, _id(row)
+
+
+@pytest.mark.parametrize("row", SESSION_ROWS, ids=_id)
+def test_the_signing_key_and_the_unnamed_dashboard_key_are_admins(
+    production: tuple[TestClient, Credentials], row: Route
+) -> None:
+    http, credentials = production
+    for kind in (Credential.SIGNING_KEY, Credential.SESSION):
+        answer = http.request(**credentials.request(row, kind))
+        assert answer.status_code not in (401, 403), (kind, answer.text)
+
+
+def test_a_session_of_a_user_no_longer_configured_is_refused(tmp_path: Path) -> None:
+    settings = _production(tmp_path / "e.db")
+    with _app(settings) as (http, engine):
+        credentials = Credentials(http, engine)
+    # the same keys, one user less: the viewer's session names no one now
+    fewer = dataclasses.replace(settings, dashboard_users=USERS[1:])
+    [row] = [r for r in SESSION_ROWS if (r.method, r.path) == ("GET", "/v1/runs")]
+    with _app(fewer) as (http, _engine):
+        answer = http.request(**credentials.as_role(row, Role.VIEWER))
+        assert answer.status_code == 401, answer.text
 
 
 def _worker_connect(conn_id: str, session: str, sync: str) -> bytes:

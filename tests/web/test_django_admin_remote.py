@@ -13,6 +13,7 @@ import html
 import re
 from pathlib import Path
 
+import httpx
 import pytest
 
 import stepline
@@ -77,6 +78,14 @@ def test_the_admin_lists_shows_cancels_and_signals_runs_of_a_separate_engine(
             )
             assert f"Cancelled run {hold.run_id}" in cancelled.content.decode()
             assert hold.status() is stepline.RunStatus.CANCELLED
+            # the engine's audit log names the admin's user, not the key it called with
+            audit = httpx.get(f"{url}/v1/audit", timeout=10).json()["data"]
+            [entry] = [e for e in audit if e["target"] == f"run_id={hold.run_id}"]
+            assert entry["principal"] == "django:root"
+            assert entry["outcome"] == "ok"
+            assert entry["action"].endswith("/v1/runs/{run_id}/cancel") or entry["action"] == (
+                "DELETE /v1/runs/{run_id}"
+            )
             refused = http.post(
                 f"/admin/stepline/run/{waiting.run_id}/change/",
                 {"_action": "signal", "signal": "nope"},

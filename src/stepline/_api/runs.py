@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from stepline import _identity, _settings
+from stepline._api import actor
 from stepline._api.run_info import (
     FunctionNotFoundError,
     ManagementError,
@@ -286,6 +287,9 @@ def call(
         request_headers.update(extra_headers)
     if settings.signing_key:
         request_headers[headers.AUTHORIZATION] = signing.bearer_token(settings.signing_key)
+    acting_for = actor.current()
+    if acting_for is not None:
+        request_headers[actor.HEADER] = acting_for
     if settings.env:
         request_headers[headers.ENV] = settings.env
     payload = None

@@ -18,6 +18,14 @@ route that takes the signing-key bearer is open, as Inngest's dev server is); th
 guard against what a web page could forge (``stepline.engine._http.guard``) is the
 promise instead.
 
+Each engine row also names the least ``Role`` that may use it, and whether its answer
+carries payloads (event data, step inputs and outputs, a run's output, errors' messages).
+A request's role comes from its credential (``stepline.engine._http.principals``): the
+signing key is ``ADMIN``, a dashboard session has its key's role, and in dev mode
+everyone is ``ADMIN``. A role below the row's is refused with a 403 naming both; a
+``VIEWER`` reads a payload route's answer with every payload replaced
+(``stepline.engine._http.redaction``). A row that does not name its role is ``ADMIN``'s.
+
 Pure data: no I/O, no engine import (the framework side imports it too).
 """
 
@@ -26,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-__all__ = ["ENGINE", "FRAMEWORK", "Credential", "Route", "engine_row"]
+__all__ = ["ENGINE", "FRAMEWORK", "Credential", "Role", "Route", "engine_row"]
 
 
 class Credential(enum.Enum):
@@ -67,37 +75,77 @@ class Credential(enum.Enum):
         return self in (Credential.HOOK_TOKEN, Credential.CONNECT_TOKEN)
 
 
+class Role(enum.Enum):
+    """What a person (or key) may do, each role everything the one below it may."""
+
+    #: reads runs, events, functions and apps, without payloads
+    VIEWER = "viewer"
+    #: reads payloads; cancels, replays, reruns, signals, starts, answers approvals
+    OPERATOR = "operator"
+    #: apps, versions, pausing, bulk actions, the audit log: everything
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        """0 for ``VIEWER``, 1 for ``OPERATOR``, 2 for ``ADMIN``."""
+        return _RANKS[self]
+
+    def allows(self, needed: Role) -> bool:
+        """Whether this role may do what ``needed`` may."""
+        return self.rank >= needed.rank
+
+
+_RANKS = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+
 #: The WebSocket "method" in the tables.
 WEBSOCKET = "WS"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Route:
-    """One route and the credential kinds it accepts (any one of them suffices)."""
+    """One route, the credential kinds it accepts (any one of them suffices), the least
+    role that may use it, and whether its answer carries payloads."""
 
     method: str
     path: str
     accepts: frozenset[Credential]
     #: who calls it, and why these kinds (shown in SECURITY.md's terms)
     note: str = ""
+    #: the least role that may use it (the engine's rows; a framework row's is its own)
+    role: Role = Role.ADMIN
+    #: its answer carries payloads: a ``VIEWER`` reads it redacted
+    payloads: bool = False
 
 
-def _route(method: str, path: str, *accepts: Credential, note: str = "") -> Route:
-    return Route(method, path, frozenset(accepts), note)
+def _route(
+    method: str,
+    path: str,
+    *accepts: Credential,
+    note: str = "",
+    role: Role = Role.ADMIN,
+    payloads: bool = False,
+) -> Route:
+    return Route(method, path, frozenset(accepts), note, role, payloads)
 
 
 _KEY = Credential.SIGNING_KEY
 _SESSION = Credential.SESSION
 _NONE = Credential.NONE
+_VIEWER = Role.VIEWER
+_OPERATOR = Role.OPERATOR
+_ADMIN = Role.ADMIN
 
 #: Every route the engine serves, in the order its router tries them (the busiest first;
 #: no path matches two). ``{x:path}`` is Starlette's path convertor.
 ENGINE: tuple[Route, ...] = (
     # events and invocations
     _route("POST", "/e/{key}", Credential.EVENT_KEY, note="apps and webhooks send events"),
-    _route("POST", "/v1/functions/{function_id:path}/runs", _KEY, _SESSION),
-    _route("GET", "/v1/runs/{run_id}", _KEY, _SESSION),
-    _route("POST", "/v1/events", _KEY, _SESSION, note="the dashboard's 'send event'"),
+    _route("POST", "/v1/functions/{function_id:path}/runs", _KEY, _SESSION, role=_OPERATOR),
+    _route("GET", "/v1/runs/{run_id}", _KEY, _SESSION, role=_VIEWER, payloads=True),
+    _route(
+        "POST", "/v1/events", _KEY, _SESSION, role=_OPERATOR, note="the dashboard's 'send event'"
+    ),
     _route("POST", "/invoke/{function_id:path}", _KEY, note="SDK"),
     # the SDK's and workers' routes: the signing key only
     _route("POST", "/fn/register", _KEY, note="SDK app sync: registers (or moves) an app"),
@@ -106,102 +154,170 @@ ENGINE: tuple[Route, ...] = (
     _route("DELETE", "/v0/runs/{run_id}", _KEY, note="SDK"),
     _route("POST", "/v1/checkpoint/{run_id}/async", _KEY, note="SDK: step results"),
     # REST v1: API callers with the key, and the dashboard
-    _route("GET", "/v1/events", _KEY, _SESSION),
-    _route("GET", "/v1/events/{event_id}", _KEY, _SESSION),
-    _route("GET", "/v1/events/{event_id}/runs", _KEY, _SESSION),
-    _route("GET", "/v1/runs", _KEY, _SESSION),
-    _route("DELETE", "/v1/runs/{run_id}", _KEY, _SESSION),
-    _route("POST", "/v1/runs/{run_id}/cancel", _KEY, _SESSION),
-    _route("GET", "/v1/runs/{run_id}/steps", _KEY, _SESSION),
-    _route("GET", "/v1/runs/{run_id}/attempts", _KEY, _SESSION),
-    _route("GET", "/v1/runs/{run_id}/export", _KEY, _SESSION, note="a run as a test's journal"),
+    _route(
+        "GET",
+        "/v1/events",
+        _KEY,
+        _SESSION,
+        role=_VIEWER,
+        payloads=True,
+        note="a search over payloads (expression) needs the operator role",
+    ),
+    _route("GET", "/v1/events/{event_id}", _KEY, _SESSION, role=_VIEWER, payloads=True),
+    _route("GET", "/v1/events/{event_id}/runs", _KEY, _SESSION, role=_VIEWER, payloads=True),
+    _route("GET", "/v1/runs", _KEY, _SESSION, role=_VIEWER, payloads=True),
+    _route("DELETE", "/v1/runs/{run_id}", _KEY, _SESSION, role=_OPERATOR),
+    _route("POST", "/v1/runs/{run_id}/cancel", _KEY, _SESSION, role=_OPERATOR),
+    _route("GET", "/v1/runs/{run_id}/steps", _KEY, _SESSION, role=_VIEWER, payloads=True),
+    _route("GET", "/v1/runs/{run_id}/attempts", _KEY, _SESSION, role=_VIEWER, payloads=True),
+    _route(
+        "GET",
+        "/v1/runs/{run_id}/export",
+        _KEY,
+        _SESSION,
+        role=_OPERATOR,
+        payloads=True,
+        note="a run as a test's journal: payloads throughout",
+    ),
     _route(
         "GET",
         "/v1/runs/{run_id}/history",
         _KEY,
         _SESSION,
+        role=_VIEWER,
+        payloads=True,
         note="every recorded transition: step outputs, errors and the run's output",
     ),
-    _route("POST", "/v1/runs/{run_id}/rerun", _KEY, _SESSION),
-    _route("GET", "/v1/functions", _KEY, _SESSION),
-    _route("GET", "/v1/apps", _KEY, _SESSION),
+    _route("POST", "/v1/runs/{run_id}/rerun", _KEY, _SESSION, role=_OPERATOR),
+    _route("GET", "/v1/functions", _KEY, _SESSION, role=_VIEWER),
+    _route("GET", "/v1/apps", _KEY, _SESSION, role=_VIEWER),
     _route(
         "POST",
         "/v1/apps/sync",
         _KEY,
         _SESSION,
+        role=_ADMIN,
         note="a session's sync never vouches for a move (the trust probe decides)",
     ),
-    _route("GET", "/v1/apps/{app_id}/versions", _KEY, _SESSION),
-    _route("DELETE", "/v1/apps/{app_id}/versions/{version}", _KEY, _SESSION),
-    _route("POST", "/v1/functions/{function_id:path}/pause", _KEY, _SESSION),
-    _route("POST", "/v1/functions/{function_id:path}/resume", _KEY, _SESSION),
-    _route("GET", "/v1/functions/{function_id:path}/metrics", _KEY, _SESSION),
-    _route("GET", "/v1/crons", _KEY, _SESSION, note="cron triggers: ticks, last runs"),
-    _route("GET", "/v1/queue", _KEY, _SESSION, note="counts and limits, no payloads"),
-    _route("GET", "/v1/functions/{function_id:path}/tokens", _KEY, _SESSION),
-    _route("GET", "/v1/runs/{run_id}/tokens", _KEY, _SESSION),
-    _route("GET", "/v1/token-budgets/{budget}", _KEY, _SESSION, note="SDK: an agent's budget"),
-    _route("GET", "/v1/conversations/{conversation_id}/runs", _KEY, _SESSION),
-    _route("POST", "/v1/bulk/cancel", _KEY, _SESSION),
-    _route("POST", "/v1/bulk/replay", _KEY, _SESSION),
-    _route("GET", "/v1/bulk", _KEY, _SESSION),
-    _route("GET", "/v1/bulk/{bulk_id}", _KEY, _SESSION),
-    _route("POST", "/v1/bulk/{bulk_id}/cancel", _KEY, _SESSION),
-    _route("POST", "/v1/runs/{run_id}/replay", _KEY, _SESSION),
+    _route("GET", "/v1/apps/{app_id}/versions", _KEY, _SESSION, role=_VIEWER),
+    _route("DELETE", "/v1/apps/{app_id}/versions/{version}", _KEY, _SESSION, role=_ADMIN),
+    _route("POST", "/v1/functions/{function_id:path}/pause", _KEY, _SESSION, role=_ADMIN),
+    _route("POST", "/v1/functions/{function_id:path}/resume", _KEY, _SESSION, role=_ADMIN),
+    _route("GET", "/v1/functions/{function_id:path}/metrics", _KEY, _SESSION, role=_VIEWER),
+    _route("GET", "/v1/crons", _KEY, _SESSION, role=_VIEWER, note="cron triggers, last runs"),
+    _route("GET", "/v1/queue", _KEY, _SESSION, role=_VIEWER, note="counts and limits"),
+    _route("GET", "/v1/functions/{function_id:path}/tokens", _KEY, _SESSION, role=_VIEWER),
+    _route("GET", "/v1/runs/{run_id}/tokens", _KEY, _SESSION, role=_VIEWER),
+    _route(
+        "GET",
+        "/v1/token-budgets/{budget}",
+        _KEY,
+        _SESSION,
+        role=_VIEWER,
+        note="SDK: an agent's budget",
+    ),
+    _route(
+        "GET",
+        "/v1/conversations/{conversation_id}/runs",
+        _KEY,
+        _SESSION,
+        role=_VIEWER,
+        payloads=True,
+    ),
+    _route("POST", "/v1/bulk/cancel", _KEY, _SESSION, role=_ADMIN),
+    _route("POST", "/v1/bulk/replay", _KEY, _SESSION, role=_ADMIN),
+    _route("GET", "/v1/bulk", _KEY, _SESSION, role=_VIEWER, payloads=True),
+    _route("GET", "/v1/bulk/{bulk_id}", _KEY, _SESSION, role=_VIEWER, payloads=True),
+    _route("POST", "/v1/bulk/{bulk_id}/cancel", _KEY, _SESSION, role=_ADMIN),
+    _route("POST", "/v1/runs/{run_id}/replay", _KEY, _SESSION, role=_OPERATOR),
     _route("POST", "/v1/outbox/deliveries", _KEY, note="an outbox relay"),
     # Connect: workers and other nodes take the key; the listings are management reads
     _route("POST", "/v0/connect/start", _KEY, note="a Connect worker asks for its tokens"),
     _route("POST", "/v0/connect/flush", _KEY, note="a Connect worker's reply"),
     _route("POST", "/v0/connect/forward", _KEY, note="another engine node"),
-    _route("GET", "/v1/connect/workers", _KEY, _SESSION),
+    _route("GET", "/v1/connect/workers", _KEY, _SESSION, role=_VIEWER),
     _route("GET", "/v0/connect/envs/{env_id}/conns", _KEY, note="Inngest tooling"),
-    _route("GET", "/v1/apps/{app_id}/workers", _KEY, _SESSION),
+    _route("GET", "/v1/apps/{app_id}/workers", _KEY, _SESSION, role=_VIEWER),
     _route("POST", "/v1/runs/{run_id}/stream", _KEY, note="SDK: a run publishes"),
-    _route("GET", "/v1/runs/{run_id}/stream", _KEY, _SESSION),
+    _route(
+        "GET",
+        "/v1/runs/{run_id}/stream",
+        _KEY,
+        _SESSION,
+        role=_OPERATOR,
+        payloads=True,
+        note="what a run publishes, streamed: not redacted, so not a viewer's",
+    ),
     # durable endpoints' inline runs: the app's SDK, never a browser
     _route("POST", "/v1/functions/{function_id:path}/inline", _KEY, note="SDK"),
     _route("POST", "/v1/runs/{run_id}/inline/checkpoint", _KEY, note="SDK"),
     _route("POST", "/v1/runs/{run_id}/inline/answer", _KEY, note="SDK"),
-    _route("POST", "/v1/runs/{run_id}/attributes", _KEY, _SESSION),
-    _route("POST", "/v1/runs/{run_id}/signals/{name}", _KEY, _SESSION),
-    _route("POST", "/v1/signals", _KEY, _SESSION),
+    _route("POST", "/v1/runs/{run_id}/attributes", _KEY, _SESSION, role=_OPERATOR),
+    _route("POST", "/v1/runs/{run_id}/signals/{name}", _KEY, _SESSION, role=_OPERATOR),
+    _route("POST", "/v1/signals", _KEY, _SESSION, role=_OPERATOR),
     _route("POST", "/v1/signals/hooks/{token}", Credential.HOOK_TOKEN, note="outside systems"),
-    _route("GET", "/v1/approvals", _KEY, _SESSION, note="the approvals inboxes"),
-    _route("GET", "/v1/approvals/{approval_id}", _KEY, _SESSION),
+    _route(
+        "GET",
+        "/v1/approvals",
+        _KEY,
+        _SESSION,
+        role=_VIEWER,
+        payloads=True,
+        note="the approvals inboxes",
+    ),
+    _route("GET", "/v1/approvals/{approval_id}", _KEY, _SESSION, role=_VIEWER, payloads=True),
     _route(
         "POST",
         "/v1/approvals/{approval_id}/approve",
         _KEY,
         _SESSION,
-        note="a session's decision is recorded as the dashboard's, whoever it names",
+        role=_OPERATOR,
+        note="a session's decision is recorded as its signed-in name, whoever the body names",
     ),
-    _route("POST", "/v1/approvals/{approval_id}/reject", _KEY, _SESSION),
-    _route("POST", "/v1/events/{event_id}/replay", _KEY, _SESSION),
-    _route("GET", "/v1/views", _KEY, _SESSION, note="the asker's saved run views"),
-    _route("PUT", "/v1/views/{name}", _KEY, _SESSION),
-    _route("DELETE", "/v1/views/{name}", _KEY, _SESSION),
+    _route("POST", "/v1/approvals/{approval_id}/reject", _KEY, _SESSION, role=_OPERATOR),
+    _route("POST", "/v1/events/{event_id}/replay", _KEY, _SESSION, role=_OPERATOR),
+    _route("GET", "/v1/views", _KEY, _SESSION, role=_VIEWER, note="the asker's saved run views"),
+    _route("PUT", "/v1/views/{name}", _KEY, _SESSION, role=_VIEWER),
+    _route("DELETE", "/v1/views/{name}", _KEY, _SESSION, role=_VIEWER),
     _route("POST", "/v1/deploy-checks", _KEY, note="CI uploads a deploy check's report"),
-    _route("GET", "/v1/deploy-checks", _KEY, _SESSION, note="the apps page's last check"),
-    _route("POST", "/v0/gql", _KEY, _SESSION, note="reads only, as REST v1's"),
+    _route(
+        "GET",
+        "/v1/deploy-checks",
+        _KEY,
+        _SESSION,
+        role=_VIEWER,
+        payloads=True,
+        note="the apps page's last check",
+    ),
+    _route(
+        "POST",
+        "/v0/gql",
+        _KEY,
+        _SESSION,
+        role=_OPERATOR,
+        payloads=True,
+        note="reads only, as REST v1's; payloads in any shape a query asks, so no viewer's",
+    ),
     _route(
         "GET",
         "/v1/openapi.json",
         _KEY,
         _SESSION,
+        role=_VIEWER,
         note="REST v1's OpenAPI document: open in dev as every key route; in production "
         "it maps the management surface, so it takes what that surface takes",
     ),
+    _route("GET", "/v1/audit", _KEY, _SESSION, role=_ADMIN, note="who did what"),
     # informational
-    _route("GET", "/health", _NONE, note="load balancers"),
-    _route("GET", "/ready", _NONE, note="load balancers"),
-    _route("GET", "/metrics", _KEY, _SESSION),
-    _route("GET", "/dev", _KEY, _SESSION),
+    _route("GET", "/health", _NONE, role=_VIEWER, note="load balancers"),
+    _route("GET", "/ready", _NONE, role=_VIEWER, note="load balancers"),
+    _route("GET", "/metrics", _KEY, _SESSION, role=_VIEWER),
+    _route("GET", "/dev", _KEY, _SESSION, role=_VIEWER),
     # the dashboard's shell, sign-in and assets (nothing secret in them)
-    _route("GET", "/", _NONE, note="the sign-in form until signed in"),
-    _route("POST", "/login", _NONE, note="rate-limited per client"),
-    _route("POST", "/logout", _NONE),
-    _route("GET", "/dashboard/{name}", _NONE),
+    _route("GET", "/", _NONE, role=_VIEWER, note="the sign-in form until signed in"),
+    _route("POST", "/login", _NONE, role=_VIEWER, note="rate-limited per client"),
+    _route("POST", "/logout", _NONE, role=_VIEWER),
+    _route("GET", "/dashboard/{name}", _NONE, role=_VIEWER),
     # the Connect gateway's socket (and its alias at Inngest's dev server's path)
     _route(WEBSOCKET, "/v0/connect/gateway", Credential.CONNECT_TOKEN),
     _route(WEBSOCKET, "/v0/connect", Credential.CONNECT_TOKEN),

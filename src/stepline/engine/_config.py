@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal, cast
 
 from stepline._protocol import durations
-from stepline.engine import _backoff, _keys
+from stepline.engine import _backoff, _keys, _users
 from stepline.engine._gateway import destinations
 
 Mode = Literal["dev", "start"]
@@ -74,6 +74,10 @@ class EngineSettings:
             transaction pooler; None: the connection's own ``search_path``.
         dashboard_keys: more keys the dashboard's login page accepts besides the signing
             key (``STEPLINE_DASHBOARD_KEY``, comma-separated), so people need not hold it.
+        dashboard_users: named dashboard keys, each with a role (``STEPLINE_DASHBOARD_KEYS``,
+            comma-separated ``name:role:key``, and ``STEPLINE_DASHBOARD_KEYS_FILE``, one a
+            line; ``engine._users``). The signing key and ``dashboard_keys`` sign in as
+            ``admin``.
         metrics: count runs, steps, calls, queue and store work for ``GET /metrics``
             (``STEPLINE_METRICS=0`` turns it off).
         tracing: write OpenTelemetry spans with the global tracer provider (needs
@@ -150,6 +154,7 @@ class EngineSettings:
     db_pooler: DbPooler = "none"
     db_schema: str | None = None
     dashboard_keys: tuple[str, ...] = ()
+    dashboard_users: tuple[_users.DashboardUser, ...] = ()
     metrics: bool = True
     tracing: bool = False
     log_format: LogFormat = "text"
@@ -175,7 +180,9 @@ class EngineSettings:
     def __post_init__(self) -> None:
         # here rather than in resolve(): settings built directly (the embedded engine in
         # production mode) must not start with a key anyone can guess either
-        problem = _keys.problem(self.signing_keys, self.dashboard_keys, self.event_keys)
+        people = (*self.dashboard_keys, *(user.key for user in self.dashboard_users))
+        problem = _keys.problem(self.signing_keys, people, self.event_keys)
+        problem = problem or _users.problem(self.dashboard_users)
         if problem is not None:
             raise EngineConfigError(problem)
 
@@ -271,6 +278,7 @@ def resolve(
         dashboard_keys=tuple(
             k.strip() for k in env.get("STEPLINE_DASHBOARD_KEY", "").split(",") if k.strip()
         ),
+        dashboard_users=_dashboard_users(env),
         metrics=env.get("STEPLINE_METRICS", "").strip().lower() not in _OFF,
         tracing=env.get("STEPLINE_TRACING", "").strip().lower() in _ON,
         log_format=cast(LogFormat, env.get("STEPLINE_LOG_FORMAT", "").strip().lower() or "text"),
@@ -300,6 +308,27 @@ def resolve(
         settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
     _check(settings)
     return settings
+
+
+def _dashboard_users(env: Mapping[str, str]) -> tuple[_users.DashboardUser, ...]:
+    """``STEPLINE_DASHBOARD_KEYS``'s users, then those of ``STEPLINE_DASHBOARD_KEYS_FILE``."""
+    try:
+        found = _users.parse(
+            env.get("STEPLINE_DASHBOARD_KEYS", "").split(","), "STEPLINE_DASHBOARD_KEYS"
+        )
+        path = env.get("STEPLINE_DASHBOARD_KEYS_FILE", "").strip()
+        if path:
+            try:
+                with open(path, encoding="utf-8") as file:
+                    lines = file.read().splitlines()
+            except OSError as exc:
+                raise ValueError(
+                    f"STEPLINE_DASHBOARD_KEYS_FILE: cannot read {path}: {exc}"
+                ) from None
+            found += _users.parse(lines, path)
+    except ValueError as exc:
+        raise EngineConfigError(str(exc)) from None
+    return found
 
 
 #: Postgres connection settings read as they are written

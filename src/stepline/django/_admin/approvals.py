@@ -28,7 +28,7 @@ from stepline._api import approvals as _approvals
 from stepline._api import runs as _runs
 from stepline._api.approvals import Approval
 from stepline.django import models
-from stepline.django._admin import arguments, listing
+from stepline.django._admin import arguments, base, listing
 from stepline.django._admin.base import EngineAdmin, Row, dashboard_url, query
 from stepline.django._admin.runs import pretty
 
@@ -46,8 +46,7 @@ SHORT = 80
 
 def principal(request: http.HttpRequest) -> str:
     """Who decides, as the engine records it: ``django:<username>``."""
-    user: Any = request.user
-    return f"django:{user.get_username()}"
+    return base.actor_name(request)
 
 
 class ApprovalAdmin(EngineAdmin):

@@ -21,7 +21,7 @@ import starlette.routing
 
 from stepline._identity import VERSION
 from stepline._serving import access
-from stepline._serving.access import Credential
+from stepline._serving.access import Credential, Role
 from stepline.engine._apps import registry
 from stepline.engine._connect import routes as _connect
 from stepline.engine._control import attributes as _control_attributes
@@ -34,6 +34,7 @@ from stepline.engine._http import answers, event_answer, views, wire
 from stepline.engine._http import approvals as _approvals
 from stepline.engine._http import attempts as _attempts
 from stepline.engine._http import attributes as _attributes
+from stepline.engine._http import audit as _audit
 from stepline.engine._http import bulk as _bulk
 from stepline.engine._http import contract as _contract
 from stepline.engine._http import conversations as _conversations
@@ -52,9 +53,11 @@ from stepline.engine._http import gql as _gql
 from stepline.engine._http import guard as _guard
 from stepline.engine._http import history as _history
 from stepline.engine._http import pause as _pause
+from stepline.engine._http import principals as _principals
 from stepline.engine._http import ready as _ready
-from stepline.engine._http import run_queue as _run_queue
+from stepline.engine._http import redaction as _redaction
 from stepline.engine._http import run_list as _run_list
+from stepline.engine._http import run_queue as _run_queue
 from stepline.engine._http import run_search as _run_search
 from stepline.engine._http import saved_views as _saved_views
 from stepline.engine._http import signals as _signals
@@ -67,6 +70,7 @@ from stepline.engine._model import storable
 from stepline.engine._observe import prometheus
 from stepline.engine._relay import http as _relay_http
 from stepline.engine._store import RunFilter
+from stepline.engine._store import run_query as _run_query
 from stepline.engine._trust import apps as _app_trust
 
 Request = starlette.requests.Request
@@ -136,6 +140,7 @@ class _Api:
             RuntimeError: a handler has no row in the table, or a row no handler.
         """
         engine = self.engine
+        auditor = _audit.Auditor(engine)
         _contract.check()  # every /v1 route is described in the OpenAPI document
         handlers: list[tuple[str, str, Handler]] = [
             ("POST", "/e/{key}", self.send),
@@ -182,16 +187,17 @@ class _Api:
             *_saved_views.table(engine),
             *_gql.table(engine),
             *_contract.table(),
+            *auditor.table(),
             ("GET", "/health", self.health),
             ("GET", "/ready", lambda request: _ready.ready(engine, self.drain)),
             ("GET", "/metrics", self.metrics),
             ("GET", "/dev", self.info),  # open in dev mode, as every signing-key route
-            *_dashboard.Dashboard(self.settings).table(),
+            *_dashboard.Dashboard(self.settings, auditor).table(),
         ]
         by_path: dict[str, dict[str, Handler]] = {}
         for method, path, handler in handlers:
             by_path.setdefault(path, {})[method] = _gate.guarded(
-                _row(method, path), handler, self.settings
+                _row(method, path), handler, self.settings, auditor
             )
         vouch = engine.app_trust.tickets.issue  # a Connect worker proved the key
         sockets = _connect.websocket_routes(engine.connect, engine, vouch, self.settings)
@@ -268,6 +274,9 @@ class _Api:
     # -- REST v1 --------------------------------------------------------------------------------
 
     async def events(self, request: Request) -> Response:
+        expression = request.query_params.get("expression")
+        if expression and _redaction.reads_payloads(expression, ("event",)):
+            _principals.require(request, Role.OPERATOR, "a search over event payloads")
         return wire.json_response(await _event_stream.listing(self.engine, request.query_params))
 
     async def ingest(self, request: Request) -> Response:
@@ -308,7 +317,10 @@ class _Api:
             run_id_prefix=_run_list.run_id_prefix(q.get("run_id")),
             parent_run_id=q.get("parent_run_id") or None,
         )
-        query = _run_search.compiled(q.get("query"), self.engine.clock.now())
+        text = q.get("query")
+        if text and _redaction.reads_payloads(text, _run_query.FIELDS):
+            _principals.require(request, Role.OPERATOR, "a run query over payloads")
+        query = _run_search.compiled(text, self.engine.clock.now())
         if query is not None:
             found = await _run_search.page(self.engine, where, limit, query, q.get("scan"))
             return wire.json_response(found)

@@ -11,10 +11,11 @@
   the model is told the call was denied, with the reason.
 
 Who decided is recorded with the decision: ``by`` as the caller with the signing key
-says (the Django admin's user, the web kit's principal; ``"api"`` when not given), and
-``"dashboard"`` for a dashboard session, whatever its body says (a session names no
-person). A decision answers the approval as it is now; 409 once it was decided (or its
-wait ended), 404 for an unknown one. The rules are ``engine/_control/approvals.py``.
+says (the Django admin's user, the web kit's principal; ``"api"`` when not given); a
+dashboard session's is its signed-in user's name (``principals``), whatever its body says,
+or ``"dashboard"`` for a session of the signing key or an unnamed dashboard key. A
+decision answers the approval as it is now; 409 once it was decided (or its wait ended),
+404 for an unknown one. The rules are ``engine/_control/approvals.py``.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ import starlette.requests
 import starlette.responses
 
 from stepline._serving.access import Credential
+from stepline.engine import _users
 from stepline.engine._control import approvals as _approvals
 from stepline.engine._control.signals import SignalConflict
 from stepline.engine._engine import Engine
 from stepline.engine._errors import NotFoundError
-from stepline.engine._http import gate, views, wire
+from stepline.engine._http import gate, principals, views, wire
 from stepline.engine._http.wire import ApiError
 from stepline.engine._store import Tx
 
@@ -134,7 +136,8 @@ class _ApprovalRoutes:
         self, request: Request, decision: dict[str, Any], body: dict[str, Any]
     ) -> Response:
         if gate.credential(request) is Credential.SESSION:
-            decision["by"] = DASHBOARD  # a session names no person
+            name = principals.principal(request).name  # a session cannot name another
+            decision["by"] = DASHBOARD if name in _users.RESERVED else name
         else:
             decision["by"] = body.get("by", "api")
         value = request.path_params["approval_id"]

@@ -13,6 +13,8 @@ import hashlib
 import hmac
 
 from stepline._protocol import signing
+from stepline._serving.access import Role
+from stepline.engine import _users
 from stepline.engine._config import EngineSettings
 
 
@@ -61,43 +63,75 @@ def event_key_ok(key: str, settings: EngineSettings) -> bool:
 
 # -- dashboard sessions ---------------------------------------------------------------------
 #
-# A session is ``<expires>.<nonce>.<mac>``: an HMAC over the first two parts, keyed by a
-# key derived from a signing key (and the configured dashboard keys, so changing those
-# signs everyone out). Nothing is stored server-side: any engine sharing the keys accepts it.
+# A session is ``<expires>.<nonce>.<name>.<mac>`` (the name in hex): an HMAC over the first
+# three parts, keyed by a key derived from a signing key (and the configured dashboard keys
+# and users, so changing those signs everyone out). The role is looked up by name at each
+# request, so a session names who signed in and the configuration says what they may do.
+# Nothing is stored server-side: any engine sharing the keys accepts it.
 
 SESSION_SECONDS = 12 * 3600
+#: The session cookie's name.
+COOKIE = "stepline_session"
 #: Digits a session's expiry (unix seconds) may have.
 _MAX_EXPIRY_DIGITS = 12
 
 
 def login_ok(presented: str, settings: EngineSettings) -> bool:
-    """Whether a key typed on the dashboard's login page signs the user in.
+    """Whether a key typed on the dashboard's login page signs the user in."""
+    return login_user(presented, settings) is not None
+
+
+def login_user(presented: str, settings: EngineSettings) -> str | None:
+    """Who a key typed on the dashboard's login page signs in, or None.
 
     Args:
         presented: the key from the form.
-        settings: the engine's settings; a signing key (or its hash) or a configured
-            dashboard key is accepted.
+        settings: the engine's settings; a signing key (or its hash), an unnamed
+            dashboard key or a dashboard user's key is accepted.
 
     Returns:
-        True if the key is accepted.
+        ``signing-key``, ``dashboard`` or the user's name.
     """
     presented = presented.strip()
     if not presented:
-        return False
+        return None
+    # every key is compared, whichever matches, so the time taken names none of them
     signing_matches = [signing.keys_match(presented, key) for key in settings.signing_keys]
-    dashboard_matches = [
+    shared_matches = [
         hmac.compare_digest(presented.encode(), key.encode()) for key in settings.dashboard_keys
     ]
-    return any(signing_matches) or any(dashboard_matches)
+    user_matches = [
+        user.name
+        for user in settings.dashboard_users
+        if hmac.compare_digest(presented.encode(), user.key.encode())
+    ]
+    if any(signing_matches):
+        return _users.SIGNING_KEY_NAME
+    if any(shared_matches):
+        return _users.SHARED_KEY_NAME
+    return user_matches[0] if user_matches else None
 
 
-def new_session(settings: EngineSettings, *, now: float, nonce: str) -> str:
-    """A session token valid for ``SESSION_SECONDS`` from ``now``.
+def role_of(name: str, settings: EngineSettings) -> Role | None:
+    """The role of whoever signed in as ``name`` (None: no such user any more)."""
+    if name in (_users.SIGNING_KEY_NAME, _users.SHARED_KEY_NAME):
+        return Role.ADMIN
+    for user in settings.dashboard_users:
+        if hmac.compare_digest(name.encode(), user.name.encode()):
+            return user.role
+    return None
+
+
+def new_session(
+    settings: EngineSettings, *, now: float, nonce: str, name: str = _users.SIGNING_KEY_NAME
+) -> str:
+    """A session token for ``name``, valid for ``SESSION_SECONDS`` from ``now``.
 
     Args:
         settings: the engine's settings; the current signing key signs the token.
         now: the current time (epoch seconds).
         nonce: random text (hex) so two sessions never share a token.
+        name: who signed in (``login_user``).
 
     Returns:
         The token to put in the session cookie.
@@ -105,12 +139,17 @@ def new_session(settings: EngineSettings, *, now: float, nonce: str) -> str:
     key = settings.signing_key
     if key is None:
         raise ValueError("a session needs a signing key")
-    payload = f"{int(now + SESSION_SECONDS)}.{nonce}"
+    payload = f"{int(now + SESSION_SECONDS)}.{nonce}.{name.encode().hex()}"
     return f"{payload}.{_session_mac(payload, key, settings)}"
 
 
 def session_ok(token: str | None, settings: EngineSettings, *, now: float) -> bool:
-    """Whether a session cookie is genuine and unexpired.
+    """Whether a session cookie is genuine and unexpired, and names a known user."""
+    return session_user(token, settings, now=now) is not None
+
+
+def session_user(token: str | None, settings: EngineSettings, *, now: float) -> str | None:
+    """Who a session cookie signed in, if it is genuine and unexpired and they still may.
 
     Args:
         token: the cookie value, if any.
@@ -119,31 +158,45 @@ def session_ok(token: str | None, settings: EngineSettings, *, now: float) -> bo
         now: the current time (epoch seconds).
 
     Returns:
-        True if the session is valid.
+        The name, or None.
     """
     parts = (token or "").split(".")
-    if len(parts) != 3 or not all(p.isascii() for p in parts):  # "²".isdigit() is True
-        return False
-    if not parts[0].isdigit() or not parts[1].isalnum():
-        return False
+    if len(parts) != 4 or not all(p.isascii() for p in parts):  # "²".isdigit() is True
+        return None
+    if not parts[0].isdigit() or not parts[1].isalnum() or not _hex(parts[2]):
+        return None
     if len(parts[0]) > _MAX_EXPIRY_DIGITS:  # int() refuses 4,300+ digits: a 401, not a 500
-        return False
-    payload, mac = f"{parts[0]}.{parts[1]}", parts[2]
+        return None
+    payload, mac = ".".join(parts[:3]), parts[3]
     if not now < int(parts[0]) <= now + SESSION_SECONDS:
-        return False
+        return None
     matches = [
         hmac.compare_digest(mac.encode(), _session_mac(payload, key, settings).encode())
         for key in settings.signing_keys
     ]
-    return any(matches)
+    if not any(matches):
+        return None
+    try:
+        name = bytes.fromhex(parts[2]).decode()
+    except UnicodeDecodeError:
+        return None
+    return name if role_of(name, settings) is not None else None
+
+
+def _hex(text: str) -> bool:
+    return (
+        0 < len(text) <= 256 and len(text) % 2 == 0 and all(c in "0123456789abcdef" for c in text)
+    )
 
 
 def _session_mac(payload: str, signing_key: str, settings: EngineSettings) -> str:
+    users = (f"{u.name}\x01{u.role.value}\x01{u.key}" for u in settings.dashboard_users)
     material = "\0".join(
         (
             "stepline-dashboard-session",
             signing.strip_key_prefix(signing_key),
             *settings.dashboard_keys,
+            *users,
         )
     )
     key = hashlib.sha256(material.encode()).digest()

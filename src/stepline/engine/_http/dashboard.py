@@ -9,7 +9,11 @@ In production mode (``stepline start``) ``/`` shows a sign-in form until the bro
 a session: ``POST /login`` with the signing key (or a dashboard key) sets a signed,
 expiring, ``HttpOnly; SameSite=Strict`` cookie that the management routes accept too
 (those whose row in ``stepline._serving.access.ENGINE`` lists a session; never the SDK's and
-workers'). Dev mode is open, like the rest of the dev server.
+workers'). The session names who signed in (a dashboard user's name, ``signing-key`` or
+``dashboard``), and the page shows that name and its role; the page's scripts hide what
+the role may not do (``data-role`` on ``<body>``), and the routes refuse it. Sign-ins,
+refused ones too, and sign-outs go to the audit log. Dev mode is open, like the rest of
+the dev server: everyone is ``dev``, an admin.
 """
 
 from __future__ import annotations
@@ -26,13 +30,19 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import starlette.requests
 import starlette.responses
 
 from stepline._identity import VERSION
+from stepline._serving.access import Credential, Role
 from stepline.engine._config import EngineSettings
 from stepline.engine._http import auth, throttle
+from stepline.engine._http.principals import Principal
+
+if TYPE_CHECKING:
+    from stepline.engine._http.audit import Auditor
 
 logger = logging.getLogger("stepline.engine.dashboard")
 
@@ -41,7 +51,7 @@ Response = starlette.responses.Response
 Handler = Callable[[Request], Awaitable[Response]]
 
 #: The session cookie's name.
-COOKIE = "stepline_session"
+COOKIE = auth.COOKIE
 #: Cookie-authenticated requests that change something must carry this header. A page on
 #: another origin cannot add it without a CORS preflight the engine never grants.
 CSRF_HEADER = "x-stepline-csrf"
@@ -59,10 +69,12 @@ class Dashboard:
 
     Args:
         settings: the engine's settings (mode and keys).
+        auditor: records sign-ins and sign-outs; None records nothing.
     """
 
-    def __init__(self, settings: EngineSettings) -> None:
+    def __init__(self, settings: EngineSettings, auditor: Auditor | None = None) -> None:
         self.settings = settings
+        self.auditor = auditor
         #: failed sign-ins, per client and overall (429 past them)
         self.limiter = throttle.SignInLimiter()
 
@@ -81,8 +93,12 @@ class Dashboard:
         return self.settings.mode != "start"
 
     async def home(self, request: Request) -> Response:
-        if self.open or signed_in(request, self.settings):
-            return _page("index.html", _shell_values(self.settings))
+        if self.open:
+            return _page("index.html", _shell_values(self.settings, "dev", Role.ADMIN))
+        name = auth.session_user(request.cookies.get(COOKIE), self.settings, now=time.time())
+        role = auth.role_of(name, self.settings) if name is not None else None
+        if name is not None and role is not None:
+            return _page("index.html", _shell_values(self.settings, name, role))
         refused = "refused" in request.query_params
         return _page("login.html", {"error": "That key was not accepted." if refused else ""})
 
@@ -98,13 +114,18 @@ class Dashboard:
         except _FormTooLarge:
             message = f"the sign-in form is larger than {_MAX_FORM_BYTES} bytes"
             return starlette.responses.PlainTextResponse(message, 413)
-        if key is None or not auth.login_ok(key, self.settings):
+        name = None if key is None else auth.login_user(key, self.settings)
+        if name is None:
             self.limiter.failed(client, time.monotonic())
             logger.warning("refused a dashboard sign-in from %s: wrong key", client)
+            await self._audit(Principal("anonymous", None, Credential.NONE), "sign-in", 401)
             # post/redirect/get, as on success: the page is always the dashboard's root
             return _redirect(location="./?refused")
         self.limiter.succeeded(client)
-        token = auth.new_session(self.settings, now=time.time(), nonce=secrets.token_hex(12))
+        nonce = secrets.token_hex(12)
+        token = auth.new_session(self.settings, now=time.time(), nonce=nonce, name=name)
+        role = auth.role_of(name, self.settings)
+        await self._audit(Principal(name, role, Credential.SESSION), "sign-in", 303)
         return _redirect(_cookie(token, auth.SESSION_SECONDS, secure=_https(request)))
 
     def _limited(self, client: str, wait: float) -> Response:
@@ -120,7 +141,15 @@ class Dashboard:
         return response
 
     async def logout(self, request: Request) -> Response:
+        name = auth.session_user(request.cookies.get(COOKIE), self.settings, now=time.time())
+        if name is not None:
+            role = auth.role_of(name, self.settings)
+            await self._audit(Principal(name, role, Credential.SESSION), "sign-out", 303)
         return _redirect(_cookie("", 0, secure=_https(request)))
+
+    async def _audit(self, who: Principal, action: str, status: int) -> None:
+        if self.auditor is not None:
+            await self.auditor.record(who, action, "", status, refused=status == 401)
 
     async def asset(self, request: Request) -> Response:
         found = _assets().get(request.path_params["name"])
@@ -158,9 +187,11 @@ def signed_in(request: Request, settings: EngineSettings) -> bool:
 # -- pages ------------------------------------------------------------------------------------
 
 
-def _shell_values(settings: EngineSettings) -> dict[str, str]:
+def _shell_values(settings: EngineSettings, name: str, role: Role) -> dict[str, str]:
     production = settings.mode == "start"
     return {
+        "user": name,
+        "role": role.value,
         "mode": settings.mode,
         "mode_label": "production" if production else "dev server",
         "version": VERSION,

@@ -5,6 +5,11 @@ accepts; ``api`` wraps every HTTP handler it serves this way, and the gateway's 
 takes the Connect token its handshake checks. The credential a request was let in with
 is on ``request.state.credential``: a handler that treats kinds differently (a
 dashboard session's app sync) reads it there.
+
+Then the role: the principal the credential names (``principals``, on
+``request.state.principal``) must hold the row's role, else 403; a viewer's answer on a
+route that carries payloads is redacted (``redaction``), or refused when it is not JSON
+(a stream). The audit log (``audit``) hears how every request ended.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ from collections.abc import Awaitable, Callable
 import starlette.requests
 import starlette.responses
 
-from stepline._serving.access import Credential, Route
+from stepline import _json
+from stepline._serving.access import Credential, Role, Route
 from stepline.engine._config import EngineSettings
-from stepline.engine._http import auth, dashboard
+from stepline.engine._errors import NotFoundError
+from stepline.engine._http import auth, dashboard, principals, redaction
+from stepline.engine._http.audit import Auditor
 from stepline.engine._http.wire import ApiError
 
 Request = starlette.requests.Request
@@ -83,11 +91,20 @@ def refusal(accepts: frozenset[Credential]) -> ApiError:
     )
 
 
-def guarded(row: Route, handler: Handler, settings: EngineSettings) -> Handler:
-    """``handler`` behind the check for exactly the kinds ``row`` accepts.
+def guarded(
+    row: Route, handler: Handler, settings: EngineSettings, auditor: Auditor | None = None
+) -> Handler:
+    """``handler`` behind the check for exactly the kinds ``row`` accepts, and its role.
+
+    Args:
+        row: the route's row.
+        handler: what serves it.
+        settings: the engine's settings (mode and keys).
+        auditor: records what ``audit.audited`` says to; None records nothing.
 
     Raises (from the returned handler):
-        ApiError: 401 when the request presents none of them.
+        ApiError: 401 when the request presents none of them; 403 when its principal's
+            role is below the row's.
     """
     accepts = row.accepts
 
@@ -96,9 +113,51 @@ def guarded(row: Route, handler: Handler, settings: EngineSettings) -> Handler:
         if credential is None:
             raise refusal(accepts)
         request.state.credential = credential
-        return await handler(request)
+        who = principals.of(request, credential, settings)
+        request.state.principal = who
+        try:
+            principals.check(row, who)
+            response = await handler(request)
+            if row.payloads and who.role is Role.VIEWER:
+                response = _redacted(row, response)
+        except Exception as exc:
+            if auditor is not None:
+                status = _status(exc)
+                await auditor.action(row, request, who, status, refused=status == 403)
+            raise
+        if auditor is not None:
+            await auditor.action(row, request, who, response.status_code, refused=False)
+        return response
 
     return checked
+
+
+def _redacted(row: Route, response: Response) -> Response:
+    """A viewer's answer: a JSON answer's payloads replaced; anything else refused.
+
+    Raises:
+        ApiError: 403 for an answer that is not JSON (a stream cannot be redacted).
+    """
+    body = getattr(response, "body", None)
+    kind = response.headers.get("content-type", "")
+    if not isinstance(body, bytes) or not kind.startswith("application/json"):
+        raise ApiError(
+            403,
+            f"{row.method} {row.path} answers with payloads the viewer role may not read "
+            "and cannot be redacted; it needs the operator role",
+        )
+    if not 200 <= response.status_code < 300:
+        return response  # an error the engine wrote: no payload
+    shown = _json.dumpb(redaction.redact(_json.loads(body)))
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return Response(shown, response.status_code, headers=headers, media_type="application/json")
+
+
+def _status(exc: Exception) -> int:
+    """The status an exception a handler raised is answered with (``answers.failure``)."""
+    if isinstance(exc, ApiError):
+        return exc.status
+    return 404 if isinstance(exc, NotFoundError) else 500
 
 
 def credential(request: Request) -> Credential:

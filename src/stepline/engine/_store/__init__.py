@@ -8,8 +8,8 @@ change a queue item depends on is committed in the same transaction that enqueue
 A ``Tx`` reads and writes runs, steps, events and pauses itself; every other concern is a
 part of it, named at the call site: ``tx.queue`` (``queue.py``), ``tx.flow``, ``tx.apps``,
 ``tx.versions``, ``tx.messages``, ``tx.controls``, ``tx.attributes``, ``tx.bulk``,
-``tx.signals``, ``tx.attempts``, ``tx.browsing``, ``tx.live``, ``tx.deploy_checks``,
-``tx.saved_views`` (each in the module of its name) and ``tx.metrics`` (``function_metrics.py``).
+``tx.signals``, ``tx.attempts``, ``tx.browsing``, ``tx.deploy_checks``, ``tx.saved_views``
+(each in the module of its name) and ``tx.metrics`` (``function_metrics.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from stepline.engine._model import (
 if TYPE_CHECKING:
     from stepline.engine._config import EngineSettings
     from stepline.engine._store.attempts import StepAttempt
+    from stepline.engine._store.audit import AuditEntry
     from stepline.engine._store.browsing import EventScan, WaitingStep
     from stepline.engine._store.bulk import BulkAction
     from stepline.engine._store.controls import FunctionPause
@@ -295,6 +296,15 @@ class DeployChecksTx(Protocol):
     def list_checks(self, app_id: str | None, limit: int) -> list[DeployCheck]: ...
 
 
+class AuditTx(Protocol):
+    """``tx.audit`` (``_store/audit.py``): the audit log."""
+
+    def record(self, entry: AuditEntry) -> None: ...
+    def entries(
+        self, *, before: str | None, principal: str | None, limit: int
+    ) -> list[AuditEntry]: ...
+
+
 class Tx(Protocol):
     """Reads and writes inside one transaction (or one read snapshot).
 
@@ -344,6 +354,8 @@ class Tx(Protocol):
     def tokens(self) -> TokensTx: ...
     @property
     def deploy_checks(self) -> DeployChecksTx: ...
+    @property
+    def audit(self) -> AuditTx: ...
     @property
     def saved_views(self) -> SavedViewsTx: ...
 

@@ -237,6 +237,16 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (principal, name)
     );
     """,
+    # the audit log (``_store/audit``): who did what through the API and the dashboard,
+    # and how it ended; ids are ULIDs, so a page is a range of the primary key
+    """
+    CREATE TABLE audit_log (
+        entry_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL, principal TEXT NOT NULL,
+        role TEXT NOT NULL, credential TEXT NOT NULL, via TEXT, action TEXT NOT NULL,
+        target TEXT NOT NULL, outcome TEXT NOT NULL, status INTEGER NOT NULL
+    );
+    CREATE INDEX audit_log_principal ON audit_log (principal, entry_id);
+    """,
 )
 
 

@@ -27,6 +27,7 @@ from stepline.engine._store import EventFilter, RunFilter, filters
 from stepline.engine._store.apps import AppsSql
 from stepline.engine._store.attempts import AttemptsSql
 from stepline.engine._store.attributes import AttributesSql
+from stepline.engine._store.audit import AuditSql
 from stepline.engine._store.browsing import BrowsingSql
 from stepline.engine._store.bulk import BulkSql
 from stepline.engine._store.controls import ControlsSql
@@ -128,6 +129,7 @@ class SqlTx:
     live = LazyPart(LiveSql)
     tokens = LazyPart(TokensSql)
     deploy_checks = LazyPart(DeployChecksSql)
+    audit = LazyPart(AuditSql)
     saved_views = LazyPart(SavedViewsSql)
 
     def __init__(self, conn: Any, *, write: bool = True) -> None:

@@ -133,6 +133,8 @@ def _item(op: Operation, row: access.Route, ids: dict[str, str]) -> dict[str, An
         "tags": [op.tag],
         "security": _security(row.accepts),
         "x-stepline-credentials": sorted(kind.value for kind in row.accepts),
+        "x-stepline-role": row.role.value,
+        "x-stepline-payloads": row.payloads,
     }
     if op.description:
         item["description"] = op.description
@@ -199,7 +201,10 @@ def _responses(op: Operation, row: access.Route, ids: dict[str, str]) -> dict[st
     # the guard in front of every route: in dev mode a Host that is not loopback, or a
     # bodiless POST without X-Stepline-Csrf (what a web page could forge); in production a
     # session's change without X-Stepline-Csrf from a same-origin page
-    refusals[403] = "refused by the cross-site guard (SECURITY.md, 'Modes')"
+    refusals[403] = (
+        "refused by the cross-site guard (SECURITY.md, 'Modes'), or the caller's role is "
+        "below the route's x-stepline-role (production; the answer names both)"
+    )
     refusals[503] = "the database is unavailable (with Retry-After)"
     for status, meaning in sorted(refusals.items()):
         answers[str(status)] = {"description": meaning, "content": error}

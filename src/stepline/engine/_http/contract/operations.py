@@ -723,6 +723,36 @@ OPERATIONS: tuple[Operation, ...] = (
             _p("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
         ),
     ),
+    # the audit log
+    Operation(
+        "GET",
+        "/v1/audit",
+        "Who did what: the audit log, newest first (admins)",
+        "audit",
+        s.page(
+            s.obj(
+                {
+                    "id": s.STRING,
+                    "at": s.TIME,
+                    "principal": s.STRING,
+                    "role": s.nullable(s.STRING),
+                    "credential": s.STRING,
+                    "via": s.nullable(s.STRING),
+                    "action": s.STRING,
+                    "target": s.STRING,
+                    "outcome": {"type": "string", "enum": ["ok", "refused", "failed"]},
+                    "status": s.INTEGER,
+                },
+                "id",
+                "at",
+                "principal",
+                "action",
+                "outcome",
+                "status",
+            )
+        ),
+        query=(_p("principal", s.STRING, "one principal's entries"), _CURSOR, _LIMIT),
+    ),
     # saved views: the asker's named run queries
     Operation(
         "GET",
