@@ -2,11 +2,12 @@
 
 A run that reserves, charges (the charge fails once, then succeeds), sleeps, waits for an
 event that never comes and ends answers its transitions oldest first: queued, started,
-the reserve's end, the charge's start (it waits to be retried from there), its failed
-attempt with the error and the retry time, its end, the sleep's start and end, the wait's
-start and timeout, the run's end; each with its place (``seq``), time, type and step. An
-unknown run is a 404. The pure builder orders same-instant transitions as they happen and
-reads a cancelled run's reason.
+the lease of the call that ran the reserve and the charge's first attempt, the reserve's
+end, the charge's start (it waits to be retried from there), its failed attempt with the
+error and the retry time, the second attempt's lease, the charge's end, the sleep's start
+and end, the wait's start and timeout, the run's end; each with its place (``seq``), time,
+type and step. An unknown run is a 404. The pure builder orders same-instant transitions
+as they happen and reads a cancelled run's reason.
 """
 
 from __future__ import annotations
@@ -73,9 +74,11 @@ def test_history_lists_every_recorded_transition_in_order(db: str) -> None:
     assert found[-1]["detail"] == {"status": "Completed", "output": {"charged": 42}}
     order = [pair for pair in types if pair[1] is not None]
     assert order == [
+        ("leased", "charge"),  # the call that ran the reserve and the charge's first attempt
         ("step_completed", "reserve"),
         ("step_started", "charge"),  # waiting to be retried from here
         ("attempt_failed", "charge"),
+        ("leased", "charge"),
         ("step_completed", "charge"),
         ("sleep_started", "cool-off"),
         ("slept", "cool-off"),
@@ -120,6 +123,7 @@ def test_same_instant_transitions_keep_their_order_and_a_cancel_its_reason() -> 
     assert found == [
         ("queued", None, 10.0),
         ("started", None, 10.0),
+        ("leased", None, 10.0),  # the call that failed outside any step
         ("step_completed", "one", 10.0),  # recorded as reported: no start of its own
         ("call_failed", None, 10.5),
         ("sleep_started", "nap", 11.0),

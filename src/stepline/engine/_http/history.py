@@ -2,11 +2,12 @@
 
 Answers ``{"data": [transition, ...]}``, oldest first: every transition the run's records
 hold (``stepline.engine._runs.history``): queued, held back, started, each step's start
-and end (slept, resumed, signal received, invoke returned, completed, failed), each failed
-attempt with its error and when it was retried, the run's notices and its end. Each has
-``seq`` (its place), ``at``, ``type``, ``step_id`` and ``step_name`` (null for the run's
-own) and ``detail``. It carries payloads (step outputs, errors, the run's output), as
-``GET /v1/runs/{run_id}/steps`` does. An unknown run is the 404 of ``GET /v1/runs/{run_id}``.
+and end (slept, resumed, signal received, invoke returned, completed, failed), each attempt
+of a step that failed once (leased, then failed with its error and when it was retried),
+the run's notices and its end. Each has ``seq`` (its place), ``at``, ``type``,
+``step_id`` and ``step_name`` (null for the run's own) and ``detail``. It carries payloads
+(step outputs, errors, the run's output), as ``GET /v1/runs/{run_id}/steps`` does. An
+unknown run is the 404 of ``GET /v1/runs/{run_id}``.
 """
 
 from __future__ import annotations

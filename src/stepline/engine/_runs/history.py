@@ -3,7 +3,7 @@
 What ``GET /v1/runs/{id}/history`` answers and the run page's history view shows. The
 store keeps a run's state, not a log of its changes: the run (queued, started, held back,
 ended, its notices), each step (started, and how it ended) and each attempt of a step that
-failed once (when it ran, its error, when it was retried). Each of those times is one
+failed once (when its call was leased, its error, when it was retried). Each of those times is one
 transition here, so the history is as complete as what was recorded and no more (a lease
 that expired without an answer leaves nothing behind). Pure.
 """
@@ -55,7 +55,9 @@ def history_of(
     Transitions recorded in the same instant (one answer of the function reports several
     steps) keep the order in which they happened: the run's start before its steps, the
     steps in the order the run recorded them (``steps`` is in completion order), a step's
-    start before its failed attempts and its end, the run's end last.
+    start before its attempts (each leased, then failed) and its end, the run's end last.
+    Only the attempts of steps that failed once are recorded (``step_attempts``): a step
+    that succeeded first time has no lease of its own.
     """
     found: list[tuple[tuple[float, int, int, int], Transition]] = []
 
@@ -72,9 +74,14 @@ def history_of(
     place = {s.step_id: n for n, s in enumerate(steps)}
     names = {s.step_id: s.name for s in steps}
     for a in attempts:
+        where = place.get(a.step_id, -1)
+        if a.started_at is not None:  # when the call making it was leased
+            step_id = None if a.step_id == _CALL else a.step_id
+            leased = Transition(a.started_at, "leased", step_id, names.get(a.step_id))
+            add(dataclasses.replace(leased, detail={"attempt": a.attempt}), 1, where, 2 * a.attempt)
         failed = _failed(a, names.get(a.step_id))
         if failed is not None:
-            add(failed, 1, place.get(a.step_id, -1), a.attempt)
+            add(failed, 1, where, 2 * a.attempt + 1)
     for s in steps:
         for transition, within in _step(s):
             add(transition, 1, place[s.step_id], within)
