@@ -8,8 +8,9 @@ change a queue item depends on is committed in the same transaction that enqueue
 A ``Tx`` reads and writes runs, steps, events and pauses itself; every other concern is a
 part of it, named at the call site: ``tx.queue`` (``queue.py``), ``tx.flow``, ``tx.apps``,
 ``tx.versions``, ``tx.messages``, ``tx.controls``, ``tx.attributes``, ``tx.bulk``,
-``tx.signals``, ``tx.attempts``, ``tx.browsing``, ``tx.deploy_checks``, ``tx.saved_views``
-(each in the module of its name) and ``tx.metrics`` (``function_metrics.py``).
+``tx.signals``, ``tx.attempts``, ``tx.browsing``, ``tx.live``, ``tx.deploy_checks``,
+``tx.saved_views``, ``tx.audit`` (each in the module of its name) and ``tx.metrics``
+(``function_metrics.py``).
 """
 
 from __future__ import annotations
