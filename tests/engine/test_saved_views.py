@@ -1,9 +1,10 @@
 """Saved views over REST, on both stores: each principal's named run queries and columns.
 
 A view is saved under a name (saving the name again replaces it), listed only for the
-principal that saved it (a bearer token names its key; a request with no credential is
-``anonymous``), deleted by name; a bad query is refused as ``?query=`` is (400 with its
-column), as are unknown columns, bad names and one view past the cap.
+principal that saved it (the name ``principals`` finds for the request: in dev mode,
+``dev`` or whom ``X-Stepline-Actor`` names), deleted by name; a bad query is refused as
+``?query=`` is (400 with its column), as are unknown columns, bad names and one view past
+the cap.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from stepline.engine._http import saved_views
 from stepline.engine._http.api import build_app
 from tests._support.aio import arun
 
-ALICE = {"authorization": "Bearer alice-token"}
-BOB = {"authorization": "Bearer bob-token"}
+ALICE = {"x-stepline-actor": "alice"}  # dev mode: who a caller says it acts for
+BOB = {"x-stepline-actor": "bob"}
 
 
 @asynccontextmanager
@@ -128,13 +129,14 @@ def test_a_principal_keeps_at_most_the_cap(tmp_path: Path, monkeypatch: pytest.M
     arun(scenario())
 
 
-def test_who_is_asking_is_the_key_never_the_key_itself() -> None:
-    scope = {"type": "http", "headers": [(b"authorization", b"Bearer secret-key")]}
+def test_who_is_asking_is_the_principal_the_gate_found() -> None:
     from starlette.requests import Request
 
-    principal = saved_views.asking(Request(scope))
-    assert principal.startswith("key:")
-    assert "secret" not in principal
+    from stepline._serving.access import Credential, Role
+    from stepline.engine._http.principals import Principal
+
+    scope: dict[str, object] = {"type": "http", "headers": [], "state": {}}
+    request = Request(scope)
+    request.state.principal = Principal("ada", Role.VIEWER, Credential.SESSION)
+    assert saved_views.asking(request) == "ada"
     assert saved_views.asking(Request({"type": "http", "headers": []})) == "anonymous"
-    cookie = [(b"cookie", b"stepline_session=abc")]
-    assert saved_views.asking(Request({"type": "http", "headers": cookie})) == "dashboard"

@@ -10,7 +10,6 @@ anyone who may read runs, whatever views they saved.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ import starlette.responses
 
 from stepline.engine._engine import Engine
 from stepline.engine._errors import NotFoundError
-from stepline.engine._http import dashboard, run_search, views, wire
+from stepline.engine._http import principals, run_search, views, wire
 from stepline.engine._http.wire import ApiError
 from stepline.engine._store import Tx
 from stepline.engine._store.saved_views import SavedView
@@ -49,18 +48,9 @@ MAX_NAME = 80
 
 
 def asking(request: Request) -> str:
-    """Who is asking: the principal whose views a request reads and writes.
-
-    A bearer token names its key (a hash of it, never the key); a dashboard session is
-    the dashboard's principal; a request with neither (dev mode) is ``anonymous``.
-    """
-    scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() == "bearer" and token and token != "undefined":
-        return "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
-    if request.cookies.get(dashboard.COOKIE):
-        return "dashboard"
-    return "anonymous"
+    """Who is asking: the name of the principal the route's gate found (``principals``):
+    a dashboard session's user, the signing key (or whom its caller acts for), ``dev``."""
+    return principals.principal(request).name
 
 
 def view(saved: SavedView) -> dict[str, Any]:
