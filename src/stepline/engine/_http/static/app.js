@@ -15,6 +15,7 @@ import * as apps from "./apps.js";
 import * as approvals from "./approvals.js";
 import * as conversations from "./conversations.js";
 import * as reference from "./reference.js";
+import * as audit from "./audit.js";
 
 const POLL_MS = 2000;
 const ROUTES = [
@@ -31,6 +32,7 @@ const ROUTES = [
   [/^approvals$/, approvals.list, "approvals"],
   [/^conversations\/(.+)$/, conversations.page, "runs"],
   [/^reference$/, reference.page, "reference"],
+  [/^audit$/, audit.list, "audit"],
 ];
 
 const view = document.getElementById("view");

@@ -11,13 +11,13 @@ export async function list(view, _args, _params, ctx) {
   const versions = h("div", { id: "app-versions" });
   const workers = h("div", { id: "app-workers" });
   const url = h("input", { name: "url", type: "url", placeholder: "http://127.0.0.1:8000/api/inngest", required: true, "aria-label": "App URL" });
-  const add = h("form", { class: "filters" }, url, h("button", { type: "submit" }, "Sync app"));
+  const add = h("form", { class: "filters sync-app" }, url, h("button", { type: "submit" }, "Sync app"));
   add.addEventListener("submit", (e) => {
     e.preventDefault();
     sync({ url: url.value.trim() });
   });
   const all = h("button", { type: "button", id: "resync-all", onclick: () => sync(undefined) }, "Re-sync all");
-  fill(view, h("h1", {}, "Apps ", all), message, rows, workers, versions, h("h2", {}, "Sync a new app"), add);
+  fill(view, h("h1", {}, "Apps ", all), message, rows, workers, versions, h("h2", { class: "sync-app" }, "Sync a new app"), add);
   let last = "";
 
   async function sync(body) {
