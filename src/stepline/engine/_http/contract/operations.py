@@ -80,10 +80,19 @@ _WAIT = _p(
 )
 _TIME = {"type": "string", "description": "an RFC 3339 time or unix seconds"}
 _WINDOW = (
-    _p("window", {"enum": ["1h", "24h", "7d"]}, "the window ending now (24h)"),
+    _p("window", {"enum": ["1h", "6h", "24h", "7d"]}, "the window ending now (24h)"),
     _p("since", _TIME),
     _p("until", _TIME),
     _p("bucket", s.STRING, "seconds, or 30s, 5m, 1h, 1d"),
+)
+#: the metrics route's windows: the same, or the smallest that holds the function's runs
+_METRICS_WINDOW = (
+    _p(
+        "window",
+        {"enum": ["1h", "6h", "24h", "7d", "auto"]},
+        "the window ending now (24h); auto: the smallest holding all the function's runs",
+    ),
+    *_WINDOW[1:],
 )
 _START = s.obj(
     {
@@ -564,7 +573,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "A function's run figures per time bucket",
         "functions",
         s.data(s.ref("FunctionMetrics")),
-        query=_WINDOW,
+        query=_METRICS_WINDOW,
         errors=_NOT_FOUND,
     ),
     Operation(
