@@ -6,7 +6,7 @@ What model requests of ``stepline.ai`` agents used is kept as their steps are re
 * ``GET /v1/runs/{run_id}/tokens``: the run's input and output tokens and requests, per
   model and per model-request step (404 for an unknown run);
 * ``GET /v1/functions/{function_id}/tokens``: the function's tokens in time buckets, over
-  the windows the metrics route takes (``window=1h|24h|7d`` or ``since``/``until`` and
+  the windows the metrics route takes (``window=1h|6h|24h|7d`` or ``since``/``until`` and
   ``bucket``; ``function_metrics.window``), with totals per model (404 for an unknown
   function);
 * ``GET /v1/token-budgets/{budget}?key=...&period=<seconds>``: the tokens charged to a
