@@ -228,8 +228,11 @@ def test_every_field_is_documented_and_offered_by_the_search_box() -> None:
     from importlib import resources
 
     script = (resources.files("stepline.engine._http") / "static" / "query.js").read_text()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "dashboard.md").read_text()
+    reference = docs[docs.index("## Finding runs") :]
     for name in FIELDS:
         assert f'"{name}"' in script, name
+        assert f"`{name}`" in reference, name
 
 
 # --- generated queries: the SQL and CEL agree on every one ---------------------------
