@@ -302,6 +302,7 @@ _QUERIES = st.recursive(
 )
 
 
+@pytest.mark.slow  # 150 queries against a store: about 5 s
 @settings(
     max_examples=150,
     deadline=None,
@@ -365,6 +366,7 @@ async def _pages(http: httpx.AsyncClient, **params: Any) -> tuple[list[str], lis
     raise AssertionError("paging did not end")
 
 
+@pytest.mark.slow  # a dozen pages through the API: about 0.7 s
 def test_the_runs_list_takes_a_query_and_pages_through_it(db: str) -> None:
     async def body(http: httpx.AsyncClient) -> None:
         exact = 'status == "Failed" || attributes.tenant == "acme"'
