@@ -296,8 +296,8 @@ class FunctionHandle:
         """The function's metrics over a window, as the dashboard's function page charts them.
 
         Args:
-            window: ``"1h"``, ``"24h"`` (the default) or ``"7d"``, in whole buckets of 1
-                minute, 30 minutes and 4 hours.
+            window: ``"1h"``, ``"6h"``, ``"24h"`` (the default) or ``"7d"``, in whole
+                buckets of 1 minute, 10 minutes, 30 minutes and 4 hours.
             since: the start of another window (instead of ``window``).
             until: its end (default: now).
             bucket: the bucket size (default: one giving at most 60 buckets).
@@ -328,7 +328,7 @@ class FunctionHandle:
     ) -> dict[str, Any]:
         """The tokens the function's AI model requests used (``stepline.ai``), over time.
 
-        Args: as ``metrics``'s (``window`` ``"1h"``, ``"24h"`` by default, ``"7d"``, or
+        Args: as ``metrics``'s (``window`` ``"1h"``, ``"6h"``, ``"24h"`` by default, ``"7d"``, or
             ``since``/``until``/``bucket``).
 
         Returns:

@@ -18,7 +18,7 @@ from stepline._transport import effects
 
 __all__ = ["Window", "metrics_flow", "windowed_flow"]
 
-Window = Literal["1h", "24h", "7d"]
+Window = Literal["1h", "6h", "24h", "7d"]
 
 
 def metrics_flow(

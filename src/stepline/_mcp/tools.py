@@ -128,8 +128,11 @@ READ: tuple[Tool, ...] = (
     Tool(
         "function_metrics",
         "A function's runs started, completed, failed and cancelled, failure rate and "
-        "durations per time bucket, over a window (1h, 24h or 7d).",
-        (_FUNCTION, Param("window", Literal["1h", "24h", "7d"], "the window ending now", "24h")),
+        "durations per time bucket, over a window (1h, 6h, 24h or 7d).",
+        (
+            _FUNCTION,
+            Param("window", Literal["1h", "6h", "24h", "7d"], "the window ending now", "24h"),
+        ),
         lambda a: (
             "GET",
             f"/v1/functions/{_q(a['function_id'])}/metrics" + _query(window=a.get("window", "24h")),
