@@ -104,6 +104,11 @@ def test_query_box_completes_locates_errors_lists_and_saves_views(
     caret = error.locator("pre.query-caret")
     expect(caret).to_have_text(re.compile(r"\n {22}\^$"))
     expect(box).to_have_attribute("aria-invalid", "true")
+    # the live view does not ask again for a query it was refused (nor move the caret)
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url) if "query=" in r.url else None)
+    page.wait_for_timeout(2500)  # past a live tick (2 s)
+    assert requested == []
 
     # a good query: the runs it matches, an event's data checked beside the status column
     box.fill('status == "Failed" && event.data.plan == "pro"')

@@ -12,6 +12,7 @@ const RANGES = [
 ];
 const RANGE_MS = { "15m": 9e5, "1h": 3.6e6, "24h": 8.64e7, "7d": 6.048e8 };
 const PAGE_SIZE = 50;
+const SCAN_POLL_MS = 15000;
 const RUN_ID = /^[0-9A-HJKMNP-TV-Z]{1,26}$/;
 // what holds a run back (`waiting.reason`) as the list shows it
 const WAITING = {
@@ -37,6 +38,8 @@ export async function list(view, _args, params, ctx) {
   const search = query.box(params, ctx);
   const columns = query.columnsOf(params);
   let last = "";
+  let scanned = 0; // when the page was last read, if its query scans runs (metadata.exact false)
+  let refused = false; // the query is a 400: shown once, not asked again until it changes
 
   async function fetchPage() {
     try {
@@ -50,7 +53,11 @@ export async function list(view, _args, params, ctx) {
   async function load(given) {
     const page = given || (await fetchPage());
     if (!ctx.alive()) return;
-    if (page.error) return search.showError(page.error);
+    if (page.error) {
+      refused = true;
+      return search.showError(page.error);
+    }
+    scanned = page.metadata.exact === false ? Date.now() : 0;
     const key = JSON.stringify(page);
     const going = page.data.some((run) => !TERMINAL.has(run.status)); // durations move on
     refreshTimes(results); // "3 min ago" moves on even when nothing else does
@@ -63,7 +70,8 @@ export async function list(view, _args, params, ctx) {
   const [known, first] = await Promise.all([api("v1/functions"), fetchPage()]);
   fill(view, h("h1", {}, "Runs"), search.el, query.views(params, ctx), filterForm(params, known.data, ctx), actions.el, results, pager);
   await load(first);
-  return { poll: () => load() };
+  // a query that scans runs is read again every SCAN_POLL_MS, not at every live tick
+  return { poll: () => (refused || (scanned && Date.now() - scanned < SCAN_POLL_MS) ? null : load()) };
 }
 
 /** The query for GET v1/runs from the page's hash parameters. */
