@@ -4,9 +4,9 @@ axe-core comes from npm, installed into ``tests/dashboard/axe/node_modules`` fro
 committed lock (``tests/_support/npm``). An engine on SQLite serves an app whose runs
 completed, failed, sleep and carry a conversation, so the lists and the run page have
 rows. The pages are every link of the dashboard's navigation (read from the page, so a
-page added there is checked too), a run, a function, an event and a conversation page,
-and the production sign-in form. A page fails on any violation of impact "serious" or
-"critical"; no rule is disabled.
+page added there is checked too), a run (also with a step open in its side panel), a
+function, an event and a conversation page, and the production sign-in form. A page
+fails on any violation of impact "serious" or "critical"; no rule is disabled.
 """
 
 from __future__ import annotations
@@ -109,14 +109,20 @@ def violations(page: Any, axe_source: str) -> list[str]:
     ]
 
 
-def check(tab: Page, axe_source: str, url: str, ready: str = READY) -> dict[str, list[str]]:
-    """The blocking violations of the page at ``url`` in each colour scheme."""
+def check(
+    tab: Page, axe_source: str, url: str, ready: str = READY, opened: tuple[str, str] | None = None
+) -> dict[str, list[str]]:
+    """The blocking violations of the page at ``url`` in each colour scheme; with
+    ``opened`` (what to click, what it shows), of the page in that state."""
     out: dict[str, list[str]] = {}
     for scheme in SCHEMES:
         tab.page.emulate_media(color_scheme=scheme)
         tab.page.goto(url)
         tab.page.wait_for_selector(ready)
         tab.page.wait_for_load_state("networkidle")
+        if opened is not None:
+            tab.page.locator(opened[0]).first.click()
+            tab.page.wait_for_selector(opened[1])
         found = violations(tab.page, axe_source)
         if found:
             out[scheme] = found
@@ -142,6 +148,11 @@ def test_every_dashboard_page_passes_axe(
         "#/conversations/chat-1",
     ]
     failures = {page: found for page in pages if (found := check(tab, axe_source, f"{url}/{page}"))}
+    # the run page with a step open in its side panel
+    run = f"#/runs/{ids['a11y/ship']}"
+    panel = ("button.inspect-step", "#step-panel:not([hidden])")
+    if found := check(tab, axe_source, f"{url}/{run}", opened=panel):
+        failures[f"{run} (step panel)"] = found
     assert not failures, "\n".join(
         f"{page} [{scheme}]: {line}"
         for page, schemes in failures.items()
