@@ -4,7 +4,8 @@ An engine serves an app with two functions and a few finished runs. On the runs,
 functions, events and apps lists, j / ArrowDown and k / ArrowUp move a focused row (the
 browser's focus, outlined), Enter opens the row's link, "/" goes to the page's search
 box and Escape leaves it, after which the keys move rows again. The focused run stays
-focused when the live view redraws the list with a new run above it.
+focused when the live view redraws the list with a new run above it, and is focused again
+when the person comes back to the list from the run it opened.
 """
 
 from __future__ import annotations
@@ -113,6 +114,12 @@ def test_the_runs_list_is_walked_and_opened_from_the_keyboard(served: str, tab: 
     press(tab, "Enter")
     page.wait_for_function(f"location.hash === {rows[0]!r}")
     page.wait_for_selector("#view h1")
+    # back on the list, the run opened is the focused row again
+    page.go_back()
+    page.wait_for_selector("#view tr.key-focus")
+    assert focused(tab) == {"href": rows[0], "active": True, "outline": "solid"}
+    press(tab, "j")
+    assert focused(tab)["href"] == rows[1]
 
 
 @pytest.mark.parametrize(

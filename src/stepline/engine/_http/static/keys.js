@@ -3,14 +3,17 @@
 // first link, "/" goes to the page's search or filter box and Escape leaves a box. The
 // rows are every body row of a table in the view that holds a link, so each list page
 // takes part without wiring of its own. The box is the first one marked `data-search`,
-// of type search, in a `role="search"` form or in a filter form (`form.filters`). Live updates redraw the
-// tables: the focused row is found again by its link (or its place) after each redraw.
+// of type search, in a `role="search"` form or in a filter form (`form.filters`). Live
+// updates redraw the tables: the focused row is found again by its link (or its place)
+// after each redraw, and when the person comes back to the list (Back after Enter).
+
 // where a key types rather than moves (a checkbox or button lets the keys through)
 const TYPING = 'input:not([type="checkbox"], [type="radio"], [type="button"], [type="submit"]), textarea, select, [contenteditable]';
 const BOX = 'input:not([type]), input[type="text"], input[type="search"]';
 
 let view = null;
-let focused = null; // { href, index } of the focused row, for after a redraw
+// per page (its hash): { href, index } of the focused row, for after a redraw or a return
+const focusedOn = new Map();
 
 /** The rows a person can move between, in page order. */
 function rows() {
@@ -28,7 +31,7 @@ function mark(row) {
   row.classList.add("key-focus");
   row.tabIndex = -1;
   const list = rows();
-  focused = { href: row.querySelector("a[href]").getAttribute("href"), index: list.indexOf(row) };
+  focusedOn.set(location.hash, { href: row.querySelector("a[href]").getAttribute("href"), index: list.indexOf(row) });
 }
 
 function move(by) {
@@ -41,8 +44,9 @@ function move(by) {
   next.scrollIntoView({ block: "nearest" });
 }
 
-/** After a redraw: focus the row that was focused (same link, else same place). */
+/** After a redraw or a return: focus the row that was focused (same link, else same place). */
 function restore() {
+  const focused = focusedOn.get(location.hash);
   if (!focused || view.querySelector("tr.key-focus")) return;
   const list = rows();
   const again = list.find((row) => row.querySelector("a[href]").getAttribute("href") === focused.href) || list[Math.min(focused.index, list.length - 1)];
@@ -87,6 +91,5 @@ function onKey(event) {
 export function listKeys(root) {
   view = root;
   document.addEventListener("keydown", onKey);
-  window.addEventListener("hashchange", () => (focused = null));
   new MutationObserver(restore).observe(root, { childList: true, subtree: true });
 }
