@@ -217,6 +217,10 @@ def test_auto_takes_the_smallest_window_that_holds_the_functions_history(db: str
         assert tokens.status_code == 400  # the dashboard asks with the window metrics took
         mixed = await http.get(url, params={"window": "auto", "since": str(T0)})
         assert mixed.status_code == 400
+        # a bucket too small for a window auto could pick is refused whichever it picks
+        tiny = await http.get(url, params={"window": "auto", "bucket": "600"})
+        assert tiny.status_code == 400
+        assert "bucket" in tiny.json()["error"]
 
     _with_api(db, body)
 

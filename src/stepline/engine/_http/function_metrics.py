@@ -153,8 +153,10 @@ def table(engine: Engine) -> list[tuple[str, str, Handler]]:
         now = engine.clock.now()
         query = dict(request.query_params)
         auto = query.get("window") == AUTO
-        # every other parameter is checked before the store is read
-        asked = window({**query, "window": DEFAULT_WINDOW} if auto else query, now)
+        # every other parameter is checked before the store is read, against the largest
+        # window auto may pick (a bucket that fits it fits every smaller one)
+        largest = max(WINDOWS, key=lambda name: WINDOWS[name][0])
+        asked = window({**query, "window": largest} if auto else query, now)
 
         def read(tx: Tx) -> tuple[Window, FunctionMetrics] | None:
             if all(f.function_id != function_id for f in tx.apps.list_functions()):
