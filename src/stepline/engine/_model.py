@@ -192,12 +192,15 @@ class Job:
     payload: dict[str, Any] = dataclasses.field(default_factory=dict)
     lease_owner: str | None = None
     lease_expires: float | None = None
+    #: the fencing token: raised by one on every lease of the job, by any owner; an
+    #: answer is recorded only under the lease it was called under (``RunTransitions.apply``)
+    lease_epoch: int = 0
 
     def copy(self) -> Job:
         """A shallow copy (``dataclasses.replace`` costs several times as much)."""
         return Job(
             self.job_id, self.kind, self.available_at, self.run_id, self.step_id,
-            self.attempt, self.payload, self.lease_owner, self.lease_expires,
+            self.attempt, self.payload, self.lease_owner, self.lease_expires, self.lease_epoch,
         )  # fmt: skip
 
 

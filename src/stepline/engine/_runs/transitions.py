@@ -81,8 +81,13 @@ class RunTransitions:
         # with its run, unless its slots come first (their locks before the run's)
         keyed = bool(job.payload.get("keys"))
         current = tx.queue.get_job(job.job_id, lock=True) if keyed else tx.get_call(job.job_id)
-        if current is not None and current.lease_owner != owner:
-            return None  # the lease expired and another worker took the job
+        if current is not None and (
+            current.lease_owner != owner or current.lease_epoch != job.lease_epoch
+        ):
+            # Fenced: the call's lease lapsed and the job was leased again since, by
+            # another worker or by this one (a node cut off from the database past its
+            # lease, a call it gave up). The row is locked: no lease moves it meanwhile.
+            return None
         _concurrency.release(tx, job, now)
         if current is None:
             return None  # the run ended (and its jobs went) while the call was in flight

@@ -247,6 +247,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_log_principal ON audit_log (principal, entry_id);
     """,
+    # the fencing token of a call (``Job.lease_epoch``): every lease raises it by one, and
+    # an answer is recorded only if the row still has the epoch its call was leased at, so
+    # a node cut off past its lease cannot record over the call's new holder
+    """
+    ALTER TABLE jobs ADD COLUMN lease_epoch BIGINT NOT NULL DEFAULT 0;
+    """,
 )
 
 

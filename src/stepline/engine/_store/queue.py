@@ -104,6 +104,7 @@ class QueueSql(Part):
             return None
         leased = job.copy()
         leased.available_at, leased.lease_owner, leased.lease_expires = until, owner, until
+        leased.lease_epoch = 1  # the row's first lease (an id queued again starts afresh)
         return leased
 
     def enqueue(self, job: Job, *, replacing: str | None = None) -> bool:
@@ -180,7 +181,8 @@ class QueueSql(Part):
         # first (queued_at, as parked calls wake): Postgres' RETURNING has no order.
         rows = self._x(
             "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ?, "
-            "parked_on = NULL WHERE job_id IN (SELECT job_id FROM jobs WHERE available_at <= ? "
+            "lease_epoch = lease_epoch + 1, parked_on = NULL "
+            "WHERE job_id IN (SELECT job_id FROM jobs WHERE available_at <= ? "
             f"ORDER BY available_at LIMIT ?{self._tx.skip_locked}) "
             f"RETURNING {JOB_COLUMNS}, queued_at",
             (owner, until, until, now, limit),
@@ -216,16 +218,19 @@ class QueueSql(Part):
         if job.payload.get("keys"):
             return None
         self._x(
-            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ? WHERE job_id = ?",
+            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ?, "
+            "lease_epoch = lease_epoch + 1 WHERE job_id = ?",
             (owner, until, until, job.job_id),
         )
-        job.lease_owner, job.lease_expires = owner, until
+        # the row is locked (or the store serialises writes): nothing leased it between
+        job.lease_owner, job.lease_expires, job.lease_epoch = owner, until, job.lease_epoch + 1
         return job
 
     def lease_job(self, job_id: str, owner: str, now: float, until: float) -> Job | None:
         """Lease one job by id if it is due (and not parked); None if it is not."""
         row = self._x(
-            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ? "
+            "UPDATE jobs SET lease_owner = ?, lease_expires = ?, available_at = ?, "
+            "lease_epoch = lease_epoch + 1 "
             "WHERE job_id = ? AND available_at <= ? AND parked_on IS NULL "
             f"RETURNING {JOB_COLUMNS}",
             (owner, until, until, job_id, now),

@@ -46,7 +46,8 @@ STEP_COLUMNS = (
     "error, wait"
 )
 JOB_COLUMNS = (
-    "job_id, kind, available_at, run_id, step_id, attempt, payload, lease_owner, lease_expires"
+    "job_id, kind, available_at, run_id, step_id, attempt, payload, lease_owner, lease_expires, "
+    "lease_epoch"
 )
 PAUSE_COLUMNS = (
     "pause_id, run_id, kind, event_name, expires_at, step_id, expression, correlation_id, "
@@ -200,6 +201,7 @@ def read_job(row: Sequence[Any]) -> Job:
         payload=loads(row[6]),
         lease_owner=row[7],
         lease_expires=row[8],
+        lease_epoch=row[9],
     )
 
 
@@ -214,6 +216,7 @@ def job_values(job: Job) -> Sequence[Any]:
         dumps(job.payload),
         job.lease_owner,
         job.lease_expires,
+        job.lease_epoch,
     )
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import logging
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -88,19 +89,39 @@ class QueueWorker:
         self._full = False
         self._running = False
         self.beat: tuple[float, frozenset[str]] = (0.0, frozenset())  # the last heartbeat
+        #: when (``time.monotonic``) the last transaction that reached the database began:
+        #: a lease, a heartbeat or a probe; the lease's length past it, this node is cut off
+        self.reached = time.monotonic()
+        #: since when (monotonic) the database has been out of reach for longer than the
+        #: lease: nothing is leased until it answers again (``_watch_contact``); or None
+        self.cut_off: float | None = None
+        #: the calls given up as lost when the database went out of reach, by job id and
+        #: lease epoch: their answers are recorded only if the fence lets them (no one
+        #: leased them since), and nothing follows them; and their tasks (``stop``
+        #: cancels them)
+        self._lost: set[tuple[str, int]] = set()
+        self._lost_tasks: set[asyncio.Task[None]] = set()
+        #: the job each task in flight holds now (``current``, moved on by run affinity)
+        self._holding: dict[asyncio.Task[None], list[Job]] = {}
+        #: calls in flight whose lapsed lease this worker took again itself: they go on
+        #: under the new lease, their answers recorded with its epoch (``record_answer``)
+        self._renewed: dict[str, int] = {}
+        #: the heartbeat's (or probe's) transaction, while it waits on the database
+        self._beating: asyncio.Task[None] | None = None
 
     # -- the loop ------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task[None]:
         """Lease from now on (``adopt`` too, before the loop's first turn) and start the loop."""
         self._running = True
+        self.reached = time.monotonic()  # the store opened just now
         return asyncio.create_task(self._run(), name="stepline-worker")
 
     async def _run(self) -> None:
         """Lease and dispatch jobs until ``stop``; a database error is logged and retried."""
         while not self.stopping:
-            if self.refusal is not None:  # leases nothing more: waits for its stop
-                self.wake.clear()
+            if self.refusal is not None or self.cut_off is not None:
+                self.wake.clear()  # leases nothing: waits for its stop, or the database
                 await self.wake.wait()
                 continue
             try:
@@ -119,11 +140,17 @@ class QueueWorker:
 
     @property
     def leasing(self) -> bool:
-        """Whether this worker takes calls now: running, not stopping, not refusing."""
-        return self._running and not self.stopping and self.refusal is None
+        """Whether this worker takes calls now: running, not stopping, not refusing, not
+        cut off from the database."""
+        return self._running and self._taking
+
+    @property
+    def _taking(self) -> bool:
+        """Not stopping, not refusing, and not cut off from the database."""
+        return not self.stopping and self.refusal is None and self.cut_off is None
 
     async def _loop(self) -> None:
-        while not self.stopping and self.refusal is None:
+        while self._taking:
             self.wake.clear()
             free = self.settings.concurrency - len(self._inflight)
             jobs: list[Job] = []
@@ -138,7 +165,9 @@ class QueueWorker:
                     limit=min(free, _LEASE_BATCH),
                     recheck=max(self.settings.lease_seconds, 1.0),
                 )
+                began = time.monotonic()
                 jobs, parked, leased_at, snapshots, next_due = await self.store.atomic(lease)
+                self.reached = max(self.reached, began)
                 if jobs and self.clock.now() > leased_at + self.settings.lease_seconds / 3:
                     # The transaction waited so long that the lease may lapse before the
                     # first heartbeat: leave the jobs to come due again rather than risk
@@ -146,9 +175,11 @@ class QueueWorker:
                     logger.warning("lease committed late; %d job(s) left to retry", len(jobs))
                     jobs = []
             for job in jobs:  # one whose lease lapsed while this worker calls it goes on
-                held = self._inflight.get(job.job_id)  # as it is (the lease is renewed);
-                if held is None or held.done():  # a task that ended: a new attempt (a retry)
-                    self._spawn(job, snapshots.get(job.job_id))
+                held = self._inflight.get(job.job_id)  # as it is (the lease is renewed,
+                if held is None or held.done():  # its answer recorded under the new epoch);
+                    self._spawn(job, snapshots.get(job.job_id))  # a task that ended: a retry
+                else:
+                    self._renewed[job.job_id] = job.lease_epoch
             if len(jobs) + parked == min(free, _LEASE_BATCH) > 0:
                 continue
             if free <= 0:
@@ -167,6 +198,7 @@ class QueueWorker:
         started: list[onthread.StartedTurn | None] = [None]  # read once the task runs
         task = asyncio.create_task(self._process(job, snapshot, current, started))
         self._inflight[job.job_id] = task  # before the call can move ``current`` on
+        self._holding[task] = current
         task.add_done_callback(functools.partial(self._done, current))
         if snapshot is not None and job.kind is JobKind.EXECUTE:
             now = onthread.start_now  # in a context of its own: the job's log fields
@@ -218,25 +250,91 @@ class QueueWorker:
     def _done(self, current: list[Job], task: object = None) -> None:
         if self._inflight.get(current[0].job_id) is task:  # not a retry's task spawned since
             del self._inflight[current[0].job_id]
+            self._renewed.pop(current[0].job_id, None)
+        if isinstance(task, asyncio.Task):
+            self._holding.pop(task, None)
+            if task in self._lost_tasks:
+                self._lost_tasks.discard(task)
+                self._lost.discard((current[0].job_id, current[0].lease_epoch))
         if self._full:  # otherwise the commit that ended the job has woken the loop already
             self.wake.set()
 
     async def heartbeat(self) -> None:
-        """Extend the leases of in-flight jobs well before they expire."""
+        """Extend the leases of in-flight jobs well before they expire; watch that the
+        database is still in reach (``_watch_contact``), probing it while idle or cut off."""
         interval = self.settings.lease_seconds / 3
-        while not self.stopping or self._inflight:  # calls finishing in a grace keep theirs
-            await asyncio.sleep(interval)
-            ids = list(self._inflight)
+        try:
+            while not self.stopping or self._inflight:  # calls finishing in a grace keep theirs
+                # cut off, it probes every half second: leasing resumes as soon as it can
+                await asyncio.sleep(interval if self.cut_off is None else min(interval, 0.5))
+                self._watch_contact()
+                if self._beating is not None and not self._beating.done():
+                    continue  # the last one still waits on the database: none piles up
+                ids = list(self._inflight)
+                if ids:
+                    self._beating = asyncio.create_task(self._extend(ids))
+                elif self.cut_off is not None or time.monotonic() - self.reached > interval:
+                    self._beating = asyncio.create_task(self._extend([]))  # a probe
+        finally:
+            if self._beating is not None:
+                self._beating.cancel()
+
+    async def _extend(self, ids: list[str]) -> None:
+        """One heartbeat: extend the leases on ``ids`` (none: only a probe of the database)."""
+        began = time.monotonic()
+        until = self.clock.now() + self.settings.lease_seconds
+        try:
             if ids:
-                until = self.clock.now() + self.settings.lease_seconds
                 extend = functools.partial(leases.extend, owner=self.owner, ids=ids, until=until)
-                try:
-                    await self.store.atomic(extend)
-                    self.beat = (until, frozenset(ids))
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # the next beat tries again, well before they lapse
-                    recovery.failed(exc, logger, "could not extend %d lease(s)", len(ids))
+                await self.store.atomic(extend)
+                self.beat = (until, frozenset(ids))
+            else:
+                await self.store.read(lambda tx: tx.queue.next_job_at())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the next beat tries again, well before they lapse
+            if ids:
+                recovery.failed(exc, logger, "could not extend %d lease(s)", len(ids))
+            return
+        self.reached = max(self.reached, began)
+        if self.cut_off is not None:
+            gone = time.monotonic() - self.cut_off + self.settings.lease_seconds
+            logger.warning(
+                "the database answers again (out of reach about %.1f s): leasing resumed", gone
+            )
+            self.cut_off = None
+            self.reached = time.monotonic()
+            self.wake.set()
+
+    def _watch_contact(self) -> None:
+        """Past the lease's length without a transaction reaching the database, stop
+        leasing and give up the calls in flight as lost.
+
+        Their leases may have lapsed by now and other nodes taken them over: this node
+        extends them no more and takes no call after theirs. A call still running goes
+        on; its answer is recorded only if the fence lets it (``RunTransitions.apply``:
+        no one leased the call since), else dropped. Leasing resumes once a probe
+        reaches the database (``_extend``).
+        """
+        lease = self.settings.lease_seconds
+        silent = time.monotonic() - self.reached
+        if self.cut_off is not None or silent <= lease or not self._running:
+            return
+        self.cut_off = time.monotonic()
+        lost = list(self._inflight.values())
+        for task in lost:
+            held = self._holding.get(task)
+            if held is not None:
+                self._lost.add((held[0].job_id, held[0].lease_epoch))
+        self._lost_tasks.update(lost)
+        self._inflight.clear()
+        self._renewed.clear()
+        logger.warning(
+            "the database has been out of reach for %.1f s, past the lease (%g s): leasing "
+            "stopped until it answers; %d call(s) in flight given up as lost (their answers "
+            "are recorded only if no other node took them over)",
+            silent, lease, len(lost),
+        )  # fmt: skip
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop leasing; give in-flight calls ``grace`` seconds, then cancel and hand back.
@@ -250,9 +348,10 @@ class QueueWorker:
         self.wake.set()
         await drain.settle(self._inflight, grace, self.halt)
         tasks = dict(self._inflight)
-        for task in tasks.values():
+        lost = list(self._lost_tasks)  # their leases are not this node's to hand back
+        for task in [*tasks.values(), *lost]:
             task.cancel()
-        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks.values(), *lost, return_exceptions=True)
         if tasks:
             release = functools.partial(
                 leases.extend, owner=self.owner, ids=list(tasks), until=self.clock.now()
@@ -346,6 +445,7 @@ class QueueWorker:
         if task is not None:
             self._inflight[nxt.job_id] = task
         self._inflight.pop(current[0].job_id, None)
+        self._renewed.pop(current[0].job_id, None)
         current[0] = nxt
         if self.observer is not None:
             self.observer.job_started(nxt)
@@ -429,14 +529,24 @@ class QueueWorker:
         the events the answer emitted. ``known``: the run's steps as stored when the call
         was leased."""
         now = self.clock.now()
-        follow_on = follow_on and self.refusal is None
+        lost = (job.job_id, job.lease_epoch) in self._lost
+        follow_on = follow_on and self._taking and not lost
         if follow_on:
             self.lease_as_queued(tx, job.run_id, now)
         lease = self.settings.lease_seconds
+        renewed = self._renewed.get(job.job_id)
+        if renewed is not None and renewed > job.lease_epoch and not lost:
+            job = job.copy()  # the call went on under the lease this worker took again
+            job.lease_epoch = renewed
         view = recording.answer(
             tx, self.transitions, job, outcome, now=now, owner=self.owner, known=known, lease=lease
         )
         if view is None:  # the answer changed nothing (but a slot may have been freed)
+            if lost:
+                logger.warning(
+                    "job %s: the answer of a call given up as lost is not recorded (leased "
+                    "again since, or its run ended)", job.job_id,
+                )  # fmt: skip
             tx.queue.unlease_calls()
             return _Recorded(None, wake=bool(tx.queued), ended=[])
         follow = None
@@ -452,7 +562,7 @@ class QueueWorker:
         tx.queue.unlease_calls()
         # events the answer emitted (a step's sendEvent, the run's function.finished)
         # are matched by this worker next, without a trip through the queue either
-        taking = not self.stopping and self.refusal is None
+        taking = self._taking
         fanouts = [i for i in tx.queued if i.startswith("fanout:")] if taking else []
         spawn = self._take(tx, fanouts, now)
         # the worker loop needs waking only for jobs it has not taken already
