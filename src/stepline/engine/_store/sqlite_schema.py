@@ -223,6 +223,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (principal, name)
     );
     """,
+    # the fencing token of a call (``Job.lease_epoch``): every lease raises it by one, and
+    # an answer is recorded only if the row still has the epoch its call was leased at, so
+    # a node cut off past its lease cannot record over the call's new holder
+    """
+    ALTER TABLE jobs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+    """,
     # the audit log (``_store/audit``): who did what through the API and the dashboard,
     # and how it ended; ids are ULIDs, so a page is a range of the primary key
     """
@@ -232,12 +238,6 @@ MIGRATIONS: tuple[str, ...] = (
         target TEXT NOT NULL, outcome TEXT NOT NULL, status INTEGER NOT NULL
     );
     CREATE INDEX audit_log_principal ON audit_log (principal, entry_id);
-    """,
-    # the fencing token of a call (``Job.lease_epoch``): every lease raises it by one, and
-    # an answer is recorded only if the row still has the epoch its call was leased at, so
-    # a node cut off past its lease cannot record over the call's new holder
-    """
-    ALTER TABLE jobs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
     """,
 )
 
