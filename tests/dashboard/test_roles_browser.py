@@ -24,6 +24,7 @@ from stepline._serving.access import Role
 from stepline.embedded import EmbeddedEngine
 from stepline.engine._users import DashboardUser
 from tests._support.browser import Page
+from tests._support.databases import STORES, database
 from tests._support.server_thread import serving
 
 pytestmark = [pytest.mark.browser]
@@ -53,9 +54,14 @@ def _functions(client: stepline.Client) -> list[stepline.Function]:
     return [leaky, hold]
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
+@pytest.fixture(params=STORES)
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     """The engine's URL, a completed run with secrets and a run sleeping for an hour."""
+    with database(request.param, tmp_path) as db:
+        yield from _site(db)
+
+
+def _site(db: str) -> Iterator[tuple[str, str, str]]:
     client = stepline.Client(
         "roles", is_production=True, signing_key=SIGNING_KEY, event_key="ev-key", environ={}
     )
@@ -63,7 +69,7 @@ def site(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     embedded = EmbeddedEngine(
         client,
         functions,
-        database=str(tmp_path / "e.db"),
+        database=db,
         expose_api=True,
         poll_interval=0.05,
         dashboard_users=USERS,
@@ -87,7 +93,11 @@ def _sign_in(tab: Page, url: str, role: Role) -> Any:
     page.goto(f"{url}/")
     page.fill("input[name=key]", KEYS[role])
     page.click("button[type=submit]")
-    expect(page.locator("#who")).to_have_text(f"dana-{role.value} · {role.value}")
+    expect(page.locator("#who")).to_have_text(f"dana-{role.value} · {role.value}", timeout=15_000)
+    # the runs list is the first page: let it finish before going elsewhere, or it may
+    # draw over the next page
+    expect(page.locator("#runs-table table.runs, #runs-table .empty").first).to_be_visible()
+    page.wait_for_load_state("networkidle")
     return page
 
 
@@ -96,8 +106,8 @@ def test_a_viewer_sees_no_payload_and_no_action(site: tuple[str, str, str], tab:
     tab.expected.append("403")  # the run's stream is refused to a viewer
     page = _sign_in(tab, url, Role.VIEWER)
     page.goto(f"{url}/#/runs/{done}")
-    expect(page.locator("#timeline .step-name")).to_have_text(["out"])
-    expect(page.locator("#run-output")).to_contain_text("redacted")
+    expect(page.locator("#timeline .step-name")).to_have_text(["out"], timeout=15_000)
+    expect(page.locator("#run-output")).to_contain_text("redacted", timeout=15_000)
     page.wait_for_load_state("networkidle")
     content = page.content()
     assert not [s for s in SECRETS if s in content]
@@ -113,7 +123,7 @@ def test_a_viewer_sees_no_payload_and_no_action(site: tuple[str, str, str], tab:
     page.goto(f"{url}/#/functions")
     expect(page.locator("button.pause-fn").first).to_be_hidden()
     page.goto(f"{url}/#/events")
-    expect(page.locator("#events-table")).to_contain_text('{"redacted":"viewer"}')
+    expect(page.locator("#events-table")).to_contain_text('{"redacted":"viewer"}', timeout=15_000)
     assert not [s for s in SECRETS if s in page.content()]
     tab.screenshot("roles-viewer-run")
 
@@ -123,7 +133,8 @@ def test_an_operator_cancels_a_run_and_may_not_pause(site: tuple[str, str, str],
     tab.expected.append("403")  # the pause the page asks for anyway
     page = _sign_in(tab, url, Role.OPERATOR)
     page.goto(f"{url}/#/runs/{done}")
-    expect(page.locator("#run-output")).to_contain_text(SECRETS[2])  # an operator reads it
+    # an operator reads it
+    expect(page.locator("#run-output")).to_contain_text(SECRETS[2], timeout=15_000)
     page.goto(f"{url}/#/runs/{held}")
     page.click("#cancel")
     page.click("#confirm-cancel")
@@ -146,6 +157,7 @@ def test_an_operator_cancels_a_run_and_may_not_pause(site: tuple[str, str, str],
     tab.context.clear_cookies()
     page = _sign_in(tab, url, Role.ADMIN)
     page.click("a[data-nav=audit]")
+    expect(page.locator("h1")).to_have_text("Audit log")
     rows = page.locator("table.audit tbody tr")
     expect(rows.filter(has_text="dana-operator").filter(has_text="cancel")).to_have_count(1)
     refusal = rows.filter(has_text="pause").filter(has_text="refused")

@@ -13,7 +13,6 @@ import dataclasses
 import datetime as dt
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from stepline._serving.access import Credential, Role, Route
 from stepline.embedded import EmbeddedEngine
 from stepline.engine._http.dashboard import COOKIE, CSRF_HEADER
 from stepline.engine._users import DashboardUser
+from tests._support.databases import STORES, database
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -96,9 +96,15 @@ def _wait_ended(client: stepline.Client, run_id: str) -> None:
     raise AssertionError(f"run {run_id} did not end")
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    db: Path = tmp_path_factory.mktemp("roles") / "e.db"
+@pytest.fixture(scope="module", params=STORES)
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    with database(request.param, tmp_path_factory.mktemp("roles")) as db:
+        yield from _site(db)
+
+
+def _site(db: str) -> Iterator[Site]:
     client = stepline.Client(
         "roles", is_production=True, signing_key=SIGNING_KEY, event_key=EVENT_KEY, environ={}
     )
@@ -106,7 +112,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     embedded = EmbeddedEngine(
         client,
         functions,
-        database=str(db),
+        database=db,
         expose_api=True,
         poll_interval=0.05,
         retry_scale=0.0,
