@@ -47,6 +47,7 @@ import httpx
 import psycopg
 import pytest
 
+from stepline.engine._worker.worker import CUT_OFF_FLOOR
 from tests._support import netns
 from tests._support.databases import postgres_database
 from tests._support.polling import wait_until
@@ -63,6 +64,11 @@ ENGINE_PORT = 8288  # each node has a namespace, so a port space, of its own
 #: fell silent is ended by the server after that long
 TCP_USER_TIMEOUT_MS = 1000
 IDLE_IN_TRANSACTION_MS = 3000
+#: a node stops leasing this long after the cut at most: past ``CUT_OFF_FLOOR`` (5 s,
+#: more than the lease here) since its last transaction, at its next heartbeat
+STOP_WITHIN = CUT_OFF_FLOOR + LEASE / 3 + 1.5
+#: the link heals this long after the cut: after the node stopped, before its call ends
+HEAL_AFTER = 7.5
 STOPPED = "the database has been out of reach"
 RESUMED = "the database answers again"
 FENCED = "the answer of a call given up as lost is not recorded"
@@ -280,7 +286,7 @@ def test_a_partitioned_node_is_fenced(tmp_path: Path) -> None:
         assert (holder, new_epoch) == (survivor, epoch + 1)
         # healed while both calls run: the cut-off node's answer comes in before the
         # survivor's (the first call began earlier), while the survivor holds the call
-        time.sleep(max(0.0, cut_at + 4.5 - time.time()))
+        time.sleep(max(0.0, cut_at + HEAL_AFTER - time.time()))
         healed_at = setup.nodes[cut_off].heal()
         first = _executions(setup.app_log)[1]
         assert healed_at < first["begin"] + STEP_SECONDS - 1.0, "healed too late to matter"
@@ -323,7 +329,7 @@ def test_a_partitioned_node_is_fenced(tmp_path: Path) -> None:
         # what the cut-off node did: stopped leasing past its lease, resumed once
         # healed, and dropped its late answer
         assert stopped is not None, cut_log
-        assert stopped - cut_at < 2 * LEASE + 1.0, cut_log
+        assert stopped - cut_at < STOP_WITHIN, cut_log
         assert resumed is not None, cut_log
         assert fenced is not None, cut_log
 
@@ -338,13 +344,13 @@ def test_a_node_without_its_database_stops_leasing_and_resumes(tmp_path: Path) -
         cut_at = setup.nodes[0].cut()
         wait_until(
             lambda: _logged(setup.log(0), STOPPED, cut_at),
-            timeout=LEASE + 5,
+            timeout=STOP_WITHIN + 5,
             message=lambda: f"the node to stop leasing: {setup.log(0)}",
         )
         stopped = _logged(setup.log(0), STOPPED, cut_at)
         assert stopped is not None
         # nothing leased while cut off: the call is not called again before the heal
-        time.sleep(max(0.0, cut_at + 4.0 - time.time()))
+        time.sleep(max(0.0, cut_at + HEAL_AFTER - time.time()))
         assert _began(setup.app_log, 2) is None
         healed_at = setup.nodes[0].heal()
         wait_until(
@@ -389,5 +395,5 @@ def test_a_node_without_its_database_stops_leasing_and_resumes(tmp_path: Path) -
         assert _decoded(outcome.output) == "exec-2", figures
         assert outcome.finished_events == 1, figures
         assert sorted(executions) == [1, 2], executions
-        assert stopped - cut_at < 2 * LEASE + 1.0, log
+        assert stopped - cut_at < STOP_WITHIN, log
         assert fenced is not None, log

@@ -40,6 +40,9 @@ from stepline.engine._worker import calls, drain, leases, onthread, recovery
 
 logger = logging.getLogger("stepline.engine")
 _LEASE_BATCH = 32
+#: the shortest silence of the database taken for its loss (``_watch_contact``): a loaded
+#: machine stalls for a second or two, and a node that gives its calls up makes them again
+CUT_OFF_FLOOR = 5.0
 
 
 class QueueWorker:
@@ -95,6 +98,7 @@ class QueueWorker:
         #: since when (monotonic) the database has been out of reach for longer than the
         #: lease: nothing is leased until it answers again (``_watch_contact``); or None
         self.cut_off: float | None = None
+        self._silent_since = 0.0  # ``reached`` when it was cut off
         #: the calls given up as lost when the database went out of reach, by job id and
         #: lease epoch: their answers are recorded only if the fence lets them (no one
         #: leased them since), and nothing follows them; and their tasks (``stop``
@@ -298,7 +302,7 @@ class QueueWorker:
             return
         self.reached = max(self.reached, began)
         if self.cut_off is not None:
-            gone = time.monotonic() - self.cut_off + self.settings.lease_seconds
+            gone = time.monotonic() - self._silent_since
             logger.warning(
                 "the database answers again (out of reach about %.1f s): leasing resumed", gone
             )
@@ -307,8 +311,8 @@ class QueueWorker:
             self.wake.set()
 
     def _watch_contact(self) -> None:
-        """Past the lease's length without a transaction reaching the database, stop
-        leasing and give up the calls in flight as lost.
+        """Past the lease's length (``CUT_OFF_FLOOR`` at least) without a transaction
+        reaching the database, stop leasing and give up the calls in flight as lost.
 
         Their leases may have lapsed by now and other nodes taken them over: this node
         extends them no more and takes no call after theirs. A call still running goes
@@ -318,9 +322,10 @@ class QueueWorker:
         """
         lease = self.settings.lease_seconds
         silent = time.monotonic() - self.reached
-        if self.cut_off is not None or silent <= lease or not self._running:
+        if self.cut_off is not None or silent <= max(lease, CUT_OFF_FLOOR) or not self._running:
             return
         self.cut_off = time.monotonic()
+        self._silent_since = self.reached
         lost = list(self._inflight.values())
         for task in lost:
             held = self._holding.get(task)
