@@ -362,6 +362,7 @@ BODY_ROUTES = {
     ("POST", "/v1/approvals/{approval_id}/approve"),
     ("POST", "/v1/approvals/{approval_id}/reject"),
     ("POST", "/v1/deploy-checks"),
+    ("PUT", "/v1/views/{name}"),
     ("POST", "/login"),
     ("POST", "/v0/connect/start"),
     ("POST", "/v0/connect/flush"),
