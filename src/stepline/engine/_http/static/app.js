@@ -65,12 +65,15 @@ async function navigate() {
   const [match, page] = found;
   const args = match.slice(1).map(decodeURIComponent);
   const ctx = { alive: () => gen === generation, navigate: (hash) => (location.hash = hash) };
-  fill(view, h("p", { class: "muted" }, "Loading…"));
+  // each visit draws into an element of its own: an answer that arrives after the user
+  // moved on (a page's first read or a poll in flight) lands in a detached element
+  const root = h("div", { class: "page" }, h("p", { class: "muted" }, "Loading…"));
+  fill(view, root);
   try {
-    const handle = await page(view, args, params, ctx);
+    const handle = await page(root, args, params, ctx);
     if (ctx.alive()) current = handle || null;
   } catch (error) {
-    if (ctx.alive()) fill(view, h("h1", {}, "Something went wrong"), failure(error));
+    if (ctx.alive()) fill(root, h("h1", {}, "Something went wrong"), failure(error));
   }
 }
 
