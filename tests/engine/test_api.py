@@ -80,7 +80,8 @@ def test_ingest_single_and_list_and_retrieve(dev: TestClient) -> None:
 
     listed = dev.get("/v1/events", params={"name": "t/b"}).json()
     assert {e["internal_id"] for e in listed["data"]} == set(ids)
-    assert listed["metadata"] == {"next_cursor": None}
+    assert listed["metadata"]["next_cursor"] is None
+    assert isinstance(listed["metadata"]["stream_cursor"], str)  # where a follower goes on
 
     event = dev.get(f"/v1/events/{body['ids'][0]}").json()["data"]
     assert event["internal_id"] == event["id"] == body["ids"][0]

@@ -217,6 +217,55 @@ def test_the_checkpoint_route_refuses_a_call_no_longer_leased(db: str) -> None:
     assert "has ended" in answers["ended run"][1]["error"]
 
 
+def test_a_checkpoint_of_a_call_given_up_and_leased_again_is_refused(db: str) -> None:
+    """The call's lease epoch travels in its ``qi_id``: once the job is leased again (here by
+    the same node, as a node cut off from its database past its lease does), the old
+    call's per-step checkpoint is refused, its answer is fenced off too, and the run goes
+    on from the new lease with each step recorded once."""
+    import threading
+
+    client = dev_client("cp", checkpointing=PER_STEP)
+    held, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    @client.function(id="fenced", trigger=TRIGGER, retries=0)
+    def fenced(ctx: stepline.SyncContext) -> str:
+        def first() -> str:
+            ran.append("s0")
+            if len(ran) == 1:  # the first call waits while its job is leased again
+                held.set()
+                release.wait(20)
+            return "a"
+
+        ctx.step.run("s0", first)
+        ctx.step.run("s1", lambda: ran.append("s1") or "b")
+        return "done"
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        async with running(db, apps=[(client, [fenced])], lease_seconds=2.0) as engine:
+            await engine.send({"name": "cp/go"})
+            run_id = await only_run(engine, "cp-fenced")
+            await asyncio.to_thread(held.wait, 20)
+            [job_id] = list(engine.worker._inflight)
+            job = await engine.store.read(lambda tx: tx.queue.get_job(job_id))
+            assert job is not None
+            owner, until = engine.worker.owner, job.available_at
+            again = await engine.store.atomic(
+                lambda tx: tx.queue.lease_job(job_id, owner, until, until + 1.0)
+            )
+            assert again is not None
+            assert again.lease_epoch == job.lease_epoch + 1
+            release.set()
+            await finished(engine, run_id)
+            steps = await engine.run_steps(run_id)
+            return [s.name for s in steps], list(ran)
+
+    names, calls = arun(scenario())
+    # the first call stopped at its refused checkpoint; the second ran both steps
+    assert calls == ["s0", "s0", "s1"]
+    assert sorted(names) == ["s0", "s1"]
+
+
 def test_checkpointing_option_is_checked() -> None:
     with pytest.raises(stepline.ConfigError, match="buffered_steps"):
         stepline.Checkpointing(buffered_steps=0)

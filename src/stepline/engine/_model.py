@@ -203,6 +203,21 @@ class Job:
             self.attempt, self.payload, self.lease_owner, self.lease_expires, self.lease_epoch,
         )  # fmt: skip
 
+    @property
+    def call_id(self) -> str:
+        """The id a call is sent with (``ctx.qi_id``), which its checkpoints send back: the
+        job and its lease epoch, so a checkpoint of a call given up is told from the
+        current call's (``call_of``)."""
+        return f"{self.job_id}.{self.lease_epoch}"
+
+
+def call_of(call_id: str) -> tuple[str, int | None]:
+    """The job id and lease epoch of a ``Job.call_id`` (None: a bare job id)."""
+    job_id, dot, epoch = call_id.rpartition(".")
+    if dot and epoch.isdigit():
+        return job_id, int(epoch)
+    return call_id, None
+
 
 @dataclasses.dataclass(slots=True)
 class Pause:

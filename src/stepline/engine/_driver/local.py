@@ -7,8 +7,9 @@ served in this process the engine hands this object with the call
 (``CommRequest.local``), and a step is committed from the thread the function runs on:
 no HTTP, no JSON, and on SQLite no thread hand-off when the writer is idle
 (``SqliteStore.atomic_blocking``). Both check that the call still holds its lease
-(``qi_id``) and that the run has not ended; if not, the SDK stops at that step boundary
-and answers with what it ran.
+(``qi_id``: the job and the lease epoch it was called under, so a call given up and
+leased again, by this node or another, is fenced off) and that the run has not ended; if
+not, the SDK stops at that step boundary and answers with what it ran.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from stepline._protocol.execution import Op
 from stepline.engine._clock import Clock
 from stepline.engine._config import EngineSettings
 from stepline.engine._errors import NotFoundError
-from stepline.engine._model import Run, storable
+from stepline.engine._model import Run, call_of, storable
 from stepline.engine._runs import recording
 from stepline.engine._store import Store, Tx
 from stepline.engine._wire import response
@@ -111,8 +112,14 @@ class LocalCheckpoints:
         def work(tx: Tx) -> tuple[bool, list[Run]]:
             job = None
             if qi_id is not None:
-                job = tx.queue.get_job(qi_id, lock=True)
-                if job is None or job.run_id != run_id or job.lease_owner is None:
+                job_id, epoch = call_of(qi_id)
+                job = tx.queue.get_job(job_id, lock=True)
+                if (
+                    job is None
+                    or job.run_id != run_id
+                    or job.lease_owner is None
+                    or (epoch is not None and job.lease_epoch != epoch)  # leased again since
+                ):
                     if tx.get_run(run_id) is None:  # the caller's mistake first: 404
                         raise NotFoundError(f"run {run_id!r} not found")
                     raise CallLost(

@@ -107,7 +107,7 @@ def _context(
         step_id=job.step_id or "step",
         stack=list(run.stack),
         fn_id=run.function_id,
-        qi_id=job.job_id if checkpoint else None,
+        qi_id=job.call_id if checkpoint else None,
         request_id=job.job_id,
         started_by=run.started_by if endpoint else None,
     )
