@@ -31,8 +31,9 @@ def unavailable(reason: str) -> NoReturn:
 def require_module(name: str) -> ModuleType:
     """``pytest.importorskip(name)`` that fails instead under CI (the dev extra has it)."""
     try:
-        return pytest.importorskip(name)
+        module: ModuleType = pytest.importorskip(name)
     except pytest.skip.Exception as exc:
         if under_ci():
             pytest.fail(f"{name} is required under CI (the dev extra installs it): {exc}")
         raise
+    return module

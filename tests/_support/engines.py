@@ -13,11 +13,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 import stepline
 from stepline._comm import app_sync
 from stepline._comm.handler import CommHandler
 from stepline.engine import Engine, EngineSettings, ManualClock
+from stepline.engine._http.api import build_app
 from stepline.engine._model import Run
+from stepline.engine._store import Tx, store_for
+from tests._support.aio import arun
 from tests._support.polling import await_until
 
 #: Settings that keep tests short: retries at once, no jitter, a quick poll.
@@ -144,3 +149,33 @@ async def register_http(
         await engine.register(app_sync.register_payload(handler.endpoint, url))
     finally:
         handler.close()
+
+
+def with_seeded_api(
+    db: str,
+    seed: Callable[[Tx], None],
+    now: float,
+    body: Callable[[httpx.AsyncClient], Awaitable[None]],
+) -> None:
+    """``body`` with a client of the REST app of an engine (no worker, a manual clock at
+    ``now``) on ``db``, after ``seed`` wrote its rows in a transaction of their own."""
+
+    async def scenario() -> None:
+        settings = EngineSettings(database_url=db)
+        store = store_for(settings)
+        await store.open()
+        try:
+            await store.atomic(seed)
+        finally:
+            await store.close()
+        engine = Engine(settings, clock=ManualClock(now))
+        await engine.start(worker=False, sync=False)
+        try:
+            transport = httpx.ASGITransport(app=build_app(engine))
+            base = "http://127.0.0.1"
+            async with httpx.AsyncClient(transport=transport, base_url=base) as http:
+                await body(http)
+        finally:
+            await engine.stop()
+
+    arun(scenario())

@@ -19,13 +19,14 @@ import httpx
 import pytest
 
 import stepline
-from stepline.engine import Engine, EngineSettings, ManualClock
+from stepline.engine import Engine, EngineSettings
 from stepline.engine._http import function_metrics
 from stepline.engine._http.api import build_app
 from stepline.engine._http.wire import ApiError
 from stepline.engine._model import AppRecord, FunctionRecord, Job, JobKind, Run, RunStatus
 from stepline.engine._store import Tx, store_for
 from tests._support.aio import arun
+from tests._support.engines import with_seeded_api
 from tests._support.server_thread import ServerThread
 
 T0 = 1_800_000_000.0  # a bucket edge (a multiple of 60 and of 300)
@@ -99,25 +100,7 @@ def _seed(tx: Tx) -> None:
 
 
 def _with_api(db: str, body: Callable[[httpx.AsyncClient], Awaitable[None]]) -> None:
-    async def scenario() -> None:
-        settings = EngineSettings(database_url=db)
-        store = store_for(settings)
-        await store.open()
-        try:
-            await store.atomic(_seed)
-        finally:
-            await store.close()
-        engine = Engine(settings, clock=ManualClock(NOW))
-        await engine.start(worker=False, sync=False)
-        try:
-            transport = httpx.ASGITransport(app=build_app(engine))
-            base = "http://127.0.0.1"
-            async with httpx.AsyncClient(transport=transport, base_url=base) as http:
-                await body(http)
-        finally:
-            await engine.stop()
-
-    arun(scenario())
+    with_seeded_api(db, _seed, NOW, body)
 
 
 def _column(buckets: list[dict[str, Any]], name: str) -> list[Any]:

@@ -12,29 +12,23 @@ Without Node, or when the install fails, the module is skipped locally and fails
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import pytest
 
-try:
-    import fcntl
-except ImportError:  # Windows: installs are not serialised across processes
-    fcntl = None  # type: ignore[assignment]
-
 from stepline._protocol.signing import hash_signing_key
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
-from tests._support import refusing
+from tests._support import npm, refusing
+from tests._support.ci import unavailable
 from tests._support.databases import database
 from tests._support.polling import wait_until
 from tests._support.recording import Recorder
@@ -65,15 +59,7 @@ FUNCTIONS = {
 TERMINAL = {"Completed", "Failed", "Cancelled"}
 SIGNING_KEY = "signkey-test-" + "5eed" * 16
 EVENT_KEY = "js-event-key"
-INSTALL_TIMEOUT = 600.0
 MIN_NODE = 20
-
-
-def _unavailable(message: str) -> NoReturn:
-    """Skip on a developer machine; fail under CI, where the JS SDK must be covered."""
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(f"official JS SDK tests cannot run under CI: {message}", pytrace=False)
-    pytest.skip(message)
 
 
 def _node_env() -> dict[str, str]:
@@ -86,52 +72,21 @@ def _node_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def js_app() -> Path:
     """``js_app`` with its npm dependencies installed (again only if the lock changed)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        _unavailable("node and npm are needed for the official JS SDK tests")
+    node = shutil.which("node")
+    if node is None:
+        unavailable("node and npm, for the official JS SDK tests (apt-get install -y nodejs npm)")
     version = _output([node, "--version"])
     if int(version.lstrip("v").split(".")[0] or 0) < MIN_NODE:
-        _unavailable(f"inngest {INNGEST_VERSION} needs Node >= {MIN_NODE}, found {version!r}")
-    digest = hashlib.sha256(
-        (JS_APP / "package.json").read_bytes() + (JS_APP / "package-lock.json").read_bytes()
-    ).hexdigest()
-    stamp = JS_APP / "node_modules" / ".stepline-installed"
-    # several pytest processes may share the checkout: one installs, the others wait
-    with _exclusive(Path(tempfile.gettempdir()) / f"stepline-js-app-{_path_hash()}.lock"):
-        if stamp.is_file() and stamp.read_text("utf-8") == digest:
-            return JS_APP
-        _npm_ci(npm)
-        check = (
-            "require('express'); require('inngest/express');"
-            "console.log(require('./node_modules/inngest/package.json').version)"
-        )
-        installed = _output([node, "-e", check])
-        if installed != INNGEST_VERSION:
-            _unavailable(f"installed inngest is {installed!r}, not {INNGEST_VERSION}")
-        stamp.write_text(digest, "utf-8")
+        unavailable(f"inngest {INNGEST_VERSION} needs Node >= {MIN_NODE}, found {version!r}")
+    npm.installed(JS_APP)
+    check = (
+        "require('express'); require('inngest/express');"
+        "console.log(require('./node_modules/inngest/package.json').version)"
+    )
+    installed = _output([node, "-e", check])
+    if installed != INNGEST_VERSION:
+        unavailable(f"installed inngest is {installed!r}, not {INNGEST_VERSION}")
     return JS_APP
-
-
-def _npm_ci(npm: str) -> None:
-    # ``npm ci`` installs exactly the lock and never rewrites it (``npm install`` may);
-    # what npm's cache holds is taken without asking the registry again
-    command = [npm, "ci", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"]
-    try:
-        done = subprocess.run(
-            command,
-            cwd=JS_APP,
-            env=_node_env(),
-            capture_output=True,
-            text=True,
-            timeout=INSTALL_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        _unavailable(f"`npm ci` in {JS_APP} took over {INSTALL_TIMEOUT:.0f} s")
-    if done.returncode != 0:
-        _unavailable(
-            f"`npm ci` in {JS_APP} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-        )
 
 
 def _output(command: list[str]) -> str:
@@ -139,23 +94,6 @@ def _output(command: list[str]) -> str:
         command, cwd=JS_APP, capture_output=True, text=True, timeout=60, check=False
     )
     return done.stdout.strip() if done.returncode == 0 else f"<failed: {done.stderr.strip()}>"
-
-
-def _path_hash() -> str:
-    return hashlib.sha256(str(JS_APP).encode()).hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (advisory; not taken where ``fcntl`` is missing)."""
-    with path.open("a") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # -- the engine over HTTP ------------------------------------------------------------------

@@ -35,6 +35,7 @@ from stepline.engine._store.run_query import (
     compile_query,
 )
 from tests._support.aio import arun
+from tests._support.engines import with_seeded_api
 from tests._support.in_process import to_engine
 
 T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
@@ -326,25 +327,7 @@ def test_generated_queries_select_in_sql_what_cel_keeps(db: str, text: str) -> N
 
 
 def _with_api(db: str, body: Callable[[httpx.AsyncClient], Awaitable[None]]) -> None:
-    async def scenario() -> None:
-        settings = EngineSettings(database_url=db)
-        store = store_for(settings)
-        await store.open()
-        try:
-            await store.atomic(_seed)
-        finally:
-            await store.close()
-        engine = Engine(settings, clock=ManualClock(NOW))
-        await engine.start(worker=False, sync=False)
-        try:
-            transport = httpx.ASGITransport(app=build_app(engine))
-            base = "http://127.0.0.1"
-            async with httpx.AsyncClient(transport=transport, base_url=base) as http:
-                await body(http)
-        finally:
-            await engine.stop()
-
-    arun(scenario())
+    with_seeded_api(db, _seed, NOW, body)
 
 
 async def _pages(http: httpx.AsyncClient, **params: Any) -> tuple[list[str], list[dict[str, Any]]]:

@@ -25,6 +25,7 @@ import pytest
 
 import stepline
 from stepline.testing.plugin import EnvFactory
+from tests._support.ci import require_module
 from tests._support.processes import clean_env, free_port, spawned
 
 APP = Path(__file__).resolve().parents[2] / "examples" / "celery_after" / "app.py"
@@ -223,7 +224,7 @@ def test_the_celery_app_gives_the_same_results(
     example: ModuleType, stepline_env: EnvFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``examples/celery_before`` in Celery's eager mode (no broker) against the Stepline app."""
-    celery = pytest.importorskip("celery", reason="pip install -e '.[examples]'")
+    celery = require_module("celery")  # the dev extra brings the examples extra
     spec = importlib.util.spec_from_file_location(
         "examples_celery_before_tasks", APP.parents[1] / "celery_before" / "tasks.py"
     )
