@@ -112,7 +112,7 @@ def test_the_runs_list_is_walked_and_opened_from_the_keyboard(served: str, tab: 
     assert focused(tab)["href"] == rows[0]
 
     press(tab, "Enter")
-    page.wait_for_function(f"location.hash === {rows[0]!r}")
+    wait_until(lambda: page.evaluate("location.hash") == rows[0], message="the run to open")
     page.wait_for_selector("#view h1")
     # back on the list, the run opened is the focused row again
     page.go_back()
@@ -150,6 +150,6 @@ def test_the_other_lists_take_the_same_keys(
     if opened is None:
         return
     press(tab, "Enter")
-    page.wait_for_function(f"location.hash === {rows[0]!r}")
+    wait_until(lambda: page.evaluate("location.hash") == rows[0], message="the run to open")
     assert rows[0].startswith(opened), rows[0]
     page.wait_for_selector("#view h1")

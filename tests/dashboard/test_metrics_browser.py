@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
@@ -253,9 +254,7 @@ def test_a_young_functions_page_shows_the_hour_its_runs_fill(tmp_path: Path, tab
         assert "window=" not in page.evaluate("location.hash")  # the pick is not a choice
         # a choice goes in the URL and the line says it was chosen
         page.locator('.metrics-window input[value="6h"]').check()
-        page.wait_for_function(
-            "document.querySelector('#metrics-shown').textContent.includes('6 hours')"
-        )
+        expect(page.locator("#metrics-shown")).to_contain_text("6 hours")
         assert "as chosen" in page.locator("#metrics-shown").inner_text()
         assert "window=6h" in page.evaluate("location.hash")
     finally:

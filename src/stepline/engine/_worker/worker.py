@@ -274,7 +274,8 @@ class QueueWorker:
                 self._watch_contact()
                 if self._beating is not None and not self._beating.done():
                     continue  # the last one still waits on the database: none piles up
-                ids = list(self._inflight)
+                # a call given up as lost keeps no lease: its job is free to be leased again
+                ids = [i for i, task in self._inflight.items() if task not in self._lost_tasks]
                 if ids:
                     self._beating = asyncio.create_task(self._extend(ids))
                 elif self.cut_off is not None or time.monotonic() - self.reached > interval:
