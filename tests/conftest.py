@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +61,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def _shipped_default(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if request.node.get_closest_marker(SHIPPED_DEFAULT) is not None:
         monkeypatch.setattr(_settings, "DEV_BASE_URL", SHIPPED_DEV_BASE_URL)
+
+
+@pytest.fixture(autouse=True)
+def _recursion_limit_kept() -> Iterator[None]:
+    # mypy run in process (tests/typing) raises the interpreter's recursion limit for good:
+    # a later test of the same worker relying on the limit (the CEL evaluator's "nested
+    # too deeply") would then pass or fail by the order the files ran in
+    limit = sys.getrecursionlimit()
+    yield
+    sys.setrecursionlimit(limit)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
