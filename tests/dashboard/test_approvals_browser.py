@@ -29,9 +29,8 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 import stepline
 from stepline.ai import DurableAgent
 from tests._support.browser import Page, run_of, send
-from tests._support.clients import closing_client
 from tests._support.polling import wait_until
-from tests.sdk.embedded_support import EngineServer
+from tests.sdk.embedded_support import ClosingEngineServer
 
 pytestmark = [pytest.mark.browser]
 
@@ -64,16 +63,9 @@ def refund_agent() -> DurableAgent[None, str]:
     return DurableAgent(agent, stream=False)
 
 
-class Server(EngineServer):
-    client: stepline.Client
-
-    def _wrap(self, app: Any) -> Any:
-        return closing_client(super()._wrap(app), self.client)
-
-
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[tuple[str, httpx.Client]]:
-    server = Server(str(tmp_path / "engine.db"), poll_interval=0.05)
+    server = ClosingEngineServer(str(tmp_path / "engine.db"), poll_interval=0.05)
     client = server.client = stepline.Client("inbox", is_production=False, api_base_url=server.url)
     agent = refund_agent()
 

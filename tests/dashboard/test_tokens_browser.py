@@ -27,9 +27,8 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 import stepline
 from stepline.ai import DurableAgent, TokenBudget
 from tests._support.browser import Page, run_of, send
-from tests._support.clients import closing_client
 from tests._support.polling import wait_until
-from tests.sdk.embedded_support import EngineServer
+from tests.sdk.embedded_support import ClosingEngineServer
 
 pytestmark = [pytest.mark.browser]
 
@@ -61,16 +60,9 @@ def looking_up(budget: TokenBudget | None = None) -> DurableAgent[None, str]:
     return DurableAgent(agent, stream=False, budget=budget)
 
 
-class Server(EngineServer):
-    client: stepline.Client
-
-    def _wrap(self, app: Any) -> Any:
-        return closing_client(super()._wrap(app), self.client)
-
-
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[tuple[str, httpx.Client]]:
-    server = Server(str(tmp_path / "engine.db"), poll_interval=0.05)
+    server = ClosingEngineServer(str(tmp_path / "engine.db"), poll_interval=0.05)
     client = server.client = stepline.Client("desk", is_production=False, api_base_url=server.url)
     support = looking_up()
     metered_agent = looking_up(TokenBudget(1, on_exceeded="approve"))

@@ -25,9 +25,8 @@ import pytest
 
 import stepline
 from tests._support.browser import Page, run_of, send
-from tests._support.clients import closing_client
 from tests._support.polling import wait_until
-from tests.sdk.embedded_support import EngineServer
+from tests.sdk.embedded_support import ClosingEngineServer
 
 pytestmark = [pytest.mark.browser]
 
@@ -63,15 +62,6 @@ def functions(client: stepline.Client) -> list[stepline.Function]:
     return [ship, order]
 
 
-class Server(EngineServer):
-    """The engine serving the app in-process; the SDK's pool (its stream publishes) closes."""
-
-    client: stepline.Client
-
-    def _wrap(self, app: Any) -> Any:
-        return closing_client(super()._wrap(app), self.client)
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(
     request: pytest.FixtureRequest, tmp_path: Path
@@ -80,7 +70,7 @@ def engine(
         database = str(tmp_path / "engine.db")
     else:
         database = request.getfixturevalue("postgres_url")
-    server = Server(database, poll_interval=0.05, retry_scale=0.0, retry_jitter=0.0)
+    server = ClosingEngineServer(database, poll_interval=0.05, retry_scale=0.0, retry_jitter=0.0)
     client = server.client = stepline.Client("trace", is_production=False, api_base_url=server.url)
     server.serve(client, functions(client))
     with server, httpx.Client(base_url=server.url, timeout=30) as http:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import stepline
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
+from tests._support.clients import closing_client
 from tests._support.polling import wait_until
 from tests._support.server_thread import ServerThread
 
@@ -162,3 +163,13 @@ class EngineServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ClosingEngineServer(EngineServer):
+    """An ``EngineServer`` whose serving closes ``client``'s connection pool as it stops (the
+    SDK's pool lives on the server's loop: a stream's publishes, a set of attributes)."""
+
+    client: stepline.Client
+
+    def _wrap(self, app: Any) -> Any:
+        return closing_client(super()._wrap(app), self.client)
