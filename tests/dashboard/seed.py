@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from stepline.engine._ids import ulid
@@ -88,9 +89,42 @@ async def seed(store: Store, *, runs: int, steps: int, now: float, span: float) 
                 for record in records:
                     tx.put_step(record)
 
-        await store.atomic(write)
+        await store.atomic(lambda tx, write=write: batched(tx, write))
         ids.extend(run.run_id for run, _, _ in rows)
     return ids
+
+
+class _Inserted:
+    """What ``batched`` answers each insert: one row written, none read."""
+
+    rowcount = 1
+
+    def fetchone(self) -> None:
+        return None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+
+def batched(tx: Tx, write: Callable[[Tx], None]) -> None:
+    """Run ``write``'s inserts as one ``executemany`` per statement, in the order each
+    statement first came: the tables' own insert methods write the rows, and the store
+    sends them batched (pipelined on Postgres) rather than a round trip a row. ``write``
+    may only insert: each statement is answered as one row written."""
+    statements: dict[str, list[Sequence[Any]]] = {}
+    execute = tx.execute
+
+    def record(sql: str, args: Sequence[Any] = ()) -> _Inserted:
+        statements.setdefault(sql, []).append(args)
+        return _Inserted()
+
+    tx.execute = record  # type: ignore[method-assign]
+    try:
+        write(tx)
+    finally:
+        tx.execute = execute  # type: ignore[method-assign]
+    for sql, rows in statements.items():
+        tx.execute_many(sql, rows)
 
 
 def _one(rng: random.Random, at: float, steps: int) -> tuple[Run, EventRecord, list[StepRecord]]:
