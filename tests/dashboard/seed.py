@@ -19,6 +19,7 @@ from stepline.engine._model import (
 )
 from stepline.engine._store import Store, Tx
 from stepline.engine._store.attempts import StepAttempt
+from stepline.engine._store.sql import SqlTx
 
 FUNCTIONS = tuple(f"load-fn-{i}" for i in range(8))
 #: every this-many runs, the last step of one failed twice before it succeeded
@@ -111,6 +112,7 @@ def batched(tx: Tx, write: Callable[[Tx], None]) -> None:
     statement first came: the tables' own insert methods write the rows, and the store
     sends them batched (pipelined on Postgres) rather than a round trip a row. ``write``
     may only insert: each statement is answered as one row written."""
+    assert isinstance(tx, SqlTx), tx
     statements: dict[str, list[Sequence[Any]]] = {}
     execute = tx.execute
 
