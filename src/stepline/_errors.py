@@ -22,6 +22,7 @@ __all__ = [
     "QueryParamMissingError",
     "RegistrationFailedError",
     "RetryAfterError",
+    "RetryAfterFailure",
     "RunStateUnavailableError",
     "SendEventError",
     "ServerKindMismatchError",
@@ -262,6 +263,22 @@ class RetryAfterError(SteplineError):
             else _dt.timedelta(milliseconds=self.retry_after)
         )
         return now + delta
+
+
+class RetryAfterFailure(RetryAfterError):
+    """An exception retried no sooner than ``retry_after``, reported as that exception.
+
+    The answer's error is ``error``'s (its class name, message and traceback), so what the
+    engine records for the attempt, and what a run's readers see, is the exception the code
+    raised; the wait is the caller's (``stepline.django.tasks``' backoff options).
+
+    Attributes:
+        error: the exception the attempt failed with.
+    """
+
+    def __init__(self, error: Exception, retry_after: int | _dt.timedelta | _dt.datetime) -> None:
+        super().__init__(str(error), retry_after)
+        self.error = error
 
 
 class StepError(SteplineError):

@@ -25,6 +25,7 @@ from django.urls import path
 
 import stepline
 import stepline.django
+from stepline._api import catalog as _catalog
 from stepline.django.tasks import SteplineBackend
 from stepline.django.tasks._compat import (
     TaskResult,
@@ -38,6 +39,7 @@ from tests.django_tasks_backend.project import import_tasks, tasks_project
 from tests.web.django_setup import mount
 
 tasks = import_tasks()
+TASKS = "tests.django_tasks_backend.taskapp.tasks"
 
 if TYPE_CHECKING:
     Result = TaskResult[Any, Any]
@@ -47,7 +49,13 @@ if TYPE_CHECKING:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The project, migrated once for the module: each test's env relays its outbox."""
     folder = tmp_path_factory.mktemp("tasks")
-    with tasks_project(folder / "django.db", RETRIES=3, QUEUE_CONCURRENCY={"serial": 1}):
+    with tasks_project(
+        folder / "django.db",
+        RETRIES=3,
+        BACKOFF={"BASE": 5, "FACTOR": 3, "MAX": 100},  # 5 s, 15 s, 45 s
+        TASK_BACKOFF={f"{TASKS}.flaky": None, f"{TASKS}.flaky_later": [60, 600]},
+        QUEUE_CONCURRENCY={"serial": 1},
+    ):
         yield
 
 
@@ -85,6 +93,12 @@ def test_each_task_is_a_function_named_after_it(env: TestEnv) -> None:
     add = functions["tests.django_tasks_backend.taskapp.tasks.add"]
     assert add.name == "add"
     assert isinstance(task_backends["default"], SteplineBackend)
+    # the engine's functions, which its dashboard lists runs under
+    connection = stepline.django.get_client().connection
+    registered = connection.run_sync(_catalog.functions_flow(connection.settings))
+    names = {f.function_id.removeprefix("tasks-"): f.name for f in registered}
+    assert names["tests.django_tasks_backend.taskapp.tasks.add"] == "add"
+    assert names["tests.django_tasks_backend.taskapp.tasks.with_steps"] == "with_steps"
 
 
 def test_a_task_enqueued_returns_its_run_and_get_result_reads_it(env: TestEnv) -> None:
@@ -126,6 +140,57 @@ def test_a_flaky_task_is_retried_until_it_succeeds(env: TestEnv) -> None:
     assert result.return_value == {"key": "crm", "attempts": 3}
     assert result.attempts == 3
     assert tasks.attempts["crm"] == 3
+
+
+def attempts_over(env: TestEnv, result: Result, waits: list[float]) -> list[int]:
+    """The task's attempts so far after each of ``waits`` seconds of virtual time."""
+    seen = []
+    for wait in waits:
+        env.advance_sync(dt.timedelta(seconds=wait))
+        env.settle_sync()
+        result.refresh()
+        seen.append(result.attempts)
+    return seen
+
+
+def test_a_task_retries_on_its_own_backoff(env: TestEnv) -> None:
+    result = tasks.flaky_later.enqueue("crm", failures=2)  # TASK_BACKOFF: 60 s, then 600 s
+    env.settle_sync()
+    result.refresh()
+    assert (result.status, result.attempts) == (TaskResultStatus.READY, 1)
+    [error] = result.errors  # the attempt's own error, not the retry's
+    assert error.exception_class_path == "builtins.ConnectionError"
+    assert "attempt 1 of crm failed" in error.traceback
+    assert attempts_over(env, result, [58, 4, 590, 12]) == [1, 2, 2, 3]
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == {"key": "crm", "attempts": 3}
+
+
+def test_the_backends_backoff_times_every_tasks_retries(env: TestEnv) -> None:
+    result = tasks.explode.enqueue("later")  # BACKOFF: 5 s, 15 s, 45 s
+    env.settle_sync()
+    assert attempts_over(env, result, [4, 2, 13, 2, 43, 2]) == [1, 2, 2, 3, 3, 4]
+    assert result.status == TaskResultStatus.FAILED  # RETRIES=3 spent
+    assert result.errors[0].exception_class is tasks.TaskAppError
+    asynchronous = tasks.flaky_async.enqueue("async", failures=1)
+    env.settle_sync()
+    assert attempts_over(env, asynchronous, [4, 2]) == [1, 2]
+    assert asynchronous.return_value == 2
+
+
+def test_a_task_with_context_retries_its_body_on_the_backoff(env: TestEnv) -> None:
+    result = tasks.flaky_with_steps.enqueue("feed", failures=1)
+    env.settle_sync()
+    assert tasks.attempts["feed"] == 1
+    env.advance_sync(dt.timedelta(seconds=4))
+    env.settle_sync()
+    assert tasks.attempts["feed"] == 1  # BACKOFF: not before 5 s
+    env.advance_sync(dt.timedelta(seconds=2))
+    env.settle_sync()
+    assert tasks.attempts["feed"] == 2
+    result.refresh()
+    assert result.return_value == "FEED"
+    assert tasks.calls == ["feed"]  # its step ran once
 
 
 def test_an_unknown_result_does_not_exist(env: TestEnv) -> None:

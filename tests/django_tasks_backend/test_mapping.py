@@ -62,9 +62,43 @@ def test_options_are_checked_once() -> None:
     assert _options.from_params("default", {}, set()) == _options.BackendOptions()
 
 
+def test_backoff_options_time_retries_per_backend_and_per_task() -> None:
+    options = _options.from_params(
+        "default",
+        {
+            "BACKOFF": {"BASE": 10, "FACTOR": 3, "MAX": 100},
+            "TASK_BACKOFF": {"shop.tasks.sync": [60, 300], "shop.tasks.mail": None},
+        },
+        set(),
+    )
+    backoff = options.backoff_of("shop.tasks.other")
+    assert backoff is not None
+    assert [backoff.delay(n) for n in range(4)] == [10, 30, 90, 100]
+    assert backoff.delay(10_000) == 100  # no overflow
+    sync = options.backoff_of("shop.tasks.sync")
+    assert sync is not None
+    assert [sync.delay(n) for n in range(3)] == [60, 300, 300]
+    assert options.backoff_of("shop.tasks.mail") is None  # the engine's
+    default = _options.from_params("default", {"BACKOFF": {"BASE": 2}}, set()).backoff
+    assert default is not None
+    assert [default.delay(n) for n in range(3)] == [2, 4, 8]
+    assert default.delay(100) == _options.MAX_DELAY
+    assert _options.BackendOptions().backoff_of("shop.tasks.sync") is None
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
+        ({"BACKOFF": 10}, "list of seconds"),
+        ({"BACKOFF": []}, "list of seconds"),
+        ({"BACKOFF": [0.5]}, "seconds from 1 to 86400"),
+        ({"BACKOFF": [10, float("nan")]}, "seconds from 1 to 86400"),
+        ({"BACKOFF": {"FACTOR": 2}}, "needs BASE"),
+        ({"BACKOFF": {"BASE": 5, "STEP": 2}}, "unknown keys \\['STEP'\\]"),
+        ({"BACKOFF": {"BASE": 5, "FACTOR": 0.5}}, "from 1 to 100"),
+        ({"BACKOFF": {"BASE": 50, "MAX": 10}}, "at least BASE"),
+        ({"TASK_BACKOFF": {"a.b": [100_000]}}, "seconds from 1 to 86400"),
+        ({"TASK_BACKOFF": [1]}, "must be a dict"),
         ({"RETRY": 2}, "unknown keys \\['RETRY'\\]"),
         ({"RETRIES": 21}, "from 0 to 20"),
         ({"RETRIES": True}, "from 0 to 20"),

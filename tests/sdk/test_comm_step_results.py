@@ -10,6 +10,7 @@ import pytest
 
 import stepline
 import stepline.flask
+from stepline._errors import RetryAfterFailure
 from stepline._protocol import durations
 
 from .comm_calls import (
@@ -190,6 +191,30 @@ def test_retry_after_error_beside_steps_that_ran_is_the_steps_error_with_its_ret
     assert failed["error"]["name"] == "RetryAfterError"
     when = durations.parse_timestamp(response.headers["retry-after"])
     assert before + dt.timedelta(seconds=29) <= when <= after + dt.timedelta(seconds=31)
+
+
+def test_retry_after_failure_in_a_step_is_the_steps_own_error_with_its_retry_after() -> None:
+    """``RetryAfterFailure`` (the Django Tasks backend's backoff): the step's error, even
+    with no step before it in the call, reported as the exception it wraps."""
+    client = make_client()
+    cause = ConnectionError("gateway down")
+    error = RetryAfterFailure(cause, dt.timedelta(seconds=60))
+
+    @client.function(id="fn", trigger=stepline.TriggerEvent(event="demo/go"))
+    def fn(ctx: stepline.SyncContext) -> None:
+        ctx.step.run("boom", lambda: (_ for _ in ()).throw(error))
+
+    before = dt.datetime.now(dt.timezone.utc)
+    response = call(serve(client, fn), body=body_for(fn_id="fn-uuid", qi_id="qi-1"))
+    after = dt.datetime.now(dt.timezone.utc)
+    assert response.status == 206
+    [failed] = decoded(response)
+    assert (failed["op"], failed["id"]) == ("StepError", sha1("boom"))
+    assert failed["error"]["name"] == "ConnectionError"
+    assert failed["error"]["message"] == "gateway down"
+    assert "x-inngest-no-retry" not in response.headers
+    when = durations.parse_timestamp(response.headers["retry-after"])
+    assert before + dt.timedelta(seconds=59) <= when <= after + dt.timedelta(seconds=61)
 
 
 def test_function_level_plain_error_is_retriable_500() -> None:

@@ -251,10 +251,13 @@ class ExecutionState:
                 else:  # the answer names the step, so the engine lists the failure under it
                     self._ended_by = (slot, error)
                 return False  # it ends the function, not just the step (as in inngest-py)
-            if isinstance(error, _errors.RetryAfterError) and self._done:
+            if isinstance(error, _errors.RetryAfterError) and (
+                self._done or isinstance(error, _errors.RetryAfterFailure)
+            ):
                 # Steps already ran in this call: answering the error alone would drop them
                 # (they go with the answer) and run this step again at once. Report it as
-                # the step's error beside them, the answer carrying when to retry.
+                # the step's error beside them, the answer carrying when to retry. A
+                # RetryAfterFailure is the step's own exception: always the step's error.
                 self._retry_after = error
                 self._report_failure(slot, error)
             if isinstance(error, Exception) and not isinstance(error, _errors.RetryAfterError):

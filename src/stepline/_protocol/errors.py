@@ -13,6 +13,8 @@ __all__ = ["error_body"]
 
 def error_body(exc: BaseException) -> dict[str, Any]:
     """The wire error object ``{code, message, name, stack}`` for an exception."""
+    if isinstance(exc, _errors.RetryAfterFailure):
+        return error_body(exc.error)
     if isinstance(exc, _errors.StepError):
         return {"code": exc.code, "message": exc.message, "name": exc.name, "stack": exc.stack}
     code = exc.code if isinstance(exc, _errors.SteplineError) else "unknown"

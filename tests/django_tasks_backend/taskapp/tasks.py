@@ -76,6 +76,40 @@ def flaky(key: str, failures: int) -> dict[str, Any]:
     return {"key": key, "attempts": attempts[key]}
 
 
+@task
+def flaky_later(key: str, failures: int) -> dict[str, Any]:
+    """``flaky`` with a backoff of its own (``TASK_BACKOFF``: 60 s, then 600 s)."""
+    attempts[key] += 1
+    if attempts[key] <= failures:
+        raise ConnectionError(f"attempt {attempts[key]} of {key} failed")
+    return {"key": key, "attempts": attempts[key]}
+
+
+@task
+async def flaky_async(key: str, failures: int) -> int:
+    """An ``async def`` ``flaky`` on the backend's backoff."""
+    attempts[key] += 1
+    if attempts[key] <= failures:
+        raise ConnectionError(f"attempt {attempts[key]} of {key} failed")
+    return attempts[key]
+
+
+@task(takes_context=True)
+def flaky_with_steps(context: TaskContext[Any, Any], key: str, failures: int) -> str:
+    """Fails in its body, outside a step, ``failures`` times (retried on the backend's
+    backoff), then runs its step."""
+    run = sync_context(context)
+    attempts[key] += 1
+    if attempts[key] <= failures:
+        raise ConnectionError(f"attempt {attempts[key]} of {key} failed")
+
+    def fetch() -> str:
+        calls.append(key)
+        return key.upper()
+
+    return run.step.run("fetch", fetch)
+
+
 @task(takes_context=True)
 def with_steps(context: TaskContext[Any, Any], name: str) -> dict[str, Any]:
     run = sync_context(context)

@@ -12,10 +12,12 @@ function's body, between its own steps.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime as dt
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from inspect import iscoroutinefunction
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -23,10 +25,11 @@ from stepline._definition import function as _function
 from stepline._definition.function import Function
 from stepline._definition.options import Concurrency, Priority
 from stepline._definition.triggers import TriggerEvent
+from stepline._errors import RetryAfterFailure, SteplineError
 from stepline._execution.context import Context, SyncContext
 from stepline.django.tasks import _compat, _results
 from stepline.django.tasks._calls import EVENT_PREFIX, RUN_AFTER_STEP, TaskCall, function_id
-from stepline.django.tasks._options import BackendOptions
+from stepline.django.tasks._options import BackendOptions, Backoff
 
 __all__ = ["PRIORITY", "C", "SteplineTaskContext", "async_context", "build", "sync_context"]
 
@@ -92,8 +95,12 @@ def build(
         priority=Priority(run=PRIORITY),
         **extra,
     )
+    backoff = options.backoff_of(path)
     handler: Callable[..., Any]
-    handler = _async_handler(task) if iscoroutinefunction(task.func) else _sync_handler(task)
+    if iscoroutinefunction(task.func):
+        handler = _async_handler(task, backoff)
+    else:
+        handler = _sync_handler(task, backoff)
     return declare(handler)
 
 
@@ -105,35 +112,64 @@ def _queue_key(alias: str, queues: tuple[str, ...]) -> str:
     return f'event.data.queue in [{names}] ? {prefix} + event.data.queue : "run/" + event.id'
 
 
-def _sync_handler(task: _compat.Task[Any, Any]) -> Callable[[SyncContext], Any]:
+def _sync_handler(
+    task: _compat.Task[Any, Any], backoff: Backoff | None
+) -> Callable[[SyncContext], Any]:
     def run_task(ctx: SyncContext) -> Any:
         call = TaskCall.of(ctx.event.data)
         if call.run_after is not None:
             ctx.step.sleep_until(RUN_AFTER_STEP, call.run_after)
         if task.takes_context:
             context = _context(task, call, ctx)
-            return _compat.normalize_json(task.func(context, *call.args, **call.kwargs))
+            with _backing_off(backoff, ctx.attempt):
+                return _compat.normalize_json(task.func(context, *call.args, **call.kwargs))
         body = functools.partial(task.func, *call.args, **call.kwargs)
-        return ctx.step.run(task.name, lambda: _compat.normalize_json(body()))
+
+        def step() -> Any:
+            with _backing_off(backoff, ctx.attempt):
+                return _compat.normalize_json(body())
+
+        return ctx.step.run(task.name, step)
 
     return run_task
 
 
-def _async_handler(task: _compat.Task[Any, Any]) -> Callable[[Context], Awaitable[Any]]:
+def _async_handler(
+    task: _compat.Task[Any, Any], backoff: Backoff | None
+) -> Callable[[Context], Awaitable[Any]]:
     async def run_task(ctx: Context) -> Any:
         call = TaskCall.of(ctx.event.data)
         if call.run_after is not None:
             await ctx.step.sleep_until(RUN_AFTER_STEP, call.run_after)
         if task.takes_context:
             context = _context(task, call, ctx)
-            return _compat.normalize_json(await task.func(context, *call.args, **call.kwargs))
+            with _backing_off(backoff, ctx.attempt):
+                return _compat.normalize_json(await task.func(context, *call.args, **call.kwargs))
 
         async def body() -> Any:
-            return _compat.normalize_json(await task.func(*call.args, **call.kwargs))
+            with _backing_off(backoff, ctx.attempt):
+                return _compat.normalize_json(await task.func(*call.args, **call.kwargs))
 
         return await ctx.step.run(task.name, body)
 
     return run_task
+
+
+@contextlib.contextmanager
+def _backing_off(backoff: Backoff | None, attempt: int) -> Iterator[None]:
+    """An exception of the task's code, retried after ``backoff``'s wait for ``attempt``
+    (0-based) rather than the engine's; Stepline's own errors (``NonRetriableError``,
+    ``RetryAfterError``, a step's ``StepError``...) and interrupts pass as they are."""
+    if backoff is None:
+        yield
+        return
+    try:
+        yield
+    except SteplineError:
+        raise
+    except Exception as exc:
+        wait = dt.timedelta(seconds=backoff.delay(attempt))
+        raise RetryAfterFailure(exc, wait) from exc
 
 
 def sync_context(context: _compat.TaskContext[Any, Any]) -> SyncContext:
