@@ -5,8 +5,8 @@ tests that need no process, browser or database server on 3.10, 3.12 and 3.13, e
 fresh venv of nox's with the package and its `dev` extra installed (`make test-versions`,
 which CI runs after `make test`; nox runs the sessions one after another).
 
-On 3.12, where pip installs Django 6, the Django Tasks backend's process tests run too, on
-``django.tasks`` itself.
+On 3.12, where pip installs Django 6, the Django Tasks backend's process tests and the
+blocks of docs/django-tasks.md run too, on ``django.tasks`` itself.
 
 The interpreters are pyenv's: their bin directories go first on PATH, so nox finds the real
 `python3.X` rather than a pyenv shim (a shim runs only the version pyenv has selected).
@@ -79,6 +79,8 @@ def _install(session: nox.Session) -> None:
 #: whole suite, on 3.11, runs them on Django 5.2 with the ``django_tasks`` backport).
 DJANGO_6 = "3.12"
 DJANGO_TASKS_TESTS = "tests/django_tasks_backend"
+#: docs/django-tasks.md's blocks, which say they run on both
+DJANGO_TASKS_DOCS = "tests/docs/test_blocks.py::test_blocks_run[docs/django-tasks.md]"
 
 
 @nox.session(python=FAST_VERSIONS)
@@ -98,3 +100,4 @@ def fast(session: nox.Session) -> None:
     if session.python == DJANGO_6 and not session.posargs:
         session.run("python", "-c", "import django, django.tasks; assert django.VERSION >= (6,)")
         session.run("pytest", "-p", "no:randomly", DJANGO_TASKS_TESTS, "-m", "process")
+        session.run("pytest", "-p", "no:randomly", DJANGO_TASKS_DOCS)
