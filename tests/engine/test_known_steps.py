@@ -148,6 +148,46 @@ def test_a_step_by_step_run_reads_its_steps_once(db: str, monkeypatch: pytest.Mo
     assert len([r for r in reads if r in runs]) <= len(runs), reads
 
 
+def test_a_parent_reads_its_steps_as_it_calls_not_as_each_invoked_child_ends(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = []
+    get_steps = SqlTx.get_steps
+
+    def counted(self: SqlTx, run_id: str) -> list[StepRecord]:
+        reads.append(run_id)
+        return get_steps(self, run_id)
+
+    monkeypatch.setattr(SqlTx, "get_steps", counted)
+    client = stepline.Client("known", is_production=False, environ={})
+    width = 30
+
+    @client.function(id="child", trigger=stepline.TriggerEvent(event="known/never"), retries=0)
+    def child(ctx: stepline.SyncContext) -> object:
+        data: Any = ctx.event.data
+        return ctx.step.run("double", lambda: 2 * int(data["j"]))
+
+    @client.function(id="fan", trigger=stepline.TriggerEvent(event="known/fan"), retries=0)
+    def fan(ctx: stepline.SyncContext) -> object:
+        calls = [
+            (lambda j=j: ctx.step.invoke(f"c{j}", function=child, data={"j": j}))
+            for j in range(width)
+        ]
+        return sum(ctx.step.parallel(calls))
+
+    engine = EmbeddedEngine(client, [child, fan], database=db)
+    engine.start()
+    try:
+        handle = client.start_sync(fan, {})
+        # every child's result, and the parent resumed once all had ended, not before
+        assert handle.result(timeout=60) == width * (width - 1)
+    finally:
+        engine.stop()
+        client.close()
+    # its calls read them (the first and the last): a read as each child ended was 30 more
+    assert reads.count(handle.run_id) <= 4, reads.count(handle.run_id)
+
+
 def test_a_run_and_its_one_changed_step_are_written_together(db: str) -> None:
     async def body(store: Store) -> None:
         await atomic(store, lambda tx: tx.insert_run(run_record("R1")))

@@ -314,7 +314,10 @@ class RunTransitions:
 
     def resume(self, tx: Tx, pause: Pause, event: EventRecord, now: float) -> None:
         """A pause matched an event: resume the wait or invoke, or cancel the run."""
-        view = RunView.load(tx, pause.run_id)
+        if pause.kind is PauseKind.CANCEL or pause.step_id is None:
+            view = RunView.load(tx, pause.run_id)
+        else:
+            view = RunView.waited(tx, pause.run_id, pause.step_id)
         if view is None or view.run.status.terminal or not tx.delete_pause(pause.pause_id):
             return
         if pause.kind is PauseKind.CANCEL:
@@ -341,7 +344,7 @@ class RunTransitions:
     def wake(self, tx: Tx, job: Job, now: float) -> None:
         """A sleep ended: its memo is ``null``."""
         tx.queue.delete_job(job.job_id)
-        view = RunView.load(tx, job.run_id)
+        view = None if job.run_id is None else RunView.waited(tx, job.run_id, str(job.step_id))
         if view is not None and not view.run.status.terminal:
             self.finish_wait(tx, view, str(job.step_id), None, now)
 

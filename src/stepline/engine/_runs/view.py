@@ -74,6 +74,8 @@ class RunView:
     whole: bool = True
     #: ``loaded`` is in stored order (as read, then steps appended after the last)
     ordered: bool = True
+    #: a ``waited`` view: whether a step it did not load has not ended
+    others_pending: bool = False
 
     @classmethod
     def load(cls, tx: Tx, run_id: str | None, known: KnownSteps | None = None) -> RunView | None:
@@ -119,6 +121,17 @@ class RunView:
                 steps[step_id] = step
         return cls(run, dict(steps), steps, whole=False, ordered=False)
 
+    @classmethod
+    def waited(cls, tx: Tx, run_id: str, step_id: str) -> RunView | None:
+        """The run with only the step that waited, and whether any other step has not
+        ended: what ending a wait reads (``RunTransitions.finish_wait``). A run waiting
+        on n invoked children would otherwise read and decode its n steps as each child
+        ends: n² over the fan-out."""
+        view = cls.partial(tx, run_id, [step_id])
+        if view is not None:
+            view.others_pending = tx.pending_step(run_id, step_id)
+        return view
+
     def own(self, step_id: str) -> StepRecord | None:
         """The step, a copy of this view's own to change (None if there is none)."""
         step = self.steps.get(step_id)
@@ -163,7 +176,7 @@ class RunView:
 
     def any_pending(self) -> bool:
         """Whether a step is still planned, sleeping, waiting or calling."""
-        return any(not step.status.ended for step in self.steps.values())
+        return self.others_pending or any(not step.status.ended for step in self.steps.values())
 
     def end_pending(self, now: float) -> None:
         """The run ended: its steps still sleeping, waiting or calling end with it.

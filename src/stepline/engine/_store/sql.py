@@ -22,6 +22,7 @@ from stepline.engine._model import (
     Pause,
     Run,
     StepRecord,
+    StepStatus,
 )
 from stepline.engine._store import EventFilter, RunFilter, filters
 from stepline.engine._store.apps import AppsSql
@@ -77,6 +78,12 @@ _INSERT_LINK = insert("event_runs", "event_id, function_id, run_id, reason, at")
 _INSERT_KEY = insert("idempotency", "scope, key, expires_at", on_conflict="DO NOTHING")
 _ENDED = tuple(status.value for status in RunStatus if status.terminal)
 _ENDED_MARKS = ",".join("?" * len(_ENDED))
+_ENDED_STEPS = tuple(status.value for status in StepStatus if status.ended)
+#: one row of the run's other steps not ended, if any: the steps' key range, not decoded
+_PENDING_STEP = (
+    "SELECT 1 FROM steps WHERE run_id = ? AND step_id <> ? "
+    f"AND status NOT IN ({','.join('?' * len(_ENDED_STEPS))}) LIMIT 1"
+)
 _RUN_NAMES = tuple(name.strip() for name in RUN_COLUMNS.split(","))
 _JOB_NAMES = tuple(name.strip() for name in JOB_COLUMNS.split(","))
 _CALL_COLUMNS = ", ".join([f"j.{c}" for c in _JOB_NAMES] + [f"r.{c}" for c in _RUN_NAMES])
@@ -318,6 +325,11 @@ class SqlTx:
             f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? AND step_id = ?", (run_id, step_id)
         ).fetchone()
         return None if row is None else read_step(row)
+
+    def pending_step(self, run_id: str, but: str) -> bool:
+        if run_id in self._stepless:
+            return False
+        return self.execute(_PENDING_STEP, (run_id, but, *_ENDED_STEPS)).fetchone() is not None
 
     def put_step(self, step: StepRecord) -> None:
         self._stepless.discard(step.run_id)
