@@ -103,6 +103,7 @@ def test_each_task_is_a_function_named_after_it(env: TestEnv) -> None:
 
 def test_a_task_enqueued_returns_its_run_and_get_result_reads_it(env: TestEnv) -> None:
     result = tasks.add.enqueue(2, 3)
+    assert type(result) is TaskResult  # Django's own
     assert result.status == TaskResultStatus.READY
     assert result.args == [2, 3]
     assert result.kwargs == {}
@@ -191,6 +192,7 @@ def test_a_task_with_context_retries_its_body_on_the_backoff(env: TestEnv) -> No
     result.refresh()
     assert result.return_value == "FEED"
     assert tasks.calls == ["feed"]  # its step ran once
+    assert result.attempts == 1  # its step's: a failure outside a step is not counted
 
 
 def test_an_unknown_result_does_not_exist(env: TestEnv) -> None:
@@ -351,9 +353,19 @@ def test_an_async_task_runs_on_the_engine(env: TestEnv) -> None:
 @pytest.mark.anyio
 async def test_aenqueue_and_aget_result(env: TestEnv) -> None:
     result = await tasks.add.aenqueue(1, 2)
+    assert type(result) is TaskResult
+    assert result.status == TaskResultStatus.READY
     assert await env.get_run(result.id).result() == 3
     got = await tasks.add.aget_result(result.id)
+    assert type(got) is TaskResult
     assert got.return_value == 3
+    assert got.attempts == 1
+    failed = await tasks.give_up.aenqueue("declined")
+    with pytest.raises(stepline.RunFailedError):
+        await env.get_run(failed.id).result()
+    read = await tasks.give_up.aget_result(failed.id)
+    assert read.status == TaskResultStatus.FAILED
+    assert read.errors[0].exception_class is stepline.NonRetriableError
     await result.arefresh()
     assert result.status == TaskResultStatus.SUCCESSFUL
 
