@@ -121,5 +121,9 @@ def define(
     return child, journey, dozer
 
 
-client = stepline.Client(app_id=APP_ID, is_production=False, checkpointing=False)
+#: the version the recorded runs start on: their export and the check's verdicts carry it
+APP_VERSION = "2026-11-27.1"
+client = stepline.Client(
+    app_id=APP_ID, is_production=False, checkpointing=False, app_version=APP_VERSION
+)
 child, journey, dozer = define(client)

@@ -434,12 +434,20 @@ def test_an_official_app_checked_over_its_serve_url(
     assert sorted(verdicts) == sorted(official_runs.live)
     assert {r["function_id"] for r in verdicts.values()} == {f"{OFFICIAL}-order"}
     for verdict in verdicts.values():
+        assert verdict["sdk"].startswith("inngest-py:"), verdict  # the official SDK answered
         if variant == "append":
             assert verdict["verdict"] == "ok", verdict
         else:
+            # as much as the wire shows: the first recorded step the app no longer plans
+            # in its turn, and what it plans there instead (no code location)
             assert verdict["verdict"] == "diverged", verdict
             assert names(verdict["missing"]) == ["a"], verdict
-            assert "ctx.patched" in verdict["fix"], verdict
+            assert names(verdict["new"]) == ["b"], verdict
+            assert verdict["reordered"] == [], verdict
+            assert all(s["location"] is None for s in verdict["missing"] + verdict["new"])
+            # the official SDK has no ctx.patched: the fix is a pin or a new function id
+            assert "ctx.patched(" not in verdict["fix"], verdict
+            assert "inngest.Inngest(app_version=...)" in verdict["fix"], verdict
     assert_untouched(engine, counter, official_runs)
 
 

@@ -180,6 +180,13 @@ def test_replayed_with_test_env_every_step_answered_from_the_record(recorded: Re
     journal = Journal.load(recorded.whole)
     assert journal.status == "Completed"
     assert journal.output == recorded.run["output"]
+    # the trigger, the timings and the app version the run started on
+    assert journal.events[0]["data"] == {"order": 7, "card": {"token": "tok_1"}}
+    assert journal.app_version == app.APP_VERSION
+    assert journal.started_at is not None
+    assert journal.ended_at is not None
+    assert all(s.started_at is not None and s.ended_at is not None for s in journal.steps)
+    assert {s.name: s.attempts for s in journal.steps}["charge"] == 3, "the retries recorded"
     before = collections.Counter(app.BODIES)
 
     played = TestEnv(app.client, _functions()).replay_sync(recorded.whole)
@@ -290,6 +297,7 @@ def test_the_deploy_check_passes_the_live_runs_on_the_same_code(recorded: Record
     for results in verdicts.values():
         [verdict] = results
         assert (verdict["run_status"], verdict["verdict"]) == ("Running", "ok")
+        assert verdict["app_version"] == app.APP_VERSION
 
 
 def test_the_deploy_check_fails_the_waiting_run_on_a_renamed_step(recorded: Recorded) -> None:

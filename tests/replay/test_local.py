@@ -7,6 +7,7 @@ body appends to ``ran``: a check must never run one.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import socket
 import threading
@@ -326,3 +327,30 @@ def test_runs_of_an_on_failure_handler_are_checked_against_it() -> None:
     assert check(pay, journal).verdict == "ok"
     gone = recorded(handler.composite_id, [ran("other", 1)], [])
     assert check(pay, gone).verdict == "diverged"
+
+
+def test_the_fix_names_what_the_apps_sdk_has() -> None:
+    """Stepline's SDK (in process, or over the wire) gets ctx.patched with where to put it;
+    an app on an official SDK, which has no ctx.patched, a pin or a new function id."""
+    verdict = check(flow("order", ["b", "c"], nap_after="b"), V1)
+    stepline_fix = verdict.fix()
+    assert stepline_fix is not None
+    assert 'if ctx.patched("a-change"):' in stepline_fix
+    over_the_wire = dataclasses.replace(verdict, sdk="stepline-py:v0.1.0")
+    assert not over_the_wire.official_sdk
+    assert over_the_wire.fix() == stepline_fix
+
+    official = dataclasses.replace(verdict, sdk="inngest-py:v0.5.19")
+    assert official.official_sdk
+    fix = official.fix()
+    assert fix is not None
+    assert "ctx.patched(" not in fix
+    assert "has no ctx.patched" in fix
+    assert "inngest-py:v0.5.19" in fix
+    assert "inngest.Inngest(app_version=...)" in fix
+    assert "new function id" in fix
+    assert 'keep step "a"' in fix
+    assert official.to_json()["sdk"] == "inngest-py:v0.5.19"
+    assert official.to_json()["fix"] == fix
+    assert verdict.to_json()["sdk"] is None
+    assert dataclasses.replace(official, verdict="ok", missing=(), new=()).fix() is None

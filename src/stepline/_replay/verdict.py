@@ -69,6 +69,8 @@ class RunVerdict:
         departs: the first step the new code reaches where the record has another: where
             the change is (None when the replay could not tell).
         expected: the recorded step the record has there.
+        sdk: what the app's SDK calls itself (``x-inngest-sdk``), for a check over a serve
+            URL; None in process (Stepline's own SDK).
     """
 
     run_id: str
@@ -84,6 +86,12 @@ class RunVerdict:
     app_version: str | None = None
     departs: StepRef | None = None
     expected: StepRef | None = None
+    sdk: str | None = None
+
+    @property
+    def official_sdk(self) -> bool:
+        """Whether the app checked is on an official ``inngest`` SDK (no ``ctx.patched``)."""
+        return self.sdk is not None and not self.sdk.startswith("stepline")
 
     @classmethod
     def of(cls, journal: Journal, verdict: Kind, **details: Any) -> RunVerdict:
@@ -120,6 +128,16 @@ class RunVerdict:
 
     def fix(self) -> str | None:
         """What to change before deploying, or None when nothing needs to."""
+        if self.verdict == "diverged" and self.official_sdk:
+            first = (self.missing or self.reordered)[0].name
+            return (
+                f"the official SDK ({self.sdk}) has no ctx.patched: pin these runs to their "
+                "version (give the app a version, inngest.Inngest(app_version=...), serve the "
+                "new one at its own URL and keep the old one serving until these runs end: "
+                "stepline apps versions shows them drain), or ship the change under a new "
+                f'function id and keep this one until its runs end; keep step "{first}" where '
+                "the record has it otherwise: see docs/versioning.md"
+            )
         if self.verdict == "diverged":
             anchor = self.departs.location if self.departs is not None else None
             if anchor is None:
@@ -155,6 +173,7 @@ class RunVerdict:
             "departs": None if self.departs is None else self.departs.to_json(),
             "expected": None if self.expected is None else self.expected.to_json(),
             "notes": list(self.notes),
+            "sdk": self.sdk,
             "summary": self.summary(),
             "fix": self.fix(),
         }

@@ -54,6 +54,7 @@ def check_flow(
     )
     if answer.sdk.startswith("stepline"):
         return _stepline_verdict(journal, answer, names)
+    sdk = answer.sdk or "unknown"
     for k, step_id in enumerate(expected):
         given = {i: memos[i] for i in expected[:k]}
         answer = yield from _call(
@@ -64,24 +65,23 @@ def check_flow(
         missing = (StepRef(step_id, names.get(step_id, step_id)),)
         if answer.status == 206:
             new = tuple(StepRef(i, answer.planned[i]) for i in answer.planned)
-            return RunVerdict.of(journal, "diverged", missing=missing, new=new)
+            return RunVerdict.of(journal, "diverged", missing=missing, new=new, sdk=sdk)
         if answer.status == 200:
             return RunVerdict.of(
                 journal,
                 "diverged",
                 missing=missing,
                 error=f"the app's function returns after {k} recorded step(s)",
+                sdk=sdk,
             )
         return RunVerdict.of(
             journal,
             "failed",
             missing=missing,
             error=f"the app answers {answer.status} after {k} recorded step(s): {answer.message}",
+            sdk=sdk,
         )
-    return RunVerdict.of(
-        journal,
-        "ok",
-    )
+    return RunVerdict.of(journal, "ok", sdk=sdk)
 
 
 def _stepline_verdict(journal: Journal, answer: _Answer, names: Mapping[str, str]) -> RunVerdict:
@@ -100,17 +100,22 @@ def _stepline_verdict(journal: Journal, answer: _Answer, names: Mapping[str, str
             missing=refs("missing"),
             reordered=refs("reordered"),
             new=refs("new"),
+            sdk=answer.sdk,
         )
     if answer.status in (200, 206):
-        return RunVerdict.of(journal, "ok")
+        return RunVerdict.of(journal, "ok", sdk=answer.sdk)
     if answer.error_name == "NetworkBlockedError":
         return RunVerdict.of(
             journal,
             "inconclusive",
             error=f"the code outside steps tried the network: {answer.message}",
+            sdk=answer.sdk,
         )
     return RunVerdict.of(
-        journal, "failed", error=f"the app answers {answer.status}: {answer.message}"
+        journal,
+        "failed",
+        error=f"the app answers {answer.status}: {answer.message}",
+        sdk=answer.sdk,
     )
 
 
