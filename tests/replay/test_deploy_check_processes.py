@@ -200,13 +200,14 @@ def deploy_check(engine_url: str, target: str, *args: str, **env: str) -> Checke
     return Checked(done.returncode, done.stdout, done.stderr)
 
 
-def check_v2(engine_url: str, counter: Counter, variant: str, *args: str) -> Checked:
+def check_v2(engine_url: str, counter: Counter, variant: str, *args: str, **env: str) -> Checked:
     return deploy_check(
         engine_url,
         "tests.apps.deploy_v2:client",
         *args,
         DEPLOY_VARIANT=variant,
         DEPLOY_COUNTER_URL=counter.url,
+        **{"GITHUB_ACTIONS": "false", **env},  # as in a CI job of another kind, unless set
     )
 
 
@@ -292,10 +293,21 @@ def test_a_step_removed_or_reordered_fails_naming_it(
 
 
 def test_the_text_summary_names_the_verdict_and_the_steps(
-    engine: str, counter: Counter, stepline_runs: Recorded
+    engine: str, counter: Counter, stepline_runs: Recorded, tmp_path: Path
 ) -> None:
     failing = check_v2(engine, counter, "remove")
     passing = check_v2(engine, counter, "append")
+    summary = tmp_path / "step-summary.md"
+    in_actions = check_v2(
+        engine,
+        counter,
+        "remove",
+        GITHUB_ACTIONS="true",
+        GITHUB_STEP_SUMMARY=str(summary),
+    )
+    as_json = check_v2(
+        engine, counter, "remove", "--json", GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary)
+    )
 
     assert failing.code == 1, (failing.out, failing.err)
     count = len(stepline_runs.live)
@@ -308,6 +320,21 @@ def test_the_text_summary_names_the_verdict_and_the_steps(
     assert passing.code == 0, (passing.out, passing.err)
     assert f"ok   {FUNCTION}: {count} run(s) replay as recorded" in passing.out
     assert "PASSED: no run would diverge" in passing.out
+    assert "::error" not in failing.out, "annotations only under GitHub Actions"
+    # under GitHub Actions: an annotation per run on the line where the code departs, and
+    # the summary on the job's page; --json prints the report alone
+    assert in_actions.code == as_json.code == 1, (in_actions.err, as_json.err)
+    assert in_actions.out.startswith(failing.out.split("replayed in")[0])
+    annotations = [line for line in in_actions.out.splitlines() if line.startswith("::")]
+    assert len(annotations) == count, in_actions.out
+    path, after = line_of('if VARIANT == "remove":').split(":")
+    line = str(int(after) + 1)  # where v2 now reaches "b" and the record has "a"
+    for annotation in annotations:
+        assert annotation.startswith(f"::error file={path},line={line},title="), annotation
+    assert sorted(as_json.verdicts()) == sorted(stepline_runs.live)
+    written = summary.read_text()
+    assert written.count("### stepline deploy check **failed**") == 2
+    assert 'recorded step no longer reached: "a"' in written
     assert_untouched(engine, counter, stepline_runs)
 
 

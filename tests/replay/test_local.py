@@ -354,3 +354,32 @@ def test_the_fix_names_what_the_apps_sdk_has() -> None:
     assert official.to_json()["fix"] == fix
     assert verdict.to_json()["sdk"] is None
     assert dataclasses.replace(official, verdict="ok", missing=(), new=()).fix() is None
+
+
+def test_github_annotations_point_at_the_line_where_the_code_departs() -> None:
+    report = CheckReport(target="app:client", engine="http://127.0.0.1:8288", checked_at="now")
+    report.add(check(flow("order", ["a", "b", "c"], nap_after="b"), V1))
+    assert report.annotations() == []
+    diverged = check(flow("order", ["b", "c"], nap_after="b"), V1)
+    report.add(diverged)
+    report.add(RunVerdict.of(V1, "inconclusive", error="tried the network, 100% sure"))
+
+    error, warning = report.annotations()
+    where = diverged.location()
+    assert where is not None
+    assert where.startswith("tests/replay/test_local.py:")
+    path, line = where.split(":")
+    assert error.startswith(
+        f"::error file={path},line={line},title=stepline deploy check%3A shop-order::"
+        f"run {V1.run_id} (Running): diverged: recorded step no longer reached"
+    )
+    assert "%0Afix: wrap the change at" in error, "the fix on a line of its own"
+    assert "\n" not in error
+    assert warning.startswith("::warning title=stepline deploy check%3A shop-order::run ")
+    assert warning.endswith("tried the network, 100%25 sure"), "escaped as Actions reads it"
+    report.strict = True
+    assert report.annotations()[1].startswith("::error ")
+
+    markdown = report.markdown()
+    assert markdown.startswith("### stepline deploy check **failed**\n\n```text\n")
+    assert report.render() in markdown

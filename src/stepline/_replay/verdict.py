@@ -157,6 +157,15 @@ class RunVerdict:
             )
         return None
 
+    def location(self) -> str | None:
+        """Where in the new code the run departs from its record (``path:line``), if known."""
+        if self.departs is not None and self.departs.location:
+            return self.departs.location
+        return next(
+            (s.location for s in (*self.reordered, *self.new, *self.missing) if s.location),
+            None,
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The verdict's object in the report."""
         return {
@@ -268,6 +277,36 @@ class CheckReport:
             "functions": [f.to_json() for f in self.functions.values()],
         }
 
+    def annotations(self) -> list[str]:
+        """GitHub Actions workflow commands: an ``::error`` per run that would diverge or
+        fail (``::warning`` for an inconclusive one), on the line of the new code where it
+        departs when known, so the job's summary and the pull request's diff show it."""
+        lines = []
+        for verdict in self.verdicts:
+            if verdict.verdict == "ok":
+                continue
+            failing = verdict.verdict in FAILING or self.strict
+            level = "error" if failing else "warning"
+            props = [f"title={_escape_property(f'stepline deploy check: {verdict.function_id}')}"]
+            where = verdict.location()
+            if where is not None:
+                path, _, line = where.rpartition(":")
+                if path and line.isdigit():
+                    props[:0] = [f"file={_escape_property(path)}", f"line={line}"]
+            text = f"run {verdict.run_id} ({verdict.run_status}): {verdict.verdict}: "
+            text += verdict.summary()
+            fix = verdict.fix()
+            if fix:
+                text += f"\nfix: {fix}"
+            lines.append(f"::{level} {','.join(props)}::{_escape_data(text)}")
+        return lines
+
+    def markdown(self) -> str:
+        """The summary for a CI job's page (``$GITHUB_STEP_SUMMARY``): a verdict line and the
+        text summary in a code block."""
+        head = "passed" if self.ok else "**failed**"
+        return f"### stepline deploy check {head}\n\n```text\n{self.render()}\n```\n"
+
     def render(self) -> str:
         """The summary a CI log shows: a line per function, the runs that fail it, a verdict."""
         total = counts(self.verdicts)
@@ -313,3 +352,13 @@ class CheckReport:
             extra = f", {total['inconclusive']} inconclusive" if self.strict else ""
             lines.append(f"FAILED: {bad} run(s) would diverge or fail{extra}")
         return "\n".join(lines)
+
+
+def _escape_data(text: str) -> str:
+    """A workflow command's message, escaped as GitHub Actions reads it."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    """A workflow command's property value, escaped as GitHub Actions reads it."""
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -18,6 +19,7 @@ from stepline import _settings
 from stepline._api import journals
 from stepline._errors import ConfigError, SteplineError
 from stepline._replay import deploy_check, wire
+from stepline._replay.verdict import CheckReport
 from stepline._transport import effects, performers
 
 #: The top-level command this module serves.
@@ -113,12 +115,29 @@ def main(
         out.write(json.dumps(document, indent=2) + "\n")
     else:
         out.write(report.render() + "\n")
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        _github(report, None if args.json else out, err)
     if args.upload:
         try:
             effects.drive_sync(journals.upload_flow(settings, document), transport.perform)
         except SteplineError as exc:
             print(f"stepline deploy check: the report was not uploaded: {exc}", file=err)
     return 0 if report.ok else EXIT_DIVERGED
+
+
+def _github(report: CheckReport, out: TextIO | None, err: TextIO) -> None:
+    """Under GitHub Actions: an annotation per failing run (on the line where the new code
+    departs, when known; not with ``--json``, whose output is the report alone), and the
+    summary on the job's page (``$GITHUB_STEP_SUMMARY``)."""
+    if out is not None:
+        out.writelines(line + "\n" for line in report.annotations())
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        try:
+            with open(summary, "a", encoding="utf-8") as file:
+                file.write(report.markdown())
+        except OSError as exc:
+            print(f"stepline deploy check: cannot write {summary}: {exc.strerror}", file=err)
 
 
 def add_export(actions: Any) -> argparse.ArgumentParser:
