@@ -221,3 +221,29 @@ def test_a_run_the_test_engine_recorded_plays_back_the_same() -> None:
         played = env.replay_sync(journal)
     assert played.same
     assert played.output == "hi Ada"
+
+
+def test_the_calls_see_the_records_times_as_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The virtual clock: each call of the function reads the record's time at that point
+    of the run (its start, then each answered step's end), not the wall clock, so a sleep
+    the code plans is timed from where the run was."""
+    from stepline._execution import invocation
+
+    seen: list[dt.datetime] = []
+    real = invocation.call_sync
+
+    def spying(*args: Any) -> Any:
+        seen.append(args[-1]())  # the clock the step tools read
+        return real(*args)
+
+    monkeypatch.setattr(invocation, "call_sync", spying)
+    played = play(checkout)
+    assert played.same, played.difference
+
+    def at(text: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    assert seen[0] == at("2026-11-27T06:00:00Z"), "the run's start"
+    assert seen == sorted(seen), "the clock never goes back"
+    assert at("2026-11-27T06:05:01Z") in seen, "after the sleep: its end, 5 minutes on"
+    assert seen[-1] == at("2026-11-27T06:20:03Z"), "the last step's end"
