@@ -1,5 +1,5 @@
 """Every ``/v1`` operation's answers against the document, in process (the fast tier's
-share of ``test_fuzz.py``).
+share of ``test_fuzz_sqlite.py`` and ``test_fuzz_postgres.py``).
 
 A dev-mode engine with one function and one live run serves through a ``TestClient``;
 for each operation of the document, schemathesis generates valid requests (a few per
@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from stepline.engine._http.contract import document
-from tests.contract.test_fuzz import APP
+from tests.contract.fuzz_run import APP
 
 SCHEMA = schemathesis.openapi.from_dict(document.document())
 OPERATIONS = {found.ok().label: found.ok() for found in SCHEMA.get_all_operations()}

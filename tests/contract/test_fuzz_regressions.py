@@ -1,4 +1,5 @@
-"""The cases the REST v1 fuzz run (``test_fuzz.py``) found, each as it was found.
+"""The cases the REST v1 fuzz run (``test_fuzz_sqlite.py``, ``test_fuzz_postgres.py``) found,
+each as it was found.
 
 Each answered 500, or something the document does not describe; each now answers as the
 document says.
@@ -15,7 +16,7 @@ from starlette.testclient import TestClient
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
 from tests._support.databases import database
-from tests.contract.test_fuzz import APP
+from tests.contract.fuzz_run import APP
 
 
 @pytest.fixture
