@@ -105,7 +105,9 @@ def values(schema: Any) -> st.SearchStrategy[Any]:
     properties = schema.get("properties", {})
     required = set(schema.get("required", ()))
     extra = schema.get("additionalProperties")
-    if not properties and extra is not None:
+    if not properties and extra is True:
+        return st.dictionaries(st.text(max_size=4), _JSON, max_size=3)
+    if not properties and isinstance(extra, dict):
         return st.dictionaries(st.text(min_size=1, max_size=4), values(extra), max_size=3)
     if not properties:
         return st.dictionaries(st.text(max_size=4), _JSON, max_size=3)

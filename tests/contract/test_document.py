@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 import schemathesis
+import starlette.routing
 from starlette.testclient import TestClient
 
 from stepline._protocol import signing
@@ -26,6 +27,7 @@ from stepline.engine._http.contract import document, operations
 
 SIGNING_KEY = "signkey-prod-" + "d00d" * 16
 V1_ROWS = [row for row in access.ENGINE if document.described(row)]
+JSON = {"content-type": "application/json"}
 
 
 def _operations(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -68,6 +70,91 @@ def test_each_operation_names_its_rows_credentials_and_path_parameters(
         if status.startswith(("4", "5")):
             schema = answer["content"]["application/json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/Error"}
+
+
+@pytest.mark.parametrize("mode", ["start", "dev"])
+def test_every_v1_route_the_app_serves_is_in_the_document_and_nothing_else(
+    tmp_path: Path, mode: str
+) -> None:
+    # the app's own routes, not the table they are built from: a route added beside the
+    # table would be missed by the test above
+    settings = EngineSettings(database_url=str(tmp_path / "e.db"))
+    if mode == "start":
+        settings = EngineSettings(
+            mode="start", database_url=str(tmp_path / "e.db"), signing_keys=(SIGNING_KEY,)
+        )
+    served = {
+        (method, document.openapi_path(route.path))
+        for route in build_app(Engine(settings)).routes
+        if isinstance(route, starlette.routing.Route) and route.path.startswith("/v1/")
+        for method in route.methods or ()
+        if method != "HEAD"  # Starlette's own, beside every GET
+    }
+    assert served, "the app serves no /v1 route"
+    assert sorted(served - set(_operations(document.document()))) == [], "undescribed routes"
+    assert sorted(set(_operations(document.document())) - served) == [], "routes not served"
+
+
+def _error_schema() -> dict[str, Any]:
+    schemas = document.document()["components"]["schemas"]
+    return {**schemas["Error"], "components": {"schemas": schemas}}
+
+
+def test_the_error_object_has_code_message_and_details() -> None:
+    error = document.document()["components"]["schemas"]["Error"]
+    assert error["required"] == ["code", "message", "details", "error"]
+    assert error["properties"]["details"]["type"] == "object"
+
+
+def test_every_kind_of_refusal_is_the_one_error_object(tmp_path: Path) -> None:
+    """Refusals written by each part of the engine: the router, the dev guard, the
+    credential check, a handler's refusal, a lookup, a store's conflict."""
+    schema = _error_schema()
+    found: list[tuple[str, int, dict[str, Any]]] = []  # what, status, body
+
+    def refused(label: str, answer: Any, status: int) -> None:
+        assert answer.status_code == status, (label, answer.text)
+        assert answer.headers["content-type"].startswith("application/json"), label
+        found.append((label, status, answer.json()))
+
+    dev = Engine(EngineSettings(database_url=str(tmp_path / "dev.db")))
+    with TestClient(build_app(dev), base_url="http://127.0.0.1") as http:
+        refused("router miss", http.get("/v1/no-such-route"), 404)
+        refused("method", http.put("/v1/runs"), 405)
+        refused("unknown run", http.get("/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV"), 404)
+        refused("bad query", http.get("/v1/runs", params={"limit": "x"}), 400)
+        refused("bad body", http.post("/v1/bulk/cancel", content=b"{", headers=JSON), 400)
+        refused("cross-site", http.post("/v1/runs/x/cancel"), 403)
+        refused("foreign host", http.get("/v1/runs", headers={"host": "evil.example"}), 403)
+    production = EngineSettings(
+        mode="start", database_url=str(tmp_path / "start.db"), signing_keys=(SIGNING_KEY,)
+    )
+    with TestClient(build_app(Engine(production))) as http:
+        refused("no credential", http.get("/v1/runs"), 401)
+    for label, _, body in found:
+        jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
+        assert body["message"], label
+        assert body["message"] == body["error"], label
+        assert isinstance(body["details"], dict), label
+    codes = {label: body["code"] for label, _, body in found}
+    assert codes["router miss"] == codes["unknown run"] == "not_found"
+    assert codes["no credential"] == "unauthorized"
+    assert codes["method"] == "method_not_allowed"
+
+
+def test_a_refusals_own_fields_are_its_details_too() -> None:
+    from stepline.engine._http import wire
+
+    assert wire.error_body(409, "taken", code="run_id_taken") == {
+        "code": "run_id_taken", "message": "taken", "details": {}, "error": "taken",
+    }  # fmt: skip
+    skipped = wire.error_body(409, "skipped", event_id="e1")
+    assert skipped["code"] == "conflict"
+    assert skipped["details"] == {"event_id": "e1"}
+    assert skipped["event_id"] == "e1"
+    query = wire.error_body(400, "bad query", details={"reason": "r", "position": 3})
+    assert query["details"] == {"reason": "r", "position": 3}
+    assert wire.error_object(400, query) == query  # once is enough
 
 
 def test_a_v1_route_without_an_operation_stops_the_app_from_being_built(

@@ -41,8 +41,12 @@ def test_a_bulk_filter_time_past_what_a_date_can_hold_is_refused_and_the_list_st
 def test_a_list_filter_time_a_date_cannot_hold_is_a_400(http: TestClient, value: str) -> None:
     answer = http.get("/v1/runs", params={"since": value})
     assert answer.status_code == 400, answer.text
+    message = f"since: want an RFC 3339 time or unix seconds, got {value!r}"
     assert answer.json() == {
-        "error": f"since: want an RFC 3339 time or unix seconds, got {value!r}"
+        "code": "bad_request",
+        "message": message,
+        "details": {},
+        "error": message,
     }
     assert http.get("/v1/events", params={"received_after": value}).status_code == 400
 
@@ -70,6 +74,6 @@ def test_an_idempotency_key_with_nul_is_a_400_on_every_store(
     # Postgres refuses NUL in text: the key reached its lookup and answered 500
     answer = on_store.post(path, json=body)
     assert answer.status_code == 400, answer.text
-    assert answer.json() == {
-        "error": "idempotency_key: want a string of 1-256 characters, without NUL"
-    }
+    assert answer.json()["message"] == (
+        "idempotency_key: want a string of 1-256 characters, without NUL"
+    )

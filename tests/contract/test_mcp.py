@@ -115,11 +115,14 @@ def test_read_only_by_default(engine: tuple[str, str]) -> None:
             ("list_events", {"limit": 5}),
             ("function_metrics", {"function_id": "mcp-fn", "window": "1h"}),
             ("cancel_run", {"run_id": run_id}),
+            ("replay_run", {"run_id": run_id}),
+            ("show_run", {"run_id": run_id}),
             ("show_run", {"run_id": "01NOSUCHRUN0000000000000000"}),
         )
     )
     assert listed == READ
-    functions, runs, run, steps, errors, events, metrics, cancel, unknown = answers
+    assert not set(WRITE) & set(listed)
+    functions, runs, run, steps, errors, events, metrics, cancel, replay, after, unknown = answers
     assert not functions[0]
     assert json.loads(functions[1])["data"][0]["function_id"] == "mcp-fn"
     assert [r["run_id"] for r in json.loads(runs[1])["data"]] == [run_id]
@@ -128,6 +131,10 @@ def test_read_only_by_default(engine: tuple[str, str]) -> None:
         assert not answer[0], answer
     assert cancel[0]
     assert "cancel_run" in cancel[1]
+    assert replay[0]
+    assert "replay_run" in replay[1]
+    # refused before any REST call: the run is as it was, and no replay was started
+    assert json.loads(after[1])["data"]["status"] in ("Queued", "Running")
     assert unknown[0]
     assert "not found" in unknown[1]
 
@@ -142,16 +149,19 @@ def test_write_tools_need_allow_writes(engine: tuple[str, str]) -> None:
             ("signal_run", {"run_id": run_id, "name": "approved", "data": {"ok": True}}),
             ("cancel_run", {"run_id": run_id}),
             ("show_run", {"run_id": run_id}),
+            ("replay_run", {"run_id": run_id}),
         )
     )
     assert listed == sorted(READ + WRITE)
-    paused, resumed, signal, cancelled, shown = answers
+    paused, resumed, signal, cancelled, shown, replayed = answers
     assert json.loads(paused[1])["data"]["paused"]["reason"] == "maintenance"
     assert json.loads(resumed[1])["data"]["paused"] is None
     assert signal[0]  # the run waits for no signal: the engine's 404, as the tool's error
     assert "approved" in signal[1] or "waiting" in signal[1]
     assert json.loads(cancelled[1])["data"] == {"run_id": run_id, "status": "Cancelled"}
     assert json.loads(shown[1])["data"]["status"] == "Cancelled"
+    assert not replayed[0], replayed
+    assert json.loads(replayed[1])["data"]["run_id"] != run_id  # a new run, from the start
 
 
 @pytest.mark.parametrize("key", [None, "signkey-prod-" + "0bad" * 16])

@@ -1,6 +1,7 @@
 """The dashboard's API reference, in headless Chromium: rendered from ``/v1/openapi.json``,
 one entry per operation of the document, each with its credentials, parameters and
-answers; a shape's link opens that shape."""
+answers; a shape's link opens that shape; every request the page makes is the engine's
+own (no CDN: scripts, styles and fonts ship with the engine)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def test_the_reference_lists_every_operation_of_the_document(engine_url: str, ta
     document = httpx.get(f"{engine_url}/v1/openapi.json").json()
     ids = sorted(op["operationId"] for item in document["paths"].values() for op in item.values())
     page = tab.page
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     page.goto(f"{engine_url}/#/reference")
     expect(page.locator("h1")).to_have_text("API reference")
     expect(page.locator(".reference-op")).to_have_count(len(ids))
@@ -53,3 +56,6 @@ def test_the_reference_lists_every_operation_of_the_document(engine_url: str, ta
     start.get_by_role("link", name="Error").first.click()
     expect(page.locator("#shape-Error")).to_have_attribute("open", "")
     expect(page.locator("#shape-Error")).to_contain_text("what is wrong, for people")
+    assert any(url.endswith("/v1/openapi.json") for url in requested), requested
+    foreign = [url for url in requested if not url.startswith(f"{engine_url}/")]
+    assert foreign == [], f"requests beyond the engine: {foreign}"

@@ -34,7 +34,13 @@ What a file's blocks get from this harness, and nothing else:
   background once it listens on its ``--port`` (else ``STEPLINE_PORT``), until the file's
   test ends; the ports the docs name (8288, 8000, 5000) are swapped for free ones (in
   commands and in ``# name.py`` files alike), ``STEPLINE_PORT`` is the engine's and
-  ``STEPLINE_API_BASE_URL`` points the CLI at it.
+  ``STEPLINE_API_BASE_URL`` points the CLI at it;
+* TypeScript blocks (``ts``) and ``npx`` commands get the packages of
+  ``tests/docs/typescript`` (openapi-typescript, openapi-fetch, typescript), installed from
+  its committed lock (``tests/_support/npm``) and linked as the working directory's
+  ``node_modules``, so ``npx`` runs them without asking the registry; each ``ts`` block is
+  written to ``block_<line>.ts`` and must pass ``tsc --noEmit --strict`` (it type-checks,
+  against the types a block above generated, say; it is not run).
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ from sybil import Document, Example, Sybil
 from sybil.parsers.markdown import CodeBlockParser
 
 import stepline.testing
+from tests._support import npm
 from tests._support.processes import free_port
 
 pytestmark = [
@@ -81,6 +88,9 @@ _CHILD = "DOCS_BLOCKS_TALLY"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PYTHON = ("python", "py")
 SHELLS = ("bash", "sh", "shell", "console")
+TYPESCRIPT = ("ts", "typescript")
+#: the npm packages TypeScript blocks and ``npx`` commands use
+NODE_PACKAGES = Path(__file__).with_name("typescript")
 
 _FRAGMENT = re.compile(r"<!--\s*fragment:\s*(?P<reason>.+?)\s*-->")
 _MODULE = re.compile(r"#\s*(?P<path>[\w/]+)\.py$", re.MULTILINE)
@@ -198,6 +208,8 @@ def run_shell(example: Example) -> None:
     env["STEPLINE_API_BASE_URL"] = f"http://127.0.0.1:{ports['8288']}"  # the CLI's engine
     for written in _commands(example):
         command = written
+        if re.match(r"\s*npx\b", command):
+            _node_modules(state)
         for port, free in ports.items():
             command = command.replace(port, free)
         if _SERVER.search(command):
@@ -234,6 +246,35 @@ def _commands(example: Example) -> list[str]:
             commands.append(pending)
         pending = ""
     return commands
+
+
+def _node_modules(state: FileState) -> Path:
+    """``tests/docs/typescript``'s packages, as the working directory's ``node_modules``."""
+    linked = state.cwd / "node_modules"
+    if not linked.exists():
+        linked.symlink_to(npm.installed(NODE_PACKAGES), target_is_directory=True)
+    return linked
+
+
+def run_typescript(example: Example) -> None:
+    """Type-checks a TypeScript block (``tsc --noEmit --strict``) in the working directory."""
+    if not _count(example):
+        return
+    state = _state(example)
+    tsc = _node_modules(state) / ".bin" / "tsc"
+    source = state.cwd / f"block_{example.line}.ts"
+    source.write_text(str(example.parsed))
+    options = ["--noEmit", "--strict", "--target", "es2022", "--module", "esnext"]
+    options += ["--moduleResolution", "bundler", "--types", "node", "--skipLibCheck"]
+    done = subprocess.run(
+        [str(tsc), *options, source.name],
+        cwd=state.cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"{_where(example)}: tsc found\n{done.stdout}\n{done.stderr}"
 
 
 @contextlib.contextmanager
@@ -281,6 +322,7 @@ SYBIL = Sybil(
     parsers=[
         *(CodeBlockParser(language, run_python) for language in PYTHON),
         *(CodeBlockParser(language, run_shell) for language in SHELLS),
+        *(CodeBlockParser(language, run_typescript) for language in TYPESCRIPT),
     ],
     patterns=["*.md"],
 )
@@ -383,7 +425,8 @@ def _run_file(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ta
         for example in examples:
             example.evaluate()
     # every fenced block of these languages was parsed: run or counted as a fragment
-    fences = re.findall(rf"^\s*```({'|'.join(PYTHON + SHELLS)})\s*$", path.read_text(), re.M)
+    languages = "|".join(PYTHON + SHELLS + TYPESCRIPT)
+    fences = re.findall(rf"^\s*```({languages})\s*$", path.read_text(), re.M)
     assert tally.ran + len(tally.fragments) == len(fences), f"{path}: a block Sybil did not see"
     return tally
 

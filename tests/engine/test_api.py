@@ -317,7 +317,12 @@ def test_unexpected_errors_are_generic_500(
         monkeypatch.setattr(engine, "list_functions", boom)
         answer = client.get("/v1/functions")
     assert answer.status_code == 500
-    assert answer.json() == {"error": "internal server error"}
+    assert answer.json() == {
+        "code": "internal_server_error",
+        "message": "internal server error",
+        "details": {},
+        "error": "internal server error",
+    }
     assert answer.headers["x-inngest-server-kind"] == "dev"
     assert "secret internals" in caplog.text  # logged with its traceback, not answered
 
@@ -492,7 +497,7 @@ def test_sync_without_reachable_app_reports_error(dev: TestClient) -> None:
 def test_sync_refuses_urls_with_control_characters(dev: TestClient, url: str) -> None:
     answer = dev.post("/v1/apps/sync", json={"url": url})
     assert answer.status_code == 400
-    assert answer.json() == {"error": "url: must not contain spaces or control characters"}
+    assert answer.json()["message"] == "url: must not contain spaces or control characters"
 
 
 class _Garbled(http.server.BaseHTTPRequestHandler):

@@ -188,7 +188,8 @@ def test_refusals(db: str) -> None:
             assert answer.status_code == 400
             answer = await http.post("/v1/signals", json={"signal": "nobody-waits", "data": 1})
             assert answer.status_code == 404
-            assert answer.json() == {"error": "no run is waiting for this signal"}
+            assert answer.json()["code"] == "not_found"
+            assert answer.json()["message"] == "no run is waiting for this signal"
             # an empty body is a null signal
             answer = await http.post(
                 f"/v1/runs/{run_id}/signals/approved", headers={"x-stepline-csrf": "1"}

@@ -132,7 +132,9 @@ def test_an_idempotent_start_and_a_skipped_one(embedded: EmbeddedEngine) -> None
     assert skipped[1]["error"].startswith("'shop-limited' started no run: ")
     rest = _seen(_through_asgi(embedded, limited))
     assert (rest[0], rest[1]["error"], rest[2:]) == (409, skipped[1]["error"], skipped[2:])
-    assert rest[1].keys() == skipped[1].keys() == {"error", "event_id"}
+    assert rest[1].keys() == skipped[1].keys()
+    assert skipped[1].keys() == {"code", "message", "details", "error", "event_id"}
+    assert skipped[1]["details"] == {"event_id": skipped[1]["event_id"]}
 
 
 def test_a_production_engine_checks_the_bearer_token_either_way(tmp_path: Path) -> None:

@@ -96,10 +96,18 @@ def start_body(body: object) -> dict[str, Any]:
 
 
 def failure(method: str, path: str, exc: Exception) -> JsonAnswer:
-    """The answer to ``exc`` raised while serving ``method path`` (a route template), logged.
+    """The answer to ``exc`` raised while serving ``method path`` (a route template), logged;
+    under ``/v1``, its body is the document's one ``Error`` object (``wire.error_object``).
 
     A template, not the URL: ``/e/{key}`` must never put a key in the logs.
     """
+    answer = _failure(method, path, exc)
+    if not path.startswith("/v1/") or not isinstance(answer.body, dict):
+        return answer
+    return dataclasses.replace(answer, body=wire.error_object(answer.status, answer.body))
+
+
+def _failure(method: str, path: str, exc: Exception) -> JsonAnswer:
     if isinstance(exc, ApiError):
         status, message, body = exc.status, exc.message, exc.body
     elif isinstance(exc, NotFoundError):

@@ -19,6 +19,7 @@ import starlette.requests
 import starlette.responses
 import starlette.routing
 
+from stepline import _json
 from stepline._identity import VERSION
 from stepline._serving import access
 from stepline._serving.access import Credential, Role
@@ -442,16 +443,40 @@ def _row(method: str, path: str) -> access.Route:
 def _endpoint(path: str, methods: dict[str, Handler]) -> Handler:
     """One endpoint per path: dispatch on method, and map every error to a response once."""
 
+    described = path.startswith(_contract.document.PREFIX)
+
     async def endpoint(request: Request) -> Response:
         try:
             # Starlette adds HEAD to every GET route; answer it with the GET handler
             method = "GET" if request.method == "HEAD" else request.method
             _check_text(request)
-            return await methods[method](request)
+            response = await methods[method](request)
         except Exception as exc:
-            return _failure(request, path, exc)
+            response = _failure(request, path, exc)
+        return _one_error_object(response) if described else response
 
     return endpoint
+
+
+def _one_error_object(response: Response) -> Response:
+    """A ``/v1`` refusal as the document's ``Error`` (``wire.error_object``), whichever part
+    of the engine wrote it: its handler, the credential or role check, or ``_failure``."""
+    if response.status_code < 400:
+        return response
+    body = getattr(response, "body", None)
+    kind = response.headers.get("content-type", "")
+    if not isinstance(body, bytes) or not kind.startswith("application/json"):
+        return response
+    try:
+        found = _json.loads(body)
+    except ValueError:
+        return response
+    if not isinstance(found, dict) or not isinstance(found.get("error"), str):
+        return response
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    fixed = wire.json_response(wire.error_object(response.status_code, found), response.status_code)
+    fixed.headers.update(headers)
+    return fixed
 
 
 def _check_text(request: Request) -> None:
@@ -473,7 +498,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     """Router misses (404, 405) as JSON instead of Starlette's plain text."""
     assert isinstance(exc, starlette.exceptions.HTTPException)
     return starlette.responses.JSONResponse(
-        {"error": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        wire.error_body(exc.status_code, str(exc.detail)),
+        status_code=exc.status_code,
+        headers=exc.headers,
     )
 
 

@@ -37,6 +37,7 @@ import starlette.datastructures
 import starlette.types
 
 from stepline._serving import csrf
+from stepline.engine._http import wire
 
 logger = logging.getLogger("stepline.engine.api")
 
@@ -219,7 +220,7 @@ def answer(
     logger.warning(
         "refused %s %s: %d %s", method, logged_path(path), refused.status, refused.message
     )
-    body = json.dumps({"error": refused.message}).encode()
+    body = json.dumps(wire.error_body(refused.status, refused.message)).encode()
     out = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     return refused.status, out, body
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import http
 from typing import Any
 
 import starlette.requests
@@ -32,6 +33,46 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.body = body
+
+
+#: the error object's own fields; any other a refusal carries is also its ``details``
+_ERROR_FIELDS = ("code", "message", "details", "error")
+
+
+def error_code(status: int) -> str:
+    """The ``code`` of a refusal that names none: its status's phrase (``not_found``)."""
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        return "client_error" if status < 500 else "server_error"
+    return phrase.lower().replace(" ", "_").replace("-", "_")
+
+
+def error_object(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` (``{"error": message, ...}``) as the one error object every ``/v1`` refusal is.
+
+    ``code`` (a stable name: the refusal's own, else the status's), ``message`` (for
+    people), ``details`` (an object: the refusal's ``details``, else its other fields,
+    else empty), then ``error`` (the message again, as clients before ``message`` read
+    it) and the refusal's other fields, kept where they were.
+    """
+    message = body.get("message", body.get("error"))
+    message = message if isinstance(message, str) else error_code(status).replace("_", " ")
+    code = body.get("code")
+    extra = {k: v for k, v in body.items() if k not in _ERROR_FIELDS}
+    details = body.get("details")
+    return {
+        "code": code if isinstance(code, str) and code else error_code(status),
+        "message": message,
+        "details": details if isinstance(details, dict) else extra,
+        "error": message,
+        **extra,
+    }
+
+
+def error_body(status: int, message: str, **fields: Any) -> dict[str, Any]:
+    """The error object of a refusal with ``message`` (``fields``: ``code``, ``details``...)."""
+    return error_object(status, {"error": message, **fields})
 
 
 async def read_json(request: Request, limit: int, *, required: bool = True) -> Any:

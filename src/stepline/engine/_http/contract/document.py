@@ -69,6 +69,15 @@ SCHEMES: dict[Credential, tuple[str, dict[str, Any]]] = {
 }
 
 
+#: the body of a POST that reads none: ``{}`` is what the Python client sends, since a
+#: dev engine's cross-site guard refuses a bodiless POST without ``X-Stepline-Csrf``
+_IGNORED_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "not read: send `{}` (or no body with `X-Stepline-Csrf: 1`); a dev "
+    "engine refuses a POST with neither (SECURITY.md, 'Modes')",
+}
+
+
 def openapi_path(path: str) -> str:
     """The table's path as OpenAPI writes it (``{function_id:path}`` -> ``{function_id}``)."""
     return _PLACEHOLDER.sub(r"{\1}", path)
@@ -165,6 +174,11 @@ def _item(op: Operation, row: access.Route, ids: dict[str, str]) -> dict[str, An
         item["requestBody"] = {
             "required": op.body_required,
             "content": {"application/json": {"schema": op.body}},
+        }
+    elif op.method == "POST":  # nothing read, but a JSON body is how a client sends it
+        item["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": _IGNORED_BODY}},
         }
     item["responses"] = _responses(op, row, ids)
     return item

@@ -24,7 +24,9 @@ INTEGER: Schema = {"type": "integer"}
 NUMBER: Schema = {"type": "number"}
 BOOLEAN: Schema = {"type": "boolean"}
 ANY: Schema = {}
-OBJECT: Schema = {"type": "object"}
+#: any JSON object (``additionalProperties`` said, so that generators type its values as
+#: anything, not as nothing: openapi-typescript's ``Record<string, never>``)
+OBJECT: Schema = {"type": "object", "additionalProperties": True}
 #: an RFC 3339 time with milliseconds and ``Z`` (``views.timestamp``)
 TIME: Schema = {"type": "string", "format": "date-time"}
 
@@ -36,8 +38,8 @@ def ref(name: str) -> Schema:
 
 def nullable(schema: Schema) -> Schema:
     """``schema`` or null."""
-    if set(schema) == {"type"} and isinstance(schema["type"], str):
-        return {"type": [schema["type"], "null"]}
+    if set(schema) <= {"type", "additionalProperties"} and isinstance(schema["type"], str):
+        return {**schema, "type": [schema["type"], "null"]}
     return {"anyOf": [schema, {"type": "null"}]}
 
 
@@ -72,11 +74,22 @@ STEP_STATUS: Schema = {"type": "string", "enum": [status.value for status in Ste
 
 _ERROR = obj(
     {
-        "error": {"type": "string", "description": "what is wrong, for people"},
         "code": {
             "type": "string",
-            "description": "a stable name for refusals a caller acts on: `endpoint_only`, "
-            "`run_id_taken`, `lease_lost`, `database_unavailable`...",
+            "description": "a stable name to act on: the refusal's own (`endpoint_only`, "
+            "`run_id_taken`, `lease_lost`, `database_unavailable`...), else the status's "
+            "(`bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`...)",
+        },
+        "message": {"type": "string", "description": "what is wrong, for people"},
+        "details": {
+            **OBJECT,
+            "description": "what the refusal says beyond its message (empty when nothing): "
+            "a run query's `reason`, `column`, `line` and `position` (0-based); otherwise "
+            "the fields below, as they are at the top level",
+        },
+        "error": {
+            "type": "string",
+            "description": "`message` again, for clients written before `message`",
         },
         "event_id": {"type": "string", "description": "409 of a skipped start: its event"},
         "live_runs": {"type": "integer", "description": "409 of a version retirement"},
@@ -84,16 +97,15 @@ _ERROR = obj(
         "status": {"type": "integer", "description": "503: the status, repeated"},
         "cause": {"type": "string", "description": "503: the database fault"},
         "retry_after": {"type": "integer", "description": "503: seconds (and Retry-After)"},
-        "details": {
-            "type": "object",
-            "description": "400 of a run query: the problem's `reason`, `column`, `line` "
-            "and `position` (0-based)",
-        },
         "what_to_do": {"type": "string", "description": "503: advice for the operator"},
     },
+    "code",
+    "message",
+    "details",
     "error",
-    description="Every refusal, on every route: `error` always, `code` when a caller "
-    "may act on it; a route's extra fields are listed here and stay optional.",
+    description="Every refusal, on every route: `code`, `message` and `details` always "
+    "(and `error`, the message again); a route's extra fields are listed here, stay "
+    "optional, and are in `details` too.",
 )
 
 _RUN = obj(

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from stepline.engine._http.contract import schemas as s
 from stepline.engine._http.contract.operations.model import Link, Operation
-from stepline.engine._http.contract.operations.shared import CURSOR, LIMIT, NOT_FOUND, TIME
+from stepline.engine._http.contract.operations.shared import (
+    ATTRIBUTES,
+    BODY_TIME,
+    CURSOR,
+    LIMIT,
+    NOT_FOUND,
+)
 
 __all__ = ["OPERATIONS"]
 
@@ -14,9 +20,18 @@ _BULKSTART = s.obj(
             {
                 "function_id": s.STRING,
                 "status": s.array(s.STRING),
-                "since": TIME,
-                "until": TIME,
-            }
+                "since": BODY_TIME,
+                "until": BODY_TIME,
+                "event": {**s.STRING, "description": "the trigger event's name"},
+                "if": {
+                    **s.STRING,
+                    "maxLength": 1024,
+                    "description": "a CEL expression over the trigger event "
+                    '(`event.data.plan == "free"`)',
+                },
+                "attributes": ATTRIBUTES,
+            },
+            description="every criterion given must hold; at least one (unknown keys are refused)",
         ),
         "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 256},
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from stepline.engine._http.contract import schemas as s
 from stepline.engine._http.contract.operations.model import Link, Operation, param
 from stepline.engine._http.contract.operations.shared import (
+    ATTRIBUTES,
     CURSOR,
     LIMIT,
     NOT_FOUND,
@@ -218,9 +219,7 @@ OPERATIONS: tuple[Operation, ...] = (
                 "attributes",
             )
         ),
-        body=s.obj(
-            {"attributes": {"type": "object", "additionalProperties": s.STRING}}, "attributes"
-        ),
+        body=s.obj({"attributes": ATTRIBUTES}, "attributes"),
         body_required=True,
         errors={**NOT_FOUND, 413: "body too large"},
     ),
