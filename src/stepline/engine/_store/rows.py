@@ -146,11 +146,11 @@ def run_values(run: Run, kept: tuple[object, str, object, str] | None = None) ->
         run.parent_run_id,
         run.cancel_reason,
         run.origin,
-        json_or_null(run.waiting),
-        json_or_null(run.flow),
+        None if run.waiting is None else dumps(run.waiting),  # ``json_or_null``, inline
+        None if run.flow is None else dumps(run.flow),
         run.started_by,
         run.app_version,
-        json_or_null(run.notices or None),
+        dumps(run.notices) if run.notices else None,
     )
 
 
@@ -180,13 +180,13 @@ def step_values(step: StepRecord) -> Sequence[Any]:
         step.op,
         _VALUE[step.status],
         step.mode,
-        json_or_null(step.memo) if step.status.done else None,
+        None if step.memo is None or not step.status.done else dumps(step.memo),
         step.attempts,
         step.started_at,
         step.ended_at,
         step.seq,
-        json_or_null(step.error),
-        json_or_null(step.wait),
+        None if step.error is None else dumps(step.error),  # ``json_or_null``, inline
+        None if step.wait is None else dumps(step.wait),
     )
 
 

@@ -10,6 +10,8 @@ own (``part``), built when first used.
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
@@ -287,15 +289,18 @@ class SqlTx:
         if self._write:
             self._run_rows[run.run_id] = values
         changed = None
-        if before is not None:
-            changed = tuple(i for i in range(1, len(values)) if values[i] != before[i])
+        if before is not None:  # compared in C: no Python call per column
+            differs = map(operator.ne, values[1:], before[1:])
+            changed = tuple(itertools.compress(range(1, len(values)), differs))
         if step is not None and not (changed and self.step_with_run):
             self.put_step(step)  # alone: no change of the run's to ride with
             step = None
         if changed == ():
             return
         if changed:
-            sql, args = _update_run(changed), [*(values[i] for i in changed), run.run_id]
+            args = list(map(values.__getitem__, changed))
+            args.append(run.run_id)
+            sql = _update_run(changed)
             if step is not None:
                 sql, args = _update_run_with_step(changed), [*step_values(step), *args]
                 self._stepless.discard(step.run_id)
