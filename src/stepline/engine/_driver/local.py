@@ -113,7 +113,7 @@ class LocalCheckpoints:
             job = None
             if qi_id is not None:
                 job_id, epoch = call_of(qi_id)
-                job = tx.queue.get_job(job_id, lock=True)
+                job = tx.get_call(job_id)  # with its run's row: the checkpoint reads it next
                 if (
                     job is None
                     or job.run_id != run_id

@@ -158,11 +158,13 @@ class InlineRuns:
 
         def work(tx: Tx) -> tuple[float, bool]:
             now = engine.clock.now()
-            job = _held(tx, run_id, job_id, owner)
+            # with its run's row (locked), which recording the steps reads next; a keyed
+            # call's slots come after, skipping rows others hold (``extend_held``)
+            job = _held(tx.get_call(job_id), run_id, owner)
             if ops:
                 recording.checkpoint(tx, transitions, run_id, tuple(ops), job=job, now=now)
             until = now + engine.settings.lease_seconds
-            tx.queue.extend_leases(owner, [job_id], until)
+            tx.queue.extend_held(job, until)
             return until, bool(tx.queued)
 
         until, wake = await engine.store.atomic(work)
@@ -183,7 +185,8 @@ class InlineRuns:
         outcome = response.limit_outputs(outcome, limit, answer_bytes=len(raw.body))
 
         def work(tx: Tx) -> tuple[Run, bool]:
-            job = _held(tx, run_id, job_id, owner)
+            # the job alone: applying the answer locks a keyed call's slots before its run
+            job = _held(tx.queue.get_job(job_id, lock=True), run_id, owner)
             # the inline call is the run's first: it began when the run started
             now = engine.clock.now()
             view = recording.answer(
@@ -225,8 +228,8 @@ def _lease_first(
     return job, run
 
 
-def _held(tx: Tx, run_id: str, job_id: str, owner: str) -> Job:
-    job = tx.queue.get_job(job_id, lock=True)
+def _held(job: Job | None, run_id: str, owner: str) -> Job:
+    """``job`` (read locked by the caller) if ``owner`` holds its lease, for ``run_id``."""
     if job is None or job.run_id != run_id or job.lease_owner != owner:
         raise LeaseLostError(
             f"run {run_id}: the call's lease was lost (it lapsed and the engine took the "

@@ -256,6 +256,23 @@ class QueueSql(Part):
             [(until, job_id) for job_id in job_ids],
         )
 
+    def extend_held(self, job: Job, until: float) -> None:
+        """Extend the lease on ``job``, which this transaction read locked and found its
+        owner holding: one statement, with no subquery that skips locked rows (the row is
+        this transaction's already); a second only for a call with concurrency keys (a
+        call without them holds no slot)."""
+        self._x(
+            "UPDATE jobs SET lease_expires = ?, available_at = ? WHERE job_id = ? "
+            "AND lease_owner = ?",
+            (until, until, job.job_id, job.lease_owner),
+        )
+        if job.payload.get("keys"):
+            self._x(
+                "UPDATE slots SET expires_at = ? WHERE (key, job_id) IN ("
+                f"SELECT key, job_id FROM slots WHERE job_id = ?{self._tx.skip_locked})",
+                (until, job.job_id),
+            )
+
     def next_job_at(self) -> float | None:
         row = self._x("SELECT MIN(available_at) FROM jobs").fetchone()
         due: float | None = None if row is None else row[0]
