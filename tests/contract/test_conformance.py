@@ -5,7 +5,9 @@ A dev-mode engine with one function and one live run serves through a ``TestClie
 for each operation of the document, schemathesis generates valid requests (a few per
 operation, derandomized: the same ones every run) and checks each answer as the fuzz run
 does: no 5xx, a documented status, the declared content type and body; and every query
-parameter the route's handler reads is one the document declares for it. Long-polls are
+parameter and every body field the route's handler reads is one the document declares
+for it (the declarations are the handlers' contract: a handler that starts reading a new
+parameter or field fails here until it is declared, and so in the document). Long-polls are
 asked for an answer now, and an app sync for a URL that refuses connections.
 """
 
@@ -22,6 +24,7 @@ from schemathesis import checks
 from starlette.testclient import TestClient
 
 from stepline.engine import Engine, EngineSettings
+from stepline.engine._http import wire
 from stepline.engine._http.api import build_app
 from stepline.engine._http.contract import document
 from tests.contract.fuzz_run import APP
@@ -86,9 +89,44 @@ def query_reads(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     return read
 
 
+class _Reading(dict):  # type: ignore[type-arg]
+    """A JSON body object noting the keys its reader asks for."""
+
+    def __init__(self, value: dict[str, Any], read: set[str]) -> None:
+        super().__init__(value)
+        self.read = read
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.read.add(str(key))
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self.read.add(str(key))
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return super().__contains__(key)
+
+
+@pytest.fixture
+def body_reads(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The top-level body fields read while the test runs (every body goes through
+    ``wire.json_body``)."""
+    read: set[str] = set()
+    parse = wire.json_body
+
+    def reading(raw: bytes, *, required: bool = True) -> Any:
+        found = parse(raw, required=required)
+        return _Reading(found, read) if isinstance(found, dict) else found
+
+    monkeypatch.setattr(wire, "json_body", reading)
+    return read
+
+
 @pytest.mark.parametrize("label", sorted(OPERATIONS))
 def test_each_operation_answers_as_documented(
-    http: TestClient, label: str, query_reads: set[str]
+    http: TestClient, label: str, query_reads: set[str], body_reads: set[str]
 ) -> None:
     operation = OPERATIONS[label]
 
@@ -108,6 +146,12 @@ def test_each_operation_answers_as_documented(
     answers()
     declared = {p["name"] for p in operation.definition.raw.get("parameters", [])}
     assert query_reads <= declared, f"{label} reads query parameters it does not declare"
+    body = operation.definition.raw.get("requestBody", {})
+    schema = body.get("content", {}).get("application/json", {}).get("schema", {})
+    fields = set(schema.get("properties", {}))
+    for option in schema.get("anyOf", ()):  # an event, or a list of them
+        fields |= set(option.get("properties", option.get("items", {}).get("properties", {})))
+    assert body_reads <= fields, f"{label} reads body fields it does not declare"
 
 
 def test_every_operation_is_checked() -> None:

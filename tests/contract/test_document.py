@@ -57,6 +57,8 @@ def test_each_operation_names_its_rows_credentials_and_path_parameters(
     row: access.Route,
 ) -> None:
     op = _operations(document.document())[(row.method, document.openapi_path(row.path))]
+    # every credential a /v1 route takes is a security scheme of the document
+    assert {k for k in row.accepts if k is not Credential.NONE} <= set(document.SCHEMES)
     schemes = {name for requirement in op["security"] for name in requirement}
     wanted = {document.SCHEMES[k][0] for k in row.accepts if k in document.SCHEMES}
     assert schemes == wanted

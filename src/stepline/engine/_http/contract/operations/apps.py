@@ -8,6 +8,48 @@ from stepline.engine._http.contract.operations.shared import NOT_FOUND
 
 __all__ = ["OPERATIONS"]
 
+_CHECK_COUNTS = s.obj(
+    {
+        name: {"type": "integer", "minimum": 0}
+        for name in ("runs", "ok", "diverged", "failed", "inconclusive")
+    },
+    "runs",
+    "ok",
+    "diverged",
+    "failed",
+    "inconclusive",
+)
+#: what ``stepline deploy check --report`` writes (the engine checks its top level)
+_DEPLOY_CHECK = s.obj(
+    {
+        "format": {"const": "stepline.deploy-check/1"},
+        "checked_at": {"type": "string", "minLength": 1, "description": "RFC 3339"},
+        "target": {"type": "string", "minLength": 1, "description": "the engine checked"},
+        "ok": s.BOOLEAN,
+        "counts": _CHECK_COUNTS,
+        "functions": s.array(
+            s.obj(
+                {
+                    "function_id": {"type": "string", "minLength": 1},
+                    "app_id": {"type": "string", "minLength": 1},
+                    "counts": _CHECK_COUNTS,
+                    "results": s.array(s.OBJECT),
+                },
+                "function_id",
+                "app_id",
+                "counts",
+                "results",
+            )
+        ),
+    },
+    "format",
+    "checked_at",
+    "target",
+    "ok",
+    "counts",
+    "functions",
+)
+
 OPERATIONS: tuple[Operation, ...] = (
     # apps
     Operation("GET", "/v1/apps", "List apps", "apps", s.data(s.array(s.ref("App")))),
@@ -70,7 +112,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "apps",
         s.data(s.obj({"id": s.STRING, "received_at": s.TIME}, "id")),
         status=201,
-        body=s.obj({"format": {"const": "stepline.deploy-check/1"}}, "format"),
+        body=_DEPLOY_CHECK,
         body_required=True,
         errors={413: "report too large"},
     ),

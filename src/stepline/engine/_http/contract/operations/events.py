@@ -8,6 +8,18 @@ from stepline.engine._http.contract.operations.shared import CURSOR, LIMIT, NOT_
 
 __all__ = ["OPERATIONS"]
 
+#: an event as it is sent (Inngest's shape)
+_EVENT = s.obj(
+    {
+        "name": s.STRING,
+        "data": s.OBJECT,
+        "id": {**s.STRING, "description": "an idempotency id: a second event with it is dropped"},
+        "ts": {**s.INTEGER, "description": "unix milliseconds (now when left out)"},
+        "v": s.STRING,
+        "user": s.OBJECT,
+    }
+)
+
 OPERATIONS: tuple[Operation, ...] = (
     # events
     Operation(
@@ -16,7 +28,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Send events",
         "events",
         s.data(s.obj({"ids": s.array(s.STRING)}, "ids")),
-        body={"anyOf": [s.OBJECT, s.array(s.OBJECT)], "description": "an event or a list"},
+        body={"anyOf": [_EVENT, s.array(_EVENT)], "description": "an event or a list"},
         body_required=True,
         errors={413: "body too large"},
         description="A 400 for an invalid event also carries `data.ids`: those before it.",
