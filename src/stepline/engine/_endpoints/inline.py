@@ -137,7 +137,7 @@ class InlineRuns:
             # the worker need not wake for the call this request holds
             return leased, any(queued != job.job_id for queued in tx.queued)
 
-        started, wake = await engine.store.atomic(work)
+        started, wake = await engine.store.atomic(work, small=True)
         self._committed(wake, None)
         if started is None:
             reasons = await engine.store.read(lambda tx: tx.event_links(event.internal_id))
@@ -167,7 +167,7 @@ class InlineRuns:
             tx.queue.extend_held(job, until)
             return until, bool(tx.queued)
 
-        until, wake = await engine.store.atomic(work)
+        until, wake = await engine.store.atomic(work, small=True)
         if ops and wake:  # a checkpoint ends no run: no one waiting needs telling
             self._committed(wake, [])
         return float(until)
@@ -196,7 +196,7 @@ class InlineRuns:
             assert run is not None
             return run, bool(tx.queued)
 
-        run, wake = await engine.store.atomic(work)
+        run, wake = await engine.store.atomic(work, small=True)
         self._committed(wake, [run] if run.status.terminal else [])
         return run
 
