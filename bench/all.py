@@ -30,6 +30,11 @@ stderr):
 13. ``instructions_bench.py`` (``instructions``): instructions per step under callgrind
     and Python calls per step, for each step mode and a durable endpoint's request: figures
     that do not move with the VM's speed (skipped, and said so, without valgrind).
+14. ``growth_bench.py`` (``growth``, slow: about 20 minutes, so only with ``--only growth``
+    or ``--slow``): the costs that grow with the work, on SQLite and Postgres: 100,000
+    sleeping runs coming due within a minute, 100 to 10,000 runs stepping at once, a
+    fan-out of 1,000 invoked children, a run of 10,000 steps; its plots are written to
+    ``bench/img/`` (``growth_plots.py``).
 
 Also ``django_tasks_bench.py`` (``django-tasks``): tasks/s enqueued and completed through
 Django's Tasks framework, Stepline's ``SteplineBackend`` (embedded engine) against
@@ -103,12 +108,13 @@ BENCHES = (
     Bench("large", "large_tables.py", (), ("--quick",)),
     Bench("deploy-check", "deploy_check_bench.py", (), ("--quick",)),
     Bench("instructions", "instructions_bench.py", (), ("--quick",)),
+    Bench("growth", "growth_bench.py", (), ("--quick",)),
 )
 NAMES = tuple(b.name for b in BENCHES)
 #: the benchmarks that need Postgres (skipped, with the reason, without one)
 POSTGRES = ("nodes", "pg-steps", "pg-latency", "pg-ingest")
 #: the benchmarks run only when named (``--only``) or with ``--slow``
-SLOW = ("large",)
+SLOW = ("large", "growth")
 
 
 # -- running one benchmark ------------------------------------------------------------------------
@@ -487,6 +493,45 @@ def large_rows(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def growth_rows(d: dict[str, Any]) -> list[Row]:
+    """Each store's figures of the costs that grow with the work (growth_bench.py)."""
+    rows: list[Row] = []
+
+    def row(name: str, value: str, ratio: str = "") -> None:
+        rows.append((name, value, "", ratio, ""))
+
+    for store, s in d["stores"].items():
+        if "skipped" in s:
+            row(f"growth {store}: skipped, {s['skipped']}", "")
+            continue
+        for x in s.get("sleep", []):
+            waking = x.get("waking", x["sleepers"])
+            due = f" ({waking:,} due)" if waking != x["sleepers"] else ""
+            head = f"growth {store} {x['sleepers']:,} sleeping{due}"
+            row(f"{head}: woke late p50 / p99, s", f"{x['late_p50_s']:.2f} / {x['late_p99_s']:.2f}")
+            rss, peak = x["rss_kib_asleep"] / 1024, x["rss_peak_kib_waking"] / 1024
+            row(f"{head}: RSS asleep / peak waking, MiB", f"{rss:.0f} / {peak:.0f}")
+            size = x["db_bytes"] / 2**20
+            row(f"{head}: database MiB; engine start s", f"{size:,.0f}; {x['start_s_asleep']:.2f}")
+        for x in s.get("active", []):
+            row(
+                f"growth {store} {x['runs']:,} active: steps/s; new event p99 ms",
+                f"{x['steps_per_s']:,.0f}; {x['probe_first_p99_ms']:,.1f}",
+            )
+        for x in s.get("fanout", []):
+            row(
+                f"growth {store} fan-out of {x['width']:,}: s; ms/child",
+                f"{x['seconds']:.2f}; {x['ms_per_child']:.2f}",
+            )
+        for x in s.get("long", []):
+            row(
+                f"growth {store} {x['steps']:,} steps {x['mode']}: ms/step last / first",
+                f"{x['last_ms']:.3f} / {x['first_ms']:.3f}",
+                f"{x['ratio']:.1f}x",
+            )
+    return rows
+
+
 def deploy_check_rows(d: dict[str, Any]) -> list[Row]:
     goal = f"< {d['goal_s']:g} s {_met(d['met'])}" if d["runs"] == d["goal_runs"] else ""
     return [
@@ -537,6 +582,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "outbox": lambda d: [(r[0], r[1], r[2], r[3], r[4]) for r in d["rows_table"]],
     "deploy-check": deploy_check_rows,
     "instructions": instructions_rows,
+    "growth": growth_rows,
 }
 
 
@@ -657,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--only", choices=NAMES, action="append", help="run only these")
     parser.add_argument("--skip", choices=NAMES, action="append", help="do not run these")
-    parser.add_argument("--slow", action="store_true", help="also the slow ones (large)")
+    parser.add_argument("--slow", action="store_true", help="also the slow ones (large, growth)")
     parser.add_argument("--json", action="store_true", help="print every result as JSON")
     args = parser.parse_args(argv)
     chosen = [
@@ -696,6 +742,12 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(peers_python),
         "seconds": time.monotonic() - began,
     }
+    growth = next((o.data for o in outcomes if o.name == "growth" and o.data), None)
+    if growth is not None and not args.quick:
+        import growth_plots
+
+        for path in growth_plots.plot(growth, growth_plots.OUT):
+            print(f"growth: wrote {path}", file=sys.stderr, flush=True)
     if args.json:
         results = {
             o.name: o.data if o.data is not None else {"skipped": o.skipped, "error": o.error}
