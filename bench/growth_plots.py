@@ -9,8 +9,8 @@
 * ``growth_long.png``: the time per step along a run of 10,000 steps (each hundredth's
   mean), step by step (with the part spent replaying the steps before it) and checkpointed.
 
-Run: ``.venv/bin/python bench/growth_plots.py growth.json [--out bench/img]`` (several
-JSON files: their stores and parts are merged, later files winning).
+Run: ``.venv/bin/python bench/growth_plots.py growth.json [...] [--out bench/img]`` (several
+JSON files: each store's measurements are put together).
 """
 
 from __future__ import annotations
@@ -30,15 +30,17 @@ COLORS = {"sqlite": "tab:blue", "postgres": "tab:orange"}
 
 
 def merged(paths: list[Path]) -> dict[str, Any]:
-    """One JSON's shape from several runs: each store's parts, the later file winning."""
+    """One JSON's shape from several runs: each store's measurements of each part, in
+    the files' order (a run of 100,000 sleeping runs and one of 1,000,000 plot together)."""
     data: dict[str, Any] = {"stores": {}}
     for path in paths:
         one = json.loads(path.read_text())
-        for key in ("cpus", "versions", "quick"):
+        for key in ("cpus", "versions", "quick", "sizes"):
             data.setdefault(key, one.get(key))
         for store, parts in one["stores"].items():
             if "skipped" not in parts:
-                data["stores"].setdefault(store, {}).update(parts)
+                for part, cases in parts.items():
+                    data["stores"].setdefault(store, {}).setdefault(part, []).extend(cases)
     return data
 
 
@@ -182,8 +184,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT, help=f"(default {OUT})")
     args = parser.parse_args(argv)
     data = merged(args.json)
-    first = json.loads(args.json[0].read_text())
-    data.setdefault("sizes", first.get("sizes", {}))
     for path in plot(data, args.out):
         print(path)
     return 0
