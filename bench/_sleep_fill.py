@@ -67,7 +67,8 @@ class Batch:
         return sum(len(x) for x in (self.runs, self.steps, self.jobs, self.events, self.links))
 
 
-def _query(db: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def query(db: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The rows of one statement (``?`` placeholders) on a SQLite path or a Postgres URL."""
     if postgres(db):
         import psycopg
 
@@ -78,14 +79,14 @@ def _query(db: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...
         return list(lite.execute(sql, args).fetchall())
 
 
-def template(db: str, run_id: str) -> Template:
-    """Read the sleeping run ``run_id`` (the only run in ``db``), then delete its rows."""
-    run = rows.read_run(
-        _query(db, f"SELECT {rows.RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))[0]
-    )
-    (step_row,) = _query(db, f"SELECT {rows.STEP_COLUMNS} FROM steps WHERE run_id = ?", (run_id,))
-    (job_row,) = _query(db, f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE run_id = ?", (run_id,))
-    (link,) = _query(db, "SELECT reason FROM event_runs WHERE run_id = ?", (run_id,))
+def template(db: str) -> Template:
+    """Read the sleeping run (the only run in ``db``), then delete its rows."""
+    (run_row,) = query(db, f"SELECT {rows.RUN_COLUMNS} FROM runs")
+    run = rows.read_run(run_row)
+    run_id = run.run_id
+    (step_row,) = query(db, f"SELECT {rows.STEP_COLUMNS} FROM steps WHERE run_id = ?", (run_id,))
+    (job_row,) = query(db, f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE run_id = ?", (run_id,))
+    (link,) = query(db, "SELECT reason FROM event_runs WHERE run_id = ?", (run_id,))
     for sql in (
         "DELETE FROM jobs WHERE run_id = ?",
         "DELETE FROM steps WHERE run_id = ?",
@@ -93,7 +94,7 @@ def template(db: str, run_id: str) -> Template:
         "DELETE FROM events WHERE internal_id = ?",
         "DELETE FROM runs WHERE run_id = ?",
     ):
-        _query(db, sql, (run.event_ids[0] if "events" in sql else run_id,))
+        query(db, sql, (run.event_ids[0] if "events" in sql else run_id,))
     return Template(run, rows.read_step(step_row), rows.read_job(job_row), link[0])
 
 
@@ -198,7 +199,7 @@ def fill(db: str, t: Template, dues: list[float], now: float, label: str) -> dic
 
 def counts(db: str) -> dict[str, int]:
     """Sleeping runs, sleep steps, wake jobs, all jobs."""
-    (row,) = _query(
+    (row,) = query(
         db,
         "SELECT (SELECT COUNT(*) FROM runs WHERE status = 'Running'), "
         "(SELECT COUNT(*) FROM steps WHERE status = 'Sleeping'), "
@@ -214,16 +215,16 @@ def shift(db: str, by: float, before: float) -> None:
         "UPDATE jobs SET available_at = available_at + ?, queued_at = queued_at + ? "
         "WHERE kind = 'wake' AND available_at < ?"
     )
-    _query(db, sql, (by, by, before))
+    query(db, sql, (by, by, before))
     if postgres(db):
-        _query(db, "VACUUM ANALYZE jobs")
+        query(db, "VACUUM ANALYZE jobs")
 
 
 def size(db: str) -> int:
     """Bytes the database takes: the SQLite file and its WAL, or every table and index of
     the Postgres schema in the URL's search_path."""
     if postgres(db):
-        (row,) = _query(
+        (row,) = query(
             db,
             "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "

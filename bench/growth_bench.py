@@ -240,8 +240,7 @@ def sleeping(db: str, count: int, sizes: Sizes, label: str) -> dict[str, Any]:
             stepline.Event(name="growth/sleep", data={"i": 0, "due": time.time() + 9e5})
         )
         wait_for(lambda: _sleep_fill.counts(db)["wake_jobs"] == 1, 30, "the template's sleep")
-    ((run_id,),) = [tuple(r) for r in _sleep_fill._query(db, "SELECT run_id FROM runs")]
-    template = _sleep_fill.template(db, run_id)
+    template = _sleep_fill.template(db)
     far = time.time() + 86_400.0  # a day ahead while the engine starts with them asleep
     # the first ``waking`` come due within the window, the others a day after it
     waking = min(count, sizes.waking or count)
