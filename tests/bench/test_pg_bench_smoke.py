@@ -73,6 +73,8 @@ def test_pg_steps_ratios_on_made_up_figures() -> None:
     assert [r[4] for r in table[:3]] == [">= 3x met", ">= 1.5x NOT met", ""]
 
 
+# two bench processes, each with its engine: about 20 s alone, three times that beside the suite
+@pytest.mark.timeout(180)
 def test_pg_latency_and_ingest() -> None:
     data = run_json(
         "latency_bench.py", "--postgres", "--samples", "3", "--rounds", "1", "--warmup", "1",
