@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import pytest
 from stepline._protocol.signing import hash_signing_key
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._http.api import build_app
-from tests._support import npm, refusing
+from tests._support import node_apps, npm, refusing
 from tests._support.ci import unavailable
 from tests._support.databases import database
 from tests._support.polling import wait_until
@@ -60,13 +59,6 @@ TERMINAL = {"Completed", "Failed", "Cancelled"}
 SIGNING_KEY = "signkey-test-" + "5eed" * 16
 EVENT_KEY = "js-event-key"
 MIN_NODE = 20
-
-
-def _node_env() -> dict[str, str]:
-    """The environment without the developer's own Inngest or engine settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INNGEST_", "STEPLINE_"))}
-    env.update(NO_COLOR="1", npm_config_update_notifier="false")
-    return env
 
 
 @pytest.fixture(scope="session")
@@ -205,36 +197,11 @@ def serve_engine(db: str, *, signed: bool) -> Iterator[tuple[str, Recorder]]:
 @contextlib.contextmanager
 def run_js_app(app_dir: Path, engine_url: str, log: Path, *, signed: bool) -> Iterator[str]:
     """``node app.js`` pointed at the engine; yields its serve URL."""
-    env = _node_env()
+    env: dict[str, str] = {}
     if signed:  # cloud mode: the SDK verifies every call's signature
         env.update(INNGEST_SIGNING_KEY=SIGNING_KEY, INNGEST_EVENT_KEY=EVENT_KEY)
-    with log.open("w", encoding="utf-8") as out:
-        proc = subprocess.Popen(
-            ["node", "app.js", engine_url, "0"],
-            cwd=app_dir,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def port() -> int | None:
-            if proc.poll() is not None:
-                raise AssertionError(f"node app.js exited early:\n{log.read_text('utf-8')}")
-            for line in log.read_text("utf-8").splitlines():
-                if line.startswith("listening "):
-                    return int(line.split()[1])
-            return None
-
-        listening = wait_until(port, timeout=30, message="node app.js to listen")
-        yield f"http://127.0.0.1:{listening}/api/inngest"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    with node_apps.serving(app_dir, "app.js", [engine_url, "0"], log, env) as origin:
+        yield f"{origin}/api/inngest"
 
 
 @contextlib.contextmanager

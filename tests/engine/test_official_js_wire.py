@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.server
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +34,7 @@ import pytest
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._driver import Driver
 from stepline.engine._http.api import build_app
-from tests._support import refusing
+from tests._support import node_apps, refusing
 from tests._support.polling import wait_until
 from tests._support.server_thread import ServerThread
 
@@ -92,30 +91,8 @@ class Stack:
 @contextlib.contextmanager
 def node(app_dir: Path, engine_url: str, llm_url: str, log: Path, **env: str) -> Iterator[str]:
     """``node wire_app.js`` pointed at the engine; yields its origin."""
-    with log.open("w", encoding="utf-8") as out:
-        proc = subprocess.Popen(
-            ["node", "wire_app.js", engine_url, llm_url],
-            cwd=app_dir,
-            env={**official_js._node_env(), **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def port() -> int | None:
-            if proc.poll() is not None:
-                raise AssertionError(f"node wire_app.js exited early:\n{log.read_text('utf-8')}")
-            lines = log.read_text("utf-8").splitlines()
-            return next((int(x.split()[1]) for x in lines if x.startswith("listening ")), None)
-
-        yield f"http://127.0.0.1:{wait_until(port, timeout=30, message='node to listen')}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    with node_apps.serving(app_dir, "wire_app.js", [engine_url, llm_url], log, env) as origin:
+        yield origin
 
 
 @contextlib.contextmanager

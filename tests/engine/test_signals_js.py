@@ -11,7 +11,6 @@ waiter or lets it take the key over; the unauthenticated hook refuses an app's k
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,10 @@ import pytest
 
 from stepline.engine._cli.commands import main
 from stepline.engine._cli.signals import EXIT_ALREADY
+from tests._support import node_apps
 from tests._support.polling import wait_until
 
-from .test_official_js import TERMINAL, _node_env, js_app, serve_engine
+from .test_official_js import TERMINAL, js_app, serve_engine
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(90, func_only=True)]
 
@@ -33,33 +33,8 @@ __all__ = ["js_app"]  # the fixture, imported for this module's tests
 @contextlib.contextmanager
 def signal_app(app_dir: Path, engine_url: str, log: Path) -> Iterator[str]:
     """``node signal_app.js`` pointed at the engine; yields its serve URL."""
-    with log.open("w", encoding="utf-8") as out:
-        proc = subprocess.Popen(
-            ["node", "signal_app.js", engine_url, "0"],
-            cwd=app_dir,
-            env=_node_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def port() -> int | None:
-            if proc.poll() is not None:
-                raise AssertionError(f"node signal_app.js exited:\n{log.read_text('utf-8')}")
-            for line in log.read_text("utf-8").splitlines():
-                if line.startswith("listening "):
-                    return int(line.split()[1])
-            return None
-
-        listening = wait_until(port, timeout=30, message="node signal_app.js to listen")
-        yield f"http://127.0.0.1:{listening}/api/inngest"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    with node_apps.serving(app_dir, "signal_app.js", [engine_url, "0"], log) as origin:
+        yield f"{origin}/api/inngest"
 
 
 class Stack:

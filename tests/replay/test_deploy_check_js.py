@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests._support import node_apps
 from tests._support.cli import run_stepline
 from tests._support.polling import wait_until
 from tests.engine import test_official_js as official_js
@@ -39,33 +39,8 @@ FUNCTION = "js-deploy-order"
 @contextlib.contextmanager
 def node_app(app_dir: Path, engine_url: str, log: Path, **env: str) -> Iterator[str]:
     """``node deploy_app.js`` pointed at the engine; yields its serve URL."""
-    with log.open("w", encoding="utf-8") as out:
-        proc = subprocess.Popen(
-            ["node", "deploy_app.js", engine_url],
-            cwd=app_dir,
-            env={**official_js._node_env(), **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def port() -> int | None:
-            if proc.poll() is not None:
-                raise AssertionError(f"node deploy_app.js exited:\n{log.read_text('utf-8')}")
-            for line in log.read_text("utf-8").splitlines():
-                if line.startswith("listening "):
-                    return int(line.split()[1])
-            return None
-
-        listening = wait_until(port, timeout=30, message="node deploy_app.js to listen")
-        yield f"http://127.0.0.1:{listening}/api/inngest"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    with node_apps.serving(app_dir, "deploy_app.js", [engine_url], log, env) as origin:
+        yield f"{origin}/api/inngest"
 
 
 @pytest.fixture(scope="module")
