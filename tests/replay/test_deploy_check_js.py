@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,9 @@ import pytest
 
 from tests._support import node_apps
 from tests._support.cli import run_stepline
+from tests._support.counting_server import CountingServer
 from tests._support.polling import wait_until
 from tests.engine import test_official_js as official_js
-from tests.replay.test_deploy_check_processes import Counter
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 
@@ -41,19 +40,6 @@ def node_app(app_dir: Path, engine_url: str, log: Path, **env: str) -> Iterator[
     """``node deploy_app.js`` pointed at the engine; yields its serve URL."""
     with node_apps.serving(app_dir, "deploy_app.js", [engine_url], log, env) as origin:
         yield f"{origin}/api/inngest"
-
-
-@pytest.fixture(scope="module")
-def counter() -> Iterator[Counter]:
-    found = Counter()
-    thread = threading.Thread(target=found.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield found
-    finally:
-        found.server.shutdown()
-        found.server.server_close()
-        thread.join(5)
 
 
 def _get(engine: str, path: str) -> Any:
@@ -107,7 +93,7 @@ def recorded(
 @pytest.mark.parametrize(("variant", "code"), [("append", 0), ("remove", 1), ("reorder", 1)])
 def test_an_official_js_app_checked_over_its_serve_url(
     js_app: Path,
-    counter: Counter,
+    counter: CountingServer,
     recorded: tuple[str, Path, dict[str, list[dict[str, Any]]]],
     variant: str,
     code: int,

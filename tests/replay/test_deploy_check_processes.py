@@ -17,15 +17,14 @@ import contextlib
 import dataclasses
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests._support.counting_server import CountingServer
 from tests._support.polling import wait_until
 from tests._support.processes import clean_env, engine_command, free_port, spawned
 from tests.engine import deploys
@@ -68,42 +67,6 @@ class Checked:
     def verdicts(self) -> dict[str, dict[str, Any]]:
         """Run id -> its verdict object."""
         return {r["run_id"]: r for f in self.report()["functions"] for r in f["results"]}
-
-
-class Counter:
-    """An HTTP server in a thread of this process that keeps the path of every request."""
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        seen = self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                seen.append(self.path)
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        host, port = self.server.server_address[:2]
-        self.url = f"http://{host!s}:{port}"
-
-
-@pytest.fixture(scope="module")
-def counter() -> Iterator[Counter]:
-    """Counts every request: a step body that runs, or code that reaches the network."""
-    found = Counter()
-    thread = threading.Thread(target=found.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield found
-    finally:
-        found.server.shutdown()
-        found.server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +163,9 @@ def deploy_check(engine_url: str, target: str, *args: str, **env: str) -> Checke
     return Checked(done.returncode, done.stdout, done.stderr)
 
 
-def check_v2(engine_url: str, counter: Counter, variant: str, *args: str, **env: str) -> Checked:
+def check_v2(
+    engine_url: str, counter: CountingServer, variant: str, *args: str, **env: str
+) -> Checked:
     return deploy_check(
         engine_url,
         "tests.apps.deploy_v2:client",
@@ -211,7 +176,7 @@ def check_v2(engine_url: str, counter: Counter, variant: str, *args: str, **env:
     )
 
 
-def assert_untouched(engine_url: str, counter: Counter, runs: Recorded) -> None:
+def assert_untouched(engine_url: str, counter: CountingServer, runs: Recorded) -> None:
     """No step body ran and nothing reached the network; the live runs sleep where they
     slept, their steps as they were."""
     assert counter.requests == []
@@ -237,7 +202,7 @@ def line_of(code: str, module: str = "tests/apps/deploy_v2.py") -> str:
 
 @pytest.mark.parametrize("variant", ["append", "patched"])
 def test_a_step_appended_or_patched_passes(
-    engine: str, counter: Counter, stepline_runs: Recorded, variant: str
+    engine: str, counter: CountingServer, stepline_runs: Recorded, variant: str
 ) -> None:
     checked = check_v2(engine, counter, variant, "--json")
 
@@ -259,7 +224,7 @@ def test_a_step_appended_or_patched_passes(
 )
 def test_a_step_removed_or_reordered_fails_naming_it(
     engine: str,
-    counter: Counter,
+    counter: CountingServer,
     stepline_runs: Recorded,
     variant: str,
     missing: list[str],
@@ -293,7 +258,7 @@ def test_a_step_removed_or_reordered_fails_naming_it(
 
 
 def test_the_text_summary_names_the_verdict_and_the_steps(
-    engine: str, counter: Counter, stepline_runs: Recorded, tmp_path: Path
+    engine: str, counter: CountingServer, stepline_runs: Recorded, tmp_path: Path
 ) -> None:
     failing = check_v2(engine, counter, "remove")
     passing = check_v2(engine, counter, "append")
@@ -339,7 +304,7 @@ def test_the_text_summary_names_the_verdict_and_the_steps(
 
 
 def test_a_network_call_between_steps_is_refused_and_inconclusive(
-    engine: str, counter: Counter, stepline_runs: Recorded
+    engine: str, counter: CountingServer, stepline_runs: Recorded
 ) -> None:
     checked = check_v2(engine, counter, "chatty", "--json")
     strict = check_v2(engine, counter, "chatty", "--json", "--strict")
@@ -362,7 +327,7 @@ def test_a_network_call_between_steps_is_refused_and_inconclusive(
 
 
 def test_upload_sends_the_report_to_the_engine(
-    engine: str, counter: Counter, stepline_runs: Recorded
+    engine: str, counter: CountingServer, stepline_runs: Recorded
 ) -> None:
     checked = check_v2(engine, counter, "remove", "--json", "--upload")
 
@@ -381,7 +346,7 @@ def test_upload_sends_the_report_to_the_engine(
 
 
 def test_ended_replays_the_newest_ended_runs_too(
-    engine: str, counter: Counter, stepline_runs: Recorded
+    engine: str, counter: CountingServer, stepline_runs: Recorded
 ) -> None:
     without = check_v2(engine, counter, "append", "--json")
     checked = check_v2(engine, counter, "append", "--json", "--ended", "2")
@@ -415,7 +380,7 @@ def other_app_run(engine: str, logs: Path) -> Iterator[str]:
 
 
 def test_the_runs_of_an_app_whose_id_extends_the_targets_are_left_out(
-    engine: str, counter: Counter, stepline_runs: Recorded, other_app_run: str
+    engine: str, counter: CountingServer, stepline_runs: Recorded, other_app_run: str
 ) -> None:
     checked = check_v2(engine, counter, "append", "--json")
 
@@ -429,7 +394,9 @@ def test_the_runs_of_an_app_whose_id_extends_the_targets_are_left_out(
 
 
 @contextlib.contextmanager
-def official_v2(engine_url: str, counter: Counter, logs: Path, variant: str) -> Iterator[str]:
+def official_v2(
+    engine_url: str, counter: CountingServer, logs: Path, variant: str
+) -> Iterator[str]:
     """A v2 variant of ``official`` served on its own port, not synced: the engine never
     calls it; its serve URL."""
     with deploys.app(
@@ -445,7 +412,7 @@ def official_v2(engine_url: str, counter: Counter, logs: Path, variant: str) -> 
 @pytest.mark.parametrize(("variant", "code"), [("append", 0), ("remove", 1), ("reorder", 1)])
 def test_an_official_app_checked_over_its_serve_url(
     engine: str,
-    counter: Counter,
+    counter: CountingServer,
     official_runs: Recorded,
     logs: Path,
     variant: str,
@@ -479,7 +446,7 @@ def test_an_official_app_checked_over_its_serve_url(
 
 
 def test_a_target_that_cannot_be_loaded_or_reached_exits_2_or_3(
-    engine: str, counter: Counter, stepline_runs: Recorded, official_runs: Recorded
+    engine: str, counter: CountingServer, stepline_runs: Recorded, official_runs: Recorded
 ) -> None:
     nothing = deploy_check(engine, "tests.apps.deploy_v2:nothing", DEPLOY_VARIANT="append")
     unnamed = deploy_check(engine, "http://127.0.0.1:9/api/inngest")
