@@ -44,6 +44,22 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+def postgres_problem() -> str | None:
+    """Why the Postgres at ``POSTGRES_URL`` cannot be used here (its first error line,
+    with the URL's host part), or None."""
+    where = POSTGRES_URL.split("@")[-1]
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install 'stepline[postgres]')"
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
+            return None
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"no Postgres at {where}: {first}"
+
+
 def _step(i: int) -> Callable[[], dict[str, int]]:
     return lambda: {"i": i}
 

@@ -457,17 +457,6 @@ def one_store(store: str, parts: list[str], sizes: Sizes, tmp: Path) -> dict[str
     return result
 
 
-def postgres_problem() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(_servers.POSTGRES_URL, connect_timeout=3):
-            return None
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"no Postgres at {_servers.POSTGRES_URL.split('@')[-1]}: {first}"
-
-
 # -- report --------------------------------------------------------------------------------------
 
 
@@ -544,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="growth-") as tmp:
         for store in args.store or ["sqlite", "postgres"]:
-            problem = postgres_problem() if store == "postgres" else None
+            problem = _servers.postgres_problem() if store == "postgres" else None
             if problem:
                 say(f"postgres skipped, {problem}")
                 data["stores"][store] = {"skipped": problem}

@@ -178,16 +178,6 @@ def app_databases(tmp: Path, postgres: bool) -> Iterator[list[AppDb]]:
         yield dbs
 
 
-def postgres_problem() -> str | None:
-    try:
-        import psycopg
-
-        psycopg.connect(_servers.POSTGRES_URL, connect_timeout=3).close()
-    except Exception as exc:
-        return f"no Postgres at {_servers.POSTGRES_URL}: {exc}"
-    return None
-
-
 # -- the measures --------------------------------------------------------------------------------
 
 
@@ -317,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     rows, samples = (300, 10) if args.quick else (args.rows, args.samples)
-    problem = postgres_problem()
+    problem = _servers.postgres_problem()
     if problem is not None:
         print(f"outbox_bench: Postgres skipped: {problem}", file=sys.stderr)
     results = run(rows, samples, postgres=problem is None)

@@ -161,17 +161,6 @@ def database(store: str, tmp: Path, name: str) -> Iterator[str]:
         yield db
 
 
-def postgres_problem() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(_servers.POSTGRES_URL, connect_timeout=3):
-            return None
-    except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return f"no Postgres at {_servers.POSTGRES_URL.split('@')[-1]}: {first}"
-
-
 def report(data: dict[str, Any]) -> str:
     lines = [
         f"run queries, python {data['versions']['python']}, {data['cpus']} CPUs, "
@@ -216,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="run-query-") as tmp:
         for store in args.store or ["sqlite", "postgres"]:
-            problem = postgres_problem() if store == "postgres" else None
+            problem = _servers.postgres_problem() if store == "postgres" else None
             if problem:
                 print(f"run_query_bench: postgres skipped, {problem}", file=sys.stderr)
                 data["stores"][store] = {"skipped": problem}
