@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import json
+import time
 from typing import Any
 
 import pytest
@@ -338,4 +339,28 @@ def test_a_retry_leased_before_its_last_attempt_s_end_was_noted_runs(
         app.answer = _asking([f"{provider.url}/v1"])
         [memo] = _memos(arun(_run(db, app, gateway_allow=("127.0.0.1/32",), retry_scale=0.0)))
         assert len(provider.requests) == 5, "tried, then retried 4 times"
+    assert memo["error"]["name"], memo
+
+
+@pytest.mark.slow
+def test_a_retry_leased_while_the_task_that_queued_it_still_runs_runs(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same race one step earlier: the task that committed the retry is still running
+    # (held here after its gateway call) when the woken loop leases the retry. The loop
+    # takes that lease for the task's own call going on; once the task ends, the attempt
+    # it queued runs, rather than wait for its lease to lapse (30 s).
+    gateway = QueueWorker._gateway
+
+    async def lingering(self: QueueWorker, job: Any) -> None:
+        await gateway(self, job)
+        await asyncio.sleep(0.3)
+
+    monkeypatch.setattr(QueueWorker, "_gateway", lingering)
+    with Scripted(lambda _r: (503, {}, b"busy")) as provider, Scripted() as app:
+        app.answer = _asking([f"{provider.url}/v1"])
+        started = time.monotonic()
+        [memo] = _memos(arun(_run(db, app, gateway_allow=("127.0.0.1/32",), retry_scale=0.0)))
+        assert len(provider.requests) == 5, "tried, then retried 4 times"
+        assert time.monotonic() - started < 15, "a retry waited for its lease to lapse"
     assert memo["error"]["name"], memo

@@ -107,9 +107,11 @@ class QueueWorker:
         self._lost_tasks: set[asyncio.Task[None]] = set()
         #: the job each task in flight holds now (``current``, moved on by run affinity)
         self._holding: dict[asyncio.Task[None], list[Job]] = {}
-        #: calls in flight whose lapsed lease this worker took again itself: they go on
-        #: under the new lease, their answers recorded with its epoch (``record_answer``)
-        self._renewed: dict[str, int] = {}
+        #: jobs leased while a task of this worker still held them: a call whose lapsed
+        #: lease this worker took again goes on under the new lease, its answer recorded
+        #: with its epoch (``record_answer``); a new attempt the task queued itself (a retry
+        #: due at once) is spawned when the task ends (``_done``)
+        self._renewed: dict[str, Job] = {}
         #: the heartbeat's (or probe's) transaction, while it waits on the database
         self._beating: asyncio.Task[None] | None = None
 
@@ -183,7 +185,7 @@ class QueueWorker:
                 if held is None or held.done():  # its answer recorded under the new epoch);
                     self._spawn(job, snapshots.get(job.job_id))  # a task that ended: a retry
                 else:
-                    self._renewed[job.job_id] = job.lease_epoch
+                    self._renewed[job.job_id] = job
             if len(jobs) + parked == min(free, _LEASE_BATCH) > 0:
                 continue
             if free <= 0:
@@ -252,9 +254,14 @@ class QueueWorker:
         return bool(self._inflight)
 
     def _done(self, current: list[Job], task: object = None) -> None:
-        if self._inflight.get(current[0].job_id) is task:  # not a retry's task spawned since
-            del self._inflight[current[0].job_id]
-            self._renewed.pop(current[0].job_id, None)
+        job = current[0]
+        if self._inflight.get(job.job_id) is task:  # not a retry's task spawned since
+            del self._inflight[job.job_id]
+            again = self._renewed.pop(job.job_id, None)
+            if again is not None and again.attempt > job.attempt and self._taking:
+                # the task queued this attempt (a retry due at once) and the loop leased it
+                # before the task had ended: no one else runs it before its lease lapses
+                self._spawn(again, None)
         if isinstance(task, asyncio.Task):
             self._holding.pop(task, None)
             if task in self._lost_tasks:
@@ -541,9 +548,9 @@ class QueueWorker:
             self.lease_as_queued(tx, job.run_id, now)
         lease = self.settings.lease_seconds
         renewed = self._renewed.get(job.job_id)
-        if renewed is not None and renewed > job.lease_epoch and not lost:
+        if renewed is not None and renewed.lease_epoch > job.lease_epoch and not lost:
             job = job.copy()  # the call went on under the lease this worker took again
-            job.lease_epoch = renewed
+            job.lease_epoch = renewed.lease_epoch
         view = recording.answer(
             tx, self.transitions, job, outcome, now=now, owner=self.owner, known=known, lease=lease
         )
