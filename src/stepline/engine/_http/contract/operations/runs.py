@@ -317,7 +317,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "Record step results (SDK)",
         "sdk",
         s.obj({"ok": s.BOOLEAN}, "ok"),
-        body=s.obj({"steps": s.array(s.OBJECT)}, description="the SDK's checkpoint"),
+        body=s.obj(
+            {"steps": s.array(s.OBJECT), "qi_id": s.STRING},
+            description="the SDK's checkpoint; `qi_id`, the call's, fences a call given up",
+        ),
         body_required=True,
         errors={**NOT_FOUND, 409: "the call was lost", 413: "body too large"},
     ),
