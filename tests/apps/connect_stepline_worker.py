@@ -156,7 +156,12 @@ def build(
 
             async def work() -> str:
                 ran(f"{name}.work.start")
-                await asyncio.sleep(float(ctx.event.data.get("seconds", 1)))
+                # "gate": a file whose creation ends the step early, so a test holds the
+                # call in flight for exactly as long as it looks at it
+                gate = ctx.event.data.get("gate")
+                due = time.monotonic() + float(ctx.event.data.get("seconds", 1))
+                while time.monotonic() < due and not (gate and os.path.exists(gate)):
+                    await asyncio.sleep(0.02)
                 ran(f"{name}.work.end")
                 return "worked"
 

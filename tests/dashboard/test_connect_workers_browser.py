@@ -45,13 +45,15 @@ def test_the_apps_page_lists_connected_workers(tmp_path: Path, tab: Page) -> Non
         apps = page.locator("#apps-table tbody tr", has_text=APP_ID)
         expect(apps).to_contain_text("Connect workers")
 
-        # a call in flight, then SIGTERM: the worker drains and is shown so
-        run_id = engine.run_of(engine.send("slow", {"seconds": 4}))
+        # a call held in flight, then SIGTERM: the worker drains and is shown so
+        gate = tmp_path / "gate"
+        run_id = engine.run_of(engine.send("slow", {"seconds": 60, "gate": str(gate)}))
         wait_until(lambda: ours.ran("slow.work.start") or None, message="the slow step to start")
         expect(rows.nth(0).locator(".in-flight")).to_have_text("1")
         ours.signal("s1", signal.SIGTERM)
         expect(rows.nth(0).locator(".worker-status")).to_have_text("draining")
         tab.screenshot("apps-connect-workers")
+        gate.touch()  # the call ends: the drained worker stops
         assert engine.finished(run_id)["status"] == "Completed"
         expect(rows).to_have_count(0)
         expect(section).to_contain_text("No worker connected")
