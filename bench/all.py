@@ -36,6 +36,9 @@ stderr):
     fan-out of 1,000 invoked children, a run of 10,000 steps; its plots are written to
     ``bench/img/`` (``growth_plots.py``).
 
+Under the table, this round's goals (``goals.py``), each with today's figure and met or
+not; ``--json`` has them as ``goals``.
+
 Also ``django_tasks_bench.py`` (``django-tasks``): tasks/s enqueued and completed through
 Django's Tasks framework, Stepline's ``SteplineBackend`` (embedded engine) against
 django-tasks-db's ``DatabaseBackend`` and its ``db_worker``, both on SQLite.
@@ -71,6 +74,7 @@ from pathlib import Path
 from typing import Any
 
 import _peers
+import goals
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -249,11 +253,11 @@ def steps_rows(d: dict[str, Any]) -> list[Row]:
         ]
         pair = [x for x in (by.get("default"), by.get("wal")) if x]
         ratio = " / ".join(f"{x['ratio_best']:.2f}x{_same(x)}" for x in pair)
-        goals = [x for x in pair if x["goal"]]
+        targets = [x for x in pair if x["goal"]]
         goal = ""
-        if goals:
-            goal = f">= {goals[0]['goal']:g}x " + " / ".join(
-                _met(x["met"]) + _same(x) for x in goals
+        if targets:
+            goal = f">= {targets[0]['goal']:g}x " + " / ".join(
+                _met(x["met"]) + _same(x) for x in targets
             )
         rows.append(
             (
@@ -342,17 +346,17 @@ def endpoint_rows(d: dict[str, Any]) -> list[Row]:
         if c["system"] != "stepline":
             continue
         pair = [x for x in (by.get(key, {}).get(j) for j in ("default", "wal")) if x]
-        goals = []
+        targets = []
         if c["level"] == "NORMAL":
-            goals.append(f"<3 ms {_met(c['added_p50_ms'] < 3.0)}")
-        goals += [f">= {x['goal']:g}x {_met(x['met'])}*" for x in pair if x["goal"]]
+            targets.append(f"<3 ms {_met(c['added_p50_ms'] < 3.0)}")
+        targets += [f">= {x['goal']:g}x {_met(x['met'])}*" for x in pair if x["goal"]]
         rows.append(
             (
                 f"endpoint +3 steps {c['level']}, added p50 / p99 ms",
                 f"{c['added_p50_ms']:.2f} / {c['added_p99_ms']:.2f}",
                 " / ".join(f"{cells[x['dbos']]['added_p50_ms']:.2f}" for x in pair),
                 " / ".join(f"{x['ratio']:.2f}x{_same(x)}" for x in pair),
-                "; ".join(goals),
+                "; ".join(targets),
             )
         )
     plain = [c["baseline"]["p50_ms"] for c in cells.values() if c["system"] == "stepline"]
@@ -748,14 +752,18 @@ def main(argv: list[str] | None = None) -> int:
 
         for path in growth_plots.plot(growth, growth_plots.OUT):
             print(f"growth: wrote {path}", file=sys.stderr, flush=True)
+    measured = {o.name: o.data for o in outcomes if o.data is not None}
     if args.json:
         results = {
             o.name: o.data if o.data is not None else {"skipped": o.skipped, "error": o.error}
             for o in outcomes
         }
-        print(json.dumps({**meta, "results": results}, indent=2))
+        out = {**meta, "results": results, "goals": goals.evaluate(measured)}
+        print(json.dumps(out, indent=2))
     else:
         print(table(outcomes, meta))
+        print()
+        print(goals.table(measured))
     return 1 if any(o.error for o in outcomes) else 0
 
 
