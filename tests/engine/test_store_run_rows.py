@@ -41,16 +41,21 @@ def test_a_run_read_twice_in_one_transaction_is_read_once_and_stays_current(db: 
             first.status, first.output = RunStatus.RUNNING, None
             tx.update_run(first)
             again = tx.get_run("R1")
-            tx.set_stack("R1", ["a"])  # a write outside update_run: read afresh after it
+            held = {"reason": "throttled"}
+            tx.set_waiting("R1", held)  # a write outside update_run: read afresh after it
             stacked = tx.get_run("R1")
             reads = sum(sql.lstrip().startswith("SELECT") for sql in sent)
             assert again is not None
             assert stacked is not None
-            return again.status, stacked.stack, stacked.status, reads
+            return again.status, stacked.waiting, stacked.status, reads
 
-        status, stack, stacked_status, reads = await atomic(store, work)
-        assert (status, stack, stacked_status) == (RunStatus.RUNNING, ["a"], RunStatus.RUNNING)
-        assert reads == 2  # the first read and the one after set_stack
+        status, waiting, stacked_status, reads = await atomic(store, work)
+        assert (status, waiting, stacked_status) == (
+            RunStatus.RUNNING,
+            {"reason": "throttled"},
+            RunStatus.RUNNING,
+        )
+        assert reads == 2  # the first read and the one after set_waiting
 
     with_store(db, body)
 
@@ -197,7 +202,7 @@ def test_a_run_s_events_are_written_back_as_read_and_anew_once_replaced(db: str)
         def step(tx: Tx) -> str:
             run = tx.get_run("R1")
             assert run is not None
-            run.stack, run.status = ["a"], RunStatus.RUNNING
+            run.status = RunStatus.RUNNING
             tx.update_run(run)  # the events are the lists read: their text as it was
             return stored(tx)
 
@@ -217,6 +222,6 @@ def test_a_run_s_events_are_written_back_as_read_and_anew_once_replaced(db: str)
         assert got is not None
         assert [e["name"] for e in got.events] == ["e", "f"]
         assert got.event_ids == ["E1", "E2"]
-        assert got.stack == ["a"]
+        assert got.status is RunStatus.RUNNING
 
     with_store(db, body)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from stepline._status import RunStatus
@@ -91,7 +93,10 @@ class Run:
         events: the trigger events in wire shape; the first is ``event``. Never changed
             in place once stored, nor ``event_ids``: code that changes them assigns new
             lists (the store writes the text it read back while a run holds those lists).
-        stack: hashed step ids in completion order.
+        stack: hashed step ids in completion order: the done steps by ``seq`` (``stack_of``),
+            which is where the order is kept (the ``runs.stack`` column is not read).
+            Filled where the run is read with its steps (``RunView.load``, ``Reads.get_run``);
+            empty on a run read alone (``Tx.get_run``, ``Tx.list_runs``).
         force_plan: ``ctx.disable_immediate_execution`` for the next call.
         request_version: the SDK's ``X-Inngest-Req-Version`` (-1 until known).
         output: the final output as JSON text (the 200 body, or the error body).
@@ -177,6 +182,16 @@ class StepRecord:
             self.run_id, self.step_id, self.name, self.op, self.status, self.mode, self.memo,
             self.attempts, self.started_at, self.ended_at, self.seq, self.error, self.wait,
         )  # fmt: skip
+
+
+def stack_of(steps: Iterable[StepRecord]) -> list[str]:
+    """The hashed ids of the done ``steps`` in completion order (``Run.stack``): those with
+    a ``seq``, by it. Pure; ``steps`` in stored order (``Tx.get_steps``) sort in one pass."""
+    done = sorted((s for s in steps if s.seq is not None), key=_SEQ)
+    return [s.step_id for s in done]
+
+
+_SEQ = operator.attrgetter("seq")
 
 
 @dataclasses.dataclass(slots=True)

@@ -17,6 +17,7 @@ from stepline.engine._model import (
     FunctionRecord,
     Run,
     StepRecord,
+    stack_of,
 )
 from stepline.engine._observe import attempts as _attempts
 from stepline.engine._store import EventFilter, RunFilter, Store, Tx
@@ -30,7 +31,7 @@ class Reads:
         self.store = store
 
     async def get_run(self, run_id: str) -> Run:
-        """A run by id.
+        """A run by id, with its ``stack`` (read from its steps' index, not their rows).
 
         Raises:
             NotFoundError: no such run.
@@ -132,10 +133,10 @@ class Reads:
 
     async def run_actions(self, run_id: str) -> dict[str, Any]:
         """``GET /v0/runs/{id}/actions``: the memos of the run's finished steps."""
-        run = await self.get_run(run_id)
+        await self.get_run(run_id)  # NotFoundError for a run that is not there
         steps = await self.store.read(lambda tx: tx.get_steps(run_id))
         done = {s.step_id: s.memo for s in steps if s.status.done}
-        return {k: done[k] for k in run.stack if k in done}
+        return {k: done[k] for k in stack_of(steps) if k in done}
 
 
 def _with_attributes(tx: Tx, runs: Sequence[Run | None]) -> list[Run]:
@@ -148,7 +149,10 @@ def _with_attributes(tx: Tx, runs: Sequence[Run | None]) -> list[Run]:
 
 
 def _run(tx: Tx, run_id: str) -> list[Run]:
-    return _with_attributes(tx, [tx.get_run(run_id)])
+    run = tx.get_run(run_id)
+    if run is not None:
+        run.stack = tx.stack(run_id)
+    return _with_attributes(tx, [run])
 
 
 def _found(run_id: str, runs: list[Run]) -> Run:

@@ -1,7 +1,7 @@
 """Replay a run: a new run of the same function and trigger events, linked to the original.
 
 Replayed from a step, the new run starts with the original's steps that completed
-*before* that step (in the order they completed: ``Run.stack``), memos and all, so the
+*before* that step (in the order they completed: their ``seq``), memos and all, so the
 SDK replays them from memory and runs the chosen step and everything after it again. The
 original is left as it was. The new run's ``origin`` links it: ``replay:<run id>`` for a
 plain replay, ``replay:<run id>:<hashed step id>:<step name>`` from a step (``link`` reads
@@ -20,7 +20,7 @@ from stepline._protocol.hashing import hash_step_id
 from stepline.engine import _ids
 from stepline.engine._apps.registry import FunctionSpec
 from stepline.engine._errors import NotFoundError
-from stepline.engine._model import Run, StepRecord
+from stepline.engine._model import Run, StepRecord, stack_of
 from stepline.engine._runs import starts as _starts
 from stepline.engine._store import Tx
 
@@ -46,18 +46,19 @@ def chosen(steps: Sequence[StepRecord], from_step: str) -> StepRecord:
     return found
 
 
-def kept(run: Run, steps: Sequence[StepRecord], step: StepRecord) -> list[StepRecord]:
-    """The done steps recorded before ``step`` in completion order (pure).
+def kept(steps: Sequence[StepRecord], step: StepRecord) -> list[StepRecord]:
+    """The done steps recorded before ``step`` in completion order (``stack_of``; pure).
 
     A step that never completed (still planned when the run ended) keeps every step
     that completed before it started.
     """
     by_id = {s.step_id: s for s in steps if s.status.done}
-    if step.step_id in run.stack:
-        before = run.stack[: run.stack.index(step.step_id)]
+    stack = stack_of(steps)
+    if step.step_id in stack:
+        before = stack[: stack.index(step.step_id)]
     else:
         started = step.started_at if step.started_at is not None else float("inf")
-        before = [i for i in run.stack if i in by_id and (by_id[i].ended_at or 0.0) <= started]
+        before = [i for i in stack if i in by_id and (by_id[i].ended_at or 0.0) <= started]
     return [by_id[i] for i in before if i in by_id]
 
 
@@ -77,9 +78,9 @@ def start(
         origin += f":{from_step.step_id}:{from_step.name}"
     new = _starts.start_run(tx, fn, events, now, run_id=_ids.ulid(int(now * 1000)), origin=origin)
     assert new is not None  # a fresh ULID
+    # the copies' ``seq`` is the new run's completion order: 0, 1, 2... as ``steps`` go
     for seq, step in enumerate(steps):
         tx.put_step(dataclasses.replace(step, run_id=new.run_id, seq=seq))
-    new.stack = [s.step_id for s in steps]
     new.request_version = original.request_version
     new.started_by = original.started_by  # a replay stays its starter's run
     tx.update_run(new)
@@ -107,7 +108,7 @@ def replay(tx: Tx, fn: FunctionSpec | None, run_id: str, from_step: str | None, 
         return start(tx, fn, run, now)
     steps = tx.get_steps(run_id)
     step = chosen(steps, from_step)
-    return start(tx, fn, run, now, steps=kept(run, steps, step), from_step=step)
+    return start(tx, fn, run, now, steps=kept(steps, step), from_step=step)
 
 
 def link(origin: str | None) -> dict[str, str | None]:

@@ -16,13 +16,15 @@ from stepline._json import loads as json_loads
 from stepline._protocol import durations
 from stepline._replay import journal as _journal
 from stepline._replay.journal import Journal, RecordedStep
-from stepline.engine._model import Run, StepRecord
+from stepline.engine._model import Run, StepRecord, stack_of
 
 __all__ = ["journal_of"]
 
 
 def journal_of(run: Run, steps: Sequence[StepRecord], *, exported_at: float) -> Journal:
-    """The journal of ``run`` and its ``steps`` as one read saw them (pure)."""
+    """The journal of ``run`` and its ``steps`` as one read saw them (pure); the
+    completion order is the steps' (``stack_of``)."""
+    stack = stack_of(steps)
     recorded = [
         RecordedStep(
             id=s.step_id,
@@ -43,8 +45,8 @@ def journal_of(run: Run, steps: Sequence[StepRecord], *, exported_at: float) -> 
         app_id=run.app_id,
         status=run.status.value,
         events=list(run.events),
-        steps=tuple(_journal.steps_in_order(recorded, run.stack)),
-        stack=tuple(run.stack),
+        steps=tuple(_journal.steps_in_order(recorded, stack)),
+        stack=tuple(stack),
         app_version=run.app_version,
         output=_stored(run.output),
         created_at=_time(run.created_at),

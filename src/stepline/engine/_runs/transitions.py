@@ -190,7 +190,6 @@ class RunTransitions:
             raise NotFoundError(f"run {run_id!r} not found")
         if view.run.status.terminal:
             return False
-        stack_from = len(view.run.stack)
         for op in ops:
             if op.op in ends:
                 fn = self._registry().get(view.run.function_id)
@@ -201,7 +200,7 @@ class RunTransitions:
         if job is not None and job.run_id == run_id and job.attempt:
             job.attempt = 0  # progress was made: the call's retry budget starts again
             tx.queue.update_job(job)
-        view.save_steps(tx, stack_from=stack_from)  # only the steps and the stack changed
+        view.save_steps(tx)  # only the steps changed (their ``seq`` is the run's order)
         return True
 
     def _schedule(self, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
@@ -237,7 +236,7 @@ class RunTransitions:
                 )
             )
         elif op.op is Opcode.DISCOVERY_REQUEST:
-            self._discover(tx, view, now, f"dr{len(view.run.stack)}", None)
+            self._discover(tx, view, now, f"dr{view.done_steps}", None)
 
     def _wait(self, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
         if op.op is Opcode.WAIT_FOR_SIGNAL:
@@ -439,7 +438,7 @@ class RunTransitions:
         (a job deleted with that insert): returned if no call was queued."""
         if not race and view.any_pending():
             return replacing
-        self._discover(tx, view, now, f"d{len(view.run.stack)}", replacing)
+        self._discover(tx, view, now, f"d{view.done_steps}", replacing)
         return None
 
     # -- internals -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from stepline import _identity, _serde
 from stepline._protocol import durations
 from stepline._protocol.hashing import hash_step_id
 from stepline._protocol.opcodes import Opcode
-from stepline.engine._model import YEAR, Run, StepRecord, StepStatus, storable
+from stepline.engine._model import YEAR, Run, StepRecord, StepStatus, stack_of, storable
 from stepline.engine._store import Tx
 from stepline.engine._wire.response import (
     MAX_REPORT_ID,
@@ -66,6 +66,11 @@ class RunView:
     ``save`` compares and writes only the records that are not the stored ones.
     Recording one step's result copies and compares that step, not every step the run
     has, and writes one row. A record read from ``steps`` is never changed in place.
+
+    The run's completion order is its done steps' ``seq`` (0, 1, 2...): ``done`` counts
+    them (``done_steps``), and a step that completes takes the next (``append``). A whole view fills
+    ``run.stack`` from its steps; a partial one counts them (``Tx.done_steps``) and leaves
+    it empty. Nothing but the step's row is written for the order.
     """
 
     run: Run
@@ -77,6 +82,8 @@ class RunView:
     ordered: bool = True
     #: a ``waited`` view: whether a step it did not load has not ended
     others_pending: bool = False
+    #: how many of the run's steps are done: the ``seq`` the next one to complete takes
+    done_steps: int = 0
 
     @classmethod
     def load(cls, tx: Tx, run_id: str | None, known: KnownSteps | None = None) -> RunView | None:
@@ -96,7 +103,8 @@ class RunView:
             loaded = {s.step_id: s for s in known.steps}
         else:
             loaded = {s.step_id: s for s in tx.get_steps(run.run_id)}
-        return cls(run, dict(loaded), loaded)
+        run.stack = stack_of(loaded.values())
+        return cls(run, dict(loaded), loaded, done_steps=_counted(tx, run.run_id, len(run.stack)))
 
     def known_steps(self, tx: Tx) -> KnownSteps | None:
         """The steps as stored when ``tx`` commits, for a later ``load``; None for a
@@ -120,7 +128,8 @@ class RunView:
             step = tx.get_step(run_id, step_id)
             if step is not None:
                 steps[step_id] = step
-        return cls(run, dict(steps), steps, whole=False, ordered=False)
+        done = _counted(tx, run_id, tx.done_steps(run_id))
+        return cls(run, dict(steps), steps, whole=False, ordered=False, done_steps=done)
 
     @classmethod
     def waited(cls, tx: Tx, run_id: str, step_id: str) -> RunView | None:
@@ -152,17 +161,15 @@ class RunView:
             tx.put_steps(changed)
         self._stored(changed)
 
-    def save_steps(self, tx: Tx, *, stack_from: int | None = None) -> None:
-        """Write every step that changed back, and the run's stack if it grew past
-        ``stack_from`` entries (when only step results were recorded)."""
+    def save_steps(self, tx: Tx) -> None:
+        """Write every step that changed back, not the run (when only step results were
+        recorded: their ``seq`` is the completion order)."""
         changed = self._changed()
         if len(changed) == 1:
             tx.put_step(changed[0])
         elif changed:
             tx.put_steps(changed)
         self._stored(changed)
-        if stack_from is not None and len(self.run.stack) != stack_from:
-            tx.set_stack(self.run.run_id, self.run.stack)
 
     def _stored(self, changed: list[StepRecord]) -> None:
         loaded = self.loaded
@@ -357,8 +364,10 @@ class RunView:
 
     def append(self, step: StepRecord) -> None:
         """Put a finished step at the end of the run's completion order."""
-        step.seq = len(self.run.stack)
-        self.run.stack.append(step.step_id)
+        step.seq = self.done_steps
+        self.done_steps += 1
+        if self.whole:
+            self.run.stack.append(step.step_id)
 
 
 def divergence_message(notice: dict[str, Any]) -> str:
@@ -458,6 +467,13 @@ def deadline(values: list[object], now: float, *, default: float) -> float:
         except ValueError:
             continue
     return now + default
+
+
+def _counted(tx: Tx, run_id: str, done: int) -> int:
+    """``done``, noted for the transaction's observer: the steps done before it wrote any."""
+    if tx.seen is not None:
+        tx.seen.counted(run_id, done)
+    return done
 
 
 def _before_last(loaded: dict[str, StepRecord], step: StepRecord) -> bool:

@@ -98,6 +98,14 @@ def parsed_or_none(text: str | None) -> Any:
     return None if text is None else loads(text)
 
 
+#: What ``runs.stack`` holds: the completion order is the steps' ``seq`` (``stack_of``),
+#: read from the steps, so a step adds a row instead of rewriting a list on its run's row.
+#: The column stays, written empty: dropping it rewrites the whole table on SQLite (a
+#: long migration on a large database). A row an earlier release wrote may hold a list,
+#: unread, which this replaces the next time the run is written.
+_NO_STACK = "[]"
+
+
 def read_run(row: Sequence[Any]) -> Run:
     return Run(
         run_id=row[0],
@@ -110,7 +118,6 @@ def read_run(row: Sequence[Any]) -> Run:
         started_at=row[7],
         ended_at=row[8],
         output=row[9],
-        stack=loads(row[10]),
         force_plan=bool(row[11]),
         request_version=row[12],
         correlation_id=row[13],
@@ -139,7 +146,7 @@ def run_values(run: Run, kept: tuple[object, str, object, str] | None = None) ->
         run.started_at,
         run.ended_at,
         run.output,
-        dumps(run.stack),
+        _NO_STACK,
         int(run.force_plan),
         run.request_version,
         run.correlation_id,

@@ -28,7 +28,8 @@ class Seen:
         holds: why flow control held runs back (their ``waiting``).
         steps: ``(run id, step)`` for each step result new in this transaction.
         runs: each run it read or wrote, as last written.
-        stack: run id -> its completed steps when the transaction first read it.
+        stack: run id -> its done steps when the transaction first loaded them
+            (``RunView``: ``counted``), or 0 for a run it created.
         notices: run id -> its notices when the transaction first read it.
     """
 
@@ -46,10 +47,14 @@ class Seen:
 
     def read(self, run: Run) -> None:
         """The transaction read ``run`` (the first read fixes what it had before)."""
-        if run.run_id not in self.stack:
-            self.stack[run.run_id] = len(run.stack)
+        if run.run_id not in self.runs:
             self.notices[run.run_id] = len(run.notices)
             self.runs[run.run_id] = run
+
+    def counted(self, run_id: str, done: int) -> None:
+        """The transaction learnt how many of the run's steps are done (the first count
+        stands): a step written with a ``seq`` from there on is a new result."""
+        self.stack.setdefault(run_id, done)
 
     def inserted(self, run: Run) -> None:
         """The transaction created ``run``."""

@@ -86,6 +86,11 @@ _PENDING_STEP = (
     "SELECT 1 FROM steps WHERE run_id = ? AND step_id <> ? "
     f"AND status NOT IN ({','.join('?' * len(_ENDED_STEPS))}) LIMIT 1"
 )
+#: the run's last done step's ``seq``, and its done steps in order (index ``steps_done``)
+_LAST_SEQ = (
+    "SELECT seq FROM steps WHERE run_id = ? AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+)
+_STACK = "SELECT step_id FROM steps WHERE run_id = ? AND seq IS NOT NULL ORDER BY seq"
 _RUN_NAMES = tuple(name.strip() for name in RUN_COLUMNS.split(","))
 _JOB_NAMES = tuple(name.strip() for name in JOB_COLUMNS.split(","))
 _CALL_COLUMNS = ", ".join([f"j.{c}" for c in _JOB_NAMES] + [f"r.{c}" for c in _RUN_NAMES])
@@ -331,6 +336,23 @@ class SqlTx:
         ).fetchone()
         return None if row is None else read_step(row)
 
+    def done_steps(self, run_id: str) -> int:
+        """How many steps of the run are done: the next ``seq`` (the steps' ``seq`` run
+        from 0 without a gap). One entry of the index ``steps_done``, whatever the run's
+        length."""
+        if run_id in self._stepless:
+            return 0
+        row = self.execute(_LAST_SEQ, (run_id,)).fetchone()
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def stack(self, run_id: str) -> list[str]:
+        """The run's done steps' ids in completion order (``Run.stack``), from the index
+        ``steps_done``, no step row decoded."""
+        if run_id in self._stepless:
+            return []
+        rows = self.execute(_STACK, (run_id,))
+        return [str(r[0]) for r in rows]
+
     def pending_step(self, run_id: str, but: str) -> bool:
         if run_id in self._stepless:
             return False
@@ -478,10 +500,6 @@ class SqlTx:
         )
         cur = self.execute(_INSERT_KEY, (scope, key, expires_at))
         return bool(cur.rowcount == 1)
-
-    def set_stack(self, run_id: str, stack: list[str]) -> None:
-        self._run_rows.pop(run_id, None)
-        self.execute("UPDATE runs SET stack = ? WHERE run_id = ?", (dumps(stack), run_id))
 
     def set_waiting(self, run_id: str, waiting: dict[str, Any] | None) -> None:
         self._run_rows.pop(run_id, None)

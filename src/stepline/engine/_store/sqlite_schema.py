@@ -239,6 +239,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_log_principal ON audit_log (principal, entry_id);
     """,
+    # a run's completion order is its done steps' ``seq`` (``Run.stack``), read through
+    # this index: the next ``seq`` in one entry, the order without a step row decoded.
+    # ``runs.stack`` is written empty (``rows._NO_STACK``): an engine of a release that
+    # read the order from it must not run on this schema (``schema_version`` refuses it)
+    """
+    CREATE INDEX steps_done ON steps (run_id, seq) WHERE seq IS NOT NULL;
+    """,
 )
 
 

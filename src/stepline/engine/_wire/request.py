@@ -10,7 +10,7 @@ from typing import Any
 from stepline import _json
 from stepline._protocol import headers, jcs, signing
 from stepline._protocol.execution import CallContext, ExecutionRequest
-from stepline.engine._model import Job, Run, StepRecord
+from stepline.engine._model import Job, Run, StepRecord, stack_of
 
 #: The Go server's ``MaxSDKRequestBodySize`` less 1 KiB: above it, SDKs fetch state.
 MAX_INLINE_BYTES = 4 * 1024 * 1024 - 1024
@@ -60,7 +60,9 @@ def built(
     and that body as compact JSON: measuring its size encodes it, and that encoding is the
     one an unsigned call sends (``encode``), so the state is encoded once. ``endpoint``:
     the run is a durable endpoint's, whose handler is told its recorded starter."""
-    ctx = _context(run, job, max_attempts=max_attempts, checkpoint=checkpoint, endpoint=endpoint)
+    ctx = _context(
+        run, steps, job, max_attempts=max_attempts, checkpoint=checkpoint, endpoint=endpoint
+    )
     events, steps_map = run.events, memos(steps)
     request = ExecutionRequest(events[0], events, steps_map, ctx, version=_version(run))
     body = request.to_wire()
@@ -89,13 +91,21 @@ def execution(
     ``built``'s request with all its state inline (no body, so no size limit), the events
     and memos a copy of their own (the function's code may change what it is given; the
     engine keeps its copies of a run's steps from one call to the next)."""
-    ctx = _context(run, job, max_attempts=max_attempts, checkpoint=checkpoint, endpoint=endpoint)
+    ctx = _context(
+        run, steps, job, max_attempts=max_attempts, checkpoint=checkpoint, endpoint=endpoint
+    )
     events, steps_map = _json.loads(_json.dumpb((run.events, memos(steps))))
     return ExecutionRequest(events[0], events, steps_map, ctx, version=_version(run))
 
 
 def _context(
-    run: Run, job: Job, *, max_attempts: int, checkpoint: bool, endpoint: bool
+    run: Run,
+    steps: Sequence[StepRecord],
+    job: Job,
+    *,
+    max_attempts: int,
+    checkpoint: bool,
+    endpoint: bool,
 ) -> CallContext:
     # a durable endpoint's handler reads its caller from here, never from the trigger
     # data (which is the recorded request); other functions' calls stay as Inngest's
@@ -105,7 +115,7 @@ def _context(
         max_attempts=max_attempts,
         disable_immediate_execution=run.force_plan,
         step_id=job.step_id or "step",
-        stack=list(run.stack),
+        stack=stack_of(steps),  # the completion order is the steps' ``seq``
         fn_id=run.function_id,
         qi_id=job.call_id if checkpoint else None,
         request_id=job.job_id,
