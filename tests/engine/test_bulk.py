@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 import stepline
+from stepline._status import RunStatus
 from stepline.engine import Engine
 from stepline.engine._events import internal
 from stepline.engine._http.api import build_app
@@ -432,5 +433,110 @@ def test_two_batches_at_once_take_turns_on_the_action(db: str) -> None:
             assert await statuses(engine, ids) == {"Cancelled": 20}
         finally:
             await engine.stop()
+
+    arun(scenario())
+
+
+@contextlib.asynccontextmanager
+async def idle(db: str, **settings: Any) -> AsyncIterator[Engine]:
+    """An engine with the test's functions and no worker: only the test runs batches."""
+    from stepline.engine import EngineSettings
+
+    client, functions = app()
+    engine = Engine(EngineSettings(database_url=db, bulk_pause=0.0, **settings))
+    await engine.start(worker=False)
+    try:
+        await engine.serve(client, functions)
+        yield engine
+    finally:
+        await engine.stop()
+
+
+async def first_batch(engine: Engine, work: Any = None) -> Any:
+    """A cancel of every ``t-target`` run, its first batch run by the test (``work``: a
+    function of the batch's ``Tx`` called first); the action after it."""
+    from stepline.engine._control import bulk
+    from stepline.engine._control.bulk import BulkFilter
+
+    now = engine.clock.now()
+    action, _ = await engine.store.atomic(
+        lambda tx: bulk.create(tx, "cancel", BulkFilter(function_id="t-target"), None, now)
+    )
+    job = await engine.store.read(lambda tx: tx.queue.get_job(bulk.job_id(action.bulk_id)))
+    assert job is not None
+
+    def one_batch(tx: Tx) -> None:
+        if work is not None:
+            work(tx)
+        bulk.batch(tx, job, engine.transitions, engine.settings, engine.clock.now())
+
+    await engine.store.atomic(one_batch)
+    return await engine.store.read(lambda tx: tx.bulk.get_bulk(action.bulk_id))
+
+
+def test_a_cancel_batch_reads_its_runs_at_once(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch reads its runs, their steps, attributes and waits in a statement or two
+    for the whole batch; each run's cancel then sends only its writes."""
+    from stepline.engine._store.postgres import PostgresTx
+    from stepline.engine._store.sql import SqlTx
+
+    ours: set[int] = set()
+    sent: list[str] = []
+    for cls in (SqlTx, PostgresTx):
+        for name in ("execute", "execute_many"):
+            original = getattr(cls, name)
+
+            def counted(self: Any, sql: str, *args: Any, _original: Any = original) -> Any:
+                if id(self) in ours:
+                    sent.append(sql.lstrip().split(None, 1)[0].upper())
+                return _original(self, sql, *args)
+
+            monkeypatch.setattr(cls, name, counted)
+
+    async def scenario() -> None:
+        async with idle(db, bulk_batch_size=100) as engine:
+            ids = await seed(engine, "t-target", [{"n": i} for i in range(60)])
+            end = await first_batch(engine, lambda tx: ours.add(id(tx)))
+            assert (end.status, end.matched, end.applied) == ("completed", 60, 60)
+            assert await statuses(engine, ids) == {"Cancelled": 60}
+            reads = sent.count("SELECT")
+            # the action, the runs, their steps, attributes and waits: none per run
+            assert reads <= 6, (reads, len(sent))
+            # per run: its row, its jobs, waits and claims, its two events (no reads)
+            assert len(sent) <= 7 * 60 + 10, len(sent)
+
+    arun(scenario())
+
+
+def test_a_run_that_ends_during_a_batch_keeps_its_end(db: str) -> None:
+    """A run whose last step completes it while a batch is under way (its row locked by
+    that step's transaction) stays completed as it ended; the batch cancels the rest."""
+
+    async def scenario() -> None:
+        async with idle(db, bulk_batch_size=50) as engine:
+            ids = await seed(engine, "t-target", [{"n": i} for i in range(20)])
+            ending = ids[7]
+            locked = asyncio.Event()
+            loop = asyncio.get_running_loop()
+
+            def complete(tx: Tx) -> None:
+                run = tx.get_run(ending)  # locked (Postgres) until this commits
+                assert run is not None
+                loop.call_soon_threadsafe(locked.set)
+                time.sleep(0.5)  # the batch starts meanwhile and waits for the row
+                run.status = RunStatus.COMPLETED
+                run.output, run.ended_at = '"done"', 1234.5
+                tx.update_run(run)
+
+            completing = asyncio.ensure_future(engine.store.atomic(complete))
+            await locked.wait()
+            end = await first_batch(engine)
+            await completing
+            assert (end.matched, end.applied, end.skipped) == (20, 19, 1)
+            run = await engine.get_run(ending)
+            assert (run.status.value, run.ended_at, run.output) == ("Completed", 1234.5, '"done"')
+            assert run.cancel_reason is None
+            rest = [r for r in ids if r != ending]
+            assert await statuses(engine, rest) == {"Cancelled": 19}
 
     arun(scenario())

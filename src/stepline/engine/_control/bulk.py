@@ -5,6 +5,8 @@ An action is a row of ``bulk_actions`` and one queue job (``JobKind.BULK``, id
 transaction: it locks the action's row, reads up to ``bulk_batch_size`` runs after the
 action's ``cursor`` in run id order, acts on those the filter matches, moves the cursor
 and the counts, and makes the job due again after ``bulk_pause`` seconds (or ends it).
+A cancel batch reads what its runs' cancels read (rows, steps, attributes, waits) in a
+statement or two for the whole batch first, so each run costs only its cancel's writes.
 A run is acted on in the very transaction that moves the cursor past it, so a crash
 loses or repeats nothing: the job's lease lapses and the next batch starts at the
 cursor. Two nodes holding the job at once take turns on the row lock, and the second
@@ -24,7 +26,7 @@ from typing import Any
 
 from stepline import _cel
 from stepline._status import RunStatus
-from stepline.engine import _ids
+from stepline.engine import _events, _ids
 from stepline.engine._apps.registry import compiled
 from stepline.engine._config import EngineSettings
 from stepline.engine._control import attributes as _run_attributes
@@ -215,9 +217,10 @@ def batch(
         since=where.since, until=float(where.until or found.created_at), after=found.cursor,
         limit=limit, attributes=where.attributes,
     )  # fmt: skip
-    for run in runs:
-        if _own(run, found) or not where.matches(run):
-            continue
+    matched = [run for run in runs if not _own(run, found) and where.matches(run)]
+    if found.action == "cancel":
+        _read_ahead(tx, [run.run_id for run in matched])
+    for run in matched:
         found.matched += 1
         if _act(tx, transitions, found, run, now):
             found.applied += 1
@@ -234,6 +237,16 @@ def batch(
         tx.queue.update_job(
             dataclasses.replace(job, available_at=later, lease_owner=None, lease_expires=None)
         )
+
+
+def _read_ahead(tx: Tx, run_ids: list[str]) -> None:
+    """What cancelling each of ``run_ids`` reads, read for all of them at once: their rows
+    (locked) and steps, their attributes, and whether a wait listens for the events a
+    cancelled run emits. Each run's cancel then sends only its writes."""
+    if run_ids:
+        tx.lock_runs(run_ids)
+        tx.attributes.read_ahead(run_ids)
+        tx.note_event_names((_events.FINISHED, _events.CANCELLED))
 
 
 def _act(tx: Tx, transitions: RunTransitions, action: BulkAction, run: Run, now: float) -> bool:

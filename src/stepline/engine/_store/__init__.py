@@ -193,6 +193,9 @@ class AttributesTx(Protocol):
 
     def set_attributes(self, run_id: str, attributes: Mapping[str, str]) -> int: ...
     def get_attributes(self, run_ids: Sequence[str]) -> dict[str, dict[str, str]]: ...
+    def read_ahead(self, run_ids: Sequence[str]) -> None:
+        """Read many runs' attributes at once: ``get_attributes`` answers for them."""
+
     def runs_with(self, name: str, value: str, *, after: str | None, limit: int) -> list[str]: ...
 
 
@@ -389,6 +392,10 @@ class Tx(Protocol):
         """``queue.get_job(lock=True)`` of a call, reading its run's row in the same
         statement."""
         ...
+
+    def lock_runs(self, run_ids: Sequence[str]) -> None:
+        """Read and lock many runs' rows and read their steps, a statement or two for a
+        batch: ``get_run`` and ``get_steps`` of each then send nothing."""
 
     # pauses
     def insert_pause(self, pause: Pause) -> None: ...

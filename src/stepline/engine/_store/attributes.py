@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from stepline.engine._store.part import Part
+from stepline.engine._store.part import Part, TxSql
 from stepline.engine._store.rows import insert
 
 #: the most attributes one run keeps, the longest name and value (characters)
@@ -27,7 +27,19 @@ _UPSERT = (
 class AttributesSql(Part):
     """``Tx.attributes``: the methods over ``run_attributes``."""
 
-    __slots__ = ()
+    __slots__ = ("_ahead",)
+
+    def __init__(self, tx: TxSql) -> None:
+        super().__init__(tx)
+        #: runs' attributes as ``read_ahead`` read them (a run's dropped once set here)
+        self._ahead: dict[str, dict[str, str]] = {}
+
+    def read_ahead(self, run_ids: Sequence[str]) -> None:
+        """Read the attributes of many runs at once (a bulk action's batch):
+        ``get_attributes`` answers for them with no query."""
+        found = self.get_attributes(run_ids)
+        for run_id in run_ids:
+            self._ahead[run_id] = found.get(run_id, {})
 
     def set_attributes(self, run_id: str, attributes: Mapping[str, str]) -> int:
         """Set (or replace) ``attributes`` on a run; returns how many it has now.
@@ -35,6 +47,7 @@ class AttributesSql(Part):
         The caller checked names and values (``_control.attributes.checked``); the count
         lets it refuse a run that would pass ``MAX_ATTRIBUTES``.
         """
+        self._ahead.pop(run_id, None)
         if attributes:
             self._many(_UPSERT, [(run_id, k, v) for k, v in sorted(attributes.items())])
         row = self._x("SELECT COUNT(*) FROM run_attributes WHERE run_id = ?", (run_id,))
@@ -43,7 +56,11 @@ class AttributesSql(Part):
     def get_attributes(self, run_ids: Sequence[str]) -> dict[str, dict[str, str]]:
         """The attributes of each run that has any, by run id."""
         found: dict[str, dict[str, str]] = {}
-        unique = sorted(set(run_ids))
+        ahead = self._ahead
+        for run_id in ahead.keys() & set(run_ids):
+            if ahead[run_id]:
+                found[run_id] = dict(ahead[run_id])
+        unique = sorted(set(run_ids) - ahead.keys())
         for start in range(0, len(unique), 200):  # bounded IN lists
             chunk = unique[start : start + 200]
             rows = self._x(

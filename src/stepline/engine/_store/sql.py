@@ -76,6 +76,8 @@ _EVENT_INSERT_COLUMNS = "internal_id, id, name, payload, received_at"
 _INSERT_EVENT = insert("events", _EVENT_INSERT_COLUMNS, on_conflict="DO NOTHING")
 #: rows per multi-row INSERT of a batch of events (SQLite allows 32,766 variables)
 _EVENTS_PER_INSERT = 200
+#: runs ``lock_runs`` reads per statement (a bounded ``IN`` list)
+_AHEAD = 500
 _INSERT_LINK = insert("event_runs", "event_id, function_id, run_id, reason, at")
 _INSERT_KEY = insert("idempotency", "scope, key, expires_at", on_conflict="DO NOTHING")
 _ENDED = tuple(status.value for status in RunStatus if status.terminal)
@@ -169,6 +171,9 @@ class SqlTx:
         #: event names checked for waits in this transaction, and those some wait listens for
         self._names_known: set[str] = set()
         self._names_waited: set[str] = set()
+        #: each run's steps as ``lock_runs`` read them, with the run's steps revision then:
+        #: ``get_steps`` answers from here while the revision is still that
+        self._steps_ahead: dict[str, tuple[int, list[StepRecord]]] = {}
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         return self._c.execute(sql, args)
@@ -321,6 +326,9 @@ class SqlTx:
     def get_steps(self, run_id: str) -> list[StepRecord]:
         if run_id in self._stepless:
             return []
+        ahead = self._steps_ahead.pop(run_id, None)
+        if ahead is not None and ahead[0] == self._revisions.get(run_id):
+            return ahead[1]
         rows = self.execute(
             f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? "
             "ORDER BY seq IS NULL, seq, started_at",
@@ -508,6 +516,47 @@ class SqlTx:
         )
         if self.seen is not None:
             self.seen.held(waiting)
+
+    # many runs at once (a bulk action's batch) ------------------------------------------
+    def lock_runs(self, run_ids: Sequence[str]) -> None:
+        """Read and lock the rows of ``run_ids`` and read their steps, a statement each
+        per ``_AHEAD`` runs: ``get_run`` and ``get_steps`` of each then send nothing (its
+        steps until one of them is written). A write transaction's; runs it read already
+        are left as it knows them.
+
+        The rows are locked in run id order (as one run at a time in that order would
+        be); the steps are read once every row is locked, so no other transaction writes
+        one of them in between (a step written bumps its run's row: ``steps_rev``).
+        """
+        wanted = sorted(set(run_ids) - self._run_rows.keys())
+        if not self._write or not wanted:
+            return
+        for at in range(0, len(wanted), _AHEAD):
+            chunk = wanted[at : at + _AHEAD]
+            marks = ",".join("?" * len(chunk))
+            rows = self.execute(
+                f"SELECT {RUN_COLUMNS}, steps_rev FROM runs WHERE run_id IN ({marks}) "
+                f"ORDER BY run_id{self.row_lock()}",
+                chunk,
+            )
+            for row in rows:
+                self._run_rows[row[0]] = row
+                self._revisions[row[0]] = row[-1]
+        for at in range(0, len(wanted), _AHEAD):
+            chunk = [r for r in wanted[at : at + _AHEAD] if r in self._run_rows]
+            steps: dict[str, list[StepRecord]] = {run_id: [] for run_id in chunk}
+            if not chunk:
+                continue
+            rows = self.execute(
+                f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id IN ({','.join('?' * len(chunk))}) "
+                "ORDER BY run_id, seq IS NULL, seq, started_at",
+                chunk,
+            )
+            for row in rows:
+                step = read_step(row)
+                steps[step.run_id].append(step)
+            for run_id, found in steps.items():
+                self._steps_ahead[run_id] = (self._revisions[run_id], found)
 
 
 #: the names of a transaction's parts (``SqlTx.end`` lets them go)
