@@ -5,8 +5,10 @@ connects to the engine's gateway (``inngest.connect.connect(...).start()``) and 
 functions below until SIGTERM, on which the official worker drains (finishes its calls,
 takes no new ones) and the process says ``<instance> drained and stopped``. Each step body
 that really runs appends ``<instance> <step key>`` to ``LOG`` (flushed at once), so a test
-in another process sees which worker ran what, and that no recorded step ran twice. Without
-a signing key the client is in dev mode; with one, in production mode.
+in another process sees which worker ran what, and that no recorded step ran twice. The
+slow functions' step ``work`` lasts the event's ``seconds``, or ends as soon as the file its
+``gate`` names exists (``hold``). Without a signing key the client is in dev mode; with one,
+in production mode.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import datetime as dt
 import logging
 import os
 import sys
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import inngest
@@ -39,6 +42,15 @@ def event(name: str) -> str:
 def fid(local: str) -> str:
     """The composite id the SDK registers for a local function id."""
     return f"{APP_ID}-{local}"
+
+
+async def hold(data: Mapping[str, Any]) -> None:
+    """Sleep ``data["seconds"]`` (1 by default), or less: until the file ``data["gate"]``
+    exists, so that a test holds a call in flight for exactly as long as it looks at it."""
+    gate = data.get("gate")
+    due = time.monotonic() + float(str(data.get("seconds", 1)))
+    while time.monotonic() < due and not (gate and os.path.exists(str(gate))):
+        await asyncio.sleep(0.02)
 
 
 def build(
@@ -162,7 +174,7 @@ def build(
 
             async def work() -> str:
                 ran(f"{name}.work.start")
-                await asyncio.sleep(float(str(ctx.event.data.get("seconds", 1))))
+                await hold(ctx.event.data)
                 ran(f"{name}.work.end")
                 return "worked"
 

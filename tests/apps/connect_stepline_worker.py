@@ -8,18 +8,26 @@ step body that really runs appends ``<instance> <step key>`` to ``LOG``.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import stepline
 import stepline.connect
-from tests.apps.connect_official_worker import APP_ID, event
+from tests.apps.connect_official_worker import APP_ID, event, hold
+
+
+def hold_sync(data: Mapping[str, Any]) -> None:
+    """``hold`` in a thread: sleep ``data["seconds"]``, or until the file ``data["gate"]``
+    exists."""
+    gate = data.get("gate")
+    due = time.monotonic() + float(data.get("seconds", 1))
+    while time.monotonic() < due and not (gate and os.path.exists(gate)):
+        time.sleep(0.02)
 
 
 def build(
@@ -139,7 +147,7 @@ def build(
             def sync_handler(ctx: stepline.SyncContext) -> str:
                 def work() -> str:
                     ran(f"{name}.work.start")
-                    time.sleep(float(ctx.event.data.get("seconds", 1)))
+                    hold_sync(ctx.event.data)
                     ran(f"{name}.work.end")
                     return "worked"
 
@@ -156,12 +164,7 @@ def build(
 
             async def work() -> str:
                 ran(f"{name}.work.start")
-                # "gate": a file whose creation ends the step early, so a test holds the
-                # call in flight for exactly as long as it looks at it
-                gate = ctx.event.data.get("gate")
-                due = time.monotonic() + float(ctx.event.data.get("seconds", 1))
-                while time.monotonic() < due and not (gate and os.path.exists(gate)):
-                    await asyncio.sleep(0.02)
+                await hold(ctx.event.data)
                 ran(f"{name}.work.end")
                 return "worked"
 

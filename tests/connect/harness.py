@@ -53,17 +53,16 @@ class Kind:
     functions: int
     """Its functions of ``APP_ID``."""
     slow: tuple[str, ...]
-    """Its functions whose step ``work`` sleeps ``seconds`` and which return ``"after"``."""
+    """Its functions whose step ``work`` sleeps ``seconds`` (or until the file ``gate``
+    exists) and which return ``"after"``."""
     checkpoints: bool
     """It runs the steps that follow a step in the same call (Stepline's SDK), so the step
     after a draining worker's last one may still run there."""
     refused: str
     """What it logs when the engine refuses its signing key."""
-    restart_step: float
-    """How long the step in flight as the engine restarts runs: Stepline's outlives the
-    engine's grace (2 s), so its reply is flushed over HTTP after the socket closed."""
     late_reply: str | None
-    """What it logs on flushing that reply (the engine handed the call back: 404)."""
+    """What it logs on flushing the reply of a call that outlived its socket (the engine
+    handed the call back: 404)."""
 
 
 OFFICIAL = Kind(
@@ -75,7 +74,6 @@ OFFICIAL = Kind(
     slow=("slow",),
     checkpoints=False,
     refused="unauthorized",
-    restart_step=2.0,
     late_reply=None,
 )
 STEPLINE = Kind(
@@ -87,7 +85,6 @@ STEPLINE = Kind(
     slow=("slow", "slow-sync"),  # slow-sync: the step sleeps in the SDK's thread pool
     checkpoints=True,
     refused="401",
-    restart_step=4.0,
     late_reply="flushed: 404",
 )
 KINDS = (OFFICIAL, STEPLINE)
@@ -196,12 +193,24 @@ class Workers:
     def start(self, node: Node, instance: str, key: str | None = None) -> subprocess.Popen[bytes]:
         """Start a worker and wait until it is connected and ready."""
         proc = self.spawn(node.url, instance, key)
+        self.ready(node, instance)
+        return proc
+
+    def start_all(self, node: Node, *instances: str) -> None:
+        """Start workers side by side (their imports overlap), then wait until each is
+        connected and ready."""
+        for instance in instances:
+            self.spawn(node.url, instance)
+        for instance in instances:
+            self.ready(node, instance)
+
+    def ready(self, node: Node, instance: str) -> None:
+        """Wait until the worker ``instance`` is connected to ``node`` and ready."""
         wait_until(
             lambda: self._alive(instance) and node.connected(instance),
             timeout=30,
             message=lambda: f"worker {instance} to connect:\n{self.output(instance)}",
         )
-        return proc
 
     def spawn(
         self, url: str, instance: str, key: str | None = None, *, debug: bool = False

@@ -51,14 +51,11 @@ def kind_stack(
         yield engine, found
 
 
-def _slow_step_started(
-    engine: Node, found: Workers, name: str, seconds: float
-) -> tuple[str, str, str]:
-    """Workers ``w1`` and ``w2`` connected and a run of ``name`` whose slow step has started:
-    the run, the worker running the step and the other one."""
-    found.start(engine, "w1")
-    found.start(engine, "w2")
-    run_id = engine.run_of(engine.send(name, {"seconds": seconds}))
+def _slow_step_started(engine: Node, found: Workers, name: str, gate: Path) -> tuple[str, str, str]:
+    """Workers ``w1`` and ``w2`` connected and a run of ``name`` whose slow step has started,
+    held until ``gate`` exists: the run, the worker running the step and the other one."""
+    found.start_all(engine, "w1", "w2")
+    run_id = engine.run_of(engine.send(name, {"seconds": 60, "gate": str(gate)}))
     started = f"{name}.work.start"
     wait_until(lambda: found.ran(started) or None, message="the slow step to start")
     [busy] = found.ran(started)
@@ -129,9 +126,16 @@ def test_wait_invoke_and_parallel_steps_run_end_to_end(kind_stack: tuple[Node, W
 
 
 def test_a_killed_worker_call_goes_to_another_worker(tmp_path: Path, kind: Kind) -> None:
-    with node(str(tmp_path / "e.db")) as engine, workers(tmp_path, kind.module) as found:
-        run_id, victim, survivor = _slow_step_started(engine, found, "slow", 3)
+    gate = tmp_path / "gate"
+    # lease_seconds 3: the dropped call waits Timing.flush, 3 s (not 6), for a reply over HTTP
+    with (
+        node(str(tmp_path / "e.db"), lease_seconds=3.0) as engine,
+        workers(tmp_path, kind.module) as found,
+    ):
+        run_id, victim, survivor = _slow_step_started(engine, found, "slow", gate)
         found.signal(victim, signal.SIGKILL)  # mid-step: no reply, the socket drops
+        found.procs[victim].wait(10)
+        gate.touch()  # the step, run again on the survivor, ends at once
         run = engine.finished(run_id)
         assert (run["status"], run["output"]) == ("Completed", "after")
         assert found.ran("slow.work.start") == [victim, survivor]  # the lost step again
@@ -146,17 +150,17 @@ def test_a_killed_worker_call_goes_to_another_worker(tmp_path: Path, kind: Kind)
 def test_a_draining_worker_finishes_its_call_and_takes_no_new_one(
     tmp_path: Path, kind: Kind, name: str
 ) -> None:
+    gate = tmp_path / "gate"
     with node(str(tmp_path / "e.db")) as engine, workers(tmp_path, kind.module) as found:
-        run_id, drained, other = _slow_step_started(engine, found, name, 2)
+        run_id, drained, other = _slow_step_started(engine, found, name, gate)
         found.signal(drained, signal.SIGTERM)  # WORKER_PAUSE, then the call finishes
 
-        def serves_no_more() -> bool:
-            # draining, or already gone: a state it never leaves once reached (under load
-            # the call may end, and the worker leave, before a poll sees it draining)
+        def draining() -> bool:
             workers = engine.engine.connect.workers(APP_ID)
-            return not any(c.instance_id == drained and not c.draining for c in workers)
+            return any(c.instance_id == drained and c.draining for c in workers)
 
-        wait_until(serves_no_more, message="the worker to drain")
+        wait_until(draining, message="the worker to drain")
+        gate.touch()  # the call held in flight until now ends
         run = engine.finished(run_id)
         assert (run["status"], run["output"]) == ("Completed", "after"), run
         assert found.ran(f"{name}.work.start") == found.ran(f"{name}.work.end") == [drained]
@@ -191,17 +195,19 @@ def test_a_step_longer_than_the_lease_and_the_call_timeout_completes(
 
 
 def test_the_worker_reconnects_after_the_engine_restarts(tmp_path: Path, kind: Kind) -> None:
-    db = str(tmp_path / "e.db")
+    db, gate = str(tmp_path / "e.db"), tmp_path / "gate"
     with workers(tmp_path, kind.module) as found:
-        with node(db) as first:
+        with node(db, shutdown_grace=0.5) as first:
             port = first.server.port
             found.start(first, "w1")
             assert first.run("steps", {"n": 2})["output"] == 20
             # a call in flight as the engine stops: its socket closes under it (after the
             # engine's grace), and the call goes back without spending an attempt (the
             # function has no retries)
-            run_id = first.run_of(first.send("fragile", {"seconds": kind.restart_step}))
+            data = {"seconds": 60, "gate": str(gate)}
+            run_id = first.run_of(first.send("fragile", data))
             wait_until(lambda: found.ran("fragile.work.start") or None, message="the step")
+        gate.touch()  # the step outlived the engine: its reply has no socket to go back on
         # the engine is gone: the worker asks /v0/connect/start again until it is back
         with node(db, port=port) as second:
             wait_until(
