@@ -500,10 +500,10 @@ def test_a_cancel_batch_reads_its_runs_at_once(db: str, monkeypatch: pytest.Monk
             assert (end.status, end.matched, end.applied) == ("completed", 60, 60)
             assert await statuses(engine, ids) == {"Cancelled": 60}
             reads = sent.count("SELECT")
-            # the action, the runs, their steps, attributes and waits: none per run
-            assert reads <= 6, (reads, len(sent))
-            # per run: its row, its jobs, waits and claims, its two events (no reads)
-            assert len(sent) <= 7 * 60 + 10, len(sent)
+            # the action, the runs, their steps, pauses, attributes, claims and waits: none per run
+            assert reads <= 8, (reads, len(sent))
+            # per run: its row, its jobs and its two events (no reads; no waits nor claims)
+            assert len(sent) <= 4 * 60 + 10, len(sent)
 
     arun(scenario())
 
@@ -538,5 +538,54 @@ def test_a_run_that_ends_during_a_batch_keeps_its_end(db: str) -> None:
             assert run.cancel_reason is None
             rest = [r for r in ids if r != ending]
             assert await statuses(engine, rest) == {"Cancelled": 19}
+
+    arun(scenario())
+
+
+def test_a_cancel_batch_ends_waits_claims_and_steps_as_one_cancel_does(db: str) -> None:
+    """Runs waiting for an event and holding a singleton: a bulk cancel deletes their
+    waits and claims and ends the waiting step, as the cancel of one run does."""
+    client = dev_client()
+
+    @client.function(
+        id="waiter",
+        singleton=stepline.Singleton(mode="skip", key="event.data.k"),
+        trigger=stepline.TriggerEvent(event="bulk/wait"),
+    )
+    async def waiter(ctx: stepline.Context) -> str:
+        await ctx.step.wait_for_event("hear", event="bulk/heard", timeout="1h")
+        return "heard"
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, [waiter])]) as engine, api(engine) as rest:
+            ids = [await send(engine, "bulk/wait", {"k": k}) for k in "abc"]
+
+            async def waiting() -> bool:
+                for run_id in ids:
+                    if not await engine.store.read(lambda tx, r=run_id: tx.run_pauses(r)):
+                        return False
+                return True
+
+            await await_until(waiting, timeout=20, message="the runs to wait")
+
+            def left(tx: Tx) -> Any:
+                pauses = [len(tx.run_pauses(r)) for r in ids]
+                held = [tx.flow.singleton_run("t-waiter", key) for key in ('"a"', '"b"', '"c"')]
+                return pauses, held
+
+            assert await engine.store.read(left) == ([1, 1, 1], ids)
+            answer = await rest.post(
+                "/v1/bulk/cancel", json={"filter": {"function_id": "t-waiter"}}
+            )
+            end = (await follow(rest, answer.json()["data"]["bulk_id"]))[-1]
+            assert (end["matched"], end["applied"]) == (3, 3)
+            assert await statuses(engine, ids) == {"Cancelled": 3}
+            assert await engine.store.read(left) == ([0, 0, 0], [None, None, None])
+            for run_id in ids:
+                steps = {s.name: s.status.value for s in await engine.run_steps(run_id)}
+                assert steps.get("hear") == "Cancelled", steps
+            # the keys are free again: new runs start
+            again = await send(engine, "bulk/wait", {"k": "a"})
+            assert again not in ids
 
     arun(scenario())

@@ -241,11 +241,13 @@ def batch(
 
 def _read_ahead(tx: Tx, run_ids: list[str]) -> None:
     """What cancelling each of ``run_ids`` reads, read for all of them at once: their rows
-    (locked) and steps, their attributes, and whether a wait listens for the events a
-    cancelled run emits. Each run's cancel then sends only its writes."""
+    (locked), steps and pauses, their attributes and claims (singletons, buckets), and
+    whether a wait listens for the events a cancelled run emits. Each run's cancel then
+    sends only its writes, and none where there is nothing to delete."""
     if run_ids:
         tx.lock_runs(run_ids)
         tx.attributes.read_ahead(run_ids)
+        tx.flow.read_ahead(run_ids)
         tx.note_event_names((_events.FINISHED, _events.CANCELLED))
 
 

@@ -138,6 +138,9 @@ class FlowTx(Protocol):
     def get_bucket(self, function_id: str, key: str) -> tuple[str, float] | None: ...
     def set_bucket(self, function_id: str, key: str, run_id: str, deadline: float) -> None: ...
     def release_claims(self, run_id: str) -> None: ...
+    def read_ahead(self, run_ids: Sequence[str]) -> None:
+        """Read which of many runs hold a claim: ``release_claims`` of the others sends
+        nothing."""
 
     # concurrency slots: a leased call holds one slot per key until it is answered
     def acquire_slots(

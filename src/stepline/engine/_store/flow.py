@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stepline.engine._store.part import Part
+from stepline.engine._store.part import Part, TxSql
 from stepline.engine._store.rows import upsert
 
 __all__ = ["FlowSql"]
@@ -20,7 +20,31 @@ class FlowSql(Part):
     """``Tx.flow``: flow control's keys and slots; ``_lock`` serialises writers on a key
     (Postgres)."""
 
-    __slots__ = ()
+    __slots__ = ("_unclaimed",)
+
+    def __init__(self, tx: TxSql) -> None:
+        super().__init__(tx)
+        #: runs ``read_ahead`` found holding no singleton nor bucket (``release_claims``
+        #: has nothing to delete); a claim set here for one drops it
+        self._unclaimed: set[str] = set()
+
+    def read_ahead(self, run_ids: Sequence[str]) -> None:
+        """Read which of many runs hold a singleton or a bucket, in one statement (a bulk
+        action's batch): ``release_claims`` of the others sends nothing.
+
+        A claim names a run from its start (the run is new) or while the run holds it:
+        one that holds none when read gets none later.
+        """
+        wanted = sorted(set(run_ids))
+        for at in range(0, len(wanted), 250):  # bounded IN lists (two of them)
+            chunk = wanted[at : at + 250]
+            marks = ",".join("?" * len(chunk))
+            rows = self._x(
+                f"SELECT run_id FROM singletons WHERE run_id IN ({marks}) "
+                f"UNION SELECT run_id FROM buckets WHERE run_id IN ({marks})",
+                (*chunk, *chunk),
+            )
+            self._unclaimed.update(set(chunk) - {str(r[0]) for r in rows})
 
     # flow control ---------------------------------------------------------------------
     def get_limit(self, scope: str, key: str) -> float | None:
@@ -41,6 +65,7 @@ class FlowSql(Part):
         return None if row is None else str(row[0])
 
     def set_singleton(self, function_id: str, key: str, run_id: str) -> None:
+        self._unclaimed.discard(run_id)
         self._x(_UPSERT_SINGLETON, (function_id, key, run_id))
 
     def get_bucket(self, function_id: str, key: str) -> tuple[str, float] | None:
@@ -52,9 +77,12 @@ class FlowSql(Part):
         return None if row is None else (str(row[0]), float(row[1]))
 
     def set_bucket(self, function_id: str, key: str, run_id: str, deadline: float) -> None:
+        self._unclaimed.discard(run_id)
         self._x(_UPSERT_BUCKET, (function_id, key, run_id, deadline))
 
     def release_claims(self, run_id: str) -> None:
+        if run_id in self._unclaimed:
+            return
         self._x("DELETE FROM singletons WHERE run_id = ?", (run_id,))
         self._x("DELETE FROM buckets WHERE run_id = ?", (run_id,))
 

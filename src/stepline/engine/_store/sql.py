@@ -174,6 +174,8 @@ class SqlTx:
         #: each run's steps as ``lock_runs`` read them, with the run's steps revision then:
         #: ``get_steps`` answers from here while the revision is still that
         self._steps_ahead: dict[str, tuple[int, list[StepRecord]]] = {}
+        #: runs ``lock_runs`` found with no pause (``delete_run_pauses`` deletes none)
+        self._pauseless: set[str] = set()
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         return self._c.execute(sql, args)
@@ -389,6 +391,7 @@ class SqlTx:
 
     # pauses -------------------------------------------------------------------------
     def insert_pause(self, pause: Pause) -> None:
+        self._pauseless.discard(pause.run_id)
         self.execute(_UPSERT_PAUSE, pause_values(pause))
         self._names_waited.add(pause.event_name)
 
@@ -435,6 +438,8 @@ class SqlTx:
         return [read_pause(r) for r in rows]
 
     def delete_run_pauses(self, run_id: str) -> None:
+        if run_id in self._pauseless:
+            return
         self.execute("DELETE FROM pauses WHERE run_id = ?", (run_id,))
 
     # events -------------------------------------------------------------------------
@@ -519,14 +524,16 @@ class SqlTx:
 
     # many runs at once (a bulk action's batch) ------------------------------------------
     def lock_runs(self, run_ids: Sequence[str]) -> None:
-        """Read and lock the rows of ``run_ids`` and read their steps, a statement each
-        per ``_AHEAD`` runs: ``get_run`` and ``get_steps`` of each then send nothing (its
-        steps until one of them is written). A write transaction's; runs it read already
-        are left as it knows them.
+        """Read and lock the rows of ``run_ids``, read their steps and which hold a pause,
+        a statement each per ``_AHEAD`` runs: ``get_run`` and ``get_steps`` of each then
+        send nothing (its steps until one of them is written), nor ``delete_run_pauses``
+        of a run with none. A write transaction's; runs it read already are left as it
+        knows them.
 
         The rows are locked in run id order (as one run at a time in that order would
-        be); the steps are read once every row is locked, so no other transaction writes
-        one of them in between (a step written bumps its run's row: ``steps_rev``).
+        be); the steps and pauses are read once every row is locked, so no other
+        transaction writes one of them in between (a step written bumps its run's row:
+        ``steps_rev``; a pause is written with its run's row locked).
         """
         wanted = sorted(set(run_ids) - self._run_rows.keys())
         if not self._write or not wanted:
@@ -547,8 +554,9 @@ class SqlTx:
             steps: dict[str, list[StepRecord]] = {run_id: [] for run_id in chunk}
             if not chunk:
                 continue
+            marks = ",".join("?" * len(chunk))
             rows = self.execute(
-                f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id IN ({','.join('?' * len(chunk))}) "
+                f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id IN ({marks}) "
                 "ORDER BY run_id, seq IS NULL, seq, started_at",
                 chunk,
             )
@@ -557,6 +565,10 @@ class SqlTx:
                 steps[step.run_id].append(step)
             for run_id, found in steps.items():
                 self._steps_ahead[run_id] = (self._revisions[run_id], found)
+            rows = self.execute(
+                f"SELECT DISTINCT run_id FROM pauses WHERE run_id IN ({marks})", chunk
+            )
+            self._pauseless.update(set(chunk) - {str(r[0]) for r in rows})
 
 
 #: the names of a transaction's parts (``SqlTx.end`` lets them go)
