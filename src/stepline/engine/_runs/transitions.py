@@ -340,12 +340,22 @@ class RunTransitions:
         tx.queue.delete_job(execute_job_id(view.run.run_id, str(pause.step_id), "timeout"))
         self.finish_wait(tx, view, str(pause.step_id), memo, now)
 
-    def wake(self, tx: Tx, job: Job, now: float) -> None:
-        """A sleep ended: its memo is ``null``."""
-        tx.queue.delete_job(job.job_id)
-        view = None if job.run_id is None else RunView.waited(tx, job.run_id, str(job.step_id))
+    def wake(self, tx: Tx, job: Job, now: float, *, whole: bool = False) -> RunView | None:
+        """A sleep ended: its memo is ``null``. The wake job goes in the statement that
+        queues the run's next call where the store can (``replacing``). ``whole``: every
+        step of the run is read (the caller makes the run's next call with them), else
+        only the one that slept. The run's view, None if there is no such run."""
+        view = None
+        if job.run_id is not None and whole:
+            view = RunView.load(tx, job.run_id)
+        elif job.run_id is not None:
+            view = RunView.waited(tx, job.run_id, str(job.step_id))
+        gone: str | None = job.job_id
         if view is not None and not view.run.status.terminal:
-            self.finish_wait(tx, view, str(job.step_id), None, now)
+            gone = self._end_wait(tx, view, str(job.step_id), None, now, replacing=gone)
+        if gone is not None:
+            tx.queue.delete_job(gone)
+        return view
 
     def pause_timeout(self, tx: Tx, job: Job, now: float) -> None:
         """A wait-for-event (memo ``null``) or an invoke (memo: timeout error) expired."""
@@ -396,16 +406,32 @@ class RunTransitions:
     ) -> None:
         """A step that waited ended (a sleep, a wait for an event or a signal, an invoke,
         a gateway call): record its memo and queue the run's next call if it is due."""
+        self._end_wait(tx, view, step_id, memo, now, status=status)
+
+    def _end_wait(
+        self,
+        tx: Tx,
+        view: RunView,
+        step_id: str,
+        memo: Any,
+        now: float,
+        *,
+        status: StepStatus | None = None,
+        replacing: str | None = None,
+    ) -> str | None:
+        """``finish_wait``; ``replacing``: a job deleted with the insert of the run's
+        next call, returned if no call was queued."""
         step = view.own(step_id)
         if step is None or step.status.done:
-            return
+            return replacing
         failed = isinstance(memo, dict) and set(memo) == {"error"}
         step.status = status or (StepStatus.FAILED if failed else StepStatus.COMPLETED)
         step.memo = memo
         step.ended_at = now
         view.append(step)
-        self.maybe_discover(tx, view, now, race=step.mode == "race")
+        gone = self.maybe_discover(tx, view, now, race=step.mode == "race", replacing=replacing)
         view.save(tx)
+        return gone
 
     # -- cancellation and timeouts ------------------------------------------------------
 

@@ -390,6 +390,11 @@ class QueueWorker:
                 await self._execute(job, snapshot, current, started[0] if started else None)
             elif job.kind is JobKind.GATEWAY:
                 await self._gateway(job)
+            elif job.kind is JobKind.WAKE and current is not None:
+                follow = await self._wake(job)
+                if follow is not None:  # the woken run's next call, in this task
+                    self.move_on(current, follow[0])
+                    await self._execute(follow[0], follow[1], current)
             else:
                 heavy = job.kind in (JobKind.FANOUT, JobKind.BULK)  # many runs at once
                 await self._atomic(lambda tx: self._simple(tx, job), small=not heavy)
@@ -408,6 +413,41 @@ class QueueWorker:
         result, queued = await self.store.atomic(tracked, small=small)
         self._on_commit(queued, None)  # the loop needs waking only for jobs queued
         return result
+
+    async def _wake(self, job: Job) -> tuple[Job, Snapshot] | None:
+        """End a sleep; the run's next call, leased for this task in the same transaction.
+
+        Waking a run is one unit of work with its next call: the call is inserted already
+        leased (``lease_calls``) and read with every step of the run, so it skips a turn
+        through the queue, where it would wait behind every older wake still due, and the
+        lease's reads. It keeps the wake's slot whatever else is due. Crash-safe as any
+        lease: lost with this node, the call is due again when its lease lapses.
+        """
+
+        def work(tx: Tx) -> tuple[tuple[Job, Snapshot] | None, bool]:
+            now = self.clock.now()
+            run_id = job.run_id
+            taking = self.leasing and (job.job_id, job.lease_epoch) not in self._lost
+            if taking and run_id is not None:
+                tx.queue.lease_calls(run_id, self.owner, now, now + self.settings.lease_seconds)
+            view = self.transitions.wake(tx, job, now, whole=taking)
+            follow = None
+            if taking and view is not None and not view.run.status.terminal:
+                until = now + self.settings.lease_seconds
+                nxt = _pause.let(
+                    tx, tx.queue.lease_run_call(view.run.run_id, self.owner, now, until), now
+                )
+                if nxt is not None:
+                    stored = view.known_steps(tx)
+                    steps = list(stored.steps) if stored else list(view.steps.values())
+                    follow = nxt, (view.run, steps, stored)
+                    tx.claimed.add(nxt.job_id)
+            tx.queue.unlease_calls()
+            return follow, any(job_id not in tx.claimed for job_id in tx.queued)
+
+        follow, wake = await self.store.atomic(work, small=True)
+        self._on_commit(wake, None)
+        return follow
 
     def _simple(self, tx: Tx, job: Job) -> None:
         now = self.clock.now()
