@@ -53,10 +53,14 @@ def test_stepline_start_serves_the_official_worker_and_drains_it_on_sigterm(
             assert (run["status"], run["output"]) == ("Completed", 60)
             assert found.ran("steps.one") == ["w1"]
 
-            event_id = _send(http, "fragile", {"seconds": 2})
+            gate = tmp_path / "gate"
+            event_id = _send(http, "fragile", {"seconds": 60, "gate": str(gate)})
             wait_until(lambda: found.ran("fragile.work.start") or None, message="the step")
             stopping = time.monotonic()
             engine.terminate()  # the step in flight finishes over its socket, then it closes
+            wait_until(lambda: _closed(base), message="the engine to stop listening")
+            assert engine.poll() is None, "it waits for the call in flight"
+            gate.touch()
             assert engine.wait(20) == 0
             assert time.monotonic() - stopping < 10
             assert found.ran("fragile.work.end") == ["w1"]
@@ -69,6 +73,15 @@ def test_stepline_start_serves_the_official_worker_and_drains_it_on_sigterm(
             assert found.ran("fragile.work.start") == ["w1"], "the drained step was recorded"
             assert found.ran("fragile.after") == ["w1"]
     assert "Traceback" not in log.read_text()
+
+
+def _closed(base: str) -> bool:
+    """Whether the engine at ``base`` no longer listens."""
+    try:
+        httpx.get(f"{base}/health", timeout=5)
+    except httpx.ConnectError:
+        return True
+    return False
 
 
 def _send(http: httpx.Client, name: str, data: dict[str, Any]) -> str:
