@@ -1,7 +1,8 @@
 """The app of inngest-py's own Connect signal scenarios, as a process.
 
 ``python -m tests.apps.connect_official_signals ENGINE_URL APP_ID EVENT [SIGNAL ...]`` serves one
-function (``fn``: sleeps 5 s, returns ``"Hello"``) over the official worker
+function (``fn``: sleeps 5 s, returns ``"Hello"``; the event's data may name a ``gate`` file
+that ends the sleep once it exists, and other ``seconds``) over the official worker
 (``inngest.connect``) with ``instance_id`` = ``APP_ID``, and the worker's
 ``shutdown_signals`` set to the named signals (``SIGUSR1``...; the SDK's default when
 none is named). On such a signal the worker must finish its call, close, and the process
@@ -22,6 +23,8 @@ with warnings.catch_warnings():  # inngest 0.5.19's class-based pydantic Config
     warnings.filterwarnings("ignore", category=pydantic.warnings.PydanticDeprecatedSince20)
     import inngest.connect
 
+from tests.apps.connect_official_worker import hold
+
 
 def main() -> None:
     """Serve until one of the shutdown signals, then return once the worker closed."""
@@ -35,7 +38,7 @@ def main() -> None:
 
     @client.create_function(fn_id="fn", retries=0, trigger=inngest.TriggerEvent(event=event_name))
     async def fn(ctx: inngest.Context) -> str:
-        await asyncio.sleep(5)
+        await hold({"seconds": 5, **ctx.event.data})
         return "Hello"
 
     signals = [signal.Signals[name] for name in names] or None

@@ -6,7 +6,8 @@ the test waits for the app on the dev server's connection listing (``GET
 /v0/connect/envs/{env}/conns``, read exactly as the scenario reads it), sends the event,
 waits for the run to start, signals the worker (SIGTERM, or a non-standard signal the worker
 was told to shut down on), and expects the run to complete with the function's output, the
-worker to leave the listing and the process to exit with status 0.
+worker to leave the listing and the process to exit with status 0. Here the function's
+sleep lasts until the engine shows the worker draining (a gate file), not 5 s.
 """
 
 from __future__ import annotations
@@ -97,11 +98,20 @@ def test_a_signalled_worker_finishes_its_call_then_leaves(
             timeout=10,  # the scenario's own limit
             message=lambda: f"the app in the listing:\n{log_tail(out)}",
         )
-        answer = engine.http.post("/e/test-key", json={"name": event})
+        gate = tmp_path / f"{app_id}.gate"
+        data = {"seconds": 60, "gate": str(gate)}
+        answer = engine.http.post("/e/test-key", json={"name": event, "data": data})
         assert answer.status_code == 200, answer.text
         run_id = engine.run_of(answer.json()["ids"][0])  # queued: the scenario signals now
         signalled = time.monotonic()
         proc.send_signal(sent)
+        wait_until(
+            lambda: any(
+                c.instance_id == app_id and c.draining for c in engine.engine.connect.workers()
+            ),
+            message=lambda: f"the worker to drain:\n{log_tail(out)}",
+        )
+        gate.touch()  # the call the draining worker holds ends
         run = engine.finished(run_id)
         assert run["status"] == "Completed", run
         assert run["output"] == "Hello"
