@@ -137,8 +137,8 @@ async def follow(api: httpx.AsyncClient, bulk_id: str, timeout: float = 120) -> 
         await asyncio.sleep(0.01)
 
 
-# 5,000 runs seeded and cancelled run by run: 12 s on Postgres alone, over a minute beside the
-# suite on two cores
+# 5,000 runs seeded, then cancelled in 25 batches of 200 (4 statements a run): the seeding
+# is most of its time (bench/README.md, "Bulk cancel in batches")
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_bulk_cancel_of_5000_runs_leaves_every_other_run_alone(db: str) -> None:
