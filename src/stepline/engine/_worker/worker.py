@@ -429,6 +429,9 @@ class QueueWorker:
             run_id = job.run_id
             taking = self.leasing and (job.job_id, job.lease_epoch) not in self._lost
             if taking and run_id is not None:
+                # the job read with its run's row (locked) and whether any function is
+                # paused: the wake's read of the run and the call's pause check send nothing
+                tx.get_call(job.job_id)
                 tx.queue.lease_calls(run_id, self.owner, now, now + self.settings.lease_seconds)
             view = self.transitions.wake(tx, job, now, whole=taking)
             follow = None
