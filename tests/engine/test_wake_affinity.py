@@ -138,9 +138,9 @@ def test_waking_a_run_costs_postgres_few_statements(monkeypatch: pytest.MonkeyPa
         arun(scenario(url))
     assert sorted(woke) == list(range(RUNS))
     per_run = len(sent) / RUNS
-    # ~15.3 a run: the wake (its job replaced by the run's next call, inserted leased,
-    # the run read with its steps, whether any function is paused, the step's end), the
-    # call's answer and the run's end (11), a share of the idle loop's leases. Through
-    # the queue (19.8): the wake job's own DELETE, the waited step, the others pending
-    # and the last seq read apart, the call's lease and its reads of the run and steps.
+    # ~14.6 a run: the wake (its job read with the run's row and whether any function is
+    # paused, the run's steps, its job replaced by the run's next call inserted leased,
+    # the step's end), the call's answer and the run's end (10), a share of the idle
+    # loop's leases. Through the queue (19.8): the wake job's own DELETE, the waited step,
+    # the others pending and the last seq read apart, the call's lease and its reads.
     assert per_run <= 17.0, f"{per_run:.1f} statements per woken run"
