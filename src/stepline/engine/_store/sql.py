@@ -89,9 +89,7 @@ _PENDING_STEP = (
     f"AND status NOT IN ({','.join('?' * len(_ENDED_STEPS))}) LIMIT 1"
 )
 #: the run's last done step's ``seq``, and its done steps in order (index ``steps_done``)
-_LAST_SEQ = (
-    "SELECT seq FROM steps WHERE run_id = ? AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
-)
+_LAST_SEQ = "SELECT seq FROM steps WHERE run_id = ? AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
 _STACK = "SELECT step_id FROM steps WHERE run_id = ? AND seq IS NOT NULL ORDER BY seq"
 _RUN_NAMES = tuple(name.strip() for name in RUN_COLUMNS.split(","))
 _JOB_NAMES = tuple(name.strip() for name in JOB_COLUMNS.split(","))
