@@ -33,7 +33,7 @@ from stepline.engine._observe import attempts as _attempts
 from stepline.engine._observe.observer import Observer
 from stepline.engine._runs import recording, starts
 from stepline.engine._runs.transitions import RunTransitions
-from stepline.engine._runs.view import KnownSteps, Snapshot
+from stepline.engine._runs.view import KnownSteps, RunView, Snapshot
 from stepline.engine._store import Store, Tx, faults
 from stepline.engine._wire import response
 from stepline.engine._worker import calls, drain, leases, onthread, recovery
@@ -436,21 +436,26 @@ class QueueWorker:
             view = self.transitions.wake(tx, job, now, whole=taking)
             follow = None
             if taking and view is not None and not view.run.status.terminal:
-                until = now + self.settings.lease_seconds
-                nxt = _pause.let(
-                    tx, tx.queue.lease_run_call(view.run.run_id, self.owner, now, until), now
-                )
-                if nxt is not None:
-                    stored = view.known_steps(tx)
-                    steps = list(stored.steps) if stored else list(view.steps.values())
-                    follow = nxt, (view.run, steps, stored)
-                    tx.claimed.add(nxt.job_id)
+                follow = self._take_next(tx, view, now)
+                if follow is not None:
+                    tx.claimed.add(follow[0].job_id)
             tx.queue.unlease_calls()
             return follow, any(job_id not in tx.claimed for job_id in tx.queued)
 
         follow, wake = await self.store.atomic(work, small=True)
         self._on_commit(wake, None)
         return follow
+
+    def _take_next(self, tx: Tx, view: RunView, now: float) -> tuple[Job, Snapshot] | None:
+        """The run's next call leased for this task, with what the call reads of its run,
+        when it is due now, bound by no concurrency key and let by pauses (run affinity)."""
+        until = now + self.settings.lease_seconds
+        nxt = _pause.let(tx, tx.queue.lease_run_call(view.run.run_id, self.owner, now, until), now)
+        if nxt is None:
+            return None
+        stored = view.known_steps(tx)
+        steps = list(stored.steps) if stored else list(view.steps.values())
+        return nxt, (view.run, steps, stored)
 
     def _simple(self, tx: Tx, job: Job) -> None:
         now = self.clock.now()
@@ -607,14 +612,7 @@ class QueueWorker:
             return _Recorded(None, wake=bool(tx.queued), ended=[])
         follow = None
         if follow_on and not view.run.status.terminal and self._room(tx, now):
-            until = now + self.settings.lease_seconds
-            nxt = _pause.let(
-                tx, tx.queue.lease_run_call(view.run.run_id, self.owner, now, until), now
-            )
-            if nxt is not None:
-                stored = view.known_steps(tx)
-                steps = list(stored.steps) if stored else list(view.steps.values())
-                follow = nxt, (view.run, steps, stored)
+            follow = self._take_next(tx, view, now)
         tx.queue.unlease_calls()
         # events the answer emitted (a step's sendEvent, the run's function.finished)
         # are matched by this worker next, without a trip through the queue either
