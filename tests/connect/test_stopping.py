@@ -33,25 +33,21 @@ from .test_preauth_limits import upgrade
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 KEY = "signkey-prod-" + "3c" * 32
 EVENT_KEY = "stopping-event-key"
-#: The grace a first SIGTERM waits out: longer than ``MARGIN``, so that the drain and
-#: uvicorn's wait each taking a whole one would show.
-GRACE = 4.0
-#: The grace a second SIGTERM cuts short: half of it is far more than a stop at once takes.
-LONG_GRACE = 8.0
+GRACE = 8.0
 #: handing the calls back and uvicorn's whole-second wait round the grace up by this much
 MARGIN = 3.0
 
 
 @contextlib.contextmanager
-def busy_engine(tmp_path: Path, grace: float) -> Iterator[tuple[subprocess.Popen[bytes], Workers]]:
-    """An engine stopping within ``grace`` with a Connect step in flight, a stream reader,
-    a long poll and an unauthenticated socket on it."""
+def busy_engine(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Workers]]:
+    """An engine with a Connect step in flight, a stream reader, a long poll and an
+    unauthenticated socket on it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = clean_env(STEPLINE_SIGNING_KEY=KEY, STEPLINE_EVENT_KEY=EVENT_KEY)
     command = engine_command(
         "start", "--port", str(port), "--db", str(tmp_path / "e.db"),
-        "--shutdown-grace", f"{grace:g}",
+        "--shutdown-grace", f"{GRACE:g}",
     )  # fmt: skip
     auth = {"authorization": signing.bearer_token(KEY)}
     log = tmp_path / "engine.log"
@@ -105,7 +101,7 @@ def busy_engine(tmp_path: Path, grace: float) -> Iterator[tuple[subprocess.Popen
 
 
 def test_one_sigterm_stops_the_engine_within_its_grace(tmp_path: Path) -> None:
-    with busy_engine(tmp_path, GRACE) as (engine, _found):
+    with busy_engine(tmp_path) as (engine, _found):
         stopping = time.monotonic()
         engine.send_signal(signal.SIGTERM)
         assert engine.wait(GRACE * 3) == 0
@@ -115,7 +111,7 @@ def test_one_sigterm_stops_the_engine_within_its_grace(tmp_path: Path) -> None:
 
 
 def test_a_second_sigterm_stops_the_engine_at_once(tmp_path: Path) -> None:
-    with busy_engine(tmp_path, LONG_GRACE) as (engine, _found):
+    with busy_engine(tmp_path) as (engine, _found):
         args = list(map(str, engine.args))  # type: ignore[arg-type]
         health = f"http://127.0.0.1:{args[args.index('--port') + 1]}/health"
         first = time.monotonic()
@@ -128,13 +124,13 @@ def test_a_second_sigterm_stops_the_engine_at_once(tmp_path: Path) -> None:
                 return True
             return False
 
-        wait_until(stopped_listening, timeout=LONG_GRACE, message="the engine to stop listening")
+        wait_until(stopped_listening, timeout=GRACE, message="the engine to stop listening")
         assert engine.poll() is None  # still draining its call in flight
         again = time.monotonic()
         engine.send_signal(signal.SIGTERM)
-        assert engine.wait(LONG_GRACE * 3) == 0
+        assert engine.wait(GRACE * 3) == 0
         took = time.monotonic() - again
         print(f"second SIGTERM {again - first:.2f} s after the first: gone {took:.2f} s later")
-        # what was left of the grace is over LONG_GRACE / 2 here: waiting it out would fail this
-        assert again - first < LONG_GRACE / 2
-        assert took < LONG_GRACE / 2
+        # what was left of the grace is over GRACE / 2 here: waiting it out would fail this
+        assert again - first < GRACE / 2
+        assert took < GRACE / 2
