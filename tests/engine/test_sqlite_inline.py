@@ -172,6 +172,49 @@ def test_a_held_write_lock_never_blocks_the_loop(tmp_path: Path) -> None:
     arun(scenario())
 
 
+def test_small_transactions_in_a_row_set_no_busy_timeout_and_the_writer_still_waits(
+    tmp_path: Path,
+) -> None:
+    """The busy timeout is zero for small transactions on the loop's thread (set once for
+    a run of them, not around each) and the store's for the writer thread's, which still
+    waits out another connection's write lock."""
+    path = str(tmp_path / "s.db")
+
+    async def scenario() -> None:
+        async with opened_at(path) as store:
+            conn = writer_conn(store)
+            assert conn is not None
+            sent: list[str] = []
+            conn.set_trace_callback(sent.append)
+            threads: list[threading.Thread] = []
+            for n in range(4):
+                assert await store.atomic(insert(f"S{n}", threads), small=True)
+            assert threads == [threading.current_thread()] * 4
+            pragmas = [sql for sql in sent if sql.startswith("PRAGMA")]
+            assert pragmas == ["PRAGMA busy_timeout = 0"], pragmas
+            assert sent.count("BEGIN IMMEDIATE") == 4
+            other = sqlite3.connect(path, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")  # another process's writer
+                task = asyncio.create_task(store.atomic(insert("W", threads)))
+                await await_until(
+                    lambda: "PRAGMA busy_timeout = 10000" in sent,
+                    timeout=10,
+                    message="the writer thread's own busy timeout",
+                )
+                await asyncio.sleep(0.2)  # within its busy timeout: it waits, not fails
+                assert not task.done()
+                other.execute("COMMIT")
+            finally:
+                other.close()
+            assert await asyncio.wait_for(task, 10)
+            assert on_writer(threads[-1]), threads[-1].name
+            conn.set_trace_callback(None)
+            assert await stored(store, "S0", "S3", "W") == [True, True, True]
+
+    arun(scenario())
+
+
 def test_busy_is_told_by_its_code_or_else_its_message() -> None:
     # sqlite3's errors carry their code from Python 3.11; on 3.10 the message tells
     assert _busy(sqlite3.OperationalError("database is locked"))

@@ -419,3 +419,35 @@ def test_an_end_told_from_the_committing_thread_wakes_blocked_callers_only() -> 
         assert waiters.count == 0
 
     arun(scenario())
+
+
+def test_a_commit_concerns_the_loop_only_when_a_caller_waits_for_its_runs() -> None:
+    async def scenario() -> None:
+        runs = Runs()
+        for run_id in ("a", "b", "c"):
+            runs.status[run_id] = RunStatus.COMPLETED
+        runs.status["b"] = RunStatus.RUNNING
+        waiters = RunWaiters(runs.read)
+        # nobody waits: a commit from another thread need not wake the loop
+        assert not waiters.concern(None)
+        assert not waiters.concern([runs.run("a")])
+        assert not waiters.concern([])
+        future = waiters.watch("a")  # an async caller
+        assert waiters.concern(None)
+        assert waiters.concern([runs.run("a")])
+        assert not waiters.concern([runs.run("b")])
+        waiters.ended(runs.run("a"))
+        assert (await future).run_id == "a"
+        assert not waiters.concern(None)
+        waiters.fresh("c")  # a blocking start's run, watched for the wait that claims it
+        assert waiters.concern([runs.run("c")])
+        assert not waiters.concern(None), "a fresh run is no waiter until claimed"
+        caller = Blocked(waiters, runs, "b")  # a caller on another thread
+        await await_until(lambda: waiters.count == 1, message="the blocked caller")
+        assert waiters.concern(None)
+        assert waiters.concern([runs.run("b")])
+        assert not waiters.concern([runs.run("a")])
+        waiters.close()
+        assert isinstance(await asyncio.to_thread(caller.result), EngineStopped)
+
+    arun(scenario())

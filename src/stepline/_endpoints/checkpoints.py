@@ -132,16 +132,26 @@ class Checkpoints:
 
     @contextlib.asynccontextmanager
     async def kept_async(self) -> AsyncIterator[None]:
-        """Async twin of ``kept_sync`` (a task on the running loop)."""
+        """Async twin of ``kept_sync``: a timer on the running loop, and a task from the
+        first heartbeat on (most requests end before one is due, and a timer costs less
+        to make and cancel than a task)."""
+        loop = asyncio.get_running_loop()
+        every = self.lease.seconds / 3
+        beating: list[asyncio.Task[None]] = []
 
         async def beat() -> None:
             while self.lost is None:
-                await asyncio.sleep(self.lease.seconds / 3)
                 with contextlib.suppress(HandedBack):
                     await self.flush_async([])
+                await asyncio.sleep(every)
 
-        task = asyncio.create_task(beat(), name="stepline-lease")
+        def start() -> None:
+            beating.append(loop.create_task(beat(), name="stepline-lease"))
+
+        timer = loop.call_later(every, start)
         try:
             yield
         finally:
-            task.cancel()
+            timer.cancel()
+            for task in beating:
+                task.cancel()

@@ -297,9 +297,18 @@ class Engine:
 
     def committed_threadsafe(self, wake: bool, ended: Sequence[Run] | None) -> None:
         """``committed``, from a thread other than the engine's loop (a commit made there:
-        an in-process checkpoint); nothing before the engine has started."""
-        if self._aio is not None:
+        an in-process checkpoint); nothing before the engine has started, nor when there
+        is no one to tell: no jobs to wake the worker for and no caller waiting for the
+        runs (``Direct`` applies the same test to a durable endpoint's commits). A post wakes the loop's thread, which takes the GIL
+        from the committing thread and then gives it back: two thread switches in the
+        middle of, say, a web request running a durable endpoint's steps."""
+        if self._aio is not None and (wake or self.concerned(ended)):
             self._aio.call_soon_threadsafe(self.committed, wake, ended)
+
+    def concerned(self, ended: Sequence[Run] | None) -> bool:
+        """Whether a caller waits for one of the runs a commit on another thread ended
+        (None: any run); a caller that starts waiting later reads its run itself."""
+        return self._waiters.concern(ended)
 
     async def _read_runs(self, run_ids: Sequence[str]) -> list[Run]:
         def read(tx: Tx) -> list[Run]:

@@ -21,6 +21,7 @@ the engine's loop, which owns the worker and the run waiters.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import urllib.parse
@@ -177,7 +178,10 @@ class Direct:
 
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
         def committed(wake: bool, ended: Sequence[Run] | None) -> None:
-            loop.call_soon_threadsafe(engine.committed, wake, ended)
+            # on the engine's loop only when the worker or a caller waiting for the run
+            # needs the news (``Engine.committed_threadsafe``'s test, posted to ``loop``)
+            if wake or engine.concerned(ended):
+                loop.call_soon_threadsafe(engine.committed, wake, ended)
 
         self._routes = Routes(InlineRuns(engine, committed), engine.settings.max_step_output_bytes)
         self._limit = engine.settings.max_body_bytes
@@ -228,5 +232,8 @@ class Direct:
         return await self._routes.answer(match["run"], body)
 
 
+@functools.lru_cache(maxsize=256)
 def _match(url: str) -> re.Match[str] | None:
+    """The route of ``url``; cached: each is matched by ``handles`` and again by
+    ``perform``, a run's checkpoints share one, and a function's starts another."""
     return _PATH.fullmatch(urllib.parse.urlsplit(url).path)

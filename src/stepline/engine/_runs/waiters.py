@@ -204,6 +204,26 @@ class RunWaiters:
         for caller in callers:
             caller.event.set()
 
+    def concern(self, ended: Sequence[Run] | None) -> bool:
+        """Whether a commit made on another thread, ending ``ended`` (None: unknown which),
+        has callers to tell: ``changed`` or ``ended`` on the loop would do something.
+
+        Any thread, after the commit: a caller registering later reads its run once
+        registered (or is watched from its start, before the run could end), so it sees
+        the commit without being told.
+        """
+        if ended is None:
+            return bool(self._waiting or self._blocked)
+        if not (self._waiting or self._blocked or self._fresh):
+            return False
+        with self._lock:  # a claim of a fresh run moves it to ``_blocked`` under the lock
+            return any(
+                run.run_id in self._waiting
+                or run.run_id in self._blocked
+                or run.run_id in self._fresh
+                for run in ended
+            )
+
     def changed(self) -> None:
         """Something was committed: check the waited-for runs (once, however many call)."""
         if not (self._waiting or self._blocked):

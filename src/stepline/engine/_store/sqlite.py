@@ -108,6 +108,9 @@ class SqliteStore:
         self._lost: Exception | None = None  # why a reopen after a fork failed
         self._suspending = False  # guarded by _lock, as is:
         self._loop_reads = 0  # reads running on the loop's thread (``read(small=True)``)
+        #: the busy timeout (ms) the writer's connection was last given by ``_begin``
+        #: (None: unknown), so a run of transactions of one kind sets it once
+        self._busy_now: tuple[sqlite3.Connection, int] | None = None
         #: small transactions may run on the loop's thread: a commit has no fsync to wait
         #: for (in WAL at NORMAL only a checkpoint syncs, and those stay on the writer's)
         self._inline = not self._memory and synchronous.upper() in ("OFF", "NORMAL") and _wal.COUNTS
@@ -220,6 +223,7 @@ class SqliteStore:
     def _keep_wal(self) -> None:
         if self.wal is not None and self._write_conn is not None:
             self.wal.check(self._write_conn)
+            self._busy_now = None  # a truncating checkpoint sets its own
 
     def atomic_blocking(self, work: Callable[[SqliteTx], T]) -> T:
         """``atomic`` for a thread that may block (never the event loop's).
@@ -295,19 +299,25 @@ class SqliteStore:
         deliver_all(batch, outcomes)
 
     def _begin(self, conn: sqlite3.Connection, wait: bool) -> bool:
-        """``BEGIN IMMEDIATE``; without ``wait``, False at once if the lock is taken."""
-        if wait:
-            conn.execute("BEGIN IMMEDIATE")
-            return True
-        conn.execute("PRAGMA busy_timeout = 0")
+        """``BEGIN IMMEDIATE``; without ``wait``, False at once if the lock is taken.
+
+        The busy timeout is the store's with ``wait``, else zero, and stays so for the
+        transaction and after it: once the write lock is held, no statement of the
+        transaction waits for another lock (in WAL, a commit takes none, and the
+        connection does not checkpoint by itself where transactions run without
+        ``wait``). So consecutive transactions of one kind set it once, not twice each.
+        """
+        ms = self._busy_ms if wait else 0
+        if self._busy_now != (conn, ms):
+            self._busy_now = None  # unknown, should the statement fail
+            conn.execute(f"PRAGMA busy_timeout = {ms}")
+            self._busy_now = (conn, ms)
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if _busy(exc):
+            if not wait and _busy(exc):
                 return False
             raise
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         return True
 
     def _read_sync(self, work: Callable[[SqliteTx], T]) -> T:
