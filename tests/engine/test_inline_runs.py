@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,10 @@ from starlette.testclient import TestClient
 import stepline
 from stepline._protocol.hashing import hash_step_id
 from stepline.engine import Engine, EngineSettings
+from stepline.engine._endpoints import inline as inline_runs
 from stepline.engine._http.api import build_app
+from stepline.engine._store.postgres import PostgresTx
+from stepline.engine._store.sqlite import SqliteTx
 from tests._support.polling import wait_until
 
 FN = "inl-three"
@@ -107,6 +111,38 @@ def test_a_request_holds_the_first_call_checkpoints_it_and_answers_it(db: str) -
         late = http.post(f"/v1/runs/{run_id}/inline/checkpoint", json={**lease, "steps": []})
         assert late.status_code == 409
         assert late.json()["code"] == "lease_lost"
+
+
+def test_an_inline_start_of_a_call_without_limits_takes_and_sweeps_no_slots(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call without concurrency limits takes no slot: leasing it to the request admits
+    nothing, and leaves expired slots to the next lease that does (the worker's)."""
+    sent: list[str] = []
+    leasing: set[int] = set()  # the threads inside ``_lease_first`` (the worker leases too)
+    original_lease = inline_runs._lease_first
+
+    def lease_first(*args: Any, **kwargs: Any) -> Any:
+        leasing.add(threading.get_ident())
+        try:
+            return original_lease(*args, **kwargs)
+        finally:
+            leasing.discard(threading.get_ident())
+
+    monkeypatch.setattr(inline_runs, "_lease_first", lease_first)
+    for tx_class in (SqliteTx, PostgresTx):
+
+        def execute(self: Any, sql: str, args: Any = (), _original: Any = tx_class.execute) -> Any:
+            if threading.get_ident() in leasing:
+                sent.append(sql)
+            return _original(self, sql, args)
+
+        monkeypatch.setattr(tx_class, "execute", execute)
+    with engine_http(db) as (http, _counts):
+        started = start(http)
+    assert started["inline"] is not None, "the request holds the call"
+    assert any("lease_owner" in sql for sql in sent), "the lease was counted"
+    assert not [sql for sql in sent if "slots" in sql]
 
 
 def test_a_foreign_lease_is_refused_with_409(db: str) -> None:

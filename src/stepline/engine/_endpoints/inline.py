@@ -219,9 +219,13 @@ def _lease_first(
     job = _pause.let(tx, tx.queue.lease_job(first.job_id, owner, now, until), now)  # paused: parked
     if job is None:
         return None, run
-    admitted, _parked = _concurrency.admit(tx, [job], now=now, until=until, recheck=recheck)
-    if not admitted:
-        return None, tx.get_run(run_id) or run  # parking may have said why it waits
+    # a call without limits takes no slot: its lease needs no admission, and the slots
+    # that expired meanwhile are swept by the next lease that does (a parked call's
+    # recheck lease among them), not by every request's start
+    if _concurrency.limited(job):
+        admitted, _ = _concurrency.admit(tx, [job], now=now, until=until, recheck=recheck)
+        if not admitted:
+            return None, tx.get_run(run_id) or run  # parking may have said why it waits
     if run.status is RunStatus.QUEUED:
         run = dataclasses.replace(run, status=RunStatus.RUNNING, started_at=now, waiting=None)
         tx.update_run(run)

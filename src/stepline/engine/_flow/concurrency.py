@@ -49,6 +49,11 @@ def admit(
     return admitted, parked
 
 
+def limited(job: Job) -> bool:
+    """Whether ``job`` takes concurrency slots when leased (its function has limits)."""
+    return bool(_keys(job))
+
+
 def release(tx: Tx, job: Job, now: float) -> None:
     """Free a finished call's slots and unpark as many waiting calls as now fit."""
     keys = _keys(job)
