@@ -6,6 +6,7 @@ against, imported by ``stepline deploy check tests.apps.deploy_v2:client``.
 * ``append``: a step ``e`` after ``d`` (every recorded run replays);
 * ``remove``: no step ``a`` (a recorded step is no longer reached);
 * ``reorder``: ``b`` before ``a`` (recorded steps out of order);
+* ``insert``: a new step ``z`` before ``a`` (a new step ahead of recorded ones);
 * ``patched``: ``a`` only in the ``else:`` of ``ctx.patched("drop-a")`` (recorded runs
   keep it);
 * ``chatty``: v1, plus a GET of ``DEPLOY_COUNTER_URL`` after ``a``, outside any step.
@@ -56,6 +57,8 @@ def order(ctx: stepline.SyncContext) -> list[str]:
     done: list[str] = []
     if VARIANT == "remove":
         done.append(step.run("b", _body("b")))
+    elif VARIANT == "insert":
+        done += [step.run("z", _body("z")), step.run("a", _body("a")), step.run("b", _body("b"))]
     elif VARIANT == "reorder":
         done += [step.run("b", _body("b")), step.run("a", _body("a"))]
     elif VARIANT == "patched":

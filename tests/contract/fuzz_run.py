@@ -27,7 +27,7 @@ from tests._support.processes import clean_env, engine_command, free_port, log_t
 
 SIGNING_KEY = "signkey-prod-" + "c0ffee00" * 8
 #: examples per operation and phase, by store: each run within a minute alone on a 2-core
-#: machine (SQLite 30: some 3,400 cases; Postgres answers slower, 20: some 2,300)
+#: machine (SQLite 30: some 3,800 cases; Postgres answers slower, 20: some 3,200)
 MAX_EXAMPLES = {"sqlite": 30, "postgres": 20}
 SEED = 20261127
 CHECKS = (

@@ -219,16 +219,17 @@ def test_a_step_appended_or_patched_passes(
 
 
 @pytest.mark.parametrize(
-    ("variant", "missing", "reordered"),
-    [("remove", ["a"], []), ("reorder", [], ["a", "b"])],
+    ("variant", "missing", "reordered", "new"),
+    [("remove", ["a"], [], []), ("reorder", [], ["a", "b"], []), ("insert", [], [], ["z"])],
 )
-def test_a_step_removed_or_reordered_fails_naming_it(
+def test_a_step_removed_reordered_or_inserted_fails_naming_it(
     engine: str,
     counter: CountingServer,
     stepline_runs: Recorded,
     variant: str,
     missing: list[str],
     reordered: list[str],
+    new: list[str],
 ) -> None:
     checked = check_v2(engine, counter, variant, "--json")
 
@@ -238,11 +239,17 @@ def test_a_step_removed_or_reordered_fails_naming_it(
     assert report["counts"]["diverged"] == len(stepline_runs.live)
     verdicts = checked.verdicts()
     assert sorted(verdicts) == sorted(stepline_runs.live)
-    for verdict in verdicts.values():
+    for run_id, verdict in verdicts.items():
         assert verdict["verdict"] == "diverged", verdict
         assert verdict["run_status"] == "Running"
+        if new:  # the replay stops at the new step: the whole record is past it
+            missing = [s["name"] for s in stepline_runs.steps[run_id]]
         assert names(verdict["missing"]) == missing, verdict
         assert sorted(names(verdict["reordered"])) == reordered, verdict
+        if new:  # a new step ahead of the recorded ones, found where the record has "a"
+            assert names(verdict["new"]) == new, verdict
+            inserted = line_of('done += [step.run("z", _body("z"))')
+            assert verdict["new"][0]["location"] == inserted, verdict
         located = [
             s["location"]
             for s in (*verdict["missing"], *verdict["reordered"], *verdict["new"])
