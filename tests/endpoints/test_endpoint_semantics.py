@@ -420,3 +420,77 @@ def test_a_heartbeat_keeps_the_lease_through_a_step_longer_than_it(tmp_path: Pat
         assert answer.json() == "done"
         time.sleep(1.0)  # were the lease lost, the engine's retry would run the step now
     assert ran == ["slow"]
+
+
+def test_an_async_handlers_heartbeat_keeps_the_lease_through_a_long_step(tmp_path: Path) -> None:
+    """The async twin: the lease lasts 0.6 s, an awaited step takes 1.5 s."""
+    ran: list[str] = []
+    client = stepline.Client("beat-async", is_production=False, environ={})
+    app = fastapi.FastAPI(lifespan=stepline.fastapi.lifespan(client))
+
+    @app.post("/slow")
+    @stepline.fastapi.durable(client)
+    async def slow(ctx: stepline.EndpointContext) -> str:
+        async def work() -> str:
+            ran.append("slow")
+            await asyncio.sleep(1.5)
+            return "done"
+
+        return await ctx.step.run("slow", work)
+
+    engine = EmbeddedEngine(
+        client, [], database=str(tmp_path / "e.db"), poll_interval=0.05, lease_seconds=0.6
+    )
+    stepline.fastapi.serve(app, client, [], engine=engine)
+    with fastapi.testclient.TestClient(app, base_url="http://localhost") as http:
+        answer = http.post("/slow")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == "done"
+        time.sleep(1.0)  # were the lease lost, the engine's retry would run the step now
+    assert ran == ["slow"]
+
+
+def test_a_caller_waiting_for_the_run_is_told_of_the_end_the_request_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request's commits reach the engine's loop only when someone there needs them:
+    a caller waiting for the run (with no recheck for 30 s) is woken by its end."""
+    from stepline.engine._runs import waiters
+
+    monkeypatch.setattr(waiters, "RECHECK_SECONDS", 30.0)  # woken, not found by a recheck
+    release = threading.Event()
+    run_ids: list[str] = []
+    client = stepline.Client("told", is_production=False, environ={})
+    app = fastapi.FastAPI(lifespan=stepline.fastapi.lifespan(client))
+
+    @app.post("/gated")
+    @stepline.fastapi.durable(client)
+    async def gated(ctx: stepline.EndpointContext) -> dict[str, bool]:
+        run_ids.append(ctx.run_id)
+
+        async def gate() -> bool:
+            return await asyncio.to_thread(release.wait, 20)
+
+        return {"opened": await ctx.step.run("gate", gate)}
+
+    engine = EmbeddedEngine(client, [], database=str(tmp_path / "e.db"), poll_interval=0.05)
+    stepline.fastapi.serve(app, client, [], engine=engine)
+    with fastapi.testclient.TestClient(app, base_url="http://localhost") as http:
+        answers: list[httpx.Response] = []
+        request = threading.Thread(target=lambda: answers.append(http.post("/gated")))
+        request.start()
+        wait_until(lambda: bool(run_ids), message="the handler to run")
+        results: list[Any] = []
+        waiter = threading.Thread(
+            target=lambda: results.append(client.get_run_sync(run_ids[0]).result(timeout=25))
+        )
+        waiter.start()
+        wait_until(lambda: engine.engine._waiters.count == 1, message="the caller to wait")
+        release.set()
+        began = time.monotonic()
+        request.join(15)
+        waiter.join(15)
+        assert [answer.status_code for answer in answers] == [200]
+        assert results, "the waiting caller was not answered"
+        assert time.monotonic() - began < 10, "told by the end's commit, not by a recheck"
+        assert results[0]["json"] == {"opened": True}
