@@ -247,6 +247,30 @@ def test_one_work_alone_gets_its_own_error_once() -> None:
     assert calls == [1]
 
 
+def test_callers_go_on_before_their_connection_is_back_in_the_pool() -> None:
+    # returning a connection to the pool is not on the callers' path: a started run's
+    # first call goes out while the writer hands its connection back
+    answered = threading.Event()
+    seen: list[bool] = []
+
+    @contextlib.contextmanager
+    def checkout() -> Iterator[int]:
+        yield 1
+        seen.append(answered.wait(2))  # the caller already has its result
+
+    executor = _executor()
+    writers = Writers(FakeTransaction(), checkout, executor, writers=1)
+
+    async def run() -> Any:
+        result = await writers.run(lambda _: 7)
+        answered.set()
+        return result
+
+    assert arun(run()) == 7
+    executor.shutdown(wait=True)
+    assert seen == [True]
+
+
 def test_writers_must_be_at_least_one() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Writers(FakeTransaction(), Connections().checkout, _executor(), writers=0)

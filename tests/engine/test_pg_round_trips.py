@@ -3,9 +3,10 @@
 Statements are counted at psycopg (``Cursor.execute`` and ``executemany``, which the
 store's ``_x`` and its ``NOTIFY`` go through) around an embedded engine on a fresh
 schema. The figures pin the budget: a step-by-step step is one write
-transaction that sends no ``NOTIFY`` for the call it leased itself, and a batch of
-events is one multi-row ``INSERT`` and one look at the waits, not two statements per
-event.
+transaction that sends no ``NOTIFY`` for the call it leased itself, nor does a start
+whose first call this node takes; a batch of events is one multi-row ``INSERT`` and one
+look at the waits (which also reads whether any function is paused), not two statements
+per event.
 """
 
 from __future__ import annotations
@@ -108,11 +109,44 @@ def test_a_step_by_step_step_is_one_transaction_with_no_notify(statements: State
     # its run and whether any function is paused, a run's row read once a transaction,
     # its steps once a run (``test_known_steps``), the answered call deleted by the
     # insert of the next (``test_store_replace_job``), the step written in the run's
-    # UPDATE; only a run's start notifies the other nodes (a NOTIFY per step would cost
-    # 2 more transactions, for its echo)
+    # UPDATE; no NOTIFY: each call, the first included, is leased by this node in the
+    # transaction that queued it (a NOTIFY per step would cost 2 more transactions, for
+    # its echo)
     assert per_step <= 5.3, f"{per_step:.1f} statements per step"
     assert reads <= runs, f"{reads} reads of steps for {runs} runs"
-    assert notifies <= runs, f"{notifies} NOTIFYs for {runs} runs of {STEPS} steps"
+    assert notifies == 0, f"{notifies} NOTIFYs for {runs} runs of {STEPS} steps"
+
+
+def test_an_event_whose_run_this_node_starts_sends_no_notify(statements: Statements) -> None:
+    client = stepline.Client("budget", is_production=False, environ={})
+    gate = threading.Event()
+
+    @client.function(id="held", trigger=stepline.TriggerEvent(event="budget/held"))
+    def held(ctx: stepline.SyncContext) -> object:
+        gate.wait(30)  # the send's statements are counted before the run answers
+        return None
+
+    with postgres_schema("budget") as url:
+        engine = EmbeddedEngine(client, [held], database=url)
+        engine.start()
+        try:
+            gate.set()
+            client.start_sync(held, {}).result(timeout=30)  # warm, and ended
+            gate.clear()
+            statements.reset()
+            client.send_sync(stepline.Event(name="budget/held", data={}))
+            sent = list(statements.sent)
+        finally:
+            gate.set()
+            engine.stop()
+            client.close()
+    # its first call is this node's, leased in the transaction: no other node to wake
+    assert not [s for s in sent if "pg_notify" in s], sent
+    # one look at the waits, which says too whether any function is paused (none is):
+    # no read of the paused functions of its own
+    assert sum("FROM pauses" in s for s in sent) == 1, sent
+    assert sum("function_controls" in s for s in sent) == 1, sent
+    assert not [s for s in sent if "paused_at FROM function_controls" in s], sent
 
 
 def test_a_batch_of_events_is_one_insert_and_one_look_at_the_waits(

@@ -62,9 +62,9 @@ class Adopted:
 
 
 def adopted(tx: Tx, calls: list[Call]) -> Adopted:
-    """``calls``, whether ``tx`` queued anything besides them, and the runs it ended."""
-    taken = {job.job_id for job, _ in calls}
-    wake = any(job_id not in taken for job_id in tx.queued)
+    """``calls`` (``adopt`` marked them ``tx.claimed``), whether ``tx`` queued anything
+    besides them, and the runs it ended."""
+    wake = any(job_id not in tx.claimed for job_id in tx.queued)
     return Adopted(calls, wake=wake, ended=list(tx.ended_runs))
 
 

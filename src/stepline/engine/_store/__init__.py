@@ -406,7 +406,9 @@ class Tx(Protocol):
     def delete_pause(self, pause_id: str) -> bool: ...
     def note_event_names(self, names: Collection[str]) -> None:
         """Read at once which of ``names`` a wait listens for: ``pauses_for_event`` answers
-        the others with no query (a batch of events asks once)."""
+        the others with no query (a batch of events asks once). The same statement
+        reads whether any function is paused (``controls.paused_functions`` then sends
+        nothing when none is)."""
 
     def pauses_for_event(self, event_name: str) -> list[Pause]: ...
     def pauses_for_correlation(self, correlation_id: str) -> list[Pause]: ...

@@ -132,6 +132,8 @@ class Writers:
                         batch = batch or self._take()
                         if batch:
                             outcomes = self._outcomes(conn, [work for work, _ in batch])
+                            # the callers go on while the connection goes back to the pool
+                            deliver_all(batch, outcomes)
                     break
                 except Reconnect as lost:  # on a new connection, as it was
                     failure = lost.cause
@@ -140,8 +142,7 @@ class Writers:
                     break
             if outcomes is None:
                 batch = batch or self._take()
-                outcomes = [(False, failure)] * len(batch)
-            deliver_all(batch, outcomes)
+                deliver_all(batch, [(False, failure)] * len(batch))
 
     def _take(self) -> list[tuple[Work, Waiter]]:
         with self._lock:

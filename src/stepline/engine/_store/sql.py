@@ -405,16 +405,23 @@ class SqlTx:
         )
 
     def note_event_names(self, names: Collection[str]) -> None:
-        """Read at once which of ``names`` a wait listens for (one query for a batch)."""
+        """Read at once which of ``names`` a wait listens for (one query for a batch), and
+        in the same statement whether any function is paused: the first calls a send's
+        runs lease then ask ``controls.paused_functions`` nothing when none is (usually)."""
         wanted = sorted(set(names) - self._names_known)
         if wanted:
             rows = self.execute(
                 "SELECT DISTINCT event_name FROM pauses WHERE correlation_id IS NULL "
-                f"AND event_name IN ({','.join('?' * len(wanted))})",
+                f"AND event_name IN ({','.join('?' * len(wanted))}) "
+                "UNION ALL SELECT NULL WHERE EXISTS "
+                "(SELECT 1 FROM function_controls WHERE paused_at IS NOT NULL)",
                 wanted,
-            )
-            self._names_waited.update(str(r[0]) for r in rows)
+            ).fetchall()
+            waited = [str(r[0]) for r in rows if r[0] is not None]
+            self._names_waited.update(waited)
             self._names_known.update(wanted)
+            if len(waited) == len(rows):  # no NULL row: nothing to park a call on
+                self.controls.none_paused()
 
     def pauses_for_event(self, event_name: str) -> list[Pause]:
         if event_name in self._names_known and event_name not in self._names_waited:

@@ -215,7 +215,9 @@ class QueueWorker:
 
         The caller hands them to ``dispatch`` once that transaction has committed: a run
         started here begins without a trip through the queue. Runs whose first call is
-        not due yet, or is bound by concurrency limits, are left to the queue.
+        not due yet, or is bound by concurrency limits, are left to the queue. The calls
+        taken are ``tx.claimed``: no other node is woken for them (on Postgres, no
+        ``NOTIFY`` when they are all the transaction queued).
         """
         taken: list[tuple[Job, Snapshot]] = []
         if not self.leasing:
@@ -228,6 +230,7 @@ class QueueWorker:
             job = _pause.let(tx, tx.queue.lease_run_call(run_id, self.owner, now, until), now)
             if job is not None:
                 taken.append((job, leases.snapshot(tx, run_id, now)))
+                tx.claimed.add(job.job_id)
         tx.queue.unlease_calls()
         return taken
 
