@@ -285,6 +285,11 @@ def test_engine_sweeps_a_finished_run_and_keeps_a_sleeping_one(db: str) -> None:
             assert (await finished(engine, quick_run, clock)).status is RunStatus.COMPLETED
             [sleepy_event] = await engine.send({"name": "t/sleepy"})
             sleepy_run = await only_run(engine, "t-sleepy")
+
+            async def asleep() -> bool:  # its first call has recorded the sleep
+                return len(await engine.run_steps(sleepy_run)) == 1
+
+            await await_until(asleep, timeout=20)
             clock.advance(2 * DAY)  # the sleep has 28 days to go; the engine's sweeper wakes
 
             async def swept() -> bool:
