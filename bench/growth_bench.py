@@ -25,7 +25,7 @@ Each figure carries the load average when it was measured. ``--json`` prints eve
 (``growth_plots.py`` turns it into the PNGs in ``bench/img/``).
 
 Run: ``.venv/bin/python bench/growth_bench.py [--part sleep|active|fanout|long]
-[--store sqlite|postgres] [--sleepers 100000] [--waking N] [--quick] [--json]``
+[--store sqlite|postgres] [--sleepers 100000] [--waking N] [--quick | --smoke] [--json]``
 """
 
 from __future__ import annotations
@@ -72,10 +72,18 @@ class Sizes:
     active_seconds: float  # the steps/s window once all N step
     widths: tuple[int, ...]
     long_steps: int
+    idle: float = 3.0  # s the engine idles with every run asleep
+    #: s from now to the first due time after the next start: at least ``lead_min``, and
+    #: ``lead_margin`` more than twice the last start took
+    lead_min: float = 5.0
+    lead_margin: float = 3.0
 
 
 FULL = Sizes((100_000,), 60.0, None, (100, 300, 1000, 3000, 10_000), 10.0, (10, 100, 1000), 10_000)
 QUICK = Sizes((2000,), 5.0, None, (10, 50), 1.0, (5, 20), 200)
+#: the test suite's smoke run: every part's code once per store, the least time spent
+#: (100 long steps: ``per_step_ms`` still holds 99 intervals)
+SMOKE = Sizes((100,), 1.0, None, (5,), 0.3, (3,), 100, idle=0.2, lead_min=1.0, lead_margin=0.5)
 
 
 def load() -> str:
@@ -271,13 +279,13 @@ def sleeping(db: str, count: int, sizes: Sizes, label: str) -> dict[str, Any]:
     reset_peak()
     out["load_asleep"] = load()
     with engine(db) as (_, started):
-        time.sleep(3.0)  # idle: nothing due
+        time.sleep(sizes.idle)  # idle: nothing due
         out["start_s_asleep"] = started
         out["rss_kib_before"] = rss0
         out["rss_kib_asleep"] = proc_kib("VmRSS")
         out["rss_peak_kib_asleep"] = proc_kib("VmHWM")
     # due from a few seconds after the next start (as long again as this one took)
-    first_due = time.time() + max(5.0, 2 * started + 3.0)
+    first_due = time.time() + max(sizes.lead_min, 2 * started + sizes.lead_margin)
     by = first_due - far
     _sleep_fill.shift(db, by, before=far + sizes.window + 1)
     due = array.array("d", (d + by for d in dues[:waking]))
@@ -513,17 +521,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--waking", type=int, help="how many sleepers come due in the window (default all)"
     )
-    parser.add_argument("--quick", action="store_true", help="smoke sizes")
+    parser.add_argument("--quick", action="store_true", help="small sizes (bench/all.py --quick)")
+    parser.add_argument("--smoke", action="store_true", help="the least sizes (the test suite)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     if args.sleepers or args.waking:
         sizes = dataclasses.replace(
             sizes, sleepers=tuple(args.sleepers or sizes.sleepers), waking=args.waking
         )
     data: dict[str, Any] = {
         "benchmark": "growth: costs that grow with the work",
-        "quick": args.quick,
+        "quick": args.quick or args.smoke,
         "sizes": sizes.__dict__,
         "cpus": os.cpu_count(),
         "loadavg": load(),

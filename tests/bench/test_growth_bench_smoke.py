@@ -1,4 +1,4 @@
-"""Smoke test of ``bench/growth_bench.py`` and its plots: both stores, tiny sizes, end to end.
+"""Smoke test of ``bench/growth_bench.py`` and its plots: both stores, least sizes, end to end.
 
 As the other bench smoke tests, no figure is checked: the script runs as a subprocess and
 must print the JSON ``bench/all.py`` turns into its rows and ``growth_plots.py`` into PNGs,
@@ -24,7 +24,7 @@ def postgres() -> None:
 
 @pytest.mark.timeout(240)
 def test_growth_on_both_stores_and_its_plots(tmp_path: Path) -> None:
-    data = run_json("growth_bench.py", "--quick", timeout=220)
+    data = run_json("growth_bench.py", "--smoke", timeout=220)
     assert sorted(data["stores"]) == ["postgres", "sqlite"]
     sizes = data["sizes"]
     for store in data["stores"].values():
