@@ -72,8 +72,12 @@ def venv(cache: Path, wheel: Path, extra: str) -> Path:
     python = home / "bin" / "python"
     if (home / "ok").exists():
         return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(home)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    # no pip of its own (ensurepip takes seconds): this interpreter's pip installs into it
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--clear", "--without-pip", str(home)], check=True
+    )
+    quiet = ("-q", "--disable-pip-version-check")
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", *quiet]
     if extra == "missing-engine":
         subprocess.run([*pip, *SDK_DEPS, "flask>=2.3"], check=True)
         subprocess.run([*pip, "--no-deps", str(wheel)], check=True)
