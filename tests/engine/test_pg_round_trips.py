@@ -188,3 +188,48 @@ def test_runs_of_an_event_are_found_through_the_index_of_event_runs() -> None:
             )
     assert "Seq Scan on event_runs" not in plan, plan
     assert "event_runs_event" in plan, plan
+
+
+def test_a_run_s_end_is_three_statements(
+    statements: Statements, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stepline.engine._runs.transitions import RunTransitions
+
+    ending = threading.local()
+    at_end: list[str] = []
+    original = RunTransitions._finish
+    note = statements.note
+
+    def finish(self: RunTransitions, *args: Any, **kwargs: Any) -> None:
+        ending.on = True
+        try:
+            original(self, *args, **kwargs)
+        finally:
+            ending.on = False
+
+    def noted(query: Any) -> None:
+        if getattr(ending, "on", False):
+            at_end.append(str(query))
+        note(query)
+
+    monkeypatch.setattr(RunTransitions, "_finish", finish)
+    monkeypatch.setattr(statements, "note", noted)
+    with postgres_schema("budget") as url:
+        client, ten, other = _app()
+        engine = EmbeddedEngine(client, [ten, other], database=url, checkpointing=False)
+        engine.start()
+        try:
+            client.start_sync(ten, {"k": -1}).result(timeout=30)  # warm
+            at_end.clear()
+            runs = 3
+            for k in range(runs):
+                assert client.start_sync(ten, {"k": k}).result(timeout=30) == k
+        finally:
+            engine.stop()
+            client.close()
+    # the run's row with its last step; its jobs, waits, singletons and buckets deleted
+    # with its attributes and the waits for its finished event read, in one statement;
+    # the finished event, whose waits need no look of their own when none listens
+    assert len(at_end) == 3 * runs, at_end
+    assert sum(s.startswith("WITH d0 AS (DELETE FROM jobs") for s in at_end) == runs, at_end
+    assert not [s for s in at_end if s.startswith("SELECT pause_id")], at_end

@@ -504,13 +504,16 @@ class RunTransitions:
         run.cancel_reason = reason
         view.end_pending(now)  # same transaction: an ended run never shows a step asleep
         view.save(tx)
-        # for its waiters
-        run.attributes = tx.attributes.get_attributes([run.run_id]).get(run.run_id, {})
-        tx.ended_runs.append(run)
-        tx.queue.delete_run_jobs(run.run_id)
-        tx.delete_run_pauses(run.run_id)
-        tx.flow.release_claims(run.run_id)
         handler = fn is not None and fn.is_failure_handler
+        names: list[str] = []
+        if not handler or run.correlation_id:
+            names.append(_events.FINISHED)
+        if not handler and status is RunStatus.FAILED:
+            names.append(_events.FAILED)
+        elif not handler and status is RunStatus.CANCELLED:
+            names.append(_events.CANCELLED)
+        run.attributes = tx.close_run(run.run_id, names)  # for its waiters
+        tx.ended_runs.append(run)
         data = _events.run_ended(run, error=error)
         if not handler or run.correlation_id:
             self.emit(tx, _events.internal(_events.FINISHED, data, now=now), now)

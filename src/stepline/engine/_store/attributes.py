@@ -41,6 +41,11 @@ class AttributesSql(Part):
         for run_id in run_ids:
             self._ahead[run_id] = found.get(run_id, {})
 
+    def read_already(self, run_id: str) -> dict[str, str] | None:
+        """A run's attributes as ``read_ahead`` read them (None: not read ahead)."""
+        found = self._ahead.get(run_id)
+        return None if found is None else dict(found)
+
     def set_attributes(self, run_id: str, attributes: Mapping[str, str]) -> int:
         """Set (or replace) ``attributes`` on a run; returns how many it has now.
 

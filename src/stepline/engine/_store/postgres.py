@@ -27,7 +27,7 @@ import contextlib
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import psycopg
@@ -163,6 +163,54 @@ class PostgresTx(SqlTx):
             ) from None
         self.execute("SELECT set_config('statement_timeout', ?, true)", (row[0],))
         return found
+
+    def close_run(self, run_id: str, event_names: Collection[str]) -> dict[str, str]:
+        """``SqlTx.close_run`` in one statement: the deletes as data-modifying ``WITH``
+        clauses, with the run's attributes and which of ``event_names`` a wait listens
+        for (as ``note_event_names``) read by its ``SELECT``.
+
+        The ``SELECT`` sees the tables as they were before the statement: the run's own
+        waits are left out of the names by ``run_id``, and none of the deletes touches
+        ``run_attributes``. A table with nothing to delete (``lock_runs`` and
+        ``read_ahead`` read it already) has no clause.
+        """
+        self.queue.forget_run_jobs(run_id)
+        deletes = ["jobs"]
+        if run_id not in self._pauseless:
+            deletes.append("pauses")
+        if self.flow.may_hold_claims(run_id):
+            deletes += ("singletons", "buckets")
+        attributes = self.attributes.read_already(run_id)
+        names = sorted(set(event_names) - self._names_known)
+        reads: list[str] = []
+        args: list[Any] = [run_id] * len(deletes)
+        if attributes is None:
+            reads.append("SELECT 0, name, value FROM run_attributes WHERE run_id = ?")
+            args.append(run_id)
+        if names:
+            reads.append(
+                "SELECT DISTINCT 1, event_name, NULL FROM pauses WHERE correlation_id IS NULL "
+                f"AND run_id <> ? AND event_name IN ({','.join('?' * len(names))})"
+            )
+            args += (run_id, *names)
+        clauses = [f"d{i} AS (DELETE FROM {t} WHERE run_id = ?)" for i, t in enumerate(deletes)]
+        if reads:
+            sql = f"WITH {', '.join(clauses)} {' UNION ALL '.join(reads)} ORDER BY 1, 2"
+        else:  # the last delete is the statement itself
+            sql = f"DELETE FROM {deletes[-1]} WHERE run_id = ?"
+            if clauses[:-1]:
+                sql = f"WITH {', '.join(clauses[:-1])} {sql}"
+        found: dict[str, str] = {}
+        waited: set[str] = set()
+        for kind, name, value in self.execute(sql, args).fetchall():
+            if kind == 0:
+                found[str(name)] = str(value)
+            else:
+                waited.add(str(name))
+        if names:
+            self._names_waited.update(waited)
+            self._names_known.update(names)
+        return found if attributes is None else attributes
 
     def note_apps_changed(self) -> None:
         self.apps_changed = True

@@ -173,8 +173,12 @@ class QueueSql(Part):
         self._x("DELETE FROM jobs WHERE job_id = ?", (job_id,))
 
     def delete_run_jobs(self, run_id: str) -> None:
-        self._drop_preleased(run_id=run_id)
+        self.forget_run_jobs(run_id)
         self._x("DELETE FROM jobs WHERE run_id = ?", (run_id,))
+
+    def forget_run_jobs(self, run_id: str) -> None:
+        """The run's jobs are being deleted in another statement (``Tx.close_run``)."""
+        self._drop_preleased(run_id=run_id)
 
     def lease_jobs(self, owner: str, now: float, until: float, limit: int) -> list[Job]:
         # A leased job's available_at moves to its lease expiry: if the owner dies the
