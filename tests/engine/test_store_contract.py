@@ -300,6 +300,60 @@ def test_noted_event_names_answer_waits_without_missing_one_added_later(db: str)
     with_store(db, body)
 
 
+def test_a_run_s_close_deletes_its_rows_alone_and_notes_the_waits_of_its_end(db: str) -> None:
+    def pause(pause_id: str, run_id: str, name: str) -> Pause:
+        return Pause(pause_id, run_id, PauseKind.WAIT, name, expires_at=99.0)
+
+    async def body(store: Store) -> None:
+        def seed(tx: Tx) -> None:
+            for run_id in ("R1", "R2"):
+                tx.insert_run(run_record(run_id))
+                tx.queue.enqueue(job(f"J{run_id}", 1.0, run_id=run_id))
+                tx.flow.set_singleton("f", f"k{run_id}", run_id)
+                tx.flow.set_bucket("f", f"b{run_id}", run_id, 99.0)
+            tx.attributes.set_attributes("R1", {"b": "2", "a": "1"})
+            tx.insert_pause(pause("P1", "R1", "ended"))  # the closing run's own: deleted
+            tx.insert_pause(pause("P2", "R2", "done"))
+
+        await atomic(store, seed)
+
+        def close(tx: Tx) -> tuple[dict[str, str], list[list[str]]]:
+            attributes = tx.close_run("R1", ["ended", "done", "quiet"])
+            waits = [[p.pause_id for p in tx.pauses_for_event(n)] for n in ("ended", "done")]
+            tx.insert_pause(pause("P3", "R2", "quiet"))  # begun after: still found
+            waits.append([p.pause_id for p in tx.pauses_for_event("quiet")])
+            return attributes, waits
+
+        attributes, waits = await atomic(store, close)
+        assert list(attributes.items()) == [("a", "1"), ("b", "2")]
+        assert waits == [[], ["P2"], ["P3"]]
+
+        def left(tx: Tx) -> list[object]:
+            return [
+                tx.queue.get_job("JR1"),
+                tx.queue.get_job("JR2") is not None,
+                tx.flow.singleton_run("f", "kR1"),
+                tx.flow.singleton_run("f", "kR2"),
+                tx.flow.get_bucket("f", "bR1"),
+                tx.flow.get_bucket("f", "bR2"),
+                [p.pause_id for p in tx.run_pauses("R1")],
+                tx.attributes.get_attributes(["R1"]),
+            ]
+
+        assert await store.read(left) == [
+            None,
+            True,
+            None,
+            "R2",
+            None,
+            ("R2", 99.0),
+            [],
+            {"R1": {"a": "1", "b": "2"}},
+        ]
+
+    with_store(db, body)
+
+
 def test_flow_control_state(db: str) -> None:
     async def body(store: Store) -> None:
         def write(tx: Tx) -> None:
