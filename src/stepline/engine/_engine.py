@@ -299,9 +299,10 @@ class Engine:
         """``committed``, from a thread other than the engine's loop (a commit made there:
         an in-process checkpoint); nothing before the engine has started, nor when there
         is no one to tell: no jobs to wake the worker for and no caller waiting for the
-        runs (``Direct`` applies the same test to a durable endpoint's commits). A post wakes the loop's thread, which takes the GIL
-        from the committing thread and then gives it back: two thread switches in the
-        middle of, say, a web request running a durable endpoint's steps."""
+        runs (``Direct`` applies the same test to a durable endpoint's commits). A post
+        wakes the loop's thread, which takes the GIL from the committing thread and then
+        gives it back: two thread switches in the middle of, say, a web request running a
+        durable endpoint's steps."""
         if self._aio is not None and (wake or self.concerned(ended)):
             self._aio.call_soon_threadsafe(self.committed, wake, ended)
 
