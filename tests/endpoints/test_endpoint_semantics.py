@@ -393,6 +393,22 @@ def test_an_endpoint_declared_after_the_engine_started_is_registered(tmp_path: P
 
 
 @pytest.mark.slow
+def post_slow_on_a_short_lease(
+    client: stepline.Client, app: fastapi.FastAPI, tmp_path: Path
+) -> None:
+    """``POST /slow`` to ``app`` on an embedded engine whose leases last 0.6 s, then wait
+    a second: were the request's lease lost, the engine's retry would run the step."""
+    engine = EmbeddedEngine(
+        client, [], database=str(tmp_path / "e.db"), poll_interval=0.05, lease_seconds=0.6
+    )
+    stepline.fastapi.serve(app, client, [], engine=engine)
+    with fastapi.testclient.TestClient(app, base_url="http://localhost") as http:
+        answer = http.post("/slow")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == "done"
+        time.sleep(1.0)
+
+
 def test_a_heartbeat_keeps_the_lease_through_a_step_longer_than_it(tmp_path: Path) -> None:
     """The lease lasts 0.6 s; a step takes 1.5 s: without the request's heartbeat the
     engine would take the call back and run the step a second time."""
@@ -410,15 +426,7 @@ def test_a_heartbeat_keeps_the_lease_through_a_step_longer_than_it(tmp_path: Pat
 
         return ctx.step.run("slow", work)
 
-    engine = EmbeddedEngine(
-        client, [], database=str(tmp_path / "e.db"), poll_interval=0.05, lease_seconds=0.6
-    )
-    stepline.fastapi.serve(app, client, [], engine=engine)
-    with fastapi.testclient.TestClient(app, base_url="http://localhost") as http:
-        answer = http.post("/slow")
-        assert answer.status_code == 200, answer.text
-        assert answer.json() == "done"
-        time.sleep(1.0)  # were the lease lost, the engine's retry would run the step now
+    post_slow_on_a_short_lease(client, app, tmp_path)
     assert ran == ["slow"]
 
 
@@ -438,15 +446,7 @@ def test_an_async_handlers_heartbeat_keeps_the_lease_through_a_long_step(tmp_pat
 
         return await ctx.step.run("slow", work)
 
-    engine = EmbeddedEngine(
-        client, [], database=str(tmp_path / "e.db"), poll_interval=0.05, lease_seconds=0.6
-    )
-    stepline.fastapi.serve(app, client, [], engine=engine)
-    with fastapi.testclient.TestClient(app, base_url="http://localhost") as http:
-        answer = http.post("/slow")
-        assert answer.status_code == 200, answer.text
-        assert answer.json() == "done"
-        time.sleep(1.0)  # were the lease lost, the engine's retry would run the step now
+    post_slow_on_a_short_lease(client, app, tmp_path)
     assert ran == ["slow"]
 
 
