@@ -254,10 +254,22 @@ def _state(setup: Setup) -> str:
         jobs = conn.execute(
             "SELECT job_id, lease_owner, lease_expires, lease_epoch FROM jobs"
         ).fetchall()
+        # who holds what: a row lock held by a backend the cut-off node left behind keeps
+        # the survivor (which skips locked rows) from taking the call
+        backends = conn.execute(
+            "SELECT a.pid, a.state, a.wait_event_type, a.wait_event, "
+            "round(extract(epoch FROM now() - a.xact_start)::numeric, 1), "
+            "left(a.query, 120), array_agg(DISTINCT l.mode) FILTER (WHERE l.mode IS NOT NULL) "
+            "FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid "
+            "AND l.relation = 'jobs'::regclass "
+            "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
+            "GROUP BY a.pid, a.state, a.wait_event_type, a.wait_event, a.xact_start, a.query"
+        ).fetchall()
     logs = "\n".join(
         f"node {i} (pid {p.pid}):\n{setup.log(i)[-4000:]}" for i, p in enumerate(setup.procs[1:])
     )  # type: ignore[attr-defined]
-    return f"jobs {jobs} at {time.time():.3f}\nsteps:\n{setup.app_log.read_text()}\n{logs}"
+    held = "\n".join(map(str, backends))
+    return f"jobs {jobs} at {time.time():.3f}\nbackends:\n{held}\nsteps:\n{setup.app_log.read_text()}\n{logs}"
 
 
 def _decoded(value: str | None) -> object:
