@@ -269,7 +269,8 @@ def _state(setup: Setup) -> str:
         f"node {i} (pid {p.pid}):\n{setup.log(i)[-4000:]}" for i, p in enumerate(setup.procs[1:])
     )  # type: ignore[attr-defined]
     held = "\n".join(map(str, backends))
-    return f"jobs {jobs} at {time.time():.3f}\nbackends:\n{held}\nsteps:\n{setup.app_log.read_text()}\n{logs}"
+    steps = setup.app_log.read_text()
+    return f"jobs {jobs} at {time.time():.3f}\nbackends:\n{held}\nsteps:\n{steps}\n{logs}"
 
 
 def _decoded(value: str | None) -> object:
