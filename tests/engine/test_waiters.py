@@ -9,10 +9,13 @@ from collections.abc import Sequence
 
 import pytest
 
+import stepline
 from stepline.engine._errors import EngineStopped
 from stepline.engine._model import Run, RunStatus
 from stepline.engine._runs.waiters import RECHECK_SECONDS, RunWaiters
 from tests._support.aio import arun
+from tests._support.clients import dev_client
+from tests._support.engines import finished, only_run, running
 from tests._support.polling import await_until, wait_until
 
 
@@ -449,5 +452,28 @@ def test_a_commit_concerns_the_loop_only_when_a_caller_waits_for_its_runs() -> N
         assert not waiters.concern([runs.run("a")])
         waiters.close()
         assert isinstance(await asyncio.to_thread(caller.result), EngineStopped)
+
+    arun(scenario())
+
+
+def test_a_run_the_shared_check_finds_ended_is_the_run_get_run_reads(db: str) -> None:
+    """A caller answered by the batched check (its run ended before it waited, or on
+    another node) gets the whole run: its ``stack`` and attributes, as ``get_run``."""
+    client = dev_client("w")
+
+    @client.function(id="three", trigger=stepline.TriggerEvent(event="w/go"), retries=0)
+    def three(ctx: stepline.SyncContext) -> int:
+        for i in range(3):
+            ctx.step.run(f"s{i}", lambda i=i: i)
+        return 3
+
+    async def scenario() -> None:
+        async with running(db, apps=[(client, [three])]) as engine:
+            await engine.send({"name": "w/go"})
+            run_id = await only_run(engine, "w-three")
+            await finished(engine, run_id)
+            waited = await engine.wait_for_run(run_id, timeout=5)  # read by the check
+            assert len(waited.stack) == 3
+            assert waited == await engine.get_run(run_id)
 
     arun(scenario())

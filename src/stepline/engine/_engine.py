@@ -37,7 +37,7 @@ from stepline.engine._model import (
     stored_text,
 )
 from stepline.engine._observe.observer import Observer
-from stepline.engine._reads import Reads
+from stepline.engine._reads import Reads, whole_runs
 from stepline.engine._runs import intake as _intake
 from stepline.engine._runs import starts as _starts
 from stepline.engine._runs.transitions import RunTransitions
@@ -312,8 +312,11 @@ class Engine:
         return self._waiters.concern(ended)
 
     async def _read_runs(self, run_ids: Sequence[str]) -> list[Run]:
+        """The runs of ``run_ids`` that have ended, each as ``get_run`` reads it (its
+        ``stack`` and attributes too): what a waiter the recheck answers is given."""
+
         def read(tx: Tx) -> list[Run]:
-            return [run for run in map(tx.get_run, tx.ended(run_ids)) if run is not None]
+            return whole_runs(tx, tx.ended(run_ids))
 
         return await self.store.read(read)
 

@@ -36,11 +36,12 @@ class Reads:
         Raises:
             NotFoundError: no such run.
         """
-        return _found(run_id, await self.store.read(lambda tx: _run(tx, run_id), small=True))
+        found = await self.store.read(lambda tx: whole_runs(tx, [run_id]), small=True)
+        return _found(run_id, found)
 
     def get_run_blocking(self, run_id: str) -> Run:
         """``get_run`` from a thread that may block (never the event loop's)."""
-        return _found(run_id, self.store.read_blocking(lambda tx: _run(tx, run_id)))
+        return _found(run_id, self.store.read_blocking(lambda tx: whole_runs(tx, [run_id])))
 
     async def list_runs(self, where: RunFilter | None = None) -> list[Run]:
         """Runs, newest first, filtered and paginated, with their attributes."""
@@ -148,11 +149,14 @@ def _with_attributes(tx: Tx, runs: Sequence[Run | None]) -> list[Run]:
     return found
 
 
-def _run(tx: Tx, run_id: str) -> list[Run]:
-    run = tx.get_run(run_id)
-    if run is not None:
-        run.stack = tx.stack(run_id)
-    return _with_attributes(tx, [run])
+def whole_runs(tx: Tx, run_ids: Sequence[str]) -> list[Run]:
+    """The runs as a reader sees them, each with its ``stack`` and attributes (those that
+    do not exist are left out)."""
+    runs = list(map(tx.get_run, run_ids))
+    for run in runs:
+        if run is not None:
+            run.stack = tx.stack(run.run_id)
+    return _with_attributes(tx, runs)
 
 
 def _found(run_id: str, runs: list[Run]) -> Run:
