@@ -135,13 +135,15 @@ def test_the_order_survives_a_restart_a_stale_row_and_a_replay_from_a_step(db: s
             stored = await engine.store.read(lambda tx: _stored_stack(tx, run_id))
             assert stored == "[]"  # the stale list, replaced when the run was next written
 
-            def again(tx: Tx) -> str:
+            def again(tx: Tx) -> tuple[str, list[StepRecord]]:
+                # the copy as the replay's transaction leaves it: the new run may go on
+                # at once, before a later read
                 fn = engine.registry.get(run.function_id)
-                return _replay.replay(tx, fn, run_id, "s3", engine.clock.now())
+                new_id = _replay.replay(tx, fn, run_id, "s3", engine.clock.now())
+                return new_id, tx.get_steps(new_id)
 
-            new_id = await engine.store.atomic(again)
+            new_id, copied = await engine.store.atomic(again)
             engine.worker.wake.set()
-            copied = await engine.run_steps(new_id)
             assert _in_order(copied) == list(zip(NAMES[:4], range(4), strict=True))
             replayed = await finished(engine, new_id)
             assert replayed.status is RunStatus.COMPLETED, replayed.output
