@@ -341,3 +341,31 @@ def test_an_answer_trickled_a_byte_at_a_time_is_read_in_linear_time() -> None:
     assert reader.body == b"hello"
     assert len(reader.headers["x-pad"]) == 60000
     assert elapsed < 10, f"{len(answer)} bytes fed one at a time took {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n",
+        b"HTTP/1.1 200 OK\nA: 1\nB: 2\n\n",
+        b"HTTP/1.1 200 OK\r\nA: 1\nB: 2\n\r\n",  # a CR LF blank line after a bare LF
+        b"HTTP/1.1 200 OK\nA: 1\r\nB: 2\r\n\n",  # a bare blank line after a CR LF
+        b"HTTP/1.1 200 OK\r\nA: 1\rx\r\nB: 2\r\r\n\r\n",  # a lone CR stays in its line
+    ],
+    ids=["crlf", "lf", "lf-then-crlf", "crlf-then-lf", "lone-cr"],
+)
+def test_a_head_ends_at_its_first_blank_line_however_the_bytes_are_cut(head: bytes) -> None:
+    """The head's end is the first line end followed by an empty line (``\\r?\\n\\r?\\n``),
+    found whether it arrives whole or cut at any byte; the body is what follows."""
+    from stepline._transport.h1 import AnswerReader
+
+    answer = head.replace(b"B: 2", b"B: 2\r\nContent-Length: 4", 1)
+    answer += b"\r\n\r\n"  # the body: line ends, not another head's end
+    for cut in range(1, len(answer)):
+        reader = AnswerReader("GET")
+        assert not reader.feed(answer[:cut]), cut
+        assert reader.feed(answer[cut:]), cut
+        assert reader.status == 200
+        assert reader.body == b"\r\n\r\n", cut
+        assert reader.headers["b"] == "2", cut
+        assert reader.headers["a"] == ("1\rx" if b"\rx" in head else "1"), cut

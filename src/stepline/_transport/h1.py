@@ -46,9 +46,6 @@ _BAD_VALUE = re.compile("[\x00\r\n]")
 _BAD_TARGET = re.compile("[\x00-\x20\x7f]")
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
 _STATUS = re.compile(r"HTTP/1\.([0-9]) ([1-9][0-9][0-9])(?: [^\r\n]*)?")
-_LINES = re.compile("\r?\n")
-_HEAD_END = re.compile(b"\r?\n\r?\n")
-_LINE_END = re.compile(b"\n")
 _SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n")
 _AFTER_HOST = re.compile("[/?#]")
 
@@ -229,15 +226,16 @@ class AnswerReader:
 
     def _head(self) -> bool:
         buffer = self._buffer
-        found = _HEAD_END.search(buffer, self._scanned)
-        if found is None:
+        end = _head_end(buffer, self._scanned)
+        if end < 0:
             if len(buffer) > MAX_HEAD:
                 raise ProtocolError(f"the answer's head is longer than {MAX_HEAD} bytes")
             self._scanned = max(len(buffer) - 3, 0)  # an end may straddle two reads
             return False
         self._scanned = 0
-        lines = _LINES.split(buffer[: found.end()].decode("latin-1"))
-        del buffer[: found.end()]
+        # split at "\r?\n" by two calls in C: a regular expression searches once a line
+        lines = buffer[:end].decode("latin-1").replace("\r\n", "\n").split("\n")
+        del buffer[:end]
         matched = _STATUS.fullmatch(lines[0])
         if matched is None:
             raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
@@ -275,15 +273,15 @@ class AnswerReader:
             self._state, self.keep = "close", False
 
     def _line(self) -> bytes | None:
-        found = _LINE_END.search(self._buffer, self._scanned)
-        if found is None:
+        end = self._buffer.find(b"\n", self._scanned) + 1
+        if not end:
             if len(self._buffer) > MAX_LINE:
                 raise ProtocolError(f"a line of the answer is longer than {MAX_LINE} bytes")
             self._scanned = len(self._buffer)
             return None
         self._scanned = 0
-        line = bytes(self._buffer[: found.end()])
-        del self._buffer[: found.end()]
+        line = bytes(self._buffer[:end])
+        del self._buffer[:end]
         return line
 
     def _take(self, data: bytes) -> None:
@@ -298,6 +296,18 @@ class AnswerReader:
         self._state = "done"
         self.extra = bytes(self._buffer)
         self._buffer.clear()
+
+
+def _head_end(buffer: bytearray, start: int) -> int:
+    """Where the head in ``buffer`` ends, searched from ``start``: past the first LF that
+    an LF or a CR LF follows (a line end, then a blank line); -1 if it has not arrived.
+    Two finds in C, where a regular expression with an optional first byte tries a
+    match at every byte."""
+    bare = buffer.find(b"\n\n", start)
+    crlf = buffer.find(b"\n\r\n", start)
+    if crlf >= 0 and (bare < 0 or crlf < bare):
+        return crlf + 3
+    return bare + 2 if bare >= 0 else -1
 
 
 def _headers(lines: list[str]) -> dict[str, str]:
