@@ -303,11 +303,12 @@ def _head_end(buffer: bytearray, start: int) -> int:
     an LF or a CR LF follows (a line end, then a blank line); -1 if it has not arrived.
     Two finds in C, where a regular expression with an optional first byte tries a
     match at every byte."""
-    bare = buffer.find(b"\n\n", start)
     crlf = buffer.find(b"\n\r\n", start)
-    if crlf >= 0 and (bare < 0 or crlf < bare):
-        return crlf + 3
-    return bare + 2 if bare >= 0 else -1
+    # only an LF LF before that end counts: the body after it is not searched
+    bare = buffer.find(b"\n\n", start, len(buffer) if crlf < 0 else crlf + 1)
+    if bare >= 0:
+        return bare + 2
+    return crlf + 3 if crlf >= 0 else -1
 
 
 def _headers(lines: list[str]) -> dict[str, str]:
