@@ -159,7 +159,10 @@ def test_silence_fails_the_call_and_extensions_keep_it_alive() -> None:
         hub = _hub(ack=0.2, lease=0.4)
         fake = Fake(hub, "one")
         unacked = await hub.request("POST", URL, BODY, {}, 5.0)
-        assert unacked.error == "the Connect worker did not acknowledge the call in 0.2s"
+        assert unacked.error == (
+            "the Connect worker did not acknowledge the call in 0.2s, "
+            "and no other worker of app 'shop' took it (waited)"
+        )
 
         call = _call(hub, timeout=0.3)
         await _soon(lambda: len(fake.calls) == 2)
@@ -185,6 +188,51 @@ def test_silence_fails_the_call_and_extensions_keep_it_alive() -> None:
     run(test)
 
 
+def test_a_call_no_worker_acknowledged_goes_to_another_worker() -> None:
+    """As Inngest's gateway redelivers a request its worker did not acknowledge: the
+    official worker, once it has sent WORKER_PAUSE, drops the calls it is sent."""
+
+    async def test() -> None:
+        hub = _hub(ack=0.2, flush=0.1)
+        pausing = Fake(hub, "pausing")
+        call = _call(hub)
+        await _soon(lambda: len(pausing.calls) == 1)
+        pausing.conn.draining = True  # its WORKER_PAUSE crossed the call: it never acks
+        hub.changed()
+        late = Fake(hub, "late")
+        await _soon(lambda: len(late.calls) == 1)
+        assert late.calls[0]["request_payload"] == BODY
+        assert late.calls[0]["request_id"] != pausing.calls[0]["request_id"]
+        assert not pausing.reply(0, status=1, body=b'"stale"'), "the first request is gone"
+        hub.acked(late.conn, late.calls[0]["request_id"])
+        late.reply(0, status=1, body=b'"Hello"')
+        raw = await call
+        assert (raw.status, raw.body, raw.error) == (200, b'"Hello"', None)
+
+        # a worker whose socket drops before it acknowledged: the call goes on too
+        dropped = _call(hub)
+        await _soon(lambda: len(late.calls) == 2)
+        hub.drop(late.conn, "closed its connection (code 1006)")
+        third = Fake(hub, "third")
+        await _soon(lambda: len(third.calls) == 1)
+        third.reply(0, status=1, body=b'"again"')
+        assert (await dropped).body == b'"again"'
+
+        # acknowledged, then lost: that call fails (the worker may have run its step)
+        taken = _call(hub)
+        await _soon(lambda: len(third.calls) == 2)
+        hub.acked(third.conn, third.calls[1]["request_id"])
+        Fake(hub, "spare")
+        hub.drop(third.conn, "closed its connection (code 1006)")
+        lost = await taken
+        assert lost.error == (
+            "ConnectionLost: the Connect worker 'third' (closed its connection (code 1006)) "
+            "before answering"
+        )
+
+    run(test)
+
+
 @pytest.mark.slow
 def test_a_lost_worker_fails_its_calls_unless_the_engine_stops() -> None:
     async def test() -> None:
@@ -197,7 +245,7 @@ def test_a_lost_worker_fails_its_calls_unless_the_engine_stops() -> None:
         lost = await call
         assert lost.error == (
             "ConnectionLost: the Connect worker 'one' (closed its connection (code 1006)) "
-            "before answering"
+            "before answering, and no other worker of app 'shop' took it (waited)"
         )
         other = Fake(hub, "two")
         kept = _call(hub)

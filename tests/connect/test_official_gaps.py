@@ -69,6 +69,7 @@ def test_a_dropped_call_with_no_flushed_reply_fails_as_lost_after_the_window() -
         fake = Fake(hub, "one")
         call = _call(hub)
         await _soon(lambda: len(fake.calls) == 1)
+        hub.acked(fake.conn, fake.calls[0]["request_id"])  # taken: it is not sent again
         hub.drop(fake.conn, "closed its connection (code 1006)")
         lost = await asyncio.wait_for(call, 4.0)  # the 0.3 s window, not the call's 5 s
         assert lost.error == (

@@ -102,7 +102,18 @@ def test_a_signalled_worker_finishes_its_call_then_leaves(
         data = {"seconds": 60, "gate": str(gate)}
         answer = engine.http.post("/e/test-key", json={"name": event, "data": data})
         assert answer.status_code == 200, answer.text
-        run_id = engine.run_of(answer.json()["ids"][0])  # queued: the scenario signals now
+        run_id = engine.run_of(answer.json()["ids"][0])
+        # the run started: its call is the worker's (a call that crosses the worker's
+        # WORKER_PAUSE is dropped by it, and goes to another worker, of which there is none)
+        wait_until(
+            lambda: any(
+                p.acked
+                for c in engine.engine.connect.workers()
+                if c.instance_id == app_id
+                for p in list(c.inflight.values())  # one C call: safe across threads
+            ),
+            message=lambda: f"the worker to take the call:\n{log_tail(out)}",
+        )
         signalled = time.monotonic()
         proc.send_signal(sent)
         wait_until(

@@ -5,13 +5,15 @@ a Connect app at): ``request`` picks a ready, undrained worker of the app with t
 calls in flight, sends it a ``GATEWAY_EXECUTOR_REQUEST`` carrying the same body an HTTP
 call would POST, and waits for its ``WORKER_REPLY``, which becomes the ``RawResponse`` an
 HTTP answer would (status, body, no-retry, Retry-After, request version). The durability
-rules are the HTTP ones: a worker that goes away before replying, or does not acknowledge
-the call, makes it fail as a lost connection does (the attempt is retried; no recorded
-step runs again). Each lease extension the worker sends moves the call's deadline on, so
-a step may outlast the call timeout while its worker keeps reporting (one that stops
-reporting fails at the later of the two); the engine's own job lease is kept meanwhile by
-its worker's heartbeat. A socket the engine's own shutdown closes fails nothing: the
-stopping engine hands those calls back without spending an attempt.
+rules are the HTTP ones: a worker that goes away before replying makes the call fail as a
+lost connection does (the attempt is retried; no recorded step runs again). A call no
+worker acknowledged was never taken (a draining official worker drops the calls it is
+sent): it goes to another worker, and waits for one, without spending an attempt. Each
+lease extension the worker sends moves the call's deadline on, so a step may outlast the
+call timeout while its worker keeps reporting (one that stops reporting fails at the later
+of the two); the engine's own job lease is kept meanwhile by its worker's heartbeat. A
+socket the engine's own shutdown closes fails nothing: the stopping engine hands those
+calls back without spending an attempt.
 """
 
 from __future__ import annotations
@@ -144,6 +146,17 @@ class _Pending:
     lost: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """One call to an app's worker, as the driver was asked to send it."""
+
+    app_id: str
+    query: Mapping[str, str]
+    body: bytes
+    headers: Mapping[str, str]
+    timeout: float
+
+
 class Hub:
     """The registry of connected workers and the ``connect://`` driver over them."""
 
@@ -201,7 +214,8 @@ class Hub:
     def drop(self, conn: Conn, why: str, *, stopping: bool = False) -> None:
         """A worker's socket closed: its unanswered calls fail as a lost connection does,
         once ``Timing.flush`` has passed without their reply flushed over HTTP (the worker
-        may be alive, its reply stuck behind the dropped socket).
+        may be alive, its reply stuck behind the dropped socket); a call it had not
+        acknowledged goes to another worker then instead.
 
         When the engine's own server closed it (``stopping``: it shuts down), or the hub
         has closed, the calls are not failed (that would spend their attempts): the
@@ -223,7 +237,6 @@ class Hub:
         for pending in list(conn.inflight.values()):
             error = f"ConnectionLost: the Connect worker {conn.instance_id!r} ({why}) "
             pending.lost = error + "before answering"
-            pending.acked = True
             pending.deadline = min(pending.deadline, flushed_by)
 
     def _notify(self) -> None:
@@ -280,75 +293,105 @@ class Hub:
         if method != "POST" or "fnId" not in query:
             error = f"app {app_id!r} is served over Connect: its workers sync it when they connect"
             return RawResponse(0, {}, b"", error=error)
+        call = _Call(app_id, query, body, headers, timeout)
         remote = None if forwarded else self.cluster
-        wait = min(timeout, self.timing.wait_worker)
+        #: workers that left this call unacknowledged: it goes to another one
+        passed: set[str] = set()
+        unacked: str | None = None
+        while True:
+            routed = await self._route(call, remote, passed)
+            if isinstance(routed, RawResponse):
+                return routed
+            if routed is None:
+                error = f"no Connect worker of app {app_id!r} is connected (waited for one)"
+                if unacked is not None:
+                    error = f"{unacked}, and no other worker of app {app_id!r} took it (waited)"
+                return RawResponse(0, {}, b"", error=error)
+            answer = await self._deliver(routed, call)
+            if isinstance(answer, RawResponse):
+                return answer
+            # never acknowledged: the worker did not take the call (a draining official
+            # worker drops calls silently), so it is sent again, no attempt spent
+            passed.add(routed.conn_id)
+            unacked = answer
+            logger.info("%s; sending the call to another worker of app %r", answer, app_id)
+
+    async def _route(
+        self, call: _Call, remote: Remote | None, passed: set[str]
+    ) -> Conn | RawResponse | None:
+        """A worker here for the call, another node's answer to it, or None (nobody came)."""
+        wait = min(call.timeout, self.timing.wait_worker)
         deadline = time.monotonic() + wait
-        conn = await self._pick(app_id, 0.0 if remote is not None else wait)
+        conn = await self._pick(call.app_id, 0.0 if remote is not None else wait, passed)
         while conn is None and remote is not None:
-            answer = await remote.forward(app_id, query, body, headers, timeout)
+            answer = await remote.forward(
+                call.app_id, call.query, call.body, call.headers, call.timeout
+            )
             if answer is not None:
                 return answer
             left = deadline - time.monotonic()
             if left <= 0 and not self.closing:
                 break
-            conn = await self._pick(app_id, min(max(left, 0.0), 2.0))  # then look again
-        if conn is None:
-            error = f"no Connect worker of app {app_id!r} is connected (waited for one)"
-            return RawResponse(0, {}, b"", error=error)
+            conn = await self._pick(call.app_id, min(max(left, 0.0), 2.0), passed)  # again
+        return conn
+
+    async def _deliver(self, conn: Conn, call: _Call) -> RawResponse | str:
+        """The worker's answer to the call, or why it never acknowledged it."""
         loop = asyncio.get_running_loop()
         pending = _Pending(
             request_id=uuid.uuid4().hex,
             conn=conn,
             future=loop.create_future(),
-            deadline=time.monotonic() + timeout,
+            deadline=time.monotonic() + call.timeout,
             lease_id=uuid.uuid4().hex,
         )
         conn.inflight[pending.request_id] = pending
         self._pending[pending.request_id] = pending
         conn.sent += 1
         try:
-            signature = {k.lower(): v for k, v in headers.items()}.get(wire.SIGNATURE.lower())
+            signature = {k.lower(): v for k, v in call.headers.items()}.get(wire.SIGNATURE.lower())
             frame = kinds.frame(kinds.GATEWAY_EXECUTOR_REQUEST, _executor_request(
-                pending, app_id, query["fnId"], query.get("stepId"), body, signature=signature
+                pending, call.app_id, call.query["fnId"], call.query.get("stepId"), call.body,
+                signature=signature,
             ))  # fmt: skip
             try:
                 await conn.send(frame)
             except Exception as exc:  # the socket closed meanwhile: no answer can come
                 error = f"ConnectionLost: could not send to the Connect worker: {exc}"
                 return RawResponse(0, {}, b"", error=error)
-            return await self._answer(pending, timeout)
+            return await self._answer(pending, call.timeout)
         finally:
             conn.inflight.pop(pending.request_id, None)
             self._pending.pop(pending.request_id, None)
             self._notify()
 
-    async def _answer(self, pending: _Pending, timeout: float) -> RawResponse:
+    async def _answer(self, pending: _Pending, timeout: float) -> RawResponse | str:
         ack_by = time.monotonic() + self.timing.ack
         while True:
             now = time.monotonic()
             limit = pending.deadline if pending.acked else min(ack_by, pending.deadline)
             if now >= limit:
-                if pending.lost is not None:
-                    return RawResponse(0, {}, b"", error=pending.lost)
-                if not pending.acked and now >= ack_by:
-                    error = (
+                if not pending.acked:
+                    return pending.lost or (
                         f"the Connect worker did not acknowledge the call in {self.timing.ack:g}s"
                     )
-                else:
-                    error = f"ReadTimeout: no answer within {timeout:g}s (and no lease extension)"
+                if pending.lost is not None:
+                    return RawResponse(0, {}, b"", error=pending.lost)
+                error = f"ReadTimeout: no answer within {timeout:g}s (and no lease extension)"
                 return RawResponse(0, {}, b"", error=error)
             # at most a second: an extension or a drop may have moved the deadline
             await asyncio.wait((pending.future,), timeout=min(limit - now, 1.0))
             if pending.future.done():
                 return pending.future.result()
 
-    async def _pick(self, app_id: str, wait: float) -> Conn | None:
+    async def _pick(self, app_id: str, wait: float, passed: set[str]) -> Conn | None:
         deadline = time.monotonic() + wait
         while True:
             ready = [
                 c
                 for c in self._conns.values()
                 if app_id in c.apps and c.ready and not c.draining
+                and c.conn_id not in passed
                 and (c.max_inflight is None or len(c.inflight) < c.max_inflight)
             ]  # fmt: skip
             if ready:
