@@ -130,7 +130,12 @@ class PostgresTx(SqlTx):
         return _Rows(rows, cur.rowcount)
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
+        # psycopg's executemany is a pipeline, its Sync sent apart: a client cut off
+        # between the two leaves its rows locked past idle_in_transaction_session_timeout
+        # (``QueueSql.extend_leases`` on Postgres). One row goes whole.
+        if len(rows) == 1:
+            self._cur.execute(self._pg(sql), rows[0])
+        elif rows:
             self._cur.executemany(self._pg(sql), rows)
 
     def lock(self, name: str) -> None:

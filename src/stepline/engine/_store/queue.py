@@ -338,6 +338,27 @@ class PostgresQueueSql(QueueSql):
 
     replace_sql = REPLACE_JOB
 
+    def extend_leases(self, owner: str, job_ids: Sequence[str], until: float) -> None:
+        # One statement a table, never psycopg's executemany: that is a pipeline whose
+        # Sync goes in a write of its own, and a client cut off between the two leaves a
+        # backend that executed the UPDATE (the row locked) waiting for the Sync, which
+        # idle_in_transaction_session_timeout does not end (it arms only after a Sync):
+        # the other nodes' leases would skip the call for good.
+        if not job_ids:
+            return
+        ids = list(job_ids)
+        self._x(
+            "UPDATE jobs SET lease_expires = ?, available_at = ? WHERE job_id IN ("
+            "SELECT job_id FROM jobs WHERE job_id = ANY(?) AND lease_owner = ?"
+            f"{self._tx.skip_locked})",
+            (until, until, ids, owner),
+        )
+        self._x(
+            "UPDATE slots SET expires_at = ? WHERE (key, job_id) IN ("
+            f"SELECT key, job_id FROM slots WHERE job_id = ANY(?){self._tx.skip_locked})",
+            (until, ids),
+        )
+
     def unpark_jobs(self, key: str, count: int) -> list[str]:
         self._lock(f"slots:{key}")
         if count <= 0:
