@@ -6,8 +6,9 @@ whose client fell silent, releasing the rows it locked, so that the other nodes'
 answered a ``Sync``. psycopg's ``executemany`` is a pipeline: its statements go in one
 write and their ``Sync`` in another, so a client cut off between the two leaves a backend
 that ran the ``UPDATE`` (the call's row locked) and waits for the ``Sync`` for good. The
-partition drill (``test_pg_partition.py``) once lost its takeover that way: the cut-off
-node's lease extension held the call's row, "active" on the server, past the timeout.
+partition drill (``test_pg_partition.py``) once lost its takeover to a backend of the
+cut-off node that held the call's row past the timeout, its last statement the lease
+extension: this is one way that happens.
 
 Here: what the server does with a pipeline left without its ``Sync``, and that a lease
 extension on Postgres sends each of its statements whole (one ``execute`` a table, the
