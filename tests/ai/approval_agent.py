@@ -75,7 +75,9 @@ def main(database: str, workdir: Path, face: str, part: str) -> None:
         deadline = time.monotonic() + 60
         while not (found := client.approvals_sync()[0]) and time.monotonic() < deadline:
             time.sleep(0.05)
-        (workdir / "approval").write_text(f"{run_id} {found[0].approval_id}")
+        # written whole, then renamed: the test kills this process once the file exists
+        (workdir / "approval.tmp").write_text(f"{run_id} {found[0].approval_id}")
+        (workdir / "approval.tmp").rename(workdir / "approval")
         time.sleep(600)  # the test kills this process
         return
     run_id, approval_id = (workdir / "approval").read_text().split()
