@@ -503,8 +503,9 @@ def test_retry_after_error_is_honoured(stack: Stack) -> None:
     t = {k: v[0] for k, v in stack.rec.times.items() if k.startswith("retry-after.")}
     for level in ("fn1", "step", "fn2"):
         gap = t[f"retry-after.{level}.retry"] - t[f"retry-after.{level}.raise"]
-        # without Retry-After the retry would come after ~15 ms (retry_scale=0.001)
-        assert 0.95 <= gap < 2.0, (level, gap)
+        # without Retry-After the retry would come after ~15 ms (retry_scale=0.001); the
+        # 1 s asked for, and on a loaded machine up to as much again (2.006 s once)
+        assert 0.95 <= gap < 3.0, (level, gap)
     # attempts count per queue item: the step's success starts the next call at 0 again
     assert stack.rec.values["retry-after.attempts"] == [0, 1, 2, 0, 1]
 
