@@ -123,3 +123,55 @@ def test_a_lease_extension_sends_each_statement_whole(
         assert await store.read(leases) == {"A": 160.0, "B": 160.0, "C": 130.0}
 
     with_store(schema, body)
+
+
+def test_several_rows_go_as_one_simple_query_with_their_values(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``execute_many`` of several rows on Postgres: no pipeline, one message (its Sync
+    implied), and each value stored as the statement's own binding stores it."""
+    with psycopg.connect(schema, autocommit=True) as admin:
+        admin.execute(
+            "CREATE TABLE kinds (k text PRIMARY KEY, n bigint, f double precision,"
+            " j jsonb, b bytea, t text)"
+        )
+    sent: list[str] = []
+    many = psycopg.Cursor.executemany
+    client_execute = psycopg.ClientCursor.execute
+
+    def pipelined(self: Any, query: Any, params_seq: Any, **kwargs: Any) -> Any:
+        sent.append("executemany")
+        return many(self, query, params_seq, **kwargs)
+
+    def simple(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        sent.append("simple" if params is None else "bound")
+        return client_execute(self, query, params, **kwargs)
+
+    rows: list[tuple[Any, ...]] = [
+        ("it's", 2**40, 1732780000.123456, '{"a": [1, "%s"]}', b"\x00\xff'", "50% ?"),
+        ("b", None, float("inf"), None, b"", ""),
+        ("c", -7, 0.1, '"x"', None, "line\nbreak\\"),
+    ]
+    upsert = (
+        "INSERT INTO kinds (k, n, f, j, b, t) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (k) DO UPDATE SET n = excluded.n"
+    )
+
+    async def body(store: Store) -> None:
+        monkeypatch.setattr(psycopg.Cursor, "executemany", pipelined)
+        monkeypatch.setattr(psycopg.ClientCursor, "execute", simple)
+        await atomic(store, lambda tx: tx.execute_many(upsert, rows))
+        monkeypatch.undo()
+        assert sent == ["simple"]
+
+        def read(tx: Tx) -> list[tuple[Any, ...]]:
+            return [tuple(r) for r in tx.execute("SELECT k, n, f, j, b, t FROM kinds").fetchall()]
+
+        stored = sorted(await store.read(read), key=lambda r: r[0])
+        assert stored == [
+            ("b", None, float("inf"), None, b"", ""),
+            ("c", -7, 0.1, "x", None, "line\nbreak\\"),
+            ("it's", 2**40, 1732780000.123456, {"a": [1, "%s"]}, b"\x00\xff'", "50% ?"),
+        ]
+
+    with_store(schema, body)

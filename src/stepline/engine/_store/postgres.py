@@ -111,6 +111,8 @@ class PostgresTx(SqlTx):
     def __init__(self, conn: psycopg.Connection[Any], *, write: bool = True) -> None:
         super().__init__(conn, write=write)
         self._cur = conn.cursor()
+        #: binds several rows into one simple query (``execute_many``), made when needed
+        self._literal: psycopg.ClientCursor[Any] | None = None
         self.apps_changed = False
         #: runs whose streams this transaction appended to
         self.streamed: set[str] = set()
@@ -130,13 +132,19 @@ class PostgresTx(SqlTx):
         return _Rows(rows, cur.rowcount)
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        # psycopg's executemany is a pipeline, its Sync sent apart: a client cut off
-        # between the two leaves its rows locked past idle_in_transaction_session_timeout
-        # (``QueueSql.extend_leases`` on Postgres). One row goes whole.
+        # Never psycopg's executemany: that is a pipeline whose Sync goes in a write of
+        # its own, and a client cut off between the two leaves a backend holding the rows
+        # it wrote, which idle_in_transaction_session_timeout does not end (the server
+        # arms it only after a Sync). One row is one statement; several are one simple
+        # query, the rows bound here: one message, one round trip, the Sync implied.
         if len(rows) == 1:
             self._cur.execute(self._pg(sql), rows[0])
         elif rows:
-            self._cur.executemany(self._pg(sql), rows)
+            text = self._pg(sql)
+            literal = self._literal
+            if literal is None:
+                literal = self._literal = psycopg.ClientCursor(self._c)
+            literal.execute(";\n".join([literal.mogrify(text, row) for row in rows]))
 
     def lock(self, name: str) -> None:
         if self._write:
