@@ -231,7 +231,7 @@ def test_a_slow_runs_list_on_postgres_is_stopped_at_its_time_limit(
 ) -> None:
     # a list query the server plans or scans for longer than the limit is stopped there,
     # whether or not its client is still waiting; a pg_sleep stands in for the slow plan
-    from stepline.engine._store import filters, postgres
+    from stepline.engine._store import filters, pg_tx
     from tests._support.databases import postgres_schema
 
     slow_sql = filters.runs_query
@@ -241,7 +241,7 @@ def test_a_slow_runs_list_on_postgres_is_stopped_at_its_time_limit(
         return sql.replace(" FROM runs", " FROM runs, pg_sleep(10)", 1), args
 
     monkeypatch.setattr(filters, "runs_query", slow)
-    monkeypatch.setattr(postgres, "LIST_TIMEOUT_MS", 200, raising=False)
+    monkeypatch.setattr(pg_tx, "LIST_TIMEOUT_MS", 200)
 
     async def scenario(url: str) -> None:
         async with engine_with(url) as (_engine, _client, http):

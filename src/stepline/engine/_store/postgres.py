@@ -27,25 +27,18 @@ import contextlib
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
 import psycopg_pool
-from psycopg import pq
 
-from stepline.engine._errors import QueryTimeoutError
-from stepline.engine._model import Run
-from stepline.engine._store import RunFilter, pg_writers, schema_version
+from stepline.engine._store import pg_writers, schema_version
 from stepline.engine._store import pooler as _pooler
 from stepline.engine._store import postgres_schema as schema
-from stepline.engine._store.function_metrics import PostgresMetricsSql
-from stepline.engine._store.messages import PostgresMessagesSql
-from stepline.engine._store.part import LazyPart
-from stepline.engine._store.queue import PostgresQueueSql
-from stepline.engine._store.sql import SqlTx, run_in
-from stepline.engine._store.tokens import PostgresTokensSql
+from stepline.engine._store.pg_tx import PostgresTx
+from stepline.engine._store.sql import run_in
 
 T = TypeVar("T")
 logger = logging.getLogger("stepline.engine")
@@ -63,173 +56,10 @@ CHECKOUT_TIMEOUT = 5
 #: up to n more for the pool's next try. Tries that end after a second keep the attempts
 #: about a second apart however long the database was away.
 RECONNECT_TIMEOUT = 1.0
-_ROWS = pq.ExecStatus.TUPLES_OK
-#: Milliseconds a runs list's query may take (its planning included): the server stops
-#: it there, so a list whose client has gone cannot keep a connection and a core busy.
-LIST_TIMEOUT_MS = 30_000
 _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 #: Logged when a connection dies during COMMIT: whether it committed is unknown, so the
 #: error goes to the caller (a job's lease lapses and it runs again; an API call fails).
 COMMIT_LOST = "database connection lost while committing; the outcome is unknown"
-
-
-class _Rows:
-    """A statement's answer, read off the transaction's one cursor (which then takes the
-    next statement: a cursor per statement cost ~8 µs of the ~40 of psycopg's side)."""
-
-    __slots__ = ("_at", "_rows", "rowcount")
-
-    def __init__(self, rows: list[Any], rowcount: int) -> None:
-        self._rows, self._at, self.rowcount = rows, 0, rowcount
-
-    def fetchone(self) -> Any:
-        if self._at >= len(self._rows):
-            return None
-        self._at += 1
-        return self._rows[self._at - 1]
-
-    def fetchall(self) -> list[Any]:
-        rest, self._at = self._rows[self._at :], len(self._rows)
-        return rest
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.fetchall())
-
-
-class PostgresTx(SqlTx):
-    """``Tx`` over one psycopg connection with a transaction open."""
-
-    skip_locked = " FOR UPDATE SKIP LOCKED"
-    step_with_run = True
-    _converted: ClassVar[dict[str, str]] = {}
-
-    queue = LazyPart(PostgresQueueSql)
-    messages = LazyPart(PostgresMessagesSql)
-    metrics = LazyPart(PostgresMetricsSql)
-    tokens = LazyPart(PostgresTokensSql)
-
-    def __init__(self, conn: psycopg.Connection[Any], *, write: bool = True) -> None:
-        super().__init__(conn, write=write)
-        self._cur = conn.cursor()
-        #: binds several rows into one simple query (``execute_many``), made when needed
-        self._literal: psycopg.ClientCursor[Any] | None = None
-        self.apps_changed = False
-        #: runs whose streams this transaction appended to
-        self.streamed: set[str] = set()
-
-    @classmethod
-    def _pg(cls, sql: str) -> str:
-        text = cls._converted.get(sql)
-        if text is None:
-            text = cls._converted[sql] = sql.replace("?", "%s")
-        return text
-
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        cur = self._cur
-        cur.execute(self._pg(sql), args)
-        answer = cur.pgresult
-        rows = cur.fetchall() if answer is not None and answer.status == _ROWS else []
-        return _Rows(rows, cur.rowcount)
-
-    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        # Never psycopg's executemany: that is a pipeline whose Sync goes in a write of
-        # its own, and a client cut off between the two leaves a backend holding the rows
-        # it wrote, which idle_in_transaction_session_timeout does not end (the server
-        # arms it only after a Sync). One row is one statement; several are one simple
-        # query, the rows bound here: one message, one round trip, the Sync implied.
-        if len(rows) == 1:
-            self._cur.execute(self._pg(sql), rows[0])
-        elif rows:
-            text = self._pg(sql)
-            literal = self._literal
-            if literal is None:
-                literal = self._literal = psycopg.ClientCursor(self._c)
-            literal.execute(";\n".join([literal.mogrify(text, row) for row in rows]))
-
-    def lock(self, name: str) -> None:
-        if self._write:
-            # the schema is part of the name: engines on other schemas never contend
-            self._cur.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || %s, 0))",
-                (name,),
-            )
-
-    def row_lock(self) -> str:
-        return " FOR UPDATE" if self._write else ""
-
-    def list_runs(self, where: RunFilter) -> list[Run]:
-        """``SqlTx.list_runs`` under ``LIST_TIMEOUT_MS``, the transaction's own limit kept.
-
-        Raises:
-            QueryTimeoutError: the database stopped the query at the limit.
-        """
-        row = self.execute(
-            "SELECT current_setting('statement_timeout'), set_config('statement_timeout', ?, true)",
-            (str(LIST_TIMEOUT_MS),),
-        ).fetchone()
-        try:
-            found = super().list_runs(where)
-        except psycopg.errors.QueryCanceled:  # the transaction is aborted: nothing to restore
-            raise QueryTimeoutError(
-                f"listing runs took over {LIST_TIMEOUT_MS / 1000:g} s and was stopped; "
-                "narrow the filter (function_id, status, since, until)"
-            ) from None
-        self.execute("SELECT set_config('statement_timeout', ?, true)", (row[0],))
-        return found
-
-    def close_run(self, run_id: str, event_names: Collection[str]) -> dict[str, str]:
-        """``SqlTx.close_run`` in one statement: the deletes as data-modifying ``WITH``
-        clauses, with the run's attributes and which of ``event_names`` a wait listens
-        for (as ``note_event_names``) read by its ``SELECT``.
-
-        The ``SELECT`` sees the tables as they were before the statement: the run's own
-        waits are left out of the names by ``run_id``, and none of the deletes touches
-        ``run_attributes``. A table with nothing to delete (``lock_runs`` and
-        ``read_ahead`` read it already) has no clause.
-        """
-        self.queue.forget_run_jobs(run_id)
-        deletes = ["jobs"]
-        if run_id not in self._pauseless:
-            deletes.append("pauses")
-        if self.flow.may_hold_claims(run_id):
-            deletes += ("singletons", "buckets")
-        attributes = self.attributes.read_already(run_id)
-        names = sorted(set(event_names) - self._names_known)
-        reads: list[str] = []
-        args: list[Any] = [run_id] * len(deletes)
-        if attributes is None:
-            reads.append("SELECT 0, name, value FROM run_attributes WHERE run_id = ?")
-            args.append(run_id)
-        if names:
-            reads.append(
-                "SELECT DISTINCT 1, event_name, NULL FROM pauses WHERE correlation_id IS NULL "
-                f"AND run_id <> ? AND event_name IN ({','.join('?' * len(names))})"
-            )
-            args += (run_id, *names)
-        clauses = [f"d{i} AS (DELETE FROM {t} WHERE run_id = ?)" for i, t in enumerate(deletes)]
-        if reads:
-            sql = f"WITH {', '.join(clauses)} {' UNION ALL '.join(reads)} ORDER BY 1, 2"
-        else:  # the last delete is the statement itself
-            sql = f"DELETE FROM {deletes[-1]} WHERE run_id = ?"
-            if clauses[:-1]:
-                sql = f"WITH {', '.join(clauses[:-1])} {sql}"
-        found: dict[str, str] = {}
-        waited: set[str] = set()
-        for kind, name, value in self.execute(sql, args).fetchall():
-            if kind == 0:
-                found[str(name)] = str(value)
-            else:
-                waited.add(str(name))
-        if names:
-            self._names_waited.update(waited)
-            self._names_known.update(names)
-        return found if attributes is None else attributes
-
-    def note_apps_changed(self) -> None:
-        self.apps_changed = True
-
-    def note_streamed(self, run_id: str) -> None:
-        self.streamed.add(run_id)
 
 
 class PostgresStore:
