@@ -67,7 +67,7 @@ def statements(
 ) -> dict[str, tuple[str, tuple[Any, ...]]]:
     """The store's own SQL for the reads measured, by name (recorded from its ``Tx``)."""
     if postgres:
-        from stepline.engine._store.postgres import PostgresTx as TxClass
+        from stepline.engine._store.pg_tx import PostgresTx as TxClass
     else:
         from stepline.engine._store.sqlite import SqliteTx as TxClass  # type: ignore[assignment]
     now = time.time()

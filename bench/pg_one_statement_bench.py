@@ -8,7 +8,7 @@ leased. Today that is one transaction of five round trips:
 * ``BEGIN``;
 * the call's job joined with its run, locked (``SqlTx.get_call``: the lease's fence, and
   the run the answer is applied to);
-* the job moved (``REPLACE_JOB``), the step upserted (``_UPSERT_STEP``);
+* the job moved (``REPLACE_JOB``), the step upserted (``UPSERT_STEP``);
 * ``COMMIT``.
 
 The alternative measured here is one statement in autocommit: the writes as
@@ -54,13 +54,9 @@ def _pg(text: str) -> str:
     return text.replace("?", "%s")
 
 
-READ = _pg(
-    f"SELECT {store_sql._CALL_COLUMNS}, r.steps_rev, EXISTS (SELECT 1 FROM function_controls "
-    "WHERE paused_at IS NOT NULL) FROM jobs j JOIN runs r ON r.run_id = j.run_id "
-    "WHERE j.job_id = ? FOR UPDATE"
-)
+READ = _pg(f"{store_sql.CALL_SQL} FOR UPDATE")
 MOVE = _pg(queue_sql.REPLACE_JOB)
-STEP = _pg(store_sql._UPSERT_STEP)
+STEP = _pg(store_sql.UPSERT_STEP)
 _STEP_COLUMNS = "run_id, step_id, name, op, status, mode, memo, attempts, started_at, " + (
     "ended_at, seq, error, wait"
 )

@@ -477,7 +477,7 @@ async def first_batch(engine: Engine, work: Any = None) -> Any:
 def test_a_cancel_batch_reads_its_runs_at_once(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch reads its runs, their steps, attributes and waits in a statement or two
     for the whole batch; each run's cancel then sends only its writes."""
-    from stepline.engine._store.postgres import PostgresTx
+    from stepline.engine._store.pg_tx import PostgresTx
     from stepline.engine._store.sql import SqlTx
 
     ours: list[Any] = []  # the batch's transaction, held: a freed one's id is reused

@@ -21,7 +21,7 @@ from stepline._protocol.hashing import hash_step_id
 from stepline.engine import Engine, EngineSettings
 from stepline.engine._endpoints import inline as inline_runs
 from stepline.engine._http.api import build_app
-from stepline.engine._store.postgres import PostgresTx
+from stepline.engine._store.pg_tx import PostgresTx
 from stepline.engine._store.sqlite import SqliteTx
 from tests._support.polling import wait_until
 

@@ -20,7 +20,7 @@ from stepline.engine import Engine
 from stepline.engine._control import replay as _replay
 from stepline.engine._model import StepRecord, stack_of
 from stepline.engine._store import Tx
-from stepline.engine._store.postgres import PostgresTx
+from stepline.engine._store.pg_tx import PostgresTx
 from stepline.engine._store.sql import SqlTx
 from tests._support.aio import arun
 from tests._support.clients import dev_client

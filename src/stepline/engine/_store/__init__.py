@@ -396,6 +396,13 @@ class Tx(Protocol):
         statement."""
         ...
 
+    def may_answer_from_kept_rows(self) -> None:
+        """Say that this unit has done nothing outside the transaction yet and will do
+        nothing there before its writes: a store that kept the call and its run as its
+        last transaction left them may run the unit on those (Postgres: ``pg_fence``),
+        and run it again in a transaction if they turn out stale."""
+        ...
+
     def lock_runs(self, run_ids: Sequence[str]) -> None:
         """Read and lock many runs' rows and read their steps, a statement or two for a
         batch: ``get_run`` and ``get_steps`` of each then send nothing."""

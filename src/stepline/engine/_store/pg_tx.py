@@ -21,17 +21,19 @@ from stepline.engine._store import RunFilter
 from stepline.engine._store.function_metrics import PostgresMetricsSql
 from stepline.engine._store.messages import PostgresMessagesSql
 from stepline.engine._store.part import LazyPart
-from stepline.engine._store.queue import PostgresQueueSql
-from stepline.engine._store.sql import SqlTx
+from stepline.engine._store.queue import REPLACE_JOB, PostgresQueueSql
+from stepline.engine._store.sql import CALL_SQL, SqlTx
 from stepline.engine._store.tokens import PostgresTokensSql
 
 _ROWS = pq.ExecStatus.TUPLES_OK
+#: ``CALL_SQL`` in a write transaction, with the transaction's own id first (``xid``)
+_CALL_XID = CALL_SQL.replace("SELECT ", "SELECT pg_current_xact_id()::text, ", 1) + " FOR UPDATE"
 #: Milliseconds a runs list's query may take (its planning included): the server stops
 #: it there, so a list whose client has gone cannot keep a connection and a core busy.
 LIST_TIMEOUT_MS = 30_000
 
 
-class _Rows:
+class Rows:
     """A statement's answer, read off the transaction's one cursor (which then takes the
     next statement: a cursor per statement cost ~8 µs of the ~40 of psycopg's side)."""
 
@@ -74,6 +76,13 @@ class PostgresTx(SqlTx):
         self.apps_changed = False
         #: runs whose streams this transaction appended to
         self.streamed: set[str] = set()
+        #: the call ``get_call`` read, this transaction's id (read with it, when
+        #: writing and no function is paused), and the last job it moved to a run's
+        #: next call (``REPLACE_JOB``'s parameters): what ``pg_fence`` needs to answer
+        #: the next call in one statement
+        self.called: str | None = None
+        self.xid: str | None = None
+        self.moved: Sequence[Any] | None = None
 
     @classmethod
     def _pg(cls, sql: str) -> str:
@@ -83,11 +92,13 @@ class PostgresTx(SqlTx):
         return text
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        if sql is REPLACE_JOB:
+            self.moved = args
         cur = self._cur
         cur.execute(self._pg(sql), args)
         answer = cur.pgresult
         rows = cur.fetchall() if answer is not None and answer.status == _ROWS else []
-        return _Rows(rows, cur.rowcount)
+        return Rows(rows, cur.rowcount)
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         # Never psycopg's executemany: that is a pipeline whose Sync goes in a write of
@@ -103,6 +114,16 @@ class PostgresTx(SqlTx):
             if literal is None:
                 literal = self._literal = psycopg.ClientCursor(self._c)
             literal.execute(";\n".join([literal.mogrify(text, row) for row in rows]))
+
+    def _call_row(self, job_id: str) -> Sequence[Any] | None:
+        self.called = job_id
+        if not self._write:
+            return super()._call_row(job_id)
+        row = self.execute(_CALL_XID, (job_id,)).fetchone()
+        if row is None:
+            return None
+        self.xid = row[0] if not row[-1] else None  # no fence while a function is paused
+        return row[1:]  # type: ignore[no-any-return]
 
     def lock(self, name: str) -> None:
         if self._write:

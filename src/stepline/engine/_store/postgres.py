@@ -34,7 +34,7 @@ import psycopg
 import psycopg.errors
 import psycopg_pool
 
-from stepline.engine._store import pg_writers, schema_version
+from stepline.engine._store import pg_fence, pg_writers, schema_version
 from stepline.engine._store import pooler as _pooler
 from stepline.engine._store import postgres_schema as schema
 from stepline.engine._store.pg_tx import PostgresTx
@@ -125,6 +125,8 @@ class PostgresStore:
         self._closing = threading.Event()
         #: names this store's notifications, so that its listener skips their echo
         self._origin = secrets.token_hex(6)
+        #: calls whose next answer may go as one statement (``pg_fence``)
+        self._fences = pg_fence.Fences()
         self._writers = pg_writers.Writers(
             self._transaction, self._pool.connection, self._threads, min(writers, pool_size)
         )
@@ -238,6 +240,14 @@ class PostgresStore:
         own; their results. Retried whole on deadlock. ``Reconnect`` when the connection
         is lost before ``COMMIT``; lost during ``COMMIT``, the error is raised (whether it
         committed is unknown)."""
+        if len(works) == 1 and self._fences and self._begin is None:
+            try:
+                return [self._fences.answer(conn, works[0])]
+            except pg_fence.Refused:
+                pass  # nothing written: in a transaction, as ever
+            except psycopg.OperationalError as exc:
+                logger.warning("%s: %s", COMMIT_LOST, exc)  # the statement was its commit
+                raise
         for attempt in range(_RETRIES):
             committing = False
             try:
@@ -259,6 +269,8 @@ class PostgresStore:
                     for run_id in sorted(streamed):
                         conn.execute("SELECT pg_notify(%s, %s)", (STREAMS, run_id))
                     committing = True
+                if len(works) == 1:
+                    self._fences.after(tx)
                 return results
             except _RETRYABLE as exc:
                 if attempt == _RETRIES - 1:

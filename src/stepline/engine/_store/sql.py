@@ -70,7 +70,7 @@ TxT = TypeVar("TxT", bound="SqlTx")
 
 _INSERT_RUN = insert("runs", RUN_COLUMNS, on_conflict="DO NOTHING")
 _UPSERT_RUN = upsert("runs", RUN_COLUMNS, "run_id")
-_UPSERT_STEP = upsert("steps", STEP_COLUMNS, "run_id, step_id")
+UPSERT_STEP = upsert("steps", STEP_COLUMNS, "run_id, step_id")
 _UPSERT_PAUSE = upsert("pauses", PAUSE_COLUMNS, "pause_id")
 _EVENT_INSERT_COLUMNS = "internal_id, id, name, payload, received_at"
 _INSERT_EVENT = insert("events", _EVENT_INSERT_COLUMNS, on_conflict="DO NOTHING")
@@ -94,6 +94,13 @@ _STACK = "SELECT step_id FROM steps WHERE run_id = ? AND seq IS NOT NULL ORDER B
 _RUN_NAMES = tuple(name.strip() for name in RUN_COLUMNS.split(","))
 _JOB_NAMES = tuple(name.strip() for name in JOB_COLUMNS.split(","))
 _CALL_COLUMNS = ", ".join([f"j.{c}" for c in _JOB_NAMES] + [f"r.{c}" for c in _RUN_NAMES])
+#: a call's job joined with its run's row, its steps revision, and whether any function
+#: is paused (``SqlTx.get_call``; a write transaction adds its row lock)
+CALL_SQL = (
+    f"SELECT {_CALL_COLUMNS}, r.steps_rev, EXISTS (SELECT 1 FROM function_controls "
+    "WHERE paused_at IS NOT NULL) FROM jobs j JOIN runs r ON r.run_id = j.run_id "
+    "WHERE j.job_id = ?"
+)
 _JOB_WIDTH = len(_JOB_NAMES)
 
 
@@ -107,7 +114,7 @@ def _update_run(changed: tuple[int, ...]) -> str:
 @functools.lru_cache(maxsize=256)
 def _update_run_with_step(changed: tuple[int, ...]) -> str:
     """``_update_run(changed)`` upserting a step of the run in a ``WITH`` (Postgres)."""
-    return f"WITH s AS ({_UPSERT_STEP}) {_update_run(changed)}"
+    return f"WITH s AS ({UPSERT_STEP}) {_update_run(changed)}"
 
 
 class SqlTx:
@@ -240,12 +247,7 @@ class SqlTx:
         """``get_job(job_id, lock=True)`` of a call, with its run's row read (and locked)
         by the same statement, and whether any function is paused: the ``get_run`` that
         follows sends nothing, nor does ``controls.paused_functions`` when none is (usually)."""
-        row = self.execute(
-            f"SELECT {_CALL_COLUMNS}, r.steps_rev, EXISTS (SELECT 1 FROM function_controls "
-            "WHERE paused_at IS NOT NULL) FROM jobs j JOIN runs r ON r.run_id = j.run_id "
-            f"WHERE j.job_id = ?{self.row_lock()}",
-            (job_id,),
-        ).fetchone()
+        row = self._call_row(job_id)
         if row is None:  # no such job, or its run is gone
             return self.queue.get_job(job_id, lock=True)
         if self._write:
@@ -254,6 +256,20 @@ class SqlTx:
         if not row[-1]:  # nothing to park a call on, nor a share lock to take
             self.controls.none_paused()
         return read_job(row[:_JOB_WIDTH])
+
+    def may_answer_from_kept_rows(self) -> None:
+        """Nothing here: this transaction reads what it needs."""
+
+    def _call_row(self, job_id: str) -> Sequence[Any] | None:
+        """``get_call``'s row (``CALL_SQL``), None for no such job or run."""
+        row: Sequence[Any] | None = self.execute(
+            f"{CALL_SQL}{self.row_lock()}", (job_id,)
+        ).fetchone()
+        return row
+
+    def run_row(self, run_id: str) -> Sequence[Any] | None:
+        """``run_id``'s row as this write transaction read or last wrote it, if it has."""
+        return self._run_rows.get(run_id)
 
     def forget_runs(self) -> None:
         """Drop what this transaction remembers of runs' rows (after writing ``runs``
@@ -368,14 +384,14 @@ class SqlTx:
 
     def put_step(self, step: StepRecord) -> None:
         self._stepless.discard(step.run_id)
-        self.execute(_UPSERT_STEP, step_values(step))
+        self.execute(UPSERT_STEP, step_values(step))
         self._wrote_step(step.run_id)
         if self.seen is not None:
             self.seen.wrote(step)
 
     def put_steps(self, steps: Sequence[StepRecord]) -> None:
         self._stepless.difference_update(step.run_id for step in steps)
-        self.execute_many(_UPSERT_STEP, [step_values(step) for step in steps])
+        self.execute_many(UPSERT_STEP, [step_values(step) for step in steps])
         for step in steps:
             self._wrote_step(step.run_id)
             if self.seen is not None:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from stepline import _json
+from stepline._protocol.opcodes import Opcode
 from stepline._status import RunStatus
 from stepline.engine._apps import registry as _registry
 from stepline.engine._apps import versions
@@ -40,6 +41,8 @@ from stepline.engine._worker import calls, drain, leases, onthread, recovery
 
 logger = logging.getLogger("stepline.engine")
 _LEASE_BATCH = 32
+#: a step's result, as an answer reports it
+_DONE_STEP = frozenset({Opcode.STEP_RUN, Opcode.STEP})
 #: the shortest silence of the database taken for its loss (``_watch_contact``): a loaded
 #: machine stalls for a second or two, and a node that gives its calls up makes them again
 CUT_OFF_FLOOR = 5.0
@@ -592,6 +595,8 @@ class QueueWorker:
         ``follow_on``, it also leases the run's next call if due now, and the fan-outs of
         the events the answer emitted. ``known``: the run's steps as stored when the call
         was leased."""
+        if _steps_done(job, outcome):
+            tx.may_answer_from_kept_rows()
         now = self.clock.now()
         lost = (job.job_id, job.lease_epoch) in self._lost
         follow_on = follow_on and self._taking and not lost
@@ -671,6 +676,17 @@ class QueueWorker:
                 tx, job, memo, failed=failed, retry_in=retry_in, now=self.clock.now()
             )
         )
+
+
+def _steps_done(job: Job, outcome: response.Outcome) -> bool:
+    """Whether ``outcome`` only reports steps done, for a call without concurrency keys:
+    recording it logs nothing and reads nothing but the call and its run."""
+    return (
+        isinstance(outcome, response.Ops)
+        and outcome.divergence is None
+        and not job.payload.get("keys")
+        and all(op.op in _DONE_STEP for op in outcome.ops)
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
