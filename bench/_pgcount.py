@@ -6,11 +6,14 @@ the same way, at the driver:
 
 * ``statements``: ``Cursor.execute`` calls, plus one per parameter set of ``executemany``;
 * ``commands``: the commands psycopg sends on its own (``BEGIN``, ``COMMIT``,
-  ``ROLLBACK``, savepoints), of which ``commits`` are the ``COMMIT``s;
+  ``ROLLBACK``, savepoints); ``commits``: its ``COMMIT``s, and each write statement run
+  in autocommit outside a transaction (a statement that is its own transaction, as
+  stepline's one-statement answer on Postgres is);
 * ``round_trips``: ``execute`` calls + ``executemany`` calls + commands (an
   ``executemany`` is pipelined by psycopg: counted as one);
 * ``rows``: rows inserted, updated or deleted (the command tag says which; the count is
-  the cursor's ``rowcount``).
+  the cursor's ``rowcount``): a statement whose writes are ``WITH`` clauses of a
+  ``SELECT`` counts none.
 
 ``install()`` patches psycopg's classes once per process (bench code only: it reaches
 into ``psycopg._connection_base``); ``snapshot()`` returns the totals so far, a
@@ -27,6 +30,9 @@ _counts = dict.fromkeys(FIELDS, 0)
 _lock = threading.Lock()
 _installed: list[bool] = []  # non-empty once install() ran
 _WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE")
+#: how a write statement starts (``WITH``: data-modifying clauses, as a fenced answer is)
+_AUTOCOMMIT_WRITES = frozenset({*_WRITES, "WITH"})
+_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE, without importing psycopg at import time
 
 
 def _add(**more: int) -> None:
@@ -38,6 +44,15 @@ def _add(**more: int) -> None:
 def _written(cur: Any) -> int:
     tag = cur.statusmessage or ""
     return max(cur.rowcount, 0) if tag.startswith(_WRITES) else 0
+
+
+def _committed(cur: Any, args: tuple[Any, ...]) -> int:
+    """1 for a write that was its own transaction (autocommit, no transaction open)."""
+    conn = cur.connection
+    if not conn.autocommit or conn.info.transaction_status != _IDLE or not args:
+        return 0
+    words = str(args[0]).split(None, 1)
+    return int(bool(words) and words[0].upper() in _AUTOCOMMIT_WRITES)
 
 
 def install() -> None:
@@ -52,7 +67,7 @@ def install() -> None:
 
     def counted_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
         out = execute(self, *args, **kwargs)
-        _add(statements=1, round_trips=1, rows=_written(self))
+        _add(statements=1, round_trips=1, rows=_written(self), commits=_committed(self, args))
         return out
 
     def counted_executemany(self: Any, query: Any, params_seq: Any, **kwargs: Any) -> Any:

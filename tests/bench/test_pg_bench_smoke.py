@@ -36,8 +36,10 @@ def test_pg_steps() -> None:
         # round trips are counted where the engine runs in the bench process
         assert ("per_step" in cell) == key.startswith("stepline/embedded/")
     per = data["cells"]["stepline/embedded/step/1"]["per_step"]
-    assert per["commits"] >= 1
-    assert per["rows"] >= 1
+    assert per["commits"] >= 1  # a transaction's COMMIT, or a write in autocommit
+    # a run's first and last steps write in a transaction; its one-statement answers'
+    # rows are WITH clauses of a SELECT, whose command tag counts none
+    assert per["rows"] > 0
     assert per["round_trips"] > per["statements"]
     assert len(rows("pg-steps", data)) == 15  # 12 cells + the 3 sequential embedded costs
 
