@@ -20,8 +20,8 @@ import psycopg
 import pytest
 
 from stepline.engine._model import Job, JobKind
-from stepline.engine._store.pg_writers import Reconnect, Writers
 from stepline.engine._store.pg_tx import PostgresTx
+from stepline.engine._store.pg_writers import Reconnect, Writers
 from stepline.engine._store.postgres import PostgresStore
 from tests._support.aio import arun
 from tests._support.databases import postgres_schema
