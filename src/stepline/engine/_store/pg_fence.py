@@ -33,7 +33,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
-import psycopg.errors
 
 from stepline.engine._model import Job
 from stepline.engine._store.pg_tx import PostgresTx, Rows
@@ -108,9 +107,7 @@ class Fences:
         call with its run and moved the call to the run's next one."""
         if tx.called is not None:
             self.drop(tx.called)
-        fence = _left_by(tx, tx.xid)
-        if fence is not None:
-            self.keep(str(fence.job[0]), fence)
+        self._keep_left_by(tx, tx.xid)
 
     def answer(self, conn: psycopg.Connection[Any], work: Callable[[PostgresTx], T]) -> T:
         """``work`` in one statement, on ``conn`` in autocommit.
@@ -133,14 +130,22 @@ class Fences:
             logger.debug("a fenced answer fell back to a transaction: %s", exc)
             raise Refused from None
         assert tx.called is not None
+        self.drop(tx.called)  # written, or stale
         if row is None or row[0] is None:
-            self.drop(tx.called)
             raise Refused
-        self.drop(tx.called)
-        fence = _left_by(tx, str(row[0]))
-        if fence is not None:
-            self.keep(str(fence.job[0]), fence)
+        self._keep_left_by(tx, str(row[0]))
         return result
+
+    def _keep_left_by(self, tx: PostgresTx, xid: str | None) -> None:
+        """Keep the fence for the call ``tx`` moved its job to, committed as ``xid``."""
+        moved = tx.moved
+        if xid is None or moved is None:
+            return
+        run = tx.run_row(moved[4])
+        revision = tx.steps_revision(moved[4])
+        if run is not None and revision is not None:
+            job = tuple(moved[1:11])
+            self.keep(str(job[0]), Fence(str(int(xid) & _XID), job, run, revision))
 
     def _statement_for(self, conn: psycopg.Connection[Any], tx: FencedTx) -> tuple[str, list[Any]]:
         """The fenced statement of ``tx``'s two writes, and its parameters."""
@@ -162,8 +167,9 @@ class Fences:
         return self._statement, [tx.called, fence.xmin, fence.xmin, *move, *step]
 
     def _compose(self, conn: psycopg.Connection[Any]) -> str:
-        replace = _conditional(REPLACE_JOB.removeprefix(_GONE), "moved", self._types_of(conn))
-        upsert = _conditional(UPSERT_STEP, "step", self._types_of(conn))
+        types = self._types_of(conn)
+        replace = _conditional(REPLACE_JOB.removeprefix(_GONE), "moved", types)
+        upsert = _conditional(UPSERT_STEP, "step", types)
         return (
             "WITH f AS (SELECT j.run_id FROM jobs j JOIN runs r ON r.run_id = j.run_id "
             "WHERE j.job_id = %s AND j.xmin::text = %s AND r.xmin::text = %s AND NOT EXISTS "
@@ -233,18 +239,6 @@ class FencedTx(PostgresTx):
 
     def lock(self, name: str) -> None:
         raise Refused
-
-
-def _left_by(tx: PostgresTx, xid: str | None) -> Fence | None:
-    """The fence for the call ``tx`` moved its job to, committed as ``xid``."""
-    moved = tx.moved
-    if xid is None or moved is None:
-        return None
-    run = tx.run_row(moved[4])
-    revision = tx.steps_revision(moved[4])
-    if run is None or revision is None:
-        return None
-    return Fence(str(int(xid) & _XID), tuple(moved[1:11]), run, revision)
 
 
 def _conditional(insert: str, name: str, types: dict[str, dict[str, str]]) -> str:
