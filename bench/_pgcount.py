@@ -4,11 +4,14 @@ Shared by both sides of the Postgres benchmarks (stepline's venv and the peers' 
 DBOS talks to Postgres through SQLAlchemy over the same psycopg), so the two are counted
 the same way, at the driver:
 
-* ``statements``: ``Cursor.execute`` calls, plus one per parameter set of ``executemany``;
+* ``statements``: ``Cursor.execute`` calls (each statement of a simple query of several,
+  joined by ``";\n"`` as stepline's Postgres transactions send them), plus one per
+  parameter set of ``executemany``;
 * ``commands``: the commands psycopg sends on its own (``BEGIN``, ``COMMIT``,
-  ``ROLLBACK``, savepoints); ``commits``: its ``COMMIT``s, and each write statement run
-  in autocommit outside a transaction (a statement that is its own transaction, as
-  stepline's one-statement answer on Postgres is);
+  ``ROLLBACK``, savepoints), and those riding in a simple query of several;
+  ``commits``: the ``COMMIT``s, and each write statement run in autocommit outside a
+  transaction (a statement that is its own transaction, as stepline's one-statement
+  answer on Postgres is);
 * ``round_trips``: ``execute`` calls + ``executemany`` calls + commands (an
   ``executemany`` is pipelined by psycopg: counted as one);
 * ``rows``: rows inserted, updated or deleted (the command tag says which; the count is
@@ -33,6 +36,8 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE")
 #: how a write statement starts (``WITH``: data-modifying clauses, as a fenced answer is)
 _AUTOCOMMIT_WRITES = frozenset({*_WRITES, "WITH"})
 _IDLE = 0  # psycopg.pq.TransactionStatus.IDLE, without importing psycopg at import time
+#: a transaction's commands as they ride in a simple query of several statements
+_COMMANDS = frozenset({"BEGIN", "COMMIT", "ROLLBACK"})
 
 
 def _add(**more: int) -> None:
@@ -66,8 +71,17 @@ def install() -> None:
     command = _connection_base.BaseConnection._exec_command
 
     def counted_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        autocommitted = _committed(self, args)  # read before: the query may end the transaction
         out = execute(self, *args, **kwargs)
-        _add(statements=1, round_trips=1, rows=_written(self), commits=_committed(self, args))
+        parts = str(args[0]).split(";\n") if args else [""]
+        commands = sum(part in _COMMANDS for part in parts)
+        _add(
+            statements=len(parts) - commands,
+            commands=commands,
+            round_trips=1,
+            rows=_written(self),
+            commits=autocommitted + parts.count("COMMIT"),
+        )
         return out
 
     def counted_executemany(self: Any, query: Any, params_seq: Any, **kwargs: Any) -> Any:

@@ -330,7 +330,9 @@ def test_a_blocking_caller_joins_the_group_of_a_busy_writer() -> None:
 def _terminate_when(
     url: str, pid: list[int], query: str, stop: threading.Event
 ) -> threading.Thread:
-    """A thread that terminates the backend ``pid[0]`` once it shows ``query`` running."""
+    """A thread that terminates the backend ``pid[0]`` once it shows ``query`` running
+    (alone, or as one statement of a simple query of several: a ``COMMIT`` goes with the
+    writes nobody reads)."""
 
     def watch() -> None:
         with psycopg.connect(url, autocommit=True) as admin:
@@ -340,7 +342,8 @@ def _terminate_when(
                         "SELECT query FROM pg_stat_activity WHERE pid = %s AND state = 'active'",
                         (pid[0],),
                     ).fetchone()
-                    if row is not None and row[0].strip().upper().startswith(query):
+                    texts = [] if row is None else row[0].upper().split(";")
+                    if any(text.strip().startswith(query) for text in texts):
                         admin.execute("SELECT pg_terminate_backend(%s)", (pid[0],))
                         return
                 time.sleep(0.005)

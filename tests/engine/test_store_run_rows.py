@@ -18,15 +18,26 @@ from .test_store_contract import atomic, job, run_record, with_store
 
 
 def counting(tx: Tx) -> list[str]:
-    """Record the text of every statement ``tx`` sends from now on."""
+    """Record the text of every statement ``tx`` sends from now on: at once
+    (``execute``), or with its next statement or its commit (``write``)."""
     sent: list[str] = []
-    execute = tx.execute  # type: ignore[attr-defined]
+    execute, write = tx.execute, tx.write  # type: ignore[attr-defined]
+    writing: list[bool] = []  # SQLite's write is an execute: counted once
 
     def counted(sql: str, args: Any = ()) -> Any:
-        sent.append(sql)
+        if not writing:
+            sent.append(sql)
         return execute(sql, args)
 
-    tx.execute = counted  # type: ignore[attr-defined]
+    def counted_write(sql: str, args: Any = ()) -> None:
+        sent.append(sql)
+        writing.append(True)
+        try:
+            write(sql, args)
+        finally:
+            writing.pop()
+
+    tx.execute, tx.write = counted, counted_write  # type: ignore[attr-defined]
     return sent
 
 
@@ -86,21 +97,24 @@ def test_update_run_writes_only_the_columns_that_changed(db: str) -> None:
     with_store(db, body)
 
 
-def test_update_run_of_a_row_deleted_since_it_was_read_writes_it_whole(db: str) -> None:
+def test_update_run_of_a_row_it_has_not_seen_writes_it_whole(db: str) -> None:
     async def body(store: Store) -> None:
-        await atomic(store, lambda tx: tx.insert_run(run_record("R1")))
+        await atomic(store, lambda tx: tx.insert_run(run_record("R1", output="old")))
+        run = await store.read(lambda tx: tx.get_run("R1"))
+        assert run is not None
+        run.status = RunStatus.FAILED
 
-        def work(tx: Tx) -> None:
-            run = tx.get_run("R1")
-            assert run is not None
-            tx.execute("DELETE FROM runs WHERE run_id = ?", ("R1",))  # type: ignore[attr-defined]
-            run.status = RunStatus.FAILED
-            tx.update_run(run)  # updates no row: the whole row is written again
+        def work(tx: Tx) -> list[str]:
+            sent = counting(tx)
+            tx.update_run(run)  # read by another transaction: all its columns, as an upsert
+            return sent
 
-        await atomic(store, work)
+        sent = await atomic(store, work)
+        assert len(sent) == 1
+        assert "ON CONFLICT" in sent[0]
         got = await store.read(lambda tx: tx.get_run("R1"))
         assert got is not None
-        assert got.status == RunStatus.FAILED
+        assert (got.status, got.output) == (RunStatus.FAILED, "old")
         assert got.events == [{"name": "e", "data": {"n": 1}}]
 
     with_store(db, body)

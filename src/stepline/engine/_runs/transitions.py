@@ -516,24 +516,27 @@ class RunTransitions:
         tx.ended_runs.append(run)
         data = _events.run_ended(run, error=error)
         if not handler or run.correlation_id:
-            self.emit(tx, _events.internal(_events.FINISHED, data, now=now), now)
+            self.emit(tx, _events.internal(_events.FINISHED, data, now=now), now, minted=True)
         if handler:
             return
         if status is RunStatus.FAILED:
-            self.emit(tx, _events.internal(_events.FAILED, data, now=now, event_id=run.run_id), now)
+            failed = _events.internal(_events.FAILED, data, now=now, event_id=run.run_id)
+            self.emit(tx, failed, now, minted=True)
         elif status is RunStatus.CANCELLED:
-            self.emit(
-                tx, _events.internal(_events.CANCELLED, data, now=now, event_id=run.run_id), now
-            )
+            cancelled = _events.internal(_events.CANCELLED, data, now=now, event_id=run.run_id)
+            self.emit(tx, cancelled, now, minted=True)
 
-    def emit(self, tx: Tx, event: EventRecord, now: float) -> None:
+    def emit(self, tx: Tx, event: EventRecord, now: float, *, minted: bool = False) -> None:
         """Store an event and fan it out, in the caller's transaction.
 
         An event emitted by that fan-out (a run it cancels finishes, and so on) is
         queued for a fan-out of its own instead: one transaction does a bounded amount
-        of work however long the chain.
+        of work however long the chain. ``minted``: its internal id was made just now
+        (``_events.internal``), so no other event has it and its insert is not checked.
         """
-        if not tx.insert_event(event):
+        if minted:
+            tx.insert_minted_event(event)
+        elif not tx.insert_event(event):
             return  # stored (and fanned out) already
         if getattr(self._local, "fanning", False):
             tx.queue.enqueue(_events.fanout_job(event, now))

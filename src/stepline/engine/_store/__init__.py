@@ -429,6 +429,11 @@ class Tx(Protocol):
 
     # events
     def insert_event(self, event: EventRecord) -> bool: ...
+    def insert_minted_event(self, event: EventRecord) -> None:
+        """Store an event whose internal id was made just now (``_events.internal``): no
+        other has it, so nobody reads the insert's answer (``SqlTx.write``)."""
+        ...
+
     def insert_events(self, events: Sequence[EventRecord]) -> set[str]:
         """Store each event once; the internal ids of those stored now (not seen before)."""
         ...

@@ -4,6 +4,14 @@ Postgres differs from SQLite where it pays: a statement is a round trip, so wher
 dialect allows, writes ride together (a step with its run, a run's end in one
 statement, a lease extension a table at a time), and a write of several rows never
 pipelines (``execute_many``).
+
+A write transaction (``Pending``) sends its ``BEGIN`` with its first statement, and the
+writes whose answer nobody reads (``SqlTx.write``: a run's row written back, a step, an
+event's link to a run, several rows) with its next statement, or with its ``COMMIT``:
+one simple query each, the values bound here. So a transaction that reads a call and
+writes its answer is two round trips, not five, and one that sends nothing sends no
+``BEGIN``. A write sent that way fails where it is sent, not where it was asked for: only
+writes no caller checks go so.
 """
 
 from __future__ import annotations
@@ -26,11 +34,67 @@ from stepline.engine._store.sql import CALL_SQL, SqlTx
 from stepline.engine._store.tokens import PostgresTokensSql
 
 _ROWS = pq.ExecStatus.TUPLES_OK
+_IDLE = pq.TransactionStatus.IDLE
 #: ``CALL_SQL`` in a write transaction, with the transaction's own id first (``xid``)
 _CALL_XID = CALL_SQL.replace("SELECT ", "SELECT pg_current_xact_id()::text, ", 1) + " FOR UPDATE"
 #: Milliseconds a runs list's query may take (its planning included): the server stops
 #: it there, so a list whose client has gone cannot keep a connection and a core busy.
 LIST_TIMEOUT_MS = 30_000
+
+
+class Pending:
+    """What a write transaction has not sent yet: its ``BEGIN`` (and the store's own
+    first statement) until a statement goes, then the writes whose answer nobody reads
+    (``PostgresTx.write``); each goes ahead of the next statement in its simple query, or
+    with the ``COMMIT`` (``commit``). Shared by the ``PostgresTx`` of each work of a group."""
+
+    __slots__ = ("_conn", "_head", "_literal", "begun", "texts")
+
+    def __init__(self, conn: psycopg.Connection[Any], begin: str | None) -> None:
+        self._conn = conn
+        self._literal: psycopg.ClientCursor[Any] | None = None
+        self.texts = ["BEGIN"] if begin is None else ["BEGIN", begin]
+        self._head = len(self.texts)
+        self.begun = False
+
+    @property
+    def literal(self) -> psycopg.ClientCursor[Any]:
+        """The cursor binding values into statements' text (made when first needed)."""
+        literal = self._literal
+        if literal is None:
+            literal = self._literal = psycopg.ClientCursor(self._conn)
+        return literal
+
+    def add(self, text: str, args: Sequence[Any] = ()) -> None:
+        """Queue a statement (``%s`` placeholders) whose answer nobody reads."""
+        self.texts.append(self.literal.mogrify(text, args))
+
+    def send(self, text: str) -> psycopg.ClientCursor[Any]:
+        """Send what waits with ``text`` (bound already) last, in one simple query; the
+        cursor, on ``text``'s answer."""
+        texts = self.texts
+        texts.append(text)
+        query = ";\n".join(texts)
+        texts.clear()
+        self.begun = True
+        literal = self.literal
+        literal.execute(query)
+        while literal.nextset():  # each statement's answer in turn: text's is the last
+            pass
+        return literal
+
+    def commit(self) -> None:
+        """Send what waits and ``COMMIT``; nothing when the transaction sent nothing."""
+        if self.begun or len(self.texts) > self._head:
+            self.send("COMMIT")
+
+    def rollback(self) -> None:
+        """End the transaction without its writes (after an error), if it began and the
+        connection is alive; what waits is dropped."""
+        self.texts.clear()
+        conn = self._conn
+        if self.begun and not conn.broken and conn.pgconn.transaction_status != _IDLE:
+            conn.execute("ROLLBACK")
 
 
 class Rows:
@@ -68,11 +132,16 @@ class PostgresTx(SqlTx):
     metrics = LazyPart(PostgresMetricsSql)
     tokens = LazyPart(PostgresTokensSql)
 
-    def __init__(self, conn: psycopg.Connection[Any], *, write: bool = True) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], *, write: bool = True, pending: Pending | None = None
+    ) -> None:
         super().__init__(conn, write=write)
         self._cur = conn.cursor()
         #: binds several rows into one simple query (``execute_many``), made when needed
         self._literal: psycopg.ClientCursor[Any] | None = None
+        #: the transaction's ``BEGIN`` and writes not sent yet (None: each statement goes
+        #: at once, inside a transaction its owner opened)
+        self._pending = pending
         self.apps_changed = False
         #: runs whose streams this transaction appended to
         self.streamed: set[str] = set()
@@ -94,11 +163,24 @@ class PostgresTx(SqlTx):
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         if sql is REPLACE_JOB:
             self.moved = args
-        cur = self._cur
-        cur.execute(self._pg(sql), args)
+        pending = self._pending
+        if pending is not None and pending.texts:
+            cur: psycopg.Cursor[Any] = pending.send(pending.literal.mogrify(self._pg(sql), args))
+        else:
+            cur = self._cur
+            cur.execute(self._pg(sql), args)
         answer = cur.pgresult
         rows = cur.fetchall() if answer is not None and answer.status == _ROWS else []
         return Rows(rows, cur.rowcount)
+
+    def write(self, sql: str, args: Sequence[Any] = ()) -> None:
+        pending = self._pending
+        if pending is None:
+            self.execute(sql, args)
+            return
+        if sql is REPLACE_JOB:
+            self.moved = args
+        pending.add(self._pg(sql), args)
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         # Never psycopg's executemany: that is a pipeline whose Sync goes in a write of
@@ -106,7 +188,12 @@ class PostgresTx(SqlTx):
         # it wrote, which idle_in_transaction_session_timeout does not end (the server
         # arms it only after a Sync). One row is one statement; several are one simple
         # query, the rows bound here: one message, one round trip, the Sync implied.
-        if len(rows) == 1:
+        pending = self._pending
+        if pending is not None:  # nobody reads the answer: it goes with the next statement
+            bind = pending.literal.mogrify
+            text = self._pg(sql)
+            pending.texts += [bind(text, row) for row in rows]
+        elif len(rows) == 1:
             self._cur.execute(self._pg(sql), rows[0])
         elif rows:
             text = self._pg(sql)
@@ -128,7 +215,7 @@ class PostgresTx(SqlTx):
     def lock(self, name: str) -> None:
         if self._write:
             # the schema is part of the name: engines on other schemas never contend
-            self._cur.execute(
+            self.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || %s, 0))",
                 (name,),
             )

@@ -37,7 +37,7 @@ import psycopg_pool
 from stepline.engine._store import pg_fence, pg_writers, schema_version
 from stepline.engine._store import pooler as _pooler
 from stepline.engine._store import postgres_schema as schema
-from stepline.engine._store.pg_tx import PostgresTx
+from stepline.engine._store.pg_tx import Pending, PostgresTx
 from stepline.engine._store.sql import run_in
 
 T = TypeVar("T")
@@ -57,6 +57,7 @@ CHECKOUT_TIMEOUT = 5
 #: about a second apart however long the database was away.
 RECONNECT_TIMEOUT = 1.0
 _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+_NOTIFY = "SELECT pg_notify(%s, %s)"
 #: Logged when a connection dies during COMMIT: whether it committed is unknown, so the
 #: error goes to the caller (a job's lease lapses and it runs again; an API call fails).
 COMMIT_LOST = "database connection lost while committing; the outcome is unknown"
@@ -250,13 +251,12 @@ class PostgresStore:
                 raise
         for attempt in range(_RETRIES):
             committing = False
+            pending = Pending(conn, self._begin)
             try:
-                with conn.transaction():
-                    if self._begin is not None:
-                        conn.execute(self._begin)
-                    results, jobs, apps, streamed = [], False, False, set()
+                results, jobs, apps, streamed = [], False, False, set()
+                try:
                     for work in works:
-                        tx = PostgresTx(conn)
+                        tx = PostgresTx(conn, pending=pending)
                         results.append(run_in(tx, work))
                         # jobs this node leased in the same transaction wake no one else
                         jobs = jobs or any(job not in tx.claimed for job in tx.queued)
@@ -264,11 +264,14 @@ class PostgresStore:
                         streamed |= tx.streamed
                     for what, changed in (("jobs", jobs), ("apps", apps)):
                         if changed:
-                            payload = f"{what} {self._origin}"
-                            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                            pending.add(_NOTIFY, (CHANNEL, f"{what} {self._origin}"))
                     for run_id in sorted(streamed):
-                        conn.execute("SELECT pg_notify(%s, %s)", (STREAMS, run_id))
+                        pending.add(_NOTIFY, (STREAMS, run_id))
                     committing = True
+                    pending.commit()
+                except BaseException:
+                    pending.rollback()
+                    raise
                 if len(works) == 1:
                     self._fences.after(tx)
                 return results

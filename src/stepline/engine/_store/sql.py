@@ -185,6 +185,11 @@ class SqlTx:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         return self._c.execute(sql, args)
 
+    def write(self, sql: str, args: Sequence[Any] = ()) -> None:
+        """A write whose answer nobody reads: where a statement is a round trip it may
+        go with the transaction's next statement or its commit, and fail there."""
+        self.execute(sql, args)
+
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self._c.executemany(sql, rows)
@@ -303,8 +308,10 @@ class SqlTx:
 
     def update_run(self, run: Run, step: StepRecord | None = None) -> None:
         """Write ``run`` back: the columns that changed since this transaction read or
-        wrote its row (a run's indexes are rewritten only where their columns changed),
-        else, a row it has not seen, the whole row. ``step``: one of its steps written
+        wrote its row (a run's indexes are rewritten only where their columns changed;
+        the transaction holds that row, locked on Postgres, alone on SQLite, so it is
+        there and the write is one nobody reads: ``write``), else, a row it has not seen,
+        the whole row. ``step``: one of its steps written
         too (``put_step``), in the same statement where the store can (``step_with_run``)."""
         if self.seen is not None:
             self.seen.updated(run)
@@ -331,8 +338,9 @@ class SqlTx:
                 sql, args = _update_run_with_step(changed), [*step_values(step), *args]
                 self._stepless.discard(step.run_id)
                 self._wrote_step(step.run_id)
-            if self.execute(sql, args).rowcount == 1:
-                return
+            # a row this write transaction read (locked) or wrote: it is there
+            self.write(sql, args)
+            return
         self.execute(_UPSERT_RUN, values)
 
     def list_runs(self, where: RunFilter) -> list[Run]:
@@ -384,7 +392,7 @@ class SqlTx:
 
     def put_step(self, step: StepRecord) -> None:
         self._stepless.discard(step.run_id)
-        self.execute(UPSERT_STEP, step_values(step))
+        self.write(UPSERT_STEP, step_values(step))
         self._wrote_step(step.run_id)
         if self.seen is not None:
             self.seen.wrote(step)
@@ -476,6 +484,9 @@ class SqlTx:
         cur = self.execute(_INSERT_EVENT, _event_values(event))
         return bool(cur.rowcount == 1)
 
+    def insert_minted_event(self, event: EventRecord) -> None:
+        self.write(_INSERT_EVENT, _event_values(event))
+
     def insert_events(self, events: Sequence[EventRecord]) -> set[str]:
         stored: set[str] = set()
         for at in range(0, len(events), _EVENTS_PER_INSERT):  # a multi-row INSERT per chunk
@@ -507,7 +518,7 @@ class SqlTx:
         return [read_event(r) for r in self.execute(sql, args)]
 
     def link_event(self, link: EventRunLink) -> None:
-        self.execute(
+        self.write(
             _INSERT_LINK,
             (link.event_id, link.function_id, link.run_id, link.reason, link.at),
         )
