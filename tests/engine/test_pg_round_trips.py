@@ -1,14 +1,12 @@
 """What the engine sends Postgres per step and per batch of events (a budget).
 
-Round trips are counted at psycopg (``Cursor.execute`` and ``executemany``, which the
+Statements are counted at psycopg (``Cursor.execute`` and ``executemany``, which the
 store's ``_x`` and its ``NOTIFY`` go through) around an embedded engine on a fresh
-schema, and the statements in each (a write transaction's ``BEGIN`` goes with its first
-statement, the writes whose answer nobody reads with its next one or its ``COMMIT``:
-``pg_tx.Pending``, one simple query of statements joined by ``";\\n"``). The figures pin
-the budget: a step-by-step step is one write transaction that sends no ``NOTIFY`` for the
-call it leased itself, nor does a start whose first call this node takes; a batch of
-events is one multi-row ``INSERT`` and one look at the waits (which also reads whether
-any function is paused), not two statements per event.
+schema. The figures pin the budget: a step-by-step step is one write
+transaction that sends no ``NOTIFY`` for the call it leased itself, nor does a start
+whose first call this node takes; a batch of events is one multi-row ``INSERT`` and one
+look at the waits (which also reads whether any function is paused), not two statements
+per event.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import _connection_base
 
 import stepline
 from stepline.embedded import EmbeddedEngine
@@ -32,41 +29,24 @@ pytestmark = [pytest.mark.postgres]
 STEPS = 10
 
 
-def split(query: str) -> list[str]:
-    """The statements of one round trip, less the transaction's ``BEGIN`` and ``COMMIT``."""
-    return [text for text in query.split(";\n") if text not in ("BEGIN", "COMMIT")]
-
-
 class Statements:
-    """Every query text psycopg executes while installed (any thread): one a round trip."""
+    """Every statement text psycopg executes while installed (any thread)."""
 
     def __init__(self) -> None:
         self.sent: list[str] = []
         self._lock = threading.Lock()
 
     def count(self, fragment: str) -> int:
-        """Statements holding ``fragment``."""
         with self._lock:
-            return sum(fragment in text for query in self.sent for text in split(query))
+            return sum(fragment in text for text in self.sent)
 
     def reset(self) -> None:
         with self._lock:
             self.sent.clear()
 
     def total(self) -> int:
-        """Round trips."""
         with self._lock:
             return len(self.sent)
-
-    def alone(self, command: str) -> int:
-        """Round trips that sent ``command`` and nothing else."""
-        with self._lock:
-            return sum(query.strip().upper() == command for query in self.sent)
-
-    def statements(self) -> int:
-        """Statements, ``BEGIN`` and ``COMMIT`` left out."""
-        with self._lock:
-            return sum(len(split(query)) for query in self.sent)
 
     def note(self, query: Any) -> None:
         with self._lock:
@@ -86,14 +66,8 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Statements:
         seen.note(query)  # one pipelined round trip
         return many(self, query, *args, **kwargs)
 
-    def counted_command(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.note(command.decode() if isinstance(command, bytes) else command)  # BEGIN, COMMIT
-        return run_command(self, command, *args, **kwargs)
-
-    run_command = _connection_base.BaseConnection._exec_command
     monkeypatch.setattr(psycopg.Cursor, "execute", counted)
     monkeypatch.setattr(psycopg.Cursor, "executemany", counted_many)
-    monkeypatch.setattr(_connection_base.BaseConnection, "_exec_command", counted_command)
     return seen
 
 
@@ -125,9 +99,7 @@ def test_a_step_by_step_step_is_one_transaction_with_no_notify(statements: State
             for k in range(runs):
                 assert client.start_sync(ten, {"k": k}).result(timeout=30) == k
             steps = runs * STEPS
-            per_step = statements.statements() / steps
-            trips = statements.total() / steps
-            begins = statements.alone("BEGIN")
+            per_step = statements.total() / steps
             notifies = statements.count("pg_notify")
             reads = statements.count("FROM steps")
         finally:
@@ -141,16 +113,6 @@ def test_a_step_by_step_step_is_one_transaction_with_no_notify(statements: State
     # transaction that queued it (a NOTIFY per step would cost 2 more transactions, for
     # its echo)
     assert per_step <= 5.3, f"{per_step:.1f} statements per step"
-    # a run of ten steps: its start (BEGIN with the event's insert, the run's, its first
-    # call's, the event's link with the look at the waits, the paused functions, the
-    # run marked started with the COMMIT: 6), its first answer (BEGIN with the call's
-    # read, the next call's insert, the step with the run's row and the COMMIT: 3), eight
-    # answers of one statement each (``pg_fence``), its last answer (BEGIN with the
-    # call's read, its step with the run's end, the finished event with the COMMIT: 3):
-    # 2.0 a step (before these rode together: 2.8); on a loaded machine an answer that
-    # joined a group commit leaves no fence, and the next takes the transaction
-    assert begins == 0, f"{begins} BEGINs sent alone"
-    assert trips <= 2.6, f"{trips:.2f} round trips per step"
     assert reads <= runs, f"{reads} reads of steps for {runs} runs"
     assert notifies == 0, f"{notifies} NOTIFYs for {runs} runs of {STEPS} steps"
 
@@ -232,13 +194,11 @@ def test_a_run_s_end_is_three_statements(
     statements: Statements, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from stepline.engine._runs.transitions import RunTransitions
-    from stepline.engine._store.pg_tx import Pending, PostgresTx
 
     ending = threading.local()
-    at_end: list[str] = []  # the statements the run's end asks for, sent at once or later
-    trips: list[str] = []  # the round trips made while it runs
+    at_end: list[str] = []
     original = RunTransitions._finish
-    note, execute, add = statements.note, PostgresTx.execute, Pending.add
+    note = statements.note
 
     def finish(self: RunTransitions, *args: Any, **kwargs: Any) -> None:
         ending.on = True
@@ -249,23 +209,11 @@ def test_a_run_s_end_is_three_statements(
 
     def noted(query: Any) -> None:
         if getattr(ending, "on", False):
-            trips.append(str(query))
+            at_end.append(str(query))
         note(query)
-
-    def asked(self: PostgresTx, sql: str, args: Any = ()) -> Any:
-        if getattr(ending, "on", False):
-            at_end.append(sql)
-        return execute(self, sql, args)
-
-    def queued(self: Pending, text: str, args: Any = ()) -> None:
-        if getattr(ending, "on", False):
-            at_end.append(text)
-        add(self, text, args)
 
     monkeypatch.setattr(RunTransitions, "_finish", finish)
     monkeypatch.setattr(statements, "note", noted)
-    monkeypatch.setattr(PostgresTx, "execute", asked)
-    monkeypatch.setattr(Pending, "add", queued)
     with postgres_schema("budget") as url:
         client, ten, other = _app()
         engine = EmbeddedEngine(client, [ten, other], database=url, checkpointing=False)
@@ -273,7 +221,6 @@ def test_a_run_s_end_is_three_statements(
         try:
             client.start_sync(ten, {"k": -1}).result(timeout=30)  # warm
             at_end.clear()
-            trips.clear()
             runs = 3
             for k in range(runs):
                 assert client.start_sync(ten, {"k": k}).result(timeout=30) == k
@@ -284,8 +231,5 @@ def test_a_run_s_end_is_three_statements(
     # with its attributes and the waits for its finished event read, in one statement;
     # the finished event, whose waits need no look of their own when none listens
     assert len(at_end) == 3 * runs, at_end
-    # the run's row and step go with the deletes: one round trip; the finished event
-    # (its id made just now: its insert needs no answer) goes with the COMMIT after
-    assert len(trips) == runs, trips
     assert sum(s.startswith("WITH d0 AS (DELETE FROM jobs") for s in at_end) == runs, at_end
     assert not [s for s in at_end if s.startswith("SELECT pause_id")], at_end

@@ -5,13 +5,13 @@ dialect allows, writes ride together (a step with its run, a run's end in one
 statement, a lease extension a table at a time), and a write of several rows never
 pipelines (``execute_many``).
 
-A write transaction (``Pending``) sends its ``BEGIN`` with its first statement, and the
-writes whose answer nobody reads (``SqlTx.write``: a run's row written back, a step, an
-event's link to a run, several rows) with its next statement, or with its ``COMMIT``:
-one simple query each, the values bound here. So a transaction that reads a call and
-writes its answer is two round trips, not five, and one that sends nothing sends no
-``BEGIN``. A write sent that way fails where it is sent, not where it was asked for: only
-writes no caller checks go so.
+A write transaction (``Pending``) that sends nothing sends no ``BEGIN``. A write of
+several rows goes with the transaction's next statement or its ``COMMIT``. Behind a
+transaction pooler, where no statement is prepared, so do the ``BEGIN`` (with the first
+statement) and every write whose answer nobody reads (``SqlTx.write``: a run's row
+written back, a step, an event's link to a run, the events a run's end emits): one
+simple query each message, the values bound here. A write sent that way fails where it
+is sent, not where it was asked for: only writes no caller checks go so.
 """
 
 from __future__ import annotations
@@ -43,18 +43,29 @@ LIST_TIMEOUT_MS = 30_000
 
 
 class Pending:
-    """What a write transaction has not sent yet: its ``BEGIN`` (and the store's own
-    first statement) until a statement goes, then the writes whose answer nobody reads
-    (``PostgresTx.write``); each goes ahead of the next statement in its simple query, or
-    with the ``COMMIT`` (``commit``). Shared by the ``PostgresTx`` of each work of a group."""
+    """What a write transaction has not sent yet: its ``BEGIN`` until a statement goes,
+    and the writes whose answer nobody reads. Shared by the ``PostgresTx`` of each work
+    of a group.
 
-    __slots__ = ("_conn", "_head", "_literal", "begun", "texts")
+    A write of several rows (``execute_many``, bound here anyway) goes with the
+    transaction's next statement or its ``COMMIT`` (``commit``). ``batched`` (behind a
+    transaction pooler: no prepared statements there): so does every write nobody reads
+    (``PostgresTx.write``), and the ``BEGIN`` and the store's first statement go with the
+    transaction's first statement, each message one simple query bound here. Otherwise a
+    single statement goes alone, bound by the server and prepared once psycopg has seen
+    it a few times: one bound here is parsed and planned at each use, which on this
+    machine's loopback cost the server more than the round trips saved
+    (``bench/README.md``). Either way a transaction that sends nothing sends no ``BEGIN``.
+    """
 
-    def __init__(self, conn: psycopg.Connection[Any], begin: str | None) -> None:
+    __slots__ = ("_begin", "_conn", "_literal", "batched", "begun", "texts")
+
+    def __init__(self, conn: psycopg.Connection[Any], begin: str | None, *, batched: bool) -> None:
         self._conn = conn
         self._literal: psycopg.ClientCursor[Any] | None = None
-        self.texts = ["BEGIN"] if begin is None else ["BEGIN", begin]
-        self._head = len(self.texts)
+        self._begin = ["BEGIN"] if begin is None else ["BEGIN", begin]
+        self.batched = batched
+        self.texts: list[str] = []
         self.begun = False
 
     @property
@@ -69,13 +80,20 @@ class Pending:
         """Queue a statement (``%s`` placeholders) whose answer nobody reads."""
         self.texts.append(self.literal.mogrify(text, args))
 
+    def open(self) -> None:
+        """Send the ``BEGIN`` (and the store's first statement) if they have not gone:
+        before a statement sent alone."""
+        if not self.begun:
+            self.begun = True
+            self._conn.execute(";\n".join(self._begin))
+
     def send(self, text: str) -> psycopg.ClientCursor[Any]:
         """Send what waits with ``text`` (bound already) last, in one simple query; the
         cursor, on ``text``'s answer."""
-        texts = self.texts
+        texts = self.texts if self.begun else [*self._begin, *self.texts]
         texts.append(text)
         query = ";\n".join(texts)
-        texts.clear()
+        self.texts = []
         self.begun = True
         literal = self.literal
         literal.execute(query)
@@ -85,13 +103,13 @@ class Pending:
 
     def commit(self) -> None:
         """Send what waits and ``COMMIT``; nothing when the transaction sent nothing."""
-        if self.begun or len(self.texts) > self._head:
+        if self.begun or self.texts:
             self.send("COMMIT")
 
     def rollback(self) -> None:
         """End the transaction without its writes (after an error), if it began and the
         connection is alive; what waits is dropped."""
-        self.texts.clear()
+        self.texts = []
         conn = self._conn
         if self.begun and not conn.broken and conn.pgconn.transaction_status != _IDLE:
             conn.execute("ROLLBACK")
@@ -164,9 +182,11 @@ class PostgresTx(SqlTx):
         if sql is REPLACE_JOB:
             self.moved = args
         pending = self._pending
-        if pending is not None and pending.texts:
+        if pending is not None and (pending.texts or (pending.batched and not pending.begun)):
             cur: psycopg.Cursor[Any] = pending.send(pending.literal.mogrify(self._pg(sql), args))
         else:
+            if pending is not None:
+                pending.open()
             cur = self._cur
             cur.execute(self._pg(sql), args)
         answer = cur.pgresult
@@ -175,7 +195,7 @@ class PostgresTx(SqlTx):
 
     def write(self, sql: str, args: Sequence[Any] = ()) -> None:
         pending = self._pending
-        if pending is None:
+        if pending is None or not pending.batched:
             self.execute(sql, args)
             return
         if sql is REPLACE_JOB:
@@ -189,11 +209,16 @@ class PostgresTx(SqlTx):
         # arms it only after a Sync). One row is one statement; several are one simple
         # query, the rows bound here: one message, one round trip, the Sync implied.
         pending = self._pending
-        if pending is not None:  # nobody reads the answer: it goes with the next statement
+        if pending is not None and (pending.batched or len(rows) > 1):
+            # nobody reads the answer: it waits for the next statement or the COMMIT
+            # (several rows are bound here anyway: no prepared statement is lost)
             bind = pending.literal.mogrify
             text = self._pg(sql)
             pending.texts += [bind(text, row) for row in rows]
-        elif len(rows) == 1:
+            return
+        if pending is not None and rows:
+            pending.open()
+        if len(rows) == 1:
             self._cur.execute(self._pg(sql), rows[0])
         elif rows:
             text = self._pg(sql)

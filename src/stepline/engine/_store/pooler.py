@@ -71,6 +71,12 @@ class Connections:
         return {"prepare_threshold": None} if self.pooler == "transaction" else {}
 
     @property
+    def binds_here(self) -> bool:
+        """Whether a transaction's statements are bound by the engine and ride together
+        (``pg_tx.Pending``): where there are no prepared statements to keep."""
+        return self.pooler == "transaction"
+
+    @property
     def on_connect(self) -> str | None:
         """The statement a pooled connection sends once, when it opens."""
         return None if self.pooler == "transaction" else self.on_session

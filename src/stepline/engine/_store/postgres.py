@@ -251,7 +251,7 @@ class PostgresStore:
                 raise
         for attempt in range(_RETRIES):
             committing = False
-            pending = Pending(conn, self._begin)
+            pending = Pending(conn, self._begin, batched=self.connections.binds_here)
             try:
                 results, jobs, apps, streamed = [], False, False, set()
                 try:
