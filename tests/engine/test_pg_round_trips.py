@@ -102,6 +102,8 @@ def test_a_step_by_step_step_is_one_transaction_with_no_notify(statements: State
             per_step = statements.total() / steps
             notifies = statements.count("pg_notify")
             reads = statements.count("FROM steps")
+            paused_reads = statements.count("reason FROM function_controls")
+            looks = statements.count("FROM pauses")
         finally:
             engine.stop()
             client.close()
@@ -115,6 +117,11 @@ def test_a_step_by_step_step_is_one_transaction_with_no_notify(statements: State
     assert per_step <= 5.3, f"{per_step:.1f} statements per step"
     assert reads <= runs, f"{reads} reads of steps for {runs} runs"
     assert notifies == 0, f"{notifies} NOTIFYs for {runs} runs of {STEPS} steps"
+    # a start looks once at the waits for its event, which says too whether any function
+    # is paused: its first call's lease reads no paused functions of its own (a run's
+    # end looks once too, for its finished event's waits)
+    assert looks == 2 * runs, f"{looks} looks at the waits for {runs} runs"
+    assert paused_reads == 0, f"{paused_reads} reads of the paused functions"
 
 
 def test_an_event_whose_run_this_node_starts_sends_no_notify(statements: Statements) -> None:
@@ -146,7 +153,7 @@ def test_an_event_whose_run_this_node_starts_sends_no_notify(statements: Stateme
     # no read of the paused functions of its own
     assert sum("FROM pauses" in s for s in sent) == 1, sent
     assert sum("function_controls" in s for s in sent) == 1, sent
-    assert not [s for s in sent if "paused_at FROM function_controls" in s], sent
+    assert not [s for s in sent if "reason FROM function_controls" in s], sent
 
 
 def test_a_batch_of_events_is_one_insert_and_one_look_at_the_waits(

@@ -231,6 +231,9 @@ def start_direct(
     if existing is not None:
         return existing, False
     if fresh := tx.insert_event(event):  # False: a concurrent start with this id won
+        # whether a wait listens for it and whether any function is paused, in one look:
+        # the fan-out's and the first call's lease then read neither
+        tx.note_event_names((event.name,))
         started = next(iter(fanout(tx, event, now)), None)  # its one function's run, if any
     else:
         links = tx.event_links(event.internal_id)
