@@ -48,7 +48,8 @@ class Pending:
     of a group.
 
     A write of several rows (``execute_many``, bound here anyway) goes with the
-    transaction's next statement or its ``COMMIT`` (``commit``). ``batched`` (behind a
+    transaction's next statement or its ``COMMIT`` (``commit``), as does the store's
+    ``NOTIFY`` (``add``). ``batched`` (behind a
     transaction pooler: no prepared statements there): so does every write nobody reads
     (``PostgresTx.write``), and the ``BEGIN`` and the store's first statement go with the
     transaction's first statement, each message one simple query bound here. Otherwise a
