@@ -369,13 +369,13 @@ def test_a_node_without_its_database_stops_leasing_and_resumes(tmp_path: Path) -
         wait_until(
             lambda: _logged(setup.log(0), RESUMED, healed_at),
             timeout=15,
-            message=lambda: f"the node to resume: {setup.log(0)}",
+            message=lambda: f"the node to resume: {_state(setup)}",
         )
         resumed = _logged(setup.log(0), RESUMED, healed_at)
         wait_until(
             lambda: _began(setup.app_log, 2),
             timeout=15,
-            message="the call leased again, called again",
+            message=lambda: f"the call leased again, called again: {_state(setup)}",
         )
         again = _began(setup.app_log, 2)
         assert again is not None
