@@ -94,3 +94,46 @@ def test_a_cut_database_answers_503_within_seconds_and_work_resumes_after() -> N
     print(f"503 after {times['answered']:.2f} s; events taken {times['back']:.2f} s after")
     assert times["answered"] < ANSWERED_WITHIN, times
     assert any("(unreachable)" in line for line in lines), "\n".join(lines)
+
+
+#: seconds the database stays away in the checkout test: past the pool's first try (a
+#: connect refused, again a second later, then it gives up), well short of the
+#: checkout's whole wait (``CHECKOUT_TIMEOUT``, 5 s)
+AWAY = 2.5
+
+
+@pytest.mark.timeout(60)
+def test_a_transaction_waiting_when_the_database_returns_gets_a_connection_within_seconds() -> None:
+    """A transaction that began waiting for a connection while the database was away is
+    served soon after it returns: psycopg_pool tries to connect only when a checkout
+    begins to wait, so one long wait would outlast its one try (about a second) and see
+    nothing of the return until it timed out."""
+    from stepline.engine._store.postgres import CHECKOUT_SLICE, CHECKOUT_TIMEOUT, PostgresStore
+
+    def probe(tx: object) -> object:
+        return tx.execute("SELECT 1").fetchone()  # type: ignore[attr-defined]
+
+    with postgres_schema("pgwait") as url:
+        target = urllib.parse.urlsplit(url)
+        with cuttable((target.hostname or "127.0.0.1", target.port or 5432)) as proxy:
+            store = PostgresStore(_through(url, proxy.port), pool_size=2)
+
+            async def scenario() -> tuple[float, float]:
+                await store.open()
+                try:
+                    assert await store.read(probe) == (1,)
+                    proxy.cut()
+                    began = time.monotonic()
+                    waiting = asyncio.ensure_future(store.read(probe))
+                    await asyncio.sleep(AWAY)
+                    proxy.mend()
+                    mended = time.monotonic()
+                    assert await waiting == (1,)
+                    return mended - began, time.monotonic() - mended
+                finally:
+                    await store.close()
+
+            away, lag = asyncio.run(scenario())
+    print(f"away {away:.2f} s; the waiting transaction served {lag:.2f} s after the return")
+    assert away < CHECKOUT_TIMEOUT - CHECKOUT_SLICE, "the premise: it was still waiting"
+    assert lag < CHECKOUT_SLICE + 0.5, f"served {lag:.2f} s after the database returned"

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -56,6 +57,12 @@ CHECKOUT_TIMEOUT = 5
 #: up to n more for the pool's next try. Tries that end after a second keep the attempts
 #: about a second apart however long the database was away.
 RECONNECT_TIMEOUT = 1.0
+#: Seconds a checkout waits at a time while the pool is below its size (reconnecting):
+#: psycopg_pool starts a try only when a checkout begins to wait, so a checkout waiting
+#: all of ``CHECKOUT_TIMEOUT`` would outlast its one try and miss the database's return
+#: by up to four seconds. Waiting in slices a little longer than a try, each slice
+#: starts the next.
+CHECKOUT_SLICE = RECONNECT_TIMEOUT + 0.25
 _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 _NOTIFY = "SELECT pg_notify(%s, %s)"
 #: Logged when a connection dies during COMMIT: whether it committed is unknown, so the
@@ -129,8 +136,35 @@ class PostgresStore:
         #: calls whose next answer may go as one statement (``pg_fence``)
         self._fences = pg_fence.Fences()
         self._writers = pg_writers.Writers(
-            self._transaction, self._pool.connection, self._threads, min(writers, pool_size)
+            self._transaction, self._connection, self._threads, min(writers, pool_size)
         )
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection, waiting ``CHECKOUT_TIMEOUT`` seconds at most, in
+        ``CHECKOUT_SLICE`` slices: each starts the pool's next try when it is below its
+        size (a lost connection being replaced, the database away), so a transaction
+        already waiting when the database comes back gets its connection within about a
+        second of it. No more threads than connections check out (``_threads``): a
+        slice waits for a connection being made, not for one in use.
+        """
+        pool = self._pool
+        deadline = time.monotonic() + CHECKOUT_TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                conn = pool.getconn(timeout=min(max(left, 0.001), CHECKOUT_SLICE))
+                break
+            except psycopg_pool.PoolTimeout:
+                if left <= CHECKOUT_SLICE:
+                    raise psycopg_pool.PoolTimeout(
+                        f"couldn't get a connection after {CHECKOUT_TIMEOUT:.2f} sec"
+                    ) from None
+        try:
+            with conn:  # as the pool's own checkout: ROLLBACK after an error
+                yield conn
+        finally:
+            pool.putconn(conn)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -186,7 +220,7 @@ class PostgresStore:
         token = secrets.token_hex(8)
         with self._session(connect_timeout=10) as listener:
             listener.execute(f"LISTEN {_pooler.PROBE_CHANNEL}")
-            with self._pool.connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 if self._begin is not None:
                     conn.execute(self._begin)
                 conn.execute("SELECT pg_notify(%s, %s)", (_pooler.PROBE_CHANNEL, token))
@@ -311,7 +345,7 @@ class PostgresStore:
 
     def _read_sync(self, work: Callable[[PostgresTx], T]) -> T:
         for attempt in range(_RETRIES):
-            with self._pool.connection() as conn:
+            with self._connection() as conn:
                 conn.read_only = True  # "BEGIN READ ONLY": no round trip of its own
                 try:
                     with conn.transaction():
