@@ -213,9 +213,9 @@ class PostgresTx(SqlTx):
         if pending is not None and (pending.batched or len(rows) > 1):
             # nobody reads the answer: it waits for the next statement or the COMMIT
             # (several rows are bound here anyway: no prepared statement is lost)
-            bind = pending.literal.mogrify
             text = self._pg(sql)
-            pending.texts += [bind(text, row) for row in rows]
+            for row in rows:
+                pending.add(text, row)
             return
         if pending is not None and rows:
             pending.open()
