@@ -49,10 +49,10 @@ class Pending:
 
     A write of several rows (``execute_many``, bound here anyway) goes with the
     transaction's next statement or its ``COMMIT`` (``commit``), as does the store's
-    ``NOTIFY`` (``add``). ``batched`` (behind a
-    transaction pooler: no prepared statements there): so does every write nobody reads
-    (``PostgresTx.write``), and the ``BEGIN`` and the store's first statement go with the
-    transaction's first statement, each message one simple query bound here. Otherwise a
+    ``NOTIFY`` (``add``). ``batched`` (behind a transaction pooler: no prepared
+    statements there): so does every write nobody reads (``PostgresTx.write``), and the
+    ``BEGIN`` and the store's first statement go with the transaction's first statement,
+    each message one simple query bound here. Otherwise a
     single statement goes alone, bound by the server and prepared once psycopg has seen
     it a few times: one bound here is parsed and planned at each use, which on this
     machine's loopback cost the server more than the round trips saved
@@ -156,8 +156,6 @@ class PostgresTx(SqlTx):
     ) -> None:
         super().__init__(conn, write=write)
         self._cur = conn.cursor()
-        #: binds several rows into one simple query (``execute_many``), made when needed
-        self._literal: psycopg.ClientCursor[Any] | None = None
         #: the transaction's ``BEGIN`` and writes not sent yet (None: each statement goes
         #: at once, inside a transaction its owner opened)
         self._pending = pending
@@ -221,11 +219,9 @@ class PostgresTx(SqlTx):
             pending.open()
         if len(rows) == 1:
             self._cur.execute(self._pg(sql), rows[0])
-        elif rows:
+        elif rows:  # several rows in a transaction its owner opened (no ``Pending``)
             text = self._pg(sql)
-            literal = self._literal
-            if literal is None:
-                literal = self._literal = psycopg.ClientCursor(self._c)
+            literal = psycopg.ClientCursor(self._c)
             literal.execute(";\n".join([literal.mogrify(text, row) for row in rows]))
 
     def _call_row(self, job_id: str) -> Sequence[Any] | None:

@@ -57,11 +57,11 @@ CHECKOUT_TIMEOUT = 5
 #: up to n more for the pool's next try. Tries that end after a second keep the attempts
 #: about a second apart however long the database was away.
 RECONNECT_TIMEOUT = 1.0
-#: Seconds a checkout waits at a time while the pool is below its size (reconnecting):
-#: psycopg_pool starts a try only when a checkout begins to wait, so a checkout waiting
-#: all of ``CHECKOUT_TIMEOUT`` would outlast its one try and miss the database's return
-#: by up to four seconds. Waiting in slices a little longer than a try, each slice
-#: starts the next.
+#: Seconds a checkout waits at a time (``PostgresStore._connection``): psycopg_pool
+#: starts a try to connect only when a checkout begins to wait, so a checkout waiting all
+#: of ``CHECKOUT_TIMEOUT`` would outlast its one try and miss the database's return by up
+#: to four seconds. Waiting in slices a little longer than a try, each slice starts the
+#: next.
 CHECKOUT_SLICE = RECONNECT_TIMEOUT + 0.25
 _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 _NOTIFY = "SELECT pg_notify(%s, %s)"
