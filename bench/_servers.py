@@ -297,10 +297,16 @@ def driver_client(engine_url: str) -> stepline.Client:
 
 class ServerThread:
     """uvicorn serving an ASGI app in a daemon thread, on a socket bound up front (to
-    ``port``, else to a free one); ``server`` makes the ``uvicorn.Server`` of a config."""
+    ``port``, else to a free one); ``server`` makes the ``uvicorn.Server`` of a config;
+    ``start_seconds`` bounds the wait for its lifespan (an engine's start among them)."""
 
     def __init__(
-        self, app: Any, name: str = "app", port: int = 0, server: Callable[[Any], Any] | None = None
+        self,
+        app: Any,
+        name: str = "app",
+        port: int = 0,
+        server: Callable[[Any], Any] | None = None,
+        start_seconds: float = 30.0,
     ) -> None:
         import uvicorn
 
@@ -314,13 +320,16 @@ class ServerThread:
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, name=name, daemon=True
         )
+        self.start_seconds = start_seconds
 
     def __enter__(self) -> ServerThread:
         self.thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.start_seconds
         while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                sys.exit(f"bench: {self.thread.name} did not start")
+            if not self.thread.is_alive():
+                sys.exit(f"bench: {self.thread.name} stopped before it served (see its log above)")
+            if time.monotonic() > deadline:
+                sys.exit(f"bench: {self.thread.name} did not start in {self.start_seconds:g} s")
             time.sleep(0.02)
         return self
 

@@ -107,6 +107,7 @@ def stepline_app(db: str, synchronous: str, **settings: Any) -> Any:
 
     engine = EmbeddedEngine(client, [], database=db, sqlite_synchronous=synchronous, **settings)
     stepline.fastapi.serve(app, client, [], engine=engine)
+    app.state.engine = engine  # a caller may start it first, with its own timeout
     return app
 
 

@@ -8,8 +8,10 @@ the app's serve endpoint from the checkpoints. Both stores.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,6 +113,33 @@ def test_a_request_holds_the_first_call_checkpoints_it_and_answers_it(db: str) -
         late = http.post(f"/v1/runs/{run_id}/inline/checkpoint", json={**lease, "steps": []})
         assert late.status_code == 409
         assert late.json()["code"] == "lease_lost"
+
+
+def test_steps_extend_the_lease_once_a_third_of_it_has_run_and_heartbeats_always(
+    db: str,
+) -> None:
+    """A request's steps that follow each other quickly write the call's row once: a
+    checkpoint with steps leaves a lease that has more than two thirds left as it is."""
+    with engine_http(db, lease_seconds=3.0) as (http, _):
+        started = start(http)
+        run_id, inline = started["run"]["run_id"], started["inline"]
+        lease = {"job_id": inline["job_id"], "owner": inline["owner"]}
+        url = f"/v1/runs/{run_id}/inline/checkpoint"
+
+        def until(steps: list[dict[str, Any]]) -> float:
+            answer = http.post(url, json={**lease, "steps": steps})
+            assert answer.status_code == 200, answer.text
+            stamp = answer.json()["data"]["lease_until"]
+            return datetime.datetime.fromisoformat(stamp).timestamp()
+
+        first = until([step("a", 1)])
+        assert until([step("b", 2)]) == first  # nearly all of it left: not written
+        beat = until([])
+        assert beat > first  # a heartbeat extends it whatever is left
+        time.sleep(1.1)  # past a third of the lease
+        assert until([step("c", 3)]) > beat
+        steps = http.get(f"/v1/runs/{run_id}/steps").json()["data"]
+        assert [s["name"] for s in steps] == ["a", "b", "c"]
 
 
 def test_an_inline_start_of_a_call_without_limits_takes_and_sweeps_no_slots(

@@ -10,6 +10,9 @@ stale.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -213,3 +216,153 @@ def test_a_run_and_its_one_changed_step_are_written_together(db: str) -> None:
         assert await store.read(read) == (["a"], ["a"])
 
     with_store(db, body)
+
+
+def _endpoint_app(database: str, between: Any = None, **options: Any) -> tuple[Any, EmbeddedEngine]:
+    """A FastAPI app with a durable route of three steps on an embedded engine;
+    ``between(run_id)`` runs inside the second step (after the first's checkpoint);
+    ``options``: the durable function's."""
+    import fastapi
+
+    import stepline.fastapi
+
+    client = stepline.Client("kept", is_production=False, environ={})
+    app = fastapi.FastAPI()
+
+    @app.post("/three")
+    @stepline.fastapi.durable(client, **options)
+    async def three(ctx: stepline.EndpointContext) -> dict[str, int]:
+        a = await ctx.step.run("a", lambda: 1)
+
+        def second() -> int:
+            if between is not None:
+                between(ctx.run_id)
+            return a + 1
+
+        b = await ctx.step.run("b", second)
+        c = await ctx.step.run("c", lambda: b + 1)
+        return {"c": c}
+
+    engine = EmbeddedEngine(client, [], database=database)
+    stepline.fastapi.serve(app, client, [], engine=engine)
+    return app, engine
+
+
+def test_a_durable_endpoint_reads_none_of_its_steps_and_its_call_once_a_transaction(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fastapi.testclient
+
+    from stepline.engine._store.pg_tx import PostgresTx
+
+    sent: list[str] = []
+    inside = threading.local()  # a write that goes through execute is counted once
+
+    def counting(send: Any) -> Any:
+        def counted(self: SqlTx, text: str, args: Any = ()) -> Any:
+            if getattr(inside, "on", False):
+                return send(self, text, args)
+            inside.on = True
+            try:
+                sent.append(" ".join(text.split()))
+                return send(self, text, args)
+            finally:
+                inside.on = False
+
+        return counted
+
+    for kind in (SqlTx, PostgresTx):  # each store's transactions send their statements here
+        for name in ("execute", "write"):
+            monkeypatch.setattr(kind, name, counting(getattr(kind, name)))
+    app, engine = _endpoint_app(db)
+    with fastapi.testclient.TestClient(app) as http:
+        assert http.post("/three").json() == {"c": 3}  # warm
+        sent.clear()
+        for _ in range(3):
+            answer = http.post("/three")
+            assert (answer.status_code, answer.json()) == (200, {"c": 3})
+    engine.stop()
+    steps = [t for t in sent if t.startswith("SELECT") and " FROM steps " in t]
+    calls = [t for t in sent if t.startswith("SELECT") and " FROM jobs " in t]
+    deletes = [t for t in sent if "DELETE FROM " in t]
+    # its start made the run (no step to read); each checkpoint and the answer took the
+    # steps the transaction before stored: two reads a checkpoint and one for the
+    # answer otherwise
+    assert steps == [], steps
+    # the call: leased by the start by its id (no read first), read with its run by each
+    # checkpoint and by the answer, which knows it holds no slots (else it read the job,
+    # then again with its run)
+    assert len(calls) == 3 * 3, calls
+    # its end deletes its call and no wait, singleton or bucket: the run was made with
+    # none, and its only call was held by the request since
+    held = ("FROM pauses", "FROM singletons", "FROM buckets")
+    assert [d for d in deletes if any(f"DELETE {table}" in d for table in held)] == []
+    assert len([d for d in deletes if "DELETE FROM jobs" in d]) == 3, deletes
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"cancel": stepline.Cancel(event="kept/cancel")},
+        {"singleton": stepline.Singleton(mode="skip")},
+    ],
+    ids=["cancel", "singleton"],
+)
+def test_a_durable_endpoint_whose_run_holds_a_wait_or_singleton_deletes_it_at_its_end(
+    db: str, options: dict[str, Any]
+) -> None:
+    import fastapi.testclient
+
+    app, engine = _endpoint_app(db, **options)
+    with fastapi.testclient.TestClient(app) as http:
+        answer = http.post("/three")
+        assert (answer.status_code, answer.json()) == (200, {"c": 3}), answer.text
+        run_id = answer.headers["x-stepline-run-id"]
+        left: list[str] = []
+
+        def held(tx: Tx) -> None:
+            for table in ("pauses", "singletons", "buckets"):
+                rows = tx.execute(f"SELECT run_id FROM {table} WHERE run_id = ?", (run_id,))  # type: ignore[attr-defined]
+                left.extend(table for _ in rows)
+
+        running = engine._running
+        assert running is not None
+        read = running.engine.store.read(held)
+        asyncio.run_coroutine_threadsafe(read, running.loop).result(15)
+        again = http.post("/three")  # a singleton that was left would skip this one
+        assert (again.status_code, again.json()) == (200, {"c": 3}), again.text
+    engine.stop()
+    assert left == [], left
+
+
+def test_a_step_another_writer_stored_between_checkpoints_is_read_not_overwritten(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    import fastapi.testclient
+
+    from stepline.engine._store import rows, sql
+
+    database = str(tmp_path / "kept.db")
+
+    def foreign(run_id: str) -> None:
+        # another writer (a connection of its own) completes a step of the run: the
+        # run's steps revision moves, so the steps the engine kept are stale
+        step = StepRecord(run_id, "x", "x", "StepRun", StepStatus.COMPLETED, seq=1)
+        with sqlite3.connect(database, timeout=10) as conn:
+            conn.execute(sql.UPSERT_STEP, rows.step_values(step))
+
+    app, engine = _endpoint_app(database, foreign)
+    with fastapi.testclient.TestClient(app) as http:
+        answer = http.post("/three")
+        assert (answer.status_code, answer.json()) == (200, {"c": 3}), answer.text
+        run_id = answer.headers["x-stepline-run-id"]
+    engine.stop()
+    with sqlite3.connect(database) as conn:
+        stored = conn.execute(
+            "SELECT name, seq FROM steps WHERE run_id = ? ORDER BY seq", (run_id,)
+        ).fetchall()
+    # the foreign step keeps its place and b and c take the places after it: steps kept
+    # and taken stale would have given b the seq 1 again, and c 2
+    assert stored == [("a", 0), ("x", 1), ("b", 2), ("c", 3)], stored

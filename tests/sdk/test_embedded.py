@@ -140,6 +140,21 @@ def test_an_engine_that_cannot_start_is_a_clear_error(tmp_path: Path) -> None:
         embedded.start()
 
 
+def test_an_engine_slower_to_start_than_its_wait_says_so(database: str) -> None:
+    app = run_management.build()
+    embedded = EmbeddedEngine(app.client, app.functions, database=database, **FAST)
+    try:
+        # a new file's schema takes far longer than a microsecond to make
+        with pytest.raises(TimeoutError, match=r"did not start within 1e-06 s: give start") as err:
+            embedded.start(timeout=1e-6)
+        assert database in str(err.value)
+        wait_until(lambda: embedded.running, timeout=20, message="the engine went on starting")
+        handle = app.client.start_sync(app.order, {"x": 1})
+        assert handle.result(timeout=20) == {"n": 2, "x": 1}
+    finally:
+        embedded.stop()
+
+
 # -- fork -----------------------------------------------------------------------------
 
 

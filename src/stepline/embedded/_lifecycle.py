@@ -85,6 +85,7 @@ class EmbeddedEngine:
         self._settings = _options.check(settings)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()  # its start's
         self._running: _routing.Running | None = None  # the last start's, kept once stopped
         self._resume: Callable[[], None] | None = None
         self._leasing = False  # its worker runs: it leases and runs calls in this process
@@ -254,25 +255,43 @@ class EmbeddedEngine:
         return self._running
 
     def _start(self, *, lease: bool, timeout: float = 30.0) -> bool:
-        """Start the thread (True), or make a running engine lease when asked (False)."""
+        """Start the thread (True), or make a running engine lease when asked (False).
+
+        An engine still starting (an earlier wait for it ran out) is waited for first.
+        """
         with self._lock:  # held until the engine serves: a second caller waits for it
             if self.running:
+                self._wait_ready(timeout)
                 if lease and not self._leasing:
                     self._lease(timeout)
                 return False
             ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._ready = ready
             self._thread = threading.Thread(
                 target=self._main, args=(ready, lease), name="stepline-embedded", daemon=True
             )
             self._thread.start()
             try:
-                ready.result(timeout)
+                self._wait_ready(timeout)
             except BaseException:
                 if ready.done():  # it failed to start: its thread is ending, let it go
                     self._thread.join(timeout)
                     self._thread = None
                 raise
             return True
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Wait until the thread's engine serves (or raise why it could not start)."""
+        try:
+            self._ready.result(timeout)
+        except concurrent.futures.TimeoutError:
+            from stepline.engine._store import dsn
+
+            raise TimeoutError(
+                f"the embedded engine on {dsn.redact(self.database)} did not start within"
+                f" {timeout:g} s: give start(timeout=...) a longer wait on a slow machine,"
+                " else see the log for what it waited on"
+            ) from None
 
     def _lease(self, timeout: float) -> None:
         """Start the running engine's worker (it recorded only until now)."""
@@ -294,8 +313,13 @@ class EmbeddedEngine:
             self._stop_locked(timeout)
 
     def _stop_locked(self, timeout: float) -> None:
-        thread, running = self._thread, self._running
-        if thread is None or running is None or not thread.is_alive():
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        with contextlib.suppress(BaseException):  # still starting: stop what it started
+            self._ready.result(timeout)
+        running = self._running
+        if running is None or not self._ready.done() or self._ready.exception() is not None:
             return
         running.loop.call_soon_threadsafe(running.stopping.set)
         thread.join(timeout)

@@ -8,18 +8,28 @@ The durable-endpoint protocol, over the engine's REST API (``_http/endpoints.py`
    run that cannot run now (throttled, concurrency-limited, leased elsewhere, ended) is
    answered without a lease: the caller answers 202 (or the ended run's output).
 2. ``checkpoint``: record steps the app ran (sync ops only) and extend the lease; with no
-   steps it is a heartbeat. Refused once the lease was lost (``LeaseLostError``).
+   steps it is a heartbeat. Steps extend it only once a third of it has run since it was
+   last extended (the SDK's heartbeats, every third, keep it meanwhile): a request whose
+   steps follow each other quickly writes its call's row once, not at every step. Refused
+   once the lease was lost (``LeaseLostError``).
 3. ``answer``: the call's answer (status, headers, body as an SDK sends them), decoded
    and applied as the worker applies any answer: completion, failure and retries,
    sleeps, waits, invokes. The run as it then stands is returned.
 
 A lease that lapses (the app died) is taken by a worker, which calls the app's serve
 endpoint: the run resumes from its checkpoints and no recorded step runs again.
+
+Between a call's transactions the engine keeps what it knows of the call (``_Held``, by
+its job): the run's steps as it stored them, which a checkpoint or the answer then reads
+only if some other writer wrote a step since (the run's steps revision says so); whether
+the call takes concurrency slots, which says how its answer reads it; and whether its
+run held no wait, singleton or bucket, which its end then deletes none of.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,6 +41,7 @@ from stepline.engine._errors import NotFoundError, SkippedError
 from stepline.engine._flow import concurrency as _concurrency
 from stepline.engine._model import Job, Run
 from stepline.engine._runs import recording, starts
+from stepline.engine._runs.view import KnownSteps
 from stepline.engine._store import Tx
 from stepline.engine._wire import request as _request
 from stepline.engine._wire import response
@@ -42,6 +53,14 @@ __all__ = ["InlineRuns", "InlineStart", "LeaseLostError"]
 
 #: Call state is handed over whole (no large-state offload): the app is its own caller.
 _MAX_INLINE = 1 << 40
+#: Calls whose steps are kept between transactions (a call handed back is never
+#: answered: the oldest are let go), and the most steps kept for one: a longer run's
+#: checkpoints read only the steps they record, which costs less than copying the rest.
+_KEEP_CALLS = 1024
+_KEEP_STEPS = 64
+#: A checkpoint with steps extends its call's lease when less than this share of it is
+#: left (a heartbeat always does).
+_EXTEND_AT = 2 / 3
 
 
 class LeaseLostError(RuntimeError):
@@ -69,6 +88,17 @@ class InlineStart:
     lease_seconds: float = 0.0
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Held:
+    """What the engine keeps of a leased inline call between its transactions."""
+
+    steps: KnownSteps | None  # the run's steps as the last transaction stored them
+    keyed: bool  # it holds concurrency slots: its answer locks them before its run
+    #: its run held no wait, singleton or bucket when leased; only its own answer can
+    #: write one while the call is held (checkpoints record steps that ran, no waits)
+    bare: bool
+
+
 class InlineRuns:
     """The engine's side of durable endpoints.
 
@@ -84,6 +114,9 @@ class InlineRuns:
     ) -> None:
         self.engine = engine
         self._committed = committed or engine.committed
+        #: what is kept of each leased call, by job id
+        self._held: dict[str, _Held] = {}
+        self._held_lock = threading.Lock()  # requests' threads share it
 
     async def start(
         self,
@@ -112,7 +145,10 @@ class InlineRuns:
         owner = f"inline:{uuid.uuid4().hex}"
         seconds = engine.settings.lease_seconds
 
+        held: list[_Held] = []
+
         def work(tx: Tx) -> tuple[InlineStart | None, bool]:
+            held.clear()
             run_id, created = starts.start_direct(
                 tx, engine.transitions.fanout, event, now, function_id=function_id,
                 own_id=own_id, run_id=None, started_by=started_by,
@@ -134,10 +170,16 @@ class InlineRuns:
                 max_inline=_MAX_INLINE, endpoint=fn.is_endpoint,
             )  # fmt: skip
             leased = InlineStart(run, created, call, owner, job.job_id, seconds)
+            revision = tx.steps_revision(run_id)
+            known = None if revision is None else KnownSteps(run_id, revision, tuple(steps))
+            keyed = bool(job.payload.get("keys"))  # as applying its answer reads it
+            held.append(_Held(known, keyed, tx.holds_nothing(run_id)))
             # the worker need not wake for the call this request holds
             return leased, any(queued != job.job_id for queued in tx.queued)
 
         started, wake = await engine.store.atomic(work, small=True)
+        if started is not None and started.job_id is not None and held:
+            self._keep(started.job_id, held[0])
         self._committed(wake, None)
         if started is None:
             reasons = await engine.store.read(lambda tx: tx.event_links(event.internal_id))
@@ -148,26 +190,38 @@ class InlineRuns:
     async def checkpoint(
         self, run_id: str, job_id: str, owner: str, ops: Sequence[response.ReportedOp]
     ) -> float:
-        """Record steps run under the lease and extend it; returns the new lease end.
+        """Record steps run under the lease and extend it (steps: once a third of it has
+        run since it was last extended); returns the lease's end.
 
         Raises:
             LeaseLostError: the caller no longer holds the call's lease.
         """
         engine = self.engine
         transitions = engine.transitions
+        held = self._held.get(job_id)
+        known = None if held is None else held.steps
 
-        def work(tx: Tx) -> tuple[float, bool]:
+        def work(tx: Tx) -> tuple[float, bool, KnownSteps | None]:
             now = engine.clock.now()
             # with its run's row (locked), which recording the steps reads next; a keyed
             # call's slots come after, skipping rows others hold (``extend_held``)
             job = _held(tx.get_call(job_id), run_id, owner)
+            kept = known
             if ops:
-                recording.checkpoint(tx, transitions, run_id, tuple(ops), job=job, now=now)
-            until = now + engine.settings.lease_seconds
-            tx.queue.extend_held(job, until)
-            return until, bool(tx.queued)
+                view = recording.checkpoint(
+                    tx, transitions, run_id, tuple(ops), job=job, now=now, known=known
+                )
+                kept = None if view is None else view.known_steps(tx)
+            seconds = engine.settings.lease_seconds
+            until = job.lease_expires
+            if not ops or until is None or until - now < seconds * _EXTEND_AT:
+                until = now + seconds
+                tx.queue.extend_held(job, until)
+            return until, bool(tx.queued), kept
 
-        until, wake = await engine.store.atomic(work, small=True)
+        until, wake, kept = await engine.store.atomic(work, small=True)
+        if held is not None and kept is not known:
+            self._keep(job_id, dataclasses.replace(held, steps=kept))
         if ops and wake:  # a checkpoint ends no run: no one waiting needs telling
             self._committed(wake, [])
         return float(until)
@@ -184,14 +238,24 @@ class InlineRuns:
         limit = engine.settings.max_step_output_bytes
         outcome = response.limit_outputs(outcome, limit, answer_bytes=len(raw.body))
 
+        held = self._forget(job_id)
+        known = None if held is None else held.steps
+        unkeyed = held is not None and not held.keyed
+        bare = held is not None and held.bare
+
         def work(tx: Tx) -> tuple[Run, bool]:
-            # the job alone: applying the answer locks a keyed call's slots before its run
-            job = _held(tx.queue.get_job(job_id, lock=True), run_id, owner)
+            # locked as applying the answer reads it: a call known to hold no slots with
+            # its run; else the job alone, as a keyed call's slots lock before its run
+            call = tx.get_call(job_id) if unkeyed else tx.queue.get_job(job_id, lock=True)
+            job = _held(call, run_id, owner)
+            if bare:  # held since: ending the run deletes no wait, singleton or bucket
+                tx.note_holds_nothing(run_id)
             # the inline call is the run's first: it began when the run started
             now = engine.clock.now()
             view = recording.answer(
-                tx, engine.transitions, job, outcome, now=now, owner=owner, first=True
-            )
+                tx, engine.transitions, job, outcome, now=now, owner=owner, known=known,
+                first=True, locked=unkeyed or bool(job.payload.get("keys")),
+            )  # fmt: skip
             run = view.run if view is not None else tx.get_run(run_id)
             assert run is not None
             return run, bool(tx.queued)
@@ -199,6 +263,20 @@ class InlineRuns:
         run, wake = await engine.store.atomic(work, small=True)
         self._committed(wake, [run] if run.status.terminal else [])
         return run
+
+    def _keep(self, job_id: str, held: _Held) -> None:
+        """Keep ``held`` for the call's next transaction (its steps only while few)."""
+        if held.steps is not None and len(held.steps.steps) > _KEEP_STEPS:
+            held = dataclasses.replace(held, steps=None)
+        with self._held_lock:
+            self._held[job_id] = held
+            if len(self._held) > _KEEP_CALLS:
+                del self._held[next(iter(self._held))]
+
+    def _forget(self, job_id: str) -> _Held | None:
+        """What was kept of the call, no longer kept (it is being answered)."""
+        with self._held_lock:
+            return self._held.pop(job_id, None)
 
 
 def _lease_first(
@@ -213,10 +291,9 @@ def _lease_first(
     """
     run = tx.get_run(run_id)
     assert run is not None, "the start made (or found) it in this transaction"
-    first = starts.start_job(tx, run_id)
-    if first is None:
-        return None, run
-    job = _pause.let(tx, tx.queue.lease_job(first.job_id, owner, now, until), now)  # paused: parked
+    # by its id, with no read first: not there, or not due, it is not leased
+    first = starts.start_job_id(run_id)
+    job = _pause.let(tx, tx.queue.lease_job(first, owner, now, until), now)  # paused: parked
     if job is None:
         return None, run
     # a call without limits takes no slot: its lease needs no admission, and the slots

@@ -4,7 +4,8 @@
 starts (or finds) the run; when the caller may execute its first call now the answer
 carries ``inline``: the call's body, the lease's owner token and job id.
 ``POST /v1/runs/{run_id}/inline/checkpoint``: ``{"job_id", "owner", "steps": [op...]}``
-records steps and extends the lease (no steps: a heartbeat).
+records steps and extends the lease (no steps: a heartbeat; steps extend it once a third
+of it has run since it was last extended), answering ``lease_until``.
 ``POST /v1/runs/{run_id}/inline/answer``: ``{"job_id", "owner", "status", "headers",
 "body"}``, the call's answer as an SDK sends it; the run as it then stands comes back.
 A lost lease is a 409 (``code: lease_lost``). Each route sits behind the bearer check

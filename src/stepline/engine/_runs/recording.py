@@ -48,6 +48,7 @@ def answer(
     known: KnownSteps | None = None,
     lease: float = 0.0,
     first: bool = False,
+    locked: bool = False,
 ) -> RunView | None:
     """Record a call's answer: its steps, what follows them, and the attempts it failed.
 
@@ -64,12 +65,14 @@ def answer(
             when the call began follows from it).
         first: the call is its run's first, begun when the run started (a durable
             endpoint's inline call).
+        locked: ``job`` was read in this transaction, locked, as ``RunTransitions.apply``
+            reads it (a keyed call's job alone, any other with its run): not read again.
 
     Returns:
         The run's view as recorded, or None when the answer no longer matters (the
         lease was lost, the run ended meanwhile).
     """
-    view = transitions.apply(tx, job, outcome, now, owner, known=known)
+    view = transitions.apply(tx, job, outcome, now, owner, known=known, locked=locked)
     started = view.run.started_at if first and view is not None else None
     _attempts.record(tx, view, job, outcome, now, lease=lease, started=started)
     reported = outcome.steps if isinstance(outcome, Failed) else getattr(outcome, "ops", ())
@@ -86,19 +89,21 @@ def checkpoint(
     *,
     job: Job | None,
     now: float,
-) -> bool:
+    known: KnownSteps | None = None,
+) -> RunView | None:
     """Record steps a call ran and checkpointed before answering; the call goes on.
 
     ``job`` is the call's (its retry budget starts again), None when not known.
+    ``known``: the run's steps as the caller last saw them stored (none is read when
+    no step was written since).
 
     Returns:
-        False when the run had ended: nothing was recorded.
+        The run's view as recorded; None when the run had ended: nothing was recorded.
 
     Raises:
         NotFoundError: there is no run ``run_id``.
     """
-    recorded = transitions.checkpoint(tx, run_id, ops, job, now)
-    if recorded and (used := _tokens.ai_ops(ops)):
-        run = tx.get_run(run_id)
-        _tokens.record(tx, run_id, None if run is None else run.function_id, used, now)
-    return recorded
+    view = transitions.checkpoint(tx, run_id, ops, job, now, known=known)
+    if view is not None and (used := _tokens.ai_ops(ops)):
+        _tokens.record(tx, run_id, view.run.function_id, used, now)
+    return view

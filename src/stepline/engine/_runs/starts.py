@@ -131,9 +131,14 @@ def rearm_cancels(tx: Tx, fn: FunctionSpec, run: Run, trigger: EventRecord, now:
     _arm_cancels(tx, fn, run.run_id, trigger, run.created_at)
 
 
+def start_job_id(run_id: str) -> str:
+    """The job id of a run's first call."""
+    return execute_job_id(run_id, DISCOVERY, "start")
+
+
 def start_job(tx: Tx, run_id: str) -> Job | None:
     """The queued first call of a run (None once it has been answered)."""
-    return tx.queue.get_job(execute_job_id(run_id, DISCOVERY, "start"))
+    return tx.queue.get_job(start_job_id(run_id))
 
 
 def move_start(tx: Tx, run_id: str, at: float) -> None:

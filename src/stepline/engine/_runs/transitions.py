@@ -72,15 +72,22 @@ class RunTransitions:
         owner: str,
         *,
         known: KnownSteps | None = None,
+        locked: bool = False,
     ) -> RunView | None:
         """Record what a call returned; the run as recorded, or None if that no longer
         matters. ``known``: the run's steps as the caller last saw them stored (a read
-        fewer when no step was written since). Every path reaches it through
-        ``recording.answer``."""
+        fewer when no step was written since). ``locked``: ``job`` is the call as this
+        transaction read it, as it reads it here (not read again). Every path reaches it
+        through ``recording.answer``."""
         # locked: a lease that lapsed mid-call cannot be taken over while this applies;
         # with its run, unless its slots come first (their locks before the run's)
         keyed = bool(job.payload.get("keys"))
-        current = tx.queue.get_job(job.job_id, lock=True) if keyed else tx.get_call(job.job_id)
+        if locked:
+            current: Job | None = job
+        elif keyed:
+            current = tx.queue.get_job(job.job_id, lock=True)
+        else:
+            current = tx.get_call(job.job_id)
         if current is not None and (
             current.lease_owner != owner or current.lease_epoch != job.lease_epoch
         ):
@@ -170,38 +177,48 @@ class RunTransitions:
             tx.queue.delete_job(done)
 
     def checkpoint(
-        self, tx: Tx, run_id: str, ops: tuple[ReportedOp, ...], job: Job | None, now: float
-    ) -> bool:
+        self,
+        tx: Tx,
+        run_id: str,
+        ops: tuple[ReportedOp, ...],
+        job: Job | None,
+        now: float,
+        *,
+        known: KnownSteps | None = None,
+    ) -> RunView | None:
         """Record steps an SDK ran and checkpointed before answering; the call goes on
         (every path reaches it through ``recording.checkpoint``).
 
-        ``job`` is the call's (its retry budget starts again). False: the run had ended,
-        nothing was recorded. Only the steps reported are read, unless the run completes.
+        ``job`` is the call's (its retry budget starts again). Only the steps reported
+        are read, unless the run completes or ``known`` still holds the run's steps as
+        stored (then none is read). Returns the view as recorded (whole when ``known``
+        was current: its ``known_steps`` are the next transaction's), None when the run
+        had ended and nothing was recorded.
 
         Raises:
             NotFoundError: there is no run ``run_id``.
         """
         ends = (Opcode.RUN_COMPLETE, Opcode.SYNC_RUN_COMPLETE)
-        if any(op.op in ends for op in ops):
-            view = RunView.load(tx, run_id)
+        if any(op.op in ends for op in ops) or (known is not None and known.current(tx, run_id)):
+            view = RunView.load(tx, run_id, known)
         else:
             view = RunView.partial(tx, run_id, [op.id for op in ops])
         if view is None:
             raise NotFoundError(f"run {run_id!r} not found")
         if view.run.status.terminal:
-            return False
+            return None
         for op in ops:
             if op.op in ends:
                 fn = self._registry().get(view.run.function_id)
                 output = _json.dumps(op.data)
                 self._finish(tx, view, RunStatus.COMPLETED, output, error=None, now=now, fn=fn)
-                return True
+                return view
             view.result(op, now)
         if job is not None and job.run_id == run_id and job.attempt:
             job.attempt = 0  # progress was made: the call's retry budget starts again
             tx.queue.update_job(job)
         view.save_steps(tx)  # only the steps changed (their ``seq`` is the run's order)
-        return True
+        return view
 
     def _schedule(self, tx: Tx, view: RunView, op: ReportedOp, now: float) -> None:
         """Start the async work an op asks for (plan, sleep, wait, invoke, gateway)."""

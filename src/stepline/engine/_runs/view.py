@@ -50,6 +50,11 @@ class KnownSteps:
     revision: int
     steps: tuple[StepRecord, ...]
 
+    def current(self, tx: Tx, run_id: str) -> bool:
+        """Whether these are ``run_id``'s steps as ``tx`` sees them: no step written since
+        (False until ``tx`` has read the run's row, which carries the revision)."""
+        return self.run_id == run_id and self.revision == tx.steps_revision(run_id)
+
 
 #: a call's run and steps as the transaction that leased it stored them (and, when known,
 #: their revision: the call's answer is recorded without reading them again)
@@ -95,11 +100,8 @@ class RunView:
         run = None if run_id is None else tx.get_run(run_id)
         if run is None:
             return None
-        if (
-            known is not None
-            and known.run_id == run.run_id
-            and known.revision == tx.steps_revision(run.run_id)
-        ):  # shared until owned: the known steps are never changed
+        if known is not None and known.current(tx, run.run_id):
+            # shared until owned: the known steps are never changed
             loaded = {s.step_id: s for s in known.steps}
         else:
             loaded = {s.step_id: s for s in tx.get_steps(run.run_id)}

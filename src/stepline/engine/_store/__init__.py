@@ -427,6 +427,18 @@ class Tx(Protocol):
         noted as for ``note_event_names`` (Postgres: all of it in one statement)."""
         ...
 
+    def holds_nothing(self, run_id: str) -> bool:
+        """Whether this transaction knows ``run_id`` holds no wait, singleton or bucket:
+        it created the run and wrote none for it, or read that it holds none."""
+        ...
+
+    def note_holds_nothing(self, run_id: str) -> None:
+        """The caller knows ``run_id`` holds no wait, singleton or bucket (``close_run``
+        deletes none). Such rows are written only as a run starts, and by the answers
+        and wake-ups of its own calls: a transaction found the run holding none, and
+        the caller has held the run's only call since."""
+        ...
+
     # events
     def insert_event(self, event: EventRecord) -> bool: ...
     def insert_minted_event(self, event: EventRecord) -> None:

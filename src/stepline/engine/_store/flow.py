@@ -80,6 +80,10 @@ class FlowSql(Part):
         self._unclaimed.discard(run_id)
         self._x(_UPSERT_BUCKET, (function_id, key, run_id, deadline))
 
+    def note_unclaimed(self, run_id: str) -> None:
+        """``run_id`` holds no singleton nor bucket (it is new, or the caller knows)."""
+        self._unclaimed.add(run_id)
+
     def may_hold_claims(self, run_id: str) -> bool:
         """False when ``read_ahead`` found the run holding no singleton nor bucket."""
         return run_id not in self._unclaimed

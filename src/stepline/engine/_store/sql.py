@@ -302,6 +302,9 @@ class SqlTx:
         self._run_rows[run.run_id] = values
         self._stepless.add(run.run_id)
         self._revisions[run.run_id] = 0
+        # new: no wait, singleton or bucket names it until this transaction writes one
+        self._pauseless.add(run.run_id)
+        self.flow.note_unclaimed(run.run_id)
         if self.seen is not None:
             self.seen.inserted(run)
         return True
@@ -470,6 +473,13 @@ class SqlTx:
         if run_id in self._pauseless:
             return
         self.execute("DELETE FROM pauses WHERE run_id = ?", (run_id,))
+
+    def holds_nothing(self, run_id: str) -> bool:
+        return run_id in self._pauseless and not self.flow.may_hold_claims(run_id)
+
+    def note_holds_nothing(self, run_id: str) -> None:
+        self._pauseless.add(run_id)
+        self.flow.note_unclaimed(run_id)
 
     def close_run(self, run_id: str, event_names: Collection[str]) -> dict[str, str]:
         """One statement a table (SQLite: no round trips to save)."""
