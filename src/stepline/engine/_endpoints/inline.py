@@ -19,7 +19,7 @@ The durable-endpoint protocol, over the engine's REST API (``_http/endpoints.py`
 A lease that lapses (the app died) is taken by a worker, which calls the app's serve
 endpoint: the run resumes from its checkpoints and no recorded step runs again.
 
-Between a call's transactions the engine keeps what it knows of the call (``_Held``, by
+Between a call's transactions the engine keeps what it knows of the call (``_Kept``, by
 its job): the run's steps as it stored them, which a checkpoint or the answer then reads
 only if some other writer wrote a step since (the run's steps revision says so); whether
 the call takes concurrency slots, which says how its answer reads it; and whether its
@@ -89,7 +89,7 @@ class InlineStart:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Held:
+class _Kept:
     """What the engine keeps of a leased inline call between its transactions."""
 
     steps: KnownSteps | None  # the run's steps as the last transaction stored them
@@ -115,8 +115,8 @@ class InlineRuns:
         self.engine = engine
         self._committed = committed or engine.committed
         #: what is kept of each leased call, by job id
-        self._held: dict[str, _Held] = {}
-        self._held_lock = threading.Lock()  # requests' threads share it
+        self._kept: dict[str, _Kept] = {}
+        self._kept_lock = threading.Lock()  # requests' threads share it
 
     async def start(
         self,
@@ -145,10 +145,10 @@ class InlineRuns:
         owner = f"inline:{uuid.uuid4().hex}"
         seconds = engine.settings.lease_seconds
 
-        held: list[_Held] = []
+        kept: list[_Kept] = []
 
         def work(tx: Tx) -> tuple[InlineStart | None, bool]:
-            held.clear()
+            kept.clear()
             run_id, created = starts.start_direct(
                 tx, engine.transitions.fanout, event, now, function_id=function_id,
                 own_id=own_id, run_id=None, started_by=started_by,
@@ -173,13 +173,13 @@ class InlineRuns:
             revision = tx.steps_revision(run_id)
             known = None if revision is None else KnownSteps(run_id, revision, tuple(steps))
             keyed = bool(job.payload.get("keys"))  # as applying its answer reads it
-            held.append(_Held(known, keyed, tx.holds_nothing(run_id)))
+            kept.append(_Kept(known, keyed, tx.holds_nothing(run_id)))
             # the worker need not wake for the call this request holds
             return leased, any(queued != job.job_id for queued in tx.queued)
 
         started, wake = await engine.store.atomic(work, small=True)
-        if started is not None and started.job_id is not None and held:
-            self._keep(started.job_id, held[0])
+        if started is not None and started.job_id is not None and kept:
+            self._keep(started.job_id, kept[0])
         self._committed(wake, None)
         if started is None:
             reasons = await engine.store.read(lambda tx: tx.event_links(event.internal_id))
@@ -198,30 +198,30 @@ class InlineRuns:
         """
         engine = self.engine
         transitions = engine.transitions
-        held = self._held.get(job_id)
-        known = None if held is None else held.steps
+        kept = self._kept.get(job_id)
+        known = None if kept is None else kept.steps
 
         def work(tx: Tx) -> tuple[float, bool, KnownSteps | None]:
             now = engine.clock.now()
             # with its run's row (locked), which recording the steps reads next; a keyed
             # call's slots come after, skipping rows others hold (``extend_held``)
             job = _held(tx.get_call(job_id), run_id, owner)
-            kept = known
+            stored = known
             if ops:
                 view = recording.checkpoint(
                     tx, transitions, run_id, tuple(ops), job=job, now=now, known=known
                 )
-                kept = None if view is None else view.known_steps(tx)
+                stored = None if view is None else view.known_steps(tx)
             seconds = engine.settings.lease_seconds
             until = job.lease_expires
             if not ops or until is None or until - now < seconds * _EXTEND_AT:
                 until = now + seconds
                 tx.queue.extend_held(job, until)
-            return until, bool(tx.queued), kept
+            return until, bool(tx.queued), stored
 
-        until, wake, kept = await engine.store.atomic(work, small=True)
-        if held is not None and kept is not known:
-            self._keep(job_id, dataclasses.replace(held, steps=kept))
+        until, wake, stored = await engine.store.atomic(work, small=True)
+        if kept is not None and stored is not known:
+            self._keep(job_id, dataclasses.replace(kept, steps=stored))
         if ops and wake:  # a checkpoint ends no run: no one waiting needs telling
             self._committed(wake, [])
         return float(until)
@@ -238,10 +238,10 @@ class InlineRuns:
         limit = engine.settings.max_step_output_bytes
         outcome = response.limit_outputs(outcome, limit, answer_bytes=len(raw.body))
 
-        held = self._forget(job_id)
-        known = None if held is None else held.steps
-        unkeyed = held is not None and not held.keyed
-        bare = held is not None and held.bare
+        kept = self._forget(job_id)
+        known = None if kept is None else kept.steps
+        unkeyed = kept is not None and not kept.keyed
+        bare = kept is not None and kept.bare
 
         def work(tx: Tx) -> tuple[Run, bool]:
             # locked as applying the answer reads it: a call known to hold no slots with
@@ -264,19 +264,19 @@ class InlineRuns:
         self._committed(wake, [run] if run.status.terminal else [])
         return run
 
-    def _keep(self, job_id: str, held: _Held) -> None:
-        """Keep ``held`` for the call's next transaction (its steps only while few)."""
-        if held.steps is not None and len(held.steps.steps) > _KEEP_STEPS:
-            held = dataclasses.replace(held, steps=None)
-        with self._held_lock:
-            self._held[job_id] = held
-            if len(self._held) > _KEEP_CALLS:
-                del self._held[next(iter(self._held))]
+    def _keep(self, job_id: str, kept: _Kept) -> None:
+        """Keep ``kept`` for the call's next transaction (its steps only while few)."""
+        if kept.steps is not None and len(kept.steps.steps) > _KEEP_STEPS:
+            kept = dataclasses.replace(kept, steps=None)
+        with self._kept_lock:
+            self._kept[job_id] = kept
+            if len(self._kept) > _KEEP_CALLS:
+                del self._kept[next(iter(self._kept))]
 
-    def _forget(self, job_id: str) -> _Held | None:
+    def _forget(self, job_id: str) -> _Kept | None:
         """What was kept of the call, no longer kept (it is being answered)."""
-        with self._held_lock:
-            return self._held.pop(job_id, None)
+        with self._kept_lock:
+            return self._kept.pop(job_id, None)
 
 
 def _lease_first(
