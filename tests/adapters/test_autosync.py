@@ -106,6 +106,19 @@ def test_a_request_to_the_serve_path_itself_starts_nothing() -> None:
     assert handler not in _autosync._started
 
 
+def _dev_app(stub_server: StubServer, app_id: str) -> tuple[stepline.Client, stepline.Function]:
+    """A dev-mode client whose engine is ``stub_server`` (it takes any registration),
+    and its one function."""
+    stub_server.answer = lambda _req: (200, {"ok": True})
+    client = stepline.Client(app_id, is_production=False, environ={}, api_base_url=stub_server.url)
+
+    @client.function(id="f", trigger=stepline.TriggerEvent(event="x/y"))
+    def f(ctx: stepline.SyncContext) -> None:
+        return None
+
+    return client, f
+
+
 # -- real processes -----------------------------------------------------------------------
 
 
@@ -250,14 +263,7 @@ def test_a_django_app_registers_on_a_request(stub_server: StubServer) -> None:
     from .harness_django import configure, mount
 
     configure()
-    stub_server.answer = lambda _req: (200, {"ok": True})
-    client = stepline.Client(
-        "django-autosync", is_production=False, environ={}, api_base_url=stub_server.url
-    )
-
-    @client.function(id="f", trigger=stepline.TriggerEvent(event="x/y"))
-    def f(ctx: stepline.SyncContext) -> None:
-        return None
+    client, f = _dev_app(stub_server, "django-autosync")
 
     pattern = stepline.django.serve(client, [f], async_mode=False)
     mount(pattern)
@@ -284,14 +290,7 @@ def test_a_django_app_under_an_include_prefix_registers_its_full_path(
     from .harness_django import configure, mount
 
     configure()
-    stub_server.answer = lambda _req: (200, {"ok": True})
-    client = stepline.Client(
-        "django-autosync-prefix", is_production=False, environ={}, api_base_url=stub_server.url
-    )
-
-    @client.function(id="f", trigger=stepline.TriggerEvent(event="x/y"))
-    def f(ctx: stepline.SyncContext) -> None:
-        return None
+    client, f = _dev_app(stub_server, "django-autosync-prefix")
 
     inner = [stepline.django.serve(client, [f], async_mode=False)]
     included = django.urls.include((inner, "jobs") if namespaced else inner)
@@ -302,3 +301,56 @@ def test_a_django_app_under_an_include_prefix_registers_its_full_path(
     http.get("/elsewhere")
     [register] = wait_until(lambda: stub_server.requests or None, message="a registration")
     assert register["body"]["url"] == "http://testserver/jobs/api/inngest"
+
+
+@pytest.mark.parametrize("script_root", ["", "/shop"], ids=["root", "script-root"])
+def test_a_flask_blueprint_under_a_prefix_registers_its_full_path(
+    stub_server: StubServer, script_root: str
+) -> None:
+    import flask
+
+    import stepline.flask
+
+    client, f = _dev_app(stub_server, "flask-autosync-prefix")
+
+    app = flask.Flask("prefixed")
+    blueprint = flask.Blueprint("jobs", __name__)
+    blueprint.add_url_rule("/other", "other", lambda: "ok")
+    stepline.flask.serve(blueprint, client, [f], serve_path="/durable")
+    app.register_blueprint(blueprint, url_prefix="/jobs")
+    http = app.test_client()
+    base = f"http://localhost{script_root}"  # a WSGI server's SCRIPT_NAME
+    # the serve path itself, as the framework mounted it: starts nothing
+    assert http.get("/jobs/durable", base_url=base).status_code == 200
+    assert stub_server.requests == []
+    assert http.get("/jobs/other", base_url=base).status_code == 200
+    [register] = wait_until(lambda: stub_server.requests or None, message="a registration")
+    assert register["body"]["url"] == f"http://localhost{script_root}/jobs/durable"
+
+
+@pytest.mark.parametrize("proxied", [False, True], ids=["mounted", "root-path"])
+def test_a_fastapi_app_under_a_mount_registers_its_full_path(
+    stub_server: StubServer, proxied: bool
+) -> None:
+    import fastapi
+    from fastapi.testclient import TestClient
+
+    import stepline.fastapi
+
+    client, f = _dev_app(stub_server, "fastapi-autosync-prefix")
+
+    inner = fastapi.FastAPI()
+    inner.get("/other")(lambda: "ok")
+    stepline.fastapi.serve(inner, client, [f])
+    if proxied:  # behind a proxy that strips /shop: the server's --root-path
+        http = TestClient(inner, root_path="/shop")
+    else:
+        outer = fastapi.FastAPI()
+        outer.mount("/shop", inner)
+        http = TestClient(outer)
+    # the serve path itself, as the client reaches it: starts nothing
+    assert http.get("/shop/api/inngest" if not proxied else "/api/inngest").status_code == 200
+    assert stub_server.requests == []
+    assert http.get("/shop/other" if not proxied else "/other").status_code == 200
+    [register] = wait_until(lambda: stub_server.requests or None, message="a registration")
+    assert register["body"]["url"] == "http://testserver/shop/api/inngest"

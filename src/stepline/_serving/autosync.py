@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stepline._comm import app_sync
@@ -81,7 +82,7 @@ def start(
     *,
     embedded: object = None,
     path: str = "",
-    mounted: str | None = None,
+    mounted: str | Callable[[], str] | None = None,
 ) -> None:
     """Register ``handler``'s app in the background, once per handler (dev mode only).
 
@@ -92,14 +93,15 @@ def start(
         embedded: the adapter's embedded engine, if any: then there is nothing to do.
         path: the request's path: one to the serve path itself starts nothing.
         mounted: where the framework really mounted the endpoint (a Django ``include()``
-            prefix), when it differs from ``handler.route_path``.
+            prefix, a Flask blueprint's), when it differs from ``handler.route_path``; a
+            callable is asked only when registering may start.
     """
     settings = handler.endpoint.settings
-    served_at = mounted or handler.route_path
-    if embedded is not None or not settings.is_dev or path == served_at:
+    if embedded is not None or not settings.is_dev or handler in _started:
         return
+    served_at = (mounted() if callable(mounted) else mounted) or handler.route_path
     base = handler.serve_origin or origin
-    if not base or handler in _started:
+    if not base or path == served_at:
         return
     with _lock:
         if handler in _started:
@@ -138,8 +140,17 @@ class Middleware:
         kind = scope.get("type")
         if kind == "lifespan":
             start(self.handler, None, embedded=self.embedded)
-        elif kind == "http" and scope.get("path") != self.handler.route_path:
-            start(self.handler, asgi_scope.origin(scope), embedded=self.embedded)
+        elif kind == "http" and self.handler not in _started:
+            # the app's URL as its clients reach it: under a mount or a proxy's root_path
+            mounted = scope.get("root_path", "") + self.handler.route_path
+            path = asgi_scope.full_path(scope)
+            start(
+                self.handler,
+                asgi_scope.origin(scope),
+                embedded=self.embedded,
+                path=path,
+                mounted=mounted,
+            )
         await self.app(scope, receive, send)
 
 

@@ -119,14 +119,17 @@ class Serving:
             return refused
         return await self.handler.handle(await read(self.handler.max_body_bytes))
 
-    def autosync(self, origin: str | None, path: str = "", mounted: str | None = None) -> None:
+    def autosync(
+        self, origin: str | None, path: str = "", mounted: str | Callable[[], str] | None = None
+    ) -> None:
         """Register the app with its engine in dev mode, once (``autosync.start``).
 
         Args:
             origin: the app's origin as a request shows it; None: ``serve_origin``.
             path: the request's path (one to the serve path itself starts nothing).
             mounted: where the framework mounted the endpoint, when that differs from
-                the serve path (a Django ``include()`` prefix).
+                the serve path (a Django ``include()`` or Flask blueprint prefix), or a
+                callable saying it (asked only when registering may start).
         """
         embedded = True if self.in_process else None
         autosync.start(self.handler, origin, embedded=embedded, path=path, mounted=mounted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -72,6 +73,7 @@ def serve(
     def mount(serving: _serve.Serving) -> CommHandler:
         handler, own = serving.handler, serving.engine
         shown = own if own is not None and own.expose_api else None  # its API is mounted
+        blueprint, name = isinstance(app, flask.Blueprint), f"stepline:{serving.path}"
 
         def view() -> flask.Response:
             length = flask.request.headers.get("content-length")
@@ -79,14 +81,16 @@ def serve(
 
         def before() -> None:
             request = flask.request
-            serving.autosync(request.host_url, request.path)
+            # where Flask really serves it: a blueprint's prefix and the app's script root
+            mounted = functools.partial(flask.url_for, ("." if blueprint else "") + name)
+            serving.autosync(request.host_url, request.script_root + request.path, mounted)
             if shown is not None:  # the engine's own paths skip Flask: any other request says it
                 shown.announce(handler.serve_origin or request.root_url, ENGINE_PATH)
 
         app.before_request(before)
         app.add_url_rule(
             serving.path,
-            endpoint=f"stepline:{serving.path}",
+            endpoint=name,
             view_func=view,
             methods=["GET", "POST", "PUT"],
         )
