@@ -291,8 +291,9 @@ def test_a_durable_endpoint_reads_none_of_its_steps_and_its_call_once_a_transact
     assert steps == [], steps
     # the call: leased by the start by its id (no read first), read with its run by each
     # checkpoint and by the answer, which knows it holds no slots (else it read the job,
-    # then again with its run)
-    assert len(calls) == 3 * 3, calls
+    # then again with its run); on SQLite only by the first checkpoint: the second and
+    # the answer take it as the transaction before left it (``sqlite_fence``)
+    assert len(calls) == 3 * (3 if db.startswith("postgres") else 1), calls
     # its end deletes its call and no wait, singleton or bucket: the run was made with
     # none, and its only call was held by the request since
     held = ("FROM pauses", "FROM singletons", "FROM buckets")

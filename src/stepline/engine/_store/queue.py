@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from stepline._json import dumps
 from stepline.engine._model import Job, JobKind
@@ -46,6 +47,12 @@ _MOVE_ORDER = (
 )
 #: picks ``_MOVE_ORDER``'s values in one C call (a generator is a Python call per value)
 _PICK_MOVED: Callable[[Sequence[object]], tuple[object, ...]] = operator.itemgetter(*_MOVE_ORDER)
+
+
+#: the moved job's row (``JOB_COLUMNS``) from ``MOVE_JOB``'s parameters
+_MOVED_ROW: Callable[[Sequence[object]], tuple[object, ...]] = operator.itemgetter(
+    *(_MOVE_ORDER.index(_MOVED.index(column)) for column in JOB_COLUMNS.split(", "))
+)
 
 
 def move_args(params: Sequence[object]) -> tuple[object, ...]:
@@ -323,11 +330,34 @@ class QueueSql(Part):
 
 
 class SqliteQueueSql(QueueSql):
-    """SQLite's queue: a replaced job's row is rewritten as the new one's (``MOVE_JOB``)."""
+    """SQLite's queue: a replaced job's row is rewritten as the new one's (``MOVE_JOB``).
 
-    __slots__ = ()
+    It knows whether it wrote ``jobs`` (``written``), and the row of the job it last
+    moved, as written, until another of its statements writes ``jobs`` (``moved``):
+    what ``sqlite_fence`` may keep of a call."""
+
+    __slots__ = ("_execute", "_execute_many", "moved", "written")
 
     move_sql = MOVE_JOB
+
+    def __init__(self, tx: TxSql) -> None:
+        super().__init__(tx)
+        self.written = False
+        self.moved: tuple[object, ...] | None = None
+        self._execute, self._execute_many = self._x, self._many
+        self._x, self._many = self._sent, self._sent_many
+
+    def _sent(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        cur = self._execute(sql, args)
+        if sql is MOVE_JOB and cur.rowcount == 1:
+            self.moved, self.written = _MOVED_ROW(args), True
+        elif not sql.startswith("SELECT"):  # a write: the row moved may be another now
+            self.moved, self.written = None, True
+        return cur
+
+    def _sent_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.moved, self.written = None, True
+        self._execute_many(sql, rows)
 
 
 class PostgresQueueSql(QueueSql):

@@ -101,7 +101,8 @@ CALL_SQL = (
     "WHERE paused_at IS NOT NULL) FROM jobs j JOIN runs r ON r.run_id = j.run_id "
     "WHERE j.job_id = ?"
 )
-_JOB_WIDTH = len(_JOB_NAMES)
+#: where the run's columns start in ``CALL_SQL``'s row
+CALL_WIDTH = len(_JOB_NAMES)
 
 
 @functools.lru_cache(maxsize=256)
@@ -256,11 +257,11 @@ class SqlTx:
         if row is None:  # no such job, or its run is gone
             return self.queue.get_job(job_id, lock=True)
         if self._write:
-            self._run_rows[row[_JOB_WIDTH]] = row[_JOB_WIDTH:-2]
-            self._revisions[row[_JOB_WIDTH]] = row[-2]
+            self._run_rows[row[CALL_WIDTH]] = row[CALL_WIDTH:-2]
+            self._revisions[row[CALL_WIDTH]] = row[-2]
         if not row[-1]:  # nothing to park a call on, nor a share lock to take
             self.controls.none_paused()
-        return read_job(row[:_JOB_WIDTH])
+        return read_job(row[:CALL_WIDTH])
 
     def may_answer_from_kept_rows(self) -> None:
         """Nothing here: this transaction reads what it needs."""

@@ -18,15 +18,18 @@ import pathlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from stepline.engine._model import Job
 from stepline.engine._store import sqlite_schema as schema
 from stepline.engine._store import wal as _wal
 from stepline.engine._store.outcomes import Slot, Waiter, deliver_all
 from stepline.engine._store.part import LazyPart
 from stepline.engine._store.queue import SqliteQueueSql
-from stepline.engine._store.sql import SqlTx, run_in
+from stepline.engine._store.rows import read_job
+from stepline.engine._store.sql import CALL_WIDTH, SqlTx, run_in
+from stepline.engine._store.sqlite_fence import Fence, Fences
 
 T = TypeVar("T")
 _READERS = 2  # reader threads (each with its own connection)
@@ -101,6 +104,8 @@ class SqliteStore:
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._write_conn: sqlite3.Connection | None = None
+        #: calls whose next answer may take them as the last transaction left them
+        self._fences = Fences()
         self._queue: list[tuple[Callable[[SqliteTx], Any], Waiter]] = []
         self._queue_lock = threading.Lock()
         self._draining = False
@@ -161,6 +166,7 @@ class SqliteStore:
         await loop.run_in_executor(self._writer, lambda: None)
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
+        self._fences.clear()
         with self._lock:
             for conn in self._conns:
                 conn.close()
@@ -267,6 +273,7 @@ class SqliteStore:
         conn = self._write_conn
         outcomes: list[tuple[bool, Any]] = []
         alone = len(batch) == 1  # no savepoint needed: its failure rolls back everything
+        left: Fence | None = None
         try:
             if conn is None:  # closed, or its reopen after a fork failed
                 raise self._lost or sqlite3.ProgrammingError("the store is not open")
@@ -276,8 +283,16 @@ class SqliteStore:
                 for work, _ in batch:
                     if not alone:
                         conn.execute("SAVEPOINT stepline_work")
+                    tx = SqliteTx(conn)
+                    tx.fences = self._fences
                     try:
-                        outcomes.append((True, run_in(SqliteTx(conn), work)))
+                        try:  # ``run_in``, with what the work leaves asked before ``end``
+                            result = work(tx)
+                            if alone and not self._queue:  # else others commit between
+                                left = tx.fence_left()
+                        finally:
+                            tx.end()
+                        outcomes.append((True, result))
                     except Exception as exc:
                         if not conn.in_transaction:  # a fault (full, I/O) ended it: all fail
                             raise
@@ -294,6 +309,8 @@ class SqliteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            if left is not None:
+                self._fences.keep(left)
         except Exception as exc:  # the transaction itself failed: nothing was committed
             outcomes = [(False, exc) for _ in batch]
         deliver_all(batch, outcomes)
@@ -411,6 +428,7 @@ class SqliteStore:
                 time.sleep(0.0005)
             with self._lock:
                 conns, self._conns = self._conns, []
+            self._fences.clear()
             for conn in conns:
                 conn.close()
             if self.wal is not None:
@@ -447,6 +465,67 @@ def _left(deadline: float) -> float:
 
 
 class SqliteTx(SqlTx):
-    """``Tx`` over one SQLite connection with a ``BEGIN IMMEDIATE`` transaction open."""
+    """``Tx`` over one SQLite connection with a ``BEGIN IMMEDIATE`` transaction open.
+
+    With ``fences`` (the writer's transactions), a call read with its run may be taken
+    from what the store's last transaction left of it (``sqlite_fence``), and this one
+    says what it leaves (``fence_left``)."""
 
     queue = LazyPart(SqliteQueueSql)
+
+    # each a default, until a transaction sets its own (no ``__init__`` of this class:
+    # a frame less a transaction)
+    #: the store's fences, given to the writer's transactions
+    fences: Fences | None = None
+    #: the job row of the call read with its run's, no function paused (``get_call``)
+    _called: Sequence[Any] | None = None
+    _version: int | None = None
+
+    def get_call(self, job_id: str) -> Job | None:
+        fence = self.fences.pop(job_id, None) if self.fences else None
+        # nothing written since: not through this connection, nor committed by another
+        if (
+            fence is not None
+            and fence.conn is self._c
+            and fence.changes == self._c.total_changes
+            and fence.version == self.data_version()
+        ):
+            run_id = str(fence.job[3])
+            self._run_rows[run_id] = fence.run
+            self._revisions[run_id] = fence.revision
+            self.controls.none_paused()
+            self._called = fence.job
+            return read_job(fence.job)
+        return super().get_call(job_id)
+
+    def _call_row(self, job_id: str) -> Sequence[Any] | None:
+        row = super()._call_row(job_id)
+        if row is not None and not row[-1]:  # and no function paused
+            self._called = row[:CALL_WIDTH]
+        return row
+
+    def data_version(self) -> int:
+        """``PRAGMA data_version`` in this transaction: another connection's commit
+        since an earlier read of it changes it (this one's never do)."""
+        if self._version is None:
+            self._version = int(self.execute("PRAGMA data_version").fetchone()[0])
+        return self._version
+
+    def fence_left(self) -> Fence | None:
+        """What this transaction, once committed, leaves of the call it read, or of the
+        run's next call it moved that call's job to (``sqlite_fence``); None when it
+        read none, or wrote the job otherwise, or changed its run but through its row.
+        Asked after its work, before ``end``."""
+        called = self._called
+        if called is None:
+            return None
+        queue = self.__dict__.get("queue")
+        left = queue.moved if queue is not None and queue.written else called
+        if left is None or left[3] != called[3]:
+            return None
+        run_id = str(called[3])
+        run, revision = self._run_rows.get(run_id), self._revisions.get(run_id)
+        if run is None or revision is None:
+            return None
+        changes = self._c.total_changes
+        return Fence(self._c, changes, self.data_version(), left, run, revision)
