@@ -354,3 +354,18 @@ def test_a_fastapi_app_under_a_mount_registers_its_full_path(
     assert http.get("/shop/other" if not proxied else "/other").status_code == 200
     [register] = wait_until(lambda: stub_server.requests or None, message="a registration")
     assert register["body"]["url"] == "http://testserver/shop/api/inngest"
+
+
+def test_a_mount_the_framework_cannot_name_registers_the_serve_path(
+    stub_server: StubServer,
+) -> None:
+    client, f = _dev_app(stub_server, "autosync-unknown-mount")
+    handler = CommHandler(client=client, functions=[f], framework="test")
+
+    def unknown() -> str:
+        raise RuntimeError("no URL adapter")
+
+    # called from the framework's request hook: it must not fail the request
+    _autosync.start(handler, "http://app", path="/other", mounted=unknown)
+    [register] = wait_until(lambda: stub_server.requests or None, message="a registration")
+    assert register["body"]["url"] == "http://app/api/inngest"

@@ -99,7 +99,11 @@ def start(
     settings = handler.endpoint.settings
     if embedded is not None or not settings.is_dev or handler in _started:
         return
-    served_at = (mounted() if callable(mounted) else mounted) or handler.route_path
+    try:
+        served_at = (mounted() if callable(mounted) else mounted) or handler.route_path
+    except Exception:  # the framework could not say (never the app's request's failure)
+        logger.debug("where %s is mounted is unknown", handler.route_path, exc_info=True)
+        served_at = handler.route_path
     base = handler.serve_origin or origin
     if not base or path == served_at:
         return
