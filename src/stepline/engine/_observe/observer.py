@@ -286,9 +286,12 @@ class ObservedStore:
             holder[:] = [seen]
             return work(tx)
 
-        result = self._timed_blocking(
-            "atomic", functools.partial(self.inner.atomic_blocking, observed)
-        )
+        started, failed = time.perf_counter(), True  # ``_timed_blocking``, inline: each step
+        try:
+            result = self.inner.atomic_blocking(observed)
+            failed = False
+        finally:
+            self._record("atomic", started, failed=failed)
         if holder:
             with self._lock:
                 self._observer.committed(holder[0])

@@ -208,14 +208,12 @@ class GuardedStore:
 
 
 def _counted(work: Callable[[Tx], T], changed: list[bool], tx: Tx) -> T:
-    """Run ``work``; ``changed[0]``: whether it changed any row (True if unknown)."""
-    before = _changes(tx)
+    """Run ``work``; ``changed[0]``: whether it changed any row (True if unknown).
+
+    What tells is the rows changed so far on a SQLite transaction's connection (its
+    ``total_changes``); another store's transaction has none."""
+    conn: Any = getattr(tx, "_c", None)
+    before = getattr(conn, "total_changes", None)
     result = work(tx)
-    changed[0] = before is None or _changes(tx) != before
+    changed[0] = not isinstance(before, int) or conn.total_changes != before
     return result
-
-
-def _changes(tx: Tx) -> int | None:
-    """Rows changed so far on a SQLite transaction's connection (None: cannot tell)."""
-    changes = getattr(getattr(tx, "_c", None), "total_changes", None)
-    return changes if isinstance(changes, int) else None

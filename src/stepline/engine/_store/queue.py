@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from stepline._json import dumps
 from stepline.engine._model import Job, JobKind
@@ -50,7 +50,7 @@ _PICK_MOVED: Callable[[Sequence[object]], tuple[object, ...]] = operator.itemget
 
 
 #: the moved job's row (``JOB_COLUMNS``) from ``MOVE_JOB``'s parameters
-_MOVED_ROW: Callable[[Sequence[object]], tuple[object, ...]] = operator.itemgetter(
+MOVED_ROW: Callable[[Sequence[object]], tuple[object, ...]] = operator.itemgetter(
     *(_MOVE_ORDER.index(_MOVED.index(column)) for column in JOB_COLUMNS.split(", "))
 )
 
@@ -329,35 +329,30 @@ class QueueSql(Part):
         return [str(r[0]) for r in rows if r[0] is not None]
 
 
+class JobsTx(TxSql, Protocol):
+    """A transaction that sends its queue's statements through methods of its own
+    (``SqliteTx``: it keeps what they wrote to ``jobs``)."""
+
+    def execute_jobs(self, sql: str, args: Sequence[Any] = ()) -> Any: ...
+    def execute_many_jobs(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+
 class SqliteQueueSql(QueueSql):
     """SQLite's queue: a replaced job's row is rewritten as the new one's (``MOVE_JOB``).
 
-    It knows whether it wrote ``jobs`` (``written``), and the row of the job it last
-    moved, as written, until another of its statements writes ``jobs`` (``moved``):
-    what ``sqlite_fence`` may keep of a call."""
+    Its statements go through its transaction's ``execute_jobs``, which keeps whether
+    they wrote ``jobs`` and the row of the job last moved: what ``sqlite_fence`` may keep
+    of a call."""
 
-    __slots__ = ("_execute", "_execute_many", "moved", "written")
+    __slots__ = ()
 
     move_sql = MOVE_JOB
 
-    def __init__(self, tx: TxSql) -> None:
+    def __init__(self, tx: JobsTx) -> None:
         super().__init__(tx)
-        self.written = False
-        self.moved: tuple[object, ...] | None = None
-        self._execute, self._execute_many = self._x, self._many
-        self._x, self._many = self._sent, self._sent_many
-
-    def _sent(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        cur = self._execute(sql, args)
-        if sql is MOVE_JOB and cur.rowcount == 1:
-            self.moved, self.written = _MOVED_ROW(args), True
-        elif not sql.startswith("SELECT"):  # a write: the row moved may be another now
-            self.moved, self.written = None, True
-        return cur
-
-    def _sent_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.moved, self.written = None, True
-        self._execute_many(sql, rows)
+        # the transaction's methods, never this part's: a part refers to nothing that
+        # refers back to it, so it is freed without the cycle collector
+        self._x, self._many = tx.execute_jobs, tx.execute_many_jobs
 
 
 class PostgresQueueSql(QueueSql):

@@ -26,7 +26,7 @@ from stepline.engine._store import sqlite_schema as schema
 from stepline.engine._store import wal as _wal
 from stepline.engine._store.outcomes import Slot, Waiter, deliver_all
 from stepline.engine._store.part import LazyPart
-from stepline.engine._store.queue import SqliteQueueSql
+from stepline.engine._store.queue import MOVE_JOB, MOVED_ROW, SqliteQueueSql
 from stepline.engine._store.rows import read_job
 from stepline.engine._store.sql import CALL_WIDTH, SqlTx, run_in
 from stepline.engine._store.sqlite_fence import Fence, Fences
@@ -286,13 +286,7 @@ class SqliteStore:
                     tx = SqliteTx(conn)
                     tx.fences = self._fences
                     try:
-                        try:  # ``run_in``, with what the work leaves asked before ``end``
-                            result = work(tx)
-                            if alone and not self._queue:  # else others commit between
-                                left = tx.fence_left()
-                        finally:
-                            tx.end()
-                        outcomes.append((True, result))
+                        outcomes.append((True, run_in(tx, work)))
                     except Exception as exc:
                         if not conn.in_transaction:  # a fault (full, I/O) ended it: all fail
                             raise
@@ -303,6 +297,8 @@ class SqliteStore:
                     if not alone:
                         conn.execute("RELEASE stepline_work")
                 if not (alone and not outcomes[0][0]):
+                    if alone and not self._queue:  # else others commit before its next
+                        left = tx.fence_left()
                     conn.execute("COMMIT")
             except BaseException:
                 # a failed COMMIT (disk full, I/O) may leave the transaction open
@@ -480,6 +476,10 @@ class SqliteTx(SqlTx):
     #: the job row of the call read with its run's, no function paused (``get_call``)
     _called: Sequence[Any] | None = None
     _version: int | None = None
+    #: whether the queue's statements wrote ``jobs``; the row of the job they last
+    #: moved, as written, while none wrote ``jobs`` since (``execute_jobs``)
+    _jobs_written = False
+    _moved: Sequence[Any] | None = None
 
     def get_call(self, job_id: str) -> Job | None:
         fence = self.fences.pop(job_id, None) if self.fences else None
@@ -504,6 +504,20 @@ class SqliteTx(SqlTx):
             self._called = row[:CALL_WIDTH]
         return row
 
+    def execute_jobs(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        """``execute`` for the queue's statements (``SqliteQueueSql``)."""
+        cur = self.execute(sql, args)
+        if sql is MOVE_JOB and cur.rowcount == 1:
+            self._moved, self._jobs_written = MOVED_ROW(args), True
+        elif not sql.startswith("SELECT"):  # a write: the row moved may be another now
+            self._moved, self._jobs_written = None, True
+        return cur
+
+    def execute_many_jobs(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """``execute_many`` for the queue's statements: each a write."""
+        self._moved, self._jobs_written = None, True
+        self.execute_many(sql, rows)
+
     def data_version(self) -> int:
         """``PRAGMA data_version`` in this transaction: another connection's commit
         since an earlier read of it changes it (this one's never do)."""
@@ -514,13 +528,11 @@ class SqliteTx(SqlTx):
     def fence_left(self) -> Fence | None:
         """What this transaction, once committed, leaves of the call it read, or of the
         run's next call it moved that call's job to (``sqlite_fence``); None when it
-        read none, or wrote the job otherwise, or changed its run but through its row.
-        Asked after its work, before ``end``."""
+        read none, or wrote the job otherwise, or changed its run but through its row."""
         called = self._called
         if called is None:
             return None
-        queue = self.__dict__.get("queue")
-        left = queue.moved if queue is not None and queue.written else called
+        left = self._moved if self._jobs_written else called
         if left is None or left[3] != called[3]:
             return None
         run_id = str(called[3])
