@@ -22,7 +22,7 @@ write lock held:
 A fence is left only by a transaction of one unit of work (a group commit's other units
 write too) that read its call with the run's row and no function paused, and then wrote
 no job, or moved that call's job to the run's next call with no other write to ``jobs``
-after it (``SqliteQueueSql.moved``). The run's row is the one the transaction holds for it
+after it (``SqliteTx.execute_jobs``). The run's row is the one the transaction holds for it
 (``SqlTx.run_row``: every write to ``runs`` goes through ``insert_run``/``update_run``
 or forgets it), with its steps revision. None is left while other transactions wait
 for the writer: they would commit before the call's next one. A fence that does not
