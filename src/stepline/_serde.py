@@ -105,7 +105,7 @@ def _loads_strict(data: str | bytes) -> Any:
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     if isinstance(data, bytes):
-        escaped = b"\\ud" in data or b"\\uD" in data
+        escaped = data.find(b"\\ud") >= 0 or data.find(b"\\uD") >= 0
     else:
         escaped = "\\ud" in data or "\\uD" in data
     if escaped and _lone_surrogate(value):
@@ -149,8 +149,12 @@ def to_jsonable(value: object, *, what: str = "output") -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             raise _errors.OutputUnserializableError(f"{what} is not JSON serializable: {value}")
         return value
-    if type(value) is dict and all(  # a flat object of plain values: a shallow copy is one
-        type(k) is str and type(v) in _FLAT for k, v in value.items()
+    # a flat object of plain values: a shallow copy is one (checked with ``map``, no
+    # Python frame per key: a step's value comes here twice)
+    if (
+        type(value) is dict
+        and _STR.issuperset(map(type, value))
+        and _FLAT.issuperset(map(type, value.values()))
     ):
         return dict(value)
     return _json.loads(dumps(value, what=what))
@@ -159,6 +163,7 @@ def to_jsonable(value: object, *, what: str = "output") -> Any:
 #: Values copied as they are in a flat object (not float: NaN must be refused; not
 #: subclasses such as IntEnum, which JSON turns into their base values).
 _FLAT = frozenset({str, int, bool, type(None)})
+_STR = frozenset({str})
 
 
 def revive(value: Any, output_type: type[T] | None) -> Any:

@@ -36,7 +36,6 @@ from stepline._execution.divergence import Divergence
 from stepline._protocol import headers
 from stepline._protocol.execution import DISCOVERY_STEP_ID, ExecutionRequest
 from stepline._replay import isolation
-from stepline._scope import Scope
 from stepline._transport.effects import Flow, drive_async, drive_sync
 
 if TYPE_CHECKING:
@@ -421,34 +420,26 @@ def _is_uuid(text: str) -> bool:
     return True
 
 
-def _function_call(
-    effect: RunFunction,
-) -> contextlib.AbstractContextManager[Callable[[Outcome], Outcome]]:
-    """Around one call of the user's function: its log fields and, if traced, its span.
-
-    Gives what to do with the outcome (the trace records it); the sync and async calls
-    below differ only by their ``await``.
-    """
-    token = _logs.bind(functools.partial(_context.log_fields, effect.state, effect.fn.composite_id))
-    if effect.trace is None:
-        return Scope(_untraced, lambda _finished, _raised: _unbound(token))
-    return _traced(effect.trace, token)
+def _log_fields(effect: RunFunction) -> contextvars.Token[_logs.Source | None]:
+    """Bind the call's log fields (run, function, step) for the user's code."""
+    return _logs.bind(functools.partial(_context.log_fields, effect.state, effect.fn.composite_id))
 
 
 @contextlib.contextmanager
-def _traced(
-    trace: tracing.ExecutionTrace, token: contextvars.Token[_logs.Source | None]
-) -> Iterator[Callable[[Outcome], Outcome]]:
-    try:
-        with trace.function_call():
-            yield trace.finished
-    finally:
-        _logs.unbind(token)
+def _watched(effect: RunFunction) -> Iterator[Callable[[Outcome], Outcome]]:
+    """Around one call of a traced or dry-run function: its span, and its isolation.
 
-
-def _unbound(token: contextvars.Token[_logs.Source | None]) -> bool:
-    _logs.unbind(token)
-    return False
+    Gives what to do with the outcome (the trace records it). A call neither traced nor
+    dry-run (the usual one) enters nothing: ``_call_sync`` and ``_call_async`` call it
+    directly, a step's worth of Python calls fewer.
+    """
+    with contextlib.ExitStack() as stack:
+        finished = _untraced
+        if effect.trace is not None:
+            stack.enter_context(effect.trace.function_call())
+            finished = effect.trace.finished
+        stack.enter_context(_isolated(effect.state))
+        yield finished
 
 
 def _untraced(outcome: Outcome) -> Outcome:
@@ -456,14 +447,26 @@ def _untraced(outcome: Outcome) -> Outcome:
 
 
 def _call_sync(effect: RunFunction, client: Client) -> Outcome:
-    with _function_call(effect) as finished, _isolated(effect.state):
-        return finished(invocation.call_sync(effect.fn, effect.state, client, effect.events))
+    token = _log_fields(effect)
+    try:
+        if effect.trace is None and not effect.state.dry_run:
+            return invocation.call_sync(effect.fn, effect.state, client, effect.events)
+        with _watched(effect) as finished:
+            return finished(invocation.call_sync(effect.fn, effect.state, client, effect.events))
+    finally:
+        _logs.unbind(token)
 
 
 async def _call_async(effect: RunFunction, client: Client) -> Outcome:
-    with _function_call(effect) as finished, _isolated(effect.state):
-        outcome = await invocation.call_async(effect.fn, effect.state, client, effect.events)
-        return finished(outcome)
+    token = _log_fields(effect)
+    try:
+        if effect.trace is None and not effect.state.dry_run:
+            return await invocation.call_async(effect.fn, effect.state, client, effect.events)
+        with _watched(effect) as finished:
+            outcome = await invocation.call_async(effect.fn, effect.state, client, effect.events)
+            return finished(outcome)
+    finally:
+        _logs.unbind(token)
 
 
 def _isolated(state: ExecutionState) -> contextlib.AbstractContextManager[object]:

@@ -242,13 +242,23 @@ class ExecutionState:
 
     def executing(self) -> Scope[StepSlot]:
         """Wrap the call of a step's callable; failures become ``StepError``/``StepFailed``."""
+        return Scope(self.start_executing(), self._executed)
+
+    def start_executing(self) -> StepSlot:
+        """The armed step's code starts (``executing``, unwrapped: the caller then calls
+        ``executed`` however the code ended, raising again what it raised)."""
         slot = self._running
         assert slot is not None, "begin_run must arm a step first"
         if self.observer is not None:
             slot.handle = self.observer.step_started(slot)
-        return Scope(slot, self._executed)
+        return slot
 
     def _executed(self, slot: StepSlot, error: BaseException | None) -> bool:
+        self.executed(slot, error)
+        return False  # what the code raised goes on: the step's outcome is recorded
+
+    def executed(self, slot: StepSlot, error: BaseException | None) -> None:
+        """The step's code ended, raising ``error`` (None: it returned ``slot.value``)."""
         self._running = None
         try:
             if isinstance(error, _errors.NonRetriableError):
@@ -259,7 +269,7 @@ class ExecutionState:
                     self._report_failure(slot, error)
                 else:  # the answer names the step, so the engine lists the failure under it
                     self._ended_by = (slot, error)
-                return False  # it ends the function, not just the step (as in inngest-py)
+                return  # it ends the function, not just the step (as in inngest-py)
             if isinstance(error, _errors.RetryAfterError) and (
                 self._done or isinstance(error, _errors.RetryAfterFailure)
             ):
@@ -271,7 +281,7 @@ class ExecutionState:
                 self._report_failure(slot, error)
             if isinstance(error, Exception) and not isinstance(error, _errors.RetryAfterError):
                 self._report_failure(slot, error)
-            return False  # nothing, an interrupt or a retry-after: on its way
+            # else nothing failed, or an interrupt or a retry-after is on its way
         finally:
             if self.observer is not None:
                 self.observer.step_ended(slot.handle, error)
@@ -391,9 +401,12 @@ class ExecutionState:
 
     def function_call(self, outcome: Outcome) -> Scope[Outcome]:
         """Run the user function; fill ``outcome`` however it ends."""
-        return Scope(outcome, self._function_ended)
+        return Scope(outcome, self.function_ended)
 
-    def _function_ended(self, outcome: Outcome, raised: BaseException | None) -> bool:
+    def function_ended(self, outcome: Outcome, raised: BaseException | None) -> bool:
+        """Fill ``outcome`` for a function that ended raising ``raised`` (None: it
+        returned ``outcome.output``); False when ``raised`` is not the function's to
+        answer and must go on (``function_call``, unwrapped)."""
         if raised is None:
             if self._done and self._held_back:  # the next call replays it and returns
                 outcome.ops = list(self._done)

@@ -68,9 +68,14 @@ def call_sync(
     ctx = SyncContext(step=step, **_common(fn, state, client, events))
     outcome = Outcome()
     publisher = state.publisher = Publisher(client.connection, state)
-    try:
-        with state.function_call(outcome):
+    try:  # ``state.function_call``, unwrapped: a call of every step-by-step step
+        try:
             outcome.output = fn.handler(ctx)  # type: ignore[arg-type]
+        except BaseException as exc:
+            if not state.function_ended(outcome, exc):
+                raise
+        else:
+            state.function_ended(outcome, None)
     finally:
         publisher.close_sync()  # the stream gets what was published before the answer
     return outcome

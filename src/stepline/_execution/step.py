@@ -402,10 +402,16 @@ class SyncStep(_StepTools):
             return value  # type: ignore[no-any-return]
         limit = self._limit(timeout)
         self._persist_sync()  # a durable endpoint: earlier steps first
-        with self._state.executing() as slot:
+        state = self._state
+        slot = state.start_executing()  # ``executing``, unwrapped: a step's code runs here
+        try:
             out = step_timeouts.call_sync(step_id, handler, args, limit)
             slot.value = _no_awaitable(out, step_id)
-        return self._state.finish_run(slot)  # type: ignore[no-any-return]
+        except BaseException as exc:
+            state.executed(slot, exc)
+            raise
+        state.executed(slot, None)
+        return state.finish_run(slot)  # type: ignore[no-any-return]
 
     def sleep(self, step_id: str, duration: Duration) -> None:
         """Pause the function for ``duration`` (timedelta, milliseconds or ``"1h"``)."""

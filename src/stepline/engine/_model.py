@@ -187,7 +187,8 @@ class StepRecord:
 def stack_of(steps: Iterable[StepRecord]) -> list[str]:
     """The hashed ids of the done ``steps`` in completion order (``Run.stack``): those with
     a ``seq``, by it. Pure; ``steps`` in stored order (``Tx.get_steps``) sort in one pass."""
-    done = sorted((s for s in steps if s.seq is not None), key=_SEQ)
+    done = [s for s in steps if s.seq is not None]
+    done.sort(key=_SEQ)
     return [s.step_id for s in done]
 
 

@@ -101,16 +101,18 @@ class FunctionSpec:
     version: str | None = None
     #: seconds one call to the app may take (``timeouts.call``; None: the engine's)
     call_timeout: float | None = None
+    #: a durable endpoint's function: started only by its endpoint (``event_names``);
+    #: from ``triggers``, once (each call the function's runs make asks)
+    is_endpoint: bool = dataclasses.field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        endpoint = event_names.is_endpoint([t.event for t in self.triggers])
+        object.__setattr__(self, "is_endpoint", endpoint)
 
     @property
     def is_failure_handler(self) -> bool:
         """Triggered by ``inngest/function.failed``/``finished``: emits no such events itself."""
         return any(t.event.startswith("inngest/function.") for t in self.triggers)
-
-    @property
-    def is_endpoint(self) -> bool:
-        """A durable endpoint's function: started only by its endpoint (``event_names``)."""
-        return event_names.is_endpoint(t.event for t in self.triggers)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -254,7 +254,7 @@ def call_result(raw: RawResponse, outcome: Outcome) -> str:
     if isinstance(outcome, Completed):
         return "completed"
     if isinstance(outcome, Ops):
-        return "completed" if any(op.op in _ENDS for op in outcome.ops) else "steps"
+        return "steps" if _ENDS.isdisjoint([op.op for op in outcome.ops]) else "completed"
     assert isinstance(outcome, Failed)
     if outcome.error.get("name") in _FAILURE_NAMES:
         return "sdk_error"

@@ -402,8 +402,8 @@ def _ops(body: bytes) -> tuple[ReportedOp, ...]:
         raise ValueError("body must be an array of ops")
     # NUL and lone surrogates reach a decoded string only through a \u escape (JSON
     # has no raw control characters, UTF-8 no surrogates): without one, all texts pass
-    escaped = b"\\u" in body
-    return tuple(_op(item, escaped) for item in raw)
+    escaped = body.find(b"\\u") >= 0  # ``find``, not ``in``: see ``stepline._json``
+    return tuple([_op(item, escaped) for item in raw])
 
 
 def _op(item: object, escaped: bool = True) -> ReportedOp:

@@ -599,7 +599,8 @@ class QueueWorker:
             tx.may_answer_from_kept_rows()
         now = self.clock.now()
         lost = (job.job_id, job.lease_epoch) in self._lost
-        follow_on = follow_on and self._taking and not lost
+        taking = self._taking
+        follow_on = follow_on and taking and not lost
         if follow_on:
             self.lease_as_queued(tx, job.run_id, now)
         lease = self.settings.lease_seconds
@@ -624,7 +625,6 @@ class QueueWorker:
         tx.queue.unlease_calls()
         # events the answer emitted (a step's sendEvent, the run's function.finished)
         # are matched by this worker next, without a trip through the queue either
-        taking = self._taking
         fanouts = [i for i in tx.queued if i.startswith("fanout:")] if taking else []
         spawn = self._take(tx, fanouts, now)
         # the worker loop needs waking only for jobs it has not taken already
@@ -681,12 +681,11 @@ class QueueWorker:
 def _steps_done(job: Job, outcome: response.Outcome) -> bool:
     """Whether ``outcome`` only reports steps done, for a call without concurrency keys:
     recording it logs nothing and reads nothing but the call and its run."""
-    return (
-        isinstance(outcome, response.Ops)
-        and outcome.divergence is None
-        and not job.payload.get("keys")
-        and all(op.op in _DONE_STEP for op in outcome.ops)
-    )
+    if not isinstance(outcome, response.Ops) or outcome.divergence is not None:
+        return False
+    if job.payload.get("keys"):
+        return False
+    return {op.op for op in outcome.ops} <= _DONE_STEP  # one call, not one per op
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
