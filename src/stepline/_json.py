@@ -8,10 +8,10 @@ and the standard library where it could:
   writes non-ASCII text as UTF-8 rather than ``\\u`` escapes (the same string once
   decoded) and has no ``NaN``: callers encode values that came from strict JSON, or
   check (``_serde.dumps`` does);
-* decoding: a document with a run of 19 or more digits (which may be an integer
-  orjson would turn into a float) and anything orjson refuses (``NaN``, ``1e400``, a
-  byte order mark) are decoded by ``json``, which then accepts or refuses them as it
-  always does.
+* decoding: a document with an integer of 19 or more digits (which orjson may turn
+  into a float; digits inside a string are mostly told apart) and anything orjson
+  refuses (``NaN``, ``1e400``, a byte order mark) are decoded by ``json``, which then
+  accepts or refuses them as it always does.
 
 ``STEPLINE_JSON=stdlib`` in the environment keeps to the standard library (to compare,
 or to rule orjson out). Canonical JSON for signatures (``_protocol.jcs``) and keys
@@ -40,14 +40,25 @@ FAST = _orjson is not None
 _PASSTHROUGH = (
     (_orjson.OPT_PASSTHROUGH_DATACLASS | _orjson.OPT_PASSTHROUGH_DATETIME) if _orjson else 0
 )
-#: Digits to ``0``, every other byte to a space: a 19-digit run becomes ``_LONG_RUN``
-#: (a table lookup and a substring search: several times faster than a regex here).
-_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG = 19  # digits in a row from which orjson may round an integer
+#: What a number's first digit can follow in JSON (after an optional ``-``): the start
+#: of an array, a value or a member, whitespace, or that ``-``.
+_NUMBER_START = b"[,:- \t\n\r"
+#: Digits to ``0``, the bytes a number can follow to ``+``, every other byte to a space:
+#: an integer of 19 digits or more becomes ``_LONG_RUN`` (a table lookup and a substring
+#: search: several times faster than a regex here). Digits inside a string mostly follow
+#: a letter or the opening quote, and stay out of it: a hashed step id with 19 digits in
+#: a row (one in about a thousand), or a numeric id kept as a string (a snowflake), does
+#: not send a run's whole state to the standard library's decoder.
+_DIGITS = bytes(
+    0x30 if 0x30 <= b <= 0x39 else 0x2B if b in _NUMBER_START else 0x20 for b in range(256)
+)
 #: A byte string is searched with ``find``, never ``needle in data``: ``in`` first tries
 #: the needle as an integer (one byte's value) and builds, formats and drops a
 #: ``TypeError`` before it searches (about 2,000 instructions each, on every document).
-_LONG_RUN = b"0" * _LONG
+_LONG_RUN = b"+" + b"0" * _LONG
+#: a document that is a long integer: no byte before its first digit
+_LONG_START = b"0" * _LONG
 _COMPACT = (",", ":")
 
 Default = Callable[[Any], Any]
@@ -104,16 +115,18 @@ def loads(
             whatever ``slow`` raises.
     """
     if _orjson is not None:
-        # a run of 19 digits: an integer orjson may not keep exact (checked inline: a
-        # step decodes several documents)
+        # an integer of 19 digits: orjson may not keep it exact (checked inline: a step
+        # decodes several documents)
         if len(data) < _LONG:
             long = False
-        elif isinstance(data, str):
-            digits = data.encode("utf-8", "surrogatepass").translate(_DIGITS)
-            long = digits.find(_LONG_RUN) >= 0
         else:
-            raw = data.tobytes() if isinstance(data, memoryview) else data
-            long = raw.translate(_DIGITS).find(_LONG_RUN) >= 0
+            digits: bytes | bytearray
+            if isinstance(data, str):
+                digits = data.encode("utf-8", "surrogatepass").translate(_DIGITS)
+            else:
+                raw = data.tobytes() if isinstance(data, memoryview) else data
+                digits = raw.translate(_DIGITS)
+            long = digits.find(_LONG_RUN) >= 0 or digits.startswith(_LONG_START)
         if not long:
             try:
                 return _orjson.loads(data)

@@ -97,6 +97,9 @@ def test_round_trips_equal_the_standard_library(value: Any, use_orjson: bool) ->
         "-9223372036854775809",
         "18446744073709551616",
         '{"id": 99999999999999999999}',
+        ' {"id":99999999999999999999,"n":[1,-99999999999999999999]}',
+        "[\t99999999999999999999,\r\n 99999999999999999999 ]",
+        '{"id": "99999999999999999999", "n": 99999999999999999999}',
         "[1e400, -1e400]",  # json: infinities
         "NaN",
         '[Infinity, -Infinity, {"a": NaN}]',
@@ -108,6 +111,26 @@ def test_loads_answers_as_json_does(backend: str, text: str) -> None:
     got, want = _json.loads(text), json.loads(text)
     assert json.dumps(got) == json.dumps(want)  # NaN != NaN: compare the written forms
     assert json.dumps(_json.loads(text.encode("utf-8"))) == json.dumps(json.loads(text.encode()))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"user": "1234567890123456789012", "note": "call 5"}',  # an id kept as a string
+        '{"a7f3c2901234567890123456789b": {"data": 1}}',  # a hashed step id's digits
+        '["x-1", "1.1234567890123456789012", "y"]',
+    ],
+)
+def test_digits_inside_strings_stay_on_orjson(text: str) -> None:
+    """Only an integer orjson may round goes to the standard library: a run's state
+    holding a long digit string decodes as fast as any other."""
+    require_module("orjson")
+
+    def slow(_data: object) -> object:
+        raise AssertionError(f"decoded by the standard library: {text}")
+
+    assert _json.loads(text, slow=slow) == json.loads(text)
+    assert _json.loads(text.encode(), slow=slow) == json.loads(text)
 
 
 @pytest.mark.parametrize("text", ["", "[1,", "{'a': 1}", "nul", b"\xff\xfe[", "[1] x"])
