@@ -53,12 +53,13 @@ _NUMBER_START = b"[,:- \t\n\r"
 _DIGITS = bytes(
     0x30 if 0x30 <= b <= 0x39 else 0x2B if b in _NUMBER_START else 0x20 for b in range(256)
 )
-#: A byte string is searched with ``find``, never ``needle in data``: ``in`` first tries
-#: the needle as an integer (one byte's value) and builds, formats and drops a
-#: ``TypeError`` before it searches (about 2,000 instructions each, on every document).
+#: a long integer after a byte a number can follow, translated
 _LONG_RUN = b"+" + b"0" * _LONG
 #: a document that is a long integer: no byte before its first digit
 _LONG_START = b"0" * _LONG
+# Byte strings are searched with ``find``, never ``needle in data``: ``in`` first tries
+# the needle as an integer (one byte's value) and builds, formats and drops a
+# ``TypeError`` before it searches (about 2,000 instructions each, on every document).
 _COMPACT = (",", ":")
 
 Default = Callable[[Any], Any]
