@@ -145,18 +145,36 @@ def loads_or_none(data: bytes) -> object:
     return parsed
 
 
+#: Types whose values orjson writes as JSON does, with no float inside (subclasses are
+#: looked at one by one: an ``int`` subclass may be an enum, a ``str`` one anything)
+_PLAIN: frozenset[type] = frozenset({str, int, bool, type(None)})
+
+
 def _non_finite(value: object) -> bool:
-    """Whether ``value`` holds a NaN or an infinity (orjson writes them as ``null``)."""
-    stack = [value]
+    """Whether ``value`` holds a NaN or an infinity (orjson writes them as ``null``).
+
+    The exact built-in types are told apart by ``type`` first, one test each: most of a
+    document is strings, numbers and ``None``, which ``isinstance`` would test four
+    times over. What is not one of them is judged by ``isinstance``, as a subclass may be.
+    """
+    stack: list[Any] = [value]
+    pop, extend = stack.pop, stack.extend
     while stack:
-        item = stack.pop()
-        if isinstance(item, float):
+        item = pop()
+        kind = type(item)
+        if kind in _PLAIN:
+            continue
+        if kind is dict:
+            extend(item.values())
+        elif kind is list or kind is tuple:
+            extend(item)
+        elif isinstance(item, float):
             if not math.isfinite(item):
                 return True
         elif isinstance(item, dict):
-            stack.extend(item.values())
+            extend(item.values())
         elif isinstance(item, list | tuple):
-            stack.extend(item)
+            extend(item)
         elif not isinstance(item, str | int | bool | None):
             return True  # an object orjson serialised its own way: json decides
     return False

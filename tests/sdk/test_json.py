@@ -171,6 +171,45 @@ def test_finite_refuses_nan_and_infinities_but_not_null(backend: str) -> None:
     assert _json.dumpb({"x": None, "y": "null"}, finite=True) == b'{"x":null,"y":"null"}'
 
 
+class _Ratio(float):
+    pass
+
+
+class _Table(dict[str, Any]):
+    pass
+
+
+class _Row(list[Any]):
+    pass
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"a": None, "b": ({"c": [None, math.nan]},)},  # in a tuple, under lists and dicts
+        [None, _Ratio("inf")],  # a float subclass
+        _Table(a=None, b=-math.inf),  # in a dict subclass
+        {"a": _Row([None, math.nan])},  # in a list subclass
+    ],
+)
+def test_finite_finds_nan_wherever_it_is_nested(backend: str, bad: object) -> None:
+    with pytest.raises(ValueError, match="Out of range float"):
+        _json.dumpb(bad, finite=True)
+
+
+def test_finite_takes_nested_plain_values_and_their_subclasses(backend: str) -> None:
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    value = {
+        "a": None,
+        "b": (1, "x", True, 2.5, [None]),
+        "c": _Table(d=_Ratio(0.5)),
+        "e": Level.HIGH,
+    }
+    assert _json.loads(_json.dumpb(value, finite=True)) == json.loads(json.dumps(value))
+
+
 def test_keys_that_are_not_strings_are_written_as_json_writes_them(backend: str) -> None:
     value = {1: "a", 2.5: "b", False: "c", None: "d"}
     assert _json.loads(_json.dumpb(value)) == json.loads(json.dumps(value))

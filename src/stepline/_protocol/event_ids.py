@@ -27,17 +27,25 @@ class SeedError(ValueError):
     """``X-Inngest-Event-Id-Seed`` is not ``<ms>,<base64 of 10 bytes>``."""
 
 
-#: RFC 4648's base32 alphabet to Crockford's, byte for byte.
-_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET.encode("ascii"))
+#: Every pair of Crockford digits, by the 10 bits they write.
+_PAIRS = [high + low for high in ALPHABET for low in ALPHABET]
+_TEN_BITS = 1023
 
 
 def _encode(value: int) -> str:
-    """A 128-bit value in 26 Crockford base32 digits, most significant first.
+    """A 128-bit value in 26 Crockford base32 digits, most significant first: 13 pairs of
+    digits, each written for 10 bits of the value (the first pair's top two are zeros).
 
-    As 20 bytes, its top 30 bits are zeros: base32 writes those as 6 leading digits and
-    the value's 130 low bits (two leading zeros, then the 128) as the 26 after them.
+    Per pair, one table lookup: a third of ``base64.b32encode``'s cost, which on Python
+    3.11 encodes in Python, five bits at a time.
     """
-    return base64.b32encode(value.to_bytes(20, "big"))[6:].translate(_CROCKFORD).decode("ascii")
+    p, m = _PAIRS, _TEN_BITS
+    return "".join((
+        p[value >> 120], p[(value >> 110) & m], p[(value >> 100) & m], p[(value >> 90) & m],
+        p[(value >> 80) & m], p[(value >> 70) & m], p[(value >> 60) & m], p[(value >> 50) & m],
+        p[(value >> 40) & m], p[(value >> 30) & m], p[(value >> 20) & m], p[(value >> 10) & m],
+        p[value & m],
+    ))  # fmt: skip
 
 
 def ulid(ms: int, entropy: bytes | None = None) -> str:

@@ -163,8 +163,13 @@ def _lost(exc: LeaseLostError) -> ApiError:
 
 # -- in process: an embedded engine's own app, without HTTP ------------------------------
 
-_PATH = re.compile(
-    r"/v1/(?:functions/(?P<fn>[^/]+)/inline|runs/(?P<run>[^/]+)/inline/(?P<what>checkpoint|answer))"
+#: An absolute URL's scheme and authority, then one of the routes' paths, then any query
+#: or fragment: what ``urllib.parse.urlsplit`` would take apart, in one match
+_URL = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*"
+    r"/v1/(?:functions/(?P<fn>[^/?#]+)/inline|runs/(?P<run>[^/?#]+)/inline/(?P<what>checkpoint|answer))"
+    r"(?:[?#].*)?",
+    re.DOTALL,
 )
 _JSON = {"content-type": "application/json"}
 
@@ -237,4 +242,4 @@ class Direct:
 def _match(url: str) -> re.Match[str] | None:
     """The route of ``url``; cached: each is matched by ``handles`` and again by
     ``perform``, a run's checkpoints share one, and a function's starts another."""
-    return _PATH.fullmatch(urllib.parse.urlsplit(url).path)
+    return _URL.fullmatch(url)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from stepline._api import step_state
 from stepline._json import loads as json_loads
-from stepline._protocol import durations, execution
+from stepline._protocol import execution
 from stepline.engine._apps.sync import SyncResult
 from stepline.engine._control import replay
 from stepline.engine._model import (
@@ -40,7 +40,10 @@ def timestamp(seconds: float | None) -> str | None:
     """
     if seconds is None:
         return None
-    return durations.format_timestamp(_dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc))
+    # ``durations.format_timestamp``'s text, for a time known to be UTC: its offset cut
+    # off instead of converting the time to a naive one first
+    when = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+    return when.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _stored_value(text: str | None) -> Any:
