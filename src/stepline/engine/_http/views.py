@@ -6,15 +6,12 @@ not the text the store keeps, so API clients never decode twice.
 
 from __future__ import annotations
 
-import datetime as _dt
-import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from stepline._api import step_state
 from stepline._json import loads as json_loads
-from stepline._protocol import execution
+from stepline._protocol import durations, execution
 from stepline.engine._apps.sync import SyncResult
 from stepline.engine._control import replay
 from stepline.engine._model import (
@@ -34,30 +31,13 @@ T = TypeVar("T")
 def timestamp(seconds: float | None) -> str | None:
     """Seconds since the epoch as ``2026-01-01T00:00:00.123Z`` (None stays None).
 
-    The text ``durations.format_timestamp`` writes for the time: the microseconds
-    rounded as ``datetime.fromtimestamp`` rounds them (half to even), then cut to
-    milliseconds. The date and time of day to the second are kept for the last seconds
-    seen: a run's times, and a page of runs', mostly fall within a few.
-
     Args:
         seconds: a time from the store.
 
     Returns:
         The RFC 3339 text, or None.
     """
-    if seconds is None:
-        return None
-    whole = math.floor(seconds)
-    micros = round((seconds - whole) * 1_000_000)
-    if micros == 1_000_000:
-        whole, micros = whole + 1, 0
-    return f"{_to_the_second(whole)}.{micros // 1000:03d}Z"
-
-
-@functools.lru_cache(maxsize=256)
-def _to_the_second(whole: int) -> str:
-    """``2026-01-01T00:00:00``: the UTC time of ``whole`` seconds since the epoch."""
-    return _dt.datetime.fromtimestamp(whole, tz=_dt.timezone.utc).isoformat()[:19]
+    return None if seconds is None else durations.format_epoch(seconds)
 
 
 def _stored_value(text: str | None) -> Any:

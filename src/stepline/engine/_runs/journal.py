@@ -8,7 +8,6 @@ on. Pure.
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,7 +58,7 @@ def journal_of(run: Run, steps: Sequence[StepRecord], *, exported_at: float) -> 
 def _time(seconds: float | None) -> str | None:
     if seconds is None:
         return None
-    return durations.format_timestamp(_dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc))
+    return durations.format_epoch(seconds)
 
 
 def _stored(text: str | None) -> Any:

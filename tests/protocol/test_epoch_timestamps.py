@@ -1,4 +1,5 @@
-"""The REST views' timestamps: the text ``durations.format_timestamp`` writes for
+"""Times from the store as the REST views and run journals write them
+(``durations.format_epoch``): the text ``durations.format_timestamp`` writes for
 ``datetime.fromtimestamp(seconds, UTC)``, whatever the seconds."""
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ def _by_datetime(seconds: float) -> str:
     ],
 )
 def test_edges(seconds: float, text: str) -> None:
-    assert views.timestamp(seconds) == text == _by_datetime(seconds)
+    assert durations.format_epoch(seconds) == text == _by_datetime(seconds)
 
 
-def test_none_stays_none() -> None:
+def test_a_view_writes_it_and_none_stays_none() -> None:
+    assert views.timestamp(1764000000.123456) == "2025-11-24T16:00:00.123Z"
     assert views.timestamp(None) is None
 
 
@@ -43,17 +45,17 @@ def test_none_stays_none() -> None:
 @example(1e9 + 0.5e-6)  # exactly half a microsecond: to even
 @example(1e9 + 1.5e-6)
 def test_any_time_reads_as_datetime_writes_it(seconds: float) -> None:
-    assert views.timestamp(seconds) == _by_datetime(seconds)
+    assert durations.format_epoch(seconds) == _by_datetime(seconds)
 
 
 @given(st.integers(min_value=0, max_value=10**6 - 1), st.integers(0, 1))
 def test_each_microsecond_and_half_reads_as_datetime_writes_it(micros: int, half: int) -> None:
     seconds = 1764000000 + (micros + half / 2) / 1e6
-    assert views.timestamp(seconds) == _by_datetime(seconds)
+    assert durations.format_epoch(seconds) == _by_datetime(seconds)
 
 
 def test_beyond_datetime_fails_as_datetime_does() -> None:
     with pytest.raises((ValueError, OverflowError, OSError)):
         _by_datetime(1e20)
     with pytest.raises((ValueError, OverflowError, OSError)):
-        views.timestamp(1e20)
+        durations.format_epoch(1e20)
