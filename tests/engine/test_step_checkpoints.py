@@ -49,9 +49,10 @@ OPTIONS: dict[str, bool | stepline.Checkpointing] = {
 
 
 def recorder(
-    client: stepline.Client, engine: list[Engine], faces: str
+    client: stepline.Client, engine: list[Engine], faces: str, count: int = STEPS
 ) -> tuple[stepline.Function, list[int], list[str]]:
-    """A five-step function noting how many steps were recorded as each step began."""
+    """A function of ``count`` steps (five) noting how many steps were recorded as each
+    step began."""
     seen: list[int] = []
     entered: list[str] = []
 
@@ -64,14 +65,14 @@ def recorder(
         @client.function(id="five", trigger=TRIGGER, retries=0)
         async def five(ctx: stepline.Context) -> int:
             entered.append(ctx.run_id)
-            for i in range(STEPS):
+            for i in range(count):
 
                 async def look(i: int = i) -> int:
                     seen.append(await recorded(ctx.run_id))
                     return i
 
                 await ctx.step.run(f"s{i}", look)
-            return STEPS
+            return count
 
         return five, seen, entered
 
@@ -80,7 +81,7 @@ def recorder(
     @client.function(id="five", trigger=TRIGGER, retries=0)
     def sync_five(ctx: stepline.SyncContext) -> int:
         entered.append(ctx.run_id)
-        for i in range(STEPS):
+        for i in range(count):
 
             def look(i: int = i) -> int:
                 future = asyncio.run_coroutine_threadsafe(recorded(ctx.run_id), loop)
@@ -88,7 +89,7 @@ def recorder(
                 return i
 
             ctx.step.run(f"s{i}", look)
-        return STEPS
+        return count
 
     return sync_five, seen, entered
 
@@ -120,6 +121,35 @@ def test_what_each_step_finds_recorded_in_process(db: str, mode: str, faces: str
         want_calls = STEPS  # a sync function's last step answers with its result (run_on)
     assert seen == want_seen
     assert len(entered) == want_calls
+
+
+@pytest.mark.parametrize("faces", ["sync", "async"])
+def test_a_long_batched_run_commits_each_batch_and_goes_on_in_the_same_call(
+    db: str, faces: str
+) -> None:
+    """Batched checkpointing (the default) reports a call's steps with its answer, up to
+    a batch of 100: past that, the batch is committed before the next step's code runs
+    and the call goes on, instead of answering and being called again, which would
+    replay the run from its start (a long run's cost quadratic in its steps)."""
+    count = 250
+    client = dev_client("cp", checkpointing=True)
+    holder: list[Engine] = []
+
+    async def scenario() -> tuple[list[int], list[str]]:
+        fn, seen, entered = recorder(client, holder, faces, count)
+        async with running(db, apps=[(client, [fn])]) as engine:
+            holder.append(engine)
+            await engine.send({"name": "cp/go"})
+            run = await finished(engine, await only_run(engine, "cp-five"))
+            assert run.status is RunStatus.COMPLETED, run.output
+            assert run.output == str(count)  # as stored: JSON text
+            steps = await engine.run_steps(run.run_id)
+            assert [(s.name, s.seq) for s in steps] == [(f"s{i}", i) for i in range(count)]
+        return seen, entered
+
+    seen, entered = arun(scenario())
+    assert seen == [0] * 100 + [100] * 100 + [200] * 50  # committed a batch at a time
+    assert len(entered) == 1  # one call: no replay
 
 
 def test_a_cancelled_run_stops_at_the_next_step_boundary(db: str) -> None:

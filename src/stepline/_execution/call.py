@@ -310,9 +310,15 @@ class ExecutionState:
         return self._counter.peek(user_id) in self._memos
 
     def take_due(self) -> list[Op]:
-        """``take_done`` once the policy's ``buffered_steps`` have accumulated, else []."""
+        """``take_done`` once enough steps have accumulated to persist them, else []:
+        under a ``checkpointer``, the policy's ``buffered_steps``; under a ``committer``
+        alone (steps reported with the answer), its ``max_steps``, one call's batch, which
+        the engine then commits while the call goes on (see ``_complete``)."""
         policy = self._checkpoint
-        if policy is None or len(self._done) < policy.buffered_steps:
+        if policy is None:
+            return []
+        due = policy.buffered_steps if self.checkpointer is not None else policy.max_steps
+        if len(self._done) < due:
             return []
         done, self._done = self._done, []
         return done
@@ -515,11 +521,15 @@ class ExecutionState:
             self._ops.append(op)
             raise _Planned if self._parallel_depth and self._target is None else _Respond
         self._done.append(op)
-        if (
-            len(self._done) >= self._checkpoint.max_steps  # type: ignore[union-attr]
-            or self._clock() - self._started >= self._checkpoint.max_seconds  # type: ignore[union-attr]
-        ):
+        policy = self._checkpoint
+        assert policy is not None  # ``_may_checkpoint`` said so
+        if self._clock() - self._started >= policy.max_seconds:
             raise _Respond
+        if len(self._done) >= policy.max_steps and self.committer is None:
+            raise _Respond
+        # with a committer the batch is committed before the next step's code runs
+        # (``step.persist_*``) and the call goes on: a long run is not replayed from its
+        # start by a new call every ``max_steps`` steps
 
     def _report_failure(self, slot: StepSlot, exc: Exception) -> None:
         retriable = exc.retriable if isinstance(exc, _errors.SteplineError) else True

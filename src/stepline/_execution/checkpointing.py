@@ -3,8 +3,11 @@
 Two shapes, both offered by the engine per call (``ctx.qi_id``):
 
 * **batched** (``checkpointing=True``, the default): the steps a call runs are reported
-  with its answer and committed together. Fastest; a crash in the middle of a call runs
-  that call's steps again.
+  with its answer and committed together; a call that runs more than a batch
+  (``CheckpointPolicy.max_steps``, 100) has each batch committed before the next step's
+  code runs, and goes on (it is not answered and called again, which would replay the
+  run from its start). Fastest; a crash in the middle of a call runs again the steps
+  since its last commit.
 * **per step** (``checkpointing=Checkpointing(buffered_steps=1)``): each step's result is
   persisted before the next step's code runs, and the call goes on with no replay. A
   step, once its successor started, never runs again: the guarantee of one call per
@@ -59,7 +62,9 @@ class CheckpointPolicy:
     """Limits on how many ``step.run``s one request may run before reporting.
 
     ``buffered_steps`` applies when the execution has a ``Checkpointer``: the completed
-    steps are handed to it once that many have accumulated.
+    steps are handed to it once that many have accumulated. ``max_steps``, otherwise:
+    the steps are handed to the execution's committer once that many have accumulated,
+    or, without one, the call answers with them. ``max_seconds``: the call answers.
     """
 
     max_steps: int = 100

@@ -128,8 +128,10 @@ def persist_sync(state: ExecutionState) -> None:
     """Under a checkpointer (a durable endpoint, per-step checkpointing), persist the
     steps completed so far before a new step's code runs (its effects are never seen
     before they are recorded); the last ones go with the call's answer, as do the ones a
-    failed checkpoint could not persist."""
-    checkpointer = state.checkpointer
+    failed checkpoint could not persist. Steps reported with the answer (batched
+    checkpointing) are persisted here too, through the call's committer, once they fill
+    a call's batch (``ExecutionState.take_due``)."""
+    checkpointer = state.checkpointer or state.committer
     if checkpointer is not None and (done := state.take_due()):
         try:
             checkpointer.flush_sync(done)
@@ -139,7 +141,7 @@ def persist_sync(state: ExecutionState) -> None:
 
 async def persist_async(state: ExecutionState) -> None:
     """Async twin of ``persist_sync``."""
-    checkpointer = state.checkpointer
+    checkpointer = state.checkpointer or state.committer
     if checkpointer is not None and (done := state.take_due()):
         try:
             await checkpointer.flush_async(done)
