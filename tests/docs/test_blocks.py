@@ -24,9 +24,9 @@ What a file's blocks get from this harness, and nothing else:
 * setup a reader does not need to see (a stub for the ``charge_card`` a snippet calls, an
   engine for ``await client.start(...)``) lives in the same file as an HTML comment
   ``<!-- invisible-code-block: python ... -->``, Sybil's own form; ``docs_engine(client,
-  functions, skip_time=False)`` opens a ``stepline.testing.TestEnv`` that the file's test
-  closes (or ``docs_stop_engines()`` sooner), so the client's calls reach an in-process
-  engine on a virtual clock (which ``skip_time`` moves a day every 50 ms);
+  functions)`` opens a ``stepline.testing.TestEnv`` that the file's test closes (or
+  ``docs_stop_engines()`` sooner), so the client's calls reach an in-process engine on a
+  virtual clock, which skips to each next timer while a block awaits a run's result;
 * shell lines (``$ `` lines of a console block; every line of a bash/sh block) run in
   ``bash`` with the venv's ``bin`` first on ``PATH``; their output is not compared (run
   ids and times differ each run), their exit status must be 0. A line that starts a
@@ -49,7 +49,6 @@ import ast
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import importlib
 import inspect
 import json
@@ -59,7 +58,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -402,13 +400,8 @@ def _run_file(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ta
         stack.callback(_forget_modules, state)
         engines = stack.enter_context(contextlib.ExitStack())
 
-        def docs_engine(
-            client: stepline.Client, functions: list[Any], *, skip_time: bool = False
-        ) -> stepline.testing.TestEnv:
-            env = engines.enter_context(stepline.testing.TestEnv(client, functions))
-            if skip_time:
-                engines.enter_context(_days_pass(env))
-            return env
+        def docs_engine(client: stepline.Client, functions: list[Any]) -> stepline.testing.TestEnv:
+            return engines.enter_context(stepline.testing.TestEnv(client, functions))
 
         document.namespace.update(
             __name__=f"docs_{path.stem.replace('-', '_')}",
@@ -429,29 +422,6 @@ def _run_file(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ta
     fences = re.findall(rf"^\s*```({languages})\s*$", path.read_text(), re.M)
     assert tally.ran + len(tally.fragments) == len(fences), f"{path}: a block Sybil did not see"
     return tally
-
-
-@contextlib.contextmanager
-def _days_pass(env: stepline.testing.TestEnv) -> Iterator[None]:
-    """Moves the env's clock a day every 50 ms, for blocks that await a client call.
-
-    ``TestRun.result`` skips time by itself; the client's own ``handle.result()`` is a
-    long poll the env cannot see, so a snippet awaiting a run that sleeps needs the clock
-    moved for it.
-    """
-    stop = threading.Event()
-
-    def advance() -> None:
-        while not stop.wait(0.05):
-            env.advance_sync(datetime.timedelta(days=1))
-
-    thread = threading.Thread(target=advance, name="docs-clock", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=10)
 
 
 def _restore_environ(saved: dict[str, str]) -> None:

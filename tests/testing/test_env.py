@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
@@ -12,6 +14,8 @@ from tests._support.clients import dev_client
 from tests._support.virtual_time import START
 
 client = dev_client("env")
+
+T = TypeVar("T")
 
 
 @client.function(id="echo", trigger=stepline.TriggerEvent(event="t/echo"))
@@ -47,6 +51,22 @@ async def pay(ctx: stepline.Context) -> None:
 
 
 FUNCTIONS = [echo, broken, single, pay]
+
+#: attempts of ``flaky``'s step per run, to fail its first
+attempts: dict[str, int] = {}
+
+
+@client.function(id="rest", trigger=stepline.TriggerEvent(event="t/rest"), retries=3)
+async def rest(ctx: stepline.Context) -> str:
+    await ctx.step.sleep("overnight", dt.timedelta(days=1))
+
+    def flaky() -> str:
+        attempts[ctx.run_id] = attempts.get(ctx.run_id, 0) + 1
+        if attempts[ctx.run_id] == 1:
+            raise RuntimeError("a server slow to start")  # retried after a backoff
+        return "rested"
+
+    return str(await ctx.step.run("flaky", flaky))
 
 
 def test_results_failures_and_listing() -> None:
@@ -180,6 +200,32 @@ def test_a_call_waiting_for_a_thread_is_named_in_the_timeout() -> None:
     _run(scenario())
 
 
+def test_the_clients_own_result_skips_time_as_the_envs_does() -> None:
+    """``handle.result()`` through the client (in a test or in the app's own route) is
+    a long poll of the engine: under auto-skip, time moves to each next job for it too,
+    through a day's sleep and a retry's backoff, instead of standing still under it."""
+    with TestEnv(client, [rest], start=START) as env:
+        assert client.start_sync(rest).result(timeout=20) == "rested"
+        assert client.execute_sync(rest, timeout=20) == "rested"  # a start held to the end
+
+        async def from_async() -> object:
+            return await (await client.start(rest)).result(timeout=20)
+
+        assert _run(from_async()) == "rested"
+        assert env.now - START >= dt.timedelta(days=3)
+    assert len(attempts) == 3
+    assert set(attempts.values()) == {2}
+
+
+def test_without_auto_skip_the_clients_result_leaves_time_alone() -> None:
+    with TestEnv(client, [rest], start=START, auto_skip=False) as env:
+        handle = client.start_sync(rest)
+        with pytest.raises(stepline.RunTimeoutError):
+            handle.result(timeout=0.5)
+        assert env.now == START
+        assert handle.status() is stepline.RunStatus.RUNNING
+
+
 def test_a_run_nothing_can_end_is_reported_not_waited_for() -> None:
     from stepline.engine._model import Run, RunStatus
 
@@ -195,7 +241,7 @@ def test_a_run_nothing_can_end_is_reported_not_waited_for() -> None:
             env.get_run("orphan").result_sync()
 
 
-def _run(coro: object) -> None:
+def _run(coro: Coroutine[Any, Any, T]) -> T:
     import asyncio
 
-    asyncio.run(coro)  # type: ignore[arg-type]
+    return asyncio.run(coro)

@@ -58,9 +58,11 @@ class TestEnv:
     Args:
         client: the app's client.
         functions: the functions to serve.
-        auto_skip: while a test waits for a run's result, jump the clock to the engine's
-            next timer whenever nothing else can happen (sleeps, waits, debounce,
-            batching, retry backoff, crons...). Without it, time moves only by ``advance``.
+        auto_skip: while a test waits for a run's result (``TestRun.result``, or the
+            client's ``handle.result()`` in the test or in the app's routes), jump the
+            clock to the engine's next timer whenever nothing else can happen (sleeps,
+            waits, debounce, batching, retry backoff, crons...). Without it, time moves
+            only by ``advance``.
         start: the virtual time to start at (default: the real time now).
         database: the engine's database: SQLite ``:memory:`` (default) or a file path.
         sync_functions: where plain ``def`` functions run: ``"pool"`` (the SDK's thread
@@ -109,7 +111,9 @@ class TestEnv:
         served = [instrument(fn, self._log, now, self._mailbox) for fn in self.functions]
         # inline in a request's thread: never handed to the mailbox's waiting thread
         inline = {fn.composite_id: instrument(fn, self._log, now, None) for fn in endpoints}
-        self._host = EngineHost(client, served, settings, self._clock, self._mailbox, inline=inline)
+        self._host = EngineHost(
+            client, served, settings, self._clock, self._mailbox, inline=inline, poll=self._polled
+        )
         self._runner = Runner(
             host=self._host, finish=self._finish, bound=self._bounded, settle=self._settle
         )
@@ -360,6 +364,12 @@ class TestEnv:
                 break
             cursor = page[-1].run_id
         return [TestRun(self._runner, run.run_id) for run in reversed(found)]
+
+    async def _polled(self, run_id: str, seconds: float) -> None:
+        """A client's long poll of a run (``handle.result()``, from the test or the app's
+        own routes) skips time as ``TestRun.result`` does, under ``auto_skip``."""
+        if self.auto_skip:
+            await self._keeper().skip_for(run_id, seconds)
 
     async def _finish(self, run_id: str) -> Run:
         return await self._keeper().finish(run_id, auto_skip=self.auto_skip)

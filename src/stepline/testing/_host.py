@@ -13,7 +13,9 @@ import asyncio
 import concurrent.futures
 import copy
 import dataclasses
+import re
 import threading
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -34,6 +36,16 @@ T = TypeVar("T")
 #: The origin the client's engine requests are addressed to; they never leave the process.
 ORIGIN = "http://stepline.testing"
 
+#: A client's long poll for a run's end (``RunHandle.result``): ``GET /v1/runs/{id}?wait=``.
+_POLL = re.compile(
+    re.escape(ORIGIN) + r"(?P<path>/v1/runs/(?P<run>[^/?#]+))\?wait=(?P<wait>[^&#]+)"
+)
+#: A start that asks the engine to hold its answer until the run ends (``client.execute``).
+_HELD_START = re.compile(re.escape(ORIGIN) + r"(?P<path>/v1/functions/[^/?#]+/runs)\?wait=[^&#]+")
+
+#: Waits, for a client's long poll of the run ``run_id``, at most ``seconds`` real seconds.
+Poll = Callable[[str, float], Awaitable[None]]
+
 
 class EngineHost:
     """Runs an engine for one app and routes the app's client to it.
@@ -45,6 +57,8 @@ class EngineHost:
         clock: the engine's clock.
         mailbox: where worker threads post calls for a waiting thread, if anywhere.
         inline: the (instrumented) copies durable endpoints run inline, by composite id.
+        poll: what a client's long poll of a run waits through before the engine answers
+            it (the env's auto-skip); None: the engine answers it as any engine does.
     """
 
     def __init__(
@@ -56,8 +70,10 @@ class EngineHost:
         mailbox: Mailbox | None,
         *,
         inline: Mapping[str, Function] | None = None,
+        poll: Poll | None = None,
     ) -> None:
         self.client = client
+        self.poll = poll
         self.inline = dict(inline or {})
         self.functions = list(functions)
         self.settings = settings
@@ -190,15 +206,37 @@ class EngineHost:
 
     async def _perform(self, request: effects.HttpRequest) -> effects.HttpResponse:
         assert self._http is not None
+        url = request.url if self.poll is None else await self._polled(request)
         raw = await self._http.request(
             request.method,
-            request.url,
+            url,
             headers=dict(request.headers),
             content=request.body,
             timeout=request.timeout,
         )
         headers = {name.lower(): value for name, value in raw.headers.items()}
         return effects.HttpResponse(raw.status_code, headers, raw.content)
+
+    async def _polled(self, request: effects.HttpRequest) -> str:
+        """The URL to send ``request`` to, once a long poll of a run has waited through
+        ``poll`` (the rest of its ``wait``, if any, is the engine's). A start that would be
+        held until its run ends is answered at once instead: the client then long-polls
+        the run, which ``poll`` sees."""
+        assert self.poll is not None
+        url = request.url
+        if request.method == "POST" and (held := _HELD_START.fullmatch(url)):
+            return ORIGIN + held["path"]
+        if request.method != "GET" or not (polled := _POLL.fullmatch(url)):
+            return url
+        try:
+            wait = float(polled["wait"])
+        except ValueError:
+            return url  # the engine's 400 says what is wrong with it
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self.poll(urllib.parse.unquote(polled["run"]), wait)
+        left = wait - (loop.time() - started)
+        return ORIGIN + polled["path"] + (f"?wait={left:.3f}" if left > 0.001 else "")
 
     def _route(self) -> None:
         client, host = self.client, self

@@ -16,7 +16,7 @@ import contextlib
 import datetime as _dt
 import json
 
-from stepline.engine import Engine, RunStatus
+from stepline.engine import Engine, NotFoundError, RunStatus
 from stepline.engine._model import Run
 from stepline.testing._clock import VirtualClock
 
@@ -104,6 +104,15 @@ class Timekeeper:
             if nxt is None or not auto_skip:
                 raise RunWaitingError(await self._stalled(run, nxt), run_id)
             self.clock.set(nxt)
+
+    async def skip_for(self, run_id: str, seconds: float) -> None:
+        """For a client's long poll of a run (``handle.result()``, in a test or in the
+        app's own route): move time to each next job, as ``finish`` with auto-skip does,
+        for at most ``seconds`` of real time; return sooner once the run ended, or once
+        nothing scheduled could end it (an event or a signal still may: the poll then
+        waits for it as on any engine)."""
+        with contextlib.suppress(asyncio.TimeoutError, RunWaitingError, NotFoundError):
+            await asyncio.wait_for(self.finish(run_id, auto_skip=True), seconds)
 
     async def _stalled(self, run: Run, nxt: float | None) -> str:
         steps = await self.engine.run_steps(run.run_id)
