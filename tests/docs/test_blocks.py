@@ -79,6 +79,10 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Real seconds one block may await: a block takes a few; a run left waiting on a timer
+#: the env's clock will not reach fails here, naming what it waits for, before the
+#: file's own timeout would stop the test with only a stack
+BLOCK_SECONDS = 60.0
 #: the files that configure Django, each in a child process
 OWN_PROCESS = ("docs/django-tasks.md", "docs/outbox-django.md", "docs/web-django.md")
 #: set in that child: where it writes its tally for the parent
@@ -120,6 +124,8 @@ class FileState:
     modules: list[str] = dataclasses.field(default_factory=list)
     #: the free ports standing in for the ones the docs name, in commands and module files
     ports: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: the engines ``docs_engine`` opened (closed ones stay, and are passed over)
+    envs: list[stepline.testing.TestEnv] = dataclasses.field(default_factory=list)
 
 
 def _state(example: Example) -> FileState:
@@ -171,7 +177,39 @@ def run_python(example: Example) -> None:
     )
     result = eval(code, example.namespace)
     if inspect.iscoroutine(result):
-        state.loop.run_until_complete(result)
+        try:
+            state.loop.run_until_complete(asyncio.wait_for(result, BLOCK_SECONDS))
+        except asyncio.TimeoutError:
+            raise AssertionError(
+                f"{_where(example)}: still waiting after {BLOCK_SECONDS:g} s; {_unended(state)}"
+            ) from None
+
+
+def _unended(state: FileState) -> str:
+    """What the file's open engines' unended runs wait for: why a block still waits."""
+    told = []
+    for env in state.envs:
+        try:
+            runs = env.runs_sync()
+        except stepline.ConfigError:  # closed
+            continue
+        for run in runs:
+            info = run.describe_sync()
+            if info.status.terminal:
+                continue
+            steps = [
+                f"{step.name} {step.state()}{_last_error(step.error)}"
+                for step in run.steps_sync()
+                if step.status not in ("Completed", "Failed")
+            ]
+            told.append(f"run {run.run_id} ({info.function_id}) {info.status.value}: {steps}")
+    return "; ".join(told) or "no run of an open engine is unended"
+
+
+def _last_error(error: object) -> str:
+    if isinstance(error, dict):
+        return f" after {error.get('name')}: {error.get('message')}"
+    return ""
 
 
 def _write_module(state: FileState, path: str, source: str) -> None:
@@ -401,7 +439,9 @@ def _run_file(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ta
         engines = stack.enter_context(contextlib.ExitStack())
 
         def docs_engine(client: stepline.Client, functions: list[Any]) -> stepline.testing.TestEnv:
-            return engines.enter_context(stepline.testing.TestEnv(client, functions))
+            env = engines.enter_context(stepline.testing.TestEnv(client, functions))
+            state.envs.append(env)
+            return env
 
         document.namespace.update(
             __name__=f"docs_{path.stem.replace('-', '_')}",
