@@ -4,6 +4,9 @@ The engine runs either on the caller's event loop (``async with TestEnv(...)``) 
 thread of its own (``with TestEnv(...)``); everything else is the same. While the host is
 open, the client's engine traffic (``client.send``, ``client.start``, run handles...) goes
 to the engine's real REST API in-process, so the app's own routes reach it unchanged.
+One thing is added on the way: a long poll for a run's end first waits through the env's
+``poll`` (auto-skip moves the virtual clock for it, as for ``TestRun.result``), since a
+clock that moves only when told would otherwise never bring a sleep or a retry due.
 Closing the host gives the client back its transports and settings.
 """
 
