@@ -192,9 +192,36 @@ async def _twice(kind: str, url: str, *, timeout: float = 5) -> Any:
         await driver.close()
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", DRIVERS)
+def test_a_reused_connection_closed_before_any_answer_is_replaced_and_the_request_sent_again(
+    kind: str,
+) -> None:
+    # the race of test_a_pooled_connection_closed_by_the_server_is_replaced_unnoticed,
+    # with the server's close always last: the request was written to the pooled
+    # connection, then the server closed it without a byte of an answer (as a keep-alive
+    # timer firing with the request unread does); the driver cannot tell it from an idle
+    # close, so it sends the request once more, on a new connection, and the caller sees
+    # the answer. httpx's pool tests a connection for a close before reusing it, which
+    # this close comes after.
+    seen: list[int] = []
+
+    def serve(conn: socket.socket, number: int) -> None:
+        seen.append(number)
+        if number == 1:
+            conn.sendall(OK)
+        else:
+            raise Hangup
+
+    with listener(serve) as url:
+        answer = asyncio.run(_twice(kind, url))
+    assert (answer.status, answer.error) == (200, None), answer
+    assert seen == [1, 2, 1], "sent again once, on a new connection"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("kind", ["h1", "aiohttp"])
+@pytest.mark.parametrize("kind", DRIVERS)
 @pytest.mark.parametrize("fault", ["timeout", "partial-answer", "fresh-hangup"])
 def test_nothing_else_is_sent_twice(fault: str, kind: str) -> None:
     # a second request on the reused connection that times out, or whose answer began

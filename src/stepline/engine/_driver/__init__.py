@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
-import logging
-import time
 import urllib.parse
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
 
-from stepline.engine._driver import httpx_stream
+from stepline.engine._driver import exchange, httpx_stream
 from stepline.engine._driver.framing import too_large
 from stepline.engine._driver.h1 import H1Driver
 from stepline.engine._wire.response import RawResponse
@@ -23,10 +21,8 @@ if TYPE_CHECKING:
     from stepline._comm.messages import CommRequest
     from stepline._comm.pool import SdkPool
     from stepline._protocol.execution import ExecutionRequest
-    from stepline.engine._driver.aioconn import Exchange
     from stepline.engine._driver.local import LocalCheckpoints
 
-logger = logging.getLogger("stepline.engine")
 T = TypeVar("T")
 
 #: Bodies above this many bytes are streamed to aiohttp rather than handed over whole.
@@ -107,27 +103,14 @@ class AiohttpDriver:
         self, method: str, url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> RawResponse:
         """POST/PUT/GET ``url``; errors (refused, reset, timeout) become ``error``."""
-        from stepline.engine._driver import aioconn
 
-        exchange = aioconn.Exchange()
-        token = aioconn.current.set(exchange)
-        try:
-            started = time.monotonic()
-            answer, failure = await self._send(
-                self._get(), method, url, body=body, headers=headers, timeout=timeout
+        async def send(fresh: bool, seconds: float) -> tuple[RawResponse, BaseException | None]:
+            session = self._get(fresh=fresh)
+            return await self._send(
+                session, method, url, body=body, headers=headers, timeout=seconds
             )
-            if _stale(exchange, failure):
-                # the app's server closed the idle pooled connection just as it was
-                # reused (its keep-alive ran out): not the app's failure, so no attempt
-                # is spent on it; sent once more on a new connection, as Go's Transport does
-                logger.debug("%s %s: %s on a reused connection, sent again", method, url, failure)
-                left = max(timeout - (time.monotonic() - started), 0.001)
-                answer, failure = await self._send(
-                    self._get(fresh=True), method, url, body=body, headers=headers, timeout=left
-                )
-            return answer
-        finally:
-            aioconn.current.reset(token)
+
+        return await exchange.sent(send, _stale, timeout=timeout, what=f"{method} {url}")
 
     async def _send(
         self,
@@ -174,7 +157,7 @@ class AiohttpDriver:
         self._session = self._fresh = None
 
 
-def _stale(exchange: Exchange, failure: BaseException | None) -> bool:
+def _stale(use: exchange.Exchange, failure: BaseException | None) -> bool:
     """Whether a failed request met a pooled connection the server had already closed.
 
     Only a reused connection that delivered no byte of an answer, failing as a closed
@@ -183,7 +166,7 @@ def _stale(exchange: Exchange, failure: BaseException | None) -> bool:
     """
     import aiohttp
 
-    if failure is None or not exchange.reused or exchange.answered:
+    if failure is None or not use.reused or use.answered:
         return False
     if isinstance(failure, asyncio.TimeoutError):
         return False
@@ -193,24 +176,59 @@ def _stale(exchange: Exchange, failure: BaseException | None) -> bool:
 
 
 class HttpDriver:
-    """HTTP with keep-alive pooling (one ``httpx.AsyncClient`` per engine)."""
+    """HTTP with keep-alive pooling (one ``httpx.AsyncClient`` per engine).
+
+    What ``AiohttpDriver`` does, with httpx: an HTTP/1.0 answer's Transfer-Encoding is
+    ignored, and a request that failed on a pooled connection the app's server had closed
+    while idle (nothing of an answer arrived) is sent again once, on a new connection. The
+    pool tests a connection for a pending close before reusing it, but a server whose
+    keep-alive runs out just then closes it after the test.
+    """
 
     def __init__(self, *, max_connections: int = 200, max_bytes: int = DEFAULT_MAX_ANSWER) -> None:
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=100)
-        client = httpx.AsyncClient(limits=limits, follow_redirects=False)
-        # an HTTP/1.0 answer's Transfer-Encoding is ignored, as by AiohttpDriver
-        self._client = httpx_stream.lenient(client)
+        self._max = max_connections
         self.max_bytes = max_bytes
+        self._client = self._new_client(keep_alive=100)
+        self._fresh: httpx.AsyncClient | None = None
+
+    def _new_client(self, *, keep_alive: int) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=self._max, max_keepalive_connections=keep_alive)
+        client = httpx.AsyncClient(limits=limits, follow_redirects=False)
+        return httpx_stream.lenient(client)
 
     async def request(
         self, method: str, url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> RawResponse:
         """POST/PUT/GET ``url``; errors (refused, reset, timeout) become ``error``."""
+
+        async def send(fresh: bool, seconds: float) -> tuple[RawResponse, BaseException | None]:
+            client = self._client
+            if fresh:
+                if self._fresh is None:  # it keeps no connection: each one is new
+                    self._fresh = self._new_client(keep_alive=0)
+                client = self._fresh
+            return await self._send(
+                client, method, url, body=body, headers=headers, timeout=seconds
+            )
+
+        return await exchange.sent(send, _stale_httpx, timeout=timeout, what=f"{method} {url}")
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        *,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout: float,
+    ) -> tuple[RawResponse, BaseException | None]:
+        """One request; the answer, and the exception that made it a failure (if one did)."""
         try:
-            request = self._client.build_request(
+            request = client.build_request(
                 method, url, content=body, headers=dict(headers), timeout=timeout
             )
-            response = await self._client.send(request, stream=True)
+            response = await client.send(request, stream=True)
             try:
                 content = await read_httpx(response, self.max_bytes)
             finally:
@@ -218,14 +236,27 @@ class HttpDriver:
         except Exception as exc:  # not only HTTPError: InvalidURL, and an ExceptionGroup
             # from the connection pool for a port out of range; a driver answers, it never
             # raises (the job would fail inside the engine, again and again)
-            return RawResponse(0, {}, b"", error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+            error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            return RawResponse(0, {}, b"", error=error), exc
         if content is None:
-            return too_large(self.max_bytes)
-        return RawResponse(response.status_code, dict(response.headers), content)
+            return too_large(self.max_bytes), None
+        return RawResponse(response.status_code, dict(response.headers), content), None
 
     async def close(self) -> None:
-        """Close the pool."""
-        await self._client.aclose()
+        """Close the pools."""
+        for client in (self._client, self._fresh):
+            if client is not None:
+                await client.aclose()
+        self._fresh = None
+
+
+def _stale_httpx(use: exchange.Exchange, failure: BaseException | None) -> bool:
+    """``_stale`` for httpx: a reused connection, no byte of an answer, and a failure as a
+    closed connection's (the server's disconnect, a reset reading or writing)."""
+    if failure is None or not use.reused or use.answered:
+        return False
+    closed = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+    return isinstance(failure, closed)
 
 
 async def _read_aiohttp(response: Any, limit: int) -> bytes | None:

@@ -12,32 +12,14 @@ own (``TCPConnector._factory``, stable since aiohttp 3.0). The protocol
 
 from __future__ import annotations
 
-import contextvars
-import dataclasses
 import functools
 from typing import Any, cast
 
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
+from stepline.engine._driver.exchange import Exchange, current
 from stepline.engine._driver.framing import HeadFilter
-
-
-@dataclasses.dataclass
-class Exchange:
-    """One request's use of a connection, filled in by the connection."""
-
-    #: The connection had carried an earlier request (it came from the pool).
-    reused: bool = False
-    #: At least one byte of the answer arrived.
-    answered: bool = False
-
-
-#: The exchange of the request the current task is sending (read when its connection is
-#: handed the request: ``set_response_params`` runs in the sending task).
-current: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar(
-    "stepline_exchange", default=None
-)
 
 
 class _Handler(ResponseHandler):

@@ -1,8 +1,12 @@
-"""httpx connections that read an HTTP/1.0 answer's framing as Go's ``net/http`` does.
+"""httpx connections as the engine needs them: lenient framing, and a record of each use.
 
-The twin of ``_aioconn`` for the httpx fallback driver: httpcore has no parser hook, so
-its network backend is wrapped and every answer's bytes pass through ``HeadFilter``
-before h11 sees them (see ``_framing``).
+The twin of ``aioconn`` for the httpx fallback driver: httpcore has no parser hook, so
+its network backend is wrapped, and each connection's stream
+
+* passes every answer's bytes through ``HeadFilter`` before h11 sees them (an HTTP/1.0
+  answer's Transfer-Encoding is ignored, as Go's ``net/http`` does: see ``framing``);
+* notes on the sending task's ``Exchange`` whether the connection had carried a request
+  before and whether any byte of the answer arrived.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from stepline.engine._driver.exchange import Exchange, current
 from stepline.engine._driver.framing import HeadFilter
 
 
@@ -24,11 +29,17 @@ class _Stream(httpcore.AsyncNetworkStream):
         self._inner = inner
         self._filter = HeadFilter()
         self._reading = False
+        self._requests = 0
+        self._exchange: Exchange | None = None
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if self._reading:  # a new request: the next bytes read start a new answer
+        if self._reading or not self._requests:  # a request's first bytes
             self._reading = False
-            self._filter = HeadFilter()
+            self._filter = HeadFilter()  # the next bytes read start a new answer
+            self._requests += 1
+            self._exchange = current.get()
+            if self._exchange is not None:
+                self._exchange.reused = self._requests > 1
         await self._inner.write(buffer, timeout)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
@@ -37,6 +48,8 @@ class _Stream(httpcore.AsyncNetworkStream):
             data = await self._inner.read(max_bytes, timeout)
             if not data:
                 return self._filter.flush()  # b"" (the close) once nothing is held
+            if self._exchange is not None:
+                self._exchange.answered = True
             passed = self._filter.feed(data)
             if passed:
                 return passed
