@@ -178,10 +178,11 @@ def test_a_draining_worker_finishes_its_call_and_takes_no_new_one(
 def test_a_step_longer_than_the_lease_and_the_call_timeout_completes(
     tmp_path: Path, kind: Kind, name: str
 ) -> None:
-    # an HTTP call would time out at 2 s and lose its lease at 1.5 s without heartbeats;
-    # the worker extends its lease every second, which moves the call's deadline on
+    # an HTTP call would time out at 3 s and lose its lease at 1.5 s without heartbeats;
+    # the worker extends its lease every second, which moves the call's deadline on (the
+    # first extension leaves a loaded machine's worker 2 s to be heard)
     with (
-        node(str(tmp_path / "e.db"), lease_seconds=1.5, call_timeout=2.0) as engine,
+        node(str(tmp_path / "e.db"), lease_seconds=1.5, call_timeout=3.0) as engine,
         workers(tmp_path, kind.module) as found,
     ):
         assert engine.engine.connect.timing.extend == 1
